@@ -1,0 +1,89 @@
+/* odsync/change.h — the change model: what one captured row event looks like.
+ *
+ * OWNERSHIP RULE (the only one): every byte an od_change points to — values, tuples, strings — is
+ * owned by whoever produced the change and is valid only for the call it is passed to, unless the
+ * receiver is told otherwise. The pipeline copies changes from the decoder (which points into the
+ * network buffer) into an od_chunk arena; a chunk and everything in it is owned by the pipeline and
+ * recycled once its changes are applied by the sink. Relations (od_relation) are immutable
+ * versions owned by the decoder's relation cache and live until the decoder is destroyed, so a
+ * change may keep its `rel` pointer for as long as the pipeline runs.
+ *
+ * Never touches: I/O, allocation policy, any particular source or sink.
+ */
+#ifndef ODSYNC_CHANGE_H
+#define ODSYNC_CHANGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A source position. For PostgreSQL: a WAL LSN. 0 means "none". */
+typedef uint64_t od_lsn;
+#define OD_LSN_FMT "%X/%X"
+#define OD_LSN_ARGS(lsn) (unsigned)((lsn) >> 32), (unsigned)(lsn)
+
+typedef enum od_op {
+  OD_OP_INSERT = 'I',
+  OD_OP_UPDATE = 'U',
+  OD_OP_DELETE = 'D',
+  OD_OP_TRUNCATE = 'T',
+  OD_OP_READ = 'R',    /* row read by a snapshot */
+  OD_OP_MESSAGE = 'M', /* logical decoding message: values[0] = prefix (text), values[1] = content */
+} od_op;
+
+typedef enum od_value_kind {
+  OD_VALUE_NULL = 'n',
+  OD_VALUE_UNCHANGED = 'u', /* unchanged TOASTed value: the sink keeps what it has */
+  OD_VALUE_TEXT = 't',      /* the type's text output form; data is NUL-terminated */
+  OD_VALUE_BINARY = 'b',    /* the type's binary send form */
+} od_value_kind;
+
+typedef struct od_value {
+  const char *data; /* NULL for NULL/UNCHANGED; for TEXT, data[len] == '\0' */
+  uint32_t len;
+  uint8_t kind; /* od_value_kind */
+} od_value;
+
+typedef struct od_tuple {
+  uint16_t ncolumns; /* 0: no tuple */
+  od_value *values;
+} od_tuple;
+
+typedef struct od_column {
+  char *name;
+  uint32_t type_oid;
+  int32_t typmod;
+  bool key; /* part of the row identity the sink matches on (primary key or replica identity) */
+} od_column;
+
+typedef struct od_relation {
+  uint32_t oid;
+  char *schema;
+  char *name;
+  char replica_identity; /* 'd' default (primary key), 'n' nothing, 'f' full, 'i' index */
+  uint16_t ncolumns;
+  od_column *columns;
+  uint32_t version;              /* 1 for the first shape seen, +1 on every change of shape */
+  struct od_relation *previous;  /* older version of the same table, or NULL */
+  bool has_primary_key;          /* the key columns are a real primary key (sink may declare it) */
+} od_relation;
+
+typedef struct od_txn_info {
+  uint32_t xid;
+  od_lsn final_lsn;      /* LSN of the commit record (known at Begin) */
+  od_lsn end_lsn;        /* LSN just past the commit record (known at Commit): the checkpoint */
+  int64_t commit_time;   /* microseconds since the Unix epoch */
+  const char *origin;    /* replication origin name, or NULL */
+} od_txn_info;
+
+typedef struct od_change {
+  uint8_t op;              /* od_op */
+  char old_kind;           /* 0: no old tuple; 'K': key columns only; 'O': full old row */
+  uint8_t truncate_flags;  /* for OD_OP_TRUNCATE: 1 cascade, 2 restart identity */
+  const od_relation *rel;  /* NULL only for OD_OP_MESSAGE */
+  od_tuple newtup;         /* insert/update/read: the after-image; message: prefix, content */
+  od_tuple oldtup;         /* update/delete: before-image (see old_kind) */
+  uint32_t index;          /* position of the change inside its transaction, from 0 */
+} od_change;
+
+#endif

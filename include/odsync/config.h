@@ -1,0 +1,85 @@
+/* odsync/config.h — the parsed configuration file.
+ *
+ * Owns: the od_config tree and every string in it (freed by od_config_free). Secrets written as
+ * ${env:NAME} or ${file:PATH} are resolved at load time; entries that contained one are marked
+ * `secret` and their value must never be logged or put into an error message.
+ * Source and sink sections are kept as generic key/value entries: each adapter validates its own
+ * keys (od_config_check_keys) so a new adapter never needs a change here.
+ * Never touches: servers, files other than the config and ${file:} references.
+ */
+#ifndef ODSYNC_CONFIG_H
+#define ODSYNC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "odsync/error.h"
+
+typedef struct od_config_entry {
+  char *key;
+  char *value;    /* scalar value with references resolved; NULL when the entry is a list */
+  char **list;    /* sequence of scalars (e.g. tables: [a, b]); NULL when scalar */
+  int nlist;
+  bool secret;    /* value came (partly) from ${env:} or ${file:} */
+  int line, col;  /* 1-based position of the value in the file */
+} od_config_entry;
+
+typedef struct od_config_section {
+  const char *file;  /* config path (points into od_config) */
+  const char *path;  /* dotted path for messages, e.g. "pipelines[0].source" */
+  char *type;        /* required "type:" key */
+  int line, col;
+  od_config_entry *entries; /* every key except "type" */
+  int nentries;
+} od_config_section;
+
+typedef struct od_batch_config {
+  int max_rows;        /* default 5000, range 1..1000000 */
+  size_t max_bytes;    /* default 64 MiB */
+  int max_delay_ms;    /* default 20: longest a batch stays open while rows keep coming */
+} od_batch_config;
+
+typedef struct od_queue_config {
+  size_t max_rows;     /* default 100000 */
+  size_t max_bytes;    /* default 256 MiB */
+} od_queue_config;
+
+typedef struct od_pipeline_config {
+  char *name;          /* [A-Za-z0-9_]+, unique */
+  int line, col;
+  char *path;          /* "pipelines[0]" */
+  od_config_section source;
+  od_config_section sink;
+  od_batch_config batch;
+  od_queue_config queue;
+} od_pipeline_config;
+
+typedef struct od_config {
+  char *file;          /* path the config was read from ("<string>" for od_config_parse) */
+  char *state_dir;     /* default "./odsync-state" */
+  char *log_level;     /* error|warn|info|debug; default info */
+  od_pipeline_config *pipelines;
+  int npipelines;
+} od_config;
+
+/* Read and validate a file. On error, err->msg reads "FILE:LINE:COL: what is wrong; what is expected". */
+int od_config_load(const char *path, od_config **out, od_error *err);
+/* Same, from a string; `name` is used as the file name in messages. */
+int od_config_parse(const char *text, size_t len, const char *name, od_config **out, od_error *err);
+void od_config_free(od_config *cfg);
+
+/* Accessors for adapters. Each returns OD_OK, or OD_ECONFIG with "FILE:LINE:COL: <path>.<key> ..." */
+const od_config_entry *od_config_find(const od_config_section *s, const char *key);
+/* Scalar string; *out = def when the key is absent (def may be NULL). */
+int od_config_string(const od_config_section *s, const char *key, const char *def, const char **out,
+                     od_error *err);
+int od_config_int(const od_config_section *s, const char *key, long def, long min, long max,
+                  long *out, od_error *err);
+int od_config_bool(const od_config_section *s, const char *key, bool def, bool *out, od_error *err);
+/* List of strings; a scalar is taken as a one-element list. *n = 0 when absent. */
+int od_config_list(const od_config_section *s, const char *key, char *const **out, int *n,
+                   od_error *err);
+/* Fail on the first key not in `allowed` (NULL-terminated), suggesting the closest allowed key. */
+int od_config_check_keys(const od_config_section *s, const char *const *allowed, od_error *err);
+
+#endif

@@ -1,0 +1,43 @@
+/* odsync/sink.h — the sink adapter interface.
+ *
+ * A sink applies changes and stores, in the same atomic write as the data, the source position
+ * of the last transaction it holds (its checkpoint). It is driven by one apply thread.
+ * The pipeline guarantees: begin, apply..., commit sequences never interleave; commit() is called
+ * only at a source transaction boundary; changes arrive in source commit order.
+ * A sink never acknowledges anything to a source; it reports the position it holds.
+ * Never calls exit(); failures return a status and fill od_error (retriable or not).
+ */
+#ifndef ODSYNC_SINK_H
+#define ODSYNC_SINK_H
+
+#include "odsync/change.h"
+#include "odsync/config.h"
+#include "odsync/error.h"
+
+typedef struct od_sink od_sink;
+
+typedef struct od_sink_ops {
+  const char *type; /* the config's sink.type */
+  /* Validate config, connect/open, create the checkpoint store. *out is owned by the caller and
+   * released with close(). `pipeline` names the checkpoint row. */
+  int (*open)(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err);
+  /* The position stored by the last successful commit (0 when the sink holds nothing yet). */
+  int (*read_position)(od_sink *s, od_lsn *out, od_error *err);
+  /* Start a sink transaction. */
+  int (*begin)(od_sink *s, od_error *err);
+  /* Apply changes inside the open transaction. Pointers in `changes` are valid only during the
+   * call; relations stay valid for the pipeline's life (see change.h). */
+  int (*apply)(od_sink *s, const od_change *changes, size_t n, od_error *err);
+  /* Store `position` as the checkpoint and commit data + checkpoint atomically. On OD_OK the
+   * commit is durable (survives power loss). */
+  int (*commit)(od_sink *s, od_lsn position, od_error *err);
+  /* Abandon the open transaction (after a failed apply/commit). */
+  void (*rollback)(od_sink *s);
+  void (*close)(od_sink *s);
+} od_sink_ops;
+
+struct od_sink {
+  const od_sink_ops *ops;
+};
+
+#endif

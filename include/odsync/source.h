@@ -1,0 +1,61 @@
+/* odsync/source.h — the source adapter interface.
+ *
+ * A source captures committed changes and reports them, in commit order, through an
+ * od_change_handler. It is driven by one reader thread (no internal threads of its own).
+ * It never decides what is durable: the pipeline tells it, through ack(), the position every
+ * sink holds, and the source may only confirm that much to the database.
+ * Never calls exit(); every failure returns a status and fills od_error (retriable or not).
+ */
+#ifndef ODSYNC_SOURCE_H
+#define ODSYNC_SOURCE_H
+
+#include "odsync/change.h"
+#include "odsync/config.h"
+#include "odsync/error.h"
+
+/* Callbacks a source calls while polling. Any callback returning non-zero stops the poll and
+ * that status is returned from poll(). Change values are valid only during the call. */
+typedef struct od_change_handler {
+  void *ctx;
+  int (*begin)(void *ctx, const od_txn_info *txn, od_error *err);
+  int (*change)(void *ctx, const od_txn_info *txn, const od_change *change, od_error *err);
+  int (*commit)(void *ctx, const od_txn_info *txn, od_error *err);
+  /* Optional: a new relation version, before any change uses it. The callee may set the
+   * key/has_primary_key flags (e.g. from the catalog); nothing else. */
+  int (*relation)(void *ctx, od_relation *rel, od_error *err);
+  /* Optional: the source has delivered everything before `pos` and no transaction is open, so
+   * `pos` may be acknowledged once everything delivered so far is durable (idle heartbeat). */
+  int (*idle)(void *ctx, od_lsn pos, od_error *err);
+} od_change_handler;
+
+/* A problem found by check(); called once per problem, the message is complete and user-facing. */
+typedef void (*od_problem_fn)(void *ctx, bool fatal, const char *msg);
+
+typedef struct od_source od_source;
+
+typedef struct od_source_ops {
+  const char *type; /* the config's source.type */
+  /* Validate the config section and allocate; no connection yet. *out is owned by the caller
+   * and released with close(). */
+  int (*open)(const od_config_section *cfg, const char *pipeline, od_source **out, od_error *err);
+  /* Connect and inspect (server settings, privileges, tables, keys) without changing anything;
+   * report each problem. Returns the number of fatal problems (0 = ready), or a negative status. */
+  int (*check)(od_source *s, od_problem_fn problem, void *ctx, od_error *err);
+  /* Connect, create what is missing (slot, publication) and start streaming after `from`
+   * (the position the sinks hold; 0 = wherever the source's own bookkeeping says). */
+  int (*start)(od_source *s, od_lsn from, od_error *err);
+  /* Deliver what is available within timeout_ms. OD_OK after delivering or when the timeout
+   * passed; a failed connection returns a retriable error, after which start() may be called again. */
+  int (*poll)(od_source *s, const od_change_handler *h, int timeout_ms, od_error *err);
+  /* Everything up to and including `durable` is durable in every sink. Sends it to the server
+   * when it changed or when a status is due (`force` sends now). Safe to call from a handler. */
+  int (*ack)(od_source *s, od_lsn durable, bool force, od_error *err);
+  /* Disconnect and free. */
+  void (*close)(od_source *s);
+} od_source_ops;
+
+struct od_source {
+  const od_source_ops *ops;
+};
+
+#endif
