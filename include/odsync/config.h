@@ -82,4 +82,10 @@ int od_config_list(const od_config_section *s, const char *key, char *const **ou
 /* Fail on the first key not in `allowed` (NULL-terminated), suggesting the closest allowed key. */
 int od_config_check_keys(const od_config_section *s, const char *const *allowed, od_error *err);
 
+/* Additions (config.c). Lists (entry.list) are also NULL-terminated.
+ * Like od_config_string, but an absent key ("FILE:L:C: <path>: missing required key 'dsn'", at the
+ * section's position) or an empty value is an error. */
+int od_config_require_string(const od_config_section *s, const char *key, const char **out,
+                             od_error *err);
+
 #endif

@@ -1,3 +1,245 @@
-/* main.c — placeholder until the CLI lands. */
+/* main.c — the odsync command line: run, check, --help, --version.
+ * Owns: signal handling and the process exit status. Everything else is the library's. */
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void) { puts("odsync"); return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/progress.h"
+#include "core/log.h"
+#include "core/pipeline.h"
+#include "odsync/change.h"
+#include "odsync/config.h"
+
+static const char usage[] =
+    "odsync " ODSYNC_VERSION " — operational data store synchronizer\n"
+    "\n"
+    "usage: odsync <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run     run every pipeline of the config until SIGINT/SIGTERM, then drain and exit\n"
+    "  check   validate the config and connect to every source and sink; one line per problem\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE     config file (default: odsync.yml)\n"
+    "  -p, --pipeline NAME   only this pipeline (repeatable)\n"
+    "      --progress        live progress line (default when stderr is a terminal)\n"
+    "      --no-progress     no progress line\n"
+    "  -l, --log-level L     error|warn|info|debug (overrides log_level in the config)\n"
+    "  -h, --help            this help\n"
+    "  -V, --version         print the version\n"
+    "\n"
+    "Configuration keys: docs/CONFIG.md. Exit status: 0 ok, 1 a pipeline failed or check found\n"
+    "problems, 2 usage or configuration error.\n";
+
+typedef struct cli {
+  const char *config_path;
+  const char *only[64];
+  int nonly;
+  int progress; /* -1 auto, 0 off, 1 on */
+  const char *log_level;
+} cli;
+
+static int parse_args(int argc, char **argv, cli *c) {
+  static const struct option opts[] = {
+      {"config", required_argument, NULL, 'c'}, {"pipeline", required_argument, NULL, 'p'},
+      {"progress", no_argument, NULL, 'P'},     {"no-progress", no_argument, NULL, 'N'},
+      {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+  int ch;
+  while ((ch = getopt_long(argc, argv, "c:p:l:hV", opts, NULL)) != -1) {
+    switch (ch) {
+      case 'c': c->config_path = optarg; break;
+      case 'p':
+        if (c->nonly < 64) c->only[c->nonly++] = optarg;
+        break;
+      case 'P': c->progress = 1; break;
+      case 'N': c->progress = 0; break;
+      case 'l': c->log_level = optarg; break;
+      case 'h': fputs(usage, stdout); exit(0);
+      case 'V': printf("odsync %s\n", ODSYNC_VERSION); exit(0);
+      default: fputs("run 'odsync --help' for usage\n", stderr); return 2;
+    }
+  }
+  return 0;
+}
+
+static bool selected(const cli *c, const char *name) {
+  if (!c->nonly) return true;
+  for (int i = 0; i < c->nonly; i++)
+    if (strcmp(c->only[i], name) == 0) return true;
+  return false;
+}
+
+static int load_config(const cli *c, od_config **cfg) {
+  od_error err;
+  od_error_clear(&err);
+  if (od_config_load(c->config_path, cfg, &err)) {
+    fprintf(stderr, "odsync: %s\n", err.msg);
+    return 2;
+  }
+  const char *level = c->log_level ? c->log_level : (*cfg)->log_level;
+  int lv = od_log_parse_level(level);
+  if (lv < 0) {
+    fprintf(stderr, "odsync: unknown log level '%s' (error, warn, info, debug)\n", level);
+    od_config_free(*cfg);
+    return 2;
+  }
+  od_log_set_level(lv);
+  for (int i = 0; i < c->nonly; i++) {
+    bool found = false;
+    for (int p = 0; p < (*cfg)->npipelines; p++) found |= strcmp((*cfg)->pipelines[p].name, c->only[i]) == 0;
+    if (!found) {
+      fprintf(stderr, "odsync: %s has no pipeline named '%s'\n", c->config_path, c->only[i]);
+      od_config_free(*cfg);
+      return 2;
+    }
+  }
+  return 0;
+}
+
+/* ---- check ---- */
+
+static void print_problem(void *ctx, bool fatal, const char *msg) {
+  int *count = ctx;
+  printf("%s: %s\n", fatal ? "error" : "warning", msg);
+  if (fatal) (*count)++;
+}
+
+static int cmd_check(const cli *c) {
+  od_config *cfg;
+  int rc = load_config(c, &cfg);
+  if (rc) return rc;
+  od_log_set_level(OD_LOG_ERROR);
+  int problems = 0;
+  for (int i = 0; i < cfg->npipelines; i++) {
+    const od_pipeline_config *pc = &cfg->pipelines[i];
+    if (!selected(c, pc->name)) continue;
+    int before = problems;
+    int n = od_pipeline_check(cfg, pc, print_problem, &problems);
+    if (n < 0) problems++;
+    if (problems == before) printf("ok: pipeline %s: source and sink ready\n", pc->name);
+  }
+  od_config_free(cfg);
+  return problems ? 1 : 0;
+}
+
+/* ---- run ---- */
+
+static int cmd_run(const cli *c) {
+  od_config *cfg;
+  int rc = load_config(c, &cfg);
+  if (rc) return rc;
+  /* Signals are taken synchronously by this thread; every other thread blocks them. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  od_pipeline **pipes = calloc((size_t)cfg->npipelines, sizeof *pipes);
+  int n = 0;
+  od_error err;
+  od_error_clear(&err);
+  int exit_code = 0;
+  for (int i = 0; i < cfg->npipelines && pipes; i++) {
+    if (!selected(c, cfg->pipelines[i].name)) continue;
+    if (od_pipeline_new(cfg, &cfg->pipelines[i], &pipes[n], &err)) {
+      fprintf(stderr, "odsync: %s\n", err.msg);
+      exit_code = 2;
+      break;
+    }
+    n++;
+  }
+  for (int i = 0; i < n && exit_code == 0; i++) {
+    if (od_pipeline_start(pipes[i], &err)) {
+      od_error_log("%s", err.msg);
+      exit_code = 1;
+    }
+  }
+  bool progress = c->progress == 1 || (c->progress == -1 && isatty(STDERR_FILENO));
+  od_progress prog;
+  bool prog_ready = progress && od_progress_init(&prog, pipes, n, isatty(STDERR_FILENO)) == 0;
+  int64_t next_tick = od_mono_us();
+  int64_t interval = prog_ready && prog.tty ? 500000 : 5000000;
+  bool stopping = exit_code != 0;
+  if (stopping)
+    for (int i = 0; i < n; i++) od_pipeline_request_stop(pipes[i]);
+  for (;;) {
+    bool all_done = true;
+    for (int i = 0; i < n; i++) all_done &= od_pipeline_finished(pipes[i]) || !pipes[i];
+    if (all_done) break;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
+    int sig = sigtimedwait(&sigs, NULL, &ts);
+    if (sig > 0) {
+      if (stopping) {
+        fprintf(stderr, "\nodsync: second signal, exiting without draining\n");
+        _exit(130);
+      }
+      od_info("received %s: stopping (applying what is complete, then acknowledging)",
+              sig == SIGINT ? "SIGINT" : "SIGTERM");
+      stopping = true;
+      for (int i = 0; i < n; i++) od_pipeline_request_stop(pipes[i]);
+    }
+    /* One failed pipeline stops them all: a supervisor (systemd) sees the exit status. */
+    for (int i = 0; i < n && !stopping; i++) {
+      if (od_pipeline_finished(pipes[i])) {
+        stopping = true;
+        for (int j = 0; j < n; j++) od_pipeline_request_stop(pipes[j]);
+      }
+    }
+    if (prog_ready && od_mono_us() >= next_tick) {
+      od_progress_tick(&prog);
+      next_tick = od_mono_us() + interval;
+    }
+  }
+  if (prog_ready) {
+    od_progress_tick(&prog);
+    od_progress_done(&prog);
+    od_progress_free(&prog);
+  }
+  for (int i = 0; i < n; i++) {
+    od_error perr;
+    if (od_pipeline_wait(pipes[i], &perr)) exit_code = 1;
+    od_pipeline_stats *st = od_pipeline_get_stats(pipes[i]);
+    od_info("pipeline %s: stopped; %llu changes in %llu transactions applied, checkpoint " OD_LSN_FMT,
+            od_pipeline_name(pipes[i]), (unsigned long long)atomic_load(&st->changes_applied),
+            (unsigned long long)atomic_load(&st->txns_applied), OD_LSN_ARGS(atomic_load(&st->durable_lsn)));
+    od_pipeline_free(pipes[i]);
+  }
+  free(pipes);
+  od_config_free(cfg);
+  return exit_code;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fputs(usage, stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+    printf("odsync %s\n", ODSYNC_VERSION);
+    return 0;
+  }
+  cli c = {.config_path = "odsync.yml", .progress = -1};
+  optind = 2;
+  int rc = parse_args(argc, argv, &c);
+  if (rc) return rc;
+  if (optind < argc) {
+    fprintf(stderr, "odsync: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (!strcmp(cmd, "run")) return cmd_run(&c);
+  if (!strcmp(cmd, "check")) return cmd_check(&c);
+  fprintf(stderr, "odsync: unknown command '%s' (run 'odsync --help')\n", cmd);
+  return 2;
+}

@@ -35,5 +35,8 @@ const od_relation *od_pgoutput_relation(const od_pgoutput *d, uint32_t oid);
 const char *od_pgoutput_type_name(const od_pgoutput *d, uint32_t oid);
 /* True between Begin and Commit. */
 bool od_pgoutput_in_transaction(const od_pgoutput *d);
+/* Forget an open transaction (call after the connection was lost or a handler failed mid-way,
+ * before streaming again). The relation and type caches are kept. */
+void od_pgoutput_reset(od_pgoutput *d);
 
 #endif

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# scripts/setup.sh — installs what building and testing odsync needs on a fresh Debian 12 machine
+# (run as root). Idempotent: when every package is already installed, apt is not touched.
+# Also creates the unprivileged system user the test PostgreSQL servers run as (odsync-test).
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  libpq-dev libsqlite3-dev libyaml-dev libssl-dev
+  postgresql postgresql-contrib sqlite3
+  valgrind procps perl-base util-linux passwd coreutils findutils grep sed
+)
+TEST_USER=odsync-test
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup.sh: must run as root (installs packages, creates user $TEST_USER)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then missing+=("$p"); fi
+done
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup.sh: all packages present"
+fi
+
+# The Debian postgresql package may start a cluster of its own through its service scripts;
+# tests never use it (they start throwaway clusters on free ports), so it is left alone.
+
+if ! id -u "$TEST_USER" >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$TEST_USER"
+  echo "setup.sh: created system user $TEST_USER"
+fi
+
+bindir=$(pg_config --bindir 2>/dev/null || true)
+if [[ -z "$bindir" || ! -x "$bindir/initdb" ]]; then
+  bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+fi
+if [[ -z "$bindir" || ! -x "$bindir/initdb" ]]; then
+  echo "setup.sh: PostgreSQL server binaries not found after install" >&2
+  exit 1
+fi
+echo "setup.sh: ok (PostgreSQL binaries in $bindir)"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the test command: a sanitizer (ASan+UBSan) Debug build in build/, every CTest
+# test (unit and integration; integration tests each start their own servers, so they run in
+# parallel), then the decoder/queue/config/sink unit tests under valgrind from a second,
+# non-sanitized build in build-valgrind/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+JOBS=${JOBS:-2}
+
+echo "== sanitizer build (build/)"
+cmake -S . -B build -DODSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build -j"$JOBS"
+
+echo "== ctest"
+ctest --test-dir build --output-on-failure -j"$JOBS"
+
+echo "== valgrind build (build-valgrind/)"
+cmake -S . -B build-valgrind -DODSYNC_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-valgrind -j"$JOBS"
+
+ran=() skipped=() failed=()
+for t in test_pgoutput test_queue test_config test_sink_sqlite; do
+  exe=build-valgrind/$t
+  if [[ ! -x "$exe" ]]; then
+    skipped+=("$t")
+    continue
+  fi
+  echo "== valgrind $t"
+  # Unit tests find fixtures relative to the source dir, compiled in; run from the build dir.
+  if (cd build-valgrind && valgrind -q --error-exitcode=1 --leak-check=full "./$t"); then
+    ran+=("$t")
+  else
+    failed+=("$t")
+  fi
+done
+echo "valgrind: ran ${ran[*]:-none}; not built yet: ${skipped[*]:-none}; failed: ${failed[*]:-none}"
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "valgrind: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "scripts/test.sh: all tests passed"

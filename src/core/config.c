@@ -1,0 +1,995 @@
+/* config.c — reads, resolves and validates the odsync YAML configuration (libyaml document API).
+ *
+ * Owns: the od_config tree it returns. Every string, list, path and array in it is malloc'd here
+ * and released by od_config_free; section.file points at cfg->file, section.path is owned by the
+ * config although declared const. The libyaml document is freed before od_config_load returns.
+ * Resolves ${env:NAME} and ${file:PATH} references at load time and marks entries that used one
+ * as secret; a value that came (partly) from a reference is never copied into an error message.
+ * Never touches: servers, the state directory, any file other than the config and ${file:}
+ * targets, process exit, logging. Adapter keys are validated by the adapters
+ * (od_config_check_keys), not here.
+ */
+#include "odsync/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#define NAME_MAX_LEN 48
+#define SHOW_MAX 60 /* longest value quoted back in a message */
+
+#define KIB 1024ULL
+#define MIB (1024ULL * 1024ULL)
+#define GIB (1024ULL * 1024ULL * 1024ULL)
+#define TIB (1024ULL * GIB)
+
+/* Ranges of the pipeline-level numbers (documented in docs/CONFIG.md). */
+#define BATCH_ROWS_MIN 1L
+#define BATCH_ROWS_MAX 1000000L
+#define BATCH_DELAY_MIN 0L
+#define BATCH_DELAY_MAX 60000L
+#define BATCH_BYTES_MIN KIB
+#define BATCH_BYTES_MAX (4ULL * GIB)
+#define QUEUE_ROWS_MIN 1000L
+#define QUEUE_ROWS_MAX 100000000L
+#define QUEUE_BYTES_MIN MIB
+#define QUEUE_BYTES_MAX TIB
+
+static const char *const TOP_KEYS[] = {"state_dir", "log_level", "pipelines", NULL};
+static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "batch", "queue", NULL};
+static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", NULL};
+static const char *const QUEUE_KEYS[] = {"max_rows", "max_bytes", NULL};
+static const char *const LOG_LEVELS[] = {"error", "warn", "info", "debug", NULL};
+
+/* ---------------------------------------------------------------- messages */
+
+static int vfail_at(od_error *err, const char *file, int line, int col, const char *fmt,
+                    va_list ap) {
+  char what[OD_ERROR_MSG_MAX];
+  vsnprintf(what, sizeof what, fmt, ap);
+  return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s", file, line, col, what);
+}
+
+__attribute__((format(printf, 5, 6))) static int fail_at(od_error *err, const char *file, int line,
+                                                         int col, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vfail_at(err, file, line, col, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+static int oom(od_error *err, const char *file) {
+  return OD_FAIL(err, OD_ENOMEM, "out of memory while loading configuration %s", file);
+}
+
+/* A value as it may appear in a message: quoted and shortened, or withheld when secret. */
+static const char *shown(char *buf, size_t n, const char *v, bool secret) {
+  if (secret) return "the value (resolved from a ${env:}/${file:} reference, not shown)";
+  size_t len = strlen(v);
+  snprintf(buf, n, "'%.*s%s'", SHOW_MAX, v, len > SHOW_MAX ? "..." : "");
+  return buf;
+}
+
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64) return SIZE_MAX;
+  size_t row[65];
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t prev = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t best = prev + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      prev = up;
+    }
+  }
+  return row[lb];
+}
+
+/* Closest allowed word when it is close enough to be a plausible typo, else NULL. */
+static const char *closest(const char *word, const char *const *allowed) {
+  const char *best = NULL;
+  size_t bd = SIZE_MAX;
+  for (size_t i = 0; allowed[i]; i++) {
+    size_t d = edit_distance(word, allowed[i]);
+    if (d < bd) {
+      bd = d;
+      best = allowed[i];
+    }
+  }
+  if (!best) return NULL;
+  size_t longer = strlen(word) > strlen(best) ? strlen(word) : strlen(best);
+  return 2 * bd <= longer ? best : NULL;
+}
+
+static void join_words(char *buf, size_t n, const char *const *words) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; words[i] && used < n; i++) {
+    int w = snprintf(buf + used, n - used, "%s%s", i ? ", " : "", words[i]);
+    if (w < 0) break;
+    used += (size_t)w;
+  }
+}
+
+/* "unknown key 'k' in WHERE; did you mean 'x'? (allowed: a, b)"; WHERE NULL = top level. */
+static int unknown_key(od_error *err, const char *file, int line, int col, const char *key,
+                       const char *where, const char *const *allowed) {
+  char list[300];
+  join_words(list, sizeof list, allowed);
+  const char *near = closest(key, allowed);
+  char what[200];
+  if (where) snprintf(what, sizeof what, "unknown key '%.64s' in %s", key, where);
+  else snprintf(what, sizeof what, "unknown top-level key '%.64s'", key);
+  if (near)
+    return fail_at(err, file, line, col, "%s; did you mean '%s'? (allowed: %s)", what, near, list);
+  return fail_at(err, file, line, col, "%s; expected one of: %s", what, list);
+}
+
+/* ---------------------------------------------------------------- small helpers */
+
+typedef struct sbuf {
+  char *buf;
+  size_t len, cap;
+} sbuf;
+
+static bool sb_add(sbuf *b, const char *s, size_t n) {
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + n + 1) cap *= 2;
+    char *p = realloc(b->buf, cap);
+    if (!p) return false;
+    b->buf = p;
+    b->cap = cap;
+  }
+  memcpy(b->buf + b->len, s, n);
+  b->len += n;
+  b->buf[b->len] = '\0';
+  return true;
+}
+
+/* Whole file into a NUL-terminated malloc'd buffer. Returns 0, or an errno value. */
+static int read_whole(const char *path, char **out, size_t *outlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return errno ? errno : EIO;
+  sbuf b = {0};
+  char chunk[8192];
+  size_t n;
+  int e = 0;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    if (!sb_add(&b, chunk, n)) {
+      e = ENOMEM;
+      break;
+    }
+  }
+  if (!e && ferror(f)) e = errno ? errno : EIO;
+  fclose(f);
+  if (!e && !b.buf && !sb_add(&b, "", 0)) e = ENOMEM;
+  if (e) {
+    free(b.buf);
+    return e;
+  }
+  *out = b.buf;
+  *outlen = b.len;
+  return 0;
+}
+
+static char *xstrdup(const char *s) {
+  size_t n = strlen(s);
+  char *p = malloc(n + 1);
+  if (p) memcpy(p, s, n + 1);
+  return p;
+}
+
+__attribute__((format(printf, 1, 2))) static char *xprintf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0) return NULL;
+  char *p = malloc((size_t)n + 1);
+  if (!p) return NULL;
+  va_start(ap, fmt);
+  vsnprintf(p, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return p;
+}
+
+/* Decimal integer with optional sign. 0 ok, -1 malformed, -2 does not fit a long. */
+static int parse_long(const char *s, long *out) {
+  const char *p = s;
+  bool neg = false;
+  if (*p == '+' || *p == '-') neg = *p++ == '-';
+  if (!isdigit((unsigned char)*p)) return -1;
+  unsigned long long v = 0;
+  bool big = false;
+  for (; isdigit((unsigned char)*p); p++) {
+    if (v > (ULLONG_MAX - 9) / 10) big = true;
+    else v = v * 10 + (unsigned long long)(*p - '0');
+  }
+  if (*p) return -1;
+  if (big || v > (unsigned long long)LONG_MAX + (neg ? 1ULL : 0ULL)) return -2;
+  *out = neg ? (long)(0 - v) : (long)v;
+  return 0;
+}
+
+/* Bytes with an optional unit: B, KB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB (powers of
+ * 1024), case-insensitive, optional space between number and unit.
+ * 0 ok, -1 malformed, -2 overflow. */
+static int parse_size(const char *s, unsigned long long *out) {
+  static const struct {
+    const char *unit;
+    unsigned long long mult;
+  } units[] = {{"", 1},          {"b", 1},          {"kb", 1000ULL},  {"kib", KIB},
+               {"mb", 1000000ULL}, {"mib", MIB},     {"gb", 1000000000ULL}, {"gib", GIB},
+               {"tb", 1000000000000ULL}, {"tib", TIB}};
+  const char *p = s;
+  if (!isdigit((unsigned char)*p)) return -1;
+  unsigned long long v = 0;
+  bool big = false;
+  for (; isdigit((unsigned char)*p); p++) {
+    if (v > (ULLONG_MAX - 9) / 10) big = true;
+    else v = v * 10 + (unsigned long long)(*p - '0');
+  }
+  while (*p == ' ') p++;
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+    if (strcasecmp(p, units[i].unit) == 0) {
+      if (big || (units[i].mult > 1 && v > ULLONG_MAX / units[i].mult)) return -2;
+      *out = v * units[i].mult;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Human form of a byte count for range messages: "64 MiB" when exact, else plain bytes. */
+static void human_bytes(char *buf, size_t n, unsigned long long v) {
+  if (v >= TIB && v % TIB == 0) snprintf(buf, n, "%lluTiB", v / TIB);
+  else if (v >= GIB && v % GIB == 0) snprintf(buf, n, "%lluGiB", v / GIB);
+  else if (v >= MIB && v % MIB == 0) snprintf(buf, n, "%lluMiB", v / MIB);
+  else if (v >= KIB && v % KIB == 0) snprintf(buf, n, "%lluKiB", v / KIB);
+  else snprintf(buf, n, "%llu", v);
+}
+
+/* "base.key" into buf (shortened if it does not fit; only used in messages and section.path). */
+static void subpath(char *buf, size_t n, const char *base, const char *key) {
+  if (snprintf(buf, n, "%s.%s", base, key) >= (int)n) buf[n - 1] = '\0';
+}
+
+/* ---------------------------------------------------------------- parse context */
+
+typedef struct pctx {
+  const char *file;
+  yaml_document_t *doc;
+  od_error *err;
+} pctx;
+
+static yaml_node_t *node_at(pctx *p, int idx) { return yaml_document_get_node(p->doc, idx); }
+static int nline(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
+static int ncol(const yaml_node_t *n) { return (int)n->start_mark.column + 1; }
+
+static const char *kind_name(const yaml_node_t *n) {
+  switch (n->type) {
+    case YAML_SCALAR_NODE: return "a scalar";
+    case YAML_SEQUENCE_NODE: return "a sequence";
+    case YAML_MAPPING_NODE: return "a mapping";
+    default: return "nothing";
+  }
+}
+
+__attribute__((format(printf, 3, 4))) static int fail_node(pctx *p, const yaml_node_t *n,
+                                                           const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vfail_at(p->err, p->file, nline(n), ncol(n), fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+static int expect_kind(pctx *p, const yaml_node_t *n, yaml_node_type_t want, const char *path,
+                       const char *what) {
+  if (n->type == want) return OD_OK;
+  return fail_node(p, n, "%s: expected %s, got %s", path, what, kind_name(n));
+}
+
+/* A plain empty / ~ / null scalar: YAML's "no value". */
+static bool is_null(const yaml_node_t *n) {
+  if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
+  const char *v = (const char *)n->data.scalar.value;
+  return n->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+         strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static const char *key_text(pctx *p, const yaml_node_pair_t *pair) {
+  yaml_node_t *k = node_at(p, pair->key);
+  return (const char *)k->data.scalar.value;
+}
+
+/* Every key a scalar, no key twice. `path` names the mapping in messages. */
+static int check_mapping(pctx *p, const yaml_node_t *map, const char *path) {
+  yaml_node_pair_t *start = map->data.mapping.pairs.start, *top = map->data.mapping.pairs.top;
+  for (yaml_node_pair_t *a = start; a < top; a++) {
+    yaml_node_t *k = node_at(p, a->key);
+    if (k->type != YAML_SCALAR_NODE)
+      return fail_node(p, k, "%s: a key is %s; expected a plain key name", path, kind_name(k));
+    for (yaml_node_pair_t *b = start; b < a; b++) {
+      yaml_node_t *kb = node_at(p, b->key);
+      if (strcmp((const char *)kb->data.scalar.value, (const char *)k->data.scalar.value) == 0)
+        return fail_node(p, k, "duplicate key '%.64s' in %s (first at %d:%d); each key may appear once",
+                         (const char *)k->data.scalar.value, path, nline(kb), ncol(kb));
+    }
+  }
+  return OD_OK;
+}
+
+static int check_known(pctx *p, const yaml_node_t *map, const char *where,
+                       const char *const *allowed) {
+  for (yaml_node_pair_t *a = map->data.mapping.pairs.start; a < map->data.mapping.pairs.top; a++) {
+    const char *k = key_text(p, a);
+    bool ok = false;
+    for (size_t i = 0; allowed[i] && !ok; i++) ok = strcmp(k, allowed[i]) == 0;
+    if (!ok) {
+      yaml_node_t *kn = node_at(p, a->key);
+      return unknown_key(p->err, p->file, nline(kn), ncol(kn), k, where, allowed);
+    }
+  }
+  return OD_OK;
+}
+
+static yaml_node_t *map_get(pctx *p, const yaml_node_t *map, const char *key) {
+  for (yaml_node_pair_t *a = map->data.mapping.pairs.start; a < map->data.mapping.pairs.top; a++)
+    if (strcmp(key_text(p, a), key) == 0) return node_at(p, a->value);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- references */
+
+/* Resolve ${env:NAME}, ${file:PATH} and the $${ escape in a scalar node. `path` names the value
+ * ("pipelines[0].source.dsn") for messages. *out is malloc'd; *secret set when a reference was
+ * used. */
+static int resolve_scalar(pctx *p, const yaml_node_t *n, const char *path, char **out,
+                          bool *secret) {
+  const char *s = (const char *)n->data.scalar.value;
+  size_t len = n->data.scalar.length;
+  *out = NULL;
+  *secret = false;
+  if (memchr(s, '\0', len))
+    return fail_node(p, n, "%s: value contains a NUL character; expected text", path);
+  sbuf b = {0};
+  int rc = OD_OK;
+  size_t i = 0;
+  while (i < len && rc == OD_OK) {
+    if (s[i] == '$' && i + 2 < len && s[i + 1] == '$' && s[i + 2] == '{') {
+      if (!sb_add(&b, "${", 2)) rc = oom(p->err, p->file);
+      i += 3;
+      continue;
+    }
+    if (!(s[i] == '$' && i + 1 < len && s[i + 1] == '{')) {
+      size_t j = i + 1;
+      while (j < len && s[j] != '$') j++;
+      if (!sb_add(&b, s + i, j - i)) rc = oom(p->err, p->file);
+      i = j;
+      continue;
+    }
+    const char *inner = s + i + 2;
+    const char *close = memchr(inner, '}', len - (i + 2));
+    if (!close) {
+      rc = fail_node(p, n,
+                     "%s: unterminated reference ('${' without '}'); expected ${env:NAME} or "
+                     "${file:PATH}, or $${ for a literal '${'",
+                     path);
+      break;
+    }
+    size_t ilen = (size_t)(close - inner);
+    char ref[1024];
+    if (ilen >= sizeof ref) {
+      rc = fail_node(p, n, "%s: reference longer than %zu characters; expected ${env:NAME} or ${file:PATH}",
+                     path, sizeof ref - 1);
+      break;
+    }
+    memcpy(ref, inner, ilen);
+    ref[ilen] = '\0';
+    i = (size_t)(close - s) + 1;
+    *secret = true;
+    if (strncmp(ref, "env:", 4) == 0) {
+      const char *name = ref + 4;
+      bool valid = *name != '\0';
+      for (const char *c = name; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '_')) valid = false;
+      if (!valid) {
+        rc = fail_node(p, n, "%s: invalid environment variable name '%s' in ${%s}; expected [A-Za-z0-9_]+",
+                       path, name, ref);
+        break;
+      }
+      const char *v = getenv(name);
+      if (!v) {
+        rc = fail_node(p, n, "environment variable %s is not set (referenced by %s); set it or change the value",
+                       name, path);
+        break;
+      }
+      if (!sb_add(&b, v, strlen(v))) rc = oom(p->err, p->file);
+    } else if (strncmp(ref, "file:", 5) == 0) {
+      const char *fpath = ref + 5;
+      if (!*fpath) {
+        rc = fail_node(p, n, "%s: empty path in ${file:}; expected ${file:PATH}", path);
+        break;
+      }
+      char *data = NULL;
+      size_t dlen = 0;
+      int e = read_whole(fpath, &data, &dlen);
+      if (e == ENOMEM) {
+        rc = oom(p->err, p->file);
+        break;
+      }
+      if (e) {
+        rc = fail_node(p, n, "cannot read %s (referenced by %s): %s; expected a readable file", fpath,
+                       path, strerror(e));
+        break;
+      }
+      if (memchr(data, '\0', dlen)) {
+        free(data);
+        rc = fail_node(p, n, "%s (referenced by %s) contains a NUL byte; expected a text file", fpath,
+                       path);
+        break;
+      }
+      if (dlen > 0 && data[dlen - 1] == '\n') {
+        dlen--;
+        if (dlen > 0 && data[dlen - 1] == '\r') dlen--;
+      }
+      if (!sb_add(&b, data, dlen)) rc = oom(p->err, p->file);
+      free(data);
+    } else {
+      rc = fail_node(p, n, "%s: unknown reference '${%s}'; expected ${env:NAME} or ${file:PATH} "
+                     "(write $${ for a literal '${')", path, ref);
+      break;
+    }
+  }
+  if (rc == OD_OK && !b.buf && !sb_add(&b, "", 0)) rc = oom(p->err, p->file);
+  if (rc != OD_OK) {
+    free(b.buf);
+    return rc;
+  }
+  *out = b.buf;
+  return OD_OK;
+}
+
+/* Resolve a scalar that must be a scalar; `path` for messages. */
+static int scalar_value(pctx *p, const yaml_node_t *n, const char *path, char **out, bool *secret) {
+  int rc = expect_kind(p, n, YAML_SCALAR_NODE, path, "a scalar");
+  if (rc) return rc;
+  return resolve_scalar(p, n, path, out, secret);
+}
+
+/* ---------------------------------------------------------------- numbers */
+
+static int num_long(pctx *p, const yaml_node_t *n, const char *path, long min, long max, long *out) {
+  char *v = NULL;
+  bool secret = false;
+  int rc = scalar_value(p, n, path, &v, &secret);
+  if (rc) return rc;
+  char buf[SHOW_MAX + 8];
+  long x = 0;
+  int r = parse_long(v, &x);
+  if (r == -1)
+    rc = fail_node(p, n, "%s: %s is not an integer; expected a whole number in %ld..%ld", path,
+                   shown(buf, sizeof buf, v, secret), min, max);
+  else if (r == -2 || x < min || x > max)
+    rc = fail_node(p, n, "%s: %s is out of range; expected %ld..%ld", path,
+                   shown(buf, sizeof buf, v, secret), min, max);
+  else
+    *out = x;
+  free(v);
+  return rc;
+}
+
+static int num_size(pctx *p, const yaml_node_t *n, const char *path, unsigned long long min,
+                    unsigned long long max, size_t *out) {
+  char *v = NULL;
+  bool secret = false;
+  int rc = scalar_value(p, n, path, &v, &secret);
+  if (rc) return rc;
+  char buf[SHOW_MAX + 8], lo[32], hi[32];
+  human_bytes(lo, sizeof lo, min);
+  human_bytes(hi, sizeof hi, max);
+  unsigned long long x = 0;
+  int r = parse_size(v, &x);
+  if (r == -1)
+    rc = fail_node(p, n,
+                   "%s: %s is not a size; expected bytes with an optional unit (KiB, MiB, GiB, "
+                   "KB, MB, GB), e.g. 64MiB, in %s..%s",
+                   path, shown(buf, sizeof buf, v, secret), lo, hi);
+  else if (r == -2 || x < min || x > max || x > SIZE_MAX)
+    rc = fail_node(p, n, "%s: %s is out of range; expected %s..%s", path,
+                   shown(buf, sizeof buf, v, secret), lo, hi);
+  else
+    *out = (size_t)x;
+  free(v);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- sections */
+
+static void free_section(od_config_section *s) {
+  free((char *)s->path);
+  free(s->type);
+  for (int i = 0; i < s->nentries; i++) {
+    od_config_entry *e = &s->entries[i];
+    free(e->key);
+    free(e->value);
+    for (int j = 0; j < e->nlist; j++) free(e->list[j]);
+    free(e->list);
+  }
+  free(s->entries);
+  memset(s, 0, sizeof *s);
+}
+
+/* One source/sink entry: a scalar or a sequence of scalars. */
+static int parse_entry(pctx *p, od_config_entry *e, const char *key, const yaml_node_t *v,
+                       const char *path) {
+  e->line = nline(v);
+  e->col = ncol(v);
+  if (!(e->key = xstrdup(key))) return oom(p->err, p->file);
+  if (v->type == YAML_SCALAR_NODE) return resolve_scalar(p, v, path, &e->value, &e->secret);
+  if (v->type == YAML_MAPPING_NODE)
+    return fail_node(p, v, "%s: nested mappings are not supported here; expected a scalar or a list "
+                     "of scalars", path);
+  if (v->type != YAML_SEQUENCE_NODE)
+    return fail_node(p, v, "%s: expected a scalar or a list of scalars", path);
+  yaml_node_item_t *start = v->data.sequence.items.start, *top = v->data.sequence.items.top;
+  size_t n = (size_t)(top - start);
+  if (!(e->list = calloc(n + 1, sizeof *e->list))) return oom(p->err, p->file); /* NULL-terminated */
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *item = node_at(p, start[i]);
+    char ipath[256];
+    if (snprintf(ipath, sizeof ipath, "%s[%zu]", path, i) >= (int)sizeof ipath) ipath[0] = '\0';
+    if (item->type != YAML_SCALAR_NODE)
+      return fail_node(p, item, "%s: expected a scalar list item, got %s", ipath, kind_name(item));
+    bool sec = false;
+    int rc = resolve_scalar(p, item, ipath, &e->list[i], &sec);
+    if (rc) return rc;
+    e->nlist++;
+    if (sec) e->secret = true;
+  }
+  return OD_OK;
+}
+
+static int parse_section(pctx *p, od_config *cfg, od_config_section *s, const yaml_node_t *n,
+                         const char *path, const char *example_type) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping");
+  if (rc) return rc;
+  if ((rc = check_mapping(p, n, path))) return rc;
+  s->file = cfg->file;
+  if (!(s->path = xstrdup(path))) return oom(p->err, p->file);
+  s->line = nline(n);
+  s->col = ncol(n);
+  size_t npairs = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+  if (npairs && !(s->entries = calloc(npairs, sizeof *s->entries))) return oom(p->err, p->file);
+  for (yaml_node_pair_t *a = n->data.mapping.pairs.start; a < n->data.mapping.pairs.top; a++) {
+    const char *key = key_text(p, a);
+    yaml_node_t *v = node_at(p, a->value);
+    char kpath[256];
+    subpath(kpath, sizeof kpath, path, key);
+    if (strcmp(key, "type") == 0) {
+      bool sec = false;
+      if ((rc = scalar_value(p, v, kpath, &s->type, &sec))) return rc;
+      if (!s->type[0])
+        return fail_node(p, v, "%s is empty; expected an adapter name, e.g. 'type: %s'", kpath,
+                         example_type);
+      continue;
+    }
+    od_config_entry *e = &s->entries[s->nentries++];
+    if ((rc = parse_entry(p, e, key, v, kpath))) return rc;
+  }
+  if (!s->type)
+    return fail_node(p, n, "%s: missing required key 'type'; expected e.g. 'type: %s'", path,
+                     example_type);
+  return OD_OK;
+}
+
+/* ---------------------------------------------------------------- pipelines */
+
+static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const char *path) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping");
+  if (rc || (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, BATCH_KEYS))) return rc;
+  char kpath[128];
+  yaml_node_t *v;
+  long x;
+  if ((v = map_get(p, n, "max_rows"))) {
+    subpath(kpath, sizeof kpath, path, "max_rows");
+    if ((rc = num_long(p, v, kpath, BATCH_ROWS_MIN, BATCH_ROWS_MAX, &x))) return rc;
+    b->max_rows = (int)x;
+  }
+  if ((v = map_get(p, n, "max_bytes"))) {
+    subpath(kpath, sizeof kpath, path, "max_bytes");
+    if ((rc = num_size(p, v, kpath, BATCH_BYTES_MIN, BATCH_BYTES_MAX, &b->max_bytes))) return rc;
+  }
+  if ((v = map_get(p, n, "max_delay_ms"))) {
+    subpath(kpath, sizeof kpath, path, "max_delay_ms");
+    if ((rc = num_long(p, v, kpath, BATCH_DELAY_MIN, BATCH_DELAY_MAX, &x))) return rc;
+    b->max_delay_ms = (int)x;
+  }
+  return OD_OK;
+}
+
+static int parse_queue(pctx *p, od_queue_config *q, const yaml_node_t *n, const char *path) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping");
+  if (rc || (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, QUEUE_KEYS))) return rc;
+  char kpath[128];
+  yaml_node_t *v;
+  long x;
+  if ((v = map_get(p, n, "max_rows"))) {
+    subpath(kpath, sizeof kpath, path, "max_rows");
+    if ((rc = num_long(p, v, kpath, QUEUE_ROWS_MIN, QUEUE_ROWS_MAX, &x))) return rc;
+    q->max_rows = (size_t)x;
+  }
+  if ((v = map_get(p, n, "max_bytes"))) {
+    subpath(kpath, sizeof kpath, path, "max_bytes");
+    if ((rc = num_size(p, v, kpath, QUEUE_BYTES_MIN, QUEUE_BYTES_MAX, &q->max_bytes))) return rc;
+  }
+  return OD_OK;
+}
+
+static int parse_name(pctx *p, od_config *cfg, od_pipeline_config *pl, const yaml_node_t *v,
+                      const char *path) {
+  bool secret = false;
+  int rc = scalar_value(p, v, path, &pl->name, &secret);
+  if (rc) return rc;
+  char buf[SHOW_MAX + 8];
+  size_t len = strlen(pl->name);
+  if (len == 0)
+    return fail_node(p, v, "%s is empty; expected a pipeline name of letters, digits and '_'", path);
+  if (len > NAME_MAX_LEN)
+    return fail_node(p, v, "%s: %s is %zu characters long; expected at most %d", path,
+                     shown(buf, sizeof buf, pl->name, secret), len, NAME_MAX_LEN);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)pl->name[i];
+    if (!(isalnum(c) && c < 128) && c != '_')
+      return fail_node(p, v, "%s: %s contains an invalid character at position %zu; expected only "
+                       "letters, digits and '_' ([A-Za-z0-9_]+)",
+                       path, shown(buf, sizeof buf, pl->name, secret), i + 1);
+  }
+  for (int i = 0; i < cfg->npipelines; i++) {
+    const od_pipeline_config *o = &cfg->pipelines[i];
+    if (o != pl && o->name && strcmp(o->name, pl->name) == 0)
+      return fail_node(p, v, "duplicate pipeline name %s (first used by %s at %d:%d); expected "
+                       "each pipeline name to be unique",
+                       shown(buf, sizeof buf, pl->name, secret), o->path, o->line, o->col);
+  }
+  pl->line = nline(v);
+  pl->col = ncol(v);
+  return OD_OK;
+}
+
+static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int idx,
+                          const yaml_node_t *n) {
+  pl->batch = (od_batch_config){.max_rows = 5000, .max_bytes = 64 * MIB, .max_delay_ms = 20};
+  pl->queue = (od_queue_config){.max_rows = 100000, .max_bytes = 256 * MIB};
+  if (!(pl->path = xprintf("pipelines[%d]", idx))) return oom(p->err, p->file);
+  const char *path = pl->path;
+  pl->line = nline(n);
+  pl->col = ncol(n);
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping (name, source, sink, ...)");
+  if (rc || (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, PIPELINE_KEYS)))
+    return rc;
+  char sub[128];
+  yaml_node_t *v = map_get(p, n, "name");
+  if (!v)
+    return fail_node(p, n, "%s: missing required key 'name'; expected a unique pipeline name of "
+                     "letters, digits and '_'", path);
+  subpath(sub, sizeof sub, path, "name");
+  if ((rc = parse_name(p, cfg, pl, v, sub))) return rc;
+
+  if (!(v = map_get(p, n, "source")))
+    return fail_node(p, n, "%s: missing required key 'source'; expected a mapping with 'type: postgres' "
+                     "and its settings", path);
+  subpath(sub, sizeof sub, path, "source");
+  if ((rc = parse_section(p, cfg, &pl->source, v, sub, "postgres"))) return rc;
+
+  if (!(v = map_get(p, n, "sink")))
+    return fail_node(p, n, "%s: missing required key 'sink'; expected a mapping with 'type: sqlite' "
+                     "and its settings", path);
+  subpath(sub, sizeof sub, path, "sink");
+  if ((rc = parse_section(p, cfg, &pl->sink, v, sub, "sqlite"))) return rc;
+
+  if ((v = map_get(p, n, "batch")) && !is_null(v)) {
+    subpath(sub, sizeof sub, path, "batch");
+    if ((rc = parse_batch(p, &pl->batch, v, sub))) return rc;
+  }
+  if ((v = map_get(p, n, "queue")) && !is_null(v)) {
+    subpath(sub, sizeof sub, path, "queue");
+    if ((rc = parse_queue(p, &pl->queue, v, sub))) return rc;
+  }
+  return OD_OK;
+}
+
+static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
+  if (!root)
+    return fail_at(p->err, p->file, 1, 1, "the configuration is empty; expected a mapping with at "
+                   "least 'pipelines'");
+  int rc = expect_kind(p, root, YAML_MAPPING_NODE, "top level", "a mapping (state_dir, log_level, pipelines)");
+  if (rc || (rc = check_mapping(p, root, "the top-level mapping"))) return rc;
+  if ((rc = check_known(p, root, NULL, TOP_KEYS))) return rc;
+
+  yaml_node_t *v;
+  bool secret = false;
+  if ((v = map_get(p, root, "state_dir"))) {
+    if ((rc = scalar_value(p, v, "state_dir", &cfg->state_dir, &secret))) return rc;
+    if (!cfg->state_dir[0])
+      return fail_node(p, v, "state_dir is empty; expected a directory path (default ./odsync-state)");
+  } else if (!(cfg->state_dir = xstrdup("./odsync-state"))) {
+    return oom(p->err, p->file);
+  }
+
+  if ((v = map_get(p, root, "log_level"))) {
+    if ((rc = scalar_value(p, v, "log_level", &cfg->log_level, &secret))) return rc;
+    bool ok = false;
+    for (size_t i = 0; LOG_LEVELS[i] && !ok; i++) ok = strcmp(cfg->log_level, LOG_LEVELS[i]) == 0;
+    if (!ok) {
+      char buf[SHOW_MAX + 8];
+      const char *near = secret ? NULL : closest(cfg->log_level, LOG_LEVELS);
+      if (near)
+        return fail_node(p, v, "log_level %s is not a log level; did you mean '%s'? (expected one of "
+                         "error, warn, info, debug)", shown(buf, sizeof buf, cfg->log_level, secret), near);
+      return fail_node(p, v, "log_level %s is not a log level; expected one of error, warn, info, debug",
+                       shown(buf, sizeof buf, cfg->log_level, secret));
+    }
+  } else if (!(cfg->log_level = xstrdup("info"))) {
+    return oom(p->err, p->file);
+  }
+
+  if (!(v = map_get(p, root, "pipelines")))
+    return fail_node(p, root, "missing required key 'pipelines'; expected a list with at least one "
+                     "pipeline");
+  if ((rc = expect_kind(p, v, YAML_SEQUENCE_NODE, "pipelines", "a list of pipelines"))) return rc;
+  size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (n == 0) return fail_node(p, v, "pipelines is empty; expected at least one pipeline");
+  if (!(cfg->pipelines = calloc(n, sizeof *cfg->pipelines))) return oom(p->err, p->file);
+  for (size_t i = 0; i < n; i++) {
+    od_pipeline_config *pl = &cfg->pipelines[cfg->npipelines++];
+    if ((rc = parse_pipeline(p, cfg, pl, (int)i, node_at(p, v->data.sequence.items.start[i]))))
+      return rc;
+  }
+  return OD_OK;
+}
+
+/* ---------------------------------------------------------------- public API */
+
+static int yaml_failure(const yaml_parser_t *ps, const char *text, size_t len, const char *file,
+                        od_error *err) {
+  if (ps->error == YAML_MEMORY_ERROR) return oom(err, file);
+  int line, col;
+  size_t at;
+  if (ps->error == YAML_READER_ERROR) { /* only a byte offset is known: count lines up to it */
+    at = ps->problem_offset < len ? ps->problem_offset : len;
+    line = 1;
+    col = 1;
+    for (size_t i = 0; i < at; i++) {
+      if (text[i] == '\n') {
+        line++;
+        col = 1;
+      } else {
+        col++;
+      }
+    }
+  } else {
+    at = ps->problem_mark.index;
+    line = (int)ps->problem_mark.line + 1;
+    col = (int)ps->problem_mark.column + 1;
+  }
+  const char *problem = ps->problem ? ps->problem : "unknown problem";
+  const char *hint = at < len && text[at] == '\t' ? "valid YAML (indent with spaces, not tabs)"
+                                                    : "valid YAML";
+  if (ps->context)
+    return fail_at(err, file, line, col, "YAML syntax error: %s (%s started at %d:%d); expected %s",
+                   problem, ps->context, (int)ps->context_mark.line + 1,
+                   (int)ps->context_mark.column + 1, hint);
+  return fail_at(err, file, line, col, "YAML syntax error: %s; expected %s", problem, hint);
+}
+
+int od_config_parse(const char *text, size_t len, const char *name, od_config **out, od_error *err) {
+  if (!out) return OD_FAIL(err, OD_EINVAL, "od_config_parse: out is NULL");
+  *out = NULL;
+  if (!name) name = "<string>";
+  if (!text) {
+    text = "";
+    len = 0;
+  }
+  od_config *cfg = calloc(1, sizeof *cfg);
+  if (!cfg || !(cfg->file = xstrdup(name))) {
+    free(cfg);
+    return oom(err, name);
+  }
+  yaml_parser_t ps;
+  if (!yaml_parser_initialize(&ps)) {
+    od_config_free(cfg);
+    return oom(err, name);
+  }
+  yaml_parser_set_input_string(&ps, (const unsigned char *)text, len);
+  yaml_document_t doc;
+  int rc;
+  if (!yaml_parser_load(&ps, &doc)) {
+    rc = yaml_failure(&ps, text, len, cfg->file, err);
+  } else {
+    pctx p = {.file = cfg->file, .doc = &doc, .err = err};
+    rc = parse_root(&p, cfg, yaml_document_get_root_node(&doc));
+    if (rc == OD_OK) {
+      /* A second document would be silently ignored; refuse it instead. */
+      yaml_document_t next;
+      if (!yaml_parser_load(&ps, &next)) {
+        rc = yaml_failure(&ps, text, len, cfg->file, err);
+      } else {
+        yaml_node_t *r2 = yaml_document_get_root_node(&next);
+        if (r2)
+          rc = fail_at(err, cfg->file, (int)next.start_mark.line + 1, (int)next.start_mark.column + 1,
+                       "a second YAML document; expected exactly one document per configuration file");
+        yaml_document_delete(&next);
+      }
+    }
+    yaml_document_delete(&doc);
+  }
+  yaml_parser_delete(&ps);
+  if (rc != OD_OK) {
+    od_config_free(cfg);
+    return rc;
+  }
+  *out = cfg;
+  return OD_OK;
+}
+
+int od_config_load(const char *path, od_config **out, od_error *err) {
+  if (!out) return OD_FAIL(err, OD_EINVAL, "od_config_load: out is NULL");
+  *out = NULL;
+  if (!path) return OD_FAIL(err, OD_EINVAL, "od_config_load: path is NULL");
+  char *text = NULL;
+  size_t len = 0;
+  int e = read_whole(path, &text, &len);
+  if (e == ENOMEM) return oom(err, path);
+  if (e) return OD_FAIL(err, OD_ECONFIG, "cannot read %s: %s", path, strerror(e));
+  int rc = od_config_parse(text, len, path, out, err);
+  free(text);
+  return rc;
+}
+
+void od_config_free(od_config *cfg) {
+  if (!cfg) return;
+  for (int i = 0; i < cfg->npipelines; i++) {
+    od_pipeline_config *pl = &cfg->pipelines[i];
+    free(pl->name);
+    free(pl->path);
+    free_section(&pl->source);
+    free_section(&pl->sink);
+  }
+  free(cfg->pipelines);
+  free(cfg->state_dir);
+  free(cfg->log_level);
+  free(cfg->file);
+  free(cfg);
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+static const char *sfile(const od_config_section *s) { return s->file ? s->file : "<config>"; }
+static const char *spath(const od_config_section *s) { return s->path ? s->path : "section"; }
+
+const od_config_entry *od_config_find(const od_config_section *s, const char *key) {
+  if (!s || !key) return NULL;
+  for (int i = 0; i < s->nentries; i++)
+    if (strcmp(s->entries[i].key, key) == 0) return &s->entries[i];
+  return NULL;
+}
+
+static int scalar_entry(const od_config_section *s, const od_config_entry *e, od_error *err) {
+  if (e->value) return OD_OK;
+  return fail_at(err, sfile(s), e->line, e->col, "%s.%s: expected a single value, got a list",
+                 spath(s), e->key);
+}
+
+int od_config_string(const od_config_section *s, const char *key, const char *def, const char **out,
+                     od_error *err) {
+  const od_config_entry *e = od_config_find(s, key);
+  *out = def;
+  if (!e) return OD_OK;
+  int rc = scalar_entry(s, e, err);
+  if (rc) return rc;
+  *out = e->value;
+  return OD_OK;
+}
+
+int od_config_require_string(const od_config_section *s, const char *key, const char **out,
+                             od_error *err) {
+  const od_config_entry *e = od_config_find(s, key);
+  *out = NULL;
+  if (!e)
+    return fail_at(err, sfile(s), s->line, s->col, "%s: missing required key '%s'; add '%s: ...'",
+                   spath(s), key, key);
+  int rc = scalar_entry(s, e, err);
+  if (rc) return rc;
+  if (!e->value[0])
+    return fail_at(err, sfile(s), e->line, e->col, "%s.%s is empty; expected a value", spath(s), key);
+  *out = e->value;
+  return OD_OK;
+}
+
+int od_config_int(const od_config_section *s, const char *key, long def, long min, long max,
+                  long *out, od_error *err) {
+  const od_config_entry *e = od_config_find(s, key);
+  *out = def;
+  if (!e) return OD_OK;
+  int rc = scalar_entry(s, e, err);
+  if (rc) return rc;
+  char buf[SHOW_MAX + 8];
+  long x = 0;
+  int r = parse_long(e->value, &x);
+  if (r == -1)
+    return fail_at(err, sfile(s), e->line, e->col,
+                   "%s.%s: %s is not an integer; expected a whole number in %ld..%ld", spath(s), key,
+                   shown(buf, sizeof buf, e->value, e->secret), min, max);
+  if (r == -2 || x < min || x > max)
+    return fail_at(err, sfile(s), e->line, e->col, "%s.%s: %s is out of range; expected %ld..%ld",
+                   spath(s), key, shown(buf, sizeof buf, e->value, e->secret), min, max);
+  *out = x;
+  return OD_OK;
+}
+
+int od_config_bool(const od_config_section *s, const char *key, bool def, bool *out, od_error *err) {
+  static const char *const yes[] = {"true", "yes", "on", "1", NULL};
+  static const char *const no[] = {"false", "no", "off", "0", NULL};
+  const od_config_entry *e = od_config_find(s, key);
+  *out = def;
+  if (!e) return OD_OK;
+  int rc = scalar_entry(s, e, err);
+  if (rc) return rc;
+  for (size_t i = 0; yes[i]; i++) {
+    if (strcasecmp(e->value, yes[i]) == 0) {
+      *out = true;
+      return OD_OK;
+    }
+    if (strcasecmp(e->value, no[i]) == 0) {
+      *out = false;
+      return OD_OK;
+    }
+  }
+  char buf[SHOW_MAX + 8];
+  return fail_at(err, sfile(s), e->line, e->col,
+                 "%s.%s: %s is not a boolean; expected true/false, yes/no, on/off or 1/0", spath(s),
+                 key, shown(buf, sizeof buf, e->value, e->secret));
+}
+
+int od_config_list(const od_config_section *s, const char *key, char *const **out, int *n,
+                   od_error *err) {
+  (void)err;
+  const od_config_entry *e = od_config_find(s, key);
+  *out = NULL;
+  *n = 0;
+  if (!e) return OD_OK;
+  if (e->list) {
+    *out = e->list;
+    *n = e->nlist;
+  } else if (e->value && e->value[0]) {
+    *out = &e->value;
+    *n = 1;
+  }
+  return OD_OK;
+}
+
+int od_config_check_keys(const od_config_section *s, const char *const *allowed, od_error *err) {
+  for (int i = 0; i < s->nentries; i++) {
+    const od_config_entry *e = &s->entries[i];
+    bool ok = false;
+    for (size_t j = 0; allowed[j] && !ok; j++) ok = strcmp(e->key, allowed[j]) == 0;
+    if (!ok) return unknown_key(err, sfile(s), e->line, e->col, e->key, spath(s), allowed);
+  }
+  return OD_OK;
+}

@@ -1,0 +1,450 @@
+/* pipeline.c — see pipeline.h. The reader side (source -> chunks -> queue) and the supervisor
+ * loop live here; the apply side (queue -> sink, checkpoint) lives in apply.c. */
+#include "core/pipeline.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/apply.h"
+#include "core/log.h"
+#include "core/queue.h"
+#include "odsync/registry.h"
+
+/* A chunk is handed to the queue when it reaches either size, or when the source has nothing
+ * more to deliver right now and the chunk ends at a transaction boundary. */
+#define CHUNK_MAX_ROWS 2048
+#define CHUNK_MAX_BYTES (4u << 20)
+#define HEARTBEAT_MIN_INTERVAL_US 1000000
+#define POLL_TIMEOUT_MS 100
+
+struct od_pipeline {
+  const od_config *root;
+  const od_pipeline_config *cfg;
+  const od_source_ops *source_ops;
+  const od_sink_ops *sink_ops;
+  long reconnect_max_ms;
+
+  pthread_t thread;
+  bool thread_started;
+  atomic_bool stop;
+  atomic_bool finished;
+  int lock_fd;
+
+  od_pipeline_stats stats;
+  od_error final_err;
+  int final_rc;
+};
+
+/* State of the reader for one session: the chunk being filled and the skip rule. */
+typedef struct reader {
+  od_pipeline *p;
+  od_source *source;
+  od_queue *queue;
+  od_apply *apply;
+  od_chunk *cur;
+  od_lsn skip_before;   /* transactions whose commit record lies before this are in the sink */
+  bool skipping;
+  od_lsn last_heartbeat;
+  int64_t last_heartbeat_at;
+} reader;
+
+int64_t od_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t od_mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+const char *od_pipeline_name(const od_pipeline *p) { return p->cfg->name; }
+od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p) { return &p->stats; }
+bool od_pipeline_finished(od_pipeline *p) { return atomic_load(&p->finished); }
+void od_pipeline_request_stop(od_pipeline *p) { atomic_store(&p->stop, true); }
+
+static int find_adapters(const od_pipeline_config *cfg, const od_source_ops **src,
+                         const od_sink_ops **snk, od_error *err) {
+  *src = od_source_find(cfg->source.type);
+  if (!*src)
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.type '%s' is not a known source (known: %s)",
+                   cfg->source.file, cfg->source.line, cfg->source.col, cfg->source.path,
+                   cfg->source.type ? cfg->source.type : "", od_source_types());
+  *snk = od_sink_find(cfg->sink.type);
+  if (!*snk)
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.type '%s' is not a known sink (known: %s)",
+                   cfg->sink.file, cfg->sink.line, cfg->sink.col, cfg->sink.path,
+                   cfg->sink.type ? cfg->sink.type : "", od_sink_types());
+  return OD_OK;
+}
+
+int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pipeline **out,
+                    od_error *err) {
+  const od_source_ops *src;
+  const od_sink_ops *snk;
+  int rc = find_adapters(cfg, &src, &snk, err);
+  if (rc) return rc;
+  long reconnect_max_ms;
+  rc = od_config_int(&cfg->source, "reconnect_max_ms", 30000, 100, 3600000, &reconnect_max_ms, err);
+  if (rc) return rc;
+  /* Validate both sections now, so a bad key fails before anything starts. */
+  od_source *s = NULL;
+  rc = src->open(&cfg->source, cfg->name, &s, err);
+  if (rc) return rc;
+  src->close(s);
+  od_pipeline *p = calloc(1, sizeof *p);
+  if (!p) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
+  p->root = root;
+  p->cfg = cfg;
+  p->source_ops = src;
+  p->sink_ops = snk;
+  p->reconnect_max_ms = reconnect_max_ms;
+  p->lock_fd = -1;
+  *out = p;
+  return OD_OK;
+}
+
+/* ---- reader: source callbacks that fill chunks -------------------------------------------- */
+
+static od_lsn durable_of(reader *r) { return atomic_load(&r->p->stats.durable_lsn); }
+
+/* Hand the current chunk to the queue, waiting while it is full. While waiting, keep the
+ * source's server informed (standby status), so a slow sink never times the connection out. */
+static int reader_push(reader *r, od_error *err) {
+  if (!r->cur) return OD_OK;
+  for (;;) {
+    int rc = od_queue_push(r->queue, r->cur, 200);
+    if (rc == OD_OK) {
+      r->cur = NULL;
+      return OD_OK;
+    }
+    if (rc == OD_ECANCELLED) {
+      r->cur = NULL;
+      return OD_FAIL(err, OD_ECANCELLED, "pipeline %s: apply stopped", r->p->cfg->name);
+    }
+    if (atomic_load(&r->p->stop) || od_apply_failed(r->apply)) {
+      od_queue_recycle(r->queue, r->cur);
+      r->cur = NULL;
+      return OD_FAIL(err, OD_ECANCELLED, "pipeline %s: stopping", r->p->cfg->name);
+    }
+    rc = r->source->ops->ack(r->source, durable_of(r), false, err);
+    if (rc) return rc;
+  }
+}
+
+static int reader_begin(void *ctx, const od_txn_info *txn, od_error *err) {
+  (void)err;
+  reader *r = ctx;
+  r->skipping = txn->final_lsn < r->skip_before;
+  return OD_OK;
+}
+
+static int copy_tuple(od_arena *a, od_tuple *dst, const od_tuple *src) {
+  dst->ncolumns = src->ncolumns;
+  dst->values = NULL;
+  if (!src->ncolumns) return OD_OK;
+  dst->values = od_arena_alloc(a, sizeof(od_value) * src->ncolumns);
+  if (!dst->values) return OD_ENOMEM;
+  for (uint16_t i = 0; i < src->ncolumns; i++) {
+    const od_value *v = &src->values[i];
+    od_value *d = &dst->values[i];
+    d->kind = v->kind;
+    d->len = v->len;
+    d->data = NULL;
+    if (v->kind == OD_VALUE_TEXT || v->kind == OD_VALUE_BINARY) {
+      d->data = od_arena_strndup(a, v->data, v->len);
+      if (!d->data) return OD_ENOMEM;
+    }
+  }
+  return OD_OK;
+}
+
+static int reader_change(void *ctx, const od_txn_info *txn, const od_change *ch, od_error *err) {
+  reader *r = ctx;
+  if (r->skipping) return OD_OK;
+  if (ch->op == OD_OP_MESSAGE && txn->xid == 0) return OD_OK; /* non-transactional message */
+  if (!r->cur && !(r->cur = od_queue_take_free(r->queue)))
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory for a chunk", r->p->cfg->name);
+  od_chunk *c = r->cur;
+  od_change *dst = od_chunk_add(c);
+  if (!dst) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
+  *dst = *ch;
+  if (copy_tuple(&c->arena, &dst->newtup, &ch->newtup) ||
+      copy_tuple(&c->arena, &dst->oldtup, &ch->oldtup))
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory copying a change", r->p->cfg->name);
+  c->ends_txn = false;
+  if (c->nchanges >= CHUNK_MAX_ROWS || od_chunk_bytes(c) >= CHUNK_MAX_BYTES)
+    return reader_push(r, err);
+  return OD_OK;
+}
+
+static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
+  reader *r = ctx;
+  if (r->skipping) {
+    r->skipping = false;
+    atomic_fetch_add(&r->p->stats.txns_skipped, 1);
+    return OD_OK;
+  }
+  if (!r->cur && !(r->cur = od_queue_take_free(r->queue)))
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory for a chunk", r->p->cfg->name);
+  r->cur->ends_txn = true;
+  r->cur->end_lsn = txn->end_lsn;
+  r->cur->commit_time = txn->commit_time;
+  r->cur->ntxns++;
+  if (r->cur->nchanges >= CHUNK_MAX_ROWS || od_chunk_bytes(r->cur) >= CHUNK_MAX_BYTES)
+    return reader_push(r, err);
+  return OD_OK;
+}
+
+static int reader_idle(void *ctx, od_lsn pos, od_error *err) {
+  reader *r = ctx;
+  if (r->cur && r->cur->ends_txn) {
+    int rc = reader_push(r, err);
+    if (rc) return rc;
+  }
+  if (r->cur) return OD_OK; /* mid-transaction: not idle after all */
+  int64_t now = od_mono_us();
+  if (pos <= r->last_heartbeat || pos <= durable_of(r) ||
+      now - r->last_heartbeat_at < HEARTBEAT_MIN_INTERVAL_US)
+    return OD_OK;
+  od_chunk *c = od_queue_take_free(r->queue);
+  if (!c) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
+  c->heartbeat = true;
+  c->end_lsn = pos;
+  r->cur = c;
+  r->last_heartbeat = pos;
+  r->last_heartbeat_at = now;
+  return reader_push(r, err);
+}
+
+/* ---- one session -------------------------------------------------------------------------- */
+
+static int run_session(od_pipeline *p, od_error *err) {
+  const od_pipeline_config *cfg = p->cfg;
+  od_sink *sink = NULL;
+  od_source *source = NULL;
+  od_queue queue;
+  od_apply *apply = NULL;
+  bool queue_ready = false;
+  int rc = p->sink_ops->open(&cfg->sink, cfg->name, &sink, err);
+  if (rc) goto out;
+  od_lsn start = 0;
+  rc = sink->ops->read_position(sink, &start, err);
+  if (rc) goto out;
+  atomic_store(&p->stats.durable_lsn, start);
+  rc = p->source_ops->open(&cfg->source, cfg->name, &source, err);
+  if (rc) goto out;
+  rc = source->ops->start(source, start, err);
+  if (rc) goto out;
+  od_info("pipeline %s: streaming from " OD_LSN_FMT "%s", cfg->name, OD_LSN_ARGS(start),
+          start ? " (the sink's checkpoint)" : " (the slot's confirmed position; the sink is empty)");
+
+  rc = od_queue_init(&queue, cfg->queue.max_rows, cfg->queue.max_bytes);
+  if (rc) {
+    OD_FAIL(err, rc, "pipeline %s: cannot create the queue", cfg->name);
+    goto out;
+  }
+  queue_ready = true;
+  rc = od_apply_start(&apply, cfg, sink, &queue, &p->stats, err);
+  if (rc) goto out;
+  atomic_store(&p->stats.state, OD_PIPELINE_STREAMING);
+
+  reader r = {.p = p, .source = source, .queue = &queue, .apply = apply, .skip_before = start};
+  od_change_handler h = {.ctx = &r,
+                         .begin = reader_begin,
+                         .change = reader_change,
+                         .commit = reader_commit,
+                         .idle = reader_idle};
+  while (!atomic_load(&p->stop) && !od_apply_failed(apply)) {
+    rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
+    if (rc) break;
+    if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
+    size_t rows;
+    od_queue_stats(&queue, &rows, NULL);
+    atomic_store(&p->stats.queued_rows, rows);
+    if ((rc = source->ops->ack(source, durable_of(&r), false, err))) break;
+  }
+  if (rc == OD_ECANCELLED && (atomic_load(&p->stop) || od_apply_failed(apply))) rc = OD_OK;
+  /* Complete transactions still in hand are applied; a partial one is dropped (it was never
+   * acknowledged, so the next session receives it again). */
+  if (r.cur && r.cur->ends_txn && rc == OD_OK) {
+    od_error ignored;
+    reader_push(&r, &ignored);
+  }
+  if (r.cur) od_queue_recycle(&queue, r.cur);
+  r.cur = NULL;
+  od_queue_close(&queue);
+  od_error apply_err;
+  int arc = od_apply_join(apply, &apply_err);
+  apply = NULL;
+  if (arc && !rc) {
+    *err = apply_err;
+    rc = arc;
+  }
+  if (rc == OD_OK) {
+    /* Tell the server what the sink now holds before disconnecting. */
+    od_error ack_err;
+    if (source->ops->ack(source, atomic_load(&p->stats.durable_lsn), true, &ack_err))
+      od_warn("pipeline %s: final acknowledgement failed: %s", cfg->name, ack_err.msg);
+  }
+out:
+  if (apply) od_apply_join(apply, NULL);
+  if (source) source->ops->close(source);
+  if (sink) sink->ops->close(sink);
+  if (queue_ready) od_queue_destroy(&queue);
+  return rc;
+}
+
+/* ---- supervisor ---------------------------------------------------------------------------- */
+
+static void sleep_interruptible(od_pipeline *p, long ms) {
+  while (ms > 0 && !atomic_load(&p->stop)) {
+    long step = ms < 100 ? ms : 100;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000L};
+    nanosleep(&ts, NULL);
+    ms -= step;
+  }
+}
+
+static void *supervisor_main(void *arg) {
+  od_pipeline *p = arg;
+  long backoff_ms = 200;
+  int rc = OD_OK;
+  od_error err;
+  while (!atomic_load(&p->stop)) {
+    od_error_clear(&err);
+    atomic_fetch_add(&p->stats.sessions, 1);
+    int64_t started = od_mono_us();
+    rc = run_session(p, &err);
+    if (rc == OD_OK) break; /* stop requested and drained */
+    if (!err.retriable) {
+      od_error_log("pipeline %s: %s", p->cfg->name, err.msg);
+      break;
+    }
+    if (od_mono_us() - started > 30 * 1000000LL) backoff_ms = 200; /* it had been healthy */
+    atomic_store(&p->stats.state, OD_PIPELINE_RETRYING);
+    od_warn("pipeline %s: %s; retrying in %.1f s", p->cfg->name, err.msg, backoff_ms / 1000.0);
+    sleep_interruptible(p, backoff_ms);
+    backoff_ms = backoff_ms * 2 > p->reconnect_max_ms ? p->reconnect_max_ms : backoff_ms * 2;
+    rc = OD_OK;
+  }
+  p->final_rc = rc;
+  p->final_err = err;
+  atomic_store(&p->stats.state, rc ? OD_PIPELINE_FAILED : OD_PIPELINE_STOPPED);
+  atomic_store(&p->finished, true);
+  return NULL;
+}
+
+/* One process per pipeline: an advisory lock in the state directory. */
+static int take_lock(od_pipeline *p, od_error *err) {
+  const char *dir = p->root->state_dir;
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    return OD_FAIL(err, OD_EIO, "cannot create state_dir %s: %s", dir, strerror(errno));
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s.lock", dir, p->cfg->name);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return OD_FAIL(err, OD_EIO, "cannot open %s: %s", path, strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = "";
+    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    close(fd);
+    return OD_FAIL(err, OD_EBUSY,
+                   "pipeline %s is already running (lock %s is held by pid %s); stop it first",
+                   p->cfg->name, path, pid[0] ? pid : "?");
+  }
+  char pid[32];
+  int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+    close(fd);
+    return OD_FAIL(err, OD_EIO, "cannot write %s: %s", path, strerror(errno));
+  }
+  p->lock_fd = fd;
+  return OD_OK;
+}
+
+int od_pipeline_start(od_pipeline *p, od_error *err) {
+  int rc = take_lock(p, err);
+  if (rc) return rc;
+  if (pthread_create(&p->thread, NULL, supervisor_main, p) != 0)
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: cannot start a thread", p->cfg->name);
+  p->thread_started = true;
+  return OD_OK;
+}
+
+int od_pipeline_wait(od_pipeline *p, od_error *err) {
+  if (p->thread_started) {
+    pthread_join(p->thread, NULL);
+    p->thread_started = false;
+  }
+  if (p->final_rc && err) *err = p->final_err;
+  return p->final_rc;
+}
+
+void od_pipeline_free(od_pipeline *p) {
+  if (!p) return;
+  if (p->thread_started) {
+    od_pipeline_request_stop(p);
+    od_pipeline_wait(p, NULL);
+  }
+  if (p->lock_fd >= 0) close(p->lock_fd);
+  free(p);
+}
+
+/* ---- check --------------------------------------------------------------------------------- */
+
+int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
+                      void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx) {
+  (void)root;
+  od_error err;
+  od_error_clear(&err);
+  const od_source_ops *src;
+  const od_sink_ops *snk;
+  int fatal = 0;
+  char msg[OD_ERROR_MSG_MAX + 64];
+  if (find_adapters(cfg, &src, &snk, &err)) {
+    problem(ctx, true, err.msg);
+    return 1;
+  }
+  od_source *source = NULL;
+  if (src->open(&cfg->source, cfg->name, &source, &err)) {
+    problem(ctx, true, err.msg);
+    fatal++;
+  } else {
+    int n = src->check(source, problem, ctx, &err);
+    if (n < 0) {
+      snprintf(msg, sizeof msg, "pipeline %s: source: %s", cfg->name, err.msg);
+      problem(ctx, true, msg);
+      fatal++;
+    } else {
+      fatal += n;
+    }
+    src->close(source);
+  }
+  od_sink *sink = NULL;
+  if (snk->open(&cfg->sink, cfg->name, &sink, &err)) {
+    snprintf(msg, sizeof msg, "pipeline %s: sink: %s", cfg->name, err.msg);
+    problem(ctx, true, msg);
+    fatal++;
+  } else {
+    od_lsn pos;
+    if (sink->ops->read_position(sink, &pos, &err)) {
+      snprintf(msg, sizeof msg, "pipeline %s: sink: %s", cfg->name, err.msg);
+      problem(ctx, true, msg);
+      fatal++;
+    }
+    sink->ops->close(sink);
+  }
+  return fatal;
+}

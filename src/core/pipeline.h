@@ -1,0 +1,69 @@
+/* pipeline.h — one pipeline: a source, a sink, the queue between them, and its supervisor.
+ *
+ * Owns: the source and sink handles it opens, the queue and its chunks, the two threads of a
+ * running session (the supervisor thread reads from the source; the apply thread applies to the
+ * sink), the durable position, and the statistics. A session is: open sink, read its checkpoint,
+ * start the source after that checkpoint, stream until stopped or failed. Any failure ends the
+ * session; a retriable one starts a new session after a backoff, from the sink's checkpoint
+ * (the source was never acknowledged past it, so nothing is lost and nothing is applied twice).
+ * Never touches: process exit, signals, the terminal. The config is borrowed and must outlive it.
+ */
+#ifndef ODSYNC_PIPELINE_H
+#define ODSYNC_PIPELINE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "odsync/change.h"
+#include "odsync/config.h"
+#include "odsync/error.h"
+
+typedef enum od_pipeline_state {
+  OD_PIPELINE_STARTING = 0,
+  OD_PIPELINE_STREAMING,
+  OD_PIPELINE_RETRYING,
+  OD_PIPELINE_STOPPED,
+  OD_PIPELINE_FAILED,
+} od_pipeline_state;
+
+typedef struct od_pipeline_stats {
+  _Atomic uint64_t changes_applied;   /* rows committed to the sink since start */
+  _Atomic uint64_t txns_applied;      /* source transactions committed to the sink */
+  _Atomic uint64_t batches;           /* sink commits */
+  _Atomic uint64_t txns_skipped;      /* resent transactions the sink already held */
+  _Atomic uint64_t durable_lsn;       /* sink checkpoint = what the source may be acked */
+  _Atomic int64_t last_commit_time;   /* source commit time (µs) of the last applied txn */
+  _Atomic int64_t last_lag_us;        /* source commit -> sink commit, for the last batch */
+  _Atomic int64_t last_apply_at;      /* wall clock (µs) of the last sink commit */
+  _Atomic uint64_t queued_rows;       /* rows waiting between reader and applier */
+  _Atomic uint64_t sessions;          /* sessions started (1 + restarts) */
+  _Atomic int state;                  /* od_pipeline_state */
+} od_pipeline_stats;
+
+typedef struct od_pipeline od_pipeline;
+
+/* Validate the pipeline's config and the adapters' sections (nothing connects yet). */
+int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pipeline **out,
+                    od_error *err);
+/* Start the supervisor thread. */
+int od_pipeline_start(od_pipeline *p, od_error *err);
+/* Ask the pipeline to stop: stop reading, apply what is complete, acknowledge, disconnect. */
+void od_pipeline_request_stop(od_pipeline *p);
+/* True once the pipeline has stopped (cleanly or not). */
+bool od_pipeline_finished(od_pipeline *p);
+/* Join; OD_OK after a clean stop, else the fatal error that ended it (copied into err). */
+int od_pipeline_wait(od_pipeline *p, od_error *err);
+void od_pipeline_free(od_pipeline *p);
+
+const char *od_pipeline_name(const od_pipeline *p);
+od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p);
+
+/* `odsync check`: open source and sink, report each problem; returns the number of fatal
+ * problems, or a negative status when the check itself could not run. */
+int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
+                      void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx);
+
+int64_t od_now_us(void);      /* wall clock, µs since the Unix epoch */
+int64_t od_mono_us(void);     /* monotonic clock, µs */
+
+#endif

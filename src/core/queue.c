@@ -1,0 +1,201 @@
+/* queue.c — see queue.h. */
+#include "core/queue.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "odsync/error.h"
+
+#define POOL_MAX 64
+#define CHUNK_ARENA_BLOCK (256 * 1024)
+
+int od_queue_init(od_queue *q, size_t max_rows, size_t max_bytes) {
+  memset(q, 0, sizeof *q);
+  q->max_rows = max_rows ? max_rows : 100000;
+  q->max_bytes = max_bytes ? max_bytes : (size_t)256 << 20;
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  if (pthread_mutex_init(&q->lock, NULL) || pthread_cond_init(&q->not_empty, &attr) ||
+      pthread_cond_init(&q->not_full, &attr)) {
+    pthread_condattr_destroy(&attr);
+    return OD_ENOMEM;
+  }
+  pthread_condattr_destroy(&attr);
+  return OD_OK;
+}
+
+static void chunk_free(od_chunk *c) {
+  od_arena_destroy(&c->arena);
+  free(c->changes);
+  free(c);
+}
+
+void od_queue_destroy(od_queue *q) {
+  od_chunk *lists[2] = {q->head, q->pool};
+  for (int i = 0; i < 2; i++) {
+    od_chunk *c = lists[i];
+    while (c) {
+      od_chunk *next = c->next;
+      chunk_free(c);
+      c = next;
+    }
+  }
+  pthread_mutex_destroy(&q->lock);
+  pthread_cond_destroy(&q->not_empty);
+  pthread_cond_destroy(&q->not_full);
+  memset(q, 0, sizeof *q);
+}
+
+static void chunk_clear(od_chunk *c) {
+  od_arena_reset(&c->arena);
+  c->next = NULL;
+  c->nchanges = 0;
+  c->ntxns = 0;
+  c->ends_txn = false;
+  c->heartbeat = false;
+  c->end_lsn = 0;
+  c->commit_time = 0;
+}
+
+od_chunk *od_queue_take_free(od_queue *q) {
+  pthread_mutex_lock(&q->lock);
+  od_chunk *c = q->pool;
+  if (c) {
+    q->pool = c->next;
+    q->pool_count--;
+  }
+  pthread_mutex_unlock(&q->lock);
+  if (!c) {
+    c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    od_arena_init(&c->arena, CHUNK_ARENA_BLOCK);
+  }
+  chunk_clear(c);
+  return c;
+}
+
+od_change *od_chunk_add(od_chunk *c) {
+  if (c->nchanges == c->cap) {
+    uint32_t cap = c->cap ? c->cap * 2 : 256;
+    od_change *grown = realloc(c->changes, cap * sizeof *grown);
+    if (!grown) return NULL;
+    c->changes = grown;
+    c->cap = cap;
+  }
+  od_change *ch = &c->changes[c->nchanges++];
+  memset(ch, 0, sizeof *ch);
+  return ch;
+}
+
+size_t od_chunk_bytes(const od_chunk *c) {
+  return c->arena.used + (size_t)c->nchanges * sizeof(od_change);
+}
+
+static void deadline_after(struct timespec *ts, int timeout_ms) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += timeout_ms / 1000;
+  ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+static bool is_full(const od_queue *q) {
+  return q->head && (q->rows >= q->max_rows || q->bytes >= q->max_bytes);
+}
+
+int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
+  struct timespec deadline;
+  deadline_after(&deadline, timeout_ms);
+  size_t bytes = od_chunk_bytes(c);
+  pthread_mutex_lock(&q->lock);
+  while (!q->closed && is_full(q)) {
+    if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT && is_full(q)) {
+      pthread_mutex_unlock(&q->lock);
+      return OD_AGAIN;
+    }
+  }
+  if (q->closed) {
+    pthread_mutex_unlock(&q->lock);
+    od_queue_recycle(q, c);
+    return OD_ECANCELLED;
+  }
+  c->next = NULL;
+  if (q->tail)
+    q->tail->next = c;
+  else
+    q->head = c;
+  q->tail = c;
+  q->rows += c->nchanges;
+  q->bytes += bytes;
+  pthread_cond_signal(&q->not_empty);
+  pthread_mutex_unlock(&q->lock);
+  return OD_OK;
+}
+
+od_chunk *od_queue_pop(od_queue *q, int timeout_ms) {
+  struct timespec deadline;
+  deadline_after(&deadline, timeout_ms);
+  pthread_mutex_lock(&q->lock);
+  while (!q->head && !q->closed) {
+    if (pthread_cond_timedwait(&q->not_empty, &q->lock, &deadline) == ETIMEDOUT) break;
+  }
+  od_chunk *c = q->head;
+  if (c) {
+    q->head = c->next;
+    if (!q->head) q->tail = NULL;
+    q->rows -= c->nchanges;
+    q->bytes -= od_chunk_bytes(c);
+    c->next = NULL;
+    pthread_cond_signal(&q->not_full);
+  }
+  pthread_mutex_unlock(&q->lock);
+  return c;
+}
+
+void od_queue_recycle(od_queue *q, od_chunk *c) {
+  if (!c) return;
+  pthread_mutex_lock(&q->lock);
+  if (q->pool_count < POOL_MAX) {
+    chunk_clear(c);
+    c->next = q->pool;
+    q->pool = c;
+    q->pool_count++;
+    c = NULL;
+  }
+  pthread_mutex_unlock(&q->lock);
+  if (c) chunk_free(c);
+}
+
+bool od_queue_empty(od_queue *q) {
+  pthread_mutex_lock(&q->lock);
+  bool empty = q->head == NULL;
+  pthread_mutex_unlock(&q->lock);
+  return empty;
+}
+
+void od_queue_close(od_queue *q) {
+  pthread_mutex_lock(&q->lock);
+  q->closed = true;
+  pthread_cond_broadcast(&q->not_empty);
+  pthread_cond_broadcast(&q->not_full);
+  pthread_mutex_unlock(&q->lock);
+}
+
+bool od_queue_closed(od_queue *q) {
+  pthread_mutex_lock(&q->lock);
+  bool closed = q->closed;
+  pthread_mutex_unlock(&q->lock);
+  return closed;
+}
+
+void od_queue_stats(od_queue *q, size_t *rows, size_t *bytes) {
+  pthread_mutex_lock(&q->lock);
+  if (rows) *rows = q->rows;
+  if (bytes) *bytes = q->bytes;
+  pthread_mutex_unlock(&q->lock);
+}

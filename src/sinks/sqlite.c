@@ -1,0 +1,400 @@
+/* sinks/sqlite.c — the SQLite sink (type "sqlite"): the embedded default target.
+ *
+ * Owns: the sqlite3 connection to `path` (WAL, synchronous=FULL), the sink transaction
+ * (BEGIN IMMEDIATE ... COMMIT), the checkpoint row of this pipeline in _odsync_checkpoint written
+ * in the same transaction as the data, and the apply semantics per operation (upsert, keyed or
+ * rowid-matched update/delete, TOAST-unchanged values left alone, truncate).
+ * Per-relation tables and statements live in sqlite_table.c; value conversion in sqlite_types.c.
+ * Never touches: the source, acknowledgements, retries (errors say whether they are retriable),
+ * process exit. Change memory is borrowed for the length of apply(); relations for the sink's life.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/log.h"
+#include "sinks/sqlite_internal.h"
+
+extern const od_sink_ops od_sink_sqlite;
+
+int sq_fail(sq_sink *s, const char *table, const char *what, int rc, od_error *err) {
+  int prim = rc & 0xff;
+  bool retry = prim == SQLITE_BUSY || prim == SQLITE_LOCKED || prim == SQLITE_IOERR || prim == SQLITE_FULL;
+  const char *msg = (s->db && sqlite3_errcode(s->db) != SQLITE_OK) ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+  if (table)
+    return od_error_set(err, OD_ESINK, retry, __FILE__, __LINE__, "sqlite sink %s: table %s: %s: %s",
+                        s->path, table, what, msg);
+  return od_error_set(err, OD_ESINK, retry, __FILE__, __LINE__, "sqlite sink %s: %s: %s", s->path, what, msg);
+}
+
+/* Step a statement that returns no rows, then reset it. *changes = rows changed (may be NULL). */
+static int step_done(sq_sink *s, const char *table, const char *what, sqlite3_stmt *st, int *changes,
+                     od_error *err) {
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    rc = sq_fail(s, table, what, rc, err);
+    sqlite3_reset(st);
+    return rc;
+  }
+  if (changes) *changes = sqlite3_changes(s->db);
+  sqlite3_reset(st);
+  return OD_OK;
+}
+
+static int prepare_fixed(sq_sink *s, const char *sql, sqlite3_stmt **out, od_error *err) {
+  int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+  if (rc != SQLITE_OK) return sq_fail(s, NULL, "preparing statement", rc, err);
+  s->stats.prepared++;
+  return OD_OK;
+}
+
+/* ---- open / close -------------------------------------------------------------------------- */
+
+/* mkdir -p of the directory part of `path`. */
+static int make_parent_dirs(const char *path, od_error *err) {
+  char *dir = strdup(path);
+  if (!dir) return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", path);
+  char *slash = strrchr(dir, '/');
+  int rc = OD_OK;
+  if (slash && slash != dir) {
+    *slash = '\0';
+    for (char *p = dir + 1; rc == OD_OK; p++) {
+      if (*p != '/' && *p != '\0') continue;
+      char c = *p;
+      *p = '\0';
+      if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        rc = OD_FAIL(err, OD_EIO, "sqlite sink %s: cannot create directory %s: %s", path, dir, strerror(errno));
+      *p = c;
+      if (c == '\0') break;
+    }
+  }
+  free(dir);
+  return rc;
+}
+
+static void sq_close(od_sink *base) {
+  sq_sink *s = (sq_sink *)base;
+  if (!s) return;
+  if (s->db && !sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  sq_rels_drop(s, false);
+  sqlite3_finalize(s->st_begin);
+  sqlite3_finalize(s->st_commit);
+  sqlite3_finalize(s->st_rollback);
+  sqlite3_finalize(s->ck_write);
+  sqlite3_finalize(s->ck_read);
+  if (s->db) sqlite3_close_v2(s->db);
+  sq_buf_free(&s->sql);
+  free(s->blob);
+  free(s->path);
+  free(s->pipeline);
+  free(s);
+}
+
+static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
+  static const char *const keys[] = {"path", "busy_timeout_ms", NULL};
+  const char *path = NULL;
+  long busy_ms = 5000;
+  int rc = od_config_check_keys(cfg, keys, err);
+  if (rc == OD_OK) rc = od_config_require_string(cfg, "path", &path, err);
+  if (rc == OD_OK) rc = od_config_int(cfg, "busy_timeout_ms", 5000, 0, 3600000, &busy_ms, err);
+  if (rc) return rc;
+
+  sq_sink *s = calloc(1, sizeof *s);
+  if (!s) return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", path);
+  s->base.ops = &od_sink_sqlite;
+  s->path = strdup(path);
+  s->pipeline = strdup(pipeline ? pipeline : "");
+  if (!s->path || !s->pipeline) {
+    sq_close(&s->base);
+    return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", path);
+  }
+  rc = make_parent_dirs(path, err);
+  if (rc) goto fail;
+
+  int src = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (src != SQLITE_OK) {
+    rc = sq_fail(s, NULL, "opening the database", src, err);
+    goto fail;
+  }
+  sqlite3_busy_timeout(s->db, (int)busy_ms);
+
+  /* WAL: readers never block the writer and never see half a transaction. FULL: every commit
+   * carries the checkpoint, so it must survive power loss before we report it. */
+  sqlite3_stmt *wal = NULL;
+  src = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &wal, NULL);
+  if (src == SQLITE_OK) src = sqlite3_step(wal);
+  if (src != SQLITE_ROW) {
+    rc = sq_fail(s, NULL, "setting journal_mode=WAL", src, err);
+    sqlite3_finalize(wal);
+    goto fail;
+  }
+  const char *mode = (const char *)sqlite3_column_text(wal, 0);
+  if (!mode || sqlite3_stricmp(mode, "wal") != 0) {
+    rc = OD_FAIL(err, OD_ESINK, "sqlite sink %s: could not switch to WAL journal mode (got %s); "
+                 "use a file on a local filesystem", s->path, mode ? mode : "nothing");
+    sqlite3_finalize(wal);
+    goto fail;
+  }
+  sqlite3_finalize(wal);
+  src = sqlite3_exec(s->db,
+                     "PRAGMA synchronous=FULL;"
+                     "CREATE TABLE IF NOT EXISTS _odsync_checkpoint("
+                     "pipeline TEXT PRIMARY KEY, position INTEGER NOT NULL, "
+                     "position_lsn TEXT NOT NULL, updated_at TEXT NOT NULL)",
+                     NULL, NULL, NULL);
+  if (src != SQLITE_OK) {
+    rc = sq_fail(s, NULL, "creating table _odsync_checkpoint", src, err);
+    goto fail;
+  }
+  if ((rc = prepare_fixed(s, "BEGIN IMMEDIATE", &s->st_begin, err)) ||
+      (rc = prepare_fixed(s, "COMMIT", &s->st_commit, err)) ||
+      (rc = prepare_fixed(s, "ROLLBACK", &s->st_rollback, err)) ||
+      (rc = prepare_fixed(s,
+                          "INSERT INTO _odsync_checkpoint(pipeline, position, position_lsn, updated_at) "
+                          "VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) "
+                          "ON CONFLICT (pipeline) DO UPDATE SET position = excluded.position, "
+                          "position_lsn = excluded.position_lsn, updated_at = excluded.updated_at",
+                          &s->ck_write, err)) ||
+      (rc = prepare_fixed(s, "SELECT position FROM _odsync_checkpoint WHERE pipeline = ?1", &s->ck_read,
+                          err)))
+    goto fail;
+  *out = &s->base;
+  return OD_OK;
+fail:
+  sq_close(&s->base);
+  return rc;
+}
+
+/* ---- transactions and the checkpoint ------------------------------------------------------- */
+
+static int sq_read_position(od_sink *base, od_lsn *out, od_error *err) {
+  sq_sink *s = (sq_sink *)base;
+  sqlite3_bind_text(s->ck_read, 1, s->pipeline, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(s->ck_read);
+  if (rc == SQLITE_ROW) {
+    sqlite3_int64 pos = sqlite3_column_int64(s->ck_read, 0);
+    sqlite3_reset(s->ck_read);
+    if (pos < 0)
+      return OD_FAIL(err, OD_ESINK, "sqlite sink %s: table _odsync_checkpoint: pipeline %s has a negative "
+                     "position %lld", s->path, s->pipeline, (long long)pos);
+    *out = (od_lsn)pos;
+    return OD_OK;
+  }
+  if (rc != SQLITE_DONE) {
+    rc = sq_fail(s, "_odsync_checkpoint", "reading the position", rc, err);
+    sqlite3_reset(s->ck_read);
+    return rc;
+  }
+  sqlite3_reset(s->ck_read);
+  *out = 0;
+  return OD_OK;
+}
+
+static int sq_begin(od_sink *base, od_error *err) {
+  sq_sink *s = (sq_sink *)base;
+  if (s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: begin inside an open transaction", s->path);
+  int rc = step_done(s, NULL, "BEGIN IMMEDIATE", s->st_begin, NULL, err);
+  if (rc) return rc;
+  s->in_txn = true;
+  s->txn_seq++;
+  return OD_OK;
+}
+
+static int sq_commit(od_sink *base, od_lsn position, od_error *err) {
+  sq_sink *s = (sq_sink *)base;
+  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: commit without begin", s->path);
+  if (position > (od_lsn)INT64_MAX)
+    return OD_FAIL(err, OD_ESINK, "sqlite sink %s: position " OD_LSN_FMT " does not fit an INTEGER",
+                   s->path, OD_LSN_ARGS(position));
+  char lsn[32];
+  snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(position));
+  sqlite3_bind_text(s->ck_write, 1, s->pipeline, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(s->ck_write, 2, (sqlite3_int64)position);
+  sqlite3_bind_text(s->ck_write, 3, lsn, -1, SQLITE_STATIC);
+  int rc = step_done(s, "_odsync_checkpoint", "writing the checkpoint", s->ck_write, NULL, err);
+  if (rc) return rc;
+  rc = step_done(s, NULL, "COMMIT", s->st_commit, NULL, err);
+  if (rc) return rc; /* the transaction may still be open: the caller rolls back */
+  s->in_txn = false;
+  return OD_OK;
+}
+
+static void sq_rollback(od_sink *base) {
+  sq_sink *s = (sq_sink *)base;
+  if (!sqlite3_get_autocommit(s->db)) {
+    if (sqlite3_step(s->st_rollback) != SQLITE_DONE)
+      od_warn("sqlite sink %s: ROLLBACK failed: %s", s->path, sqlite3_errmsg(s->db));
+    sqlite3_reset(s->st_rollback);
+  }
+  /* Tables created or altered in this transaction are gone again: forget their statements. */
+  if (s->in_txn) sq_rels_drop(s, true);
+  s->in_txn = false;
+}
+
+/* ---- applying changes ---------------------------------------------------------------------- */
+
+static int check_tuple(sq_sink *s, sq_rel *r, const od_tuple *t, const char *which, od_error *err) {
+  if (t->ncolumns == r->rel->ncolumns && t->values) return OD_OK;
+  return OD_FAIL(err, OD_ESINK, "sqlite sink %s: table %s: %s tuple has %d values, relation has %d columns",
+                 s->path, r->target, which, t->ncolumns, r->rel->ncolumns);
+}
+
+static int need_old_row(sq_sink *s, sq_rel *r, const od_change *c, const char *op, od_error *err) {
+  if (c->old_kind == 'O') return check_tuple(s, r, &c->oldtup, "old", err);
+  return OD_FAIL(err, OD_ESINK,
+                 "sqlite sink %s: table %s: %s on a table without key needs the full old row; set "
+                 "REPLICA IDENTITY FULL on the source table or give it a primary key",
+                 s->path, r->target, op);
+}
+
+/* "id=42, region='eu'" of the key (keyed) for log lines. */
+static void describe_key(const sq_rel *r, const od_tuple *t, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = '\0';
+  for (int k = 0; k < r->nkey && n < cap; k++) {
+    int col = SQ_COL(r->key_plan[k]);
+    const od_value *v = &t->values[col];
+    const char *val = v->kind == OD_VALUE_TEXT ? v->data : v->kind == OD_VALUE_NULL ? "NULL" : "?";
+    int w = snprintf(out + n, cap - n, "%s%s=%.64s", k ? ", " : "", r->rel->columns[col].name, val);
+    if (w < 0) break;
+    n += (size_t)w;
+  }
+}
+
+static int apply_insert(sq_sink *s, sq_rel *r, const od_tuple *nt, od_error *err) {
+  sqlite3_stmt *st;
+  int rc = sq_stmt_insert(s, r, &st, err);
+  if (!rc) rc = sq_bind(s, r, st, r->ident_plan, r->rel->ncolumns, nt, nt, err);
+  if (!rc) rc = step_done(s, r->target, "insert", st, NULL, err);
+  return rc;
+}
+
+static int apply_update(sq_sink *s, sq_rel *r, const od_change *c, od_error *err) {
+  const od_tuple *mt = &c->newtup;
+  int rc;
+  if (r->keyed) {
+    if (c->old_kind == 'K' || c->old_kind == 'O') {
+      mt = &c->oldtup;
+      if ((rc = check_tuple(s, r, mt, "old", err))) return rc;
+    }
+  } else {
+    if ((rc = need_old_row(s, r, c, "update", err))) return rc;
+    mt = &c->oldtup;
+  }
+  sq_variant *v;
+  rc = sq_variant_get(s, r, SQ_V_UPDATE, &c->newtup, r->keyed ? NULL : mt, &v, err);
+  if (rc) return rc;
+  if (!v) { /* every value unchanged: nothing to write */
+    s->stats.updated++;
+    return OD_OK;
+  }
+  int changes = 0;
+  if ((rc = sq_bind(s, r, v->stmt, v->plan, v->nplan, &c->newtup, mt, err)) ||
+      (rc = step_done(s, r->target, "update", v->stmt, &changes, err)))
+    return rc;
+  if (changes > 0) {
+    s->stats.updated++;
+    return OD_OK;
+  }
+  if (!v->new_unchanged) { /* the row is missing but we have all of it: write it */
+    if ((rc = apply_insert(s, r, &c->newtup, err))) return rc;
+    s->stats.missing_upserted++;
+    return OD_OK;
+  }
+  char key[256];
+  if (r->keyed)
+    describe_key(r, mt, key, sizeof key);
+  else
+    snprintf(key, sizeof key, "no row equal to the old row");
+  od_warn("sqlite sink %s: table %s: update of a missing row (%s) has unchanged TOAST values; "
+          "row skipped", s->path, r->target, key);
+  s->stats.missing_skipped++;
+  return OD_OK;
+}
+
+static int apply_delete(sq_sink *s, sq_rel *r, const od_change *c, od_error *err) {
+  sqlite3_stmt *st;
+  const uint16_t *plan;
+  int nplan, rc;
+  if (r->keyed) {
+    if (c->old_kind != 'K' && c->old_kind != 'O')
+      return OD_FAIL(err, OD_ESINK, "sqlite sink %s: table %s: delete without the old key", s->path, r->target);
+    if ((rc = check_tuple(s, r, &c->oldtup, "old", err))) return rc;
+    if ((rc = sq_stmt_delete_keyed(s, r, &st, err))) return rc;
+    plan = r->key_plan;
+    nplan = r->nkey;
+  } else {
+    if ((rc = need_old_row(s, r, c, "delete", err))) return rc;
+    sq_variant *v;
+    if ((rc = sq_variant_get(s, r, SQ_V_DELETE, NULL, &c->oldtup, &v, err))) return rc;
+    st = v->stmt;
+    plan = v->plan;
+    nplan = v->nplan;
+  }
+  int changes = 0;
+  if ((rc = sq_bind(s, r, st, plan, nplan, &c->oldtup, &c->oldtup, err)) ||
+      (rc = step_done(s, r->target, "delete", st, &changes, err)))
+    return rc;
+  if (changes > 0)
+    s->stats.deleted++;
+  else
+    s->stats.delete_missing++;
+  return OD_OK;
+}
+
+static int sq_apply(od_sink *base, const od_change *changes, size_t n, od_error *err) {
+  sq_sink *s = (sq_sink *)base;
+  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: apply without begin", s->path);
+  for (size_t i = 0; i < n; i++) {
+    const od_change *c = &changes[i];
+    if (c->op == OD_OP_MESSAGE) continue;
+    if (!c->rel)
+      return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: change %zu (op %c) has no relation", s->path, i, c->op);
+    sq_rel *r;
+    int rc = sq_rel_get(s, c->rel, &r, err);
+    if (rc) return rc;
+    switch (c->op) {
+      case OD_OP_INSERT:
+      case OD_OP_READ:
+        if (!(rc = check_tuple(s, r, &c->newtup, "new", err))) rc = apply_insert(s, r, &c->newtup, err);
+        if (!rc) s->stats.inserted++;
+        break;
+      case OD_OP_UPDATE:
+        if (!(rc = check_tuple(s, r, &c->newtup, "new", err))) rc = apply_update(s, r, c, err);
+        break;
+      case OD_OP_DELETE:
+        rc = apply_delete(s, r, c, err);
+        break;
+      case OD_OP_TRUNCATE: {
+        sqlite3_stmt *st;
+        if (!(rc = sq_stmt_truncate(s, r, &st, err))) rc = step_done(s, r->target, "truncate", st, NULL, err);
+        if (!rc) s->stats.truncated++;
+        break;
+      }
+      default:
+        return OD_FAIL(err, OD_EUNSUPPORTED, "sqlite sink %s: table %s: unknown operation %d", s->path,
+                       r->target, c->op);
+    }
+    if (rc) return rc;
+  }
+  return OD_OK;
+}
+
+int od_sink_sqlite_stats(const od_sink *s, od_sqlite_stats *out) {
+  if (!s || s->ops != &od_sink_sqlite || !out) return OD_EINVAL;
+  *out = ((const sq_sink *)s)->stats;
+  return OD_OK;
+}
+
+const od_sink_ops od_sink_sqlite = {
+    .type = "sqlite",
+    .open = sq_open,
+    .read_position = sq_read_position,
+    .begin = sq_begin,
+    .apply = sq_apply,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .close = sq_close,
+};

@@ -1,0 +1,113 @@
+/* sinks/sqlite_internal.h — shared state of the SQLite sink's three files (private).
+ *
+ *   sqlite.c        the vtable: open/close, transactions, checkpoint, applying changes
+ *   sqlite_table.c  one sq_rel per relation version: target table DDL and prepared statements
+ *   sqlite_types.c  PostgreSQL type -> SQLite storage class, binding values
+ *
+ * Ownership: the sq_sink owns the sqlite3 connection, every sq_rel and every statement. An sq_rel
+ * points at (never owns) its od_relation, which the source keeps alive for the pipeline's life;
+ * the pointer is the identity of the relation version.
+ */
+#ifndef ODSYNC_SINKS_SQLITE_INTERNAL_H
+#define ODSYNC_SINKS_SQLITE_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "odsync/sink.h"
+#include "sinks/sqlite.h"
+
+/* Storage class chosen for a column from its PostgreSQL type. */
+enum sq_class { SQ_TEXT, SQ_INT, SQ_BOOL, SQ_REAL, SQ_BLOB };
+
+/* Statement variants that depend on which values are UNCHANGED. */
+enum sq_vkind { SQ_V_UPDATE = 1, SQ_V_DELETE = 2 };
+#define SQ_MAX_VARIANTS 8
+/* A bind plan is a list of column indexes, one per parameter (?1, ?2, ...). Without the flag the
+ * value comes from the change's new tuple; with it, from the tuple used to find the row. */
+#define SQ_FROM_MATCH 0x8000u
+#define SQ_COL(p) ((p) & 0x7fffu)
+
+typedef struct sq_buf {
+  char *p;
+  size_t len, cap;
+  bool oom;
+} sq_buf;
+
+typedef struct sq_variant {
+  sqlite3_stmt *stmt; /* NULL: free slot */
+  uint8_t kind;       /* sq_vkind */
+  bool new_unchanged; /* the new tuple had UNCHANGED values */
+  uint64_t *mask;     /* 2 * mask_words: new tuple's UNCHANGED bits, then old tuple's */
+  uint16_t *plan;
+  int nplan;
+  uint64_t last_use;
+} sq_variant;
+
+typedef struct sq_rel {
+  const od_relation *rel; /* not owned */
+  struct sq_rel *next;    /* hash chain */
+  char *target;           /* table name, unquoted */
+  char *qtarget;          /* table name, quoted identifier */
+  bool keyed;             /* matched by key columns (declared PRIMARY KEY) */
+  uint8_t *cls;           /* sq_class per column */
+  uint16_t *ident_plan;   /* 0..n-1: every column from the new tuple */
+  uint16_t *key_plan;     /* key columns, SQ_FROM_MATCH */
+  int nkey;
+  sqlite3_stmt *insert, *del_keyed, *truncate; /* prepared on first use */
+  sq_variant variants[SQ_MAX_VARIANTS];
+  size_t mask_words;      /* 64-bit words for one tuple's bitmask */
+  uint64_t *scratch;      /* 2 * mask_words */
+  uint64_t born_txn;      /* sink transaction in which the DDL ran */
+} sq_rel;
+
+typedef struct sq_sink {
+  od_sink base;
+  sqlite3 *db;
+  char *path;
+  char *pipeline;
+  bool in_txn;
+  uint64_t txn_seq;
+  sqlite3_stmt *st_begin, *st_commit, *st_rollback, *ck_write, *ck_read;
+  sq_rel **buckets; /* chained hash by relation pointer */
+  size_t nbuckets, nrels;
+  sq_buf sql;       /* reused to build statements */
+  unsigned char *blob; /* reused for decoded bytea values of one statement */
+  size_t blob_cap, blob_used;
+  uint64_t clock;   /* LRU clock for statement variants */
+  od_sqlite_stats stats;
+} sq_sink;
+
+/* sqlite.c */
+/* Fill err with "sqlite sink <path>: [table <t>: ]<what>: <sqlite message>"; retriable for
+ * SQLITE_BUSY/LOCKED/IOERR/FULL. Returns OD_ESINK. */
+int sq_fail(sq_sink *s, const char *table, const char *what, int rc, od_error *err);
+
+/* sqlite_table.c */
+void sq_buf_reset(sq_buf *b);
+void sq_buf_add(sq_buf *b, const char *str);
+void sq_buf_addf(sq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sq_buf_ident(sq_buf *b, const char *name); /* "name" with " doubled */
+void sq_buf_free(sq_buf *b);
+
+int sq_rel_get(sq_sink *s, const od_relation *rel, sq_rel **out, od_error *err);
+/* Forget states (finalizing their statements): all, or only those born in the current txn. */
+void sq_rels_drop(sq_sink *s, bool only_current_txn);
+int sq_stmt_insert(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
+int sq_stmt_delete_keyed(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
+int sq_stmt_truncate(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
+/* The statement for this shape of change. `nt` (update) / `ot` (keyless update/delete) give the
+ * UNCHANGED bitmasks. *out = NULL for an update with nothing to set. */
+int sq_variant_get(sq_sink *s, sq_rel *r, int kind, const od_tuple *nt, const od_tuple *ot,
+                   sq_variant **out, od_error *err);
+
+/* sqlite_types.c */
+uint8_t sq_class_of(uint32_t type_oid);
+const char *sq_class_decl(uint8_t cls);
+/* Bind parameters ?1..?n by `plan`. Values must stay valid until the statement is reset. */
+int sq_bind(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const uint16_t *plan, int nplan,
+            const od_tuple *nt, const od_tuple *mt, od_error *err);
+
+#endif

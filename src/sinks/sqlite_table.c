@@ -1,0 +1,488 @@
+/* sinks/sqlite_table.c — the SQLite sink's per-relation-version state.
+ *
+ * Owns: one sq_rel per od_relation version seen (found by pointer in a chained hash): the target
+ * table's name, the CREATE TABLE / ALTER TABLE ADD COLUMN that make the table fit the relation,
+ * and every prepared statement for that version (insert/upsert, keyed delete, truncate, and up
+ * to SQ_MAX_VARIANTS update/delete variants keyed by which values are UNCHANGED, evicted LRU).
+ * Statements are built here once; applying a row only binds and steps them.
+ * Never touches: transactions, the checkpoint, value conversion (sqlite_types.c).
+ * The od_relation is borrowed: it outlives the sink (see odsync/change.h).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sinks/sqlite_internal.h"
+
+/* ---- SQL text builder ---------------------------------------------------------------------- */
+
+static bool buf_reserve(sq_buf *b, size_t extra) {
+  if (b->oom) return false;
+  if (b->len + extra + 1 <= b->cap) return true;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + extra + 1) cap *= 2;
+  char *p = realloc(b->p, cap);
+  if (!p) {
+    b->oom = true;
+    return false;
+  }
+  b->p = p;
+  b->cap = cap;
+  return true;
+}
+
+void sq_buf_reset(sq_buf *b) {
+  b->len = 0;
+  b->oom = false;
+  if (b->p) b->p[0] = '\0';
+}
+
+void sq_buf_add(sq_buf *b, const char *str) {
+  size_t n = strlen(str);
+  if (!buf_reserve(b, n)) return;
+  memcpy(b->p + b->len, str, n + 1);
+  b->len += n;
+}
+
+void sq_buf_addf(sq_buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || !buf_reserve(b, (size_t)n)) return;
+  va_start(ap, fmt);
+  vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+}
+
+void sq_buf_ident(sq_buf *b, const char *name) {
+  size_t n = strlen(name), quotes = 0;
+  for (size_t i = 0; i < n; i++) quotes += name[i] == '"';
+  if (!buf_reserve(b, n + quotes + 2)) return;
+  char *o = b->p + b->len;
+  *o++ = '"';
+  for (size_t i = 0; i < n; i++) {
+    *o++ = name[i];
+    if (name[i] == '"') *o++ = '"';
+  }
+  *o++ = '"';
+  *o = '\0';
+  b->len = (size_t)(o - b->p);
+}
+
+void sq_buf_free(sq_buf *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+static char *buf_strdup(const sq_buf *b) {
+  if (b->oom) return NULL;
+  char *p = malloc(b->len + 1);
+  if (p) memcpy(p, b->p ? b->p : "", b->len + 1);
+  return p;
+}
+
+/* ---- statements ---------------------------------------------------------------------------- */
+
+static int prepare(sq_sink *s, sq_rel *r, const char *what, sqlite3_stmt **out, od_error *err) {
+  if (s->sql.oom)
+    return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: table %s: %s: out of memory", s->path, r->target, what);
+  int rc = sqlite3_prepare_v3(s->db, s->sql.p, (int)s->sql.len, SQLITE_PREPARE_PERSISTENT, out, NULL);
+  if (rc != SQLITE_OK) return sq_fail(s, r->target, what, rc, err);
+  s->stats.prepared++;
+  return OD_OK;
+}
+
+static int exec_sql(sq_sink *s, sq_rel *r, const char *what, od_error *err) {
+  if (s->sql.oom)
+    return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: table %s: %s: out of memory", s->path, r->target, what);
+  int rc = sqlite3_exec(s->db, s->sql.p, NULL, NULL, NULL);
+  if (rc != SQLITE_OK) return sq_fail(s, r->target, what, rc, err);
+  return OD_OK;
+}
+
+static void add_col(sq_buf *b, const sq_rel *r, int i) { sq_buf_ident(b, r->rel->columns[i].name); }
+
+int sq_stmt_insert(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err) {
+  if (!r->insert) {
+    const od_relation *rel = r->rel;
+    sq_buf *b = &s->sql;
+    sq_buf_reset(b);
+    sq_buf_add(b, "INSERT INTO ");
+    sq_buf_add(b, r->qtarget);
+    sq_buf_add(b, " (");
+    for (int i = 0; i < rel->ncolumns; i++) {
+      if (i) sq_buf_add(b, ",");
+      add_col(b, r, i);
+    }
+    sq_buf_add(b, ") VALUES (");
+    for (int i = 0; i < rel->ncolumns; i++) sq_buf_addf(b, "%s?%d", i ? "," : "", i + 1);
+    sq_buf_add(b, ")");
+    if (r->keyed) {
+      sq_buf_add(b, " ON CONFLICT (");
+      for (int k = 0; k < r->nkey; k++) {
+        if (k) sq_buf_add(b, ",");
+        add_col(b, r, SQ_COL(r->key_plan[k]));
+      }
+      sq_buf_add(b, ") DO ");
+      if (r->nkey == rel->ncolumns) {
+        sq_buf_add(b, "NOTHING");
+      } else {
+        sq_buf_add(b, "UPDATE SET ");
+        bool first = true;
+        for (int i = 0; i < rel->ncolumns; i++) {
+          if (rel->columns[i].key) continue;
+          if (!first) sq_buf_add(b, ",");
+          first = false;
+          add_col(b, r, i);
+          sq_buf_add(b, "=excluded.");
+          add_col(b, r, i);
+        }
+      }
+    }
+    int rc = prepare(s, r, "preparing insert", &r->insert, err);
+    if (rc) return rc;
+  }
+  *out = r->insert;
+  return OD_OK;
+}
+
+int sq_stmt_delete_keyed(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err) {
+  if (!r->del_keyed) {
+    sq_buf *b = &s->sql;
+    sq_buf_reset(b);
+    sq_buf_add(b, "DELETE FROM ");
+    sq_buf_add(b, r->qtarget);
+    sq_buf_add(b, " WHERE ");
+    for (int k = 0; k < r->nkey; k++) {
+      if (k) sq_buf_add(b, " AND ");
+      add_col(b, r, SQ_COL(r->key_plan[k]));
+      sq_buf_addf(b, "=?%d", k + 1);
+    }
+    int rc = prepare(s, r, "preparing delete", &r->del_keyed, err);
+    if (rc) return rc;
+  }
+  *out = r->del_keyed;
+  return OD_OK;
+}
+
+int sq_stmt_truncate(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err) {
+  if (!r->truncate) {
+    sq_buf_reset(&s->sql);
+    sq_buf_add(&s->sql, "DELETE FROM ");
+    sq_buf_add(&s->sql, r->qtarget);
+    int rc = prepare(s, r, "preparing truncate", &r->truncate, err);
+    if (rc) return rc;
+  }
+  *out = r->truncate;
+  return OD_OK;
+}
+
+static bool bit(const uint64_t *m, int i) { return (m[i / 64] >> (i % 64)) & 1; }
+
+/* Build the SQL and plan of a variant from the masks in r->scratch. Returns 0 ok, 1 when an
+ * update has nothing to set, or an od status. */
+static int build_variant(sq_sink *s, sq_rel *r, sq_variant *v, int kind, od_error *err) {
+  const od_relation *rel = r->rel;
+  const uint64_t *newm = r->scratch, *oldm = r->scratch + r->mask_words;
+  sq_buf *b = &s->sql;
+  int np = 0;
+  sq_buf_reset(b);
+  if (kind == SQ_V_UPDATE) {
+    sq_buf_add(b, "UPDATE ");
+    sq_buf_add(b, r->qtarget);
+    sq_buf_add(b, " SET ");
+    for (int i = 0; i < rel->ncolumns; i++) {
+      if (bit(newm, i)) continue;
+      if (np) sq_buf_add(b, ",");
+      add_col(b, r, i);
+      v->plan[np++] = (uint16_t)i;
+      sq_buf_addf(b, "=?%d", np);
+    }
+    if (np == 0) return 1;
+  } else {
+    sq_buf_add(b, "DELETE FROM ");
+    sq_buf_add(b, r->qtarget);
+  }
+  int nset = np;
+  if (r->keyed) {
+    sq_buf_add(b, " WHERE ");
+    for (int k = 0; k < r->nkey; k++) {
+      if (k) sq_buf_add(b, " AND ");
+      add_col(b, r, SQ_COL(r->key_plan[k]));
+      v->plan[np++] = r->key_plan[k];
+      sq_buf_addf(b, "=?%d", np);
+    }
+  } else {
+    /* One row equal (NULL-safe) to the old row, skipping old values that are UNCHANGED. */
+    sq_buf_add(b, " WHERE rowid = (SELECT rowid FROM ");
+    sq_buf_add(b, r->qtarget);
+    sq_buf_add(b, " WHERE ");
+    for (int i = 0; i < rel->ncolumns; i++) {
+      if (bit(oldm, i)) continue;
+      if (np > nset) sq_buf_add(b, " AND ");
+      add_col(b, r, i);
+      v->plan[np++] = (uint16_t)(i | SQ_FROM_MATCH);
+      sq_buf_addf(b, " IS ?%d", np);
+    }
+    if (np == nset)
+      return OD_FAIL(err, OD_ESINK, "sqlite sink %s: table %s: the old row has no value to match on",
+                     s->path, r->target);
+    sq_buf_add(b, " LIMIT 1)");
+  }
+  v->nplan = np;
+  return prepare(s, r, kind == SQ_V_UPDATE ? "preparing update" : "preparing delete", &v->stmt, err);
+}
+
+int sq_variant_get(sq_sink *s, sq_rel *r, int kind, const od_tuple *nt, const od_tuple *ot,
+                   sq_variant **out, od_error *err) {
+  size_t w = r->mask_words, bytes = 2 * w * sizeof(uint64_t);
+  memset(r->scratch, 0, bytes);
+  bool new_unchanged = false;
+  for (int i = 0; nt && i < nt->ncolumns; i++)
+    if (nt->values[i].kind == OD_VALUE_UNCHANGED) {
+      r->scratch[i / 64] |= 1ull << (i % 64);
+      new_unchanged = true;
+    }
+  for (int i = 0; ot && i < ot->ncolumns; i++)
+    if (ot->values[i].kind == OD_VALUE_UNCHANGED) r->scratch[w + i / 64] |= 1ull << (i % 64);
+
+  s->clock++;
+  sq_variant *free_slot = NULL, *lru = NULL;
+  for (int i = 0; i < SQ_MAX_VARIANTS; i++) {
+    sq_variant *v = &r->variants[i];
+    if (!v->stmt) {
+      if (!free_slot) free_slot = v;
+    } else if (v->kind == kind && memcmp(v->mask, r->scratch, bytes) == 0) {
+      v->last_use = s->clock;
+      *out = v;
+      return OD_OK;
+    } else if (!lru || v->last_use < lru->last_use) {
+      lru = v;
+    }
+  }
+  sq_variant *slot = free_slot ? free_slot : lru; /* a free slot, else the least recently used */
+  if (slot->stmt) {
+    sqlite3_finalize(slot->stmt);
+    slot->stmt = NULL;
+  }
+  if (!slot->mask) {
+    slot->mask = malloc(bytes);
+    slot->plan = malloc(2 * (size_t)r->rel->ncolumns * sizeof(uint16_t));
+    if (!slot->mask || !slot->plan)
+      return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: table %s: out of memory", s->path, r->target);
+  }
+  int rc = build_variant(s, r, slot, kind, err);
+  if (rc == 1) {
+    *out = NULL;
+    return OD_OK;
+  }
+  if (rc) return rc;
+  memcpy(slot->mask, r->scratch, bytes);
+  slot->kind = (uint8_t)kind;
+  slot->new_unchanged = new_unchanged;
+  slot->last_use = s->clock;
+  *out = slot;
+  return OD_OK;
+}
+
+/* ---- relation states ----------------------------------------------------------------------- */
+
+static void rel_free(sq_rel *r) {
+  if (!r) return;
+  sqlite3_finalize(r->insert);
+  sqlite3_finalize(r->del_keyed);
+  sqlite3_finalize(r->truncate);
+  for (int i = 0; i < SQ_MAX_VARIANTS; i++) {
+    sqlite3_finalize(r->variants[i].stmt);
+    free(r->variants[i].mask);
+    free(r->variants[i].plan);
+  }
+  free(r->target);
+  free(r->qtarget);
+  free(r->cls);
+  free(r->ident_plan);
+  free(r->key_plan);
+  free(r->scratch);
+  free(r);
+}
+
+static size_t hash_ptr(const void *p, size_t nbuckets) {
+  uint64_t x = (uint64_t)(uintptr_t)p;
+  x ^= x >> 29;
+  x *= 0x9E3779B97F4A7C15ull;
+  return (size_t)(x >> 32) & (nbuckets - 1);
+}
+
+static bool hash_insert(sq_sink *s, sq_rel *r) {
+  if (s->nrels + 1 > s->nbuckets) {
+    size_t n = s->nbuckets ? s->nbuckets * 2 : 64;
+    sq_rel **nb = calloc(n, sizeof *nb);
+    if (!nb) return false;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+      for (sq_rel *e = s->buckets[i], *next; e; e = next) {
+        next = e->next;
+        size_t h = hash_ptr(e->rel, n);
+        e->next = nb[h];
+        nb[h] = e;
+      }
+    }
+    free(s->buckets);
+    s->buckets = nb;
+    s->nbuckets = n;
+  }
+  size_t h = hash_ptr(r->rel, s->nbuckets);
+  r->next = s->buckets[h];
+  s->buckets[h] = r;
+  s->nrels++;
+  return true;
+}
+
+void sq_rels_drop(sq_sink *s, bool only_current_txn) {
+  for (size_t i = 0; i < s->nbuckets; i++) {
+    sq_rel **pp = &s->buckets[i];
+    while (*pp) {
+      sq_rel *r = *pp;
+      if (!only_current_txn || r->born_txn == s->txn_seq) {
+        *pp = r->next;
+        rel_free(r);
+        s->nrels--;
+      } else {
+        pp = &r->next;
+      }
+    }
+  }
+  if (!only_current_txn) {
+    free(s->buckets);
+    s->buckets = NULL;
+    s->nbuckets = 0;
+  }
+}
+
+/* CREATE TABLE IF NOT EXISTS, then ADD COLUMN for every relation column the table lacks. */
+static int make_table(sq_sink *s, sq_rel *r, od_error *err) {
+  const od_relation *rel = r->rel;
+  sq_buf *b = &s->sql;
+  sq_buf_reset(b);
+  sq_buf_add(b, "CREATE TABLE IF NOT EXISTS ");
+  sq_buf_add(b, r->qtarget);
+  sq_buf_add(b, " (");
+  for (int i = 0; i < rel->ncolumns; i++) {
+    if (i) sq_buf_add(b, ", ");
+    add_col(b, r, i);
+    sq_buf_addf(b, " %s", sq_class_decl(r->cls[i]));
+  }
+  if (r->keyed) {
+    sq_buf_add(b, ", PRIMARY KEY (");
+    for (int k = 0; k < r->nkey; k++) {
+      if (k) sq_buf_add(b, ", ");
+      add_col(b, r, SQ_COL(r->key_plan[k]));
+    }
+    sq_buf_add(b, ")");
+  }
+  sq_buf_add(b, ")");
+  int rc = exec_sql(s, r, "creating table", err);
+  if (rc) return rc;
+
+  sqlite3_stmt *info;
+  sq_buf_reset(b);
+  sq_buf_add(b, "SELECT name FROM pragma_table_info(?1)");
+  rc = prepare(s, r, "reading table_info", &info, err);
+  if (rc) return rc;
+  sqlite3_bind_text(info, 1, r->target, -1, SQLITE_STATIC);
+  bool *have = calloc(rel->ncolumns, sizeof *have);
+  if (!have) {
+    sqlite3_finalize(info);
+    return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: table %s: out of memory", s->path, r->target);
+  }
+  while ((rc = sqlite3_step(info)) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(info, 0);
+    for (int i = 0; name && i < rel->ncolumns; i++)
+      if (sqlite3_stricmp(name, rel->columns[i].name) == 0) have[i] = true;
+  }
+  if (rc != SQLITE_DONE) {
+    rc = sq_fail(s, r->target, "reading table_info", rc, err);
+    sqlite3_finalize(info);
+    free(have);
+    return rc;
+  }
+  sqlite3_finalize(info);
+  rc = OD_OK;
+  for (int i = 0; i < rel->ncolumns && rc == OD_OK; i++) {
+    if (have[i]) continue;
+    sq_buf_reset(b);
+    sq_buf_add(b, "ALTER TABLE ");
+    sq_buf_add(b, r->qtarget);
+    sq_buf_add(b, " ADD COLUMN ");
+    add_col(b, r, i);
+    sq_buf_addf(b, " %s", sq_class_decl(r->cls[i]));
+    char what[200];
+    snprintf(what, sizeof what, "adding column %s", rel->columns[i].name);
+    rc = exec_sql(s, r, what, err);
+  }
+  free(have);
+  return rc;
+}
+
+static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error *err) {
+  const char *schema = rel->schema ? rel->schema : "";
+  const char *name = rel->name ? rel->name : "";
+  if (rel->ncolumns == 0 || rel->ncolumns >= 0x8000 || !*name)
+    return OD_FAIL(err, OD_ESINK, "sqlite sink %s: table %s.%s: relation has %d columns; SQLite tables "
+                   "need between 1 and 32767 columns and a name",
+                   s->path, schema, name, rel->ncolumns);
+  sq_rel *r = calloc(1, sizeof *r);
+  if (!r) return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
+  r->rel = rel;
+  r->born_txn = s->txn_seq;
+  int n = rel->ncolumns;
+  r->mask_words = ((size_t)n + 63) / 64;
+
+  sq_buf *b = &s->sql;
+  sq_buf_reset(b);
+  if (*schema && strcmp(schema, "public") != 0) sq_buf_addf(b, "%s.", schema);
+  sq_buf_add(b, name);
+  r->target = buf_strdup(b);
+  sq_buf_reset(b);
+  sq_buf_ident(b, r->target ? r->target : "");
+  r->qtarget = buf_strdup(b);
+  r->cls = malloc((size_t)n);
+  r->ident_plan = malloc((size_t)n * sizeof(uint16_t));
+  r->key_plan = malloc((size_t)n * sizeof(uint16_t));
+  r->scratch = malloc(2 * r->mask_words * sizeof(uint64_t));
+  if (!r->target || !r->qtarget || !r->cls || !r->ident_plan || !r->key_plan || !r->scratch) {
+    rel_free(r);
+    return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
+  }
+  for (int i = 0; i < n; i++) {
+    r->cls[i] = sq_class_of(rel->columns[i].type_oid);
+    r->ident_plan[i] = (uint16_t)i;
+    if (rel->columns[i].key) r->key_plan[r->nkey++] = (uint16_t)(i | SQ_FROM_MATCH);
+  }
+  /* pgoutput flags every column as key under REPLICA IDENTITY FULL: that is a full-row match,
+   * not a key, so such a table is keyless (matched by rowid on the old row). */
+  r->keyed = r->nkey > 0 && rel->replica_identity != 'f';
+
+  int rc = make_table(s, r, err);
+  if (rc == OD_OK && !hash_insert(s, r))
+    rc = OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
+  if (rc) {
+    rel_free(r);
+    return rc;
+  }
+  *out = r;
+  return OD_OK;
+}
+
+int sq_rel_get(sq_sink *s, const od_relation *rel, sq_rel **out, od_error *err) {
+  if (s->nbuckets) {
+    for (sq_rel *r = s->buckets[hash_ptr(rel, s->nbuckets)]; r; r = r->next)
+      if (r->rel == rel) {
+        *out = r;
+        return OD_OK;
+      }
+  }
+  return rel_create(s, rel, out, err);
+}

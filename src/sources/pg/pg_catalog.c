@@ -1,0 +1,346 @@
+/* pg_catalog.c — everything the PostgreSQL source does over an ordinary SQL connection:
+ * connecting, server checks, the publication, the replication slot, and primary keys of
+ * REPLICA IDENTITY FULL tables. Never touches the replication stream or the pipeline.
+ * Messages name the server as host:port/dbname and never include the DSN (it may hold a
+ * password). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "sources/pg/pg_internal.h"
+
+int od_pg_parse_lsn(const char *text, od_lsn *out) {
+  unsigned hi, lo;
+  if (!text || sscanf(text, "%X/%X", &hi, &lo) != 2) return OD_EINVAL;
+  *out = ((od_lsn)hi << 32) | lo;
+  return OD_OK;
+}
+
+/* First line of libpq's message, without the trailing newline. */
+static const char *pq_message(PGconn *c, char *buf, size_t size) {
+  snprintf(buf, size, "%s", c ? PQerrorMessage(c) : "out of memory");
+  size_t n = strlen(buf);
+  while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = '\0';
+  for (char *p = buf; *p; p++)
+    if (*p == '\n') *p = ' ';
+  return buf;
+}
+
+PGconn *od_pg_connect(pg_source *s, bool replication, od_error *err) {
+  char app[96];
+  snprintf(app, sizeof app, "odsync_%s", s->pipeline);
+  const char *keys[] = {"connect_timeout", "application_name", "dbname", "replication", NULL};
+  const char *vals[] = {"10", app, s->dsn, "database", NULL};
+  if (!replication) keys[3] = vals[3] = NULL;
+  PGconn *c = PQconnectdbParams(keys, vals, 1);
+  if (!c || PQstatus(c) != CONNECTION_OK) {
+    char msg[400];
+    OD_FAIL_RETRY(err, OD_ECONNECT, "%s: cannot open a%s connection: %s", s->where,
+                  replication ? " replication" : "n SQL", pq_message(c, msg, sizeof msg));
+    PQfinish(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* Run a query with text parameters; NULL on failure (err filled). Caller PQclear()s. */
+static PGresult *query(pg_source *s, PGconn *c, const char *sql, int n, const char *const *params,
+                       od_error *err) {
+  /* Replication connections only speak the simple query protocol. */
+  PGresult *r = n ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
+  ExecStatusType st = PQresultStatus(r);
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
+  char msg[400];
+  bool lost = PQstatus(c) != CONNECTION_OK;
+  od_error_set(err, lost ? OD_ECONNECT : OD_ESOURCE, lost, __FILE__, __LINE__, "%s: %s",
+               s->where, pq_message(c, msg, sizeof msg));
+  PQclear(r);
+  return NULL;
+}
+
+/* Split "schema.table" (schema defaults to public) and quote both parts into out. */
+static int qualified_ident(PGconn *c, const char *name, char *out, size_t size) {
+  const char *dot = strchr(name, '.');
+  char schema[128] = "public", table[128];
+  if (dot) {
+    snprintf(schema, sizeof schema, "%.*s", (int)(dot - name), name);
+    snprintf(table, sizeof table, "%s", dot + 1);
+  } else {
+    snprintf(table, sizeof table, "%s", name);
+  }
+  char *qs = PQescapeIdentifier(c, schema, strlen(schema));
+  char *qt = PQescapeIdentifier(c, table, strlen(table));
+  int rc = (qs && qt && (size_t)snprintf(out, size, "%s.%s", qs, qt) < size) ? OD_OK : OD_EINVAL;
+  PQfreemem(qs);
+  PQfreemem(qt);
+  return rc;
+}
+
+static int check_server(pg_source *s, od_problem_fn problem, void *ctx, od_error *err) {
+  int fatal = 0;
+  char msg[512];
+  if (PQserverVersion(s->meta) < 100000) {
+    snprintf(msg, sizeof msg, "%s: PostgreSQL %d is too old: logical replication with pgoutput needs 10 or later",
+             s->where, PQserverVersion(s->meta) / 10000);
+    problem(ctx, true, msg);
+    fatal++;
+  }
+  PGresult *r = query(s, s->meta,
+                      "SELECT current_setting('wal_level'), "
+                      "(SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), "
+                      "current_setting('max_replication_slots')::int, current_setting('max_wal_senders')::int",
+                      0, NULL, err);
+  if (!r) return -1;
+  if (strcmp(PQgetvalue(r, 0, 0), "logical") != 0) {
+    snprintf(msg, sizeof msg,
+             "%s: wal_level is '%s'; logical replication needs 'logical' "
+             "(ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL)",
+             s->where, PQgetvalue(r, 0, 0));
+    problem(ctx, true, msg);
+    fatal++;
+  }
+  if (strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
+    snprintf(msg, sizeof msg, "%s: role %s lacks the REPLICATION attribute (ALTER ROLE %s REPLICATION)",
+             s->where, PQuser(s->meta), PQuser(s->meta));
+    problem(ctx, true, msg);
+    fatal++;
+  }
+  if (atoi(PQgetvalue(r, 0, 2)) < 1 || atoi(PQgetvalue(r, 0, 3)) < 1) {
+    snprintf(msg, sizeof msg, "%s: max_replication_slots and max_wal_senders must be at least 1", s->where);
+    problem(ctx, true, msg);
+    fatal++;
+  }
+  PQclear(r);
+  return fatal;
+}
+
+/* Configured tables that do not exist are fatal; tables that cannot replicate updates or
+ * deletes are warnings (inserts still flow). */
+static int check_tables(pg_source *s, od_problem_fn problem, void *ctx, bool pub_exists,
+                        od_error *err) {
+  int fatal = 0;
+  char msg[640];
+  for (int i = 0; i < s->ntables; i++) {
+    const char *p[] = {s->tables[i]};
+    PGresult *r = query(s, s->meta, "SELECT to_regclass($1) IS NOT NULL", 1, p, err);
+    if (!r) return -1;
+    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+      snprintf(msg, sizeof msg, "%s: table %s (source.tables) does not exist", s->where, s->tables[i]);
+      problem(ctx, true, msg);
+      fatal++;
+    }
+    PQclear(r);
+  }
+  /* Which tables will be captured: the publication's, or the configured/all user tables. */
+  const char *sql_pub =
+      "SELECT n.nspname, c.relname, c.relreplident, "
+      "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
+      "FROM pg_publication_tables pt JOIN pg_namespace n ON n.nspname = pt.schemaname "
+      "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename "
+      "WHERE pt.pubname = $1 ORDER BY 1, 2";
+  const char *sql_all =
+      "SELECT n.nspname, c.relname, c.relreplident, "
+      "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
+      "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+      "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+      "AND n.nspname NOT LIKE 'pg_toast%' AND NOT c.relispartition ORDER BY 1, 2";
+  const char *p[] = {s->publication};
+  PGresult *r = pub_exists ? query(s, s->meta, sql_pub, 1, p, err) : query(s, s->meta, sql_all, 0, NULL, err);
+  if (!r) return -1;
+  for (int i = 0; i < PQntuples(r); i++) {
+    const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
+    char ident = PQgetvalue(r, i, 2)[0];
+    bool has_pk = strcmp(PQgetvalue(r, i, 3), "t") == 0;
+    if (!pub_exists && s->ntables) {
+      bool listed = false;
+      char full[300];
+      snprintf(full, sizeof full, "%s.%s", schema, name);
+      for (int t = 0; t < s->ntables && !listed; t++)
+        listed = strcmp(s->tables[t], full) == 0 || (strcmp(schema, "public") == 0 && strcmp(s->tables[t], name) == 0);
+      if (!listed) continue;
+    }
+    if (ident == 'n' || (ident == 'd' && !has_pk)) {
+      snprintf(msg, sizeof msg,
+               "%s: table %s.%s has %s: PostgreSQL rejects UPDATE and DELETE on it while it is "
+               "published, so only inserts replicate (fix: ALTER TABLE %s.%s REPLICA IDENTITY FULL, "
+               "or add a primary key)",
+               s->where, schema, name, ident == 'n' ? "REPLICA IDENTITY NOTHING" : "no primary key",
+               schema, name);
+      problem(ctx, false, msg);
+    }
+  }
+  PQclear(r);
+  return fatal;
+}
+
+static void log_problem(void *ctx, bool fatal, const char *msg) {
+  int *count = ctx;
+  if (fatal) {
+    od_error_log("%s", msg);
+    (*count)++;
+  } else {
+    od_warn("%s", msg);
+  }
+}
+
+static int publication_exists(pg_source *s, bool *exists, od_error *err) {
+  const char *p[] = {s->publication};
+  PGresult *r = query(s, s->meta, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, p, err);
+  if (!r) return err->code;
+  *exists = PQntuples(r) > 0;
+  PQclear(r);
+  return OD_OK;
+}
+
+static int create_publication(pg_source *s, od_error *err) {
+  char *pub = PQescapeIdentifier(s->meta, s->publication, strlen(s->publication));
+  size_t cap = 256 + (size_t)s->ntables * 300;
+  char *sql = malloc(cap);
+  if (!pub || !sql) {
+    PQfreemem(pub);
+    free(sql);
+    return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  }
+  int n = snprintf(sql, cap, "CREATE PUBLICATION %s FOR %s", pub, s->ntables ? "TABLE " : "ALL TABLES");
+  for (int i = 0; i < s->ntables; i++) {
+    char q[300];
+    if (qualified_ident(s->meta, s->tables[i], q, sizeof q)) {
+      PQfreemem(pub);
+      free(sql);
+      return OD_FAIL(err, OD_ECONFIG, "%s: table name '%s' in source.tables is too long", s->where, s->tables[i]);
+    }
+    n += snprintf(sql + n, cap - (size_t)n, "%s%s", i ? ", " : "", q);
+  }
+  PGresult *r = query(s, s->meta, sql, 0, NULL, err);
+  PQfreemem(pub);
+  free(sql);
+  if (!r) return od_error_prefix(err, "creating publication %s: ", s->publication);
+  PQclear(r);
+  od_info("%s: created publication %s for %s", s->where, s->publication,
+          s->ntables ? "the configured tables" : "all tables");
+  return OD_OK;
+}
+
+/* Create the slot when missing; fail clearly when it belongs elsewhere or is in use. */
+static int ensure_slot(pg_source *s, od_error *err) {
+  const char *p[] = {s->slot};
+  PGresult *r = query(s, s->meta,
+                      "SELECT plugin, database = current_database(), active, active_pid, "
+                      "confirmed_flush_lsn, slot_type FROM pg_replication_slots WHERE slot_name = $1",
+                      1, p, err);
+  if (!r) return err->code;
+  if (PQntuples(r) == 0) {
+    PQclear(r);
+    char *slot = PQescapeIdentifier(s->meta, s->slot, strlen(s->slot));
+    char sql[256];
+    snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT", slot ? slot : "");
+    PQfreemem(slot);
+    PGresult *cr = query(s, s->repl, sql, 0, NULL, err);
+    if (!cr) return od_error_prefix(err, "creating replication slot %s: ", s->slot);
+    od_pg_parse_lsn(PQgetvalue(cr, 0, 1), &s->floor);
+    PQclear(cr);
+    od_info("%s: created replication slot %s at " OD_LSN_FMT, s->where, s->slot, OD_LSN_ARGS(s->floor));
+    return OD_OK;
+  }
+  int rc = OD_OK;
+  if (strcmp(PQgetvalue(r, 0, 5), "logical") != 0 || strcmp(PQgetvalue(r, 0, 0), "pgoutput") != 0)
+    rc = OD_FAIL(err, OD_ESOURCE, "%s: replication slot %s exists but is not a logical pgoutput slot (plugin '%s'); "
+                 "choose another source.slot or drop it", s->where, s->slot, PQgetvalue(r, 0, 0));
+  else if (strcmp(PQgetvalue(r, 0, 1), "t") != 0)
+    rc = OD_FAIL(err, OD_ESOURCE, "%s: replication slot %s belongs to another database; choose another source.slot",
+                 s->where, s->slot);
+  else if (strcmp(PQgetvalue(r, 0, 2), "t") == 0)
+    rc = OD_FAIL_RETRY(err, OD_EBUSY, "%s: replication slot %s is in use by another process (pid %s): "
+                       "is another odsync running pipeline %s?", s->where, s->slot, PQgetvalue(r, 0, 3), s->pipeline);
+  else
+    od_pg_parse_lsn(PQgetvalue(r, 0, 4), &s->floor);
+  PQclear(r);
+  return rc;
+}
+
+int od_pg_prepare_stream(pg_source *s, od_lsn from, od_error *err) {
+  int problems = 0;
+  if (!(s->meta = od_pg_connect(s, false, err))) return err->code;
+  int n = check_server(s, log_problem, &problems, err);
+  if (n < 0) return err->code;
+  if (n > 0) return OD_FAIL(err, OD_ESOURCE, "%s: the server is not ready for logical replication (see above)", s->where);
+  bool exists = false;
+  int rc = publication_exists(s, &exists, err);
+  if (rc) return rc;
+  n = check_tables(s, log_problem, &problems, exists, err);
+  if (n < 0) return err->code;
+  if (n > 0) return OD_FAIL(err, OD_ECONFIG, "%s: source.tables names tables that do not exist (see above)", s->where);
+  if (!exists && (rc = create_publication(s, err))) return rc;
+  if (!(s->repl = od_pg_connect(s, true, err))) return err->code;
+  if ((rc = ensure_slot(s, err))) return rc;
+  if (from && from < s->floor)
+    return OD_FAIL(err, OD_EGAP,
+                   "%s: the sink holds changes up to " OD_LSN_FMT " but slot %s was already confirmed up to "
+                   OD_LSN_FMT ": the changes in between are gone from the slot and missing from the sink "
+                   "(was the sink replaced or restored from an old backup?). Recreate the sink from a "
+                   "snapshot, or drop the slot to start over.",
+                   s->where, OD_LSN_ARGS(from), s->slot, OD_LSN_ARGS(s->floor));
+  return OD_OK;
+}
+
+int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err) {
+  char msg[640];
+  if (!(s->meta = od_pg_connect(s, false, err))) {
+    problem(ctx, true, err->msg);
+    return 1;
+  }
+  int fatal = check_server(s, problem, ctx, err);
+  if (fatal < 0) return -1;
+  bool exists = false;
+  if (publication_exists(s, &exists, err)) return -1;
+  int n = check_tables(s, problem, ctx, exists, err);
+  if (n < 0) return -1;
+  fatal += n;
+  const char *p[] = {s->slot};
+  PGresult *r = query(s, s->meta,
+                      "SELECT active, active_pid, plugin FROM pg_replication_slots WHERE slot_name = $1",
+                      1, p, err);
+  if (!r) return -1;
+  if (PQntuples(r) && strcmp(PQgetvalue(r, 0, 0), "t") == 0) {
+    snprintf(msg, sizeof msg, "%s: replication slot %s is in use by pid %s (another odsync running pipeline %s?)",
+             s->where, s->slot, PQgetvalue(r, 0, 1), s->pipeline);
+    problem(ctx, false, msg);
+  } else if (PQntuples(r) && strcmp(PQgetvalue(r, 0, 2), "pgoutput") != 0) {
+    snprintf(msg, sizeof msg, "%s: replication slot %s uses plugin '%s', not pgoutput", s->where, s->slot,
+             PQgetvalue(r, 0, 2));
+    problem(ctx, true, msg);
+    fatal++;
+  }
+  PQclear(r);
+  PGconn *repl = od_pg_connect(s, true, err);
+  if (!repl) {
+    problem(ctx, true, err->msg);
+    fatal++;
+  }
+  PQfinish(repl);
+  return fatal;
+}
+
+/* For REPLICA IDENTITY FULL the stream flags every column; the sink's row identity is the
+ * primary key from the catalog (or none: rows are then matched on their full old image). */
+int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
+  if (rel->replica_identity != 'f') return OD_OK;
+  char oid[16];
+  snprintf(oid, sizeof oid, "%u", rel->oid);
+  const char *p[] = {oid};
+  PGresult *r = query(s, s->meta,
+                      "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                      "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::oid AND i.indisprimary",
+                      1, p, err);
+  if (!r) return od_error_prefix(err, "reading the primary key of %s.%s: ", rel->schema, rel->name);
+  for (uint16_t c = 0; c < rel->ncolumns; c++) {
+    rel->columns[c].key = false;
+    for (int i = 0; i < PQntuples(r); i++)
+      if (strcmp(rel->columns[c].name, PQgetvalue(r, i, 0)) == 0) rel->columns[c].key = true;
+  }
+  rel->has_primary_key = PQntuples(r) > 0;
+  PQclear(r);
+  return OD_OK;
+}

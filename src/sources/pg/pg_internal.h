@@ -1,0 +1,46 @@
+/* pg_internal.h — shared state of the PostgreSQL source (pg_source.c: vtable and streaming;
+ * pg_catalog.c: publication, slot, checks and keys through an ordinary connection).
+ * Owns nothing itself; see pg_source for the lifetime of each field. */
+#ifndef ODSYNC_PG_INTERNAL_H
+#define ODSYNC_PG_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "odsync/source.h"
+#include "sources/pg/pgoutput.h"
+
+typedef struct pg_source {
+  od_source base;
+  const od_config_section *cfg; /* borrowed from the config */
+  const char *pipeline;         /* borrowed */
+  const char *dsn;              /* borrowed; may hold a password: never print it */
+  char where[256];              /* "postgres host:port/dbname" for messages (no secrets) */
+  char slot[64];
+  char publication[64];
+  char *const *tables;          /* borrowed from the config; ntables == 0: all tables */
+  int ntables;
+  long status_interval_ms;
+
+  PGconn *meta;                 /* ordinary connection: catalog, setup (owned) */
+  PGconn *repl;                 /* replication connection in COPY BOTH (owned) */
+  od_pgoutput *decoder;         /* owned; kept across reconnects? no: one per start() */
+
+  od_lsn floor;                 /* the slot's confirmed position when streaming started */
+  od_lsn received;              /* highest WAL position received */
+  od_lsn durable;               /* last position the pipeline said is durable */
+  od_lsn sent_flush;            /* flush position in the last status we sent */
+  int64_t last_status_at;       /* monotonic µs */
+
+  const od_change_handler *outer; /* the pipeline's handler during poll() */
+  od_change_handler wrap;         /* our handler given to the decoder */
+} pg_source;
+
+/* pg_catalog.c */
+PGconn *od_pg_connect(pg_source *s, bool replication, od_error *err);
+int od_pg_prepare_stream(pg_source *s, od_lsn from, od_error *err);
+int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err);
+int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err);
+int od_pg_parse_lsn(const char *text, od_lsn *out);
+
+#endif

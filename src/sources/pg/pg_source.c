@@ -1,0 +1,308 @@
+/* pg_source.c — the PostgreSQL source: config, the replication stream (START_REPLICATION,
+ * XLogData, keepalives, standby status) and the vtable. Decoding is pgoutput.c's; catalog work
+ * is pg_catalog.c's. Owns its two connections and its decoder; borrows the config.
+ *
+ * Positions sent in standby status: write = highest WAL position received; flush = apply =
+ * the position the pipeline said is durable in the sink (never more, never below the slot's
+ * own confirmed position). The server keeps every transaction that commits after `flush`.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+
+#include "core/log.h"
+#include "core/pipeline.h"
+#include "sources/pg/pg_internal.h"
+
+#define PG_EPOCH_OFFSET_US 946684800000000LL /* 2000-01-01 - 1970-01-01 */
+#define MAX_MESSAGES_PER_POLL 8192
+
+static uint64_t get_be64(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | u[i];
+  return v;
+}
+
+static void put_be64(char *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--) {
+    p[i] = (char)(v & 0xff);
+    v >>= 8;
+  }
+}
+
+static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms",
+                                           "reconnect_max_ms", NULL};
+
+static int valid_name(const char *s) {
+  if (!s || !*s || strlen(s) > 63) return 0;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')) return 0;
+  return 1;
+}
+
+static int pg_open(const od_config_section *cfg, const char *pipeline, od_source **out, od_error *err) {
+  int rc = od_config_check_keys(cfg, allowed_keys, err);
+  if (rc) return rc;
+  pg_source *s = calloc(1, sizeof *s);
+  if (!s) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  extern const od_source_ops od_source_postgres;
+  s->base.ops = &od_source_postgres;
+  s->cfg = cfg;
+  s->pipeline = pipeline;
+  const char *slot, *pub;
+  char def[64];
+  snprintf(def, sizeof def, "odsync_%s", pipeline);
+  for (char *p = def; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+  if ((rc = od_config_string(cfg, "dsn", NULL, &s->dsn, err)) ||
+      (rc = od_config_string(cfg, "slot", def, &slot, err)) ||
+      (rc = od_config_string(cfg, "publication", def, &pub, err)) ||
+      (rc = od_config_list(cfg, "tables", &s->tables, &s->ntables, err)) ||
+      (rc = od_config_int(cfg, "status_interval_ms", 10000, 100, 60000, &s->status_interval_ms, err)))
+    goto fail;
+  if (!s->dsn) {
+    rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.dsn is required (a libpq connection string, e.g. "
+                 "\"host=127.0.0.1 dbname=shop user=odsync password=${env:PGPASSWORD}\")",
+                 cfg->file, cfg->line, cfg->col, cfg->path);
+    goto fail;
+  }
+  const char *names[2][2] = {{"slot", slot}, {"publication", pub}};
+  for (int i = 0; i < 2; i++) {
+    if (!valid_name(names[i][1])) {
+      const od_config_entry *e = od_config_find(cfg, names[i][0]);
+      rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.%s '%s' must be 1-63 characters of a-z, 0-9 and _",
+                   cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, names[i][0], names[i][1]);
+      goto fail;
+    }
+  }
+  snprintf(s->slot, sizeof s->slot, "%s", slot);
+  snprintf(s->publication, sizeof s->publication, "%s", pub);
+  char *perr = NULL;
+  PQconninfoOption *opts = PQconninfoParse(s->dsn, &perr);
+  if (!opts) {
+    const od_config_entry *e = od_config_find(cfg, "dsn");
+    rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.dsn is not a valid libpq connection string%s%s", cfg->file,
+                 e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path,
+                 (e && !e->secret && perr) ? ": " : "", (e && !e->secret && perr) ? perr : "");
+    PQfreemem(perr);
+    goto fail;
+  }
+  const char *host = NULL, *port = NULL, *db = NULL, *hostaddr = NULL;
+  for (PQconninfoOption *o = opts; o->keyword; o++) {
+    if (!o->val) continue;
+    if (!strcmp(o->keyword, "host")) host = o->val;
+    if (!strcmp(o->keyword, "hostaddr")) hostaddr = o->val;
+    if (!strcmp(o->keyword, "port")) port = o->val;
+    if (!strcmp(o->keyword, "dbname")) db = o->val;
+  }
+  snprintf(s->where, sizeof s->where, "postgres %s:%s/%s", host ? host : hostaddr ? hostaddr : "localhost",
+           port ? port : "5432", db ? db : "(default db)");
+  PQconninfoFree(opts);
+  *out = &s->base;
+  return OD_OK;
+fail:
+  free(s);
+  return rc;
+}
+
+static void disconnect(pg_source *s) {
+  PQfinish(s->repl);
+  PQfinish(s->meta);
+  s->repl = s->meta = NULL;
+}
+
+static void pg_close(od_source *base) {
+  pg_source *s = (pg_source *)base;
+  if (!s) return;
+  disconnect(s);
+  od_pgoutput_free(s->decoder); /* relations die with it: the pipeline's session is over */
+  free(s);
+}
+
+static int pg_check(od_source *base, od_problem_fn problem, void *ctx, od_error *err) {
+  pg_source *s = (pg_source *)base;
+  int n = od_pg_check(s, problem, ctx, err);
+  disconnect(s);
+  return n;
+}
+
+/* ---- decoder callbacks: pass through, adding primary keys for REPLICA IDENTITY FULL ---- */
+
+static int wrap_begin(void *ctx, const od_txn_info *t, od_error *err) {
+  pg_source *s = ctx;
+  return s->outer->begin(s->outer->ctx, t, err);
+}
+static int wrap_change(void *ctx, const od_txn_info *t, const od_change *c, od_error *err) {
+  pg_source *s = ctx;
+  return s->outer->change(s->outer->ctx, t, c, err);
+}
+static int wrap_commit(void *ctx, const od_txn_info *t, od_error *err) {
+  pg_source *s = ctx;
+  return s->outer->commit(s->outer->ctx, t, err);
+}
+static int wrap_relation(void *ctx, od_relation *rel, od_error *err) {
+  pg_source *s = ctx;
+  int rc = od_pg_fill_keys(s, rel, err);
+  if (rc) return rc;
+  od_debug("%s: relation %s.%s version %u (%u columns, replica identity %c)", s->where, rel->schema,
+           rel->name, rel->version, rel->ncolumns, rel->replica_identity);
+  return s->outer->relation ? s->outer->relation(s->outer->ctx, rel, err) : OD_OK;
+}
+
+static int pg_start(od_source *base, od_lsn from, od_error *err) {
+  pg_source *s = (pg_source *)base;
+  disconnect(s);
+  s->received = s->durable = s->sent_flush = 0;
+  s->last_status_at = 0;
+  int rc = od_pg_prepare_stream(s, from, err);
+  if (rc) return rc;
+  /* Keep the decoder (and the relation versions queued changes point to); forget any
+   * transaction the previous connection left open. */
+  if (s->decoder)
+    od_pgoutput_reset(s->decoder);
+  else if (!(s->decoder = od_pgoutput_new()))
+    return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  od_lsn start = from > s->floor ? from : s->floor;
+  char *slot = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names '\"%s\"'%s)",
+           slot ? slot : "", OD_LSN_ARGS(start), s->publication,
+           PQserverVersion(s->repl) >= 140000 ? ", messages 'true'" : "");
+  PQfreemem(slot);
+  PGresult *r = PQexec(s->repl, sql);
+  if (PQresultStatus(r) != PGRES_COPY_BOTH) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", PQerrorMessage(s->repl));
+    msg[strcspn(msg, "\n")] = '\0';
+    PQclear(r);
+    if (strstr(msg, "is active for PID"))
+      return OD_FAIL_RETRY(err, OD_EBUSY, "%s: replication slot %s is in use by another process (%s): is another "
+                           "odsync running pipeline %s?", s->where, s->slot, msg, s->pipeline);
+    return OD_FAIL_RETRY(err, OD_ESOURCE, "%s: START_REPLICATION failed: %s", s->where, msg);
+  }
+  PQclear(r);
+  s->received = start;
+  s->durable = from;
+  s->wrap = (od_change_handler){.ctx = s, .begin = wrap_begin, .change = wrap_change,
+                                .commit = wrap_commit, .relation = wrap_relation};
+  return OD_OK;
+}
+
+static int send_status(pg_source *s, od_error *err) {
+  od_lsn flush = s->durable > s->floor ? s->durable : s->floor;
+  od_lsn write = s->received > flush ? s->received : flush;
+  char msg[34];
+  msg[0] = 'r';
+  put_be64(msg + 1, write);
+  put_be64(msg + 9, flush);
+  put_be64(msg + 17, flush);
+  put_be64(msg + 25, (uint64_t)(od_now_us() - PG_EPOCH_OFFSET_US));
+  msg[33] = 0;
+  if (PQputCopyData(s->repl, msg, sizeof msg) <= 0 || PQflush(s->repl) < 0) {
+    char m[400];
+    snprintf(m, sizeof m, "%s", PQerrorMessage(s->repl));
+    m[strcspn(m, "\n")] = '\0';
+    return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: cannot send standby status: %s", s->where, m);
+  }
+  s->sent_flush = flush;
+  s->last_status_at = od_mono_us();
+  return OD_OK;
+}
+
+static int pg_ack(od_source *base, od_lsn durable, bool force, od_error *err) {
+  pg_source *s = (pg_source *)base;
+  if (!s->repl) return OD_OK;
+  if (durable > s->durable) s->durable = durable;
+  od_lsn flush = s->durable > s->floor ? s->durable : s->floor;
+  if (force || flush != s->sent_flush || od_mono_us() - s->last_status_at >= s->status_interval_ms * 1000)
+    return send_status(s, err);
+  return OD_OK;
+}
+
+static int handle_message(pg_source *s, const char *buf, int len, od_error *err) {
+  if (buf[0] == 'w') {
+    if (len < 25) return OD_FAIL(err, OD_EPROTOCOL, "%s: XLogData message of %d bytes is too short", s->where, len);
+    od_lsn start = get_be64(buf + 1);
+    if (start > s->received) s->received = start;
+    return od_pgoutput_decode(s->decoder, buf + 25, (size_t)len - 25, &s->wrap, err);
+  }
+  if (buf[0] == 'k') {
+    if (len < 18) return OD_FAIL(err, OD_EPROTOCOL, "%s: keepalive of %d bytes is too short", s->where, len);
+    od_lsn end = get_be64(buf + 1);
+    bool reply = buf[17] != 0;
+    if (end > s->received) s->received = end;
+    if (!od_pgoutput_in_transaction(s->decoder) && s->outer->idle) {
+      int rc = s->outer->idle(s->outer->ctx, end, err);
+      if (rc) return rc;
+    }
+    return reply ? send_status(s, err) : OD_OK;
+  }
+  return OD_FAIL(err, OD_EPROTOCOL, "%s: unexpected replication message type '%c'", s->where, buf[0]);
+}
+
+static int connection_lost(pg_source *s, od_error *err) {
+  PGresult *r;
+  char msg[400];
+  snprintf(msg, sizeof msg, "%s", PQerrorMessage(s->repl));
+  while ((r = PQgetResult(s->repl))) {
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR) snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+  }
+  msg[strcspn(msg, "\n")] = '\0';
+  return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: replication stream ended: %s", s->where,
+                       msg[0] ? msg : "the server closed the connection");
+}
+
+static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, od_error *err) {
+  pg_source *s = (pg_source *)base;
+  if (!s->repl) return OD_FAIL(err, OD_EINVAL, "%s: poll before start", s->where);
+  s->outer = h;
+  int64_t deadline = od_mono_us() + (int64_t)timeout_ms * 1000;
+  int handled = 0;
+  for (;;) {
+    char *buf = NULL;
+    int n = PQgetCopyData(s->repl, &buf, 1);
+    if (n > 0) {
+      int rc = handle_message(s, buf, n, err);
+      PQfreemem(buf);
+      if (rc) return rc;
+      if (++handled >= MAX_MESSAGES_PER_POLL) return OD_OK;
+      continue;
+    }
+    if (n == -1 || n == -2) return connection_lost(s, err);
+    if (handled) return OD_OK;
+    /* Nothing buffered: wait for the socket, but not past the next status we owe the server. */
+    int64_t now = od_mono_us();
+    int64_t status_due = s->last_status_at + s->status_interval_ms * 1000;
+    if (now >= status_due) {
+      int rc = send_status(s, err);
+      if (rc) return rc;
+      continue;
+    }
+    if (now >= deadline) return OD_OK;
+    int64_t wait = (deadline < status_due ? deadline : status_due) - now;
+    int fd = PQsocket(s->repl);
+    fd_set rd;
+    FD_ZERO(&rd);
+    FD_SET(fd, &rd);
+    struct timeval tv = {.tv_sec = wait / 1000000, .tv_usec = wait % 1000000};
+    int sel = select(fd + 1, &rd, NULL, NULL, &tv);
+    if (sel < 0 && errno != EINTR)
+      return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: waiting for the replication socket: %s", s->where, strerror(errno));
+    if (sel > 0 && !PQconsumeInput(s->repl)) return connection_lost(s, err);
+  }
+}
+
+const od_source_ops od_source_postgres = {
+    .type = "postgres",
+    .open = pg_open,
+    .check = pg_check,
+    .start = pg_start,
+    .poll = pg_poll,
+    .ack = pg_ack,
+    .close = pg_close,
+};

@@ -1,0 +1,532 @@
+/* Unit tests for the SQLite sink: changes built in memory, applied through the vtable, and the
+ * database file read back with a separate sqlite3 connection. */
+#include <math.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "odsync/registry.h"
+#include "odsync/sink.h"
+#include "sinks/sqlite.h"
+#include "test.h"
+
+extern const od_sink_ops od_sink_sqlite;
+static const od_sink_ops *ops = &od_sink_sqlite;
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static char db_path[512];
+
+/* A fresh database path in a fresh temporary directory (inside a subdirectory that does not
+ * exist yet, to exercise directory creation). */
+static const char *fresh_path(void) {
+  char tmpl[] = "/tmp/odsync-sqlite-XXXXXX";
+  char *dir = mkdtemp(tmpl);
+  if (!dir) OD_TEST_FAIL("mkdtemp failed");
+  snprintf(db_path, sizeof db_path, "%s/sub/dir/target.db", dir);
+  return db_path;
+}
+
+static int open_with(const char *path, const char *busy, const char *pipeline, od_sink **out,
+                     od_error *err) {
+  od_config_entry e[3];
+  int n = 0;
+  if (path) e[n++] = (od_config_entry){.key = "path", .value = (char *)path, .line = 3, .col = 11};
+  if (busy) e[n++] = (od_config_entry){.key = "busy_timeout_ms", .value = (char *)busy, .line = 4, .col = 11};
+  od_config_section sec = {.file = "test.yaml", .path = "pipelines[0].sink", .type = "sqlite",
+                           .line = 2, .col = 5, .entries = e, .nentries = n};
+  return ops->open(&sec, pipeline, out, err);
+}
+
+static od_sink *open_sink(const char *path) {
+  od_sink *s = NULL;
+  od_error err = {0};
+  int rc = open_with(path, NULL, "p1", &s, &err);
+  if (rc != OD_OK) OD_TEST_FAIL("open: %s", err.msg);
+  return s;
+}
+
+/* First column of the first row of `sql` as text ("NULL" for NULL, "(none)" without rows). */
+static char qbuf[4096];
+static const char *q(const char *sql) {
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) OD_TEST_FAIL("open reader");
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    snprintf(qbuf, sizeof qbuf, "prepare %s: %s", sql, sqlite3_errmsg(db));
+    sqlite3_close(db);
+    OD_TEST_FAIL("%s", qbuf);
+  }
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const unsigned char *t = sqlite3_column_text(st, 0);
+    snprintf(qbuf, sizeof qbuf, "%s", t ? (const char *)t : "NULL");
+  } else {
+    snprintf(qbuf, sizeof qbuf, "(none)");
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return qbuf;
+}
+
+#define TV(s) ((od_value){.data = (s), .len = (uint32_t)strlen(s), .kind = OD_VALUE_TEXT})
+#define NV ((od_value){.kind = OD_VALUE_NULL})
+#define UV ((od_value){.kind = OD_VALUE_UNCHANGED})
+
+static od_change ch_ins(const od_relation *rel, od_value *v) {
+  return (od_change){.op = OD_OP_INSERT, .rel = rel, .newtup = {rel->ncolumns, v}};
+}
+static od_change ch_upd(const od_relation *rel, char old_kind, od_value *oldv, od_value *newv) {
+  return (od_change){.op = OD_OP_UPDATE, .rel = rel, .old_kind = old_kind,
+                     .oldtup = {oldv ? rel->ncolumns : 0, oldv}, .newtup = {rel->ncolumns, newv}};
+}
+static od_change ch_del(const od_relation *rel, char old_kind, od_value *oldv) {
+  return (od_change){.op = OD_OP_DELETE, .rel = rel, .old_kind = old_kind, .oldtup = {rel->ncolumns, oldv}};
+}
+
+/* One sink transaction of n changes committed at `pos`; returns the apply/commit status. */
+static int txn(od_sink *s, const od_change *c, size_t n, od_lsn pos, od_error *err) {
+  int rc = ops->begin(s, err);
+  if (rc) return rc;
+  rc = ops->apply(s, c, n, err);
+  if (rc == OD_OK) rc = ops->commit(s, pos, err);
+  if (rc) ops->rollback(s);
+  return rc;
+}
+#define TXN(s, pos, ...)                                                                  \
+  do {                                                                                    \
+    od_change cs_[] = {__VA_ARGS__};                                                      \
+    od_error e_ = {0};                                                                    \
+    int rc_ = txn((s), cs_, sizeof cs_ / sizeof cs_[0], (pos), &e_);                      \
+    if (rc_ != OD_OK) OD_TEST_FAIL("transaction failed: %s", e_.msg);                     \
+  } while (0)
+
+static od_sqlite_stats stats(od_sink *s) {
+  od_sqlite_stats st;
+  CHECK_INT(od_sink_sqlite_stats(s, &st), OD_OK);
+  return st;
+}
+
+/* users(id int4 key, name text, score float8) */
+static od_column users_cols[] = {
+    {.name = "id", .type_oid = 23, .key = true},
+    {.name = "name", .type_oid = 25},
+    {.name = "score", .type_oid = 701},
+};
+static od_relation users = {.oid = 1, .schema = "public", .name = "users", .replica_identity = 'd',
+                            .ncolumns = 3, .columns = users_cols, .version = 1, .has_primary_key = true};
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+TEST(registered_as_sqlite) {
+  CHECK(od_sink_find("sqlite") == &od_sink_sqlite);
+  CHECK_STR(od_sink_sqlite.type, "sqlite");
+}
+
+TEST(open_creates_directories_wal_and_checkpoint_table) {
+  const char *path = fresh_path();
+  od_sink *s = open_sink(path);
+  CHECK(access(path, F_OK) == 0);
+  CHECK_STR(q("PRAGMA journal_mode"), "wal");
+  CHECK_STR(q("SELECT group_concat(name || ' ' || type || ' ' || pk, ', ') FROM "
+              "pragma_table_info('_odsync_checkpoint')"),
+            "pipeline TEXT 1, position INTEGER 0, position_lsn TEXT 0, updated_at TEXT 0");
+  od_lsn pos = 99;
+  od_error err = {0};
+  CHECK_INT(ops->read_position(s, &pos, &err), OD_OK);
+  CHECK_INT(pos, 0);
+  ops->close(s);
+}
+
+TEST(config_errors_name_the_key_and_the_path) {
+  od_sink *s = NULL;
+  od_error err = {0};
+  CHECK_INT(open_with(NULL, NULL, "p1", &s, &err), OD_ECONFIG);
+  CHECK_CONTAINS(err.msg, "path");
+  CHECK(s == NULL);
+
+  od_config_entry e[] = {{.key = "path", .value = "/tmp/x.db"}, {.key = "pth", .value = "y"}};
+  od_config_section sec = {.file = "test.yaml", .path = "pipelines[0].sink", .type = "sqlite",
+                           .entries = e, .nentries = 2};
+  CHECK_INT(ops->open(&sec, "p1", &s, &err), OD_ECONFIG);
+  CHECK_CONTAINS(err.msg, "pth");
+
+  fresh_path();
+  CHECK_INT(open_with(db_path, "-5", "p1", &s, &err), OD_ECONFIG);
+  CHECK_CONTAINS(err.msg, "busy_timeout_ms");
+
+  CHECK(open_with("/proc/odsync-no/such.db", NULL, "p1", &s, &err) != OD_OK);
+  CHECK_CONTAINS(err.msg, "sqlite sink /proc/odsync-no/such.db");
+}
+
+TEST(create_table_with_declared_types_in_source_order) {
+  od_column cols[] = {
+      {.name = "k2", .type_oid = 21}, {.name = "k4", .type_oid = 23, .key = true},
+      {.name = "k8", .type_oid = 20}, {.name = "o", .type_oid = 26},
+      {.name = "b", .type_oid = 16},  {.name = "f4", .type_oid = 700},
+      {.name = "f8", .type_oid = 701}, {.name = "raw", .type_oid = 17},
+      {.name = "num", .type_oid = 1700}, {.name = "ts", .type_oid = 1184},
+      {.name = "j", .type_oid = 3802}, {.name = "u", .type_oid = 2950},
+      {.name = "arr", .type_oid = 1007}, {.name = "t", .type_oid = 25, .key = true},
+  };
+  od_relation rel = {.oid = 2, .schema = "public", .name = "all_types", .ncolumns = 14, .columns = cols};
+  od_sink *s = open_sink(fresh_path());
+  TXN(s, 10, {.op = OD_OP_TRUNCATE, .rel = &rel});
+  CHECK_STR(q("SELECT group_concat(name || ':' || type || ':' || pk, ' ') FROM pragma_table_info('all_types')"),
+            "k2:INTEGER:0 k4:INTEGER:1 k8:INTEGER:0 o:INTEGER:0 b:INTEGER:0 f4:REAL:0 f8:REAL:0 "
+            "raw:BLOB:0 num:TEXT:0 ts:TEXT:0 j:TEXT:0 u:TEXT:0 arr:TEXT:0 t:TEXT:2");
+  ops->close(s);
+}
+
+TEST(type_mapping_of_values) {
+  od_column cols[] = {
+      {.name = "id", .type_oid = 20, .key = true}, {.name = "i2", .type_oid = 21},
+      {.name = "o", .type_oid = 26},  {.name = "bt", .type_oid = 16},
+      {.name = "bf", .type_oid = 16}, {.name = "f", .type_oid = 701},
+      {.name = "pinf", .type_oid = 700}, {.name = "ninf", .type_oid = 701},
+      {.name = "nan", .type_oid = 701}, {.name = "raw", .type_oid = 17},
+      {.name = "raw0", .type_oid = 17}, {.name = "empty", .type_oid = 25},
+      {.name = "nul", .type_oid = 25}, {.name = "num", .type_oid = 1700},
+      {.name = "bin", .type_oid = 17},
+  };
+  od_relation rel = {.oid = 3, .schema = "public", .name = "vals", .ncolumns = 15, .columns = cols};
+  od_value v[] = {TV("-9223372036854775808"), TV("-32768"), TV("4294967295"), TV("t"), TV("f"),
+                  TV("1.5e-7"), TV("Infinity"), TV("-Infinity"), TV("NaN"), TV("\\x0a0bFF00"), TV("\\x"),
+                  TV(""), NV, TV("12345678901234567890.000000000001"),
+                  {.data = "\x01\x02", .len = 2, .kind = OD_VALUE_BINARY}};
+  od_sink *s = open_sink(fresh_path());
+  TXN(s, 1, ch_ins(&rel, v));
+  CHECK_STR(q("SELECT typeof(id) || ' ' || id FROM vals"), "integer -9223372036854775808");
+  CHECK_STR(q("SELECT typeof(i2) || ' ' || i2 || ' ' || typeof(o) || ' ' || o FROM vals"),
+            "integer -32768 integer 4294967295");
+  CHECK_STR(q("SELECT typeof(bt) || bt || typeof(bf) || bf FROM vals"), "integer1integer0");
+  CHECK_STR(q("SELECT typeof(f) || ' ' || (f = 1.5e-7) FROM vals"), "real 1");
+  CHECK_STR(q("SELECT typeof(pinf) || (pinf > 1e308) || typeof(ninf) || (ninf < -1e308) FROM vals"),
+            "real1real1");
+  CHECK_STR(q("SELECT typeof(nan) || ' ' || nan FROM vals"), "text NaN");
+  CHECK_STR(q("SELECT typeof(raw) || ' ' || hex(raw) FROM vals"), "blob 0A0BFF00");
+  CHECK_STR(q("SELECT typeof(raw0) || ' ' || length(raw0) FROM vals"), "blob 0");
+  CHECK_STR(q("SELECT typeof(empty) || ' [' || empty || ']' FROM vals"), "text []");
+  CHECK_STR(q("SELECT typeof(nul) FROM vals"), "null");
+  CHECK_STR(q("SELECT typeof(num) || ' ' || num FROM vals"), "text 12345678901234567890.000000000001");
+  CHECK_STR(q("SELECT typeof(bin) || ' ' || hex(bin) FROM vals"), "blob 0102");
+  ops->close(s);
+}
+
+TEST(bad_integer_names_table_column_and_value) {
+  od_sink *s = open_sink(fresh_path());
+  od_value v[] = {TV("12abc"), TV("x"), NV};
+  od_change c = ch_ins(&users, v);
+  od_error err = {0};
+  CHECK_INT(txn(s, &c, 1, 5, &err), OD_ESINK);
+  CHECK_CONTAINS(err.msg, "users.id");
+  CHECK_CONTAINS(err.msg, "12abc");
+  CHECK_CONTAINS(err.msg, db_path);
+  od_value w[] = {TV("99999999999999999999"), TV("x"), NV};
+  c = ch_ins(&users, w);
+  CHECK_INT(txn(s, &c, 1, 5, &err), OD_ESINK);
+  CHECK_CONTAINS(err.msg, "99999999999999999999");
+  od_value b[] = {TV("1"), TV("x"), TV("1.2.3")};
+  c = ch_ins(&users, b);
+  CHECK_INT(txn(s, &c, 1, 5, &err), OD_ESINK);
+  CHECK_CONTAINS(err.msg, "users.score");
+  CHECK_STR(q("SELECT count(*) FROM _odsync_checkpoint"), "0");
+  ops->close(s);
+}
+
+TEST(keyed_insert_update_delete) {
+  od_sink *s = open_sink(fresh_path());
+  od_value a[] = {TV("1"), TV("ann"), TV("1.5")}, b[] = {TV("2"), TV("bob"), NV};
+  TXN(s, 1, ch_ins(&users, a), ch_ins(&users, b));
+  CHECK_STR(q("SELECT group_concat(id || '=' || name, ',') FROM (SELECT * FROM users ORDER BY id)"), "1=ann,2=bob");
+  /* replayed insert is an upsert */
+  od_value a2[] = {TV("1"), TV("anne"), TV("2.5")};
+  TXN(s, 2, ch_ins(&users, a2));
+  CHECK_STR(q("SELECT name || ' ' || score FROM users WHERE id = 1"), "anne 2.5");
+  CHECK_STR(q("SELECT count(*) FROM users"), "2");
+  /* update without old tuple matches on the new key */
+  od_value b2[] = {TV("2"), TV("bobby"), TV("3")};
+  TXN(s, 3, ch_upd(&users, 0, NULL, b2));
+  CHECK_STR(q("SELECT name || ' ' || score FROM users WHERE id = 2"), "bobby 3.0");
+  od_value oldk[] = {TV("1"), NV, NV};
+  TXN(s, 4, ch_del(&users, 'K', oldk));
+  CHECK_STR(q("SELECT group_concat(id, ',') FROM users"), "2");
+  od_value gone[] = {TV("77"), NV, NV};
+  TXN(s, 5, ch_del(&users, 'K', gone));
+  od_sqlite_stats st = stats(s);
+  CHECK_INT(st.inserted, 3);
+  CHECK_INT(st.updated, 1);
+  CHECK_INT(st.deleted, 1);
+  CHECK_INT(st.delete_missing, 1);
+  ops->close(s);
+}
+
+TEST(key_changing_update_uses_the_old_key) {
+  od_sink *s = open_sink(fresh_path());
+  od_value a[] = {TV("1"), TV("ann"), NV}, b[] = {TV("2"), TV("bob"), NV};
+  TXN(s, 1, ch_ins(&users, a), ch_ins(&users, b));
+  od_value oldk[] = {TV("1"), NV, NV}, nv[] = {TV("10"), TV("ann"), TV("4")};
+  TXN(s, 2, ch_upd(&users, 'K', oldk, nv));
+  CHECK_STR(q("SELECT group_concat(id || '=' || name, ',') FROM (SELECT * FROM users ORDER BY id)"), "2=bob,10=ann");
+  /* 'O' (full old row) also matches on its key columns */
+  od_value oldo[] = {TV("2"), TV("bob"), NV}, nv2[] = {TV("20"), TV("bob"), NV};
+  TXN(s, 3, ch_upd(&users, 'O', oldo, nv2));
+  CHECK_STR(q("SELECT group_concat(id, ',') FROM (SELECT id FROM users ORDER BY id)"), "10,20");
+  ops->close(s);
+}
+
+TEST(unchanged_toast_values_keep_the_stored_value) {
+  od_sink *s = open_sink(fresh_path());
+  od_value a[] = {TV("1"), TV("a very long toasted text"), TV("1")};
+  TXN(s, 1, ch_ins(&users, a));
+  od_value nv[] = {TV("1"), UV, TV("2")};
+  TXN(s, 2, ch_upd(&users, 0, NULL, nv));
+  CHECK_STR(q("SELECT name || ' ' || score FROM users"), "a very long toasted text 2.0");
+  CHECK_INT(stats(s).updated, 1);
+  ops->close(s);
+}
+
+TEST(update_of_missing_row_upserts_or_warns) {
+  od_sink *s = open_sink(fresh_path());
+  od_value full[] = {TV("5"), TV("eve"), TV("1")};
+  TXN(s, 1, ch_upd(&users, 0, NULL, full));
+  CHECK_STR(q("SELECT name FROM users WHERE id = 5"), "eve");
+  od_value toast[] = {TV("6"), UV, TV("1")};
+  TXN(s, 2, ch_upd(&users, 0, NULL, toast));
+  CHECK_STR(q("SELECT count(*) FROM users WHERE id = 6"), "0");
+  od_sqlite_stats st = stats(s);
+  CHECK_INT(st.missing_upserted, 1);
+  CHECK_INT(st.missing_skipped, 1);
+  CHECK_INT(st.updated, 0);
+  ops->close(s);
+}
+
+static od_column log_cols[] = {{.name = "msg", .type_oid = 25}, {.name = "n", .type_oid = 23},
+                               {.name = "note", .type_oid = 25}};
+static od_relation logrel = {.oid = 4, .schema = "public", .name = "log", .replica_identity = 'f',
+                             .ncolumns = 3, .columns = log_cols};
+
+TEST(keyless_table_updates_and_deletes_exactly_one_matching_row) {
+  od_sink *s = open_sink(fresh_path());
+  od_value r[] = {TV("dup"), TV("1"), NV}, o[] = {TV("other"), TV("2"), TV("")};
+  TXN(s, 1, ch_ins(&logrel, r), ch_ins(&logrel, r), ch_ins(&logrel, o));
+  CHECK_STR(q("SELECT count(*) FROM pragma_table_info('log') WHERE pk > 0"), "0");
+  CHECK_STR(q("SELECT count(*) FROM log"), "3");
+  /* the old row has a NULL: matched with IS */
+  od_value nv[] = {TV("dup"), TV("7"), NV};
+  TXN(s, 2, ch_upd(&logrel, 'O', r, nv));
+  CHECK_STR(q("SELECT group_concat(n, ',') FROM (SELECT n FROM log ORDER BY n)"), "1,2,7");
+  TXN(s, 3, ch_del(&logrel, 'O', r));
+  CHECK_STR(q("SELECT group_concat(n, ',') FROM (SELECT n FROM log ORDER BY n)"), "2,7");
+  /* empty string is not NULL: an old row with NULL note does not match '' */
+  od_value onull[] = {TV("other"), TV("2"), NV};
+  TXN(s, 4, ch_del(&logrel, 'O', onull));
+  CHECK_STR(q("SELECT count(*) FROM log"), "2");
+  TXN(s, 5, ch_del(&logrel, 'O', o));
+  CHECK_STR(q("SELECT group_concat(msg || n, ',') FROM log"), "dup7");
+  od_sqlite_stats st = stats(s);
+  CHECK_INT(st.deleted, 2);
+  CHECK_INT(st.delete_missing, 1);
+  ops->close(s);
+}
+
+TEST(keyless_update_skips_unchanged_old_values_in_the_match) {
+  od_sink *s = open_sink(fresh_path());
+  od_value r[] = {TV("big"), TV("1"), TV("x")};
+  TXN(s, 1, ch_ins(&logrel, r));
+  od_value oldv[] = {UV, TV("1"), TV("x")}, nv[] = {UV, TV("2"), TV("y")};
+  TXN(s, 2, ch_upd(&logrel, 'O', oldv, nv));
+  CHECK_STR(q("SELECT msg || n || note FROM log"), "big2y");
+  ops->close(s);
+}
+
+TEST(keyless_update_without_old_row_is_an_error) {
+  od_sink *s = open_sink(fresh_path());
+  od_value nv[] = {TV("a"), TV("1"), NV};
+  od_change c = ch_upd(&logrel, 0, NULL, nv);
+  od_error err = {0};
+  CHECK_INT(txn(s, &c, 1, 1, &err), OD_ESINK);
+  CHECK_CONTAINS(err.msg, "table log");
+  CHECK_CONTAINS(err.msg, "REPLICA IDENTITY FULL");
+  CHECK(!err.retriable);
+  od_value oldk[] = {TV("a"), NV, NV};
+  c = ch_del(&logrel, 'K', oldk);
+  CHECK_INT(txn(s, &c, 1, 1, &err), OD_ESINK);
+  CHECK_CONTAINS(err.msg, "primary key");
+  ops->close(s);
+}
+
+TEST(truncate_empties_the_table_and_creates_unseen_ones) {
+  od_sink *s = open_sink(fresh_path());
+  od_value a[] = {TV("1"), TV("ann"), NV}, b[] = {TV("2"), TV("bob"), NV};
+  TXN(s, 1, ch_ins(&users, a), ch_ins(&users, b));
+  TXN(s, 2, {.op = OD_OP_TRUNCATE, .rel = &users}, {.op = OD_OP_TRUNCATE, .rel = &logrel});
+  CHECK_STR(q("SELECT count(*) FROM users"), "0");
+  CHECK_STR(q("SELECT count(*) FROM log"), "0");
+  CHECK_INT(stats(s).truncated, 2);
+  ops->close(s);
+}
+
+TEST(messages_are_ignored) {
+  od_sink *s = open_sink(fresh_path());
+  od_value m[] = {TV("prefix"), TV("content")};
+  TXN(s, 1, {.op = OD_OP_MESSAGE, .newtup = {2, m}});
+  CHECK_STR(q("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name <> '_odsync_checkpoint'"), "0");
+  ops->close(s);
+}
+
+TEST(checkpoint_is_atomic_with_the_data) {
+  const char *path = fresh_path();
+  od_sink *s = open_sink(path);
+  od_error err = {0};
+  od_value a[] = {TV("1"), TV("ann"), NV};
+  od_change c = ch_ins(&users, a);
+  /* rolled back: neither the table, the row nor the checkpoint */
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->apply(s, &c, 1, &err), OD_OK);
+  ops->rollback(s);
+  CHECK_STR(q("SELECT count(*) FROM sqlite_master WHERE name = 'users'"), "0");
+  CHECK_STR(q("SELECT count(*) FROM _odsync_checkpoint"), "0");
+  /* the sink recreates what the rollback removed */
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->apply(s, &c, 1, &err), OD_OK);
+  /* a reader during the open transaction sees nothing of it */
+  CHECK_STR(q("SELECT count(*) FROM sqlite_master WHERE name = 'users'"), "0");
+  od_lsn pos = ((od_lsn)0x16 << 32) | 0xB374D848;
+  CHECK_INT(ops->commit(s, pos, &err), OD_OK);
+  CHECK_STR(q("SELECT count(*) FROM users"), "1");
+  CHECK_STR(q("SELECT position || ' ' || position_lsn FROM _odsync_checkpoint WHERE pipeline = 'p1'"),
+            "97500059720 16/B374D848");
+  CHECK_STR(q("SELECT updated_at LIKE '____-__-__T__:__:__.___Z' FROM _odsync_checkpoint"), "1");
+  /* a second transaction rolled back keeps the first checkpoint */
+  od_value b[] = {TV("2"), TV("bob"), NV};
+  c = ch_ins(&users, b);
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->apply(s, &c, 1, &err), OD_OK);
+  ops->rollback(s);
+  ops->close(s);
+
+  s = open_sink(path);
+  od_lsn got = 0;
+  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK(got == pos);
+  CHECK_STR(q("SELECT count(*) FROM users"), "1");
+  ops->close(s);
+
+  /* another pipeline in the same file has its own row */
+  od_sink *s2 = NULL;
+  CHECK_INT(open_with(path, NULL, "p2", &s2, &err), OD_OK);
+  CHECK_INT(ops->read_position(s2, &got, &err), OD_OK);
+  CHECK_INT(got, 0);
+  ops->close(s2);
+}
+
+TEST(busy_database_is_a_retriable_error) {
+  const char *path = fresh_path();
+  od_sink *s = NULL;
+  od_error err = {0};
+  CHECK_INT(open_with(path, "0", "p1", &s, &err), OD_OK);
+  sqlite3 *other;
+  CHECK_INT(sqlite3_open(path, &other), SQLITE_OK);
+  CHECK_INT(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  CHECK_INT(ops->begin(s, &err), OD_ESINK);
+  CHECK(err.retriable);
+  CHECK_CONTAINS(err.msg, path);
+  CHECK_CONTAINS(err.msg, "locked");
+  sqlite3_exec(other, "COMMIT", NULL, NULL, NULL);
+  sqlite3_close(other);
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->commit(s, 3, &err), OD_OK);
+  ops->close(s);
+}
+
+TEST(new_relation_version_adds_columns) {
+  od_sink *s = open_sink(fresh_path());
+  od_value a[] = {TV("1"), TV("ann"), TV("1")};
+  TXN(s, 1, ch_ins(&users, a));
+  od_column cols2[] = {
+      {.name = "id", .type_oid = 23, .key = true}, {.name = "name", .type_oid = 25},
+      {.name = "score", .type_oid = 701}, {.name = "active", .type_oid = 16},
+      {.name = "photo", .type_oid = 17},
+  };
+  od_relation v2 = users;
+  v2.columns = cols2;
+  v2.ncolumns = 5;
+  v2.version = 2;
+  v2.previous = &users;
+  od_value b[] = {TV("2"), TV("bob"), NV, TV("t"), TV("\\xff")};
+  TXN(s, 2, ch_ins(&v2, b));
+  CHECK_STR(q("SELECT group_concat(name || ':' || type, ' ') FROM pragma_table_info('users')"),
+            "id:INTEGER name:TEXT score:REAL active:INTEGER photo:BLOB");
+  CHECK_STR(q("SELECT quote(active) || quote(photo) FROM users WHERE id = 1"), "NULLNULL");
+  CHECK_STR(q("SELECT active || hex(photo) FROM users WHERE id = 2"), "1FF");
+  /* a relation lacking a column the table has: that column gets NULL (the old version still works) */
+  od_value c[] = {TV("3"), TV("cy"), NV};
+  TXN(s, 3, ch_ins(&users, c));
+  CHECK_STR(q("SELECT quote(active) FROM users WHERE id = 3"), "NULL");
+  ops->close(s);
+}
+
+TEST(schema_qualified_names_and_quoting) {
+  od_column cols[] = {{.name = "we\"ird col", .type_oid = 23, .key = true}, {.name = "select", .type_oid = 25}};
+  od_relation rel = {.oid = 5, .schema = "sales", .name = "or\"ders", .ncolumns = 2, .columns = cols};
+  od_sink *s = open_sink(fresh_path());
+  od_value a[] = {TV("1"), TV("x")}, b[] = {TV("1"), TV("y")};
+  TXN(s, 1, ch_ins(&rel, a));
+  TXN(s, 2, ch_upd(&rel, 0, NULL, b));
+  CHECK_STR(q("SELECT \"select\" FROM \"sales.or\"\"ders\" WHERE \"we\"\"ird col\" = 1"), "y");
+  ops->close(s);
+}
+
+TEST(statements_are_reused_and_variants_evicted) {
+  od_sink *s = open_sink(fresh_path());
+  od_value a[] = {TV("1"), TV("ann"), TV("1")};
+  TXN(s, 1, ch_ins(&users, a));
+  od_value nv[] = {TV("1"), UV, TV("2")};
+  TXN(s, 2, ch_upd(&users, 0, NULL, nv));
+  uint64_t prepared = stats(s).prepared;
+  for (int i = 0; i < 50; i++) {
+    char score[16];
+    snprintf(score, sizeof score, "%d", i);
+    od_value v[] = {TV("1"), UV, TV(score)}, w[] = {TV("1"), TV("ann"), TV(score)};
+    TXN(s, 3 + (od_lsn)i, ch_upd(&users, 0, NULL, v), ch_ins(&users, w));
+  }
+  CHECK_INT(stats(s).prepared, prepared);
+  CHECK_STR(q("SELECT score FROM users"), "49.0");
+
+  /* more update shapes than cache slots: still correct */
+  od_column cols[12];
+  char names[12][8];
+  for (int i = 0; i < 12; i++) {
+    snprintf(names[i], sizeof names[i], "c%d", i);
+    cols[i] = (od_column){.name = names[i], .type_oid = 23, .key = i == 0};
+  }
+  od_relation wide = {.oid = 6, .schema = "public", .name = "wide", .ncolumns = 12, .columns = cols};
+  od_value row[12];
+  for (int i = 0; i < 12; i++) row[i] = TV("0");
+  TXN(s, 100, ch_ins(&wide, row));
+  for (int round = 0; round < 2; round++) {
+    for (int k = 1; k < 12; k++) {
+      od_value u[12];
+      for (int i = 0; i < 12; i++) u[i] = (i == k) ? UV : TV(round ? "2" : "1");
+      u[0] = TV("0");
+      TXN(s, 101 + (od_lsn)(round * 12 + k), ch_upd(&wide, 0, NULL, u));
+    }
+  }
+  CHECK_STR(q("SELECT c1 || c2 || c11 FROM wide"), "222");
+  ops->close(s);
+}
+
+TEST(apply_outside_a_transaction_is_refused) {
+  od_sink *s = open_sink(fresh_path());
+  od_value a[] = {TV("1"), TV("ann"), NV};
+  od_change c = ch_ins(&users, a);
+  od_error err = {0};
+  CHECK_INT(ops->apply(s, &c, 1, &err), OD_EINVAL);
+  CHECK_INT(ops->commit(s, 1, &err), OD_EINVAL);
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->begin(s, &err), OD_EINVAL);
+  ops->rollback(s);
+  ops->close(s);
+}
