@@ -57,6 +57,23 @@ static bool batch_due(od_apply *a) {
          od_queue_empty(a->queue);
 }
 
+static int open_batch(od_apply *a) {
+  if (a->open) return OD_OK;
+  int rc = a->sink->ops->begin(a->sink, &a->err);
+  if (rc) return rc;
+  a->open = true;
+  a->opened_at = od_mono_us();
+  return OD_OK;
+}
+
+static int apply_range(od_apply *a, od_chunk *c, uint32_t from, uint32_t to) {
+  if (from == to) return OD_OK;
+  int rc = a->sink->ops->apply(a->sink, c->changes + from, to - from, &a->err);
+  if (rc) return rc;
+  a->rows += to - from;
+  return OD_OK;
+}
+
 static int apply_chunk(od_apply *a, od_chunk *c) {
   int rc;
   if (c->heartbeat) {
@@ -71,21 +88,23 @@ static int apply_chunk(od_apply *a, od_chunk *c) {
     a->boundary = c->end_lsn;
     return batch_commit(a);
   }
-  if (!a->open) {
-    if ((rc = a->sink->ops->begin(a->sink, &a->err))) return rc;
-    a->open = true;
-    a->opened_at = od_mono_us();
-  }
-  if (c->nchanges && (rc = a->sink->ops->apply(a->sink, c->changes, c->nchanges, &a->err)))
-    return rc;
-  a->rows += c->nchanges;
-  a->bytes += od_chunk_bytes(c);
-  a->txns += c->ntxns;
-  a->at_boundary = c->ends_txn;
-  if (c->ends_txn) {
+  /* The complete transactions at the head of the chunk... */
+  uint32_t complete = c->ntxns ? c->boundary : 0;
+  if (c->ntxns) {
+    if ((rc = open_batch(a)) || (rc = apply_range(a, c, 0, complete))) return rc;
+    a->txns += c->ntxns;
+    a->at_boundary = true;
     a->boundary = c->end_lsn;
     a->commit_time = c->commit_time;
   }
+  /* ...then the start of a transaction that continues in later chunks. It begins in a sink
+   * transaction of its own, so stopping before its end loses no complete transaction. */
+  if (complete < c->nchanges) {
+    if (a->open && a->at_boundary && (rc = batch_commit(a))) return rc;
+    if ((rc = open_batch(a)) || (rc = apply_range(a, c, complete, c->nchanges))) return rc;
+    a->at_boundary = false;
+  }
+  a->bytes += od_chunk_bytes(c);
   return OD_OK;
 }
 

@@ -198,6 +198,7 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
   if (!r->cur && !(r->cur = od_queue_take_free(r->queue)))
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory for a chunk", r->p->cfg->name);
   r->cur->ends_txn = true;
+  r->cur->boundary = r->cur->nchanges;
   r->cur->end_lsn = txn->end_lsn;
   r->cur->commit_time = txn->commit_time;
   r->cur->ntxns++;

@@ -54,6 +54,7 @@ static void chunk_clear(od_chunk *c) {
   c->next = NULL;
   c->nchanges = 0;
   c->ntxns = 0;
+  c->boundary = 0;
   c->ends_txn = false;
   c->heartbeat = false;
   c->end_lsn = 0;

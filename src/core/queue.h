@@ -25,7 +25,8 @@ typedef struct od_chunk {
   uint32_t nchanges, cap;
   od_arena arena;
   uint32_t ntxns;        /* transactions that end in this chunk */
-  bool ends_txn;         /* the last change of the chunk ends a transaction: commit point */
+  uint32_t boundary;     /* changes[0, boundary) end with the last transaction ended here */
+  bool ends_txn;         /* boundary == nchanges and ntxns > 0: the chunk ends at a commit point */
   bool heartbeat;        /* no changes: `end_lsn` is an idle position that may be acknowledged */
   od_lsn end_lsn;        /* when ends_txn/heartbeat: the position to checkpoint */
   int64_t commit_time;   /* commit timestamp (µs since epoch) of the last transaction ended here */

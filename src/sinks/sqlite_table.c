@@ -463,7 +463,9 @@ static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error
   }
   /* pgoutput flags every column as key under REPLICA IDENTITY FULL: that is a full-row match,
    * not a key, so such a table is keyless (matched by rowid on the old row). */
-  r->keyed = r->nkey > 0 && rel->replica_identity != 'f';
+  /* Under REPLICA IDENTITY FULL pgoutput flags every column; the key flags are a real key only
+   * when the source replaced them with the primary key (has_primary_key). */
+  r->keyed = r->nkey > 0 && (rel->replica_identity != 'f' || rel->has_primary_key);
 
   int rc = make_table(s, r, err);
   if (rc == OD_OK && !hash_insert(s, r))

@@ -1,0 +1,227 @@
+/* Unit tests for the checkpoint logic of the apply thread, against the real SQLite sink:
+ * commits happen only at source transaction boundaries, the durable position is exactly the
+ * last committed boundary, a partial transaction never reaches the sink, and idle heartbeats
+ * advance the checkpoint. */
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "core/apply.h"
+#include "core/queue.h"
+#include "odsync/registry.h"
+#include "test.h"
+
+static char db_path[256];
+static od_column cols[] = {{.name = "id", .type_oid = 23, .typmod = -1, .key = true},
+                           {.name = "v", .type_oid = 25, .typmod = -1}};
+static od_relation rel = {.oid = 42, .schema = "public", .name = "t", .replica_identity = 'd',
+                          .ncolumns = 2, .columns = cols, .version = 1, .has_primary_key = true};
+
+static od_sink *open_sink(void) {
+  char tmpl[] = "/tmp/odsync-apply-XXXXXX";
+  if (!mkdtemp(tmpl)) OD_TEST_FAIL("mkdtemp");
+  snprintf(db_path, sizeof db_path, "%s/t.db", tmpl);
+  od_config_entry e = {.key = "path", .value = db_path, .line = 1, .col = 1};
+  od_config_section sec = {.file = "t.yml", .path = "pipelines[0].sink", .type = "sqlite", .entries = &e,
+                           .nentries = 1};
+  od_sink *s = NULL;
+  od_error err = {0};
+  if (od_sink_find("sqlite")->open(&sec, "p", &s, &err)) OD_TEST_FAIL("open: %s", err.msg);
+  return s;
+}
+
+static long long count_rows(void) {
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  long long n = -1;
+  if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) return -1;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  } else {
+    n = 0; /* table not created yet */
+  }
+  sqlite3_close(db);
+  return n;
+}
+
+/* Adds rows [first, first+n) to a chunk; ends the transaction at `end` when end != 0. */
+static od_chunk *rows_chunk(od_queue *q, int first, int n, od_lsn end) {
+  od_chunk *c = od_queue_take_free(q);
+  for (int i = 0; i < n; i++) {
+    od_change *ch = od_chunk_add(c);
+    od_value *v = od_arena_alloc(&c->arena, 2 * sizeof *v);
+    char *id = od_arena_alloc(&c->arena, 16);
+    int len = snprintf(id, 16, "%d", first + i);
+    v[0] = (od_value){.data = id, .len = (uint32_t)len, .kind = OD_VALUE_TEXT};
+    v[1] = (od_value){.data = "x", .len = 1, .kind = OD_VALUE_TEXT};
+    ch->op = OD_OP_INSERT;
+    ch->rel = &rel;
+    ch->newtup = (od_tuple){2, v};
+  }
+  if (end) {
+    c->ends_txn = true;
+    c->boundary = c->nchanges;
+    c->end_lsn = end;
+    c->ntxns = 1;
+    c->commit_time = 1;
+  }
+  return c;
+}
+
+static od_pipeline_config cfg(int max_rows) {
+  od_pipeline_config c = {.name = "p"};
+  c.batch.max_rows = max_rows;
+  c.batch.max_bytes = 64 << 20;
+  c.batch.max_delay_ms = 20;
+  return c;
+}
+
+TEST(commits_whole_transactions_and_publishes_their_position) {
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 100000, 1 << 30);
+  od_pipeline_stats stats = {0};
+  od_pipeline_config pc = cfg(5000);
+  /* Two complete transactions, then a third split over two chunks whose end never arrives. */
+  od_queue_push(&q, rows_chunk(&q, 1, 10, 0x100), 0);
+  od_queue_push(&q, rows_chunk(&q, 11, 5, 0x200), 0);
+  od_queue_push(&q, rows_chunk(&q, 16, 7, 0), 0);
+  od_apply *a;
+  od_error err = {0};
+  CHECK_INT(od_apply_start(&a, &pc, sink, &q, &stats, &err), OD_OK);
+  od_queue_close(&q);
+  CHECK_INT(od_apply_join(a, &err), OD_OK);
+  CHECK_INT(atomic_load(&stats.durable_lsn), 0x200);
+  CHECK_INT(atomic_load(&stats.txns_applied), 2);
+  CHECK_INT(atomic_load(&stats.changes_applied), 15);
+  od_lsn pos = 0;
+  CHECK_INT(sink->ops->read_position(sink, &pos, &err), OD_OK);
+  CHECK_INT(pos, 0x200);
+  CHECK_INT(count_rows(), 15); /* the partial third transaction is not there */
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+}
+
+TEST(a_large_transaction_spanning_chunks_is_committed_once_at_its_end) {
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 100000, 1 << 30);
+  od_pipeline_stats stats = {0};
+  od_pipeline_config pc = cfg(100); /* max_rows far below the transaction size */
+  for (int i = 0; i < 9; i++) od_queue_push(&q, rows_chunk(&q, i * 100, 100, 0), 0);
+  od_queue_push(&q, rows_chunk(&q, 900, 100, 0x900), 0);
+  od_apply *a;
+  od_error err = {0};
+  CHECK_INT(od_apply_start(&a, &pc, sink, &q, &stats, &err), OD_OK);
+  od_queue_close(&q);
+  CHECK_INT(od_apply_join(a, &err), OD_OK);
+  CHECK_INT(atomic_load(&stats.batches), 1);
+  CHECK_INT(atomic_load(&stats.durable_lsn), 0x900);
+  CHECK_INT(count_rows(), 1000);
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+}
+
+TEST(heartbeat_advances_the_checkpoint_when_idle_and_never_backwards) {
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 100000, 1 << 30);
+  od_pipeline_stats stats = {0};
+  od_pipeline_config pc = cfg(5000);
+  od_queue_push(&q, rows_chunk(&q, 1, 3, 0x300), 0);
+  od_chunk *hb = od_queue_take_free(&q);
+  hb->heartbeat = true;
+  hb->end_lsn = 0x500;
+  od_queue_push(&q, hb, 0);
+  od_chunk *old = od_queue_take_free(&q);
+  old->heartbeat = true;
+  old->end_lsn = 0x400; /* older than what is durable: ignored */
+  od_queue_push(&q, old, 0);
+  od_apply *a;
+  od_error err = {0};
+  CHECK_INT(od_apply_start(&a, &pc, sink, &q, &stats, &err), OD_OK);
+  od_queue_close(&q);
+  CHECK_INT(od_apply_join(a, &err), OD_OK);
+  od_lsn pos = 0;
+  CHECK_INT(sink->ops->read_position(sink, &pos, &err), OD_OK);
+  CHECK_INT(pos, 0x500);
+  CHECK_INT(atomic_load(&stats.durable_lsn), 0x500);
+  CHECK_INT(count_rows(), 3);
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+}
+
+TEST(complete_transactions_before_a_partial_one_in_the_same_chunk_survive_a_stop) {
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 100000, 1 << 30);
+  od_pipeline_stats stats = {0};
+  od_pipeline_config pc = cfg(5000);
+  /* One chunk: a complete transaction (rows 1-4, ends at 0x100) followed by the first rows of
+   * a transaction whose end never arrives. */
+  od_chunk *c = rows_chunk(&q, 1, 4, 0x100);
+  od_chunk *tail = rows_chunk(&q, 5, 3, 0);
+  for (uint32_t i = 0; i < tail->nchanges; i++) {
+    od_change *ch = od_chunk_add(c);
+    *ch = tail->changes[i];
+    od_value *v = od_arena_alloc(&c->arena, 2 * sizeof *v);
+    v[0] = (od_value){.data = od_arena_strndup(&c->arena, tail->changes[i].newtup.values[0].data,
+                                               tail->changes[i].newtup.values[0].len),
+                      .len = tail->changes[i].newtup.values[0].len, .kind = OD_VALUE_TEXT};
+    v[1] = tail->changes[i].newtup.values[1];
+    ch->newtup.values = v;
+  }
+  c->ends_txn = false;
+  od_queue_recycle(&q, tail);
+  od_queue_push(&q, c, 0);
+  od_apply *a;
+  od_error err = {0};
+  CHECK_INT(od_apply_start(&a, &pc, sink, &q, &stats, &err), OD_OK);
+  od_queue_close(&q);
+  CHECK_INT(od_apply_join(a, &err), OD_OK);
+  CHECK_INT(atomic_load(&stats.durable_lsn), 0x100);
+  CHECK_INT(count_rows(), 4);
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+}
+
+TEST(a_failing_apply_rolls_back_reports_and_unblocks_the_reader) {
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 100000, 1 << 30);
+  od_pipeline_stats stats = {0};
+  od_pipeline_config pc = cfg(5000);
+  od_queue_push(&q, rows_chunk(&q, 1, 2, 0x100), 0);
+  /* A keyless update without an old row cannot be applied: the sink must refuse it. */
+  static od_column kcols[] = {{.name = "a", .type_oid = 23, .typmod = -1}};
+  static od_relation keyless = {.oid = 43, .schema = "public", .name = "k", .replica_identity = 'd',
+                                .ncolumns = 1, .columns = kcols, .version = 1};
+  od_chunk *bad = od_queue_take_free(&q);
+  od_change *ch = od_chunk_add(bad);
+  od_value *v = od_arena_alloc(&bad->arena, sizeof *v);
+  *v = (od_value){.data = "1", .len = 1, .kind = OD_VALUE_TEXT};
+  ch->op = OD_OP_UPDATE;
+  ch->rel = &keyless;
+  ch->newtup = (od_tuple){1, v};
+  bad->ends_txn = true;
+  bad->boundary = 1;
+  bad->ntxns = 1;
+  bad->end_lsn = 0x200;
+  od_queue_push(&q, bad, 0);
+  od_apply *a;
+  od_error err = {0};
+  CHECK_INT(od_apply_start(&a, &pc, sink, &q, &stats, &err), OD_OK);
+  /* The reader sees the failure through a closed queue (its push is refused). */
+  for (int i = 0; i < 200 && !od_apply_failed(a); i++) usleep(10000);
+  CHECK(od_apply_failed(a));
+  CHECK_INT(od_queue_push(&q, rows_chunk(&q, 5, 1, 0x300), 0), OD_ECANCELLED);
+  CHECK(od_apply_join(a, &err) != OD_OK);
+  CHECK_CONTAINS(err.msg, "k");
+  od_lsn pos = 0;
+  CHECK_INT(sink->ops->read_position(sink, &pos, &err), OD_OK);
+  CHECK(pos == 0 || pos == 0x100); /* never the failed transaction's position */
+  CHECK_INT(atomic_load(&stats.durable_lsn), pos);
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+}
