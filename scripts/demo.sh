@@ -184,6 +184,7 @@ pipelines:
 YAML
 say "config: $TMP/odsync.yml → sink $DEMO_DB"
 say "load: pgbench, $DEMO_RATE tx/s for ${DEMO_SECONDS}s (new orders, status updates, deletes)"
+say "events has no key on purpose (an insert-only audit log): odsync warns that only its inserts replicate"
 say "odsync run -c odsync.yml --progress   (Ctrl-C stops everything)"
 echo >&2
 

@@ -54,6 +54,9 @@ typedef struct od_column {
   uint32_t type_oid;
   int32_t typmod;
   bool key; /* part of the row identity the sink matches on (primary key or replica identity) */
+  /* The source's SQL spelling of the type ("numeric(12,2)", "timestamp with time zone",
+   * "public.mood"), filled by the source when it can; "" when unknown. */
+  char type_name[128];
 } od_column;
 
 typedef struct od_relation {

@@ -55,7 +55,7 @@ wait_slot_active "$SLOT" 60
 slot_created_lsn=$(lsn_to_int "$(pg_psql -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$SLOT'")")
 log "slot active (created at $slot_created_lsn); starting a ${WORKLOAD_SECONDS}s workload"
 
-# The workload: one psql per iteration running several transactions; every 5th iteration adds
+# The workload: one psql per iteration running several transactions; every 10th iteration adds
 # large (5,000-row) transactions. Everything is deterministic except timing.
 workload() {
   local end=$((SECONDS + WORKLOAD_SECONDS)) it=0
@@ -84,9 +84,12 @@ DELETE FROM ledger WHERE ctid = (SELECT max(ctid) FROM ledger WHERE memo IS NULL
 UPDATE documents SET version = version + 1, title = 'doc ' || id || ' v' || (version + 1) WHERE id = 1 + $it % 5;
 UPDATE orders SET id = id + 1000000000 WHERE id = (SELECT max(id) FROM orders WHERE id < 1000000000) - 1;
 SQL
-      if ((it % 5 == 0)); then
+      if ((it % 20 == 0)); then
         cat <<SQL
 INSERT INTO events SELECT 'large', g % 50, CASE WHEN g % 2 = 0 THEN '' END FROM generate_series(1, 5000) g;
+SQL
+      elif ((it % 20 == 10)); then
+        cat <<SQL
 BEGIN;
 INSERT INTO orders SELECT nextval('order_ids'), g, 'bulk $it', g * 0.01, g % 3 = 0, '2024-06-01 00:00:00+00', NULL, NULL, g * 1.5, -$it FROM generate_series(1, 5000) g;
 COMMIT;
@@ -95,7 +98,7 @@ SQL
       fi
       if ((it % 7 == 0)); then
         echo "UPDATE documents SET body = (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 3500)) WHERE id = 1 + $it % 5;"
-        echo "DELETE FROM orders WHERE qty = -$((it - 2)) AND id % 5 = 0;"
+        echo "DELETE FROM orders WHERE qty < 0 AND id % 97 = $((it % 97));"
       fi
     } | pg_psql >/dev/null || {
       echo "workload: psql failed in iteration $it"

@@ -323,24 +323,33 @@ int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err) {
   return fatal;
 }
 
-/* For REPLICA IDENTITY FULL the stream flags every column; the sink's row identity is the
- * primary key from the catalog (or none: rows are then matched on their full old image). */
+/* Type names for every column (format_type: "numeric(12,2)", "public.mood"), and for
+ * REPLICA IDENTITY FULL the row identity: the stream flags every column, so the sink's key
+ * becomes the primary key from the catalog (or none: rows are then matched on their full old
+ * image). The catalog is read now, so a column dropped since the change was written keeps an
+ * empty type name. */
 int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
-  if (rel->replica_identity != 'f') return OD_OK;
   char oid[16];
   snprintf(oid, sizeof oid, "%u", rel->oid);
   const char *p[] = {oid};
   PGresult *r = query(s, s->meta,
-                      "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-                      "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::oid AND i.indisprimary",
+                      "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+                      "COALESCE(a.attnum = ANY(i.indkey), false) "
+                      "FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+                      "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
                       1, p, err);
-  if (!r) return od_error_prefix(err, "reading the primary key of %s.%s: ", rel->schema, rel->name);
+  if (!r) return od_error_prefix(err, "reading the columns of %s.%s: ", rel->schema, rel->name);
+  bool full = rel->replica_identity == 'f', any_pk = false;
   for (uint16_t c = 0; c < rel->ncolumns; c++) {
-    rel->columns[c].key = false;
-    for (int i = 0; i < PQntuples(r); i++)
-      if (strcmp(rel->columns[c].name, PQgetvalue(r, i, 0)) == 0) rel->columns[c].key = true;
+    od_column *col = &rel->columns[c];
+    if (full) col->key = false;
+    for (int i = 0; i < PQntuples(r); i++) {
+      if (strcmp(col->name, PQgetvalue(r, i, 0)) != 0) continue;
+      snprintf(col->type_name, sizeof col->type_name, "%s", PQgetvalue(r, i, 1));
+      if (full && strcmp(PQgetvalue(r, i, 2), "t") == 0) col->key = any_pk = true;
+    }
   }
-  rel->has_primary_key = PQntuples(r) > 0;
+  if (full) rel->has_primary_key = any_pk;
   PQclear(r);
   return OD_OK;
 }
