@@ -57,6 +57,9 @@ typedef struct od_column {
   /* The source's SQL spelling of the type ("numeric(12,2)", "timestamp with time zone",
    * "public.mood"), filled by the source when it can; "" when unknown. */
   char type_name[128];
+  /* The source's stable column number (PostgreSQL attnum: survives RENAME, never reused after
+   * DROP), 0 when unknown. Lets a sink tell a rename from a drop plus an add. */
+  int16_t attnum;
 } od_column;
 
 typedef struct od_relation {

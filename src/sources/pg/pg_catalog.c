@@ -323,7 +323,7 @@ int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err) {
   return fatal;
 }
 
-/* Type names for every column (format_type: "numeric(12,2)", "public.mood"), and for
+/* Type names and attnums for every column (format_type: "numeric(12,2)", "public.mood"), and for
  * REPLICA IDENTITY FULL the row identity: the stream flags every column, so the sink's key
  * becomes the primary key from the catalog (or none: rows are then matched on their full old
  * image). The catalog is read now, so a column dropped since the change was written keeps an
@@ -334,7 +334,7 @@ int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
   const char *p[] = {oid};
   PGresult *r = query(s, s->meta,
                       "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-                      "COALESCE(a.attnum = ANY(i.indkey), false) "
+                      "COALESCE(a.attnum = ANY(i.indkey), false), a.attnum "
                       "FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
                       "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
                       1, p, err);
@@ -346,6 +346,7 @@ int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
     for (int i = 0; i < PQntuples(r); i++) {
       if (strcmp(col->name, PQgetvalue(r, i, 0)) != 0) continue;
       snprintf(col->type_name, sizeof col->type_name, "%s", PQgetvalue(r, i, 1));
+      col->attnum = (int16_t)atoi(PQgetvalue(r, i, 3));
       if (full && strcmp(PQgetvalue(r, i, 2), "t") == 0) col->key = any_pk = true;
     }
   }
