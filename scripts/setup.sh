@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libpq-dev libsqlite3-dev libyaml-dev libssl-dev
   postgresql postgresql-contrib sqlite3
-  valgrind procps perl-base util-linux passwd coreutils findutils grep sed
+  valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk
 )
 TEST_USER=odsync-test
 

@@ -18,6 +18,9 @@ typedef struct od_sink od_sink;
 
 typedef struct od_sink_ops {
   const char *type; /* the config's sink.type */
+  /* How many instances of this sink may write concurrently for one pipeline (parallel apply
+   * under the causal and eventual consistency levels); 1 = a single writer (e.g. SQLite). */
+  unsigned max_writers;
   /* Validate config, connect/open, create the checkpoint store. *out is owned by the caller and
    * released with close(). `pipeline` names the checkpoint row. */
   int (*open)(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err);
@@ -29,7 +32,8 @@ typedef struct od_sink_ops {
    * call; relations stay valid for the pipeline's life (see change.h). */
   int (*apply)(od_sink *s, const od_change *changes, size_t n, od_error *err);
   /* Store `position` as the checkpoint and commit data + checkpoint atomically. On OD_OK the
-   * commit is durable (survives power loss). */
+   * commit is durable (survives power loss). position 0: commit the data, leave the checkpoint
+   * alone (used by the helper writers of a parallel apply; their changes are idempotent). */
   int (*commit)(od_sink *s, od_lsn position, od_error *err);
   /* Abandon the open transaction (after a failed apply/commit). */
   void (*rollback)(od_sink *s);

@@ -7,10 +7,13 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/route.h"
+#include "core/writers.h"
 
 struct od_apply {
   const od_pipeline_config *cfg;
-  od_sink *sink;
+  od_apply_options opt;
+  od_sink *sink;       /* the carrier: its commits carry the checkpoint */
   od_queue *queue;
   od_pipeline_stats *stats;
   pthread_t thread;
@@ -19,19 +22,26 @@ struct od_apply {
   od_error err;
 
   /* batch state */
-  bool open;           /* a sink transaction is open */
-  bool at_boundary;    /* the last applied chunk ended a source transaction */
+  bool open;           /* a carrier sink transaction is open */
+  bool at_boundary;    /* the batch ends at the end of a source transaction */
   od_lsn boundary;     /* position of that transaction (or of an idle heartbeat) */
   int64_t commit_time; /* its source commit time */
-  uint64_t rows;       /* rows applied in the open batch */
-  uint64_t txns;       /* transactions completed in the open batch */
+  uint64_t rows;       /* rows in the batch */
+  uint64_t txns;       /* transactions completed in the batch */
   size_t bytes;
-  int64_t opened_at;
+  int64_t opened_at;   /* monotonic µs when the batch started */
+
+  /* parallel apply (causal, eventual) */
+  od_writers *writers;     /* opt.writers - 1 helpers */
+  od_router router;
+  od_chunk *pending, *pending_tail; /* chunks of the batch, kept until it is committed */
+  bool serial;             /* a transaction too large for one batch is streaming through the carrier */
 };
 
-static int batch_commit(od_apply *a) {
-  int rc = a->sink->ops->commit(a->sink, a->boundary, &a->err);
-  if (rc) return rc;
+static bool parallel(const od_apply *a) { return a->writers != NULL; }
+static bool batch_started(const od_apply *a) { return a->open || a->pending; }
+
+static void publish(od_apply *a) {
   int64_t now = od_now_us();
   atomic_store(&a->stats->durable_lsn, a->boundary);
   atomic_fetch_add(&a->stats->changes_applied, a->rows);
@@ -46,11 +56,17 @@ static int batch_commit(od_apply *a) {
   a->rows = a->txns = 0;
   a->bytes = 0;
   a->commit_time = 0;
+}
+
+static int batch_commit(od_apply *a) {
+  int rc = a->sink->ops->commit(a->sink, a->boundary, &a->err);
+  if (rc) return rc;
+  publish(a);
   return OD_OK;
 }
 
 static bool batch_due(od_apply *a) {
-  if (!a->open || !a->at_boundary) return false;
+  if (!batch_started(a) || !a->at_boundary) return false;
   const od_batch_config *b = &a->cfg->batch;
   return a->rows >= (uint64_t)b->max_rows || a->bytes >= b->max_bytes ||
          od_mono_us() - a->opened_at >= (int64_t)b->max_delay_ms * 1000 ||
@@ -62,7 +78,7 @@ static int open_batch(od_apply *a) {
   int rc = a->sink->ops->begin(a->sink, &a->err);
   if (rc) return rc;
   a->open = true;
-  a->opened_at = od_mono_us();
+  if (!a->pending) a->opened_at = od_mono_us();
   return OD_OK;
 }
 
@@ -74,20 +90,22 @@ static int apply_range(od_apply *a, od_chunk *c, uint32_t from, uint32_t to) {
   return OD_OK;
 }
 
+/* An idle position: checkpoint it so the slot can advance past WAL we have no use for. */
+static int apply_heartbeat(od_apply *a, const od_chunk *c) {
+  if (batch_started(a)) {
+    if (a->at_boundary && c->end_lsn > a->boundary) a->boundary = c->end_lsn;
+    return OD_OK;
+  }
+  if (c->end_lsn <= atomic_load(&a->stats->durable_lsn)) return OD_OK;
+  int rc = open_batch(a);
+  if (rc) return rc;
+  a->boundary = c->end_lsn;
+  return batch_commit(a);
+}
+
+/* Strong (and serial) path: apply a chunk to the carrier at once. */
 static int apply_chunk(od_apply *a, od_chunk *c) {
   int rc;
-  if (c->heartbeat) {
-    /* An idle position: checkpoint it so the slot can advance past WAL we have no use for. */
-    if (a->open) {
-      if (a->at_boundary && c->end_lsn > a->boundary) a->boundary = c->end_lsn;
-      return OD_OK;
-    }
-    if (c->end_lsn <= atomic_load(&a->stats->durable_lsn)) return OD_OK;
-    if ((rc = a->sink->ops->begin(a->sink, &a->err))) return rc;
-    a->open = true;
-    a->boundary = c->end_lsn;
-    return batch_commit(a);
-  }
   /* The complete transactions at the head of the chunk... */
   uint32_t complete = c->ntxns ? c->boundary : 0;
   if (c->ntxns) {
@@ -108,32 +126,115 @@ static int apply_chunk(od_apply *a, od_chunk *c) {
   return OD_OK;
 }
 
+static void recycle_pending(od_apply *a) {
+  while (a->pending) {
+    od_chunk *next = a->pending->next;
+    od_queue_recycle(a->queue, a->pending);
+    a->pending = next;
+  }
+  a->pending_tail = NULL;
+}
+
+/* A transaction outgrew the batch: apply what is pending through the carrier and stream the
+ * rest of that transaction the strong way (memory stays bounded). */
+static int go_serial(od_apply *a) {
+  a->rows = a->txns = 0;
+  a->bytes = 0;
+  a->at_boundary = false;
+  a->serial = true;
+  int rc = OD_OK;
+  for (od_chunk *c = a->pending; c && !rc; c = c->next) rc = apply_chunk(a, c);
+  recycle_pending(a);
+  return rc;
+}
+
+/* Parallel path: keep the chunk for the batch. Takes ownership of c. */
+static int collect(od_apply *a, od_chunk *c) {
+  if (!a->pending) a->opened_at = od_mono_us();
+  c->next = NULL;
+  if (a->pending_tail)
+    a->pending_tail->next = c;
+  else
+    a->pending = c;
+  a->pending_tail = c;
+  a->rows += c->nchanges;
+  a->bytes += od_chunk_bytes(c);
+  if (c->ntxns) {
+    a->txns += c->ntxns;
+    a->boundary = c->end_lsn;
+    a->commit_time = c->commit_time;
+  }
+  a->at_boundary = c->ends_txn;
+  const od_batch_config *b = &a->cfg->batch;
+  if (!a->at_boundary && (a->rows >= 4 * (uint64_t)b->max_rows || a->bytes >= b->max_bytes)) return go_serial(a);
+  return OD_OK;
+}
+
+/* Apply the pending batch over every writer; the carrier commits last, with the checkpoint. */
+static int run_parallel(od_apply *a) {
+  int mode = a->opt.consistency == OD_CONSISTENCY_CAUSAL ? OD_ROUTE_CAUSAL : OD_ROUTE_EVENTUAL;
+  int rc = od_route_batch(&a->router, mode, a->pending, &a->err);
+  if (rc) return rc;
+  od_writers_run(a->writers, a->router.lists + 1, a->router.counts + 1);
+  rc = open_batch(a);
+  if (!rc && a->router.counts[0])
+    rc = a->sink->ops->apply(a->sink, a->router.lists[0], a->router.counts[0], &a->err);
+  od_error werr;
+  int wrc = od_writers_wait(a->writers, &werr);
+  if (!rc && wrc) {
+    a->err = werr;
+    rc = wrc;
+  }
+  if (!rc) rc = batch_commit(a);
+  if (!rc) recycle_pending(a);
+  return rc;
+}
+
+static int flush(od_apply *a) {
+  if (parallel(a) && a->pending) return run_parallel(a);
+  int rc = batch_commit(a);
+  if (!rc) a->serial = false;
+  return rc;
+}
+
+static int take(od_apply *a, od_chunk *c) {
+  int rc;
+  if (c->heartbeat) {
+    rc = apply_heartbeat(a, c);
+    od_queue_recycle(a->queue, c);
+    return rc;
+  }
+  if (parallel(a) && !a->serial) return collect(a, c);
+  rc = apply_chunk(a, c);
+  od_queue_recycle(a->queue, c);
+  return rc;
+}
+
 static void *apply_main(void *arg) {
   od_apply *a = arg;
   int rc = OD_OK;
   for (;;) {
     int wait_ms = 100;
-    if (a->open && a->at_boundary) {
+    if (batch_started(a) && a->at_boundary) {
       int64_t left = (int64_t)a->cfg->batch.max_delay_ms * 1000 - (od_mono_us() - a->opened_at);
       wait_ms = left <= 0 ? 0 : (int)(left / 1000) + 1;
     }
     od_chunk *c = od_queue_pop(a->queue, wait_ms);
     if (!c) {
-      if (batch_due(a) && (rc = batch_commit(a))) break;
+      if (batch_due(a) && (rc = flush(a))) break;
       if (od_queue_closed(a->queue) && od_queue_empty(a->queue)) break;
       continue;
     }
-    rc = apply_chunk(a, c);
-    od_queue_recycle(a->queue, c);
-    if (rc) break;
-    if (batch_due(a) && (rc = batch_commit(a))) break;
+    if ((rc = take(a, c))) break;
+    if (batch_due(a) && (rc = flush(a))) break;
   }
-  if (rc == OD_OK && a->open && a->at_boundary) rc = batch_commit(a);
+  if (rc == OD_OK && batch_started(a) && a->at_boundary) rc = flush(a);
   if (a->open) {
     /* A partial source transaction (or a failed batch) never reaches the sink. */
     a->sink->ops->rollback(a->sink);
     a->open = false;
   }
+  recycle_pending(a);
   if (rc) {
     a->rc = rc;
     atomic_store(&a->failed, true);
@@ -145,15 +246,29 @@ static void *apply_main(void *arg) {
   return NULL;
 }
 
-int od_apply_start(od_apply **out, const od_pipeline_config *cfg, od_sink *sink, od_queue *queue,
-                   od_pipeline_stats *stats, od_error *err) {
+int od_apply_start(od_apply **out, const od_pipeline_config *cfg, const od_apply_options *opt,
+                   od_sink *sink, od_queue *queue, od_pipeline_stats *stats, od_error *err) {
   od_apply *a = calloc(1, sizeof *a);
   if (!a) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
   a->cfg = cfg;
+  a->opt = opt ? *opt : (od_apply_options){.consistency = OD_CONSISTENCY_STRONG, .writers = 1};
+  if (a->opt.consistency == OD_CONSISTENCY_STRONG || a->opt.writers < 1) a->opt.writers = 1;
   a->sink = sink;
   a->queue = queue;
   a->stats = stats;
+  if (a->opt.writers > 1) {
+    int rc = od_router_init(&a->router, a->opt.writers);
+    if (!rc) rc = od_writers_start(&a->writers, sink->ops, cfg, a->opt.writers - 1, err);
+    else OD_FAIL(err, rc, "pipeline %s: out of memory", cfg->name);
+    if (rc) {
+      od_router_free(&a->router);
+      free(a);
+      return rc;
+    }
+  }
   if (pthread_create(&a->thread, NULL, apply_main, a) != 0) {
+    od_writers_stop(a->writers);
+    od_router_free(&a->router);
     free(a);
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: cannot start the apply thread", cfg->name);
   }
@@ -168,6 +283,8 @@ int od_apply_join(od_apply *a, od_error *err) {
   pthread_join(a->thread, NULL);
   int rc = a->rc;
   if (rc && err) *err = a->err;
+  od_writers_stop(a->writers);
+  od_router_free(&a->router);
   free(a);
   return rc;
 }

@@ -20,8 +20,20 @@
 
 typedef struct od_apply od_apply;
 
-int od_apply_start(od_apply **out, const od_pipeline_config *cfg, od_sink *sink, od_queue *queue,
-                   od_pipeline_stats *stats, od_error *err);
+/* strong: one writer applies every source transaction whole and in commit order.
+ * causal / eventual: `writers` sink instances apply each batch in parallel (see route.h for
+ * what goes where); the apply thread's own sink is the carrier and commits last, with the
+ * checkpoint, after every helper writer committed. */
+enum { OD_CONSISTENCY_STRONG = 0, OD_CONSISTENCY_CAUSAL = 1, OD_CONSISTENCY_EVENTUAL = 2 };
+
+typedef struct od_apply_options {
+  int consistency; /* OD_CONSISTENCY_* */
+  int writers;     /* total sink writers including the carrier; 1 = no parallel apply */
+} od_apply_options;
+
+/* `opt` NULL: strong, one writer. */
+int od_apply_start(od_apply **out, const od_pipeline_config *cfg, const od_apply_options *opt,
+                   od_sink *sink, od_queue *queue, od_pipeline_stats *stats, od_error *err);
 /* True once the apply thread has failed (the reader should stop). */
 bool od_apply_failed(od_apply *a);
 /* Wait for the thread (it ends when the queue is closed and drained, or on failure); frees it.

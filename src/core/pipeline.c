@@ -31,6 +31,7 @@ struct od_pipeline {
   const od_source_ops *source_ops;
   const od_sink_ops *sink_ops;
   long reconnect_max_ms;
+  od_apply_options apply_opt;
 
   pthread_t thread;
   bool thread_started;
@@ -109,6 +110,7 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
   p->source_ops = src;
   p->sink_ops = snk;
   p->reconnect_max_ms = reconnect_max_ms;
+  p->apply_opt = (od_apply_options){.consistency = OD_CONSISTENCY_STRONG, .writers = 1};
   p->lock_fd = -1;
   *out = p;
   return OD_OK;
@@ -256,7 +258,7 @@ static int run_session(od_pipeline *p, od_error *err) {
     goto out;
   }
   queue_ready = true;
-  rc = od_apply_start(&apply, cfg, sink, &queue, &p->stats, err);
+  rc = od_apply_start(&apply, cfg, &p->apply_opt, sink, &queue, &p->stats, err);
   if (rc) goto out;
   atomic_store(&p->stats.state, OD_PIPELINE_STREAMING);
 

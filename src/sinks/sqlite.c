@@ -208,13 +208,16 @@ static int sq_commit(od_sink *base, od_lsn position, od_error *err) {
   if (position > (od_lsn)INT64_MAX)
     return OD_FAIL(err, OD_ESINK, "sqlite sink %s: position " OD_LSN_FMT " does not fit an INTEGER",
                    s->path, OD_LSN_ARGS(position));
-  char lsn[32];
-  snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(position));
-  sqlite3_bind_text(s->ck_write, 1, s->pipeline, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(s->ck_write, 2, (sqlite3_int64)position);
-  sqlite3_bind_text(s->ck_write, 3, lsn, -1, SQLITE_STATIC);
-  int rc = step_done(s, "_odsync_checkpoint", "writing the checkpoint", s->ck_write, NULL, err);
-  if (rc) return rc;
+  int rc;
+  if (position) { /* 0: commit the data only (a helper worker of a parallel apply) */
+    char lsn[32];
+    snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(position));
+    sqlite3_bind_text(s->ck_write, 1, s->pipeline, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->ck_write, 2, (sqlite3_int64)position);
+    sqlite3_bind_text(s->ck_write, 3, lsn, -1, SQLITE_STATIC);
+    rc = step_done(s, "_odsync_checkpoint", "writing the checkpoint", s->ck_write, NULL, err);
+    if (rc) return rc;
+  }
   rc = step_done(s, NULL, "COMMIT", s->st_commit, NULL, err);
   if (rc) return rc; /* the transaction may still be open: the caller rolls back */
   s->in_txn = false;
@@ -390,6 +393,7 @@ int od_sink_sqlite_stats(const od_sink *s, od_sqlite_stats *out) {
 
 const od_sink_ops od_sink_sqlite = {
     .type = "sqlite",
+    .max_writers = 1, /* SQLite has one writer at a time */
     .open = sq_open,
     .read_position = sq_read_position,
     .begin = sq_begin,

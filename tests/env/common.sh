@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/env/common.sh — helpers for integration tests (source this file, then tests/env/pg.sh).
 #
 #   test_init NAME        make $TEST_TMP, set the paths below, install the cleanup trap
@@ -94,12 +95,14 @@ lsn_to_int() {
 test_cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  trap '' PIPE
   set +e
   if [[ -n "$ODSYNC_PID" ]]; then
     kill -KILL "$ODSYNC_PID" 2>/dev/null
     wait "$ODSYNC_PID" 2>/dev/null
     ODSYNC_PID=
   fi
+  TEST_RC=$rc
   if declare -F test_extra_cleanup >/dev/null; then test_extra_cleanup; fi
   if [[ $rc -ne 0 ]]; then
     if [[ -n "$ODSYNC_LOG" && -f "$ODSYNC_LOG" ]]; then
@@ -129,6 +132,7 @@ test_init() {
   trap test_cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+  trap 'exit 141' PIPE
 }
 
 # write_config FILE PIPELINE TABLES_CSV: one postgres -> sqlite pipeline into $SINK_DB, state in

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/env/pg.sh — throwaway PostgreSQL clusters for tests (source this file; bash only).
 #
 #   pg_start [DBNAME]   initdb a cluster in a fresh temp dir, start it on a free 127.0.0.1 port with
@@ -120,6 +121,14 @@ EOF
         pg_psql -c "CREATE DATABASE \"$db\"" >/dev/null || return 1
       fi
       export PGDATABASE=$db
+      # Watchdog: if the test shell dies without running its traps (SIGKILL, e.g. a CTest
+      # timeout), stop this cluster anyway. It exits as soon as the cluster dir is gone.
+      (
+        trap '' INT TERM PIPE
+        while kill -0 "$$" 2>/dev/null && [[ -d "$dir" ]]; do sleep 1; done
+        pg_stop_dir "$dir"
+      ) </dev/null >/dev/null 2>&1 &
+      disown $! 2>/dev/null || true
       return 0
     fi
     if ! grep -qiE 'could not (bind|create listen)|address already in use' "$PG_LOG" 2>/dev/null; then

@@ -88,6 +88,8 @@ INSERT INTO documents
 SELECT d, 'doc ' || d, 1, (SELECT string_agg(md5(random()::text || d || g), '') FROM generate_series(1, 4000) g)
 FROM generate_series(1, 6) d;
 SQL
+stored=$(pg_psql -c "SELECT min(pg_column_size(body)) FROM documents")
+((stored > 100000)) || fail "test premise: document bodies must be stored TOASTed above 100 kB, min is $stored bytes"
 pg_psql <<'SQL'
 UPDATE documents SET title = title || ' (edited)', version = version + 1 WHERE id IN (1, 2, 3);
 UPDATE documents SET version = version + 1 WHERE id = 1;

@@ -32,7 +32,7 @@ test_extra_cleanup() {
     kill "$WORKLOAD_PID" 2>/dev/null
     wait "$WORKLOAD_PID" 2>/dev/null
   fi
-  if [[ -f "$WORKLOAD_LOG" ]]; then
+  if [[ $TEST_RC -ne 0 && -f "$WORKLOAD_LOG" ]]; then
     echo "---- last 20 lines of the workload log ----" >&2
     tail -n 20 "$WORKLOAD_LOG" >&2
   fi
@@ -127,11 +127,16 @@ check_ack_not_ahead() {
   else
     ((confirmed <= cp)) ||
       fail "$what: slot confirmed_flush_lsn $confirmed is ahead of the sink checkpoint $cp"
+    ((cp >= last_cp)) || fail "$what: the sink checkpoint went backwards ($last_cp -> $cp)"
+    last_cp=$cp
+    last_confirmed=$confirmed
     log "$what: confirmed_flush $confirmed <= checkpoint $cp"
   fi
 }
 
 kills=0
+last_cp=0
+last_confirmed=0
 while kill -0 "$WORKLOAD_PID" 2>/dev/null || ((kills < MIN_KILLS)); do
   rand_sleep
   if ! odsync_running; then
@@ -154,5 +159,7 @@ wait_equal 180
 odsync_running || fail "odsync is not running after catching up"
 odsync_stop
 check_ack_not_ahead "after SIGTERM"
+((last_confirmed > slot_created_lsn)) ||
+  fail "the slot was never acknowledged past its creation point $slot_created_lsn (WAL would pile up)"
 compare >/dev/null || { compare || true; fail "sink differs from source after the final stop"; }
 log "all assertions passed ($kills kills)"

@@ -89,7 +89,7 @@ TEST(commits_whole_transactions_and_publishes_their_position) {
   od_queue_push(&q, rows_chunk(&q, 16, 7, 0), 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
   CHECK_INT(atomic_load(&stats.durable_lsn), 0x200);
@@ -113,7 +113,7 @@ TEST(a_large_transaction_spanning_chunks_is_committed_once_at_its_end) {
   od_queue_push(&q, rows_chunk(&q, 900, 100, 0x900), 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
   CHECK_INT(atomic_load(&stats.batches), 1);
@@ -140,7 +140,7 @@ TEST(heartbeat_advances_the_checkpoint_when_idle_and_never_backwards) {
   od_queue_push(&q, old, 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
   od_lsn pos = 0;
@@ -177,7 +177,7 @@ TEST(complete_transactions_before_a_partial_one_in_the_same_chunk_survive_a_stop
   od_queue_push(&q, c, 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
   CHECK_INT(atomic_load(&stats.durable_lsn), 0x100);
@@ -211,7 +211,7 @@ TEST(a_failing_apply_rolls_back_reports_and_unblocks_the_reader) {
   od_queue_push(&q, bad, 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
   /* The reader sees the failure through a closed queue (its push is refused). */
   for (int i = 0; i < 200 && !od_apply_failed(a); i++) usleep(10000);
   CHECK(od_apply_failed(a));

@@ -1,0 +1,50 @@
+/* route.h — splits a batch of complete source transactions between parallel sink writers.
+ *
+ * Owns: its scratch (per-writer change arrays, hash sets, union-find), reused batch after batch.
+ * The od_change entries it produces are shallow copies: their values still point into the
+ * batch's chunks, which must stay alive until the writers are done.
+ * Rules (writer 0 is the carrier: it commits last, with the checkpoint):
+ *  - a table is *serial* in a batch when it has no key, or the batch truncates it, or changes the
+ *    key of one of its rows; all of a serial table's changes go to writer 0, in order (these are
+ *    the changes that are not idempotent, so they must commit atomically with the checkpoint);
+ *  - eventual: every other change goes to the writer chosen by the hash of (table, key), so
+ *    changes to one key stay in order on one writer;
+ *  - causal: transactions that touch a common key (or a common serial table) form one group
+ *    (union-find over write sets); a group is applied whole, in commit order, by one writer, so a
+ *    reader never sees a transaction without the ones it depends on; independent groups spread
+ *    over the writers by size.
+ * Never touches: sinks, threads, the queue.
+ */
+#ifndef ODSYNC_ROUTE_H
+#define ODSYNC_ROUTE_H
+
+#include <stddef.h>
+
+#include "core/queue.h"
+#include "odsync/error.h"
+
+enum { OD_ROUTE_EVENTUAL = 0, OD_ROUTE_CAUSAL = 1 };
+
+typedef struct od_router {
+  int nwriters;
+  od_change **lists;  /* lists[w]: changes for writer w (owned) */
+  size_t *counts;     /* counts[w] */
+  size_t *caps;
+  /* scratch */
+  uint64_t *hashes;   /* per change of the batch */
+  size_t nhashes_cap;
+  struct od_route_slot *slots; /* open-addressing table */
+  size_t nslots;
+  int *txn_parent, *txn_writer;
+  size_t *txn_start, *txn_rows;
+  size_t ntxn_cap;
+  const od_change **flat; /* the batch's changes in order */
+  size_t flat_cap;
+} od_router;
+
+int od_router_init(od_router *r, int nwriters);
+void od_router_free(od_router *r);
+/* Route every change of the chunks from `head` (linked by next) into r->lists. */
+int od_route_batch(od_router *r, int mode, od_chunk *head, od_error *err);
+
+#endif
