@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh — the test command: a sanitizer (ASan+UBSan) Debug build in build/, every CTest
 # test (unit and integration; integration tests each start their own servers, so they run in
-# parallel), then the decoder/queue/config/sink unit tests under valgrind from a second,
+# parallel), then the decoder, queue, checkpoint (apply), router, config and sink unit tests under valgrind from a second,
 # non-sanitized build in build-valgrind/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,11 +19,12 @@ echo "== valgrind build (build-valgrind/)"
 cmake -S . -B build-valgrind -DODSYNC_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-valgrind -j"$JOBS"
 
-ran=() skipped=() failed=()
-for t in test_pgoutput test_queue test_config test_sink_sqlite; do
+ran=() failed=()
+for t in test_pgoutput test_queue test_apply test_route test_config test_sink_sqlite; do
   exe=build-valgrind/$t
   if [[ ! -x "$exe" ]]; then
-    skipped+=("$t")
+    echo "valgrind: $exe was not built" >&2
+    failed+=("$t")
     continue
   fi
   echo "== valgrind $t"
@@ -34,7 +35,7 @@ for t in test_pgoutput test_queue test_config test_sink_sqlite; do
     failed+=("$t")
   fi
 done
-echo "valgrind: ran ${ran[*]:-none}; not built yet: ${skipped[*]:-none}; failed: ${failed[*]:-none}"
+echo "valgrind: ran ${ran[*]:-none}; failed: ${failed[*]:-none}"
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "valgrind: FAILED: ${failed[*]}" >&2
   exit 1
