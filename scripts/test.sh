@@ -20,7 +20,7 @@ cmake -S . -B build-valgrind -DODSYNC_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Debug >/de
 cmake --build build-valgrind -j"$JOBS"
 
 ran=() failed=()
-for t in test_pgoutput test_queue test_apply test_route test_config test_sink_sqlite; do
+for t in test_pgoutput test_queue test_apply test_route test_schema test_config test_sink_sqlite; do
   exe=build-valgrind/$t
   if [[ ! -x "$exe" ]]; then
     echo "valgrind: $exe was not built" >&2

@@ -60,6 +60,12 @@ typedef struct od_column {
   /* The source's stable column number (PostgreSQL attnum: survives RENAME, never reused after
    * DROP), 0 when unknown. Lets a sink tell a rename from a drop plus an add. */
   int16_t attnum;
+  /* Text form of the value the source fills into rows that existed before this column was added
+   * (PostgreSQL: ADD COLUMN ... DEFAULT <non-volatile expression>, pg_attribute.attmissingval),
+   * or NULL when such rows hold NULL or the source cannot tell. A sink that adds the column to a
+   * table with rows sets it there, because the source never resends those rows. Owned by the
+   * source; lives as long as the relation. */
+  const char *missing_value;
 } od_column;
 
 typedef struct od_relation {

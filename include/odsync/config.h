@@ -44,6 +44,13 @@ typedef struct od_queue_config {
   size_t max_bytes;    /* default 256 MiB */
 } od_queue_config;
 
+/* What a pipeline does when the source's shape of a table changes (docs/SCHEMA.md). */
+enum od_schema_policy {
+  OD_SCHEMA_APPLY = 0,  /* default: carry the change to the sink (ADD/DROP/RENAME COLUMN, widening) */
+  OD_SCHEMA_IGNORE = 1, /* the sink keeps the first shape; changes are mapped onto it */
+  OD_SCHEMA_STOP = 2,   /* stop the pipeline with an error naming the table and the change */
+};
+
 typedef struct od_pipeline_config {
   char *name;          /* [A-Za-z0-9_]+, unique */
   int line, col;
@@ -52,6 +59,7 @@ typedef struct od_pipeline_config {
   od_config_section sink;
   od_batch_config batch;
   od_queue_config queue;
+  int schema_changes;  /* enum od_schema_policy; key `schema_changes: apply|ignore|stop` */
 } od_pipeline_config;
 
 typedef struct od_config {

@@ -43,10 +43,12 @@
 #define QUEUE_BYTES_MAX TIB
 
 static const char *const TOP_KEYS[] = {"state_dir", "log_level", "pipelines", NULL};
-static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "batch", "queue", NULL};
+static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "batch", "queue", "schema_changes", NULL};
 static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", NULL};
 static const char *const QUEUE_KEYS[] = {"max_rows", "max_bytes", NULL};
 static const char *const LOG_LEVELS[] = {"error", "warn", "info", "debug", NULL};
+/* Indexed by enum od_schema_policy. */
+static const char *const SCHEMA_POLICIES[] = {"apply", "ignore", "stop", NULL};
 
 /* ---------------------------------------------------------------- messages */
 
@@ -672,10 +674,35 @@ static int parse_name(pctx *p, od_config *cfg, od_pipeline_config *pl, const yam
   return OD_OK;
 }
 
+static int parse_schema_changes(pctx *p, od_pipeline_config *pl, const yaml_node_t *v,
+                                const char *path) {
+  char *val = NULL;
+  bool secret = false;
+  int rc = scalar_value(p, v, path, &val, &secret);
+  if (rc) return rc;
+  for (int i = 0; SCHEMA_POLICIES[i]; i++)
+    if (strcmp(val, SCHEMA_POLICIES[i]) == 0) {
+      pl->schema_changes = i;
+      free(val);
+      return OD_OK;
+    }
+  char buf[SHOW_MAX + 8];
+  const char *near = secret ? NULL : closest(val, SCHEMA_POLICIES);
+  if (near)
+    rc = fail_node(p, v, "%s: %s is not a schema change policy; did you mean '%s'? (expected one of "
+                   "apply, ignore, stop)", path, shown(buf, sizeof buf, val, secret), near);
+  else
+    rc = fail_node(p, v, "%s: %s is not a schema change policy; expected one of apply, ignore, stop",
+                   path, shown(buf, sizeof buf, val, secret));
+  free(val);
+  return rc;
+}
+
 static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int idx,
                           const yaml_node_t *n) {
   pl->batch = (od_batch_config){.max_rows = 5000, .max_bytes = 64 * MIB, .max_delay_ms = 20};
   pl->queue = (od_queue_config){.max_rows = 100000, .max_bytes = 256 * MIB};
+  pl->schema_changes = OD_SCHEMA_APPLY;
   if (!(pl->path = xprintf("pipelines[%d]", idx))) return oom(p->err, p->file);
   const char *path = pl->path;
   pl->line = nline(n);
@@ -710,6 +737,10 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
   if ((v = map_get(p, n, "queue")) && !is_null(v)) {
     subpath(sub, sizeof sub, path, "queue");
     if ((rc = parse_queue(p, &pl->queue, v, sub))) return rc;
+  }
+  if ((v = map_get(p, n, "schema_changes"))) {
+    subpath(sub, sizeof sub, path, "schema_changes");
+    if ((rc = parse_schema_changes(p, pl, v, sub))) return rc;
   }
   return OD_OK;
 }

@@ -16,6 +16,7 @@
 #include "core/apply.h"
 #include "core/log.h"
 #include "core/queue.h"
+#include "core/schema.h"
 #include "odsync/registry.h"
 
 /* A chunk is handed to the queue when it reaches either size, or when the source has nothing
@@ -50,6 +51,7 @@ typedef struct reader {
   od_source *source;
   od_queue *queue;
   od_apply *apply;
+  od_schema *schema;
   od_chunk *cur;
   od_lsn skip_before;   /* transactions whose commit record lies before this are in the sink */
   bool skipping;
@@ -71,7 +73,10 @@ int64_t od_mono_us(void) {
 
 const char *od_pipeline_name(const od_pipeline *p) { return p->cfg->name; }
 od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p) { return &p->stats; }
-bool od_pipeline_finished(od_pipeline *p) { return atomic_load(&p->finished); }
+bool od_pipeline_finished(od_pipeline *p) {
+  /* A pipeline asked to stop before it was started is finished too. */
+  return atomic_load(&p->finished) || (!p->thread_started && atomic_load(&p->stop));
+}
 void od_pipeline_request_stop(od_pipeline *p) { atomic_store(&p->stop, true); }
 
 static int find_adapters(const od_pipeline_config *cfg, const od_source_ops **src,
@@ -184,10 +189,17 @@ static int reader_change(void *ctx, const od_txn_info *txn, const od_change *ch,
   if (copy_tuple(&c->arena, &dst->newtup, &ch->newtup) ||
       copy_tuple(&c->arena, &dst->oldtup, &ch->oldtup))
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory copying a change", r->p->cfg->name);
+  int mrc = od_schema_map_change(r->schema, dst, &c->arena, err);
+  if (mrc) return mrc;
   c->ends_txn = false;
   if (c->nchanges >= CHUNK_MAX_ROWS || od_chunk_bytes(c) >= CHUNK_MAX_BYTES)
     return reader_push(r, err);
   return OD_OK;
+}
+
+static int reader_relation(void *ctx, od_relation *rel, od_error *err) {
+  reader *r = ctx;
+  return od_schema_relation(r->schema, rel, err);
 }
 
 static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
@@ -238,8 +250,11 @@ static int run_session(od_pipeline *p, od_error *err) {
   od_source *source = NULL;
   od_queue queue;
   od_apply *apply = NULL;
+  od_schema *schema = NULL;
   bool queue_ready = false;
-  int rc = p->sink_ops->open(&cfg->sink, cfg->name, &sink, err);
+  int rc = od_schema_open(p->root->state_dir, cfg->name, cfg->schema_changes, &schema, err);
+  if (rc) goto out;
+  rc = p->sink_ops->open(&cfg->sink, cfg->name, &sink, err);
   if (rc) goto out;
   od_lsn start = 0;
   rc = sink->ops->read_position(sink, &start, err);
@@ -262,11 +277,12 @@ static int run_session(od_pipeline *p, od_error *err) {
   if (rc) goto out;
   atomic_store(&p->stats.state, OD_PIPELINE_STREAMING);
 
-  reader r = {.p = p, .source = source, .queue = &queue, .apply = apply, .skip_before = start};
+  reader r = {.p = p, .source = source, .queue = &queue, .apply = apply, .schema = schema, .skip_before = start};
   od_change_handler h = {.ctx = &r,
                          .begin = reader_begin,
                          .change = reader_change,
                          .commit = reader_commit,
+                         .relation = reader_relation,
                          .idle = reader_idle};
   while (!atomic_load(&p->stop) && !od_apply_failed(apply)) {
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
@@ -280,7 +296,7 @@ static int run_session(od_pipeline *p, od_error *err) {
   if (rc == OD_ECANCELLED && (atomic_load(&p->stop) || od_apply_failed(apply))) rc = OD_OK;
   /* Complete transactions still in hand are applied; a partial one is dropped (it was never
    * acknowledged, so the next session receives it again). */
-  if (r.cur && r.cur->ends_txn && rc == OD_OK) {
+  if (r.cur && r.cur->ends_txn && (rc == OD_OK || rc == OD_ESCHEMA)) {
     od_error ignored;
     reader_push(&r, &ignored);
   }
@@ -305,6 +321,7 @@ out:
   if (source) source->ops->close(source);
   if (sink) sink->ops->close(sink);
   if (queue_ready) od_queue_destroy(&queue);
+  od_schema_close(schema);
   return rc;
 }
 
@@ -379,9 +396,16 @@ static int take_lock(od_pipeline *p, od_error *err) {
 
 int od_pipeline_start(od_pipeline *p, od_error *err) {
   int rc = take_lock(p, err);
-  if (rc) return rc;
-  if (pthread_create(&p->thread, NULL, supervisor_main, p) != 0)
-    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: cannot start a thread", p->cfg->name);
+  if (rc == OD_OK && pthread_create(&p->thread, NULL, supervisor_main, p) != 0)
+    rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: cannot start a thread", p->cfg->name);
+  if (rc) {
+    /* Never started: it is finished, with this error. */
+    p->final_rc = rc;
+    p->final_err = *err;
+    atomic_store(&p->stats.state, OD_PIPELINE_FAILED);
+    atomic_store(&p->finished, true);
+    return rc;
+  }
   p->thread_started = true;
   return OD_OK;
 }

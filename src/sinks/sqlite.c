@@ -2,7 +2,8 @@
  *
  * Owns: the sqlite3 connection to `path` (WAL, synchronous=FULL), the sink transaction
  * (BEGIN IMMEDIATE ... COMMIT), the checkpoint row of this pipeline in _odsync_checkpoint written
- * in the same transaction as the data, and the apply semantics per operation (upsert, keyed or
+ * in the same transaction as the data, the table _odsync_columns (written by sqlite_schema.c), and
+ * the apply semantics per operation (upsert, keyed or
  * rowid-matched update/delete, TOAST-unchanged values left alone, truncate).
  * Per-relation tables and statements live in sqlite_table.c; value conversion in sqlite_types.c.
  * Never touches: the source, acknowledgements, retries (errors say whether they are retriable),
@@ -142,10 +143,14 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
                      "PRAGMA synchronous=FULL;"
                      "CREATE TABLE IF NOT EXISTS _odsync_checkpoint("
                      "pipeline TEXT PRIMARY KEY, position INTEGER NOT NULL, "
-                     "position_lsn TEXT NOT NULL, updated_at TEXT NOT NULL)",
+                     "position_lsn TEXT NOT NULL, updated_at TEXT NOT NULL);"
+                     "CREATE TABLE IF NOT EXISTS _odsync_columns("
+                     "tbl TEXT NOT NULL, name TEXT NOT NULL, attnum INTEGER NOT NULL, "
+                     "type_oid INTEGER NOT NULL, typmod INTEGER NOT NULL, type_name TEXT NOT NULL, "
+                     "version INTEGER NOT NULL, PRIMARY KEY (tbl, name))",
                      NULL, NULL, NULL);
   if (src != SQLITE_OK) {
-    rc = sq_fail(s, NULL, "creating table _odsync_checkpoint", src, err);
+    rc = sq_fail(s, NULL, "creating tables _odsync_checkpoint and _odsync_columns", src, err);
     goto fail;
   }
   if ((rc = prepare_fixed(s, "BEGIN IMMEDIATE", &s->st_begin, err)) ||

@@ -3,6 +3,7 @@
  *   sqlite.c        the vtable: open/close, transactions, checkpoint, applying changes
  *   sqlite_table.c  one sq_rel per relation version: target table DDL and prepared statements
  *   sqlite_types.c  PostgreSQL type -> SQLite storage class, binding values
+ *   sqlite_schema.c evolving an existing table to a new relation version (_odsync_columns)
  *
  * Ownership: the sq_sink owns the sqlite3 connection, every sq_rel and every statement. An sq_rel
  * points at (never owns) its od_relation, which the source keeps alive for the pipeline's life;
@@ -93,6 +94,9 @@ void sq_buf_ident(sq_buf *b, const char *name); /* "name" with " doubled */
 void sq_buf_free(sq_buf *b);
 
 int sq_rel_get(sq_sink *s, const od_relation *rel, sq_rel **out, od_error *err);
+/* Prepare / run the SQL in s->sql (errors name r's table and `what`). */
+int sq_prepare_sql(sq_sink *s, sq_rel *r, const char *what, sqlite3_stmt **out, od_error *err);
+int sq_exec_sql(sq_sink *s, sq_rel *r, const char *what, od_error *err);
 /* Forget states (finalizing their statements): all, or only those born in the current txn. */
 void sq_rels_drop(sq_sink *s, bool only_current_txn);
 int sq_stmt_insert(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
@@ -103,9 +107,17 @@ int sq_stmt_truncate(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
 int sq_variant_get(sq_sink *s, sq_rel *r, int kind, const od_tuple *nt, const od_tuple *ot,
                    sq_variant **out, od_error *err);
 
+/* sqlite_schema.c: make the existing table r->target fit r->rel (drop, rename, add columns, check
+ * types and key) and record its columns in _odsync_columns. OD_ESCHEMA when it cannot safely. */
+int sq_evolve_table(sq_sink *s, sq_rel *r, od_error *err);
+
 /* sqlite_types.c */
 uint8_t sq_class_of(uint32_t type_oid);
 const char *sq_class_decl(uint8_t cls);
+/* A source column's type changed (PostgreSQL oid/typmod): true when the values already stored keep
+ * their text form and storage class (int2/int4/int8 among each other, text/varchar widening,
+ * numeric precision up with the same scale, time/timestamp/interval/varbit precision up). */
+bool sq_type_change_safe(uint32_t old_oid, int32_t old_typmod, uint32_t new_oid, int32_t new_typmod);
 /* Bind parameters ?1..?n by `plan`. Values must stay valid until the statement is reset. */
 int sq_bind(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const uint16_t *plan, int nplan,
             const od_tuple *nt, const od_tuple *mt, od_error *err);

@@ -1,7 +1,8 @@
 /* sinks/sqlite_table.c — the SQLite sink's per-relation-version state.
  *
  * Owns: one sq_rel per od_relation version seen (found by pointer in a chained hash): the target
- * table's name, the CREATE TABLE / ALTER TABLE ADD COLUMN that make the table fit the relation,
+ * table's name, the CREATE TABLE that makes a missing table (sqlite_schema.c evolves an existing
+ * one),
  * and every prepared statement for that version (insert/upsert, keyed delete, truncate, and up
  * to SQ_MAX_VARIANTS update/delete variants keyed by which values are UNCHANGED, evicted LRU).
  * Statements are built here once; applying a row only binds and steps them.
@@ -102,6 +103,12 @@ static int exec_sql(sq_sink *s, sq_rel *r, const char *what, od_error *err) {
   if (rc != SQLITE_OK) return sq_fail(s, r->target, what, rc, err);
   return OD_OK;
 }
+
+int sq_prepare_sql(sq_sink *s, sq_rel *r, const char *what, sqlite3_stmt **out, od_error *err) {
+  return prepare(s, r, what, out, err);
+}
+
+int sq_exec_sql(sq_sink *s, sq_rel *r, const char *what, od_error *err) { return exec_sql(s, r, what, err); }
 
 static void add_col(sq_buf *b, const sq_rel *r, int i) { sq_buf_ident(b, r->rel->columns[i].name); }
 
@@ -361,7 +368,7 @@ void sq_rels_drop(sq_sink *s, bool only_current_txn) {
   }
 }
 
-/* CREATE TABLE IF NOT EXISTS, then ADD COLUMN for every relation column the table lacks. */
+/* CREATE TABLE IF NOT EXISTS, then make an existing table fit this version (sqlite_schema.c). */
 static int make_table(sq_sink *s, sq_rel *r, od_error *err) {
   const od_relation *rel = r->rel;
   sq_buf *b = &s->sql;
@@ -385,45 +392,7 @@ static int make_table(sq_sink *s, sq_rel *r, od_error *err) {
   sq_buf_add(b, ")");
   int rc = exec_sql(s, r, "creating table", err);
   if (rc) return rc;
-
-  sqlite3_stmt *info;
-  sq_buf_reset(b);
-  sq_buf_add(b, "SELECT name FROM pragma_table_info(?1)");
-  rc = prepare(s, r, "reading table_info", &info, err);
-  if (rc) return rc;
-  sqlite3_bind_text(info, 1, r->target, -1, SQLITE_STATIC);
-  bool *have = calloc(rel->ncolumns, sizeof *have);
-  if (!have) {
-    sqlite3_finalize(info);
-    return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: table %s: out of memory", s->path, r->target);
-  }
-  while ((rc = sqlite3_step(info)) == SQLITE_ROW) {
-    const char *name = (const char *)sqlite3_column_text(info, 0);
-    for (int i = 0; name && i < rel->ncolumns; i++)
-      if (sqlite3_stricmp(name, rel->columns[i].name) == 0) have[i] = true;
-  }
-  if (rc != SQLITE_DONE) {
-    rc = sq_fail(s, r->target, "reading table_info", rc, err);
-    sqlite3_finalize(info);
-    free(have);
-    return rc;
-  }
-  sqlite3_finalize(info);
-  rc = OD_OK;
-  for (int i = 0; i < rel->ncolumns && rc == OD_OK; i++) {
-    if (have[i]) continue;
-    sq_buf_reset(b);
-    sq_buf_add(b, "ALTER TABLE ");
-    sq_buf_add(b, r->qtarget);
-    sq_buf_add(b, " ADD COLUMN ");
-    add_col(b, r, i);
-    sq_buf_addf(b, " %s", sq_class_decl(r->cls[i]));
-    char what[200];
-    snprintf(what, sizeof what, "adding column %s", rel->columns[i].name);
-    rc = exec_sql(s, r, what, err);
-  }
-  free(have);
-  return rc;
+  return sq_evolve_table(s, r, err);
 }
 
 static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error *err) {

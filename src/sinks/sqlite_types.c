@@ -36,6 +36,31 @@ uint8_t sq_class_of(uint32_t oid) {
   }
 }
 
+enum { PG_TEXT = 25, PG_BPCHAR = 1042, PG_VARCHAR = 1043, PG_TIME = 1083, PG_TIMESTAMP = 1114,
+       PG_TIMESTAMPTZ = 1184, PG_INTERVAL = 1186, PG_TIMETZ = 1266, PG_VARBIT = 1562, PG_NUMERIC = 1700 };
+
+/* typmod -1 means unconstrained: widening to it is safe, narrowing from it is not. */
+static bool mod_widens(int32_t from, int32_t to) { return to < 0 || (from >= 0 && to >= from); }
+
+bool sq_type_change_safe(uint32_t oo, int32_t om, uint32_t no, int32_t nm) {
+  if (oo == no && om == nm) return true;
+  bool oint = oo == PG_INT2 || oo == PG_INT4 || oo == PG_INT8, nint = no == PG_INT2 || no == PG_INT4 || no == PG_INT8;
+  if (oint || nint) return oint && nint; /* a narrowing PostgreSQL accepted keeps every value */
+  if ((oo == PG_VARCHAR || oo == PG_TEXT) && no == PG_TEXT) return true;
+  if ((oo == PG_VARCHAR || oo == PG_TEXT) && no == PG_VARCHAR)
+    return mod_widens(oo == PG_TEXT ? -1 : om, nm); /* a cast to varchar(n) may cut values */
+  if (oo != no) return false;
+  switch (oo) {
+    case PG_NUMERIC: /* typmod = (precision << 16 | scale) + 4: the scale decides the text form */
+      if (nm < 0) return true;
+      return om >= 0 && ((om - 4) & 0xffff) == ((nm - 4) & 0xffff) && nm >= om;
+    case PG_TIME: case PG_TIMETZ: case PG_TIMESTAMP: case PG_TIMESTAMPTZ: case PG_INTERVAL: case PG_VARBIT:
+      return mod_widens(om, nm);
+    default:
+      return false; /* bpchar pads to its length; anything else: not known to be safe */
+  }
+}
+
 const char *sq_class_decl(uint8_t cls) {
   switch (cls) {
     case SQ_INT: case SQ_BOOL: return "INTEGER";

@@ -653,3 +653,34 @@ TEST(accessor_check_keys_suggests) {
   CHECK_CONTAINS(e.msg, "unknown key 'port' in pipelines[0].source; expected one of: dsn");
   od_config_free(c);
 }
+
+/* ------------------------------------------------------------ schema_changes */
+
+TEST(schema_changes_policy_default_and_values) {
+  od_config *c = parse_ok(PIPE);
+  CHECK_INT(c->pipelines[0].schema_changes, OD_SCHEMA_APPLY);
+  od_config_free(c);
+  c = parse_ok(PIPE "    schema_changes: ignore\n");
+  CHECK_INT(c->pipelines[0].schema_changes, OD_SCHEMA_IGNORE);
+  od_config_free(c);
+  c = parse_ok(PIPE "    schema_changes: stop\n");
+  CHECK_INT(c->pipelines[0].schema_changes, OD_SCHEMA_STOP);
+  od_config_free(c);
+  c = parse_ok(PIPE "    schema_changes: \"apply\"\n");
+  CHECK_INT(c->pipelines[0].schema_changes, OD_SCHEMA_APPLY);
+  od_config_free(c);
+}
+
+TEST(error_schema_changes_policy) {
+  od_error e;
+  CHECK_STR(parse_err(PIPE "    schema_changes: stpo\n", &e),
+            "cfg.yaml:7:21: pipelines[0].schema_changes: 'stpo' is not a schema change policy; did you "
+            "mean 'stop'? (expected one of apply, ignore, stop)");
+  CHECK_STR(parse_err(PIPE "    schema_changes: rewrite-everything\n", &e),
+            "cfg.yaml:7:21: pipelines[0].schema_changes: 'rewrite-everything' is not a schema change "
+            "policy; expected one of apply, ignore, stop");
+  CHECK_CONTAINS(parse_err(PIPE "    schema_changes: [apply]\n", &e),
+                 "cfg.yaml:7:21: pipelines[0].schema_changes: expected a scalar, got a sequence");
+  CHECK_CONTAINS(parse_err(PIPE "    schema_change: stop\n", &e),
+                 "cfg.yaml:7:5: unknown key 'schema_change' in pipelines[0]; did you mean 'schema_changes'?");
+}

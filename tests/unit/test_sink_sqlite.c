@@ -372,7 +372,7 @@ TEST(messages_are_ignored) {
   od_sink *s = open_sink(fresh_path());
   od_value m[] = {TV("prefix"), TV("content")};
   TXN(s, 1, {.op = OD_OP_MESSAGE, .newtup = {2, m}});
-  CHECK_STR(q("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name <> '_odsync_checkpoint'"), "0");
+  CHECK_STR(q("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN ('_odsync_checkpoint', '_odsync_columns')"), "0");
   ops->close(s);
 }
 
@@ -529,4 +529,170 @@ TEST(apply_outside_a_transaction_is_refused) {
   CHECK_INT(ops->begin(s, &err), OD_EINVAL);
   ops->rollback(s);
   ops->close(s);
+}
+
+/* ---- schema evolution (sqlite_schema.c) ----------------------------------------------------- */
+
+/* Run SQL on the sink database through a second connection (setup the sink does not do). */
+static void x(const char *sql) {
+  sqlite3 *db;
+  if (sqlite3_open(db_path, &db) != SQLITE_OK) OD_TEST_FAIL("open writer");
+  char *msg = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    snprintf(qbuf, sizeof qbuf, "%s: %s", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    OD_TEST_FAIL("%s", qbuf);
+  }
+  sqlite3_close(db);
+}
+
+static int txn_err(od_sink *s, od_change c, od_lsn pos, od_error *err) {
+  memset(err, 0, sizeof *err);
+  return txn(s, &c, 1, pos, err);
+}
+
+#define C(n, oid, mod, tname, att, k) \
+  {.name = (n), .type_oid = (oid), .typmod = (mod), .type_name = tname, .attnum = (att), .key = (k)}
+#define TABLE_INFO "SELECT group_concat(name || ':' || type, ' ') FROM pragma_table_info('orders')"
+
+static od_relation orders_rel(od_column *cols, uint16_t n, uint32_t version) {
+  return (od_relation){.oid = 9, .schema = "public", .name = "orders", .replica_identity = 'd',
+                       .ncolumns = n, .columns = cols, .version = version, .has_primary_key = true};
+}
+
+static od_column o1[] = {C("id", 23, -1, "integer", 1, true), C("qty", 23, -1, "integer", 2, false),
+                         C("price", 1700, 655366, "numeric(10,2)", 3, false),
+                         C("label", 1043, 14, "character varying(10)", 4, false)};
+
+TEST(evolve_add_with_default_drop_rename_and_widen_by_attnum) {
+  od_sink *s = open_sink(fresh_path());
+  od_relation v1 = orders_rel(o1, 4, 1);
+  od_value a[] = {TV("1"), TV("5"), TV("9.50"), TV("a")}, b[] = {TV("2"), TV("6"), NV, TV("b")};
+  TXN(s, 1, ch_ins(&v1, a), ch_ins(&v1, b));
+  CHECK_STR(q("SELECT group_concat(name || '/' || attnum || '/' || type_name || '/' || version, ' ') "
+              "FROM (SELECT * FROM _odsync_columns WHERE tbl = 'orders' ORDER BY attnum)"),
+            "id/1/integer/1 qty/2/integer/1 price/3/numeric(10,2)/1 label/4/character varying(10)/1");
+
+  /* ADD COLUMN status text DEFAULT 'new': rows already there get the source's missing value */
+  od_column o2[] = {o1[0], o1[1], o1[2], o1[3], C("status", 25, -1, "text", 5, false)};
+  o2[4].missing_value = "new";
+  od_relation v2 = orders_rel(o2, 5, 2);
+  v2.previous = &v1;
+  od_value c[] = {TV("3"), TV("7"), TV("1.00"), TV("c"), TV("paid")};
+  TXN(s, 2, ch_ins(&v2, c));
+  CHECK_STR(q(TABLE_INFO), "id:INTEGER qty:INTEGER price:TEXT label:TEXT status:TEXT");
+  CHECK_STR(q("SELECT group_concat(id || '=' || status, ',') FROM orders"), "1=new,2=new,3=paid");
+
+  /* DROP COLUMN price (attnum 3 gone) */
+  od_column o3[] = {o2[0], o2[1], o2[3], o2[4]};
+  od_relation v3 = orders_rel(o3, 4, 3);
+  od_value d[] = {TV("4"), TV("8"), TV("d"), TV("open")};
+  TXN(s, 3, ch_ins(&v3, d));
+  CHECK_STR(q(TABLE_INFO), "id:INTEGER qty:INTEGER label:TEXT status:TEXT");
+
+  /* RENAME COLUMN qty TO quantity (same attnum), and int4 -> int8, varchar(10) -> text */
+  od_column o4[] = {o3[0], C("quantity", 20, -1, "bigint", 2, false), C("label", 25, -1, "text", 4, false), o3[3]};
+  od_relation v4 = orders_rel(o4, 4, 4);
+  od_value e[] = {TV("5"), TV("9000000000"), TV("a long label"), TV("x")};
+  uint64_t prepared = stats(s).prepared;
+  TXN(s, 4, ch_ins(&v4, e));
+  CHECK(stats(s).prepared > prepared); /* the new version got its own statements */
+  CHECK_STR(q(TABLE_INFO), "id:INTEGER quantity:INTEGER label:TEXT status:TEXT");
+  CHECK_STR(q("SELECT group_concat(id || ':' || quantity || ':' || label, ',') FROM orders"),
+            "1:5:a,2:6:b,3:7:c,4:8:d,5:9000000000:a long label");
+  CHECK_STR(q("SELECT type_name || '/' || version FROM _odsync_columns WHERE tbl = 'orders' AND name = 'quantity'"),
+            "bigint/4");
+  ops->close(s);
+
+  /* a restart: new relation pointers without `previous`; the attnums in _odsync_columns still
+   * tell a rename (quantity -> amount) from a drop plus an add */
+  s = open_sink(db_path);
+  od_column o5[] = {o4[0], C("amount", 20, -1, "bigint", 2, false), o4[2], o4[3]};
+  od_relation v5 = orders_rel(o5, 4, 5);
+  od_value f[] = {TV("6"), TV("1"), TV("f"), TV("y")};
+  TXN(s, 5, ch_ins(&v5, f));
+  CHECK_STR(q(TABLE_INFO), "id:INTEGER amount:INTEGER label:TEXT status:TEXT");
+  CHECK_STR(q("SELECT amount FROM orders WHERE id = 1"), "5");
+  ops->close(s);
+}
+
+TEST(evolve_swapped_names_and_numeric_precision) {
+  od_sink *s = open_sink(fresh_path());
+  od_relation v1 = orders_rel(o1, 4, 1);
+  od_value a[] = {TV("1"), TV("5"), TV("9.50"), TV("a")};
+  TXN(s, 1, ch_ins(&v1, a));
+  /* qty <-> label swapped names (attnums 2 and 4); price numeric(10,2) -> numeric(12,2) */
+  od_column o2[] = {o1[0], C("label", 23, -1, "integer", 2, false), C("price", 1700, 786438, "numeric(12,2)", 3, false),
+                    C("qty", 1043, 14, "character varying(10)", 4, false)};
+  od_relation v2 = orders_rel(o2, 4, 2);
+  od_value b[] = {TV("2"), TV("6"), TV("1.25"), TV("b")};
+  TXN(s, 2, ch_ins(&v2, b));
+  CHECK_STR(q(TABLE_INFO), "id:INTEGER label:INTEGER price:TEXT qty:TEXT");
+  CHECK_STR(q("SELECT group_concat(label || '|' || qty, ',') FROM orders"), "5|a,6|b");
+  ops->close(s);
+}
+
+TEST(evolve_refuses_unsafe_changes_with_clear_errors) {
+  od_sink *s = open_sink(fresh_path());
+  od_relation v1 = orders_rel(o1, 4, 1);
+  od_value a[] = {TV("1"), TV("5"), TV("9.50"), TV("a")};
+  TXN(s, 1, ch_ins(&v1, a));
+  od_error err;
+  /* int -> text changes the storage class */
+  od_column t1[] = {o1[0], C("qty", 25, -1, "text", 2, false), o1[2], o1[3]};
+  od_relation bad = orders_rel(t1, 4, 2);
+  od_value b[] = {TV("2"), TV("lots"), TV("1.00"), TV("b")};
+  CHECK_INT(txn_err(s, ch_ins(&bad, b), 2, &err), OD_ESCHEMA);
+  CHECK(!err.retriable);
+  CHECK_CONTAINS(err.msg, "table orders: column qty changed from integer to text on the source; the sink cannot "
+                          "carry this change safely (rows already stored would keep the old storage form: "
+                          "SQLite type INTEGER, needed TEXT)");
+  /* numeric scale change: same storage class, but stored texts would differ ("9.50" vs "9.500") */
+  od_column t2[] = {o1[0], o1[1], C("price", 1700, 786439, "numeric(12,3)", 3, false), o1[3]};
+  od_relation scale = orders_rel(t2, 4, 3);
+  CHECK_INT(txn_err(s, ch_ins(&scale, b), 3, &err), OD_ESCHEMA);
+  CHECK_CONTAINS(err.msg, "column price changed from numeric(10,2) to numeric(12,3)");
+  /* dropping a key column */
+  od_column t3[] = {o1[1], o1[2], o1[3]};
+  od_relation nokey = orders_rel(t3, 3, 4);
+  od_value c[] = {TV("2"), TV("1.00"), TV("b")};
+  CHECK_INT(txn_err(s, ch_ins(&nokey, c), 4, &err), OD_ESCHEMA);
+  CHECK_CONTAINS(err.msg, "column id was dropped on the source but is part of the sink table's primary key");
+  /* dropping an indexed column */
+  x("CREATE INDEX orders_label ON orders(label)");
+  od_column t4[] = {o1[0], o1[1], o1[2]};
+  od_relation nolabel = orders_rel(t4, 3, 5);
+  od_value d[] = {TV("2"), TV("6"), TV("1.00")};
+  CHECK_INT(txn_err(s, ch_ins(&nolabel, d), 5, &err), OD_ESCHEMA);
+  CHECK_CONTAINS(err.msg, "column label was dropped on the source but index orders_label of the sink uses it");
+  /* nothing of the failed transactions is there, the table is unchanged */
+  CHECK_STR(q(TABLE_INFO), "id:INTEGER qty:INTEGER price:TEXT label:TEXT");
+  CHECK_STR(q("SELECT count(*) || ':' || max(position) FROM orders, _odsync_checkpoint"), "1:1");
+  /* a version the sink can apply still works afterwards */
+  od_column ok[] = {o1[0], C("qty", 21, -1, "smallint", 2, false), o1[2], o1[3]};
+  od_relation v6 = orders_rel(ok, 4, 6);
+  od_value e[] = {TV("2"), TV("6"), TV("1.00"), TV("b")};
+  TXN(s, 6, ch_ins(&v6, e));
+  CHECK_STR(q("SELECT count(*) FROM orders"), "2");
+  ops->close(s);
+}
+
+TEST(type_change_safety_rules) {
+  extern bool sq_type_change_safe(uint32_t, int32_t, uint32_t, int32_t);
+  CHECK(sq_type_change_safe(23, -1, 20, -1));          /* int4 -> int8 */
+  CHECK(sq_type_change_safe(21, -1, 23, -1));          /* int2 -> int4 */
+  CHECK(sq_type_change_safe(1043, 14, 25, -1));        /* varchar(10) -> text */
+  CHECK(sq_type_change_safe(1043, 14, 1043, 24));      /* varchar(10) -> varchar(20) */
+  CHECK(!sq_type_change_safe(1043, 24, 1043, 14));     /* a cast to varchar(10) may cut */
+  CHECK(sq_type_change_safe(1700, 524294, 1700, 786438)); /* numeric(8,2) -> numeric(12,2) */
+  CHECK(sq_type_change_safe(1700, 524294, 1700, -1));  /* numeric(8,2) -> numeric */
+  CHECK(!sq_type_change_safe(1700, -1, 1700, 524294)); /* numeric -> numeric(8,2) rounds */
+  CHECK(!sq_type_change_safe(1700, 786438, 1700, 524294)); /* precision down */
+  CHECK(sq_type_change_safe(1114, 3, 1114, 6));        /* timestamp(3) -> timestamp(6) */
+  CHECK(!sq_type_change_safe(1114, 6, 1114, 3));
+  CHECK(!sq_type_change_safe(23, -1, 25, -1));         /* int -> text */
+  CHECK(!sq_type_change_safe(25, -1, 23, -1));         /* text -> int */
+  CHECK(!sq_type_change_safe(700, -1, 701, -1));       /* float4 -> float8 prints differently */
+  CHECK(!sq_type_change_safe(1042, 5, 1042, 10));      /* char(n) pads */
 }

@@ -323,21 +323,46 @@ int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err) {
   return fatal;
 }
 
-/* Type names and attnums for every column (format_type: "numeric(12,2)", "public.mood"), and for
- * REPLICA IDENTITY FULL the row identity: the stream flags every column, so the sink's key
- * becomes the primary key from the catalog (or none: rows are then matched on their full old
- * image). The catalog is read now, so a column dropped since the change was written keeps an
- * empty type name. */
+void od_pg_strings_free(pg_source *s) {
+  for (pg_strings *p = s->strings, *next; p; p = next) {
+    next = p->next;
+    free(p);
+  }
+  s->strings = NULL;
+}
+
+static const char *keep_string(pg_source *s, const char *text) {
+  size_t n = strlen(text);
+  pg_strings *p = malloc(sizeof *p + n + 1);
+  if (!p) return NULL;
+  memcpy(p->text, text, n + 1);
+  p->next = s->strings;
+  s->strings = p;
+  return p->text;
+}
+
+/* Type names and attnums for every column (format_type: "numeric(12,2)", "public.mood"), the
+ * value rows that predate an added column hold (attmissingval: ADD COLUMN with a non-volatile
+ * default; the text form of the array's only element), and for REPLICA IDENTITY FULL the row
+ * identity: the stream flags every column, so the sink's key becomes the primary key from the
+ * catalog (or none: rows are then matched on their full old image). The catalog is read now, so
+ * a column dropped or renamed since the change was written keeps an empty type name and attnum 0,
+ * and a table rewritten since (ALTER ... TYPE, VACUUM FULL) has no missing values any more. */
 int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
   char oid[16];
   snprintf(oid, sizeof oid, "%u", rel->oid);
   const char *p[] = {oid};
-  PGresult *r = query(s, s->meta,
-                      "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-                      "COALESCE(a.attnum = ANY(i.indkey), false), a.attnum "
-                      "FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
-                      "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
-                      1, p, err);
+  /* attmissingval exists since PostgreSQL 11 (before, ADD COLUMN ... DEFAULT rewrote the table). */
+  bool has_missing = PQserverVersion(s->meta) >= 110000;
+  char sql[640];
+  snprintf(sql, sizeof sql,
+           "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+           "COALESCE(a.attnum = ANY(i.indkey), false), a.attnum, %s "
+           "FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+           "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
+           has_missing ? "a.atthasmissing, CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END"
+                       : "false, NULL::text");
+  PGresult *r = query(s, s->meta, sql, 1, p, err);
   if (!r) return od_error_prefix(err, "reading the columns of %s.%s: ", rel->schema, rel->name);
   bool full = rel->replica_identity == 'f', any_pk = false;
   for (uint16_t c = 0; c < rel->ncolumns; c++) {
@@ -348,6 +373,13 @@ int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
       snprintf(col->type_name, sizeof col->type_name, "%s", PQgetvalue(r, i, 1));
       col->attnum = (int16_t)atoi(PQgetvalue(r, i, 3));
       if (full && strcmp(PQgetvalue(r, i, 2), "t") == 0) col->key = any_pk = true;
+      col->missing_value = NULL;
+      if (strcmp(PQgetvalue(r, i, 4), "t") == 0 && !PQgetisnull(r, i, 5) &&
+          !(col->missing_value = keep_string(s, PQgetvalue(r, i, 5)))) {
+        PQclear(r);
+        return OD_FAIL(err, OD_ENOMEM, "%s: out of memory reading the columns of %s.%s", s->where,
+                       rel->schema, rel->name);
+      }
     }
   }
   if (full) rel->has_primary_key = any_pk;

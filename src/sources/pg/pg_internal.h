@@ -25,6 +25,7 @@ typedef struct pg_source {
   PGconn *meta;                 /* ordinary connection: catalog, setup (owned) */
   PGconn *repl;                 /* replication connection in COPY BOTH (owned) */
   od_pgoutput *decoder;         /* owned; kept across reconnects? no: one per start() */
+  struct pg_strings *strings;   /* owned: od_column.missing_value texts, freed with the decoder */
 
   od_lsn floor;                 /* the slot's confirmed position when streaming started */
   od_lsn received;              /* highest WAL position received */
@@ -36,11 +37,18 @@ typedef struct pg_source {
   od_change_handler wrap;         /* our handler given to the decoder */
 } pg_source;
 
+/* Strings that must live as long as the decoder's relations (a singly linked list). */
+typedef struct pg_strings {
+  struct pg_strings *next;
+  char text[]; /* NUL-terminated */
+} pg_strings;
+
 /* pg_catalog.c */
 PGconn *od_pg_connect(pg_source *s, bool replication, od_error *err);
 int od_pg_prepare_stream(pg_source *s, od_lsn from, od_error *err);
 int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err);
 int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err);
 int od_pg_parse_lsn(const char *text, od_lsn *out);
+void od_pg_strings_free(pg_source *s);
 
 #endif

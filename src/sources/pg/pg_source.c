@@ -119,6 +119,7 @@ static void pg_close(od_source *base) {
   if (!s) return;
   disconnect(s);
   od_pgoutput_free(s->decoder); /* relations die with it: the pipeline's session is over */
+  od_pg_strings_free(s);        /* their missing_value texts too */
   free(s);
 }
 

@@ -1,0 +1,58 @@
+/* core/schema.h — the versioned schema history of one pipeline's tables, and the
+ * `schema_changes` policy (apply | ignore | stop, see docs/SCHEMA.md).
+ *
+ * Owns: STATE_DIR/<pipeline>.schema.jsonl (one JSON line per recorded table version, appended and
+ * fsynced, reloaded on open) and an immutable od_relation copy of every recorded version (the
+ * "pinned" relations handed to the sink under `ignore`), alive until od_schema_close().
+ * Borrows: the source's od_relation versions passed to od_schema_relation(), remembered by pointer
+ * only to find their column mapping again; every relation version passes through
+ * od_schema_relation() before a change uses it, so a reused address is re-registered first.
+ * Never touches: the sink, the source, the pipeline's threads; it is used by one thread (the
+ * reader). Never calls exit().
+ */
+#ifndef ODSYNC_CORE_SCHEMA_H
+#define ODSYNC_CORE_SCHEMA_H
+
+#include <stddef.h>
+
+#include "core/arena.h"
+#include "odsync/change.h"
+#include "odsync/config.h"
+#include "odsync/error.h"
+
+typedef struct od_schema od_schema;
+
+/* Opens (creates) STATE_DIR/<pipeline>.schema.jsonl: one JSON line per recorded table version
+ * {"table":"public.orders","version":3,"recorded_at":"...","columns":[{"name":..,"type":..,
+ * "type_oid":..,"typmod":..,"attnum":..,"key":..}],"change":"add column note text"}
+ * (plus "policy", "applied", "oid", "replica_identity", "primary_key"). `policy` is an
+ * enum od_schema_policy. A truncated last line (crash while appending) is cut off with a warning;
+ * any other malformed line is an error naming FILE:LINE. */
+int od_schema_open(const char *state_dir, const char *pipeline, int policy, od_schema **out,
+                   od_error *err);
+
+/* Called by the reader for every new relation version before any change uses it (rel is mutable
+ * here). Compares it with the recorded versions of the same table (schema.name): the same shape
+ * as a recorded version -> rel->version = that version; a new shape -> under apply/ignore appends
+ * a history line (fsync) and sets rel->version = last + 1; under stop returns OD_ESCHEMA (not
+ * retriable) naming the table, the difference and the policy. The first sight of a table records
+ * version 1 under every policy. Under ignore, a version whose kept key column is gone fails with
+ * OD_ESCHEMA (rows could not be matched). */
+int od_schema_relation(od_schema *s, od_relation *rel, od_error *err);
+
+/* Policy ignore: the sink keeps the first shape it was given (the last version recorded while
+ * changes were applied). Rewrites change `c` (already copied into a chunk arena `a`) so its tuples
+ * match that pinned version: columns matched by attnum (falling back to the name), columns the
+ * pinned version lacks are dropped, columns it has but the change lacks become NULL; c->rel is set
+ * to the pinned od_relation (owned here, valid until od_schema_close). No-op under apply/stop and
+ * for changes without a relation. */
+int od_schema_map_change(od_schema *s, od_change *c, od_arena *a, od_error *err);
+
+void od_schema_close(od_schema *s);
+
+/* A human description of the difference between two versions ("column note added; column qty
+ * renamed to quantity"), for logs. Returns the number of differences (0: same shape; buf then
+ * holds ""). Columns match by attnum, or by name when either attnum is 0. */
+int od_schema_describe_diff(const od_relation *from, const od_relation *to, char *buf, size_t size);
+
+#endif

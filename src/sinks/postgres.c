@@ -1,0 +1,390 @@
+/* sinks/postgres.c — the PostgreSQL sink (type "postgres"): replicate into another PostgreSQL.
+ *
+ * Owns: the config of the sink (dsn, schema, table_map, checkpoint_table), the one libpq
+ * connection to the target (synchronous_commit=on, reopened by begin() after it was lost), the
+ * sink transaction (BEGIN ... COMMIT, sent pipelined with the data), the checkpoint row of this
+ * pipeline written in the same transaction as the data, and the error classification
+ * (retriable or not) of everything the server answers.
+ * Tables and statement SQL live in postgres_table.c; sending changes in postgres_apply.c.
+ * Never touches: the source, acknowledgements, retries, process exit. The DSN is a secret: it is
+ * never logged or put in a message (the server is named host:port/dbname).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "sinks/postgres_internal.h"
+
+extern const od_sink_ops od_sink_postgres;
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+/* SQLSTATEs after which the same work may succeed later. */
+static bool retriable_state(const char *st) {
+  if (!st || strlen(st) != 5) return false;
+  return strncmp(st, "08", 2) == 0 ||     /* connection exception */
+         strcmp(st, "40001") == 0 ||      /* serialization_failure */
+         strcmp(st, "40P01") == 0 ||      /* deadlock_detected */
+         strcmp(st, "55P03") == 0 ||      /* lock_not_available (lock_timeout) */
+         strcmp(st, "57014") == 0 ||      /* query_canceled (statement_timeout) */
+         strncmp(st, "57P", 3) == 0 ||    /* admin/crash shutdown, cannot_connect_now */
+         strncmp(st, "53", 2) == 0 ||     /* insufficient resources: disk full, out of memory */
+         strcmp(st, "58030") == 0;        /* io_error */
+}
+
+int pgs_fail(pgs_sink *s, const char *table, const char *what, const PGresult *res, od_error *err) {
+  char msg[320];
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+  if (primary) {
+    snprintf(msg, sizeof msg, "%s%s%s%s", primary, state ? " (SQLSTATE " : "", state ? state : "",
+             state ? ")" : "");
+  } else {
+    const char *m = s->conn ? PQerrorMessage(s->conn) : "";
+    if (!m || !*m) m = res ? PQresultErrorMessage(res) : "";
+    if (!m || !*m) m = "no connection to the server";
+    snprintf(msg, sizeof msg, "%s", m);
+  }
+  size_t n = strlen(msg);
+  while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+  bool lost = !s->conn || PQstatus(s->conn) != CONNECTION_OK;
+  bool retry = lost || retriable_state(state);
+  int code = lost ? OD_ECONNECT : OD_ESINK;
+  if (table)
+    return od_error_set(err, code, retry, __FILE__, __LINE__, "postgres sink %s: table %s: %s: %s", s->where,
+                        table, what, msg);
+  return od_error_set(err, code, retry, __FILE__, __LINE__, "postgres sink %s: %s: %s", s->where, what, msg);
+}
+
+PGresult *pgs_exec(pgs_sink *s, const char *table, const char *what, const char *sql, int n,
+                   const char *const *params, od_error *err) {
+  if (!s->conn) {
+    pgs_fail(s, table, what, NULL, err);
+    return NULL;
+  }
+  PGresult *r = PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
+  ExecStatusType st = PQresultStatus(r);
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
+  pgs_fail(s, table, what, r, err);
+  PQclear(r);
+  return NULL;
+}
+
+int pgs_ensure_begin(pgs_sink *s, od_error *err) {
+  if (s->begin_sent) return OD_OK;
+  PGresult *r = pgs_exec(s, NULL, "BEGIN", "BEGIN", 0, NULL, err);
+  if (!r) return err->code;
+  PQclear(r);
+  s->begin_sent = true;
+  return OD_OK;
+}
+
+/* ---- connection ---------------------------------------------------------------------------- */
+
+static void disconnect(pgs_sink *s) {
+  if (s->conn) PQfinish(s->conn);
+  s->conn = NULL;
+  s->begin_sent = false;
+  /* Prepared statements die with the session. */
+  pgs_rels_drop(s, false);
+}
+
+static int connect_target(pgs_sink *s, od_error *err) {
+  char app[96];
+  snprintf(app, sizeof app, "odsync_%s_sink", s->pipeline);
+  const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
+  const char *vals[] = {"10", app, s->dsn, NULL};
+  s->conn = PQconnectdbParams(keys, vals, 1);
+  if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+    int rc = pgs_fail(s, NULL, "cannot connect", NULL, err);
+    err->retriable = true;
+    disconnect(s);
+    return rc;
+  }
+  /* Durable commits (the checkpoint rides on them); input parsing independent of server
+   * defaults; the source sends UTF-8 text. */
+  PGresult *r = PQexec(s->conn,
+                       "SET synchronous_commit = on; SET client_encoding = 'UTF8'; "
+                       "SET datestyle = 'ISO, MDY'; SET intervalstyle = 'postgres'; "
+                       "SET standard_conforming_strings = on; SET client_min_messages = warning");
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    int rc = pgs_fail(s, NULL, "setting session parameters", r, err);
+    PQclear(r);
+    disconnect(s);
+    return rc;
+  }
+  PQclear(r);
+  return OD_OK;
+}
+
+/* CREATE SCHEMA/TABLE IF NOT EXISTS for the checkpoint, serialized with other odsync sessions. */
+static int create_checkpoint_table(pgs_sink *s, const char *schema_q, od_error *err) {
+  pgs_buf *b = &s->sql;
+  pgs_buf_reset(b);
+  pgs_buf_add(b, "BEGIN; SELECT pg_advisory_xact_lock(7180055063212440403); CREATE SCHEMA IF NOT EXISTS ");
+  pgs_buf_add(b, schema_q);
+  pgs_buf_add(b, "; CREATE TABLE IF NOT EXISTS ");
+  pgs_buf_add(b, s->ck_q);
+  pgs_buf_add(b, " (pipeline text PRIMARY KEY, position pg_lsn NOT NULL, updated_at timestamptz NOT NULL); COMMIT");
+  if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  PGresult *r = PQexec(s->conn, b->p);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    int rc = pgs_fail(s, s->ck_q, "creating the checkpoint table", r, err);
+    PQclear(r);
+    PQclear(PQexec(s->conn, "ROLLBACK"));
+    return rc;
+  }
+  PQclear(r);
+  return OD_OK;
+}
+
+/* ---- open / close -------------------------------------------------------------------------- */
+
+static void pgs_close(od_sink *base) {
+  pgs_sink *s = (pgs_sink *)base;
+  if (!s) return;
+  od_debug("postgres sink %s: %llu inserted, %llu updated, %llu deleted, %llu truncates, %llu missing "
+           "updates skipped, %llu deletes of missing rows, %llu statements prepared, %llu round trips",
+           s->where, (unsigned long long)s->stats.inserted, (unsigned long long)s->stats.updated,
+           (unsigned long long)s->stats.deleted, (unsigned long long)s->stats.truncated,
+           (unsigned long long)s->stats.missing_skipped, (unsigned long long)s->stats.delete_missing,
+           (unsigned long long)s->stats.prepared, (unsigned long long)s->stats.round_trips);
+  disconnect(s);
+  pgs_buf_free(&s->sql);
+  for (int i = 0; i < s->nmap; i++) {
+    free(s->map_from[i]);
+    free(s->map_to[i]);
+  }
+  free(s->map_from);
+  free(s->map_to);
+  free(s->cmds);
+  free(s->pvals);
+  free(s->plens);
+  free(s->ck_q);
+  free(s->schema);
+  free(s->dsn);
+  free(s->pipeline);
+  free(s);
+}
+
+/* "host:port/dbname" from the DSN, without anything secret. */
+static int describe_server(pgs_sink *s, const od_config_section *cfg, od_error *err) {
+  char *perr = NULL;
+  PQconninfoOption *opts = PQconninfoParse(s->dsn, &perr);
+  if (!opts) {
+    const od_config_entry *e = od_config_find(cfg, "dsn");
+    int rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.dsn is not a valid libpq connection string%s%s", cfg->file,
+                     e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path,
+                     (e && !e->secret && perr) ? ": " : "", (e && !e->secret && perr) ? perr : "");
+    PQfreemem(perr);
+    return rc;
+  }
+  const char *host = NULL, *port = NULL, *db = NULL, *hostaddr = NULL;
+  for (PQconninfoOption *o = opts; o->keyword; o++) {
+    if (!o->val) continue;
+    if (!strcmp(o->keyword, "host")) host = o->val;
+    if (!strcmp(o->keyword, "hostaddr")) hostaddr = o->val;
+    if (!strcmp(o->keyword, "port")) port = o->val;
+    if (!strcmp(o->keyword, "dbname")) db = o->val;
+  }
+  snprintf(s->where, sizeof s->where, "%s:%s/%s", host ? host : hostaddr ? hostaddr : "localhost",
+           port ? port : "5432", db ? db : "(default db)");
+  PQconninfoFree(opts);
+  return OD_OK;
+}
+
+/* table_map entries "src_schema.src_table=dst_schema.dst_table" (the destination schema may be
+ * left out: then `schema`, else the source's schema, applies). */
+static int parse_table_map(pgs_sink *s, const od_config_section *cfg, od_error *err) {
+  char *const *list = NULL;
+  int n = 0;
+  int rc = od_config_list(cfg, "table_map", &list, &n, err);
+  if (rc || n == 0) return rc;
+  const od_config_entry *e = od_config_find(cfg, "table_map");
+  s->map_from = calloc((size_t)n, sizeof *s->map_from);
+  s->map_to = calloc((size_t)n, sizeof *s->map_to);
+  if (!s->map_from || !s->map_to) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+  for (int i = 0; i < n; i++) {
+    const char *item = list[i], *eq = strchr(item, '=');
+    const char *dot = strchr(item, '.');
+    if (!eq || !dot || dot > eq || dot == item || dot + 1 == eq || !eq[1] || strchr(eq + 1, '=') ||
+        eq[1] == '.' || item[strlen(item) - 1] == '.')
+      return OD_FAIL(err, OD_ECONFIG,
+                     "%s:%d:%d: %s.table_map[%d] '%s' must read src_schema.src_table=dst_schema.dst_table "
+                     "(or =dst_table)", cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, i,
+                     item);
+    s->map_from[i] = strndup(item, (size_t)(eq - item));
+    s->map_to[i] = strdup(eq + 1);
+    s->nmap = i + 1;
+    if (!s->map_from[i] || !s->map_to[i]) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+  }
+  return OD_OK;
+}
+
+static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
+  static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", NULL};
+  const char *dsn = NULL, *schema = NULL, *ck = NULL;
+  int rc = od_config_check_keys(cfg, keys, err);
+  if (rc == OD_OK) rc = od_config_require_string(cfg, "dsn", &dsn, err);
+  if (rc == OD_OK) rc = od_config_string(cfg, "schema", NULL, &schema, err);
+  if (rc == OD_OK) rc = od_config_string(cfg, "checkpoint_table", "public._odsync_checkpoint", &ck, err);
+  if (rc) return rc;
+  if (schema && !*schema) schema = NULL;
+
+  pgs_sink *s = calloc(1, sizeof *s);
+  if (!s) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+  s->base.ops = &od_sink_postgres;
+  s->dsn = strdup(dsn);
+  s->pipeline = strdup(pipeline ? pipeline : "");
+  s->schema = schema ? strdup(schema) : NULL;
+  if (!s->dsn || !s->pipeline || (schema && !s->schema)) {
+    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+    goto fail;
+  }
+  if ((rc = describe_server(s, cfg, err)) || (rc = parse_table_map(s, cfg, err))) goto fail;
+
+  /* The checkpoint table name, quoted, and its schema. */
+  pgs_buf *b = &s->sql;
+  const char *dot = strchr(ck, '.');
+  if (!*ck || (dot && (dot == ck || !dot[1]))) {
+    const od_config_entry *e = od_config_find(cfg, "checkpoint_table");
+    rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.checkpoint_table '%s' must read schema.table or table",
+                 cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, ck);
+    goto fail;
+  }
+  pgs_qualify(b, ck, "public");
+  s->ck_q = b->oom ? NULL : strdup(b->p);
+  pgs_buf_reset(b);
+  if (dot) {
+    char *sch = strndup(ck, (size_t)(dot - ck));
+    if (sch) pgs_buf_ident(b, sch);
+    free(sch);
+  } else {
+    pgs_buf_ident(b, "public");
+  }
+  char *schema_q = b->oom ? NULL : strdup(b->p);
+  if (!s->ck_q || !schema_q) {
+    free(schema_q);
+    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+    goto fail;
+  }
+  rc = connect_target(s, err);
+  if (rc == OD_OK) rc = create_checkpoint_table(s, schema_q, err);
+  free(schema_q);
+  if (rc) goto fail;
+  *out = &s->base;
+  return OD_OK;
+fail:
+  pgs_close(&s->base);
+  return rc;
+}
+
+/* ---- transactions and the checkpoint ------------------------------------------------------- */
+
+static int pgs_read_position(od_sink *base, od_lsn *out, od_error *err) {
+  pgs_sink *s = (pgs_sink *)base;
+  if (!s->conn && connect_target(s, err)) return err->code;
+  pgs_buf *b = &s->sql;
+  pgs_buf_reset(b);
+  pgs_buf_add(b, "SELECT (position - '0/0'::pg_lsn)::text FROM ");
+  pgs_buf_add(b, s->ck_q);
+  pgs_buf_add(b, " WHERE pipeline = $1");
+  if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  const char *p[] = {s->pipeline};
+  PGresult *r = pgs_exec(s, s->ck_q, "reading the position", b->p, 1, p, err);
+  if (!r) return err->code;
+  *out = 0;
+  if (PQntuples(r) > 0) {
+    char *end = NULL;
+    unsigned long long v = strtoull(PQgetvalue(r, 0, 0), &end, 10);
+    if (!end || *end) {
+      int rc = OD_FAIL(err, OD_ESINK, "postgres sink %s: table %s: pipeline %s has an unreadable position '%s'",
+                       s->where, s->ck_q, s->pipeline, PQgetvalue(r, 0, 0));
+      PQclear(r);
+      return rc;
+    }
+    *out = (od_lsn)v;
+  }
+  PQclear(r);
+  return OD_OK;
+}
+
+static int pgs_begin(od_sink *base, od_error *err) {
+  pgs_sink *s = (pgs_sink *)base;
+  if (s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: begin inside an open transaction", s->where);
+  if (!s->conn) {
+    int rc = connect_target(s, err);
+    if (rc) return rc;
+  }
+  /* BEGIN goes out with the first batch (or the commit): no round trip of its own. */
+  s->in_txn = true;
+  s->begin_sent = false;
+  s->txn_seq++;
+  return OD_OK;
+}
+
+static int pgs_commit(od_sink *base, od_lsn position, od_error *err) {
+  pgs_sink *s = (pgs_sink *)base;
+  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: commit without begin", s->where);
+  if (!s->conn) return pgs_fail(s, NULL, "COMMIT", NULL, err);
+  char lsn[32];
+  snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(position));
+  pgs_buf *b = &s->sql;
+  pgs_buf_reset(b);
+  pgs_buf_add(b, "INSERT INTO ");
+  pgs_buf_add(b, s->ck_q);
+  pgs_buf_add(b, " (pipeline, position, updated_at) VALUES ($1, $2::pg_lsn, now()) ON CONFLICT (pipeline) "
+                 "DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at");
+  if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  /* BEGIN (if no data went out), the checkpoint and COMMIT in one round trip. */
+  if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
+  const char *p[] = {s->pipeline, lsn};
+  bool ok = true;
+  if (!s->begin_sent) {
+    ok = pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "BEGIN", -1) &&
+         PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+    s->begin_sent = true;
+  }
+  ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "writing the checkpoint", -1) &&
+       PQsendQueryParams(s->conn, b->p, 2, NULL, p, NULL, NULL, 0);
+  ok = ok && pgs_cmd_push(s, PGS_CMD_COMMIT, NULL, "COMMIT", -1) &&
+       PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+  int rc = pgs_pipeline_finish(s, NULL, err);
+  if (rc == OD_OK && !ok) rc = pgs_fail(s, NULL, "sending COMMIT", NULL, err);
+  if (rc) return rc; /* the caller rolls back */
+  s->in_txn = false;
+  s->begin_sent = false;
+  return OD_OK;
+}
+
+static void pgs_rollback(od_sink *base) {
+  pgs_sink *s = (pgs_sink *)base;
+  /* Tables created or altered in this transaction are gone again: forget their states. */
+  if (s->in_txn) pgs_rels_drop(s, true);
+  s->in_txn = false;
+  if (!s->conn) return;
+  bool usable = PQstatus(s->conn) == CONNECTION_OK && PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF &&
+                PQtransactionStatus(s->conn) != PQTRANS_ACTIVE;
+  if (usable && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+    PGresult *r = PQexec(s->conn, "ROLLBACK");
+    usable = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+  }
+  if (!usable) {
+    od_warn("postgres sink %s: connection not reusable after a failed transaction; reconnecting", s->where);
+    disconnect(s);
+  }
+  s->begin_sent = false;
+}
+
+const od_sink_ops od_sink_postgres = {
+    .type = "postgres",
+    .open = pgs_open,
+    .read_position = pgs_read_position,
+    .begin = pgs_begin,
+    .apply = pgs_apply,
+    .commit = pgs_commit,
+    .rollback = pgs_rollback,
+    .close = pgs_close,
+};

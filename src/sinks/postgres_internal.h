@@ -1,0 +1,166 @@
+/* sinks/postgres_internal.h — shared state of the PostgreSQL sink's three files (private).
+ *
+ *   postgres.c        the vtable: config, connection, errors, transactions, the checkpoint
+ *   postgres_table.c  one pg_rel per relation version: target naming, DDL (create schema/table,
+ *                     add columns), the SQL text of every statement shape
+ *   postgres_apply.c  applying a batch: one libpq pipeline of prepared statements, one sync,
+ *                     then reading the results (missing rows, errors)
+ *
+ * Ownership: the pgs_sink owns the PGconn, every pg_rel, every statement record and every scratch
+ * array. A pg_rel points at (never owns) its od_relation, which the source keeps alive for the
+ * pipeline's life; the pointer is the identity of the relation version. Change values are
+ * borrowed for the length of one apply() call: everything that points at them (parameter arrays,
+ * statement records) is reset before apply() returns.
+ */
+#ifndef ODSYNC_SINKS_POSTGRES_INTERNAL_H
+#define ODSYNC_SINKS_POSTGRES_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "odsync/sink.h"
+
+/* Prepared-statement variants per relation version that depend on which values are UNCHANGED. */
+enum pgs_vkind { PGS_V_UPDATE = 1, PGS_V_DELETE = 2, PGS_V_UPSERT_ROW = 3 };
+#define PGS_MAX_VARIANTS 8
+/* A parameter plan lists column indexes, one per $n. With the flag the value comes from the tuple
+ * that finds the row (old key / old row), without it from the new tuple. */
+#define PGS_FROM_MATCH 0x8000u
+#define PGS_COL(p) ((p) & 0x7fffu)
+
+typedef struct pgs_buf {
+  char *p;
+  size_t len, cap;
+  bool oom;
+} pgs_buf;
+
+/* One server-side prepared statement: its name and parameter plan. */
+typedef struct pgs_stmt {
+  char name[24]; /* "" until prepared */
+  uint16_t *plan;
+  int nplan;
+} pgs_stmt;
+
+typedef struct pgs_variant {
+  pgs_stmt st;
+  uint8_t kind;       /* pgs_vkind; 0: free slot */
+  bool new_unchanged; /* the new tuple had UNCHANGED values */
+  uint64_t *mask;     /* 2 * mask_words: new tuple's UNCHANGED bits, then old tuple's */
+  uint64_t last_use;
+} pgs_variant;
+
+typedef struct pg_rel {
+  const od_relation *rel; /* not owned */
+  struct pg_rel *next;    /* hash chain */
+  char *target;           /* "schema.table" for messages, unquoted */
+  char *qtarget;          /* "schema"."table" */
+  bool keyed;             /* matched by key columns (declared PRIMARY KEY when created) */
+  bool *text_cmp;         /* per column: compare as ::text (type without equality, e.g. json) */
+  uint16_t *key_plan;     /* key columns, PGS_FROM_MATCH */
+  int nkey;
+  pgs_stmt insert;        /* keyed: upsert; keyless: plain insert */
+  pgs_stmt del_keyed;
+  pgs_stmt truncate;
+  pgs_variant variants[PGS_MAX_VARIANTS];
+  size_t mask_words;
+  uint64_t *scratch;      /* 2 * mask_words */
+  uint64_t born_txn;      /* sink transaction in which its DDL ran */
+} pg_rel;
+
+/* What a queued pipeline command was, to interpret its result. */
+enum pgs_cmd {
+  PGS_CMD_OTHER = 0,  /* BEGIN, prepare, truncate, checkpoint: just must succeed */
+  PGS_CMD_INSERT,     /* insert / upsert */
+  PGS_CMD_UPDATE,     /* update of changed columns; 0 rows: missing row skipped (TOAST) */
+  PGS_CMD_UPSERT,     /* keyed update sent as an upsert of the full new row */
+  PGS_CMD_UPSERT_ROW, /* keyless update with the full row (inserts when missing) */
+  PGS_CMD_DELETE,     /* 0 rows: delete_missing */
+  PGS_CMD_TRUNCATE,
+  PGS_CMD_COMMIT,     /* must answer COMMIT (not ROLLBACK) */
+};
+
+typedef struct pgs_cmd_rec {
+  uint8_t cmd;        /* pgs_cmd */
+  const pg_rel *r;    /* NULL for commands not about one table */
+  const char *what;   /* static: "insert", "preparing update", ... */
+  int32_t change;     /* index in the apply() batch, -1 when none */
+} pgs_cmd_rec;
+
+typedef struct pgs_stats {
+  uint64_t inserted, updated, deleted, truncated;
+  uint64_t missing_skipped, delete_missing, prepared, round_trips;
+} pgs_stats;
+
+typedef struct pgs_sink {
+  od_sink base;
+  PGconn *conn;
+  char *dsn;             /* secret: never printed */
+  char where[200];       /* "host:port/dbname" for messages */
+  char *pipeline;
+  char *schema;          /* target schema for every table, or NULL (the source's) */
+  char **map_from, **map_to; /* table_map: "s.t" -> "s.t" (or "t") */
+  int nmap;
+  char *ck_q;            /* quoted checkpoint table */
+  bool in_txn;           /* begin() called, commit/rollback not yet */
+  bool begin_sent;       /* BEGIN already sent on the connection */
+  uint64_t txn_seq;
+  uint32_t stmt_seq;     /* prepared statement names */
+  uint64_t clock;        /* LRU clock for statement variants */
+  pg_rel **buckets;      /* chained hash by relation pointer */
+  size_t nbuckets, nrels;
+  pgs_buf sql;           /* reused to build statements */
+  /* per batch, reused */
+  pgs_cmd_rec *cmds;
+  size_t ncmds, cmds_cap;
+  const char **pvals;
+  int *plens;
+  int pcap;
+  pgs_stats stats;
+} pgs_sink;
+
+/* postgres.c */
+/* Fill err with "postgres sink host:port/db: [table <t>: ]<what>: <server message>"; retriable for
+ * lost connections, serialization failures, deadlocks, lock timeouts, resource shortages. `res`
+ * may be NULL (the connection's message is used). Returns OD_ESINK (or OD_ECONNECT when lost). */
+int pgs_fail(pgs_sink *s, const char *table, const char *what, const PGresult *res, od_error *err);
+/* Run one statement synchronously (outside pipeline mode); NULL on failure (err filled). */
+PGresult *pgs_exec(pgs_sink *s, const char *table, const char *what, const char *sql, int n,
+                   const char *const *params, od_error *err);
+/* Make sure BEGIN has been sent (synchronously) before catalog work in the sink transaction. */
+int pgs_ensure_begin(pgs_sink *s, od_error *err);
+
+/* postgres_table.c */
+void pgs_buf_reset(pgs_buf *b);
+void pgs_buf_add(pgs_buf *b, const char *str);
+void pgs_buf_addf(pgs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pgs_buf_ident(pgs_buf *b, const char *name); /* "name" with " doubled */
+void pgs_buf_free(pgs_buf *b);
+/* Split "a.b" into quoted "a"."b" (schema `def_schema` when there is no dot). */
+int pgs_qualify(pgs_buf *b, const char *name, const char *def_schema);
+
+int pgs_rel_get(pgs_sink *s, const od_relation *rel, pg_rel **out, od_error *err);
+void pgs_rels_drop(pgs_sink *s, bool only_current_txn);
+/* Give a statement slot its SQL: prepare it (pipelined) when it has no name yet.
+ * Each returns OD_OK with *out set; the PREPARE is queued as a pipeline command. */
+int pgs_stmt_insert(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err);
+int pgs_stmt_delete_keyed(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err);
+int pgs_stmt_truncate(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err);
+/* The variant for this shape of change; *out = NULL for an update with nothing to set. */
+int pgs_variant_get(pgs_sink *s, pg_rel *r, int kind, const od_tuple *nt, const od_tuple *ot,
+                    const pgs_variant **out, od_error *err);
+
+/* postgres_apply.c */
+/* Queue a record for the next pipeline command; false when out of memory. */
+bool pgs_cmd_push(pgs_sink *s, uint8_t cmd, const pg_rel *r, const char *what, int32_t change);
+/* Send `sql` as a pipelined prepare named `name`. */
+int pgs_send_prepare(pgs_sink *s, const pg_rel *r, const char *what, const char *name, od_error *err);
+/* Send a parameterless utility statement (DEALLOCATE ...) into the pipeline. */
+int pgs_send_utility(pgs_sink *s, const pg_rel *r, const char *what, const char *sql, od_error *err);
+/* Sync the pipeline and read every result; fails with the first error. `changes` lets the result
+ * reader name rows (may be NULL when no row command is queued). */
+int pgs_pipeline_finish(pgs_sink *s, const od_change *changes, od_error *err);
+int pgs_apply(od_sink *base, const od_change *changes, size_t n, od_error *err);
+
+#endif

@@ -1,0 +1,641 @@
+/* sinks/postgres_table.c — the PostgreSQL sink's per-relation-version state.
+ *
+ * Owns: one pg_rel per od_relation version seen (found by pointer in a chained hash): the target
+ * table's name (table_map, then `schema`, then the source's schema), the DDL that makes the
+ * target fit the relation (CREATE SCHEMA/TABLE IF NOT EXISTS, ADD COLUMN IF NOT EXISTS, all under
+ * one transaction-scoped advisory lock so that several odsync sessions can race safely), and the
+ * SQL text and parameter plan of every statement shape: upsert/insert, keyed delete, truncate,
+ * and up to PGS_MAX_VARIANTS update/delete variants keyed by which values are UNCHANGED
+ * (evicted least recently used, with a pipelined DEALLOCATE).
+ * Statements are prepared once per connection (pipelined); applying a row only sends Bind/Execute.
+ * Never touches: transactions, the checkpoint, result interpretation (postgres_apply.c).
+ * The od_relation is borrowed: it outlives the sink (see odsync/change.h).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "sinks/postgres_internal.h"
+
+/* Serializes odsync's DDL on a target database across sessions (any constant would do). */
+#define DDL_LOCK "SELECT pg_advisory_xact_lock(7180055063212440403)"
+/* First OID of user-defined objects (FirstNormalObjectId): below it, types are built in. */
+#define FIRST_USER_OID 16384u
+
+/* ---- SQL text builder ---------------------------------------------------------------------- */
+
+static bool buf_reserve(pgs_buf *b, size_t extra) {
+  if (b->oom) return false;
+  if (b->len + extra + 1 <= b->cap) return true;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + extra + 1) cap *= 2;
+  char *p = realloc(b->p, cap);
+  if (!p) {
+    b->oom = true;
+    return false;
+  }
+  b->p = p;
+  b->cap = cap;
+  return true;
+}
+
+void pgs_buf_reset(pgs_buf *b) {
+  b->len = 0;
+  b->oom = false;
+  if (b->p) b->p[0] = '\0';
+}
+
+void pgs_buf_add(pgs_buf *b, const char *str) {
+  size_t n = strlen(str);
+  if (!buf_reserve(b, n)) return;
+  memcpy(b->p + b->len, str, n + 1);
+  b->len += n;
+}
+
+void pgs_buf_addf(pgs_buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || !buf_reserve(b, (size_t)n)) return;
+  va_start(ap, fmt);
+  vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+}
+
+void pgs_buf_ident(pgs_buf *b, const char *name) {
+  size_t n = strlen(name), quotes = 0;
+  for (size_t i = 0; i < n; i++) quotes += name[i] == '"';
+  if (!buf_reserve(b, n + quotes + 2)) return;
+  char *o = b->p + b->len;
+  *o++ = '"';
+  for (size_t i = 0; i < n; i++) {
+    *o++ = name[i];
+    if (name[i] == '"') *o++ = '"';
+  }
+  *o++ = '"';
+  *o = '\0';
+  b->len = (size_t)(o - b->p);
+}
+
+void pgs_buf_free(pgs_buf *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+int pgs_qualify(pgs_buf *b, const char *name, const char *def_schema) {
+  const char *dot = strchr(name, '.');
+  if (dot) {
+    char *sch = strndup(name, (size_t)(dot - name));
+    if (!sch) return b->oom = true, OD_ENOMEM;
+    pgs_buf_ident(b, sch);
+    free(sch);
+    name = dot + 1;
+  } else {
+    pgs_buf_ident(b, def_schema);
+  }
+  pgs_buf_add(b, ".");
+  pgs_buf_ident(b, name);
+  return b->oom ? OD_ENOMEM : OD_OK;
+}
+
+static char *buf_strdup(const pgs_buf *b) {
+  if (b->oom) return NULL;
+  char *p = malloc(b->len + 1);
+  if (p) memcpy(p, b->p ? b->p : "", b->len + 1);
+  return p;
+}
+
+/* Built-in types without an equality operator: rows are matched on their text form. */
+static bool needs_text_compare(uint32_t oid) {
+  static const uint32_t oids[] = {114, 199, 142, 143, 600, 1017, 601, 1018, 602, 1019, 603, 1020,
+                                  604, 1027, 628, 629, 718, 719};
+  for (size_t i = 0; i < sizeof oids / sizeof oids[0]; i++)
+    if (oids[i] == oid) return true;
+  return false;
+}
+
+/* ---- statements ---------------------------------------------------------------------------- */
+
+static void add_col(pgs_buf *b, const pg_rel *r, int i) { pgs_buf_ident(b, r->rel->columns[i].name); }
+
+/* Name the statement and queue its PREPARE (text in s->sql). */
+static int prepare(pgs_sink *s, pg_rel *r, pgs_stmt *st, const char *what, od_error *err) {
+  if (s->sql.oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: table %s: %s: out of memory", s->where,
+                                 r->target, what);
+  snprintf(st->name, sizeof st->name, "odsync_%u", ++s->stmt_seq);
+  int rc = pgs_send_prepare(s, r, what, st->name, err);
+  if (rc) st->name[0] = '\0';
+  else s->stats.prepared++;
+  return rc;
+}
+
+static int ensure_plan(pgs_sink *s, pg_rel *r, pgs_stmt *st, od_error *err) {
+  if (st->plan) return OD_OK;
+  st->plan = malloc(2 * (size_t)r->rel->ncolumns * sizeof(uint16_t) + sizeof(uint16_t));
+  if (!st->plan) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: table %s: out of memory", s->where, r->target);
+  return OD_OK;
+}
+
+static void add_column_list(pgs_buf *b, const pg_rel *r) {
+  for (int i = 0; i < r->rel->ncolumns; i++) {
+    if (i) pgs_buf_add(b, ",");
+    add_col(b, r, i);
+  }
+}
+
+int pgs_stmt_insert(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err) {
+  if (!r->insert.name[0]) {
+    const od_relation *rel = r->rel;
+    int rc = ensure_plan(s, r, &r->insert, err);
+    if (rc) return rc;
+    pgs_buf *b = &s->sql;
+    pgs_buf_reset(b);
+    pgs_buf_add(b, "INSERT INTO ");
+    pgs_buf_add(b, r->qtarget);
+    pgs_buf_add(b, " (");
+    add_column_list(b, r);
+    pgs_buf_add(b, ") VALUES (");
+    for (int i = 0; i < rel->ncolumns; i++) {
+      pgs_buf_addf(b, "%s$%d", i ? "," : "", i + 1);
+      r->insert.plan[i] = (uint16_t)i;
+    }
+    r->insert.nplan = rel->ncolumns;
+    pgs_buf_add(b, ")");
+    if (r->keyed) {
+      pgs_buf_add(b, " ON CONFLICT (");
+      for (int k = 0; k < r->nkey; k++) {
+        if (k) pgs_buf_add(b, ",");
+        add_col(b, r, PGS_COL(r->key_plan[k]));
+      }
+      pgs_buf_add(b, ") DO ");
+      if (r->nkey == rel->ncolumns) {
+        pgs_buf_add(b, "NOTHING");
+      } else {
+        pgs_buf_add(b, "UPDATE SET ");
+        bool first = true;
+        for (int i = 0; i < rel->ncolumns; i++) {
+          if (rel->columns[i].key) continue;
+          if (!first) pgs_buf_add(b, ",");
+          first = false;
+          add_col(b, r, i);
+          pgs_buf_add(b, "=EXCLUDED.");
+          add_col(b, r, i);
+        }
+      }
+    }
+    if ((rc = prepare(s, r, &r->insert, "preparing insert", err))) return rc;
+  }
+  *out = &r->insert;
+  return OD_OK;
+}
+
+static void add_key_match(pgs_buf *b, const pg_rel *r, pgs_stmt *st) {
+  pgs_buf_add(b, " WHERE ");
+  for (int k = 0; k < r->nkey; k++) {
+    if (k) pgs_buf_add(b, " AND ");
+    add_col(b, r, PGS_COL(r->key_plan[k]));
+    st->plan[st->nplan++] = r->key_plan[k];
+    pgs_buf_addf(b, "=$%d", st->nplan);
+  }
+}
+
+int pgs_stmt_delete_keyed(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err) {
+  if (!r->del_keyed.name[0]) {
+    int rc = ensure_plan(s, r, &r->del_keyed, err);
+    if (rc) return rc;
+    pgs_buf *b = &s->sql;
+    pgs_buf_reset(b);
+    pgs_buf_add(b, "DELETE FROM ");
+    pgs_buf_add(b, r->qtarget);
+    r->del_keyed.nplan = 0;
+    add_key_match(b, r, &r->del_keyed);
+    if ((rc = prepare(s, r, &r->del_keyed, "preparing delete", err))) return rc;
+  }
+  *out = &r->del_keyed;
+  return OD_OK;
+}
+
+int pgs_stmt_truncate(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err) {
+  if (!r->truncate.name[0]) {
+    pgs_buf_reset(&s->sql);
+    pgs_buf_add(&s->sql, "TRUNCATE TABLE ");
+    pgs_buf_add(&s->sql, r->qtarget);
+    r->truncate.nplan = 0;
+    int rc = prepare(s, r, &r->truncate, "preparing truncate", err);
+    if (rc) return rc;
+  }
+  *out = &r->truncate;
+  return OD_OK;
+}
+
+static bool bit(const uint64_t *m, int i) { return (m[i / 64] >> (i % 64)) & 1; }
+
+/* " WHERE ctid = (SELECT ctid FROM t WHERE <every old value not UNCHANGED> LIMIT 1)". */
+static int add_row_match(pgs_sink *s, pg_rel *r, pgs_stmt *st, const uint64_t *oldm, od_error *err) {
+  pgs_buf *b = &s->sql;
+  int before = st->nplan;
+  pgs_buf_add(b, " WHERE ctid = (SELECT ctid FROM ");
+  pgs_buf_add(b, r->qtarget);
+  pgs_buf_add(b, " WHERE ");
+  for (int i = 0; i < r->rel->ncolumns; i++) {
+    if (bit(oldm, i)) continue;
+    if (st->nplan > before) pgs_buf_add(b, " AND ");
+    add_col(b, r, i);
+    st->plan[st->nplan++] = (uint16_t)(i | PGS_FROM_MATCH);
+    if (r->text_cmp[i]) pgs_buf_addf(b, "::text IS NOT DISTINCT FROM $%d::text", st->nplan);
+    else pgs_buf_addf(b, " IS NOT DISTINCT FROM $%d", st->nplan);
+  }
+  if (st->nplan == before)
+    return OD_FAIL(err, OD_ESINK, "postgres sink %s: table %s: the old row has no value to match on", s->where,
+                   r->target);
+  pgs_buf_add(b, " LIMIT 1)");
+  return OD_OK;
+}
+
+/* SQL and plan of a variant from the masks in r->scratch. 0 ok, 1 when an update has nothing to
+ * set, or an od status. */
+static int build_variant(pgs_sink *s, pg_rel *r, pgs_variant *v, int kind, od_error *err) {
+  const od_relation *rel = r->rel;
+  const uint64_t *newm = r->scratch, *oldm = r->scratch + r->mask_words;
+  pgs_stmt *st = &v->st;
+  pgs_buf *b = &s->sql;
+  int rc = ensure_plan(s, r, st, err);
+  if (rc) return rc;
+  st->nplan = 0;
+  pgs_buf_reset(b);
+  if (kind == PGS_V_DELETE) {
+    pgs_buf_add(b, "DELETE FROM ");
+    pgs_buf_add(b, r->qtarget);
+    if ((rc = add_row_match(s, r, st, oldm, err))) return rc;
+    return prepare(s, r, st, "preparing delete", err);
+  }
+  if (kind == PGS_V_UPSERT_ROW) pgs_buf_add(b, "WITH u AS (");
+  pgs_buf_add(b, "UPDATE ");
+  pgs_buf_add(b, r->qtarget);
+  pgs_buf_add(b, " SET ");
+  for (int i = 0; i < rel->ncolumns; i++) {
+    if (bit(newm, i)) continue;
+    if (st->nplan) pgs_buf_add(b, ",");
+    add_col(b, r, i);
+    st->plan[st->nplan++] = (uint16_t)i;
+    pgs_buf_addf(b, "=$%d", st->nplan);
+  }
+  if (st->nplan == 0) return 1;
+  if (r->keyed) {
+    add_key_match(b, r, st);
+  } else if ((rc = add_row_match(s, r, st, oldm, err))) {
+    return rc;
+  }
+  if (kind == PGS_V_UPSERT_ROW) {
+    /* The full new row: when no row matched, insert it (one statement, so order is kept). */
+    pgs_buf_add(b, " RETURNING 1) INSERT INTO ");
+    pgs_buf_add(b, r->qtarget);
+    pgs_buf_add(b, " (");
+    add_column_list(b, r);
+    pgs_buf_add(b, ") SELECT ");
+    for (int i = 0; i < rel->ncolumns; i++) pgs_buf_addf(b, "%s$%d", i ? "," : "", i + 1);
+    pgs_buf_add(b, " WHERE NOT EXISTS (SELECT 1 FROM u)");
+  }
+  return prepare(s, r, st, "preparing update", err);
+}
+
+int pgs_variant_get(pgs_sink *s, pg_rel *r, int kind, const od_tuple *nt, const od_tuple *ot,
+                    const pgs_variant **out, od_error *err) {
+  size_t w = r->mask_words, bytes = 2 * w * sizeof(uint64_t);
+  memset(r->scratch, 0, bytes);
+  bool new_unchanged = false;
+  for (int i = 0; nt && i < nt->ncolumns; i++)
+    if (nt->values[i].kind == OD_VALUE_UNCHANGED) {
+      r->scratch[i / 64] |= 1ull << (i % 64);
+      new_unchanged = true;
+    }
+  for (int i = 0; ot && i < ot->ncolumns; i++)
+    if (ot->values[i].kind == OD_VALUE_UNCHANGED) r->scratch[w + i / 64] |= 1ull << (i % 64);
+
+  uint64_t clock = ++s->clock;
+  pgs_variant *free_slot = NULL, *lru = NULL;
+  for (int i = 0; i < PGS_MAX_VARIANTS; i++) {
+    pgs_variant *v = &r->variants[i];
+    if (!v->kind) {
+      if (!free_slot) free_slot = v;
+    } else if (v->kind == kind && memcmp(v->mask, r->scratch, bytes) == 0) {
+      v->last_use = clock;
+      *out = v;
+      return OD_OK;
+    } else if (!lru || v->last_use < lru->last_use) {
+      lru = v;
+    }
+  }
+  pgs_variant *slot = free_slot ? free_slot : lru;
+  if (slot->kind && slot->st.name[0]) {
+    /* Queued after every execute that still uses it: the pipeline keeps order. */
+    char sql[48];
+    snprintf(sql, sizeof sql, "DEALLOCATE %s", slot->st.name);
+    int rc = pgs_send_utility(s, r, "deallocating a statement", sql, err);
+    if (rc) return rc;
+  }
+  slot->kind = 0;
+  slot->st.name[0] = '\0';
+  if (!slot->mask && !(slot->mask = malloc(bytes)))
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: table %s: out of memory", s->where, r->target);
+  int rc = build_variant(s, r, slot, kind, err);
+  if (rc == 1) {
+    *out = NULL;
+    return OD_OK;
+  }
+  if (rc) return rc;
+  memcpy(slot->mask, r->scratch, bytes);
+  slot->kind = (uint8_t)kind;
+  slot->new_unchanged = new_unchanged;
+  slot->last_use = clock;
+  *out = slot;
+  return OD_OK;
+}
+
+/* ---- relation states ----------------------------------------------------------------------- */
+
+static void rel_free(pg_rel *r) {
+  if (!r) return;
+  free(r->insert.plan);
+  free(r->del_keyed.plan);
+  free(r->truncate.plan);
+  for (int i = 0; i < PGS_MAX_VARIANTS; i++) {
+    free(r->variants[i].mask);
+    free(r->variants[i].st.plan);
+  }
+  free(r->target);
+  free(r->qtarget);
+  free(r->text_cmp);
+  free(r->key_plan);
+  free(r->scratch);
+  free(r);
+}
+
+static size_t hash_ptr(const void *p, size_t nbuckets) {
+  uint64_t x = (uint64_t)(uintptr_t)p;
+  x ^= x >> 29;
+  x *= 0x9E3779B97F4A7C15ull;
+  return (size_t)(x >> 32) & (nbuckets - 1);
+}
+
+static bool hash_insert(pgs_sink *s, pg_rel *r) {
+  if (s->nrels + 1 > s->nbuckets) {
+    size_t n = s->nbuckets ? s->nbuckets * 2 : 64;
+    pg_rel **nb = calloc(n, sizeof *nb);
+    if (!nb) return false;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+      for (pg_rel *e = s->buckets[i], *next; e; e = next) {
+        next = e->next;
+        size_t h = hash_ptr(e->rel, n);
+        e->next = nb[h];
+        nb[h] = e;
+      }
+    }
+    free(s->buckets);
+    s->buckets = nb;
+    s->nbuckets = n;
+  }
+  size_t h = hash_ptr(r->rel, s->nbuckets);
+  r->next = s->buckets[h];
+  s->buckets[h] = r;
+  s->nrels++;
+  return true;
+}
+
+void pgs_rels_drop(pgs_sink *s, bool only_current_txn) {
+  for (size_t i = 0; i < s->nbuckets; i++) {
+    pg_rel **pp = &s->buckets[i];
+    while (*pp) {
+      pg_rel *r = *pp;
+      if (!only_current_txn || r->born_txn == s->txn_seq) {
+        *pp = r->next;
+        rel_free(r);
+        s->nrels--;
+      } else {
+        pp = &r->next;
+      }
+    }
+  }
+  if (!only_current_txn) {
+    free(s->buckets);
+    s->buckets = NULL;
+    s->nbuckets = 0;
+  }
+}
+
+/* Which relation columns the target lacks (have[i] false); *exists = the table exists. */
+static int read_columns(pgs_sink *s, pg_rel *r, bool *exists, bool *have, od_error *err) {
+  const char *p[] = {r->qtarget};
+  PGresult *res = pgs_exec(s, r->target, "reading the table's columns",
+                           "SELECT c.oid IS NOT NULL, a.attname FROM (SELECT to_regclass($1) AS oid) c "
+                           "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped",
+                           1, p, err);
+  if (!res) return err->code;
+  *exists = PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+  memset(have, 0, r->rel->ncolumns * sizeof *have);
+  for (int t = 0; *exists && t < PQntuples(res); t++) {
+    if (PQgetisnull(res, t, 1)) continue;
+    const char *name = PQgetvalue(res, t, 1);
+    for (int i = 0; i < r->rel->ncolumns; i++)
+      if (strcmp(name, r->rel->columns[i].name) == 0) have[i] = true;
+  }
+  PQclear(res);
+  return OD_OK;
+}
+
+/* The SQL type a created column gets: the source's spelling for built-in types, text for
+ * user-defined ones (enum, domain, composite, their arrays), which may not exist on the target. */
+static int add_type(pgs_sink *s, pg_rel *r, int i, od_error *err) {
+  const od_column *c = &r->rel->columns[i];
+  if (c->type_oid >= FIRST_USER_OID) {
+    pgs_buf_add(&s->sql, "text");
+    return OD_OK;
+  }
+  if (c->type_name[0]) {
+    pgs_buf_add(&s->sql, c->type_name);
+    return OD_OK;
+  }
+  char oid[16], mod[16];
+  snprintf(oid, sizeof oid, "%u", c->type_oid);
+  snprintf(mod, sizeof mod, "%d", c->typmod);
+  const char *p[] = {oid, mod};
+  PGresult *res = pgs_exec(s, r->target, "naming a column type", "SELECT format_type($1::oid, $2::int)", 2, p, err);
+  if (!res) return err->code;
+  pgs_buf_add(&s->sql, PQntuples(res) && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "text");
+  PQclear(res);
+  return OD_OK;
+}
+
+static int exec_buf(pgs_sink *s, pg_rel *r, const char *what, od_error *err) {
+  if (s->sql.oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: table %s: out of memory", s->where, r->target);
+  PGresult *res = pgs_exec(s, r->target, what, s->sql.p, 0, NULL, err);
+  if (!res) return err->code;
+  PQclear(res);
+  return OD_OK;
+}
+
+/* Make the target fit the relation: create schema and table, add missing columns. */
+static int make_table(pgs_sink *s, pg_rel *r, const char *schema_q, od_error *err) {
+  const od_relation *rel = r->rel;
+  bool exists = false, missing = false;
+  bool *have = calloc(rel->ncolumns, sizeof *have);
+  if (!have) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  int rc = pgs_ensure_begin(s, err);
+  if (!rc) rc = read_columns(s, r, &exists, have, err);
+  for (int i = 0; i < rel->ncolumns; i++) missing = missing || !have[i];
+  if (!rc && (!exists || missing)) {
+    /* Someone else may be doing the same: serialize, then look again. */
+    PGresult *res = pgs_exec(s, r->target, "taking the DDL lock", DDL_LOCK, 0, NULL, err);
+    if (!res) rc = err->code;
+    PQclear(res);
+    if (!rc) rc = read_columns(s, r, &exists, have, err);
+  }
+  pgs_buf *b = &s->sql;
+  if (!rc && !exists) {
+    pgs_buf_reset(b);
+    pgs_buf_add(b, "CREATE SCHEMA IF NOT EXISTS ");
+    pgs_buf_add(b, schema_q);
+    rc = exec_buf(s, r, "creating the schema", err);
+    pgs_buf_reset(b);
+    pgs_buf_add(b, "CREATE TABLE IF NOT EXISTS ");
+    pgs_buf_add(b, r->qtarget);
+    pgs_buf_add(b, " (");
+    for (int i = 0; !rc && i < rel->ncolumns; i++) {
+      if (i) pgs_buf_add(b, ", ");
+      add_col(b, r, i);
+      pgs_buf_add(b, " ");
+      rc = add_type(s, r, i, err);
+    }
+    if (r->keyed) {
+      pgs_buf_add(b, ", PRIMARY KEY (");
+      for (int k = 0; k < r->nkey; k++) {
+        if (k) pgs_buf_add(b, ", ");
+        add_col(b, r, PGS_COL(r->key_plan[k]));
+      }
+      pgs_buf_add(b, ")");
+    }
+    pgs_buf_add(b, ")");
+    if (!rc) rc = exec_buf(s, r, "creating the table", err);
+    if (!rc) od_info("postgres sink %s: created table %s", s->where, r->target);
+  } else {
+    for (int i = 0; !rc && i < rel->ncolumns; i++) {
+      if (have[i]) continue;
+      pgs_buf_reset(b);
+      pgs_buf_add(b, "ALTER TABLE ");
+      pgs_buf_add(b, r->qtarget);
+      pgs_buf_add(b, " ADD COLUMN IF NOT EXISTS ");
+      add_col(b, r, i);
+      pgs_buf_add(b, " ");
+      rc = add_type(s, r, i, err);
+      char what[200];
+      snprintf(what, sizeof what, "adding column %s", rel->columns[i].name);
+      if (!rc) rc = exec_buf(s, r, what, err);
+      if (!rc) od_info("postgres sink %s: table %s: added column %s", s->where, r->target, rel->columns[i].name);
+    }
+  }
+  free(have);
+  return rc;
+}
+
+/* Target schema and table of a relation: table_map, then `schema`, then the source's schema. */
+static void target_of(const pgs_sink *s, const od_relation *rel, const char **schema, const char **table,
+                      char *sbuf, size_t scap) {
+  *schema = s->schema ? s->schema : rel->schema;
+  *table = rel->name;
+  for (int i = 0; i < s->nmap; i++) {
+    const char *f = s->map_from[i], *dot = strchr(f, '.');
+    if (strncmp(f, rel->schema, (size_t)(dot - f)) != 0 || rel->schema[dot - f] != '\0' ||
+        strcmp(dot + 1, rel->name) != 0)
+      continue;
+    const char *to = s->map_to[i], *tdot = strchr(to, '.');
+    if (tdot) {
+      snprintf(sbuf, scap, "%.*s", (int)(tdot - to), to);
+      *schema = sbuf;
+      *table = tdot + 1;
+    } else {
+      *table = to;
+    }
+    return;
+  }
+}
+
+static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_error *err) {
+  if (rel->ncolumns == 0 || rel->ncolumns > 1600 || !rel->name || !*rel->name || !rel->schema)
+    return OD_FAIL(err, OD_ESINK, "postgres sink %s: table %s.%s: relation has %d columns; expected 1..1600 "
+                   "and a name", s->where, rel->schema ? rel->schema : "", rel->name ? rel->name : "",
+                   rel->ncolumns);
+  pg_rel *r = calloc(1, sizeof *r);
+  if (!r) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  r->rel = rel;
+  r->born_txn = s->txn_seq;
+  int n = rel->ncolumns;
+  r->mask_words = ((size_t)n + 63) / 64;
+  char sbuf[256];
+  const char *schema, *table;
+  target_of(s, rel, &schema, &table, sbuf, sizeof sbuf);
+
+  pgs_buf *b = &s->sql;
+  pgs_buf_reset(b);
+  pgs_buf_addf(b, "%s.%s", schema, table);
+  r->target = buf_strdup(b);
+  pgs_buf_reset(b);
+  pgs_buf_ident(b, schema);
+  char *schema_q = buf_strdup(b);
+  pgs_buf_add(b, ".");
+  pgs_buf_ident(b, table);
+  r->qtarget = buf_strdup(b);
+  r->text_cmp = calloc((size_t)n, sizeof *r->text_cmp);
+  r->key_plan = malloc((size_t)n * sizeof(uint16_t));
+  r->scratch = malloc(2 * r->mask_words * sizeof(uint64_t));
+  if (!r->target || !r->qtarget || !schema_q || !r->text_cmp || !r->key_plan || !r->scratch) {
+    free(schema_q);
+    rel_free(r);
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  for (int i = 0; i < n; i++) {
+    r->text_cmp[i] = needs_text_compare(rel->columns[i].type_oid);
+    if (rel->columns[i].key) r->key_plan[r->nkey++] = (uint16_t)(i | PGS_FROM_MATCH);
+  }
+  /* Under REPLICA IDENTITY FULL the key flags are a real key only when the source replaced them
+   * with the primary key; otherwise rows are matched on the full old row. */
+  r->keyed = r->nkey > 0 && (rel->replica_identity != 'f' || rel->has_primary_key);
+
+  /* Parameter arrays big enough for any statement of this relation (new row + match row). */
+  if (s->pcap < 2 * n + 2) {
+    int cap = 2 * n + 2;
+    const char **pv = realloc(s->pvals, (size_t)cap * sizeof *pv);
+    if (pv) s->pvals = pv;
+    int *pl = realloc(s->plens, (size_t)cap * sizeof *pl);
+    if (pl) s->plens = pl;
+    if (!pv || !pl) {
+      free(schema_q);
+      rel_free(r);
+      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    }
+    s->pcap = cap;
+  }
+  int rc = make_table(s, r, schema_q, err);
+  free(schema_q);
+  if (rc == OD_OK && !hash_insert(s, r)) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  if (rc) {
+    rel_free(r);
+    return rc;
+  }
+  *out = r;
+  return OD_OK;
+}
+
+int pgs_rel_get(pgs_sink *s, const od_relation *rel, pg_rel **out, od_error *err) {
+  if (s->nbuckets) {
+    for (pg_rel *r = s->buckets[hash_ptr(rel, s->nbuckets)]; r; r = r->next)
+      if (r->rel == rel) {
+        *out = r;
+        return OD_OK;
+      }
+  }
+  return rel_create(s, rel, out, err);
+}
