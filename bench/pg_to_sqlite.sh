@@ -137,13 +137,15 @@ od_psql bench -c "CHECKPOINT"
 
 # ---------------------------------------------------------------- 1. ceiling
 log "ceiling: pg_recvlogical --start --endpos $END_LSN (pgoutput proto 1 → /dev/null)"
-RSS_CEIL=n/a
+RSS_CEIL=n/a CPU_CEIL=n/a
 C0=$(od_now)
 if [[ -x /usr/bin/time ]]; then
-  /usr/bin/time -f '%M' -o "$TMP/recvlogical.time" \
+  /usr/bin/time -f '%M %U %S' -o "$TMP/recvlogical.time" \
     "$PGBIN/pg_recvlogical" -d "$DSN" -S "$CEILING_SLOT" --start --no-loop \
       -o proto_version=1 -o publication_names="$PUB" -E "$END_LSN" -F 0 -f /dev/null
-  RSS_CEIL=$(( $(tail -n 1 "$TMP/recvlogical.time") / 1024 ))
+  read -r kb usr sys < <(tail -n 1 "$TMP/recvlogical.time")
+  RSS_CEIL=$(( kb / 1024 ))
+  CPU_CEIL=$(awk -v u="$usr" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
 else
   "$PGBIN/pg_recvlogical" -d "$DSN" -S "$CEILING_SLOT" --start --no-loop \
     -o proto_version=1 -o publication_names="$PUB" -E "$END_LSN" -F 0 -f /dev/null
@@ -153,7 +155,7 @@ SEC_CEIL=$(elapsed "$C0" "$C1")
 log "ceiling: ${SEC_CEIL}s"
 
 # ---------------------------------------------------------------- 2. odsync
-SEC_OD= RSS_OD= OD_STATUS=
+SEC_OD= RSS_OD= CPU_OD= OD_STATUS=
 if [[ ! -x $ODSYNC_BIN ]]; then
   OD_STATUS="pending: $ODSYNC_BIN not built"
   log "odsync: $OD_STATUS"
@@ -195,13 +197,15 @@ YAML
   done
   O1=$(od_now)
   HWM_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$ODSYNC_PID/status" 2>/dev/null || echo 0)
+  # user + system CPU seconds (fields 14, 15 of /proc/PID/stat; comm has no spaces here)
+  CPU_OD=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$ODSYNC_PID/stat" 2>/dev/null || echo n/a)
   od_stop_pid "$ODSYNC_PID" 60
   wait "$ODSYNC_PID" && rc=0 || rc=$?
   ODSYNC_PID=
   (( rc == 0 )) || { tail -n 30 "$TMP/odsync.log" >&2; log "warning: odsync exited with status $rc after SIGTERM"; }
   SEC_OD=$(elapsed "$O0" "$O1")
   RSS_OD=$(( HWM_KB / 1024 ))
-  log "odsync: ${SEC_OD}s, peak RSS ${RSS_OD} MiB"
+  log "odsync: ${SEC_OD}s, ${CPU_OD} CPU s, peak RSS ${RSS_OD} MiB"
 
   # Sanity: the sink must hold what the source holds.
   SRC_SUM=$(od_psql bench -c "SELECT count(*) || ' ' || sum(id) || ' ' || sum(a) FROM bench_rows")
@@ -229,14 +233,16 @@ R_CEIL=$(rate "$SEC_CEIL")
 echo
 echo "PostgreSQL → SQLite: $BENCH_ROWS inserts + $BENCH_ROWS updates = $CHANGES changes," \
      "$BENCH_TXN rows/txn, WAL $(( WAL_BYTES / 1048576 )) MiB"
-printf '%-34s %9s %11s %9s %10s\n' tool seconds changes/s ceiling "peak RSS"
-printf '%-34s %9s %11s %9s %10s\n' "pg_recvlogical (decode only)" "$SEC_CEIL" "$R_CEIL" "100%" "${RSS_CEIL} MiB"
+printf '%-30s %8s %10s %8s %9s %11s\n' tool seconds changes/s ceiling "peak RSS" "client CPU"
+printf '%-30s %8s %10s %8s %9s %11s\n' "pg_recvlogical (decode only)" "$SEC_CEIL" "$R_CEIL" "100%" \
+  "${RSS_CEIL} MiB" "${CPU_CEIL} s"
 if [[ -n $SEC_OD ]]; then
   R_OD=$(rate "$SEC_OD")
   SHARE=$(awk -v a="$R_OD" -v b="$R_CEIL" 'BEGIN { printf "%.0f%%", 100 * a / b }')
-  printf '%-34s %9s %11s %9s %10s\n' "odsync → sqlite" "$SEC_OD" "$R_OD" "$SHARE" "${RSS_OD} MiB"
+  printf '%-30s %8s %10s %8s %9s %11s\n' "odsync run -> sqlite" "$SEC_OD" "$R_OD" "$SHARE" \
+    "${RSS_OD} MiB" "${CPU_OD} s"
   [[ -n $OD_STATUS ]] && echo "odsync: $OD_STATUS"
 else
-  printf '%-34s %s\n' "odsync → sqlite" "$OD_STATUS"
+  printf '%-30s %s\n' "odsync run -> sqlite" "$OD_STATUS"
 fi
 [[ $OD_STATUS != "WRONG DATA" ]]

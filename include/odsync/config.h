@@ -33,6 +33,13 @@ typedef struct od_config_section {
   int nentries;
 } od_config_section;
 
+/* What a reader of the sink may observe (see docs/CONSISTENCY.md). */
+enum od_consistency {
+  OD_CONSISTENCY_STRONG = 0,   /* default: whole source transactions, in commit order */
+  OD_CONSISTENCY_CAUSAL = 1,   /* per-key order and write-set dependencies; independent groups in parallel */
+  OD_CONSISTENCY_EVENTUAL = 2, /* per-key order; partitions in parallel; final state exact */
+};
+
 typedef struct od_batch_config {
   int max_rows;        /* default 5000, range 1..1000000 */
   size_t max_bytes;    /* default 64 MiB */
@@ -60,6 +67,9 @@ typedef struct od_pipeline_config {
   od_batch_config batch;
   od_queue_config queue;
   int schema_changes;  /* enum od_schema_policy; key `schema_changes: apply|ignore|stop` */
+  int consistency;     /* enum od_consistency; key `consistency: strong|causal|eventual` */
+  int apply_workers;   /* parallel sink writers under causal/eventual (1..64, default 4; capped by
+                          what the sink supports: SQLite has one writer) */
 } od_pipeline_config;
 
 typedef struct od_config {

@@ -24,10 +24,8 @@ typedef struct od_apply od_apply;
  * causal / eventual: `writers` sink instances apply each batch in parallel (see route.h for
  * what goes where); the apply thread's own sink is the carrier and commits last, with the
  * checkpoint, after every helper writer committed. */
-enum { OD_CONSISTENCY_STRONG = 0, OD_CONSISTENCY_CAUSAL = 1, OD_CONSISTENCY_EVENTUAL = 2 };
-
 typedef struct od_apply_options {
-  int consistency; /* OD_CONSISTENCY_* */
+  int consistency; /* enum od_consistency (odsync/config.h) */
   int writers;     /* total sink writers including the carrier; 1 = no parallel apply */
 } od_apply_options;
 

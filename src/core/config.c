@@ -43,12 +43,14 @@
 #define QUEUE_BYTES_MAX TIB
 
 static const char *const TOP_KEYS[] = {"state_dir", "log_level", "pipelines", NULL};
-static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "batch", "queue", "schema_changes", NULL};
+static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "batch", "queue", "schema_changes",
+                                              "consistency", "apply_workers", NULL};
 static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", NULL};
 static const char *const QUEUE_KEYS[] = {"max_rows", "max_bytes", NULL};
 static const char *const LOG_LEVELS[] = {"error", "warn", "info", "debug", NULL};
 /* Indexed by enum od_schema_policy. */
 static const char *const SCHEMA_POLICIES[] = {"apply", "ignore", "stop", NULL};
+static const char *const CONSISTENCY_LEVELS[] = {"strong", "causal", "eventual", NULL};
 
 /* ---------------------------------------------------------------- messages */
 
@@ -674,26 +676,27 @@ static int parse_name(pctx *p, od_config *cfg, od_pipeline_config *pl, const yam
   return OD_OK;
 }
 
-static int parse_schema_changes(pctx *p, od_pipeline_config *pl, const yaml_node_t *v,
-                                const char *path) {
+/* A scalar that must be one of `choices`; *out = its index. `what` names the kind of value. */
+static int parse_choice(pctx *p, const yaml_node_t *v, const char *path, const char *const *choices,
+                        const char *what, const char *expected, int *out) {
   char *val = NULL;
   bool secret = false;
   int rc = scalar_value(p, v, path, &val, &secret);
   if (rc) return rc;
-  for (int i = 0; SCHEMA_POLICIES[i]; i++)
-    if (strcmp(val, SCHEMA_POLICIES[i]) == 0) {
-      pl->schema_changes = i;
+  for (int i = 0; choices[i]; i++)
+    if (strcmp(val, choices[i]) == 0) {
+      *out = i;
       free(val);
       return OD_OK;
     }
   char buf[SHOW_MAX + 8];
-  const char *near = secret ? NULL : closest(val, SCHEMA_POLICIES);
+  const char *near = secret ? NULL : closest(val, choices);
   if (near)
-    rc = fail_node(p, v, "%s: %s is not a schema change policy; did you mean '%s'? (expected one of "
-                   "apply, ignore, stop)", path, shown(buf, sizeof buf, val, secret), near);
+    rc = fail_node(p, v, "%s: %s is not %s; did you mean '%s'? (expected one of %s)", path,
+                   shown(buf, sizeof buf, val, secret), what, near, expected);
   else
-    rc = fail_node(p, v, "%s: %s is not a schema change policy; expected one of apply, ignore, stop",
-                   path, shown(buf, sizeof buf, val, secret));
+    rc = fail_node(p, v, "%s: %s is not %s; expected one of %s", path, shown(buf, sizeof buf, val, secret),
+                   what, expected);
   free(val);
   return rc;
 }
@@ -703,6 +706,8 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
   pl->batch = (od_batch_config){.max_rows = 5000, .max_bytes = 64 * MIB, .max_delay_ms = 20};
   pl->queue = (od_queue_config){.max_rows = 100000, .max_bytes = 256 * MIB};
   pl->schema_changes = OD_SCHEMA_APPLY;
+  pl->consistency = OD_CONSISTENCY_STRONG;
+  pl->apply_workers = 4;
   if (!(pl->path = xprintf("pipelines[%d]", idx))) return oom(p->err, p->file);
   const char *path = pl->path;
   pl->line = nline(n);
@@ -740,7 +745,21 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
   }
   if ((v = map_get(p, n, "schema_changes"))) {
     subpath(sub, sizeof sub, path, "schema_changes");
-    if ((rc = parse_schema_changes(p, pl, v, sub))) return rc;
+    if ((rc = parse_choice(p, v, sub, SCHEMA_POLICIES, "a schema change policy", "apply, ignore, stop",
+                           &pl->schema_changes)))
+      return rc;
+  }
+  if ((v = map_get(p, n, "consistency"))) {
+    subpath(sub, sizeof sub, path, "consistency");
+    if ((rc = parse_choice(p, v, sub, CONSISTENCY_LEVELS, "a consistency level", "strong, causal, eventual",
+                           &pl->consistency)))
+      return rc;
+  }
+  if ((v = map_get(p, n, "apply_workers"))) {
+    long x;
+    subpath(sub, sizeof sub, path, "apply_workers");
+    if ((rc = num_long(p, v, sub, 1, 64, &x))) return rc;
+    pl->apply_workers = (int)x;
   }
   return OD_OK;
 }

@@ -115,7 +115,10 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
   p->source_ops = src;
   p->sink_ops = snk;
   p->reconnect_max_ms = reconnect_max_ms;
-  p->apply_opt = (od_apply_options){.consistency = OD_CONSISTENCY_STRONG, .writers = 1};
+  unsigned max_writers = snk->max_writers ? snk->max_writers : 1;
+  int writers = cfg->apply_workers < (int)max_writers ? cfg->apply_workers : (int)max_writers;
+  p->apply_opt = (od_apply_options){.consistency = cfg->consistency,
+                                    .writers = cfg->consistency == OD_CONSISTENCY_STRONG ? 1 : writers};
   p->lock_fd = -1;
   *out = p;
   return OD_OK;
@@ -264,8 +267,11 @@ static int run_session(od_pipeline *p, od_error *err) {
   if (rc) goto out;
   rc = source->ops->start(source, start, err);
   if (rc) goto out;
-  od_info("pipeline %s: streaming from " OD_LSN_FMT "%s", cfg->name, OD_LSN_ARGS(start),
-          start ? " (the sink's checkpoint)" : " (the slot's confirmed position; the sink is empty)");
+  static const char *const levels[] = {"strong", "causal", "eventual"};
+  od_info("pipeline %s: streaming from " OD_LSN_FMT "%s; consistency %s, %d sink writer%s", cfg->name,
+          OD_LSN_ARGS(start),
+          start ? " (the sink's checkpoint)" : " (the slot's confirmed position; the sink is empty)",
+          levels[p->apply_opt.consistency], p->apply_opt.writers, p->apply_opt.writers > 1 ? "s" : "");
 
   rc = od_queue_init(&queue, cfg->queue.max_rows, cfg->queue.max_bytes);
   if (rc) {

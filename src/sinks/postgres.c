@@ -346,8 +346,11 @@ static int pgs_commit(od_sink *base, od_lsn position, od_error *err) {
          PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
     s->begin_sent = true;
   }
-  ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "writing the checkpoint", -1) &&
-       PQsendQueryParams(s->conn, b->p, 2, NULL, p, NULL, NULL, 0);
+  /* position 0: a helper writer of a parallel apply commits data only; the carrier writes the
+   * checkpoint after every helper committed. */
+  if (position)
+    ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "writing the checkpoint", -1) &&
+         PQsendQueryParams(s->conn, b->p, 2, NULL, p, NULL, NULL, 0);
   ok = ok && pgs_cmd_push(s, PGS_CMD_COMMIT, NULL, "COMMIT", -1) &&
        PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
   int rc = pgs_pipeline_finish(s, NULL, err);
@@ -380,6 +383,7 @@ static void pgs_rollback(od_sink *base) {
 
 const od_sink_ops od_sink_postgres = {
     .type = "postgres",
+    .max_writers = 16, /* one connection each; keyed changes are idempotent upserts */
     .open = pgs_open,
     .read_position = pgs_read_position,
     .begin = pgs_begin,

@@ -18,7 +18,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
 
-test_init pg_to_pg_kill9
+# CONSISTENCY (strong|causal|eventual) selects the pipeline's consistency level; the
+# pg_to_pg_kill9_<level>.sh wrappers run this same scenario with 4 parallel writers.
+CONSISTENCY=${CONSISTENCY:-strong}
+test_init "pg_to_pg_kill9_$CONSISTENCY"
 OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 pg_start warehouse
@@ -71,6 +74,8 @@ pipelines:
   - name: shop
     source: { type: postgres, dsn: "$SRC_DSN", tables: [public.orders, public.events, public.documents, public.ledger] }
     sink: { type: postgres, dsn: "$DST_DSN" }
+    consistency: $CONSISTENCY
+    apply_workers: 4
 YAML
 odsync_start "$CONFIG" "$LOG"
 wait_slot_active "$SLOT" 60
