@@ -44,6 +44,9 @@ typedef struct od_batch_config {
   int max_rows;        /* default 5000, range 1..1000000 */
   size_t max_bytes;    /* default 64 MiB */
   int max_delay_ms;    /* default 20: longest a batch stays open while rows keep coming */
+  bool adaptive;       /* default false: AIMD between min_rows and max_rows on sink latency */
+  int min_rows;        /* default 100: the adaptive limit never goes below this */
+  int target_latency_ms; /* default 50: a batch whose sink apply+commit takes longer halves the limit */
 } od_batch_config;
 
 typedef struct od_queue_config {

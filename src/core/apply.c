@@ -30,6 +30,8 @@ struct od_apply {
   uint64_t txns;       /* transactions completed in the batch */
   size_t bytes;
   int64_t opened_at;   /* monotonic µs when the batch started */
+  int64_t sink_us;     /* time spent in the sink (apply + commit) for the batch */
+  uint64_t limit_rows; /* the batch size limit: batch.max_rows, or the adaptive (AIMD) limit */
 
   /* parallel apply (causal, eventual) */
   od_writers *writers;     /* opt.writers - 1 helpers */
@@ -58,9 +60,29 @@ static void publish(od_apply *a) {
   a->commit_time = 0;
 }
 
+/* AIMD on the sink's latency: a batch that took longer than the target halves the limit; a
+ * full batch that stayed under it raises the limit by a step. Light load never fills a batch (it
+ * closes when the queue is empty), so the limit only grows while throughput needs it. */
+static void adapt(od_apply *a) {
+  const od_batch_config *b = &a->cfg->batch;
+  if (!b->adaptive) return;
+  uint64_t lo = (uint64_t)b->min_rows, hi = (uint64_t)b->max_rows;
+  if (a->sink_us > (int64_t)b->target_latency_ms * 1000) {
+    a->limit_rows = a->limit_rows / 2 > lo ? a->limit_rows / 2 : lo;
+  } else if (a->rows >= a->limit_rows) {
+    uint64_t step = hi / 20 > lo ? hi / 20 : lo;
+    a->limit_rows = a->limit_rows + step < hi ? a->limit_rows + step : hi;
+  }
+  atomic_store(&a->stats->batch_limit, a->limit_rows);
+}
+
 static int batch_commit(od_apply *a) {
+  int64_t t0 = od_mono_us();
   int rc = a->sink->ops->commit(a->sink, a->boundary, &a->err);
   if (rc) return rc;
+  a->sink_us += od_mono_us() - t0;
+  adapt(a);
+  a->sink_us = 0;
   publish(a);
   return OD_OK;
 }
@@ -68,7 +90,7 @@ static int batch_commit(od_apply *a) {
 static bool batch_due(od_apply *a) {
   if (!batch_started(a) || !a->at_boundary) return false;
   const od_batch_config *b = &a->cfg->batch;
-  return a->rows >= (uint64_t)b->max_rows || a->bytes >= b->max_bytes ||
+  return a->rows >= a->limit_rows || a->bytes >= b->max_bytes ||
          od_mono_us() - a->opened_at >= (int64_t)b->max_delay_ms * 1000 ||
          od_queue_empty(a->queue);
 }
@@ -84,7 +106,9 @@ static int open_batch(od_apply *a) {
 
 static int apply_range(od_apply *a, od_chunk *c, uint32_t from, uint32_t to) {
   if (from == to) return OD_OK;
+  int64_t t0 = od_mono_us();
   int rc = a->sink->ops->apply(a->sink, c->changes + from, to - from, &a->err);
+  a->sink_us += od_mono_us() - t0;
   if (rc) return rc;
   a->rows += to - from;
   return OD_OK;
@@ -173,6 +197,7 @@ static int collect(od_apply *a, od_chunk *c) {
 /* Apply the pending batch over every writer; the carrier commits last, with the checkpoint. */
 static int run_parallel(od_apply *a) {
   int mode = a->opt.consistency == OD_CONSISTENCY_CAUSAL ? OD_ROUTE_CAUSAL : OD_ROUTE_EVENTUAL;
+  int64_t t0 = od_mono_us();
   int rc = od_route_batch(&a->router, mode, a->pending, &a->err);
   if (rc) return rc;
   od_writers_run(a->writers, a->router.lists + 1, a->router.counts + 1);
@@ -185,6 +210,7 @@ static int run_parallel(od_apply *a) {
     a->err = werr;
     rc = wrc;
   }
+  a->sink_us += od_mono_us() - t0;
   if (!rc) rc = batch_commit(a);
   if (!rc) recycle_pending(a);
   return rc;
@@ -256,6 +282,13 @@ int od_apply_start(od_apply **out, const od_pipeline_config *cfg, const od_apply
   a->sink = sink;
   a->queue = queue;
   a->stats = stats;
+  const od_batch_config *b = &cfg->batch;
+  a->limit_rows = (uint64_t)b->max_rows;
+  if (b->adaptive) { /* start low; grow while batches fill and the sink keeps up */
+    uint64_t start = (uint64_t)b->max_rows / 10;
+    a->limit_rows = start > (uint64_t)b->min_rows ? start : (uint64_t)b->min_rows;
+  }
+  atomic_store(&stats->batch_limit, a->limit_rows);
   if (a->opt.writers > 1) {
     int rc = od_router_init(&a->router, a->opt.writers);
     if (!rc) rc = od_writers_start(&a->writers, sink->ops, cfg, a->opt.writers - 1, err);

@@ -45,7 +45,9 @@
 static const char *const TOP_KEYS[] = {"state_dir", "log_level", "pipelines", NULL};
 static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "batch", "queue", "schema_changes",
                                               "consistency", "apply_workers", NULL};
-static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", NULL};
+static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", "adaptive", "min_rows",
+                                         "target_latency_ms", NULL};
+static const char *const BOOLS[] = {"false", "true", "no", "yes", "off", "on", NULL};
 static const char *const QUEUE_KEYS[] = {"max_rows", "max_bytes", NULL};
 static const char *const LOG_LEVELS[] = {"error", "warn", "info", "debug", NULL};
 /* Indexed by enum od_schema_policy. */
@@ -604,6 +606,9 @@ static int parse_section(pctx *p, od_config *cfg, od_config_section *s, const ya
 
 /* ---------------------------------------------------------------- pipelines */
 
+static int parse_choice(pctx *p, const yaml_node_t *v, const char *path, const char *const *choices,
+                        const char *what, const char *expected, int *out);
+
 static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const char *path) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping");
   if (rc || (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, BATCH_KEYS))) return rc;
@@ -624,6 +629,25 @@ static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const 
     if ((rc = num_long(p, v, kpath, BATCH_DELAY_MIN, BATCH_DELAY_MAX, &x))) return rc;
     b->max_delay_ms = (int)x;
   }
+  if ((v = map_get(p, n, "adaptive"))) {
+    int choice;
+    subpath(kpath, sizeof kpath, path, "adaptive");
+    if ((rc = parse_choice(p, v, kpath, BOOLS, "a boolean", "true or false", &choice))) return rc;
+    b->adaptive = choice % 2 == 1;
+  }
+  if ((v = map_get(p, n, "min_rows"))) {
+    subpath(kpath, sizeof kpath, path, "min_rows");
+    if ((rc = num_long(p, v, kpath, BATCH_ROWS_MIN, BATCH_ROWS_MAX, &x))) return rc;
+    b->min_rows = (int)x;
+  }
+  if ((v = map_get(p, n, "target_latency_ms"))) {
+    subpath(kpath, sizeof kpath, path, "target_latency_ms");
+    if ((rc = num_long(p, v, kpath, 1, 60000, &x))) return rc;
+    b->target_latency_ms = (int)x;
+  }
+  if (b->min_rows > b->max_rows && !map_get(p, n, "min_rows")) b->min_rows = b->max_rows;
+  if (b->min_rows > b->max_rows)
+    return fail_node(p, n, "%s: min_rows (%d) is larger than max_rows (%d)", path, b->min_rows, b->max_rows);
   return OD_OK;
 }
 
@@ -703,7 +727,8 @@ static int parse_choice(pctx *p, const yaml_node_t *v, const char *path, const c
 
 static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int idx,
                           const yaml_node_t *n) {
-  pl->batch = (od_batch_config){.max_rows = 5000, .max_bytes = 64 * MIB, .max_delay_ms = 20};
+  pl->batch = (od_batch_config){.max_rows = 5000, .max_bytes = 64 * MIB, .max_delay_ms = 20,
+                                .adaptive = false, .min_rows = 100, .target_latency_ms = 50};
   pl->queue = (od_queue_config){.max_rows = 100000, .max_bytes = 256 * MIB};
   pl->schema_changes = OD_SCHEMA_APPLY;
   pl->consistency = OD_CONSISTENCY_STRONG;

@@ -36,6 +36,7 @@ typedef struct od_pipeline_stats {
   _Atomic int64_t last_lag_us;        /* source commit -> sink commit, for the last batch */
   _Atomic int64_t last_apply_at;      /* wall clock (µs) of the last sink commit */
   _Atomic uint64_t queued_rows;       /* rows waiting between reader and applier */
+  _Atomic uint64_t batch_limit;       /* current batch size limit (adaptive batching moves it) */
   _Atomic uint64_t sessions;          /* sessions started (1 + restarts) */
   _Atomic int state;                  /* od_pipeline_state */
 } od_pipeline_stats;

@@ -225,3 +225,49 @@ TEST(a_failing_apply_rolls_back_reports_and_unblocks_the_reader) {
   sink->ops->close(sink);
   od_queue_destroy(&q);
 }
+
+TEST(adaptive_batching_grows_while_the_sink_keeps_up) {
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 1000000, 1 << 30);
+  od_pipeline_stats stats = {0};
+  od_pipeline_config pc = cfg(1000);
+  pc.batch.adaptive = true;
+  pc.batch.min_rows = 100;
+  pc.batch.target_latency_ms = 60000; /* never too slow */
+  for (int i = 0; i < 40; i++) od_queue_push(&q, rows_chunk(&q, i * 100, 100, (od_lsn)(i + 1) * 0x100), 0);
+  od_apply *a;
+  od_error err = {0};
+  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  od_queue_close(&q);
+  CHECK_INT(od_apply_join(a, &err), OD_OK);
+  CHECK_INT(count_rows(), 4000);
+  CHECK(atomic_load(&stats.batch_limit) > 100);   /* it grew from max_rows / 10 */
+  CHECK(atomic_load(&stats.batch_limit) <= 1000); /* never past max_rows */
+  CHECK(atomic_load(&stats.batches) < 40);         /* fewer commits than transactions */
+  CHECK_INT(atomic_load(&stats.durable_lsn), 40 * 0x100);
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+}
+
+TEST(adaptive_batching_halves_when_the_sink_is_slower_than_the_target) {
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 1000000, 1 << 30);
+  od_pipeline_stats stats = {0};
+  od_pipeline_config pc = cfg(10000);
+  pc.batch.adaptive = true;
+  pc.batch.min_rows = 100;
+  pc.batch.target_latency_ms = 1; /* 5,000 inserts and an fsync take longer than 1 ms */
+  od_queue_push(&q, rows_chunk(&q, 1, 2000, 0), 0);
+  od_queue_push(&q, rows_chunk(&q, 2001, 3000, 0x500), 0);
+  od_apply *a;
+  od_error err = {0};
+  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  od_queue_close(&q);
+  CHECK_INT(od_apply_join(a, &err), OD_OK);
+  CHECK_INT(count_rows(), 5000);
+  CHECK_INT(atomic_load(&stats.batch_limit), 500); /* started at 1,000, halved once */
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+}

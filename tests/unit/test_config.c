@@ -414,7 +414,7 @@ TEST(error_unknown_pipeline_and_batch_keys) {
   CHECK_CONTAINS(m, "cfg.yaml:7:5: unknown key 'sinks' in pipelines[0]; did you mean 'sink'?");
   m = parse_err(PIPE "    batch: {max_row: 5}\n", &e);
   CHECK_CONTAINS(m, "cfg.yaml:7:13: unknown key 'max_row' in pipelines[0].batch; did you mean 'max_rows'? "
-                    "(allowed: max_rows, max_bytes, max_delay_ms)");
+                    "(allowed: max_rows, max_bytes, max_delay_ms, adaptive, min_rows, target_latency_ms)");
 }
 
 TEST(error_wrong_node_kind) {
@@ -683,4 +683,40 @@ TEST(error_schema_changes_policy) {
                  "cfg.yaml:7:21: pipelines[0].schema_changes: expected a scalar, got a sequence");
   CHECK_CONTAINS(parse_err(PIPE "    schema_change: stop\n", &e),
                  "cfg.yaml:7:5: unknown key 'schema_change' in pipelines[0]; did you mean 'schema_changes'?");
+}
+
+/* ------------------------------------------------- consistency, workers, adaptive batching */
+
+TEST(consistency_workers_and_adaptive_batching) {
+  od_config *c = parse_ok(PIPE);
+  CHECK_INT(c->pipelines[0].consistency, OD_CONSISTENCY_STRONG);
+  CHECK_INT(c->pipelines[0].apply_workers, 4);
+  CHECK(!c->pipelines[0].batch.adaptive);
+  CHECK_INT(c->pipelines[0].batch.min_rows, 100);
+  CHECK_INT(c->pipelines[0].batch.target_latency_ms, 50);
+  od_config_free(c);
+  c = parse_ok(PIPE "    consistency: eventual\n    apply_workers: 8\n"
+                    "    batch: {adaptive: true, min_rows: 200, max_rows: 10000, target_latency_ms: 30}\n");
+  CHECK_INT(c->pipelines[0].consistency, OD_CONSISTENCY_EVENTUAL);
+  CHECK_INT(c->pipelines[0].apply_workers, 8);
+  CHECK(c->pipelines[0].batch.adaptive);
+  CHECK_INT(c->pipelines[0].batch.min_rows, 200);
+  CHECK_INT(c->pipelines[0].batch.target_latency_ms, 30);
+  od_config_free(c);
+  c = parse_ok(PIPE "    consistency: causal\n    batch: {max_rows: 50}\n");
+  CHECK_INT(c->pipelines[0].consistency, OD_CONSISTENCY_CAUSAL);
+  CHECK_INT(c->pipelines[0].batch.min_rows, 50); /* clamped to max_rows when not set */
+  od_config_free(c);
+}
+
+TEST(error_consistency_workers_and_adaptive_batching) {
+  od_error e;
+  CHECK_STR(parse_err(PIPE "    consistency: casual\n", &e),
+            "cfg.yaml:7:18: pipelines[0].consistency: 'casual' is not a consistency level; did you mean "
+            "'causal'? (expected one of strong, causal, eventual)");
+  CHECK_CONTAINS(parse_err(PIPE "    apply_workers: 0\n", &e), "cfg.yaml:7:20: pipelines[0].apply_workers");
+  CHECK_CONTAINS(parse_err(PIPE "    batch: {adaptive: maybe}\n", &e),
+                 "pipelines[0].batch.adaptive: 'maybe' is not a boolean");
+  CHECK_CONTAINS(parse_err(PIPE "    batch: {min_rows: 500, max_rows: 100}\n", &e),
+                 "min_rows (500) is larger than max_rows (100)");
 }
