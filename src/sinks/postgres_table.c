@@ -111,8 +111,11 @@ static char *buf_strdup(const pgs_buf *b) {
 
 /* Built-in types without an equality operator: rows are matched on their text form. */
 static bool needs_text_compare(uint32_t oid) {
+  /* json, xml, jsonpath, refcursor, pg_snapshot, txid_snapshot (no '=' at all), geometric types
+   * (box/circle '=' compares areas), and their arrays. */
   static const uint32_t oids[] = {114, 199, 142, 143, 600, 1017, 601, 1018, 602, 1019, 603, 1020,
-                                  604, 1027, 628, 629, 718, 719};
+                                  604, 1027, 628, 629, 718, 719, 5038, 5039, 2970, 2949, 4072, 4073,
+                                  1790, 2201};
   for (size_t i = 0; i < sizeof oids / sizeof oids[0]; i++)
     if (oids[i] == oid) return true;
   return false;
@@ -193,13 +196,33 @@ int pgs_stmt_insert(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err)
   return OD_OK;
 }
 
+/* The cast a parameter compared with a column needs. The reg* types (regclass, regtype, ...) have
+ * no '=' of their own: `c = $1` resolves to oid = oid and would parse 'pg_class' as an oid. */
+static const char *param_cast(uint32_t oid) {
+  switch (oid) {
+    case 24: return "::regproc";
+    case 2202: return "::regprocedure";
+    case 2203: return "::regoper";
+    case 2204: return "::regoperator";
+    case 2205: return "::regclass";
+    case 2206: return "::regtype";
+    case 3734: return "::regconfig";
+    case 3769: return "::regdictionary";
+    case 4089: return "::regnamespace";
+    case 4096: return "::regrole";
+    case 4191: return "::regcollation";
+    default: return "";
+  }
+}
+
 static void add_key_match(pgs_buf *b, const pg_rel *r, pgs_stmt *st) {
   pgs_buf_add(b, " WHERE ");
   for (int k = 0; k < r->nkey; k++) {
     if (k) pgs_buf_add(b, " AND ");
-    add_col(b, r, PGS_COL(r->key_plan[k]));
+    int i = PGS_COL(r->key_plan[k]);
+    add_col(b, r, i);
     st->plan[st->nplan++] = r->key_plan[k];
-    pgs_buf_addf(b, "=$%d", st->nplan);
+    pgs_buf_addf(b, "=$%d%s", st->nplan, param_cast(r->rel->columns[i].type_oid));
   }
 }
 
@@ -234,6 +257,19 @@ int pgs_stmt_truncate(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *er
 
 static bool bit(const uint64_t *m, int i) { return (m[i / 64] >> (i % 64)) & 1; }
 
+/* Types whose '=' holds only between values of identical text form (in one session). For every
+ * other type two values can be equal yet differ (numeric 1.0 = 1.00, float8 -0 = 0, interval
+ * '1 day' = '24:00:00', bpchar trailing blanks, arrays/ranges/records of those). */
+static bool eq_is_identity(uint32_t oid) {
+  switch (oid) {
+    case 16: case 17: case 20: case 21: case 23: case 25: case 26: case 1043: case 2950:
+    case 1082: case 1083: case 1114: case 1184: case 3220:
+      return true;
+    default:
+      return false;
+  }
+}
+
 /* " WHERE ctid = (SELECT ctid FROM t WHERE <every old value not UNCHANGED> LIMIT 1)". */
 static int add_row_match(pgs_sink *s, pg_rel *r, pgs_stmt *st, const uint64_t *oldm, od_error *err) {
   pgs_buf *b = &s->sql;
@@ -247,11 +283,23 @@ static int add_row_match(pgs_sink *s, pg_rel *r, pgs_stmt *st, const uint64_t *o
     add_col(b, r, i);
     st->plan[st->nplan++] = (uint16_t)(i | PGS_FROM_MATCH);
     if (r->text_cmp[i]) pgs_buf_addf(b, "::text IS NOT DISTINCT FROM $%d::text", st->nplan);
-    else pgs_buf_addf(b, " IS NOT DISTINCT FROM $%d", st->nplan);
+    else pgs_buf_addf(b, " IS NOT DISTINCT FROM $%d%s", st->nplan, param_cast(r->rel->columns[i].type_oid));
   }
   if (st->nplan == before)
     return OD_FAIL(err, OD_ESINK, "postgres sink %s: table %s: the old row has no value to match on", s->where,
                    r->target);
+  /* Of several rows equal to the old row, take one whose values also have the old row's exact
+   * text form (the parameter parsed as the column's type, printed by the same session), so that
+   * the source's 1.00 is not served by the target's 1.0. */
+  int nmatch = st->nplan, npref = 0;
+  for (int p = before; p < nmatch; p++) {
+    int i = PGS_COL(st->plan[p]);
+    if (r->text_cmp[i] || eq_is_identity(r->rel->columns[i].type_oid)) continue;
+    pgs_buf_add(b, npref++ ? " AND " : " ORDER BY (");
+    add_col(b, r, i);
+    pgs_buf_addf(b, "::text IS NOT DISTINCT FROM $%d::text", p + 1);
+  }
+  if (npref) pgs_buf_add(b, ") DESC");
   pgs_buf_add(b, " LIMIT 1)");
   return OD_OK;
 }

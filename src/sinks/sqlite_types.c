@@ -1,7 +1,9 @@
 /* sinks/sqlite_types.c — how PostgreSQL values become SQLite values.
  *
- * Owns: the type mapping (type OID -> INTEGER/REAL/TEXT/BLOB) and the conversion of one value's
- * text form into a bound parameter. Decoded bytea bytes go to the sink's reusable blob buffer;
+ * Owns: the type mapping (type OID -> INTEGER/REAL/TEXT/BLOB, documented type by type in
+ * docs/TYPES.md) and the conversion of one value's text form into a bound parameter. A float is
+ * the double strtod() reads from its text (a float4 '1.1' is the double 1.1); 'NaN' stays TEXT;
+ * '-0' is stored as 0.0. Decoded bytea bytes go to the sink's reusable blob buffer;
  * every other value is bound in place (SQLITE_STATIC), so the caller's value memory must stay
  * valid until the statement has been stepped and reset — it does, for the length of apply().
  * Never touches: statements' SQL, transactions, the schema.
@@ -143,6 +145,10 @@ static int bind_text_value(sq_sink *s, sq_rel *r, sqlite3_stmt *st, int idx, int
       errno = 0;
       double x = strtod(d, &end);
       if (v->len == 0 || end != d + v->len || isnan(x)) return bad_value(s, r, col, v, "a float", err);
+      /* -0 becomes +0.0 (docs/TYPES.md): a REAL column cannot keep the sign of zero (SQLite stores
+       * an integral REAL as an integer, and REAL affinity turns a '-0' text into 0.0 as well), so
+       * store what every reader will see, whatever the affinity of a pre-existing column. */
+      if (x == 0) x = 0.0;
       return sqlite3_bind_double(st, idx, x);
     }
     case SQ_BLOB: {

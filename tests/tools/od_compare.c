@@ -9,7 +9,8 @@
  *
  * Each PG value (text format, extra_float_digits=3) is turned into what the sink must hold:
  *   int2/int4/int8/oid -> INTEGER           bool -> INTEGER 1/0
- *   float4/float8      -> REAL, bit-identical to strtod(text); 'NaN' -> TEXT 'NaN'
+ *   float4/float8      -> REAL, bit-identical to strtod(text); 'NaN' -> TEXT 'NaN';
+ *                         '-0' -> REAL +0.0 (SQLite's REAL columns drop the sign of zero)
  *   bytea              -> BLOB of the decoded bytes
  *   anything else      -> TEXT byte-identical to PG's output      NULL -> NULL
  * and each SQLite value is read with its storage class (sqlite3_column_type). Both sides become
@@ -24,6 +25,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -202,6 +204,31 @@ static void render_row(FILE *out, const unsigned char *p, size_t len, char **nam
   fputc(')', out);
 }
 
+/* Length of the value encoding at p (tag, 4-byte length, payload). */
+static size_t enc_len(const unsigned char *p) {
+  return 5 + (((size_t)p[1] << 24) | ((size_t)p[2] << 16) | ((size_t)p[3] << 8) | p[4]);
+}
+
+/* For a missing and an extra row with the same first value (the key, in keyed tables): the
+ * columns whose values differ, value by value. */
+static void render_value_diff(FILE *out, const unsigned char *a, size_t alen, const unsigned char *b,
+                              size_t blen, char **names, int ncols) {
+  const unsigned char *aend = a + alen, *bend = b + blen;
+  fprintf(out, "  same %s, different values:\n", names[0]);
+  for (int c = 0; c < ncols && a + 5 <= aend && b + 5 <= bend; c++) {
+    size_t na = enc_len(a), nb = enc_len(b);
+    if (na != nb || memcmp(a, b, na) != 0) {
+      fprintf(out, "    %s: source ", names[c]);
+      render_value(out, (char)a[0], a + 5, na - 5);
+      fprintf(out, " (%s), sink ", a[0] == TAG_NULL ? "NULL" : (char[]){(char)a[0], 0});
+      render_value(out, (char)b[0], b + 5, nb - 5);
+      fprintf(out, " (%s)\n", b[0] == TAG_NULL ? "NULL" : (char[]){(char)b[0], 0});
+    }
+    a += na;
+    b += nb;
+  }
+}
+
 /* ---- PostgreSQL side ---- */
 
 static PGresult *pg_exec(PGconn *pg, const char *sql, ExecStatusType want) {
@@ -244,6 +271,10 @@ static bool put_pg_value(struct rowset *rs, Oid type, const char *v, int len) {
     char *end;
     double d = strtod(v, &end);
     if (end == v || *end) return false;
+    /* A REAL column cannot hold -0.0: SQLite stores an integral REAL as an integer and reads it
+     * back as +0.0, and a '-0' text is converted by REAL affinity the same way. docs/TYPES.md
+     * documents -0 -> REAL 0.0 as the mapping's one loss; any other value keeps its bits. */
+    if (d == 0 && signbit(d)) d = 0.0;
     rs_put_real(rs, d);
     return true;
   }
@@ -448,7 +479,8 @@ static int compare_table(struct compare_ctx *cx, const char *schema, const char 
   /* Multiset merge of the sorted encodings. */
   rs_sort(&cx->src);
   rs_sort(&cx->dst);
-  size_t i = 0, j = 0, missing = 0, extra = 0;
+  size_t i = 0, j = 0, missing = 0, extra = 0, nmiss = 0, nextra = 0;
+  struct row_ref miss[MAX_SHOWN], xtra[MAX_SHOWN];
   char *report = NULL;
   size_t report_len = 0;
   FILE *rep = open_memstream(&report, &report_len);
@@ -474,7 +506,19 @@ static int compare_table(struct compare_ctx *cx, const char *schema, const char 
       fputs(c < 0 ? "  missing in sink: " : "  extra in sink:   ", rep);
       render_row(rep, side->buf + ref->off, ref->len, names, ncols);
       fputc('\n', rep);
+      if (c < 0 && nmiss < MAX_SHOWN) miss[nmiss++] = *ref;
+      if (c > 0 && nextra < MAX_SHOWN) xtra[nextra++] = *ref;
       nshown++;
+    }
+  }
+  for (size_t m = 0; ncols > 0 && m < nmiss; m++) {
+    const unsigned char *a = cx->src.buf + miss[m].off;
+    for (size_t e = 0; e < nextra; e++) {
+      const unsigned char *b = cx->dst.buf + xtra[e].off;
+      if (enc_len(a) == enc_len(b) && memcmp(a, b, enc_len(a)) == 0) {
+        render_value_diff(rep, a, miss[m].len, b, xtra[e].len, names, ncols);
+        break;
+      }
     }
   }
   fclose(rep);

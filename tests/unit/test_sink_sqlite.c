@@ -214,6 +214,35 @@ TEST(type_mapping_of_values) {
   ops->close(s);
 }
 
+/* docs/TYPES.md edge values: -0 -> REAL 0.0 (SQLite cannot keep the sign), float4 text read as a
+ * double, the extreme doubles, numbers that do not fit INTEGER/REAL stay TEXT, bytea with NULs,
+ * 'NaN' TEXT in a REAL column is not converted by its affinity. */
+TEST(type_mapping_edge_values) {
+  od_column cols[] = {
+      {.name = "id", .type_oid = 23, .key = true}, {.name = "nz8", .type_oid = 701},
+      {.name = "nz4", .type_oid = 700},             {.name = "f4", .type_oid = 700},
+      {.name = "tiny", .type_oid = 701},            {.name = "huge", .type_oid = 701},
+      {.name = "xid8", .type_oid = 5069},           {.name = "num", .type_oid = 1700},
+      {.name = "nul", .type_oid = 17},              {.name = "nan4", .type_oid = 700},
+      {.name = "chr", .type_oid = 1042},            {.name = "money", .type_oid = 790},
+  };
+  od_relation rel = {.oid = 4, .schema = "public", .name = "edges", .ncolumns = 12, .columns = cols};
+  od_value v[] = {TV("1"), TV("-0"), TV("-0"), TV("1.1"), TV("5e-324"), TV("1.7976931348623157e+308"),
+                  TV("18446744073709551615"), TV("1e-1000"), TV("\\x000100"), TV("NaN"), TV("ab   "),
+                  TV("-$92,233,720,368,547,758.08")};
+  od_sink *s = open_sink(fresh_path());
+  TXN(s, 1, ch_ins(&rel, v));
+  CHECK_STR(q("SELECT typeof(nz8) || ' ' || nz8 || ' ' || typeof(nz4) || ' ' || nz4 FROM edges"), "real 0.0 real 0.0");
+  CHECK_STR(q("SELECT (f4 = 1.1) || ' ' || (tiny > 0) || ' ' || (tiny < 1e-323) || ' ' || (huge = 1.7976931348623157e308) FROM edges"),
+            "1 1 1 1");
+  CHECK_STR(q("SELECT typeof(xid8) || ' ' || xid8 || ' ' || typeof(num) || ' ' || num FROM edges"),
+            "text 18446744073709551615 text 1e-1000");
+  CHECK_STR(q("SELECT typeof(nul) || ' ' || hex(nul) FROM edges"), "blob 000100");
+  CHECK_STR(q("SELECT typeof(nan4) || ' ' || nan4 || '|' || chr || '|' || money FROM edges"),
+            "text NaN|ab   |-$92,233,720,368,547,758.08");
+  ops->close(s);
+}
+
 TEST(bad_integer_names_table_column_and_value) {
   od_sink *s = open_sink(fresh_path());
   od_value v[] = {TV("12abc"), TV("x"), NV};
@@ -695,4 +724,84 @@ TEST(type_change_safety_rules) {
   CHECK(!sq_type_change_safe(25, -1, 23, -1));         /* text -> int */
   CHECK(!sq_type_change_safe(700, -1, 701, -1));       /* float4 -> float8 prints differently */
   CHECK(!sq_type_change_safe(1042, 5, 1042, 10));      /* char(n) pads */
+}
+
+/* ---- snapshot marks (set_mark / get_mark) ------------------------------------------------- */
+
+TEST(marks_commit_with_the_data_and_roll_back_with_it) {
+  const char *path = fresh_path();
+  od_sink *s = open_sink(path);
+  od_error err = {0};
+  od_lsn got = 7;
+  CHECK(ops->set_mark && ops->get_mark);
+  CHECK_INT(ops->get_mark(s, "p1/snapshot/public.users/0", &got, &err), OD_OK);
+  CHECK_INT(got, 0); /* absent */
+  /* outside a transaction: refused */
+  CHECK(ops->set_mark(s, "p1/snapshot/public.users/0", 1, &err) != OD_OK);
+  /* rolled back with its chunk */
+  od_value a[] = {TV("1"), TV("ann"), NV};
+  od_change c = ch_ins(&users, a);
+  c.op = OD_OP_READ;
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->apply(s, &c, 1, &err), OD_OK);
+  CHECK_INT(ops->set_mark(s, "p1/snapshot/public.users/0", 5, &err), OD_OK);
+  ops->rollback(s);
+  CHECK_INT(ops->get_mark(s, "p1/snapshot/public.users/0", &got, &err), OD_OK);
+  CHECK_INT(got, 0);
+  CHECK_STR(q("SELECT count(*) FROM sqlite_master WHERE name = 'users'"), "0");
+  /* committed with it (commit(0): the checkpoint stays absent) */
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->apply(s, &c, 1, &err), OD_OK);
+  CHECK_INT(ops->set_mark(s, "p1/snapshot/public.users/0", 5, &err), OD_OK);
+  od_lsn big = ((od_lsn)0xFFFFFFFF << 32) | 0x12345678; /* opaque 64-bit values survive */
+  CHECK_INT(ops->set_mark(s, "p1/snapshot/public.users/lo", big, &err), OD_OK);
+  CHECK_INT(ops->commit(s, 0, &err), OD_OK);
+  CHECK_STR(q("SELECT count(*) FROM users"), "1");
+  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK_INT(got, 0);
+  ops->close(s);
+  /* durable across reopen; overwritten and removed (value 0) in later transactions */
+  s = open_sink(path);
+  CHECK_INT(ops->get_mark(s, "p1/snapshot/public.users/0", &got, &err), OD_OK);
+  CHECK_INT(got, 5);
+  CHECK_INT(ops->get_mark(s, "p1/snapshot/public.users/lo", &got, &err), OD_OK);
+  CHECK(got == big);
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->set_mark(s, "p1/snapshot/public.users/0", 9, &err), OD_OK);
+  CHECK_INT(ops->set_mark(s, "p1/snapshot/public.users/lo", 0, &err), OD_OK);
+  CHECK_INT(ops->set_mark(s, "p1/snapshot", 42, &err), OD_OK);
+  CHECK_INT(ops->commit(s, 42, &err), OD_OK);
+  CHECK_INT(ops->get_mark(s, "p1/snapshot/public.users/0", &got, &err), OD_OK);
+  CHECK_INT(got, 9);
+  CHECK_INT(ops->get_mark(s, "p1/snapshot/public.users/lo", &got, &err), OD_OK);
+  CHECK_INT(got, 0);
+  CHECK_INT(ops->get_mark(s, "p1/snapshot", &got, &err), OD_OK);
+  CHECK_INT(got, 42);
+  /* marks never disturb the pipeline's own checkpoint row */
+  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK_INT(got, 42);
+  CHECK_STR(q("SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = 'p1'"), "1");
+  ops->close(s);
+}
+
+TEST(key_changing_update_onto_an_existing_key_replaces_it) {
+  /* A resumed snapshot replays changes the copy may already hold: moving key 1 to key 2 when a
+   * row with key 2 was copied under a later view must not fail. */
+  const char *path = fresh_path();
+  od_sink *s = open_sink(path);
+  od_value r1[] = {TV("1"), TV("ann"), NV}, r2[] = {TV("2"), TV("ann moved"), NV};
+  od_change ins1 = ch_ins(&users, r1), ins2 = ch_ins(&users, r2);
+  od_change up = ch_ins(&users, r2);
+  up.op = OD_OP_UPDATE;
+  up.old_kind = 'K';
+  od_value k1[] = {TV("1"), NV, NV};
+  up.oldtup = (od_tuple){.ncolumns = 3, .values = k1};
+  od_error err = {0};
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->apply(s, &ins1, 1, &err), OD_OK);
+  CHECK_INT(ops->apply(s, &ins2, 1, &err), OD_OK);
+  CHECK_INT(ops->apply(s, &up, 1, &err), OD_OK);
+  CHECK_INT(ops->commit(s, 10, &err), OD_OK);
+  CHECK_STR(q("SELECT group_concat(id || ':' || name) FROM users"), "2:ann moved");
+  ops->close(s);
 }
