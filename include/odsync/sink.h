@@ -38,6 +38,13 @@ typedef struct od_sink_ops {
   /* Abandon the open transaction (after a failed apply/commit). */
   void (*rollback)(od_sink *s);
   void (*close)(od_sink *s);
+  /* Optional (both or neither; NULL: the sink cannot record snapshot progress). Named marks kept
+   * next to the checkpoint, e.g. "<pipeline>/snapshot/public.t/12" (pipeline names are
+   * [A-Za-z0-9_], so a mark never collides with a checkpoint row). set_mark writes `value`
+   * inside the open transaction, committed atomically with its data; value 0 removes the mark.
+   * get_mark reads the committed value, 0 when absent. */
+  int (*set_mark)(od_sink *s, const char *key, od_lsn value, od_error *err);
+  int (*get_mark)(od_sink *s, const char *key, od_lsn *out, od_error *err);
 } od_sink_ops;
 
 struct od_sink {

@@ -3,7 +3,8 @@
  * Owns: the config of the sink (dsn, schema, table_map, checkpoint_table), the one libpq
  * connection to the target (synchronous_commit=on, reopened by begin() after it was lost), the
  * sink transaction (BEGIN ... COMMIT, sent pipelined with the data), the checkpoint row of this
- * pipeline written in the same transaction as the data, and the error classification
+ * pipeline written in the same transaction as the data (plus the snapshot's marks, rows keyed
+ * "<pipeline>/..."), and the error classification
  * (retriable or not) of everything the server answers.
  * Tables and statement SQL live in postgres_table.c; sending changes in postgres_apply.c.
  * Never touches: the source, acknowledgements, retries, process exit. The DSN is a secret: it is
@@ -381,6 +382,52 @@ static void pgs_rollback(od_sink *base) {
   s->begin_sent = false;
 }
 
+/* ---- marks (snapshot progress): rows of the checkpoint table keyed "<pipeline>/..." ---------- */
+
+static int pgs_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
+  pgs_sink *s = (pgs_sink *)base;
+  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: set_mark outside a transaction", s->where);
+  int rc = pgs_ensure_begin(s, err);
+  if (rc) return rc;
+  char lsn[32];
+  snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(value));
+  pgs_buf *b = &s->sql;
+  pgs_buf_reset(b);
+  if (value) {
+    pgs_buf_add(b, "INSERT INTO ");
+    pgs_buf_add(b, s->ck_q);
+    pgs_buf_add(b, " (pipeline, position, updated_at) VALUES ($1, $2::pg_lsn, now()) ON CONFLICT (pipeline) "
+                   "DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at");
+  } else {
+    pgs_buf_add(b, "DELETE FROM ");
+    pgs_buf_add(b, s->ck_q);
+    pgs_buf_add(b, " WHERE pipeline = $1");
+  }
+  if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  const char *p[] = {key, lsn};
+  PGresult *r = pgs_exec(s, s->ck_q, "writing a mark", b->p, value ? 2 : 1, p, err);
+  if (!r) return err->code;
+  PQclear(r);
+  return OD_OK;
+}
+
+static int pgs_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *err) {
+  pgs_sink *s = (pgs_sink *)base;
+  if (!s->conn && connect_target(s, err)) return err->code;
+  pgs_buf *b = &s->sql;
+  pgs_buf_reset(b);
+  pgs_buf_add(b, "SELECT (position - '0/0'::pg_lsn)::text FROM ");
+  pgs_buf_add(b, s->ck_q);
+  pgs_buf_add(b, " WHERE pipeline = $1");
+  if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  const char *p[] = {key};
+  PGresult *r = pgs_exec(s, s->ck_q, "reading a mark", b->p, 1, p, err);
+  if (!r) return err->code;
+  *out = PQntuples(r) > 0 ? (od_lsn)strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+  PQclear(r);
+  return OD_OK;
+}
+
 const od_sink_ops od_sink_postgres = {
     .type = "postgres",
     .max_writers = 16, /* one connection each; keyed changes are idempotent upserts */
@@ -391,4 +438,6 @@ const od_sink_ops od_sink_postgres = {
     .commit = pgs_commit,
     .rollback = pgs_rollback,
     .close = pgs_close,
+    .set_mark = pgs_set_mark,
+    .get_mark = pgs_get_mark,
 };

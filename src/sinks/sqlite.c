@@ -2,7 +2,7 @@
  *
  * Owns: the sqlite3 connection to `path` (WAL, synchronous=FULL), the sink transaction
  * (BEGIN IMMEDIATE ... COMMIT), the checkpoint row of this pipeline in _odsync_checkpoint written
- * in the same transaction as the data, the table _odsync_columns (written by sqlite_schema.c), and
+ * in the same transaction as the data (plus the snapshot's marks, rows keyed "<pipeline>/..."), the table _odsync_columns (written by sqlite_schema.c), and
  * the apply semantics per operation (upsert, keyed or
  * rowid-matched update/delete, TOAST-unchanged values left alone, truncate).
  * Per-relation tables and statements live in sqlite_table.c; value conversion in sqlite_types.c.
@@ -241,6 +241,45 @@ static void sq_rollback(od_sink *base) {
   s->in_txn = false;
 }
 
+/* ---- marks (snapshot progress): rows of _odsync_checkpoint keyed "<pipeline>/..." ----------- */
+
+static int sq_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
+  sq_sink *s = (sq_sink *)base;
+  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: set_mark outside a transaction", s->path);
+  if (value == 0) {
+    sqlite3_stmt *del = NULL;
+    int src = sqlite3_prepare_v2(s->db, "DELETE FROM _odsync_checkpoint WHERE pipeline = ?1", -1, &del, NULL);
+    if (src != SQLITE_OK) return sq_fail(s, "_odsync_checkpoint", "preparing a mark removal", src, err);
+    sqlite3_bind_text(del, 1, key, -1, SQLITE_STATIC);
+    int rc = step_done(s, "_odsync_checkpoint", "removing a mark", del, NULL, err);
+    sqlite3_finalize(del);
+    return rc;
+  }
+  /* The value is opaque: stored as its 64-bit pattern (may read as a negative INTEGER). */
+  char lsn[32];
+  snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(value));
+  sqlite3_bind_text(s->ck_write, 1, key, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(s->ck_write, 2, (sqlite3_int64)value);
+  sqlite3_bind_text(s->ck_write, 3, lsn, -1, SQLITE_TRANSIENT);
+  return step_done(s, "_odsync_checkpoint", "writing a mark", s->ck_write, NULL, err);
+}
+
+static int sq_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *err) {
+  sq_sink *s = (sq_sink *)base;
+  sqlite3_bind_text(s->ck_read, 1, key, -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(s->ck_read);
+  *out = 0;
+  if (rc == SQLITE_ROW) {
+    *out = (od_lsn)sqlite3_column_int64(s->ck_read, 0);
+  } else if (rc != SQLITE_DONE) {
+    rc = sq_fail(s, "_odsync_checkpoint", "reading a mark", rc, err);
+    sqlite3_reset(s->ck_read);
+    return rc;
+  }
+  sqlite3_reset(s->ck_read);
+  return OD_OK;
+}
+
 /* ---- applying changes ---------------------------------------------------------------------- */
 
 static int check_tuple(sq_sink *s, sq_rel *r, const od_tuple *t, const char *which, od_error *err) {
@@ -406,4 +445,6 @@ const od_sink_ops od_sink_sqlite = {
     .commit = sq_commit,
     .rollback = sq_rollback,
     .close = sq_close,
+    .set_mark = sq_set_mark,
+    .get_mark = sq_get_mark,
 };

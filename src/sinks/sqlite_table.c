@@ -198,7 +198,10 @@ static int build_variant(sq_sink *s, sq_rel *r, sq_variant *v, int kind, od_erro
   int np = 0;
   sq_buf_reset(b);
   if (kind == SQ_V_UPDATE) {
-    sq_buf_add(b, "UPDATE ");
+    /* OR REPLACE (keyed): a key-changing update replayed after a resumed snapshot may meet a row
+     * that already holds the new key (docs/SNAPSHOTS.md); the source's key is unique, so in
+     * ordinary streaming this never replaces anything. */
+    sq_buf_add(b, r->keyed ? "UPDATE OR REPLACE " : "UPDATE ");
     sq_buf_add(b, r->qtarget);
     sq_buf_add(b, " SET ");
     for (int i = 0; i < rel->ncolumns; i++) {
