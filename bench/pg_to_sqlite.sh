@@ -27,6 +27,7 @@ PIPELINE=bench
 PUB=odsync_$PIPELINE
 ODSYNC_SLOT=odsync_$PIPELINE
 CEILING_SLOT=bench_ceiling
+SQL_SLOT=bench_sql_decode
 CHANGES=$(( 2 * BENCH_ROWS ))
 
 [[ $BENCH_ROWS =~ ^[1-9][0-9]*$ && $BENCH_TXN =~ ^[1-9][0-9]*$ ]] \
@@ -104,6 +105,7 @@ SQL
 od_psql bench -c "CREATE PUBLICATION $PUB FOR TABLE bench_rows"
 od_psql bench -c "SELECT pg_create_logical_replication_slot('$CEILING_SLOT', 'pgoutput')" >/dev/null
 od_psql bench -c "SELECT pg_create_logical_replication_slot('$ODSYNC_SLOT', 'pgoutput')" >/dev/null
+od_psql bench -c "SELECT pg_create_logical_replication_slot('$SQL_SLOT', 'pgoutput')" >/dev/null
 START_LSN=$(od_psql bench -c "SELECT pg_current_wal_lsn()")
 
 # ---------------------------------------------------------------- workload
@@ -153,6 +155,19 @@ fi
 C1=$(od_now)
 SEC_CEIL=$(elapsed "$C0" "$C1")
 log "ceiling: ${SEC_CEIL}s"
+
+# ---------------------------------------------------------------- reference: decode in the server
+# The same decoding without walsender, network or client: pgoutput messages counted by SQL.
+# Shows how much of the ceiling run is the client (pg_recvlogical writes each message).
+log "reference: pg_logical_slot_get_binary_changes (decode in the backend, no client)"
+S0=$(od_now)
+NMSG=$(od_psql bench -c "SELECT count(*) FROM pg_logical_slot_get_binary_changes('$SQL_SLOT', '$END_LSN', NULL,
+          'proto_version', '1', 'publication_names', '$PUB')")
+S1=$(od_now)
+SEC_SQL=$(elapsed "$S0" "$S1")
+log "reference: ${SEC_SQL}s, $NMSG pgoutput messages"
+(( NMSG >= CHANGES )) || log "warning: only $NMSG messages decoded, expected >= $CHANGES"
+od_psql bench -c "SELECT pg_drop_replication_slot('$SQL_SLOT')" >/dev/null
 
 # ---------------------------------------------------------------- 2. odsync
 SEC_OD= RSS_OD= CPU_OD= OD_STATUS=
@@ -230,12 +245,15 @@ fi
 # ---------------------------------------------------------------- table
 rate() { awk -v n="$CHANGES" -v s="$1" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
 R_CEIL=$(rate "$SEC_CEIL")
+R_SQL=$(rate "$SEC_SQL")
 echo
 echo "PostgreSQL → SQLite: $BENCH_ROWS inserts + $BENCH_ROWS updates = $CHANGES changes," \
      "$BENCH_TXN rows/txn, WAL $(( WAL_BYTES / 1048576 )) MiB"
 printf '%-30s %8s %10s %8s %9s %11s\n' tool seconds changes/s ceiling "peak RSS" "client CPU"
 printf '%-30s %8s %10s %8s %9s %11s\n' "pg_recvlogical (decode only)" "$SEC_CEIL" "$R_CEIL" "100%" \
   "${RSS_CEIL} MiB" "${CPU_CEIL} s"
+printf '%-30s %8s %10s %8s %9s %11s\n' "(ref) decode in backend, SQL" "$SEC_SQL" "$R_SQL" \
+  "$(awk -v a="$R_SQL" -v b="$R_CEIL" 'BEGIN { printf "%.0f%%", 100 * a / b }')" - -
 if [[ -n $SEC_OD ]]; then
   R_OD=$(rate "$SEC_OD")
   SHARE=$(awk -v a="$R_OD" -v b="$R_CEIL" 'BEGIN { printf "%.0f%%", 100 * a / b }')

@@ -12,6 +12,7 @@
 #include "odsync/change.h"
 #include "odsync/config.h"
 #include "odsync/error.h"
+#include "odsync/snapshot.h"
 
 /* Callbacks a source calls while polling. Any callback returning non-zero stops the poll and
  * that status is returned from poll(). Change values are valid only during the call. */
@@ -52,6 +53,8 @@ typedef struct od_source_ops {
   int (*ack)(od_source *s, od_lsn durable, bool force, od_error *err);
   /* Disconnect and free. */
   void (*close)(od_source *s);
+  /* Optional: consistent initial snapshots (odsync/snapshot.h); NULL when the source has none. */
+  const struct od_snapshot_ops *snapshot;
 } od_source_ops;
 
 struct od_source {

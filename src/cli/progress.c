@@ -8,10 +8,12 @@
 #include "core/log.h"
 
 static bool line_open;
+static int extra_lines; /* snapshot bar lines drawn above the pipeline line */
 
 static void clear_line(void) {
   if (line_open) {
     fputs("\r\033[K", stderr);
+    for (; extra_lines > 0; extra_lines--) fputs("\033[A\033[K", stderr);
     line_open = false;
   }
 }
@@ -34,6 +36,7 @@ static const char *state_name(int state) {
     case OD_PIPELINE_STREAMING: return "streaming";
     case OD_PIPELINE_RETRYING: return "retrying";
     case OD_PIPELINE_STOPPED: return "stopped";
+    case OD_PIPELINE_SNAPSHOT: return "snapshot";
     default: return "failed";
   }
 }
@@ -49,6 +52,50 @@ static const char *grouped(uint64_t v, char *buf, size_t size) {
   }
   buf[o] = '\0';
   return buf;
+}
+
+/* 410000 -> "410k" */
+static const char *short_rate(double v, char *buf, size_t size) {
+  if (v >= 1e6)
+    snprintf(buf, size, "%.1fM", v / 1e6);
+  else if (v >= 1e3)
+    snprintf(buf, size, "%.0fk", v / 1e3);
+  else
+    snprintf(buf, size, "%.0f", v);
+  return buf;
+}
+
+/* One bar line per table of a running snapshot:
+ * "  public.orders [#####.....] 1,234,000/3,000,000 rows 410k rows/s ETA 4s" */
+static int snapshot_lines(od_pipeline_stats *st, int64_t now, char *out, size_t cap) {
+  od_snapshot_stats *ss = &st->snapshot;
+  if (!atomic_load(&ss->active)) return 0;
+  int n = atomic_load(&ss->ntables), lines = 0;
+  size_t o = 0;
+  for (int i = 0; i < n && o < cap; i++) {
+    od_snapshot_table_stats *t = &ss->tables[i];
+    uint64_t done = atomic_load(&t->rows_done), est = atomic_load(&t->rows_estimated);
+    int64_t started = atomic_load(&t->started_us), finished = atomic_load(&t->finished_us);
+    uint32_t total = atomic_load(&t->chunks_total);
+    uint32_t cdone = atomic_load(&t->chunks_done) + atomic_load(&t->chunks_skipped);
+    double frac = finished ? 1.0 : total ? (double)cdone / total : 0;
+    if (!finished && est && (double)done / est < 1.0 && (double)done / est > frac) frac = (double)done / est;
+    char bar[11];
+    for (int b = 0; b < 10; b++) bar[b] = b < (int)(frac * 10 + 1e-9) ? '#' : '.';
+    bar[10] = '\0';
+    double secs = started ? ((finished ? finished : now) - started) / 1e6 : 0;
+    double rate = secs > 0 ? done / secs : 0;
+    char d[32], e[32], r[32], eta[32] = "";
+    if (finished)
+      snprintf(eta, sizeof eta, "done");
+    else if (rate > 0 && est > done)
+      snprintf(eta, sizeof eta, "ETA %.0fs", (est - done) / rate);
+    o += (size_t)snprintf(out + o, cap - o, "  %s [%s] %s/%s rows %s rows/s %s\n", t->name, bar,
+                          grouped(done, d, sizeof d), grouped(est > done ? est : done, e, sizeof e),
+                          short_rate(rate, r, sizeof r), eta);
+    lines++;
+  }
+  return o < cap ? lines : 0;
 }
 
 void od_progress_tick(od_progress *p) {
@@ -78,7 +125,18 @@ void od_progress_tick(od_progress *p) {
   }
   p->last_at = now;
   if (p->tty) {
-    fprintf(stderr, "\r\033[K%s", line);
+    char bars[8192];
+    size_t o = 0;
+    int nbars = 0;
+    for (int i = 0; i < p->npipelines && o < sizeof bars; i++) {
+      int n = snapshot_lines(od_pipeline_get_stats(p->pipelines[i]), now, bars + o, sizeof bars - o);
+      nbars += n;
+      o += strlen(bars + o);
+    }
+    bars[o < sizeof bars ? o : sizeof bars - 1] = '\0';
+    clear_line();
+    fprintf(stderr, "\r\033[K%s%s", bars, line);
+    extra_lines = nbars;
     line_open = true;
   } else {
     fprintf(stderr, "progress: %s\n", line);

@@ -194,22 +194,19 @@ static int collect(od_apply *a, od_chunk *c) {
   return OD_OK;
 }
 
-/* Apply the pending batch over every writer; the carrier commits last, with the checkpoint. */
+/* Apply the pending batch over every writer. The helpers apply and commit first (their work is
+ * idempotent); only then does the carrier apply the serial work and commit with the checkpoint.
+ * The carrier never holds locks (its DDL, its rows) while helpers wait on them. */
 static int run_parallel(od_apply *a) {
   int mode = a->opt.consistency == OD_CONSISTENCY_CAUSAL ? OD_ROUTE_CAUSAL : OD_ROUTE_EVENTUAL;
   int64_t t0 = od_mono_us();
   int rc = od_route_batch(&a->router, mode, a->pending, &a->err);
   if (rc) return rc;
   od_writers_run(a->writers, a->router.lists + 1, a->router.counts + 1);
-  rc = open_batch(a);
+  rc = od_writers_wait(a->writers, &a->err);
+  if (!rc) rc = open_batch(a);
   if (!rc && a->router.counts[0])
     rc = a->sink->ops->apply(a->sink, a->router.lists[0], a->router.counts[0], &a->err);
-  od_error werr;
-  int wrc = od_writers_wait(a->writers, &werr);
-  if (!rc && wrc) {
-    a->err = werr;
-    rc = wrc;
-  }
   a->sink_us += od_mono_us() - t0;
   if (!rc) rc = batch_commit(a);
   if (!rc) recycle_pending(a);

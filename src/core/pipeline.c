@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/queue.h"
 #include "core/schema.h"
+#include "core/snapshot.h"
 #include "odsync/registry.h"
 
 /* A chunk is handed to the queue when it reaches either size, or when the source has nothing
@@ -57,6 +58,12 @@ typedef struct reader {
   bool skipping;
   od_lsn last_heartbeat;
   int64_t last_heartbeat_at;
+  /* Tables the snapshot copied under a later view than the stream's start: their changes from
+   * transactions committed before that view are in the sink already (snapshot.h). Resolved once
+   * per relation version in reader_relation; looked up only while final_lsn < skips->max. */
+  const od_snapshot_skips *skips;
+  struct rel_skip { const od_relation *rel; od_lsn until; } *rel_skips;
+  int nrel_skips;
 } reader;
 
 int64_t od_now_us(void) {
@@ -179,9 +186,16 @@ static int copy_tuple(od_arena *a, od_tuple *dst, const od_tuple *src) {
   return OD_OK;
 }
 
+static bool snapshot_has_it(const reader *r, const od_txn_info *txn, const od_relation *rel) {
+  for (int i = 0; i < r->nrel_skips; i++)
+    if (r->rel_skips[i].rel == rel) return txn->final_lsn < r->rel_skips[i].until;
+  return false;
+}
+
 static int reader_change(void *ctx, const od_txn_info *txn, const od_change *ch, od_error *err) {
   reader *r = ctx;
   if (r->skipping) return OD_OK;
+  if (txn->final_lsn < r->skips->max && ch->rel && snapshot_has_it(r, txn, ch->rel)) return OD_OK;
   if (ch->op == OD_OP_MESSAGE && txn->xid == 0) return OD_OK; /* non-transactional message */
   if (!r->cur && !(r->cur = od_queue_take_free(r->queue)))
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory for a chunk", r->p->cfg->name);
@@ -202,6 +216,16 @@ static int reader_change(void *ctx, const od_txn_info *txn, const od_change *ch,
 
 static int reader_relation(void *ctx, od_relation *rel, od_error *err) {
   reader *r = ctx;
+  for (int i = 0; i < r->skips->n; i++) {
+    const char *name = r->skips->items[i].name, *dot = strchr(name, '.');
+    if (!dot || strncmp(name, rel->schema, (size_t)(dot - name)) || rel->schema[dot - name] || strcmp(dot + 1, rel->name))
+      continue;
+    struct rel_skip *n = realloc(r->rel_skips, (size_t)(r->nrel_skips + 1) * sizeof *n);
+    if (!n) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
+    r->rel_skips = n;
+    n[r->nrel_skips++] = (struct rel_skip){.rel = rel, .until = r->skips->items[i].until};
+    break;
+  }
   return od_schema_relation(r->schema, rel, err);
 }
 
@@ -254,6 +278,8 @@ static int run_session(od_pipeline *p, od_error *err) {
   od_queue queue;
   od_apply *apply = NULL;
   od_schema *schema = NULL;
+  od_snapshot_skips skips = {0};
+  reader r = {0};
   bool queue_ready = false;
   int rc = od_schema_open(p->root->state_dir, cfg->name, cfg->schema_changes, &schema, err);
   if (rc) goto out;
@@ -264,6 +290,16 @@ static int run_session(od_pipeline *p, od_error *err) {
   if (rc) goto out;
   atomic_store(&p->stats.durable_lsn, start);
   rc = p->source_ops->open(&cfg->source, cfg->name, &source, err);
+  if (rc) goto out;
+  /* A new pipeline first copies the existing rows (src/core/snapshot.c); start becomes the
+   * position the copy lines up with. */
+  od_snapshot_env senv = {.cfg = cfg, .source = source, .sink = sink, .sink_ops = p->sink_ops,
+                          .schema = schema, .stats = &p->stats, .stop = &p->stop};
+  rc = od_snapshot_session(&senv, &start, &skips, err);
+  if (rc == OD_ECANCELLED && atomic_load(&p->stop)) {
+    rc = OD_OK;
+    goto out;
+  }
   if (rc) goto out;
   rc = source->ops->start(source, start, err);
   if (rc) goto out;
@@ -283,7 +319,8 @@ static int run_session(od_pipeline *p, od_error *err) {
   if (rc) goto out;
   atomic_store(&p->stats.state, OD_PIPELINE_STREAMING);
 
-  reader r = {.p = p, .source = source, .queue = &queue, .apply = apply, .schema = schema, .skip_before = start};
+  r = (reader){.p = p, .source = source, .queue = &queue, .apply = apply, .schema = schema, .skip_before = start,
+               .skips = &skips};
   od_change_handler h = {.ctx = &r,
                          .begin = reader_begin,
                          .change = reader_change,
@@ -328,6 +365,8 @@ out:
   if (sink) sink->ops->close(sink);
   if (queue_ready) od_queue_destroy(&queue);
   od_schema_close(schema);
+  free(r.rel_skips);
+  od_snapshot_skips_free(&skips);
   return rc;
 }
 

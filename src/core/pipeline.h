@@ -24,7 +24,31 @@ typedef enum od_pipeline_state {
   OD_PIPELINE_RETRYING,
   OD_PIPELINE_STOPPED,
   OD_PIPELINE_FAILED,
+  OD_PIPELINE_SNAPSHOT, /* copying the initial snapshot (docs/SNAPSHOTS.md) */
 } od_pipeline_state;
+
+/* Progress of the initial snapshot of the current session (written by src/core/snapshot.c,
+ * read by the progress display). Names are written before ntables is raised. */
+#define OD_SNAPSHOT_MAX_TABLES 64
+typedef struct od_snapshot_table_stats {
+  char name[128];                    /* "schema.table" */
+  _Atomic uint64_t rows_done;        /* rows copied by this run */
+  _Atomic uint64_t rows_estimated;   /* rows this run expects to copy */
+  _Atomic uint32_t chunks_done;      /* chunks copied by this run */
+  _Atomic uint32_t chunks_total;     /* chunks of the table's plan */
+  _Atomic uint32_t chunks_skipped;   /* chunks already done by an earlier run */
+  _Atomic int64_t started_us;        /* monotonic µs when its first chunk started, 0: not yet */
+  _Atomic int64_t finished_us;       /* monotonic µs when its last chunk was committed, 0: not yet */
+} od_snapshot_table_stats;
+
+typedef struct od_snapshot_stats {
+  _Atomic int active;                /* 1 while the snapshot copies */
+  _Atomic uint64_t rows_done, rows_estimated;
+  _Atomic uint64_t chunks_done, chunks_total, chunks_skipped;
+  _Atomic int ntables;               /* entries of tables[] in use (tables beyond the cap are
+                                        counted in the totals only) */
+  od_snapshot_table_stats tables[OD_SNAPSHOT_MAX_TABLES];
+} od_snapshot_stats;
 
 typedef struct od_pipeline_stats {
   _Atomic uint64_t changes_applied;   /* rows committed to the sink since start */
@@ -39,6 +63,7 @@ typedef struct od_pipeline_stats {
   _Atomic uint64_t batch_limit;       /* current batch size limit (adaptive batching moves it) */
   _Atomic uint64_t sessions;          /* sessions started (1 + restarts) */
   _Atomic int state;                  /* od_pipeline_state */
+  od_snapshot_stats snapshot;         /* the initial snapshot's progress */
 } od_pipeline_stats;
 
 typedef struct od_pipeline od_pipeline;

@@ -171,9 +171,12 @@ int od_route_batch(od_router *r, int mode, od_chunk *head, od_error *err) {
     if (!found) s->key = 0; /* lookup only: undo the insert */
     r->hashes[i] = (found && s->value == -1) ? 0 : key_hash(c); /* 0: serial (carrier) */
   }
+  /* With helpers, keyed work goes to them only: the carrier applies after they committed. */
+  int first = r->nwriters > 1 ? 1 : 0;
+  uint64_t spread = (uint64_t)(r->nwriters - first);
   if (mode == OD_ROUTE_EVENTUAL) {
     for (size_t i = 0; i < n; i++) {
-      int w = r->hashes[i] ? (int)(r->hashes[i] % (uint64_t)r->nwriters) : 0;
+      int w = r->hashes[i] ? first + (int)(r->hashes[i] % spread) : 0;
       if (push(r, w, r->flat[i])) return OD_FAIL(err, OD_ENOMEM, "out of memory routing a batch");
     }
     return OD_OK;
@@ -218,8 +221,8 @@ int od_route_batch(od_router *r, int mode, od_chunk *head, od_error *err) {
   for (int x = 0; x < ntxns; x++) {
     int root = find(r->txn_parent, x);
     if (r->txn_writer[root] < 0) {
-      int best = 0;
-      for (int w = 1; w < nw; w++)
+      int best = first;
+      for (int w = first + 1; w < nw; w++)
         if (load[w] < load[best]) best = w;
       r->txn_writer[root] = best;
     }

@@ -3,7 +3,8 @@
  * Owns: its scratch (per-writer change arrays, hash sets, union-find), reused batch after batch.
  * The od_change entries it produces are shallow copies: their values still point into the
  * batch's chunks, which must stay alive until the writers are done.
- * Rules (writer 0 is the carrier: it commits last, with the checkpoint):
+ * Rules (writer 0 is the carrier: it applies and commits last, with the checkpoint, after the
+ * helpers 1..n-1 committed; with helpers, it gets only the serial work):
  *  - a table is *serial* in a batch when it has no key, or the batch truncates it, or changes the
  *    key of one of its rows; all of a serial table's changes go to writer 0, in order (these are
  *    the changes that are not idempotent, so they must commit atomically with the checkpoint);

@@ -60,6 +60,11 @@ static PGresult *query(pg_source *s, PGconn *c, const char *sql, int n, const ch
   return NULL;
 }
 
+PGresult *od_pg_query(pg_source *s, PGconn *c, const char *sql, int n, const char *const *params,
+                      od_error *err) {
+  return query(s, c, sql, n, params, err);
+}
+
 /* Split "schema.table" (schema defaults to public) and quote both parts into out. */
 static int qualified_ident(PGconn *c, const char *name, char *out, size_t size) {
   const char *dot = strchr(name, '.');
@@ -223,6 +228,26 @@ static int create_publication(pg_source *s, od_error *err) {
   return OD_OK;
 }
 
+/* CREATE_REPLICATION_SLOT on the replication connection `repl`. With `snap` (a buffer of `cap`
+ * bytes) the slot exports its snapshot, whose name is written there; the snapshot lives while
+ * `repl` stays idle. A temporary slot goes away with its connection. */
+int od_pg_create_slot(pg_source *s, PGconn *repl, const char *name, bool temporary, char *snap, size_t cap,
+                      od_lsn *point, od_error *err) {
+  char *slot = PQescapeIdentifier(repl, name, strlen(name));
+  char sql[256];
+  bool new_syntax = PQserverVersion(repl) >= 150000;
+  snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s %sLOGICAL pgoutput %s", slot ? slot : "",
+           temporary ? "TEMPORARY " : "",
+           snap ? (new_syntax ? "(SNAPSHOT 'export')" : "EXPORT_SNAPSHOT") : "NOEXPORT_SNAPSHOT");
+  PQfreemem(slot);
+  PGresult *cr = query(s, repl, sql, 0, NULL, err);
+  if (!cr) return od_error_prefix(err, "creating replication slot %s: ", name);
+  od_pg_parse_lsn(PQgetvalue(cr, 0, 1), point);
+  if (snap) snprintf(snap, cap, "%s", PQgetisnull(cr, 0, 2) ? "" : PQgetvalue(cr, 0, 2));
+  PQclear(cr);
+  return OD_OK;
+}
+
 /* Create the slot when missing; fail clearly when it belongs elsewhere or is in use. */
 static int ensure_slot(pg_source *s, od_error *err) {
   const char *p[] = {s->slot};
@@ -233,14 +258,8 @@ static int ensure_slot(pg_source *s, od_error *err) {
   if (!r) return err->code;
   if (PQntuples(r) == 0) {
     PQclear(r);
-    char *slot = PQescapeIdentifier(s->meta, s->slot, strlen(s->slot));
-    char sql[256];
-    snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT", slot ? slot : "");
-    PQfreemem(slot);
-    PGresult *cr = query(s, s->repl, sql, 0, NULL, err);
-    if (!cr) return od_error_prefix(err, "creating replication slot %s: ", s->slot);
-    od_pg_parse_lsn(PQgetvalue(cr, 0, 1), &s->floor);
-    PQclear(cr);
+    int rc = od_pg_create_slot(s, s->repl, s->slot, false, NULL, 0, &s->floor, err);
+    if (rc) return rc;
     od_info("%s: created replication slot %s at " OD_LSN_FMT, s->where, s->slot, OD_LSN_ARGS(s->floor));
     return OD_OK;
   }
@@ -260,9 +279,9 @@ static int ensure_slot(pg_source *s, od_error *err) {
   return rc;
 }
 
-int od_pg_prepare_stream(pg_source *s, od_lsn from, od_error *err) {
+int od_pg_prepare_publication(pg_source *s, od_error *err) {
   int problems = 0;
-  if (!(s->meta = od_pg_connect(s, false, err))) return err->code;
+  if (!s->meta && !(s->meta = od_pg_connect(s, false, err))) return err->code;
   int n = check_server(s, log_problem, &problems, err);
   if (n < 0) return err->code;
   if (n > 0) return OD_FAIL(err, OD_ESOURCE, "%s: the server is not ready for logical replication (see above)", s->where);
@@ -273,6 +292,12 @@ int od_pg_prepare_stream(pg_source *s, od_lsn from, od_error *err) {
   if (n < 0) return err->code;
   if (n > 0) return OD_FAIL(err, OD_ECONFIG, "%s: source.tables names tables that do not exist (see above)", s->where);
   if (!exists && (rc = create_publication(s, err))) return rc;
+  return OD_OK;
+}
+
+int od_pg_prepare_stream(pg_source *s, od_lsn from, od_error *err) {
+  int rc = od_pg_prepare_publication(s, err);
+  if (rc) return rc;
   if (!(s->repl = od_pg_connect(s, true, err))) return err->code;
   if ((rc = ensure_slot(s, err))) return rc;
   if (from && from < s->floor)

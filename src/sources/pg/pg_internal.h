@@ -1,5 +1,6 @@
 /* pg_internal.h — shared state of the PostgreSQL source (pg_source.c: vtable and streaming;
- * pg_catalog.c: publication, slot, checks and keys through an ordinary connection).
+ * pg_catalog.c: publication, slot, checks and keys through an ordinary connection;
+ * pg_snapshot.c: the exported view, chunk plans and chunk reads of the initial snapshot).
  * Owns nothing itself; see pg_source for the lifetime of each field. */
 #ifndef ODSYNC_PG_INTERNAL_H
 #define ODSYNC_PG_INTERNAL_H
@@ -21,6 +22,8 @@ typedef struct pg_source {
   char *const *tables;          /* borrowed from the config; ntables == 0: all tables */
   int ntables;
   long status_interval_ms;
+  od_snapshot_config snap_cfg;  /* snapshot: initial|never, snapshot_workers, snapshot_chunk_rows */
+  struct pg_snap *snap;         /* owned: pg_snapshot.c's state (tables, relations, view), or NULL */
 
   PGconn *meta;                 /* ordinary connection: catalog, setup (owned) */
   PGconn *repl;                 /* replication connection in COPY BOTH (owned) */
@@ -50,5 +53,14 @@ int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err);
 int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err);
 int od_pg_parse_lsn(const char *text, od_lsn *out);
 void od_pg_strings_free(pg_source *s);
+PGresult *od_pg_query(pg_source *s, PGconn *c, const char *sql, int n, const char *const *params,
+                      od_error *err);
+int od_pg_prepare_publication(pg_source *s, od_error *err);
+int od_pg_create_slot(pg_source *s, PGconn *repl, const char *name, bool temporary, char *snap, size_t cap,
+                      od_lsn *point, od_error *err);
+
+/* pg_snapshot.c */
+extern const od_snapshot_ops od_pg_snapshot_ops;
+void od_pg_snapshot_free(pg_source *s);
 
 #endif

@@ -1,6 +1,6 @@
 /* pg_source.c — the PostgreSQL source: config, the replication stream (START_REPLICATION,
  * XLogData, keepalives, standby status) and the vtable. Decoding is pgoutput.c's; catalog work
- * is pg_catalog.c's. Owns its two connections and its decoder; borrows the config.
+ * is pg_catalog.c's; the initial snapshot's reading is pg_snapshot.c's. Owns its two connections and its decoder; borrows the config.
  *
  * Positions sent in standby status: write = highest WAL position received; flush = apply =
  * the position the pipeline said is durable in the sink (never more, never below the slot's
@@ -34,7 +34,28 @@ static void put_be64(char *p, uint64_t v) {
 }
 
 static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms",
-                                           "reconnect_max_ms", NULL};
+                                           "reconnect_max_ms", "snapshot", "snapshot_workers",
+                                           "snapshot_chunk_rows", NULL};
+
+/* snapshot: initial|never (default initial), snapshot_workers 1..16 (2), snapshot_chunk_rows (100000). */
+static int snapshot_config(pg_source *s, const od_config_section *cfg, od_error *err) {
+  const char *mode;
+  long workers, rows;
+  int rc;
+  if ((rc = od_config_string(cfg, "snapshot", "initial", &mode, err)) ||
+      (rc = od_config_int(cfg, "snapshot_workers", 2, 1, 16, &workers, err)) ||
+      (rc = od_config_int(cfg, "snapshot_chunk_rows", 100000, 100, 100000000, &rows, err)))
+    return rc;
+  if (strcmp(mode, "initial") != 0 && strcmp(mode, "never") != 0) {
+    const od_config_entry *e = od_config_find(cfg, "snapshot");
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.snapshot '%s' must be initial or never", cfg->file,
+                   e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, mode);
+  }
+  s->snap_cfg = (od_snapshot_config){.mode = strcmp(mode, "initial") == 0 ? OD_SNAPSHOT_INITIAL : OD_SNAPSHOT_NEVER,
+                                     .workers = (int)workers,
+                                     .chunk_rows = (uint32_t)rows};
+  return OD_OK;
+}
 
 static int valid_name(const char *s) {
   if (!s || !*s || strlen(s) > 63) return 0;
@@ -61,7 +82,8 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
       (rc = od_config_string(cfg, "slot", def, &slot, err)) ||
       (rc = od_config_string(cfg, "publication", def, &pub, err)) ||
       (rc = od_config_list(cfg, "tables", &s->tables, &s->ntables, err)) ||
-      (rc = od_config_int(cfg, "status_interval_ms", 10000, 100, 60000, &s->status_interval_ms, err)))
+      (rc = od_config_int(cfg, "status_interval_ms", 10000, 100, 60000, &s->status_interval_ms, err)) ||
+      (rc = snapshot_config(s, cfg, err)))
     goto fail;
   if (!s->dsn) {
     rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.dsn is required (a libpq connection string, e.g. "
@@ -118,6 +140,7 @@ static void pg_close(od_source *base) {
   pg_source *s = (pg_source *)base;
   if (!s) return;
   disconnect(s);
+  od_pg_snapshot_free(s);       /* the snapshot's relations too */
   od_pgoutput_free(s->decoder); /* relations die with it: the pipeline's session is over */
   od_pg_strings_free(s);        /* their missing_value texts too */
   free(s);
@@ -306,4 +329,5 @@ const od_source_ops od_source_postgres = {
     .poll = pg_poll,
     .ack = pg_ack,
     .close = pg_close,
+    .snapshot = &od_pg_snapshot_ops,
 };

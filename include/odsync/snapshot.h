@@ -1,0 +1,93 @@
+/* odsync/snapshot.h — what a source offers for a consistent initial snapshot (optional part of
+ * od_source_ops, see docs/SNAPSHOTS.md).
+ *
+ * A source that can snapshot exports a point-in-time view of its captured tables that lines up
+ * exactly with a position of its change stream: everything committed before `point` is in the
+ * view, everything at or after it comes through the stream. The pipeline (src/core/snapshot.c)
+ * cuts each table into chunks by a plan, reads chunks through readers (one connection each, all
+ * sharing the exported view) and applies each chunk to the sink in one sink transaction.
+ *
+ * Ownership: od_snapshot_info.tables, their relations and names are owned by the source and live
+ * until the source is closed (the end of the session), so changes may point at them. Rows passed
+ * to an od_snap_rows_fn are valid only during the call. A reader is owned by whoever opened it.
+ * Never touches: sinks, the pipeline's threads (readers are used by one thread at a time).
+ */
+#ifndef ODSYNC_SNAPSHOT_H
+#define ODSYNC_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "odsync/change.h"
+#include "odsync/error.h"
+
+typedef struct od_source od_source;
+
+enum od_snapshot_mode { OD_SNAPSHOT_NEVER = 0, OD_SNAPSHOT_INITIAL = 1 };
+
+typedef struct od_snapshot_config {
+  int mode;            /* enum od_snapshot_mode */
+  int workers;         /* readers (connections) copying in parallel */
+  uint32_t chunk_rows; /* target rows per chunk */
+} od_snapshot_config;
+
+/* How a table is cut into chunks. Chunk 0 has no lower bound and the last chunk no upper bound,
+ * so the chunks of a plan cover the whole table whatever was inserted after planning. */
+enum od_snap_method {
+  OD_SNAP_INT_KEY = 1, /* single integer key k: chunk i holds lo + i*step <= k < lo + (i+1)*step */
+  OD_SNAP_CTID = 2,    /* physical pages: chunk i holds pages [i*step, (i+1)*step) */
+  OD_SNAP_WHOLE = 3,   /* one chunk (nothing to cut by) */
+};
+
+typedef struct od_snap_plan {
+  uint8_t method;   /* od_snap_method */
+  uint32_t nchunks; /* >= 1 */
+  int64_t lo, step;
+  uint64_t estimated_rows; /* rows the planner expects (for progress; not part of the cut) */
+} od_snap_plan;
+
+typedef struct od_snap_table {
+  od_relation *rel;        /* owned by the source; mutable only before rows are read */
+  char name[192];          /* "schema.table" */
+  uint8_t method;          /* the od_snap_method this table can be cut by */
+  uint64_t estimated_rows; /* statistics or an estimate; 0 when unknown */
+  void *priv;              /* the source's */
+} od_snap_table;
+
+typedef struct od_snapshot_info {
+  bool slot_created;    /* the stream's slot was created now, exporting the view at `point` */
+  od_lsn slot_point;    /* where the stream starts: the new slot's consistent point, or the
+                           existing slot's confirmed position */
+  od_lsn point;         /* the exported view's point (== slot_point when slot_created, else the
+                           consistent point of a temporary slot); 0 when nothing was exported */
+  od_snap_table *tables;
+  int ntables;
+} od_snapshot_info;
+
+typedef struct od_snap_reader od_snap_reader;
+
+/* A batch of rows of a chunk, as OD_OP_READ changes with text values. */
+typedef int (*od_snap_rows_fn)(void *ctx, const od_change *rows, size_t n, od_error *err);
+
+typedef struct od_snapshot_ops {
+  void (*config)(od_source *s, od_snapshot_config *out);
+  /* Connect and list the captured tables. With export_view: also export a view — create the
+   * stream's slot exporting its snapshot when the slot does not exist yet (then the view and the
+   * stream meet exactly at the slot's consistent point), else create a temporary slot on a
+   * connection of its own and export that. The exported view lives until finish(). */
+  int (*prepare)(od_source *s, bool export_view, od_snapshot_info *out, od_error *err);
+  /* A reader: one connection inside a read-only transaction on the exported view. */
+  int (*reader_open)(od_source *s, od_snap_reader **out, od_error *err);
+  /* Cut a table (reads bounds under the view). */
+  int (*plan)(od_snap_reader *r, const od_snap_table *t, uint32_t chunk_rows, od_snap_plan *out,
+              od_error *err);
+  /* Read one chunk, calling fn with batches of rows. */
+  int (*read)(od_snap_reader *r, const od_snap_table *t, const od_snap_plan *plan, uint32_t chunk,
+              od_snap_rows_fn fn, void *ctx, od_error *err);
+  void (*reader_close)(od_snap_reader *r);
+  /* Release the exported view and its connections (a temporary slot goes away). The stream's
+   * slot stays; start() connects again. */
+  void (*finish)(od_source *s);
+} od_snapshot_ops;
+
+#endif

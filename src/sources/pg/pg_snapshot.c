@@ -1,0 +1,505 @@
+/* pg_snapshot.c — the PostgreSQL side of the initial snapshot (odsync/snapshot.h): the exported
+ * view, the list of captured tables with relations built from the catalog, chunk plans and chunk
+ * reads. The pipeline side (which chunks, which sink transactions, marks) is src/core/snapshot.c.
+ *
+ * The view: when the stream's slot does not exist yet it is created here with an exported
+ * snapshot (CREATE_REPLICATION_SLOT ... (SNAPSHOT 'export')) on s->repl, which then stays idle
+ * until finish() — the exported snapshot lives exactly that long — so the view holds every
+ * transaction that commits before the slot's consistent point and the slot streams every one
+ * that commits at or after it. When the slot exists, a TEMPORARY slot on a replication
+ * connection of its own exports the view instead (its consistent point is reported so the
+ * pipeline can drop older changes of tables copied under it).
+ * Readers: ordinary connections in BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+ * SET TRANSACTION SNAPSHOT '<view>'. Rows come from a cursor (FETCH in batches), text format —
+ * the same type output functions pgoutput uses, so a row read here equals the stream's image.
+ *
+ * Owns: struct pg_snap (tables, their od_relation blocks, quoted SQL fragments, the temporary
+ * slot's connection), freed by od_pg_snapshot_free() when the source closes; each reader's
+ * connection and row buffers (reused for every batch: no allocation per row).
+ * Never touches: sinks, the pipeline, the replication stream. Messages name the server as
+ * host:port/dbname, never the DSN.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "sources/pg/pg_internal.h"
+
+#define FETCH_ROWS 2000
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+
+typedef struct pg_snap_table {
+  char *from_q;      /* "schema"."table" */
+  char *cols_q;      /* "a", "b", ... */
+  char *key_q;       /* the integer key column (OD_SNAP_INT_KEY), else NULL */
+  char *filter;      /* the publication's row filter (PG 15+), else NULL */
+  double reltuples;  /* pg_class statistics (-1 / 0: unknown) */
+  int64_t relpages;
+} pg_snap_table;
+
+typedef struct pg_snap {
+  od_snap_table *tables;
+  pg_snap_table *priv;
+  int ntables;
+  PGconn *tmp_repl;   /* the temporary slot's connection (its view), or NULL */
+  char view[128];     /* exported snapshot name, "" when none */
+} pg_snap;
+
+struct od_snap_reader {
+  pg_source *s;
+  PGconn *conn;
+  od_change *rows;
+  od_value *values;
+  size_t rows_cap, values_cap;
+  char *sql;
+  size_t sql_cap;
+};
+
+static void free_snap(pg_snap *p) {
+  if (!p) return;
+  for (int i = 0; i < p->ntables; i++) {
+    free(p->tables[i].rel);
+    free(p->priv[i].from_q);
+    free(p->priv[i].cols_q);
+    free(p->priv[i].key_q);
+    free(p->priv[i].filter);
+  }
+  free(p->tables);
+  free(p->priv);
+  PQfinish(p->tmp_repl);
+  free(p);
+}
+
+void od_pg_snapshot_free(pg_source *s) {
+  free_snap(s->snap);
+  s->snap = NULL;
+}
+
+static void pg_snap_config(od_source *base, od_snapshot_config *out) { *out = ((pg_source *)base)->snap_cfg; }
+
+static char *quote_ident(PGconn *c, const char *name) {
+  char *q = PQescapeIdentifier(c, name, strlen(name));
+  char *dup = q ? strdup(q) : NULL;
+  PQfreemem(q);
+  return dup;
+}
+
+/* The relation the stream's Relation message would give (plus what pg_catalog's od_pg_fill_keys
+ * adds): columns in attnum order without dropped or generated ones (and only the publication's
+ * column list, PG 15+), key flags from the replica identity (FULL: the primary key). */
+static int build_relation(pg_source *s, od_snap_table *t, pg_snap_table *pt, uint32_t oid, const char *schema,
+                          const char *name, char ri, const char *attnames, od_error *err) {
+  char oidtxt[16];
+  snprintf(oidtxt, sizeof oidtxt, "%u", oid);
+  const char *p[] = {oidtxt, attnames};
+  char sql[900];
+  snprintf(sql, sizeof sql,
+           "SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnum, "
+           "COALESCE(a.attnum = ANY(pk.indkey), false), COALESCE(a.attnum = ANY(ri.indkey), false) "
+           "FROM pg_attribute a LEFT JOIN pg_index pk ON pk.indrelid = a.attrelid AND pk.indisprimary "
+           "LEFT JOIN pg_index ri ON ri.indrelid = a.attrelid AND ri.indisreplident "
+           "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped %s "
+           "AND ($2::text IS NULL OR a.attname = ANY($2::name[])) ORDER BY a.attnum",
+           PQserverVersion(s->meta) >= 120000 ? "AND a.attgenerated = ''" : "");
+  PGresult *r = od_pg_query(s, s->meta, sql, 2, p, err);
+  if (!r) return od_error_prefix(err, "reading the columns of %s.%s: ", schema, name);
+  int n = PQntuples(r);
+  size_t size = sizeof(od_relation) + (size_t)n * sizeof(od_column) + strlen(schema) + strlen(name) + 2;
+  for (int i = 0; i < n; i++) size += strlen(PQgetvalue(r, i, 0)) + 1;
+  od_relation *rel = calloc(1, size);
+  if (!rel) {
+    PQclear(r);
+    return OD_FAIL(err, OD_ENOMEM, "%s: out of memory for the columns of %s.%s", s->where, schema, name);
+  }
+  rel->columns = (od_column *)(rel + 1);
+  char *str = (char *)(rel->columns + n);
+  rel->schema = strcpy(str, schema);
+  str += strlen(schema) + 1;
+  rel->name = strcpy(str, name);
+  str += strlen(name) + 1;
+  rel->oid = oid;
+  rel->replica_identity = ri;
+  rel->ncolumns = (uint16_t)n;
+  rel->version = 1;
+  bool any_key = false;
+  int nkey = 0, key_col = -1;
+  size_t cols_len = 0;
+  for (int i = 0; i < n; i++) {
+    od_column *c = &rel->columns[i];
+    c->name = strcpy(str, PQgetvalue(r, i, 0));
+    str += strlen(c->name) + 1;
+    c->type_oid = (uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10);
+    c->typmod = (int32_t)atoi(PQgetvalue(r, i, 2));
+    snprintf(c->type_name, sizeof c->type_name, "%s", PQgetvalue(r, i, 3));
+    c->attnum = (int16_t)atoi(PQgetvalue(r, i, 4));
+    bool in_pk = PQgetvalue(r, i, 5)[0] == 't', in_ri = PQgetvalue(r, i, 6)[0] == 't';
+    c->key = (ri == 'd' || ri == 'f') ? in_pk : ri == 'i' ? in_ri : false;
+    if (c->key) {
+      any_key = true;
+      nkey++;
+      key_col = i;
+    }
+    cols_len += strlen(c->name) * 2 + 4;
+  }
+  rel->has_primary_key = any_key && (ri == 'd' || ri == 'i' || ri == 'f');
+  PQclear(r);
+  t->rel = rel;
+  /* SQL fragments, quoted once. */
+  pt->cols_q = malloc(cols_len + 1);
+  if (!pt->cols_q) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  pt->cols_q[0] = '\0';
+  size_t o = 0;
+  for (int i = 0; i < n; i++) {
+    char *q = PQescapeIdentifier(s->meta, rel->columns[i].name, strlen(rel->columns[i].name));
+    if (!q) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+    o += (size_t)snprintf(pt->cols_q + o, cols_len + 1 - o, "%s%s", i ? ", " : "", q);
+    PQfreemem(q);
+  }
+  char *qs = quote_ident(s->meta, schema), *qt = quote_ident(s->meta, name);
+  if (qs && qt && (pt->from_q = malloc(strlen(qs) + strlen(qt) + 2)))
+    sprintf(pt->from_q, "%s.%s", qs, qt);
+  free(qs);
+  free(qt);
+  if (!pt->from_q) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  uint32_t kt = nkey == 1 ? rel->columns[key_col].type_oid : 0;
+  if (kt == OID_INT2 || kt == OID_INT4 || kt == OID_INT8) {
+    t->method = OD_SNAP_INT_KEY;
+    if (!(pt->key_q = quote_ident(s->meta, rel->columns[key_col].name)))
+      return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  }
+  return OD_OK;
+}
+
+static int list_tables(pg_source *s, pg_snap *snap, od_error *err) {
+  bool v15 = PQserverVersion(s->meta) >= 150000;
+  char sql[900];
+  snprintf(sql, sizeof sql,
+           "SELECT c.oid, n.nspname, c.relname, c.relreplident, c.relkind, c.reltuples::float8, "
+           "c.relpages::int8, %s "
+           "FROM pg_publication_tables pt JOIN pg_namespace n ON n.nspname = pt.schemaname "
+           "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename "
+           "WHERE pt.pubname = $1 ORDER BY 2, 3",
+           v15 ? "pt.attnames::text, pt.rowfilter" : "NULL::text, NULL::text");
+  const char *p[] = {s->publication};
+  PGresult *r = od_pg_query(s, s->meta, sql, 1, p, err);
+  if (!r) return od_error_prefix(err, "listing the tables of publication %s: ", s->publication);
+  int n = PQntuples(r);
+  snap->tables = calloc((size_t)(n ? n : 1), sizeof *snap->tables);
+  snap->priv = calloc((size_t)(n ? n : 1), sizeof *snap->priv);
+  if (!snap->tables || !snap->priv) {
+    PQclear(r);
+    return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  }
+  int rc = OD_OK;
+  for (int i = 0; i < n && rc == OD_OK; i++) {
+    od_snap_table *t = &snap->tables[i];
+    pg_snap_table *pt = &snap->priv[i];
+    snap->ntables = i + 1;
+    t->priv = pt;
+    const char *schema = PQgetvalue(r, i, 1), *name = PQgetvalue(r, i, 2);
+    snprintf(t->name, sizeof t->name, "%s.%s", schema, name);
+    t->method = PQgetvalue(r, i, 4)[0] == 'r' ? OD_SNAP_CTID : OD_SNAP_WHOLE;
+    pt->reltuples = atof(PQgetvalue(r, i, 5));
+    pt->relpages = atoll(PQgetvalue(r, i, 6));
+    t->estimated_rows = pt->reltuples > 0 ? (uint64_t)pt->reltuples : 0;
+    if (!PQgetisnull(r, i, 8) && !(pt->filter = strdup(PQgetvalue(r, i, 8))))
+      rc = OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+    if (!rc)
+      rc = build_relation(s, t, pt, (uint32_t)strtoul(PQgetvalue(r, i, 0), NULL, 10), schema, name,
+                          PQgetvalue(r, i, 3)[0], PQgetisnull(r, i, 7) ? NULL : PQgetvalue(r, i, 7), err);
+  }
+  PQclear(r);
+  return rc;
+}
+
+/* The stream's slot: exists (confirmed position) or not; fails when it cannot be used. */
+static int slot_state(pg_source *s, bool *exists, od_lsn *confirmed, od_error *err) {
+  const char *p[] = {s->slot};
+  PGresult *r = od_pg_query(s, s->meta,
+                            "SELECT plugin, database = current_database(), active, active_pid, "
+                            "confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1",
+                            1, p, err);
+  if (!r) return err->code;
+  int rc = OD_OK;
+  *exists = PQntuples(r) > 0;
+  if (!*exists) {
+  } else if (strcmp(PQgetvalue(r, 0, 0), "pgoutput") != 0 || PQgetvalue(r, 0, 1)[0] != 't') {
+    rc = OD_FAIL(err, OD_ESOURCE, "%s: replication slot %s exists but is not a pgoutput slot of this database; "
+                 "choose another source.slot or drop it", s->where, s->slot);
+  } else if (PQgetvalue(r, 0, 2)[0] == 't') {
+    rc = OD_FAIL_RETRY(err, OD_EBUSY, "%s: replication slot %s is in use by another process (pid %s): "
+                       "is another odsync running pipeline %s?", s->where, s->slot, PQgetvalue(r, 0, 3), s->pipeline);
+  } else {
+    od_pg_parse_lsn(PQgetvalue(r, 0, 4), confirmed);
+  }
+  PQclear(r);
+  return rc;
+}
+
+static int pg_snap_prepare(od_source *base, bool export_view, od_snapshot_info *out, od_error *err) {
+  pg_source *s = (pg_source *)base;
+  memset(out, 0, sizeof *out);
+  od_pg_snapshot_free(s);
+  pg_snap *snap = calloc(1, sizeof *snap);
+  if (!snap) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  s->snap = snap;
+  int rc = od_pg_prepare_publication(s, err);
+  if (rc) return rc;
+  if (export_view) {
+    bool exists = false;
+    if ((rc = slot_state(s, &exists, &out->slot_point, err))) return rc;
+    if (!exists) {
+      if (!s->repl && !(s->repl = od_pg_connect(s, true, err))) return err->code;
+      if ((rc = od_pg_create_slot(s, s->repl, s->slot, false, snap->view, sizeof snap->view, &out->point, err)))
+        return rc;
+      out->slot_created = true;
+      out->slot_point = out->point;
+      od_info("%s: created replication slot %s at " OD_LSN_FMT " exporting snapshot %s", s->where, s->slot,
+              OD_LSN_ARGS(out->point), snap->view);
+    } else {
+      char tmp[64];
+      snprintf(tmp, sizeof tmp, "%.40s_snap_%ld", s->slot, (long)getpid());
+      if (!(snap->tmp_repl = od_pg_connect(s, true, err))) return err->code;
+      if ((rc = od_pg_create_slot(s, snap->tmp_repl, tmp, true, snap->view, sizeof snap->view, &out->point, err)))
+        return rc;
+      od_info("%s: slot %s exists (confirmed up to " OD_LSN_FMT "); temporary slot %s exports snapshot %s at "
+              OD_LSN_FMT, s->where, s->slot, OD_LSN_ARGS(out->slot_point), tmp, snap->view, OD_LSN_ARGS(out->point));
+    }
+  }
+  if ((rc = list_tables(s, snap, err))) return rc;
+  out->tables = snap->tables;
+  out->ntables = snap->ntables;
+  return OD_OK;
+}
+
+static void pg_snap_finish(od_source *base) {
+  pg_source *s = (pg_source *)base;
+  if (s->snap) {
+    PQfinish(s->snap->tmp_repl);
+    s->snap->tmp_repl = NULL;
+    s->snap->view[0] = '\0';
+  }
+  PQfinish(s->repl); /* releases the exported snapshot; start() connects again */
+  PQfinish(s->meta);
+  s->repl = s->meta = NULL;
+}
+
+/* ---- readers ---------------------------------------------------------------------------------- */
+
+static void pg_reader_close(od_snap_reader *r) {
+  if (!r) return;
+  PQfinish(r->conn);
+  free(r->rows);
+  free(r->values);
+  free(r->sql);
+  free(r);
+}
+
+/* Run a statement on the reader's connection; a lost connection is retriable. */
+static int reader_exec(od_snap_reader *r, const char *sql, PGresult **out, const char *what, od_error *err) {
+  PGresult *res = PQexec(r->conn, sql);
+  ExecStatusType st = PQresultStatus(res);
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    if (out)
+      *out = res;
+    else
+      PQclear(res);
+    return OD_OK;
+  }
+  char msg[400];
+  snprintf(msg, sizeof msg, "%s", PQerrorMessage(r->conn));
+  msg[strcspn(msg, "\n")] = '\0';
+  PQclear(res);
+  bool lost = PQstatus(r->conn) != CONNECTION_OK;
+  return od_error_set(err, lost ? OD_ECONNECT : OD_ESOURCE, lost, __FILE__, __LINE__, "%s: snapshot: %s: %s",
+                      r->s->where, what, msg);
+}
+
+static int pg_reader_open(od_source *base, od_snap_reader **out, od_error *err) {
+  pg_source *s = (pg_source *)base;
+  if (!s->snap || !s->snap->view[0]) return OD_FAIL(err, OD_EINVAL, "%s: snapshot: no exported view", s->where);
+  od_snap_reader *r = calloc(1, sizeof *r);
+  if (!r) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  r->s = s;
+  if (!(r->conn = od_pg_connect(s, false, err))) {
+    free(r);
+    return err->code;
+  }
+  char sql[256];
+  snprintf(sql, sizeof sql, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '%s'",
+           s->snap->view);
+  int rc = reader_exec(r, sql, NULL, "joining the exported snapshot", err);
+  if (rc) {
+    err->retriable = true; /* the view went away with its connection: a new session exports another */
+    pg_reader_close(r);
+    return rc;
+  }
+  *out = r;
+  return OD_OK;
+}
+
+static int sql_reserve(od_snap_reader *r, size_t need, od_error *err) {
+  if (need <= r->sql_cap) return OD_OK;
+  char *p = realloc(r->sql, need);
+  if (!p) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", r->s->where);
+  r->sql = p;
+  r->sql_cap = need;
+  return OD_OK;
+}
+
+static int pg_snap_plan(od_snap_reader *r, const od_snap_table *t, uint32_t chunk_rows, od_snap_plan *out,
+                        od_error *err) {
+  const pg_snap_table *pt = t->priv;
+  memset(out, 0, sizeof *out);
+  out->method = t->method;
+  out->nchunks = 1;
+  out->step = 1;
+  PGresult *res = NULL;
+  int rc = sql_reserve(r, strlen(pt->from_q) + (pt->key_q ? 2 * strlen(pt->key_q) : 0) + 256, err);
+  if (rc) return rc;
+  uint64_t est = t->estimated_rows;
+  if (t->method == OD_SNAP_INT_KEY) {
+    sprintf(r->sql, "SELECT min(%s)::int8, max(%s)::int8 FROM %s", pt->key_q, pt->key_q, pt->from_q);
+    if ((rc = reader_exec(r, r->sql, &res, "reading the key range", err))) return rc;
+    if (!PQgetisnull(res, 0, 0)) {
+      int64_t lo = atoll(PQgetvalue(res, 0, 0)), hi = atoll(PQgetvalue(res, 0, 1));
+      uint64_t span = (uint64_t)hi - (uint64_t)lo; /* number of key values - 1 */
+      if (!est) est = span + 1 ? span + 1 : UINT64_MAX;
+      uint64_t n = (est + chunk_rows - 1) / chunk_rows;
+      if (n < 1) n = 1;
+      if (n > 1000000) n = 1000000;
+      if (span < UINT64_MAX && n > span + 1) n = span + 1;
+      out->lo = lo;
+      out->nchunks = (uint32_t)n;
+      out->step = (int64_t)(span / n + 1);
+    }
+    PQclear(res);
+  } else if (t->method == OD_SNAP_CTID) {
+    /* from_q is a quoted identifier: quote it again as a literal for regclass. */
+    char *lit = PQescapeLiteral(r->conn, pt->from_q, strlen(pt->from_q));
+    if (!lit) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", r->s->where);
+    sprintf(r->sql, "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int8", lit);
+    PQfreemem(lit);
+    if ((rc = reader_exec(r, r->sql, &res, "reading the table size", err))) return rc;
+    int64_t pages = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    double per_page = pt->reltuples > 0 && pt->relpages > 0 ? pt->reltuples / (double)pt->relpages : 0;
+    if (per_page <= 0 && pages > 0) { /* no statistics: count the first pages */
+      int64_t sample = pages < 8 ? pages : 8;
+      sprintf(r->sql, "SELECT count(*) FROM %s WHERE ctid < '(%lld,0)'::tid", pt->from_q, (long long)sample);
+      if ((rc = reader_exec(r, r->sql, &res, "sampling the table", err))) return rc;
+      per_page = atof(PQgetvalue(res, 0, 0)) / (double)sample;
+      PQclear(res);
+    }
+    if (per_page < 1) per_page = 1;
+    if (!est) est = (uint64_t)(per_page * (double)pages);
+    int64_t ppc = (int64_t)((double)chunk_rows / per_page);
+    if (ppc < 1) ppc = 1;
+    int64_t n = pages > 0 ? (pages + ppc - 1) / ppc : 1;
+    if (n > 1000000) {
+      n = 1000000;
+      ppc = (pages + n - 1) / n;
+    }
+    out->nchunks = (uint32_t)n;
+    out->step = ppc;
+  }
+  out->estimated_rows = est;
+  return OD_OK;
+}
+
+/* WHERE clause of chunk `i` (without the leading WHERE), "" for the whole table. */
+static void chunk_where(const od_snap_table *t, const od_snap_plan *p, uint32_t i, char *out, size_t cap) {
+  const pg_snap_table *pt = t->priv;
+  out[0] = '\0';
+  if (p->nchunks <= 1 || p->method == OD_SNAP_WHOLE) return;
+  size_t o = 0;
+  bool first = i == 0, last = i + 1 >= p->nchunks;
+  if (p->method == OD_SNAP_INT_KEY) {
+    int64_t a = (int64_t)((uint64_t)p->lo + (uint64_t)i * (uint64_t)p->step);
+    int64_t b = (int64_t)((uint64_t)p->lo + (uint64_t)(i + 1) * (uint64_t)p->step);
+    if (!first) o += (size_t)snprintf(out + o, cap - o, "%s >= %lld", pt->key_q, (long long)a);
+    if (!last) snprintf(out + o, cap - o, "%s%s < %lld", first ? "" : " AND ", pt->key_q, (long long)b);
+  } else {
+    long long a = (long long)i * p->step, b = (long long)(i + 1) * p->step;
+    if (!first) o += (size_t)snprintf(out + o, cap - o, "ctid >= '(%lld,0)'::tid", a);
+    if (!last) snprintf(out + o, cap - o, "%sctid < '(%lld,0)'::tid", first ? "" : " AND ", b);
+  }
+}
+
+static int deliver(od_snap_reader *r, const od_snap_table *t, PGresult *res, od_snap_rows_fn fn, void *ctx,
+                   od_error *err) {
+  int n = PQntuples(res);
+  uint16_t ncols = t->rel->ncolumns;
+  if (PQnfields(res) != ncols)
+    return OD_FAIL(err, OD_EPROTOCOL, "%s: snapshot of %s: %d columns read, %u expected", r->s->where, t->name,
+                   PQnfields(res), ncols);
+  if ((size_t)n > r->rows_cap) {
+    od_change *c = realloc(r->rows, (size_t)n * sizeof *c);
+    if (!c) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", r->s->where);
+    r->rows = c;
+    r->rows_cap = (size_t)n;
+  }
+  size_t nv = (size_t)n * ncols;
+  if (nv > r->values_cap) {
+    od_value *v = realloc(r->values, nv * sizeof *v);
+    if (!v) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", r->s->where);
+    r->values = v;
+    r->values_cap = nv;
+  }
+  for (int i = 0; i < n; i++) {
+    od_value *vals = r->values + (size_t)i * ncols;
+    for (uint16_t c = 0; c < ncols; c++) {
+      if (PQgetisnull(res, i, c)) {
+        vals[c] = (od_value){.data = NULL, .len = 0, .kind = OD_VALUE_NULL};
+      } else {
+        vals[c] = (od_value){.data = PQgetvalue(res, i, c), .len = (uint32_t)PQgetlength(res, i, c),
+                             .kind = OD_VALUE_TEXT};
+      }
+    }
+    r->rows[i] = (od_change){.op = OD_OP_READ, .rel = t->rel, .newtup = {.ncolumns = ncols, .values = vals},
+                             .index = (uint32_t)i};
+  }
+  return n ? fn(ctx, r->rows, (size_t)n, err) : OD_OK;
+}
+
+static int pg_snap_read(od_snap_reader *r, const od_snap_table *t, const od_snap_plan *plan, uint32_t chunk,
+                        od_snap_rows_fn fn, void *ctx, od_error *err) {
+  const pg_snap_table *pt = t->priv;
+  char where[640];
+  chunk_where(t, plan, chunk, where, sizeof where);
+  size_t need = strlen(pt->cols_q) + strlen(pt->from_q) + strlen(where) + (pt->filter ? strlen(pt->filter) : 0) + 128;
+  int rc = sql_reserve(r, need, err);
+  if (rc) return rc;
+  bool w = where[0] != '\0';
+  snprintf(r->sql, r->sql_cap, "DECLARE od_snap_chunk NO SCROLL CURSOR FOR SELECT %s FROM %s%s%s%s%s%s%s",
+           pt->cols_q, pt->from_q, (w || pt->filter) ? " WHERE " : "", w ? where : "",
+           (w && pt->filter) ? " AND " : "", pt->filter ? "(" : "", pt->filter ? pt->filter : "",
+           pt->filter ? ")" : "");
+  if ((rc = reader_exec(r, r->sql, NULL, "opening a cursor", err))) return od_error_prefix(err, "%s: ", t->name);
+  char fetch[64];
+  snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM od_snap_chunk", FETCH_ROWS);
+  for (;;) {
+    PGresult *res;
+    if ((rc = reader_exec(r, fetch, &res, "fetching rows", err))) return od_error_prefix(err, "%s: ", t->name);
+    int n = PQntuples(res);
+    rc = deliver(r, t, res, fn, ctx, err);
+    PQclear(res);
+    if (rc) return rc;
+    if (n < FETCH_ROWS) break;
+  }
+  return reader_exec(r, "CLOSE od_snap_chunk", NULL, "closing a cursor", err);
+}
+
+const od_snapshot_ops od_pg_snapshot_ops = {
+    .config = pg_snap_config,
+    .prepare = pg_snap_prepare,
+    .reader_open = pg_reader_open,
+    .plan = pg_snap_plan,
+    .read = pg_snap_read,
+    .reader_close = pg_reader_close,
+    .finish = pg_snap_finish,
+};
