@@ -70,6 +70,22 @@ static const char *q(const char *sql) {
   return qbuf;
 }
 
+/* First column of the first row of `sql` as a double (the stored REAL, bit for bit). */
+static double qd(const char *sql) {
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  double d = -1;
+  if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) OD_TEST_FAIL("open reader");
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    sqlite3_close(db);
+    OD_TEST_FAIL("prepare %s", sql);
+  }
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_FLOAT) d = sqlite3_column_double(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return d;
+}
+
 #define TV(s) ((od_value){.data = (s), .len = (uint32_t)strlen(s), .kind = OD_VALUE_TEXT})
 #define NV ((od_value){.kind = OD_VALUE_NULL})
 #define UV ((od_value){.kind = OD_VALUE_UNCHANGED})
@@ -233,8 +249,11 @@ TEST(type_mapping_edge_values) {
   od_sink *s = open_sink(fresh_path());
   TXN(s, 1, ch_ins(&rel, v));
   CHECK_STR(q("SELECT typeof(nz8) || ' ' || nz8 || ' ' || typeof(nz4) || ' ' || nz4 FROM edges"), "real 0.0 real 0.0");
-  CHECK_STR(q("SELECT (f4 = 1.1) || ' ' || (tiny > 0) || ' ' || (tiny < 1e-323) || ' ' || (huge = 1.7976931348623157e308) FROM edges"),
-            "1 1 1 1");
+  /* Compared as doubles read back through the C API against glibc's strtod: SQLite's own parsing
+   * of a literal uses long double, which valgrind does not emulate bit-exactly. */
+  CHECK(qd("SELECT f4 FROM edges") == strtod("1.1", NULL));
+  CHECK(qd("SELECT tiny FROM edges") == strtod("5e-324", NULL));
+  CHECK(qd("SELECT huge FROM edges") == strtod("1.7976931348623157e+308", NULL));
   CHECK_STR(q("SELECT typeof(xid8) || ' ' || xid8 || ' ' || typeof(num) || ' ' || num FROM edges"),
             "text 18446744073709551615 text 1e-1000");
   CHECK_STR(q("SELECT typeof(nul) || ' ' || hex(nul) FROM edges"), "blob 000100");
