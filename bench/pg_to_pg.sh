@@ -114,7 +114,7 @@ odsync_yaml() {
 state_dir: $TMP/state_$name
 pipelines:
   - name: $name
-    source: { type: postgres, dsn: "$SRC_DSN", slot: $slot, publication: $pub, tables: [$tables] }
+    source: { type: postgres, dsn: "$SRC_DSN", slot: $slot, publication: $pub, tables: [$tables], snapshot: never }
     sink: { type: postgres, dsn: "$(pgb_dsn snk "$db")" }
     batch: { max_rows: $BENCH_MAX_ROWS, max_delay_ms: $BENCH_MAX_DELAY_MS }
     consistency: $level
