@@ -69,6 +69,35 @@ typedef struct od_snap_reader od_snap_reader;
 /* A batch of rows of a chunk, as OD_OP_READ changes with text values. */
 typedef int (*od_snap_rows_fn)(void *ctx, const od_change *rows, size_t n, od_error *err);
 
+/* Incremental snapshots (docs/SNAPSHOTS.md, "Incremental snapshots"): re-copy a table while the
+ * stream runs, chunk by chunk on the key, each read bracketed by watermark messages written into
+ * the stream. Used on a source instance of its own (its own ordinary connection), by one thread. */
+/* Which transactions a read saw (PostgreSQL: pg_current_snapshot() of the read's transaction), in
+ * the stream's 32-bit transaction ids: x committed before the read iff x precedes xmin, or x precedes
+ * xmax and is not in xip. When more than OD_VIS_XIP_MAX were in progress, xip_overflow is set and
+ * every x in [xmin, xmax) must be taken as not seen. */
+#define OD_VIS_XIP_MAX 256
+typedef struct od_snap_visibility {
+  uint32_t xmin, xmax;
+  uint32_t nxip;
+  bool xip_overflow;
+  uint32_t xip[OD_VIS_XIP_MAX];
+} od_snap_visibility;
+
+typedef struct od_isnap_ops {
+  /* Fails (not retriable) when a message written now would not reach the pipeline's stream (e.g.
+   * its replication slot does not exist yet). */
+  int (*ready)(od_source *s, od_error *err);
+  /* Write a transactional logical message (committed at once) that the stream will carry as an
+   * OD_OP_MESSAGE change. Connects when needed; a lost connection is retriable. */
+  int (*emit)(od_source *s, const char *prefix, const char *content, od_error *err);
+  /* Read at most `limit` rows of an OD_SNAP_INT_KEY table with key > `after` (every key when
+   * !has_after), in key order, in one statement (no lock beyond the read's own), as OD_OP_READ
+   * changes of t->rel with text values; *vis tells which transactions the read saw. */
+  int (*read_after)(od_source *s, const od_snap_table *t, bool has_after, int64_t after, uint32_t limit,
+                    od_snap_visibility *vis, od_snap_rows_fn fn, void *ctx, od_error *err);
+} od_isnap_ops;
+
 typedef struct od_snapshot_ops {
   void (*config)(od_source *s, od_snapshot_config *out);
   /* Connect and list the captured tables. With export_view: also export a view — create the
@@ -88,6 +117,8 @@ typedef struct od_snapshot_ops {
   /* Release the exported view and its connections (a temporary slot goes away). The stream's
    * slot stays; start() connects again. */
   void (*finish)(od_source *s);
+  /* Optional: incremental snapshots; NULL when the source has none. */
+  const od_isnap_ops *incremental;
 } od_snapshot_ops;
 
 #endif

@@ -1,4 +1,4 @@
-/* main.c — the odsync command line: run, check, --help, --version.
+/* main.c — the odsync command line: run, check, snapshot, --help, --version.
  * Owns: signal handling and the process exit status. Everything else is the library's. */
 #include <getopt.h>
 #include <signal.h>
@@ -10,6 +10,7 @@
 
 #include "cli/progress.h"
 #include "core/log.h"
+#include "core/isnap.h"
 #include "core/pipeline.h"
 #include "odsync/change.h"
 #include "odsync/config.h"
@@ -22,10 +23,14 @@ static const char usage[] =
     "commands:\n"
     "  run     run every pipeline of the config until SIGINT/SIGTERM, then drain and exit\n"
     "  check   validate the config and connect to every source and sink; one line per problem\n"
+    "  snapshot  re-copy tables of a running pipeline while it streams (incremental snapshot):\n"
+    "          writes a request into the source's stream and returns; needs -p when the config\n"
+    "          has several pipelines; --table T (repeatable; default: every captured table)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE     config file (default: odsync.yml)\n"
     "  -p, --pipeline NAME   only this pipeline (repeatable)\n"
+    "  -t, --table T         snapshot: a captured table, schema.table (repeatable)\n"
     "      --progress        live progress line (default when stderr is a terminal)\n"
     "      --no-progress     no progress line\n"
     "  -l, --log-level L     error|warn|info|debug (overrides log_level in the config)\n"
@@ -41,6 +46,8 @@ typedef struct cli {
   int nonly;
   int progress; /* -1 auto, 0 off, 1 on */
   const char *log_level;
+  const char *tables[256];
+  int ntables;
 } cli;
 
 static int parse_args(int argc, char **argv, cli *c) {
@@ -48,9 +55,10 @@ static int parse_args(int argc, char **argv, cli *c) {
       {"config", required_argument, NULL, 'c'}, {"pipeline", required_argument, NULL, 'p'},
       {"progress", no_argument, NULL, 'P'},     {"no-progress", no_argument, NULL, 'N'},
       {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+      {"version", no_argument, NULL, 'V'},      {"table", required_argument, NULL, 't'},
+      {NULL, 0, NULL, 0}};
   int ch;
-  while ((ch = getopt_long(argc, argv, "c:p:l:hV", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "c:p:l:t:hV", opts, NULL)) != -1) {
     switch (ch) {
       case 'c': c->config_path = optarg; break;
       case 'p':
@@ -59,6 +67,13 @@ static int parse_args(int argc, char **argv, cli *c) {
       case 'P': c->progress = 1; break;
       case 'N': c->progress = 0; break;
       case 'l': c->log_level = optarg; break;
+      case 't':
+        if (c->ntables >= 256) {
+          fputs("odsync: too many --table options (256 at most)\n", stderr);
+          return 2;
+        }
+        c->tables[c->ntables++] = optarg;
+        break;
       case 'h': fputs(usage, stdout); exit(0);
       case 'V': printf("odsync %s\n", ODSYNC_VERSION); exit(0);
       default: fputs("run 'odsync --help' for usage\n", stderr); return 2;
@@ -125,6 +140,34 @@ static int cmd_check(const cli *c) {
   }
   od_config_free(cfg);
   return problems ? 1 : 0;
+}
+
+/* ---- snapshot ---- */
+
+static void print_request(void *ctx, const char *table) {
+  printf("requested an incremental snapshot of %s (pipeline %s)\n", table, (const char *)ctx);
+}
+
+static int cmd_snapshot(const cli *c) {
+  od_config *cfg;
+  int rc = load_config(c, &cfg);
+  if (rc) return rc;
+  const od_pipeline_config *pc = NULL;
+  if (c->nonly > 1 || (c->nonly == 0 && cfg->npipelines != 1)) {
+    fprintf(stderr, "odsync: snapshot needs exactly one --pipeline (%s has %d pipelines)\n", c->config_path,
+            cfg->npipelines);
+    od_config_free(cfg);
+    return 2;
+  }
+  for (int i = 0; i < cfg->npipelines; i++)
+    if (selected(c, cfg->pipelines[i].name)) pc = &cfg->pipelines[i];
+  od_error err;
+  od_error_clear(&err);
+  rc = pc ? od_isnap_request(pc, c->tables, c->ntables, print_request, (void *)pc->name, &err) : OD_EINVAL;
+  if (rc) fprintf(stderr, "odsync: %s\n", pc ? err.msg : "no pipeline");
+  od_config_free(cfg);
+  /* A table that is not captured or cannot be copied is a usage error; anything else failed. */
+  return rc == OD_OK ? 0 : (rc == OD_EINVAL || rc == OD_EUNSUPPORTED || rc == OD_ECONFIG) ? 2 : 1;
 }
 
 /* ---- run ---- */
@@ -234,12 +277,17 @@ int main(int argc, char **argv) {
   optind = 2;
   int rc = parse_args(argc, argv, &c);
   if (rc) return rc;
+  if (c.ntables && strcmp(cmd, "snapshot") != 0) {
+    fputs("odsync: --table is only for 'odsync snapshot'\n", stderr);
+    return 2;
+  }
   if (optind < argc) {
     fprintf(stderr, "odsync: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
   if (!strcmp(cmd, "run")) return cmd_run(&c);
   if (!strcmp(cmd, "check")) return cmd_check(&c);
+  if (!strcmp(cmd, "snapshot")) return cmd_snapshot(&c);
   fprintf(stderr, "odsync: unknown command '%s' (run 'odsync --help')\n", cmd);
   return 2;
 }

@@ -114,6 +114,17 @@ static int apply_range(od_apply *a, od_chunk *c, uint32_t from, uint32_t to) {
   return OD_OK;
 }
 
+/* Marks carried by a chunk (incremental snapshot progress), in the open carrier transaction. */
+static int apply_marks(od_apply *a, const od_chunk *c) {
+  for (uint32_t i = 0; i < c->nmarks; i++) {
+    int rc = a->sink->ops->set_mark ? a->sink->ops->set_mark(a->sink, c->marks[i].key, c->marks[i].value, &a->err)
+                                    : OD_FAIL(&a->err, OD_EUNSUPPORTED, "pipeline %s: the sink cannot store marks",
+                                              a->cfg->name);
+    if (rc) return rc;
+  }
+  return OD_OK;
+}
+
 /* An idle position: checkpoint it so the slot can advance past WAL we have no use for. */
 static int apply_heartbeat(od_apply *a, const od_chunk *c) {
   if (batch_started(a)) {
@@ -133,7 +144,7 @@ static int apply_chunk(od_apply *a, od_chunk *c) {
   /* The complete transactions at the head of the chunk... */
   uint32_t complete = c->ntxns ? c->boundary : 0;
   if (c->ntxns) {
-    if ((rc = open_batch(a)) || (rc = apply_range(a, c, 0, complete))) return rc;
+    if ((rc = open_batch(a)) || (rc = apply_range(a, c, 0, complete)) || (rc = apply_marks(a, c))) return rc;
     a->txns += c->ntxns;
     a->at_boundary = true;
     a->boundary = c->end_lsn;
@@ -207,6 +218,7 @@ static int run_parallel(od_apply *a) {
   if (!rc) rc = open_batch(a);
   if (!rc && a->router.counts[0])
     rc = a->sink->ops->apply(a->sink, a->router.lists[0], a->router.counts[0], &a->err);
+  for (od_chunk *c = a->pending; c && !rc; c = c->next) rc = apply_marks(a, c);
   a->sink_us += od_mono_us() - t0;
   if (!rc) rc = batch_commit(a);
   if (!rc) recycle_pending(a);

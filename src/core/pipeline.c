@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/apply.h"
+#include "core/isnap.h"
 #include "core/log.h"
 #include "core/queue.h"
 #include "core/schema.h"
@@ -64,6 +65,7 @@ typedef struct reader {
   const od_snapshot_skips *skips;
   struct rel_skip { const od_relation *rel; od_lsn until; } *rel_skips;
   int nrel_skips;
+  od_isnap *isnap; /* incremental snapshots (core/isnap.h), or NULL */
 } reader;
 
 int64_t od_now_us(void) {
@@ -192,11 +194,31 @@ static bool snapshot_has_it(const reader *r, const od_txn_info *txn, const od_re
   return false;
 }
 
+static int reader_add(reader *r, const od_change *ch, od_error *err);
+static int reader_isnap_row(void *ctx, const od_change *row, od_error *err) { return reader_add(ctx, row, err); }
+static int reader_isnap_mark(void *ctx, const char *key, od_lsn value, od_error *err) {
+  reader *r = ctx;
+  if (od_chunk_add_mark(r->cur, key, value))
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
+  return OD_OK;
+}
+
 static int reader_change(void *ctx, const od_txn_info *txn, const od_change *ch, od_error *err) {
   reader *r = ctx;
   if (r->skipping) return OD_OK;
   if (txn->final_lsn < r->skips->max && ch->rel && snapshot_has_it(r, txn, ch->rel)) return OD_OK;
   if (ch->op == OD_OP_MESSAGE && txn->xid == 0) return OD_OK; /* non-transactional message */
+  if (r->isnap) {
+    bool consumed;
+    od_isnap_out out = {.ctx = r, .row = reader_isnap_row, .mark = reader_isnap_mark};
+    int irc = od_isnap_change(r->isnap, txn, ch, &out, &consumed, err);
+    if (irc || consumed) return irc;
+  }
+  return reader_add(r, ch, err);
+}
+
+/* Copy a change into the current chunk (pushed when full). */
+static int reader_add(reader *r, const od_change *ch, od_error *err) {
   if (!r->cur && !(r->cur = od_queue_take_free(r->queue)))
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory for a chunk", r->p->cfg->name);
   od_chunk *c = r->cur;
@@ -226,7 +248,9 @@ static int reader_relation(void *ctx, od_relation *rel, od_error *err) {
     n[r->nrel_skips++] = (struct rel_skip){.rel = rel, .until = r->skips->items[i].until};
     break;
   }
-  return od_schema_relation(r->schema, rel, err);
+  int rc = od_schema_relation(r->schema, rel, err);
+  if (!rc) od_isnap_relation(r->isnap, rel);
+  return rc;
 }
 
 static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
@@ -243,6 +267,12 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
   r->cur->end_lsn = txn->end_lsn;
   r->cur->commit_time = txn->commit_time;
   r->cur->ntxns++;
+  if (r->isnap) { /* marks of this transaction (incremental snapshots) ride on the chunk that ends it */
+    od_isnap_out out = {.ctx = r, .row = reader_isnap_row, .mark = reader_isnap_mark};
+    int rc = od_isnap_commit(r->isnap, txn, &out, err);
+    if (rc) return rc;
+    if (r->cur->nmarks) return reader_push(r, err);
+  }
   if (r->cur->nchanges >= CHUNK_MAX_ROWS || od_chunk_bytes(r->cur) >= CHUNK_MAX_BYTES)
     return reader_push(r, err);
   return OD_OK;
@@ -279,6 +309,7 @@ static int run_session(od_pipeline *p, od_error *err) {
   od_apply *apply = NULL;
   od_schema *schema = NULL;
   od_snapshot_skips skips = {0};
+  od_isnap *isnap = NULL;
   reader r = {0};
   bool queue_ready = false;
   int rc = od_schema_open(p->root->state_dir, cfg->name, cfg->schema_changes, &schema, err);
@@ -309,6 +340,8 @@ static int run_session(od_pipeline *p, od_error *err) {
           start ? " (the sink's checkpoint)" : " (the slot's confirmed position; the sink is empty)",
           levels[p->apply_opt.consistency], p->apply_opt.writers, p->apply_opt.writers > 1 ? "s" : "");
 
+  /* Incremental snapshots: pending requests are read from the sink before apply owns it. */
+  if ((rc = od_isnap_open(cfg, p->source_ops, sink, schema, &p->stats, &p->stop, &isnap, err))) goto out;
   rc = od_queue_init(&queue, cfg->queue.max_rows, cfg->queue.max_bytes);
   if (rc) {
     OD_FAIL(err, rc, "pipeline %s: cannot create the queue", cfg->name);
@@ -320,7 +353,7 @@ static int run_session(od_pipeline *p, od_error *err) {
   atomic_store(&p->stats.state, OD_PIPELINE_STREAMING);
 
   r = (reader){.p = p, .source = source, .queue = &queue, .apply = apply, .schema = schema, .skip_before = start,
-               .skips = &skips};
+               .skips = &skips, .isnap = isnap};
   od_change_handler h = {.ctx = &r,
                          .begin = reader_begin,
                          .change = reader_change,
@@ -361,6 +394,7 @@ static int run_session(od_pipeline *p, od_error *err) {
   }
 out:
   if (apply) od_apply_join(apply, NULL);
+  od_isnap_close(isnap); /* after the queue is drained: queued rows point at its relations */
   if (source) source->ops->close(source);
   if (sink) sink->ops->close(sink);
   if (queue_ready) od_queue_destroy(&queue);

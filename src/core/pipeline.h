@@ -64,6 +64,12 @@ typedef struct od_pipeline_stats {
   _Atomic uint64_t sessions;          /* sessions started (1 + restarts) */
   _Atomic int state;                  /* od_pipeline_state */
   od_snapshot_stats snapshot;         /* the initial snapshot's progress */
+  /* Incremental snapshots (src/core/isnap.c), since start. */
+  _Atomic uint64_t isnap_rows;        /* rows copied (applied with their high watermark) */
+  _Atomic uint64_t isnap_dropped;     /* rows read but changed in their window (the stream has them) */
+  _Atomic uint64_t isnap_chunks;      /* chunks done */
+  _Atomic uint64_t isnap_tables;      /* tables finished */
+  _Atomic int isnap_active;           /* 1 while a table is being copied */
 } od_pipeline_stats;
 
 typedef struct od_pipeline od_pipeline;

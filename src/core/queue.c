@@ -59,6 +59,23 @@ static void chunk_clear(od_chunk *c) {
   c->heartbeat = false;
   c->end_lsn = 0;
   c->commit_time = 0;
+  c->marks = NULL;
+  c->nmarks = c->marks_cap = 0;
+}
+
+int od_chunk_add_mark(od_chunk *c, const char *key, od_lsn value) {
+  if (c->nmarks == c->marks_cap) {
+    uint32_t cap = c->marks_cap ? c->marks_cap * 2 : 4;
+    od_chunk_mark *m = od_arena_alloc(&c->arena, cap * sizeof *m);
+    if (!m) return OD_ENOMEM;
+    if (c->nmarks) memcpy(m, c->marks, c->nmarks * sizeof *m);
+    c->marks = m;
+    c->marks_cap = cap;
+  }
+  const char *k = od_arena_strndup(&c->arena, key, strlen(key));
+  if (!k) return OD_ENOMEM;
+  c->marks[c->nmarks++] = (od_chunk_mark){.key = k, .value = value};
+  return OD_OK;
 }
 
 od_chunk *od_queue_take_free(od_queue *q) {

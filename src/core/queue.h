@@ -19,6 +19,13 @@
 #include "core/arena.h"
 #include "odsync/change.h"
 
+/* A sink mark (odsync/sink.h set_mark) to write in the sink transaction that holds the last
+ * transaction ended in its chunk (key and chunk both live in the chunk's arena). */
+typedef struct od_chunk_mark {
+  const char *key;
+  od_lsn value; /* 0 removes the mark */
+} od_chunk_mark;
+
 typedef struct od_chunk {
   struct od_chunk *next;
   od_change *changes; /* array of cap entries; values live in arena */
@@ -30,6 +37,8 @@ typedef struct od_chunk {
   bool heartbeat;        /* no changes: `end_lsn` is an idle position that may be acknowledged */
   od_lsn end_lsn;        /* when ends_txn/heartbeat: the position to checkpoint */
   int64_t commit_time;   /* commit timestamp (µs since epoch) of the last transaction ended here */
+  od_chunk_mark *marks;  /* marks of the last transaction ended here (incremental snapshots) */
+  uint32_t nmarks, marks_cap;
 } od_chunk;
 
 typedef struct od_queue {
@@ -50,6 +59,8 @@ void od_queue_destroy(od_queue *q);
 od_chunk *od_queue_take_free(od_queue *q);
 /* Append a change slot to a chunk (grows the array). NULL on out-of-memory. */
 od_change *od_chunk_add(od_chunk *c);
+/* Add a mark (the key is copied into the chunk's arena). OD_OK or OD_ENOMEM. */
+int od_chunk_add_mark(od_chunk *c, const char *key, od_lsn value);
 /* Bytes a chunk accounts for (arena + change array). */
 size_t od_chunk_bytes(const od_chunk *c);
 

@@ -271,3 +271,33 @@ TEST(adaptive_batching_halves_when_the_sink_is_slower_than_the_target) {
   sink->ops->close(sink);
   od_queue_destroy(&q);
 }
+
+TEST(marks_on_a_chunk_commit_with_the_transaction_that_ends_there) {
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 100000, 1 << 30);
+  od_pipeline_stats stats = {0};
+  od_pipeline_config pc = cfg(5000);
+  /* A transaction with a mark that ends; then one with a mark that never ends (its mark is lost
+   * with it: it was never acknowledged, the stream brings it again). */
+  od_chunk *c1 = rows_chunk(&q, 1, 3, 0x100);
+  CHECK_INT(od_chunk_add_mark(c1, "p/isnap/public.t/pos", 77), OD_OK);
+  CHECK_INT(od_chunk_add_mark(c1, "p/isnap/public.t/requested", 5), OD_OK);
+  od_chunk *c2 = rows_chunk(&q, 4, 2, 0);
+  CHECK_INT(od_chunk_add_mark(c2, "p/isnap/public.t/pos", 99), OD_OK);
+  od_queue_push(&q, c1, 0);
+  od_queue_push(&q, c2, 0);
+  od_apply *a;
+  od_error err = {0};
+  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  od_queue_close(&q);
+  CHECK_INT(od_apply_join(a, &err), OD_OK);
+  od_lsn v = 0;
+  CHECK_INT(sink->ops->get_mark(sink, "p/isnap/public.t/pos", &v, &err), OD_OK);
+  CHECK_INT(v, 77);
+  CHECK_INT(sink->ops->get_mark(sink, "p/isnap/public.t/requested", &v, &err), OD_OK);
+  CHECK_INT(v, 5);
+  CHECK_INT(count_rows(), 3);
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+}

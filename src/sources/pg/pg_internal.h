@@ -59,8 +59,21 @@ int od_pg_prepare_publication(pg_source *s, od_error *err);
 int od_pg_create_slot(pg_source *s, PGconn *repl, const char *name, bool temporary, char *snap, size_t cap,
                       od_lsn *point, od_error *err);
 
+/* pg_snapshot.c: the source's part of an od_snap_table (od_snap_table.priv). */
+typedef struct pg_snap_table {
+  char *from_q;      /* "schema"."table" */
+  char *cols_q;      /* "a", "b", ... */
+  char *key_q;       /* the integer key column (OD_SNAP_INT_KEY), else NULL */
+  char *filter;      /* the publication's row filter (PG 15+), else NULL */
+  double reltuples;  /* pg_class statistics (-1 / 0: unknown) */
+  int64_t relpages;
+} pg_snap_table;
+
 /* pg_snapshot.c */
 extern const od_snapshot_ops od_pg_snapshot_ops;
 void od_pg_snapshot_free(pg_source *s);
+
+/* pg_isnap.c */
+extern const od_isnap_ops od_pg_isnap_ops;
 
 #endif

@@ -32,14 +32,6 @@
 #define OID_INT2 21
 #define OID_INT4 23
 
-typedef struct pg_snap_table {
-  char *from_q;      /* "schema"."table" */
-  char *cols_q;      /* "a", "b", ... */
-  char *key_q;       /* the integer key column (OD_SNAP_INT_KEY), else NULL */
-  char *filter;      /* the publication's row filter (PG 15+), else NULL */
-  double reltuples;  /* pg_class statistics (-1 / 0: unknown) */
-  int64_t relpages;
-} pg_snap_table;
 
 typedef struct pg_snap {
   od_snap_table *tables;
@@ -502,4 +494,5 @@ const od_snapshot_ops od_pg_snapshot_ops = {
     .read = pg_snap_read,
     .reader_close = pg_reader_close,
     .finish = pg_snap_finish,
+    .incremental = &od_pg_isnap_ops,
 };

@@ -35,7 +35,7 @@ static void put_be64(char *p, uint64_t v) {
 
 static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms",
                                            "reconnect_max_ms", "snapshot", "snapshot_workers",
-                                           "snapshot_chunk_rows", NULL};
+                                           "snapshot_chunk_rows", "incremental_chunk_rows", NULL};
 
 /* snapshot: initial|never (default initial), snapshot_workers 1..16 (2), snapshot_chunk_rows (100000). */
 static int snapshot_config(pg_source *s, const od_config_section *cfg, od_error *err) {

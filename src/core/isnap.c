@@ -1,0 +1,766 @@
+/* isnap.c — incremental snapshots (see isnap.h and docs/SNAPSHOTS.md, "Incremental snapshots").
+ *
+ * Owns: struct od_isnap — the worker thread; the source instances it opened (kept until close so
+ * the relations queued rows point at stay valid); the rows of the chunk in flight (worker's arena,
+ * read by the reader only in phase READY); the reader's window (changed keys) and the marks and
+ * requests of the reader's open transaction.
+ * Handshake per chunk (mutex + condvar): worker sets phase LOW and writes low(id); the reader
+ * sees it, starts recording keys of the table and sets phase SEEN; the worker reads the chunk,
+ * sets phase READY and writes high(id); the reader sees high(id), drops the rows whose key it
+ * recorded, adds the others as OD_OP_READ changes and the progress mark to that transaction and
+ * sets phase DONE; only then does the worker go on. Messages with an unknown id (an earlier
+ * process or attempt) are ignored.
+ * Never touches: the sink after open (marks travel through the queue), the stream's source.
+ */
+#include "core/isnap.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/arena.h"
+#include "core/log.h"
+
+#define POS_BIAS (UINT64_C(1) << 63)
+enum { PH_IDLE, PH_LOW, PH_SEEN, PH_READY, PH_DONE };
+enum { RES_OK, RES_RETRY, RES_AGAIN };
+
+typedef struct req {
+  char name[192];
+  bool has_pos;
+  int64_t pos;
+} req;
+
+typedef struct pmark {
+  char key[320];
+  od_lsn value;
+} pmark;
+
+struct od_isnap {
+  const od_pipeline_config *cfg;
+  const od_source_ops *src_ops;
+  const od_isnap_ops *iops;
+  od_schema *schema;
+  od_pipeline_stats *stats;
+  atomic_bool *stop;
+  uint32_t chunk_rows;
+  char prefix[96];
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_t thread;
+  bool started, quit;
+  req *todo; /* pending requests; todo[0] is the one being copied */
+  int ntodo, todo_cap;
+  /* the window (mu) */
+  int phase, result;
+  char id[48];
+  uint32_t oid;
+  od_relation *cat_rel;
+  int key_col;
+  od_change *rows;
+  size_t nrows, rows_cap, emitted, dropped;
+  bool last;
+  od_arena arena;
+  od_snap_visibility vis; /* what the chunk's read saw (worker writes before READY) */
+
+  /* worker only */
+  od_source **srcs;
+  int nsrcs;
+  uint64_t seq;
+
+  /* reader only */
+  bool recording;
+  uint32_t rec_oid;
+  char rec_key[128];
+  const od_relation *kc_rel;
+  int kc_idx;
+  int64_t *set;
+  size_t set_cap, set_n;
+  bool all_changed;
+  struct srel { uint32_t oid; const od_relation *rel; } *rels;
+  int nrels;
+  const od_relation *registered;
+  uint32_t track_oid;     /* the table whose transactions are tracked (since its chunk 0 low) */
+  uint32_t *pre, *win;    /* xids of transactions that touched it before the open window / inside it */
+  int npre, pre_cap, nwin, win_cap;
+  pmark *marks;
+  int nmarks, marks_cap;
+  req *newreq;
+  int nnew, new_cap;
+};
+
+/* ---- small helpers --------------------------------------------------------------------------- */
+
+static int grow(void **p, int *cap, int need, size_t size) {
+  if (need <= *cap) return OD_OK;
+  int n = *cap ? *cap * 2 : 8;
+  while (n < need) n *= 2;
+  void *q = realloc(*p, (size_t)n * size);
+  if (!q) return OD_ENOMEM;
+  *p = q;
+  *cap = n;
+  return OD_OK;
+}
+
+/* "<p>/isnap/<table>/<leaf>", or "<p>/isnap/<leaf>" without a table ("any": some request was made once,
+ * so later sessions look for pending ones). */
+static void mark_key(const od_isnap *is, const char *table, const char *leaf, char *out, size_t cap) {
+  if (table)
+    snprintf(out, cap, "%s/isnap/%s/%s", is->cfg->name, table, leaf);
+  else
+    snprintf(out, cap, "%s/isnap/%s", is->cfg->name, leaf);
+}
+
+/* Value of "field":"..." or "field":123 / true in a flat JSON object we wrote; "" when absent. */
+static void json_field(const char *json, size_t len, const char *field, char *out, size_t cap) {
+  out[0] = '\0';
+  char pat[48];
+  snprintf(pat, sizeof pat, "\"%s\":", field);
+  size_t pl = strlen(pat);
+  for (size_t i = 0; i + pl <= len; i++) {
+    if (memcmp(json + i, pat, pl) != 0) continue;
+    size_t j = i + pl, o = 0;
+    bool quoted = j < len && json[j] == '"';
+    if (quoted) j++;
+    while (j < len && o + 1 < cap && (quoted ? json[j] != '"' : (json[j] != ',' && json[j] != '}')))
+      out[o++] = json[j++];
+    out[o] = '\0';
+    return;
+  }
+}
+
+static bool parse_key(const od_value *v, int64_t *out) {
+  if (v->kind != OD_VALUE_TEXT || !v->data) return false;
+  char *end;
+  long long k = strtoll(v->data, &end, 10);
+  if (end == v->data) return false;
+  *out = k;
+  return true;
+}
+
+/* Open-addressing set of int64 keys (reader only). */
+static uint64_t hash64(int64_t k) {
+  uint64_t x = (uint64_t)k * UINT64_C(0x9E3779B97F4A7C15);
+  return x ^ (x >> 29);
+}
+static bool set_has(const od_isnap *is, int64_t k) {
+  if (!is->set_cap) return false;
+  for (size_t i = hash64(k) & (is->set_cap - 1);; i = (i + 1) & (is->set_cap - 1)) {
+    if (is->set[2 * i + 1] == 0) return false;
+    if (is->set[2 * i] == k) return true;
+  }
+}
+static int set_add(od_isnap *is, int64_t k) {
+  if ((is->set_n + 1) * 2 > is->set_cap) {
+    size_t ncap = is->set_cap ? is->set_cap * 2 : 1024;
+    int64_t *n = calloc(ncap * 2, sizeof *n), *old = is->set;
+    if (!n) return OD_ENOMEM;
+    size_t ocap = is->set_cap;
+    is->set = n;
+    is->set_cap = ncap;
+    is->set_n = 0;
+    for (size_t i = 0; i < ocap; i++)
+      if (old[2 * i + 1]) set_add(is, old[2 * i]);
+    free(old);
+  }
+  for (size_t i = hash64(k) & (is->set_cap - 1);; i = (i + 1) & (is->set_cap - 1)) {
+    if (is->set[2 * i + 1] == 0) {
+      is->set[2 * i] = k;
+      is->set[2 * i + 1] = 1;
+      is->set_n++;
+      return OD_OK;
+    }
+    if (is->set[2 * i] == k) return OD_OK;
+  }
+}
+static void set_clear(od_isnap *is) {
+  if (is->set_n) memset(is->set, 0, is->set_cap * 2 * sizeof *is->set);
+  is->set_n = 0;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* ---- reader side ----------------------------------------------------------------------------- */
+
+static int pend_mark(od_isnap *is, const char *table, const char *leaf, od_lsn value) {
+  if (grow((void **)&is->marks, &is->marks_cap, is->nmarks + 1, sizeof *is->marks)) return OD_ENOMEM;
+  pmark *m = &is->marks[is->nmarks++];
+  mark_key(is, table, leaf, m->key, sizeof m->key);
+  m->value = value;
+  return OD_OK;
+}
+
+void od_isnap_relation(od_isnap *is, const od_relation *rel) {
+  if (!is) return;
+  for (int i = 0; i < is->nrels; i++)
+    if (is->rels[i].oid == rel->oid) {
+      is->rels[i].rel = rel;
+      return;
+    }
+  int cap = is->nrels; /* grows one by one: relations are few */
+  struct srel *n = realloc(is->rels, (size_t)(cap + 1) * sizeof *n);
+  if (!n) return; /* without it the catalog's relation is used, or the chunk retried */
+  is->rels = n;
+  n[is->nrels++] = (struct srel){.oid = rel->oid, .rel = rel};
+}
+
+static const od_relation *stream_rel(const od_isnap *is, uint32_t oid) {
+  for (int i = 0; i < is->nrels; i++)
+    if (is->rels[i].oid == oid) return is->rels[i].rel;
+  return NULL;
+}
+
+static bool same_shape(const od_relation *a, const od_relation *b) {
+  if (a->ncolumns != b->ncolumns) return false;
+  for (uint16_t i = 0; i < a->ncolumns; i++)
+    if (strcmp(a->columns[i].name, b->columns[i].name) || a->columns[i].type_oid != b->columns[i].type_oid ||
+        a->columns[i].typmod != b->columns[i].typmod)
+      return false;
+  return true;
+}
+
+/* Transaction ids compare modulo 2^32, like PostgreSQL's TransactionIdPrecedes. */
+static bool xid_precedes(uint32_t a, uint32_t b) { return (int32_t)(a - b) < 0; }
+
+static bool seen_by(const od_snap_visibility *v, uint32_t x) {
+  if (xid_precedes(x, v->xmin)) return true;
+  if (!xid_precedes(x, v->xmax) || v->xip_overflow) return false;
+  for (uint32_t i = 0; i < v->nxip; i++)
+    if (v->xip[i] == x) return false;
+  return true;
+}
+
+static int track_xid(od_isnap *is, uint32_t xid) {
+  uint32_t **list = is->recording ? &is->win : &is->pre;
+  int *n = is->recording ? &is->nwin : &is->npre, *cap = is->recording ? &is->win_cap : &is->pre_cap;
+  if (*n && (*list)[*n - 1] == xid) return OD_OK;
+  if (grow((void **)list, cap, *n + 1, sizeof **list)) return OD_ENOMEM;
+  (*list)[(*n)++] = xid;
+  return OD_OK;
+}
+
+/* At a high watermark: the window's transactions now lie before the next one; transactions every
+ * later read will see (before the read's xmin) need no tracking. */
+static int roll_tracked(od_isnap *is) {
+  for (int i = 0; i < is->nwin; i++) {
+    if (grow((void **)&is->pre, &is->pre_cap, is->npre + 1, sizeof *is->pre)) return OD_ENOMEM;
+    is->pre[is->npre++] = is->win[i];
+  }
+  is->nwin = 0;
+  int o = 0;
+  for (int i = 0; i < is->npre; i++)
+    if (!xid_precedes(is->pre[i], is->vis.xmin)) is->pre[o++] = is->pre[i];
+  is->npre = o;
+  return OD_OK;
+}
+
+static int record(od_isnap *is, const od_change *ch) {
+  if (ch->op == OD_OP_TRUNCATE) {
+    is->all_changed = true;
+    return OD_OK;
+  }
+  if (ch->rel != is->kc_rel) {
+    is->kc_rel = ch->rel;
+    is->kc_idx = -1;
+    for (uint16_t i = 0; i < ch->rel->ncolumns; i++)
+      if (!strcmp(ch->rel->columns[i].name, is->rec_key)) is->kc_idx = i;
+  }
+  if (is->kc_idx < 0) { /* the key column is gone: nothing of this window can be trusted */
+    is->all_changed = true;
+    return OD_OK;
+  }
+  const od_tuple *tups[2] = {&ch->newtup, &ch->oldtup};
+  for (int t = 0; t < 2; t++) {
+    int64_t k;
+    if (tups[t]->ncolumns > is->kc_idx && parse_key(&tups[t]->values[is->kc_idx], &k) && set_add(is, k))
+      return OD_ENOMEM;
+  }
+  return OD_OK;
+}
+
+static bool in_progress(od_isnap *is, const char *table) {
+  for (int i = 0; i < is->ntodo; i++)
+    if (!strcmp(is->todo[i].name, table)) return true;
+  for (int i = 0; i < is->nnew; i++)
+    if (!strcmp(is->newreq[i].name, table)) return true;
+  return false;
+}
+
+/* The high watermark of the chunk in flight (mu held). */
+static int take_chunk(od_isnap *is, const od_isnap_out *out, od_error *err) {
+  /* A transaction that lies before the low watermark in the stream but that the read did not see
+   * (committed, not yet visible: commit order and visibility order differ slightly): the read may
+   * be older than the stream at the low watermark, and the window does not cover it. Read again. */
+  bool stale = false;
+  for (int i = 0; i < is->npre && !stale; i++) stale = !seen_by(&is->vis, is->pre[i]);
+  if (roll_tracked(is)) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+  if (stale) {
+    is->result = RES_AGAIN;
+    return OD_OK;
+  }
+  const od_relation *rel = stream_rel(is, is->oid);
+  if (rel && !same_shape(rel, is->cat_rel)) {
+    is->result = RES_RETRY; /* the table's shape changed: read again with the new one */
+    return OD_OK;
+  }
+  if (!rel) { /* no change of the table streamed in this session yet: the catalog's relation */
+    if (is->registered != is->cat_rel) {
+      int rc = od_schema_relation(is->schema, is->cat_rel, err);
+      if (rc) return rc;
+      is->registered = is->cat_rel;
+    }
+    rel = is->cat_rel;
+  }
+  is->emitted = is->dropped = 0;
+  for (size_t i = 0; i < is->nrows; i++) {
+    int64_t k;
+    od_change c = is->rows[i];
+    if (is->all_changed || !parse_key(&c.newtup.values[is->key_col], &k) || set_has(is, k)) {
+      is->dropped++;
+      continue;
+    }
+    c.rel = rel;
+    c.index = (uint32_t)(i + 1);
+    int rc = out->row(out->ctx, &c, err);
+    if (rc) return rc;
+    is->emitted++;
+  }
+  is->result = RES_OK;
+  return OD_OK;
+}
+
+static int on_message(od_isnap *is, const od_txn_info *txn, const char *json, size_t len, const od_isnap_out *out,
+                      od_error *err) {
+  char op[16], table[192], id[48], last[8];
+  json_field(json, len, "op", op, sizeof op);
+  json_field(json, len, "table", table, sizeof table);
+  json_field(json, len, "id", id, sizeof id);
+  json_field(json, len, "last", last, sizeof last);
+  int rc = OD_OK;
+  pthread_mutex_lock(&is->mu);
+  if (!strcmp(op, "snapshot") && table[0]) {
+    if (in_progress(is, table)) {
+      od_info("pipeline %s: incremental snapshot of %s requested again; it is already pending", is->cfg->name, table);
+    } else if (grow((void **)&is->newreq, &is->new_cap, is->nnew + 1, sizeof *is->newreq) ||
+               pend_mark(is, table, "requested", txn->final_lsn ? txn->final_lsn : 1) ||
+               pend_mark(is, table, "pos", 0) || pend_mark(is, NULL, "any", 1)) {
+      rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+    } else {
+      req *r = &is->newreq[is->nnew++];
+      memset(r, 0, sizeof *r);
+      snprintf(r->name, sizeof r->name, "%s", table);
+    }
+  } else if (!strcmp(op, "low")) {
+    if (is->phase == PH_LOW && !strcmp(id, is->id)) {
+      is->phase = PH_SEEN;
+      if (is->track_oid != is->oid) is->npre = 0; /* a new table: track its transactions from here */
+      is->track_oid = is->oid;
+      for (int i = 0; i < is->nwin; i++) /* an abandoned window (an error in the worker) */
+        if (!grow((void **)&is->pre, &is->pre_cap, is->npre + 1, sizeof *is->pre)) is->pre[is->npre++] = is->win[i];
+      is->nwin = 0;
+      is->recording = true;
+      is->rec_oid = is->oid;
+      snprintf(is->rec_key, sizeof is->rec_key, "%s", is->cat_rel->columns[is->key_col].name);
+      is->kc_rel = NULL;
+      is->all_changed = false;
+      set_clear(is);
+      pthread_cond_broadcast(&is->cv);
+    }
+  } else if (!strcmp(op, "high")) {
+    if (is->phase == PH_READY && !strcmp(id, is->id)) {
+      is->recording = false;
+      rc = take_chunk(is, out, err);
+      if (!rc && is->result == RES_OK) {
+        if (!strcmp(last, "true")) {
+          if (pend_mark(is, table, "requested", 0) || pend_mark(is, table, "pos", 0))
+            rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+        } else if (is->nrows) {
+          int64_t k = 0;
+          parse_key(&is->rows[is->nrows - 1].newtup.values[is->key_col], &k);
+          if (pend_mark(is, table, "pos", (od_lsn)k ^ POS_BIAS))
+            rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+        }
+      }
+      is->phase = PH_DONE;
+      pthread_cond_broadcast(&is->cv);
+    }
+  } else if (!strcmp(op, "cancel") && table[0]) {
+    if (pend_mark(is, table, "requested", 0) || pend_mark(is, table, "pos", 0))
+      rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+  }
+  pthread_mutex_unlock(&is->mu);
+  return rc;
+}
+
+int od_isnap_change(od_isnap *is, const od_txn_info *txn, const od_change *ch, const od_isnap_out *out,
+                    bool *consumed, od_error *err) {
+  *consumed = false;
+  if (!is) return OD_OK;
+  if (ch->op == OD_OP_MESSAGE) {
+    const od_value *pv = &ch->newtup.values[0], *cv = &ch->newtup.values[1];
+    if (ch->newtup.ncolumns < 2 || !pv->data || strlen(is->prefix) != pv->len ||
+        memcmp(pv->data, is->prefix, pv->len) != 0)
+      return OD_OK;
+    *consumed = true;
+    return cv->data ? on_message(is, txn, cv->data, cv->len, out, err) : OD_OK;
+  }
+  if (!ch->rel || !is->track_oid || ch->rel->oid != is->track_oid) return OD_OK;
+  if (track_xid(is, txn->xid) || (is->recording && ch->rel->oid == is->rec_oid && record(is, ch)))
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+  return OD_OK;
+}
+
+int od_isnap_commit(od_isnap *is, const od_txn_info *txn, const od_isnap_out *out, od_error *err) {
+  (void)txn;
+  if (!is || (!is->nmarks && !is->nnew)) return OD_OK;
+  int rc = OD_OK;
+  for (int i = 0; i < is->nmarks && !rc; i++) rc = out->mark(out->ctx, is->marks[i].key, is->marks[i].value, err);
+  is->nmarks = 0;
+  pthread_mutex_lock(&is->mu);
+  for (int i = 0; i < is->nnew && !rc; i++) {
+    if (grow((void **)&is->todo, &is->todo_cap, is->ntodo + 1, sizeof *is->todo)) {
+      rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+      break;
+    }
+    is->todo[is->ntodo++] = is->newreq[i];
+    od_info("pipeline %s: incremental snapshot of %s requested", is->cfg->name, is->newreq[i].name);
+  }
+  is->nnew = 0;
+  pthread_cond_broadcast(&is->cv);
+  pthread_mutex_unlock(&is->mu);
+  return rc;
+}
+
+/* ---- worker ---------------------------------------------------------------------------------- */
+
+static bool quitting(od_isnap *is) { return is->quit || atomic_load(is->stop); }
+
+/* A source instance of the worker's own with the current table list (relations from the catalog). */
+static int open_tables(od_isnap *is, od_snapshot_info *info, od_source **out, od_error *err) {
+  od_source *s = NULL;
+  int rc = is->src_ops->open(&is->cfg->source, is->cfg->name, &s, err);
+  if (rc) return rc;
+  od_source **n = realloc(is->srcs, (size_t)(is->nsrcs + 1) * sizeof *n);
+  if (!n) {
+    is->src_ops->close(s);
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+  }
+  is->srcs = n;
+  /* The previous instance disconnects but stays allocated until close: queued rows point at its
+   * relations. At most one connection is open. */
+  if (is->nsrcs) is->src_ops->snapshot->finish(is->srcs[is->nsrcs - 1]);
+  is->srcs[is->nsrcs++] = s;
+  *out = s;
+  return is->src_ops->snapshot->prepare(s, false, info, err);
+}
+
+static od_snap_table *find_table(od_snapshot_info *info, const char *name) {
+  for (int i = 0; i < info->ntables; i++)
+    if (!strcmp(info->tables[i].name, name)) return &info->tables[i];
+  return NULL;
+}
+
+const char *od_isnap_refusal(const od_snap_table *t) {
+  if (t->method == OD_SNAP_INT_KEY) return NULL;
+  for (uint16_t i = 0; i < t->rel->ncolumns; i++)
+    if (t->rel->columns[i].key) return "its key is not a single integer column (smallint, integer, bigint)";
+  return "it has no primary key";
+}
+
+static int keep_rows(void *ctx, const od_change *rows, size_t n, od_error *err) {
+  od_isnap *is = ctx;
+  if (is->nrows + n > is->rows_cap) {
+    size_t cap = is->rows_cap ? is->rows_cap : 1024;
+    while (cap < is->nrows + n) cap *= 2;
+    od_change *c = realloc(is->rows, cap * sizeof *c);
+    if (!c) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+    is->rows = c;
+    is->rows_cap = cap;
+  }
+  for (size_t i = 0; i < n; i++) {
+    od_change *d = &is->rows[is->nrows + i];
+    *d = rows[i];
+    uint16_t nc = rows[i].newtup.ncolumns;
+    d->newtup.values = od_arena_alloc(&is->arena, sizeof(od_value) * (nc ? nc : 1));
+    if (!d->newtup.values) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+    for (uint16_t c = 0; c < nc; c++) {
+      const od_value *v = &rows[i].newtup.values[c];
+      d->newtup.values[c] = *v;
+      if (v->data && !(d->newtup.values[c].data = od_arena_strndup(&is->arena, v->data, v->len)))
+        return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+    }
+  }
+  is->nrows += n;
+  return OD_OK;
+}
+
+/* Wait (mu held) until the reader moved the window to `phase`; false when stopping. */
+static bool wait_phase(od_isnap *is, int phase) {
+  while (is->phase != phase) {
+    if (quitting(is)) return false;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&is->cv, &is->mu, &ts);
+  }
+  return true;
+}
+
+static int emit(od_isnap *is, od_source *s, const char *json, od_error *err) {
+  return is->iops->emit(s, is->prefix, json, err);
+}
+
+/* One chunk: low watermark, read, high watermark, wait until the reader has applied it. */
+static int one_chunk(od_isnap *is, od_source *s, od_snap_table *t, req *r, uint32_t no, od_error *err) {
+  /* Chunk 0 is a window without a read: the reader starts tracking the table's transactions, so the
+   * first real chunk can check that its read saw every one of them before its low watermark. */
+  char json[512];
+  pthread_mutex_lock(&is->mu);
+  snprintf(is->id, sizeof is->id, "%08x-%04x-%016llx", (unsigned)time(NULL), (unsigned)(no & 0xffff),
+           (unsigned long long)(++is->seq * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)(uintptr_t)is));
+  is->phase = PH_LOW;
+  is->oid = t->rel->oid;
+  is->cat_rel = t->rel;
+  is->key_col = 0;
+  for (uint16_t i = 0; i < t->rel->ncolumns; i++)
+    if (t->rel->columns[i].key) is->key_col = i;
+  is->nrows = 0;
+  od_arena_reset(&is->arena);
+  snprintf(json, sizeof json, "{\"op\":\"low\",\"table\":\"%s\",\"chunk\":%u,\"id\":\"%s\"}", t->name, no, is->id);
+  pthread_mutex_unlock(&is->mu);
+  int rc = emit(is, s, json, err);
+  if (rc) return rc;
+  pthread_mutex_lock(&is->mu);
+  bool ok = wait_phase(is, PH_SEEN);
+  pthread_mutex_unlock(&is->mu);
+  if (!ok) return OD_FAIL(err, OD_ECANCELLED, "stopping");
+  if (no == 0) return OD_OK;
+  /* The reader records the window from here on; the rows are ours until phase READY. */
+  rc = is->iops->read_after(s, t, r->has_pos, r->pos, is->chunk_rows, &is->vis, keep_rows, is, err);
+  if (rc) return rc;
+  pthread_mutex_lock(&is->mu);
+  is->last = is->nrows < is->chunk_rows;
+  is->phase = PH_READY;
+  snprintf(json, sizeof json, "{\"op\":\"high\",\"table\":\"%s\",\"chunk\":%u,\"id\":\"%s\",\"last\":%s}", t->name,
+           no, is->id, is->last ? "true" : "false");
+  pthread_mutex_unlock(&is->mu);
+  if ((rc = emit(is, s, json, err))) return rc;
+  pthread_mutex_lock(&is->mu);
+  ok = wait_phase(is, PH_DONE);
+  is->phase = PH_IDLE;
+  pthread_mutex_unlock(&is->mu);
+  if (!ok) return OD_FAIL(err, OD_ECANCELLED, "stopping");
+  return OD_OK;
+}
+
+/* Copy one requested table. OD_OK when it is done or refused; an error to retry later. */
+static int copy_table(od_isnap *is, req *r, od_error *err) {
+  od_snapshot_info info;
+  od_source *s;
+  int rc = open_tables(is, &info, &s, err);
+  if (rc) return rc;
+  od_snap_table *t = find_table(&info, r->name);
+  const char *why = t ? od_isnap_refusal(t) : "it is not in the pipeline's publication";
+  if (why) {
+    od_error_log("pipeline %s: incremental snapshot of %s refused: %s", is->cfg->name, r->name, why);
+    char json[320];
+    snprintf(json, sizeof json, "{\"op\":\"cancel\",\"table\":\"%s\"}", r->name);
+    return emit(is, s, json, err);
+  }
+  if (r->has_pos)
+    od_info("pipeline %s: incremental snapshot of %s: continuing from the progress mark (key > %lld)", is->cfg->name,
+            r->name, (long long)r->pos);
+  else
+    od_info("pipeline %s: incremental snapshot of %s: starting (%u rows per chunk)", is->cfg->name, r->name,
+            is->chunk_rows);
+  int64_t t0 = od_mono_us();
+  uint64_t rows = 0, dropped = 0;
+  if ((rc = one_chunk(is, s, t, r, 0, err))) return rc;
+  pthread_mutex_lock(&is->mu);
+  is->phase = PH_IDLE;
+  pthread_mutex_unlock(&is->mu);
+  for (uint32_t no = 1;; no++) {
+    if ((rc = one_chunk(is, s, t, r, no, err))) return rc;
+    pthread_mutex_lock(&is->mu);
+    int result = is->result;
+    size_t emitted = is->emitted, drop = is->dropped, n = is->nrows;
+    bool last = is->last;
+    int64_t k = 0;
+    if (n) parse_key(&is->rows[n - 1].newtup.values[is->key_col], &k);
+    pthread_mutex_unlock(&is->mu);
+    if (result == RES_AGAIN) {
+      od_debug("pipeline %s: incremental snapshot of %s: chunk %u: a transaction before the low watermark was "
+               "not yet visible to the read; reading it again", is->cfg->name, r->name, no);
+      no--;
+      continue;
+    }
+    if (result == RES_RETRY) {
+      od_info("pipeline %s: incremental snapshot of %s: the table's columns changed; reading the chunk again",
+              is->cfg->name, r->name);
+      sleep_ms(1000);
+      if ((rc = open_tables(is, &info, &s, err))) return rc;
+      if (!(t = find_table(&info, r->name)) || od_isnap_refusal(t)) return OD_FAIL_RETRY(err, OD_ESOURCE, "%s changed", r->name);
+      no--;
+      continue;
+    }
+    rows += emitted;
+    dropped += drop;
+    atomic_fetch_add(&is->stats->isnap_rows, emitted);
+    atomic_fetch_add(&is->stats->isnap_dropped, drop);
+    atomic_fetch_add(&is->stats->isnap_chunks, 1);
+    if (n) {
+      pthread_mutex_lock(&is->mu);
+      r->has_pos = true;
+      r->pos = k;
+      is->todo[0].has_pos = true; /* an error retry continues here */
+      is->todo[0].pos = k;
+      pthread_mutex_unlock(&is->mu);
+    }
+    od_debug("pipeline %s: incremental snapshot of %s: chunk %u: %zu rows read, %zu written, %zu changed in the "
+             "window (taken from the stream)%s", is->cfg->name, r->name, no, n, emitted, drop, last ? "; last" : "");
+    if (last) break;
+  }
+  atomic_fetch_add(&is->stats->isnap_tables, 1);
+  od_info("pipeline %s: incremental snapshot of %s done: %llu rows written, %llu taken from the stream, %.1f s",
+          is->cfg->name, r->name, (unsigned long long)rows, (unsigned long long)dropped,
+          (double)(od_mono_us() - t0) / 1e6);
+  return OD_OK;
+}
+
+static void *worker_main(void *arg) {
+  od_isnap *is = arg;
+  long backoff = 500;
+  for (;;) {
+    pthread_mutex_lock(&is->mu);
+    while (!quitting(is) && !is->ntodo) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_sec += 1;
+      pthread_cond_timedwait(&is->cv, &is->mu, &ts);
+    }
+    if (quitting(is)) {
+      pthread_mutex_unlock(&is->mu);
+      break;
+    }
+    req r = is->todo[0];
+    pthread_mutex_unlock(&is->mu);
+    atomic_store(&is->stats->isnap_active, 1);
+    od_error err;
+    od_error_clear(&err);
+    int rc = copy_table(is, &r, &err);
+    atomic_store(&is->stats->isnap_active, 0);
+    if (quitting(is)) break;
+    if (rc) {
+      od_warn("pipeline %s: incremental snapshot of %s: %s; retrying in %.1f s", is->cfg->name, r.name, err.msg,
+              backoff / 1000.0);
+      for (long w = 0; w < backoff && !quitting(is); w += 100) sleep_ms(100);
+      backoff = backoff * 2 > 30000 ? 30000 : backoff * 2;
+      continue;
+    }
+    backoff = 500;
+    pthread_mutex_lock(&is->mu);
+    memmove(is->todo, is->todo + 1, (size_t)(is->ntodo - 1) * sizeof *is->todo);
+    is->ntodo--;
+    pthread_mutex_unlock(&is->mu);
+  }
+  return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+static const od_isnap_ops *incremental_ops(const od_source_ops *src) {
+  return src->snapshot ? src->snapshot->incremental : NULL;
+}
+
+int od_isnap_chunk_rows(const od_pipeline_config *cfg, uint32_t *out, od_error *err) {
+  long rows;
+  int rc = od_config_int(&cfg->source, "incremental_chunk_rows", 10000, 100, 1000000, &rows, err);
+  *out = (uint32_t)rows;
+  return rc;
+}
+
+int od_isnap_open(const od_pipeline_config *cfg, const od_source_ops *src_ops, od_sink *sink, od_schema *schema,
+                  od_pipeline_stats *stats, atomic_bool *stop, od_isnap **out, od_error *err) {
+  *out = NULL;
+  if (!incremental_ops(src_ops) || !sink->ops->get_mark || !sink->ops->set_mark) return OD_OK;
+  od_isnap *is = calloc(1, sizeof *is);
+  if (!is) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
+  *is = (od_isnap){.cfg = cfg, .src_ops = src_ops, .iops = incremental_ops(src_ops), .schema = schema,
+                   .stats = stats, .stop = stop};
+  snprintf(is->prefix, sizeof is->prefix, "odsync:%s", cfg->name);
+  pthread_mutex_init(&is->mu, NULL);
+  pthread_cond_init(&is->cv, NULL);
+  od_arena_init(&is->arena, 1u << 20);
+  int rc = od_isnap_chunk_rows(cfg, &is->chunk_rows, err);
+  /* Pending requests of earlier sessions. Only pipelines that ever had one list their tables. */
+  char key[320];
+  od_lsn any = 0, v = 0;
+  mark_key(is, NULL, "any", key, sizeof key);
+  if (!rc) rc = sink->ops->get_mark(sink, key, &any, err);
+  if (!rc && any) {
+    od_snapshot_info info;
+    od_source *s;
+    rc = open_tables(is, &info, &s, err);
+    for (int i = 0; !rc && i < info.ntables; i++) {
+      mark_key(is, info.tables[i].name, "requested", key, sizeof key);
+      if ((rc = sink->ops->get_mark(sink, key, &v, err)) || !v) continue;
+      if (grow((void **)&is->todo, &is->todo_cap, is->ntodo + 1, sizeof *is->todo)) {
+        rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
+        break;
+      }
+      req *r = &is->todo[is->ntodo++];
+      memset(r, 0, sizeof *r);
+      snprintf(r->name, sizeof r->name, "%s", info.tables[i].name);
+      mark_key(is, r->name, "pos", key, sizeof key);
+      if ((rc = sink->ops->get_mark(sink, key, &v, err))) break;
+      r->has_pos = v != 0;
+      r->pos = (int64_t)(v ^ POS_BIAS);
+      od_info("pipeline %s: incremental snapshot of %s is pending from an earlier run", cfg->name, r->name);
+    }
+  }
+  if (!rc && pthread_create(&is->thread, NULL, worker_main, is) != 0)
+    rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: cannot start the incremental snapshot thread", cfg->name);
+  if (rc) {
+    od_isnap_close(is);
+    return rc;
+  }
+  is->started = true;
+  *out = is;
+  return OD_OK;
+}
+
+void od_isnap_close(od_isnap *is) {
+  if (!is) return;
+  if (is->started) {
+    pthread_mutex_lock(&is->mu);
+    is->quit = true;
+    pthread_cond_broadcast(&is->cv);
+    pthread_mutex_unlock(&is->mu);
+    pthread_join(is->thread, NULL);
+  }
+  atomic_store(&is->stats->isnap_active, 0);
+  for (int i = 0; i < is->nsrcs; i++) is->src_ops->close(is->srcs[i]);
+  free(is->srcs);
+  od_arena_destroy(&is->arena);
+  pthread_mutex_destroy(&is->mu);
+  pthread_cond_destroy(&is->cv);
+  free(is->todo);
+  free(is->rows);
+  free(is->set);
+  free(is->rels);
+  free(is->marks);
+  free(is->newreq);
+  free(is->pre);
+  free(is->win);
+  free(is);
+}
