@@ -145,7 +145,9 @@ pipelines:
 YAML
 odsync_start "$CONFIG" "$LOG"
 wait_slot_active odsync_shop 60
-grep -q "consistency eventual, 4 sink writers" "$LOG" ||
+# The slot is already active while the initial snapshot holds its exported snapshot; streaming
+# (and this line) follows once the copy is done.
+wait_for "grep -q 'consistency eventual, 4 sink writers' '$LOG'" 60 ||
   fail "odsync does not log 'consistency eventual, 4 sink writers'"
 log "slot active; bulk + 3 hot sessions for ${WORKLOAD_SECONDS}s"
 
