@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/select.h>
 
+#include "common/pg_dsn.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "sources/pg/pg_internal.h"
@@ -102,27 +103,9 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
   }
   snprintf(s->slot, sizeof s->slot, "%s", slot);
   snprintf(s->publication, sizeof s->publication, "%s", pub);
-  char *perr = NULL;
-  PQconninfoOption *opts = PQconninfoParse(s->dsn, &perr);
-  if (!opts) {
-    const od_config_entry *e = od_config_find(cfg, "dsn");
-    rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.dsn is not a valid libpq connection string%s%s", cfg->file,
-                 e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path,
-                 (e && !e->secret && perr) ? ": " : "", (e && !e->secret && perr) ? perr : "");
-    PQfreemem(perr);
-    goto fail;
-  }
-  const char *host = NULL, *port = NULL, *db = NULL, *hostaddr = NULL;
-  for (PQconninfoOption *o = opts; o->keyword; o++) {
-    if (!o->val) continue;
-    if (!strcmp(o->keyword, "host")) host = o->val;
-    if (!strcmp(o->keyword, "hostaddr")) hostaddr = o->val;
-    if (!strcmp(o->keyword, "port")) port = o->val;
-    if (!strcmp(o->keyword, "dbname")) db = o->val;
-  }
-  snprintf(s->where, sizeof s->where, "postgres %s:%s/%s", host ? host : hostaddr ? hostaddr : "localhost",
-           port ? port : "5432", db ? db : "(default db)");
-  PQconninfoFree(opts);
+  char server[200];
+  if ((rc = od_pg_dsn_describe(cfg, s->dsn, server, sizeof server, err))) goto fail;
+  snprintf(s->where, sizeof s->where, "postgres %s", server);
   *out = &s->base;
   return OD_OK;
 fail:
