@@ -144,7 +144,7 @@ int od_route_batch(od_router *r, int mode, od_chunk *head, od_error *err) {
   size_t n = 0, ntx = 0;
   for (od_chunk *c = head; c; c = c->next) n += c->nchanges;
   if (!grow((void **)&r->flat, &r->flat_cap, n, sizeof *r->flat) ||
-      !grow((void **)&r->hashes, &r->nhashes_cap, n, sizeof *r->hashes) || slots_reset(r, n + 16))
+      !grow((void **)&r->hashes, &r->nhashes_cap, n, sizeof *r->hashes) || slots_reset(r, 2 * n + 16))
     return OD_FAIL(err, OD_ENOMEM, "out of memory routing a batch of %zu changes", n);
   size_t k = 0;
   for (od_chunk *c = head; c; c = c->next)
@@ -153,12 +153,23 @@ int od_route_batch(od_router *r, int mode, od_chunk *head, od_error *err) {
       if (c->changes[i].index == 0) ntx++;
     }
   /* Pass 1: which tables are serial in this batch. Table hashes are marked in the slot table
-   * with value -1. */
+   * with value -1. A table whose changes come under more than one relation version (its shape
+   * changed inside the batch) is serial too: the sink alters it between the versions, so no
+   * other writer may apply the older version's changes after that (or the newer before). */
   bool found;
   for (size_t i = 0; i < n; i++) {
     const od_change *c = r->flat[i];
     if (!c->rel) continue; /* logical message: ignored by sinks, sent with the carrier */
-    if (needs_serial(c)) slot_get(r, table_hash(c->rel), &found)->value = -1;
+    uint64_t th = table_hash(c->rel);
+    bool serial = needs_serial(c);
+    if (!serial) {
+      od_route_slot *v = slot_get(r, mix(th, "version", 7) | 1, &found);
+      uint64_t tag = (uint64_t)(uintptr_t)c->rel; /* the version's identity */
+      int t = (int)((tag ^ (tag >> 31)) & 0x3fffffff);
+      if (!found) v->value = t;
+      else serial = v->value != t;
+    }
+    if (serial) slot_get(r, th, &found)->value = -1;
   }
   for (size_t i = 0; i < n; i++) {
     const od_change *c = r->flat[i];

@@ -4,7 +4,8 @@
  * connection to the target (synchronous_commit=on, reopened by begin() after it was lost), the
  * sink transaction (BEGIN ... COMMIT, sent pipelined with the data), the checkpoint row of this
  * pipeline written in the same transaction as the data (plus the snapshot's marks, rows keyed
- * "<pipeline>/..."), and the error classification
+ * "<pipeline>/..."), creating the table _odsync_columns next to it (its rows: postgres_schema.c),
+ * and the error classification
  * (retriable or not) of everything the server answers.
  * Tables and statement SQL live in postgres_table.c; sending changes in postgres_apply.c.
  * Never touches: the source, acknowledgements, retries, process exit. The DSN is a secret: it is
@@ -119,7 +120,8 @@ static int connect_target(pgs_sink *s, od_error *err) {
   return OD_OK;
 }
 
-/* CREATE SCHEMA/TABLE IF NOT EXISTS for the checkpoint, serialized with other odsync sessions. */
+/* CREATE SCHEMA/TABLE IF NOT EXISTS for the checkpoint and _odsync_columns (postgres_schema.c),
+ * serialized with other odsync sessions. */
 static int create_checkpoint_table(pgs_sink *s, const char *schema_q, od_error *err) {
   pgs_buf *b = &s->sql;
   pgs_buf_reset(b);
@@ -127,11 +129,16 @@ static int create_checkpoint_table(pgs_sink *s, const char *schema_q, od_error *
   pgs_buf_add(b, schema_q);
   pgs_buf_add(b, "; CREATE TABLE IF NOT EXISTS ");
   pgs_buf_add(b, s->ck_q);
-  pgs_buf_add(b, " (pipeline text PRIMARY KEY, position pg_lsn NOT NULL, updated_at timestamptz NOT NULL); COMMIT");
+  pgs_buf_add(b, " (pipeline text PRIMARY KEY, position pg_lsn NOT NULL, updated_at timestamptz NOT NULL); "
+                 "CREATE TABLE IF NOT EXISTS ");
+  pgs_buf_add(b, s->cols_q);
+  pgs_buf_add(b, " (tbl_schema text NOT NULL, tbl_name text NOT NULL, name text NOT NULL, attnum int NOT NULL, "
+                 "type_oid bigint NOT NULL, typmod int NOT NULL, type_name text NOT NULL, version bigint NOT NULL, "
+                 "PRIMARY KEY (tbl_schema, tbl_name, name)); COMMIT");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   PGresult *r = PQexec(s->conn, b->p);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-    int rc = pgs_fail(s, s->ck_q, "creating the checkpoint table", r, err);
+    int rc = pgs_fail(s, s->ck_q, "creating the checkpoint table and _odsync_columns", r, err);
     PQclear(r);
     PQclear(PQexec(s->conn, "ROLLBACK"));
     return rc;
@@ -163,6 +170,7 @@ static void pgs_close(od_sink *base) {
   free(s->pvals);
   free(s->plens);
   free(s->ck_q);
+  free(s->cols_q);
   free(s->schema);
   free(s->dsn);
   free(s->pipeline);
@@ -224,18 +232,21 @@ static int parse_table_map(pgs_sink *s, const od_config_section *cfg, od_error *
 }
 
 static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
-  static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", NULL};
+  static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", "bulk", NULL};
   const char *dsn = NULL, *schema = NULL, *ck = NULL;
   int rc = od_config_check_keys(cfg, keys, err);
   if (rc == OD_OK) rc = od_config_require_string(cfg, "dsn", &dsn, err);
   if (rc == OD_OK) rc = od_config_string(cfg, "schema", NULL, &schema, err);
   if (rc == OD_OK) rc = od_config_string(cfg, "checkpoint_table", "public._odsync_checkpoint", &ck, err);
+  bool bulk = true;
+  if (rc == OD_OK) rc = od_config_bool(cfg, "bulk", true, &bulk, err);
   if (rc) return rc;
   if (schema && !*schema) schema = NULL;
 
   pgs_sink *s = calloc(1, sizeof *s);
   if (!s) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
   s->base.ops = &od_sink_postgres;
+  s->bulk_on = bulk;
   s->dsn = strdup(dsn);
   s->pipeline = strdup(pipeline ? pipeline : "");
   s->schema = schema ? strdup(schema) : NULL;
@@ -265,7 +276,10 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
     pgs_buf_ident(b, "public");
   }
   char *schema_q = b->oom ? NULL : strdup(b->p);
-  if (!s->ck_q || !schema_q) {
+  pgs_buf_add(b, ".");
+  pgs_buf_ident(b, "_odsync_columns");
+  s->cols_q = b->oom ? NULL : strdup(b->p);
+  if (!s->ck_q || !schema_q || !s->cols_q) {
     free(schema_q);
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
     goto fail;
@@ -347,6 +361,13 @@ static int pgs_commit(od_sink *base, od_lsn position, od_error *err) {
          PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
     s->begin_sent = true;
   }
+  /* Changes still buffered for set-based apply (postgres_bulk.c) go first. */
+  int brc = ok ? pgs_bulk_flush_all(s, err) : OD_OK;
+  if (brc) {
+    od_error ignored;
+    pgs_pipeline_finish(s, NULL, &ignored);
+    return brc; /* the caller rolls back */
+  }
   /* position 0: a helper writer of a parallel apply commits data only; the carrier writes the
    * checkpoint after every helper committed. */
   if (position)
@@ -365,6 +386,7 @@ static int pgs_commit(od_sink *base, od_lsn position, od_error *err) {
 static void pgs_rollback(od_sink *base) {
   pgs_sink *s = (pgs_sink *)base;
   /* Tables created or altered in this transaction are gone again: forget their states. */
+  pgs_bulk_discard_all(s);
   if (s->in_txn) pgs_rels_drop(s, true);
   s->in_txn = false;
   if (!s->conn) return;

@@ -12,6 +12,9 @@
  * Every statement of one apply() goes out in one pipeline followed by one Sync: one round trip
  * per batch, in the order of the changes. Results are read afterwards: the first error fails the
  * batch (the server aborted everything after it), row counts feed the missing-row rules.
+ * Keyed tables' inserts, full-row updates that keep the key, and deletes do not take this path:
+ * they are buffered and sent set-based by postgres_bulk.c (flushed before anything else of the
+ * same relation version runs here, before DDL, and at commit).
  * Never touches: DDL and statement text (postgres_table.c), COMMIT and the checkpoint
  * (postgres.c). Change values are borrowed: nothing keeps a pointer to them after apply().
  */
@@ -264,39 +267,70 @@ static int send_change(pgs_sink *s, pg_rel *r, const od_change *c, int32_t idx, 
   }
 }
 
+/* Pass 2 over changes[from, to): one pipeline, one sync. Every relation has its state. */
+static int send_range(pgs_sink *s, const od_change *changes, size_t from, size_t to, od_error *err) {
+  if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
+  int rc = OD_OK;
+  if (!s->begin_sent) {
+    rc = pgs_send_utility(s, NULL, "BEGIN", "BEGIN", err);
+    s->begin_sent = true;
+  }
+  const od_relation *last = NULL;
+  pg_rel *r = NULL;
+  for (size_t i = from; i < to && rc == OD_OK; i++) {
+    const od_change *c = &changes[i];
+    if (c->op == OD_OP_MESSAGE) continue;
+    if (c->rel != last && (rc = pgs_rel_get(s, c->rel, &r, err))) break;
+    last = c->rel;
+    /* Simple changes of keyed tables are buffered (postgres_bulk.c); anything else of the same
+     * relation first flushes its buffer, then takes the per-row path. */
+    bool taken = false;
+    if (r->bulk && (rc = pgs_bulk_add(s, r, c, &taken, err))) break;
+    if (taken) continue;
+    if (r->bulk && (rc = pgs_bulk_flush(s, r, err))) break;
+    rc = send_change(s, r, c, (int32_t)i, err);
+  }
+  /* Everything went into set-based buffers: no round trip. */
+  if (rc == OD_OK && s->ncmds == 0)
+    return PQexitPipelineMode(s->conn) ? OD_OK : pgs_fail(s, NULL, "leaving pipeline mode", NULL, err);
+  od_error ignored;
+  int frc = pgs_pipeline_finish(s, changes, rc ? &ignored : err);
+  return rc ? rc : frc;
+}
+
 int pgs_apply(od_sink *base, const od_change *changes, size_t n, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: apply without begin", s->where);
   if (!s->conn) return pgs_fail(s, NULL, "applying changes", NULL, err);
   if (n > INT32_MAX) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: batch of %zu changes is too large", s->where, n);
-  /* Pass 1: every relation's state (DDL runs synchronously, inside the transaction). */
-  const od_relation *last = NULL;
-  pg_rel *r = NULL;
-  int rc;
-  for (size_t i = 0; i < n; i++) {
-    const od_change *c = &changes[i];
-    if (c->op == OD_OP_MESSAGE || c->rel == last) continue;
-    if (!c->rel)
-      return OD_FAIL(err, OD_EINVAL, "postgres sink %s: change %zu (op %c) has no relation", s->where, i, c->op);
-    if ((rc = pgs_rel_get(s, c->rel, &r, err))) return rc;
-    last = c->rel;
+  /* In segments: a new version of a table already used in the segment starts the next one, so
+   * that its DDL runs after the older version's statements and before its own. */
+  size_t start = 0;
+  int rc = OD_OK;
+  while (start < n) {
+    size_t end = n;
+    s->seg++;
+    /* Pass 1: every relation's state (DDL runs synchronously, inside the transaction). */
+    const od_relation *last = NULL;
+    pg_rel *r = NULL;
+    for (size_t i = start; i < n; i++) {
+      const od_change *c = &changes[i];
+      if (c->op == OD_OP_MESSAGE || c->rel == last) continue;
+      if (!c->rel)
+        return OD_FAIL(err, OD_EINVAL, "postgres sink %s: change %zu (op %c) has no relation", s->where, i, c->op);
+      if (i > start && !pgs_rel_known(s, c->rel) && pgs_rel_table_in_segment(s, c->rel)) {
+        end = i;
+        break;
+      }
+      /* DDL may follow: buffered changes go out first. */
+      if (!pgs_rel_known(s, c->rel) && (rc = pgs_bulk_flush_now(s, err))) return rc;
+      if ((rc = pgs_rel_get(s, c->rel, &r, err)) || (rc = pgs_bulk_ready(s, r, err))) return rc;
+      r->seg = s->seg;
+      last = c->rel;
+    }
+    if ((rc = send_range(s, changes, start, end, err))) return rc;
+    start = end;
   }
-  /* Pass 2: one pipeline, one sync. */
-  if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
-  rc = OD_OK;
-  if (!s->begin_sent) {
-    rc = pgs_send_utility(s, NULL, "BEGIN", "BEGIN", err);
-    s->begin_sent = true;
-  }
-  last = NULL;
-  for (size_t i = 0; i < n && rc == OD_OK; i++) {
-    const od_change *c = &changes[i];
-    if (c->op == OD_OP_MESSAGE) continue;
-    if (c->rel != last && (rc = pgs_rel_get(s, c->rel, &r, err))) break;
-    last = c->rel;
-    rc = send_change(s, r, c, (int32_t)i, err);
-  }
-  od_error ignored;
-  int frc = pgs_pipeline_finish(s, changes, rc ? &ignored : err);
-  return rc ? rc : frc;
+  return OD_OK;
 }
+

@@ -1,8 +1,10 @@
 /* sinks/postgres_internal.h — shared state of the PostgreSQL sink's three files (private).
  *
  *   postgres.c        the vtable: config, connection, errors, transactions, the checkpoint
- *   postgres_table.c  one pg_rel per relation version: target naming, DDL (create schema/table,
- *                     add columns), the SQL text of every statement shape
+ *   postgres_table.c  one pg_rel per relation version: target naming, DDL (create schema/table),
+ *                     the SQL text of every statement shape
+ *   postgres_schema.c evolving an existing target table to a new relation version (add, drop,
+ *                     rename, widen columns) and the _odsync_columns rows
  *   postgres_apply.c  applying a batch: one libpq pipeline of prepared statements, one sync,
  *                     then reading the results (missing rows, errors)
  *
@@ -56,6 +58,8 @@ typedef struct pg_rel {
   struct pg_rel *next;    /* hash chain */
   char *target;           /* "schema.table" for messages, unquoted */
   char *qtarget;          /* "schema"."table" */
+  char *tschema, *tname;  /* unquoted target schema and table (keys of _odsync_columns) */
+  uint64_t seg;           /* last batch segment of pgs_apply() that used it */
   bool keyed;             /* matched by key columns (declared PRIMARY KEY when created) */
   bool *text_cmp;         /* per column: compare as ::text (type without equality, e.g. json) */
   uint16_t *key_plan;     /* key columns, PGS_FROM_MATCH */
@@ -67,6 +71,7 @@ typedef struct pg_rel {
   size_t mask_words;
   uint64_t *scratch;      /* 2 * mask_words */
   uint64_t born_txn;      /* sink transaction in which its DDL ran */
+  struct pgs_bulk *bulk;  /* set-based apply state (postgres_bulk.c), NULL for keyless tables */
 } pg_rel;
 
 /* What a queued pipeline command was, to interpret its result. */
@@ -103,6 +108,8 @@ typedef struct pgs_sink {
   char **map_from, **map_to; /* table_map: "s.t" -> "s.t" (or "t") */
   int nmap;
   char *ck_q;            /* quoted checkpoint table */
+  char *cols_q;          /* quoted _odsync_columns, in the checkpoint table's schema */
+  uint64_t seg;          /* batch segment counter (pgs_apply) */
   bool in_txn;           /* begin() called, commit/rollback not yet */
   bool begin_sent;       /* BEGIN already sent on the connection */
   uint64_t txn_seq;
@@ -118,6 +125,7 @@ typedef struct pgs_sink {
   int *plens;
   int pcap;
   pgs_stats stats;
+  bool bulk_on;          /* config `bulk` (default true): set-based apply of keyed tables */
 } pgs_sink;
 
 /* postgres.c */
@@ -131,6 +139,9 @@ PGresult *pgs_exec(pgs_sink *s, const char *table, const char *what, const char 
 /* Make sure BEGIN has been sent (synchronously) before catalog work in the sink transaction. */
 int pgs_ensure_begin(pgs_sink *s, od_error *err);
 
+/* Serializes odsync's DDL on a target database across sessions (any constant would do). */
+#define PGS_DDL_LOCK "SELECT pg_advisory_xact_lock(7180055063212440403)"
+
 /* postgres_table.c */
 void pgs_buf_reset(pgs_buf *b);
 void pgs_buf_add(pgs_buf *b, const char *str);
@@ -141,6 +152,14 @@ void pgs_buf_free(pgs_buf *b);
 int pgs_qualify(pgs_buf *b, const char *name, const char *def_schema);
 
 int pgs_rel_get(pgs_sink *s, const od_relation *rel, pg_rel **out, od_error *err);
+/* Has this relation version a state already? */
+bool pgs_rel_known(const pgs_sink *s, const od_relation *rel);
+/* Did the current batch segment (s->seg) use another version of rel's table? */
+bool pgs_rel_table_in_segment(const pgs_sink *s, const od_relation *rel);
+/* DEALLOCATE the statements of every other state of keep's target table and drop those states. */
+int pgs_rels_forget_table(pgs_sink *s, const pg_rel *keep, od_error *err);
+/* Append the SQL type of relation column i to s->sql (text for user-defined types). */
+int pgs_add_type(pgs_sink *s, const pg_rel *r, int i, od_error *err);
 void pgs_rels_drop(pgs_sink *s, bool only_current_txn);
 /* Give a statement slot its SQL: prepare it (pipelined) when it has no name yet.
  * Each returns OD_OK with *out set; the PREPARE is queued as a pipeline command. */
@@ -150,6 +169,18 @@ int pgs_stmt_truncate(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *er
 /* The variant for this shape of change; *out = NULL for an update with nothing to set. */
 int pgs_variant_get(pgs_sink *s, pg_rel *r, int kind, const od_tuple *nt, const od_tuple *ot,
                     const pgs_variant **out, od_error *err);
+
+/* postgres_schema.c */
+/* Make an existing target table fit r's relation version (see the file's comment); *exists =
+ * false (and nothing done) when there is no table. `locked`: the DDL lock is already held.
+ * OD_ESCHEMA (not retriable) for a change that cannot be applied safely, before any DDL. */
+int pgs_evolve_table(pgs_sink *s, pg_rel *r, bool locked, bool *exists, od_error *err);
+/* Rewrite the _odsync_columns rows of r's target table from its relation version. */
+int pgs_write_columns(pgs_sink *s, const pg_rel *r, od_error *err);
+/* Delete them (before a table is created: rows left from a table of that name dropped since). */
+int pgs_clear_columns(pgs_sink *s, const pg_rel *r, od_error *err);
+/* Does every value of the first type keep its value and text form in the second? */
+bool pgs_type_widens(uint32_t oo, int32_t om, uint32_t no, int32_t nm);
 
 /* postgres_apply.c */
 /* Queue a record for the next pipeline command; false when out of memory. */
@@ -162,5 +193,21 @@ int pgs_send_utility(pgs_sink *s, const pg_rel *r, const char *what, const char 
  * reader name rows (may be NULL when no row command is queued). */
 int pgs_pipeline_finish(pgs_sink *s, const od_change *changes, od_error *err);
 int pgs_apply(od_sink *base, const od_change *changes, size_t n, od_error *err);
+
+/* postgres_bulk.c: set-based apply of the simple changes of keyed tables (see the file). */
+typedef struct pgs_bulk pgs_bulk;
+/* Outside the pipeline: give a keyed relation version its state (reads the target's types). */
+int pgs_bulk_ready(pgs_sink *s, pg_rel *r, od_error *err);
+/* Buffer c when it is simple (*taken = true); may queue a flush into the open pipeline. */
+int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_error *err);
+/* Queue r's buffered changes (at most two statements) into the open pipeline. */
+int pgs_bulk_flush(pgs_sink *s, pg_rel *r, od_error *err);
+int pgs_bulk_flush_all(pgs_sink *s, od_error *err);
+bool pgs_bulk_pending(const pgs_sink *s);
+/* Outside pipeline mode: flush everything in a pipeline of its own (before DDL). */
+int pgs_bulk_flush_now(pgs_sink *s, od_error *err);
+void pgs_bulk_discard_all(pgs_sink *s); /* rollback */
+int pgs_bulk_forget(pgs_sink *s, pg_rel *r, od_error *err); /* DEALLOCATE its statements */
+void pgs_bulk_free(pgs_bulk *b);
 
 #endif

@@ -2,8 +2,10 @@
  *
  * Owns: one pg_rel per od_relation version seen (found by pointer in a chained hash): the target
  * table's name (table_map, then `schema`, then the source's schema), the DDL that makes the
- * target fit the relation (CREATE SCHEMA/TABLE IF NOT EXISTS, ADD COLUMN IF NOT EXISTS, all under
- * one transaction-scoped advisory lock so that several odsync sessions can race safely), and the
+ * target fit the relation (CREATE SCHEMA/TABLE IF NOT EXISTS under one transaction-scoped advisory
+ * lock so that several odsync sessions can race safely; an existing table is evolved by
+ * postgres_schema.c under the same lock), the statements of older versions of a table (deallocated
+ * once a newer version has its state), and the
  * SQL text and parameter plan of every statement shape: upsert/insert, keyed delete, truncate,
  * and up to PGS_MAX_VARIANTS update/delete variants keyed by which values are UNCHANGED
  * (evicted least recently used, with a pipelined DEALLOCATE).
@@ -19,8 +21,6 @@
 #include "core/log.h"
 #include "sinks/postgres_internal.h"
 
-/* Serializes odsync's DDL on a target database across sessions (any constant would do). */
-#define DDL_LOCK "SELECT pg_advisory_xact_lock(7180055063212440403)"
 /* First OID of user-defined objects (FirstNormalObjectId): below it, types are built in. */
 #define FIRST_USER_OID 16384u
 
@@ -417,9 +417,12 @@ static void rel_free(pg_rel *r) {
   }
   free(r->target);
   free(r->qtarget);
+  free(r->tschema);
+  free(r->tname);
   free(r->text_cmp);
   free(r->key_plan);
   free(r->scratch);
+  pgs_bulk_free(r->bulk);
   free(r);
 }
 
@@ -475,29 +478,9 @@ void pgs_rels_drop(pgs_sink *s, bool only_current_txn) {
   }
 }
 
-/* Which relation columns the target lacks (have[i] false); *exists = the table exists. */
-static int read_columns(pgs_sink *s, pg_rel *r, bool *exists, bool *have, od_error *err) {
-  const char *p[] = {r->qtarget};
-  PGresult *res = pgs_exec(s, r->target, "reading the table's columns",
-                           "SELECT c.oid IS NOT NULL, a.attname FROM (SELECT to_regclass($1) AS oid) c "
-                           "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped",
-                           1, p, err);
-  if (!res) return err->code;
-  *exists = PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-  memset(have, 0, r->rel->ncolumns * sizeof *have);
-  for (int t = 0; *exists && t < PQntuples(res); t++) {
-    if (PQgetisnull(res, t, 1)) continue;
-    const char *name = PQgetvalue(res, t, 1);
-    for (int i = 0; i < r->rel->ncolumns; i++)
-      if (strcmp(name, r->rel->columns[i].name) == 0) have[i] = true;
-  }
-  PQclear(res);
-  return OD_OK;
-}
-
 /* The SQL type a created column gets: the source's spelling for built-in types, text for
  * user-defined ones (enum, domain, composite, their arrays), which may not exist on the target. */
-static int add_type(pgs_sink *s, pg_rel *r, int i, od_error *err) {
+int pgs_add_type(pgs_sink *s, const pg_rel *r, int i, od_error *err) {
   const od_column *c = &r->rel->columns[i];
   if (c->type_oid >= FIRST_USER_OID) {
     pgs_buf_add(&s->sql, "text");
@@ -526,66 +509,48 @@ static int exec_buf(pgs_sink *s, pg_rel *r, const char *what, od_error *err) {
   return OD_OK;
 }
 
-/* Make the target fit the relation: create schema and table, add missing columns. */
+/* Make the target fit the relation: create schema and table, or evolve the existing table
+ * (postgres_schema.c). */
 static int make_table(pgs_sink *s, pg_rel *r, const char *schema_q, od_error *err) {
   const od_relation *rel = r->rel;
-  bool exists = false, missing = false;
-  bool *have = calloc(rel->ncolumns, sizeof *have);
-  if (!have) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  bool exists = false;
   int rc = pgs_ensure_begin(s, err);
-  if (!rc) rc = read_columns(s, r, &exists, have, err);
-  for (int i = 0; i < rel->ncolumns; i++) missing = missing || !have[i];
-  if (!rc && (!exists || missing)) {
-    /* Someone else may be doing the same: serialize, then look again. */
-    PGresult *res = pgs_exec(s, r->target, "taking the DDL lock", DDL_LOCK, 0, NULL, err);
-    if (!res) rc = err->code;
-    PQclear(res);
-    if (!rc) rc = read_columns(s, r, &exists, have, err);
-  }
+  if (!rc) rc = pgs_evolve_table(s, r, false, &exists, err);
+  if (rc || exists) return rc;
+  /* Someone else may be creating it too: serialize, then look again. */
+  PGresult *res = pgs_exec(s, r->target, "taking the DDL lock", PGS_DDL_LOCK, 0, NULL, err);
+  if (!res) return err->code;
+  PQclear(res);
+  if ((rc = pgs_evolve_table(s, r, true, &exists, err)) || exists) return rc;
+  if ((rc = pgs_clear_columns(s, r, err))) return rc;
   pgs_buf *b = &s->sql;
-  if (!rc && !exists) {
-    pgs_buf_reset(b);
-    pgs_buf_add(b, "CREATE SCHEMA IF NOT EXISTS ");
-    pgs_buf_add(b, schema_q);
-    rc = exec_buf(s, r, "creating the schema", err);
-    pgs_buf_reset(b);
-    pgs_buf_add(b, "CREATE TABLE IF NOT EXISTS ");
-    pgs_buf_add(b, r->qtarget);
-    pgs_buf_add(b, " (");
-    for (int i = 0; !rc && i < rel->ncolumns; i++) {
-      if (i) pgs_buf_add(b, ", ");
-      add_col(b, r, i);
-      pgs_buf_add(b, " ");
-      rc = add_type(s, r, i, err);
-    }
-    if (r->keyed) {
-      pgs_buf_add(b, ", PRIMARY KEY (");
-      for (int k = 0; k < r->nkey; k++) {
-        if (k) pgs_buf_add(b, ", ");
-        add_col(b, r, PGS_COL(r->key_plan[k]));
-      }
-      pgs_buf_add(b, ")");
+  pgs_buf_reset(b);
+  pgs_buf_add(b, "CREATE SCHEMA IF NOT EXISTS ");
+  pgs_buf_add(b, schema_q);
+  rc = exec_buf(s, r, "creating the schema", err);
+  pgs_buf_reset(b);
+  pgs_buf_add(b, "CREATE TABLE IF NOT EXISTS ");
+  pgs_buf_add(b, r->qtarget);
+  pgs_buf_add(b, " (");
+  for (int i = 0; !rc && i < rel->ncolumns; i++) {
+    if (i) pgs_buf_add(b, ", ");
+    add_col(b, r, i);
+    pgs_buf_add(b, " ");
+    rc = pgs_add_type(s, r, i, err);
+  }
+  if (r->keyed) {
+    pgs_buf_add(b, ", PRIMARY KEY (");
+    for (int k = 0; k < r->nkey; k++) {
+      if (k) pgs_buf_add(b, ", ");
+      add_col(b, r, PGS_COL(r->key_plan[k]));
     }
     pgs_buf_add(b, ")");
-    if (!rc) rc = exec_buf(s, r, "creating the table", err);
-    if (!rc) od_info("postgres sink %s: created table %s", s->where, r->target);
-  } else {
-    for (int i = 0; !rc && i < rel->ncolumns; i++) {
-      if (have[i]) continue;
-      pgs_buf_reset(b);
-      pgs_buf_add(b, "ALTER TABLE ");
-      pgs_buf_add(b, r->qtarget);
-      pgs_buf_add(b, " ADD COLUMN IF NOT EXISTS ");
-      add_col(b, r, i);
-      pgs_buf_add(b, " ");
-      rc = add_type(s, r, i, err);
-      char what[200];
-      snprintf(what, sizeof what, "adding column %s", rel->columns[i].name);
-      if (!rc) rc = exec_buf(s, r, what, err);
-      if (!rc) od_info("postgres sink %s: table %s: added column %s", s->where, r->target, rel->columns[i].name);
-    }
   }
-  free(have);
+  pgs_buf_add(b, ")");
+  if (!rc) rc = exec_buf(s, r, "creating the table", err);
+  if (!rc) od_info("postgres sink %s: created table %s", s->where, r->target);
+  /* Record the columns' attnums and types (a table without columns gets them added here). */
+  if (!rc) rc = pgs_evolve_table(s, r, true, &exists, err);
   return rc;
 }
 
@@ -636,10 +601,12 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
   pgs_buf_add(b, ".");
   pgs_buf_ident(b, table);
   r->qtarget = buf_strdup(b);
+  r->tschema = strdup(schema);
+  r->tname = strdup(table);
   r->text_cmp = calloc((size_t)n, sizeof *r->text_cmp);
   r->key_plan = malloc((size_t)n * sizeof(uint16_t));
   r->scratch = malloc(2 * r->mask_words * sizeof(uint64_t));
-  if (!r->target || !r->qtarget || !schema_q || !r->text_cmp || !r->key_plan || !r->scratch) {
+  if (!r->target || !r->qtarget || !r->tschema || !r->tname || !schema_q || !r->text_cmp || !r->key_plan || !r->scratch) {
     free(schema_q);
     rel_free(r);
     return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -668,6 +635,7 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
   }
   int rc = make_table(s, r, schema_q, err);
   free(schema_q);
+  if (rc == OD_OK) rc = pgs_rels_forget_table(s, r, err);
   if (rc == OD_OK && !hash_insert(s, r)) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   if (rc) {
     rel_free(r);
@@ -675,6 +643,58 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
   }
   *out = r;
   return OD_OK;
+}
+
+/* DEALLOCATE a prepared statement now (outside pipeline mode). */
+static int deallocate(pgs_sink *s, const pg_rel *r, pgs_stmt *st, od_error *err) {
+  if (!st->name[0]) return OD_OK;
+  char sql[48];
+  snprintf(sql, sizeof sql, "DEALLOCATE %s", st->name);
+  st->name[0] = '\0';
+  PGresult *res = pgs_exec(s, r->target, "deallocating a statement of an older table version", sql, 0, NULL, err);
+  if (!res) return err->code;
+  PQclear(res);
+  return OD_OK;
+}
+
+int pgs_rels_forget_table(pgs_sink *s, const pg_rel *keep, od_error *err) {
+  int rc = OD_OK;
+  for (size_t i = 0; i < s->nbuckets && rc == OD_OK; i++) {
+    pg_rel **pp = &s->buckets[i];
+    while (*pp && rc == OD_OK) {
+      pg_rel *r = *pp;
+      if (r == keep || strcmp(r->qtarget, keep->qtarget) != 0) {
+        pp = &r->next;
+        continue;
+      }
+      rc = deallocate(s, r, &r->insert, err);
+      if (!rc) rc = deallocate(s, r, &r->del_keyed, err);
+      if (!rc) rc = deallocate(s, r, &r->truncate, err);
+      if (!rc) rc = pgs_bulk_forget(s, r, err);
+      for (int v = 0; !rc && v < PGS_MAX_VARIANTS; v++)
+        if (r->variants[v].kind) rc = deallocate(s, r, &r->variants[v].st, err);
+      *pp = r->next;
+      rel_free(r);
+      s->nrels--;
+    }
+  }
+  return rc;
+}
+
+bool pgs_rel_known(const pgs_sink *s, const od_relation *rel) {
+  if (!s->nbuckets) return false;
+  for (const pg_rel *r = s->buckets[hash_ptr(rel, s->nbuckets)]; r; r = r->next)
+    if (r->rel == rel) return true;
+  return false;
+}
+
+bool pgs_rel_table_in_segment(const pgs_sink *s, const od_relation *rel) {
+  for (size_t i = 0; i < s->nbuckets; i++)
+    for (const pg_rel *r = s->buckets[i]; r; r = r->next)
+      if (r->seg == s->seg && r->rel != rel && strcmp(r->rel->name, rel->name) == 0 &&
+          strcmp(r->rel->schema, rel->schema) == 0)
+        return true;
+  return false;
 }
 
 int pgs_rel_get(pgs_sink *s, const od_relation *rel, pg_rel **out, od_error *err) {

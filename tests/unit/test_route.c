@@ -168,3 +168,36 @@ TEST(causal_keeps_dependent_transactions_together_and_whole) {
   od_queue_recycle(&q, c);
   od_queue_destroy(&q);
 }
+
+TEST(a_table_whose_shape_changes_inside_the_batch_goes_to_the_carrier) {
+  /* keyed_rel's next version (same table oid, another relation version): the sink alters the
+   * table between them, so no helper may apply either version's changes out of order. */
+  static od_column k2cols[] = {{.name = "id", .type_oid = 23, .key = true}, {.name = "w", .type_oid = 25}};
+  static od_relation keyed_v2 = {.oid = 1, .schema = "public", .name = "k", .replica_identity = 'd',
+                                 .ncolumns = 2, .columns = k2cols, .version = 2, .has_primary_key = true};
+  od_queue_init(&q, 1000, 1 << 20);
+  od_chunk *c = od_queue_take_free(&q);
+  for (int i = 0; i < 10; i++) add(c, OD_OP_INSERT, &keyed_rel, i, true, 0, 0);
+  for (int i = 10; i < 20; i++) add(c, OD_OP_INSERT, &keyed_v2, i, true, 0, 0);
+  for (int i = 0; i < 10; i++) add(c, OD_OP_INSERT, &other_rel, i, true, 0, 0);
+  od_router r;
+  od_error err = {0};
+  CHECK_INT(od_router_init(&r, 4), OD_OK);
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, c, &err), OD_OK);
+  for (int i = 0; i < 20; i++) {
+    char id[8];
+    snprintf(id, sizeof id, "%d", i);
+    CHECK_INT(writer_of(&r, i < 10 ? &keyed_rel : &keyed_v2, id), 0);
+  }
+  for (int i = 0; i < 20; i++) CHECK_INT(r.lists[0][i].rel == (i < 10 ? &keyed_rel : &keyed_v2), 1); /* in order */
+  int spread = 0;
+  for (int i = 0; i < 10; i++) {
+    char id[8];
+    snprintf(id, sizeof id, "%d", i);
+    spread += writer_of(&r, &other_rel, id) != 0;
+  }
+  CHECK_INT(spread, 10);
+  od_router_free(&r);
+  od_queue_recycle(&q, c);
+  od_queue_destroy(&q);
+}

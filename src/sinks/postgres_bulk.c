@@ -1,0 +1,505 @@
+/* sinks/postgres_bulk.c — set-based apply of the PostgreSQL sink.
+ *
+ * Owns: one pgs_bulk per keyed relation version (hung on its pg_rel): the cast type of every
+ * target column (read once from the target's catalog), two prepared statements (a set-based
+ * DELETE and a set-based upsert, both fed with one text[] array parameter per column), and a
+ * buffer of the "simple" changes of that relation not yet sent:
+ *   insert/read                        -> upsert of the full row
+ *   update with a full new row whose key did not change (no old tuple, or an old tuple with
+ *   byte-equal key values)             -> upsert of the full row
+ *   delete (old key or old row)        -> delete of the key
+ * The buffer merges by key (the key values' bytes): each key keeps only its last operation,
+ * which is a full image (row present with these values, or row absent), so the order among keys
+ * does not matter. A flush sends at most two statements into the open pipeline: the DELETE of
+ * every deleted key, then the upsert of every remaining row:
+ *   DELETE FROM t WHERE (k..) IN (SELECT u.c1, .. FROM ROWS FROM (unnest($1::T1[]), ..) AS u(c1, ..))
+ *   INSERT INTO t (a..) SELECT u.c1, .. FROM ROWS FROM (unnest($1::T1[]), ..) AS u(c1, ..)
+ *     ON CONFLICT (k..) DO UPDATE SET a = EXCLUDED.a, ..   (DO NOTHING when every column is key)
+ * T is the target column's type without typmod (format_type(atttypid, -1): "bpchar", "\"bit\""),
+ * whose input function parses each element exactly as for a bound parameter of the per-row path;
+ * the INSERT's assignment coercion then applies the typmod the same way (array-typed columns go
+ * as text[] and are cast, since T[][] is T[]).
+ * Deletes go first: a key deleted and another spelling of an equal key upserted (numeric 1.0 vs
+ * 1.00) can only mean the upsert is the later, live row.
+ * When it flushes (the callers): before any other change of the same relation version takes the
+ * per-row path (postgres_apply.c), when the buffer passes PGS_BULK_MAX_ROWS rows or
+ * PGS_BULK_MAX_BYTES, before any DDL (a relation version not seen yet), and for every relation at
+ * commit before the checkpoint (postgres.c). Different target tables are independent (targets
+ * have no foreign keys), so flushing per relation keeps the result of the source's order.
+ * Memory: the arena, entry array, hash slots and the per-column literal buffers only grow; once
+ * warm, buffering a row copies its bytes and allocates nothing. Change values are copied into the
+ * arena (they are borrowed only for one apply() call).
+ * Never touches: transactions, the checkpoint, the per-row statements, DDL.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "sinks/postgres_internal.h"
+
+#define PGS_BULK_MAX_ROWS 20000u
+#define PGS_BULK_MAX_BYTES ((size_t)16 << 20)
+#define NULL_LEN UINT32_MAX
+
+typedef struct bent {
+  uint32_t off, klen, len, hash; /* in the arena: key values, then (upsert) every column */
+  uint8_t op;                    /* 'U' upsert, 'D' delete, 0 superseded */
+} bent;
+
+struct pgs_bulk {
+  bool off;               /* set-based apply unusable for this version: per-row path */
+  char **casts;           /* per column: the target type (owned) */
+  bool *arr;              /* per column: the type is an array (sent as text[], then cast) */
+  char *delim;            /* per column: the array element delimiter (box: ';') */
+  pgs_stmt del, ins;      /* names only ("" until prepared) */
+  char *arena;
+  size_t alen, acap;
+  bent *ents;
+  uint32_t nent, ecap, nup, ndel;
+  int32_t *slots;         /* open addressing, -1 empty; only live entries */
+  uint32_t nslots;
+  pgs_buf *lits;          /* per column: the text[] literal being built */
+  int nlits;
+  pgs_buf sql;            /* statement text while preparing (s->sql may hold the caller's SQL) */
+};
+
+static int oom(pgs_sink *s, const pg_rel *r, od_error *err) {
+  return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: table %s: out of memory", s->where, r->target);
+}
+
+void pgs_bulk_free(pgs_bulk *b) {
+  if (!b) return;
+  if (b->casts)
+    for (int i = 0; i < b->nlits; i++) free(b->casts[i]);
+  free(b->casts);
+  free(b->arr);
+  free(b->delim);
+  for (int i = 0; b->lits && i < b->nlits; i++) pgs_buf_free(&b->lits[i]);
+  free(b->lits);
+  free(b->arena);
+  free(b->ents);
+  free(b->slots);
+  pgs_buf_free(&b->sql);
+  free(b);
+}
+
+/* ---- state: the target's column types ------------------------------------------------------ */
+
+int pgs_bulk_ready(pgs_sink *s, pg_rel *r, od_error *err) {
+  if (!s->bulk_on || !r->keyed || r->bulk) return OD_OK;
+  int n = r->rel->ncolumns;
+  pgs_bulk *b = calloc(1, sizeof *b);
+  if (!b) return oom(s, r, err);
+  b->nlits = n;
+  b->casts = calloc((size_t)n, sizeof *b->casts);
+  b->lits = calloc((size_t)n, sizeof *b->lits);
+  b->arr = calloc((size_t)n, sizeof *b->arr);
+  b->delim = calloc((size_t)n, sizeof *b->delim);
+  if (!b->casts || !b->lits || !b->arr || !b->delim) {
+    pgs_bulk_free(b);
+    return oom(s, r, err);
+  }
+  r->bulk = b;
+  for (int k = 0; k < r->nkey; k++)
+    if (r->text_cmp[PGS_COL(r->key_plan[k])]) b->off = true; /* no '=' on a key: per-row */
+  const char *p[] = {r->qtarget};
+  PGresult *res = pgs_exec(s, r->target, "reading the column types", 
+                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1), t.typcategory = 'A', t.typdelim "
+                           "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+                           "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                           1, p, err);
+  if (!res) return err->code;
+  for (int t = 0; t < PQntuples(res); t++) {
+    const char *name = PQgetvalue(res, t, 0);
+    for (int i = 0; i < n; i++) {
+      if (b->casts[i] || strcmp(r->rel->columns[i].name, name) != 0) continue;
+      b->arr[i] = PQgetvalue(res, t, 2)[0] == 't';
+      b->delim[i] = b->arr[i] ? ',' : PQgetvalue(res, t, 3)[0];
+      if (!b->delim[i] || b->delim[i] == '"' || b->delim[i] == '\\') b->off = true;
+      if (!(b->casts[i] = strdup(PQgetvalue(res, t, 1)))) {
+        PQclear(res);
+        return oom(s, r, err);
+      }
+      break;
+    }
+  }
+  PQclear(res);
+  for (int i = 0; i < n; i++)
+    if (!b->casts[i]) b->off = true; /* should not happen: the per-row path reports it */
+  if (b->off) od_debug("postgres sink %s: table %s: set-based apply off for this version", s->where, r->target);
+  return OD_OK;
+}
+
+/* ---- buffering ----------------------------------------------------------------------------- */
+
+static bool arena_reserve(pgs_bulk *b, size_t extra) {
+  if (b->alen + extra <= b->acap) return true;
+  size_t cap = b->acap ? b->acap : 65536;
+  while (cap < b->alen + extra) cap *= 2;
+  if (cap > UINT32_MAX) return false;
+  char *p = realloc(b->arena, cap);
+  if (!p) return false;
+  b->arena = p;
+  b->acap = cap;
+  return true;
+}
+
+static bool put_value(pgs_bulk *b, const od_value *v) {
+  uint32_t len = v->kind == OD_VALUE_NULL ? NULL_LEN : v->len;
+  size_t need = sizeof len + (len == NULL_LEN ? 0 : len);
+  if (!arena_reserve(b, need)) return false;
+  memcpy(b->arena + b->alen, &len, sizeof len);
+  if (len != NULL_LEN && len) memcpy(b->arena + b->alen + sizeof len, v->data, len);
+  b->alen += need;
+  return true;
+}
+
+static bool sendable(const od_tuple *t, int n) {
+  if (t->ncolumns != n || !t->values) return false;
+  for (int i = 0; i < n; i++)
+    if (t->values[i].kind != OD_VALUE_TEXT && t->values[i].kind != OD_VALUE_NULL) return false;
+  return true;
+}
+
+static bool same_key(const pg_rel *r, const od_tuple *a, const od_tuple *b) {
+  for (int k = 0; k < r->nkey; k++) {
+    int col = PGS_COL(r->key_plan[k]);
+    const od_value *x = &a->values[col], *y = &b->values[col];
+    if (x->kind != y->kind || x->len != y->len || (x->len && memcmp(x->data, y->data, x->len) != 0)) return false;
+  }
+  return true;
+}
+
+static uint32_t hash_bytes(const char *p, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 16777619u;
+  return h;
+}
+
+static bool slots_grow(pgs_bulk *b) {
+  uint32_t n = b->nslots ? b->nslots * 2 : 1024;
+  int32_t *sl = realloc(b->slots, (size_t)n * sizeof *sl);
+  if (!sl) return false;
+  b->slots = sl;
+  b->nslots = n;
+  memset(sl, 0xff, (size_t)n * sizeof *sl);
+  for (uint32_t e = 0; e < b->nent; e++) {
+    if (!b->ents[e].op) continue;
+    uint32_t h = b->ents[e].hash & (n - 1);
+    while (sl[h] >= 0) h = (h + 1) & (n - 1);
+    sl[h] = (int32_t)e;
+  }
+  return true;
+}
+
+static void reset(pgs_bulk *b) {
+  b->alen = 0;
+  b->nent = b->nup = b->ndel = 0;
+  if (b->slots) memset(b->slots, 0xff, (size_t)b->nslots * sizeof *b->slots);
+}
+
+int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_error *err) {
+  *taken = false;
+  pgs_bulk *b = r->bulk;
+  if (!b || b->off) return OD_OK;
+  int n = r->rel->ncolumns;
+  const od_tuple *kt; /* the tuple the key comes from */
+  uint8_t op;
+  switch (c->op) {
+    case OD_OP_INSERT:
+    case OD_OP_READ:
+      if (!sendable(&c->newtup, n)) return OD_OK;
+      op = 'U', kt = &c->newtup;
+      break;
+    case OD_OP_UPDATE:
+      if (!sendable(&c->newtup, n)) return OD_OK; /* UNCHANGED values, or malformed: per-row */
+      if (c->old_kind) {
+        if (c->old_kind != 'K' && c->old_kind != 'O') return OD_OK;
+        if (c->oldtup.ncolumns != n || !c->oldtup.values || !same_key(r, &c->oldtup, &c->newtup)) return OD_OK;
+      }
+      op = 'U', kt = &c->newtup;
+      break;
+    case OD_OP_DELETE:
+      if ((c->old_kind != 'K' && c->old_kind != 'O') || c->oldtup.ncolumns != n || !c->oldtup.values) return OD_OK;
+      for (int k = 0; k < r->nkey; k++) {
+        uint8_t kind = c->oldtup.values[PGS_COL(r->key_plan[k])].kind;
+        if (kind != OD_VALUE_TEXT && kind != OD_VALUE_NULL) return OD_OK;
+      }
+      op = 'D', kt = &c->oldtup;
+      break;
+    default:
+      return OD_OK;
+  }
+  if (b->nent == b->ecap) {
+    uint32_t cap = b->ecap ? b->ecap * 2 : 1024;
+    bent *e = realloc(b->ents, (size_t)cap * sizeof *e);
+    if (!e) return oom(s, r, err);
+    b->ents = e;
+    b->ecap = cap;
+  }
+  if ((b->nent + 1) * 2 > b->nslots && !slots_grow(b)) return oom(s, r, err);
+  size_t start = b->alen;
+  for (int k = 0; k < r->nkey; k++)
+    if (!put_value(b, &kt->values[PGS_COL(r->key_plan[k])])) return oom(s, r, err);
+  uint32_t klen = (uint32_t)(b->alen - start), h = hash_bytes(b->arena + start, klen);
+  uint32_t slot = h & (b->nslots - 1);
+  for (int32_t e; (e = b->slots[slot]) >= 0; slot = (slot + 1) & (b->nslots - 1)) {
+    bent *o = &b->ents[e];
+    if (o->hash != h || o->klen != klen || memcmp(b->arena + o->off, b->arena + start, klen) != 0) continue;
+    if (o->op == 'U') b->nup--;
+    else b->ndel--;
+    o->op = 0; /* superseded: this change is the key's final image */
+    break;
+  }
+  if (op == 'U')
+    for (int i = 0; i < n; i++)
+      if (!put_value(b, &c->newtup.values[i])) return oom(s, r, err);
+  b->slots[slot] = (int32_t)b->nent;
+  b->ents[b->nent++] = (bent){.off = (uint32_t)start, .klen = klen, .len = (uint32_t)(b->alen - start),
+                              .hash = h, .op = op};
+  if (op == 'U') b->nup++;
+  else b->ndel++;
+  *taken = true;
+  if (b->nent >= PGS_BULK_MAX_ROWS || b->alen >= PGS_BULK_MAX_BYTES) return pgs_bulk_flush(s, r, err);
+  return OD_OK;
+}
+
+/* ---- flushing ------------------------------------------------------------------------------ */
+
+static bool lit_reserve(pgs_buf *l, size_t extra) {
+  if (l->len + extra + 1 <= l->cap) return true;
+  size_t cap = l->cap ? l->cap : 4096;
+  while (cap < l->len + extra + 1) cap *= 2;
+  char *p = realloc(l->p, cap);
+  if (!p) return false;
+  l->p = p;
+  l->cap = cap;
+  return true;
+}
+
+/* Append one array element: NULL unquoted, anything else double-quoted with \ and " escaped (so
+ * the string "NULL" stays a string). Reads the value at *pos and advances it. */
+static bool lit_elem(pgs_buf *l, char delim, const char *arena, size_t *pos) {
+  uint32_t len;
+  memcpy(&len, arena + *pos, sizeof len);
+  *pos += sizeof len;
+  if (!lit_reserve(l, len == NULL_LEN ? 5 : 2 * (size_t)len + 3)) return false;
+  char *o = l->p + l->len;
+  if (l->len > 1) *o++ = delim;
+  if (len == NULL_LEN) {
+    memcpy(o, "NULL", 4);
+    o += 4;
+  } else {
+    const char *v = arena + *pos;
+    *o++ = '"';
+    for (uint32_t i = 0; i < len; i++) {
+      if (v[i] == '"' || v[i] == '\\') *o++ = '\\';
+      *o++ = v[i];
+    }
+    *o++ = '"';
+    *pos += len;
+  }
+  l->len = (size_t)(o - l->p);
+  return true;
+}
+
+/* Parameter i+1 carries column col(i). A scalar type's array is parsed by the type's own input
+ * function ($n::T[]), exactly like a bound parameter (a cast from text may differ: text::regclass
+ * rejects '-'); an array-typed column comes as text[] and is cast element-wise (T[][] is T[]). */
+static int col_of(const pg_rel *r, bool keys, int i) { return keys ? (int)PGS_COL(r->key_plan[i]) : i; }
+
+static void add_select(pgs_buf *q, const pg_rel *r, bool keys, int n) {
+  for (int i = 0; i < n; i++) {
+    int c = col_of(r, keys, i);
+    pgs_buf_addf(q, "%su.c%d", i ? ", " : "", i + 1);
+    if (r->bulk->arr[c]) pgs_buf_addf(q, "::%s", r->bulk->casts[c]);
+  }
+  pgs_buf_add(q, " FROM ROWS FROM (");
+  for (int i = 0; i < n; i++) {
+    int c = col_of(r, keys, i);
+    pgs_buf_addf(q, "%sunnest($%d::%s[])", i ? ", " : "", i + 1, r->bulk->arr[c] ? "text" : r->bulk->casts[c]);
+  }
+  pgs_buf_add(q, ") AS u(");
+  for (int i = 0; i < n; i++) pgs_buf_addf(q, "%sc%d", i ? ", " : "", i + 1);
+  pgs_buf_add(q, ")");
+}
+
+/* pgs_send_prepare sends s->sql: lend it the text built in r's own buffer, keep the caller's. */
+static int send_prepare(pgs_sink *s, pg_rel *r, const char *what, const char *name, od_error *err) {
+  pgs_buf saved = s->sql;
+  s->sql = r->bulk->sql;
+  int rc = pgs_send_prepare(s, r, what, name, err);
+  r->bulk->sql = s->sql;
+  s->sql = saved;
+  return rc;
+}
+
+static int prepare_delete(pgs_sink *s, pg_rel *r, od_error *err) {
+  pgs_buf *q = &r->bulk->sql;
+  pgs_buf_reset(q);
+  pgs_buf_add(q, "DELETE FROM ");
+  pgs_buf_add(q, r->qtarget);
+  pgs_buf_add(q, " WHERE (");
+  for (int k = 0; k < r->nkey; k++) {
+    if (k) pgs_buf_add(q, ", ");
+    pgs_buf_ident(q, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+  }
+  pgs_buf_add(q, ") IN (SELECT ");
+  add_select(q, r, true, r->nkey);
+  pgs_buf_add(q, ")");
+  if (q->oom) return oom(s, r, err);
+  snprintf(r->bulk->del.name, sizeof r->bulk->del.name, "odsync_%u", ++s->stmt_seq);
+  int rc = send_prepare(s, r, "preparing the set-based delete", r->bulk->del.name, err);
+  if (rc) r->bulk->del.name[0] = '\0';
+  else s->stats.prepared++;
+  return rc;
+}
+
+static int prepare_upsert(pgs_sink *s, pg_rel *r, od_error *err) {
+  const od_relation *rel = r->rel;
+  int n = rel->ncolumns;
+  pgs_buf *q = &r->bulk->sql;
+  pgs_buf_reset(q);
+  pgs_buf_add(q, "INSERT INTO ");
+  pgs_buf_add(q, r->qtarget);
+  pgs_buf_add(q, " (");
+  for (int i = 0; i < n; i++) {
+    if (i) pgs_buf_add(q, ", ");
+    pgs_buf_ident(q, rel->columns[i].name);
+  }
+  pgs_buf_add(q, ") SELECT ");
+  add_select(q, r, false, n);
+  pgs_buf_add(q, " ON CONFLICT (");
+  for (int k = 0; k < r->nkey; k++) {
+    if (k) pgs_buf_add(q, ", ");
+    pgs_buf_ident(q, rel->columns[PGS_COL(r->key_plan[k])].name);
+  }
+  pgs_buf_add(q, ") DO ");
+  if (r->nkey == n) {
+    pgs_buf_add(q, "NOTHING");
+  } else {
+    pgs_buf_add(q, "UPDATE SET ");
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+      if (rel->columns[i].key) continue;
+      if (!first) pgs_buf_add(q, ", ");
+      first = false;
+      pgs_buf_ident(q, rel->columns[i].name);
+      pgs_buf_add(q, " = EXCLUDED.");
+      pgs_buf_ident(q, rel->columns[i].name);
+    }
+  }
+  if (q->oom) return oom(s, r, err);
+  snprintf(r->bulk->ins.name, sizeof r->bulk->ins.name, "odsync_%u", ++s->stmt_seq);
+  int rc = send_prepare(s, r, "preparing the set-based upsert", r->bulk->ins.name, err);
+  if (rc) r->bulk->ins.name[0] = '\0';
+  else s->stats.prepared++;
+  return rc;
+}
+
+static void lits_open(pgs_bulk *b, int n) {
+  for (int i = 0; i < n; i++) {
+    b->lits[i].len = 0;
+    if (lit_reserve(&b->lits[i], 1)) b->lits[i].p[b->lits[i].len++] = '{';
+  }
+}
+
+static int lits_send(pgs_sink *s, pg_rel *r, const pgs_stmt *st, int n, const char *what, od_error *err) {
+  pgs_bulk *b = r->bulk;
+  for (int i = 0; i < n; i++) {
+    pgs_buf *l = &b->lits[i];
+    if (!l->p || !lit_reserve(l, 1)) return oom(s, r, err);
+    l->p[l->len++] = '}';
+    l->p[l->len] = '\0';
+    s->pvals[i] = l->p;
+  }
+  if (!pgs_cmd_push(s, PGS_CMD_OTHER, r, what, -1)) return oom(s, r, err);
+  if (!PQsendQueryPrepared(s->conn, st->name, n, s->pvals, NULL, NULL, 0)) return pgs_fail(s, r->target, what, NULL, err);
+  return OD_OK;
+}
+
+int pgs_bulk_flush(pgs_sink *s, pg_rel *r, od_error *err) {
+  pgs_bulk *b = r->bulk;
+  if (!b || !b->nent) return OD_OK;
+  int n = r->rel->ncolumns, rc;
+  if (b->ndel) {
+    if (!b->del.name[0] && (rc = prepare_delete(s, r, err))) return rc;
+    lits_open(b, r->nkey);
+    for (uint32_t e = 0; e < b->nent; e++) {
+      if (b->ents[e].op != 'D') continue;
+      size_t pos = b->ents[e].off;
+      for (int k = 0; k < r->nkey; k++)
+        if (!lit_elem(&b->lits[k], b->delim[PGS_COL(r->key_plan[k])], b->arena, &pos)) return oom(s, r, err);
+    }
+    if ((rc = lits_send(s, r, &b->del, r->nkey, "set-based delete", err))) return rc;
+    s->stats.deleted += b->ndel;
+  }
+  if (b->nup) {
+    if (!b->ins.name[0] && (rc = prepare_upsert(s, r, err))) return rc;
+    lits_open(b, n);
+    for (uint32_t e = 0; e < b->nent; e++) {
+      if (b->ents[e].op != 'U') continue;
+      size_t pos = b->ents[e].off + b->ents[e].klen;
+      for (int i = 0; i < n; i++)
+        if (!lit_elem(&b->lits[i], b->delim[i], b->arena, &pos)) return oom(s, r, err);
+    }
+    if ((rc = lits_send(s, r, &b->ins, n, "set-based upsert", err))) return rc;
+    s->stats.updated += b->nup;
+  }
+  reset(b);
+  return OD_OK;
+}
+
+int pgs_bulk_flush_all(pgs_sink *s, od_error *err) {
+  for (size_t i = 0; i < s->nbuckets; i++)
+    for (pg_rel *r = s->buckets[i]; r; r = r->next) {
+      int rc = pgs_bulk_flush(s, r, err);
+      if (rc) return rc;
+    }
+  return OD_OK;
+}
+
+bool pgs_bulk_pending(const pgs_sink *s) {
+  for (size_t i = 0; i < s->nbuckets; i++)
+    for (const pg_rel *r = s->buckets[i]; r; r = r->next)
+      if (r->bulk && r->bulk->nent) return true;
+  return false;
+}
+
+int pgs_bulk_flush_now(pgs_sink *s, od_error *err) {
+  if (!pgs_bulk_pending(s)) return OD_OK;
+  if (!s->conn) return pgs_fail(s, NULL, "sending buffered changes", NULL, err);
+  if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
+  int rc = OD_OK;
+  if (!s->begin_sent) {
+    rc = pgs_send_utility(s, NULL, "BEGIN", "BEGIN", err);
+    s->begin_sent = true;
+  }
+  if (!rc) rc = pgs_bulk_flush_all(s, err);
+  od_error ignored;
+  int frc = pgs_pipeline_finish(s, NULL, rc ? &ignored : err);
+  return rc ? rc : frc;
+}
+
+void pgs_bulk_discard_all(pgs_sink *s) {
+  for (size_t i = 0; i < s->nbuckets; i++)
+    for (pg_rel *r = s->buckets[i]; r; r = r->next)
+      if (r->bulk) reset(r->bulk);
+}
+
+int pgs_bulk_forget(pgs_sink *s, pg_rel *r, od_error *err) {
+  pgs_bulk *b = r->bulk;
+  if (!b) return OD_OK;
+  pgs_stmt *sts[] = {&b->del, &b->ins};
+  for (int i = 0; i < 2; i++) {
+    if (!sts[i]->name[0]) continue;
+    char sql[48];
+    snprintf(sql, sizeof sql, "DEALLOCATE %s", sts[i]->name);
+    sts[i]->name[0] = '\0';
+    PGresult *res = pgs_exec(s, r->target, "deallocating a statement of an older table version", sql, 0, NULL, err);
+    if (!res) return err->code;
+    PQclear(res);
+  }
+  return OD_OK;
+}
