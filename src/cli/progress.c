@@ -121,6 +121,12 @@ void od_progress_tick(od_progress *p) {
                           state_name(atomic_load(&st->state)), rate, (long long)lag_ms,
                           grouped(changes, total, sizeof total),
                           grouped(atomic_load(&st->txns_applied), txns, sizeof txns), OD_LSN_ARGS(lsn));
+    if (o < sizeof line && atomic_load(&st->isnap_active)) {
+      char rows[32];
+      o += (size_t)snprintf(line + o, sizeof line - o, " | re-copying: %s rows in %llu chunks",
+                            grouped(atomic_load(&st->isnap_rows), rows, sizeof rows),
+                            (unsigned long long)atomic_load(&st->isnap_chunks));
+    }
     if (o >= sizeof line) break;
   }
   p->last_at = now;
