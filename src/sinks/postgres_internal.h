@@ -7,6 +7,8 @@
  *                     rename, widen columns) and the _odsync_columns rows
  *   postgres_apply.c  applying a batch: one libpq pipeline of prepared statements, one sync,
  *                     then reading the results (missing rows, errors)
+ *   postgres_bulk.c   set-based apply of keyed tables: buffered, merged by key, flushed as one
+ *                     DELETE + one INSERT ... ON CONFLICT per table (owns pg_rel.bulk)
  *
  * Ownership: the pgs_sink owns the PGconn, every pg_rel, every statement record and every scratch
  * array. A pg_rel points at (never owns) its od_relation, which the source keeps alive for the
