@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "common/pg_dsn.h"
 #include "sinks/postgres_internal.h"
 
 extern const od_sink_ops od_sink_postgres;
@@ -123,16 +124,16 @@ static int connect_target(pgs_sink *s, od_error *err) {
 /* CREATE SCHEMA/TABLE IF NOT EXISTS for the checkpoint and _odsync_columns (postgres_schema.c),
  * serialized with other odsync sessions. */
 static int create_checkpoint_table(pgs_sink *s, const char *schema_q, od_error *err) {
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "BEGIN; SELECT pg_advisory_xact_lock(7180055063212440403); CREATE SCHEMA IF NOT EXISTS ");
-  pgs_buf_add(b, schema_q);
-  pgs_buf_add(b, "; CREATE TABLE IF NOT EXISTS ");
-  pgs_buf_add(b, s->ck_q);
-  pgs_buf_add(b, " (pipeline text PRIMARY KEY, position pg_lsn NOT NULL, updated_at timestamptz NOT NULL); "
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "BEGIN; SELECT pg_advisory_xact_lock(7180055063212440403); CREATE SCHEMA IF NOT EXISTS ");
+  od_sqlbuf_add(b, schema_q);
+  od_sqlbuf_add(b, "; CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, s->ck_q);
+  od_sqlbuf_add(b, " (pipeline text PRIMARY KEY, position pg_lsn NOT NULL, updated_at timestamptz NOT NULL); "
                  "CREATE TABLE IF NOT EXISTS ");
-  pgs_buf_add(b, s->cols_q);
-  pgs_buf_add(b, " (tbl_schema text NOT NULL, tbl_name text NOT NULL, name text NOT NULL, attnum int NOT NULL, "
+  od_sqlbuf_add(b, s->cols_q);
+  od_sqlbuf_add(b, " (tbl_schema text NOT NULL, tbl_name text NOT NULL, name text NOT NULL, attnum int NOT NULL, "
                  "type_oid bigint NOT NULL, typmod int NOT NULL, type_name text NOT NULL, version bigint NOT NULL, "
                  "PRIMARY KEY (tbl_schema, tbl_name, name)); COMMIT");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -159,7 +160,7 @@ static void pgs_close(od_sink *base) {
            (unsigned long long)s->stats.missing_skipped, (unsigned long long)s->stats.delete_missing,
            (unsigned long long)s->stats.prepared, (unsigned long long)s->stats.round_trips);
   disconnect(s);
-  pgs_buf_free(&s->sql);
+  od_sqlbuf_free(&s->sql);
   for (int i = 0; i < s->nmap; i++) {
     free(s->map_from[i]);
     free(s->map_to[i]);
@@ -177,31 +178,6 @@ static void pgs_close(od_sink *base) {
   free(s);
 }
 
-/* "host:port/dbname" from the DSN, without anything secret. */
-static int describe_server(pgs_sink *s, const od_config_section *cfg, od_error *err) {
-  char *perr = NULL;
-  PQconninfoOption *opts = PQconninfoParse(s->dsn, &perr);
-  if (!opts) {
-    const od_config_entry *e = od_config_find(cfg, "dsn");
-    int rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.dsn is not a valid libpq connection string%s%s", cfg->file,
-                     e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path,
-                     (e && !e->secret && perr) ? ": " : "", (e && !e->secret && perr) ? perr : "");
-    PQfreemem(perr);
-    return rc;
-  }
-  const char *host = NULL, *port = NULL, *db = NULL, *hostaddr = NULL;
-  for (PQconninfoOption *o = opts; o->keyword; o++) {
-    if (!o->val) continue;
-    if (!strcmp(o->keyword, "host")) host = o->val;
-    if (!strcmp(o->keyword, "hostaddr")) hostaddr = o->val;
-    if (!strcmp(o->keyword, "port")) port = o->val;
-    if (!strcmp(o->keyword, "dbname")) db = o->val;
-  }
-  snprintf(s->where, sizeof s->where, "%s:%s/%s", host ? host : hostaddr ? hostaddr : "localhost",
-           port ? port : "5432", db ? db : "(default db)");
-  PQconninfoFree(opts);
-  return OD_OK;
-}
 
 /* table_map entries "src_schema.src_table=dst_schema.dst_table" (the destination schema may be
  * left out: then `schema`, else the source's schema, applies). */
@@ -254,10 +230,10 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
     goto fail;
   }
-  if ((rc = describe_server(s, cfg, err)) || (rc = parse_table_map(s, cfg, err))) goto fail;
+  if ((rc = od_pg_dsn_describe(cfg, s->dsn, s->where, sizeof s->where, err)) || (rc = parse_table_map(s, cfg, err))) goto fail;
 
   /* The checkpoint table name, quoted, and its schema. */
-  pgs_buf *b = &s->sql;
+  od_sqlbuf *b = &s->sql;
   const char *dot = strchr(ck, '.');
   if (!*ck || (dot && (dot == ck || !dot[1]))) {
     const od_config_entry *e = od_config_find(cfg, "checkpoint_table");
@@ -267,17 +243,17 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   }
   pgs_qualify(b, ck, "public");
   s->ck_q = b->oom ? NULL : strdup(b->p);
-  pgs_buf_reset(b);
+  od_sqlbuf_reset(b);
   if (dot) {
     char *sch = strndup(ck, (size_t)(dot - ck));
-    if (sch) pgs_buf_ident(b, sch);
+    if (sch) od_sqlbuf_ident(b, sch);
     free(sch);
   } else {
-    pgs_buf_ident(b, "public");
+    od_sqlbuf_ident(b, "public");
   }
   char *schema_q = b->oom ? NULL : strdup(b->p);
-  pgs_buf_add(b, ".");
-  pgs_buf_ident(b, "_odsync_columns");
+  od_sqlbuf_add(b, ".");
+  od_sqlbuf_ident(b, "_odsync_columns");
   s->cols_q = b->oom ? NULL : strdup(b->p);
   if (!s->ck_q || !schema_q || !s->cols_q) {
     free(schema_q);
@@ -300,11 +276,11 @@ fail:
 static int pgs_read_position(od_sink *base, od_lsn *out, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
   if (!s->conn && connect_target(s, err)) return err->code;
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "SELECT (position - '0/0'::pg_lsn)::text FROM ");
-  pgs_buf_add(b, s->ck_q);
-  pgs_buf_add(b, " WHERE pipeline = $1");
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "SELECT (position - '0/0'::pg_lsn)::text FROM ");
+  od_sqlbuf_add(b, s->ck_q);
+  od_sqlbuf_add(b, " WHERE pipeline = $1");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   const char *p[] = {s->pipeline};
   PGresult *r = pgs_exec(s, s->ck_q, "reading the position", b->p, 1, p, err);
@@ -345,11 +321,11 @@ static int pgs_commit(od_sink *base, od_lsn position, od_error *err) {
   if (!s->conn) return pgs_fail(s, NULL, "COMMIT", NULL, err);
   char lsn[32];
   snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(position));
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "INSERT INTO ");
-  pgs_buf_add(b, s->ck_q);
-  pgs_buf_add(b, " (pipeline, position, updated_at) VALUES ($1, $2::pg_lsn, now()) ON CONFLICT (pipeline) "
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "INSERT INTO ");
+  od_sqlbuf_add(b, s->ck_q);
+  od_sqlbuf_add(b, " (pipeline, position, updated_at) VALUES ($1, $2::pg_lsn, now()) ON CONFLICT (pipeline) "
                  "DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   /* BEGIN (if no data went out), the checkpoint and COMMIT in one round trip. */
@@ -413,17 +389,17 @@ static int pgs_set_mark(od_sink *base, const char *key, od_lsn value, od_error *
   if (rc) return rc;
   char lsn[32];
   snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(value));
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
   if (value) {
-    pgs_buf_add(b, "INSERT INTO ");
-    pgs_buf_add(b, s->ck_q);
-    pgs_buf_add(b, " (pipeline, position, updated_at) VALUES ($1, $2::pg_lsn, now()) ON CONFLICT (pipeline) "
+    od_sqlbuf_add(b, "INSERT INTO ");
+    od_sqlbuf_add(b, s->ck_q);
+    od_sqlbuf_add(b, " (pipeline, position, updated_at) VALUES ($1, $2::pg_lsn, now()) ON CONFLICT (pipeline) "
                    "DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at");
   } else {
-    pgs_buf_add(b, "DELETE FROM ");
-    pgs_buf_add(b, s->ck_q);
-    pgs_buf_add(b, " WHERE pipeline = $1");
+    od_sqlbuf_add(b, "DELETE FROM ");
+    od_sqlbuf_add(b, s->ck_q);
+    od_sqlbuf_add(b, " WHERE pipeline = $1");
   }
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   const char *p[] = {key, lsn};
@@ -436,11 +412,11 @@ static int pgs_set_mark(od_sink *base, const char *key, od_lsn value, od_error *
 static int pgs_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
   if (!s->conn && connect_target(s, err)) return err->code;
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "SELECT (position - '0/0'::pg_lsn)::text FROM ");
-  pgs_buf_add(b, s->ck_q);
-  pgs_buf_add(b, " WHERE pipeline = $1");
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "SELECT (position - '0/0'::pg_lsn)::text FROM ");
+  od_sqlbuf_add(b, s->ck_q);
+  od_sqlbuf_add(b, " WHERE pipeline = $1");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   const char *p[] = {key};
   PGresult *r = pgs_exec(s, s->ck_q, "reading a mark", b->p, 1, p, err);

@@ -59,9 +59,9 @@ struct pgs_bulk {
   uint32_t nent, ecap, nup, ndel;
   int32_t *slots;         /* open addressing, -1 empty; only live entries */
   uint32_t nslots;
-  pgs_buf *lits;          /* per column: the text[] literal being built */
+  od_sqlbuf *lits;          /* per column: the text[] literal being built */
   int nlits;
-  pgs_buf sql;            /* statement text while preparing (s->sql may hold the caller's SQL) */
+  od_sqlbuf sql;            /* statement text while preparing (s->sql may hold the caller's SQL) */
 };
 
 static int oom(pgs_sink *s, const pg_rel *r, od_error *err) {
@@ -75,12 +75,12 @@ void pgs_bulk_free(pgs_bulk *b) {
   free(b->casts);
   free(b->arr);
   free(b->delim);
-  for (int i = 0; b->lits && i < b->nlits; i++) pgs_buf_free(&b->lits[i]);
+  for (int i = 0; b->lits && i < b->nlits; i++) od_sqlbuf_free(&b->lits[i]);
   free(b->lits);
   free(b->arena);
   free(b->ents);
   free(b->slots);
-  pgs_buf_free(&b->sql);
+  od_sqlbuf_free(&b->sql);
   free(b);
 }
 
@@ -267,7 +267,7 @@ int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_err
 
 /* ---- flushing ------------------------------------------------------------------------------ */
 
-static bool lit_reserve(pgs_buf *l, size_t extra) {
+static bool lit_reserve(od_sqlbuf *l, size_t extra) {
   if (l->len + extra + 1 <= l->cap) return true;
   size_t cap = l->cap ? l->cap : 4096;
   while (cap < l->len + extra + 1) cap *= 2;
@@ -280,7 +280,7 @@ static bool lit_reserve(pgs_buf *l, size_t extra) {
 
 /* Append one array element: NULL unquoted, anything else double-quoted with \ and " escaped (so
  * the string "NULL" stays a string). Reads the value at *pos and advances it. */
-static bool lit_elem(pgs_buf *l, char delim, const char *arena, size_t *pos) {
+static bool lit_elem(od_sqlbuf *l, char delim, const char *arena, size_t *pos) {
   uint32_t len;
   memcpy(&len, arena + *pos, sizeof len);
   *pos += sizeof len;
@@ -309,25 +309,25 @@ static bool lit_elem(pgs_buf *l, char delim, const char *arena, size_t *pos) {
  * rejects '-'); an array-typed column comes as text[] and is cast element-wise (T[][] is T[]). */
 static int col_of(const pg_rel *r, bool keys, int i) { return keys ? (int)PGS_COL(r->key_plan[i]) : i; }
 
-static void add_select(pgs_buf *q, const pg_rel *r, bool keys, int n) {
+static void add_select(od_sqlbuf *q, const pg_rel *r, bool keys, int n) {
   for (int i = 0; i < n; i++) {
     int c = col_of(r, keys, i);
-    pgs_buf_addf(q, "%su.c%d", i ? ", " : "", i + 1);
-    if (r->bulk->arr[c]) pgs_buf_addf(q, "::%s", r->bulk->casts[c]);
+    od_sqlbuf_addf(q, "%su.c%d", i ? ", " : "", i + 1);
+    if (r->bulk->arr[c]) od_sqlbuf_addf(q, "::%s", r->bulk->casts[c]);
   }
-  pgs_buf_add(q, " FROM ROWS FROM (");
+  od_sqlbuf_add(q, " FROM ROWS FROM (");
   for (int i = 0; i < n; i++) {
     int c = col_of(r, keys, i);
-    pgs_buf_addf(q, "%sunnest($%d::%s[])", i ? ", " : "", i + 1, r->bulk->arr[c] ? "text" : r->bulk->casts[c]);
+    od_sqlbuf_addf(q, "%sunnest($%d::%s[])", i ? ", " : "", i + 1, r->bulk->arr[c] ? "text" : r->bulk->casts[c]);
   }
-  pgs_buf_add(q, ") AS u(");
-  for (int i = 0; i < n; i++) pgs_buf_addf(q, "%sc%d", i ? ", " : "", i + 1);
-  pgs_buf_add(q, ")");
+  od_sqlbuf_add(q, ") AS u(");
+  for (int i = 0; i < n; i++) od_sqlbuf_addf(q, "%sc%d", i ? ", " : "", i + 1);
+  od_sqlbuf_add(q, ")");
 }
 
 /* pgs_send_prepare sends s->sql: lend it the text built in r's own buffer, keep the caller's. */
 static int send_prepare(pgs_sink *s, pg_rel *r, const char *what, const char *name, od_error *err) {
-  pgs_buf saved = s->sql;
+  od_sqlbuf saved = s->sql;
   s->sql = r->bulk->sql;
   int rc = pgs_send_prepare(s, r, what, name, err);
   r->bulk->sql = s->sql;
@@ -336,18 +336,18 @@ static int send_prepare(pgs_sink *s, pg_rel *r, const char *what, const char *na
 }
 
 static int prepare_delete(pgs_sink *s, pg_rel *r, od_error *err) {
-  pgs_buf *q = &r->bulk->sql;
-  pgs_buf_reset(q);
-  pgs_buf_add(q, "DELETE FROM ");
-  pgs_buf_add(q, r->qtarget);
-  pgs_buf_add(q, " WHERE (");
+  od_sqlbuf *q = &r->bulk->sql;
+  od_sqlbuf_reset(q);
+  od_sqlbuf_add(q, "DELETE FROM ");
+  od_sqlbuf_add(q, r->qtarget);
+  od_sqlbuf_add(q, " WHERE (");
   for (int k = 0; k < r->nkey; k++) {
-    if (k) pgs_buf_add(q, ", ");
-    pgs_buf_ident(q, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+    if (k) od_sqlbuf_add(q, ", ");
+    od_sqlbuf_ident(q, r->rel->columns[PGS_COL(r->key_plan[k])].name);
   }
-  pgs_buf_add(q, ") IN (SELECT ");
+  od_sqlbuf_add(q, ") IN (SELECT ");
   add_select(q, r, true, r->nkey);
-  pgs_buf_add(q, ")");
+  od_sqlbuf_add(q, ")");
   if (q->oom) return oom(s, r, err);
   snprintf(r->bulk->del.name, sizeof r->bulk->del.name, "odsync_%u", ++s->stmt_seq);
   int rc = send_prepare(s, r, "preparing the set-based delete", r->bulk->del.name, err);
@@ -359,35 +359,35 @@ static int prepare_delete(pgs_sink *s, pg_rel *r, od_error *err) {
 static int prepare_upsert(pgs_sink *s, pg_rel *r, od_error *err) {
   const od_relation *rel = r->rel;
   int n = rel->ncolumns;
-  pgs_buf *q = &r->bulk->sql;
-  pgs_buf_reset(q);
-  pgs_buf_add(q, "INSERT INTO ");
-  pgs_buf_add(q, r->qtarget);
-  pgs_buf_add(q, " (");
+  od_sqlbuf *q = &r->bulk->sql;
+  od_sqlbuf_reset(q);
+  od_sqlbuf_add(q, "INSERT INTO ");
+  od_sqlbuf_add(q, r->qtarget);
+  od_sqlbuf_add(q, " (");
   for (int i = 0; i < n; i++) {
-    if (i) pgs_buf_add(q, ", ");
-    pgs_buf_ident(q, rel->columns[i].name);
+    if (i) od_sqlbuf_add(q, ", ");
+    od_sqlbuf_ident(q, rel->columns[i].name);
   }
-  pgs_buf_add(q, ") SELECT ");
+  od_sqlbuf_add(q, ") SELECT ");
   add_select(q, r, false, n);
-  pgs_buf_add(q, " ON CONFLICT (");
+  od_sqlbuf_add(q, " ON CONFLICT (");
   for (int k = 0; k < r->nkey; k++) {
-    if (k) pgs_buf_add(q, ", ");
-    pgs_buf_ident(q, rel->columns[PGS_COL(r->key_plan[k])].name);
+    if (k) od_sqlbuf_add(q, ", ");
+    od_sqlbuf_ident(q, rel->columns[PGS_COL(r->key_plan[k])].name);
   }
-  pgs_buf_add(q, ") DO ");
+  od_sqlbuf_add(q, ") DO ");
   if (r->nkey == n) {
-    pgs_buf_add(q, "NOTHING");
+    od_sqlbuf_add(q, "NOTHING");
   } else {
-    pgs_buf_add(q, "UPDATE SET ");
+    od_sqlbuf_add(q, "UPDATE SET ");
     bool first = true;
     for (int i = 0; i < n; i++) {
       if (rel->columns[i].key) continue;
-      if (!first) pgs_buf_add(q, ", ");
+      if (!first) od_sqlbuf_add(q, ", ");
       first = false;
-      pgs_buf_ident(q, rel->columns[i].name);
-      pgs_buf_add(q, " = EXCLUDED.");
-      pgs_buf_ident(q, rel->columns[i].name);
+      od_sqlbuf_ident(q, rel->columns[i].name);
+      od_sqlbuf_add(q, " = EXCLUDED.");
+      od_sqlbuf_ident(q, rel->columns[i].name);
     }
   }
   if (q->oom) return oom(s, r, err);
@@ -408,7 +408,7 @@ static void lits_open(pgs_bulk *b, int n) {
 static int lits_send(pgs_sink *s, pg_rel *r, const pgs_stmt *st, int n, const char *what, od_error *err) {
   pgs_bulk *b = r->bulk;
   for (int i = 0; i < n; i++) {
-    pgs_buf *l = &b->lits[i];
+    od_sqlbuf *l = &b->lits[i];
     if (!l->p || !lit_reserve(l, 1)) return oom(s, r, err);
     l->p[l->len++] = '}';
     l->p[l->len] = '\0';

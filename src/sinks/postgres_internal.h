@@ -19,6 +19,7 @@
 #ifndef ODSYNC_SINKS_POSTGRES_INTERNAL_H
 #define ODSYNC_SINKS_POSTGRES_INTERNAL_H
 
+#include "common/sqlbuf.h"
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,11 +35,6 @@ enum pgs_vkind { PGS_V_UPDATE = 1, PGS_V_DELETE = 2, PGS_V_UPSERT_ROW = 3 };
 #define PGS_FROM_MATCH 0x8000u
 #define PGS_COL(p) ((p) & 0x7fffu)
 
-typedef struct pgs_buf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} pgs_buf;
 
 /* One server-side prepared statement: its name and parameter plan. */
 typedef struct pgs_stmt {
@@ -119,7 +115,7 @@ typedef struct pgs_sink {
   uint64_t clock;        /* LRU clock for statement variants */
   pg_rel **buckets;      /* chained hash by relation pointer */
   size_t nbuckets, nrels;
-  pgs_buf sql;           /* reused to build statements */
+  od_sqlbuf sql;           /* reused to build statements */
   /* per batch, reused */
   pgs_cmd_rec *cmds;
   size_t ncmds, cmds_cap;
@@ -145,13 +141,8 @@ int pgs_ensure_begin(pgs_sink *s, od_error *err);
 #define PGS_DDL_LOCK "SELECT pg_advisory_xact_lock(7180055063212440403)"
 
 /* postgres_table.c */
-void pgs_buf_reset(pgs_buf *b);
-void pgs_buf_add(pgs_buf *b, const char *str);
-void pgs_buf_addf(pgs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void pgs_buf_ident(pgs_buf *b, const char *name); /* "name" with " doubled */
-void pgs_buf_free(pgs_buf *b);
 /* Split "a.b" into quoted "a"."b" (schema `def_schema` when there is no dot). */
-int pgs_qualify(pgs_buf *b, const char *name, const char *def_schema);
+int pgs_qualify(od_sqlbuf *b, const char *name, const char *def_schema);
 
 int pgs_rel_get(pgs_sink *s, const od_relation *rel, pg_rel **out, od_error *err);
 /* Has this relation version a state already? */

@@ -79,16 +79,16 @@ static int exec_sql(pgs_sink *s, const pg_rel *r, const char *what, od_error *er
 /* The target's columns with their _odsync_columns rows; exists = false when there is no table. */
 static int read_table(pgs_sink *s, const pg_rel *r, tstate *ts, od_error *err) {
   tstate_free(ts);
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "SELECT a.attname, a.atttypid, a.atttypmod, coalesce(a.attnum = ANY (i.indkey), false), "
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "SELECT a.attname, a.atttypid, a.atttypmod, coalesce(a.attnum = ANY (i.indkey), false), "
                  "m.attnum IS NOT NULL, coalesce(m.attnum, 0), coalesce(m.type_oid, 0), coalesce(m.typmod, -1), "
                  "coalesce(m.type_name, ''), c.oid IS NOT NULL "
                  "FROM (SELECT to_regclass($1) AS oid) c "
                  "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
                  "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary LEFT JOIN ");
-  pgs_buf_add(b, s->cols_q);
-  pgs_buf_add(b, " m ON m.tbl_schema = $2 AND m.tbl_name = $3 AND m.name = a.attname ORDER BY a.attnum");
+  od_sqlbuf_add(b, s->cols_q);
+  od_sqlbuf_add(b, " m ON m.tbl_schema = $2 AND m.tbl_name = $3 AND m.name = a.attname ORDER BY a.attnum");
   if (b->oom) return oom(s, r, err);
   const char *p[] = {r->qtarget, r->tschema, r->tname};
   PGresult *res = pgs_exec(s, r->target, "reading the table's columns", b->p, 3, p, err);
@@ -253,14 +253,14 @@ static int plan(pgs_sink *s, const pg_rel *r, const tstate *ts, todo *td, od_err
 }
 
 static int rename_col(pgs_sink *s, const pg_rel *r, const char *from, const char *to, od_error *err) {
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "ALTER TABLE ");
-  pgs_buf_add(b, r->qtarget);
-  pgs_buf_add(b, " RENAME COLUMN ");
-  pgs_buf_ident(b, from);
-  pgs_buf_add(b, " TO ");
-  pgs_buf_ident(b, to);
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "ALTER TABLE ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " RENAME COLUMN ");
+  od_sqlbuf_ident(b, from);
+  od_sqlbuf_add(b, " TO ");
+  od_sqlbuf_ident(b, to);
   char what[300];
   snprintf(what, sizeof what, "renaming column %.120s to %.120s", from, to);
   return exec_sql(s, r, what, err);
@@ -314,31 +314,31 @@ static int add_col(pgs_sink *s, const pg_rel *r, int i, od_error *err) {
   int rc = c->type_oid >= FIRST_USER_OID ? OD_OK
                                          : type_sql(s, r, c->type_oid, c->typmod, c->type_name, type, sizeof type, err);
   if (rc) return rc;
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "ALTER TABLE ");
-  pgs_buf_add(b, r->qtarget);
-  pgs_buf_add(b, " ADD COLUMN ");
-  pgs_buf_ident(b, c->name);
-  pgs_buf_add(b, " ");
-  pgs_buf_add(b, type);
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "ALTER TABLE ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " ADD COLUMN ");
+  od_sqlbuf_ident(b, c->name);
+  od_sqlbuf_add(b, " ");
+  od_sqlbuf_add(b, type);
   if (c->missing_value) {
     char *lit = PQescapeLiteral(s->conn, c->missing_value, strlen(c->missing_value));
     if (!lit) return pgs_fail(s, r->target, "quoting a default value", NULL, err);
-    pgs_buf_add(b, " DEFAULT ");
-    pgs_buf_add(b, lit);
+    od_sqlbuf_add(b, " DEFAULT ");
+    od_sqlbuf_add(b, lit);
     PQfreemem(lit);
   }
   char what[200];
   snprintf(what, sizeof what, "adding column %.150s", c->name);
   if ((rc = exec_sql(s, r, what, err))) return rc;
   if (c->missing_value) {
-    pgs_buf_reset(b);
-    pgs_buf_add(b, "ALTER TABLE ");
-    pgs_buf_add(b, r->qtarget);
-    pgs_buf_add(b, " ALTER COLUMN ");
-    pgs_buf_ident(b, c->name);
-    pgs_buf_add(b, " DROP DEFAULT");
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "ALTER TABLE ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " ALTER COLUMN ");
+    od_sqlbuf_ident(b, c->name);
+    od_sqlbuf_add(b, " DROP DEFAULT");
     if ((rc = exec_sql(s, r, what, err))) return rc;
     od_info("postgres sink %s: table %s: column %s added; existing rows hold '%.40s%s' (the source's default)",
             s->where, r->target, c->name, c->missing_value, strlen(c->missing_value) > 40 ? "..." : "");
@@ -349,11 +349,11 @@ static int add_col(pgs_sink *s, const pg_rel *r, int i, od_error *err) {
 }
 
 int pgs_clear_columns(pgs_sink *s, const pg_rel *r, od_error *err) {
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "DELETE FROM ");
-  pgs_buf_add(b, s->cols_q);
-  pgs_buf_add(b, " WHERE tbl_schema = $1 AND tbl_name = $2");
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "DELETE FROM ");
+  od_sqlbuf_add(b, s->cols_q);
+  od_sqlbuf_add(b, " WHERE tbl_schema = $1 AND tbl_name = $2");
   if (b->oom) return oom(s, r, err);
   const char *p[] = {r->tschema, r->tname};
   PGresult *res = pgs_exec(s, r->target, "writing _odsync_columns", b->p, 2, p, err);
@@ -372,13 +372,13 @@ int pgs_write_columns(pgs_sink *s, const pg_rel *r, od_error *err) {
     tstate_free(&ts);
     return rc;
   }
-  pgs_buf *b = &s->sql;
+  od_sqlbuf *b = &s->sql;
   const char *p[8] = {r->tschema, r->tname};
   PGresult *res;
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "INSERT INTO ");
-  pgs_buf_add(b, s->cols_q);
-  pgs_buf_add(b, " (tbl_schema, tbl_name, name, attnum, type_oid, typmod, type_name, version) "
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "INSERT INTO ");
+  od_sqlbuf_add(b, s->cols_q);
+  od_sqlbuf_add(b, " (tbl_schema, tbl_name, name, attnum, type_oid, typmod, type_name, version) "
                  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
   char *sql = b->oom ? NULL : strdup(b->p);
   if (!sql) {
@@ -436,18 +436,18 @@ int pgs_evolve_table(pgs_sink *s, pg_rel *r, bool locked, bool *exists, od_error
   }
   const od_relation *rel = r->rel;
   tcol *t = ts.t;
-  pgs_buf *b = &s->sql;
+  od_sqlbuf *b = &s->sql;
   bool all_attnums = true;
   for (int i = 0; i < rel->ncolumns; i++) all_attnums = all_attnums && rel->columns[i].attnum;
   char what[200];
   /* 1. Drops. */
   for (int k = 0; k < ts.n && rc == OD_OK; k++) {
     if (t[k].rel_col >= 0 || !(t[k].meta && t[k].attnum && all_attnums)) continue;
-    pgs_buf_reset(b);
-    pgs_buf_add(b, "ALTER TABLE ");
-    pgs_buf_add(b, r->qtarget);
-    pgs_buf_add(b, " DROP COLUMN ");
-    pgs_buf_ident(b, t[k].name);
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "ALTER TABLE ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " DROP COLUMN ");
+    od_sqlbuf_ident(b, t[k].name);
     snprintf(what, sizeof what, "dropping column %.150s", t[k].name);
     if ((rc = exec_sql(s, r, what, err)) == OD_OK)
       od_info("postgres sink %s: table %s: column %s dropped", s->where, r->target, t[k].name);
@@ -466,13 +466,13 @@ int pgs_evolve_table(pgs_sink *s, pg_rel *r, bool locked, bool *exists, od_error
     if ((rc = type_sql(s, r, t[k].type_oid, t[k].typmod, t[k].type_name, from, sizeof from, err)) ||
         (rc = type_sql(s, r, c->type_oid, c->typmod, c->type_name, to, sizeof to, err)))
       break;
-    pgs_buf_reset(b);
-    pgs_buf_add(b, "ALTER TABLE ");
-    pgs_buf_add(b, r->qtarget);
-    pgs_buf_add(b, " ALTER COLUMN ");
-    pgs_buf_ident(b, c->name);
-    pgs_buf_add(b, " TYPE ");
-    pgs_buf_add(b, to);
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "ALTER TABLE ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " ALTER COLUMN ");
+    od_sqlbuf_ident(b, c->name);
+    od_sqlbuf_add(b, " TYPE ");
+    od_sqlbuf_add(b, to);
     snprintf(what, sizeof what, "changing the type of column %.150s", c->name);
     if ((rc = exec_sql(s, r, what, err)) == OD_OK)
       od_info("postgres sink %s: table %s: column %s changed from %s to %s", s->where, r->target, c->name, from, to);

@@ -24,85 +24,24 @@
 /* First OID of user-defined objects (FirstNormalObjectId): below it, types are built in. */
 #define FIRST_USER_OID 16384u
 
-/* ---- SQL text builder ---------------------------------------------------------------------- */
 
-static bool buf_reserve(pgs_buf *b, size_t extra) {
-  if (b->oom) return false;
-  if (b->len + extra + 1 <= b->cap) return true;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < b->len + extra + 1) cap *= 2;
-  char *p = realloc(b->p, cap);
-  if (!p) {
-    b->oom = true;
-    return false;
-  }
-  b->p = p;
-  b->cap = cap;
-  return true;
-}
-
-void pgs_buf_reset(pgs_buf *b) {
-  b->len = 0;
-  b->oom = false;
-  if (b->p) b->p[0] = '\0';
-}
-
-void pgs_buf_add(pgs_buf *b, const char *str) {
-  size_t n = strlen(str);
-  if (!buf_reserve(b, n)) return;
-  memcpy(b->p + b->len, str, n + 1);
-  b->len += n;
-}
-
-void pgs_buf_addf(pgs_buf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0 || !buf_reserve(b, (size_t)n)) return;
-  va_start(ap, fmt);
-  vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
-}
-
-void pgs_buf_ident(pgs_buf *b, const char *name) {
-  size_t n = strlen(name), quotes = 0;
-  for (size_t i = 0; i < n; i++) quotes += name[i] == '"';
-  if (!buf_reserve(b, n + quotes + 2)) return;
-  char *o = b->p + b->len;
-  *o++ = '"';
-  for (size_t i = 0; i < n; i++) {
-    *o++ = name[i];
-    if (name[i] == '"') *o++ = '"';
-  }
-  *o++ = '"';
-  *o = '\0';
-  b->len = (size_t)(o - b->p);
-}
-
-void pgs_buf_free(pgs_buf *b) {
-  free(b->p);
-  memset(b, 0, sizeof *b);
-}
-
-int pgs_qualify(pgs_buf *b, const char *name, const char *def_schema) {
+int pgs_qualify(od_sqlbuf *b, const char *name, const char *def_schema) {
   const char *dot = strchr(name, '.');
   if (dot) {
     char *sch = strndup(name, (size_t)(dot - name));
     if (!sch) return b->oom = true, OD_ENOMEM;
-    pgs_buf_ident(b, sch);
+    od_sqlbuf_ident(b, sch);
     free(sch);
     name = dot + 1;
   } else {
-    pgs_buf_ident(b, def_schema);
+    od_sqlbuf_ident(b, def_schema);
   }
-  pgs_buf_add(b, ".");
-  pgs_buf_ident(b, name);
+  od_sqlbuf_add(b, ".");
+  od_sqlbuf_ident(b, name);
   return b->oom ? OD_ENOMEM : OD_OK;
 }
 
-static char *buf_strdup(const pgs_buf *b) {
+static char *buf_strdup(const od_sqlbuf *b) {
   if (b->oom) return NULL;
   char *p = malloc(b->len + 1);
   if (p) memcpy(p, b->p ? b->p : "", b->len + 1);
@@ -123,7 +62,7 @@ static bool needs_text_compare(uint32_t oid) {
 
 /* ---- statements ---------------------------------------------------------------------------- */
 
-static void add_col(pgs_buf *b, const pg_rel *r, int i) { pgs_buf_ident(b, r->rel->columns[i].name); }
+static void add_col(od_sqlbuf *b, const pg_rel *r, int i) { od_sqlbuf_ident(b, r->rel->columns[i].name); }
 
 /* Name the statement and queue its PREPARE (text in s->sql). */
 static int prepare(pgs_sink *s, pg_rel *r, pgs_stmt *st, const char *what, od_error *err) {
@@ -143,9 +82,9 @@ static int ensure_plan(pgs_sink *s, pg_rel *r, pgs_stmt *st, od_error *err) {
   return OD_OK;
 }
 
-static void add_column_list(pgs_buf *b, const pg_rel *r) {
+static void add_column_list(od_sqlbuf *b, const pg_rel *r) {
   for (int i = 0; i < r->rel->ncolumns; i++) {
-    if (i) pgs_buf_add(b, ",");
+    if (i) od_sqlbuf_add(b, ",");
     add_col(b, r, i);
   }
 }
@@ -155,37 +94,37 @@ int pgs_stmt_insert(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err)
     const od_relation *rel = r->rel;
     int rc = ensure_plan(s, r, &r->insert, err);
     if (rc) return rc;
-    pgs_buf *b = &s->sql;
-    pgs_buf_reset(b);
-    pgs_buf_add(b, "INSERT INTO ");
-    pgs_buf_add(b, r->qtarget);
-    pgs_buf_add(b, " (");
+    od_sqlbuf *b = &s->sql;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "INSERT INTO ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " (");
     add_column_list(b, r);
-    pgs_buf_add(b, ") VALUES (");
+    od_sqlbuf_add(b, ") VALUES (");
     for (int i = 0; i < rel->ncolumns; i++) {
-      pgs_buf_addf(b, "%s$%d", i ? "," : "", i + 1);
+      od_sqlbuf_addf(b, "%s$%d", i ? "," : "", i + 1);
       r->insert.plan[i] = (uint16_t)i;
     }
     r->insert.nplan = rel->ncolumns;
-    pgs_buf_add(b, ")");
+    od_sqlbuf_add(b, ")");
     if (r->keyed) {
-      pgs_buf_add(b, " ON CONFLICT (");
+      od_sqlbuf_add(b, " ON CONFLICT (");
       for (int k = 0; k < r->nkey; k++) {
-        if (k) pgs_buf_add(b, ",");
+        if (k) od_sqlbuf_add(b, ",");
         add_col(b, r, PGS_COL(r->key_plan[k]));
       }
-      pgs_buf_add(b, ") DO ");
+      od_sqlbuf_add(b, ") DO ");
       if (r->nkey == rel->ncolumns) {
-        pgs_buf_add(b, "NOTHING");
+        od_sqlbuf_add(b, "NOTHING");
       } else {
-        pgs_buf_add(b, "UPDATE SET ");
+        od_sqlbuf_add(b, "UPDATE SET ");
         bool first = true;
         for (int i = 0; i < rel->ncolumns; i++) {
           if (rel->columns[i].key) continue;
-          if (!first) pgs_buf_add(b, ",");
+          if (!first) od_sqlbuf_add(b, ",");
           first = false;
           add_col(b, r, i);
-          pgs_buf_add(b, "=EXCLUDED.");
+          od_sqlbuf_add(b, "=EXCLUDED.");
           add_col(b, r, i);
         }
       }
@@ -215,14 +154,14 @@ static const char *param_cast(uint32_t oid) {
   }
 }
 
-static void add_key_match(pgs_buf *b, const pg_rel *r, pgs_stmt *st) {
-  pgs_buf_add(b, " WHERE ");
+static void add_key_match(od_sqlbuf *b, const pg_rel *r, pgs_stmt *st) {
+  od_sqlbuf_add(b, " WHERE ");
   for (int k = 0; k < r->nkey; k++) {
-    if (k) pgs_buf_add(b, " AND ");
+    if (k) od_sqlbuf_add(b, " AND ");
     int i = PGS_COL(r->key_plan[k]);
     add_col(b, r, i);
     st->plan[st->nplan++] = r->key_plan[k];
-    pgs_buf_addf(b, "=$%d%s", st->nplan, param_cast(r->rel->columns[i].type_oid));
+    od_sqlbuf_addf(b, "=$%d%s", st->nplan, param_cast(r->rel->columns[i].type_oid));
   }
 }
 
@@ -230,10 +169,10 @@ int pgs_stmt_delete_keyed(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error
   if (!r->del_keyed.name[0]) {
     int rc = ensure_plan(s, r, &r->del_keyed, err);
     if (rc) return rc;
-    pgs_buf *b = &s->sql;
-    pgs_buf_reset(b);
-    pgs_buf_add(b, "DELETE FROM ");
-    pgs_buf_add(b, r->qtarget);
+    od_sqlbuf *b = &s->sql;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "DELETE FROM ");
+    od_sqlbuf_add(b, r->qtarget);
     r->del_keyed.nplan = 0;
     add_key_match(b, r, &r->del_keyed);
     if ((rc = prepare(s, r, &r->del_keyed, "preparing delete", err))) return rc;
@@ -244,9 +183,9 @@ int pgs_stmt_delete_keyed(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error
 
 int pgs_stmt_truncate(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err) {
   if (!r->truncate.name[0]) {
-    pgs_buf_reset(&s->sql);
-    pgs_buf_add(&s->sql, "TRUNCATE TABLE ");
-    pgs_buf_add(&s->sql, r->qtarget);
+    od_sqlbuf_reset(&s->sql);
+    od_sqlbuf_add(&s->sql, "TRUNCATE TABLE ");
+    od_sqlbuf_add(&s->sql, r->qtarget);
     r->truncate.nplan = 0;
     int rc = prepare(s, r, &r->truncate, "preparing truncate", err);
     if (rc) return rc;
@@ -272,18 +211,18 @@ static bool eq_is_identity(uint32_t oid) {
 
 /* " WHERE ctid = (SELECT ctid FROM t WHERE <every old value not UNCHANGED> LIMIT 1)". */
 static int add_row_match(pgs_sink *s, pg_rel *r, pgs_stmt *st, const uint64_t *oldm, od_error *err) {
-  pgs_buf *b = &s->sql;
+  od_sqlbuf *b = &s->sql;
   int before = st->nplan;
-  pgs_buf_add(b, " WHERE ctid = (SELECT ctid FROM ");
-  pgs_buf_add(b, r->qtarget);
-  pgs_buf_add(b, " WHERE ");
+  od_sqlbuf_add(b, " WHERE ctid = (SELECT ctid FROM ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " WHERE ");
   for (int i = 0; i < r->rel->ncolumns; i++) {
     if (bit(oldm, i)) continue;
-    if (st->nplan > before) pgs_buf_add(b, " AND ");
+    if (st->nplan > before) od_sqlbuf_add(b, " AND ");
     add_col(b, r, i);
     st->plan[st->nplan++] = (uint16_t)(i | PGS_FROM_MATCH);
-    if (r->text_cmp[i]) pgs_buf_addf(b, "::text IS NOT DISTINCT FROM $%d::text", st->nplan);
-    else pgs_buf_addf(b, " IS NOT DISTINCT FROM $%d%s", st->nplan, param_cast(r->rel->columns[i].type_oid));
+    if (r->text_cmp[i]) od_sqlbuf_addf(b, "::text IS NOT DISTINCT FROM $%d::text", st->nplan);
+    else od_sqlbuf_addf(b, " IS NOT DISTINCT FROM $%d%s", st->nplan, param_cast(r->rel->columns[i].type_oid));
   }
   if (st->nplan == before)
     return OD_FAIL(err, OD_ESINK, "postgres sink %s: table %s: the old row has no value to match on", s->where,
@@ -295,12 +234,12 @@ static int add_row_match(pgs_sink *s, pg_rel *r, pgs_stmt *st, const uint64_t *o
   for (int p = before; p < nmatch; p++) {
     int i = PGS_COL(st->plan[p]);
     if (r->text_cmp[i] || eq_is_identity(r->rel->columns[i].type_oid)) continue;
-    pgs_buf_add(b, npref++ ? " AND " : " ORDER BY (");
+    od_sqlbuf_add(b, npref++ ? " AND " : " ORDER BY (");
     add_col(b, r, i);
-    pgs_buf_addf(b, "::text IS NOT DISTINCT FROM $%d::text", p + 1);
+    od_sqlbuf_addf(b, "::text IS NOT DISTINCT FROM $%d::text", p + 1);
   }
-  if (npref) pgs_buf_add(b, ") DESC");
-  pgs_buf_add(b, " LIMIT 1)");
+  if (npref) od_sqlbuf_add(b, ") DESC");
+  od_sqlbuf_add(b, " LIMIT 1)");
   return OD_OK;
 }
 
@@ -310,27 +249,27 @@ static int build_variant(pgs_sink *s, pg_rel *r, pgs_variant *v, int kind, od_er
   const od_relation *rel = r->rel;
   const uint64_t *newm = r->scratch, *oldm = r->scratch + r->mask_words;
   pgs_stmt *st = &v->st;
-  pgs_buf *b = &s->sql;
+  od_sqlbuf *b = &s->sql;
   int rc = ensure_plan(s, r, st, err);
   if (rc) return rc;
   st->nplan = 0;
-  pgs_buf_reset(b);
+  od_sqlbuf_reset(b);
   if (kind == PGS_V_DELETE) {
-    pgs_buf_add(b, "DELETE FROM ");
-    pgs_buf_add(b, r->qtarget);
+    od_sqlbuf_add(b, "DELETE FROM ");
+    od_sqlbuf_add(b, r->qtarget);
     if ((rc = add_row_match(s, r, st, oldm, err))) return rc;
     return prepare(s, r, st, "preparing delete", err);
   }
-  if (kind == PGS_V_UPSERT_ROW) pgs_buf_add(b, "WITH u AS (");
-  pgs_buf_add(b, "UPDATE ");
-  pgs_buf_add(b, r->qtarget);
-  pgs_buf_add(b, " SET ");
+  if (kind == PGS_V_UPSERT_ROW) od_sqlbuf_add(b, "WITH u AS (");
+  od_sqlbuf_add(b, "UPDATE ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " SET ");
   for (int i = 0; i < rel->ncolumns; i++) {
     if (bit(newm, i)) continue;
-    if (st->nplan) pgs_buf_add(b, ",");
+    if (st->nplan) od_sqlbuf_add(b, ",");
     add_col(b, r, i);
     st->plan[st->nplan++] = (uint16_t)i;
-    pgs_buf_addf(b, "=$%d", st->nplan);
+    od_sqlbuf_addf(b, "=$%d", st->nplan);
   }
   if (st->nplan == 0) return 1;
   if (r->keyed) {
@@ -340,13 +279,13 @@ static int build_variant(pgs_sink *s, pg_rel *r, pgs_variant *v, int kind, od_er
   }
   if (kind == PGS_V_UPSERT_ROW) {
     /* The full new row: when no row matched, insert it (one statement, so order is kept). */
-    pgs_buf_add(b, " RETURNING 1) INSERT INTO ");
-    pgs_buf_add(b, r->qtarget);
-    pgs_buf_add(b, " (");
+    od_sqlbuf_add(b, " RETURNING 1) INSERT INTO ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " (");
     add_column_list(b, r);
-    pgs_buf_add(b, ") SELECT ");
-    for (int i = 0; i < rel->ncolumns; i++) pgs_buf_addf(b, "%s$%d", i ? "," : "", i + 1);
-    pgs_buf_add(b, " WHERE NOT EXISTS (SELECT 1 FROM u)");
+    od_sqlbuf_add(b, ") SELECT ");
+    for (int i = 0; i < rel->ncolumns; i++) od_sqlbuf_addf(b, "%s$%d", i ? "," : "", i + 1);
+    od_sqlbuf_add(b, " WHERE NOT EXISTS (SELECT 1 FROM u)");
   }
   return prepare(s, r, st, "preparing update", err);
 }
@@ -483,11 +422,11 @@ void pgs_rels_drop(pgs_sink *s, bool only_current_txn) {
 int pgs_add_type(pgs_sink *s, const pg_rel *r, int i, od_error *err) {
   const od_column *c = &r->rel->columns[i];
   if (c->type_oid >= FIRST_USER_OID) {
-    pgs_buf_add(&s->sql, "text");
+    od_sqlbuf_add(&s->sql, "text");
     return OD_OK;
   }
   if (c->type_name[0]) {
-    pgs_buf_add(&s->sql, c->type_name);
+    od_sqlbuf_add(&s->sql, c->type_name);
     return OD_OK;
   }
   char oid[16], mod[16];
@@ -496,7 +435,7 @@ int pgs_add_type(pgs_sink *s, const pg_rel *r, int i, od_error *err) {
   const char *p[] = {oid, mod};
   PGresult *res = pgs_exec(s, r->target, "naming a column type", "SELECT format_type($1::oid, $2::int)", 2, p, err);
   if (!res) return err->code;
-  pgs_buf_add(&s->sql, PQntuples(res) && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "text");
+  od_sqlbuf_add(&s->sql, PQntuples(res) && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "text");
   PQclear(res);
   return OD_OK;
 }
@@ -523,30 +462,30 @@ static int make_table(pgs_sink *s, pg_rel *r, const char *schema_q, od_error *er
   PQclear(res);
   if ((rc = pgs_evolve_table(s, r, true, &exists, err)) || exists) return rc;
   if ((rc = pgs_clear_columns(s, r, err))) return rc;
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "CREATE SCHEMA IF NOT EXISTS ");
-  pgs_buf_add(b, schema_q);
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "CREATE SCHEMA IF NOT EXISTS ");
+  od_sqlbuf_add(b, schema_q);
   rc = exec_buf(s, r, "creating the schema", err);
-  pgs_buf_reset(b);
-  pgs_buf_add(b, "CREATE TABLE IF NOT EXISTS ");
-  pgs_buf_add(b, r->qtarget);
-  pgs_buf_add(b, " (");
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " (");
   for (int i = 0; !rc && i < rel->ncolumns; i++) {
-    if (i) pgs_buf_add(b, ", ");
+    if (i) od_sqlbuf_add(b, ", ");
     add_col(b, r, i);
-    pgs_buf_add(b, " ");
+    od_sqlbuf_add(b, " ");
     rc = pgs_add_type(s, r, i, err);
   }
   if (r->keyed) {
-    pgs_buf_add(b, ", PRIMARY KEY (");
+    od_sqlbuf_add(b, ", PRIMARY KEY (");
     for (int k = 0; k < r->nkey; k++) {
-      if (k) pgs_buf_add(b, ", ");
+      if (k) od_sqlbuf_add(b, ", ");
       add_col(b, r, PGS_COL(r->key_plan[k]));
     }
-    pgs_buf_add(b, ")");
+    od_sqlbuf_add(b, ")");
   }
-  pgs_buf_add(b, ")");
+  od_sqlbuf_add(b, ")");
   if (!rc) rc = exec_buf(s, r, "creating the table", err);
   if (!rc) od_info("postgres sink %s: created table %s", s->where, r->target);
   /* Record the columns' attnums and types (a table without columns gets them added here). */
@@ -591,15 +530,15 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
   const char *schema, *table;
   target_of(s, rel, &schema, &table, sbuf, sizeof sbuf);
 
-  pgs_buf *b = &s->sql;
-  pgs_buf_reset(b);
-  pgs_buf_addf(b, "%s.%s", schema, table);
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_addf(b, "%s.%s", schema, table);
   r->target = buf_strdup(b);
-  pgs_buf_reset(b);
-  pgs_buf_ident(b, schema);
+  od_sqlbuf_reset(b);
+  od_sqlbuf_ident(b, schema);
   char *schema_q = buf_strdup(b);
-  pgs_buf_add(b, ".");
-  pgs_buf_ident(b, table);
+  od_sqlbuf_add(b, ".");
+  od_sqlbuf_ident(b, table);
   r->qtarget = buf_strdup(b);
   r->tschema = strdup(schema);
   r->tname = strdup(table);

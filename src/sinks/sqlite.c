@@ -86,7 +86,7 @@ static void sq_close(od_sink *base) {
   sqlite3_finalize(s->ck_write);
   sqlite3_finalize(s->ck_read);
   if (s->db) sqlite3_close_v2(s->db);
-  sq_buf_free(&s->sql);
+  od_sqlbuf_free(&s->sql);
   free(s->blob);
   free(s->path);
   free(s->pipeline);

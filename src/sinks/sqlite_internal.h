@@ -12,6 +12,7 @@
 #ifndef ODSYNC_SINKS_SQLITE_INTERNAL_H
 #define ODSYNC_SINKS_SQLITE_INTERNAL_H
 
+#include "common/sqlbuf.h"
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,11 +32,6 @@ enum sq_vkind { SQ_V_UPDATE = 1, SQ_V_DELETE = 2 };
 #define SQ_FROM_MATCH 0x8000u
 #define SQ_COL(p) ((p) & 0x7fffu)
 
-typedef struct sq_buf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} sq_buf;
 
 typedef struct sq_variant {
   sqlite3_stmt *stmt; /* NULL: free slot */
@@ -74,7 +70,7 @@ typedef struct sq_sink {
   sqlite3_stmt *st_begin, *st_commit, *st_rollback, *ck_write, *ck_read;
   sq_rel **buckets; /* chained hash by relation pointer */
   size_t nbuckets, nrels;
-  sq_buf sql;       /* reused to build statements */
+  od_sqlbuf sql;       /* reused to build statements */
   unsigned char *blob; /* reused for decoded bytea values of one statement */
   size_t blob_cap, blob_used;
   uint64_t clock;   /* LRU clock for statement variants */
@@ -87,11 +83,6 @@ typedef struct sq_sink {
 int sq_fail(sq_sink *s, const char *table, const char *what, int rc, od_error *err);
 
 /* sqlite_table.c */
-void sq_buf_reset(sq_buf *b);
-void sq_buf_add(sq_buf *b, const char *str);
-void sq_buf_addf(sq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sq_buf_ident(sq_buf *b, const char *name); /* "name" with " doubled */
-void sq_buf_free(sq_buf *b);
 
 int sq_rel_get(sq_sink *s, const od_relation *rel, sq_rel **out, od_error *err);
 /* Prepare / run the SQL in s->sql (errors name r's table and `what`). */

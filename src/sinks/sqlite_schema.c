@@ -53,8 +53,8 @@ static int read_table(sq_sink *s, sq_rel *r, tcol **out, int *nout, od_error *er
   sqlite3_stmt *st = NULL;
   tcol *t = NULL;
   int n = 0, cap = 0, rc;
-  sq_buf_reset(&s->sql);
-  sq_buf_add(&s->sql, "SELECT name, upper(type), pk FROM pragma_table_info(?1) ORDER BY cid");
+  od_sqlbuf_reset(&s->sql);
+  od_sqlbuf_add(&s->sql, "SELECT name, upper(type), pk FROM pragma_table_info(?1) ORDER BY cid");
   if ((rc = sq_prepare_sql(s, r, "reading table_info", &st, err))) return rc;
   sqlite3_bind_text(st, 1, r->target, -1, SQLITE_STATIC);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -78,8 +78,8 @@ static int read_table(sq_sink *s, sq_rel *r, tcol **out, int *nout, od_error *er
     tcols_free(t, n);
     return sq_fail(s, r->target, "reading table_info", rc, err);
   }
-  sq_buf_reset(&s->sql);
-  sq_buf_add(&s->sql, "SELECT name, attnum, type_oid, typmod, type_name FROM _odsync_columns WHERE tbl = ?1");
+  od_sqlbuf_reset(&s->sql);
+  od_sqlbuf_add(&s->sql, "SELECT name, attnum, type_oid, typmod, type_name FROM _odsync_columns WHERE tbl = ?1");
   if ((rc = sq_prepare_sql(s, r, "reading _odsync_columns", &st, err))) {
     tcols_free(t, n);
     return rc;
@@ -151,14 +151,14 @@ static int alter(sq_sink *s, sq_rel *r, const char *what, od_error *err) {
 }
 
 static int rename_col(sq_sink *s, sq_rel *r, const char *from, const char *to, od_error *err) {
-  sq_buf *b = &s->sql;
-  sq_buf_reset(b);
-  sq_buf_add(b, "ALTER TABLE ");
-  sq_buf_add(b, r->qtarget);
-  sq_buf_add(b, " RENAME COLUMN ");
-  sq_buf_ident(b, from);
-  sq_buf_add(b, " TO ");
-  sq_buf_ident(b, to);
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "ALTER TABLE ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " RENAME COLUMN ");
+  od_sqlbuf_ident(b, from);
+  od_sqlbuf_add(b, " TO ");
+  od_sqlbuf_ident(b, to);
   char what[300];
   snprintf(what, sizeof what, "renaming column %s to %s", from, to);
   return alter(s, r, what, err);
@@ -167,23 +167,23 @@ static int rename_col(sq_sink *s, sq_rel *r, const char *from, const char *to, o
 /* ADD COLUMN, then the value rows that predate the column hold on the source. */
 static int add_col(sq_sink *s, sq_rel *r, int i, od_error *err) {
   const od_column *c = &r->rel->columns[i];
-  sq_buf *b = &s->sql;
-  sq_buf_reset(b);
-  sq_buf_add(b, "ALTER TABLE ");
-  sq_buf_add(b, r->qtarget);
-  sq_buf_add(b, " ADD COLUMN ");
-  sq_buf_ident(b, c->name);
-  sq_buf_addf(b, " %s", sq_class_decl(r->cls[i]));
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "ALTER TABLE ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " ADD COLUMN ");
+  od_sqlbuf_ident(b, c->name);
+  od_sqlbuf_addf(b, " %s", sq_class_decl(r->cls[i]));
   char what[300];
   snprintf(what, sizeof what, "adding column %s", c->name);
   int rc = alter(s, r, what, err);
   if (rc || !c->missing_value) return rc;
-  sq_buf_reset(b);
-  sq_buf_add(b, "UPDATE ");
-  sq_buf_add(b, r->qtarget);
-  sq_buf_add(b, " SET ");
-  sq_buf_ident(b, c->name);
-  sq_buf_add(b, " = ?1");
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "UPDATE ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " SET ");
+  od_sqlbuf_ident(b, c->name);
+  od_sqlbuf_add(b, " = ?1");
   sqlite3_stmt *st;
   snprintf(what, sizeof what, "filling added column %s with its default", c->name);
   if ((rc = sq_prepare_sql(s, r, what, &st, err))) return rc;
@@ -210,15 +210,15 @@ static int add_col(sq_sink *s, sq_rel *r, int i, od_error *err) {
 static int write_meta(sq_sink *s, sq_rel *r, const tcol *t, int n, od_error *err) {
   sqlite3_stmt *st;
   int rc;
-  sq_buf_reset(&s->sql);
-  sq_buf_add(&s->sql, "DELETE FROM _odsync_columns WHERE tbl = ?1");
+  od_sqlbuf_reset(&s->sql);
+  od_sqlbuf_add(&s->sql, "DELETE FROM _odsync_columns WHERE tbl = ?1");
   if ((rc = sq_prepare_sql(s, r, "writing _odsync_columns", &st, err))) return rc;
   sqlite3_bind_text(st, 1, r->target, -1, SQLITE_STATIC);
   rc = step_all(s, r, st, "writing _odsync_columns", err);
   sqlite3_finalize(st);
   if (rc) return rc;
-  sq_buf_reset(&s->sql);
-  sq_buf_add(&s->sql, "INSERT INTO _odsync_columns(tbl, name, attnum, type_oid, typmod, type_name, version) "
+  od_sqlbuf_reset(&s->sql);
+  od_sqlbuf_add(&s->sql, "INSERT INTO _odsync_columns(tbl, name, attnum, type_oid, typmod, type_name, version) "
                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   if ((rc = sq_prepare_sql(s, r, "writing _odsync_columns", &st, err))) return rc;
   for (int i = 0; i < r->rel->ncolumns && rc == OD_OK; i++) {
@@ -310,11 +310,11 @@ int sq_evolve_table(sq_sink *s, sq_rel *r, od_error *err) {
   /* 2. Drops. */
   for (int k = 0; k < n && rc == OD_OK; k++) {
     if (t[k].rel_col >= 0 || !(t[k].meta && t[k].attnum && all_attnums)) continue;
-    sq_buf_reset(&s->sql);
-    sq_buf_add(&s->sql, "ALTER TABLE ");
-    sq_buf_add(&s->sql, r->qtarget);
-    sq_buf_add(&s->sql, " DROP COLUMN ");
-    sq_buf_ident(&s->sql, t[k].name);
+    od_sqlbuf_reset(&s->sql);
+    od_sqlbuf_add(&s->sql, "ALTER TABLE ");
+    od_sqlbuf_add(&s->sql, r->qtarget);
+    od_sqlbuf_add(&s->sql, " DROP COLUMN ");
+    od_sqlbuf_ident(&s->sql, t[k].name);
     snprintf(idx, sizeof idx, "dropping column %.100s", t[k].name);
     if ((rc = alter(s, r, idx, err)) == OD_OK)
       od_info("sqlite sink %s: table %s: column %s dropped", s->path, r->target, t[k].name);

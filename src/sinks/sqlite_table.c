@@ -16,69 +16,8 @@
 
 #include "sinks/sqlite_internal.h"
 
-/* ---- SQL text builder ---------------------------------------------------------------------- */
 
-static bool buf_reserve(sq_buf *b, size_t extra) {
-  if (b->oom) return false;
-  if (b->len + extra + 1 <= b->cap) return true;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < b->len + extra + 1) cap *= 2;
-  char *p = realloc(b->p, cap);
-  if (!p) {
-    b->oom = true;
-    return false;
-  }
-  b->p = p;
-  b->cap = cap;
-  return true;
-}
-
-void sq_buf_reset(sq_buf *b) {
-  b->len = 0;
-  b->oom = false;
-  if (b->p) b->p[0] = '\0';
-}
-
-void sq_buf_add(sq_buf *b, const char *str) {
-  size_t n = strlen(str);
-  if (!buf_reserve(b, n)) return;
-  memcpy(b->p + b->len, str, n + 1);
-  b->len += n;
-}
-
-void sq_buf_addf(sq_buf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0 || !buf_reserve(b, (size_t)n)) return;
-  va_start(ap, fmt);
-  vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
-}
-
-void sq_buf_ident(sq_buf *b, const char *name) {
-  size_t n = strlen(name), quotes = 0;
-  for (size_t i = 0; i < n; i++) quotes += name[i] == '"';
-  if (!buf_reserve(b, n + quotes + 2)) return;
-  char *o = b->p + b->len;
-  *o++ = '"';
-  for (size_t i = 0; i < n; i++) {
-    *o++ = name[i];
-    if (name[i] == '"') *o++ = '"';
-  }
-  *o++ = '"';
-  *o = '\0';
-  b->len = (size_t)(o - b->p);
-}
-
-void sq_buf_free(sq_buf *b) {
-  free(b->p);
-  memset(b, 0, sizeof *b);
-}
-
-static char *buf_strdup(const sq_buf *b) {
+static char *buf_strdup(const od_sqlbuf *b) {
   if (b->oom) return NULL;
   char *p = malloc(b->len + 1);
   if (p) memcpy(p, b->p ? b->p : "", b->len + 1);
@@ -110,41 +49,41 @@ int sq_prepare_sql(sq_sink *s, sq_rel *r, const char *what, sqlite3_stmt **out, 
 
 int sq_exec_sql(sq_sink *s, sq_rel *r, const char *what, od_error *err) { return exec_sql(s, r, what, err); }
 
-static void add_col(sq_buf *b, const sq_rel *r, int i) { sq_buf_ident(b, r->rel->columns[i].name); }
+static void add_col(od_sqlbuf *b, const sq_rel *r, int i) { od_sqlbuf_ident(b, r->rel->columns[i].name); }
 
 int sq_stmt_insert(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err) {
   if (!r->insert) {
     const od_relation *rel = r->rel;
-    sq_buf *b = &s->sql;
-    sq_buf_reset(b);
-    sq_buf_add(b, "INSERT INTO ");
-    sq_buf_add(b, r->qtarget);
-    sq_buf_add(b, " (");
+    od_sqlbuf *b = &s->sql;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "INSERT INTO ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " (");
     for (int i = 0; i < rel->ncolumns; i++) {
-      if (i) sq_buf_add(b, ",");
+      if (i) od_sqlbuf_add(b, ",");
       add_col(b, r, i);
     }
-    sq_buf_add(b, ") VALUES (");
-    for (int i = 0; i < rel->ncolumns; i++) sq_buf_addf(b, "%s?%d", i ? "," : "", i + 1);
-    sq_buf_add(b, ")");
+    od_sqlbuf_add(b, ") VALUES (");
+    for (int i = 0; i < rel->ncolumns; i++) od_sqlbuf_addf(b, "%s?%d", i ? "," : "", i + 1);
+    od_sqlbuf_add(b, ")");
     if (r->keyed) {
-      sq_buf_add(b, " ON CONFLICT (");
+      od_sqlbuf_add(b, " ON CONFLICT (");
       for (int k = 0; k < r->nkey; k++) {
-        if (k) sq_buf_add(b, ",");
+        if (k) od_sqlbuf_add(b, ",");
         add_col(b, r, SQ_COL(r->key_plan[k]));
       }
-      sq_buf_add(b, ") DO ");
+      od_sqlbuf_add(b, ") DO ");
       if (r->nkey == rel->ncolumns) {
-        sq_buf_add(b, "NOTHING");
+        od_sqlbuf_add(b, "NOTHING");
       } else {
-        sq_buf_add(b, "UPDATE SET ");
+        od_sqlbuf_add(b, "UPDATE SET ");
         bool first = true;
         for (int i = 0; i < rel->ncolumns; i++) {
           if (rel->columns[i].key) continue;
-          if (!first) sq_buf_add(b, ",");
+          if (!first) od_sqlbuf_add(b, ",");
           first = false;
           add_col(b, r, i);
-          sq_buf_add(b, "=excluded.");
+          od_sqlbuf_add(b, "=excluded.");
           add_col(b, r, i);
         }
       }
@@ -158,15 +97,15 @@ int sq_stmt_insert(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err) {
 
 int sq_stmt_delete_keyed(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err) {
   if (!r->del_keyed) {
-    sq_buf *b = &s->sql;
-    sq_buf_reset(b);
-    sq_buf_add(b, "DELETE FROM ");
-    sq_buf_add(b, r->qtarget);
-    sq_buf_add(b, " WHERE ");
+    od_sqlbuf *b = &s->sql;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "DELETE FROM ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " WHERE ");
     for (int k = 0; k < r->nkey; k++) {
-      if (k) sq_buf_add(b, " AND ");
+      if (k) od_sqlbuf_add(b, " AND ");
       add_col(b, r, SQ_COL(r->key_plan[k]));
-      sq_buf_addf(b, "=?%d", k + 1);
+      od_sqlbuf_addf(b, "=?%d", k + 1);
     }
     int rc = prepare(s, r, "preparing delete", &r->del_keyed, err);
     if (rc) return rc;
@@ -177,9 +116,9 @@ int sq_stmt_delete_keyed(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *er
 
 int sq_stmt_truncate(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err) {
   if (!r->truncate) {
-    sq_buf_reset(&s->sql);
-    sq_buf_add(&s->sql, "DELETE FROM ");
-    sq_buf_add(&s->sql, r->qtarget);
+    od_sqlbuf_reset(&s->sql);
+    od_sqlbuf_add(&s->sql, "DELETE FROM ");
+    od_sqlbuf_add(&s->sql, r->qtarget);
     int rc = prepare(s, r, "preparing truncate", &r->truncate, err);
     if (rc) return rc;
   }
@@ -194,53 +133,53 @@ static bool bit(const uint64_t *m, int i) { return (m[i / 64] >> (i % 64)) & 1; 
 static int build_variant(sq_sink *s, sq_rel *r, sq_variant *v, int kind, od_error *err) {
   const od_relation *rel = r->rel;
   const uint64_t *newm = r->scratch, *oldm = r->scratch + r->mask_words;
-  sq_buf *b = &s->sql;
+  od_sqlbuf *b = &s->sql;
   int np = 0;
-  sq_buf_reset(b);
+  od_sqlbuf_reset(b);
   if (kind == SQ_V_UPDATE) {
     /* OR REPLACE (keyed): a key-changing update replayed after a resumed snapshot may meet a row
      * that already holds the new key (docs/SNAPSHOTS.md); the source's key is unique, so in
      * ordinary streaming this never replaces anything. */
-    sq_buf_add(b, r->keyed ? "UPDATE OR REPLACE " : "UPDATE ");
-    sq_buf_add(b, r->qtarget);
-    sq_buf_add(b, " SET ");
+    od_sqlbuf_add(b, r->keyed ? "UPDATE OR REPLACE " : "UPDATE ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " SET ");
     for (int i = 0; i < rel->ncolumns; i++) {
       if (bit(newm, i)) continue;
-      if (np) sq_buf_add(b, ",");
+      if (np) od_sqlbuf_add(b, ",");
       add_col(b, r, i);
       v->plan[np++] = (uint16_t)i;
-      sq_buf_addf(b, "=?%d", np);
+      od_sqlbuf_addf(b, "=?%d", np);
     }
     if (np == 0) return 1;
   } else {
-    sq_buf_add(b, "DELETE FROM ");
-    sq_buf_add(b, r->qtarget);
+    od_sqlbuf_add(b, "DELETE FROM ");
+    od_sqlbuf_add(b, r->qtarget);
   }
   int nset = np;
   if (r->keyed) {
-    sq_buf_add(b, " WHERE ");
+    od_sqlbuf_add(b, " WHERE ");
     for (int k = 0; k < r->nkey; k++) {
-      if (k) sq_buf_add(b, " AND ");
+      if (k) od_sqlbuf_add(b, " AND ");
       add_col(b, r, SQ_COL(r->key_plan[k]));
       v->plan[np++] = r->key_plan[k];
-      sq_buf_addf(b, "=?%d", np);
+      od_sqlbuf_addf(b, "=?%d", np);
     }
   } else {
     /* One row equal (NULL-safe) to the old row, skipping old values that are UNCHANGED. */
-    sq_buf_add(b, " WHERE rowid = (SELECT rowid FROM ");
-    sq_buf_add(b, r->qtarget);
-    sq_buf_add(b, " WHERE ");
+    od_sqlbuf_add(b, " WHERE rowid = (SELECT rowid FROM ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " WHERE ");
     for (int i = 0; i < rel->ncolumns; i++) {
       if (bit(oldm, i)) continue;
-      if (np > nset) sq_buf_add(b, " AND ");
+      if (np > nset) od_sqlbuf_add(b, " AND ");
       add_col(b, r, i);
       v->plan[np++] = (uint16_t)(i | SQ_FROM_MATCH);
-      sq_buf_addf(b, " IS ?%d", np);
+      od_sqlbuf_addf(b, " IS ?%d", np);
     }
     if (np == nset)
       return OD_FAIL(err, OD_ESINK, "sqlite sink %s: table %s: the old row has no value to match on",
                      s->path, r->target);
-    sq_buf_add(b, " LIMIT 1)");
+    od_sqlbuf_add(b, " LIMIT 1)");
   }
   v->nplan = np;
   return prepare(s, r, kind == SQ_V_UPDATE ? "preparing update" : "preparing delete", &v->stmt, err);
@@ -374,25 +313,25 @@ void sq_rels_drop(sq_sink *s, bool only_current_txn) {
 /* CREATE TABLE IF NOT EXISTS, then make an existing table fit this version (sqlite_schema.c). */
 static int make_table(sq_sink *s, sq_rel *r, od_error *err) {
   const od_relation *rel = r->rel;
-  sq_buf *b = &s->sql;
-  sq_buf_reset(b);
-  sq_buf_add(b, "CREATE TABLE IF NOT EXISTS ");
-  sq_buf_add(b, r->qtarget);
-  sq_buf_add(b, " (");
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " (");
   for (int i = 0; i < rel->ncolumns; i++) {
-    if (i) sq_buf_add(b, ", ");
+    if (i) od_sqlbuf_add(b, ", ");
     add_col(b, r, i);
-    sq_buf_addf(b, " %s", sq_class_decl(r->cls[i]));
+    od_sqlbuf_addf(b, " %s", sq_class_decl(r->cls[i]));
   }
   if (r->keyed) {
-    sq_buf_add(b, ", PRIMARY KEY (");
+    od_sqlbuf_add(b, ", PRIMARY KEY (");
     for (int k = 0; k < r->nkey; k++) {
-      if (k) sq_buf_add(b, ", ");
+      if (k) od_sqlbuf_add(b, ", ");
       add_col(b, r, SQ_COL(r->key_plan[k]));
     }
-    sq_buf_add(b, ")");
+    od_sqlbuf_add(b, ")");
   }
-  sq_buf_add(b, ")");
+  od_sqlbuf_add(b, ")");
   int rc = exec_sql(s, r, "creating table", err);
   if (rc) return rc;
   return sq_evolve_table(s, r, err);
@@ -412,13 +351,13 @@ static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error
   int n = rel->ncolumns;
   r->mask_words = ((size_t)n + 63) / 64;
 
-  sq_buf *b = &s->sql;
-  sq_buf_reset(b);
-  if (*schema && strcmp(schema, "public") != 0) sq_buf_addf(b, "%s.", schema);
-  sq_buf_add(b, name);
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  if (*schema && strcmp(schema, "public") != 0) od_sqlbuf_addf(b, "%s.", schema);
+  od_sqlbuf_add(b, name);
   r->target = buf_strdup(b);
-  sq_buf_reset(b);
-  sq_buf_ident(b, r->target ? r->target : "");
+  od_sqlbuf_reset(b);
+  od_sqlbuf_ident(b, r->target ? r->target : "");
   r->qtarget = buf_strdup(b);
   r->cls = malloc((size_t)n);
   r->ident_plan = malloc((size_t)n * sizeof(uint16_t));
