@@ -181,7 +181,7 @@ else
 state_dir: $TMP/state
 pipelines:
   - name: $PIPELINE
-    source: { type: postgres, dsn: "$DSN", tables: [public.bench_rows] }
+    source: { type: postgres, dsn: "$DSN", tables: [public.bench_rows], snapshot: never }
     sink: { type: sqlite, path: $SINK }
     batch: { max_rows: $BENCH_MAX_ROWS, max_delay_ms: $BENCH_MAX_DELAY_MS }
 YAML

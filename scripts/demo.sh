@@ -108,10 +108,8 @@ CREATE TABLE events (
 );
 SQL
 
-# odsync would create the publication and slot itself; creating them here, before the first row,
-# makes the SQLite copy start from an empty shop, so source and sink must end up identical.
-od_psql shop -c "CREATE PUBLICATION odsync_$PIPELINE FOR TABLE customers, products, orders, order_items, events"
-od_psql shop -c "SELECT pg_create_logical_replication_slot('odsync_$PIPELINE', 'pgoutput')" >/dev/null
+# The shop already holds rows when odsync starts: it creates its publication and slot, copies
+# the existing rows (the initial snapshot), then streams the live load on top of them.
 
 od_psql shop <<'SQL'
 INSERT INTO customers (name, email, vip, profile, created_at)
