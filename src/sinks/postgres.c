@@ -118,6 +118,18 @@ static int connect_target(pgs_sink *s, od_error *err) {
     return rc;
   }
   PQclear(r);
+  /* A lock held elsewhere on the target (a user's long transaction, a DDL) must not hang the
+   * pipeline forever: lock_not_available is retriable, so the session restarts and retries. */
+  char sql[64];
+  snprintf(sql, sizeof sql, "SET lock_timeout = %ld", s->lock_timeout_ms);
+  r = PQexec(s->conn, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    int rc = pgs_fail(s, NULL, "setting lock_timeout", r, err);
+    PQclear(r);
+    disconnect(s);
+    return rc;
+  }
+  PQclear(r);
   return OD_OK;
 }
 
@@ -208,14 +220,16 @@ static int parse_table_map(pgs_sink *s, const od_config_section *cfg, od_error *
 }
 
 static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
-  static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", "bulk", NULL};
+  static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", "bulk", "lock_timeout_ms", NULL};
   const char *dsn = NULL, *schema = NULL, *ck = NULL;
   int rc = od_config_check_keys(cfg, keys, err);
   if (rc == OD_OK) rc = od_config_require_string(cfg, "dsn", &dsn, err);
   if (rc == OD_OK) rc = od_config_string(cfg, "schema", NULL, &schema, err);
   if (rc == OD_OK) rc = od_config_string(cfg, "checkpoint_table", "public._odsync_checkpoint", &ck, err);
   bool bulk = true;
+  long lock_timeout_ms = 30000;
   if (rc == OD_OK) rc = od_config_bool(cfg, "bulk", true, &bulk, err);
+  if (rc == OD_OK) rc = od_config_int(cfg, "lock_timeout_ms", 30000, 0, 3600000, &lock_timeout_ms, err);
   if (rc) return rc;
   if (schema && !*schema) schema = NULL;
 
@@ -223,6 +237,7 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   if (!s) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
   s->base.ops = &od_sink_postgres;
   s->bulk_on = bulk;
+  s->lock_timeout_ms = lock_timeout_ms;
   s->dsn = strdup(dsn);
   s->pipeline = strdup(pipeline ? pipeline : "");
   s->schema = schema ? strdup(schema) : NULL;

@@ -116,6 +116,7 @@ typedef struct pgs_sink {
   pg_rel **buckets;      /* chained hash by relation pointer */
   size_t nbuckets, nrels;
   od_sqlbuf sql;           /* reused to build statements */
+  long lock_timeout_ms;    /* sink.lock_timeout_ms: SET lock_timeout on every connection (0 = none) */
   /* per batch, reused */
   pgs_cmd_rec *cmds;
   size_t ncmds, cmds_cap;
