@@ -452,18 +452,18 @@ int pgs_bulk_flush(pgs_sink *s, pg_rel *r, od_error *err) {
 }
 
 int pgs_bulk_flush_all(pgs_sink *s, od_error *err) {
-  for (size_t i = 0; i < s->nbuckets; i++)
-    for (pg_rel *r = s->buckets[i]; r; r = r->next) {
-      int rc = pgs_bulk_flush(s, r, err);
-      if (rc) return rc;
-    }
+  OD_RELMAP_FOREACH(&s->rels, n) {
+    int rc = pgs_bulk_flush(s, (pg_rel *)n, err);
+    if (rc) return rc;
+  }
   return OD_OK;
 }
 
 bool pgs_bulk_pending(const pgs_sink *s) {
-  for (size_t i = 0; i < s->nbuckets; i++)
-    for (const pg_rel *r = s->buckets[i]; r; r = r->next)
-      if (r->bulk && r->bulk->nent) return true;
+  OD_RELMAP_FOREACH(&s->rels, n) {
+    const pg_rel *r = (const pg_rel *)n;
+    if (r->bulk && r->bulk->nent) return true;
+  }
   return false;
 }
 
@@ -483,9 +483,10 @@ int pgs_bulk_flush_now(pgs_sink *s, od_error *err) {
 }
 
 void pgs_bulk_discard_all(pgs_sink *s) {
-  for (size_t i = 0; i < s->nbuckets; i++)
-    for (pg_rel *r = s->buckets[i]; r; r = r->next)
-      if (r->bulk) reset(r->bulk);
+  OD_RELMAP_FOREACH(&s->rels, n) {
+    pg_rel *r = (pg_rel *)n;
+    if (r->bulk) reset(r->bulk);
+  }
 }
 
 int pgs_bulk_forget(pgs_sink *s, pg_rel *r, od_error *err) {

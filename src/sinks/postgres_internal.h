@@ -19,6 +19,7 @@
 #ifndef ODSYNC_SINKS_POSTGRES_INTERNAL_H
 #define ODSYNC_SINKS_POSTGRES_INTERNAL_H
 
+#include "common/relmap.h"
 #include "common/sqlbuf.h"
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -52,8 +53,8 @@ typedef struct pgs_variant {
 } pgs_variant;
 
 typedef struct pg_rel {
+  od_relmap_node node;    /* first member: the sink's map, keyed by rel */
   const od_relation *rel; /* not owned */
-  struct pg_rel *next;    /* hash chain */
   char *target;           /* "schema.table" for messages, unquoted */
   char *qtarget;          /* "schema"."table" */
   char *tschema, *tname;  /* unquoted target schema and table (keys of _odsync_columns) */
@@ -113,8 +114,7 @@ typedef struct pgs_sink {
   uint64_t txn_seq;
   uint32_t stmt_seq;     /* prepared statement names */
   uint64_t clock;        /* LRU clock for statement variants */
-  pg_rel **buckets;      /* chained hash by relation pointer */
-  size_t nbuckets, nrels;
+  od_relmap rels;        /* pg_rel states by relation version */
   od_sqlbuf sql;           /* reused to build statements */
   long lock_timeout_ms;    /* sink.lock_timeout_ms: SET lock_timeout on every connection (0 = none) */
   /* per batch, reused */

@@ -365,56 +365,23 @@ static void rel_free(pg_rel *r) {
   free(r);
 }
 
-static size_t hash_ptr(const void *p, size_t nbuckets) {
-  uint64_t x = (uint64_t)(uintptr_t)p;
-  x ^= x >> 29;
-  x *= 0x9E3779B97F4A7C15ull;
-  return (size_t)(x >> 32) & (nbuckets - 1);
-}
+typedef struct drop_ctx {
+  const pgs_sink *s;
+  bool only_current_txn;
+} drop_ctx;
 
-static bool hash_insert(pgs_sink *s, pg_rel *r) {
-  if (s->nrels + 1 > s->nbuckets) {
-    size_t n = s->nbuckets ? s->nbuckets * 2 : 64;
-    pg_rel **nb = calloc(n, sizeof *nb);
-    if (!nb) return false;
-    for (size_t i = 0; i < s->nbuckets; i++) {
-      for (pg_rel *e = s->buckets[i], *next; e; e = next) {
-        next = e->next;
-        size_t h = hash_ptr(e->rel, n);
-        e->next = nb[h];
-        nb[h] = e;
-      }
-    }
-    free(s->buckets);
-    s->buckets = nb;
-    s->nbuckets = n;
-  }
-  size_t h = hash_ptr(r->rel, s->nbuckets);
-  r->next = s->buckets[h];
-  s->buckets[h] = r;
-  s->nrels++;
+static bool drop_one(od_relmap_node *n, void *ctx) {
+  const drop_ctx *d = ctx;
+  pg_rel *r = (pg_rel *)n;
+  if (d->only_current_txn && r->born_txn != d->s->txn_seq) return false;
+  rel_free(r);
   return true;
 }
 
 void pgs_rels_drop(pgs_sink *s, bool only_current_txn) {
-  for (size_t i = 0; i < s->nbuckets; i++) {
-    pg_rel **pp = &s->buckets[i];
-    while (*pp) {
-      pg_rel *r = *pp;
-      if (!only_current_txn || r->born_txn == s->txn_seq) {
-        *pp = r->next;
-        rel_free(r);
-        s->nrels--;
-      } else {
-        pp = &r->next;
-      }
-    }
-  }
-  if (!only_current_txn) {
-    free(s->buckets);
-    s->buckets = NULL;
-    s->nbuckets = 0;
-  }
+  drop_ctx d = {s, only_current_txn};
+  od_relmap_remove_if(&s->rels, drop_one, &d);
+  if (!only_current_txn) od_relmap_free(&s->rels);
 }
 
 /* The SQL type a created column gets: the source's spelling for built-in types, text for
@@ -575,7 +542,7 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
   int rc = make_table(s, r, schema_q, err);
   free(schema_q);
   if (rc == OD_OK) rc = pgs_rels_forget_table(s, r, err);
-  if (rc == OD_OK && !hash_insert(s, r)) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  if (rc == OD_OK && !od_relmap_insert(&s->rels, &r->node, rel)) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   if (rc) {
     rel_free(r);
     return rc;
@@ -596,53 +563,54 @@ static int deallocate(pgs_sink *s, const pg_rel *r, pgs_stmt *st, od_error *err)
   return OD_OK;
 }
 
-int pgs_rels_forget_table(pgs_sink *s, const pg_rel *keep, od_error *err) {
-  int rc = OD_OK;
-  for (size_t i = 0; i < s->nbuckets && rc == OD_OK; i++) {
-    pg_rel **pp = &s->buckets[i];
-    while (*pp && rc == OD_OK) {
-      pg_rel *r = *pp;
-      if (r == keep || strcmp(r->qtarget, keep->qtarget) != 0) {
-        pp = &r->next;
-        continue;
-      }
-      rc = deallocate(s, r, &r->insert, err);
-      if (!rc) rc = deallocate(s, r, &r->del_keyed, err);
-      if (!rc) rc = deallocate(s, r, &r->truncate, err);
-      if (!rc) rc = pgs_bulk_forget(s, r, err);
-      for (int v = 0; !rc && v < PGS_MAX_VARIANTS; v++)
-        if (r->variants[v].kind) rc = deallocate(s, r, &r->variants[v].st, err);
-      *pp = r->next;
-      rel_free(r);
-      s->nrels--;
-    }
-  }
-  return rc;
+typedef struct forget_ctx {
+  pgs_sink *s;
+  const pg_rel *keep;
+  int rc;
+  od_error *err;
+} forget_ctx;
+
+/* Older versions of keep's table: deallocate their statements, then free them. After a failure
+ * the rest are kept (the session is ending anyway). */
+static bool forget_one(od_relmap_node *n, void *ctx) {
+  forget_ctx *f = ctx;
+  pg_rel *r = (pg_rel *)n;
+  if (f->rc || r == f->keep || strcmp(r->qtarget, f->keep->qtarget) != 0) return false;
+  pgs_sink *s = f->s;
+  int rc = deallocate(s, r, &r->insert, f->err);
+  if (!rc) rc = deallocate(s, r, &r->del_keyed, f->err);
+  if (!rc) rc = deallocate(s, r, &r->truncate, f->err);
+  if (!rc) rc = pgs_bulk_forget(s, r, f->err);
+  for (int v = 0; !rc && v < PGS_MAX_VARIANTS; v++)
+    if (r->variants[v].kind) rc = deallocate(s, r, &r->variants[v].st, f->err);
+  f->rc = rc;
+  rel_free(r);
+  return true;
 }
 
-bool pgs_rel_known(const pgs_sink *s, const od_relation *rel) {
-  if (!s->nbuckets) return false;
-  for (const pg_rel *r = s->buckets[hash_ptr(rel, s->nbuckets)]; r; r = r->next)
-    if (r->rel == rel) return true;
-  return false;
+int pgs_rels_forget_table(pgs_sink *s, const pg_rel *keep, od_error *err) {
+  forget_ctx f = {s, keep, OD_OK, err};
+  od_relmap_remove_if(&s->rels, forget_one, &f);
+  return f.rc;
 }
+
+bool pgs_rel_known(const pgs_sink *s, const od_relation *rel) { return od_relmap_find(&s->rels, rel) != NULL; }
 
 bool pgs_rel_table_in_segment(const pgs_sink *s, const od_relation *rel) {
-  for (size_t i = 0; i < s->nbuckets; i++)
-    for (const pg_rel *r = s->buckets[i]; r; r = r->next)
-      if (r->seg == s->seg && r->rel != rel && strcmp(r->rel->name, rel->name) == 0 &&
-          strcmp(r->rel->schema, rel->schema) == 0)
-        return true;
+  OD_RELMAP_FOREACH(&s->rels, n) {
+    const pg_rel *r = (const pg_rel *)n;
+    if (r->seg == s->seg && r->rel != rel && strcmp(r->rel->name, rel->name) == 0 &&
+        strcmp(r->rel->schema, rel->schema) == 0)
+      return true;
+  }
   return false;
 }
 
 int pgs_rel_get(pgs_sink *s, const od_relation *rel, pg_rel **out, od_error *err) {
-  if (s->nbuckets) {
-    for (pg_rel *r = s->buckets[hash_ptr(rel, s->nbuckets)]; r; r = r->next)
-      if (r->rel == rel) {
-        *out = r;
-        return OD_OK;
-      }
+  od_relmap_node *n = od_relmap_find(&s->rels, rel);
+  if (n) {
+    *out = (pg_rel *)n;
+    return OD_OK;
   }
   return rel_create(s, rel, out, err);
 }

@@ -12,6 +12,7 @@
 #ifndef ODSYNC_SINKS_SQLITE_INTERNAL_H
 #define ODSYNC_SINKS_SQLITE_INTERNAL_H
 
+#include "common/relmap.h"
 #include "common/sqlbuf.h"
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -44,8 +45,8 @@ typedef struct sq_variant {
 } sq_variant;
 
 typedef struct sq_rel {
+  od_relmap_node node;    /* first member: the sink's map, keyed by rel */
   const od_relation *rel; /* not owned */
-  struct sq_rel *next;    /* hash chain */
   char *target;           /* table name, unquoted */
   char *qtarget;          /* table name, quoted identifier */
   bool keyed;             /* matched by key columns (declared PRIMARY KEY) */
@@ -68,8 +69,7 @@ typedef struct sq_sink {
   bool in_txn;
   uint64_t txn_seq;
   sqlite3_stmt *st_begin, *st_commit, *st_rollback, *ck_write, *ck_read;
-  sq_rel **buckets; /* chained hash by relation pointer */
-  size_t nbuckets, nrels;
+  od_relmap rels;    /* sq_rel states by relation version */
   od_sqlbuf sql;       /* reused to build statements */
   unsigned char *blob; /* reused for decoded bytea values of one statement */
   size_t blob_cap, blob_used;

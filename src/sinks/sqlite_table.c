@@ -258,56 +258,23 @@ static void rel_free(sq_rel *r) {
   free(r);
 }
 
-static size_t hash_ptr(const void *p, size_t nbuckets) {
-  uint64_t x = (uint64_t)(uintptr_t)p;
-  x ^= x >> 29;
-  x *= 0x9E3779B97F4A7C15ull;
-  return (size_t)(x >> 32) & (nbuckets - 1);
-}
+typedef struct drop_ctx {
+  const sq_sink *s;
+  bool only_current_txn;
+} drop_ctx;
 
-static bool hash_insert(sq_sink *s, sq_rel *r) {
-  if (s->nrels + 1 > s->nbuckets) {
-    size_t n = s->nbuckets ? s->nbuckets * 2 : 64;
-    sq_rel **nb = calloc(n, sizeof *nb);
-    if (!nb) return false;
-    for (size_t i = 0; i < s->nbuckets; i++) {
-      for (sq_rel *e = s->buckets[i], *next; e; e = next) {
-        next = e->next;
-        size_t h = hash_ptr(e->rel, n);
-        e->next = nb[h];
-        nb[h] = e;
-      }
-    }
-    free(s->buckets);
-    s->buckets = nb;
-    s->nbuckets = n;
-  }
-  size_t h = hash_ptr(r->rel, s->nbuckets);
-  r->next = s->buckets[h];
-  s->buckets[h] = r;
-  s->nrels++;
+static bool drop_one(od_relmap_node *n, void *ctx) {
+  const drop_ctx *d = ctx;
+  sq_rel *r = (sq_rel *)n;
+  if (d->only_current_txn && r->born_txn != d->s->txn_seq) return false;
+  rel_free(r);
   return true;
 }
 
 void sq_rels_drop(sq_sink *s, bool only_current_txn) {
-  for (size_t i = 0; i < s->nbuckets; i++) {
-    sq_rel **pp = &s->buckets[i];
-    while (*pp) {
-      sq_rel *r = *pp;
-      if (!only_current_txn || r->born_txn == s->txn_seq) {
-        *pp = r->next;
-        rel_free(r);
-        s->nrels--;
-      } else {
-        pp = &r->next;
-      }
-    }
-  }
-  if (!only_current_txn) {
-    free(s->buckets);
-    s->buckets = NULL;
-    s->nbuckets = 0;
-  }
+  drop_ctx d = {s, only_current_txn};
+  od_relmap_remove_if(&s->rels, drop_one, &d);
+  if (!only_current_txn) od_relmap_free(&s->rels);
 }
 
 /* CREATE TABLE IF NOT EXISTS, then make an existing table fit this version (sqlite_schema.c). */
@@ -372,14 +339,12 @@ static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error
     r->ident_plan[i] = (uint16_t)i;
     if (rel->columns[i].key) r->key_plan[r->nkey++] = (uint16_t)(i | SQ_FROM_MATCH);
   }
-  /* pgoutput flags every column as key under REPLICA IDENTITY FULL: that is a full-row match,
-   * not a key, so such a table is keyless (matched by rowid on the old row). */
   /* Under REPLICA IDENTITY FULL pgoutput flags every column; the key flags are a real key only
    * when the source replaced them with the primary key (has_primary_key). */
   r->keyed = r->nkey > 0 && (rel->replica_identity != 'f' || rel->has_primary_key);
 
   int rc = make_table(s, r, err);
-  if (rc == OD_OK && !hash_insert(s, r))
+  if (rc == OD_OK && !od_relmap_insert(&s->rels, &r->node, rel))
     rc = OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
   if (rc) {
     rel_free(r);
@@ -390,12 +355,10 @@ static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error
 }
 
 int sq_rel_get(sq_sink *s, const od_relation *rel, sq_rel **out, od_error *err) {
-  if (s->nbuckets) {
-    for (sq_rel *r = s->buckets[hash_ptr(rel, s->nbuckets)]; r; r = r->next)
-      if (r->rel == rel) {
-        *out = r;
-        return OD_OK;
-      }
+  od_relmap_node *n = od_relmap_find(&s->rels, rel);
+  if (n) {
+    *out = (sq_rel *)n;
+    return OD_OK;
   }
   return rel_create(s, rel, out, err);
 }
