@@ -5,18 +5,21 @@
 # bench_rows(id bigint primary key, a int, b text (40 chars), c timestamptz, d numeric(12,2)),
 # loaded, vacuumed and checkpointed before anything is timed. Then, in one run:
 #   1. odsync, PostgreSQL sink, snapshot_workers = each of BENCH_WORKERS (fresh target database and
-#      fresh slot each time): wall time from starting `odsync run` until the sink's checkpoint row
-#      exists (it is committed together with the snapshot-done mark, docs/SNAPSHOTS.md), then
-#      SIGTERM;
+#      fresh slot each time): wall time from starting `odsync run` until the commit of the sink's
+#      checkpoint together with the snapshot-done mark (docs/SNAPSHOTS.md), taken from the
+#      timestamp of odsync's "initial snapshot done" log line; the checkpoint row is then checked;
+#      then SIGTERM;
 #   2. the same into a fresh SQLite file (snapshot_workers = BENCH_SQLITE_WORKERS);
 #   3. baseline: pg_dump -t bench_rows | psql into a fresh database on the sink server;
 #   4. COPY bench_rows TO STDOUT | COPY FROM STDIN (table created without key, then ADD PRIMARY KEY,
 #      as pg_dump's output does).
-# Every target is checked (count, sum(id), sum(a), sum(length(b)), count(DISTINCT c)). Prints seconds, rows/s
-# and the ratio to pg_dump | psql.
+# Every target is checked (count, sum(id), sum(a), sum(length(b)), count(DISTINCT c)). All of it
+# runs BENCH_REPEAT times, the tools taking turns, so a busy minute hits every tool; prints per
+# tool the median and fastest seconds, rows/s of the median and the ratio of medians to
+# pg_dump | psql.
 # Environment: BENCH_ROWS (3000000)  BENCH_WORKERS ("1 2 4")  BENCH_SQLITE_WORKERS (2)
 #   BENCH_CHUNK_ROWS (100000)  BENCH_TIMEOUT (1800)  ODSYNC_BIN (build/odsync)  PG_BIN
-#   BENCH_KEEP=1 (keep the temp dir)  BENCH_SKIP_SQLITE=1  BENCH_SKIP_COPY=1
+#   BENCH_REPEAT (3)  BENCH_KEEP=1 (keep the temp dir)  BENCH_SKIP_SQLITE=1  BENCH_SKIP_COPY=1
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +31,7 @@ BENCH_WORKERS=${BENCH_WORKERS:-1 2 4}
 BENCH_SQLITE_WORKERS=${BENCH_SQLITE_WORKERS:-2}
 BENCH_CHUNK_ROWS=${BENCH_CHUNK_ROWS:-100000}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-1800}
+BENCH_REPEAT=${BENCH_REPEAT:-3}
 ODSYNC_BIN=${ODSYNC_BIN:-$ROOT/build/odsync}
 PIPELINE=bench
 
@@ -85,7 +89,6 @@ SUMS_SQL="SELECT count(*) || ' ' || sum(id) || ' ' || sum(a) || ' ' || sum(lengt
 EXPECT=$(src_psql bench -c "$SUMS_SQL")
 
 RESULTS=()
-BASE_SECS=
 add_result() { RESULTS+=("$1"$'\t'"$2"); }
 
 # check WHAT ACTUAL: the target's sums must equal the source's.
@@ -107,75 +110,99 @@ pipelines:
               snapshot_workers: $workers, snapshot_chunk_rows: $BENCH_CHUNK_ROWS }
     sink: $sink
 YAML
-  log "$label: odsync run (snapshot_workers $workers) until the sink's checkpoint row exists"
-  local t0 t1 deadline
+  log "$label: odsync run (snapshot_workers $workers) until the snapshot's done transaction commits"
+  local t0 t1 deadline line runlog=$TMP/run.log
+  : >"$runlog"
   t0=$(od_now)
-  "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress >>"$TMP/odsync.log" 2>&1 &
+  "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress >"$runlog" 2>&1 &
   ODSYNC_PID=$!
   deadline=$(( $(date +%s) + BENCH_TIMEOUT ))
-  until eval "$poll" >/dev/null 2>&1; do
-    od_alive "$ODSYNC_PID" || { tail -n 20 "$TMP/odsync.log" >&2; od_die "$label: odsync exited"; }
+  # The end is the timestamp of odsync's "initial snapshot done" line, logged right after the
+  # commit of the checkpoint together with the done mark; polling a file (not the sink with psql,
+  # a Perl wrapper on Debian) keeps the measurement from taking CPU from the run it measures.
+  until line=$(grep -m1 "initial snapshot done" "$runlog"); do
+    od_alive "$ODSYNC_PID" || { tail -n 20 "$runlog" >&2; od_die "$label: odsync exited"; }
     (( $(date +%s) < deadline )) || od_die "$label: no checkpoint after ${BENCH_TIMEOUT}s"
-    sleep 0.1
+    sleep 0.05
   done
-  t1=$(od_now)
+  t1=$(date -d "${line%% *}" +%s.%N)
+  eval "$poll" >/dev/null 2>&1 || od_die "$label: odsync logged the snapshot done, but the sink holds no checkpoint row"
   od_stop_pid "$ODSYNC_PID" 60
   wait "$ODSYNC_PID" 2>/dev/null || true
   ODSYNC_PID=
+  cat "$runlog" >>"$TMP/odsync.log"
   check "$label" "$(eval "$verify")"
   add_result "$label" "$(elapsed "$t0" "$t1")"
 }
 
-# 3. baseline first: pg_dump | psql
-dst_psql postgres -c "CREATE DATABASE dump_target"
-log "pg_dump -t bench_rows | psql"
-T0=$(od_now)
-"$PGBIN/pg_dump" -h 127.0.0.1 -p "$SRC_PORT" -U postgres -t bench_rows bench |
-  psql -X -q -v ON_ERROR_STOP=1 "$(dst_dsn dump_target)" >/dev/null
-T1=$(od_now)
-check "pg_dump | psql" "$(dst_psql dump_target -c "$SUMS_SQL")"
-BASE_SECS=$(elapsed "$T0" "$T1")
-add_result "pg_dump -t | psql" "$BASE_SECS"
-dst_psql postgres -c "DROP DATABASE dump_target"
-
-# 4. COPY | COPY
-if [[ ${BENCH_SKIP_COPY:-0} != 1 ]]; then
-  dst_psql postgres -c "CREATE DATABASE copy_target"
-  dst_psql copy_target -c "CREATE TABLE bench_rows (id bigint, a int, b text, c timestamptz, d numeric(12,2))"
-  log "psql COPY TO STDOUT | psql COPY FROM STDIN, then ADD PRIMARY KEY"
+one_round() {
+  # 3. baseline first: pg_dump | psql
+  dst_psql postgres -c "CREATE DATABASE dump_target"
+  log "pg_dump -t bench_rows | psql"
   T0=$(od_now)
-  psql -X -q -v ON_ERROR_STOP=1 "$(src_dsn bench)" -c "COPY bench_rows TO STDOUT" |
-    psql -X -q -v ON_ERROR_STOP=1 "$(dst_dsn copy_target)" -c "COPY bench_rows FROM STDIN"
-  dst_psql copy_target -c "ALTER TABLE bench_rows ADD PRIMARY KEY (id)"
+  "$PGBIN/pg_dump" -h 127.0.0.1 -p "$SRC_PORT" -U postgres -t bench_rows bench |
+    psql -X -q -v ON_ERROR_STOP=1 "$(dst_dsn dump_target)" >/dev/null
   T1=$(od_now)
-  check "COPY | COPY" "$(dst_psql copy_target -c "$SUMS_SQL")"
-  add_result "COPY | COPY (+ ADD PRIMARY KEY)" "$(elapsed "$T0" "$T1")"
-  dst_psql postgres -c "DROP DATABASE copy_target"
-fi
+  check "pg_dump | psql" "$(dst_psql dump_target -c "$SUMS_SQL")"
+  add_result "pg_dump -t | psql" "$(elapsed "$T0" "$T1")"
+  dst_psql postgres -c "DROP DATABASE dump_target"
 
-# 1. odsync -> PostgreSQL
-for w in $BENCH_WORKERS; do
-  db=snap_w$w
-  dst_psql postgres -c "CREATE DATABASE $db"
-  run_odsync "odsync -> postgres, $w worker(s)" "{ type: postgres, dsn: \"$(dst_dsn $db)\" }" "$w" \
-    "[[ \$(dst_psql $db -c \"SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = '$PIPELINE'\") == 1 ]]" \
-    "dst_psql $db -c \"\$SUMS_SQL\""
-  dst_psql postgres -c "DROP DATABASE $db"
+  # 4. COPY | COPY
+  if [[ ${BENCH_SKIP_COPY:-0} != 1 ]]; then
+    dst_psql postgres -c "CREATE DATABASE copy_target"
+    dst_psql copy_target -c "CREATE TABLE bench_rows (id bigint, a int, b text, c timestamptz, d numeric(12,2))"
+    log "psql COPY TO STDOUT | psql COPY FROM STDIN, then ADD PRIMARY KEY"
+    T0=$(od_now)
+    psql -X -q -v ON_ERROR_STOP=1 "$(src_dsn bench)" -c "COPY bench_rows TO STDOUT" |
+      psql -X -q -v ON_ERROR_STOP=1 "$(dst_dsn copy_target)" -c "COPY bench_rows FROM STDIN"
+    dst_psql copy_target -c "ALTER TABLE bench_rows ADD PRIMARY KEY (id)"
+    T1=$(od_now)
+    check "COPY | COPY" "$(dst_psql copy_target -c "$SUMS_SQL")"
+    add_result "COPY | COPY (+ ADD PRIMARY KEY)" "$(elapsed "$T0" "$T1")"
+    dst_psql postgres -c "DROP DATABASE copy_target"
+  fi
+
+  # 1. odsync -> PostgreSQL
+  for w in $BENCH_WORKERS; do
+    db=snap_w$w
+    dst_psql postgres -c "CREATE DATABASE $db"
+    run_odsync "odsync -> postgres, $w worker(s)" "{ type: postgres, dsn: \"$(dst_dsn $db)\" }" "$w" \
+      "[[ \$(dst_psql $db -c \"SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = '$PIPELINE'\") == 1 ]]" \
+      "dst_psql $db -c \"\$SUMS_SQL\""
+    dst_psql postgres -c "DROP DATABASE $db"
+  done
+
+  # 2. odsync -> SQLite
+  if [[ ${BENCH_SKIP_SQLITE:-0} != 1 ]]; then
+    SINK=$TMP/snap.db
+    rm -f "$SINK"*
+    run_odsync "odsync -> sqlite, $BENCH_SQLITE_WORKERS worker(s)" "{ type: sqlite, path: $SINK }" "$BENCH_SQLITE_WORKERS" \
+      "[[ \$(sqlite3 -cmd '.timeout 2000' '$SINK' \"SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = '$PIPELINE'\") == 1 ]]" \
+      "sqlite3 '$SINK' \"\$SUMS_SQL\""
+    rm -f "$SINK"*
+  fi
+}
+
+for ((round = 1; round <= BENCH_REPEAT; round++)); do
+  log "round $round of $BENCH_REPEAT"
+  one_round
 done
 
-# 2. odsync -> SQLite
-if [[ ${BENCH_SKIP_SQLITE:-0} != 1 ]]; then
-  SINK=$TMP/snap.db
-  rm -f "$SINK"*
-  run_odsync "odsync -> sqlite, $BENCH_SQLITE_WORKERS worker(s)" "{ type: sqlite, path: $SINK }" "$BENCH_SQLITE_WORKERS" \
-    "[[ \$(sqlite3 -cmd '.timeout 2000' '$SINK' \"SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = '$PIPELINE'\") == 1 ]]" \
-    "sqlite3 '$SINK' \"\$SUMS_SQL\""
-  rm -f "$SINK"*
-fi
-
-printf '\n%-40s %9s %12s %14s\n' "tool ($BENCH_ROWS rows)" seconds "rows/s" "vs pg_dump|psql"
+# Per tool: the median of its rounds (and the fastest); the ratio is of medians.
+median_of() { # LABEL
+  local r v=()
+  for r in "${RESULTS[@]}"; do [[ ${r%%$'\t'*} == "$1" ]] && v+=("${r##*$'\t'}"); done
+  printf '%s\n' "${v[@]}" | sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%s %s %d", m, a[1], NR }'
+}
+BASE_MED=$(median_of "pg_dump -t | psql")
+BASE_MED=${BASE_MED%% *}
+printf '\n%-40s %9s %9s %12s %16s\n' "tool ($BENCH_ROWS rows, $BENCH_REPEAT rounds)" median fastest "rows/s" "vs pg_dump|psql"
+declare -A SEEN=()
 for r in "${RESULTS[@]}"; do
-  name=${r%%$'\t'*} secs=${r##*$'\t'}
-  awk -v n="$name" -v s="$secs" -v rows="$BENCH_ROWS" -v b="$BASE_SECS" \
-    'BEGIN { printf "%-40s %9.2f %12.0f %13.2fx\n", n, s, rows / s, b / s }'
+  name=${r%%$'\t'*}
+  [[ -n ${SEEN[$name]:-} ]] && continue
+  SEEN[$name]=1
+  read -r med fast _ <<<"$(median_of "$name")"
+  awk -v n="$name" -v s="$med" -v f="$fast" -v rows="$BENCH_ROWS" -v b="$BASE_MED" \
+    'BEGIN { printf "%-40s %9.2f %9.2f %12.0f %15.2fx\n", n, s, f, rows / s, b / s }'
 done

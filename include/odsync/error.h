@@ -28,7 +28,8 @@
   X(EBUSY, -12, "resource in use")                                               \
   X(ECANCELLED, -13, "cancelled")                                                \
   X(EGAP, -14, "positions do not line up (changes would be lost)")               \
-  X(ESCHEMA, -15, "schema error")
+  X(ESCHEMA, -15, "schema error")                                                \
+  X(EDUPLICATE, -16, "key already present")
 
 enum od_status {
 #define OD_STATUS_ENUM(name, value, msg) OD_##name = value,

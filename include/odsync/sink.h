@@ -45,6 +45,24 @@ typedef struct od_sink_ops {
    * get_mark reads the committed value, 0 when absent. */
   int (*set_mark)(od_sink *s, const char *key, od_lsn value, od_error *err);
   int (*get_mark)(od_sink *s, const char *key, od_lsn *out, od_error *err);
+  /* Optional bulk loading of initial-snapshot chunks (all three or none; NULL: chunks go through
+   * apply() as OD_OP_READ upserts). Used only by the initial snapshot, whose chunks are disjoint
+   * and commit atomically with their marks, so a chunk's rows are new to the table unless the
+   * table held rows before odsync.
+   * load_prepare: inside an open transaction, before any chunk of rel is loaded in this run:
+   *   make the target table exist; a table created now may leave out its key's index until
+   *   load_finish (so loading does not maintain it row by row). Sets *binary when the sink takes
+   *   this table's values in the source's binary form `binary_format` (od_snapshot_info; NULL:
+   *   the source has none), else the rows must carry text.
+   * load: inside an open transaction, add rows (OD_OP_READ of one relation per call, values all
+   *   text or all binary as agreed). Fails with OD_EDUPLICATE (not retriable) when a row's key is
+   *   already in the table — detected at the latest by the next set_mark/commit; the caller rolls
+   *   back and applies that chunk through apply() instead.
+   * load_finish: inside an open transaction, once every chunk of rel is in: restore what
+   *   load_prepare left out (e.g. build the primary key). Idempotent (a resumed run calls it again). */
+  int (*load_prepare)(od_sink *s, const od_relation *rel, const char *binary_format, bool *binary, od_error *err);
+  int (*load)(od_sink *s, const od_change *rows, size_t n, od_error *err);
+  int (*load_finish)(od_sink *s, const od_relation *rel, od_error *err);
 } od_sink_ops;
 
 struct od_sink {

@@ -62,6 +62,10 @@ typedef struct od_snapshot_info {
                            consistent point of a temporary slot); 0 when nothing was exported */
   od_snap_table *tables;
   int ntables;
+  /* Identity of the binary value form read(..., binary) produces (PostgreSQL: "postgresql-<major>",
+   * the types' send/receive format), so a sink can tell whether it takes those bytes as they are;
+   * NULL when the source reads text only. */
+  const char *binary_format;
 } od_snapshot_info;
 
 typedef struct od_snap_reader od_snap_reader;
@@ -110,8 +114,9 @@ typedef struct od_snapshot_ops {
   /* Cut a table (reads bounds under the view). */
   int (*plan)(od_snap_reader *r, const od_snap_table *t, uint32_t chunk_rows, od_snap_plan *out,
               od_error *err);
-  /* Read one chunk, calling fn with batches of rows. */
-  int (*read)(od_snap_reader *r, const od_snap_table *t, const od_snap_plan *plan, uint32_t chunk,
+  /* Read one chunk, calling fn with batches of rows: values OD_VALUE_TEXT, or OD_VALUE_BINARY in
+   * the info's binary_format when `binary` (only when binary_format is not NULL). */
+  int (*read)(od_snap_reader *r, const od_snap_table *t, const od_snap_plan *plan, uint32_t chunk, bool binary,
               od_snap_rows_fn fn, void *ctx, od_error *err);
   void (*reader_close)(od_snap_reader *r);
   /* Release the exported view and its connections (a temporary slot goes away). The stream's

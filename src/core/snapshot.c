@@ -34,6 +34,9 @@ typedef struct snap_tbl {
   bool whole;        /* (re)copied whole in this run: initialised (truncated, marks) first */
   bool truncate;
   bool complete;     /* every chunk already in the sink */
+  bool load;         /* chunks go through the sink's load() (bulk loading), not apply() */
+  bool binary;       /* ... with values in the source's binary form */
+  atomic_bool upsert; /* the target held rows of a chunk: apply() from then on */
   uint32_t done_before, todo;
   _Atomic uint32_t left;
   _Atomic uint64_t rows;
@@ -82,6 +85,8 @@ typedef struct worker {
   size_t n, cap;
   sink_slot *slot;
   bool holding, txn_open;
+  bool loading;      /* the chunk in flight goes through load() */
+  bool direct;       /* the worker's sink is its own: rows go to load() as they are read */
   snap_tbl *cur;
   uint64_t chunk_rows;
 } worker;
@@ -195,8 +200,10 @@ static int flush(worker *w, od_error *err) {
   if (!w->n) return OD_OK;
   int rc = acquire(w, err);
   od_sink *s = w->slot->sink;
-  for (size_t o = 0; rc == OD_OK && o < w->n; o += APPLY_SLICE)
-    rc = s->ops->apply(s, w->buf + o, w->n - o < APPLY_SLICE ? w->n - o : APPLY_SLICE, err);
+  for (size_t o = 0; rc == OD_OK && o < w->n; o += APPLY_SLICE) {
+    size_t k = w->n - o < APPLY_SLICE ? w->n - o : APPLY_SLICE;
+    rc = w->loading ? s->ops->load(s, w->buf + o, k, err) : s->ops->apply(s, w->buf + o, k, err);
+  }
   w->n = 0;
   od_arena_reset(&w->arena);
   return rc;
@@ -204,6 +211,14 @@ static int flush(worker *w, od_error *err) {
 
 static int on_rows(void *ctx, const od_change *rows, size_t n, od_error *err) {
   worker *w = ctx;
+  if (w->loading && w->direct) {
+    /* The sink copies what it needs during the call: no buffering. */
+    int rc = acquire(w, err);
+    if (!rc) rc = w->slot->sink->ops->load(w->slot->sink, rows, n, err);
+    if (rc) return rc;
+    w->chunk_rows += n;
+    return atomic_load(w->d->env->stop) ? OD_FAIL(err, OD_ECANCELLED, "pipeline %s: stopping", w->d->name) : OD_OK;
+  }
   if (w->n + n > w->cap) {
     size_t cap = w->cap ? w->cap : 4096;
     while (cap < w->n + n) cap *= 2;
@@ -234,18 +249,14 @@ static int on_rows(void *ctx, const od_change *rows, size_t n, od_error *err) {
   return atomic_load(w->d->env->stop) ? OD_FAIL(err, OD_ECANCELLED, "pipeline %s: stopping", w->d->name) : OD_OK;
 }
 
-static int copy_chunk(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
+/* Read chunk `chunk` of t and commit it with its mark in one sink transaction. */
+static int copy_once(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
   driver *d = w->d;
-  w->cur = t;
   w->chunk_rows = 0;
   w->n = 0;
   od_arena_reset(&w->arena);
-  int64_t now = od_mono_us();
-  if (t->st) {
-    int64_t zero = 0;
-    atomic_compare_exchange_strong(&t->st->started_us, &zero, now);
-  }
-  int rc = d->ops->read(w->reader, t->t, &t->plan, chunk, on_rows, w, err);
+  w->loading = t->load && !atomic_load(&t->upsert);
+  int rc = d->ops->read(w->reader, t->t, &t->plan, chunk, w->loading && t->binary, on_rows, w, err);
   if (!rc) rc = flush(w, err);
   if (!rc) rc = acquire(w, err); /* an empty chunk still records its mark */
   char leaf[16];
@@ -254,6 +265,26 @@ static int copy_chunk(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
   if (!rc) rc = w->slot->sink->ops->commit(w->slot->sink, 0, err);
   if (!rc) w->txn_open = false;
   release(w, rc != OD_OK);
+  return rc;
+}
+
+static int copy_chunk(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
+  driver *d = w->d;
+  w->cur = t;
+  int64_t now = od_mono_us();
+  if (t->st) {
+    int64_t zero = 0;
+    atomic_compare_exchange_strong(&t->st->started_us, &zero, now);
+  }
+  int rc = copy_once(w, t, chunk, err);
+  if (rc == OD_EDUPLICATE && w->loading) {
+    /* The target held rows before odsync (a first attempt keeps them): this table's chunks
+     * overwrite them by key from now on. */
+    if (!atomic_exchange(&t->upsert, true))
+      od_info("snapshot: %s: the target already holds rows with keys of chunk %u (%s); applying this table's "
+              "chunks as upserts instead of bulk loading", t->t->name, chunk, err->msg);
+    rc = copy_once(w, t, chunk, err);
+  }
   if (rc) return rc;
   od_pipeline_stats *st = d->env->stats;
   atomic_fetch_add(&t->rows, w->chunk_rows);
@@ -272,6 +303,18 @@ static int copy_chunk(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
     od_info("snapshot: %s: copied %u chunk%s in this run (%u already done, %u in all), %s rows in %.1f s",
             t->t->name, t->todo, t->todo == 1 ? "" : "s", t->done_before, t->plan.nchunks,
             grouped(atomic_load(&t->rows), rows, sizeof rows), secs);
+    /* The table is complete: what bulk loading left out (its primary key) is built now, in a
+     * transaction of its own, while the other workers go on with other tables. The switch
+     * transaction calls load_finish again, which then has nothing left to do. */
+    if (t->load) {
+      od_sink *s = w->slot->sink;
+      int rc = acquire(w, err);
+      if (!rc) rc = s->ops->load_finish(s, t->t->rel, err);
+      if (!rc) rc = s->ops->commit(s, 0, err);
+      if (!rc) w->txn_open = false;
+      release(w, rc != OD_OK);
+      if (rc) return rc;
+    }
   }
   return OD_OK;
 }
@@ -362,6 +405,12 @@ static int init_tables(driver *d, bool resume, od_error *err) {
   int rc = s->ops->begin(s, err);
   if (rc) return rc;
   if (!resume) rc = set_mark(s, d->name, "snapshot/start", NULL, NULL, d->info.slot_point, err);
+  for (int i = 0; rc == OD_OK && s->ops->load_prepare && i < d->ntbls; i++) {
+    snap_tbl *t = &d->tbls[i];
+    if (t->complete) continue;
+    t->load = true;
+    rc = s->ops->load_prepare(s, t->t->rel, d->info.binary_format, &t->binary, err);
+  }
   for (int i = 0; rc == OD_OK && i < d->ntbls; i++) {
     snap_tbl *t = &d->tbls[i];
     if (!t->whole) continue;
@@ -498,6 +547,7 @@ static int run_workers(driver *d, worker *ws, int nw, od_error *err) {
     ws[i].d = d;
     ws[i].idx = i;
     ws[i].slot = &d->sinks[i % d->nsinks];
+    ws[i].direct = d->nsinks >= nw;
     od_arena_init(&ws[i].arena, 1u << 20);
     if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
       OD_FAIL(err, OD_ENOMEM, "pipeline %s: cannot start a snapshot thread", d->name);
@@ -585,7 +635,10 @@ static int run(driver *d, od_lsn *start, od_snapshot_skips *skips, od_error *err
   }
   od_sink *s = env->sink;
   if ((rc = s->ops->begin(s, err))) goto done;
-  if (!(rc = set_mark(s, d->name, "snapshot", NULL, NULL, A, err)) &&
+  /* What bulk loading left out (a primary key) is built before the switch, in its transaction. */
+  for (int i = 0; rc == OD_OK && s->ops->load_finish && i < d->ntbls; i++)
+    rc = s->ops->load_finish(s, d->tbls[i].t->rel, err);
+  if (!rc && !(rc = set_mark(s, d->name, "snapshot", NULL, NULL, A, err)) &&
       !(rc = set_mark(s, d->name, "skip", NULL, NULL, skip_max, err)))
     rc = s->ops->commit(s, A, err);
   if (rc) {

@@ -86,6 +86,8 @@ int pgs_ensure_begin(pgs_sink *s, od_error *err) {
 /* ---- connection ---------------------------------------------------------------------------- */
 
 static void disconnect(pgs_sink *s) {
+  s->copy_rel = NULL; /* a COPY in progress dies with the session */
+  s->copy_len = 0;
   if (s->conn) PQfinish(s->conn);
   s->conn = NULL;
   s->begin_sent = false;
@@ -180,6 +182,7 @@ static void pgs_close(od_sink *base) {
   free(s->map_from);
   free(s->map_to);
   free(s->cmds);
+  free(s->copy_buf);
   free(s->pvals);
   free(s->plens);
   free(s->ck_q);
@@ -219,9 +222,21 @@ static int parse_table_map(pgs_sink *s, const od_config_section *cfg, od_error *
   return OD_OK;
 }
 
+/* maintenance_work_mem: digits and a unit PostgreSQL knows (it is put into SET as a literal). */
+static int check_memory(const od_config_section *cfg, const char *v, od_error *err) {
+  size_t d = strspn(v, "0123456789");
+  const char *unit = v + d;
+  if (d > 0 && d < 12 && (!strcmp(unit, "kB") || !strcmp(unit, "MB") || !strcmp(unit, "GB") || !strcmp(unit, "TB")))
+    return OD_OK;
+  const od_config_entry *e = od_config_find(cfg, "maintenance_work_mem");
+  return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.maintenance_work_mem '%s' must be a size such as 512MB or 2GB "
+                 "(units kB, MB, GB, TB)", cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, v);
+}
+
 static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
-  static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", "bulk", "lock_timeout_ms", NULL};
-  const char *dsn = NULL, *schema = NULL, *ck = NULL;
+  static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", "bulk", "lock_timeout_ms",
+                                     "maintenance_work_mem", NULL};
+  const char *dsn = NULL, *schema = NULL, *ck = NULL, *mwm = NULL;
   int rc = od_config_check_keys(cfg, keys, err);
   if (rc == OD_OK) rc = od_config_require_string(cfg, "dsn", &dsn, err);
   if (rc == OD_OK) rc = od_config_string(cfg, "schema", NULL, &schema, err);
@@ -230,6 +245,8 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   long lock_timeout_ms = 30000;
   if (rc == OD_OK) rc = od_config_bool(cfg, "bulk", true, &bulk, err);
   if (rc == OD_OK) rc = od_config_int(cfg, "lock_timeout_ms", 30000, 0, 3600000, &lock_timeout_ms, err);
+  if (rc == OD_OK) rc = od_config_string(cfg, "maintenance_work_mem", "512MB", &mwm, err);
+  if (rc == OD_OK) rc = check_memory(cfg, mwm, err);
   if (rc) return rc;
   if (schema && !*schema) schema = NULL;
 
@@ -238,6 +255,7 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   s->base.ops = &od_sink_postgres;
   s->bulk_on = bulk;
   s->lock_timeout_ms = lock_timeout_ms;
+  snprintf(s->maintenance_work_mem, sizeof s->maintenance_work_mem, "%s", mwm);
   s->dsn = strdup(dsn);
   s->pipeline = strdup(pipeline ? pipeline : "");
   s->schema = schema ? strdup(schema) : NULL;
@@ -334,6 +352,8 @@ static int pgs_commit(od_sink *base, od_lsn position, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: commit without begin", s->where);
   if (!s->conn) return pgs_fail(s, NULL, "COMMIT", NULL, err);
+  int lrc = pgs_load_end(s, err);
+  if (lrc) return lrc; /* the caller rolls back */
   char lsn[32];
   snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(position));
   od_sqlbuf *b = &s->sql;
@@ -376,6 +396,7 @@ static int pgs_commit(od_sink *base, od_lsn position, od_error *err) {
 
 static void pgs_rollback(od_sink *base) {
   pgs_sink *s = (pgs_sink *)base;
+  pgs_load_abort(s);
   /* Tables created or altered in this transaction are gone again: forget their states. */
   pgs_bulk_discard_all(s);
   if (s->in_txn) pgs_rels_drop(s, true);
@@ -400,7 +421,8 @@ static void pgs_rollback(od_sink *base) {
 static int pgs_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: set_mark outside a transaction", s->where);
-  int rc = pgs_ensure_begin(s, err);
+  int rc = pgs_load_end(s, err);
+  if (!rc) rc = pgs_ensure_begin(s, err);
   if (rc) return rc;
   char lsn[32];
   snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(value));
@@ -426,6 +448,8 @@ static int pgs_set_mark(od_sink *base, const char *key, od_lsn value, od_error *
 
 static int pgs_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
+  int lrc = pgs_load_end(s, err);
+  if (lrc) return lrc;
   if (!s->conn && connect_target(s, err)) return err->code;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
@@ -453,4 +477,7 @@ const od_sink_ops od_sink_postgres = {
     .close = pgs_close,
     .set_mark = pgs_set_mark,
     .get_mark = pgs_get_mark,
+    .load_prepare = pgs_load_prepare,
+    .load = pgs_load,
+    .load_finish = pgs_load_finish,
 };

@@ -302,6 +302,8 @@ int pgs_apply(od_sink *base, const od_change *changes, size_t n, od_error *err) 
   pgs_sink *s = (pgs_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: apply without begin", s->where);
   if (!s->conn) return pgs_fail(s, NULL, "applying changes", NULL, err);
+  int lrc = pgs_load_end(s, err);
+  if (lrc) return lrc;
   if (n > INT32_MAX) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: batch of %zu changes is too large", s->where, n);
   /* In segments: a new version of a table already used in the segment starts the next one, so
    * that its DDL runs after the older version's statements and before its own. */

@@ -9,6 +9,8 @@
  *                     then reading the results (missing rows, errors)
  *   postgres_bulk.c   set-based apply of keyed tables: buffered, merged by key, flushed as one
  *                     DELETE + one INSERT ... ON CONFLICT per table (owns pg_rel.bulk)
+ *   postgres_load.c   initial-snapshot chunks loaded with COPY (text or binary), the primary key
+ *                     of a table created for a load built once at the end (owns pgs_sink.copy_*)
  *
  * Ownership: the pgs_sink owns the PGconn, every pg_rel, every statement record and every scratch
  * array. A pg_rel points at (never owns) its od_relation, which the source keeps alive for the
@@ -125,6 +127,14 @@ typedef struct pgs_sink {
   int pcap;
   pgs_stats stats;
   bool bulk_on;          /* config `bulk` (default true): set-based apply of keyed tables */
+  char maintenance_work_mem[32]; /* config: for building a deferred primary key */
+  /* postgres_load.c: the COPY in progress (copy_rel NULL: none) */
+  const pg_rel *copy_rel;
+  bool copy_binary;
+  char *copy_buf;
+  size_t copy_len, copy_cap;
+  uint64_t copy_rows;
+  bool defer_key;        /* make_table: create a keyed table without its primary key (a load) */
 } pgs_sink;
 
 /* postgres.c */
@@ -187,6 +197,16 @@ int pgs_send_utility(pgs_sink *s, const pg_rel *r, const char *what, const char 
  * reader name rows (may be NULL when no row command is queued). */
 int pgs_pipeline_finish(pgs_sink *s, const od_change *changes, od_error *err);
 int pgs_apply(od_sink *base, const od_change *changes, size_t n, od_error *err);
+
+/* postgres_load.c (see the file); od_sink_ops.load_prepare / load / load_finish. */
+int pgs_load_prepare(od_sink *base, const od_relation *rel, const char *binary_format, bool *binary, od_error *err);
+int pgs_load(od_sink *base, const od_change *rows, size_t n, od_error *err);
+int pgs_load_finish(od_sink *base, const od_relation *rel, od_error *err);
+/* End the COPY in progress, if any, and read its result (every other use of the connection
+ * calls this first). OD_EDUPLICATE when a loaded key was already in the table. */
+int pgs_load_end(pgs_sink *s, od_error *err);
+/* Abandon the COPY in progress (rollback, lost connection). */
+void pgs_load_abort(pgs_sink *s);
 
 /* postgres_bulk.c: set-based apply of the simple changes of keyed tables (see the file). */
 typedef struct pgs_bulk pgs_bulk;

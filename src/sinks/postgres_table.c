@@ -444,7 +444,8 @@ static int make_table(pgs_sink *s, pg_rel *r, const char *schema_q, od_error *er
     od_sqlbuf_add(b, " ");
     rc = pgs_add_type(s, r, i, err);
   }
-  if (r->keyed) {
+  /* A table created for a snapshot load gets its key when the load is done (postgres_load.c). */
+  if (r->keyed && !s->defer_key) {
     od_sqlbuf_add(b, ", PRIMARY KEY (");
     for (int k = 0; k < r->nkey; k++) {
       if (k) od_sqlbuf_add(b, ", ");
@@ -454,7 +455,9 @@ static int make_table(pgs_sink *s, pg_rel *r, const char *schema_q, od_error *er
   }
   od_sqlbuf_add(b, ")");
   if (!rc) rc = exec_buf(s, r, "creating the table", err);
-  if (!rc) od_info("postgres sink %s: created table %s", s->where, r->target);
+  if (!rc)
+    od_info("postgres sink %s: created table %s%s", s->where, r->target,
+            r->keyed && s->defer_key ? " (its primary key is built once the initial snapshot is in)" : "");
   /* Record the columns' attnums and types (a table without columns gets them added here). */
   if (!rc) rc = pgs_evolve_table(s, r, true, &exists, err);
   return rc;

@@ -39,6 +39,7 @@ typedef struct pg_snap {
   int ntables;
   PGconn *tmp_repl;   /* the temporary slot's connection (its view), or NULL */
   char view[128];     /* exported snapshot name, "" when none */
+  char binary_format[32]; /* "postgresql-<major>" of the source server */
 } pg_snap;
 
 struct od_snap_reader {
@@ -265,6 +266,10 @@ static int pg_snap_prepare(od_source *base, bool export_view, od_snapshot_info *
   if ((rc = list_tables(s, snap, err))) return rc;
   out->tables = snap->tables;
   out->ntables = snap->ntables;
+  /* Binary values are the types' send form, which a server of the same major version receives
+   * unchanged (built-in type OIDs are fixed). */
+  snprintf(snap->binary_format, sizeof snap->binary_format, "postgresql-%d", PQserverVersion(s->meta) / 10000);
+  out->binary_format = snap->binary_format;
   return OD_OK;
 }
 
@@ -422,8 +427,8 @@ static void chunk_where(const od_snap_table *t, const od_snap_plan *p, uint32_t 
   }
 }
 
-static int deliver(od_snap_reader *r, const od_snap_table *t, PGresult *res, od_snap_rows_fn fn, void *ctx,
-                   od_error *err) {
+static int deliver(od_snap_reader *r, const od_snap_table *t, PGresult *res, bool binary, od_snap_rows_fn fn,
+                   void *ctx, od_error *err) {
   int n = PQntuples(res);
   uint16_t ncols = t->rel->ncolumns;
   if (PQnfields(res) != ncols)
@@ -449,7 +454,7 @@ static int deliver(od_snap_reader *r, const od_snap_table *t, PGresult *res, od_
         vals[c] = (od_value){.data = NULL, .len = 0, .kind = OD_VALUE_NULL};
       } else {
         vals[c] = (od_value){.data = PQgetvalue(res, i, c), .len = (uint32_t)PQgetlength(res, i, c),
-                             .kind = OD_VALUE_TEXT};
+                             .kind = binary ? OD_VALUE_BINARY : OD_VALUE_TEXT};
       }
     }
     r->rows[i] = (od_change){.op = OD_OP_READ, .rel = t->rel, .newtup = {.ncolumns = ncols, .values = vals},
@@ -459,7 +464,7 @@ static int deliver(od_snap_reader *r, const od_snap_table *t, PGresult *res, od_
 }
 
 static int pg_snap_read(od_snap_reader *r, const od_snap_table *t, const od_snap_plan *plan, uint32_t chunk,
-                        od_snap_rows_fn fn, void *ctx, od_error *err) {
+                        bool binary, od_snap_rows_fn fn, void *ctx, od_error *err) {
   const pg_snap_table *pt = t->priv;
   char where[640];
   chunk_where(t, plan, chunk, where, sizeof where);
@@ -467,8 +472,8 @@ static int pg_snap_read(od_snap_reader *r, const od_snap_table *t, const od_snap
   int rc = sql_reserve(r, need, err);
   if (rc) return rc;
   bool w = where[0] != '\0';
-  snprintf(r->sql, r->sql_cap, "DECLARE od_snap_chunk NO SCROLL CURSOR FOR SELECT %s FROM %s%s%s%s%s%s%s",
-           pt->cols_q, pt->from_q, (w || pt->filter) ? " WHERE " : "", w ? where : "",
+  snprintf(r->sql, r->sql_cap, "DECLARE od_snap_chunk %sNO SCROLL CURSOR FOR SELECT %s FROM %s%s%s%s%s%s%s",
+           binary ? "BINARY " : "", pt->cols_q, pt->from_q, (w || pt->filter) ? " WHERE " : "", w ? where : "",
            (w && pt->filter) ? " AND " : "", pt->filter ? "(" : "", pt->filter ? pt->filter : "",
            pt->filter ? ")" : "");
   if ((rc = reader_exec(r, r->sql, NULL, "opening a cursor", err))) return od_error_prefix(err, "%s: ", t->name);
@@ -478,7 +483,7 @@ static int pg_snap_read(od_snap_reader *r, const od_snap_table *t, const od_snap
     PGresult *res;
     if ((rc = reader_exec(r, fetch, &res, "fetching rows", err))) return od_error_prefix(err, "%s: ", t->name);
     int n = PQntuples(res);
-    rc = deliver(r, t, res, fn, ctx, err);
+    rc = deliver(r, t, res, binary, fn, ctx, err);
     PQclear(res);
     if (rc) return rc;
     if (n < FETCH_ROWS) break;
