@@ -16,7 +16,8 @@
 # Every target is checked (count, sum(id), sum(a), sum(length(b)), count(DISTINCT c)). All of it
 # runs BENCH_REPEAT times, the tools taking turns, so a busy minute hits every tool; prints per
 # tool the median and fastest seconds, rows/s of the median and the ratio of medians to
-# pg_dump | psql.
+# pg_dump | psql, and the median CPU time the whole machine used meanwhile (all processes: on a
+# quiet machine, the work each tool costs).
 # Environment: BENCH_ROWS (3000000)  BENCH_WORKERS ("1 2 4")  BENCH_SQLITE_WORKERS (2)
 #   BENCH_CHUNK_ROWS (100000)  BENCH_TIMEOUT (1800)  ODSYNC_BIN (build/odsync)  PG_BIN
 #   BENCH_REPEAT (3)  BENCH_KEEP=1 (keep the temp dir)  BENCH_SKIP_SQLITE=1  BENCH_SKIP_COPY=1
@@ -89,7 +90,11 @@ SUMS_SQL="SELECT count(*) || ' ' || sum(id) || ' ' || sum(a) || ' ' || sum(lengt
 EXPECT=$(src_psql bench -c "$SUMS_SQL")
 
 RESULTS=()
-add_result() { RESULTS+=("$1"$'\t'"$2"); }
+# add_result LABEL SECONDS CPU_SECONDS
+add_result() { RESULTS+=("$1"$'\t'"$2"$'\t'"$3"); }
+# CPU time used by the whole machine (every process: both servers, the clients, odsync; and
+# anything else running), in seconds, from /proc/stat (user + nice + system + irq + softirq).
+cpu_now() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat; }
 
 # check WHAT ACTUAL: the target's sums must equal the source's.
 check() {
@@ -111,9 +116,10 @@ pipelines:
     sink: $sink
 YAML
   log "$label: odsync run (snapshot_workers $workers) until the snapshot's done transaction commits"
-  local t0 t1 deadline line runlog=$TMP/run.log
+  local t0 t1 c0 c1 deadline line runlog=$TMP/run.log
   : >"$runlog"
   t0=$(od_now)
+  c0=$(cpu_now)
   "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress >"$runlog" 2>&1 &
   ODSYNC_PID=$!
   deadline=$(( $(date +%s) + BENCH_TIMEOUT ))
@@ -126,25 +132,26 @@ YAML
     sleep 0.05
   done
   t1=$(date -d "${line%% *}" +%s.%N)
+  c1=$(cpu_now)
   eval "$poll" >/dev/null 2>&1 || od_die "$label: odsync logged the snapshot done, but the sink holds no checkpoint row"
   od_stop_pid "$ODSYNC_PID" 60
   wait "$ODSYNC_PID" 2>/dev/null || true
   ODSYNC_PID=
   cat "$runlog" >>"$TMP/odsync.log"
   check "$label" "$(eval "$verify")"
-  add_result "$label" "$(elapsed "$t0" "$t1")"
+  add_result "$label" "$(elapsed "$t0" "$t1")" "$(elapsed "$c0" "$c1")"
 }
 
 one_round() {
   # 3. baseline first: pg_dump | psql
   dst_psql postgres -c "CREATE DATABASE dump_target"
   log "pg_dump -t bench_rows | psql"
-  T0=$(od_now)
+  T0=$(od_now) C0=$(cpu_now)
   "$PGBIN/pg_dump" -h 127.0.0.1 -p "$SRC_PORT" -U postgres -t bench_rows bench |
     psql -X -q -v ON_ERROR_STOP=1 "$(dst_dsn dump_target)" >/dev/null
-  T1=$(od_now)
+  T1=$(od_now) C1=$(cpu_now)
   check "pg_dump | psql" "$(dst_psql dump_target -c "$SUMS_SQL")"
-  add_result "pg_dump -t | psql" "$(elapsed "$T0" "$T1")"
+  add_result "pg_dump -t | psql" "$(elapsed "$T0" "$T1")" "$(elapsed "$C0" "$C1")"
   dst_psql postgres -c "DROP DATABASE dump_target"
 
   # 4. COPY | COPY
@@ -152,13 +159,13 @@ one_round() {
     dst_psql postgres -c "CREATE DATABASE copy_target"
     dst_psql copy_target -c "CREATE TABLE bench_rows (id bigint, a int, b text, c timestamptz, d numeric(12,2))"
     log "psql COPY TO STDOUT | psql COPY FROM STDIN, then ADD PRIMARY KEY"
-    T0=$(od_now)
+    T0=$(od_now) C0=$(cpu_now)
     psql -X -q -v ON_ERROR_STOP=1 "$(src_dsn bench)" -c "COPY bench_rows TO STDOUT" |
       psql -X -q -v ON_ERROR_STOP=1 "$(dst_dsn copy_target)" -c "COPY bench_rows FROM STDIN"
     dst_psql copy_target -c "ALTER TABLE bench_rows ADD PRIMARY KEY (id)"
-    T1=$(od_now)
+    T1=$(od_now) C1=$(cpu_now)
     check "COPY | COPY" "$(dst_psql copy_target -c "$SUMS_SQL")"
-    add_result "COPY | COPY (+ ADD PRIMARY KEY)" "$(elapsed "$T0" "$T1")"
+    add_result "COPY | COPY (+ ADD PRIMARY KEY)" "$(elapsed "$T0" "$T1")" "$(elapsed "$C0" "$C1")"
     dst_psql postgres -c "DROP DATABASE copy_target"
   fi
 
@@ -189,20 +196,25 @@ for ((round = 1; round <= BENCH_REPEAT; round++)); do
 done
 
 # Per tool: the median of its rounds (and the fastest); the ratio is of medians.
-median_of() { # LABEL
-  local r v=()
-  for r in "${RESULTS[@]}"; do [[ ${r%%$'\t'*} == "$1" ]] && v+=("${r##*$'\t'}"); done
+median_of() { # LABEL FIELD (2: seconds, 3: CPU seconds)
+  local r v=() f
+  for r in "${RESULTS[@]}"; do
+    [[ ${r%%$'\t'*} == "$1" ]] || continue
+    IFS=$'\t' read -r -a f <<<"$r"
+    v+=("${f[$(($2 - 1))]}")
+  done
   printf '%s\n' "${v[@]}" | sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%s %s %d", m, a[1], NR }'
 }
-BASE_MED=$(median_of "pg_dump -t | psql")
+BASE_MED=$(median_of "pg_dump -t | psql" 2)
 BASE_MED=${BASE_MED%% *}
-printf '\n%-40s %9s %9s %12s %16s\n' "tool ($BENCH_ROWS rows, $BENCH_REPEAT rounds)" median fastest "rows/s" "vs pg_dump|psql"
+printf '\n%-40s %9s %9s %12s %16s %8s\n' "tool ($BENCH_ROWS rows, $BENCH_REPEAT rounds)" median fastest "rows/s" "vs pg_dump|psql" "CPU s"
 declare -A SEEN=()
 for r in "${RESULTS[@]}"; do
   name=${r%%$'\t'*}
   [[ -n ${SEEN[$name]:-} ]] && continue
   SEEN[$name]=1
-  read -r med fast _ <<<"$(median_of "$name")"
-  awk -v n="$name" -v s="$med" -v f="$fast" -v rows="$BENCH_ROWS" -v b="$BASE_MED" \
-    'BEGIN { printf "%-40s %9.2f %9.2f %12.0f %15.2fx\n", n, s, f, rows / s, b / s }'
+  read -r med fast _ <<<"$(median_of "$name" 2)"
+  read -r cpu _ <<<"$(median_of "$name" 3)"
+  awk -v n="$name" -v s="$med" -v f="$fast" -v rows="$BENCH_ROWS" -v b="$BASE_MED" -v c="$cpu" \
+    'BEGIN { printf "%-40s %9.2f %9.2f %12.0f %15.2fx %8.2f\n", n, s, f, rows / s, b / s, c }'
 done

@@ -45,6 +45,15 @@ typedef struct od_sink_ops {
    * get_mark reads the committed value, 0 when absent. */
   int (*set_mark)(od_sink *s, const char *key, od_lsn value, od_error *err);
   int (*get_mark)(od_sink *s, const char *key, od_lsn *out, od_error *err);
+  /* Optional (both or neither, and only next to set_mark/get_mark): marks whose value is a text,
+   * e.g. the key tuple an incremental snapshot has copied up to. Same keys, same table, same rules
+   * as set_mark: set_text_mark writes `text` (a NUL-terminated string) inside the open transaction,
+   * committed atomically with its data; text NULL removes the mark. A key holds one kind of value:
+   * set_text_mark makes get_mark read 0, set_mark makes get_text_mark read NULL. get_text_mark
+   * reads the committed text into *out (malloc'd, the caller frees it), NULL when the mark is
+   * absent or holds an integer. */
+  int (*set_text_mark)(od_sink *s, const char *key, const char *text, od_error *err);
+  int (*get_text_mark)(od_sink *s, const char *key, char **out, od_error *err);
   /* Optional bulk loading of initial-snapshot chunks (all three or none; NULL: chunks go through
    * apply() as OD_OP_READ upserts). Used only by the initial snapshot, whose chunks are disjoint
    * and commit atomically with their marks, so a chunk's rows are new to the table unless the

@@ -46,11 +46,20 @@ typedef struct od_snap_plan {
   uint64_t estimated_rows; /* rows the planner expects (for progress; not part of the cut) */
 } od_snap_plan;
 
+#define OD_SNAP_KEY_MAX 32 /* key columns at most (PostgreSQL's INDEX_MAX_KEYS) */
+
 typedef struct od_snap_table {
   od_relation *rel;        /* owned by the source; mutable only before rows are read */
   char name[192];          /* "schema.table" */
   uint8_t method;          /* the od_snap_method this table can be cut by */
   uint64_t estimated_rows; /* statistics or an estimate; 0 when unknown */
+  /* The key an incremental snapshot pages by: the columns that identify a row in the stream
+   * (PostgreSQL: the primary key, or the replica identity index under REPLICA IDENTITY USING INDEX;
+   * NOT NULL, unique), in the key's own column order, as indexes into rel->columns. nkey 0: no
+   * usable key, and no_keyset says why ("it has no primary key", ...). */
+  uint16_t nkey;
+  uint16_t key_cols[OD_SNAP_KEY_MAX];
+  char no_keyset[256];
   void *priv;              /* the source's */
 } od_snap_table;
 
@@ -66,6 +75,11 @@ typedef struct od_snapshot_info {
    * the types' send/receive format), so a sink can tell whether it takes those bytes as they are;
    * NULL when the source reads text only. */
   const char *binary_format;
+  /* The settings that shape text values on this source's connections and that their input
+   * functions read back (PostgreSQL: "DateStyle=ISO, MDY;IntervalStyle=postgres;TimeZone=UTC").
+   * An incremental snapshot's progress mark holds key values as text; it is trusted only under the
+   * same settings. "" when the source has none. */
+  char text_form[192];
 } od_snapshot_info;
 
 typedef struct od_snap_reader od_snap_reader;
@@ -95,10 +109,13 @@ typedef struct od_isnap_ops {
   /* Write a transactional logical message (committed at once) that the stream will carry as an
    * OD_OP_MESSAGE change. Connects when needed; a lost connection is retriable. */
   int (*emit)(od_source *s, const char *prefix, const char *content, od_error *err);
-  /* Read at most `limit` rows of an OD_SNAP_INT_KEY table with key > `after` (every key when
-   * !has_after), in key order, in one statement (no lock beyond the read's own), as OD_OP_READ
-   * changes of t->rel with text values; *vis tells which transactions the read saw. */
-  int (*read_after)(od_source *s, const od_snap_table *t, bool has_after, int64_t after, uint32_t limit,
+  /* Read at most `limit` rows of a table with a key (t->nkey > 0) whose key tuple comes after
+   * `after` (every row when after is NULL), in key order, in one statement (no lock beyond the
+   * read's own), as OD_OP_READ changes of t->rel with text values; *vis tells which transactions
+   * the read saw. `after` holds t->nkey text values (NUL-terminated, in t->key_cols order), as a
+   * read printed them under the same text_form: the key columns' values of the last row of the
+   * previous chunk. It is borrowed for the call. */
+  int (*read_after)(od_source *s, const od_snap_table *t, const char *const *after, uint32_t limit,
                     od_snap_visibility *vis, od_snap_rows_fn fn, void *ctx, od_error *err);
 } od_isnap_ops;
 

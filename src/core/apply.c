@@ -116,10 +116,17 @@ static int apply_range(od_apply *a, od_chunk *c, uint32_t from, uint32_t to) {
 
 /* Marks carried by a chunk (incremental snapshot progress), in the open carrier transaction. */
 static int apply_marks(od_apply *a, const od_chunk *c) {
+  const od_sink_ops *ops = a->sink->ops;
   for (uint32_t i = 0; i < c->nmarks; i++) {
-    int rc = a->sink->ops->set_mark ? a->sink->ops->set_mark(a->sink, c->marks[i].key, c->marks[i].value, &a->err)
-                                    : OD_FAIL(&a->err, OD_EUNSUPPORTED, "pipeline %s: the sink cannot store marks",
-                                              a->cfg->name);
+    const od_chunk_mark *m = &c->marks[i];
+    int rc;
+    if (m->text)
+      rc = ops->set_text_mark ? ops->set_text_mark(a->sink, m->key, m->text, &a->err)
+                              : OD_FAIL(&a->err, OD_EUNSUPPORTED, "pipeline %s: the sink cannot store text marks",
+                                        a->cfg->name);
+    else
+      rc = ops->set_mark ? ops->set_mark(a->sink, m->key, m->value, &a->err)
+                         : OD_FAIL(&a->err, OD_EUNSUPPORTED, "pipeline %s: the sink cannot store marks", a->cfg->name);
     if (rc) return rc;
   }
   return OD_OK;

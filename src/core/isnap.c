@@ -2,8 +2,12 @@
  *
  * Owns: struct od_isnap — the worker thread; the source instances it opened (kept until close so
  * the relations queued rows point at stay valid); the rows of the chunk in flight (worker's arena,
- * read by the reader only in phase READY); the reader's window (changed keys) and the marks and
- * requests of the reader's open transaction.
+ * read by the reader only in phase READY); the reader's window (the set of changed key tuples,
+ * core/keytuple.h) and the marks and requests of the reader's open transaction; the progress
+ * position of each pending request (a progress mark text, keytuple.h format).
+ * Keys: any primary key or replica identity index (od_snap_table.key_cols), one column or many, any
+ * type. A read row and a streamed change are matched by the text of their key columns (both are
+ * printed by the source's output functions under the same settings), encoded with lengths.
  * Handshake per chunk (mutex + condvar): worker sets phase LOW and writes low(id); the reader
  * sees it, starts recording keys of the table and sets phase SEEN; the worker reads the chunk,
  * sets phase READY and writes high(id); the reader sees high(id), drops the rows whose key it
@@ -21,21 +25,26 @@
 #include <time.h>
 
 #include "core/arena.h"
+#include "core/keytuple.h"
 #include "core/log.h"
 
-#define POS_BIAS (UINT64_C(1) << 63)
+/* Progress marks before key tuples: an integer key k stored as the mark value k ^ 2^63. */
+#define LEGACY_POS_BIAS (UINT64_C(1) << 63)
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
 enum { PH_IDLE, PH_LOW, PH_SEEN, PH_READY, PH_DONE };
-enum { RES_OK, RES_RETRY, RES_AGAIN };
+enum { RES_OK, RES_RETRY, RES_AGAIN, RES_UNKEYED };
 
 typedef struct req {
   char name[192];
-  bool has_pos;
-  int64_t pos;
+  char *pos; /* progress mark text (keytuple.h), NULL: from the first key; owned by the entry */
 } req;
 
 typedef struct pmark {
   char key[320];
   od_lsn value;
+  char *text; /* non-NULL: a text mark (owned) */
 } pmark;
 
 struct od_isnap {
@@ -59,7 +68,9 @@ struct od_isnap {
   char id[48];
   uint32_t oid;
   od_relation *cat_rel;
-  int key_col;
+  uint16_t key_cols[OD_SNAP_KEY_MAX]; /* the key's columns in cat_rel */
+  int nkey;
+  char form[192]; /* the source's text settings (od_snapshot_info.text_form) */
   od_change *rows;
   size_t nrows, rows_cap, emitted, dropped;
   bool last;
@@ -74,12 +85,15 @@ struct od_isnap {
   /* reader only */
   bool recording;
   uint32_t rec_oid;
-  char rec_key[128];
-  const od_relation *kc_rel;
-  int kc_idx;
-  int64_t *set;
-  size_t set_cap, set_n;
+  char rec_keys[OD_SNAP_KEY_MAX][128]; /* names of the key columns recorded */
+  int nrec;
+  const od_relation *kc_rel;           /* the stream relation kc_idx was resolved for */
+  uint16_t kc_idx[OD_SNAP_KEY_MAX];
+  bool kc_ok;                          /* every key column is in kc_rel */
+  od_keyset set;                       /* key tuples changed inside the open window */
+  od_keybuf kb;
   bool all_changed;
+  bool unkeyed; /* a change of the window carried no whole key (read the chunk again) */
   struct srel { uint32_t oid; const od_relation *rel; } *rels;
   int nrels;
   const od_relation *registered;
@@ -132,55 +146,6 @@ static void json_field(const char *json, size_t len, const char *field, char *ou
   }
 }
 
-static bool parse_key(const od_value *v, int64_t *out) {
-  if (v->kind != OD_VALUE_TEXT || !v->data) return false;
-  char *end;
-  long long k = strtoll(v->data, &end, 10);
-  if (end == v->data) return false;
-  *out = k;
-  return true;
-}
-
-/* Open-addressing set of int64 keys (reader only). */
-static uint64_t hash64(int64_t k) {
-  uint64_t x = (uint64_t)k * UINT64_C(0x9E3779B97F4A7C15);
-  return x ^ (x >> 29);
-}
-static bool set_has(const od_isnap *is, int64_t k) {
-  if (!is->set_cap) return false;
-  for (size_t i = hash64(k) & (is->set_cap - 1);; i = (i + 1) & (is->set_cap - 1)) {
-    if (is->set[2 * i + 1] == 0) return false;
-    if (is->set[2 * i] == k) return true;
-  }
-}
-static int set_add(od_isnap *is, int64_t k) {
-  if ((is->set_n + 1) * 2 > is->set_cap) {
-    size_t ncap = is->set_cap ? is->set_cap * 2 : 1024;
-    int64_t *n = calloc(ncap * 2, sizeof *n), *old = is->set;
-    if (!n) return OD_ENOMEM;
-    size_t ocap = is->set_cap;
-    is->set = n;
-    is->set_cap = ncap;
-    is->set_n = 0;
-    for (size_t i = 0; i < ocap; i++)
-      if (old[2 * i + 1]) set_add(is, old[2 * i]);
-    free(old);
-  }
-  for (size_t i = hash64(k) & (is->set_cap - 1);; i = (i + 1) & (is->set_cap - 1)) {
-    if (is->set[2 * i + 1] == 0) {
-      is->set[2 * i] = k;
-      is->set[2 * i + 1] = 1;
-      is->set_n++;
-      return OD_OK;
-    }
-    if (is->set[2 * i] == k) return OD_OK;
-  }
-}
-static void set_clear(od_isnap *is) {
-  if (is->set_n) memset(is->set, 0, is->set_cap * 2 * sizeof *is->set);
-  is->set_n = 0;
-}
-
 static void sleep_ms(long ms) {
   struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
@@ -193,7 +158,37 @@ static int pend_mark(od_isnap *is, const char *table, const char *leaf, od_lsn v
   pmark *m = &is->marks[is->nmarks++];
   mark_key(is, table, leaf, m->key, sizeof m->key);
   m->value = value;
+  m->text = NULL;
   return OD_OK;
+}
+
+/* A text mark; takes `text` (malloc'd; freed here on failure). */
+static int pend_text_mark(od_isnap *is, const char *table, const char *leaf, char *text) {
+  if (!text || grow((void **)&is->marks, &is->marks_cap, is->nmarks + 1, sizeof *is->marks)) {
+    free(text);
+    return OD_ENOMEM;
+  }
+  pmark *m = &is->marks[is->nmarks++];
+  mark_key(is, table, leaf, m->key, sizeof m->key);
+  m->value = 0;
+  m->text = text;
+  return OD_OK;
+}
+
+/* The progress mark of the chunk in flight: the key of its last row (mu held, nrows > 0). NULL when
+ * out of memory. */
+static char *chunk_mark(const od_isnap *is) {
+  const char *names[OD_SNAP_KEY_MAX], *types[OD_SNAP_KEY_MAX], *values[OD_SNAP_KEY_MAX];
+  const od_tuple *last = &is->rows[is->nrows - 1].newtup;
+  for (int i = 0; i < is->nkey; i++) {
+    const od_column *c = &is->cat_rel->columns[is->key_cols[i]];
+    names[i] = c->name;
+    types[i] = c->type_name;
+    values[i] = last->values[is->key_cols[i]].data ? last->values[is->key_cols[i]].data : "";
+  }
+  char *text = NULL;
+  od_keymark_format(is->form, is->nkey, names, types, values, &text);
+  return text;
 }
 
 void od_isnap_relation(od_isnap *is, const od_relation *rel) {
@@ -260,27 +255,38 @@ static int roll_tracked(od_isnap *is) {
   return OD_OK;
 }
 
+/* A change of the table inside the window: remember its key tuples (new and old). */
 static int record(od_isnap *is, const od_change *ch) {
   if (ch->op == OD_OP_TRUNCATE) {
     is->all_changed = true;
     return OD_OK;
   }
-  if (ch->rel != is->kc_rel) {
+  if (ch->rel != is->kc_rel) { /* a new relation version: find the key columns by name */
     is->kc_rel = ch->rel;
-    is->kc_idx = -1;
-    for (uint16_t i = 0; i < ch->rel->ncolumns; i++)
-      if (!strcmp(ch->rel->columns[i].name, is->rec_key)) is->kc_idx = i;
+    is->kc_ok = true;
+    for (int k = 0; k < is->nrec && is->kc_ok; k++) {
+      int found = -1;
+      for (uint16_t i = 0; i < ch->rel->ncolumns && found < 0; i++)
+        if (!strcmp(ch->rel->columns[i].name, is->rec_keys[k])) found = i;
+      is->kc_ok = found >= 0;
+      is->kc_idx[k] = (uint16_t)(found < 0 ? 0 : found);
+    }
   }
-  if (is->kc_idx < 0) { /* the key column is gone: nothing of this window can be trusted */
+  if (!is->kc_ok) { /* a key column is gone: nothing of this window can be trusted */
     is->all_changed = true;
     return OD_OK;
   }
+  /* The new tuple has the key of an insert or update; the old one (deletes, key changes, an
+   * unchanged TOASTed key) the key it had. A change with neither gives no key to drop. */
   const od_tuple *tups[2] = {&ch->newtup, &ch->oldtup};
+  bool any = false;
   for (int t = 0; t < 2; t++) {
-    int64_t k;
-    if (tups[t]->ncolumns > is->kc_idx && parse_key(&tups[t]->values[is->kc_idx], &k) && set_add(is, k))
-      return OD_ENOMEM;
+    if (!tups[t]->ncolumns) continue;
+    int rc = od_key_encode(&is->kb, tups[t], is->kc_idx, is->nrec);
+    if (rc < 0 || (rc == 1 && od_keyset_add(&is->set, is->kb.p, is->kb.len))) return OD_ENOMEM;
+    any = any || rc == 1;
   }
+  if (!any) is->unkeyed = true;
   return OD_OK;
 }
 
@@ -309,6 +315,10 @@ static int take_chunk(od_isnap *is, const od_isnap_out *out, od_error *err) {
     is->result = RES_RETRY; /* the table's shape changed: read again with the new one */
     return OD_OK;
   }
+  if (is->unkeyed) { /* which row it changed is unknown: no read row can be trusted */
+    is->result = RES_UNKEYED;
+    return OD_OK;
+  }
   if (!rel) { /* no change of the table streamed in this session yet: the catalog's relation */
     if (is->registered != is->cat_rel) {
       int rc = od_schema_relation(is->schema, is->cat_rel, err);
@@ -319,9 +329,13 @@ static int take_chunk(od_isnap *is, const od_isnap_out *out, od_error *err) {
   }
   is->emitted = is->dropped = 0;
   for (size_t i = 0; i < is->nrows; i++) {
-    int64_t k;
     od_change c = is->rows[i];
-    if (is->all_changed || !parse_key(&c.newtup.values[is->key_col], &k) || set_has(is, k)) {
+    int kr = is->all_changed ? 1 : od_key_encode(&is->kb, &c.newtup, is->key_cols, is->nkey);
+    if (kr < 0) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+    if (kr == 0) /* keys are NOT NULL: a read row always has one */
+      return OD_FAIL(err, OD_EPROTOCOL, "pipeline %s: incremental snapshot: a row read from %s.%s has no key value",
+                     is->cfg->name, is->cat_rel->schema, is->cat_rel->name);
+    if (is->all_changed || od_keyset_has(&is->set, is->kb.p, is->kb.len)) {
       is->dropped++;
       continue;
     }
@@ -366,10 +380,12 @@ static int on_message(od_isnap *is, const od_txn_info *txn, const char *json, si
       is->nwin = 0;
       is->recording = true;
       is->rec_oid = is->oid;
-      snprintf(is->rec_key, sizeof is->rec_key, "%s", is->cat_rel->columns[is->key_col].name);
+      is->nrec = is->nkey;
+      for (int k = 0; k < is->nkey; k++)
+        snprintf(is->rec_keys[k], sizeof is->rec_keys[k], "%s", is->cat_rel->columns[is->key_cols[k]].name);
       is->kc_rel = NULL;
-      is->all_changed = false;
-      set_clear(is);
+      is->all_changed = is->unkeyed = false;
+      od_keyset_clear(&is->set);
       pthread_cond_broadcast(&is->cv);
     }
   } else if (!strcmp(op, "high")) {
@@ -381,9 +397,7 @@ static int on_message(od_isnap *is, const od_txn_info *txn, const char *json, si
           if (pend_mark(is, table, "requested", 0) || pend_mark(is, table, "pos", 0))
             rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
         } else if (is->nrows) {
-          int64_t k = 0;
-          parse_key(&is->rows[is->nrows - 1].newtup.values[is->key_col], &k);
-          if (pend_mark(is, table, "pos", (od_lsn)k ^ POS_BIAS))
+          if (pend_text_mark(is, table, "pos", chunk_mark(is)))
             rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
         }
       }
@@ -420,7 +434,12 @@ int od_isnap_commit(od_isnap *is, const od_txn_info *txn, const od_isnap_out *ou
   (void)txn;
   if (!is || (!is->nmarks && !is->nnew)) return OD_OK;
   int rc = OD_OK;
-  for (int i = 0; i < is->nmarks && !rc; i++) rc = out->mark(out->ctx, is->marks[i].key, is->marks[i].value, err);
+  for (int i = 0; i < is->nmarks; i++) {
+    pmark *m = &is->marks[i];
+    if (!rc) rc = m->text ? out->text_mark(out->ctx, m->key, m->text, err) : out->mark(out->ctx, m->key, m->value, err);
+    free(m->text);
+    m->text = NULL;
+  }
   is->nmarks = 0;
   pthread_mutex_lock(&is->mu);
   for (int i = 0; i < is->nnew && !rc; i++) {
@@ -467,10 +486,31 @@ static od_snap_table *find_table(od_snapshot_info *info, const char *name) {
 }
 
 const char *od_isnap_refusal(const od_snap_table *t) {
-  if (t->method == OD_SNAP_INT_KEY) return NULL;
-  for (uint16_t i = 0; i < t->rel->ncolumns; i++)
-    if (t->rel->columns[i].key) return "its key is not a single integer column (smallint, integer, bigint)";
-  return "it has no primary key";
+  if (t->nkey > 0 && t->nkey <= OD_SNAP_KEY_MAX) return NULL;
+  return t->no_keyset[0] ? t->no_keyset : "it has no primary key";
+}
+
+/* The key values of a progress mark for table t, when the mark describes t's key (same columns,
+ * same types) printed under the same text settings; else NULL and *why says what differs. */
+static const char *const *mark_values(const od_keymark *m, const od_snap_table *t, const char *form,
+                                      const char **why) {
+  *why = NULL;
+  if (strcmp(m->form, form)) {
+    *why = "the source's text settings differ";
+    return NULL;
+  }
+  if (m->n != t->nkey) {
+    *why = "the table's key has other columns now";
+    return NULL;
+  }
+  for (int i = 0; i < m->n; i++) {
+    const od_column *c = &t->rel->columns[t->key_cols[i]];
+    if (strcmp(m->names[i], c->name) || strcmp(m->types[i], c->type_name)) {
+      *why = "the table's key has other columns or types now";
+      return NULL;
+    }
+  }
+  return (const char *const *)m->values;
 }
 
 static int keep_rows(void *ctx, const od_change *rows, size_t n, od_error *err) {
@@ -520,8 +560,10 @@ static int emit(od_isnap *is, od_source *s, const char *json, od_error *err) {
   return is->iops->emit(s, is->prefix, json, err);
 }
 
-/* One chunk: low watermark, read, high watermark, wait until the reader has applied it. */
-static int one_chunk(od_isnap *is, od_source *s, od_snap_table *t, req *r, uint32_t no, od_error *err) {
+/* One chunk: low watermark, read (after the key tuple `after`, NULL: from the first key), high
+ * watermark, wait until the reader has applied it. */
+static int one_chunk(od_isnap *is, od_source *s, od_snap_table *t, const char *form, const char *const *after,
+                     uint32_t no, od_error *err) {
   /* Chunk 0 is a window without a read: the reader starts tracking the table's transactions, so the
    * first real chunk can check that its read saw every one of them before its low watermark. */
   char json[512];
@@ -531,9 +573,9 @@ static int one_chunk(od_isnap *is, od_source *s, od_snap_table *t, req *r, uint3
   is->phase = PH_LOW;
   is->oid = t->rel->oid;
   is->cat_rel = t->rel;
-  is->key_col = 0;
-  for (uint16_t i = 0; i < t->rel->ncolumns; i++)
-    if (t->rel->columns[i].key) is->key_col = i;
+  is->nkey = t->nkey;
+  memcpy(is->key_cols, t->key_cols, sizeof is->key_cols);
+  snprintf(is->form, sizeof is->form, "%s", form);
   is->nrows = 0;
   od_arena_reset(&is->arena);
   snprintf(json, sizeof json, "{\"op\":\"low\",\"table\":\"%s\",\"chunk\":%u,\"id\":\"%s\"}", t->name, no, is->id);
@@ -546,7 +588,7 @@ static int one_chunk(od_isnap *is, od_source *s, od_snap_table *t, req *r, uint3
   if (!ok) return OD_FAIL(err, OD_ECANCELLED, "stopping");
   if (no == 0) return OD_OK;
   /* The reader records the window from here on; the rows are ours until phase READY. */
-  rc = is->iops->read_after(s, t, r->has_pos, r->pos, is->chunk_rows, &is->vis, keep_rows, is, err);
+  rc = is->iops->read_after(s, t, after, is->chunk_rows, &is->vis, keep_rows, is, err);
   if (rc) return rc;
   pthread_mutex_lock(&is->mu);
   is->last = is->nrows < is->chunk_rows;
@@ -563,7 +605,26 @@ static int one_chunk(od_isnap *is, od_source *s, od_snap_table *t, req *r, uint3
   return OD_OK;
 }
 
-/* Copy one requested table. OD_OK when it is done or refused; an error to retry later. */
+/* Where the copy of t continues: r->pos parsed into *m. Returns the key values to read after, or
+ * NULL to start from the first key (no mark, or one that no longer fits: logged). */
+static const char *const *resume_from(od_isnap *is, const req *r, const od_snap_table *t, const char *form,
+                                      od_keymark *m) {
+  od_keymark_free(m);
+  if (!r->pos) return NULL;
+  const char *why = NULL;
+  const char *const *after = NULL;
+  if (od_keymark_parse(r->pos, m))
+    why = "it cannot be read";
+  else
+    after = mark_values(m, t, form, &why);
+  if (!after)
+    od_warn("pipeline %s: incremental snapshot of %s: the progress mark is not used (%s); starting from the first "
+            "key", is->cfg->name, r->name, why);
+  return after;
+}
+
+/* Copy one requested table. OD_OK when it is done or refused; an error to retry later. r->pos
+ * (owned by the caller) follows the progress; so does is->todo[0].pos, for a retry after an error. */
 static int copy_table(od_isnap *is, req *r, od_error *err) {
   od_snapshot_info info;
   od_source *s;
@@ -577,30 +638,35 @@ static int copy_table(od_isnap *is, req *r, od_error *err) {
     snprintf(json, sizeof json, "{\"op\":\"cancel\",\"table\":\"%s\"}", r->name);
     return emit(is, s, json, err);
   }
-  if (r->has_pos)
-    od_info("pipeline %s: incremental snapshot of %s: continuing from the progress mark (key > %lld)", is->cfg->name,
-            r->name, (long long)r->pos);
-  else
+  od_keymark pos = {0};
+  const char *const *after = resume_from(is, r, t, info.text_form, &pos);
+  if (after) {
+    char desc[512];
+    od_keymark_describe(&pos, desc, sizeof desc);
+    od_info("pipeline %s: incremental snapshot of %s: continuing from the progress mark (key %s)", is->cfg->name,
+            r->name, desc);
+  } else {
     od_info("pipeline %s: incremental snapshot of %s: starting (%u rows per chunk)", is->cfg->name, r->name,
             is->chunk_rows);
+  }
   int64_t t0 = od_mono_us();
   uint64_t rows = 0, dropped = 0;
-  if ((rc = one_chunk(is, s, t, r, 0, err))) return rc;
+  if ((rc = one_chunk(is, s, t, info.text_form, after, 0, err))) goto out;
   pthread_mutex_lock(&is->mu);
   is->phase = PH_IDLE;
   pthread_mutex_unlock(&is->mu);
   for (uint32_t no = 1;; no++) {
-    if ((rc = one_chunk(is, s, t, r, no, err))) return rc;
+    if ((rc = one_chunk(is, s, t, info.text_form, after, no, err))) goto out;
     pthread_mutex_lock(&is->mu);
     int result = is->result;
     size_t emitted = is->emitted, drop = is->dropped, n = is->nrows;
     bool last = is->last;
-    int64_t k = 0;
-    if (n) parse_key(&is->rows[n - 1].newtup.values[is->key_col], &k);
+    char *mark = result == RES_OK && n ? chunk_mark(is) : NULL;
     pthread_mutex_unlock(&is->mu);
-    if (result == RES_AGAIN) {
-      od_debug("pipeline %s: incremental snapshot of %s: chunk %u: a transaction before the low watermark was "
-               "not yet visible to the read; reading it again", is->cfg->name, r->name, no);
+    if (result == RES_AGAIN || result == RES_UNKEYED) {
+      od_debug("pipeline %s: incremental snapshot of %s: chunk %u: %s; reading it again", is->cfg->name, r->name, no,
+               result == RES_AGAIN ? "a transaction before the low watermark was not yet visible to the read"
+                                   : "a change inside the window carried no key value");
       no--;
       continue;
     }
@@ -608,23 +674,39 @@ static int copy_table(od_isnap *is, req *r, od_error *err) {
       od_info("pipeline %s: incremental snapshot of %s: the table's columns changed; reading the chunk again",
               is->cfg->name, r->name);
       sleep_ms(1000);
-      if ((rc = open_tables(is, &info, &s, err))) return rc;
-      if (!(t = find_table(&info, r->name)) || od_isnap_refusal(t)) return OD_FAIL_RETRY(err, OD_ESOURCE, "%s changed", r->name);
+      if ((rc = open_tables(is, &info, &s, err))) goto out;
+      if (!(t = find_table(&info, r->name)) || od_isnap_refusal(t)) {
+        rc = OD_FAIL_RETRY(err, OD_ESOURCE, "%s changed", r->name);
+        goto out;
+      }
+      /* The key may have other columns now: a mismatch starts over from the first key. */
+      after = resume_from(is, r, t, info.text_form, &pos);
       no--;
       continue;
+    }
+    if (n && !mark) {
+      rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+      goto out;
     }
     rows += emitted;
     dropped += drop;
     atomic_fetch_add(&is->stats->isnap_rows, emitted);
     atomic_fetch_add(&is->stats->isnap_dropped, drop);
     atomic_fetch_add(&is->stats->isnap_chunks, 1);
-    if (n) {
+    if (mark) {
+      char *copy = strdup(mark);
       pthread_mutex_lock(&is->mu);
-      r->has_pos = true;
-      r->pos = k;
-      is->todo[0].has_pos = true; /* an error retry continues here */
-      is->todo[0].pos = k;
+      free(r->pos);
+      r->pos = mark;
+      free(is->todo[0].pos); /* an error retry continues here (NULL when out of memory: from the start) */
+      is->todo[0].pos = copy;
       pthread_mutex_unlock(&is->mu);
+      od_keymark_free(&pos); /* `after` pointed into it: replaced just below */
+      if (od_keymark_parse(r->pos, &pos)) {
+        rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+        goto out;
+      }
+      after = (const char *const *)pos.values;
     }
     od_debug("pipeline %s: incremental snapshot of %s: chunk %u: %zu rows read, %zu written, %zu changed in the "
              "window (taken from the stream)%s", is->cfg->name, r->name, no, n, emitted, drop, last ? "; last" : "");
@@ -634,7 +716,9 @@ static int copy_table(od_isnap *is, req *r, od_error *err) {
   od_info("pipeline %s: incremental snapshot of %s done: %llu rows written, %llu taken from the stream, %.1f s",
           is->cfg->name, r->name, (unsigned long long)rows, (unsigned long long)dropped,
           (double)(od_mono_us() - t0) / 1e6);
-  return OD_OK;
+out:
+  od_keymark_free(&pos);
+  return rc;
 }
 
 static void *worker_main(void *arg) {
@@ -652,12 +736,15 @@ static void *worker_main(void *arg) {
       pthread_mutex_unlock(&is->mu);
       break;
     }
-    req r = is->todo[0];
+    req r = is->todo[0]; /* the worker's copy: its own pos */
+    r.pos = is->todo[0].pos ? strdup(is->todo[0].pos) : NULL;
+    bool oom = is->todo[0].pos && !r.pos;
     pthread_mutex_unlock(&is->mu);
     atomic_store(&is->stats->isnap_active, 1);
     od_error err;
     od_error_clear(&err);
-    int rc = copy_table(is, &r, &err);
+    int rc = oom ? OD_FAIL(&err, OD_ENOMEM, "out of memory") : copy_table(is, &r, &err);
+    free(r.pos);
     atomic_store(&is->stats->isnap_active, 0);
     if (quitting(is)) break;
     if (rc) {
@@ -669,6 +756,7 @@ static void *worker_main(void *arg) {
     }
     backoff = 500;
     pthread_mutex_lock(&is->mu);
+    free(is->todo[0].pos);
     memmove(is->todo, is->todo + 1, (size_t)(is->ntodo - 1) * sizeof *is->todo);
     is->ntodo--;
     pthread_mutex_unlock(&is->mu);
@@ -689,10 +777,32 @@ int od_isnap_chunk_rows(const od_pipeline_config *cfg, uint32_t *out, od_error *
   return rc;
 }
 
+/* An integer progress mark of an earlier version (value = key ^ 2^63, a single integer key column):
+ * the same position as a key tuple, when t's key is still that one column (else NULL: the copy
+ * starts over, which is safe, only slower). */
+static int legacy_pos(od_isnap *is, const od_snap_table *t, const od_snapshot_info *info, od_lsn v, char **out,
+                      od_error *err) {
+  *out = NULL;
+  const od_column *c = t->nkey == 1 ? &t->rel->columns[t->key_cols[0]] : NULL;
+  if (!c || (c->type_oid != OID_INT2 && c->type_oid != OID_INT4 && c->type_oid != OID_INT8)) {
+    od_warn("pipeline %s: incremental snapshot of %s: the integer progress mark of an earlier version does not fit "
+            "the table's key any more; starting from the first key", is->cfg->name, t->name);
+    return OD_OK;
+  }
+  char value[32];
+  snprintf(value, sizeof value, "%lld", (long long)(int64_t)(v ^ LEGACY_POS_BIAS));
+  const char *name = c->name, *type = c->type_name, *val = value;
+  if (od_keymark_format(info->text_form, 1, &name, &type, &val, out))
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
+  return OD_OK;
+}
+
 int od_isnap_open(const od_pipeline_config *cfg, const od_source_ops *src_ops, od_sink *sink, od_schema *schema,
                   od_pipeline_stats *stats, atomic_bool *stop, od_isnap **out, od_error *err) {
   *out = NULL;
-  if (!incremental_ops(src_ops) || !sink->ops->get_mark || !sink->ops->set_mark) return OD_OK;
+  if (!incremental_ops(src_ops) || !sink->ops->get_mark || !sink->ops->set_mark || !sink->ops->get_text_mark ||
+      !sink->ops->set_text_mark)
+    return OD_OK;
   od_isnap *is = calloc(1, sizeof *is);
   if (!is) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
   *is = (od_isnap){.cfg = cfg, .src_ops = src_ops, .iops = incremental_ops(src_ops), .schema = schema,
@@ -701,6 +811,7 @@ int od_isnap_open(const od_pipeline_config *cfg, const od_source_ops *src_ops, o
   pthread_mutex_init(&is->mu, NULL);
   pthread_cond_init(&is->cv, NULL);
   od_arena_init(&is->arena, 1u << 20);
+  od_keyset_init(&is->set);
   int rc = od_isnap_chunk_rows(cfg, &is->chunk_rows, err);
   /* Pending requests of earlier sessions. Only pipelines that ever had one list their tables. */
   char key[320];
@@ -722,9 +833,9 @@ int od_isnap_open(const od_pipeline_config *cfg, const od_source_ops *src_ops, o
       memset(r, 0, sizeof *r);
       snprintf(r->name, sizeof r->name, "%s", info.tables[i].name);
       mark_key(is, r->name, "pos", key, sizeof key);
-      if ((rc = sink->ops->get_mark(sink, key, &v, err))) break;
-      r->has_pos = v != 0;
-      r->pos = (int64_t)(v ^ POS_BIAS);
+      if ((rc = sink->ops->get_text_mark(sink, key, &r->pos, err))) break;
+      if (!r->pos && (rc = sink->ops->get_mark(sink, key, &v, err))) break;
+      if (!r->pos && v && (rc = legacy_pos(is, &info.tables[i], &info, v, &r->pos, err))) break;
       od_info("pipeline %s: incremental snapshot of %s is pending from an earlier run", cfg->name, r->name);
     }
   }
@@ -754,9 +865,13 @@ void od_isnap_close(od_isnap *is) {
   od_arena_destroy(&is->arena);
   pthread_mutex_destroy(&is->mu);
   pthread_cond_destroy(&is->cv);
+  for (int i = 0; i < is->ntodo; i++) free(is->todo[i].pos);
+  for (int i = 0; i < is->nnew; i++) free(is->newreq[i].pos);
+  for (int i = 0; i < is->nmarks; i++) free(is->marks[i].text);
   free(is->todo);
   free(is->rows);
-  free(is->set);
+  od_keyset_free(&is->set);
+  od_keybuf_free(&is->kb);
   free(is->rels);
   free(is->marks);
   free(is->newreq);

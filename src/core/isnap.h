@@ -10,7 +10,11 @@
  * window, the marks of the reader's open transaction. Marks (in the sink, written only through the
  * stream, in the sink transaction of the transaction that carried the message):
  *   <p>/isnap/<table>/requested   non-zero while a request is pending (the request's commit LSN)
- *   <p>/isnap/<table>/pos         last key copied, biased by 2^63 (absent: start from the first key)
+ *   <p>/isnap/<table>/pos         text mark: the last key tuple copied, with the key's column names
+ *                                 and types and the source's text settings (core/keytuple.h format;
+ *                                 absent: start from the first key). An integer mark of an earlier
+ *                                 version (key ^ 2^63, single integer key) is read as that key.
+ *   <p>/isnap/any                 1 once any request was made (later sessions look for pending ones)
  * Threads: od_isnap_change/relation/commit run on the reader thread; the worker hands a chunk over
  * under a mutex and waits until the reader has consumed its high watermark.
  * Never touches: the sink after od_isnap_open (marks go through the queue), the stream's source.
@@ -35,11 +39,12 @@ typedef struct od_isnap_out {
   void *ctx;
   int (*row)(void *ctx, const od_change *row, od_error *err);
   int (*mark)(void *ctx, const char *key, od_lsn value, od_error *err);
+  int (*text_mark)(void *ctx, const char *key, const char *text, od_error *err); /* text borrowed for the call */
 } od_isnap_out;
 
 /* Before the session's apply thread starts (reads the sink's marks for every captured table) and
  * starts the worker. *out stays NULL (not an error) when the source or the sink cannot do
- * incremental snapshots. `stop` is the pipeline's stop flag. */
+ * incremental snapshots (the sink needs integer and text marks). `stop` is the pipeline's stop flag. */
 int od_isnap_open(const od_pipeline_config *cfg, const od_source_ops *src_ops, od_sink *sink,
                   od_schema *schema, od_pipeline_stats *stats, atomic_bool *stop, od_isnap **out, od_error *err);
 /* Reader thread. A change of the stream: watermark and request messages of this pipeline are
@@ -54,7 +59,8 @@ int od_isnap_commit(od_isnap *is, const od_txn_info *txn, const od_isnap_out *ou
 /* After the session's queue is drained and the apply thread joined: stop the worker, free. */
 void od_isnap_close(od_isnap *is);
 
-/* Why table t cannot be copied incrementally ("it has no primary key", ...), or NULL. */
+/* Why table t cannot be copied incrementally ("it has no primary key", ...; the source's
+ * od_snap_table.no_keyset), or NULL when it has a key to page by. */
 const char *od_isnap_refusal(const od_snap_table *t);
 /* source.incremental_chunk_rows (default 10000). */
 int od_isnap_chunk_rows(const od_pipeline_config *cfg, uint32_t *out, od_error *err);

@@ -1,6 +1,7 @@
 /* isnap_request.c — `odsync snapshot`: the request side of incremental snapshots (isnap.h).
  * Connects to the pipeline's SOURCE (a source instance of its own), checks every named table is
- * captured and can be copied (single integer primary key), and writes one transactional logical
+ * captured and can be copied (it has a key to page by: a primary key or replica identity index, of
+ * any columns and types, see od_isnap_refusal), and writes one transactional logical
  * message per table, prefix "odsync:<pipeline>", content {"op":"snapshot","table":"schema.table"}.
  * The running pipeline reads it from its stream (or the next start does: the slot keeps it until
  * acknowledged), so no IPC and no state outside the source and the sink are needed.
@@ -27,9 +28,9 @@ int od_isnap_request(const od_pipeline_config *cfg, const char *const *tables, i
     return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s: source type '%s' has no incremental snapshots", cfg->name,
                    cfg->source.type ? cfg->source.type : "");
   const od_sink_ops *snk = od_sink_find(cfg->sink.type);
-  if (!snk || !snk->set_mark)
-    return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s: sink type '%s' cannot record snapshot progress (no marks)",
-                   cfg->name, cfg->sink.type ? cfg->sink.type : "");
+  if (!snk || !snk->set_mark || !snk->set_text_mark)
+    return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s: sink type '%s' cannot record snapshot progress (no %smarks)",
+                   cfg->name, cfg->sink.type ? cfg->sink.type : "", snk && snk->set_mark ? "text " : "");
   uint32_t rows;
   int rc = od_isnap_chunk_rows(cfg, &rows, err);
   if (rc) return rc;

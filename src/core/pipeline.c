@@ -202,6 +202,12 @@ static int reader_isnap_mark(void *ctx, const char *key, od_lsn value, od_error 
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
   return OD_OK;
 }
+static int reader_isnap_text_mark(void *ctx, const char *key, const char *text, od_error *err) {
+  reader *r = ctx;
+  if (od_chunk_add_text_mark(r->cur, key, text))
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
+  return OD_OK;
+}
 
 static int reader_change(void *ctx, const od_txn_info *txn, const od_change *ch, od_error *err) {
   reader *r = ctx;
@@ -210,7 +216,8 @@ static int reader_change(void *ctx, const od_txn_info *txn, const od_change *ch,
   if (ch->op == OD_OP_MESSAGE && txn->xid == 0) return OD_OK; /* non-transactional message */
   if (r->isnap) {
     bool consumed;
-    od_isnap_out out = {.ctx = r, .row = reader_isnap_row, .mark = reader_isnap_mark};
+    od_isnap_out out = {.ctx = r, .row = reader_isnap_row, .mark = reader_isnap_mark,
+                        .text_mark = reader_isnap_text_mark};
     int irc = od_isnap_change(r->isnap, txn, ch, &out, &consumed, err);
     if (irc || consumed) return irc;
   }
@@ -268,7 +275,8 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
   r->cur->commit_time = txn->commit_time;
   r->cur->ntxns++;
   if (r->isnap) { /* marks of this transaction (incremental snapshots) ride on the chunk that ends it */
-    od_isnap_out out = {.ctx = r, .row = reader_isnap_row, .mark = reader_isnap_mark};
+    od_isnap_out out = {.ctx = r, .row = reader_isnap_row, .mark = reader_isnap_mark,
+                        .text_mark = reader_isnap_text_mark};
     int rc = od_isnap_commit(r->isnap, txn, &out, err);
     if (rc) return rc;
     if (r->cur->nmarks) return reader_push(r, err);

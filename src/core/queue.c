@@ -63,7 +63,7 @@ static void chunk_clear(od_chunk *c) {
   c->nmarks = c->marks_cap = 0;
 }
 
-int od_chunk_add_mark(od_chunk *c, const char *key, od_lsn value) {
+static int add_mark(od_chunk *c, const char *key, od_lsn value, const char *text) {
   if (c->nmarks == c->marks_cap) {
     uint32_t cap = c->marks_cap ? c->marks_cap * 2 : 4;
     od_chunk_mark *m = od_arena_alloc(&c->arena, cap * sizeof *m);
@@ -73,10 +73,15 @@ int od_chunk_add_mark(od_chunk *c, const char *key, od_lsn value) {
     c->marks_cap = cap;
   }
   const char *k = od_arena_strndup(&c->arena, key, strlen(key));
-  if (!k) return OD_ENOMEM;
-  c->marks[c->nmarks++] = (od_chunk_mark){.key = k, .value = value};
+  const char *t = text ? od_arena_strndup(&c->arena, text, strlen(text)) : NULL;
+  if (!k || (text && !t)) return OD_ENOMEM;
+  c->marks[c->nmarks++] = (od_chunk_mark){.key = k, .value = value, .text = t};
   return OD_OK;
 }
+
+int od_chunk_add_mark(od_chunk *c, const char *key, od_lsn value) { return add_mark(c, key, value, NULL); }
+
+int od_chunk_add_text_mark(od_chunk *c, const char *key, const char *text) { return add_mark(c, key, 0, text); }
 
 od_chunk *od_queue_take_free(od_queue *q) {
   pthread_mutex_lock(&q->lock);

@@ -19,11 +19,13 @@
 #include "core/arena.h"
 #include "odsync/change.h"
 
-/* A sink mark (odsync/sink.h set_mark) to write in the sink transaction that holds the last
- * transaction ended in its chunk (key and chunk both live in the chunk's arena). */
+/* A sink mark (odsync/sink.h set_mark, or set_text_mark when `text` is set) to write in the sink
+ * transaction that holds the last transaction ended in its chunk (key and text live in the chunk's
+ * arena). */
 typedef struct od_chunk_mark {
   const char *key;
-  od_lsn value; /* 0 removes the mark */
+  od_lsn value;     /* integer marks: 0 removes the mark */
+  const char *text; /* non-NULL: a text mark (value unused) */
 } od_chunk_mark;
 
 typedef struct od_chunk {
@@ -61,6 +63,8 @@ od_chunk *od_queue_take_free(od_queue *q);
 od_change *od_chunk_add(od_chunk *c);
 /* Add a mark (the key is copied into the chunk's arena). OD_OK or OD_ENOMEM. */
 int od_chunk_add_mark(od_chunk *c, const char *key, od_lsn value);
+/* Add a text mark (key and text are copied into the chunk's arena). OD_OK or OD_ENOMEM. */
+int od_chunk_add_text_mark(od_chunk *c, const char *key, const char *text);
 /* Bytes a chunk accounts for (arena + change array). */
 size_t od_chunk_bytes(const od_chunk *c);
 

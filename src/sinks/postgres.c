@@ -4,7 +4,8 @@
  * connection to the target (synchronous_commit=on, reopened by begin() after it was lost), the
  * sink transaction (BEGIN ... COMMIT, sent pipelined with the data), the checkpoint row of this
  * pipeline written in the same transaction as the data (plus the snapshot's marks, rows keyed
- * "<pipeline>/..."), creating the table _odsync_columns next to it (its rows: postgres_schema.c),
+ * "<pipeline>/..." whose value is a position or, in column position_text, a text), creating the
+ * table _odsync_columns next to it (its rows: postgres_schema.c),
  * and the error classification
  * (retriable or not) of everything the server answers.
  * Tables and statement SQL live in postgres_table.c; sending changes in postgres_apply.c.
@@ -135,6 +136,31 @@ static int connect_target(pgs_sink *s, od_error *err) {
   return OD_OK;
 }
 
+/* A checkpoint table created before text marks existed lacks position_text: add it (NULL in every
+ * existing row, so checkpoints and integer marks read as before). Looked up first, so the ALTER
+ * (and its ACCESS EXCLUSIVE lock, which would queue behind other pipelines' open checkpoint
+ * writes) runs only once; IF NOT EXISTS covers two sessions migrating at the same moment. */
+static int add_text_column(pgs_sink *s, od_error *err) {
+  const char *p[] = {s->ck_q};
+  PGresult *r = pgs_exec(s, s->ck_q, "looking up column position_text",
+                         "SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'position_text' "
+                         "AND NOT attisdropped", 1, p, err);
+  if (!r) return err->code;
+  int n = PQntuples(r);
+  PQclear(r);
+  if (n) return OD_OK;
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "ALTER TABLE ");
+  od_sqlbuf_add(b, s->ck_q);
+  od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS position_text text");
+  if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  if (!(r = pgs_exec(s, s->ck_q, "adding column position_text", b->p, 0, NULL, err))) return err->code;
+  PQclear(r);
+  od_info("postgres sink %s: table %s: added column position_text (text marks)", s->where, s->ck_q);
+  return OD_OK;
+}
+
 /* CREATE SCHEMA/TABLE IF NOT EXISTS for the checkpoint and _odsync_columns (postgres_schema.c),
  * serialized with other odsync sessions. */
 static int create_checkpoint_table(pgs_sink *s, const char *schema_q, od_error *err) {
@@ -144,8 +170,8 @@ static int create_checkpoint_table(pgs_sink *s, const char *schema_q, od_error *
   od_sqlbuf_add(b, schema_q);
   od_sqlbuf_add(b, "; CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, s->ck_q);
-  od_sqlbuf_add(b, " (pipeline text PRIMARY KEY, position pg_lsn NOT NULL, updated_at timestamptz NOT NULL); "
-                 "CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, " (pipeline text PRIMARY KEY, position pg_lsn NOT NULL, updated_at timestamptz NOT NULL, "
+                 "position_text text); CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, s->cols_q);
   od_sqlbuf_add(b, " (tbl_schema text NOT NULL, tbl_name text NOT NULL, name text NOT NULL, attnum int NOT NULL, "
                  "type_oid bigint NOT NULL, typmod int NOT NULL, type_name text NOT NULL, version bigint NOT NULL, "
@@ -159,7 +185,7 @@ static int create_checkpoint_table(pgs_sink *s, const char *schema_q, od_error *
     return rc;
   }
   PQclear(r);
-  return OD_OK;
+  return add_text_column(s, err);
 }
 
 /* ---- open / close -------------------------------------------------------------------------- */
@@ -418,51 +444,84 @@ static void pgs_rollback(od_sink *base) {
 
 /* ---- marks (snapshot progress): rows of the checkpoint table keyed "<pipeline>/..." ---------- */
 
-static int pgs_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
-  pgs_sink *s = (pgs_sink *)base;
-  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: set_mark outside a transaction", s->where);
-  int rc = pgs_load_end(s, err);
+/* Upsert (text NULL: an integer mark, stored as a pg_lsn) or remove (value 0 and no text) a mark
+ * inside the open transaction. */
+static int mark_write(pgs_sink *s, const char *key, od_lsn value, const char *text, od_error *err) {
+  int rc = pgs_load_end(s, err); /* a COPY in progress ends before any other statement */
   if (!rc) rc = pgs_ensure_begin(s, err);
   if (rc) return rc;
   char lsn[32];
   snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(value));
+  bool remove = !value && !text;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
-  if (value) {
+  if (!remove) {
     od_sqlbuf_add(b, "INSERT INTO ");
     od_sqlbuf_add(b, s->ck_q);
-    od_sqlbuf_add(b, " (pipeline, position, updated_at) VALUES ($1, $2::pg_lsn, now()) ON CONFLICT (pipeline) "
-                   "DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at");
+    od_sqlbuf_add(b, " (pipeline, position, updated_at, position_text) VALUES ($1, $2::pg_lsn, now(), $3) "
+                   "ON CONFLICT (pipeline) DO UPDATE SET position = excluded.position, "
+                   "updated_at = excluded.updated_at, position_text = excluded.position_text");
   } else {
     od_sqlbuf_add(b, "DELETE FROM ");
     od_sqlbuf_add(b, s->ck_q);
     od_sqlbuf_add(b, " WHERE pipeline = $1");
   }
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  const char *p[] = {key, lsn};
-  PGresult *r = pgs_exec(s, s->ck_q, "writing a mark", b->p, value ? 2 : 1, p, err);
+  const char *p[] = {key, lsn, text};
+  PGresult *r = pgs_exec(s, s->ck_q, "writing a mark", b->p, remove ? 1 : 3, p, err);
   if (!r) return err->code;
   PQclear(r);
   return OD_OK;
 }
 
-static int pgs_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *err) {
+static int pgs_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
-  int lrc = pgs_load_end(s, err);
-  if (lrc) return lrc;
-  if (!s->conn && connect_target(s, err)) return err->code;
+  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: set_mark outside a transaction", s->where);
+  return mark_write(s, key, value, NULL, err);
+}
+
+static int pgs_set_text_mark(od_sink *base, const char *key, const char *text, od_error *err) {
+  pgs_sink *s = (pgs_sink *)base;
+  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: set_text_mark outside a transaction", s->where);
+  return mark_write(s, key, 0, text, err);
+}
+
+/* The mark's row: column 0 its position as a decimal, column 1 its text (NULL: an integer mark). */
+static PGresult *mark_read(pgs_sink *s, const char *key, od_error *err) {
+  if (pgs_load_end(s, err)) return NULL;
+  if (!s->conn && connect_target(s, err)) return NULL;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
-  od_sqlbuf_add(b, "SELECT (position - '0/0'::pg_lsn)::text FROM ");
+  od_sqlbuf_add(b, "SELECT (position - '0/0'::pg_lsn)::text, position_text FROM ");
   od_sqlbuf_add(b, s->ck_q);
   od_sqlbuf_add(b, " WHERE pipeline = $1");
-  if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  if (b->oom) {
+    OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    return NULL;
+  }
   const char *p[] = {key};
-  PGresult *r = pgs_exec(s, s->ck_q, "reading a mark", b->p, 1, p, err);
+  return pgs_exec(s, s->ck_q, "reading a mark", b->p, 1, p, err);
+}
+
+static int pgs_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *err) {
+  pgs_sink *s = (pgs_sink *)base;
+  PGresult *r = mark_read(s, key, err);
   if (!r) return err->code;
   *out = PQntuples(r) > 0 ? (od_lsn)strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
   PQclear(r);
   return OD_OK;
+}
+
+static int pgs_get_text_mark(od_sink *base, const char *key, char **out, od_error *err) {
+  pgs_sink *s = (pgs_sink *)base;
+  *out = NULL;
+  PGresult *r = mark_read(s, key, err);
+  if (!r) return err->code;
+  int rc = OD_OK;
+  if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 1) && !(*out = strdup(PQgetvalue(r, 0, 1))))
+    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  PQclear(r);
+  return rc;
 }
 
 const od_sink_ops od_sink_postgres = {
@@ -477,6 +536,8 @@ const od_sink_ops od_sink_postgres = {
     .close = pgs_close,
     .set_mark = pgs_set_mark,
     .get_mark = pgs_get_mark,
+    .set_text_mark = pgs_set_text_mark,
+    .get_text_mark = pgs_get_text_mark,
     .load_prepare = pgs_load_prepare,
     .load = pgs_load,
     .load_finish = pgs_load_finish,

@@ -2,7 +2,9 @@
  *
  * Owns: the sqlite3 connection to `path` (WAL, synchronous=FULL), the sink transaction
  * (BEGIN IMMEDIATE ... COMMIT), the checkpoint row of this pipeline in _odsync_checkpoint written
- * in the same transaction as the data (plus the snapshot's marks, rows keyed "<pipeline>/..."), the table _odsync_columns (written by sqlite_schema.c), and
+ * in the same transaction as the data (plus the snapshot's marks, rows keyed "<pipeline>/...", whose
+ * value is an integer or, in column position_text, a text), the table _odsync_columns (written by
+ * sqlite_schema.c), and
  * the apply semantics per operation (upsert, keyed or
  * rowid-matched update/delete, TOAST-unchanged values left alone, truncate).
  * Per-relation tables and statements live in sqlite_table.c; value conversion in sqlite_types.c.
@@ -93,6 +95,34 @@ static void sq_close(od_sink *base) {
   free(s);
 }
 
+/* A checkpoint table created before text marks existed lacks position_text: add it (NULL in every
+ * existing row, so integer marks and checkpoints read as before). Checked and altered inside one
+ * write transaction, so two processes opening the same file cannot both add it. */
+static int migrate_checkpoint(sq_sink *s, od_error *err) {
+  int src = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (src != SQLITE_OK) return sq_fail(s, "_odsync_checkpoint", "checking its columns", src, err);
+  sqlite3_stmt *st = NULL;
+  bool has = false;
+  src = sqlite3_prepare_v2(s->db, "SELECT 1 FROM pragma_table_info('_odsync_checkpoint') WHERE name = 'position_text'",
+                           -1, &st, NULL);
+  if (src == SQLITE_OK) {
+    src = sqlite3_step(st);
+    has = src == SQLITE_ROW;
+    if (src == SQLITE_ROW || src == SQLITE_DONE) src = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  if (src == SQLITE_OK && !has)
+    src = sqlite3_exec(s->db, "ALTER TABLE _odsync_checkpoint ADD COLUMN position_text TEXT", NULL, NULL, NULL);
+  if (src == SQLITE_OK) src = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+  if (src != SQLITE_OK) {
+    int rc = sq_fail(s, "_odsync_checkpoint", "adding column position_text", src, err);
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+  }
+  if (!has) od_info("sqlite sink %s: table _odsync_checkpoint: added column position_text (text marks)", s->path);
+  return OD_OK;
+}
+
 static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
   static const char *const keys[] = {"path", "busy_timeout_ms", NULL};
   const char *path = NULL;
@@ -143,7 +173,7 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
                      "PRAGMA synchronous=FULL;"
                      "CREATE TABLE IF NOT EXISTS _odsync_checkpoint("
                      "pipeline TEXT PRIMARY KEY, position INTEGER NOT NULL, "
-                     "position_lsn TEXT NOT NULL, updated_at TEXT NOT NULL);"
+                     "position_lsn TEXT NOT NULL, updated_at TEXT NOT NULL, position_text TEXT);"
                      "CREATE TABLE IF NOT EXISTS _odsync_columns("
                      "tbl TEXT NOT NULL, name TEXT NOT NULL, attnum INTEGER NOT NULL, "
                      "type_oid INTEGER NOT NULL, typmod INTEGER NOT NULL, type_name TEXT NOT NULL, "
@@ -153,6 +183,7 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
     rc = sq_fail(s, NULL, "creating tables _odsync_checkpoint and _odsync_columns", src, err);
     goto fail;
   }
+  if ((rc = migrate_checkpoint(s, err))) goto fail;
   if ((rc = prepare_fixed(s, "BEGIN IMMEDIATE", &s->st_begin, err)) ||
       (rc = prepare_fixed(s, "COMMIT", &s->st_commit, err)) ||
       (rc = prepare_fixed(s, "ROLLBACK", &s->st_rollback, err)) ||
@@ -243,25 +274,53 @@ static void sq_rollback(od_sink *base) {
 
 /* ---- marks (snapshot progress): rows of _odsync_checkpoint keyed "<pipeline>/..." ----------- */
 
-static int sq_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
-  sq_sink *s = (sq_sink *)base;
-  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: set_mark outside a transaction", s->path);
-  if (value == 0) {
-    sqlite3_stmt *del = NULL;
-    int src = sqlite3_prepare_v2(s->db, "DELETE FROM _odsync_checkpoint WHERE pipeline = ?1", -1, &del, NULL);
-    if (src != SQLITE_OK) return sq_fail(s, "_odsync_checkpoint", "preparing a mark removal", src, err);
-    sqlite3_bind_text(del, 1, key, -1, SQLITE_STATIC);
-    int rc = step_done(s, "_odsync_checkpoint", "removing a mark", del, NULL, err);
-    sqlite3_finalize(del);
-    return rc;
-  }
+/* Upsert a mark row: an integer (text NULL) or a text (position 0). Prepared per call: marks are
+ * written once per snapshot chunk, and the checkpoint's own statement stays untouched. */
+static int mark_write(sq_sink *s, const char *key, od_lsn value, const char *text, od_error *err) {
+  sqlite3_stmt *st = NULL;
+  int src = sqlite3_prepare_v2(s->db,
+                               "INSERT INTO _odsync_checkpoint(pipeline, position, position_lsn, updated_at, "
+                               "position_text) VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?4) "
+                               "ON CONFLICT (pipeline) DO UPDATE SET position = excluded.position, "
+                               "position_lsn = excluded.position_lsn, updated_at = excluded.updated_at, "
+                               "position_text = excluded.position_text",
+                               -1, &st, NULL);
+  if (src != SQLITE_OK) return sq_fail(s, "_odsync_checkpoint", "preparing a mark", src, err);
   /* The value is opaque: stored as its 64-bit pattern (may read as a negative INTEGER). */
   char lsn[32];
   snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(value));
-  sqlite3_bind_text(s->ck_write, 1, key, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(s->ck_write, 2, (sqlite3_int64)value);
-  sqlite3_bind_text(s->ck_write, 3, lsn, -1, SQLITE_TRANSIENT);
-  return step_done(s, "_odsync_checkpoint", "writing a mark", s->ck_write, NULL, err);
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)value);
+  sqlite3_bind_text(st, 3, lsn, -1, SQLITE_STATIC);
+  if (text)
+    sqlite3_bind_text(st, 4, text, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 4);
+  int rc = step_done(s, "_odsync_checkpoint", "writing a mark", st, NULL, err);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int mark_remove(sq_sink *s, const char *key, od_error *err) {
+  sqlite3_stmt *del = NULL;
+  int src = sqlite3_prepare_v2(s->db, "DELETE FROM _odsync_checkpoint WHERE pipeline = ?1", -1, &del, NULL);
+  if (src != SQLITE_OK) return sq_fail(s, "_odsync_checkpoint", "preparing a mark removal", src, err);
+  sqlite3_bind_text(del, 1, key, -1, SQLITE_STATIC);
+  int rc = step_done(s, "_odsync_checkpoint", "removing a mark", del, NULL, err);
+  sqlite3_finalize(del);
+  return rc;
+}
+
+static int sq_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
+  sq_sink *s = (sq_sink *)base;
+  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: set_mark outside a transaction", s->path);
+  return value ? mark_write(s, key, value, NULL, err) : mark_remove(s, key, err);
+}
+
+static int sq_set_text_mark(od_sink *base, const char *key, const char *text, od_error *err) {
+  sq_sink *s = (sq_sink *)base;
+  if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: set_text_mark outside a transaction", s->path);
+  return text ? mark_write(s, key, 0, text, err) : mark_remove(s, key, err);
 }
 
 static int sq_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *err) {
@@ -278,6 +337,26 @@ static int sq_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *er
   }
   sqlite3_reset(s->ck_read);
   return OD_OK;
+}
+
+static int sq_get_text_mark(od_sink *base, const char *key, char **out, od_error *err) {
+  sq_sink *s = (sq_sink *)base;
+  *out = NULL;
+  sqlite3_stmt *st = NULL;
+  int src = sqlite3_prepare_v2(s->db, "SELECT position_text FROM _odsync_checkpoint WHERE pipeline = ?1", -1, &st,
+                               NULL);
+  if (src != SQLITE_OK) return sq_fail(s, "_odsync_checkpoint", "preparing a mark read", src, err);
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  int rc = OD_OK;
+  src = sqlite3_step(st);
+  if (src == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+    const char *t = (const char *)sqlite3_column_text(st, 0);
+    if (!t || !(*out = strdup(t))) rc = OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
+  } else if (src != SQLITE_ROW && src != SQLITE_DONE) {
+    rc = sq_fail(s, "_odsync_checkpoint", "reading a mark", src, err);
+  }
+  sqlite3_finalize(st);
+  return rc;
 }
 
 /* ---- applying changes ---------------------------------------------------------------------- */
@@ -447,4 +526,6 @@ const od_sink_ops od_sink_sqlite = {
     .close = sq_close,
     .set_mark = sq_set_mark,
     .get_mark = sq_get_mark,
+    .set_text_mark = sq_set_text_mark,
+    .get_text_mark = sq_get_text_mark,
 };

@@ -301,3 +301,35 @@ TEST(marks_on_a_chunk_commit_with_the_transaction_that_ends_there) {
   sink->ops->close(sink);
   od_queue_destroy(&q);
 }
+
+TEST(text_marks_on_a_chunk_commit_with_the_transaction_that_ends_there) {
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 100000, 1 << 30);
+  od_pipeline_stats stats = {0};
+  od_pipeline_config pc = cfg(5000);
+  od_chunk *c1 = rows_chunk(&q, 1, 3, 0x100);
+  char key[] = "K1 0: 1:1 2:id 4:text 3:abc";
+  CHECK_INT(od_chunk_add_text_mark(c1, "p/isnap/public.t/pos", key), OD_OK);
+  key[0] = 'X'; /* the chunk holds its own copy */
+  CHECK_INT(od_chunk_add_mark(c1, "p/isnap/public.t/requested", 5), OD_OK);
+  od_chunk *c2 = rows_chunk(&q, 4, 2, 0); /* never ends: its text mark is lost with it */
+  CHECK_INT(od_chunk_add_text_mark(c2, "p/isnap/public.t/pos", "K1 0: 1:1 2:id 4:text 3:zzz"), OD_OK);
+  od_queue_push(&q, c1, 0);
+  od_queue_push(&q, c2, 0);
+  od_apply *a;
+  od_error err = {0};
+  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  od_queue_close(&q);
+  CHECK_INT(od_apply_join(a, &err), OD_OK);
+  char *text = NULL;
+  CHECK_INT(sink->ops->get_text_mark(sink, "p/isnap/public.t/pos", &text, &err), OD_OK);
+  CHECK_STR(text, "K1 0: 1:1 2:id 4:text 3:abc");
+  free(text);
+  od_lsn v = 0;
+  CHECK_INT(sink->ops->get_mark(sink, "p/isnap/public.t/requested", &v, &err), OD_OK);
+  CHECK_INT(v, 5);
+  CHECK_INT(count_rows(), 3);
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+}

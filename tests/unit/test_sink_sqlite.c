@@ -147,7 +147,7 @@ TEST(open_creates_directories_wal_and_checkpoint_table) {
   CHECK_STR(q("PRAGMA journal_mode"), "wal");
   CHECK_STR(q("SELECT group_concat(name || ' ' || type || ' ' || pk, ', ') FROM "
               "pragma_table_info('_odsync_checkpoint')"),
-            "pipeline TEXT 1, position INTEGER 0, position_lsn TEXT 0, updated_at TEXT 0");
+            "pipeline TEXT 1, position INTEGER 0, position_lsn TEXT 0, updated_at TEXT 0, position_text TEXT 0");
   od_lsn pos = 99;
   od_error err = {0};
   CHECK_INT(ops->read_position(s, &pos, &err), OD_OK);
@@ -800,6 +800,107 @@ TEST(marks_commit_with_the_data_and_roll_back_with_it) {
   CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
   CHECK_INT(got, 42);
   CHECK_STR(q("SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = 'p1'"), "1");
+  ops->close(s);
+}
+
+TEST(text_marks_commit_with_the_data_and_replace_integer_marks) {
+  const char *path = fresh_path();
+  od_sink *s = open_sink(path);
+  od_error err = {0};
+  char *text = (char *)"x";
+  od_lsn got = 7;
+  CHECK(ops->set_text_mark && ops->get_text_mark);
+  CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/pos", &text, &err), OD_OK);
+  CHECK(text == NULL); /* absent */
+  CHECK(ops->set_text_mark(s, "p1/isnap/public.t/pos", "K1 0:", &err) != OD_OK); /* outside a transaction */
+  /* rolled back with its data */
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->set_text_mark(s, "p1/isnap/public.t/pos", "gone", &err), OD_OK);
+  ops->rollback(s);
+  CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/pos", &text, &err), OD_OK);
+  CHECK(text == NULL);
+  /* committed, durable across reopen; an integer mark next to it is a separate key */
+  const char *mark = "K1 0: 1:2 2:id 7:integer 2:42 4:name 4:text 5:a b:c";
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->set_text_mark(s, "p1/isnap/public.t/pos", mark, &err), OD_OK);
+  CHECK_INT(ops->set_mark(s, "p1/isnap/public.t/requested", 77, &err), OD_OK);
+  CHECK_INT(ops->commit(s, 100, &err), OD_OK);
+  ops->close(s);
+  s = open_sink(path);
+  CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/pos", &text, &err), OD_OK);
+  CHECK_STR(text, mark);
+  free(text);
+  CHECK_INT(ops->get_mark(s, "p1/isnap/public.t/pos", &got, &err), OD_OK);
+  CHECK_INT(got, 0); /* a text mark reads as no integer */
+  CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/requested", &text, &err), OD_OK);
+  CHECK(text == NULL); /* an integer mark reads as no text */
+  CHECK_INT(ops->get_mark(s, "p1/isnap/public.t/requested", &got, &err), OD_OK);
+  CHECK_INT(got, 77);
+  /* one key holds one kind of value: an integer replaces the text, a text the integer */
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->set_mark(s, "p1/isnap/public.t/pos", 5, &err), OD_OK);
+  CHECK_INT(ops->set_text_mark(s, "p1/isnap/public.t/requested", "now text", &err), OD_OK);
+  CHECK_INT(ops->commit(s, 101, &err), OD_OK);
+  CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/pos", &text, &err), OD_OK);
+  CHECK(text == NULL);
+  CHECK_INT(ops->get_mark(s, "p1/isnap/public.t/pos", &got, &err), OD_OK);
+  CHECK_INT(got, 5);
+  CHECK_INT(ops->get_mark(s, "p1/isnap/public.t/requested", &got, &err), OD_OK);
+  CHECK_INT(got, 0);
+  CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/requested", &text, &err), OD_OK);
+  CHECK_STR(text, "now text");
+  free(text);
+  /* removed (NULL text), and the checkpoint row untouched by all of it */
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->set_text_mark(s, "p1/isnap/public.t/requested", NULL, &err), OD_OK);
+  CHECK_INT(ops->commit(s, 102, &err), OD_OK);
+  CHECK_STR(q("SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = 'p1/isnap/public.t/requested'"), "0");
+  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK_INT(got, 102);
+  CHECK_STR(q("SELECT coalesce(position_text, 'NULL') FROM _odsync_checkpoint WHERE pipeline = 'p1'"), "NULL");
+  ops->close(s);
+}
+
+TEST(checkpoint_table_of_an_earlier_version_gains_position_text) {
+  /* A sink written before text marks: its table has no position_text, and holds a checkpoint and
+   * an integer progress mark of an incremental snapshot (key 1234 biased by 2^63). */
+  const char *path = fresh_path();
+  od_sink *s = open_sink(path); /* creates the directories; the table is replaced below */
+  ops->close(s);
+  sqlite3 *db;
+  CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+  CHECK_INT(sqlite3_exec(db,
+                         "DROP TABLE _odsync_checkpoint;"
+                         "CREATE TABLE _odsync_checkpoint(pipeline TEXT PRIMARY KEY, position INTEGER NOT NULL, "
+                         "position_lsn TEXT NOT NULL, updated_at TEXT NOT NULL);"
+                         "INSERT INTO _odsync_checkpoint VALUES ('p1', 4096, '0/1000', '2026-01-01T00:00:00.000Z');"
+                         "INSERT INTO _odsync_checkpoint VALUES ('p1/isnap/public.t/pos', -9223372036854774574, "
+                         "'80000000/4D2', '2026-01-01T00:00:00.000Z')",
+                         NULL, NULL, NULL),
+            SQLITE_OK);
+  sqlite3_close(db);
+  CHECK_STR(q("SELECT count(*) FROM pragma_table_info('_odsync_checkpoint') WHERE name = 'position_text'"), "0");
+  s = open_sink(path);
+  CHECK_STR(q("SELECT count(*) FROM pragma_table_info('_odsync_checkpoint') WHERE name = 'position_text'"), "1");
+  od_error err = {0};
+  od_lsn got = 0;
+  char *text = (char *)"x";
+  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK_INT(got, 4096);
+  CHECK_INT(ops->get_mark(s, "p1/isnap/public.t/pos", &got, &err), OD_OK);
+  CHECK((got ^ (UINT64_C(1) << 63)) == 1234);
+  CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/pos", &text, &err), OD_OK);
+  CHECK(text == NULL);
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  CHECK_INT(ops->set_text_mark(s, "p1/isnap/public.t/pos", "K1 0: 1:1 2:id 6:bigint 4:1300", &err), OD_OK);
+  CHECK_INT(ops->commit(s, 5000, &err), OD_OK);
+  ops->close(s);
+  s = open_sink(path); /* a second open finds the column and changes nothing */
+  CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/pos", &text, &err), OD_OK);
+  CHECK_STR(text, "K1 0: 1:1 2:id 6:bigint 4:1300");
+  free(text);
+  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK_INT(got, 5000);
   ops->close(s);
 }
 

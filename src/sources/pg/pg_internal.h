@@ -64,6 +64,8 @@ typedef struct pg_snap_table {
   char *from_q;      /* "schema"."table" */
   char *cols_q;      /* "a", "b", ... */
   char *key_q;       /* the integer key column (OD_SNAP_INT_KEY), else NULL */
+  char *key_order_q; /* incremental snapshots: the key columns, "k1", "k2" (NULL: no usable key) */
+  char *key_after_q; /* and ("k1", "k2") > ($1::type1, $2::type2) */
   char *filter;      /* the publication's row filter (PG 15+), else NULL */
   double reltuples;  /* pg_class statistics (-1 / 0: unknown) */
   int64_t relpages;
@@ -75,5 +77,10 @@ void od_pg_snapshot_free(pg_source *s);
 
 /* pg_isnap.c */
 extern const od_isnap_ops od_pg_isnap_ops;
+/* Fill t->nkey, t->key_cols, t->no_keyset and pt->key_order_q/key_after_q from the catalog (on
+ * s->meta), after t->rel is built. */
+int od_pg_isnap_key(pg_source *s, od_snap_table *t, pg_snap_table *pt, od_error *err);
+/* Fill info->text_form from s->meta's reported settings. */
+void od_pg_isnap_text_form(pg_source *s, od_snapshot_info *info);
 
 #endif

@@ -1,23 +1,41 @@
 /* pg_isnap.c — the PostgreSQL side of incremental snapshots (od_isnap_ops in odsync/snapshot.h):
- * writing watermark/request messages with pg_logical_emit_message(true, ...) and reading one chunk
- * of a table by keyset pagination (WHERE key > $1 ORDER BY key LIMIT n).
+ * writing watermark/request messages with pg_logical_emit_message(true, ...), finding the key a
+ * table is paged by, and reading one chunk of a table by keyset pagination on that key:
+ *   SELECT cols FROM t WHERE (k1, k2, ..) > ($1::type1, $2::type2, ..) ORDER BY k1, k2, .. LIMIT n
  *
- * Both run on the source instance's ordinary connection (s->meta): every message is its own
- * committed transaction; every read is a short REPEATABLE READ READ ONLY transaction that first
- * reports its snapshot (pg_current_snapshot(): which transactions the read sees, for the pipeline's
- * visibility check) and then runs the chunk's one SELECT under that same snapshot. The only lock
- * taken is the read's AccessShareLock (no LOCK TABLE, no exported snapshot, no slot).
+ * The key is the index that identifies rows in the stream: the primary key (REPLICA IDENTITY
+ * DEFAULT or FULL) or the replica identity index (USING INDEX), in the index's column order, its
+ * INCLUDE columns left out. Any type and any number of columns: the previous chunk's last key comes
+ * back as text parameters cast to the columns' exact types (format_type), never spliced into the
+ * SQL; identifiers are quoted. The row comparison and the ORDER BY both use each type's default
+ * btree operator class and each column's own collation (a column reference's implicit collation
+ * wins over the parameters' default one), evaluated by the same server: so "after" means exactly
+ * "later in the ORDER BY", and the pages neither skip nor repeat a row, whatever the collation
+ * (ICU, nondeterministic). A key whose index uses another operator class or collation could order
+ * or tell rows apart differently from the index that makes it unique: such tables are refused, as
+ * are floating-point keys whose text form is rounded (extra_float_digits), keys not in the
+ * publication's column list, tables without a key and tables with REPLICA IDENTITY NOTHING.
+ *
+ * Messages and reads run on the source instance's ordinary connection (s->meta): every message is
+ * its own committed transaction; every read is a short REPEATABLE READ READ ONLY transaction that
+ * first reports its snapshot (pg_current_snapshot(): which transactions the read sees, for the
+ * pipeline's visibility check) and then runs the chunk's one SELECT under that same snapshot. The
+ * only lock taken is the read's AccessShareLock (no LOCK TABLE, no exported snapshot, no slot).
  * Rows are read in text format with the column list of the table's relation (built from the
  * catalog by pg_snapshot.c, the shape the stream's Relation message gives), plus the publication's
- * row filter when it has one.
- * Owns: nothing across calls (results are cleared before returning; rows passed to the callback are
- * valid only during the call). Never touches: the replication stream, sinks, the pipeline.
- * Messages name the server as host:port/dbname, never the DSN.
+ * row filter when it has one. Text values come from the same output functions and the same
+ * settings (same DSN and role) as the stream's, which is what lets the pipeline match a read row's
+ * key with the keys of streamed changes byte for byte.
+ * Owns: the key SQL of pg_snap_table (key_order_q, key_after_q; freed with the table list);
+ * nothing across calls otherwise (results are cleared before returning; rows passed to the
+ * callback are valid only during the call). Never touches: the replication stream, sinks, the
+ * pipeline. Messages name the server as host:port/dbname, never the DSN.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sqlbuf.h"
 #include "sources/pg/pg_internal.h"
 
 static int pg_isnap_ready(od_source *base, od_error *err) {
@@ -48,6 +66,126 @@ static int pg_isnap_emit(od_source *base, const char *prefix, const char *conten
   return OD_OK;
 }
 
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+
+static int key_sql_oom(pg_source *s, od_error *err) { return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where); }
+
+/* Floating-point keys round-trip through text only when printed with every digit: PostgreSQL 12+
+ * with extra_float_digits >= 1 (the default), older servers with extra_float_digits = 3. */
+static int floats_exact(pg_source *s, bool *exact, od_error *err) {
+  PGresult *r = od_pg_query(s, s->meta, "SELECT current_setting('extra_float_digits')::int", 0, NULL, err);
+  if (!r) return od_error_prefix(err, "reading extra_float_digits: ");
+  int efd = atoi(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  *exact = PQserverVersion(s->meta) >= 120000 ? efd >= 1 : efd >= 3;
+  return OD_OK;
+}
+
+int od_pg_isnap_key(pg_source *s, od_snap_table *t, pg_snap_table *pt, od_error *err) {
+  const od_relation *rel = t->rel;
+  t->nkey = 0;
+  t->no_keyset[0] = '\0';
+  if (rel->replica_identity == 'n') {
+    snprintf(t->no_keyset, sizeof t->no_keyset, "its REPLICA IDENTITY is NOTHING: the stream carries no key of an "
+             "updated or deleted row, so rows changed inside a chunk's window could not be matched to the rows read");
+    return OD_OK;
+  }
+  char oid[16];
+  snprintf(oid, sizeof oid, "%u", rel->oid);
+  const char *p[] = {oid, rel->replica_identity == 'i' ? "i" : "p"};
+  PGresult *r = od_pg_query(
+      s, s->meta,
+      "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, oc.opcdefault, "
+      "k.coll = a.attcollation FROM pg_index i "
+      "CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indclass::oid[], i.indcollation::oid[]) "
+      "WITH ORDINALITY AS k(attnum, opclass, coll, ord) "
+      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+      "JOIN pg_opclass oc ON oc.oid = k.opclass "
+      "WHERE i.indrelid = $1::oid AND CASE WHEN $2 = 'i' THEN i.indisreplident ELSE i.indisprimary END "
+      "ORDER BY k.ord",
+      2, p, err);
+  if (!r) return od_error_prefix(err, "reading the key of %s: ", t->name);
+  /* pg_opclass joins only the key columns: indclass has no entries for INCLUDE columns. */
+  int n = PQntuples(r), rc = OD_OK;
+  if (n == 0) {
+    snprintf(t->no_keyset, sizeof t->no_keyset,
+             "it has no primary key%s: rows changed inside a chunk's window could not be matched to the rows read, "
+             "and a chunk applied twice would duplicate rows", rel->replica_identity == 'i' ? " (nor a replica "
+             "identity index)" : "");
+    PQclear(r);
+    return OD_OK;
+  }
+  if (n > OD_SNAP_KEY_MAX) {
+    snprintf(t->no_keyset, sizeof t->no_keyset, "its key has %d columns (at most %d)", n, OD_SNAP_KEY_MAX);
+    PQclear(r);
+    return OD_OK;
+  }
+  uint16_t cols[OD_SNAP_KEY_MAX] = {0};
+  bool has_float = false;
+  for (int i = 0; i < n && !t->no_keyset[0]; i++) {
+    const char *name = PQgetvalue(r, i, 0);
+    int c = -1;
+    for (uint16_t j = 0; j < rel->ncolumns && c < 0; j++)
+      if (!strcmp(rel->columns[j].name, name)) c = j;
+    uint32_t typid = (uint32_t)strtoul(PQgetvalue(r, i, 2), NULL, 10);
+    if (c < 0)
+      snprintf(t->no_keyset, sizeof t->no_keyset, "its key column %s is not in the publication's column list", name);
+    else if (PQgetvalue(r, i, 3)[0] != 't' || PQgetvalue(r, i, 4)[0] != 't')
+      snprintf(t->no_keyset, sizeof t->no_keyset, "its key column %s is indexed with another operator class or "
+               "collation than the column's own, so key order and key uniqueness could disagree", name);
+    else
+      cols[i] = (uint16_t)c;
+    has_float = has_float || typid == OID_FLOAT4 || typid == OID_FLOAT8;
+  }
+  bool exact = true;
+  if (!t->no_keyset[0] && has_float && (rc = floats_exact(s, &exact, err)) == OD_OK && !exact)
+    snprintf(t->no_keyset, sizeof t->no_keyset, "its key has a floating-point column and this connection prints "
+             "floats rounded (raise extra_float_digits), so a key could not be told apart from its neighbours");
+  if (rc || t->no_keyset[0]) {
+    PQclear(r);
+    return rc;
+  }
+  /* "k1", "k2"  and  ("k1", "k2") > ($1::type1, $2::type2). The casts carry no COLLATE: in the row
+   * comparison each column's own (implicit) collation wins over the parameter's default one, which
+   * is the collation ORDER BY "k1", "k2" sorts by, and both run in the same server with the same
+   * default btree operator classes (checked above) — so the cursor follows the read's order exactly,
+   * for ICU and nondeterministic collations too. */
+  od_sqlbuf order = {0}, after = {0};
+  od_sqlbuf_add(&after, "(");
+  for (int i = 0; i < n; i++) {
+    const char *sep = i ? ", " : "";
+    od_sqlbuf_add(&order, sep);
+    od_sqlbuf_ident(&order, rel->columns[cols[i]].name);
+    od_sqlbuf_add(&after, sep);
+    od_sqlbuf_ident(&after, rel->columns[cols[i]].name);
+  }
+  od_sqlbuf_add(&after, ") > (");
+  for (int i = 0; i < n; i++) od_sqlbuf_addf(&after, "%s$%d::%s", i ? ", " : "", i + 1, PQgetvalue(r, i, 1));
+  od_sqlbuf_add(&after, ")");
+  PQclear(r);
+  if (order.oom || after.oom) {
+    od_sqlbuf_free(&order);
+    od_sqlbuf_free(&after);
+    return key_sql_oom(s, err);
+  }
+  free(pt->key_order_q);
+  free(pt->key_after_q);
+  pt->key_order_q = order.p; /* the buffers' strings are handed over */
+  pt->key_after_q = after.p;
+  t->nkey = (uint16_t)n;
+  memcpy(t->key_cols, cols, (size_t)n * sizeof *cols);
+  return OD_OK;
+}
+
+void od_pg_isnap_text_form(pg_source *s, od_snapshot_info *info) {
+  const char *ds = s->meta ? PQparameterStatus(s->meta, "DateStyle") : NULL;
+  const char *is = s->meta ? PQparameterStatus(s->meta, "IntervalStyle") : NULL;
+  const char *tz = s->meta ? PQparameterStatus(s->meta, "TimeZone") : NULL;
+  snprintf(info->text_form, sizeof info->text_form, "DateStyle=%s;IntervalStyle=%s;TimeZone=%s", ds ? ds : "",
+           is ? is : "", tz ? tz : "");
+}
+
 /* "xmin:xmax:xip,xip,..." (64-bit ids) -> the stream's 32-bit ids. */
 static void parse_visibility(const char *text, od_snap_visibility *vis) {
   char *end;
@@ -65,12 +203,11 @@ static void parse_visibility(const char *text, od_snap_visibility *vis) {
   }
 }
 
-static int read_chunk(pg_source *s, const od_snap_table *t, bool has_after, int64_t after, uint32_t limit,
+static int read_chunk(pg_source *s, const od_snap_table *t, const char *const *after, uint32_t limit,
                       od_snap_visibility *vis, od_snap_rows_fn fn, void *ctx, od_error *err);
 
-static int pg_isnap_read_after(od_source *base, const od_snap_table *t, bool has_after, int64_t after,
-                               uint32_t limit, od_snap_visibility *vis, od_snap_rows_fn fn, void *ctx,
-                               od_error *err) {
+static int pg_isnap_read_after(od_source *base, const od_snap_table *t, const char *const *after, uint32_t limit,
+                               od_snap_visibility *vis, od_snap_rows_fn fn, void *ctx, od_error *err) {
   pg_source *s = (pg_source *)base;
   if (s->meta && PQstatus(s->meta) != CONNECTION_OK) {
     PQfinish(s->meta);
@@ -80,7 +217,7 @@ static int pg_isnap_read_after(od_source *base, const od_snap_table *t, bool has
   PGresult *r = od_pg_query(s, s->meta, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err);
   if (!r) return od_error_prefix(err, "incremental snapshot of %s: ", t->name);
   PQclear(r);
-  int rc = read_chunk(s, t, has_after, after, limit, vis, fn, ctx, err);
+  int rc = read_chunk(s, t, after, limit, vis, fn, ctx, err);
   od_error ignored;
   r = od_pg_query(s, s->meta, rc ? "ROLLBACK" : "COMMIT", 0, NULL, rc ? &ignored : err);
   if (!r && !rc) rc = od_error_prefix(err, "incremental snapshot of %s: ", t->name);
@@ -88,7 +225,7 @@ static int pg_isnap_read_after(od_source *base, const od_snap_table *t, bool has
   return rc;
 }
 
-static int read_chunk(pg_source *s, const od_snap_table *t, bool has_after, int64_t after, uint32_t limit,
+static int read_chunk(pg_source *s, const od_snap_table *t, const char *const *after, uint32_t limit,
                       od_snap_visibility *vis, od_snap_rows_fn fn, void *ctx, od_error *err) {
   /* The transaction's snapshot is taken by its first statement: this one. */
   PGresult *v = od_pg_query(s, s->meta,
@@ -99,20 +236,18 @@ static int read_chunk(pg_source *s, const od_snap_table *t, bool has_after, int6
   parse_visibility(PQgetvalue(v, 0, 0), vis);
   PQclear(v);
   const pg_snap_table *pt = t->priv;
-  if (t->method != OD_SNAP_INT_KEY || !pt || !pt->key_q)
-    return OD_FAIL(err, OD_EUNSUPPORTED, "%s: %s has no single integer key column", s->where, t->name);
-  size_t need = strlen(pt->cols_q) + strlen(pt->from_q) + 2 * strlen(pt->key_q) +
-                (pt->filter ? strlen(pt->filter) : 0) + 128;
-  char *sql = malloc(need);
-  if (!sql) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
-  snprintf(sql, need, "SELECT %s FROM %s WHERE %s%s%s%s%s%s ORDER BY %s LIMIT %u", pt->cols_q, pt->from_q,
-           has_after ? pt->key_q : "true", has_after ? " > $1::int8" : "", pt->filter ? " AND (" : "",
-           pt->filter ? pt->filter : "", pt->filter ? ")" : "", "", pt->key_q, limit);
-  char after_txt[32];
-  snprintf(after_txt, sizeof after_txt, "%lld", (long long)after);
-  const char *p[] = {after_txt};
-  PGresult *res = od_pg_query(s, s->meta, sql, has_after ? 1 : 0, p, err);
-  free(sql);
+  if (!t->nkey || !pt || !pt->key_order_q || !pt->key_after_q)
+    return OD_FAIL(err, OD_EUNSUPPORTED, "%s: %s has no key to page by", s->where, t->name);
+  od_sqlbuf sql = {0};
+  od_sqlbuf_addf(&sql, "SELECT %s FROM %s WHERE %s", pt->cols_q, pt->from_q, after ? pt->key_after_q : "true");
+  if (pt->filter) od_sqlbuf_addf(&sql, " AND (%s)", pt->filter);
+  od_sqlbuf_addf(&sql, " ORDER BY %s LIMIT %u", pt->key_order_q, limit);
+  if (sql.oom) {
+    od_sqlbuf_free(&sql);
+    return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  }
+  PGresult *res = od_pg_query(s, s->meta, sql.p, after ? t->nkey : 0, after, err);
+  od_sqlbuf_free(&sql);
   if (!res) return od_error_prefix(err, "incremental snapshot of %s: ", t->name);
   int n = PQntuples(res);
   uint16_t ncols = t->rel->ncolumns;

@@ -13,6 +13,9 @@
  * SET TRANSACTION SNAPSHOT '<view>'. Rows come from a cursor (FETCH in batches), text format —
  * the same type output functions pgoutput uses, so a row read here equals the stream's image.
  *
+ * The table list also carries, for incremental snapshots, each table's key to page by
+ * (od_snap_table.nkey/key_cols, filled by pg_isnap.c's od_pg_isnap_key) and the connection's text
+ * settings (od_snapshot_info.text_form).
  * Owns: struct pg_snap (tables, their od_relation blocks, quoted SQL fragments, the temporary
  * slot's connection), freed by od_pg_snapshot_free() when the source closes; each reader's
  * connection and row buffers (reused for every batch: no allocation per row).
@@ -59,6 +62,8 @@ static void free_snap(pg_snap *p) {
     free(p->priv[i].from_q);
     free(p->priv[i].cols_q);
     free(p->priv[i].key_q);
+    free(p->priv[i].key_order_q);
+    free(p->priv[i].key_after_q);
     free(p->priv[i].filter);
   }
   free(p->tables);
@@ -204,6 +209,7 @@ static int list_tables(pg_source *s, pg_snap *snap, od_error *err) {
     if (!rc)
       rc = build_relation(s, t, pt, (uint32_t)strtoul(PQgetvalue(r, i, 0), NULL, 10), schema, name,
                           PQgetvalue(r, i, 3)[0], PQgetisnull(r, i, 7) ? NULL : PQgetvalue(r, i, 7), err);
+    if (!rc) rc = od_pg_isnap_key(s, t, pt, err);
   }
   PQclear(r);
   return rc;
@@ -270,6 +276,7 @@ static int pg_snap_prepare(od_source *base, bool export_view, od_snapshot_info *
    * unchanged (built-in type OIDs are fixed). */
   snprintf(snap->binary_format, sizeof snap->binary_format, "postgresql-%d", PQserverVersion(s->meta) / 10000);
   out->binary_format = snap->binary_format;
+  od_pg_isnap_text_form(s, out);
   return OD_OK;
 }
 
