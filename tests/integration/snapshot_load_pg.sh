@@ -8,7 +8,8 @@
 #   big  SNAP_BIG_ROWS (3,000,000) rows, bigint key: binary COPY, key ranges, deferred key;
 #   bt   built-in types with edge values (NaN, ±Infinity, -0, huge numeric, BC and infinite
 #        timestamps, escapes, arrays with NULLs, ...), int key: binary COPY, compared byte-exact;
-#   ut   an enum column and a composite (int, text) key: text COPY, page ranges, deferred
+#   ut   an enum column and a composite (int, text) key whose index INCLUDEs v (not part of the
+#        key): text COPY, page ranges, deferred
 #        composite key;
 #   kl   keyless, REPLICA IDENTITY FULL: COPY, no key to build;
 #   pre  exists on the target before odsync with a primary key and rows under the source's keys
@@ -130,7 +131,7 @@ INSERT INTO bt SELECT g,
   (ARRAY['{00000000-0000-0000-0000-000000000000,NULL}', NULL])[g % 2 + 1]::uuid[],
   (ARRAY['{"{\\"a\\": -0}",null}', NULL])[g % 2 + 1]::jsonb[]
 FROM generate_series(1, 5000) g;
-CREATE TABLE ut (a int, b text, m mood, v text, PRIMARY KEY (a, b));
+CREATE TABLE ut (a int, b text, m mood, v text, PRIMARY KEY (a, b) INCLUDE (v));
 INSERT INTO ut SELECT g % 1000, 'k' || (g / 1000), (ARRAY['sad', 'ok', 'happy', 'très "content"'])[g % 4 + 1]::mood,
   md5(g::text) FROM generate_series(1, 60000) g;
 CREATE TABLE kl (a int, b text, c numeric(10,2));

@@ -382,9 +382,11 @@ int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
   char sql[640];
   snprintf(sql, sizeof sql,
            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-           "COALESCE(a.attnum = ANY(i.indkey), false), a.attnum, %s "
+           "COALESCE(a.attnum = ANY(%s), false), a.attnum, %s "
            "FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
            "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
+           /* INCLUDE columns of the primary key's index are not part of the key. */
+           has_missing ? "(i.indkey::int2[])[0:i.indnkeyatts - 1]" : "i.indkey",
            has_missing ? "a.atthasmissing, CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END"
                        : "false, NULL::text");
   PGresult *r = query(s, s->meta, sql, 1, p, err);

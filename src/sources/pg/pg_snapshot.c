@@ -94,14 +94,18 @@ static int build_relation(pg_source *s, od_snap_table *t, pg_snap_table *pt, uin
   char oidtxt[16];
   snprintf(oidtxt, sizeof oidtxt, "%u", oid);
   const char *p[] = {oidtxt, attnames};
-  char sql[900];
+  bool v11 = PQserverVersion(s->meta) >= 110000;
+  char sql[1000];
   snprintf(sql, sizeof sql,
            "SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnum, "
-           "COALESCE(a.attnum = ANY(pk.indkey), false), COALESCE(a.attnum = ANY(ri.indkey), false) "
+           "COALESCE(a.attnum = ANY(%s), false), COALESCE(a.attnum = ANY(%s), false) "
            "FROM pg_attribute a LEFT JOIN pg_index pk ON pk.indrelid = a.attrelid AND pk.indisprimary "
            "LEFT JOIN pg_index ri ON ri.indrelid = a.attrelid AND ri.indisreplident "
            "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped %s "
            "AND ($2::text IS NULL OR a.attname = ANY($2::name[])) ORDER BY a.attnum",
+           /* An index's INCLUDE columns are not part of the key (pgoutput leaves them out too). */
+           v11 ? "(pk.indkey::int2[])[0:pk.indnkeyatts - 1]" : "pk.indkey",
+           v11 ? "(ri.indkey::int2[])[0:ri.indnkeyatts - 1]" : "ri.indkey",
            PQserverVersion(s->meta) >= 120000 ? "AND a.attgenerated = ''" : "");
   PGresult *r = od_pg_query(s, s->meta, sql, 2, p, err);
   if (!r) return od_error_prefix(err, "reading the columns of %s.%s: ", schema, name);
