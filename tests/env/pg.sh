@@ -176,6 +176,22 @@ pg_cleanup_all() {
   PG_DIR=
 }
 
+# pg_start_pair SRC_DB DST_DB: two servers, a sink (DST_DB) and then a source (SRC_DB), so that
+# PGPORT and the other pg_start exports point at the source (pg_psql, wait_slot_active, the
+# failure log tail). Sets SRC_PORT, SRC_DSN, DST_PORT, DST_DSN, DST_LOG and defines dst_psql.
+pg_start_pair() {
+  local src_db=$1 dst_db=$2
+  pg_start "$dst_db"
+  DST_PORT=$PGPORT
+  DST_LOG=$PG_LOG
+  DST_DB=$dst_db
+  pg_start "$src_db"
+  SRC_PORT=$PGPORT
+  SRC_DSN="host=127.0.0.1 port=$SRC_PORT dbname=$src_db user=postgres"
+  DST_DSN="host=127.0.0.1 port=$DST_PORT dbname=$dst_db user=postgres"
+}
+dst_psql() { PGPORT=$DST_PORT PGDATABASE=$DST_DB pg_psql "$@"; }
+
 pg_dsn() {
   echo "host=127.0.0.1 port=$PGPORT dbname=${1:-$PGDATABASE} user=postgres"
 }

@@ -17,11 +17,7 @@ test_init pg_bulk_merge
 OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 
-pg_start warehouse
-DST_PORT=$PGPORT
-pg_start shop
-SRC_PORT=$PGPORT
-SRC_DSN="host=127.0.0.1 port=$SRC_PORT dbname=shop user=postgres"
+pg_start_pair shop warehouse
 TABLES=(--table public.docs --table public.pairs --table public.tags --table public.notes)
 
 pg_psql <<'SQL'

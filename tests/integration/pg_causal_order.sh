@@ -38,11 +38,7 @@ WORKLOAD_SECONDS=${WORKLOAD_SECONDS:-8}
 KEYS=40
 TOTAL="$KEYS:40000.00"
 
-pg_start warehouse
-DST_PORT=$PGPORT
-DST_LOG=$PG_LOG
-pg_start shop
-SRC_PORT=$PGPORT
+pg_start_pair shop warehouse
 WORKLOAD_PIDS=()
 test_extra_cleanup() {
   local pid

@@ -13,11 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
 test_init pg_sink_lock_timeout
 OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
-pg_start warehouse
-DST_PORT=$PGPORT
-pg_start shop
-SRC_DSN="host=127.0.0.1 port=$PGPORT dbname=shop user=postgres"
-DST_DSN="host=127.0.0.1 port=$DST_PORT dbname=warehouse user=postgres"
+pg_start_pair shop warehouse
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
 

@@ -34,11 +34,7 @@ SESSIONS=4
 ACCOUNTS=100
 EXPECTED="$ACCOUNTS 100000.00"
 
-pg_start warehouse
-DST_PORT=$PGPORT
-DST_LOG=$PG_LOG
-pg_start bank
-SRC_PORT=$PGPORT
+pg_start_pair bank warehouse
 WORKLOAD_PIDS=()
 test_extra_cleanup() {
   local pid

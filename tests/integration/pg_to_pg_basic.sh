@@ -26,14 +26,7 @@ OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
 
 # Two servers: pg_start exports PGPORT etc. for the last one; keep both and point the helpers
 # (pg_psql, wait_slot_active, the failure log tail) at the source.
-pg_start warehouse
-DST_PORT=$PGPORT
-DST_LOG=$PG_LOG
-pg_start shop
-SRC_PORT=$PGPORT
-SRC_DSN="host=127.0.0.1 port=$SRC_PORT dbname=shop user=postgres"
-DST_DSN="host=127.0.0.1 port=$DST_PORT dbname=warehouse user=postgres"
-dst_psql() { PGPORT=$DST_PORT PGDATABASE=warehouse pg_psql "$@"; }
+pg_start_pair shop warehouse
 test_extra_cleanup() {
   if [[ -f "$DST_LOG" ]]; then
     echo "---- last 20 lines of the target server log ----" >&2
