@@ -12,7 +12,9 @@
 #   2. the same into a fresh SQLite file (snapshot_workers = BENCH_SQLITE_WORKERS);
 #   3. baseline: pg_dump -t bench_rows | psql into a fresh database on the sink server;
 #   4. COPY bench_rows TO STDOUT | COPY FROM STDIN (table created without key, then ADD PRIMARY KEY,
-#      as pg_dump's output does).
+#      as pg_dump's output does);
+#   5. PostgreSQL's own logical replication: CREATE SUBSCRIPTION ... WITH (copy_data = true) into a
+#      table created with its key, until pg_subscription_rel says synchronized.
 # Every target is checked (count, sum(id), sum(a), sum(length(b)), count(DISTINCT c)). All of it
 # runs BENCH_REPEAT times, the tools taking turns, so a busy minute hits every tool; prints per
 # tool the median and fastest seconds, rows/s of the median and the ratio of medians to
@@ -21,6 +23,7 @@
 # Environment: BENCH_ROWS (3000000)  BENCH_WORKERS ("1 2 4")  BENCH_SQLITE_WORKERS (2)
 #   BENCH_CHUNK_ROWS (100000)  BENCH_TIMEOUT (1800)  ODSYNC_BIN (build/odsync)  PG_BIN
 #   BENCH_REPEAT (3)  BENCH_KEEP=1 (keep the temp dir)  BENCH_SKIP_SQLITE=1  BENCH_SKIP_COPY=1
+#   BENCH_SKIP_NATIVE=1
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -142,6 +145,8 @@ YAML
   add_result "$label" "$(elapsed "$t0" "$t1")" "$(elapsed "$c0" "$c1")"
 }
 
+[[ ${BENCH_SKIP_NATIVE:-0} == 1 ]] || src_psql bench -c "CREATE PUBLICATION bench_native FOR TABLE bench_rows"
+
 one_round() {
   # 3. baseline first: pg_dump | psql
   dst_psql postgres -c "CREATE DATABASE dump_target"
@@ -167,6 +172,26 @@ one_round() {
     check "COPY | COPY" "$(dst_psql copy_target -c "$SUMS_SQL")"
     add_result "COPY | COPY (+ ADD PRIMARY KEY)" "$(elapsed "$T0" "$T1")" "$(elapsed "$C0" "$C1")"
     dst_psql postgres -c "DROP DATABASE copy_target"
+  fi
+
+  # 5. native logical replication: a subscription's initial table synchronization (COPY into the
+  #    table with its key, then catch-up), timed until the table's state is synchronized
+  if [[ ${BENCH_SKIP_NATIVE:-0} != 1 ]]; then
+    dst_psql postgres -c "CREATE DATABASE native_target"
+    dst_psql native_target -c "CREATE TABLE bench_rows (id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric(12,2))"
+    log "CREATE SUBSCRIPTION ... WITH (copy_data = true) until the table is synchronized"
+    T0=$(od_now) C0=$(cpu_now)
+    dst_psql native_target -c "CREATE SUBSCRIPTION bench_native CONNECTION '$(src_dsn bench)' PUBLICATION bench_native WITH (copy_data = true)"
+    # Polled with the server's own psql (a C program; Debian's psql is a Perl wrapper).
+    until [[ $("$PGBIN/psql" -X -A -t -h 127.0.0.1 -p "$DST_PORT" -U postgres -d native_target -c \
+      "SELECT count(*) FILTER (WHERE srsubstate IN ('s', 'r')) || '/' || count(*) FROM pg_subscription_rel") == 1/1 ]]; do
+      sleep 0.05
+    done
+    T1=$(od_now) C1=$(cpu_now)
+    check "native subscription" "$(dst_psql native_target -c "$SUMS_SQL")"
+    add_result "native subscription (copy_data)" "$(elapsed "$T0" "$T1")" "$(elapsed "$C0" "$C1")"
+    dst_psql native_target -c "DROP SUBSCRIPTION bench_native"
+    dst_psql postgres -c "DROP DATABASE native_target"
   fi
 
   # 1. odsync -> PostgreSQL
