@@ -14,9 +14,13 @@
 #      as pg_dump's output does).
 # Every target is checked (count, sum(id), sum(a), sum(length(b)), count(DISTINCT c)). Prints seconds, rows/s
 # and the ratio to pg_dump | psql.
-# Environment: BENCH_ROWS (3000000)  BENCH_WORKERS ("1 2 4")  BENCH_SQLITE_WORKERS (2)
-#   BENCH_CHUNK_ROWS (100000)  BENCH_TIMEOUT (1800)  ODSYNC_BIN (build/odsync)  PG_BIN
-#   BENCH_KEEP=1 (keep the temp dir)  BENCH_SKIP_SQLITE=1  BENCH_SKIP_COPY=1
+# With BENCH_RUNS=N the baseline and the SQLite run are repeated N times, alternating (baseline,
+# sqlite, baseline, sqlite, ...), and a last line gives the medians and their ratio: on a shared
+# machine single runs vary by tens of percent.
+# Environment: BENCH_ROWS (3000000)  BENCH_WORKERS ("1 2 4"; "" = no PostgreSQL-sink runs)
+#   BENCH_SQLITE_WORKERS (2)  BENCH_CHUNK_ROWS (100000)  BENCH_TIMEOUT (1800)  BENCH_RUNS (1)
+#   ODSYNC_BIN (build/odsync)  PG_BIN  BENCH_KEEP=1 (keep the temp dir)  BENCH_SKIP_SQLITE=1
+#   BENCH_SKIP_COPY=1  BENCH_SKIP_PG=1 (same as BENCH_WORKERS="")
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +28,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/bench/lib.sh"
 
 BENCH_ROWS=${BENCH_ROWS:-3000000}
-BENCH_WORKERS=${BENCH_WORKERS:-1 2 4}
+BENCH_WORKERS=${BENCH_WORKERS-1 2 4}
+[[ ${BENCH_SKIP_PG:-0} == 1 ]] && BENCH_WORKERS=
+BENCH_RUNS=${BENCH_RUNS:-1}
 BENCH_SQLITE_WORKERS=${BENCH_SQLITE_WORKERS:-2}
 BENCH_CHUNK_ROWS=${BENCH_CHUNK_ROWS:-100000}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-1800}
@@ -32,6 +38,7 @@ ODSYNC_BIN=${ODSYNC_BIN:-$ROOT/build/odsync}
 PIPELINE=bench
 
 [[ $BENCH_ROWS =~ ^[1-9][0-9]*$ ]] || od_die "BENCH_ROWS must be a positive integer"
+[[ $BENCH_RUNS =~ ^[1-9][0-9]*$ ]] || od_die "BENCH_RUNS must be a positive integer"
 [[ -x $ODSYNC_BIN ]] || od_die "odsync not found at $ODSYNC_BIN (build it: scripts/build.sh)"
 command -v psql >/dev/null || od_die "psql not found (apt-get install postgresql-client)"
 command -v sqlite3 >/dev/null || od_die "sqlite3 CLI not found (apt-get install sqlite3)"
@@ -127,16 +134,22 @@ YAML
 }
 
 # 3. baseline first: pg_dump | psql
-dst_psql postgres -c "CREATE DATABASE dump_target"
-log "pg_dump -t bench_rows | psql"
-T0=$(od_now)
-"$PGBIN/pg_dump" -h 127.0.0.1 -p "$SRC_PORT" -U postgres -t bench_rows bench |
-  psql -X -q -v ON_ERROR_STOP=1 "$(dst_dsn dump_target)" >/dev/null
-T1=$(od_now)
-check "pg_dump | psql" "$(dst_psql dump_target -c "$SUMS_SQL")"
-BASE_SECS=$(elapsed "$T0" "$T1")
-add_result "pg_dump -t | psql" "$BASE_SECS"
-dst_psql postgres -c "DROP DATABASE dump_target"
+BASE_ALL=() SQLITE_ALL=()
+run_baseline() {
+  dst_psql postgres -c "CREATE DATABASE dump_target"
+  log "pg_dump -t bench_rows | psql"
+  local t0 t1
+  t0=$(od_now)
+  "$PGBIN/pg_dump" -h 127.0.0.1 -p "$SRC_PORT" -U postgres -t bench_rows bench |
+    psql -X -q -v ON_ERROR_STOP=1 "$(dst_dsn dump_target)" >/dev/null
+  t1=$(od_now)
+  check "pg_dump | psql" "$(dst_psql dump_target -c "$SUMS_SQL")"
+  BASE_SECS=$(elapsed "$t0" "$t1")
+  BASE_ALL+=("$BASE_SECS")
+  add_result "pg_dump -t | psql" "$BASE_SECS"
+  dst_psql postgres -c "DROP DATABASE dump_target"
+}
+run_baseline
 
 # 4. COPY | COPY
 if [[ ${BENCH_SKIP_COPY:-0} != 1 ]]; then
@@ -163,19 +176,29 @@ for w in $BENCH_WORKERS; do
   dst_psql postgres -c "DROP DATABASE $db"
 done
 
-# 2. odsync -> SQLite
+# 2. odsync -> SQLite (with BENCH_RUNS > 1: alternating with the baseline)
 if [[ ${BENCH_SKIP_SQLITE:-0} != 1 ]]; then
   SINK=$TMP/snap.db
-  rm -f "$SINK"*
-  run_odsync "odsync -> sqlite, $BENCH_SQLITE_WORKERS worker(s)" "{ type: sqlite, path: $SINK }" "$BENCH_SQLITE_WORKERS" \
-    "[[ \$(sqlite3 -cmd '.timeout 2000' '$SINK' \"SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = '$PIPELINE'\") == 1 ]]" \
-    "sqlite3 '$SINK' \"\$SUMS_SQL\""
-  rm -f "$SINK"*
+  for ((run = 1; run <= BENCH_RUNS; run++)); do
+    ((run == 1)) || run_baseline
+    rm -f "$SINK"*
+    run_odsync "odsync -> sqlite, $BENCH_SQLITE_WORKERS worker(s)" "{ type: sqlite, path: $SINK }" "$BENCH_SQLITE_WORKERS" \
+      "[[ \$(sqlite3 -cmd '.timeout 2000' '$SINK' \"SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = '$PIPELINE'\") == 1 ]]" \
+      "sqlite3 '$SINK' \"\$SUMS_SQL\""
+    SQLITE_ALL+=("${RESULTS[-1]##*$'\t'}")
+    rm -f "$SINK"*
+  done
 fi
 
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+BASE_MEDIAN=$(median "${BASE_ALL[@]}")
 printf '\n%-40s %9s %12s %14s\n' "tool ($BENCH_ROWS rows)" seconds "rows/s" "vs pg_dump|psql"
 for r in "${RESULTS[@]}"; do
   name=${r%%$'\t'*} secs=${r##*$'\t'}
-  awk -v n="$name" -v s="$secs" -v rows="$BENCH_ROWS" -v b="$BASE_SECS" \
+  awk -v n="$name" -v s="$secs" -v rows="$BENCH_ROWS" -v b="$BASE_MEDIAN" \
     'BEGIN { printf "%-40s %9.2f %12.0f %13.2fx\n", n, s, rows / s, b / s }'
 done
+if ((BENCH_RUNS > 1 && ${#SQLITE_ALL[@]} > 0)); then
+  awk -v b="$BASE_MEDIAN" -v s="$(median "${SQLITE_ALL[@]}")" -v n="$BENCH_RUNS" \
+    'BEGIN { printf "medians of %d runs: pg_dump|psql %.2f s, odsync -> sqlite %.2f s: %.2fx\n", n, b, s, b / s }'
+fi
