@@ -20,9 +20,10 @@
 # tool the median and fastest seconds, rows/s of the median and the ratio of medians to
 # pg_dump | psql, and the median CPU time the whole machine used meanwhile (all processes: on a
 # quiet machine, the work each tool costs).
-# Environment: BENCH_ROWS (3000000)  BENCH_WORKERS ("1 2 4")  BENCH_SQLITE_WORKERS (2)
+# Environment: BENCH_ROWS (3000000)  BENCH_WORKERS ("1 2 4"; "" = no PostgreSQL-sink runs)
+#   BENCH_SKIP_PG=1 (same as BENCH_WORKERS="")  BENCH_SQLITE_WORKERS (2)
 #   BENCH_CHUNK_ROWS (100000)  BENCH_TIMEOUT (1800)  ODSYNC_BIN (build/odsync)  PG_BIN
-#   BENCH_REPEAT (3)  BENCH_KEEP=1 (keep the temp dir)  BENCH_SKIP_SQLITE=1  BENCH_SKIP_COPY=1
+#   BENCH_REPEAT (3; BENCH_RUNS is the same)  BENCH_KEEP=1 (keep the temp dir)  BENCH_SKIP_SQLITE=1  BENCH_SKIP_COPY=1
 #   BENCH_SKIP_NATIVE=1
 set -euo pipefail
 
@@ -31,15 +32,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/bench/lib.sh"
 
 BENCH_ROWS=${BENCH_ROWS:-3000000}
-BENCH_WORKERS=${BENCH_WORKERS:-1 2 4}
+BENCH_WORKERS=${BENCH_WORKERS-1 2 4}
+[[ ${BENCH_SKIP_PG:-0} == 1 ]] && BENCH_WORKERS=
 BENCH_SQLITE_WORKERS=${BENCH_SQLITE_WORKERS:-2}
 BENCH_CHUNK_ROWS=${BENCH_CHUNK_ROWS:-100000}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-1800}
-BENCH_REPEAT=${BENCH_REPEAT:-3}
+BENCH_REPEAT=${BENCH_REPEAT:-${BENCH_RUNS:-3}} # BENCH_RUNS: an older name
 ODSYNC_BIN=${ODSYNC_BIN:-$ROOT/build/odsync}
 PIPELINE=bench
 
 [[ $BENCH_ROWS =~ ^[1-9][0-9]*$ ]] || od_die "BENCH_ROWS must be a positive integer"
+[[ $BENCH_REPEAT =~ ^[1-9][0-9]*$ ]] || od_die "BENCH_REPEAT must be a positive integer"
 [[ -x $ODSYNC_BIN ]] || od_die "odsync not found at $ODSYNC_BIN (build it: scripts/build.sh)"
 command -v psql >/dev/null || od_die "psql not found (apt-get install postgresql-client)"
 command -v sqlite3 >/dev/null || od_die "sqlite3 CLI not found (apt-get install sqlite3)"

@@ -70,6 +70,7 @@ typedef struct driver {
   int nsinks;
   atomic_bool failed;
   atomic_int running; /* worker threads not finished yet */
+  pthread_cond_t finished; /* signalled (under lock) when `running` drops to 0 */
   int rc;
   od_error err;
 } driver;
@@ -336,7 +337,9 @@ static void *worker_main(void *arg) {
       break;
     }
   }
-  atomic_fetch_sub(&d->running, 1);
+  pthread_mutex_lock(&d->lock);
+  if (atomic_fetch_sub(&d->running, 1) == 1) pthread_cond_signal(&d->finished);
+  pthread_mutex_unlock(&d->lock);
   return NULL;
 }
 
@@ -558,15 +561,27 @@ static int run_workers(driver *d, worker *ws, int nw, od_error *err) {
   }
   for (int i = 0; i < nw; i++)
     if (!ws[i].started) atomic_fetch_sub(&d->running, 1);
+  /* Wake when the last worker finishes (not on a polling tick: the snapshot's end is not
+   * delayed), and every LOG_INTERVAL_US for the progress lines. */
   int64_t last_log = od_mono_us();
+  pthread_mutex_lock(&d->lock);
   while (atomic_load(&d->running) > 0) {
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
-    nanosleep(&ts, NULL);
-    if (od_mono_us() - last_log >= LOG_INTERVAL_US) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&d->finished, &d->lock, &ts);
+    if (atomic_load(&d->running) > 0 && od_mono_us() - last_log >= LOG_INTERVAL_US) {
+      pthread_mutex_unlock(&d->lock);
       log_progress(d);
       last_log = od_mono_us();
+      pthread_mutex_lock(&d->lock);
     }
   }
+  pthread_mutex_unlock(&d->lock);
   for (int i = 0; i < nw; i++) {
     if (ws[i].started) pthread_join(ws[i].thread, NULL);
     release(&ws[i], true);
@@ -679,6 +694,7 @@ int od_snapshot_session(const od_snapshot_env *env, od_lsn *start, od_snapshot_s
   if ((rc = get_mark(&d, "snapshot", NULL, NULL, &done, err)) || (rc = get_mark(&d, "skip", NULL, NULL, &skip_max, err)))
     return rc;
   pthread_mutex_init(&d.lock, NULL);
+  pthread_cond_init(&d.finished, NULL);
   if (*start != 0 || done != 0 || d.cfg.mode == OD_SNAPSHOT_NEVER) {
     if (skip_max > *start) rc = load_skips(&d, *start, skips, err);
   } else {
@@ -687,6 +703,7 @@ int od_snapshot_session(const od_snapshot_env *env, od_lsn *start, od_snapshot_s
   free(d.tbls);
   free(d.work);
   pthread_mutex_destroy(&d.lock);
+  pthread_cond_destroy(&d.finished);
   if (rc) od_snapshot_skips_free(skips);
   return rc;
 }

@@ -1,6 +1,7 @@
 /* sinks/sqlite.c — the SQLite sink (type "sqlite"): the embedded default target.
  *
- * Owns: the sqlite3 connection to `path` (WAL, synchronous=FULL), the sink transaction
+ * Owns: the sqlite3 connection to `path` (WAL, synchronous=FULL; its checkpoints run on a thread
+ * of sqlite_ckpt.c), the sink transaction
  * (BEGIN IMMEDIATE ... COMMIT), the checkpoint row of this pipeline in _odsync_checkpoint written
  * in the same transaction as the data (plus the snapshot's marks, rows keyed "<pipeline>/...", whose
  * value is an integer or, in column position_text, a text), the table _odsync_columns (written by
@@ -82,6 +83,7 @@ static void sq_close(od_sink *base) {
   if (!s) return;
   if (s->db && !sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
   sq_rels_drop(s, false);
+  if (s->db) sq_ckpt_stop(s);
   sqlite3_finalize(s->st_begin);
   sqlite3_finalize(s->st_commit);
   sqlite3_finalize(s->st_rollback);
@@ -150,6 +152,10 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
     goto fail;
   }
   sqlite3_busy_timeout(s->db, (int)busy_ms);
+  if ((src = sq_register_functions(s->db)) != SQLITE_OK) {
+    rc = sq_fail(s, NULL, "registering function odsync_signbit", src, err);
+    goto fail;
+  }
 
   /* WAL: readers never block the writer and never see half a transaction. FULL: every commit
    * carries the checkpoint, so it must survive power loss before we report it. */
@@ -194,7 +200,8 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
                           "position_lsn = excluded.position_lsn, updated_at = excluded.updated_at",
                           &s->ck_write, err)) ||
       (rc = prepare_fixed(s, "SELECT position FROM _odsync_checkpoint WHERE pipeline = ?1", &s->ck_read,
-                          err)))
+                          err)) ||
+      (rc = sq_ckpt_start(s, err)))
     goto fail;
   *out = &s->base;
   return OD_OK;
@@ -231,6 +238,7 @@ static int sq_read_position(od_sink *base, od_lsn *out, od_error *err) {
 static int sq_begin(od_sink *base, od_error *err) {
   sq_sink *s = (sq_sink *)base;
   if (s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: begin inside an open transaction", s->path);
+  sq_ckpt_before_begin(s);
   int rc = step_done(s, NULL, "BEGIN IMMEDIATE", s->st_begin, NULL, err);
   if (rc) return rc;
   s->in_txn = true;
@@ -470,6 +478,31 @@ static int apply_delete(sq_sink *s, sq_rel *r, const od_change *c, od_error *err
   return OD_OK;
 }
 
+static bool is_insert(const od_change *c) { return c->op == OD_OP_INSERT || c->op == OD_OP_READ; }
+
+/* When changes[i..] start a run of SQ_INSERT_MANY inserts of r's relation, write its first
+ * r->many_rows (SQ_INSERT_MANY, or fewer for a very wide table) in one statement. *done = how many
+ * were written (0: not such a run, or the table is too wide for a multi-row statement). */
+static int apply_insert_run(sq_sink *s, sq_rel *r, const od_change *changes, size_t i, size_t n, size_t *done,
+                            od_error *err) {
+  *done = 0;
+  if (r->many_rows < 0 || n - i < SQ_INSERT_MANY) return OD_OK;
+  size_t k = 0;
+  while (k < SQ_INSERT_MANY && is_insert(&changes[i + k]) && changes[i + k].rel == r->rel) k++;
+  if (k < SQ_INSERT_MANY) return OD_OK;
+  sqlite3_stmt *st;
+  int rows, rc = sq_stmt_insert_many(s, r, &st, &rows, err);
+  if (rc || !st) return rc;
+  for (int j = 0; j < rows; j++)
+    if ((rc = check_tuple(s, r, &changes[i + (size_t)j].newtup, "new", err))) return rc;
+  if ((rc = sq_bind_rows(s, r, st, changes + i, rows, err)) || (rc = step_done(s, r->target, "insert", st, NULL, err)))
+    return rc;
+  s->stats.inserted += (uint64_t)rows;
+  s->stats.multi_inserts++;
+  *done = (size_t)rows;
+  return OD_OK;
+}
+
 static int sq_apply(od_sink *base, const od_change *changes, size_t n, od_error *err) {
   sq_sink *s = (sq_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: apply without begin", s->path);
@@ -481,6 +514,14 @@ static int sq_apply(od_sink *base, const od_change *changes, size_t n, od_error 
     sq_rel *r;
     int rc = sq_rel_get(s, c->rel, &r, err);
     if (rc) return rc;
+    if (is_insert(c)) {
+      size_t done;
+      if ((rc = apply_insert_run(s, r, changes, i, n, &done, err))) return rc;
+      if (done) {
+        i += done - 1;
+        continue;
+      }
+    }
     switch (c->op) {
       case OD_OP_INSERT:
       case OD_OP_READ:
@@ -511,6 +552,7 @@ static int sq_apply(od_sink *base, const od_change *changes, size_t n, od_error 
 int od_sink_sqlite_stats(const od_sink *s, od_sqlite_stats *out) {
   if (!s || s->ops != &od_sink_sqlite || !out) return OD_EINVAL;
   *out = ((const sq_sink *)s)->stats;
+  out->wal_checkpoints = sq_ckpt_runs((const sq_sink *)s);
   return OD_OK;
 }
 

@@ -4,6 +4,7 @@
  *   sqlite_table.c  one sq_rel per relation version: target table DDL and prepared statements
  *   sqlite_types.c  PostgreSQL type -> SQLite storage class, binding values
  *   sqlite_schema.c evolving an existing table to a new relation version (_odsync_columns)
+ *   sqlite_ckpt.c   WAL checkpoints on a thread and connection of their own
  *
  * Ownership: the sq_sink owns the sqlite3 connection, every sq_rel and every statement. An sq_rel
  * points at (never owns) its od_relation, which the source keeps alive for the pipeline's life;
@@ -22,8 +23,11 @@
 #include "odsync/sink.h"
 #include "sinks/sqlite.h"
 
-/* Storage class chosen for a column from its PostgreSQL type. */
-enum sq_class { SQ_TEXT, SQ_INT, SQ_BOOL, SQ_REAL, SQ_BLOB };
+/* Storage class chosen for a column from its PostgreSQL type. SQ_REAL columns are created without
+ * a declared type (BLOB affinity: SQLite stores a REAL exactly as bound, -0.0 included);
+ * SQ_REAL_AFF is a float column of a table created by an older odsync with the declared type REAL,
+ * whose affinity stores -0.0 as 0.0 (sqlite_schema.c detects it; docs/TYPES.md). */
+enum sq_class { SQ_TEXT, SQ_INT, SQ_BOOL, SQ_REAL, SQ_BLOB, SQ_REAL_AFF };
 
 /* Statement variants that depend on which values are UNCHANGED. */
 enum sq_vkind { SQ_V_UPDATE = 1, SQ_V_DELETE = 2 };
@@ -32,6 +36,9 @@ enum sq_vkind { SQ_V_UPDATE = 1, SQ_V_DELETE = 2 };
  * value comes from the change's new tuple; with it, from the tuple used to find the row. */
 #define SQ_FROM_MATCH 0x8000u
 #define SQ_COL(p) ((p) & 0x7fffu)
+/* A run of inserts (or snapshot reads) of one table is written SQ_INSERT_MANY rows per statement:
+ * one step instead of one per row (fewer statement executions, cursor opens and allocations). */
+#define SQ_INSERT_MANY 32
 
 
 typedef struct sq_variant {
@@ -55,11 +62,15 @@ typedef struct sq_rel {
   uint16_t *key_plan;     /* key columns, SQ_FROM_MATCH */
   int nkey;
   sqlite3_stmt *insert, *del_keyed, *truncate; /* prepared on first use */
+  sqlite3_stmt *insert_many; /* insert of many_rows rows (0: not built yet, -1: not possible) */
+  int many_rows;
   sq_variant variants[SQ_MAX_VARIANTS];
   size_t mask_words;      /* 64-bit words for one tuple's bitmask */
   uint64_t *scratch;      /* 2 * mask_words */
   uint64_t born_txn;      /* sink transaction in which the DDL ran */
 } sq_rel;
+
+typedef struct sq_ckpt sq_ckpt;
 
 typedef struct sq_sink {
   od_sink base;
@@ -74,6 +85,7 @@ typedef struct sq_sink {
   unsigned char *blob; /* reused for decoded bytea values of one statement */
   size_t blob_cap, blob_used;
   uint64_t clock;   /* LRU clock for statement variants */
+  sq_ckpt *ckpt;    /* background checkpoints, or NULL (SQLite checkpoints in the commit) */
   od_sqlite_stats stats;
 } sq_sink;
 
@@ -91,6 +103,8 @@ int sq_exec_sql(sq_sink *s, sq_rel *r, const char *what, od_error *err);
 /* Forget states (finalizing their statements): all, or only those born in the current txn. */
 void sq_rels_drop(sq_sink *s, bool only_current_txn);
 int sq_stmt_insert(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
+/* The insert of *rows rows at once (*out NULL and *rows < 2 when the table is too wide for it). */
+int sq_stmt_insert_many(sq_sink *s, sq_rel *r, sqlite3_stmt **out, int *rows, od_error *err);
 int sq_stmt_delete_keyed(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
 int sq_stmt_truncate(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
 /* The statement for this shape of change. `nt` (update) / `ot` (keyless update/delete) give the
@@ -102,9 +116,23 @@ int sq_variant_get(sq_sink *s, sq_rel *r, int kind, const od_tuple *nt, const od
  * types and key) and record its columns in _odsync_columns. OD_ESCHEMA when it cannot safely. */
 int sq_evolve_table(sq_sink *s, sq_rel *r, od_error *err);
 
+/* sqlite_ckpt.c: start checkpointing s->db's WAL on a thread of its own (falls back to SQLite's
+ * checkpoints in the commit when it cannot; fails only without memory); stop it (before closing
+ * s->db); the number of checkpoints it ran. */
+int sq_ckpt_start(sq_sink *s, od_error *err);
+void sq_ckpt_stop(sq_sink *s);
+/* Called before BEGIN: when the WAL has grown past its bound, wait for the running checkpoint so
+ * that this transaction writes the WAL from its start again. */
+void sq_ckpt_before_begin(sq_sink *s);
+uint64_t sq_ckpt_runs(const sq_sink *s);
+
 /* sqlite_types.c */
 uint8_t sq_class_of(uint32_t type_oid);
+/* The declared type a column of this class is created with ("" for SQ_REAL: no affinity). */
 const char *sq_class_decl(uint8_t cls);
+/* Register odsync_signbit(x) on the connection: 1 when x is a REAL with its sign bit set (-0.0,
+ * negative numbers, -inf), else 0. Lets a keyless match tell -0.0 from 0.0, which `IS` equates. */
+int sq_register_functions(sqlite3 *db);
 /* A source column's type changed (PostgreSQL oid/typmod): true when the values already stored keep
  * their text form and storage class (int2/int4/int8 among each other, text/varchar widening,
  * numeric precision up with the same scale, time/timestamp/interval/varbit precision up). */
@@ -112,5 +140,7 @@ bool sq_type_change_safe(uint32_t old_oid, int32_t old_typmod, uint32_t new_oid,
 /* Bind parameters ?1..?n by `plan`. Values must stay valid until the statement is reset. */
 int sq_bind(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const uint16_t *plan, int nplan,
             const od_tuple *nt, const od_tuple *mt, od_error *err);
+/* Bind the new tuples of changes[0..n) as rows of a multi-row insert (every column, in order). */
+int sq_bind_rows(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const od_change *changes, int n, od_error *err);
 
 #endif

@@ -16,6 +16,8 @@
  *                                                  missing value (od_column.missing_value) into the
  *                                                  rows that are already there
  *   a different key                              -> OD_ESCHEMA (SQLite cannot change a primary key)
+ *   float column declared REAL (a table created  -> kept as it is (SQ_REAL_AFF: -0 is stored as 0.0
+ *   before floats were created without a type)      there; new float columns get no declared type)
  * Never touches: statements of relation versions (sqlite_table.c), transactions, the checkpoint.
  */
 #include <stdio.h>
@@ -271,6 +273,18 @@ int sq_evolve_table(sq_sink *s, sq_rel *r, od_error *err) {
   bool all_attnums = true;
   for (int i = 0; i < rel->ncolumns; i++) all_attnums = all_attnums && rel->columns[i].attnum;
   char from[160], to[160], idx[128];
+
+  /* 0. Float columns of tables created by older versions are declared REAL: keep them (their
+   *    affinity stores -0 as 0.0, the mapping of that time); docs/TYPES.md says how to upgrade. */
+  int nlegacy = 0;
+  for (int k = 0; k < n; k++) {
+    int i = t[k].rel_col;
+    if (i < 0 || r->cls[i] != SQ_REAL || sqlite3_stricmp(t[k].decl, "REAL") != 0) continue;
+    r->cls[i] = SQ_REAL_AFF;
+    if (nlegacy++ == 0)
+      od_info("sqlite sink %s: table %s: float column %s is declared REAL (created by an older odsync): it stores "
+              "-0 as 0.0; re-create the table to keep -0 (docs/TYPES.md)", s->path, r->target, t[k].name);
+  }
 
   /* 1. Check everything before changing anything. */
   for (int k = 0; k < n && rc == OD_OK; k++) {

@@ -3,8 +3,9 @@
  * Owns: one sq_rel per od_relation version seen (found by pointer in a chained hash): the target
  * table's name, the CREATE TABLE that makes a missing table (sqlite_schema.c evolves an existing
  * one),
- * and every prepared statement for that version (insert/upsert, keyed delete, truncate, and up
- * to SQ_MAX_VARIANTS update/delete variants keyed by which values are UNCHANGED, evicted LRU).
+ * and every prepared statement for that version (insert/upsert of one row and of SQ_INSERT_MANY
+ * rows, keyed delete, truncate, and up to SQ_MAX_VARIANTS update/delete variants keyed by which
+ * values are UNCHANGED, evicted LRU).
  * Statements are built here once; applying a row only binds and steps them.
  * Never touches: transactions, the checkpoint, value conversion (sqlite_types.c).
  * The od_relation is borrowed: it outlives the sink (see odsync/change.h).
@@ -51,47 +52,70 @@ int sq_exec_sql(sq_sink *s, sq_rel *r, const char *what, od_error *err) { return
 
 static void add_col(od_sqlbuf *b, const sq_rel *r, int i) { od_sqlbuf_ident(b, r->rel->columns[i].name); }
 
-int sq_stmt_insert(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err) {
-  if (!r->insert) {
-    const od_relation *rel = r->rel;
-    od_sqlbuf *b = &s->sql;
-    od_sqlbuf_reset(b);
-    od_sqlbuf_add(b, "INSERT INTO ");
-    od_sqlbuf_add(b, r->qtarget);
-    od_sqlbuf_add(b, " (");
+/* INSERT of `rows` rows (?1..?n for the first, ?n+1.. for the second, ...), an upsert when keyed. */
+static void build_insert(sq_sink *s, sq_rel *r, int rows) {
+  const od_relation *rel = r->rel;
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "INSERT INTO ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " (");
+  for (int i = 0; i < rel->ncolumns; i++) {
+    if (i) od_sqlbuf_add(b, ",");
+    add_col(b, r, i);
+  }
+  od_sqlbuf_add(b, ") VALUES ");
+  for (int k = 0, p = 1; k < rows; k++) {
+    od_sqlbuf_add(b, k ? ",(" : "(");
+    for (int i = 0; i < rel->ncolumns; i++) od_sqlbuf_addf(b, "%s?%d", i ? "," : "", p++);
+    od_sqlbuf_add(b, ")");
+  }
+  if (r->keyed) {
+    od_sqlbuf_add(b, " ON CONFLICT (");
+    for (int k = 0; k < r->nkey; k++) {
+      if (k) od_sqlbuf_add(b, ",");
+      add_col(b, r, SQ_COL(r->key_plan[k]));
+    }
+    od_sqlbuf_add(b, ") DO ");
+    /* Every non-key column; and float key columns too: the key 0 finds the row -0 (they are
+     * equal), and the row must end up with the sign the source sent. */
+    int nset = 0;
     for (int i = 0; i < rel->ncolumns; i++) {
-      if (i) od_sqlbuf_add(b, ",");
+      if (rel->columns[i].key && r->cls[i] != SQ_REAL) continue;
+      od_sqlbuf_add(b, nset++ ? "," : "UPDATE SET ");
+      add_col(b, r, i);
+      od_sqlbuf_add(b, "=excluded.");
       add_col(b, r, i);
     }
-    od_sqlbuf_add(b, ") VALUES (");
-    for (int i = 0; i < rel->ncolumns; i++) od_sqlbuf_addf(b, "%s?%d", i ? "," : "", i + 1);
-    od_sqlbuf_add(b, ")");
-    if (r->keyed) {
-      od_sqlbuf_add(b, " ON CONFLICT (");
-      for (int k = 0; k < r->nkey; k++) {
-        if (k) od_sqlbuf_add(b, ",");
-        add_col(b, r, SQ_COL(r->key_plan[k]));
-      }
-      od_sqlbuf_add(b, ") DO ");
-      if (r->nkey == rel->ncolumns) {
-        od_sqlbuf_add(b, "NOTHING");
-      } else {
-        od_sqlbuf_add(b, "UPDATE SET ");
-        bool first = true;
-        for (int i = 0; i < rel->ncolumns; i++) {
-          if (rel->columns[i].key) continue;
-          if (!first) od_sqlbuf_add(b, ",");
-          first = false;
-          add_col(b, r, i);
-          od_sqlbuf_add(b, "=excluded.");
-          add_col(b, r, i);
-        }
-      }
-    }
+    if (!nset) od_sqlbuf_add(b, "NOTHING");
+  }
+}
+
+int sq_stmt_insert(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err) {
+  if (!r->insert) {
+    build_insert(s, r, 1);
     int rc = prepare(s, r, "preparing insert", &r->insert, err);
     if (rc) return rc;
   }
   *out = r->insert;
+  return OD_OK;
+}
+
+int sq_stmt_insert_many(sq_sink *s, sq_rel *r, sqlite3_stmt **out, int *rows, od_error *err) {
+  if (!r->insert_many && r->many_rows == 0) {
+    /* As many rows as SQLite's parameter limit allows, up to SQ_INSERT_MANY. */
+    int limit = sqlite3_limit(s->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+    int k = limit / r->rel->ncolumns;
+    if (k > SQ_INSERT_MANY) k = SQ_INSERT_MANY;
+    r->many_rows = k < 2 ? -1 : k;
+    if (k >= 2) {
+      build_insert(s, r, k);
+      int rc = prepare(s, r, "preparing insert", &r->insert_many, err);
+      if (rc) return rc;
+    }
+  }
+  *out = r->insert_many;
+  *rows = r->many_rows;
   return OD_OK;
 }
 
@@ -165,7 +189,9 @@ static int build_variant(sq_sink *s, sq_rel *r, sq_variant *v, int kind, od_erro
       od_sqlbuf_addf(b, "=?%d", np);
     }
   } else {
-    /* One row equal (NULL-safe) to the old row, skipping old values that are UNCHANGED. */
+    /* One row equal (NULL-safe) to the old row, skipping old values that are UNCHANGED. `IS`
+     * equates -0.0 and 0.0; floats (in columns that keep the sign) also match on their sign, so
+     * of two rows that differ only there, the one the source changed is changed. */
     od_sqlbuf_add(b, " WHERE rowid = (SELECT rowid FROM ");
     od_sqlbuf_add(b, r->qtarget);
     od_sqlbuf_add(b, " WHERE ");
@@ -175,6 +201,11 @@ static int build_variant(sq_sink *s, sq_rel *r, sq_variant *v, int kind, od_erro
       add_col(b, r, i);
       v->plan[np++] = (uint16_t)(i | SQ_FROM_MATCH);
       od_sqlbuf_addf(b, " IS ?%d", np);
+      if (r->cls[i] == SQ_REAL) {
+        od_sqlbuf_add(b, " AND odsync_signbit(");
+        add_col(b, r, i);
+        od_sqlbuf_addf(b, ") = odsync_signbit(?%d)", np);
+      }
     }
     if (np == nset)
       return OD_FAIL(err, OD_ESINK, "sqlite sink %s: table %s: the old row has no value to match on",
@@ -242,6 +273,7 @@ int sq_variant_get(sq_sink *s, sq_rel *r, int kind, const od_tuple *nt, const od
 static void rel_free(sq_rel *r) {
   if (!r) return;
   sqlite3_finalize(r->insert);
+  sqlite3_finalize(r->insert_many);
   sqlite3_finalize(r->del_keyed);
   sqlite3_finalize(r->truncate);
   for (int i = 0; i < SQ_MAX_VARIANTS; i++) {

@@ -1,9 +1,11 @@
 /* sinks/sqlite_types.c — how PostgreSQL values become SQLite values.
  *
  * Owns: the type mapping (type OID -> INTEGER/REAL/TEXT/BLOB, documented type by type in
- * docs/TYPES.md) and the conversion of one value's text form into a bound parameter. A float is
- * the double strtod() reads from its text (a float4 '1.1' is the double 1.1); 'NaN' stays TEXT;
- * '-0' is stored as 0.0. Decoded bytea bytes go to the sink's reusable blob buffer;
+ * docs/TYPES.md), the SQL function odsync_signbit, and the conversion of one value's text form
+ * into a bound parameter. A float is the double strtod() reads from its text (a float4 '1.1' is
+ * the double 1.1), '-0' included (-0.0: kept by the columns the sink creates, which have no
+ * declared type; a REAL column of an older table stores it as 0.0); 'NaN' stays TEXT.
+ * Decoded bytea bytes go to the sink's reusable blob buffer;
  * every other value is bound in place (SQLITE_STATIC), so the caller's value memory must stay
  * valid until the statement has been stepped and reset — it does, for the length of apply().
  * Never touches: statements' SQL, transactions, the schema.
@@ -66,10 +68,24 @@ bool sq_type_change_safe(uint32_t oo, int32_t om, uint32_t no, int32_t nm) {
 const char *sq_class_decl(uint8_t cls) {
   switch (cls) {
     case SQ_INT: case SQ_BOOL: return "INTEGER";
-    case SQ_REAL: return "REAL";
+    /* No declared type = BLOB affinity: values are stored as bound. A declared REAL (or any
+     * name with REAL/FLOA/DOUB) has REAL affinity, which stores an integral REAL as an integer
+     * and so turns -0.0 into 0.0; NUMERIC affinity would also turn 1.0 into the INTEGER 1. */
+    case SQ_REAL: return "";
+    case SQ_REAL_AFF: return "REAL";
     case SQ_BLOB: return "BLOB";
     default: return "TEXT";
   }
+}
+
+static void signbit_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  sqlite3_result_int(ctx, sqlite3_value_type(argv[0]) == SQLITE_FLOAT && signbit(sqlite3_value_double(argv[0])));
+}
+
+int sq_register_functions(sqlite3 *db) {
+  return sqlite3_create_function_v2(db, "odsync_signbit", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, signbit_fn,
+                                    NULL, NULL, NULL);
 }
 
 static int hexval(unsigned char c) {
@@ -120,22 +136,39 @@ static int bad_value(sq_sink *s, sq_rel *r, int col, const od_value *v, const ch
                  r->rel->columns[col].type_oid);
 }
 
+/* A decimal integer, optionally signed, that fits int64 (what PostgreSQL prints for int2/4/8 and
+ * oid): false for anything else. strtoll() without its locale and whitespace handling (strtoll
+ * was 4 % of odsync's CPU samples in a snapshot profile, docs/BENCHMARKS.md). */
+static bool parse_int64(const char *d, size_t len, int64_t *out) {
+  size_t i = 0;
+  bool neg = false;
+  if (len && (d[0] == '-' || d[0] == '+')) neg = d[i++] == '-';
+  if (i == len) return false;
+  uint64_t x = 0, max = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+  for (; i < len; i++) {
+    unsigned dig = (unsigned)(unsigned char)d[i] - '0';
+    if (dig > 9 || x > (max - dig) / 10) return false;
+    x = x * 10 + dig;
+  }
+  *out = !neg ? (int64_t)x : x > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)x;
+  return true;
+}
+
 static int bind_text_value(sq_sink *s, sq_rel *r, sqlite3_stmt *st, int idx, int col,
                            const od_value *v, od_error *err) {
   const char *d = v->data ? v->data : "";
   switch (r->cls[col]) {
     case SQ_INT: {
-      char *end;
-      errno = 0;
-      long long x = strtoll(d, &end, 10);
-      if (v->len == 0 || errno != 0 || end != d + v->len) return bad_value(s, r, col, v, "an integer", err);
+      int64_t x;
+      if (!parse_int64(d, v->len, &x)) return bad_value(s, r, col, v, "an integer", err);
       return sqlite3_bind_int64(st, idx, x);
     }
     case SQ_BOOL:
       if (strcmp(d, "t") == 0 || strcmp(d, "true") == 0) return sqlite3_bind_int(st, idx, 1);
       if (strcmp(d, "f") == 0 || strcmp(d, "false") == 0) return sqlite3_bind_int(st, idx, 0);
       return bad_value(s, r, col, v, "a boolean (t/f)", err);
-    case SQ_REAL: {
+    case SQ_REAL:
+    case SQ_REAL_AFF: {
       /* SQLite stores a NaN REAL as NULL, so NaN keeps its text form. Relies on the C locale
        * (odsync never calls setlocale), as PostgreSQL prints floats with a '.'. */
       if (strcmp(d, "NaN") == 0) return sqlite3_bind_text(st, idx, d, (int)v->len, SQLITE_STATIC);
@@ -145,10 +178,10 @@ static int bind_text_value(sq_sink *s, sq_rel *r, sqlite3_stmt *st, int idx, int
       errno = 0;
       double x = strtod(d, &end);
       if (v->len == 0 || end != d + v->len || isnan(x)) return bad_value(s, r, col, v, "a float", err);
-      /* -0 becomes +0.0 (docs/TYPES.md): a REAL column cannot keep the sign of zero (SQLite stores
-       * an integral REAL as an integer, and REAL affinity turns a '-0' text into 0.0 as well), so
-       * store what every reader will see, whatever the affinity of a pre-existing column. */
-      if (x == 0) x = 0.0;
+      /* -0.0 is bound as such: a column without declared type keeps it bit for bit. A REAL
+       * column (tables of older odsync versions) stores an integral REAL as an integer, so it
+       * holds 0.0 whatever we bind; bind exactly that, so what we bind is what readers see. */
+      if (x == 0 && r->cls[col] == SQ_REAL_AFF) x = 0.0;
       return sqlite3_bind_double(st, idx, x);
     }
     case SQ_BLOB: {
@@ -164,40 +197,50 @@ static int bind_text_value(sq_sink *s, sq_rel *r, sqlite3_stmt *st, int idx, int
   }
 }
 
-int sq_bind(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const uint16_t *plan, int nplan,
-            const od_tuple *nt, const od_tuple *mt, od_error *err) {
-  /* Reserve room for every bytea of this statement first, so earlier bound pointers stay valid. */
+/* Bytes of decoded bytea the tuple's values need (at most their text length). */
+static size_t blob_need(const sq_rel *r, const uint16_t *plan, int nplan, const od_tuple *nt, const od_tuple *mt) {
   size_t need = 0;
   for (int i = 0; i < nplan; i++) {
     const od_value *v = &((plan[i] & SQ_FROM_MATCH) ? mt : nt)->values[SQ_COL(plan[i])];
     if (r->cls[SQ_COL(plan[i])] == SQ_BLOB && v->kind == OD_VALUE_TEXT) need += v->len;
   }
+  return need;
+}
+
+/* Room for every bytea of one statement, reserved before binding, so that bound pointers into the
+ * buffer stay valid. */
+static int blob_reserve(sq_sink *s, sq_rel *r, size_t need, od_error *err) {
   if (need > s->blob_cap) {
     size_t cap = s->blob_cap ? s->blob_cap : 4096;
     while (cap < need) cap *= 2;
     unsigned char *p = realloc(s->blob, cap);
-    if (!p) return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: table %s: out of memory for a %zu-byte bytea",
+    if (!p) return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: table %s: out of memory for %zu bytes of bytea",
                            s->path, r->target, need);
     s->blob = p;
     s->blob_cap = cap;
   }
   s->blob_used = 0;
+  return OD_OK;
+}
 
+/* Bind ?base+1..?base+nplan by `plan`. */
+static int bind_tuple(sq_sink *s, sq_rel *r, sqlite3_stmt *st, int base, const uint16_t *plan, int nplan,
+                      const od_tuple *nt, const od_tuple *mt, od_error *err) {
   for (int i = 0; i < nplan; i++) {
     int col = SQ_COL(plan[i]);
     const od_value *v = &((plan[i] & SQ_FROM_MATCH) ? mt : nt)->values[col];
-    int rc;
+    int rc, idx = base + i + 1;
     switch (v->kind) {
       case OD_VALUE_NULL:
-        rc = sqlite3_bind_null(st, i + 1);
+        rc = sqlite3_bind_null(st, idx);
         break;
       case OD_VALUE_TEXT:
-        rc = bind_text_value(s, r, st, i + 1, col, v, err);
+        rc = bind_text_value(s, r, st, idx, col, v, err);
         if (rc < 0) return rc; /* od status from bad_value; SQLite codes are >= 0 */
         break;
       case OD_VALUE_BINARY:
-        rc = v->len ? sqlite3_bind_blob(st, i + 1, v->data, (int)v->len, SQLITE_STATIC)
-                    : sqlite3_bind_zeroblob(st, i + 1, 0);
+        rc = v->len ? sqlite3_bind_blob(st, idx, v->data, (int)v->len, SQLITE_STATIC)
+                    : sqlite3_bind_zeroblob(st, idx, 0);
         break;
       case OD_VALUE_UNCHANGED:
         return OD_FAIL(err, OD_ESINK,
@@ -216,4 +259,20 @@ int sq_bind(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const uint16_t *plan, int n
     }
   }
   return OD_OK;
+}
+
+int sq_bind(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const uint16_t *plan, int nplan,
+            const od_tuple *nt, const od_tuple *mt, od_error *err) {
+  int rc = blob_reserve(s, r, blob_need(r, plan, nplan, nt, mt), err);
+  return rc ? rc : bind_tuple(s, r, st, 0, plan, nplan, nt, mt, err);
+}
+
+int sq_bind_rows(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const od_change *changes, int n, od_error *err) {
+  int nc = r->rel->ncolumns, rc;
+  size_t need = 0;
+  for (int k = 0; k < n; k++) need += blob_need(r, r->ident_plan, nc, &changes[k].newtup, &changes[k].newtup);
+  if ((rc = blob_reserve(s, r, need, err))) return rc;
+  for (int k = 0; k < n && rc == OD_OK; k++)
+    rc = bind_tuple(s, r, st, k * nc, r->ident_plan, nc, &changes[k].newtup, &changes[k].newtup, err);
+  return rc;
 }

@@ -11,11 +11,15 @@
 # offsets; intervals with mixed signs; multi-dimensional arrays with NULLs, quoted strings,
 # lower bounds; empty, infinite and empty-multirange ranges; inet/cidr v4/v6; money extremes;
 # xml; json with whitespace and duplicate keys; jsonb with escapes; oid/reg* types; pg_lsn; ...),
-# one all-NULL row and one row of empty values ('' / {} / empty / \x). public.keyless holds the
+# one all-NULL row and one row of empty values ('' / {} / empty / \x). public.presnap (keyed: copied
+# by key ranges) and public.presnap_kl (keyless: copied by page ranges) hold the same rows before
+# odsync starts, so they reach both sinks through the initial snapshot (COPY text format, escapes
+# and \N included) instead of the stream. public.keyless holds the
 # same rows without a key (REPLICA IDENTITY FULL: matched on the full old row, incl. xml, json,
 # geometric, pg_snapshot, reg* values); public.bag holds keyless rows that are equal by '=' but
-# print differently (numeric 1.0/1.00, float8 0/-0, interval '1 day'/'24:00:00', NaN) and the
-# source updates/deletes exactly one of them: the sinks must change that one.
+# print differently (numeric 1.0/1.00, float8 0/-0, interval '1 day'/'24:00:00', NaN; two rows that
+# differ only in the sign of a float8 zero) and the source updates/deletes exactly one of them: the
+# sinks must change that one.
 #
 # Asserts, after the inserts, after an update that rotates every value of every row to another
 # row's value (NULL <-> '' included), after an update that leaves the TOASTed values unchanged
@@ -25,8 +29,10 @@
 #                 value check: (id, column, NULL?, length, md5 of the text form) on both servers;
 #   PG -> SQLite: od_compare equal (value AND storage class per docs/TYPES.md), and the declared
 #                 SQLite types of the columns are the documented ones.
+# od_compare compares floats bit for bit, so a -0 that reached SQLite as 0.0 is a difference.
 # Finally both oracles must notice a one-value change (exit 1): a numeric turned from TEXT into a
-# REAL in SQLite, and a one-byte change of a text value on the target server.
+# REAL in SQLite, a float8 -0 turned into 0.0 in SQLite, and a one-byte change of a text value on
+# the target server.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -80,9 +86,10 @@ COLUMNS=(
   "c_snapshot pg_snapshot" "c_txid_snapshot txid_snapshot" "c_jsonpath jsonpath" "c_refcursor refcursor"
   "c_bigtext text"
 )
-# SQLite declared type per column (docs/TYPES.md); unlisted columns: TEXT.
+# SQLite declared type per column (docs/TYPES.md); unlisted columns: TEXT. Floats have none (BLOB
+# affinity, so -0 keeps its sign).
 declare -A SQLITE_DECL=([id]=INTEGER [c_int2]=INTEGER [c_int4]=INTEGER [c_int8]=INTEGER [c_oid]=INTEGER
-  [c_bool]=INTEGER [c_float4]=REAL [c_float8]=REAL [c_bytea]=BLOB)
+  [c_bool]=INTEGER [c_float4]="" [c_float8]="" [c_bytea]=BLOB)
 
 names=() ddl="id integer PRIMARY KEY"
 for c in "${COLUMNS[@]}"; do
@@ -112,17 +119,15 @@ cat >"$CONFIG" <<YAML
 state_dir: $TEST_TMP/state
 pipelines:
   - name: tosqlite
-    source: { type: postgres, dsn: "$SRC_DSN", tables: [public.alltypes, public.keyless, public.bag] }
+    source: { type: postgres, dsn: "$SRC_DSN", tables: [public.alltypes, public.keyless, public.bag,
+                                                       public.presnap, public.presnap_kl] }
     sink: { type: sqlite, path: $SINK_DB }
   - name: topg
-    source: { type: postgres, dsn: "$SRC_DSN", tables: [public.alltypes, public.keyless, public.bag] }
+    source: { type: postgres, dsn: "$SRC_DSN", tables: [public.alltypes, public.keyless, public.bag,
+                                                       public.presnap, public.presnap_kl] }
     sink: { type: postgres, dsn: "$DST_DSN" }
 YAML
-odsync_start "$CONFIG" "$LOG"
-wait_slot_active odsync_tosqlite 60
-wait_slot_active odsync_topg 60
-log "both slots active; edge values"
-
+log "edge values"
 # Rows 1..6 edge values, 7 all NULL, 8 empty values. 1 MB text: ~262,000 code points spread over
 # every unicode plane (hash of the position; surrogates shifted away), incompressible enough to be
 # stored out of line (TOAST).
@@ -267,6 +272,19 @@ SQL
 [[ $(pg_psql -c "SELECT octet_length(c_bigtext) >= 1000000 FROM stage WHERE id = 1") == t ]] ||
   fail "the 1 MB text value is shorter than 1 MB"
 
+# Rows that exist before odsync: copied by the initial snapshot.
+pg_psql <<'SQL'
+CREATE TABLE presnap (LIKE alltypes INCLUDING INDEXES);
+INSERT INTO presnap SELECT * FROM stage;
+CREATE TABLE presnap_kl (LIKE alltypes);
+INSERT INTO presnap_kl SELECT * FROM stage;
+INSERT INTO presnap_kl SELECT * FROM stage WHERE id IN (1, 7, 8);
+SQL
+odsync_start "$CONFIG" "$LOG"
+wait_slot_active odsync_tosqlite 60
+wait_slot_active odsync_topg 60
+log "both slots active (initial snapshot of presnap, presnap_kl done); streaming edge values"
+
 pg_psql -c "INSERT INTO alltypes SELECT * FROM stage WHERE id <= 4"
 pg_psql -c "INSERT INTO alltypes SELECT * FROM stage WHERE id > 4"
 pg_psql -c "INSERT INTO keyless SELECT * FROM stage"
@@ -274,11 +292,14 @@ pg_psql <<'SQL'
 INSERT INTO bag VALUES (1, 1.0, 0, '1 day', '{1.0}', '[1.0,2)', '(1,x,1.0)'),
                        (1, 1.00, '-0', '24:00:00', '{1.00}', '[1.00,2)', '(1,x,1.00)'),
                        (2, 'NaN', 'NaN', '1 mon', '{NaN}', 'empty', '(,,)'),
-                       (2, 'NaN', 'NaN', '30 days', '{NaN}', 'empty', '(,,)');
+                       (2, 'NaN', 'NaN', '30 days', '{NaN}', 'empty', '(,,)'),
+                       (3, 1, 0, '1 day', '{1}', 'empty', '(,,)'),
+                       (3, 1, '-0', '1 day', '{1}', 'empty', '(,,)');
 SQL
 
 # ---- oracles --------------------------------------------------------------------------------
-TABLES=(--table public.alltypes --table public.keyless --table public.bag)
+TABLES=(--table public.alltypes --table public.keyless --table public.bag --table public.presnap
+        --table public.presnap_kl)
 compare_sqlite() { compare "${TABLES[@]}"; }
 compare_pg() { "$OD_COMPARE_PG" --source "$SRC_DSN" --target "$DST_DSN" "${TABLES[@]}"; }
 
@@ -336,13 +357,16 @@ wait_all_equal "insert"
 ndecl=0
 while IFS='|' read -r col decl; do
   ndecl=$((ndecl + 1))
-  want=${SQLITE_DECL[$col]:-TEXT}
+  want=${SQLITE_DECL[$col]-TEXT}
   [[ "$decl" == "$want" ]] || fail "SQLite column alltypes.$col is declared '$decl', expected '$want' (docs/TYPES.md)"
 done < <(sqlite3 -separator '|' "$SINK_DB" "SELECT name, type FROM pragma_table_info('alltypes')")
 ((ndecl == ${#names[@]} + 1)) || fail "SQLite table alltypes has $ndecl columns, expected $((${#names[@]} + 1))"
 # Spot checks of storage classes that od_compare derives from the same rules.
 [[ $(sqlite3 "$SINK_DB" "SELECT typeof(c_float8) || ' ' || c_float8 FROM alltypes WHERE id = 4") == "text NaN" ]] ||
   fail "float8 NaN is not the TEXT 'NaN' in SQLite"
+# (SQLite prints -0.0 as 0.0; its sign is checked by od_compare, which reads the double.)
+[[ $(sqlite3 "$SINK_DB" "SELECT typeof(c_float8) || ' ' || (c_float8 = 0) || ' ' || typeof(c_float4) FROM alltypes WHERE id = 1") == "real 1 real" ]] ||
+  fail "float8 -0 is not a REAL equal to 0 in SQLite"
 [[ $(sqlite3 "$SINK_DB" "SELECT typeof(c_bytea) || length(c_bytea) FROM alltypes WHERE id = 8") == "blob0" ]] ||
   fail "empty bytea is not an empty BLOB in SQLite"
 [[ $(sqlite3 "$SINK_DB" "SELECT typeof(c_text) || length(c_text) FROM alltypes WHERE id = 8") == "text0" ]] ||
@@ -377,6 +401,7 @@ pg_psql -c "UPDATE keyless t SET $set_list FROM stage s WHERE s.id = t.id % 8 + 
 pg_psql <<'SQL'
 UPDATE bag SET k = 10 WHERE n::text = '1.00';
 DELETE FROM bag WHERE i = '30 days' AND i::text = '30 days';
+UPDATE bag SET k = 30 WHERE k = 3 AND f::text = '-0';
 SQL
 wait_all_equal "rotate"
 
@@ -415,6 +440,18 @@ set +e
 rc=$?
 set -e
 [[ $rc -eq 1 ]] || { cat "$TEST_TMP/neg1.txt"; fail "od_compare exited $rc on a numeric stored as REAL (expected 1)"; }
+negzero_id=$(pg_psql -c "SELECT id FROM alltypes WHERE c_float8::text = '-0' ORDER BY id LIMIT 1")
+[[ -n $negzero_id ]] || fail "no row holds float8 -0 on the source at the end"
+sqlite3 "$SINK_DB" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+cp "$SINK_DB" "$TEST_TMP/tampered0.db"
+sqlite3 "$TEST_TMP/tampered0.db" "UPDATE alltypes SET c_float8 = 0.0 WHERE id = $negzero_id"
+set +e
+"$OD_COMPARE" --pg "$SRC_DSN" --sqlite "$TEST_TMP/tampered0.db" --table public.alltypes >"$TEST_TMP/neg0.txt" 2>&1
+rc=$?
+set -e
+[[ $rc -eq 1 ]] || { cat "$TEST_TMP/neg0.txt"; fail "od_compare exited $rc on a float8 -0 stored as 0.0 (expected 1)"; }
+grep -q -- "c_float8: source -0(REAL)" "$TEST_TMP/neg0.txt" ||
+  { cat "$TEST_TMP/neg0.txt"; fail "od_compare did not name c_float8 -0 vs 0 as the difference"; }
 dst_psql -c "UPDATE alltypes SET c_text = c_text || 'x' WHERE id = 2"
 set +e
 compare_pg >"$TEST_TMP/neg2.txt" 2>&1

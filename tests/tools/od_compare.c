@@ -9,8 +9,8 @@
  *
  * Each PG value (text format, extra_float_digits=3) is turned into what the sink must hold:
  *   int2/int4/int8/oid -> INTEGER           bool -> INTEGER 1/0
- *   float4/float8      -> REAL, bit-identical to strtod(text); 'NaN' -> TEXT 'NaN';
- *                         '-0' -> REAL +0.0 (SQLite's REAL columns drop the sign of zero)
+ *   float4/float8      -> REAL, bit-identical to strtod(text), so '-0' must be the REAL -0.0
+ *                         (0.0 is a difference); 'NaN' -> TEXT 'NaN'
  *   bytea              -> BLOB of the decoded bytes
  *   anything else      -> TEXT byte-identical to PG's output      NULL -> NULL
  * and each SQLite value is read with its storage class (sqlite3_column_type). Both sides become
@@ -271,11 +271,7 @@ static bool put_pg_value(struct rowset *rs, Oid type, const char *v, int len) {
     char *end;
     double d = strtod(v, &end);
     if (end == v || *end) return false;
-    /* A REAL column cannot hold -0.0: SQLite stores an integral REAL as an integer and reads it
-     * back as +0.0, and a '-0' text is converted by REAL affinity the same way. docs/TYPES.md
-     * documents -0 -> REAL 0.0 as the mapping's one loss; any other value keeps its bits. */
-    if (d == 0 && signbit(d)) d = 0.0;
-    rs_put_real(rs, d);
+    rs_put_real(rs, d); /* its bits: -0.0 and 0.0 differ (docs/TYPES.md: -0 is kept) */
     return true;
   }
   case OID_BYTEA: {

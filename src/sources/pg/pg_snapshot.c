@@ -10,15 +10,19 @@
  * connection of its own exports the view instead (its consistent point is reported so the
  * pipeline can drop older changes of tables copied under it).
  * Readers: ordinary connections in BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
- * SET TRANSACTION SNAPSHOT '<view>'. Rows come from a cursor (FETCH in batches), text format —
- * the same type output functions pgoutput uses, so a row read here equals the stream's image.
+ * SET TRANSACTION SNAPSHOT '<view>'. A chunk is one COPY (SELECT ...) TO STDOUT in text format —
+ * the same type output functions pgoutput uses, so a row read here equals the stream's image;
+ * rows stream without a round trip per batch (pg_copy_text.c undoes COPY's escapes in place).
+ * When the sink takes binary values (read(..., binary)), the COPY is (FORMAT binary) and
+ * pg_copy_binary.c splits its rows: the types' send form, passed on untouched.
  *
  * The table list also carries, for incremental snapshots, each table's key to page by
  * (od_snap_table.nkey/key_cols, filled by pg_isnap.c's od_pg_isnap_key) and the connection's text
  * settings (od_snapshot_info.text_form).
  * Owns: struct pg_snap (tables, their od_relation blocks, quoted SQL fragments, the temporary
  * slot's connection), freed by od_pg_snapshot_free() when the source closes; each reader's
- * connection and row buffers (reused for every batch: no allocation per row).
+ * connection and row buffers (reused for every batch; the rows themselves are libpq's COPY row
+ * buffers, freed once their batch is delivered).
  * Never touches: sinks, the pipeline, the replication stream. Messages name the server as
  * host:port/dbname, never the DSN.
  */
@@ -28,9 +32,12 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "sources/pg/pg_copy_binary.h"
+#include "sources/pg/pg_copy_text.h"
 #include "sources/pg/pg_internal.h"
 
-#define FETCH_ROWS 2000
+#define BATCH_ROWS 2000           /* rows per call of the rows callback */
+#define BATCH_BYTES (8u << 20)    /* ... or fewer when they hold this much text */
 #define OID_INT8 20
 #define OID_INT2 21
 #define OID_INT4 23
@@ -50,6 +57,7 @@ struct od_snap_reader {
   PGconn *conn;
   od_change *rows;
   od_value *values;
+  char **bufs; /* libpq's row buffers of the batch being built (PQfreemem) */
   size_t rows_cap, values_cap;
   char *sql;
   size_t sql_cap;
@@ -303,11 +311,22 @@ static void pg_reader_close(od_snap_reader *r) {
   PQfinish(r->conn);
   free(r->rows);
   free(r->values);
+  free(r->bufs);
   free(r->sql);
   free(r);
 }
 
-/* Run a statement on the reader's connection; a lost connection is retriable. */
+/* The connection's last error as an od_error; a lost connection is retriable. */
+static int reader_error(od_snap_reader *r, const char *what, od_error *err) {
+  char msg[400];
+  snprintf(msg, sizeof msg, "%s", PQerrorMessage(r->conn));
+  msg[strcspn(msg, "\n")] = '\0';
+  bool lost = PQstatus(r->conn) != CONNECTION_OK;
+  return od_error_set(err, lost ? OD_ECONNECT : OD_ESOURCE, lost, __FILE__, __LINE__, "%s: snapshot: %s: %s",
+                      r->s->where, what, msg);
+}
+
+/* Run a statement on the reader's connection. */
 static int reader_exec(od_snap_reader *r, const char *sql, PGresult **out, const char *what, od_error *err) {
   PGresult *res = PQexec(r->conn, sql);
   ExecStatusType st = PQresultStatus(res);
@@ -318,13 +337,8 @@ static int reader_exec(od_snap_reader *r, const char *sql, PGresult **out, const
       PQclear(res);
     return OD_OK;
   }
-  char msg[400];
-  snprintf(msg, sizeof msg, "%s", PQerrorMessage(r->conn));
-  msg[strcspn(msg, "\n")] = '\0';
   PQclear(res);
-  bool lost = PQstatus(r->conn) != CONNECTION_OK;
-  return od_error_set(err, lost ? OD_ECONNECT : OD_ESOURCE, lost, __FILE__, __LINE__, "%s: snapshot: %s: %s",
-                      r->s->where, what, msg);
+  return reader_error(r, what, err);
 }
 
 static int pg_reader_open(od_source *base, od_snap_reader **out, od_error *err) {
@@ -438,68 +452,116 @@ static void chunk_where(const od_snap_table *t, const od_snap_plan *p, uint32_t 
   }
 }
 
-static int deliver(od_snap_reader *r, const od_snap_table *t, PGresult *res, bool binary, od_snap_rows_fn fn,
-                   void *ctx, od_error *err) {
-  int n = PQntuples(res);
-  uint16_t ncols = t->rel->ncolumns;
-  if (PQnfields(res) != ncols)
-    return OD_FAIL(err, OD_EPROTOCOL, "%s: snapshot of %s: %d columns read, %u expected", r->s->where, t->name,
-                   PQnfields(res), ncols);
-  if ((size_t)n > r->rows_cap) {
-    od_change *c = realloc(r->rows, (size_t)n * sizeof *c);
-    if (!c) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", r->s->where);
-    r->rows = c;
-    r->rows_cap = (size_t)n;
+/* Room for a batch of BATCH_ROWS rows of ncols values. */
+static int batch_reserve(od_snap_reader *r, uint16_t ncols, od_error *err) {
+  if (!r->rows) {
+    r->rows = malloc(BATCH_ROWS * sizeof *r->rows);
+    r->bufs = malloc(BATCH_ROWS * sizeof *r->bufs);
+    if (!r->rows || !r->bufs) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", r->s->where);
+    r->rows_cap = BATCH_ROWS;
   }
-  size_t nv = (size_t)n * ncols;
+  size_t nv = (size_t)BATCH_ROWS * (ncols ? ncols : 1);
   if (nv > r->values_cap) {
     od_value *v = realloc(r->values, nv * sizeof *v);
     if (!v) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", r->s->where);
     r->values = v;
     r->values_cap = nv;
   }
-  for (int i = 0; i < n; i++) {
-    od_value *vals = r->values + (size_t)i * ncols;
-    for (uint16_t c = 0; c < ncols; c++) {
-      if (PQgetisnull(res, i, c)) {
-        vals[c] = (od_value){.data = NULL, .len = 0, .kind = OD_VALUE_NULL};
-      } else {
-        vals[c] = (od_value){.data = PQgetvalue(res, i, c), .len = (uint32_t)PQgetlength(res, i, c),
-                             .kind = binary ? OD_VALUE_BINARY : OD_VALUE_TEXT};
-      }
-    }
-    r->rows[i] = (od_change){.op = OD_OP_READ, .rel = t->rel, .newtup = {.ncolumns = ncols, .values = vals},
-                             .index = (uint32_t)i};
-  }
-  return n ? fn(ctx, r->rows, (size_t)n, err) : OD_OK;
+  return OD_OK;
+}
+
+static void free_bufs(od_snap_reader *r, size_t n) {
+  for (size_t i = 0; i < n; i++) PQfreemem(r->bufs[i]);
+}
+
+/* A chunk's COPY ended early (error, stop): the connection is mid-COPY and its transaction cannot
+ * go on, so drop it; the reader fails from now on (readers are not reused after a failed chunk). */
+static void abandon(od_snap_reader *r) {
+  PQfinish(r->conn);
+  r->conn = NULL;
 }
 
 static int pg_snap_read(od_snap_reader *r, const od_snap_table *t, const od_snap_plan *plan, uint32_t chunk,
                         bool binary, od_snap_rows_fn fn, void *ctx, od_error *err) {
   const pg_snap_table *pt = t->priv;
+  uint16_t ncols = t->rel->ncolumns;
   char where[640];
   chunk_where(t, plan, chunk, where, sizeof where);
   size_t need = strlen(pt->cols_q) + strlen(pt->from_q) + strlen(where) + (pt->filter ? strlen(pt->filter) : 0) + 128;
   int rc = sql_reserve(r, need, err);
+  if (!rc) rc = batch_reserve(r, ncols, err);
   if (rc) return rc;
+  if (!r->conn) return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: snapshot of %s: the reader's connection was dropped "
+                                     "after an earlier failure", r->s->where, t->name);
   bool w = where[0] != '\0';
-  snprintf(r->sql, r->sql_cap, "DECLARE od_snap_chunk %sNO SCROLL CURSOR FOR SELECT %s FROM %s%s%s%s%s%s%s",
-           binary ? "BINARY " : "", pt->cols_q, pt->from_q, (w || pt->filter) ? " WHERE " : "", w ? where : "",
-           (w && pt->filter) ? " AND " : "", pt->filter ? "(" : "", pt->filter ? pt->filter : "",
-           pt->filter ? ")" : "");
-  if ((rc = reader_exec(r, r->sql, NULL, "opening a cursor", err))) return od_error_prefix(err, "%s: ", t->name);
-  char fetch[64];
-  snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM od_snap_chunk", FETCH_ROWS);
-  for (;;) {
-    PGresult *res;
-    if ((rc = reader_exec(r, fetch, &res, "fetching rows", err))) return od_error_prefix(err, "%s: ", t->name);
-    int n = PQntuples(res);
-    rc = deliver(r, t, res, binary, fn, ctx, err);
+  snprintf(r->sql, r->sql_cap, "COPY (SELECT %s FROM %s%s%s%s%s%s%s) TO STDOUT%s", pt->cols_q, pt->from_q,
+           (w || pt->filter) ? " WHERE " : "", w ? where : "", (w && pt->filter) ? " AND " : "",
+           pt->filter ? "(" : "", pt->filter ? pt->filter : "", pt->filter ? ")" : "",
+           binary ? " (FORMAT binary)" : "");
+  PGresult *res = PQexec(r->conn, r->sql);
+  if (PQresultStatus(res) != PGRES_COPY_OUT) {
     PQclear(res);
-    if (rc) return rc;
-    if (n < FETCH_ROWS) break;
+    reader_error(r, "reading rows", err);
+    return od_error_prefix(err, "%s: ", t->name);
   }
-  return reader_exec(r, "CLOSE od_snap_chunk", NULL, "closing a cursor", err);
+  PQclear(res);
+  size_t n = 0, bytes = 0;
+  bool header = binary; /* a binary stream starts with the file header */
+  for (;;) {
+    char *row;
+    int len = PQgetCopyData(r->conn, &row, 0);
+    if (len < 0) {
+      if (len == -1 && n) rc = fn(ctx, r->rows, n, err); /* COPY done: the last batch */
+      free_bufs(r, n);
+      n = 0;
+      if (len == -2 || rc) break;
+      /* COPY's own result (an error that came after the last row), then none */
+      res = PQgetResult(r->conn);
+      bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+      PQclear(res);
+      while ((res = PQgetResult(r->conn))) PQclear(res);
+      if (!ok) {
+        len = -2;
+        break;
+      }
+      return OD_OK;
+    }
+    od_value *vals = r->values + n * ncols;
+    int nf = binary ? od_pg_copy_split_binary(row, (size_t)len, &header, vals, ncols)
+                    : od_pg_copy_split(row, (size_t)len, vals, ncols);
+    if (binary && nf == 0) { /* the trailer; the end of the COPY follows */
+      PQfreemem(row);
+      continue;
+    }
+    r->bufs[n] = row;
+    r->rows[n] = (od_change){.op = OD_OP_READ, .rel = t->rel, .newtup = {.ncolumns = ncols, .values = vals},
+                             .index = (uint32_t)n};
+    n++;
+    bytes += (size_t)len;
+    if (nf != ncols) {
+      if (nf < 0)
+        rc = OD_FAIL(err, OD_EPROTOCOL, "%s: snapshot of %s: a COPY row %s", r->s->where, t->name,
+                     binary ? "is malformed (binary format)" : "ends inside an escape");
+      else
+        rc = OD_FAIL(err, OD_EPROTOCOL, "%s: snapshot of %s: a COPY row has %d fields, %u expected", r->s->where,
+                     t->name, nf, ncols);
+      free_bufs(r, n);
+      break;
+    }
+    if (n == BATCH_ROWS || bytes >= BATCH_BYTES) {
+      rc = fn(ctx, r->rows, n, err);
+      free_bufs(r, n);
+      n = 0;
+      bytes = 0;
+      if (rc) break;
+    }
+  }
+  if (!rc) { /* -2: the server or the connection failed */
+    reader_error(r, "reading rows", err);
+    rc = od_error_prefix(err, "%s: ", t->name);
+  }
+  abandon(r);
+  return rc;
 }
 
 const od_snapshot_ops od_pg_snapshot_ops = {
