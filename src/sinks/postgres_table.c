@@ -443,6 +443,9 @@ static int make_table(pgs_sink *s, pg_rel *r, const char *schema_q, od_error *er
     add_col(b, r, i);
     od_sqlbuf_add(b, " ");
     rc = pgs_add_type(s, r, i, err);
+    /* Key columns of a table whose key comes later are NOT NULL from the start, so that adding
+     * the primary key does not scan the table once more to check it. */
+    if (r->keyed && s->defer_key && rel->columns[i].key) od_sqlbuf_add(b, " NOT NULL");
   }
   /* A table created for a snapshot load gets its key when the load is done (postgres_load.c). */
   if (r->keyed && !s->defer_key) {
