@@ -246,3 +246,13 @@ for r in "${RESULTS[@]}"; do
   awk -v n="$name" -v s="$med" -v f="$fast" -v rows="$BENCH_ROWS" -v b="$BASE_MED" -v c="$cpu" \
     'BEGIN { printf "%-40s %9.2f %9.2f %12.0f %15.2fx %8.2f\n", n, s, f, rows / s, b / s, c }'
 done
+echo
+echo "seconds of every round, in order (machine CPU seconds in brackets):"
+for name in "${!SEEN[@]}"; do
+  line=""
+  for r in "${RESULTS[@]}"; do
+    IFS=$'\t' read -r -a f <<<"$r"
+    [[ ${f[0]} == "$name" ]] && line+=" ${f[1]} (${f[2]})"
+  done
+  printf '  %-40s%s\n' "$name" "$line"
+done | sort
