@@ -132,7 +132,9 @@ typedef struct od_snapshot_ops {
   int (*plan)(od_snap_reader *r, const od_snap_table *t, uint32_t chunk_rows, od_snap_plan *out,
               od_error *err);
   /* Read one chunk, calling fn with batches of rows: values OD_VALUE_TEXT, or OD_VALUE_BINARY in
-   * the info's binary_format when `binary` (only when binary_format is not NULL). */
+   * the info's binary_format when `binary` (only when binary_format is not NULL). In binary form,
+   * a column of a user-defined type (PostgreSQL: type OID >= 16384) comes as the binary form of
+   * its text (the text's bytes), the way sinks store such types. */
   int (*read)(od_snap_reader *r, const od_snap_table *t, const od_snap_plan *plan, uint32_t chunk, bool binary,
               od_snap_rows_fn fn, void *ctx, od_error *err);
   void (*reader_close)(od_snap_reader *r);

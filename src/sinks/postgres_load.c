@@ -21,6 +21,7 @@
 
 #define COPY_FLUSH_BYTES (256u << 10) /* hand encoded rows to libpq in pieces of about this size */
 #define FIRST_USER_OID 16384          /* FirstNormalObjectId: OIDs below are built in, the same everywhere */
+#define OID_TEXT 25
 
 static int oom(pgs_sink *s, od_error *err) { return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where); }
 
@@ -246,7 +247,8 @@ int pgs_load(od_sink *base, const od_change *rows, size_t n, od_error *err) {
 }
 
 /* Does every column of the target have exactly the source's built-in type, one whose binary form
- * the server receives as the source sent it? OID-alias types (regclass, ...) are left out: their
+ * the server receives as the source sent it (or, for a user-defined type, which the source sends
+ * as text in binary reads, a text column)? OID-alias types (regclass, ...) are left out: their
  * binary form is an OID, which names different objects in two databases. */
 static int takes_binary(pgs_sink *s, const pg_rel *r, bool *out, od_error *err) {
   *out = false;
@@ -267,8 +269,12 @@ static int takes_binary(pgs_sink *s, const pg_rel *r, bool *out, od_error *err) 
     for (int t = 0; t < PQntuples(res); t++) {
       if (strcmp(PQgetvalue(res, t, 0), col->name) != 0) continue;
       found = true;
-      ok = col->type_oid < FIRST_USER_OID && strtoull(PQgetvalue(res, t, 1), NULL, 10) == col->type_oid &&
-           PQgetvalue(res, t, 2)[0] == 't';
+      unsigned long long target = strtoull(PQgetvalue(res, t, 1), NULL, 10);
+      /* A user-defined type arrives as text (snapshot.h) and needs a text column, as the sink
+       * creates them. */
+      ok = col->type_oid < FIRST_USER_OID ? target == col->type_oid && PQgetvalue(res, t, 2)[0] == 't'
+                                          : target == OID_TEXT;
+
       break;
     }
     if (found) matched++;

@@ -8,17 +8,19 @@
 #   big  SNAP_BIG_ROWS (3,000,000) rows, bigint key: binary COPY, key ranges, deferred key;
 #   bt   built-in types with edge values (NaN, ±Infinity, -0, huge numeric, BC and infinite
 #        timestamps, escapes, arrays with NULLs, ...), int key: binary COPY, compared byte-exact;
-#   ut   an enum column and a composite (int, text) key whose index INCLUDEs v (not part of the
-#        key): text COPY, page ranges, deferred
+#   ut   an enum column (read as text inside the binary COPY, stored as text) and a composite
+#        (int, text) key whose index INCLUDEs v (not part of the key): binary COPY, page ranges,
+#        deferred
 #        composite key;
+#   rt   a regclass column (an OID in binary: names differ between databases): text COPY;
 #   kl   keyless, REPLICA IDENTITY FULL: COPY, no key to build;
 #   pre  exists on the target before odsync with a primary key and rows under the source's keys
 #        (other values): bulk loading meets the duplicate keys, rolls the chunk back and applies
 #        that table as upserts, so the target ends up equal to the source.
 # Asserts: the kill lands while some but not all chunks of big are marked; nothing was
 # acknowledged and no key was built yet on big; the restart copies exactly the missing chunks of
-# big; big, bt, ut and pre have their primary keys afterwards (kl none); big and bt were loaded in
-# binary, ut in text; the target equals the source exactly (od_compare_pg: values and types,
+# big; big, bt, ut and pre have their primary keys afterwards (kl none); big, bt and ut were loaded
+# in binary, rt in text; the target equals the source exactly (od_compare_pg: values and types,
 # keyless as multisets), also after the streamed workload; no duplicate keys.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
@@ -35,7 +37,7 @@ LOG=$TEST_TMP/odsync.log
 WORKLOAD_LOG=$TEST_TMP/workload.log
 WORKLOAD_PID=
 SLOT=odsync_load
-TABLES=(--table public.big --table public.bt --table public.ut --table public.kl --table public.pre)
+TABLES=(--table public.big --table public.bt --table public.ut --table public.rt --table public.kl --table public.pre)
 
 test_extra_cleanup() {
   if [[ -n "$WORKLOAD_PID" ]]; then
@@ -128,6 +130,9 @@ FROM generate_series(1, 5000) g;
 CREATE TABLE ut (a int, b text, m mood, v text, PRIMARY KEY (a, b) INCLUDE (v));
 INSERT INTO ut SELECT g % 1000, 'k' || (g / 1000), (ARRAY['sad', 'ok', 'happy', 'très "content"'])[g % 4 + 1]::mood,
   md5(g::text) FROM generate_series(1, 60000) g;
+CREATE TABLE rt (id int PRIMARY KEY, r regclass, t text);
+INSERT INTO rt SELECT g, (ARRAY['pg_class', 'pg_type', 'big', 'public.ut'])[g % 4 + 1]::regclass, md5(g::text)
+FROM generate_series(1, 3000) g;
 CREATE TABLE kl (a int, b text, c numeric(10,2));
 ALTER TABLE kl REPLICA IDENTITY FULL;
 INSERT INTO kl SELECT g % 5000, 'row ' || (g % 500), g % 7 FROM generate_series(1, 100000) g;
@@ -145,7 +150,7 @@ cat >"$CONFIG" <<YAML
 state_dir: $TEST_TMP/state
 pipelines:
   - name: load
-    source: { type: postgres, dsn: "$SRC_DSN", tables: [public.big, public.bt, public.ut, public.kl, public.pre],
+    source: { type: postgres, dsn: "$SRC_DSN", tables: [public.big, public.bt, public.ut, public.rt, public.kl, public.pre],
               snapshot_workers: 2, snapshot_chunk_rows: $CHUNK_ROWS }
     sink: { type: postgres, dsn: "$DST_DSN", maintenance_work_mem: 256MB }
 YAML
@@ -208,8 +213,10 @@ grep -q "created table public.big (its primary key is built once the initial sna
   fail "big was not created for a deferred key"
 grep -q "table public.big: snapshot chunks load with COPY (binary values)" "$LOG" || fail "big was not loaded in binary"
 grep -q "table public.bt: snapshot chunks load with COPY (binary values)" "$LOG" || fail "bt was not loaded in binary"
-grep -q "table public.ut: snapshot chunks load with COPY (text values)" "$LOG" ||
-  fail "ut (an enum column, text on the target) was not loaded in text"
+grep -q "table public.ut: snapshot chunks load with COPY (binary values)" "$LOG" ||
+  fail "ut (an enum column, read as text inside binary) was not loaded in binary"
+grep -q "table public.rt: snapshot chunks load with COPY (text values)" "$LOG" ||
+  fail "rt (a regclass column) was not loaded in text"
 created=$(sed -n 's/.*created replication slot odsync_load at \([0-9A-F/]*\) exporting.*/\1/p' "$LOG")
 [[ -n "$created" ]] || fail "no slot creation in the log"
 wait_for "[[ \$(PGPORT=$SRC_PORT pg_psql -c \"SELECT active FROM pg_replication_slots WHERE slot_name = '$SLOT'\") == f ]]" 30 ||
@@ -230,10 +237,10 @@ echo "$RUN2" | grep -q "snapshot: public.big: copied $((N_BIG - D_BIG)) chunks i
   fail "run 2 did not copy exactly the $((N_BIG - D_BIG)) missing chunks of big"
 grep -q "snapshot: public.pre: the target already holds rows with keys of chunk" "$LOG" ||
   fail "pre's duplicate keys did not switch it to upserts"
-for t in big bt ut; do
+for t in big bt ut rt; do
   grep -q "table public.$t: primary key built in" "$LOG" || fail "no primary key built for $t"
 done
-for t in big bt ut pre; do [[ $(has_pkey "$t") == 1 ]] || fail "$t has no primary key after the snapshot"; done
+for t in big bt ut rt pre; do [[ $(has_pkey "$t") == 1 ]] || fail "$t has no primary key after the snapshot"; done
 [[ $(has_pkey kl) == 0 ]] || fail "kl (keyless) got a primary key"
 [[ $(dst_psql -c "SELECT string_agg(attname, ',' ORDER BY attname) FROM pg_index i JOIN pg_attribute a
       ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = 'public.ut'::regclass AND i.indisprimary") == a,b ]] ||

@@ -59,10 +59,15 @@ int od_pg_prepare_publication(pg_source *s, od_error *err);
 int od_pg_create_slot(pg_source *s, PGconn *repl, const char *name, bool temporary, char *snap, size_t cap,
                       od_lsn *point, od_error *err);
 
+/* FirstNormalObjectId: type OIDs below are built in (the same on every server), at or above are
+ * user-defined (enums, domains, composites, extension types). */
+#define OD_PG_FIRST_USER_OID 16384u
+
 /* pg_snapshot.c: the source's part of an od_snap_table (od_snap_table.priv). */
 typedef struct pg_snap_table {
   char *from_q;      /* "schema"."table" */
   char *cols_q;      /* "a", "b", ... */
+  char *cols_bin_q;  /* the same with user-defined types cast to text: "a", "m"::text, ... (binary reads) */
   char *key_q;       /* the integer key column (OD_SNAP_INT_KEY), else NULL */
   char *key_order_q; /* incremental snapshots: the key columns, "k1", "k2" (NULL: no usable key) */
   char *key_after_q; /* and ("k1", "k2") > ($1::type1, $2::type2) */

@@ -69,6 +69,7 @@ static void free_snap(pg_snap *p) {
     free(p->tables[i].rel);
     free(p->priv[i].from_q);
     free(p->priv[i].cols_q);
+    free(p->priv[i].cols_bin_q);
     free(p->priv[i].key_q);
     free(p->priv[i].key_order_q);
     free(p->priv[i].key_after_q);
@@ -153,20 +154,25 @@ static int build_relation(pg_source *s, od_snap_table *t, pg_snap_table *pt, uin
       nkey++;
       key_col = i;
     }
-    cols_len += strlen(c->name) * 2 + 4;
+    cols_len += strlen(c->name) * 2 + 10;
   }
   rel->has_primary_key = any_key && (ri == 'd' || ri == 'i' || ri == 'f');
   PQclear(r);
   t->rel = rel;
   /* SQL fragments, quoted once. */
   pt->cols_q = malloc(cols_len + 1);
-  if (!pt->cols_q) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
-  pt->cols_q[0] = '\0';
-  size_t o = 0;
+  pt->cols_bin_q = malloc(cols_len + 1);
+  if (!pt->cols_q || !pt->cols_bin_q) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  pt->cols_q[0] = pt->cols_bin_q[0] = '\0';
+  size_t o = 0, ob = 0;
   for (int i = 0; i < n; i++) {
     char *q = PQescapeIdentifier(s->meta, rel->columns[i].name, strlen(rel->columns[i].name));
     if (!q) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
     o += (size_t)snprintf(pt->cols_q + o, cols_len + 1 - o, "%s%s", i ? ", " : "", q);
+    /* Binary reads carry user-defined types (enums, domains, composites, extension types) as
+     * text, the form every sink stores them in (snapshot.h). */
+    ob += (size_t)snprintf(pt->cols_bin_q + ob, cols_len + 1 - ob, "%s%s%s", i ? ", " : "", q,
+                           rel->columns[i].type_oid >= OD_PG_FIRST_USER_OID ? "::text" : "");
     PQfreemem(q);
   }
   char *qs = quote_ident(s->meta, schema), *qt = quote_ident(s->meta, name);
@@ -487,14 +493,15 @@ static int pg_snap_read(od_snap_reader *r, const od_snap_table *t, const od_snap
   uint16_t ncols = t->rel->ncolumns;
   char where[640];
   chunk_where(t, plan, chunk, where, sizeof where);
-  size_t need = strlen(pt->cols_q) + strlen(pt->from_q) + strlen(where) + (pt->filter ? strlen(pt->filter) : 0) + 128;
+  size_t need = strlen(pt->cols_bin_q) + strlen(pt->from_q) + strlen(where) + (pt->filter ? strlen(pt->filter) : 0) + 128;
   int rc = sql_reserve(r, need, err);
   if (!rc) rc = batch_reserve(r, ncols, err);
   if (rc) return rc;
   if (!r->conn) return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: snapshot of %s: the reader's connection was dropped "
                                      "after an earlier failure", r->s->where, t->name);
   bool w = where[0] != '\0';
-  snprintf(r->sql, r->sql_cap, "COPY (SELECT %s FROM %s%s%s%s%s%s%s) TO STDOUT%s", pt->cols_q, pt->from_q,
+  snprintf(r->sql, r->sql_cap, "COPY (SELECT %s FROM %s%s%s%s%s%s%s) TO STDOUT%s",
+           binary ? pt->cols_bin_q : pt->cols_q, pt->from_q,
            (w || pt->filter) ? " WHERE " : "", w ? where : "", (w && pt->filter) ? " AND " : "",
            pt->filter ? "(" : "", pt->filter ? pt->filter : "", pt->filter ? ")" : "",
            binary ? " (FORMAT binary)" : "");
