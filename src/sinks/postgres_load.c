@@ -46,19 +46,17 @@ static void put32(char *p, int32_t v) {
   memcpy(p, &n, 4);
 }
 
-static int send_buf(pgs_sink *s, od_error *err) {
-  if (!s->copy_len) return OD_OK;
-  if (PQputCopyData(s->conn, s->copy_buf, (int)s->copy_len) != 1)
-    return pgs_fail(s, s->copy_rel->target, "sending rows (COPY)", NULL, err);
-  s->copy_len = 0;
-  return OD_OK;
-}
-
 /* Read the results of the COPY just ended; a unique violation becomes OD_EDUPLICATE. */
 static int copy_result(pgs_sink *s, const char *table, od_error *err) {
   int rc = OD_OK;
   PGresult *res;
   while ((res = PQgetResult(s->conn)) != NULL) {
+    if (PQresultStatus(res) == PGRES_COPY_IN) { /* still ours to end: end it as failed */
+      PQclear(res);
+      if (rc == OD_OK) rc = pgs_fail(s, table, "sending rows (COPY)", NULL, err);
+      if (PQputCopyEnd(s->conn, "odsync: COPY abandoned") != 1) break;
+      continue;
+    }
     if (rc == OD_OK && PQresultStatus(res) != PGRES_COMMAND_OK) {
       rc = pgs_fail(s, table, "loading snapshot rows (COPY)", res, err);
       const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -70,6 +68,22 @@ static int copy_result(pgs_sink *s, const char *table, od_error *err) {
     PQclear(res);
   }
   return rc;
+}
+
+static int send_buf(pgs_sink *s, od_error *err) {
+  if (!s->copy_len) return OD_OK;
+  if (PQputCopyData(s->conn, s->copy_buf, (int)s->copy_len) == 1) {
+    s->copy_len = 0;
+    return OD_OK;
+  }
+  /* The server may have ended the COPY early with an error (a duplicate key found in rows sent
+   * before): report that error, classified like one found at the end. */
+  const pg_rel *r = s->copy_rel;
+  s->copy_rel = NULL;
+  s->copy_len = 0;
+  s->copy_rows = 0;
+  int rc = copy_result(s, r->target, err);
+  return rc ? rc : pgs_fail(s, r->target, "sending rows (COPY)", NULL, err);
 }
 
 int pgs_load_end(pgs_sink *s, od_error *err) {
@@ -84,10 +98,16 @@ int pgs_load_end(pgs_sink *s, od_error *err) {
     }
   }
   if (!rc) rc = send_buf(s, err);
-  if (!rc && PQputCopyEnd(s->conn, NULL) != 1) rc = pgs_fail(s, r->target, "ending COPY", NULL, err);
   if (rc) {
-    pgs_load_abort(s);
+    pgs_load_abort(s); /* nothing left to do when send_buf already ended the COPY */
     return rc;
+  }
+  if (PQputCopyEnd(s->conn, NULL) != 1) {
+    s->copy_rel = NULL;
+    s->copy_len = 0;
+    s->copy_rows = 0;
+    rc = copy_result(s, r->target, err);
+    return rc ? rc : pgs_fail(s, r->target, "ending COPY", NULL, err);
   }
   s->copy_rel = NULL;
   s->copy_len = 0;

@@ -137,7 +137,7 @@ CREATE TABLE kl (a int, b text, c numeric(10,2));
 ALTER TABLE kl REPLICA IDENTITY FULL;
 INSERT INTO kl SELECT g % 5000, 'row ' || (g % 500), g % 7 FROM generate_series(1, 100000) g;
 CREATE TABLE pre (id int PRIMARY KEY, v text);
-INSERT INTO pre SELECT g, 'source ' || g FROM generate_series(1, 20000) g;
+INSERT INTO pre SELECT g, 'source ' || g || repeat('p', 300) FROM generate_series(1, 20000) g;
 ANALYZE;
 SQL
 # The target already holds pre, with a primary key and other values under some of the keys.
@@ -237,6 +237,7 @@ echo "$RUN2" | grep -q "snapshot: public.big: copied $((N_BIG - D_BIG)) chunks i
   fail "run 2 did not copy exactly the $((N_BIG - D_BIG)) missing chunks of big"
 grep -q "snapshot: public.pre: the target already holds rows with keys of chunk" "$LOG" ||
   fail "pre's duplicate keys did not switch it to upserts"
+log "$(grep -m1 "snapshot: public.pre: the target already holds" "$LOG" | sed 's/.*INFO *//')"
 for t in big bt ut rt; do
   grep -q "table public.$t: primary key built in" "$LOG" || fail "no primary key built for $t"
 done
