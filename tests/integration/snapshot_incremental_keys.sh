@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # snapshot_incremental_keys.sh — `odsync snapshot` (incremental, DBLog style) on tables whose key is
 # not a single integer: a composite key (int, text) in an ICU collation, declared in another order
-# than the columns; a uuid key; a three-column key (numeric, timestamptz, bytea). Into both sinks
+# than the columns; a uuid key; a three-column key (numeric, timestamptz, bytea); a table without
+# primary key whose REPLICA IDENTITY is a unique index (text, int). Into both sinks
 # at once: one odsync process runs pipeline ksq (-> SQLite) and pipeline kpg (-> PostgreSQL, a
 # second database of the same server), both with `snapshot: never`, so only the incremental
 # snapshot can fill the sinks. A writer inserts, updates, deletes and changes keys of all three
@@ -18,7 +19,7 @@
 #      public.ck naming the key (b, a) with types and values; after the restart the log says both
 #      pipelines continue from it, and every copy finishes while the writer still writes;
 #   5. rows changed inside windows were taken from the stream (the watermark rule is exercised);
-#   6. after the writer stops: ck, uk, mk equal the source row for row in both sinks
+#   6. after the writer stops: ck, uk, mk, ri equal the source row for row in both sinks
 #      (od_compare, od_compare_pg), and no incremental snapshot mark is left behind.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
@@ -40,7 +41,7 @@ LOG=$TEST_TMP/odsync.log
 WRITER_LOG=$TEST_TMP/writer.log
 STOP_WRITER=$TEST_TMP/stop_writer
 WRITER_PID=
-KEYED=(--table public.ck --table public.uk --table public.mk)
+KEYED=(--table public.ck --table public.uk --table public.mk --table public.ri)
 
 test_extra_cleanup() {
   if [[ -n "$WRITER_PID" ]]; then
@@ -71,6 +72,10 @@ CREATE FUNCTION mkt(g int) RETURNS timestamptz IMMUTABLE LANGUAGE sql
 CREATE TABLE mk (d numeric(10,2), t timestamptz, bb bytea, v text, n int, PRIMARY KEY (d, t, bb));
 INSERT INTO mk SELECT (g % 100) * 1.25, mkt(g), substr(decode(md5(g::text), 'hex'), 1, 4), 'v ' || g, g
   FROM generate_series(1, 5000) g;
+CREATE TABLE ri (id int, code text NOT NULL, n int NOT NULL, v text);
+CREATE UNIQUE INDEX ri_key ON ri (code, n);
+ALTER TABLE ri REPLICA IDENTITY USING INDEX ri_key;
+INSERT INTO ri SELECT g, 'c' || (g % 7), g, 'v ' || g FROM generate_series(1, 3000) g;
 CREATE TABLE lt (id int PRIMARY KEY, v text);
 INSERT INTO lt SELECT g, 'lt ' || g FROM generate_series(1, 5000) g;
 CREATE TABLE rn (id int PRIMARY KEY, v text);
@@ -78,7 +83,7 @@ ALTER TABLE rn REPLICA IDENTITY NOTHING;
 CREATE TABLE ro (id int, code text NOT NULL);
 CREATE UNIQUE INDEX ro_code ON ro (code text_pattern_ops);
 ALTER TABLE ro REPLICA IDENTITY USING INDEX ro_code;
-CREATE PUBLICATION isk_pub FOR TABLE ck, uk, mk, lt;
+CREATE PUBLICATION isk_pub FOR TABLE ck, uk, mk, ri, lt;
 ANALYZE;
 SQL
 
@@ -135,6 +140,13 @@ BEGIN
   INSERT INTO uk VALUES (gen_random_uuid(), 'new ' || it, it);
   UPDATE uk SET id = gen_random_uuid(), v = 'moved ' || it WHERE id = md5((r2 + 3)::text)::uuid;
 END $$;
+CREATE FUNCTION wri(it int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE ri SET v = 'upd ' || it WHERE n = it % 3000 + 1;
+  DELETE FROM ri WHERE n = (it * 13) % 3000 + 1;
+  INSERT INTO ri VALUES (it, 'new', it, 'n ' || it);
+  UPDATE ri SET code = code || 'x' WHERE n = (it * 7) % 3000 + 1;  -- key change
+END $$;
 CREATE FUNCTION wmk(it int) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE r5 int := 1 + (random() * 4999)::int;
 BEGIN
@@ -151,7 +163,7 @@ writer() {
   {
     while [[ ! -e $STOP_WRITER ]]; do
       it=$((it + 1))
-      echo "SELECT wck($it); SELECT wuk($it); SELECT wmk($it);"
+      echo "SELECT wck($it); SELECT wuk($it); SELECT wmk($it); SELECT wri($it);"
       sleep 0.02
     done
     echo "\\echo writer: $it iterations"
@@ -236,7 +248,7 @@ for p in ksq kpg; do
   wait_for "grep -q 'pipeline $p: incremental snapshot of public.ck: continuing from the progress mark (key (b, a) > (' '$LOG'" 60 ||
     fail "after the restart pipeline $p did not continue ck from its progress mark"
 done
-for t in ck uk mk; do
+for t in ck uk mk ri; do
   for p in ksq kpg; do
     wait_for "grep -q 'pipeline $p: incremental snapshot of public.$t done' '$LOG'" 600 ||
       fail "pipeline $p did not finish public.$t"
