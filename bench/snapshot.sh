@@ -19,7 +19,7 @@
 # runs BENCH_REPEAT times, the tools taking turns, so a busy minute hits every tool; prints per
 # tool the median and fastest seconds, rows/s of the median and the ratio of medians to
 # pg_dump | psql, and the median CPU time the whole machine used meanwhile (all processes: on a
-# quiet machine, the work each tool costs).
+# quiet machine, the work each tool costs), and odsync's peak resident memory (VmHWM).
 # Environment: BENCH_ROWS (3000000)  BENCH_WORKERS ("1 2 4"; "" = no PostgreSQL-sink runs)
 #   BENCH_SKIP_PG=1 (same as BENCH_WORKERS="")  BENCH_SQLITE_WORKERS (2)
 #   BENCH_CHUNK_ROWS (100000)  BENCH_TIMEOUT (1800)  ODSYNC_BIN (build/odsync)  PG_BIN
@@ -96,6 +96,7 @@ SUMS_SQL="SELECT count(*) || ' ' || sum(id) || ' ' || sum(a) || ' ' || sum(lengt
 EXPECT=$(src_psql bench -c "$SUMS_SQL")
 
 RESULTS=()
+declare -A RSS=() # odsync's peak resident memory (MiB) per label, of its last round
 # add_result LABEL SECONDS CPU_SECONDS
 add_result() { RESULTS+=("$1"$'\t'"$2"$'\t'"$3"); }
 # CPU time used by the whole machine (every process: both servers, the clients, odsync; and
@@ -139,6 +140,9 @@ YAML
   done
   t1=$(date -d "${line%% *}" +%s.%N)
   c1=$(cpu_now)
+  local rss
+  rss=$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$ODSYNC_PID/status" 2>/dev/null || echo "?")
+  RSS[$label]=$rss
   eval "$poll" >/dev/null 2>&1 || od_die "$label: odsync logged the snapshot done, but the sink holds no checkpoint row"
   od_stop_pid "$ODSYNC_PID" 60
   wait "$ODSYNC_PID" 2>/dev/null || true
@@ -235,7 +239,7 @@ median_of() { # LABEL FIELD (2: seconds, 3: CPU seconds)
 }
 BASE_MED=$(median_of "pg_dump -t | psql" 2)
 BASE_MED=${BASE_MED%% *}
-printf '\n%-40s %9s %9s %12s %16s %8s\n' "tool ($BENCH_ROWS rows, $BENCH_REPEAT rounds)" median fastest "rows/s" "vs pg_dump|psql" "CPU s"
+printf '\n%-40s %9s %9s %12s %16s %8s %9s\n' "tool ($BENCH_ROWS rows, $BENCH_REPEAT rounds)" median fastest "rows/s" "vs pg_dump|psql" "CPU s" "peak RSS"
 declare -A SEEN=()
 for r in "${RESULTS[@]}"; do
   name=${r%%$'\t'*}
@@ -244,7 +248,8 @@ for r in "${RESULTS[@]}"; do
   read -r med fast _ <<<"$(median_of "$name" 2)"
   read -r cpu _ <<<"$(median_of "$name" 3)"
   awk -v n="$name" -v s="$med" -v f="$fast" -v rows="$BENCH_ROWS" -v b="$BASE_MED" -v c="$cpu" \
-    'BEGIN { printf "%-40s %9.2f %9.2f %12.0f %15.2fx %8.2f\n", n, s, f, rows / s, b / s, c }'
+    -v m="${RSS[$name]:+${RSS[$name]} MiB}" \
+    'BEGIN { printf "%-40s %9.2f %9.2f %12.0f %15.2fx %8.2f %9s\n", n, s, f, rows / s, b / s, c, m }'
 done
 echo
 echo "seconds of every round, in order (machine CPU seconds in brackets):"
