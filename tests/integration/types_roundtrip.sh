@@ -14,7 +14,8 @@
 # one all-NULL row and one row of empty values ('' / {} / empty / \x). public.presnap (keyed: copied
 # by key ranges) and public.presnap_kl (keyless: copied by page ranges) hold the same rows before
 # odsync starts, so they reach both sinks through the initial snapshot (COPY text format, escapes
-# and \N included) instead of the stream. public.keyless holds the
+# and \N included) instead of the stream; the rotation below then changes every value of theirs
+# through the stream (keyless rows matched on their snapshotted image). public.keyless holds the
 # same rows without a key (REPLICA IDENTITY FULL: matched on the full old row, incl. xml, json,
 # geometric, pg_snapshot, reg* values); public.bag holds keyless rows that are equal by '=' but
 # print differently (numeric 1.0/1.00, float8 0/-0, interval '1 day'/'24:00:00', NaN; two rows that
@@ -277,6 +278,7 @@ pg_psql <<'SQL'
 CREATE TABLE presnap (LIKE alltypes INCLUDING INDEXES);
 INSERT INTO presnap SELECT * FROM stage;
 CREATE TABLE presnap_kl (LIKE alltypes);
+ALTER TABLE presnap_kl REPLICA IDENTITY FULL;
 INSERT INTO presnap_kl SELECT * FROM stage;
 INSERT INTO presnap_kl SELECT * FROM stage WHERE id IN (1, 7, 8);
 SQL
@@ -397,6 +399,9 @@ set_list=""
 for n in "${names[@]}"; do set_list+="${set_list:+, }$n = s.$n"; done
 pg_psql -c "UPDATE alltypes t SET $set_list FROM stage s WHERE s.id = t.id % 8 + 1"
 pg_psql -c "UPDATE keyless t SET $set_list FROM stage s WHERE s.id = t.id % 8 + 1"
+# The snapshotted copies change too: a snapshot row must be one the stream can find and update.
+pg_psql -c "UPDATE presnap t SET $set_list FROM stage s WHERE s.id = t.id % 8 + 1"
+pg_psql -c "UPDATE presnap_kl t SET $set_list FROM stage s WHERE s.id = t.id % 8 + 1"
 # Keyless: exactly the row the source changed, not another row equal to it by '='.
 pg_psql <<'SQL'
 UPDATE bag SET k = 10 WHERE n::text = '1.00';
