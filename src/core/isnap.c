@@ -544,13 +544,7 @@ static int keep_rows(void *ctx, const od_change *rows, size_t n, od_error *err) 
 static bool wait_phase(od_isnap *is, int phase) {
   while (is->phase != phase) {
     if (quitting(is)) return false;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = od_deadline_ms(100);
     pthread_cond_timedwait(&is->cv, &is->mu, &ts);
   }
   return true;
@@ -727,9 +721,7 @@ static void *worker_main(void *arg) {
   for (;;) {
     pthread_mutex_lock(&is->mu);
     while (!quitting(is) && !is->ntodo) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_sec += 1;
+      struct timespec ts = od_deadline_ms(1000);
       pthread_cond_timedwait(&is->cv, &is->mu, &ts);
     }
     if (quitting(is)) {

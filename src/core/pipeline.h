@@ -13,6 +13,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "odsync/change.h"
 #include "odsync/config.h"
@@ -97,5 +98,7 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
 
 int64_t od_now_us(void);      /* wall clock, µs since the Unix epoch */
 int64_t od_mono_us(void);     /* monotonic clock, µs */
+/* The CLOCK_REALTIME instant `ms` milliseconds from now, for pthread_cond_timedwait. */
+struct timespec od_deadline_ms(long ms);
 
 #endif

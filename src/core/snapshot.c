@@ -566,13 +566,7 @@ static int run_workers(driver *d, worker *ws, int nw, od_error *err) {
   int64_t last_log = od_mono_us();
   pthread_mutex_lock(&d->lock);
   while (atomic_load(&d->running) > 0) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = od_deadline_ms(100);
     pthread_cond_timedwait(&d->finished, &d->lock, &ts);
     if (atomic_load(&d->running) > 0 && od_mono_us() - last_log >= LOG_INTERVAL_US) {
       pthread_mutex_unlock(&d->lock);
