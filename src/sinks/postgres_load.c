@@ -369,6 +369,8 @@ int pgs_load_finish(od_sink *base, const od_relation *rel, od_error *err) {
   if (rc || !r->keyed) return rc;
   bool has = false;
   if ((rc = has_key_index(s, r, &has, err)) || has) return rc;
+  /* On a big table this takes a while after the last row is in: say what is going on. */
+  od_info("postgres sink %s: table %s: building the primary key", s->where, r->target);
   int64_t t0 = od_mono_us();
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
