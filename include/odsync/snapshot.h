@@ -37,6 +37,8 @@ enum od_snap_method {
   OD_SNAP_INT_KEY = 1, /* single integer key k: chunk i holds lo + i*step <= k < lo + (i+1)*step */
   OD_SNAP_CTID = 2,    /* physical pages: chunk i holds pages [i*step, (i+1)*step) */
   OD_SNAP_WHOLE = 3,   /* one chunk (nothing to cut by) */
+  OD_SNAP_PARTITION = 4, /* a partitioned table: chunk i is the source's i-th leaf partition (its list is
+                            the source's, fixed when the table list is read; lo/step unused) */
 };
 
 typedef struct od_snap_plan {

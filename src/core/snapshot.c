@@ -358,6 +358,30 @@ static int read_plan(driver *d, snap_tbl *t, od_error *err) {
   return OD_OK;
 }
 
+/* How a plan cuts its table, for messages. */
+static const char *method_name(uint8_t m) {
+  switch (m) {
+    case OD_SNAP_INT_KEY: return "key range";
+    case OD_SNAP_CTID: return "physical position";
+    case OD_SNAP_PARTITION: return "leaf partition";
+    default: return "nothing";
+  }
+}
+
+static void log_plan(const snap_tbl *t) {
+  const od_snap_plan *p = &t->plan;
+  if (p->method == OD_SNAP_INT_KEY && p->nchunks > 1)
+    od_info("snapshot: %s: %u chunks by key range (%lld keys each from %lld)", t->t->name, p->nchunks,
+            (long long)p->step, (long long)p->lo);
+  else if (p->method == OD_SNAP_CTID && p->nchunks > 1)
+    od_info("snapshot: %s: %u chunks by physical position (%lld pages each)", t->t->name, p->nchunks,
+            (long long)p->step);
+  else if (p->method == OD_SNAP_PARTITION)
+    od_info("snapshot: %s: %u chunk%s by leaf partition", t->t->name, p->nchunks, p->nchunks == 1 ? "" : "s");
+  else
+    od_info("snapshot: %s: one chunk", t->t->name);
+}
+
 /* Decide, per table, what this run copies. `resume`: the sink holds part of this attempt. */
 static int plan_tables(driver *d, od_snap_reader *r0, bool resume, bool any_prev, od_error *err) {
   od_lsn A = d->info.slot_point;
@@ -388,11 +412,12 @@ static int plan_tables(driver *d, od_snap_reader *r0, bool resume, bool any_prev
       }
       od_info("snapshot: %s: %u/%u chunks were done, but a table cut by %s cannot be resumed chunk by chunk; "
               "emptying it and copying it again", t->t->name, t->done_before, t->plan.nchunks,
-              t->plan.method == OD_SNAP_CTID ? "physical position" : "nothing");
+              method_name(t->plan.method));
       t->done_before = 0;
     }
     /* Copied whole under this run's view. */
     if ((rc = d->ops->plan(r0, t->t, d->cfg.chunk_rows, &t->plan, err))) return rc;
+    log_plan(t);
     t->gen = d->info.point;
     t->whole = true;
     t->truncate = any_prev;

@@ -3,9 +3,9 @@
 #
 # Asserts:
 #   - `odsync check -c` and `odsync run -c` on malformed configs (YAML syntax error, unknown
-#     top-level key, unknown source key, missing dsn, ${env:UNSET}) exit non-zero, promptly, and
-#     print CONFIG_PATH:LINE:COL (the exact line where the fault has one unambiguous line) and
-#     name the offending key / variable;
+#     top-level key, unknown source key, missing dsn, ${env:UNSET}, a bad source.partitions) exit
+#     non-zero, promptly, and print CONFIG_PATH:LINE:COL (the exact line where the fault has one
+#     unambiguous line) and name the offending key / variable;
 #   - `odsync check` against a port where nothing listens exits non-zero and names host and port;
 #   - with the password in ${env:PW}: a correct password passes `check` and `run` (slot active,
 #     SIGTERM exit 0); a wrong password fails `check`; and the password string never appears in
@@ -107,6 +107,19 @@ pipelines:
     $GOOD_SINK
 EOF
 expect_config_error "unset env" "$TEST_TMP/unset_env.yaml" 4 ODSYNC_TEST_UNSET_VAR
+
+# 5b. source.partitions other than root or leaves, on line 7.
+cat >"$TEST_TMP/bad_partitions.yaml" <<EOF
+state_dir: $TEST_TMP/state
+pipelines:
+  - name: shop
+    source:
+      type: postgres
+      dsn: "host=127.0.0.1 port=1 dbname=shop user=postgres password=\${env:PW}"
+      partitions: both
+    $GOOD_SINK
+EOF
+expect_config_error "bad partitions" "$TEST_TMP/bad_partitions.yaml" 7 "partitions 'both' must be root"
 
 # 6. Unreachable server: a loopback port with nothing listening.
 dead_port=$(pg_free_port)

@@ -1,5 +1,6 @@
 /* pg_catalog.c — everything the PostgreSQL source does over an ordinary SQL connection:
- * connecting, server checks, the publication, the replication slot, and primary keys of
+ * connecting, server checks, the publication (created with publish_via_partition_root when
+ * source.partitions is root; an existing one is never altered), the replication slot, and primary keys of
  * REPLICA IDENTITY FULL tables. Never touches the replication stream or the pipeline.
  * Messages name the server as host:port/dbname and never include the DSN (it may hold a
  * password). */
@@ -149,10 +150,14 @@ static int check_tables(pg_source *s, od_problem_fn problem, void *ctx, bool pub
       "SELECT n.nspname, c.relname, c.relreplident, "
       "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
       "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-      "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-      "AND n.nspname NOT LIKE 'pg_toast%' AND NOT c.relispartition ORDER BY 1, 2";
+      "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND ";
+  /* partitions: root publishes partitioned roots, leaves their leaf partitions (relispartition: PG 10+). */
+  char sql_all_k[1000];
+  snprintf(sql_all_k, sizeof sql_all_k, "%s%s ORDER BY 1, 2", sql_all,
+           s->via_root && PQserverVersion(s->meta) >= 130000 ? "c.relkind IN ('r', 'p') AND NOT c.relispartition"
+                                                             : "c.relkind = 'r'");
   const char *p[] = {s->publication};
-  PGresult *r = pub_exists ? query(s, s->meta, sql_pub, 1, p, err) : query(s, s->meta, sql_all, 0, NULL, err);
+  PGresult *r = pub_exists ? query(s, s->meta, sql_pub, 1, p, err) : query(s, s->meta, sql_all_k, 0, NULL, err);
   if (!r) return -1;
   for (int i = 0; i < PQntuples(r); i++) {
     const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
@@ -199,6 +204,47 @@ static int publication_exists(pg_source *s, bool *exists, od_error *err) {
   return OD_OK;
 }
 
+/* partitions: root|leaves against the server and an existing publication (warnings only: an
+ * existing publication is never altered, and PostgreSQL before 13 publishes leaf partitions). */
+static int check_partitions(pg_source *s, od_problem_fn problem, void *ctx, bool pub_exists, od_error *err) {
+  char msg[900];
+  int v = PQserverVersion(s->meta);
+  if (v < 130000) {
+    if (!s->via_root || pub_exists) return OD_OK;
+    PGresult *r = query(s, s->meta, "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relkind = 'p')", 0, NULL, err);
+    if (!r) return err->code;
+    bool any = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (any) {
+      snprintf(msg, sizeof msg,
+               "%s: source.partitions is root, but PostgreSQL %d cannot publish a partitioned table via its root "
+               "(publish_via_partition_root needs 13 or later): publication %s will publish leaf partitions, each "
+               "reaching the sink as a table of its own (set partitions: leaves to accept that)",
+               s->where, v / 10000, s->publication);
+      problem(ctx, false, msg);
+    }
+    return OD_OK;
+  }
+  if (!pub_exists) return OD_OK;
+  const char *p[] = {s->publication};
+  PGresult *r = query(s, s->meta, "SELECT pubviaroot FROM pg_publication WHERE pubname = $1", 1, p, err);
+  if (!r) return err->code;
+  bool via_root = PQntuples(r) > 0 && PQgetvalue(r, 0, 0)[0] == 't';
+  bool found = PQntuples(r) > 0;
+  PQclear(r);
+  if (found && via_root != s->via_root) {
+    snprintf(msg, sizeof msg,
+             "%s: publication %s exists with publish_via_partition_root = %s, but source.partitions is %s; the "
+             "existing publication wins (odsync does not alter it): partitioned tables reach the sink as %s. "
+             "To follow the config: ALTER PUBLICATION %s SET (publish_via_partition_root = %s)",
+             s->where, s->publication, via_root ? "true" : "false", s->via_root ? "root" : "leaves",
+             via_root ? "one table named after the root" : "one table per leaf partition", s->publication,
+             s->via_root ? "true" : "false");
+    problem(ctx, false, msg);
+  }
+  return OD_OK;
+}
+
 static int create_publication(pg_source *s, od_error *err) {
   char *pub = PQescapeIdentifier(s->meta, s->publication, strlen(s->publication));
   size_t cap = 256 + (size_t)s->ntables * 300;
@@ -218,13 +264,15 @@ static int create_publication(pg_source *s, od_error *err) {
     }
     n += snprintf(sql + n, cap - (size_t)n, "%s%s", i ? ", " : "", q);
   }
+  bool via_root = s->via_root && PQserverVersion(s->meta) >= 130000;
+  if (via_root) snprintf(sql + n, cap - (size_t)n, " WITH (publish_via_partition_root = true)");
   PGresult *r = query(s, s->meta, sql, 0, NULL, err);
   PQfreemem(pub);
   free(sql);
   if (!r) return od_error_prefix(err, "creating publication %s: ", s->publication);
   PQclear(r);
-  od_info("%s: created publication %s for %s", s->where, s->publication,
-          s->ntables ? "the configured tables" : "all tables");
+  od_info("%s: created publication %s for %s (partitioned tables published as %s)", s->where, s->publication,
+          s->ntables ? "the configured tables" : "all tables", via_root ? "their root" : "their leaf partitions");
   return OD_OK;
 }
 
@@ -291,6 +339,10 @@ int od_pg_prepare_publication(pg_source *s, od_error *err) {
   n = check_tables(s, log_problem, &problems, exists, err);
   if (n < 0) return err->code;
   if (n > 0) return OD_FAIL(err, OD_ECONFIG, "%s: source.tables names tables that do not exist (see above)", s->where);
+  if (!s->warned_partitions) {
+    if ((rc = check_partitions(s, log_problem, &problems, exists, err))) return rc;
+    s->warned_partitions = true;
+  }
   if (!exists && (rc = create_publication(s, err))) return rc;
   return OD_OK;
 }
@@ -323,6 +375,7 @@ int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err) {
   int n = check_tables(s, problem, ctx, exists, err);
   if (n < 0) return -1;
   fatal += n;
+  if (check_partitions(s, problem, ctx, exists, err)) return -1;
   const char *p[] = {s->slot};
   PGresult *r = query(s, s->meta,
                       "SELECT active, active_pid, plugin FROM pg_replication_slots WHERE slot_name = $1",

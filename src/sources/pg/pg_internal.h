@@ -22,6 +22,8 @@ typedef struct pg_source {
   char *const *tables;          /* borrowed from the config; ntables == 0: all tables */
   int ntables;
   long status_interval_ms;
+  bool via_root;                /* partitions: root (publish_via_partition_root) or leaves */
+  bool warned_partitions;       /* the partitions/pubviaroot warning was logged (once per source) */
   od_snapshot_config snap_cfg;  /* snapshot: initial|never, snapshot_workers, snapshot_chunk_rows */
   struct pg_snap *snap;         /* owned: pg_snapshot.c's state (tables, relations, view), or NULL */
 
@@ -72,6 +74,9 @@ typedef struct pg_snap_table {
   char *key_order_q; /* incremental snapshots: the key columns, "k1", "k2" (NULL: no usable key) */
   char *key_after_q; /* and ("k1", "k2") > ($1::type1, $2::type2) */
   char *filter;      /* the publication's row filter (PG 15+), else NULL */
+  char **leaves_q;   /* OD_SNAP_PARTITION: the leaf partitions by schema and name, each "schema"."leaf"
+                        followed by its NUL and the plain schema.leaf (for messages) */
+  uint32_t nleaves;
   double reltuples;  /* pg_class statistics (-1 / 0: unknown) */
   int64_t relpages;
 } pg_snap_table;

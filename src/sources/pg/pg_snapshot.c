@@ -16,6 +16,10 @@
  * When the sink takes binary values (read(..., binary)), the COPY is (FORMAT binary) and
  * pg_copy_binary.c splits its rows: the types' send form, passed on untouched.
  *
+ * A partitioned root (published via the root) with a single integer key is cut by key ranges like
+ * any table (they span partitions); otherwise by its leaf partitions (OD_SNAP_PARTITION): chunk i is
+ * COPY (SELECT ... FROM ONLY <leaf i>), the leaves listed once with the table list.
+ *
  * The table list also carries, for incremental snapshots, each table's key to page by
  * (od_snap_table.nkey/key_cols, filled by pg_isnap.c's od_pg_isnap_key) and the connection's text
  * settings (od_snapshot_info.text_form).
@@ -74,6 +78,8 @@ static void free_snap(pg_snap *p) {
     free(p->priv[i].key_order_q);
     free(p->priv[i].key_after_q);
     free(p->priv[i].filter);
+    for (uint32_t l = 0; l < p->priv[i].nleaves; l++) free(p->priv[i].leaves_q[l]);
+    free(p->priv[i].leaves_q);
   }
   free(p->tables);
   free(p->priv);
@@ -190,6 +196,49 @@ static int build_relation(pg_source *s, od_snap_table *t, pg_snap_table *pt, uin
   return OD_OK;
 }
 
+/* A partitioned root not cut by an integer key is cut by its leaf partitions
+ * (pg_partition_tree, PostgreSQL 12+; by schema and name, so the order is stable): t->method becomes
+ * OD_SNAP_PARTITION and pt->leaves_q their quoted names, and the leaves' statistics add up to the
+ * estimate. No leaves (a root without partitions): it stays one chunk. */
+static int list_leaves(pg_source *s, od_snap_table *t, pg_snap_table *pt, const char *oid, od_error *err) {
+  const char *p[] = {oid};
+  PGresult *r = od_pg_query(s, s->meta,
+                            "SELECT n.nspname, c.relname, c.reltuples::float8 FROM pg_partition_tree($1::oid::regclass) pt "
+                            "JOIN pg_class c ON c.oid = pt.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE pt.isleaf ORDER BY 1, 2",
+                            1, p, err);
+  if (!r) return od_error_prefix(err, "listing the partitions of %s: ", t->name);
+  int n = PQntuples(r);
+  if (n == 0) {
+    PQclear(r);
+    return OD_OK;
+  }
+  if (!(pt->leaves_q = calloc((size_t)n, sizeof *pt->leaves_q))) {
+    PQclear(r);
+    return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  }
+  double rows = 0;
+  for (int i = 0; i < n; i++) {
+    char *qs = quote_ident(s->meta, PQgetvalue(r, i, 0)), *qt = quote_ident(s->meta, PQgetvalue(r, i, 1));
+    const char *ls = PQgetvalue(r, i, 0), *ln = PQgetvalue(r, i, 1);
+    char *q = qs && qt ? malloc(strlen(qs) + strlen(qt) + strlen(ls) + strlen(ln) + 4) : NULL;
+    if (q) sprintf(q, "%s.%s%c%s.%s", qs, qt, '\0', ls, ln); /* quoted, then the plain name for messages */
+    free(qs);
+    free(qt);
+    if (!q) {
+      PQclear(r);
+      return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+    }
+    pt->leaves_q[pt->nleaves++] = q;
+    double lt = atof(PQgetvalue(r, i, 2));
+    if (lt > 0) rows += lt;
+  }
+  PQclear(r);
+  t->method = OD_SNAP_PARTITION;
+  if (rows > 0) t->estimated_rows = (uint64_t)rows;
+  return OD_OK;
+}
+
 static int list_tables(pg_source *s, pg_snap *snap, od_error *err) {
   bool v15 = PQserverVersion(s->meta) >= 150000;
   char sql[900];
@@ -228,6 +277,9 @@ static int list_tables(pg_source *s, pg_snap *snap, od_error *err) {
       rc = build_relation(s, t, pt, (uint32_t)strtoul(PQgetvalue(r, i, 0), NULL, 10), schema, name,
                           PQgetvalue(r, i, 3)[0], PQgetisnull(r, i, 7) ? NULL : PQgetvalue(r, i, 7), err);
     if (!rc) rc = od_pg_isnap_key(s, t, pt, err);
+    /* A single integer key cuts a partitioned root by key ranges (they span partitions); else its leaves. */
+    if (!rc && PQgetvalue(r, i, 4)[0] == 'p' && t->method != OD_SNAP_INT_KEY && PQserverVersion(s->meta) >= 120000)
+      rc = list_leaves(s, t, pt, PQgetvalue(r, i, 0), err);
   }
   PQclear(r);
   return rc;
@@ -406,6 +458,16 @@ static int pg_snap_plan(od_snap_reader *r, const od_snap_table *t, uint32_t chun
       out->step = (int64_t)(span / n + 1);
     }
     PQclear(res);
+  } else if (t->method == OD_SNAP_PARTITION) {
+    out->nchunks = pt->nleaves;
+    size_t len = 0;
+    char names[600];
+    names[0] = '\0';
+    for (uint32_t i = 0; i < pt->nleaves && len < sizeof names - 1; i++)
+      len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "",
+                              pt->leaves_q[i] + strlen(pt->leaves_q[i]) + 1);
+    if (len >= sizeof names - 1) snprintf(names + sizeof names - 5, 5, "...");
+    od_info("snapshot: %s: its %u leaf partitions, one chunk each: %s", t->name, pt->nleaves, names);
   } else if (t->method == OD_SNAP_CTID) {
     /* from_q is a quoted identifier: quote it again as a literal for regclass. */
     char *lit = PQescapeLiteral(r->conn, pt->from_q, strlen(pt->from_q));
@@ -439,11 +501,18 @@ static int pg_snap_plan(od_snap_reader *r, const od_snap_table *t, uint32_t chun
   return OD_OK;
 }
 
+static size_t pt_longest_leaf(const pg_snap_table *pt) {
+  size_t m = 0;
+  for (uint32_t i = 0; i < pt->nleaves; i++)
+    if (strlen(pt->leaves_q[i]) > m) m = strlen(pt->leaves_q[i]);
+  return m;
+}
+
 /* WHERE clause of chunk `i` (without the leading WHERE), "" for the whole table. */
 static void chunk_where(const od_snap_table *t, const od_snap_plan *p, uint32_t i, char *out, size_t cap) {
   const pg_snap_table *pt = t->priv;
   out[0] = '\0';
-  if (p->nchunks <= 1 || p->method == OD_SNAP_WHOLE) return;
+  if (p->nchunks <= 1 || p->method == OD_SNAP_WHOLE || p->method == OD_SNAP_PARTITION) return;
   size_t o = 0;
   bool first = i == 0, last = i + 1 >= p->nchunks;
   if (p->method == OD_SNAP_INT_KEY) {
@@ -493,15 +562,25 @@ static int pg_snap_read(od_snap_reader *r, const od_snap_table *t, const od_snap
   uint16_t ncols = t->rel->ncolumns;
   char where[640];
   chunk_where(t, plan, chunk, where, sizeof where);
-  size_t need = strlen(pt->cols_bin_q) + strlen(pt->from_q) + strlen(where) + (pt->filter ? strlen(pt->filter) : 0) + 128;
+  size_t need = strlen(pt->cols_bin_q) + strlen(pt->from_q) + pt_longest_leaf(pt) + strlen(where) + (pt->filter ? strlen(pt->filter) : 0) + 128;
   int rc = sql_reserve(r, need, err);
   if (!rc) rc = batch_reserve(r, ncols, err);
   if (rc) return rc;
   if (!r->conn) return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: snapshot of %s: the reader's connection was dropped "
                                      "after an earlier failure", r->s->where, t->name);
+  /* A leaf partition's chunk reads that leaf alone (ONLY: not its own partitions, it has none). The
+   * root's column names and row filter hold for the leaf, whose columns have the same names. */
+  const char *from = pt->from_q, *only = "";
+  if (plan->method == OD_SNAP_PARTITION) {
+    if (chunk >= pt->nleaves)
+      return OD_FAIL(err, OD_EINVAL, "%s: snapshot of %s: chunk %u of a table of %u leaf partitions", r->s->where,
+                     t->name, chunk, pt->nleaves);
+    from = pt->leaves_q[chunk];
+    only = "ONLY ";
+  }
   bool w = where[0] != '\0';
-  snprintf(r->sql, r->sql_cap, "COPY (SELECT %s FROM %s%s%s%s%s%s%s) TO STDOUT%s",
-           binary ? pt->cols_bin_q : pt->cols_q, pt->from_q,
+  snprintf(r->sql, r->sql_cap, "COPY (SELECT %s FROM %s%s%s%s%s%s%s%s) TO STDOUT%s",
+           binary ? pt->cols_bin_q : pt->cols_q, only, from,
            (w || pt->filter) ? " WHERE " : "", w ? where : "", (w && pt->filter) ? " AND " : "",
            pt->filter ? "(" : "", pt->filter ? pt->filter : "", pt->filter ? ")" : "",
            binary ? " (FORMAT binary)" : "");

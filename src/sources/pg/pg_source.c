@@ -36,7 +36,7 @@ static void put_be64(char *p, uint64_t v) {
 
 static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms",
                                            "reconnect_max_ms", "snapshot", "snapshot_workers",
-                                           "snapshot_chunk_rows", "incremental_chunk_rows", NULL};
+                                           "snapshot_chunk_rows", "incremental_chunk_rows", "partitions", NULL};
 
 /* snapshot: initial|never (default initial), snapshot_workers 1..16 (2), snapshot_chunk_rows (100000). */
 static int snapshot_config(pg_source *s, const od_config_section *cfg, od_error *err) {
@@ -55,6 +55,22 @@ static int snapshot_config(pg_source *s, const od_config_section *cfg, od_error 
   s->snap_cfg = (od_snapshot_config){.mode = strcmp(mode, "initial") == 0 ? OD_SNAPSHOT_INITIAL : OD_SNAPSHOT_NEVER,
                                      .workers = (int)workers,
                                      .chunk_rows = (uint32_t)rows};
+  return OD_OK;
+}
+
+/* partitions: root|leaves (default root): how a publication odsync creates publishes partitioned
+ * tables (publish_via_partition_root). */
+static int partitions_config(pg_source *s, const od_config_section *cfg, od_error *err) {
+  const char *v;
+  int rc = od_config_string(cfg, "partitions", "root", &v, err);
+  if (rc) return rc;
+  if (strcmp(v, "root") != 0 && strcmp(v, "leaves") != 0) {
+    const od_config_entry *e = od_config_find(cfg, "partitions");
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.partitions '%s' must be root (a partitioned table reaches the "
+                   "sink as one table named after it) or leaves (one table per partition)", cfg->file,
+                   e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, v);
+  }
+  s->via_root = strcmp(v, "root") == 0;
   return OD_OK;
 }
 
@@ -84,7 +100,7 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
       (rc = od_config_string(cfg, "publication", def, &pub, err)) ||
       (rc = od_config_list(cfg, "tables", &s->tables, &s->ntables, err)) ||
       (rc = od_config_int(cfg, "status_interval_ms", 10000, 100, 60000, &s->status_interval_ms, err)) ||
-      (rc = snapshot_config(s, cfg, err)))
+      (rc = snapshot_config(s, cfg, err)) || (rc = partitions_config(s, cfg, err)))
     goto fail;
   if (!s->dsn) {
     rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.dsn is required (a libpq connection string, e.g. "
