@@ -82,6 +82,24 @@ odsync_kill9() {
   ODSYNC_PID=
 }
 
+# A background workload: `workload_start FN [ARG...]` runs FN with its output in
+# $TEST_TMP/workload.log; `workload_wait` waits for it, prints that output and fails the test
+# when it failed. test_cleanup stops one still running (and shows its log's end on failure).
+WORKLOAD_PID=
+WORKLOAD_LOG=
+workload_start() {
+  WORKLOAD_LOG=$TEST_TMP/workload.log
+  "$@" >"$WORKLOAD_LOG" 2>&1 &
+  WORKLOAD_PID=$!
+}
+workload_wait() {
+  local rc=0
+  wait "$WORKLOAD_PID" || rc=$?
+  WORKLOAD_PID=
+  cat "$WORKLOAD_LOG"
+  [[ $rc -eq 0 ]] || fail "the workload failed (exit $rc)"
+}
+
 compare() {
   "$OD_COMPARE" --pg "$(pg_dsn)" --sqlite "$SINK_DB" "$@"
 }
@@ -101,6 +119,15 @@ test_cleanup() {
     kill -KILL "$ODSYNC_PID" 2>/dev/null
     wait "$ODSYNC_PID" 2>/dev/null
     ODSYNC_PID=
+  fi
+  if [[ -n "${WORKLOAD_PID:-}" ]]; then
+    kill "$WORKLOAD_PID" 2>/dev/null
+    wait "$WORKLOAD_PID" 2>/dev/null
+    WORKLOAD_PID=
+  fi
+  if [[ $rc -ne 0 && -n "${WORKLOAD_LOG:-}" && -f "${WORKLOAD_LOG:-}" ]]; then
+    echo "---- last 20 lines of the workload log ----" >&2
+    tail -n 20 "$WORKLOAD_LOG" >&2
   fi
   TEST_RC=$rc
   if declare -F test_extra_cleanup >/dev/null; then test_extra_cleanup; fi

@@ -33,17 +33,8 @@ SINK_DB=$TEST_TMP/out.db
 LEAVES_DB=$TEST_TMP/leaves.db
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
-WORKLOAD_LOG=$TEST_TMP/workload.log
-WORKLOAD_PID=
 LEAVES="events_2024_01 events_2024_02 events_2024_03 events_default"
 
-test_extra_cleanup() {
-  if [[ -n "$WORKLOAD_PID" ]]; then
-    kill "$WORKLOAD_PID" 2>/dev/null
-    wait "$WORKLOAD_PID" 2>/dev/null
-  fi
-  if [[ $TEST_RC -ne 0 && -f "$WORKLOAD_LOG" ]]; then tail -n 20 "$WORKLOAD_LOG" >&2; fi
-}
 
 log "filling the source before odsync exists"
 pg_psql <<'SQL'
@@ -105,16 +96,11 @@ SQL
 }
 
 odsync_start "$CONFIG" "$LOG"
-workload >"$WORKLOAD_LOG" 2>&1 &
-WORKLOAD_PID=$!
+workload_start workload
 wait_for "grep -q 'pipeline part_sq: initial snapshot done' '$LOG' && grep -q 'pipeline part_pg: initial snapshot done' '$LOG' && grep -q 'pipeline part_lv: initial snapshot done' '$LOG'" 120 ||
   fail "the snapshots did not finish within 120 s"
 log "snapshots done; waiting for the workload"
-WORKLOAD_RC=0
-wait "$WORKLOAD_PID" || WORKLOAD_RC=$?
-WORKLOAD_PID=
-cat "$WORKLOAD_LOG"
-[[ $WORKLOAD_RC -eq 0 ]] || fail "the workload failed"
+workload_wait
 
 # The publications odsync created publish via the root (part_sq, part_pg) or the leaves (part_lv).
 [[ $(pg_psql -c "SELECT string_agg(pubname || '=' || pubviaroot, ',' ORDER BY pubname) FROM pg_publication") == \

@@ -21,16 +21,7 @@ pg_start shop
 SINK_DB=$TEST_TMP/out.db
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
-WORKLOAD_LOG=$TEST_TMP/workload.log
-WORKLOAD_PID=
 
-test_extra_cleanup() {
-  if [[ -n "$WORKLOAD_PID" ]]; then
-    kill "$WORKLOAD_PID" 2>/dev/null
-    wait "$WORKLOAD_PID" 2>/dev/null
-  fi
-  if [[ $TEST_RC -ne 0 && -f "$WORKLOAD_LOG" ]]; then tail -n 20 "$WORKLOAD_LOG" >&2; fi
-}
 
 pg_psql <<'SQL'
 CREATE TABLE events (id bigint NOT NULL, created_at timestamptz NOT NULL, kind text, payload text,
@@ -81,8 +72,7 @@ chunks_marked() {
 }
 
 odsync_start "$CONFIG" "$LOG"
-workload >"$WORKLOAD_LOG" 2>&1 &
-WORKLOAD_PID=$!
+workload_start workload
 wait_for "[[ -n \$(mark prs/snapshot/public.events/n) ]]" 60 || fail "the snapshot never planned events"
 N=$(mark prs/snapshot/public.events/n)
 [[ "$N" == 9 && "$(mark prs/snapshot/public.events/method)" == 4 ]] ||
@@ -113,11 +103,7 @@ echo "$RUN2" | grep -q "snapshot: public.events: copied $N chunks in this run (0
   fail "run 2 did not copy all $N partitions of events"
 [[ -n "$(mark prs/skip/public.events)" && "$(mark prs/skip/public.events)" != 0 ]] || fail "the recopied events has no skip mark"
 
-WORKLOAD_RC=0
-wait "$WORKLOAD_PID" || WORKLOAD_RC=$?
-WORKLOAD_PID=
-cat "$WORKLOAD_LOG"
-[[ $WORKLOAD_RC -eq 0 ]] || fail "the workload failed"
+workload_wait
 wait_equal 120
 odsync_stop
 compare >/dev/null || fail "sink differs after the stop"

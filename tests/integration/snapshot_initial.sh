@@ -34,16 +34,7 @@ DST_DSN="host=127.0.0.1 port=$DST_PORT dbname=warehouse user=postgres"
 SINK_DB=$TEST_TMP/out.db
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
-WORKLOAD_LOG=$TEST_TMP/workload.log
-WORKLOAD_PID=
 
-test_extra_cleanup() {
-  if [[ -n "$WORKLOAD_PID" ]]; then
-    kill "$WORKLOAD_PID" 2>/dev/null
-    wait "$WORKLOAD_PID" 2>/dev/null
-  fi
-  if [[ $TEST_RC -ne 0 && -f "$WORKLOAD_LOG" ]]; then tail -n 20 "$WORKLOAD_LOG" >&2; fi
-}
 
 log "filling the source before odsync exists"
 pg_psql <<'SQL'
@@ -92,16 +83,11 @@ SQL
 }
 
 odsync_start "$CONFIG" "$LOG"
-workload >"$WORKLOAD_LOG" 2>&1 &
-WORKLOAD_PID=$!
+workload_start workload
 wait_for "grep -q 'pipeline snap_sq: initial snapshot done' '$LOG' && grep -q 'pipeline snap_pg: initial snapshot done' '$LOG'" 120 ||
   fail "the snapshots did not finish within 120 s"
 log "both snapshots done; waiting for the workload"
-WORKLOAD_RC=0
-wait "$WORKLOAD_PID" || WORKLOAD_RC=$?
-WORKLOAD_PID=
-cat "$WORKLOAD_LOG"
-[[ $WORKLOAD_RC -eq 0 ]] || fail "the workload failed"
+workload_wait
 big_n=$(sqlite3 "$SINK_DB" "SELECT position FROM _odsync_checkpoint WHERE pipeline = 'snap_sq/snapshot/public.big/n'")
 big_method=$(sqlite3 "$SINK_DB" "SELECT position FROM _odsync_checkpoint WHERE pipeline = 'snap_sq/snapshot/public.big/method'")
 [[ "$big_method" == 1 ]] || fail "big was not cut by key ranges (method mark '$big_method')"

@@ -34,18 +34,9 @@ CHUNK_ROWS=${SNAP_CHUNK_ROWS:-50000}
 pg_start_pair shop warehouse
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
-WORKLOAD_LOG=$TEST_TMP/workload.log
-WORKLOAD_PID=
 SLOT=odsync_load
 TABLES=(--table public.big --table public.bt --table public.ut --table public.rt --table public.kl --table public.pre)
 
-test_extra_cleanup() {
-  if [[ -n "$WORKLOAD_PID" ]]; then
-    kill "$WORKLOAD_PID" 2>/dev/null
-    wait "$WORKLOAD_PID" 2>/dev/null
-  fi
-  if [[ $TEST_RC -ne 0 && -f "$WORKLOAD_LOG" ]]; then tail -n 20 "$WORKLOAD_LOG" >&2; fi
-}
 
 log "source: $BIG_ROWS rows in big, edge values in bt, enum + composite key in ut, keyless kl, pre"
 pg_psql <<SQL
@@ -188,8 +179,7 @@ has_pkey() {
 compare_pg() { "$OD_COMPARE_PG" --source "$SRC_DSN" --target "$DST_DSN" "${TABLES[@]}"; }
 
 odsync_start "$CONFIG" "$LOG"
-workload >"$WORKLOAD_LOG" 2>&1 &
-WORKLOAD_PID=$!
+workload_start workload
 
 wait_for "[[ -n \$(mark load/snapshot/public.big/n) ]]" 90 || fail "the snapshot never planned big"
 N_BIG=$(mark load/snapshot/public.big/n)
@@ -248,11 +238,7 @@ for t in big bt ut rt pre; do [[ $(has_pkey "$t") == 1 ]] || fail "$t has no pri
   fail "ut's primary key is not (a, b)"
 
 log "waiting for the workload and the catch-up"
-WORKLOAD_RC=0
-wait "$WORKLOAD_PID" || WORKLOAD_RC=$?
-WORKLOAD_PID=
-cat "$WORKLOAD_LOG"
-[[ $WORKLOAD_RC -eq 0 ]] || fail "the workload failed"
+workload_wait
 deadline=$(($(date +%s) + 180))
 until out=$(compare_pg 2>&1); do
   odsync_running || fail "odsync exited while catching up"

@@ -25,17 +25,8 @@ pg_start shop
 SINK_DB=$TEST_TMP/out.db
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
-WORKLOAD_LOG=$TEST_TMP/workload.log
-WORKLOAD_PID=
 SLOT=odsync_snap
 
-test_extra_cleanup() {
-  if [[ -n "$WORKLOAD_PID" ]]; then
-    kill "$WORKLOAD_PID" 2>/dev/null
-    wait "$WORKLOAD_PID" 2>/dev/null
-  fi
-  if [[ $TEST_RC -ne 0 && -f "$WORKLOAD_LOG" ]]; then tail -n 20 "$WORKLOAD_LOG" >&2; fi
-}
 
 pg_psql <<'SQL'
 CREATE TABLE big (id bigint PRIMARY KEY, v text, n int, at timestamptz);
@@ -85,8 +76,7 @@ chunks_marked() { # chunk marks of a table whose value is the table's generation
 }
 
 odsync_start "$CONFIG" "$LOG"
-workload >"$WORKLOAD_LOG" 2>&1 &
-WORKLOAD_PID=$!
+workload_start workload
 
 # Kill in the middle of big's copy.
 wait_for "[[ -n \$(mark snap/snapshot/public.big/n) ]]" 60 || fail "the snapshot never planned big"
@@ -139,11 +129,7 @@ skip_kl=$(mark snap/skip/public.kl)
 [[ -z "$N_KL" || "$D_KL" -eq "$N_KL" || -n "$skip_kl" ]] || fail "the recopied kl has no skip mark"
 
 log "waiting for the workload and the catch-up"
-WORKLOAD_RC=0
-wait "$WORKLOAD_PID" || WORKLOAD_RC=$?
-WORKLOAD_PID=
-cat "$WORKLOAD_LOG"
-[[ $WORKLOAD_RC -eq 0 ]] || fail "the workload failed"
+workload_wait
 wait_equal 120
 odsync_stop
 compare >/dev/null || fail "sink differs from the source after the stop"
