@@ -67,6 +67,8 @@ PGresult *pgs_exec(pgs_sink *s, const char *table, const char *what, const char 
     pgs_fail(s, table, what, NULL, err);
     return NULL;
   }
+  /* A COPY in progress (postgres_load.c) ends, its result read, before any other statement. */
+  if (s->copy_rel && pgs_load_end(s, err)) return NULL;
   PGresult *r = PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
   ExecStatusType st = PQresultStatus(r);
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
@@ -447,8 +449,7 @@ static void pgs_rollback(od_sink *base) {
 /* Upsert (text NULL: an integer mark, stored as a pg_lsn) or remove (value 0 and no text) a mark
  * inside the open transaction. */
 static int mark_write(pgs_sink *s, const char *key, od_lsn value, const char *text, od_error *err) {
-  int rc = pgs_load_end(s, err); /* a COPY in progress ends before any other statement */
-  if (!rc) rc = pgs_ensure_begin(s, err);
+  int rc = pgs_ensure_begin(s, err);
   if (rc) return rc;
   char lsn[32];
   snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(value));
@@ -488,7 +489,6 @@ static int pgs_set_text_mark(od_sink *base, const char *key, const char *text, o
 
 /* The mark's row: column 0 its position as a decimal, column 1 its text (NULL: an integer mark). */
 static PGresult *mark_read(pgs_sink *s, const char *key, od_error *err) {
-  if (pgs_load_end(s, err)) return NULL;
   if (!s->conn && connect_target(s, err)) return NULL;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);

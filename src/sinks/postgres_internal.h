@@ -202,8 +202,8 @@ int pgs_apply(od_sink *base, const od_change *changes, size_t n, od_error *err);
 int pgs_load_prepare(od_sink *base, const od_relation *rel, const char *binary_format, bool *binary, od_error *err);
 int pgs_load(od_sink *base, const od_change *rows, size_t n, od_error *err);
 int pgs_load_finish(od_sink *base, const od_relation *rel, od_error *err);
-/* End the COPY in progress, if any, and read its result (every other use of the connection
- * calls this first). OD_EDUPLICATE when a loaded key was already in the table. */
+/* End the COPY in progress, if any, and read its result (pgs_exec, apply and commit call this
+ * before using the connection). OD_EDUPLICATE when a loaded key was already in the table. */
 int pgs_load_end(pgs_sink *s, od_error *err);
 /* Abandon the COPY in progress (rollback, lost connection). */
 void pgs_load_abort(pgs_sink *s);

@@ -6,8 +6,9 @@
  * without it (pgs_sink.defer_key, read by make_table) and gets it from load_finish, built once
  * from the loaded rows instead of maintained row by row.
  * A COPY stays open across load() calls of the same table and ends (its result read) before any
- * other statement on the connection: every other entry point of the sink calls pgs_load_end()
- * first. A duplicate key (the table held rows before odsync) surfaces as OD_EDUPLICATE.
+ * other statement on the connection: pgs_exec() (every synchronous statement) and the two
+ * pipeline-mode entry points, apply and commit, call pgs_load_end() first. A duplicate key (the
+ * table held rows before odsync) surfaces as OD_EDUPLICATE.
  * Never touches: marks, the checkpoint, pipeline mode (a COPY runs outside it), the source.
  */
 #include <arpa/inet.h>
@@ -309,8 +310,7 @@ int pgs_load_prepare(od_sink *base, const od_relation *rel, const char *binary_f
   pgs_sink *s = (pgs_sink *)base;
   *binary = false;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: load_prepare outside a transaction", s->where);
-  int rc = pgs_load_end(s, err);
-  if (!rc) rc = pgs_ensure_begin(s, err);
+  int rc = pgs_ensure_begin(s, err);
   if (rc) return rc;
   pg_rel *r = NULL;
   s->defer_key = true;
@@ -362,8 +362,7 @@ static int has_key_index(pgs_sink *s, const pg_rel *r, bool *out, od_error *err)
 int pgs_load_finish(od_sink *base, const od_relation *rel, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: load_finish outside a transaction", s->where);
-  int rc = pgs_load_end(s, err);
-  if (!rc) rc = pgs_ensure_begin(s, err);
+  int rc = pgs_ensure_begin(s, err);
   pg_rel *r = NULL;
   if (!rc) rc = pgs_rel_get(s, rel, &r, err);
   if (rc || !r->keyed) return rc;
