@@ -59,6 +59,25 @@ void od_relmap_remove_if(od_relmap *m, bool (*take)(od_relmap_node *n, void *ctx
   }
 }
 
+typedef struct drop_ctx {
+  bool all;
+  uint64_t txn;
+  void (*free_node)(od_relmap_node *n);
+} drop_ctx;
+
+static bool drop_one(od_relmap_node *n, void *ctx) {
+  const drop_ctx *d = ctx;
+  if (!d->all && n->born != d->txn) return false;
+  d->free_node(n);
+  return true;
+}
+
+void od_relmap_drop(od_relmap *m, bool all, uint64_t txn, void (*free_node)(od_relmap_node *n)) {
+  drop_ctx d = {all, txn, free_node};
+  od_relmap_remove_if(m, drop_one, &d);
+  if (all) od_relmap_free(m);
+}
+
 void od_relmap_free(od_relmap *m) {
   free(m->buckets);
   m->buckets = NULL;

@@ -9,10 +9,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct od_relmap_node {
   struct od_relmap_node *next;
   const void *key;
+  uint64_t born; /* the sink transaction that created the state (its DDL ran there) */
 } od_relmap_node;
 
 typedef struct od_relmap {
@@ -27,6 +29,9 @@ od_relmap_node *od_relmap_find(const od_relmap *m, const void *key);
 void od_relmap_remove_if(od_relmap *m, bool (*take)(od_relmap_node *n, void *ctx), void *ctx);
 /* Free the bucket array (the map must be empty of nodes the caller still needs). */
 void od_relmap_free(od_relmap *m);
+/* Drop states with free_node: after a rollback only those born in transaction `txn` (their DDL
+ * is gone), else (all = true) every state and the bucket array. */
+void od_relmap_drop(od_relmap *m, bool all, uint64_t txn, void (*free_node)(od_relmap_node *n));
 
 /* Visit every node: OD_RELMAP_FOREACH(&map, n) { State *s = (State *)n; ... } */
 #define OD_RELMAP_FOREACH(m, n)                                    \

@@ -71,7 +71,6 @@ typedef struct pg_rel {
   pgs_variant variants[PGS_MAX_VARIANTS];
   size_t mask_words;
   uint64_t *scratch;      /* 2 * mask_words */
-  uint64_t born_txn;      /* sink transaction in which its DDL ran */
   struct pgs_bulk *bulk;  /* set-based apply state (postgres_bulk.c), NULL for keyless tables */
 } pg_rel;
 

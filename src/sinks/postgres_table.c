@@ -365,23 +365,10 @@ static void rel_free(pg_rel *r) {
   free(r);
 }
 
-typedef struct drop_ctx {
-  const pgs_sink *s;
-  bool only_current_txn;
-} drop_ctx;
-
-static bool drop_one(od_relmap_node *n, void *ctx) {
-  const drop_ctx *d = ctx;
-  pg_rel *r = (pg_rel *)n;
-  if (d->only_current_txn && r->born_txn != d->s->txn_seq) return false;
-  rel_free(r);
-  return true;
-}
+static void free_node(od_relmap_node *n) { rel_free((pg_rel *)n); }
 
 void pgs_rels_drop(pgs_sink *s, bool only_current_txn) {
-  drop_ctx d = {s, only_current_txn};
-  od_relmap_remove_if(&s->rels, drop_one, &d);
-  if (!only_current_txn) od_relmap_free(&s->rels);
+  od_relmap_drop(&s->rels, !only_current_txn, s->txn_seq, free_node);
 }
 
 /* The SQL type a created column gets: the source's spelling for built-in types, text for
@@ -496,7 +483,7 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
   pg_rel *r = calloc(1, sizeof *r);
   if (!r) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   r->rel = rel;
-  r->born_txn = s->txn_seq;
+  r->node.born = s->txn_seq;
   int n = rel->ncolumns;
   r->mask_words = ((size_t)n + 63) / 64;
   char sbuf[256];

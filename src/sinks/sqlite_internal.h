@@ -67,7 +67,6 @@ typedef struct sq_rel {
   sq_variant variants[SQ_MAX_VARIANTS];
   size_t mask_words;      /* 64-bit words for one tuple's bitmask */
   uint64_t *scratch;      /* 2 * mask_words */
-  uint64_t born_txn;      /* sink transaction in which the DDL ran */
 } sq_rel;
 
 typedef struct sq_ckpt sq_ckpt;

@@ -290,23 +290,10 @@ static void rel_free(sq_rel *r) {
   free(r);
 }
 
-typedef struct drop_ctx {
-  const sq_sink *s;
-  bool only_current_txn;
-} drop_ctx;
-
-static bool drop_one(od_relmap_node *n, void *ctx) {
-  const drop_ctx *d = ctx;
-  sq_rel *r = (sq_rel *)n;
-  if (d->only_current_txn && r->born_txn != d->s->txn_seq) return false;
-  rel_free(r);
-  return true;
-}
+static void free_node(od_relmap_node *n) { rel_free((sq_rel *)n); }
 
 void sq_rels_drop(sq_sink *s, bool only_current_txn) {
-  drop_ctx d = {s, only_current_txn};
-  od_relmap_remove_if(&s->rels, drop_one, &d);
-  if (!only_current_txn) od_relmap_free(&s->rels);
+  od_relmap_drop(&s->rels, !only_current_txn, s->txn_seq, free_node);
 }
 
 /* CREATE TABLE IF NOT EXISTS, then make an existing table fit this version (sqlite_schema.c). */
@@ -346,7 +333,7 @@ static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error
   sq_rel *r = calloc(1, sizeof *r);
   if (!r) return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
   r->rel = rel;
-  r->born_txn = s->txn_seq;
+  r->node.born = s->txn_seq;
   int n = rel->ncolumns;
   r->mask_words = ((size_t)n + 63) / 64;
 
