@@ -129,6 +129,11 @@ test_cleanup() {
     echo "---- last 20 lines of the workload log ----" >&2
     tail -n 20 "$WORKLOAD_LOG" >&2
   fi
+  # The second server of pg_start_pair (the first's log is PG_LOG, shown below).
+  if [[ $rc -ne 0 && -n "${DST_LOG:-}" && -f "${DST_LOG:-}" && "${DST_LOG:-}" != "${PG_LOG:-}" ]]; then
+    echo "---- last 20 lines of the target server log ----" >&2
+    tail -n 20 "$DST_LOG" >&2
+  fi
   TEST_RC=$rc
   if declare -F test_extra_cleanup >/dev/null; then test_extra_cleanup; fi
   if [[ $rc -ne 0 ]]; then

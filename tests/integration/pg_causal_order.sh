@@ -44,10 +44,6 @@ test_extra_cleanup() {
   local pid
   for pid in "${WORKLOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${WORKLOAD_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  if [[ $TEST_RC -ne 0 && -f "$DST_LOG" ]]; then
-    echo "---- last 20 lines of the target server log ----" >&2
-    tail -n 20 "$DST_LOG" >&2
-  fi
 }
 
 # One sample = one statement = one snapshot of the target:

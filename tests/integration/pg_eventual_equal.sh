@@ -34,10 +34,6 @@ test_extra_cleanup() {
   local pid
   for pid in "${WORKLOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${WORKLOAD_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  if [[ $TEST_RC -ne 0 ]]; then
-    [[ -f "$WORKLOAD_LOG" ]] && { echo "---- workload log ----" >&2; tail -n 20 "$WORKLOAD_LOG" >&2; }
-    [[ -f "$DST_LOG" ]] && { echo "---- last 20 lines of the target server log ----" >&2; tail -n 20 "$DST_LOG" >&2; }
-  fi
 }
 
 log "source on port $SRC_PORT, target on port $DST_PORT"

@@ -40,10 +40,6 @@ test_extra_cleanup() {
   local pid
   for pid in "${WORKLOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${WORKLOAD_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  if [[ $TEST_RC -ne 0 && -f "$DST_LOG" ]]; then
-    echo "---- last 20 lines of the target server log ----" >&2
-    tail -n 20 "$DST_LOG" >&2
-  fi
 }
 
 # The reader's statements: one sample each, every statement its own autocommit transaction.

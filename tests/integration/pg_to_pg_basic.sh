@@ -27,12 +27,6 @@ OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
 # Two servers: pg_start exports PGPORT etc. for the last one; keep both and point the helpers
 # (pg_psql, wait_slot_active, the failure log tail) at the source.
 pg_start_pair shop warehouse
-test_extra_cleanup() {
-  if [[ -f "$DST_LOG" ]]; then
-    echo "---- last 20 lines of the target server log ----" >&2
-    tail -n 20 "$DST_LOG" >&2
-  fi
-}
 
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log

@@ -39,10 +39,6 @@ test_extra_cleanup() {
     kill "$WRITER_PID" 2>/dev/null
     wait "$WRITER_PID" 2>/dev/null
   fi
-  if [[ -f "$DST_LOG" ]]; then
-    echo "---- last 20 lines of the target server log ----" >&2
-    tail -n 20 "$DST_LOG" >&2
-  fi
 }
 
 # wait_equal_pg TIMEOUT [--table ...]: od_compare_pg until equal.

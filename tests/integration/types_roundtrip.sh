@@ -43,20 +43,7 @@ OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
 [[ -x "$OD_COMPARE" ]] || fail "od_compare not built at $OD_COMPARE"
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 
-pg_start warehouse
-DST_PORT=$PGPORT
-DST_LOG=$PG_LOG
-pg_start shop
-SRC_PORT=$PGPORT
-SRC_DSN="host=127.0.0.1 port=$SRC_PORT dbname=shop user=postgres"
-DST_DSN="host=127.0.0.1 port=$DST_PORT dbname=warehouse user=postgres"
-dst_psql() { PGPORT=$DST_PORT PGDATABASE=warehouse pg_psql "$@"; }
-test_extra_cleanup() {
-  if [[ -f "$DST_LOG" ]]; then
-    echo "---- last 20 lines of the target server log ----" >&2
-    tail -n 20 "$DST_LOG" >&2
-  fi
-}
+pg_start_pair shop warehouse
 SINK_DB=$TEST_TMP/out.db
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
