@@ -121,6 +121,17 @@ pipelines:
 EOF
 expect_config_error "bad partitions" "$TEST_TMP/bad_partitions.yaml" 7 "partitions 'both' must be root"
 
+# 5c. postgres sink maintenance_work_mem that is not a PostgreSQL size, on line 6.
+cat >"$TEST_TMP/bad_mwm.yaml" <<EOF
+state_dir: $TEST_TMP/state
+pipelines:
+  - name: shop
+    $GOOD_SOURCE
+    sink: { type: postgres, dsn: "host=127.0.0.1 port=1 dbname=w user=postgres",
+            maintenance_work_mem: 512M }
+EOF
+expect_config_error "bad maintenance_work_mem" "$TEST_TMP/bad_mwm.yaml" 6 "maintenance_work_mem '512M' must be a size"
+
 # 6. Unreachable server: a loopback port with nothing listening.
 dead_port=$(pg_free_port)
 cat >"$TEST_TMP/unreachable.yaml" <<EOF
