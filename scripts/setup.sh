@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # scripts/setup.sh — installs what building and testing odsync needs on a fresh Debian 12 machine
 # (run as root). Idempotent: when every package is already installed, apt is not touched.
-# Also creates the unprivileged system user the test PostgreSQL servers run as (odsync-test).
+# Also creates the unprivileged system user the test PostgreSQL and MariaDB servers run as
+# (odsync-test).
 set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
   libpq-dev libsqlite3-dev libyaml-dev libssl-dev
   postgresql postgresql-contrib sqlite3
+  mariadb-server mariadb-client libmariadb-dev
   valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk
 )
 TEST_USER=odsync-test
