@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libpq-dev libsqlite3-dev libyaml-dev libssl-dev
   postgresql postgresql-contrib sqlite3
-  mariadb-server mariadb-client libmariadb-dev
+  mariadb-server mariadb-client libmariadb-dev zlib1g-dev
   valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk
 )
 TEST_USER=odsync-test
