@@ -94,6 +94,19 @@ int my_stream_init(my_stream *s, const my_stream_cb *cb, const char *file, uint6
   return OD_OK;
 }
 
+static void tmap_clear(my_tmap *m);
+
+int my_stream_reset(my_stream *s, const char *file, uint64_t pos, const char *gtids, bool checksum, od_error *err) {
+  my_stream_forget_tables(s);
+  my_format_init(&s->fmt, checksum);
+  snprintf(s->file, sizeof s->file, "%s", file ? file : "");
+  s->pos = pos;
+  s->in_txn = s->begun = s->standalone = false;
+  s->index = 0;
+  s->last_idle = od_pos_none();
+  return my_gtidset_parse(&s->state, gtids, err);
+}
+
 static void tmap_clear(my_tmap *m) {
   my_table_free(m->t);
   free(m->raw);

@@ -78,6 +78,9 @@ typedef struct my_stream {
 /* Start at file:pos with the given GTID state (the position a restart resumes from). */
 int my_stream_init(my_stream *s, const my_stream_cb *cb, const char *file, uint64_t pos, const char *gtids,
                    bool checksum, od_error *err);
+/* Start again at file:pos (a new connection): forgets table maps and any open transaction, keeps
+ * the relations (queued changes point to them). */
+int my_stream_reset(my_stream *s, const char *file, uint64_t pos, const char *gtids, bool checksum, od_error *err);
 /* One event: its header's first byte at buf, len bytes (checksum included). */
 int my_stream_event(my_stream *s, const uint8_t *buf, size_t len, od_error *err);
 /* The position between transactions the stream is at (what an idle heartbeat reports). */
