@@ -174,11 +174,9 @@ static int purged(my_source *s, const char *msg, od_error *err) {
     if (od_pos_mysql.format(&s->resume, where + n, sizeof where - (size_t)n) > 0) at = where;
   }
   return OD_FAIL(err, OD_EGAP,
-                 "%s: the binlog no longer holds %s, where pipeline %s resumes (%s). Changes since then are lost to "
-                 "odsync: recover by re-seeding the sink — delete its tables and its _odsync_checkpoint row for "
-                 "pipeline %s (for SQLite, a new file) and restart: streaming then starts at the current binlog "
-                 "position. Keep binlogs longer (expire_logs_days / binlog_expire_logs_seconds) than odsync may be "
-                 "stopped",
+                 "%s: the binlog no longer holds %s, where pipeline %s resumes (server: %.120s). Recover by "
+                 "re-seeding the sink: delete its tables and its _odsync_checkpoint row for pipeline %s (SQLite: a new "
+                 "file) and restart. Keep binlogs longer than odsync may be stopped (binlog_expire_logs_seconds)",
                  s->set.where, at, s->pipeline, msg, s->pipeline);
 }
 
