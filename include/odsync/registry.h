@@ -5,11 +5,18 @@
 
 #include "odsync/sink.h"
 #include "odsync/source.h"
+#include "odsync/transform.h"
 
 const od_source_ops *od_source_find(const char *type);
 const od_sink_ops *od_sink_find(const char *type);
 /* Comma-separated list of registered types, for error messages. */
 const char *od_source_types(void);
 const char *od_sink_types(void);
+const od_transform_ops *od_transform_find(const char *type);
+const char *od_transform_types(void);
+/* The position kind named `name` among the registered sources' kinds (odsync/position.h). */
+const od_pos_kind *od_pos_kind_find(const char *name);
+/* Every registered adapter is well formed (od_sink_ops_check; sources name a position kind). */
+int od_registry_check(od_error *err);
 
 #endif
