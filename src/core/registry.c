@@ -23,16 +23,37 @@ static const od_transform_ops *const transforms[] = {
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define EXTRA_MAX 8
+
+static const od_source_ops *extra_sources[EXTRA_MAX];
+static const od_sink_ops *extra_sinks[EXTRA_MAX];
+static size_t nextra_sources, nextra_sinks;
+
+int od_registry_add_source(const od_source_ops *ops) {
+  if (!ops || !ops->type || !ops->position || nextra_sources == EXTRA_MAX) return OD_EINVAL;
+  extra_sources[nextra_sources++] = ops;
+  return OD_OK;
+}
+
+int od_registry_add_sink(const od_sink_ops *ops) {
+  if (!ops || nextra_sinks == EXTRA_MAX || od_sink_ops_check(ops, NULL)) return OD_EINVAL;
+  extra_sinks[nextra_sinks++] = ops;
+  return OD_OK;
+}
 
 const od_source_ops *od_source_find(const char *type) {
   for (size_t i = 0; type && i < COUNT(sources); i++)
     if (strcmp(sources[i]->type, type) == 0) return sources[i];
+  for (size_t i = 0; type && i < nextra_sources; i++)
+    if (strcmp(extra_sources[i]->type, type) == 0) return extra_sources[i];
   return NULL;
 }
 
 const od_sink_ops *od_sink_find(const char *type) {
   for (size_t i = 0; type && i < COUNT(sinks); i++)
     if (strcmp(sinks[i]->type, type) == 0) return sinks[i];
+  for (size_t i = 0; type && i < nextra_sinks; i++)
+    if (strcmp(extra_sinks[i]->type, type) == 0) return extra_sinks[i];
   return NULL;
 }
 
@@ -73,6 +94,8 @@ const char *od_transform_types(void) {
 const od_pos_kind *od_pos_kind_find(const char *name) {
   for (size_t i = 0; name && i < COUNT(sources); i++)
     if (sources[i]->position && strcmp(sources[i]->position->name, name) == 0) return sources[i]->position;
+  for (size_t i = 0; name && i < nextra_sources; i++)
+    if (strcmp(extra_sources[i]->position->name, name) == 0) return extra_sources[i]->position;
   return NULL;
 }
 

@@ -79,10 +79,10 @@ static int dc_relation(od_transform *t, const od_relation *in, const od_relation
     free(o);
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
   }
+  od_column *cols = o->rel.columns; /* allocated above; the copy of *in must not replace it */
   o->in = in;
   o->rel = *in;
-  o->rel.columns = o->rel.columns; /* keep the array allocated above */
-  od_column *cols = (od_column *)o->rel.columns;
+  o->rel.columns = cols;
   uint16_t k = 0;
   for (uint16_t i = 0; i < in->ncolumns; i++) {
     if (listed(d->columns, d->ncolumns, in->columns[i].name)) continue;
