@@ -23,6 +23,7 @@ LOG=$TEST_TMP/odsync.log
 pg_psql <<'SQL'
 CREATE TABLE customers (id int PRIMARY KEY, name text, ssn text, visits int);
 CREATE TABLE visits (customer_id int, at timestamptz, note text);
+ALTER TABLE visits REPLICA IDENTITY FULL;
 INSERT INTO customers SELECT g, 'name ' || g, 'ssn-' || g, 0 FROM generate_series(1, 500) g;
 INSERT INTO visits SELECT g % 50, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute', 'v' || g
   FROM generate_series(1, 300) g;
