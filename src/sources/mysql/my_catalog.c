@@ -239,16 +239,36 @@ static int cached_shape(my_catalog *c, const char *db, const char *table, my_tab
   return OD_OK;
 }
 
+/* The binlog's type and information_schema's, in one vocabulary. */
+static int type_class(const my_column *c) {
+  switch (c->type) {
+    case MY_T_NEWDATE: return MY_T_DATE;
+    case MY_T_VAR_STRING: return MY_T_VARCHAR;
+    case MY_T_TINY_BLOB: case MY_T_MEDIUM_BLOB: case MY_T_LONG_BLOB: return MY_T_BLOB;
+    case MY_T_TIMESTAMP: return MY_T_TIMESTAMP2;
+    case MY_T_DATETIME: return MY_T_DATETIME2;
+    case MY_T_TIME: return MY_T_TIME2;
+    case MY_T_STRING: case MY_T_ENUM: case MY_T_SET: return c->real_type == MY_T_STRING ? MY_T_STRING : c->real_type;
+    default: return c->type;
+  }
+}
+
 int my_catalog_describe(my_catalog *c, my_table *t, od_error *err) {
   my_table *shape;
   int rc = cached_shape(c, t->db, t->name, &shape, err);
   if (rc) return rc;
-  if (!shape || shape->ncols != t->ncols)
+  /* The catalog is the table as it is now; the event may be older. Columns added at the end since
+   * then are harmless (the event's columns are a prefix); anything else cannot be told apart. */
+  int bad = -1;
+  for (int i = 0; shape && i < t->ncols && i < shape->ncols && bad < 0; i++)
+    if (type_class(&t->cols[i]) != type_class(&shape->cols[i])) bad = i;
+  if (!shape || shape->ncols < t->ncols || bad >= 0)
     return OD_FAIL(err, OD_ESCHEMA,
-                   "%s: table %s.%s: the binlog row event has %d columns but the table has %d now (it changed after "
-                   "the event was written); set binlog_row_metadata=FULL on the server so the binlog carries each "
-                   "event's own column names, then restart",
-                   c->s->where, t->db, t->name, t->ncols, shape ? shape->ncols : 0);
+                   "%s: table %s.%s: the binlog row event (%d columns) does not match the table as it is now (%d "
+                   "columns%s%s%s): it changed after the event was written. Set binlog_row_metadata=FULL on the server "
+                   "so the binlog carries each event's own column names, then restart",
+                   c->s->where, t->db, t->name, t->ncols, shape ? shape->ncols : 0, bad >= 0 ? ", column " : "",
+                   bad >= 0 ? shape->cols[bad].name : "", bad >= 0 ? " has another type" : "");
   for (int i = 0; i < t->ncols; i++) {
     my_column *d = &t->cols[i];
     const my_column *s = &shape->cols[i];
@@ -257,6 +277,7 @@ int my_catalog_describe(my_catalog *c, my_table *t, od_error *err) {
     d->is_unsigned = s->is_unsigned;
     d->charset = s->charset;
     d->key = s->key;
+    if (s->key) t->has_key = true;
     if (s->nlabels && !d->labels) {
       if (!(d->labels = calloc((size_t)s->nlabels, sizeof *d->labels))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
       for (int k = 0; k < s->nlabels; k++) {
@@ -265,7 +286,6 @@ int my_catalog_describe(my_catalog *c, my_table *t, od_error *err) {
       }
     }
   }
-  t->has_key = shape->has_key;
   return OD_OK;
 }
 

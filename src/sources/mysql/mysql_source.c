@@ -11,10 +11,6 @@
  * relations live until close()); borrows the config.
  * Never touches: sinks, the pipeline's queue, row bytes.
  */
-#include "odsync/change.h"
-/* Built once the core's opaque positions (issue 8) are on main: until then change.h still defines
- * the PostgreSQL-only OD_LSN_FMT and this file compiles to nothing. */
-#ifndef OD_LSN_FMT
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +19,7 @@
 #include <mariadb_rpl.h>
 
 #include "core/log.h"
-#if __has_include("core/clock.h")
 #include "core/clock.h"
-#else
-#include "core/pipeline.h"
-#endif
 #include "odsync/source.h"
 #include "sources/mysql/my_conn.h"
 #include "sources/mysql/my_position.h"
@@ -287,5 +279,3 @@ const od_source_ops od_source_mysql = {
     .close = my_close_source,
     .snapshot = NULL,
 };
-
-#endif /* OD_LSN_FMT */
