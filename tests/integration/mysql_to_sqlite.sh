@@ -62,6 +62,28 @@ wait_streaming() {
   wait_for "grep -q 'reading the binlog' '$TEST_TMP/odsync.log'" 30 || fail "odsync did not start reading the binlog"
 }
 
+log "check: a server setting odsync cannot work with, a wrong password"
+my_sql -e "SET GLOBAL binlog_row_image = MINIMAL"
+rc=0
+"$ODSYNC_BIN" check -c "$TEST_TMP/odsync.yml" >"$TEST_TMP/check.log" 2>&1 || rc=$?
+((rc != 0)) || fail "odsync check passed with binlog_row_image=MINIMAL"
+grep -q "binlog_row_image is MINIMAL: set binlog_row_image=FULL" "$TEST_TMP/check.log" || {
+  cat "$TEST_TMP/check.log"
+  fail "odsync check does not name binlog_row_image"
+}
+rc=0
+timeout 20 "$ODSYNC_BIN" run -c "$TEST_TMP/odsync.yml" >"$TEST_TMP/run-minimal.log" 2>&1 || rc=$?
+((rc != 0 && rc != 124)) || fail "odsync run did not stop on binlog_row_image=MINIMAL (exit $rc)"
+grep -q "binlog_row_image is MINIMAL" "$TEST_TMP/run-minimal.log" || fail "odsync run does not name binlog_row_image"
+my_sql -e "SET GLOBAL binlog_row_image = FULL"
+sed "s/password=odsync-pw/password=wrong-pw/" "$TEST_TMP/odsync.yml" >"$TEST_TMP/badpw.yml"
+rc=0
+"$ODSYNC_BIN" check -c "$TEST_TMP/badpw.yml" >"$TEST_TMP/badpw.log" 2>&1 || rc=$?
+((rc != 0)) || fail "odsync check passed with a wrong password"
+grep -q "cannot connect as user odsync" "$TEST_TMP/badpw.log" || { cat "$TEST_TMP/badpw.log"; fail "no clear login error"; }
+grep -q "wrong-pw" "$TEST_TMP/badpw.log" && fail "the password appeared in an error"
+rm -rf "$TEST_TMP/state"
+
 log "check"
 "$ODSYNC_BIN" check -c "$TEST_TMP/odsync.yml" >"$TEST_TMP/check.log" 2>&1 || {
   cat "$TEST_TMP/check.log"

@@ -308,6 +308,19 @@ static void problemf(my_problem_fn fn, void *ctx, bool fatal, int *count, const 
   fn(ctx, fatal, msg);
 }
 
+static void first_fatal(void *ctx, bool fatal, const char *msg) {
+  char *out = ctx;
+  if (fatal && !out[0]) snprintf(out, OD_ERROR_MSG_MAX, "%s", msg);
+}
+
+int my_catalog_require(my_catalog *c, od_error *err) {
+  char msg[OD_ERROR_MSG_MAX] = "";
+  int n = my_catalog_check(c, first_fatal, msg, err);
+  if (n < 0) return n;
+  if (n > 0) return OD_FAIL(err, OD_ESOURCE, "%s", msg);
+  return OD_OK;
+}
+
 int my_catalog_check(my_catalog *c, my_problem_fn problem, void *ctx, od_error *err) {
   const my_settings *s = c->s;
   MYSQL_RES *res;

@@ -60,5 +60,7 @@ int my_catalog_shape(my_catalog *c, const char *db, const char *table, my_table 
 /* Server settings the binlog source needs; one problem() call per problem; returns the count. */
 typedef void (*my_problem_fn)(void *ctx, bool fatal, const char *msg);
 int my_catalog_check(my_catalog *c, my_problem_fn problem, void *ctx, od_error *err);
+/* The same checks before streaming: the first fatal problem as a (non-retriable) error. */
+int my_catalog_require(my_catalog *c, od_error *err);
 
 #endif

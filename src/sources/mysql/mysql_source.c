@@ -175,8 +175,9 @@ static int purged(my_source *s, const char *msg, od_error *err) {
 static int my_start(od_source *base, const od_pos *from, od_error *err) {
   my_source *s = (my_source *)base;
   disconnect(s);
-  int rc = my_connect(&s->set, &s->conn, err);
+  int rc = my_catalog_require(s->cat, err); /* binlog on, ROW, FULL: else a clear error naming the setting */
   if (rc) return rc;
+  if ((rc = my_connect(&s->set, &s->conn, err))) return rc;
   char checksum[32], gtids[OD_POS_MAX + 1] = "", file[256] = "", sql[512];
   uint64_t offset = 4;
   if ((rc = scalar(s, "SELECT @@global.binlog_checksum", checksum, sizeof checksum, err))) return rc;
