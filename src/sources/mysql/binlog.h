@@ -104,10 +104,15 @@ int my_xid_parse(const my_event *ev, uint64_t *xid, od_error *err);
 typedef struct my_query {
   const char *db; /* not NUL-terminated */
   size_t db_len;
-  const char *sql; /* not NUL-terminated */
+  const char *sql; /* not NUL-terminated; into the event, or into `inflated` */
   size_t sql_len;
+  uint8_t *inflated; /* QUERY_COMPRESSED: the statement (owned; my_query_free) */
 } my_query;
 int my_query_parse(const my_format *f, const my_event *ev, my_query *out, od_error *err);
+void my_query_free(my_query *q);
+/* MariaDB's compressed binlog data: a header byte (0x80 | bytes of the length), the uncompressed
+ * length big-endian, zlib data. *out is malloc'd. -1 when malformed. */
+int my_inflate(const uint8_t *p, const uint8_t *end, uint8_t **out, size_t *out_len);
 
 /* Character sets the decoder knows how to turn into UTF-8. */
 enum my_charset { MY_CS_UNKNOWN = 0, MY_CS_UTF8, MY_CS_LATIN1, MY_CS_ASCII, MY_CS_BINARY, MY_CS_OTHER };

@@ -6,6 +6,7 @@
  * Never touches: table maps and rows (binlog_table.c, binlog_rows.c), connections.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sources/mysql/binlog.h"
@@ -157,12 +158,21 @@ int my_query_parse(const my_format *f, const my_event *ev, my_query *out, od_err
   off += db_len + 1;
   out->sql = (const char *)ev->body + off;
   out->sql_len = ev->body_len - off;
-  if (ev->type == MY_EV_QUERY_COMPRESSED)
-    return OD_FAIL(err, OD_EUNSUPPORTED,
-                   "compressed QUERY event at offset %u (log_bin_compress=ON): not supported; set "
-                   "log_bin_compress=OFF on the server",
-                   ev->log_pos);
+  out->inflated = NULL;
+  if (ev->type == MY_EV_QUERY_COMPRESSED) {
+    size_t n;
+    if (my_inflate(ev->body + off, ev->body + ev->body_len, &out->inflated, &n) != 0)
+      return OD_FAIL(err, OD_EPROTOCOL, "compressed QUERY event at offset %u: bad header or corrupt zlib data",
+                     ev->log_pos);
+    out->sql = (const char *)out->inflated;
+    out->sql_len = n;
+  }
   return OD_OK;
+}
+
+void my_query_free(my_query *q) {
+  free(q->inflated);
+  q->inflated = NULL;
 }
 
 uint64_t my_event_table_id(const my_format *f, const my_event *ev) {

@@ -17,23 +17,32 @@ static bool is_compressed(uint8_t type) {
   return type >= MY_EV_WRITE_COMPRESSED_V1 && type <= MY_EV_DELETE_COMPRESSED_V2;
 }
 
-static int inflate_rows(my_rows *r, const my_event *ev, const uint8_t *p, const uint8_t *end, od_error *err) {
-  if (p >= end || !(p[0] & 0x80))
-    return OD_FAIL(err, OD_EPROTOCOL, "compressed rows event at offset %u: bad compression header", ev->log_pos);
+int my_inflate(const uint8_t *p, const uint8_t *end, uint8_t **out, size_t *out_len) {
+  *out = NULL;
+  if (p >= end || !(p[0] & 0x80)) return -1;
   int lenlen = p[0] & 7;
-  if (lenlen < 1 || lenlen > 4 || end - p < 1 + lenlen)
-    return OD_FAIL(err, OD_EPROTOCOL, "compressed rows event at offset %u: bad length header", ev->log_pos);
+  if (lenlen < 1 || lenlen > 4 || end - p < 1 + lenlen) return -1;
   uLongf want = (uLongf)my_ube(p + 1, lenlen);
-  if (want > (1u << 30))
-    return OD_FAIL(err, OD_EPROTOCOL, "compressed rows event at offset %u: %lu bytes uncompressed", ev->log_pos,
-                   (unsigned long)want);
-  r->inflated = malloc(want ? want : 1);
-  if (!r->inflated) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  if (want > (1u << 30)) return -1;
+  uint8_t *buf = malloc(want ? want : 1);
+  if (!buf) return -1;
   uLongf got = want;
-  if (uncompress(r->inflated, &got, p + 1 + lenlen, (uLong)(end - p - 1 - lenlen)) != Z_OK || got != want)
-    return OD_FAIL(err, OD_EPROTOCOL, "compressed rows event at offset %u: zlib data is corrupt", ev->log_pos);
+  if (uncompress(buf, &got, p + 1 + lenlen, (uLong)(end - p - 1 - lenlen)) != Z_OK || got != want) {
+    free(buf);
+    return -1;
+  }
+  *out = buf;
+  *out_len = want;
+  return 0;
+}
+
+static int inflate_rows(my_rows *r, const my_event *ev, const uint8_t *p, const uint8_t *end, od_error *err) {
+  size_t n;
+  if (my_inflate(p, end, &r->inflated, &n) != 0)
+    return OD_FAIL(err, OD_EPROTOCOL, "compressed rows event at offset %u: bad header or corrupt zlib data",
+                   ev->log_pos);
   r->p = r->inflated;
-  r->end = r->inflated + want;
+  r->end = r->inflated + n;
   return OD_OK;
 }
 

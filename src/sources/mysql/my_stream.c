@@ -332,10 +332,19 @@ static int on_truncate(my_stream *s, const char *db, const char *table, od_error
   return s->cb.change(s->cb.ctx, &s->txn, &c, err);
 }
 
+static int on_statement(my_stream *s, const my_event *ev, const my_query *qp, od_error *err);
+
 static int on_query(my_stream *s, const my_event *ev, od_error *err) {
   my_query q;
   int rc = my_query_parse(&s->fmt, ev, &q, err);
-  if (rc) return rc;
+  if (!rc) rc = on_statement(s, ev, &q, err);
+  my_query_free(&q);
+  return rc;
+}
+
+static int on_statement(my_stream *s, const my_event *ev, const my_query *qp, od_error *err) {
+  my_query q = *qp;
+  int rc;
   const char *p = q.sql, *end = q.sql + q.sql_len;
   if (word(&p, end, "BEGIN") || word(&p, end, "XA") || word(&p, end, "SAVEPOINT")) return OD_OK;
   p = q.sql;
