@@ -44,6 +44,7 @@ TEST(dsn_and_defaults) {
   CHECK_STR(s.tables[0], "shop.*");
   CHECK(s.server_id >= 100000);
   CHECK_INT(s.heartbeat_ms, 200);
+  CHECK(s.snapshot_initial);
   my_catalog *cat = my_catalog_new(&s);
   CHECK(my_catalog_captured(cat, "shop", "orders"));
   CHECK(!my_catalog_captured(cat, "other", "orders"));
@@ -84,8 +85,8 @@ TEST(errors_name_the_place_and_never_the_password) {
   CHECK_INT(load("      dsn: \"host=db1 usr=u password=${env:OD_TEST_MY_PW}\"\n", &s, &e), OD_ECONFIG);
   CHECK_CONTAINS(e.msg, "cfg.yaml:5:12: pipelines[0].source.dsn: unknown setting 'usr'");
   CHECK(strstr(e.msg, "s3cret") == NULL);
-  CHECK_INT(load("      host: db1\n      user: u\n      database: shop\n      snapshot: initial\n", &s, &e), OD_ECONFIG);
-  CHECK_CONTAINS(e.msg, "cfg.yaml:8:17: pipelines[0].source.snapshot 'initial' is not available");
+  CHECK_INT(load("      host: db1\n      user: u\n      database: shop\n      snapshot: sometimes\n", &s, &e), OD_ECONFIG);
+  CHECK_CONTAINS(e.msg, "cfg.yaml:8:17: pipelines[0].source.snapshot 'sometimes' must be initial or never");
   CHECK_INT(load("      host: db1\n      user: u\n      tables: [orders]\n", &s, &e), OD_ECONFIG);
   CHECK_CONTAINS(e.msg, "pipelines[0].source.tables: 'orders' has no database");
   CHECK_INT(load("      host: db1\n      database: shop\n", &s, &e), OD_ECONFIG);

@@ -183,6 +183,9 @@ void my_rows_end(my_rows *r);
 int my_value_decode(const my_table *t, const my_column *c, const uint8_t **p, const uint8_t *end,
                     my_valbuf *vb, size_t *off, uint32_t *len, od_error *err);
 
+/* The text binlog_value.c gives a FLOAT (single) or DOUBLE: the shortest that reads back exactly. */
+int my_format_float(double x, bool single, char *buf, size_t size);
+
 /* The column as odsync's change model names it: PostgreSQL type OID, typmod, source spelling. */
 void my_column_describe(const my_column *c, od_column *out);
 

@@ -111,14 +111,20 @@ static int put_string(my_valbuf *vb, const my_table *t, const my_column *c, cons
 }
 
 /* Shortest text that reads back as the same float/double (PostgreSQL prints them the same way). */
+int my_format_float(double x, bool single, char *buf, size_t size) {
+  if (x == 0) return snprintf(buf, size, "%s", signbit(x) ? "-0" : "0");
+  int n = 0;
+  for (int prec = 1; prec <= 17; prec++) {
+    n = snprintf(buf, size, "%.*g", prec, x);
+    if (single ? strtof(buf, NULL) == (float)x : strtod(buf, NULL) == x) break;
+  }
+  return n;
+}
+
 static int put_float(my_valbuf *vb, double x, bool single) {
   char tmp[40];
-  if (x == 0) return put(vb, signbit(x) ? "-0" : "0", signbit(x) ? 2 : 1);
-  for (int prec = 1; prec <= 17; prec++) {
-    snprintf(tmp, sizeof tmp, "%.*g", prec, x);
-    if (single ? strtof(tmp, NULL) == (float)x : strtod(tmp, NULL) == x) break;
-  }
-  return put(vb, tmp, strlen(tmp));
+  int n = my_format_float(x, single, tmp, sizeof tmp);
+  return put(vb, tmp, (size_t)n);
 }
 
 /* DECIMAL's binary format: groups of 9 digits in 4 bytes, big-endian; a leading partial group of

@@ -97,7 +97,7 @@ int my_settings_load(my_settings *s, const od_config_section *cfg, const char *p
       (rc = od_config_int(cfg, "port", 0, 1, 65535, &port, err)) ||
       (rc = od_config_int(cfg, "server_id", (long)(100000 + h % 1000000000), 1, 4294967295L, &server_id, err)) ||
       (rc = od_config_int(cfg, "heartbeat_ms", 200, 10, 60000, &hb, err)) ||
-      (rc = od_config_string(cfg, "snapshot", "never", &snapshot, err)))
+      (rc = od_config_string(cfg, "snapshot", "initial", &snapshot, err)))
     goto fail;
   int line, col;
   if (dsn && (host || user || password || database || port)) {
@@ -122,16 +122,13 @@ int my_settings_load(my_settings *s, const od_config_section *cfg, const char *p
                  "REPLICATION SLAVE, BINLOG MONITOR and SELECT)", cfg->file, cfg->line, cfg->col, cfg->path);
     goto fail;
   }
-  if (strcmp(snapshot, "never") != 0) {
+  if (strcmp(snapshot, "never") != 0 && strcmp(snapshot, "initial") != 0) {
     at(cfg, "snapshot", &line, &col);
-    rc = OD_FAIL(err, OD_ECONFIG,
-                 !strcmp(snapshot, "initial")
-                     ? "%s:%d:%d: %s.snapshot 'initial' is not available for mysql sources yet: use never (streaming "
-                       "starts at the server's current binlog position)"
-                     : "%s:%d:%d: %s.snapshot must be never",
-                 cfg->file, line, col, cfg->path);
+    rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.snapshot '%s' must be initial or never", cfg->file, line, col,
+                 cfg->path, snapshot);
     goto fail;
   }
+  s->snapshot_initial = !strcmp(snapshot, "initial");
   s->server_id = (unsigned)server_id;
   s->heartbeat_ms = hb;
   char *const *tables;

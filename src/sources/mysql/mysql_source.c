@@ -23,25 +23,12 @@
 #include "odsync/source.h"
 #include "sources/mysql/my_conn.h"
 #include "sources/mysql/my_position.h"
+#include "sources/mysql/my_source.h"
 #include "sources/mysql/my_stream.h"
 
 #define MAX_EVENTS_PER_POLL 8192
 
-typedef struct my_source {
-  od_source base;
-  const char *pipeline;
-  my_settings set;
-  my_catalog *cat;
-  MYSQL *conn;
-  MARIADB_RPL *rpl;
-  MARIADB_RPL_EVENT *ev;
-  my_stream stream;
-  bool stream_ready;
-  const od_change_handler *outer;
-  od_txn_info txn;
-  od_pos resume; /* where start() connected */
-  od_pos durable;
-} my_source;
+
 
 extern const od_source_ops od_source_mysql;
 
@@ -136,6 +123,7 @@ static void my_close_source(od_source *base) {
   if (!s) return;
   disconnect(s);
   if (s->stream_ready) my_stream_free(&s->stream); /* the relations too: the session is over */
+  my_snap_free(s);
   my_catalog_free(s->cat);
   my_settings_free(&s->set);
   free(s);
@@ -278,5 +266,5 @@ const od_source_ops od_source_mysql = {
     .poll = my_poll,
     .ack = my_ack,
     .close = my_close_source,
-    .snapshot = NULL,
+    .snapshot = &my_snapshot_ops,
 };
