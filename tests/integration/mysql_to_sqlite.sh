@@ -135,8 +135,16 @@ for k in 1 2 3; do
   sleep 0.5
   odsync_start "$TEST_TMP/odsync.yml" "$TEST_TMP/odsync.log"
 done
+# The server drops odsync's binlog connection: a retriable error, a new session resumes exactly.
+sleep 0.5
+dumps=$(my_sql -e "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+[[ -n "$dumps" ]] || fail "no binlog dump thread to kill"
+for id in $dumps; do my_sql -e "KILL $id" || true; done
+log "killed the server side of the binlog connection ($dumps)"
 workload_wait
 wait_equal_my 90
+grep -q "binlog stream" "$TEST_TMP/odsync.log" || fail "the dropped connection was not reported"
+odsync_running || fail "odsync stopped after its binlog connection was dropped"
 n=$(my_sql -e "SELECT count(*) FROM orders")
 ((n > 400)) || fail "workload too small: $n orders"
 starts=$(grep -o "reading the binlog from GTID [0-9,-]*" "$TEST_TMP/odsync.log" | sort -u | wc -l)
