@@ -74,7 +74,7 @@ workload() {
   for i in $(seq 1 200); do
     echo "BEGIN; INSERT INTO orders VALUES ($i, 'c$((i % 7))', $i.25, NOW(6)); INSERT INTO events VALUES ('e', $i), ('e', $i);
       UPDATE orders SET amount = amount * 2 WHERE id = $((i - 3)); DELETE FROM events WHERE n = $((i - 5)) LIMIT 1; COMMIT;"
-    ((i % 50 == 0)) && sleep 0.3
+    if ((i % 50 == 0)); then sleep 0.3; fi
   done | my_sql
 }
 workload_start workload

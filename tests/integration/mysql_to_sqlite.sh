@@ -20,7 +20,8 @@ SINK_DB=$TEST_TMP/sink.db
 my_sql <"$FIX/schema.sql"
 my_sql -e "CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(40) NOT NULL, amount DECIMAL(12,2),
              status ENUM('new','paid','shipped'), updated DATETIME(6));
-           CREATE TABLE events (kind VARCHAR(20), n INT, at TIMESTAMP(3) NULL DEFAULT NULL);
+           CREATE TABLE events (kind VARCHAR(20), n INT, at TIMESTAMP(3) NULL DEFAULT NULL,
+             tag CHAR(100) CHARACTER SET utf8mb4, dur TIME(2), d1 TIME(1), bin BINARY(70));
            CREATE TABLE ignored (id INT PRIMARY KEY, v INT);"
 
 cat >"$TEST_TMP/odsync.yml" <<YAML
@@ -114,7 +115,9 @@ workload_batch() {
     local id=$(($2 + i)) old=$(($2 + i - 7))
     echo "BEGIN;"
     echo "INSERT INTO orders VALUES ($id, 'c$((id % 13))', $((id * 7 % 1000)).$((id % 100)), 'new', NOW(6));"
-    echo "INSERT INTO events VALUES ('order', $id, NOW(3)), ('order', $id, NOW(3));"
+    echo "INSERT INTO events VALUES ('order', $id, NOW(3), REPEAT('é', $((id % 100))), '-$((id % 30)):0$((id % 10)):0$((id % 7)).$((id % 100))',
+      '$((id % 838)):59:59.$((id % 10))', UNHEX(REPEAT('a0', $((id % 70))))),
+      ('order', $id, NOW(3), NULL, '00:00:00.01', '-00:00:00.5', NULL);"
     echo "UPDATE orders SET status = 'paid', amount = amount + 1, updated = NOW(6) WHERE id = $old;"
     echo "UPDATE events SET n = -n WHERE n = $old;"
     if ((i % 5 == 0)); then
@@ -122,6 +125,7 @@ workload_batch() {
       echo "DELETE FROM events WHERE n = $((id - 2));"
     fi
     echo "COMMIT;"
+    if ((i % 20 == 0)); then echo "FLUSH BINARY LOGS;"; fi # the stream crosses binlog files
   done | my_sql
 }
 
@@ -144,6 +148,8 @@ log "killed the server side of the binlog connection ($dumps)"
 workload_wait
 wait_equal_my 90
 grep -q "binlog stream" "$TEST_TMP/odsync.log" || fail "the dropped connection was not reported"
+files=$(my_sql -e "SHOW BINARY LOGS" | wc -l)
+((files > 10)) || fail "the workload did not rotate the binlog ($files files)"
 odsync_running || fail "odsync stopped after its binlog connection was dropped"
 n=$(my_sql -e "SELECT count(*) FROM orders")
 ((n > 400)) || fail "workload too small: $n orders"
