@@ -266,7 +266,8 @@ int my_catalog_describe(my_catalog *c, my_table *t, od_error *err) {
     return OD_FAIL(err, OD_ESCHEMA,
                    "%s: table %s.%s: the binlog row event (%d columns) does not match the table as it is now (%d "
                    "columns%s%s%s): it changed after the event was written. Set binlog_row_metadata=FULL on the server "
-                   "so the binlog carries each event's own column names, then restart",
+                   "so that new events carry their own column names; events already written without them can only "
+                   "be skipped by re-seeding the sink (delete its tables and checkpoint, restart)",
                    c->s->where, t->db, t->name, t->ncols, shape ? shape->ncols : 0, bad >= 0 ? ", column " : "",
                    bad >= 0 ? shape->cols[bad].name : "", bad >= 0 ? " has another type" : "");
   for (int i = 0; i < t->ncols; i++) {
