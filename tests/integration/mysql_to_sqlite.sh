@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mysql_to_sqlite: MariaDB (binlog, default binlog_row_metadata=MINIMAL, so column facts come from
+# mysql_to_sqlite: MariaDB (binlog, default binlog_row_metadata=NO_LOG, so column facts come from
 # information_schema) -> SQLite. Every type of docs/TYPES.md's MariaDB section (the decoder fixtures'
 # tables and statements) plus a mixed workload of multi-statement transactions on tables with and
 # without a primary key, while odsync is killed with SIGKILL and restarted three times; then an
@@ -90,6 +90,7 @@ log "check"
   cat "$TEST_TMP/check.log"
   fail "odsync check failed"
 }
+grep -q "binlog_row_metadata is NO_LOG" "$TEST_TMP/check.log" || { cat "$TEST_TMP/check.log"; fail "check gives no binlog_row_metadata advice"; }
 
 log "phase 1: every type (and an ALTER TABLE ADD COLUMN on a table without a key)"
 odsync_start "$TEST_TMP/odsync.yml" "$TEST_TMP/odsync.log"

@@ -325,7 +325,8 @@ int my_catalog_require(my_catalog *c, od_error *err) {
 int my_catalog_check(my_catalog *c, my_problem_fn problem, void *ctx, od_error *err) {
   const my_settings *s = c->s;
   MYSQL_RES *res;
-  int rc = query(c, "SELECT @@version, @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_checksum", &res, err);
+  int rc = query(c, "SELECT @@version, @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_checksum, "
+                    "@@binlog_row_metadata", &res, err);
   if (rc) return rc;
   MYSQL_ROW row = mysql_fetch_row(res);
   int fatal = 0;
@@ -348,6 +349,11 @@ int my_catalog_check(my_catalog *c, my_problem_fn problem, void *ctx, od_error *
              "%s: binlog_row_image is %s: set binlog_row_image=FULL (in the server's config, and SET GLOBAL "
              "binlog_row_image=FULL)",
              s->where, row[3] ? row[3] : "?");
+  if (row[5] && strcmp(row[5], "FULL") != 0)
+    problemf(problem, ctx, false, &fatal,
+             "%s: binlog_row_metadata is %s: odsync reads column names from information_schema, which cannot describe "
+             "rows written before a later ALTER TABLE; set binlog_row_metadata=FULL if captured tables change shape",
+             s->where, row[5]);
   mysql_free_result(res);
   MYSQL *m;
   if ((rc = my_catalog_conn(c, &m, err))) return rc;
