@@ -162,8 +162,11 @@ my_sql -e "ALTER TABLE orders ADD COLUMN note VARCHAR(20) DEFAULT NULL;
            INSERT INTO orders VALUES (5000, 'late', 1.00, 'new', NULL, 'hello');
            UPDATE orders SET note = 'x' WHERE id = 1001;
            TRUNCATE TABLE t_nokey;
-           INSERT INTO t_nokey VALUES (9, 'nine', 99);"
+           INSERT INTO t_nokey VALUES (9, 'nine', 99);
+           CREATE USER 'app'@'%' IDENTIFIED BY 'topsecret-pw-42';"
 wait_equal_my 60
+wait_for "grep -q 'statement in shop: CREATE USER' '$TEST_TMP/odsync.log'" 10 || fail "the CREATE USER statement was not seen"
+grep -q "topsecret-pw-42" "$TEST_TMP/odsync.log" && fail "a password from the binlog appeared in odsync's log"
 odsync_stop
 log "checkpoint: $(sqlite3 "$SINK_DB" "SELECT * FROM _odsync_checkpoint WHERE pipeline = 'shop'" 2>/dev/null)"
 
