@@ -2,7 +2,8 @@
 # mysql_to_pg: MariaDB -> PostgreSQL sink. Every type of docs/TYPES.md's MariaDB section except the
 # zero dates PostgreSQL cannot hold: half the rows exist before odsync starts (initial snapshot),
 # half come through the binlog; then a mixed workload on tables with and without a key, one SIGKILL
-# and restart, an ALTER TABLE ADD COLUMN and a TRUNCATE. The PostgreSQL tables odsync creates must
+# and restart, an ALTER TABLE ADD COLUMN and a TRUNCATE, applied with consistency: causal (parallel
+# writers). The PostgreSQL tables odsync creates must
 # equal MariaDB row for row (od_compare_my --pg) and have the mapped column types.
 set -euo pipefail
 source "$(dirname "$0")/../env/common.sh"
@@ -35,6 +36,7 @@ pipelines:
   - name: shop
     source: { type: mysql, dsn: "$(my_dsn)" }
     sink: { type: postgres, dsn: "$PG_DSN" }
+    consistency: causal   # parallel sink writers; the SQLite tests cover strong
 YAML
 
 compare_my() { "$OD_COMPARE_MY" --port "$MY_PORT" --user root --db shop --pg "$PG_DSN" "$@"; }
