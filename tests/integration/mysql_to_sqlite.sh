@@ -32,7 +32,7 @@ pipelines:
     source:
       type: mysql
       dsn: "$(my_dsn)"
-      tables: [shop.t_*, shop.orders, shop.events]
+      tables: [shop.t_*, shop.orders, shop.events, shop.big_blob]
     sink: { type: sqlite, path: $SINK_DB }
 YAML
 
@@ -141,9 +141,9 @@ for k in 1 2 3; do
   odsync_start "$TEST_TMP/odsync.yml" "$TEST_TMP/odsync.log"
 done
 # The server drops odsync's binlog connection: a retriable error, a new session resumes exactly.
-sleep 0.5
-dumps=$(my_sql -e "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
-[[ -n "$dumps" ]] || fail "no binlog dump thread to kill"
+dump_ids() { my_sql -e "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = 'odsync'"; }
+wait_for '[[ -n "$(dump_ids)" ]]' 15 || fail "no binlog dump thread to kill"
+dumps=$(dump_ids)
 for id in $dumps; do my_sql -e "KILL $id" || true; done
 log "killed the server side of the binlog connection ($dumps)"
 workload_wait
@@ -163,8 +163,13 @@ my_sql -e "ALTER TABLE orders ADD COLUMN note VARCHAR(20) DEFAULT NULL;
            UPDATE orders SET note = 'x' WHERE id = 1001;
            TRUNCATE TABLE t_nokey;
            INSERT INTO t_nokey VALUES (9, 'nine', 99);
-           CREATE USER 'app'@'%' IDENTIFIED BY 'topsecret-pw-42';"
+           CREATE USER 'app'@'%' IDENTIFIED BY 'topsecret-pw-42';
+           CREATE TABLE big_blob (id INT PRIMARY KEY, b LONGBLOB);
+           INSERT INTO big_blob VALUES (1, CONCAT(REPEAT('z', 19999999), 'E'));"
 wait_equal_my 60
+# A 20 MB row event (more than the client library's default packet limit).
+wait_for "[[ \$(sqlite3 '$SINK_DB' 'SELECT length(b) || substr(b, 19999998) FROM \"shop.big_blob\"') == 20000000zzE ]]" 30 ||
+  fail "the 20 MB row did not arrive whole"
 wait_for "grep -q 'statement in shop: CREATE USER' '$TEST_TMP/odsync.log'" 10 || fail "the CREATE USER statement was not seen"
 grep -q "topsecret-pw-42" "$TEST_TMP/odsync.log" && fail "a password from the binlog appeared in odsync's log"
 odsync_stop

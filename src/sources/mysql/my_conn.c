@@ -204,6 +204,9 @@ int my_connect(const my_settings *s, MYSQL **out, od_error *err) {
   mysql_optionsv(m, MYSQL_OPT_READ_TIMEOUT, &read_timeout);
   mysql_optionsv(m, MYSQL_OPT_WRITE_TIMEOUT, &write_timeout);
   mysql_optionsv(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  /* A binlog event (a row with a large BLOB) may be as large as the server allows: 1 GiB. */
+  unsigned long max_packet = 1UL << 30;
+  mysql_optionsv(m, MYSQL_OPT_MAX_ALLOWED_PACKET, &max_packet);
   if (!mysql_real_connect(m, s->host, s->user, s->password ? s->password : "", NULL, s->port, NULL, 0)) {
     unsigned e = mysql_errno(m);
     char msg[300];
