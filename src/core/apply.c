@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/pipeline_metrics.h"
 #include "core/route.h"
 #include "core/writers.h"
 
@@ -32,6 +33,7 @@ struct od_apply {
   int64_t opened_at;   /* monotonic µs when the batch started */
   int64_t sink_us;     /* time spent in the sink (apply + commit) for the batch */
   uint64_t limit_rows; /* the batch size limit: batch.max_rows, or the adaptive (AIMD) limit */
+  uint64_t tally[OD_PM_NOPS]; /* rows of the batch by operation (metrics) */
 
   /* parallel apply (causal, eventual) */
   od_writers *writers;     /* opt.writers - 1 helpers */
@@ -58,6 +60,7 @@ static void publish(od_apply *a) {
   a->rows = a->txns = 0;
   a->bytes = 0;
   a->commit_time = 0;
+  memset(a->tally, 0, sizeof a->tally);
 }
 
 /* AIMD on the sink's latency: a batch that took longer than the target halves the limit; a
@@ -82,6 +85,7 @@ static int batch_commit(od_apply *a) {
   if (rc) return rc;
   a->sink_us += od_mono_us() - t0;
   adapt(a);
+  od_pm_batch(a->stats->metrics, a->tally, a->txns, a->bytes, a->sink_us, a->commit_time);
   a->sink_us = 0;
   publish(a);
   return OD_OK;
@@ -111,6 +115,7 @@ static int apply_range(od_apply *a, od_chunk *c, uint32_t from, uint32_t to) {
   a->sink_us += od_mono_us() - t0;
   if (rc) return rc;
   a->rows += to - from;
+  od_pm_tally(a->tally, c->changes + from, to - from);
   return OD_OK;
 }
 
@@ -181,6 +186,7 @@ static void recycle_pending(od_apply *a) {
  * rest of that transaction the strong way (memory stays bounded). */
 static int go_serial(od_apply *a) {
   a->rows = a->txns = 0;
+  memset(a->tally, 0, sizeof a->tally);
   a->bytes = 0;
   a->at_boundary = false;
   a->serial = true;
@@ -200,6 +206,7 @@ static int collect(od_apply *a, od_chunk *c) {
     a->pending = c;
   a->pending_tail = c;
   a->rows += c->nchanges;
+  od_pm_tally(a->tally, c->changes, c->nchanges);
   a->bytes += od_chunk_bytes(c);
   if (c->ntxns) {
     a->txns += c->ntxns;

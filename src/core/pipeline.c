@@ -16,6 +16,7 @@
 #include "core/apply.h"
 #include "core/isnap.h"
 #include "core/log.h"
+#include "core/pipeline_metrics.h"
 #include "core/queue.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
@@ -141,6 +142,9 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
   p->apply_opt = (od_apply_options){.consistency = cfg->consistency,
                                     .writers = cfg->consistency == OD_CONSISTENCY_STRONG ? 1 : writers};
   p->lock_fd = -1;
+  static const char *const cons[] = {"strong", "causal", "eventual"};
+  p->stats.metrics = od_pipeline_metrics_new(od_metrics_global(), &p->stats, cfg->name, cfg->source.type,
+                                             cfg->sink.type, cons[cfg->consistency]);
   *out = p;
   return OD_OK;
 }
@@ -267,7 +271,9 @@ static int reader_relation(void *ctx, od_relation *rel, od_error *err) {
     n[r->nrel_skips++] = (struct rel_skip){.rel = rel, .until = r->skips->items[i].until};
     break;
   }
+  uint64_t versions = od_schema_versions_recorded(r->schema);
   int rc = od_schema_relation(r->schema, rel, err);
+  od_pm_schema_changes(r->p->stats.metrics, od_schema_versions_recorded(r->schema) - versions);
   if (!rc) od_isnap_relation(r->isnap, rel);
   return rc;
 }
@@ -285,6 +291,7 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
   r->cur->boundary = r->cur->nchanges;
   r->cur->end_lsn = txn->end_lsn;
   r->cur->commit_time = txn->commit_time;
+  od_pm_source_position(r->p->stats.metrics, txn->end_lsn);
   r->cur->ntxns++;
   if (r->isnap) { /* marks of this transaction (incremental snapshots) ride on the chunk that ends it */
     od_isnap_out out = {.ctx = r, .row = reader_isnap_row, .mark = reader_isnap_mark,
@@ -300,6 +307,7 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
 
 static int reader_idle(void *ctx, od_lsn pos, od_error *err) {
   reader *r = ctx;
+  od_pm_source_position(r->p->stats.metrics, pos);
   if (r->cur && r->cur->ends_txn) {
     int rc = reader_push(r, err);
     if (rc) return rc;
@@ -446,6 +454,7 @@ static void *supervisor_main(void *arg) {
     int64_t started = od_mono_us();
     rc = run_session(p, &err);
     if (rc == OD_OK) break; /* stop requested and drained */
+    od_pm_error(p->stats.metrics, &err, err.retriable);
     if (!err.retriable) {
       od_error_log("pipeline %s: %s", p->cfg->name, err.msg);
       break;
@@ -525,6 +534,7 @@ void od_pipeline_free(od_pipeline *p) {
     od_pipeline_wait(p, NULL);
   }
   if (p->lock_fd >= 0) close(p->lock_fd);
+  od_pipeline_metrics_free(p->stats.metrics);
   free(p);
 }
 

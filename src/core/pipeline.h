@@ -71,6 +71,9 @@ typedef struct od_pipeline_stats {
   _Atomic uint64_t isnap_chunks;      /* chunks done */
   _Atomic uint64_t isnap_tables;      /* tables finished */
   _Atomic int isnap_active;           /* 1 while a table is being copied */
+  /* The pipeline's series in the metrics registry (core/pipeline_metrics.h), owned by the
+   * pipeline; NULL when it has none (unit tests): every od_pm_* hook then does nothing. */
+  struct od_pipeline_metrics *metrics;
 } od_pipeline_stats;
 
 typedef struct od_pipeline od_pipeline;

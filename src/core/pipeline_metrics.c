@@ -1,0 +1,344 @@
+/* pipeline_metrics.c — see pipeline_metrics.h. */
+#include "core/pipeline_metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- families ---------------------------------------------------------------------------- */
+
+static const char *const L_P[] = {"pipeline", NULL};
+static const char *const L_PS[] = {"pipeline", "sink", NULL};
+static const char *const L_PSO[] = {"pipeline", "sink", "op", NULL};
+static const char *const L_PC[] = {"pipeline", "class", NULL};
+static const char *const L_PST[] = {"pipeline", "state", NULL};
+static const char *const L_PT[] = {"pipeline", "table", NULL};
+static const char *const L_INFO[] = {"pipeline", "source", "sink", "consistency", NULL};
+
+static const double B_ROWS[] = {1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 50000, 100000};
+static const double B_SINK[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const double B_LAT[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+#define NB(a) (int)(sizeof(a) / sizeof(a[0]))
+
+#define COUNTER(n, h, l) {.name = n, .help = h, .type = OD_METRIC_COUNTER, .labels = l}
+#define GAUGE(n, h, l) {.name = n, .help = h, .type = OD_METRIC_GAUGE, .labels = l}
+
+static const od_metric_family_def F_CHANGES =
+    COUNTER("odsync_changes_applied_total", "Row changes committed to the sink, by operation", L_PSO);
+static const od_metric_family_def F_TXNS =
+    COUNTER("odsync_transactions_applied_total", "Source transactions committed to the sink", L_PS);
+static const od_metric_family_def F_BYTES =
+    COUNTER("odsync_applied_bytes_total", "Bytes of change data committed to the sink (in-memory size)", L_PS);
+static const od_metric_family_def F_BATCHES =
+    COUNTER("odsync_batches_total", "Sink commits that carried data (heartbeat checkpoints not counted)", L_PS);
+static const od_metric_family_def F_BATCH_ROWS = {.name = "odsync_batch_rows",
+                                                  .help = "Rows per sink commit",
+                                                  .type = OD_METRIC_HISTOGRAM,
+                                                  .labels = L_PS,
+                                                  .bounds = B_ROWS,
+                                                  .nbounds = NB(B_ROWS)};
+static const od_metric_family_def F_BATCH_SECONDS = {.name = "odsync_batch_sink_seconds",
+                                                     .help = "Time a batch spent in the sink (apply and commit)",
+                                                     .type = OD_METRIC_HISTOGRAM,
+                                                     .labels = L_PS,
+                                                     .scale = 1e-6,
+                                                     .bounds = B_SINK,
+                                                     .nbounds = NB(B_SINK)};
+static const od_metric_family_def F_LATENCY = {
+    .name = "odsync_end_to_end_latency_seconds",
+    .help = "Source commit to sink commit, observed once per batch for its last transaction",
+    .type = OD_METRIC_HISTOGRAM,
+    .labels = L_PS,
+    .scale = 1e-6,
+    .bounds = B_LAT,
+    .nbounds = NB(B_LAT)};
+static const od_metric_family_def F_ERRORS =
+    COUNTER("odsync_errors_total", "Sessions ended by an error, by error class", L_PC);
+static const od_metric_family_def F_RETRIES =
+    COUNTER("odsync_retries_total", "Sessions restarted after a retriable error", L_P);
+static const od_metric_family_def F_SESSIONS = COUNTER("odsync_sessions_total", "Sessions started", L_P);
+static const od_metric_family_def F_SKIPPED =
+    COUNTER("odsync_transactions_skipped_total", "Resent source transactions the sink already held", L_P);
+static const od_metric_family_def F_SCHEMA =
+    COUNTER("odsync_schema_changes_total", "New table shapes seen on the source (schema versions recorded)", L_P);
+static const od_metric_family_def F_ISNAP =
+    COUNTER("odsync_incremental_snapshot_rows_total", "Rows copied by incremental snapshots", L_P);
+static const od_metric_family_def F_SRC_POS = GAUGE(
+    "odsync_source_position", "Newest position the source reported, as a number (PostgreSQL: WAL LSN)", L_P);
+static const od_metric_family_def F_SINK_POS =
+    GAUGE("odsync_sink_position", "Position the sink holds durably (its checkpoint), as a number", L_PS);
+static const od_metric_family_def F_LAG_BYTES =
+    GAUGE("odsync_lag_bytes", "Source position minus sink position (PostgreSQL: WAL bytes)", L_PS);
+static const od_metric_family_def F_LAG_SECONDS = {
+    .name = "odsync_lag_seconds",
+    .help = "Replication lag: source commit to sink commit of the last batch, or the time since the "
+            "sink last committed while rows wait",
+    .type = OD_METRIC_GAUGE,
+    .labels = L_PS,
+    .scale = 1e-6};
+static const od_metric_family_def F_COMMIT_TS = {
+    .name = "odsync_last_applied_commit_timestamp_seconds",
+    .help = "Source commit time (Unix seconds) of the last transaction the sink holds",
+    .type = OD_METRIC_GAUGE,
+    .labels = L_PS,
+    .scale = 1e-6};
+static const od_metric_family_def F_QUEUE =
+    GAUGE("odsync_queue_rows", "Rows waiting between the source reader and the sink writer", L_P);
+static const od_metric_family_def F_LIMIT =
+    GAUGE("odsync_batch_limit_rows", "Current batch size limit (adaptive batching moves it)", L_P);
+static const od_metric_family_def F_STATE =
+    GAUGE("odsync_pipeline_state", "1 for the state the pipeline is in, 0 for the others", L_PST);
+static const od_metric_family_def F_READY =
+    GAUGE("odsync_pipeline_ready", "1 while the pipeline is connected and streaming or snapshotting", L_P);
+static const od_metric_family_def F_INFO =
+    GAUGE("odsync_pipeline_info", "Pipeline configuration (always 1)", L_INFO);
+static const od_metric_family_def F_SNAP_ACTIVE =
+    GAUGE("odsync_snapshot_active", "1 while the initial snapshot copies", L_P);
+static const od_metric_family_def F_SNAP_ROWS =
+    GAUGE("odsync_snapshot_rows", "Rows the initial snapshot copied in this run, per table", L_PT);
+static const od_metric_family_def F_SNAP_EST =
+    GAUGE("odsync_snapshot_rows_estimated", "Rows the initial snapshot expects to copy in this run, per table", L_PT);
+static const od_metric_family_def F_SNAP_CHUNKS =
+    GAUGE("odsync_snapshot_chunks_done", "Chunks of the table done (this run and earlier ones)", L_PT);
+static const od_metric_family_def F_SNAP_CHUNKS_TOTAL =
+    GAUGE("odsync_snapshot_chunks", "Chunks in the table's snapshot plan", L_PT);
+
+/* ---- gauge functions --------------------------------------------------------------------- */
+
+static int64_t u2i(uint64_t v) { return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v; }
+static int64_t f_sessions(void *c) { return u2i(atomic_load(&((od_pipeline_metrics *)c)->stats->sessions)); }
+static int64_t f_skipped(void *c) { return u2i(atomic_load(&((od_pipeline_metrics *)c)->stats->txns_skipped)); }
+static int64_t f_isnap(void *c) { return u2i(atomic_load(&((od_pipeline_metrics *)c)->stats->isnap_rows)); }
+static int64_t f_src_pos(void *c) { return atomic_load(&((od_pipeline_metrics *)c)->source_pos_value); }
+static int64_t f_sink_pos(void *c) { return u2i(atomic_load(&((od_pipeline_metrics *)c)->stats->durable_lsn)); }
+static int64_t f_lag_bytes(void *c) { return u2i(od_pm_lag_bytes(c)); }
+static int64_t f_lag_us(void *c) { return (int64_t)(od_pm_lag_seconds(c) * 1e6); }
+static int64_t f_commit_ts(void *c) { return atomic_load(&((od_pipeline_metrics *)c)->stats->last_commit_time); }
+static int64_t f_queue(void *c) { return u2i(atomic_load(&((od_pipeline_metrics *)c)->stats->queued_rows)); }
+static int64_t f_limit(void *c) { return u2i(atomic_load(&((od_pipeline_metrics *)c)->stats->batch_limit)); }
+static int64_t f_state(void *c) {
+  od_pm_state_ctx *s = c;
+  return atomic_load(&s->pm->stats->state) == s->state;
+}
+static bool is_ready(int state) { return state == OD_PIPELINE_STREAMING || state == OD_PIPELINE_SNAPSHOT; }
+static int64_t f_ready(void *c) { return is_ready(atomic_load(&((od_pipeline_metrics *)c)->stats->state)); }
+static int64_t f_snap_active(void *c) { return atomic_load(&((od_pipeline_metrics *)c)->stats->snapshot.active); }
+static int64_t f_t_rows(void *c) { return u2i(atomic_load(&((od_snapshot_table_stats *)c)->rows_done)); }
+static int64_t f_t_est(void *c) { return u2i(atomic_load(&((od_snapshot_table_stats *)c)->rows_estimated)); }
+static int64_t f_t_chunks(void *c) {
+  od_snapshot_table_stats *t = c;
+  return (int64_t)atomic_load(&t->chunks_done) + atomic_load(&t->chunks_skipped);
+}
+static int64_t f_t_total(void *c) { return atomic_load(&((od_snapshot_table_stats *)c)->chunks_total); }
+
+const char *od_pipeline_state_name(int state) {
+  switch (state) {
+    case OD_PIPELINE_STARTING: return "starting";
+    case OD_PIPELINE_STREAMING: return "streaming";
+    case OD_PIPELINE_RETRYING: return "retrying";
+    case OD_PIPELINE_STOPPED: return "stopped";
+    case OD_PIPELINE_SNAPSHOT: return "snapshot";
+    default: return "failed";
+  }
+}
+
+/* ---- life ---------------------------------------------------------------------------------- */
+
+static od_metric *series(od_pipeline_metrics *pm, const od_metric_family_def *def, const char *const *v) {
+  return od_metrics_series(od_metrics_family(pm->registry, def), v);
+}
+
+static void fn_series(od_pipeline_metrics *pm, const od_metric_family_def *def, const char *const *v,
+                      int64_t (*fn)(void *), void *ctx) {
+  if (pm->nfn >= (int)(sizeof pm->fn_series / sizeof pm->fn_series[0])) return;
+  pm->fn_series[pm->nfn++] = od_metrics_series_fn(od_metrics_family(pm->registry, def), v, fn, ctx);
+}
+
+od_pipeline_metrics *od_pipeline_metrics_new(od_metrics *registry, od_pipeline_stats *stats, const char *pipeline,
+                                             const char *source_type, const char *sink_type,
+                                             const char *consistency) {
+  if (!registry) return NULL;
+  od_pipeline_metrics *pm = calloc(1, sizeof *pm);
+  if (!pm) return NULL;
+  pm->registry = registry;
+  pm->stats = stats;
+  pthread_mutex_init(&pm->err_lock, NULL);
+  atomic_store(&pm->last_sink_commit_us, od_now_us());
+  snprintf(pm->pipeline, sizeof pm->pipeline, "%s", pipeline);
+  snprintf(pm->sink, sizeof pm->sink, "%s", sink_type ? sink_type : "");
+  snprintf(pm->source, sizeof pm->source, "%s", source_type ? source_type : "");
+  const char *p[] = {pm->pipeline, NULL}, *ps[] = {pm->pipeline, pm->sink, NULL};
+  static const char *const ops[OD_PM_NOPS] = {"insert", "update", "delete", "truncate", "read", "message"};
+  for (int i = 0; i < OD_PM_NOPS; i++) {
+    const char *pso[] = {pm->pipeline, pm->sink, ops[i], NULL};
+    pm->changes[i] = series(pm, &F_CHANGES, pso);
+  }
+  pm->txns = series(pm, &F_TXNS, ps);
+  pm->bytes = series(pm, &F_BYTES, ps);
+  pm->batches = series(pm, &F_BATCHES, ps);
+  pm->batch_rows = series(pm, &F_BATCH_ROWS, ps);
+  pm->batch_seconds = series(pm, &F_BATCH_SECONDS, ps);
+  pm->latency = series(pm, &F_LATENCY, ps);
+  pm->retries = series(pm, &F_RETRIES, p);
+  pm->schema_changes = series(pm, &F_SCHEMA, p);
+  /* errors: the family exists from the start (series appear per class) */
+  od_metrics_family(registry, &F_ERRORS);
+  fn_series(pm, &F_SESSIONS, p, f_sessions, pm);
+  fn_series(pm, &F_SKIPPED, p, f_skipped, pm);
+  fn_series(pm, &F_ISNAP, p, f_isnap, pm);
+  fn_series(pm, &F_SRC_POS, p, f_src_pos, pm);
+  fn_series(pm, &F_SINK_POS, ps, f_sink_pos, pm);
+  fn_series(pm, &F_LAG_BYTES, ps, f_lag_bytes, pm);
+  fn_series(pm, &F_LAG_SECONDS, ps, f_lag_us, pm);
+  fn_series(pm, &F_COMMIT_TS, ps, f_commit_ts, pm);
+  fn_series(pm, &F_QUEUE, p, f_queue, pm);
+  fn_series(pm, &F_LIMIT, p, f_limit, pm);
+  fn_series(pm, &F_READY, p, f_ready, pm);
+  fn_series(pm, &F_SNAP_ACTIVE, p, f_snap_active, pm);
+  for (int s = 0; s < 6; s++) {
+    pm->state_ctx[s] = (od_pm_state_ctx){.pm = pm, .state = s};
+    const char *pst[] = {pm->pipeline, od_pipeline_state_name(s), NULL};
+    fn_series(pm, &F_STATE, pst, f_state, &pm->state_ctx[s]);
+  }
+  const char *info[] = {pm->pipeline, pm->source, pm->sink, consistency ? consistency : "", NULL};
+  pm->fn_series[pm->nfn] = series(pm, &F_INFO, info);
+  od_gauge_set(pm->fn_series[pm->nfn++], 1);
+  return pm;
+}
+
+static void drop_snap(od_pipeline_metrics *pm, int i) {
+  for (int k = 0; k < 4; k++) {
+    od_metrics_remove(pm->snap[i][k]);
+    pm->snap[i][k] = NULL;
+  }
+  pm->snap_name[i][0] = '\0';
+}
+
+void od_pipeline_metrics_free(od_pipeline_metrics *pm) {
+  if (!pm) return;
+  for (int i = 0; i < OD_PM_NOPS; i++) od_metrics_remove(pm->changes[i]);
+  od_metric *own[] = {pm->txns, pm->bytes, pm->batches, pm->batch_rows, pm->batch_seconds,
+                      pm->latency, pm->retries, pm->schema_changes};
+  for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) od_metrics_remove(own[i]);
+  for (int i = 0; i < pm->nfn; i++) od_metrics_remove(pm->fn_series[i]);
+  for (int i = 0; i < OD_SNAPSHOT_MAX_TABLES; i++) drop_snap(pm, i);
+  /* error series stay (counters of a finished pipeline do not go backwards while the process lives) */
+  pthread_mutex_destroy(&pm->err_lock);
+  free(pm);
+}
+
+/* ---- writers ------------------------------------------------------------------------------ */
+
+void od_pm_tally(uint64_t tally[OD_PM_NOPS], const od_change *changes, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    switch (changes[i].op) {
+      case OD_OP_INSERT: tally[OD_PM_INSERT]++; break;
+      case OD_OP_UPDATE: tally[OD_PM_UPDATE]++; break;
+      case OD_OP_DELETE: tally[OD_PM_DELETE]++; break;
+      case OD_OP_TRUNCATE: tally[OD_PM_TRUNCATE]++; break;
+      case OD_OP_READ: tally[OD_PM_READ]++; break;
+      default: tally[OD_PM_MESSAGE]++; break;
+    }
+  }
+}
+
+void od_pm_batch(od_pipeline_metrics *pm, const uint64_t tally[OD_PM_NOPS], uint64_t txns, uint64_t bytes,
+                 int64_t sink_us, int64_t commit_time_us) {
+  if (!pm) return;
+  uint64_t rows = 0;
+  for (int i = 0; i < OD_PM_NOPS; i++) {
+    rows += tally[i];
+    if (tally[i]) od_counter_add(pm->changes[i], tally[i]);
+  }
+  int64_t now = od_now_us();
+  atomic_store(&pm->last_sink_commit_us, now);
+  if (!rows && !txns) { /* a heartbeat checkpoint: the sink holds everything up to an idle point */
+    atomic_store(&pm->last_lag_us, 0);
+    return;
+  }
+  od_counter_add(pm->txns, txns);
+  od_counter_add(pm->bytes, bytes);
+  od_counter_add(pm->batches, 1);
+  od_histogram_observe(pm->batch_rows, rows);
+  od_histogram_observe(pm->batch_seconds, sink_us > 0 ? (uint64_t)sink_us : 0);
+  if (commit_time_us > 0) {
+    int64_t lat = now - commit_time_us;
+    if (lat < 0) lat = 0;
+    od_histogram_observe(pm->latency, (uint64_t)lat);
+    atomic_store(&pm->last_lag_us, lat);
+  }
+}
+
+void od_pm_source_position(od_pipeline_metrics *pm, uint64_t pos) {
+  if (pm) atomic_store_explicit(&pm->source_pos_value, u2i(pos), memory_order_relaxed);
+}
+
+void od_pm_schema_changes(od_pipeline_metrics *pm, uint64_t n) {
+  if (pm && n) od_counter_add(pm->schema_changes, n);
+}
+
+void od_pm_error(od_pipeline_metrics *pm, const od_error *err, bool retry) {
+  if (!pm || !err) return;
+  char cls[32];
+  snprintf(cls, sizeof cls, "%s", od_status_name(err->code));
+  for (char *c = cls; *c; c++)
+    if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+  const char *pc[] = {pm->pipeline, cls, NULL};
+  od_counter_add(od_metrics_series(od_metrics_family(pm->registry, &F_ERRORS), pc), 1);
+  if (retry) od_counter_add(pm->retries, 1);
+  pthread_mutex_lock(&pm->err_lock);
+  snprintf(pm->last_error, sizeof pm->last_error, "%s", err->msg);
+  snprintf(pm->last_error_class, sizeof pm->last_error_class, "%s", cls);
+  pm->last_error_at = od_now_us();
+  pthread_mutex_unlock(&pm->err_lock);
+}
+
+/* ---- readers ------------------------------------------------------------------------------ */
+
+void od_pipeline_metrics_refresh(od_pipeline_metrics *pm) {
+  if (!pm) return;
+  od_snapshot_stats *ss = &pm->stats->snapshot;
+  int n = atomic_load(&ss->ntables);
+  if (n > OD_SNAPSHOT_MAX_TABLES) n = OD_SNAPSHOT_MAX_TABLES;
+  for (int i = 0; i < OD_SNAPSHOT_MAX_TABLES; i++) {
+    od_snapshot_table_stats *t = &ss->tables[i];
+    if (i >= n) continue; /* a slot not (yet) in use keeps the series of the last run, if any */
+    if (pm->snap_name[i][0] && strcmp(pm->snap_name[i], t->name) == 0) continue;
+    drop_snap(pm, i);
+    snprintf(pm->snap_name[i], sizeof pm->snap_name[i], "%s", t->name);
+    const char *pt[] = {pm->pipeline, pm->snap_name[i], NULL};
+    pm->snap[i][0] = od_metrics_series_fn(od_metrics_family(pm->registry, &F_SNAP_ROWS), pt, f_t_rows, t);
+    pm->snap[i][1] = od_metrics_series_fn(od_metrics_family(pm->registry, &F_SNAP_EST), pt, f_t_est, t);
+    pm->snap[i][2] = od_metrics_series_fn(od_metrics_family(pm->registry, &F_SNAP_CHUNKS), pt, f_t_chunks, t);
+    pm->snap[i][3] = od_metrics_series_fn(od_metrics_family(pm->registry, &F_SNAP_CHUNKS_TOTAL), pt, f_t_total, t);
+  }
+}
+
+uint64_t od_pm_lag_bytes(od_pipeline_metrics *pm) {
+  if (!pm) return 0;
+  int64_t src = atomic_load(&pm->source_pos_value);
+  uint64_t dur = atomic_load(&pm->stats->durable_lsn);
+  return src > 0 && (uint64_t)src > dur ? (uint64_t)src - dur : 0;
+}
+
+double od_pm_lag_seconds(od_pipeline_metrics *pm) {
+  if (!pm) return 0;
+  int64_t lag = atomic_load(&pm->last_lag_us);
+  if (atomic_load(&pm->stats->queued_rows) > 0) {
+    int64_t since = od_now_us() - atomic_load(&pm->last_sink_commit_us);
+    if (since > lag) lag = since;
+  }
+  return lag > 0 ? lag / 1e6 : 0;
+}
+
+int64_t od_pm_last_error(od_pipeline_metrics *pm, char *msg, size_t msgsize, char *cls, size_t clssize) {
+  if (msgsize) msg[0] = '\0';
+  if (clssize) cls[0] = '\0';
+  if (!pm) return 0;
+  pthread_mutex_lock(&pm->err_lock);
+  snprintf(msg, msgsize, "%s", pm->last_error);
+  snprintf(cls, clssize, "%s", pm->last_error_class);
+  int64_t at = pm->last_error_at;
+  pthread_mutex_unlock(&pm->err_lock);
+  return at;
+}
