@@ -75,8 +75,18 @@ typedef struct od_pipeline_config {
                           what the sink supports: SQLite has one writer) */
 } od_pipeline_config;
 
+/* The admin HTTP server (metrics, health, status, dashboard); off when `admin:` is absent. */
+typedef struct od_admin_config {
+  bool enabled;
+  char *listen;        /* as written, "127.0.0.1:7070" */
+  char *host;          /* numeric address to bind: "127.0.0.1", "::1" ("localhost" becomes 127.0.0.1) */
+  int port;            /* 1..65535 */
+  int line, col;       /* of the listen value (of `admin:` when listen is absent) */
+} od_admin_config;
+
 typedef struct od_config {
   char *file;          /* path the config was read from ("<string>" for od_config_parse) */
+  od_admin_config admin;
   char *state_dir;     /* default "./odsync-state" */
   char *log_level;     /* error|warn|info|debug; default info */
   od_pipeline_config *pipelines;

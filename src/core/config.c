@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <yaml.h>
 
 #define NAME_MAX_LEN 48
@@ -42,7 +44,8 @@
 #define QUEUE_BYTES_MIN MIB
 #define QUEUE_BYTES_MAX TIB
 
-static const char *const TOP_KEYS[] = {"state_dir", "log_level", "pipelines", NULL};
+static const char *const TOP_KEYS[] = {"state_dir", "log_level", "admin", "pipelines", NULL};
+static const char *const ADMIN_KEYS[] = {"listen", NULL};
 static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "batch", "queue", "schema_changes",
                                               "consistency", "apply_workers", NULL};
 static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", "adaptive", "min_rows",
@@ -789,6 +792,48 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
   return OD_OK;
 }
 
+/* admin: { listen: "HOST:PORT" } — HOST a numeric IPv4 address, [IPv6] in brackets, or localhost. */
+static int parse_admin(pctx *p, od_admin_config *a, const yaml_node_t *n) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "admin", "a mapping such as { listen: \"127.0.0.1:7070\" }");
+  if (rc || (rc = check_mapping(p, n, "admin")) || (rc = check_known(p, n, "admin", ADMIN_KEYS))) return rc;
+  yaml_node_t *v = map_get(p, n, "listen");
+  if (!v) return fail_node(p, n, "admin: missing required key 'listen'; expected e.g. listen: \"127.0.0.1:7070\"");
+  bool secret = false;
+  if ((rc = scalar_value(p, v, "admin.listen", &a->listen, &secret))) return rc;
+  a->line = nline(v);
+  a->col = ncol(v);
+  char buf[SHOW_MAX + 8];
+  const char *shown_v = shown(buf, sizeof buf, a->listen, secret);
+  const char *colon = strrchr(a->listen, ':');
+  char host[64];
+  size_t hlen = colon ? (size_t)(colon - a->listen) : 0;
+  if (!colon || hlen == 0 || hlen >= sizeof host)
+    return fail_node(p, v, "admin.listen %s is not HOST:PORT; expected e.g. \"127.0.0.1:7070\" or \"[::1]:7070\"",
+                     shown_v);
+  memcpy(host, a->listen, hlen);
+  host[hlen] = '\0';
+  if (host[0] == '[') {
+    if (hlen < 3 || host[hlen - 1] != ']')
+      return fail_node(p, v, "admin.listen %s: an IPv6 address goes in brackets, e.g. \"[::1]:7070\"", shown_v);
+    memmove(host, host + 1, hlen - 2);
+    host[hlen - 2] = '\0';
+  } else if (strchr(host, ':')) {
+    return fail_node(p, v, "admin.listen %s: an IPv6 address goes in brackets, e.g. \"[::1]:7070\"", shown_v);
+  }
+  if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
+  unsigned char addr[16];
+  if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
+    return fail_node(p, v, "admin.listen %s: '%s' is not a numeric IP address (or localhost); expected e.g. "
+                     "\"127.0.0.1:7070\"", shown_v, host);
+  long port;
+  if (parse_long(colon + 1, &port) != 0 || port < 1 || port > 65535)
+    return fail_node(p, v, "admin.listen %s: the port must be a number from 1 to 65535", shown_v);
+  if (!(a->host = xstrdup(host))) return oom(p->err, p->file);
+  a->port = (int)port;
+  a->enabled = true;
+  return OD_OK;
+}
+
 static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
   if (!root)
     return fail_at(p->err, p->file, 1, 1, "the configuration is empty; expected a mapping with at "
@@ -823,6 +868,8 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
   } else if (!(cfg->log_level = xstrdup("info"))) {
     return oom(p->err, p->file);
   }
+
+  if ((v = map_get(p, root, "admin")) && (rc = parse_admin(p, &cfg->admin, v))) return rc;
 
   if (!(v = map_get(p, root, "pipelines")))
     return fail_node(p, root, "missing required key 'pipelines'; expected a list with at least one "
@@ -949,6 +996,8 @@ void od_config_free(od_config *cfg) {
   free(cfg->pipelines);
   free(cfg->state_dir);
   free(cfg->log_level);
+  free(cfg->admin.listen);
+  free(cfg->admin.host);
   free(cfg->file);
   free(cfg);
 }

@@ -1,0 +1,71 @@
+/* Unit tests for the `admin:` section of the configuration (src/core/config.c): absent means off,
+ * HOST:PORT forms, and each error with its exact FILE:LINE:COL. */
+#include "odsync/config.h"
+#include "test.h"
+
+#define PIPE                 \
+  "pipelines:\n"             \
+  "  - name: shop\n"         \
+  "    source:\n"            \
+  "      type: postgres\n"   \
+  "    sink:\n"              \
+  "      type: sqlite\n"
+
+static od_config *parse_ok(const char *yaml) {
+  od_config *c = NULL;
+  od_error e = {0};
+  int rc = od_config_parse(yaml, strlen(yaml), "cfg.yaml", &c, &e);
+  if (rc) fprintf(stderr, "  unexpected error: %s\n", e.msg);
+  CHECK_INT(rc, OD_OK);
+  return c;
+}
+
+static const char *parse_err(const char *yaml, od_error *e) {
+  od_config *c = (od_config *)1;
+  memset(e, 0, sizeof *e);
+  CHECK_INT(od_config_parse(yaml, strlen(yaml), "cfg.yaml", &c, e), OD_ECONFIG);
+  CHECK(c == NULL);
+  return e->msg;
+}
+
+TEST(admin_absent_is_off) {
+  od_config *c = parse_ok(PIPE);
+  CHECK(!c->admin.enabled);
+  CHECK(c->admin.host == NULL);
+  od_config_free(c);
+}
+
+TEST(admin_listen_forms) {
+  od_config *c = parse_ok("admin: { listen: \"127.0.0.1:7070\" }\n" PIPE);
+  CHECK(c->admin.enabled);
+  CHECK_STR(c->admin.host, "127.0.0.1");
+  CHECK_INT(c->admin.port, 7070);
+  CHECK_INT(c->admin.line, 1);
+  CHECK_INT(c->admin.col, 18);
+  od_config_free(c);
+  c = parse_ok(PIPE "admin:\n  listen: \"[::1]:9000\"\n");
+  CHECK_STR(c->admin.host, "::1");
+  CHECK_INT(c->admin.port, 9000);
+  od_config_free(c);
+  c = parse_ok("admin:\n  listen: localhost:8080\n" PIPE);
+  CHECK_STR(c->admin.host, "127.0.0.1");
+  CHECK_STR(c->admin.listen, "localhost:8080");
+  od_config_free(c);
+}
+
+TEST(admin_errors_name_file_line_col) {
+  od_error e;
+  CHECK_STR(parse_err("admin:\n  listen: \"7070\"\n" PIPE, &e),
+            "cfg.yaml:2:11: admin.listen '7070' is not HOST:PORT; expected e.g. \"127.0.0.1:7070\" or \"[::1]:7070\"");
+  CHECK_STR(parse_err("admin:\n  listen: \"127.0.0.1:99999\"\n" PIPE, &e),
+            "cfg.yaml:2:11: admin.listen '127.0.0.1:99999': the port must be a number from 1 to 65535");
+  CHECK_STR(parse_err("admin:\n  listen: \"example.com:80\"\n" PIPE, &e),
+            "cfg.yaml:2:11: admin.listen 'example.com:80': 'example.com' is not a numeric IP address (or "
+            "localhost); expected e.g. \"127.0.0.1:7070\"");
+  CHECK_STR(parse_err("admin:\n  listen: \"::1:80\"\n" PIPE, &e),
+            "cfg.yaml:2:11: admin.listen '::1:80': an IPv6 address goes in brackets, e.g. \"[::1]:7070\"");
+  CHECK_CONTAINS(parse_err("admin:\n  port: 7070\n" PIPE, &e), "cfg.yaml:2:3: ");
+  CHECK_CONTAINS(e.msg, "listen");
+  CHECK_CONTAINS(parse_err("admin: {}\n" PIPE, &e), "cfg.yaml:1:8: admin: missing required key 'listen'");
+  CHECK_CONTAINS(parse_err("admin: \"127.0.0.1:7070\"\n" PIPE, &e), "cfg.yaml:1:8: admin: expected a mapping");
+}
