@@ -1,4 +1,4 @@
-/* main.c — the odsync command line: run, check, snapshot, --help, --version.
+/* main.c — the odsync command line: run, check, snapshot, status, --help, --version.
  * Owns: signal handling and the process exit status. Everything else is the library's. */
 #include <getopt.h>
 #include <signal.h>
@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 #include "cli/progress.h"
+#include "cli/status_cmd.h"
 #include "core/log.h"
 #include "core/isnap.h"
 #include "core/pipeline.h"
+#include "core/metrics.h"
+#include "server/admin.h"
 #include "odsync/change.h"
 #include "odsync/config.h"
 
@@ -26,11 +29,14 @@ static const char usage[] =
     "  snapshot  re-copy tables of a running pipeline while it streams (incremental snapshot):\n"
     "          writes a request into the source's stream and returns; needs -p when the config\n"
     "          has several pipelines; --table T (repeatable; default: every captured table)\n"
+    "  status  print the status table of a running odsync (its admin server: admin.listen of\n"
+    "          the config, or --url)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE     config file (default: odsync.yml)\n"
     "  -p, --pipeline NAME   only this pipeline (repeatable)\n"
     "  -t, --table T         snapshot: a captured table, schema.table (repeatable)\n"
+    "  -u, --url URL         status: the admin server, e.g. http://127.0.0.1:7070\n"
     "      --progress        live progress line (default when stderr is a terminal)\n"
     "      --no-progress     no progress line\n"
     "  -l, --log-level L     error|warn|info|debug (overrides log_level in the config)\n"
@@ -48,6 +54,7 @@ typedef struct cli {
   const char *log_level;
   const char *tables[256];
   int ntables;
+  const char *url;
 } cli;
 
 static int parse_args(int argc, char **argv, cli *c) {
@@ -56,9 +63,9 @@ static int parse_args(int argc, char **argv, cli *c) {
       {"progress", no_argument, NULL, 'P'},     {"no-progress", no_argument, NULL, 'N'},
       {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},      {"table", required_argument, NULL, 't'},
-      {NULL, 0, NULL, 0}};
+      {"url", required_argument, NULL, 'u'},    {NULL, 0, NULL, 0}};
   int ch;
-  while ((ch = getopt_long(argc, argv, "c:p:l:t:hV", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "c:p:l:t:u:hV", opts, NULL)) != -1) {
     switch (ch) {
       case 'c': c->config_path = optarg; break;
       case 'p':
@@ -67,6 +74,7 @@ static int parse_args(int argc, char **argv, cli *c) {
       case 'P': c->progress = 1; break;
       case 'N': c->progress = 0; break;
       case 'l': c->log_level = optarg; break;
+      case 'u': c->url = optarg; break;
       case 't':
         if (c->ntables >= 256) {
           fputs("odsync: too many --table options (256 at most)\n", stderr);
@@ -198,6 +206,13 @@ static int cmd_run(const cli *c) {
     }
     n++;
   }
+  /* The admin server sees the pipelines from before they start (/readyz says 503 until they
+   * stream); a port it cannot listen on stops everything before any pipeline starts. */
+  od_admin *admin = NULL;
+  if (exit_code == 0 && cfg->admin.enabled && od_admin_start(cfg, pipes, n, od_metrics_global(), &admin, &err)) {
+    od_error_log("%s", err.msg);
+    exit_code = 1;
+  }
   for (int i = 0; i < n && exit_code == 0; i++) {
     if (od_pipeline_start(pipes[i], &err)) {
       od_error_log("%s", err.msg);
@@ -245,6 +260,7 @@ static int cmd_run(const cli *c) {
     od_progress_done(&prog);
     od_progress_free(&prog);
   }
+  od_admin_stop(admin); /* before the pipelines it reads are freed */
   for (int i = 0; i < n; i++) {
     od_error perr;
     if (od_pipeline_wait(pipes[i], &perr)) exit_code = 1;
@@ -277,6 +293,10 @@ int main(int argc, char **argv) {
   optind = 2;
   int rc = parse_args(argc, argv, &c);
   if (rc) return rc;
+  if (c.url && strcmp(cmd, "status") != 0) {
+    fputs("odsync: --url is only for 'odsync status'\n", stderr);
+    return 2;
+  }
   if (c.ntables && strcmp(cmd, "snapshot") != 0) {
     fputs("odsync: --table is only for 'odsync snapshot'\n", stderr);
     return 2;
@@ -288,6 +308,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "run")) return cmd_run(&c);
   if (!strcmp(cmd, "check")) return cmd_check(&c);
   if (!strcmp(cmd, "snapshot")) return cmd_snapshot(&c);
+  if (!strcmp(cmd, "status")) return od_cli_status(c.config_path, c.url);
   fprintf(stderr, "odsync: unknown command '%s' (run 'odsync --help')\n", cmd);
   return 2;
 }

@@ -167,6 +167,7 @@ od_pipeline_metrics *od_pipeline_metrics_new(od_metrics *registry, od_pipeline_s
   snprintf(pm->pipeline, sizeof pm->pipeline, "%s", pipeline);
   snprintf(pm->sink, sizeof pm->sink, "%s", sink_type ? sink_type : "");
   snprintf(pm->source, sizeof pm->source, "%s", source_type ? source_type : "");
+  snprintf(pm->consistency, sizeof pm->consistency, "%s", consistency ? consistency : "");
   const char *p[] = {pm->pipeline, NULL}, *ps[] = {pm->pipeline, pm->sink, NULL};
   static const char *const ops[OD_PM_NOPS] = {"insert", "update", "delete", "truncate", "read", "message"};
   for (int i = 0; i < OD_PM_NOPS; i++) {
@@ -200,7 +201,7 @@ od_pipeline_metrics *od_pipeline_metrics_new(od_metrics *registry, od_pipeline_s
     const char *pst[] = {pm->pipeline, od_pipeline_state_name(s), NULL};
     fn_series(pm, &F_STATE, pst, f_state, &pm->state_ctx[s]);
   }
-  const char *info[] = {pm->pipeline, pm->source, pm->sink, consistency ? consistency : "", NULL};
+  const char *info[] = {pm->pipeline, pm->source, pm->sink, pm->consistency, NULL};
   pm->fn_series[pm->nfn] = series(pm, &F_INFO, info);
   od_gauge_set(pm->fn_series[pm->nfn++], 1);
   return pm;
@@ -286,6 +287,7 @@ void od_pm_error(od_pipeline_metrics *pm, const od_error *err, bool retry) {
   const char *pc[] = {pm->pipeline, cls, NULL};
   od_counter_add(od_metrics_series(od_metrics_family(pm->registry, &F_ERRORS), pc), 1);
   if (retry) od_counter_add(pm->retries, 1);
+  atomic_fetch_add(&pm->errors, 1);
   pthread_mutex_lock(&pm->err_lock);
   snprintf(pm->last_error, sizeof pm->last_error, "%s", err->msg);
   snprintf(pm->last_error_class, sizeof pm->last_error_class, "%s", cls);

@@ -34,7 +34,7 @@ typedef struct od_pm_state_ctx {
 struct od_pipeline_metrics {
   od_metrics *registry;
   od_pipeline_stats *stats; /* borrowed */
-  char pipeline[128], sink[64], source[64];
+  char pipeline[128], sink[64], source[64], consistency[16];
   /* written by the apply thread */
   od_metric *changes[OD_PM_NOPS], *txns, *bytes, *batches, *batch_rows, *batch_seconds, *latency;
   /* written by the reader / supervisor */
@@ -42,6 +42,7 @@ struct od_pipeline_metrics {
   _Atomic int64_t source_pos_value; /* the newest position the source reported (its u64 form) */
   _Atomic int64_t last_lag_us;      /* source commit -> sink commit of the last batch; 0 after a heartbeat */
   _Atomic int64_t last_sink_commit_us; /* wall µs of the last sink commit (or of creation) */
+  _Atomic uint64_t errors;          /* sessions ended by an error, every class */
   /* read through functions of stats */
   od_metric *fn_series[32];
   int nfn;
