@@ -81,9 +81,9 @@ workload() {
 workload_start workload
 
 [[ $(http_code $ADMIN/no/such/page) == 404 ]] || fail "unknown path: expected 404"
-curl -s --max-time 5 $ADMIN/no/such/page | grep -q "not found: /no/such/page" || fail "404 body does not name the path"
+grep -q "not found: /no/such/page" <<<"$(curl -s --max-time 5 $ADMIN/no/such/page)" || fail "404 body does not name the path"
 [[ $(http_code -X POST -d x=1 $ADMIN/metrics) == 405 ]] || fail "POST /metrics: expected 405"
-curl -s -i --max-time 5 -X DELETE $ADMIN/status | grep -qi "^Allow: GET, HEAD" || fail "405 without an Allow header"
+grep -qi "^Allow: GET, HEAD" <<<"$(curl -s -i --max-time 5 -X DELETE $ADMIN/status)" || fail "405 without an Allow header"
 big=$(head -c 40000 /dev/zero | tr '\0' a)
 [[ $(http_code -H "X-Big: $big" $ADMIN/metrics) == 431 ]] || fail "a 40 kB header: expected 431"
 [[ $(http_code "$ADMIN/$big") == 414 ]] || fail "a 40 kB URL: expected 414"
@@ -149,8 +149,8 @@ kill "$PROM_PID"; wait "$PROM_PID" 2>/dev/null || true; PROM_PID=
 # odsync status, from the config and from a URL.
 out=$("$ODSYNC_BIN" status -c "$CONFIG")
 echo "$out"
-echo "$out" | grep -Eq '^shop +streaming +postgres->sqlite +2800 ' || fail "odsync status -c does not show the pipeline"
-"$ODSYNC_BIN" status --url "$ADMIN" | grep -q '^shop ' || fail "odsync status --url does not show the pipeline"
+grep -Eq '^shop +streaming +postgres->sqlite +2800 ' <<<"$out" || fail "odsync status -c does not show the pipeline"
+grep -q '^shop ' <<<"$("$ODSYNC_BIN" status --url "$ADMIN")" || fail "odsync status --url does not show the pipeline"
 set +e
 err=$("$ODSYNC_BIN" status --url "http://127.0.0.1:1" 2>&1); rc=$?
 set -e
@@ -161,9 +161,9 @@ set -e
 log "stopping PostgreSQL: /readyz must say 503"
 pg_as_user "$PG_BINDIR/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null
 wait_for "[[ \$(http_code $ADMIN/readyz) == 503 ]]" 30 || fail "/readyz stayed 200 with PostgreSQL down"
-curl -s --max-time 5 $ADMIN/readyz | grep -Eq '^pipeline shop: (retrying|starting)$' || fail "/readyz 503 body: $(curl -s $ADMIN/readyz)"
+grep -Eq '^pipeline shop: (retrying|starting)$' <<<"$(curl -s --max-time 5 $ADMIN/readyz)" || fail "/readyz 503 body: $(curl -s $ADMIN/readyz)"
 [[ $(http_code $ADMIN/healthz) == 200 ]] || fail "/healthz must stay 200 while a pipeline retries"
-curl -s --max-time 5 $ADMIN/status | grep -q '"last_error":{"class":"e' || fail "/status shows no last_error"
+grep -q '"last_error":{"class":"e' <<<"$(curl -s --max-time 5 $ADMIN/status)" || fail "/status shows no last_error"
 pg_as_user "$PG_BINDIR/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >/dev/null
 wait_for "[[ \$(http_code $ADMIN/readyz) == 200 ]]" 60 || fail "/readyz did not return to 200 after PostgreSQL came back"
 curl -s --max-time 5 "$ADMIN/metrics" >"$TEST_TMP/metrics.txt"
