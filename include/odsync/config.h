@@ -88,7 +88,8 @@ typedef struct od_config {
   char *file;          /* path the config was read from ("<string>" for od_config_parse) */
   od_admin_config admin;
   char *state_dir;     /* default "./odsync-state" */
-  char *log_level;     /* error|warn|info|debug; default info */
+  char *log_level;     /* error|warn|info|debug; default info (key log_level, or log.level) */
+  char *log_format;    /* text|json; default text (key log.format) */
   od_pipeline_config *pipelines;
   int npipelines;
 } od_config;

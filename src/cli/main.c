@@ -112,6 +112,7 @@ static int load_config(const cli *c, od_config **cfg) {
     return 2;
   }
   od_log_set_level(lv);
+  od_log_set_format(od_log_parse_format((*cfg)->log_format) == OD_LOG_JSON ? OD_LOG_JSON : OD_LOG_TEXT);
   for (int i = 0; i < c->nonly; i++) {
     bool found = false;
     for (int p = 0; p < (*cfg)->npipelines; p++) found |= strcmp((*cfg)->pipelines[p].name, c->only[i]) == 0;

@@ -261,6 +261,7 @@ static int take(od_apply *a, od_chunk *c) {
 
 static void *apply_main(void *arg) {
   od_apply *a = arg;
+  od_log_set_thread_pipeline(a->cfg->name);
   int rc = OD_OK;
   for (;;) {
     int wait_ms = 100;

@@ -44,8 +44,10 @@
 #define QUEUE_BYTES_MIN MIB
 #define QUEUE_BYTES_MAX TIB
 
-static const char *const TOP_KEYS[] = {"state_dir", "log_level", "admin", "pipelines", NULL};
+static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin", "pipelines", NULL};
 static const char *const ADMIN_KEYS[] = {"listen", NULL};
+static const char *const LOG_KEYS[] = {"level", "format", NULL};
+static const char *const LOG_FORMATS[] = {"text", "json", NULL};
 static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "batch", "queue", "schema_changes",
                                               "consistency", "apply_workers", NULL};
 static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", "adaptive", "min_rows",
@@ -792,6 +794,36 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
   return OD_OK;
 }
 
+static int parse_log_level(pctx *p, const yaml_node_t *v, const char *path, char **out) {
+  bool secret = false;
+  int rc = scalar_value(p, v, path, out, &secret);
+  if (rc) return rc;
+  bool ok = false;
+  for (size_t i = 0; LOG_LEVELS[i] && !ok; i++) ok = strcmp(*out, LOG_LEVELS[i]) == 0;
+  if (ok) return OD_OK;
+  char buf[SHOW_MAX + 8];
+  const char *near = secret ? NULL : closest(*out, LOG_LEVELS);
+  if (near)
+    return fail_node(p, v, "%s %s is not a log level; did you mean '%s'? (expected one of "
+                     "error, warn, info, debug)", path, shown(buf, sizeof buf, *out, secret), near);
+  return fail_node(p, v, "%s %s is not a log level; expected one of error, warn, info, debug", path,
+                   shown(buf, sizeof buf, *out, secret));
+}
+
+/* log: { level: info, format: text | json } */
+static int parse_log(pctx *p, od_config *cfg, const yaml_node_t *n) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "log", "a mapping such as { level: info, format: json }");
+  if (rc || (rc = check_mapping(p, n, "log")) || (rc = check_known(p, n, "log", LOG_KEYS))) return rc;
+  yaml_node_t *v;
+  if ((v = map_get(p, n, "level")) && (rc = parse_log_level(p, v, "log.level", &cfg->log_level))) return rc;
+  if ((v = map_get(p, n, "format"))) {
+    int choice;
+    if ((rc = parse_choice(p, v, "log.format", LOG_FORMATS, "a log format", "text or json", &choice))) return rc;
+    if (!(cfg->log_format = xstrdup(LOG_FORMATS[choice]))) return oom(p->err, p->file);
+  }
+  return OD_OK;
+}
+
 /* admin: { listen: "HOST:PORT" } — HOST a numeric IPv4 address, [IPv6] in brackets, or localhost. */
 static int parse_admin(pctx *p, od_admin_config *a, const yaml_node_t *n) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, "admin", "a mapping such as { listen: \"127.0.0.1:7070\" }");
@@ -852,22 +884,15 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
     return oom(p->err, p->file);
   }
 
+  yaml_node_t *log = map_get(p, root, "log");
   if ((v = map_get(p, root, "log_level"))) {
-    if ((rc = scalar_value(p, v, "log_level", &cfg->log_level, &secret))) return rc;
-    bool ok = false;
-    for (size_t i = 0; LOG_LEVELS[i] && !ok; i++) ok = strcmp(cfg->log_level, LOG_LEVELS[i]) == 0;
-    if (!ok) {
-      char buf[SHOW_MAX + 8];
-      const char *near = secret ? NULL : closest(cfg->log_level, LOG_LEVELS);
-      if (near)
-        return fail_node(p, v, "log_level %s is not a log level; did you mean '%s'? (expected one of "
-                         "error, warn, info, debug)", shown(buf, sizeof buf, cfg->log_level, secret), near);
-      return fail_node(p, v, "log_level %s is not a log level; expected one of error, warn, info, debug",
-                       shown(buf, sizeof buf, cfg->log_level, secret));
-    }
-  } else if (!(cfg->log_level = xstrdup("info"))) {
-    return oom(p->err, p->file);
+    if (log && map_get(p, log, "level"))
+      return fail_node(p, v, "log_level and log.level are both set; keep one (log.level)");
+    if ((rc = parse_log_level(p, v, "log_level", &cfg->log_level))) return rc;
   }
+  if (log && (rc = parse_log(p, cfg, log))) return rc;
+  if (!cfg->log_level && !(cfg->log_level = xstrdup("info"))) return oom(p->err, p->file);
+  if (!cfg->log_format && !(cfg->log_format = xstrdup("text"))) return oom(p->err, p->file);
 
   if ((v = map_get(p, root, "admin")) && (rc = parse_admin(p, &cfg->admin, v))) return rc;
 
@@ -996,6 +1021,7 @@ void od_config_free(od_config *cfg) {
   free(cfg->pipelines);
   free(cfg->state_dir);
   free(cfg->log_level);
+  free(cfg->log_format);
   free(cfg->admin.listen);
   free(cfg->admin.host);
   free(cfg->file);

@@ -445,6 +445,7 @@ static void sleep_interruptible(od_pipeline *p, long ms) {
 
 static void *supervisor_main(void *arg) {
   od_pipeline *p = arg;
+  od_log_set_thread_pipeline(p->cfg->name);
   long backoff_ms = 200;
   int rc = OD_OK;
   od_error err;

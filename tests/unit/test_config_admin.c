@@ -1,4 +1,4 @@
-/* Unit tests for the `admin:` section of the configuration (src/core/config.c): absent means off,
+/* Unit tests for the `admin:` and `log:` sections of the configuration (src/core/config.c): absent means off,
  * HOST:PORT forms, and each error with its exact FILE:LINE:COL. */
 #include "odsync/config.h"
 #include "test.h"
@@ -68,4 +68,25 @@ TEST(admin_errors_name_file_line_col) {
   CHECK_CONTAINS(e.msg, "listen");
   CHECK_CONTAINS(parse_err("admin: {}\n" PIPE, &e), "cfg.yaml:1:8: admin: missing required key 'listen'");
   CHECK_CONTAINS(parse_err("admin: \"127.0.0.1:7070\"\n" PIPE, &e), "cfg.yaml:1:8: admin: expected a mapping");
+}
+
+TEST(log_section) {
+  od_config *c = parse_ok(PIPE);
+  CHECK_STR(c->log_level, "info");
+  CHECK_STR(c->log_format, "text");
+  od_config_free(c);
+  c = parse_ok("log: { level: debug, format: json }\n" PIPE);
+  CHECK_STR(c->log_level, "debug");
+  CHECK_STR(c->log_format, "json");
+  od_config_free(c);
+  c = parse_ok("log_level: warn\nlog: { format: json }\n" PIPE);
+  CHECK_STR(c->log_level, "warn");
+  od_config_free(c);
+  od_error e;
+  CHECK_CONTAINS(parse_err("log: { format: xml }\n" PIPE, &e), "cfg.yaml:1:16: log.format");
+  CHECK_CONTAINS(e.msg, "text or json");
+  CHECK_CONTAINS(parse_err("log: { level: verbose }\n" PIPE, &e), "cfg.yaml:1:15: log.level 'verbose' is not a log level");
+  CHECK_STR(parse_err("log_level: info\nlog: { level: debug }\n" PIPE, &e),
+            "cfg.yaml:1:12: log_level and log.level are both set; keep one (log.level)");
+  CHECK_CONTAINS(parse_err("log: { colour: true }\n" PIPE, &e), "cfg.yaml:1:8: ");
 }
