@@ -61,6 +61,17 @@ enum od_schema_policy {
   OD_SCHEMA_STOP = 2,   /* stop the pipeline with an error naming the table and the change */
 };
 
+/* SLA alerts of a pipeline (key `alerts:`); a threshold of 0 is off. */
+typedef struct od_alerts_config {
+  double lag_seconds;          /* firing while the lag is above this */
+  double latency_p95_seconds;  /* firing while the end-to-end p95 of the last minute is above this */
+  double errors_per_minute;    /* firing while more errors than this ended sessions in the last minute */
+  bool anomalies;              /* default true: EWMA 3-sigma bands on throughput and lag */
+  char *webhook;               /* POSTed a JSON object on every transition; NULL: none */
+  bool webhook_secret;         /* the URL came from ${env:}/${file:}: never shown */
+  int line, col;
+} od_alerts_config;
+
 typedef struct od_pipeline_config {
   char *name;          /* [A-Za-z0-9_]+, unique */
   int line, col;
@@ -73,6 +84,7 @@ typedef struct od_pipeline_config {
   int consistency;     /* enum od_consistency; key `consistency: strong|causal|eventual` */
   int apply_workers;   /* parallel sink writers under causal/eventual (1..64, default 4; capped by
                           what the sink supports: SQLite has one writer) */
+  od_alerts_config alerts;
 } od_pipeline_config;
 
 /* The admin HTTP server (metrics, health, status, dashboard); off when `admin:` is absent. */

@@ -15,6 +15,7 @@
 #include "core/pipeline.h"
 #include "core/metrics.h"
 #include "server/admin.h"
+#include "server/alerts.h"
 #include "odsync/change.h"
 #include "odsync/config.h"
 
@@ -194,19 +195,26 @@ static int cmd_run(const cli *c) {
   signal(SIGPIPE, SIG_IGN);
 
   od_pipeline **pipes = calloc((size_t)cfg->npipelines, sizeof *pipes);
+  const od_pipeline_config **pcfgs = calloc((size_t)cfg->npipelines, sizeof *pcfgs);
+  od_pipeline_stats **pstats = calloc((size_t)cfg->npipelines, sizeof *pstats);
   int n = 0;
   od_error err;
   od_error_clear(&err);
   int exit_code = 0;
-  for (int i = 0; i < cfg->npipelines && pipes; i++) {
+  for (int i = 0; i < cfg->npipelines && pipes && pcfgs && pstats; i++) {
     if (!selected(c, cfg->pipelines[i].name)) continue;
     if (od_pipeline_new(cfg, &cfg->pipelines[i], &pipes[n], &err)) {
       fprintf(stderr, "odsync: %s\n", err.msg);
       exit_code = 2;
       break;
     }
+    pcfgs[n] = &cfg->pipelines[i];
+    pstats[n] = od_pipeline_get_stats(pipes[n]);
     n++;
   }
+  /* Alerts and anomaly detection judge every pipeline once a second (server/alerts.h). */
+  od_alerts *alerts = exit_code == 0 ? od_alerts_new(od_metrics_global(), pcfgs, pstats, n) : NULL;
+  if (alerts && od_alerts_start(alerts) != 0) od_warn("alerts: cannot start their threads; no alerts");
   /* The admin server sees the pipelines from before they start (/readyz says 503 until they
    * stream); a port it cannot listen on stops everything before any pipeline starts. */
   od_admin *admin = NULL;
@@ -262,6 +270,7 @@ static int cmd_run(const cli *c) {
     od_progress_free(&prog);
   }
   od_admin_stop(admin); /* before the pipelines it reads are freed */
+  od_alerts_free(alerts);
   for (int i = 0; i < n; i++) {
     od_error perr;
     if (od_pipeline_wait(pipes[i], &perr)) exit_code = 1;
@@ -272,6 +281,8 @@ static int cmd_run(const cli *c) {
     od_pipeline_free(pipes[i]);
   }
   free(pipes);
+  free(pcfgs);
+  free(pstats);
   od_config_free(cfg);
   return exit_code;
 }

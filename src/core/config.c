@@ -49,7 +49,9 @@ static const char *const ADMIN_KEYS[] = {"listen", NULL};
 static const char *const LOG_KEYS[] = {"level", "format", NULL};
 static const char *const LOG_FORMATS[] = {"text", "json", NULL};
 static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "batch", "queue", "schema_changes",
-                                              "consistency", "apply_workers", NULL};
+                                              "consistency", "apply_workers", "alerts", NULL};
+static const char *const ALERT_KEYS[] = {"lag_seconds", "latency_p95_seconds", "errors_per_minute", "anomalies",
+                                         "webhook", NULL};
 static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", "adaptive", "min_rows",
                                          "target_latency_ms", NULL};
 static const char *const BOOLS[] = {"false", "true", "no", "yes", "off", "on", NULL};
@@ -614,6 +616,61 @@ static int parse_section(pctx *p, od_config *cfg, od_config_section *s, const ya
 static int parse_choice(pctx *p, const yaml_node_t *v, const char *path, const char *const *choices,
                         const char *what, const char *expected, int *out);
 
+/* A positive decimal number (seconds, rates). */
+static int num_double(pctx *p, const yaml_node_t *n, const char *path, double max, double *out) {
+  char *v = NULL;
+  bool secret = false;
+  int rc = scalar_value(p, n, path, &v, &secret);
+  if (rc) return rc;
+  char buf[SHOW_MAX + 8], *end = NULL;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (!v[0] || *end || errno || !(x > 0) || x > max)
+    rc = fail_node(p, n, "%s: %s is not a number above 0 and at most %g", path, shown(buf, sizeof buf, v, secret), max);
+  else
+    *out = x;
+  free(v);
+  return rc;
+}
+
+/* alerts: { lag_seconds, latency_p95_seconds, errors_per_minute, anomalies, webhook } */
+static int parse_alerts(pctx *p, od_alerts_config *a, const yaml_node_t *n, const char *path) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping such as { lag_seconds: 30 }");
+  if (rc || (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, ALERT_KEYS))) return rc;
+  char kpath[160];
+  yaml_node_t *v;
+  a->line = nline(n);
+  a->col = ncol(n);
+  if ((v = map_get(p, n, "lag_seconds"))) {
+    subpath(kpath, sizeof kpath, path, "lag_seconds");
+    if ((rc = num_double(p, v, kpath, 86400, &a->lag_seconds))) return rc;
+  }
+  if ((v = map_get(p, n, "latency_p95_seconds"))) {
+    subpath(kpath, sizeof kpath, path, "latency_p95_seconds");
+    if ((rc = num_double(p, v, kpath, 86400, &a->latency_p95_seconds))) return rc;
+  }
+  if ((v = map_get(p, n, "errors_per_minute"))) {
+    subpath(kpath, sizeof kpath, path, "errors_per_minute");
+    if ((rc = num_double(p, v, kpath, 1e6, &a->errors_per_minute))) return rc;
+  }
+  if ((v = map_get(p, n, "anomalies"))) {
+    int choice;
+    subpath(kpath, sizeof kpath, path, "anomalies");
+    if ((rc = parse_choice(p, v, kpath, BOOLS, "a boolean", "true or false", &choice))) return rc;
+    a->anomalies = choice % 2 == 1;
+  }
+  if ((v = map_get(p, n, "webhook"))) {
+    subpath(kpath, sizeof kpath, path, "webhook");
+    if ((rc = scalar_value(p, v, kpath, &a->webhook, &a->webhook_secret))) return rc;
+    if (strncmp(a->webhook, "http://", 7) != 0 && strncmp(a->webhook, "https://", 8) != 0) {
+      char buf[SHOW_MAX + 8];
+      return fail_node(p, v, "%s: %s is not an http:// or https:// URL", kpath,
+                       shown(buf, sizeof buf, a->webhook, a->webhook_secret));
+    }
+  }
+  return OD_OK;
+}
+
 static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const char *path) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping");
   if (rc || (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, BATCH_KEYS))) return rc;
@@ -790,6 +847,11 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
     subpath(sub, sizeof sub, path, "apply_workers");
     if ((rc = num_long(p, v, sub, 1, 64, &x))) return rc;
     pl->apply_workers = (int)x;
+  }
+  pl->alerts.anomalies = true;
+  if ((v = map_get(p, n, "alerts")) && !is_null(v)) {
+    subpath(sub, sizeof sub, path, "alerts");
+    if ((rc = parse_alerts(p, &pl->alerts, v, sub))) return rc;
   }
   return OD_OK;
 }
@@ -1015,6 +1077,7 @@ void od_config_free(od_config *cfg) {
     od_pipeline_config *pl = &cfg->pipelines[i];
     free(pl->name);
     free(pl->path);
+    free(pl->alerts.webhook);
     free_section(&pl->source);
     free_section(&pl->sink);
   }

@@ -90,3 +90,24 @@ TEST(log_section) {
             "cfg.yaml:1:12: log_level and log.level are both set; keep one (log.level)");
   CHECK_CONTAINS(parse_err("log: { colour: true }\n" PIPE, &e), "cfg.yaml:1:8: ");
 }
+
+TEST(alerts_section) {
+  od_config *c = parse_ok(PIPE);
+  CHECK(c->pipelines[0].alerts.anomalies);
+  CHECK(c->pipelines[0].alerts.lag_seconds == 0);
+  CHECK(c->pipelines[0].alerts.webhook == NULL);
+  od_config_free(c);
+  c = parse_ok(PIPE "    alerts: { lag_seconds: 2.5, latency_p95_seconds: 1, errors_per_minute: 3, anomalies: false,\n"
+                    "              webhook: \"http://127.0.0.1:9/hook\" }\n");
+  const od_alerts_config *a = &c->pipelines[0].alerts;
+  CHECK(a->lag_seconds == 2.5 && a->latency_p95_seconds == 1 && a->errors_per_minute == 3 && !a->anomalies);
+  CHECK_STR(a->webhook, "http://127.0.0.1:9/hook");
+  od_config_free(c);
+  od_error e;
+  CHECK_STR(parse_err(PIPE "    alerts: { lag_seconds: -1 }\n", &e),
+            "cfg.yaml:7:28: pipelines[0].alerts.lag_seconds: '-1' is not a number above 0 and at most 86400");
+  CHECK_STR(parse_err(PIPE "    alerts: { webhook: \"ftp://x\" }\n", &e),
+            "cfg.yaml:7:24: pipelines[0].alerts.webhook: 'ftp://x' is not an http:// or https:// URL");
+  CHECK_CONTAINS(parse_err(PIPE "    alerts: { lag: 5 }\n", &e), "cfg.yaml:7:15: ");
+  CHECK_CONTAINS(e.msg, "lag_seconds");
+}
