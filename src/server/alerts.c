@@ -259,13 +259,13 @@ void od_alerts_tick(od_alerts *a, int64_t now) {
     watched *w = &a->w[i];
     od_pipeline_metrics *pm = w->stats->metrics;
     if (!pm) continue;
-    win_sample cur = {.t = now, .changes = 0, .errors = atomic_load(&pm->errors)};
-    for (int k = 0; k < OD_PM_NOPS; k++) cur.changes += od_counter_value(pm->changes[k]);
-    od_histogram_read(pm->latency, &cur.lat);
+    /* the pipeline as its slowest sink sees it; latency over every sink's commits */
+    win_sample cur = {.t = now, .changes = od_pm_min_changes(pm), .errors = atomic_load(&pm->errors)};
+    od_pm_latency(pm, &cur.lat);
     const win_sample *prev = w->count ? &w->win[(w->head - 1 + WINDOW) % WINDOW] : NULL;
     const win_sample *minute = ago(w, now, 60000000LL);
     const od_alerts_config *ac = &w->cfg->alerts;
-    double lag = od_pm_lag_seconds(pm);
+    double lag = od_pm_max_lag_seconds(pm);
     double p95 = NAN, errors = 0;
     if (minute) {
       od_histogram_snap d;

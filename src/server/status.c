@@ -35,7 +35,8 @@ typedef struct row {
   const od_pipeline_metrics *pm;
   const char *name;
   int state;
-  uint64_t source_pos, sink_pos, lag_bytes, changes, txns, queue, sessions, errors;
+  char source_pos[OD_POS_TEXT_MAX], sink_pos[OD_POS_TEXT_MAX];
+  uint64_t lag_bytes, changes, txns, queue, sessions, errors;
   double lag_s, cps, tps, p50, p95, p99;
   int snap_active;
   uint64_t snap_rows, snap_est;
@@ -67,20 +68,15 @@ void od_status_free(od_status_view *s) {
 
 static od_pipeline_metrics *pm_of(od_pipeline *p) { return od_pipeline_get_stats(p)->metrics; }
 
-static uint64_t changes_of(const od_pipeline_metrics *pm) {
-  uint64_t v = 0;
-  for (int i = 0; pm && i < OD_PM_NOPS; i++) v += od_counter_value(pm->changes[i]);
-  return v;
-}
-
+/* The pipeline as its slowest sink sees it (fewest changes, most lag); latency over every sink. */
 static void take(od_pipeline *p, sample *out) {
   od_pipeline_metrics *pm = pm_of(p);
   out->t = od_now_us();
-  out->changes = changes_of(pm);
-  out->txns = pm ? od_counter_value(pm->txns) : 0;
-  out->lag_s = od_pm_lag_seconds(pm);
-  out->lag_bytes = od_pm_lag_bytes(pm);
-  od_histogram_read(pm ? pm->latency : NULL, &out->lat);
+  out->changes = od_pm_min_changes(pm);
+  out->txns = od_pm_min_txns(pm);
+  out->lag_s = od_pm_max_lag_seconds(pm);
+  out->lag_bytes = od_pm_max_lag_bytes(pm);
+  od_pm_latency(pm, &out->lat);
 }
 
 void od_status_sample(od_status_view *s) {
@@ -115,8 +111,10 @@ static void fill_row(od_status_view *s, int i, row *r) {
   r->state = atomic_load(&st->state);
   sample now;
   take(p, &now);
-  r->source_pos = pm ? (uint64_t)atomic_load(&pm->source_pos_value) : 0;
-  r->sink_pos = atomic_load(&st->durable_lsn);
+  od_pos sp = pm ? od_pos_cell_get(&pm->source_pos) : od_pos_none();
+  od_pos dp = od_pos_cell_get(&st->durable);
+  od_pos_display(&sp, r->source_pos, sizeof r->source_pos);
+  od_pos_display(&dp, r->sink_pos, sizeof r->sink_pos);
   r->lag_bytes = now.lag_bytes;
   r->lag_s = now.lag_s;
   r->changes = now.changes;
@@ -179,10 +177,6 @@ static void json_num(od_sqlbuf *o, double v) {
   else od_sqlbuf_addf(o, "%.6g", v);
 }
 
-static void pos_text(uint64_t lsn, char *buf, size_t n) {
-  snprintf(buf, n, OD_LSN_FMT, OD_LSN_ARGS(lsn));
-}
-
 static void iso_time(int64_t us, char *buf, size_t n) {
   time_t t = (time_t)(us / 1000000);
   struct tm tm;
@@ -227,9 +221,6 @@ int od_status_json(od_status_view *s, bool history, od_sqlbuf *o) {
   for (int i = 0; i < s->n; i++) {
     row r;
     fill_row(s, i, &r);
-    char src[32], snk[32];
-    pos_text(r.source_pos, src, sizeof src);
-    pos_text(r.sink_pos, snk, sizeof snk);
     od_sqlbuf_add(o, i ? ",{\"name\":" : "{\"name\":");
     json_str(o, r.name);
     od_sqlbuf_addf(o, ",\"state\":\"%s\",\"ready\":%s", od_pipeline_state_name(r.state),
@@ -237,13 +228,33 @@ int od_status_json(od_status_view *s, bool history, od_sqlbuf *o) {
     if (r.pm) {
       od_sqlbuf_add(o, ",\"source\":");
       json_str(o, r.pm->source);
-      od_sqlbuf_add(o, ",\"sink\":");
-      json_str(o, r.pm->sink);
       od_sqlbuf_add(o, ",\"consistency\":");
       json_str(o, r.pm->consistency);
+      od_sqlbuf_add(o, ",\"sinks\":[");
+      for (int k = 0; k < r.pm->nsinks; k++) {
+        od_sink_metrics *sm = (od_sink_metrics *)&r.pm->sinks[k];
+        char pos[OD_POS_TEXT_MAX];
+        od_pos d = od_pos_cell_get(&sm->stats->durable);
+        od_pos_display(&d, pos, sizeof pos);
+        od_sqlbuf_add(o, k ? ",{\"name\":" : "{\"name\":");
+        json_str(o, sm->stats->name);
+        od_sqlbuf_add(o, ",\"type\":");
+        json_str(o, sm->stats->type);
+        od_sqlbuf_add(o, ",\"position\":");
+        json_str(o, pos);
+        od_sqlbuf_addf(o, ",\"changes_applied\":%llu,\"transactions_applied\":%llu,\"lag_bytes\":%llu,\"lag_seconds\":",
+                       (unsigned long long)od_pm_changes(sm), (unsigned long long)od_counter_value(sm->txns),
+                       (unsigned long long)od_pm_lag_bytes(sm));
+        json_num(o, od_pm_lag_seconds(sm));
+        od_sqlbuf_add(o, "}");
+      }
+      od_sqlbuf_add(o, "]");
     }
-    od_sqlbuf_addf(o, ",\"source_position\":\"%s\",\"sink_position\":\"%s\",\"lag_bytes\":%llu,\"lag_seconds\":", src,
-                   snk, (unsigned long long)r.lag_bytes);
+    od_sqlbuf_add(o, ",\"source_position\":");
+    json_str(o, r.source_pos);
+    od_sqlbuf_add(o, ",\"sink_position\":");
+    json_str(o, r.sink_pos);
+    od_sqlbuf_addf(o, ",\"lag_bytes\":%llu,\"lag_seconds\":", (unsigned long long)r.lag_bytes);
     json_num(o, r.lag_s);
     od_sqlbuf_addf(o, ",\"changes_applied\":%llu,\"transactions_applied\":%llu,\"changes_per_second\":",
                    (unsigned long long)r.changes, (unsigned long long)r.txns);
@@ -319,10 +330,12 @@ int od_status_text(od_status_view *s, od_sqlbuf *o) {
   for (int i = 0; i < s->n; i++) {
     row r;
     fill_row(s, i, &r);
-    char flow[160], total[24], rate[16], lag[16], lagb[24], p95[16], pos[32], err[OD_ERROR_MSG_MAX + 64];
-    snprintf(flow, sizeof flow, "%s->%s", r.pm ? r.pm->source : "?", r.pm ? r.pm->sink : "?");
+    char flow[160], total[24], rate[16], lag[16], lagb[24], p95[16], err[OD_ERROR_MSG_MAX + 64];
+    int fo = snprintf(flow, sizeof flow, "%s->", r.pm ? r.pm->source : "?");
+    for (int k = 0; r.pm && k < r.pm->nsinks && fo > 0 && (size_t)fo < sizeof flow; k++)
+      fo += snprintf(flow + fo, sizeof flow - (size_t)fo, "%s%s", k ? "," : "", r.pm->sinks[k].stats->type);
     snprintf(total, sizeof total, "%llu", (unsigned long long)r.changes);
-    pos_text(r.sink_pos, pos, sizeof pos);
+    const char *pos = r.sink_pos;
     if (r.err_at) {
       char when[32];
       iso_time(r.err_at, when, sizeof when);

@@ -62,14 +62,14 @@ odsync_start "$CONFIG" "$LOG"
 wait_slot_active odsync_shop 60
 
 workload() {
-  for i in $(seq 1 200); do
+  for i in $(seq 1 160); do
     pg_psql -c "INSERT INTO items VALUES ($i, 'v$i')"
     sleep 0.05
   done
 }
 workload_start workload
 
-lag() { curl -s --max-time 5 "$ADMIN/metrics" | awk '/^odsync_lag_seconds\{pipeline="shop",sink="sqlite"\} / {print $2}'; }
+lag() { curl -s --max-time 5 "$ADMIN/metrics" | awk '/^odsync_lag_seconds\{pipeline="shop",sink="default"\} / {print $2}'; }
 firing() { curl -s --max-time 5 "$ADMIN/metrics" | awk '/^odsync_alert_firing\{pipeline="shop",alert="lag_seconds"\} / {print $2}'; }
 
 sleep 2

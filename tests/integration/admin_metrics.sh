@@ -99,20 +99,20 @@ wait_equal 60
 ok=0
 for _ in $(seq 1 25); do
   curl -s --max-time 5 "$ADMIN/metrics" >"$TEST_TMP/metrics.txt"
-  if [[ $(metric 'odsync_changes_applied_total{pipeline="shop",sink="sqlite",op="delete"}') == 300 ]]; then ok=1; break; fi
+  if [[ $(metric 'odsync_changes_applied_total{pipeline="shop",sink="default",op="delete"}') == 300 ]]; then ok=1; break; fi
   sleep 0.2
 done
 ((ok)) || fail "odsync_changes_applied_total{op=delete} never reached 300: $(grep changes_applied "$TEST_TMP/metrics.txt")"
 for want in insert:2000 update:500 delete:300 read:0 truncate:0; do
-  got=$(metric "odsync_changes_applied_total{pipeline=\"shop\",sink=\"sqlite\",op=\"${want%%:*}\"}")
+  got=$(metric "odsync_changes_applied_total{pipeline=\"shop\",sink=\"default\",op=\"${want%%:*}\"}")
   [[ "$got" == "${want#*:}" ]] || fail "odsync_changes_applied_total op=${want%%:*}: $got, expected ${want#*:}"
 done
-txns=$(metric 'odsync_transactions_applied_total{pipeline="shop",sink="sqlite"}')
+txns=$(metric 'odsync_transactions_applied_total{pipeline="shop",sink="default"}')
 [[ "$txns" == 31 ]] || fail "odsync_transactions_applied_total is $txns, expected 31"
-lat=$(metric 'odsync_end_to_end_latency_seconds_count{pipeline="shop",sink="sqlite"}')
+lat=$(metric 'odsync_end_to_end_latency_seconds_count{pipeline="shop",sink="default"}')
 ((lat >= 1)) || fail "the end-to-end latency histogram has no observations"
 grep -q '^odsync_pipeline_ready{pipeline="shop"} 1$' "$TEST_TMP/metrics.txt" || fail "odsync_pipeline_ready is not 1"
-grep -q '^odsync_lag_bytes{pipeline="shop",sink="sqlite"} ' "$TEST_TMP/metrics.txt" || fail "no odsync_lag_bytes"
+grep -q '^odsync_lag_bytes{pipeline="shop",sink="default"} ' "$TEST_TMP/metrics.txt" || fail "no odsync_lag_bytes"
 log "counters: insert 2000, update 500, delete 300, 31 transactions, $lat latency observations"
 promtool check metrics <"$TEST_TMP/metrics.txt" || fail "promtool check metrics failed"
 
@@ -177,7 +177,7 @@ wait_equal 60
 ok=0
 for _ in $(seq 1 25); do
   curl -s --max-time 5 "$ADMIN/metrics" >"$TEST_TMP/metrics.txt"
-  [[ $(metric 'odsync_changes_applied_total{pipeline="shop",sink="sqlite",op="insert"}') == 2100 ]] && { ok=1; break; }
+  [[ $(metric 'odsync_changes_applied_total{pipeline="shop",sink="default",op="insert"}') == 2100 ]] && { ok=1; break; }
   sleep 0.2
 done
 ((ok)) || fail "insert counter is not 2100 after 100 more rows"

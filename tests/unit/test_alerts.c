@@ -39,7 +39,12 @@ static void setup(fixture *f, double lag, double errors, bool anomalies) {
   memset(f, 0, sizeof *f);
   f->m = od_metrics_new();
   f->st = calloc(1, sizeof *f->st);
-  f->pm = od_pipeline_metrics_new(f->m, f->st, "shop", "postgres", "sqlite", "strong");
+  f->st->nsinks = 1;
+  snprintf(f->st->sinks[0].name, sizeof f->st->sinks[0].name, "default");
+  snprintf(f->st->sinks[0].type, sizeof f->st->sinks[0].type, "sqlite");
+  od_pos_cell_init(&f->st->durable);
+  od_pos_cell_init(&f->st->sinks[0].durable);
+  f->pm = od_pipeline_metrics_new(f->m, f->st, "shop", "postgres", "strong");
   f->st->metrics = f->pm;
   f->cfg.name = "shop";
   f->cfg.alerts = (od_alerts_config){.lag_seconds = lag, .errors_per_minute = errors, .anomalies = anomalies};
@@ -52,6 +57,8 @@ static void setup(fixture *f, double lag, double errors, bool anomalies) {
 static void teardown(fixture *f) {
   od_alerts_free(f->a);
   od_pipeline_metrics_free(f->pm);
+  od_pos_cell_destroy(&f->st->durable);
+  od_pos_cell_destroy(&f->st->sinks[0].durable);
   free(f->st);
   od_metrics_free(f->m);
 }
@@ -72,10 +79,10 @@ TEST(lag_alert_fires_once_and_resolves_once) {
   int64_t t = 1000000000000LL;
   od_alerts_tick(f.a, t);
   CHECK_INT(gauge(f.m, "odsync_alert_firing{pipeline=\"shop\",alert=\"lag_seconds\"} "), 0);
-  atomic_store(&f.pm->last_lag_us, 5000000); /* the last batch arrived 5 s after its commit */
+  atomic_store(&f.pm->sinks[0].last_lag_us, 5000000); /* the last batch arrived 5 s after its commit */
   for (int i = 1; i <= 5; i++) od_alerts_tick(f.a, t + i * 1000000LL);
   CHECK_INT(gauge(f.m, "odsync_alert_firing{pipeline=\"shop\",alert=\"lag_seconds\"} "), 1);
-  atomic_store(&f.pm->last_lag_us, 100000);
+  atomic_store(&f.pm->sinks[0].last_lag_us, 100000);
   for (int i = 6; i <= 8; i++) od_alerts_tick(f.a, t + i * 1000000LL);
   capture_stop();
   CHECK_INT(gauge(f.m, "odsync_alert_firing{pipeline=\"shop\",alert=\"lag_seconds\"} "), 0);
@@ -120,7 +127,7 @@ TEST(throughput_step_is_an_anomaly_then_the_new_baseline) {
     seed = seed * 1664525u + 1013904223u;
     uint64_t tally[OD_PM_NOPS] = {0};
     tally[OD_PM_INSERT] = 950 + (seed >> 16) % 100;
-    od_pm_batch(f.pm, tally, 1, 0, 0, 0);
+    od_pm_batch(&f.pm->sinks[0], tally, 1, 0, 0, 0);
     od_alerts_tick(f.a, t + s * 1000000LL);
   }
   CHECK_INT(gauge(f.m, "odsync_anomaly{pipeline=\"shop\",signal=\"throughput\"} "), 0);
@@ -129,13 +136,13 @@ TEST(throughput_step_is_an_anomaly_then_the_new_baseline) {
     seed = seed * 1664525u + 1013904223u;
     uint64_t tally[OD_PM_NOPS] = {0};
     tally[OD_PM_INSERT] = 4950 + (seed >> 16) % 100;
-    od_pm_batch(f.pm, tally, 1, 0, 0, 0);
+    od_pm_batch(&f.pm->sinks[0], tally, 1, 0, 0, 0);
     od_alerts_tick(f.a, t + s * 1000000LL);
     int64_t g = gauge(f.m, "odsync_anomaly{pipeline=\"shop\",signal=\"throughput\"} ");
     if (g == 1 && raised_at < 0) raised_at = s;
     if (g == 0 && raised_at >= 0 && cleared_at < 0) cleared_at = s;
   }
-  od_pm_batch(f.pm, none, 0, 0, 0, 0);
+  od_pm_batch(&f.pm->sinks[0], none, 0, 0, 0, 0);
   capture_stop();
   CHECK_INT(raised_at, 62); /* the third sample in a row above the band */
   CHECK(cleared_at > raised_at);

@@ -182,8 +182,17 @@ TEST(gauges_functions_escaping_and_removal) {
 TEST(pipeline_metrics_batches_errors_and_lag) {
   od_metrics *m = od_metrics_new();
   od_pipeline_stats *st = calloc(1, sizeof *st);
-  od_pipeline_metrics *pm = od_pipeline_metrics_new(m, st, "shop", "postgres", "sqlite", "strong");
+  st->nsinks = 2;
+  snprintf(st->sinks[0].name, sizeof st->sinks[0].name, "default");
+  snprintf(st->sinks[0].type, sizeof st->sinks[0].type, "sqlite");
+  snprintf(st->sinks[1].name, sizeof st->sinks[1].name, "warehouse");
+  snprintf(st->sinks[1].type, sizeof st->sinks[1].type, "postgres");
+  od_pos_cell_init(&st->durable);
+  for (int i = 0; i < 2; i++) od_pos_cell_init(&st->sinks[i].durable);
+  od_pipeline_metrics *pm = od_pipeline_metrics_new(m, st, "shop", "postgres", "strong");
   CHECK(pm != NULL);
+  CHECK(st->sinks[0].metrics == &pm->sinks[0] && st->sinks[1].metrics == &pm->sinks[1]);
+  od_sink_metrics *s0 = &pm->sinks[0], *s1 = &pm->sinks[1];
   od_change ch[5] = {{.op = OD_OP_INSERT}, {.op = OD_OP_INSERT}, {.op = OD_OP_UPDATE},
                      {.op = OD_OP_DELETE}, {.op = OD_OP_READ}};
   uint64_t tally[OD_PM_NOPS] = {0};
@@ -192,26 +201,36 @@ TEST(pipeline_metrics_batches_errors_and_lag) {
   CHECK_INT(tally[OD_PM_UPDATE], 1);
   CHECK_INT(tally[OD_PM_DELETE], 1);
   CHECK_INT(tally[OD_PM_READ], 1);
-  od_pm_batch(pm, tally, 3, 1000, 2500, od_now_us() - 20000);
+  od_pm_batch(s0, tally, 3, 1000, 2500, od_now_us() - 20000);
+  od_pm_batch(s1, tally, 3, 1000, 2500, od_now_us() - 20000);
+  od_pm_batch(s1, tally, 3, 1000, 2500, od_now_us() - 20000);
   uint64_t none[OD_PM_NOPS] = {0};
-  od_pm_batch(pm, none, 0, 0, 10, 0); /* heartbeat: no batch, lag back to 0 */
-  CHECK_INT(od_counter_value(pm->changes[OD_PM_INSERT]), 2);
-  CHECK_INT(od_counter_value(pm->txns), 3);
-  CHECK_INT(od_counter_value(pm->batches), 1);
+  od_pm_batch(s0, none, 0, 0, 10, 0); /* heartbeat: no batch, lag back to 0 */
+  CHECK_INT(od_counter_value(s0->changes[OD_PM_INSERT]), 2);
+  CHECK_INT(od_counter_value(s0->txns), 3);
+  CHECK_INT(od_counter_value(s0->batches), 1);
+  CHECK_INT(od_pm_changes(s1), 10);
+  CHECK_INT(od_pm_min_changes(pm), 5); /* the slowest sink's view */
+  CHECK_INT(od_pm_min_txns(pm), 3);
   od_histogram_snap h;
-  od_histogram_read(pm->latency, &h);
+  od_histogram_read(s0->latency, &h);
   CHECK_INT(h.count, 1);
   CHECK(h.sum >= 20000 && h.sum < 20000 + 5000000);
-  CHECK(od_pm_lag_seconds(pm) == 0);
+  od_pm_latency(pm, &h);
+  CHECK_INT(h.count, 3);
+  CHECK(od_pm_lag_seconds(s0) == 0);
   /* rows wait in the queue and the sink has not committed for 2 s: lag is at least that */
   atomic_store(&st->queued_rows, 10);
-  atomic_store(&pm->last_sink_commit_us, od_now_us() - 2000000);
-  CHECK(od_pm_lag_seconds(pm) >= 2.0);
-  od_pm_source_position(pm, 5000);
-  atomic_store(&st->durable_lsn, 4200);
-  CHECK_INT(od_pm_lag_bytes(pm), 800);
-  atomic_store(&st->durable_lsn, 6000);
-  CHECK_INT(od_pm_lag_bytes(pm), 0);
+  atomic_store(&s1->last_sink_commit_us, od_now_us() - 2000000);
+  CHECK(od_pm_lag_seconds(s1) >= 2.0);
+  CHECK(od_pm_max_lag_seconds(pm) >= 2.0);
+  od_pos src = od_pos_legacy_lsn(5000), d0 = od_pos_legacy_lsn(4200), d1 = od_pos_legacy_lsn(6000);
+  od_pm_source_position(pm, &src);
+  od_pos_cell_set(&st->sinks[0].durable, &d0);
+  od_pos_cell_set(&st->sinks[1].durable, &d1);
+  CHECK_INT(od_pm_lag_bytes(s0), 800);
+  CHECK_INT(od_pm_lag_bytes(s1), 0);
+  CHECK_INT(od_pm_max_lag_bytes(pm), 800);
   od_error e;
   od_error_clear(&e);
   OD_FAIL_RETRY(&e, OD_ECONNECT, "server 127.0.0.1:5432/shop: connection refused");
@@ -228,21 +247,29 @@ TEST(pipeline_metrics_batches_errors_and_lag) {
   atomic_store(&st->snapshot.ntables, 1);
   od_pipeline_metrics_refresh(pm);
   char *text = expose(m);
-  CHECK_CONTAINS(text, "odsync_changes_applied_total{pipeline=\"shop\",sink=\"sqlite\",op=\"insert\"} 2\n");
+  CHECK_CONTAINS(text, "odsync_changes_applied_total{pipeline=\"shop\",sink=\"default\",op=\"insert\"} 2\n");
+  CHECK_CONTAINS(text, "odsync_changes_applied_total{pipeline=\"shop\",sink=\"warehouse\",op=\"insert\"} 4\n");
+  CHECK_CONTAINS(text, "odsync_sink_position{pipeline=\"shop\",sink=\"default\"} 4200\n");
+  CHECK_CONTAINS(text, "odsync_source_position{pipeline=\"shop\"} 5000\n");
+  CHECK_CONTAINS(text, "odsync_lag_bytes{pipeline=\"shop\",sink=\"default\"} 800\n");
   CHECK_CONTAINS(text, "odsync_errors_total{pipeline=\"shop\",class=\"econnect\"} 2\n");
   CHECK_CONTAINS(text, "odsync_retries_total{pipeline=\"shop\"} 2\n");
   CHECK_CONTAINS(text, "odsync_pipeline_state{pipeline=\"shop\",state=\"streaming\"} 1\n");
   CHECK_CONTAINS(text, "odsync_pipeline_state{pipeline=\"shop\",state=\"retrying\"} 0\n");
   CHECK_CONTAINS(text, "odsync_pipeline_ready{pipeline=\"shop\"} 1\n");
   CHECK_CONTAINS(text, "odsync_snapshot_rows{pipeline=\"shop\",table=\"public.orders\"} 42\n");
-  CHECK_CONTAINS(text, "odsync_end_to_end_latency_seconds_count{pipeline=\"shop\",sink=\"sqlite\"} 1\n");
-  CHECK_CONTAINS(text, "odsync_pipeline_info{pipeline=\"shop\",source=\"postgres\",sink=\"sqlite\",consistency=\"strong\"} 1\n");
+  CHECK_CONTAINS(text, "odsync_end_to_end_latency_seconds_count{pipeline=\"shop\",sink=\"warehouse\"} 2\n");
+  CHECK_CONTAINS(text, "odsync_pipeline_info{pipeline=\"shop\",source=\"postgres\",consistency=\"strong\"} 1\n");
+  CHECK_CONTAINS(text, "odsync_sink_info{pipeline=\"shop\",sink=\"warehouse\",type=\"postgres\"} 1\n");
   free(text);
   od_pipeline_metrics_free(pm);
+  CHECK(st->sinks[0].metrics == NULL);
   text = expose(m);
   CHECK(!text || !strstr(text, "odsync_changes_applied_total{"));
   CHECK_CONTAINS(text, "odsync_errors_total{pipeline=\"shop\",class=\"econnect\"} 2\n");
   free(text);
+  od_pos_cell_destroy(&st->durable);
+  for (int i = 0; i < 2; i++) od_pos_cell_destroy(&st->sinks[i].durable);
   free(st);
   od_metrics_free(m);
 }
