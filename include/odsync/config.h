@@ -115,9 +115,20 @@ typedef struct od_admin_config {
   int line, col;       /* of the listen value (of `admin:` when listen is absent) */
 } od_admin_config;
 
+/* OpenTelemetry traces (OTLP/HTTP JSON); off when `tracing:` is absent. */
+typedef struct od_tracing_config {
+  bool enabled;
+  char *endpoint;      /* the OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces */
+  bool endpoint_secret; /* it came from ${env:}/${file:}: never shown */
+  double sample_ratio; /* share of batches traced, (0, 1]; default 0.01 */
+  char *service_name;  /* resource attribute service.name; default "odsync" */
+  int line, col;
+} od_tracing_config;
+
 typedef struct od_config {
   char *file;          /* path the config was read from ("<string>" for od_config_parse) */
   od_admin_config admin;
+  od_tracing_config tracing;
   char *state_dir;     /* default "./odsync-state" */
   char *log_level;     /* error|warn|info|debug; default info (key log_level, or log.level) */
   char *log_format;    /* text|json; default text (key log.format) */

@@ -16,6 +16,7 @@
 #include "core/metrics.h"
 #include "server/admin.h"
 #include "server/alerts.h"
+#include "server/otlp.h"
 #include "odsync/change.h"
 #include "odsync/config.h"
 
@@ -222,6 +223,12 @@ static int cmd_run(const cli *c) {
     od_error_log("%s", err.msg);
     exit_code = 1;
   }
+  /* Traces: installed before any apply thread runs, removed after all of them stopped. */
+  od_otlp *otlp = NULL;
+  if (exit_code == 0 && cfg->tracing.enabled && od_otlp_start(cfg, od_metrics_global(), &otlp, &err)) {
+    od_error_log("%s", err.msg);
+    exit_code = 1;
+  }
   for (int i = 0; i < n && exit_code == 0; i++) {
     if (od_pipeline_start(pipes[i], &err)) {
       od_error_log("%s", err.msg);
@@ -282,6 +289,7 @@ static int cmd_run(const cli *c) {
             (unsigned long long)od_stats_txns_applied(st), od_pos_display(&durable, at, sizeof at));
     od_pipeline_free(pipes[i]);
   }
+  od_otlp_stop(otlp);
   free(pipes);
   free(pcfgs);
   free(pstats);

@@ -44,7 +44,8 @@
 #define QUEUE_BYTES_MIN MIB
 #define QUEUE_BYTES_MAX TIB
 
-static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin", "pipelines", NULL};
+static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin", "tracing", "pipelines", NULL};
+static const char *const TRACING_KEYS[] = {"endpoint", "sample_ratio", "service_name", NULL};
 static const char *const ADMIN_KEYS[] = {"listen", NULL};
 static const char *const LOG_KEYS[] = {"level", "format", NULL};
 static const char *const LOG_FORMATS[] = {"text", "json", NULL};
@@ -999,6 +1000,35 @@ static int parse_log(pctx *p, od_config *cfg, const yaml_node_t *n) {
   return OD_OK;
 }
 
+/* tracing: { endpoint: URL, sample_ratio: 0.01, service_name: odsync } */
+static int parse_tracing(pctx *p, od_tracing_config *t, const yaml_node_t *n) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "tracing", "a mapping such as { endpoint: \"http://127.0.0.1:4318/v1/traces\" }");
+  if (rc || (rc = check_mapping(p, n, "tracing")) || (rc = check_known(p, n, "tracing", TRACING_KEYS))) return rc;
+  yaml_node_t *v = map_get(p, n, "endpoint");
+  if (!v)
+    return fail_node(p, n, "tracing: missing required key 'endpoint'; expected e.g. endpoint: "
+                     "\"http://127.0.0.1:4318/v1/traces\"");
+  if ((rc = scalar_value(p, v, "tracing.endpoint", &t->endpoint, &t->endpoint_secret))) return rc;
+  t->line = nline(v);
+  t->col = ncol(v);
+  if (strncmp(t->endpoint, "http://", 7) != 0 && strncmp(t->endpoint, "https://", 8) != 0) {
+    char buf[SHOW_MAX + 8];
+    return fail_node(p, v, "tracing.endpoint %s is not an http:// or https:// URL",
+                     shown(buf, sizeof buf, t->endpoint, t->endpoint_secret));
+  }
+  t->sample_ratio = 0.01;
+  if ((v = map_get(p, n, "sample_ratio")) && (rc = num_double(p, v, "tracing.sample_ratio", 1, &t->sample_ratio)))
+    return rc;
+  bool secret = false;
+  if ((v = map_get(p, n, "service_name"))) {
+    if ((rc = scalar_value(p, v, "tracing.service_name", &t->service_name, &secret))) return rc;
+  } else if (!(t->service_name = xstrdup("odsync"))) {
+    return oom(p->err, p->file);
+  }
+  t->enabled = true;
+  return OD_OK;
+}
+
 /* admin: { listen: "HOST:PORT" } — HOST a numeric IPv4 address, [IPv6] in brackets, or localhost. */
 static int parse_admin(pctx *p, od_admin_config *a, const yaml_node_t *n) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, "admin", "a mapping such as { listen: \"127.0.0.1:7070\" }");
@@ -1070,6 +1100,7 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
   if (!cfg->log_format && !(cfg->log_format = xstrdup("text"))) return oom(p->err, p->file);
 
   if ((v = map_get(p, root, "admin")) && (rc = parse_admin(p, &cfg->admin, v))) return rc;
+  if ((v = map_get(p, root, "tracing")) && (rc = parse_tracing(p, &cfg->tracing, v))) return rc;
 
   if (!(v = map_get(p, root, "pipelines")))
     return fail_node(p, root, "missing required key 'pipelines'; expected a list with at least one "
@@ -1205,6 +1236,8 @@ void od_config_free(od_config *cfg) {
   free(cfg->log_level);
   free(cfg->log_format);
   free(cfg->admin.listen);
+  free(cfg->tracing.endpoint);
+  free(cfg->tracing.service_name);
   free(cfg->admin.host);
   free(cfg->file);
   free(cfg);
