@@ -17,6 +17,7 @@
 #include "core/apply.h"
 #include "core/isnap.h"
 #include "core/log.h"
+#include "core/pipeline_metrics.h"
 #include "core/queue.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
@@ -182,6 +183,9 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
     od_pos_cell_init(&st->durable);
   }
   p->lock_fd = -1;
+  static const char *const cons[] = {"strong", "causal", "eventual"};
+  p->stats.metrics = od_pipeline_metrics_new(od_metrics_global(), &p->stats, cfg->name, cfg->source.type,
+                                             cons[cfg->consistency]);
   *out = p;
   return OD_OK;
 }
@@ -317,7 +321,9 @@ static int reader_add(reader *r, const od_change *ch, od_error *err) {
 
 static int reader_relation(void *ctx, od_relation *rel, od_error *err) {
   reader *r = ctx;
+  uint64_t versions = od_schema_versions_recorded(r->schema);
   int rc = od_schema_relation(r->schema, rel, err);
+  od_pm_schema_changes(r->p->stats.metrics, od_schema_versions_recorded(r->schema) - versions);
   if (!rc) od_isnap_relation(r->isnap, rel);
   return rc;
 }
@@ -335,6 +341,8 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
   r->cur->boundary = r->cur->nchanges;
   r->cur->end = txn->end;
   r->cur->commit_time = txn->commit_time;
+  r->cur->xid = txn->xid;
+  od_pm_source_position(r->p->stats.metrics, &txn->end);
   r->cur->ntxns++;
   if (r->isnap) { /* marks of this transaction (incremental snapshots) ride on the chunk that ends it */
     od_isnap_out out = {.ctx = r, .row = reader_isnap_row, .mark = reader_isnap_mark,
@@ -350,6 +358,7 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
 
 static int reader_idle(void *ctx, const od_pos *pos, od_error *err) {
   reader *r = ctx;
+  od_pm_source_position(r->p->stats.metrics, pos);
   if (r->cur && r->cur->ends_txn) {
     int rc = reader_push(r, err);
     if (rc) return rc;
@@ -541,6 +550,7 @@ static void sleep_interruptible(od_pipeline *p, long ms) {
 
 static void *supervisor_main(void *arg) {
   od_pipeline *p = arg;
+  od_log_set_thread_pipeline(p->cfg->name);
   long backoff_ms = 200;
   int rc = OD_OK;
   od_error err;
@@ -550,6 +560,7 @@ static void *supervisor_main(void *arg) {
     int64_t started = od_mono_us();
     rc = run_session(p, &err);
     if (rc == OD_OK) break; /* stop requested and drained */
+    od_pm_error(p->stats.metrics, &err, err.retriable);
     if (!err.retriable) {
       od_error_log("pipeline %s: %s", p->cfg->name, err.msg);
       break;
@@ -629,6 +640,7 @@ void od_pipeline_free(od_pipeline *p) {
     od_pipeline_wait(p, NULL);
   }
   if (p->lock_fd >= 0) close(p->lock_fd);
+  od_pipeline_metrics_free(p->stats.metrics);
   od_pos_cell_destroy(&p->stats.durable);
   for (int i = 0; i < p->nsinks; i++) od_pos_cell_destroy(&p->stats.sinks[i].durable);
   free(p);

@@ -50,6 +50,7 @@ struct od_schema {
   size_t ntables, tcap;
   sch_src **slots; /* open addressing by src pointer */
   size_t nslots, nsrcs;
+  uint64_t changes; /* versions after the first recorded since open (metrics) */
 };
 
 static const char *const POLICY_NAMES[] = {"apply", "ignore", "stop"};
@@ -517,6 +518,7 @@ int od_schema_relation(od_schema *s, od_relation *rel, od_error *err) {
   uint32_t version = last->version + 1;
   bool applied = s->policy == OD_SCHEMA_APPLY;
   if ((rc = record(s, t, rel, version, applied, diff, err))) return rc;
+  s->changes++;
   rel->version = version;
   if (applied) {
     od_info("pipeline %s: table %s: schema version %u: %s", s->pipeline, qname, version, diff);
@@ -561,6 +563,8 @@ int od_schema_map_change(od_schema *s, od_change *c, od_arena *a, od_error *err)
   c->rel = e->pinned;
   return OD_OK;
 }
+
+uint64_t od_schema_versions_recorded(const od_schema *s) { return s ? s->changes : 0; }
 
 void od_schema_close(od_schema *s) {
   if (!s) return;
