@@ -7,6 +7,7 @@ extern const od_source_ops od_source_postgres;
 extern const od_sink_ops od_sink_sqlite;
 extern const od_sink_ops od_sink_postgres;
 extern const od_sink_ops od_sink_clickhouse;
+extern const od_sink_ops od_sink_redis;
 
 static const od_source_ops *const sources[] = {
     &od_source_postgres,
@@ -16,6 +17,7 @@ static const od_sink_ops *const sinks[] = {
     &od_sink_sqlite,
     &od_sink_postgres,
     &od_sink_clickhouse,
+    &od_sink_redis,
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -33,4 +35,4 @@ const od_sink_ops *od_sink_find(const char *type) {
 }
 
 const char *od_source_types(void) { return "postgres"; }
-const char *od_sink_types(void) { return "sqlite, postgres, clickhouse"; }
+const char *od_sink_types(void) { return "sqlite, postgres, clickhouse, redis"; }

@@ -103,3 +103,46 @@ redis_cleanup_all() {
   rm -rf "$REDIS_DIR"
   REDIS_DIR=
 }
+
+# redis_dump_hashes PATTERN FIELD...: every hash whose key matches PATTERN as
+# "key<TAB>field1<TAB>field2..." (a missing field as \N), sorted bytewise.
+redis_dump_hashes() {
+  local pattern=$1
+  shift
+  rcli EVAL "local out = {} local c = '0'
+repeat local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 1000) c = r[1]
+  for _, k in ipairs(r[2]) do
+    local v = redis.call('HMGET', k, unpack(ARGV, 2)) local line = k
+    for i = 1, #v do line = line .. '\t' .. (v[i] or '\\\\N') end
+    out[#out + 1] = line
+  end
+until c == '0'
+return table.concat(out, '\n')" 0 "$pattern" "$@" | LC_ALL=C sort
+}
+
+# redis_dump_strings PATTERN: "key<TAB>value" of every string key matching PATTERN, sorted.
+redis_dump_strings() {
+  rcli EVAL "local out = {} local c = '0'
+repeat local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 1000) c = r[1]
+  for _, k in ipairs(r[2]) do out[#out + 1] = k .. '\t' .. redis.call('GET', k) end
+until c == '0'
+return table.concat(out, '\n')" 0 "$1" | LC_ALL=C sort
+}
+
+# redis_compare NAME PG_SELECT PATTERN [FIELD...]: the source query's rows (first column = the
+# expected key; NULL as \N) equal the hashes (no FIELD: the JSON strings) at PATTERN.
+redis_compare() {
+  local name=$1 pgq=$2 pattern=$3
+  shift 3
+  pg_psql -F $'\t' -P null='\N' -c "$pgq" | LC_ALL=C sort >"$TEST_TMP/rcmp.$name.pg" || return 1
+  if [[ $# -gt 0 ]]; then
+    redis_dump_hashes "$pattern" "$@" >"$TEST_TMP/rcmp.$name.redis" || return 1
+  else
+    redis_dump_strings "$pattern" >"$TEST_TMP/rcmp.$name.redis" || return 1
+  fi
+  if ! cmp -s "$TEST_TMP/rcmp.$name.pg" "$TEST_TMP/rcmp.$name.redis"; then
+    echo "table $name differs ($(wc -l <"$TEST_TMP/rcmp.$name.pg") source rows, $(wc -l <"$TEST_TMP/rcmp.$name.redis") keys):"
+    diff "$TEST_TMP/rcmp.$name.pg" "$TEST_TMP/rcmp.$name.redis" | head -n 10
+    return 1
+  fi
+}
