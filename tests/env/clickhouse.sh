@@ -7,7 +7,8 @@
 #                       CH_HTTP_PORT, CH_TCP_PORT, CH_LOG, CH_PID. Two users: `default` (no
 #                       password, for the test's own queries) and `odsync` with password
 #                       $CH_PASSWORD (what odsync is configured with, through ${env:CH_PASSWORD}).
-#   ch_stop_server      stop the server (SIGTERM, then SIGKILL after 30 s); keeps its data
+#   ch_stop_server      stop the server (SIGTERM, then SIGKILL after 5 s: 18.16 can take long to
+#                       shut down, and may crash doing so); keeps its data
 #   ch_restart_server   start the stopped server again on the same ports and data
 #   ch_cleanup_all      stop the server and remove CH_DIR (for EXIT traps; safe to call twice)
 #   ch_query SQL        run SQL through clickhouse-client as `default` (TSV output)
@@ -79,6 +80,7 @@ ch_launch() {
   t0=$(date +%s.%N)
   "$bin" --config-file="$CH_DIR/config.xml" >>"$CH_DIR/stdout.log" 2>&1 </dev/null &
   CH_PID=$!
+  echo "$CH_PID" >"$CH_DIR/server.pid"
   local i
   for i in $(seq 1 300); do
     if curl -sf "http://127.0.0.1:$CH_HTTP_PORT/ping" >/dev/null 2>&1; then
@@ -110,11 +112,12 @@ ch_start() {
     ch_write_config
     if ch_launch; then
       # Watchdog: if the test shell dies without its traps (SIGKILL), stop this server anyway.
-      local dir=$CH_DIR pid=$CH_PID
+      local dir=$CH_DIR
       (
+        set +e
         trap '' INT TERM PIPE
         while kill -0 "$$" 2>/dev/null && [[ -d "$dir" ]]; do sleep 1; done
-        kill -KILL "$pid" 2>/dev/null
+        [[ -f "$dir/server.pid" ]] && kill -KILL "$(cat "$dir/server.pid")" 2>/dev/null
         rm -rf "$dir"
       ) </dev/null >/dev/null 2>&1 &
       disown $! 2>/dev/null || true
@@ -128,14 +131,14 @@ ch_start() {
 
 ch_stop_server() {
   [[ -n "$CH_PID" ]] || return 0
-  kill -TERM "$CH_PID" 2>/dev/null
+  kill -TERM "$CH_PID" 2>/dev/null || true
   local i
-  for i in $(seq 1 300); do
+  for i in $(seq 1 50); do
     kill -0 "$CH_PID" 2>/dev/null || break
     sleep 0.1
   done
-  kill -KILL "$CH_PID" 2>/dev/null
-  wait "$CH_PID" 2>/dev/null
+  kill -KILL "$CH_PID" 2>/dev/null || true
+  wait "$CH_PID" 2>/dev/null || true
   CH_PID=
 }
 

@@ -25,6 +25,7 @@ redis_launch() {
   command -v redis-server >/dev/null || { echo "redis.sh: redis-server not found; run scripts/setup.sh" >&2; return 1; }
   redis-server "$REDIS_DIR/redis.conf" >>"$REDIS_DIR/stdout.log" 2>&1 </dev/null &
   REDIS_PID=$!
+  echo "$REDIS_PID" >"$REDIS_DIR/server.pid"
   local i
   for i in $(seq 1 150); do
     if [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; then return 0; fi
@@ -59,11 +60,12 @@ user default on nopass ~* &* +@all
 user odsync on >$REDIS_PASSWORD ~* &* +@all
 CONF
     if redis_launch; then
-      local dir=$REDIS_DIR pid=$REDIS_PID
+      local dir=$REDIS_DIR
       (
+        set +e
         trap '' INT TERM PIPE
         while kill -0 "$$" 2>/dev/null && [[ -d "$dir" ]]; do sleep 1; done
-        kill -KILL "$pid" 2>/dev/null
+        [[ -f "$dir/server.pid" ]] && kill -KILL "$(cat "$dir/server.pid")" 2>/dev/null
         rm -rf "$dir"
       ) </dev/null >/dev/null 2>&1 &
       disown $! 2>/dev/null || true
@@ -77,14 +79,14 @@ CONF
 
 redis_stop_server() {
   [[ -n "$REDIS_PID" ]] || return 0
-  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown >/dev/null 2>&1
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
   local i
   for i in $(seq 1 100); do
     kill -0 "$REDIS_PID" 2>/dev/null || break
     sleep 0.1
   done
-  kill -KILL "$REDIS_PID" 2>/dev/null
-  wait "$REDIS_PID" 2>/dev/null
+  kill -KILL "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
   REDIS_PID=
 }
 
