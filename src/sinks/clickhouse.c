@@ -3,7 +3,7 @@
  * Owns: the HTTP client (clickhouse_http.c), the open batch (rows buffered per table until
  * commit, then one INSERT per table), the table `_odsync_checkpoint` in the sink database (the
  * pipeline's checkpoint row and its snapshot marks, ReplacingMergeTree by a write counter), and the
- * row versions (ch_next_version).
+ * row versions (ch_row_version).
  *
  * ClickHouse cannot commit data and a checkpoint atomically, so this sink follows the
  * idempotent-replay contract: commit() inserts the batch's rows first and the checkpoint after
@@ -24,17 +24,25 @@
 
 extern const od_sink_ops od_sink_clickhouse;
 
-/* Row versions: ReplacingMergeTree keeps, per key, the row with the highest version.
- * version = the counter stored with the last checkpoint + the ordinal of the change since then.
- * A replay after a crash starts from that same checkpoint and receives the same changes in the same
- * order (source commit order), so it writes the same versions whatever its batch boundaries are,
- * and a later change always has a higher version than an earlier one. Rows of the initial snapshot
- * (OD_OP_READ before any checkpoint) get 0: older than every streamed change. 64 bits of counter
- * never wrap, unlike a packing of the 64-bit LSN with the change's index. This is the one place to
- * change when changes carry their source position. */
-uint64_t ch_next_version(ch_sink *s, const od_change *c) {
-  if (c->op == OD_OP_READ && s->checkpoint == 0) return 0;
-  return ++s->seq;
+/* Row versions: ReplacingMergeTree keeps, per key, the row with the highest version. A row's
+ * version is the 64-bit version of its transaction's start position (od_pos_kind.version; the
+ * PostgreSQL LSN of the commit record), 0 for rows of the initial snapshot (older than every
+ * streamed change). Transactions never share a start, and a later one starts later; inside one
+ * transaction only its last change of a key is kept (clickhouse_table.c supersedes the earlier
+ * rows of the batch), so no two stored rows of a key share a version. A replay delivers the same
+ * changes with the same positions, so its rows carry the same versions and collapse with the
+ * first delivery's. */
+int ch_row_version(ch_sink *s, const od_change *c, uint64_t *out, od_error *err) {
+  if (!c->txn_start || od_pos_is_none(c->txn_start)) {
+    *out = 0;
+    return OD_OK;
+  }
+  if (!c->txn_start->kind->version)
+    return OD_FAIL(err, OD_EUNSUPPORTED, "clickhouse sink %s: positions of kind %s have no version number, which "
+                   "ClickHouse's ReplacingMergeTree needs to order the rows of a key", s->http.name,
+                   c->txn_start->kind->name);
+  *out = c->txn_start->kind->version(c->txn_start);
+  return OD_OK;
 }
 
 void ch_ident(od_sqlbuf *b, const char *name) {
@@ -82,14 +90,14 @@ static void ch_close(od_sink *base) {
   ch_http_close(&s->http);
   od_sqlbuf_free(&s->sql);
   od_sqlbuf_free(&s->body);
-  free(s->pipeline);
+  free(s->name);
   free(s->database);
   free(s->view_suffix);
   free(s->qckpt);
   free(s);
 }
 
-static int ch_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
+static int ch_open(const od_config_section *cfg, const char *name, od_sink **out, od_error *err) {
   static const char *const keys[] = {"url", "database", "user", "password", "compression", "timeout_ms",
                                      "view_suffix", "tls_verify", NULL};
   const char *url, *database, *user, *password, *compression, *suffix;
@@ -124,14 +132,14 @@ static int ch_open(const od_config_section *cfg, const char *pipeline, od_sink *
   ch_sink *s = calloc(1, sizeof *s);
   if (!s) return OD_FAIL(err, OD_ENOMEM, "clickhouse sink: out of memory");
   s->base.ops = &od_sink_clickhouse;
-  s->pipeline = strdup(pipeline ? pipeline : "");
+  s->name = strdup(name ? name : "");
   s->database = strdup(database);
   s->view_suffix = strdup(suffix);
   od_sqlbuf_reset(&s->sql);
   ch_ident(&s->sql, database);
   od_sqlbuf_add(&s->sql, ".`_odsync_checkpoint`");
   s->qckpt = s->sql.oom ? NULL : strdup(s->sql.p);
-  if (!s->pipeline || !s->database || !s->view_suffix || !s->qckpt) {
+  if (!s->name || !s->database || !s->view_suffix || !s->qckpt) {
     ch_close(&s->base);
     return OD_FAIL(err, OD_ENOMEM, "clickhouse sink: out of memory");
   }
@@ -170,7 +178,7 @@ static int ch_open(const od_config_section *cfg, const char *pipeline, od_sink *
   od_sqlbuf_reset(&s->sql);
   od_sqlbuf_addf(&s->sql,
                  "CREATE TABLE IF NOT EXISTS %s (key String, position UInt64, text Nullable(String), "
-                 "next_version UInt64, position_text String, written UInt64, updated_at DateTime DEFAULT now()) "
+                 "written UInt64, updated_at DateTime DEFAULT now()) "
                  "ENGINE = ReplacingMergeTree(written) ORDER BY key",
                  s->qckpt);
   if ((rc = ch_exec(s, s->sql.p, "_odsync_checkpoint", "creating the checkpoint table", err))) goto fail;
@@ -183,18 +191,19 @@ fail:
 
 /* ---- the checkpoint table ------------------------------------------------------------------ */
 
+/* A row of _odsync_checkpoint: the checkpoint (text = the position's text form, position = its
+ * version number, for people) or a mark (position = an integer mark, or text = a text mark). */
 typedef struct ck_row {
   bool found;
   uint64_t position;
   bool has_text;
   char *text; /* malloc'd when has_text */
-  uint64_t next_version;
 } ck_row;
 
 static int ck_read(ch_sink *s, const char *key, ck_row *out, od_error *err) {
   memset(out, 0, sizeof *out);
   od_sqlbuf_reset(&s->sql);
-  od_sqlbuf_addf(&s->sql, "SELECT position, text, next_version FROM %s FINAL WHERE key = ", s->qckpt);
+  od_sqlbuf_addf(&s->sql, "SELECT position, text FROM %s FINAL WHERE key = ", s->qckpt);
   ch_literal(&s->sql, key, strlen(key));
   od_sqlbuf_add(&s->sql, " FORMAT TabSeparated");
   if (s->sql.oom) return OD_FAIL(err, OD_ENOMEM, "clickhouse sink: out of memory");
@@ -202,14 +211,15 @@ static int ck_read(ch_sink *s, const char *key, ck_row *out, od_error *err) {
   if (rc) return rc;
   char *line = s->http.resp.p;
   if (!line || !*line) return OD_OK;
-  char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-  if (!t1 || !t2)
+  char *t1 = strchr(line, '\t');
+  if (!t1)
     return OD_FAIL(err, OD_EPROTOCOL, "clickhouse sink %s: table _odsync_checkpoint: unexpected answer for key %s",
                    s->http.name, key);
+  char *nl = strchr(t1 + 1, '\n');
+  if (nl) *nl = '\0';
   out->found = true;
   out->position = strtoull(line, NULL, 10);
-  out->next_version = strtoull(t2 + 1, NULL, 10);
-  size_t tl = (size_t)(t2 - t1 - 1);
+  size_t tl = strlen(t1 + 1);
   if (!(tl == 2 && t1[1] == '\\' && t1[2] == 'N')) {
     out->has_text = true;
     tl = ch_tsv_unescape(t1 + 1, tl);
@@ -230,8 +240,7 @@ static uint64_t next_written(ch_sink *s) {
   return s->last_written;
 }
 
-static void ck_add_row(ch_sink *s, const char *key, uint64_t position, const char *text, uint64_t next_version,
-                       const char *position_text) {
+static void ck_add_row(ch_sink *s, const char *key, uint64_t position, const char *text) {
   od_sqlbuf *b = &s->body;
   ch_tsv_escape(b, key, strlen(key));
   od_sqlbuf_addf(b, "\t%llu\t", (unsigned long long)position);
@@ -239,23 +248,21 @@ static void ck_add_row(ch_sink *s, const char *key, uint64_t position, const cha
     ch_tsv_escape(b, text, strlen(text));
   else
     od_sqlbuf_add(b, "\\N");
-  od_sqlbuf_addf(b, "\t%llu\t%s\t%llu\n", (unsigned long long)next_version, position_text,
-                 (unsigned long long)next_written(s));
+  od_sqlbuf_addf(b, "\t%llu\n", (unsigned long long)next_written(s));
 }
 
-static int ck_write(ch_sink *s, uint64_t position, od_error *err) {
+/* Marks of the batch and, when pos is given, the checkpoint: one INSERT, after the batch's rows. */
+static int ck_write(ch_sink *s, const od_pos *pos, od_error *err) {
   od_sqlbuf_reset(&s->body);
-  for (size_t i = 0; i < s->nmarks; i++)
-    ck_add_row(s, s->marks[i].key, s->marks[i].value, s->marks[i].text, 0, "");
-  if (position) {
-    char lsn[32];
-    snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(position));
-    ck_add_row(s, s->pipeline, position, NULL, s->seq, lsn);
+  for (size_t i = 0; i < s->nmarks; i++) ck_add_row(s, s->marks[i].key, s->marks[i].value, s->marks[i].text);
+  if (pos) {
+    char text[OD_POS_TEXT_MAX];
+    od_pos_to_text(pos, text, sizeof text);
+    ck_add_row(s, s->name, pos->kind && pos->kind->version ? pos->kind->version(pos) : 0, text);
   }
   if (!s->body.len) return OD_OK;
   od_sqlbuf_reset(&s->sql);
-  od_sqlbuf_addf(&s->sql, "INSERT INTO %s (key, position, text, next_version, position_text, written) FORMAT TabSeparated",
-                 s->qckpt);
+  od_sqlbuf_addf(&s->sql, "INSERT INTO %s (key, position, text, written) FORMAT TabSeparated", s->qckpt);
   if (s->sql.oom || s->body.oom) return OD_FAIL(err, OD_ENOMEM, "clickhouse sink: out of memory");
   return ch_http_exec(&s->http, s->sql.p, s->body.p, s->body.len, "table _odsync_checkpoint: writing the checkpoint",
                       err);
@@ -271,16 +278,16 @@ static void marks_clear(ch_sink *s) {
 
 /* ---- the vtable ---------------------------------------------------------------------------- */
 
-static int ch_read_position(od_sink *base, od_lsn *out, od_error *err) {
+static int ch_read_position(od_sink *base, od_pos *out, od_error *err) {
   ch_sink *s = (ch_sink *)base;
   ck_row r;
-  int rc = ck_read(s, s->pipeline, &r, err);
+  int rc = ck_read(s, s->name, &r, err);
   if (rc) return rc;
+  *out = od_pos_none();
+  if (r.found && r.has_text) rc = od_pos_from_text(r.text, out, err);
+  if (rc) od_error_prefix(err, "clickhouse sink %s: table _odsync_checkpoint, key %s: ", s->http.name, s->name);
   free(r.text);
-  s->checkpoint = r.found ? r.position : 0;
-  s->next_version = s->seq = r.found ? r.next_version : 0;
-  *out = s->checkpoint;
-  return OD_OK;
+  return rc;
 }
 
 static int ch_begin(od_sink *base, od_error *err) {
@@ -288,7 +295,6 @@ static int ch_begin(od_sink *base, od_error *err) {
   if (s->in_txn) return OD_FAIL(err, OD_EINVAL, "clickhouse sink %s: begin inside an open batch", s->http.name);
   s->in_txn = true;
   s->txn_seq++;
-  s->seq = s->next_version;
   return OD_OK;
 }
 
@@ -306,40 +312,34 @@ static int ch_apply(od_sink *base, const od_change *changes, size_t n, od_error 
   return OD_OK;
 }
 
-static int ch_commit(od_sink *base, od_lsn position, od_error *err) {
-  ch_sink *s = (ch_sink *)base;
+static int commit_with(ch_sink *s, const od_pos *pos, od_error *err) {
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "clickhouse sink %s: commit without begin", s->http.name);
   int rc = OD_OK;
   /* Oldest relation versions first: rows of a table's older shape go in before its newer one. */
-  ch_rel *order[64];
-  size_t k = 0;
-  for (ch_rel *r = s->all; r; r = r->next) {
-    if (!r->nrows) continue;
-    if (k == sizeof order / sizeof order[0]) { /* many tables: flush the newest ones now */
-      if ((rc = ch_rel_flush(s, r, err))) return rc;
-      continue;
-    }
-    order[k++] = r;
-  }
-  while (k > 0)
-    if ((rc = ch_rel_flush(s, order[--k], err))) return rc;
+  size_t n = 0, k = 0;
+  for (ch_rel *r = s->all; r; r = r->next) n++;
+  ch_rel **order = malloc((n ? n : 1) * sizeof *order);
+  if (!order) return OD_FAIL(err, OD_ENOMEM, "clickhouse sink %s: out of memory", s->http.name);
+  for (ch_rel *r = s->all; r; r = r->next)
+    if (r->nrows) order[k++] = r;
+  while (k > 0 && !rc) rc = ch_rel_flush(s, order[--k], err);
+  free(order);
+  if (rc) return rc;
   /* The checkpoint goes in after every row of the batch: replaying from the previous one is
    * harmless (same versions). */
-  if ((rc = ck_write(s, position, err))) return rc;
+  if ((rc = ck_write(s, pos, err))) return rc;
   marks_clear(s);
-  if (position) {
-    s->checkpoint = position;
-    s->next_version = s->seq;
-  }
   s->in_txn = false;
   return OD_OK;
 }
+
+static int ch_commit(od_sink *base, const od_pos *pos, od_error *err) { return commit_with((ch_sink *)base, pos, err); }
+static int ch_commit_data(od_sink *base, od_error *err) { return commit_with((ch_sink *)base, NULL, err); }
 
 static void ch_rollback(od_sink *base) {
   ch_sink *s = (ch_sink *)base;
   for (ch_rel *r = s->all; r; r = r->next) ch_rel_clear(r);
   marks_clear(s);
-  s->seq = s->next_version;
   s->in_txn = false;
 }
 
@@ -365,11 +365,11 @@ static int add_mark(ch_sink *s, const char *key, uint64_t value, const char *tex
   return OD_OK;
 }
 
-static int ch_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
+static int ch_set_mark(od_sink *base, const char *key, uint64_t value, od_error *err) {
   return add_mark((ch_sink *)base, key, value, NULL, err);
 }
 
-static int ch_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *err) {
+static int ch_get_mark(od_sink *base, const char *key, uint64_t *out, od_error *err) {
   ck_row r;
   int rc = ck_read((ch_sink *)base, key, &r, err);
   if (rc) return rc;
@@ -393,12 +393,14 @@ static int ch_get_text_mark(od_sink *base, const char *key, char **out, od_error
 
 const od_sink_ops od_sink_clickhouse = {
     .type = "clickhouse",
+    .caps = OD_SINK_MARKS | OD_SINK_TEXT_MARKS, /* idempotent replay: no atomic checkpoint */
     .max_writers = 1,
     .open = ch_open,
     .read_position = ch_read_position,
     .begin = ch_begin,
     .apply = ch_apply,
     .commit = ch_commit,
+    .commit_data = ch_commit_data,
     .rollback = ch_rollback,
     .close = ch_close,
     .set_mark = ch_set_mark,

@@ -36,6 +36,7 @@ typedef struct ch_cell {
 typedef struct ch_row {
   uint64_t version;
   uint8_t deleted;
+  bool superseded;   /* a later change of the same transaction replaced it: not inserted */
   uint32_t fill_key; /* row whose key names the sink row to fill CH_FILL cells from, or CH_NONE */
 } ch_row;
 
@@ -68,16 +69,13 @@ typedef struct ch_mark {
 typedef struct ch_sink {
   od_sink base;
   ch_http http;
-  char *pipeline;
+  char *name;              /* the checkpoint's key: "<pipeline>" or "<pipeline>.<sink>" */
   char *database;
   char *view_suffix;
   char *qckpt;             /* `database`.`_odsync_checkpoint` */
   int server_major, server_minor;
   bool in_txn;
   uint64_t txn_seq;
-  uint64_t checkpoint;     /* position of the last committed checkpoint (0: none) */
-  uint64_t next_version;   /* versions used up to the last committed checkpoint */
-  uint64_t seq;            /* versions used so far in the open batch */
   uint64_t last_written;   /* the checkpoint table's own row version, strictly increasing */
   od_relmap rels;
   ch_rel *all;             /* every ch_rel, newest first */
@@ -89,8 +87,9 @@ typedef struct ch_sink {
 } ch_sink;
 
 /* clickhouse.c */
-/* The version of the next row of the open batch (see clickhouse.c: deterministic on replay). */
-uint64_t ch_next_version(ch_sink *s, const od_change *c);
+/* The version of a change's rows (see clickhouse.c: its transaction's position; 0 for the initial
+ * snapshot). */
+int ch_row_version(ch_sink *s, const od_change *c, uint64_t *out, od_error *err);
 /* Run a statement; errors name `table` (may be NULL) and `what`. */
 int ch_exec(ch_sink *s, const char *stmt, const char *table, const char *what, od_error *err);
 /* Append a ClickHouse identifier in backquotes. */

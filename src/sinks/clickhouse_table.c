@@ -101,18 +101,12 @@ static int create_table(ch_sink *s, ch_rel *r, od_error *err) {
     ch_ident(b, r->rel->columns[i].name);
     od_sqlbuf_addf(b, " %s, ", t);
   }
-  od_sqlbuf_add(b, COL_VERSION " UInt64, " COL_DELETED " UInt8) ENGINE = ReplacingMergeTree(" COL_VERSION ") ORDER BY ");
-  if (r->nkey) {
-    od_sqlbuf_add(b, "(");
-    for (int k = 0; k < r->nkey; k++) {
-      if (k) od_sqlbuf_add(b, ", ");
-      ch_ident(b, r->rel->columns[r->keys[k]].name);
-    }
-    od_sqlbuf_add(b, ")");
-  } else {
-    /* No key: every row is its own (its version); replays collapse, updates cannot be matched. */
-    od_sqlbuf_add(b, COL_VERSION);
+  od_sqlbuf_add(b, COL_VERSION " UInt64, " COL_DELETED " UInt8) ENGINE = ReplacingMergeTree(" COL_VERSION ") ORDER BY (");
+  for (int k = 0; k < r->nkey; k++) {
+    if (k) od_sqlbuf_add(b, ", ");
+    ch_ident(b, r->rel->columns[r->keys[k]].name);
   }
+  od_sqlbuf_add(b, ")");
   if (b->oom) return oom(s, err);
   int rc = ch_exec(s, b->p, r->table, "creating the table", err);
   if (!rc) od_info("clickhouse sink %s: created table %s (ReplacingMergeTree by " COL_VERSION ")", s->http.name, r->table);
@@ -407,6 +401,15 @@ int ch_rel_get(ch_sink *s, const od_relation *rel, ch_rel **out, od_error *err) 
     r->kind[i] = (uint8_t)ch_type_of(rel->columns[i].type_oid, rel->columns[i].typmod, t, sizeof t);
     if (rel->columns[i].key) r->keys[r->nkey++] = i;
   }
+  if (!r->nkey) {
+    /* Rows are versioned per key; without one, a replayed insert could not be told from a second
+     * identical row. */
+    int rc = OD_FAIL(err, OD_EUNSUPPORTED, "clickhouse sink %s: table %s.%s has no primary key or replica identity "
+                     "index; the ClickHouse sink versions rows by key (give the source table a primary key, or leave "
+                     "it out of this pipeline's tables)", s->http.name, rel->schema, rel->name);
+    rel_free(r);
+    return rc;
+  }
   /* Rows of an older shape of the same table go in before its table changes. */
   int rc = OD_OK;
   for (ch_rel *o = s->all; o && !rc; o = o->next)
@@ -479,6 +482,10 @@ static int index_put(ch_sink *s, ch_rel *r, size_t row, od_error *err) {
   size_t m = r->index_cap - 1, i = row_key_hash(r, row) & m;
   for (; r->index[i]; i = (i + 1) & m)
     if (same_key(r, r->index[i] - 1, row)) break;
+  /* An earlier change of the key in the same transaction: only the last one is stored, so that
+   * no two rows of a key share a version (snapshot rows, version 0, are one per key anyway). */
+  if (r->index[i] && r->rows[r->index[i] - 1].version == r->rows[row].version)
+    r->rows[r->index[i] - 1].superseded = true;
   r->index[i] = (uint32_t)row + 1;
   return OD_OK;
 }
@@ -496,7 +503,7 @@ static int row_new(ch_sink *s, ch_rel *r, uint64_t version, bool deleted, size_t
     r->rows_cap = cap;
   }
   size_t row = r->nrows++;
-  r->rows[row] = (ch_row){.version = version, .deleted = deleted, .fill_key = CH_NONE};
+  r->rows[row] = (ch_row){.version = version, .deleted = deleted, .superseded = false, .fill_key = CH_NONE};
   for (size_t i = 0; i < nc; i++) r->cells[row * nc + i] = (ch_cell){0, 0};
   *out = row;
   return OD_OK;
@@ -545,9 +552,10 @@ static bool key_moved(const ch_rel *r, const od_change *c) {
 }
 
 /* A deleted-flag row for the key in `t` (non-key columns from t when it is a full before-image). */
-static int add_delete(ch_sink *s, ch_rel *r, const od_change *c, const od_tuple *t, size_t *out, od_error *err) {
+static int add_delete(ch_sink *s, ch_rel *r, const od_change *c, const od_tuple *t, uint64_t version, size_t *out,
+                      od_error *err) {
   size_t row;
-  int rc = row_new(s, r, ch_next_version(s, c), true, &row, err);
+  int rc = row_new(s, r, version, true, &row, err);
   for (uint16_t i = 0; !rc && i < r->rel->ncolumns; i++) {
     if (usable(t, i) && (r->rel->columns[i].key || c->old_kind == 'O'))
       rc = put_value(s, r, row, i, &t->values[i], err);
@@ -563,14 +571,12 @@ static int add_delete(ch_sink *s, ch_rel *r, const od_change *c, const od_tuple 
 
 int ch_rel_change(ch_sink *s, ch_rel *r, const od_change *c, od_error *err) {
   const od_relation *rel = r->rel;
-  int rc;
   size_t row;
-  if (!r->nkey && c->op != OD_OP_INSERT && c->op != OD_OP_READ)
-    return OD_FAIL(err, OD_EUNSUPPORTED, "clickhouse sink %s: table %s has no primary key or replica identity index: "
-                   "ClickHouse rows can only be matched by key, so its %s cannot be applied (give the source table "
-                   "a primary key)", s->http.name, r->table, c->op == OD_OP_DELETE ? "deletes" : "updates");
+  uint64_t version;
+  int rc = ch_row_version(s, c, &version, err);
+  if (rc) return rc;
   if (c->op == OD_OP_DELETE) {
-    if ((rc = add_delete(s, r, c, &c->oldtup, &row, err))) return rc;
+    if ((rc = add_delete(s, r, c, &c->oldtup, version, &row, err))) return rc;
     return index_put(s, r, row, err);
   }
   /* insert, snapshot read, update */
@@ -578,12 +584,12 @@ int ch_rel_change(ch_sink *s, ch_rel *r, const od_change *c, od_error *err) {
   size_t lookup_row = CH_NONE;   /* the row whose key names the sink row to fill from */
   if (c->op == OD_OP_UPDATE && key_moved(r, c)) {
     size_t del;
-    if ((rc = add_delete(s, r, c, &c->oldtup, &del, err))) return rc;
+    if ((rc = add_delete(s, r, c, &c->oldtup, version, &del, err))) return rc;
     src = index_find(r, del);
     lookup_row = del;
     if ((rc = index_put(s, r, del, err))) return rc;
   }
-  if ((rc = row_new(s, r, ch_next_version(s, c), false, &row, err))) return rc;
+  if ((rc = row_new(s, r, version, false, &row, err))) return rc;
   bool pending_unchanged = false;
   for (uint16_t i = 0; i < rel->ncolumns; i++) {
     if (i < c->newtup.ncolumns && c->newtup.values[i].kind == OD_VALUE_UNCHANGED) {
@@ -735,7 +741,10 @@ int ch_rel_flush(ch_sink *s, ch_rel *r, od_error *err) {
   size_t nc = rel->ncolumns;
   od_sqlbuf *b = &s->body;
   od_sqlbuf_reset(b);
+  size_t sent = 0;
   for (size_t row = 0; row < r->nrows; row++) {
+    if (r->rows[row].superseded) continue;
+    sent++;
     const ch_cell *c = &r->cells[row * nc];
     for (size_t i = 0; i < nc; i++) {
       od_sqlbuf_addn(b, r->data.p + c[i].off, c[i].len);
@@ -753,11 +762,11 @@ int ch_rel_flush(ch_sink *s, ch_rel *r, od_error *err) {
   od_sqlbuf_add(q, COL_VERSION ", " COL_DELETED ") FORMAT TabSeparated");
   if (b->oom || q->oom) return oom(s, err);
   char what[400];
-  snprintf(what, sizeof what, "table %s: inserting %zu rows", r->table, r->nrows);
+  snprintf(what, sizeof what, "table %s: inserting %zu rows", r->table, sent);
   rc = ch_http_exec(&s->http, q->p, b->p, b->len, what, err);
   if (rc) return rc;
   s->inserts++;
-  s->rows_sent += r->nrows;
+  s->rows_sent += sent;
   ch_rel_clear(r);
   return OD_OK;
 }

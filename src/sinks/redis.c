@@ -2,9 +2,9 @@
  *
  * Owns: the connection (AUTH with an ACL user and password, SELECT db), the batch — every command
  * of a sink transaction is pipelined inside one MULTI ... EXEC that also writes the checkpoint —
- * and the two bookkeeping hashes: <prefix>:_odsync:checkpoint (field = pipeline, value = the
- * position as a decimal integer; field <pipeline>:text = its text form) and <prefix>:_odsync:marks
- * (snapshot marks: "i:<integer>" or "t:<text>"). EXEC applies all of it or nothing, so data and
+ * and the two bookkeeping hashes: <prefix>:_odsync:checkpoint (field = the checkpoint's name,
+ * "<pipeline>" or "<pipeline>.<sink>"; value = the position's text form, e.g. "pg:0/16B3748")
+ * and <prefix>:_odsync:marks (snapshot marks: "i:<integer>" or "t:<text>"). EXEC applies all of it or nothing, so data and
  * checkpoint are atomic (as durable as the server's AOF/RDB settings make them).
  *
  * Never touches: the source, acknowledgements, retries (errors say whether they are retriable),
@@ -98,7 +98,7 @@ static void rd_close(od_sink *base) {
   if (s->password) memset(s->password, 0, strlen(s->password));
   free(s->password);
   free(s->prefix);
-  free(s->pipeline);
+  free(s->ckname);
   od_sqlbuf_free(&s->key);
   od_sqlbuf_free(&s->val);
   od_sqlbuf_free(&s->aux);
@@ -119,7 +119,7 @@ static int config_error(const od_config_section *cfg, const char *key, const cha
                  cfg->path, key, what);
 }
 
-static int rd_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
+static int rd_open(const od_config_section *cfg, const char *ckname, od_sink **out, od_error *err) {
   static const char *const keys[] = {"host", "port", "user", "password", "db", "prefix", "mode", "modes",
                                      "ttl_seconds", "stream_maxlen", "timeout_ms", NULL};
   const char *host, *user, *password, *prefix, *mode;
@@ -151,14 +151,14 @@ static int rd_open(const od_config_section *cfg, const char *pipeline, od_sink *
   s->password = password ? strdup(password) : NULL;
   s->db = (int)db;
   s->prefix = strdup(prefix);
-  s->pipeline = strdup(pipeline ? pipeline : "");
+  s->ckname = strdup(ckname ? ckname : "");
   s->default_mode = parse_mode(mode);
   s->ttl_seconds = ttl;
   s->stream_maxlen = maxlen;
   s->timeout_ms = timeout_ms;
   snprintf(s->name, sizeof s->name, "%.200s:%d/%d", host, (int)port, (int)db);
   s->modes = calloc((size_t)nmodes + 1, sizeof *s->modes);
-  if (!s->host || (user && !s->user) || (password && !s->password) || !s->prefix || !s->pipeline || !s->modes) {
+  if (!s->host || (user && !s->user) || (password && !s->password) || !s->prefix || !s->ckname || !s->modes) {
     rd_close(&s->base);
     return OD_FAIL(err, OD_ENOMEM, "redis sink: out of memory");
   }
@@ -226,23 +226,17 @@ int rd_append(rd_sink *s, int argc, const char **argv, const size_t *argvlen, od
   return OD_OK;
 }
 
-static int rd_read_position(od_sink *base, od_lsn *out, od_error *err) {
+static int rd_read_position(od_sink *base, od_pos *out, od_error *err) {
   rd_sink *s = (rd_sink *)base;
   char key[300], *v = NULL;
   ckpt_key(s, key, sizeof key);
-  int rc = hget(s, key, s->pipeline, &v, err);
+  int rc = hget(s, key, s->ckname, &v, err);
   if (rc) return rc;
-  char *end = NULL;
-  unsigned long long pos = v ? strtoull(v, &end, 10) : 0;
-  if (v && (end == v || *end)) {
-    rc = OD_FAIL(err, OD_ESINK, "redis sink %s: %s field %s holds '%.40s', not a position", s->name, key, s->pipeline, v);
-    free(v);
-    return rc;
-  }
+  *out = od_pos_none();
+  if (v && (rc = od_pos_from_text(v, out, err)))
+    od_error_prefix(err, "redis sink %s: hash %s field %s: ", s->name, key, s->ckname);
   free(v);
-  s->checkpoint = pos;
-  *out = pos;
-  return OD_OK;
+  return rc;
 }
 
 static int rd_begin(od_sink *base, od_error *err) {
@@ -256,7 +250,6 @@ static int rd_begin(od_sink *base, od_error *err) {
   if (rc) return rc;
   s->queued = 0; /* MULTI's own reply is read separately */
   s->in_txn = true;
-  s->ordinal = 0;
   return OD_OK;
 }
 
@@ -274,19 +267,16 @@ static bool is_replayed_entry(const redisReply *r) {
   return r->type == REDIS_REPLY_ERROR && strstr(r->str, "equal or smaller than the target stream top item");
 }
 
-static int rd_commit(od_sink *base, od_lsn position, od_error *err) {
-  rd_sink *s = (rd_sink *)base;
+static int commit_with(rd_sink *s, const od_pos *pos, od_error *err) {
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "redis sink %s: commit without begin", s->name);
   int rc;
-  char key[300], pos[32], text[32], field[300];
-  if (position) {
+  char key[300], text[OD_POS_TEXT_MAX];
+  if (pos) {
     ckpt_key(s, key, sizeof key);
-    snprintf(pos, sizeof pos, "%llu", (unsigned long long)position);
-    snprintf(text, sizeof text, OD_LSN_FMT, OD_LSN_ARGS(position));
-    snprintf(field, sizeof field, "%s:text", s->pipeline);
-    const char *argv[6] = {"HSET", key, s->pipeline, pos, field, text};
-    size_t len[6] = {4, strlen(key), strlen(s->pipeline), strlen(pos), strlen(field), strlen(text)};
-    if ((rc = rd_append(s, 6, argv, len, err))) return rc;
+    od_pos_to_text(pos, text, sizeof text);
+    const char *argv[4] = {"HSET", key, s->ckname, text};
+    size_t len[4] = {4, strlen(key), strlen(s->ckname), strlen(text)};
+    if ((rc = rd_append(s, 4, argv, len, err))) return rc;
   }
   const char *exec_argv[1] = {"EXEC"};
   size_t exec_len[1] = {4};
@@ -322,9 +312,11 @@ static int rd_commit(od_sink *base, od_lsn position, od_error *err) {
                    s->name, i + 1, e->str);
   }
   freeReplyObject(r);
-  if (!rc && position) s->checkpoint = position;
   return rc;
 }
+
+static int rd_commit(od_sink *base, const od_pos *pos, od_error *err) { return commit_with((rd_sink *)base, pos, err); }
+static int rd_commit_data(od_sink *base, od_error *err) { return commit_with((rd_sink *)base, NULL, err); }
 
 static void rd_rollback(od_sink *base) {
   rd_sink *s = (rd_sink *)base;
@@ -352,7 +344,7 @@ static int set_mark_value(rd_sink *s, const char *mkey, const char *value, od_er
   return rd_append(s, 4, argv, len, err);
 }
 
-static int rd_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
+static int rd_set_mark(od_sink *base, const char *key, uint64_t value, od_error *err) {
   char v[32];
   snprintf(v, sizeof v, "i:%llu", (unsigned long long)value);
   return set_mark_value((rd_sink *)base, key, value ? v : NULL, err);
@@ -371,7 +363,7 @@ static int rd_set_text_mark(od_sink *base, const char *key, const char *text, od
   return rc;
 }
 
-static int rd_get_mark(od_sink *base, const char *mkey, od_lsn *out, od_error *err) {
+static int rd_get_mark(od_sink *base, const char *mkey, uint64_t *out, od_error *err) {
   rd_sink *s = (rd_sink *)base;
   char key[300], *v;
   marks_key(s, key, sizeof key);
@@ -400,12 +392,14 @@ static int rd_get_text_mark(od_sink *base, const char *mkey, char **out, od_erro
 
 const od_sink_ops od_sink_redis = {
     .type = "redis",
+    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS, /* MULTI/EXEC */
     .max_writers = 1,
     .open = rd_open,
     .read_position = rd_read_position,
     .begin = rd_begin,
     .apply = rd_apply,
     .commit = rd_commit,
+    .commit_data = rd_commit_data,
     .rollback = rd_rollback,
     .close = rd_close,
     .set_mark = rd_set_mark,

@@ -33,7 +33,7 @@ typedef struct rd_sink {
   char *user, *password; /* password: secret, never logged */
   int db;
   char *prefix;
-  char *pipeline;
+  char *ckname;         /* the checkpoint's field: "<pipeline>" or "<pipeline>.<sink>" */
   char name[300];       /* "host:port/db" for messages */
   int default_mode;
   rd_table_mode *modes;
@@ -43,8 +43,6 @@ typedef struct rd_sink {
   long timeout_ms;
   bool in_txn;
   size_t queued;        /* commands appended since MULTI (their replies are read at commit) */
-  uint64_t checkpoint;  /* the last committed checkpoint (0: none) */
-  uint64_t ordinal;     /* changes since that checkpoint, in the open batch */
   od_sqlbuf key, val, aux; /* scratch */
   uint64_t duplicates;  /* stream entries rejected as already present (a replay) */
 } rd_sink;

@@ -32,13 +32,18 @@ int rd_mode_of(const rd_sink *s, const od_relation *rel) {
   return s->default_mode;
 }
 
-/* The stream entry id of the change being applied: "<position>-<ordinal>", where position is the
- * checkpoint the batch started from and ordinal counts the changes since then (1, 2, ...). A replay
- * starts at the same checkpoint with the same changes in the same order, so it produces the same
- * ids, which XADD rejects as not above the stream's top. The one place to change when changes
- * carry their own source position. */
-static void rd_entry_id(const rd_sink *s, char *out, size_t n) {
-  snprintf(out, n, "%llu-%llu", (unsigned long long)s->checkpoint, (unsigned long long)s->ordinal);
+/* The stream entry id of a change: "<v>-<index>", v = the version number of its transaction's
+ * start position (od_pos_kind.version; the LSN for PostgreSQL), index = its place in the
+ * transaction. Later changes get higher ids; a replay delivers the same changes with the same
+ * positions, so XADD refuses their entries as not above the stream's top. */
+static int rd_entry_id(const rd_sink *s, const od_change *c, char *out, size_t n, od_error *err) {
+  const od_pos *p = c->txn_start;
+  if (!p || od_pos_is_none(p) || !p->kind->version)
+    return OD_FAIL(err, OD_EUNSUPPORTED, "redis sink %s: table %s.%s (mode stream): the change has no position with "
+                   "a version number to derive a stream entry id from", s->name, c->rel->schema, c->rel->name);
+  uint64_t v = p->kind->version(p);
+  snprintf(out, n, "%llu-%llu", (unsigned long long)v, (unsigned long long)c->index + 1);
+  return OD_OK;
 }
 
 /* <prefix>:<table>:<key values joined by ':'> (':' and '\' inside a value escaped with '\'). */
@@ -262,7 +267,8 @@ static int apply_stream(rd_sink *s, const od_change *c, od_error *err) {
   od_sqlbuf_addf(&s->key, "%s:", s->prefix);
   rd_table_name(rel, &s->key);
   char id[64], maxlen[32];
-  rd_entry_id(s, id, sizeof id);
+  int rc = rd_entry_id(s, c, id, sizeof id, err);
+  if (rc) return rc;
   snprintf(maxlen, sizeof maxlen, "%ld", s->stream_maxlen);
   static const char *const ops[] = {['I'] = "insert", ['U'] = "update", ['D'] = "delete", ['T'] = "truncate", ['R'] = "read"};
   const char *op = c->op < sizeof ops / sizeof ops[0] && ops[c->op] ? ops[c->op] : "change";
@@ -290,7 +296,7 @@ static int apply_stream(rd_sink *s, const od_change *c, od_error *err) {
     argv_free(&a);
     return OD_FAIL(err, OD_ENOMEM, "redis sink %s: out of memory", s->name);
   }
-  int rc = rd_append(s, a.n, a.argv, a.len, err);
+  rc = rd_append(s, a.n, a.argv, a.len, err);
   argv_free(&a);
   return rc;
 }
@@ -319,11 +325,11 @@ static int truncate_keys(rd_sink *s, const od_relation *rel, od_error *err) {
 
 int rd_apply_change(rd_sink *s, const od_change *c, od_error *err) {
   if (c->op == OD_OP_MESSAGE || !c->rel) return OD_OK;
-  s->ordinal++;
   int mode = rd_mode_of(s, c->rel);
-  /* Rows of the initial snapshot: a stream carries changes only, and there is nothing to
-   * invalidate yet. */
-  if (c->op == OD_OP_READ && s->checkpoint == 0 && (mode == RD_STREAM || mode == RD_INVALIDATE)) return OD_OK;
+  /* Rows of the initial snapshot (no transaction position): a stream carries changes only, and
+   * there is nothing to invalidate yet. */
+  bool initial = !c->txn_start || od_pos_is_none(c->txn_start);
+  if (c->op == OD_OP_READ && initial && (mode == RD_STREAM || mode == RD_INVALIDATE)) return OD_OK;
   if (c->op == OD_OP_TRUNCATE && mode != RD_STREAM) return truncate_keys(s, c->rel, err);
   switch (mode) {
     case RD_HASH: return apply_hash(s, c, err);

@@ -149,6 +149,6 @@ log "stream: $expected entries; first: $first; last: $last"
 
 if grep -qF "$REDIS_PASSWORD" "$LOG"; then fail "the Redis password appears in odsync's output"; fi
 odsync_stop
-pos=$(rcli HGET app:_odsync:checkpoint shop:text)
-[[ -n "$pos" ]] || fail "no checkpoint for pipeline shop"
+pos=$(rcli HGET app:_odsync:checkpoint shop)
+[[ $pos == pg:*/* ]] || fail "the checkpoint of pipeline shop is '$pos', expected pg:X/Y"
 log "checkpoint $pos; all assertions passed"

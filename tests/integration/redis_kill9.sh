@@ -52,7 +52,13 @@ compare_all() {
     id title version body &&
   redis_compare items "SELECT 'k9:items:' || a || ':' || b, a, b, qty FROM items" 'k9:items:*' a b qty
 }
-checkpoint() { rcli HGET k9:_odsync:checkpoint shop 2>/dev/null || true; }
+# The checkpoint ("pg:X/Y") as a decimal LSN; empty when there is none.
+checkpoint() {
+  local t
+  t=$(rcli HGET k9:_odsync:checkpoint shop 2>/dev/null || true)
+  [[ -n "$t" ]] && lsn_to_int "${t#pg:}"
+  return 0
+}
 
 odsync_start "$CONFIG" "$LOG"
 wait_slot_active "$SLOT" 60
