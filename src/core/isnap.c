@@ -42,7 +42,7 @@ typedef struct req {
 } req;
 
 typedef struct pmark {
-  char key[320];
+  char key[512];
   uint64_t value;
   char *text; /* non-NULL: a text mark (owned) */
 } pmark;
@@ -805,7 +805,7 @@ int od_isnap_open(const od_pipeline_config *cfg, const char *name, const od_sour
   od_keyset_init(&is->set);
   int rc = od_isnap_chunk_rows(cfg, &is->chunk_rows, err);
   /* Pending requests of earlier sessions. Only pipelines that ever had one list their tables. */
-  char key[320];
+  char key[512];
   uint64_t any = 0, v = 0;
   mark_key(is, NULL, "any", key, sizeof key);
   if (!rc) rc = od_sink_get_mark(sink, key, &any, err);

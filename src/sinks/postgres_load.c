@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "core/pipeline.h"
+#include "core/clock.h"
 #include "sinks/postgres_internal.h"
 
 #define COPY_FLUSH_BYTES (256u << 10) /* hand encoded rows to libpq in pieces of about this size */

@@ -14,7 +14,7 @@
 
 #include "common/pg_dsn.h"
 #include "core/log.h"
-#include "core/pipeline.h"
+#include "core/clock.h"
 #include "sources/pg/pg_internal.h"
 
 #define PG_EPOCH_OFFSET_US 946684800000000LL /* 2000-01-01 - 1970-01-01 */
