@@ -363,7 +363,8 @@ static int prepare_upsert(pgs_sink *s, pg_rel *r, od_error *err) {
   od_sqlbuf_reset(q);
   od_sqlbuf_add(q, "INSERT INTO ");
   od_sqlbuf_add(q, r->qtarget);
-  od_sqlbuf_add(q, " (");
+  /* The alias keeps EXCLUDED unambiguous when the table itself is called "excluded" (42P09). */
+  od_sqlbuf_add(q, " AS odsync_target (");
   for (int i = 0; i < n; i++) {
     if (i) od_sqlbuf_add(q, ", ");
     od_sqlbuf_ident(q, rel->columns[i].name);

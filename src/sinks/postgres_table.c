@@ -98,7 +98,8 @@ int pgs_stmt_insert(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err)
     od_sqlbuf_reset(b);
     od_sqlbuf_add(b, "INSERT INTO ");
     od_sqlbuf_add(b, r->qtarget);
-    od_sqlbuf_add(b, " (");
+    /* The alias keeps EXCLUDED unambiguous when the table itself is called "excluded". */
+    od_sqlbuf_add(b, " AS odsync_target (");
     add_column_list(b, r);
     od_sqlbuf_add(b, ") VALUES (");
     for (int i = 0; i < rel->ncolumns; i++) {

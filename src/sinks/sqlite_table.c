@@ -59,7 +59,8 @@ static void build_insert(sq_sink *s, sq_rel *r, int rows) {
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, r->qtarget);
-  od_sqlbuf_add(b, " (");
+  /* The alias keeps excluded.x meaning the proposed row when the table is called "excluded". */
+  od_sqlbuf_add(b, " AS odsync_target (");
   for (int i = 0; i < rel->ncolumns; i++) {
     if (i) od_sqlbuf_add(b, ",");
     add_col(b, r, i);
