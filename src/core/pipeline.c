@@ -41,6 +41,8 @@ struct od_pipeline {
   atomic_bool stop;
   atomic_bool finished;
   int lock_fd;
+  char lock_path[4096];
+  int64_t lock_checked_at; /* od_mono_us of the last lock_check (supervisor thread only) */
 
   od_pipeline_stats stats;
   od_error final_err;
@@ -319,6 +321,24 @@ static int reader_idle(void *ctx, od_lsn pos, od_error *err) {
   return reader_push(r, err);
 }
 
+/* The state-dir lock is what keeps a second instance out; once its file is gone (the state dir
+ * deleted or replaced) a second instance would take a new lock and run alongside this one, and
+ * the schema history is gone too: stop (not retriable) and say so. Checked at most once a second. */
+static int lock_check(od_pipeline *p, od_error *err) {
+  int64_t now = od_mono_us();
+  if (p->lock_fd < 0 || now - p->lock_checked_at < 1000000) return OD_OK;
+  p->lock_checked_at = now;
+  struct stat held, named;
+  if (fstat(p->lock_fd, &held) == 0 && stat(p->lock_path, &named) == 0 && held.st_dev == named.st_dev &&
+      held.st_ino == named.st_ino)
+    return OD_OK;
+  return OD_FAIL(err, OD_EIO,
+                 "pipeline %s: the lock file %s was deleted or replaced while the pipeline ran (state_dir %s "
+                 "removed?): another instance could start next to this one, and the schema history kept there is "
+                 "gone; stopping. Restore state_dir from a backup (or start afresh with a new sink) and start odsync again",
+                 p->cfg->name, p->lock_path, p->root->state_dir);
+}
+
 /* ---- one session -------------------------------------------------------------------------- */
 
 static int run_session(od_pipeline *p, od_error *err) {
@@ -381,6 +401,7 @@ static int run_session(od_pipeline *p, od_error *err) {
                          .relation = reader_relation,
                          .idle = reader_idle};
   while (!atomic_load(&p->stop) && !od_apply_failed(apply)) {
+    if ((rc = lock_check(p, err))) break;
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
     if (rc) break;
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
@@ -469,8 +490,8 @@ static int take_lock(od_pipeline *p, od_error *err) {
   const char *dir = p->root->state_dir;
   if (mkdir(dir, 0700) != 0 && errno != EEXIST)
     return OD_FAIL(err, OD_EIO, "cannot create state_dir %s: %s", dir, strerror(errno));
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s.lock", dir, p->cfg->name);
+  char *path = p->lock_path;
+  snprintf(path, sizeof p->lock_path, "%s/%s.lock", dir, p->cfg->name);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return OD_FAIL(err, OD_EIO, "cannot open %s: %s", path, strerror(errno));
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
