@@ -161,7 +161,11 @@ bool pgs_rel_known(const pgs_sink *s, const od_relation *rel);
 bool pgs_rel_table_in_segment(const pgs_sink *s, const od_relation *rel);
 /* DEALLOCATE the statements of every other state of keep's target table and drop those states. */
 int pgs_rels_forget_table(pgs_sink *s, const pg_rel *keep, od_error *err);
-/* Append the SQL type of relation column i to s->sql (text for user-defined types). */
+/* Is a column of this source type created as text on the target? User-defined types (OID >=
+ * 16384: they may not exist there) and the built-in types no server accepts as input
+ * (pg_node_tree, pg_ndistinct, pg_dependencies, pg_mcv_list, pg_ddl_command, the BRIN summaries). */
+bool pgs_type_as_text(uint32_t oid);
+/* Append the SQL type of relation column i to s->sql (text when pgs_type_as_text). */
 int pgs_add_type(pgs_sink *s, const pg_rel *r, int i, od_error *err);
 void pgs_rels_drop(pgs_sink *s, bool only_current_txn);
 /* Give a statement slot its SQL: prepare it (pipelined) when it has no name yet.

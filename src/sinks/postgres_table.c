@@ -372,11 +372,27 @@ void pgs_rels_drop(pgs_sink *s, bool only_current_txn) {
   od_relmap_drop(&s->rels, !only_current_txn, s->txn_seq, free_node);
 }
 
+bool pgs_type_as_text(uint32_t oid) {
+  switch (oid) {
+    case 32:   /* pg_ddl_command */
+    case 194:  /* pg_node_tree */
+    case 3361: /* pg_ndistinct */
+    case 3402: /* pg_dependencies */
+    case 4600: /* pg_brin_bloom_summary */
+    case 4601: /* pg_brin_minmax_multi_summary */
+    case 5017: /* pg_mcv_list */
+      return true;
+    default:
+      return oid >= FIRST_USER_OID;
+  }
+}
+
 /* The SQL type a created column gets: the source's spelling for built-in types, text for
- * user-defined ones (enum, domain, composite, their arrays), which may not exist on the target. */
+ * user-defined ones (enum, domain, composite, their arrays), which may not exist on the target,
+ * and for the built-in types that cannot be written (pgs_type_as_text). */
 int pgs_add_type(pgs_sink *s, const pg_rel *r, int i, od_error *err) {
   const od_column *c = &r->rel->columns[i];
-  if (c->type_oid >= FIRST_USER_OID) {
+  if (pgs_type_as_text(c->type_oid)) {
     od_sqlbuf_add(&s->sql, "text");
     return OD_OK;
   }
