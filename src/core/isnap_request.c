@@ -5,7 +5,11 @@
  * message per table, prefix "odsync:<pipeline>", content {"op":"snapshot","table":"schema.table"}.
  * The running pipeline reads it from its stream (or the next start does: the slot keeps it until
  * acknowledged), so no IPC and no state outside the source and the sink are needed.
- * Owns: nothing after it returns (the source instance is closed). Never touches: the sink, files.
+ * Then, for a table whose target the sink had and lost (dropped by hand), it tells the sink
+ * (od_sink_ops.resnapshot_table) that the next run may make that table anew: the re-copy fills it.
+ * The request is written first, so a sink is never told this for a copy that will not come.
+ * Owns: nothing after it returns (the source and sink instances are closed). Never touches: the
+ * sink's data, files.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +23,25 @@ static const od_snap_table *find_table(const od_snapshot_info *info, const char 
   for (int i = 0; i < info->ntables; i++)
     if (!strcmp(info->tables[i].name, name)) return &info->tables[i];
   return NULL;
+}
+
+/* Tell the sink which requested tables it may make anew (their target is gone). */
+static int allow_recreate(const od_pipeline_config *cfg, const od_sink_ops *snk, const od_snap_table *const *todo,
+                          int ntodo, od_error *err) {
+  od_sink *k = NULL;
+  int rc = snk->open(&cfg->sink, cfg->name, &k, err);
+  for (int i = 0; !rc && i < ntodo; i++) {
+    const od_relation *rel = todo[i]->rel;
+    bool recreate = false;
+    rc = snk->resnapshot_table(k, rel->schema, rel->name, &recreate, err);
+    if (!rc && recreate)
+      od_info("pipeline %s: the sink's table for %s is gone; the next run makes it anew and this snapshot fills it",
+              cfg->name, todo[i]->name);
+  }
+  if (k) snk->close(k);
+  if (rc) od_error_prefix(err, "pipeline %s: the snapshot was requested, but the sink could not be prepared for it: ",
+                          cfg->name);
+  return rc;
 }
 
 int od_isnap_request(const od_pipeline_config *cfg, const char *const *tables, int ntables,
@@ -70,6 +93,7 @@ int od_isnap_request(const od_pipeline_config *cfg, const char *const *tables, i
     snprintf(json, sizeof json, "{\"op\":\"snapshot\",\"table\":\"%s\"}", todo[i]->name);
     if (!(rc = src->snapshot->incremental->emit(s, prefix, json, err)) && report) report(ctx, todo[i]->name);
   }
+  if (!rc && ntodo && snk->resnapshot_table) rc = allow_recreate(cfg, snk, todo, ntodo, err);
   free(todo);
   src->close(s);
   return rc;

@@ -19,6 +19,7 @@
 #include "core/queue.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
+#include "core/targets.h"
 #include "odsync/registry.h"
 
 /* A chunk is handed to the queue when it reaches either size, or when the source has nothing
@@ -362,6 +363,8 @@ static int run_session(od_pipeline *p, od_error *err) {
   atomic_store(&p->stats.durable_lsn, start);
   rc = p->source_ops->open(&cfg->source, cfg->name, &source, err);
   if (rc) goto out;
+  /* Before anything is written: every captured table lands in a target table that is its own. */
+  if ((rc = od_targets_refuse(cfg->name, source, sink, err))) goto out;
   /* A new pipeline first copies the existing rows (src/core/snapshot.c); start becomes the
    * position the copy lines up with. */
   od_snapshot_env senv = {.cfg = cfg, .source = source, .sink = sink, .sink_ops = p->sink_ops,
@@ -577,7 +580,10 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
     } else {
       fatal += n;
     }
-    src->close(source);
+    if (n != 0) {
+      src->close(source);
+      source = NULL;
+    }
   }
   od_sink *sink = NULL;
   if (snk->open(&cfg->sink, cfg->name, &sink, &err)) {
@@ -590,8 +596,19 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
       snprintf(msg, sizeof msg, "pipeline %s: sink: %s", cfg->name, err.msg);
       problem(ctx, true, msg);
       fatal++;
+    } else if (source) {
+      /* The captured tables against the sink's target tables (core/targets.h), as run does. */
+      int n = od_targets_check(source, sink, problem, ctx, &err);
+      if (n < 0) {
+        snprintf(msg, sizeof msg, "pipeline %s: %s", cfg->name, err.msg);
+        problem(ctx, true, msg);
+        fatal++;
+      } else {
+        fatal += n;
+      }
     }
     sink->ops->close(sink);
   }
+  if (source) src->close(source);
   return fatal;
 }

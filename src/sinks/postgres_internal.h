@@ -109,6 +109,8 @@ typedef struct pgs_sink {
   int nmap;
   char *ck_q;            /* quoted checkpoint table */
   char *cols_q;          /* quoted _odsync_columns, in the checkpoint table's schema */
+  char *own_q;           /* quoted _odsync_tables, in the checkpoint table's schema (postgres_owner.c) */
+  bool fresh;            /* no checkpoint row for this pipeline when the sink was opened */
   uint64_t seg;          /* batch segment counter (pgs_apply) */
   bool in_txn;           /* begin() called, commit/rollback not yet */
   bool begin_sent;       /* BEGIN already sent on the connection */
@@ -165,6 +167,10 @@ int pgs_rels_forget_table(pgs_sink *s, const pg_rel *keep, od_error *err);
  * 16384: they may not exist there) and the built-in types no server accepts as input
  * (pg_node_tree, pg_ndistinct, pg_dependencies, pg_mcv_list, pg_ddl_command, the BRIN summaries). */
 bool pgs_type_as_text(uint32_t oid);
+/* Target schema and table of source table rschema.rname: table_map, then `schema`, then the
+ * source's schema (*schema may point into sbuf). */
+void pgs_target_of(const pgs_sink *s, const char *rschema, const char *rname, const char **schema,
+                   const char **table, char *sbuf, size_t scap);
 /* Append the SQL type of relation column i to s->sql (text when pgs_type_as_text). */
 int pgs_add_type(pgs_sink *s, const pg_rel *r, int i, od_error *err);
 void pgs_rels_drop(pgs_sink *s, bool only_current_txn);
@@ -226,5 +232,16 @@ int pgs_bulk_flush_now(pgs_sink *s, od_error *err);
 void pgs_bulk_discard_all(pgs_sink *s); /* rollback */
 int pgs_bulk_forget(pgs_sink *s, pg_rel *r, od_error *err); /* DEALLOCATE its statements */
 void pgs_bulk_free(pgs_bulk *b);
+
+/* postgres_owner.c: which pipeline and source table own each target table (_odsync_tables). */
+/* Create the table (serialized with other sessions), note whether the pipeline starts over. */
+int pgs_owner_open(pgs_sink *s, const char *schema_q, od_error *err);
+/* In the sink transaction, before r's table is made: refuse a target another source table or
+ * pipeline owns, or one the sink had and lost (OD_ESCHEMA); else record r's source as its owner. */
+int pgs_owner_claim(pgs_sink *s, pg_rel *r, od_error *err);
+/* The vtable's check_tables and resnapshot_table (odsync/sink.h). */
+int pgs_check_tables(od_sink *s, int n, const char *const *schemas, const char *const *names, const bool *keyed,
+                     void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx, od_error *err);
+int pgs_resnapshot_table(od_sink *s, const char *schema, const char *name, bool *recreate, od_error *err);
 
 #endif

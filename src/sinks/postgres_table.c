@@ -470,15 +470,14 @@ static int make_table(pgs_sink *s, pg_rel *r, const char *schema_q, od_error *er
   return rc;
 }
 
-/* Target schema and table of a relation: table_map, then `schema`, then the source's schema. */
-static void target_of(const pgs_sink *s, const od_relation *rel, const char **schema, const char **table,
-                      char *sbuf, size_t scap) {
-  *schema = s->schema ? s->schema : rel->schema;
-  *table = rel->name;
+void pgs_target_of(const pgs_sink *s, const char *rschema, const char *rname, const char **schema,
+                   const char **table, char *sbuf, size_t scap) {
+  *schema = s->schema ? s->schema : rschema;
+  *table = rname;
   for (int i = 0; i < s->nmap; i++) {
     const char *f = s->map_from[i], *dot = strchr(f, '.');
-    if (strncmp(f, rel->schema, (size_t)(dot - f)) != 0 || rel->schema[dot - f] != '\0' ||
-        strcmp(dot + 1, rel->name) != 0)
+    if (strncmp(f, rschema, (size_t)(dot - f)) != 0 || rschema[dot - f] != '\0' ||
+        strcmp(dot + 1, rname) != 0)
       continue;
     const char *to = s->map_to[i], *tdot = strchr(to, '.');
     if (tdot) {
@@ -505,7 +504,7 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
   r->mask_words = ((size_t)n + 63) / 64;
   char sbuf[256];
   const char *schema, *table;
-  target_of(s, rel, &schema, &table, sbuf, sizeof sbuf);
+  pgs_target_of(s, rel->schema, rel->name, &schema, &table, sbuf, sizeof sbuf);
 
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
@@ -549,7 +548,8 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
     }
     s->pcap = cap;
   }
-  int rc = make_table(s, r, schema_q, err);
+  int rc = pgs_owner_claim(s, r, err);
+  if (rc == OD_OK) rc = make_table(s, r, schema_q, err);
   free(schema_q);
   if (rc == OD_OK) rc = pgs_rels_forget_table(s, r, err);
   if (rc == OD_OK && !od_relmap_insert(&s->rels, &r->node, rel)) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);

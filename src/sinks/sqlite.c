@@ -92,6 +92,7 @@ static void sq_close(od_sink *base) {
   sqlite3_finalize(s->st_rollback);
   sqlite3_finalize(s->ck_write);
   sqlite3_finalize(s->ck_read);
+  sq_owner_close(s);
   if (s->db) sqlite3_close_v2(s->db);
   od_sqlbuf_free(&s->sql);
   free(s->blob);
@@ -203,6 +204,7 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
     goto fail;
   }
   if ((rc = migrate_checkpoint(s, err))) goto fail;
+  if ((rc = sq_owner_open(s, err))) goto fail;
   if ((rc = prepare_fixed(s, "BEGIN IMMEDIATE", &s->st_begin, err)) ||
       (rc = prepare_fixed(s, "COMMIT", &s->st_commit, err)) ||
       (rc = prepare_fixed(s, "ROLLBACK", &s->st_rollback, err)) ||
@@ -583,4 +585,6 @@ const od_sink_ops od_sink_sqlite = {
     .get_mark = sq_get_mark,
     .set_text_mark = sq_set_text_mark,
     .get_text_mark = sq_get_text_mark,
+    .check_tables = sq_check_tables,
+    .resnapshot_table = sq_resnapshot_table,
 };

@@ -324,6 +324,7 @@ const od_source_ops od_source_postgres = {
     .type = "postgres",
     .open = pg_open,
     .check = pg_check,
+    .tables = od_pg_tables,
     .start = pg_start,
     .poll = pg_poll,
     .ack = pg_ack,
