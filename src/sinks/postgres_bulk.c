@@ -18,7 +18,9 @@
  * T is the target column's type without typmod (format_type(atttypid, -1): "bpchar", "\"bit\""),
  * whose input function parses each element exactly as for a bound parameter of the per-row path;
  * the INSERT's assignment coercion then applies the typmod the same way (array-typed columns go
- * as text[] and are cast, since T[][] is T[]).
+ * as text[] and are cast, since T[][] is T[]; so do composite columns and domains over a composite,
+ * typcategory 'C', since unnest() in FROM would spread a composite over several columns). T is
+ * the target's own type, found by name in its catalog: a source type OID means nothing there.
  * Deletes go first: a key deleted and another spelling of an equal key upserted (numeric 1.0 vs
  * 1.00) can only mean the upsert is the later, live row.
  * When it flushes (the callers): before any other change of the same relation version takes the
@@ -50,7 +52,7 @@ typedef struct bent {
 struct pgs_bulk {
   bool off;               /* set-based apply unusable for this version: per-row path */
   char **casts;           /* per column: the target type (owned) */
-  bool *arr;              /* per column: the type is an array (sent as text[], then cast) */
+  bool *arr;              /* per column: an array or composite type (sent as text[], then cast) */
   char *delim;            /* per column: the array element delimiter (box: ';') */
   pgs_stmt del, ins;      /* names only ("" until prepared) */
   char *arena;
@@ -105,7 +107,7 @@ int pgs_bulk_ready(pgs_sink *s, pg_rel *r, od_error *err) {
     if (r->text_cmp[PGS_COL(r->key_plan[k])]) b->off = true; /* no '=' on a key: per-row */
   const char *p[] = {r->qtarget};
   PGresult *res = pgs_exec(s, r->target, "reading the column types", 
-                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1), t.typcategory = 'A', t.typdelim "
+                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1), t.typcategory IN ('A', 'C'), t.typdelim "
                            "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
                            "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                            1, p, err);

@@ -63,6 +63,9 @@ typedef struct pg_rel {
   uint64_t seg;           /* last batch segment of pgs_apply() that used it */
   bool keyed;             /* matched by key columns (declared PRIMARY KEY when created) */
   bool *text_cmp;         /* per column: compare as ::text (type without equality, e.g. json) */
+  char **ucast;           /* per column of a user-defined source type: the target column's type, which
+                             parameters compared with it are cast to (NULL: none; owned) */
+  int nucast;             /* entries of ucast (rel may be gone when the state is freed) */
   uint16_t *key_plan;     /* key columns, PGS_FROM_MATCH */
   int nkey;
   pgs_stmt insert;        /* keyed: upsert; keyless: plain insert */

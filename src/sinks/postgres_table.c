@@ -155,6 +155,14 @@ static const char *param_cast(uint32_t oid) {
   }
 }
 
+/* Append the cast of a parameter compared with column i: its target type for user-defined types
+ * (an untyped `cp = $1` on a composite resolves to record = record, whose input fails: "input of
+ * anonymous composite types is not implemented"), the reg* casts, else nothing. */
+static void add_param_cast(od_sqlbuf *b, const pg_rel *r, int i) {
+  if (r->ucast && r->ucast[i]) od_sqlbuf_addf(b, "::%s", r->ucast[i]);
+  else od_sqlbuf_add(b, param_cast(r->rel->columns[i].type_oid));
+}
+
 static void add_key_match(od_sqlbuf *b, const pg_rel *r, pgs_stmt *st) {
   od_sqlbuf_add(b, " WHERE ");
   for (int k = 0; k < r->nkey; k++) {
@@ -162,7 +170,8 @@ static void add_key_match(od_sqlbuf *b, const pg_rel *r, pgs_stmt *st) {
     int i = PGS_COL(r->key_plan[k]);
     add_col(b, r, i);
     st->plan[st->nplan++] = r->key_plan[k];
-    od_sqlbuf_addf(b, "=$%d%s", st->nplan, param_cast(r->rel->columns[i].type_oid));
+    od_sqlbuf_addf(b, "=$%d", st->nplan);
+    add_param_cast(b, r, i);
   }
 }
 
@@ -223,7 +232,10 @@ static int add_row_match(pgs_sink *s, pg_rel *r, pgs_stmt *st, const uint64_t *o
     add_col(b, r, i);
     st->plan[st->nplan++] = (uint16_t)(i | PGS_FROM_MATCH);
     if (r->text_cmp[i]) od_sqlbuf_addf(b, "::text IS NOT DISTINCT FROM $%d::text", st->nplan);
-    else od_sqlbuf_addf(b, " IS NOT DISTINCT FROM $%d%s", st->nplan, param_cast(r->rel->columns[i].type_oid));
+    else {
+      od_sqlbuf_addf(b, " IS NOT DISTINCT FROM $%d", st->nplan);
+      add_param_cast(b, r, i);
+    }
   }
   if (st->nplan == before)
     return OD_FAIL(err, OD_ESINK, "postgres sink %s: table %s: the old row has no value to match on", s->where,
@@ -360,6 +372,8 @@ static void rel_free(pg_rel *r) {
   free(r->tschema);
   free(r->tname);
   free(r->text_cmp);
+  for (int i = 0; r->ucast && i < r->nucast; i++) free(r->ucast[i]);
+  free(r->ucast);
   free(r->key_plan);
   free(r->scratch);
   pgs_bulk_free(r->bulk);
@@ -491,6 +505,34 @@ void pgs_target_of(const pgs_sink *s, const char *rschema, const char *rname, co
   }
 }
 
+/* r->ucast: the target's type of every column whose source type is user-defined, read from the
+ * target's catalog by the column's name (a source type OID means nothing on the target). */
+static int read_user_casts(pgs_sink *s, pg_rel *r, od_error *err) {
+  const od_relation *rel = r->rel;
+  bool any = false;
+  for (int i = 0; i < rel->ncolumns; i++) any = any || rel->columns[i].type_oid >= FIRST_USER_OID;
+  if (!any) return OD_OK;
+  if (!(r->ucast = calloc((size_t)rel->ncolumns, sizeof *r->ucast)))
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  r->nucast = rel->ncolumns;
+  const char *p[] = {r->qtarget};
+  PGresult *res = pgs_exec(s, r->target, "reading the column types",
+                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1) FROM pg_catalog.pg_attribute a "
+                           "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                           1, p, err);
+  if (!res) return err->code;
+  int rc = OD_OK;
+  for (int t = 0; t < PQntuples(res) && rc == OD_OK; t++)
+    for (int i = 0; i < rel->ncolumns; i++) {
+      if (rel->columns[i].type_oid < FIRST_USER_OID || r->ucast[i] || strcmp(rel->columns[i].name, PQgetvalue(res, t, 0)))
+        continue;
+      if (!(r->ucast[i] = strdup(PQgetvalue(res, t, 1)))) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      break;
+    }
+  PQclear(res);
+  return rc;
+}
+
 static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_error *err) {
   if (rel->ncolumns == 0 || rel->ncolumns > 1600 || !rel->name || !*rel->name || !rel->schema)
     return OD_FAIL(err, OD_ESINK, "postgres sink %s: table %s.%s: relation has %d columns; expected 1..1600 "
@@ -550,6 +592,7 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
   }
   int rc = pgs_owner_claim(s, r, err);
   if (rc == OD_OK) rc = make_table(s, r, schema_q, err);
+  if (rc == OD_OK) rc = read_user_casts(s, r, err);
   free(schema_q);
   if (rc == OD_OK) rc = pgs_rels_forget_table(s, r, err);
   if (rc == OD_OK && !od_relmap_insert(&s->rels, &r->node, rel)) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
