@@ -127,8 +127,11 @@ static void deadline_after(struct timespec *ts, int timeout_ms) {
   }
 }
 
-static bool is_full(const od_queue *q) {
-  return q->head && (q->rows >= q->max_rows || q->bytes >= q->max_bytes);
+/* A chunk enters when it fits under both caps, or when the queue is empty (a chunk larger than
+ * a cap must still pass): the queue never holds more than max(caps, one chunk), whatever the
+ * values' sizes. */
+static bool is_full(const od_queue *q, size_t rows, size_t bytes) {
+  return q->head && (q->rows + rows > q->max_rows || q->bytes + bytes > q->max_bytes);
 }
 
 int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
@@ -136,8 +139,8 @@ int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
   deadline_after(&deadline, timeout_ms);
   size_t bytes = od_chunk_bytes(c);
   pthread_mutex_lock(&q->lock);
-  while (!q->closed && is_full(q)) {
-    if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT && is_full(q)) {
+  while (!q->closed && is_full(q, c->nchanges, bytes)) {
+    if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT && is_full(q, c->nchanges, bytes)) {
       pthread_mutex_unlock(&q->lock);
       return OD_AGAIN;
     }

@@ -23,6 +23,9 @@
  * the target's own type, found by name in its catalog: a source type OID means nothing there.
  * Deletes go first: a key deleted and another spelling of an equal key upserted (numeric 1.0 vs
  * 1.00) can only mean the upsert is the later, live row.
+ * A row of more than PGS_BULK_ROW_MAX value bytes is not buffered (per-row path: its values are
+ * sent once, straight from the change), so a transaction of large values holds about one value in
+ * the sink at a time.
  * When it flushes (the callers): before any other change of the same relation version takes the
  * per-row path (postgres_apply.c), when the buffer passes PGS_BULK_MAX_ROWS rows or
  * PGS_BULK_MAX_BYTES, before any DDL (a relation version not seen yet), and for every relation at
@@ -42,6 +45,7 @@
 
 #define PGS_BULK_MAX_ROWS 20000u
 #define PGS_BULK_MAX_BYTES ((size_t)16 << 20)
+#define PGS_BULK_ROW_MAX ((size_t)1 << 20) /* a row with more value bytes takes the per-row path */
 #define NULL_LEN UINT32_MAX
 
 typedef struct bent {
@@ -232,6 +236,15 @@ int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_err
       break;
     default:
       return OD_OK;
+  }
+  /* A large row goes per row: buffered, it would be held three times more (the arena copy, the
+   * escaped array literal twice its size, libpq's message), so memory would follow the values'
+   * size several times over instead of once. */
+  if (op == 'U') {
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+      if (c->newtup.values[i].kind == OD_VALUE_TEXT) bytes += c->newtup.values[i].len;
+    if (bytes > PGS_BULK_ROW_MAX) return OD_OK;
   }
   if (b->nent == b->ecap) {
     uint32_t cap = b->ecap ? b->ecap * 2 : 1024;
