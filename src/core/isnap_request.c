@@ -25,21 +25,31 @@ static const od_snap_table *find_table(const od_snapshot_info *info, const char 
   return NULL;
 }
 
-/* Tell the sink which requested tables it may make anew (their target is gone). */
-static int allow_recreate(const od_pipeline_config *cfg, const od_sink_ops *snk, const od_snap_table *const *todo,
-                          int ntodo, od_error *err) {
-  od_sink *k = NULL;
-  int rc = snk->open(&cfg->sink, cfg->name, &k, err);
-  for (int i = 0; !rc && i < ntodo; i++) {
-    const od_relation *rel = todo[i]->rel;
-    bool recreate = false;
-    rc = snk->resnapshot_table(k, rel->schema, rel->name, &recreate, err);
-    if (!rc && recreate)
-      od_info("pipeline %s: the sink's table for %s is gone; the next run makes it anew and this snapshot fills it",
-              cfg->name, todo[i]->name);
+/* Tell every sink which requested tables it may make anew (their target is gone). A sink opens
+ * under the name the pipeline gives it (its checkpoint and ownership rows): the pipeline's, or
+ * "pipeline.sink" for a named sink. */
+static int allow_recreate(const od_pipeline_config *cfg, const od_snap_table *const *todo, int ntodo, od_error *err) {
+  int rc = OD_OK;
+  for (int k = 0; !rc && k < cfg->nsinks; k++) {
+    const od_sink_config *sk = &cfg->sinks[k];
+    const od_sink_ops *snk = od_sink_find(sk->section.type);
+    if (!snk || !snk->resnapshot_table) continue;
+    char name[128];
+    if (!strcmp(sk->name, "default")) snprintf(name, sizeof name, "%s", cfg->name);
+    else snprintf(name, sizeof name, "%s.%s", cfg->name, sk->name);
+    od_sink *s = NULL;
+    rc = snk->open(&sk->section, name, &s, err);
+    for (int i = 0; !rc && i < ntodo; i++) {
+      const od_relation *rel = todo[i]->rel;
+      bool recreate = false;
+      rc = snk->resnapshot_table(s, rel->schema, rel->name, &recreate, err);
+      if (!rc && recreate)
+        od_info("pipeline %s: sink %s: the table for %s is gone; the next run makes it anew and this snapshot fills "
+                "it", cfg->name, sk->name, todo[i]->name);
+    }
+    if (s) snk->close(s);
   }
-  if (k) snk->close(k);
-  if (rc) od_error_prefix(err, "pipeline %s: the snapshot was requested, but the sink could not be prepared for it: ",
+  if (rc) od_error_prefix(err, "pipeline %s: the snapshot was requested, but a sink could not be prepared for it: ",
                           cfg->name);
   return rc;
 }
@@ -50,10 +60,13 @@ int od_isnap_request(const od_pipeline_config *cfg, const char *const *tables, i
   if (!src || !(src->snapshot ? src->snapshot->incremental : NULL))
     return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s: source type '%s' has no incremental snapshots", cfg->name,
                    cfg->source.type ? cfg->source.type : "");
-  const od_sink_ops *snk = od_sink_find(cfg->sink.type);
-  if (!snk || !snk->set_mark || !snk->set_text_mark)
-    return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s: sink type '%s' cannot record snapshot progress (no %smarks)",
-                   cfg->name, cfg->sink.type ? cfg->sink.type : "", snk && snk->set_mark ? "text " : "");
+  for (int i = 0; i < cfg->nsinks; i++) {
+    const od_config_section *sec = &cfg->sinks[i].section;
+    const od_sink_ops *snk = od_sink_find(sec->type);
+    if (!snk || (snk->caps & (OD_SINK_MARKS | OD_SINK_TEXT_MARKS)) != (OD_SINK_MARKS | OD_SINK_TEXT_MARKS))
+      return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s: sink %s (type '%s') cannot record snapshot progress (no "
+                     "text marks)", cfg->name, cfg->sinks[i].name, sec->type ? sec->type : "");
+  }
   uint32_t rows;
   int rc = od_isnap_chunk_rows(cfg, &rows, err);
   if (rc) return rc;
@@ -93,7 +106,7 @@ int od_isnap_request(const od_pipeline_config *cfg, const char *const *tables, i
     snprintf(json, sizeof json, "{\"op\":\"snapshot\",\"table\":\"%s\"}", todo[i]->name);
     if (!(rc = src->snapshot->incremental->emit(s, prefix, json, err)) && report) report(ctx, todo[i]->name);
   }
-  if (!rc && ntodo && snk->resnapshot_table) rc = allow_recreate(cfg, snk, todo, ntodo, err);
+  if (!rc && ntodo) rc = allow_recreate(cfg, todo, ntodo, err);
   free(todo);
   src->close(s);
   return rc;
