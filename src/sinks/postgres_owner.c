@@ -151,7 +151,7 @@ static int judge(pgs_sink *s, const owner *o, const char *target, const char *ts
   char source[400], sink[260];
   od_owner_source_name(source, sizeof source, schema, name);
   snprintf(sink, sizeof sink, "postgres sink %s", s->where);
-  *claim = !o->found;
+  *claim = !o->found || o->recreate; /* writing the row clears a recreate flag no longer needed */
   if (o->found && (strcmp(o->pipeline, s->pipeline) != 0 || strcmp(o->source, source) != 0))
     return od_owner_fail_taken(err, sink, target, o->pipeline, o->source, s->pipeline, source, FIX_PG);
   if (o->exists || !o->known) return OD_OK;

@@ -390,13 +390,13 @@ void pgs_rels_drop(pgs_sink *s, bool only_current_txn) {
 
 bool pgs_type_as_text(uint32_t oid) {
   switch (oid) {
-    case 32:   /* pg_ddl_command */
-    case 194:  /* pg_node_tree */
-    case 3361: /* pg_ndistinct */
-    case 3402: /* pg_dependencies */
-    case 4600: /* pg_brin_bloom_summary */
-    case 4601: /* pg_brin_minmax_multi_summary */
-    case 5017: /* pg_mcv_list */
+    case OD_PGT_PG_DDL_COMMAND:
+    case OD_PGT_PG_NODE_TREE:
+    case OD_PGT_PG_NDISTINCT:
+    case OD_PGT_PG_DEPENDENCIES:
+    case OD_PGT_PG_BRIN_BLOOM_SUMMARY:
+    case OD_PGT_PG_BRIN_MINMAX_MULTI_SUMMARY:
+    case OD_PGT_PG_MCV_LIST:
       return true;
     default:
       return oid >= FIRST_USER_OID;

@@ -139,7 +139,7 @@ static int judge(sq_sink *s, const char *target, const char *schema, const char 
   if (!rc) rc = table_state(s, target, exists, known, err);
   if (rc) return rc;
   *known = *known || o.found;
-  *claim = !o.found;
+  *claim = !o.found || o.recreate; /* writing the row clears a recreate flag the table no longer needs */
   if (o.found && (strcmp(o.pipeline, s->pipeline) != 0 || strcmp(o.source, source) != 0))
     return od_owner_fail_taken(err, sink, target, o.pipeline, o.source, s->pipeline, source, FIX_SQLITE);
   if (*exists || !*known) return OD_OK;
@@ -178,6 +178,17 @@ int sq_check_tables(od_sink *base, int n, const char *const *schemas, const char
     if (!(targets[i] = sq_target_of(schemas[i], names[i]))) {
       rc = OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
       break;
+    }
+    if (sqlite3_strnicmp(targets[i], "sqlite_", 7) == 0) {
+      char a[400];
+      od_owner_source_name(a, sizeof a, schemas[i], names[i]);
+      snprintf(msg, sizeof msg,
+               "sqlite sink %.200s: source table %.300s would be written to table %.300s, but SQLite reserves the names "
+               "beginning with sqlite_ for itself. Leave it out of source.tables, or write it to another kind of sink",
+               s->path, a, targets[i]);
+      problem(ctx, true, msg);
+      fatal++;
+      continue;
     }
     bool dup = false;
     for (int k = 0; k < i && !dup; k++) {

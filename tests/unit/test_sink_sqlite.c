@@ -511,6 +511,9 @@ TEST(owner_check_tables_finds_collisions_before_anything_is_written) {
   CHECK_INT(ops->check_tables(s, 2, schemas + 2, names + 2, keyed, note_problem, NULL, &err), 1);
   CHECK_CONTAINS(last_problem, "source tables public.\"Users\" and public.users would both be written to table users");
   CHECK_INT(ops->check_tables(s, 1, schemas, names, keyed, note_problem, NULL, &err), 0);
+  const char *rs[] = {"public"}, *rn[] = {"SQLite_stat"};
+  CHECK_INT(ops->check_tables(s, 1, rs, rn, keyed, note_problem, NULL, &err), 1);
+  CHECK_CONTAINS(last_problem, "SQLite reserves the names beginning with sqlite_");
   ops->close(s);
 }
 
