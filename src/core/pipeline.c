@@ -21,6 +21,7 @@
 #include "core/queue.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
+#include "core/targets.h"
 #include "core/transform.h"
 #include "odsync/registry.h"
 
@@ -53,6 +54,8 @@ struct od_pipeline {
   atomic_bool stop;
   atomic_bool finished;
   int lock_fd;
+  char lock_path[4096];
+  int64_t lock_checked_at; /* od_mono_us of the last lock_check (supervisor thread only) */
 
   od_pipeline_stats stats;
   od_error final_err;
@@ -380,6 +383,24 @@ static int reader_idle(void *ctx, const od_pos *pos, od_error *err) {
   return reader_push(r, err);
 }
 
+/* The state-dir lock is what keeps a second instance out; once its file is gone (the state dir
+ * deleted or replaced) a second instance would take a new lock and run alongside this one, and
+ * the schema history is gone too: stop (not retriable) and say so. Checked at most once a second. */
+static int lock_check(od_pipeline *p, od_error *err) {
+  int64_t now = od_mono_us();
+  if (p->lock_fd < 0 || now - p->lock_checked_at < 1000000) return OD_OK;
+  p->lock_checked_at = now;
+  struct stat held, named;
+  if (fstat(p->lock_fd, &held) == 0 && stat(p->lock_path, &named) == 0 && held.st_dev == named.st_dev &&
+      held.st_ino == named.st_ino)
+    return OD_OK;
+  return OD_FAIL(err, OD_EIO,
+                 "pipeline %s: the lock file %s was deleted or replaced while the pipeline ran (state_dir %s "
+                 "removed?): another instance could start next to this one, and the schema history kept there is "
+                 "gone; stopping. Restore state_dir from a backup (or start afresh with a new sink) and start odsync again",
+                 p->cfg->name, p->lock_path, p->root->state_dir);
+}
+
 /* ---- one session -------------------------------------------------------------------------- */
 
 static int open_run_sink(void *ctx, od_sink **out, od_error *err) {
@@ -402,6 +423,9 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
                      cfg->name, sr->ps->cfg->name, sr->start.kind->name, p->source_ops->type,
                      p->source_ops->position->name);
     od_pos_cell_set(&p->stats.sinks[i].durable, &sr->start);
+    /* Before anything is written: every captured table lands in a target table of its own. */
+    if ((rc = od_targets_refuse(cfg->name, source, sr->sink, err)))
+      return p->nsinks > 1 ? od_error_prefix(err, "sink %s: ", sr->ps->cfg->name) : rc;
   }
   /* A sink without a checkpoint first copies the existing rows (src/core/snapshot.c); its start
    * becomes the position the copy lines up with. One sink after the other: the first creates the
@@ -489,6 +513,7 @@ static int run_session(od_pipeline *p, od_error *err) {
                          .relation = reader_relation,
                          .idle = reader_idle};
   while (!atomic_load(&p->stop) && !any_apply_failed(&r)) {
+    if ((rc = lock_check(p, err))) break;
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
     if (rc) break;
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
@@ -584,8 +609,8 @@ static int take_lock(od_pipeline *p, od_error *err) {
   const char *dir = p->root->state_dir;
   if (mkdir(dir, 0700) != 0 && errno != EEXIST)
     return OD_FAIL(err, OD_EIO, "cannot create state_dir %s: %s", dir, strerror(errno));
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s.lock", dir, p->cfg->name);
+  char *path = p->lock_path;
+  snprintf(path, sizeof p->lock_path, "%s/%s.lock", dir, p->cfg->name);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return OD_FAIL(err, OD_EIO, "cannot open %s: %s", path, strerror(errno));
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -674,7 +699,10 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
     } else {
       fatal += n;
     }
-    src->close(source);
+    if (n != 0) {
+      src->close(source);
+      source = NULL;
+    }
   }
   for (int i = 0; i < cfg->nsinks; i++) {
     const od_sink_config *sk = &cfg->sinks[i];
@@ -698,8 +726,19 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
                "filled from another kind of source", cfg->name, label, pos.kind->name, src->position->name);
       problem(ctx, true, msg);
       fatal++;
+    } else if (source) {
+      /* The captured tables against the sink's target tables (core/targets.h), as run does. */
+      int n = od_targets_check(source, sink, problem, ctx, &err);
+      if (n < 0) {
+        snprintf(msg, sizeof msg, "pipeline %s: %s", cfg->name, err.msg);
+        problem(ctx, true, msg);
+        fatal++;
+      } else {
+        fatal += n;
+      }
     }
     sink->ops->close(sink);
   }
+  if (source) src->close(source);
   return fatal;
 }

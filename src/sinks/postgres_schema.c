@@ -145,7 +145,7 @@ static int int_size(uint32_t o) { return o == T_INT2 ? 2 : o == T_INT4 ? 4 : 8; 
 /* Does every value of type (oo, om) keep its value and text form as (no, nm)? */
 bool pgs_type_widens(uint32_t oo, int32_t om, uint32_t no, int32_t nm) {
   if (oo == no && om == nm) return true;
-  if (oo >= FIRST_USER_OID && no >= FIRST_USER_OID) return true; /* both stored as text */
+  if (pgs_type_as_text(oo) && pgs_type_as_text(no)) return true; /* both stored as text */
   if (is_int(oo) || is_int(no)) return is_int(oo) && is_int(no) && int_size(no) >= int_size(oo);
   if (oo == T_VARCHAR && no == T_TEXT) return true;
   if (oo == T_VARCHAR && no == T_VARCHAR) return mod_widens(om, nm);
@@ -230,7 +230,7 @@ static int plan(pgs_sink *s, const pg_rel *r, const tstate *ts, todo *td, od_err
                      "snapshot, or run with schema_changes: ignore", s->where, r->target, c->name, from, to);
     }
     /* Alter only a target column that still has the old source type (not one the user chose). */
-    if (c->type_oid < FIRST_USER_OID && t[k].ttype == t[k].type_oid && t[k].ttypmod == t[k].typmod) td->retypes++;
+    if (!pgs_type_as_text(c->type_oid) && t[k].ttype == t[k].type_oid && t[k].ttypmod == t[k].typmod) td->retypes++;
   }
   for (int i = 0; i < rel->ncolumns; i++) {
     bool have = false;
@@ -312,8 +312,8 @@ static int do_renames(pgs_sink *s, const pg_rel *r, tcol *t, int n, od_error *er
  * dropped again at once (a constant default fills them without rewriting the table). */
 static int add_col(pgs_sink *s, const pg_rel *r, int i, od_error *err) {
   const od_column *c = &r->rel->columns[i];
-  char type[160] = "text"; /* user-defined types may not exist on the target */
-  int rc = c->type_oid >= FIRST_USER_OID ? OD_OK
+  char type[160] = "text"; /* user-defined types may not exist on the target (pgs_type_as_text) */
+  int rc = pgs_type_as_text(c->type_oid) ? OD_OK
                                          : type_sql(s, r, c->type_oid, c->typmod, c->type_name, type, sizeof type, err);
   if (rc) return rc;
   od_sqlbuf *b = &s->sql;
@@ -461,7 +461,7 @@ int pgs_evolve_table(pgs_sink *s, pg_rel *r, bool locked, bool *exists, od_error
   for (int k = 0; k < ts.n && rc == OD_OK; k++) {
     if (t[k].rel_col < 0 || !t[k].meta || !t[k].type_oid) continue;
     const od_column *c = &rel->columns[t[k].rel_col];
-    if ((t[k].type_oid == c->type_oid && t[k].typmod == c->typmod) || c->type_oid >= FIRST_USER_OID ||
+    if ((t[k].type_oid == c->type_oid && t[k].typmod == c->typmod) || pgs_type_as_text(c->type_oid) ||
         t[k].ttype != t[k].type_oid || t[k].ttypmod != t[k].typmod)
       continue;
     char from[160], to[160];
