@@ -57,6 +57,7 @@ typedef struct reader {
   od_chunk *cur;
   od_lsn skip_before;   /* transactions whose commit record lies before this are in the sink */
   bool skipping;
+  od_txn_info txn;      /* the transaction being read (relation messages arrive inside it) */
   od_lsn last_heartbeat;
   int64_t last_heartbeat_at;
   /* Tables the snapshot copied under a later view than the stream's start: their changes from
@@ -177,6 +178,7 @@ static int reader_begin(void *ctx, const od_txn_info *txn, od_error *err) {
   (void)err;
   reader *r = ctx;
   r->skipping = txn->final_lsn < r->skip_before;
+  r->txn = *txn;
   return OD_OK;
 }
 
@@ -267,8 +269,18 @@ static int reader_relation(void *ctx, od_relation *rel, od_error *err) {
     n[r->nrel_skips++] = (struct rel_skip){.rel = rel, .until = r->skips->items[i].until};
     break;
   }
-  int rc = od_schema_relation(r->schema, rel, err);
+  /* A table dropped and re-created at the source starts over in the sink: emptied inside the
+   * transaction that first writes the new table (src/core/schema.h, od_schema_relation_at). */
+  char at[32];
+  snprintf(at, sizeof at, OD_LSN_FMT, OD_LSN_ARGS(r->txn.final_lsn));
+  bool starts_over = false;
+  int rc = od_schema_relation_at(r->schema, rel, at, &starts_over, err);
   if (!rc) od_isnap_relation(r->isnap, rel);
+  if (!rc && starts_over && !r->skipping &&
+      !(r->txn.final_lsn < r->skips->max && snapshot_has_it(r, &r->txn, rel))) {
+    od_change empty = {.op = OD_OP_TRUNCATE, .rel = rel};
+    rc = reader_add(r, &empty, err);
+  }
   return rc;
 }
 

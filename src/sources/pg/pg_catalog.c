@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "sources/pg/pg_attalign.h"
 #include "sources/pg/pg_internal.h"
 
 int od_pg_parse_lsn(const char *text, od_lsn *out) {
@@ -419,50 +420,114 @@ static const char *keep_string(pg_source *s, const char *text) {
   return p->text;
 }
 
-/* Type names and attnums for every column (format_type: "numeric(12,2)", "public.mood"), the
- * value rows that predate an added column hold (attmissingval: ADD COLUMN with a non-volatile
- * default; the text form of the array's only element), and for REPLICA IDENTITY FULL the row
- * identity: the stream flags every column, so the sink's key becomes the primary key from the
- * catalog (or none: rows are then matched on their full old image). The catalog is read now, so
- * a column dropped or renamed since the change was written keeps an empty type name and attnum 0,
- * and a table rewritten since (ALTER ... TYPE, VACUUM FULL) has no missing values any more. */
+/* The SQL spelling of each column's type as the Relation message gives it (type OID and typmod:
+ * format_type), into col->type_name; "" for a type that no longer exists. */
+static int wire_type_names(pg_source *s, od_relation *rel, od_error *err) {
+  if (!rel->ncolumns) return OD_OK;
+  size_t cap = (size_t)rel->ncolumns * 24 + 8;
+  char *oids = malloc(cap), *mods = malloc(cap);
+  if (!oids || !mods) {
+    free(oids);
+    free(mods);
+    return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  }
+  size_t a = 0, b = 0;
+  oids[a++] = '{';
+  mods[b++] = '{';
+  for (uint16_t c = 0; c < rel->ncolumns; c++) {
+    a += (size_t)snprintf(oids + a, cap - a, "%s%u", c ? "," : "", rel->columns[c].type_oid);
+    b += (size_t)snprintf(mods + b, cap - b, "%s%d", c ? "," : "", rel->columns[c].typmod);
+  }
+  snprintf(oids + a, cap - a, "}");
+  snprintf(mods + b, cap - b, "}");
+  const char *p[] = {oids, mods};
+  PGresult *r = query(s, s->meta,
+                      "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_type WHERE oid = x.t) THEN format_type(x.t, x.m) END "
+                      "FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS x(t, m, i) ORDER BY x.i",
+                      2, p, err);
+  free(oids);
+  free(mods);
+  if (!r) return od_error_prefix(err, "reading the column types of %s.%s: ", rel->schema, rel->name);
+  for (uint16_t c = 0; c < rel->ncolumns && c < PQntuples(r); c++)
+    snprintf(rel->columns[c].type_name, sizeof rel->columns[c].type_name, "%s",
+             PQgetisnull(r, c, 0) ? "" : PQgetvalue(r, c, 0));
+  PQclear(r);
+  return OD_OK;
+}
+
+/* Completes a Relation message's columns. The message is the truth for its transaction: names,
+ * type OIDs and typmods come from it, and the type's SQL spelling (format_type: "numeric(12,2)",
+ * "public.mood") is computed from its type OID and typmod. The catalog is read now and describes
+ * the table as it is today, which is later than the WAL being decoded when odsync lags behind the
+ * DDL: it may only add what the message lacks — the stable column number (attnum), the value rows
+ * that predate an added column hold (attmissingval: ADD COLUMN with a non-volatile default; the
+ * text form of the array's only element), and for REPLICA IDENTITY FULL the row identity (the
+ * stream flags every column, so the sink's key becomes the primary key from the catalog, or none:
+ * rows are then matched on their full old image). Which catalog column each message column is
+ * comes from od_pg_align_columns (attnums strictly increasing, dropped columns included), and the
+ * missing value and key are taken only when that column still has the message's name and type
+ * OID. A table dropped since gets attnum 0 everywhere (matched by name). */
 int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
+  int rc = wire_type_names(s, rel, err);
+  if (rc) return rc;
   char oid[16];
   snprintf(oid, sizeof oid, "%u", rel->oid);
   const char *p[] = {oid};
   /* attmissingval exists since PostgreSQL 11 (before, ADD COLUMN ... DEFAULT rewrote the table). */
   bool has_missing = PQserverVersion(s->meta) >= 110000;
-  char sql[640];
+  char sql[700];
   snprintf(sql, sizeof sql,
-           "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-           "COALESCE(a.attnum = ANY(%s), false), a.attnum, %s "
+           "SELECT a.attname, a.atttypid, a.attnum, a.attisdropped, "
+           "COALESCE(a.attnum = ANY(%s), false), %s "
            "FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
-           "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
+           "WHERE a.attrelid = $1::oid AND a.attnum > 0 ORDER BY a.attnum",
            /* INCLUDE columns of the primary key's index are not part of the key. */
            has_missing ? "(i.indkey::int2[])[0:i.indnkeyatts - 1]" : "i.indkey",
            has_missing ? "a.atthasmissing, CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END"
                        : "false, NULL::text");
   PGresult *r = query(s, s->meta, sql, 1, p, err);
   if (!r) return od_error_prefix(err, "reading the columns of %s.%s: ", rel->schema, rel->name);
+  size_t m = (size_t)PQntuples(r);
+  pg_att *cat = calloc(m ? m : 1, sizeof *cat);
+  pg_wire_col *wire = calloc(rel->ncolumns ? rel->ncolumns : 1, sizeof *wire);
+  int *match = calloc(rel->ncolumns ? rel->ncolumns : 1, sizeof *match);
+  if (!cat || !wire || !match) {
+    rc = OD_FAIL(err, OD_ENOMEM, "%s: out of memory reading the columns of %s.%s", s->where, rel->schema, rel->name);
+    goto done;
+  }
+  for (size_t i = 0; i < m; i++)
+    cat[i] = (pg_att){.name = PQgetvalue(r, (int)i, 0), .type_oid = (uint32_t)strtoul(PQgetvalue(r, (int)i, 1), NULL, 10),
+                      .attnum = (int16_t)atoi(PQgetvalue(r, (int)i, 2)),
+                      .dropped = strcmp(PQgetvalue(r, (int)i, 3), "t") == 0};
+  for (uint16_t c = 0; c < rel->ncolumns; c++)
+    wire[c] = (pg_wire_col){.name = rel->columns[c].name, .type_oid = rel->columns[c].type_oid};
+  if (od_pg_align_columns(wire, rel->ncolumns, cat, m, match) != 0) {
+    rc = OD_FAIL(err, OD_ENOMEM, "%s: out of memory aligning the columns of %s.%s", s->where, rel->schema, rel->name);
+    goto done;
+  }
   bool full = rel->replica_identity == 'f', any_pk = false;
   for (uint16_t c = 0; c < rel->ncolumns; c++) {
     od_column *col = &rel->columns[c];
     if (full) col->key = false;
-    for (int i = 0; i < PQntuples(r); i++) {
-      if (strcmp(col->name, PQgetvalue(r, i, 0)) != 0) continue;
-      snprintf(col->type_name, sizeof col->type_name, "%s", PQgetvalue(r, i, 1));
-      col->attnum = (int16_t)atoi(PQgetvalue(r, i, 3));
-      if (full && strcmp(PQgetvalue(r, i, 2), "t") == 0) col->key = any_pk = true;
-      col->missing_value = NULL;
-      if (strcmp(PQgetvalue(r, i, 4), "t") == 0 && !PQgetisnull(r, i, 5) &&
-          !(col->missing_value = keep_string(s, PQgetvalue(r, i, 5)))) {
-        PQclear(r);
-        return OD_FAIL(err, OD_ENOMEM, "%s: out of memory reading the columns of %s.%s", s->where,
-                       rel->schema, rel->name);
-      }
+    col->attnum = 0;
+    col->missing_value = NULL;
+    int i = match[c];
+    if (i < 0) continue;
+    col->attnum = cat[i].attnum;
+    bool same = !cat[i].dropped && cat[i].type_oid == col->type_oid && strcmp(cat[i].name, col->name) == 0;
+    if (!same) continue;
+    if (full && strcmp(PQgetvalue(r, i, 4), "t") == 0) col->key = any_pk = true;
+    if (strcmp(PQgetvalue(r, i, 5), "t") == 0 && !PQgetisnull(r, i, 6) &&
+        !(col->missing_value = keep_string(s, PQgetvalue(r, i, 6)))) {
+      rc = OD_FAIL(err, OD_ENOMEM, "%s: out of memory reading the columns of %s.%s", s->where, rel->schema, rel->name);
+      goto done;
     }
   }
   if (full) rel->has_primary_key = any_pk;
+done:
+  free(cat);
+  free(wire);
+  free(match);
   PQclear(r);
-  return OD_OK;
+  return rc;
 }
