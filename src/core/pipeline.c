@@ -27,6 +27,8 @@
 #define CHUNK_MAX_BYTES (4u << 20)
 #define HEARTBEAT_MIN_INTERVAL_US 1000000
 #define POLL_TIMEOUT_MS 100
+/* Connection failures before a pipeline's first session ever got through: then it stops. */
+#define OD_FIRST_CONNECT_ATTEMPTS 8
 
 struct od_pipeline {
   const od_config *root;
@@ -451,6 +453,8 @@ static void *supervisor_main(void *arg) {
   od_pipeline *p = arg;
   long backoff_ms = 200;
   int rc = OD_OK;
+  bool connected = false;  /* some session got as far as copying or streaming */
+  int connect_failures = 0; /* connection failures before that */
   od_error err;
   while (!atomic_load(&p->stop)) {
     od_error_clear(&err);
@@ -458,6 +462,17 @@ static void *supervisor_main(void *arg) {
     int64_t started = od_mono_us();
     rc = run_session(p, &err);
     if (rc == OD_OK) break; /* stop requested and drained */
+    int st = atomic_load(&p->stats.state);
+    connected = connected || st == OD_PIPELINE_STREAMING || st == OD_PIPELINE_SNAPSHOT;
+    /* A pipeline that never got through to a server is most likely misconfigured (host, port):
+     * bounded, so it ends with an error instead of warning forever. Once it has run, outages are
+     * waited out. */
+    if (err.retriable && !connected && err.code == OD_ECONNECT && ++connect_failures >= OD_FIRST_CONNECT_ATTEMPTS) {
+      od_error_prefix(&err, "gave up after %d attempts without ever connecting (check the host and port of the "
+                      "dsn, and that the server runs; once a pipeline has connected, odsync retries outages "
+                      "without limit): ", connect_failures);
+      err.retriable = false;
+    }
     if (!err.retriable) {
       od_error_log("pipeline %s: %s", p->cfg->name, err.msg);
       break;

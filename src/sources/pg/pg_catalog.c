@@ -39,8 +39,19 @@ PGconn *od_pg_connect(pg_source *s, bool replication, od_error *err) {
   PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (!c || PQstatus(c) != CONNECTION_OK) {
     char msg[400];
-    OD_FAIL_RETRY(err, OD_ECONNECT, "%s: cannot open a%s connection: %s", s->where,
-                  replication ? " replication" : "n SQL", pq_message(c, msg, sizeof msg));
+    pq_message(c, msg, sizeof msg);
+    /* The server answered and refused us: waiting does not change that. (A server that does
+     * not answer is retried; the pipeline bounds that for a pipeline that never connected.) */
+    bool refused = c && (PQconnectionNeedsPassword(c) || strstr(msg, "authentication failed") ||
+                         strstr(msg, "no pg_hba.conf entry") || strstr(msg, "does not exist") ||
+                         strstr(msg, "permission denied"));
+    if (refused)
+      OD_FAIL(err, OD_ECONNECT, "%s: cannot open a%s connection: %s. The server refused the login: fix the user, "
+              "password or database of source.dsn (or the server's pg_hba.conf), then restart; odsync does not retry",
+              s->where, replication ? " replication" : "n SQL", msg);
+    else
+      OD_FAIL_RETRY(err, OD_ECONNECT, "%s: cannot open a%s connection: %s", s->where,
+                    replication ? " replication" : "n SQL", msg);
     PQfinish(c);
     return NULL;
   }
@@ -298,7 +309,7 @@ int od_pg_create_slot(pg_source *s, PGconn *repl, const char *name, bool tempora
 }
 
 /* Create the slot when missing; fail clearly when it belongs elsewhere or is in use. */
-static int ensure_slot(pg_source *s, od_error *err) {
+static int ensure_slot(pg_source *s, od_lsn from, od_error *err) {
   const char *p[] = {s->slot};
   PGresult *r = query(s, s->meta,
                       "SELECT plugin, database = current_database(), active, active_pid, "
@@ -307,6 +318,18 @@ static int ensure_slot(pg_source *s, od_error *err) {
   if (!r) return err->code;
   if (PQntuples(r) == 0) {
     PQclear(r);
+    /* The sink holds changes up to `from` and expects the slot to keep everything after it. A
+     * slot created now would start at the current WAL position: the changes in between are gone,
+     * and the new slot would only hold WAL for a pipeline that cannot go on. */
+    if (from)
+      return OD_FAIL(err, OD_EGAP,
+                     "%s: replication slot %s does not exist, but the sink holds changes up to " OD_LSN_FMT
+                     " from it: the slot was dropped, and the changes committed since are gone from the server. "
+                     "odsync does not create a new slot for this sink (it would silently miss those changes). To "
+                     "start over: empty the sink (drop its tables and its _odsync_checkpoint row for pipeline %s, "
+                     "or point sink at a new database/file) and run again: a new slot and an initial snapshot are "
+                     "made",
+                     s->where, s->slot, OD_LSN_ARGS(from), s->pipeline);
     int rc = od_pg_create_slot(s, s->repl, s->slot, false, NULL, 0, &s->floor, err);
     if (rc) return rc;
     od_info("%s: created replication slot %s at " OD_LSN_FMT, s->where, s->slot, OD_LSN_ARGS(s->floor));
@@ -352,7 +375,7 @@ int od_pg_prepare_stream(pg_source *s, od_lsn from, od_error *err) {
   int rc = od_pg_prepare_publication(s, err);
   if (rc) return rc;
   if (!(s->repl = od_pg_connect(s, true, err))) return err->code;
-  if ((rc = ensure_slot(s, err))) return rc;
+  if ((rc = ensure_slot(s, from, err))) return rc;
   if (from && from < s->floor)
     return OD_FAIL(err, OD_EGAP,
                    "%s: the sink holds changes up to " OD_LSN_FMT " but slot %s was already confirmed up to "

@@ -276,6 +276,17 @@ static int connection_lost(pg_source *s, od_error *err) {
     PQclear(r);
   }
   msg[strcspn(msg, "\n")] = '\0';
+  /* pgoutput looks the publication up as of each change it decodes: once it was dropped (even if
+   * created again since), every change written before that fails the same way on every retry. */
+  if (strstr(msg, "publication") && strstr(msg, "does not exist"))
+    return OD_FAIL(err, OD_ESOURCE,
+                   "%s: replication stream ended: %s. Publication %s was dropped while slot %s still has changes "
+                   "to decode through it; PostgreSQL looks a publication up as of each change, so re-creating it "
+                   "does not help for changes written before (every retry would fail the same way). To start over: "
+                   "SELECT pg_drop_replication_slot('%s'); empty the sink (its tables and its _odsync_checkpoint "
+                   "row for pipeline %s), then run again (odsync creates the publication and the slot and copies "
+                   "a new initial snapshot)",
+                   s->where, msg, s->publication, s->slot, s->slot, s->pipeline);
   return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: replication stream ended: %s", s->where,
                        msg[0] ? msg : "the server closed the connection");
 }
