@@ -557,6 +557,40 @@ void od_pipeline_free(od_pipeline *p) {
 
 /* ---- check --------------------------------------------------------------------------------- */
 
+/* The state dir must be (or become, created by mkdir) a directory odsync can write: the lock,
+ * the schema history and snapshot state live there. Reads only; creates nothing. */
+static int check_state_dir(const char *dir, char *msg, size_t size) {
+  struct stat st;
+  if (stat(dir, &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      snprintf(msg, size, "state_dir %s is not a directory", dir);
+      return -1;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+      snprintf(msg, size, "state_dir %s is not writable: %s (odsync keeps its lock, schema history and snapshot "
+               "state there)", dir, strerror(errno));
+      return -1;
+    }
+    return 0;
+  }
+  if (errno != ENOENT) {
+    snprintf(msg, size, "state_dir %s cannot be created or used: %s", dir, strerror(errno));
+    return -1;
+  }
+  char parent[4096];
+  snprintf(parent, sizeof parent, "%s", dir);
+  char *slash = strrchr(parent, '/');
+  if (slash == parent) slash[1] = '\0';
+  else if (slash) *slash = '\0';
+  else snprintf(parent, sizeof parent, ".");
+  if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode) || access(parent, W_OK | X_OK) != 0) {
+    snprintf(msg, size, "state_dir %s does not exist and cannot be created (%s is %s)", dir, parent,
+             stat(parent, &st) != 0 ? "missing" : !S_ISDIR(st.st_mode) ? "not a directory" : "not writable");
+    return -1;
+  }
+  return 0;
+}
+
 int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
                       void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx) {
   (void)root;
@@ -569,6 +603,16 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
   if (find_adapters(cfg, &src, &snk, &err)) {
     problem(ctx, true, err.msg);
     return 1;
+  }
+  /* What od_pipeline_new and a session would refuse before connecting anywhere. */
+  long reconnect_max_ms;
+  if (od_config_int(&cfg->source, "reconnect_max_ms", 30000, 100, 3600000, &reconnect_max_ms, &err)) {
+    problem(ctx, true, err.msg);
+    fatal++;
+  }
+  if (check_state_dir(root->state_dir, msg, sizeof msg)) {
+    problem(ctx, true, msg);
+    fatal++;
   }
   od_source *source = NULL;
   if (src->open(&cfg->source, cfg->name, &source, &err)) {

@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "sources/pg/pg_attalign.h"
+#include "sources/pg/pg_ident.h"
 #include "sources/pg/pg_internal.h"
 
 int od_pg_parse_lsn(const char *text, od_lsn *out) {
@@ -78,18 +79,10 @@ PGresult *od_pg_query(pg_source *s, PGconn *c, const char *sql, int n, const cha
   return query(s, c, sql, n, params, err);
 }
 
-/* Split "schema.table" (schema defaults to public) and quote both parts into out. */
-static int qualified_ident(PGconn *c, const char *name, char *out, size_t size) {
-  const char *dot = strchr(name, '.');
-  char schema[128] = "public", table[128];
-  if (dot) {
-    snprintf(schema, sizeof schema, "%.*s", (int)(dot - name), name);
-    snprintf(table, sizeof table, "%s", dot + 1);
-  } else {
-    snprintf(table, sizeof table, "%s", name);
-  }
-  char *qs = PQescapeIdentifier(c, schema, strlen(schema));
-  char *qt = PQescapeIdentifier(c, table, strlen(table));
+/* "schema"."table" of a parsed source.tables entry, quoted, into out. */
+static int qualified_ident(PGconn *c, const od_pg_qname *q, char *out, size_t size) {
+  char *qs = PQescapeIdentifier(c, q->schema, strlen(q->schema));
+  char *qt = PQescapeIdentifier(c, q->name, strlen(q->name));
   int rc = (qs && qt && (size_t)snprintf(out, size, "%s.%s", qs, qt) < size) ? OD_OK : OD_EINVAL;
   PQfreemem(qs);
   PQfreemem(qt);
@@ -139,13 +132,30 @@ static int check_server(pg_source *s, od_problem_fn problem, void *ctx, od_error
 static int check_tables(pg_source *s, od_problem_fn problem, void *ctx, bool pub_exists,
                         od_error *err) {
   int fatal = 0;
-  char msg[640];
+  char msg[1400];
   for (int i = 0; i < s->ntables; i++) {
-    const char *p[] = {s->tables[i]};
-    PGresult *r = query(s, s->meta, "SELECT to_regclass($1) IS NOT NULL", 1, p, err);
+    const od_pg_qname *q = &s->qtables[i];
+    const char *p[] = {q->schema, q->name};
+    PGresult *r = query(s, s->meta,
+                        "SELECT c.relkind, c.relpersistence FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = $1 AND c.relname = $2",
+                        2, p, err);
     if (!r) return -1;
-    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
-      snprintf(msg, sizeof msg, "%s: table %s (source.tables) does not exist", s->where, s->tables[i]);
+    if (PQntuples(r) == 0) {
+      snprintf(msg, sizeof msg, "%s: table %s.%s (source.tables '%s') does not exist (unquoted names are folded to "
+               "lower case: write a mixed-case name in double quotes, '\"Orders\"')",
+               s->where, q->schema, q->name, s->tables[i]);
+      problem(ctx, true, msg);
+      fatal++;
+    } else if (!strchr("rp", PQgetvalue(r, 0, 0)[0])) {
+      snprintf(msg, sizeof msg, "%s: %s.%s (source.tables '%s') is not a table (relkind '%s'): only tables and "
+               "partitioned tables can be published", s->where, q->schema, q->name, s->tables[i], PQgetvalue(r, 0, 0));
+      problem(ctx, true, msg);
+      fatal++;
+    } else if (PQgetvalue(r, 0, 1)[0] == 'u') {
+      snprintf(msg, sizeof msg, "%s: table %s.%s (source.tables) is UNLOGGED: its changes are not written to the WAL, "
+               "so logical replication cannot capture them (PostgreSQL refuses to publish it). Fix: ALTER TABLE "
+               "%s.%s SET LOGGED, or remove it from source.tables", s->where, q->schema, q->name, q->schema, q->name);
       problem(ctx, true, msg);
       fatal++;
     }
@@ -177,10 +187,8 @@ static int check_tables(pg_source *s, od_problem_fn problem, void *ctx, bool pub
     bool has_pk = strcmp(PQgetvalue(r, i, 3), "t") == 0;
     if (!pub_exists && s->ntables) {
       bool listed = false;
-      char full[300];
-      snprintf(full, sizeof full, "%s.%s", schema, name);
       for (int t = 0; t < s->ntables && !listed; t++)
-        listed = strcmp(s->tables[t], full) == 0 || (strcmp(schema, "public") == 0 && strcmp(s->tables[t], name) == 0);
+        listed = strcmp(s->qtables[t].schema, schema) == 0 && strcmp(s->qtables[t].name, name) == 0;
       if (!listed) continue;
     }
     if (ident == 'n' || (ident == 'd' && !has_pk)) {
@@ -194,6 +202,57 @@ static int check_tables(pg_source *s, od_problem_fn problem, void *ctx, bool pub
     }
   }
   PQclear(r);
+  return fatal;
+}
+
+/* When the publication is missing, odsync creates it: FOR ALL TABLES needs a superuser; FOR TABLE
+ * needs CREATE on the database and ownership of each table. Checked before, so `check` reports
+ * what CREATE PUBLICATION would refuse at `run`. */
+static int check_publication_rights(pg_source *s, od_problem_fn problem, void *ctx, bool pub_exists, od_error *err) {
+  if (pub_exists) return 0;
+  char msg[1200];
+  int fatal = 0;
+  PGresult *r = query(s, s->meta,
+                      "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+                      "has_database_privilege(current_database(), 'CREATE')",
+                      0, NULL, err);
+  if (!r) return -1;
+  bool super = PQgetvalue(r, 0, 0)[0] == 't', create = PQgetvalue(r, 0, 1)[0] == 't';
+  PQclear(r);
+  if (super) return 0;
+  if (!s->ntables) {
+    snprintf(msg, sizeof msg,
+             "%s: publication %s does not exist, and odsync would create it FOR ALL TABLES (source.tables is not "
+             "set), which needs a superuser; role %s is not one. Fix: list the tables in source.tables, or have "
+             "a superuser run CREATE PUBLICATION %s FOR ALL TABLES",
+             s->where, s->publication, PQuser(s->meta), s->publication);
+    problem(ctx, true, msg);
+    return 1;
+  }
+  if (!create) {
+    snprintf(msg, sizeof msg, "%s: publication %s does not exist, and role %s may not create it (no CREATE privilege "
+             "on the database). Fix: GRANT CREATE ON DATABASE %s TO %s, or create the publication as its owner",
+             s->where, s->publication, PQuser(s->meta), PQdb(s->meta), PQuser(s->meta));
+    problem(ctx, true, msg);
+    fatal++;
+  }
+  for (int i = 0; i < s->ntables; i++) {
+    const char *p[] = {s->qtables[i].schema, s->qtables[i].name};
+    r = query(s, s->meta,
+              "SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+              "WHERE n.nspname = $1 AND c.relname = $2",
+              2, p, err);
+    if (!r) return -1;
+    if (PQntuples(r) && PQgetvalue(r, 0, 0)[0] != 't') {
+      snprintf(msg, sizeof msg, "%s: publication %s does not exist, and role %s may not add table %s.%s to it (only "
+               "its owner may). Fix: have the owner run CREATE PUBLICATION %s FOR TABLE ... with the tables of "
+               "source.tables", s->where, s->publication, PQuser(s->meta), s->qtables[i].schema, s->qtables[i].name,
+               s->publication);
+      problem(ctx, true, msg);
+      fatal++;
+    }
+    PQclear(r);
+  }
   return fatal;
 }
 
@@ -269,7 +328,7 @@ static int create_publication(pg_source *s, od_error *err) {
   int n = snprintf(sql, cap, "CREATE PUBLICATION %s FOR %s", pub, s->ntables ? "TABLE " : "ALL TABLES");
   for (int i = 0; i < s->ntables; i++) {
     char q[300];
-    if (qualified_ident(s->meta, s->tables[i], q, sizeof q)) {
+    if (qualified_ident(s->meta, &s->qtables[i], q, sizeof q)) {
       PQfreemem(pub);
       free(sql);
       return OD_FAIL(err, OD_ECONFIG, "%s: table name '%s' in source.tables is too long", s->where, s->tables[i]);
@@ -351,6 +410,53 @@ static int ensure_slot(pg_source *s, od_lsn from, od_error *err) {
   return rc;
 }
 
+/* source.tables against an existing publication: PostgreSQL drops a table from every publication
+ * when the table is dropped, so a table dropped and re-created under its name is silently no
+ * longer captured. Each configured table that exists but is not in the publication is added
+ * again (ALTER PUBLICATION ... ADD TABLE), with a warning: its rows written before now were not
+ * captured. A publication for all tables (or, PostgreSQL 15+, for the table's schema) covers
+ * every table. Fails (not retriable) when the table cannot be added. */
+int od_pg_watch_publication(pg_source *s, od_error *err) {
+  if (!s->ntables || !s->meta) return OD_OK;
+  bool v15 = PQserverVersion(s->meta) >= 150000;
+  char sql[900];
+  snprintf(sql, sizeof sql,
+           "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, pg_publication p "
+           "WHERE n.nspname = $1 AND c.relname = $2 AND p.pubname = $3 AND NOT p.puballtables "
+           "AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prrelid = c.oid) %s",
+           v15 ? "AND NOT EXISTS (SELECT 1 FROM pg_publication_namespace pn WHERE pn.pnpubid = p.oid "
+                 "AND pn.pnnspid = c.relnamespace)" : "");
+  for (int i = 0; i < s->ntables; i++) {
+    const od_pg_qname *q = &s->qtables[i];
+    const char *p[] = {q->schema, q->name, s->publication};
+    PGresult *r = query(s, s->meta, sql, 3, p, err);
+    if (!r) return err->code;
+    bool missing = PQntuples(r) > 0;
+    PQclear(r);
+    if (!missing) continue;
+    char tq[300], alter[512];
+    char *pub = PQescapeIdentifier(s->meta, s->publication, strlen(s->publication));
+    int rc = qualified_ident(s->meta, q, tq, sizeof tq);
+    snprintf(alter, sizeof alter, "ALTER PUBLICATION %s ADD TABLE %s", pub ? pub : "", tq);
+    PQfreemem(pub);
+    if (rc) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+    r = query(s, s->meta, alter, 0, NULL, err);
+    if (!r) {
+      od_error_prefix(err, "table %s.%s (source.tables) is no longer in publication %s (dropped and re-created?), "
+                      "and adding it failed; fix: %s; then copy its rows with odsync snapshot -p %s -t %s.%s: ",
+                      q->schema, q->name, s->publication, alter, s->pipeline, q->schema, q->name);
+      err->retriable = false;
+      return err->code;
+    }
+    PQclear(r);
+    od_warn("%s: table %s.%s (source.tables) was not in publication %s (PostgreSQL removes a dropped table from its "
+            "publications; it was re-created or added since): added it again. Its rows written before now were not "
+            "captured: copy them with odsync snapshot -p %s -t %s.%s",
+            s->where, q->schema, q->name, s->publication, s->pipeline, q->schema, q->name);
+  }
+  return OD_OK;
+}
+
 int od_pg_prepare_publication(pg_source *s, od_error *err) {
   int problems = 0;
   if (!s->meta && !(s->meta = od_pg_connect(s, false, err))) return err->code;
@@ -362,12 +468,16 @@ int od_pg_prepare_publication(pg_source *s, od_error *err) {
   if (rc) return rc;
   n = check_tables(s, log_problem, &problems, exists, err);
   if (n < 0) return err->code;
-  if (n > 0) return OD_FAIL(err, OD_ECONFIG, "%s: source.tables names tables that do not exist (see above)", s->where);
+  if (n > 0) return OD_FAIL(err, OD_ECONFIG, "%s: source.tables names tables that cannot be captured (see above)", s->where);
+  n = check_publication_rights(s, log_problem, &problems, exists, err);
+  if (n < 0) return err->code;
+  if (n > 0) return OD_FAIL(err, OD_ESOURCE, "%s: cannot create publication %s (see above)", s->where, s->publication);
   if (!s->warned_partitions) {
     if ((rc = check_partitions(s, log_problem, &problems, exists, err))) return rc;
     s->warned_partitions = true;
   }
   if (!exists && (rc = create_publication(s, err))) return rc;
+  if (exists && (rc = od_pg_watch_publication(s, err))) return rc;
   return OD_OK;
 }
 
@@ -398,6 +508,8 @@ int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err) {
   if (publication_exists(s, &exists, err)) return -1;
   int n = check_tables(s, problem, ctx, exists, err);
   if (n < 0) return -1;
+  fatal += n;
+  if ((n = check_publication_rights(s, problem, ctx, exists, err)) < 0) return -1;
   fatal += n;
   if (check_partitions(s, problem, ctx, exists, err)) return -1;
   const char *p[] = {s->slot};
