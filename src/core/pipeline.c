@@ -280,7 +280,7 @@ static int reader_relation(void *ctx, od_relation *rel, od_error *err) {
   if (!rc) od_isnap_relation(r->isnap, rel);
   if (!rc && starts_over && !r->skipping &&
       !(r->txn.final_lsn < r->skips->max && snapshot_has_it(r, &r->txn, rel))) {
-    od_change empty = {.op = OD_OP_TRUNCATE, .rel = rel};
+    od_change empty = {.op = OD_OP_TRUNCATE, .truncate_flags = OD_TRUNCATE_START_OVER, .rel = rel};
     rc = reader_add(r, &empty, err);
   }
   return rc;

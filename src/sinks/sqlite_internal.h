@@ -86,6 +86,7 @@ typedef struct sq_sink {
   uint64_t clock;   /* LRU clock for statement variants */
   sq_ckpt *ckpt;    /* background checkpoints, or NULL (SQLite checkpoints in the commit) */
   od_sqlite_stats stats;
+  const od_relation *start_over; /* its table is dropped before its state is made (OD_TRUNCATE_START_OVER) */
 } sq_sink;
 
 /* sqlite.c */

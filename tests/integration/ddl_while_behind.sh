@@ -16,6 +16,8 @@
 #    same: rows inserted, then DROP TABLE and CREATE TABLE with the same shape and other rows, all
 #      in the backlog of one start: the sinks hold only the new table's rows;
 #    grown: DROP and CREATE with one more column;
+#    bits: DROP and CREATE with bit(11) -> bit(16) (a change no sink can make by altering: the sink
+#      table is dropped and created again in the transaction that first writes the new table);
 #  odsync keeps running (no stop) and logs the re-creations;
 #  schema_changes: stop, then a drop-recreate of `same`: odsync exits non-zero naming the table and
 #  the way out (schema_changes: apply), the sinks keep the old rows; with apply again it catches
@@ -75,6 +77,8 @@ CREATE TABLE poly (id int PRIMARY KEY, f int);
 CREATE TABLE kept (id int PRIMARY KEY, v varchar(10));
 CREATE TABLE same (id int PRIMARY KEY, v text);
 CREATE TABLE grown (id int PRIMARY KEY, v text);
+CREATE TABLE bits (id int PRIMARY KEY, flags bit(11));
+INSERT INTO bits VALUES (1, B'10101010101'), (2, B'00000000001');
 INSERT INTO a_star SELECT g, g, 'b' || g FROM generate_series(1, 20) g;
 INSERT INTO poly SELECT g, g * 10 FROM generate_series(1, 10) g;
 INSERT INTO kept SELECT g, 'k' || g FROM generate_series(1, 10) g;
@@ -122,6 +126,11 @@ UPDATE grown SET v = 'old changed' WHERE id = 2;
 DROP TABLE grown;
 CREATE TABLE grown (id int PRIMARY KEY, v text, w int);
 INSERT INTO grown VALUES (5, 'new 5', 5), (50, 'new 50', NULL);
+
+UPDATE bits SET flags = B'11111111111' WHERE id = 1;
+DROP TABLE bits;
+CREATE TABLE bits (id int PRIMARY KEY, flags bit(16));
+INSERT INTO bits VALUES (3, B'1010101010101010');
 SQL
 
 log "odsync started: catching up"
@@ -144,6 +153,10 @@ if grep '"table":"public.a_star"' "$hist" | grep -q '"name":"a","type":"text","t
 fi
 grep -q "table public.same: schema version .*dropped and re-created" "$LOG" || fail "the re-creation of same is not logged"
 grep -q "table public.grown: schema version .*dropped and re-created" "$LOG" || fail "the re-creation of grown is not logged"
+[[ $(dst_psql -c "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'public.bits'::regclass AND attname = 'flags'") == "bit(16)" ]] ||
+  fail "PostgreSQL sink: bits.flags is not bit(16)"
+grep -q "postgres sink .*table public.bits starts over" "$LOG" || fail "the PostgreSQL sink does not say bits starts over"
+grep -q "sqlite sink .*table bits starts over" "$LOG" || fail "the SQLite sink does not say bits starts over"
 if grep -E "ERROR|retrying" "$LOG"; then fail "odsync logged errors or retried while catching up"; fi
 
 log "schema_changes: stop, and a re-creation"
