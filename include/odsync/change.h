@@ -17,10 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A source position. For PostgreSQL: a WAL LSN. 0 means "none". */
-typedef uint64_t od_lsn;
-#define OD_LSN_FMT "%X/%X"
-#define OD_LSN_ARGS(lsn) (unsigned)((lsn) >> 32), (unsigned)(lsn)
+#include "odsync/position.h"
 
 typedef enum od_op {
   OD_OP_INSERT = 'I',
@@ -72,18 +69,26 @@ typedef struct od_relation {
   uint32_t oid;
   char *schema;
   char *name;
-  char replica_identity; /* 'd' default (primary key), 'n' nothing, 'f' full, 'i' index */
+  char replica_identity; /* the source's own word for the row identity (PostgreSQL: 'd' default,
+                            'n' nothing, 'f' full, 'i' index); kept for the schema history only:
+                            sinks read match_full_row */
   uint16_t ncolumns;
   od_column *columns;
   uint32_t version;              /* 1 for the first shape seen, +1 on every change of shape */
   struct od_relation *previous;  /* older version of the same table, or NULL */
   bool has_primary_key;          /* the key columns are a real primary key (sink may declare it) */
+  /* The source's verdict on row identity: true when a sink must match a row on all of its columns
+   * although some are marked key (PostgreSQL: REPLICA IDENTITY FULL over a table without a primary
+   * key); false (the default) when the key columns, if any, identify a row. */
+  bool match_full_row;
 } od_relation;
 
+/* A source transaction. Its positions follow the rule of odsync/position.h: it occupies [start, end)
+ * of its source's order, and a sink whose checkpoint is c holds it exactly when start < c. */
 typedef struct od_txn_info {
-  uint32_t xid;
-  od_lsn final_lsn;      /* LSN of the commit record (known at Begin) */
-  od_lsn end_lsn;        /* LSN just past the commit record (known at Commit): the checkpoint */
+  uint64_t xid;          /* the source's transaction id (PostgreSQL: xid), 0 when it has none */
+  od_pos start;          /* known at begin (PostgreSQL: the commit record's LSN) */
+  od_pos end;            /* known at commit (may be at begin): what a sink stores once it holds it */
   int64_t commit_time;   /* microseconds since the Unix epoch */
   const char *origin;    /* replication origin name, or NULL */
 } od_txn_info;
@@ -103,6 +108,11 @@ typedef struct od_change {
   od_tuple newtup;         /* insert/update/read: the after-image; message: prefix, content */
   od_tuple oldtup;         /* update/delete: before-image (see old_kind) */
   uint32_t index;          /* position of the change inside its transaction, from 0 */
+  /* The start position of the change's transaction (odsync/position.h), or NULL for rows of an
+   * initial snapshot. Set by the pipeline when it queues the change; lives as long as the change.
+   * A sink that versions rows by position (one that cannot commit data and checkpoint atomically)
+   * derives the version from it and `index`. */
+  const od_pos *txn_start;
 } od_change;
 
 #endif

@@ -62,12 +62,31 @@ enum od_schema_policy {
   OD_SCHEMA_STOP = 2,   /* stop the pipeline with an error naming the table and the change */
 };
 
+/* A list of transforms (`transforms:`), each a section: `type:` (drop_columns, ...) and its keys. */
+typedef struct od_transform_list {
+  od_config_section *items;
+  int n;
+} od_transform_list;
+
+/* One sink of a pipeline: `sink:` (one, named "default") or an item of `sinks:`. */
+typedef struct od_sink_config {
+  char *name;                 /* [A-Za-z0-9_]+, unique in the pipeline; "default" for `sink:` */
+  od_config_section section;  /* type and the adapter's keys (name and transforms excluded) */
+  od_transform_list transforms; /* this sink's own, applied after the pipeline's */
+} od_sink_config;
+
+#define OD_SINKS_MAX 16
+
 typedef struct od_pipeline_config {
   char *name;          /* [A-Za-z0-9_]+, unique */
   int line, col;
   char *path;          /* "pipelines[0]" */
   od_config_section source;
-  od_config_section sink;
+  od_sink_config *sinks; /* 1..OD_SINKS_MAX */
+  int nsinks;
+  od_transform_list transforms; /* applied for every sink, before the sink's own */
+  long reconnect_max_ms; /* longest backoff between sessions (default 30000; 100..3600000); also
+                            read from source.reconnect_max_ms, where earlier versions kept it */
   od_batch_config batch;
   od_queue_config queue;
   int schema_changes;  /* enum od_schema_policy; key `schema_changes: apply|ignore|stop` */

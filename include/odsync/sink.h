@@ -1,11 +1,27 @@
 /* odsync/sink.h — the sink adapter interface.
  *
- * A sink applies changes and stores, in the same atomic write as the data, the source position
- * of the last transaction it holds (its checkpoint). It is driven by one apply thread.
- * The pipeline guarantees: begin, apply..., commit sequences never interleave; commit() is called
- * only at a source transaction boundary; changes arrive in source commit order.
+ * A sink applies changes and stores the source position of the last transaction it holds (its
+ * checkpoint). It is driven by one apply thread per instance. The pipeline guarantees: begin,
+ * apply..., commit sequences never interleave; commit() is called only at a source transaction
+ * boundary; changes arrive in source commit order.
  * A sink never acknowledges anything to a source; it reports the position it holds.
  * Never calls exit(); failures return a status and fill od_error (retriable or not).
+ *
+ * Capabilities. A sink declares what it can do in `caps`; the registry checks at start-up that the
+ * optional slots match (od_sink_ops_check), and the core calls optional slots only through the
+ * od_sink_* wrappers below, which fail with OD_EUNSUPPORTED when the capability is missing.
+ *
+ * The checkpoint contract — one of two, declared by OD_SINK_ATOMIC_CHECKPOINT:
+ *  - atomic (SQL sinks): commit(pos) makes the data and the checkpoint durable in one atomic write.
+ *    After a crash the sink holds either both or neither.
+ *  - idempotent replay (sinks without transactions: ClickHouse, Redis, a bus, files): commit(pos)
+ *    makes the data durable first and the checkpoint after it. A crash in between leaves data newer
+ *    than the checkpoint, and the next session sends again every transaction after the checkpoint —
+ *    the same changes, with the same positions (od_change.txn_start) and indexes, in the same order,
+ *    in batches that may be cut differently. The sink must make that replay leave the same final
+ *    state as one delivery: keyed writes overwrite (upsert/delete by key, or rows versioned by
+ *    position that collapse), appends carry an id derived from the position so a repeat is refused.
+ *    Marks follow the same rule (written after the data).
  */
 #ifndef ODSYNC_SINK_H
 #define ODSYNC_SINK_H
@@ -16,45 +32,54 @@
 
 typedef struct od_sink od_sink;
 
+enum od_sink_caps {
+  OD_SINK_ATOMIC_CHECKPOINT = 1u << 0, /* data + checkpoint in one atomic write (else: idempotent replay) */
+  OD_SINK_MARKS = 1u << 1,             /* set_mark / get_mark */
+  OD_SINK_TEXT_MARKS = 1u << 2,        /* set_text_mark / get_text_mark (needs OD_SINK_MARKS) */
+  OD_SINK_BULK_LOAD = 1u << 3,         /* load_prepare / load / load_finish */
+};
+
 typedef struct od_sink_ops {
   const char *type; /* the config's sink.type */
+  unsigned caps;    /* enum od_sink_caps */
   /* How many instances of this sink may write concurrently for one pipeline (parallel apply
    * under the causal and eventual consistency levels); 1 = a single writer (e.g. SQLite). */
   unsigned max_writers;
   /* Validate config, connect/open, create the checkpoint store. *out is owned by the caller and
-   * released with close(). `pipeline` names the checkpoint row. */
-  int (*open)(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err);
-  /* The position stored by the last successful commit (0 when the sink holds nothing yet). */
-  int (*read_position)(od_sink *s, od_lsn *out, od_error *err);
+   * released with close(). `name` names the checkpoint row ("<pipeline>" or "<pipeline>.<sink>"). */
+  int (*open)(const od_config_section *cfg, const char *name, od_sink **out, od_error *err);
+  /* The position stored by the last successful commit (none when the sink holds nothing yet).
+   * A checkpoint written before positions were opaque (an integer LSN) reads as
+   * od_pos_legacy_lsn(). */
+  int (*read_position)(od_sink *s, od_pos *out, od_error *err);
   /* Start a sink transaction. */
   int (*begin)(od_sink *s, od_error *err);
   /* Apply changes inside the open transaction. Pointers in `changes` are valid only during the
    * call; relations stay valid for the pipeline's life (see change.h). */
   int (*apply)(od_sink *s, const od_change *changes, size_t n, od_error *err);
-  /* Store `position` as the checkpoint and commit data + checkpoint atomically. On OD_OK the
-   * commit is durable (survives power loss). position 0: commit the data, leave the checkpoint
-   * alone (used by the helper writers of a parallel apply; their changes are idempotent). */
-  int (*commit)(od_sink *s, od_lsn position, od_error *err);
+  /* Store `pos` (never none) as the checkpoint and commit data + checkpoint (atomically, or data
+   * first under the idempotent-replay contract). On OD_OK the commit is durable. */
+  int (*commit)(od_sink *s, const od_pos *pos, od_error *err);
+  /* Commit the data and leave the checkpoint alone (the helper writers of a parallel apply: their
+   * changes are idempotent and the carrier commits the checkpoint after them). */
+  int (*commit_data)(od_sink *s, od_error *err);
   /* Abandon the open transaction (after a failed apply/commit). */
   void (*rollback)(od_sink *s);
   void (*close)(od_sink *s);
-  /* Optional (both or neither; NULL: the sink cannot record snapshot progress). Named marks kept
-   * next to the checkpoint, e.g. "<pipeline>/snapshot/public.t/12" (pipeline names are
-   * [A-Za-z0-9_], so a mark never collides with a checkpoint row). set_mark writes `value`
-   * inside the open transaction, committed atomically with its data; value 0 removes the mark.
+  /* OD_SINK_MARKS. Named marks kept next to the checkpoint, e.g. "<pipeline>/snapshot/public.t/12"
+   * (pipeline names are [A-Za-z0-9_], so a mark never collides with a checkpoint row). set_mark
+   * writes `value` inside the open transaction, committed with its data; value 0 removes the mark.
    * get_mark reads the committed value, 0 when absent. */
-  int (*set_mark)(od_sink *s, const char *key, od_lsn value, od_error *err);
-  int (*get_mark)(od_sink *s, const char *key, od_lsn *out, od_error *err);
-  /* Optional (both or neither, and only next to set_mark/get_mark): marks whose value is a text,
-   * e.g. the key tuple an incremental snapshot has copied up to. Same keys, same table, same rules
-   * as set_mark: set_text_mark writes `text` (a NUL-terminated string) inside the open transaction,
-   * committed atomically with its data; text NULL removes the mark. A key holds one kind of value:
-   * set_text_mark makes get_mark read 0, set_mark makes get_text_mark read NULL. get_text_mark
-   * reads the committed text into *out (malloc'd, the caller frees it), NULL when the mark is
-   * absent or holds an integer. */
+  int (*set_mark)(od_sink *s, const char *key, uint64_t value, od_error *err);
+  int (*get_mark)(od_sink *s, const char *key, uint64_t *out, od_error *err);
+  /* OD_SINK_TEXT_MARKS. Marks whose value is a text (a key tuple, a position's text form). Same
+   * keys, same table, same rules as set_mark: text NULL removes the mark. A key holds one kind of
+   * value: set_text_mark makes get_mark read 0, set_mark makes get_text_mark read NULL.
+   * get_text_mark reads the committed text into *out (malloc'd, the caller frees it), NULL when the
+   * mark is absent or holds an integer. */
   int (*set_text_mark)(od_sink *s, const char *key, const char *text, od_error *err);
   int (*get_text_mark)(od_sink *s, const char *key, char **out, od_error *err);
-  /* Optional bulk loading of initial-snapshot chunks (all three or none; NULL: chunks go through
+  /* OD_SINK_BULK_LOAD: bulk loading of initial-snapshot chunks (without it, chunks go through
    * apply() as OD_OP_READ upserts). Used only by the initial snapshot, whose chunks are disjoint
    * and commit atomically with their marks, so a chunk's rows are new to the table unless the
    * table held rows before odsync.
@@ -77,5 +102,21 @@ typedef struct od_sink_ops {
 struct od_sink {
   const od_sink_ops *ops;
 };
+
+/* Whether the optional slots of `ops` match its caps (and the required ones are there); fills err
+ * naming the sink type and the slot. The registry calls it for every sink at start-up. */
+int od_sink_ops_check(const od_sink_ops *ops, od_error *err);
+
+static inline bool od_sink_can(const od_sink *s, unsigned caps) { return (s->ops->caps & caps) == caps; }
+
+/* Wrappers the core calls the optional slots through. */
+int od_sink_set_mark(od_sink *s, const char *key, uint64_t value, od_error *err);
+int od_sink_get_mark(od_sink *s, const char *key, uint64_t *out, od_error *err);
+int od_sink_set_text_mark(od_sink *s, const char *key, const char *text, od_error *err);
+int od_sink_get_text_mark(od_sink *s, const char *key, char **out, od_error *err);
+/* Marks that hold a position: stored as its text form (a text mark). A mark written by an older
+ * version as an integer LSN reads as od_pos_legacy_lsn(). none removes the mark. */
+int od_sink_set_pos_mark(od_sink *s, const char *key, const od_pos *pos, od_error *err);
+int od_sink_get_pos_mark(od_sink *s, const char *key, od_pos *out, od_error *err);
 
 #endif

@@ -67,10 +67,10 @@ typedef struct od_snap_table {
 
 typedef struct od_snapshot_info {
   bool slot_created;    /* the stream's slot was created now, exporting the view at `point` */
-  od_lsn slot_point;    /* where the stream starts: the new slot's consistent point, or the
+  od_pos slot_point;    /* where the stream starts: the new slot's consistent point, or the
                            existing slot's confirmed position */
-  od_lsn point;         /* the exported view's point (== slot_point when slot_created, else the
-                           consistent point of a temporary slot); 0 when nothing was exported */
+  od_pos point;         /* the exported view's point (== slot_point when slot_created, else the
+                           consistent point of a temporary slot); none when nothing was exported */
   od_snap_table *tables;
   int ntables;
   /* Identity of the binary value form read(..., binary) produces (PostgreSQL: "postgresql-<major>",
@@ -92,16 +92,11 @@ typedef int (*od_snap_rows_fn)(void *ctx, const od_change *rows, size_t n, od_er
 /* Incremental snapshots (docs/SNAPSHOTS.md, "Incremental snapshots"): re-copy a table while the
  * stream runs, chunk by chunk on the key, each read bracketed by watermark messages written into
  * the stream. Used on a source instance of its own (its own ordinary connection), by one thread. */
-/* Which transactions a read saw (PostgreSQL: pg_current_snapshot() of the read's transaction), in
- * the stream's 32-bit transaction ids: x committed before the read iff x precedes xmin, or x precedes
- * xmax and is not in xip. When more than OD_VIS_XIP_MAX were in progress, xip_overflow is set and
- * every x in [xmin, xmax) must be taken as not seen. */
-#define OD_VIS_XIP_MAX 256
+/* Which transactions a read saw, in the source's own terms (PostgreSQL: pg_current_snapshot() of the
+ * read's transaction). The core only stores it and asks the source's isnap ops about it. */
+#define OD_VIS_BYTES 1280
 typedef struct od_snap_visibility {
-  uint32_t xmin, xmax;
-  uint32_t nxip;
-  bool xip_overflow;
-  uint32_t xip[OD_VIS_XIP_MAX];
+  _Alignas(8) unsigned char opaque[OD_VIS_BYTES];
 } od_snap_visibility;
 
 typedef struct od_isnap_ops {
@@ -119,6 +114,11 @@ typedef struct od_isnap_ops {
    * previous chunk. It is borrowed for the call. */
   int (*read_after)(od_source *s, const od_snap_table *t, const char *const *after, uint32_t limit,
                     od_snap_visibility *vis, od_snap_rows_fn fn, void *ctx, od_error *err);
+  /* Whether the read that filled `vis` saw the effects of transaction `xid` (od_txn_info.xid). */
+  bool (*saw)(const od_snap_visibility *vis, uint64_t xid);
+  /* Whether every read made after the one that filled `vis` will see `xid` too (so a reader of the
+   * stream may stop tracking it). */
+  bool (*settled)(const od_snap_visibility *vis, uint64_t xid);
 } od_isnap_ops;
 
 typedef struct od_snapshot_ops {

@@ -26,7 +26,7 @@ typedef struct od_change_handler {
   int (*relation)(void *ctx, od_relation *rel, od_error *err);
   /* Optional: the source has delivered everything before `pos` and no transaction is open, so
    * `pos` may be acknowledged once everything delivered so far is durable (idle heartbeat). */
-  int (*idle)(void *ctx, od_lsn pos, od_error *err);
+  int (*idle)(void *ctx, const od_pos *pos, od_error *err);
 } od_change_handler;
 
 /* A problem found by check(); called once per problem, the message is complete and user-facing. */
@@ -36,6 +36,8 @@ typedef struct od_source od_source;
 
 typedef struct od_source_ops {
   const char *type; /* the config's source.type */
+  /* The kind of every position this source makes and reads back (odsync/position.h). */
+  const od_pos_kind *position;
   /* Validate the config section and allocate; no connection yet. *out is owned by the caller
    * and released with close(). */
   int (*open)(const od_config_section *cfg, const char *pipeline, od_source **out, od_error *err);
@@ -43,14 +45,15 @@ typedef struct od_source_ops {
    * report each problem. Returns the number of fatal problems (0 = ready), or a negative status. */
   int (*check)(od_source *s, od_problem_fn problem, void *ctx, od_error *err);
   /* Connect, create what is missing (slot, publication) and start streaming after `from`
-   * (the position the sinks hold; 0 = wherever the source's own bookkeeping says). */
-  int (*start)(od_source *s, od_lsn from, od_error *err);
+   * (the position the sinks hold; none = wherever the source's own bookkeeping says). A `from`
+   * the source can no longer serve (older than what it kept) fails with OD_EGAP. */
+  int (*start)(od_source *s, const od_pos *from, od_error *err);
   /* Deliver what is available within timeout_ms. OD_OK after delivering or when the timeout
    * passed; a failed connection returns a retriable error, after which start() may be called again. */
   int (*poll)(od_source *s, const od_change_handler *h, int timeout_ms, od_error *err);
   /* Everything up to and including `durable` is durable in every sink. Sends it to the server
    * when it changed or when a status is due (`force` sends now). Safe to call from a handler. */
-  int (*ack)(od_source *s, od_lsn durable, bool force, od_error *err);
+  int (*ack)(od_source *s, const od_pos *durable, bool force, od_error *err);
   /* Disconnect and free. */
   void (*close)(od_source *s);
   /* Optional: consistent initial snapshots (odsync/snapshot.h); NULL when the source has none. */

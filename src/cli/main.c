@@ -249,9 +249,11 @@ static int cmd_run(const cli *c) {
     od_error perr;
     if (od_pipeline_wait(pipes[i], &perr)) exit_code = 1;
     od_pipeline_stats *st = od_pipeline_get_stats(pipes[i]);
-    od_info("pipeline %s: stopped; %llu changes in %llu transactions applied, checkpoint " OD_LSN_FMT,
-            od_pipeline_name(pipes[i]), (unsigned long long)atomic_load(&st->changes_applied),
-            (unsigned long long)atomic_load(&st->txns_applied), OD_LSN_ARGS(atomic_load(&st->durable_lsn)));
+    char at[OD_POS_TEXT_MAX];
+    od_pos durable = od_pos_cell_get(&st->durable);
+    od_info("pipeline %s: stopped; %llu changes in %llu transactions applied, checkpoint %s",
+            od_pipeline_name(pipes[i]), (unsigned long long)od_stats_changes_applied(st),
+            (unsigned long long)od_stats_txns_applied(st), od_pos_display(&durable, at, sizeof at));
     od_pipeline_free(pipes[i]);
   }
   free(pipes);

@@ -106,21 +106,23 @@ void od_progress_tick(od_progress *p) {
   size_t o = 0;
   for (int i = 0; i < p->npipelines; i++) {
     od_pipeline_stats *st = od_pipeline_get_stats(p->pipelines[i]);
-    uint64_t changes = atomic_load(&st->changes_applied);
+    uint64_t changes = od_stats_changes_applied(st);
     double rate = (double)(changes - p->last_changes[i]) / secs;
     p->last_changes[i] = changes;
     uint64_t queued = atomic_load(&st->queued_rows);
-    int64_t lag_ms = atomic_load(&st->last_lag_us) / 1000;
+    int64_t lag_ms = od_stats_last_lag_us(st) / 1000;
     /* Caught up and quiet: the lag of the last batch is history, not current lag. */
     if (queued == 0 && rate == 0) lag_ms = 0;
     char total[32], txns[32];
-    uint64_t lsn = atomic_load(&st->durable_lsn);
+    od_pos durable = od_pos_cell_get(&st->durable);
+    char at[OD_POS_TEXT_MAX];
     o += (size_t)snprintf(line + o, sizeof line - o,
-                          "%s%s [%s] %.0f changes/s | lag %lld ms | %s changes in %s txns | at " OD_LSN_FMT,
+                          "%s%s [%s] %.0f changes/s | lag %lld ms | %s changes in %s txns | at %s",
                           i ? "  ||  " : "", od_pipeline_name(p->pipelines[i]),
                           state_name(atomic_load(&st->state)), rate, (long long)lag_ms,
                           grouped(changes, total, sizeof total),
-                          grouped(atomic_load(&st->txns_applied), txns, sizeof txns), OD_LSN_ARGS(lsn));
+                          grouped(od_stats_txns_applied(st), txns, sizeof txns),
+                          od_pos_display(&durable, at, sizeof at));
     if (o < sizeof line && atomic_load(&st->isnap_active)) {
       char rows[32];
       o += (size_t)snprintf(line + o, sizeof line - o, " | re-copying: %s rows in %llu chunks",

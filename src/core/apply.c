@@ -6,16 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "core/log.h"
 #include "core/route.h"
 #include "core/writers.h"
 
 struct od_apply {
   const od_pipeline_config *cfg;
+  od_apply_env env;
   od_apply_options opt;
   od_sink *sink;       /* the carrier: its commits carry the checkpoint */
   od_queue *queue;
-  od_pipeline_stats *stats;
+  od_sink_stats *stats;
+  bool caught_up;      /* past every transaction the sink held at session start */
+  char mark_key[512];  /* scratch: prefix + relative mark key */
   pthread_t thread;
   atomic_bool failed;
   int rc;
@@ -24,7 +29,7 @@ struct od_apply {
   /* batch state */
   bool open;           /* a carrier sink transaction is open */
   bool at_boundary;    /* the batch ends at the end of a source transaction */
-  od_lsn boundary;     /* position of that transaction (or of an idle heartbeat) */
+  od_pos boundary;     /* position of that transaction (or of an idle heartbeat) */
   int64_t commit_time; /* its source commit time */
   uint64_t rows;       /* rows in the batch */
   uint64_t txns;       /* transactions completed in the batch */
@@ -36,16 +41,18 @@ struct od_apply {
   /* parallel apply (causal, eventual) */
   od_writers *writers;     /* opt.writers - 1 helpers */
   od_router router;
-  od_chunk *pending, *pending_tail; /* chunks of the batch, kept until it is committed */
+  od_chunk **pending;      /* chunks of the batch, kept until it is committed */
+  size_t npending, pending_cap;
   bool serial;             /* a transaction too large for one batch is streaming through the carrier */
 };
 
+
 static bool parallel(const od_apply *a) { return a->writers != NULL; }
-static bool batch_started(const od_apply *a) { return a->open || a->pending; }
+static bool batch_started(const od_apply *a) { return a->open || a->npending; }
 
 static void publish(od_apply *a) {
   int64_t now = od_now_us();
-  atomic_store(&a->stats->durable_lsn, a->boundary);
+  od_pos_cell_set(&a->stats->durable, &a->boundary);
   atomic_fetch_add(&a->stats->changes_applied, a->rows);
   atomic_fetch_add(&a->stats->txns_applied, a->txns);
   atomic_fetch_add(&a->stats->batches, 1);
@@ -78,7 +85,7 @@ static void adapt(od_apply *a) {
 
 static int batch_commit(od_apply *a) {
   int64_t t0 = od_mono_us();
-  int rc = a->sink->ops->commit(a->sink, a->boundary, &a->err);
+  int rc = a->sink->ops->commit(a->sink, &a->boundary, &a->err);
   if (rc) return rc;
   a->sink_us += od_mono_us() - t0;
   adapt(a);
@@ -92,7 +99,7 @@ static bool batch_due(od_apply *a) {
   const od_batch_config *b = &a->cfg->batch;
   return a->rows >= a->limit_rows || a->bytes >= b->max_bytes ||
          od_mono_us() - a->opened_at >= (int64_t)b->max_delay_ms * 1000 ||
-         od_queue_empty(a->queue);
+         od_queue_empty(a->queue, a->env.consumer);
 }
 
 static int open_batch(od_apply *a) {
@@ -100,34 +107,65 @@ static int open_batch(od_apply *a) {
   int rc = a->sink->ops->begin(a->sink, &a->err);
   if (rc) return rc;
   a->open = true;
-  if (!a->pending) a->opened_at = od_mono_us();
+  if (!a->npending) a->opened_at = od_mono_us();
   return OD_OK;
 }
 
-static int apply_range(od_apply *a, od_chunk *c, uint32_t from, uint32_t to) {
-  if (from == to) return OD_OK;
+/* ---- the sink's own skip rule ------------------------------------------------------------- */
+
+/* Whether this sink needs a change: not held at session start, not in its snapshot's copy. Once a
+ * change of a transaction past the checkpoint is seen, every later one is too (commit order). */
+static bool keep(od_apply *a, const od_change *ch) {
+  if (!a->caught_up) {
+    if (ch->txn_start && od_pos_lt(ch->txn_start, &a->env.skip_before)) return false;
+    a->caught_up = true;
+  }
+  const od_snapshot_skips *sk = a->env.skips;
+  if (sk && sk->n && ch->rel && ch->txn_start && od_pos_lt(ch->txn_start, &sk->max) &&
+      od_snapshot_skips_has(sk, ch->rel->schema, ch->rel->name, ch->txn_start))
+    return false;
+  return true;
+}
+
+static bool filtering(const od_apply *a) { return !a->caught_up || (a->env.skips && a->env.skips->n); }
+
+/* Whether the transactions that end in chunk c are all held by the sink already. */
+static bool chunk_held(od_apply *a, const od_chunk *c) {
+  return !a->caught_up && od_pos_le(&c->end, &a->env.skip_before);
+}
+
+static int apply_run(od_apply *a, const od_change *ch, size_t n) {
+  if (!n) return OD_OK;
   int64_t t0 = od_mono_us();
-  int rc = a->sink->ops->apply(a->sink, c->changes + from, to - from, &a->err);
+  int rc = a->sink->ops->apply(a->sink, ch, n, &a->err);
   a->sink_us += od_mono_us() - t0;
   if (rc) return rc;
-  a->rows += to - from;
+  a->rows += n;
   return OD_OK;
 }
 
-/* Marks carried by a chunk (incremental snapshot progress), in the open carrier transaction. */
+/* Apply changes [from, to) of a chunk, minus what the sink's skip rule drops (in runs). */
+static int apply_range(od_apply *a, od_chunk *c, uint32_t from, uint32_t to) {
+  if (!filtering(a)) return apply_run(a, c->changes + from, to - from);
+  uint32_t run = from;
+  for (uint32_t i = from; i < to; i++) {
+    if (keep(a, &c->changes[i])) continue;
+    int rc = apply_run(a, c->changes + run, i - run);
+    if (rc) return rc;
+    run = i + 1;
+  }
+  return apply_run(a, c->changes + run, to - run);
+}
+
+/* Marks carried by a chunk (incremental snapshot progress), in the open carrier transaction. Keys
+ * in chunks are relative ("isnap/public.t/pos"); the sink's namespace is put in front. */
 static int apply_marks(od_apply *a, const od_chunk *c) {
-  const od_sink_ops *ops = a->sink->ops;
   for (uint32_t i = 0; i < c->nmarks; i++) {
     const od_chunk_mark *m = &c->marks[i];
-    int rc;
-    if (m->text)
-      rc = ops->set_text_mark ? ops->set_text_mark(a->sink, m->key, m->text, &a->err)
-                              : OD_FAIL(&a->err, OD_EUNSUPPORTED, "pipeline %s: the sink cannot store text marks",
-                                        a->cfg->name);
-    else
-      rc = ops->set_mark ? ops->set_mark(a->sink, m->key, m->value, &a->err)
-                         : OD_FAIL(&a->err, OD_EUNSUPPORTED, "pipeline %s: the sink cannot store marks", a->cfg->name);
-    if (rc) return rc;
+    snprintf(a->mark_key, sizeof a->mark_key, "%s/%s", a->env.mark_prefix, m->key);
+    int rc = m->text ? od_sink_set_text_mark(a->sink, a->mark_key, m->text, &a->err)
+                     : od_sink_set_mark(a->sink, a->mark_key, m->value, &a->err);
+    if (rc) return od_error_prefix(&a->err, "pipeline %s: ", a->cfg->name);
   }
   return OD_OK;
 }
@@ -135,13 +173,14 @@ static int apply_marks(od_apply *a, const od_chunk *c) {
 /* An idle position: checkpoint it so the slot can advance past WAL we have no use for. */
 static int apply_heartbeat(od_apply *a, const od_chunk *c) {
   if (batch_started(a)) {
-    if (a->at_boundary && c->end_lsn > a->boundary) a->boundary = c->end_lsn;
+    if (a->at_boundary && od_pos_lt(&a->boundary, &c->end)) a->boundary = c->end;
     return OD_OK;
   }
-  if (c->end_lsn <= atomic_load(&a->stats->durable_lsn)) return OD_OK;
+  od_pos durable = od_pos_cell_get(&a->stats->durable);
+  if (od_pos_le(&c->end, &durable)) return OD_OK;
   int rc = open_batch(a);
   if (rc) return rc;
-  a->boundary = c->end_lsn;
+  a->boundary = c->end;
   return batch_commit(a);
 }
 
@@ -150,16 +189,21 @@ static int apply_chunk(od_apply *a, od_chunk *c) {
   int rc;
   /* The complete transactions at the head of the chunk... */
   uint32_t complete = c->ntxns ? c->boundary : 0;
-  if (c->ntxns) {
+  if (c->ntxns && chunk_held(a, c)) {
+    atomic_fetch_add(&a->stats->txns_skipped, c->ntxns);
+  } else if (c->ntxns) {
     if ((rc = open_batch(a)) || (rc = apply_range(a, c, 0, complete)) || (rc = apply_marks(a, c))) return rc;
     a->txns += c->ntxns;
     a->at_boundary = true;
-    a->boundary = c->end_lsn;
+    a->boundary = c->end;
     a->commit_time = c->commit_time;
   }
   /* ...then the start of a transaction that continues in later chunks. It begins in a sink
    * transaction of its own, so stopping before its end loses no complete transaction. */
   if (complete < c->nchanges) {
+    const od_change *first = &c->changes[complete];
+    if (filtering(a) && !a->caught_up && first->txn_start && od_pos_lt(first->txn_start, &a->env.skip_before))
+      return OD_OK; /* a transaction the sink holds */
     if (a->open && a->at_boundary && (rc = batch_commit(a))) return rc;
     if ((rc = open_batch(a)) || (rc = apply_range(a, c, complete, c->nchanges))) return rc;
     a->at_boundary = false;
@@ -169,12 +213,8 @@ static int apply_chunk(od_apply *a, od_chunk *c) {
 }
 
 static void recycle_pending(od_apply *a) {
-  while (a->pending) {
-    od_chunk *next = a->pending->next;
-    od_queue_recycle(a->queue, a->pending);
-    a->pending = next;
-  }
-  a->pending_tail = NULL;
+  for (size_t i = 0; i < a->npending; i++) od_queue_recycle(a->queue, a->pending[i]);
+  a->npending = 0;
 }
 
 /* A transaction outgrew the batch: apply what is pending through the carrier and stream the
@@ -185,25 +225,35 @@ static int go_serial(od_apply *a) {
   a->at_boundary = false;
   a->serial = true;
   int rc = OD_OK;
-  for (od_chunk *c = a->pending; c && !rc; c = c->next) rc = apply_chunk(a, c);
+  for (size_t i = 0; i < a->npending && !rc; i++) rc = apply_chunk(a, a->pending[i]);
   recycle_pending(a);
   return rc;
 }
 
-/* Parallel path: keep the chunk for the batch. Takes ownership of c. */
+/* Parallel path: keep the chunk for the batch. Takes the loan of c. */
 static int collect(od_apply *a, od_chunk *c) {
-  if (!a->pending) a->opened_at = od_mono_us();
-  c->next = NULL;
-  if (a->pending_tail)
-    a->pending_tail->next = c;
-  else
-    a->pending = c;
-  a->pending_tail = c;
+  if (c->ntxns && chunk_held(a, c) && c->boundary == c->nchanges) { /* nothing in it for this sink */
+    atomic_fetch_add(&a->stats->txns_skipped, c->ntxns);
+    od_queue_recycle(a->queue, c);
+    return OD_OK;
+  }
+  if (a->npending == a->pending_cap) {
+    size_t cap = a->pending_cap ? a->pending_cap * 2 : 64;
+    od_chunk **grown = realloc(a->pending, cap * sizeof *grown);
+    if (!grown) {
+      od_queue_recycle(a->queue, c);
+      return OD_FAIL(&a->err, OD_ENOMEM, "pipeline %s: out of memory", a->cfg->name);
+    }
+    a->pending = grown;
+    a->pending_cap = cap;
+  }
+  if (!a->npending) a->opened_at = od_mono_us();
+  a->pending[a->npending++] = c;
   a->rows += c->nchanges;
   a->bytes += od_chunk_bytes(c);
-  if (c->ntxns) {
+  if (c->ntxns && !chunk_held(a, c)) {
     a->txns += c->ntxns;
-    a->boundary = c->end_lsn;
+    a->boundary = c->end;
     a->commit_time = c->commit_time;
   }
   a->at_boundary = c->ends_txn;
@@ -212,28 +262,38 @@ static int collect(od_apply *a, od_chunk *c) {
   return OD_OK;
 }
 
+static bool route_keep(void *ctx, const od_change *ch) { return keep(ctx, ch); }
+
 /* Apply the pending batch over every writer. The helpers apply and commit first (their work is
  * idempotent); only then does the carrier apply the serial work and commit with the checkpoint.
  * The carrier never holds locks (its DDL, its rows) while helpers wait on them. */
 static int run_parallel(od_apply *a) {
   int mode = a->opt.consistency == OD_CONSISTENCY_CAUSAL ? OD_ROUTE_CAUSAL : OD_ROUTE_EVENTUAL;
   int64_t t0 = od_mono_us();
-  int rc = od_route_batch(&a->router, mode, a->pending, &a->err);
+  int rc = od_route_batch(&a->router, mode, a->pending, a->npending, filtering(a) ? route_keep : NULL, a, &a->err);
   if (rc) return rc;
   od_writers_run(a->writers, a->router.lists + 1, a->router.counts + 1);
   rc = od_writers_wait(a->writers, &a->err);
   if (!rc) rc = open_batch(a);
   if (!rc && a->router.counts[0])
     rc = a->sink->ops->apply(a->sink, a->router.lists[0], a->router.counts[0], &a->err);
-  for (od_chunk *c = a->pending; c && !rc; c = c->next) rc = apply_marks(a, c);
+  for (size_t i = 0; i < a->npending && !rc; i++)
+    if (!chunk_held(a, a->pending[i])) rc = apply_marks(a, a->pending[i]);
   a->sink_us += od_mono_us() - t0;
-  if (!rc) rc = batch_commit(a);
+  if (!rc && a->txns == 0) { /* every transaction was held: nothing to checkpoint */
+    a->sink->ops->rollback(a->sink);
+    a->open = false;
+    a->rows = a->txns = 0;
+    a->bytes = 0;
+  } else if (!rc) {
+    rc = batch_commit(a);
+  }
   if (!rc) recycle_pending(a);
   return rc;
 }
 
 static int flush(od_apply *a) {
-  if (parallel(a) && a->pending) return run_parallel(a);
+  if (parallel(a) && a->npending) return run_parallel(a);
   int rc = batch_commit(a);
   if (!rc) a->serial = false;
   return rc;
@@ -261,10 +321,10 @@ static void *apply_main(void *arg) {
       int64_t left = (int64_t)a->cfg->batch.max_delay_ms * 1000 - (od_mono_us() - a->opened_at);
       wait_ms = left <= 0 ? 0 : (int)(left / 1000) + 1;
     }
-    od_chunk *c = od_queue_pop(a->queue, wait_ms);
+    od_chunk *c = od_queue_pop(a->queue, a->env.consumer, wait_ms);
     if (!c) {
       if (batch_due(a) && (rc = flush(a))) break;
-      if (od_queue_closed(a->queue) && od_queue_empty(a->queue)) break;
+      if (od_queue_closed(a->queue) && od_queue_empty(a->queue, a->env.consumer)) break;
       continue;
     }
     if ((rc = take(a, c))) break;
@@ -278,36 +338,45 @@ static void *apply_main(void *arg) {
   }
   recycle_pending(a);
   if (rc) {
+    od_error_prefix(&a->err, "sink %s: ", a->stats->name);
     a->rc = rc;
     atomic_store(&a->failed, true);
-    /* Unblock the reader and discard what can no longer be applied in this session. */
+    /* Unblock the reader and discard what this sink can no longer apply in this session; the
+     * other sinks of the pipeline drain what is complete and stop too. */
     od_queue_close(a->queue);
     od_chunk *c;
-    while ((c = od_queue_pop(a->queue, 0))) od_queue_recycle(a->queue, c);
+    while ((c = od_queue_pop(a->queue, a->env.consumer, 0))) od_queue_recycle(a->queue, c);
   }
   return NULL;
 }
 
-int od_apply_start(od_apply **out, const od_pipeline_config *cfg, const od_apply_options *opt,
-                   od_sink *sink, od_queue *queue, od_pipeline_stats *stats, od_error *err) {
+static int open_one_writer(void *ctx, od_sink **out, od_error *err) {
+  od_apply *a = ctx;
+  return a->env.open_writer(a->env.open_ctx, out, err);
+}
+
+int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err) {
+  const od_pipeline_config *cfg = env->cfg;
   od_apply *a = calloc(1, sizeof *a);
   if (!a) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
   a->cfg = cfg;
-  a->opt = opt ? *opt : (od_apply_options){.consistency = OD_CONSISTENCY_STRONG, .writers = 1};
-  if (a->opt.consistency == OD_CONSISTENCY_STRONG || a->opt.writers < 1) a->opt.writers = 1;
-  a->sink = sink;
-  a->queue = queue;
-  a->stats = stats;
+  a->env = *env;
+  a->opt = env->opt;
+  if (a->opt.consistency == OD_CONSISTENCY_STRONG || a->opt.writers < 1 || !env->open_writer) a->opt.writers = 1;
+  a->sink = env->sink;
+  a->queue = env->queue;
+  a->stats = env->stats;
+  a->caught_up = od_pos_is_none(&env->skip_before);
   const od_batch_config *b = &cfg->batch;
   a->limit_rows = (uint64_t)b->max_rows;
   if (b->adaptive) { /* start low; grow while batches fill and the sink keeps up */
     uint64_t start = (uint64_t)b->max_rows / 10;
     a->limit_rows = start > (uint64_t)b->min_rows ? start : (uint64_t)b->min_rows;
   }
-  atomic_store(&stats->batch_limit, a->limit_rows);
+  atomic_store(&a->stats->batch_limit, a->limit_rows);
   if (a->opt.writers > 1) {
     int rc = od_router_init(&a->router, a->opt.writers);
-    if (!rc) rc = od_writers_start(&a->writers, sink->ops, cfg, a->opt.writers - 1, err);
+    if (!rc) rc = od_writers_start(&a->writers, open_one_writer, a, cfg, a->opt.writers - 1, err);
     else OD_FAIL(err, rc, "pipeline %s: out of memory", cfg->name);
     if (rc) {
       od_router_free(&a->router);
@@ -334,6 +403,7 @@ int od_apply_join(od_apply *a, od_error *err) {
   if (rc && err) *err = a->err;
   od_writers_stop(a->writers);
   od_router_free(&a->router);
+  free(a->pending);
   free(a);
   return rc;
 }

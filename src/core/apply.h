@@ -1,12 +1,17 @@
-/* apply.h — the apply thread: queue -> sink, in source commit order, with the checkpoint.
+/* apply.h — one sink's apply thread: queue -> sink, in source commit order, with the checkpoint.
  *
  * Owns: the thread and the batch state (open sink transaction, its commit point). Batching
  * rule: a sink transaction is committed only at a source transaction boundary, once it holds
  * batch.max_rows rows or batch.max_bytes bytes, or has been open batch.max_delay_ms, or the
  * queue has nothing more ready (so light load gets low latency and heavy load gets big batches).
  * Every commit stores the position of the last transaction it contains; after the commit
- * returns, that position is published as stats->durable_lsn — the only value the source may
- * acknowledge. Borrows the sink, queue and stats from the pipeline; never touches the source.
+ * returns, that position is published as the sink's stats->durable — the pipeline acknowledges
+ * the least of its sinks' durable positions to the source.
+ * The skip rule is per sink (the reader reads from the least checkpoint of all sinks): changes of
+ * transactions that start before this sink's checkpoint, and changes the sink's initial snapshot
+ * already copied (od_snapshot_skips), are dropped here.
+ * Borrows the sink, queue, skips and stats from the pipeline; reads chunks, never writes them;
+ * never touches the source.
  */
 #ifndef ODSYNC_APPLY_H
 #define ODSYNC_APPLY_H
@@ -15,6 +20,7 @@
 
 #include "core/pipeline.h"
 #include "core/queue.h"
+#include "core/snapshot.h"
 #include "odsync/config.h"
 #include "odsync/sink.h"
 
@@ -29,9 +35,24 @@ typedef struct od_apply_options {
   int writers;     /* total sink writers including the carrier; 1 = no parallel apply */
 } od_apply_options;
 
-/* `opt` NULL: strong, one writer. */
-int od_apply_start(od_apply **out, const od_pipeline_config *cfg, const od_apply_options *opt,
-                   od_sink *sink, od_queue *queue, od_pipeline_stats *stats, od_error *err);
+/* Opens one more instance of the sink (transforms included) for a parallel writer. */
+typedef int (*od_sink_open_fn)(void *ctx, od_sink **out, od_error *err);
+
+typedef struct od_apply_env {
+  const od_pipeline_config *cfg;
+  od_apply_options opt;      /* strong, one writer when zeroed */
+  od_sink *sink;             /* the carrier: its commits carry the checkpoint */
+  od_sink_open_fn open_writer; /* for parallel writers (NULL: none) */
+  void *open_ctx;
+  const char *mark_prefix;   /* this sink's mark namespace ("<pipeline>" or "<pipeline>.<sink>") */
+  od_queue *queue;
+  int consumer;              /* this sink's consumer index in the queue */
+  od_pos skip_before;        /* the sink's checkpoint at session start: transactions starting before it are held */
+  const struct od_snapshot_skips *skips; /* tables this sink's snapshot copied under a later view (may be NULL) */
+  od_sink_stats *stats;
+} od_apply_env;
+
+int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err);
 /* True once the apply thread has failed (the reader should stop). */
 bool od_apply_failed(od_apply *a);
 /* Wait for the thread (it ends when the queue is closed and drained, or on failure); frees it.

@@ -43,8 +43,9 @@
 #define QUEUE_BYTES_MAX TIB
 
 static const char *const TOP_KEYS[] = {"state_dir", "log_level", "pipelines", NULL};
-static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "batch", "queue", "schema_changes",
-                                              "consistency", "apply_workers", NULL};
+static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "sinks", "transforms", "batch", "queue",
+                                              "schema_changes", "consistency", "apply_workers",
+                                              "reconnect_max_ms", NULL};
 static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", "adaptive", "min_rows",
                                          "target_latency_ms", NULL};
 static const char *const BOOLS[] = {"false", "true", "no", "yes", "off", "on", NULL};
@@ -577,8 +578,16 @@ static int parse_entry(pctx *p, od_config_entry *e, const char *key, const yaml_
   return OD_OK;
 }
 
+static int parse_section_skip(pctx *p, od_config *cfg, od_config_section *s, const yaml_node_t *n,
+                              const char *path, const char *example_type, const char *const *skip);
 static int parse_section(pctx *p, od_config *cfg, od_config_section *s, const yaml_node_t *n,
                          const char *path, const char *example_type) {
+  return parse_section_skip(p, cfg, s, n, path, example_type, NULL);
+}
+
+/* Like parse_section; keys in `skip` (NULL-terminated, may be NULL) are left to the caller. */
+static int parse_section_skip(pctx *p, od_config *cfg, od_config_section *s, const yaml_node_t *n,
+                              const char *path, const char *example_type, const char *const *skip) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping");
   if (rc) return rc;
   if ((rc = check_mapping(p, n, path))) return rc;
@@ -593,6 +602,9 @@ static int parse_section(pctx *p, od_config *cfg, od_config_section *s, const ya
     yaml_node_t *v = node_at(p, a->value);
     char kpath[256];
     subpath(kpath, sizeof kpath, path, key);
+    bool skipped = false;
+    for (size_t i = 0; skip && skip[i] && !skipped; i++) skipped = strcmp(key, skip[i]) == 0;
+    if (skipped) continue;
     if (strcmp(key, "type") == 0) {
       bool sec = false;
       if ((rc = scalar_value(p, v, kpath, &s->type, &sec))) return rc;
@@ -731,6 +743,100 @@ static int parse_choice(pctx *p, const yaml_node_t *v, const char *path, const c
   return rc;
 }
 
+static void free_transforms(od_transform_list *t) {
+  for (int i = 0; i < t->n; i++) free_section(&t->items[i]);
+  free(t->items);
+  memset(t, 0, sizeof *t);
+}
+
+/* transforms: a list of mappings, each with `type:` (the transform) and its keys. */
+static int parse_transforms(pctx *p, od_config *cfg, od_transform_list *t, const yaml_node_t *v, const char *path) {
+  int rc = expect_kind(p, v, YAML_SEQUENCE_NODE, path, "a list of transforms (each a mapping with 'type:')");
+  if (rc) return rc;
+  size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (n && !(t->items = calloc(n, sizeof *t->items))) return oom(p->err, p->file);
+  for (size_t i = 0; i < n; i++) {
+    char ipath[160];
+    snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+    if ((rc = parse_section(p, cfg, &t->items[t->n++], node_at(p, v->data.sequence.items.start[i]), ipath,
+                            "drop_columns")))
+      return rc;
+  }
+  return OD_OK;
+}
+
+static bool valid_sink_name(const char *s) {
+  if (!*s || strlen(s) > NAME_MAX_LEN) return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_')) return false;
+  return true;
+}
+
+static const char *const SINK_OWN_KEYS[] = {"name", "transforms", NULL};
+
+/* One sink block: the adapter's section, plus `name` and `transforms`, which belong to the core. */
+static int parse_sink(pctx *p, od_config *cfg, od_sink_config *sk, const yaml_node_t *n, const char *path,
+                      bool named) {
+  int rc = parse_section_skip(p, cfg, &sk->section, n, path, "sqlite", SINK_OWN_KEYS);
+  if (rc) return rc;
+  yaml_node_t *v = map_get(p, n, "name");
+  char sub[192];
+  if (v) {
+    bool secret = false;
+    subpath(sub, sizeof sub, path, "name");
+    if ((rc = scalar_value(p, v, sub, &sk->name, &secret))) return rc;
+    if (!valid_sink_name(sk->name))
+      return fail_node(p, v, "%s: expected a sink name of letters, digits and '_' (at most %d)", sub, NAME_MAX_LEN);
+  } else if (named) {
+    return fail_node(p, n, "%s: missing required key 'name'; every sink of a 'sinks:' list needs a unique name", path);
+  } else if (!(sk->name = xstrdup("default"))) {
+    return oom(p->err, p->file);
+  }
+  if ((v = map_get(p, n, "transforms")) && !is_null(v)) {
+    subpath(sub, sizeof sub, path, "transforms");
+    if ((rc = parse_transforms(p, cfg, &sk->transforms, v, sub))) return rc;
+  }
+  return OD_OK;
+}
+
+/* `sink:` (one) or `sinks:` (a list of named sinks), exactly one of them. */
+static int parse_sinks(pctx *p, od_config *cfg, od_pipeline_config *pl, const yaml_node_t *n, const char *path) {
+  yaml_node_t *one = map_get(p, n, "sink"), *many = map_get(p, n, "sinks");
+  char sub[160];
+  int rc;
+  if (one && many)
+    return fail_node(p, many, "%s: both 'sink' and 'sinks' are set; use 'sink:' for one sink or 'sinks:' for a "
+                     "list of named sinks", path);
+  if (!one && !many)
+    return fail_node(p, n, "%s: missing required key 'sink'; expected a mapping with 'type: sqlite' "
+                     "and its settings (or 'sinks:', a list of named sinks)", path);
+  if (one) {
+    if (!(pl->sinks = calloc(1, sizeof *pl->sinks))) return oom(p->err, p->file);
+    pl->nsinks = 1;
+    subpath(sub, sizeof sub, path, "sink");
+    return parse_sink(p, cfg, &pl->sinks[0], one, sub, false);
+  }
+  subpath(sub, sizeof sub, path, "sinks");
+  if ((rc = expect_kind(p, many, YAML_SEQUENCE_NODE, sub, "a list of sinks (each a mapping with 'name:' and 'type:')")))
+    return rc;
+  size_t count = (size_t)(many->data.sequence.items.top - many->data.sequence.items.start);
+  if (count == 0 || count > OD_SINKS_MAX)
+    return fail_node(p, many, "%s: expected 1 to %d sinks, got %zu", sub, OD_SINKS_MAX, count);
+  if (!(pl->sinks = calloc(count, sizeof *pl->sinks))) return oom(p->err, p->file);
+  for (size_t i = 0; i < count; i++) {
+    char ipath[192];
+    snprintf(ipath, sizeof ipath, "%s[%zu]", sub, i);
+    const yaml_node_t *item = node_at(p, many->data.sequence.items.start[i]);
+    od_sink_config *sk = &pl->sinks[pl->nsinks++];
+    if ((rc = parse_sink(p, cfg, sk, item, ipath, true))) return rc;
+    for (int j = 0; j < pl->nsinks - 1; j++)
+      if (!strcmp(pl->sinks[j].name, sk->name))
+        return fail_node(p, item, "%s: sink name '%s' is used twice in this pipeline (first at %s); sink names must "
+                         "be unique", ipath, sk->name, pl->sinks[j].section.path);
+  }
+  return OD_OK;
+}
+
 static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int idx,
                           const yaml_node_t *n) {
   pl->batch = (od_batch_config){.max_rows = 5000, .max_bytes = 64 * MIB, .max_delay_ms = 20,
@@ -760,11 +866,18 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
   subpath(sub, sizeof sub, path, "source");
   if ((rc = parse_section(p, cfg, &pl->source, v, sub, "postgres"))) return rc;
 
-  if (!(v = map_get(p, n, "sink")))
-    return fail_node(p, n, "%s: missing required key 'sink'; expected a mapping with 'type: sqlite' "
-                     "and its settings", path);
-  subpath(sub, sizeof sub, path, "sink");
-  if ((rc = parse_section(p, cfg, &pl->sink, v, sub, "sqlite"))) return rc;
+  if ((rc = parse_sinks(p, cfg, pl, n, path))) return rc;
+  if ((v = map_get(p, n, "transforms")) && !is_null(v)) {
+    subpath(sub, sizeof sub, path, "transforms");
+    if ((rc = parse_transforms(p, cfg, &pl->transforms, v, sub))) return rc;
+  }
+  pl->reconnect_max_ms = 30000;
+  const yaml_node_t *src_node = map_get(p, n, "source");
+  const yaml_node_t *legacy = src_node ? map_get(p, src_node, "reconnect_max_ms") : NULL;
+  if ((v = map_get(p, n, "reconnect_max_ms")) || (v = (yaml_node_t *)legacy)) {
+    subpath(sub, sizeof sub, v == legacy ? pl->source.path : path, "reconnect_max_ms");
+    if ((rc = num_long(p, v, sub, 100, 3600000, &pl->reconnect_max_ms))) return rc;
+  }
 
   if ((v = map_get(p, n, "batch")) && !is_null(v)) {
     subpath(sub, sizeof sub, path, "batch");
@@ -991,7 +1104,13 @@ void od_config_free(od_config *cfg) {
     free(pl->name);
     free(pl->path);
     free_section(&pl->source);
-    free_section(&pl->sink);
+    for (int j = 0; j < pl->nsinks; j++) {
+      free(pl->sinks[j].name);
+      free_section(&pl->sinks[j].section);
+      free_transforms(&pl->sinks[j].transforms);
+    }
+    free(pl->sinks);
+    free_transforms(&pl->transforms);
   }
   free(cfg->pipelines);
   free(cfg->state_dir);

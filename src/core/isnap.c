@@ -43,7 +43,7 @@ typedef struct req {
 
 typedef struct pmark {
   char key[320];
-  od_lsn value;
+  uint64_t value;
   char *text; /* non-NULL: a text mark (owned) */
 } pmark;
 
@@ -56,6 +56,7 @@ struct od_isnap {
   atomic_bool *stop;
   uint32_t chunk_rows;
   char prefix[96];
+  char name[128]; /* the sink's mark namespace ("<pipeline>" or "<pipeline>.<sink>") */
 
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -98,7 +99,7 @@ struct od_isnap {
   int nrels;
   const od_relation *registered;
   uint32_t track_oid;     /* the table whose transactions are tracked (since its chunk 0 low) */
-  uint32_t *pre, *win;    /* xids of transactions that touched it before the open window / inside it */
+  uint64_t *pre, *win;    /* xids of transactions that touched it before the open window / inside it */
   int npre, pre_cap, nwin, win_cap;
   pmark *marks;
   int nmarks, marks_cap;
@@ -123,9 +124,18 @@ static int grow(void **p, int *cap, int need, size_t size) {
  * so later sessions look for pending ones). */
 static void mark_key(const od_isnap *is, const char *table, const char *leaf, char *out, size_t cap) {
   if (table)
-    snprintf(out, cap, "%s/isnap/%s/%s", is->cfg->name, table, leaf);
+    snprintf(out, cap, "%s/isnap/%s/%s", is->name, table, leaf);
   else
-    snprintf(out, cap, "%s/isnap/%s", is->cfg->name, leaf);
+    snprintf(out, cap, "%s/isnap/%s", is->name, leaf);
+}
+
+/* The same key without the namespace, as marks travel in chunks (each sink's apply thread puts its
+ * own namespace in front). */
+static void rel_mark_key(const char *table, const char *leaf, char *out, size_t cap) {
+  if (table)
+    snprintf(out, cap, "isnap/%s/%s", table, leaf);
+  else
+    snprintf(out, cap, "isnap/%s", leaf);
 }
 
 /* Value of "field":"..." or "field":123 / true in a flat JSON object we wrote; "" when absent. */
@@ -153,10 +163,10 @@ static void sleep_ms(long ms) {
 
 /* ---- reader side ----------------------------------------------------------------------------- */
 
-static int pend_mark(od_isnap *is, const char *table, const char *leaf, od_lsn value) {
+static int pend_mark(od_isnap *is, const char *table, const char *leaf, uint64_t value) {
   if (grow((void **)&is->marks, &is->marks_cap, is->nmarks + 1, sizeof *is->marks)) return OD_ENOMEM;
   pmark *m = &is->marks[is->nmarks++];
-  mark_key(is, table, leaf, m->key, sizeof m->key);
+  rel_mark_key(table, leaf, m->key, sizeof m->key);
   m->value = value;
   m->text = NULL;
   return OD_OK;
@@ -169,7 +179,7 @@ static int pend_text_mark(od_isnap *is, const char *table, const char *leaf, cha
     return OD_ENOMEM;
   }
   pmark *m = &is->marks[is->nmarks++];
-  mark_key(is, table, leaf, m->key, sizeof m->key);
+  rel_mark_key(table, leaf, m->key, sizeof m->key);
   m->value = 0;
   m->text = text;
   return OD_OK;
@@ -220,19 +230,8 @@ static bool same_shape(const od_relation *a, const od_relation *b) {
   return true;
 }
 
-/* Transaction ids compare modulo 2^32, like PostgreSQL's TransactionIdPrecedes. */
-static bool xid_precedes(uint32_t a, uint32_t b) { return (int32_t)(a - b) < 0; }
-
-static bool seen_by(const od_snap_visibility *v, uint32_t x) {
-  if (xid_precedes(x, v->xmin)) return true;
-  if (!xid_precedes(x, v->xmax) || v->xip_overflow) return false;
-  for (uint32_t i = 0; i < v->nxip; i++)
-    if (v->xip[i] == x) return false;
-  return true;
-}
-
-static int track_xid(od_isnap *is, uint32_t xid) {
-  uint32_t **list = is->recording ? &is->win : &is->pre;
+static int track_xid(od_isnap *is, uint64_t xid) {
+  uint64_t **list = is->recording ? &is->win : &is->pre;
   int *n = is->recording ? &is->nwin : &is->npre, *cap = is->recording ? &is->win_cap : &is->pre_cap;
   if (*n && (*list)[*n - 1] == xid) return OD_OK;
   if (grow((void **)list, cap, *n + 1, sizeof **list)) return OD_ENOMEM;
@@ -250,7 +249,7 @@ static int roll_tracked(od_isnap *is) {
   is->nwin = 0;
   int o = 0;
   for (int i = 0; i < is->npre; i++)
-    if (!xid_precedes(is->pre[i], is->vis.xmin)) is->pre[o++] = is->pre[i];
+    if (!is->iops->settled(&is->vis, is->pre[i])) is->pre[o++] = is->pre[i];
   is->npre = o;
   return OD_OK;
 }
@@ -304,7 +303,7 @@ static int take_chunk(od_isnap *is, const od_isnap_out *out, od_error *err) {
    * (committed, not yet visible: commit order and visibility order differ slightly): the read may
    * be older than the stream at the low watermark, and the window does not cover it. Read again. */
   bool stale = false;
-  for (int i = 0; i < is->npre && !stale; i++) stale = !seen_by(&is->vis, is->pre[i]);
+  for (int i = 0; i < is->npre && !stale; i++) stale = !is->iops->saw(&is->vis, is->pre[i]);
   if (roll_tracked(is)) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
   if (stale) {
     is->result = RES_AGAIN;
@@ -352,6 +351,7 @@ static int take_chunk(od_isnap *is, const od_isnap_out *out, od_error *err) {
 static int on_message(od_isnap *is, const od_txn_info *txn, const char *json, size_t len, const od_isnap_out *out,
                       od_error *err) {
   char op[16], table[192], id[48], last[8];
+  (void)txn;
   json_field(json, len, "op", op, sizeof op);
   json_field(json, len, "table", table, sizeof table);
   json_field(json, len, "id", id, sizeof id);
@@ -362,7 +362,7 @@ static int on_message(od_isnap *is, const od_txn_info *txn, const char *json, si
     if (in_progress(is, table)) {
       od_info("pipeline %s: incremental snapshot of %s requested again; it is already pending", is->cfg->name, table);
     } else if (grow((void **)&is->newreq, &is->new_cap, is->nnew + 1, sizeof *is->newreq) ||
-               pend_mark(is, table, "requested", txn->final_lsn ? txn->final_lsn : 1) ||
+               pend_mark(is, table, "requested", 1) ||
                pend_mark(is, table, "pos", 0) || pend_mark(is, NULL, "any", 1)) {
       rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", is->cfg->name);
     } else {
@@ -772,7 +772,7 @@ int od_isnap_chunk_rows(const od_pipeline_config *cfg, uint32_t *out, od_error *
 /* An integer progress mark of an earlier version (value = key ^ 2^63, a single integer key column):
  * the same position as a key tuple, when t's key is still that one column (else NULL: the copy
  * starts over, which is safe, only slower). */
-static int legacy_pos(od_isnap *is, const od_snap_table *t, const od_snapshot_info *info, od_lsn v, char **out,
+static int legacy_pos(od_isnap *is, const od_snap_table *t, const od_snapshot_info *info, uint64_t v, char **out,
                       od_error *err) {
   *out = NULL;
   const od_column *c = t->nkey == 1 ? &t->rel->columns[t->key_cols[0]] : NULL;
@@ -789,34 +789,33 @@ static int legacy_pos(od_isnap *is, const od_snap_table *t, const od_snapshot_in
   return OD_OK;
 }
 
-int od_isnap_open(const od_pipeline_config *cfg, const od_source_ops *src_ops, od_sink *sink, od_schema *schema,
-                  od_pipeline_stats *stats, atomic_bool *stop, od_isnap **out, od_error *err) {
+int od_isnap_open(const od_pipeline_config *cfg, const char *name, const od_source_ops *src_ops, od_sink *sink,
+                  od_schema *schema, od_pipeline_stats *stats, atomic_bool *stop, od_isnap **out, od_error *err) {
   *out = NULL;
-  if (!incremental_ops(src_ops) || !sink->ops->get_mark || !sink->ops->set_mark || !sink->ops->get_text_mark ||
-      !sink->ops->set_text_mark)
-    return OD_OK;
+  if (!incremental_ops(src_ops) || !od_sink_can(sink, OD_SINK_MARKS | OD_SINK_TEXT_MARKS)) return OD_OK;
   od_isnap *is = calloc(1, sizeof *is);
   if (!is) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
   *is = (od_isnap){.cfg = cfg, .src_ops = src_ops, .iops = incremental_ops(src_ops), .schema = schema,
                    .stats = stats, .stop = stop};
   snprintf(is->prefix, sizeof is->prefix, "odsync:%s", cfg->name);
+  snprintf(is->name, sizeof is->name, "%s", name);
   pthread_mutex_init(&is->mu, NULL);
-  pthread_cond_init(&is->cv, NULL);
+  od_cond_init(&is->cv);
   od_arena_init(&is->arena, 1u << 20);
   od_keyset_init(&is->set);
   int rc = od_isnap_chunk_rows(cfg, &is->chunk_rows, err);
   /* Pending requests of earlier sessions. Only pipelines that ever had one list their tables. */
   char key[320];
-  od_lsn any = 0, v = 0;
+  uint64_t any = 0, v = 0;
   mark_key(is, NULL, "any", key, sizeof key);
-  if (!rc) rc = sink->ops->get_mark(sink, key, &any, err);
+  if (!rc) rc = od_sink_get_mark(sink, key, &any, err);
   if (!rc && any) {
     od_snapshot_info info;
     od_source *s;
     rc = open_tables(is, &info, &s, err);
     for (int i = 0; !rc && i < info.ntables; i++) {
       mark_key(is, info.tables[i].name, "requested", key, sizeof key);
-      if ((rc = sink->ops->get_mark(sink, key, &v, err)) || !v) continue;
+      if ((rc = od_sink_get_mark(sink, key, &v, err)) || !v) continue;
       if (grow((void **)&is->todo, &is->todo_cap, is->ntodo + 1, sizeof *is->todo)) {
         rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
         break;
@@ -825,8 +824,8 @@ int od_isnap_open(const od_pipeline_config *cfg, const od_source_ops *src_ops, o
       memset(r, 0, sizeof *r);
       snprintf(r->name, sizeof r->name, "%s", info.tables[i].name);
       mark_key(is, r->name, "pos", key, sizeof key);
-      if ((rc = sink->ops->get_text_mark(sink, key, &r->pos, err))) break;
-      if (!r->pos && (rc = sink->ops->get_mark(sink, key, &v, err))) break;
+      if ((rc = od_sink_get_text_mark(sink, key, &r->pos, err))) break;
+      if (!r->pos && (rc = od_sink_get_mark(sink, key, &v, err))) break;
       if (!r->pos && v && (rc = legacy_pos(is, &info.tables[i], &info, v, &r->pos, err))) break;
       od_info("pipeline %s: incremental snapshot of %s is pending from an earlier run", cfg->name, r->name);
     }

@@ -38,14 +38,14 @@ typedef struct od_isnap od_isnap;
 typedef struct od_isnap_out {
   void *ctx;
   int (*row)(void *ctx, const od_change *row, od_error *err);
-  int (*mark)(void *ctx, const char *key, od_lsn value, od_error *err);
+  int (*mark)(void *ctx, const char *key, uint64_t value, od_error *err); /* keys relative: "isnap/..." */
   int (*text_mark)(void *ctx, const char *key, const char *text, od_error *err); /* text borrowed for the call */
 } od_isnap_out;
 
 /* Before the session's apply thread starts (reads the sink's marks for every captured table) and
  * starts the worker. *out stays NULL (not an error) when the source or the sink cannot do
  * incremental snapshots (the sink needs integer and text marks). `stop` is the pipeline's stop flag. */
-int od_isnap_open(const od_pipeline_config *cfg, const od_source_ops *src_ops, od_sink *sink,
+int od_isnap_open(const od_pipeline_config *cfg, const char *name, const od_source_ops *src_ops, od_sink *sink,
                   od_schema *schema, od_pipeline_stats *stats, atomic_bool *stop, od_isnap **out, od_error *err);
 /* Reader thread. A change of the stream: watermark and request messages of this pipeline are
  * handled (and *consumed set: the caller drops them); row changes of the table in a window are

@@ -27,10 +27,13 @@ int od_isnap_request(const od_pipeline_config *cfg, const char *const *tables, i
   if (!src || !(src->snapshot ? src->snapshot->incremental : NULL))
     return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s: source type '%s' has no incremental snapshots", cfg->name,
                    cfg->source.type ? cfg->source.type : "");
-  const od_sink_ops *snk = od_sink_find(cfg->sink.type);
-  if (!snk || !snk->set_mark || !snk->set_text_mark)
-    return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s: sink type '%s' cannot record snapshot progress (no %smarks)",
-                   cfg->name, cfg->sink.type ? cfg->sink.type : "", snk && snk->set_mark ? "text " : "");
+  for (int i = 0; i < cfg->nsinks; i++) {
+    const od_config_section *sec = &cfg->sinks[i].section;
+    const od_sink_ops *snk = od_sink_find(sec->type);
+    if (!snk || (snk->caps & (OD_SINK_MARKS | OD_SINK_TEXT_MARKS)) != (OD_SINK_MARKS | OD_SINK_TEXT_MARKS))
+      return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s: sink %s (type '%s') cannot record snapshot progress (no "
+                     "text marks)", cfg->name, cfg->sinks[i].name, sec->type ? sec->type : "");
+  }
   uint32_t rows;
   int rc = od_isnap_chunk_rows(cfg, &rows, err);
   if (rc) return rc;

@@ -1,5 +1,5 @@
 /* pipeline.c — see pipeline.h. The reader side (source -> chunks -> queue) and the supervisor
- * loop live here; the apply side (queue -> sink, checkpoint) lives in apply.c. */
+ * loop live here; the apply side (queue -> one sink, checkpoint) lives in apply.c, one per sink. */
 #include "core/pipeline.h"
 
 #include <errno.h>
@@ -19,6 +19,7 @@
 #include "core/queue.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
+#include "core/transform.h"
 #include "odsync/registry.h"
 
 /* A chunk is handed to the queue when it reaches either size, or when the source has nothing
@@ -30,13 +31,22 @@
 /* Connection failures before a pipeline's first session ever got through: then it stops. */
 #define OD_FIRST_CONNECT_ATTEMPTS 8
 
+/* One sink of the pipeline, as configured (lives as long as the pipeline). */
+typedef struct psink {
+  const od_sink_config *cfg;
+  const od_sink_ops *ops;
+  char name[128]; /* checkpoint row and mark namespace: "<pipeline>" for the default sink, else
+                     "<pipeline>.<sink>" */
+  od_apply_options apply_opt;
+} psink;
+
 struct od_pipeline {
   const od_config *root;
   const od_pipeline_config *cfg;
   const od_source_ops *source_ops;
-  const od_sink_ops *sink_ops;
+  psink sinks[OD_SINKS_MAX];
+  int nsinks;
   long reconnect_max_ms;
-  od_apply_options apply_opt;
 
   pthread_t thread;
   bool thread_started;
@@ -49,51 +59,34 @@ struct od_pipeline {
   int final_rc;
 };
 
+/* One sink in one session. */
+typedef struct sink_run {
+  od_pipeline *p;
+  psink *ps;
+  int idx;
+  od_sink *sink; /* the chain: transforms in front of the adapter */
+  od_apply *apply;
+  od_pos start;  /* its checkpoint when the session started (after its initial snapshot) */
+  od_snapshot_skips skips;
+} sink_run;
+
 /* State of the reader for one session: the chunk being filled and the skip rule. */
 typedef struct reader {
   od_pipeline *p;
   od_source *source;
   od_queue *queue;
-  od_apply *apply;
+  sink_run *runs;
+  int nruns;
   od_schema *schema;
   od_chunk *cur;
-  od_lsn skip_before;   /* transactions whose commit record lies before this are in the sink */
+  od_pos skip_before;   /* transactions that start before this are in every sink */
   bool skipping;
-  od_txn_info txn;      /* the transaction being read (relation messages arrive inside it) */
-  od_lsn last_heartbeat;
+  od_pos txn_start;     /* start of the transaction being read */
+  const od_pos *cur_start; /* its copy in the current chunk's arena (NULL: not copied yet) */
+  od_pos last_heartbeat;
   int64_t last_heartbeat_at;
-  /* Tables the snapshot copied under a later view than the stream's start: their changes from
-   * transactions committed before that view are in the sink already (snapshot.h). Resolved once
-   * per relation version in reader_relation; looked up only while final_lsn < skips->max. */
-  const od_snapshot_skips *skips;
-  struct rel_skip { const od_relation *rel; od_lsn until; } *rel_skips;
-  int nrel_skips;
   od_isnap *isnap; /* incremental snapshots (core/isnap.h), or NULL */
 } reader;
-
-int64_t od_now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-struct timespec od_deadline_ms(long ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
-
-int64_t od_mono_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 const char *od_pipeline_name(const od_pipeline *p) { return p->cfg->name; }
 od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p) { return &p->stats; }
@@ -103,46 +96,94 @@ bool od_pipeline_finished(od_pipeline *p) {
 }
 void od_pipeline_request_stop(od_pipeline *p) { atomic_store(&p->stop, true); }
 
-static int find_adapters(const od_pipeline_config *cfg, const od_source_ops **src,
-                         const od_sink_ops **snk, od_error *err) {
+uint64_t od_stats_changes_applied(od_pipeline_stats *st) {
+  uint64_t least = UINT64_MAX;
+  for (int i = 0; i < st->nsinks; i++) {
+    uint64_t v = atomic_load(&st->sinks[i].changes_applied);
+    if (v < least) least = v;
+  }
+  return st->nsinks ? least : 0;
+}
+
+uint64_t od_stats_txns_applied(od_pipeline_stats *st) {
+  uint64_t least = UINT64_MAX;
+  for (int i = 0; i < st->nsinks; i++) {
+    uint64_t v = atomic_load(&st->sinks[i].txns_applied);
+    if (v < least) least = v;
+  }
+  return st->nsinks ? least : 0;
+}
+
+int64_t od_stats_last_lag_us(od_pipeline_stats *st) {
+  int64_t most = 0;
+  for (int i = 0; i < st->nsinks; i++) {
+    int64_t v = atomic_load(&st->sinks[i].last_lag_us);
+    if (v > most) most = v;
+  }
+  return most;
+}
+
+static int find_adapters(const od_pipeline_config *cfg, const od_source_ops **src, const od_sink_ops **snk,
+                         od_error *err) {
   *src = od_source_find(cfg->source.type);
   if (!*src)
     return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.type '%s' is not a known source (known: %s)",
                    cfg->source.file, cfg->source.line, cfg->source.col, cfg->source.path,
                    cfg->source.type ? cfg->source.type : "", od_source_types());
-  *snk = od_sink_find(cfg->sink.type);
-  if (!*snk)
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.type '%s' is not a known sink (known: %s)",
-                   cfg->sink.file, cfg->sink.line, cfg->sink.col, cfg->sink.path,
-                   cfg->sink.type ? cfg->sink.type : "", od_sink_types());
+  for (int i = 0; i < cfg->nsinks; i++) {
+    const od_config_section *s = &cfg->sinks[i].section;
+    snk[i] = od_sink_find(s->type);
+    if (!snk[i])
+      return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.type '%s' is not a known sink (known: %s)", s->file, s->line,
+                     s->col, s->path, s->type ? s->type : "", od_sink_types());
+    int rc = od_sink_ops_check(snk[i], err);
+    if (rc) return rc;
+  }
   return OD_OK;
+}
+
+static void sink_name(const od_pipeline_config *cfg, const od_sink_config *sk, char *out, size_t size) {
+  if (!strcmp(sk->name, "default"))
+    snprintf(out, size, "%s", cfg->name);
+  else
+    snprintf(out, size, "%s.%s", cfg->name, sk->name);
 }
 
 int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pipeline **out,
                     od_error *err) {
   const od_source_ops *src;
-  const od_sink_ops *snk;
-  int rc = find_adapters(cfg, &src, &snk, err);
+  const od_sink_ops *snk[OD_SINKS_MAX];
+  int rc = find_adapters(cfg, &src, snk, err);
   if (rc) return rc;
-  long reconnect_max_ms;
-  rc = od_config_int(&cfg->source, "reconnect_max_ms", 30000, 100, 3600000, &reconnect_max_ms, err);
-  if (rc) return rc;
-  /* Validate both sections now, so a bad key fails before anything starts. */
+  /* Validate the source section and every transform now, so a bad key fails before anything starts. */
   od_source *s = NULL;
   rc = src->open(&cfg->source, cfg->name, &s, err);
   if (rc) return rc;
   src->close(s);
+  for (int i = 0; i < cfg->nsinks; i++)
+    if ((rc = od_transforms_check(cfg, &cfg->sinks[i], err))) return rc;
   od_pipeline *p = calloc(1, sizeof *p);
   if (!p) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
   p->root = root;
   p->cfg = cfg;
   p->source_ops = src;
-  p->sink_ops = snk;
-  p->reconnect_max_ms = reconnect_max_ms;
-  unsigned max_writers = snk->max_writers ? snk->max_writers : 1;
-  int writers = cfg->apply_workers < (int)max_writers ? cfg->apply_workers : (int)max_writers;
-  p->apply_opt = (od_apply_options){.consistency = cfg->consistency,
-                                    .writers = cfg->consistency == OD_CONSISTENCY_STRONG ? 1 : writers};
+  p->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 30000;
+  p->nsinks = cfg->nsinks;
+  od_pos_cell_init(&p->stats.durable);
+  p->stats.nsinks = cfg->nsinks;
+  for (int i = 0; i < cfg->nsinks; i++) {
+    psink *ps = &p->sinks[i];
+    ps->cfg = &cfg->sinks[i];
+    ps->ops = snk[i];
+    sink_name(cfg, ps->cfg, ps->name, sizeof ps->name);
+    int writers = cfg->apply_workers < (int)snk[i]->max_writers ? cfg->apply_workers : (int)snk[i]->max_writers;
+    ps->apply_opt = (od_apply_options){.consistency = cfg->consistency,
+                                       .writers = cfg->consistency == OD_CONSISTENCY_STRONG ? 1 : writers};
+    od_sink_stats *st = &p->stats.sinks[i];
+    snprintf(st->name, sizeof st->name, "%s", ps->cfg->name);
+    snprintf(st->type, sizeof st->type, "%s", snk[i]->type);
+    od_pos_cell_init(&st->durable);
+  }
   p->lock_fd = -1;
   *out = p;
   return OD_OK;
@@ -150,7 +191,22 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
 
 /* ---- reader: source callbacks that fill chunks -------------------------------------------- */
 
-static od_lsn durable_of(reader *r) { return atomic_load(&r->p->stats.durable_lsn); }
+/* What the source may be told is durable: the least of every sink's checkpoint. */
+static od_pos durable_of(od_pipeline *p) {
+  od_pos least = od_pos_cell_get(&p->stats.sinks[0].durable);
+  for (int i = 1; i < p->nsinks; i++) {
+    od_pos d = od_pos_cell_get(&p->stats.sinks[i].durable);
+    if (od_pos_lt(&d, &least)) least = d;
+  }
+  od_pos_cell_set(&p->stats.durable, &least);
+  return least;
+}
+
+static bool any_apply_failed(const reader *r) {
+  for (int i = 0; i < r->nruns; i++)
+    if (r->runs[i].apply && od_apply_failed(r->runs[i].apply)) return true;
+  return false;
+}
 
 /* Hand the current chunk to the queue, waiting while it is full. While waiting, keep the
  * source's server informed (standby status), so a slow sink never times the connection out. */
@@ -160,18 +216,20 @@ static int reader_push(reader *r, od_error *err) {
     int rc = od_queue_push(r->queue, r->cur, 200);
     if (rc == OD_OK) {
       r->cur = NULL;
+      r->cur_start = NULL;
       return OD_OK;
     }
     if (rc == OD_ECANCELLED) {
       r->cur = NULL;
       return OD_FAIL(err, OD_ECANCELLED, "pipeline %s: apply stopped", r->p->cfg->name);
     }
-    if (atomic_load(&r->p->stop) || od_apply_failed(r->apply)) {
+    if (atomic_load(&r->p->stop) || any_apply_failed(r)) {
       od_queue_recycle(r->queue, r->cur);
       r->cur = NULL;
       return OD_FAIL(err, OD_ECANCELLED, "pipeline %s: stopping", r->p->cfg->name);
     }
-    rc = r->source->ops->ack(r->source, durable_of(r), false, err);
+    od_pos durable = durable_of(r->p);
+    rc = r->source->ops->ack(r->source, &durable, false, err);
     if (rc) return rc;
   }
 }
@@ -179,8 +237,9 @@ static int reader_push(reader *r, od_error *err) {
 static int reader_begin(void *ctx, const od_txn_info *txn, od_error *err) {
   (void)err;
   reader *r = ctx;
-  r->skipping = txn->final_lsn < r->skip_before;
-  r->txn = *txn;
+  r->skipping = od_pos_lt(&txn->start, &r->skip_before);
+  r->txn_start = txn->start;
+  r->cur_start = NULL;
   return OD_OK;
 }
 
@@ -204,15 +263,9 @@ static int copy_tuple(od_arena *a, od_tuple *dst, const od_tuple *src) {
   return OD_OK;
 }
 
-static bool snapshot_has_it(const reader *r, const od_txn_info *txn, const od_relation *rel) {
-  for (int i = 0; i < r->nrel_skips; i++)
-    if (r->rel_skips[i].rel == rel) return txn->final_lsn < r->rel_skips[i].until;
-  return false;
-}
-
 static int reader_add(reader *r, const od_change *ch, od_error *err);
 static int reader_isnap_row(void *ctx, const od_change *row, od_error *err) { return reader_add(ctx, row, err); }
-static int reader_isnap_mark(void *ctx, const char *key, od_lsn value, od_error *err) {
+static int reader_isnap_mark(void *ctx, const char *key, uint64_t value, od_error *err) {
   reader *r = ctx;
   if (od_chunk_add_mark(r->cur, key, value))
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
@@ -228,7 +281,6 @@ static int reader_isnap_text_mark(void *ctx, const char *key, const char *text, 
 static int reader_change(void *ctx, const od_txn_info *txn, const od_change *ch, od_error *err) {
   reader *r = ctx;
   if (r->skipping) return OD_OK;
-  if (txn->final_lsn < r->skips->max && ch->rel && snapshot_has_it(r, txn, ch->rel)) return OD_OK;
   if (ch->op == OD_OP_MESSAGE && txn->xid == 0) return OD_OK; /* non-transactional message */
   if (r->isnap) {
     bool consumed;
@@ -248,6 +300,13 @@ static int reader_add(reader *r, const od_change *ch, od_error *err) {
   od_change *dst = od_chunk_add(c);
   if (!dst) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
   *dst = *ch;
+  if (!r->cur_start) {
+    od_pos *copy = od_arena_alloc(&c->arena, sizeof *copy);
+    if (!copy) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
+    *copy = r->txn_start;
+    r->cur_start = copy;
+  }
+  dst->txn_start = r->cur_start;
   if (copy_tuple(&c->arena, &dst->newtup, &ch->newtup) ||
       copy_tuple(&c->arena, &dst->oldtup, &ch->oldtup))
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory copying a change", r->p->cfg->name);
@@ -261,25 +320,16 @@ static int reader_add(reader *r, const od_change *ch, od_error *err) {
 
 static int reader_relation(void *ctx, od_relation *rel, od_error *err) {
   reader *r = ctx;
-  for (int i = 0; i < r->skips->n; i++) {
-    const char *name = r->skips->items[i].name, *dot = strchr(name, '.');
-    if (!dot || strncmp(name, rel->schema, (size_t)(dot - name)) || rel->schema[dot - name] || strcmp(dot + 1, rel->name))
-      continue;
-    struct rel_skip *n = realloc(r->rel_skips, (size_t)(r->nrel_skips + 1) * sizeof *n);
-    if (!n) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
-    r->rel_skips = n;
-    n[r->nrel_skips++] = (struct rel_skip){.rel = rel, .until = r->skips->items[i].until};
-    break;
-  }
-  /* A table dropped and re-created at the source starts over in the sink: emptied inside the
-   * transaction that first writes the new table (src/core/schema.h, od_schema_relation_at). */
-  char at[32];
-  snprintf(at, sizeof at, OD_LSN_FMT, OD_LSN_ARGS(r->txn.final_lsn));
+  /* A table dropped and re-created at the source starts over in every sink: its table is
+   * replaced inside the transaction that first writes the new table (core/schema.h,
+   * od_schema_relation_at; OD_TRUNCATE_START_OVER). Each sink's apply skips it with the rest of
+   * that transaction when the sink already holds it. */
+  char at[OD_POS_TEXT_MAX];
+  od_pos_to_text(&r->txn_start, at, sizeof at);
   bool starts_over = false;
   int rc = od_schema_relation_at(r->schema, rel, at, &starts_over, err);
   if (!rc) od_isnap_relation(r->isnap, rel);
-  if (!rc && starts_over && !r->skipping &&
-      !(r->txn.final_lsn < r->skips->max && snapshot_has_it(r, &r->txn, rel))) {
+  if (!rc && starts_over && !r->skipping) {
     od_change empty = {.op = OD_OP_TRUNCATE, .truncate_flags = OD_TRUNCATE_START_OVER, .rel = rel};
     rc = reader_add(r, &empty, err);
   }
@@ -290,14 +340,14 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
   reader *r = ctx;
   if (r->skipping) {
     r->skipping = false;
-    atomic_fetch_add(&r->p->stats.txns_skipped, 1);
+    for (int i = 0; i < r->nruns; i++) atomic_fetch_add(&r->p->stats.sinks[i].txns_skipped, 1);
     return OD_OK;
   }
   if (!r->cur && !(r->cur = od_queue_take_free(r->queue)))
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory for a chunk", r->p->cfg->name);
   r->cur->ends_txn = true;
   r->cur->boundary = r->cur->nchanges;
-  r->cur->end_lsn = txn->end_lsn;
+  r->cur->end = txn->end;
   r->cur->commit_time = txn->commit_time;
   r->cur->ntxns++;
   if (r->isnap) { /* marks of this transaction (incremental snapshots) ride on the chunk that ends it */
@@ -312,7 +362,7 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
   return OD_OK;
 }
 
-static int reader_idle(void *ctx, od_lsn pos, od_error *err) {
+static int reader_idle(void *ctx, const od_pos *pos, od_error *err) {
   reader *r = ctx;
   if (r->cur && r->cur->ends_txn) {
     int rc = reader_push(r, err);
@@ -320,90 +370,140 @@ static int reader_idle(void *ctx, od_lsn pos, od_error *err) {
   }
   if (r->cur) return OD_OK; /* mid-transaction: not idle after all */
   int64_t now = od_mono_us();
-  if (pos <= r->last_heartbeat || pos <= durable_of(r) ||
+  od_pos durable = durable_of(r->p);
+  if (od_pos_le(pos, &r->last_heartbeat) || od_pos_le(pos, &durable) ||
       now - r->last_heartbeat_at < HEARTBEAT_MIN_INTERVAL_US)
     return OD_OK;
   od_chunk *c = od_queue_take_free(r->queue);
   if (!c) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", r->p->cfg->name);
   c->heartbeat = true;
-  c->end_lsn = pos;
+  c->end = *pos;
   r->cur = c;
-  r->last_heartbeat = pos;
+  r->cur_start = NULL;
+  r->last_heartbeat = *pos;
   r->last_heartbeat_at = now;
   return reader_push(r, err);
 }
 
 /* ---- one session -------------------------------------------------------------------------- */
 
+static int open_run_sink(void *ctx, od_sink **out, od_error *err) {
+  sink_run *sr = ctx;
+  return od_sink_open_chain(sr->p->cfg, sr->ps->cfg, sr->ps->ops, sr->ps->name, out, err);
+}
+
+/* Open every sink, read its checkpoint, and bring it to a position the stream can start from (its
+ * initial snapshot when it needs one). */
+static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_schema *schema, od_error *err) {
+  const od_pipeline_config *cfg = p->cfg;
+  for (int i = 0; i < p->nsinks; i++) {
+    sink_run *sr = &runs[i];
+    int rc = open_run_sink(sr, &sr->sink, err);
+    if (rc) return p->nsinks > 1 ? od_error_prefix(err, "sink %s: ", sr->ps->cfg->name) : rc;
+    if ((rc = sr->sink->ops->read_position(sr->sink, &sr->start, err))) return rc;
+    if (!od_pos_is_none(&sr->start) && sr->start.kind != p->source_ops->position)
+      return OD_FAIL(err, OD_ECONFIG, "pipeline %s: sink %s holds a '%s' position but the source (type %s) makes "
+                     "'%s' positions: it was filled from another kind of source; point the pipeline at an empty sink",
+                     cfg->name, sr->ps->cfg->name, sr->start.kind->name, p->source_ops->type,
+                     p->source_ops->position->name);
+    od_pos_cell_set(&p->stats.sinks[i].durable, &sr->start);
+  }
+  /* A sink without a checkpoint first copies the existing rows (src/core/snapshot.c); its start
+   * becomes the position the copy lines up with. One sink after the other: the first creates the
+   * stream's slot with its view, later ones copy under views of their own. */
+  for (int i = 0; i < p->nsinks; i++) {
+    sink_run *sr = &runs[i];
+    od_snapshot_env senv = {.cfg = cfg, .name = sr->ps->name, .source = source, .sink = sr->sink,
+                            .open_writer = open_run_sink, .open_ctx = sr, .max_writers = sr->ps->ops->max_writers,
+                            .schema = schema, .stats = &p->stats, .sink_stats = &p->stats.sinks[i], .stop = &p->stop};
+    int rc = od_snapshot_session(&senv, &sr->start, &sr->skips, err);
+    if (rc) return rc;
+  }
+  return OD_OK;
+}
+
 static int run_session(od_pipeline *p, od_error *err) {
   const od_pipeline_config *cfg = p->cfg;
-  od_sink *sink = NULL;
   od_source *source = NULL;
   od_queue queue;
-  od_apply *apply = NULL;
   od_schema *schema = NULL;
-  od_snapshot_skips skips = {0};
   od_isnap *isnap = NULL;
+  sink_run runs[OD_SINKS_MAX];
+  memset(runs, 0, sizeof runs);
+  for (int i = 0; i < p->nsinks; i++) runs[i] = (sink_run){.p = p, .ps = &p->sinks[i], .idx = i};
   reader r = {0};
   bool queue_ready = false;
   int rc = od_schema_open(p->root->state_dir, cfg->name, cfg->schema_changes, &schema, err);
   if (rc) goto out;
-  rc = p->sink_ops->open(&cfg->sink, cfg->name, &sink, err);
-  if (rc) goto out;
-  od_lsn start = 0;
-  rc = sink->ops->read_position(sink, &start, err);
-  if (rc) goto out;
-  atomic_store(&p->stats.durable_lsn, start);
   rc = p->source_ops->open(&cfg->source, cfg->name, &source, err);
   if (rc) goto out;
-  /* A new pipeline first copies the existing rows (src/core/snapshot.c); start becomes the
-   * position the copy lines up with. */
-  od_snapshot_env senv = {.cfg = cfg, .source = source, .sink = sink, .sink_ops = p->sink_ops,
-                          .schema = schema, .stats = &p->stats, .stop = &p->stop};
-  rc = od_snapshot_session(&senv, &start, &skips, err);
+  rc = prepare_sinks(p, runs, source, schema, err);
   if (rc == OD_ECANCELLED && atomic_load(&p->stop)) {
     rc = OD_OK;
     goto out;
   }
   if (rc) goto out;
-  rc = source->ops->start(source, start, err);
+  /* The stream starts at the least of the sinks' positions; each sink drops what it holds. */
+  od_pos start = runs[0].start;
+  for (int i = 1; i < p->nsinks; i++)
+    if (od_pos_lt(&runs[i].start, &start)) start = runs[i].start;
+  rc = source->ops->start(source, &start, err);
   if (rc) goto out;
   static const char *const levels[] = {"strong", "causal", "eventual"};
-  od_info("pipeline %s: streaming from " OD_LSN_FMT "%s; consistency %s, %d sink writer%s", cfg->name,
-          OD_LSN_ARGS(start),
-          start ? " (the sink's checkpoint)" : " (the slot's confirmed position; the sink is empty)",
-          levels[p->apply_opt.consistency], p->apply_opt.writers, p->apply_opt.writers > 1 ? "s" : "");
+  char shown[OD_POS_TEXT_MAX];
+  int writers = 0;
+  for (int i = 0; i < p->nsinks; i++) writers += p->sinks[i].apply_opt.writers;
+  char nsinks[32] = "";
+  if (p->nsinks > 1) snprintf(nsinks, sizeof nsinks, " over %d sinks", p->nsinks);
+  od_info("pipeline %s: streaming from %s%s; consistency %s, %d sink writer%s%s", cfg->name,
+          od_pos_display(&start, shown, sizeof shown),
+          !od_pos_is_none(&start) ? " (the sinks' checkpoint)" : " (the source's own position; a sink is empty)",
+          levels[cfg->consistency], writers, writers > 1 ? "s" : "", nsinks);
 
-  /* Incremental snapshots: pending requests are read from the sink before apply owns it. */
-  if ((rc = od_isnap_open(cfg, p->source_ops, sink, schema, &p->stats, &p->stop, &isnap, err))) goto out;
-  rc = od_queue_init(&queue, cfg->queue.max_rows, cfg->queue.max_bytes);
+  /* Incremental snapshots: pending requests are read from the first sink before apply owns it. */
+  if ((rc = od_isnap_open(cfg, runs[0].ps->name, p->source_ops, runs[0].sink, schema, &p->stats, &p->stop, &isnap,
+                          err)))
+    goto out;
+  rc = od_queue_init(&queue, cfg->queue.max_rows, cfg->queue.max_bytes, p->nsinks);
   if (rc) {
     OD_FAIL(err, rc, "pipeline %s: cannot create the queue", cfg->name);
     goto out;
   }
   queue_ready = true;
-  rc = od_apply_start(&apply, cfg, &p->apply_opt, sink, &queue, &p->stats, err);
-  if (rc) goto out;
+  r = (reader){.p = p, .source = source, .queue = &queue, .runs = runs, .nruns = p->nsinks, .schema = schema,
+               .skip_before = start, .isnap = isnap};
+  for (int i = 0; i < p->nsinks && !rc; i++) {
+    sink_run *sr = &runs[i];
+    od_apply_env env = {.cfg = cfg, .opt = sr->ps->apply_opt, .sink = sr->sink, .open_writer = open_run_sink,
+                        .open_ctx = sr, .mark_prefix = sr->ps->name, .queue = &queue, .consumer = i,
+                        .skip_before = sr->start, .skips = &sr->skips, .stats = &p->stats.sinks[i]};
+    rc = od_apply_start(&sr->apply, &env, err);
+    if (!rc && sr->ps->apply_opt.writers > 1)
+      od_info("pipeline %s: sink %s: %d parallel writers", cfg->name, sr->ps->cfg->name, sr->ps->apply_opt.writers);
+  }
+  if (rc) {
+    od_queue_close(&queue);
+    goto out;
+  }
   atomic_store(&p->stats.state, OD_PIPELINE_STREAMING);
 
-  r = (reader){.p = p, .source = source, .queue = &queue, .apply = apply, .schema = schema, .skip_before = start,
-               .skips = &skips, .isnap = isnap};
   od_change_handler h = {.ctx = &r,
                          .begin = reader_begin,
                          .change = reader_change,
                          .commit = reader_commit,
                          .relation = reader_relation,
                          .idle = reader_idle};
-  while (!atomic_load(&p->stop) && !od_apply_failed(apply)) {
+  while (!atomic_load(&p->stop) && !any_apply_failed(&r)) {
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
     if (rc) break;
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
     size_t rows;
     od_queue_stats(&queue, &rows, NULL);
     atomic_store(&p->stats.queued_rows, rows);
-    if ((rc = source->ops->ack(source, durable_of(&r), false, err))) break;
+    od_pos durable = durable_of(p);
+    if ((rc = source->ops->ack(source, &durable, false, err))) break;
   }
-  if (rc == OD_ECANCELLED && (atomic_load(&p->stop) || od_apply_failed(apply))) rc = OD_OK;
+  if (rc == OD_ECANCELLED && (atomic_load(&p->stop) || any_apply_failed(&r))) rc = OD_OK;
   /* Complete transactions still in hand are applied; a partial one is dropped (it was never
    * acknowledged, so the next session receives it again). */
   if (r.cur && r.cur->ends_txn && (rc == OD_OK || rc == OD_ESCHEMA)) {
@@ -413,28 +513,32 @@ static int run_session(od_pipeline *p, od_error *err) {
   if (r.cur) od_queue_recycle(&queue, r.cur);
   r.cur = NULL;
   od_queue_close(&queue);
-  od_error apply_err;
-  int arc = od_apply_join(apply, &apply_err);
-  apply = NULL;
-  if (arc && !rc) {
-    *err = apply_err;
-    rc = arc;
+  for (int i = 0; i < p->nsinks; i++) {
+    od_error apply_err;
+    int arc = od_apply_join(runs[i].apply, &apply_err);
+    runs[i].apply = NULL;
+    if (arc && !rc) {
+      *err = apply_err;
+      rc = arc;
+    }
   }
   if (rc == OD_OK) {
-    /* Tell the server what the sink now holds before disconnecting. */
+    /* Tell the server what the sinks now hold before disconnecting. */
     od_error ack_err;
-    if (source->ops->ack(source, atomic_load(&p->stats.durable_lsn), true, &ack_err))
+    od_pos durable = durable_of(p);
+    if (source->ops->ack(source, &durable, true, &ack_err))
       od_warn("pipeline %s: final acknowledgement failed: %s", cfg->name, ack_err.msg);
   }
 out:
-  if (apply) od_apply_join(apply, NULL);
+  for (int i = 0; i < p->nsinks; i++)
+    if (runs[i].apply) od_apply_join(runs[i].apply, NULL);
   od_isnap_close(isnap); /* after the queue is drained: queued rows point at its relations */
+  for (int i = 0; i < p->nsinks; i++)
+    if (runs[i].sink) runs[i].sink->ops->close(runs[i].sink);
   if (source) source->ops->close(source);
-  if (sink) sink->ops->close(sink);
   if (queue_ready) od_queue_destroy(&queue);
   od_schema_close(schema);
-  free(r.rel_skips);
-  od_snapshot_skips_free(&skips);
+  for (int i = 0; i < p->nsinks; i++) od_snapshot_skips_free(&runs[i].skips);
   return rc;
 }
 
@@ -552,6 +656,8 @@ void od_pipeline_free(od_pipeline *p) {
     od_pipeline_wait(p, NULL);
   }
   if (p->lock_fd >= 0) close(p->lock_fd);
+  od_pos_cell_destroy(&p->stats.durable);
+  for (int i = 0; i < p->nsinks; i++) od_pos_cell_destroy(&p->stats.sinks[i].durable);
   free(p);
 }
 
@@ -597,19 +703,14 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
   od_error err;
   od_error_clear(&err);
   const od_source_ops *src;
-  const od_sink_ops *snk;
+  const od_sink_ops *snk[OD_SINKS_MAX];
   int fatal = 0;
-  char msg[OD_ERROR_MSG_MAX + 64];
-  if (find_adapters(cfg, &src, &snk, &err)) {
+  char msg[OD_ERROR_MSG_MAX + 256];
+  if (find_adapters(cfg, &src, snk, &err)) {
     problem(ctx, true, err.msg);
     return 1;
   }
-  /* What od_pipeline_new and a session would refuse before connecting anywhere. */
-  long reconnect_max_ms;
-  if (od_config_int(&cfg->source, "reconnect_max_ms", 30000, 100, 3600000, &reconnect_max_ms, &err)) {
-    problem(ctx, true, err.msg);
-    fatal++;
-  }
+  /* What a session would refuse before connecting anywhere. */
   if (check_state_dir(root->state_dir, msg, sizeof msg)) {
     problem(ctx, true, msg);
     fatal++;
@@ -629,15 +730,26 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
     }
     src->close(source);
   }
-  od_sink *sink = NULL;
-  if (snk->open(&cfg->sink, cfg->name, &sink, &err)) {
-    snprintf(msg, sizeof msg, "pipeline %s: sink: %s", cfg->name, err.msg);
-    problem(ctx, true, msg);
-    fatal++;
-  } else {
-    od_lsn pos;
+  for (int i = 0; i < cfg->nsinks; i++) {
+    const od_sink_config *sk = &cfg->sinks[i];
+    char name[128], label[96];
+    sink_name(cfg, sk, name, sizeof name);
+    snprintf(label, sizeof label, cfg->nsinks > 1 ? "sink %s" : "sink", sk->name);
+    od_sink *sink = NULL;
+    if (od_transforms_check(cfg, sk, &err) || od_sink_open_chain(cfg, sk, snk[i], name, &sink, &err)) {
+      snprintf(msg, sizeof msg, "pipeline %s: %s: %s", cfg->name, label, err.msg);
+      problem(ctx, true, msg);
+      fatal++;
+      continue;
+    }
+    od_pos pos;
     if (sink->ops->read_position(sink, &pos, &err)) {
-      snprintf(msg, sizeof msg, "pipeline %s: sink: %s", cfg->name, err.msg);
+      snprintf(msg, sizeof msg, "pipeline %s: %s: %s", cfg->name, label, err.msg);
+      problem(ctx, true, msg);
+      fatal++;
+    } else if (!od_pos_is_none(&pos) && pos.kind != src->position) {
+      snprintf(msg, sizeof msg, "pipeline %s: %s holds a '%s' position but the source makes '%s' positions: it was "
+               "filled from another kind of source", cfg->name, label, pos.kind->name, src->position->name);
       problem(ctx, true, msg);
       fatal++;
     }

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "core/clock.h"
+#include "core/pos_cell.h"
 #include "odsync/change.h"
 #include "odsync/config.h"
 #include "odsync/error.h"
@@ -51,19 +53,28 @@ typedef struct od_snapshot_stats {
   od_snapshot_table_stats tables[OD_SNAPSHOT_MAX_TABLES];
 } od_snapshot_stats;
 
-typedef struct od_pipeline_stats {
+/* One sink of a pipeline, as the apply thread reports it. */
+typedef struct od_sink_stats {
+  char name[64];                      /* the sink's name ("default" for `sink:`) */
+  char type[32];                      /* its adapter type */
+  od_pos_cell durable;                /* its checkpoint: what it holds durably */
   _Atomic uint64_t changes_applied;   /* rows committed to the sink since start */
   _Atomic uint64_t txns_applied;      /* source transactions committed to the sink */
   _Atomic uint64_t batches;           /* sink commits */
   _Atomic uint64_t txns_skipped;      /* resent transactions the sink already held */
-  _Atomic uint64_t durable_lsn;       /* sink checkpoint = what the source may be acked */
   _Atomic int64_t last_commit_time;   /* source commit time (µs) of the last applied txn */
   _Atomic int64_t last_lag_us;        /* source commit -> sink commit, for the last batch */
   _Atomic int64_t last_apply_at;      /* wall clock (µs) of the last sink commit */
-  _Atomic uint64_t queued_rows;       /* rows waiting between reader and applier */
   _Atomic uint64_t batch_limit;       /* current batch size limit (adaptive batching moves it) */
+} od_sink_stats;
+
+typedef struct od_pipeline_stats {
+  od_pos_cell durable;                /* the least of the sinks' checkpoints: what the source may be acked */
+  _Atomic uint64_t queued_rows;       /* rows waiting between reader and appliers */
   _Atomic uint64_t sessions;          /* sessions started (1 + restarts) */
   _Atomic int state;                  /* od_pipeline_state */
+  int nsinks;                         /* entries of sinks[] (fixed when the pipeline is made) */
+  od_sink_stats sinks[OD_SINKS_MAX];
   od_snapshot_stats snapshot;         /* the initial snapshot's progress */
   /* Incremental snapshots (src/core/isnap.c), since start. */
   _Atomic uint64_t isnap_rows;        /* rows copied (applied with their high watermark) */
@@ -72,6 +83,12 @@ typedef struct od_pipeline_stats {
   _Atomic uint64_t isnap_tables;      /* tables finished */
   _Atomic int isnap_active;           /* 1 while a table is being copied */
 } od_pipeline_stats;
+
+/* Sums over the sinks (the progress line's and status' "changes applied" is the slowest sink's
+ * view: the least changes_applied). */
+uint64_t od_stats_changes_applied(od_pipeline_stats *st);
+uint64_t od_stats_txns_applied(od_pipeline_stats *st);
+int64_t od_stats_last_lag_us(od_pipeline_stats *st);
 
 typedef struct od_pipeline od_pipeline;
 
@@ -96,9 +113,5 @@ od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p);
 int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
                       void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx);
 
-int64_t od_now_us(void);      /* wall clock, µs since the Unix epoch */
-int64_t od_mono_us(void);     /* monotonic clock, µs */
-/* The CLOCK_REALTIME instant `ms` milliseconds from now, for pthread_cond_timedwait. */
-struct timespec od_deadline_ms(long ms);
 
 #endif

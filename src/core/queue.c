@@ -11,8 +11,10 @@
 #define POOL_MAX 64
 #define CHUNK_ARENA_BLOCK (256 * 1024)
 
-int od_queue_init(od_queue *q, size_t max_rows, size_t max_bytes) {
+int od_queue_init(od_queue *q, size_t max_rows, size_t max_bytes, int nconsumers) {
   memset(q, 0, sizeof *q);
+  if (nconsumers < 1 || nconsumers > OD_QUEUE_CONSUMERS_MAX) return OD_EINVAL;
+  q->nconsumers = nconsumers;
   q->max_rows = max_rows ? max_rows : 100000;
   q->max_bytes = max_bytes ? max_bytes : (size_t)256 << 20;
   pthread_condattr_t attr;
@@ -52,18 +54,20 @@ void od_queue_destroy(od_queue *q) {
 static void chunk_clear(od_chunk *c) {
   od_arena_reset(&c->arena);
   c->next = NULL;
+  c->pops_left = c->refs = 0;
+  c->queued = false;
   c->nchanges = 0;
   c->ntxns = 0;
   c->boundary = 0;
   c->ends_txn = false;
   c->heartbeat = false;
-  c->end_lsn = 0;
+  c->end = od_pos_none();
   c->commit_time = 0;
   c->marks = NULL;
   c->nmarks = c->marks_cap = 0;
 }
 
-static int add_mark(od_chunk *c, const char *key, od_lsn value, const char *text) {
+static int add_mark(od_chunk *c, const char *key, uint64_t value, const char *text) {
   if (c->nmarks == c->marks_cap) {
     uint32_t cap = c->marks_cap ? c->marks_cap * 2 : 4;
     od_chunk_mark *m = od_arena_alloc(&c->arena, cap * sizeof *m);
@@ -79,7 +83,7 @@ static int add_mark(od_chunk *c, const char *key, od_lsn value, const char *text
   return OD_OK;
 }
 
-int od_chunk_add_mark(od_chunk *c, const char *key, od_lsn value) { return add_mark(c, key, value, NULL); }
+int od_chunk_add_mark(od_chunk *c, const char *key, uint64_t value) { return add_mark(c, key, value, NULL); }
 
 int od_chunk_add_text_mark(od_chunk *c, const char *key, const char *text) { return add_mark(c, key, 0, text); }
 
@@ -128,7 +132,7 @@ static void deadline_after(struct timespec *ts, int timeout_ms) {
 }
 
 static bool is_full(const od_queue *q) {
-  return q->head && (q->rows >= q->max_rows || q->bytes >= q->max_bytes);
+  return (q->rows || q->bytes) && (q->rows >= q->max_rows || q->bytes >= q->max_bytes);
 }
 
 int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
@@ -148,55 +152,81 @@ int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
     return OD_ECANCELLED;
   }
   c->next = NULL;
+  c->queued = true;
+  c->pops_left = c->refs = q->nconsumers;
   if (q->tail)
     q->tail->next = c;
   else
     q->head = c;
   q->tail = c;
+  for (int i = 0; i < q->nconsumers; i++)
+    if (!q->cursor[i]) q->cursor[i] = c;
   q->rows += c->nchanges;
   q->bytes += bytes;
-  pthread_cond_signal(&q->not_empty);
+  pthread_cond_broadcast(&q->not_empty);
   pthread_mutex_unlock(&q->lock);
   return OD_OK;
 }
 
-od_chunk *od_queue_pop(od_queue *q, int timeout_ms) {
+od_chunk *od_queue_pop(od_queue *q, int consumer, int timeout_ms) {
   struct timespec deadline;
   deadline_after(&deadline, timeout_ms);
   pthread_mutex_lock(&q->lock);
-  while (!q->head && !q->closed) {
+  while (!q->cursor[consumer] && !q->closed) {
     if (pthread_cond_timedwait(&q->not_empty, &q->lock, &deadline) == ETIMEDOUT) break;
   }
-  od_chunk *c = q->head;
+  od_chunk *c = q->cursor[consumer];
   if (c) {
-    q->head = c->next;
-    if (!q->head) q->tail = NULL;
-    q->rows -= c->nchanges;
-    q->bytes -= od_chunk_bytes(c);
-    c->next = NULL;
-    pthread_cond_signal(&q->not_full);
+    q->cursor[consumer] = c->next;
+    if (--c->pops_left == 0) {
+      q->rows -= c->nchanges;
+      q->bytes -= od_chunk_bytes(c);
+      pthread_cond_signal(&q->not_full);
+    }
   }
   pthread_mutex_unlock(&q->lock);
   return c;
 }
 
-void od_queue_recycle(od_queue *q, od_chunk *c) {
-  if (!c) return;
-  pthread_mutex_lock(&q->lock);
-  if (q->pool_count < POOL_MAX) {
-    chunk_clear(c);
-    c->next = q->pool;
-    q->pool = c;
-    q->pool_count++;
-    c = NULL;
-  }
-  pthread_mutex_unlock(&q->lock);
-  if (c) chunk_free(c);
+static void to_pool(od_queue *q, od_chunk *c) { /* lock held; returns c when the pool is full */
+  chunk_clear(c);
+  c->next = q->pool;
+  q->pool = c;
+  q->pool_count++;
 }
 
-bool od_queue_empty(od_queue *q) {
+void od_queue_recycle(od_queue *q, od_chunk *c) {
+  if (!c) return;
+  od_chunk *spill = NULL; /* chunks the pool has no room for, freed outside the lock */
   pthread_mutex_lock(&q->lock);
-  bool empty = q->head == NULL;
+  if (!c->queued) {
+    if (q->pool_count < POOL_MAX) to_pool(q, c);
+    else spill = c;
+  } else if (--c->refs == 0) {
+    /* Every consumer is done with it; release the done chunks at the head, in order. */
+    while (q->head && q->head->refs == 0) {
+      od_chunk *h = q->head;
+      q->head = h->next;
+      if (!q->head) q->tail = NULL;
+      if (q->pool_count < POOL_MAX) {
+        to_pool(q, h);
+      } else {
+        h->next = spill;
+        spill = h;
+      }
+    }
+  }
+  pthread_mutex_unlock(&q->lock);
+  while (spill) {
+    od_chunk *next = spill->next;
+    chunk_free(spill);
+    spill = next;
+  }
+}
+
+bool od_queue_empty(od_queue *q, int consumer) {
+  pthread_mutex_lock(&q->lock);
+  bool empty = q->cursor[consumer] == NULL;
   pthread_mutex_unlock(&q->lock);
   return empty;
 }

@@ -1,12 +1,16 @@
-/* queue.h — chunks of changes and the bounded queue between a source reader and a sink applier.
+/* queue.h — chunks of changes and the bounded queue between a source reader and its sinks' appliers.
  *
  * Owns: every od_chunk it hands out (a pool of recycled chunks, each with its arena and change
- * array), and the FIFO between exactly one producer (reader thread) and one consumer (apply
- * thread). Caps in rows and bytes: a push into a full queue waits, which stops the reader and so
- * reaches the database as TCP backpressure. A push into an empty queue always succeeds, so one
- * chunk larger than the cap cannot deadlock.
+ * array), and the FIFO between exactly one producer (reader thread) and N consumers (one apply
+ * thread per sink): every consumer sees every chunk, in order (a broadcast queue). A chunk is
+ * shared read-only by the consumers; it returns to the pool when the last of them recycles it.
+ * Caps in rows and bytes over the chunks some consumer has not popped yet: a push into a full queue
+ * waits, which stops the reader and so reaches the database as TCP backpressure; the slowest
+ * consumer sets the pace. A push into an empty queue always succeeds, so one chunk larger than the
+ * cap cannot deadlock.
  * Ownership: od_queue_take_free() gives the producer a chunk; od_queue_push() hands it to the
- * queue; od_queue_pop() hands it to the consumer; od_queue_recycle() returns it to the pool.
+ * queue; od_queue_pop() lends it to one consumer (read-only: consumers never write a chunk);
+ * od_queue_recycle() ends that consumer's loan (or returns an unpushed chunk to the pool).
  * Never touches: what the changes mean, sources, sinks.
  */
 #ifndef ODSYNC_QUEUE_H
@@ -24,29 +28,37 @@
  * arena). */
 typedef struct od_chunk_mark {
   const char *key;
-  od_lsn value;     /* integer marks: 0 removes the mark */
+  uint64_t value;   /* integer marks: 0 removes the mark */
   const char *text; /* non-NULL: a text mark (value unused) */
 } od_chunk_mark;
 
 typedef struct od_chunk {
-  struct od_chunk *next;
+  struct od_chunk *next;  /* the queue's link: consumers never write it */
+  int pops_left;          /* consumers that have not popped it yet (queue-owned) */
+  int refs;               /* consumers that have not recycled it yet (queue-owned) */
+  bool queued;            /* pushed into the queue (queue-owned) */
   od_change *changes; /* array of cap entries; values live in arena */
   uint32_t nchanges, cap;
   od_arena arena;
   uint32_t ntxns;        /* transactions that end in this chunk */
   uint32_t boundary;     /* changes[0, boundary) end with the last transaction ended here */
   bool ends_txn;         /* boundary == nchanges and ntxns > 0: the chunk ends at a commit point */
-  bool heartbeat;        /* no changes: `end_lsn` is an idle position that may be acknowledged */
-  od_lsn end_lsn;        /* when ends_txn/heartbeat: the position to checkpoint */
+  bool heartbeat;        /* no changes: `end` is an idle position that may be acknowledged */
+  od_pos end;            /* when ntxns > 0 or heartbeat: the position to checkpoint (the end of the
+                            last transaction ended here, or the idle position) */
   int64_t commit_time;   /* commit timestamp (µs since epoch) of the last transaction ended here */
   od_chunk_mark *marks;  /* marks of the last transaction ended here (incremental snapshots) */
   uint32_t nmarks, marks_cap;
 } od_chunk;
 
+#define OD_QUEUE_CONSUMERS_MAX 16
+
 typedef struct od_queue {
   pthread_mutex_t lock;
   pthread_cond_t not_empty, not_full;
-  od_chunk *head, *tail;
+  od_chunk *head, *tail;  /* pushed chunks some consumer still holds or has not popped */
+  int nconsumers;
+  od_chunk *cursor[OD_QUEUE_CONSUMERS_MAX]; /* next chunk each consumer pops (NULL: none yet) */
   od_chunk *pool;        /* recycled chunks */
   size_t pool_count;
   size_t rows, bytes;    /* queued */
@@ -54,7 +66,8 @@ typedef struct od_queue {
   bool closed;
 } od_queue;
 
-int od_queue_init(od_queue *q, size_t max_rows, size_t max_bytes);
+/* nconsumers: 1..OD_QUEUE_CONSUMERS_MAX. */
+int od_queue_init(od_queue *q, size_t max_rows, size_t max_bytes, int nconsumers);
 void od_queue_destroy(od_queue *q);
 
 /* A clean chunk for the producer: from the pool, or newly allocated (NULL on out-of-memory). */
@@ -62,7 +75,7 @@ od_chunk *od_queue_take_free(od_queue *q);
 /* Append a change slot to a chunk (grows the array). NULL on out-of-memory. */
 od_change *od_chunk_add(od_chunk *c);
 /* Add a mark (the key is copied into the chunk's arena). OD_OK or OD_ENOMEM. */
-int od_chunk_add_mark(od_chunk *c, const char *key, od_lsn value);
+int od_chunk_add_mark(od_chunk *c, const char *key, uint64_t value);
 /* Add a text mark (key and text are copied into the chunk's arena). OD_OK or OD_ENOMEM. */
 int od_chunk_add_text_mark(od_chunk *c, const char *key, const char *text);
 /* Bytes a chunk accounts for (arena + change array). */
@@ -71,13 +84,17 @@ size_t od_chunk_bytes(const od_chunk *c);
 /* Hand a chunk to the queue. OD_OK, OD_AGAIN when still full after timeout_ms,
  * OD_ECANCELLED when the queue is closed (the chunk is recycled). */
 int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms);
-/* Next chunk, or NULL after timeout_ms (or at once when closed and empty). */
-od_chunk *od_queue_pop(od_queue *q, int timeout_ms);
+/* Consumer `consumer`'s next chunk, or NULL after timeout_ms (or at once when closed and it has
+ * drained it). */
+od_chunk *od_queue_pop(od_queue *q, int consumer, int timeout_ms);
+/* A consumer is done with a chunk it popped (or the producer drops one it never pushed). */
 void od_queue_recycle(od_queue *q, od_chunk *c);
-bool od_queue_empty(od_queue *q);
+/* Nothing ready for `consumer`. */
+bool od_queue_empty(od_queue *q, int consumer);
 /* No more pushes; pops drain what is queued, then return NULL. */
 void od_queue_close(od_queue *q);
 bool od_queue_closed(od_queue *q);
+/* Rows and bytes some consumer has not popped yet. */
 void od_queue_stats(od_queue *q, size_t *rows, size_t *bytes);
 
 #endif

@@ -139,19 +139,24 @@ static int push(od_router *r, int w, const od_change *c) {
   return OD_OK;
 }
 
-int od_route_batch(od_router *r, int mode, od_chunk *head, od_error *err) {
+int od_route_batch(od_router *r, int mode, od_chunk *const *chunks, size_t nchunks,
+                   bool (*keep)(void *ctx, const od_change *ch), void *ctx, od_error *err) {
   for (int w = 0; w < r->nwriters; w++) r->counts[w] = 0;
   size_t n = 0, ntx = 0;
-  for (od_chunk *c = head; c; c = c->next) n += c->nchanges;
+  for (size_t j = 0; j < nchunks; j++) n += chunks[j]->nchanges;
   if (!grow((void **)&r->flat, &r->flat_cap, n, sizeof *r->flat) ||
       !grow((void **)&r->hashes, &r->nhashes_cap, n, sizeof *r->hashes) || slots_reset(r, 2 * n + 16))
     return OD_FAIL(err, OD_ENOMEM, "out of memory routing a batch of %zu changes", n);
   size_t k = 0;
-  for (od_chunk *c = head; c; c = c->next)
+  for (size_t j = 0; j < nchunks; j++) {
+    const od_chunk *c = chunks[j];
     for (uint32_t i = 0; i < c->nchanges; i++) {
+      if (keep && !keep(ctx, &c->changes[i])) continue;
       r->flat[k++] = &c->changes[i];
       if (c->changes[i].index == 0) ntx++;
     }
+  }
+  n = k;
   /* Pass 1: which tables are serial in this batch. Table hashes are marked in the slot table
    * with value -1. A table whose changes come under more than one relation version (its shape
    * changed inside the batch) is serial too: the sink alters it between the versions, so no

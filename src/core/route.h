@@ -45,7 +45,9 @@ typedef struct od_router {
 
 int od_router_init(od_router *r, int nwriters);
 void od_router_free(od_router *r);
-/* Route every change of the chunks from `head` (linked by next) into r->lists. */
-int od_route_batch(od_router *r, int mode, od_chunk *head, od_error *err);
+/* Route every change of the chunks (in order) for which keep() says true (keep NULL: all) into
+ * r->lists. */
+int od_route_batch(od_router *r, int mode, od_chunk *const *chunks, size_t nchunks,
+                   bool (*keep)(void *ctx, const od_change *ch), void *ctx, od_error *err);
 
 #endif

@@ -83,6 +83,7 @@ static sch_version *version_copy(const od_relation *src) {
   r->replica_identity = src->replica_identity;
   r->version = src->version;
   r->has_primary_key = src->has_primary_key;
+  r->match_full_row = src->match_full_row;
   r->schema = strdup(src->schema ? src->schema : "");
   r->name = strdup(src->name ? src->name : "");
   r->columns = calloc(src->ncolumns ? src->ncolumns : 1, sizeof *r->columns);

@@ -93,6 +93,8 @@ int od_schema_json_line(const char *table, const od_relation *rel, const char *r
   jb_str(&b, ri);
   jb_key(&b, "primary_key");
   jb_raw(&b, rel->has_primary_key ? "true" : "false", rel->has_primary_key ? 4 : 5);
+  jb_key(&b, "match_full_row");
+  jb_raw(&b, rel->match_full_row ? "true" : "false", rel->match_full_row ? 4 : 5);
   jb_key(&b, "columns");
   jb_raw(&b, "[", 1);
   for (uint16_t i = 0; i < rel->ncolumns; i++) {
@@ -361,7 +363,7 @@ static bool jcolumns(jp *j, od_relation *rel) {
 
 typedef struct recctx {
   od_schema_json_rec *r;
-  bool has_version, has_columns;
+  bool has_version, has_columns, has_match;
 } recctx;
 
 static bool rec_field(jp *j, const char *key, void *ctx) {
@@ -393,6 +395,7 @@ static bool rec_field(jp *j, const char *key, void *ctx) {
     return true;
   }
   if (!strcmp(key, "primary_key")) return jbool(j, &r->rel.has_primary_key);
+  if (!strcmp(key, "match_full_row")) return (rc->has_match = jbool(j, &r->rel.match_full_row));
   if (!strcmp(key, "applied")) return jbool(j, &r->applied);
   if (!strcmp(key, "columns")) return (rc->has_columns = jcolumns(j, &r->rel));
   return jskip(j, 1);
@@ -429,6 +432,8 @@ int od_schema_json_parse(const char *line, od_schema_json_rec *out, char *why, s
     out->rel.name = strdup(dot ? dot + 1 : out->table);
     if (!out->rel.schema || !out->rel.name) ok = jfail(&j, "out of memory");
   }
+  if (ok && !rc.has_match) /* lines written before match_full_row: the rule the sinks applied then */
+    out->rel.match_full_row = out->rel.replica_identity == 'f' && !out->rel.has_primary_key;
   if (!ok) {
     od_schema_json_rec_free(out);
     return OD_EINVAL;

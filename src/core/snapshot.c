@@ -30,7 +30,7 @@
 typedef struct snap_tbl {
   od_snap_table *t;
   od_snap_plan plan;
-  od_lsn gen;
+  od_pos gen;
   bool whole;        /* (re)copied whole in this run: initialised (truncated, marks) first */
   bool truncate;
   bool complete;     /* every chunk already in the sink */
@@ -98,24 +98,37 @@ static void mark_key(char *out, size_t cap, const char *pipeline, const char *wh
            leaf ? leaf : "");
 }
 
-static int get_mark(driver *d, const char *what, const char *table, const char *leaf, od_lsn *out, od_error *err) {
+/* Integer marks (plans) and position marks (view points, generations, skips). */
+static int get_mark(driver *d, const char *what, const char *table, const char *leaf, uint64_t *out, od_error *err) {
   char key[512];
   mark_key(key, sizeof key, d->name, what, table, leaf);
-  od_sink *s = d->env->sink;
-  return s->ops->get_mark(s, key, out, err);
+  return od_sink_get_mark(d->env->sink, key, out, err);
 }
 
-static int set_mark(od_sink *s, const char *pipeline, const char *what, const char *table, const char *leaf,
-                    od_lsn v, od_error *err) {
+static int get_pos(driver *d, const char *what, const char *table, const char *leaf, od_pos *out, od_error *err) {
   char key[512];
-  mark_key(key, sizeof key, pipeline, what, table, leaf);
-  return s->ops->set_mark(s, key, v, err);
+  mark_key(key, sizeof key, d->name, what, table, leaf);
+  return od_sink_get_pos_mark(d->env->sink, key, out, err);
 }
 
-static int chunk_mark(driver *d, const snap_tbl *t, uint32_t i, od_lsn *out, od_error *err) {
+static int set_mark(od_sink *s, const char *name, const char *what, const char *table, const char *leaf,
+                    uint64_t v, od_error *err) {
+  char key[512];
+  mark_key(key, sizeof key, name, what, table, leaf);
+  return od_sink_set_mark(s, key, v, err);
+}
+
+static int set_pos(od_sink *s, const char *name, const char *what, const char *table, const char *leaf,
+                   const od_pos *v, od_error *err) {
+  char key[512];
+  mark_key(key, sizeof key, name, what, table, leaf);
+  return od_sink_set_pos_mark(s, key, v, err);
+}
+
+static int chunk_mark(driver *d, const snap_tbl *t, uint32_t i, od_pos *out, od_error *err) {
   char leaf[16];
   snprintf(leaf, sizeof leaf, "%u", i);
-  return get_mark(d, "snapshot", t->t->name, leaf, out, err);
+  return get_pos(d, "snapshot", t->t->name, leaf, out, err);
 }
 
 static void fail_once(driver *d, int rc, const od_error *err) {
@@ -151,25 +164,35 @@ void od_snapshot_skips_free(od_snapshot_skips *s) {
   *s = (od_snapshot_skips){0};
 }
 
-static int add_skip(od_snapshot_skips *s, const char *name, od_lsn until) {
+static int add_skip(od_snapshot_skips *s, const char *name, const od_pos *until) {
   od_snapshot_skip *n = realloc(s->items, (size_t)(s->n + 1) * sizeof *n);
   if (!n) return OD_ENOMEM;
   s->items = n;
   snprintf(n[s->n].name, sizeof n[s->n].name, "%s", name);
-  n[s->n].until = until;
+  n[s->n].until = *until;
   s->n++;
-  if (until > s->max) s->max = until;
+  if (od_pos_lt(&s->max, until)) s->max = *until;
   return OD_OK;
 }
 
+bool od_snapshot_skips_has(const od_snapshot_skips *s, const char *schema, const char *name, const od_pos *start) {
+  size_t sl = strlen(schema);
+  for (int i = 0; i < s->n; i++) {
+    const char *n = s->items[i].name;
+    if (!strncmp(n, schema, sl) && n[sl] == '.' && !strcmp(n + sl + 1, name)) return od_pos_lt(start, &s->items[i].until);
+  }
+  return false;
+}
+
 /* A finished snapshot whose skip rules still matter (the checkpoint is below <p>/skip). */
-static int load_skips(driver *d, od_lsn start, od_snapshot_skips *skips, od_error *err) {
+static int load_skips(driver *d, const od_pos *start, od_snapshot_skips *skips, od_error *err) {
   int rc = d->ops->prepare(d->env->source, false, &d->info, err);
   for (int i = 0; rc == OD_OK && i < d->info.ntables; i++) {
-    od_lsn until = 0;
+    od_pos until;
     const char *name = d->info.tables[i].name;
-    if ((rc = get_mark(d, "skip", name, NULL, &until, err))) break;
-    if (until > start && add_skip(skips, name, until)) rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", d->name);
+    if ((rc = get_pos(d, "skip", name, NULL, &until, err))) break;
+    if (od_pos_lt(start, &until) && add_skip(skips, name, &until))
+      rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", d->name);
   }
   d->ops->finish(d->env->source);
   return rc;
@@ -262,8 +285,8 @@ static int copy_once(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
   if (!rc) rc = acquire(w, err); /* an empty chunk still records its mark */
   char leaf[16];
   snprintf(leaf, sizeof leaf, "%u", chunk);
-  if (!rc) rc = set_mark(w->slot->sink, d->name, "snapshot", t->t->name, leaf, t->gen, err);
-  if (!rc) rc = w->slot->sink->ops->commit(w->slot->sink, 0, err);
+  if (!rc) rc = set_pos(w->slot->sink, d->name, "snapshot", t->t->name, leaf, &t->gen, err);
+  if (!rc) rc = w->slot->sink->ops->commit_data(w->slot->sink, err);
   if (!rc) w->txn_open = false;
   release(w, rc != OD_OK);
   return rc;
@@ -291,7 +314,7 @@ static int copy_chunk(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
   atomic_fetch_add(&t->rows, w->chunk_rows);
   atomic_fetch_add(&st->snapshot.rows_done, w->chunk_rows);
   atomic_fetch_add(&st->snapshot.chunks_done, 1);
-  atomic_fetch_add(&st->changes_applied, w->chunk_rows);
+  if (d->env->sink_stats) atomic_fetch_add(&d->env->sink_stats->changes_applied, w->chunk_rows);
   if (t->st) {
     atomic_fetch_add(&t->st->rows_done, w->chunk_rows);
     atomic_fetch_add(&t->st->chunks_done, 1);
@@ -311,7 +334,7 @@ static int copy_chunk(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
       od_sink *s = w->slot->sink;
       int rc = acquire(w, err);
       if (!rc) rc = s->ops->load_finish(s, t->t->rel, err);
-      if (!rc) rc = s->ops->commit(s, 0, err);
+      if (!rc) rc = s->ops->commit_data(s, err);
       if (!rc) w->txn_open = false;
       release(w, rc != OD_OK);
       if (rc) return rc;
@@ -346,7 +369,7 @@ static void *worker_main(void *arg) {
 /* ---- planning -------------------------------------------------------------------------------- */
 
 static int read_plan(driver *d, snap_tbl *t, od_error *err) {
-  od_lsn m = 0, n = 0, lo = 0, step = 0;
+  uint64_t m = 0, n = 0, lo = 0, step = 0;
   int rc;
   if ((rc = get_mark(d, "snapshot", t->t->name, "method", &m, err)) ||
       (rc = get_mark(d, "snapshot", t->t->name, "n", &n, err)) ||
@@ -384,19 +407,19 @@ static void log_plan(const snap_tbl *t) {
 
 /* Decide, per table, what this run copies. `resume`: the sink holds part of this attempt. */
 static int plan_tables(driver *d, od_snap_reader *r0, bool resume, bool any_prev, od_error *err) {
-  od_lsn A = d->info.slot_point;
+  const od_pos *A = &d->info.slot_point;
   for (int i = 0; i < d->ntbls; i++) {
     snap_tbl *t = &d->tbls[i];
     int rc;
-    od_lsn gen = 0;
-    if (resume && (rc = get_mark(d, "snapshot", t->t->name, "gen", &gen, err))) return rc;
-    if (resume && gen >= A && gen != 0) {
+    od_pos gen = od_pos_none();
+    if (resume && (rc = get_pos(d, "snapshot", t->t->name, "gen", &gen, err))) return rc;
+    if (resume && !od_pos_is_none(&gen) && od_pos_le(A, &gen)) {
       if ((rc = read_plan(d, t, err))) return rc;
       t->gen = gen;
       for (uint32_t c = 0; c < t->plan.nchunks; c++) {
-        od_lsn v = 0;
+        od_pos v;
         if ((rc = chunk_mark(d, t, c, &v, err))) return rc;
-        if (v == gen) t->done_before++;
+        if (od_pos_eq(&v, &gen)) t->done_before++;
       }
       if (t->done_before == t->plan.nchunks && t->plan.nchunks > 0) {
         t->complete = true;
@@ -432,8 +455,8 @@ static int init_tables(driver *d, bool resume, od_error *err) {
   od_sink *s = d->env->sink;
   int rc = s->ops->begin(s, err);
   if (rc) return rc;
-  if (!resume) rc = set_mark(s, d->name, "snapshot/start", NULL, NULL, d->info.slot_point, err);
-  for (int i = 0; rc == OD_OK && s->ops->load_prepare && i < d->ntbls; i++) {
+  if (!resume) rc = set_pos(s, d->name, "snapshot/start", NULL, NULL, &d->info.slot_point, err);
+  for (int i = 0; rc == OD_OK && od_sink_can(s, OD_SINK_BULK_LOAD) && i < d->ntbls; i++) {
     snap_tbl *t = &d->tbls[i];
     if (t->complete) continue;
     t->load = true;
@@ -447,14 +470,15 @@ static int init_tables(driver *d, bool resume, od_error *err) {
       od_change tr = {.op = OD_OP_TRUNCATE, .rel = t->t->rel};
       rc = s->ops->apply(s, &tr, 1, err);
     }
-    if (!rc) rc = set_mark(s, d->name, "snapshot", n, "gen", t->gen, err);
+    if (!rc) rc = set_pos(s, d->name, "snapshot", n, "gen", &t->gen, err);
     if (!rc) rc = set_mark(s, d->name, "snapshot", n, "method", t->plan.method, err);
     if (!rc) rc = set_mark(s, d->name, "snapshot", n, "n", t->plan.nchunks, err);
-    if (!rc) rc = set_mark(s, d->name, "snapshot", n, "lo", (od_lsn)t->plan.lo, err);
-    if (!rc) rc = set_mark(s, d->name, "snapshot", n, "step", (od_lsn)t->plan.step, err);
-    if (!rc) rc = set_mark(s, d->name, "skip", n, NULL, t->gen > d->info.slot_point ? t->gen : 0, err);
+    if (!rc) rc = set_mark(s, d->name, "snapshot", n, "lo", (uint64_t)t->plan.lo, err);
+    if (!rc) rc = set_mark(s, d->name, "snapshot", n, "step", (uint64_t)t->plan.step, err);
+    od_pos none = od_pos_none();
+    if (!rc) rc = set_pos(s, d->name, "skip", n, NULL, od_pos_lt(&d->info.slot_point, &t->gen) ? &t->gen : &none, err);
   }
-  if (!rc) rc = s->ops->commit(s, 0, err);
+  if (!rc) rc = s->ops->commit_data(s, err);
   if (rc) s->ops->rollback(s);
   return rc;
 }
@@ -474,11 +498,11 @@ static int build_work(driver *d, od_error *err) {
     for (int i = 0; i < d->ntbls; i++) {
       snap_tbl *t = &d->tbls[i];
       if (t->complete || c >= t->plan.nchunks) continue;
-      od_lsn v = 0;
+      od_pos v;
       if (!t->whole) {
         int rc = chunk_mark(d, t, c, &v, err);
         if (rc) return rc;
-        if (v == t->gen) continue;
+        if (od_pos_eq(&v, &t->gen)) continue;
       }
       if (d->nwork < total) d->work[d->nwork++] = (work_item){.tbl = i, .chunk = c};
     }
@@ -540,7 +564,7 @@ static void log_progress(driver *d) {
 /* ---- the run ---------------------------------------------------------------------------------- */
 
 static int open_sinks(driver *d, od_error *err) {
-  unsigned maxw = d->env->sink_ops->max_writers ? d->env->sink_ops->max_writers : 1;
+  unsigned maxw = d->env->open_writer && d->env->max_writers ? d->env->max_writers : 1;
   int n = d->cfg.workers < (int)maxw ? d->cfg.workers : (int)maxw;
   if (n < 1) n = 1;
   d->sinks = calloc((size_t)n, sizeof *d->sinks);
@@ -552,7 +576,7 @@ static int open_sinks(driver *d, od_error *err) {
       d->sinks[0].sink = d->env->sink;
       continue;
     }
-    int rc = d->env->sink_ops->open(&d->env->cfg->sink, d->name, &d->sinks[i].sink, err);
+    int rc = d->env->open_writer(d->env->open_ctx, &d->sinks[i].sink, err);
     if (rc) return od_error_prefix(err, "pipeline %s: snapshot writer %d: ", d->name, i + 1);
     d->sinks[i].owned = true;
   }
@@ -610,19 +634,20 @@ static int run_workers(driver *d, worker *ws, int nw, od_error *err) {
   return OD_OK;
 }
 
-static int run(driver *d, od_lsn *start, od_snapshot_skips *skips, od_error *err) {
+static int run(driver *d, od_pos *start, od_snapshot_skips *skips, od_error *err) {
   const od_snapshot_env *env = d->env;
-  od_lsn prev_start = 0;
-  int rc = get_mark(d, "snapshot/start", NULL, NULL, &prev_start, err);
+  od_pos prev_start;
+  int rc = get_pos(d, "snapshot/start", NULL, NULL, &prev_start, err);
   if (rc) return rc;
   if ((rc = d->ops->prepare(env->source, true, &d->info, err))) return rc;
-  od_lsn A = d->info.slot_point;
-  bool resume = !d->info.slot_created && prev_start == A && A != 0;
-  bool any_prev = prev_start != 0;
-  od_info("pipeline %s: %s the initial snapshot of %d table%s (stream from " OD_LSN_FMT ", view at " OD_LSN_FMT
-          ", %d worker%s)", d->name, resume ? "resuming" : "starting", d->info.ntables,
-          d->info.ntables == 1 ? "" : "s", OD_LSN_ARGS(A), OD_LSN_ARGS(d->info.point), d->cfg.workers,
-          d->cfg.workers == 1 ? "" : "s");
+  const od_pos A = d->info.slot_point;
+  bool resume = !d->info.slot_created && !od_pos_is_none(&A) && od_pos_eq(&prev_start, &A);
+  bool any_prev = !od_pos_is_none(&prev_start);
+  char a_text[OD_POS_TEXT_MAX], v_text[OD_POS_TEXT_MAX];
+  od_info("pipeline %s: %s the initial snapshot of %d table%s (stream from %s, view at %s, %d worker%s)", d->name,
+          resume ? "resuming" : "starting", d->info.ntables, d->info.ntables == 1 ? "" : "s",
+          od_pos_display(&A, a_text, sizeof a_text), od_pos_display(&d->info.point, v_text, sizeof v_text),
+          d->cfg.workers, d->cfg.workers == 1 ? "" : "s");
   reset_stats(&env->stats->snapshot);
   atomic_store(&env->stats->snapshot.active, 1);
   atomic_store(&env->stats->state, OD_PIPELINE_SNAPSHOT);
@@ -656,36 +681,36 @@ static int run(driver *d, od_lsn *start, od_snapshot_skips *skips, od_error *err
   }
   /* Every chunk is in the sink: the checkpoint becomes the stream's start, atomically with the
    * mark that says so. */
-  od_lsn skip_max = 0;
+  od_pos skip_max = od_pos_none();
   for (int i = 0; i < d->ntbls; i++) {
-    od_lsn g = d->tbls[i].gen;
-    if (g > A) {
+    const od_pos *g = &d->tbls[i].gen;
+    if (od_pos_lt(&A, g)) {
       if (add_skip(skips, d->tbls[i].t->name, g)) {
         rc = OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", d->name);
         goto done;
       }
-      if (g > skip_max) skip_max = g;
+      if (od_pos_lt(&skip_max, g)) skip_max = *g;
     }
   }
   od_sink *s = env->sink;
   if ((rc = s->ops->begin(s, err))) goto done;
   /* What bulk loading left out (a primary key) is built before the switch, in its transaction. */
-  for (int i = 0; rc == OD_OK && s->ops->load_finish && i < d->ntbls; i++)
+  for (int i = 0; rc == OD_OK && od_sink_can(s, OD_SINK_BULK_LOAD) && i < d->ntbls; i++)
     rc = s->ops->load_finish(s, d->tbls[i].t->rel, err);
-  if (!rc && !(rc = set_mark(s, d->name, "snapshot", NULL, NULL, A, err)) &&
-      !(rc = set_mark(s, d->name, "skip", NULL, NULL, skip_max, err)))
-    rc = s->ops->commit(s, A, err);
+  if (!rc && !(rc = set_pos(s, d->name, "snapshot", NULL, NULL, &A, err)) &&
+      !(rc = set_pos(s, d->name, "skip", NULL, NULL, &skip_max, err)))
+    rc = s->ops->commit(s, &A, err);
   if (rc) {
     s->ops->rollback(s);
     goto done;
   }
-  atomic_store(&env->stats->durable_lsn, A);
+  if (env->sink_stats) od_pos_cell_set(&env->sink_stats->durable, &A);
   *start = A;
   char rows[32];
   od_info("pipeline %s: initial snapshot done: %s rows in %llu chunks copied by this run (%llu done before); "
-          "streaming from " OD_LSN_FMT, d->name, grouped(atomic_load(&env->stats->snapshot.rows_done), rows, sizeof rows),
+          "streaming from %s", d->name, grouped(atomic_load(&env->stats->snapshot.rows_done), rows, sizeof rows),
           (unsigned long long)atomic_load(&env->stats->snapshot.chunks_done),
-          (unsigned long long)atomic_load(&env->stats->snapshot.chunks_skipped), OD_LSN_ARGS(A));
+          (unsigned long long)atomic_load(&env->stats->snapshot.chunks_skipped), a_text);
 done:
   for (int i = 0; i < nw; i++) d->ops->reader_close(ws[i].reader);
   free(ws);
@@ -695,27 +720,26 @@ done:
   return rc;
 }
 
-int od_snapshot_session(const od_snapshot_env *env, od_lsn *start, od_snapshot_skips *skips, od_error *err) {
+int od_snapshot_session(const od_snapshot_env *env, od_pos *start, od_snapshot_skips *skips, od_error *err) {
   *skips = (od_snapshot_skips){0};
   const od_snapshot_ops *ops = env->source->ops->snapshot;
   if (!ops) return OD_OK;
-  driver d = {.env = env, .ops = ops, .name = env->cfg->name};
+  driver d = {.env = env, .ops = ops, .name = env->name};
   ops->config(env->source, &d.cfg);
-  const od_sink_ops *so = env->sink->ops;
-  if (!so->get_mark || !so->set_mark) {
-    if (*start == 0 && d.cfg.mode == OD_SNAPSHOT_INITIAL)
+  if (!od_sink_can(env->sink, OD_SINK_MARKS | OD_SINK_TEXT_MARKS)) {
+    if (od_pos_is_none(start) && d.cfg.mode == OD_SNAPSHOT_INITIAL)
       od_warn("pipeline %s: sink %s cannot record snapshot progress; no initial snapshot (existing rows are "
-              "not copied)", d.name, so->type);
+              "not copied)", d.name, env->sink->ops->type);
     return OD_OK;
   }
-  od_lsn done = 0, skip_max = 0;
+  od_pos done, skip_max;
   int rc;
-  if ((rc = get_mark(&d, "snapshot", NULL, NULL, &done, err)) || (rc = get_mark(&d, "skip", NULL, NULL, &skip_max, err)))
+  if ((rc = get_pos(&d, "snapshot", NULL, NULL, &done, err)) || (rc = get_pos(&d, "skip", NULL, NULL, &skip_max, err)))
     return rc;
   pthread_mutex_init(&d.lock, NULL);
-  pthread_cond_init(&d.finished, NULL);
-  if (*start != 0 || done != 0 || d.cfg.mode == OD_SNAPSHOT_NEVER) {
-    if (skip_max > *start) rc = load_skips(&d, *start, skips, err);
+  od_cond_init(&d.finished);
+  if (!od_pos_is_none(start) || !od_pos_is_none(&done) || d.cfg.mode == OD_SNAPSHOT_NEVER) {
+    if (od_pos_lt(start, &skip_max)) rc = load_skips(&d, start, skips, err);
   } else {
     rc = run(&d, start, skips, err);
   }

@@ -24,22 +24,31 @@
  * transactions whose commit record lies before `until` (they are in the copy already). */
 typedef struct od_snapshot_skip {
   char name[192]; /* "schema.table" */
-  od_lsn until;
+  od_pos until;
 } od_snapshot_skip;
 
 typedef struct od_snapshot_skips {
   od_snapshot_skip *items; /* owned */
   int n;
-  od_lsn max; /* largest `until`; 0 when there is nothing to skip */
+  od_pos max; /* largest `until`; none when there is nothing to skip */
 } od_snapshot_skips;
+
+/* Whether a change of table `schema`.`name` from a transaction starting at `start` is in the copy. */
+bool od_snapshot_skips_has(const od_snapshot_skips *s, const char *schema, const char *name, const od_pos *start);
 
 typedef struct od_snapshot_env {
   const od_pipeline_config *cfg;
+  const char *name;            /* the sink's mark namespace ("<pipeline>" or "<pipeline>.<sink>") */
   od_source *source;
   od_sink *sink;               /* the session's sink: carries the final checkpoint */
-  const od_sink_ops *sink_ops; /* to open more writers */
+  /* Opens another instance of the same sink (transforms included) for a parallel chunk writer;
+   * NULL: one writer. */
+  int (*open_writer)(void *ctx, od_sink **out, od_error *err);
+  void *open_ctx;
+  unsigned max_writers;        /* the sink's max_writers */
   od_schema *schema;
   od_pipeline_stats *stats;
+  od_sink_stats *sink_stats;   /* the sink's: durable is set to the snapshot's checkpoint */
   atomic_bool *stop;
 } od_snapshot_env;
 
@@ -48,7 +57,7 @@ typedef struct od_snapshot_env {
  * commit the stream's start position as the checkpoint; *start becomes that position. Always
  * fills `skips` (tables whose older changes the reader must drop). OD_ECANCELLED when stopped
  * before the end (the chunks committed so far are kept: the next session resumes). */
-int od_snapshot_session(const od_snapshot_env *env, od_lsn *start, od_snapshot_skips *skips, od_error *err);
+int od_snapshot_session(const od_snapshot_env *env, od_pos *start, od_snapshot_skips *skips, od_error *err);
 void od_snapshot_skips_free(od_snapshot_skips *s);
 
 #endif

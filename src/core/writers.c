@@ -30,7 +30,7 @@ static int run_job(writer *me) {
   od_sink *s = me->sink;
   int rc = s->ops->begin(s, &me->err);
   if (rc) return rc;
-  if ((rc = s->ops->apply(s, me->changes, me->n, &me->err)) || (rc = s->ops->commit(s, 0, &me->err))) {
+  if ((rc = s->ops->apply(s, me->changes, me->n, &me->err)) || (rc = s->ops->commit_data(s, &me->err))) {
     s->ops->rollback(s);
     return rc;
   }
@@ -55,8 +55,8 @@ static void *writer_main(void *arg) {
   return NULL;
 }
 
-int od_writers_start(od_writers **out, const od_sink_ops *ops, const od_pipeline_config *cfg, int n,
-                     od_error *err) {
+int od_writers_start(od_writers **out, int (*open)(void *ctx, od_sink **out, od_error *err), void *open_ctx,
+                     const od_pipeline_config *cfg, int n, od_error *err) {
   od_writers *p = calloc(1, sizeof *p);
   if (!p || !(p->w = calloc((size_t)n, sizeof *p->w))) {
     free(p);
@@ -69,7 +69,7 @@ int od_writers_start(od_writers **out, const od_sink_ops *ops, const od_pipeline
   for (int i = 0; i < n; i++) {
     writer *me = &p->w[i];
     me->pool = p;
-    int rc = ops->open(&cfg->sink, cfg->name, &me->sink, err);
+    int rc = open(open_ctx, &me->sink, err);
     if (rc) {
       od_writers_stop(p);
       return od_error_prefix(err, "pipeline %s: opening parallel writer %d: ", cfg->name, i + 1);

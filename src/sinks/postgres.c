@@ -334,19 +334,27 @@ fail:
 
 /* ---- transactions and the checkpoint ------------------------------------------------------- */
 
-static int pgs_read_position(od_sink *base, od_lsn *out, od_error *err) {
+/* The checkpoint row holds the position's text form in position_text ("pg:0/16B3748"); a row of an
+ * earlier version holds only an LSN in position, read as od_pos_legacy_lsn. */
+static int pgs_read_position(od_sink *base, od_pos *out, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
+  *out = od_pos_none();
   if (!s->conn && connect_target(s, err)) return err->code;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
-  od_sqlbuf_add(b, "SELECT (position - '0/0'::pg_lsn)::text FROM ");
+  od_sqlbuf_add(b, "SELECT (position - '0/0'::pg_lsn)::text, position_text FROM ");
   od_sqlbuf_add(b, s->ck_q);
   od_sqlbuf_add(b, " WHERE pipeline = $1");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   const char *p[] = {s->pipeline};
   PGresult *r = pgs_exec(s, s->ck_q, "reading the position", b->p, 1, p, err);
   if (!r) return err->code;
-  *out = 0;
+  if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 1)) {
+    int rc = od_pos_from_text(PQgetvalue(r, 0, 1), out, err);
+    if (rc) od_error_prefix(err, "postgres sink %s: table %s: pipeline %s: ", s->where, s->ck_q, s->pipeline);
+    PQclear(r);
+    return rc;
+  }
   if (PQntuples(r) > 0) {
     char *end = NULL;
     unsigned long long v = strtoull(PQgetvalue(r, 0, 0), &end, 10);
@@ -356,7 +364,7 @@ static int pgs_read_position(od_sink *base, od_lsn *out, od_error *err) {
       PQclear(r);
       return rc;
     }
-    *out = (od_lsn)v;
+    *out = od_pos_legacy_lsn((uint64_t)v);
   }
   PQclear(r);
   return OD_OK;
@@ -376,24 +384,27 @@ static int pgs_begin(od_sink *base, od_error *err) {
   return OD_OK;
 }
 
-static int pgs_commit(od_sink *base, od_lsn position, od_error *err) {
-  pgs_sink *s = (pgs_sink *)base;
+/* Commit the open transaction; with a position, the checkpoint row is written in it. */
+static int commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: commit without begin", s->where);
   if (!s->conn) return pgs_fail(s, NULL, "COMMIT", NULL, err);
   int lrc = pgs_load_end(s, err);
   if (lrc) return lrc; /* the caller rolls back */
-  char lsn[32];
-  snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(position));
+  char lsn[32], text[OD_POS_TEXT_MAX];
+  uint64_t n = position ? od_pos_to_u64(position) : 0;
+  snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(n >> 32), (unsigned)n);
+  if (position) od_pos_to_text(position, text, sizeof text);
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, s->ck_q);
-  od_sqlbuf_add(b, " (pipeline, position, updated_at) VALUES ($1, $2::pg_lsn, now()) ON CONFLICT (pipeline) "
-                 "DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at");
+  od_sqlbuf_add(b, " (pipeline, position, updated_at, position_text) VALUES ($1, $2::pg_lsn, now(), $3) "
+                 "ON CONFLICT (pipeline) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at, "
+                 "position_text = excluded.position_text");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   /* BEGIN (if no data went out), the checkpoint and COMMIT in one round trip. */
   if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
-  const char *p[] = {s->pipeline, lsn};
+  const char *p[] = {s->pipeline, lsn, text};
   bool ok = true;
   if (!s->begin_sent) {
     ok = pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "BEGIN", -1) &&
@@ -407,11 +418,11 @@ static int pgs_commit(od_sink *base, od_lsn position, od_error *err) {
     pgs_pipeline_finish(s, NULL, &ignored);
     return brc; /* the caller rolls back */
   }
-  /* position 0: a helper writer of a parallel apply commits data only; the carrier writes the
+  /* No position: a helper writer of a parallel apply commits data only; the carrier writes the
    * checkpoint after every helper committed. */
   if (position)
     ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "writing the checkpoint", -1) &&
-         PQsendQueryParams(s->conn, b->p, 2, NULL, p, NULL, NULL, 0);
+         PQsendQueryParams(s->conn, b->p, 3, NULL, p, NULL, NULL, 0);
   ok = ok && pgs_cmd_push(s, PGS_CMD_COMMIT, NULL, "COMMIT", -1) &&
        PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
   int rc = pgs_pipeline_finish(s, NULL, err);
@@ -421,6 +432,12 @@ static int pgs_commit(od_sink *base, od_lsn position, od_error *err) {
   s->begin_sent = false;
   return OD_OK;
 }
+
+static int pgs_commit(od_sink *base, const od_pos *position, od_error *err) {
+  return commit_with((pgs_sink *)base, position, err);
+}
+
+static int pgs_commit_data(od_sink *base, od_error *err) { return commit_with((pgs_sink *)base, NULL, err); }
 
 static void pgs_rollback(od_sink *base) {
   pgs_sink *s = (pgs_sink *)base;
@@ -448,11 +465,11 @@ static void pgs_rollback(od_sink *base) {
 
 /* Upsert (text NULL: an integer mark, stored as a pg_lsn) or remove (value 0 and no text) a mark
  * inside the open transaction. */
-static int mark_write(pgs_sink *s, const char *key, od_lsn value, const char *text, od_error *err) {
+static int mark_write(pgs_sink *s, const char *key, uint64_t value, const char *text, od_error *err) {
   int rc = pgs_ensure_begin(s, err);
   if (rc) return rc;
   char lsn[32];
-  snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(value));
+  snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(value >> 32), (unsigned)value);
   bool remove = !value && !text;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
@@ -475,7 +492,7 @@ static int mark_write(pgs_sink *s, const char *key, od_lsn value, const char *te
   return OD_OK;
 }
 
-static int pgs_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
+static int pgs_set_mark(od_sink *base, const char *key, uint64_t value, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: set_mark outside a transaction", s->where);
   return mark_write(s, key, value, NULL, err);
@@ -503,11 +520,11 @@ static PGresult *mark_read(pgs_sink *s, const char *key, od_error *err) {
   return pgs_exec(s, s->ck_q, "reading a mark", b->p, 1, p, err);
 }
 
-static int pgs_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *err) {
+static int pgs_get_mark(od_sink *base, const char *key, uint64_t *out, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
   PGresult *r = mark_read(s, key, err);
   if (!r) return err->code;
-  *out = PQntuples(r) > 0 ? (od_lsn)strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+  *out = PQntuples(r) > 0 && PQgetisnull(r, 0, 1) ? (uint64_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
   PQclear(r);
   return OD_OK;
 }
@@ -526,12 +543,14 @@ static int pgs_get_text_mark(od_sink *base, const char *key, char **out, od_erro
 
 const od_sink_ops od_sink_postgres = {
     .type = "postgres",
+    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_BULK_LOAD,
     .max_writers = 16, /* one connection each; keyed changes are idempotent upserts */
     .open = pgs_open,
     .read_position = pgs_read_position,
     .begin = pgs_begin,
     .apply = pgs_apply,
     .commit = pgs_commit,
+    .commit_data = pgs_commit_data,
     .rollback = pgs_rollback,
     .close = pgs_close,
     .set_mark = pgs_set_mark,

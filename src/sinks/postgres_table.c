@@ -524,7 +524,7 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
   }
   /* Under REPLICA IDENTITY FULL the key flags are a real key only when the source replaced them
    * with the primary key; otherwise rows are matched on the full old row. */
-  r->keyed = r->nkey > 0 && (rel->replica_identity != 'f' || rel->has_primary_key);
+  r->keyed = r->nkey > 0 && !rel->match_full_row;
 
   /* Parameter arrays big enough for any statement of this relation (new row + match row). */
   if (s->pcap < 2 * n + 2) {

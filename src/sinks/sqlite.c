@@ -194,13 +194,14 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
       (rc = prepare_fixed(s, "COMMIT", &s->st_commit, err)) ||
       (rc = prepare_fixed(s, "ROLLBACK", &s->st_rollback, err)) ||
       (rc = prepare_fixed(s,
-                          "INSERT INTO _odsync_checkpoint(pipeline, position, position_lsn, updated_at) "
-                          "VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) "
+                          "INSERT INTO _odsync_checkpoint(pipeline, position, position_lsn, updated_at, position_text) "
+                          "VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?4) "
                           "ON CONFLICT (pipeline) DO UPDATE SET position = excluded.position, "
-                          "position_lsn = excluded.position_lsn, updated_at = excluded.updated_at",
+                          "position_lsn = excluded.position_lsn, updated_at = excluded.updated_at, "
+                          "position_text = excluded.position_text",
                           &s->ck_write, err)) ||
-      (rc = prepare_fixed(s, "SELECT position FROM _odsync_checkpoint WHERE pipeline = ?1", &s->ck_read,
-                          err)) ||
+      (rc = prepare_fixed(s, "SELECT position, position_text FROM _odsync_checkpoint WHERE pipeline = ?1",
+                          &s->ck_read, err)) ||
       (rc = sq_ckpt_start(s, err)))
     goto fail;
   *out = &s->base;
@@ -212,17 +213,26 @@ fail:
 
 /* ---- transactions and the checkpoint ------------------------------------------------------- */
 
-static int sq_read_position(od_sink *base, od_lsn *out, od_error *err) {
+/* The checkpoint row holds the position's text form in position_text ("pg:0/16B3748"); a row of an
+ * earlier version holds only an LSN in position, read as od_pos_legacy_lsn. */
+static int sq_read_position(od_sink *base, od_pos *out, od_error *err) {
   sq_sink *s = (sq_sink *)base;
+  *out = od_pos_none();
   sqlite3_bind_text(s->ck_read, 1, s->pipeline, -1, SQLITE_STATIC);
   int rc = sqlite3_step(s->ck_read);
   if (rc == SQLITE_ROW) {
     sqlite3_int64 pos = sqlite3_column_int64(s->ck_read, 0);
+    if (sqlite3_column_type(s->ck_read, 1) != SQLITE_NULL) {
+      rc = od_pos_from_text((const char *)sqlite3_column_text(s->ck_read, 1), out, err);
+      sqlite3_reset(s->ck_read);
+      if (rc) od_error_prefix(err, "sqlite sink %s: table _odsync_checkpoint: pipeline %s: ", s->path, s->pipeline);
+      return rc;
+    }
     sqlite3_reset(s->ck_read);
     if (pos < 0)
       return OD_FAIL(err, OD_ESINK, "sqlite sink %s: table _odsync_checkpoint: pipeline %s has a negative "
                      "position %lld", s->path, s->pipeline, (long long)pos);
-    *out = (od_lsn)pos;
+    *out = od_pos_legacy_lsn((uint64_t)pos);
     return OD_OK;
   }
   if (rc != SQLITE_DONE) {
@@ -231,7 +241,6 @@ static int sq_read_position(od_sink *base, od_lsn *out, od_error *err) {
     return rc;
   }
   sqlite3_reset(s->ck_read);
-  *out = 0;
   return OD_OK;
 }
 
@@ -246,19 +255,21 @@ static int sq_begin(od_sink *base, od_error *err) {
   return OD_OK;
 }
 
-static int sq_commit(od_sink *base, od_lsn position, od_error *err) {
-  sq_sink *s = (sq_sink *)base;
+/* Commit the open transaction; with a position, the checkpoint row is written in it. The row keeps
+ * the text form (position_text), and for people the position's display form (position_lsn) and, for
+ * counters, its number (position). */
+static int commit_with(sq_sink *s, const od_pos *position, od_error *err) {
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: commit without begin", s->path);
-  if (position > (od_lsn)INT64_MAX)
-    return OD_FAIL(err, OD_ESINK, "sqlite sink %s: position " OD_LSN_FMT " does not fit an INTEGER",
-                   s->path, OD_LSN_ARGS(position));
   int rc;
-  if (position) { /* 0: commit the data only (a helper worker of a parallel apply) */
-    char lsn[32];
-    snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(position));
+  if (position) {
+    char shown[OD_POS_TEXT_MAX], text[OD_POS_TEXT_MAX];
+    od_pos_display(position, shown, sizeof shown);
+    od_pos_to_text(position, text, sizeof text);
+    uint64_t n = od_pos_to_u64(position);
     sqlite3_bind_text(s->ck_write, 1, s->pipeline, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s->ck_write, 2, (sqlite3_int64)position);
-    sqlite3_bind_text(s->ck_write, 3, lsn, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s->ck_write, 2, n > (uint64_t)INT64_MAX ? 0 : (sqlite3_int64)n);
+    sqlite3_bind_text(s->ck_write, 3, shown, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->ck_write, 4, text, -1, SQLITE_STATIC);
     rc = step_done(s, "_odsync_checkpoint", "writing the checkpoint", s->ck_write, NULL, err);
     if (rc) return rc;
   }
@@ -267,6 +278,12 @@ static int sq_commit(od_sink *base, od_lsn position, od_error *err) {
   s->in_txn = false;
   return OD_OK;
 }
+
+static int sq_commit(od_sink *base, const od_pos *position, od_error *err) {
+  return commit_with((sq_sink *)base, position, err);
+}
+
+static int sq_commit_data(od_sink *base, od_error *err) { return commit_with((sq_sink *)base, NULL, err); }
 
 static void sq_rollback(od_sink *base) {
   sq_sink *s = (sq_sink *)base;
@@ -284,7 +301,7 @@ static void sq_rollback(od_sink *base) {
 
 /* Upsert a mark row: an integer (text NULL) or a text (position 0). Prepared per call: marks are
  * written once per snapshot chunk, and the checkpoint's own statement stays untouched. */
-static int mark_write(sq_sink *s, const char *key, od_lsn value, const char *text, od_error *err) {
+static int mark_write(sq_sink *s, const char *key, uint64_t value, const char *text, od_error *err) {
   sqlite3_stmt *st = NULL;
   int src = sqlite3_prepare_v2(s->db,
                                "INSERT INTO _odsync_checkpoint(pipeline, position, position_lsn, updated_at, "
@@ -296,7 +313,7 @@ static int mark_write(sq_sink *s, const char *key, od_lsn value, const char *tex
   if (src != SQLITE_OK) return sq_fail(s, "_odsync_checkpoint", "preparing a mark", src, err);
   /* The value is opaque: stored as its 64-bit pattern (may read as a negative INTEGER). */
   char lsn[32];
-  snprintf(lsn, sizeof lsn, OD_LSN_FMT, OD_LSN_ARGS(value));
+  snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(value >> 32), (unsigned)value);
   sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, (sqlite3_int64)value);
   sqlite3_bind_text(st, 3, lsn, -1, SQLITE_STATIC);
@@ -319,7 +336,7 @@ static int mark_remove(sq_sink *s, const char *key, od_error *err) {
   return rc;
 }
 
-static int sq_set_mark(od_sink *base, const char *key, od_lsn value, od_error *err) {
+static int sq_set_mark(od_sink *base, const char *key, uint64_t value, od_error *err) {
   sq_sink *s = (sq_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: set_mark outside a transaction", s->path);
   return value ? mark_write(s, key, value, NULL, err) : mark_remove(s, key, err);
@@ -331,13 +348,13 @@ static int sq_set_text_mark(od_sink *base, const char *key, const char *text, od
   return text ? mark_write(s, key, 0, text, err) : mark_remove(s, key, err);
 }
 
-static int sq_get_mark(od_sink *base, const char *key, od_lsn *out, od_error *err) {
+static int sq_get_mark(od_sink *base, const char *key, uint64_t *out, od_error *err) {
   sq_sink *s = (sq_sink *)base;
   sqlite3_bind_text(s->ck_read, 1, key, -1, SQLITE_TRANSIENT);
   int rc = sqlite3_step(s->ck_read);
   *out = 0;
   if (rc == SQLITE_ROW) {
-    *out = (od_lsn)sqlite3_column_int64(s->ck_read, 0);
+    if (sqlite3_column_type(s->ck_read, 1) == SQLITE_NULL) *out = (uint64_t)sqlite3_column_int64(s->ck_read, 0);
   } else if (rc != SQLITE_DONE) {
     rc = sq_fail(s, "_odsync_checkpoint", "reading a mark", rc, err);
     sqlite3_reset(s->ck_read);
@@ -561,12 +578,14 @@ int od_sink_sqlite_stats(const od_sink *s, od_sqlite_stats *out) {
 
 const od_sink_ops od_sink_sqlite = {
     .type = "sqlite",
+    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS,
     .max_writers = 1, /* SQLite has one writer at a time */
     .open = sq_open,
     .read_position = sq_read_position,
     .begin = sq_begin,
     .apply = sq_apply,
     .commit = sq_commit,
+    .commit_data = sq_commit_data,
     .rollback = sq_rollback,
     .close = sq_close,
     .set_mark = sq_set_mark,

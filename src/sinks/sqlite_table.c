@@ -377,7 +377,7 @@ static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error
   }
   /* Under REPLICA IDENTITY FULL pgoutput flags every column; the key flags are a real key only
    * when the source replaced them with the primary key (has_primary_key). */
-  r->keyed = r->nkey > 0 && (rel->replica_identity != 'f' || rel->has_primary_key);
+  r->keyed = r->nkey > 0 && !rel->match_full_row;
 
   int rc = make_table(s, r, err);
   if (rc == OD_OK && !od_relmap_insert(&s->rels, &r->node, rel))

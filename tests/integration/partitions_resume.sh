@@ -65,10 +65,15 @@ SQL
   echo "workload: $it iterations"
 }
 
-mark() { sqlite3 "$SINK_DB" "SELECT position FROM _odsync_checkpoint WHERE pipeline = '$1'" 2>/dev/null || true; }
+# A mark's value as a decimal: position marks hold "pg:X/Y" (position_text), integer marks a number.
+mark() {
+  local v
+  v=$(sqlite3 "$SINK_DB" "SELECT coalesce(position_text, position) FROM _odsync_checkpoint WHERE pipeline = '$1'" 2>/dev/null) || true
+  if [[ $v == pg:* ]]; then lsn_to_int "${v#pg:}"; else echo "$v"; fi
+}
 chunks_marked() {
   sqlite3 "$SINK_DB" "SELECT count(*) FROM _odsync_checkpoint WHERE pipeline GLOB 'prs/snapshot/public.events/[0-9]*'
-    AND position = (SELECT position FROM _odsync_checkpoint WHERE pipeline = 'prs/snapshot/public.events/gen')" 2>/dev/null || echo 0
+    AND coalesce(position_text, position) = (SELECT coalesce(position_text, position) FROM _odsync_checkpoint WHERE pipeline = 'prs/snapshot/public.events/gen')" 2>/dev/null || echo 0
 }
 
 odsync_start "$CONFIG" "$LOG"

@@ -11,8 +11,8 @@
 #  over: the dropped table's rows are gone);
 #  `tables: [Sales Dept.Orders]`: check and run exit 2 naming FILE:LINE:COL of the entry;
 #  check exits 1 with one error line each for: a non-superuser without tables: (FOR ALL TABLES
-#  needs a superuser), an UNLOGGED table in tables:, reconnect_max_ms: -5, a state_dir that cannot
-#  be created, and (exit 2, config) two pipelines naming the same slot of one database; run refuses
+#  needs a superuser), an UNLOGGED table in tables:, a state_dir that cannot be created, and (exit
+#  2, config) reconnect_max_ms: -5 and two pipelines naming the same slot of one database; run refuses
 #  the unlogged table and the non-superuser too (exit 1) without creating a slot.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
@@ -114,7 +114,7 @@ expect_check() { # expect_check FILE RC TEXT
 }
 expect_check "$TEST_TMP/c1.yaml" 1 "FOR ALL TABLES (source.tables is not set), which needs a superuser; role plain is not one"
 expect_check "$TEST_TMP/c2.yaml" 1 "table public.ul (source.tables) is UNLOGGED"
-expect_check "$TEST_TMP/c3.yaml" 1 "reconnect_max_ms"
+expect_check "$TEST_TMP/c3.yaml" 2 "reconnect_max_ms"
 expect_check "$TEST_TMP/c4.yaml" 1 "state_dir $TEST_TMP/afile/state cannot be created or used: Not a directory"
 expect_check "$TEST_TMP/c5.yaml" 2 "pipelines one and two read the same database through the same replication slot shared"
 for c in c1 c2; do

@@ -109,11 +109,13 @@ echo "$out"
 log "postgres sink equals the source"
 
 # The snapshot's final transaction stored the slot's creation point as the checkpoint.
-done_sq=$(sqlite3 "$SINK_DB" "SELECT position_lsn FROM _odsync_checkpoint WHERE pipeline = 'snap_sq/snapshot'")
+done_sq=$(sqlite3 "$SINK_DB" "SELECT position_text FROM _odsync_checkpoint WHERE pipeline = 'snap_sq/snapshot'")
+done_sq=${done_sq#pg:}
 [[ -n "$done_sq" ]] || fail "no snap_sq/snapshot mark in the sqlite sink"
 grep -q "created replication slot odsync_snap_sq at $done_sq exporting snapshot" "$LOG" ||
   fail "the snapshot's position $done_sq is not the slot's consistent point"
-done_pg=$(PGPORT=$DST_PORT PGDATABASE=warehouse pg_psql -c "SELECT position FROM _odsync_checkpoint WHERE pipeline = 'snap_pg/snapshot'")
+done_pg=$(PGPORT=$DST_PORT PGDATABASE=warehouse pg_psql -c "SELECT position_text FROM _odsync_checkpoint WHERE pipeline = 'snap_pg/snapshot'")
+done_pg=${done_pg#pg:}
 grep -q "created replication slot odsync_snap_pg at $done_pg exporting snapshot" "$LOG" ||
   fail "the postgres sink's snapshot position '$done_pg' is not its slot's consistent point"
 odsync_stop

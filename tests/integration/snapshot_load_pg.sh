@@ -168,10 +168,15 @@ SQL
   echo "workload: $it iterations"
 }
 
-mark() { dst_psql -c "SELECT (position - '0/0'::pg_lsn)::text FROM _odsync_checkpoint WHERE pipeline = '$1'" 2>/dev/null || true; }
+# A mark's value as a decimal: position marks hold "pg:X/Y" (position_text), integer marks a number.
+mark() {
+  local v
+  v=$(dst_psql -c "SELECT coalesce(position_text, (position - '0/0'::pg_lsn)::text) FROM _odsync_checkpoint WHERE pipeline = '$1'" 2>/dev/null) || true
+  if [[ $v == pg:* ]]; then lsn_to_int "${v#pg:}"; else echo "$v"; fi
+}
 chunks_marked() {
   dst_psql -c "SELECT count(*) FROM _odsync_checkpoint WHERE pipeline ~ '^load/snapshot/$1/[0-9]+\$'
-    AND position = (SELECT position FROM _odsync_checkpoint WHERE pipeline = 'load/snapshot/$1/gen')" 2>/dev/null || echo 0
+    AND position_text = (SELECT position_text FROM _odsync_checkpoint WHERE pipeline = 'load/snapshot/$1/gen')" 2>/dev/null || echo 0
 }
 has_pkey() {
   dst_psql -c "SELECT count(*) FROM pg_index WHERE indrelid = 'public.$1'::regclass AND indisprimary"

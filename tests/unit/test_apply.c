@@ -46,7 +46,7 @@ static long long count_rows(void) {
 }
 
 /* Adds rows [first, first+n) to a chunk; ends the transaction at `end` when end != 0. */
-static od_chunk *rows_chunk(od_queue *q, int first, int n, od_lsn end) {
+static od_chunk *rows_chunk(od_queue *q, int first, int n, uint64_t end) {
   od_chunk *c = od_queue_take_free(q);
   for (int i = 0; i < n; i++) {
     od_change *ch = od_chunk_add(c);
@@ -62,11 +62,22 @@ static od_chunk *rows_chunk(od_queue *q, int first, int n, od_lsn end) {
   if (end) {
     c->ends_txn = true;
     c->boundary = c->nchanges;
-    c->end_lsn = end;
+    c->end = od_pos_legacy_lsn(end);
     c->ntxns = 1;
     c->commit_time = 1;
   }
   return c;
+}
+
+static uint64_t durable_u64(od_sink_stats *st) {
+  od_pos p = od_pos_cell_get(&st->durable);
+  return od_pos_to_u64(&p);
+}
+
+static int start_apply(od_apply **a, const od_pipeline_config *pc, od_sink *sink, od_queue *q, od_sink_stats *st,
+                       od_error *err) {
+  od_apply_env env = {.cfg = pc, .sink = sink, .mark_prefix = "p", .queue = q, .consumer = 0, .stats = st};
+  return od_apply_start(a, &env, err);
 }
 
 static od_pipeline_config cfg(int max_rows) {
@@ -80,8 +91,9 @@ static od_pipeline_config cfg(int max_rows) {
 TEST(commits_whole_transactions_and_publishes_their_position) {
   od_sink *sink = open_sink();
   od_queue q;
-  od_queue_init(&q, 100000, 1 << 30);
-  od_pipeline_stats stats = {0};
+  od_queue_init(&q, 100000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
   od_pipeline_config pc = cfg(5000);
   /* Two complete transactions, then a third split over two chunks whose end never arrives. */
   od_queue_push(&q, rows_chunk(&q, 1, 10, 0x100), 0);
@@ -89,14 +101,15 @@ TEST(commits_whole_transactions_and_publishes_their_position) {
   od_queue_push(&q, rows_chunk(&q, 16, 7, 0), 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(start_apply(&a, &pc, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
-  CHECK_INT(atomic_load(&stats.durable_lsn), 0x200);
+  CHECK_INT(durable_u64(&stats), 0x200);
   CHECK_INT(atomic_load(&stats.txns_applied), 2);
   CHECK_INT(atomic_load(&stats.changes_applied), 15);
-  od_lsn pos = 0;
-  CHECK_INT(sink->ops->read_position(sink, &pos, &err), OD_OK);
+  od_pos read;
+  CHECK_INT(sink->ops->read_position(sink, &read, &err), OD_OK);
+  uint64_t pos = od_pos_to_u64(&read);
   CHECK_INT(pos, 0x200);
   CHECK_INT(count_rows(), 15); /* the partial third transaction is not there */
   sink->ops->close(sink);
@@ -106,18 +119,19 @@ TEST(commits_whole_transactions_and_publishes_their_position) {
 TEST(a_large_transaction_spanning_chunks_is_committed_once_at_its_end) {
   od_sink *sink = open_sink();
   od_queue q;
-  od_queue_init(&q, 100000, 1 << 30);
-  od_pipeline_stats stats = {0};
+  od_queue_init(&q, 100000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
   od_pipeline_config pc = cfg(100); /* max_rows far below the transaction size */
   for (int i = 0; i < 9; i++) od_queue_push(&q, rows_chunk(&q, i * 100, 100, 0), 0);
   od_queue_push(&q, rows_chunk(&q, 900, 100, 0x900), 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(start_apply(&a, &pc, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
   CHECK_INT(atomic_load(&stats.batches), 1);
-  CHECK_INT(atomic_load(&stats.durable_lsn), 0x900);
+  CHECK_INT(durable_u64(&stats), 0x900);
   CHECK_INT(count_rows(), 1000);
   sink->ops->close(sink);
   od_queue_destroy(&q);
@@ -126,27 +140,29 @@ TEST(a_large_transaction_spanning_chunks_is_committed_once_at_its_end) {
 TEST(heartbeat_advances_the_checkpoint_when_idle_and_never_backwards) {
   od_sink *sink = open_sink();
   od_queue q;
-  od_queue_init(&q, 100000, 1 << 30);
-  od_pipeline_stats stats = {0};
+  od_queue_init(&q, 100000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
   od_pipeline_config pc = cfg(5000);
   od_queue_push(&q, rows_chunk(&q, 1, 3, 0x300), 0);
   od_chunk *hb = od_queue_take_free(&q);
   hb->heartbeat = true;
-  hb->end_lsn = 0x500;
+  hb->end = od_pos_legacy_lsn(0x500);
   od_queue_push(&q, hb, 0);
   od_chunk *old = od_queue_take_free(&q);
   old->heartbeat = true;
-  old->end_lsn = 0x400; /* older than what is durable: ignored */
+  old->end = od_pos_legacy_lsn(0x400); /* older than what is durable: ignored */
   od_queue_push(&q, old, 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(start_apply(&a, &pc, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
-  od_lsn pos = 0;
-  CHECK_INT(sink->ops->read_position(sink, &pos, &err), OD_OK);
+  od_pos read;
+  CHECK_INT(sink->ops->read_position(sink, &read, &err), OD_OK);
+  uint64_t pos = od_pos_to_u64(&read);
   CHECK_INT(pos, 0x500);
-  CHECK_INT(atomic_load(&stats.durable_lsn), 0x500);
+  CHECK_INT(durable_u64(&stats), 0x500);
   CHECK_INT(count_rows(), 3);
   sink->ops->close(sink);
   od_queue_destroy(&q);
@@ -155,8 +171,9 @@ TEST(heartbeat_advances_the_checkpoint_when_idle_and_never_backwards) {
 TEST(complete_transactions_before_a_partial_one_in_the_same_chunk_survive_a_stop) {
   od_sink *sink = open_sink();
   od_queue q;
-  od_queue_init(&q, 100000, 1 << 30);
-  od_pipeline_stats stats = {0};
+  od_queue_init(&q, 100000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
   od_pipeline_config pc = cfg(5000);
   /* One chunk: a complete transaction (rows 1-4, ends at 0x100) followed by the first rows of
    * a transaction whose end never arrives. */
@@ -177,10 +194,10 @@ TEST(complete_transactions_before_a_partial_one_in_the_same_chunk_survive_a_stop
   od_queue_push(&q, c, 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(start_apply(&a, &pc, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
-  CHECK_INT(atomic_load(&stats.durable_lsn), 0x100);
+  CHECK_INT(durable_u64(&stats), 0x100);
   CHECK_INT(count_rows(), 4);
   sink->ops->close(sink);
   od_queue_destroy(&q);
@@ -189,8 +206,9 @@ TEST(complete_transactions_before_a_partial_one_in_the_same_chunk_survive_a_stop
 TEST(a_failing_apply_rolls_back_reports_and_unblocks_the_reader) {
   od_sink *sink = open_sink();
   od_queue q;
-  od_queue_init(&q, 100000, 1 << 30);
-  od_pipeline_stats stats = {0};
+  od_queue_init(&q, 100000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
   od_pipeline_config pc = cfg(5000);
   od_queue_push(&q, rows_chunk(&q, 1, 2, 0x100), 0);
   /* A keyless update without an old row cannot be applied: the sink must refuse it. */
@@ -207,21 +225,22 @@ TEST(a_failing_apply_rolls_back_reports_and_unblocks_the_reader) {
   bad->ends_txn = true;
   bad->boundary = 1;
   bad->ntxns = 1;
-  bad->end_lsn = 0x200;
+  bad->end = od_pos_legacy_lsn(0x200);
   od_queue_push(&q, bad, 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(start_apply(&a, &pc, sink, &q, &stats, &err), OD_OK);
   /* The reader sees the failure through a closed queue (its push is refused). */
   for (int i = 0; i < 200 && !od_apply_failed(a); i++) usleep(10000);
   CHECK(od_apply_failed(a));
   CHECK_INT(od_queue_push(&q, rows_chunk(&q, 5, 1, 0x300), 0), OD_ECANCELLED);
   CHECK(od_apply_join(a, &err) != OD_OK);
   CHECK_CONTAINS(err.msg, "k");
-  od_lsn pos = 0;
-  CHECK_INT(sink->ops->read_position(sink, &pos, &err), OD_OK);
+  od_pos read;
+  CHECK_INT(sink->ops->read_position(sink, &read, &err), OD_OK);
+  uint64_t pos = od_pos_to_u64(&read);
   CHECK(pos == 0 || pos == 0x100); /* never the failed transaction's position */
-  CHECK_INT(atomic_load(&stats.durable_lsn), pos);
+  CHECK_INT(durable_u64(&stats), pos);
   sink->ops->close(sink);
   od_queue_destroy(&q);
 }
@@ -229,23 +248,24 @@ TEST(a_failing_apply_rolls_back_reports_and_unblocks_the_reader) {
 TEST(adaptive_batching_grows_while_the_sink_keeps_up) {
   od_sink *sink = open_sink();
   od_queue q;
-  od_queue_init(&q, 1000000, 1 << 30);
-  od_pipeline_stats stats = {0};
+  od_queue_init(&q, 1000000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
   od_pipeline_config pc = cfg(1000);
   pc.batch.adaptive = true;
   pc.batch.min_rows = 100;
   pc.batch.target_latency_ms = 60000; /* never too slow */
-  for (int i = 0; i < 40; i++) od_queue_push(&q, rows_chunk(&q, i * 100, 100, (od_lsn)(i + 1) * 0x100), 0);
+  for (int i = 0; i < 40; i++) od_queue_push(&q, rows_chunk(&q, i * 100, 100, (uint64_t)(i + 1) * 0x100), 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(start_apply(&a, &pc, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
   CHECK_INT(count_rows(), 4000);
   CHECK(atomic_load(&stats.batch_limit) > 100);   /* it grew from max_rows / 10 */
   CHECK(atomic_load(&stats.batch_limit) <= 1000); /* never past max_rows */
   CHECK(atomic_load(&stats.batches) < 40);         /* fewer commits than transactions */
-  CHECK_INT(atomic_load(&stats.durable_lsn), 40 * 0x100);
+  CHECK_INT(durable_u64(&stats), 40 * 0x100);
   sink->ops->close(sink);
   od_queue_destroy(&q);
 }
@@ -253,8 +273,9 @@ TEST(adaptive_batching_grows_while_the_sink_keeps_up) {
 TEST(adaptive_batching_halves_when_the_sink_is_slower_than_the_target) {
   od_sink *sink = open_sink();
   od_queue q;
-  od_queue_init(&q, 1000000, 1 << 30);
-  od_pipeline_stats stats = {0};
+  od_queue_init(&q, 1000000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
   od_pipeline_config pc = cfg(10000);
   pc.batch.adaptive = true;
   pc.batch.min_rows = 100;
@@ -263,7 +284,7 @@ TEST(adaptive_batching_halves_when_the_sink_is_slower_than_the_target) {
   od_queue_push(&q, rows_chunk(&q, 2001, 3000, 0x500), 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(start_apply(&a, &pc, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
   CHECK_INT(count_rows(), 5000);
@@ -275,24 +296,25 @@ TEST(adaptive_batching_halves_when_the_sink_is_slower_than_the_target) {
 TEST(marks_on_a_chunk_commit_with_the_transaction_that_ends_there) {
   od_sink *sink = open_sink();
   od_queue q;
-  od_queue_init(&q, 100000, 1 << 30);
-  od_pipeline_stats stats = {0};
+  od_queue_init(&q, 100000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
   od_pipeline_config pc = cfg(5000);
   /* A transaction with a mark that ends; then one with a mark that never ends (its mark is lost
    * with it: it was never acknowledged, the stream brings it again). */
   od_chunk *c1 = rows_chunk(&q, 1, 3, 0x100);
-  CHECK_INT(od_chunk_add_mark(c1, "p/isnap/public.t/pos", 77), OD_OK);
-  CHECK_INT(od_chunk_add_mark(c1, "p/isnap/public.t/requested", 5), OD_OK);
+  CHECK_INT(od_chunk_add_mark(c1, "isnap/public.t/pos", 77), OD_OK);
+  CHECK_INT(od_chunk_add_mark(c1, "isnap/public.t/requested", 5), OD_OK);
   od_chunk *c2 = rows_chunk(&q, 4, 2, 0);
-  CHECK_INT(od_chunk_add_mark(c2, "p/isnap/public.t/pos", 99), OD_OK);
+  CHECK_INT(od_chunk_add_mark(c2, "isnap/public.t/pos", 99), OD_OK);
   od_queue_push(&q, c1, 0);
   od_queue_push(&q, c2, 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(start_apply(&a, &pc, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
-  od_lsn v = 0;
+  uint64_t v = 0;
   CHECK_INT(sink->ops->get_mark(sink, "p/isnap/public.t/pos", &v, &err), OD_OK);
   CHECK_INT(v, 77);
   CHECK_INT(sink->ops->get_mark(sink, "p/isnap/public.t/requested", &v, &err), OD_OK);
@@ -305,28 +327,29 @@ TEST(marks_on_a_chunk_commit_with_the_transaction_that_ends_there) {
 TEST(text_marks_on_a_chunk_commit_with_the_transaction_that_ends_there) {
   od_sink *sink = open_sink();
   od_queue q;
-  od_queue_init(&q, 100000, 1 << 30);
-  od_pipeline_stats stats = {0};
+  od_queue_init(&q, 100000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
   od_pipeline_config pc = cfg(5000);
   od_chunk *c1 = rows_chunk(&q, 1, 3, 0x100);
   char key[] = "K1 0: 1:1 2:id 4:text 3:abc";
-  CHECK_INT(od_chunk_add_text_mark(c1, "p/isnap/public.t/pos", key), OD_OK);
+  CHECK_INT(od_chunk_add_text_mark(c1, "isnap/public.t/pos", key), OD_OK);
   key[0] = 'X'; /* the chunk holds its own copy */
-  CHECK_INT(od_chunk_add_mark(c1, "p/isnap/public.t/requested", 5), OD_OK);
+  CHECK_INT(od_chunk_add_mark(c1, "isnap/public.t/requested", 5), OD_OK);
   od_chunk *c2 = rows_chunk(&q, 4, 2, 0); /* never ends: its text mark is lost with it */
-  CHECK_INT(od_chunk_add_text_mark(c2, "p/isnap/public.t/pos", "K1 0: 1:1 2:id 4:text 3:zzz"), OD_OK);
+  CHECK_INT(od_chunk_add_text_mark(c2, "isnap/public.t/pos", "K1 0: 1:1 2:id 4:text 3:zzz"), OD_OK);
   od_queue_push(&q, c1, 0);
   od_queue_push(&q, c2, 0);
   od_apply *a;
   od_error err = {0};
-  CHECK_INT(od_apply_start(&a, &pc, NULL, sink, &q, &stats, &err), OD_OK);
+  CHECK_INT(start_apply(&a, &pc, sink, &q, &stats, &err), OD_OK);
   od_queue_close(&q);
   CHECK_INT(od_apply_join(a, &err), OD_OK);
   char *text = NULL;
   CHECK_INT(sink->ops->get_text_mark(sink, "p/isnap/public.t/pos", &text, &err), OD_OK);
   CHECK_STR(text, "K1 0: 1:1 2:id 4:text 3:abc");
   free(text);
-  od_lsn v = 0;
+  uint64_t v = 0;
   CHECK_INT(sink->ops->get_mark(sink, "p/isnap/public.t/requested", &v, &err), OD_OK);
   CHECK_INT(v, 5);
   CHECK_INT(count_rows(), 3);

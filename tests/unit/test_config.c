@@ -87,11 +87,11 @@ TEST(happy_path_uses_every_default) {
   CHECK(!p->source.entries[0].secret);
   CHECK_INT(p->source.entries[0].line, 5);
   CHECK_INT(p->source.entries[0].col, 12);
-  CHECK_STR(p->sink.type, "sqlite");
-  CHECK_STR(p->sink.path, "pipelines[0].sink");
+  CHECK_STR(p->sinks[0].section.type, "sqlite");
+  CHECK_STR(p->sinks[0].section.path, "pipelines[0].sink");
   const char *path = NULL;
   od_error e = {0};
-  CHECK_INT(od_config_string(&p->sink, "path", NULL, &path, &e), OD_OK);
+  CHECK_INT(od_config_string(&p->sinks[0].section, "path", NULL, &path, &e), OD_OK);
   CHECK_STR(path, "./a.db");
   od_config_free(c);
 }
@@ -149,7 +149,7 @@ TEST(load_reads_a_file_and_names_it_in_messages) {
   CHECK_INT(od_config_load(path, &c, &e), OD_OK);
   CHECK_STR(c->file, path);
   CHECK_STR(c->log_level, "warn");
-  CHECK(c->pipelines[0].sink.file == c->file);
+  CHECK(c->pipelines[0].sinks[0].section.file == c->file);
   od_config_free(c);
 
   char path2[64];
@@ -295,7 +295,7 @@ TEST(file_references_strip_one_newline) {
   snprintf(yaml, sizeof yaml,
            PIPE "      dsn: \"password=${file:%s} x\"\n      other: ${file:%s}\n", p1, p2);
   od_config *c = parse_ok(yaml);
-  const od_config_section *s = &c->pipelines[0].sink;
+  const od_config_section *s = &c->pipelines[0].sinks[0].section;
   CHECK_STR(od_config_find(s, "dsn")->value, "password=filepw x");
   CHECK(od_config_find(s, "dsn")->secret);
   CHECK_STR(od_config_find(s, "other")->value, "two\n");
@@ -313,7 +313,7 @@ TEST(error_file_reference_unreadable) {
 
 TEST(escape_dollar_dollar_brace_is_literal) {
   od_config *c = parse_ok(PIPE "      a: \"cost $${HOME} and $$x and $ alone\"\n      b: $${env:X}\n");
-  const od_config_section *s = &c->pipelines[0].sink;
+  const od_config_section *s = &c->pipelines[0].sinks[0].section;
   CHECK_STR(od_config_find(s, "a")->value, "cost ${HOME} and $$x and $ alone");
   CHECK(!od_config_find(s, "a")->secret);
   CHECK_STR(od_config_find(s, "b")->value, "${env:X}");
@@ -381,7 +381,7 @@ TEST(secret_value_never_appears_in_an_error) {
   snprintf(yaml, sizeof yaml,
            PIPE "      port: ${env:ODSYNC_TEST_SECRET}\n      flag: x${file:%s}\n", fpath);
   od_config *c = parse_ok(yaml);
-  const od_config_section *s = &c->pipelines[0].sink;
+  const od_config_section *s = &c->pipelines[0].sinks[0].section;
   long l;
   bool b;
   CHECK_INT(od_config_int(s, "port", 1, 1, 65535, &l, &e), OD_ECONFIG);
@@ -410,8 +410,10 @@ TEST(error_unknown_top_level_key_suggests_closest) {
 
 TEST(error_unknown_pipeline_and_batch_keys) {
   od_error e;
-  const char *m = parse_err(PIPE "    sinks: {}\n", &e);
-  CHECK_CONTAINS(m, "cfg.yaml:7:5: unknown key 'sinks' in pipelines[0]; did you mean 'sink'?");
+  const char *m = parse_err(PIPE "    sinc: {}\n", &e);
+  CHECK_CONTAINS(m, "cfg.yaml:7:5: unknown key 'sinc' in pipelines[0]; did you mean 'sink'?");
+  m = parse_err(PIPE "    sinks: [{name: b, type: sqlite}]\n", &e);
+  CHECK_CONTAINS(m, "pipelines[0]: both 'sink' and 'sinks' are set");
   m = parse_err(PIPE "    batch: {max_row: 5}\n", &e);
   CHECK_CONTAINS(m, "cfg.yaml:7:13: unknown key 'max_row' in pipelines[0].batch; did you mean 'max_rows'? "
                     "(allowed: max_rows, max_bytes, max_delay_ms, adaptive, min_rows, target_latency_ms)");
@@ -443,7 +445,7 @@ TEST(error_missing_required_keys_point_at_mapping_start) {
   od_error e;
   const char *m = parse_err("pipelines:\n  - name: shop\n    source:\n      type: postgres\n", &e);
   CHECK_STR(m, "cfg.yaml:2:5: pipelines[0]: missing required key 'sink'; expected a mapping with "
-               "'type: sqlite' and its settings");
+               "'type: sqlite' and its settings (or 'sinks:', a list of named sinks)");
   m = parse_err("pipelines:\n  - name: shop\n    source:\n      dsn: x\n    sink: {type: sqlite}\n", &e);
   CHECK_STR(m, "cfg.yaml:4:7: pipelines[0].source: missing required key 'type'; expected e.g. 'type: postgres'");
   m = parse_err("pipelines:\n  - source: {type: a}\n    sink: {type: b}\n", &e);

@@ -245,8 +245,8 @@ TEST(begin_commit_pairs_in_lsn_order) {
       open = e;
       begins++;
       CHECK(e->txn.xid != 0);
-      CHECK(e->txn.final_lsn > last_end);
-      CHECK_INT(e->txn.end_lsn, 0);
+      CHECK(od_pg_lsn(&e->txn.start) > last_end);
+      CHECK_INT(od_pg_lsn(&e->txn.end), 0);
       /* 2020-01-01 .. 2100-01-01 in Unix microseconds: the PG epoch was converted */
       CHECK(e->txn.commit_time > INT64_C(1577836800000000));
       CHECK(e->txn.commit_time < INT64_C(4102444800000000));
@@ -254,10 +254,10 @@ TEST(begin_commit_pairs_in_lsn_order) {
       CHECK(open != NULL);
       commits++;
       CHECK_INT(e->txn.xid, open->txn.xid);
-      CHECK_INT(e->txn.final_lsn, open->txn.final_lsn);
-      CHECK(e->txn.end_lsn > e->txn.final_lsn);
+      CHECK_INT(od_pg_lsn(&e->txn.start), od_pg_lsn(&open->txn.start));
+      CHECK(od_pg_lsn(&e->txn.end) > od_pg_lsn(&e->txn.start));
       CHECK_INT(e->txn.commit_time, open->txn.commit_time);
-      last_end = e->txn.end_lsn;
+      last_end = od_pg_lsn(&e->txn.end);
       open = NULL;
     } else if (e->what == 'X' && e->txn.xid != 0) {
       CHECK(open != NULL);
@@ -443,8 +443,8 @@ TEST(logical_messages) {
   CHECK_INT(nt->op, OD_OP_MESSAGE);
   CHECK_INT(nt->txn.xid, 0);
   CHECK_INT(nt->index, 0);
-  CHECK(nt->txn.final_lsn > x.r.ev[b16 - 2].txn.final_lsn);
-  CHECK(nt->txn.final_lsn < x.r.ev[b16].txn.final_lsn);
+  CHECK(od_pg_lsn(&nt->txn.start) > od_pg_lsn(&x.r.ev[b16 - 2].txn.start));
+  CHECK(od_pg_lsn(&nt->txn.start) < od_pg_lsn(&x.r.ev[b16].txn.start));
   CHECK_TEXT(nt->newv[0], "odsync-nt");
   CHECK_INT(nt->newv[1].len, 25);
   CHECK(memcmp(nt->newv[1].data, "non-transactional payload", 25) == 0);
@@ -453,7 +453,7 @@ TEST(logical_messages) {
   CHECK_INT(raw[0], 'M');
   uint64_t lsn = 0;
   for (int i = 2; i < 10; i++) lsn = lsn << 8 | raw[i];
-  CHECK_INT(nt->txn.final_lsn, lsn);
+  CHECK_INT(od_pg_lsn(&nt->txn.start), lsn);
   run_free(&x);
 }
 

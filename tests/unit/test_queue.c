@@ -2,10 +2,11 @@
 #include <pthread.h>
 
 #include "core/queue.h"
+#include "odsync/position.h"
 #include "odsync/error.h"
 #include "test.h"
 
-static od_chunk *chunk_with(od_queue *q, int rows, od_lsn end) {
+static od_chunk *chunk_with(od_queue *q, int rows, uint64_t end) {
   od_chunk *c = od_queue_take_free(q);
   for (int i = 0; i < rows; i++) {
     od_change *ch = od_chunk_add(c);
@@ -13,25 +14,25 @@ static od_chunk *chunk_with(od_queue *q, int rows, od_lsn end) {
     ch->index = (uint32_t)i;
   }
   c->ends_txn = true;
-  c->end_lsn = end;
+  c->end = od_pos_legacy_lsn(end);
   return c;
 }
 
 TEST(fifo_order_and_accounting) {
   od_queue q;
-  CHECK_INT(od_queue_init(&q, 1000, 1 << 20), OD_OK);
-  for (int i = 1; i <= 3; i++) CHECK_INT(od_queue_push(&q, chunk_with(&q, i, (od_lsn)i * 100), 0), OD_OK);
+  CHECK_INT(od_queue_init(&q, 1000, 1 << 20, 1), OD_OK);
+  for (int i = 1; i <= 3; i++) CHECK_INT(od_queue_push(&q, chunk_with(&q, i, (uint64_t)i * 100), 0), OD_OK);
   size_t rows;
   od_queue_stats(&q, &rows, NULL);
   CHECK_INT(rows, 6);
   for (int i = 1; i <= 3; i++) {
-    od_chunk *c = od_queue_pop(&q, 0);
+    od_chunk *c = od_queue_pop(&q, 0, 0);
     CHECK(c != NULL);
-    CHECK_INT(c->end_lsn, i * 100);
+    CHECK_INT(od_pos_to_u64(&c->end), i * 100);
     CHECK_INT(c->nchanges, i);
     od_queue_recycle(&q, c);
   }
-  CHECK(od_queue_pop(&q, 10) == NULL);
+  CHECK(od_queue_pop(&q, 0, 10) == NULL);
   od_queue_stats(&q, &rows, NULL);
   CHECK_INT(rows, 0);
   od_queue_destroy(&q);
@@ -39,20 +40,20 @@ TEST(fifo_order_and_accounting) {
 
 TEST(full_queue_times_out_but_empty_queue_takes_any_size) {
   od_queue q;
-  CHECK_INT(od_queue_init(&q, 10, 1 << 20), OD_OK);
+  CHECK_INT(od_queue_init(&q, 10, 1 << 20, 1), OD_OK);
   /* One chunk larger than the cap is accepted into an empty queue (no deadlock)... */
   CHECK_INT(od_queue_push(&q, chunk_with(&q, 50, 1), 0), OD_OK);
   /* ...and the next push waits, then reports AGAIN. */
   od_chunk *c = chunk_with(&q, 1, 2);
   CHECK_INT(od_queue_push(&q, c, 20), OD_AGAIN);
-  od_queue_recycle(&q, od_queue_pop(&q, 0));
+  od_queue_recycle(&q, od_queue_pop(&q, 0, 0));
   CHECK_INT(od_queue_push(&q, c, 0), OD_OK);
   od_queue_destroy(&q);
 }
 
 TEST(byte_cap_applies) {
   od_queue q;
-  CHECK_INT(od_queue_init(&q, 1000000, 4096), OD_OK);
+  CHECK_INT(od_queue_init(&q, 1000000, 4096, 1), OD_OK);
   od_chunk *big = chunk_with(&q, 1, 1);
   CHECK(od_arena_alloc(&big->arena, 8192) != NULL);
   CHECK_INT(od_queue_push(&q, big, 0), OD_OK);
@@ -64,22 +65,22 @@ TEST(byte_cap_applies) {
 
 TEST(close_drains_then_returns_null_and_refuses_pushes) {
   od_queue q;
-  CHECK_INT(od_queue_init(&q, 1000, 1 << 20), OD_OK);
+  CHECK_INT(od_queue_init(&q, 1000, 1 << 20, 1), OD_OK);
   CHECK_INT(od_queue_push(&q, chunk_with(&q, 2, 7), 0), OD_OK);
   od_queue_close(&q);
   CHECK(od_queue_closed(&q));
   CHECK_INT(od_queue_push(&q, chunk_with(&q, 1, 8), 0), OD_ECANCELLED);
-  od_chunk *c = od_queue_pop(&q, 0);
+  od_chunk *c = od_queue_pop(&q, 0, 0);
   CHECK(c != NULL);
-  CHECK_INT(c->end_lsn, 7);
+  CHECK_INT(od_pos_to_u64(&c->end), 7);
   od_queue_recycle(&q, c);
-  CHECK(od_queue_pop(&q, 1000) == NULL); /* at once, not after the timeout */
+  CHECK(od_queue_pop(&q, 0, 1000) == NULL); /* at once, not after the timeout */
   od_queue_destroy(&q);
 }
 
 TEST(recycled_chunks_are_clean_and_reused) {
   od_queue q;
-  CHECK_INT(od_queue_init(&q, 1000, 1 << 20), OD_OK);
+  CHECK_INT(od_queue_init(&q, 1000, 1 << 20, 1), OD_OK);
   od_chunk *c = chunk_with(&q, 3, 9);
   c->heartbeat = true;
   c->ntxns = 2;
@@ -89,7 +90,7 @@ TEST(recycled_chunks_are_clean_and_reused) {
   CHECK_INT(again->nchanges, 0);
   CHECK_INT(again->ntxns, 0);
   CHECK(!again->ends_txn && !again->heartbeat);
-  CHECK_INT(again->end_lsn, 0);
+  CHECK_INT(od_pos_to_u64(&again->end), 0);
   CHECK_INT(again->arena.used, 0);
   od_queue_recycle(&q, again);
   od_queue_destroy(&q);
@@ -103,7 +104,7 @@ typedef struct {
 static void *producer(void *arg) {
   producer_arg *a = arg;
   for (int i = 1; i <= a->n; i++) {
-    od_chunk *c = chunk_with(a->q, 7, (od_lsn)i);
+    od_chunk *c = chunk_with(a->q, 7, (uint64_t)i);
     while (od_queue_push(a->q, c, 50) == OD_AGAIN) {
     }
   }
@@ -113,18 +114,56 @@ static void *producer(void *arg) {
 
 TEST(producer_and_consumer_threads_see_every_chunk_in_order) {
   od_queue q;
-  CHECK_INT(od_queue_init(&q, 20, 1 << 20), OD_OK); /* small cap: the producer blocks often */
+  CHECK_INT(od_queue_init(&q, 20, 1 << 20, 1), OD_OK); /* small cap: the producer blocks often */
   producer_arg a = {&q, 2000};
   pthread_t t;
   CHECK_INT(pthread_create(&t, NULL, producer, &a), 0);
-  od_lsn expect = 1;
+  uint64_t expect = 1;
   od_chunk *c;
-  while ((c = od_queue_pop(&q, 1000))) {
-    if (c->end_lsn != expect) break;
+  while ((c = od_queue_pop(&q, 0, 1000))) {
+    if (od_pos_to_u64(&c->end) != expect) break;
     expect++;
     od_queue_recycle(&q, c);
   }
   pthread_join(t, NULL);
   CHECK_INT(expect, 2001);
+  od_queue_destroy(&q);
+}
+
+/* Several consumers (one per sink): each sees every chunk in order; a chunk returns to the pool
+ * only when every consumer recycled it; the cap counts chunks some consumer has not popped, so the
+ * slowest consumer sets the pace. */
+TEST(broadcast_to_several_consumers) {
+  od_queue q;
+  CHECK_INT(od_queue_init(&q, 10, 1 << 20, 2), OD_OK);
+  CHECK_INT(od_queue_push(&q, chunk_with(&q, 6, 1), 0), OD_OK);
+  CHECK_INT(od_queue_push(&q, chunk_with(&q, 6, 2), 0), OD_OK);
+  /* consumer 0 takes both, consumer 1 none yet: the queue is still full for the producer */
+  od_chunk *a0 = od_queue_pop(&q, 0, 0), *b0 = od_queue_pop(&q, 0, 0);
+  CHECK(a0 && b0);
+  CHECK_INT(od_pos_to_u64(&a0->end), 1);
+  CHECK_INT(od_pos_to_u64(&b0->end), 2);
+  CHECK(od_queue_empty(&q, 0));
+  CHECK(!od_queue_empty(&q, 1));
+  od_chunk *c = chunk_with(&q, 1, 3);
+  CHECK_INT(od_queue_push(&q, c, 10), OD_AGAIN);
+  od_chunk *a1 = od_queue_pop(&q, 1, 0);
+  CHECK(a1 == a0); /* the same chunk, shared */
+  size_t rows;
+  od_queue_stats(&q, &rows, NULL);
+  CHECK_INT(rows, 6); /* the second chunk is still unpopped by consumer 1 */
+  CHECK_INT(od_queue_push(&q, c, 0), OD_OK); /* below the cap again */
+  od_queue_recycle(&q, a0);
+  od_queue_recycle(&q, a1); /* both done: back to the pool */
+  od_chunk *b1 = od_queue_pop(&q, 1, 0), *c1 = od_queue_pop(&q, 1, 0), *c0 = od_queue_pop(&q, 0, 0);
+  CHECK(b1 == b0 && c1 == c && c0 == c);
+  od_queue_recycle(&q, b0);
+  od_queue_recycle(&q, b1);
+  od_queue_recycle(&q, c0);
+  od_queue_recycle(&q, c1);
+  od_queue_stats(&q, &rows, NULL);
+  CHECK_INT(rows, 0);
+  od_queue_close(&q);
+  CHECK(od_queue_pop(&q, 0, 0) == NULL && od_queue_pop(&q, 1, 0) == NULL);
   od_queue_destroy(&q);
 }

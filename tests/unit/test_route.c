@@ -61,7 +61,7 @@ static size_t total(od_router *r) {
 }
 
 TEST(eventual_keeps_each_key_on_one_writer_in_order) {
-  od_queue_init(&q, 1000, 1 << 20);
+  od_queue_init(&q, 1000, 1 << 20, 1);
   od_chunk *c = od_queue_take_free(&q);
   for (int t = 0; t < 50; t++) {
     add(c, OD_OP_INSERT, &keyed_rel, t, true, 0, 0);
@@ -71,7 +71,7 @@ TEST(eventual_keeps_each_key_on_one_writer_in_order) {
   od_router r;
   od_error err = {0};
   CHECK_INT(od_router_init(&r, 4), OD_OK);
-  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, c, &err), OD_OK);
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, NULL, NULL, &err), OD_OK);
   CHECK_INT(total(&r), 150);
   int used = 0;
   for (int w = 0; w < 4; w++) {
@@ -91,7 +91,7 @@ TEST(eventual_keeps_each_key_on_one_writer_in_order) {
 }
 
 TEST(keyless_truncated_and_key_changing_tables_go_to_the_carrier) {
-  od_queue_init(&q, 1000, 1 << 20);
+  od_queue_init(&q, 1000, 1 << 20, 1);
   od_chunk *c = od_queue_take_free(&q);
   for (int i = 0; i < 20; i++) add(c, OD_OP_INSERT, &keyless_rel, i, true, 0, 0);
   for (int i = 0; i < 20; i++) add(c, OD_OP_INSERT, &keyed_rel, i, true, 0, 0);
@@ -100,7 +100,7 @@ TEST(keyless_truncated_and_key_changing_tables_go_to_the_carrier) {
   od_router r;
   od_error err = {0};
   CHECK_INT(od_router_init(&r, 4), OD_OK);
-  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, c, &err), OD_OK);
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, NULL, NULL, &err), OD_OK);
   for (int i = 0; i < 20; i++) {
     char id[8];
     snprintf(id, sizeof id, "%d", i);
@@ -122,7 +122,7 @@ TEST(keyless_truncated_and_key_changing_tables_go_to_the_carrier) {
 }
 
 TEST(causal_keeps_dependent_transactions_together_and_whole) {
-  od_queue_init(&q, 1000, 1 << 20);
+  od_queue_init(&q, 1000, 1 << 20, 1);
   od_chunk *c = od_queue_take_free(&q);
   /* T0 writes keys 1,2; T1 writes 2,3 (depends on T0); T2 writes 3,4 (depends on T1);
    * T3..T12 write their own keys 100+ (independent). */
@@ -139,7 +139,7 @@ TEST(causal_keeps_dependent_transactions_together_and_whole) {
   od_router r;
   od_error err = {0};
   CHECK_INT(od_router_init(&r, 3), OD_OK);
-  CHECK_INT(od_route_batch(&r, OD_ROUTE_CAUSAL, c, &err), OD_OK);
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_CAUSAL, &c, 1, NULL, NULL, &err), OD_OK);
   CHECK_INT(total(&r), 26);
   int w = writer_of(&r, &keyed_rel, "1");
   CHECK(w >= 0);
@@ -175,7 +175,7 @@ TEST(a_table_whose_shape_changes_inside_the_batch_goes_to_the_carrier) {
   static od_column k2cols[] = {{.name = "id", .type_oid = 23, .key = true}, {.name = "w", .type_oid = 25}};
   static od_relation keyed_v2 = {.oid = 1, .schema = "public", .name = "k", .replica_identity = 'd',
                                  .ncolumns = 2, .columns = k2cols, .version = 2, .has_primary_key = true};
-  od_queue_init(&q, 1000, 1 << 20);
+  od_queue_init(&q, 1000, 1 << 20, 1);
   od_chunk *c = od_queue_take_free(&q);
   for (int i = 0; i < 10; i++) add(c, OD_OP_INSERT, &keyed_rel, i, true, 0, 0);
   for (int i = 10; i < 20; i++) add(c, OD_OP_INSERT, &keyed_v2, i, true, 0, 0);
@@ -183,7 +183,7 @@ TEST(a_table_whose_shape_changes_inside_the_batch_goes_to_the_carrier) {
   od_router r;
   od_error err = {0};
   CHECK_INT(od_router_init(&r, 4), OD_OK);
-  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, c, &err), OD_OK);
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, NULL, NULL, &err), OD_OK);
   for (int i = 0; i < 20; i++) {
     char id[8];
     snprintf(id, sizeof id, "%d", i);

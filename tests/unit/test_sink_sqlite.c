@@ -102,12 +102,26 @@ static od_change ch_del(const od_relation *rel, char old_kind, od_value *oldv) {
   return (od_change){.op = OD_OP_DELETE, .rel = rel, .old_kind = old_kind, .oldtup = {rel->ncolumns, oldv}};
 }
 
+/* Positions in these tests are PostgreSQL LSNs given as numbers; 0 commits the data alone. */
+static int commit_at(od_sink *s, uint64_t v, od_error *err) {
+  if (!v) return s->ops->commit_data(s, err);
+  od_pos p = od_pos_legacy_lsn(v);
+  return s->ops->commit(s, &p, err);
+}
+
+static int read_pos(od_sink *s, uint64_t *out, od_error *err) {
+  od_pos p;
+  int rc = s->ops->read_position(s, &p, err);
+  *out = od_pos_to_u64(&p);
+  return rc;
+}
+
 /* One sink transaction of n changes committed at `pos`; returns the apply/commit status. */
-static int txn(od_sink *s, const od_change *c, size_t n, od_lsn pos, od_error *err) {
+static int txn(od_sink *s, const od_change *c, size_t n, uint64_t pos, od_error *err) {
   int rc = ops->begin(s, err);
   if (rc) return rc;
   rc = ops->apply(s, c, n, err);
-  if (rc == OD_OK) rc = ops->commit(s, pos, err);
+  if (rc == OD_OK) rc = commit_at(s, pos, err);
   if (rc) ops->rollback(s);
   return rc;
 }
@@ -149,9 +163,9 @@ TEST(open_creates_directories_wal_and_checkpoint_table) {
   CHECK_STR(q("SELECT group_concat(name || ' ' || type || ' ' || pk, ', ') FROM "
               "pragma_table_info('_odsync_checkpoint')"),
             "pipeline TEXT 1, position INTEGER 0, position_lsn TEXT 0, updated_at TEXT 0, position_text TEXT 0");
-  od_lsn pos = 99;
+  uint64_t pos = 99;
   od_error err = {0};
-  CHECK_INT(ops->read_position(s, &pos, &err), OD_OK);
+  CHECK_INT(read_pos(s, &pos, &err), OD_OK);
   CHECK_INT(pos, 0);
   ops->close(s);
 }
@@ -459,8 +473,8 @@ TEST(checkpoint_is_atomic_with_the_data) {
   CHECK_INT(ops->apply(s, &c, 1, &err), OD_OK);
   /* a reader during the open transaction sees nothing of it */
   CHECK_STR(q("SELECT count(*) FROM sqlite_master WHERE name = 'users'"), "0");
-  od_lsn pos = ((od_lsn)0x16 << 32) | 0xB374D848;
-  CHECK_INT(ops->commit(s, pos, &err), OD_OK);
+  uint64_t pos = ((uint64_t)0x16 << 32) | 0xB374D848;
+  CHECK_INT(commit_at(s, pos, &err), OD_OK);
   CHECK_STR(q("SELECT count(*) FROM users"), "1");
   CHECK_STR(q("SELECT position || ' ' || position_lsn FROM _odsync_checkpoint WHERE pipeline = 'p1'"),
             "97500059720 16/B374D848");
@@ -474,8 +488,8 @@ TEST(checkpoint_is_atomic_with_the_data) {
   ops->close(s);
 
   s = open_sink(path);
-  od_lsn got = 0;
-  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  uint64_t got = 0;
+  CHECK_INT(read_pos(s, &got, &err), OD_OK);
   CHECK(got == pos);
   CHECK_STR(q("SELECT count(*) FROM users"), "1");
   ops->close(s);
@@ -483,7 +497,7 @@ TEST(checkpoint_is_atomic_with_the_data) {
   /* another pipeline in the same file has its own row */
   od_sink *s2 = NULL;
   CHECK_INT(open_with(path, NULL, "p2", &s2, &err), OD_OK);
-  CHECK_INT(ops->read_position(s2, &got, &err), OD_OK);
+  CHECK_INT(read_pos(s2, &got, &err), OD_OK);
   CHECK_INT(got, 0);
   ops->close(s2);
 }
@@ -503,7 +517,7 @@ TEST(busy_database_is_a_retriable_error) {
   sqlite3_exec(other, "COMMIT", NULL, NULL, NULL);
   sqlite3_close(other);
   CHECK_INT(ops->begin(s, &err), OD_OK);
-  CHECK_INT(ops->commit(s, 3, &err), OD_OK);
+  CHECK_INT(commit_at(s, 3, &err), OD_OK);
   ops->close(s);
 }
 
@@ -556,7 +570,7 @@ TEST(statements_are_reused_and_variants_evicted) {
     char score[16];
     snprintf(score, sizeof score, "%d", i);
     od_value v[] = {TV("1"), UV, TV(score)}, w[] = {TV("1"), TV("ann"), TV(score)};
-    TXN(s, 3 + (od_lsn)i, ch_upd(&users, 0, NULL, v), ch_ins(&users, w));
+    TXN(s, 3 + (uint64_t)i, ch_upd(&users, 0, NULL, v), ch_ins(&users, w));
   }
   CHECK_INT(stats(s).prepared, prepared);
   CHECK_STR(q("SELECT score FROM users"), "49.0");
@@ -577,7 +591,7 @@ TEST(statements_are_reused_and_variants_evicted) {
       od_value u[12];
       for (int i = 0; i < 12; i++) u[i] = (i == k) ? UV : TV(round ? "2" : "1");
       u[0] = TV("0");
-      TXN(s, 101 + (od_lsn)(round * 12 + k), ch_upd(&wide, 0, NULL, u));
+      TXN(s, 101 + (uint64_t)(round * 12 + k), ch_upd(&wide, 0, NULL, u));
     }
   }
   CHECK_STR(q("SELECT c1 || c2 || c11 FROM wide"), "222");
@@ -590,7 +604,7 @@ TEST(apply_outside_a_transaction_is_refused) {
   od_change c = ch_ins(&users, a);
   od_error err = {0};
   CHECK_INT(ops->apply(s, &c, 1, &err), OD_EINVAL);
-  CHECK_INT(ops->commit(s, 1, &err), OD_EINVAL);
+  CHECK_INT(commit_at(s, 1, &err), OD_EINVAL);
   CHECK_INT(ops->begin(s, &err), OD_OK);
   CHECK_INT(ops->begin(s, &err), OD_EINVAL);
   ops->rollback(s);
@@ -613,7 +627,7 @@ static void x(const char *sql) {
   sqlite3_close(db);
 }
 
-static int txn_err(od_sink *s, od_change c, od_lsn pos, od_error *err) {
+static int txn_err(od_sink *s, od_change c, uint64_t pos, od_error *err) {
   memset(err, 0, sizeof *err);
   return txn(s, &c, 1, pos, err);
 }
@@ -769,7 +783,7 @@ TEST(marks_commit_with_the_data_and_roll_back_with_it) {
   const char *path = fresh_path();
   od_sink *s = open_sink(path);
   od_error err = {0};
-  od_lsn got = 7;
+  uint64_t got = 7;
   CHECK(ops->set_mark && ops->get_mark);
   CHECK_INT(ops->get_mark(s, "p1/snapshot/public.users/0", &got, &err), OD_OK);
   CHECK_INT(got, 0); /* absent */
@@ -790,11 +804,11 @@ TEST(marks_commit_with_the_data_and_roll_back_with_it) {
   CHECK_INT(ops->begin(s, &err), OD_OK);
   CHECK_INT(ops->apply(s, &c, 1, &err), OD_OK);
   CHECK_INT(ops->set_mark(s, "p1/snapshot/public.users/0", 5, &err), OD_OK);
-  od_lsn big = ((od_lsn)0xFFFFFFFF << 32) | 0x12345678; /* opaque 64-bit values survive */
+  uint64_t big = ((uint64_t)0xFFFFFFFF << 32) | 0x12345678; /* opaque 64-bit values survive */
   CHECK_INT(ops->set_mark(s, "p1/snapshot/public.users/lo", big, &err), OD_OK);
-  CHECK_INT(ops->commit(s, 0, &err), OD_OK);
+  CHECK_INT(commit_at(s, 0, &err), OD_OK);
   CHECK_STR(q("SELECT count(*) FROM users"), "1");
-  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK_INT(read_pos(s, &got, &err), OD_OK);
   CHECK_INT(got, 0);
   ops->close(s);
   /* durable across reopen; overwritten and removed (value 0) in later transactions */
@@ -807,7 +821,7 @@ TEST(marks_commit_with_the_data_and_roll_back_with_it) {
   CHECK_INT(ops->set_mark(s, "p1/snapshot/public.users/0", 9, &err), OD_OK);
   CHECK_INT(ops->set_mark(s, "p1/snapshot/public.users/lo", 0, &err), OD_OK);
   CHECK_INT(ops->set_mark(s, "p1/snapshot", 42, &err), OD_OK);
-  CHECK_INT(ops->commit(s, 42, &err), OD_OK);
+  CHECK_INT(commit_at(s, 42, &err), OD_OK);
   CHECK_INT(ops->get_mark(s, "p1/snapshot/public.users/0", &got, &err), OD_OK);
   CHECK_INT(got, 9);
   CHECK_INT(ops->get_mark(s, "p1/snapshot/public.users/lo", &got, &err), OD_OK);
@@ -815,7 +829,7 @@ TEST(marks_commit_with_the_data_and_roll_back_with_it) {
   CHECK_INT(ops->get_mark(s, "p1/snapshot", &got, &err), OD_OK);
   CHECK_INT(got, 42);
   /* marks never disturb the pipeline's own checkpoint row */
-  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK_INT(read_pos(s, &got, &err), OD_OK);
   CHECK_INT(got, 42);
   CHECK_STR(q("SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = 'p1'"), "1");
   ops->close(s);
@@ -826,7 +840,7 @@ TEST(text_marks_commit_with_the_data_and_replace_integer_marks) {
   od_sink *s = open_sink(path);
   od_error err = {0};
   char *text = (char *)"x";
-  od_lsn got = 7;
+  uint64_t got = 7;
   CHECK(ops->set_text_mark && ops->get_text_mark);
   CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/pos", &text, &err), OD_OK);
   CHECK(text == NULL); /* absent */
@@ -842,7 +856,7 @@ TEST(text_marks_commit_with_the_data_and_replace_integer_marks) {
   CHECK_INT(ops->begin(s, &err), OD_OK);
   CHECK_INT(ops->set_text_mark(s, "p1/isnap/public.t/pos", mark, &err), OD_OK);
   CHECK_INT(ops->set_mark(s, "p1/isnap/public.t/requested", 77, &err), OD_OK);
-  CHECK_INT(ops->commit(s, 100, &err), OD_OK);
+  CHECK_INT(commit_at(s, 100, &err), OD_OK);
   ops->close(s);
   s = open_sink(path);
   CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/pos", &text, &err), OD_OK);
@@ -858,7 +872,7 @@ TEST(text_marks_commit_with_the_data_and_replace_integer_marks) {
   CHECK_INT(ops->begin(s, &err), OD_OK);
   CHECK_INT(ops->set_mark(s, "p1/isnap/public.t/pos", 5, &err), OD_OK);
   CHECK_INT(ops->set_text_mark(s, "p1/isnap/public.t/requested", "now text", &err), OD_OK);
-  CHECK_INT(ops->commit(s, 101, &err), OD_OK);
+  CHECK_INT(commit_at(s, 101, &err), OD_OK);
   CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/pos", &text, &err), OD_OK);
   CHECK(text == NULL);
   CHECK_INT(ops->get_mark(s, "p1/isnap/public.t/pos", &got, &err), OD_OK);
@@ -871,11 +885,12 @@ TEST(text_marks_commit_with_the_data_and_replace_integer_marks) {
   /* removed (NULL text), and the checkpoint row untouched by all of it */
   CHECK_INT(ops->begin(s, &err), OD_OK);
   CHECK_INT(ops->set_text_mark(s, "p1/isnap/public.t/requested", NULL, &err), OD_OK);
-  CHECK_INT(ops->commit(s, 102, &err), OD_OK);
+  CHECK_INT(commit_at(s, 102, &err), OD_OK);
   CHECK_STR(q("SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = 'p1/isnap/public.t/requested'"), "0");
-  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK_INT(read_pos(s, &got, &err), OD_OK);
   CHECK_INT(got, 102);
-  CHECK_STR(q("SELECT coalesce(position_text, 'NULL') FROM _odsync_checkpoint WHERE pipeline = 'p1'"), "NULL");
+  /* the checkpoint row holds the position's text form (odsync/position.h) */
+  CHECK_STR(q("SELECT coalesce(position_text, 'NULL') FROM _odsync_checkpoint WHERE pipeline = 'p1'"), "pg:0/66");
   ops->close(s);
 }
 
@@ -901,9 +916,9 @@ TEST(checkpoint_table_of_an_earlier_version_gains_position_text) {
   s = open_sink(path);
   CHECK_STR(q("SELECT count(*) FROM pragma_table_info('_odsync_checkpoint') WHERE name = 'position_text'"), "1");
   od_error err = {0};
-  od_lsn got = 0;
+  uint64_t got = 0;
   char *text = (char *)"x";
-  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK_INT(read_pos(s, &got, &err), OD_OK);
   CHECK_INT(got, 4096);
   CHECK_INT(ops->get_mark(s, "p1/isnap/public.t/pos", &got, &err), OD_OK);
   CHECK((got ^ (UINT64_C(1) << 63)) == 1234);
@@ -911,13 +926,13 @@ TEST(checkpoint_table_of_an_earlier_version_gains_position_text) {
   CHECK(text == NULL);
   CHECK_INT(ops->begin(s, &err), OD_OK);
   CHECK_INT(ops->set_text_mark(s, "p1/isnap/public.t/pos", "K1 0: 1:1 2:id 6:bigint 4:1300", &err), OD_OK);
-  CHECK_INT(ops->commit(s, 5000, &err), OD_OK);
+  CHECK_INT(commit_at(s, 5000, &err), OD_OK);
   ops->close(s);
   s = open_sink(path); /* a second open finds the column and changes nothing */
   CHECK_INT(ops->get_text_mark(s, "p1/isnap/public.t/pos", &text, &err), OD_OK);
   CHECK_STR(text, "K1 0: 1:1 2:id 6:bigint 4:1300");
   free(text);
-  CHECK_INT(ops->read_position(s, &got, &err), OD_OK);
+  CHECK_INT(read_pos(s, &got, &err), OD_OK);
   CHECK_INT(got, 5000);
   ops->close(s);
 }
@@ -939,7 +954,7 @@ TEST(key_changing_update_onto_an_existing_key_replaces_it) {
   CHECK_INT(ops->apply(s, &ins1, 1, &err), OD_OK);
   CHECK_INT(ops->apply(s, &ins2, 1, &err), OD_OK);
   CHECK_INT(ops->apply(s, &up, 1, &err), OD_OK);
-  CHECK_INT(ops->commit(s, 10, &err), OD_OK);
+  CHECK_INT(commit_at(s, 10, &err), OD_OK);
   CHECK_STR(q("SELECT group_concat(id || ':' || name) FROM users"), "2:ann moved");
   ops->close(s);
 }
@@ -1185,7 +1200,7 @@ TEST(wal_of_a_busy_writer_stays_bounded) {
       vals[i][1] = TV(text);
       cs[i] = ch_ins(&rel, vals[i]);
     }
-    CHECK_INT(txn(s, cs, N, (od_lsn)round + 1, &err), OD_OK);
+    CHECK_INT(txn(s, cs, N, (uint64_t)round + 1, &err), OD_OK);
     long long w = file_size(wal);
     if (w > max_wal) max_wal = w;
   }

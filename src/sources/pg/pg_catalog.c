@@ -659,6 +659,7 @@ int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
     }
   }
   if (full) rel->has_primary_key = any_pk;
+  od_pg_set_identity(rel);
 done:
   free(cat);
   free(wire);

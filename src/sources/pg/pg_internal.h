@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "odsync/source.h"
+#include "sources/pg/pg_position.h"
 #include "sources/pg/pgoutput.h"
 
 typedef struct pg_source {

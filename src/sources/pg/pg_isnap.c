@@ -186,16 +186,48 @@ void od_pg_isnap_text_form(pg_source *s, od_snapshot_info *info) {
            is ? is : "", tz ? tz : "");
 }
 
+/* What a read saw (stored in od_snap_visibility's opaque bytes): pg_current_snapshot() in the
+ * stream's 32-bit transaction ids: x committed before the read iff x precedes xmin, or x precedes xmax
+ * and is not in xip. When more than PG_VIS_XIP_MAX were in progress, xip_overflow is set and every x
+ * in [xmin, xmax) is taken as not seen. */
+#define PG_VIS_XIP_MAX 256
+typedef struct pg_vis {
+  uint32_t xmin, xmax;
+  uint32_t nxip;
+  bool xip_overflow;
+  uint32_t xip[PG_VIS_XIP_MAX];
+} pg_vis;
+_Static_assert(sizeof(pg_vis) <= OD_VIS_BYTES, "pg_vis must fit od_snap_visibility");
+
+/* Transaction ids compare modulo 2^32, like PostgreSQL's TransactionIdPrecedes. */
+static bool xid_precedes(uint32_t a, uint32_t b) { return (int32_t)(a - b) < 0; }
+
+static bool pg_isnap_saw(const od_snap_visibility *opaque, uint64_t xid) {
+  const pg_vis *v = (const pg_vis *)opaque->opaque;
+  uint32_t x = (uint32_t)xid;
+  if (xid_precedes(x, v->xmin)) return true;
+  if (!xid_precedes(x, v->xmax) || v->xip_overflow) return false;
+  for (uint32_t i = 0; i < v->nxip; i++)
+    if (v->xip[i] == x) return false;
+  return true;
+}
+
+static bool pg_isnap_settled(const od_snap_visibility *opaque, uint64_t xid) {
+  const pg_vis *v = (const pg_vis *)opaque->opaque;
+  return xid_precedes((uint32_t)xid, v->xmin);
+}
+
 /* "xmin:xmax:xip,xip,..." (64-bit ids) -> the stream's 32-bit ids. */
-static void parse_visibility(const char *text, od_snap_visibility *vis) {
+static void parse_visibility(const char *text, od_snap_visibility *opaque) {
   char *end;
-  memset(vis, 0, sizeof *vis);
+  memset(opaque, 0, sizeof *opaque);
+  pg_vis *vis = (pg_vis *)opaque->opaque;
   vis->xmin = (uint32_t)strtoull(text, &end, 10);
   if (*end == ':') vis->xmax = (uint32_t)strtoull(end + 1, &end, 10);
   if (*end == ':') end++;
   while (*end >= '0' && *end <= '9') {
     uint32_t x = (uint32_t)strtoull(end, &end, 10);
-    if (vis->nxip < OD_VIS_XIP_MAX)
+    if (vis->nxip < PG_VIS_XIP_MAX)
       vis->xip[vis->nxip++] = x;
     else
       vis->xip_overflow = true;
@@ -284,4 +316,6 @@ const od_isnap_ops od_pg_isnap_ops = {
     .ready = pg_isnap_ready,
     .emit = pg_isnap_emit,
     .read_after = pg_isnap_read_after,
+    .saw = pg_isnap_saw,
+    .settled = pg_isnap_settled,
 };

@@ -163,6 +163,7 @@ static int build_relation(pg_source *s, od_snap_table *t, pg_snap_table *pt, uin
     cols_len += strlen(c->name) * 2 + 10;
   }
   rel->has_primary_key = any_key && (ri == 'd' || ri == 'i' || ri == 'f');
+  od_pg_set_identity(rel);
   PQclear(r);
   t->rel = rel;
   /* SQL fragments, quoted once. */
@@ -320,24 +321,27 @@ static int pg_snap_prepare(od_source *base, bool export_view, od_snapshot_info *
   if (rc) return rc;
   if (export_view) {
     bool exists = false;
-    if ((rc = slot_state(s, &exists, &out->slot_point, err))) return rc;
+    od_lsn slot_point = 0, point = 0;
+    if ((rc = slot_state(s, &exists, &slot_point, err))) return rc;
     if (!exists) {
       if (!s->repl && !(s->repl = od_pg_connect(s, true, err))) return err->code;
-      if ((rc = od_pg_create_slot(s, s->repl, s->slot, false, snap->view, sizeof snap->view, &out->point, err)))
+      if ((rc = od_pg_create_slot(s, s->repl, s->slot, false, snap->view, sizeof snap->view, &point, err)))
         return rc;
       out->slot_created = true;
-      out->slot_point = out->point;
+      slot_point = point;
       od_info("%s: created replication slot %s at " OD_LSN_FMT " exporting snapshot %s", s->where, s->slot,
-              OD_LSN_ARGS(out->point), snap->view);
+              OD_LSN_ARGS(point), snap->view);
     } else {
       char tmp[64];
       snprintf(tmp, sizeof tmp, "%.40s_snap_%ld", s->slot, (long)getpid());
       if (!(snap->tmp_repl = od_pg_connect(s, true, err))) return err->code;
-      if ((rc = od_pg_create_slot(s, snap->tmp_repl, tmp, true, snap->view, sizeof snap->view, &out->point, err)))
+      if ((rc = od_pg_create_slot(s, snap->tmp_repl, tmp, true, snap->view, sizeof snap->view, &point, err)))
         return rc;
       od_info("%s: slot %s exists (confirmed up to " OD_LSN_FMT "); temporary slot %s exports snapshot %s at "
-              OD_LSN_FMT, s->where, s->slot, OD_LSN_ARGS(out->slot_point), tmp, snap->view, OD_LSN_ARGS(out->point));
+              OD_LSN_FMT, s->where, s->slot, OD_LSN_ARGS(slot_point), tmp, snap->view, OD_LSN_ARGS(point));
     }
+    out->slot_point = od_pg_pos(slot_point);
+    out->point = od_pg_pos(point);
   }
   if ((rc = list_tables(s, snap, err))) return rc;
   out->tables = snap->tables;

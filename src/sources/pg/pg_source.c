@@ -197,8 +197,9 @@ static int wrap_relation(void *ctx, od_relation *rel, od_error *err) {
   return s->outer->relation ? s->outer->relation(s->outer->ctx, rel, err) : OD_OK;
 }
 
-static int pg_start(od_source *base, od_lsn from, od_error *err) {
+static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
   pg_source *s = (pg_source *)base;
+  od_lsn from = od_pg_lsn(from_pos);
   disconnect(s);
   s->received = s->durable = s->sent_flush = 0;
   s->last_status_at = 0;
@@ -259,9 +260,10 @@ static int send_status(pg_source *s, od_error *err) {
   return OD_OK;
 }
 
-static int pg_ack(od_source *base, od_lsn durable, bool force, od_error *err) {
+static int pg_ack(od_source *base, const od_pos *durable_pos, bool force, od_error *err) {
   pg_source *s = (pg_source *)base;
   if (!s->repl) return OD_OK;
+  od_lsn durable = od_pg_lsn(durable_pos);
   if (durable > s->durable) s->durable = durable;
   od_lsn flush = s->durable > s->floor ? s->durable : s->floor;
   if (force || flush != s->sent_flush || od_mono_us() - s->last_status_at >= s->status_interval_ms * 1000)
@@ -282,7 +284,8 @@ static int handle_message(pg_source *s, const char *buf, int len, od_error *err)
     bool reply = buf[17] != 0;
     if (end > s->received) s->received = end;
     if (!od_pgoutput_in_transaction(s->decoder) && s->outer->idle) {
-      int rc = s->outer->idle(s->outer->ctx, end, err);
+      od_pos idle = od_pg_pos(end);
+      int rc = s->outer->idle(s->outer->ctx, &idle, err);
       if (rc) return rc;
     }
     return reply ? send_status(s, err) : OD_OK;
@@ -362,6 +365,7 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
 
 const od_source_ops od_source_postgres = {
     .type = "postgres",
+    .position = &od_pg_position,
     .open = pg_open,
     .check = pg_check,
     .start = pg_start,

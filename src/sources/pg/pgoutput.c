@@ -95,6 +95,7 @@ struct od_pgoutput {
   size_t vals_cap;
   bool in_txn;
   od_txn_info txn;
+  od_lsn final_lsn; /* the open transaction's commit record (Begin), checked against Commit */
   uint32_t next_index;
   char *origin;
   size_t origin_cap;
@@ -282,10 +283,11 @@ static int on_begin(od_pgoutput *d, reader *r, const od_change_handler *h, od_er
   if (rc) return rc;
   if (d->in_txn)
     return fail(r, err, OD_EPROTOCOL, 0, "xid %u began while xid %u was still open", xid,
-                d->txn.xid);
+                (unsigned)d->txn.xid);
   memset(&d->txn, 0, sizeof d->txn);
   d->txn.xid = xid;
-  d->txn.final_lsn = final_lsn;
+  d->final_lsn = final_lsn;
+  d->txn.start = od_pg_pos(final_lsn);
   d->txn.commit_time = pg_time_to_unix(ts);
   d->in_txn = true;
   d->next_index = 0;
@@ -302,11 +304,11 @@ static int on_commit(od_pgoutput *d, reader *r, const od_change_handler *h, od_e
   if (!d->in_txn)
     return fail(r, err, OD_EPROTOCOL, 0, "Commit " OD_LSN_FMT " without a Begin",
                 OD_LSN_ARGS(commit_lsn));
-  if (commit_lsn != d->txn.final_lsn)
+  if (commit_lsn != d->final_lsn)
     return fail(r, err, OD_EPROTOCOL, 1, "commit LSN " OD_LSN_FMT " differs from the Begin's "
-                OD_LSN_FMT " (xid %u)", OD_LSN_ARGS(commit_lsn), OD_LSN_ARGS(d->txn.final_lsn),
-                d->txn.xid);
-  d->txn.end_lsn = end_lsn;
+                OD_LSN_FMT " (xid %u)", OD_LSN_ARGS(commit_lsn), OD_LSN_ARGS(d->final_lsn),
+                (unsigned)d->txn.xid);
+  d->txn.end = od_pg_pos(end_lsn);
   d->txn.commit_time = pg_time_to_unix(ts);
   rc = h->commit ? h->commit(h->ctx, &d->txn, err) : OD_OK;
   od_pgoutput_reset(d);
@@ -413,6 +415,7 @@ static int on_relation(od_pgoutput *d, reader *r, const od_change_handler *h, od
     any_key = any_key || c->key;
   }
   rel->has_primary_key = any_key && (ri == 'd' || ri == 'i');
+  od_pg_set_identity(rel);
 
   if (h->relation && (rc = h->relation(h->ctx, rel, err)) != 0) {
     free(v);
@@ -610,7 +613,7 @@ static int on_message(od_pgoutput *d, reader *r, const od_change_handler *h, od_
     if ((rc = need_txn(d, r, err))) return rc;
     return emit(d, h, &c, err);
   }
-  od_txn_info solo = {.xid = 0, .final_lsn = lsn};
+  od_txn_info solo = {.xid = 0, .start = od_pg_pos(lsn), .end = od_pg_pos(lsn)};
   return h->change ? h->change(h->ctx, &solo, &c, err) : OD_OK;
 }
 

@@ -16,6 +16,13 @@
 #include "odsync/change.h"
 #include "odsync/error.h"
 #include "odsync/source.h"
+#include "sources/pg/pg_position.h"
+
+/* The relation's row identity as sinks read it (od_relation.match_full_row): its key columns identify a
+ * row unless REPLICA IDENTITY FULL stands in for a missing primary key. */
+static inline void od_pg_set_identity(od_relation *rel) {
+  rel->match_full_row = rel->replica_identity == 'f' && !rel->has_primary_key;
+}
 
 typedef struct od_pgoutput od_pgoutput;
 
