@@ -238,18 +238,31 @@ static int plan(pgs_sink *s, const pg_rel *r, const tstate *ts, todo *td, od_err
     if (!have) td->adds++, td->meta++;
   }
   /* The key, for tables odsync knows (other keys of user-made tables are the user's business). */
-  if (known && r->keyed) {
+  /* A key dropped at the source (the relation has none now) is a key change too: the target's
+   * primary key would reject rows the source now allows, and keyless matching would ignore it. */
+  if (known) {
     int tk = 0;
     bool same = true;
     for (int k = 0; k < n; k++) {
       if (!t[k].pk) continue;
       tk++;
-      same = same && t[k].rel_col >= 0 && rel->columns[t[k].rel_col].key;
+      same = same && r->keyed && t[k].rel_col >= 0 && rel->columns[t[k].rel_col].key;
     }
-    if (tk && (!same || tk != r->nkey))
-      return OD_FAIL(err, OD_ESCHEMA, "postgres sink %s: table %s: the source's row key no longer matches the "
-                     "target table's primary key; nothing was changed. Re-create the table from a snapshot",
-                     s->where, r->target);
+    if (tk && (!same || tk != (r->keyed ? r->nkey : 0))) {
+      char from[256], to[256];
+      size_t a = (size_t)snprintf(from, sizeof from, "(");
+      for (int k = 0, first = 1; k < n && a < sizeof from; k++)
+        if (t[k].pk) a += (size_t)snprintf(from + a, sizeof from - a, "%s%s", first ? "" : ", ", t[k].name), first = 0;
+      if (a < sizeof from) snprintf(from + a, sizeof from - a, ")");
+      size_t b = (size_t)snprintf(to, sizeof to, "(");
+      for (int i = 0, first = 1; i < rel->ncolumns && b < sizeof to; i++)
+        if (r->keyed && rel->columns[i].key)
+          b += (size_t)snprintf(to + b, sizeof to - b, "%s%s", first ? "" : ", ", rel->columns[i].name), first = 0;
+      if (b < sizeof to) snprintf(to + b, sizeof to - b, ")");
+      return OD_FAIL(err, OD_ESCHEMA, "postgres sink %s: table %s: the source's row key changed from %s to %s, and "
+                     "the target table's primary key is %s; nothing was changed. Re-create the table from a "
+                     "snapshot", s->where, r->target, from, to, from);
+    }
   }
   return OD_OK;
 }

@@ -317,9 +317,14 @@ int sq_evolve_table(sq_sink *s, sq_rel *r, od_error *err) {
   }
   if (rc == OD_OK && !same_key(r, t, n)) {
     key_text(from, sizeof from, t, n);
-    rc = OD_FAIL(err, OD_ESCHEMA, "sqlite sink %s: table %s: the source's row key no longer matches the sink "
-                 "table's primary key %s, which SQLite cannot change; re-create the table from a snapshot",
-                 s->path, r->target, from);
+    size_t b = (size_t)snprintf(to, sizeof to, "(");
+    for (int i = 0, first = 1; i < rel->ncolumns && b < sizeof to; i++)
+      if (r->keyed && rel->columns[i].key)
+        b += (size_t)snprintf(to + b, sizeof to - b, "%s%s", first ? "" : ", ", rel->columns[i].name), first = 0;
+    if (b < sizeof to) snprintf(to + b, sizeof to - b, ")");
+    rc = OD_FAIL(err, OD_ESCHEMA, "sqlite sink %s: table %s: the source's row key changed from %s to %s, and the "
+                 "sink table's primary key is %s, which SQLite cannot change; re-create the table from a snapshot",
+                 s->path, r->target, from, to, from);
   }
   /* 2. Drops. */
   for (int k = 0; k < n && rc == OD_OK; k++) {
