@@ -9,7 +9,7 @@ PACKAGES=(
   libpq-dev libsqlite3-dev libyaml-dev libssl-dev
   postgresql postgresql-contrib sqlite3
   valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk
-  libmicrohttpd-dev libcurl4-openssl-dev curl prometheus chromium
+  libmicrohttpd-dev libcurl4-openssl-dev curl prometheus chromium python3
 )
 TEST_USER=odsync-test
 
