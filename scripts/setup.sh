@@ -13,7 +13,7 @@ PACKAGES=(
   clickhouse-server clickhouse-client redis-server redis-tools
   mariadb-server mariadb-client libmariadb-dev
   valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk
-  libmicrohttpd-dev libcurl4-openssl-dev curl prometheus chromium
+  libmicrohttpd-dev libcurl4-openssl-dev curl prometheus chromium python3
 )
 TEST_USER=odsync-test
 

@@ -364,8 +364,12 @@ uint64_t od_pm_lag_bytes(od_sink_metrics *sm) {
 
 double od_pm_lag_seconds(od_sink_metrics *sm) {
   if (!sm) return 0;
+  bool queued = atomic_load(&sm->pm->stats->queued_rows) > 0;
+  /* Caught up (nothing queued, the sink holds the newest position the source reported): the lag
+   * of the last batch is history. */
+  if (!queued && atomic_load(&sm->pm->source_pos_value) > 0 && od_pm_lag_bytes(sm) == 0) return 0;
   int64_t lag = atomic_load(&sm->last_lag_us);
-  if (atomic_load(&sm->pm->stats->queued_rows) > 0) {
+  if (queued) {
     int64_t since = od_now_us() - atomic_load(&sm->last_sink_commit_us);
     if (since > lag) lag = since;
   }

@@ -61,8 +61,10 @@ YAML
 odsync_start "$CONFIG" "$LOG"
 wait_slot_active odsync_shop 60
 
+# Inserts until the test says stop (a flag file), 400 at most.
 workload() {
-  for i in $(seq 1 160); do
+  for i in $(seq 1 400); do
+    [[ -f "$TEST_TMP/stop" ]] && break
     pg_psql -c "INSERT INTO items VALUES ($i, 'v$i')"
     sleep 0.05
   done
@@ -90,6 +92,7 @@ wait_for "awk -v l=\"\$(lag)\" 'BEGIN { exit !(l < 1) }'" 15 || fail "lag did no
 wait_for "[[ \$(firing) == 0 ]]" 5 || fail "the lag alert did not resolve"
 log "released: lag $(lag) s, alert resolved"
 
+touch "$TEST_TMP/stop"
 workload_wait
 wait_equal 60
 wait_for "[[ \$(grep -c . '$HOOKS') -ge 2 ]]" 10 || fail "the webhook received $(grep -c . "$HOOKS" 2>/dev/null || echo 0) POSTs, expected 2"

@@ -42,8 +42,10 @@ page=$(curl -s --max-time 5 "$ADMIN/")
 if grep -Eqi '(src|href)="(https?:)?//' <<<"$page"; then fail "the dashboard references an external asset"; fi
 grep -qi "^Content-Security-Policy: default-src 'self'" <<<"$(curl -s -i --max-time 5 "$ADMIN/")" || fail "no CSP on /"
 
+# Inserts until the test says stop (a flag file), 300 batches at most.
 workload() {
-  for i in $(seq 0 149); do
+  for i in $(seq 0 299); do
+    [[ -f "$TEST_TMP/stop" ]] && break
     pg_psql -c "INSERT INTO items SELECT g, 'v' || g, 0 FROM generate_series($((i * 20 + 1)), $((i * 20 + 20))) g"
     sleep 0.05
   done
@@ -83,6 +85,7 @@ timeout 60 bash -c "$(declare -f chrome); TEST_TMP=$TEST_TMP chrome 3 --window-s
   fail "no PNG screenshot at $ART/dashboard.png"
 log "screenshot: $ART/dashboard.png ($(stat -c %s "$ART/dashboard.png") bytes)"
 
+touch "$TEST_TMP/stop"
 workload_wait
 wait_equal 60
 odsync_stop

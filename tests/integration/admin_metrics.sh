@@ -12,7 +12,9 @@
 #    server scraping odsync answers a PromQL query with the same total;
 #  - /readyz flips to 503 (naming the pipeline and its state) while PostgreSQL is down and back to
 #    200 after it returns; the error is counted in odsync_errors_total and shown by /status;
-#  - `odsync status -c` and `--url` print the table; an unreachable --url exits 1 with a message.
+#  - `odsync status -c` and `--url` print the table; an unreachable --url exits 1 with a message;
+#  - the DSN's password (from ${env:}) appears in no log line, metric, status or page, and with
+#    log.format json every log line is a JSON object; those about the pipeline carry "pipeline".
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -42,12 +44,17 @@ LOG=$TEST_TMP/odsync.log
 APORT=$(pg_free_port)
 ADMIN=http://127.0.0.1:$APORT
 pg_psql -c "CREATE TABLE items (id int PRIMARY KEY, v text, n int)"
+# The DSN carries a password (the test server trusts every local connection, so it is not checked):
+# it must appear in no log line, no metric, no status and no page.
+SECRET=Pw-$RANDOM-s3cr3t
+export ODSYNC_TEST_DSN="$(pg_dsn) password=$SECRET"
 cat >"$CONFIG" <<YAML
 state_dir: $TEST_TMP/state
+log: { format: json }
 admin: { listen: "127.0.0.1:$APORT" }
 pipelines:
   - name: shop
-    source: { type: postgres, dsn: "$(pg_dsn)", tables: [public.items], reconnect_max_ms: 500 }
+    source: { type: postgres, dsn: "\${env:ODSYNC_TEST_DSN}", tables: [public.items], reconnect_max_ms: 500 }
     sink: { type: sqlite, path: $SINK_DB }
 YAML
 
@@ -181,5 +188,23 @@ for _ in $(seq 1 25); do
   sleep 0.2
 done
 ((ok)) || fail "insert counter is not 2100 after 100 more rows"
+# No secret anywhere an operator looks; every log line is one JSON object, and those about the
+# pipeline name it.
+for what in metrics status "status?format=text" readyz ""; do
+  ! grep -q "$SECRET" <<<"$(curl -s --max-time 5 "$ADMIN/$what")" || fail "the DSN password appears in /$what"
+done
 odsync_stop
+! grep -q "$SECRET" "$LOG" || fail "the DSN password appears in the log"
+python3 - "$LOG" <<'PY' || fail "the log is not JSON lines naming their pipeline"
+import json, sys
+n = named = 0
+for line in open(sys.argv[1]):
+    if line.startswith("=== odsync run"): continue
+    rec = json.loads(line)
+    assert set(rec) >= {"ts", "level", "msg"}, rec
+    if "pipeline shop" in rec["msg"]: assert rec.get("pipeline") == "shop", rec
+    n += 1; named += rec.get("pipeline") == "shop"
+assert n > 5 and named > 0, (n, named)
+print(f"log: {n} JSON lines, {named} name pipeline shop")
+PY
 log "all assertions passed"

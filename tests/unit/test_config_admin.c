@@ -111,3 +111,24 @@ TEST(alerts_section) {
   CHECK_CONTAINS(parse_err(PIPE "    alerts: { lag: 5 }\n", &e), "cfg.yaml:7:15: ");
   CHECK_CONTAINS(e.msg, "lag_seconds");
 }
+
+TEST(tracing_section) {
+  od_config *c = parse_ok(PIPE);
+  CHECK(!c->tracing.enabled);
+  od_config_free(c);
+  c = parse_ok("tracing: { endpoint: \"http://127.0.0.1:4318/v1/traces\" }\n" PIPE);
+  CHECK(c->tracing.enabled);
+  CHECK(c->tracing.sample_ratio == 0.01);
+  CHECK_STR(c->tracing.service_name, "odsync");
+  od_config_free(c);
+  c = parse_ok("tracing: { endpoint: \"https://otel:4318/v1/traces\", sample_ratio: 1, service_name: sync-a }\n" PIPE);
+  CHECK(c->tracing.sample_ratio == 1);
+  CHECK_STR(c->tracing.service_name, "sync-a");
+  od_config_free(c);
+  od_error e;
+  CHECK_STR(parse_err("tracing: { endpoint: \"localhost:4318\" }\n" PIPE, &e),
+            "cfg.yaml:1:22: tracing.endpoint 'localhost:4318' is not an http:// or https:// URL");
+  CHECK_STR(parse_err("tracing: { endpoint: \"http://x/v1/traces\", sample_ratio: 2 }\n" PIPE, &e),
+            "cfg.yaml:1:58: tracing.sample_ratio: '2' is not a number above 0 and at most 1");
+  CHECK_CONTAINS(parse_err("tracing: { sample_ratio: 1 }\n" PIPE, &e), "cfg.yaml:1:10: tracing: missing required key 'endpoint'");
+}

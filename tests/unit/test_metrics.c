@@ -231,6 +231,13 @@ TEST(pipeline_metrics_batches_errors_and_lag) {
   CHECK_INT(od_pm_lag_bytes(s0), 800);
   CHECK_INT(od_pm_lag_bytes(s1), 0);
   CHECK_INT(od_pm_max_lag_bytes(pm), 800);
+  /* caught up: nothing queued and the sink holds the source's newest position -> no lag */
+  atomic_store(&st->queued_rows, 0);
+  atomic_store(&s1->last_lag_us, 3000000);
+  CHECK(od_pm_lag_seconds(s1) == 0);
+  CHECK(od_pm_lag_seconds(s0) == 0); /* s0 is 800 bytes behind, but its last batch had no lag */
+  atomic_store(&s0->last_lag_us, 1500000);
+  CHECK(od_pm_lag_seconds(s0) == 1.5);
   od_error e;
   od_error_clear(&e);
   OD_FAIL_RETRY(&e, OD_ECONNECT, "server 127.0.0.1:5432/shop: connection refused");
