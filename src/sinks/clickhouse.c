@@ -298,6 +298,14 @@ static int ch_begin(od_sink *base, od_error *err) {
   return OD_OK;
 }
 
+/* Bytes the open batch holds in memory (encoded values, cells, rows). */
+static size_t batch_bytes(const ch_sink *s) {
+  size_t n = 0;
+  for (const ch_rel *r = s->all; r; r = r->next)
+    n += r->data.len + r->nrows * (sizeof(ch_row) + r->rel->ncolumns * sizeof(ch_cell));
+  return n;
+}
+
 static int ch_apply(od_sink *base, const od_change *changes, size_t n, od_error *err) {
   ch_sink *s = (ch_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "clickhouse sink %s: apply outside a batch", s->http.name);
@@ -308,6 +316,19 @@ static int ch_apply(od_sink *base, const od_change *changes, size_t n, od_error 
     int rc = ch_rel_get(s, c->rel, &r, err);
     if (!rc) rc = c->op == OD_OP_TRUNCATE ? ch_rel_truncate(s, r, err) : ch_rel_change(s, r, c, err);
     if (rc) return rc;
+  }
+  /* A source transaction larger than memory should hold (it streams through many chunks into one
+   * open sink transaction): insert what is buffered now. Safe under the replay contract: the
+   * checkpoint still comes after the last row, and replayed rows collapse (same versions; a later
+   * row of the same key and transaction, with an equal version, is inserted later and wins). */
+  size_t held = batch_bytes(s);
+  if (held >= CH_FLUSH_BYTES) {
+    od_debug("clickhouse sink %s: the open batch holds %zu MiB: inserting it before its commit", s->http.name,
+             held >> 20);
+    for (ch_rel *r = s->all; r; r = r->next) {
+      int rc = ch_rel_flush(s, r, err);
+      if (rc) return rc;
+    }
   }
   return OD_OK;
 }

@@ -28,6 +28,7 @@ enum ch_kind { CHK_STRING, CHK_INT, CHK_BOOL, CHK_FLOAT, CHK_DECIMAL, CHK_DATE, 
 
 #define CH_FILL UINT32_MAX /* ch_cell.len of a value still to be read from the sink (unchanged TOAST) */
 #define CH_NONE UINT32_MAX
+#define CH_FLUSH_BYTES (64u << 20) /* a batch holding more is inserted before its commit */
 
 typedef struct ch_cell {
   uint32_t off, len; /* TabSeparated field in ch_rel.data; len CH_FILL: to fill */

@@ -767,6 +767,7 @@ int ch_rel_flush(ch_sink *s, ch_rel *r, od_error *err) {
   if (rc) return rc;
   s->inserts++;
   s->rows_sent += sent;
+  od_debug("clickhouse sink %s: table %s: inserted %zu rows (%zu bytes)", s->http.name, r->table, sent, b->len);
   ch_rel_clear(r);
   return OD_OK;
 }
