@@ -15,8 +15,12 @@
  *   NULL -> NULL
  * Rows become canonical strings that are sorted and merged, so tables without a key compare as
  * multisets: a duplicated or missing row is a difference.
+ * With --pg DSN instead of --sqlite the sink is a PostgreSQL database (tables "DB"."t", read as text
+ * with TimeZone UTC): the same forms, except that PostgreSQL prints fractions of seconds without
+ * trailing zeros, so both sides drop those for TIME/DATETIME/TIMESTAMP, and bytea is compared in hex.
  * Output: one line per table, or the first 10 differences. Exit 0 equal, 1 differences, 2 errors.
  */
+#include <libpq-fe.h>
 #include <math.h>
 #include <mysql.h>
 #include <sqlite3.h>
@@ -27,7 +31,26 @@
 #include <string.h>
 
 enum { EXIT_EQUAL = 0, EXIT_DIFF = 1, EXIT_ERROR = 2 };
-enum { K_INT, K_FLOAT, K_DOUBLE, K_TEXT, K_BLOB, K_TS };
+enum { K_INT, K_FLOAT, K_DOUBLE, K_TEXT, K_BLOB, K_TS, K_TIME };
+
+/* --pg: the sink is a PostgreSQL database (tables DB.t), read as text with TimeZone UTC. PostgreSQL
+ * prints fractions of seconds without trailing zeros, so both sides drop them for time types. */
+static bool pg_mode;
+
+static size_t trim_fraction(const char *s, size_t n, char *out) {
+  memcpy(out, s, n);
+  size_t dot = n;
+  for (size_t i = 0; i < n; i++)
+    if (out[i] == '.') dot = i;
+  if (dot == n) return n;
+  size_t end = dot + 1;
+  while (end < n && out[end] >= '0' && out[end] <= '9') end++;
+  size_t k = end;
+  while (k > dot + 1 && out[k - 1] == '0') k--;
+  if (k == dot + 1) k = dot;
+  memmove(out + k, out + end, n - end);
+  return k + (n - end);
+}
 
 static void die(const char *fmt, ...) {
   va_list ap;
@@ -118,6 +141,7 @@ static int columns(MYSQL *m, const char *db, const char *table, col **out) {
     else if (!strcmp(dt, "float")) c[i].kind = K_FLOAT;
     else if (!strcmp(dt, "double")) c[i].kind = K_DOUBLE;
     else if (!strcmp(dt, "timestamp")) c[i].kind = K_TS;
+    else if (!strcmp(dt, "datetime") || !strcmp(dt, "time")) c[i].kind = K_TIME;
     else if (!strcmp(dt, "bit"))
       snprintf(c[i].expr, sizeof c[i].expr, "LPAD(BIN(%s), %s, '0')", q, row[4] ? row[4] : "1");
     else if (!row[3] && (strstr(dt, "binary") || strstr(dt, "blob")))
@@ -153,12 +177,16 @@ static void my_rows(MYSQL *m, const char *db, const char *table, const col *c, i
         case K_FLOAT: addf(&b, "R%a\x1f", (double)(float)strtod(row[i], NULL)); break;
         case K_DOUBLE: addf(&b, "R%a\x1f", strtod(row[i], NULL)); break;
         case K_BLOB: add(&b, "B", 1), add(&b, row[i], len[i]), add(&b, "\x1f", 1); break;
-        case K_TS:
+        case K_TS: case K_TIME: {
+          char *t = malloc(len[i] + 1);
+          size_t n = pg_mode ? trim_fraction(row[i], len[i], t) : (memcpy(t, row[i], len[i]), len[i]);
           add(&b, "T", 1);
-          add(&b, row[i], len[i]);
-          if (strncmp(row[i], "0000-00-00", 10) != 0) add(&b, "+00", 3);
+          add(&b, t, n);
+          free(t);
+          if (c[i].kind == K_TS && strncmp(row[i], "0000-00-00", 10) != 0) add(&b, "+00", 3);
           add(&b, "\x1f", 1);
           break;
+        }
         default: add(&b, "T", 1), add(&b, row[i], len[i]), add(&b, "\x1f", 1); break;
       }
     }
@@ -213,13 +241,71 @@ static void sq_rows(sqlite3 *db, const char *target, const col *c, int n, strs *
   free(sql.p);
 }
 
+static void pg_rows(PGconn *pg, const char *db, const char *table, const col *c, int n, strs *out) {
+  buf sql = {0};
+  add(&sql, "SELECT ", 7);
+  for (int i = 0; i < n; i++) {
+    if (i) add(&sql, ", ", 2);
+    addf(&sql, "\"%s\"::text", c[i].name);
+  }
+  addf(&sql, " FROM \"%s\".", db);
+  addf(&sql, "\"%s\"", table);
+  PGresult *r = PQexec(pg, sql.p);
+  free(sql.p);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    /* A table the sink never created holds no rows. */
+    if (strstr(PQresultErrorMessage(r), "does not exist")) {
+      PQclear(r);
+      PQclear(PQexec(pg, "ROLLBACK"));
+      PQclear(PQexec(pg, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
+      return;
+    }
+    die("postgres: %s", PQresultErrorMessage(r));
+  }
+  for (int row = 0; row < PQntuples(r); row++) {
+    buf b = {0};
+    for (int i = 0; i < n; i++) {
+      if (PQgetisnull(r, row, i)) {
+        add(&b, "N\x1f", 2);
+        continue;
+      }
+      const char *v = PQgetvalue(r, row, i);
+      size_t len = (size_t)PQgetlength(r, row, i);
+      switch (c[i].kind) {
+        case K_INT: addf(&b, "I%s\x1f", v); break;
+        case K_FLOAT: addf(&b, "R%a\x1f", (double)(float)strtod(v, NULL)); break;
+        case K_DOUBLE: addf(&b, "R%a\x1f", strtod(v, NULL)); break;
+        case K_BLOB:
+          add(&b, "B", 1);
+          for (size_t k = 2; k < len; k++) {
+            char ch = v[k] >= 'a' && v[k] <= 'f' ? (char)(v[k] - 'a' + 'A') : v[k];
+            add(&b, &ch, 1);
+          }
+          add(&b, "\x1f", 1);
+          break;
+        case K_TS: case K_TIME: {
+          char *t = malloc(len + 1);
+          /* "...+00" stays after the fraction is trimmed */
+          size_t m = trim_fraction(v, len, t);
+          add(&b, "T", 1), add(&b, t, m), add(&b, "\x1f", 1);
+          free(t);
+          break;
+        }
+        default: add(&b, "T", 1), add(&b, v, len), add(&b, "\x1f", 1); break;
+      }
+    }
+    push(out, b.p ? b.p : calloc(1, 1));
+  }
+  PQclear(r);
+}
+
 static void show(const char *side, const char *row) {
   fprintf(stderr, "  only in %s: ", side);
   for (const char *p = row; *p; p++) fputc(*p == '\x1f' ? '|' : *p, stderr);
   fputc('\n', stderr);
 }
 
-static int compare_table(MYSQL *m, sqlite3 *sq, const char *db, const char *table) {
+static int compare_table(MYSQL *m, sqlite3 *sq, PGconn *pg, const char *db, const char *table) {
   col *c;
   int n = columns(m, db, table, &c);
   if (n == 0) die("table %s.%s not found in MariaDB", db, table);
@@ -227,7 +313,8 @@ static int compare_table(MYSQL *m, sqlite3 *sq, const char *db, const char *tabl
   snprintf(target, sizeof target, "%s.%s", db, table);
   strs a = {0}, b = {0};
   my_rows(m, db, table, c, n, &a);
-  sq_rows(sq, target, c, n, &b);
+  if (pg) pg_rows(pg, db, table, c, n, &b);
+  else sq_rows(sq, target, c, n, &b);
   if (a.n) qsort(a.v, (size_t)a.n, sizeof *a.v, cmp);
   if (b.n) qsort(b.v, (size_t)b.n, sizeof *b.v, cmp);
   int i = 0, j = 0, diffs = 0;
@@ -237,11 +324,11 @@ static int compare_table(MYSQL *m, sqlite3 *sq, const char *db, const char *tabl
       i++, j++;
       continue;
     }
-    if (++diffs <= 10) show(d < 0 ? "mariadb" : "sqlite", d < 0 ? a.v[i] : b.v[j]);
+    if (++diffs <= 10) show(d < 0 ? "mariadb" : pg ? "postgres" : "sqlite", d < 0 ? a.v[i] : b.v[j]);
     if (d < 0) i++;
     else j++;
   }
-  if (diffs) fprintf(stderr, "table %s.%s: %d differences (mariadb %d rows, sqlite %d rows)\n", db, table, diffs, a.n, b.n);
+  if (diffs) fprintf(stderr, "table %s.%s: %d differences (mariadb %d rows, sink %d rows)\n", db, table, diffs, a.n, b.n);
   else printf("table %s.%s: %d rows, equal\n", db, table, a.n);
   for (int k = 0; k < a.n; k++) free(a.v[k]);
   for (int k = 0; k < b.n; k++) free(b.v[k]);
@@ -252,7 +339,7 @@ static int compare_table(MYSQL *m, sqlite3 *sq, const char *db, const char *tabl
 }
 
 int main(int argc, char **argv) {
-  const char *host = "127.0.0.1", *user = "root", *pw = "", *db = NULL, *path = NULL;
+  const char *host = "127.0.0.1", *user = "root", *pw = "", *db = NULL, *path = NULL, *pgdsn = NULL;
   unsigned port = 3306;
   strs tables = {0};
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -262,20 +349,32 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--password")) pw = argv[i + 1];
     else if (!strcmp(argv[i], "--db")) db = argv[i + 1];
     else if (!strcmp(argv[i], "--sqlite")) path = argv[i + 1];
+    else if (!strcmp(argv[i], "--pg")) pgdsn = argv[i + 1];
     else if (!strcmp(argv[i], "--table")) push(&tables, argv[i + 1]);
     else die("unknown argument %s", argv[i]);
   }
-  if (!db || !path) die("usage: od_compare_my --port P --db DB --sqlite PATH [--host H] [--user U] [--password PW] [--table T]...");
+  if (!db || (!path == !pgdsn))
+    die("usage: od_compare_my --port P --db DB (--sqlite PATH | --pg DSN) [--host H] [--user U] [--password PW] [--table T]...");
+  pg_mode = pgdsn != NULL;
   MYSQL *m = mysql_init(NULL);
   if (!mysql_real_connect(m, host, user, pw, db, port, NULL, 0)) die("mariadb %s:%u: %s", host, port, mysql_error(m));
   if (mysql_query(m, "SET NAMES utf8mb4, time_zone = '+00:00'") ||
       mysql_query(m, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ") ||
       mysql_query(m, "START TRANSACTION WITH CONSISTENT SNAPSHOT"))
     die("%s", mysql_error(m));
-  sqlite3 *sq;
-  if (sqlite3_open_v2(path, &sq, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) die("sqlite %s: cannot open", path);
-  sqlite3_busy_timeout(sq, 10000);
-  if (sqlite3_exec(sq, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) die("sqlite: %s", sqlite3_errmsg(sq));
+  sqlite3 *sq = NULL;
+  PGconn *pg = NULL;
+  if (pgdsn) {
+    pg = PQconnectdb(pgdsn);
+    if (PQstatus(pg) != CONNECTION_OK) die("postgres: %s", PQerrorMessage(pg));
+    PQclear(PQexec(pg, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; "
+                       "SET extra_float_digits = 1"));
+    PQclear(PQexec(pg, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
+  } else {
+    if (sqlite3_open_v2(path, &sq, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) die("sqlite %s: cannot open", path);
+    sqlite3_busy_timeout(sq, 10000);
+    if (sqlite3_exec(sq, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) die("sqlite: %s", sqlite3_errmsg(sq));
+  }
   bool owned = tables.n == 0;
   if (tables.n == 0) {
     char sql[512];
@@ -290,11 +389,12 @@ int main(int argc, char **argv) {
   }
   int rc = EXIT_EQUAL;
   for (int i = 0; i < tables.n; i++)
-    if (compare_table(m, sq, db, tables.v[i]) != EXIT_EQUAL) rc = EXIT_DIFF;
+    if (compare_table(m, sq, pg, db, tables.v[i]) != EXIT_EQUAL) rc = EXIT_DIFF;
   mysql_query(m, "COMMIT");
   for (int i = 0; owned && i < tables.n; i++) free(tables.v[i]);
   free(tables.v);
-  sqlite3_close(sq);
+  if (sq) sqlite3_close(sq);
+  if (pg) PQfinish(pg);
   mysql_close(m);
   return rc;
 }

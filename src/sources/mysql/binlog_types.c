@@ -11,9 +11,8 @@
 
 #include "sources/mysql/binlog.h"
 
-enum { PG_BYTEA = 17, PG_INT8 = 20, PG_INT2 = 21, PG_INT4 = 23, PG_TEXT = 25, PG_FLOAT4 = 700, PG_FLOAT8 = 701,
-       PG_DATE = 1082, PG_TIMESTAMP = 1114, PG_TIMESTAMPTZ = 1184, PG_INTERVAL = 1186, PG_BIT = 1560,
-       PG_NUMERIC = 1700 };
+#include "common/pg_types.h"
+
 
 int my_charset_of_collation(unsigned id) {
   /* MariaDB's NO PAD variant of collation n is 1024 + n. */
@@ -56,40 +55,40 @@ static void set(od_column *o, uint32_t oid, int32_t typmod, const char *fmt, ...
 void my_column_describe(const my_column *c, od_column *o) {
   bool u = c->is_unsigned;
   switch (c->type) {
-    case MY_T_TINY: set(o, PG_INT2, -1, "smallint"); break;
-    case MY_T_SHORT: u ? set(o, PG_INT4, -1, "integer") : set(o, PG_INT2, -1, "smallint"); break;
-    case MY_T_INT24: set(o, PG_INT4, -1, "integer"); break;
-    case MY_T_LONG: u ? set(o, PG_INT8, -1, "bigint") : set(o, PG_INT4, -1, "integer"); break;
+    case MY_T_TINY: set(o, OD_PGT_INT2, -1, "smallint"); break;
+    case MY_T_SHORT: u ? set(o, OD_PGT_INT4, -1, "integer") : set(o, OD_PGT_INT2, -1, "smallint"); break;
+    case MY_T_INT24: set(o, OD_PGT_INT4, -1, "integer"); break;
+    case MY_T_LONG: u ? set(o, OD_PGT_INT8, -1, "bigint") : set(o, OD_PGT_INT4, -1, "integer"); break;
     case MY_T_LONGLONG:
-      u ? set(o, PG_NUMERIC, (20 << 16) + 4, "numeric(20,0)") : set(o, PG_INT8, -1, "bigint");
+      u ? set(o, OD_PGT_NUMERIC, (20 << 16) + 4, "numeric(20,0)") : set(o, OD_PGT_INT8, -1, "bigint");
       break;
-    case MY_T_YEAR: set(o, PG_INT2, -1, "smallint"); break;
-    case MY_T_FLOAT: set(o, PG_FLOAT4, -1, "real"); break;
-    case MY_T_DOUBLE: set(o, PG_FLOAT8, -1, "double precision"); break;
+    case MY_T_YEAR: set(o, OD_PGT_INT2, -1, "smallint"); break;
+    case MY_T_FLOAT: set(o, OD_PGT_FLOAT4, -1, "real"); break;
+    case MY_T_DOUBLE: set(o, OD_PGT_FLOAT8, -1, "double precision"); break;
     case MY_T_NEWDECIMAL:
-      set(o, PG_NUMERIC, (c->precision << 16 | c->scale) + 4, "numeric(%u,%u)", c->precision, c->scale);
+      set(o, OD_PGT_NUMERIC, (c->precision << 16 | c->scale) + 4, "numeric(%u,%u)", c->precision, c->scale);
       break;
-    case MY_T_DATE: case MY_T_NEWDATE: set(o, PG_DATE, -1, "date"); break;
-    case MY_T_TIME: case MY_T_TIME2: set(o, PG_INTERVAL, -1, "interval"); break;
+    case MY_T_DATE: case MY_T_NEWDATE: set(o, OD_PGT_DATE, -1, "date"); break;
+    case MY_T_TIME: case MY_T_TIME2: set(o, OD_PGT_INTERVAL, -1, "interval"); break;
     case MY_T_DATETIME: case MY_T_DATETIME2: {
       unsigned fsp = c->type == MY_T_DATETIME2 ? c->length : 0;
-      set(o, PG_TIMESTAMP, (int32_t)fsp, "timestamp(%u) without time zone", fsp);
+      set(o, OD_PGT_TIMESTAMP, (int32_t)fsp, "timestamp(%u) without time zone", fsp);
       break;
     }
     case MY_T_TIMESTAMP: case MY_T_TIMESTAMP2: {
       unsigned fsp = c->type == MY_T_TIMESTAMP2 ? c->length : 0;
-      set(o, PG_TIMESTAMPTZ, (int32_t)fsp, "timestamp(%u) with time zone", fsp);
+      set(o, OD_PGT_TIMESTAMPTZ, (int32_t)fsp, "timestamp(%u) with time zone", fsp);
       break;
     }
-    case MY_T_BIT: set(o, PG_BIT, (int32_t)c->length, "bit(%u)", c->length); break;
-    case MY_T_GEOMETRY: set(o, PG_BYTEA, -1, "bytea"); break;
+    case MY_T_BIT: set(o, OD_PGT_BIT, (int32_t)c->length, "bit(%u)", c->length); break;
+    case MY_T_GEOMETRY: set(o, OD_PGT_BYTEA, -1, "bytea"); break;
     case MY_T_STRING: case MY_T_VARCHAR: case MY_T_VAR_STRING: case MY_T_BLOB: case MY_T_TINY_BLOB:
     case MY_T_MEDIUM_BLOB: case MY_T_LONG_BLOB: case MY_T_ENUM: case MY_T_SET:
       if (c->charset == MY_CS_BINARY && c->real_type != MY_T_ENUM && c->real_type != MY_T_SET)
-        set(o, PG_BYTEA, -1, "bytea");
+        set(o, OD_PGT_BYTEA, -1, "bytea");
       else
-        set(o, PG_TEXT, -1, "text");
+        set(o, OD_PGT_TEXT, -1, "text");
       break;
-    default: set(o, PG_TEXT, -1, "text"); break;
+    default: set(o, OD_PGT_TEXT, -1, "text"); break;
   }
 }

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "core/adapter.h"
 #include "sources/mysql/my_position.h"
 #include "sources/mysql/my_source.h"
 

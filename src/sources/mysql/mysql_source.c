@@ -18,8 +18,7 @@
 #include <mysql.h>
 #include <mariadb_rpl.h>
 
-#include "core/log.h"
-#include "core/clock.h"
+#include "core/adapter.h"
 #include "odsync/source.h"
 #include "sources/mysql/my_conn.h"
 #include "sources/mysql/my_position.h"
