@@ -726,7 +726,7 @@ static int check_state_dir(const char *dir, char *msg, size_t size) {
   else if (slash) *slash = '\0';
   else snprintf(parent, sizeof parent, ".");
   if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode) || access(parent, W_OK | X_OK) != 0) {
-    snprintf(msg, size, "state_dir %s does not exist and cannot be created (%s is %s)", dir, parent,
+    snprintf(msg, size, "state_dir %.400s does not exist and cannot be created (%.400s is %s)", dir, parent,
              stat(parent, &st) != 0 ? "missing" : !S_ISDIR(st.st_mode) ? "not a directory" : "not writable");
     return -1;
   }

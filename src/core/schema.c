@@ -576,8 +576,16 @@ int od_schema_relation_at(od_schema *s, od_relation *rel, const char *at, bool *
     n = snprintf(diff, sizeof diff, "table dropped and re-created at the source (relation oid %u, now %u)",
                  last->rel.oid, rel->oid);
   char more[OD_ERROR_MSG_MAX];
-  if (od_schema_describe_diff(&last->rel, rel, more, sizeof more) > 0)
-    snprintf(diff + n, sizeof diff - (size_t)n, "%s%s", n ? "; " : "", more);
+  if (od_schema_describe_diff(&last->rel, rel, more, sizeof more) > 0) {
+    size_t at = (size_t)n < sizeof diff ? (size_t)n : sizeof diff - 1, room = sizeof diff - at;
+    if (n && room > 2) {
+      memcpy(diff + at, "; ", 3);
+      at += 2, room -= 2;
+    }
+    size_t len = strnlen(more, room - 1);
+    memcpy(diff + at, more, len);
+    diff[at + len] = '\0';
+  }
   if (s->policy == OD_SCHEMA_STOP) {
     if (recreated)
       return OD_FAIL(err, OD_ESCHEMA,

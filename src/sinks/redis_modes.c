@@ -155,7 +155,7 @@ static int apply_hash(rd_sink *s, const od_change *c, od_error *err) {
   } else if (c->op != OD_OP_UPDATE && (rc = cmd1(s, "DEL", &s->key, err))) {
     return rc; /* an insert (or snapshot read) writes the whole row */
   }
-  argv_buf set, del;
+  argv_buf set = {0}, del = {0}; /* both freed on failure: initialised first */
   if (argv_init(&set, 2 * rel->ncolumns + 2) || argv_init(&del, rel->ncolumns + 2)) {
     argv_free(&set);
     argv_free(&del);
