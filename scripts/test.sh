@@ -15,6 +15,10 @@ cmake --build build -j"$JOBS"
 echo "== ctest"
 ctest --test-dir build --output-on-failure -j"$JOBS"
 
+echo "== release build (build-release/): -O2 finds what the Debug builds do not (README's scripts/build.sh)"
+cmake -S . -B build-release -DODSYNC_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-release -j"$JOBS" --target odsync
+
 echo "== valgrind build (build-valgrind/)"
 cmake -S . -B build-valgrind -DODSYNC_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-valgrind -j"$JOBS"
