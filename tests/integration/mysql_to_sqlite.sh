@@ -136,9 +136,9 @@ for k in 1 2 3; do
   odsync_start "$TEST_TMP/odsync.yml" "$TEST_TMP/odsync.log"
 done
 # The server drops odsync's binlog connection: a retriable error, a new session resumes exactly.
-sleep 0.5
+wait_for "[[ -n \$(my_sql -e \"SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'\") ]]" 30 ||
+  fail "no binlog dump thread to kill (odsync did not reconnect within 30 s)"
 dumps=$(my_sql -e "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
-[[ -n "$dumps" ]] || fail "no binlog dump thread to kill"
 for id in $dumps; do my_sql -e "KILL $id" || true; done
 log "killed the server side of the binlog connection ($dumps)"
 workload_wait
