@@ -29,6 +29,14 @@ enum od_pg_type {
   OD_PGT_NUMERIC = 1700,
   OD_PGT_UUID = 2950,
   OD_PGT_JSONB = 3802,
+  /* Catalog types with an output function but no input: no server accepts a value of them. */
+  OD_PGT_PG_DDL_COMMAND = 32,
+  OD_PGT_PG_NODE_TREE = 194,
+  OD_PGT_PG_NDISTINCT = 3361,
+  OD_PGT_PG_DEPENDENCIES = 3402,
+  OD_PGT_PG_BRIN_BLOOM_SUMMARY = 4600,
+  OD_PGT_PG_BRIN_MINMAX_MULTI_SUMMARY = 4601,
+  OD_PGT_PG_MCV_LIST = 5017,
   OD_PGT_FIRST_USER_OID = 16384,
 };
 

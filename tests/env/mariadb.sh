@@ -43,8 +43,11 @@ my_start() {
   MY_DATA=$dir/data
   MY_LOG=$dir/server.log
   MY_SOCK=$dir/mysqld.sock
-  if ! pg_as_user "$install_db" --no-defaults --datadir="$MY_DATA" --auth-root-authentication-method=normal \
-      --skip-test-db --skip-name-resolve >"$dir/install.log" 2>&1; then
+  # Each server's temporary files in its own dir: servers started at the same moment (tests run in
+  # parallel) name their temporary tables alike, and collide in a shared /tmp.
+  pg_as_user mkdir -p "$dir/tmp"
+  if ! pg_as_user "$install_db" --no-defaults --datadir="$MY_DATA" --tmpdir="$dir/tmp" \
+      --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >"$dir/install.log" 2>&1; then
     echo "mariadb.sh: mariadb-install-db failed:" >&2
     cat "$dir/install.log" >&2
     return 1
@@ -56,6 +59,7 @@ my_start() {
 datadir=$MY_DATA
 socket=$MY_SOCK
 pid-file=$dir/mariadbd.pid
+tmpdir=$dir/tmp
 port=$port
 bind-address=127.0.0.1
 skip-name-resolve

@@ -254,7 +254,7 @@ static int type_class(const my_column *c) {
 }
 
 int my_catalog_describe(my_catalog *c, my_table *t, od_error *err) {
-  my_table *shape;
+  my_table *shape = NULL;
   int rc = cached_shape(c, t->db, t->name, &shape, err);
   if (rc) return rc;
   /* The catalog is the table as it is now; the event may be older. Columns added at the end since

@@ -14,13 +14,19 @@
 struct my_relcache {
   od_relation **rels; /* current version per table */
   int n, cap;
-  uint32_t next_oid;
 };
 
-my_relcache *my_relcache_new(void) {
-  my_relcache *rc = calloc(1, sizeof *rc);
-  if (rc) rc->next_oid = 1;
-  return rc;
+my_relcache *my_relcache_new(void) { return calloc(1, sizeof(my_relcache)); }
+
+/* The relation's oid: the same for a table name in every session (the schema history compares oids
+ * across sessions, and a new oid under a known name means "dropped and re-created": its sink table
+ * starts over). FNV-1a over "db\0table"; MariaDB has no relation oid of its own to use. */
+static uint32_t stable_oid(const char *db, const char *name) {
+  uint32_t h = 2166136261u;
+  for (const char *p = db; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  h = (h ^ 0u) * 16777619u;
+  for (const char *p = name; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  return h ? h : 1;
 }
 
 static void free_rel(od_relation *r) {
@@ -106,7 +112,7 @@ int my_relcache_get(my_relcache *rc, const my_table *t, od_relation **out, bool 
       rc->rels = v;
       rc->cap = cap;
     }
-    r->oid = rc->next_oid++;
+    r->oid = stable_oid(t->db, t->name);
     r->version = 1;
     rc->rels[rc->n++] = r;
   }
