@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "odsync/error.h"
 
 #define POOL_MAX 64
@@ -65,6 +66,8 @@ static void chunk_clear(od_chunk *c) {
   c->commit_time = 0;
   c->marks = NULL;
   c->nmarks = c->marks_cap = 0;
+  c->xid = 0;
+  c->taken_us = c->pushed_us = 0;
 }
 
 static int add_mark(od_chunk *c, const char *key, uint64_t value, const char *text) {
@@ -101,6 +104,7 @@ od_chunk *od_queue_take_free(od_queue *q) {
     od_arena_init(&c->arena, CHUNK_ARENA_BLOCK);
   }
   chunk_clear(c);
+  c->taken_us = od_mono_us();
   return c;
 }
 
@@ -142,6 +146,7 @@ int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
   struct timespec deadline;
   deadline_after(&deadline, timeout_ms);
   size_t bytes = od_chunk_bytes(c);
+  c->pushed_us = od_mono_us();
   pthread_mutex_lock(&q->lock);
   while (!q->closed && is_full(q, bytes)) {
     if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT && is_full(q, bytes)) {

@@ -49,6 +49,8 @@ typedef struct od_chunk {
   int64_t commit_time;   /* commit timestamp (µs since epoch) of the last transaction ended here */
   od_chunk_mark *marks;  /* marks of the last transaction ended here (incremental snapshots) */
   uint32_t nmarks, marks_cap;
+  uint64_t xid;          /* source transaction id of the last transaction ended here (traces) */
+  int64_t taken_us, pushed_us; /* monotonic: the reader took it from the pool / pushed it (traces) */
 } od_chunk;
 
 #define OD_QUEUE_CONSUMERS_MAX 16

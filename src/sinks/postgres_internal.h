@@ -139,6 +139,7 @@ typedef struct pgs_sink {
   size_t copy_len, copy_cap;
   uint64_t copy_rows;
   bool defer_key;        /* make_table: create a keyed table without its primary key (a load) */
+  const od_relation *start_over; /* make_table: drop its target first (OD_TRUNCATE_START_OVER) */
 } pgs_sink;
 
 /* postgres.c */

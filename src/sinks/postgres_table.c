@@ -441,6 +441,14 @@ static int make_table(pgs_sink *s, pg_rel *r, const char *schema_q, od_error *er
   const od_relation *rel = r->rel;
   bool exists = false;
   int rc = pgs_ensure_begin(s, err);
+  if (!rc && s->start_over == rel) { /* the source table was dropped and re-created: so is the target */
+    od_sqlbuf_reset(&s->sql);
+    od_sqlbuf_add(&s->sql, "DROP TABLE IF EXISTS ");
+    od_sqlbuf_add(&s->sql, r->qtarget);
+    rc = exec_buf(s, r, "dropping the target of a table re-created at the source", err);
+    if (!rc) rc = pgs_clear_columns(s, r, err);
+    if (!rc) od_info("postgres sink %s: table %s starts over (dropped and re-created at the source)", s->where, r->target);
+  }
   if (!rc) rc = pgs_evolve_table(s, r, false, &exists, err);
   if (rc || exists) return rc;
   /* Someone else may be creating it too: serialize, then look again. */

@@ -544,7 +544,10 @@ static int sq_apply(od_sink *base, const od_change *changes, size_t n, od_error 
     if (!c->rel)
       return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: change %zu (op %c) has no relation", s->path, i, c->op);
     sq_rel *r;
+    if (c->op == OD_OP_TRUNCATE && (c->truncate_flags & OD_TRUNCATE_START_OVER) && !od_relmap_find(&s->rels, c->rel))
+      s->start_over = c->rel;
     int rc = sq_rel_get(s, c->rel, &r, err);
+    s->start_over = NULL;
     if (rc) return rc;
     if (is_insert(c)) {
       size_t done;

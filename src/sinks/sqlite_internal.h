@@ -89,6 +89,7 @@ typedef struct sq_sink {
   sqlite3_stmt *own_get, *own_put, *own_exists, *own_fresh; /* sqlite_owner.c */
   bool fresh;       /* no checkpoint row for this pipeline when the sink was opened */
   od_sqlite_stats stats;
+  const od_relation *start_over; /* its table is dropped before its state is made (OD_TRUNCATE_START_OVER) */
 } sq_sink;
 
 /* sqlite.c */

@@ -135,6 +135,7 @@ static int judge(sq_sink *s, const char *target, const char *schema, const char 
   od_owner_source_name(source, sizeof source, schema, name);
   snprintf(sink, sizeof sink, "sqlite sink %.280s", s->path);
   owner o;
+  *exists = *known = false; /* (also keeps -O2's maybe-uninitialized analysis quiet) */
   int rc = get_owner(s, target, &o, err);
   if (!rc) rc = table_state(s, target, exists, known, err);
   if (rc) return rc;

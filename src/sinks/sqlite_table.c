@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "sinks/sqlite_internal.h"
 
 
@@ -302,6 +303,22 @@ static int make_table(sq_sink *s, sq_rel *r, od_error *err) {
   const od_relation *rel = r->rel;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
+  if (s->start_over == rel) { /* the source table was dropped and re-created: so is ours */
+    od_sqlbuf_add(b, "DROP TABLE IF EXISTS ");
+    od_sqlbuf_add(b, r->qtarget);
+    int rc = exec_sql(s, r, "dropping the table of a table re-created at the source", err);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "DELETE FROM _odsync_columns WHERE tbl = ?1");
+    if ((rc = sq_prepare_sql(s, r, "writing _odsync_columns", &st, err))) return rc;
+    sqlite3_bind_text(st, 1, r->target, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (src != SQLITE_DONE) return sq_fail(s, r->target, "writing _odsync_columns", src, err);
+    od_info("sqlite sink %s: table %s starts over (dropped and re-created at the source)", s->path, r->target);
+    od_sqlbuf_reset(b);
+  }
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, r->qtarget);
   od_sqlbuf_add(b, " (");

@@ -1305,3 +1305,39 @@ TEST(wal_of_a_busy_writer_stays_bounded) {
   CHECK_STR(q("SELECT count(*) FROM busy"), "30000");
   ops->close(s);
 }
+
+/* A TRUNCATE flagged OD_TRUNCATE_START_OVER for a relation the sink has no state for (a table
+ * dropped and re-created at the source) replaces the table: the new shape (text id, another
+ * key, a bit(16) column) whatever the old one, only the new rows, in the same transaction; a
+ * rollback keeps the old table. A plain truncate of a known relation only empties it. */
+TEST(start_over_replaces_the_table_with_the_new_shape) {
+  const char *path = fresh_path();
+  od_sink *s = open_sink(path);
+  od_value a1[] = {TV("1"), TV("ann"), TV("1.5")};
+  TXN(s, 100, ch_ins(&users, a1));
+  od_column b_cols[] = {
+      {.name = "code", .type_oid = 25, .key = true, .attnum = 1},
+      {.name = "flags", .type_oid = 1560, .typmod = 16, .attnum = 2},
+  };
+  od_relation b = {.oid = 99, .schema = "public", .name = "users", .replica_identity = 'd', .ncolumns = 2,
+                   .columns = b_cols, .version = 2, .has_primary_key = true};
+  od_value b1[] = {TV("x"), TV("1010101010101010")};
+  od_change over = {.op = OD_OP_TRUNCATE, .truncate_flags = OD_TRUNCATE_START_OVER, .rel = &b};
+  /* rolled back: the old table stays */
+  od_error err = {0};
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  od_change cs[] = {over, ch_ins(&b, b1)};
+  CHECK_INT(ops->apply(s, cs, 2, &err), OD_OK);
+  ops->rollback(s);
+  CHECK_STR(q("SELECT group_concat(name) FROM pragma_table_info('users')"), "id,name,score");
+  CHECK_STR(q("SELECT count(*) FROM users"), "1");
+  TXN(s, 200, over, ch_ins(&b, b1));
+  CHECK_STR(q("SELECT group_concat(name) FROM pragma_table_info('users')"), "code,flags");
+  CHECK_STR(q("SELECT group_concat(code || '=' || flags) FROM users"), "x=1010101010101010");
+  CHECK_STR(q("SELECT group_concat(name) FROM _odsync_columns WHERE tbl = 'users'"), "code,flags");
+  /* the state exists now: a start-over truncate of the same relation only empties the table */
+  TXN(s, 300, over);
+  CHECK_STR(q("SELECT count(*) FROM users"), "0");
+  CHECK_STR(q("SELECT group_concat(name) FROM pragma_table_info('users')"), "code,flags");
+  ops->close(s);
+}
