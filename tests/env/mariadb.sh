@@ -78,6 +78,7 @@ innodb_log_file_size=16M
 innodb_flush_log_at_trx_commit=1
 sync_binlog=1
 max_connections=50
+max_allowed_packet=64M
 performance_schema=OFF
 EOF
     if [[ $(id -u) -eq 0 ]]; then chown "$PG_TEST_USER" "$dir/my.cnf"; fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mysql_snapshot: the initial snapshot of a MariaDB source (snapshot: initial, the default). Tables
 # filled before odsync starts — every type (the decoder fixtures' rows) and 20,000 rows in a table
-# with a key and one without — are copied under one consistent read view while a workload keeps
+# with a key (read in key ranges of 3,000 rows) and one without — are copied under one consistent
+# read view while a workload keeps
 # inserting, updating and deleting; the stream then starts exactly at the view's binlog position.
 # The sink must equal MariaDB row for row (nothing missing, nothing twice), also after a SIGKILL
 # and restart, and a second start must not copy again.
@@ -32,6 +33,7 @@ pipelines:
     source:
       type: mysql
       dsn: "$(my_dsn)"
+      snapshot_chunk_rows: 3000
     sink: { type: sqlite, path: $SINK_DB }
 YAML
 
@@ -79,6 +81,8 @@ seq_view=$(grep -o "snapshot view at 0-1-[0-9]*" "$ODSYNC_LOG" | head -1 | awk -
 log "GTIDs: before the workload $seq_before, the view $seq_view, after $seq_after"
 ((seq_view > seq_before && seq_view < seq_after)) || fail "the view was not taken while the workload ran"
 [[ $(sqlite3 "$SINK_DB" 'SELECT count(*) FROM "shop.big"') -gt 19000 ]] || fail "big was not copied"
+grep -Eq "snapshot: shop.big: [0-9]+ chunks by key" "$ODSYNC_LOG" || fail "big (an integer key) was not cut into key ranges"
+grep -q "snapshot: shop.bag: one chunk" "$ODSYNC_LOG" || fail "bag (no key) was not read in one piece"
 
 log "SIGKILL, more changes, restart: the stream resumes, nothing is copied again"
 odsync_kill9

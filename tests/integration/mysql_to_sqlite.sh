@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mysql_to_sqlite: MariaDB (binlog, default binlog_row_metadata=MINIMAL, so column facts come from
+# mysql_to_sqlite: MariaDB (binlog, default binlog_row_metadata=NO_LOG, so column facts come from
 # information_schema) -> SQLite. Every type of docs/TYPES.md's MariaDB section (the decoder fixtures'
 # tables and statements) plus a mixed workload of multi-statement transactions on tables with and
 # without a primary key, while odsync is killed with SIGKILL and restarted three times; then an
@@ -20,7 +20,8 @@ SINK_DB=$TEST_TMP/sink.db
 my_sql <"$FIX/schema.sql"
 my_sql -e "CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(40) NOT NULL, amount DECIMAL(12,2),
              status ENUM('new','paid','shipped'), updated DATETIME(6));
-           CREATE TABLE events (kind VARCHAR(20), n INT, at TIMESTAMP(3) NULL DEFAULT NULL);
+           CREATE TABLE events (kind VARCHAR(20), n INT, at TIMESTAMP(3) NULL DEFAULT NULL,
+             tag CHAR(100) CHARACTER SET utf8mb4, dur TIME(2), d1 TIME(1), bin BINARY(70));
            CREATE TABLE ignored (id INT PRIMARY KEY, v INT);"
 
 cat >"$TEST_TMP/odsync.yml" <<YAML
@@ -31,7 +32,7 @@ pipelines:
     source:
       type: mysql
       dsn: "$(my_dsn)"
-      tables: [shop.t_*, shop.orders, shop.events]
+      tables: [shop.t_*, shop.orders, shop.events, shop.big_blob]
     sink: { type: sqlite, path: $SINK_DB }
 YAML
 
@@ -89,6 +90,7 @@ log "check"
   cat "$TEST_TMP/check.log"
   fail "odsync check failed"
 }
+grep -q "binlog_row_metadata is NO_LOG" "$TEST_TMP/check.log" || { cat "$TEST_TMP/check.log"; fail "check gives no binlog_row_metadata advice"; }
 
 log "phase 1: every type (and an ALTER TABLE ADD COLUMN on a table without a key)"
 odsync_start "$TEST_TMP/odsync.yml" "$TEST_TMP/odsync.log"
@@ -114,7 +116,9 @@ workload_batch() {
     local id=$(($2 + i)) old=$(($2 + i - 7))
     echo "BEGIN;"
     echo "INSERT INTO orders VALUES ($id, 'c$((id % 13))', $((id * 7 % 1000)).$((id % 100)), 'new', NOW(6));"
-    echo "INSERT INTO events VALUES ('order', $id, NOW(3)), ('order', $id, NOW(3));"
+    echo "INSERT INTO events VALUES ('order', $id, NOW(3), REPEAT('é', $((id % 100))), '-$((id % 30)):0$((id % 10)):0$((id % 7)).$((id % 100))',
+      '$((id % 838)):59:59.$((id % 10))', UNHEX(REPEAT('a0', $((id % 70))))),
+      ('order', $id, NOW(3), NULL, '00:00:00.01', '-00:00:00.5', NULL);"
     echo "UPDATE orders SET status = 'paid', amount = amount + 1, updated = NOW(6) WHERE id = $old;"
     echo "UPDATE events SET n = -n WHERE n = $old;"
     if ((i % 5 == 0)); then
@@ -122,6 +126,7 @@ workload_batch() {
       echo "DELETE FROM events WHERE n = $((id - 2));"
     fi
     echo "COMMIT;"
+    if ((i % 20 == 0)); then echo "FLUSH BINARY LOGS;"; fi # the stream crosses binlog files
   done | my_sql
 }
 
@@ -136,14 +141,16 @@ for k in 1 2 3; do
   odsync_start "$TEST_TMP/odsync.yml" "$TEST_TMP/odsync.log"
 done
 # The server drops odsync's binlog connection: a retriable error, a new session resumes exactly.
-wait_for "[[ -n \$(my_sql -e \"SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'\") ]]" 30 ||
-  fail "no binlog dump thread to kill (odsync did not reconnect within 30 s)"
-dumps=$(my_sql -e "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+dump_ids() { my_sql -e "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = 'odsync'"; }
+wait_for '[[ -n "$(dump_ids)" ]]' 30 || fail "no binlog dump thread to kill"
+dumps=$(dump_ids)
 for id in $dumps; do my_sql -e "KILL $id" || true; done
 log "killed the server side of the binlog connection ($dumps)"
 workload_wait
 wait_equal_my 90
 grep -q "binlog stream" "$TEST_TMP/odsync.log" || fail "the dropped connection was not reported"
+files=$(my_sql -e "SHOW BINARY LOGS" | wc -l)
+((files > 10)) || fail "the workload did not rotate the binlog ($files files)"
 odsync_running || fail "odsync stopped after its binlog connection was dropped"
 n=$(my_sql -e "SELECT count(*) FROM orders")
 ((n > 400)) || fail "workload too small: $n orders"
@@ -155,8 +162,16 @@ my_sql -e "ALTER TABLE orders ADD COLUMN note VARCHAR(20) DEFAULT NULL;
            INSERT INTO orders VALUES (5000, 'late', 1.00, 'new', NULL, 'hello');
            UPDATE orders SET note = 'x' WHERE id = 1001;
            TRUNCATE TABLE t_nokey;
-           INSERT INTO t_nokey VALUES (9, 'nine', 99);"
+           INSERT INTO t_nokey VALUES (9, 'nine', 99);
+           CREATE USER 'app'@'%' IDENTIFIED BY 'topsecret-pw-42';
+           CREATE TABLE big_blob (id INT PRIMARY KEY, b LONGBLOB);
+           INSERT INTO big_blob VALUES (1, CONCAT(REPEAT('z', 19999999), 'E'));"
 wait_equal_my 60
+# A 20 MB row event (more than the client library's default packet limit).
+wait_for "[[ \$(sqlite3 '$SINK_DB' 'SELECT length(b) || substr(b, 19999998) FROM \"shop.big_blob\"') == 20000000zzE ]]" 30 ||
+  fail "the 20 MB row did not arrive whole"
+wait_for "grep -q 'statement in shop: CREATE USER' '$TEST_TMP/odsync.log'" 10 || fail "the CREATE USER statement was not seen"
+grep -q "topsecret-pw-42" "$TEST_TMP/odsync.log" && fail "a password from the binlog appeared in odsync's log"
 odsync_stop
 log "checkpoint: $(sqlite3 "$SINK_DB" "SELECT * FROM _odsync_checkpoint WHERE pipeline = 'shop'" 2>/dev/null)"
 

@@ -103,10 +103,18 @@ static void addf(buf *b, const char *fmt, ...) {
 
 static void add_hex(buf *b, const unsigned char *p, size_t n) {
   static const char hx[] = "0123456789ABCDEF";
-  for (size_t i = 0; i < n; i++) {
-    char t[2] = {hx[p[i] >> 4], hx[p[i] & 15]};
-    add(b, t, 2);
+  if (b->n + 2 * n + 1 > b->cap) {
+    b->cap = (b->n + 2 * n + 1) * 2;
+    b->p = realloc(b->p, b->cap);
+    if (!b->p) die("out of memory");
   }
+  char *o = b->p + b->n;
+  for (size_t i = 0; i < n; i++) {
+    *o++ = hx[p[i] >> 4];
+    *o++ = hx[p[i] & 15];
+  }
+  b->n += 2 * n;
+  b->p[b->n] = '\0';
 }
 
 static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

@@ -45,6 +45,7 @@ TEST(dsn_and_defaults) {
   CHECK(s.server_id >= 100000);
   CHECK_INT(s.heartbeat_ms, 200);
   CHECK(s.snapshot_initial);
+  CHECK_INT(s.snapshot_chunk_rows, 100000);
   my_catalog *cat = my_catalog_new(&s);
   CHECK(my_catalog_captured(cat, "shop", "orders"));
   CHECK(!my_catalog_captured(cat, "other", "orders"));

@@ -61,7 +61,6 @@ int my_event_parse(const my_format *f, const uint8_t *buf, size_t len, my_event 
                    ev->type, ev->log_pos, ev->size, len);
   size_t hl = f->header_len ? f->header_len : MY_HEADER_LEN;
   size_t tail = f->checksum ? 4 : 0;
-  if (ev->type == MY_EV_FORMAT) tail = f->checksum ? 4 : 0; /* its own algorithm byte: my_format_parse */
   if (len < hl + tail)
     return OD_FAIL(err, OD_EPROTOCOL, "binlog event type %u at offset %u: %zu bytes, too short", ev->type,
                    ev->log_pos, len);

@@ -127,7 +127,6 @@ static int set_labels(my_column *c, const uint8_t **p, const uint8_t *end) {
 static int read_charsets(my_table *t, bool enumset, bool per_column, const uint8_t *p, const uint8_t *end) {
   uint64_t def = 0, v, idx;
   if (!per_column && !my_packed(&p, end, &def)) return -1;
-  int k = 0;
   for (int i = 0; i < t->ncols; i++) {
     my_column *c = &t->cols[i];
     if (enumset ? !is_enum_set(c) : !is_character(c)) continue;
@@ -137,7 +136,6 @@ static int read_charsets(my_table *t, bool enumset, bool per_column, const uint8
     } else {
       c->charset = (uint8_t)my_charset_of_collation((unsigned)def);
     }
-    k++;
   }
   while (!per_column && p < end) {
     if (!my_packed(&p, end, &idx) || !my_packed(&p, end, &v)) return -1;
@@ -148,7 +146,6 @@ static int read_charsets(my_table *t, bool enumset, bool per_column, const uint8
       if ((uint64_t)seen++ == idx) c->charset = (uint8_t)my_charset_of_collation((unsigned)v);
     }
   }
-  (void)k;
   return 0;
 }
 

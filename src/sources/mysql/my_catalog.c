@@ -266,7 +266,8 @@ int my_catalog_describe(my_catalog *c, my_table *t, od_error *err) {
     return OD_FAIL(err, OD_ESCHEMA,
                    "%s: table %s.%s: the binlog row event (%d columns) does not match the table as it is now (%d "
                    "columns%s%s%s): it changed after the event was written. Set binlog_row_metadata=FULL on the server "
-                   "so the binlog carries each event's own column names, then restart",
+                   "so that new events carry their own column names; events already written without them can only "
+                   "be skipped by re-seeding the sink (delete its tables and checkpoint, restart)",
                    c->s->where, t->db, t->name, t->ncols, shape ? shape->ncols : 0, bad >= 0 ? ", column " : "",
                    bad >= 0 ? shape->cols[bad].name : "", bad >= 0 ? " has another type" : "");
   for (int i = 0; i < t->ncols; i++) {
@@ -324,7 +325,8 @@ int my_catalog_require(my_catalog *c, od_error *err) {
 int my_catalog_check(my_catalog *c, my_problem_fn problem, void *ctx, od_error *err) {
   const my_settings *s = c->s;
   MYSQL_RES *res;
-  int rc = query(c, "SELECT @@version, @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_checksum", &res, err);
+  int rc = query(c, "SELECT @@version, @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_checksum, "
+                    "@@binlog_row_metadata", &res, err);
   if (rc) return rc;
   MYSQL_ROW row = mysql_fetch_row(res);
   int fatal = 0;
@@ -347,6 +349,11 @@ int my_catalog_check(my_catalog *c, my_problem_fn problem, void *ctx, od_error *
              "%s: binlog_row_image is %s: set binlog_row_image=FULL (in the server's config, and SET GLOBAL "
              "binlog_row_image=FULL)",
              s->where, row[3] ? row[3] : "?");
+  if (row[5] && strcmp(row[5], "FULL") != 0)
+    problemf(problem, ctx, false, &fatal,
+             "%s: binlog_row_metadata is %s: odsync reads column names from information_schema, which cannot describe "
+             "rows written before a later ALTER TABLE; set binlog_row_metadata=FULL if captured tables change shape",
+             s->where, row[5]);
   mysql_free_result(res);
   MYSQL *m;
   if ((rc = my_catalog_conn(c, &m, err))) return rc;

@@ -7,7 +7,8 @@
 #include "sources/mysql/my_conn.h"
 
 static const char *const allowed_keys[] = {"dsn", "host", "port", "user", "password", "database", "server_id",
-                                           "tables", "snapshot", "heartbeat_ms", NULL};
+                                           "tables", "snapshot", "snapshot_chunk_rows", "heartbeat_ms",
+                                           NULL};
 
 static int at(const od_config_section *cfg, const char *key, int *line, int *col) {
   const od_config_entry *e = od_config_find(cfg, key);
@@ -86,7 +87,7 @@ int my_settings_load(my_settings *s, const od_config_section *cfg, const char *p
   int rc = od_config_check_keys(cfg, allowed_keys, err);
   if (rc) return rc;
   const char *dsn, *host, *user, *password, *database, *snapshot;
-  long port, server_id, hb;
+  long port, server_id, hb, chunk_rows;
   /* A server id unique per pipeline unless set: replicas with the same id disconnect each other. */
   unsigned long h = 5381;
   for (const char *p = pipeline; *p; p++) h = h * 33 + (unsigned char)*p;
@@ -97,6 +98,7 @@ int my_settings_load(my_settings *s, const od_config_section *cfg, const char *p
       (rc = od_config_int(cfg, "port", 0, 1, 65535, &port, err)) ||
       (rc = od_config_int(cfg, "server_id", (long)(100000 + h % 1000000000), 1, 4294967295L, &server_id, err)) ||
       (rc = od_config_int(cfg, "heartbeat_ms", 200, 10, 60000, &hb, err)) ||
+      (rc = od_config_int(cfg, "snapshot_chunk_rows", 100000, 100, 100000000, &chunk_rows, err)) ||
       (rc = od_config_string(cfg, "snapshot", "initial", &snapshot, err)))
     goto fail;
   int line, col;
@@ -129,6 +131,7 @@ int my_settings_load(my_settings *s, const od_config_section *cfg, const char *p
     goto fail;
   }
   s->snapshot_initial = !strcmp(snapshot, "initial");
+  s->snapshot_chunk_rows = (uint32_t)chunk_rows;
   s->server_id = (unsigned)server_id;
   s->heartbeat_ms = hb;
   char *const *tables;
@@ -201,6 +204,9 @@ int my_connect(const my_settings *s, MYSQL **out, od_error *err) {
   mysql_optionsv(m, MYSQL_OPT_READ_TIMEOUT, &read_timeout);
   mysql_optionsv(m, MYSQL_OPT_WRITE_TIMEOUT, &write_timeout);
   mysql_optionsv(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  /* A binlog event (a row with a large BLOB) may be as large as the server allows: 1 GiB. */
+  unsigned long max_packet = 1UL << 30;
+  mysql_optionsv(m, MYSQL_OPT_MAX_ALLOWED_PACKET, &max_packet);
   if (!mysql_real_connect(m, s->host, s->user, s->password ? s->password : "", NULL, s->port, NULL, 0)) {
     unsigned e = mysql_errno(m);
     char msg[300];

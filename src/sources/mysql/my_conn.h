@@ -14,6 +14,7 @@
 
 #include <mysql.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "odsync/config.h"
 #include "odsync/error.h"
@@ -27,6 +28,7 @@ typedef struct my_settings {
   char **tables; /* patterns "db.table" (* and ? wildcards); owned array, strings owned */
   int ntables;
   bool snapshot_initial;
+  uint32_t snapshot_chunk_rows;
   long heartbeat_ms;
   char where[400]; /* "mysql host:port/db" for messages */
 } my_settings;

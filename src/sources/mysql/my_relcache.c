@@ -65,7 +65,7 @@ static od_relation *build(const my_table *t, od_error *err) {
     if (!(o->name = strdup(c->name))) goto oom;
     my_column_describe(c, o);
     o->key = t->has_key && c->key;
-    o->attnum = (int16_t)(i + 1);
+    o->attnum = 0; /* MariaDB has no stable column number (positions shift on DROP): match by name */
   }
   r->has_primary_key = t->has_key;
   r->replica_identity = t->has_key ? 'd' : 'f';

@@ -5,8 +5,9 @@
  * variables binlog_snapshot_file / binlog_snapshot_position; the GTID list from
  * BINLOG_GTID_POS()). Everything committed before that position is in the view, everything after it
  * comes through the stream, which starts exactly there. MariaDB cannot share a read view between
- * connections, so there is one reader (the view's connection) and every table is one chunk; an
- * interrupted snapshot is copied again under a new view (the core empties the tables first).
+ * connections, so there is one reader (the view's connection); a table with a single integer key is
+ * read in key ranges (chunks), any other in one piece; an interrupted snapshot is copied again
+ * under a new view (the core empties the tables first).
  * Rows are read with the text protocol and put into the same text forms the binlog decoder
  * produces (docs/TYPES.md, "MariaDB"): TIMESTAMP gets "+00", YEAR and BIT are selected as numbers
  * and binary digits, binary strings become bytea hex, FLOAT/DOUBLE are re-printed shortest.
@@ -61,7 +62,7 @@ static void snap_config(od_source *base, od_snapshot_config *out) {
   /* One view, one connection: MariaDB cannot hand a read view to a second connection. */
   *out = (od_snapshot_config){.mode = s->set.snapshot_initial ? OD_SNAPSHOT_INITIAL : OD_SNAPSHOT_NEVER,
                               .workers = 1,
-                              .chunk_rows = 100000};
+                              .chunk_rows = s->set.snapshot_chunk_rows};
 }
 
 static int view_fail(my_source *s, const char *what, od_error *err) {
@@ -107,6 +108,19 @@ static int list_tables(my_source *s, od_error *err) {
     st->rel = rel;
     snprintf(st->name, sizeof st->name, "%s.%s", row[0], row[1]);
     st->method = OD_SNAP_WHOLE;
+    st->priv = NULL;
+    int nkey = 0, key = -1;
+    for (int k = 0; k < t->ncols; k++)
+      if (t->cols[k].key) nkey++, key = k;
+    if (nkey == 1) {
+      const my_column *kc = &t->cols[key];
+      bool integer = kc->type == MY_T_TINY || kc->type == MY_T_SHORT || kc->type == MY_T_INT24 || kc->type == MY_T_LONG ||
+                     (kc->type == MY_T_LONGLONG && !kc->is_unsigned);
+      if (integer) {
+        st->method = OD_SNAP_INT_KEY;
+        st->priv = &t->cols[key]; /* the key column, owned by the shape */
+      }
+    }
     st->estimated_rows = strtoull(row[2], NULL, 10);
     snprintf(st->no_keyset, sizeof st->no_keyset, "incremental snapshots of mysql sources are not supported");
     sn->shapes[sn->ntables++] = t;
@@ -169,11 +183,49 @@ static void snap_reader_close(od_snap_reader *r) {
   free(r);
 }
 
+static void quote_ident(const char *name, char *out, size_t size) {
+  size_t k = 0;
+  out[k++] = '`';
+  for (const char *p = name; *p && k < size - 3; p++) {
+    if (*p == '`') out[k++] = '`';
+    out[k++] = *p;
+  }
+  out[k++] = '`';
+  out[k] = '\0';
+}
+
+/* A table with a single integer key is cut into key ranges (smaller sink transactions, progress);
+ * anything else is one chunk. All chunks are read under the same view. */
 static int snap_plan(od_snap_reader *r, const od_snap_table *t, uint32_t chunk_rows, od_snap_plan *out, od_error *err) {
-  (void)r;
-  (void)chunk_rows;
-  (void)err;
   *out = (od_snap_plan){.method = OD_SNAP_WHOLE, .nchunks = 1, .estimated_rows = t->estimated_rows};
+  if (t->method != OD_SNAP_INT_KEY || !t->priv) return OD_OK;
+  my_source *s = r->s;
+  const my_column *kc = t->priv;
+  const char *dot = strchr(t->name, '.');
+  char qk[300], qd[300], qt[300], sql[1400], db[192];
+  snprintf(db, sizeof db, "%.*s", (int)(dot - t->name), t->name);
+  quote_ident(kc->name, qk, sizeof qk);
+  quote_ident(db, qd, sizeof qd);
+  quote_ident(dot + 1, qt, sizeof qt);
+  snprintf(sql, sizeof sql, "SELECT MIN(%s), MAX(%s), COUNT(*) FROM %s.%s", qk, qk, qd, qt);
+  MYSQL *m = s->snap->view;
+  if (mysql_query(m, sql) != 0) return view_fail(s, "snapshot: planning a table", err);
+  MYSQL_RES *res = mysql_store_result(m);
+  MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+  if (row && row[0] && row[1]) {
+    long long lo = strtoll(row[0], NULL, 10), hi = strtoll(row[1], NULL, 10);
+    unsigned long long rows = strtoull(row[2], NULL, 10);
+    uint32_t per = chunk_rows ? chunk_rows : 100000;
+    unsigned long long n = (rows + per - 1) / per;
+    if (n < 1) n = 1;
+    if (n > 100000) n = 100000;
+    unsigned long long span = (unsigned long long)(hi - lo) + 1;
+    unsigned long long step = (span + n - 1) / n;
+    if (step < 1) step = 1;
+    *out = (od_snap_plan){.method = OD_SNAP_INT_KEY, .nchunks = (uint32_t)((span + step - 1) / step), .lo = lo,
+                          .step = (int64_t)step, .estimated_rows = rows};
+  }
+  mysql_free_result(res);
   return OD_OK;
 }
 
@@ -184,7 +236,8 @@ static my_table *shape_of(my_snap *sn, const od_snap_table *t) {
 }
 
 /* The SELECT list: each column in the form the binlog decoder gives it. */
-static int select_sql(const my_table *t, char **out) {
+static int select_sql(const my_table *t, const od_snap_table *st, const od_snap_plan *plan, uint32_t chunk,
+                      char **out) {
   size_t cap = 256 + (size_t)t->ncols * 600, n = 0;
   char *sql = malloc(cap);
   if (!sql) return -1;
@@ -206,6 +259,14 @@ static int select_sql(const my_table *t, char **out) {
     else n += (size_t)snprintf(sql + n, cap - n, "%s%s", i ? ", " : "", q);
   }
   n += (size_t)snprintf(sql + n, cap - n, " FROM `%s`.`%s`", t->db, t->name);
+  if (plan->method == OD_SNAP_INT_KEY && plan->nchunks > 1 && st->priv) {
+    char qk[300];
+    quote_ident(((const my_column *)st->priv)->name, qk, sizeof qk);
+    long long from = plan->lo + (long long)chunk * plan->step, to = from + plan->step;
+    if (chunk == 0) n += (size_t)snprintf(sql + n, cap - n, " WHERE %s < %lld", qk, to);
+    else if (chunk + 1 == plan->nchunks) n += (size_t)snprintf(sql + n, cap - n, " WHERE %s >= %lld", qk, from);
+    else n += (size_t)snprintf(sql + n, cap - n, " WHERE %s >= %lld AND %s < %lld", qk, from, qk, to);
+  }
   *out = sql;
   return 0;
 }
@@ -250,8 +311,6 @@ static int flush(batch *b, int ncols, od_snap_rows_fn fn, void *ctx, od_error *e
 
 static int snap_read(od_snap_reader *r, const od_snap_table *t, const od_snap_plan *plan, uint32_t chunk, bool binary,
                      od_snap_rows_fn fn, void *ctx, od_error *err) {
-  (void)plan;
-  (void)chunk;
   (void)binary;
   my_source *s = r->s;
   my_snap *sn = s->snap;
@@ -259,7 +318,7 @@ static int snap_read(od_snap_reader *r, const od_snap_table *t, const od_snap_pl
   if (!shape) return OD_FAIL(err, OD_EINVAL, "%s: snapshot: unknown table %s", s->set.where, t->name);
   int ncols = shape->ncols;
   char *sql;
-  if (select_sql(shape, &sql) != 0) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  if (select_sql(shape, t, plan, chunk, &sql) != 0) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   if (mysql_query(sn->view, sql) != 0) {
     free(sql);
     return view_fail(s, "snapshot: reading a table", err);

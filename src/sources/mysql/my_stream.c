@@ -184,7 +184,8 @@ static my_tmap *find_map(my_stream *s, uint64_t id) {
 static int on_table_map(my_stream *s, const my_event *ev, od_error *err) {
   uint64_t id = my_event_table_id(&s->fmt, ev);
   my_tmap *m = find_map(s, id);
-  if (m && m->raw_len == ev->body_len && !memcmp(m->raw, ev->body, ev->body_len)) goto announce;
+  /* The same map as last time (MariaDB writes one per statement): nothing to parse or announce. */
+  if (m && m->raw_len == ev->body_len && !memcmp(m->raw, ev->body, ev->body_len)) return OD_OK;
   my_table *t;
   int rc = my_table_map_parse(&s->fmt, ev, &t, err);
   if (rc) return rc;
@@ -223,8 +224,6 @@ static int on_table_map(my_stream *s, const my_event *ev, od_error *err) {
       if (s->cb.relation && (rc = s->cb.relation(s->cb.ctx, m->rel, err)) != OD_OK) return rc;
     }
   }
-  return OD_OK;
-announce:
   return OD_OK;
 fail:
   m->raw_len = 0; /* parse it again next time */

@@ -48,7 +48,14 @@ static int cb_shape(void *ctx, const char *db, const char *table, my_table **out
 static int cb_schema_changed(void *ctx, const char *db, const char *sql, size_t len, od_error *err) {
   (void)err;
   my_source *s = ctx;
-  od_debug("%s: DDL in %s: %.*s", s->set.where, db[0] ? db : "(no db)", (int)(len > 200 ? 200 : len), sql);
+  /* Only the statement's first words: the rest may hold a secret (CREATE USER ... IDENTIFIED BY). */
+  size_t n = 0;
+  int words = 0;
+  while (n < len && n < 40 && words < 2) {
+    if (sql[n] == ' ' && n > 0 && sql[n - 1] != ' ') words++;
+    if (words < 2) n++;
+  }
+  od_debug("%s: statement in %s: %.*s ... (catalog reloaded)", s->set.where, db[0] ? db : "(no db)", (int)n, sql);
   my_catalog_forget(s->cat);
   return OD_OK;
 }
