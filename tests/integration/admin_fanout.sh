@@ -5,7 +5,8 @@
 # row for row, and /metrics counts exactly those rows for each sink under its own name
 # (odsync_changes_applied_total{sink="a"|"b"}), with odsync_sink_info naming its type, a sink
 # position and no lag for each; /status lists both sinks with their positions and counts;
-# `promtool check metrics` passes.
+# `promtool check metrics` passes. A second odsync whose admin.listen port is taken exits 1 before
+# starting its pipeline, with an error naming FILE:LINE:COL and the address.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -72,5 +73,23 @@ for k in p["sinks"]:
 assert p["changes_applied"] == 1300, p["changes_applied"]
 PY
 log "both sinks: 1000 inserts, 200 updates, 100 deletes, 12 transactions each; /status lists a and b"
+
+# A second odsync whose admin.listen is taken stops at once, naming the config position and address.
+cat >"$TEST_TMP/second.yaml" <<YAML
+state_dir: $TEST_TMP/state2
+admin: { listen: "127.0.0.1:$APORT" }
+pipelines:
+  - name: other
+    source: { type: postgres, dsn: "$(pg_dsn)", tables: [public.items] }
+    sink: { type: sqlite, path: $TEST_TMP/other.db }
+YAML
+set +e
+out=$(timeout 30 "$ODSYNC_BIN" run -c "$TEST_TMP/second.yaml" --no-progress 2>&1); rc=$?
+set -e
+[[ $rc -eq 1 ]] || fail "a second odsync on a taken admin port exited $rc: $out"
+grep -q "second.yaml:2:18: admin.listen 127.0.0.1:$APORT: cannot listen: Address already in use" <<<"$out" ||
+  fail "unclear error for a taken admin port: $out"
+[[ -z $(pg_psql -c "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'odsync_other'") ]] ||
+  fail "the second odsync started its pipeline although its admin port was taken"
 odsync_stop
 log "all assertions passed"
