@@ -9,7 +9,8 @@
 #    the server's idle timeout, while the sink still ends up equal to the source row for row;
 #  - /metrics counts exactly the rows applied, by operation (insert 2000, update 500, delete 300,
 #    and the sink holds 1,700 rows), `promtool check metrics` passes on it, and a real Prometheus
-#    server scraping odsync answers a PromQL query with the same total;
+#    server scraping odsync answers a PromQL query with the same total, and every query of the
+#    Grafana dashboard (docs/grafana/odsync.json) runs on it (the main panels with data);
 #  - /readyz flips to 503 (naming the pipeline and its state) while PostgreSQL is down and back to
 #    200 after it returns; the error is counted in odsync_errors_total and shown by /status;
 #  - `odsync status -c` and `--url` print the table; an unreachable --url exits 1 with a message;
@@ -151,6 +152,24 @@ wait_for "[[ \$(prom_value '$query') == 2800 ]]" 45 ||
 up=$(prom_value 'up{job="odsync"}')
 [[ "$up" == 1 ]] || fail "Prometheus says up{job=odsync} = '$up'"
 log "Prometheus: $query = 2800, up = 1"
+# Every query of the Grafana dashboard in docs/ runs on this Prometheus without error, and the main
+# panels have data.
+python3 - "$ODSYNC_SOURCE_DIR/docs/grafana/odsync.json" "http://127.0.0.1:$PPORT" <<'PY' || fail "the Grafana dashboard's queries do not work"
+import json, sys, urllib.parse, urllib.request
+dash, base = json.load(open(sys.argv[1])), sys.argv[2]
+n = with_data = 0
+for panel in dash["panels"]:
+    for t in panel["targets"]:
+        expr = t["expr"].replace("$pipeline", ".*")
+        url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        r = json.load(urllib.request.urlopen(url, timeout=5))
+        assert r["status"] == "success", (panel["title"], expr, r)
+        n += 1
+        if r["data"]["result"]: with_data += 1
+        elif panel["title"] in ("Ready", "Changes/s", "Lag", "Changes applied by operation", "Queue depth"):
+            raise AssertionError(f"no data for panel {panel['title']}: {expr}")
+print(f"grafana: {n} queries ran, {with_data} with data")
+PY
 kill "$PROM_PID"; wait "$PROM_PID" 2>/dev/null || true; PROM_PID=
 
 # odsync status, from the config and from a URL.
