@@ -22,6 +22,7 @@ typedef struct od_config_entry {
   int nlist;
   bool secret;    /* value came (partly) from ${env:} or ${file:} */
   int line, col;  /* 1-based position of the value in the file */
+  int *list_line, *list_col; /* list entries: the position of each item (nlist of each), else NULL */
 } od_config_entry;
 
 typedef struct od_config_section {

@@ -26,7 +26,8 @@ static const char usage[] =
     "usage: odsync <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run     run every pipeline of the config until SIGINT/SIGTERM, then drain and exit\n"
+    "  run     run every pipeline of the config until SIGINT/SIGTERM, then drain and exit; a\n"
+    "          pipeline that fails ends alone (exit status 1 once all have ended)\n"
     "  check   validate the config and connect to every source and sink; one line per problem\n"
     "  snapshot  re-copy tables of a running pipeline while it streams (incremental snapshot):\n"
     "          writes a request into the source's stream and returns; needs -p when the config\n"
@@ -229,18 +230,22 @@ static int cmd_run(const cli *c) {
     od_error_log("%s", err.msg);
     exit_code = 1;
   }
+  /* A pipeline that cannot start (or fails later) ends alone: the others keep running, and the
+   * exit status says a pipeline failed once every pipeline has ended. */
+  int started = 0;
   for (int i = 0; i < n && exit_code == 0; i++) {
     if (od_pipeline_start(pipes[i], &err)) {
       od_error_log("%s", err.msg);
-      exit_code = 1;
+      continue;
     }
+    started++;
   }
   bool progress = c->progress == 1 || (c->progress == -1 && isatty(STDERR_FILENO));
   od_progress prog;
   bool prog_ready = progress && od_progress_init(&prog, pipes, n, isatty(STDERR_FILENO)) == 0;
   int64_t next_tick = od_mono_us();
   int64_t interval = prog_ready && prog.tty ? 500000 : 5000000;
-  bool stopping = exit_code != 0;
+  bool stopping = exit_code != 0 || started == 0;
   if (stopping)
     for (int i = 0; i < n; i++) od_pipeline_request_stop(pipes[i]);
   for (;;) {
@@ -259,13 +264,8 @@ static int cmd_run(const cli *c) {
       stopping = true;
       for (int i = 0; i < n; i++) od_pipeline_request_stop(pipes[i]);
     }
-    /* One failed pipeline stops them all: a supervisor (systemd) sees the exit status. */
-    for (int i = 0; i < n && !stopping; i++) {
-      if (od_pipeline_finished(pipes[i])) {
-        stopping = true;
-        for (int j = 0; j < n; j++) od_pipeline_request_stop(pipes[j]);
-      }
-    }
+    /* A failed pipeline has logged its error and ended; the others go on (the process exits, with
+     * status 1, once every pipeline has ended). */
     if (prog_ready && od_mono_us() >= next_tick) {
       od_progress_tick(&prog);
       next_tick = od_mono_us() + interval;

@@ -545,6 +545,8 @@ static void free_section(od_config_section *s) {
     free(e->value);
     for (int j = 0; j < e->nlist; j++) free(e->list[j]);
     free(e->list);
+    free(e->list_line);
+    free(e->list_col);
   }
   free(s->entries);
   memset(s, 0, sizeof *s);
@@ -564,7 +566,9 @@ static int parse_entry(pctx *p, od_config_entry *e, const char *key, const yaml_
     return fail_node(p, v, "%s: expected a scalar or a list of scalars", path);
   yaml_node_item_t *start = v->data.sequence.items.start, *top = v->data.sequence.items.top;
   size_t n = (size_t)(top - start);
-  if (!(e->list = calloc(n + 1, sizeof *e->list))) return oom(p->err, p->file); /* NULL-terminated */
+  if (!(e->list = calloc(n + 1, sizeof *e->list)) || !(e->list_line = calloc(n + 1, sizeof *e->list_line)) ||
+      !(e->list_col = calloc(n + 1, sizeof *e->list_col)))
+    return oom(p->err, p->file); /* NULL-terminated */
   for (size_t i = 0; i < n; i++) {
     yaml_node_t *item = node_at(p, start[i]);
     char ipath[256];
@@ -572,6 +576,8 @@ static int parse_entry(pctx *p, od_config_entry *e, const char *key, const yaml_
     if (item->type != YAML_SCALAR_NODE)
       return fail_node(p, item, "%s: expected a scalar list item, got %s", ipath, kind_name(item));
     bool sec = false;
+    e->list_line[i] = nline(item);
+    e->list_col[i] = ncol(item);
     int rc = resolve_scalar(p, item, ipath, &e->list[i], &sec);
     if (rc) return rc;
     e->nlist++;
@@ -1071,6 +1077,47 @@ static int parse_admin(pctx *p, od_admin_config *a, const yaml_node_t *n) {
   return OD_OK;
 }
 
+/* Two postgres pipelines of one config reading the same database through the same replication
+ * slot would take turns failing with "slot in use" (and each would acknowledge the other's
+ * changes). The slot is source.slot, or odsync_<pipeline name in lower case> (the postgres
+ * source's default, src/sources/pg/pg_source.c); the database is compared by the dsn text. */
+static void effective_slot(const od_pipeline_config *pl, char *out, size_t size) {
+  const od_config_entry *e = od_config_find(&pl->source, "slot");
+  if (e && e->value) {
+    snprintf(out, size, "%s", e->value);
+    return;
+  }
+  snprintf(out, size, "odsync_%s", pl->name ? pl->name : "");
+  for (char *c = out; *c; c++)
+    if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+}
+
+static int check_shared_slots(pctx *p, const od_config *cfg) {
+  for (int j = 1; j < cfg->npipelines; j++) {
+    const od_pipeline_config *b = &cfg->pipelines[j];
+    const od_config_entry *bd = od_config_find(&b->source, "dsn");
+    if (!b->source.type || strcmp(b->source.type, "postgres") != 0 || !bd || !bd->value) continue;
+    char bs[128];
+    effective_slot(b, bs, sizeof bs);
+    for (int i = 0; i < j; i++) {
+      const od_pipeline_config *a = &cfg->pipelines[i];
+      const od_config_entry *ad = od_config_find(&a->source, "dsn");
+      if (!a->source.type || strcmp(a->source.type, "postgres") != 0 || !ad || !ad->value ||
+          strcmp(ad->value, bd->value) != 0)
+        continue;
+      char as[128];
+      effective_slot(a, as, sizeof as);
+      if (strcmp(as, bs) != 0) continue;
+      const od_config_entry *e = od_config_find(&b->source, "slot");
+      return OD_FAIL(p->err, OD_ECONFIG,
+                     "%s:%d:%d: pipelines %s and %s read the same database through the same replication slot %s; "
+                     "a slot serves one pipeline: give each its own source.slot",
+                     p->file, e ? e->line : b->source.line, e ? e->col : b->source.col, a->name, b->name, bs);
+    }
+  }
+  return OD_OK;
+}
+
 static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
   if (!root)
     return fail_at(p->err, p->file, 1, 1, "the configuration is empty; expected a mapping with at "
@@ -1114,7 +1161,7 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
     if ((rc = parse_pipeline(p, cfg, pl, (int)i, node_at(p, v->data.sequence.items.start[i]))))
       return rc;
   }
-  return OD_OK;
+  return check_shared_slots(p, cfg);
 }
 
 /* ---------------------------------------------------------------- public API */

@@ -135,8 +135,11 @@ static void deadline_after(struct timespec *ts, int timeout_ms) {
   }
 }
 
-static bool is_full(const od_queue *q) {
-  return (q->rows || q->bytes) && (q->rows >= q->max_rows || q->bytes >= q->max_bytes);
+/* A chunk enters while the queue holds fewer than max_rows rows and its bytes fit under max_bytes,
+ * or when the queue is empty (a chunk larger than the cap must still pass): the queue never holds
+ * more than max(max_bytes, one chunk) bytes, whatever the values' sizes. */
+static bool is_full(const od_queue *q, size_t bytes) {
+  return (q->rows || q->bytes) && (q->rows >= q->max_rows || q->bytes + bytes > q->max_bytes);
 }
 
 int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
@@ -145,8 +148,8 @@ int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
   size_t bytes = od_chunk_bytes(c);
   c->pushed_us = od_mono_us();
   pthread_mutex_lock(&q->lock);
-  while (!q->closed && is_full(q)) {
-    if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT && is_full(q)) {
+  while (!q->closed && is_full(q, bytes)) {
+    if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT && is_full(q, bytes)) {
       pthread_mutex_unlock(&q->lock);
       return OD_AGAIN;
     }
