@@ -9,6 +9,7 @@ PACKAGES=(
   libpq-dev libsqlite3-dev libyaml-dev libssl-dev
   postgresql postgresql-contrib sqlite3
   valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk
+  bzip2 tar apt # pg_regress_workload: apt-get source postgresql-15 (private apt state), unpack its tests
 )
 TEST_USER=odsync-test
 
