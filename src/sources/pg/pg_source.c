@@ -14,7 +14,7 @@
 
 #include "common/pg_dsn.h"
 #include "core/log.h"
-#include "core/pipeline.h"
+#include "core/clock.h"
 #include "sources/pg/pg_ident.h"
 #include "sources/pg/pg_internal.h"
 
