@@ -302,7 +302,7 @@ static int ch_begin(od_sink *base, od_error *err) {
 static size_t batch_bytes(const ch_sink *s) {
   size_t n = 0;
   for (const ch_rel *r = s->all; r; r = r->next)
-    n += r->data.len + r->nrows * (sizeof(ch_row) + r->rel->ncolumns * sizeof(ch_cell));
+    n += r->data.len + r->nrows * (sizeof(ch_row) + r->ncol * sizeof(ch_cell));
   return n;
 }
 

@@ -43,7 +43,12 @@ typedef struct ch_row {
 
 typedef struct ch_rel {
   od_relmap_node node;     /* first member: the sink's map, keyed by rel */
-  const od_relation *rel;  /* not owned */
+  const od_relation *rel;  /* not owned; may be gone once the batch it came with is committed
+                              (the initial snapshot's relations): only dereferenced while the
+                              batch holds rows of it, and after `sig` matched on lookup */
+  uint64_t sig;            /* the shape rel had (oid, version, columns): tells a reused address */
+  uint64_t checked;        /* the batch (ch_sink.txn_seq) in which sig was last checked */
+  uint16_t ncol;           /* rel->ncolumns, readable after rel is gone */
   struct ch_rel *next;     /* every ch_rel, newest first */
   char *table;             /* target table name (unquoted) */
   char *qtable;            /* `database`.`table` */
