@@ -16,6 +16,7 @@
  * process or attempt) are ignored.
  * Never touches: the sink after open (marks travel through the queue), the stream's source.
  */
+#include "common/pg_types.h"
 #include "core/isnap.h"
 
 #include <pthread.h>
@@ -30,9 +31,9 @@
 
 /* Progress marks before key tuples: an integer key k stored as the mark value k ^ 2^63. */
 #define LEGACY_POS_BIAS (UINT64_C(1) << 63)
-#define OID_INT8 20
-#define OID_INT2 21
-#define OID_INT4 23
+#define OID_INT8 OD_PGT_INT8 /* common/pg_types.h */
+#define OID_INT2 OD_PGT_INT2
+#define OID_INT4 OD_PGT_INT4
 enum { PH_IDLE, PH_LOW, PH_SEEN, PH_READY, PH_DONE };
 enum { RES_OK, RES_RETRY, RES_AGAIN, RES_UNKEYED };
 

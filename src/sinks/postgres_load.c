@@ -16,13 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pg_types.h"
 #include "core/log.h"
 #include "core/clock.h"
 #include "sinks/postgres_internal.h"
 
 #define COPY_FLUSH_BYTES (256u << 10) /* hand encoded rows to libpq in pieces of about this size */
 #define FIRST_USER_OID 16384          /* FirstNormalObjectId: OIDs below are built in, the same everywhere */
-#define OID_TEXT 25
+#define OID_TEXT OD_PGT_TEXT /* common/pg_types.h */
 
 static int oom(pgs_sink *s, od_error *err) { return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where); }
 

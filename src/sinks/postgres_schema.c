@@ -28,14 +28,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pg_types.h"
 #include "core/log.h"
 #include "sinks/postgres_internal.h"
 
 /* Built-in type OIDs used by the widening rules. */
 enum {
-  T_INT2 = 21, T_INT4 = 23, T_INT8 = 20, T_TEXT = 25, T_VARCHAR = 1043, T_NUMERIC = 1700,
-  T_TIME = 1083, T_TIMETZ = 1266, T_TIMESTAMP = 1114, T_TIMESTAMPTZ = 1184, T_INTERVAL = 1186,
-  T_VARBIT = 1562
+  T_INT2 = OD_PGT_INT2, T_INT4 = OD_PGT_INT4, T_INT8 = OD_PGT_INT8, T_TEXT = OD_PGT_TEXT, T_VARCHAR = OD_PGT_VARCHAR,
+  T_NUMERIC = OD_PGT_NUMERIC,
+  T_TIME = OD_PGT_TIME, T_TIMETZ = OD_PGT_TIMETZ, T_TIMESTAMP = OD_PGT_TIMESTAMP, T_TIMESTAMPTZ = OD_PGT_TIMESTAMPTZ,
+  T_INTERVAL = OD_PGT_INTERVAL, T_VARBIT = OD_PGT_VARBIT
 };
 #define FIRST_USER_OID 16384u
 

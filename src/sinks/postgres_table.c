@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pg_types.h"
 #include "core/log.h"
 #include "sinks/postgres_internal.h"
 
@@ -201,8 +202,9 @@ static bool bit(const uint64_t *m, int i) { return (m[i / 64] >> (i % 64)) & 1; 
  * '1 day' = '24:00:00', bpchar trailing blanks, arrays/ranges/records of those). */
 static bool eq_is_identity(uint32_t oid) {
   switch (oid) {
-    case 16: case 17: case 20: case 21: case 23: case 25: case 26: case 1043: case 2950:
-    case 1082: case 1083: case 1114: case 1184: case 3220:
+    case OD_PGT_BOOL: case OD_PGT_BYTEA: case OD_PGT_INT8: case OD_PGT_INT2: case OD_PGT_INT4: case OD_PGT_TEXT:
+    case OD_PGT_OID: case OD_PGT_VARCHAR: case OD_PGT_UUID: case OD_PGT_DATE: case OD_PGT_TIME: case OD_PGT_TIMESTAMP:
+    case OD_PGT_TIMESTAMPTZ: case 3220 /* pg_lsn */:
       return true;
     default:
       return false;

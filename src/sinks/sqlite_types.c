@@ -16,18 +16,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pg_types.h"
 #include "sinks/sqlite_internal.h"
 
-/* PostgreSQL built-in type OIDs (pg_type.dat). */
+/* PostgreSQL built-in type OIDs, named in common/pg_types.h. */
 enum {
-  PG_BOOL = 16,
-  PG_BYTEA = 17,
-  PG_INT8 = 20,
-  PG_INT2 = 21,
-  PG_INT4 = 23,
-  PG_OID = 26,
-  PG_FLOAT4 = 700,
-  PG_FLOAT8 = 701,
+  PG_BOOL = OD_PGT_BOOL,
+  PG_BYTEA = OD_PGT_BYTEA,
+  PG_INT8 = OD_PGT_INT8,
+  PG_INT2 = OD_PGT_INT2,
+  PG_INT4 = OD_PGT_INT4,
+  PG_OID = OD_PGT_OID,
+  PG_FLOAT4 = OD_PGT_FLOAT4,
+  PG_FLOAT8 = OD_PGT_FLOAT8,
 };
 
 uint8_t sq_class_of(uint32_t oid) {
@@ -40,8 +41,9 @@ uint8_t sq_class_of(uint32_t oid) {
   }
 }
 
-enum { PG_TEXT = 25, PG_BPCHAR = 1042, PG_VARCHAR = 1043, PG_TIME = 1083, PG_TIMESTAMP = 1114,
-       PG_TIMESTAMPTZ = 1184, PG_INTERVAL = 1186, PG_TIMETZ = 1266, PG_VARBIT = 1562, PG_NUMERIC = 1700 };
+enum { PG_TEXT = OD_PGT_TEXT, PG_BPCHAR = OD_PGT_BPCHAR, PG_VARCHAR = OD_PGT_VARCHAR, PG_TIME = OD_PGT_TIME,
+       PG_TIMESTAMP = OD_PGT_TIMESTAMP, PG_TIMESTAMPTZ = OD_PGT_TIMESTAMPTZ, PG_INTERVAL = OD_PGT_INTERVAL,
+       PG_TIMETZ = OD_PGT_TIMETZ, PG_VARBIT = OD_PGT_VARBIT, PG_NUMERIC = OD_PGT_NUMERIC };
 
 /* typmod -1 means unconstrained: widening to it is safe, narrowing from it is not. */
 static bool mod_widens(int32_t from, int32_t to) { return to < 0 || (from >= 0 && to >= from); }

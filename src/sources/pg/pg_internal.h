@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
+#include "common/pg_types.h"
 #include "odsync/source.h"
 #include "sources/pg/pg_position.h"
 #include "sources/pg/pgoutput.h"
@@ -64,7 +65,7 @@ int od_pg_create_slot(pg_source *s, PGconn *repl, const char *name, bool tempora
 
 /* FirstNormalObjectId: type OIDs below are built in (the same on every server), at or above are
  * user-defined (enums, domains, composites, extension types). */
-#define OD_PG_FIRST_USER_OID 16384u
+#define OD_PG_FIRST_USER_OID ((unsigned)OD_PGT_FIRST_USER_OID) /* common/pg_types.h */
 
 /* pg_snapshot.c: the source's part of an od_snap_table (od_snap_table.priv). */
 typedef struct pg_snap_table {

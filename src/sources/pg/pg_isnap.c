@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pg_types.h"
 #include "common/sqlbuf.h"
 #include "sources/pg/pg_internal.h"
 
@@ -66,8 +67,8 @@ static int pg_isnap_emit(od_source *base, const char *prefix, const char *conten
   return OD_OK;
 }
 
-#define OID_FLOAT4 700
-#define OID_FLOAT8 701
+#define OID_FLOAT4 OD_PGT_FLOAT4 /* common/pg_types.h */
+#define OID_FLOAT8 OD_PGT_FLOAT8
 
 static int key_sql_oom(pg_source *s, od_error *err) { return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where); }
 

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/pg_types.h"
 #include "core/log.h"
 #include "sources/pg/pg_copy_binary.h"
 #include "sources/pg/pg_copy_text.h"
@@ -42,9 +43,9 @@
 
 #define BATCH_ROWS 2000           /* rows per call of the rows callback */
 #define BATCH_BYTES (8u << 20)    /* ... or fewer when they hold this much text */
-#define OID_INT8 20
-#define OID_INT2 21
-#define OID_INT4 23
+#define OID_INT8 OD_PGT_INT8 /* common/pg_types.h */
+#define OID_INT2 OD_PGT_INT2
+#define OID_INT4 OD_PGT_INT4
 
 
 typedef struct pg_snap {
