@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pg_types.h"
 #include "sinks/redis_internal.h"
 
 void rd_table_name(const od_relation *rel, od_sqlbuf *out) {
@@ -186,8 +187,8 @@ static int apply_hash(rd_sink *s, const od_change *c, od_error *err) {
 
 static bool json_number(uint32_t oid, const od_value *v) {
   switch (oid) {
-    case 20: case 21: case 23: case 26: return true;
-    case 700: case 701: case 1700:
+    case OD_PGT_INT8: case OD_PGT_INT2: case OD_PGT_INT4: case OD_PGT_OID: return true;
+    case OD_PGT_FLOAT4: case OD_PGT_FLOAT8: case OD_PGT_NUMERIC:
       return strcmp(v->data, "NaN") && !strstr(v->data, "Infinity");
     default: return false;
   }
@@ -235,7 +236,7 @@ static int apply_json(rd_sink *s, const od_change *c, od_error *err) {
     od_sqlbuf_add(b, ":");
     if (v->kind == OD_VALUE_NULL)
       od_sqlbuf_add(b, "null");
-    else if (rel->columns[i].type_oid == 16)
+    else if (rel->columns[i].type_oid == OD_PGT_BOOL)
       od_sqlbuf_add(b, v->data[0] == 't' ? "true" : "false");
     else if (json_number(rel->columns[i].type_oid, v))
       od_sqlbuf_addn(b, v->data, v->len);
