@@ -13,6 +13,8 @@
 #   - invalidate: each cache key the test planted for a row that then changed is gone, the others stay;
 #   - stream: one entry per source change of events, in order (ids strictly increasing, and the
 #     first/last field values match the first/last change), XADD ids derived from positions;
+#   - hash: an update that leaves a TOASTed value unchanged does not recreate an evicted key from
+#     part of the row; the next full update writes it whole;
 #   - the checkpoint hash holds a position, and the password never appears in odsync's output;
 #   - SIGTERM makes odsync exit 0.
 set -euo pipefail
@@ -146,6 +148,17 @@ first=$(rcli XRANGE app:events - + COUNT 1 | tr '\n' ' ')
 [[ $first == *"op insert id 1 kind a n 1"* ]] || fail "first stream entry: $first"
 last=$(rcli XREVRANGE app:events + - COUNT 1 | tr '\n' ' ')
 log "stream: $expected entries; first: $first; last: $last"
+
+# An evicted (or expired) row is not recreated from part of its columns: drop documents:1 from
+# Redis, then update only its title (the TOASTed body is not resent): the key must stay absent.
+# A later update that resends every value writes it whole again.
+rcli DEL app:documents:1 >/dev/null
+pg_psql -c "UPDATE documents SET title = 'evicted' WHERE id = 1" -c "INSERT INTO customers VALUES (99001, 'marker 1', NULL, 0, true, now())"
+wait_for "[[ \$(rcli EXISTS app:customers:99001) == 1 ]]" 30 || fail "marker 1 never reached Redis"
+[[ $(rcli EXISTS app:documents:1) == 0 ]] || fail "a partial update recreated the evicted key app:documents:1: $(rcli HKEYS app:documents:1 | tr '\n' ' ')"
+pg_psql -c "UPDATE documents SET title = 'back', body = body || 'x' WHERE id = 1"
+wait_redis_equal 30
+log "an evicted row stayed absent on a partial update and came back whole on a full one"
 
 if grep -qF "$REDIS_PASSWORD" "$LOG"; then fail "the Redis password appears in odsync's output"; fi
 odsync_stop
