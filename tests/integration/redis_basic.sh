@@ -3,7 +3,7 @@
 # password from ${env:REDIS_PASSWORD}), every table mode: hash (customers, documents with TOASTed
 # bodies, items with a composite key that changes), json (profiles), invalidate (sessions) and
 # stream (events). Rows that exist before the first start come through the initial snapshot; then
-# a mixed workload streams for ~10 s (inserts, updates, deletes, key changes, TOAST-unchanged
+# a mixed workload of 20 rounds streams (~10 s) (inserts, updates, deletes, key changes, TOAST-unchanged
 # updates, a truncate).
 #
 # Asserts:
@@ -94,9 +94,8 @@ log "initial snapshot equal"
 [[ $(rcli EXISTS app:sessions:5) == 1 ]] || fail "the snapshot deleted cache key app:sessions:5 (invalidate mode must leave it)"
 
 workload() {
-  local end=$((SECONDS + 10)) it=0
-  while ((SECONDS < end)); do
-    it=$((it + 1))
+  local it
+  for it in $(seq 1 20); do
     {
       cat <<SQL
 BEGIN;
@@ -125,7 +124,6 @@ SQL
 workload_start workload
 workload_wait
 iterations=$(sed -n 's/^workload: \([0-9]*\) iterations/\1/p' "$WORKLOAD_LOG")
-((iterations >= 15)) || fail "the workload ran only $iterations iterations (the truncate needs 15)"
 wait_redis_equal 60
 log "hash and json keys equal the source"
 
