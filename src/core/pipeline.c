@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,23 +95,21 @@ bool od_pipeline_finished(od_pipeline *p) {
 }
 void od_pipeline_request_stop(od_pipeline *p) { atomic_store(&p->stop, true); }
 
-uint64_t od_stats_changes_applied(od_pipeline_stats *st) {
+/* The least value of one counter over the sinks (the slowest sink's view). */
+static uint64_t least_over_sinks(od_pipeline_stats *st, size_t offset) {
   uint64_t least = UINT64_MAX;
   for (int i = 0; i < st->nsinks; i++) {
-    uint64_t v = atomic_load(&st->sinks[i].changes_applied);
+    uint64_t v = atomic_load((_Atomic uint64_t *)((char *)&st->sinks[i] + offset));
     if (v < least) least = v;
   }
   return st->nsinks ? least : 0;
 }
 
-uint64_t od_stats_txns_applied(od_pipeline_stats *st) {
-  uint64_t least = UINT64_MAX;
-  for (int i = 0; i < st->nsinks; i++) {
-    uint64_t v = atomic_load(&st->sinks[i].txns_applied);
-    if (v < least) least = v;
-  }
-  return st->nsinks ? least : 0;
+uint64_t od_stats_changes_applied(od_pipeline_stats *st) {
+  return least_over_sinks(st, offsetof(od_sink_stats, changes_applied));
 }
+
+uint64_t od_stats_txns_applied(od_pipeline_stats *st) { return least_over_sinks(st, offsetof(od_sink_stats, txns_applied)); }
 
 int64_t od_stats_last_lag_us(od_pipeline_stats *st) {
   int64_t most = 0;
