@@ -10,6 +10,7 @@
  * A column of another type, or a key column, is refused when the table is first seen (the error
  * names table and column). Owns: its unit. Never touches: unselected columns.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,8 +46,11 @@ static int td_column(tx_rewrite *r, const od_relation *rel, const od_column *c, 
   (void)r;
   if (c->type_oid == OD_PGT_DATE || c->type_oid == OD_PGT_TIMESTAMP || c->type_oid == OD_PGT_TIMESTAMPTZ)
     return OD_OK;
+  char type[160];
+  if (c->type_name[0]) snprintf(type, sizeof type, "%s", c->type_name);
+  else snprintf(type, sizeof type, "oid %u", (unsigned)c->type_oid);
   return OD_FAIL(err, OD_ECONFIG, "column %s of %s.%s is of type %s; truncate_date takes date, timestamp or "
-                 "timestamptz columns", c->name, rel->schema, rel->name, c->type_name[0] ? c->type_name : "(unknown)");
+                 "timestamptz columns", c->name, rel->schema, rel->name, type);
 }
 
 static bool digits(const char *s, size_t n) {
