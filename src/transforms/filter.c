@@ -167,6 +167,9 @@ static int fl_open(const od_config_section *cfg, od_transform **out, od_error *e
   }
   if ((rc = fx_parse(e->value, &f->expr, err))) {
     free(f);
+    if (e->secret) /* the message quotes a piece of the expression: not one read from a secret */
+      return OD_FAIL(err, rc, "%s:%d:%d: %s.where: the expression (from a ${env:}/${file:} reference, not shown) "
+                     "does not parse", cfg->file, e->line, e->col, cfg->path);
     return od_error_prefix(err, "%s:%d:%d: %s.where: ", cfg->file, e->line, e->col, cfg->path);
   }
   *out = &f->base;
