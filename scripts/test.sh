@@ -2,7 +2,7 @@
 # scripts/test.sh — the test command: a sanitizer (ASan+UBSan) Debug build in build/, every CTest
 # test (unit and integration; integration tests each start their own servers, so they run in
 # parallel), then the decoder, queue, checkpoint (apply), router, config, sink, key-tuple and
-# COPY-format unit tests under valgrind from a second, non-sanitized build in build-valgrind/.
+# COPY-format, pipeline and transform unit tests under valgrind from a second, non-sanitized build in build-valgrind/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -21,7 +21,7 @@ cmake --build build-valgrind -j"$JOBS"
 
 ran=() failed=()
 for t in test_pgoutput test_queue test_apply test_route test_schema test_config test_sink_sqlite test_keytuple \
-  test_pg_copy_text test_pg_copy_binary test_pipeline; do
+  test_pg_copy_text test_pg_copy_binary test_pipeline test_filter_expr test_transforms test_pipeline_transforms; do
   exe=build-valgrind/$t
   if [[ ! -x "$exe" ]]; then
     echo "valgrind: $exe was not built" >&2
