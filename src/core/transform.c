@@ -231,7 +231,10 @@ int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, 
   for (int l = 0; l < 2 && !rc; l++)
     for (int i = 0; i < lists[l]->n && !rc; i++) {
       rc = open_one(&lists[l]->items[i], &c->t[c->nt], err);
-      if (!rc) c->keeps_values = c->keeps_values && c->t[c->nt++]->ops->keeps_values;
+      if (rc) break;
+      /* nt counts every transform, also after one that rewrites values */
+      c->keeps_values = c->t[c->nt]->ops->keeps_values && c->keeps_values;
+      c->nt++;
     }
   if (!rc) rc = ops->open(&sk->section, name, &c->inner, err);
   if (rc) {
