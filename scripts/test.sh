@@ -2,9 +2,8 @@
 # scripts/test.sh — the test command: a sanitizer (ASan+UBSan) Debug build in build/, every CTest
 # test (unit and integration; integration tests each start their own servers, so they run in
 # parallel), then the decoder, queue, checkpoint (apply), router, config, sink, key-tuple,
-# COPY-format, pipeline and observability (metrics, EWMA, alerts, log, OTLP, admin config), transform
-# and schema-plan unit
-# tests under valgrind from a second, non-sanitized build in build-valgrind/.
+# COPY-format, pipeline, observability (metrics, EWMA, alerts, log, OTLP, admin config), transform and
+# schema-plan unit tests under valgrind from a second, non-sanitized build in build-valgrind/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
