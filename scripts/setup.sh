@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/setup.sh — installs what building and testing odsync needs on a fresh Debian 12 machine
 # (run as root). Idempotent: when every package is already installed, apt is not touched.
-# Also creates the unprivileged system user the test PostgreSQL servers run as (odsync-test).
+# Also creates the unprivileged system user the test PostgreSQL and MariaDB servers run as
+# (odsync-test).
 set -euo pipefail
 
 PACKAGES=(
@@ -10,7 +11,9 @@ PACKAGES=(
   postgresql postgresql-contrib sqlite3
   libcurl4-openssl-dev zlib1g-dev libhiredis-dev curl
   clickhouse-server clickhouse-client redis-server redis-tools
+  mariadb-server mariadb-client libmariadb-dev
   valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk
+  libmicrohttpd-dev libcurl4-openssl-dev curl prometheus chromium python3
 )
 TEST_USER=odsync-test
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 extern const od_source_ops od_source_postgres;
+extern const od_source_ops od_source_mysql;
 extern const od_sink_ops od_sink_sqlite;
 extern const od_sink_ops od_sink_postgres;
 extern const od_sink_ops od_sink_clickhouse;
@@ -13,6 +14,7 @@ extern const od_transform_ops od_transform_drop_columns;
 
 static const od_source_ops *const sources[] = {
     &od_source_postgres,
+    &od_source_mysql,
 };
 
 static const od_sink_ops *const sinks[] = {
