@@ -176,7 +176,7 @@ static int apply_hash(rd_sink *s, const od_change *c, od_error *err) {
     if (rc) return rc;
   }
   if (!partial && (rc = cmd1(s, "DEL", &s->key, err))) return rc;
-  argv_buf a;
+  argv_buf a = {0}; /* freed on failure: initialised first */
   if (argv_init(&a, 2 * rel->ncolumns + 8)) {
     argv_free(&a);
     return OD_FAIL(err, OD_ENOMEM, "redis sink %s: out of memory", s->name);
@@ -300,7 +300,7 @@ static int apply_stream(rd_sink *s, const od_change *c, od_error *err) {
   snprintf(maxlen, sizeof maxlen, "%ld", s->stream_maxlen);
   static const char *const ops[] = {['I'] = "insert", ['U'] = "update", ['D'] = "delete", ['T'] = "truncate", ['R'] = "read"};
   const char *op = c->op < sizeof ops / sizeof ops[0] && ops[c->op] ? ops[c->op] : "change";
-  argv_buf a;
+  argv_buf a = {0};
   if (argv_init(&a, 2 * rel->ncolumns + 10)) {
     argv_free(&a);
     return OD_FAIL(err, OD_ENOMEM, "redis sink %s: out of memory", s->name);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # clickhouse_basic.sh — PostgreSQL -> ClickHouse (clickhouse-server from Debian, HTTP interface,
 # user/password from ${env:CH_PASSWORD}, gzip request bodies): rows that exist before the first
-# start are copied by the initial snapshot, then a mixed workload of 24 rounds streams (~12 s): inserts,
+# start are copied by the initial snapshot, then a mixed workload streams (~12 s, at least 16 rounds): inserts,
 # updates, deletes, key changes (composite key), updates that leave TOASTed values unchanged (with
 # and without REPLICA IDENTITY FULL), a truncate, and schema changes (ADD, RENAME, DROP COLUMN,
 # int -> bigint and numeric(10,2) -> numeric(14,2) widening).

@@ -3,7 +3,7 @@
 # password from ${env:REDIS_PASSWORD}), every table mode: hash (customers, documents with TOASTed
 # bodies, items with a composite key that changes), json (profiles), invalidate (sessions) and
 # stream (events). Rows that exist before the first start come through the initial snapshot; then
-# a mixed workload of 20 rounds streams (~10 s) (inserts, updates, deletes, key changes, TOAST-unchanged
+# a mixed workload streams for ~10 s, at least 16 rounds (inserts, updates, deletes, key changes, TOAST-unchanged
 # updates, a truncate).
 #
 # Asserts:
