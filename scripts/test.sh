@@ -2,7 +2,8 @@
 # scripts/test.sh — the test command: a sanitizer (ASan+UBSan) Debug build in build/, every CTest
 # test (unit and integration; integration tests each start their own servers, so they run in
 # parallel), then the decoder, queue, checkpoint (apply), router, config, sink, key-tuple,
-# COPY-format and metrics unit tests under valgrind from a second, non-sanitized build in build-valgrind/.
+# COPY-format, pipeline, observability (metrics, EWMA, alerts, log, OTLP, admin config), transform and
+# schema-plan unit tests under valgrind from a second, non-sanitized build in build-valgrind/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,8 +26,9 @@ cmake --build build-valgrind -j"$JOBS"
 
 ran=() failed=()
 for t in test_pgoutput test_queue test_apply test_route test_schema test_config test_sink_sqlite test_keytuple \
-  test_pg_copy_text test_pg_copy_binary test_pipeline test_metrics test_ewma test_alerts test_log \
-  test_sink_clickhouse_types test_binlog test_my_stream test_my_config test_pg_attalign test_pg_ident test_schema_plan; do
+  test_pg_copy_text test_pg_copy_binary test_pipeline test_metrics test_ewma test_alerts test_log test_otlp \
+  test_config_admin test_sink_clickhouse_types test_binlog test_my_stream test_my_config test_pg_attalign test_pg_ident \
+  test_schema_plan test_filter_expr test_transforms test_pipeline_transforms; do
   exe=build-valgrind/$t
   if [[ ! -x "$exe" ]]; then
     echo "valgrind: $exe was not built" >&2

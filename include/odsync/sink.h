@@ -37,6 +37,7 @@ enum od_sink_caps {
   OD_SINK_MARKS = 1u << 1,             /* set_mark / get_mark */
   OD_SINK_TEXT_MARKS = 1u << 2,        /* set_text_mark / get_text_mark (needs OD_SINK_MARKS) */
   OD_SINK_BULK_LOAD = 1u << 3,         /* load_prepare / load / load_finish */
+  OD_SINK_TABLE_OWNERSHIP = 1u << 4,   /* check_tables / resnapshot_table */
 };
 
 typedef struct od_sink_ops {
@@ -97,7 +98,7 @@ typedef struct od_sink_ops {
   int (*load_prepare)(od_sink *s, const od_relation *rel, const char *binary_format, bool *binary, od_error *err);
   int (*load)(od_sink *s, const od_change *rows, size_t n, od_error *err);
   int (*load_finish)(od_sink *s, const od_relation *rel, od_error *err);
-  /* Optional table ownership (both or neither). A sink that records which pipeline and source table
+  /* OD_SINK_TABLE_OWNERSHIP: table ownership. A sink that records which pipeline and source table
    * own each target table refuses, when a table is first used in a session, a target table that
    * another source table or pipeline already writes, and one it had and lost (dropped by hand),
    * since creating it again empty would run on with a fraction of the rows.

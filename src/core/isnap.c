@@ -718,6 +718,7 @@ out:
 
 static void *worker_main(void *arg) {
   od_isnap *is = arg;
+  od_log_set_thread_pipeline(is->cfg->name);
   long backoff = 500;
   for (;;) {
     pthread_mutex_lock(&is->mu);

@@ -33,7 +33,7 @@ static int allow_recreate(const od_pipeline_config *cfg, const od_snap_table *co
   for (int k = 0; !rc && k < cfg->nsinks; k++) {
     const od_sink_config *sk = &cfg->sinks[k];
     const od_sink_ops *snk = od_sink_find(sk->section.type);
-    if (!snk || !snk->resnapshot_table) continue;
+    if (!snk || !(snk->caps & OD_SINK_TABLE_OWNERSHIP)) continue;
     char name[128];
     if (!strcmp(sk->name, "default")) snprintf(name, sizeof name, "%s", cfg->name);
     else snprintf(name, sizeof name, "%s.%s", cfg->name, sk->name);

@@ -431,9 +431,9 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
     if (rc) return p->nsinks > 1 ? od_error_prefix(err, "sink %s: ", sr->ps->cfg->name) : rc;
     if ((rc = sr->sink->ops->read_position(sr->sink, &sr->start, err))) return rc;
     if (!od_pos_is_none(&sr->start) && sr->start.kind != p->source_ops->position)
-      return OD_FAIL(err, OD_ECONFIG, "pipeline %s: sink %s holds a '%s' position but the source (type %s) makes "
+      return OD_FAIL(err, OD_ECONFIG, "sink %s holds a '%s' position but the source (type %s) makes "
                      "'%s' positions: it was filled from another kind of source; point the pipeline at an empty sink",
-                     cfg->name, sr->ps->cfg->name, sr->start.kind->name, p->source_ops->type,
+                     sr->ps->cfg->name, sr->start.kind->name, p->source_ops->type,
                      p->source_ops->position->name);
     od_pos_cell_set(&p->stats.sinks[i].durable, &sr->start);
     /* Before anything is written: every captured table lands in a target table of its own. */

@@ -11,6 +11,13 @@ extern const od_sink_ops od_sink_postgres;
 extern const od_sink_ops od_sink_clickhouse;
 extern const od_sink_ops od_sink_redis;
 extern const od_transform_ops od_transform_drop_columns;
+extern const od_transform_ops od_transform_rename;
+extern const od_transform_ops od_transform_filter;
+extern const od_transform_ops od_transform_mask;
+extern const od_transform_ops od_transform_hash;
+extern const od_transform_ops od_transform_pseudonymize;
+extern const od_transform_ops od_transform_truncate_date;
+extern const od_transform_ops od_transform_null;
 
 static const od_source_ops *const sources[] = {
     &od_source_postgres,
@@ -26,6 +33,13 @@ static const od_sink_ops *const sinks[] = {
 
 static const od_transform_ops *const transforms[] = {
     &od_transform_drop_columns,
+    &od_transform_rename,
+    &od_transform_filter,
+    &od_transform_mask,
+    &od_transform_hash,
+    &od_transform_pseudonymize,
+    &od_transform_truncate_date,
+    &od_transform_null,
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -571,21 +571,13 @@ int od_schema_relation_at(od_schema *s, od_relation *rel, const char *at, bool *
    * under the same name (a new relation OID); its rows in the sink are stale. */
   bool recreated = !last;
   if (!last) last = t->v[t->n - 1];
-  int n = 0;
   if (recreated)
-    n = snprintf(diff, sizeof diff, "table dropped and re-created at the source (relation oid %u, now %u)",
-                 last->rel.oid, rel->oid);
+    snprintf(diff, sizeof diff, "table dropped and re-created at the source (relation oid %u, now %u)",
+             last->rel.oid, rel->oid);
   char more[OD_ERROR_MSG_MAX];
-  if (od_schema_describe_diff(&last->rel, rel, more, sizeof more) > 0) {
-    size_t at = (size_t)n < sizeof diff ? (size_t)n : sizeof diff - 1, room = sizeof diff - at;
-    if (n && room > 2) {
-      memcpy(diff + at, "; ", 3);
-      at += 2, room -= 2;
-    }
-    size_t len = strnlen(more, room - 1);
-    memcpy(diff + at, more, len);
-    diff[at + len] = '\0';
-  }
+  /* (Columns of two different tables are not compared: the new one replaces the old.) */
+  if (!recreated && od_schema_describe_diff(&last->rel, rel, more, sizeof more) > 0)
+    snprintf(diff, sizeof diff, "%s", more);
   if (s->policy == OD_SCHEMA_STOP) {
     if (recreated)
       return OD_FAIL(err, OD_ESCHEMA,

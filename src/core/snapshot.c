@@ -346,6 +346,7 @@ static int copy_chunk(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
 static void *worker_main(void *arg) {
   worker *w = arg;
   driver *d = w->d;
+  od_log_set_thread_pipeline(d->name);
   od_error err;
   od_error_clear(&err);
   for (;;) {

@@ -45,7 +45,7 @@ static void add(void *ctx, const char *schema, const char *name, bool keyed) {
 
 int od_targets_check(od_source *source, od_sink *sink, void (*problem)(void *ctx, bool fatal, const char *msg),
                      void *ctx, od_error *err) {
-  if (!source->ops->tables || !sink->ops->check_tables) return 0;
+  if (!source->ops->tables || !od_sink_can(sink, OD_SINK_TABLE_OWNERSHIP)) return 0;
   names l = {0};
   int rc = source->ops->tables(source, add, &l, err);
   if (rc == OD_OK && l.oom) rc = OD_FAIL(err, OD_ENOMEM, "out of memory");

@@ -231,7 +231,10 @@ int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, 
   for (int l = 0; l < 2 && !rc; l++)
     for (int i = 0; i < lists[l]->n && !rc; i++) {
       rc = open_one(&lists[l]->items[i], &c->t[c->nt], err);
-      if (!rc) c->keeps_values = c->keeps_values && c->t[c->nt++]->ops->keeps_values;
+      if (rc) break;
+      /* nt counts every transform, also after one that rewrites values */
+      c->keeps_values = c->t[c->nt]->ops->keeps_values && c->keeps_values;
+      c->nt++;
     }
   if (!rc) rc = ops->open(&sk->section, name, &c->inner, err);
   if (rc) {
@@ -254,8 +257,10 @@ int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, 
     c->ops.set_text_mark = ch_set_text_mark;
     c->ops.get_text_mark = ch_get_text_mark;
   }
-  if (ops->check_tables) c->ops.check_tables = ch_check_tables;
-  if (ops->resnapshot_table) c->ops.resnapshot_table = ch_resnapshot_table;
+  if (ops->caps & OD_SINK_TABLE_OWNERSHIP) {
+    c->ops.check_tables = ch_check_tables;
+    c->ops.resnapshot_table = ch_resnapshot_table;
+  }
   if (ops->caps & OD_SINK_BULK_LOAD) {
     c->ops.load_prepare = ch_load_prepare;
     c->ops.load = ch_load;

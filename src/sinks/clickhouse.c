@@ -99,9 +99,9 @@ static void ch_close(od_sink *base) {
 
 static int ch_open(const od_config_section *cfg, const char *name, od_sink **out, od_error *err) {
   static const char *const keys[] = {"url", "database", "user", "password", "compression", "timeout_ms",
-                                     "view_suffix", "tls_verify", NULL};
+                                     "view_suffix", "tls_verify", "buffer_mib", NULL};
   const char *url, *database, *user, *password, *compression, *suffix;
-  long timeout_ms;
+  long timeout_ms, buffer_mib;
   bool tls_verify;
   int rc = od_config_check_keys(cfg, keys, err);
   if (!rc) rc = od_config_string(cfg, "url", "http://127.0.0.1:8123", &url, err);
@@ -112,6 +112,7 @@ static int ch_open(const od_config_section *cfg, const char *name, od_sink **out
   if (!rc) rc = od_config_int(cfg, "timeout_ms", 300000, 1000, 86400000, &timeout_ms, err);
   if (!rc) rc = od_config_string(cfg, "view_suffix", "_current", &suffix, err);
   if (!rc) rc = od_config_bool(cfg, "tls_verify", true, &tls_verify, err);
+  if (!rc) rc = od_config_int(cfg, "buffer_mib", 64, 1, 65536, &buffer_mib, err);
   if (rc) return rc;
   if (strcmp(compression, "none") != 0 && strcmp(compression, "gzip") != 0) {
     const od_config_entry *e = od_config_find(cfg, "compression");
@@ -135,6 +136,7 @@ static int ch_open(const od_config_section *cfg, const char *name, od_sink **out
   s->name = strdup(name ? name : "");
   s->database = strdup(database);
   s->view_suffix = strdup(suffix);
+  s->buffer_bytes = (size_t)buffer_mib << 20;
   od_sqlbuf_reset(&s->sql);
   ch_ident(&s->sql, database);
   od_sqlbuf_add(&s->sql, ".`_odsync_checkpoint`");
@@ -302,7 +304,7 @@ static int ch_begin(od_sink *base, od_error *err) {
 static size_t batch_bytes(const ch_sink *s) {
   size_t n = 0;
   for (const ch_rel *r = s->all; r; r = r->next)
-    n += r->data.len + r->nrows * (sizeof(ch_row) + r->rel->ncolumns * sizeof(ch_cell));
+    n += r->data.len + r->nrows * (sizeof(ch_row) + r->ncol * sizeof(ch_cell));
   return n;
 }
 
@@ -322,7 +324,7 @@ static int ch_apply(od_sink *base, const od_change *changes, size_t n, od_error 
    * checkpoint still comes after the last row, and replayed rows collapse (same versions; a later
    * row of the same key and transaction, with an equal version, is inserted later and wins). */
   size_t held = batch_bytes(s);
-  if (held >= CH_FLUSH_BYTES) {
+  if (held >= s->buffer_bytes) {
     od_debug("clickhouse sink %s: the open batch holds %zu MiB: inserting it before its commit", s->http.name,
              held >> 20);
     for (ch_rel *r = s->all; r; r = r->next) {

@@ -128,6 +128,9 @@ int ch_http_exec(ch_http *h, const char *stmt, const char *body, size_t len, con
   od_sqlbuf_addf(&h->url_buf, "%s?database=%s", h->url, esc ? esc : "");
   curl_free(esc);
   if (h->gzip) od_sqlbuf_add(&h->url_buf, "&enable_http_compression=1");
+  /* A query's answer is buffered by the server until the query ends, so an exception raised after
+   * the first rows still comes as a non-200 status (an insert answers only at its end anyway). */
+  if (!body) od_sqlbuf_add(&h->url_buf, "&wait_end_of_query=1");
   const char *post = stmt;
   size_t post_len = strlen(stmt);
   struct curl_slist *hdr = NULL;

@@ -28,7 +28,6 @@ enum ch_kind { CHK_STRING, CHK_INT, CHK_BOOL, CHK_FLOAT, CHK_DECIMAL, CHK_DATE, 
 
 #define CH_FILL UINT32_MAX /* ch_cell.len of a value still to be read from the sink (unchanged TOAST) */
 #define CH_NONE UINT32_MAX
-#define CH_FLUSH_BYTES (64u << 20) /* a batch holding more is inserted before its commit */
 
 typedef struct ch_cell {
   uint32_t off, len; /* TabSeparated field in ch_rel.data; len CH_FILL: to fill */
@@ -43,7 +42,12 @@ typedef struct ch_row {
 
 typedef struct ch_rel {
   od_relmap_node node;     /* first member: the sink's map, keyed by rel */
-  const od_relation *rel;  /* not owned */
+  const od_relation *rel;  /* not owned; may be gone once the batch it came with is committed
+                              (the initial snapshot's relations): only dereferenced while the
+                              batch holds rows of it, and after `sig` matched on lookup */
+  uint64_t sig;            /* the shape rel had (oid, version, columns): tells a reused address */
+  uint64_t checked;        /* the batch (ch_sink.txn_seq) in which sig was last checked */
+  uint16_t ncol;           /* rel->ncolumns, readable after rel is gone */
   struct ch_rel *next;     /* every ch_rel, newest first */
   char *table;             /* target table name (unquoted) */
   char *qtable;            /* `database`.`table` */
@@ -77,6 +81,7 @@ typedef struct ch_sink {
   int server_major, server_minor;
   bool in_txn;
   uint64_t txn_seq;
+  size_t buffer_bytes;     /* an open batch holding more is inserted before its commit */
   uint64_t last_written;   /* the checkpoint table's own row version, strictly increasing */
   od_relmap rels;
   ch_rel *all;             /* every ch_rel, newest first */

@@ -19,6 +19,8 @@
 #define COL_VERSION "_odsync_version"
 #define COL_DELETED "_odsync_deleted"
 
+static uint64_t hash_bytes(uint64_t h, const char *p, size_t n);
+
 static int oom(ch_sink *s, od_error *err) { return OD_FAIL(err, OD_ENOMEM, "clickhouse sink %s: out of memory", s->http.name); }
 
 static void rel_free(ch_rel *r) {
@@ -369,15 +371,60 @@ static int sync_table(ch_sink *s, ch_rel *r, od_error *err) {
   return rc;
 }
 
+/* A hash of a relation's shape: its identity, version and every column's name, type and key flag. */
+static uint64_t rel_sig(const od_relation *rel) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  uint32_t head[3] = {rel->oid, rel->version, rel->ncolumns};
+  h = hash_bytes(h, (const char *)head, sizeof head);
+  h = hash_bytes(h, rel->schema, strlen(rel->schema));
+  h = hash_bytes(h, rel->name, strlen(rel->name));
+  for (uint16_t i = 0; i < rel->ncolumns; i++) {
+    const od_column *c = &rel->columns[i];
+    int32_t t[3] = {(int32_t)c->type_oid, c->typmod, c->key};
+    h = hash_bytes(h, c->name, strlen(c->name));
+    h = hash_bytes(h, (const char *)t, sizeof t);
+  }
+  return h;
+}
+
+static bool take_node(od_relmap_node *n, void *ctx) {
+  if (n != ctx) return false;
+  return true; /* unlinked; the caller frees it */
+}
+
+/* Forget a state whose relation is gone (its address now names another relation). */
+static void forget(ch_sink *s, ch_rel *stale) {
+  od_relmap_remove_if(&s->rels, take_node, stale);
+  for (ch_rel **pp = &s->all; *pp; pp = &(*pp)->next)
+    if (*pp == stale) {
+      *pp = stale->next;
+      break;
+    }
+  rel_free(stale);
+}
+
 int ch_rel_get(ch_sink *s, const od_relation *rel, ch_rel **out, od_error *err) {
   od_relmap_node *n = od_relmap_find(&s->rels, rel);
-  if (n) {
-    *out = (ch_rel *)n;
+  ch_rel *found = (ch_rel *)n;
+  if (found && found->checked == s->txn_seq) { /* checked in this batch: its relation is alive */
+    *out = found;
     return OD_OK;
   }
+  uint64_t sig = rel_sig(rel);
+  if (found && found->sig == sig) {
+    found->checked = s->txn_seq;
+    *out = found;
+    return OD_OK;
+  }
+  /* The initial snapshot's relations are freed when it ends, while this sink instance streams on:
+   * a later relation may reuse the address. Its rows were committed with the snapshot. */
+  if (n) forget(s, (ch_rel *)n);
   ch_rel *r = calloc(1, sizeof *r);
   if (!r) return oom(s, err);
   r->rel = rel;
+  r->sig = sig;
+  r->checked = s->txn_seq;
+  r->ncol = rel->ncolumns;
   char name[300];
   if (rel->schema && *rel->schema && strcmp(rel->schema, "public") != 0)
     snprintf(name, sizeof name, "%s_%s", rel->schema, rel->name);

@@ -9,27 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pg_types.h"
 #include "sinks/clickhouse_internal.h"
 
-enum {
-  OID_BOOL = 16, OID_BYTEA = 17, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_OID = 26, OID_FLOAT4 = 700,
-  OID_FLOAT8 = 701, OID_DATE = 1082, OID_TIMESTAMP = 1114, OID_TIMESTAMPTZ = 1184, OID_NUMERIC = 1700
-};
 
 int ch_type_of(uint32_t oid, int32_t typmod, char *out, size_t n) {
   switch (oid) {
-    case OID_BOOL: snprintf(out, n, "UInt8"); return CHK_BOOL;
-    case OID_INT2: snprintf(out, n, "Int16"); return CHK_INT;
-    case OID_INT4: snprintf(out, n, "Int32"); return CHK_INT;
-    case OID_INT8: snprintf(out, n, "Int64"); return CHK_INT;
-    case OID_OID: snprintf(out, n, "UInt32"); return CHK_INT;
-    case OID_FLOAT4: snprintf(out, n, "Float32"); return CHK_FLOAT;
-    case OID_FLOAT8: snprintf(out, n, "Float64"); return CHK_FLOAT;
-    case OID_DATE: snprintf(out, n, "Date"); return CHK_DATE;
-    case OID_TIMESTAMP:
-    case OID_TIMESTAMPTZ: snprintf(out, n, "DateTime('UTC')"); return CHK_DATETIME;
-    case OID_BYTEA: snprintf(out, n, "String"); return CHK_BYTES;
-    case OID_NUMERIC:
+    case OD_PGT_BOOL: snprintf(out, n, "UInt8"); return CHK_BOOL;
+    case OD_PGT_INT2: snprintf(out, n, "Int16"); return CHK_INT;
+    case OD_PGT_INT4: snprintf(out, n, "Int32"); return CHK_INT;
+    case OD_PGT_INT8: snprintf(out, n, "Int64"); return CHK_INT;
+    case OD_PGT_OID: snprintf(out, n, "UInt32"); return CHK_INT;
+    case OD_PGT_FLOAT4: snprintf(out, n, "Float32"); return CHK_FLOAT;
+    case OD_PGT_FLOAT8: snprintf(out, n, "Float64"); return CHK_FLOAT;
+    case OD_PGT_DATE: snprintf(out, n, "Date"); return CHK_DATE;
+    case OD_PGT_TIMESTAMP:
+    case OD_PGT_TIMESTAMPTZ: snprintf(out, n, "DateTime('UTC')"); return CHK_DATETIME;
+    case OD_PGT_BYTEA: snprintf(out, n, "String"); return CHK_BYTES;
+    case OD_PGT_NUMERIC:
       if (typmod >= 4) {
         int p = ((typmod - 4) >> 16) & 0xffff, s = (typmod - 4) & 0xffff;
         if (p >= 1 && p <= 38 && s <= p) {

@@ -545,7 +545,7 @@ static int pgs_get_text_mark(od_sink *base, const char *key, char **out, od_erro
 
 const od_sink_ops od_sink_postgres = {
     .type = "postgres",
-    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_BULK_LOAD,
+    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_BULK_LOAD | OD_SINK_TABLE_OWNERSHIP,
     .max_writers = 16, /* one connection each; keyed changes are idempotent upserts */
     .open = pgs_open,
     .read_position = pgs_read_position,

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pg_types.h"
 #include "sinks/redis_internal.h"
 
 void rd_table_name(const od_relation *rel, od_sqlbuf *out) {
@@ -142,6 +143,22 @@ static void argv_add(argv_buf *a, const char *p, size_t n) {
   }
 }
 
+static bool has_unchanged(const od_tuple *t) {
+  for (uint16_t i = 0; i < t->ncolumns; i++)
+    if (t->values[i].kind == OD_VALUE_UNCHANGED) return true;
+  return false;
+}
+
+/* Sets the fields of a hash that exists, removes the listed ones; leaves a missing key missing
+ * (an expired or evicted row is not recreated from part of its columns).
+ * KEYS[1] = the hash; ARGV[1] = number of field/value pairs, then the pairs, then fields to delete. */
+static const char partial_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+    "local n = tonumber(ARGV[1]) "
+    "if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 2, 1 + 2 * n)) end "
+    "if #ARGV > 1 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 2 + 2 * n)) end "
+    "return 1";
+
 static int apply_hash(rd_sink *s, const od_change *c, od_error *err) {
   const od_relation *rel = c->rel;
   int rc;
@@ -150,44 +167,55 @@ static int apply_hash(rd_sink *s, const od_change *c, od_error *err) {
     return cmd1(s, "DEL", &s->key, err);
   }
   if ((rc = row_key(s, c, &c->newtup, &s->key, err))) return rc;
+  /* A whole row (every insert, snapshot row, and update that resent every value) replaces the
+   * hash; an update with unchanged TOAST values changes the fields it has and keeps the others. */
+  bool partial = c->op == OD_OP_UPDATE && has_unchanged(&c->newtup);
   if (c->op == OD_OP_UPDATE && key_moved(c)) {
-    if ((rc = row_key(s, c, &c->oldtup, &s->aux, err)) || (rc = move_key(s, &s->aux, &s->key, err))) return rc;
-  } else if (c->op != OD_OP_UPDATE && (rc = cmd1(s, "DEL", &s->key, err))) {
-    return rc; /* an insert (or snapshot read) writes the whole row */
+    if ((rc = row_key(s, c, &c->oldtup, &s->aux, err))) return rc;
+    rc = partial ? move_key(s, &s->aux, &s->key, err) : cmd1(s, "DEL", &s->aux, err);
+    if (rc) return rc;
   }
-  argv_buf set = {0}, del = {0}; /* both freed on failure: initialised first */
-  if (argv_init(&set, 2 * rel->ncolumns + 2) || argv_init(&del, rel->ncolumns + 2)) {
-    argv_free(&set);
-    argv_free(&del);
+  if (!partial && (rc = cmd1(s, "DEL", &s->key, err))) return rc;
+  argv_buf a = {0}; /* freed on failure: initialised first */
+  if (argv_init(&a, 2 * rel->ncolumns + 8)) {
+    argv_free(&a);
     return OD_FAIL(err, OD_ENOMEM, "redis sink %s: out of memory", s->name);
   }
-  argv_add(&set, "HSET", 4);
-  argv_add(&set, s->key.p, s->key.len);
-  argv_add(&del, "HDEL", 4);
-  argv_add(&del, s->key.p, s->key.len);
-  for (uint16_t i = 0; i < rel->ncolumns; i++) {
-    const od_value *v = i < c->newtup.ncolumns ? &c->newtup.values[i] : NULL;
-    if (!v || v->kind == OD_VALUE_UNCHANGED) continue; /* the stored field stays */
-    const char *name = rel->columns[i].name;
-    if (v->kind == OD_VALUE_NULL) {
-      argv_add(&del, name, strlen(name));
-      continue;
-    }
-    argv_add(&set, name, strlen(name));
-    argv_add(&set, v->data ? v->data : "", v->len);
+  char npairs[16];
+  if (partial) {
+    argv_add(&a, "EVAL", 4);
+    argv_add(&a, partial_script, sizeof partial_script - 1);
+    argv_add(&a, "1", 1);
+    argv_add(&a, s->key.p, s->key.len);
+    argv_add(&a, npairs, 0); /* filled below */
+  } else {
+    argv_add(&a, "HSET", 4);
+    argv_add(&a, s->key.p, s->key.len);
+  }
+  int pairs = 0;
+  for (uint16_t i = 0; i < rel->ncolumns && i < c->newtup.ncolumns; i++) {
+    const od_value *v = &c->newtup.values[i];
+    if (v->kind != OD_VALUE_TEXT) continue; /* NULL: no field; unchanged: the stored field stays */
+    argv_add(&a, rel->columns[i].name, strlen(rel->columns[i].name));
+    argv_add(&a, v->data, v->len);
+    pairs++;
+  }
+  if (partial) {
+    snprintf(npairs, sizeof npairs, "%d", pairs);
+    a.len[4] = strlen(npairs);
+    for (uint16_t i = 0; i < rel->ncolumns && i < c->newtup.ncolumns; i++)
+      if (c->newtup.values[i].kind == OD_VALUE_NULL) argv_add(&a, rel->columns[i].name, strlen(rel->columns[i].name));
   }
   rc = OD_OK;
-  if (set.n > 2) rc = rd_append(s, set.n, set.argv, set.len, err);
-  if (!rc && del.n > 2 && c->op == OD_OP_UPDATE) rc = rd_append(s, del.n, del.argv, del.len, err);
-  argv_free(&set);
-  argv_free(&del);
+  if (partial || pairs > 0) rc = rd_append(s, a.n, a.argv, a.len, err);
+  argv_free(&a);
   return rc ? rc : expire(s, &s->key, err);
 }
 
 static bool json_number(uint32_t oid, const od_value *v) {
   switch (oid) {
-    case 20: case 21: case 23: case 26: return true;
-    case 700: case 701: case 1700:
+    case OD_PGT_INT8: case OD_PGT_INT2: case OD_PGT_INT4: case OD_PGT_OID: return true;
+    case OD_PGT_FLOAT4: case OD_PGT_FLOAT8: case OD_PGT_NUMERIC:
       return strcmp(v->data, "NaN") && !strstr(v->data, "Infinity");
     default: return false;
   }
@@ -235,7 +263,7 @@ static int apply_json(rd_sink *s, const od_change *c, od_error *err) {
     od_sqlbuf_add(b, ":");
     if (v->kind == OD_VALUE_NULL)
       od_sqlbuf_add(b, "null");
-    else if (rel->columns[i].type_oid == 16)
+    else if (rel->columns[i].type_oid == OD_PGT_BOOL)
       od_sqlbuf_add(b, v->data[0] == 't' ? "true" : "false");
     else if (json_number(rel->columns[i].type_oid, v))
       od_sqlbuf_addn(b, v->data, v->len);
@@ -272,7 +300,7 @@ static int apply_stream(rd_sink *s, const od_change *c, od_error *err) {
   snprintf(maxlen, sizeof maxlen, "%ld", s->stream_maxlen);
   static const char *const ops[] = {['I'] = "insert", ['U'] = "update", ['D'] = "delete", ['T'] = "truncate", ['R'] = "read"};
   const char *op = c->op < sizeof ops / sizeof ops[0] && ops[c->op] ? ops[c->op] : "change";
-  argv_buf a;
+  argv_buf a = {0};
   if (argv_init(&a, 2 * rel->ncolumns + 10)) {
     argv_free(&a);
     return OD_FAIL(err, OD_ENOMEM, "redis sink %s: out of memory", s->name);

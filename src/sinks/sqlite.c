@@ -593,7 +593,7 @@ int od_sink_sqlite_stats(const od_sink *s, od_sqlite_stats *out) {
 
 const od_sink_ops od_sink_sqlite = {
     .type = "sqlite",
-    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS,
+    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_TABLE_OWNERSHIP,
     .max_writers = 1, /* SQLite has one writer at a time */
     .open = sq_open,
     .read_position = sq_read_position,

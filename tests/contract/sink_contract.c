@@ -70,9 +70,20 @@ static od_sink *open_as(run *r, const char *name) {
   return s;
 }
 
-/* begin, apply n changes, then commit at pos (pos NULL: commit_data). */
+/* begin, apply n changes, then commit at pos (pos NULL: commit_data). The changes carry the
+ * transaction's start position as the pipeline sets it (od_change.txn_start): just below pos, so a
+ * replay of the same transaction carries the same one (sinks that version rows by position see it). */
 static bool txn(run *r, od_sink *s, const od_change *c, size_t n, const od_pos *pos) {
   od_error err = {0};
+  od_change copy[8];
+  od_pos start = pos ? od_pos_legacy_lsn(od_pos_to_u64(pos) - 1) : od_pos_none();
+  if (n > 8) return fail(r, "the contract's transactions hold at most 8 changes", NULL);
+  for (size_t i = 0; i < n; i++) {
+    copy[i] = c[i];
+    copy[i].index = (uint32_t)i;
+    copy[i].txn_start = pos ? &start : NULL;
+  }
+  c = copy;
   if (s->ops->begin(s, &err)) return fail(r, "begin", &err);
   if (n && s->ops->apply(s, c, n, &err)) {
     s->ops->rollback(s);

@@ -4,7 +4,8 @@
 # Asserts, while a steady insert workload runs through a postgres -> sqlite pipeline:
 #  - the page loads from the binary alone (no external request: the page has no CDN reference,
 #    and its Content-Security-Policy allows only itself);
-#  - the rendered DOM shows a card for the pipeline with its state "streaming", and the page
+#  - the rendered DOM shows a card for the pipeline with its state "streaming", its source, sink
+#    type and consistency, and the page
 #    re-rendered from /status several times without a reload;
 #  - the number of changes it shows grows between two loads a few seconds apart and matches the
 #    scale of /status (the numbers are live);
@@ -65,6 +66,7 @@ timeout 60 bash -c "$(declare -f chrome); TEST_TMP=$TEST_TMP chrome 1 --dump-dom
   fail "chromium --dump-dom failed: $(tail -5 "$TEST_TMP/chromium.log")"
 grep -q 'data-pipeline="shop"' "$TEST_TMP/dom1.html" || fail "the page shows no card for pipeline shop"
 grep -q '>streaming</span>' "$TEST_TMP/dom1.html" || fail "the card does not say streaming"
+grep -q 'postgres → sqlite · strong' "$TEST_TMP/dom1.html" || fail "the card does not show source, sink type and consistency"
 renders=$(grep -o 'data-renders="[0-9]*"' "$TEST_TMP/dom1.html" | grep -o '[0-9]*')
 ((${renders:-0} >= 2)) || fail "the page rendered ${renders:-0} times (it should poll /status without reloading)"
 n1=$(shown "$TEST_TMP/dom1.html")

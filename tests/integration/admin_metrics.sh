@@ -9,9 +9,11 @@
 #    the server's idle timeout, while the sink still ends up equal to the source row for row;
 #  - /metrics counts exactly the rows applied, by operation (insert 2000, update 500, delete 300,
 #    and the sink holds 1,700 rows), `promtool check metrics` passes on it, and a real Prometheus
-#    server scraping odsync answers a PromQL query with the same total;
+#    server scraping odsync answers a PromQL query with the same total, and every query of the
+#    Grafana dashboard (docs/grafana/odsync.json) runs on it (the main panels with data);
 #  - /readyz flips to 503 (naming the pipeline and its state) while PostgreSQL is down and back to
-#    200 after it returns; the error is counted in odsync_errors_total and shown by /status;
+#    200 after it returns; the error is counted in odsync_errors_total and shown by /status, and
+#    the `errors_per_minute: 2` alert fires (gauge and one log line);
 #  - `odsync status -c` and `--url` print the table; an unreachable --url exits 1 with a message;
 #  - the DSN's password (from ${env:}) appears in no log line, metric, status or page, and with
 #    log.format json every log line is a JSON object; those about the pipeline carry "pipeline".
@@ -56,6 +58,7 @@ pipelines:
   - name: shop
     source: { type: postgres, dsn: "\${env:ODSYNC_TEST_DSN}", tables: [public.items], reconnect_max_ms: 500 }
     sink: { type: sqlite, path: $SINK_DB }
+    alerts: { errors_per_minute: 2 }
 YAML
 
 http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@"; }
@@ -151,6 +154,26 @@ wait_for "[[ \$(prom_value '$query') == 2800 ]]" 45 ||
 up=$(prom_value 'up{job="odsync"}')
 [[ "$up" == 1 ]] || fail "Prometheus says up{job=odsync} = '$up'"
 log "Prometheus: $query = 2800, up = 1"
+# Every query of the Grafana dashboard in docs/ runs on this Prometheus without error, and the main
+# panels have data (rate() needs at least two scrapes: wait for three).
+wait_for "(( \$(prom_value 'count_over_time(up{job=\"odsync\"}[1m])' || echo 0) >= 3 ))" 20 ||
+  fail "Prometheus did not scrape odsync three times"
+python3 - "$ODSYNC_SOURCE_DIR/docs/grafana/odsync.json" "http://127.0.0.1:$PPORT" <<'PY' || fail "the Grafana dashboard's queries do not work"
+import json, sys, urllib.parse, urllib.request
+dash, base = json.load(open(sys.argv[1])), sys.argv[2]
+n = with_data = 0
+for panel in dash["panels"]:
+    for t in panel["targets"]:
+        expr = t["expr"].replace("$pipeline", ".*")
+        url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        r = json.load(urllib.request.urlopen(url, timeout=5))
+        assert r["status"] == "success", (panel["title"], expr, r)
+        n += 1
+        if r["data"]["result"]: with_data += 1
+        elif panel["title"] in ("Ready", "Changes/s", "Lag", "Changes applied by operation", "Queue depth"):
+            raise AssertionError(f"no data for panel {panel['title']}: {expr}")
+print(f"grafana: {n} queries ran, {with_data} with data")
+PY
 kill "$PROM_PID"; wait "$PROM_PID" 2>/dev/null || true; PROM_PID=
 
 # odsync status, from the config and from a URL.
@@ -176,7 +199,10 @@ wait_for "[[ \$(http_code $ADMIN/readyz) == 200 ]]" 60 || fail "/readyz did not 
 curl -s --max-time 5 "$ADMIN/metrics" >"$TEST_TMP/metrics.txt"
 grep -Eq '^odsync_errors_total\{pipeline="shop",class="[a-z]+"\} [1-9]' "$TEST_TMP/metrics.txt" || fail "no odsync_errors_total after the outage"
 grep -Eq '^odsync_retries_total\{pipeline="shop"\} [1-9]' "$TEST_TMP/metrics.txt" || fail "no odsync_retries_total after the outage"
-log "/readyz 503 during the outage, 200 after; errors and retries counted"
+grep -q '^odsync_alert_firing{pipeline="shop",alert="errors_per_minute"} 1$' "$TEST_TMP/metrics.txt" ||
+  fail "the errors_per_minute alert did not fire: $(grep -E 'errors_total|alert_firing' "$TEST_TMP/metrics.txt")"
+[[ $(grep -c 'pipeline shop: alert errors_per_minute firing' "$LOG") == 1 ]] || fail "expected one errors_per_minute firing log line"
+log "/readyz 503 during the outage, 200 after; errors and retries counted; the errors_per_minute alert fired"
 
 wait_slot_active odsync_shop 60
 pg_psql -c "INSERT INTO items SELECT g, 'after', 0 FROM generate_series(5001, 5100) g"

@@ -3,7 +3,8 @@
 #
 # Asserts:
 #   - `odsync check -c` and `odsync run -c` on malformed configs (YAML syntax error, unknown
-#     top-level key, unknown source key, missing dsn, ${env:UNSET}, a bad source.partitions) exit
+#     top-level key, unknown source key, missing dsn, ${env:UNSET}, a bad source.partitions, a
+#     filter expression that does not parse, a pseudonymize key written in the file) exit
 #     non-zero, promptly, and print CONFIG_PATH:LINE:COL (the exact line where the fault has one
 #     unambiguous line) and name the offending key / variable;
 #   - `odsync check` against a port where nothing listens exits non-zero and names host and port;
@@ -131,6 +132,32 @@ pipelines:
             maintenance_work_mem: 512M }
 EOF
 expect_config_error "bad maintenance_work_mem" "$TEST_TMP/bad_mwm.yaml" 6 "maintenance_work_mem '512M' must be a size"
+
+# 5d. A filter expression that does not parse, on line 6: the character is named.
+cat >"$TEST_TMP/bad_filter.yaml" <<EOF
+state_dir: $TEST_TMP/state
+pipelines:
+  - name: shop
+    $GOOD_SOURCE
+    transforms:
+      - { type: filter, where: "status IN ('a', 'b' AND amount > 1" }
+    $GOOD_SINK
+EOF
+expect_config_error "bad filter" "$TEST_TMP/bad_filter.yaml" 6 "where: at character 21: expected ',' or ')' in the IN list, found 'AND'"
+
+# 5e. A pseudonymize key written into the file, on line 8: refused, and never echoed.
+cat >"$TEST_TMP/literal_key.yaml" <<EOF
+state_dir: $TEST_TMP/state
+pipelines:
+  - name: shop
+    $GOOD_SOURCE
+    sink:
+      type: sqlite
+      path: $SINK_DB
+      transforms: [{ type: pseudonymize, columns: [email], key: Literal-Key-In-File-0123456789 }]
+EOF
+expect_config_error "literal key" "$TEST_TMP/literal_key.yaml" 8 'key: the key must come from ${env:NAME} or ${file:PATH}'
+! grep -rqF "Literal-Key-In-File" "$OUT_DIR" || fail "literal key: the key appears in odsync's output"
 
 # 6. Unreachable server: a loopback port with nothing listening.
 dead_port=$(pg_free_port)

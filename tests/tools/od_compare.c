@@ -339,7 +339,13 @@ static int compare_table(struct compare_ctx *cx, const char *schema, const char 
   quote_ident(qsink, sizeof qsink, sink_name);
 
   /* PG rows. */
-  snprintf(sql, sizeof sql, "SELECT * FROM %s.%s", qs, qt);
+  /* ONLY: the table's own rows, not those of tables inheriting from it (compared on their own);
+   * a partitioned table has none of its own, so it is read whole. */
+  snprintf(sql, sizeof sql, "SELECT c.relkind = 'r' FROM pg_class c WHERE c.oid = to_regclass('%s.%s')", qs, qt);
+  PGresult *kr = pg_exec(cx->pg, sql, PGRES_TUPLES_OK);
+  bool only = kr && PQntuples(kr) == 1 && PQgetvalue(kr, 0, 0)[0] == 't';
+  if (kr) PQclear(kr);
+  snprintf(sql, sizeof sql, "SELECT * FROM %s%s.%s", only ? "ONLY " : "", qs, qt);
   PGresult *pr = pg_exec(cx->pg, sql, PGRES_TUPLES_OK);
   if (!pr) {
     printf("table %s: ERROR reading source table\n", qualified);

@@ -130,7 +130,13 @@ static PGresult *rows(PGconn *c, const char *which, const char *qname, PGresult 
     len += (size_t)snprintf(sql + len, cap - len, "%s%s::text", i ? ", " : "", q);
     PQfreemem(q);
   }
-  snprintf(sql + len, cap - len, ")::text AS r FROM %s) x ORDER BY r COLLATE \"C\"", qname);
+  /* ONLY: a table's own rows, without those of tables that inherit from it (each is compared on
+   * its own); a partitioned table has none of its own, so it is read whole. */
+  const char *p[] = {qname};
+  PGresult *k = run(c, which, "SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", 1, p);
+  bool only = PQntuples(k) == 1 && PQgetvalue(k, 0, 0)[0] == 'r';
+  PQclear(k);
+  snprintf(sql + len, cap - len, ")::text AS r FROM %s%s) x ORDER BY r COLLATE \"C\"", only ? "ONLY " : "", qname);
   PGresult *r = run(c, which, sql, 0, NULL);
   free(sql);
   return r;

@@ -4,6 +4,7 @@
  * under its old name are told apart (also with the same type when another column pins the order,
  * and with the old type when it differs); a column dropped since takes the dropped attnum; a
  * retyped column keeps its attnum; columns skipped by the message (generated, later) are skipped;
+ * a renamed last column takes the lower attnum (a_star of the regression suite);
  * a message wider than the catalog has no alignment (all -1). */
 #include "sources/pg/pg_attalign.h"
 #include "test.h"
@@ -61,4 +62,24 @@ TEST(no_alignment_when_the_message_is_wider) {
   CHECK_INT(m[1], -1);
   CHECK_INT(od_pg_align_columns(w, 2, NULL, 0, m), 0);
   CHECK_INT(m[0], -1);
+}
+
+/* The regression suite's a_star: (class, a int4), then RENAME a TO aa and ADD a text: the old
+ * message's a is aa (attnum 2), though the new a has its name; also when a is the last column. */
+TEST(renamed_last_column_takes_the_lower_attnum) {
+  pg_att cat[] = {ATT("class", 1042, 1), ATT("aa", 23, 2), ATT("a", 25, 3)};
+  pg_wire_col w[] = {{"class", 1042}, {"a", 23}};
+  int m[2];
+  CHECK_INT(od_pg_align_columns(w, 2, cat, 3, m), 0);
+  CHECK_INT(cat[m[0]].attnum, 1);
+  CHECK_INT(cat[m[1]].attnum, 2);
+  /* dropped since and added again under its name with another type: the dropped attnum */
+  pg_att cat2[] = {ATT("x", 23, 1), DROPPED(2), ATT("a", 25, 3)};
+  pg_wire_col w2[] = {{"x", 23}, {"a", 23}};
+  CHECK_INT(od_pg_align_columns(w2, 2, cat2, 3, m), 0);
+  CHECK_INT(cat2[m[1]].attnum, 2);
+  /* retyped since, and a column of its old type added after it: still the same attnum */
+  pg_att cat3[] = {ATT("x", 23, 1), ATT("a", 25, 2), ATT("b", 23, 3)};
+  CHECK_INT(od_pg_align_columns(w2, 2, cat3, 3, m), 0);
+  CHECK_INT(cat3[m[1]].attnum, 2);
 }

@@ -22,13 +22,15 @@ typedef struct pg_wire_col {
 } pg_wire_col;
 
 /* Aligns the message's columns (in the message's order, which is attnum order) with the
- * catalog rows `cat` (sorted by attnum ascending): match[i] = index into cat of wire column i,
- * or -1 for all columns when no alignment exists (more columns than the catalog has attnums,
- * or the table is gone). The alignment keeps attnums strictly increasing (attnums never change
- * and are never reused) and maximizes agreement: same name and type, then same name (a later
- * ALTER ... TYPE), then same type or a column dropped since (a later RENAME or DROP). So a
- * column renamed since and a new column added under its old name are told apart whenever the
- * order allows. Returns 0, or -1 when out of memory (match all -1). */
+ * catalog rows `cat` (sorted by attnum ascending; columns the stream never sends, e.g. generated
+ * ones, left out): match[i] = index into cat of wire column i, or -1 for all columns when no
+ * alignment exists (more columns than the catalog has attnums, or the table is gone). The
+ * alignment keeps attnums strictly increasing (attnums never change and are never reused),
+ * takes as many columns that still have the message's name and type as possible, and places
+ * the others (renamed, retyped or dropped since) on the lowest attnums that fit: a column added
+ * after the message always has a higher attnum than every column the message had. So after
+ * RENAME COLUMN a TO aa; ADD COLUMN a text, the old message's `a integer` is aa's attnum, not
+ * the new a's. Returns 0, or -1 when out of memory (match all -1). */
 int od_pg_align_columns(const pg_wire_col *wire, size_t n, const pg_att *cat, size_t m, int *match);
 
 #endif

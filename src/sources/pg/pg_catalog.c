@@ -613,30 +613,36 @@ int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
   char sql[700];
   snprintf(sql, sizeof sql,
            "SELECT a.attname, a.atttypid, a.attnum, a.attisdropped, "
-           "COALESCE(a.attnum = ANY(%s), false), %s "
+           "COALESCE(a.attnum = ANY(%s), false), %s, %s "
            "FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
            "WHERE a.attrelid = $1::oid AND a.attnum > 0 ORDER BY a.attnum",
            /* INCLUDE columns of the primary key's index are not part of the key. */
            has_missing ? "(i.indkey::int2[])[0:i.indnkeyatts - 1]" : "i.indkey",
            has_missing ? "a.atthasmissing, CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END"
-                       : "false, NULL::text");
+                       : "false, NULL::text",
+           /* generated columns (PostgreSQL 12+) are never sent by the stream */
+           PQserverVersion(s->meta) >= 120000 ? "a.attgenerated <> ''" : "false");
   PGresult *r = query(s, s->meta, sql, 1, p, err);
   if (!r) return od_error_prefix(err, "reading the columns of %s.%s: ", rel->schema, rel->name);
   size_t m = (size_t)PQntuples(r);
   pg_att *cat = calloc(m ? m : 1, sizeof *cat);
+  int *row = calloc(m ? m : 1, sizeof *row); /* cat[k] is result row row[k] */
   pg_wire_col *wire = calloc(rel->ncolumns ? rel->ncolumns : 1, sizeof *wire);
   int *match = calloc(rel->ncolumns ? rel->ncolumns : 1, sizeof *match);
-  if (!cat || !wire || !match) {
+  if (!cat || !row || !wire || !match) {
     rc = OD_FAIL(err, OD_ENOMEM, "%s: out of memory reading the columns of %s.%s", s->where, rel->schema, rel->name);
     goto done;
   }
-  for (size_t i = 0; i < m; i++)
-    cat[i] = (pg_att){.name = PQgetvalue(r, (int)i, 0), .type_oid = (uint32_t)strtoul(PQgetvalue(r, (int)i, 1), NULL, 10),
-                      .attnum = (int16_t)atoi(PQgetvalue(r, (int)i, 2)),
-                      .dropped = strcmp(PQgetvalue(r, (int)i, 3), "t") == 0};
+  size_t ncat = 0;
+  for (int i = 0; i < (int)m; i++) {
+    if (strcmp(PQgetvalue(r, i, 7), "t") == 0) continue; /* generated */
+    row[ncat] = i;
+    cat[ncat++] = (pg_att){.name = PQgetvalue(r, i, 0), .type_oid = (uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10),
+                           .attnum = (int16_t)atoi(PQgetvalue(r, i, 2)), .dropped = strcmp(PQgetvalue(r, i, 3), "t") == 0};
+  }
   for (uint16_t c = 0; c < rel->ncolumns; c++)
     wire[c] = (pg_wire_col){.name = rel->columns[c].name, .type_oid = rel->columns[c].type_oid};
-  if (od_pg_align_columns(wire, rel->ncolumns, cat, m, match) != 0) {
+  if (od_pg_align_columns(wire, rel->ncolumns, cat, ncat, match) != 0) {
     rc = OD_FAIL(err, OD_ENOMEM, "%s: out of memory aligning the columns of %s.%s", s->where, rel->schema, rel->name);
     goto done;
   }
@@ -646,11 +652,12 @@ int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
     if (full) col->key = false;
     col->attnum = 0;
     col->missing_value = NULL;
-    int i = match[c];
-    if (i < 0) continue;
-    col->attnum = cat[i].attnum;
-    bool same = !cat[i].dropped && cat[i].type_oid == col->type_oid && strcmp(cat[i].name, col->name) == 0;
+    int k = match[c];
+    if (k < 0) continue;
+    col->attnum = cat[k].attnum;
+    bool same = !cat[k].dropped && cat[k].type_oid == col->type_oid && strcmp(cat[k].name, col->name) == 0;
     if (!same) continue;
+    int i = row[k];
     if (full && strcmp(PQgetvalue(r, i, 4), "t") == 0) col->key = any_pk = true;
     if (strcmp(PQgetvalue(r, i, 5), "t") == 0 && !PQgetisnull(r, i, 6) &&
         !(col->missing_value = keep_string(s, PQgetvalue(r, i, 6)))) {
@@ -662,6 +669,7 @@ int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
   od_pg_set_identity(rel);
 done:
   free(cat);
+  free(row);
   free(wire);
   free(match);
   PQclear(r);

@@ -55,6 +55,9 @@ typedef struct pg_snap {
   PGconn *tmp_repl;   /* the temporary slot's connection (its view), or NULL */
   char view[128];     /* exported snapshot name, "" when none */
   char binary_format[32]; /* "postgresql-<major>" of the source server */
+  struct pg_snap *older;  /* the states of earlier prepare() calls of this session (several sinks
+                             each take a snapshot): their relations must outlive the session, since
+                             the sinks that copied under them keep pointing at them */
 } pg_snap;
 
 struct od_snap_reader {
@@ -70,6 +73,7 @@ struct od_snap_reader {
 
 static void free_snap(pg_snap *p) {
   if (!p) return;
+  free_snap(p->older);
   for (int i = 0; i < p->ntables; i++) {
     free(p->tables[i].rel);
     free(p->priv[i].from_q);
@@ -314,9 +318,15 @@ static int slot_state(pg_source *s, bool *exists, od_lsn *confirmed, od_error *e
 static int pg_snap_prepare(od_source *base, bool export_view, od_snapshot_info *out, od_error *err) {
   pg_source *s = (pg_source *)base;
   memset(out, 0, sizeof *out);
-  od_pg_snapshot_free(s);
   pg_snap *snap = calloc(1, sizeof *snap);
   if (!snap) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  /* An earlier state of this session is kept, not freed: relations handed out stay valid until the
+   * source closes (odsync/snapshot.h), whichever sink copied under them. */
+  if (s->snap) {
+    PQfinish(s->snap->tmp_repl);
+    s->snap->tmp_repl = NULL;
+  }
+  snap->older = s->snap;
   s->snap = snap;
   int rc = od_pg_prepare_publication(s, err);
   if (rc) return rc;

@@ -50,6 +50,7 @@ typedef struct pending {
   char *v, *secret;
   bool keep_secret;
   int ncolumns;
+  const od_relation *rel;
 } pending;
 
 typedef struct fake_sink {
@@ -129,7 +130,7 @@ static int fk_apply(od_sink *base, const od_change *ch, size_t n, od_error *err)
     }
     const od_tuple *t = c->op == OD_OP_DELETE ? &c->oldtup : &c->newtup;
     pending *p = &s->p[s->np++];
-    *p = (pending){.op = c->op, .ncolumns = c->rel->ncolumns};
+    *p = (pending){.op = c->op, .ncolumns = c->rel->ncolumns, .rel = c->rel};
     p->id = t->ncolumns ? strtol(t->values[0].data, NULL, 10) : 0;
     if (c->op != OD_OP_DELETE && t->ncolumns > 1) p->v = text_of(&t->values[1]);
     if (c->op != OD_OP_DELETE && t->ncolumns > 2) {
@@ -158,6 +159,12 @@ static int commit_with(fake_sink *s, const od_pos *pos, od_error *err) {
     pending *p = &s->p[i];
     st->changes++;
     st->ncolumns_seen = p->ncolumns;
+    size_t o = 0;
+    st->names_seen[0] = '\0';
+    for (int c = 0; c < p->ncolumns && o < sizeof st->names_seen; c++) {
+      o += (size_t)snprintf(st->names_seen + o, sizeof st->names_seen - o, "%s%s", c ? "," : "", p->rel->columns[c].name);
+      if (c < 3) st->types_seen[c] = p->rel->columns[c].type_oid;
+    }
     if (p->op == OD_OP_DELETE) {
       if (!st->rows[p->id]) st->losses++;
       free(st->rows[p->id]);

@@ -10,7 +10,7 @@ typedef struct fake_source {
   od_source base;
   long txns, per_poll;
   long next;       /* next transaction to deliver */
-  bool started, rel_sent;
+  bool started, rel_sent, old_full;
   od_relation rel;
   od_column cols[3];
 } fake_source;
@@ -41,7 +41,7 @@ static int fp_parse(const char *body, od_pos *out) {
 
 const od_pos_kind fake_position = {.name = "fake", .format = fp_format, .parse = fp_parse};
 
-static const char *const keys[] = {"txns", "per_poll", NULL};
+static const char *const keys[] = {"txns", "per_poll", "old_full", NULL};
 
 static int fs_open(const od_config_section *cfg, const char *pipeline, od_source **out, od_error *err) {
   (void)pipeline;
@@ -51,7 +51,8 @@ static int fs_open(const od_config_section *cfg, const char *pipeline, od_source
   if (!s) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   s->base.ops = &fake_source_ops;
   if ((rc = od_config_int(cfg, "txns", 100, 1, FAKE_ROWS_MAX, &s->txns, err)) ||
-      (rc = od_config_int(cfg, "per_poll", 7, 1, 1000, &s->per_poll, err))) {
+      (rc = od_config_int(cfg, "per_poll", 7, 1, 1000, &s->per_poll, err)) ||
+      (rc = od_config_bool(cfg, "old_full", false, &s->old_full, err))) {
     free(s);
     return rc;
   }
@@ -85,7 +86,7 @@ static int emit(fake_source *s, const od_change_handler *h, long i, od_error *er
                      .end = od_pos_from_u64(&fake_position, fake_end((int)i)), .commit_time = 1000000 * i};
   int rc = h->begin(h->ctx, &txn, err);
   if (rc) return rc;
-  char id[24], v[32], sec[32], prev[24], pv[32];
+  char id[24], v[32], sec[32], prev[24], pv[32], ov[32], os[32];
   snprintf(id, sizeof id, "%ld", i);
   snprintf(v, sizeof v, "v%ld", i);
   snprintf(sec, sizeof sec, "s%ld", i);
@@ -100,7 +101,12 @@ static int emit(fake_source *s, const od_change_handler *h, long i, od_error *er
     od_value up[3] = {{.data = prev, .len = (uint32_t)strlen(prev), .kind = OD_VALUE_TEXT},
                       {.data = pv, .len = (uint32_t)strlen(pv), .kind = OD_VALUE_TEXT},
                       {.kind = OD_VALUE_UNCHANGED}};
+    snprintf(ov, sizeof ov, "v%ld", i - 1);
+    snprintf(os, sizeof os, "s%ld", i - 1);
+    od_value old[3] = {up[0], {.data = ov, .len = (uint32_t)strlen(ov), .kind = OD_VALUE_TEXT},
+                       {.data = os, .len = (uint32_t)strlen(os), .kind = OD_VALUE_TEXT}};
     od_change u = {.op = OD_OP_UPDATE, .rel = &s->rel, .newtup = {3, up}, .index = 1};
+    if (s->old_full) u.old_kind = 'O', u.oldtup = (od_tuple){3, old};
     if ((rc = h->change(h->ctx, &txn, &u, err))) return rc;
   }
   return h->commit(h->ctx, &txn, err);

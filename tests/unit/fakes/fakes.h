@@ -5,7 +5,8 @@
  * public.t (id integer key, v text, secret text); positions of kind "fake" are counters, txn i
  * occupying [10i, 10i+5). start(from) resends the 3 transactions before `from` (as a real server may),
  * so the skip rule is exercised; after the last transaction it reports idle positions. Config keys:
- * txns (default 100), per_poll (transactions per poll, default 7).
+ * txns (default 100), per_poll (transactions per poll, default 7), old_full (updates carry the full old
+ * row, old_kind 'O', as under REPLICA IDENTITY FULL; default false).
  * fake sink (type "fakesink"): keeps rows, checkpoint and marks in a named in-memory store that
  * outlives the sink (sessions and restarts see it), applies a transaction's changes only at commit
  * (an atomic checkpoint), counts inserts of a key already present (duplicates: an exactly-once
@@ -32,6 +33,8 @@ typedef struct fake_store {
   char *rows[FAKE_ROWS_MAX + 1];    /* v of row id, NULL: absent */
   char *secret[FAKE_ROWS_MAX + 1];  /* secret of row id */
   int ncolumns_seen;                /* columns of the last relation applied (transforms) */
+  char names_seen[128];             /* its column names, comma-separated */
+  uint32_t types_seen[3];           /* its first three columns' type OIDs */
   od_pos checkpoint;
   uint64_t commits, changes, duplicates, losses;
   uint64_t fail_commit_at;          /* 0: never */
