@@ -52,6 +52,7 @@ struct od_schema {
   size_t ntables, tcap;
   sch_src **slots; /* open addressing by src pointer */
   size_t nslots, nsrcs;
+  uint64_t changes; /* versions after the first recorded since open (metrics) */
 };
 
 static const char *const POLICY_NAMES[] = {"apply", "ignore", "stop"};
@@ -575,8 +576,11 @@ int od_schema_relation_at(od_schema *s, od_relation *rel, const char *at, bool *
              last->rel.oid, rel->oid);
   char more[OD_ERROR_MSG_MAX];
   /* (Columns of two different tables are not compared: the new one replaces the old.) */
-  if (!recreated && od_schema_describe_diff(&last->rel, rel, more, sizeof more) > 0)
-    snprintf(diff, sizeof diff, "%s", more);
+  if (!recreated && od_schema_describe_diff(&last->rel, rel, more, sizeof more) > 0) {
+    size_t len = strnlen(more, sizeof diff - 1);
+    memcpy(diff, more, len);
+    diff[len] = '\0';
+  }
   if (s->policy == OD_SCHEMA_STOP) {
     if (recreated)
       return OD_FAIL(err, OD_ESCHEMA,
@@ -594,6 +598,7 @@ int od_schema_relation_at(od_schema *s, od_relation *rel, const char *at, bool *
   uint32_t version = t->v[t->n - 1]->rel.version + 1;
   bool applied = s->policy == OD_SCHEMA_APPLY;
   if ((rc = record(s, t, rel, version, applied, diff, recreated ? (at ? at : "") : NULL, err))) return rc;
+  s->changes++;
   rel->version = version;
   if (recreated) {
     od_warn("pipeline %s: table %s: schema version %u: %s; the sink table starts over (emptied, then filled "
@@ -643,6 +648,8 @@ int od_schema_map_change(od_schema *s, od_change *c, od_arena *a, od_error *err)
   c->rel = e->pinned;
   return OD_OK;
 }
+
+uint64_t od_schema_versions_recorded(const od_schema *s) { return s ? s->changes : 0; }
 
 void od_schema_close(od_schema *s) {
   if (!s) return;

@@ -61,6 +61,8 @@ int od_schema_relation_at(od_schema *s, od_relation *rel, const char *at, bool *
 int od_schema_map_change(od_schema *s, od_change *c, od_arena *a, od_error *err);
 
 void od_schema_close(od_schema *s);
+/* New table shapes (versions after a table's first) recorded since open; 0 for NULL. */
+uint64_t od_schema_versions_recorded(const od_schema *s);
 
 /* A human description of the difference between two versions ("column note added; column qty
  * renamed to quantity"), for logs. Returns the number of differences (0: same shape; buf then

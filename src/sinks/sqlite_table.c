@@ -60,7 +60,8 @@ static void build_insert(sq_sink *s, sq_rel *r, int rows) {
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, r->qtarget);
-  od_sqlbuf_add(b, " (");
+  /* The alias keeps excluded.x meaning the proposed row when the table is called "excluded". */
+  od_sqlbuf_add(b, " AS odsync_target (");
   for (int i = 0; i < rel->ncolumns; i++) {
     if (i) od_sqlbuf_add(b, ",");
     add_col(b, r, i);
@@ -355,10 +356,7 @@ static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error
   r->mask_words = ((size_t)n + 63) / 64;
 
   od_sqlbuf *b = &s->sql;
-  od_sqlbuf_reset(b);
-  if (*schema && strcmp(schema, "public") != 0) od_sqlbuf_addf(b, "%s.", schema);
-  od_sqlbuf_add(b, name);
-  r->target = buf_strdup(b);
+  r->target = sq_target_of(schema, name);
   od_sqlbuf_reset(b);
   od_sqlbuf_ident(b, r->target ? r->target : "");
   r->qtarget = buf_strdup(b);
@@ -379,7 +377,8 @@ static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error
    * when the source replaced them with the primary key (has_primary_key). */
   r->keyed = r->nkey > 0 && !rel->match_full_row;
 
-  int rc = make_table(s, r, err);
+  int rc = sq_owner_claim(s, r, err);
+  if (rc == OD_OK) rc = make_table(s, r, err);
   if (rc == OD_OK && !od_relmap_insert(&s->rels, &r->node, rel))
     rc = OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
   if (rc) {

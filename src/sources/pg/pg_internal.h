@@ -63,6 +63,10 @@ PGresult *od_pg_query(pg_source *s, PGconn *c, const char *sql, int n, const cha
                       od_error *err);
 int od_pg_prepare_publication(pg_source *s, od_error *err);
 int od_pg_watch_publication(pg_source *s, od_error *err);
+
+/* pg_tables.c: the vtable's `tables` (odsync/source.h). */
+int od_pg_tables(od_source *s, void (*fn)(void *ctx, const char *schema, const char *name, bool keyed),
+                 void *ctx, od_error *err);
 int od_pg_create_slot(pg_source *s, PGconn *repl, const char *name, bool temporary, char *snap, size_t cap,
                       od_lsn *point, od_error *err);
 

@@ -368,6 +368,7 @@ const od_source_ops od_source_postgres = {
     .position = &od_pg_position,
     .open = pg_open,
     .check = pg_check,
+    .tables = od_pg_tables,
     .start = pg_start,
     .poll = pg_poll,
     .ack = pg_ack,
