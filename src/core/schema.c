@@ -576,8 +576,11 @@ int od_schema_relation_at(od_schema *s, od_relation *rel, const char *at, bool *
              last->rel.oid, rel->oid);
   char more[OD_ERROR_MSG_MAX];
   /* (Columns of two different tables are not compared: the new one replaces the old.) */
-  if (!recreated && od_schema_describe_diff(&last->rel, rel, more, sizeof more) > 0)
-    snprintf(diff, sizeof diff, "%s", more);
+  if (!recreated && od_schema_describe_diff(&last->rel, rel, more, sizeof more) > 0) {
+    size_t len = strnlen(more, sizeof diff - 1);
+    memcpy(diff, more, len);
+    diff[len] = '\0';
+  }
   if (s->policy == OD_SCHEMA_STOP) {
     if (recreated)
       return OD_FAIL(err, OD_ESCHEMA,
