@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # scripts/setup.sh — installs what building and testing odsync needs on a fresh Debian 12 machine
 # (run as root). Idempotent: when every package is already installed, apt is not touched.
-# Also creates the unprivileged system user the test PostgreSQL servers run as (odsync-test).
+# Also creates the unprivileged system user the test PostgreSQL and MariaDB servers run as
+# (odsync-test).
 set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
   libpq-dev libsqlite3-dev libyaml-dev libssl-dev
   postgresql postgresql-contrib sqlite3
+  libcurl4-openssl-dev zlib1g-dev libhiredis-dev curl
+  clickhouse-server clickhouse-client redis-server redis-tools
+  mariadb-server mariadb-client libmariadb-dev
   valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk
+  libmicrohttpd-dev libcurl4-openssl-dev curl prometheus chromium python3
 )
 TEST_USER=odsync-test
 
@@ -31,8 +36,9 @@ else
   echo "setup.sh: all packages present"
 fi
 
-# The Debian postgresql package may start a cluster of its own through its service scripts;
-# tests never use it (they start throwaway clusters on free ports), so it is left alone.
+# The Debian postgresql, clickhouse-server and redis-server packages may start servers of their
+# own through their service scripts; tests never use them (they start throwaway servers on free
+# ports), so they are left alone.
 
 if ! id -u "$TEST_USER" >/dev/null 2>&1; then
   useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$TEST_USER"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh — the test command: a sanitizer (ASan+UBSan) Debug build in build/, every CTest
 # test (unit and integration; integration tests each start their own servers, so they run in
-# parallel), then the decoder, queue, checkpoint (apply), router, config, sink, key-tuple and
-# COPY-format, pipeline and transform unit tests under valgrind from a second, non-sanitized build in build-valgrind/.
+# parallel), then the decoder, queue, checkpoint (apply), router, config, sink, key-tuple,
+# COPY-format, metrics, pipeline and transform unit tests under valgrind from a second, non-sanitized build in build-valgrind/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,13 +15,19 @@ cmake --build build -j"$JOBS"
 echo "== ctest"
 ctest --test-dir build --output-on-failure -j"$JOBS"
 
+echo "== release build (build-release/): -O2 finds what the Debug builds do not (README's scripts/build.sh)"
+cmake -S . -B build-release -DODSYNC_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-release -j"$JOBS" --target odsync
+
 echo "== valgrind build (build-valgrind/)"
 cmake -S . -B build-valgrind -DODSYNC_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-valgrind -j"$JOBS"
 
 ran=() failed=()
 for t in test_pgoutput test_queue test_apply test_route test_schema test_config test_sink_sqlite test_keytuple \
-  test_pg_copy_text test_pg_copy_binary test_pipeline test_filter_expr test_transforms test_pipeline_transforms; do
+  test_pg_copy_text test_pg_copy_binary test_pipeline test_metrics test_ewma test_alerts test_log \
+  test_sink_clickhouse_types test_binlog test_my_stream test_my_config test_pg_attalign test_pg_ident test_schema_plan \
+  test_filter_expr test_transforms test_pipeline_transforms; do
   exe=build-valgrind/$t
   if [[ ! -x "$exe" ]]; then
     echo "valgrind: $exe was not built" >&2

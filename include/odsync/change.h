@@ -93,10 +93,17 @@ typedef struct od_txn_info {
   const char *origin;    /* replication origin name, or NULL */
 } od_txn_info;
 
+/* truncate_flags bit: the source table was dropped and re-created under its name (a new
+ * relation, see core/schema.h): the sink's table starts over — a sink that has no state for
+ * `rel` yet drops its table and creates it from `rel` (its old shape and rows belong to the dropped
+ * table), inside the open transaction; then the truncate empties it as usual. */
+#define OD_TRUNCATE_START_OVER 4
+
 typedef struct od_change {
   uint8_t op;              /* od_op */
   char old_kind;           /* 0: no old tuple; 'K': key columns only; 'O': full old row */
-  uint8_t truncate_flags;  /* for OD_OP_TRUNCATE: 1 cascade, 2 restart identity */
+  uint8_t truncate_flags;  /* for OD_OP_TRUNCATE: 1 cascade, 2 restart identity,
+                              OD_TRUNCATE_START_OVER */
   const od_relation *rel;  /* NULL only for OD_OP_MESSAGE */
   od_tuple newtup;         /* insert/update/read: the after-image; message: prefix, content */
   od_tuple oldtup;         /* update/delete: before-image (see old_kind) */

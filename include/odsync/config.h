@@ -22,6 +22,7 @@ typedef struct od_config_entry {
   int nlist;
   bool secret;    /* value came (partly) from ${env:} or ${file:} */
   int line, col;  /* 1-based position of the value in the file */
+  int *list_line, *list_col; /* list entries: the position of each item (nlist of each), else NULL */
 } od_config_entry;
 
 typedef struct od_config_section {
@@ -61,6 +62,17 @@ enum od_schema_policy {
   OD_SCHEMA_STOP = 2,   /* stop the pipeline with an error naming the table and the change */
 };
 
+/* SLA alerts of a pipeline (key `alerts:`); a threshold of 0 is off. */
+typedef struct od_alerts_config {
+  double lag_seconds;          /* firing while the lag is above this */
+  double latency_p95_seconds;  /* firing while the end-to-end p95 of the last minute is above this */
+  double errors_per_minute;    /* firing while more errors than this ended sessions in the last minute */
+  bool anomalies;              /* default true: EWMA 3-sigma bands on throughput and lag */
+  char *webhook;               /* POSTed a JSON object on every transition; NULL: none */
+  bool webhook_secret;         /* the URL came from ${env:}/${file:}: never shown */
+  int line, col;
+} od_alerts_config;
+
 /* A list of transforms (`transforms:`), each a section: `type:` (drop_columns, ...) and its keys. */
 typedef struct od_transform_list {
   od_config_section *items;
@@ -92,12 +104,35 @@ typedef struct od_pipeline_config {
   int consistency;     /* enum od_consistency; key `consistency: strong|causal|eventual` */
   int apply_workers;   /* parallel sink writers under causal/eventual (1..64, default 4; capped by
                           what the sink supports: SQLite has one writer) */
+  od_alerts_config alerts;
 } od_pipeline_config;
+
+/* The admin HTTP server (metrics, health, status, dashboard); off when `admin:` is absent. */
+typedef struct od_admin_config {
+  bool enabled;
+  char *listen;        /* as written, "127.0.0.1:7070" */
+  char *host;          /* numeric address to bind: "127.0.0.1", "::1" ("localhost" becomes 127.0.0.1) */
+  int port;            /* 1..65535 */
+  int line, col;       /* of the listen value (of `admin:` when listen is absent) */
+} od_admin_config;
+
+/* OpenTelemetry traces (OTLP/HTTP JSON); off when `tracing:` is absent. */
+typedef struct od_tracing_config {
+  bool enabled;
+  char *endpoint;      /* the OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces */
+  bool endpoint_secret; /* it came from ${env:}/${file:}: never shown */
+  double sample_ratio; /* share of batches traced, (0, 1]; default 0.01 */
+  char *service_name;  /* resource attribute service.name; default "odsync" */
+  int line, col;
+} od_tracing_config;
 
 typedef struct od_config {
   char *file;          /* path the config was read from ("<string>" for od_config_parse) */
+  od_admin_config admin;
+  od_tracing_config tracing;
   char *state_dir;     /* default "./odsync-state" */
-  char *log_level;     /* error|warn|info|debug; default info */
+  char *log_level;     /* error|warn|info|debug; default info (key log_level, or log.level) */
+  char *log_format;    /* text|json; default text (key log.format) */
   od_pipeline_config *pipelines;
   int npipelines;
 } od_config;

@@ -37,7 +37,7 @@ enum od_status {
 #undef OD_STATUS_ENUM
 };
 
-#define OD_ERROR_MSG_MAX 512
+#define OD_ERROR_MSG_MAX 1024
 
 typedef struct od_error {
   int code;          /* one of enum od_status, negative */

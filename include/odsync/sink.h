@@ -97,6 +97,21 @@ typedef struct od_sink_ops {
   int (*load_prepare)(od_sink *s, const od_relation *rel, const char *binary_format, bool *binary, od_error *err);
   int (*load)(od_sink *s, const od_change *rows, size_t n, od_error *err);
   int (*load_finish)(od_sink *s, const od_relation *rel, od_error *err);
+  /* Optional table ownership (both or neither). A sink that records which pipeline and source table
+   * own each target table refuses, when a table is first used in a session, a target table that
+   * another source table or pipeline already writes, and one it had and lost (dropped by hand),
+   * since creating it again empty would run on with a fraction of the rows.
+   * check_tables: without changing anything, look at the targets of the captured source tables
+   *   (schemas[i].names[i], i < n; keyed[i]: it has a key): two that land in one target table, a target owned by another
+   *   pipeline or source table, a target the sink had and lost. Calls problem() once per finding
+   *   (complete, user-facing); returns the number of fatal ones, or a negative status.
+   * resnapshot_table: `odsync snapshot` has just requested a re-copy of source table schema.name:
+   *   when the sink had its target table and lost it, let the next session create it anew (the
+   *   re-copy fills it) and set *recreate; otherwise change nothing. Commits on its own (no sink
+   *   transaction may be open). */
+  int (*check_tables)(od_sink *s, int n, const char *const *schemas, const char *const *names, const bool *keyed,
+                      void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx, od_error *err);
+  int (*resnapshot_table)(od_sink *s, const char *schema, const char *name, bool *recreate, od_error *err);
 } od_sink_ops;
 
 struct od_sink {

@@ -56,6 +56,11 @@ typedef struct od_source_ops {
   int (*ack)(od_source *s, const od_pos *durable, bool force, od_error *err);
   /* Disconnect and free. */
   void (*close)(od_source *s);
+  /* Optional: the tables this source captures (or will, once it has created what it creates),
+   * without changing anything: fn(ctx, schema, name, keyed) once per table, as the stream names
+   * them; keyed: the stream identifies its rows by a key (primary key or replica identity index). */
+  int (*tables)(od_source *s, void (*fn)(void *ctx, const char *schema, const char *name, bool keyed), void *ctx,
+                od_error *err);
   /* Optional: consistent initial snapshots (odsync/snapshot.h); NULL when the source has none. */
   const struct od_snapshot_ops *snapshot;
 } od_source_ops;

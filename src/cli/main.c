@@ -1,4 +1,4 @@
-/* main.c — the odsync command line: run, check, snapshot, --help, --version.
+/* main.c — the odsync command line: run, check, snapshot, status, --help, --version.
  * Owns: signal handling and the process exit status. Everything else is the library's. */
 #include <getopt.h>
 #include <signal.h>
@@ -9,9 +9,14 @@
 #include <unistd.h>
 
 #include "cli/progress.h"
+#include "cli/status_cmd.h"
 #include "core/log.h"
 #include "core/isnap.h"
 #include "core/pipeline.h"
+#include "core/metrics.h"
+#include "server/admin.h"
+#include "server/alerts.h"
+#include "server/otlp.h"
 #include "odsync/change.h"
 #include "odsync/config.h"
 
@@ -21,16 +26,20 @@ static const char usage[] =
     "usage: odsync <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run     run every pipeline of the config until SIGINT/SIGTERM, then drain and exit\n"
+    "  run     run every pipeline of the config until SIGINT/SIGTERM, then drain and exit; a\n"
+    "          pipeline that fails ends alone (exit status 1 once all have ended)\n"
     "  check   validate the config and connect to every source and sink; one line per problem\n"
     "  snapshot  re-copy tables of a running pipeline while it streams (incremental snapshot):\n"
     "          writes a request into the source's stream and returns; needs -p when the config\n"
     "          has several pipelines; --table T (repeatable; default: every captured table)\n"
+    "  status  print the status table of a running odsync (its admin server: admin.listen of\n"
+    "          the config, or --url)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE     config file (default: odsync.yml)\n"
     "  -p, --pipeline NAME   only this pipeline (repeatable)\n"
     "  -t, --table T         snapshot: a captured table, schema.table (repeatable)\n"
+    "  -u, --url URL         status: the admin server, e.g. http://127.0.0.1:7070\n"
     "      --progress        live progress line (default when stderr is a terminal)\n"
     "      --no-progress     no progress line\n"
     "  -l, --log-level L     error|warn|info|debug (overrides log_level in the config)\n"
@@ -48,6 +57,7 @@ typedef struct cli {
   const char *log_level;
   const char *tables[256];
   int ntables;
+  const char *url;
 } cli;
 
 static int parse_args(int argc, char **argv, cli *c) {
@@ -56,9 +66,9 @@ static int parse_args(int argc, char **argv, cli *c) {
       {"progress", no_argument, NULL, 'P'},     {"no-progress", no_argument, NULL, 'N'},
       {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},      {"table", required_argument, NULL, 't'},
-      {NULL, 0, NULL, 0}};
+      {"url", required_argument, NULL, 'u'},    {NULL, 0, NULL, 0}};
   int ch;
-  while ((ch = getopt_long(argc, argv, "c:p:l:t:hV", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "c:p:l:t:u:hV", opts, NULL)) != -1) {
     switch (ch) {
       case 'c': c->config_path = optarg; break;
       case 'p':
@@ -67,6 +77,7 @@ static int parse_args(int argc, char **argv, cli *c) {
       case 'P': c->progress = 1; break;
       case 'N': c->progress = 0; break;
       case 'l': c->log_level = optarg; break;
+      case 'u': c->url = optarg; break;
       case 't':
         if (c->ntables >= 256) {
           fputs("odsync: too many --table options (256 at most)\n", stderr);
@@ -104,6 +115,7 @@ static int load_config(const cli *c, od_config **cfg) {
     return 2;
   }
   od_log_set_level(lv);
+  od_log_set_format(od_log_parse_format((*cfg)->log_format) == OD_LOG_JSON ? OD_LOG_JSON : OD_LOG_TEXT);
   for (int i = 0; i < c->nonly; i++) {
     bool found = false;
     for (int p = 0; p < (*cfg)->npipelines; p++) found |= strcmp((*cfg)->pipelines[p].name, c->only[i]) == 0;
@@ -185,31 +197,55 @@ static int cmd_run(const cli *c) {
   signal(SIGPIPE, SIG_IGN);
 
   od_pipeline **pipes = calloc((size_t)cfg->npipelines, sizeof *pipes);
+  const od_pipeline_config **pcfgs = calloc((size_t)cfg->npipelines, sizeof *pcfgs);
+  od_pipeline_stats **pstats = calloc((size_t)cfg->npipelines, sizeof *pstats);
   int n = 0;
   od_error err;
   od_error_clear(&err);
   int exit_code = 0;
-  for (int i = 0; i < cfg->npipelines && pipes; i++) {
+  for (int i = 0; i < cfg->npipelines && pipes && pcfgs && pstats; i++) {
     if (!selected(c, cfg->pipelines[i].name)) continue;
     if (od_pipeline_new(cfg, &cfg->pipelines[i], &pipes[n], &err)) {
       fprintf(stderr, "odsync: %s\n", err.msg);
       exit_code = 2;
       break;
     }
+    pcfgs[n] = &cfg->pipelines[i];
+    pstats[n] = od_pipeline_get_stats(pipes[n]);
     n++;
   }
+  /* Alerts and anomaly detection judge every pipeline once a second (server/alerts.h). */
+  od_alerts *alerts = exit_code == 0 ? od_alerts_new(od_metrics_global(), pcfgs, pstats, n) : NULL;
+  if (alerts && od_alerts_start(alerts) != 0) od_warn("alerts: cannot start their threads; no alerts");
+  /* The admin server sees the pipelines from before they start (/readyz says 503 until they
+   * stream); a port it cannot listen on stops everything before any pipeline starts. */
+  od_admin *admin = NULL;
+  if (exit_code == 0 && cfg->admin.enabled && od_admin_start(cfg, pipes, n, od_metrics_global(), &admin, &err)) {
+    od_error_log("%s", err.msg);
+    exit_code = 1;
+  }
+  /* Traces: installed before any apply thread runs, removed after all of them stopped. */
+  od_otlp *otlp = NULL;
+  if (exit_code == 0 && cfg->tracing.enabled && od_otlp_start(cfg, od_metrics_global(), &otlp, &err)) {
+    od_error_log("%s", err.msg);
+    exit_code = 1;
+  }
+  /* A pipeline that cannot start (or fails later) ends alone: the others keep running, and the
+   * exit status says a pipeline failed once every pipeline has ended. */
+  int started = 0;
   for (int i = 0; i < n && exit_code == 0; i++) {
     if (od_pipeline_start(pipes[i], &err)) {
       od_error_log("%s", err.msg);
-      exit_code = 1;
+      continue;
     }
+    started++;
   }
   bool progress = c->progress == 1 || (c->progress == -1 && isatty(STDERR_FILENO));
   od_progress prog;
   bool prog_ready = progress && od_progress_init(&prog, pipes, n, isatty(STDERR_FILENO)) == 0;
   int64_t next_tick = od_mono_us();
   int64_t interval = prog_ready && prog.tty ? 500000 : 5000000;
-  bool stopping = exit_code != 0;
+  bool stopping = exit_code != 0 || started == 0;
   if (stopping)
     for (int i = 0; i < n; i++) od_pipeline_request_stop(pipes[i]);
   for (;;) {
@@ -228,13 +264,8 @@ static int cmd_run(const cli *c) {
       stopping = true;
       for (int i = 0; i < n; i++) od_pipeline_request_stop(pipes[i]);
     }
-    /* One failed pipeline stops them all: a supervisor (systemd) sees the exit status. */
-    for (int i = 0; i < n && !stopping; i++) {
-      if (od_pipeline_finished(pipes[i])) {
-        stopping = true;
-        for (int j = 0; j < n; j++) od_pipeline_request_stop(pipes[j]);
-      }
-    }
+    /* A failed pipeline has logged its error and ended; the others go on (the process exits, with
+     * status 1, once every pipeline has ended). */
     if (prog_ready && od_mono_us() >= next_tick) {
       od_progress_tick(&prog);
       next_tick = od_mono_us() + interval;
@@ -245,6 +276,8 @@ static int cmd_run(const cli *c) {
     od_progress_done(&prog);
     od_progress_free(&prog);
   }
+  od_admin_stop(admin); /* before the pipelines it reads are freed */
+  od_alerts_free(alerts);
   for (int i = 0; i < n; i++) {
     od_error perr;
     if (od_pipeline_wait(pipes[i], &perr)) exit_code = 1;
@@ -256,7 +289,10 @@ static int cmd_run(const cli *c) {
             (unsigned long long)od_stats_txns_applied(st), od_pos_display(&durable, at, sizeof at));
     od_pipeline_free(pipes[i]);
   }
+  od_otlp_stop(otlp);
   free(pipes);
+  free(pcfgs);
+  free(pstats);
   od_config_free(cfg);
   return exit_code;
 }
@@ -279,6 +315,10 @@ int main(int argc, char **argv) {
   optind = 2;
   int rc = parse_args(argc, argv, &c);
   if (rc) return rc;
+  if (c.url && strcmp(cmd, "status") != 0) {
+    fputs("odsync: --url is only for 'odsync status'\n", stderr);
+    return 2;
+  }
   if (c.ntables && strcmp(cmd, "snapshot") != 0) {
     fputs("odsync: --table is only for 'odsync snapshot'\n", stderr);
     return 2;
@@ -290,6 +330,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "run")) return cmd_run(&c);
   if (!strcmp(cmd, "check")) return cmd_check(&c);
   if (!strcmp(cmd, "snapshot")) return cmd_snapshot(&c);
+  if (!strcmp(cmd, "status")) return od_cli_status(c.config_path, c.url);
   fprintf(stderr, "odsync: unknown command '%s' (run 'odsync --help')\n", cmd);
   return 2;
 }

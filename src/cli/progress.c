@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/pipeline_metrics.h"
 
 static bool line_open;
 static int extra_lines; /* snapshot bar lines drawn above the pipeline line */
@@ -106,13 +107,14 @@ void od_progress_tick(od_progress *p) {
   size_t o = 0;
   for (int i = 0; i < p->npipelines; i++) {
     od_pipeline_stats *st = od_pipeline_get_stats(p->pipelines[i]);
-    uint64_t changes = od_stats_changes_applied(st);
+    od_pipeline_metrics *pm = st->metrics; /* the metrics registry's view, as /status shows it */
+    uint64_t changes = pm ? od_pm_min_changes(pm) : od_stats_changes_applied(st);
     double rate = (double)(changes - p->last_changes[i]) / secs;
     p->last_changes[i] = changes;
     uint64_t queued = atomic_load(&st->queued_rows);
-    int64_t lag_ms = od_stats_last_lag_us(st) / 1000;
+    int64_t lag_ms = pm ? (int64_t)(od_pm_max_lag_seconds(pm) * 1000) : od_stats_last_lag_us(st) / 1000;
     /* Caught up and quiet: the lag of the last batch is history, not current lag. */
-    if (queued == 0 && rate == 0) lag_ms = 0;
+    if (!pm && queued == 0 && rate == 0) lag_ms = 0;
     char total[32], txns[32];
     od_pos durable = od_pos_cell_get(&st->durable);
     char at[OD_POS_TEXT_MAX];

@@ -34,6 +34,13 @@ void od_sqlbuf_add(od_sqlbuf *b, const char *str) {
   b->len += n;
 }
 
+void od_sqlbuf_addn(od_sqlbuf *b, const void *data, size_t n) {
+  if (!buf_reserve(b, n)) return;
+  if (n) memcpy(b->p + b->len, data, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
 void od_sqlbuf_addf(od_sqlbuf *b, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -15,6 +15,8 @@ typedef struct od_sqlbuf {
 
 void od_sqlbuf_reset(od_sqlbuf *b);
 void od_sqlbuf_add(od_sqlbuf *b, const char *str);
+/* Append n bytes (may hold NULs; the buffer stays NUL-terminated after them). */
+void od_sqlbuf_addn(od_sqlbuf *b, const void *data, size_t n);
 void od_sqlbuf_addf(od_sqlbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append an identifier in double quotes, with embedded quotes doubled. */
 void od_sqlbuf_ident(od_sqlbuf *b, const char *name);

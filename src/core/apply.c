@@ -9,7 +9,9 @@
 #include <stdio.h>
 
 #include "core/log.h"
+#include "core/pipeline_metrics.h"
 #include "core/route.h"
+#include "core/trace.h"
 #include "core/writers.h"
 
 struct od_apply {
@@ -37,6 +39,9 @@ struct od_apply {
   int64_t opened_at;   /* monotonic µs when the batch started */
   int64_t sink_us;     /* time spent in the sink (apply + commit) for the batch */
   uint64_t limit_rows; /* the batch size limit: batch.max_rows, or the adaptive (AIMD) limit */
+  uint64_t tally[OD_PM_NOPS]; /* rows of the batch by operation (metrics) */
+  int64_t tr_taken, tr_pushed, tr_popped; /* traces: the batch's first chunk (monotonic µs) */
+  uint64_t tr_xid;                        /* traces: the last source transaction id seen */
 
   /* parallel apply (causal, eventual) */
   od_writers *writers;     /* opt.writers - 1 helpers */
@@ -65,6 +70,7 @@ static void publish(od_apply *a) {
   a->rows = a->txns = 0;
   a->bytes = 0;
   a->commit_time = 0;
+  memset(a->tally, 0, sizeof a->tally);
 }
 
 /* AIMD on the sink's latency: a batch that took longer than the target halves the limit; a
@@ -83,12 +89,27 @@ static void adapt(od_apply *a) {
   atomic_store(&a->stats->batch_limit, a->limit_rows);
 }
 
+/* A sampled batch's timings for the trace exporter (core/trace.h). */
+static void trace_batch(od_apply *a, int64_t commit_start, int64_t commit_end) {
+  od_trace_batch t = {.decode_start = a->tr_taken, .decode_end = a->tr_pushed, .queue_end = a->tr_popped,
+                      .apply_start = a->opened_at, .commit_start = commit_start, .commit_end = commit_end,
+                      .rows = a->rows, .txns = a->txns, .xid = a->tr_xid};
+  snprintf(t.pipeline, sizeof t.pipeline, "%s", a->cfg->name);
+  snprintf(t.sink, sizeof t.sink, "%s", a->stats->name);
+  od_pos_to_text(&a->boundary, t.end_pos, sizeof t.end_pos);
+  od_trace_submit(&t);
+}
+
 static int batch_commit(od_apply *a) {
   int64_t t0 = od_mono_us();
   int rc = a->sink->ops->commit(a->sink, &a->boundary, &a->err);
   if (rc) return rc;
-  a->sink_us += od_mono_us() - t0;
+  int64_t t1 = od_mono_us();
+  if ((a->rows || a->txns) && a->tr_taken && od_trace_sample()) trace_batch(a, t0, t1);
+  a->tr_taken = 0;
+  a->sink_us += t1 - t0;
   adapt(a);
+  od_pm_batch(a->stats->metrics, a->tally, a->txns, a->bytes, a->sink_us, a->commit_time);
   a->sink_us = 0;
   publish(a);
   return OD_OK;
@@ -141,6 +162,7 @@ static int apply_run(od_apply *a, const od_change *ch, size_t n) {
   a->sink_us += od_mono_us() - t0;
   if (rc) return rc;
   a->rows += n;
+  od_pm_tally(a->tally, ch, n);
   return OD_OK;
 }
 
@@ -221,6 +243,7 @@ static void recycle_pending(od_apply *a) {
  * rest of that transaction the strong way (memory stays bounded). */
 static int go_serial(od_apply *a) {
   a->rows = a->txns = 0;
+  memset(a->tally, 0, sizeof a->tally);
   a->bytes = 0;
   a->at_boundary = false;
   a->serial = true;
@@ -250,6 +273,7 @@ static int collect(od_apply *a, od_chunk *c) {
   if (!a->npending) a->opened_at = od_mono_us();
   a->pending[a->npending++] = c;
   a->rows += c->nchanges;
+  od_pm_tally(a->tally, c->changes, c->nchanges);
   a->bytes += od_chunk_bytes(c);
   if (c->ntxns && !chunk_held(a, c)) {
     a->txns += c->ntxns;
@@ -301,6 +325,12 @@ static int flush(od_apply *a) {
 
 static int take(od_apply *a, od_chunk *c) {
   int rc;
+  if (!c->heartbeat && !a->tr_taken) { /* the batch's first chunk: its decode and queue wait (traces) */
+    a->tr_taken = c->taken_us;
+    a->tr_pushed = c->pushed_us;
+    a->tr_popped = od_mono_us();
+  }
+  if (c->ntxns) a->tr_xid = c->xid;
   if (c->heartbeat) {
     rc = apply_heartbeat(a, c);
     od_queue_recycle(a->queue, c);
@@ -314,6 +344,7 @@ static int take(od_apply *a, od_chunk *c) {
 
 static void *apply_main(void *arg) {
   od_apply *a = arg;
+  od_log_set_thread_pipeline(a->cfg->name);
   int rc = OD_OK;
   for (;;) {
     int wait_ms = 100;

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <yaml.h>
 
 #define NAME_MAX_LEN 48
@@ -42,10 +44,16 @@
 #define QUEUE_BYTES_MIN MIB
 #define QUEUE_BYTES_MAX TIB
 
-static const char *const TOP_KEYS[] = {"state_dir", "log_level", "pipelines", NULL};
+static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin", "tracing", "pipelines", NULL};
+static const char *const TRACING_KEYS[] = {"endpoint", "sample_ratio", "service_name", NULL};
+static const char *const ADMIN_KEYS[] = {"listen", NULL};
+static const char *const LOG_KEYS[] = {"level", "format", NULL};
+static const char *const LOG_FORMATS[] = {"text", "json", NULL};
 static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "sinks", "transforms", "batch", "queue",
                                               "schema_changes", "consistency", "apply_workers",
-                                              "reconnect_max_ms", NULL};
+                                              "reconnect_max_ms", "alerts", NULL};
+static const char *const ALERT_KEYS[] = {"lag_seconds", "latency_p95_seconds", "errors_per_minute", "anomalies",
+                                         "webhook", NULL};
 static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", "adaptive", "min_rows",
                                          "target_latency_ms", NULL};
 static const char *const BOOLS[] = {"false", "true", "no", "yes", "off", "on", NULL};
@@ -537,6 +545,8 @@ static void free_section(od_config_section *s) {
     free(e->value);
     for (int j = 0; j < e->nlist; j++) free(e->list[j]);
     free(e->list);
+    free(e->list_line);
+    free(e->list_col);
   }
   free(s->entries);
   memset(s, 0, sizeof *s);
@@ -556,7 +566,9 @@ static int parse_entry(pctx *p, od_config_entry *e, const char *key, const yaml_
     return fail_node(p, v, "%s: expected a scalar or a list of scalars", path);
   yaml_node_item_t *start = v->data.sequence.items.start, *top = v->data.sequence.items.top;
   size_t n = (size_t)(top - start);
-  if (!(e->list = calloc(n + 1, sizeof *e->list))) return oom(p->err, p->file); /* NULL-terminated */
+  if (!(e->list = calloc(n + 1, sizeof *e->list)) || !(e->list_line = calloc(n + 1, sizeof *e->list_line)) ||
+      !(e->list_col = calloc(n + 1, sizeof *e->list_col)))
+    return oom(p->err, p->file); /* NULL-terminated */
   for (size_t i = 0; i < n; i++) {
     yaml_node_t *item = node_at(p, start[i]);
     char ipath[256];
@@ -564,6 +576,8 @@ static int parse_entry(pctx *p, od_config_entry *e, const char *key, const yaml_
     if (item->type != YAML_SCALAR_NODE)
       return fail_node(p, item, "%s: expected a scalar list item, got %s", ipath, kind_name(item));
     bool sec = false;
+    e->list_line[i] = nline(item);
+    e->list_col[i] = ncol(item);
     int rc = resolve_scalar(p, item, ipath, &e->list[i], &sec);
     if (rc) return rc;
     e->nlist++;
@@ -620,6 +634,61 @@ static int parse_section_skip(pctx *p, od_config *cfg, od_config_section *s, con
 
 static int parse_choice(pctx *p, const yaml_node_t *v, const char *path, const char *const *choices,
                         const char *what, const char *expected, int *out);
+
+/* A positive decimal number (seconds, rates). */
+static int num_double(pctx *p, const yaml_node_t *n, const char *path, double max, double *out) {
+  char *v = NULL;
+  bool secret = false;
+  int rc = scalar_value(p, n, path, &v, &secret);
+  if (rc) return rc;
+  char buf[SHOW_MAX + 8], *end = NULL;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (!v[0] || *end || errno || !(x > 0) || x > max)
+    rc = fail_node(p, n, "%s: %s is not a number above 0 and at most %g", path, shown(buf, sizeof buf, v, secret), max);
+  else
+    *out = x;
+  free(v);
+  return rc;
+}
+
+/* alerts: { lag_seconds, latency_p95_seconds, errors_per_minute, anomalies, webhook } */
+static int parse_alerts(pctx *p, od_alerts_config *a, const yaml_node_t *n, const char *path) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping such as { lag_seconds: 30 }");
+  if (rc || (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, ALERT_KEYS))) return rc;
+  char kpath[160];
+  yaml_node_t *v;
+  a->line = nline(n);
+  a->col = ncol(n);
+  if ((v = map_get(p, n, "lag_seconds"))) {
+    subpath(kpath, sizeof kpath, path, "lag_seconds");
+    if ((rc = num_double(p, v, kpath, 86400, &a->lag_seconds))) return rc;
+  }
+  if ((v = map_get(p, n, "latency_p95_seconds"))) {
+    subpath(kpath, sizeof kpath, path, "latency_p95_seconds");
+    if ((rc = num_double(p, v, kpath, 86400, &a->latency_p95_seconds))) return rc;
+  }
+  if ((v = map_get(p, n, "errors_per_minute"))) {
+    subpath(kpath, sizeof kpath, path, "errors_per_minute");
+    if ((rc = num_double(p, v, kpath, 1e6, &a->errors_per_minute))) return rc;
+  }
+  if ((v = map_get(p, n, "anomalies"))) {
+    int choice;
+    subpath(kpath, sizeof kpath, path, "anomalies");
+    if ((rc = parse_choice(p, v, kpath, BOOLS, "a boolean", "true or false", &choice))) return rc;
+    a->anomalies = choice % 2 == 1;
+  }
+  if ((v = map_get(p, n, "webhook"))) {
+    subpath(kpath, sizeof kpath, path, "webhook");
+    if ((rc = scalar_value(p, v, kpath, &a->webhook, &a->webhook_secret))) return rc;
+    if (strncmp(a->webhook, "http://", 7) != 0 && strncmp(a->webhook, "https://", 8) != 0) {
+      char buf[SHOW_MAX + 8];
+      return fail_node(p, v, "%s: %s is not an http:// or https:// URL", kpath,
+                       shown(buf, sizeof buf, a->webhook, a->webhook_secret));
+    }
+  }
+  return OD_OK;
+}
 
 static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const char *path) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping");
@@ -899,6 +968,153 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
     if ((rc = num_long(p, v, sub, 1, 64, &x))) return rc;
     pl->apply_workers = (int)x;
   }
+  pl->alerts.anomalies = true;
+  if ((v = map_get(p, n, "alerts")) && !is_null(v)) {
+    subpath(sub, sizeof sub, path, "alerts");
+    if ((rc = parse_alerts(p, &pl->alerts, v, sub))) return rc;
+  }
+  return OD_OK;
+}
+
+static int parse_log_level(pctx *p, const yaml_node_t *v, const char *path, char **out) {
+  bool secret = false;
+  int rc = scalar_value(p, v, path, out, &secret);
+  if (rc) return rc;
+  bool ok = false;
+  for (size_t i = 0; LOG_LEVELS[i] && !ok; i++) ok = strcmp(*out, LOG_LEVELS[i]) == 0;
+  if (ok) return OD_OK;
+  char buf[SHOW_MAX + 8];
+  const char *near = secret ? NULL : closest(*out, LOG_LEVELS);
+  if (near)
+    return fail_node(p, v, "%s %s is not a log level; did you mean '%s'? (expected one of "
+                     "error, warn, info, debug)", path, shown(buf, sizeof buf, *out, secret), near);
+  return fail_node(p, v, "%s %s is not a log level; expected one of error, warn, info, debug", path,
+                   shown(buf, sizeof buf, *out, secret));
+}
+
+/* log: { level: info, format: text | json } */
+static int parse_log(pctx *p, od_config *cfg, const yaml_node_t *n) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "log", "a mapping such as { level: info, format: json }");
+  if (rc || (rc = check_mapping(p, n, "log")) || (rc = check_known(p, n, "log", LOG_KEYS))) return rc;
+  yaml_node_t *v;
+  if ((v = map_get(p, n, "level")) && (rc = parse_log_level(p, v, "log.level", &cfg->log_level))) return rc;
+  if ((v = map_get(p, n, "format"))) {
+    int choice;
+    if ((rc = parse_choice(p, v, "log.format", LOG_FORMATS, "a log format", "text or json", &choice))) return rc;
+    if (!(cfg->log_format = xstrdup(LOG_FORMATS[choice]))) return oom(p->err, p->file);
+  }
+  return OD_OK;
+}
+
+/* tracing: { endpoint: URL, sample_ratio: 0.01, service_name: odsync } */
+static int parse_tracing(pctx *p, od_tracing_config *t, const yaml_node_t *n) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "tracing", "a mapping such as { endpoint: \"http://127.0.0.1:4318/v1/traces\" }");
+  if (rc || (rc = check_mapping(p, n, "tracing")) || (rc = check_known(p, n, "tracing", TRACING_KEYS))) return rc;
+  yaml_node_t *v = map_get(p, n, "endpoint");
+  if (!v)
+    return fail_node(p, n, "tracing: missing required key 'endpoint'; expected e.g. endpoint: "
+                     "\"http://127.0.0.1:4318/v1/traces\"");
+  if ((rc = scalar_value(p, v, "tracing.endpoint", &t->endpoint, &t->endpoint_secret))) return rc;
+  t->line = nline(v);
+  t->col = ncol(v);
+  if (strncmp(t->endpoint, "http://", 7) != 0 && strncmp(t->endpoint, "https://", 8) != 0) {
+    char buf[SHOW_MAX + 8];
+    return fail_node(p, v, "tracing.endpoint %s is not an http:// or https:// URL",
+                     shown(buf, sizeof buf, t->endpoint, t->endpoint_secret));
+  }
+  t->sample_ratio = 0.01;
+  if ((v = map_get(p, n, "sample_ratio")) && (rc = num_double(p, v, "tracing.sample_ratio", 1, &t->sample_ratio)))
+    return rc;
+  bool secret = false;
+  if ((v = map_get(p, n, "service_name"))) {
+    if ((rc = scalar_value(p, v, "tracing.service_name", &t->service_name, &secret))) return rc;
+  } else if (!(t->service_name = xstrdup("odsync"))) {
+    return oom(p->err, p->file);
+  }
+  t->enabled = true;
+  return OD_OK;
+}
+
+/* admin: { listen: "HOST:PORT" } — HOST a numeric IPv4 address, [IPv6] in brackets, or localhost. */
+static int parse_admin(pctx *p, od_admin_config *a, const yaml_node_t *n) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "admin", "a mapping such as { listen: \"127.0.0.1:7070\" }");
+  if (rc || (rc = check_mapping(p, n, "admin")) || (rc = check_known(p, n, "admin", ADMIN_KEYS))) return rc;
+  yaml_node_t *v = map_get(p, n, "listen");
+  if (!v) return fail_node(p, n, "admin: missing required key 'listen'; expected e.g. listen: \"127.0.0.1:7070\"");
+  bool secret = false;
+  if ((rc = scalar_value(p, v, "admin.listen", &a->listen, &secret))) return rc;
+  a->line = nline(v);
+  a->col = ncol(v);
+  char buf[SHOW_MAX + 8];
+  const char *shown_v = shown(buf, sizeof buf, a->listen, secret);
+  const char *colon = strrchr(a->listen, ':');
+  char host[64];
+  size_t hlen = colon ? (size_t)(colon - a->listen) : 0;
+  if (!colon || hlen == 0 || hlen >= sizeof host)
+    return fail_node(p, v, "admin.listen %s is not HOST:PORT; expected e.g. \"127.0.0.1:7070\" or \"[::1]:7070\"",
+                     shown_v);
+  memcpy(host, a->listen, hlen);
+  host[hlen] = '\0';
+  if (host[0] == '[') {
+    if (hlen < 3 || host[hlen - 1] != ']')
+      return fail_node(p, v, "admin.listen %s: an IPv6 address goes in brackets, e.g. \"[::1]:7070\"", shown_v);
+    memmove(host, host + 1, hlen - 2);
+    host[hlen - 2] = '\0';
+  } else if (strchr(host, ':')) {
+    return fail_node(p, v, "admin.listen %s: an IPv6 address goes in brackets, e.g. \"[::1]:7070\"", shown_v);
+  }
+  if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
+  unsigned char addr[16];
+  if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
+    return fail_node(p, v, "admin.listen %s: '%s' is not a numeric IP address (or localhost); expected e.g. "
+                     "\"127.0.0.1:7070\"", shown_v, host);
+  long port;
+  if (parse_long(colon + 1, &port) != 0 || port < 1 || port > 65535)
+    return fail_node(p, v, "admin.listen %s: the port must be a number from 1 to 65535", shown_v);
+  if (!(a->host = xstrdup(host))) return oom(p->err, p->file);
+  a->port = (int)port;
+  a->enabled = true;
+  return OD_OK;
+}
+
+/* Two postgres pipelines of one config reading the same database through the same replication
+ * slot would take turns failing with "slot in use" (and each would acknowledge the other's
+ * changes). The slot is source.slot, or odsync_<pipeline name in lower case> (the postgres
+ * source's default, src/sources/pg/pg_source.c); the database is compared by the dsn text. */
+static void effective_slot(const od_pipeline_config *pl, char *out, size_t size) {
+  const od_config_entry *e = od_config_find(&pl->source, "slot");
+  if (e && e->value) {
+    snprintf(out, size, "%s", e->value);
+    return;
+  }
+  snprintf(out, size, "odsync_%s", pl->name ? pl->name : "");
+  for (char *c = out; *c; c++)
+    if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+}
+
+static int check_shared_slots(pctx *p, const od_config *cfg) {
+  for (int j = 1; j < cfg->npipelines; j++) {
+    const od_pipeline_config *b = &cfg->pipelines[j];
+    const od_config_entry *bd = od_config_find(&b->source, "dsn");
+    if (!b->source.type || strcmp(b->source.type, "postgres") != 0 || !bd || !bd->value) continue;
+    char bs[128];
+    effective_slot(b, bs, sizeof bs);
+    for (int i = 0; i < j; i++) {
+      const od_pipeline_config *a = &cfg->pipelines[i];
+      const od_config_entry *ad = od_config_find(&a->source, "dsn");
+      if (!a->source.type || strcmp(a->source.type, "postgres") != 0 || !ad || !ad->value ||
+          strcmp(ad->value, bd->value) != 0)
+        continue;
+      char as[128];
+      effective_slot(a, as, sizeof as);
+      if (strcmp(as, bs) != 0) continue;
+      const od_config_entry *e = od_config_find(&b->source, "slot");
+      return OD_FAIL(p->err, OD_ECONFIG,
+                     "%s:%d:%d: pipelines %s and %s read the same database through the same replication slot %s; "
+                     "a slot serves one pipeline: give each its own source.slot",
+                     p->file, e ? e->line : b->source.line, e ? e->col : b->source.col, a->name, b->name, bs);
+    }
+  }
   return OD_OK;
 }
 
@@ -920,22 +1136,18 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
     return oom(p->err, p->file);
   }
 
+  yaml_node_t *log = map_get(p, root, "log");
   if ((v = map_get(p, root, "log_level"))) {
-    if ((rc = scalar_value(p, v, "log_level", &cfg->log_level, &secret))) return rc;
-    bool ok = false;
-    for (size_t i = 0; LOG_LEVELS[i] && !ok; i++) ok = strcmp(cfg->log_level, LOG_LEVELS[i]) == 0;
-    if (!ok) {
-      char buf[SHOW_MAX + 8];
-      const char *near = secret ? NULL : closest(cfg->log_level, LOG_LEVELS);
-      if (near)
-        return fail_node(p, v, "log_level %s is not a log level; did you mean '%s'? (expected one of "
-                         "error, warn, info, debug)", shown(buf, sizeof buf, cfg->log_level, secret), near);
-      return fail_node(p, v, "log_level %s is not a log level; expected one of error, warn, info, debug",
-                       shown(buf, sizeof buf, cfg->log_level, secret));
-    }
-  } else if (!(cfg->log_level = xstrdup("info"))) {
-    return oom(p->err, p->file);
+    if (log && map_get(p, log, "level"))
+      return fail_node(p, v, "log_level and log.level are both set; keep one (log.level)");
+    if ((rc = parse_log_level(p, v, "log_level", &cfg->log_level))) return rc;
   }
+  if (log && (rc = parse_log(p, cfg, log))) return rc;
+  if (!cfg->log_level && !(cfg->log_level = xstrdup("info"))) return oom(p->err, p->file);
+  if (!cfg->log_format && !(cfg->log_format = xstrdup("text"))) return oom(p->err, p->file);
+
+  if ((v = map_get(p, root, "admin")) && (rc = parse_admin(p, &cfg->admin, v))) return rc;
+  if ((v = map_get(p, root, "tracing")) && (rc = parse_tracing(p, &cfg->tracing, v))) return rc;
 
   if (!(v = map_get(p, root, "pipelines")))
     return fail_node(p, root, "missing required key 'pipelines'; expected a list with at least one "
@@ -949,7 +1161,7 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
     if ((rc = parse_pipeline(p, cfg, pl, (int)i, node_at(p, v->data.sequence.items.start[i]))))
       return rc;
   }
-  return OD_OK;
+  return check_shared_slots(p, cfg);
 }
 
 /* ---------------------------------------------------------------- public API */
@@ -1056,6 +1268,7 @@ void od_config_free(od_config *cfg) {
     od_pipeline_config *pl = &cfg->pipelines[i];
     free(pl->name);
     free(pl->path);
+    free(pl->alerts.webhook);
     free_section(&pl->source);
     for (int j = 0; j < pl->nsinks; j++) {
       free(pl->sinks[j].name);
@@ -1068,6 +1281,11 @@ void od_config_free(od_config *cfg) {
   free(cfg->pipelines);
   free(cfg->state_dir);
   free(cfg->log_level);
+  free(cfg->log_format);
+  free(cfg->admin.listen);
+  free(cfg->tracing.endpoint);
+  free(cfg->tracing.service_name);
+  free(cfg->admin.host);
   free(cfg->file);
   free(cfg);
 }

@@ -5,7 +5,11 @@
  * message per table, prefix "odsync:<pipeline>", content {"op":"snapshot","table":"schema.table"}.
  * The running pipeline reads it from its stream (or the next start does: the slot keeps it until
  * acknowledged), so no IPC and no state outside the source and the sink are needed.
- * Owns: nothing after it returns (the source instance is closed). Never touches: the sink, files.
+ * Then, for a table whose target the sink had and lost (dropped by hand), it tells the sink
+ * (od_sink_ops.resnapshot_table) that the next run may make that table anew: the re-copy fills it.
+ * The request is written first, so a sink is never told this for a copy that will not come.
+ * Owns: nothing after it returns (the source and sink instances are closed). Never touches: the
+ * sink's data, files.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +23,35 @@ static const od_snap_table *find_table(const od_snapshot_info *info, const char 
   for (int i = 0; i < info->ntables; i++)
     if (!strcmp(info->tables[i].name, name)) return &info->tables[i];
   return NULL;
+}
+
+/* Tell every sink which requested tables it may make anew (their target is gone). A sink opens
+ * under the name the pipeline gives it (its checkpoint and ownership rows): the pipeline's, or
+ * "pipeline.sink" for a named sink. */
+static int allow_recreate(const od_pipeline_config *cfg, const od_snap_table *const *todo, int ntodo, od_error *err) {
+  int rc = OD_OK;
+  for (int k = 0; !rc && k < cfg->nsinks; k++) {
+    const od_sink_config *sk = &cfg->sinks[k];
+    const od_sink_ops *snk = od_sink_find(sk->section.type);
+    if (!snk || !snk->resnapshot_table) continue;
+    char name[128];
+    if (!strcmp(sk->name, "default")) snprintf(name, sizeof name, "%s", cfg->name);
+    else snprintf(name, sizeof name, "%s.%s", cfg->name, sk->name);
+    od_sink *s = NULL;
+    rc = snk->open(&sk->section, name, &s, err);
+    for (int i = 0; !rc && i < ntodo; i++) {
+      const od_relation *rel = todo[i]->rel;
+      bool recreate = false;
+      rc = snk->resnapshot_table(s, rel->schema, rel->name, &recreate, err);
+      if (!rc && recreate)
+        od_info("pipeline %s: sink %s: the table for %s is gone; the next run makes it anew and this snapshot fills "
+                "it", cfg->name, sk->name, todo[i]->name);
+    }
+    if (s) snk->close(s);
+  }
+  if (rc) od_error_prefix(err, "pipeline %s: the snapshot was requested, but a sink could not be prepared for it: ",
+                          cfg->name);
+  return rc;
 }
 
 int od_isnap_request(const od_pipeline_config *cfg, const char *const *tables, int ntables,
@@ -73,6 +106,7 @@ int od_isnap_request(const od_pipeline_config *cfg, const char *const *tables, i
     snprintf(json, sizeof json, "{\"op\":\"snapshot\",\"table\":\"%s\"}", todo[i]->name);
     if (!(rc = src->snapshot->incremental->emit(s, prefix, json, err)) && report) report(ctx, todo[i]->name);
   }
+  if (!rc && ntodo) rc = allow_recreate(cfg, todo, ntodo, err);
   free(todo);
   src->close(s);
   return rc;

@@ -17,9 +17,11 @@
 #include "core/apply.h"
 #include "core/isnap.h"
 #include "core/log.h"
+#include "core/pipeline_metrics.h"
 #include "core/queue.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
+#include "core/targets.h"
 #include "core/transform.h"
 #include "odsync/registry.h"
 
@@ -29,6 +31,8 @@
 #define CHUNK_MAX_BYTES (4u << 20)
 #define HEARTBEAT_MIN_INTERVAL_US 1000000
 #define POLL_TIMEOUT_MS 100
+/* Connection failures before a pipeline's first session ever got through: then it stops. */
+#define OD_FIRST_CONNECT_ATTEMPTS 8
 
 /* One sink of the pipeline, as configured (lives as long as the pipeline). */
 typedef struct psink {
@@ -52,6 +56,8 @@ struct od_pipeline {
   atomic_bool stop;
   atomic_bool finished;
   int lock_fd;
+  char lock_path[4096];
+  int64_t lock_checked_at; /* od_mono_us of the last lock_check (supervisor thread only) */
 
   od_pipeline_stats stats;
   od_error final_err;
@@ -182,6 +188,9 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
     od_pos_cell_init(&st->durable);
   }
   p->lock_fd = -1;
+  static const char *const cons[] = {"strong", "causal", "eventual"};
+  p->stats.metrics = od_pipeline_metrics_new(od_metrics_global(), &p->stats, cfg->name, cfg->source.type,
+                                             cons[cfg->consistency]);
   *out = p;
   return OD_OK;
 }
@@ -317,8 +326,21 @@ static int reader_add(reader *r, const od_change *ch, od_error *err) {
 
 static int reader_relation(void *ctx, od_relation *rel, od_error *err) {
   reader *r = ctx;
-  int rc = od_schema_relation(r->schema, rel, err);
+  uint64_t versions = od_schema_versions_recorded(r->schema);
+  /* A table dropped and re-created at the source starts over in every sink: its table is
+   * replaced inside the transaction that first writes the new table (core/schema.h,
+   * od_schema_relation_at; OD_TRUNCATE_START_OVER). Each sink's apply skips it with the rest of
+   * that transaction when the sink already holds it. */
+  char at[OD_POS_TEXT_MAX];
+  od_pos_to_text(&r->txn_start, at, sizeof at);
+  bool starts_over = false;
+  int rc = od_schema_relation_at(r->schema, rel, at, &starts_over, err);
+  od_pm_schema_changes(r->p->stats.metrics, od_schema_versions_recorded(r->schema) - versions);
   if (!rc) od_isnap_relation(r->isnap, rel);
+  if (!rc && starts_over && !r->skipping) {
+    od_change empty = {.op = OD_OP_TRUNCATE, .truncate_flags = OD_TRUNCATE_START_OVER, .rel = rel};
+    rc = reader_add(r, &empty, err);
+  }
   return rc;
 }
 
@@ -335,6 +357,8 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
   r->cur->boundary = r->cur->nchanges;
   r->cur->end = txn->end;
   r->cur->commit_time = txn->commit_time;
+  r->cur->xid = txn->xid;
+  od_pm_source_position(r->p->stats.metrics, &txn->end);
   r->cur->ntxns++;
   if (r->isnap) { /* marks of this transaction (incremental snapshots) ride on the chunk that ends it */
     od_isnap_out out = {.ctx = r, .row = reader_isnap_row, .mark = reader_isnap_mark,
@@ -350,6 +374,7 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
 
 static int reader_idle(void *ctx, const od_pos *pos, od_error *err) {
   reader *r = ctx;
+  od_pm_source_position(r->p->stats.metrics, pos);
   if (r->cur && r->cur->ends_txn) {
     int rc = reader_push(r, err);
     if (rc) return rc;
@@ -369,6 +394,24 @@ static int reader_idle(void *ctx, const od_pos *pos, od_error *err) {
   r->last_heartbeat = *pos;
   r->last_heartbeat_at = now;
   return reader_push(r, err);
+}
+
+/* The state-dir lock is what keeps a second instance out; once its file is gone (the state dir
+ * deleted or replaced) a second instance would take a new lock and run alongside this one, and
+ * the schema history is gone too: stop (not retriable) and say so. Checked at most once a second. */
+static int lock_check(od_pipeline *p, od_error *err) {
+  int64_t now = od_mono_us();
+  if (p->lock_fd < 0 || now - p->lock_checked_at < 1000000) return OD_OK;
+  p->lock_checked_at = now;
+  struct stat held, named;
+  if (fstat(p->lock_fd, &held) == 0 && stat(p->lock_path, &named) == 0 && held.st_dev == named.st_dev &&
+      held.st_ino == named.st_ino)
+    return OD_OK;
+  return OD_FAIL(err, OD_EIO,
+                 "pipeline %s: the lock file %s was deleted or replaced while the pipeline ran (state_dir %s "
+                 "removed?): another instance could start next to this one, and the schema history kept there is "
+                 "gone; stopping. Restore state_dir from a backup (or start afresh with a new sink) and start odsync again",
+                 p->cfg->name, p->lock_path, p->root->state_dir);
 }
 
 /* ---- one session -------------------------------------------------------------------------- */
@@ -393,6 +436,9 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
                      cfg->name, sr->ps->cfg->name, sr->start.kind->name, p->source_ops->type,
                      p->source_ops->position->name);
     od_pos_cell_set(&p->stats.sinks[i].durable, &sr->start);
+    /* Before anything is written: every captured table lands in a target table of its own. */
+    if ((rc = od_targets_refuse(cfg->name, source, sr->sink, err)))
+      return p->nsinks > 1 ? od_error_prefix(err, "sink %s: ", sr->ps->cfg->name) : rc;
   }
   /* A sink without a checkpoint first copies the existing rows (src/core/snapshot.c); its start
    * becomes the position the copy lines up with. One sink after the other: the first creates the
@@ -480,6 +526,7 @@ static int run_session(od_pipeline *p, od_error *err) {
                          .relation = reader_relation,
                          .idle = reader_idle};
   while (!atomic_load(&p->stop) && !any_apply_failed(&r)) {
+    if ((rc = lock_check(p, err))) break;
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
     if (rc) break;
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
@@ -541,8 +588,11 @@ static void sleep_interruptible(od_pipeline *p, long ms) {
 
 static void *supervisor_main(void *arg) {
   od_pipeline *p = arg;
+  od_log_set_thread_pipeline(p->cfg->name);
   long backoff_ms = 200;
   int rc = OD_OK;
+  bool connected = false;  /* some session got as far as copying or streaming */
+  int connect_failures = 0; /* connection failures before that */
   od_error err;
   while (!atomic_load(&p->stop)) {
     od_error_clear(&err);
@@ -550,6 +600,18 @@ static void *supervisor_main(void *arg) {
     int64_t started = od_mono_us();
     rc = run_session(p, &err);
     if (rc == OD_OK) break; /* stop requested and drained */
+    od_pm_error(p->stats.metrics, &err, err.retriable);
+    int st = atomic_load(&p->stats.state);
+    connected = connected || st == OD_PIPELINE_STREAMING || st == OD_PIPELINE_SNAPSHOT;
+    /* A pipeline that never got through to a server is most likely misconfigured (host, port):
+     * bounded, so it ends with an error instead of warning forever. Once it has run, outages are
+     * waited out. */
+    if (err.retriable && !connected && err.code == OD_ECONNECT && ++connect_failures >= OD_FIRST_CONNECT_ATTEMPTS) {
+      od_error_prefix(&err, "gave up after %d attempts without ever connecting (check the host and port of the "
+                      "dsn, and that the server runs; once a pipeline has connected, odsync retries outages "
+                      "without limit): ", connect_failures);
+      err.retriable = false;
+    }
     if (!err.retriable) {
       od_error_log("pipeline %s: %s", p->cfg->name, err.msg);
       break;
@@ -573,8 +635,8 @@ static int take_lock(od_pipeline *p, od_error *err) {
   const char *dir = p->root->state_dir;
   if (mkdir(dir, 0700) != 0 && errno != EEXIST)
     return OD_FAIL(err, OD_EIO, "cannot create state_dir %s: %s", dir, strerror(errno));
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s.lock", dir, p->cfg->name);
+  char *path = p->lock_path;
+  snprintf(path, sizeof p->lock_path, "%s/%s.lock", dir, p->cfg->name);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return OD_FAIL(err, OD_EIO, "cannot open %s: %s", path, strerror(errno));
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -629,12 +691,47 @@ void od_pipeline_free(od_pipeline *p) {
     od_pipeline_wait(p, NULL);
   }
   if (p->lock_fd >= 0) close(p->lock_fd);
+  od_pipeline_metrics_free(p->stats.metrics);
   od_pos_cell_destroy(&p->stats.durable);
   for (int i = 0; i < p->nsinks; i++) od_pos_cell_destroy(&p->stats.sinks[i].durable);
   free(p);
 }
 
 /* ---- check --------------------------------------------------------------------------------- */
+
+/* The state dir must be (or become, created by mkdir) a directory odsync can write: the lock,
+ * the schema history and snapshot state live there. Reads only; creates nothing. */
+static int check_state_dir(const char *dir, char *msg, size_t size) {
+  struct stat st;
+  if (stat(dir, &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      snprintf(msg, size, "state_dir %s is not a directory", dir);
+      return -1;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+      snprintf(msg, size, "state_dir %s is not writable: %s (odsync keeps its lock, schema history and snapshot "
+               "state there)", dir, strerror(errno));
+      return -1;
+    }
+    return 0;
+  }
+  if (errno != ENOENT) {
+    snprintf(msg, size, "state_dir %s cannot be created or used: %s", dir, strerror(errno));
+    return -1;
+  }
+  char parent[4096];
+  snprintf(parent, sizeof parent, "%s", dir);
+  char *slash = strrchr(parent, '/');
+  if (slash == parent) slash[1] = '\0';
+  else if (slash) *slash = '\0';
+  else snprintf(parent, sizeof parent, ".");
+  if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode) || access(parent, W_OK | X_OK) != 0) {
+    snprintf(msg, size, "state_dir %.400s does not exist and cannot be created (%.400s is %s)", dir, parent,
+             stat(parent, &st) != 0 ? "missing" : !S_ISDIR(st.st_mode) ? "not a directory" : "not writable");
+    return -1;
+  }
+  return 0;
+}
 
 int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
                       void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx) {
@@ -649,6 +746,11 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
     problem(ctx, true, err.msg);
     return 1;
   }
+  /* What a session would refuse before connecting anywhere. */
+  if (check_state_dir(root->state_dir, msg, sizeof msg)) {
+    problem(ctx, true, msg);
+    fatal++;
+  }
   od_source *source = NULL;
   if (src->open(&cfg->source, cfg->name, &source, &err)) {
     problem(ctx, true, err.msg);
@@ -662,7 +764,10 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
     } else {
       fatal += n;
     }
-    src->close(source);
+    if (n != 0) {
+      src->close(source);
+      source = NULL;
+    }
   }
   for (int i = 0; i < cfg->nsinks; i++) {
     const od_sink_config *sk = &cfg->sinks[i];
@@ -686,8 +791,19 @@ int od_pipeline_check(const od_config *root, const od_pipeline_config *cfg,
                "filled from another kind of source", cfg->name, label, pos.kind->name, src->position->name);
       problem(ctx, true, msg);
       fatal++;
+    } else if (source) {
+      /* The captured tables against the sink's target tables (core/targets.h), as run does. */
+      int n = od_targets_check(source, sink, problem, ctx, &err);
+      if (n < 0) {
+        snprintf(msg, sizeof msg, "pipeline %s: %s", cfg->name, err.msg);
+        problem(ctx, true, msg);
+        fatal++;
+      } else {
+        fatal += n;
+      }
     }
     sink->ops->close(sink);
   }
+  if (source) src->close(source);
   return fatal;
 }

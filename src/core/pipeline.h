@@ -66,6 +66,7 @@ typedef struct od_sink_stats {
   _Atomic int64_t last_lag_us;        /* source commit -> sink commit, for the last batch */
   _Atomic int64_t last_apply_at;      /* wall clock (µs) of the last sink commit */
   _Atomic uint64_t batch_limit;       /* current batch size limit (adaptive batching moves it) */
+  struct od_sink_metrics *metrics;    /* its series (core/pipeline_metrics.h), or NULL */
 } od_sink_stats;
 
 typedef struct od_pipeline_stats {
@@ -82,6 +83,9 @@ typedef struct od_pipeline_stats {
   _Atomic uint64_t isnap_chunks;      /* chunks done */
   _Atomic uint64_t isnap_tables;      /* tables finished */
   _Atomic int isnap_active;           /* 1 while a table is being copied */
+  /* The pipeline's series in the metrics registry (core/pipeline_metrics.h), owned by the
+   * pipeline; NULL when it has none (unit tests): every od_pm_* hook then does nothing. */
+  struct od_pipeline_metrics *metrics;
 } od_pipeline_stats;
 
 /* Sums over the sinks (the progress line's and status' "changes applied" is the slowest sink's

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "odsync/error.h"
 
 #define POOL_MAX 64
@@ -65,6 +66,8 @@ static void chunk_clear(od_chunk *c) {
   c->commit_time = 0;
   c->marks = NULL;
   c->nmarks = c->marks_cap = 0;
+  c->xid = 0;
+  c->taken_us = c->pushed_us = 0;
 }
 
 static int add_mark(od_chunk *c, const char *key, uint64_t value, const char *text) {
@@ -101,6 +104,7 @@ od_chunk *od_queue_take_free(od_queue *q) {
     od_arena_init(&c->arena, CHUNK_ARENA_BLOCK);
   }
   chunk_clear(c);
+  c->taken_us = od_mono_us();
   return c;
 }
 
@@ -131,17 +135,21 @@ static void deadline_after(struct timespec *ts, int timeout_ms) {
   }
 }
 
-static bool is_full(const od_queue *q) {
-  return (q->rows || q->bytes) && (q->rows >= q->max_rows || q->bytes >= q->max_bytes);
+/* A chunk enters while the queue holds fewer than max_rows rows and its bytes fit under max_bytes,
+ * or when the queue is empty (a chunk larger than the cap must still pass): the queue never holds
+ * more than max(max_bytes, one chunk) bytes, whatever the values' sizes. */
+static bool is_full(const od_queue *q, size_t bytes) {
+  return (q->rows || q->bytes) && (q->rows >= q->max_rows || q->bytes + bytes > q->max_bytes);
 }
 
 int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
   struct timespec deadline;
   deadline_after(&deadline, timeout_ms);
   size_t bytes = od_chunk_bytes(c);
+  c->pushed_us = od_mono_us();
   pthread_mutex_lock(&q->lock);
-  while (!q->closed && is_full(q)) {
-    if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT && is_full(q)) {
+  while (!q->closed && is_full(q, bytes)) {
+    if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT && is_full(q, bytes)) {
       pthread_mutex_unlock(&q->lock);
       return OD_AGAIN;
     }

@@ -49,6 +49,8 @@ typedef struct od_chunk {
   int64_t commit_time;   /* commit timestamp (µs since epoch) of the last transaction ended here */
   od_chunk_mark *marks;  /* marks of the last transaction ended here (incremental snapshots) */
   uint32_t nmarks, marks_cap;
+  uint64_t xid;          /* source transaction id of the last transaction ended here (traces) */
+  int64_t taken_us, pushed_us; /* monotonic: the reader took it from the pool / pushed it (traces) */
 } od_chunk;
 
 #define OD_QUEUE_CONSUMERS_MAX 16
@@ -81,8 +83,9 @@ int od_chunk_add_text_mark(od_chunk *c, const char *key, const char *text);
 /* Bytes a chunk accounts for (arena + change array). */
 size_t od_chunk_bytes(const od_chunk *c);
 
-/* Hand a chunk to the queue. OD_OK, OD_AGAIN when still full after timeout_ms,
- * OD_ECANCELLED when the queue is closed (the chunk is recycled). */
+/* Hand a chunk to the queue: it enters while the queue holds fewer than max_rows rows and the
+ * chunk's bytes fit under max_bytes, or when the queue is empty. OD_OK, OD_AGAIN when it still
+ * does not fit after timeout_ms, OD_ECANCELLED when the queue is closed (the chunk is recycled). */
 int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms);
 /* Consumer `consumer`'s next chunk, or NULL after timeout_ms (or at once when closed and it has
  * drained it). */

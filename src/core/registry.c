@@ -5,8 +5,11 @@
 #include <string.h>
 
 extern const od_source_ops od_source_postgres;
+extern const od_source_ops od_source_mysql;
 extern const od_sink_ops od_sink_sqlite;
 extern const od_sink_ops od_sink_postgres;
+extern const od_sink_ops od_sink_clickhouse;
+extern const od_sink_ops od_sink_redis;
 extern const od_transform_ops od_transform_drop_columns;
 extern const od_transform_ops od_transform_rename;
 extern const od_transform_ops od_transform_filter;
@@ -18,11 +21,14 @@ extern const od_transform_ops od_transform_null;
 
 static const od_source_ops *const sources[] = {
     &od_source_postgres,
+    &od_source_mysql,
 };
 
 static const od_sink_ops *const sinks[] = {
     &od_sink_sqlite,
     &od_sink_postgres,
+    &od_sink_clickhouse,
+    &od_sink_redis,
 };
 
 static const od_transform_ops *const transforms[] = {

@@ -24,6 +24,8 @@
 typedef struct sch_version {
   od_relation rel; /* owned copy; rel.previous = the version recorded before it */
   bool applied;    /* recorded while changes were carried to the sink (first sight, apply) */
+  char *recreated_at; /* first version of a table re-created at the source: the text of the
+                         position of the transaction that first used it, else NULL */
 } sch_version;
 
 typedef struct sch_table {
@@ -50,6 +52,7 @@ struct od_schema {
   size_t ntables, tcap;
   sch_src **slots; /* open addressing by src pointer */
   size_t nslots, nsrcs;
+  uint64_t changes; /* versions after the first recorded since open (metrics) */
 };
 
 static const char *const POLICY_NAMES[] = {"apply", "ignore", "stop"};
@@ -68,6 +71,7 @@ static void rel_free_copy(od_relation *r) {
 static void version_free(sch_version *v) {
   if (!v) return;
   rel_free_copy(&v->rel);
+  free(v->recreated_at);
   free(v);
 }
 
@@ -264,9 +268,12 @@ static int append_line(od_schema *s, const char *line, size_t len, od_error *err
 }
 
 static int record(od_schema *s, sch_table *t, const od_relation *rel, uint32_t version, bool applied,
-                  const char *change, od_error *err) {
+                  const char *change, const char *recreated_at, od_error *err) {
   sch_version *v = version_copy(rel);
-  if (!v) return OD_FAIL(err, OD_ENOMEM, "schema history %s: out of memory", s->path);
+  if (!v || (recreated_at && !(v->recreated_at = strdup(recreated_at)))) {
+    version_free(v);
+    return OD_FAIL(err, OD_ENOMEM, "schema history %s: out of memory", s->path);
+  }
   v->rel.version = version;
   v->applied = applied;
   char when[32];
@@ -276,7 +283,8 @@ static int record(od_schema *s, sch_table *t, const od_relation *rel, uint32_t v
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
   char *line = NULL;
   size_t len = 0;
-  int rc = od_schema_json_line(t->qname, &v->rel, when, policy_name(s->policy), applied, change, &line, &len);
+  int rc = od_schema_json_line(t->qname, &v->rel, when, policy_name(s->policy), applied, change, recreated_at, &line,
+                               &len);
   if (rc == OD_OK) rc = append_line(s, line, len, err);
   else OD_FAIL(err, OD_ENOMEM, "schema history %s: out of memory", s->path);
   free(line);
@@ -341,6 +349,7 @@ static int load(od_schema *s, od_error *err) {
     }
     v->rel = r.rel;
     v->applied = r.applied;
+    v->recreated_at = r.recreated_at;
     sch_table *t = table_find(s, r.table);
     if (!t && !(t = table_add(s, r.table))) rc = OD_FAIL(err, OD_ENOMEM, "schema history %s: out of memory", s->path);
     else if (t->n && t->v[t->n - 1]->rel.version >= v->rel.version)
@@ -486,7 +495,46 @@ static int src_register(od_schema *s, size_t ti, const od_relation *rel, sch_src
 
 /* ---- the public calls ------------------------------------------------------------------------ */
 
+/* The same table, not one dropped and re-created under its name: same relation OID (0: unknown,
+ * e.g. a history written before OIDs were recorded). */
+static bool same_incarnation(const od_relation *a, const od_relation *b) {
+  return !a->oid || !b->oid || a->oid == b->oid;
+}
+
+/* The same columns in the same order, by what the source sends (names, type OIDs, typmods, key
+ * flags), whatever the attnums say: attnums of a replayed old shape come from today's catalog
+ * and can point at a column that took the name later; a recorded version is the truth for it. */
+static bool same_wire_shape(const od_relation *a, const od_relation *b) {
+  if (a->ncolumns != b->ncolumns || a->replica_identity != b->replica_identity) return false;
+  for (uint16_t i = 0; i < a->ncolumns; i++) {
+    const od_column *x = &a->columns[i], *y = &b->columns[i];
+    if (strcmp(x->name, y->name) || x->type_oid != y->type_oid || x->typmod != y->typmod || x->key != y->key)
+      return false;
+  }
+  return true;
+}
+
+/* A table seen for the first time under this name whose relation OID another table of the
+ * history had: the source renamed it (RENAME TO, SET SCHEMA). Said at run time, once. */
+static void warn_renamed(const od_schema *s, const od_relation *rel, const char *qname) {
+  if (!rel->oid) return;
+  for (size_t i = 0; i < s->ntables; i++) {
+    const sch_table *o = &s->tables[i];
+    if (!o->n || strcmp(o->qname, qname) == 0 || o->v[o->n - 1]->rel.oid != rel->oid) continue;
+    od_warn("pipeline %s: table %s is now named %s at the source (ALTER TABLE ... RENAME TO or SET SCHEMA; "
+            "relation oid %u): the sink keeps %s as it was, and %s receives only the rows written from now on. "
+            "To copy the rows it already holds: odsync snapshot -p %s -t %s",
+            s->pipeline, o->qname, qname, rel->oid, o->qname, qname, s->pipeline, qname);
+    return;
+  }
+}
+
 int od_schema_relation(od_schema *s, od_relation *rel, od_error *err) {
+  return od_schema_relation_at(s, rel, NULL, NULL, err);
+}
+
+int od_schema_relation_at(od_schema *s, od_relation *rel, const char *at, bool *starts_over, od_error *err) {
+  if (starts_over) *starts_over = false;
   char qname[300];
   qualified(rel, qname, sizeof qname);
   sch_table *t = table_find(s, qname);
@@ -494,32 +542,76 @@ int od_schema_relation(od_schema *s, od_relation *rel, od_error *err) {
   size_t ti = (size_t)(t - s->tables);
   int rc;
   if (t->n == 0) {
-    if ((rc = record(s, t, rel, 1, true, "first seen", err))) return rc;
+    warn_renamed(s, rel, qname);
+    if ((rc = record(s, t, rel, 1, true, "first seen", NULL, err))) return rc;
     rel->version = 1;
     od_debug("pipeline %s: table %s: schema version 1 recorded", s->pipeline, qname);
     return s->policy == OD_SCHEMA_IGNORE ? src_register(s, ti, rel, NULL, err) : OD_OK;
   }
   char diff[OD_ERROR_MSG_MAX];
-  for (size_t i = t->n; i > 0; i--) {
-    if (od_schema_describe_diff(&t->v[i - 1]->rel, rel, diff, sizeof diff) == 0) {
-      rel->version = t->v[i - 1]->rel.version;
-      return s->policy == OD_SCHEMA_IGNORE ? src_register(s, ti, rel, NULL, err) : OD_OK;
-    }
+  const sch_version *found = NULL, *last = NULL;
+  for (size_t i = t->n; i > 0 && !found; i--) {
+    const sch_version *v = t->v[i - 1];
+    if (!same_incarnation(&v->rel, rel)) continue;
+    if (!last) last = v;
+    if (od_schema_describe_diff(&v->rel, rel, diff, sizeof diff) == 0) found = v;
   }
-  const od_relation *last = &t->v[t->n - 1]->rel;
-  od_schema_describe_diff(last, rel, diff, sizeof diff);
-  if (s->policy == OD_SCHEMA_STOP)
+  for (size_t i = t->n; i > 0 && !found; i--) {
+    const sch_version *v = t->v[i - 1];
+    if (!same_incarnation(&v->rel, rel) || !same_wire_shape(&v->rel, rel)) continue;
+    found = v;
+    for (uint16_t c = 0; c < rel->ncolumns; c++) rel->columns[c].attnum = v->rel.columns[c].attnum;
+  }
+  if (found) {
+    rel->version = found->rel.version;
+    if (starts_over && at && found->recreated_at && strcmp(found->recreated_at, at) == 0) *starts_over = true;
+    return s->policy == OD_SCHEMA_IGNORE ? src_register(s, ti, rel, NULL, err) : OD_OK;
+  }
+  /* No version of this incarnation matches. None at all: the table was dropped and re-created
+   * under the same name (a new relation OID); its rows in the sink are stale. */
+  bool recreated = !last;
+  if (!last) last = t->v[t->n - 1];
+  int n = 0;
+  if (recreated)
+    n = snprintf(diff, sizeof diff, "table dropped and re-created at the source (relation oid %u, now %u)",
+                 last->rel.oid, rel->oid);
+  char more[OD_ERROR_MSG_MAX];
+  if (od_schema_describe_diff(&last->rel, rel, more, sizeof more) > 0) {
+    size_t at = (size_t)n < sizeof diff ? (size_t)n : sizeof diff - 1, room = sizeof diff - at;
+    if (n && room > 2) {
+      memcpy(diff + at, "; ", 3);
+      at += 2, room -= 2;
+    }
+    size_t len = strnlen(more, room - 1);
+    memcpy(diff + at, more, len);
+    diff[at + len] = '\0';
+  }
+  if (s->policy == OD_SCHEMA_STOP) {
+    if (recreated)
+      return OD_FAIL(err, OD_ESCHEMA,
+                     "pipeline %s: table %s was dropped and re-created on the source (relation oid %u, now %u): "
+                     "the sink's rows of %s belong to the dropped table; schema_changes is 'stop', so nothing of "
+                     "the new table is applied. To go on, set schema_changes: apply (the sink table then starts "
+                     "over: emptied in the transaction that first writes the new table) and restart",
+                     s->pipeline, qname, last->rel.oid, rel->oid, qname);
     return OD_FAIL(err, OD_ESCHEMA,
                    "pipeline %s: table %s changed on the source (%s); schema_changes is 'stop', so nothing "
                    "written under the new shape is applied. To go on, set schema_changes: apply (or "
                    "ignore) and restart",
                    s->pipeline, qname, diff);
-  uint32_t version = last->version + 1;
+  }
+  uint32_t version = t->v[t->n - 1]->rel.version + 1;
   bool applied = s->policy == OD_SCHEMA_APPLY;
-  if ((rc = record(s, t, rel, version, applied, diff, err))) return rc;
+  if ((rc = record(s, t, rel, version, applied, diff, recreated ? (at ? at : "") : NULL, err))) return rc;
+  s->changes++;
   rel->version = version;
+  if (recreated) {
+    od_warn("pipeline %s: table %s: schema version %u: %s; the sink table starts over (emptied, then filled "
+            "from the stream)", s->pipeline, qname, version, diff);
+    if (starts_over && at) *starts_over = true;
+  }
   if (applied) {
-    od_info("pipeline %s: table %s: schema version %u: %s", s->pipeline, qname, version, diff);
+    if (!recreated) od_info("pipeline %s: table %s: schema version %u: %s", s->pipeline, qname, version, diff);
     return OD_OK;
   }
   od_warn("pipeline %s: table %s: schema version %u not applied (schema_changes: ignore): %s; the sink "
@@ -561,6 +653,8 @@ int od_schema_map_change(od_schema *s, od_change *c, od_arena *a, od_error *err)
   c->rel = e->pinned;
   return OD_OK;
 }
+
+uint64_t od_schema_versions_recorded(const od_schema *s) { return s ? s->changes : 0; }
 
 void od_schema_close(od_schema *s) {
   if (!s) return;

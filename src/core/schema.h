@@ -40,6 +40,18 @@ int od_schema_open(const char *state_dir, const char *pipeline, int policy, od_s
  * OD_ESCHEMA (rows could not be matched). */
 int od_schema_relation(od_schema *s, od_relation *rel, od_error *err);
 
+/* The same for a relation the stream sent inside a transaction: `at` is the text of that
+ * transaction's source position (od position text form; NULL: not from the stream, e.g. a
+ * snapshot). Versions match only within one incarnation of the table (same relation OID): a new
+ * OID under a known name is a table dropped and re-created at the source, recorded as a new
+ * version with `"recreated_at": at` (under stop: OD_ESCHEMA naming the table and the way out).
+ * *starts_over (may be NULL) becomes true when `at` is the transaction that first used the new
+ * incarnation — now or when it was recorded (a replay after a crash): the caller must then empty
+ * the sink's table before that transaction's changes of it, inside the same sink transaction.
+ * A shape whose attnums disagree with every recorded version but that sends the same columns
+ * (names, types, typmods, key flags) as one of them takes that version and its attnums. */
+int od_schema_relation_at(od_schema *s, od_relation *rel, const char *at, bool *starts_over, od_error *err);
+
 /* Policy ignore: the sink keeps the first shape it was given (the last version recorded while
  * changes were applied). Rewrites change `c` (already copied into a chunk arena `a`) so its tuples
  * match that pinned version: columns matched by attnum (falling back to the name), columns the
@@ -49,6 +61,8 @@ int od_schema_relation(od_schema *s, od_relation *rel, od_error *err);
 int od_schema_map_change(od_schema *s, od_change *c, od_arena *a, od_error *err);
 
 void od_schema_close(od_schema *s);
+/* New table shapes (versions after a table's first) recorded since open; 0 for NULL. */
+uint64_t od_schema_versions_recorded(const od_schema *s);
 
 /* A human description of the difference between two versions ("column note added; column qty
  * renamed to quantity"), for logs. Returns the number of differences (0: same shape; buf then

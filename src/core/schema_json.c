@@ -68,7 +68,7 @@ static void jb_key(jbuf *b, const char *key) {
 }
 
 int od_schema_json_line(const char *table, const od_relation *rel, const char *recorded_at,
-                        const char *policy, bool applied, const char *change, char **out,
+                        const char *policy, bool applied, const char *change, const char *recreated_at, char **out,
                         size_t *len) {
   jbuf b = {0};
   jb_raw(&b, "{", 1);
@@ -111,6 +111,10 @@ int od_schema_json_line(const char *table, const od_relation *rel, const char *r
   jb_raw(&b, "]", 1);
   jb_key(&b, "change");
   jb_str(&b, change);
+  if (recreated_at) {
+    jb_key(&b, "recreated_at");
+    jb_str(&b, recreated_at);
+  }
   jb_raw(&b, "}\n", 2);
   if (b.oom) {
     free(b.p);
@@ -367,7 +371,7 @@ static bool rec_field(jp *j, const char *key, void *ctx) {
   od_schema_json_rec *r = rc->r;
   long long v;
   char **str = !strcmp(key, "table") ? &r->table : !strcmp(key, "schema") ? &r->rel.schema
-             : !strcmp(key, "name") ? &r->rel.name : NULL;
+             : !strcmp(key, "name") ? &r->rel.name : !strcmp(key, "recreated_at") ? &r->recreated_at : NULL;
   if (str) {
     free(*str);
     return (*str = jstring(j)) != NULL;
@@ -403,6 +407,7 @@ void od_schema_json_rec_free(od_schema_json_rec *r) {
   free(r->rel.schema);
   free(r->rel.name);
   free(r->table);
+  free(r->recreated_at);
   memset(r, 0, sizeof *r);
 }
 

@@ -17,12 +17,15 @@ typedef struct od_schema_json_rec {
   char *table;     /* "schema.name" */
   od_relation rel; /* schema, name, columns (and their names) malloc'd; previous NULL */
   bool applied;
+  char *recreated_at; /* malloc'd; NULL when the line has none (see od_schema_json_line) */
 } od_schema_json_rec;
 
-/* One line, '\n'-terminated, into a malloc'd *out. OD_OK or OD_ENOMEM. */
+/* One line, '\n'-terminated, into a malloc'd *out. OD_OK or OD_ENOMEM. `recreated_at` (NULL:
+ * omitted) is the text of the source position of the transaction that first used a table
+ * re-created at the source ("recreated_at":"0/16B3748"). */
 int od_schema_json_line(const char *table, const od_relation *rel, const char *recorded_at,
-                        const char *policy, bool applied, const char *change, char **out,
-                        size_t *len);
+                        const char *policy, bool applied, const char *change, const char *recreated_at,
+                        char **out, size_t *len);
 /* OD_OK, or OD_EINVAL with a reason in `why` ("column 2: missing \"name\""). */
 int od_schema_json_parse(const char *line, od_schema_json_rec *out, char *why, size_t why_size);
 void od_schema_json_rec_free(od_schema_json_rec *r);

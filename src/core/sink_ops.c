@@ -20,6 +20,8 @@ int od_sink_ops_check(const od_sink_ops *o, od_error *err) {
   if (bulk != (o->load_prepare && o->load && o->load_finish))
     return OD_FAIL(err, OD_EINVAL, "sink type %s: OD_SINK_BULK_LOAD and load_prepare/load/load_finish must go "
                    "together", t);
+  if (!o->check_tables != !o->resnapshot_table)
+    return OD_FAIL(err, OD_EINVAL, "sink type %s: check_tables and resnapshot_table must go together", t);
   if (o->max_writers < 1) return OD_FAIL(err, OD_EINVAL, "sink type %s: max_writers must be at least 1", t);
   return OD_OK;
 }

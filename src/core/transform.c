@@ -158,6 +158,14 @@ static int ch_commit(od_sink *s, const od_pos *pos, od_error *err) {
 }
 static int ch_commit_data(od_sink *s, od_error *err) { return INNER(s)->ops->commit_data(INNER(s), err); }
 static void ch_rollback(od_sink *s) { INNER(s)->ops->rollback(INNER(s)); }
+/* Transforms never rename tables: the inner sink's targets are the chain's. */
+static int ch_check_tables(od_sink *s, int n, const char *const *schemas, const char *const *names, const bool *keyed,
+                           void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx, od_error *err) {
+  return INNER(s)->ops->check_tables(INNER(s), n, schemas, names, keyed, problem, ctx, err);
+}
+static int ch_resnapshot_table(od_sink *s, const char *schema, const char *name, bool *recreate, od_error *err) {
+  return INNER(s)->ops->resnapshot_table(INNER(s), schema, name, recreate, err);
+}
 static int ch_set_mark(od_sink *s, const char *key, uint64_t v, od_error *err) {
   return INNER(s)->ops->set_mark(INNER(s), key, v, err);
 }
@@ -249,6 +257,8 @@ int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, 
     c->ops.set_text_mark = ch_set_text_mark;
     c->ops.get_text_mark = ch_get_text_mark;
   }
+  if (ops->check_tables) c->ops.check_tables = ch_check_tables;
+  if (ops->resnapshot_table) c->ops.resnapshot_table = ch_resnapshot_table;
   if (ops->caps & OD_SINK_BULK_LOAD) {
     c->ops.load_prepare = ch_load_prepare;
     c->ops.load = ch_load;

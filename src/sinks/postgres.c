@@ -215,6 +215,7 @@ static void pgs_close(od_sink *base) {
   free(s->plens);
   free(s->ck_q);
   free(s->cols_q);
+  free(s->own_q);
   free(s->schema);
   free(s->dsn);
   free(s->pipeline);
@@ -323,6 +324,7 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   }
   rc = connect_target(s, err);
   if (rc == OD_OK) rc = create_checkpoint_table(s, schema_q, err);
+  if (rc == OD_OK) rc = pgs_owner_open(s, schema_q, err);
   free(schema_q);
   if (rc) goto fail;
   *out = &s->base;
@@ -560,4 +562,6 @@ const od_sink_ops od_sink_postgres = {
     .load_prepare = pgs_load_prepare,
     .load = pgs_load,
     .load_finish = pgs_load_finish,
+    .check_tables = pgs_check_tables,
+    .resnapshot_table = pgs_resnapshot_table,
 };

@@ -326,7 +326,11 @@ int pgs_apply(od_sink *base, const od_change *changes, size_t n, od_error *err) 
       }
       /* DDL may follow: buffered changes go out first. */
       if (!pgs_rel_known(s, c->rel) && (rc = pgs_bulk_flush_now(s, err))) return rc;
-      if ((rc = pgs_rel_get(s, c->rel, &r, err)) || (rc = pgs_bulk_ready(s, r, err))) return rc;
+      if (c->op == OD_OP_TRUNCATE && (c->truncate_flags & OD_TRUNCATE_START_OVER) && !pgs_rel_known(s, c->rel))
+        s->start_over = c->rel;
+      rc = pgs_rel_get(s, c->rel, &r, err);
+      s->start_over = NULL;
+      if (rc || (rc = pgs_bulk_ready(s, r, err))) return rc;
       r->seg = s->seg;
       last = c->rel;
     }

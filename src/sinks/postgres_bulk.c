@@ -18,9 +18,14 @@
  * T is the target column's type without typmod (format_type(atttypid, -1): "bpchar", "\"bit\""),
  * whose input function parses each element exactly as for a bound parameter of the per-row path;
  * the INSERT's assignment coercion then applies the typmod the same way (array-typed columns go
- * as text[] and are cast, since T[][] is T[]).
+ * as text[] and are cast, since T[][] is T[]; so do composite columns and domains over a composite,
+ * typcategory 'C', since unnest() in FROM would spread a composite over several columns). T is
+ * the target's own type, found by name in its catalog: a source type OID means nothing there.
  * Deletes go first: a key deleted and another spelling of an equal key upserted (numeric 1.0 vs
  * 1.00) can only mean the upsert is the later, live row.
+ * A row of more than PGS_BULK_ROW_MAX value bytes is not buffered (per-row path: its values are
+ * sent once, straight from the change), so a transaction of large values holds about one value in
+ * the sink at a time.
  * When it flushes (the callers): before any other change of the same relation version takes the
  * per-row path (postgres_apply.c), when the buffer passes PGS_BULK_MAX_ROWS rows or
  * PGS_BULK_MAX_BYTES, before any DDL (a relation version not seen yet), and for every relation at
@@ -40,6 +45,7 @@
 
 #define PGS_BULK_MAX_ROWS 20000u
 #define PGS_BULK_MAX_BYTES ((size_t)16 << 20)
+#define PGS_BULK_ROW_MAX ((size_t)1 << 20) /* a row with more value bytes takes the per-row path */
 #define NULL_LEN UINT32_MAX
 
 typedef struct bent {
@@ -50,7 +56,7 @@ typedef struct bent {
 struct pgs_bulk {
   bool off;               /* set-based apply unusable for this version: per-row path */
   char **casts;           /* per column: the target type (owned) */
-  bool *arr;              /* per column: the type is an array (sent as text[], then cast) */
+  bool *arr;              /* per column: an array or composite type (sent as text[], then cast) */
   char *delim;            /* per column: the array element delimiter (box: ';') */
   pgs_stmt del, ins;      /* names only ("" until prepared) */
   char *arena;
@@ -105,7 +111,7 @@ int pgs_bulk_ready(pgs_sink *s, pg_rel *r, od_error *err) {
     if (r->text_cmp[PGS_COL(r->key_plan[k])]) b->off = true; /* no '=' on a key: per-row */
   const char *p[] = {r->qtarget};
   PGresult *res = pgs_exec(s, r->target, "reading the column types", 
-                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1), t.typcategory = 'A', t.typdelim "
+                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1), t.typcategory IN ('A', 'C'), t.typdelim "
                            "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
                            "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                            1, p, err);
@@ -230,6 +236,15 @@ int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_err
       break;
     default:
       return OD_OK;
+  }
+  /* A large row goes per row: buffered, it would be held three times more (the arena copy, the
+   * escaped array literal twice its size, libpq's message), so memory would follow the values'
+   * size several times over instead of once. */
+  if (op == 'U') {
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+      if (c->newtup.values[i].kind == OD_VALUE_TEXT) bytes += c->newtup.values[i].len;
+    if (bytes > PGS_BULK_ROW_MAX) return OD_OK;
   }
   if (b->nent == b->ecap) {
     uint32_t cap = b->ecap ? b->ecap * 2 : 1024;
@@ -363,7 +378,8 @@ static int prepare_upsert(pgs_sink *s, pg_rel *r, od_error *err) {
   od_sqlbuf_reset(q);
   od_sqlbuf_add(q, "INSERT INTO ");
   od_sqlbuf_add(q, r->qtarget);
-  od_sqlbuf_add(q, " (");
+  /* The alias keeps EXCLUDED unambiguous when the table itself is called "excluded" (42P09). */
+  od_sqlbuf_add(q, " AS odsync_target (");
   for (int i = 0; i < n; i++) {
     if (i) od_sqlbuf_add(q, ", ");
     od_sqlbuf_ident(q, rel->columns[i].name);

@@ -63,6 +63,9 @@ typedef struct pg_rel {
   uint64_t seg;           /* last batch segment of pgs_apply() that used it */
   bool keyed;             /* matched by key columns (declared PRIMARY KEY when created) */
   bool *text_cmp;         /* per column: compare as ::text (type without equality, e.g. json) */
+  char **ucast;           /* per column of a user-defined source type: the target column's type, which
+                             parameters compared with it are cast to (NULL: none; owned) */
+  int nucast;             /* entries of ucast (rel may be gone when the state is freed) */
   uint16_t *key_plan;     /* key columns, PGS_FROM_MATCH */
   int nkey;
   pgs_stmt insert;        /* keyed: upsert; keyless: plain insert */
@@ -109,6 +112,8 @@ typedef struct pgs_sink {
   int nmap;
   char *ck_q;            /* quoted checkpoint table */
   char *cols_q;          /* quoted _odsync_columns, in the checkpoint table's schema */
+  char *own_q;           /* quoted _odsync_tables, in the checkpoint table's schema (postgres_owner.c) */
+  bool fresh;            /* no checkpoint row for this pipeline when the sink was opened */
   uint64_t seg;          /* batch segment counter (pgs_apply) */
   bool in_txn;           /* begin() called, commit/rollback not yet */
   bool begin_sent;       /* BEGIN already sent on the connection */
@@ -134,6 +139,7 @@ typedef struct pgs_sink {
   size_t copy_len, copy_cap;
   uint64_t copy_rows;
   bool defer_key;        /* make_table: create a keyed table without its primary key (a load) */
+  const od_relation *start_over; /* make_table: drop its target first (OD_TRUNCATE_START_OVER) */
 } pgs_sink;
 
 /* postgres.c */
@@ -161,7 +167,15 @@ bool pgs_rel_known(const pgs_sink *s, const od_relation *rel);
 bool pgs_rel_table_in_segment(const pgs_sink *s, const od_relation *rel);
 /* DEALLOCATE the statements of every other state of keep's target table and drop those states. */
 int pgs_rels_forget_table(pgs_sink *s, const pg_rel *keep, od_error *err);
-/* Append the SQL type of relation column i to s->sql (text for user-defined types). */
+/* Is a column of this source type created as text on the target? User-defined types (OID >=
+ * 16384: they may not exist there) and the built-in types no server accepts as input
+ * (pg_node_tree, pg_ndistinct, pg_dependencies, pg_mcv_list, pg_ddl_command, the BRIN summaries). */
+bool pgs_type_as_text(uint32_t oid);
+/* Target schema and table of source table rschema.rname: table_map, then `schema`, then the
+ * source's schema (*schema may point into sbuf). */
+void pgs_target_of(const pgs_sink *s, const char *rschema, const char *rname, const char **schema,
+                   const char **table, char *sbuf, size_t scap);
+/* Append the SQL type of relation column i to s->sql (text when pgs_type_as_text). */
 int pgs_add_type(pgs_sink *s, const pg_rel *r, int i, od_error *err);
 void pgs_rels_drop(pgs_sink *s, bool only_current_txn);
 /* Give a statement slot its SQL: prepare it (pipelined) when it has no name yet.
@@ -222,5 +236,16 @@ int pgs_bulk_flush_now(pgs_sink *s, od_error *err);
 void pgs_bulk_discard_all(pgs_sink *s); /* rollback */
 int pgs_bulk_forget(pgs_sink *s, pg_rel *r, od_error *err); /* DEALLOCATE its statements */
 void pgs_bulk_free(pgs_bulk *b);
+
+/* postgres_owner.c: which pipeline and source table own each target table (_odsync_tables). */
+/* Create the table (serialized with other sessions), note whether the pipeline starts over. */
+int pgs_owner_open(pgs_sink *s, const char *schema_q, od_error *err);
+/* In the sink transaction, before r's table is made: refuse a target another source table or
+ * pipeline owns, or one the sink had and lost (OD_ESCHEMA); else record r's source as its owner. */
+int pgs_owner_claim(pgs_sink *s, pg_rel *r, od_error *err);
+/* The vtable's check_tables and resnapshot_table (odsync/sink.h). */
+int pgs_check_tables(od_sink *s, int n, const char *const *schemas, const char *const *names, const bool *keyed,
+                     void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx, od_error *err);
+int pgs_resnapshot_table(od_sink *s, const char *schema, const char *name, bool *recreate, od_error *err);
 
 #endif

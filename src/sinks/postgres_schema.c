@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "common/pg_types.h"
+#include "common/schema_plan.h"
 #include "core/log.h"
 #include "sinks/postgres_internal.h"
 
@@ -123,18 +124,19 @@ static int read_table(pgs_sink *s, const pg_rel *r, tstate *ts, od_error *err) {
   return OD_OK;
 }
 
-/* Relation column i -> target column, by attnum when both sides know it, else by name. */
-static void match(const od_relation *rel, tcol *t, int n) {
-  for (int i = 0; i < rel->ncolumns; i++) {
-    const od_column *c = &rel->columns[i];
-    int found = -1;
-    for (int k = 0; c->attnum && k < n && found < 0; k++)
-      if (t[k].rel_col < 0 && t[k].meta && t[k].attnum == c->attnum) found = k;
-    for (int k = 0; k < n && found < 0; k++)
-      if (t[k].rel_col < 0 && !(t[k].meta && t[k].attnum && c->attnum) && strcmp(t[k].name, c->name) == 0)
-        found = k;
-    if (found >= 0) t[found].rel_col = i;
-  }
+/* Which target column each relation column is (common/schema_plan.h); fills t[k].rel_col and, when
+ * `plan` is not NULL, the steps that make the table fit. OD_OK or OD_ENOMEM. */
+static int match_plan(const od_relation *rel, tcol *t, int n, od_schema_plan *plan) {
+  od_schema_plan local;
+  od_plan_col *pc = calloc((size_t)(n ? n : 1), sizeof *pc);
+  if (!pc) return OD_ENOMEM;
+  for (int k = 0; k < n; k++) pc[k] = (od_plan_col){.name = t[k].name, .attnum = t[k].attnum, .meta = t[k].meta};
+  int rc = od_schema_plan_make(rel, pc, n, false, plan ? plan : &local);
+  free(pc);
+  if (rc) return rc;
+  for (int k = 0; k < n; k++) t[k].rel_col = (plan ? plan : &local)->match[k];
+  if (!plan) od_schema_plan_free(&local);
+  return OD_OK;
 }
 
 static bool mod_widens(int32_t om, int32_t nm) { return nm < 0 || (om >= 0 && nm >= om); }
@@ -145,7 +147,7 @@ static int int_size(uint32_t o) { return o == T_INT2 ? 2 : o == T_INT4 ? 4 : 8; 
 /* Does every value of type (oo, om) keep its value and text form as (no, nm)? */
 bool pgs_type_widens(uint32_t oo, int32_t om, uint32_t no, int32_t nm) {
   if (oo == no && om == nm) return true;
-  if (oo >= FIRST_USER_OID && no >= FIRST_USER_OID) return true; /* both stored as text */
+  if (pgs_type_as_text(oo) && pgs_type_as_text(no)) return true; /* both stored as text */
   if (is_int(oo) || is_int(no)) return is_int(oo) && is_int(no) && int_size(no) >= int_size(oo);
   if (oo == T_VARCHAR && no == T_TEXT) return true;
   if (oo == T_VARCHAR && no == T_VARCHAR) return mod_widens(om, nm);
@@ -167,6 +169,7 @@ bool pgs_type_widens(uint32_t oo, int32_t om, uint32_t no, int32_t nm) {
 /* What must be done; filled by plan(). */
 typedef struct todo {
   int drops, renames, retypes, adds, meta;
+  od_schema_plan steps; /* drops, renames, adds (common/schema_plan.h) */
 } todo;
 
 /* The SQL spelling of a type: format_type() on the target for built-in types (their OIDs are the
@@ -196,16 +199,15 @@ static int plan(pgs_sink *s, const pg_rel *r, const tstate *ts, todo *td, od_err
   const od_relation *rel = r->rel;
   tcol *t = ts->t;
   int n = ts->n;
+  od_schema_plan_free(&td->steps);
   memset(td, 0, sizeof *td);
-  for (int k = 0; k < n; k++) t[k].rel_col = -1;
-  match(rel, t, n);
-  bool all_attnums = true, known = false;
-  for (int i = 0; i < rel->ncolumns; i++) all_attnums = all_attnums && rel->columns[i].attnum;
+  if (match_plan(rel, t, n, &td->steps)) return oom(s, r, err);
+  bool known = false;
   for (int k = 0; k < n; k++) known = known || t[k].meta;
   char from[160], to[160];
   for (int k = 0; k < n; k++) {
     if (t[k].rel_col < 0) {
-      if (!(t[k].meta && t[k].attnum && all_attnums)) continue; /* not known to odsync: keep it */
+      if (!td->steps.drop[k]) continue; /* not known to odsync: keep it */
       if (t[k].pk)
         return OD_FAIL(err, OD_ESCHEMA, "postgres sink %s: table %s: column %s was dropped on the source but is part "
                        "of the target table's primary key; nothing was changed. Re-create the table (drop it on "
@@ -230,7 +232,7 @@ static int plan(pgs_sink *s, const pg_rel *r, const tstate *ts, todo *td, od_err
                      "snapshot, or run with schema_changes: ignore", s->where, r->target, c->name, from, to);
     }
     /* Alter only a target column that still has the old source type (not one the user chose). */
-    if (c->type_oid < FIRST_USER_OID && t[k].ttype == t[k].type_oid && t[k].ttypmod == t[k].typmod) td->retypes++;
+    if (!pgs_type_as_text(c->type_oid) && t[k].ttype == t[k].type_oid && t[k].ttypmod == t[k].typmod) td->retypes++;
   }
   for (int i = 0; i < rel->ncolumns; i++) {
     bool have = false;
@@ -238,18 +240,31 @@ static int plan(pgs_sink *s, const pg_rel *r, const tstate *ts, todo *td, od_err
     if (!have) td->adds++, td->meta++;
   }
   /* The key, for tables odsync knows (other keys of user-made tables are the user's business). */
-  if (known && r->keyed) {
+  /* A key dropped at the source (the relation has none now) is a key change too: the target's
+   * primary key would reject rows the source now allows, and keyless matching would ignore it. */
+  if (known) {
     int tk = 0;
     bool same = true;
     for (int k = 0; k < n; k++) {
       if (!t[k].pk) continue;
       tk++;
-      same = same && t[k].rel_col >= 0 && rel->columns[t[k].rel_col].key;
+      same = same && r->keyed && t[k].rel_col >= 0 && rel->columns[t[k].rel_col].key;
     }
-    if (tk && (!same || tk != r->nkey))
-      return OD_FAIL(err, OD_ESCHEMA, "postgres sink %s: table %s: the source's row key no longer matches the "
-                     "target table's primary key; nothing was changed. Re-create the table from a snapshot",
-                     s->where, r->target);
+    if (tk && (!same || tk != (r->keyed ? r->nkey : 0))) {
+      char from[256], to[256];
+      size_t a = (size_t)snprintf(from, sizeof from, "(");
+      for (int k = 0, first = 1; k < n && a < sizeof from; k++)
+        if (t[k].pk) a += (size_t)snprintf(from + a, sizeof from - a, "%s%s", first ? "" : ", ", t[k].name), first = 0;
+      if (a < sizeof from) snprintf(from + a, sizeof from - a, ")");
+      size_t b = (size_t)snprintf(to, sizeof to, "(");
+      for (int i = 0, first = 1; i < rel->ncolumns && b < sizeof to; i++)
+        if (r->keyed && rel->columns[i].key)
+          b += (size_t)snprintf(to + b, sizeof to - b, "%s%s", first ? "" : ", ", rel->columns[i].name), first = 0;
+      if (b < sizeof to) snprintf(to + b, sizeof to - b, ")");
+      return OD_FAIL(err, OD_ESCHEMA, "postgres sink %s: table %s: the source's row key changed from %s to %s, and "
+                     "the target table's primary key is %s; nothing was changed. Re-create the table from a "
+                     "snapshot", s->where, r->target, from, to, from);
+    }
   }
   return OD_OK;
 }
@@ -276,44 +291,13 @@ static int set_name(pgs_sink *s, const pg_rel *r, tcol *c, const char *name, od_
   return OD_OK;
 }
 
-static int do_renames(pgs_sink *s, const pg_rel *r, tcol *t, int n, od_error *err) {
-  const od_relation *rel = r->rel;
-  int rc = OD_OK;
-  /* Straight renames while the new name is free; what is left is a cycle: via temporary names. */
-  for (int k = 0; k < n && rc == OD_OK; k++) {
-    if (t[k].rel_col < 0 || strcmp(t[k].name, rel->columns[t[k].rel_col].name) == 0) continue;
-    const char *want = rel->columns[t[k].rel_col].name;
-    bool taken = false;
-    for (int j = 0; j < n; j++) taken = taken || (j != k && t[j].name[0] && strcmp(t[j].name, want) == 0);
-    if (taken) continue;
-    if ((rc = rename_col(s, r, t[k].name, want, err))) break;
-    od_info("postgres sink %s: table %s: column %s renamed to %s", s->where, r->target, t[k].name, want);
-    rc = set_name(s, r, &t[k], want, err);
-    k = -1; /* a rename may free a name another column waits for */
-  }
-  for (int k = 0; k < n && rc == OD_OK; k++) {
-    if (t[k].rel_col < 0 || strcmp(t[k].name, rel->columns[t[k].rel_col].name) == 0) continue;
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, "_odsync_renaming_%d", k);
-    if ((rc = rename_col(s, r, t[k].name, tmp, err)) == OD_OK) rc = set_name(s, r, &t[k], tmp, err);
-  }
-  for (int k = 0; k < n && rc == OD_OK; k++) {
-    if (t[k].rel_col < 0 || strcmp(t[k].name, rel->columns[t[k].rel_col].name) == 0) continue;
-    const char *want = rel->columns[t[k].rel_col].name;
-    if ((rc = rename_col(s, r, t[k].name, want, err)) == OD_OK) {
-      od_info("postgres sink %s: table %s: column renamed to %s", s->where, r->target, want);
-      rc = set_name(s, r, &t[k], want, err);
-    }
-  }
-  return rc;
-}
 
 /* ADD COLUMN; rows already there get the source's missing value through a DEFAULT that is
  * dropped again at once (a constant default fills them without rewriting the table). */
 static int add_col(pgs_sink *s, const pg_rel *r, int i, od_error *err) {
   const od_column *c = &r->rel->columns[i];
-  char type[160] = "text"; /* user-defined types may not exist on the target */
-  int rc = c->type_oid >= FIRST_USER_OID ? OD_OK
+  char type[160] = "text"; /* user-defined types may not exist on the target (pgs_type_as_text) */
+  int rc = pgs_type_as_text(c->type_oid) ? OD_OK
                                          : type_sql(s, r, c->type_oid, c->typmod, c->type_name, type, sizeof type, err);
   if (rc) return rc;
   od_sqlbuf *b = &s->sql;
@@ -368,8 +352,10 @@ int pgs_write_columns(pgs_sink *s, const pg_rel *r, od_error *err) {
   tstate ts = {0};
   int rc = read_table(s, r, &ts, err);
   if (rc) return rc;
-  for (int k = 0; k < ts.n; k++) ts.t[k].rel_col = -1;
-  match(r->rel, ts.t, ts.n);
+  if (match_plan(r->rel, ts.t, ts.n, NULL)) {
+    tstate_free(&ts);
+    return oom(s, r, err);
+  }
   if ((rc = pgs_clear_columns(s, r, err))) {
     tstate_free(&ts);
     return rc;
@@ -421,7 +407,7 @@ static int take_lock(pgs_sink *s, const pg_rel *r, od_error *err) {
 
 int pgs_evolve_table(pgs_sink *s, pg_rel *r, bool locked, bool *exists, od_error *err) {
   tstate ts = {0};
-  todo td;
+  todo td = {0};
   int rc = read_table(s, r, &ts, err);
   if (rc == OD_OK) *exists = ts.exists;
   if (rc || !ts.exists) goto done;
@@ -439,29 +425,37 @@ int pgs_evolve_table(pgs_sink *s, pg_rel *r, bool locked, bool *exists, od_error
   const od_relation *rel = r->rel;
   tcol *t = ts.t;
   od_sqlbuf *b = &s->sql;
-  bool all_attnums = true;
-  for (int i = 0; i < rel->ncolumns; i++) all_attnums = all_attnums && rel->columns[i].attnum;
   char what[200];
-  /* 1. Drops. */
-  for (int k = 0; k < ts.n && rc == OD_OK; k++) {
-    if (t[k].rel_col >= 0 || !(t[k].meta && t[k].attnum && all_attnums)) continue;
-    od_sqlbuf_reset(b);
-    od_sqlbuf_add(b, "ALTER TABLE ");
-    od_sqlbuf_add(b, r->qtarget);
-    od_sqlbuf_add(b, " DROP COLUMN ");
-    od_sqlbuf_ident(b, t[k].name);
-    snprintf(what, sizeof what, "dropping column %.150s", t[k].name);
-    if ((rc = exec_sql(s, r, what, err)) == OD_OK)
-      od_info("postgres sink %s: table %s: column %s dropped", s->where, r->target, t[k].name);
-    t[k].name[0] = '\0'; /* gone */
+  /* 1. Drops and 2. renames, as planned (common/schema_plan.h). */
+  int first_add = td.steps.nsteps;
+  for (int i = 0; i < td.steps.nsteps && rc == OD_OK; i++) {
+    const od_plan_step *st = &td.steps.steps[i];
+    if (st->kind == OD_PLAN_ADD) {
+      first_add = i;
+      break;
+    }
+    tcol *c = &t[st->tcol];
+    if (st->kind == OD_PLAN_DROP) {
+      od_sqlbuf_reset(b);
+      od_sqlbuf_add(b, "ALTER TABLE ");
+      od_sqlbuf_add(b, r->qtarget);
+      od_sqlbuf_add(b, " DROP COLUMN ");
+      od_sqlbuf_ident(b, c->name);
+      snprintf(what, sizeof what, "dropping column %.150s", c->name);
+      if ((rc = exec_sql(s, r, what, err)) == OD_OK)
+        od_info("postgres sink %s: table %s: column %s dropped", s->where, r->target, c->name);
+      c->name[0] = '\0'; /* gone */
+      continue;
+    }
+    if ((rc = rename_col(s, r, st->from, st->to, err))) break;
+    if (st->rcol >= 0) od_info("postgres sink %s: table %s: column %s renamed to %s", s->where, r->target, st->from, st->to);
+    rc = set_name(s, r, c, st->to, err);
   }
-  /* 2. Renames. */
-  if (rc == OD_OK) rc = do_renames(s, r, t, ts.n, err);
   /* 3. Safe widenings, on target columns that still have the old source type. */
   for (int k = 0; k < ts.n && rc == OD_OK; k++) {
     if (t[k].rel_col < 0 || !t[k].meta || !t[k].type_oid) continue;
     const od_column *c = &rel->columns[t[k].rel_col];
-    if ((t[k].type_oid == c->type_oid && t[k].typmod == c->typmod) || c->type_oid >= FIRST_USER_OID ||
+    if ((t[k].type_oid == c->type_oid && t[k].typmod == c->typmod) || pgs_type_as_text(c->type_oid) ||
         t[k].ttype != t[k].type_oid || t[k].ttypmod != t[k].typmod)
       continue;
     char from[160], to[160];
@@ -480,14 +474,12 @@ int pgs_evolve_table(pgs_sink *s, pg_rel *r, bool locked, bool *exists, od_error
       od_info("postgres sink %s: table %s: column %s changed from %s to %s", s->where, r->target, c->name, from, to);
   }
   /* 4. Adds. */
-  for (int i = 0; i < rel->ncolumns && rc == OD_OK; i++) {
-    bool have = false;
-    for (int k = 0; k < ts.n; k++) have = have || t[k].rel_col == i;
-    if (!have) rc = add_col(s, r, i, err);
-  }
+  for (int i = first_add; i < td.steps.nsteps && rc == OD_OK; i++)
+    if (td.steps.steps[i].kind == OD_PLAN_ADD) rc = add_col(s, r, td.steps.steps[i].rcol, err);
   /* 5. What odsync knows about the table now. */
   if (rc == OD_OK) rc = pgs_write_columns(s, r, err);
 done:
+  od_schema_plan_free(&td.steps);
   tstate_free(&ts);
   return rc;
 }

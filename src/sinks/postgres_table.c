@@ -99,7 +99,8 @@ int pgs_stmt_insert(pgs_sink *s, pg_rel *r, const pgs_stmt **out, od_error *err)
     od_sqlbuf_reset(b);
     od_sqlbuf_add(b, "INSERT INTO ");
     od_sqlbuf_add(b, r->qtarget);
-    od_sqlbuf_add(b, " (");
+    /* The alias keeps EXCLUDED unambiguous when the table itself is called "excluded". */
+    od_sqlbuf_add(b, " AS odsync_target (");
     add_column_list(b, r);
     od_sqlbuf_add(b, ") VALUES (");
     for (int i = 0; i < rel->ncolumns; i++) {
@@ -155,6 +156,14 @@ static const char *param_cast(uint32_t oid) {
   }
 }
 
+/* Append the cast of a parameter compared with column i: its target type for user-defined types
+ * (an untyped `cp = $1` on a composite resolves to record = record, whose input fails: "input of
+ * anonymous composite types is not implemented"), the reg* casts, else nothing. */
+static void add_param_cast(od_sqlbuf *b, const pg_rel *r, int i) {
+  if (r->ucast && r->ucast[i]) od_sqlbuf_addf(b, "::%s", r->ucast[i]);
+  else od_sqlbuf_add(b, param_cast(r->rel->columns[i].type_oid));
+}
+
 static void add_key_match(od_sqlbuf *b, const pg_rel *r, pgs_stmt *st) {
   od_sqlbuf_add(b, " WHERE ");
   for (int k = 0; k < r->nkey; k++) {
@@ -162,7 +171,8 @@ static void add_key_match(od_sqlbuf *b, const pg_rel *r, pgs_stmt *st) {
     int i = PGS_COL(r->key_plan[k]);
     add_col(b, r, i);
     st->plan[st->nplan++] = r->key_plan[k];
-    od_sqlbuf_addf(b, "=$%d%s", st->nplan, param_cast(r->rel->columns[i].type_oid));
+    od_sqlbuf_addf(b, "=$%d", st->nplan);
+    add_param_cast(b, r, i);
   }
 }
 
@@ -224,7 +234,10 @@ static int add_row_match(pgs_sink *s, pg_rel *r, pgs_stmt *st, const uint64_t *o
     add_col(b, r, i);
     st->plan[st->nplan++] = (uint16_t)(i | PGS_FROM_MATCH);
     if (r->text_cmp[i]) od_sqlbuf_addf(b, "::text IS NOT DISTINCT FROM $%d::text", st->nplan);
-    else od_sqlbuf_addf(b, " IS NOT DISTINCT FROM $%d%s", st->nplan, param_cast(r->rel->columns[i].type_oid));
+    else {
+      od_sqlbuf_addf(b, " IS NOT DISTINCT FROM $%d", st->nplan);
+      add_param_cast(b, r, i);
+    }
   }
   if (st->nplan == before)
     return OD_FAIL(err, OD_ESINK, "postgres sink %s: table %s: the old row has no value to match on", s->where,
@@ -361,6 +374,8 @@ static void rel_free(pg_rel *r) {
   free(r->tschema);
   free(r->tname);
   free(r->text_cmp);
+  for (int i = 0; r->ucast && i < r->nucast; i++) free(r->ucast[i]);
+  free(r->ucast);
   free(r->key_plan);
   free(r->scratch);
   pgs_bulk_free(r->bulk);
@@ -373,11 +388,27 @@ void pgs_rels_drop(pgs_sink *s, bool only_current_txn) {
   od_relmap_drop(&s->rels, !only_current_txn, s->txn_seq, free_node);
 }
 
+bool pgs_type_as_text(uint32_t oid) {
+  switch (oid) {
+    case OD_PGT_PG_DDL_COMMAND:
+    case OD_PGT_PG_NODE_TREE:
+    case OD_PGT_PG_NDISTINCT:
+    case OD_PGT_PG_DEPENDENCIES:
+    case OD_PGT_PG_BRIN_BLOOM_SUMMARY:
+    case OD_PGT_PG_BRIN_MINMAX_MULTI_SUMMARY:
+    case OD_PGT_PG_MCV_LIST:
+      return true;
+    default:
+      return oid >= FIRST_USER_OID;
+  }
+}
+
 /* The SQL type a created column gets: the source's spelling for built-in types, text for
- * user-defined ones (enum, domain, composite, their arrays), which may not exist on the target. */
+ * user-defined ones (enum, domain, composite, their arrays), which may not exist on the target,
+ * and for the built-in types that cannot be written (pgs_type_as_text). */
 int pgs_add_type(pgs_sink *s, const pg_rel *r, int i, od_error *err) {
   const od_column *c = &r->rel->columns[i];
-  if (c->type_oid >= FIRST_USER_OID) {
+  if (pgs_type_as_text(c->type_oid)) {
     od_sqlbuf_add(&s->sql, "text");
     return OD_OK;
   }
@@ -410,6 +441,14 @@ static int make_table(pgs_sink *s, pg_rel *r, const char *schema_q, od_error *er
   const od_relation *rel = r->rel;
   bool exists = false;
   int rc = pgs_ensure_begin(s, err);
+  if (!rc && s->start_over == rel) { /* the source table was dropped and re-created: so is the target */
+    od_sqlbuf_reset(&s->sql);
+    od_sqlbuf_add(&s->sql, "DROP TABLE IF EXISTS ");
+    od_sqlbuf_add(&s->sql, r->qtarget);
+    rc = exec_buf(s, r, "dropping the target of a table re-created at the source", err);
+    if (!rc) rc = pgs_clear_columns(s, r, err);
+    if (!rc) od_info("postgres sink %s: table %s starts over (dropped and re-created at the source)", s->where, r->target);
+  }
   if (!rc) rc = pgs_evolve_table(s, r, false, &exists, err);
   if (rc || exists) return rc;
   /* Someone else may be creating it too: serialize, then look again. */
@@ -455,15 +494,14 @@ static int make_table(pgs_sink *s, pg_rel *r, const char *schema_q, od_error *er
   return rc;
 }
 
-/* Target schema and table of a relation: table_map, then `schema`, then the source's schema. */
-static void target_of(const pgs_sink *s, const od_relation *rel, const char **schema, const char **table,
-                      char *sbuf, size_t scap) {
-  *schema = s->schema ? s->schema : rel->schema;
-  *table = rel->name;
+void pgs_target_of(const pgs_sink *s, const char *rschema, const char *rname, const char **schema,
+                   const char **table, char *sbuf, size_t scap) {
+  *schema = s->schema ? s->schema : rschema;
+  *table = rname;
   for (int i = 0; i < s->nmap; i++) {
     const char *f = s->map_from[i], *dot = strchr(f, '.');
-    if (strncmp(f, rel->schema, (size_t)(dot - f)) != 0 || rel->schema[dot - f] != '\0' ||
-        strcmp(dot + 1, rel->name) != 0)
+    if (strncmp(f, rschema, (size_t)(dot - f)) != 0 || rschema[dot - f] != '\0' ||
+        strcmp(dot + 1, rname) != 0)
       continue;
     const char *to = s->map_to[i], *tdot = strchr(to, '.');
     if (tdot) {
@@ -475,6 +513,34 @@ static void target_of(const pgs_sink *s, const od_relation *rel, const char **sc
     }
     return;
   }
+}
+
+/* r->ucast: the target's type of every column whose source type is user-defined, read from the
+ * target's catalog by the column's name (a source type OID means nothing on the target). */
+static int read_user_casts(pgs_sink *s, pg_rel *r, od_error *err) {
+  const od_relation *rel = r->rel;
+  bool any = false;
+  for (int i = 0; i < rel->ncolumns; i++) any = any || rel->columns[i].type_oid >= FIRST_USER_OID;
+  if (!any) return OD_OK;
+  if (!(r->ucast = calloc((size_t)rel->ncolumns, sizeof *r->ucast)))
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  r->nucast = rel->ncolumns;
+  const char *p[] = {r->qtarget};
+  PGresult *res = pgs_exec(s, r->target, "reading the column types",
+                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1) FROM pg_catalog.pg_attribute a "
+                           "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                           1, p, err);
+  if (!res) return err->code;
+  int rc = OD_OK;
+  for (int t = 0; t < PQntuples(res) && rc == OD_OK; t++)
+    for (int i = 0; i < rel->ncolumns; i++) {
+      if (rel->columns[i].type_oid < FIRST_USER_OID || r->ucast[i] || strcmp(rel->columns[i].name, PQgetvalue(res, t, 0)))
+        continue;
+      if (!(r->ucast[i] = strdup(PQgetvalue(res, t, 1)))) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      break;
+    }
+  PQclear(res);
+  return rc;
 }
 
 static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_error *err) {
@@ -490,7 +556,7 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
   r->mask_words = ((size_t)n + 63) / 64;
   char sbuf[256];
   const char *schema, *table;
-  target_of(s, rel, &schema, &table, sbuf, sizeof sbuf);
+  pgs_target_of(s, rel->schema, rel->name, &schema, &table, sbuf, sizeof sbuf);
 
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
@@ -534,7 +600,9 @@ static int rel_create(pgs_sink *s, const od_relation *rel, pg_rel **out, od_erro
     }
     s->pcap = cap;
   }
-  int rc = make_table(s, r, schema_q, err);
+  int rc = pgs_owner_claim(s, r, err);
+  if (rc == OD_OK) rc = make_table(s, r, schema_q, err);
+  if (rc == OD_OK) rc = read_user_casts(s, r, err);
   free(schema_q);
   if (rc == OD_OK) rc = pgs_rels_forget_table(s, r, err);
   if (rc == OD_OK && !od_relmap_insert(&s->rels, &r->node, rel)) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);

@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "sinks/sqlite_internal.h"
@@ -56,7 +58,8 @@ static int prepare_fixed(sq_sink *s, const char *sql, sqlite3_stmt **out, od_err
 
 /* ---- open / close -------------------------------------------------------------------------- */
 
-/* mkdir -p of the directory part of `path`. */
+/* mkdir -p of the directory part of `path`; directories it creates are 0700 (the sink holds the
+ * replicated data). */
 static int make_parent_dirs(const char *path, od_error *err) {
   char *dir = strdup(path);
   if (!dir) return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", path);
@@ -68,7 +71,7 @@ static int make_parent_dirs(const char *path, od_error *err) {
       if (*p != '/' && *p != '\0') continue;
       char c = *p;
       *p = '\0';
-      if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+      if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         rc = OD_FAIL(err, OD_EIO, "sqlite sink %s: cannot create directory %s: %s", path, dir, strerror(errno));
       *p = c;
       if (c == '\0') break;
@@ -89,6 +92,7 @@ static void sq_close(od_sink *base) {
   sqlite3_finalize(s->st_rollback);
   sqlite3_finalize(s->ck_write);
   sqlite3_finalize(s->ck_read);
+  sq_owner_close(s);
   if (s->db) sqlite3_close_v2(s->db);
   od_sqlbuf_free(&s->sql);
   free(s->blob);
@@ -145,6 +149,16 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
   }
   rc = make_parent_dirs(path, err);
   if (rc) goto fail;
+  /* A new database file is created 0600 here, before SQLite would create it 0644 (less the umask):
+   * it holds the replicated data. SQLite gives its -wal and -shm files the database file's mode.
+   * An existing file keeps the mode its owner gave it. */
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    close(fd);
+  } else if (errno != EEXIST) {
+    rc = OD_FAIL(err, OD_EIO, "sqlite sink %s: cannot create the database file: %s", path, strerror(errno));
+    goto fail;
+  }
 
   int src = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (src != SQLITE_OK) {
@@ -190,6 +204,7 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
     goto fail;
   }
   if ((rc = migrate_checkpoint(s, err))) goto fail;
+  if ((rc = sq_owner_open(s, err))) goto fail;
   if ((rc = prepare_fixed(s, "BEGIN IMMEDIATE", &s->st_begin, err)) ||
       (rc = prepare_fixed(s, "COMMIT", &s->st_commit, err)) ||
       (rc = prepare_fixed(s, "ROLLBACK", &s->st_rollback, err)) ||
@@ -529,7 +544,10 @@ static int sq_apply(od_sink *base, const od_change *changes, size_t n, od_error 
     if (!c->rel)
       return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: change %zu (op %c) has no relation", s->path, i, c->op);
     sq_rel *r;
+    if (c->op == OD_OP_TRUNCATE && (c->truncate_flags & OD_TRUNCATE_START_OVER) && !od_relmap_find(&s->rels, c->rel))
+      s->start_over = c->rel;
     int rc = sq_rel_get(s, c->rel, &r, err);
+    s->start_over = NULL;
     if (rc) return rc;
     if (is_insert(c)) {
       size_t done;
@@ -589,4 +607,6 @@ const od_sink_ops od_sink_sqlite = {
     .get_mark = sq_get_mark,
     .set_text_mark = sq_set_text_mark,
     .get_text_mark = sq_get_text_mark,
+    .check_tables = sq_check_tables,
+    .resnapshot_table = sq_resnapshot_table,
 };

@@ -5,6 +5,7 @@
  *   sqlite_types.c  PostgreSQL type -> SQLite storage class, binding values
  *   sqlite_schema.c evolving an existing table to a new relation version (_odsync_columns)
  *   sqlite_ckpt.c   WAL checkpoints on a thread and connection of their own
+ *   sqlite_owner.c  which pipeline and source table own each target table (_odsync_tables)
  *
  * Ownership: the sq_sink owns the sqlite3 connection, every sq_rel and every statement. An sq_rel
  * points at (never owns) its od_relation, which the source keeps alive for the pipeline's life;
@@ -85,7 +86,10 @@ typedef struct sq_sink {
   size_t blob_cap, blob_used;
   uint64_t clock;   /* LRU clock for statement variants */
   sq_ckpt *ckpt;    /* background checkpoints, or NULL (SQLite checkpoints in the commit) */
+  sqlite3_stmt *own_get, *own_put, *own_exists, *own_fresh; /* sqlite_owner.c */
+  bool fresh;       /* no checkpoint row for this pipeline when the sink was opened */
   od_sqlite_stats stats;
+  const od_relation *start_over; /* its table is dropped before its state is made (OD_TRUNCATE_START_OVER) */
 } sq_sink;
 
 /* sqlite.c */
@@ -124,6 +128,21 @@ void sq_ckpt_stop(sq_sink *s);
  * that this transaction writes the WAL from its start again. */
 void sq_ckpt_before_begin(sq_sink *s);
 uint64_t sq_ckpt_runs(const sq_sink *s);
+
+/* sqlite_owner.c */
+/* The target table of source table schema.name: name for schema public, else "schema.name"
+ * (malloc'd; NULL without memory). */
+char *sq_target_of(const char *schema, const char *name);
+/* Create _odsync_tables, prepare its statements, note whether the pipeline starts over. */
+int sq_owner_open(sq_sink *s, od_error *err);
+void sq_owner_close(sq_sink *s);
+/* Inside the open transaction, before r's table is made: refuse a target another source table or
+ * pipeline owns, or one the sink had and lost (OD_ESCHEMA); else record r's source as its owner. */
+int sq_owner_claim(sq_sink *s, sq_rel *r, od_error *err);
+/* The vtable's check_tables and resnapshot_table (odsync/sink.h). */
+int sq_check_tables(od_sink *s, int n, const char *const *schemas, const char *const *names, const bool *keyed,
+                    void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx, od_error *err);
+int sq_resnapshot_table(od_sink *s, const char *schema, const char *name, bool *recreate, od_error *err);
 
 /* sqlite_types.c */
 uint8_t sq_class_of(uint32_t type_oid);

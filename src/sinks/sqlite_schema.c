@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/schema_plan.h"
 #include "core/log.h"
 #include "sinks/sqlite_internal.h"
 
@@ -110,20 +111,6 @@ oom:
   sqlite3_finalize(st);
   tcols_free(t, n);
   return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: table %s: out of memory", s->path, r->target);
-}
-
-/* Relation column i -> table column, by attnum when both sides know it, else by name. */
-static void match(const od_relation *rel, tcol *t, int n) {
-  for (int i = 0; i < rel->ncolumns; i++) {
-    const od_column *c = &rel->columns[i];
-    int found = -1;
-    for (int k = 0; c->attnum && k < n && found < 0; k++)
-      if (t[k].rel_col < 0 && t[k].meta && t[k].attnum == c->attnum) found = k;
-    for (int k = 0; k < n && found < 0; k++)
-      if (t[k].rel_col < 0 && !(t[k].meta && t[k].attnum && c->attnum) && sqlite3_stricmp(t[k].name, c->name) == 0)
-        found = k;
-    if (found >= 0) t[found].rel_col = i;
-  }
 }
 
 static void type_text(uint32_t oid, const char *name, char *buf, size_t size) {
@@ -269,9 +256,21 @@ int sq_evolve_table(sq_sink *s, sq_rel *r, od_error *err) {
   int n = 0;
   int rc = read_table(s, r, &t, &n, err);
   if (rc) return rc;
-  match(rel, t, n);
-  bool all_attnums = true;
-  for (int i = 0; i < rel->ncolumns; i++) all_attnums = all_attnums && rel->columns[i].attnum;
+  /* Which steps (common/schema_plan.h); this file only checks what SQLite cannot do and writes SQL. */
+  od_plan_col *pc = calloc((size_t)(n ? n : 1), sizeof *pc);
+  od_schema_plan plan;
+  if (!pc) {
+    tcols_free(t, n);
+    return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
+  }
+  for (int k = 0; k < n; k++) pc[k] = (od_plan_col){.name = t[k].name, .attnum = t[k].attnum, .meta = t[k].meta};
+  rc = od_schema_plan_make(rel, pc, n, true, &plan);
+  free(pc);
+  if (rc) {
+    tcols_free(t, n);
+    return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
+  }
+  for (int k = 0; k < n; k++) t[k].rel_col = plan.match[k];
   char from[160], to[160], idx[128];
 
   /* 0. Float columns of tables created by older versions are declared REAL: keep them (their
@@ -289,7 +288,7 @@ int sq_evolve_table(sq_sink *s, sq_rel *r, od_error *err) {
   /* 1. Check everything before changing anything. */
   for (int k = 0; k < n && rc == OD_OK; k++) {
     if (t[k].rel_col < 0) {
-      if (!(t[k].meta && t[k].attnum && all_attnums)) continue; /* unknown: keep it (NULL on inserts) */
+      if (!plan.drop[k]) continue; /* unknown: keep it (NULL on inserts) */
       if (t[k].pk)
         rc = OD_FAIL(err, OD_ESCHEMA, "sqlite sink %s: table %s: column %s was dropped on the source but is part "
                      "of the sink table's primary key, which SQLite cannot change; re-create the table "
@@ -317,59 +316,45 @@ int sq_evolve_table(sq_sink *s, sq_rel *r, od_error *err) {
   }
   if (rc == OD_OK && !same_key(r, t, n)) {
     key_text(from, sizeof from, t, n);
-    rc = OD_FAIL(err, OD_ESCHEMA, "sqlite sink %s: table %s: the source's row key no longer matches the sink "
-                 "table's primary key %s, which SQLite cannot change; re-create the table from a snapshot",
-                 s->path, r->target, from);
+    size_t b = (size_t)snprintf(to, sizeof to, "(");
+    for (int i = 0, first = 1; i < rel->ncolumns && b < sizeof to; i++)
+      if (r->keyed && rel->columns[i].key)
+        b += (size_t)snprintf(to + b, sizeof to - b, "%s%s", first ? "" : ", ", rel->columns[i].name), first = 0;
+    if (b < sizeof to) snprintf(to + b, sizeof to - b, ")");
+    rc = OD_FAIL(err, OD_ESCHEMA, "sqlite sink %s: table %s: the source's row key changed from %s to %s, and the "
+                 "sink table's primary key is %s, which SQLite cannot change; re-create the table from a snapshot",
+                 s->path, r->target, from, to, from);
   }
-  /* 2. Drops. */
-  for (int k = 0; k < n && rc == OD_OK; k++) {
-    if (t[k].rel_col >= 0 || !(t[k].meta && t[k].attnum && all_attnums)) continue;
-    od_sqlbuf_reset(&s->sql);
-    od_sqlbuf_add(&s->sql, "ALTER TABLE ");
-    od_sqlbuf_add(&s->sql, r->qtarget);
-    od_sqlbuf_add(&s->sql, " DROP COLUMN ");
-    od_sqlbuf_ident(&s->sql, t[k].name);
-    snprintf(idx, sizeof idx, "dropping column %.100s", t[k].name);
-    if ((rc = alter(s, r, idx, err)) == OD_OK)
-      od_info("sqlite sink %s: table %s: column %s dropped", s->path, r->target, t[k].name);
-    t[k].name[0] = '\0'; /* gone */
-  }
-  /* 3. Renames: first to temporary names where the new name is still taken, then to the final one. */
-  for (int k = 0; k < n && rc == OD_OK; k++) {
-    if (t[k].rel_col < 0 || strcmp(t[k].name, rel->columns[t[k].rel_col].name) == 0) continue;
-    const char *want = rel->columns[t[k].rel_col].name;
-    bool taken = false;
-    for (int j = 0; j < n; j++) taken = taken || (j != k && t[j].name[0] && sqlite3_stricmp(t[j].name, want) == 0);
-    if (!taken) {
-      if ((rc = rename_col(s, r, t[k].name, want, err)) == OD_OK)
-        od_info("sqlite sink %s: table %s: column %s renamed to %s", s->path, r->target, t[k].name, want);
-      free(t[k].name);
-      if (!(t[k].name = strdup(want))) rc = OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
-      k = -1; /* a rename may free a name another column waits for */
-      continue;
+  /* 2. The plan's steps: drops, renames (through temporary names where they form a cycle), adds. */
+  for (int i = 0; i < plan.nsteps && rc == OD_OK; i++) {
+    const od_plan_step *st = &plan.steps[i];
+    if (st->kind == OD_PLAN_DROP) {
+      tcol *c = &t[st->tcol];
+      od_sqlbuf_reset(&s->sql);
+      od_sqlbuf_add(&s->sql, "ALTER TABLE ");
+      od_sqlbuf_add(&s->sql, r->qtarget);
+      od_sqlbuf_add(&s->sql, " DROP COLUMN ");
+      od_sqlbuf_ident(&s->sql, c->name);
+      snprintf(idx, sizeof idx, "dropping column %.100s", c->name);
+      if ((rc = alter(s, r, idx, err)) == OD_OK)
+        od_info("sqlite sink %s: table %s: column %s dropped", s->path, r->target, c->name);
+      c->name[0] = '\0'; /* gone */
+    } else if (st->kind == OD_PLAN_RENAME) {
+      tcol *c = &t[st->tcol];
+      if ((rc = rename_col(s, r, st->from, st->to, err))) break;
+      if (st->rcol >= 0) od_info("sqlite sink %s: table %s: column %s renamed to %s", s->path, r->target, st->from, st->to);
+      char *name = strdup(st->to);
+      if (!name) rc = OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
+      else {
+        free(c->name);
+        c->name = name;
+      }
+    } else {
+      rc = add_col(s, r, st->rcol, err);
     }
   }
-  for (int k = 0; k < n && rc == OD_OK; k++) { /* what is left is a cycle: break it via a temporary name */
-    if (t[k].rel_col < 0 || strcmp(t[k].name, rel->columns[t[k].rel_col].name) == 0) continue;
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, "_odsync_renaming_%d", k);
-    if ((rc = rename_col(s, r, t[k].name, tmp, err))) break;
-    free(t[k].name);
-    t[k].name = strdup(tmp);
-    if (!t[k].name) rc = OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
-  }
-  for (int k = 0; k < n && rc == OD_OK; k++) {
-    if (t[k].rel_col < 0 || strcmp(t[k].name, rel->columns[t[k].rel_col].name) == 0) continue;
-    if ((rc = rename_col(s, r, t[k].name, rel->columns[t[k].rel_col].name, err)) == OD_OK)
-      od_info("sqlite sink %s: table %s: column renamed to %s", s->path, r->target, rel->columns[t[k].rel_col].name);
-  }
-  /* 4. Adds. */
-  for (int i = 0; i < rel->ncolumns && rc == OD_OK; i++) {
-    bool have = false;
-    for (int k = 0; k < n; k++) have = have || t[k].rel_col == i;
-    if (!have) rc = add_col(s, r, i, err);
-  }
   if (rc == OD_OK) rc = write_meta(s, r, t, n, err);
+  od_schema_plan_free(&plan);
   tcols_free(t, n);
   return rc;
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "sinks/sqlite_internal.h"
 
 
@@ -59,7 +60,8 @@ static void build_insert(sq_sink *s, sq_rel *r, int rows) {
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, r->qtarget);
-  od_sqlbuf_add(b, " (");
+  /* The alias keeps excluded.x meaning the proposed row when the table is called "excluded". */
+  od_sqlbuf_add(b, " AS odsync_target (");
   for (int i = 0; i < rel->ncolumns; i++) {
     if (i) od_sqlbuf_add(b, ",");
     add_col(b, r, i);
@@ -301,6 +303,22 @@ static int make_table(sq_sink *s, sq_rel *r, od_error *err) {
   const od_relation *rel = r->rel;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
+  if (s->start_over == rel) { /* the source table was dropped and re-created: so is ours */
+    od_sqlbuf_add(b, "DROP TABLE IF EXISTS ");
+    od_sqlbuf_add(b, r->qtarget);
+    int rc = exec_sql(s, r, "dropping the table of a table re-created at the source", err);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "DELETE FROM _odsync_columns WHERE tbl = ?1");
+    if ((rc = sq_prepare_sql(s, r, "writing _odsync_columns", &st, err))) return rc;
+    sqlite3_bind_text(st, 1, r->target, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (src != SQLITE_DONE) return sq_fail(s, r->target, "writing _odsync_columns", src, err);
+    od_info("sqlite sink %s: table %s starts over (dropped and re-created at the source)", s->path, r->target);
+    od_sqlbuf_reset(b);
+  }
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, r->qtarget);
   od_sqlbuf_add(b, " (");
@@ -338,10 +356,7 @@ static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error
   r->mask_words = ((size_t)n + 63) / 64;
 
   od_sqlbuf *b = &s->sql;
-  od_sqlbuf_reset(b);
-  if (*schema && strcmp(schema, "public") != 0) od_sqlbuf_addf(b, "%s.", schema);
-  od_sqlbuf_add(b, name);
-  r->target = buf_strdup(b);
+  r->target = sq_target_of(schema, name);
   od_sqlbuf_reset(b);
   od_sqlbuf_ident(b, r->target ? r->target : "");
   r->qtarget = buf_strdup(b);
@@ -362,7 +377,8 @@ static int rel_create(sq_sink *s, const od_relation *rel, sq_rel **out, od_error
    * when the source replaced them with the primary key (has_primary_key). */
   r->keyed = r->nkey > 0 && !rel->match_full_row;
 
-  int rc = make_table(s, r, err);
+  int rc = sq_owner_claim(s, r, err);
+  if (rc == OD_OK) rc = make_table(s, r, err);
   if (rc == OD_OK && !od_relmap_insert(&s->rels, &r->node, rel))
     rc = OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: out of memory", s->path);
   if (rc) {

@@ -145,8 +145,13 @@ test_cleanup() {
       echo "---- last 30 lines of the PostgreSQL log ----" >&2
       tail -n 30 "$PG_LOG" >&2
     fi
+    if [[ -n "${MY_LOG:-}" && -f "${MY_LOG:-}" ]]; then
+      echo "---- last 30 lines of the MariaDB log ----" >&2
+      tail -n 30 "$MY_LOG" >&2
+    fi
   fi
   if declare -F pg_cleanup_all >/dev/null; then pg_cleanup_all; fi
+  if declare -F my_cleanup_all >/dev/null; then my_cleanup_all; fi
   if [[ -n "$TEST_TMP" && -d "$TEST_TMP" ]]; then
     if [[ $rc -ne 0 && -n "${KEEP_TMP:-}" ]]; then
       echo "kept $TEST_TMP" >&2

@@ -163,6 +163,9 @@ pipelines:
 YAML
   odsync_start "$CONFIG" "$LOG"
   wait_slot_active "$KILL9_SLOT" 60
+  # Active while CREATE_REPLICATION_SLOT still runs (no confirmed position yet under load): wait.
+  wait_for "[[ -n \$(pg_psql -c \"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$KILL9_SLOT'\") ]]" 60 ||
+    fail "slot $KILL9_SLOT has no confirmed position 60 s after it became active"
   KILL9_CREATED=$(lsn_to_int "$(pg_psql -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$KILL9_SLOT'")")
   log "sink $KILL9_SINK, consistency $CONSISTENCY; slot active (created at $KILL9_CREATED); ${WORKLOAD_SECONDS}s workload"
   workload_start kill9_workload

@@ -18,9 +18,11 @@
 #  committed before it (the transaction with the change is not applied, scratch keeps its text
 #  column and rows);
 #  after the target's scratch table is dropped (the documented way out: re-create the table) and a
-#  column of orders is renamed while odsync is down, a restart re-creates scratch with the new
-#  type, recognises the rename by attnum (RENAME on the target, no added column) and the tables
-#  are equal again; SIGTERM then exits 0.
+#  column of orders is renamed while odsync is down, a plain restart refuses to make scratch again
+#  empty (exit 1, naming the table and `odsync snapshot`); after `odsync snapshot --table
+#  public.scratch` a restart re-creates scratch with the new type and all of its rows (before, it
+#  ran on with only the rows of the transaction that changed it), recognises the rename by attnum
+#  (RENAME on the target, no added column) and the tables are equal again; SIGTERM then exits 0.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -171,6 +173,12 @@ dst_orders=$(dst_psql -c "SELECT count(*), sum(hashtext(o::text)) FROM orders o"
 log "restart: scratch dropped on the target, orders.quantity renamed while odsync is down"
 dst_psql -c "DROP TABLE scratch"
 pg_psql -c "ALTER TABLE orders RENAME COLUMN quantity TO qty2; UPDATE orders SET qty2 = qty2 + 1 WHERE id <= 20"
+rc=0
+timeout 60 "$ODSYNC_BIN" run -c "$CONFIG" >>"$LOG" 2>&1 || rc=$?
+[[ $rc -eq 1 ]] || fail "a restart with scratch dropped on the target exited $rc, expected 1"
+grep -q "table public.scratch (source table public.scratch, pipeline shop) is gone from the sink" "$LOG" ||
+  fail "the refusal does not name scratch"
+"$ODSYNC_BIN" snapshot -c "$CONFIG" --table public.scratch || fail "odsync snapshot --table public.scratch failed"
 odsync_start "$CONFIG" "$LOG"
 wait_equal_pg 60 --table public.orders --table public.added >/dev/null
 odsync_running || fail "odsync exited after the restart"
@@ -182,7 +190,11 @@ grep -E "postgres sink .*: table public\.(orders|scratch|added): (column|created
 [[ $(dst_psql -c "SELECT attnum FROM _odsync_columns WHERE tbl_schema = 'public' AND tbl_name = 'orders' AND name = 'qty2'") == 2 ]] ||
   fail "_odsync_columns does not record attnum 2 for qty2"
 [[ $(dst_psql -c "SELECT 'public.orders'::regclass::oid") == "$ORDERS_OID" ]] || fail "orders was re-created"
-[[ $(dst_psql -c "SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM scratch") == "10=10" ]] ||
-  fail "scratch was not re-created with the transaction that changed it"
+for _ in $(seq 1 60); do
+  [[ $(dst_psql -c "SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM scratch" 2>/dev/null) == "1=3,2=3,10=10" ]] && break
+  sleep 1
+done
+[[ $(dst_psql -c "SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM scratch") == "1=3,2=3,10=10" ]] ||
+  fail "scratch was not re-created with all of its rows: $(dst_psql -c "SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM scratch")"
 odsync_stop
 log "PASS"

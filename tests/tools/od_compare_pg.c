@@ -7,7 +7,8 @@
  * is compared with the table of the same name on the target. For each table:
  *   - the column lists must match: same names, and on the target the same format_type() as on
  *     the source (the target may not lack a column, nor have extra ones); a column of a
- *     user-defined type (type OID >= 16384: enum, domain, composite, range, their arrays) may be
+ *     user-defined type (type OID >= 16384: enum, domain, composite, range, their arrays), or of a
+ *     built-in type no server accepts as input (pg_node_tree, pg_ndistinct, ...), may be
  *     `text` on the target, which is what the postgres sink creates for it (docs/TYPES.md);
  *   - the rows must be the same multiset: each row is rendered by the server as the text of
  *     ROW(c1::text, c2::text, ...) in the source's column order (NULL and '' stay distinct;
@@ -96,7 +97,8 @@ static char *quoted(PGconn *c, const table_ref *t) {
 static PGresult *columns(PGconn *c, const char *which, const char *qname) {
   const char *p[] = {qname};
   return run(c, which,
-             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid >= 16384 FROM pg_attribute a "
+             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+             "a.atttypid >= 16384 OR a.atttypid IN (32, 194, 3361, 3402, 4600, 4601, 5017) FROM pg_attribute a "
              "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
              1, p);
 }

@@ -63,6 +63,27 @@ TEST(byte_cap_applies) {
   od_queue_destroy(&q);
 }
 
+TEST(a_chunk_enters_only_when_it_fits_under_the_byte_cap) {
+  od_queue q;
+  CHECK_INT(od_queue_init(&q, 1000000, 100000, 1), OD_OK);
+  od_chunk *a = chunk_with(&q, 1, 1);
+  CHECK(od_arena_alloc(&a->arena, 60000) != NULL);
+  CHECK_INT(od_queue_push(&q, a, 0), OD_OK);
+  /* 60000 queued, under the cap; another 60000 would make 120000: it waits */
+  od_chunk *b = chunk_with(&q, 1, 2);
+  CHECK(od_arena_alloc(&b->arena, 60000) != NULL);
+  CHECK_INT(od_queue_push(&q, b, 10), OD_AGAIN);
+  size_t bytes;
+  od_queue_stats(&q, NULL, &bytes);
+  CHECK(bytes <= 100000);
+  /* a small one still fits */
+  CHECK_INT(od_queue_push(&q, chunk_with(&q, 1, 3), 0), OD_OK);
+  od_queue_recycle(&q, od_queue_pop(&q, 0, 0));
+  od_queue_recycle(&q, od_queue_pop(&q, 0, 0));
+  CHECK_INT(od_queue_push(&q, b, 0), OD_OK);
+  od_queue_destroy(&q);
+}
+
 TEST(close_drains_then_returns_null_and_refuses_pushes) {
   od_queue q;
   CHECK_INT(od_queue_init(&q, 1000, 1 << 20, 1), OD_OK);

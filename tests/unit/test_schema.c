@@ -353,3 +353,67 @@ TEST(open_creates_the_state_dir_and_rejects_bad_policy) {
   od_schema_close(s);
   CHECK_INT(od_schema_open(sub, "p", 7, &s, &err), OD_EINVAL);
 }
+
+/* A table dropped and re-created (new relation OID, same name and shape) is a new version that
+ * starts over in the transaction that first used it — also when that transaction is replayed
+ * after a restart — and only there; under stop it fails naming the table and the way out. */
+TEST(recreated_table_is_a_new_version_that_starts_over_once) {
+  fresh_dir();
+  od_schema *s = open_policy(OD_SCHEMA_APPLY);
+  od_error err = {0};
+  bool over = true;
+  od_relation a = rel_of(v1_cols, 3);
+  CHECK_INT(od_schema_relation_at(s, &a, "0/100", &over, &err), OD_OK);
+  CHECK(!over);
+  od_relation b = rel_of(v1_cols, 3);
+  b.oid = 16999;
+  CHECK_INT(od_schema_relation_at(s, &b, "0/200", &over, &err), OD_OK);
+  CHECK(over);
+  CHECK_INT(b.version, 2);
+  CHECK_CONTAINS(history(), "\"change\":\"table dropped and re-created at the source (relation oid 16384, now 16999)\","
+                            "\"recreated_at\":\"0/200\"}\n");
+  /* later transactions of the new table: no new start */
+  CHECK_INT(od_schema_relation_at(s, &b, "0/300", &over, &err), OD_OK);
+  CHECK(!over);
+  od_schema_close(s);
+  /* after a restart: the old table's shape replays as version 1, the new one in 0/200 starts over again */
+  s = open_policy(OD_SCHEMA_APPLY);
+  od_relation a2 = rel_of(v1_cols, 3);
+  CHECK_INT(od_schema_relation_at(s, &a2, "0/150", &over, &err), OD_OK);
+  CHECK(!over);
+  CHECK_INT(a2.version, 1);
+  od_relation b2 = rel_of(v1_cols, 3);
+  b2.oid = 16999;
+  CHECK_INT(od_schema_relation_at(s, &b2, "0/200", &over, &err), OD_OK);
+  CHECK(over);
+  CHECK_INT(b2.version, 2);
+  CHECK_INT(count_lines(history()), 2);
+  od_schema_close(s);
+  s = open_policy(OD_SCHEMA_STOP);
+  od_relation c = rel_of(v1_cols, 3);
+  c.oid = 17001;
+  CHECK_INT(od_schema_relation_at(s, &c, "0/400", &over, &err), OD_ESCHEMA);
+  CHECK_CONTAINS(err.msg, "table public.orders was dropped and re-created on the source (relation oid 16999, now 17001)");
+  CHECK_CONTAINS(err.msg, "set schema_changes: apply");
+  CHECK_INT(count_lines(history()), 2);
+  od_schema_close(s);
+}
+
+/* A replayed old shape whose attnums came from today's catalog (a column that took the name
+ * later) but that sends the same columns as a recorded version takes that version and its
+ * attnums. */
+TEST(replayed_shape_takes_the_recorded_version_and_its_attnums) {
+  fresh_dir();
+  od_schema *s = open_policy(OD_SCHEMA_APPLY);
+  od_error err = {0};
+  od_relation a = rel_of(v1_cols, 3);
+  CHECK_INT(relation(s, &a, &err), OD_OK);
+  od_column replay[] = {COL("id", 23, -1, "integer", 1, true), COL("qty", 23, -1, "integer", 5, false),
+                        COL("price", 1700, 655366, "numeric(10,2)", 3, false)};
+  od_relation r = rel_of(replay, 3);
+  CHECK_INT(relation(s, &r, &err), OD_OK);
+  CHECK_INT(r.version, 1);
+  CHECK_INT(replay[1].attnum, 2);
+  CHECK_INT(count_lines(history()), 1);
+  od_schema_close(s);
+}

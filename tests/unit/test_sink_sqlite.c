@@ -452,7 +452,102 @@ TEST(messages_are_ignored) {
   od_sink *s = open_sink(fresh_path());
   od_value m[] = {TV("prefix"), TV("content")};
   TXN(s, 1, {.op = OD_OP_MESSAGE, .newtup = {2, m}});
-  CHECK_STR(q("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN ('_odsync_checkpoint', '_odsync_columns')"), "0");
+  CHECK_STR(q("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN ('_odsync_checkpoint', '_odsync_columns', '_odsync_tables')"), "0");
+  ops->close(s);
+}
+
+/* ---- table ownership (sqlite_owner.c) ---- */
+
+static od_column xy_cols[] = {{.name = "id", .type_oid = 23, .key = true}, {.name = "v", .type_oid = 25}};
+static od_relation xy_public = {.oid = 10, .schema = "public", .name = "x.y", .replica_identity = 'd', .ncolumns = 2,
+                                .columns = xy_cols, .version = 1, .has_primary_key = true};
+static od_relation xy_schema = {.oid = 11, .schema = "x", .name = "y", .replica_identity = 'd', .ncolumns = 2,
+                                .columns = xy_cols, .version = 1, .has_primary_key = true};
+static od_relation users_caps = {.oid = 12, .schema = "public", .name = "USERS", .replica_identity = 'd',
+                                 .ncolumns = 3, .columns = users_cols, .version = 1, .has_primary_key = true};
+
+TEST(owner_a_second_source_table_in_one_target_is_refused) {
+  od_sink *s = open_sink(fresh_path());
+  od_value a[] = {TV("1"), TV("public")}, b[] = {TV("1"), TV("schema x")}, u[] = {TV("1"), TV("ann"), NV};
+  TXN(s, 1, ch_ins(&xy_public, a), ch_ins(&users, u));
+  od_error err = {0};
+  od_change c = ch_ins(&xy_schema, b);
+  CHECK_INT(txn(s, &c, 1, 2, &err), OD_ESCHEMA);
+  CHECK(!err.retriable);
+  CHECK_CONTAINS(err.msg, "table x.y: source table x.y of pipeline p1 would be written to table x.y, which already "
+                          "holds source table public.\"x.y\" of the same pipeline");
+  /* SQLite names ignore case: public."USERS" meets public.users */
+  c = ch_ins(&users_caps, u);
+  CHECK_INT(txn(s, &c, 1, 2, &err), OD_ESCHEMA);
+  CHECK_CONTAINS(err.msg, "holds source table public.users");
+  CHECK_STR(q("SELECT group_concat(v) FROM \"x.y\""), "public");
+  CHECK_STR(q("SELECT position FROM _odsync_checkpoint"), "1");
+  /* a second pipeline in the same file */
+  ops->close(s);
+  od_sink *s2 = NULL;
+  CHECK_INT(open_with(db_path, NULL, "p2", &s2, &err), OD_OK);
+  c = ch_ins(&users, u);
+  CHECK_INT(txn(s2, &c, 1, 5, &err), OD_ESCHEMA);
+  CHECK_CONTAINS(err.msg, "which already holds source table public.users of pipeline p1");
+  ops->close(s2);
+}
+
+static int nproblems;
+static char last_problem[2048];
+static void note_problem(void *ctx, bool fatal, const char *msg) {
+  (void)ctx;
+  if (fatal) nproblems++;
+  snprintf(last_problem, sizeof last_problem, "%s", msg);
+}
+
+TEST(owner_check_tables_finds_collisions_before_anything_is_written) {
+  od_sink *s = open_sink(fresh_path());
+  const char *schemas[] = {"public", "x", "public", "public"}, *names[] = {"x.y", "y", "Users", "users"};
+  const bool keyed[] = {true, true, true, true};
+  od_error err = {0};
+  nproblems = 0;
+  CHECK_INT(ops->check_tables(s, 2, schemas, names, keyed, note_problem, NULL, &err), 1);
+  CHECK_CONTAINS(last_problem, "source tables public.\"x.y\" and x.y would both be written to table x.y");
+  CHECK_INT(ops->check_tables(s, 2, schemas + 2, names + 2, keyed, note_problem, NULL, &err), 1);
+  CHECK_CONTAINS(last_problem, "source tables public.\"Users\" and public.users would both be written to table users");
+  CHECK_INT(ops->check_tables(s, 1, schemas, names, keyed, note_problem, NULL, &err), 0);
+  const char *rs[] = {"public"}, *rn[] = {"SQLite_stat"};
+  CHECK_INT(ops->check_tables(s, 1, rs, rn, keyed, note_problem, NULL, &err), 1);
+  CHECK_CONTAINS(last_problem, "SQLite reserves the names beginning with sqlite_");
+  ops->close(s);
+}
+
+TEST(owner_a_dropped_table_is_refused_until_it_is_re_copied) {
+  const char *path = fresh_path();
+  od_sink *s = open_sink(path);
+  od_value u[] = {TV("1"), TV("ann"), NV}, v[] = {TV("2"), TV("bob"), NV};
+  TXN(s, 7, ch_ins(&users, u));
+  ops->close(s);
+  sqlite3 *db;
+  CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+  CHECK_INT(sqlite3_exec(db, "DROP TABLE users", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  s = open_sink(path);
+  od_error err = {0};
+  const char *schemas[] = {"public"}, *names[] = {"users"};
+  const bool keyed[] = {true};
+  nproblems = 0;
+  CHECK_INT(ops->check_tables(s, 1, schemas, names, keyed, note_problem, NULL, &err), 1);
+  CHECK_CONTAINS(last_problem, "odsync snapshot -c CONFIG -p p1 --table public.users");
+  od_change c = ch_ins(&users, v);
+  CHECK_INT(txn(s, &c, 1, 8, &err), OD_ESCHEMA);
+  CHECK_CONTAINS(err.msg, "table users (source table public.users, pipeline p1) is gone from the sink");
+  CHECK_STR(q("SELECT count(*) FROM sqlite_master WHERE name = 'users'"), "0");
+  bool recreate = false;
+  CHECK_INT(ops->resnapshot_table(s, "public", "users", &recreate, &err), OD_OK);
+  CHECK(recreate);
+  CHECK_INT(ops->check_tables(s, 1, schemas, names, keyed, note_problem, NULL, &err), 0);
+  CHECK_INT(txn(s, &c, 1, 8, &err), OD_OK);
+  CHECK_STR(q("SELECT group_concat(name) FROM users"), "bob");
+  CHECK_STR(q("SELECT recreate FROM _odsync_tables WHERE tbl = 'users'"), "0");
+  /* a table that exists is left alone by resnapshot_table */
+  CHECK_INT(ops->resnapshot_table(s, "public", "users", &recreate, &err), OD_OK);
+  CHECK(!recreate);
   ops->close(s);
 }
 
@@ -1208,5 +1303,41 @@ TEST(wal_of_a_busy_writer_stays_bounded) {
   CHECK(max_wal > 0);
   CHECK(max_wal < (16384LL + 2 * 3100) * 4120);
   CHECK_STR(q("SELECT count(*) FROM busy"), "30000");
+  ops->close(s);
+}
+
+/* A TRUNCATE flagged OD_TRUNCATE_START_OVER for a relation the sink has no state for (a table
+ * dropped and re-created at the source) replaces the table: the new shape (text id, another
+ * key, a bit(16) column) whatever the old one, only the new rows, in the same transaction; a
+ * rollback keeps the old table. A plain truncate of a known relation only empties it. */
+TEST(start_over_replaces_the_table_with_the_new_shape) {
+  const char *path = fresh_path();
+  od_sink *s = open_sink(path);
+  od_value a1[] = {TV("1"), TV("ann"), TV("1.5")};
+  TXN(s, 100, ch_ins(&users, a1));
+  od_column b_cols[] = {
+      {.name = "code", .type_oid = 25, .key = true, .attnum = 1},
+      {.name = "flags", .type_oid = 1560, .typmod = 16, .attnum = 2},
+  };
+  od_relation b = {.oid = 99, .schema = "public", .name = "users", .replica_identity = 'd', .ncolumns = 2,
+                   .columns = b_cols, .version = 2, .has_primary_key = true};
+  od_value b1[] = {TV("x"), TV("1010101010101010")};
+  od_change over = {.op = OD_OP_TRUNCATE, .truncate_flags = OD_TRUNCATE_START_OVER, .rel = &b};
+  /* rolled back: the old table stays */
+  od_error err = {0};
+  CHECK_INT(ops->begin(s, &err), OD_OK);
+  od_change cs[] = {over, ch_ins(&b, b1)};
+  CHECK_INT(ops->apply(s, cs, 2, &err), OD_OK);
+  ops->rollback(s);
+  CHECK_STR(q("SELECT group_concat(name) FROM pragma_table_info('users')"), "id,name,score");
+  CHECK_STR(q("SELECT count(*) FROM users"), "1");
+  TXN(s, 200, over, ch_ins(&b, b1));
+  CHECK_STR(q("SELECT group_concat(name) FROM pragma_table_info('users')"), "code,flags");
+  CHECK_STR(q("SELECT group_concat(code || '=' || flags) FROM users"), "x=1010101010101010");
+  CHECK_STR(q("SELECT group_concat(name) FROM _odsync_columns WHERE tbl = 'users'"), "code,flags");
+  /* the state exists now: a start-over truncate of the same relation only empties the table */
+  TXN(s, 300, over);
+  CHECK_STR(q("SELECT count(*) FROM users"), "0");
+  CHECK_STR(q("SELECT group_concat(name) FROM pragma_table_info('users')"), "code,flags");
   ops->close(s);
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "sources/pg/pg_attalign.h"
+#include "sources/pg/pg_ident.h"
 #include "sources/pg/pg_internal.h"
 
 int od_pg_parse_lsn(const char *text, od_lsn *out) {
@@ -38,8 +40,19 @@ PGconn *od_pg_connect(pg_source *s, bool replication, od_error *err) {
   PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (!c || PQstatus(c) != CONNECTION_OK) {
     char msg[400];
-    OD_FAIL_RETRY(err, OD_ECONNECT, "%s: cannot open a%s connection: %s", s->where,
-                  replication ? " replication" : "n SQL", pq_message(c, msg, sizeof msg));
+    pq_message(c, msg, sizeof msg);
+    /* The server answered and refused us: waiting does not change that. (A server that does
+     * not answer is retried; the pipeline bounds that for a pipeline that never connected.) */
+    bool refused = c && (PQconnectionNeedsPassword(c) || strstr(msg, "authentication failed") ||
+                         strstr(msg, "no pg_hba.conf entry") || strstr(msg, "does not exist") ||
+                         strstr(msg, "permission denied"));
+    if (refused)
+      OD_FAIL(err, OD_ECONNECT, "%s: cannot open a%s connection: %s. The server refused the login: fix the user, "
+              "password or database of source.dsn (or the server's pg_hba.conf), then restart; odsync does not retry",
+              s->where, replication ? " replication" : "n SQL", msg);
+    else
+      OD_FAIL_RETRY(err, OD_ECONNECT, "%s: cannot open a%s connection: %s", s->where,
+                    replication ? " replication" : "n SQL", msg);
     PQfinish(c);
     return NULL;
   }
@@ -66,18 +79,10 @@ PGresult *od_pg_query(pg_source *s, PGconn *c, const char *sql, int n, const cha
   return query(s, c, sql, n, params, err);
 }
 
-/* Split "schema.table" (schema defaults to public) and quote both parts into out. */
-static int qualified_ident(PGconn *c, const char *name, char *out, size_t size) {
-  const char *dot = strchr(name, '.');
-  char schema[128] = "public", table[128];
-  if (dot) {
-    snprintf(schema, sizeof schema, "%.*s", (int)(dot - name), name);
-    snprintf(table, sizeof table, "%s", dot + 1);
-  } else {
-    snprintf(table, sizeof table, "%s", name);
-  }
-  char *qs = PQescapeIdentifier(c, schema, strlen(schema));
-  char *qt = PQescapeIdentifier(c, table, strlen(table));
+/* "schema"."table" of a parsed source.tables entry, quoted, into out. */
+static int qualified_ident(PGconn *c, const od_pg_qname *q, char *out, size_t size) {
+  char *qs = PQescapeIdentifier(c, q->schema, strlen(q->schema));
+  char *qt = PQescapeIdentifier(c, q->name, strlen(q->name));
   int rc = (qs && qt && (size_t)snprintf(out, size, "%s.%s", qs, qt) < size) ? OD_OK : OD_EINVAL;
   PQfreemem(qs);
   PQfreemem(qt);
@@ -127,13 +132,30 @@ static int check_server(pg_source *s, od_problem_fn problem, void *ctx, od_error
 static int check_tables(pg_source *s, od_problem_fn problem, void *ctx, bool pub_exists,
                         od_error *err) {
   int fatal = 0;
-  char msg[640];
+  char msg[1400];
   for (int i = 0; i < s->ntables; i++) {
-    const char *p[] = {s->tables[i]};
-    PGresult *r = query(s, s->meta, "SELECT to_regclass($1) IS NOT NULL", 1, p, err);
+    const od_pg_qname *q = &s->qtables[i];
+    const char *p[] = {q->schema, q->name};
+    PGresult *r = query(s, s->meta,
+                        "SELECT c.relkind, c.relpersistence FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = $1 AND c.relname = $2",
+                        2, p, err);
     if (!r) return -1;
-    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
-      snprintf(msg, sizeof msg, "%s: table %s (source.tables) does not exist", s->where, s->tables[i]);
+    if (PQntuples(r) == 0) {
+      snprintf(msg, sizeof msg, "%s: table %s.%s (source.tables '%s') does not exist (unquoted names are folded to "
+               "lower case: write a mixed-case name in double quotes, '\"Orders\"')",
+               s->where, q->schema, q->name, s->tables[i]);
+      problem(ctx, true, msg);
+      fatal++;
+    } else if (!strchr("rp", PQgetvalue(r, 0, 0)[0])) {
+      snprintf(msg, sizeof msg, "%s: %s.%s (source.tables '%s') is not a table (relkind '%s'): only tables and "
+               "partitioned tables can be published", s->where, q->schema, q->name, s->tables[i], PQgetvalue(r, 0, 0));
+      problem(ctx, true, msg);
+      fatal++;
+    } else if (PQgetvalue(r, 0, 1)[0] == 'u') {
+      snprintf(msg, sizeof msg, "%s: table %s.%s (source.tables) is UNLOGGED: its changes are not written to the WAL, "
+               "so logical replication cannot capture them (PostgreSQL refuses to publish it). Fix: ALTER TABLE "
+               "%s.%s SET LOGGED, or remove it from source.tables", s->where, q->schema, q->name, q->schema, q->name);
       problem(ctx, true, msg);
       fatal++;
     }
@@ -165,10 +187,8 @@ static int check_tables(pg_source *s, od_problem_fn problem, void *ctx, bool pub
     bool has_pk = strcmp(PQgetvalue(r, i, 3), "t") == 0;
     if (!pub_exists && s->ntables) {
       bool listed = false;
-      char full[300];
-      snprintf(full, sizeof full, "%s.%s", schema, name);
       for (int t = 0; t < s->ntables && !listed; t++)
-        listed = strcmp(s->tables[t], full) == 0 || (strcmp(schema, "public") == 0 && strcmp(s->tables[t], name) == 0);
+        listed = strcmp(s->qtables[t].schema, schema) == 0 && strcmp(s->qtables[t].name, name) == 0;
       if (!listed) continue;
     }
     if (ident == 'n' || (ident == 'd' && !has_pk)) {
@@ -182,6 +202,57 @@ static int check_tables(pg_source *s, od_problem_fn problem, void *ctx, bool pub
     }
   }
   PQclear(r);
+  return fatal;
+}
+
+/* When the publication is missing, odsync creates it: FOR ALL TABLES needs a superuser; FOR TABLE
+ * needs CREATE on the database and ownership of each table. Checked before, so `check` reports
+ * what CREATE PUBLICATION would refuse at `run`. */
+static int check_publication_rights(pg_source *s, od_problem_fn problem, void *ctx, bool pub_exists, od_error *err) {
+  if (pub_exists) return 0;
+  char msg[1200];
+  int fatal = 0;
+  PGresult *r = query(s, s->meta,
+                      "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+                      "has_database_privilege(current_database(), 'CREATE')",
+                      0, NULL, err);
+  if (!r) return -1;
+  bool super = PQgetvalue(r, 0, 0)[0] == 't', create = PQgetvalue(r, 0, 1)[0] == 't';
+  PQclear(r);
+  if (super) return 0;
+  if (!s->ntables) {
+    snprintf(msg, sizeof msg,
+             "%s: publication %s does not exist, and odsync would create it FOR ALL TABLES (source.tables is not "
+             "set), which needs a superuser; role %s is not one. Fix: list the tables in source.tables, or have "
+             "a superuser run CREATE PUBLICATION %s FOR ALL TABLES",
+             s->where, s->publication, PQuser(s->meta), s->publication);
+    problem(ctx, true, msg);
+    return 1;
+  }
+  if (!create) {
+    snprintf(msg, sizeof msg, "%s: publication %s does not exist, and role %s may not create it (no CREATE privilege "
+             "on the database). Fix: GRANT CREATE ON DATABASE %s TO %s, or create the publication as its owner",
+             s->where, s->publication, PQuser(s->meta), PQdb(s->meta), PQuser(s->meta));
+    problem(ctx, true, msg);
+    fatal++;
+  }
+  for (int i = 0; i < s->ntables; i++) {
+    const char *p[] = {s->qtables[i].schema, s->qtables[i].name};
+    r = query(s, s->meta,
+              "SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+              "WHERE n.nspname = $1 AND c.relname = $2",
+              2, p, err);
+    if (!r) return -1;
+    if (PQntuples(r) && PQgetvalue(r, 0, 0)[0] != 't') {
+      snprintf(msg, sizeof msg, "%s: publication %s does not exist, and role %s may not add table %s.%s to it (only "
+               "its owner may). Fix: have the owner run CREATE PUBLICATION %s FOR TABLE ... with the tables of "
+               "source.tables", s->where, s->publication, PQuser(s->meta), s->qtables[i].schema, s->qtables[i].name,
+               s->publication);
+      problem(ctx, true, msg);
+      fatal++;
+    }
+    PQclear(r);
+  }
   return fatal;
 }
 
@@ -257,7 +328,7 @@ static int create_publication(pg_source *s, od_error *err) {
   int n = snprintf(sql, cap, "CREATE PUBLICATION %s FOR %s", pub, s->ntables ? "TABLE " : "ALL TABLES");
   for (int i = 0; i < s->ntables; i++) {
     char q[300];
-    if (qualified_ident(s->meta, s->tables[i], q, sizeof q)) {
+    if (qualified_ident(s->meta, &s->qtables[i], q, sizeof q)) {
       PQfreemem(pub);
       free(sql);
       return OD_FAIL(err, OD_ECONFIG, "%s: table name '%s' in source.tables is too long", s->where, s->tables[i]);
@@ -297,7 +368,7 @@ int od_pg_create_slot(pg_source *s, PGconn *repl, const char *name, bool tempora
 }
 
 /* Create the slot when missing; fail clearly when it belongs elsewhere or is in use. */
-static int ensure_slot(pg_source *s, od_error *err) {
+static int ensure_slot(pg_source *s, od_lsn from, od_error *err) {
   const char *p[] = {s->slot};
   PGresult *r = query(s, s->meta,
                       "SELECT plugin, database = current_database(), active, active_pid, "
@@ -306,6 +377,18 @@ static int ensure_slot(pg_source *s, od_error *err) {
   if (!r) return err->code;
   if (PQntuples(r) == 0) {
     PQclear(r);
+    /* The sink holds changes up to `from` and expects the slot to keep everything after it. A
+     * slot created now would start at the current WAL position: the changes in between are gone,
+     * and the new slot would only hold WAL for a pipeline that cannot go on. */
+    if (from)
+      return OD_FAIL(err, OD_EGAP,
+                     "%s: replication slot %s does not exist, but the sink holds changes up to " OD_LSN_FMT
+                     " from it: the slot was dropped, and the changes committed since are gone from the server. "
+                     "odsync does not create a new slot for this sink (it would silently miss those changes). To "
+                     "start over: empty the sink (drop its tables and its _odsync_checkpoint row for pipeline %s, "
+                     "or point sink at a new database/file) and run again: a new slot and an initial snapshot are "
+                     "made",
+                     s->where, s->slot, OD_LSN_ARGS(from), s->pipeline);
     int rc = od_pg_create_slot(s, s->repl, s->slot, false, NULL, 0, &s->floor, err);
     if (rc) return rc;
     od_info("%s: created replication slot %s at " OD_LSN_FMT, s->where, s->slot, OD_LSN_ARGS(s->floor));
@@ -327,6 +410,53 @@ static int ensure_slot(pg_source *s, od_error *err) {
   return rc;
 }
 
+/* source.tables against an existing publication: PostgreSQL drops a table from every publication
+ * when the table is dropped, so a table dropped and re-created under its name is silently no
+ * longer captured. Each configured table that exists but is not in the publication is added
+ * again (ALTER PUBLICATION ... ADD TABLE), with a warning: its rows written before now were not
+ * captured. A publication for all tables (or, PostgreSQL 15+, for the table's schema) covers
+ * every table. Fails (not retriable) when the table cannot be added. */
+int od_pg_watch_publication(pg_source *s, od_error *err) {
+  if (!s->ntables || !s->meta) return OD_OK;
+  bool v15 = PQserverVersion(s->meta) >= 150000;
+  char sql[900];
+  snprintf(sql, sizeof sql,
+           "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, pg_publication p "
+           "WHERE n.nspname = $1 AND c.relname = $2 AND p.pubname = $3 AND NOT p.puballtables "
+           "AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prrelid = c.oid) %s",
+           v15 ? "AND NOT EXISTS (SELECT 1 FROM pg_publication_namespace pn WHERE pn.pnpubid = p.oid "
+                 "AND pn.pnnspid = c.relnamespace)" : "");
+  for (int i = 0; i < s->ntables; i++) {
+    const od_pg_qname *q = &s->qtables[i];
+    const char *p[] = {q->schema, q->name, s->publication};
+    PGresult *r = query(s, s->meta, sql, 3, p, err);
+    if (!r) return err->code;
+    bool missing = PQntuples(r) > 0;
+    PQclear(r);
+    if (!missing) continue;
+    char tq[300], alter[512];
+    char *pub = PQescapeIdentifier(s->meta, s->publication, strlen(s->publication));
+    int rc = qualified_ident(s->meta, q, tq, sizeof tq);
+    snprintf(alter, sizeof alter, "ALTER PUBLICATION %s ADD TABLE %s", pub ? pub : "", tq);
+    PQfreemem(pub);
+    if (rc) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+    r = query(s, s->meta, alter, 0, NULL, err);
+    if (!r) {
+      od_error_prefix(err, "table %s.%s (source.tables) is no longer in publication %s (dropped and re-created?), "
+                      "and adding it failed; fix: %s; then copy its rows with odsync snapshot -p %s -t %s.%s: ",
+                      q->schema, q->name, s->publication, alter, s->pipeline, q->schema, q->name);
+      err->retriable = false;
+      return err->code;
+    }
+    PQclear(r);
+    od_warn("%s: table %s.%s (source.tables) was not in publication %s (PostgreSQL removes a dropped table from its "
+            "publications; it was re-created or added since): added it again. Its rows written before now were not "
+            "captured: copy them with odsync snapshot -p %s -t %s.%s",
+            s->where, q->schema, q->name, s->publication, s->pipeline, q->schema, q->name);
+  }
+  return OD_OK;
+}
+
 int od_pg_prepare_publication(pg_source *s, od_error *err) {
   int problems = 0;
   if (!s->meta && !(s->meta = od_pg_connect(s, false, err))) return err->code;
@@ -338,12 +468,16 @@ int od_pg_prepare_publication(pg_source *s, od_error *err) {
   if (rc) return rc;
   n = check_tables(s, log_problem, &problems, exists, err);
   if (n < 0) return err->code;
-  if (n > 0) return OD_FAIL(err, OD_ECONFIG, "%s: source.tables names tables that do not exist (see above)", s->where);
+  if (n > 0) return OD_FAIL(err, OD_ECONFIG, "%s: source.tables names tables that cannot be captured (see above)", s->where);
+  n = check_publication_rights(s, log_problem, &problems, exists, err);
+  if (n < 0) return err->code;
+  if (n > 0) return OD_FAIL(err, OD_ESOURCE, "%s: cannot create publication %s (see above)", s->where, s->publication);
   if (!s->warned_partitions) {
     if ((rc = check_partitions(s, log_problem, &problems, exists, err))) return rc;
     s->warned_partitions = true;
   }
   if (!exists && (rc = create_publication(s, err))) return rc;
+  if (exists && (rc = od_pg_watch_publication(s, err))) return rc;
   return OD_OK;
 }
 
@@ -351,7 +485,7 @@ int od_pg_prepare_stream(pg_source *s, od_lsn from, od_error *err) {
   int rc = od_pg_prepare_publication(s, err);
   if (rc) return rc;
   if (!(s->repl = od_pg_connect(s, true, err))) return err->code;
-  if ((rc = ensure_slot(s, err))) return rc;
+  if ((rc = ensure_slot(s, from, err))) return rc;
   if (from && from < s->floor)
     return OD_FAIL(err, OD_EGAP,
                    "%s: the sink holds changes up to " OD_LSN_FMT " but slot %s was already confirmed up to "
@@ -374,6 +508,8 @@ int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err) {
   if (publication_exists(s, &exists, err)) return -1;
   int n = check_tables(s, problem, ctx, exists, err);
   if (n < 0) return -1;
+  fatal += n;
+  if ((n = check_publication_rights(s, problem, ctx, exists, err)) < 0) return -1;
   fatal += n;
   if (check_partitions(s, problem, ctx, exists, err)) return -1;
   const char *p[] = {s->slot};
@@ -419,51 +555,115 @@ static const char *keep_string(pg_source *s, const char *text) {
   return p->text;
 }
 
-/* Type names and attnums for every column (format_type: "numeric(12,2)", "public.mood"), the
- * value rows that predate an added column hold (attmissingval: ADD COLUMN with a non-volatile
- * default; the text form of the array's only element), and for REPLICA IDENTITY FULL the row
- * identity: the stream flags every column, so the sink's key becomes the primary key from the
- * catalog (or none: rows are then matched on their full old image). The catalog is read now, so
- * a column dropped or renamed since the change was written keeps an empty type name and attnum 0,
- * and a table rewritten since (ALTER ... TYPE, VACUUM FULL) has no missing values any more. */
+/* The SQL spelling of each column's type as the Relation message gives it (type OID and typmod:
+ * format_type), into col->type_name; "" for a type that no longer exists. */
+static int wire_type_names(pg_source *s, od_relation *rel, od_error *err) {
+  if (!rel->ncolumns) return OD_OK;
+  size_t cap = (size_t)rel->ncolumns * 24 + 8;
+  char *oids = malloc(cap), *mods = malloc(cap);
+  if (!oids || !mods) {
+    free(oids);
+    free(mods);
+    return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  }
+  size_t a = 0, b = 0;
+  oids[a++] = '{';
+  mods[b++] = '{';
+  for (uint16_t c = 0; c < rel->ncolumns; c++) {
+    a += (size_t)snprintf(oids + a, cap - a, "%s%u", c ? "," : "", rel->columns[c].type_oid);
+    b += (size_t)snprintf(mods + b, cap - b, "%s%d", c ? "," : "", rel->columns[c].typmod);
+  }
+  snprintf(oids + a, cap - a, "}");
+  snprintf(mods + b, cap - b, "}");
+  const char *p[] = {oids, mods};
+  PGresult *r = query(s, s->meta,
+                      "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_type WHERE oid = x.t) THEN format_type(x.t, x.m) END "
+                      "FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS x(t, m, i) ORDER BY x.i",
+                      2, p, err);
+  free(oids);
+  free(mods);
+  if (!r) return od_error_prefix(err, "reading the column types of %s.%s: ", rel->schema, rel->name);
+  for (uint16_t c = 0; c < rel->ncolumns && c < PQntuples(r); c++)
+    snprintf(rel->columns[c].type_name, sizeof rel->columns[c].type_name, "%s",
+             PQgetisnull(r, c, 0) ? "" : PQgetvalue(r, c, 0));
+  PQclear(r);
+  return OD_OK;
+}
+
+/* Completes a Relation message's columns. The message is the truth for its transaction: names,
+ * type OIDs and typmods come from it, and the type's SQL spelling (format_type: "numeric(12,2)",
+ * "public.mood") is computed from its type OID and typmod. The catalog is read now and describes
+ * the table as it is today, which is later than the WAL being decoded when odsync lags behind the
+ * DDL: it may only add what the message lacks — the stable column number (attnum), the value rows
+ * that predate an added column hold (attmissingval: ADD COLUMN with a non-volatile default; the
+ * text form of the array's only element), and for REPLICA IDENTITY FULL the row identity (the
+ * stream flags every column, so the sink's key becomes the primary key from the catalog, or none:
+ * rows are then matched on their full old image). Which catalog column each message column is
+ * comes from od_pg_align_columns (attnums strictly increasing, dropped columns included), and the
+ * missing value and key are taken only when that column still has the message's name and type
+ * OID. A table dropped since gets attnum 0 everywhere (matched by name). */
 int od_pg_fill_keys(pg_source *s, od_relation *rel, od_error *err) {
+  int rc = wire_type_names(s, rel, err);
+  if (rc) return rc;
   char oid[16];
   snprintf(oid, sizeof oid, "%u", rel->oid);
   const char *p[] = {oid};
   /* attmissingval exists since PostgreSQL 11 (before, ADD COLUMN ... DEFAULT rewrote the table). */
   bool has_missing = PQserverVersion(s->meta) >= 110000;
-  char sql[640];
+  char sql[700];
   snprintf(sql, sizeof sql,
-           "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-           "COALESCE(a.attnum = ANY(%s), false), a.attnum, %s "
+           "SELECT a.attname, a.atttypid, a.attnum, a.attisdropped, "
+           "COALESCE(a.attnum = ANY(%s), false), %s "
            "FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
-           "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
+           "WHERE a.attrelid = $1::oid AND a.attnum > 0 ORDER BY a.attnum",
            /* INCLUDE columns of the primary key's index are not part of the key. */
            has_missing ? "(i.indkey::int2[])[0:i.indnkeyatts - 1]" : "i.indkey",
            has_missing ? "a.atthasmissing, CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END"
                        : "false, NULL::text");
   PGresult *r = query(s, s->meta, sql, 1, p, err);
   if (!r) return od_error_prefix(err, "reading the columns of %s.%s: ", rel->schema, rel->name);
+  size_t m = (size_t)PQntuples(r);
+  pg_att *cat = calloc(m ? m : 1, sizeof *cat);
+  pg_wire_col *wire = calloc(rel->ncolumns ? rel->ncolumns : 1, sizeof *wire);
+  int *match = calloc(rel->ncolumns ? rel->ncolumns : 1, sizeof *match);
+  if (!cat || !wire || !match) {
+    rc = OD_FAIL(err, OD_ENOMEM, "%s: out of memory reading the columns of %s.%s", s->where, rel->schema, rel->name);
+    goto done;
+  }
+  for (size_t i = 0; i < m; i++)
+    cat[i] = (pg_att){.name = PQgetvalue(r, (int)i, 0), .type_oid = (uint32_t)strtoul(PQgetvalue(r, (int)i, 1), NULL, 10),
+                      .attnum = (int16_t)atoi(PQgetvalue(r, (int)i, 2)),
+                      .dropped = strcmp(PQgetvalue(r, (int)i, 3), "t") == 0};
+  for (uint16_t c = 0; c < rel->ncolumns; c++)
+    wire[c] = (pg_wire_col){.name = rel->columns[c].name, .type_oid = rel->columns[c].type_oid};
+  if (od_pg_align_columns(wire, rel->ncolumns, cat, m, match) != 0) {
+    rc = OD_FAIL(err, OD_ENOMEM, "%s: out of memory aligning the columns of %s.%s", s->where, rel->schema, rel->name);
+    goto done;
+  }
   bool full = rel->replica_identity == 'f', any_pk = false;
   for (uint16_t c = 0; c < rel->ncolumns; c++) {
     od_column *col = &rel->columns[c];
     if (full) col->key = false;
-    for (int i = 0; i < PQntuples(r); i++) {
-      if (strcmp(col->name, PQgetvalue(r, i, 0)) != 0) continue;
-      snprintf(col->type_name, sizeof col->type_name, "%s", PQgetvalue(r, i, 1));
-      col->attnum = (int16_t)atoi(PQgetvalue(r, i, 3));
-      if (full && strcmp(PQgetvalue(r, i, 2), "t") == 0) col->key = any_pk = true;
-      col->missing_value = NULL;
-      if (strcmp(PQgetvalue(r, i, 4), "t") == 0 && !PQgetisnull(r, i, 5) &&
-          !(col->missing_value = keep_string(s, PQgetvalue(r, i, 5)))) {
-        PQclear(r);
-        return OD_FAIL(err, OD_ENOMEM, "%s: out of memory reading the columns of %s.%s", s->where,
-                       rel->schema, rel->name);
-      }
+    col->attnum = 0;
+    col->missing_value = NULL;
+    int i = match[c];
+    if (i < 0) continue;
+    col->attnum = cat[i].attnum;
+    bool same = !cat[i].dropped && cat[i].type_oid == col->type_oid && strcmp(cat[i].name, col->name) == 0;
+    if (!same) continue;
+    if (full && strcmp(PQgetvalue(r, i, 4), "t") == 0) col->key = any_pk = true;
+    if (strcmp(PQgetvalue(r, i, 5), "t") == 0 && !PQgetisnull(r, i, 6) &&
+        !(col->missing_value = keep_string(s, PQgetvalue(r, i, 6)))) {
+      rc = OD_FAIL(err, OD_ENOMEM, "%s: out of memory reading the columns of %s.%s", s->where, rel->schema, rel->name);
+      goto done;
     }
   }
   if (full) rel->has_primary_key = any_pk;
   od_pg_set_identity(rel);
+done:
+  free(cat);
+  free(wire);
+  free(match);
   PQclear(r);
-  return OD_OK;
+  return rc;
 }

@@ -21,8 +21,9 @@ typedef struct pg_source {
   char where[256];              /* "postgres host:port/dbname" for messages (no secrets) */
   char slot[64];
   char publication[64];
-  char *const *tables;          /* borrowed from the config; ntables == 0: all tables */
+  char *const *tables;          /* borrowed from the config, as written; ntables == 0: all tables */
   int ntables;
+  struct od_pg_qname *qtables;  /* owned: tables[i] parsed as PostgreSQL parses a table name */
   long status_interval_ms;
   bool via_root;                /* partitions: root (publish_via_partition_root) or leaves */
   bool warned_partitions;       /* the partitions/pubviaroot warning was logged (once per source) */
@@ -39,6 +40,7 @@ typedef struct pg_source {
   od_lsn durable;               /* last position the pipeline said is durable */
   od_lsn sent_flush;            /* flush position in the last status we sent */
   int64_t last_status_at;       /* monotonic µs */
+  int64_t last_watch_at;        /* monotonic µs of the last od_pg_watch_publication while streaming */
 
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
@@ -60,6 +62,11 @@ void od_pg_strings_free(pg_source *s);
 PGresult *od_pg_query(pg_source *s, PGconn *c, const char *sql, int n, const char *const *params,
                       od_error *err);
 int od_pg_prepare_publication(pg_source *s, od_error *err);
+int od_pg_watch_publication(pg_source *s, od_error *err);
+
+/* pg_tables.c: the vtable's `tables` (odsync/source.h). */
+int od_pg_tables(od_source *s, void (*fn)(void *ctx, const char *schema, const char *name, bool keyed),
+                 void *ctx, od_error *err);
 int od_pg_create_slot(pg_source *s, PGconn *repl, const char *name, bool temporary, char *snap, size_t cap,
                       od_lsn *point, od_error *err);
 

@@ -15,6 +15,7 @@
 #include "common/pg_dsn.h"
 #include "core/log.h"
 #include "core/clock.h"
+#include "sources/pg/pg_ident.h"
 #include "sources/pg/pg_internal.h"
 
 #define PG_EPOCH_OFFSET_US 946684800000000LL /* 2000-01-01 - 1970-01-01 */
@@ -81,6 +82,24 @@ static int valid_name(const char *s) {
   return 1;
 }
 
+/* tables: each entry parsed as PostgreSQL parses [schema.]table (quoted parts keep their case;
+ * unquoted ones fold to lower case); a bad one fails at its FILE:LINE:COL. */
+static int tables_config(pg_source *s, const od_config_section *cfg, od_error *err) {
+  if (!s->ntables) return OD_OK;
+  if (!(s->qtables = calloc((size_t)s->ntables, sizeof *s->qtables))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  const od_config_entry *e = od_config_find(cfg, "tables");
+  for (int i = 0; i < s->ntables; i++) {
+    char why[300];
+    size_t at = 0;
+    if (od_pg_parse_qname(s->tables[i], &s->qtables[i], why, sizeof why, &at) == 0) continue;
+    int line = e && e->list_line ? e->list_line[i] : e ? e->line : cfg->line;
+    int col = e && e->list_col ? e->list_col[i] : e ? e->col : cfg->col;
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.tables[%d] '%s' is not a table name as PostgreSQL reads it: %s "
+                   "(at character %zu)", cfg->file, line, col, cfg->path, i, s->tables[i], why, at + 1);
+  }
+  return OD_OK;
+}
+
 static int pg_open(const od_config_section *cfg, const char *pipeline, od_source **out, od_error *err) {
   int rc = od_config_check_keys(cfg, allowed_keys, err);
   if (rc) return rc;
@@ -100,7 +119,8 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
       (rc = od_config_string(cfg, "publication", def, &pub, err)) ||
       (rc = od_config_list(cfg, "tables", &s->tables, &s->ntables, err)) ||
       (rc = od_config_int(cfg, "status_interval_ms", 10000, 100, 60000, &s->status_interval_ms, err)) ||
-      (rc = snapshot_config(s, cfg, err)) || (rc = partitions_config(s, cfg, err)))
+      (rc = snapshot_config(s, cfg, err)) || (rc = partitions_config(s, cfg, err)) ||
+      (rc = tables_config(s, cfg, err)))
     goto fail;
   if (!s->dsn) {
     rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.dsn is required (a libpq connection string, e.g. "
@@ -125,6 +145,7 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
   *out = &s->base;
   return OD_OK;
 fail:
+  free(s->qtables);
   free(s);
   return rc;
 }
@@ -142,6 +163,7 @@ static void pg_close(od_source *base) {
   od_pg_snapshot_free(s);       /* the snapshot's relations too */
   od_pgoutput_free(s->decoder); /* relations die with it: the pipeline's session is over */
   od_pg_strings_free(s);        /* their missing_value texts too */
+  free(s->qtables);
   free(s);
 }
 
@@ -181,6 +203,7 @@ static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
   disconnect(s);
   s->received = s->durable = s->sent_flush = 0;
   s->last_status_at = 0;
+  s->last_watch_at = od_mono_us();
   int rc = od_pg_prepare_stream(s, from, err);
   if (rc) return rc;
   /* Keep the decoder (and the relation versions queued changes point to); forget any
@@ -279,6 +302,17 @@ static int connection_lost(pg_source *s, od_error *err) {
     PQclear(r);
   }
   msg[strcspn(msg, "\n")] = '\0';
+  /* pgoutput looks the publication up as of each change it decodes: once it was dropped (even if
+   * created again since), every change written before that fails the same way on every retry. */
+  if (strstr(msg, "publication") && strstr(msg, "does not exist"))
+    return OD_FAIL(err, OD_ESOURCE,
+                   "%s: replication stream ended: %s. Publication %s was dropped while slot %s still has changes "
+                   "to decode through it; PostgreSQL looks a publication up as of each change, so re-creating it "
+                   "does not help for changes written before (every retry would fail the same way). To start over: "
+                   "SELECT pg_drop_replication_slot('%s'); empty the sink (its tables and its _odsync_checkpoint "
+                   "row for pipeline %s), then run again (odsync creates the publication and the slot and copies "
+                   "a new initial snapshot)",
+                   s->where, msg, s->publication, s->slot, s->slot, s->pipeline);
   return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: replication stream ended: %s", s->where,
                        msg[0] ? msg : "the server closed the connection");
 }
@@ -287,6 +321,12 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
   pg_source *s = (pg_source *)base;
   if (!s->repl) return OD_FAIL(err, OD_EINVAL, "%s: poll before start", s->where);
   s->outer = h;
+  /* A configured table dropped and re-created falls out of the publication: put it back. */
+  if (s->ntables && od_mono_us() - s->last_watch_at >= s->status_interval_ms * 1000) {
+    s->last_watch_at = od_mono_us();
+    int rc = od_pg_watch_publication(s, err);
+    if (rc) return rc;
+  }
   int64_t deadline = od_mono_us() + (int64_t)timeout_ms * 1000;
   int handled = 0;
   for (;;) {
@@ -328,6 +368,7 @@ const od_source_ops od_source_postgres = {
     .position = &od_pg_position,
     .open = pg_open,
     .check = pg_check,
+    .tables = od_pg_tables,
     .start = pg_start,
     .poll = pg_poll,
     .ack = pg_ack,

@@ -1,0 +1,30 @@
+/* admin.h — the admin HTTP server (libmicrohttpd): GET /metrics (Prometheus text), /healthz,
+ * /readyz, /status (JSON; ?format=text for a terminal table; ?history=1 with chart series) and
+ * / (the dashboard, compiled into the binary).
+ *
+ * Owns: the listening socket, libmicrohttpd's daemon and its one polling thread, the sampler
+ * thread (one status sample per second), the od_status_view. A slow or hostile client costs the
+ * pipelines nothing: requests are served on the server's own thread from atomics and the
+ * metrics registry; connections are capped (in total and per IP), time out when idle, and get
+ * a small memory budget (huge headers are answered 431).
+ * Borrows the pipelines (they must outlive od_admin_stop) and the metrics registry.
+ * Never touches: the pipelines' control (it never stops or starts one), sources, sinks.
+ */
+#ifndef ODSYNC_ADMIN_H
+#define ODSYNC_ADMIN_H
+
+#include "core/metrics.h"
+#include "core/pipeline.h"
+#include "odsync/config.h"
+#include "odsync/error.h"
+
+typedef struct od_admin od_admin;
+
+/* Start listening on cfg->admin (which must be enabled). The error names the address and the
+ * config position ("FILE:LINE:COL: admin.listen 127.0.0.1:7070: address already in use"). */
+int od_admin_start(const od_config *cfg, od_pipeline **pipes, int n, od_metrics *registry, od_admin **out,
+                   od_error *err);
+/* Stop serving, join the threads, free. NULL is ignored. */
+void od_admin_stop(od_admin *a);
+
+#endif
