@@ -3,8 +3,8 @@
  *   transforms:
  *     - { type: mask, columns: [ssn], style: fixed, with: "XXX" }       # every value becomes XXX
  *     - { type: mask, columns: [iban], style: keep_last, keep: 4 }     # ******************1234
- *     - { type: mask, columns: [email], style: email }                 # j*********@example.com
- *     - { type: mask, columns: [phone], style: phone, keep: 2 }        # +** (***) ***-**67
+ *     - { type: mask, columns: [email], style: email }                 # j*******@example.com
+ *     - { type: mask, columns: [phone], style: phone, keep: 2 }        # +* (***) ***-**67
  *     - { type: mask, columns: [card], style: card }                   # **** **** **** 1111
  *
  * style: fixed (default; `with`, default "****"), keep_last (every character but the last `keep`,
