@@ -13,7 +13,7 @@
 #    Grafana dashboard (docs/grafana/odsync.json) runs on it (the main panels with data);
 #  - /readyz flips to 503 (naming the pipeline and its state) while PostgreSQL is down and back to
 #    200 after it returns; the error is counted in odsync_errors_total and shown by /status, and
-#    the `errors_per_minute: 2` alert fires (gauge and one log line);
+#    the `errors_per_minute: 0.5` alert fires (one error is enough) (gauge and one log line);
 #  - `odsync status -c` and `--url` print the table; an unreachable --url exits 1 with a message;
 #  - the DSN's password (from ${env:}) appears in no log line, metric, status or page, and with
 #    log.format json every log line is a JSON object; those about the pipeline carry "pipeline".
@@ -58,7 +58,7 @@ pipelines:
   - name: shop
     source: { type: postgres, dsn: "\${env:ODSYNC_TEST_DSN}", tables: [public.items], reconnect_max_ms: 500 }
     sink: { type: sqlite, path: $SINK_DB }
-    alerts: { errors_per_minute: 2 }
+    alerts: { errors_per_minute: 0.5 }
 YAML
 
 http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@"; }
