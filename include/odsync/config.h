@@ -88,6 +88,21 @@ typedef struct od_sink_config {
 
 #define OD_SINKS_MAX 16
 
+/* What a pipeline does with a change its sink rejects every time (key `on_poison`). */
+enum od_poison_policy {
+  OD_POISON_STOP = 0,        /* default: stop with an error naming the table, the key and the position */
+  OD_POISON_DEAD_LETTER = 1, /* store it in the sink's _odsync_dead_letters and go on */
+};
+
+/* A sink's circuit breaker (key `circuit_breaker:`), see core/breaker.h. */
+typedef struct od_breaker_config {
+  int failures;          /* consecutive failures that open it (default 5; 1..1000) */
+  double error_rate;     /* or this share of failed attempts in the window opens it (default 0.5; 0 off) */
+  int min_attempts;      /* ... once the window holds at least this many attempts (default 10) */
+  long window_ms;        /* the error-rate window (default 60000) */
+  long cooldown_ms;      /* open this long before a half-open probe (default 30000) */
+} od_breaker_config;
+
 typedef struct od_pipeline_config {
   char *name;          /* [A-Za-z0-9_]+, unique */
   int line, col;
@@ -105,6 +120,9 @@ typedef struct od_pipeline_config {
   int apply_workers;   /* parallel sink writers under causal/eventual (1..64, default 4; capped by
                           what the sink supports: SQLite has one writer) */
   od_alerts_config alerts;
+  int on_poison;       /* enum od_poison_policy; key `on_poison: stop|dead_letter` */
+  int poison_attempts; /* tries of a rejected change before it is poison (1..100, default 3) */
+  od_breaker_config breaker;
 } od_pipeline_config;
 
 /* The admin HTTP server (metrics, health, status, dashboard); off when `admin:` is absent. */

@@ -44,6 +44,10 @@ typedef struct od_error {
   bool retriable;    /* true: the same call may succeed later (network, server restart) */
   const char *file;  /* where it was raised (static string) */
   int line;
+  /* The cause as the server named it, so the core classifies an error once (core/error_class.h):
+   * a sink or source that knows it fills one of these after OD_FAIL (which clears both). */
+  char sqlstate[6];  /* PostgreSQL SQLSTATE ("23514"), "" when none */
+  int sqlite_code;   /* SQLite extended result code, 0 when none */
   char msg[OD_ERROR_MSG_MAX];
 } od_error;
 

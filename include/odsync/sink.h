@@ -38,7 +38,33 @@ enum od_sink_caps {
   OD_SINK_TEXT_MARKS = 1u << 2,        /* set_text_mark / get_text_mark (needs OD_SINK_MARKS) */
   OD_SINK_BULK_LOAD = 1u << 3,         /* load_prepare / load / load_finish */
   OD_SINK_TABLE_OWNERSHIP = 1u << 4,   /* check_tables / resnapshot_table */
+  OD_SINK_DEAD_LETTERS = 1u << 5,      /* savepoint / put, list, drop dead letters (poison rows) */
 };
+
+/* savepoint() operations (OD_SINK_DEAD_LETTERS). */
+enum od_savepoint_op {
+  OD_SAVEPOINT_SET = 1,      /* mark the open transaction's state (sends whatever the sink buffered first) */
+  OD_SAVEPOINT_RELEASE = 2,  /* keep what was done since: sends what the sink buffered, so a
+                                rejection of those changes surfaces here at the latest */
+  OD_SAVEPOINT_ROLLBACK = 3, /* undo what was done since SET (and drop the savepoint); the open
+                                transaction stays usable */
+};
+
+/* A dead letter: a change the sink rejected every time it was tried (a poison row), kept in the
+ * sink's table _odsync_dead_letters. Strings are borrowed for the call (put) or for the callback
+ * (list). */
+typedef struct od_dead_letter {
+  int64_t id;           /* put: 0 adds one; > 0 updates that one's error, code and attempts */
+  const char *pipeline; /* the checkpoint name ("<pipeline>" or "<pipeline>.<sink>") */
+  const char *position; /* the source position of its transaction, text form, then "#<index>" */
+  const char *table;    /* source table "schema.name" */
+  const char *op;       /* "insert", "update", "delete", "truncate", "read" */
+  const char *change;   /* the change as JSON (core/dead_letter.h) */
+  const char *error;    /* the sink's last error message */
+  const char *code;     /* its cause: SQLSTATE or SQLite result code, "" when none */
+  int attempts;         /* times it was tried */
+  const char *created_at; /* list only: when it was first stored (the sink's own time text) */
+} od_dead_letter;
 
 typedef struct od_sink_ops {
   const char *type; /* the config's sink.type */
@@ -113,6 +139,18 @@ typedef struct od_sink_ops {
   int (*check_tables)(od_sink *s, int n, const char *const *schemas, const char *const *names, const bool *keyed,
                       void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx, od_error *err);
   int (*resnapshot_table)(od_sink *s, const char *schema, const char *name, bool *recreate, od_error *err);
+  /* OD_SINK_DEAD_LETTERS: poison rows (core/poison.h). One savepoint at a time, inside an open
+   * transaction; tables created or altered after SET are forgotten by ROLLBACK as by rollback().
+   * put_dead_letter writes (or, id > 0, updates) a dead letter inside the open transaction, so it
+   * commits with the rest of it and the checkpoint. list_dead_letters reads the committed dead
+   * letters of `pipeline` (NULL: all), in id order, only `id` when id > 0; `each` returning
+   * non-zero stops the listing with that status. drop_dead_letter removes one inside the open
+   * transaction; *found tells whether it was there. */
+  int (*savepoint)(od_sink *s, int op, od_error *err);
+  int (*put_dead_letter)(od_sink *s, const od_dead_letter *dl, od_error *err);
+  int (*list_dead_letters)(od_sink *s, const char *pipeline, int64_t id,
+                           int (*each)(void *ctx, const od_dead_letter *dl), void *ctx, od_error *err);
+  int (*drop_dead_letter)(od_sink *s, int64_t id, bool *found, od_error *err);
 } od_sink_ops;
 
 struct od_sink {
@@ -134,5 +172,10 @@ int od_sink_get_text_mark(od_sink *s, const char *key, char **out, od_error *err
  * version as an integer LSN reads as od_pos_legacy_lsn(). none removes the mark. */
 int od_sink_set_pos_mark(od_sink *s, const char *key, const od_pos *pos, od_error *err);
 int od_sink_get_pos_mark(od_sink *s, const char *key, od_pos *out, od_error *err);
+int od_sink_savepoint(od_sink *s, int op, od_error *err);
+int od_sink_put_dead_letter(od_sink *s, const od_dead_letter *dl, od_error *err);
+int od_sink_list_dead_letters(od_sink *s, const char *pipeline, int64_t id,
+                              int (*each)(void *ctx, const od_dead_letter *dl), void *ctx, od_error *err);
+int od_sink_drop_dead_letter(od_sink *s, int64_t id, bool *found, od_error *err);
 
 #endif

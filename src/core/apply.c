@@ -10,6 +10,9 @@
 
 #include "core/log.h"
 #include "core/pipeline_metrics.h"
+#include "core/breaker.h"
+#include "core/clock.h"
+#include "core/poison.h"
 #include "core/route.h"
 #include "core/trace.h"
 #include "core/writers.h"
@@ -110,6 +113,7 @@ static int batch_commit(od_apply *a) {
   a->sink_us += t1 - t0;
   adapt(a);
   od_pm_batch(a->stats->metrics, a->tally, a->txns, a->bytes, a->sink_us, a->commit_time);
+  if (a->env.breaker) od_breaker_success(a->env.breaker, t1);
   a->sink_us = 0;
   publish(a);
   return OD_OK;
@@ -158,7 +162,13 @@ static bool chunk_held(od_apply *a, const od_chunk *c) {
 static int apply_run(od_apply *a, const od_change *ch, size_t n) {
   if (!n) return OD_OK;
   int64_t t0 = od_mono_us();
-  int rc = a->sink->ops->apply(a->sink, ch, n, &a->err);
+  int rc;
+  if (a->env.poison && od_poison_isolating(a->env.poison, ch)) { /* after a row rejection: change by change */
+    size_t dead;
+    rc = od_poison_apply(a->env.poison, a->sink, ch, n, &dead, &a->err);
+  } else {
+    rc = a->sink->ops->apply(a->sink, ch, n, &a->err);
+  }
   a->sink_us += od_mono_us() - t0;
   if (rc) return rc;
   a->rows += n;
@@ -331,12 +341,22 @@ static int take(od_apply *a, od_chunk *c) {
     a->tr_popped = od_mono_us();
   }
   if (c->ntxns) a->tr_xid = c->xid;
+  od_poison *pz = a->env.poison;
+  if (pz && c->nchanges && c->changes[c->nchanges - 1].txn_start)
+    pz->last_seen = *c->changes[c->nchanges - 1].txn_start; /* what a row rejection may be in */
   if (c->heartbeat) {
     rc = apply_heartbeat(a, c);
     od_queue_recycle(a->queue, c);
     return rc;
   }
-  if (parallel(a) && !a->serial) return collect(a, c);
+  if (parallel(a) && !a->serial) {
+    /* Transactions isolated after a row rejection take the serial path, change by change. */
+    if (!(pz && c->nchanges && od_poison_isolating(pz, &c->changes[0]))) return collect(a, c);
+    if ((rc = go_serial(a))) {
+      od_queue_recycle(a->queue, c);
+      return rc;
+    }
+  }
   rc = apply_chunk(a, c);
   od_queue_recycle(a->queue, c);
   return rc;
@@ -369,6 +389,8 @@ static void *apply_main(void *arg) {
   }
   recycle_pending(a);
   if (rc) {
+    if (a->env.poison && od_poison_on_failure(a->env.poison, &a->err))
+      od_error_prefix(&a->err, "row rejected; the next session applies this batch change by change to find it: ");
     od_error_prefix(&a->err, "sink %s: ", a->stats->name);
     a->rc = rc;
     atomic_store(&a->failed, true);

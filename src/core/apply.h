@@ -50,6 +50,8 @@ typedef struct od_apply_env {
   od_pos skip_before;        /* the sink's checkpoint at session start: transactions starting before it are held */
   const struct od_snapshot_skips *skips; /* tables this sink's snapshot copied under a later view (may be NULL) */
   od_sink_stats *stats;
+  struct od_poison *poison;  /* poison-row isolation of this sink (core/poison.h), NULL: none */
+  struct od_breaker *breaker; /* told of every committed batch (core/breaker.h), NULL: none */
 } od_apply_env;
 
 int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err);

@@ -51,7 +51,11 @@ static const char *const LOG_KEYS[] = {"level", "format", NULL};
 static const char *const LOG_FORMATS[] = {"text", "json", NULL};
 static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "sinks", "transforms", "batch", "queue",
                                               "schema_changes", "consistency", "apply_workers",
-                                              "reconnect_max_ms", "alerts", NULL};
+                                              "reconnect_max_ms", "alerts", "on_poison", "poison_attempts",
+                                              "circuit_breaker", NULL};
+static const char *const BREAKER_KEYS[] = {"failures", "error_rate", "min_attempts", "window_ms", "cooldown_ms", NULL};
+/* Indexed by enum od_poison_policy. */
+static const char *const POISON_POLICIES[] = {"stop", "dead_letter", NULL};
 static const char *const ALERT_KEYS[] = {"lag_seconds", "latency_p95_seconds", "errors_per_minute", "anomalies",
                                          "webhook", NULL};
 static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", "adaptive", "min_rows",
@@ -690,6 +694,57 @@ static int parse_alerts(pctx *p, od_alerts_config *a, const yaml_node_t *n, cons
   return OD_OK;
 }
 
+/* Failure policy of a pipeline: on_poison, poison_attempts, circuit_breaker (docs/DEAD_LETTERS.md). */
+static int parse_fault(pctx *p, od_pipeline_config *pl, const yaml_node_t *n, const char *path) {
+  char sub[160];
+  yaml_node_t *v;
+  int rc;
+  long x;
+  pl->on_poison = OD_POISON_STOP;
+  pl->poison_attempts = 3;
+  pl->breaker = (od_breaker_config){.failures = 5, .error_rate = 0.5, .min_attempts = 10, .window_ms = 60000,
+                                    .cooldown_ms = 30000};
+  if ((v = map_get(p, n, "on_poison"))) {
+    subpath(sub, sizeof sub, path, "on_poison");
+    if ((rc = parse_choice(p, v, sub, POISON_POLICIES, "a poison-row policy", "stop, dead_letter", &pl->on_poison)))
+      return rc;
+  }
+  if ((v = map_get(p, n, "poison_attempts"))) {
+    subpath(sub, sizeof sub, path, "poison_attempts");
+    if ((rc = num_long(p, v, sub, 1, 100, &x))) return rc;
+    pl->poison_attempts = (int)x;
+  }
+  const yaml_node_t *b = map_get(p, n, "circuit_breaker");
+  if (!b || is_null(b)) return OD_OK;
+  subpath(sub, sizeof sub, path, "circuit_breaker");
+  rc = expect_kind(p, b, YAML_MAPPING_NODE, sub, "a mapping such as { failures: 5, cooldown_ms: 30000 }");
+  if (rc || (rc = check_mapping(p, b, sub)) || (rc = check_known(p, b, sub, BREAKER_KEYS))) return rc;
+  char kpath[192];
+  if ((v = map_get(p, b, "failures"))) {
+    subpath(kpath, sizeof kpath, sub, "failures");
+    if ((rc = num_long(p, v, kpath, 1, 1000, &x))) return rc;
+    pl->breaker.failures = (int)x;
+  }
+  if ((v = map_get(p, b, "error_rate"))) {
+    subpath(kpath, sizeof kpath, sub, "error_rate");
+    if ((rc = num_double(p, v, kpath, 1, &pl->breaker.error_rate))) return rc;
+  }
+  if ((v = map_get(p, b, "min_attempts"))) {
+    subpath(kpath, sizeof kpath, sub, "min_attempts");
+    if ((rc = num_long(p, v, kpath, 1, 100000, &x))) return rc;
+    pl->breaker.min_attempts = (int)x;
+  }
+  if ((v = map_get(p, b, "window_ms"))) {
+    subpath(kpath, sizeof kpath, sub, "window_ms");
+    if ((rc = num_long(p, v, kpath, 1000, 86400000, &pl->breaker.window_ms))) return rc;
+  }
+  if ((v = map_get(p, b, "cooldown_ms"))) {
+    subpath(kpath, sizeof kpath, sub, "cooldown_ms");
+    if ((rc = num_long(p, v, kpath, 0, 3600000, &pl->breaker.cooldown_ms))) return rc;
+  }
+  return OD_OK;
+}
+
 static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const char *path) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping");
   if (rc || (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, BATCH_KEYS))) return rc;
@@ -968,6 +1023,7 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
     if ((rc = num_long(p, v, sub, 1, 64, &x))) return rc;
     pl->apply_workers = (int)x;
   }
+  if ((rc = parse_fault(p, pl, n, path))) return rc;
   pl->alerts.anomalies = true;
   if ((v = map_get(p, n, "alerts")) && !is_null(v)) {
     subpath(sub, sizeof sub, path, "alerts");

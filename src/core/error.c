@@ -30,6 +30,8 @@ int od_error_set(od_error *err, int code, bool retriable, const char *file, int 
   err->retriable = retriable;
   err->file = file;
   err->line = line;
+  err->sqlstate[0] = '\0';
+  err->sqlite_code = 0;
   if (fmt) {
     va_list ap;
     va_start(ap, fmt);

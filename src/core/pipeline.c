@@ -15,9 +15,13 @@
 #include <unistd.h>
 
 #include "core/apply.h"
+#include "core/backoff.h"
+#include "core/breaker.h"
+#include "core/error_class.h"
 #include "core/isnap.h"
 #include "core/log.h"
 #include "core/pipeline_metrics.h"
+#include "core/poison.h"
 #include "core/queue.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
@@ -41,6 +45,8 @@ typedef struct psink {
   char name[128]; /* checkpoint row and mark namespace: "<pipeline>" for the default sink, else
                      "<pipeline>.<sink>" */
   od_apply_options apply_opt;
+  od_poison poison;   /* poison-row isolation (core/poison.h); used when the sink has OD_SINK_DEAD_LETTERS */
+  od_breaker breaker; /* its circuit breaker (core/breaker.h) */
 } psink;
 
 struct od_pipeline {
@@ -141,6 +147,10 @@ static int find_adapters(const od_pipeline_config *cfg, const od_source_ops **sr
                      s->col, s->path, s->type ? s->type : "", od_sink_types());
     int rc = od_sink_ops_check(snk[i], err);
     if (rc) return rc;
+    if (cfg->on_poison == OD_POISON_DEAD_LETTER && !(snk[i]->caps & OD_SINK_DEAD_LETTERS))
+      return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s: on_poison: dead_letter needs a sink that keeps dead letters "
+                     "in its own transactions (sqlite, postgres); the %s sink cannot: use on_poison: stop",
+                     s->file, s->line, s->col, s->path, snk[i]->type);
   }
   return OD_OK;
 }
@@ -186,6 +196,12 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
     snprintf(st->name, sizeof st->name, "%s", ps->cfg->name);
     snprintf(st->type, sizeof st->type, "%s", snk[i]->type);
     od_pos_cell_init(&st->durable);
+    od_poison_init(&ps->poison, cfg, ps->name);
+    ps->poison.dead_letters_total = &st->dead_letters_total;
+    ps->poison.dead_letters = &st->dead_letters;
+    od_breaker_init(&ps->breaker, &cfg->breaker);
+    ps->breaker.state_out = &st->circuit_state;
+    ps->breaker.transitions_out = &st->circuit_transitions;
   }
   p->lock_fd = -1;
   static const char *const cons[] = {"strong", "causal", "eventual"};
@@ -454,6 +470,20 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
   return OD_OK;
 }
 
+static int count_one(void *ctx, const od_dead_letter *dl) {
+  (void)dl;
+  (*(int64_t *)ctx)++;
+  return OD_OK;
+}
+
+/* The dead letters the sink holds for this pipeline (the gauge; `odsync dlq` may have changed it). */
+static void count_dead_letters(sink_run *sr) {
+  int64_t n = 0;
+  od_error e;
+  if (od_sink_list_dead_letters(sr->sink, sr->ps->name, 0, count_one, &n, &e) == OD_OK)
+    atomic_store(&sr->p->stats.sinks[sr->idx].dead_letters, n);
+}
+
 static int run_session(od_pipeline *p, od_error *err) {
   const od_pipeline_config *cfg = p->cfg;
   od_source *source = NULL;
@@ -508,7 +538,10 @@ static int run_session(od_pipeline *p, od_error *err) {
     sink_run *sr = &runs[i];
     od_apply_env env = {.cfg = cfg, .opt = sr->ps->apply_opt, .sink = sr->sink, .open_writer = open_run_sink,
                         .open_ctx = sr, .mark_prefix = sr->ps->name, .queue = &queue, .consumer = i,
-                        .skip_before = sr->start, .skips = &sr->skips, .stats = &p->stats.sinks[i]};
+                        .skip_before = sr->start, .skips = &sr->skips, .stats = &p->stats.sinks[i],
+                        .poison = od_sink_can(sr->sink, OD_SINK_DEAD_LETTERS) ? &sr->ps->poison : NULL,
+                        .breaker = &sr->ps->breaker};
+    if (env.poison) count_dead_letters(sr);
     rc = od_apply_start(&sr->apply, &env, err);
     if (!rc && sr->ps->apply_opt.writers > 1)
       od_info("pipeline %s: sink %s: %d parallel writers", cfg->name, sr->ps->cfg->name, sr->ps->apply_opt.writers);
@@ -550,6 +583,8 @@ static int run_session(od_pipeline *p, od_error *err) {
     od_error apply_err;
     int arc = od_apply_join(runs[i].apply, &apply_err);
     runs[i].apply = NULL;
+    /* A sink that failed (a row it rejected is not the sink failing) counts on its breaker. */
+    if (arc && od_error_classify(&apply_err) != OD_ERRCLASS_ROW) od_breaker_failure(&p->sinks[i].breaker, od_mono_us());
     if (arc && !rc) {
       *err = apply_err;
       rc = arc;
@@ -586,10 +621,33 @@ static void sleep_interruptible(od_pipeline *p, long ms) {
   }
 }
 
+/* Whether the session that just failed ended on a poison row the next session isolates. */
+static bool poison_restart(od_pipeline *p) {
+  bool any = false;
+  for (int i = 0; i < p->nsinks; i++) {
+    any = any || p->sinks[i].poison.restart;
+    p->sinks[i].poison.restart = false;
+  }
+  return any;
+}
+
+/* The longest cool-down of an open sink breaker. */
+static long breaker_wait_ms(od_pipeline *p) {
+  long most = 0;
+  int64_t now = od_mono_us();
+  for (int i = 0; i < p->nsinks; i++) {
+    long w = od_breaker_wait_ms(&p->sinks[i].breaker, now);
+    if (w > most) most = w;
+    od_breaker_allow(&p->sinks[i].breaker, now); /* past its cool-down: half-open, the next session probes */
+  }
+  return most;
+}
+
 static void *supervisor_main(void *arg) {
   od_pipeline *p = arg;
   od_log_set_thread_pipeline(p->cfg->name);
-  long backoff_ms = 200;
+  od_backoff backoff;
+  od_backoff_init(&backoff, 200, p->reconnect_max_ms, (uint64_t)od_now_us() ^ (uint64_t)(uintptr_t)p);
   int rc = OD_OK;
   bool connected = false;  /* some session got as far as copying or streaming */
   int connect_failures = 0; /* connection failures before that */
@@ -600,27 +658,44 @@ static void *supervisor_main(void *arg) {
     int64_t started = od_mono_us();
     rc = run_session(p, &err);
     if (rc == OD_OK) break; /* stop requested and drained */
-    od_pm_error(p->stats.metrics, &err, err.retriable);
+    /* The one classification (core/error_class.h): retry, stop, or a poison row to isolate. */
+    od_error_class cls = od_error_classify(&err);
+    bool isolate = cls == OD_ERRCLASS_ROW && poison_restart(p);
+    bool retry = cls == OD_ERRCLASS_RETRY || isolate;
+    od_pm_error(p->stats.metrics, &err, retry);
     int st = atomic_load(&p->stats.state);
     connected = connected || st == OD_PIPELINE_STREAMING || st == OD_PIPELINE_SNAPSHOT;
     /* A pipeline that never got through to a server is most likely misconfigured (host, port):
      * bounded, so it ends with an error instead of warning forever. Once it has run, outages are
      * waited out. */
-    if (err.retriable && !connected && err.code == OD_ECONNECT && ++connect_failures >= OD_FIRST_CONNECT_ATTEMPTS) {
+    if (retry && !connected && err.code == OD_ECONNECT && ++connect_failures >= OD_FIRST_CONNECT_ATTEMPTS) {
       od_error_prefix(&err, "gave up after %d attempts without ever connecting (check the host and port of the "
                       "dsn, and that the server runs; once a pipeline has connected, odsync retries outages "
                       "without limit): ", connect_failures);
       err.retriable = false;
+      retry = false;
     }
-    if (!err.retriable) {
+    if (!retry) {
+      err.retriable = false;
       od_error_log("pipeline %s: %s", p->cfg->name, err.msg);
       break;
     }
-    if (od_mono_us() - started > 30 * 1000000LL) backoff_ms = 200; /* it had been healthy */
+    if (isolate) { /* not an outage: start over at once, change by change */
+      od_warn("pipeline %s: %s", p->cfg->name, err.msg);
+      rc = OD_OK;
+      continue;
+    }
+    if (od_mono_us() - started > 30 * 1000000LL) od_backoff_reset(&backoff); /* it had been healthy */
+    long wait_ms = od_backoff_next(&backoff);
+    long open_ms = breaker_wait_ms(p);
     atomic_store(&p->stats.state, OD_PIPELINE_RETRYING);
-    od_warn("pipeline %s: %s; retrying in %.1f s", p->cfg->name, err.msg, backoff_ms / 1000.0);
-    sleep_interruptible(p, backoff_ms);
-    backoff_ms = backoff_ms * 2 > p->reconnect_max_ms ? p->reconnect_max_ms : backoff_ms * 2;
+    if (open_ms > wait_ms)
+      od_warn("pipeline %s: %s; a sink's circuit breaker is open: retrying in %.1f s", p->cfg->name, err.msg,
+              open_ms / 1000.0);
+    else
+      od_warn("pipeline %s: %s; retrying in %.1f s", p->cfg->name, err.msg, wait_ms / 1000.0);
+    sleep_interruptible(p, open_ms > wait_ms ? open_ms : wait_ms);
+    breaker_wait_ms(p);
     rc = OD_OK;
   }
   p->final_rc = rc;
@@ -693,7 +768,10 @@ void od_pipeline_free(od_pipeline *p) {
   if (p->lock_fd >= 0) close(p->lock_fd);
   od_pipeline_metrics_free(p->stats.metrics);
   od_pos_cell_destroy(&p->stats.durable);
-  for (int i = 0; i < p->nsinks; i++) od_pos_cell_destroy(&p->stats.sinks[i].durable);
+  for (int i = 0; i < p->nsinks; i++) {
+    od_pos_cell_destroy(&p->stats.sinks[i].durable);
+    od_breaker_destroy(&p->sinks[i].breaker);
+  }
   free(p);
 }
 

@@ -66,6 +66,10 @@ typedef struct od_sink_stats {
   _Atomic int64_t last_lag_us;        /* source commit -> sink commit, for the last batch */
   _Atomic int64_t last_apply_at;      /* wall clock (µs) of the last sink commit */
   _Atomic uint64_t batch_limit;       /* current batch size limit (adaptive batching moves it) */
+  _Atomic uint64_t dead_letters_total; /* poison rows this process stored as dead letters */
+  _Atomic int64_t dead_letters;       /* dead letters in the sink (counted at session start, + since) */
+  _Atomic int circuit_state;          /* enum od_breaker_state (core/breaker.h) */
+  _Atomic uint64_t circuit_transitions; /* breaker state changes since start */
   struct od_sink_metrics *metrics;    /* its series (core/pipeline_metrics.h), or NULL */
 } od_sink_stats;
 

@@ -95,6 +95,14 @@ static const od_metric_family_def F_INFO =
 static const char *const L_SINKINFO[] = {"pipeline", "sink", "type", NULL};
 static const od_metric_family_def F_SINK_INFO =
     GAUGE("odsync_sink_info", "A sink of a pipeline and its adapter type (always 1)", L_SINKINFO);
+static const od_metric_family_def F_DL_TOTAL =
+    COUNTER("odsync_dead_letters_total", "Poison rows stored as dead letters (on_poison: dead_letter)", L_PS);
+static const od_metric_family_def F_DL =
+    GAUGE("odsync_dead_letters", "Dead letters waiting in the sink (counted at session start, plus new ones)", L_PS);
+static const od_metric_family_def F_CIRCUIT =
+    GAUGE("odsync_sink_circuit_state", "The sink's circuit breaker: 0 closed, 1 open, 2 half-open", L_PS);
+static const od_metric_family_def F_CIRCUIT_TR =
+    COUNTER("odsync_sink_circuit_transitions_total", "State changes of the sink's circuit breaker", L_PS);
 static const od_metric_family_def F_SNAP_ACTIVE =
     GAUGE("odsync_snapshot_active", "1 while the initial snapshot copies", L_P);
 static const od_metric_family_def F_SNAP_ROWS =
@@ -124,6 +132,10 @@ static int64_t f_lag_bytes(void *c) { return u2i(od_pm_lag_bytes(c)); }
 static int64_t f_lag_us(void *c) { return (int64_t)(od_pm_lag_seconds(c) * 1e6); }
 static int64_t f_commit_ts(void *c) { return atomic_load(&SM(c)->stats->last_commit_time); }
 static int64_t f_limit(void *c) { return u2i(atomic_load(&SM(c)->stats->batch_limit)); }
+static int64_t f_dl_total(void *c) { return u2i(atomic_load(&SM(c)->stats->dead_letters_total)); }
+static int64_t f_dl(void *c) { return atomic_load(&SM(c)->stats->dead_letters); }
+static int64_t f_circuit(void *c) { return atomic_load(&SM(c)->stats->circuit_state); }
+static int64_t f_circuit_tr(void *c) { return u2i(atomic_load(&SM(c)->stats->circuit_transitions)); }
 static int64_t f_state(void *c) {
   od_pm_state_ctx *s = c;
   return atomic_load(&s->pm->stats->state) == s->state;
@@ -189,6 +201,10 @@ static void sink_new(od_pipeline_metrics *pm, od_sink_metrics *sm, od_sink_stats
   sink_fn(sm, &F_LAG_SECONDS, ps, f_lag_us);
   sink_fn(sm, &F_COMMIT_TS, ps, f_commit_ts);
   sink_fn(sm, &F_LIMIT, ps, f_limit);
+  sink_fn(sm, &F_DL_TOTAL, ps, f_dl_total);
+  sink_fn(sm, &F_DL, ps, f_dl);
+  sink_fn(sm, &F_CIRCUIT, ps, f_circuit);
+  sink_fn(sm, &F_CIRCUIT_TR, ps, f_circuit_tr);
   const char *info[] = {pm->pipeline, st->name, st->type, NULL};
   sm->fn_series[sm->nfn] = series(pm, &F_SINK_INFO, info);
   od_gauge_set(sm->fn_series[sm->nfn++], 1);

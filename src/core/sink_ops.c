@@ -24,6 +24,12 @@ int od_sink_ops_check(const od_sink_ops *o, od_error *err) {
   if (own != (o->check_tables && o->resnapshot_table) || (!o->check_tables != !o->resnapshot_table))
     return OD_FAIL(err, OD_EINVAL, "sink type %s: OD_SINK_TABLE_OWNERSHIP and check_tables/resnapshot_table must go "
                    "together", t);
+  bool dl = o->caps & OD_SINK_DEAD_LETTERS;
+  bool dl_slots = o->savepoint && o->put_dead_letter && o->list_dead_letters && o->drop_dead_letter;
+  bool dl_any = o->savepoint || o->put_dead_letter || o->list_dead_letters || o->drop_dead_letter;
+  if (dl != dl_slots || dl_slots != dl_any)
+    return OD_FAIL(err, OD_EINVAL, "sink type %s: OD_SINK_DEAD_LETTERS and savepoint/put_dead_letter/"
+                   "list_dead_letters/drop_dead_letter must go together", t);
   if (o->max_writers < 1) return OD_FAIL(err, OD_EINVAL, "sink type %s: max_writers must be at least 1", t);
   return OD_OK;
 }
@@ -74,4 +80,27 @@ int od_sink_get_pos_mark(od_sink *s, const char *key, od_pos *out, od_error *err
   if ((rc = od_sink_get_mark(s, key, &legacy, err))) return rc;
   *out = od_pos_legacy_lsn(legacy);
   return OD_OK;
+}
+
+#define DEAD_LETTERS "dead letters (on_poison: dead_letter; see docs/DEAD_LETTERS.md)"
+
+int od_sink_savepoint(od_sink *s, int op, od_error *err) {
+  if (!od_sink_can(s, OD_SINK_DEAD_LETTERS)) return unsupported(s, DEAD_LETTERS, err);
+  return s->ops->savepoint(s, op, err);
+}
+
+int od_sink_put_dead_letter(od_sink *s, const od_dead_letter *dl, od_error *err) {
+  if (!od_sink_can(s, OD_SINK_DEAD_LETTERS)) return unsupported(s, DEAD_LETTERS, err);
+  return s->ops->put_dead_letter(s, dl, err);
+}
+
+int od_sink_list_dead_letters(od_sink *s, const char *pipeline, int64_t id,
+                              int (*each)(void *ctx, const od_dead_letter *dl), void *ctx, od_error *err) {
+  if (!od_sink_can(s, OD_SINK_DEAD_LETTERS)) return unsupported(s, DEAD_LETTERS, err);
+  return s->ops->list_dead_letters(s, pipeline, id, each, ctx, err);
+}
+
+int od_sink_drop_dead_letter(od_sink *s, int64_t id, bool *found, od_error *err) {
+  if (!od_sink_can(s, OD_SINK_DEAD_LETTERS)) return unsupported(s, DEAD_LETTERS, err);
+  return s->ops->drop_dead_letter(s, id, found, err);
 }

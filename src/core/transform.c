@@ -178,6 +178,17 @@ static int ch_set_text_mark(od_sink *s, const char *key, const char *text, od_er
 static int ch_get_text_mark(od_sink *s, const char *key, char **out, od_error *err) {
   return INNER(s)->ops->get_text_mark(INNER(s), key, out, err);
 }
+static int ch_savepoint(od_sink *s, int op, od_error *err) { return INNER(s)->ops->savepoint(INNER(s), op, err); }
+static int ch_put_dead_letter(od_sink *s, const od_dead_letter *dl, od_error *err) {
+  return INNER(s)->ops->put_dead_letter(INNER(s), dl, err);
+}
+static int ch_list_dead_letters(od_sink *s, const char *pipeline, int64_t id,
+                                int (*each)(void *ctx, const od_dead_letter *dl), void *ctx, od_error *err) {
+  return INNER(s)->ops->list_dead_letters(INNER(s), pipeline, id, each, ctx, err);
+}
+static int ch_drop_dead_letter(od_sink *s, int64_t id, bool *found, od_error *err) {
+  return INNER(s)->ops->drop_dead_letter(INNER(s), id, found, err);
+}
 static int ch_load_prepare(od_sink *s, const od_relation *rel, const char *binary_format, bool *binary,
                            od_error *err) {
   chain *c = (chain *)s;
@@ -260,6 +271,12 @@ int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, 
   if (ops->caps & OD_SINK_TABLE_OWNERSHIP) {
     c->ops.check_tables = ch_check_tables;
     c->ops.resnapshot_table = ch_resnapshot_table;
+  }
+  if (ops->caps & OD_SINK_DEAD_LETTERS) {
+    c->ops.savepoint = ch_savepoint;
+    c->ops.put_dead_letter = ch_put_dead_letter;
+    c->ops.list_dead_letters = ch_list_dead_letters;
+    c->ops.drop_dead_letter = ch_drop_dead_letter;
   }
   if (ops->caps & OD_SINK_BULK_LOAD) {
     c->ops.load_prepare = ch_load_prepare;

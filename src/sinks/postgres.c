@@ -56,9 +56,13 @@ int pgs_fail(pgs_sink *s, const char *table, const char *what, const PGresult *r
   bool retry = lost || retriable_state(state);
   int code = lost ? OD_ECONNECT : OD_ESINK;
   if (table)
-    return od_error_set(err, code, retry, __FILE__, __LINE__, "postgres sink %s: table %s: %s: %s", s->where,
-                        table, what, msg);
-  return od_error_set(err, code, retry, __FILE__, __LINE__, "postgres sink %s: %s: %s", s->where, what, msg);
+    od_error_set(err, code, retry, __FILE__, __LINE__, "postgres sink %s: table %s: %s: %s", s->where, table, what,
+                 msg);
+  else
+    od_error_set(err, code, retry, __FILE__, __LINE__, "postgres sink %s: %s: %s", s->where, what, msg);
+  /* The cause, for the core's classification (core/error_class.h); none once the connection is lost. */
+  if (err && state && !lost && strlen(state) == 5) memcpy(err->sqlstate, state, 6);
+  return code;
 }
 
 PGresult *pgs_exec(pgs_sink *s, const char *table, const char *what, const char *sql, int n,
@@ -545,7 +549,8 @@ static int pgs_get_text_mark(od_sink *base, const char *key, char **out, od_erro
 
 const od_sink_ops od_sink_postgres = {
     .type = "postgres",
-    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_BULK_LOAD | OD_SINK_TABLE_OWNERSHIP,
+    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_BULK_LOAD | OD_SINK_TABLE_OWNERSHIP |
+            OD_SINK_DEAD_LETTERS,
     .max_writers = 16, /* one connection each; keyed changes are idempotent upserts */
     .open = pgs_open,
     .read_position = pgs_read_position,
@@ -554,6 +559,10 @@ const od_sink_ops od_sink_postgres = {
     .commit = pgs_commit,
     .commit_data = pgs_commit_data,
     .rollback = pgs_rollback,
+    .savepoint = pgs_savepoint,
+    .put_dead_letter = pgs_put_dead_letter,
+    .list_dead_letters = pgs_list_dead_letters,
+    .drop_dead_letter = pgs_drop_dead_letter,
     .close = pgs_close,
     .set_mark = pgs_set_mark,
     .get_mark = pgs_get_mark,

@@ -146,6 +146,12 @@ typedef struct pgs_sink {
 /* Fill err with "postgres sink host:port/db: [table <t>: ]<what>: <server message>"; retriable for
  * lost connections, serialization failures, deadlocks, lock timeouts, resource shortages. `res`
  * may be NULL (the connection's message is used). Returns OD_ESINK (or OD_ECONNECT when lost). */
+/* postgres_dlq.c: OD_SINK_DEAD_LETTERS. */
+int pgs_savepoint(od_sink *base, int op, od_error *err);
+int pgs_put_dead_letter(od_sink *base, const od_dead_letter *dl, od_error *err);
+int pgs_list_dead_letters(od_sink *base, const char *pipeline, int64_t id,
+                          int (*each)(void *ctx, const od_dead_letter *dl), void *ctx, od_error *err);
+int pgs_drop_dead_letter(od_sink *base, int64_t id, bool *found, od_error *err);
 int pgs_fail(pgs_sink *s, const char *table, const char *what, const PGresult *res, od_error *err);
 /* Run one statement synchronously (outside pipeline mode); NULL on failure (err filled). */
 PGresult *pgs_exec(pgs_sink *s, const char *table, const char *what, const char *sql, int n,

@@ -29,10 +29,14 @@ int sq_fail(sq_sink *s, const char *table, const char *what, int rc, od_error *e
   int prim = rc & 0xff;
   bool retry = prim == SQLITE_BUSY || prim == SQLITE_LOCKED || prim == SQLITE_IOERR || prim == SQLITE_FULL;
   const char *msg = (s->db && sqlite3_errcode(s->db) != SQLITE_OK) ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+  int ext = (s->db && sqlite3_errcode(s->db) == prim) ? sqlite3_extended_errcode(s->db) : rc;
   if (table)
-    return od_error_set(err, OD_ESINK, retry, __FILE__, __LINE__, "sqlite sink %s: table %s: %s: %s",
-                        s->path, table, what, msg);
-  return od_error_set(err, OD_ESINK, retry, __FILE__, __LINE__, "sqlite sink %s: %s: %s", s->path, what, msg);
+    od_error_set(err, OD_ESINK, retry, __FILE__, __LINE__, "sqlite sink %s: table %s: %s: %s", s->path, table, what,
+                 msg);
+  else
+    od_error_set(err, OD_ESINK, retry, __FILE__, __LINE__, "sqlite sink %s: %s: %s", s->path, what, msg);
+  if (err) err->sqlite_code = ext; /* the cause, for the core's classification (core/error_class.h) */
+  return OD_ESINK;
 }
 
 /* Step a statement that returns no rows, then reset it. *changes = rows changed (may be NULL). */
@@ -593,7 +597,8 @@ int od_sink_sqlite_stats(const od_sink *s, od_sqlite_stats *out) {
 
 const od_sink_ops od_sink_sqlite = {
     .type = "sqlite",
-    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_TABLE_OWNERSHIP,
+    .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_TABLE_OWNERSHIP |
+            OD_SINK_DEAD_LETTERS,
     .max_writers = 1, /* SQLite has one writer at a time */
     .open = sq_open,
     .read_position = sq_read_position,
@@ -602,6 +607,10 @@ const od_sink_ops od_sink_sqlite = {
     .commit = sq_commit,
     .commit_data = sq_commit_data,
     .rollback = sq_rollback,
+    .savepoint = sq_savepoint,
+    .put_dead_letter = sq_put_dead_letter,
+    .list_dead_letters = sq_list_dead_letters,
+    .drop_dead_letter = sq_drop_dead_letter,
     .close = sq_close,
     .set_mark = sq_set_mark,
     .get_mark = sq_get_mark,

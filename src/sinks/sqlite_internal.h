@@ -95,6 +95,12 @@ typedef struct sq_sink {
 /* sqlite.c */
 /* Fill err with "sqlite sink <path>: [table <t>: ]<what>: <sqlite message>"; retriable for
  * SQLITE_BUSY/LOCKED/IOERR/FULL. Returns OD_ESINK. */
+/* sqlite_dlq.c: OD_SINK_DEAD_LETTERS. */
+int sq_savepoint(od_sink *base, int op, od_error *err);
+int sq_put_dead_letter(od_sink *base, const od_dead_letter *dl, od_error *err);
+int sq_list_dead_letters(od_sink *base, const char *pipeline, int64_t id,
+                         int (*each)(void *ctx, const od_dead_letter *dl), void *ctx, od_error *err);
+int sq_drop_dead_letter(od_sink *base, int64_t id, bool *found, od_error *err);
 int sq_fail(sq_sink *s, const char *table, const char *what, int rc, od_error *err);
 
 /* sqlite_table.c */
