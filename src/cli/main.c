@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/dlq_cmd.h"
 #include "cli/progress.h"
 #include "cli/status_cmd.h"
 #include "core/log.h"
@@ -34,6 +35,8 @@ static const char usage[] =
     "          has several pipelines; --table T (repeatable; default: every captured table)\n"
     "  status  print the status table of a running odsync (its admin server: admin.listen of\n"
     "          the config, or --url)\n"
+    "  dlq     dead letters (poison rows): dlq list | show ID | replay ID|--all | drop ID\n"
+    "          [-c FILE] [-p PIPELINE] [-s SINK] (odsync dlq --help)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE     config file (default: odsync.yml)\n"
@@ -311,6 +314,7 @@ int main(int argc, char **argv) {
     printf("odsync %s\n", ODSYNC_VERSION);
     return 0;
   }
+  if (!strcmp(cmd, "dlq")) return od_cli_dlq(argc - 2, argv + 2);
   cli c = {.config_path = "odsync.yml", .progress = -1};
   optind = 2;
   int rc = parse_args(argc, argv, &c);

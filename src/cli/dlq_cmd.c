@@ -1,0 +1,296 @@
+/* dlq_cmd.c — `odsync dlq`: list, show, replay and drop the dead letters that on_poison:
+ * dead_letter stored in a pipeline's sinks (table _odsync_dead_letters).
+ * replay applies a dead-lettered change to its sink (through the sink's transforms, as the
+ * pipeline would) and removes the dead letter in the same sink transaction: it is applied exactly
+ * once. A replay the sink rejects again leaves the dead letter there with the new error and one
+ * more attempt. It never touches the checkpoint, so it may run next to a running pipeline; a row
+ * the pipeline changed since is overwritten with the dead letter's older image, so replay once the
+ * cause is fixed, and mind later changes of the same rows (docs/DEAD_LETTERS.md).
+ * Owns: the sinks it opens (closed before it returns). Never touches: sources, positions.
+ */
+#include "cli/dlq_cmd.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dead_letter.h"
+#include "core/error_class.h"
+#include "core/log.h"
+#include "core/transform.h"
+#include "odsync/config.h"
+#include "odsync/registry.h"
+#include "odsync/sink.h"
+
+static const char dlq_usage[] =
+    "usage: odsync dlq list            [-c FILE] [-p PIPELINE] [-s SINK]\n"
+    "       odsync dlq show ID         [-c FILE] [-p PIPELINE] [-s SINK]\n"
+    "       odsync dlq replay ID|--all [-c FILE] [-p PIPELINE] [-s SINK]\n"
+    "       odsync dlq drop ID         [-c FILE] [-p PIPELINE] [-s SINK]\n"
+    "Dead letters are the changes a sink rejected every time (on_poison: dead_letter). replay\n"
+    "applies them once their cause is fixed and removes them in the same sink transaction.\n"
+    "IDs are per sink: with several sinks, name one with --sink.\n";
+
+typedef struct dlq {
+  const char *config_path, *pipeline, *sink, *sub;
+  long long id;
+  bool all;
+  int found, failed, done;
+} dlq;
+
+/* One dead letter read from a sink, kept for replay. */
+typedef struct item {
+  int64_t id;
+  int attempts;
+  char *change;
+} item;
+
+typedef struct items {
+  item *v;
+  size_t n, cap;
+} items;
+
+static int collect(void *ctx, const od_dead_letter *dl) {
+  items *it = ctx;
+  if (it->n == it->cap) {
+    size_t cap = it->cap ? it->cap * 2 : 16;
+    item *g = realloc(it->v, cap * sizeof *g);
+    if (!g) return OD_ENOMEM;
+    it->v = g;
+    it->cap = cap;
+  }
+  char *c = strdup(dl->change);
+  if (!c) return OD_ENOMEM;
+  it->v[it->n++] = (item){.id = dl->id, .attempts = dl->attempts, .change = c};
+  return OD_OK;
+}
+
+static void key_of(const char *json, char *out, size_t size) {
+  od_dl_change *c = NULL;
+  char why[128];
+  if (od_dead_letter_parse(json, &c, why, sizeof why) == OD_OK) {
+    od_dead_letter_key(od_dl_change_get(c), out, size);
+    od_dl_change_free(c);
+  } else {
+    snprintf(out, size, "(unreadable change: %s)", why);
+  }
+}
+
+static int print_row(void *ctx, const od_dead_letter *dl) {
+  dlq *q = ctx;
+  char key[256];
+  key_of(dl->change, key, sizeof key);
+  if (!q->found++) printf("%-6s %-20s %-22s %-24s %-8s %-24s %-8s %-9s %s\n", "ID", "PIPELINE", "POSITION", "TABLE",
+                          "OP", "KEY", "ATTEMPTS", "CODE", "ERROR");
+  printf("%-6lld %-20s %-22s %-24s %-8s %-24s %-8d %-9s %.160s\n", (long long)dl->id, dl->pipeline, dl->position,
+         dl->table, dl->op, key, dl->attempts, dl->code[0] ? dl->code : "-", dl->error);
+  return OD_OK;
+}
+
+static int show_row(void *ctx, const od_dead_letter *dl) {
+  dlq *q = ctx;
+  char key[512];
+  key_of(dl->change, key, sizeof key);
+  q->found++;
+  printf("id:          %lld\npipeline:    %s\nposition:    %s\ntable:       %s\nop:          %s\nkey:         %s\n"
+         "attempts:    %d\ncode:        %s\nerror:       %s\nstored at:   %s\nchange:      %s\n",
+         (long long)dl->id, dl->pipeline, dl->position, dl->table, dl->op, key, dl->attempts,
+         dl->code[0] ? dl->code : "-", dl->error, dl->created_at, dl->change);
+  return OD_OK;
+}
+
+/* Apply one dead letter and remove it in one sink transaction; on rejection keep it, updated. */
+static int replay_one(dlq *q, od_sink *s, const char *label, const item *it) {
+  od_error err;
+  od_error_clear(&err);
+  od_dl_change *c = NULL;
+  char why[256];
+  if (od_dead_letter_parse(it->change, &c, why, sizeof why)) {
+    fprintf(stderr, "odsync: %s: dead letter %lld: cannot read its change: %s\n", label, (long long)it->id, why);
+    return 1;
+  }
+  bool found = false;
+  int rc = s->ops->begin(s, &err);
+  if (!rc) rc = s->ops->apply(s, od_dl_change_get(c), 1, &err);
+  if (!rc) rc = od_sink_drop_dead_letter(s, it->id, &found, &err);
+  if (!rc) rc = s->ops->commit_data(s, &err);
+  char key[256];
+  od_dead_letter_key(od_dl_change_get(c), key, sizeof key);
+  od_dl_change_free(c);
+  if (!rc) {
+    q->done++;
+    printf("replayed dead letter %lld of %s (key %s)%s\n", (long long)it->id, label, key,
+           found ? "" : " — it was already gone: nothing applied");
+    return 0;
+  }
+  s->ops->rollback(s);
+  od_error first = err;
+  /* Keep it, with the new error and one more attempt. */
+  char code[32] = "";
+  if (first.sqlstate[0]) snprintf(code, sizeof code, "%s", first.sqlstate);
+  else if (first.sqlite_code) snprintf(code, sizeof code, "sqlite:%d", first.sqlite_code);
+  od_dead_letter dl = {.id = it->id, .error = first.msg, .code = code, .attempts = it->attempts + 1};
+  int urc = s->ops->begin(s, &err);
+  if (!urc) urc = od_sink_put_dead_letter(s, &dl, &err);
+  if (!urc) urc = s->ops->commit_data(s, &err);
+  if (urc) s->ops->rollback(s);
+  fprintf(stderr, "odsync: %s: dead letter %lld (key %s) was rejected again (%s): %s; it stays%s\n", label,
+          (long long)it->id, key, od_error_class_name(od_error_classify(&first)), first.msg,
+          urc ? " (and its error could not be updated)" : ", with this error");
+  return 1;
+}
+
+static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *sk, const od_sink_ops *ops) {
+  char name[160], label[200];
+  if (!strcmp(sk->name, "default")) snprintf(name, sizeof name, "%s", pc->name);
+  else snprintf(name, sizeof name, "%s.%s", pc->name, sk->name);
+  snprintf(label, sizeof label, "pipeline %s, sink %s", pc->name, sk->name);
+  od_error err;
+  od_error_clear(&err);
+  od_sink *s = NULL;
+  if (od_sink_open_chain(pc, sk, ops, name, &s, &err)) {
+    fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
+    return 1;
+  }
+  int rc = 0;
+  int64_t id = q->all ? 0 : (int64_t)q->id;
+  if (!strcmp(q->sub, "list") || !strcmp(q->sub, "show")) {
+    if (od_sink_list_dead_letters(s, name, id, !strcmp(q->sub, "list") ? print_row : show_row, q, &err)) {
+      fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
+      rc = 1;
+    }
+  } else if (!strcmp(q->sub, "drop")) {
+    items it = {0};
+    if (od_sink_list_dead_letters(s, name, id, collect, &it, &err)) {
+      fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
+      rc = 1;
+    }
+    bool found = false;
+    if (!rc && it.n) {
+      q->found++;
+      int drc = s->ops->begin(s, &err);
+      if (!drc) drc = od_sink_drop_dead_letter(s, id, &found, &err);
+      if (!drc) drc = s->ops->commit_data(s, &err);
+      if (drc) {
+        s->ops->rollback(s);
+        fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
+        rc = 1;
+      } else {
+        printf("dropped dead letter %lld of %s\n", (long long)id, label);
+        q->done++;
+      }
+    }
+    for (size_t i = 0; i < it.n; i++) free(it.v[i].change);
+    free(it.v);
+  } else { /* replay */
+    items it = {0};
+    if (od_sink_list_dead_letters(s, name, id, collect, &it, &err)) {
+      fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
+      rc = 1;
+    }
+    for (size_t i = 0; i < it.n && !rc; i++) {
+      q->found++;
+      if (replay_one(q, s, label, &it.v[i])) q->failed++;
+    }
+    for (size_t i = 0; i < it.n; i++) free(it.v[i].change);
+    free(it.v);
+  }
+  s->ops->close(s);
+  return rc;
+}
+
+int od_cli_dlq(int argc, char **argv) {
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"pipeline", required_argument, NULL, 'p'},
+                                       {"sink", required_argument, NULL, 's'},
+                                       {"all", no_argument, NULL, 'a'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  dlq q = {.config_path = "odsync.yml"};
+  if (argc < 1 || argv[0][0] == '-') {
+    fputs(dlq_usage, argc >= 1 && (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) ? stdout : stderr);
+    return argc >= 1 && (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) ? 0 : 2;
+  }
+  q.sub = argv[0];
+  optind = 1;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "c:p:s:h", opts, NULL)) != -1) {
+    switch (ch) {
+      case 'c': q.config_path = optarg; break;
+      case 'p': q.pipeline = optarg; break;
+      case 's': q.sink = optarg; break;
+      case 'a': q.all = true; break;
+      case 'h': fputs(dlq_usage, stdout); return 0;
+      default: fputs(dlq_usage, stderr); return 2;
+    }
+  }
+  bool wants_id = strcmp(q.sub, "list") != 0;
+  if (strcmp(q.sub, "list") && strcmp(q.sub, "show") && strcmp(q.sub, "replay") && strcmp(q.sub, "drop")) {
+    fprintf(stderr, "odsync: dlq: unknown subcommand '%s' (list, show, replay, drop)\n", q.sub);
+    return 2;
+  }
+  if (q.all && strcmp(q.sub, "replay") != 0) {
+    fputs("odsync: dlq: --all is only for replay\n", stderr);
+    return 2;
+  }
+  if (wants_id && !q.all) {
+    char *end = NULL;
+    if (optind >= argc || (q.id = strtoll(argv[optind], &end, 10)) <= 0 || *end) {
+      fprintf(stderr, "odsync: dlq %s needs the ID of a dead letter (a number, from 'odsync dlq list')%s\n", q.sub,
+              !strcmp(q.sub, "replay") ? " or --all" : "");
+      return 2;
+    }
+    optind++;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "odsync: dlq: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  od_config *cfg = NULL;
+  od_error err;
+  od_error_clear(&err);
+  if (od_config_load(q.config_path, &cfg, &err)) {
+    fprintf(stderr, "odsync: %s\n", err.msg);
+    return 2;
+  }
+  od_log_set_level(OD_LOG_WARN);
+  int rc = 0, sinks = 0, matched = 0;
+  for (int i = 0; i < cfg->npipelines && !rc; i++) {
+    const od_pipeline_config *pc = &cfg->pipelines[i];
+    if (q.pipeline && strcmp(q.pipeline, pc->name)) continue;
+    matched++;
+    for (int j = 0; j < pc->nsinks && !rc; j++) {
+      const od_sink_config *sk = &pc->sinks[j];
+      if (q.sink && strcmp(q.sink, sk->name)) continue;
+      const od_sink_ops *ops = od_sink_find(sk->section.type);
+      if (!ops || !(ops->caps & OD_SINK_DEAD_LETTERS)) {
+        if (q.sink) {
+          fprintf(stderr, "odsync: dlq: pipeline %s, sink %s (%s) keeps no dead letters\n", pc->name, sk->name,
+                  sk->section.type ? sk->section.type : "?");
+          rc = 2;
+        }
+        continue;
+      }
+      sinks++;
+      rc = run_sink(&q, pc, sk, ops);
+    }
+  }
+  od_config_free(cfg);
+  if (rc) return rc;
+  if (!matched || !sinks) {
+    fprintf(stderr, "odsync: dlq: no %s in %s%s%s\n", matched ? "sink that keeps dead letters" : "such pipeline",
+            q.config_path, q.pipeline ? " for pipeline " : "", q.pipeline ? q.pipeline : "");
+    return 2;
+  }
+  if (!strcmp(q.sub, "list")) {
+    if (!q.found) printf("no dead letters\n");
+    return 0;
+  }
+  if (!q.found && !q.all) {
+    fprintf(stderr, "odsync: dlq %s: no dead letter %lld\n", q.sub, q.id);
+    return 1;
+  }
+  if (!strcmp(q.sub, "replay")) printf("%d replayed, %d rejected again\n", q.done, q.failed);
+  return q.failed ? 1 : 0;
+}
