@@ -229,6 +229,7 @@ pipelines:
   - name: shop
     on_poison: $policy
     poison_attempts: 2
+    consistency: ${POISON_CONSISTENCY:-strong}
     source: { type: postgres, dsn: "$SRC_DSN", tables: [public.accounts, public.events, public.history] }
     $SINK_YAML
 YAML
@@ -244,6 +245,9 @@ poison_scenario() {
   poison_config "$CONFIG" dead_letter
   odsync_start "$CONFIG" "$LOG"
   wait_slot_active odsync_shop 60
+  wait_for "grep -q 'consistency ${POISON_CONSISTENCY:-strong}' '$LOG'" 60 ||
+    fail "the pipeline does not run with consistency ${POISON_CONSISTENCY:-strong}"
+  log "$(grep -o "consistency ${POISON_CONSISTENCY:-strong}, [0-9]* sink writers*" "$LOG" | head -1)"
   wait_for "poison_compare --table public.accounts --table public.events --table public.history" 120 ||
     fail "initial snapshot not in the sink"
   odsync_stop
