@@ -114,6 +114,7 @@ static int batch_commit(od_apply *a) {
   adapt(a);
   od_pm_batch(a->stats->metrics, a->tally, a->txns, a->bytes, a->sink_us, a->commit_time);
   if (a->env.breaker) od_breaker_success(a->env.breaker, t1);
+  if (a->env.poison) od_poison_committed(a->env.poison);
   a->sink_us = 0;
   publish(a);
   return OD_OK;
@@ -122,7 +123,8 @@ static int batch_commit(od_apply *a) {
 static bool batch_due(od_apply *a) {
   if (!batch_started(a) || !a->at_boundary) return false;
   const od_batch_config *b = &a->cfg->batch;
-  return a->rows >= a->limit_rows || a->bytes >= b->max_bytes ||
+  /* Work isolated after a row rejection commits on its own: a later rejection rolls back no dead letter. */
+  return (a->env.poison && a->env.poison->in_batch) || a->rows >= a->limit_rows || a->bytes >= b->max_bytes ||
          od_mono_us() - a->opened_at >= (int64_t)b->max_delay_ms * 1000 ||
          od_queue_empty(a->queue, a->env.consumer);
 }
@@ -386,6 +388,7 @@ static void *apply_main(void *arg) {
     /* A partial source transaction (or a failed batch) never reaches the sink. */
     a->sink->ops->rollback(a->sink);
     a->open = false;
+    if (a->env.poison) od_poison_discarded(a->env.poison);
   }
   recycle_pending(a);
   if (rc) {

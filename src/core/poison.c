@@ -67,10 +67,9 @@ static int poisoned(od_poison *p, od_sink *s, const od_change *ch, int tries, co
   int rc = od_sink_put_dead_letter(s, &dl, err);
   free(json);
   if (rc) return od_error_prefix(err, "storing a dead letter (table %s, key %s): ", table, key);
-  od_warn("%s: poison row: the %s of table %s, key %s, at %s was rejected %d times (%s); stored as a dead letter "
-          "(odsync dlq list)", p->name, od_op_word(ch->op), table, key, pos, tries, why->msg);
-  if (p->dead_letters_total) atomic_fetch_add(p->dead_letters_total, 1);
-  if (p->dead_letters) atomic_fetch_add(p->dead_letters, 1);
+  od_warn("%s: poison row: the %s of table %s, key %s, at %s was rejected %d times (%s); stored as a dead letter, "
+          "committed with the rest of its transaction (odsync dlq list)", p->name, od_op_word(ch->op), table, key, pos, tries, why->msg);
+  p->pending++;
   return OD_OK;
 }
 
@@ -99,6 +98,7 @@ static int apply_one(od_poison *p, od_sink *s, const od_change *ch, bool *dead, 
 int od_poison_apply(od_poison *p, od_sink *s, const od_change *ch, size_t n, size_t *dead, od_error *err) {
   *dead = 0;
   size_t i = 0;
+  if (n && od_poison_isolating(p, &ch[0])) p->in_batch = true;
   for (; i < n && od_poison_isolating(p, &ch[i]); i++) {
     bool d;
     int rc = apply_one(p, s, &ch[i], &d, err);
@@ -106,4 +106,18 @@ int od_poison_apply(od_poison *p, od_sink *s, const od_change *ch, size_t n, siz
     *dead += d;
   }
   return i < n ? s->ops->apply(s, ch + i, n - i, err) : OD_OK;
+}
+
+void od_poison_committed(od_poison *p) {
+  if (p->pending) {
+    if (p->dead_letters_total) atomic_fetch_add(p->dead_letters_total, p->pending);
+    if (p->dead_letters) atomic_fetch_add(p->dead_letters, (int64_t)p->pending);
+  }
+  p->pending = 0;
+  p->in_batch = false;
+}
+
+void od_poison_discarded(od_poison *p) {
+  p->pending = 0;
+  p->in_batch = false;
 }

@@ -32,6 +32,8 @@ typedef struct od_poison {
   od_pos isolate_until;   /* transactions starting at or before it go change by change */
   od_pos last_seen;       /* start of the last transaction the apply took in this session */
   bool restart;           /* the last session ended on a row rejection it could isolate */
+  bool in_batch;          /* the open sink transaction holds isolated work: commit it on its own */
+  uint64_t pending;       /* dead letters written in the open sink transaction */
   _Atomic uint64_t *dead_letters_total; /* counters to bump (od_sink_stats), may be NULL */
   _Atomic int64_t *dead_letters;
 } od_poison;
@@ -47,5 +49,8 @@ int od_poison_apply(od_poison *p, od_sink *s, const od_change *ch, size_t n, siz
  * rejection a new session can isolate (isolate_until moves forward; the caller restarts at once).
  * A rejection met while isolating already cannot be narrowed further: false (it stops). */
 bool od_poison_on_failure(od_poison *p, od_error *err);
+/* The open sink transaction committed (its dead letters count) or was rolled back (they do not). */
+void od_poison_committed(od_poison *p);
+void od_poison_discarded(od_poison *p);
 
 #endif

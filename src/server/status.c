@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/breaker.h"
 #include "core/pipeline_metrics.h"
 
 #define RATE_WINDOW_US 10000000LL    /* throughput: over the last 10 s */
@@ -246,7 +247,12 @@ int od_status_json(od_status_view *s, bool history, od_sqlbuf *o) {
                        (unsigned long long)od_pm_changes(sm), (unsigned long long)od_counter_value(sm->txns),
                        (unsigned long long)od_pm_lag_bytes(sm));
         json_num(o, od_pm_lag_seconds(sm));
-        od_sqlbuf_add(o, "}");
+        od_sqlbuf_addf(o, ",\"circuit\":\"%s\",\"circuit_transitions\":%llu,\"dead_letters\":%lld,"
+                       "\"dead_letters_total\":%llu}",
+                       od_breaker_state_name(atomic_load(&sm->stats->circuit_state)),
+                       (unsigned long long)atomic_load(&sm->stats->circuit_transitions),
+                       (long long)atomic_load(&sm->stats->dead_letters),
+                       (unsigned long long)atomic_load(&sm->stats->dead_letters_total));
       }
       od_sqlbuf_add(o, "]");
     }
@@ -352,6 +358,16 @@ int od_status_text(od_status_view *s, od_sqlbuf *o) {
     if (r.snap_active)
       od_sqlbuf_addf(o, "%-20s snapshot: %llu of ~%llu rows copied\n", "", (unsigned long long)r.snap_rows,
                      (unsigned long long)r.snap_est);
+    /* A sink whose circuit breaker is not closed, or that holds dead letters: one line each. */
+    for (int k = 0; r.pm && k < r.pm->nsinks; k++) {
+      od_sink_stats *st = r.pm->sinks[k].stats;
+      int circuit = atomic_load(&st->circuit_state);
+      long long dead = (long long)atomic_load(&st->dead_letters);
+      if (circuit != OD_BREAKER_CLOSED || dead > 0)
+        od_sqlbuf_addf(o, "%-20s sink %s: circuit %s, %lld dead letter%s%s\n", "", st->name,
+                       od_breaker_state_name(circuit), dead, dead == 1 ? "" : "s",
+                       dead > 0 ? " (odsync dlq list)" : "");
+    }
   }
   return o->oom ? -1 : 0;
 }

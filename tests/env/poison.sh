@@ -223,8 +223,10 @@ SQL
 
 poison_config() {
   local file=$1 policy=$2
+  [[ -n "${POISON_APORT:-}" ]] || POISON_APORT=$(pg_free_port)
   cat >"$file" <<YAML
 state_dir: $TEST_TMP/state
+admin: { listen: "127.0.0.1:$POISON_APORT" }
 pipelines:
   - name: shop
     on_poison: $policy
@@ -261,6 +263,18 @@ poison_scenario() {
   [[ "$(dl_list)" == "$(poison_expect_sorted)" ]] ||
     { diff <(poison_expect_sorted) <(dl_list) >&2; fail "the dead letters are not exactly the rejected changes"; }
   log "verified: exactly those $(dl_count) changes are dead letters; every other row equal"
+  local metrics status
+  metrics=$(curl -s --max-time 5 "http://127.0.0.1:$POISON_APORT/metrics") || fail "no /metrics"
+  want=$(wc -l <"$POISON_EXPECT")
+  grep -qE "^odsync_dead_letters_total\\{pipeline=\"shop\",sink=\"default\"\\} $want\$" <<<"$metrics" &&
+    grep -qE "^odsync_dead_letters\\{pipeline=\"shop\",sink=\"default\"\\} $want\$" <<<"$metrics" ||
+    fail "odsync_dead_letters(_total) do not count the $want committed dead letters: $(grep dead_letters <<<"$metrics")"
+  grep -q '^odsync_sink_circuit_state{pipeline="shop",sink="default"} 0' <<<"$metrics" ||
+    fail "odsync_sink_circuit_state missing or not closed"
+  status=$(curl -s --max-time 5 "http://127.0.0.1:$POISON_APORT/status") || fail "no /status"
+  grep -q '"circuit":"closed"' <<<"$status" || fail "/status lacks the sink's circuit state: $status"
+  out=$("$ODSYNC_BIN" status -c "$CONFIG") || fail "odsync status failed: $out"
+  log "metrics: $(grep -E '^odsync_(dead_letters|sink_circuit)' <<<"$metrics" | tr '\n' ' ')"
 
   log "SIGKILL while poison rows stream"
   POISON_PACE=0.05 workload_start poison_txns 25 60
