@@ -444,8 +444,11 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
   for (int i = 0; i < p->nsinks; i++) {
     sink_run *sr = &runs[i];
     int rc = open_run_sink(sr, &sr->sink, err);
-    if (rc) return p->nsinks > 1 ? od_error_prefix(err, "sink %s: ", sr->ps->cfg->name) : rc;
-    if ((rc = sr->sink->ops->read_position(sr->sink, &sr->start, err))) return rc;
+    if (!rc) rc = sr->sink->ops->read_position(sr->sink, &sr->start, err);
+    if (rc) { /* the sink cannot be reached: its breaker counts it */
+      if (od_error_classify(err) == OD_ERRCLASS_RETRY) od_breaker_failure(&sr->ps->breaker, od_mono_us());
+      return p->nsinks > 1 ? od_error_prefix(err, "sink %s: ", sr->ps->cfg->name) : rc;
+    }
     if (!od_pos_is_none(&sr->start) && sr->start.kind != p->source_ops->position)
       return OD_FAIL(err, OD_ECONFIG, "sink %s holds a '%s' position but the source (type %s) makes "
                      "'%s' positions: it was filled from another kind of source; point the pipeline at an empty sink",
