@@ -200,3 +200,24 @@ TEST(a_sink_of_another_kind_of_source_is_refused) {
   CHECK_CONTAINS(err.msg, "holds a 'pg' position but the source (type fake) makes 'fake' positions");
   cleanup(cfg);
 }
+
+TEST(dead_letter_policy_needs_a_sink_that_keeps_dead_letters) {
+  fake_register();
+  fake_reset();
+  /* The fake sink has no OD_SINK_DEAD_LETTERS: on_poison: dead_letter is refused before anything
+   * starts, naming the sink and the way out; stop (the default) is fine. */
+  od_config *cfg = config("    on_poison: dead_letter\n"
+                          "    sink: { type: fakesink, store: a }\n",
+                          3);
+  od_pipeline *p = NULL;
+  od_error err = {0};
+  CHECK_INT(od_pipeline_new(cfg, &cfg->pipelines[0], &p, &err), OD_ECONFIG);
+  CHECK(strstr(err.msg, "on_poison: dead_letter") && strstr(err.msg, "fakesink") && strstr(err.msg, "on_poison: stop"));
+  cleanup(cfg);
+  cfg = config("    on_poison: stop\n"
+               "    sink: { type: fakesink, store: a }\n",
+               3);
+  CHECK_INT(od_pipeline_new(cfg, &cfg->pipelines[0], &p, &err), OD_OK);
+  od_pipeline_free(p);
+  cleanup(cfg);
+}
