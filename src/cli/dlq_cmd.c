@@ -30,7 +30,7 @@ static const char dlq_usage[] =
     "       odsync dlq drop ID         [-c FILE] [-p PIPELINE] [-s SINK]\n"
     "Dead letters are the changes a sink rejected every time (on_poison: dead_letter). replay\n"
     "applies them once their cause is fixed and removes them in the same sink transaction.\n"
-    "IDs are per sink: with several sinks, name one with --sink.\n";
+    "IDs are per sink: with several sinks, name one with --pipeline and --sink.\n";
 
 typedef struct dlq {
   const char *config_path, *pipeline, *sink, *sub;
@@ -256,6 +256,23 @@ int od_cli_dlq(int argc, char **argv) {
   }
   od_log_set_level(OD_LOG_WARN);
   int rc = 0, sinks = 0, matched = 0;
+  /* IDs are per sink: an ID names one dead letter only when one sink is selected. */
+  if (wants_id && !q.all) {
+    int n = 0;
+    for (int i = 0; i < cfg->npipelines; i++)
+      for (int j = 0; j < cfg->pipelines[i].nsinks; j++) {
+        const od_sink_config *sk = &cfg->pipelines[i].sinks[j];
+        const od_sink_ops *ops = od_sink_find(sk->section.type);
+        n += (!q.pipeline || !strcmp(q.pipeline, cfg->pipelines[i].name)) && (!q.sink || !strcmp(q.sink, sk->name)) &&
+             ops && (ops->caps & OD_SINK_DEAD_LETTERS);
+      }
+    if (n > 1) {
+      fprintf(stderr, "odsync: dlq %s %lld: %d sinks keep dead letters and IDs are per sink: name one with --pipeline "
+              "and --sink (see odsync dlq list)\n", q.sub, q.id, n);
+      od_config_free(cfg);
+      return 2;
+    }
+  }
   for (int i = 0; i < cfg->npipelines && !rc; i++) {
     const od_pipeline_config *pc = &cfg->pipelines[i];
     if (q.pipeline && strcmp(q.pipeline, pc->name)) continue;

@@ -99,6 +99,12 @@ fi
 odsync_running || fail "odsync exited"
 log "verified: both sinks hold exactly the $injected poison rows as dead letters (none twice), every other row equal; pgbench_history: $(rest_lite | wc -l) = $total - $injected rows in each sink"
 
+# IDs are per sink: an ID alone is refused with two sinks, and names one dead letter with --sink.
+out=$("$ODSYNC_BIN" dlq show 1 -c "$CONFIG" 2>&1) && fail "dlq show 1 with two sinks should be refused: $out"
+grep -q "IDs are per sink" <<<"$out" || fail "dlq show 1: unexpected refusal: $out"
+out=$("$ODSYNC_BIN" dlq show 1 -c "$CONFIG" --sink pg) || fail "dlq show 1 --sink pg failed: $out"
+grep -q '^pipeline: *bench.pg$' <<<"$out" || fail "dlq show 1 --sink pg shows another sink's dead letter: $out"
+
 # ---- fix, replay, exact ------------------------------------------------------------------------
 odsync_stop
 SINK_KIND=sqlite sqlite_check pgbench_history ""
