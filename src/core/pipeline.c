@@ -66,6 +66,7 @@ struct od_pipeline {
   int64_t lock_checked_at; /* od_mono_us of the last lock_check (supervisor thread only) */
 
   od_pipeline_stats stats;
+  bool poison_restart; /* this session follows a poison-row restart (supervisor thread only) */
   od_error final_err;
   int final_rc;
 };
@@ -544,7 +545,7 @@ static int run_session(od_pipeline *p, od_error *err) {
                         .skip_before = sr->start, .skips = &sr->skips, .stats = &p->stats.sinks[i],
                         .poison = od_sink_can(sr->sink, OD_SINK_DEAD_LETTERS) ? &sr->ps->poison : NULL,
                         .breaker = &sr->ps->breaker};
-    if (env.poison) count_dead_letters(sr);
+    if (env.poison && !p->poison_restart) count_dead_letters(sr); /* not again after a poison restart */
     rc = od_apply_start(&sr->apply, &env, err);
     if (!rc && sr->ps->apply_opt.writers > 1)
       od_info("pipeline %s: sink %s: %d parallel writers", cfg->name, sr->ps->cfg->name, sr->ps->apply_opt.writers);
@@ -664,6 +665,7 @@ static void *supervisor_main(void *arg) {
     /* The one classification (core/error_class.h): retry, stop, or a poison row to isolate. */
     od_error_class cls = od_error_classify(&err);
     bool isolate = cls == OD_ERRCLASS_ROW && poison_restart(p);
+    p->poison_restart = isolate;
     bool retry = cls == OD_ERRCLASS_RETRY || isolate;
     od_pm_error(p->stats.metrics, &err, retry);
     int st = atomic_load(&p->stats.state);
