@@ -42,6 +42,8 @@ struct od_apply {
   uint64_t tally[OD_PM_NOPS]; /* rows of the batch by operation (metrics) */
   int64_t tr_taken, tr_pushed, tr_popped; /* traces: the batch's first chunk (monotonic µs) */
   uint64_t tr_xid;                        /* traces: the last source transaction id seen */
+  struct lat_sample { int64_t commit_time; uint32_t ntxns; } *lat; /* the batch's transactions by chunk */
+  size_t nlat, lat_cap;                   /* (end-to-end latency per transaction, observed at commit) */
 
   /* parallel apply (causal, eventual) */
   od_writers *writers;     /* opt.writers - 1 helpers */
@@ -55,8 +57,28 @@ struct od_apply {
 static bool parallel(const od_apply *a) { return a->writers != NULL; }
 static bool batch_started(const od_apply *a) { return a->open || a->npending; }
 
+/* Remember the transactions a chunk ends for the latency histogram (observed once committed).
+ * The array is reused from batch to batch; on out of memory the sample is dropped (metrics only). */
+static void note_latency(od_apply *a, const od_chunk *c) {
+  if (!c->ntxns || c->first_commit_time <= 0) return;
+  if (a->nlat && a->lat[a->nlat - 1].commit_time == c->first_commit_time) {
+    a->lat[a->nlat - 1].ntxns += c->ntxns;
+    return;
+  }
+  if (a->nlat == a->lat_cap) {
+    size_t cap = a->lat_cap ? a->lat_cap * 2 : 64;
+    struct lat_sample *grown = realloc(a->lat, cap * sizeof *grown);
+    if (!grown) return;
+    a->lat = grown;
+    a->lat_cap = cap;
+  }
+  a->lat[a->nlat++] = (struct lat_sample){c->first_commit_time, c->ntxns};
+}
+
 static void publish(od_apply *a) {
   int64_t now = od_now_us();
+  for (size_t i = 0; i < a->nlat; i++) od_pm_txn_latency(a->stats->metrics, a->lat[i].commit_time, a->lat[i].ntxns, now);
+  a->nlat = 0;
   od_pos_cell_set(&a->stats->durable, &a->boundary);
   atomic_fetch_add(&a->stats->changes_applied, a->rows);
   atomic_fetch_add(&a->stats->txns_applied, a->txns);
@@ -219,6 +241,7 @@ static int apply_chunk(od_apply *a, od_chunk *c) {
     a->at_boundary = true;
     a->boundary = c->end;
     a->commit_time = c->commit_time;
+    note_latency(a, c);
   }
   /* ...then the start of a transaction that continues in later chunks. It begins in a sink
    * transaction of its own, so stopping before its end loses no complete transaction. */
@@ -279,6 +302,7 @@ static int collect(od_apply *a, od_chunk *c) {
     a->txns += c->ntxns;
     a->boundary = c->end;
     a->commit_time = c->commit_time;
+    note_latency(a, c);
   }
   a->at_boundary = c->ends_txn;
   const od_batch_config *b = &a->cfg->batch;
@@ -435,6 +459,7 @@ int od_apply_join(od_apply *a, od_error *err) {
   od_writers_stop(a->writers);
   od_router_free(&a->router);
   free(a->pending);
+  free(a->lat);
   free(a);
   return rc;
 }

@@ -357,6 +357,7 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
   r->cur->boundary = r->cur->nchanges;
   r->cur->end = txn->end;
   r->cur->commit_time = txn->commit_time;
+  if (!r->cur->ntxns) r->cur->first_commit_time = txn->commit_time;
   r->cur->xid = txn->xid;
   od_pm_source_position(r->p->stats.metrics, &txn->end);
   r->cur->ntxns++;
