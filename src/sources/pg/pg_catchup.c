@@ -81,7 +81,7 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
   }
   s->catchup = true;
   s->catchup_leaving = false;
-  s->catchup_batch_end = start;
+  s->catchup_batch_end = 0; /* nothing delivered yet: the first batch needs no acknowledgement */
   s->catchup_batches = 0;
   od_info("%s: slot %s is %.1f MB behind: catching up by batch decoding (%ld changes per call) until less than "
           "%.1f MB remain",
