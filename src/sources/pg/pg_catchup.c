@@ -1,17 +1,21 @@
 /* pg_catchup.c — catch-up by batch decoding: while the slot is far behind the server (a backlog
- * after downtime, a burst, a huge transaction), changes are fetched through SQL,
- * pg_logical_slot_peek_binary_changes(slot, NULL, catchup_batch_changes, pgoutput options), on an
- * ordinary connection, instead of through the walsender's stream, whose per-message cost caps
- * every streaming consumer (docs/adapters/postgres-source.md, "Catch-up by batch decoding").
- * The messages are the same pgoutput messages and go through the same decoder and handler.
+ * after downtime, a burst, a huge transaction), changes are fetched through SQL on an ordinary
+ * connection instead of through the walsender's stream, whose per-message cost caps every
+ * streaming consumer (docs/adapters/postgres-source.md, "Catch-up by batch decoding"). The
+ * messages are the same pgoutput messages and go through the same decoder and handler.
  *
- * The slot is only ever moved by pg_replication_slot_advance to a position the pipeline said is
- * durable in every sink (never consumed with a `get` call): a peek returns every transaction that
- * commits after the slot's confirmed position, so the next batch is fetched only once the last
- * one is durable and the slot was advanced past it — a batch is never delivered twice and a crash
- * at any point leaves the slot at or behind what the sinks hold. Near the head (less than
- * catchup_exit_bytes of WAL left, or a batch that came back empty) the source switches to
- * streaming from the durable position, so latency at the head is the stream's.
+ * The pipeline's slot is only ever moved by pg_replication_slot_advance to a position the
+ * pipeline said is durable in every sink; it is never consumed. Batches come from a TEMPORARY
+ * COPY of it (pg_copy_logical_replication_slot, PostgreSQL 12+), consumed with
+ * pg_logical_slot_get_binary_changes: each call continues where the last one ended, so batches
+ * are fetched back to back while the sinks apply the previous ones, and nothing is decoded twice.
+ * The copy dies with the connection; a crash leaves the real slot at or behind what the sinks
+ * hold. Without the copy (PostgreSQL 10/11) batches come from pg_logical_slot_peek_binary_changes
+ * on the real slot, which returns everything after its confirmed position: the next batch is then
+ * fetched only once the last one is durable and the slot was advanced past it.
+ * Near the head (less than catchup_exit_bytes of WAL left, or a batch that came back empty) the
+ * source waits for the last batch to be durable and switches to streaming from there, so latency
+ * at the head is the stream's.
  *
  * Owns: the peek connection (s->peek) and the catch-up fields of pg_source.
  * Never touches: the replication stream (pg_source.c), decoding (pgoutput.c), the catalog.
@@ -79,6 +83,21 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
     leave(s);
     return rc;
   }
+  s->catchup_copy[0] = '\0';
+  if (PQserverVersion(s->peek) >= 120000) {
+    char copy[64];
+    /* Named after this session's backend (unique while it lives; an earlier session's copy may
+     * not be gone yet when a restarted pipeline makes a new one). */
+    snprintf(copy, sizeof copy, "%.40s_catchup_%d", s->slot, PQbackendPID(s->peek));
+    const char *p[] = {s->slot, copy};
+    PGresult *r = od_pg_query(s, s->peek, "SELECT pg_copy_logical_replication_slot($1, $2, true)", 2, p, err);
+    if (!r) {
+      leave(s);
+      return od_error_prefix(err, "copying slot %s for batch decoding: ", s->slot);
+    }
+    PQclear(r);
+    snprintf(s->catchup_copy, sizeof s->catchup_copy, "%s", copy);
+  }
   s->catchup = true;
   s->catchup_leaving = false;
   s->catchup_batch_end = 0; /* nothing delivered yet: the first batch needs no acknowledgement */
@@ -94,19 +113,19 @@ int od_pg_catchup_ack(pg_source *s, od_lsn durable, bool force, od_error *err) {
   return force && s->peek ? advance_slot(s, s->durable, err) : OD_OK;
 }
 
-/* Read one peek call's rows in single-row mode (never the whole batch in memory), each row one
- * pgoutput message for the decoder. */
-static int peek_batch(pg_source *s, long *rows, od_error *err) {
+/* Read one call's rows in single-row mode (never the whole batch in memory), each row one
+ * pgoutput message for the decoder: a get call on the temporary copy, else a peek on the slot. */
+static int fetch_batch(pg_source *s, long *rows, od_error *err) {
   char n[24];
   snprintf(n, sizeof n, "%ld", s->catchup_batch);
   char pubs[80];
   snprintf(pubs, sizeof pubs, "\"%s\"", s->publication);
-  const char *p[] = {s->slot, n, pubs};
+  const char *p[] = {s->catchup_copy[0] ? s->catchup_copy : s->slot, n, pubs};
   char sql[256];
   snprintf(sql, sizeof sql,
-           "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2::int, 'proto_version', '1', "
+           "SELECT data FROM pg_logical_slot_%s_binary_changes($1, NULL, $2::int, 'proto_version', '1', "
            "'publication_names', $3%s)",
-           PQserverVersion(s->peek) >= 140000 ? ", 'messages', 'true'" : "");
+           s->catchup_copy[0] ? "get" : "peek", PQserverVersion(s->peek) >= 140000 ? ", 'messages', 'true'" : "");
   if (!PQsendQueryParams(s->peek, sql, 3, NULL, p, NULL, NULL, 1) || !PQsetSingleRowMode(s->peek)) {
     char m[300];
     snprintf(m, sizeof m, "%s", PQerrorMessage(s->peek));
@@ -130,8 +149,8 @@ static int peek_batch(pg_source *s, long *rows, od_error *err) {
                            "odsync running pipeline %s?", s->where, s->slot, m, s->pipeline);
       else
         rc = OD_FAIL_RETRY(err, PQstatus(s->peek) == CONNECTION_OK ? OD_ESOURCE : OD_ECONNECT,
-                           "%s: batch decoding (pg_logical_slot_peek_binary_changes on slot %s) failed: %s", s->where,
-                           s->slot, m);
+                           "%s: batch decoding (logical decoding SQL call on slot %s) failed: %s", s->where,
+                           p[0], m);
     }
     PQclear(r);
     if (rc && rc != OD_ECONNECT && PQstatus(s->peek) == CONNECTION_OK) {
@@ -147,9 +166,9 @@ static int peek_batch(pg_source *s, long *rows, od_error *err) {
 }
 
 int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
-  /* The last batch is not durable yet: the next peek would return it again. Let the pipeline
-   * apply it (it acknowledges between polls). */
-  if (s->durable < s->catchup_batch_end) {
+  /* Wait for the last batch to be durable (the pipeline acknowledges between polls) before a peek
+   * (it would return that batch again) and before switching to streaming. */
+  if ((!s->catchup_copy[0] || s->catchup_leaving) && s->durable < s->catchup_batch_end) {
     usleep((useconds_t)(timeout_ms < 2 ? timeout_ms : 2) * 1000);
     return OD_OK;
   }
@@ -163,7 +182,7 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
   }
   long rows = 0;
   int64_t t0 = od_mono_us();
-  if ((rc = peek_batch(s, &rows, err))) return rc;
+  if ((rc = fetch_batch(s, &rows, err))) return rc;
   s->catchup_batches++;
   if (od_pgoutput_in_transaction(s->decoder))
     return OD_FAIL(err, OD_EPROTOCOL, "%s: batch decoding returned a transaction without its commit", s->where);

@@ -52,7 +52,8 @@ typedef struct pg_source {
   od_lsn catchup_advanced;      /* the slot was advanced to this */
   od_lsn catchup_batch_end;     /* end of the last transaction delivered by a peek call */
   od_lsn catchup_last_end;      /* end of the last transaction the decoder committed */
-  long catchup_batches;         /* peek calls made */
+  long catchup_batches;         /* peek/get calls made */
+  char catchup_copy[64];        /* the temporary copy of the slot that get calls consume ("" : peek calls) */
 
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
