@@ -292,7 +292,7 @@ static int roll(hs_journal *j, uint64_t first, char *why, size_t wsize) {
   seg_path(j, first, path, sizeof path);
   int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 || fsync_dir(j->dir)) {
-    snprintf(why, wsize, "%s: cannot create: %s", path, strerror(errno));
+    snprintf(why, wsize, "%.400s: cannot create: %s", path, strerror(errno));
     if (fd >= 0) close(fd);
     return -1;
   }
