@@ -41,4 +41,4 @@ t1=$(date +%s.%N)
 [[ $n -eq $want ]] || { echo "sink holds $n of $want rows" >&2; exit 1; }
 echo "delivered: $want rows in SQLite $(python3 -c "print(round($t1-$t0,2))") s after the first post" \
   "($(python3 -c "print(round($want/($t1-$t0)))") events/s end to end)"
-echo "journal: $(du -sh "$TMP/state/http/bench" | cut -f1) left; fsyncs shared by group commit"
+echo "journal: $(du -sh "$TMP/state/http/bench" | cut -f1) left; group commits (one fdatasync each): $(curl -s "http://127.0.0.1:$PORT/v1/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["group_commits"])') for $((CLIENTS * BATCHES)) requests"

@@ -219,6 +219,7 @@ TEST(journal_group_commit_dedup_prune) {
   for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
   for (int i = 0; i < 8; i++) CHECK_INT(w[i].ok, 50);
   CHECK_INT(hs_journal_next_seq(j), 401);
+  CHECK(hs_journal_groups(j) < 400); /* concurrent requests shared fsyncs */
   uint64_t seq, events;
   CHECK_INT(append_one(j, "w3-7", 3007, "c", &seq), 200); /* duplicate: same answer */
   CHECK(seq >= 1 && seq <= 400);
@@ -261,7 +262,6 @@ TEST(journal_group_commit_dedup_prune) {
 
   /* backpressure */
   j = jopen(1 << 20, 1024);
-  CHECK_INT(append_one(j, "bp-0", 8000, "c", NULL), 503); /* what is retained counts until the first ack */
   CHECK_INT(hs_journal_ack(j, hs_journal_next_seq(j), &e), OD_OK);
   CHECK_INT(append_one(j, "bp-1", 8001, "c", NULL), 200);
   CHECK_INT(append_one(j, "bp-2", 8002, "c", NULL), 200);

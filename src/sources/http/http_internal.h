@@ -133,6 +133,8 @@ uint64_t hs_journal_next_seq(hs_journal *j);
 /* Every record with end <= durable is in every sink: account for backpressure, prune segments. */
 int hs_journal_ack(hs_journal *j, uint64_t durable, od_error *err);
 uint64_t hs_journal_unacked(hs_journal *j);
+/* Group commits (one write + fdatasync each) since open. */
+uint64_t hs_journal_groups(hs_journal *j);
 
 /* ---- the listener (http_server.c) --------------------------------------------------------- */
 

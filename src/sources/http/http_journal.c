@@ -559,11 +559,17 @@ static const seg *seg_of(hs_journal *j, uint64_t first) {
 int hs_journal_seek(hs_journal *j, uint64_t from, od_error *err) {
   pthread_mutex_lock(&j->mu);
   uint64_t oldest = j->segs[0].first, next = j->next_seq;
-  if (from == 0) from = oldest;
+  bool empty_sink = from == 0;
+  if (empty_sink) from = oldest;
   size_t s = 0;
   while (s + 1 < j->nsegs && j->segs[s + 1].first <= from) s++;
   uint64_t first = j->segs[s].first;
   pthread_mutex_unlock(&j->mu);
+  if (empty_sink && oldest > 1)
+    return OD_FAIL(err, OD_EGAP, "http source: a sink holds no checkpoint but the journal in %s starts at sequence %"
+                   PRIu64 " (the events before it were pruned once the other sinks held them): the new or emptied "
+                   "sink would miss them. Fill it from its producers again, or, to start everything over, stop odsync "
+                   "and remove %s together with every sink's data", j->dir, oldest, j->dir);
   if (from < oldest)
     return OD_FAIL(err, OD_EGAP, "http source: the sink needs events from sequence %" PRIu64 " but the journal in %s "
                    "starts at %" PRIu64 " (pruned once every sink held them): this sink was emptied or is new; "
@@ -657,6 +663,13 @@ int hs_journal_next(hs_journal *j, int timeout_ms, uint64_t *seq_first, uint32_t
 uint64_t hs_journal_next_seq(hs_journal *j) {
   pthread_mutex_lock(&j->mu);
   uint64_t v = j->committed;
+  pthread_mutex_unlock(&j->mu);
+  return v;
+}
+
+uint64_t hs_journal_groups(hs_journal *j) {
+  pthread_mutex_lock(&j->mu);
+  uint64_t v = j->gen_done;
   pthread_mutex_unlock(&j->mu);
   return v;
 }

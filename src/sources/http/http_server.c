@@ -1,5 +1,5 @@
 /* sources/http/http_server.c — the ingest listener: POST /v1/events (one event or an array),
- * GET /v1/health; bearer-token auth; bodies validated (http_event.c) and appended durably
+ * GET /v1/health (next sequence, unacknowledged bytes, group commits since start); bearer-token auth; bodies validated (http_event.c) and appended durably
  * (http_journal.c) before the answer.
  *
  * Answers: 200 {"results":[{"correlation_id","seq"}...]} (a replay gets the same body, and the
@@ -182,6 +182,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     json_object_set_new(o, "status", json_string("ok"));
     json_object_set_new(o, "next_seq", json_integer((json_int_t)hs_journal_next_seq(s->o.journal)));
     json_object_set_new(o, "unacked_bytes", json_integer((json_int_t)hs_journal_unacked(s->o.journal)));
+    json_object_set_new(o, "group_commits", json_integer((json_int_t)hs_journal_groups(s->o.journal)));
     return send_json(c, MHD_HTTP_OK, o, 0, 0);
   }
   if (strcmp(url, "/v1/events") != 0)
