@@ -17,6 +17,8 @@
 #  - auth: with a token, no/wrong bearer token -> 401; the right one -> 200; a re-post of a batch
 #    whose journal segments were pruned (segment_bytes small) is still recognized as a duplicate
 #    after restarts (ids.log);
+#  - the trace span of the last batch (tracing, sample_ratio 1, a test collector) carries its first
+#    and last correlation ids (odsync.correlation_id.first/.last);
 #  - SIGTERM exits 0; pruned segments: at most 2 segment files remain.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
@@ -35,10 +37,11 @@ URL=http://127.0.0.1:$PORT
 LOG=$TEST_TMP/odsync.log
 export ODSYNC_TEST_TOKEN=s3cret-token-for-tests
 
-write_cfg() { # FILE EXTRA_SOURCE_KEYS
+write_cfg() { # FILE EXTRA_SOURCE_KEYS [TOP_LEVEL_LINES]
   cat >"$1" <<YAML
 state_dir: $TEST_TMP/state
 log_level: debug
+${3:-}
 pipelines:
   - name: ingest
     source:
@@ -198,9 +201,26 @@ for ((xi = got503; xi < ${#XFILES[@]} - 1; xi++)); do
   post_until_ok "${XFILES[$xi]}" "$TEST_TMP/x.out" "$TEST_TMP/x.h" || fail "after the sink was unblocked: $(cat "$TEST_TMP/x.out")"
 done
 
-# auth (the last extra batch is posted with the token)
+# auth (the last extra batch is posted with the token), with every batch traced to a collector
+COLL_PID=
+test_extra_cleanup() { [[ -n "$COLL_PID" ]] && kill "$COLL_PID" 2>/dev/null && wait "$COLL_PID" 2>/dev/null; return 0; }
+TPORT=$(pg_free_port)
+BODIES=$TEST_TMP/otlp.jsonl
+perl -MIO::Socket::INET -e '
+  my ($port, $out) = @ARGV;
+  my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $port, Listen => 64, ReuseAddr => 1)
+    or die "listen: $!";
+  while (my $c = $srv->accept) {
+    my ($len, $line) = (0);
+    while (defined($line = <$c>)) { last if $line eq "\r\n"; $len = $1 if $line =~ /^Content-Length:\s*(\d+)/i; }
+    my $body = ""; while (length($body) < $len) { my $n = read($c, $body, $len - length($body), length($body)); last unless $n; }
+    open(my $f, ">>", $out) or die; print $f "$body\n"; close $f;
+    print $c "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"; close $c;
+  }' "$TPORT" "$BODIES" &
+COLL_PID=$!
 odsync_stop
-write_cfg "$TEST_TMP/c.yml" "      token: \${env:ODSYNC_TEST_TOKEN}"
+write_cfg "$TEST_TMP/c.yml" "      token: \${env:ODSYNC_TEST_TOKEN}" \
+  "tracing: { endpoint: \"http://127.0.0.1:$TPORT/v1/traces\", sample_ratio: 1 }"
 start "$TEST_TMP/c.yml" "$ODSYNC_TEST_TOKEN"
 LAST=${XFILES[${#XFILES[@]} - 1]}
 [[ $(post "$LAST" "$TEST_TMP/a.out" "$TEST_TMP/a.h") == 401 ]] || fail "no token: expected 401, got $(cat "$TEST_TMP/a.out")"
@@ -213,6 +233,13 @@ code=$(post "$DATA/c0/b000.json" "$TEST_TMP/a.out" "$TEST_TMP/a.h" "$ODSYNC_TEST
 [[ $code == 200 && $(dups_of "$TEST_TMP/a.h") == 20 ]] || fail "re-post after pruning: $code, duplicates '$(dups_of "$TEST_TMP/a.h")'"
 cmp -s "$TEST_TMP/a.out" "$TEST_TMP/client0/b000.body" || fail "re-post after pruning answered differently"
 log "auth: 401 without/with a wrong token, 200 with it; pruned ids still answered as duplicates"
+# the correlation ids of the last batch reach the batch's trace span
+LASTB=$(basename "$LAST" .json)
+wait_for "grep -q '\"odsync.correlation_id.last\",\"value\":{\"stringValue\":\"x-$LASTB-e019\"}' '$BODIES'" 30 ||
+  fail "no trace span carries odsync.correlation_id.last = x-$LASTB-e019: $(head -c 600 "$BODIES" 2>/dev/null)"
+grep -q '"odsync.correlation_id.first","value":{"stringValue":"x-'"$LASTB"'-e000"}' "$BODIES" ||
+  fail "no trace span carries odsync.correlation_id.first = x-$LASTB-e000"
+log "trace spans carry the batch's correlation ids"
 
 python3 "$HELPER" check "$DATA" --sqlite "$SINK_DB" --pg "$PG_SINK_DSN" >/dev/null 2>&1 || check_equal 300
 check_equal 300 >/dev/null
