@@ -82,6 +82,7 @@ post_until_ok() {
     code=$(post "$@")
     [[ $code == 200 ]] && return 0
     [[ $code == 000 || $code == 503 ]] || { echo "unexpected $code for $1: $(cat "$2")"; return 1; }
+    [[ -n ${RETRIES:-} ]] && echo "$code" >>"$RETRIES"
     sleep 0.1
   done
   echo "no 200 for $1 after 3000 attempts"
@@ -92,6 +93,7 @@ dups_of() { tr -d '\r' <"$1" | awk -F': ' 'tolower($1)=="odsync-duplicates"{prin
 client() {
   local i=$1 dir=$DATA/c$1 out=$TEST_TMP/client$1 f n=0 j prev size
   mkdir -p "$out"
+  local RETRIES=$out/retries
   local files=("$dir"/b*.json)
   for f in "${files[@]}"; do
     b=$(basename "$f" .json)
@@ -138,6 +140,9 @@ for i in "${!pids[@]}"; do
 done
 log "clients done: $(acked) batches acknowledged, $(cat "$TEST_TMP"/client*/reposts 2>/dev/null | wc -l) re-posts answered as duplicates"
 [[ $(acked) -eq $TOTAL_BATCHES ]] || fail "only $(acked) of $TOTAL_BATCHES batches acknowledged"
+retries=$(cat "$TEST_TMP"/client*/retries 2>/dev/null | wc -l)
+((retries > 0)) || fail "no client had to retry although odsync was killed three times while they posted"
+log "clients retried $retries requests through the kills (unanswered or 503)"
 
 mv "$DATA/x" "$TEST_TMP/x" # the extra batches are for later phases
 check_equal() {

@@ -248,7 +248,7 @@ int hs_server_start(const hs_server_opts *o, hs_server **out, od_error *err) {
     return OD_FAIL_RETRY(err, OD_EIO, "%s: cannot listen: %s%s", o->where, strerror(e),
                          e == EADDRINUSE ? " (another process uses this port; choose another in listen:)" : "");
   }
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG |
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG |
                    (v6 ? MHD_USE_IPv6 : 0);
   s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, s->fd,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
