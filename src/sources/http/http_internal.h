@@ -106,6 +106,8 @@ typedef struct hs_journal_opts {
 } hs_journal_opts;
 
 int hs_journal_open(const hs_journal_opts *o, hs_journal **out, od_error *err);
+/* mkdir -p (mode 0700); 0 or -1 with errno. */
+int hs_mkdirs(const char *path);
 void hs_journal_close(hs_journal *j);
 
 /* The outcome of an append. */

@@ -118,7 +118,7 @@ static int fsync_dir(const char *dir) {
   return rc;
 }
 
-static int mkdirs(const char *path) {
+int hs_mkdirs(const char *path) {
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s", path);
   for (char *p = tmp + 1; *p; p++)
@@ -382,7 +382,7 @@ int hs_journal_open(const hs_journal_opts *o, hs_journal **out, od_error *err) {
   pthread_cond_init(&j->done, NULL);
   pthread_cond_init(&j->readable, NULL);
   int rc = OD_OK;
-  if (mkdirs(j->dir)) rc = OD_FAIL(err, OD_EIO, "%s: cannot create the journal directory: %s", j->dir, strerror(errno));
+  if (hs_mkdirs(j->dir)) rc = OD_FAIL(err, OD_EIO, "%s: cannot create the journal directory: %s", j->dir, strerror(errno));
   if (!rc) rc = hs_ids_open(j->dir, o->id_retention_s, o->id_max, &j->ids, err);
   if (!rc) rc = scan(j, err);
   if (!rc && lseek(j->fd, (off_t)j->active_size, SEEK_SET) < 0)

@@ -10,6 +10,10 @@
  * Never touches: sinks, the pipeline's queue.
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,15 +163,47 @@ static int hs_open(const od_config_section *cfg, const char *pipeline, od_source
   return OD_OK;
 }
 
+/* The journal directory must be writable (fatal); the port should be free (a warning: odsync may be
+ * running already when check is run). */
 static int hs_check(od_source *base, od_problem_fn problem, void *ctx, od_error *err) {
   (void)err;
   hs_source *s = (hs_source *)base;
-  char msg[1000];
-  snprintf(msg, sizeof msg, "http source %s: %d table(s) declared; the journal is kept in %.300s; clients post to "
-           "http://%s:%d/v1/events", s->pipeline, s->tables.n, s->dir, s->host, s->port);
-  od_info("%s", msg);
-  (void)problem, (void)ctx;
-  return 0;
+  char msg[2000];
+  int fatal = 0;
+  if (hs_mkdirs(s->dir) || access(s->dir, W_OK)) {
+    snprintf(msg, sizeof msg, "%s: the journal directory %.600s cannot be created or written (%s); fix state_dir or "
+             "its permissions", s->where, s->dir, strerror(errno));
+    problem(ctx, true, msg);
+    fatal++;
+  }
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len = sizeof(struct sockaddr_in);
+  struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, s->host, &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)s->port);
+  } else {
+    inet_pton(AF_INET6, s->host, &in6->sin6_addr);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)s->port);
+    len = sizeof *in6;
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&ss, len) != 0) {
+    int e = errno;
+    snprintf(msg, sizeof msg, "%s: cannot bind: %s%s", s->listen_where, strerror(e),
+             e == EADDRINUSE ? " (odsync may already be running with this pipeline; otherwise choose another port)" : "");
+    problem(ctx, e != EADDRINUSE, msg);
+    fatal += e != EADDRINUSE;
+  }
+  if (fd >= 0) close(fd);
+  od_info("http source %s: %d table(s) declared; journal in %.300s; clients post to http://%s:%d/v1/events%s",
+          s->pipeline, s->tables.n, s->dir, s->host, s->port, s->token ? " with the bearer token" : "");
+  return fatal;
 }
 
 static int hs_start(od_source *base, const od_pos *from, od_error *err) {
