@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "sources/http/http_internal.h"
 #include "test.h"
 
@@ -275,4 +276,48 @@ TEST(journal_group_commit_dedup_prune) {
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   CHECK(system(cmd) == 0);
   hs_tables_free(&T);
+}
+
+TEST(ids_retention_and_persistence) {
+  char d[128], cmd[400];
+  snprintf(d, sizeof d, "/tmp/odsync-test-http-ids-%d", (int)getpid());
+  snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", d, d);
+  CHECK(system(cmd) == 0);
+  hs_ids *x = NULL;
+  od_error e = {0};
+  CHECK_INT(hs_ids_open(d, 3600, 3, &x, &e), OD_OK);
+  const char *ids[] = {"a", "b", "c", "d", "e"};
+  for (int i = 0; i < 5; i++) {
+    CHECK_INT(hs_ids_put(x, ids[i], (uint64_t)i + 1, 100 + (uint64_t)i, od_now_us(), false), OD_OK);
+    CHECK_INT(hs_ids_get(x, ids[i], NULL, NULL), HS_ID_PENDING);
+    hs_ids_settle(x, &ids[i], 1, true);
+  }
+  CHECK_INT((long)hs_ids_count(x), 3); /* the oldest go first */
+  CHECK_INT(hs_ids_get(x, "a", NULL, NULL), HS_ID_ABSENT);
+  uint64_t seq, hash;
+  CHECK_INT(hs_ids_get(x, "e", &seq, &hash), HS_ID_DONE);
+  CHECK_INT((long)seq, 5);
+  CHECK_INT((long)hash, 104);
+  CHECK_INT(hs_ids_put(x, "f", 6, 1, od_now_us(), false), OD_OK);
+  hs_ids_settle(x, (const char *[]){"f"}, 1, false); /* a failed commit forgets the id */
+  CHECK_INT(hs_ids_get(x, "f", NULL, NULL), HS_ID_ABSENT);
+  CHECK_INT(hs_ids_sync(x, &e), OD_OK);
+  hs_ids_close(x);
+  CHECK_INT(hs_ids_open(d, 3600, 3, &x, &e), OD_OK); /* reloaded from ids.log */
+  CHECK_INT(hs_ids_get(x, "d", &seq, NULL), HS_ID_DONE);
+  CHECK_INT((long)seq, 4);
+  CHECK_INT(hs_ids_get(x, "b", NULL, NULL), HS_ID_ABSENT);
+  hs_ids_close(x);
+  /* ids older than the retention go (the index is in acceptance order) */
+  snprintf(cmd, sizeof cmd, "rm -f %s/ids.log", d);
+  CHECK(system(cmd) == 0);
+  CHECK_INT(hs_ids_open(d, 3600, 100, &x, &e), OD_OK);
+  CHECK_INT(hs_ids_put(x, "old", 9, 1, od_now_us() - 7200LL * 1000000, true), OD_OK);
+  CHECK_INT(hs_ids_put(x, "new", 10, 1, od_now_us(), true), OD_OK);
+  CHECK_INT(hs_ids_sync(x, &e), OD_OK);
+  bool gone = hs_ids_get(x, "old", NULL, NULL) == HS_ID_ABSENT, kept = hs_ids_get(x, "new", NULL, NULL) == HS_ID_DONE;
+  hs_ids_close(x);
+  CHECK(gone && kept);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+  CHECK(system(cmd) == 0);
 }
