@@ -5,7 +5,8 @@
  * Answers: 200 {"results":[{"correlation_id","seq"}...]} (a replay gets the same body, and the
  * header Odsync-Duplicates: n); 400 {"error","path"} naming the bad field; 401 (missing or wrong
  * token); 404; 405; 409 (an id reused for other content); 413 (body too large); 415 (not JSON);
- * 503 with Retry-After (backpressure, or the journal cannot be written).
+ * 503 with Retry-After (backpressure, the journal cannot be written, or more request bodies in memory
+ * than max(64 MiB, 4 x max_body_bytes) at once).
  * libmicrohttpd runs one thread per connection, so a request waiting for its group commit blocks
  * nobody else. Ownership: owns the daemon, the listening socket and each request's body buffer;
  * borrows the tables and the journal (which outlive it). Never touches: the pipeline, od_change.
@@ -13,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,8 @@
 
 struct hs_server {
   hs_server_opts o;
+  _Atomic size_t buffered; /* bytes of request bodies held right now (all connections) */
+  size_t buffered_max;     /* beyond it new bodies are answered 503: memory stays bounded */
   struct MHD_Daemon *mhd;
   int fd;
   char where[300];
@@ -39,7 +43,7 @@ struct hs_server {
 typedef struct req {
   char *body;
   size_t len, cap;
-  bool too_big;
+  bool too_big, too_busy;
 } req;
 
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, json_t *body, int retry_after,
@@ -108,6 +112,8 @@ static enum MHD_Result ingest(hs_server *s, struct MHD_Connection *c, req *q) {
     snprintf(msg, sizeof msg, "the body is larger than max_body_bytes (%zu); split the batch", s->o.max_body);
     return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, msg, "$", 0);
   }
+  if (q->too_busy)
+    return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many request bodies in flight; retry later", NULL, 1);
   hs_batch b;
   char *path = NULL;
   od_error err;
@@ -160,7 +166,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   }
   if (*upload_size) {
     if (!q->too_big && q->len + *upload_size > s->o.max_body) q->too_big = true;
-    if (!q->too_big) {
+    if (!q->too_big && !q->too_busy && atomic_load(&s->buffered) + *upload_size > s->buffered_max) q->too_busy = true;
+    if (!q->too_big && !q->too_busy) {
       if (q->len + *upload_size + 1 > q->cap) {
         size_t cap = q->cap ? q->cap : 16384;
         while (cap < q->len + *upload_size + 1) cap *= 2;
@@ -171,6 +178,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
       }
       memcpy(q->body + q->len, upload, *upload_size);
       q->len += *upload_size;
+      atomic_fetch_add(&s->buffered, *upload_size);
     }
     *upload_size = 0;
     return MHD_YES;
@@ -192,9 +200,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-  (void)cls, (void)c, (void)toe;
+  (void)c, (void)toe;
+  hs_server *s = cls;
   req *q = *con_cls;
   if (q) {
+    atomic_fetch_sub(&s->buffered, q->len);
     free(q->body);
     free(q);
   }
@@ -214,6 +224,7 @@ int hs_server_start(const hs_server_opts *o, hs_server **out, od_error *err) {
   hs_server *s = calloc(1, sizeof *s);
   if (!s) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   s->o = *o;
+  s->buffered_max = o->max_body * 4 > (64u << 20) ? o->max_body * 4 : (64u << 20);
   snprintf(s->where, sizeof s->where, "%s", o->where);
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
