@@ -3,7 +3,7 @@
  *
  * Input event: {"table": "schema.name", "op": "insert"|"update"|"delete", "key": {...},
  * "row": {...}, "event_time": RFC 3339, "correlation_id": "..."}. Normalized event (JSON):
- * {"t": table, "o": "I"|"U"|"D", "c": correlation id, "e": event time or null,
+ * {"t": table, "o": "I"|"U"|"D", "c": correlation id, "h": content hash, "e": event time (absent if none),
  *  "k": {key column: text} (update/delete: the row's key before the change),
  *  "n": {column: text|null} (insert: every column; update: the columns sent, key included)}
  * with every value in PostgreSQL's text output form of its declared type.
@@ -482,13 +482,16 @@ int hs_batch_parse(const hs_tables *tables, const char *body, size_t len, size_t
         rc = bad(err, path, q, "the same correlation_id as %s in this batch; every event needs its own", r);
         break;
       }
-    char *canon = json_dumps(norm, JSON_COMPACT | JSON_SORT_KEYS);
+    /* The content hash is the client's event as sent (keys sorted), not its normalized form: a
+     * retry after a change of the table's declaration is still the same event. Kept in the journal. */
+    char *canon = json_dumps(single ? root : json_array_get(root, i), JSON_COMPACT | JSON_SORT_KEYS);
     if (!canon) {
       rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
       break;
     }
     out->hashes[i] = hs_hash64(canon, strlen(canon));
     free(canon);
+    json_object_set_new(norm, "h", json_integer((json_int_t)out->hashes[i]));
     out->n = i + 1;
   }
   json_decref(root);

@@ -56,7 +56,7 @@ const hs_table *hs_tables_find(const hs_tables *t, const char *name);
 
 /* A request body validated and normalized. `items` is a JSON array (jansson json_t*, owned) of
  * normalized events, one per input event, in order; ids[i] / hashes[i] are each event's
- * correlation id (pointing into items) and content hash. */
+ * correlation id (pointing into items) and the hash of the event as the client sent it. */
 typedef struct hs_batch {
   void *items; /* json_t* array */
   const char **ids;

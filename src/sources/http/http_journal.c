@@ -171,10 +171,8 @@ static int reindex(hs_journal *j, uint64_t seq, int64_t at, const char *payload,
   json_t *ev;
   json_array_foreach(arr, i, ev) {
     const char *cid = json_string_value(json_object_get(ev, "c"));
-    char *canon = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
-    if (cid && canon && hs_ids_get(j->ids, cid, NULL, NULL) == HS_ID_ABSENT)
-      hs_ids_put(j->ids, cid, seq + i, hs_hash64(canon, strlen(canon)), at, true);
-    free(canon);
+    uint64_t hash = (uint64_t)json_integer_value(json_object_get(ev, "h"));
+    if (cid && hs_ids_get(j->ids, cid, NULL, NULL) == HS_ID_ABSENT) hs_ids_put(j->ids, cid, seq + i, hash, at, true);
   }
   json_decref(arr);
   return OD_OK;
