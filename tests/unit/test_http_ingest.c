@@ -134,6 +134,18 @@ TEST(events_normalized) {
   CHECK_INT(ch.newtup.ncolumns, 0);
   free(scratch);
   hs_batch_free(&b);
+  /* the content hash is the event as sent: key order and spacing do not matter, values do */
+  hs_batch b1, b2, b3;
+  CHECK_INT(parse("{\"table\":\"orders\",\"op\":\"insert\",\"row\":{\"id\":1,\"customer\":\"a\"},\"correlation_id\":\"h\"}",
+                  &b1, &path, &e), OD_OK);
+  CHECK_INT(parse("{ \"correlation_id\":\"h\", \"row\":{\"customer\":\"a\", \"id\":1}, \"op\":\"insert\", \"table\":\"orders\"}",
+                  &b2, &path, &e), OD_OK);
+  CHECK_INT(parse("{\"table\":\"orders\",\"op\":\"insert\",\"row\":{\"id\":1,\"customer\":\"b\"},\"correlation_id\":\"h\"}",
+                  &b3, &path, &e), OD_OK);
+  CHECK(b1.hashes[0] == b2.hashes[0] && b1.hashes[0] != b3.hashes[0]);
+  hs_batch_free(&b1);
+  hs_batch_free(&b2);
+  hs_batch_free(&b3);
 }
 
 /* ---- journal ---- */
