@@ -44,6 +44,7 @@ struct od_apply {
   uint64_t tr_xid;                        /* traces: the last source transaction id seen */
   struct lat_sample { int64_t commit_time; uint32_t ntxns; } *lat; /* the batch's transactions by chunk */
   size_t nlat, lat_cap;                   /* (end-to-end latency per transaction, observed at commit) */
+  char tr_cid_first[129], tr_cid_last[129]; /* traces: correlation ids of the batch (http source) */
 
   /* parallel apply (causal, eventual) */
   od_writers *writers;     /* opt.writers - 1 helpers */
@@ -119,6 +120,8 @@ static void trace_batch(od_apply *a, int64_t commit_start, int64_t commit_end) {
   snprintf(t.pipeline, sizeof t.pipeline, "%s", a->cfg->name);
   snprintf(t.sink, sizeof t.sink, "%s", a->stats->name);
   od_pos_to_text(&a->boundary, t.end_pos, sizeof t.end_pos);
+  memcpy(t.correlation_first, a->tr_cid_first, sizeof t.correlation_first);
+  memcpy(t.correlation_last, a->tr_cid_last, sizeof t.correlation_last);
   od_trace_submit(&t);
 }
 
@@ -129,6 +132,7 @@ static int batch_commit(od_apply *a) {
   int64_t t1 = od_mono_us();
   if ((a->rows || a->txns) && a->tr_taken && od_trace_sample()) trace_batch(a, t0, t1);
   a->tr_taken = 0;
+  a->tr_cid_first[0] = a->tr_cid_last[0] = '\0';
   a->sink_us += t1 - t0;
   adapt(a);
   od_pm_batch(a->stats->metrics, a->tally, a->txns, a->bytes, a->sink_us, a->commit_time);
@@ -355,6 +359,11 @@ static int take(od_apply *a, od_chunk *c) {
     a->tr_popped = od_mono_us();
   }
   if (c->ntxns) a->tr_xid = c->xid;
+  if (c->nchanges && c->changes[0].correlation_id) { /* sources that carry ids set them on every change */
+    if (!a->tr_cid_first[0]) snprintf(a->tr_cid_first, sizeof a->tr_cid_first, "%s", c->changes[0].correlation_id);
+    const char *last = c->changes[c->nchanges - 1].correlation_id;
+    if (last) snprintf(a->tr_cid_last, sizeof a->tr_cid_last, "%s", last);
+  }
   if (c->heartbeat) {
     rc = apply_heartbeat(a, c);
     od_queue_recycle(a->queue, c);
