@@ -13,7 +13,9 @@
 # checkpoint reaches the last transaction, SIGTERM, and the total instructions of the process
 # (every thread). Prints instructions per change for each build and NEW/BASE per round.
 #
-# Environment: BENCH_ROWS (50000), BENCH_TXN (1000), BENCH_ROUNDS (2), PG_BIN, BENCH_KEEP=1.
+# Environment: BENCH_ROWS (50000), BENCH_TXN (1000), BENCH_ROUNDS (2), PG_BIN, BENCH_KEEP=1;
+# BENCH_YAML_BASE / BENCH_YAML_NEW: top-level config lines added for that build only (e.g. a
+# `tracing:` block; bench/metrics_cost.sh compares one feature on and off this way).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -84,9 +86,11 @@ for r in $(seq 1 "$BENCH_ROUNDS"); do
     n=${NAMES[$i]}
     dir=$TMP/$n-$r
     mkdir -p "$dir"
+    extra=BENCH_YAML_${n^^}
     cat >"$dir/bench.yml" <<YAML
 state_dir: $dir/state
 log_level: warn
+${!extra:-}
 pipelines:
   - name: instr
     source: { type: postgres, dsn: "$(od_pg_dsn bench)", slot: instr_${n}_$r, publication: odsync_bench, snapshot: never }

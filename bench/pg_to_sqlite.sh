@@ -9,7 +9,8 @@
 # See bench/README.md. Environment:
 #   BENCH_ROWS (1000000)  BENCH_TXN (1000)  BENCH_MAX_ROWS (5000)  BENCH_MAX_DELAY_MS (20)
 #   ODSYNC_BIN (build/odsync)  OD_COMPARE (build/od_compare)  PG_BIN  BENCH_KEEP=1 (keep temp dir)
-#   BENCH_TIMEOUT (seconds odsync may take, 1800)
+#   BENCH_TIMEOUT (seconds odsync may take, 1800)  BENCH_LOG_LEVEL (info)
+#   BENCH_SOURCE_EXTRA (keys added to the source block, e.g. "catchup_lag_bytes: 0" for streaming only)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -179,9 +180,10 @@ else
   SINK=$TMP/bench.db
   cat >"$TMP/bench.yml" <<YAML
 state_dir: $TMP/state
+log_level: ${BENCH_LOG_LEVEL:-info}
 pipelines:
   - name: $PIPELINE
-    source: { type: postgres, dsn: "$DSN", tables: [public.bench_rows], snapshot: never }
+    source: { type: postgres, dsn: "$DSN", tables: [public.bench_rows], snapshot: never${BENCH_SOURCE_EXTRA:+, $BENCH_SOURCE_EXTRA} }
     sink: { type: sqlite, path: $SINK }
     batch: { max_rows: $BENCH_MAX_ROWS, max_delay_ms: $BENCH_MAX_DELAY_MS }
 YAML

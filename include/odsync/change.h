@@ -113,6 +113,10 @@ typedef struct od_change {
    * A sink that versions rows by position (one that cannot commit data and checkpoint atomically)
    * derives the version from it and `index`. */
   const od_pos *txn_start;
+  /* The correlation id the producer gave the event (the http source: the event's correlation_id),
+   * NUL-terminated, or NULL (every other source). Copied by the pipeline with the change; a sink
+   * may record it (audit/lineage), the trace of the batch carries the last one. */
+  const char *correlation_id;
 } od_change;
 
 #endif

@@ -32,6 +32,9 @@ typedef struct od_config_section {
   int line, col;
   od_config_entry *entries; /* every key except "type" */
   int nentries;
+  /* The configuration's state_dir (points into od_config), for adapters that keep files of their
+   * own there (the http source's journal); NULL in sections built outside od_config_load/parse. */
+  const char *state_dir;
 } od_config_section;
 
 /* What a reader of the sink may observe (see docs/CONSISTENCY.md). */

@@ -45,6 +45,9 @@ struct od_apply {
   uint64_t tally[OD_PM_NOPS]; /* rows of the batch by operation (metrics) */
   int64_t tr_taken, tr_pushed, tr_popped; /* traces: the batch's first chunk (monotonic µs) */
   uint64_t tr_xid;                        /* traces: the last source transaction id seen */
+  struct lat_sample { int64_t commit_time; uint32_t ntxns; } *lat; /* the batch's transactions by chunk */
+  size_t nlat, lat_cap;                   /* (end-to-end latency per transaction, observed at commit) */
+  char tr_cid_first[129], tr_cid_last[129]; /* traces: correlation ids of the batch (http source) */
 
   /* parallel apply (causal, eventual) */
   od_writers *writers;     /* opt.writers - 1 helpers */
@@ -58,8 +61,28 @@ struct od_apply {
 static bool parallel(const od_apply *a) { return a->writers != NULL; }
 static bool batch_started(const od_apply *a) { return a->open || a->npending; }
 
+/* Remember the transactions a chunk ends for the latency histogram (observed once committed).
+ * The array is reused from batch to batch; on out of memory the sample is dropped (metrics only). */
+static void note_latency(od_apply *a, const od_chunk *c) {
+  if (!c->ntxns || c->first_commit_time <= 0) return;
+  if (a->nlat && a->lat[a->nlat - 1].commit_time == c->first_commit_time) {
+    a->lat[a->nlat - 1].ntxns += c->ntxns;
+    return;
+  }
+  if (a->nlat == a->lat_cap) {
+    size_t cap = a->lat_cap ? a->lat_cap * 2 : 64;
+    struct lat_sample *grown = realloc(a->lat, cap * sizeof *grown);
+    if (!grown) return;
+    a->lat = grown;
+    a->lat_cap = cap;
+  }
+  a->lat[a->nlat++] = (struct lat_sample){c->first_commit_time, c->ntxns};
+}
+
 static void publish(od_apply *a) {
   int64_t now = od_now_us();
+  for (size_t i = 0; i < a->nlat; i++) od_pm_txn_latency(a->stats->metrics, a->lat[i].commit_time, a->lat[i].ntxns, now);
+  a->nlat = 0;
   od_pos_cell_set(&a->stats->durable, &a->boundary);
   atomic_fetch_add(&a->stats->changes_applied, a->rows);
   atomic_fetch_add(&a->stats->txns_applied, a->txns);
@@ -100,6 +123,8 @@ static void trace_batch(od_apply *a, int64_t commit_start, int64_t commit_end) {
   snprintf(t.pipeline, sizeof t.pipeline, "%s", a->cfg->name);
   snprintf(t.sink, sizeof t.sink, "%s", a->stats->name);
   od_pos_to_text(&a->boundary, t.end_pos, sizeof t.end_pos);
+  memcpy(t.correlation_first, a->tr_cid_first, sizeof t.correlation_first);
+  memcpy(t.correlation_last, a->tr_cid_last, sizeof t.correlation_last);
   od_trace_submit(&t);
 }
 
@@ -110,6 +135,7 @@ static int batch_commit(od_apply *a) {
   int64_t t1 = od_mono_us();
   if ((a->rows || a->txns) && a->tr_taken && od_trace_sample()) trace_batch(a, t0, t1);
   a->tr_taken = 0;
+  a->tr_cid_first[0] = a->tr_cid_last[0] = '\0';
   a->sink_us += t1 - t0;
   adapt(a);
   od_pm_batch(a->stats->metrics, a->tally, a->txns, a->bytes, a->sink_us, a->commit_time);
@@ -231,6 +257,7 @@ static int apply_chunk(od_apply *a, od_chunk *c) {
     a->at_boundary = true;
     a->boundary = c->end;
     a->commit_time = c->commit_time;
+    note_latency(a, c);
   }
   /* ...then the start of a transaction that continues in later chunks. It begins in a sink
    * transaction of its own, so stopping before its end loses no complete transaction. */
@@ -291,6 +318,7 @@ static int collect(od_apply *a, od_chunk *c) {
     a->txns += c->ntxns;
     a->boundary = c->end;
     a->commit_time = c->commit_time;
+    note_latency(a, c);
   }
   a->at_boundary = c->ends_txn;
   const od_batch_config *b = &a->cfg->batch;
@@ -346,6 +374,11 @@ static int take(od_apply *a, od_chunk *c) {
   od_poison *pz = a->env.poison;
   if (pz && c->nchanges && c->changes[c->nchanges - 1].txn_start)
     pz->last_seen = *c->changes[c->nchanges - 1].txn_start; /* what a row rejection may be in */
+  if (c->nchanges && c->changes[0].correlation_id) { /* sources that carry ids set them on every change */
+    if (!a->tr_cid_first[0]) snprintf(a->tr_cid_first, sizeof a->tr_cid_first, "%s", c->changes[0].correlation_id);
+    const char *last = c->changes[c->nchanges - 1].correlation_id;
+    if (last) snprintf(a->tr_cid_last, sizeof a->tr_cid_last, "%s", last);
+  }
   if (c->heartbeat) {
     rc = apply_heartbeat(a, c);
     od_queue_recycle(a->queue, c);
@@ -460,6 +493,7 @@ int od_apply_join(od_apply *a, od_error *err) {
   od_writers_stop(a->writers);
   od_router_free(&a->router);
   free(a->pending);
+  free(a->lat);
   free(a);
   return rc;
 }

@@ -1216,6 +1216,8 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
     od_pipeline_config *pl = &cfg->pipelines[cfg->npipelines++];
     if ((rc = parse_pipeline(p, cfg, pl, (int)i, node_at(p, v->data.sequence.items.start[i]))))
       return rc;
+    pl->source.state_dir = cfg->state_dir;
+    for (int j = 0; j < pl->nsinks; j++) pl->sinks[j].section.state_dir = cfg->state_dir;
   }
   return check_shared_slots(p, cfg);
 }

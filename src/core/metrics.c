@@ -226,14 +226,16 @@ void od_gauge_add(od_metric *s, int64_t delta) {
   if (s) atomic_fetch_add_explicit(&s->gauge, delta, memory_order_relaxed);
 }
 
-void od_histogram_observe(od_metric *s, uint64_t v) {
-  if (!s || !s->cells) return;
+void od_histogram_observe(od_metric *s, uint64_t v) { od_histogram_observe_n(s, v, 1); }
+
+void od_histogram_observe_n(od_metric *s, uint64_t v, uint64_t n) {
+  if (!s || !s->cells || !n) return;
   const od_metric_family *f = s->family;
   int b = 0;
   while (b < f->nbounds && (double)v > f->ubounds[b]) b++;
   _Atomic uint64_t *row = &s->cells[shard() * s->stride];
-  atomic_fetch_add_explicit(&row[b], 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&row[f->nbounds + 1], v, memory_order_relaxed);
+  atomic_fetch_add_explicit(&row[b], n, memory_order_relaxed);
+  atomic_fetch_add_explicit(&row[f->nbounds + 1], v * n, memory_order_relaxed);
 }
 
 /* ---- reads ---- */

@@ -80,6 +80,8 @@ void od_gauge_set(od_metric *s, int64_t v);
 void od_gauge_add(od_metric *s, int64_t delta);
 /* One observation, in the family's unit. */
 void od_histogram_observe(od_metric *s, uint64_t v);
+/* n observations of the same value v (one bucket add, one sum add). */
+void od_histogram_observe_n(od_metric *s, uint64_t v, uint64_t n);
 
 /* ---- reads (any thread) ---- */
 uint64_t od_counter_value(const od_metric *s);

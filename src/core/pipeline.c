@@ -330,6 +330,9 @@ static int reader_add(reader *r, const od_change *ch, od_error *err) {
     r->cur_start = copy;
   }
   dst->txn_start = r->cur_start;
+  if (ch->correlation_id && !(dst->correlation_id = od_arena_strndup(&c->arena, ch->correlation_id,
+                                                                     strlen(ch->correlation_id))))
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory copying a change", r->p->cfg->name);
   if (copy_tuple(&c->arena, &dst->newtup, &ch->newtup) ||
       copy_tuple(&c->arena, &dst->oldtup, &ch->oldtup))
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory copying a change", r->p->cfg->name);
@@ -374,6 +377,7 @@ static int reader_commit(void *ctx, const od_txn_info *txn, od_error *err) {
   r->cur->boundary = r->cur->nchanges;
   r->cur->end = txn->end;
   r->cur->commit_time = txn->commit_time;
+  if (!r->cur->ntxns) r->cur->first_commit_time = txn->commit_time;
   r->cur->xid = txn->xid;
   od_pm_source_position(r->p->stats.metrics, &txn->end);
   r->cur->ntxns++;

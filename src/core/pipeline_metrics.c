@@ -277,7 +277,16 @@ void od_pipeline_metrics_free(od_pipeline_metrics *pm) {
 
 /* ---- writers ------------------------------------------------------------------------------ */
 
+/* The benchmark baseline build (cmake -DODSYNC_BENCH_NO_METRICS=ON) turns the hot-path writers
+ * below into no-ops, so bench/metrics_cost.sh can measure what they cost. */
+#ifdef OD_BENCH_NO_METRICS
+#define HOT_PATH_OFF 1
+#else
+#define HOT_PATH_OFF 0
+#endif
+
 void od_pm_tally(uint64_t tally[OD_PM_NOPS], const od_change *changes, size_t n) {
+  if (HOT_PATH_OFF) return;
   for (size_t i = 0; i < n; i++) {
     switch (changes[i].op) {
       case OD_OP_INSERT: tally[OD_PM_INSERT]++; break;
@@ -292,7 +301,7 @@ void od_pm_tally(uint64_t tally[OD_PM_NOPS], const od_change *changes, size_t n)
 
 void od_pm_batch(od_sink_metrics *pm, const uint64_t tally[OD_PM_NOPS], uint64_t txns, uint64_t bytes,
                  int64_t sink_us, int64_t commit_time_us) {
-  if (!pm) return;
+  if (!pm || HOT_PATH_OFF) return;
   uint64_t rows = 0;
   for (int i = 0; i < OD_PM_NOPS; i++) {
     rows += tally[i];
@@ -311,10 +320,14 @@ void od_pm_batch(od_sink_metrics *pm, const uint64_t tally[OD_PM_NOPS], uint64_t
   od_histogram_observe(pm->batch_seconds, sink_us > 0 ? (uint64_t)sink_us : 0);
   if (commit_time_us > 0) {
     int64_t lat = now - commit_time_us;
-    if (lat < 0) lat = 0;
-    od_histogram_observe(pm->latency, (uint64_t)lat);
-    atomic_store(&pm->last_lag_us, lat);
+    atomic_store(&pm->last_lag_us, lat < 0 ? 0 : lat);
   }
+}
+
+void od_pm_txn_latency(od_sink_metrics *sm, int64_t commit_time_us, uint64_t n, int64_t now_us) {
+  if (!sm || commit_time_us <= 0 || !n || HOT_PATH_OFF) return;
+  int64_t lat = now_us - commit_time_us;
+  od_histogram_observe_n(sm->latency, lat < 0 ? 0 : (uint64_t)lat, n);
 }
 
 uint64_t od_pm_pos_number(const od_pos *p) {
@@ -323,7 +336,7 @@ uint64_t od_pm_pos_number(const od_pos *p) {
 }
 
 void od_pm_source_position(od_pipeline_metrics *pm, const od_pos *pos) {
-  if (!pm || od_pos_is_none(pos)) return;
+  if (!pm || od_pos_is_none(pos) || HOT_PATH_OFF) return;
   od_pos_cell_set(&pm->source_pos, pos); /* once per transaction, never per row */
   atomic_store_explicit(&pm->source_pos_value, u2i(od_pm_pos_number(pos)), memory_order_relaxed);
 }

@@ -79,9 +79,14 @@ void od_pipeline_metrics_free(od_pipeline_metrics *pm);
 /* Apply thread: add the operations of n changes to a per-batch tally (no atomics). */
 void od_pm_tally(uint64_t tally[OD_PM_NOPS], const od_change *changes, size_t n);
 /* Apply thread, after a sink commit: the batch's tally, transactions, bytes, the time spent in
- * the sink, and the source commit time (wall µs, 0 unknown) of its last transaction. */
+ * the sink, and the source commit time (wall µs, 0 unknown) of its last transaction (the lag
+ * gauge; the latency histogram is fed per transaction by od_pm_txn_latency). */
 void od_pm_batch(od_sink_metrics *sm, const uint64_t tally[OD_PM_NOPS], uint64_t txns, uint64_t bytes,
                  int64_t sink_us, int64_t commit_time_us);
+/* Apply thread, after a sink commit at wall time now_us: n transactions of one chunk, the oldest
+ * of which committed at the source at commit_time_us, into the end-to-end latency histogram. Each
+ * is counted with the oldest one's latency (an upper bound: they were decoded together). */
+void od_pm_txn_latency(od_sink_metrics *sm, int64_t commit_time_us, uint64_t n, int64_t now_us);
 /* Reader: the newest position the source reported (a commit's end, or an idle position). */
 void od_pm_source_position(od_pipeline_metrics *pm, const od_pos *pos);
 /* Reader: n new schema versions recorded. */

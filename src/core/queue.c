@@ -64,6 +64,7 @@ static void chunk_clear(od_chunk *c) {
   c->heartbeat = false;
   c->end = od_pos_none();
   c->commit_time = 0;
+  c->first_commit_time = 0;
   c->marks = NULL;
   c->nmarks = c->marks_cap = 0;
   c->xid = 0;

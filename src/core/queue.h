@@ -47,6 +47,7 @@ typedef struct od_chunk {
   od_pos end;            /* when ntxns > 0 or heartbeat: the position to checkpoint (the end of the
                             last transaction ended here, or the idle position) */
   int64_t commit_time;   /* commit timestamp (µs since epoch) of the last transaction ended here */
+  int64_t first_commit_time; /* ...and of the first one (end-to-end latency per transaction) */
   od_chunk_mark *marks;  /* marks of the last transaction ended here (incremental snapshots) */
   uint32_t nmarks, marks_cap;
   uint64_t xid;          /* source transaction id of the last transaction ended here (traces) */

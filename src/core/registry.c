@@ -6,6 +6,7 @@
 
 extern const od_source_ops od_source_postgres;
 extern const od_source_ops od_source_mysql;
+extern const od_source_ops od_source_http;
 extern const od_sink_ops od_sink_sqlite;
 extern const od_sink_ops od_sink_postgres;
 extern const od_sink_ops od_sink_clickhouse;
@@ -22,6 +23,7 @@ extern const od_transform_ops od_transform_null;
 static const od_source_ops *const sources[] = {
     &od_source_postgres,
     &od_source_mysql,
+    &od_source_http,
 };
 
 static const od_sink_ops *const sinks[] = {

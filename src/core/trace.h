@@ -23,6 +23,9 @@ typedef struct od_trace_batch {
   int64_t commit_start, commit_end; /* the sink's commit */
   uint64_t rows, txns, xid;         /* xid: the source transaction id of the batch's last transaction */
   char end_pos[OD_POS_TEXT_MAX];    /* the checkpoint the commit stored ("pg:0/16B3748") */
+  /* The correlation ids (od_change.correlation_id) of the batch's first and last change that had
+   * one ("" when none had: every source but http); longer ids are cut at 128 bytes. */
+  char correlation_first[129], correlation_last[129];
 } od_trace_batch;
 
 typedef void (*od_trace_fn)(void *ctx, const od_trace_batch *b);

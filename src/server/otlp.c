@@ -84,6 +84,10 @@ static void span(od_sqlbuf *o, bool first, uint64_t trace_hi, uint64_t trace_lo,
     attr_int(o, "odsync.transactions", attrs->txns);
     attr_int(o, "odsync.source.txn_id", attrs->xid);
     attr_str(o, false, "odsync.position.end", attrs->end_pos);
+    if (attrs->correlation_first[0]) {
+      attr_str(o, false, "odsync.correlation_id.first", attrs->correlation_first);
+      attr_str(o, false, "odsync.correlation_id.last", attrs->correlation_last);
+    }
     od_sqlbuf_add(o, "]");
   }
   od_sqlbuf_add(o, ",\"status\":{}}");

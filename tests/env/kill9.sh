@@ -3,7 +3,9 @@
 # (source it after common.sh and pg.sh, then call kill9_run SINK).
 #
 #   kill9_run sqlite|postgres     CONSISTENCY (strong|causal|eventual, default strong) picks the
-#                                 pipeline's consistency level (4 writers where the sink has them)
+#                                 pipeline's consistency level (4 writers where the sink has them);
+#                                 KILL9_SOURCE_EXTRA adds keys to the source block (e.g. catch-up by
+#                                 batch decoding: "catchup_lag_bytes: 1")
 #
 # odsync is killed with SIGKILL at random moments (at least MIN_KILLS=6 times) while a workload of many
 # small and some large (5,000-row) transactions runs for WORKLOAD_SECONDS (default 20), and restarted
@@ -156,7 +158,7 @@ SQL
 state_dir: $TEST_TMP/state
 pipelines:
   - name: shop
-    source: { type: postgres, dsn: "$(pg_dsn)", tables: [${tables//,/, }] }
+    source: { type: postgres, dsn: "$(pg_dsn)", tables: [${tables//,/, }]${KILL9_SOURCE_EXTRA:+, $KILL9_SOURCE_EXTRA} }
     $SINK_YAML
     consistency: $CONSISTENCY
     apply_workers: 4

@@ -63,6 +63,8 @@ TEST(encoding_is_otlp_json) {
   snprintf(b[0].sink, sizeof b[0].sink, "default");
   snprintf(b[0].end_pos, sizeof b[0].end_pos, "pg:0/16B3748");
   snprintf(b[1].pipeline, sizeof b[1].pipeline, "sh\"op");
+  snprintf(b[1].correlation_first, sizeof b[1].correlation_first, "crm-1");
+  snprintf(b[1].correlation_last, sizeof b[1].correlation_last, "crm-\"9");
   uint64_t seed = 0;
   od_sqlbuf o = {0};
   CHECK_INT(od_otlp_encode(b, 2, "odsync-test", 1700000000000000LL, counter_rand, &seed, &o), 0);
@@ -84,6 +86,10 @@ TEST(encoding_is_otlp_json) {
   CHECK_CONTAINS(o.p, "{\"key\":\"odsync.source.txn_id\",\"value\":{\"intValue\":\"777\"}}");
   CHECK_CONTAINS(o.p, "{\"key\":\"odsync.position.end\",\"value\":{\"stringValue\":\"pg:0/16B3748\"}}");
   CHECK_CONTAINS(o.p, "{\"stringValue\":\"sh\\\"op\"}");
+  /* correlation ids (http ingest) only where the batch had them */
+  CHECK_INT(count_of(o.p, "\"odsync.correlation_id.first\""), 1);
+  CHECK_CONTAINS(o.p, "{\"key\":\"odsync.correlation_id.first\",\"value\":{\"stringValue\":\"crm-1\"}}");
+  CHECK_CONTAINS(o.p, "{\"key\":\"odsync.correlation_id.last\",\"value\":{\"stringValue\":\"crm-\\\"9\"}}");
   od_sqlbuf_free(&o);
 }
 

@@ -8,27 +8,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "sources/mysql/binlog.h"
 #include "sources/mysql/binlog_bytes.h"
 
-static uint32_t crc_table[256];
-static int crc_ready;
-
-static void crc_init(void) {
-  for (uint32_t i = 0; i < 256; i++) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    crc_table[i] = c;
-  }
-  __atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
-}
-
+/* The binlog's CRC32 is zlib's (the IEEE polynomial, reflected); zlib's is table-sliced, several
+ * times faster than a byte-at-a-time loop, and checking every event is on the hot path. */
 static uint32_t crc32_of(const uint8_t *p, size_t n) {
-  if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE)) crc_init(); /* idempotent: same table */
-  uint32_t c = 0xFFFFFFFFu;
-  for (size_t i = 0; i < n; i++) c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
+  uLong c = crc32(0L, Z_NULL, 0);
+  while (n > 0) { /* zlib takes a uInt length */
+    uInt step = n > (1u << 30) ? (1u << 30) : (uInt)n;
+    c = crc32(c, p, step);
+    p += step;
+    n -= step;
+  }
+  return (uint32_t)c;
 }
 
 void my_format_init(my_format *f, bool checksum) {

@@ -42,6 +42,19 @@ typedef struct pg_source {
   int64_t last_status_at;       /* monotonic µs */
   int64_t last_watch_at;        /* monotonic µs of the last od_pg_watch_publication while streaming */
 
+  /* catch-up by batch decoding (pg_catchup.c) */
+  long catchup_lag_bytes;       /* enter when the slot is this many bytes behind at start; 0: never */
+  long catchup_exit_bytes;      /* switch to streaming when less than this is left */
+  long catchup_batch;           /* upto_nchanges of each peek call */
+  bool catchup;                 /* reading through peek calls, not the stream */
+  bool catchup_leaving;         /* switch to streaming once the last batch is durable */
+  PGconn *peek;                 /* ordinary connection for the peek calls (owned), NULL when streaming */
+  od_lsn catchup_advanced;      /* the slot was advanced to this */
+  od_lsn catchup_batch_end;     /* end of the last transaction delivered by a peek call */
+  od_lsn catchup_last_end;      /* end of the last transaction the decoder committed */
+  long catchup_batches;         /* peek/get calls made */
+  char catchup_copy[64];        /* the temporary copy of the slot that get calls consume ("" : peek calls) */
+
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
 } pg_source;
@@ -63,6 +76,16 @@ PGresult *od_pg_query(pg_source *s, PGconn *c, const char *sql, int n, const cha
                       od_error *err);
 int od_pg_prepare_publication(pg_source *s, od_error *err);
 int od_pg_watch_publication(pg_source *s, od_error *err);
+
+/* pg_catchup.c: catch-up by batch decoding. enter: at start(), after the stream is prepared
+ * (slot, floor, decoder, wrap handler) — switches catch-up on when the slot is catchup_lag_bytes
+ * behind `start`. poll: one batch (or a wait for the last one to be durable); clears s->catchup
+ * when it is time to stream from s->durable. ack: records the durable position (advances the slot
+ * when forced). close: drops the peek connection. */
+int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err);
+int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err);
+int od_pg_catchup_ack(pg_source *s, od_lsn durable, bool force, od_error *err);
+void od_pg_catchup_close(pg_source *s);
 
 /* pg_tables.c: the vtable's `tables` (odsync/source.h). */
 int od_pg_tables(od_source *s, void (*fn)(void *ctx, const char *schema, const char *name, bool keyed),

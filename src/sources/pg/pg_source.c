@@ -37,7 +37,8 @@ static void put_be64(char *p, uint64_t v) {
 
 static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms",
                                            "reconnect_max_ms", "snapshot", "snapshot_workers",
-                                           "snapshot_chunk_rows", "incremental_chunk_rows", "partitions", NULL};
+                                           "snapshot_chunk_rows", "incremental_chunk_rows", "partitions",
+                                           "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", NULL};
 
 /* snapshot: initial|never (default initial), snapshot_workers 1..16 (2), snapshot_chunk_rows (100000). */
 static int snapshot_config(pg_source *s, const od_config_section *cfg, od_error *err) {
@@ -119,6 +120,9 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
       (rc = od_config_string(cfg, "publication", def, &pub, err)) ||
       (rc = od_config_list(cfg, "tables", &s->tables, &s->ntables, err)) ||
       (rc = od_config_int(cfg, "status_interval_ms", 10000, 100, 60000, &s->status_interval_ms, err)) ||
+      (rc = od_config_int(cfg, "catchup_lag_bytes", 64L << 20, 0, 1L << 50, &s->catchup_lag_bytes, err)) ||
+      (rc = od_config_int(cfg, "catchup_exit_bytes", 16L << 20, 0, 1L << 50, &s->catchup_exit_bytes, err)) ||
+      (rc = od_config_int(cfg, "catchup_batch_changes", 100000, 100, 10000000, &s->catchup_batch, err)) ||
       (rc = snapshot_config(s, cfg, err)) || (rc = partitions_config(s, cfg, err)) ||
       (rc = tables_config(s, cfg, err)))
     goto fail;
@@ -151,6 +155,7 @@ fail:
 }
 
 static void disconnect(pg_source *s) {
+  od_pg_catchup_close(s);
   PQfinish(s->repl);
   PQfinish(s->meta);
   s->repl = s->meta = NULL;
@@ -186,6 +191,7 @@ static int wrap_change(void *ctx, const od_txn_info *t, const od_change *c, od_e
 }
 static int wrap_commit(void *ctx, const od_txn_info *t, od_error *err) {
   pg_source *s = ctx;
+  s->catchup_last_end = od_pg_lsn(&t->end);
   return s->outer->commit(s->outer->ctx, t, err);
 }
 static int wrap_relation(void *ctx, od_relation *rel, od_error *err) {
@@ -196,6 +202,8 @@ static int wrap_relation(void *ctx, od_relation *rel, od_error *err) {
            rel->name, rel->version, rel->ncolumns, rel->replica_identity);
   return s->outer->relation ? s->outer->relation(s->outer->ctx, rel, err) : OD_OK;
 }
+
+static int start_streaming(pg_source *s, od_lsn start, od_error *err);
 
 static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
   pg_source *s = (pg_source *)base;
@@ -213,6 +221,16 @@ static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
   else if (!(s->decoder = od_pgoutput_new()))
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
   od_lsn start = from > s->floor ? from : s->floor;
+  s->received = start;
+  s->durable = from;
+  s->wrap = (od_change_handler){.ctx = s, .begin = wrap_begin, .change = wrap_change,
+                                .commit = wrap_commit, .relation = wrap_relation};
+  if ((rc = od_pg_catchup_enter(s, start, err))) return rc;
+  return s->catchup ? OD_OK : start_streaming(s, start, err);
+}
+
+/* START_REPLICATION from `start`: the stream delivers every transaction that commits after it. */
+static int start_streaming(pg_source *s, od_lsn start, od_error *err) {
   char *slot = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));
   char sql[512];
   snprintf(sql, sizeof sql,
@@ -232,10 +250,7 @@ static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
     return OD_FAIL_RETRY(err, OD_ESOURCE, "%s: START_REPLICATION failed: %s", s->where, msg);
   }
   PQclear(r);
-  s->received = start;
-  s->durable = from;
-  s->wrap = (od_change_handler){.ctx = s, .begin = wrap_begin, .change = wrap_change,
-                                .commit = wrap_commit, .relation = wrap_relation};
+  s->last_status_at = 0;
   return OD_OK;
 }
 
@@ -263,6 +278,7 @@ static int send_status(pg_source *s, od_error *err) {
 static int pg_ack(od_source *base, const od_pos *durable_pos, bool force, od_error *err) {
   pg_source *s = (pg_source *)base;
   if (!s->repl) return OD_OK;
+  if (s->catchup) return od_pg_catchup_ack(s, od_pg_lsn(durable_pos), force, err);
   od_lsn durable = od_pg_lsn(durable_pos);
   if (durable > s->durable) s->durable = durable;
   od_lsn flush = s->durable > s->floor ? s->durable : s->floor;
@@ -326,6 +342,11 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
     s->last_watch_at = od_mono_us();
     int rc = od_pg_watch_publication(s, err);
     if (rc) return rc;
+  }
+  if (s->catchup) {
+    int rc = od_pg_catchup_poll(s, timeout_ms, err);
+    if (rc || s->catchup) return rc;
+    if ((rc = start_streaming(s, s->durable > s->floor ? s->durable : s->floor, err))) return rc;
   }
   int64_t deadline = od_mono_us() + (int64_t)timeout_ms * 1000;
   int handled = 0;
