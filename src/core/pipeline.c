@@ -94,6 +94,7 @@ typedef struct reader {
 } reader;
 
 const char *od_pipeline_name(const od_pipeline *p) { return p->cfg->name; }
+void od_pipeline_set_paused(od_pipeline *p, bool paused) { atomic_store(&p->stats.paused, paused ? 1 : 0); }
 od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p) { return &p->stats; }
 bool od_pipeline_finished(od_pipeline *p) {
   /* A pipeline asked to stop before it was started is finished too. */
@@ -527,6 +528,15 @@ static int run_session(od_pipeline *p, od_error *err) {
                          .idle = reader_idle};
   while (!atomic_load(&p->stop) && !any_apply_failed(&r)) {
     if ((rc = lock_check(p, err))) break;
+    if (atomic_load(&p->stats.paused) && !r.cur) { /* paused between transactions: keep the link alive */
+      atomic_store(&p->stats.pause_held, 1);
+      od_pos durable = durable_of(p);
+      if ((rc = source->ops->ack(source, &durable, false, err))) break;
+      struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    atomic_store(&p->stats.pause_held, 0);
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
     if (rc) break;
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
@@ -536,6 +546,7 @@ static int run_session(od_pipeline *p, od_error *err) {
     od_pos durable = durable_of(p);
     if ((rc = source->ops->ack(source, &durable, false, err))) break;
   }
+  atomic_store(&p->stats.pause_held, 0);
   if (rc == OD_ECANCELLED && (atomic_load(&p->stop) || any_apply_failed(&r))) rc = OD_OK;
   /* Complete transactions still in hand are applied; a partial one is dropped (it was never
    * acknowledged, so the next session receives it again). */
