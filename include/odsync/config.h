@@ -154,9 +154,23 @@ typedef struct od_tracing_config {
   int line, col;
 } od_tracing_config;
 
+/* `encryption:` — keys for encryption at rest (common/seal.h, docs/SECURITY.md). Each key is a
+ * reference (${env:}/${file:}); the first seals new records, all of them open old ones. */
+typedef struct od_encryption_key {
+  char *id;            /* key id stored with every sealed record */
+  char *key;           /* 64 hex digits or base64 of 32 bytes; a secret, zeroed by od_config_free */
+  int line, col;
+} od_encryption_key;
+
+typedef struct od_encryption_config {
+  od_encryption_key *keys; /* NULL when `encryption:` is absent */
+  int nkeys;
+} od_encryption_config;
+
 typedef struct od_config {
   char *file;          /* path the config was read from ("<string>" for od_config_parse) */
   od_admin_config admin;
+  od_encryption_config encryption;
   od_tracing_config tracing;
   char *state_dir;     /* default "./odsync-state" */
   char *log_level;     /* error|warn|info|debug; default info (key log_level, or log.level) */

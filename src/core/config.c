@@ -11,6 +11,8 @@
  */
 #include "odsync/config.h"
 
+#include "common/seal.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -45,7 +47,10 @@
 #define QUEUE_BYTES_MIN MIB
 #define QUEUE_BYTES_MAX TIB
 
-static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin", "tracing", "pipelines", NULL};
+static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin", "tracing", "encryption", "pipelines",
+                                       NULL};
+static const char *const ENC_KEYS[] = {"keys", NULL};
+static const char *const ENC_KEY_KEYS[] = {"id", "key", NULL};
 static const char *const TRACING_KEYS[] = {"endpoint", "sample_ratio", "service_name", NULL};
 static const char *const ADMIN_KEYS[] = {"listen", "tokens", "jwt", "tls", NULL};
 static const char *const ADMIN_TOKEN_KEYS[] = {"token", "role", NULL};
@@ -548,6 +553,7 @@ static void free_section(od_config_section *s) {
   for (int i = 0; i < s->nentries; i++) {
     od_config_entry *e = &s->entries[i];
     free(e->key);
+    if (e->secret && e->value) OPENSSL_cleanse(e->value, strlen(e->value)); /* passwords, keys */
     free(e->value);
     for (int j = 0; j < e->nlist; j++) free(e->list[j]);
     free(e->list);
@@ -1041,6 +1047,52 @@ static int parse_tracing(pctx *p, od_tracing_config *t, const yaml_node_t *n) {
   return OD_OK;
 }
 
+/* encryption: { keys: [{ id: ID, key: "${env:NAME}" }, ...] } — the first key is current. Each key
+ * is checked here (a throwaway keyring) so that a bad key is a config error with its position. */
+static int parse_encryption(pctx *p, od_encryption_config *ec, const yaml_node_t *n) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "encryption",
+                       "a mapping such as { keys: [{ id: k1, key: \"${env:ODSYNC_STATE_KEY}\" }] }");
+  if (rc || (rc = check_mapping(p, n, "encryption")) || (rc = check_known(p, n, "encryption", ENC_KEYS))) return rc;
+  yaml_node_t *v = map_get(p, n, "keys");
+  if (!v) return fail_node(p, n, "encryption: missing required key 'keys'");
+  if ((rc = expect_kind(p, v, YAML_SEQUENCE_NODE, "encryption.keys", "a list of { id, key }"))) return rc;
+  size_t cnt = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (cnt == 0 || cnt > OD_SEAL_KEYS_MAX)
+    return fail_node(p, v, "encryption.keys: expected 1 to %d keys (the first one encrypts)", OD_SEAL_KEYS_MAX);
+  if (!(ec->keys = calloc(cnt, sizeof *ec->keys))) return oom(p->err, p->file);
+  od_keyring *kr = NULL;
+  if ((rc = od_keyring_new(&kr, p->err))) return rc;
+  for (size_t i = 0; i < cnt && rc == OD_OK; i++) {
+    yaml_node_t *it = yaml_document_get_node(p->doc, v->data.sequence.items.start[i]);
+    char path[64], what[600];
+    snprintf(path, sizeof path, "encryption.keys[%zu]", i);
+    if ((rc = expect_kind(p, it, YAML_MAPPING_NODE, path, "a mapping { id: ID, key: \"${env:NAME}\" }")) ||
+        (rc = check_mapping(p, it, path)) || (rc = check_known(p, it, path, ENC_KEY_KEYS)))
+      break;
+    od_encryption_key *k = &ec->keys[ec->nkeys++];
+    yaml_node_t *iv = map_get(p, it, "id"), *kv = map_get(p, it, "key");
+    if (!iv || !kv) {
+      rc = fail_node(p, it, "%s: both 'id' and 'key' are required", path);
+      break;
+    }
+    bool secret = false;
+    if ((rc = scalar_value(p, iv, "encryption id", &k->id, &secret))) break;
+    snprintf(what, sizeof what, "%s.key", path);
+    if ((rc = scalar_value(p, kv, what, &k->key, &secret))) break;
+    k->line = nline(kv);
+    k->col = ncol(kv);
+    if (!secret) {
+      rc = fail_node(p, kv, "%s.key: write the key as a reference (\"${env:NAME}\" or \"${file:PATH}\"), not "
+                     "in the configuration file", path);
+      break;
+    }
+    snprintf(what, sizeof what, "%s:%d:%d: %s", p->file, k->line, k->col, path);
+    rc = od_keyring_add(kr, k->id, k->key, i == 0, what, p->err);
+  }
+  od_keyring_free(kr);
+  return rc;
+}
+
 /* admin.tokens: [{ token: SECRET, role: viewer|operator|admin }, ...] */
 static int parse_admin_tokens(pctx *p, od_admin_config *a, const yaml_node_t *v) {
   int rc = expect_kind(p, v, YAML_SEQUENCE_NODE, "admin.tokens",
@@ -1248,6 +1300,7 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
 
   if ((v = map_get(p, root, "admin")) && (rc = parse_admin(p, &cfg->admin, v))) return rc;
   if ((v = map_get(p, root, "tracing")) && (rc = parse_tracing(p, &cfg->tracing, v))) return rc;
+  if ((v = map_get(p, root, "encryption")) && (rc = parse_encryption(p, &cfg->encryption, v))) return rc;
 
   if (!(v = map_get(p, root, "pipelines")))
     return fail_node(p, root, "missing required key 'pipelines'; expected a list with at least one "
@@ -1389,6 +1442,13 @@ void od_config_free(od_config *cfg) {
     free(t);
   }
   free(cfg->admin.tokens);
+  for (int i = 0; i < cfg->encryption.nkeys; i++) {
+    char *k = cfg->encryption.keys[i].key;
+    if (k) OPENSSL_cleanse(k, strlen(k));
+    free(k);
+    free(cfg->encryption.keys[i].id);
+  }
+  free(cfg->encryption.keys);
   if (cfg->admin.jwt.secret) OPENSSL_cleanse(cfg->admin.jwt.secret, strlen(cfg->admin.jwt.secret));
   free(cfg->admin.jwt.secret);
   free(cfg->admin.jwt.public_key);
