@@ -67,7 +67,7 @@ log "beyond loopback without credentials: refused ($out)"
 cat >"$CONFIG" <<YAML
 state_dir: $TEST_TMP/state
 admin:
-  listen: "127.0.0.1:$APORT"
+  listen: "localhost:$APORT"
   tls: { cert: $CERTS/admin.pem, key: $CERTS/admin.key }
   tokens:
     - { token: "\${env:ODSYNC_T_VIEWER}", role: viewer }
@@ -105,6 +105,14 @@ rc=0; curl -s --max-time 10 -o /dev/null "https://localhost:$APORT/healthz" || r
 rc=0; plain=$(curl -s --max-time 10 "http://127.0.0.1:$APORT/healthz") || rc=$?
 [[ "$plain" != "ok" ]] || fail "plain HTTP was answered on the HTTPS port"
 log "HTTPS: verified with the test CA; untrusted without it (curl 60); plain HTTP unanswered (curl $rc)"
+
+# odsync status -c: https from admin.tls, the token from ODSYNC_ADMIN_TOKEN, the CA from ODSYNC_ADMIN_CACERT.
+rc=0; out=$(ODSYNC_ADMIN_CACERT=$CERTS/ca.pem "$ODSYNC_BIN" status -c "$CONFIG" 2>&1) || rc=$?
+[[ $rc -eq 1 ]] && grep -q "HTTP 401" <<<"$out" && grep -q "set ODSYNC_ADMIN_TOKEN" <<<"$out" || fail "odsync status without a token: exit $rc: $out"
+out=$(ODSYNC_ADMIN_TOKEN=$ODSYNC_T_VIEWER ODSYNC_ADMIN_CACERT=$CERTS/ca.pem "$ODSYNC_BIN" status -c "$CONFIG" 2>&1) ||
+  fail "odsync status with a viewer token failed: $out"
+grep -q "shop" <<<"$out" || fail "odsync status did not show the pipeline: $out"
+log "odsync status -c over HTTPS: 401 without a token, the table with ODSYNC_ADMIN_TOKEN"
 
 # 3. Static tokens.
 expect 200 "healthz without credentials" "$ADMIN/healthz"
@@ -192,7 +200,7 @@ grep -q "admin: allowed POST /pipelines/shop/snapshot by token#1@127.0.0.1 (role
   fail "snapshot request not recorded"
 grep -q "admin: denied GET /status by anonymous@127.0.0.1 (role none): the JWT expired" "$LOG" || fail "expired JWT denial not recorded"
 denied=$(grep -c "admin: denied" "$LOG")
-[[ $denied == 17 ]] || fail "$denied denied requests recorded (the matrix above makes 17)"
+[[ $denied == 18 ]] || fail "$denied denied requests recorded (the matrix above makes 18, with odsync status without a token)"
 for s in "$ODSYNC_T_VIEWER" "$ODSYNC_T_OPERATOR" "$ODSYNC_T_ADMIN" "$ODSYNC_T_JWT"; do
   ! grep -qF "$s" "$LOG" || fail "a credential appears in the log"
 done
