@@ -163,22 +163,26 @@ static void snap_report(void *ctx, const char *table) {
   od_sqlbuf_addf(b, "%s%s", b->len ? "," : "", table);
 }
 
-/* POST /pipelines/NAME/{pause,resume,snapshot}, /config/reload, for a caller allowed to. */
-static enum MHD_Result mutate(od_admin *a, struct MHD_Connection *c, int route, const char *pname, const char *who,
-                              const char *role, const char *path) {
-  od_sqlbuf b = {0};
+/* POST /pipelines/NAME/{pause,resume,snapshot}, /config/reload, for a caller allowed to: does it,
+ * fills the answer (*code, *type, body) and `detail` (what was done, for the record). */
+static void mutate(od_admin *a, struct MHD_Connection *c, int route, const char *pname, unsigned *code,
+                   const char **type, od_sqlbuf *b, char *detail, size_t dsize) {
+  *type = "text/plain; charset=utf-8";
   if (route == R_RELOAD) {
-    od_admin_record_action(who, role, "POST", path, true, "config reload requested (not implemented: 501)");
-    return reply_text(c, MHD_HTTP_NOT_IMPLEMENTED, "%s",
-                      "config reload is not implemented in this version: restart odsync to load a changed "
-                      "configuration\n");
+    snprintf(detail, dsize, "config reload requested (not implemented: 501)");
+    *code = MHD_HTTP_NOT_IMPLEMENTED;
+    od_sqlbuf_add(b, "config reload is not implemented in this version: restart odsync to load a changed "
+                     "configuration\n");
+    return;
   }
   od_pipeline *p = find_pipe(a, pname);
   if (!p) {
-    od_admin_record_action(who, role, "POST", path, true, "no such pipeline");
-    od_sqlbuf_addf(&b, "no pipeline named '%.64s'\n", pname);
-    return reply_buf(c, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", &b);
+    snprintf(detail, dsize, "no such pipeline");
+    *code = MHD_HTTP_NOT_FOUND;
+    od_sqlbuf_addf(b, "no pipeline named '%.64s'\n", pname);
+    return;
   }
+  *type = "application/json";
   if (route == R_PAUSE || route == R_RESUME) {
     od_pipeline_set_paused(p, route == R_PAUSE);
     /* Pause answers 200 once the reader holds (nothing more is read), 202 when it has not yet
@@ -188,11 +192,12 @@ static enum MHD_Result mutate(od_admin *a, struct MHD_Connection *c, int route, 
       held = atomic_load(&od_pipeline_get_stats(p)->pause_held) != 0;
       if (!held) nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 100 * 1000000L}, NULL);
     }
-    od_admin_record_action(who, role, "POST", path, true,
-                           route == R_RESUME ? "pipeline resumed" : held ? "pipeline paused" : "pipeline pause requested");
-    od_sqlbuf_addf(&b, "{\"pipeline\":\"%s\",\"paused\":%s,\"reading\":%s}\n", od_pipeline_name(p),
+    snprintf(detail, dsize, "%s",
+             route == R_RESUME ? "pipeline resumed" : held ? "pipeline paused" : "pipeline pause requested");
+    od_sqlbuf_addf(b, "{\"pipeline\":\"%s\",\"paused\":%s,\"reading\":%s}\n", od_pipeline_name(p),
                    route == R_PAUSE ? "true" : "false", route == R_PAUSE && held ? "false" : "true");
-    return reply_buf(c, held ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED, "application/json", &b);
+    *code = held ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED;
+    return;
   }
   /* R_SNAPSHOT: ?tables=schema.a,schema.b (absent: every captured table). */
   const od_pipeline_config *pc = NULL;
@@ -208,20 +213,17 @@ static enum MHD_Result mutate(od_admin *a, struct MHD_Connection *c, int route, 
   od_sqlbuf done = {0};
   od_error err = {0};
   int rc = pc ? od_isnap_request(pc, tables, nt, snap_report, &done, &err) : OD_FAIL(&err, OD_EINVAL, "no config");
-  char detail[600];
   if (rc) {
-    snprintf(detail, sizeof detail, "snapshot request failed: %.500s", err.msg);
-    od_admin_record_action(who, role, "POST", path, true, detail);
-    od_sqlbuf_free(&done);
-    od_sqlbuf_addf(&b, "%s\n", detail);
-    return reply_buf(c, rc == OD_ECONFIG || rc == OD_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_BAD_GATEWAY,
-                     "text/plain; charset=utf-8", &b);
+    snprintf(detail, dsize, "snapshot request failed: %.500s", err.msg);
+    *type = "text/plain; charset=utf-8";
+    *code = rc == OD_ECONFIG || rc == OD_EINVAL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_BAD_GATEWAY;
+    od_sqlbuf_addf(b, "%s\n", detail);
+  } else {
+    snprintf(detail, dsize, "snapshot requested: %.500s", done.p ? done.p : "");
+    *code = MHD_HTTP_ACCEPTED;
+    od_sqlbuf_addf(b, "{\"pipeline\":\"%s\",\"snapshot_requested\":\"%s\"}\n", pc->name, done.p ? done.p : "");
   }
-  snprintf(detail, sizeof detail, "snapshot requested: %.500s", done.p ? done.p : "");
-  od_admin_record_action(who, role, "POST", path, true, detail);
-  od_sqlbuf_addf(&b, "{\"pipeline\":\"%s\",\"snapshot_requested\":\"%s\"}\n", pc->name, done.p ? done.p : "");
   od_sqlbuf_free(&done);
-  return reply_buf(c, MHD_HTTP_ACCEPTED, "application/json", &b);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -259,19 +261,29 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     size_t wl = strlen(who);
     snprintf(who + wl, sizeof who - wl, "@%s", ip[0] ? ip : "?");
     printable_path(path, sizeof path, url);
-    if (role < need) {
+    bool allowed = role >= need;
+    unsigned code = MHD_HTTP_OK;
+    const char *type = "text/plain; charset=utf-8";
+    char detail[640];
+    od_sqlbuf b = {0};
+    if (!allowed) {
       if (role != OD_ROLE_NONE)
         snprintf(why, sizeof why, "role %s may not do this (needs %s)", od_admin_role_name(role),
                  od_admin_role_name(need));
-      od_admin_record_action(who, od_admin_role_name(role), method, path, false, why);
-      od_sqlbuf b = {0};
+      snprintf(detail, sizeof detail, "%s", why);
+      code = role == OD_ROLE_NONE ? MHD_HTTP_UNAUTHORIZED : MHD_HTTP_FORBIDDEN;
       od_sqlbuf_addf(&b, "%s: %s\n", role == OD_ROLE_NONE ? "authentication required" : "forbidden", why);
-      char *body = b.p;
-      if (b.oom) return reply_buf(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", &b);
-      return reply(c, role == OD_ROLE_NONE ? MHD_HTTP_UNAUTHORIZED : MHD_HTTP_FORBIDDEN, "text/plain; charset=utf-8",
-                   body, b.len, role == OD_ROLE_NONE ? "WWW-Authenticate" : NULL, "Bearer realm=\"odsync\"");
+    } else if (post) {
+      mutate(a, c, route, pname, &code, &type, &b, detail, sizeof detail);
     }
-    if (post) return mutate(a, c, route, pname, who, od_admin_role_name(role), path);
+    if (!allowed || post) {
+      /* The one place every access decision is recorded (admin_action.h). */
+      od_admin_record_action(who, od_admin_role_name(role), method, path, allowed, detail);
+      if (b.oom) return reply_buf(c, code, type, &b); /* answers 500 */
+      char *body = b.p;
+      return reply(c, code, type, body, b.len, code == MHD_HTTP_UNAUTHORIZED ? "WWW-Authenticate" : NULL,
+                   "Bearer realm=\"odsync\"");
+    }
   }
   od_sqlbuf b = {0};
   switch (route) {
