@@ -362,3 +362,56 @@ int od_seal_next(const unsigned char *buf, size_t size, size_t *pos, const od_ke
   if (rc == OD_OK) *pos += 4 + blen;
   return rc;
 }
+
+#define LINE_PREFIX "sealed:"
+
+bool od_seal_is_line(const char *line) { return strncmp(line, LINE_PREFIX, sizeof LINE_PREFIX - 1) == 0; }
+
+int od_seal_line(const od_keyring *kr, const char *name, uint64_t index, const void *text, size_t len, char **out,
+                 size_t *out_len, od_error *err) {
+  unsigned char *blob = NULL;
+  size_t blen = 0;
+  *out = NULL;
+  int rc = od_seal(kr, name, index, text, len, &blob, &blen, err);
+  if (rc) return rc;
+  size_t cap = sizeof LINE_PREFIX + 4 * ((blen + 2) / 3) + 2;
+  char *line = blen <= INT_MAX / 2 ? malloc(cap) : NULL;
+  if (!line) {
+    free(blob);
+    return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", name);
+  }
+  memcpy(line, LINE_PREFIX, sizeof LINE_PREFIX - 1);
+  int n = EVP_EncodeBlock((unsigned char *)line + sizeof LINE_PREFIX - 1, blob, (int)blen);
+  free(blob);
+  size_t l = sizeof LINE_PREFIX - 1 + (size_t)n;
+  line[l++] = '\n';
+  line[l] = '\0';
+  *out = line;
+  *out_len = l;
+  return OD_OK;
+}
+
+int od_open_line(const od_keyring *kr, const char *name, uint64_t index, const char *line, char **out,
+                 size_t *out_len, od_error *err) {
+  *out = NULL;
+  if (!od_seal_is_line(line))
+    return OD_FAIL(err, OD_EIO, "%s: record %llu is not a sealed line", name, (unsigned long long)index);
+  const char *b64 = line + sizeof LINE_PREFIX - 1;
+  size_t n = strlen(b64);
+  while (n && (b64[n - 1] == '\r' || b64[n - 1] == ' ')) n--;
+  if (n == 0 || n % 4 != 0 || n > (size_t)INT_MAX)
+    return OD_FAIL(err, OD_EIO, "%s: record %llu is not valid base64 (damaged)", name, (unsigned long long)index);
+  unsigned char *blob = malloc(n / 4 * 3 + 1);
+  if (!blob) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", name);
+  int got = EVP_DecodeBlock(blob, (const unsigned char *)b64, (int)n);
+  if (got < 0) {
+    free(blob);
+    return OD_FAIL(err, OD_EIO, "%s: record %llu is not valid base64 (damaged)", name, (unsigned long long)index);
+  }
+  size_t blen = (size_t)got - (b64[n - 1] == '=') - (b64[n - 2] == '=');
+  unsigned char *pt = NULL;
+  int rc = od_open(kr, name, index, blob, blen, &pt, out_len, err);
+  free(blob);
+  *out = (char *)pt;
+  return rc;
+}

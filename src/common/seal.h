@@ -22,6 +22,7 @@
  * How a writer adopts it (a spool segment, a dead-letter file):
  *  - whole files: od_seal_file_write(kr, path, data, len) (atomic: temp file, fsync, rename) and
  *    od_seal_file_read(kr, path, &data, &len);
+ *  - JSONL files: od_seal_line / od_open_line (one sealed record per line, index = line number);
  *  - append-only record files: od_seal_append(fd, kr, name, index, rec, len) writes one framed
  *    record (4-byte big-endian length + sealed blob); read them back in order with
  *    od_seal_next(buf, size, &pos, kr, name, index, &rec, &len) with index 0, 1, 2, ...
@@ -75,6 +76,15 @@ int od_open(const od_keyring *kr, const char *name, uint64_t index, const void *
 /* Whole files (one record, index 0, name = the path's base name). */
 int od_seal_file_write(const od_keyring *kr, const char *path, const void *data, size_t len, od_error *err);
 int od_seal_file_read(const od_keyring *kr, const char *path, unsigned char **out, size_t *out_len, od_error *err);
+
+/* Text lines (JSONL files): a record as one line "sealed:" + base64(blob) + "\n"; *out is
+ * malloc'd and NUL-terminated. od_open_line takes the line without its "\n" and returns the
+ * plaintext (NUL-terminated). od_seal_is_line tells a sealed line from a plain one. */
+int od_seal_line(const od_keyring *kr, const char *name, uint64_t index, const void *text, size_t len, char **out,
+                 size_t *out_len, od_error *err);
+int od_open_line(const od_keyring *kr, const char *name, uint64_t index, const char *line, char **out,
+                 size_t *out_len, od_error *err);
+bool od_seal_is_line(const char *line);
 
 /* Append-only record files (see above). */
 int od_seal_append(int fd, const od_keyring *kr, const char *name, uint64_t index, const void *rec, size_t len,

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/pipeline_metrics.h"
 #include "core/queue.h"
+#include "common/seal.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
 #include "core/targets.h"
@@ -60,6 +61,7 @@ struct od_pipeline {
   int64_t lock_checked_at; /* od_mono_us of the last lock_check (supervisor thread only) */
 
   od_pipeline_stats stats;
+  od_keyring *kr; /* encryption at rest (`encryption:`), or NULL; owned */
   od_error final_err;
   int final_rc;
 };
@@ -166,8 +168,14 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
   src->close(s);
   for (int i = 0; i < cfg->nsinks; i++)
     if ((rc = od_transforms_check(cfg, &cfg->sinks[i], err))) return rc;
+  od_keyring *kr = NULL;
+  if ((rc = od_keyring_from_config(root, &kr, err))) return rc;
   od_pipeline *p = calloc(1, sizeof *p);
-  if (!p) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
+  if (!p) {
+    od_keyring_free(kr);
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
+  }
+  p->kr = kr;
   p->root = root;
   p->cfg = cfg;
   p->source_ops = src;
@@ -466,7 +474,7 @@ static int run_session(od_pipeline *p, od_error *err) {
   for (int i = 0; i < p->nsinks; i++) runs[i] = (sink_run){.p = p, .ps = &p->sinks[i], .idx = i};
   reader r = {0};
   bool queue_ready = false;
-  int rc = od_schema_open(p->root->state_dir, cfg->name, cfg->schema_changes, &schema, err);
+  int rc = od_schema_open_sealed(p->root->state_dir, cfg->name, cfg->schema_changes, p->kr, &schema, err);
   if (rc) goto out;
   rc = p->source_ops->open(&cfg->source, cfg->name, &source, err);
   if (rc) goto out;
@@ -705,6 +713,7 @@ void od_pipeline_free(od_pipeline *p) {
   od_pipeline_metrics_free(p->stats.metrics);
   od_pos_cell_destroy(&p->stats.durable);
   for (int i = 0; i < p->nsinks; i++) od_pos_cell_destroy(&p->stats.sinks[i].durable);
+  od_keyring_free(p->kr);
   free(p);
 }
 
