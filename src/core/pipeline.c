@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/pipeline_metrics.h"
 #include "core/queue.h"
+#include "common/seal.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
 #include "core/targets.h"
@@ -60,6 +61,7 @@ struct od_pipeline {
   int64_t lock_checked_at; /* od_mono_us of the last lock_check (supervisor thread only) */
 
   od_pipeline_stats stats;
+  od_keyring *kr; /* encryption at rest (`encryption:`), or NULL; owned */
   od_error final_err;
   int final_rc;
 };
@@ -94,6 +96,7 @@ typedef struct reader {
 } reader;
 
 const char *od_pipeline_name(const od_pipeline *p) { return p->cfg->name; }
+void od_pipeline_set_paused(od_pipeline *p, bool paused) { atomic_store(&p->stats.paused, paused ? 1 : 0); }
 od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p) { return &p->stats; }
 bool od_pipeline_finished(od_pipeline *p) {
   /* A pipeline asked to stop before it was started is finished too. */
@@ -165,8 +168,14 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
   src->close(s);
   for (int i = 0; i < cfg->nsinks; i++)
     if ((rc = od_transforms_check(cfg, &cfg->sinks[i], err))) return rc;
+  od_keyring *kr = NULL;
+  if ((rc = od_keyring_from_config(root, &kr, err))) return rc;
   od_pipeline *p = calloc(1, sizeof *p);
-  if (!p) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
+  if (!p) {
+    od_keyring_free(kr);
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
+  }
+  p->kr = kr;
   p->root = root;
   p->cfg = cfg;
   p->source_ops = src;
@@ -469,7 +478,7 @@ static int run_session(od_pipeline *p, od_error *err) {
   for (int i = 0; i < p->nsinks; i++) runs[i] = (sink_run){.p = p, .ps = &p->sinks[i], .idx = i};
   reader r = {0};
   bool queue_ready = false;
-  int rc = od_schema_open(p->root->state_dir, cfg->name, cfg->schema_changes, &schema, err);
+  int rc = od_schema_open_sealed(p->root->state_dir, cfg->name, cfg->schema_changes, p->kr, &schema, err);
   if (rc) goto out;
   rc = p->source_ops->open(&cfg->source, cfg->name, &source, err);
   if (rc) goto out;
@@ -531,6 +540,15 @@ static int run_session(od_pipeline *p, od_error *err) {
                          .idle = reader_idle};
   while (!atomic_load(&p->stop) && !any_apply_failed(&r)) {
     if ((rc = lock_check(p, err))) break;
+    if (atomic_load(&p->stats.paused) && !r.cur) { /* paused between transactions: keep the link alive */
+      atomic_store(&p->stats.pause_held, 1);
+      od_pos durable = durable_of(p);
+      if ((rc = source->ops->ack(source, &durable, false, err))) break;
+      struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    atomic_store(&p->stats.pause_held, 0);
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
     if (rc) break;
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
@@ -540,6 +558,7 @@ static int run_session(od_pipeline *p, od_error *err) {
     od_pos durable = durable_of(p);
     if ((rc = source->ops->ack(source, &durable, false, err))) break;
   }
+  atomic_store(&p->stats.pause_held, 0);
   if (rc == OD_ECANCELLED && (atomic_load(&p->stop) || any_apply_failed(&r))) rc = OD_OK;
   /* Complete transactions still in hand are applied; a partial one is dropped (it was never
    * acknowledged, so the next session receives it again). */
@@ -698,6 +717,7 @@ void od_pipeline_free(od_pipeline *p) {
   od_pipeline_metrics_free(p->stats.metrics);
   od_pos_cell_destroy(&p->stats.durable);
   for (int i = 0; i < p->nsinks; i++) od_pos_cell_destroy(&p->stats.sinks[i].durable);
+  od_keyring_free(p->kr);
   free(p);
 }
 
