@@ -14,7 +14,7 @@ PACKAGES=(
   mariadb-server mariadb-client libmariadb-dev
   valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk
   libmicrohttpd-dev libcurl4-openssl-dev curl prometheus chromium python3
-  libjansson-dev # the http ingest source's JSON
+  libjwt-dev libjansson-dev openssl # admin API JWTs, the http ingest source's JSON; test certificates (docs/SECURITY.md)
   bzip2 tar apt # pg_regress_workload: apt-get source postgresql-15 (private apt state), unpack its tests
 )
 TEST_USER=odsync-test

@@ -128,6 +128,29 @@ typedef struct od_pipeline_config {
   od_breaker_config breaker;
 } od_pipeline_config;
 
+/* Roles of the admin API (docs/SECURITY.md); each includes the ones before it. */
+enum od_admin_role { OD_ROLE_NONE = 0, OD_ROLE_VIEWER = 1, OD_ROLE_OPERATOR = 2, OD_ROLE_ADMIN = 3 };
+
+/* A bearer token of `admin.tokens`. The value is a secret: zeroed by od_config_free, never shown. */
+typedef struct od_admin_token {
+  char *token;
+  int role;            /* enum od_admin_role */
+  int line, col;
+} od_admin_token;
+
+/* `admin.jwt`: JSON Web Tokens (HS256 with a shared secret, or RS256 with a public key file). */
+typedef struct od_admin_jwt_config {
+  bool enabled;
+  bool rs256;          /* algorithm: RS256 (public_key) or HS256 (secret) */
+  char *secret;        /* HS256 key (a secret: zeroed by od_config_free); NULL for RS256 */
+  char *public_key;    /* RS256: path of a PEM public key; NULL for HS256 */
+  char *audience;      /* required `aud` (string or list holding it); NULL: not checked */
+  char *issuer;        /* required `iss`; NULL: not checked */
+  char *role_claim;    /* claim naming the role; default "role" */
+  int leeway_s;        /* clock skew allowed on exp/nbf; default 30 */
+  int line, col;
+} od_admin_jwt_config;
+
 /* The admin HTTP server (metrics, health, status, dashboard); off when `admin:` is absent. */
 typedef struct od_admin_config {
   bool enabled;
@@ -135,6 +158,11 @@ typedef struct od_admin_config {
   char *host;          /* numeric address to bind: "127.0.0.1", "::1" ("localhost" becomes 127.0.0.1) */
   int port;            /* 1..65535 */
   int line, col;       /* of the listen value (of `admin:` when listen is absent) */
+  bool loopback;       /* host is 127.0.0.0/8 or ::1: authentication optional */
+  od_admin_token *tokens; /* `admin.tokens` (0..n) */
+  int ntokens;
+  od_admin_jwt_config jwt;
+  char *tls_cert, *tls_key; /* `admin.tls: { cert, key }` PEM files: HTTPS; NULL: plain HTTP */
 } od_admin_config;
 
 /* OpenTelemetry traces (OTLP/HTTP JSON); off when `tracing:` is absent. */
@@ -147,9 +175,23 @@ typedef struct od_tracing_config {
   int line, col;
 } od_tracing_config;
 
+/* `encryption:` — keys for encryption at rest (common/seal.h, docs/SECURITY.md). Each key is a
+ * reference (${env:}/${file:}); the first seals new records, all of them open old ones. */
+typedef struct od_encryption_key {
+  char *id;            /* key id stored with every sealed record */
+  char *key;           /* 64 hex digits or base64 of 32 bytes; a secret, zeroed by od_config_free */
+  int line, col;
+} od_encryption_key;
+
+typedef struct od_encryption_config {
+  od_encryption_key *keys; /* NULL when `encryption:` is absent */
+  int nkeys;
+} od_encryption_config;
+
 typedef struct od_config {
   char *file;          /* path the config was read from ("<string>" for od_config_parse) */
   od_admin_config admin;
+  od_encryption_config encryption;
   od_tracing_config tracing;
   char *state_dir;     /* default "./odsync-state" */
   char *log_level;     /* error|warn|info|debug; default info (key log_level, or log.level) */

@@ -5,6 +5,8 @@
 #include "cli/status_cmd.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,8 +45,8 @@ int od_cli_status(const char *config_path, const char *url) {
       od_config_free(cfg);
       return 2;
     }
-    bool v6 = strchr(cfg->admin.host, ':') != NULL;
-    snprintf(base, sizeof base, "http://%s%s%s:%d", v6 ? "[" : "", cfg->admin.host, v6 ? "]" : "", cfg->admin.port);
+    /* As written in admin.listen (a TLS certificate names "localhost", not 127.0.0.1). */
+    snprintf(base, sizeof base, "%s://%s", cfg->admin.tls_cert ? "https" : "http", cfg->admin.listen);
     od_config_free(cfg);
   }
   size_t bl = strlen(base);
@@ -69,7 +71,20 @@ int od_cli_status(const char *config_path, const char *url) {
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* An admin API with authentication: the token from the environment (never from argv, where
+     * other users could read it); a private CA for HTTPS. */
+    const char *token = getenv("ODSYNC_ADMIN_TOKEN"), *ca = getenv("ODSYNC_ADMIN_CACERT");
+    struct curl_slist *hdr = NULL;
+    char auth[8300];
+    if (token && *token && strlen(token) < 8192) {
+      snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+      hdr = curl_slist_append(NULL, auth);
+      curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    }
+    if (ca && *ca) curl_easy_setopt(c, CURLOPT_CAINFO, ca);
     rc = curl_easy_perform(c);
+    curl_slist_free_all(hdr);
+    OPENSSL_cleanse(auth, sizeof auth);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(c);
   }
@@ -78,6 +93,10 @@ int od_cli_status(const char *config_path, const char *url) {
   if (rc != CURLE_OK) {
     fprintf(stderr, "odsync: cannot reach the admin server at %s: %s (is `odsync run` going with this admin.listen?)\n",
             base, cerr[0] ? cerr : curl_easy_strerror(rc));
+    exit_code = 1;
+  } else if (code == 401 || code == 403) {
+    fprintf(stderr, "odsync: %s answered HTTP %ld: %s(set ODSYNC_ADMIN_TOKEN to a token with the viewer role)\n", full,
+            code, body.p ? body.p : "\n");
     exit_code = 1;
   } else if (code != 200) {
     fprintf(stderr, "odsync: %s answered HTTP %ld: %s", full, code, body.p ? body.p : "\n");

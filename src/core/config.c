@@ -11,6 +11,8 @@
  */
 #include "odsync/config.h"
 
+#include "common/seal.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -22,6 +24,7 @@
 #include <strings.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <openssl/crypto.h>
 #include <yaml.h>
 
 #define NAME_MAX_LEN 48
@@ -44,9 +47,17 @@
 #define QUEUE_BYTES_MIN MIB
 #define QUEUE_BYTES_MAX TIB
 
-static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin", "tracing", "pipelines", NULL};
+static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin", "tracing", "encryption", "pipelines",
+                                       NULL};
+static const char *const ENC_KEYS[] = {"keys", NULL};
+static const char *const ENC_KEY_KEYS[] = {"id", "key", NULL};
 static const char *const TRACING_KEYS[] = {"endpoint", "sample_ratio", "service_name", NULL};
-static const char *const ADMIN_KEYS[] = {"listen", NULL};
+static const char *const ADMIN_KEYS[] = {"listen", "tokens", "jwt", "tls", NULL};
+static const char *const ADMIN_TOKEN_KEYS[] = {"token", "role", NULL};
+static const char *const ADMIN_JWT_KEYS[] = {"algorithm", "secret", "public_key", "audience", "issuer",
+                                             "role_claim", "leeway_seconds", NULL};
+static const char *const ADMIN_TLS_KEYS[] = {"cert", "key", NULL};
+static const char *const ROLE_NAMES[] = {"viewer", "operator", "admin", NULL};
 static const char *const LOG_KEYS[] = {"level", "format", NULL};
 static const char *const LOG_FORMATS[] = {"text", "json", NULL};
 static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "sinks", "transforms", "batch", "queue",
@@ -546,6 +557,7 @@ static void free_section(od_config_section *s) {
   for (int i = 0; i < s->nentries; i++) {
     od_config_entry *e = &s->entries[i];
     free(e->key);
+    if (e->secret && e->value) OPENSSL_cleanse(e->value, strlen(e->value)); /* passwords, keys */
     free(e->value);
     for (int j = 0; j < e->nlist; j++) free(e->list[j]);
     free(e->list);
@@ -1091,6 +1103,129 @@ static int parse_tracing(pctx *p, od_tracing_config *t, const yaml_node_t *n) {
   return OD_OK;
 }
 
+/* encryption: { keys: [{ id: ID, key: "${env:NAME}" }, ...] } — the first key is current. Each key
+ * is checked here (a throwaway keyring) so that a bad key is a config error with its position. */
+static int parse_encryption(pctx *p, od_encryption_config *ec, const yaml_node_t *n) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "encryption",
+                       "a mapping such as { keys: [{ id: k1, key: \"${env:ODSYNC_STATE_KEY}\" }] }");
+  if (rc || (rc = check_mapping(p, n, "encryption")) || (rc = check_known(p, n, "encryption", ENC_KEYS))) return rc;
+  yaml_node_t *v = map_get(p, n, "keys");
+  if (!v) return fail_node(p, n, "encryption: missing required key 'keys'");
+  if ((rc = expect_kind(p, v, YAML_SEQUENCE_NODE, "encryption.keys", "a list of { id, key }"))) return rc;
+  size_t cnt = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (cnt == 0 || cnt > OD_SEAL_KEYS_MAX)
+    return fail_node(p, v, "encryption.keys: expected 1 to %d keys (the first one encrypts)", OD_SEAL_KEYS_MAX);
+  if (!(ec->keys = calloc(cnt, sizeof *ec->keys))) return oom(p->err, p->file);
+  od_keyring *kr = NULL;
+  if ((rc = od_keyring_new(&kr, p->err))) return rc;
+  for (size_t i = 0; i < cnt && rc == OD_OK; i++) {
+    yaml_node_t *it = yaml_document_get_node(p->doc, v->data.sequence.items.start[i]);
+    char path[64], what[600];
+    snprintf(path, sizeof path, "encryption.keys[%zu]", i);
+    if ((rc = expect_kind(p, it, YAML_MAPPING_NODE, path, "a mapping { id: ID, key: \"${env:NAME}\" }")) ||
+        (rc = check_mapping(p, it, path)) || (rc = check_known(p, it, path, ENC_KEY_KEYS)))
+      break;
+    od_encryption_key *k = &ec->keys[ec->nkeys++];
+    yaml_node_t *iv = map_get(p, it, "id"), *kv = map_get(p, it, "key");
+    if (!iv || !kv) {
+      rc = fail_node(p, it, "%s: both 'id' and 'key' are required", path);
+      break;
+    }
+    bool secret = false;
+    if ((rc = scalar_value(p, iv, "encryption id", &k->id, &secret))) break;
+    snprintf(what, sizeof what, "%s.key", path);
+    if ((rc = scalar_value(p, kv, what, &k->key, &secret))) break;
+    k->line = nline(kv);
+    k->col = ncol(kv);
+    if (!secret) {
+      rc = fail_node(p, kv, "%s.key: write the key as a reference (\"${env:NAME}\" or \"${file:PATH}\"), not "
+                     "in the configuration file", path);
+      break;
+    }
+    snprintf(what, sizeof what, "%s:%d:%d: %s", p->file, k->line, k->col, path);
+    rc = od_keyring_add(kr, k->id, k->key, i == 0, what, p->err);
+  }
+  od_keyring_free(kr);
+  return rc;
+}
+
+/* admin.tokens: [{ token: SECRET, role: viewer|operator|admin }, ...] */
+static int parse_admin_tokens(pctx *p, od_admin_config *a, const yaml_node_t *v) {
+  int rc = expect_kind(p, v, YAML_SEQUENCE_NODE, "admin.tokens",
+                       "a list such as [{ token: \"${env:ODSYNC_ADMIN_TOKEN}\", role: operator }]");
+  if (rc) return rc;
+  size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (n == 0) return fail_node(p, v, "admin.tokens is empty; expected at least one { token, role }");
+  if (!(a->tokens = calloc(n, sizeof *a->tokens))) return oom(p->err, p->file);
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *it = yaml_document_get_node(p->doc, v->data.sequence.items.start[i]);
+    char path[64];
+    snprintf(path, sizeof path, "admin.tokens[%zu]", i);
+    if ((rc = expect_kind(p, it, YAML_MAPPING_NODE, path, "a mapping { token: SECRET, role: viewer }")) ||
+        (rc = check_mapping(p, it, path)) || (rc = check_known(p, it, path, ADMIN_TOKEN_KEYS)))
+      return rc;
+    od_admin_token *t = &a->tokens[a->ntokens++];
+    yaml_node_t *tv = map_get(p, it, "token"), *rv = map_get(p, it, "role");
+    if (!tv || !rv) return fail_node(p, it, "%s: both 'token' and 'role' are required", path);
+    char sub[80];
+    snprintf(sub, sizeof sub, "%s.token", path);
+    bool secret = false;
+    if ((rc = scalar_value(p, tv, sub, &t->token, &secret))) return rc;
+    t->line = nline(tv);
+    t->col = ncol(tv);
+    if (strlen(t->token) < 16)
+      return fail_node(p, tv, "%s: a token must be at least 16 characters (use e.g. 32 random bytes in hex: "
+                       "openssl rand -hex 32)", sub);
+    snprintf(sub, sizeof sub, "%s.role", path);
+    int role = 0;
+    if ((rc = parse_choice(p, rv, sub, ROLE_NAMES, "a role", "viewer, operator, admin", &role))) return rc;
+    t->role = role + 1;
+  }
+  return OD_OK;
+}
+
+/* admin.jwt: { algorithm: HS256|RS256, secret | public_key, audience, issuer, role_claim, leeway_seconds } */
+static int parse_admin_jwt(pctx *p, od_admin_jwt_config *j, const yaml_node_t *v) {
+  int rc = expect_kind(p, v, YAML_MAPPING_NODE, "admin.jwt",
+                       "a mapping such as { algorithm: HS256, secret: \"${env:ODSYNC_JWT_SECRET}\" }");
+  if (rc || (rc = check_mapping(p, v, "admin.jwt")) || (rc = check_known(p, v, "admin.jwt", ADMIN_JWT_KEYS))) return rc;
+  static const char *const ALGS[] = {"HS256", "RS256", NULL};
+  yaml_node_t *x = map_get(p, v, "algorithm");
+  if (!x) return fail_node(p, v, "admin.jwt: missing required key 'algorithm' (HS256 or RS256)");
+  int alg = 0;
+  if ((rc = parse_choice(p, x, "admin.jwt.algorithm", ALGS, "a JWT algorithm", "HS256, RS256", &alg))) return rc;
+  j->rs256 = alg == 1;
+  j->line = nline(v);
+  j->col = ncol(v);
+  bool secret = false;
+  yaml_node_t *sec = map_get(p, v, "secret"), *pk = map_get(p, v, "public_key");
+  if (!j->rs256) {
+    if (!sec || pk)
+      return fail_node(p, v, "admin.jwt: HS256 takes 'secret' (by reference: \"${env:ODSYNC_JWT_SECRET}\") and no "
+                       "public_key");
+    if ((rc = scalar_value(p, sec, "admin.jwt.secret", &j->secret, &secret))) return rc;
+    if (strlen(j->secret) < 32)
+      return fail_node(p, sec, "admin.jwt.secret: an HS256 secret must be at least 32 bytes");
+  } else {
+    if (!pk || sec) return fail_node(p, v, "admin.jwt: RS256 takes 'public_key' (a PEM file) and no secret");
+    if ((rc = scalar_value(p, pk, "admin.jwt.public_key", &j->public_key, &secret))) return rc;
+  }
+  if ((x = map_get(p, v, "audience")) && (rc = scalar_value(p, x, "admin.jwt.audience", &j->audience, &secret)))
+    return rc;
+  if ((x = map_get(p, v, "issuer")) && (rc = scalar_value(p, x, "admin.jwt.issuer", &j->issuer, &secret))) return rc;
+  if ((x = map_get(p, v, "role_claim"))) {
+    if ((rc = scalar_value(p, x, "admin.jwt.role_claim", &j->role_claim, &secret))) return rc;
+  } else if (!(j->role_claim = xstrdup("role"))) {
+    return oom(p->err, p->file);
+  }
+  long leeway = 30;
+  if ((x = map_get(p, v, "leeway_seconds")) && (rc = num_long(p, x, "admin.jwt.leeway_seconds", 0, 600, &leeway)))
+    return rc;
+  j->leeway_s = (int)leeway;
+  j->enabled = true;
+  return OD_OK;
+}
+
 /* admin: { listen: "HOST:PORT" } — HOST a numeric IPv4 address, [IPv6] in brackets, or localhost. */
 static int parse_admin(pctx *p, od_admin_config *a, const yaml_node_t *n) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, "admin", "a mapping such as { listen: \"127.0.0.1:7070\" }");
@@ -1129,6 +1264,23 @@ static int parse_admin(pctx *p, od_admin_config *a, const yaml_node_t *n) {
     return fail_node(p, v, "admin.listen %s: the port must be a number from 1 to 65535", shown_v);
   if (!(a->host = xstrdup(host))) return oom(p->err, p->file);
   a->port = (int)port;
+  a->loopback = strncmp(a->host, "127.", 4) == 0 || strcmp(a->host, "::1") == 0;
+  if ((v = map_get(p, n, "tokens")) && (rc = parse_admin_tokens(p, a, v))) return rc;
+  if ((v = map_get(p, n, "jwt")) && (rc = parse_admin_jwt(p, &a->jwt, v))) return rc;
+  if ((v = map_get(p, n, "tls"))) {
+    if ((rc = expect_kind(p, v, YAML_MAPPING_NODE, "admin.tls", "a mapping { cert: FILE, key: FILE }")) ||
+        (rc = check_mapping(p, v, "admin.tls")) || (rc = check_known(p, v, "admin.tls", ADMIN_TLS_KEYS)))
+      return rc;
+    yaml_node_t *c = map_get(p, v, "cert"), *k = map_get(p, v, "key");
+    if (!c || !k) return fail_node(p, v, "admin.tls: both 'cert' and 'key' are required (PEM files)");
+    if ((rc = scalar_value(p, c, "admin.tls.cert", &a->tls_cert, &secret)) ||
+        (rc = scalar_value(p, k, "admin.tls.key", &a->tls_key, &secret)))
+      return rc;
+  }
+  if (!a->loopback && a->ntokens == 0 && !a->jwt.enabled)
+    return fail_node(p, n, "admin.listen %s listens beyond loopback, where the admin API requires authentication: "
+                     "add admin.tokens (e.g. tokens: [{ token: \"${env:ODSYNC_ADMIN_TOKEN}\", role: viewer }]) or "
+                     "admin.jwt, or listen on 127.0.0.1 (docs/SECURITY.md)", shown_v);
   a->enabled = true;
   return OD_OK;
 }
@@ -1204,6 +1356,7 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
 
   if ((v = map_get(p, root, "admin")) && (rc = parse_admin(p, &cfg->admin, v))) return rc;
   if ((v = map_get(p, root, "tracing")) && (rc = parse_tracing(p, &cfg->tracing, v))) return rc;
+  if ((v = map_get(p, root, "encryption")) && (rc = parse_encryption(p, &cfg->encryption, v))) return rc;
 
   if (!(v = map_get(p, root, "pipelines")))
     return fail_node(p, root, "missing required key 'pipelines'; expected a list with at least one "
@@ -1341,6 +1494,27 @@ void od_config_free(od_config *cfg) {
   free(cfg->log_level);
   free(cfg->log_format);
   free(cfg->admin.listen);
+  for (int i = 0; i < cfg->admin.ntokens; i++) {
+    char *t = cfg->admin.tokens[i].token;
+    if (t) OPENSSL_cleanse(t, strlen(t));
+    free(t);
+  }
+  free(cfg->admin.tokens);
+  for (int i = 0; i < cfg->encryption.nkeys; i++) {
+    char *k = cfg->encryption.keys[i].key;
+    if (k) OPENSSL_cleanse(k, strlen(k));
+    free(k);
+    free(cfg->encryption.keys[i].id);
+  }
+  free(cfg->encryption.keys);
+  if (cfg->admin.jwt.secret) OPENSSL_cleanse(cfg->admin.jwt.secret, strlen(cfg->admin.jwt.secret));
+  free(cfg->admin.jwt.secret);
+  free(cfg->admin.jwt.public_key);
+  free(cfg->admin.jwt.audience);
+  free(cfg->admin.jwt.issuer);
+  free(cfg->admin.jwt.role_claim);
+  free(cfg->admin.tls_cert);
+  free(cfg->admin.tls_key);
   free(cfg->tracing.endpoint);
   free(cfg->tracing.service_name);
   free(cfg->admin.host);

@@ -23,6 +23,7 @@
 #include "core/pipeline_metrics.h"
 #include "core/poison.h"
 #include "core/queue.h"
+#include "common/seal.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
 #include "core/targets.h"
@@ -67,6 +68,7 @@ struct od_pipeline {
 
   od_pipeline_stats stats;
   bool poison_restart; /* this session follows a poison-row restart (supervisor thread only) */
+  od_keyring *kr; /* encryption at rest (`encryption:`), or NULL; owned */
   od_error final_err;
   int final_rc;
 };
@@ -101,6 +103,7 @@ typedef struct reader {
 } reader;
 
 const char *od_pipeline_name(const od_pipeline *p) { return p->cfg->name; }
+void od_pipeline_set_paused(od_pipeline *p, bool paused) { atomic_store(&p->stats.paused, paused ? 1 : 0); }
 od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p) { return &p->stats; }
 bool od_pipeline_finished(od_pipeline *p) {
   /* A pipeline asked to stop before it was started is finished too. */
@@ -176,8 +179,14 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
   src->close(s);
   for (int i = 0; i < cfg->nsinks; i++)
     if ((rc = od_transforms_check(cfg, &cfg->sinks[i], err))) return rc;
+  od_keyring *kr = NULL;
+  if ((rc = od_keyring_from_config(root, &kr, err))) return rc;
   od_pipeline *p = calloc(1, sizeof *p);
-  if (!p) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
+  if (!p) {
+    od_keyring_free(kr);
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
+  }
+  p->kr = kr;
   p->root = root;
   p->cfg = cfg;
   p->source_ops = src;
@@ -503,7 +512,7 @@ static int run_session(od_pipeline *p, od_error *err) {
   for (int i = 0; i < p->nsinks; i++) runs[i] = (sink_run){.p = p, .ps = &p->sinks[i], .idx = i};
   reader r = {0};
   bool queue_ready = false;
-  int rc = od_schema_open(p->root->state_dir, cfg->name, cfg->schema_changes, &schema, err);
+  int rc = od_schema_open_sealed(p->root->state_dir, cfg->name, cfg->schema_changes, p->kr, &schema, err);
   if (rc) goto out;
   rc = p->source_ops->open(&cfg->source, cfg->name, &source, err);
   if (rc) goto out;
@@ -568,6 +577,15 @@ static int run_session(od_pipeline *p, od_error *err) {
                          .idle = reader_idle};
   while (!atomic_load(&p->stop) && !any_apply_failed(&r)) {
     if ((rc = lock_check(p, err))) break;
+    if (atomic_load(&p->stats.paused) && !r.cur) { /* paused between transactions: keep the link alive */
+      atomic_store(&p->stats.pause_held, 1);
+      od_pos durable = durable_of(p);
+      if ((rc = source->ops->ack(source, &durable, false, err))) break;
+      struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    atomic_store(&p->stats.pause_held, 0);
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
     if (rc) break;
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
@@ -577,6 +595,7 @@ static int run_session(od_pipeline *p, od_error *err) {
     od_pos durable = durable_of(p);
     if ((rc = source->ops->ack(source, &durable, false, err))) break;
   }
+  atomic_store(&p->stats.pause_held, 0);
   if (rc == OD_ECANCELLED && (atomic_load(&p->stop) || any_apply_failed(&r))) rc = OD_OK;
   /* Complete transactions still in hand are applied; a partial one is dropped (it was never
    * acknowledged, so the next session receives it again). */
@@ -781,6 +800,7 @@ void od_pipeline_free(od_pipeline *p) {
     od_pos_cell_destroy(&p->stats.sinks[i].durable);
     od_breaker_destroy(&p->sinks[i].breaker);
   }
+  od_keyring_free(p->kr);
   free(p);
 }
 

@@ -78,6 +78,8 @@ typedef struct od_pipeline_stats {
   _Atomic uint64_t queued_rows;       /* rows waiting between reader and appliers */
   _Atomic uint64_t sessions;          /* sessions started (1 + restarts) */
   _Atomic int state;                  /* od_pipeline_state */
+  _Atomic int paused;                 /* 1: reading paused by the operator (od_pipeline_set_paused) */
+  _Atomic int pause_held;             /* 1: the reader is holding (paused, between transactions) */
   int nsinks;                         /* entries of sinks[] (fixed when the pipeline is made) */
   od_sink_stats sinks[OD_SINKS_MAX];
   od_snapshot_stats snapshot;         /* the initial snapshot's progress */
@@ -113,6 +115,11 @@ bool od_pipeline_finished(od_pipeline *p);
 int od_pipeline_wait(od_pipeline *p, od_error *err);
 void od_pipeline_free(od_pipeline *p);
 
+/* Pause or resume reading (admin API, operator role). While paused the reader stops taking
+ * changes from the source after the current transaction; what is queued is still applied and
+ * the source connection is kept alive (standby status). Paused pipelines stay paused across
+ * their reconnects; not across a restart of odsync. */
+void od_pipeline_set_paused(od_pipeline *p, bool paused);
 const char *od_pipeline_name(const od_pipeline *p);
 od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p);
 

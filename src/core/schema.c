@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/seal.h"
 #include "core/log.h"
 #include "core/schema_json.h"
 
@@ -53,7 +54,14 @@ struct od_schema {
   sch_src **slots; /* open addressing by src pointer */
   size_t nslots, nsrcs;
   uint64_t changes; /* versions after the first recorded since open (metrics) */
+  const od_keyring *kr; /* borrowed; non-NULL: every line is sealed (encryption at rest) */
+  uint64_t nrecords;    /* non-blank lines in the file: the next line's seal index */
 };
+
+static const char *file_name(const od_schema *s) {
+  const char *b = strrchr(s->path, '/');
+  return b ? b + 1 : s->path;
+}
 
 static const char *const POLICY_NAMES[] = {"apply", "ignore", "stop"};
 
@@ -247,6 +255,13 @@ static void qualified(const od_relation *rel, char *buf, size_t size) {
 
 /* Append one line (already ending in '\n') and fsync; on failure the file is cut back. */
 static int append_line(od_schema *s, const char *line, size_t len, od_error *err) {
+  char *sealed = NULL;
+  if (s->kr) { /* the JSON without its newline, sealed as record nrecords of this file */
+    int rc = od_seal_line(s->kr, file_name(s), s->nrecords, line, len - 1, &sealed, &len, err);
+    if (rc) return rc;
+    line = sealed;
+  }
+  int rc = OD_OK;
   size_t done = 0;
   while (done < len) {
     ssize_t n = write(s->fd, line + done, len - done);
@@ -254,16 +269,66 @@ static int append_line(od_schema *s, const char *line, size_t len, od_error *err
     if (n <= 0) {
       int e = n < 0 ? errno : EIO;
       if (ftruncate(s->fd, s->size) != 0) { /* keep the file made of whole lines */ }
-      return OD_FAIL_RETRY(err, OD_EIO, "schema history %s: cannot append: %s", s->path, strerror(e));
+      rc = OD_FAIL_RETRY(err, OD_EIO, "schema history %s: cannot append: %s", s->path, strerror(e));
+      break;
     }
     done += (size_t)n;
   }
-  if (fsync(s->fd) != 0) {
+  if (!rc && fsync(s->fd) != 0) {
     int e = errno;
     if (ftruncate(s->fd, s->size) != 0) { /* as above */ }
-    return OD_FAIL_RETRY(err, OD_EIO, "schema history %s: fsync failed: %s", s->path, strerror(e));
+    rc = OD_FAIL_RETRY(err, OD_EIO, "schema history %s: fsync failed: %s", s->path, strerror(e));
   }
+  free(sealed);
+  if (rc) return rc;
   s->size += (off_t)len;
+  s->nrecords++;
+  return OD_OK;
+}
+
+/* Rewrite a plain history sealed (encryption was just configured): temp file, fsync, rename. */
+static int seal_existing(od_schema *s, char *text, size_t complete, od_error *err) {
+  size_t plen = strlen(s->path);
+  char *tmp = malloc(plen + 8);
+  if (!tmp) return OD_FAIL(err, OD_ENOMEM, "schema history %s: out of memory", s->path);
+  snprintf(tmp, plen + 8, "%s.tmp", s->path);
+  int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int rc = fd < 0 ? OD_FAIL(err, OD_EIO, "schema history %s: cannot create %s: %s", s->path, tmp, strerror(errno))
+                  : OD_OK;
+  uint64_t idx = 0;
+  off_t size = 0;
+  for (size_t pos = 0; !rc && pos < complete;) {
+    char *nl = memchr(text + pos, '\0', complete - pos); /* load() ended every line with a NUL */
+    size_t len = (size_t)(nl - (text + pos));
+    const char *line = text + pos;
+    pos += len + 1;
+    if (!line[strspn(line, " \t\r")]) continue;
+    char *sl = NULL;
+    size_t sll = 0;
+    rc = od_seal_line(s->kr, file_name(s), idx++, line, len, &sl, &sll, err);
+    if (!rc && write(fd, sl, sll) != (ssize_t)sll)
+      rc = OD_FAIL(err, OD_EIO, "schema history %s: cannot write %s: %s", s->path, tmp, strerror(errno));
+    size += (off_t)sll;
+    free(sl);
+  }
+  if (!rc && fsync(fd) != 0) rc = OD_FAIL(err, OD_EIO, "schema history %s: fsync failed: %s", tmp, strerror(errno));
+  if (!rc && rename(tmp, s->path) != 0)
+    rc = OD_FAIL(err, OD_EIO, "schema history %s: cannot replace it: %s", s->path, strerror(errno));
+  if (rc) {
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+    free(tmp);
+    return rc;
+  }
+  free(tmp);
+  close(s->fd);
+  close(fd);
+  s->fd = open(s->path, O_RDWR | O_APPEND | O_CLOEXEC);
+  if (s->fd < 0) return OD_FAIL(err, OD_EIO, "schema history %s: cannot reopen: %s", s->path, strerror(errno));
+  s->size = size;
+  s->nrecords = idx;
+  od_info("schema history %s: encrypted with key %s (it was plain text; encryption is configured)", s->path,
+          od_keyring_current(s->kr));
   return OD_OK;
 }
 
@@ -327,6 +392,25 @@ static int load(od_schema *s, od_error *err) {
   s->size = (off_t)complete;
   int rc = OD_OK;
   int lineno = 0;
+  /* Encrypted or plain: all lines one way. A mix means lines were put in by hand (or removed). */
+  size_t nsealed = 0, nplain = 0;
+  for (size_t pos = 0; pos < complete;) {
+    const char *line = text + pos, *nl = memchr(line, '\n', complete - pos);
+    pos = (size_t)(nl - text) + 1;
+    if (line[strspn(line, " \t\r")] == '\n') continue;
+    if (od_seal_is_line(line)) nsealed++;
+    else nplain++;
+  }
+  if (nsealed && (nplain || !s->kr)) {
+    free(text);
+    return OD_FAIL(err, OD_ESCHEMA, "schema history %s: %s; refusing to read it (restore the file from a backup, or "
+                   "remove it to start a new history)", s->path,
+                   nplain ? "encrypted and plain-text lines are mixed: the file was altered"
+                          : "the file is encrypted but encryption.keys is not configured (add the keys it was "
+                            "written with)");
+  }
+  bool migrate = s->kr && nplain > 0;
+  char *plain = NULL;
   for (size_t pos = 0; pos < complete && rc == OD_OK;) {
     char *nl = memchr(text + pos, '\n', complete - pos);
     *nl = '\0';
@@ -334,6 +418,17 @@ static int load(od_schema *s, od_error *err) {
     const char *line = text + pos;
     pos = (size_t)(nl - text) + 1;
     if (!line[strspn(line, " \t\r")]) continue;
+    free(plain);
+    plain = NULL;
+    if (nsealed) {
+      size_t plen = 0;
+      if ((rc = od_open_line(s->kr, file_name(s), s->nrecords, line, &plain, &plen, err))) {
+        od_error_prefix(err, "schema history %s:%d: ", s->path, lineno);
+        break;
+      }
+      line = plain;
+    }
+    s->nrecords++;
     od_schema_json_rec r;
     char why[160];
     if (od_schema_json_parse(line, &r, why, sizeof why) != OD_OK) {
@@ -361,12 +456,19 @@ static int load(od_schema *s, od_error *err) {
     free(r.table);
     if (rc) version_free(v);
   }
+  free(plain);
+  if (!rc && migrate) rc = seal_existing(s, text, complete, err);
   free(text);
   return rc;
 }
 
 int od_schema_open(const char *state_dir, const char *pipeline, int policy, od_schema **out,
                    od_error *err) {
+  return od_schema_open_sealed(state_dir, pipeline, policy, NULL, out, err);
+}
+
+int od_schema_open_sealed(const char *state_dir, const char *pipeline, int policy, const od_keyring *kr,
+                          od_schema **out, od_error *err) {
   if (policy < OD_SCHEMA_APPLY || policy > OD_SCHEMA_STOP)
     return OD_FAIL(err, OD_EINVAL, "pipeline %s: unknown schema_changes policy %d", pipeline, policy);
   if (mkdir(state_dir, 0700) != 0 && errno != EEXIST)
@@ -375,6 +477,7 @@ int od_schema_open(const char *state_dir, const char *pipeline, int policy, od_s
   if (!s) return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", pipeline);
   s->fd = -1;
   s->policy = policy;
+  s->kr = kr;
   size_t n = strlen(state_dir) + strlen(pipeline) + 32;
   s->path = malloc(n);
   s->pipeline = strdup(pipeline);

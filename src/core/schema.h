@@ -30,6 +30,15 @@ typedef struct od_schema od_schema;
  * any other malformed line is an error naming FILE:LINE. */
 int od_schema_open(const char *state_dir, const char *pipeline, int policy, od_schema **out,
                    od_error *err);
+/* The same with encryption at rest (common/seal.h): with a keyring (borrowed, must outlive the
+ * schema) every line is written sealed ("sealed:<base64>", bound to the file name and the line's
+ * index), and read back only when it authenticates; a plain history is rewritten sealed when it is
+ * first opened with a keyring. A sealed history without a keyring, a mix of sealed and plain
+ * lines, or a line that does not authenticate (edited, swapped, deleted from the middle) fails
+ * with an error naming FILE:LINE. kr NULL: od_schema_open. */
+typedef struct od_keyring od_keyring;
+int od_schema_open_sealed(const char *state_dir, const char *pipeline, int policy, const od_keyring *kr,
+                          od_schema **out, od_error *err);
 
 /* Called by the reader for every new relation version before any change uses it (rel is mutable
  * here). Compares it with the recorded versions of the same table (schema.name): the same shape

@@ -1,14 +1,20 @@
 /* admin.h — the admin HTTP server (libmicrohttpd): GET /metrics (Prometheus text), /healthz,
  * /readyz, /status (JSON; ?format=text for a terminal table; ?history=1 with chart series) and
- * / (the dashboard, compiled into the binary).
+ * / (the dashboard, compiled into the binary); with a role (admin_auth.h, docs/SECURITY.md)
+ * POST /pipelines/NAME/pause|resume|snapshot (operator) and /config/reload (admin: 501). HTTPS
+ * when admin.tls is set.
  *
  * Owns: the listening socket, libmicrohttpd's daemon and its one polling thread, the sampler
  * thread (one status sample per second), the od_status_view. A slow or hostile client costs the
  * pipelines nothing: requests are served on the server's own thread from atomics and the
  * metrics registry; connections are capped (in total and per IP), time out when idle, and get
  * a small memory budget (huge headers are answered 431).
- * Borrows the pipelines (they must outlive od_admin_stop) and the metrics registry.
- * Never touches: the pipelines' control (it never stops or starts one), sources, sinks.
+ * Owns also the credential checker (od_admin_auth) and the TLS certificate and key text (the key
+ * wiped when freed). Borrows the pipelines and the config (they must outlive od_admin_stop) and
+ * the metrics registry.
+ * Never touches: a pipeline's lifecycle (it never stops or starts one; operators may pause its
+ * reading), sources and sinks except through od_isnap_request for a snapshot request (which
+ * runs on the server's thread: the server answers nothing else while it connects).
  */
 #ifndef ODSYNC_ADMIN_H
 #define ODSYNC_ADMIN_H

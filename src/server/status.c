@@ -226,6 +226,8 @@ int od_status_json(od_status_view *s, bool history, od_sqlbuf *o) {
     json_str(o, r.name);
     od_sqlbuf_addf(o, ",\"state\":\"%s\",\"ready\":%s", od_pipeline_state_name(r.state),
                    r.state == OD_PIPELINE_STREAMING || r.state == OD_PIPELINE_SNAPSHOT ? "true" : "false");
+    od_sqlbuf_addf(o, ",\"paused\":%s",
+                   atomic_load(&od_pipeline_get_stats(s->pipes[i])->paused) ? "true" : "false");
     if (r.pm) {
       od_sqlbuf_add(o, ",\"source\":");
       json_str(o, r.pm->source);

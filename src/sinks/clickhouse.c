@@ -99,8 +99,8 @@ static void ch_close(od_sink *base) {
 
 static int ch_open(const od_config_section *cfg, const char *name, od_sink **out, od_error *err) {
   static const char *const keys[] = {"url", "database", "user", "password", "compression", "timeout_ms",
-                                     "view_suffix", "tls_verify", "buffer_mib", NULL};
-  const char *url, *database, *user, *password, *compression, *suffix;
+                                     "view_suffix", "tls_verify", "buffer_mib", "ca_file", NULL};
+  const char *url, *database, *user, *password, *compression, *suffix, *ca_file;
   long timeout_ms, buffer_mib;
   bool tls_verify;
   int rc = od_config_check_keys(cfg, keys, err);
@@ -113,6 +113,7 @@ static int ch_open(const od_config_section *cfg, const char *name, od_sink **out
   if (!rc) rc = od_config_string(cfg, "view_suffix", "_current", &suffix, err);
   if (!rc) rc = od_config_bool(cfg, "tls_verify", true, &tls_verify, err);
   if (!rc) rc = od_config_int(cfg, "buffer_mib", 64, 1, 65536, &buffer_mib, err);
+  if (!rc) rc = od_config_string(cfg, "ca_file", NULL, &ca_file, err);
   if (rc) return rc;
   if (strcmp(compression, "none") != 0 && strcmp(compression, "gzip") != 0) {
     const od_config_entry *e = od_config_find(cfg, "compression");
@@ -146,7 +147,8 @@ static int ch_open(const od_config_section *cfg, const char *name, od_sink **out
     return OD_FAIL(err, OD_ENOMEM, "clickhouse sink: out of memory");
   }
   ch_http_options ho = {.url = url, .user = user, .password = password, .database = "default",
-                        .gzip = !strcmp(compression, "gzip"), .timeout_ms = timeout_ms, .tls_verify = tls_verify};
+                        .gzip = !strcmp(compression, "gzip"), .timeout_ms = timeout_ms, .tls_verify = tls_verify,
+                        .ca_file = ca_file};
   if ((rc = ch_http_open(&s->http, &ho, err))) {
     ch_close(&s->base);
     return rc;

@@ -60,6 +60,7 @@ int ch_http_open(ch_http *h, const ch_http_options *opt, od_error *err) {
   curl_easy_setopt(c, CURLOPT_PASSWORD, h->password ? h->password : "");
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, opt->tls_verify ? 1L : 0L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, opt->tls_verify ? 2L : 0L);
+  if (opt->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, opt->ca_file); /* libcurl copies it */
   if (h->gzip) curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
   return OD_OK;
 }

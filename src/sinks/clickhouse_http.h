@@ -40,6 +40,7 @@ typedef struct ch_http_options {
   bool gzip;
   long timeout_ms;
   bool tls_verify;
+  const char *ca_file;  /* PEM CA bundle for https (a private CA); NULL: the system's */
 } ch_http_options;
 
 int ch_http_open(ch_http *h, const ch_http_options *opt, od_error *err);

@@ -132,3 +132,45 @@ TEST(tracing_section) {
             "cfg.yaml:1:58: tracing.sample_ratio: '2' is not a number above 0 and at most 1");
   CHECK_CONTAINS(parse_err("tracing: { sample_ratio: 1 }\n" PIPE, &e), "cfg.yaml:1:10: tracing: missing required key 'endpoint'");
 }
+
+TEST(admin_auth_section) {
+  setenv("ODSYNC_TEST_TOK", "0123456789abcdef-token", 1);
+  setenv("ODSYNC_TEST_JWT", "0123456789abcdef0123456789abcdef-jwt", 1);
+  od_config *c = parse_ok("admin:\n  listen: \"0.0.0.0:7070\"\n"
+                          "  tokens: [{ token: \"${env:ODSYNC_TEST_TOK}\", role: operator }]\n"
+                          "  jwt: { algorithm: HS256, secret: \"${env:ODSYNC_TEST_JWT}\", audience: a, issuer: i }\n"
+                          "  tls: { cert: /c.pem, key: /k.pem }\n" PIPE);
+  CHECK(!c->admin.loopback);
+  CHECK_INT(c->admin.ntokens, 1);
+  CHECK_INT(c->admin.tokens[0].role, OD_ROLE_OPERATOR);
+  CHECK_STR(c->admin.tokens[0].token, "0123456789abcdef-token");
+  CHECK(c->admin.jwt.enabled && !c->admin.jwt.rs256);
+  CHECK_STR(c->admin.jwt.role_claim, "role");
+  CHECK_INT(c->admin.jwt.leeway_s, 30);
+  CHECK_STR(c->admin.tls_cert, "/c.pem");
+  od_config_free(c);
+  c = parse_ok("admin: { listen: \"[::1]:7070\", jwt: { algorithm: RS256, public_key: /p.pem, role_claim: r } }\n" PIPE);
+  CHECK(c->admin.loopback && c->admin.jwt.rs256);
+  CHECK_STR(c->admin.jwt.public_key, "/p.pem");
+  od_config_free(c);
+  od_error e;
+  CHECK_CONTAINS(parse_err("admin:\n  listen: \"0.0.0.0:7070\"\n" PIPE, &e),
+                 "cfg.yaml:2:3: admin.listen '0.0.0.0:7070' listens beyond loopback, where the admin API requires "
+                 "authentication");
+  CHECK_STR(parse_err("admin: { listen: \"127.0.0.1:1\", tokens: [{ token: short, role: viewer }] }\n" PIPE, &e),
+            "cfg.yaml:1:51: admin.tokens[0].token: a token must be at least 16 characters (use e.g. 32 random bytes "
+            "in hex: openssl rand -hex 32)");
+  CHECK_CONTAINS(parse_err("admin: { listen: \"127.0.0.1:1\", tokens: [{ token: 0123456789abcdef, role: root }] }\n" PIPE,
+                           &e),
+                 "admin.tokens[0].role: 'root' is not a role");
+  CHECK_CONTAINS(parse_err("admin: { listen: \"127.0.0.1:1\", jwt: { algorithm: none, secret: x } }\n" PIPE, &e),
+                 "admin.jwt.algorithm: 'none' is not a JWT algorithm");
+  CHECK_CONTAINS(parse_err("admin: { listen: \"127.0.0.1:1\", jwt: { algorithm: RS256, secret: x } }\n" PIPE, &e),
+                 "admin.jwt: RS256 takes 'public_key' (a PEM file) and no secret");
+  CHECK_CONTAINS(parse_err("admin: { listen: \"127.0.0.1:1\", jwt: { algorithm: HS256, secret: \"${env:ODSYNC_TEST_TOK}\" } }\n" PIPE,
+                           &e),
+                 "admin.jwt.secret: an HS256 secret must be at least 32 bytes");
+  CHECK(strstr(e.msg, "0123456789abcdef-token") == NULL);
+  CHECK_CONTAINS(parse_err("admin: { listen: \"127.0.0.1:1\", tls: { cert: /c.pem } }\n" PIPE, &e),
+                 "admin.tls: both 'cert' and 'key' are required");
+}

@@ -46,7 +46,14 @@ PGconn *od_pg_connect(pg_source *s, bool replication, od_error *err) {
     bool refused = c && (PQconnectionNeedsPassword(c) || strstr(msg, "authentication failed") ||
                          strstr(msg, "no pg_hba.conf entry") || strstr(msg, "does not exist") ||
                          strstr(msg, "permission denied"));
-    if (refused)
+    bool tls = c && (strstr(msg, "does not match host name") || strstr(msg, "certificate verify failed") ||
+                     strstr(msg, "root certificate file") || strstr(msg, "server does not support SSL"));
+    if (tls)
+      OD_FAIL(err, OD_ECONNECT, "%s: cannot open a%s connection: %s. TLS verification failed: with "
+              "sslmode=verify-full, host= must be a name in the server's certificate and sslrootcert the CA that "
+              "signed it (docs/SECURITY.md); odsync does not retry", s->where, replication ? " replication" : "n SQL",
+              msg);
+    else if (refused)
       OD_FAIL(err, OD_ECONNECT, "%s: cannot open a%s connection: %s. The server refused the login: fix the user, "
               "password or database of source.dsn (or the server's pg_hba.conf), then restart; odsync does not retry",
               s->where, replication ? " replication" : "n SQL", msg);
