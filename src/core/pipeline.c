@@ -652,8 +652,16 @@ static int take_lock(od_pipeline *p, od_error *err) {
   char pid[32];
   int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
   if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
-    close(fd);
-    return OD_FAIL(err, OD_EIO, "cannot write %s: %s", path, strerror(errno));
+    /* The lock is the flock, the pid only tells a second process who holds it: a full state_dir
+     * (ENOSPC, EDQUOT) must not stop the pipeline here; the writes that matter (the schema
+     * history) pause and retry until space is back. */
+    if (errno == ENOSPC || errno == EDQUOT) {
+      od_warn("pipeline %s: cannot write the pid into %s: %s (state_dir %s is full; the lock is held, "
+              "free some space there)", p->cfg->name, path, strerror(errno), dir);
+    } else {
+      close(fd);
+      return OD_FAIL(err, OD_EIO, "cannot write %s: %s", path, strerror(errno));
+    }
   }
   p->lock_fd = fd;
   return OD_OK;
