@@ -7,7 +7,8 @@
 #                           "bench" fanning out to BOTH sinks: SQLite ($LITE_DB, in $LITE_DIR) and
 #                           PostgreSQL ($DST_DSN). Honours CHAOS_STATE_DIR, CHAOS_LITE_DIR (set them
 #                           to a tmpfs first) and CHAOS_NS (run odsync in that network namespace,
-#                           reaching the source at $CHAOS_SRC_HOST).
+#                           reaching the source at $CHAOS_SRC_HOST); calls chaos_pre_start, when
+#                           the scenario defines it, before odsync first starts.
 #   chaos_start / chaos_kill9 / chaos_running
 #                           odsync (in the namespace when CHAOS_NS is set)
 #   chaos_load_start        pgbench load (tpcb-like: accounts/tellers/branches updates and inserts
@@ -64,6 +65,8 @@ chaos_setup() {
   mkdir -p "$LITE_DIR"
   LITE_DB=$LITE_DIR/bench.db
   STATE_DIR=${CHAOS_STATE_DIR:-$TEST_TMP/state}
+  # A scenario may prepare more before odsync first starts (the network namespace).
+  if declare -F chaos_pre_start >/dev/null; then chaos_pre_start; fi
   local src_host=${CHAOS_SRC_HOST:-127.0.0.1}
   SRC_ODSYNC_DSN="host=$src_host port=$SRC_PORT dbname=bench user=postgres connect_timeout=5"
   # The sink server is reached through its Unix socket (a path: visible from any network namespace).
