@@ -529,6 +529,8 @@ static int run_session(od_pipeline *p, od_error *err) {
     if ((rc = lock_check(p, err))) break;
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
     if (rc) break;
+    od_source_health health;
+    if (source->ops->health && source->ops->health(source, &health)) od_pm_source_health(p->stats.metrics, &health);
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
     size_t rows;
     od_queue_stats(&queue, &rows, NULL);

@@ -18,8 +18,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/chaos.sh"
 
 test_init chaos_disk_full
 test_extra_cleanup() { chaos_umount_all; }
-CHAOS_STATE_DIR=$(chaos_tmpfs 2m)/state
-CHAOS_LITE_DIR=$(chaos_tmpfs 64m)
+chaos_tmpfs 2m
+CHAOS_STATE_DIR=$CHAOS_TMPFS/state
+chaos_tmpfs 64m
+CHAOS_LITE_DIR=$CHAOS_TMPFS
 chaos_setup
 chaos_load_start
 count_msgs() { grep -c -- "$1" "$LOG" || true; }

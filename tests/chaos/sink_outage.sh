@@ -17,7 +17,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/chaos.sh"
 
 test_init chaos_sink_outage
 test_extra_cleanup() { chaos_umount_all; }
-CHAOS_LITE_DIR=$(chaos_tmpfs 64m)
+chaos_tmpfs 64m
+CHAOS_LITE_DIR=$CHAOS_TMPFS
 chaos_setup
 chaos_load_start
 sleep 2

@@ -42,6 +42,11 @@ typedef struct pg_source {
   int64_t last_status_at;       /* monotonic µs */
   int64_t last_watch_at;        /* monotonic µs of the last od_pg_watch_publication while streaming */
 
+  long slot_warn_bytes;          /* source.slot_warn_retained_bytes; 0: no warning */
+  int64_t last_health_at;       /* monotonic µs of the last slot health read */
+  od_source_health health;      /* the last slot health read (pg_slot_health.c) */
+  bool health_ok;               /* health holds a reading */
+
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
 } pg_source;
@@ -63,6 +68,13 @@ PGresult *od_pg_query(pg_source *s, PGconn *c, const char *sql, int n, const cha
                       od_error *err);
 int od_pg_prepare_publication(pg_source *s, od_error *err);
 int od_pg_watch_publication(pg_source *s, od_error *err);
+
+/* pg_slot_health.c: retained WAL, wal_status and safe_wal_size of the slot; an invalidated slot is
+ * fatal (od_pg_slot_lost names the recovery). */
+int od_pg_slot_health_check(pg_source *s, od_error *err);
+int od_pg_slot_lost(pg_source *s, const char *why, od_error *err);
+bool od_pg_slot_lost_message(const char *msg);
+bool od_pg_health(od_source *s, od_source_health *out);
 
 /* pg_tables.c: the vtable's `tables` (odsync/source.h). */
 int od_pg_tables(od_source *s, void (*fn)(void *ctx, const char *schema, const char *name, bool keyed),

@@ -227,14 +227,16 @@ chaos_pg_start() {
     { tail -n 20 "$dir/server.log" >&2; fail "restart of the server in $dir failed"; }
 }
 
-# A tmpfs of SIZE mounted on a fresh directory; printed. chaos_umount_all unmounts them (cleanup).
+# A tmpfs of SIZE mounted on a fresh directory, left in $CHAOS_TMPFS (not printed: called in $(...)
+# the mount would escape the list). chaos_umount_all unmounts them (the scenario's cleanup).
 declare -a CHAOS_MOUNTS=()
+CHAOS_TMPFS=
 chaos_tmpfs() {
   local size=$1 dir
   dir=$(mktemp -d "${TMPDIR:-/tmp}/odsync-chaos-fs.XXXXXX") || fail "mktemp"
-  mount -t tmpfs -o "size=$size,mode=0755" tmpfs "$dir" || fail "cannot mount a tmpfs on $dir (root needed)"
+  mount -t tmpfs -o "size=$size,mode=0755" tmpfs "$dir" || { rmdir "$dir"; fail "cannot mount a tmpfs on $dir (root needed)"; }
   CHAOS_MOUNTS+=("$dir")
-  echo "$dir"
+  CHAOS_TMPFS=$dir
 }
 chaos_umount_all() {
   local d
