@@ -70,7 +70,8 @@ int od_pg_slot_health_check(pg_source *s, od_error *err) {
   char ret[32], lim[32], safe[32];
   fmt_bytes(h.retained_bytes, ret, sizeof ret);
   fmt_bytes(s->slot_warn_bytes, lim, sizeof lim);
-  fmt_bytes(h.safe_bytes, safe, sizeof safe);
+  if (h.safe_bytes < 0) snprintf(safe, sizeof safe, "%s", v13 ? "unlimited" : "n/a");
+  else fmt_bytes(h.safe_bytes, safe, sizeof safe);
   bool was = s->health_ok && s->health.warning;
   if (h.warning && !was)
     od_warn("%s: replication slot %s retains %s of WAL on the server (source.slot_warn_retained_bytes %s; "
