@@ -46,6 +46,7 @@ typedef struct pg_source {
   int64_t last_health_at;       /* monotonic µs of the last slot health read */
   od_source_health health;      /* the last slot health read (pg_slot_health.c) */
   bool health_ok;               /* health holds a reading */
+  bool health_read_warned;      /* a failed health read was logged (once per source) */
 
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */

@@ -5,8 +5,10 @@
  * source.slot_warn_retained_bytes or the slot becomes 'unreserved'; an invalidated slot ('lost', or
  * the walsender's "can no longer get changes"/"has been invalidated" error) is a fatal error that
  * names the recovery.
- * Owns: the health fields of pg_source (s->health, s->health_ok). Never touches: the replication
- * connection, the slot itself (it never drops or advances it).
+ * Owns: the health fields of pg_source (health, health_ok, health_read_warned, last_health_at is
+ * pg_source.c's). A health read that fails on a live connection is logged once and never stops
+ * the stream. Never touches: the replication connection, the slot itself (it never drops or
+ * advances it).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +53,15 @@ int od_pg_slot_health_check(pg_source *s, od_error *err) {
             "FROM pg_replication_slots WHERE slot_name = $1";
   const char *params[] = {s->slot};
   PGresult *r = od_pg_query(s, s->meta, sql, 1, params, err);
-  if (!r) return err->code;
+  if (!r) {
+    if (err->retriable) return err->code; /* the connection is gone: the session restarts */
+    /* Not being able to read the slot's health (a standby, a statement_timeout) never stops the
+     * stream: said once, then the metrics stay unknown. */
+    if (!s->health_read_warned) od_warn("%s: cannot read the health of slot %s: %s", s->where, s->slot, err->msg);
+    s->health_read_warned = true;
+    od_error_clear(err);
+    return OD_OK;
+  }
   if (PQntuples(r) != 1) { /* dropped under us: START_REPLICATION / the stream says so */
     PQclear(r);
     return OD_OK;

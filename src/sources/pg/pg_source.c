@@ -336,13 +336,8 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
   /* Slot safety: retained WAL, wal_status, safe_wal_size (a failed read is retried next time). */
   if (od_mono_us() - s->last_health_at >= s->status_interval_ms * 1000) {
     s->last_health_at = od_mono_us();
-    od_error herr;
-    int rc = od_pg_slot_health_check(s, &herr);
-    if (rc && !herr.retriable) {
-      *err = herr;
-      return rc;
-    }
-    if (rc) od_warn("%s: reading the health of slot %s: %s", s->where, s->slot, herr.msg);
+    int rc = od_pg_slot_health_check(s, err);
+    if (rc) return rc; /* an invalidated slot (fatal) or a lost connection (retriable) */
   }
   int64_t deadline = od_mono_us() + (int64_t)timeout_ms * 1000;
   int handled = 0;
