@@ -9,6 +9,9 @@
 #ifndef ODSYNC_SOURCE_H
 #define ODSYNC_SOURCE_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "odsync/change.h"
 #include "odsync/config.h"
 #include "odsync/error.h"
@@ -33,6 +36,15 @@ typedef struct od_change_handler {
 typedef void (*od_problem_fn)(void *ctx, bool fatal, const char *msg);
 
 typedef struct od_source od_source;
+
+/* What a source reports about what the database keeps for it (optional op health()): the
+ * pipeline copies it into metrics and /status. Sizes are bytes, -1 when unknown or unlimited. */
+typedef struct od_source_health {
+  int64_t retained_bytes; /* kept by the server for this source (PostgreSQL: WAL the slot holds back) */
+  int64_t safe_bytes;     /* may still be written before the server drops what it keeps (safe_wal_size) */
+  bool warning;           /* retained_bytes passed the source's warning threshold */
+  char status[32];        /* the source's own word for it (PostgreSQL: wal_status), "" unknown */
+} od_source_health;
 
 typedef struct od_source_ops {
   const char *type; /* the config's source.type */
@@ -63,6 +75,9 @@ typedef struct od_source_ops {
                 od_error *err);
   /* Optional: consistent initial snapshots (odsync/snapshot.h); NULL when the source has none. */
   const struct od_snapshot_ops *snapshot;
+  /* Optional: the last health the source read (no I/O: it refreshes it itself while polling).
+   * Returns false when it has nothing yet. */
+  bool (*health)(od_source *s, od_source_health *out);
 } od_source_ops;
 
 struct od_source {

@@ -588,6 +588,8 @@ static int run_session(od_pipeline *p, od_error *err) {
     atomic_store(&p->stats.pause_held, 0);
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
     if (rc) break;
+    od_source_health health;
+    if (source->ops->health && source->ops->health(source, &health)) od_pm_source_health(p->stats.metrics, &health);
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
     size_t rows;
     od_queue_stats(&queue, &rows, NULL);
@@ -755,8 +757,16 @@ static int take_lock(od_pipeline *p, od_error *err) {
   char pid[32];
   int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
   if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
-    close(fd);
-    return OD_FAIL(err, OD_EIO, "cannot write %s: %s", path, strerror(errno));
+    /* The lock is the flock, the pid only tells a second process who holds it: a full state_dir
+     * (ENOSPC, EDQUOT) must not stop the pipeline here; the writes that matter (the schema
+     * history) pause and retry until space is back. */
+    if (errno == ENOSPC || errno == EDQUOT) {
+      od_warn("pipeline %s: cannot write the pid into %s: %s (state_dir %s is full; the lock is held, "
+              "free some space there)", p->cfg->name, path, strerror(errno), dir);
+    } else {
+      close(fd);
+      return OD_FAIL(err, OD_EIO, "cannot write %s: %s", path, strerror(errno));
+    }
   }
   p->lock_fd = fd;
   return OD_OK;

@@ -103,6 +103,16 @@ static const od_metric_family_def F_CIRCUIT =
     GAUGE("odsync_sink_circuit_state", "The sink's circuit breaker: 0 closed, 1 open, 2 half-open", L_PS);
 static const od_metric_family_def F_CIRCUIT_TR =
     COUNTER("odsync_sink_circuit_transitions_total", "State changes of the sink's circuit breaker", L_PS);
+static const od_metric_family_def F_SRC_RETAINED =
+    GAUGE("odsync_source_retained_bytes",
+          "Bytes the source server keeps for this pipeline (PostgreSQL: WAL held back by the slot); -1 unknown", L_P);
+static const od_metric_family_def F_SRC_SAFE =
+    GAUGE("odsync_source_safe_bytes",
+          "Bytes that may still be written before the server drops what it keeps for the pipeline "
+          "(PostgreSQL: safe_wal_size); -1 unlimited or unknown", L_P);
+static const od_metric_family_def F_SRC_WARN =
+    GAUGE("odsync_source_retention_warning",
+          "1 while the retained bytes are above the source's warning threshold (slot_warn_retained_bytes)", L_P);
 static const od_metric_family_def F_SNAP_ACTIVE =
     GAUGE("odsync_snapshot_active", "1 while the initial snapshot copies", L_P);
 static const od_metric_family_def F_SNAP_ROWS =
@@ -122,6 +132,9 @@ static int64_t u2i(uint64_t v) { return v > (uint64_t)INT64_MAX ? INT64_MAX : (i
 static int64_t f_sessions(void *c) { return u2i(atomic_load(&PM(c)->stats->sessions)); }
 static int64_t f_isnap(void *c) { return u2i(atomic_load(&PM(c)->stats->isnap_rows)); }
 static int64_t f_src_pos(void *c) { return atomic_load(&PM(c)->source_pos_value); }
+static int64_t f_src_retained(void *c) { return atomic_load(&PM(c)->src_retained); }
+static int64_t f_src_safe(void *c) { return atomic_load(&PM(c)->src_safe); }
+static int64_t f_src_warn(void *c) { return atomic_load(&PM(c)->src_warning); }
 static int64_t f_queue(void *c) { return u2i(atomic_load(&PM(c)->stats->queued_rows)); }
 static int64_t f_skipped(void *c) { return u2i(atomic_load(&SM(c)->stats->txns_skipped)); }
 static int64_t f_sink_pos(void *c) {
@@ -234,6 +247,11 @@ od_pipeline_metrics *od_pipeline_metrics_new(od_metrics *registry, od_pipeline_s
   fn_series(pm, &F_ISNAP, p, f_isnap, pm);
   fn_series(pm, &F_SRC_POS, p, f_src_pos, pm);
   fn_series(pm, &F_QUEUE, p, f_queue, pm);
+  atomic_store(&pm->src_retained, -1);
+  atomic_store(&pm->src_safe, -1);
+  fn_series(pm, &F_SRC_RETAINED, p, f_src_retained, pm);
+  fn_series(pm, &F_SRC_SAFE, p, f_src_safe, pm);
+  fn_series(pm, &F_SRC_WARN, p, f_src_warn, pm);
   fn_series(pm, &F_READY, p, f_ready, pm);
   fn_series(pm, &F_SNAP_ACTIVE, p, f_snap_active, pm);
   for (int s = 0; s < 6; s++) {
@@ -339,6 +357,28 @@ void od_pm_source_position(od_pipeline_metrics *pm, const od_pos *pos) {
   if (!pm || od_pos_is_none(pos) || HOT_PATH_OFF) return;
   od_pos_cell_set(&pm->source_pos, pos); /* once per transaction, never per row */
   atomic_store_explicit(&pm->source_pos_value, u2i(od_pm_pos_number(pos)), memory_order_relaxed);
+}
+
+void od_pm_source_health(od_pipeline_metrics *pm, const od_source_health *h) {
+  if (!pm || !h) return;
+  atomic_store(&pm->src_retained, h->retained_bytes);
+  atomic_store(&pm->src_safe, h->safe_bytes);
+  atomic_store(&pm->src_warning, h->warning ? 1 : 0);
+  pthread_mutex_lock(&pm->err_lock);
+  snprintf(pm->src_status, sizeof pm->src_status, "%s", h->status);
+  pthread_mutex_unlock(&pm->err_lock);
+  atomic_store(&pm->src_health_known, 1);
+}
+
+bool od_pm_source_health_get(od_pipeline_metrics *pm, od_source_health *out) {
+  if (!pm || !atomic_load(&pm->src_health_known)) return false;
+  out->retained_bytes = atomic_load(&pm->src_retained);
+  out->safe_bytes = atomic_load(&pm->src_safe);
+  out->warning = atomic_load(&pm->src_warning) != 0;
+  pthread_mutex_lock(&pm->err_lock);
+  snprintf(out->status, sizeof out->status, "%s", pm->src_status);
+  pthread_mutex_unlock(&pm->err_lock);
+  return true;
 }
 
 void od_pm_schema_changes(od_pipeline_metrics *pm, uint64_t n) {

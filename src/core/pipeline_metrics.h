@@ -22,6 +22,7 @@
 #include "core/pipeline.h"
 #include "odsync/change.h"
 #include "odsync/error.h"
+#include "odsync/source.h"
 
 /* Operations counted apart (label op). */
 enum { OD_PM_INSERT, OD_PM_UPDATE, OD_PM_DELETE, OD_PM_TRUNCATE, OD_PM_READ, OD_PM_MESSAGE, OD_PM_NOPS };
@@ -62,6 +63,10 @@ struct od_pipeline_metrics {
   /* snapshot tables: series registered on od_pipeline_metrics_refresh */
   od_metric *snap[OD_SNAPSHOT_MAX_TABLES][4];
   char snap_name[OD_SNAPSHOT_MAX_TABLES][128];
+  /* the source's health (od_source_ops.health): bytes, -1 unknown; status under err_lock */
+  _Atomic int64_t src_retained, src_safe;
+  _Atomic int src_warning, src_health_known;
+  char src_status[32];
   /* the last error */
   pthread_mutex_t err_lock;
   char last_error[OD_ERROR_MSG_MAX];
@@ -91,6 +96,10 @@ void od_pm_txn_latency(od_sink_metrics *sm, int64_t commit_time_us, uint64_t n, 
 void od_pm_source_position(od_pipeline_metrics *pm, const od_pos *pos);
 /* Reader: n new schema versions recorded. */
 void od_pm_schema_changes(od_pipeline_metrics *pm, uint64_t n);
+/* Reader: the source's health after a poll (odsync/source.h od_source_health). */
+void od_pm_source_health(od_pipeline_metrics *pm, const od_source_health *h);
+/* Admin server: the last health; false when the source never reported one. */
+bool od_pm_source_health_get(od_pipeline_metrics *pm, od_source_health *out);
 /* Supervisor: a session ended with err; `retry` when another session follows. */
 void od_pm_error(od_pipeline_metrics *pm, const od_error *err, bool retry);
 

@@ -269,7 +269,10 @@ static int append_line(od_schema *s, const char *line, size_t len, od_error *err
     if (n <= 0) {
       int e = n < 0 ? errno : EIO;
       if (ftruncate(s->fd, s->size) != 0) { /* keep the file made of whole lines */ }
-      rc = OD_FAIL_RETRY(err, OD_EIO, "schema history %s: cannot append: %s", s->path, strerror(e));
+      /* Retriable at the origin (ENOSPC/EDQUOT included): the pipeline pauses and retries. */
+      rc = OD_FAIL_RETRY(err, OD_EIO, "schema history %s: cannot append: %s%s", s->path, strerror(e),
+                         e == ENOSPC || e == EDQUOT ? " (the state_dir's file system is full: free space "
+                                                      "there; odsync retries until it can write)" : "");
       break;
     }
     done += (size_t)n;

@@ -277,6 +277,16 @@ int od_status_json(od_status_view *s, bool history, od_sqlbuf *o) {
     json_num(o, r.p99);
     od_sqlbuf_addf(o, ",\"queue_rows\":%llu,\"sessions\":%llu,\"errors\":%llu", (unsigned long long)r.queue,
                    (unsigned long long)r.sessions, (unsigned long long)r.errors);
+    /* What the source server keeps for the pipeline (PostgreSQL: the slot's WAL); null: not read yet. */
+    od_source_health sh;
+    if (od_pm_source_health_get((od_pipeline_metrics *)r.pm, &sh)) {
+      od_sqlbuf_addf(o, ",\"source_health\":{\"retained_bytes\":%lld,\"safe_bytes\":%lld,\"warning\":%s,\"status\":",
+                     (long long)sh.retained_bytes, (long long)sh.safe_bytes, sh.warning ? "true" : "false");
+      json_str(o, sh.status);
+      od_sqlbuf_add(o, "}");
+    } else {
+      od_sqlbuf_add(o, ",\"source_health\":null");
+    }
     od_sqlbuf_addf(o, ",\"snapshot\":{\"active\":%s,\"rows_done\":%llu,\"rows_estimated\":%llu,\"tables\":[",
                    r.snap_active ? "true" : "false", (unsigned long long)r.snap_rows, (unsigned long long)r.snap_est);
     od_snapshot_stats *ss = &od_pipeline_get_stats(s->pipes[i])->snapshot;

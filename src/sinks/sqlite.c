@@ -27,14 +27,23 @@ extern const od_sink_ops od_sink_sqlite;
 
 int sq_fail(sq_sink *s, const char *table, const char *what, int rc, od_error *err) {
   int prim = rc & 0xff;
-  bool retry = prim == SQLITE_BUSY || prim == SQLITE_LOCKED || prim == SQLITE_IOERR || prim == SQLITE_FULL;
+  /* Retriable at the origin: a busy or locked file, an I/O error, and a file that cannot be written
+   * for now — disk full (SQLITE_FULL), a read-only or unwritable directory (SQLITE_READONLY,
+   * SQLITE_CANTOPEN for the -wal/-shm files). The database file exists by then (open() creates a new
+   * one first and fails for good when it cannot), so these are outages of a sink that worked: the
+   * pipeline pauses, says why and where, and resumes once the space or the permission is back. */
+  bool space = prim == SQLITE_FULL || prim == SQLITE_READONLY || prim == SQLITE_CANTOPEN;
+  bool retry = prim == SQLITE_BUSY || prim == SQLITE_LOCKED || prim == SQLITE_IOERR || space;
   const char *msg = (s->db && sqlite3_errcode(s->db) != SQLITE_OK) ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
   int ext = (s->db && sqlite3_errcode(s->db) == prim) ? sqlite3_extended_errcode(s->db) : rc;
+  const char *hint = space ? " (the file system under the sink is full or not writable: free space or make its "
+                             "directory writable; odsync retries until it can write)"
+                           : "";
   if (table)
-    od_error_set(err, OD_ESINK, retry, __FILE__, __LINE__, "sqlite sink %s: table %s: %s: %s", s->path, table, what,
-                 msg);
+    od_error_set(err, OD_ESINK, retry, __FILE__, __LINE__, "sqlite sink %s: table %s: %s: %s%s", s->path, table,
+                 what, msg, hint);
   else
-    od_error_set(err, OD_ESINK, retry, __FILE__, __LINE__, "sqlite sink %s: %s: %s", s->path, what, msg);
+    od_error_set(err, OD_ESINK, retry, __FILE__, __LINE__, "sqlite sink %s: %s: %s%s", s->path, what, msg, hint);
   if (err) err->sqlite_code = ext; /* the cause, for the core's classification (core/error_class.h) */
   return OD_ESINK;
 }

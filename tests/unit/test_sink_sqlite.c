@@ -4,12 +4,14 @@
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "odsync/registry.h"
 #include "odsync/sink.h"
 #include "sinks/sqlite.h"
+#include "sinks/sqlite_internal.h"
 #include "test.h"
 
 extern const od_sink_ops od_sink_sqlite;
@@ -614,6 +616,37 @@ TEST(busy_database_is_a_retriable_error) {
   CHECK_INT(ops->begin(s, &err), OD_OK);
   CHECK_INT(commit_at(s, 3, &err), OD_OK);
   ops->close(s);
+}
+
+/* Disk full (SQLITE_FULL, here from max_page_count on the sink's own connection, as ENOSPC gives
+ * on a full file system): retriable, the message names the file and says what to do; the failed
+ * transaction leaves nothing behind, and the same transaction commits once there is room again. */
+TEST(disk_full_is_retriable_and_resumes) {
+  const char *path = fresh_path();
+  od_sink *s = open_sink(path);
+  od_value a[] = {TV("1"), TV("ann"), TV("1")};
+  TXN(s, 1, ch_ins(&users, a));
+  sq_sink *sq = (sq_sink *)s;
+  CHECK_INT(sqlite3_exec(sq->db, "PRAGMA max_page_count = 1", NULL, NULL, NULL), SQLITE_OK); /* = current size */
+  static char big[64 * 1024];
+  memset(big, 'x', sizeof big - 1);
+  od_value b[] = {TV("2"), TV(big), TV("2")};
+  od_change c = ch_ins(&users, b);
+  od_error err = {0};
+  CHECK_INT(txn(s, &c, 1, 2, &err), OD_ESINK);
+  CHECK(err.retriable);
+  CHECK_CONTAINS(err.msg, path);
+  CHECK_CONTAINS(err.msg, "full");
+  CHECK_CONTAINS(err.msg, "free space");
+  uint64_t pos = 0;
+  CHECK_INT(read_pos(s, &pos, &err), OD_OK);
+  CHECK_INT(pos, 1);
+  CHECK_INT(sqlite3_exec(sq->db, "PRAGMA max_page_count = 1073741823", NULL, NULL, NULL), SQLITE_OK);
+  CHECK_INT(txn(s, &c, 1, 2, &err), OD_OK);
+  CHECK_INT(read_pos(s, &pos, &err), OD_OK);
+  CHECK_INT(pos, 2);
+  ops->close(s);
+  CHECK_STR(q("SELECT count(*) || ':' || sum(length(name)) FROM users"), "2:65538");
 }
 
 TEST(new_relation_version_adds_columns) {

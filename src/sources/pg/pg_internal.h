@@ -54,6 +54,11 @@ typedef struct pg_source {
   od_lsn catchup_last_end;      /* end of the last transaction the decoder committed */
   long catchup_batches;         /* peek/get calls made */
   char catchup_copy[64];        /* the temporary copy of the slot that get calls consume ("" : peek calls) */
+  long slot_warn_bytes;          /* source.slot_warn_retained_bytes; 0: no warning */
+  int64_t last_health_at;       /* monotonic µs of the last slot health read */
+  od_source_health health;      /* the last slot health read (pg_slot_health.c) */
+  bool health_ok;               /* health holds a reading */
+  bool health_read_warned;      /* a failed health read was logged (once per source) */
 
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
@@ -86,6 +91,12 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err);
 int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err);
 int od_pg_catchup_ack(pg_source *s, od_lsn durable, bool force, od_error *err);
 void od_pg_catchup_close(pg_source *s);
+/* pg_slot_health.c: retained WAL, wal_status and safe_wal_size of the slot; an invalidated slot is
+ * fatal (od_pg_slot_lost names the recovery). */
+int od_pg_slot_health_check(pg_source *s, od_error *err);
+int od_pg_slot_lost(pg_source *s, const char *why, od_error *err);
+bool od_pg_slot_lost_message(const char *msg);
+bool od_pg_health(od_source *s, od_source_health *out);
 
 /* pg_tables.c: the vtable's `tables` (odsync/source.h). */
 int od_pg_tables(od_source *s, void (*fn)(void *ctx, const char *schema, const char *name, bool keyed),

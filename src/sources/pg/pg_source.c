@@ -35,7 +35,7 @@ static void put_be64(char *p, uint64_t v) {
   }
 }
 
-static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms",
+static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms", "slot_warn_retained_bytes",
                                            "reconnect_max_ms", "snapshot", "snapshot_workers",
                                            "snapshot_chunk_rows", "incremental_chunk_rows", "partitions",
                                            "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", NULL};
@@ -123,6 +123,7 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
       (rc = od_config_int(cfg, "catchup_lag_bytes", 64L << 20, 0, 1L << 50, &s->catchup_lag_bytes, err)) ||
       (rc = od_config_int(cfg, "catchup_exit_bytes", 16L << 20, 0, 1L << 50, &s->catchup_exit_bytes, err)) ||
       (rc = od_config_int(cfg, "catchup_batch_changes", 100000, 100, 10000000, &s->catchup_batch, err)) ||
+      (rc = od_config_int(cfg, "slot_warn_retained_bytes", 1073741824L, 0, 1L << 50, &s->slot_warn_bytes, err)) ||
       (rc = snapshot_config(s, cfg, err)) || (rc = partitions_config(s, cfg, err)) ||
       (rc = tables_config(s, cfg, err)))
     goto fail;
@@ -214,6 +215,9 @@ static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
   s->last_watch_at = od_mono_us();
   int rc = od_pg_prepare_stream(s, from, err);
   if (rc) return rc;
+  /* An invalidated slot is named as such before START_REPLICATION fails on it. */
+  if ((rc = od_pg_slot_health_check(s, err))) return rc;
+  s->last_health_at = od_mono_us();
   /* Keep the decoder (and the relation versions queued changes point to); forget any
    * transaction the previous connection left open. */
   if (s->decoder)
@@ -244,6 +248,7 @@ static int start_streaming(pg_source *s, od_lsn start, od_error *err) {
     snprintf(msg, sizeof msg, "%s", PQerrorMessage(s->repl));
     msg[strcspn(msg, "\n")] = '\0';
     PQclear(r);
+    if (od_pg_slot_lost_message(msg)) return od_pg_slot_lost(s, msg, err);
     if (strstr(msg, "is active for PID"))
       return OD_FAIL_RETRY(err, OD_EBUSY, "%s: replication slot %s is in use by another process (%s): is another "
                            "odsync running pipeline %s?", s->where, s->slot, msg, s->pipeline);
@@ -329,6 +334,7 @@ static int connection_lost(pg_source *s, od_error *err) {
                    "row for pipeline %s), then run again (odsync creates the publication and the slot and copies "
                    "a new initial snapshot)",
                    s->where, msg, s->publication, s->slot, s->slot, s->pipeline);
+  if (od_pg_slot_lost_message(msg)) return od_pg_slot_lost(s, msg, err);
   return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: replication stream ended: %s", s->where,
                        msg[0] ? msg : "the server closed the connection");
 }
@@ -342,6 +348,12 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
     s->last_watch_at = od_mono_us();
     int rc = od_pg_watch_publication(s, err);
     if (rc) return rc;
+  }
+  /* Slot safety: retained WAL, wal_status, safe_wal_size (a failed read is retried next time). */
+  if (od_mono_us() - s->last_health_at >= s->status_interval_ms * 1000) {
+    s->last_health_at = od_mono_us();
+    int rc = od_pg_slot_health_check(s, err);
+    if (rc) return rc; /* an invalidated slot (fatal) or a lost connection (retriable) */
   }
   if (s->catchup) {
     int rc = od_pg_catchup_poll(s, timeout_ms, err);
@@ -395,4 +407,5 @@ const od_source_ops od_source_postgres = {
     .ack = pg_ack,
     .close = pg_close,
     .snapshot = &od_pg_snapshot_ops,
+    .health = od_pg_health,
 };
