@@ -110,6 +110,7 @@ int od_pipeline_wait(od_pipeline *p, od_error *err);
 void od_pipeline_free(od_pipeline *p);
 
 const char *od_pipeline_name(const od_pipeline *p);
+const od_pipeline_config *od_pipeline_config_of(const od_pipeline *p);
 od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p);
 
 /* `odsync check`: open source and sink, report each problem; returns the number of fatal
