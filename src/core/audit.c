@@ -94,9 +94,8 @@ static void iso_now(char *buf, size_t n) {
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
   gmtime_r(&ts.tv_sec, &tm);
-  char base[32];
-  strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf, n, "%s.%06ldZ", base, ts.tv_nsec / 1000);
+  size_t k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+  if (k && k < n) snprintf(buf + k, n - k, ".%06dZ", (int)(ts.tv_nsec / 1000) % 1000000);
 }
 
 static void seg_path(const char *dir, const char *name, uint64_t first, char *out, size_t n) {

@@ -135,6 +135,7 @@ od_pii_kind od_pii_value(od_pii_detector *d, const char *v, size_t len) {
   char dg[40];
   if (memchr(v, '@', len)) return match(d, P_EMAIL, v, len) ? OD_PII_EMAIL : OD_PII_NONE;
   if (match(d, P_SSN, v, len)) return OD_PII_SSN;
+  if (len == 11 && v[3] == '-' && v[6] == '-') return OD_PII_NONE; /* SSN-shaped, outside the issued ranges */
   if (match(d, P_IPV4, v, len) || (memchr(v, ':', len) && match(d, P_IPV6, v, len))) return OD_PII_IP;
   if (isalpha((unsigned char)v[0])) return match(d, P_IBAN, v, len) && iban_ok(v, len) ? OD_PII_IBAN : OD_PII_NONE;
   if (match(d, P_DATE, v, len)) return OD_PII_NONE;
