@@ -47,6 +47,7 @@ static const char usage[] =
     "  -p, --pipeline NAME   only this pipeline (repeatable)\n"
     "  -t, --table T         snapshot: a captured table, schema.table (repeatable)\n"
     "  -u, --url URL         status: the admin server, e.g. http://127.0.0.1:7070\n"
+    "  -r, --rows N          scan: rows sampled per table (default 1000)\n"
     "      --progress        live progress line (default when stderr is a terminal)\n"
     "      --no-progress     no progress line\n"
     "  -l, --log-level L     error|warn|info|debug (overrides log_level in the config)\n"
