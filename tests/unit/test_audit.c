@@ -13,6 +13,7 @@
 #include "core/audit.h"
 #include "core/lineage.h"
 #include "core/pii.h"
+#include "core/pii_guard.h"
 #include "odsync/position.h"
 #include "test.h"
 
@@ -292,4 +293,74 @@ TEST(config_keys_and_protection) {
                   "    sink: { type: sqlite, path: /tmp/x.db }\n";
   CHECK(od_config_parse(y, strlen(y), "t.yaml", &bad, &err) != OD_OK);
   CHECK_CONTAINS(err.msg, "off, warn, enforce");
+}
+
+/* The pii.detect guard on a hand-made relation: enforce refuses a column of e-mails after three
+ * values, naming table and column; a masked column and a column of other text pass; warn lets it
+ * through; a name column is judged from its name when the table is first seen; a new version of the
+ * table only checks its new column. */
+static od_column col(const char *name) {
+  od_column c = {.name = (char *)name, .type_oid = 25};
+  snprintf(c.type_name, sizeof c.type_name, "text");
+  return c;
+}
+
+static int feed(od_pii_guard *g, od_pii_rel *r, const char *const *vals, int n, od_error *err) {
+  od_value v[3];
+  for (int i = 0; i < 3; i++) v[i] = (od_value){.data = vals[i], .len = (uint32_t)strlen(vals[i]), .kind = OD_VALUE_TEXT};
+  od_change ch = {.op = OD_OP_INSERT, .newtup = {.ncolumns = (uint16_t)n, .values = v}};
+  return od_pii_guard_change(g, r, &ch, err);
+}
+
+TEST(pii_guard_enforce_and_warn) {
+  const char *yaml = "pipelines:\n  - name: p\n    source: { type: postgres, dsn: x }\n"
+                     "    pii: { detect: enforce, sample: 8 }\n    sink:\n      type: sqlite\n      path: /tmp/x.db\n"
+                     "      transforms: [ { type: mask, tables: [t], columns: [masked], style: email } ]\n";
+  od_config *cfg = load(yaml);
+  CHECK(cfg != NULL);
+  od_pipeline_config *p = &cfg->pipelines[0];
+  od_column cols[3] = {col("contact"), col("masked"), col("remark")};
+  od_relation rel = {.schema = "public", .name = "t", .ncolumns = 3, .columns = cols, .version = 1};
+  od_pii_guard *g;
+  od_pii_rel *r;
+  od_error err;
+  CHECK_INT(od_pii_guard_new(p, &p->sinks[0], &g, &err), OD_OK);
+  CHECK_INT(od_pii_guard_relation(g, &rel, &r, &err), OD_OK);
+  CHECK(r != NULL);
+  const char *row1[3] = {"a@example.com", "m@example.com", "hello"};
+  const char *row2[3] = {"b@example.com", "n@example.com", "world"};
+  CHECK_INT(feed(g, r, row1, 3, &err), OD_OK);
+  CHECK_INT(feed(g, r, row2, 3, &err), OD_OK);
+  CHECK_INT(feed(g, r, row1, 3, &err), OD_ECONFIG); /* the third e-mail */
+  CHECK_CONTAINS(err.msg, "column public.t.contact looks like email");
+  CHECK_CONTAINS(err.msg, "refusing to send it unmasked to sink default of pipeline p");
+  od_pii_guard_free(g);
+
+  /* a new version: the first version's columns keep their state, the new one is checked */
+  p->pii.detect = OD_PII_WARN;
+  CHECK_INT(od_pii_guard_new(p, &p->sinks[0], &g, &err), OD_OK);
+  od_column cols2[3] = {col("remark"), col("masked"), col("email2")};
+  od_relation v1 = {.schema = "public", .name = "t", .ncolumns = 2, .columns = cols2, .version = 1};
+  od_relation v2 = {.schema = "public", .name = "t", .ncolumns = 3, .columns = cols2, .version = 2, .previous = &v1};
+  CHECK_INT(od_pii_guard_relation(g, &v1, &r, &err), OD_OK);
+  for (int i = 0; i < 8; i++) {
+    const char *row[3] = {"plain text", "x", ""};
+    CHECK_INT(feed(g, r, row, 2, &err), OD_OK);
+  }
+  CHECK_INT(od_pii_guard_relation(g, &v1, &r, &err), OD_OK);
+  CHECK(r == NULL); /* remark sampled 8 values: done; masked is protected */
+  CHECK_INT(od_pii_guard_relation(g, &v2, &r, &err), OD_OK);
+  CHECK(r != NULL);
+  for (int i = 0; i < 4; i++) CHECK_INT(feed(g, r, row1, 3, &err), OD_OK); /* warn: never fails */
+  od_pii_guard_free(g);
+
+  /* a name column is judged by its name when the table is first seen */
+  p->pii.detect = OD_PII_ENFORCE;
+  CHECK_INT(od_pii_guard_new(p, &p->sinks[0], &g, &err), OD_OK);
+  od_column cols3[1] = {col("last_name")};
+  od_relation rn = {.schema = "public", .name = "u", .ncolumns = 1, .columns = cols3, .version = 1};
+  CHECK_INT(od_pii_guard_relation(g, &rn, &r, &err), OD_ECONFIG);
+  CHECK_CONTAINS(err.msg, "column public.u.last_name looks like name (confidence 0.70, by its name)");
+  od_pii_guard_free(g);
+  od_config_free(cfg);
 }
