@@ -17,7 +17,7 @@
 # instructions. Then one wall-clock run of each variant without valgrind, labelled as measured
 # under load (the machine is shared).
 #
-# Environment: BENCH_ROWS (20000: inserts, then as many updates), BENCH_TXN (1000), BENCH_ROUNDS (1:
+# Environment: BENCH_WALL_RUNS (3 runs of each variant without valgrind), BENCH_ROWS (20000: inserts, then as many updates), BENCH_TXN (1000), BENCH_ROUNDS (1:
 # callgrind rounds; 0: none), BENCH_WALL (1: also the wall-clock runs), PG_BIN, BENCH_KEEP=1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,7 +57,10 @@ CREATE PUBLICATION odsync_bench FOR TABLE bench_rows;
 SQL
 RUNS=()
 for r in $(seq 1 "$BENCH_ROUNDS"); do for v in "${VARIANTS[@]}"; do RUNS+=("cg_${v}_$r"); done; done
-if [[ $BENCH_WALL == 1 ]]; then for v in "${VARIANTS[@]}"; do RUNS+=("wall_${v}"); done; fi
+BENCH_WALL_RUNS=${BENCH_WALL_RUNS:-3}
+if [[ $BENCH_WALL == 1 ]]; then
+  for k in $(seq 1 "$BENCH_WALL_RUNS"); do for v in "${VARIANTS[@]}"; do RUNS+=("wall_${v}_$k"); done; done
+fi
 for s in "${RUNS[@]}"; do od_psql bench -c "SELECT pg_create_logical_replication_slot('$s', 'pgoutput')" >/dev/null; done
 log "workload: $BENCH_ROWS inserts + $BENCH_ROWS updates in $BENCH_TXN-row transactions"
 PGOPTIONS="-c synchronous_commit=off" od_psql bench <<SQL
@@ -140,7 +143,7 @@ run_one() { # SLOT VARIANT CALLGRIND(0|1) -> prints seconds
     "$BIN" audit verify -c "$dir/bench.yml" >"$dir/verify.txt" || od_die "$1: audit verify failed: $(cat "$dir/verify.txt")"
     log "$1: $(grep -c '"kind":"batch"' "$dir/state/audit/gov.jsonl") batch records, $(stat -c %s "$dir/state/audit/gov.jsonl") bytes; verify ok"
   fi
-  awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { printf "%.2f %s", b - a, c }'
+  awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { printf "%.2f %s\n", b - a, c }'
 }
 
 declare -A IR WALL CPU
@@ -153,9 +156,15 @@ for r in $(seq 1 "$BENCH_ROUNDS"); do
   done
 done
 if [[ $BENCH_WALL == 1 ]]; then
-  for v in "${VARIANTS[@]}"; do
-    log "wall clock, $v (under load: the machine is shared)"
-    read -r WALL[$v] CPU[$v] < <(run_one "wall_$v" "$v" 0)
+  for v in "${VARIANTS[@]}"; do WALL[$v]=0; CPU[$v]=0; done
+  for k in $(seq 1 "$BENCH_WALL_RUNS"); do # variants interleaved, so a change of load hits all alike
+    for v in "${VARIANTS[@]}"; do
+      log "wall clock $k, $v (under load: the machine is shared)"
+      read -r w c < <(run_one "wall_${v}_$k" "$v" 0)
+      log "wall clock $k, $v: $w s, CPU $c s"
+      WALL[$v]=$(awk -v a="${WALL[$v]}" -v b="$w" 'BEGIN { print a + b }')
+      CPU[$v]=$(awk -v a="${CPU[$v]}" -v b="$c" 'BEGIN { print a + b }')
+    done
   done
 fi
 
@@ -171,10 +180,11 @@ for r in $(seq 1 "$BENCH_ROUNDS"); do
 done
 if [[ $BENCH_WALL == 1 ]]; then
   printf '\nwithout valgrind (SHA-NI and the other CPU extensions in use), measured under load (shared machine),\n'
-  printf 'start to checkpoint at the last transaction; CPU = user + system time of the odsync process:\n'
+  printf 'start to checkpoint at the last transaction, summed over %d runs of each; CPU = user + system time of the\n' "$BENCH_WALL_RUNS"
+  printf 'odsync process (all threads):\n'
   for v in "${VARIANTS[@]}"; do
     printf '  %-11s wall %7s s (%5.1f %% of plain)   CPU %6s s (throughput by CPU %5.1f %% of plain)\n' "$v" \
       "${WALL[$v]}" "$(awk -v p="${WALL[plain]}" -v s="${WALL[$v]}" 'BEGIN { print 100 * p / s }')" "${CPU[$v]}" \
-      "$(awk -v p="${CPU[plain]}" -v s="${CPU[$v]}" 'BEGIN { print s > 0 ? 100 * p / s : 0 }')"
+      "$(awk -v p="${CPU[plain]}" -v s="${CPU[$v]}" 'BEGIN { print (s > 0 ? 100 * p / s : 0) }')"
   done
 fi
