@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,7 +45,7 @@ typedef struct alog {
 } alog;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool g_on;
+static atomic_bool g_on; /* written under g_lock; read without it by the hot-path checks */
 static char *g_dir;
 static od_audit_config g_cfg;
 static char g_config_hash[HASH_HEX + 1];
