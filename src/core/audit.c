@@ -537,6 +537,9 @@ void od_audit_position(const char *pipeline, const char *sink, const char *kind,
   od_pos_to_text(pos, p, sizeof p);
   bool idle = !strcmp(kind, "idle");
   int64_t now = od_mono_us();
+  /* idle: a chance to fsync what the last batches wrote, so the head file follows within about
+   * fsync_ms even when no record comes after them */
+  if (l && idle && l->dirty && now - l->synced_at >= (int64_t)g_cfg.fsync_ms * 1000) sync_log(l);
   if (k && strcmp(k->pos, p) != 0 && (!idle || now - k->idle_at >= IDLE_RECORD_US)) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, "\"sink\":");
