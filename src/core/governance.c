@@ -53,3 +53,15 @@ void od_gov_snapshot_table(const char *pipeline, const char *ckpt_name, const ch
   if (!b.oom) od_audit_record(pipeline, event, b.p);
   od_sqlbuf_free(&b);
 }
+
+void od_gov_isnap(const char *pipeline, const char *table, const char *event, uint64_t rows, uint64_t from_stream) {
+  if (!od_audit_enabled()) return;
+  od_sqlbuf b = {0};
+  od_sqlbuf_add(&b, "\"table\":");
+  od_audit_json_str(&b, table);
+  if (!strcmp(event, "isnap_table_done"))
+    od_sqlbuf_addf(&b, ",\"rows\":%llu,\"rows_from_stream\":%llu", (unsigned long long)rows,
+                   (unsigned long long)from_stream);
+  if (!b.oom) od_audit_record(pipeline, event, b.p);
+  od_sqlbuf_free(&b);
+}

@@ -19,4 +19,8 @@ void od_gov_schema_change(const char *pipeline, const od_relation *rel, const ch
 void od_gov_snapshot_table(const char *pipeline, const char *ckpt_name, const char *table, const char *event,
                            uint64_t rows);
 
+/* Incremental snapshots (`odsync snapshot`, every sink of the pipeline): event "isnap_requested",
+ * "isnap_table_start" or "isnap_table_done" (rows written, rows taken from the stream). */
+void od_gov_isnap(const char *pipeline, const char *table, const char *event, uint64_t rows, uint64_t from_stream);
+
 #endif

@@ -6,7 +6,8 @@
 # inserted), one SIGKILL in the middle, a schema change (orders gains a column), a clean stop.
 # Asserts: the sink equals the source for orders (od_compare) and holds the transformed customers;
 # `odsync audit verify` passes; the log holds a session record per session, snapshot start/finish
-# per table, a schema record per table and a schema_change for orders version 2, batch records
+# per table, a schema record per table and a schema_change for orders version 2, the incremental
+# snapshot of orders (`odsync snapshot`: requested, start, done), batch records
 # whose positions chain (each batch's from = the previous batch's to, across the restart unless a
 # gap record says why) and whose orders rows add up to exactly the changes made (never more: no
 # batch counted twice); the HMAC key and the DSN password appear nowhere in the audit dir. Then,
@@ -88,6 +89,9 @@ workload 26 30
 pg_psql -c "UPDATE orders SET note = 'n' WHERE id = 1030"
 wait_for "compare --table public.orders" 90 || fail "orders differ: $(compare --table public.orders 2>&1 | tail -8)"
 wait_for customers_ok 60 || fail "customers in the sink are not the transformed source rows"
+"$ODSYNC_BIN" snapshot -c "$CONFIG" --table public.orders >/dev/null || fail "odsync snapshot failed"
+wait_for "grep -q '\"kind\":\"isnap_table_done\",\"table\":\"public.orders\"' $AUDIT" 120 || fail "no isnap_table_done record"
+wait_for "compare --table public.orders" 60 || fail "orders differ after the incremental snapshot"
 
 # /status: the pipeline's lineage (before the stop)
 curl -s --max-time 5 "$ADMIN/status" >"$TEST_TMP/status.json"
@@ -146,7 +150,10 @@ for r in recs:
         last = r["checkpoint"]
 orders = sum(b["tables"].get("public.orders", 0) for b in batches)
 customers = sum(b["tables"].get("public.customers", 0) for b in batches)
-want_orders, want_customers = 30 * 3 + 1, 30
+isnap = [r for r in recs if r["kind"].startswith("isnap_")]
+assert [r["kind"] for r in isnap] == ["isnap_requested", "isnap_table_start", "isnap_table_done"], isnap
+assert isnap[2]["rows"] + isnap[2]["rows_from_stream"] >= 230, isnap  # 230 orders at the time
+want_orders, want_customers = 30 * 3 + 1 + isnap[2]["rows"], 30
 print(f"batches: {len(batches)}, orders rows {orders} (made {want_orders}), customers rows {customers} "
       f"(made {want_customers}), gap records {len(gaps)}")
 assert orders <= want_orders and customers <= want_customers, "rows counted twice"
