@@ -9,15 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { P_EMAIL, P_PHONE, P_CARD, P_IBAN, P_SSN, P_IPV4, P_IPV6, P_DATE, P_NAME_NAME, P_NAME_ADDR, P_NAME_BIRTH,
-       P_NAME_BARE, P_HINT_EMAIL, P_HINT_PHONE, P_HINT_CARD, P_HINT_IBAN, P_HINT_SSN, P_HINT_IP, NPATTERNS };
+enum { P_EMAIL, P_PHONE, P_NINO, P_CARD, P_IBAN, P_SSN, P_IPV4, P_IPV6, P_DATE, P_NAME_NAME, P_NAME_ADDR, P_NAME_BIRTH,
+       P_NAME_BARE, P_HINT_EMAIL, P_HINT_PHONE, P_HINT_CARD, P_HINT_IBAN, P_HINT_NINO, P_HINT_SSN, P_HINT_IP, NPATTERNS };
 
 static const char *const PATTERNS[NPATTERNS] = {
     [P_EMAIL] = "^[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\\.[A-Za-z]{2,24}$",
     /* +CC and separators, or (area) code; 7..15 digits counted in C */
-    [P_PHONE] = "^(?:\\+[0-9]{1,3}[ .-]?)?(?:\\([0-9]{1,4}\\)[ .-]?)?[0-9]{1,5}(?:[ .-][0-9]{1,5}){1,5}$|^\\+[0-9]{7,15}$",
+    [P_PHONE] = "^(?:\\+[0-9]{1,3}[ .-]?)?(?:\\([0-9]{1,4}\\)[ .-]?)?[0-9]{1,5}(?:[ .-][0-9]{1,5}){1,5}$|^\\+[0-9]{7,15}$"
+                "|^\\+[0-9]{1,3}(?:[ .-][0-9]{1,8}){1,4}$", /* international: longer subscriber groups */
     [P_CARD] = "^[0-9]{4}(?:[ -]?[0-9]{2,7}){2,5}$|^[0-9]{13,19}$",
     [P_IBAN] = "^[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{1,4}){3,8}$",
+    /* UK National Insurance number: two letters (not D, F, I, Q, U, V; second not O), 6 digits, A-D */
+    [P_NINO] = "^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]$",
     [P_SSN] = "^(?!000|666|9)[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}$",
     [P_IPV4] = "^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$",
     [P_IPV6] = "^(?=(?:[^:]*:){3}|.*::)(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|[0-9A-Fa-f]{1,4})$|^(?:[0-9A-Fa-f]{1,4}:){0,6}:(?::?[0-9A-Fa-f]{1,4}){1,6}$",
@@ -30,6 +33,7 @@ static const char *const PATTERNS[NPATTERNS] = {
     [P_HINT_PHONE] = "(?i)phone|mobile|(?:^|_)tel(?:_|$)|fax|msisdn",
     [P_HINT_CARD] = "(?i)card|(?:^|_)cc(?:_|$)|pan(?:_|$)",
     [P_HINT_IBAN] = "(?i)iban|account",
+    [P_HINT_NINO] = "(?i)nino|national_?insurance|ni_?number",
     [P_HINT_SSN] = "(?i)ssn|social|national_?id|tax_?id",
     [P_HINT_IP] = "(?i)(?:^|_)ip(?:_|$)|ip_?addr|remote_?addr|client_?ip",
 };
@@ -39,7 +43,7 @@ struct od_pii_detector {
   pcre2_match_data *md;
 };
 
-static const char *const KIND_NAMES[OD_PII_NKINDS] = {"none", "email", "phone", "card", "iban", "ssn", "ip",
+static const char *const KIND_NAMES[OD_PII_NKINDS] = {"none", "email", "phone", "card", "iban", "ssn", "nino", "ip",
                                                       "name", "address", "birthdate"};
 
 const char *od_pii_kind_name(od_pii_kind k) { return k >= 0 && k < OD_PII_NKINDS ? KIND_NAMES[k] : "?"; }
@@ -137,7 +141,10 @@ od_pii_kind od_pii_value(od_pii_detector *d, const char *v, size_t len) {
   if (match(d, P_SSN, v, len)) return OD_PII_SSN;
   if (len == 11 && v[3] == '-' && v[6] == '-') return OD_PII_NONE; /* SSN-shaped, outside the issued ranges */
   if (match(d, P_IPV4, v, len) || (memchr(v, ':', len) && match(d, P_IPV6, v, len))) return OD_PII_IP;
-  if (isalpha((unsigned char)v[0])) return match(d, P_IBAN, v, len) && iban_ok(v, len) ? OD_PII_IBAN : OD_PII_NONE;
+  if (isalpha((unsigned char)v[0])) {
+    if (match(d, P_NINO, v, len)) return OD_PII_NINO;
+    return match(d, P_IBAN, v, len) && iban_ok(v, len) ? OD_PII_IBAN : OD_PII_NONE;
+  }
   if (match(d, P_DATE, v, len)) return OD_PII_NONE;
   int nd = digits(v, len, dg, sizeof dg);
   if (nd >= 13 && nd <= 19 && match(d, P_CARD, v, len) && luhn(dg, nd)) return OD_PII_CARD;
@@ -150,7 +157,7 @@ od_pii_kind od_pii_column_name(od_pii_detector *d, const char *column, double *c
   static const struct { int p; od_pii_kind k; double c; } NAMES[] = {
       {P_NAME_NAME, OD_PII_NAME, 0.7},   {P_NAME_ADDR, OD_PII_ADDRESS, 0.7}, {P_NAME_BIRTH, OD_PII_BIRTHDATE, 0.7},
       {P_NAME_BARE, OD_PII_NAME, 0.4},   {P_HINT_EMAIL, OD_PII_EMAIL, 0.3},  {P_HINT_PHONE, OD_PII_PHONE, 0.3},
-      {P_HINT_SSN, OD_PII_SSN, 0.3},     {P_HINT_IBAN, OD_PII_IBAN, 0.2},    {P_HINT_CARD, OD_PII_CARD, 0.2},
+      {P_HINT_NINO, OD_PII_NINO, 0.3},   {P_HINT_SSN, OD_PII_SSN, 0.3},     {P_HINT_IBAN, OD_PII_IBAN, 0.2},    {P_HINT_CARD, OD_PII_CARD, 0.2},
       {P_HINT_IP, OD_PII_IP, 0.2},
   };
   for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)

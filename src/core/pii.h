@@ -21,6 +21,7 @@ typedef enum od_pii_kind {
   OD_PII_CARD,    /* payment card number: 13..19 digits, Luhn check */
   OD_PII_IBAN,    /* ISO 13616, mod 97 check */
   OD_PII_SSN,     /* US Social Security number written AAA-GG-SSSS (SSA-valid ranges) */
+  OD_PII_NINO,    /* UK National Insurance number (AB 12 34 56 C), HMRC's letter rules */
   OD_PII_IP,      /* IPv4 dotted quad or IPv6 */
   OD_PII_NAME,    /* by column name only */
   OD_PII_ADDRESS, /* by column name only */

@@ -137,6 +137,7 @@ static const char *protect(od_pii_kind k) {
     case OD_PII_CARD: return "type: mask, style: card";
     case OD_PII_IBAN: return "type: mask, style: keep_last, keep: 4";
     case OD_PII_SSN:
+    case OD_PII_NINO:
     case OD_PII_NAME: return "type: pseudonymize, key: \"${env:ODSYNC_PII_KEY}\"";
     case OD_PII_BIRTHDATE: return "type: truncate_date, unit: year";
     default: return "type: mask";

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # pii_scan.sh — `odsync scan` and `pii: { detect: enforce }` against a real PostgreSQL (docs/PII.md).
 #
-# people: 5000 rows of realistic fake data (tests/fixtures/pii_people.py) with 9 PII columns and 10
+# people: 5000 rows of realistic fake data (tests/fixtures/pii_people.py) with 10 PII columns and 10
 # decoy columns; products: 30 rows (a bare `name` column, prices, skus). Asserts:
 # - scan samples people with TABLESAMPLE (after ANALYZE) and products with a plain LIMIT (small);
-#   it prints no sampled value; precision and recall over the 23 columns are computed against the
+#   it prints no sampled value; precision and recall over the 24 columns are computed against the
 #   known truth and printed; recall must be 1.0 and precision >= 0.85 at confidence >= 0.5 (the
 #   columns the printed block protects);
 # - enforce without transforms: odsync refuses (exits 1) naming a people column, and the sink holds
@@ -27,7 +27,8 @@ FIXTURE=$(dirname "${BASH_SOURCE[0]}")/../fixtures/pii_people.py
 pg_psql <<'SQL'
 CREATE TABLE people (id int PRIMARY KEY, first_name text, last_name text, email text, phone text, card_number text,
   iban text, ssn text, last_ip text, street_address text, order_ref text, sku text, amount numeric(10,2),
-  created_on text, tracking_no text, notes text, app_version text, account_number text, shift_start text);
+  created_on text, tracking_no text, notes text, app_version text, account_number text, shift_start text,
+  ni_number text);
 CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(8,2), sku text);
 INSERT INTO products SELECT g, (ARRAY['Desk lamp', 'Office chair', 'Notebook A5', 'USB-C cable', 'Monitor arm'])[g % 5 + 1]
   || ' ' || g, g * 4.5, 'SK-' || (1000 + g) FROM generate_series(1, 30) g;
@@ -65,9 +66,9 @@ for v in $(cut -d, -f4 "$TEST_TMP/people.csv" | head -200) ; do grep -qF "$v" "$
 python3 - "$TEST_TMP/scan.txt" <<'PY' | tee "$TEST_TMP/precision.txt" || fail "precision/recall below the bar (see above)"
 import re, sys
 truth = {f"public.people.{c}" for c in
-         "first_name last_name email phone card_number iban ssn last_ip street_address".split()}
+         "first_name last_name email phone card_number iban ssn last_ip street_address ni_number".split()}
 columns = {f"public.people.{c}" for c in ("id first_name last_name email phone card_number iban ssn last_ip street_address "
-           "order_ref sku amount created_on tracking_no notes app_version account_number shift_start").split()}
+           "order_ref sku amount created_on tracking_no notes app_version account_number shift_start ni_number").split()}
 columns |= {f"public.products.{c}" for c in "id name price sku".split()}
 table, found = None, {}
 for line in open(sys.argv[1]):
@@ -91,7 +92,7 @@ score(0.0)
 p, r = score(0.5)
 kinds = {c.split(".")[-1]: k for c, (k, _) in found.items()}
 want = {"email": "email", "phone": "phone", "card_number": "card", "iban": "iban", "ssn": "ssn", "last_ip": "ip",
-        "first_name": "name", "last_name": "name", "street_address": "address"}
+        "first_name": "name", "last_name": "name", "street_address": "address", "ni_number": "nino"}
 wrong = {c: (kinds.get(c), k) for c, k in want.items() if kinds.get(c) != k}
 assert not wrong, f"columns reported with the wrong kind (got, want): {wrong}"
 assert r == 1.0 and p >= 0.85, (p, r)

@@ -246,6 +246,9 @@ TEST(pii_values) {
       {"2001:db8::1", OD_PII_IP},                   {"12:30:45", OD_PII_NONE},
       {"256.1.1.1", OD_PII_NONE},                   {"2024-03-15", OD_PII_NONE},
       {"ORD-2024-000123", OD_PII_NONE},             {"12345", OD_PII_NONE},
+      {"+49 30 4788089", OD_PII_PHONE},             {"JG 10 37 59 A", OD_PII_NINO},
+      {"AB123456C", OD_PII_NINO},                   {"DA123456C", OD_PII_NONE},   /* D never first */
+      {"AB123456E", OD_PII_NONE},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     od_pii_kind k = od_pii_value(d, cases[i].v, strlen(cases[i].v));
