@@ -281,7 +281,8 @@ static int rotate(alog *l) {
   sync_log(l);
   char from[4096], to[4096];
   seg_path(g_dir, l->name, 0, from, sizeof from);
-  seg_path(g_dir, l->name, l->seg_first, to, sizeof to);
+  /* named by its first record's seq (a segment without a readable record: by the next one) */
+  seg_path(g_dir, l->name, l->seg_first ? l->seg_first : l->seq + 1, to, sizeof to);
   close(l->fd);
   l->fd = -1;
   if (rename(from, to) != 0) od_warn("audit: cannot rotate %s to %s: %s", from, to, strerror(errno));
