@@ -7,7 +7,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
-  libpq-dev libsqlite3-dev libyaml-dev libssl-dev
+  libpq-dev libsqlite3-dev libyaml-dev libssl-dev libpcre2-dev
   postgresql postgresql-contrib sqlite3
   libcurl4-openssl-dev zlib1g-dev libhiredis-dev curl
   clickhouse-server clickhouse-client redis-server redis-tools

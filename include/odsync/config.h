@@ -82,6 +82,17 @@ typedef struct od_transform_list {
   int n;
 } od_transform_list;
 
+/* PII checks of a pipeline (key `pii:`; docs/PII.md). */
+enum od_pii_mode {
+  OD_PII_OFF = 0,     /* default */
+  OD_PII_WARN = 1,    /* a column that looks like PII and reaches a sink unmasked is logged (and audited) */
+  OD_PII_ENFORCE = 2, /* ...and stops the pipeline (not retried) */
+};
+typedef struct od_pii_config {
+  int detect;         /* enum od_pii_mode; key `detect: off|warn|enforce` */
+  int sample;         /* values checked per new column (default 64, 1..100000) */
+} od_pii_config;
+
 /* One sink of a pipeline: `sink:` (one, named "default") or an item of `sinks:`. */
 typedef struct od_sink_config {
   char *name;                 /* [A-Za-z0-9_]+, unique in the pipeline; "default" for `sink:` */
@@ -126,6 +137,7 @@ typedef struct od_pipeline_config {
   int on_poison;       /* enum od_poison_policy; key `on_poison: stop|dead_letter` */
   int poison_attempts; /* tries of a rejected change before it is poison (1..100, default 3) */
   od_breaker_config breaker;
+  od_pii_config pii;
 } od_pipeline_config;
 
 /* Roles of the admin API (docs/SECURITY.md); each includes the ones before it. */
@@ -187,12 +199,19 @@ typedef struct od_encryption_config {
   od_encryption_key *keys; /* NULL when `encryption:` is absent */
   int nkeys;
 } od_encryption_config;
+/* The audit log (docs/AUDIT.md): one hash-chained file per pipeline under state_dir/audit. */
+typedef struct od_audit_config {
+  bool enabled;        /* default true; `audit: { enabled: false }` turns it off */
+  size_t max_bytes;    /* a segment is rotated past this size (default 64 MiB, 64 KiB..16 GiB) */
+  int fsync_ms;        /* records are fsynced at most this long after being written (default 1000; 0: every record) */
+} od_audit_config;
 
 typedef struct od_config {
   char *file;          /* path the config was read from ("<string>" for od_config_parse) */
   od_admin_config admin;
   od_encryption_config encryption;
   od_tracing_config tracing;
+  od_audit_config audit;
   char *state_dir;     /* default "./odsync-state" */
   char *log_level;     /* error|warn|info|debug; default info (key log_level, or log.level) */
   char *log_format;    /* text|json; default text (key log.format) */

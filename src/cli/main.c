@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include "cli/dlq_cmd.h"
+#include "cli/govern_cmd.h"
 #include "cli/progress.h"
 #include "cli/status_cmd.h"
+#include "core/audit.h"
 #include "core/log.h"
 #include "core/isnap.h"
 #include "core/pipeline.h"
@@ -37,12 +39,18 @@ static const char usage[] =
     "          the config, or --url)\n"
     "  dlq     dead letters (poison rows): dlq list | show ID | replay ID|--all | drop ID\n"
     "          [-c FILE] [-p PIPELINE] [-s SINK] (odsync dlq --help)\n"
+    "  audit verify  check the hash chain of the audit logs in state_dir (docs/AUDIT.md); exit 1\n"
+    "          when a record was edited, deleted, moved or cut; --pipeline P for one\n"
+    "  lineage TABLE  where TABLE's rows come from: pipeline, source table, sink, transforms\n"
+    "  scan    sample every captured table of the PostgreSQL sources and report columns that look\n"
+    "          like PII, with a ready-to-paste transforms block (docs/PII.md); --rows N per table\n"
     "\n"
     "options:\n"
     "  -c, --config FILE     config file (default: odsync.yml)\n"
     "  -p, --pipeline NAME   only this pipeline (repeatable)\n"
     "  -t, --table T         snapshot: a captured table, schema.table (repeatable)\n"
     "  -u, --url URL         status: the admin server, e.g. http://127.0.0.1:7070\n"
+    "  -r, --rows N          scan: rows sampled per table (default 1000)\n"
     "      --progress        live progress line (default when stderr is a terminal)\n"
     "      --no-progress     no progress line\n"
     "  -l, --log-level L     error|warn|info|debug (overrides log_level in the config)\n"
@@ -206,7 +214,11 @@ static int cmd_run(const cli *c) {
   od_error err;
   od_error_clear(&err);
   int exit_code = 0;
-  for (int i = 0; i < cfg->npipelines && pipes && pcfgs && pstats; i++) {
+  if (od_audit_init(cfg, &err)) {
+    fprintf(stderr, "odsync: %s\n", err.msg);
+    exit_code = 2;
+  }
+  for (int i = 0; i < cfg->npipelines && pipes && pcfgs && pstats && exit_code == 0; i++) {
     if (!selected(c, cfg->pipelines[i].name)) continue;
     if (od_pipeline_new(cfg, &cfg->pipelines[i], &pipes[n], &err)) {
       fprintf(stderr, "odsync: %s\n", err.msg);
@@ -293,6 +305,7 @@ static int cmd_run(const cli *c) {
     od_pipeline_free(pipes[i]);
   }
   od_otlp_stop(otlp);
+  od_audit_shutdown();
   free(pipes);
   free(pcfgs);
   free(pstats);
@@ -315,6 +328,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(cmd, "dlq")) return od_cli_dlq(argc - 2, argv + 2);
+  if (!strcmp(cmd, "audit")) return od_cli_audit(argc, argv);
+  if (!strcmp(cmd, "lineage")) return od_cli_lineage(argc, argv);
+  if (!strcmp(cmd, "scan")) return od_cli_scan(argc, argv);
   cli c = {.config_path = "odsync.yml", .progress = -1};
   optind = 2;
   int rc = parse_args(argc, argv, &c);

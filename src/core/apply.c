@@ -8,6 +8,8 @@
 
 #include <stdio.h>
 
+#include "core/audit.h"
+#include "core/lineage.h"
 #include "core/log.h"
 #include "core/pipeline_metrics.h"
 #include "core/breaker.h"
@@ -55,6 +57,11 @@ struct od_apply {
   od_chunk **pending;      /* chunks of the batch, kept until it is committed */
   size_t npending, pending_cap;
   bool serial;             /* a transaction too large for one batch is streaming through the carrier */
+
+  /* audit log (core/audit.h): one record per committed batch */
+  bool audit;
+  od_audit_tally atally;   /* rows per table of the batch */
+  char tx_id[32];          /* the sink's transform set id */
 };
 
 
@@ -133,6 +140,13 @@ static int batch_commit(od_apply *a) {
   int rc = a->sink->ops->commit(a->sink, &a->boundary, &a->err);
   if (rc) return rc;
   int64_t t1 = od_mono_us();
+  if (a->audit) {
+    od_pos from = od_pos_cell_get(&a->stats->durable);
+    if (a->rows || a->txns)
+      od_audit_batch(a->cfg->name, a->stats->name, a->tx_id, &from, &a->boundary, a->rows, a->txns, &a->atally);
+    else
+      od_audit_position(a->cfg->name, a->stats->name, "idle", &a->boundary);
+  }
   if ((a->rows || a->txns) && a->tr_taken && od_trace_sample()) trace_batch(a, t0, t1);
   a->tr_taken = 0;
   a->tr_cid_first[0] = a->tr_cid_last[0] = '\0';
@@ -201,6 +215,7 @@ static int apply_run(od_apply *a, const od_change *ch, size_t n) {
   if (rc) return rc;
   a->rows += n;
   od_pm_tally(a->tally, ch, n);
+  if (a->audit) od_audit_tally_add(&a->atally, ch, n);
   return OD_OK;
 }
 
@@ -283,6 +298,8 @@ static void recycle_pending(od_apply *a) {
 static int go_serial(od_apply *a) {
   a->rows = a->txns = 0;
   memset(a->tally, 0, sizeof a->tally);
+  a->atally.n = 0;
+  a->atally.other = 0;
   a->bytes = 0;
   a->at_boundary = false;
   a->serial = true;
@@ -313,6 +330,7 @@ static int collect(od_apply *a, od_chunk *c) {
   a->pending[a->npending++] = c;
   a->rows += c->nchanges;
   od_pm_tally(a->tally, c->changes, c->nchanges);
+  if (a->audit) od_audit_tally_add(&a->atally, c->changes, c->nchanges);
   a->bytes += od_chunk_bytes(c);
   if (c->ntxns && !chunk_held(a, c)) {
     a->txns += c->ntxns;
@@ -349,6 +367,8 @@ static int run_parallel(od_apply *a) {
     a->open = false;
     a->rows = a->txns = 0;
     a->bytes = 0;
+    a->atally.n = 0;
+    a->atally.other = 0;
   } else if (!rc) {
     rc = batch_commit(a);
   }
@@ -417,6 +437,10 @@ static void *apply_main(void *arg) {
     if (batch_due(a) && (rc = flush(a))) break;
   }
   if (rc == OD_OK && batch_started(a) && a->at_boundary) rc = flush(a);
+  if (rc == OD_OK && a->audit) { /* a clean end: the last position, idle advances included */
+    od_pos last = od_pos_cell_get(&a->stats->durable);
+    od_audit_position(a->cfg->name, a->stats->name, "checkpoint", &last);
+  }
   if (a->open) {
     /* A partial source transaction (or a failed batch) never reaches the sink. */
     a->sink->ops->rollback(a->sink);
@@ -463,6 +487,11 @@ int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err) {
     a->limit_rows = start > (uint64_t)b->min_rows ? start : (uint64_t)b->min_rows;
   }
   atomic_store(&a->stats->batch_limit, a->limit_rows);
+  if ((a->audit = od_audit_enabled())) {
+    snprintf(a->tx_id, sizeof a->tx_id, "none");
+    for (int i = 0; i < cfg->nsinks; i++)
+      if (!strcmp(cfg->sinks[i].name, a->stats->name)) od_lineage_transforms_id(cfg, &cfg->sinks[i], a->tx_id, sizeof a->tx_id);
+  }
   if (a->opt.writers > 1) {
     int rc = od_router_init(&a->router, a->opt.writers);
     if (!rc) rc = od_writers_start(&a->writers, open_one_writer, a, cfg, a->opt.writers - 1, err);

@@ -47,10 +47,13 @@
 #define QUEUE_BYTES_MIN MIB
 #define QUEUE_BYTES_MAX TIB
 
-static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin", "tracing", "encryption", "pipelines",
+static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin", "tracing", "encryption", "audit", "pipelines",
                                        NULL};
 static const char *const ENC_KEYS[] = {"keys", NULL};
 static const char *const ENC_KEY_KEYS[] = {"id", "key", NULL};
+static const char *const AUDIT_KEYS[] = {"enabled", "max_bytes", "fsync_ms", NULL};
+static const char *const PII_KEYS[] = {"detect", "sample", NULL};
+static const char *const PII_MODES[] = {"off", "warn", "enforce", NULL}; /* indexed by enum od_pii_mode */
 static const char *const TRACING_KEYS[] = {"endpoint", "sample_ratio", "service_name", NULL};
 static const char *const ADMIN_KEYS[] = {"listen", "tokens", "jwt", "tls", NULL};
 static const char *const ADMIN_TOKEN_KEYS[] = {"token", "role", NULL};
@@ -62,7 +65,7 @@ static const char *const LOG_KEYS[] = {"level", "format", NULL};
 static const char *const LOG_FORMATS[] = {"text", "json", NULL};
 static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "sinks", "transforms", "batch", "queue",
                                               "schema_changes", "consistency", "apply_workers",
-                                              "reconnect_max_ms", "alerts", "on_poison", "poison_attempts",
+                                              "reconnect_max_ms", "alerts", "pii", "on_poison", "poison_attempts",
                                               "circuit_breaker", NULL};
 static const char *const BREAKER_KEYS[] = {"failures", "error_rate", "min_attempts", "window_ms", "cooldown_ms", NULL};
 /* Indexed by enum od_poison_policy. */
@@ -757,6 +760,46 @@ static int parse_fault(pctx *p, od_pipeline_config *pl, const yaml_node_t *n, co
   return OD_OK;
 }
 
+/* pii: { detect: off|warn|enforce, sample: N } */
+static int parse_pii(pctx *p, od_pii_config *c, const yaml_node_t *n, const char *path) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping such as { detect: warn }");
+  if (rc || (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, PII_KEYS))) return rc;
+  char kpath[160];
+  yaml_node_t *v;
+  if ((v = map_get(p, n, "detect"))) {
+    subpath(kpath, sizeof kpath, path, "detect");
+    if ((rc = parse_choice(p, v, kpath, PII_MODES, "a PII mode", "off, warn, enforce", &c->detect))) return rc;
+  }
+  if ((v = map_get(p, n, "sample"))) {
+    long x;
+    subpath(kpath, sizeof kpath, path, "sample");
+    if ((rc = num_long(p, v, kpath, 1, 100000, &x))) return rc;
+    c->sample = (int)x;
+  }
+  return OD_OK;
+}
+
+/* audit: { enabled: true, max_bytes: 64MiB, fsync_ms: 1000 } */
+static int parse_audit(pctx *p, od_audit_config *a, const yaml_node_t *n) {
+  if (is_null(n)) return OD_OK;
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "audit", "a mapping such as { enabled: true }");
+  if (rc || (rc = check_mapping(p, n, "audit")) || (rc = check_known(p, n, "audit", AUDIT_KEYS))) return rc;
+  yaml_node_t *v;
+  if ((v = map_get(p, n, "enabled"))) {
+    int choice;
+    if ((rc = parse_choice(p, v, "audit.enabled", BOOLS, "a boolean", "true or false", &choice))) return rc;
+    a->enabled = choice % 2 == 1;
+  }
+  if ((v = map_get(p, n, "max_bytes")) && (rc = num_size(p, v, "audit.max_bytes", 64 * KIB, 16 * GIB, &a->max_bytes)))
+    return rc;
+  if ((v = map_get(p, n, "fsync_ms"))) {
+    long x;
+    if ((rc = num_long(p, v, "audit.fsync_ms", 0, 60000, &x))) return rc;
+    a->fsync_ms = (int)x;
+  }
+  return OD_OK;
+}
+
 static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const char *path) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping");
   if (rc || (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, BATCH_KEYS))) return rc;
@@ -1040,6 +1083,11 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
   if ((v = map_get(p, n, "alerts")) && !is_null(v)) {
     subpath(sub, sizeof sub, path, "alerts");
     if ((rc = parse_alerts(p, &pl->alerts, v, sub))) return rc;
+  }
+  pl->pii.sample = 64;
+  if ((v = map_get(p, n, "pii")) && !is_null(v)) {
+    subpath(sub, sizeof sub, path, "pii");
+    if ((rc = parse_pii(p, &pl->pii, v, sub))) return rc;
   }
   return OD_OK;
 }
@@ -1357,6 +1405,8 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
   if ((v = map_get(p, root, "admin")) && (rc = parse_admin(p, &cfg->admin, v))) return rc;
   if ((v = map_get(p, root, "tracing")) && (rc = parse_tracing(p, &cfg->tracing, v))) return rc;
   if ((v = map_get(p, root, "encryption")) && (rc = parse_encryption(p, &cfg->encryption, v))) return rc;
+  cfg->audit = (od_audit_config){.enabled = true, .max_bytes = 64 * MIB, .fsync_ms = 1000};
+  if ((v = map_get(p, root, "audit")) && (rc = parse_audit(p, &cfg->audit, v))) return rc;
 
   if (!(v = map_get(p, root, "pipelines")))
     return fail_node(p, root, "missing required key 'pipelines'; expected a list with at least one "

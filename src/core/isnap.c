@@ -27,6 +27,7 @@
 
 #include "core/arena.h"
 #include "core/keytuple.h"
+#include "core/governance.h"
 #include "core/log.h"
 
 /* Progress marks before key tuples: an integer key k stored as the mark value k ^ 2^63. */
@@ -450,6 +451,7 @@ int od_isnap_commit(od_isnap *is, const od_txn_info *txn, const od_isnap_out *ou
     }
     is->todo[is->ntodo++] = is->newreq[i];
     od_info("pipeline %s: incremental snapshot of %s requested", is->cfg->name, is->newreq[i].name);
+    od_gov_isnap(is->cfg->name, is->newreq[i].name, "isnap_requested", 0, 0);
   }
   is->nnew = 0;
   pthread_cond_broadcast(&is->cv);
@@ -644,6 +646,7 @@ static int copy_table(od_isnap *is, req *r, od_error *err) {
     od_info("pipeline %s: incremental snapshot of %s: starting (%u rows per chunk)", is->cfg->name, r->name,
             is->chunk_rows);
   }
+  od_gov_isnap(is->cfg->name, r->name, "isnap_table_start", 0, 0);
   int64_t t0 = od_mono_us();
   uint64_t rows = 0, dropped = 0;
   if ((rc = one_chunk(is, s, t, info.text_form, after, 0, err))) goto out;
@@ -708,6 +711,7 @@ static int copy_table(od_isnap *is, req *r, od_error *err) {
     if (last) break;
   }
   atomic_fetch_add(&is->stats->isnap_tables, 1);
+  od_gov_isnap(is->cfg->name, r->name, "isnap_table_done", rows, dropped);
   od_info("pipeline %s: incremental snapshot of %s done: %llu rows written, %llu taken from the stream, %.1f s",
           is->cfg->name, r->name, (unsigned long long)rows, (unsigned long long)dropped,
           (double)(od_mono_us() - t0) / 1e6);

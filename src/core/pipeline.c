@@ -24,6 +24,8 @@
 #include "core/poison.h"
 #include "core/queue.h"
 #include "common/seal.h"
+#include "core/audit.h"
+#include "core/governance.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
 #include "core/targets.h"
@@ -104,6 +106,7 @@ typedef struct reader {
 
 const char *od_pipeline_name(const od_pipeline *p) { return p->cfg->name; }
 void od_pipeline_set_paused(od_pipeline *p, bool paused) { atomic_store(&p->stats.paused, paused ? 1 : 0); }
+const od_pipeline_config *od_pipeline_config_of(const od_pipeline *p) { return p->cfg; }
 od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p) { return &p->stats; }
 bool od_pipeline_finished(od_pipeline *p) {
   /* A pipeline asked to stop before it was started is finished too. */
@@ -206,7 +209,7 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
     snprintf(st->name, sizeof st->name, "%s", ps->cfg->name);
     snprintf(st->type, sizeof st->type, "%s", snk[i]->type);
     od_pos_cell_init(&st->durable);
-    od_poison_init(&ps->poison, cfg, ps->name);
+    od_poison_init(&ps->poison, cfg, ps->cfg->name, ps->name);
     ps->poison.dead_letters_total = &st->dead_letters_total;
     ps->poison.dead_letters = &st->dead_letters;
     od_breaker_init(&ps->breaker, &cfg->breaker);
@@ -469,6 +472,7 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
                      sr->ps->cfg->name, sr->start.kind->name, p->source_ops->type,
                      p->source_ops->position->name);
     od_pos_cell_set(&p->stats.sinks[i].durable, &sr->start);
+    od_gov_session(cfg, sr->ps->cfg, &sr->start);
     /* Before anything is written: every captured table lands in a target table of its own. */
     if ((rc = od_targets_refuse(cfg->name, source, sr->sink, err)))
       return p->nsinks > 1 ? od_error_prefix(err, "sink %s: ", sr->ps->cfg->name) : rc;
@@ -483,6 +487,7 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
                             .schema = schema, .stats = &p->stats, .sink_stats = &p->stats.sinks[i], .stop = &p->stop};
     int rc = od_snapshot_session(&senv, &sr->start, &sr->skips, err);
     if (rc) return rc;
+    od_audit_position(cfg->name, sr->ps->cfg->name, "snapshot_done", &sr->start);
   }
   return OD_OK;
 }

@@ -121,6 +121,7 @@ void od_pipeline_free(od_pipeline *p);
  * their reconnects; not across a restart of odsync. */
 void od_pipeline_set_paused(od_pipeline *p, bool paused);
 const char *od_pipeline_name(const od_pipeline *p);
+const od_pipeline_config *od_pipeline_config_of(const od_pipeline *p);
 od_pipeline_stats *od_pipeline_get_stats(od_pipeline *p);
 
 /* `odsync check`: open source and sink, report each problem; returns the number of fatal

@@ -5,12 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sqlbuf.h"
+#include "core/audit.h"
 #include "core/dead_letter.h"
 #include "core/error_class.h"
 #include "core/log.h"
 
-void od_poison_init(od_poison *p, const od_pipeline_config *cfg, const char *name) {
+void od_poison_init(od_poison *p, const od_pipeline_config *cfg, const char *sink, const char *name) {
   memset(p, 0, sizeof *p);
+  snprintf(p->pipeline, sizeof p->pipeline, "%s", cfg->name);
+  snprintf(p->sink, sizeof p->sink, "%s", sink);
   p->policy = cfg->on_poison;
   p->attempts = cfg->poison_attempts > 0 ? cfg->poison_attempts : 3;
   snprintf(p->name, sizeof p->name, "%s", name);
@@ -69,7 +73,7 @@ static int poisoned(od_poison *p, od_sink *s, const od_change *ch, int tries, co
   if (rc) return od_error_prefix(err, "storing a dead letter (table %s, key %s): ", table, key);
   od_warn("%s: poison row: the %s of table %s, key %s, at %s was rejected %d times (%s); stored as a dead letter, "
           "committed with the rest of its transaction (odsync dlq list)", p->name, od_op_word(ch->op), table, key, pos, tries, why->msg);
-  p->pending++;
+  if (!p->pending++) snprintf(p->first_pos, sizeof p->first_pos, "%s", pos);
   return OD_OK;
 }
 
@@ -112,6 +116,15 @@ void od_poison_committed(od_poison *p) {
   if (p->pending) {
     if (p->dead_letters_total) atomic_fetch_add(p->dead_letters_total, p->pending);
     if (p->dead_letters) atomic_fetch_add(p->dead_letters, (int64_t)p->pending);
+    if (od_audit_enabled()) {
+      od_sqlbuf b = {0};
+      od_sqlbuf_add(&b, "\"sink\":");
+      od_audit_json_str(&b, p->sink);
+      od_sqlbuf_addf(&b, ",\"count\":%llu,\"first_position\":", (unsigned long long)p->pending);
+      od_audit_json_str(&b, p->first_pos);
+      if (!b.oom) od_audit_record(p->pipeline, "dead_letters", b.p);
+      od_sqlbuf_free(&b);
+    }
   }
   p->pending = 0;
   p->in_batch = false;

@@ -29,6 +29,8 @@ typedef struct od_poison {
   int policy;             /* enum od_poison_policy (odsync/config.h) */
   int attempts;           /* poison_attempts */
   char name[128];         /* the checkpoint name: "<pipeline>" or "<pipeline>.<sink>" */
+  char pipeline[64], sink[64]; /* for the audit log */
+  char first_pos[OD_POS_TEXT_MAX + 16]; /* position of the first dead letter of the open transaction */
   od_pos isolate_until;   /* transactions starting at or before it go change by change */
   od_pos last_seen;       /* start of the last transaction the apply took in this session */
   bool restart;           /* the last session ended on a row rejection it could isolate */
@@ -38,7 +40,7 @@ typedef struct od_poison {
   _Atomic int64_t *dead_letters;
 } od_poison;
 
-void od_poison_init(od_poison *p, const od_pipeline_config *cfg, const char *name);
+void od_poison_init(od_poison *p, const od_pipeline_config *cfg, const char *sink, const char *name);
 /* Whether ch is to be applied change by change. */
 bool od_poison_isolating(const od_poison *p, const od_change *ch);
 /* Apply ch[0, n) inside the open sink transaction: the isolated changes one by one under a
@@ -49,7 +51,8 @@ int od_poison_apply(od_poison *p, od_sink *s, const od_change *ch, size_t n, siz
  * rejection a new session can isolate (isolate_until moves forward; the caller restarts at once).
  * A rejection met while isolating already cannot be narrowed further: false (it stops). */
 bool od_poison_on_failure(od_poison *p, od_error *err);
-/* The open sink transaction committed (its dead letters count) or was rolled back (they do not). */
+/* The open sink transaction committed (its dead letters count, and an audit record "dead_letters"
+ * names how many and the first one's position) or was rolled back (they do not). */
 void od_poison_committed(od_poison *p);
 void od_poison_discarded(od_poison *p);
 

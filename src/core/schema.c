@@ -5,6 +5,7 @@
  * and strings) and every registration (sch_src). Never touches: sinks, sources, other files.
  */
 #include "core/schema.h"
+#include "core/governance.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -356,6 +357,7 @@ static int record(od_schema *s, sch_table *t, const od_relation *rel, uint32_t v
   if (rc == OD_OK) rc = append_line(s, line, len, err);
   else OD_FAIL(err, OD_ENOMEM, "schema history %s: out of memory", s->path);
   free(line);
+  if (rc == OD_OK) od_gov_schema_change(s->pipeline, &v->rel, change); /* the audit log (core/governance.h) */
   if (rc == OD_OK && table_push(t, v) != OD_OK)
     rc = OD_FAIL(err, OD_ENOMEM, "schema history %s: out of memory", s->path);
   if (rc) version_free(v);

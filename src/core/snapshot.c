@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "core/arena.h"
+#include "core/governance.h"
 #include "core/log.h"
 
 #define APPLY_SLICE 4096
@@ -37,6 +38,7 @@ typedef struct snap_tbl {
   bool load;         /* chunks go through the sink's load() (bulk loading), not apply() */
   bool binary;       /* ... with values in the source's binary form */
   atomic_bool upsert; /* the target held rows of a chunk: apply() from then on */
+  atomic_bool audited; /* its snapshot_table_start audit record is written */
   uint32_t done_before, todo;
   _Atomic uint32_t left;
   _Atomic uint64_t rows;
@@ -300,6 +302,8 @@ static int copy_chunk(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
     int64_t zero = 0;
     atomic_compare_exchange_strong(&t->st->started_us, &zero, now);
   }
+  if (!atomic_exchange(&t->audited, true))
+    od_gov_snapshot_table(d->env->cfg->name, d->name, t->t->name, "snapshot_table_start", 0);
   int rc = copy_once(w, t, chunk, err);
   if (rc == OD_EDUPLICATE && w->loading) {
     /* The target held rows before odsync (a first attempt keeps them): this table's chunks
@@ -322,6 +326,7 @@ static int copy_chunk(worker *w, snap_tbl *t, uint32_t chunk, od_error *err) {
   if (atomic_fetch_sub(&t->left, 1) == 1) {
     int64_t end = od_mono_us();
     if (t->st) atomic_store(&t->st->finished_us, end);
+    od_gov_snapshot_table(d->env->cfg->name, d->name, t->t->name, "snapshot_table_done", atomic_load(&t->rows));
     char rows[32];
     double secs = (end - (t->st ? atomic_load(&t->st->started_us) : now)) / 1e6;
     od_info("snapshot: %s: copied %u chunk%s in this run (%u already done, %u in all), %s rows in %.1f s",

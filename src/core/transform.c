@@ -6,12 +6,14 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/pii_guard.h"
 #include "odsync/registry.h"
 
 typedef struct rel_map {
   const od_relation *in, *out;
   bool identity;               /* no transform touches this table */
   const od_relation **stages;  /* stages[i]: what transform i receives; stages[nt] = out (owned array) */
+  od_pii_rel *pii;             /* columns still checked by the PII guard, or NULL (owned by the guard) */
 } rel_map;
 
 typedef struct chain {
@@ -27,6 +29,7 @@ typedef struct chain {
   struct chain_scratch { od_scratch s; od_arena *a; } scratch;
   od_change *out;
   size_t out_cap;
+  od_pii_guard *guard;  /* pii.detect (core/pii_guard.h), or NULL */
 } chain;
 
 static void *scratch_alloc(od_scratch *s, size_t size) {
@@ -80,6 +83,14 @@ static int map_rel(chain *c, const od_relation *in, const rel_map **out, od_erro
     cur = next;
   }
   stages[c->nt] = cur;
+  od_pii_rel *pii = NULL;
+  if (c->guard) {
+    int rc = od_pii_guard_relation(c->guard, in, &pii, err);
+    if (rc) {
+      free(stages);
+      return rc;
+    }
+  }
   if (c->nmaps == c->cap) {
     size_t cap = c->cap ? c->cap * 2 : 32;
     rel_map *m = realloc(c->maps, cap * sizeof *m);
@@ -90,7 +101,7 @@ static int map_rel(chain *c, const od_relation *in, const rel_map **out, od_erro
     c->maps = m;
     c->cap = cap;
   }
-  c->maps[c->nmaps] = (rel_map){.in = in, .out = cur, .identity = cur == in, .stages = stages};
+  c->maps[c->nmaps] = (rel_map){.in = in, .out = cur, .identity = cur == in, .stages = stages, .pii = pii};
   *out = &c->maps[c->nmaps++];
   return OD_OK;
 }
@@ -117,6 +128,10 @@ static int rewrite(chain *c, const od_change *in, size_t n, size_t *m, od_error 
       int rc = map_rel(c, ch->rel, &map, err);
       if (rc) return rc;
       last_in = ch->rel;
+    }
+    if (map->pii) {
+      int rc = od_pii_guard_change(c->guard, map->pii, ch, err);
+      if (rc) return rc;
     }
     if (map->identity) {
       c->out[k++] = *ch;
@@ -222,13 +237,14 @@ static void ch_close(od_sink *s) {
   free(c->maps);
   free(c->out);
   od_arena_destroy(&c->arena);
+  od_pii_guard_free(c->guard);
   free(c);
 }
 
 int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, const od_sink_ops *ops,
                        const char *name, od_sink **out, od_error *err) {
   int nt = cfg->transforms.n + sk->transforms.n;
-  if (nt == 0) return ops->open(&sk->section, name, out, err);
+  if (nt == 0 && cfg->pii.detect == OD_PII_OFF) return ops->open(&sk->section, name, out, err);
   chain *c = calloc(1, sizeof *c);
   if (!c || !(c->t = calloc((size_t)nt, sizeof *c->t))) {
     free(c);
@@ -238,7 +254,7 @@ int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, 
   c->scratch = (struct chain_scratch){.s = {.alloc = scratch_alloc}, .a = &c->arena};
   c->keeps_values = true;
   const od_transform_list *lists[2] = {&cfg->transforms, &sk->transforms};
-  int rc = OD_OK;
+  int rc = od_pii_guard_new(cfg, sk, &c->guard, err);
   for (int l = 0; l < 2 && !rc; l++)
     for (int i = 0; i < lists[l]->n && !rc; i++) {
       rc = open_one(&lists[l]->items[i], &c->t[c->nt], err);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/breaker.h"
+#include "core/lineage.h"
 #include "core/pipeline_metrics.h"
 
 #define RATE_WINDOW_US 10000000LL    /* throughput: over the last 10 s */
@@ -309,6 +310,8 @@ int od_status_json(od_status_view *s, bool history, od_sqlbuf *o) {
     } else {
       od_sqlbuf_add(o, "null");
     }
+    od_sqlbuf_add(o, ",\"lineage\":"); /* where each sink's rows come from (core/lineage.h) */
+    od_lineage_pipeline_json(od_pipeline_config_of(s->pipes[i]), o);
     if (history) json_history(s, i, o);
     od_sqlbuf_add(o, "}");
   }

@@ -227,6 +227,7 @@ poison_config() {
   cat >"$file" <<YAML
 state_dir: $TEST_TMP/state
 admin: { listen: "127.0.0.1:$POISON_APORT" }
+audit: { enabled: true, fsync_ms: 0 }
 pipelines:
   - name: shop
     on_poison: $policy
@@ -274,6 +275,10 @@ poison_scenario() {
   status=$(curl -s --max-time 5 "http://127.0.0.1:$POISON_APORT/status") || fail "no /status"
   grep -q '"circuit":"closed"' <<<"$status" || fail "/status lacks the sink's circuit state: $status"
   out=$("$ODSYNC_BIN" status -c "$CONFIG") || fail "odsync status failed: $out"
+  local audited
+  audited=$(cat "$TEST_TMP"/state/audit/shop* 2>/dev/null | grep '"kind":"dead_letters"' | grep -o '"count":[0-9]*' |
+    awk -F: '{n += $2} END {print n + 0}')
+  [[ $audited -eq $want ]] || fail "the audit log records $audited dead letters, not $want"
   log "metrics: $(grep -E '^odsync_(dead_letters|sink_circuit)' <<<"$metrics" | tr '\n' ' ')"
 
   log "SIGKILL while poison rows stream"
