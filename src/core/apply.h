@@ -50,6 +50,13 @@ typedef struct od_apply_env {
   od_pos skip_before;        /* the sink's checkpoint at session start: transactions starting before it are held */
   const struct od_snapshot_skips *skips; /* tables this sink's snapshot copied under a later view (may be NULL) */
   od_sink_stats *stats;
+  /* Spooling (core/spool_feed.h), NULL without: the apply thread reads its spool before memory;
+   * with one writer, a retriable sink failure no longer ends the session: the thread keeps the
+   * uncommitted batch, closes the sink, reopens it (open_writer) with backoff while the reader
+   * spools for it, reads its checkpoint and carries on. The sink it opens replaces *sink_home. */
+  struct od_spool_feed *spool;
+  od_sink **sink_home;
+  od_pos resume_skip;        /* chunks from memory: transactions starting before this are in the spool */
 } od_apply_env;
 
 int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err);

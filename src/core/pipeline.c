@@ -21,6 +21,7 @@
 #include "core/queue.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
+#include "core/spool_feed.h"
 #include "core/targets.h"
 #include "core/transform.h"
 #include "odsync/registry.h"
@@ -60,6 +61,7 @@ struct od_pipeline {
   int64_t lock_checked_at; /* od_mono_us of the last lock_check (supervisor thread only) */
 
   od_pipeline_stats stats;
+  od_spool_feed *spools[OD_SINKS_MAX]; /* this session's spools (several sinks), NULL per sink without */
   od_error final_err;
   int final_rc;
 };
@@ -72,6 +74,7 @@ typedef struct sink_run {
   od_sink *sink; /* the chain: transforms in front of the adapter */
   od_apply *apply;
   od_pos start;  /* its checkpoint when the session started (after its initial snapshot) */
+  od_pos resume; /* where the stream continues it: start, or past what its spool holds */
   od_snapshot_skips skips;
 } sink_run;
 
@@ -199,10 +202,15 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
 
 /* What the source may be told is durable: the least of every sink's checkpoint. */
 static od_pos durable_of(od_pipeline *p) {
-  od_pos least = od_pos_cell_get(&p->stats.sinks[0].durable);
-  for (int i = 1; i < p->nsinks; i++) {
+  od_pos least = od_pos_none();
+  for (int i = 0; i < p->nsinks; i++) {
     od_pos d = od_pos_cell_get(&p->stats.sinks[i].durable);
-    if (od_pos_lt(&d, &least)) least = d;
+    if (p->spools[i]) { /* what the sink holds, or its spool holds durably after it */
+      d = od_spool_feed_covered(p->spools[i], &d);
+      atomic_store(&p->stats.sinks[i].spool_bytes, od_spool_bytes(od_spool_feed_spool(p->spools[i])));
+      atomic_store(&p->stats.sinks[i].spool_full, od_spool_feed_full(p->spools[i]));
+    }
+    if (i == 0 || od_pos_lt(&d, &least)) least = d;
   }
   od_pos_cell_set(&p->stats.durable, &least);
   return least;
@@ -219,7 +227,12 @@ static bool any_apply_failed(const reader *r) {
 static int reader_push(reader *r, od_error *err) {
   if (!r->cur) return OD_OK;
   for (;;) {
-    int rc = od_queue_push(r->queue, r->cur, 200);
+    bool spilled = false;
+    if (od_queue_full_for(r->queue, od_chunk_bytes(r->cur))) {
+      int src = od_spool_relieve(r->p->spools, r->p->nsinks, r->queue, od_chunk_bytes(r->cur), &spilled, err);
+      if (src) return od_error_prefix(err, "pipeline %s: ", r->p->cfg->name);
+    }
+    int rc = od_queue_push(r->queue, r->cur, spilled ? 0 : 200);
     if (rc == OD_OK) {
       r->cur = NULL;
       r->cur_start = NULL;
@@ -454,6 +467,35 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
   return OD_OK;
 }
 
+/* With several sinks, each sink's spool (core/spool_feed.h): opened and indexed, cut after its
+ * last episode that continues the sink's checkpoint; runs[i].resume is where the stream continues. */
+static int open_spools(od_pipeline *p, sink_run *runs, od_error *err) {
+  static _Atomic uint64_t sessions;
+  uint64_t session = ((uint64_t)getpid() << 32) ^ (uint64_t)od_mono_us() ^ (atomic_fetch_add(&sessions, 1) + 1);
+  for (int i = 0; i < p->nsinks; i++) {
+    sink_run *sr = &runs[i];
+    sr->resume = sr->start;
+    const od_spool_config *sc = &sr->ps->cfg->spool;
+    if (p->nsinks < 2 || sc->disabled) continue;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", sc->dir ? sc->dir : p->root->state_dir, sc->dir ? "" : "spool");
+    size_t n = strlen(dir);
+    snprintf(dir + n, sizeof dir - n, "/%s.%s", p->cfg->name, sr->ps->cfg->name);
+    od_spool_options opt = {.dir = dir, .max_bytes = sc->max_bytes, .compression = sc->compression};
+    uint64_t kept = 0;
+    int rc = od_spool_feed_open(&opt, i, session, &p->spools[i], err);
+    if (!rc) rc = od_spool_recover(od_spool_feed_spool(p->spools[i]), &sr->start, &sr->resume, &kept, err);
+    if (rc) return od_error_prefix(err, "pipeline %s: sink %s: ", p->cfg->name, sr->ps->cfg->name);
+    if (kept) {
+      char a[OD_POS_TEXT_MAX], b[OD_POS_TEXT_MAX];
+      od_info("pipeline %s: sink %s: %llu spooled chunks to apply first (%s to %s)", p->cfg->name,
+              sr->ps->cfg->name, (unsigned long long)kept, od_pos_display(&sr->start, a, sizeof a),
+              od_pos_display(&sr->resume, b, sizeof b));
+    }
+  }
+  return OD_OK;
+}
+
 static int run_session(od_pipeline *p, od_error *err) {
   const od_pipeline_config *cfg = p->cfg;
   od_source *source = NULL;
@@ -475,10 +517,12 @@ static int run_session(od_pipeline *p, od_error *err) {
     goto out;
   }
   if (rc) goto out;
-  /* The stream starts at the least of the sinks' positions; each sink drops what it holds. */
-  od_pos start = runs[0].start;
+  if ((rc = open_spools(p, runs, err))) goto out;
+  /* The stream starts at the least of the sinks' positions (past what their spools hold); each sink
+   * drops what it holds. */
+  od_pos start = runs[0].resume;
   for (int i = 1; i < p->nsinks; i++)
-    if (od_pos_lt(&runs[i].start, &start)) start = runs[i].start;
+    if (od_pos_lt(&runs[i].resume, &start)) start = runs[i].resume;
   rc = source->ops->start(source, &start, err);
   if (rc) goto out;
   static const char *const levels[] = {"strong", "causal", "eventual"};
@@ -508,7 +552,12 @@ static int run_session(od_pipeline *p, od_error *err) {
     sink_run *sr = &runs[i];
     od_apply_env env = {.cfg = cfg, .opt = sr->ps->apply_opt, .sink = sr->sink, .open_writer = open_run_sink,
                         .open_ctx = sr, .mark_prefix = sr->ps->name, .queue = &queue, .consumer = i,
-                        .skip_before = sr->start, .skips = &sr->skips, .stats = &p->stats.sinks[i]};
+                        .skip_before = sr->start, .skips = &sr->skips, .stats = &p->stats.sinks[i],
+                        .spool = p->spools[i], .sink_home = &sr->sink, .resume_skip = sr->resume};
+    if (p->spools[i]) {
+      queue.spill_on[i] = true;
+      od_queue_spill_add(&queue, i, od_spool_unread(od_spool_feed_spool(p->spools[i])));
+    }
     rc = od_apply_start(&sr->apply, &env, err);
     if (!rc && sr->ps->apply_opt.writers > 1)
       od_info("pipeline %s: sink %s: %d parallel writers", cfg->name, sr->ps->cfg->name, sr->ps->apply_opt.writers);
@@ -569,6 +618,10 @@ out:
   for (int i = 0; i < p->nsinks; i++)
     if (runs[i].sink) runs[i].sink->ops->close(runs[i].sink);
   if (source) source->ops->close(source);
+  for (int i = 0; i < p->nsinks; i++) { /* after the sinks: they may point at relations decoded from them */
+    od_spool_feed_close(p->spools[i]);
+    p->spools[i] = NULL;
+  }
   if (queue_ready) od_queue_destroy(&queue);
   od_schema_close(schema);
   for (int i = 0; i < p->nsinks; i++) od_snapshot_skips_free(&runs[i].skips);

@@ -51,6 +51,8 @@ typedef struct od_chunk {
   uint32_t nmarks, marks_cap;
   uint64_t xid;          /* source transaction id of the last transaction ended here (traces) */
   int64_t taken_us, pushed_us; /* monotonic: the reader took it from the pool / pushed it (traces) */
+  od_pos prev_end;       /* set by push: the end of the last transaction ended in an earlier chunk */
+  bool starts_clean;     /* set by push: no transaction continues into this chunk from an earlier one */
 } od_chunk;
 
 #define OD_QUEUE_CONSUMERS_MAX 16
@@ -66,6 +68,12 @@ typedef struct od_queue {
   size_t rows, bytes;    /* queued */
   size_t max_rows, max_bytes;
   bool closed;
+  /* Spools (core/spool_feed.h): chunks taken off a consumer's cursor into its spool, which it
+   * reads before its next chunk from memory. */
+  bool spill_on[OD_QUEUE_CONSUMERS_MAX];
+  uint64_t spilled[OD_QUEUE_CONSUMERS_MAX]; /* spooled chunks the consumer has not read back yet */
+  od_pos last_end;  /* push: end of the last transaction pushed */
+  bool last_clean;  /* push: the last chunk pushed ended at a transaction boundary */
 } od_queue;
 
 /* nconsumers: 1..OD_QUEUE_CONSUMERS_MAX. */
@@ -92,11 +100,24 @@ int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms);
 od_chunk *od_queue_pop(od_queue *q, int consumer, int timeout_ms);
 /* A consumer is done with a chunk it popped (or the producer drops one it never pushed). */
 void od_queue_recycle(od_queue *q, od_chunk *c);
-/* Nothing ready for `consumer`. */
+/* Nothing ready for `consumer` (in memory or spooled). */
 bool od_queue_empty(od_queue *q, int consumer);
 /* No more pushes; pops drain what is queued, then return NULL. */
 void od_queue_close(od_queue *q);
 bool od_queue_closed(od_queue *q);
+/* Like od_queue_pop, but when the consumer has spooled chunks to read first, returns NULL at once
+ * with *spooled set (the consumer reads its spool: core/spool_feed.h). */
+od_chunk *od_queue_pop_or_spool(od_queue *q, int consumer, int timeout_ms, bool *spooled);
+/* The spooling side (core/spool_feed.c). take_spill: when a chunk of `bytes` would not enter, the
+ * oldest chunk only `consumer` still waits for leaves its cursor (it counts as popped; the caller
+ * holds the loan, spools it, then recycles it) when its bytes are at most `room`; *first is set when
+ * the consumer had nothing spooled.
+ * NULL when there is none. spill_add: n more chunks to read from the spool; spill_done: one read. */
+od_chunk *od_queue_take_spill(od_queue *q, int consumer, size_t bytes, size_t room, bool *first);
+void od_queue_spill_add(od_queue *q, int consumer, uint64_t n);
+void od_queue_spill_done(od_queue *q, int consumer);
+/* Whether a chunk of `bytes` would wait to enter. */
+bool od_queue_full_for(od_queue *q, size_t bytes);
 /* Rows and bytes some consumer has not popped yet. */
 void od_queue_stats(od_queue *q, size_t *rows, size_t *bytes);
 

@@ -387,7 +387,8 @@ static int compress_body(od_spool *s, const uint8_t *body, size_t len, const uin
   return OD_OK;
 }
 
-int od_spool_append(od_spool *s, const od_spool_meta *meta, const uint8_t *body, size_t len, od_error *err) {
+int od_spool_append(od_spool *s, const od_spool_meta *meta, const uint8_t *body, size_t len, bool force,
+                    od_error *err) {
   if (len > UINT32_MAX / 2) return OD_FAIL(err, OD_EINVAL, "spool %s: record of %zu bytes is too large", s->dir, len);
   const uint8_t *stored;
   size_t stored_len;
@@ -416,7 +417,7 @@ int od_spool_append(od_spool *s, const od_spool_meta *meta, const uint8_t *body,
   put32(rec.data + 20, (uint32_t)crc);
 
   pthread_mutex_lock(&s->mu);
-  bool full = s->nents > 0 && s->bytes + rec.len > s->opt.max_bytes;
+  bool full = !force && s->nents > 0 && s->bytes + rec.len > s->opt.max_bytes;
   pthread_mutex_unlock(&s->mu);
   if (full) {
     od_sbuf_free(&rec);
@@ -702,6 +703,13 @@ int od_spool_recover(od_spool *s, const od_pos *checkpoint, od_pos *resume, uint
 uint64_t od_spool_bytes(od_spool *s) {
   pthread_mutex_lock(&s->mu);
   uint64_t v = s->bytes;
+  pthread_mutex_unlock(&s->mu);
+  return v;
+}
+
+uint64_t od_spool_room(od_spool *s) {
+  pthread_mutex_lock(&s->mu);
+  uint64_t v = s->bytes < s->opt.max_bytes ? s->opt.max_bytes - s->bytes : 0;
   pthread_mutex_unlock(&s->mu);
   return v;
 }

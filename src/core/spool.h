@@ -58,8 +58,12 @@ int od_spool_open(const od_spool_options *opt, od_spool **out, od_error *err);
 void od_spool_close(od_spool *s);
 
 /* Append one record (body uncompressed; it is compressed here). OD_AGAIN when it does not fit the
- * byte budget (the spool is full: the caller waits, which is backpressure). */
-int od_spool_append(od_spool *s, const od_spool_meta *meta, const uint8_t *body, size_t len, od_error *err);
+ * byte budget (the spool is full: the caller waits, which is backpressure), unless `force` (the
+ * caller checked the room before and must not lose the record). */
+int od_spool_append(od_spool *s, const od_spool_meta *meta, const uint8_t *body, size_t len, bool force,
+                    od_error *err);
+/* Bytes left under the bound. */
+uint64_t od_spool_room(od_spool *s);
 /* Make every appended record durable (fsync). */
 int od_spool_sync(od_spool *s, od_error *err);
 

@@ -205,7 +205,7 @@ static void put_rec(od_spool *s, int i, uint8_t flags) {
   od_spool_meta m = {.flags = (uint8_t)(flags | OD_SPOOL_END), .end = od_pos_legacy_lsn(0x100u * (unsigned)(i + 1)),
                      .base = od_pos_legacy_lsn(0x100u * (unsigned)i)};
   od_error err;
-  CHECK_INT(od_spool_append(s, &m, body, sizeof body, &err), OD_OK);
+  CHECK_INT(od_spool_append(s, &m, body, sizeof body, false, &err), OD_OK);
 }
 
 static int get_rec(od_spool *s) { /* the record's i, or -1 at the end */
@@ -334,7 +334,7 @@ TEST(store_prune_bound_and_coverage) {
     od_spool_meta m = {.flags = OD_SPOOL_END | (n == 0 ? OD_SPOOL_EPISODE | OD_SPOOL_BASE : 0),
                        .end = od_pos_legacy_lsn(0x100u * (unsigned)(n + 1)), .base = od_pos_legacy_lsn(0)};
     for (size_t k = 0; k < sizeof body; k++) body[k] = (uint8_t)((k / 50 + (size_t)n) % 251);
-    if ((rc = od_spool_append(s, &m, body, sizeof body, &err)) != OD_OK) break;
+    if ((rc = od_spool_append(s, &m, body, sizeof body, false, &err)) != OD_OK) break;
     n++;
   }
   /* ...the bound: OD_AGAIN once the next record would pass 32 KiB. */
@@ -366,7 +366,7 @@ TEST(store_prune_bound_and_coverage) {
   /* Room again under the bound. */
   uint8_t body[3000] = {0};
   od_spool_meta m = {.flags = OD_SPOOL_END, .end = od_pos_legacy_lsn(0x100u * (unsigned)(n + 1))};
-  CHECK_INT(od_spool_append(s, &m, body, sizeof body, &err), OD_OK);
+  CHECK_INT(od_spool_append(s, &m, body, sizeof body, false, &err), OD_OK);
   CHECK_INT(od_spool_sync(s, &err), OD_OK);
   od_spool_close(s);
   /* After a restart, the pruned head's base (0x700) continues a checkpoint at 0x700. */
@@ -389,7 +389,7 @@ TEST(store_recover_cuts_an_episode_after_a_gap) {
   uint8_t body[100] = {1};
   od_spool_meta m = {.flags = OD_SPOOL_EPISODE | OD_SPOOL_BASE | OD_SPOOL_END, .base = od_pos_legacy_lsn(0x500),
                      .end = od_pos_legacy_lsn(0x600)};
-  CHECK_INT(od_spool_append(s, &m, body, sizeof body, &err), OD_OK);
+  CHECK_INT(od_spool_append(s, &m, body, sizeof body, false, &err), OD_OK);
   CHECK_INT(od_spool_sync(s, &err), OD_OK);
   /* Live coverage: the latest episode counts only once the sink holds its base. */
   od_pos held = od_pos_legacy_lsn(0x300), cov = od_spool_covered(s, &held);

@@ -1,0 +1,136 @@
+/* spool_feed.c — see spool_feed.h. */
+#include "core/spool_feed.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+
+struct od_spool_feed {
+  od_spool *spool;
+  int consumer;
+  uint64_t session;
+  bool need_base;       /* reader: the open episode started mid-transaction; its first end is its base */
+  atomic_bool full;
+  od_sbuf enc;          /* reader thread */
+  od_sbuf dec;          /* apply thread */
+  od_spool_rels *rels;  /* apply thread */
+};
+
+int od_spool_feed_open(const od_spool_options *opt, int consumer, uint64_t session, od_spool_feed **out,
+                       od_error *err) {
+  od_spool_feed *f = calloc(1, sizeof *f);
+  if (!f || !(f->rels = od_spool_rels_new())) {
+    free(f);
+    return OD_FAIL(err, OD_ENOMEM, "spool: out of memory");
+  }
+  int rc = od_spool_open(opt, &f->spool, err);
+  if (rc) {
+    od_spool_rels_free(f->rels);
+    free(f);
+    return rc;
+  }
+  f->consumer = consumer;
+  f->session = session;
+  *out = f;
+  return OD_OK;
+}
+
+void od_spool_feed_close(od_spool_feed *f) {
+  if (!f) return;
+  od_spool_close(f->spool);
+  od_sbuf_free(&f->enc);
+  od_sbuf_free(&f->dec);
+  od_spool_rels_free(f->rels);
+  free(f);
+}
+
+od_spool *od_spool_feed_spool(od_spool_feed *f) { return f->spool; }
+
+static int spill_one(od_spool_feed *f, od_chunk *c, bool first, od_error *err) {
+  od_spool_meta m = {0};
+  if (first) {
+    m.flags |= OD_SPOOL_EPISODE;
+    f->need_base = !c->starts_clean;
+    if (c->starts_clean) {
+      m.flags |= OD_SPOOL_BASE;
+      m.base = c->prev_end;
+    }
+  }
+  if (c->ntxns || c->heartbeat) {
+    m.flags |= OD_SPOOL_END;
+    m.end = c->end;
+    if (f->need_base) { /* a sink holding this end holds the transaction this episode began inside */
+      m.flags |= OD_SPOOL_BASE;
+      m.base = c->end;
+      f->need_base = false;
+    }
+  }
+  f->enc.len = 0;
+  int rc = od_spool_encode(c, f->session, &f->enc);
+  if (rc) return OD_FAIL(err, rc, "spool %s: out of memory", od_spool_dir(f->spool));
+  return od_spool_append(f->spool, &m, f->enc.data, f->enc.len, true, err);
+}
+
+int od_spool_relieve(od_spool_feed *const *feeds, int n, od_queue *q, size_t bytes, bool *progress, od_error *err) {
+  *progress = false;
+  bool wrote[OD_QUEUE_CONSUMERS_MAX] = {0};
+  int rc = OD_OK;
+  for (bool more = true; more && !rc;) {
+    more = false;
+    for (int i = 0; i < n && !rc; i++) {
+      od_spool_feed *f = feeds[i];
+      if (!f) continue;
+      bool first = false;
+      uint64_t room = od_spool_room(f->spool);
+      od_chunk *c = od_queue_take_spill(q, f->consumer, bytes, (size_t)room, &first);
+      if (!c) {
+        /* Full when this sink alone holds the queue and its spool has no room left. */
+        if (room < (uint64_t)bytes + 4096 && od_queue_full_for(q, bytes)) atomic_store(&f->full, true);
+        continue;
+      }
+      atomic_store(&f->full, false);
+      rc = spill_one(f, c, first, err);
+      od_queue_recycle(q, c);
+      wrote[i] = more = *progress = true;
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    if (!wrote[i]) continue;
+    int src = od_spool_sync(feeds[i]->spool, err);
+    if (src && !rc) rc = src;
+  }
+  return rc;
+}
+
+int od_spool_feed_read(od_spool_feed *f, od_queue *q, od_chunk **out, od_error *err) {
+  *out = NULL;
+  od_spool_meta m;
+  int rc = od_spool_next(f->spool, &m, &f->dec, err);
+  if (rc == OD_EOF) { /* spilled, not synced yet: the reader is writing it */
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    return OD_OK;
+  }
+  if (rc) return rc;
+  od_chunk *c = od_queue_take_free(q);
+  if (!c) return OD_FAIL(err, OD_ENOMEM, "spool %s: out of memory", od_spool_dir(f->spool));
+  rc = od_spool_decode(f->dec.data, f->dec.len, f->session, f->rels, c, err);
+  if (rc) {
+    od_queue_recycle(q, c);
+    return od_error_prefix(err, "spool %s: ", od_spool_dir(f->spool)) ? rc : rc;
+  }
+  od_queue_spill_done(q, f->consumer);
+  *out = c;
+  return OD_OK;
+}
+
+void od_spool_feed_prune(od_spool_feed *f, const od_pos *held) {
+  od_error err;
+  if (od_spool_prune(f->spool, held, &err)) od_warn("%s (the spool keeps it; retried after the next commit)", err.msg);
+}
+
+od_pos od_spool_feed_covered(od_spool_feed *f, const od_pos *held) { return od_spool_covered(f->spool, held); }
+
+bool od_spool_feed_full(od_spool_feed *f) { return atomic_load(&f->full); }
