@@ -439,8 +439,13 @@ static int reconnect(od_apply *a) {
   od_error first = a->err;
   if (a->open) a->sink->ops->rollback(a->sink);
   a->open = false;
-  /* The failed batch, then what was left of an earlier replay. */
+  /* The failed batch goes back in front of what the sink reads next: into its spool when it can
+   * (durable: the source may be acknowledged past it), else kept in memory (encoded). */
   size_t keep = a->nreplay - a->replay_next;
+  od_pos durable = od_pos_cell_get(&a->stats->durable);
+  int rq = keep ? OD_AGAIN : od_spool_feed_requeue(a->env.spool, a->queue, a->held, a->nheld, &durable, &a->err);
+  if (rq != OD_OK && rq != OD_AGAIN) return rq;
+  if (rq == OD_OK) release_held(a);
   od_sbuf *list = calloc(a->nheld + keep + 1, sizeof *list);
   if (!list) return OD_FAIL(&a->err, OD_ENOMEM, "pipeline %s: out of memory", a->cfg->name);
   size_t n = 0;
@@ -465,6 +470,7 @@ static int reconnect(od_apply *a) {
   memset(a->tally, 0, sizeof a->tally);
   a->tr_taken = 0;
   atomic_store(&a->stats->down, true);
+  od_queue_spill_eager(a->queue, a->env.consumer, true);
   a->sink->ops->close(a->sink);
   a->sink = NULL;
   *a->env.sink_home = NULL;
@@ -488,6 +494,7 @@ static int reconnect(od_apply *a) {
       a->caught_up = od_pos_is_none(&ck);
       od_pos_cell_set(&a->stats->durable, &ck);
       atomic_store(&a->stats->down, false);
+      od_queue_spill_eager(a->queue, a->env.consumer, false);
       char at[OD_POS_TEXT_MAX];
       od_info("pipeline %s: sink %s is back at %s; draining its spool", a->cfg->name, a->stats->name,
               od_pos_display(&ck, at, sizeof at));

@@ -579,6 +579,8 @@ static int run_session(od_pipeline *p, od_error *err) {
     rc = source->ops->poll(source, &h, POLL_TIMEOUT_MS, err);
     if (rc) break;
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
+    bool spilled; /* a sink that is down: its chunks go to its spool at once (memory, acknowledgement) */
+    if ((rc = od_spool_relieve(p->spools, p->nsinks, &queue, 0, &spilled, err))) break;
     size_t rows;
     od_queue_stats(&queue, &rows, NULL);
     atomic_store(&p->stats.queued_rows, rows);

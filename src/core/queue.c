@@ -71,6 +71,7 @@ static void chunk_clear(od_chunk *c) {
   c->taken_us = c->pushed_us = 0;
   c->prev_end = od_pos_none();
   c->starts_clean = false;
+  c->from_spool = false;
 }
 
 static int add_mark(od_chunk *c, const char *key, uint64_t value, const char *text) {
@@ -262,7 +263,7 @@ bool od_queue_full_for(od_queue *q, size_t bytes) {
 od_chunk *od_queue_take_spill(od_queue *q, int consumer, size_t bytes, size_t room, bool *first) {
   pthread_mutex_lock(&q->lock);
   od_chunk *c = q->cursor[consumer];
-  if (!q->spill_on[consumer] || q->closed || !c || c->pops_left != 1 || !is_full(q, bytes) ||
+  if (!q->spill_on[consumer] || q->closed || !c || c->pops_left != 1 || (!is_full(q, bytes) && !q->spill_eager[consumer]) ||
       od_chunk_bytes(c) > room) {
     pthread_mutex_unlock(&q->lock);
     return NULL;
@@ -282,6 +283,12 @@ void od_queue_spill_add(od_queue *q, int consumer, uint64_t n) {
   pthread_mutex_lock(&q->lock);
   q->spilled[consumer] += n;
   pthread_cond_broadcast(&q->not_empty);
+  pthread_mutex_unlock(&q->lock);
+}
+
+void od_queue_spill_eager(od_queue *q, int consumer, bool eager) {
+  pthread_mutex_lock(&q->lock);
+  q->spill_eager[consumer] = eager;
   pthread_mutex_unlock(&q->lock);
 }
 

@@ -53,6 +53,7 @@ typedef struct od_chunk {
   int64_t taken_us, pushed_us; /* monotonic: the reader took it from the pool / pushed it (traces) */
   od_pos prev_end;       /* set by push: the end of the last transaction ended in an earlier chunk */
   bool starts_clean;     /* set by push: no transaction continues into this chunk from an earlier one */
+  bool from_spool;       /* read back from a sink's spool (core/spool_feed.h), never queued */
 } od_chunk;
 
 #define OD_QUEUE_CONSUMERS_MAX 16
@@ -71,6 +72,7 @@ typedef struct od_queue {
   /* Spools (core/spool_feed.h): chunks taken off a consumer's cursor into its spool, which it
    * reads before its next chunk from memory. */
   bool spill_on[OD_QUEUE_CONSUMERS_MAX];
+  bool spill_eager[OD_QUEUE_CONSUMERS_MAX]; /* the consumer is down: spill its chunks even when not full */
   uint64_t spilled[OD_QUEUE_CONSUMERS_MAX]; /* spooled chunks the consumer has not read back yet */
   od_pos last_end;  /* push: end of the last transaction pushed */
   bool last_clean;  /* push: the last chunk pushed ended at a transaction boundary */
@@ -115,6 +117,7 @@ od_chunk *od_queue_pop_or_spool(od_queue *q, int consumer, int timeout_ms, bool 
  * NULL when there is none. spill_add: n more chunks to read from the spool; spill_done: one read. */
 od_chunk *od_queue_take_spill(od_queue *q, int consumer, size_t bytes, size_t room, bool *first);
 void od_queue_spill_add(od_queue *q, int consumer, uint64_t n);
+void od_queue_spill_eager(od_queue *q, int consumer, bool eager);
 void od_queue_spill_done(od_queue *q, int consumer);
 /* Whether a chunk of `bytes` would wait to enter. */
 bool od_queue_full_for(od_queue *q, size_t bytes);

@@ -540,8 +540,8 @@ int od_spool_next(od_spool *s, od_spool_meta *meta, od_sbuf *body, od_error *err
 
 uint64_t od_spool_rewind(od_spool *s) {
   pthread_mutex_lock(&s->mu);
+  uint64_t n = s->rd;
   s->rd = 0;
-  uint64_t n = s->nsynced;
   pthread_mutex_unlock(&s->mu);
   return n;
 }

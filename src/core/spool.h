@@ -70,7 +70,8 @@ int od_spool_sync(od_spool *s, od_error *err);
 /* The next unread durable record: OD_OK with *meta and the uncompressed body in *body (replaced),
  * OD_EOF when none is ready, OD_EIO when a record fails its checksum (err names file and offset). */
 int od_spool_next(od_spool *s, od_spool_meta *meta, od_sbuf *body, od_error *err);
-/* Read again from the oldest record still on disk. Returns how many records are then unread. */
+/* Read again from the oldest record still on disk. Returns how many records were read before (they
+ * are unread again). */
 uint64_t od_spool_rewind(od_spool *s);
 /* Delete segments that were read whole and whose records all end at or before `held` (the sink's
  * durable checkpoint). Never deletes the segment being written. */

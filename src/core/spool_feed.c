@@ -1,6 +1,7 @@
 /* spool_feed.c — see spool_feed.h. */
 #include "core/spool_feed.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -8,6 +9,7 @@
 #include "core/log.h"
 
 struct od_spool_feed {
+  pthread_mutex_t wmu;  /* the write side: the reader's spills and the apply thread's requeue */
   od_spool *spool;
   int consumer;
   uint64_t session;
@@ -33,12 +35,14 @@ int od_spool_feed_open(const od_spool_options *opt, int consumer, uint64_t sessi
   }
   f->consumer = consumer;
   f->session = session;
+  pthread_mutex_init(&f->wmu, NULL);
   *out = f;
   return OD_OK;
 }
 
 void od_spool_feed_close(od_spool_feed *f) {
   if (!f) return;
+  pthread_mutex_destroy(&f->wmu);
   od_spool_close(f->spool);
   od_sbuf_free(&f->enc);
   od_sbuf_free(&f->dec);
@@ -83,25 +87,68 @@ int od_spool_relieve(od_spool_feed *const *feeds, int n, od_queue *q, size_t byt
       od_spool_feed *f = feeds[i];
       if (!f) continue;
       bool first = false;
+      pthread_mutex_lock(&f->wmu);
       uint64_t room = od_spool_room(f->spool);
       od_chunk *c = od_queue_take_spill(q, f->consumer, bytes, (size_t)room, &first);
+      if (c) rc = spill_one(f, c, first, err);
+      pthread_mutex_unlock(&f->wmu);
       if (!c) {
         /* Full when this sink alone holds the queue and its spool has no room left. */
         if (room < (uint64_t)bytes + 4096 && od_queue_full_for(q, bytes)) atomic_store(&f->full, true);
         continue;
       }
       atomic_store(&f->full, false);
-      rc = spill_one(f, c, first, err);
       od_queue_recycle(q, c);
       wrote[i] = more = *progress = true;
     }
   }
   for (int i = 0; i < n; i++) {
     if (!wrote[i]) continue;
+    pthread_mutex_lock(&feeds[i]->wmu);
     int src = od_spool_sync(feeds[i]->spool, err);
+    pthread_mutex_unlock(&feeds[i]->wmu);
     if (src && !rc) rc = src;
   }
   return rc;
+}
+
+int od_spool_feed_requeue(od_spool_feed *f, od_queue *q, od_chunk *const *held, size_t n, const od_pos *held_pos,
+                           od_error *err) {
+  size_t k = 0; /* held[0, k) came from the spool */
+  while (k < n && held[k]->from_spool) k++;
+  for (size_t i = k; i < n; i++)
+    if (held[i]->from_spool) return OD_AGAIN; /* not a spool prefix and a memory suffix */
+  pthread_mutex_lock(&f->wmu);
+  pthread_mutex_lock(&q->lock);
+  bool later = q->spilled[f->consumer] > 0; /* chunks after the batch already in the spool */
+  pthread_mutex_unlock(&q->lock);
+  if (k < n && later) {
+    pthread_mutex_unlock(&f->wmu);
+    return OD_AGAIN;
+  }
+  int rc = OD_OK;
+  for (size_t i = k; i < n && !rc; i++) {
+    od_spool_meta m = {0};
+    if (i == k) {
+      m.flags = OD_SPOOL_EPISODE | OD_SPOOL_BASE;
+      m.base = *held_pos;
+    }
+    if (held[i]->ntxns || held[i]->heartbeat) {
+      m.flags |= OD_SPOOL_END;
+      m.end = held[i]->end;
+    }
+    f->enc.len = 0;
+    rc = od_spool_encode(held[i], f->session, &f->enc);
+    if (rc) rc = OD_FAIL(err, rc, "spool %s: out of memory", od_spool_dir(f->spool));
+    else rc = od_spool_append(f->spool, &m, f->enc.data, f->enc.len, true, err);
+  }
+  if (!rc && k < n) rc = od_spool_sync(f->spool, err);
+  f->need_base = false;
+  pthread_mutex_unlock(&f->wmu);
+  if (rc) return rc;
+  uint64_t again = k ? od_spool_rewind(f->spool) : 0;
+  od_queue_spill_add(q, f->consumer, again + (n - k));
+  return OD_OK;
 }
 
 int od_spool_feed_read(od_spool_feed *f, od_queue *q, od_chunk **out, od_error *err) {
@@ -122,6 +169,7 @@ int od_spool_feed_read(od_spool_feed *f, od_queue *q, od_chunk **out, od_error *
     return od_error_prefix(err, "spool %s: ", od_spool_dir(f->spool)) ? rc : rc;
   }
   od_queue_spill_done(q, f->consumer);
+  c->from_spool = true;
   *out = c;
   return OD_OK;
 }

@@ -39,6 +39,14 @@ int od_spool_feed_read(od_spool_feed *f, od_queue *q, od_chunk **out, od_error *
 /* Apply thread, after a commit: delete the segments the sink now holds. */
 void od_spool_feed_prune(od_spool_feed *f, const od_pos *held);
 
+/* Apply thread, when its sink failed with the open batch `held` (n chunks, in order) not committed
+ * and `held_pos` durable: put that batch back in front of what the sink reads next, durably when
+ * it can — chunks read from the spool are read again (rewind), chunks from memory are appended to
+ * the spool as a new episode based at held_pos, when nothing was spooled after them. OD_OK when
+ * done; OD_AGAIN when the caller must keep them in memory (then nothing changed); an error when the
+ * spool cannot be written (the session must end: the next one recovers from the spool). */
+int od_spool_feed_requeue(od_spool_feed *f, od_queue *q, od_chunk *const *held, size_t n, const od_pos *held_pos,
+                           od_error *err);
 /* What the sink holds together with its spool (for the acknowledgement): see od_spool_covered. */
 od_pos od_spool_feed_covered(od_spool_feed *f, const od_pos *held);
 /* True while the spool is at its bound and the reader waits for this sink. */
