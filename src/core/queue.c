@@ -260,9 +260,11 @@ bool od_queue_full_for(od_queue *q, size_t bytes) {
   return full;
 }
 
-od_chunk *od_queue_take_spill(od_queue *q, int consumer, size_t bytes, size_t room, bool *first) {
+od_chunk *od_queue_take_spill(od_queue *q, int consumer, size_t bytes, size_t room, bool *first, bool *no_room) {
   pthread_mutex_lock(&q->lock);
   od_chunk *c = q->cursor[consumer];
+  *no_room = q->spill_on[consumer] && c && c->pops_left == 1 && od_chunk_bytes(c) > room &&
+             (is_full(q, bytes) || q->spill_eager[consumer]);
   if (!q->spill_on[consumer] || q->closed || !c || c->pops_left != 1 || (!is_full(q, bytes) && !q->spill_eager[consumer]) ||
       od_chunk_bytes(c) > room) {
     pthread_mutex_unlock(&q->lock);

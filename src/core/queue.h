@@ -113,9 +113,10 @@ od_chunk *od_queue_pop_or_spool(od_queue *q, int consumer, int timeout_ms, bool 
 /* The spooling side (core/spool_feed.c). take_spill: when a chunk of `bytes` would not enter, the
  * oldest chunk only `consumer` still waits for leaves its cursor (it counts as popped; the caller
  * holds the loan, spools it, then recycles it) when its bytes are at most `room`; *first is set when
- * the consumer had nothing spooled.
+ * the consumer had nothing spooled; *no_room when it would spill (the queue is full or the
+ * consumer is down) but the chunk does not fit `room`.
  * NULL when there is none. spill_add: n more chunks to read from the spool; spill_done: one read. */
-od_chunk *od_queue_take_spill(od_queue *q, int consumer, size_t bytes, size_t room, bool *first);
+od_chunk *od_queue_take_spill(od_queue *q, int consumer, size_t bytes, size_t room, bool *first, bool *no_room);
 void od_queue_spill_add(od_queue *q, int consumer, uint64_t n);
 void od_queue_spill_eager(od_queue *q, int consumer, bool eager);
 void od_queue_spill_done(od_queue *q, int consumer);

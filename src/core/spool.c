@@ -262,8 +262,8 @@ int od_spool_open(const od_spool_options *opt, od_spool **out, od_error *err) {
   snprintf(s->dir, sizeof s->dir, "%s", opt->dir);
   s->opt.dir = s->dir;
   if (!s->opt.segment_bytes) {
-    uint64_t seg = s->opt.max_bytes / 8;
-    s->opt.segment_bytes = seg < (1u << 20) ? (1u << 20) : seg > (64u << 20) ? (64u << 20) : seg;
+    uint64_t seg = s->opt.max_bytes / 16;
+    s->opt.segment_bytes = seg < (1u << 20) ? (1u << 20) : seg > (16u << 20) ? (16u << 20) : seg;
   }
   s->wfd = s->rfd = -1;
   pthread_mutex_init(&s->mu, NULL);
@@ -606,6 +606,23 @@ int od_spool_prune(od_spool *s, const od_pos *held, od_error *err) {
       based = true;
     }
     if ((rc = drop_front_segment(s, err))) break;
+  }
+  /* Drained: everything read and held, the last segment too (the writer starts a new one). */
+  if (!rc && s->nsegs == 1 && s->rd == s->nents && s->nsynced == s->nents && s->nents) {
+    bool held_all = true;
+    for (size_t k = 0; k < s->nents && held_all; k++)
+      if ((s->ents[k].flags & OD_SPOOL_END) && od_pos_lt(held, &s->ents[k].end)) held_all = false;
+    if (held_all && !(rc = write_base(s, held, err))) {
+      s->head_base = *held;
+      if (s->wfd >= 0) {
+        close(s->wfd);
+        s->wfd = -1;
+      }
+      uint64_t last = s->segs[0].seq;
+      rc = drop_front_segment(s, err);
+      if (!rc) rc = add_segment(s, last + 1, 0) ? OD_FAIL(err, OD_ENOMEM, "spool: out of memory") : OD_OK;
+      s->new_seg = true;
+    }
   }
   pthread_mutex_unlock(&s->mu);
   return rc;

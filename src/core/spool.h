@@ -41,7 +41,7 @@ enum { OD_SPOOL_EPISODE = 1, OD_SPOOL_BASE = 2, OD_SPOOL_END = 4 };
 typedef struct od_spool_options {
   const char *dir;          /* the spool's own directory (created when missing) */
   uint64_t max_bytes;       /* bound over the segment files; a record always fits an empty spool */
-  uint64_t segment_bytes;   /* a new segment starts past this (0: max_bytes / 8, 1..64 MiB) */
+  uint64_t segment_bytes;   /* a new segment starts past this (0: max_bytes / 16, 1..16 MiB) */
   int compression;          /* OD_SPOOL_NONE / ZSTD / LZ4 */
 } od_spool_options;
 
@@ -74,7 +74,8 @@ int od_spool_next(od_spool *s, od_spool_meta *meta, od_sbuf *body, od_error *err
  * are unread again). */
 uint64_t od_spool_rewind(od_spool *s);
 /* Delete segments that were read whole and whose records all end at or before `held` (the sink's
- * durable checkpoint). Never deletes the segment being written. */
+ * durable checkpoint); when everything was read and is held, the last one too. The writer must not
+ * append meanwhile (core/spool_feed.c holds its write lock). */
 int od_spool_prune(od_spool *s, const od_pos *held, od_error *err);
 
 /* Coverage: the position up to which the spool, together with a sink holding `held`, holds every

@@ -14,6 +14,8 @@ struct od_spool_feed {
   int consumer;
   uint64_t session;
   bool need_base;       /* reader: the open episode started mid-transaction; its first end is its base */
+  bool has_next_base;   /* the next episode's base is next_base (a failed sink held nothing uncommitted) */
+  od_pos next_base;
   atomic_bool full;
   od_sbuf enc;          /* reader thread */
   od_sbuf dec;          /* apply thread */
@@ -56,11 +58,15 @@ static int spill_one(od_spool_feed *f, od_chunk *c, bool first, od_error *err) {
   od_spool_meta m = {0};
   if (first) {
     m.flags |= OD_SPOOL_EPISODE;
-    f->need_base = !c->starts_clean;
-    if (c->starts_clean) {
+    f->need_base = !c->starts_clean && !f->has_next_base;
+    if (f->has_next_base) { /* only idle positions (heartbeats) lie between the sink and this chunk */
+      m.flags |= OD_SPOOL_BASE;
+      m.base = f->next_base;
+    } else if (c->starts_clean) {
       m.flags |= OD_SPOOL_BASE;
       m.base = c->prev_end;
     }
+    f->has_next_base = false;
   }
   if (c->ntxns || c->heartbeat) {
     m.flags |= OD_SPOOL_END;
@@ -86,15 +92,18 @@ int od_spool_relieve(od_spool_feed *const *feeds, int n, od_queue *q, size_t byt
     for (int i = 0; i < n && !rc; i++) {
       od_spool_feed *f = feeds[i];
       if (!f) continue;
-      bool first = false;
+      bool first = false, no_room = false;
       pthread_mutex_lock(&f->wmu);
       uint64_t room = od_spool_room(f->spool);
-      od_chunk *c = od_queue_take_spill(q, f->consumer, bytes, (size_t)room, &first);
+      od_chunk *c = od_queue_take_spill(q, f->consumer, bytes, (size_t)room, &first, &no_room);
       if (c) rc = spill_one(f, c, first, err);
       pthread_mutex_unlock(&f->wmu);
       if (!c) {
-        /* Full when this sink alone holds the queue and its spool has no room left. */
-        if (room < (uint64_t)bytes + 4096 && od_queue_full_for(q, bytes)) atomic_store(&f->full, true);
+        /* Full: this sink's chunks should go to its spool (the queue waits for it alone, or it is
+         * down) and there is no room left: memory fills, then the source waits. */
+        if (no_room) atomic_store(&f->full, true);
+        else if (room > od_spool_bytes(f->spool) / 4 || !od_queue_full_for(q, bytes ? bytes : 1))
+          atomic_store(&f->full, false);
         continue;
       }
       atomic_store(&f->full, false);
@@ -144,6 +153,10 @@ int od_spool_feed_requeue(od_spool_feed *f, od_queue *q, od_chunk *const *held, 
   }
   if (!rc && k < n) rc = od_spool_sync(f->spool, err);
   f->need_base = false;
+  if (!later && k == n) { /* nothing of the stream after held_pos is spooled or held: start there */
+    f->has_next_base = true;
+    f->next_base = *held_pos;
+  }
   pthread_mutex_unlock(&f->wmu);
   if (rc) return rc;
   uint64_t again = k ? od_spool_rewind(f->spool) : 0;
@@ -176,7 +189,11 @@ int od_spool_feed_read(od_spool_feed *f, od_queue *q, od_chunk **out, od_error *
 
 void od_spool_feed_prune(od_spool_feed *f, const od_pos *held) {
   od_error err;
-  if (od_spool_prune(f->spool, held, &err)) od_warn("%s (the spool keeps it; retried after the next commit)", err.msg);
+  if (od_spool_empty(f->spool)) return;
+  pthread_mutex_lock(&f->wmu);
+  int rc = od_spool_prune(f->spool, held, &err);
+  pthread_mutex_unlock(&f->wmu);
+  if (rc) od_warn("%s (the spool keeps it; retried after the next commit)", err.msg);
 }
 
 od_pos od_spool_feed_covered(od_spool_feed *f, const od_pos *held) { return od_spool_covered(f->spool, held); }
