@@ -85,7 +85,7 @@ typedef struct od_spool_config {
   bool disabled;               /* `spool: false`: this sink holds the others back when it lags */
   unsigned long long max_bytes; /* default 1 GiB (1 MiB..16 TiB) */
   char *dir;                   /* default <state_dir>/spool; the spool is <dir>/<pipeline>.<sink> */
-  int compression;             /* 0 none, 1 zstd, 2 lz4 (default) */
+  int compression;             /* 0 none, 1 zstd (default), 2 lz4 */
 } od_spool_config;
 
 typedef struct od_sink_config {

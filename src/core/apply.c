@@ -59,7 +59,9 @@ struct od_apply {
   bool held_lost;          /* the batch outgrew the queue's bytes: a failure ends the session */
   od_sbuf *replay;
   size_t nreplay, replay_next;
-  bool queue_seen;         /* a chunk came from memory in this session (resume_skip applied) */
+  od_pos floor;            /* the end of the last transaction that passed here: a later chunk's
+                              transaction starting before it is a repeat (spool and memory overlap
+                              after a restart, a spool read again after a reconnect) */
   bool spool_left;         /* the session ends with spooled chunks unread: they stay for the next */
   od_spool_rels *replay_rels;
 };
@@ -370,8 +372,26 @@ static void hold(od_apply *a, od_chunk *c, bool failed) {
   }
 }
 
+/* Repeats: transactions that start before the floor were applied (or skipped) already. */
+static void check_floor(od_apply *a, const od_chunk *c) {
+  if (od_pos_is_none(&a->floor)) return;
+  for (uint32_t i = 0; i < c->nchanges; i++) {
+    const od_pos *start = c->changes[i].txn_start;
+    if (!start) continue;
+    if (od_pos_lt(start, &a->floor)) {
+      if (od_pos_lt(&a->env.skip_before, &a->floor)) a->env.skip_before = a->floor;
+      a->caught_up = false;
+    }
+    return;
+  }
+}
+
 static int take(od_apply *a, od_chunk *c) {
   int rc;
+  if (!c->heartbeat) {
+    check_floor(a, c);
+    if (c->ntxns && od_pos_lt(&a->floor, &c->end)) a->floor = c->end;
+  }
   if (!c->heartbeat && !a->tr_taken) { /* the batch's first chunk: its decode and queue wait (traces) */
     a->tr_taken = c->taken_us;
     a->tr_pushed = c->pushed_us;
@@ -415,14 +435,6 @@ static int next_chunk(od_apply *a, int wait_ms, od_chunk **out) {
     return OD_OK;
   }
   if (spooled) return od_spool_feed_read(a->env.spool, a->queue, out, &a->err);
-  if (c && !a->queue_seen) {
-    /* The first chunk from memory: what the spool held at session start is not applied twice. */
-    a->queue_seen = true;
-    if (od_pos_lt(&a->env.skip_before, &a->env.resume_skip)) {
-      a->env.skip_before = a->env.resume_skip;
-      a->caught_up = false;
-    }
-  }
   *out = c;
   return OD_OK;
 }
@@ -491,6 +503,7 @@ static int reconnect(od_apply *a) {
       a->sink = sink;
       *a->env.sink_home = sink;
       a->env.skip_before = ck;
+      a->floor = ck;
       a->caught_up = od_pos_is_none(&ck);
       od_pos_cell_set(&a->stats->durable, &ck);
       atomic_store(&a->stats->down, false);
@@ -581,6 +594,7 @@ int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err) {
   a->queue = env->queue;
   a->stats = env->stats;
   a->caught_up = od_pos_is_none(&env->skip_before);
+  a->floor = env->skip_before;
   if (env->spool && !(a->replay_rels = od_spool_rels_new())) {
     free(a);
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);

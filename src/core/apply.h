@@ -56,7 +56,6 @@ typedef struct od_apply_env {
    * spools for it, reads its checkpoint and carries on. The sink it opens replaces *sink_home. */
   struct od_spool_feed *spool;
   od_sink **sink_home;
-  od_pos resume_skip;        /* chunks from memory: transactions starting before this are in the spool */
 } od_apply_env;
 
 int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err);

@@ -895,7 +895,7 @@ static int parse_sink(pctx *p, od_config *cfg, od_sink_config *sk, const yaml_no
     if ((rc = parse_transforms(p, cfg, &sk->transforms, v, sub))) return rc;
   }
   sk->spool.max_bytes = 1ULL << 30;
-  sk->spool.compression = 2; /* lz4: docs/BENCHMARKS.md */
+  sk->spool.compression = 1; /* zstd: docs/BENCHMARKS.md (bench/spool_compress.sh) */
   if ((v = map_get(p, n, "spool")) && !is_null(v)) {
     subpath(sub, sizeof sub, path, "spool");
     if ((rc = parse_spool(p, &sk->spool, v, sub))) return rc;

@@ -553,7 +553,7 @@ static int run_session(od_pipeline *p, od_error *err) {
     od_apply_env env = {.cfg = cfg, .opt = sr->ps->apply_opt, .sink = sr->sink, .open_writer = open_run_sink,
                         .open_ctx = sr, .mark_prefix = sr->ps->name, .queue = &queue, .consumer = i,
                         .skip_before = sr->start, .skips = &sr->skips, .stats = &p->stats.sinks[i],
-                        .spool = p->spools[i], .sink_home = &sr->sink, .resume_skip = sr->resume};
+                        .spool = p->spools[i], .sink_home = &sr->sink};
     if (p->spools[i]) {
       queue.spill_on[i] = true;
       od_queue_spill_add(&queue, i, od_spool_unread(od_spool_feed_spool(p->spools[i])));

@@ -14,7 +14,9 @@
 #  3. A bound (spool.max_bytes 1 MiB) reached while b is down: the source is held back (a stops
 #     advancing), /status names b in blocked_by and odsync_pipeline_blocked_by{sink="b"} is 1; with
 #     b's server back everything drains and both sinks are exact.
-#  4. A corrupt spool record (one byte flipped): odsync refuses it with an error naming the segment
+#  4. A sink added to the running pipeline later (c) starts with an initial snapshot of its own,
+#     then follows the stream next to a and b: all three equal the source.
+#  5. A corrupt spool record (one byte flipped): odsync refuses it with an error naming the segment
 #     file and the record's offset; nothing is skipped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
@@ -64,7 +66,7 @@ batch() {
               UPDATE items SET v = v || '+' WHERE id BETWEEN $1 AND $2 AND id % 7 = 0; COMMIT"
 }
 
-write_cfg() { # $1: spool max_bytes, $2: queue settings
+write_cfg() { # $1: spool max_bytes, $2: queue settings, $3: one more sink block line
   local queue=${2:-"{ max_rows: 100000 }"}
   cat >"$CONFIG" <<YAML
 state_dir: $TEST_TMP/state
@@ -80,6 +82,7 @@ pipelines:
         type: postgres
         dsn: "$DST_DSN"
         spool: { max_bytes: $1, compression: lz4 }
+${3:-}
 YAML
 }
 
@@ -181,7 +184,19 @@ wait_equal_pg 180 >/dev/null
 log "after b's server is back: both sinks exact ($(src_count) rows)"
 odsync_stop
 
-# ---- 4. a corrupt record is refused, naming the file and offset -------------------------------
+# ---- 4. a sink added to the pipeline later starts with a snapshot of its own -------------------
+write_cfg 1GiB "" "      - { name: c, type: sqlite, path: $TEST_TMP/c.db }"
+odsync_start "$CONFIG" "$LOG"
+batch $next $((next + 199)); next=$((next + 200))
+SINK_DB=$TEST_TMP/c.db wait_equal 120 >/dev/null
+wait_equal 60 >/dev/null
+wait_equal_pg 60 >/dev/null
+[[ -n $(sqlite3 "$TEST_TMP/c.db" "SELECT position FROM _odsync_checkpoint WHERE pipeline = 'shop.c'") ]] ||
+  fail "sink c has no checkpoint of its own"
+log "sink c added later: snapshot of its own, then the stream; a, b, c equal the source ($(src_count) rows)"
+odsync_stop
+
+# ---- 5. a corrupt record is refused, naming the file and offset -------------------------------
 write_cfg 1GiB
 odsync_start "$CONFIG" "$LOG"
 wait_slot_active odsync_shop 60
