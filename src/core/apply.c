@@ -449,7 +449,7 @@ static void sleep_ms(long ms) {
  * when the sink is back; OD_ECANCELLED when the session ended meanwhile. */
 static int reconnect(od_apply *a) {
   od_error first = a->err;
-  if (a->open) a->sink->ops->rollback(a->sink);
+  if (a->open && a->sink) a->sink->ops->rollback(a->sink);
   a->open = false;
   /* The failed batch goes back in front of what the sink reads next: into its spool when it can
    * (durable: the source may be acknowledged past it), else kept in memory (encoded). */
@@ -483,12 +483,15 @@ static int reconnect(od_apply *a) {
   a->tr_taken = 0;
   atomic_store(&a->stats->down, true);
   od_queue_spill_eager(a->queue, a->env.consumer, true);
-  a->sink->ops->close(a->sink);
+  od_spool *spool = od_spool_feed_spool(a->env.spool);
+  od_error ferr;
+  if (od_spool_write_held(spool, &durable, &ferr)) od_warn("%s", ferr.msg); /* a restart meanwhile then waits for the sink */
+  if (a->sink) a->sink->ops->close(a->sink);
   a->sink = NULL;
   *a->env.sink_home = NULL;
   long backoff = 200;
   od_warn("pipeline %s: sink %s: %s; the other sinks go on, this one's changes go to its spool (%s) and it "
-          "reconnects", a->cfg->name, a->stats->name, first.msg, od_spool_dir(od_spool_feed_spool(a->env.spool)));
+          "reconnects", a->cfg->name, a->stats->name, first.msg, od_spool_dir(spool));
   for (;;) {
     for (long waited = 0; waited < backoff; waited += 50) {
       if (od_queue_closed(a->queue)) return OD_FAIL(&a->err, OD_ECANCELLED, "pipeline %s: stopping", a->cfg->name);
@@ -499,6 +502,11 @@ static int reconnect(od_apply *a) {
     od_pos ck;
     int rc = a->env.open_writer(a->env.open_ctx, &sink, &err);
     if (!rc && (rc = sink->ops->read_position(sink, &ck, &err))) sink->ops->close(sink);
+    if (!rc && (rc = od_spool_clear_held(spool, &err))) { /* before the sink commits again */
+      sink->ops->close(sink);
+      a->err = err;
+      return rc;
+    }
     if (!rc) {
       a->sink = sink;
       *a->env.sink_home = sink;
@@ -532,6 +540,14 @@ static void *apply_main(void *arg) {
   od_apply *a = arg;
   od_log_set_thread_pipeline(a->cfg->name);
   int rc = OD_OK;
+  if (!a->sink) { /* unreachable when the session started (the pipeline used its spool's `held`) */
+    rc = OD_FAIL_RETRY(&a->err, OD_ECONNECT, "pipeline %s: sink %s was unreachable when the session started",
+                       a->cfg->name, a->stats->name);
+    if (!can_reconnect(a, rc) || (rc = reconnect(a)) != OD_OK) {
+      if (rc == OD_ECANCELLED && od_queue_closed(a->queue)) rc = OD_OK;
+      goto done;
+    }
+  }
   for (;;) {
     int wait_ms = 100;
     if (batch_started(a) && a->at_boundary) {
@@ -556,6 +572,7 @@ static void *apply_main(void *arg) {
     if (rc == OD_ECANCELLED && od_queue_closed(a->queue) && !a->sink) rc = OD_OK; /* stopped while down */
     break;
   }
+done:
   if (rc == OD_OK && a->sink && batch_started(a) && a->at_boundary) rc = flush(a);
   if (a->open && a->sink) {
     /* A partial source transaction (or a failed batch) never reaches the sink. */

@@ -62,6 +62,9 @@ struct od_pipeline {
 
   od_pipeline_stats stats;
   od_spool_feed *spools[OD_SINKS_MAX]; /* this session's spools (several sinks), NULL per sink without */
+  od_pos acked_max; /* the most durable_of ever returned: with spools the least coverage can dip (a new
+                       episode's base above a sink that has not committed its last heartbeat), while
+                       what was covered stays covered (segments go only once the sink holds them) */
   od_error final_err;
   int final_rc;
 };
@@ -75,6 +78,8 @@ typedef struct sink_run {
   od_apply *apply;
   od_pos start;  /* its checkpoint when the session started (after its initial snapshot) */
   od_pos resume; /* where the stream continues it: start, or past what its spool holds */
+  bool deferred;  /* unreachable at session start: its spool's `held` may stand in for its checkpoint */
+  od_error open_err;
   od_snapshot_skips skips;
 } sink_run;
 
@@ -212,6 +217,8 @@ static od_pos durable_of(od_pipeline *p) {
     }
     if (i == 0 || od_pos_lt(&d, &least)) least = d;
   }
+  if (od_pos_lt(&least, &p->acked_max)) least = p->acked_max;
+  else p->acked_max = least;
   od_pos_cell_set(&p->stats.durable, &least);
   return least;
 }
@@ -441,6 +448,13 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
   for (int i = 0; i < p->nsinks; i++) {
     sink_run *sr = &runs[i];
     int rc = open_run_sink(sr, &sr->sink, err);
+    if (rc && err->retriable && i > 0 && p->nsinks > 1 && !sr->ps->cfg->spool.disabled) {
+      /* Down: the others may go on if its spool knows its checkpoint (open_spools decides). */
+      sr->deferred = true;
+      sr->open_err = *err;
+      sr->sink = NULL;
+      continue;
+    }
     if (rc) return p->nsinks > 1 ? od_error_prefix(err, "sink %s: ", sr->ps->cfg->name) : rc;
     if ((rc = sr->sink->ops->read_position(sr->sink, &sr->start, err))) return rc;
     if (!od_pos_is_none(&sr->start) && sr->start.kind != p->source_ops->position)
@@ -458,6 +472,7 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
    * stream's slot with its view, later ones copy under views of their own. */
   for (int i = 0; i < p->nsinks; i++) {
     sink_run *sr = &runs[i];
+    if (sr->deferred) continue;
     od_snapshot_env senv = {.cfg = cfg, .name = sr->ps->name, .source = source, .sink = sr->sink,
                             .open_writer = open_run_sink, .open_ctx = sr, .max_writers = sr->ps->ops->max_writers,
                             .schema = schema, .stats = &p->stats, .sink_stats = &p->stats.sinks[i], .stop = &p->stop};
@@ -484,6 +499,18 @@ static int open_spools(od_pipeline *p, sink_run *runs, od_error *err) {
     od_spool_options opt = {.dir = dir, .max_bytes = sc->max_bytes, .compression = sc->compression};
     uint64_t kept = 0;
     int rc = od_spool_feed_open(&opt, i, session, &p->spools[i], err);
+    if (!rc && sr->deferred) {
+      od_pos held;
+      if (!od_spool_read_held(od_spool_feed_spool(p->spools[i]), &held)) { /* no stand-in: wait for it */
+        *err = sr->open_err;
+        return od_error_prefix(err, "sink %s: ", sr->ps->cfg->name);
+      }
+      sr->start = sr->resume = held;
+      od_pos_cell_set(&p->stats.sinks[i].durable, &held);
+      char at[OD_POS_TEXT_MAX];
+      od_warn("pipeline %s: sink %s is unreachable (%s); the others start, it resumes from its spool at %s when "
+              "it is back", p->cfg->name, sr->ps->cfg->name, sr->open_err.msg, od_pos_display(&held, at, sizeof at));
+    }
     if (!rc) rc = od_spool_recover(od_spool_feed_spool(p->spools[i]), &sr->start, &sr->resume, &kept, err);
     if (rc) return od_error_prefix(err, "pipeline %s: sink %s: ", p->cfg->name, sr->ps->cfg->name);
     if (kept) {

@@ -568,10 +568,10 @@ static int drop_front_segment(od_spool *s, od_error *err) {
   return OD_OK;
 }
 
-static int write_base(od_spool *s, const od_pos *held, od_error *err) {
+static int write_pos_file(od_spool *s, const char *name, const od_pos *held, od_error *err) {
   char path[1100], tmp[1100], text[OD_POS_TEXT_MAX];
-  snprintf(path, sizeof path, "%s/" BASE_FILE, s->dir);
-  snprintf(tmp, sizeof tmp, "%s/" BASE_FILE ".tmp", s->dir);
+  snprintf(path, sizeof path, "%s/%s", s->dir, name);
+  snprintf(tmp, sizeof tmp, "%s/%s.tmp", s->dir, name);
   od_pos_to_text(held, text, sizeof text);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return OD_FAIL(err, OD_EIO, "spool: cannot write %s: %s", tmp, strerror(errno));
@@ -579,6 +579,29 @@ static int write_base(od_spool *s, const od_pos *held, od_error *err) {
   bool ok = write(fd, text, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
   close(fd);
   if (!ok || rename(tmp, path)) return OD_FAIL(err, OD_EIO, "spool: cannot write %s: %s", path, strerror(errno));
+  return fsync_dir(s->dir, err);
+}
+
+static int write_base(od_spool *s, const od_pos *held, od_error *err) { return write_pos_file(s, BASE_FILE, held, err); }
+
+int od_spool_write_held(od_spool *s, const od_pos *held, od_error *err) { return write_pos_file(s, "held", held, err); }
+
+bool od_spool_read_held(od_spool *s, od_pos *out) {
+  char path[1100], text[OD_POS_TEXT_MAX] = "";
+  snprintf(path, sizeof path, "%s/held", s->dir);
+  FILE *f = fopen(path, "r");
+  if (!f) return false;
+  bool ok = fgets(text, sizeof text, f) != NULL;
+  fclose(f);
+  text[strcspn(text, "\n")] = '\0';
+  od_error ignored;
+  return ok && od_pos_from_text(text, out, &ignored) == OD_OK;
+}
+
+int od_spool_clear_held(od_spool *s, od_error *err) {
+  char path[1100];
+  snprintf(path, sizeof path, "%s/held", s->dir);
+  if (unlink(path) && errno != ENOENT) return OD_FAIL(err, OD_EIO, "spool: cannot delete %s: %s", path, strerror(errno));
   return fsync_dir(s->dir, err);
 }
 

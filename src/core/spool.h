@@ -87,6 +87,13 @@ od_pos od_spool_covered(od_spool *s, const od_pos *held);
  * number of records kept (all unread). */
 int od_spool_recover(od_spool *s, const od_pos *checkpoint, od_pos *resume, uint64_t *kept, od_error *err);
 
+/* The checkpoint of a sink that went down (file `held`, fsync'd): while it is down it commits
+ * nothing, so a session that starts while it is still unreachable may use this as its checkpoint.
+ * Cleared (before it commits again) when the sink is back. read: false when there is none. */
+int od_spool_write_held(od_spool *s, const od_pos *held, od_error *err);
+bool od_spool_read_held(od_spool *s, od_pos *out);
+int od_spool_clear_held(od_spool *s, od_error *err);
+
 uint64_t od_spool_bytes(od_spool *s);    /* bytes on disk */
 uint64_t od_spool_records(od_spool *s);  /* records on disk */
 uint64_t od_spool_unread(od_spool *s);   /* durable records not read yet */
