@@ -8,8 +8,9 @@
 #     never restarts, /status says b is down with spool_bytes > 0, and
 #     odsync_sink_spool_bytes{sink="b"} > 0; the source slot is acknowledged past b's checkpoint
 #     (what b's spool holds durably).
-#  2. SIGKILL while b is down and its spool grows; b's server back, odsync again: b's spool is
-#     replayed, SIGKILL again while b drains it; odsync again: both sinks equal the source row for
+#  2. SIGKILL while b is down and its spool grows; odsync again with b still down: a starts and
+#     catches up; SIGKILL; b's server back, odsync again: b's spool is replayed, SIGKILL again while
+#     b drains it; odsync again: both sinks equal the source row for
 #     row (od_compare, od_compare_pg), and b's spool shrinks back (segments pruned).
 #  3. A bound (spool.max_bytes 1 MiB) reached while b is down: the source is held back (a stops
 #     advancing), /status names b in blocked_by and odsync_pipeline_blocked_by{sink="b"} is 1; with
@@ -133,6 +134,14 @@ log "b down, spool ${sb} bytes, slot acknowledged past b's checkpoint ($ck_b -> 
 batch $next $((next + 399)); next=$((next + 400))
 odsync_kill9
 log "SIGKILL while b was down (spool $(spool_kib) KiB)"
+# Restarted while b is still down: a starts and goes on (b's spool knows b's checkpoint).
+odsync_start "$CONFIG" "$LOG"
+wait_slot_active odsync_shop 60
+batch $next $((next + 199)); next=$((next + 200))
+wait_equal 60 >/dev/null
+grep -q "sink b is unreachable" "$LOG" || fail "the restart did not start without b"
+log "restarted with b still down: sink a caught up ($(sqlite_count) rows)"
+odsync_kill9
 dst_start
 odsync_start "$CONFIG" "$LOG"
 for _ in $(seq 1 100); do
