@@ -7,7 +7,9 @@
  * Caps in rows and bytes over the chunks some consumer has not popped yet: a push into a full queue
  * waits, which stops the reader and so reaches the database as TCP backpressure; the slowest
  * consumer sets the pace. A push into an empty queue always succeeds, so one chunk larger than the
- * cap cannot deadlock.
+ * cap cannot deadlock. With spools (core/spool_feed.h) a chunk only one consumer still waits for may
+ * leave that consumer's cursor into its spool (take_spill); the queue then counts, per consumer,
+ * the spooled chunks it must read back before its next pop from memory (pop_or_spool).
  * Ownership: od_queue_take_free() gives the producer a chunk; od_queue_push() hands it to the
  * queue; od_queue_pop() lends it to one consumer (read-only: consumers never write a chunk);
  * od_queue_recycle() ends that consumer's loan (or returns an unpushed chunk to the pool).
