@@ -10,9 +10,10 @@
  * The skip rule is per sink (the reader reads from the least checkpoint of all sinks): changes of
  * transactions that start before this sink's checkpoint, and changes the sink's initial snapshot
  * already copied (od_snapshot_skips), are dropped here.
- * With a spool (env.spool): reads its spool before memory, drops repeats by a floor (the end of the
- * last transaction that passed), keeps its open batch's chunks until commit and, on a retriable
- * sink failure, puts them back and reconnects in place (see od_apply_env).
+ * Repeats are dropped by a floor too: a transaction that starts before the end of the last one that
+ * passed here (a spool and memory overlapping after a restart, a spool read again). With a spool
+ * (env.spool) the thread reads its spool before memory, keeps its open batch's chunks until commit
+ * and, on a retriable sink failure, puts them back and reconnects in place (see od_apply_env).
  * Borrows the sink, queue, skips and stats from the pipeline; reads chunks, never writes them;
  * never touches the source.
  */

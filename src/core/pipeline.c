@@ -493,9 +493,8 @@ static int open_spools(od_pipeline *p, sink_run *runs, od_error *err) {
     const od_spool_config *sc = &sr->ps->cfg->spool;
     if (p->nsinks < 2 || sc->disabled) continue;
     char dir[1024];
-    snprintf(dir, sizeof dir, "%s/%s", sc->dir ? sc->dir : p->root->state_dir, sc->dir ? "" : "spool");
-    size_t n = strlen(dir);
-    snprintf(dir + n, sizeof dir - n, "/%s.%s", p->cfg->name, sr->ps->cfg->name);
+    if (sc->dir) snprintf(dir, sizeof dir, "%s/%s.%s", sc->dir, p->cfg->name, sr->ps->cfg->name);
+    else snprintf(dir, sizeof dir, "%s/spool/%s.%s", p->root->state_dir, p->cfg->name, sr->ps->cfg->name);
     od_spool_options opt = {.dir = dir, .max_bytes = sc->max_bytes, .compression = sc->compression};
     uint64_t kept = 0;
     int rc = od_spool_feed_open(&opt, i, session, &p->spools[i], err);
