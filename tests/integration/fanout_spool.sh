@@ -149,9 +149,12 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 grep -q "spooled chunks to apply first" "$LOG" || fail "the restarted odsync did not replay b's spool"
-sleep 1
+ckb() { dst_psql -c "SELECT coalesce((SELECT (position - '0/0'::pg_lsn)::bigint FROM public._odsync_checkpoint WHERE pipeline = 'shop.b'), 0)"; }
+wait_for "(( \$(ckb) > ck_b ))" 60 || fail "b did not start draining its spool"
 odsync_kill9
-log "SIGKILL while b drained its spool"
+mid=$(ckb)
+end=$(pg_psql -c "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+log "SIGKILL while b drained its spool (b's checkpoint $ck_b -> $mid, source at $end)"
 odsync_start "$CONFIG" "$LOG"
 batch $next $((next + 199)); next=$((next + 200))
 wait_equal 120 >/dev/null
