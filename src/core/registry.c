@@ -6,6 +6,8 @@
 
 extern const od_source_ops od_source_postgres;
 extern const od_source_ops od_source_mysql;
+extern const od_source_ops od_source_postgres_poll;
+extern const od_source_ops od_source_postgres_trigger;
 extern const od_sink_ops od_sink_sqlite;
 extern const od_sink_ops od_sink_postgres;
 extern const od_sink_ops od_sink_clickhouse;
@@ -22,6 +24,8 @@ extern const od_transform_ops od_transform_null;
 static const od_source_ops *const sources[] = {
     &od_source_postgres,
     &od_source_mysql,
+    &od_source_postgres_poll,
+    &od_source_postgres_trigger,
 };
 
 static const od_sink_ops *const sinks[] = {
