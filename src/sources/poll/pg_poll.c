@@ -367,7 +367,11 @@ static int run_cycle(pp_source *s, const od_change_handler *h, od_error *err) {
   }
   bool first = !s->have_horizon;
   uint64_t lo = first ? 0 : s->horizon;
-  if (!first && hi <= lo) return pq_cmd(s->conn, "COMMIT", s->where, err); /* nothing can be new */
+  if (!first && hi <= lo) { /* the horizon did not move (e.g. held by an open transaction): nothing can be new */
+    s->cycles++;
+    od_debug("%s: cycle %" PRIu64 ": horizon %" PRIu64 " unchanged (next %" PRIu64 ")", s->where, s->cycles, lo, hi);
+    return pq_cmd(s->conn, "COMMIT", s->where, err);
+  }
   cycle c = {.s = s, .h = h};
   c.txn.start = od_pgpoll_pos(s->mode, lo);
   c.txn.end = od_pos_none();
