@@ -20,7 +20,7 @@ int pq_connect(const char *dsn, const char *pipeline, const char *where, PGconn 
   const char *keys[] = {"connect_timeout", "application_name", "dbname", "options", NULL};
   const char *vals[] = {"10", app, dsn,
                         "-c DateStyle=ISO,MDY -c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=3 "
-                        "-c bytea_output=hex",
+                        "-c bytea_output=hex -c client_min_messages=warning",
                         NULL};
   PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (!c || PQstatus(c) != CONNECTION_OK) {
@@ -43,7 +43,8 @@ int pq_connect(const char *dsn, const char *pipeline, const char *where, PGconn 
 
 PGresult *pq_run(PGconn *c, const char *sql, int nparams, const char *const *params, const char *where,
                  od_error *err) {
-  PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+  /* Without parameters: the simple protocol (several statements in one string are allowed). */
+  PGresult *r = nparams ? PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
   ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
   const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
