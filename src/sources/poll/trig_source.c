@@ -94,6 +94,7 @@ static void tg_close(od_source *base) {
 
 /* Whether the capture objects exist for table t; fills why. */
 static int installed(tg_source *s, const pq_table *t, bool *ok, od_error *err) {
+  *ok = false;
   char oid[16];
   snprintf(oid, sizeof oid, "%u", t ? t->rel.oid : 0);
   const char *p[1] = {oid};
@@ -111,7 +112,7 @@ static int installed(tg_source *s, const pq_table *t, bool *ok, od_error *err) {
 
 /* Describe the tables (once per source object) and verify the triggers. */
 static int load(tg_source *s, od_problem_fn problem, void *ctx, od_error *err) {
-  bool ok;
+  bool ok = false;
   int rc = installed(s, NULL, &ok, err), fatal = 0;
   if (rc) return rc;
   char msg[700];
