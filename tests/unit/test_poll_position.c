@@ -71,3 +71,26 @@ TEST(text_array_parse) {
   CHECK_INT(pq_parse_text_array(bad3, v, 8), -1);
   CHECK_INT(pq_parse_text_array(bad4, v, 2), -1); /* more elements than room */
 }
+
+#include "sources/sqlpoll/sqlpoll_position.h"
+
+TEST(sqlpoll_positions) {
+  int64_t w[3] = {12, -5, 0};
+  od_pos p = od_sqlpoll_pos(3, w);
+  roundtrip(&p, "sqlpoll:12,-5,0");
+  int64_t back[SQLPOLL_MAX_TABLES];
+  CHECK_INT(od_sqlpoll_get(&p, back, SQLPOLL_MAX_TABLES), 3);
+  CHECK(back[0] == 12 && back[1] == -5 && back[2] == 0);
+  /* Order: by the sum of the watermarks, so raising any one table's raises the position. */
+  int64_t w2[3] = {12, -5, 1}, w3[3] = {11, 100, 0};
+  od_pos p2 = od_sqlpoll_pos(3, w2), p3 = od_sqlpoll_pos(3, w3);
+  CHECK(od_pos_lt(&p, &p2));
+  CHECK(od_pos_lt(&p2, &p3));
+  int64_t mins[2] = {INT64_MIN, INT64_MIN}, one[2] = {INT64_MIN, 7};
+  od_pos a = od_sqlpoll_pos(2, mins), b = od_sqlpoll_pos(2, one);
+  CHECK(od_pos_lt(&a, &b)); /* no overflow in the sum */
+  od_error err = {0};
+  CHECK(od_pos_from_text("sqlpoll:1,,2", &p, &err) != OD_OK);
+  CHECK(od_pos_from_text("sqlpoll:1,2,3,4,5,6,7,8,9,10,11,12", &p, &err) != OD_OK);
+  CHECK(od_pos_from_text("sqlpoll:", &p, &err) != OD_OK);
+}
