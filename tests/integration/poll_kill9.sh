@@ -11,6 +11,8 @@
 #    each sink ends equal row for row to the source's live rows (NOT deleted): the live rows are
 #    copied into a third database `expect` and compared with od_compare / od_compare_pg, so a row
 #    missing, doubled, stale, or soft-deleted but still present in a sink is a failure;
+#  - hard DELETEs (not visible to polling) disappear from the sinks through the periodic
+#    reconciliation cycles (reconcile_interval_ms), and the log shows reconciliation cycles ran;
 #  - each sink's checkpoint holds a poll horizon ("pgpoll:xmin:N" / "pgpoll:ts:N").
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
@@ -45,11 +47,11 @@ state_dir: $TEST_TMP/state
 pipelines:
   - name: lite
     source: { type: postgres_poll, dsn: "$SRC_DSN", tables: [public.items, public.accounts], watermark: xmin,
-              deleted_column: deleted, interval_ms: 200, fetch_rows: 700 }
+              deleted_column: deleted, interval_ms: 200, fetch_rows: 700, reconcile_interval_ms: 3000 }
     sink: { type: sqlite, path: $SINK_DB }
   - name: pgs
     source: { type: postgres_poll, dsn: "$SRC_DSN", tables: [public.items, public.accounts], watermark: updated_at,
-              lag_ms: 300, deleted_column: deleted, interval_ms: 200 }
+              lag_ms: 300, deleted_column: deleted, interval_ms: 200, reconcile_interval_ms: 2000 }
     sink: { type: postgres, dsn: "$DST_DSN" }
 YAML
 
@@ -82,6 +84,7 @@ COMMIT;
 UPDATE items SET deleted = true WHERE id = (SELECT min(id) FROM items WHERE NOT deleted);
 UPDATE accounts SET deleted = NOT deleted WHERE name = 'acct $((it % 100 + 1))';
 INSERT INTO accounts (region, name, balance) VALUES ($it % 7, 'new $it', $it) ON CONFLICT DO NOTHING;
+DELETE FROM items WHERE id = (SELECT max(id) FROM items WHERE v LIKE 'pre %');
 SQL
       if ((it % 10 == 5)); then
         echo "INSERT INTO items (id, v, amount) SELECT nextval('item_ids'), 'bulk $it', g FROM generate_series(1, 2000) g;"
@@ -95,6 +98,7 @@ SQL
   echo "workload: $it iterations"
 }
 
+sed -i 's/^state_dir:/log_level: debug\nstate_dir:/' "$CONFIG"
 odsync_start "$CONFIG" "$LOG"
 wait_for "[[ \$(sqlite3 $SINK_DB 'SELECT count(*) FROM items' 2>/dev/null) == 500 && \$(dst_psql -c 'SELECT count(*) FROM items' 2>/dev/null) == 500 ]]" 120 ||
   fail "the rows present before the first run did not arrive in both sinks"
@@ -118,6 +122,9 @@ done
 echo "$out"
 odsync_stop
 compare_all >/dev/null || fail "sinks differ after the final stop"
+grep -q "pipeline lite: postgres_poll source: reconciliation cycle" "$LOG" || fail "no reconciliation cycle in pipeline lite"
+grep -q "pipeline pgs: postgres_poll source: reconciliation cycle" "$LOG" || fail "no reconciliation cycle in pipeline pgs"
+[[ $(pg_psql -c "SELECT count(*) FROM items WHERE v LIKE 'pre %'") -lt 500 ]] || fail "workload: no hard delete"
 cp=$(sqlite3 "$SINK_DB" "SELECT position_text FROM _odsync_checkpoint WHERE pipeline = 'lite'")
 [[ "$cp" == pgpoll:xmin:* ]] || fail "SQLite checkpoint is '$cp', not a pgpoll xmin horizon"
 cp=$(dst_psql -c "SELECT concat_ws('|', position::text, position_text) FROM public._odsync_checkpoint WHERE pipeline = 'pgs'")

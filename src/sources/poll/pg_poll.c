@@ -48,6 +48,8 @@ typedef struct pp_source {
   const char *watermark; /* "xmin" or a column name */
   char mode;             /* 'x' or 't' */
   long lag_ms, interval_ms, fetch_rows;
+  long reconcile_ms;     /* 0: never; else a full reconciliation cycle at most this often */
+  int64_t next_reconcile_us;
   const char *deleted_column;
   PGconn *conn;
   pq_table *tables;
@@ -59,7 +61,7 @@ typedef struct pp_source {
 } pp_source;
 
 static const char *const allowed_keys[] = {"dsn", "tables", "watermark", "lag_ms", "interval_ms", "fetch_rows",
-                                           "deleted_column", "reconnect_max_ms", NULL};
+                                           "deleted_column", "reconcile_interval_ms", "reconnect_max_ms", NULL};
 
 static int pp_open(const od_config_section *cfg, const char *pipeline, od_source **out, od_error *err) {
   pp_source *s = calloc(1, sizeof *s);
@@ -78,6 +80,7 @@ static int pp_open(const od_config_section *cfg, const char *pipeline, od_source
   if (!rc) rc = od_config_int(cfg, "interval_ms", 1000, 10, 86400000L, &s->interval_ms, err);
   if (!rc) rc = od_config_int(cfg, "fetch_rows", 5000, 1, 1000000, &s->fetch_rows, err);
   if (!rc) rc = od_config_string(cfg, "deleted_column", NULL, &s->deleted_column, err);
+  if (!rc) rc = od_config_int(cfg, "reconcile_interval_ms", 0, 0, 604800000L, &s->reconcile_ms, err);
   if (rc) {
     free(s);
     return rc;
@@ -241,7 +244,7 @@ static int64_t scalar_i64(PGresult *r) { return PQntuples(r) ? strtoll(PQgetvalu
 
 /* The condition on a table's rows for the range [lo, hi) ("" on the first cycle: every row). */
 static void range_sql(pp_source *s, pq_table *t, bool first, uint64_t lo, uint64_t hi, char *out, size_t size) {
-  if (first && s->mode == 't') {
+  if (first) { /* the initial load and reconciliation cycles read every row, whatever its watermark */
     snprintf(out, size, "true");
     return;
   }
@@ -250,7 +253,7 @@ static void range_sql(pp_source *s, pq_table *t, bool first, uint64_t lo, uint64
     const char *d = "((%" PRIu64 "::bigint - xmin::text::bigint + 4294967296) %% 4294967296)";
     char dexpr[128];
     snprintf(dexpr, sizeof dexpr, d, hi % 4294967296ULL);
-    uint64_t span = first ? 2147483648ULL : hi - lo;
+    uint64_t span = hi - lo;
     if (span > 2147483648ULL) span = 2147483648ULL;
     snprintf(out, size, "%s BETWEEN 1 AND %" PRIu64, dexpr, span);
     return;
@@ -297,6 +300,22 @@ static int deliver_row(cycle *c, pq_table *t, PGresult *r, int row, od_value *va
   }
   (void)s;
   c->rows++;
+  return c->h->change(c->h->ctx, &c->txn, &ch, err);
+}
+
+/* A truncate of t's sink table, first change of a reconciliation cycle's table. */
+static int truncate_table(cycle *c, pq_table *t, od_error *err) {
+  int rc;
+  if (!c->open) {
+    c->txn.commit_time = od_now_us();
+    if ((rc = c->h->begin(c->h->ctx, &c->txn, err))) return rc;
+    c->open = true;
+  }
+  if (!t->announced) {
+    if (c->h->relation && (rc = c->h->relation(c->h->ctx, &t->rel, err))) return rc;
+    t->announced = true;
+  }
+  od_change ch = {.op = OD_OP_TRUNCATE, .rel = &t->rel, .index = (uint32_t)c->rows++};
   return c->h->change(c->h->ctx, &c->txn, &ch, err);
 }
 
@@ -376,7 +395,16 @@ static int run_cycle(pp_source *s, const od_change_handler *h, od_error *err) {
   c.txn.start = od_pgpoll_pos(s->mode, lo);
   c.txn.end = od_pos_none();
   c.txn.xid = 0;
-  for (int i = 0; i < s->ntables && !rc; i++) rc = read_table(&c, &s->tables[i], first, lo, hi, err);
+  /* Reconciliation (hard deletes): the cycle empties each sink table and reads every row of the
+   * snapshot into it, in the same transaction (readers of a sink with atomic commits never see it
+   * empty). The horizon advances as in any cycle. */
+  bool reconcile = !first && s->reconcile_ms > 0 && od_mono_us() >= s->next_reconcile_us;
+  if (reconcile) s->next_reconcile_us = od_mono_us() + s->reconcile_ms * 1000;
+  for (int i = 0; i < s->ntables && !rc; i++) {
+    if (reconcile && (rc = truncate_table(&c, &s->tables[i], err))) break;
+    rc = read_table(&c, &s->tables[i], first || reconcile, lo, hi, err);
+  }
+  if (reconcile && !rc) od_debug("%s: reconciliation cycle (every row re-read)", s->where);
   if (!rc) rc = pq_cmd(s->conn, "COMMIT", s->where, err);
   if (rc) return rc;
   od_pos end = od_pgpoll_pos(s->mode, hi);
