@@ -410,8 +410,7 @@ static int initial_copy(tg_source *s, reader *r, od_error *err) {
 }
 
 static int prune(tg_source *s, od_error *err) {
-  if (s->acked <= s->pruned + 1 && s->pruned) return OD_OK;
-  if (s->acked <= 1) return OD_OK;
+  if (s->acked <= s->pruned || s->acked <= 1) return OD_OK; /* nothing newly held by every sink */
   int64_t now = od_mono_us();
   if (now < s->next_prune_us) return OD_OK;
   s->next_prune_us = now + s->prune_interval_ms * 1000;
