@@ -7,11 +7,11 @@
  *     commit_seq (sequence)
  *     capture()  the trigger function (row triggers for INSERT/UPDATE/DELETE, statement trigger for TRUNCATE):
  *                stores the row as jsonb and, on the transaction's first change, a txns row
- *     stamp()    a DEFERRED constraint trigger on txns: at commit, takes a transaction-scoped advisory
- *                lock and the next commit_seq. The lock is held until the transaction has ended, so
- *                sequence numbers are handed out in commit order and a reader's snapshot that sees
- *                sequence s committed also sees every committed transaction with a smaller one
- *                (docs/adapters/postgres_trigger.md has the argument).
+ *     stamp()    a DEFERRED constraint trigger on txns: at commit, takes the transaction-scoped
+ *                advisory lock TRIG_LOCK_KEY in SHARED mode (writers never wait for each other) and the
+ *                next commit_seq. The reader takes the same lock EXCLUSIVELY for an instant (the gate,
+ *                trig_source.c): once it holds it, every sequence number handed out so far belongs to a
+ *                transaction that has ended (docs/adapters/postgres_trigger.md has the argument).
  *   per captured table: triggers odsync_capture (row) and odsync_capture_truncate (statement).
  *
  * Both functions are SECURITY DEFINER (owned by the installing user; every name schema-qualified), so
@@ -27,8 +27,7 @@
 #include "odsync/capture_admin.h"
 #include "sources/poll/pq_util.h"
 
-/* The advisory lock key of the commit sequence ("odsync" in ASCII). */
-#define TRIG_LOCK_KEY "111100115121110099"
+#include "sources/poll/trig_gate.h"
 
 static const char install_sql[] =
     "CREATE SCHEMA IF NOT EXISTS odsync;"
@@ -60,7 +59,7 @@ static const char install_sql[] =
     "CREATE OR REPLACE FUNCTION odsync.stamp() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
     " SET search_path = pg_catalog, pg_temp AS $f$\n"
     "BEGIN\n"
-    "  PERFORM pg_advisory_xact_lock(" TRIG_LOCK_KEY ");\n"
+    "  PERFORM pg_advisory_xact_lock_shared(" TRIG_LOCK_KEY ");\n"
     "  UPDATE odsync.txns SET seq = nextval('odsync.commit_seq'), committed_at = clock_timestamp() WHERE xid = NEW.xid;\n"
     "  RETURN NULL;\n"
     "END $f$;"

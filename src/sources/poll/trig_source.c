@@ -1,17 +1,17 @@
 /* sources/poll/trig_source.c — trigger-based capture of PostgreSQL (`type: postgres_trigger`).
  *
  * Reads the change table that `odsync install-triggers` created (trig_install.c) in commit order:
- * transactions by their commit sequence (odsync.txns.seq, handed out in commit order under an
- * advisory lock held until the transaction ends), each transaction's changes by their insertion id.
- * A read runs in one REPEATABLE READ READ ONLY transaction through a server-side cursor; a snapshot
- * that sees sequence s committed sees every committed transaction with a smaller sequence, so
- * reading "seq > last" never skips one. Rows are stored as jsonb by the triggers and turned back
+ * transactions by their commit sequence (odsync.txns.seq, taken at commit), each transaction's
+ * changes by their insertion id. Each read first passes the gate (gate()): it learns the highest
+ * sequence S whose transactions have all ended, then reads "last < seq <= S" in one REPEATABLE READ
+ * READ ONLY transaction through a server-side cursor, so a transaction still committing with a
+ * smaller number than one already read cannot exist. Rows are stored as jsonb by the triggers and turned back
  * into the table's own types (jsonb_populate_record) and text forms under this connection's fixed
  * settings.
  *
  * Position: the commit sequence (poll_position.h, "pgtrig"). The first session of a pipeline (no
- * checkpoint in any sink) copies the captured tables in one snapshot together with the highest
- * sequence M it sees (transaction [0, M+1)); the stream continues after M. ack() records what every
+ * checkpoint in any sink) copies the captured tables in one snapshot taken after the gate at M
+ * (transaction [0, M+1)); the stream continues after M (see initial_copy()). ack() records what every
  * sink holds; the next poll() deletes those transactions from the change table (prune), outside any
  * read. One pipeline per change table: a second pipeline reading it would lose what the first prunes.
  *
@@ -27,6 +27,7 @@
 #include "odsync/source.h"
 #include "sources/poll/poll_position.h"
 #include "sources/poll/pq_util.h"
+#include "sources/poll/trig_gate.h"
 
 extern const od_source_ops od_source_postgres_trigger;
 
@@ -349,15 +350,33 @@ static int change_row(reader *r, PGresult *res, int i, od_error *err) {
   return r->h->change(r->h->ctx, &r->txn, &ch, err);
 }
 
-/* The first session: every captured table in one snapshot, with the highest sequence it sees. */
+/* The gate: take the writers' advisory lock exclusively for an instant (it waits for every
+ * transaction that has taken a sequence number and not yet ended; new ones wait behind it) and read
+ * the sequence's last value. Every transaction with a sequence number <= *out has then ended, so a
+ * snapshot taken afterwards sees all of those that committed. */
+static int gate(tg_source *s, uint64_t *out, od_error *err) {
+  int rc = pq_cmd(s->conn, "BEGIN", s->where, err);
+  if (!rc) rc = pq_cmd(s->conn, "SELECT pg_advisory_xact_lock(" TRIG_LOCK_KEY ")", s->where, err);
+  PGresult *r = rc ? NULL
+                   : pq_run(s->conn, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM odsync.commit_seq", 0,
+                            NULL, s->where, err);
+  if (!rc && !r) rc = err->code;
+  if (r) *out = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  if (!rc) rc = pq_cmd(s->conn, "COMMIT", s->where, err);
+  return rc;
+}
+
+/* The first session: every captured table in one snapshot taken after the gate at M. Transactions
+ * up to M are in the copy; a few after M may be too (they committed between the gate and the
+ * snapshot) and are delivered again after it: their changes carry whole rows and replay in commit
+ * order on top of a state that already holds them, which ends in the source's state. */
 static int initial_copy(tg_source *s, reader *r, od_error *err) {
-  int rc = pq_cmd(s->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", s->where, err);
+  uint64_t m = 0;
+  int rc = gate(s, &m, err);
+  if (!rc) rc = pq_cmd(s->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", s->where, err);
   if (rc) return rc;
-  PGresult *res = pq_run(s->conn, "SELECT coalesce(max(seq), 0) FROM odsync.txns WHERE seq IS NOT NULL", 0, NULL,
-                         s->where, err);
-  if (!res) return err->code;
-  uint64_t m = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-  PQclear(res);
+  PGresult *res;
   r->txn = (od_txn_info){0};
   r->txn.start = od_pos_from_u64(&od_pgtrig_position, 0);
   r->txn.commit_time = od_now_us();
@@ -424,6 +443,9 @@ static int prune(tg_source *s, od_error *err) {
 }
 
 static int read_changes(tg_source *s, reader *r, bool *caught_up, od_error *err) {
+  uint64_t safe = 0;
+  int rc = gate(s, &safe, err);
+  if (rc) return rc;
   size_t need = strlen(s->select_tail) + 1024;
   char *sql = malloc(need);
   if (!sql) return OD_FAIL(err, OD_ENOMEM, "out of memory");
@@ -431,14 +453,15 @@ static int read_changes(tg_source *s, reader *r, bool *caught_up, od_error *err)
            "DECLARE odsync_changes NO SCROLL CURSOR FOR SELECT t.seq, t.xid::text, "
            "(extract(epoch FROM t.committed_at) * 1000000)::bigint, c.relid, c.op%s "
            "FROM odsync.txns t JOIN odsync.changes c ON c.xid = t.xid WHERE t.seq > %" PRIu64 " AND t.seq <= "
-           "(SELECT max(seq) FROM (SELECT seq FROM odsync.txns WHERE seq > %" PRIu64 " ORDER BY seq LIMIT %ld) x) "
-           "ORDER BY t.seq, c.id",
-           s->select_tail, s->last, s->last, s->txns_per_poll);
-  int rc = pq_cmd(s->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", s->where, err);
+           "(SELECT max(seq) FROM (SELECT seq FROM odsync.txns WHERE seq > %" PRIu64 " AND seq <= %" PRIu64
+           " ORDER BY seq LIMIT %ld) x) ORDER BY t.seq, c.id",
+           s->select_tail, s->last, s->last, safe, s->txns_per_poll);
+  rc = pq_cmd(s->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", s->where, err);
   /* How many transactions this read covers (to know whether it caught up). */
   char cnt[256];
-  snprintf(cnt, sizeof cnt, "SELECT count(*) FROM (SELECT 1 FROM odsync.txns WHERE seq > %" PRIu64 " LIMIT %ld) x",
-           s->last, s->txns_per_poll);
+  snprintf(cnt, sizeof cnt,
+           "SELECT count(*) FROM (SELECT 1 FROM odsync.txns WHERE seq > %" PRIu64 " AND seq <= %" PRIu64 " LIMIT %ld) x",
+           s->last, safe, s->txns_per_poll);
   PGresult *res = rc ? NULL : pq_run(s->conn, cnt, 0, NULL, s->where, err);
   if (!rc && !res) rc = err->code;
   long ntx = res ? strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
