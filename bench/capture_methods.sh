@@ -13,12 +13,13 @@
 #               arrive as one row, so it applies fewer sink changes for the same source changes).
 #   latency:    BENCH_PINGS single-row inserts, one at a time; time from COMMIT until the row is in the
 #               sink (probed every 10 ms with sqlite3): median and p95.
-# pgbench: scale BENCH_SCALE, BENCH_CLIENTS clients, BENCH_SECONDS each: without triggers, with the
+# pgbench: scale BENCH_SCALE, BENCH_CLIENTS clients, BENCH_SECONDS each for TPS, then BENCH_TXNS
+#   transactions per client for the server's CPU time per transaction: without triggers, with the
 #   capture triggers on pgbench_accounts/tellers/branches (pgbench_history has no primary key, so it is
 #   not captured), and without again (the two "without" runs bracket drift). No odsync runs meanwhile
 #   (the change table grows unpruned: the trigger's own cost).
 # Environment: BENCH_ROWS (20000) BENCH_TXN (500) BENCH_PINGS (20) BENCH_SCALE (10) BENCH_CLIENTS (4)
-#   BENCH_SECONDS (20) POLL_INTERVAL_MS (200) TRIGGER_INTERVAL_MS (100) ODSYNC_BIN PG_BIN BENCH_KEEP=1
+#   BENCH_METHODS (all three; "" for pgbench only) BENCH_SECONDS (20) BENCH_TXNS (1500 per client, for CPU/txn) POLL_INTERVAL_MS (200) TRIGGER_INTERVAL_MS (100) ODSYNC_BIN PG_BIN BENCH_KEEP=1
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,6 +32,7 @@ BENCH_PINGS=${BENCH_PINGS:-20}
 BENCH_SCALE=${BENCH_SCALE:-10}
 BENCH_CLIENTS=${BENCH_CLIENTS:-4}
 BENCH_SECONDS=${BENCH_SECONDS:-20}
+BENCH_TXNS=${BENCH_TXNS:-1500}
 POLL_INTERVAL_MS=${POLL_INTERVAL_MS:-200}
 TRIGGER_INTERVAL_MS=${TRIGGER_INTERVAL_MS:-100}
 ODSYNC_BIN=${ODSYNC_BIN:-$ROOT/build/odsync}
@@ -121,12 +123,30 @@ SQL
 }
 
 echo "capture methods into SQLite: $BENCH_ROWS inserts + $BENCH_ROWS updates in $BENCH_TXN-row transactions; $BENCH_PINGS pings"
-for m in postgres postgres_poll postgres_trigger; do run_method "$m"; done
+for m in ${BENCH_METHODS-postgres postgres_poll postgres_trigger}; do run_method "$m"; done
 
 # ---------------------------------------------------------------- pgbench: the triggers' cost
 od_psql postgres -c "CREATE DATABASE pgb"
 pgbench -q -i -s "$BENCH_SCALE" "$(od_pg_dsn pgb)" >/dev/null 2>&1
-tps() { pgbench -n -c "$BENCH_CLIENTS" -j 2 -T "$BENCH_SECONDS" "$(od_pg_dsn pgb)" 2>/dev/null | awk '/^tps/ { printf "%.0f", $3; exit }'; }
+# CPU seconds used so far by the server: the postmaster, its live children and its exited ones.
+server_cpu() {
+  local pid kids
+  pid=$(head -n 1 "$TMP/pg/data/postmaster.pid")
+  kids=$(pgrep -P "$pid" | sed 's|.*|/proc/&/stat|' | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  cat "/proc/$pid/stat" $kids 2>/dev/null | awk -v hz="$(getconf CLK_TCK)" -v pm="$pid" '
+    { t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
+}
+# "TPS CPU_MS_PER_TXN": a time-bounded run for TPS, then BENCH_TXNS transactions per client for the
+# server's CPU time per transaction (CPU time is far less sensitive to the neighbours than wall time).
+tps() {
+  local t c0 c1
+  t=$(pgbench -n -c "$BENCH_CLIENTS" -j 2 -T "$BENCH_SECONDS" "$(od_pg_dsn pgb)" 2>/dev/null | awk '/^tps/ { printf "%.0f", $3; exit }')
+  c0=$(server_cpu)
+  pgbench -n -c "$BENCH_CLIENTS" -j 2 -t "$BENCH_TXNS" "$(od_pg_dsn pgb)" >/dev/null 2>&1
+  c1=$(server_cpu)
+  awk -v t="$t" -v a="$c0" -v b="$c1" -v n="$((BENCH_TXNS * BENCH_CLIENTS))" 'BEGIN { printf "%s %.3f", t, (b - a) * 1000 / n }'
+}
 cat >"$TMP/pgb.yaml" <<YAML
 pipelines:
   - name: pgb
@@ -139,6 +159,7 @@ with=$(tps)
 captured=$(od_psql pgb -c "SELECT count(*) FROM odsync.changes")
 "$ODSYNC_BIN" uninstall-triggers -c "$TMP/pgb.yaml" >&2
 after=$(tps)
-echo "pgbench (scale $BENCH_SCALE, $BENCH_CLIENTS clients, ${BENCH_SECONDS}s each, TPC-B-like):"
-echo "  without triggers: $before tps   with capture triggers: $with tps ($captured changes captured)   without again: $after tps"
-awk -v a="$before" -v b="$with" -v c="$after" 'BEGIN { printf "  with/without (mean of both without runs): %.2f\n", b / ((a + c) / 2) }'
+echo "pgbench (scale $BENCH_SCALE, $BENCH_CLIENTS clients, TPC-B-like; ${BENCH_SECONDS}s for TPS, then $BENCH_TXNS transactions per client for server CPU per transaction):"
+echo "  without triggers: ${before% *} tps, ${before#* } ms CPU/txn   with capture triggers: ${with% *} tps, ${with#* } ms CPU/txn ($captured changes captured)   without again: ${after% *} tps, ${after#* } ms CPU/txn"
+awk -v a="${before% *}" -v b="${with% *}" -v c="${after% *}" -v x="${before#* }" -v y="${with#* }" -v z="${after#* }" 'BEGIN {
+  printf "  with/without (mean of both without runs): TPS %.2f, server CPU per transaction %.2f\n", b / ((a + c) / 2), y / ((x + z) / 2) }'

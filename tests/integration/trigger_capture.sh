@@ -3,7 +3,8 @@
 # (one pipeline, two sinks), across SIGKILLs, with install-triggers/uninstall-triggers.
 #
 # Asserts:
-#  - install-triggers succeeds and says so; rows that existed before odsync first ran arrive (the
+#  - before install-triggers, `odsync check` fails naming the command to run; install-triggers
+#    succeeds and says so; rows that existed before odsync first ran arrive (the
 #    initial copy);
 #  - under a mixed workload of two concurrent writers that update the same rows (so the final
 #    state depends on commit order), inserts, updates, deletes, primary-key changes, savepoints
@@ -58,6 +59,8 @@ pipelines:
       - { name: pgs, type: postgres, dsn: "$DST_DSN" }
 YAML
 sed -i 's/tables: \[\(.*\) \(.*\) \(.*\)\]/tables: [\1, \2, \3]/' "$CONFIG"
+if out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1); then fail "odsync check passed before install-triggers: $out"; fi
+[[ "$out" == *"run \`odsync install-triggers -c CONFIG\` first"* ]] || fail "check before install does not name install-triggers: $out"
 out=$("$ODSYNC_BIN" install-triggers -c "$CONFIG") || fail "install-triggers failed: $out"
 echo "$out"
 [[ "$out" == *"installed capture triggers on 3 table(s)"* ]] || fail "install-triggers said: $out"
