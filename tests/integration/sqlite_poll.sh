@@ -10,11 +10,16 @@
 #    un-deletes on a table with an INTEGER PRIMARY KEY and one with a composite key, with odsync
 #    SIGKILLed at random moments (at least 4 times) and restarted, the sink ends equal, row for row
 #    and storage class for storage class (quote()), to the source's live rows (deleted = 0);
+#  - the PostgreSQL sink holds the same live rows with the mapped types (bigint, text, double
+#    precision, bytea): od_compare between it and a copy of the source file without the deleted rows;
 #  - the sink's checkpoint is a sqlpoll position naming both tables' watermarks.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
 
 test_init sqlite_poll
+pg_start warehouse
+DST_DSN=$(pg_dsn)
 WORKLOAD_SECONDS=${WORKLOAD_SECONDS:-15}
 SRC=$TEST_TMP/source.db
 SINK_DB=$TEST_TMP/sink.db
@@ -45,6 +50,9 @@ pipelines:
   - name: lp
     source: { type: sqlite_poll, path: $SRC, tables: [items, tags], watermark: version, deleted_column: deleted, interval_ms: 100 }
     sink: { type: sqlite, path: $SINK_DB }
+  - name: lpg
+    source: { type: sqlite_poll, path: $SRC, tables: [items, tags], watermark: version, deleted_column: deleted, interval_ms: 100 }
+    sink: { type: postgres, dsn: "$DST_DSN" }
 YAML
 src_rows() {
   sqlite3 "$SRC" "SELECT id, quote(v), quote(r), quote(b), quote(version), deleted FROM items WHERE deleted = 0 ORDER BY id" \
@@ -93,6 +101,17 @@ wait_for "[[ \"\$(src_rows)\" == \"\$(sink_rows)\" ]]" 120 || {
   fail "the sink is not equal to the source's live rows"
 }
 log "equal: $(src_rows | wc -l) rows"
+# The PostgreSQL sink against a copy of the source without its soft-deleted rows.
+pg_equal() {
+  rm -f "$TEST_TMP/live.db"
+  sqlite3 "$SRC" ".timeout 10000" ".backup $TEST_TMP/live.db" &&
+    sqlite3 "$TEST_TMP/live.db" "DELETE FROM items WHERE deleted = 1; DELETE FROM tags WHERE deleted = 1; DROP TABLE counter;" &&
+    "$OD_COMPARE" --pg "$DST_DSN" --sqlite "$TEST_TMP/live.db" --table public.items --table public.tags
+}
+wait_for "pg_equal >/dev/null 2>&1" 120 || { pg_equal || true; fail "the PostgreSQL sink is not equal to the source's live rows"; }
+pg_equal
+[[ $(pg_psql -c "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'items'::regclass AND attnum > 0") == "bigint,text,double precision,bytea,bigint,bigint" ]] ||
+  fail "PostgreSQL sink column types: $(pg_psql -c "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'items'::regclass AND attnum > 0")"
 odsync_stop
 [[ "$(src_rows)" == "$(sink_rows)" ]] || fail "the sink differs after the final stop"
 cp=$(sqlite3 "$SINK_DB" "SELECT position_text FROM _odsync_checkpoint WHERE pipeline = 'lp'")
