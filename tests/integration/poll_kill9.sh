@@ -4,7 +4,8 @@
 # updated_at, maintained by a BEFORE UPDATE trigger) into PostgreSQL, in one odsync process.
 #
 # Asserts:
-#  - rows present before the first run arrive (the first poll is the initial load);
+#  - rows present before the first run arrive (the first poll is the initial load; in `lite` cut into
+#    transactions of 100 rows, which the debug log shows);
 #  - under a workload of inserts (single and 2,000-row batches), updates, repeated updates in one
 #    transaction, soft deletes (deleted = true) and un-deletes, on a table with a bigint key and one
 #    with a composite key, with odsync SIGKILLed at random moments (at least 4 times) and restarted,
@@ -47,7 +48,8 @@ state_dir: $TEST_TMP/state
 pipelines:
   - name: lite
     source: { type: postgres_poll, dsn: "$SRC_DSN", tables: [public.items, public.accounts], watermark: xmin,
-              deleted_column: deleted, interval_ms: 200, fetch_rows: 700, reconcile_interval_ms: 3000 }
+              deleted_column: deleted, interval_ms: 200, fetch_rows: 70, reconcile_interval_ms: 3000,
+              load_chunk_rows: 100 }
     sink: { type: sqlite, path: $SINK_DB }
   - name: pgs
     source: { type: postgres_poll, dsn: "$SRC_DSN", tables: [public.items, public.accounts], watermark: updated_at,
@@ -122,6 +124,7 @@ done
 echo "$out"
 odsync_stop
 compare_all >/dev/null || fail "sinks differ after the final stop"
+grep -q "pipeline lite: postgres_poll source: initial load: chunk transaction load:5 delivered (100 rows)" "$LOG" || fail "pipeline lite: the initial load was not cut into chunk transactions"
 grep -q "pipeline lite: postgres_poll source: reconciliation cycle" "$LOG" || fail "no reconciliation cycle in pipeline lite"
 grep -q "pipeline pgs: postgres_poll source: reconciliation cycle" "$LOG" || fail "no reconciliation cycle in pipeline pgs"
 [[ $(pg_psql -c "SELECT count(*) FROM items WHERE v LIKE 'pre %'") -lt 500 ]] || fail "workload: no hard delete"

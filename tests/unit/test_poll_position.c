@@ -20,6 +20,11 @@ TEST(poll_positions_roundtrip) {
   roundtrip(&x, "pgpoll:xmin:4294967301");
   od_pos t = od_pgpoll_pos('t', 1796258550602341ULL);
   roundtrip(&t, "pgpoll:ts:1796258550602341");
+  od_pos l = od_pgpoll_pos('i', 7);
+  roundtrip(&l, "pgpoll:load:7");
+  CHECK(od_pos_lt(&l, &t) && od_pos_lt(&l, &x)); /* a load's chunks sort below every horizon */
+  od_pos l2 = od_pgpoll_pos('i', 8);
+  CHECK(od_pos_lt(&l, &l2));
   od_pos g = od_pos_from_u64(&od_pgtrig_position, 735);
   roundtrip(&g, "pgtrig:735");
   char mode;

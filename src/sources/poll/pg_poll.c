@@ -48,7 +48,9 @@ typedef struct pp_source {
   const char *watermark; /* "xmin" or a column name */
   char mode;             /* 'x' or 't' */
   long lag_ms, interval_ms, fetch_rows;
-  long reconcile_ms;     /* 0: never; else a full reconciliation cycle at most this often */
+  long reconcile_ms;      /* 0: never; else a full reconciliation cycle at most this often */
+  long load_chunk_rows;  /* initial load: a source transaction per this many rows (0: one) */
+  uint64_t load_seq;     /* initial load: the number of the next chunk transaction */
   int64_t next_reconcile_us;
   const char *deleted_column;
   PGconn *conn;
@@ -61,7 +63,7 @@ typedef struct pp_source {
 } pp_source;
 
 static const char *const allowed_keys[] = {"dsn", "tables", "watermark", "lag_ms", "interval_ms", "fetch_rows",
-                                           "deleted_column", "reconcile_interval_ms", "reconnect_max_ms", NULL};
+                                           "deleted_column", "reconcile_interval_ms", "load_chunk_rows", "reconnect_max_ms", NULL};
 
 static int pp_open(const od_config_section *cfg, const char *pipeline, od_source **out, od_error *err) {
   pp_source *s = calloc(1, sizeof *s);
@@ -81,6 +83,7 @@ static int pp_open(const od_config_section *cfg, const char *pipeline, od_source
   if (!rc) rc = od_config_int(cfg, "fetch_rows", 5000, 1, 1000000, &s->fetch_rows, err);
   if (!rc) rc = od_config_string(cfg, "deleted_column", NULL, &s->deleted_column, err);
   if (!rc) rc = od_config_int(cfg, "reconcile_interval_ms", 0, 0, 604800000L, &s->reconcile_ms, err);
+  if (!rc) rc = od_config_int(cfg, "load_chunk_rows", 100000, 0, 100000000L, &s->load_chunk_rows, err);
   if (rc) {
     free(s);
     return rc;
@@ -208,12 +211,16 @@ static int pp_start(od_source *base, const od_pos *from, od_error *err) {
     if (!od_pgpoll_get(from, &mode, &v))
       return OD_FAIL(err, OD_EGAP, "%s: the sinks hold a position of another kind (%s); a pipeline cannot change its "
                      "source type: use a new pipeline name", s->where, from->kind ? from->kind->name : "?");
-    if (mode != s->mode)
+    if (mode == 'i') { /* an initial load was cut short: it starts over, its chunks numbered on */
+      s->load_seq = v;
+    } else if (mode != s->mode)
       return OD_FAIL(err, OD_ECONFIG, "%s: the sinks hold a %s horizon but source.watermark is %s; the watermark of "
                      "a pipeline cannot change (use a new pipeline name to start over)", s->where,
                      mode == 'x' ? "xmin" : "timestamp", s->watermark);
-    s->horizon = v;
-    s->have_horizon = true;
+    else {
+      s->horizon = v;
+      s->have_horizon = true;
+    }
   }
   int rc = pq_connect(s->dsn, s->pipeline, s->where, &s->conn, err);
   if (rc) return rc;
@@ -237,6 +244,8 @@ typedef struct cycle {
   const od_change_handler *h;
   od_txn_info txn;
   bool open;
+  bool chunking;   /* initial load cut into transactions of load_chunk_rows */
+  uint32_t index;  /* of the next change in the open transaction */
   uint64_t rows;
 } cycle;
 
@@ -287,7 +296,7 @@ static int deliver_row(cycle *c, pq_table *t, PGresult *r, int row, od_value *va
   }
   od_change ch = {0};
   ch.rel = &t->rel;
-  ch.index = (uint32_t)c->rows;
+  ch.index = c->index++;
   bool deleted = t->del_col >= 0 && !PQgetisnull(r, row, t->del_col) && PQgetvalue(r, row, t->del_col)[0] == 't';
   if (deleted) {
     for (int i = 0; i < n; i++) keyvals[i] = t->rel.columns[i].key ? vals[i] : (od_value){.kind = OD_VALUE_NULL};
@@ -298,9 +307,22 @@ static int deliver_row(cycle *c, pq_table *t, PGresult *r, int row, od_value *va
     ch.op = OD_OP_READ;
     ch.newtup = (od_tuple){.ncolumns = n, .values = vals};
   }
-  (void)s;
   c->rows++;
-  return c->h->change(c->h->ctx, &c->txn, &ch, err);
+  if ((rc = c->h->change(c->h->ctx, &c->txn, &ch, err))) return rc;
+  if (c->chunking && c->index >= (uint32_t)s->load_chunk_rows) {
+    /* A chunk of the initial load: [load:k, load:k+1). All chunks read one snapshot; a restart before
+     * the last one commits starts the load over (idempotent upserts), numbering on from k+1. */
+    c->txn.end = od_pgpoll_pos('i', s->load_seq + 1);
+    if ((rc = c->h->commit(c->h->ctx, &c->txn, err))) return rc;
+    od_debug("%s: initial load: chunk transaction load:%" PRIu64 " delivered (%u rows)", s->where, s->load_seq,
+             c->index);
+    s->load_seq++;
+    c->open = false;
+    c->index = 0;
+    c->txn.start = od_pgpoll_pos('i', s->load_seq);
+    c->txn.end = od_pos_none();
+  }
+  return OD_OK;
 }
 
 /* A truncate of t's sink table, first change of a reconciliation cycle's table. */
@@ -315,7 +337,8 @@ static int truncate_table(cycle *c, pq_table *t, od_error *err) {
     if (c->h->relation && (rc = c->h->relation(c->h->ctx, &t->rel, err))) return rc;
     t->announced = true;
   }
-  od_change ch = {.op = OD_OP_TRUNCATE, .rel = &t->rel, .index = (uint32_t)c->rows++};
+  od_change ch = {.op = OD_OP_TRUNCATE, .rel = &t->rel, .index = c->index++};
+  c->rows++;
   return c->h->change(c->h->ctx, &c->txn, &ch, err);
 }
 
@@ -392,8 +415,9 @@ static int run_cycle(pp_source *s, const od_change_handler *h, od_error *err) {
     return pq_cmd(s->conn, "COMMIT", s->where, err);
   }
   cycle c = {.s = s, .h = h};
-  c.txn.start = od_pgpoll_pos(s->mode, lo);
+  c.txn.start = first ? od_pgpoll_pos('i', s->load_seq) : od_pgpoll_pos(s->mode, lo);
   c.txn.end = od_pos_none();
+  c.chunking = first && s->load_chunk_rows > 0;
   c.txn.xid = 0;
   /* Reconciliation (hard deletes): the cycle empties each sink table and reads every row of the
    * snapshot into it, in the same transaction (readers of a sink with atomic commits never see it

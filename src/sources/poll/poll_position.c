@@ -28,7 +28,7 @@ static int poll_format(const od_pos *p, char *buf, size_t size) {
   char mode;
   uint64_t v;
   if (!od_pgpoll_get(p, &mode, &v)) return -1;
-  int n = snprintf(buf, size, "%s:%" PRIu64, mode == 'x' ? "xmin" : "ts", v);
+  int n = snprintf(buf, size, "%s:%" PRIu64, mode == 'x' ? "xmin" : mode == 'i' ? "load" : "ts", v);
   return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
@@ -45,6 +45,10 @@ static int poll_parse(const char *body, od_pos *out) {
   uint64_t v;
   if (!strncmp(body, "xmin:", 5) && !parse_u64(body + 5, &v)) {
     *out = od_pgpoll_pos('x', v);
+    return OD_OK;
+  }
+  if (!strncmp(body, "load:", 5) && !parse_u64(body + 5, &v)) {
+    *out = od_pgpoll_pos('i', v);
     return OD_OK;
   }
   if (!strncmp(body, "ts:", 3) && !parse_u64(body + 3, &v)) {

@@ -3,7 +3,9 @@
  *  "pgpoll": a poll horizon, one mode byte ('x': a full 64-bit transaction id, xid8; 't': microseconds
  *            since the Unix epoch of the source's clock) and the value, 8 bytes big-endian. Text form
  *            "xmin:<xid8>" or "ts:<µs>". A poll cycle that read the rows whose watermark lies in
- *            [h0, h1) is the transaction [pos(h0), pos(h1)).
+ *            [h0, h1) is the transaction [pos(h0), pos(h1)). Mode 'i' ("load:<k>") numbers the chunk
+ *            transactions of an initial load; bytewise it sorts below every horizon ('i' < 't' < 'x'),
+ *            and the load's last transaction ends at the first horizon.
  *  "pgtrig": the commit sequence number of a captured transaction (odsync.txns.seq); the
  *            transaction with sequence s is [s, s + 1). Text form: the decimal number.
  * Owns nothing. Never touches I/O.
