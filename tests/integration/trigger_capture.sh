@@ -6,7 +6,8 @@
 #  - before install-triggers, `odsync check` fails naming the command to run; install-triggers
 #    succeeds and says so; rows that existed before odsync first ran arrive (the
 #    initial copy);
-#  - under a mixed workload of two concurrent writers that update the same rows (so the final
+#  - under a mixed workload of two concurrent writers (started with odsync's first session, so it
+#    runs during the initial copy) that update the same rows (so the final
 #    state depends on commit order), inserts, updates, deletes, primary-key changes, savepoints
 #    rolled back, insert+update+delete of one key in one transaction and TRUNCATEs, with odsync
 #    SIGKILLed at random moments (at least 4 times) and restarted, both sinks end equal to the
@@ -121,10 +122,13 @@ workload() {
   wait $p1
 }
 
-odsync_start "$CONFIG" "$LOG"
-wait_for "[[ \$(sqlite3 $SINK_DB 'SELECT count(*) FROM orders' 2>/dev/null) == 200 ]]" 120 ||
-  fail "the rows that existed before the first run did not arrive"
+# The workload starts together with odsync's first session, so transactions commit while the initial
+# copy is taken (some land in the copy and are replayed after it).
 workload_start workload
+odsync_start "$CONFIG" "$LOG"
+wait_for "grep -q 'initial copy of 3 table(s) done' $LOG" 120 || fail "no initial copy within 120 s"
+wait_for "[[ \$(sqlite3 $SINK_DB \"SELECT count(*) FROM orders WHERE note LIKE 'pre %'\" 2>/dev/null) -gt 0 ]]" 60 ||
+  fail "the rows that existed before the first run did not arrive"
 kills=0
 while kill -0 "$WORKLOAD_PID" 2>/dev/null || ((kills < 4)); do
   sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.5 + r / 32767 * 2.0 }')"
