@@ -10,6 +10,7 @@ PACKAGES=(
   libpq-dev libsqlite3-dev libyaml-dev libssl-dev libpcre2-dev
   postgresql postgresql-contrib sqlite3
   libcurl4-openssl-dev zlib1g-dev libhiredis-dev curl
+  libzstd-dev liblz4-dev # spools: block compression
   clickhouse-server clickhouse-client redis-server redis-tools
   mariadb-server mariadb-client libmariadb-dev
   valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk

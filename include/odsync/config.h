@@ -94,10 +94,19 @@ typedef struct od_pii_config {
 } od_pii_config;
 
 /* One sink of a pipeline: `sink:` (one, named "default") or an item of `sinks:`. */
+/* A sink's spool (docs/CONFIG.md `spool:`): used when the pipeline has several sinks. */
+typedef struct od_spool_config {
+  bool disabled;               /* `spool: false`: this sink holds the others back when it lags */
+  unsigned long long max_bytes; /* default 1 GiB (1 MiB..16 TiB) */
+  char *dir;                   /* default <state_dir>/spool; the spool is <dir>/<pipeline>.<sink> */
+  int compression;             /* 0 none, 1 zstd (default), 2 lz4 */
+} od_spool_config;
+
 typedef struct od_sink_config {
   char *name;                 /* [A-Za-z0-9_]+, unique in the pipeline; "default" for `sink:` */
   od_config_section section;  /* type and the adapter's keys (name and transforms excluded) */
   od_transform_list transforms; /* this sink's own, applied after the pipeline's */
+  od_spool_config spool;
 } od_sink_config;
 
 #define OD_SINKS_MAX 16

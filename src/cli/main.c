@@ -13,6 +13,7 @@
 #include "cli/progress.h"
 #include "cli/status_cmd.h"
 #include "core/audit.h"
+#include "cli/triggers_cmd.h"
 #include "core/log.h"
 #include "core/isnap.h"
 #include "core/pipeline.h"
@@ -35,6 +36,8 @@ static const char usage[] =
     "  snapshot  re-copy tables of a running pipeline while it streams (incremental snapshot):\n"
     "          writes a request into the source's stream and returns; needs -p when the config\n"
     "          has several pipelines; --table T (repeatable; default: every captured table)\n"
+    "  install-triggers    create the change table and capture triggers of every postgres_trigger\n"
+    "          source (-p: only that pipeline); uninstall-triggers removes them again\n"
     "  status  print the status table of a running odsync (its admin server: admin.listen of\n"
     "          the config, or --url)\n"
     "  dlq     dead letters (poison rows): dlq list | show ID | replay ID|--all | drop ID\n"
@@ -351,6 +354,8 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "check")) return cmd_check(&c);
   if (!strcmp(cmd, "snapshot")) return cmd_snapshot(&c);
   if (!strcmp(cmd, "status")) return od_cli_status(c.config_path, c.url);
+  if (!strcmp(cmd, "install-triggers") || !strcmp(cmd, "uninstall-triggers"))
+    return od_cli_triggers(c.config_path, c.only, c.nonly, cmd[0] == 'i');
   fprintf(stderr, "odsync: unknown command '%s' (run 'odsync --help')\n", cmd);
   return 2;
 }

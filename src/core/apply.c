@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <stdio.h>
+#include <time.h>
 
 #include "core/audit.h"
 #include "core/lineage.h"
@@ -16,6 +17,7 @@
 #include "core/clock.h"
 #include "core/poison.h"
 #include "core/route.h"
+#include "core/spool_feed.h"
 #include "core/trace.h"
 #include "core/writers.h"
 
@@ -62,6 +64,18 @@ struct od_apply {
   bool audit;
   od_audit_tally atally;   /* rows per table of the batch */
   char tx_id[32];          /* the sink's transform set id */
+  /* spooling (env.spool): the chunks of the open batch, kept until it commits, so a sink failure
+   * can replay them to the reopened sink; and that replay, encoded (core/spool_codec.h) */
+  od_chunk **held;
+  size_t nheld, held_cap, held_bytes;
+  bool held_lost;          /* the batch outgrew the queue's bytes: a failure ends the session */
+  od_sbuf *replay;
+  size_t nreplay, replay_next;
+  od_pos floor;            /* the end of the last transaction that passed here: a later chunk's
+                              transaction starting before it is a repeat (spool and memory overlap
+                              after a restart, a spool read again after a reconnect) */
+  bool spool_left;         /* the session ends with spooled chunks unread: they stay for the next */
+  od_spool_rels *replay_rels;
 };
 
 
@@ -86,10 +100,18 @@ static void note_latency(od_apply *a, const od_chunk *c) {
   a->lat[a->nlat++] = (struct lat_sample){c->first_commit_time, c->ntxns};
 }
 
+static void release_held(od_apply *a) {
+  for (size_t i = 0; i < a->nheld; i++) od_queue_recycle(a->queue, a->held[i]);
+  a->nheld = a->held_bytes = 0;
+  a->held_lost = false;
+}
+
 static void publish(od_apply *a) {
   int64_t now = od_now_us();
   for (size_t i = 0; i < a->nlat; i++) od_pm_txn_latency(a->stats->metrics, a->lat[i].commit_time, a->lat[i].ntxns, now);
   a->nlat = 0;
+  release_held(a);
+  if (a->env.spool) od_spool_feed_prune(a->env.spool, &a->boundary);
   od_pos_cell_set(&a->stats->durable, &a->boundary);
   atomic_fetch_add(&a->stats->changes_applied, a->rows);
   atomic_fetch_add(&a->stats->txns_applied, a->txns);
@@ -383,8 +405,52 @@ static int flush(od_apply *a) {
   return rc;
 }
 
+/* Keep a chunk of the open batch (spooling only), or recycle it. */
+static void hold(od_apply *a, od_chunk *c, bool failed) {
+  if (!a->env.spool || parallel(a) || a->held_lost || (!batch_started(a) && !failed)) {
+    od_queue_recycle(a->queue, c);
+    return;
+  }
+  if (a->nheld == a->held_cap) {
+    size_t cap = a->held_cap ? a->held_cap * 2 : 16;
+    od_chunk **g = realloc(a->held, cap * sizeof *g);
+    if (!g) {
+      release_held(a);
+      a->held_lost = true;
+      od_queue_recycle(a->queue, c);
+      return;
+    }
+    a->held = g;
+    a->held_cap = cap;
+  }
+  a->held[a->nheld++] = c;
+  a->held_bytes += od_chunk_bytes(c);
+  if (a->held_bytes > a->cfg->queue.max_bytes) { /* a huge transaction: memory first */
+    release_held(a);
+    a->held_lost = true;
+  }
+}
+
+/* Repeats: transactions that start before the floor were applied (or skipped) already. */
+static void check_floor(od_apply *a, const od_chunk *c) {
+  if (od_pos_is_none(&a->floor)) return;
+  for (uint32_t i = 0; i < c->nchanges; i++) {
+    const od_pos *start = c->changes[i].txn_start;
+    if (!start) continue;
+    if (od_pos_lt(start, &a->floor)) {
+      if (od_pos_lt(&a->env.skip_before, &a->floor)) a->env.skip_before = a->floor;
+      a->caught_up = false;
+    }
+    return;
+  }
+}
+
 static int take(od_apply *a, od_chunk *c) {
   int rc;
+  if (!c->heartbeat) {
+    check_floor(a, c);
+    if (c->ntxns && od_pos_lt(&a->floor, &c->end)) a->floor = c->end;
+  }
   if (!c->heartbeat && !a->tr_taken) { /* the batch's first chunk: its decode and queue wait (traces) */
     a->tr_taken = c->taken_us;
     a->tr_pushed = c->pushed_us;
@@ -413,41 +479,190 @@ static int take(od_apply *a, od_chunk *c) {
     }
   }
   rc = apply_chunk(a, c);
-  od_queue_recycle(a->queue, c);
+  hold(a, c, rc != OD_OK);
   return rc;
+}
+
+/* ---- spooling: the next chunk, and surviving a sink failure ------------------------------------ */
+
+/* The next chunk for this sink: the replay of a failed batch, then its spool, then memory. NULL
+ * with OD_OK when nothing is ready within wait_ms. */
+static int next_chunk(od_apply *a, int wait_ms, od_chunk **out) {
+  *out = NULL;
+  if (a->replay_next < a->nreplay) {
+    od_sbuf *b = &a->replay[a->replay_next++];
+    od_chunk *c = od_queue_take_free(a->queue);
+    if (!c) return OD_FAIL(&a->err, OD_ENOMEM, "pipeline %s: out of memory", a->cfg->name);
+    int rc = od_spool_decode(b->data, b->len, 0, a->replay_rels, c, &a->err);
+    od_sbuf_free(b);
+    if (rc) {
+      od_queue_recycle(a->queue, c);
+      return rc;
+    }
+    *out = c;
+    return OD_OK;
+  }
+  bool spooled = false;
+  od_chunk *c = od_queue_pop_or_spool(a->queue, a->env.consumer, wait_ms, &spooled);
+  if (spooled && od_queue_closed(a->queue)) { /* stopping: the spool keeps the rest for the next session */
+    a->spool_left = true;
+    return OD_OK;
+  }
+  if (spooled) return od_spool_feed_read(a->env.spool, a->queue, out, &a->err);
+  *out = c;
+  return OD_OK;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* A retriable sink failure with a spool: keep the uncommitted batch (encoded), close the sink,
+ * reopen it with backoff while the reader spools for it, and restart from its checkpoint. OD_OK
+ * when the sink is back; OD_ECANCELLED when the session ended meanwhile. */
+static int reconnect(od_apply *a) {
+  od_error first = a->err;
+  if (a->open && a->sink) a->sink->ops->rollback(a->sink);
+  a->open = false;
+  /* The failed batch goes back in front of what the sink reads next: into its spool when it can
+   * (durable: the source may be acknowledged past it), else kept in memory (encoded). */
+  size_t keep = a->nreplay - a->replay_next;
+  od_pos durable = od_pos_cell_get(&a->stats->durable);
+  int rq = keep ? OD_AGAIN : od_spool_feed_requeue(a->env.spool, a->queue, a->held, a->nheld, &durable, &a->err);
+  if (rq != OD_OK && rq != OD_AGAIN) return rq;
+  if (rq == OD_OK) release_held(a);
+  od_sbuf *list = calloc(a->nheld + keep + 1, sizeof *list);
+  if (!list) return OD_FAIL(&a->err, OD_ENOMEM, "pipeline %s: out of memory", a->cfg->name);
+  size_t n = 0;
+  for (size_t i = 0; i < a->nheld; i++) {
+    if (od_spool_encode(a->held[i], 0, &list[n])) {
+      for (size_t k = 0; k <= n; k++) od_sbuf_free(&list[k]);
+      free(list);
+      return OD_FAIL(&a->err, OD_ENOMEM, "pipeline %s: out of memory", a->cfg->name);
+    }
+    n++;
+  }
+  for (size_t i = a->replay_next; i < a->nreplay; i++) list[n++] = a->replay[i];
+  free(a->replay);
+  a->replay = list;
+  a->nreplay = n;
+  a->replay_next = 0;
+  release_held(a);
+  a->rows = a->txns = 0;
+  a->bytes = 0;
+  a->commit_time = 0;
+  a->at_boundary = false;
+  memset(a->tally, 0, sizeof a->tally);
+  a->nlat = 0; /* the replayed batch counts its transactions again */
+  a->atally.n = 0;
+  a->atally.other = 0;
+  a->tr_taken = 0;
+  atomic_store(&a->stats->down, true);
+  od_queue_spill_eager(a->queue, a->env.consumer, true);
+  od_spool *spool = od_spool_feed_spool(a->env.spool);
+  od_error ferr;
+  if (od_spool_write_held(spool, &durable, &ferr)) od_warn("%s", ferr.msg); /* a restart meanwhile then waits for the sink */
+  if (a->sink) a->sink->ops->close(a->sink);
+  a->sink = NULL;
+  *a->env.sink_home = NULL;
+  long backoff = 200;
+  od_warn("pipeline %s: sink %s: %s; the other sinks go on, this one's changes go to its spool (%s) and it "
+          "reconnects", a->cfg->name, a->stats->name, first.msg, od_spool_dir(spool));
+  for (;;) {
+    for (long waited = 0; waited < backoff; waited += 50) {
+      if (od_queue_closed(a->queue)) return OD_FAIL(&a->err, OD_ECANCELLED, "pipeline %s: stopping", a->cfg->name);
+      sleep_ms(50);
+    }
+    od_sink *sink = NULL;
+    od_error err;
+    od_pos ck;
+    int rc = a->env.open_writer(a->env.open_ctx, &sink, &err);
+    if (!rc && (rc = sink->ops->read_position(sink, &ck, &err))) sink->ops->close(sink);
+    if (!rc && (rc = od_spool_clear_held(spool, &err))) { /* before the sink commits again */
+      sink->ops->close(sink);
+      a->err = err;
+      return rc;
+    }
+    if (!rc) {
+      a->sink = sink;
+      *a->env.sink_home = sink;
+      a->env.skip_before = ck;
+      a->floor = ck;
+      a->caught_up = od_pos_is_none(&ck);
+      od_pos_cell_set(&a->stats->durable, &ck);
+      atomic_store(&a->stats->down, false);
+      od_queue_spill_eager(a->queue, a->env.consumer, false);
+      char at[OD_POS_TEXT_MAX];
+      od_info("pipeline %s: sink %s is back at %s; draining its spool", a->cfg->name, a->stats->name,
+              od_pos_display(&ck, at, sizeof at));
+      return OD_OK;
+    }
+    if (!err.retriable) {
+      a->err = err;
+      return rc;
+    }
+    backoff = backoff * 2 > a->cfg->reconnect_max_ms ? a->cfg->reconnect_max_ms : backoff * 2;
+    if (backoff > 5000) backoff = 5000; /* a spooling sink comes back soon after its server */
+    od_debug("pipeline %s: sink %s still down: %s", a->cfg->name, a->stats->name, err.msg);
+  }
+}
+
+static bool can_reconnect(const od_apply *a, int rc) {
+  return rc && a->env.spool && a->err.retriable && !parallel(a) && !a->held_lost && !a->serial && a->env.sink_home &&
+         a->env.open_writer && !od_queue_closed(a->queue);
 }
 
 static void *apply_main(void *arg) {
   od_apply *a = arg;
   od_log_set_thread_pipeline(a->cfg->name);
   int rc = OD_OK;
+  if (!a->sink) { /* unreachable when the session started (the pipeline used its spool's `held`) */
+    rc = OD_FAIL_RETRY(&a->err, OD_ECONNECT, "pipeline %s: sink %s was unreachable when the session started",
+                       a->cfg->name, a->stats->name);
+    if (!can_reconnect(a, rc) || (rc = reconnect(a)) != OD_OK) {
+      if (rc == OD_ECANCELLED && od_queue_closed(a->queue)) rc = OD_OK;
+      goto done;
+    }
+  }
   for (;;) {
     int wait_ms = 100;
     if (batch_started(a) && a->at_boundary) {
       int64_t left = (int64_t)a->cfg->batch.max_delay_ms * 1000 - (od_mono_us() - a->opened_at);
       wait_ms = left <= 0 ? 0 : (int)(left / 1000) + 1;
     }
-    od_chunk *c = od_queue_pop(a->queue, a->env.consumer, wait_ms);
-    if (!c) {
-      if (batch_due(a) && (rc = flush(a))) break;
-      if (od_queue_closed(a->queue) && od_queue_empty(a->queue, a->env.consumer)) break;
+    od_chunk *c = NULL;
+    if (!(rc = next_chunk(a, wait_ms, &c))) {
+      if (!c) {
+        if (batch_due(a) && (rc = flush(a))) goto failed;
+        if (od_queue_closed(a->queue) && a->replay_next >= a->nreplay &&
+            (a->spool_left || od_queue_empty(a->queue, a->env.consumer)))
+          break;
+        continue;
+      }
+      if ((rc = take(a, c))) goto failed;
+      if (batch_due(a) && (rc = flush(a))) goto failed;
       continue;
     }
-    if ((rc = take(a, c))) break;
-    if (batch_due(a) && (rc = flush(a))) break;
+  failed:
+    if (can_reconnect(a, rc) && (rc = reconnect(a)) == OD_OK) continue;
+    if (rc == OD_ECANCELLED && od_queue_closed(a->queue) && !a->sink) rc = OD_OK; /* stopped while down */
+    break;
   }
-  if (rc == OD_OK && batch_started(a) && a->at_boundary) rc = flush(a);
+done:
+  if (rc == OD_OK && a->sink && batch_started(a) && a->at_boundary) rc = flush(a);
   if (rc == OD_OK && a->audit) { /* a clean end: the last position, idle advances included */
     od_pos last = od_pos_cell_get(&a->stats->durable);
     od_audit_position(a->cfg->name, a->stats->name, "checkpoint", &last);
   }
-  if (a->open) {
+  if (a->open && a->sink) {
     /* A partial source transaction (or a failed batch) never reaches the sink. */
     a->sink->ops->rollback(a->sink);
     a->open = false;
     if (a->env.poison) od_poison_discarded(a->env.poison);
   }
   recycle_pending(a);
+  release_held(a);
   if (rc) {
     if (a->env.poison && od_poison_on_failure(a->env.poison, &a->err))
       od_error_prefix(&a->err, "row rejected; the next session applies this batch change by change to find it: ");
@@ -480,6 +695,11 @@ int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err) {
   a->queue = env->queue;
   a->stats = env->stats;
   a->caught_up = od_pos_is_none(&env->skip_before);
+  a->floor = env->skip_before;
+  if (env->spool && !(a->replay_rels = od_spool_rels_new())) {
+    free(a);
+    return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
+  }
   const od_batch_config *b = &cfg->batch;
   a->limit_rows = (uint64_t)b->max_rows;
   if (b->adaptive) { /* start low; grow while batches fill and the sink keeps up */
@@ -523,6 +743,10 @@ int od_apply_join(od_apply *a, od_error *err) {
   od_router_free(&a->router);
   free(a->pending);
   free(a->lat);
+  free(a->held);
+  for (size_t i = a->replay_next; i < a->nreplay; i++) od_sbuf_free(&a->replay[i]);
+  free(a->replay);
+  od_spool_rels_free(a->replay_rels);
   free(a);
   return rc;
 }

@@ -10,6 +10,10 @@
  * The skip rule is per sink (the reader reads from the least checkpoint of all sinks): changes of
  * transactions that start before this sink's checkpoint, and changes the sink's initial snapshot
  * already copied (od_snapshot_skips), are dropped here.
+ * Repeats are dropped by a floor too: a transaction that starts before the end of the last one that
+ * passed here (a spool and memory overlapping after a restart, a spool read again). With a spool
+ * (env.spool) the thread reads its spool before memory, keeps its open batch's chunks until commit
+ * and, on a retriable sink failure, puts them back and reconnects in place (see od_apply_env).
  * Borrows the sink, queue, skips and stats from the pipeline; reads chunks, never writes them;
  * never touches the source.
  */
@@ -52,6 +56,12 @@ typedef struct od_apply_env {
   od_sink_stats *stats;
   struct od_poison *poison;  /* poison-row isolation of this sink (core/poison.h), NULL: none */
   struct od_breaker *breaker; /* told of every committed batch (core/breaker.h), NULL: none */
+  /* Spooling (core/spool_feed.h), NULL without: the apply thread reads its spool before memory;
+   * with one writer, a retriable sink failure no longer ends the session: the thread keeps the
+   * uncommitted batch, closes the sink, reopens it (open_writer) with backoff while the reader
+   * spools for it, reads its checkpoint and carries on. The sink it opens replaces *sink_home. */
+  struct od_spool_feed *spool;
+  od_sink **sink_home;
 } od_apply_env;
 
 int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err);

@@ -945,7 +945,42 @@ static bool valid_sink_name(const char *s) {
   return true;
 }
 
-static const char *const SINK_OWN_KEYS[] = {"name", "transforms", NULL};
+static const char *const SINK_OWN_KEYS[] = {"name", "transforms", "spool", NULL};
+static const char *const SPOOL_KEYS[] = {"max_bytes", "dir", "compression", NULL};
+static const char *const SPOOL_CODECS[] = {"none", "zstd", "lz4", NULL};
+
+/* `spool: false`, or a mapping of max_bytes, dir, compression (core/spool.h). */
+static int parse_spool(pctx *p, od_spool_config *sp, const yaml_node_t *n, const char *path) {
+  int rc, choice;
+  char kpath[224];
+  if (n->type == YAML_SCALAR_NODE) {
+    if ((rc = parse_choice(p, n, path, BOOLS, "false or a mapping", "false, or max_bytes/dir/compression", &choice)))
+      return rc;
+    sp->disabled = choice % 2 == 0;
+    return OD_OK;
+  }
+  if ((rc = expect_kind(p, n, YAML_MAPPING_NODE, path, "a mapping (max_bytes, dir, compression) or false")) ||
+      (rc = check_mapping(p, n, path)) || (rc = check_known(p, n, path, SPOOL_KEYS)))
+    return rc;
+  yaml_node_t *v;
+  if ((v = map_get(p, n, "max_bytes"))) {
+    subpath(kpath, sizeof kpath, path, "max_bytes");
+    size_t bytes;
+    if ((rc = num_size(p, v, kpath, MIB, 16 * TIB, &bytes))) return rc;
+    sp->max_bytes = bytes;
+  }
+  if ((v = map_get(p, n, "dir"))) {
+    bool secret = false;
+    subpath(kpath, sizeof kpath, path, "dir");
+    if ((rc = scalar_value(p, v, kpath, &sp->dir, &secret))) return rc;
+  }
+  if ((v = map_get(p, n, "compression"))) {
+    subpath(kpath, sizeof kpath, path, "compression");
+    if ((rc = parse_choice(p, v, kpath, SPOOL_CODECS, "a compression", "lz4, zstd, none", &choice))) return rc;
+    sp->compression = choice;
+  }
+  return OD_OK;
+}
 
 /* One sink block: the adapter's section, plus `name` and `transforms`, which belong to the core. */
 static int parse_sink(pctx *p, od_config *cfg, od_sink_config *sk, const yaml_node_t *n, const char *path,
@@ -968,6 +1003,12 @@ static int parse_sink(pctx *p, od_config *cfg, od_sink_config *sk, const yaml_no
   if ((v = map_get(p, n, "transforms")) && !is_null(v)) {
     subpath(sub, sizeof sub, path, "transforms");
     if ((rc = parse_transforms(p, cfg, &sk->transforms, v, sub))) return rc;
+  }
+  sk->spool.max_bytes = 1ULL << 30;
+  sk->spool.compression = 1; /* zstd: docs/BENCHMARKS.md (bench/spool_compress.sh) */
+  if ((v = map_get(p, n, "spool")) && !is_null(v)) {
+    subpath(sub, sizeof sub, path, "spool");
+    if ((rc = parse_spool(p, &sk->spool, v, sub))) return rc;
   }
   return OD_OK;
 }
@@ -1533,6 +1574,7 @@ void od_config_free(od_config *cfg) {
     free_section(&pl->source);
     for (int j = 0; j < pl->nsinks; j++) {
       free(pl->sinks[j].name);
+      free(pl->sinks[j].spool.dir);
       free_section(&pl->sinks[j].section);
       free_transforms(&pl->sinks[j].transforms);
     }

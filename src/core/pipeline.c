@@ -28,6 +28,7 @@
 #include "core/governance.h"
 #include "core/schema.h"
 #include "core/snapshot.h"
+#include "core/spool_feed.h"
 #include "core/targets.h"
 #include "core/transform.h"
 #include "odsync/registry.h"
@@ -71,6 +72,10 @@ struct od_pipeline {
   od_pipeline_stats stats;
   bool poison_restart; /* this session follows a poison-row restart (supervisor thread only) */
   od_keyring *kr; /* encryption at rest (`encryption:`), or NULL; owned */
+  od_spool_feed *spools[OD_SINKS_MAX]; /* this session's spools (several sinks), NULL per sink without */
+  od_pos acked_max; /* the most durable_of ever returned: with spools the least coverage can dip (a new
+                       episode's base above a sink that has not committed its last heartbeat), while
+                       what was covered stays covered (segments go only once the sink holds them) */
   od_error final_err;
   int final_rc;
 };
@@ -83,6 +88,9 @@ typedef struct sink_run {
   od_sink *sink; /* the chain: transforms in front of the adapter */
   od_apply *apply;
   od_pos start;  /* its checkpoint when the session started (after its initial snapshot) */
+  od_pos resume; /* where the stream continues it: start, or past what its spool holds */
+  bool deferred;  /* unreachable at session start: its spool's `held` may stand in for its checkpoint */
+  od_error open_err;
   od_snapshot_skips skips;
 } sink_run;
 
@@ -228,11 +236,18 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
 
 /* What the source may be told is durable: the least of every sink's checkpoint. */
 static od_pos durable_of(od_pipeline *p) {
-  od_pos least = od_pos_cell_get(&p->stats.sinks[0].durable);
-  for (int i = 1; i < p->nsinks; i++) {
+  od_pos least = od_pos_none();
+  for (int i = 0; i < p->nsinks; i++) {
     od_pos d = od_pos_cell_get(&p->stats.sinks[i].durable);
-    if (od_pos_lt(&d, &least)) least = d;
+    if (p->spools[i]) { /* what the sink holds, or its spool holds durably after it */
+      d = od_spool_feed_covered(p->spools[i], &d);
+      atomic_store(&p->stats.sinks[i].spool_bytes, od_spool_bytes(od_spool_feed_spool(p->spools[i])));
+      atomic_store(&p->stats.sinks[i].spool_full, od_spool_feed_full(p->spools[i]));
+    }
+    if (i == 0 || od_pos_lt(&d, &least)) least = d;
   }
+  if (od_pos_lt(&least, &p->acked_max)) least = p->acked_max;
+  else p->acked_max = least;
   od_pos_cell_set(&p->stats.durable, &least);
   return least;
 }
@@ -248,7 +263,12 @@ static bool any_apply_failed(const reader *r) {
 static int reader_push(reader *r, od_error *err) {
   if (!r->cur) return OD_OK;
   for (;;) {
-    int rc = od_queue_push(r->queue, r->cur, 200);
+    bool spilled = false;
+    if (od_queue_full_for(r->queue, od_chunk_bytes(r->cur))) {
+      int src = od_spool_relieve(r->p->spools, r->p->nsinks, r->queue, od_chunk_bytes(r->cur), &spilled, err);
+      if (src) return od_error_prefix(err, "pipeline %s: ", r->p->cfg->name);
+    }
+    int rc = od_queue_push(r->queue, r->cur, spilled ? 0 : 200);
     if (rc == OD_OK) {
       r->cur = NULL;
       r->cur_start = NULL;
@@ -461,6 +481,13 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
   for (int i = 0; i < p->nsinks; i++) {
     sink_run *sr = &runs[i];
     int rc = open_run_sink(sr, &sr->sink, err);
+    if (rc && err->retriable && i > 0 && p->nsinks > 1 && !sr->ps->cfg->spool.disabled) {
+      /* Down: the others may go on if its spool knows its checkpoint (open_spools decides). */
+      sr->deferred = true;
+      sr->open_err = *err;
+      sr->sink = NULL;
+      continue;
+    }
     if (!rc) rc = sr->sink->ops->read_position(sr->sink, &sr->start, err);
     if (rc) { /* the sink cannot be reached: its breaker counts it */
       if (od_error_classify(err) == OD_ERRCLASS_RETRY) od_breaker_failure(&sr->ps->breaker, od_mono_us());
@@ -482,6 +509,7 @@ static int prepare_sinks(od_pipeline *p, sink_run *runs, od_source *source, od_s
    * stream's slot with its view, later ones copy under views of their own. */
   for (int i = 0; i < p->nsinks; i++) {
     sink_run *sr = &runs[i];
+    if (sr->deferred) continue;
     od_snapshot_env senv = {.cfg = cfg, .name = sr->ps->name, .source = source, .sink = sr->sink,
                             .open_writer = open_run_sink, .open_ctx = sr, .max_writers = sr->ps->ops->max_writers,
                             .schema = schema, .stats = &p->stats, .sink_stats = &p->stats.sinks[i], .stop = &p->stop};
@@ -506,6 +534,46 @@ static void count_dead_letters(sink_run *sr) {
     atomic_store(&sr->p->stats.sinks[sr->idx].dead_letters, n);
 }
 
+/* With several sinks, each sink's spool (core/spool_feed.h): opened and indexed, cut after its
+ * last episode that continues the sink's checkpoint; runs[i].resume is where the stream continues. */
+static int open_spools(od_pipeline *p, sink_run *runs, od_error *err) {
+  static _Atomic uint64_t sessions;
+  uint64_t session = ((uint64_t)getpid() << 32) ^ (uint64_t)od_mono_us() ^ (atomic_fetch_add(&sessions, 1) + 1);
+  for (int i = 0; i < p->nsinks; i++) {
+    sink_run *sr = &runs[i];
+    sr->resume = sr->start;
+    const od_spool_config *sc = &sr->ps->cfg->spool;
+    if (p->nsinks < 2 || sc->disabled) continue;
+    char dir[1024];
+    if (sc->dir) snprintf(dir, sizeof dir, "%s/%s.%s", sc->dir, p->cfg->name, sr->ps->cfg->name);
+    else snprintf(dir, sizeof dir, "%s/spool/%s.%s", p->root->state_dir, p->cfg->name, sr->ps->cfg->name);
+    od_spool_options opt = {.dir = dir, .max_bytes = sc->max_bytes, .compression = sc->compression};
+    uint64_t kept = 0;
+    int rc = od_spool_feed_open(&opt, i, session, &p->spools[i], err);
+    if (!rc && sr->deferred) {
+      od_pos held;
+      if (!od_spool_read_held(od_spool_feed_spool(p->spools[i]), &held)) { /* no stand-in: wait for it */
+        *err = sr->open_err;
+        return od_error_prefix(err, "sink %s: ", sr->ps->cfg->name);
+      }
+      sr->start = sr->resume = held;
+      od_pos_cell_set(&p->stats.sinks[i].durable, &held);
+      char at[OD_POS_TEXT_MAX];
+      od_warn("pipeline %s: sink %s is unreachable (%s); the others start, it resumes from its spool at %s when "
+              "it is back", p->cfg->name, sr->ps->cfg->name, sr->open_err.msg, od_pos_display(&held, at, sizeof at));
+    }
+    if (!rc) rc = od_spool_recover(od_spool_feed_spool(p->spools[i]), &sr->start, &sr->resume, &kept, err);
+    if (rc) return od_error_prefix(err, "pipeline %s: sink %s: ", p->cfg->name, sr->ps->cfg->name);
+    if (kept) {
+      char a[OD_POS_TEXT_MAX], b[OD_POS_TEXT_MAX];
+      od_info("pipeline %s: sink %s: %llu spooled chunks to apply first (%s to %s)", p->cfg->name,
+              sr->ps->cfg->name, (unsigned long long)kept, od_pos_display(&sr->start, a, sizeof a),
+              od_pos_display(&sr->resume, b, sizeof b));
+    }
+  }
+  return OD_OK;
+}
+
 static int run_session(od_pipeline *p, od_error *err) {
   const od_pipeline_config *cfg = p->cfg;
   od_source *source = NULL;
@@ -527,10 +595,12 @@ static int run_session(od_pipeline *p, od_error *err) {
     goto out;
   }
   if (rc) goto out;
-  /* The stream starts at the least of the sinks' positions; each sink drops what it holds. */
-  od_pos start = runs[0].start;
+  if ((rc = open_spools(p, runs, err))) goto out;
+  /* The stream starts at the least of the sinks' positions (past what their spools hold); each sink
+   * drops what it holds. */
+  od_pos start = runs[0].resume;
   for (int i = 1; i < p->nsinks; i++)
-    if (od_pos_lt(&runs[i].start, &start)) start = runs[i].start;
+    if (od_pos_lt(&runs[i].resume, &start)) start = runs[i].resume;
   rc = source->ops->start(source, &start, err);
   if (rc) goto out;
   static const char *const levels[] = {"strong", "causal", "eventual"};
@@ -561,9 +631,13 @@ static int run_session(od_pipeline *p, od_error *err) {
     od_apply_env env = {.cfg = cfg, .opt = sr->ps->apply_opt, .sink = sr->sink, .open_writer = open_run_sink,
                         .open_ctx = sr, .mark_prefix = sr->ps->name, .queue = &queue, .consumer = i,
                         .skip_before = sr->start, .skips = &sr->skips, .stats = &p->stats.sinks[i],
-                        .poison = od_sink_can(sr->sink, OD_SINK_DEAD_LETTERS) ? &sr->ps->poison : NULL,
-                        .breaker = &sr->ps->breaker};
-    if (env.poison && !p->poison_restart) count_dead_letters(sr); /* not again after a poison restart */
+                        .poison = (sr->ps->ops->caps & OD_SINK_DEAD_LETTERS) ? &sr->ps->poison : NULL,
+                        .breaker = &sr->ps->breaker, .spool = p->spools[i], .sink_home = &sr->sink};
+    if (env.poison && sr->sink && !p->poison_restart) count_dead_letters(sr); /* not again after a poison restart */
+    if (p->spools[i]) {
+      queue.spill_on[i] = true;
+      od_queue_spill_add(&queue, i, od_spool_unread(od_spool_feed_spool(p->spools[i])));
+    }
     rc = od_apply_start(&sr->apply, &env, err);
     if (!rc && sr->ps->apply_opt.writers > 1)
       od_info("pipeline %s: sink %s: %d parallel writers", cfg->name, sr->ps->cfg->name, sr->ps->apply_opt.writers);
@@ -596,6 +670,8 @@ static int run_session(od_pipeline *p, od_error *err) {
     od_source_health health;
     if (source->ops->health && source->ops->health(source, &health)) od_pm_source_health(p->stats.metrics, &health);
     if (r.cur && r.cur->ends_txn && (rc = reader_push(&r, err))) break;
+    bool spilled; /* a sink that is down: its chunks go to its spool at once (memory, acknowledgement) */
+    if ((rc = od_spool_relieve(p->spools, p->nsinks, &queue, 0, &spilled, err))) break;
     size_t rows;
     od_queue_stats(&queue, &rows, NULL);
     atomic_store(&p->stats.queued_rows, rows);
@@ -638,6 +714,10 @@ out:
   for (int i = 0; i < p->nsinks; i++)
     if (runs[i].sink) runs[i].sink->ops->close(runs[i].sink);
   if (source) source->ops->close(source);
+  for (int i = 0; i < p->nsinks; i++) { /* after the sinks: they may point at relations decoded from them */
+    od_spool_feed_close(p->spools[i]);
+    p->spools[i] = NULL;
+  }
   if (queue_ready) od_queue_destroy(&queue);
   od_schema_close(schema);
   for (int i = 0; i < p->nsinks; i++) od_snapshot_skips_free(&runs[i].skips);

@@ -71,6 +71,10 @@ typedef struct od_sink_stats {
   _Atomic int circuit_state;          /* enum od_breaker_state (core/breaker.h) */
   _Atomic uint64_t circuit_transitions; /* breaker state changes since start */
   struct od_sink_metrics *metrics;    /* its series (core/pipeline_metrics.h), or NULL */
+  /* Its spool (core/spool_feed.h), for status and metrics: */
+  _Atomic uint64_t spool_bytes;       /* bytes on disk */
+  _Atomic bool spool_full;            /* the spool is at its bound: this sink holds the pipeline back */
+  _Atomic bool down;                  /* the sink failed; its apply thread reconnects while it spools */
 } od_sink_stats;
 
 typedef struct od_pipeline_stats {

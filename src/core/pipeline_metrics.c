@@ -124,6 +124,13 @@ static const od_metric_family_def F_SNAP_CHUNKS =
 static const od_metric_family_def F_SNAP_CHUNKS_TOTAL =
     GAUGE("odsync_snapshot_chunks", "Chunks in the table's snapshot plan", L_PT);
 
+static const od_metric_family_def F_SPOOL_BYTES =
+    GAUGE("odsync_sink_spool_bytes", "Bytes in the sink's spool on disk (changes it has not applied yet)", L_PS);
+static const od_metric_family_def F_BLOCKED_BY =
+    GAUGE("odsync_pipeline_blocked_by", "1 while this sink's spool is at its bound and the source waits for it", L_PS);
+static const od_metric_family_def F_SINK_DOWN =
+    GAUGE("odsync_sink_down", "1 while the sink failed and reconnects (its changes go to its spool)", L_PS);
+
 /* ---- gauge functions --------------------------------------------------------------------- */
 
 static int64_t u2i(uint64_t v) { return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v; }
@@ -144,6 +151,9 @@ static int64_t f_sink_pos(void *c) {
 static int64_t f_lag_bytes(void *c) { return u2i(od_pm_lag_bytes(c)); }
 static int64_t f_lag_us(void *c) { return (int64_t)(od_pm_lag_seconds(c) * 1e6); }
 static int64_t f_commit_ts(void *c) { return atomic_load(&SM(c)->stats->last_commit_time); }
+static int64_t f_spool_bytes(void *c) { return u2i(atomic_load(&SM(c)->stats->spool_bytes)); }
+static int64_t f_blocked_by(void *c) { return atomic_load(&SM(c)->stats->spool_full); }
+static int64_t f_sink_down(void *c) { return atomic_load(&SM(c)->stats->down); }
 static int64_t f_limit(void *c) { return u2i(atomic_load(&SM(c)->stats->batch_limit)); }
 static int64_t f_dl_total(void *c) { return u2i(atomic_load(&SM(c)->stats->dead_letters_total)); }
 static int64_t f_dl(void *c) { return atomic_load(&SM(c)->stats->dead_letters); }
@@ -218,6 +228,9 @@ static void sink_new(od_pipeline_metrics *pm, od_sink_metrics *sm, od_sink_stats
   sink_fn(sm, &F_DL, ps, f_dl);
   sink_fn(sm, &F_CIRCUIT, ps, f_circuit);
   sink_fn(sm, &F_CIRCUIT_TR, ps, f_circuit_tr);
+  sink_fn(sm, &F_SPOOL_BYTES, ps, f_spool_bytes);
+  sink_fn(sm, &F_BLOCKED_BY, ps, f_blocked_by);
+  sink_fn(sm, &F_SINK_DOWN, ps, f_sink_down);
   const char *info[] = {pm->pipeline, st->name, st->type, NULL};
   sm->fn_series[sm->nfn] = series(pm, &F_SINK_INFO, info);
   od_gauge_set(sm->fn_series[sm->nfn++], 1);

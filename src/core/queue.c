@@ -18,6 +18,7 @@ int od_queue_init(od_queue *q, size_t max_rows, size_t max_bytes, int nconsumers
   q->nconsumers = nconsumers;
   q->max_rows = max_rows ? max_rows : 100000;
   q->max_bytes = max_bytes ? max_bytes : (size_t)256 << 20;
+  q->last_clean = true;
   pthread_condattr_t attr;
   pthread_condattr_init(&attr);
   pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -69,6 +70,9 @@ static void chunk_clear(od_chunk *c) {
   c->nmarks = c->marks_cap = 0;
   c->xid = 0;
   c->taken_us = c->pushed_us = 0;
+  c->prev_end = od_pos_none();
+  c->starts_clean = false;
+  c->from_spool = false;
 }
 
 static int add_mark(od_chunk *c, const char *key, uint64_t value, const char *text) {
@@ -163,6 +167,10 @@ int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
   c->next = NULL;
   c->queued = true;
   c->pops_left = c->refs = q->nconsumers;
+  c->prev_end = q->last_end;
+  c->starts_clean = q->last_clean;
+  if (c->ntxns || c->heartbeat) q->last_end = c->end;
+  q->last_clean = c->heartbeat || c->ends_txn || (c->nchanges == 0 && q->last_clean);
   if (q->tail)
     q->tail->next = c;
   else
@@ -178,13 +186,19 @@ int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
 }
 
 od_chunk *od_queue_pop(od_queue *q, int consumer, int timeout_ms) {
+  bool spooled;
+  return od_queue_pop_or_spool(q, consumer, timeout_ms, &spooled);
+}
+
+od_chunk *od_queue_pop_or_spool(od_queue *q, int consumer, int timeout_ms, bool *spooled) {
   struct timespec deadline;
   deadline_after(&deadline, timeout_ms);
   pthread_mutex_lock(&q->lock);
-  while (!q->cursor[consumer] && !q->closed) {
+  while (!q->cursor[consumer] && !q->closed && !q->spilled[consumer]) {
     if (pthread_cond_timedwait(&q->not_empty, &q->lock, &deadline) == ETIMEDOUT) break;
   }
-  od_chunk *c = q->cursor[consumer];
+  *spooled = q->spilled[consumer] > 0;
+  od_chunk *c = *spooled ? NULL : q->cursor[consumer];
   if (c) {
     q->cursor[consumer] = c->next;
     if (--c->pops_left == 0) {
@@ -235,9 +249,56 @@ void od_queue_recycle(od_queue *q, od_chunk *c) {
 
 bool od_queue_empty(od_queue *q, int consumer) {
   pthread_mutex_lock(&q->lock);
-  bool empty = q->cursor[consumer] == NULL;
+  bool empty = q->cursor[consumer] == NULL && q->spilled[consumer] == 0;
   pthread_mutex_unlock(&q->lock);
   return empty;
+}
+
+bool od_queue_full_for(od_queue *q, size_t bytes) {
+  pthread_mutex_lock(&q->lock);
+  bool full = is_full(q, bytes);
+  pthread_mutex_unlock(&q->lock);
+  return full;
+}
+
+od_chunk *od_queue_take_spill(od_queue *q, int consumer, size_t bytes, size_t room, bool *first, bool *no_room) {
+  pthread_mutex_lock(&q->lock);
+  od_chunk *c = q->cursor[consumer];
+  *no_room = q->spill_on[consumer] && c && c->pops_left == 1 && od_chunk_bytes(c) > room &&
+             (is_full(q, bytes) || q->spill_eager[consumer]);
+  if (!q->spill_on[consumer] || q->closed || !c || c->pops_left != 1 || (!is_full(q, bytes) && !q->spill_eager[consumer]) ||
+      od_chunk_bytes(c) > room) {
+    pthread_mutex_unlock(&q->lock);
+    return NULL;
+  }
+  *first = q->spilled[consumer] == 0;
+  q->cursor[consumer] = c->next;
+  q->spilled[consumer]++;
+  c->pops_left = 0;
+  q->rows -= c->nchanges;
+  q->bytes -= od_chunk_bytes(c);
+  pthread_cond_signal(&q->not_full);
+  pthread_mutex_unlock(&q->lock);
+  return c;
+}
+
+void od_queue_spill_add(od_queue *q, int consumer, uint64_t n) {
+  pthread_mutex_lock(&q->lock);
+  q->spilled[consumer] += n;
+  pthread_cond_broadcast(&q->not_empty);
+  pthread_mutex_unlock(&q->lock);
+}
+
+void od_queue_spill_eager(od_queue *q, int consumer, bool eager) {
+  pthread_mutex_lock(&q->lock);
+  q->spill_eager[consumer] = eager;
+  pthread_mutex_unlock(&q->lock);
+}
+
+void od_queue_spill_done(od_queue *q, int consumer) {
+  pthread_mutex_lock(&q->lock);
+  if (q->spilled[consumer]) q->spilled[consumer]--;
+  pthread_mutex_unlock(&q->lock);
 }
 
 void od_queue_close(od_queue *q) {

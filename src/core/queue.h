@@ -7,7 +7,9 @@
  * Caps in rows and bytes over the chunks some consumer has not popped yet: a push into a full queue
  * waits, which stops the reader and so reaches the database as TCP backpressure; the slowest
  * consumer sets the pace. A push into an empty queue always succeeds, so one chunk larger than the
- * cap cannot deadlock.
+ * cap cannot deadlock. With spools (core/spool_feed.h) a chunk only one consumer still waits for may
+ * leave that consumer's cursor into its spool (take_spill); the queue then counts, per consumer,
+ * the spooled chunks it must read back before its next pop from memory (pop_or_spool).
  * Ownership: od_queue_take_free() gives the producer a chunk; od_queue_push() hands it to the
  * queue; od_queue_pop() lends it to one consumer (read-only: consumers never write a chunk);
  * od_queue_recycle() ends that consumer's loan (or returns an unpushed chunk to the pool).
@@ -52,6 +54,9 @@ typedef struct od_chunk {
   uint32_t nmarks, marks_cap;
   uint64_t xid;          /* source transaction id of the last transaction ended here (traces) */
   int64_t taken_us, pushed_us; /* monotonic: the reader took it from the pool / pushed it (traces) */
+  od_pos prev_end;       /* set by push: the end of the last transaction ended in an earlier chunk */
+  bool starts_clean;     /* set by push: no transaction continues into this chunk from an earlier one */
+  bool from_spool;       /* read back from a sink's spool (core/spool_feed.h), never queued */
 } od_chunk;
 
 #define OD_QUEUE_CONSUMERS_MAX 16
@@ -67,6 +72,13 @@ typedef struct od_queue {
   size_t rows, bytes;    /* queued */
   size_t max_rows, max_bytes;
   bool closed;
+  /* Spools (core/spool_feed.h): chunks taken off a consumer's cursor into its spool, which it
+   * reads before its next chunk from memory. */
+  bool spill_on[OD_QUEUE_CONSUMERS_MAX];
+  bool spill_eager[OD_QUEUE_CONSUMERS_MAX]; /* the consumer is down: spill its chunks even when not full */
+  uint64_t spilled[OD_QUEUE_CONSUMERS_MAX]; /* spooled chunks the consumer has not read back yet */
+  od_pos last_end;  /* push: end of the last transaction pushed */
+  bool last_clean;  /* push: the last chunk pushed ended at a transaction boundary */
 } od_queue;
 
 /* nconsumers: 1..OD_QUEUE_CONSUMERS_MAX. */
@@ -93,11 +105,26 @@ int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms);
 od_chunk *od_queue_pop(od_queue *q, int consumer, int timeout_ms);
 /* A consumer is done with a chunk it popped (or the producer drops one it never pushed). */
 void od_queue_recycle(od_queue *q, od_chunk *c);
-/* Nothing ready for `consumer`. */
+/* Nothing ready for `consumer` (in memory or spooled). */
 bool od_queue_empty(od_queue *q, int consumer);
 /* No more pushes; pops drain what is queued, then return NULL. */
 void od_queue_close(od_queue *q);
 bool od_queue_closed(od_queue *q);
+/* Like od_queue_pop, but when the consumer has spooled chunks to read first, returns NULL at once
+ * with *spooled set (the consumer reads its spool: core/spool_feed.h). */
+od_chunk *od_queue_pop_or_spool(od_queue *q, int consumer, int timeout_ms, bool *spooled);
+/* The spooling side (core/spool_feed.c). take_spill: when a chunk of `bytes` would not enter, the
+ * oldest chunk only `consumer` still waits for leaves its cursor (it counts as popped; the caller
+ * holds the loan, spools it, then recycles it) when its bytes are at most `room`; *first is set when
+ * the consumer had nothing spooled; *no_room when it would spill (the queue is full or the
+ * consumer is down) but the chunk does not fit `room`.
+ * NULL when there is none. spill_add: n more chunks to read from the spool; spill_done: one read. */
+od_chunk *od_queue_take_spill(od_queue *q, int consumer, size_t bytes, size_t room, bool *first, bool *no_room);
+void od_queue_spill_add(od_queue *q, int consumer, uint64_t n);
+void od_queue_spill_eager(od_queue *q, int consumer, bool eager);
+void od_queue_spill_done(od_queue *q, int consumer);
+/* Whether a chunk of `bytes` would wait to enter. */
+bool od_queue_full_for(od_queue *q, size_t bytes);
 /* Rows and bytes some consumer has not popped yet. */
 void od_queue_stats(od_queue *q, size_t *rows, size_t *bytes);
 

@@ -7,6 +7,9 @@
 extern const od_source_ops od_source_postgres;
 extern const od_source_ops od_source_mysql;
 extern const od_source_ops od_source_http;
+extern const od_source_ops od_source_postgres_poll;
+extern const od_source_ops od_source_postgres_trigger;
+extern const od_source_ops od_source_sqlite_poll;
 extern const od_sink_ops od_sink_sqlite;
 extern const od_sink_ops od_sink_postgres;
 extern const od_sink_ops od_sink_clickhouse;
@@ -24,6 +27,9 @@ static const od_source_ops *const sources[] = {
     &od_source_postgres,
     &od_source_mysql,
     &od_source_http,
+    &od_source_postgres_poll,
+    &od_source_postgres_trigger,
+    &od_source_sqlite_poll,
 };
 
 static const od_sink_ops *const sinks[] = {

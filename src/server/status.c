@@ -251,13 +251,24 @@ int od_status_json(od_status_view *s, bool history, od_sqlbuf *o) {
                        (unsigned long long)od_pm_lag_bytes(sm));
         json_num(o, od_pm_lag_seconds(sm));
         od_sqlbuf_addf(o, ",\"circuit\":\"%s\",\"circuit_transitions\":%llu,\"dead_letters\":%lld,"
-                       "\"dead_letters_total\":%llu}",
+                       "\"dead_letters_total\":%llu",
                        od_breaker_state_name(atomic_load(&sm->stats->circuit_state)),
                        (unsigned long long)atomic_load(&sm->stats->circuit_transitions),
                        (long long)atomic_load(&sm->stats->dead_letters),
                        (unsigned long long)atomic_load(&sm->stats->dead_letters_total));
+        od_sqlbuf_addf(o, ",\"spool_bytes\":%llu,\"spool_full\":%s,\"down\":%s}",
+                       (unsigned long long)atomic_load(&sm->stats->spool_bytes),
+                       atomic_load(&sm->stats->spool_full) ? "true" : "false",
+                       atomic_load(&sm->stats->down) ? "true" : "false");
       }
       od_sqlbuf_add(o, "]");
+      /* The sink whose full spool holds the source back, if any. */
+      od_sqlbuf_add(o, ",\"blocked_by\":");
+      const char *blocked = NULL;
+      for (int k = 0; k < r.pm->nsinks && !blocked; k++)
+        if (atomic_load(&r.pm->sinks[k].stats->spool_full)) blocked = r.pm->sinks[k].stats->name;
+      if (blocked) json_str(o, blocked);
+      else od_sqlbuf_add(o, "null");
     }
     od_sqlbuf_add(o, ",\"source_position\":");
     json_str(o, r.source_pos);

@@ -722,3 +722,42 @@ TEST(error_consistency_workers_and_adaptive_batching) {
   CHECK_CONTAINS(parse_err(PIPE "    batch: {min_rows: 500, max_rows: 100}\n", &e),
                  "min_rows (500) is larger than max_rows (100)");
 }
+
+/* ------------------------------------------------------------ spools */
+
+#define TWO_SINKS                                  \
+  "pipelines:\n"                                   \
+  "  - name: shop\n"                               \
+  "    source: { type: postgres }\n"               \
+  "    sinks:\n"                                   \
+  "      - { name: a, type: sqlite }\n"
+
+TEST(spool_defaults_keys_and_false) {
+  od_config *c = parse_ok(TWO_SINKS "      - { name: b, type: sqlite, spool: { max_bytes: 20GiB, dir: /var/spool/x, "
+                                    "compression: lz4 } }\n"
+                                    "      - { name: c, type: sqlite, spool: false }\n");
+  const od_pipeline_config *p = &c->pipelines[0];
+  CHECK(!p->sinks[0].spool.disabled);
+  CHECK(p->sinks[0].spool.max_bytes == 1ULL << 30);
+  CHECK_INT(p->sinks[0].spool.compression, 1); /* zstd */
+  CHECK(p->sinks[0].spool.dir == NULL);
+  CHECK(p->sinks[1].spool.max_bytes == 20ULL << 30);
+  CHECK_STR(p->sinks[1].spool.dir, "/var/spool/x");
+  CHECK_INT(p->sinks[1].spool.compression, 2); /* lz4 */
+  CHECK(p->sinks[2].spool.disabled);
+  /* `spool` belongs to the core: the adapter's section does not see it. */
+  CHECK(od_config_find(&p->sinks[1].section, "spool") == NULL);
+  od_config_free(c);
+}
+
+TEST(spool_errors_name_the_key) {
+  od_error e;
+  const char *m = parse_err(TWO_SINKS "      - { name: b, type: sqlite, spool: { compression: gzip } }\n", &e);
+  CHECK_CONTAINS(m, "pipelines[0].sinks[1].spool.compression");
+  CHECK_CONTAINS(m, "lz4, zstd, none");
+  m = parse_err(TWO_SINKS "      - { name: b, type: sqlite, spool: { max_bytes: 10KiB } }\n", &e);
+  CHECK_CONTAINS(m, "pipelines[0].sinks[1].spool.max_bytes");
+  CHECK_CONTAINS(m, "out of range");
+  m = parse_err(TWO_SINKS "      - { name: b, type: sqlite, spool: { size: 1GiB } }\n", &e);
+  CHECK_CONTAINS(m, "size");
+}

@@ -247,3 +247,138 @@ TEST(dead_letter_policy_needs_a_sink_that_keeps_dead_letters) {
   od_pipeline_free(p);
   cleanup(cfg);
 }
+
+/* Fan-out with spools: sink b fails, then its "server" refuses connections for a while. Sink a
+ * finishes the whole stream while b is down (the session never restarts; b's chunks go to its spool
+ * on disk), then b comes back, drains its spool and ends exact. */
+TEST(a_down_sink_spools_while_the_other_keeps_up) {
+  fake_register();
+  fake_reset();
+  fake_store *a = fake_store_get("da"), *b = fake_store_get("db");
+  int txns = 3000;
+  od_config *cfg = config("    queue: { max_rows: 1000 }\n"
+                          "    sinks:\n"
+                          "      - { name: a, type: fakesink, store: da }\n"
+                          "      - { name: b, type: fakesink, store: db, fail_commit_at: 3, down_opens: 30,\n"
+                          "          spool: { max_bytes: 64MiB, compression: zstd } }\n",
+                          txns);
+  od_error err = {0};
+  od_pipeline *p = NULL;
+  if (od_pipeline_new(cfg, &cfg->pipelines[0], &p, &err)) OD_TEST_FAIL("new: %s", err.msg);
+  if (od_pipeline_start(p, &err)) OD_TEST_FAIL("start: %s", err.msg);
+  od_pipeline_stats *st = od_pipeline_get_stats(p);
+  bool a_done_while_b_down = false, saw_down = false;
+  uint64_t spool_max = 0;
+  for (int t = 0; t < 6000 && !od_pipeline_finished(p); t++) {
+    pthread_mutex_lock(&b->mu);
+    bool down = b->failed_once && b->opens_refused < b->down_opens;
+    pthread_mutex_unlock(&b->mu);
+    saw_down = saw_down || atomic_load(&st->sinks[1].down);
+    uint64_t sb = atomic_load(&st->sinks[1].spool_bytes);
+    if (sb > spool_max) spool_max = sb;
+    if (down && checkpoint_of(a) >= fake_end(txns)) a_done_while_b_down = true;
+    if (checkpoint_of(a) >= fake_end(txns) && checkpoint_of(b) >= fake_end(txns)) break;
+    usleep(10000);
+  }
+  uint64_t sessions = atomic_load(&st->sessions);
+  od_pipeline_request_stop(p);
+  CHECK_INT(od_pipeline_wait(p, &err), OD_OK);
+  od_pipeline_free(p);
+  CHECK(b->failed_once);
+  CHECK(saw_down);
+  CHECK(a_done_while_b_down);
+  CHECK(spool_max > 0);
+  CHECK_INT(sessions, 1);
+  check_exact(a, txns, true);
+  check_exact(b, txns, true);
+  CHECK(!fake_ack_regressed());
+  cleanup(cfg);
+}
+
+/* The source is acknowledged past a down sink up to what its spool holds durably; the pipeline
+ * stops while that sink is still down; the next run starts the stream after the spool (the source
+ * no longer has those transactions to give), replays the spool into the sink and ends exact. */
+TEST(a_spool_left_by_a_stopped_run_is_replayed_by_the_next) {
+  fake_register();
+  fake_reset();
+  fake_store *a = fake_store_get("sa"), *b = fake_store_get("sb");
+  int txns = 3000;
+  const char *sinks = "    queue: { max_rows: 1000 }\n"
+                      "    sinks:\n"
+                      "      - { name: a, type: fakesink, store: sa }\n"
+                      "      - { name: b, type: fakesink, store: sb, fail_commit_at: 3, down_opens: 1000000 }\n";
+  od_config *cfg = config(sinks, txns);
+  od_error err = {0};
+  od_pipeline *p = NULL;
+  if (od_pipeline_new(cfg, &cfg->pipelines[0], &p, &err)) OD_TEST_FAIL("new: %s", err.msg);
+  if (od_pipeline_start(p, &err)) OD_TEST_FAIL("start: %s", err.msg);
+  for (int t = 0; t < 3000 && checkpoint_of(a) < fake_end(txns); t++) usleep(10000);
+  for (int t = 0; t < 500 && fake_acked() < fake_end(txns); t++) usleep(10000);
+  od_pipeline_request_stop(p);
+  CHECK_INT(od_pipeline_wait(p, &err), OD_OK);
+  od_pipeline_free(p);
+  CHECK(checkpoint_of(a) >= fake_end(txns));
+  CHECK(checkpoint_of(b) < fake_end(100));      /* b held almost nothing */
+  CHECK(fake_acked() >= fake_end(txns));        /* acknowledged: b's spool holds the rest durably */
+  /* The next run, b's server is back. */
+  pthread_mutex_lock(&b->mu);
+  b->down_opens = 0;
+  pthread_mutex_unlock(&b->mu);
+  fake_store *both[] = {a, b}; /* the same config and state dir: a restart */
+  CHECK_INT(run_until(cfg, txns, both, 2, &err), OD_OK);
+  check_exact(a, txns, true);
+  check_exact(b, txns, true);
+  CHECK(!fake_ack_regressed());
+  cleanup(cfg);
+}
+
+/* A sink still down when the next run starts: its spool's `held` (written when it went down) stands
+ * in for its checkpoint, so the other sink starts and goes on; when it is back it drains its spool. */
+TEST(a_sink_down_at_start_does_not_hold_the_others) {
+  fake_register();
+  fake_reset();
+  fake_store *a = fake_store_get("ha"), *b = fake_store_get("hb");
+  int txns = 3000;
+  const char *sinks = "    queue: { max_rows: 1000 }\n"
+                      "    sinks:\n"
+                      "      - { name: a, type: fakesink, store: ha }\n"
+                      "      - { name: b, type: fakesink, store: hb, fail_commit_at: 3, down_opens: 1000000 }\n";
+  od_config *cfg = config(sinks, txns);
+  od_error err = {0};
+  od_pipeline *p = NULL;
+  if (od_pipeline_new(cfg, &cfg->pipelines[0], &p, &err)) OD_TEST_FAIL("new: %s", err.msg);
+  if (od_pipeline_start(p, &err)) OD_TEST_FAIL("start: %s", err.msg);
+  od_pipeline_stats *st = od_pipeline_get_stats(p);
+  for (int t = 0; t < 3000 && !(atomic_load(&st->sinks[1].down) && checkpoint_of(a) >= fake_end(200)); t++)
+    usleep(10000);
+  od_pipeline_request_stop(p);
+  CHECK_INT(od_pipeline_wait(p, &err), OD_OK);
+  od_pipeline_free(p);
+  CHECK(checkpoint_of(b) < fake_end(100));
+  /* The next run (same config and state dir): b still down for its first 30 opens. */
+  pthread_mutex_lock(&b->mu);
+  b->down_opens = b->opens_refused + 30;
+  pthread_mutex_unlock(&b->mu);
+  if (od_pipeline_new(cfg, &cfg->pipelines[0], &p, &err)) OD_TEST_FAIL("new: %s", err.msg);
+  if (od_pipeline_start(p, &err)) OD_TEST_FAIL("start: %s", err.msg);
+  st = od_pipeline_get_stats(p);
+  bool a_done_while_b_down = false;
+  for (int t = 0; t < 6000 && !od_pipeline_finished(p); t++) {
+    pthread_mutex_lock(&b->mu);
+    bool down = b->opens_refused < b->down_opens;
+    pthread_mutex_unlock(&b->mu);
+    if (down && checkpoint_of(a) >= fake_end(txns)) a_done_while_b_down = true;
+    if (checkpoint_of(a) >= fake_end(txns) && checkpoint_of(b) >= fake_end(txns)) break;
+    usleep(10000);
+  }
+  uint64_t sessions = atomic_load(&st->sessions);
+  od_pipeline_request_stop(p);
+  CHECK_INT(od_pipeline_wait(p, &err), OD_OK);
+  od_pipeline_free(p);
+  CHECK(a_done_while_b_down);
+  CHECK_INT(sessions, 1);
+  check_exact(a, txns, true);
+  check_exact(b, txns, true);
+  CHECK(!fake_ack_regressed());
+  cleanup(cfg);
+}

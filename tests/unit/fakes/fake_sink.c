@@ -61,7 +61,7 @@ typedef struct fake_sink {
   size_t np, cap;
 } fake_sink;
 
-static const char *const keys[] = {"store", "fail_commit_at", "retriable", NULL};
+static const char *const keys[] = {"store", "fail_commit_at", "retriable", "down_opens", NULL};
 
 static void drop_pending(fake_sink *s) {
   for (size_t i = 0; i < s->np; i++) {
@@ -74,12 +74,13 @@ static void drop_pending(fake_sink *s) {
 static int fk_open(const od_config_section *cfg, const char *name, od_sink **out, od_error *err) {
   (void)name;
   const char *store;
-  long fail_at;
+  long fail_at, down;
   bool retriable;
   int rc;
   if ((rc = od_config_check_keys(cfg, keys, err)) || (rc = od_config_require_string(cfg, "store", &store, err)) ||
       (rc = od_config_int(cfg, "fail_commit_at", 0, 0, 1000000, &fail_at, err)) ||
-      (rc = od_config_bool(cfg, "retriable", true, &retriable, err)))
+      (rc = od_config_bool(cfg, "retriable", true, &retriable, err)) ||
+      (rc = od_config_int(cfg, "down_opens", 0, 0, 1000000, &down, err)))
     return rc;
   fake_sink *s = calloc(1, sizeof *s);
   if (!s || !(s->st = fake_store_get(store))) {
@@ -88,6 +89,13 @@ static int fk_open(const od_config_section *cfg, const char *name, od_sink **out
   }
   s->base.ops = &fake_sink_ops;
   pthread_mutex_lock(&s->st->mu);
+  if (s->st->failed_once && s->st->down_opens > s->st->opens_refused) {
+    s->st->opens_refused++;
+    pthread_mutex_unlock(&s->st->mu);
+    free(s);
+    return OD_FAIL_RETRY(err, OD_ECONNECT, "fake sink: store is down");
+  }
+  s->st->down_opens = (uint64_t)down;
   s->st->fail_commit_at = (uint64_t)fail_at;
   s->st->fail_retriable = retriable;
   pthread_mutex_unlock(&s->st->mu);

@@ -11,7 +11,8 @@
  * outlives the sink (sessions and restarts see it), applies a transaction's changes only at commit
  * (an atomic checkpoint), counts inserts of a key already present (duplicates: an exactly-once
  * violation) and updates of a missing row (losses). Config keys: store (required), fail_commit_at
- * (the Nth commit of the store fails once), retriable (that failure is retriable, default true).
+ * (the Nth commit of the store fails once), retriable (that failure is retriable, default true),
+ * down_opens (after that failure, the next N opens of the store fail retriably: a server that is down).
  * Owns: the stores (freed by fake_reset). Never touches: servers, files.
  */
 #ifndef ODSYNC_TEST_FAKES_H
@@ -39,6 +40,8 @@ typedef struct fake_store {
   uint64_t commits, changes, duplicates, losses;
   uint64_t fail_commit_at;          /* 0: never */
   bool fail_retriable, failed_once;
+  uint64_t down_opens;              /* opens still to refuse after the injected failure */
+  uint64_t opens_refused;
 } fake_store;
 
 extern const od_source_ops fake_source_ops;

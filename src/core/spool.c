@@ -1,0 +1,773 @@
+/* spool.c — see spool.h. */
+#include "core/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <lz4.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "core/log.h"
+
+#define MAGIC "ODS1"
+#define HDR 24
+#define BASE_FILE "base" /* the held position of the last prune (text form) */
+
+typedef struct entry {
+  uint64_t seg, off;
+  uint32_t size; /* whole record on disk */
+  uint8_t flags;
+  od_pos end, base;
+} entry;
+
+typedef struct segment {
+  uint64_t seq, bytes;
+} segment;
+
+struct od_spool {
+  od_spool_options opt;
+  char dir[1024];
+  pthread_mutex_t mu;
+  entry *ents;
+  size_t nents, cap;
+  size_t nsynced; /* ents[0, nsynced) are durable */
+  size_t rd;      /* next entry to read */
+  segment *segs;
+  size_t nsegs, segcap;
+  uint64_t bytes;
+  int wfd;        /* the last segment, open for appending (-1: none) */
+  bool new_seg;   /* a segment was created since the last sync (fsync the directory) */
+  int rfd;        /* segment being read */
+  uint64_t rseg;
+  od_pos head_base; /* base of an episode whose first records were pruned */
+  od_sbuf zbuf, rbuf;
+};
+
+int od_spool_codec_parse(const char *name) {
+  if (!strcmp(name, "zstd")) return OD_SPOOL_ZSTD;
+  if (!strcmp(name, "lz4")) return OD_SPOOL_LZ4;
+  if (!strcmp(name, "none")) return OD_SPOOL_NONE;
+  return -1;
+}
+
+const char *od_spool_codec_name(int codec) {
+  return codec == OD_SPOOL_ZSTD ? "zstd" : codec == OD_SPOOL_LZ4 ? "lz4" : "none";
+}
+
+static void seg_path(const od_spool *s, uint64_t seq, char *buf, size_t size) {
+  snprintf(buf, size, "%s/%020" PRIu64 ".spool", s->dir, seq);
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int mkdirs(const char *dir, od_error *err) {
+  char tmp[1024];
+  snprintf(tmp, sizeof tmp, "%s", dir);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(tmp, 0700) && errno != EEXIST)
+      return OD_FAIL(err, OD_EIO, "spool: cannot create directory %s: %s", tmp, strerror(errno));
+    *p = '/';
+  }
+  if (mkdir(tmp, 0700) && errno != EEXIST)
+    return OD_FAIL(err, OD_EIO, "spool: cannot create directory %s: %s", tmp, strerror(errno));
+  return OD_OK;
+}
+
+static int fsync_dir(const char *dir, od_error *err) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd < 0 || fsync(fd)) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    return OD_FAIL(err, OD_EIO, "spool: cannot fsync directory %s: %s", dir, strerror(e));
+  }
+  close(fd);
+  return OD_OK;
+}
+
+static int add_entry(od_spool *s, const entry *e) {
+  if (s->nents == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 256;
+    entry *g = realloc(s->ents, cap * sizeof *g);
+    if (!g) return OD_ENOMEM;
+    s->ents = g;
+    s->cap = cap;
+  }
+  s->ents[s->nents++] = *e;
+  return OD_OK;
+}
+
+static int add_segment(od_spool *s, uint64_t seq, uint64_t bytes) {
+  if (s->nsegs == s->segcap) {
+    size_t cap = s->segcap ? s->segcap * 2 : 16;
+    segment *g = realloc(s->segs, cap * sizeof *g);
+    if (!g) return OD_ENOMEM;
+    s->segs = g;
+    s->segcap = cap;
+  }
+  s->segs[s->nsegs++] = (segment){.seq = seq, .bytes = bytes};
+  return OD_OK;
+}
+
+/* ---- meta ---------------------------------------------------------------------------------- */
+
+static void meta_put_pos(od_sbuf *b, const od_pos *p) {
+  char text[OD_POS_TEXT_MAX];
+  od_pos_to_text(p, text, sizeof text);
+  size_t n = strlen(text);
+  b->data[b->len] = (uint8_t)n;
+  b->data[b->len + 1] = (uint8_t)(n >> 8);
+  memcpy(b->data + b->len + 2, text, n);
+  b->len += 2 + n;
+}
+
+static int meta_get_pos(const uint8_t **p, const uint8_t *end, od_pos *out, od_error *err) {
+  if (end - *p < 2) return OD_EIO;
+  size_t n = (size_t)(*p)[0] | (size_t)(*p)[1] << 8;
+  if (n >= OD_POS_TEXT_MAX || (size_t)(end - *p - 2) < n) return OD_EIO;
+  char text[OD_POS_TEXT_MAX];
+  memcpy(text, *p + 2, n);
+  text[n] = '\0';
+  *p += 2 + n;
+  return od_pos_from_text(text, out, err);
+}
+
+/* ---- reading one record at (fd, off) -------------------------------------------------------- */
+
+typedef enum { REC_OK, REC_TORN, REC_BAD } rec_state;
+
+/* Reads the record at off into s->rbuf (header + meta + body) and checks it. */
+static rec_state read_record(od_spool *s, int fd, uint64_t off, uint64_t file_size, const char *path, od_error *err) {
+  if (file_size - off < HDR) return REC_TORN;
+  uint8_t h[HDR];
+  if (pread(fd, h, HDR, (off_t)off) != HDR) {
+    OD_FAIL(err, OD_EIO, "spool: cannot read %s at offset %" PRIu64 ": %s", path, off, strerror(errno));
+    return REC_BAD;
+  }
+  uint64_t meta_len = get32(h + 4), body_len = get32(h + 8);
+  uint64_t total = HDR + meta_len + body_len;
+  if (memcmp(h, MAGIC, 4) != 0) {
+    static const uint8_t zero[4];
+    if (!memcmp(h, zero, 4) && file_size - off < (uint64_t)1 << 20) return REC_TORN; /* zeros past a crash */
+    OD_FAIL(err, OD_EIO, "spool: %s: no record header at offset %" PRIu64 " (corrupt segment); the spool "
+            "cannot be read past it: restore it, or delete the spool directory and start the sink afresh "
+            "(a new snapshot)", path, off);
+    return REC_BAD;
+  }
+  if (file_size - off < total) return REC_TORN;
+  s->rbuf.len = 0;
+  if (od_sbuf_reserve(&s->rbuf, total)) {
+    OD_FAIL(err, OD_ENOMEM, "spool: out of memory reading %s", path);
+    return REC_BAD;
+  }
+  if (pread(fd, s->rbuf.data, total, (off_t)off) != (ssize_t)total) {
+    OD_FAIL(err, OD_EIO, "spool: cannot read %s at offset %" PRIu64 ": %s", path, off, strerror(errno));
+    return REC_BAD;
+  }
+  s->rbuf.len = total;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, s->rbuf.data, 20);
+  crc = crc32(crc, s->rbuf.data + HDR, (uInt)(meta_len + body_len));
+  if ((uint32_t)crc != get32(h + 20)) {
+    OD_FAIL(err, OD_EIO, "spool: %s: checksum mismatch in the record at offset %" PRIu64 " (%" PRIu64
+            " bytes): the segment is corrupt; nothing is skipped. Restore it, or delete the spool directory "
+            "and start the sink afresh (a new snapshot)", path, off, total);
+    return REC_BAD;
+  }
+  return REC_OK;
+}
+
+static int parse_meta(const uint8_t *rec, entry *e, od_error *err) {
+  uint64_t meta_len = get32(rec + 4);
+  e->flags = rec[17];
+  const uint8_t *p = rec + HDR, *end = p + meta_len;
+  e->end = od_pos_none();
+  e->base = od_pos_none();
+  if (meta_get_pos(&p, end, &e->end, err) || meta_get_pos(&p, end, &e->base, err)) return OD_EIO;
+  return OD_OK;
+}
+
+/* ---- open: index every segment -------------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int index_segment(od_spool *s, uint64_t seq, bool last, od_error *err) {
+  char path[1100];
+  seg_path(s, seq, path, sizeof path);
+  int fd = open(path, O_RDWR);
+  if (fd < 0) return OD_FAIL(err, OD_EIO, "spool: cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  fstat(fd, &st);
+  uint64_t size = (uint64_t)st.st_size, off = 0;
+  int rc = OD_OK;
+  while (off < size) {
+    rec_state r = read_record(s, fd, off, size, path, err);
+    if (r == REC_BAD) {
+      rc = OD_EIO;
+      break;
+    }
+    if (r == REC_TORN) {
+      if (!last) {
+        rc = OD_FAIL(err, OD_EIO, "spool: %s: the record at offset %" PRIu64 " is cut short but later segments "
+                     "exist (corrupt spool); restore it, or delete the spool directory and start the sink afresh",
+                     path, off);
+        break;
+      }
+      od_warn("spool: %s: truncating a torn record at offset %" PRIu64 " (%" PRIu64 " bytes; a write interrupted "
+              "by a crash, never acknowledged)", path, off, size - off);
+      if (ftruncate(fd, (off_t)off) || fsync(fd))
+        rc = OD_FAIL(err, OD_EIO, "spool: cannot truncate %s: %s", path, strerror(errno));
+      size = off;
+      break;
+    }
+    entry e = {.seg = seq, .off = off, .size = (uint32_t)s->rbuf.len};
+    if (parse_meta(s->rbuf.data, &e, err)) {
+      rc = od_error_prefix(err, "spool: %s: record at offset %" PRIu64 ": ", path, off);
+      if (!rc) rc = OD_EIO;
+      break;
+    }
+    if ((rc = add_entry(s, &e))) {
+      OD_FAIL(err, rc, "spool: out of memory");
+      break;
+    }
+    off += s->rbuf.len;
+  }
+  close(fd);
+  if (rc) return rc;
+  s->bytes += size;
+  return add_segment(s, seq, size) ? OD_FAIL(err, OD_ENOMEM, "spool: out of memory") : OD_OK;
+}
+
+int od_spool_open(const od_spool_options *opt, od_spool **out, od_error *err) {
+  od_spool *s = calloc(1, sizeof *s);
+  if (!s) return OD_FAIL(err, OD_ENOMEM, "spool: out of memory");
+  s->opt = *opt;
+  snprintf(s->dir, sizeof s->dir, "%s", opt->dir);
+  s->opt.dir = s->dir;
+  if (!s->opt.segment_bytes) {
+    uint64_t seg = s->opt.max_bytes / 16;
+    s->opt.segment_bytes = seg < (1u << 20) ? (1u << 20) : seg > (16u << 20) ? (16u << 20) : seg;
+  }
+  s->wfd = s->rfd = -1;
+  pthread_mutex_init(&s->mu, NULL);
+  int rc = mkdirs(s->dir, err);
+  if (rc) {
+    od_spool_close(s);
+    return rc;
+  }
+  DIR *d = opendir(s->dir);
+  if (!d) {
+    rc = OD_FAIL(err, OD_EIO, "spool: cannot list %s: %s", s->dir, strerror(errno));
+    od_spool_close(s);
+    return rc;
+  }
+  uint64_t *seqs = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    char *endp;
+    unsigned long long v = strtoull(de->d_name, &endp, 10);
+    if (endp == de->d_name || strcmp(endp, ".spool")) continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      uint64_t *g = realloc(seqs, cap * sizeof *g);
+      if (!g) break;
+      seqs = g;
+    }
+    seqs[n++] = v;
+  }
+  closedir(d);
+  if (n) qsort(seqs, n, sizeof *seqs, cmp_u64);
+  for (size_t i = 0; i < n && !rc; i++) rc = index_segment(s, seqs[i], i + 1 == n, err);
+  free(seqs);
+  char path[1100];
+  snprintf(path, sizeof path, "%s/" BASE_FILE, s->dir);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    char text[OD_POS_TEXT_MAX] = "";
+    if (fgets(text, sizeof text, f)) {
+      text[strcspn(text, "\n")] = '\0';
+      od_error ignored;
+      if (od_pos_from_text(text, &s->head_base, &ignored)) s->head_base = od_pos_none();
+    }
+    fclose(f);
+  }
+  if (rc) {
+    od_spool_close(s);
+    return rc;
+  }
+  s->nsynced = s->nents;
+  *out = s;
+  return OD_OK;
+}
+
+void od_spool_close(od_spool *s) {
+  if (!s) return;
+  if (s->wfd >= 0) close(s->wfd);
+  if (s->rfd >= 0) close(s->rfd);
+  pthread_mutex_destroy(&s->mu);
+  free(s->ents);
+  free(s->segs);
+  od_sbuf_free(&s->zbuf);
+  od_sbuf_free(&s->rbuf);
+  free(s);
+}
+
+/* ---- writing -------------------------------------------------------------------------------- */
+
+static int open_writer(od_spool *s, od_error *err) {
+  if (s->wfd >= 0 && s->nsegs && s->segs[s->nsegs - 1].bytes < s->opt.segment_bytes) return OD_OK;
+  uint64_t seq = s->nsegs ? s->segs[s->nsegs - 1].seq : 0;
+  bool fresh = !s->nsegs || s->segs[s->nsegs - 1].bytes >= s->opt.segment_bytes;
+  if (s->wfd >= 0) {
+    if (fsync(s->wfd)) return OD_FAIL(err, OD_EIO, "spool: fsync in %s: %s", s->dir, strerror(errno));
+    close(s->wfd);
+    s->wfd = -1;
+  }
+  if (fresh) seq++;
+  char path[1100];
+  seg_path(s, seq, path, sizeof path);
+  s->wfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (s->wfd < 0) return OD_FAIL(err, OD_EIO, "spool: cannot open %s: %s", path, strerror(errno));
+  if (fresh) {
+    pthread_mutex_lock(&s->mu);
+    int rc = add_segment(s, seq, 0);
+    pthread_mutex_unlock(&s->mu);
+    if (rc) return OD_FAIL(err, rc, "spool: out of memory");
+    s->new_seg = true;
+  }
+  return OD_OK;
+}
+
+static int compress_body(od_spool *s, const uint8_t *body, size_t len, const uint8_t **out, size_t *outlen,
+                         uint8_t *codec) {
+  *codec = (uint8_t)s->opt.compression;
+  if (*codec == OD_SPOOL_NONE || len < 64) {
+    *codec = OD_SPOOL_NONE;
+    *out = body;
+    *outlen = len;
+    return OD_OK;
+  }
+  size_t bound = *codec == OD_SPOOL_ZSTD ? ZSTD_compressBound(len) : (size_t)LZ4_compressBound((int)len);
+  s->zbuf.len = 0;
+  if (od_sbuf_reserve(&s->zbuf, bound)) return OD_ENOMEM;
+  size_t n;
+  if (*codec == OD_SPOOL_ZSTD) {
+    n = ZSTD_compress(s->zbuf.data, bound, body, len, 1);
+    if (ZSTD_isError(n)) n = 0;
+  } else {
+    int r = LZ4_compress_default((const char *)body, (char *)s->zbuf.data, (int)len, (int)bound);
+    n = r > 0 ? (size_t)r : 0;
+  }
+  if (!n || n >= len) { /* incompressible: store it */
+    *codec = OD_SPOOL_NONE;
+    *out = body;
+    *outlen = len;
+    return OD_OK;
+  }
+  *out = s->zbuf.data;
+  *outlen = n;
+  return OD_OK;
+}
+
+int od_spool_append(od_spool *s, const od_spool_meta *meta, const uint8_t *body, size_t len, bool force,
+                    od_error *err) {
+  if (len > UINT32_MAX / 2) return OD_FAIL(err, OD_EINVAL, "spool %s: record of %zu bytes is too large", s->dir, len);
+  const uint8_t *stored;
+  size_t stored_len;
+  uint8_t codec;
+  if (compress_body(s, body, len, &stored, &stored_len, &codec))
+    return OD_FAIL(err, OD_ENOMEM, "spool %s: out of memory", s->dir);
+  od_sbuf rec = {0};
+  if (od_sbuf_reserve(&rec, HDR + 2 * (OD_POS_TEXT_MAX + 2) + stored_len))
+    return OD_FAIL(err, OD_ENOMEM, "spool %s: out of memory", s->dir);
+  rec.len = HDR;
+  meta_put_pos(&rec, meta->flags & OD_SPOOL_END ? &meta->end : &(od_pos){0});
+  meta_put_pos(&rec, meta->flags & OD_SPOOL_BASE ? &meta->base : &(od_pos){0});
+  uint32_t meta_len = (uint32_t)(rec.len - HDR);
+  memcpy(rec.data + rec.len, stored, stored_len);
+  rec.len += stored_len;
+  memcpy(rec.data, MAGIC, 4);
+  put32(rec.data + 4, meta_len);
+  put32(rec.data + 8, (uint32_t)stored_len);
+  put32(rec.data + 12, (uint32_t)len);
+  rec.data[16] = codec;
+  rec.data[17] = meta->flags;
+  rec.data[18] = rec.data[19] = 0;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, rec.data, 20);
+  crc = crc32(crc, rec.data + HDR, (uInt)(rec.len - HDR));
+  put32(rec.data + 20, (uint32_t)crc);
+
+  pthread_mutex_lock(&s->mu);
+  bool full = !force && s->nents > 0 && s->bytes + rec.len > s->opt.max_bytes;
+  pthread_mutex_unlock(&s->mu);
+  if (full) {
+    od_sbuf_free(&rec);
+    return OD_AGAIN;
+  }
+  int rc = open_writer(s, err);
+  if (rc) {
+    od_sbuf_free(&rec);
+    return rc;
+  }
+  segment *seg = &s->segs[s->nsegs - 1];
+  entry e = {.seg = seg->seq, .off = seg->bytes, .size = (uint32_t)rec.len, .flags = meta->flags,
+             .end = meta->flags & OD_SPOOL_END ? meta->end : od_pos_none(),
+             .base = meta->flags & OD_SPOOL_BASE ? meta->base : od_pos_none()};
+  size_t done = 0;
+  while (done < rec.len) {
+    ssize_t w = write(s->wfd, rec.data + done, rec.len - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      char path[1100];
+      seg_path(s, seg->seq, path, sizeof path);
+      rc = OD_FAIL_RETRY(err, OD_EIO, "spool: cannot write %s: %s (disk full?)", path, strerror(errno));
+      /* Cut what was written so the segment ends at a record boundary. */
+      if (ftruncate(s->wfd, (off_t)seg->bytes)) { /* reported above */ }
+      od_sbuf_free(&rec);
+      return rc;
+    }
+    done += (size_t)w;
+  }
+  od_sbuf_free(&rec);
+  pthread_mutex_lock(&s->mu);
+  seg->bytes += e.size;
+  s->bytes += e.size;
+  rc = add_entry(s, &e);
+  pthread_mutex_unlock(&s->mu);
+  return rc ? OD_FAIL(err, rc, "spool: out of memory") : OD_OK;
+}
+
+int od_spool_sync(od_spool *s, od_error *err) {
+  pthread_mutex_lock(&s->mu);
+  bool pending = s->nsynced < s->nents;
+  pthread_mutex_unlock(&s->mu);
+  if (!pending) return OD_OK;
+  if (s->wfd >= 0 && fdatasync(s->wfd)) return OD_FAIL_RETRY(err, OD_EIO, "spool: fsync in %s: %s", s->dir, strerror(errno));
+  if (s->new_seg) {
+    int rc = fsync_dir(s->dir, err);
+    if (rc) return rc;
+    s->new_seg = false;
+  }
+  pthread_mutex_lock(&s->mu);
+  s->nsynced = s->nents;
+  pthread_mutex_unlock(&s->mu);
+  return OD_OK;
+}
+
+/* ---- reading -------------------------------------------------------------------------------- */
+
+static int inflate_body(od_spool *s, const uint8_t *rec, od_sbuf *body, const char *path, uint64_t off,
+                        od_error *err) {
+  uint32_t meta_len = get32(rec + 4), stored = get32(rec + 8), raw = get32(rec + 12);
+  uint8_t codec = rec[16];
+  const uint8_t *src = rec + HDR + meta_len;
+  body->len = 0;
+  if (od_sbuf_reserve(body, raw ? raw : 1)) return OD_FAIL(err, OD_ENOMEM, "spool: out of memory");
+  size_t n = 0;
+  if (codec == OD_SPOOL_NONE) {
+    if (stored != raw) goto bad;
+    memcpy(body->data, src, raw);
+    n = raw;
+  } else if (codec == OD_SPOOL_ZSTD) {
+    n = ZSTD_decompress(body->data, raw, src, stored);
+    if (ZSTD_isError(n)) goto bad;
+  } else if (codec == OD_SPOOL_LZ4) {
+    int r = LZ4_decompress_safe((const char *)src, (char *)body->data, (int)stored, (int)raw);
+    if (r < 0) goto bad;
+    n = (size_t)r;
+  } else {
+    return OD_FAIL(err, OD_EIO, "spool: %s: record at offset %" PRIu64 " uses codec %u, which this build does not "
+                   "know (sealed or written by a newer odsync?)", path, off, codec);
+  }
+  if (n != raw) goto bad;
+  body->len = n;
+  (void)s;
+  return OD_OK;
+bad:
+  return OD_FAIL(err, OD_EIO, "spool: %s: record at offset %" PRIu64 " does not decompress (%s): corrupt segment",
+                 path, off, od_spool_codec_name(codec));
+}
+
+int od_spool_next(od_spool *s, od_spool_meta *meta, od_sbuf *body, od_error *err) {
+  pthread_mutex_lock(&s->mu);
+  if (s->rd >= s->nsynced) {
+    pthread_mutex_unlock(&s->mu);
+    return OD_EOF;
+  }
+  entry e = s->ents[s->rd];
+  pthread_mutex_unlock(&s->mu);
+  char path[1100];
+  seg_path(s, e.seg, path, sizeof path);
+  if (s->rfd < 0 || s->rseg != e.seg) {
+    if (s->rfd >= 0) close(s->rfd);
+    s->rfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s->rfd < 0) return OD_FAIL(err, OD_EIO, "spool: cannot open %s: %s", path, strerror(errno));
+    s->rseg = e.seg;
+  }
+  rec_state r = read_record(s, s->rfd, e.off, e.off + e.size, path, err);
+  if (r == REC_TORN)
+    return OD_FAIL(err, OD_EIO, "spool: %s: the record at offset %" PRIu64 " is cut short (corrupt segment)", path, e.off);
+  if (r == REC_BAD) return OD_EIO;
+  int rc = inflate_body(s, s->rbuf.data, body, path, e.off, err);
+  if (rc) return rc;
+  meta->flags = e.flags;
+  meta->end = e.end;
+  meta->base = e.base;
+  pthread_mutex_lock(&s->mu);
+  s->rd++;
+  pthread_mutex_unlock(&s->mu);
+  return OD_OK;
+}
+
+uint64_t od_spool_rewind(od_spool *s) {
+  pthread_mutex_lock(&s->mu);
+  uint64_t n = s->rd;
+  s->rd = 0;
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
+/* Remove segment i's file and its entries (lock held; i's entries are at the front). */
+static int drop_front_segment(od_spool *s, od_error *err) {
+  segment seg = s->segs[0];
+  char path[1100];
+  seg_path(s, seg.seq, path, sizeof path);
+  if (unlink(path) && errno != ENOENT) return OD_FAIL(err, OD_EIO, "spool: cannot delete %s: %s", path, strerror(errno));
+  if (s->rfd >= 0 && s->rseg == seg.seq) {
+    close(s->rfd);
+    s->rfd = -1;
+  }
+  size_t k = 0;
+  while (k < s->nents && s->ents[k].seg == seg.seq) k++;
+  memmove(s->ents, s->ents + k, (s->nents - k) * sizeof *s->ents);
+  s->nents -= k;
+  s->nsynced -= k;
+  s->rd -= k;
+  s->bytes -= seg.bytes;
+  memmove(s->segs, s->segs + 1, (s->nsegs - 1) * sizeof *s->segs);
+  s->nsegs--;
+  return OD_OK;
+}
+
+static int write_pos_file(od_spool *s, const char *name, const od_pos *held, od_error *err) {
+  char path[1100], tmp[1100], text[OD_POS_TEXT_MAX];
+  snprintf(path, sizeof path, "%s/%s", s->dir, name);
+  snprintf(tmp, sizeof tmp, "%s/%s.tmp", s->dir, name);
+  od_pos_to_text(held, text, sizeof text);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return OD_FAIL(err, OD_EIO, "spool: cannot write %s: %s", tmp, strerror(errno));
+  size_t n = strlen(text);
+  bool ok = write(fd, text, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+  close(fd);
+  if (!ok || rename(tmp, path)) return OD_FAIL(err, OD_EIO, "spool: cannot write %s: %s", path, strerror(errno));
+  return fsync_dir(s->dir, err);
+}
+
+static int write_base(od_spool *s, const od_pos *held, od_error *err) { return write_pos_file(s, BASE_FILE, held, err); }
+
+int od_spool_write_held(od_spool *s, const od_pos *held, od_error *err) { return write_pos_file(s, "held", held, err); }
+
+bool od_spool_read_held(od_spool *s, od_pos *out) {
+  char path[1100], text[OD_POS_TEXT_MAX] = "";
+  snprintf(path, sizeof path, "%s/held", s->dir);
+  FILE *f = fopen(path, "r");
+  if (!f) return false;
+  bool ok = fgets(text, sizeof text, f) != NULL;
+  fclose(f);
+  text[strcspn(text, "\n")] = '\0';
+  od_error ignored;
+  return ok && od_pos_from_text(text, out, &ignored) == OD_OK;
+}
+
+int od_spool_clear_held(od_spool *s, od_error *err) {
+  char path[1100];
+  snprintf(path, sizeof path, "%s/held", s->dir);
+  if (unlink(path) && errno != ENOENT) return OD_FAIL(err, OD_EIO, "spool: cannot delete %s: %s", path, strerror(errno));
+  return fsync_dir(s->dir, err);
+}
+
+int od_spool_prune(od_spool *s, const od_pos *held, od_error *err) {
+  int rc = OD_OK;
+  bool based = false;
+  pthread_mutex_lock(&s->mu);
+  /* Segment 0 may go when it was read whole, is not the one being written, every transaction with
+   * a change in it has ended by `held`: its ends and the first end after it are <= held. */
+  while (s->nsegs > 1) {
+    uint64_t seq = s->segs[0].seq;
+    size_t k = 0;
+    bool ok = true;
+    while (k < s->nents && s->ents[k].seg == seq) {
+      if ((s->ents[k].flags & OD_SPOOL_END) && od_pos_lt(held, &s->ents[k].end)) ok = false;
+      k++;
+    }
+    if (!ok || s->rd < k) break;
+    size_t j = k;
+    while (j < s->nents && !(s->ents[j].flags & OD_SPOOL_END)) j++;
+    if (j == s->nents || od_pos_lt(held, &s->ents[j].end)) break;
+    if (!based) { /* the remaining records continue the sink from `held` */
+      if ((rc = write_base(s, held, err))) break;
+      s->head_base = *held;
+      based = true;
+    }
+    if ((rc = drop_front_segment(s, err))) break;
+  }
+  /* Drained: everything read and held, the last segment too (the writer starts a new one). */
+  if (!rc && s->nsegs == 1 && s->rd == s->nents && s->nsynced == s->nents && s->nents) {
+    bool held_all = true;
+    for (size_t k = 0; k < s->nents && held_all; k++)
+      if ((s->ents[k].flags & OD_SPOOL_END) && od_pos_lt(held, &s->ents[k].end)) held_all = false;
+    if (held_all && !(rc = write_base(s, held, err))) {
+      s->head_base = *held;
+      if (s->wfd >= 0) {
+        close(s->wfd);
+        s->wfd = -1;
+      }
+      uint64_t last = s->segs[0].seq;
+      rc = drop_front_segment(s, err);
+      if (!rc) rc = add_segment(s, last + 1, 0) ? OD_FAIL(err, OD_ENOMEM, "spool: out of memory") : OD_OK;
+      s->new_seg = true;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+/* The episode containing entry i: its first entry (or 0 when it was pruned) and its base / end. */
+static void episode_of(const od_spool *s, size_t first, size_t last, od_pos *base, bool *based, od_pos *end) {
+  *based = false;
+  *end = od_pos_none();
+  for (size_t k = first; k < last; k++) {
+    const entry *e = &s->ents[k];
+    if ((e->flags & OD_SPOOL_BASE) && !*based) {
+      *base = e->base;
+      *based = true;
+    }
+    if (e->flags & OD_SPOOL_END) *end = e->end;
+  }
+  if (!*based && first == 0 && !(s->ents[0].flags & OD_SPOOL_EPISODE) && !od_pos_is_none(&s->head_base)) {
+    *base = s->head_base;
+    *based = true;
+  }
+}
+
+od_pos od_spool_covered(od_spool *s, const od_pos *held) {
+  od_pos out = *held;
+  pthread_mutex_lock(&s->mu);
+  size_t last = s->nsynced;
+  if (last) {
+    size_t first = last - 1;
+    while (first > 0 && !(s->ents[first].flags & OD_SPOOL_EPISODE)) first--;
+    od_pos base, end;
+    bool based;
+    episode_of(s, first, last, &base, &based, &end);
+    if (based && od_pos_le(&base, held) && od_pos_lt(&out, &end)) out = end;
+  }
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+/* Cut the spool before entry i (lock held). */
+static int cut_at(od_spool *s, size_t i, od_error *err) {
+  entry e = s->ents[i];
+  if (s->wfd >= 0) {
+    close(s->wfd);
+    s->wfd = -1;
+  }
+  while (s->nsegs && s->segs[s->nsegs - 1].seq > e.seg) {
+    char path[1100];
+    seg_path(s, s->segs[s->nsegs - 1].seq, path, sizeof path);
+    if (unlink(path) && errno != ENOENT) return OD_FAIL(err, OD_EIO, "spool: cannot delete %s: %s", path, strerror(errno));
+    s->bytes -= s->segs[s->nsegs - 1].bytes;
+    s->nsegs--;
+  }
+  char path[1100];
+  seg_path(s, e.seg, path, sizeof path);
+  if (truncate(path, (off_t)e.off)) return OD_FAIL(err, OD_EIO, "spool: cannot truncate %s: %s", path, strerror(errno));
+  segment *seg = &s->segs[s->nsegs - 1];
+  s->bytes -= seg->bytes - e.off;
+  seg->bytes = e.off;
+  s->nents = s->nsynced = i;
+  if (s->rd > i) s->rd = i;
+  return fsync_dir(s->dir, err);
+}
+
+int od_spool_recover(od_spool *s, const od_pos *checkpoint, od_pos *resume, uint64_t *kept, od_error *err) {
+  pthread_mutex_lock(&s->mu);
+  od_pos cur = *checkpoint;
+  size_t i = 0;
+  int rc = OD_OK;
+  while (i < s->nents) {
+    size_t j = i + 1;
+    while (j < s->nents && !(s->ents[j].flags & OD_SPOOL_EPISODE)) j++;
+    od_pos base, end;
+    bool based;
+    episode_of(s, i, j, &base, &based, &end);
+    if (based && od_pos_le(&base, &cur)) {
+      if (od_pos_lt(&cur, &end)) cur = end;
+    } else if (!od_pos_is_none(&end) && od_pos_lt(&cur, &end)) {
+      /* A gap between what the sink holds and this episode: its chunks come again from the source. */
+      char at[OD_POS_TEXT_MAX];
+      od_info("spool %s: %zu records from %s on do not continue the sink's checkpoint; dropping them (the "
+              "source sends them again)", s->dir, s->nents - i, od_pos_display(&cur, at, sizeof at));
+      rc = cut_at(s, i, err);
+      break;
+    }
+    i = j;
+  }
+  s->rd = 0;
+  *resume = cur;
+  *kept = s->nents;
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+uint64_t od_spool_bytes(od_spool *s) {
+  pthread_mutex_lock(&s->mu);
+  uint64_t v = s->bytes;
+  pthread_mutex_unlock(&s->mu);
+  return v;
+}
+
+uint64_t od_spool_room(od_spool *s) {
+  pthread_mutex_lock(&s->mu);
+  uint64_t v = s->bytes < s->opt.max_bytes ? s->opt.max_bytes - s->bytes : 0;
+  pthread_mutex_unlock(&s->mu);
+  return v;
+}
+
+uint64_t od_spool_records(od_spool *s) {
+  pthread_mutex_lock(&s->mu);
+  uint64_t v = s->nents;
+  pthread_mutex_unlock(&s->mu);
+  return v;
+}
+
+uint64_t od_spool_unread(od_spool *s) {
+  pthread_mutex_lock(&s->mu);
+  uint64_t v = s->nsynced - s->rd;
+  pthread_mutex_unlock(&s->mu);
+  return v;
+}
+
+bool od_spool_empty(od_spool *s) { return od_spool_records(s) == 0; }
+
+const char *od_spool_dir(const od_spool *s) { return s->dir; }

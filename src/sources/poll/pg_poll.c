@@ -1,0 +1,484 @@
+/* sources/poll/pg_poll.c — query-based polling of PostgreSQL (`type: postgres_poll`).
+ *
+ * Each poll cycle reads, inside one REPEATABLE READ READ ONLY transaction, the rows of every
+ * captured table whose watermark lies in [previous horizon, new horizon), through a server-side
+ * cursor (FETCH fetch_rows at a time, so memory is bounded by a page), and delivers them as ONE
+ * source transaction of upserts (OD_OP_READ; a row whose deleted_column is true is a delete by key).
+ * The cycle's position is its horizon (poll_position.h); the sinks store it in their checkpoint with
+ * the data, so a restart resumes at the last horizon a sink holds and re-reads nothing it has
+ * (a replayed range reads the rows' current state again: the same final state).
+ *
+ * The horizon never passes a write that could still become visible below it (the late-commit hole):
+ *  - watermark: xmin — H = pg_snapshot_xmin(pg_current_snapshot()) of the cycle's own snapshot:
+ *    every transaction id below H has ended, so every row version with xmin < H that will ever be
+ *    visible is visible now. The row's 32-bit xmin is widened to the 64-bit xid8 relative to H
+ *    (rows are never 2^31 transactions newer than H; older ones were read by an earlier cycle).
+ *  - watermark: <timestamp column> — H = min(clock_timestamp() - lag_ms, the earliest xact_start of any
+ *    other open transaction), read BEFORE the cycle's snapshot is taken. A transaction that is not
+ *    visible to the snapshot was open at that read (so H <= its start) or began after it (so its
+ *    start >= the read >= H); a watermark written by the server's clock inside that transaction
+ *    (now(), clock_timestamp(), a trigger) is >= its start, so it lands at or above H and a later cycle
+ *    reads it. lag_ms covers watermarks set by a client clock up to lag_ms behind the server's.
+ * What it cannot see: hard DELETEs (use deleted_column), intermediate versions between two polls,
+ * rows whose watermark is not advanced by a write (NULL, or set by a client clock more than lag_ms behind).
+ *
+ * Ownership: owns its settings, connection and table descriptions (relations live until close()).
+ * Borrows the config section. Never touches sinks or the pipeline's queue.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/adapter.h"
+#include "odsync/source.h"
+#include "sources/poll/poll_position.h"
+#include "sources/poll/pq_util.h"
+
+extern const od_source_ops od_source_postgres_poll;
+
+typedef struct pp_source {
+  od_source base;
+  const char *pipeline;
+  char where[160];
+  const char *dsn;
+  char *const *names;
+  int nnames;
+  const char *watermark; /* "xmin" or a column name */
+  char mode;             /* 'x' or 't' */
+  long lag_ms, interval_ms, fetch_rows;
+  long reconcile_ms;      /* 0: never; else a full reconciliation cycle at most this often */
+  long load_chunk_rows;  /* initial load: a source transaction per this many rows (0: one) */
+  uint64_t load_seq;     /* initial load: the number of the next chunk transaction */
+  int64_t next_reconcile_us;
+  const char *deleted_column;
+  PGconn *conn;
+  pq_table *tables;
+  int ntables;
+  bool have_horizon;
+  uint64_t horizon;
+  int64_t next_cycle_us; /* monotonic */
+  uint64_t cycles;
+} pp_source;
+
+static const char *const allowed_keys[] = {"dsn", "tables", "watermark", "lag_ms", "interval_ms", "fetch_rows",
+                                           "deleted_column", "reconcile_interval_ms", "load_chunk_rows", "reconnect_max_ms", NULL};
+
+static int pp_open(const od_config_section *cfg, const char *pipeline, od_source **out, od_error *err) {
+  pp_source *s = calloc(1, sizeof *s);
+  if (!s) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  s->base.ops = &od_source_postgres_poll;
+  s->pipeline = pipeline;
+  snprintf(s->where, sizeof s->where, "pipeline %s: postgres_poll source", pipeline);
+  int rc = od_config_check_keys(cfg, allowed_keys, err);
+  if (!rc) rc = od_config_require_string(cfg, "dsn", &s->dsn, err);
+  if (!rc) rc = od_config_list(cfg, "tables", &s->names, &s->nnames, err);
+  if (!rc && s->nnames == 0)
+    rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s: postgres_poll needs `tables:` (the tables to poll, schema.table)",
+                 cfg->file, cfg->line, cfg->col, cfg->path);
+  if (!rc) rc = od_config_string(cfg, "watermark", "xmin", &s->watermark, err);
+  if (!rc) rc = od_config_int(cfg, "lag_ms", 5000, 0, 86400000L, &s->lag_ms, err);
+  if (!rc) rc = od_config_int(cfg, "interval_ms", 1000, 10, 86400000L, &s->interval_ms, err);
+  if (!rc) rc = od_config_int(cfg, "fetch_rows", 5000, 1, 1000000, &s->fetch_rows, err);
+  if (!rc) rc = od_config_string(cfg, "deleted_column", NULL, &s->deleted_column, err);
+  if (!rc) rc = od_config_int(cfg, "reconcile_interval_ms", 0, 0, 604800000L, &s->reconcile_ms, err);
+  if (!rc) rc = od_config_int(cfg, "load_chunk_rows", 100000, 0, 100000000L, &s->load_chunk_rows, err);
+  if (rc) {
+    free(s);
+    return rc;
+  }
+  s->mode = strcmp(s->watermark, "xmin") ? 't' : 'x';
+  *out = &s->base;
+  return OD_OK;
+}
+
+static void disconnect(pp_source *s) {
+  if (s->conn) PQfinish(s->conn);
+  s->conn = NULL;
+}
+
+static void free_tables(pp_source *s) {
+  for (int i = 0; i < s->ntables; i++) pq_table_free(&s->tables[i]);
+  free(s->tables);
+  s->tables = NULL;
+  s->ntables = 0;
+}
+
+static void pp_close(od_source *base) {
+  pp_source *s = (pp_source *)base;
+  if (!s) return;
+  disconnect(s);
+  free_tables(s);
+  free(s);
+}
+
+/* Describe every table and check its watermark and soft-delete columns. problem: report instead of
+ * failing (check()); returns the number of fatal problems then. */
+static int load_tables(pp_source *s, od_problem_fn problem, void *ctx, od_error *err) {
+  if (s->tables) return 0; /* once per source object: the pipeline keeps pointers to the relations */
+  s->tables = calloc((size_t)s->nnames, sizeof *s->tables);
+  if (!s->tables) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  int fatal = 0;
+  for (int i = 0; i < s->nnames; i++) {
+    pq_table *t = &s->tables[s->ntables];
+    od_error e = {0};
+    int rc = pq_describe(s->conn, s->names[i], t, s->where, &e);
+    if (!rc && s->mode == 't') {
+      t->wm_col = pq_column(t, s->watermark);
+      const char *type = t->wm_col >= 0 ? t->rel.columns[t->wm_col].type_name : "";
+      if (t->wm_col < 0)
+        rc = OD_FAIL(&e, OD_ESOURCE, "%s: table %s has no column %s (source.watermark); name a timestamptz column "
+                     "every write sets (e.g. updated_at maintained by a trigger), or use watermark: xmin",
+                     s->where, t->display, s->watermark);
+      else if (strcmp(type, "timestamp with time zone") && strcmp(type, "timestamp without time zone"))
+        rc = OD_FAIL(&e, OD_ESOURCE, "%s: table %s: watermark column %s is of type %s; it must be a timestamp "
+                     "(timestamptz) set by every write, or use watermark: xmin", s->where, t->display, s->watermark,
+                     type);
+    }
+    if (!rc && s->deleted_column) {
+      t->del_col = pq_column(t, s->deleted_column);
+      if (t->del_col < 0 || strcmp(t->rel.columns[t->del_col].type_name, "boolean"))
+        rc = OD_FAIL(&e, OD_ESOURCE, "%s: table %s has no boolean column %s (source.deleted_column)", s->where,
+                     t->display, s->deleted_column);
+    }
+    if (rc) {
+      pq_table_free(t);
+      if (!problem || e.retriable) {
+        *err = e;
+        return rc;
+      }
+      problem(ctx, true, e.msg);
+      fatal++;
+      continue;
+    }
+    s->ntables++;
+  }
+  return fatal;
+}
+
+static int pp_check(od_source *base, od_problem_fn problem, void *ctx, od_error *err) {
+  pp_source *s = (pp_source *)base;
+  int rc = pq_connect(s->dsn, s->pipeline, s->where, &s->conn, err);
+  if (rc) return rc;
+  int fatal = load_tables(s, problem, ctx, err);
+  if (fatal >= 0 && s->mode == 't') {
+    PGresult *r = pq_run(s->conn,
+                         "SELECT usesuper OR pg_has_role(current_user, 'pg_read_all_stats', 'member') FROM pg_user "
+                         "WHERE usename = current_user", 0, NULL, s->where, err);
+    if (r && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] != 't') {
+      char msg[600];
+      snprintf(msg, sizeof msg, "%s: the user cannot read other sessions' transaction start times (grant it "
+               "pg_read_all_stats): the horizon then only trails the clock by lag_ms, and a transaction longer "
+               "than lag_ms that sets %s can be missed", s->where, s->watermark);
+      problem(ctx, false, msg);
+    }
+    PQclear(r);
+  }
+  disconnect(s);
+  return fatal;
+}
+
+static int pp_tables(od_source *base, void (*fn)(void *ctx, const char *schema, const char *name, bool keyed),
+                     void *ctx, od_error *err) {
+  pp_source *s = (pp_source *)base;
+  bool own = !s->conn;
+  if (own) {
+    int rc = pq_connect(s->dsn, s->pipeline, s->where, &s->conn, err);
+    if (rc) return rc;
+  }
+  for (int i = 0; i < s->nnames; i++) {
+    pq_table t;
+    int rc = pq_describe(s->conn, s->names[i], &t, s->where, err);
+    if (rc) {
+      if (own) disconnect(s);
+      return rc;
+    }
+    fn(ctx, t.rel.schema, t.rel.name, true);
+    pq_table_free(&t);
+  }
+  if (own) disconnect(s);
+  return OD_OK;
+}
+
+static int pp_start(od_source *base, const od_pos *from, od_error *err) {
+  pp_source *s = (pp_source *)base;
+  disconnect(s);
+  s->have_horizon = false;
+  if (!od_pos_is_none(from)) {
+    char mode;
+    uint64_t v;
+    if (!od_pgpoll_get(from, &mode, &v))
+      return OD_FAIL(err, OD_EGAP, "%s: the sinks hold a position of another kind (%s); a pipeline cannot change its "
+                     "source type: use a new pipeline name", s->where, from->kind ? from->kind->name : "?");
+    if (mode == 'i') { /* an initial load was cut short: it starts over, its chunks numbered on */
+      s->load_seq = v;
+    } else if (mode != s->mode)
+      return OD_FAIL(err, OD_ECONFIG, "%s: the sinks hold a %s horizon but source.watermark is %s; the watermark of "
+                     "a pipeline cannot change (use a new pipeline name to start over)", s->where,
+                     mode == 'x' ? "xmin" : "timestamp", s->watermark);
+    else {
+      s->horizon = v;
+      s->have_horizon = true;
+    }
+  }
+  int rc = pq_connect(s->dsn, s->pipeline, s->where, &s->conn, err);
+  if (rc) return rc;
+  rc = load_tables(s, NULL, NULL, err);
+  if (rc) {
+    free_tables(s);
+    disconnect(s);
+    return rc;
+  }
+  s->next_cycle_us = 0;
+  char buf[64];
+  od_info("%s: polling %d table(s) by %s every %ld ms, from %s", s->where, s->ntables, s->watermark, s->interval_ms,
+          s->have_horizon ? od_pos_display(from, buf, sizeof buf) : "the beginning (initial load)");
+  return OD_OK;
+}
+
+/* ---- one cycle ---------------------------------------------------------------------------------- */
+
+typedef struct cycle {
+  pp_source *s;
+  const od_change_handler *h;
+  od_txn_info txn;
+  bool open;
+  bool chunking;   /* initial load cut into transactions of load_chunk_rows */
+  uint32_t index;  /* of the next change in the open transaction */
+  uint64_t rows;
+} cycle;
+
+static int64_t scalar_i64(PGresult *r) { return PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0; }
+
+/* The condition on a table's rows for the range [lo, hi) ("" on the first cycle: every row). */
+static void range_sql(pp_source *s, pq_table *t, bool first, uint64_t lo, uint64_t hi, char *out, size_t size) {
+  if (first) { /* the initial load and reconciliation cycles read every row, whatever its watermark */
+    snprintf(out, size, "true");
+    return;
+  }
+  if (s->mode == 'x') {
+    /* d = how far (mod 2^32) the row's xmin lies below hi; its xid8 is hi - d when d <= 2^31. */
+    const char *d = "((%" PRIu64 "::bigint - xmin::text::bigint + 4294967296) %% 4294967296)";
+    char dexpr[128];
+    snprintf(dexpr, sizeof dexpr, d, hi % 4294967296ULL);
+    uint64_t span = hi - lo;
+    if (span > 2147483648ULL) span = 2147483648ULL;
+    snprintf(out, size, "%s BETWEEN 1 AND %" PRIu64, dexpr, span);
+    return;
+  }
+  char col[200];
+  pq_quote_ident(t->rel.columns[t->wm_col].name, col, sizeof col);
+  snprintf(out, size,
+           "%s >= 'epoch'::timestamptz + %" PRIu64 " * interval '1 microsecond' AND %s < 'epoch'::timestamptz + %" PRIu64
+           " * interval '1 microsecond'", col, lo, col, hi);
+}
+
+static int deliver_row(cycle *c, pq_table *t, PGresult *r, int row, od_value *vals, od_value *keyvals, od_error *err) {
+  pp_source *s = c->s;
+  int rc;
+  if (!c->open) {
+    c->txn.commit_time = od_now_us();
+    if ((rc = c->h->begin(c->h->ctx, &c->txn, err))) return rc;
+    c->open = true;
+  }
+  if (!t->announced) {
+    if (c->h->relation && (rc = c->h->relation(c->h->ctx, &t->rel, err))) return rc;
+    t->announced = true;
+  }
+  uint16_t n = t->rel.ncolumns;
+  for (int i = 0; i < n; i++) {
+    if (PQgetisnull(r, row, i)) {
+      vals[i] = (od_value){.data = NULL, .len = 0, .kind = OD_VALUE_NULL};
+    } else {
+      vals[i] = (od_value){.data = PQgetvalue(r, row, i), .len = (uint32_t)PQgetlength(r, row, i), .kind = OD_VALUE_TEXT};
+    }
+  }
+  od_change ch = {0};
+  ch.rel = &t->rel;
+  ch.index = c->index++;
+  bool deleted = t->del_col >= 0 && !PQgetisnull(r, row, t->del_col) && PQgetvalue(r, row, t->del_col)[0] == 't';
+  if (deleted) {
+    for (int i = 0; i < n; i++) keyvals[i] = t->rel.columns[i].key ? vals[i] : (od_value){.kind = OD_VALUE_NULL};
+    ch.op = OD_OP_DELETE;
+    ch.old_kind = 'K';
+    ch.oldtup = (od_tuple){.ncolumns = n, .values = keyvals};
+  } else {
+    ch.op = OD_OP_READ;
+    ch.newtup = (od_tuple){.ncolumns = n, .values = vals};
+  }
+  c->rows++;
+  if ((rc = c->h->change(c->h->ctx, &c->txn, &ch, err))) return rc;
+  if (c->chunking && c->index >= (uint32_t)s->load_chunk_rows) {
+    /* A chunk of the initial load: [load:k, load:k+1). All chunks read one snapshot; a restart before
+     * the last one commits starts the load over (idempotent upserts), numbering on from k+1. */
+    c->txn.end = od_pgpoll_pos('i', s->load_seq + 1);
+    if ((rc = c->h->commit(c->h->ctx, &c->txn, err))) return rc;
+    od_debug("%s: initial load: chunk transaction load:%" PRIu64 " delivered (%u rows)", s->where, s->load_seq,
+             c->index);
+    s->load_seq++;
+    c->open = false;
+    c->index = 0;
+    c->txn.start = od_pgpoll_pos('i', s->load_seq);
+    c->txn.end = od_pos_none();
+  }
+  return OD_OK;
+}
+
+/* A truncate of t's sink table, first change of a reconciliation cycle's table. */
+static int truncate_table(cycle *c, pq_table *t, od_error *err) {
+  int rc;
+  if (!c->open) {
+    c->txn.commit_time = od_now_us();
+    if ((rc = c->h->begin(c->h->ctx, &c->txn, err))) return rc;
+    c->open = true;
+  }
+  if (!t->announced) {
+    if (c->h->relation && (rc = c->h->relation(c->h->ctx, &t->rel, err))) return rc;
+    t->announced = true;
+  }
+  od_change ch = {.op = OD_OP_TRUNCATE, .rel = &t->rel, .index = c->index++};
+  c->rows++;
+  return c->h->change(c->h->ctx, &c->txn, &ch, err);
+}
+
+static int read_table(cycle *c, pq_table *t, bool first, uint64_t lo, uint64_t hi, od_error *err) {
+  pp_source *s = c->s;
+  char cond[600], cols[8192], keys[2048], sql[12288];
+  size_t o = 0, k = 0;
+  cols[0] = keys[0] = '\0';
+  for (int i = 0; i < t->rel.ncolumns; i++) {
+    char q[200];
+    pq_quote_ident(t->rel.columns[i].name, q, sizeof q);
+    o += (size_t)snprintf(cols + o, o < sizeof cols ? sizeof cols - o : 0, "%s%s", i ? ", " : "", q);
+    if (t->rel.columns[i].key) k += (size_t)snprintf(keys + k, k < sizeof keys ? sizeof keys - k : 0, "%s%s", k ? ", " : "", q);
+  }
+  if (o >= sizeof cols || k >= sizeof keys)
+    return OD_FAIL(err, OD_EUNSUPPORTED, "%s: table %s has too many columns for a poll query", s->where, t->display);
+  range_sql(s, t, first, lo, hi, cond, sizeof cond);
+  snprintf(sql, sizeof sql, "DECLARE odsync_poll NO SCROLL CURSOR FOR SELECT %s FROM %s WHERE %s ORDER BY %s", cols,
+           t->qname, cond, keys);
+  int rc = pq_cmd(s->conn, sql, s->where, err);
+  if (rc) return rc;
+  od_value *vals = calloc(t->rel.ncolumns * 2u, sizeof *vals);
+  if (!vals) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  char fetch[64];
+  snprintf(fetch, sizeof fetch, "FETCH %ld FROM odsync_poll", s->fetch_rows);
+  for (;;) {
+    PGresult *r = pq_run(s->conn, fetch, 0, NULL, s->where, err);
+    if (!r) {
+      rc = err->code;
+      break;
+    }
+    int n = PQntuples(r);
+    for (int i = 0; i < n && !rc; i++) rc = deliver_row(c, t, r, i, vals, vals + t->rel.ncolumns, err);
+    PQclear(r);
+    if (rc || n < s->fetch_rows) break;
+  }
+  free(vals);
+  if (!rc) rc = pq_cmd(s->conn, "CLOSE odsync_poll", s->where, err);
+  return rc;
+}
+
+/* The timestamp horizon, read before the cycle's snapshot (see the top of the file). */
+static int timestamp_horizon(pp_source *s, uint64_t *out, od_error *err) {
+  char sql[700];
+  snprintf(sql, sizeof sql,
+           "SELECT (extract(epoch FROM least(clock_timestamp() - %ld * interval '1 millisecond', "
+           "(SELECT min(xact_start) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND xact_start IS NOT NULL "
+           "AND backend_type = 'client backend'))) * 1000000)::bigint",
+           s->lag_ms);
+  PGresult *r = pq_run(s->conn, sql, 0, NULL, s->where, err);
+  if (!r) return err->code;
+  int64_t v = scalar_i64(r);
+  PQclear(r);
+  *out = v > 0 ? (uint64_t)v : 0;
+  return OD_OK;
+}
+
+static int run_cycle(pp_source *s, const od_change_handler *h, od_error *err) {
+  uint64_t hi = 0;
+  int rc;
+  if (s->mode == 't' && (rc = timestamp_horizon(s, &hi, err))) return rc;
+  if ((rc = pq_cmd(s->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", s->where, err))) return rc;
+  if (s->mode == 'x') {
+    PGresult *r = pq_run(s->conn, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint", 0, NULL, s->where, err);
+    if (!r) return err->code;
+    hi = (uint64_t)scalar_i64(r);
+    PQclear(r);
+  }
+  bool first = !s->have_horizon;
+  uint64_t lo = first ? 0 : s->horizon;
+  if (!first && hi <= lo) { /* the horizon did not move (e.g. held by an open transaction): nothing can be new */
+    s->cycles++;
+    od_debug("%s: cycle %" PRIu64 ": horizon %" PRIu64 " unchanged (next %" PRIu64 ")", s->where, s->cycles, lo, hi);
+    return pq_cmd(s->conn, "COMMIT", s->where, err);
+  }
+  cycle c = {.s = s, .h = h};
+  c.txn.start = first ? od_pgpoll_pos('i', s->load_seq) : od_pgpoll_pos(s->mode, lo);
+  c.txn.end = od_pos_none();
+  c.chunking = first && s->load_chunk_rows > 0;
+  c.txn.xid = 0;
+  /* Reconciliation (hard deletes): the cycle empties each sink table and reads every row of the
+   * snapshot into it, in the same transaction (readers of a sink with atomic commits never see it
+   * empty). The horizon advances as in any cycle. */
+  bool reconcile = !first && s->reconcile_ms > 0 && od_mono_us() >= s->next_reconcile_us;
+  if (reconcile) s->next_reconcile_us = od_mono_us() + s->reconcile_ms * 1000;
+  for (int i = 0; i < s->ntables && !rc; i++) {
+    if (reconcile && (rc = truncate_table(&c, &s->tables[i], err))) break;
+    rc = read_table(&c, &s->tables[i], first || reconcile, lo, hi, err);
+  }
+  if (reconcile && !rc) od_debug("%s: reconciliation cycle (every row re-read)", s->where);
+  if (!rc) rc = pq_cmd(s->conn, "COMMIT", s->where, err);
+  if (rc) return rc;
+  od_pos end = od_pgpoll_pos(s->mode, hi);
+  if (c.open) {
+    c.txn.end = end;
+    if ((rc = h->commit(h->ctx, &c.txn, err))) return rc;
+  } else if (h->idle && (rc = h->idle(h->ctx, &end, err))) {
+    return rc;
+  }
+  s->horizon = hi;
+  s->have_horizon = true;
+  s->cycles++;
+  od_debug("%s: cycle %" PRIu64 " read [%" PRIu64 ", %" PRIu64 "): %" PRIu64 " rows", s->where, s->cycles, lo, hi,
+           c.rows);
+  return OD_OK;
+}
+
+static int pp_poll(od_source *base, const od_change_handler *h, int timeout_ms, od_error *err) {
+  pp_source *s = (pp_source *)base;
+  if (!s->conn) return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: not connected", s->where);
+  int64_t now = od_mono_us();
+  if (now < s->next_cycle_us) {
+    int64_t wait = s->next_cycle_us - now;
+    if (wait > (int64_t)timeout_ms * 1000) wait = (int64_t)timeout_ms * 1000;
+    struct timespec ts = {.tv_sec = wait / 1000000, .tv_nsec = (wait % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+    return OD_OK;
+  }
+  s->next_cycle_us = now + s->interval_ms * 1000;
+  int rc = run_cycle(s, h, err);
+  if (rc && s->conn && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+    PGresult *r = PQexec(s->conn, "ROLLBACK");
+    PQclear(r);
+  }
+  return rc;
+}
+
+static int pp_ack(od_source *base, const od_pos *durable, bool force, od_error *err) {
+  (void)base, (void)durable, (void)force, (void)err;
+  return OD_OK; /* the sinks' checkpoints are the only state: nothing to tell the server */
+}
+
+const od_source_ops od_source_postgres_poll = {
+    .type = "postgres_poll",
+    .position = &od_pgpoll_position,
+    .open = pp_open,
+    .check = pp_check,
+    .tables = pp_tables,
+    .start = pp_start,
+    .poll = pp_poll,
+    .ack = pp_ack,
+    .close = pp_close,
+};

@@ -1,0 +1,25 @@
+/* sources/poll/poll_position.h — the positions of the query-based PostgreSQL sources.
+ *
+ *  "pgpoll": a poll horizon, one mode byte ('x': a full 64-bit transaction id, xid8; 't': microseconds
+ *            since the Unix epoch of the source's clock) and the value, 8 bytes big-endian. Text form
+ *            "xmin:<xid8>" or "ts:<µs>". A poll cycle that read the rows whose watermark lies in
+ *            [h0, h1) is the transaction [pos(h0), pos(h1)). Mode 'i' ("load:<k>") numbers the chunk
+ *            transactions of an initial load; bytewise it sorts below every horizon ('i' < 't' < 'x'),
+ *            and the load's last transaction ends at the first horizon.
+ *  "pgtrig": the commit sequence number of a captured transaction (odsync.txns.seq); the
+ *            transaction with sequence s is [s, s + 1). Text form: the decimal number.
+ * Owns nothing. Never touches I/O.
+ */
+#ifndef ODSYNC_POLL_POSITION_H
+#define ODSYNC_POLL_POSITION_H
+
+#include "odsync/position.h"
+
+extern const od_pos_kind od_pgpoll_position;
+extern const od_pos_kind od_pgtrig_position;
+
+od_pos od_pgpoll_pos(char mode, uint64_t v);
+/* The mode byte and value of a pgpoll position; false when p is not one. */
+bool od_pgpoll_get(const od_pos *p, char *mode, uint64_t *v);
+
+#endif

@@ -1,0 +1,101 @@
+/* test_poll_position.c — the positions of postgres_poll / postgres_trigger (round trip through the
+ * stored text form, order) and the text[] literal parser the trigger source reads rows with. */
+#include "test.h"
+
+#include "odsync/position.h"
+#include "sources/poll/poll_position.h"
+#include "sources/poll/pq_util.h"
+
+static void roundtrip(const od_pos *p, const char *text) {
+  char buf[OD_POS_TEXT_MAX];
+  CHECK_STR(od_pos_to_text(p, buf, sizeof buf), text);
+  od_pos back;
+  od_error err = {0};
+  CHECK_INT(od_pos_from_text(text, &back, &err), OD_OK);
+  CHECK(od_pos_eq(&back, p));
+}
+
+TEST(poll_positions_roundtrip) {
+  od_pos x = od_pgpoll_pos('x', 4294967301ULL);
+  roundtrip(&x, "pgpoll:xmin:4294967301");
+  od_pos t = od_pgpoll_pos('t', 1796258550602341ULL);
+  roundtrip(&t, "pgpoll:ts:1796258550602341");
+  od_pos l = od_pgpoll_pos('i', 7);
+  roundtrip(&l, "pgpoll:load:7");
+  CHECK(od_pos_lt(&l, &t) && od_pos_lt(&l, &x)); /* a load's chunks sort below every horizon */
+  od_pos l2 = od_pgpoll_pos('i', 8);
+  CHECK(od_pos_lt(&l, &l2));
+  od_pos g = od_pos_from_u64(&od_pgtrig_position, 735);
+  roundtrip(&g, "pgtrig:735");
+  char mode;
+  uint64_t v;
+  CHECK(od_pgpoll_get(&x, &mode, &v));
+  CHECK(mode == 'x' && v == 4294967301ULL);
+  CHECK(!od_pgpoll_get(&g, &mode, &v));
+}
+
+TEST(poll_positions_order) {
+  /* Numeric order across byte boundaries: 255 < 256, 2^32 - 1 < 2^32. */
+  od_pos a = od_pgpoll_pos('x', 255), b = od_pgpoll_pos('x', 256);
+  CHECK(od_pos_lt(&a, &b));
+  a = od_pgpoll_pos('x', 4294967295ULL), b = od_pgpoll_pos('x', 4294967296ULL);
+  CHECK(od_pos_lt(&a, &b));
+  od_pos c = od_pos_from_u64(&od_pgtrig_position, 9), d = od_pos_from_u64(&od_pgtrig_position, 10);
+  CHECK(od_pos_lt(&c, &d));
+}
+
+TEST(poll_positions_reject) {
+  od_pos p;
+  od_error err = {0};
+  CHECK(od_pos_from_text("pgpoll:xmin:", &p, &err) != OD_OK);
+  CHECK(od_pos_from_text("pgpoll:lsn:5", &p, &err) != OD_OK);
+  CHECK(od_pos_from_text("pgpoll:ts:-5", &p, &err) != OD_OK);
+  CHECK(od_pos_from_text("pgtrig:12x", &p, &err) != OD_OK);
+  CHECK(od_pos_from_text("pgtrig:", &p, &err) != OD_OK);
+}
+
+TEST(text_array_parse) {
+  char s1[] = "{1,\"two words\",NULL,\"NULL\",\"a\\\"b\\\\c\",\"\",x}";
+  char *v[8];
+  CHECK_INT(pq_parse_text_array(s1, v, 8), 7);
+  CHECK_STR(v[0], "1");
+  CHECK_STR(v[1], "two words");
+  CHECK(v[2] == NULL);
+  CHECK_STR(v[3], "NULL"); /* quoted: the text NULL, not SQL NULL */
+  CHECK_STR(v[4], "a\"b\\c");
+  CHECK_STR(v[5], "");
+  CHECK_STR(v[6], "x");
+  char s2[] = "{}";
+  CHECK_INT(pq_parse_text_array(s2, v, 8), 0);
+  char s3[] = "{\"{1,2}\",\"2024-01-01 00:00:00+00\"}";
+  CHECK_INT(pq_parse_text_array(s3, v, 8), 2);
+  CHECK_STR(v[0], "{1,2}");
+  char bad1[] = "{1,2", bad2[] = "1,2}", bad3[] = "{\"open}", bad4[] = "{1,2,3}";
+  CHECK_INT(pq_parse_text_array(bad1, v, 8), -1);
+  CHECK_INT(pq_parse_text_array(bad2, v, 8), -1);
+  CHECK_INT(pq_parse_text_array(bad3, v, 8), -1);
+  CHECK_INT(pq_parse_text_array(bad4, v, 2), -1); /* more elements than room */
+}
+
+#include "sources/sqlpoll/sqlpoll_position.h"
+
+TEST(sqlpoll_positions) {
+  int64_t w[3] = {12, -5, 0};
+  od_pos p = od_sqlpoll_pos(3, w);
+  roundtrip(&p, "sqlpoll:12,-5,0");
+  int64_t back[SQLPOLL_MAX_TABLES];
+  CHECK_INT(od_sqlpoll_get(&p, back, SQLPOLL_MAX_TABLES), 3);
+  CHECK(back[0] == 12 && back[1] == -5 && back[2] == 0);
+  /* Order: by the sum of the watermarks, so raising any one table's raises the position. */
+  int64_t w2[3] = {12, -5, 1}, w3[3] = {11, 100, 0};
+  od_pos p2 = od_sqlpoll_pos(3, w2), p3 = od_sqlpoll_pos(3, w3);
+  CHECK(od_pos_lt(&p, &p2));
+  CHECK(od_pos_lt(&p2, &p3));
+  int64_t mins[2] = {INT64_MIN, INT64_MIN}, one[2] = {INT64_MIN, 7};
+  od_pos a = od_sqlpoll_pos(2, mins), b = od_sqlpoll_pos(2, one);
+  CHECK(od_pos_lt(&a, &b)); /* no overflow in the sum */
+  od_error err = {0};
+  CHECK(od_pos_from_text("sqlpoll:1,,2", &p, &err) != OD_OK);
+  CHECK(od_pos_from_text("sqlpoll:1,2,3,4,5,6,7,8,9,10,11,12", &p, &err) != OD_OK);
+  CHECK(od_pos_from_text("sqlpoll:", &p, &err) != OD_OK);
+}
