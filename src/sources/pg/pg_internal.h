@@ -42,6 +42,7 @@ typedef struct pg_source {
   int64_t last_status_at;       /* monotonic µs */
   int64_t last_watch_at;        /* monotonic µs of the last od_pg_watch_publication while streaming */
 
+  struct pg_mesh *mesh;         /* owned: source.mesh_node set (a multi-master mesh), else NULL */
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
 } pg_source;

@@ -1,0 +1,660 @@
+/* sinks/postgres_mesh.c — the PostgreSQL sink's side of a multi-master mesh (docs/MULTI_MASTER.md).
+ *
+ * Owns: the pgs_mesh state of a sink whose config names mesh_node/mesh_peer: the replication origin
+ * "odsync_<peer>" of its session, the stamp of the source transaction being applied (parsed from
+ * the source's "odsync.mesh" message), the per-segment key decisions, the conflict log table
+ * (_odsync_conflicts, next to the checkpoint table) and the causal-delivery progress cache.
+ * Does, per source transaction (each becomes one target transaction, so every applied row carries
+ * its source transaction's commit timestamp and origin):
+ *   - commits the previous one with a checkpoint at the new one's start (exactly-once as before:
+ *     the checkpoint holds every transaction that starts before it),
+ *   - waits until every transaction of a third node the stamp's version vector depends on has been
+ *     applied here (causal delivery),
+ *   - pg_replication_origin_xact_setup(source commit LSN, source commit time),
+ *   - one SELECT ... FOR UPDATE per table for the local versions of the keys it writes
+ *     (pg_xact_commit_timestamp_origin(xmin)), compared with the version vector: a remote write
+ *     is a conflict only when the local version is concurrent with it; conflicts are resolved by
+ *     the policy, logged in _odsync_conflicts in the same transaction, and the losing changes are
+ *     left out of what postgres_apply.c applies.
+ * Never touches: statement text of the apply path, DDL, the checkpoint's SQL (postgres.c).
+ * Pointer ownership: change values are borrowed for one apply() call; the filtered array holds
+ * copies of od_change structs pointing at the caller's values and is reset before returning.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "sinks/postgres_internal.h"
+#include "sinks/postgres_mesh.h"
+
+#define MESH_PREFIX "odsync.mesh"
+#define VV_MAX 16
+#define KEYS_PER_QUERY 500
+#define CAUSAL_WAIT_US (120LL * 1000000LL)
+
+enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE };
+static const char *const POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
+
+typedef struct vv_entry {
+  char node[64];
+  uint64_t lsn;
+  int64_t ts;
+} vv_entry;
+
+typedef struct local_ver { /* one row of the versions query */
+  char *key;               /* key columns' text joined by \x1f (points into the PGresult) */
+  int64_t ts;              /* commit time µs, INT64_MIN when unknown */
+  const char *origin;      /* replication origin name, NULL: a local write */
+  const char *row;         /* to_jsonb of the local row */
+} local_ver;
+
+typedef struct decision {
+  const od_relation *rel;
+  char *key; /* malloc'd */
+  bool apply;
+} decision;
+
+typedef struct pgs_mesh {
+  char node[64], peer[64], origin[80];
+  int policy;
+  char prio[8][64];
+  int nprio;
+  char *log_q; /* quoted conflict table */
+  /* the source transaction being applied */
+  bool have_stamp;
+  bool txn_has_data; /* the open target transaction holds a stamped source transaction */
+  uint64_t lsn;
+  int64_t ts;
+  vv_entry vv[VV_MAX];
+  int nvv;
+  /* causal delivery: LSN of each origin applied here (cache of pg_replication_origin_status) */
+  vv_entry prog[VV_MAX];
+  int nprog;
+  /* scratch */
+  od_change *keep;
+  size_t keep_cap;
+  decision *dec;
+  size_t ndec, dec_cap;
+  uint64_t conflicts, applied_txns;
+} pgs_mesh;
+
+/* ---- config ---------------------------------------------------------------------------------- */
+
+static const od_config_entry *find(const od_config_section *cfg, const char *k) { return od_config_find(cfg, k); }
+
+int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schema_q, od_error *err) {
+  const char *node = NULL, *peer = NULL, *pol = NULL;
+  int rc;
+  if ((rc = od_config_string(cfg, "mesh_node", NULL, &node, err)) ||
+      (rc = od_config_string(cfg, "mesh_peer", NULL, &peer, err)) ||
+      (rc = od_config_string(cfg, "mesh_policy", "last_writer_wins", &pol, err)))
+    return rc;
+  if (!node && !peer) return OD_OK;
+  if (!node || !peer || !*node || !*peer) {
+    const od_config_entry *e = find(cfg, node ? "mesh_node" : "mesh_peer");
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s: mesh_node and mesh_peer go together (this node's and the "
+                   "source node's mesh names); set both or neither", cfg->file, e ? e->line : cfg->line,
+                   e ? e->col : cfg->col, cfg->path);
+  }
+  const char *names[2] = {node, peer};
+  for (int i = 0; i < 2; i++) {
+    bool ok = strlen(names[i]) <= 48;
+    for (const char *c = names[i]; *c && ok; c++)
+      ok = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
+    if (!ok) {
+      const od_config_entry *e = find(cfg, i ? "mesh_peer" : "mesh_node");
+      return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.%s '%s' must be 1-48 characters of a-z, 0-9 and _", cfg->file,
+                     e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, i ? "mesh_peer" : "mesh_node",
+                     names[i]);
+    }
+  }
+  pgs_mesh *m = calloc(1, sizeof *m);
+  if (!m) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+  s->mesh = m;
+  snprintf(m->node, sizeof m->node, "%s", node);
+  snprintf(m->peer, sizeof m->peer, "%s", peer);
+  snprintf(m->origin, sizeof m->origin, "odsync_%s", peer);
+  m->policy = -1;
+  for (int i = 0; POLICIES[i]; i++)
+    if (strcmp(pol, POLICIES[i]) == 0) m->policy = i;
+  if (m->policy < 0) {
+    const od_config_entry *e = find(cfg, "mesh_policy");
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_policy '%s' is not a policy; expected last_writer_wins, "
+                   "priority, keep_local or apply_remote", cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col,
+                   cfg->path, pol);
+  }
+  char *const *list = NULL;
+  int n = 0;
+  if ((rc = od_config_list(cfg, "mesh_priority", &list, &n, err))) return rc;
+  for (int i = 0; i < n && i < 8; i++) snprintf(m->prio[m->nprio++], sizeof m->prio[0], "%s", list[i]);
+  if (m->policy == POL_PRIORITY && !n) {
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s: mesh_policy priority needs mesh_priority, the node names from "
+                   "the most to the least trusted", cfg->file, cfg->line, cfg->col, cfg->path);
+  }
+  od_sqlbuf b = {0};
+  od_sqlbuf_add(&b, schema_q);
+  od_sqlbuf_add(&b, ".");
+  od_sqlbuf_ident(&b, "_odsync_conflicts");
+  m->log_q = b.oom ? NULL : strdup(b.p);
+  od_sqlbuf_free(&b);
+  if (!m->log_q) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+  return OD_OK;
+}
+
+void pgs_mesh_free(pgs_sink *s) {
+  pgs_mesh *m = s->mesh;
+  if (!m) return;
+  if (m->conflicts || m->applied_txns)
+    od_info("postgres sink %s: mesh %s <- %s: %" PRIu64 " transactions applied, %" PRIu64 " conflicts", s->where,
+            m->node, m->peer, m->applied_txns, m->conflicts);
+  for (size_t i = 0; i < m->ndec; i++) free(m->dec[i].key);
+  free(m->dec);
+  free(m->keep);
+  free(m->log_q);
+  free(m);
+  s->mesh = NULL;
+}
+
+/* ---- session: origin and conflict table ----------------------------------------------------- */
+
+int pgs_mesh_session(pgs_sink *s, od_error *err) {
+  pgs_mesh *m = s->mesh;
+  if (!m) return OD_OK;
+  /* Table and origin in one transaction under odsync's DDL lock: the mesh's other sinks on this
+   * node connect at the same moment. */
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "BEGIN; " PGS_DDL_LOCK "; CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, m->log_q);
+  od_sqlbuf_add(b, " (id bigserial PRIMARY KEY, logged_at timestamptz NOT NULL DEFAULT now(), node text NOT NULL, "
+                   "kind text NOT NULL, table_name text NOT NULL, key text NOT NULL, local_row jsonb, remote_row jsonb, "
+                   "local_origin text NOT NULL, remote_origin text NOT NULL, local_commit_ts timestamptz, "
+                   "remote_commit_ts timestamptz NOT NULL, remote_lsn pg_lsn NOT NULL, policy text NOT NULL, "
+                   "winner text NOT NULL); ");
+  od_sqlbuf_addf(b, "SELECT pg_replication_origin_create('%s') WHERE NOT EXISTS "
+                    "(SELECT 1 FROM pg_replication_origin WHERE roname = '%s'); COMMIT", m->origin, m->origin);
+  if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  PGresult *r = PQexec(s->conn, b->p);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+    int rc = pgs_fail(s, m->log_q, "creating the mesh conflict log and replication origin", r, err);
+    PQclear(r);
+    r = PQexec(s->conn, "ROLLBACK");
+    PQclear(r);
+    return rc;
+  }
+  PQclear(r);
+  const char *p[] = {m->origin};
+  r = pgs_exec(s, NULL, "pg_replication_origin_session_setup", "SELECT pg_replication_origin_session_setup($1)", 1, p,
+               err);
+  if (!r) {
+    err->retriable = true; /* the origin is still held by the session of a process that just died */
+    return err->code;
+  }
+  PQclear(r);
+  m->nprog = 0;
+  return OD_OK;
+}
+
+void pgs_mesh_reset(pgs_sink *s) {
+  if (!s->mesh) return;
+  s->mesh->have_stamp = false;
+  s->mesh->txn_has_data = false;
+}
+
+/* ---- stamps ----------------------------------------------------------------------------------- */
+
+static int parse_stamp(pgs_sink *s, pgs_mesh *m, const od_value *v, od_error *err) {
+  char buf[4096];
+  if (v->kind != OD_VALUE_TEXT && v->kind != OD_VALUE_BINARY) goto bad;
+  size_t n = v->len < sizeof buf - 1 ? v->len : sizeof buf - 1;
+  memcpy(buf, v->data, n);
+  buf[n] = '\0';
+  char *save = NULL, *tok = strtok_r(buf, " ", &save);
+  if (!tok || strcmp(tok, "v1") != 0) goto bad;
+  char *node = strtok_r(NULL, " ", &save), *lsn = strtok_r(NULL, " ", &save), *ts = strtok_r(NULL, " ", &save);
+  if (!node || !lsn || !ts) goto bad;
+  if (strcmp(node, m->peer) != 0)
+    return OD_FAIL(err, OD_ECONFIG, "postgres sink %s: mesh: the stream comes from node '%s' but this sink's "
+                   "mesh_peer is '%s'; check the mesh's dsn entries", s->where, node, m->peer);
+  m->lsn = strtoull(lsn, NULL, 16);
+  m->ts = strtoll(ts, NULL, 10);
+  m->nvv = 0;
+  while ((tok = strtok_r(NULL, " ", &save)) && m->nvv < VV_MAX) {
+    char *c1 = strchr(tok, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2) goto bad;
+    *c1 = '\0';
+    vv_entry *e = &m->vv[m->nvv++];
+    snprintf(e->node, sizeof e->node, "%s", tok);
+    e->lsn = strtoull(c1 + 1, NULL, 16);
+    e->ts = strtoll(c2 + 1, NULL, 10);
+  }
+  m->have_stamp = true;
+  return OD_OK;
+bad:
+  return OD_FAIL(err, OD_EPROTOCOL, "postgres sink %s: mesh: unreadable stamp message", s->where);
+}
+
+static bool is_stamp(const od_change *c) {
+  if (c->op != OD_OP_MESSAGE || c->newtup.ncolumns < 2) return false;
+  const od_value *p = &c->newtup.values[0];
+  return p->data && p->len == strlen(MESH_PREFIX) && memcmp(p->data, MESH_PREFIX, p->len) == 0;
+}
+
+static const vv_entry *vv_find(const vv_entry *vv, int n, const char *node) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(vv[i].node, node) == 0) return &vv[i];
+  return NULL;
+}
+
+static int read_progress(pgs_sink *s, pgs_mesh *m, od_error *err) {
+  PGresult *r = pgs_exec(s, NULL, "reading replication origin progress",
+                         "SELECT roname, (remote_lsn - '0/0'::pg_lsn)::text FROM pg_replication_origin_status "
+                         "WHERE roname LIKE 'odsync\\_%'", 0, NULL, err);
+  if (!r) return err->code;
+  m->nprog = 0;
+  for (int i = 0; i < PQntuples(r) && m->nprog < VV_MAX; i++) {
+    vv_entry *e = &m->prog[m->nprog++];
+    snprintf(e->node, sizeof e->node, "%s", PQgetvalue(r, i, 0) + strlen("odsync_"));
+    e->lsn = strtoull(PQgetvalue(r, i, 1), NULL, 10);
+  }
+  PQclear(r);
+  return OD_OK;
+}
+
+/* Causal delivery: every transaction of a third node that the peer had applied before this one
+ * must be applied here first (else a row could be found missing or older than what the peer's
+ * write was based on). Waits outside any open transaction work of this sink (nothing sent yet). */
+static int causal_wait(pgs_sink *s, pgs_mesh *m, od_error *err) {
+  int64_t start = 0;
+  for (;;) {
+    const vv_entry *missing = NULL;
+    for (int i = 0; i < m->nvv && !missing; i++) {
+      const vv_entry *e = &m->vv[i];
+      if (strcmp(e->node, m->node) == 0 || strcmp(e->node, m->peer) == 0 || !e->lsn) continue;
+      const vv_entry *p = vv_find(m->prog, m->nprog, e->node);
+      if (!p || p->lsn < e->lsn) missing = e;
+    }
+    if (!missing) return OD_OK;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    if (!start) {
+      start = us;
+    } else if (us - start > CAUSAL_WAIT_US) {
+      return OD_FAIL_RETRY(err, OD_ESINK,
+                           "postgres sink %s: mesh %s <- %s: transaction %" PRIX64 " of %s depends on node %s's "
+                           "transaction at LSN %" PRIX64 ", not applied here after %lld s; is the pipeline from %s "
+                           "to %s running?", s->where, m->node, m->peer, m->lsn, m->peer, missing->node, missing->lsn,
+                           (long long)(CAUSAL_WAIT_US / 1000000), missing->node, m->node);
+    } else {
+      struct timespec d = {0, 20 * 1000000};
+      nanosleep(&d, NULL);
+    }
+    int rc = read_progress(s, m, err);
+    if (rc) return rc;
+  }
+}
+
+static int start_txn(pgs_sink *s, pgs_mesh *m, const od_change *c, od_error *err) {
+  int rc;
+  if (m->txn_has_data) {
+    /* The previous source transaction gets a target transaction of its own: checkpoint at this
+     * one's start (it holds every transaction starting before it, not this one). */
+    if (!c->txn_start) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: mesh stamp without a position", s->where);
+    if ((rc = pgs_commit_with(s, c->txn_start, err))) return rc;
+    s->in_txn = true;
+    s->begin_sent = false;
+    m->txn_has_data = false;
+  }
+  if ((rc = parse_stamp(s, m, &c->newtup.values[1], err)) || (rc = causal_wait(s, m, err)) ||
+      (rc = pgs_ensure_begin(s, err)))
+    return rc;
+  char lsn[32], ts[32];
+  snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(m->lsn >> 32), (unsigned)m->lsn);
+  snprintf(ts, sizeof ts, "%" PRId64, m->ts);
+  const char *p[] = {lsn, ts};
+  PGresult *r = pgs_exec(s, NULL, "pg_replication_origin_xact_setup",
+                         "SELECT pg_replication_origin_xact_setup($1::pg_lsn, "
+                         "'1970-01-01 00:00:00+00'::timestamptz + $2::bigint * interval '1 microsecond')",
+                         2, p, err);
+  if (!r) return err->code;
+  PQclear(r);
+  m->txn_has_data = true;
+  m->applied_txns++;
+  return OD_OK;
+}
+
+/* ---- conflict detection ----------------------------------------------------------------------- */
+
+static const od_tuple *key_tuple(const od_change *c) {
+  if (c->op == OD_OP_INSERT || c->op == OD_OP_READ) return &c->newtup;
+  if (c->old_kind == 'K' || c->old_kind == 'O') return &c->oldtup;
+  return &c->newtup;
+}
+
+/* The key's text ("v1\x1fv2"), malloc'd; NULL when a key value is not text. */
+static char *key_text(const pg_rel *r, const od_tuple *t) {
+  od_sqlbuf b = {0};
+  for (int k = 0; k < r->nkey; k++) {
+    int col = PGS_COL(r->key_plan[k]);
+    if (col >= t->ncolumns || t->values[col].kind != OD_VALUE_TEXT) {
+      od_sqlbuf_free(&b);
+      return NULL;
+    }
+    if (k) od_sqlbuf_add(&b, "\x1f");
+    od_sqlbuf_addn(&b, t->values[col].data, t->values[col].len);
+  }
+  if (b.oom || !b.p) {
+    od_sqlbuf_free(&b);
+    return NULL;
+  }
+  return b.p; /* ownership of the buffer's bytes passes to the caller */
+}
+
+static decision *dec_find(pgs_mesh *m, const od_relation *rel, const char *key) {
+  for (size_t i = m->ndec; i-- > 0;)
+    if (m->dec[i].rel == rel && strcmp(m->dec[i].key, key) == 0) return &m->dec[i];
+  return NULL;
+}
+
+static void dec_clear(pgs_mesh *m) {
+  for (size_t i = 0; i < m->ndec; i++) free(m->dec[i].key);
+  m->ndec = 0;
+}
+
+/* JSON text of a tuple (values as strings), appended to b. */
+static void tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t) {
+  od_sqlbuf_add(b, "{");
+  for (int i = 0; i < t->ncolumns && i < rel->ncolumns; i++) {
+    const od_value *v = &t->values[i];
+    if (v->kind == OD_VALUE_UNCHANGED) continue;
+    if (b->len > 1 && b->p[b->len - 1] != '{') od_sqlbuf_add(b, ",");
+    const char *strs[2] = {rel->columns[i].name, v->kind == OD_VALUE_TEXT ? v->data : NULL};
+    size_t lens[2] = {strlen(rel->columns[i].name), v->kind == OD_VALUE_TEXT ? v->len : 0};
+    for (int j = 0; j < 2; j++) {
+      if (j) od_sqlbuf_add(b, ":");
+      if (j && !strs[j]) {
+        od_sqlbuf_add(b, "null");
+        continue;
+      }
+      od_sqlbuf_add(b, "\"");
+      for (size_t k = 0; k < lens[j]; k++) {
+        unsigned char ch = (unsigned char)strs[j][k];
+        if (ch == '"' || ch == '\\') {
+          char e[3] = {'\\', (char)ch, 0};
+          od_sqlbuf_add(b, e);
+        } else if (ch < 0x20) {
+          od_sqlbuf_addf(b, "\\u%04x", ch);
+        } else {
+          od_sqlbuf_addn(b, &strs[j][k], 1);
+        }
+      }
+      od_sqlbuf_add(b, "\"");
+    }
+  }
+  od_sqlbuf_add(b, "}");
+}
+
+static const char *node_of_origin(const pgs_mesh *m, const char *origin) {
+  if (!origin) return m->node;
+  if (strncmp(origin, "odsync_", 7) == 0) return origin + 7;
+  return origin;
+}
+
+static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const char *kind,
+                        const char *key, const local_ver *lv, bool remote_wins, od_error *err) {
+  m->conflicts++;
+  char keyshow[512];
+  snprintf(keyshow, sizeof keyshow, "%s", key);
+  for (char *p = keyshow; *p; p++)
+    if (*p == '\x1f') *p = ',';
+  od_sqlbuf remote = {0};
+  if (c->op != OD_OP_DELETE) tuple_json(&remote, c->rel, &c->newtup);
+  char lts[32], rts[32], rlsn[32];
+  snprintf(lts, sizeof lts, "%" PRId64, lv ? lv->ts : 0);
+  snprintf(rts, sizeof rts, "%" PRId64, m->ts);
+  snprintf(rlsn, sizeof rlsn, "%X/%X", (unsigned)(m->lsn >> 32), (unsigned)m->lsn);
+  const char *lnode = lv ? node_of_origin(m, lv->origin) : m->node;
+  const char *p[] = {m->node, kind, r->target, keyshow, lv ? lv->row : NULL,
+                     c->op != OD_OP_DELETE && !remote.oom ? remote.p : NULL, lnode, m->peer,
+                     lv && lv->ts != INT64_MIN ? lts : NULL, rts, rlsn, POLICIES[m->policy],
+                     remote_wins ? m->peer : lnode};
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "INSERT INTO ");
+  od_sqlbuf_add(b, m->log_q);
+  od_sqlbuf_add(b, " (node, kind, table_name, key, local_row, remote_row, local_origin, remote_origin, "
+                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner) VALUES ($1, $2, $3, $4, $5::jsonb, "
+                   "$6::jsonb, $7, $8, '1970-01-01 00:00:00+00'::timestamptz + $9::bigint * interval '1 microsecond', "
+                   "'1970-01-01 00:00:00+00'::timestamptz + $10::bigint * interval '1 microsecond', $11::pg_lsn, $12, $13)");
+  PGresult *res = b->oom ? NULL : pgs_exec(s, m->log_q, "logging a conflict", b->p, 13, p, err);
+  od_sqlbuf_free(&remote);
+  if (!res) return b->oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+  PQclear(res);
+  od_debug("postgres sink %s: mesh %s: %s conflict on %s (%s): %s wins", s->where, m->node, kind, r->target, keyshow,
+           remote_wins ? m->peer : lnode);
+  return OD_OK;
+}
+
+static int prio_rank(const pgs_mesh *m, const char *node) {
+  for (int i = 0; i < m->nprio; i++)
+    if (strcmp(m->prio[i], node) == 0) return i;
+  return m->nprio;
+}
+
+/* Whether the remote write wins a conflict with the concurrent local version. Every node computes
+ * the same answer for the same pair: only the two versions' (commit time, node) enter it. */
+static bool remote_wins(const pgs_mesh *m, const local_ver *lv) {
+  const char *lnode = node_of_origin(m, lv->origin);
+  if (m->policy == POL_KEEP_LOCAL) return false;
+  if (m->policy == POL_APPLY_REMOTE) return true;
+  if (m->policy == POL_PRIORITY) {
+    int a = prio_rank(m, m->peer), b = prio_rank(m, lnode);
+    if (a != b) return a < b;
+  }
+  /* last_writer_wins (and priority between equals): commit time, then node name */
+  if (m->ts != lv->ts) return m->ts > lv->ts;
+  return strcmp(m->peer, lnode) > 0;
+}
+
+/* Was the local version seen by the remote writer before it wrote? */
+static bool seen_by_remote(const pgs_mesh *m, const local_ver *lv) {
+  if (lv->ts == INT64_MIN) return true; /* frozen, written before track_commit_timestamp, or ours */
+  const char *lnode = node_of_origin(m, lv->origin);
+  if (strcmp(lnode, m->peer) == 0) return true; /* the peer's own earlier write */
+  const vv_entry *e = vv_find(m->vv, m->nvv, lnode);
+  return e && lv->ts <= e->ts;
+}
+
+static int cmp_key(const void *a, const void *b) {
+  return strcmp(((const local_ver *)a)->key, ((const local_ver *)b)->key);
+}
+
+/* Decide the changes of one relation in changes[from, to): fills keepflag[i - from]. */
+static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *changes, size_t from, size_t to,
+                      bool *keepflag, od_error *err) {
+  /* The keys, deduplicated by the query's IN list. */
+  size_t nkeys = 0;
+  for (size_t i = from; i < to; i++)
+    if (changes[i].rel == r->rel) nkeys++;
+  if (!nkeys) return OD_OK;
+  char **keys = calloc(nkeys, sizeof *keys);
+  size_t *idx = calloc(nkeys, sizeof *idx);
+  const char **params = calloc(nkeys * (size_t)r->nkey + 1, sizeof *params);
+  int rc = OD_OK;
+  PGresult *res = NULL;
+  local_ver *vers = NULL;
+  if (!keys || !idx || !params) {
+    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    goto done;
+  }
+  size_t nk = 0;
+  for (size_t i = from; i < to; i++) {
+    if (changes[i].rel != r->rel) continue;
+    idx[nk] = i;
+    keys[nk] = key_text(r, key_tuple(&changes[i]));
+    nk++;
+  }
+  for (size_t q0 = 0; q0 < nk; q0 += KEYS_PER_QUERY) {
+    size_t q1 = q0 + KEYS_PER_QUERY < nk ? q0 + KEYS_PER_QUERY : nk;
+    od_sqlbuf *b = &s->sql;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "SELECT concat_ws(chr(31)");
+    for (int k = 0; k < r->nkey; k++) {
+      od_sqlbuf_add(b, ", t.");
+      od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+      od_sqlbuf_add(b, "::text");
+    }
+    od_sqlbuf_add(b, "), (extract(epoch FROM c.timestamp) * 1000000)::int8, o.roname, to_jsonb(t.*)::text FROM ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
+                     "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE (");
+    for (int k = 0; k < r->nkey; k++) {
+      if (k) od_sqlbuf_add(b, ", ");
+      od_sqlbuf_add(b, "t.");
+      od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+    }
+    od_sqlbuf_add(b, ") IN (");
+    int np = 0;
+    for (size_t j = q0; j < q1; j++) {
+      const od_tuple *t = key_tuple(&changes[idx[j]]);
+      if (!keys[j]) continue;
+      od_sqlbuf_add(b, np ? ", (" : "(");
+      for (int k = 0; k < r->nkey; k++) {
+        params[np] = t->values[PGS_COL(r->key_plan[k])].data;
+        od_sqlbuf_addf(b, "%s$%d", k ? ", " : "", ++np);
+      }
+      od_sqlbuf_add(b, ")");
+    }
+    od_sqlbuf_add(b, ") FOR UPDATE OF t");
+    if (!np) continue;
+    if (b->oom) {
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      goto done;
+    }
+    PQclear(res);
+    free(vers);
+    vers = NULL;
+    if (!(res = pgs_exec(s, r->target, "reading local row versions (mesh)", b->p, np, params, err))) {
+      rc = err->code;
+      goto done;
+    }
+    int nv = PQntuples(res);
+    vers = calloc((size_t)nv + 1, sizeof *vers);
+    if (!vers) {
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      goto done;
+    }
+    for (int v = 0; v < nv; v++) {
+      vers[v].key = PQgetvalue(res, v, 0);
+      vers[v].ts = PQgetisnull(res, v, 1) ? INT64_MIN : strtoll(PQgetvalue(res, v, 1), NULL, 10);
+      vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
+      vers[v].row = PQgetvalue(res, v, 3);
+    }
+    qsort(vers, (size_t)nv, sizeof *vers, cmp_key);
+    for (size_t j = q0; j < q1; j++) {
+      const od_change *c = &changes[idx[j]];
+      bool *keep = &keepflag[idx[j] - from];
+      *keep = true;
+      if (!keys[j]) continue; /* not text: applied without a check */
+      decision *d = dec_find(m, r->rel, keys[j]);
+      if (d) { /* the key's first change in this transaction decided for the rest */
+        *keep = d->apply;
+        continue;
+      }
+      local_ver probe = {.key = keys[j]};
+      const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
+      const char *kind = NULL;
+      bool apply = true;
+      if (!lv) {
+        if (c->op == OD_OP_UPDATE) kind = "update_delete", apply = false; /* deleted here concurrently: delete wins */
+        else if (c->op == OD_OP_DELETE) kind = "delete_delete", apply = false;
+      } else if (!seen_by_remote(m, lv)) {
+        if (c->op == OD_OP_DELETE) {
+          kind = "update_delete"; /* the local row was written concurrently: delete wins */
+        } else {
+          kind = c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
+          apply = remote_wins(m, lv);
+        }
+      }
+      if (kind && (rc = log_conflict(s, m, r, c, kind, keys[j], lv, apply, err))) goto done;
+      *keep = apply;
+      if (m->ndec == m->dec_cap) {
+        size_t cap = m->dec_cap ? m->dec_cap * 2 : 64;
+        decision *g = realloc(m->dec, cap * sizeof *g);
+        if (!g) {
+          rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+          goto done;
+        }
+        m->dec = g;
+        m->dec_cap = cap;
+      }
+      m->dec[m->ndec++] = (decision){.rel = r->rel, .key = keys[j], .apply = apply};
+      keys[j] = NULL; /* owned by the decision now */
+    }
+  }
+done:
+  if (keys)
+    for (size_t j = 0; j < nkeys; j++) free(keys[j]);
+  free(keys);
+  free(idx);
+  free(params);
+  free(vers);
+  PQclear(res);
+  return rc;
+}
+
+/* Changes [from, to) of the current source transaction: check, then apply what wins. */
+static int apply_segment(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t from, size_t to, od_error *err) {
+  if (from >= to) return OD_OK;
+  if (!m->have_stamp) return pgs_apply_changes(s, changes + from, to - from, err);
+  size_t n = to - from;
+  if (n > m->keep_cap) {
+    od_change *g = realloc(m->keep, n * sizeof *g);
+    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    m->keep = g;
+    m->keep_cap = n;
+  }
+  bool *keepflag = calloc(n, sizeof *keepflag);
+  if (!keepflag) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  for (size_t i = 0; i < n; i++) keepflag[i] = true;
+  int rc = pgs_bulk_flush_now(s, err); /* the versions query must see this transaction's earlier rows */
+  /* One versions query per keyed relation of the segment. */
+  for (size_t i = from; i < to && rc == OD_OK; i++) {
+    const od_change *c = &changes[i];
+    if (c->op == OD_OP_MESSAGE || c->op == OD_OP_TRUNCATE || !c->rel) continue;
+    bool done = false;
+    for (size_t j = from; j < i && !done; j++) done = changes[j].rel == c->rel;
+    if (done) continue;
+    pg_rel *r = NULL;
+    if (!pgs_rel_known(s, c->rel) && (rc = pgs_bulk_flush_now(s, err))) break;
+    if ((rc = pgs_ensure_begin(s, err)) || (rc = pgs_rel_get(s, c->rel, &r, err)) || (rc = pgs_bulk_ready(s, r, err)))
+      break;
+    if (!r->keyed || c->rel->match_full_row) continue;
+    rc = decide_rel(s, m, r, changes, i, to, keepflag + (i - from), err);
+  }
+  size_t nk = 0;
+  for (size_t i = 0; i < n && rc == OD_OK; i++)
+    if (keepflag[i]) m->keep[nk++] = changes[from + i];
+  free(keepflag);
+  if (rc) return rc;
+  return nk ? pgs_apply_changes(s, m->keep, nk, err) : OD_OK;
+}
+
+int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *err) {
+  pgs_mesh *m = s->mesh;
+  size_t seg = 0;
+  int rc = OD_OK;
+  for (size_t i = 0; i < n && rc == OD_OK; i++) {
+    if (!is_stamp(&changes[i])) continue;
+    if ((rc = apply_segment(s, m, changes, seg, i, err))) break;
+    dec_clear(m);
+    rc = start_txn(s, m, &changes[i], err);
+    seg = i + 1;
+  }
+  if (rc == OD_OK) rc = apply_segment(s, m, changes, seg, n, err);
+  return rc;
+}
