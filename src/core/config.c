@@ -1210,6 +1210,7 @@ static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_n
       (rc = section_scalar(p, dst, "mesh_node", b->name, false, b->line, b->col)) ||
       (rc = section_scalar(p, dst, "mesh_peer", a->name, false, a->line, a->col)) ||
       (rc = section_scalar(p, dst, "mesh_policy", policy, false, b->line, b->col)) ||
+      (rc = section_list(p, dst, "mesh_tables", tables)) ||
       (prio && (rc = section_list(p, dst, "mesh_priority", prio))))
     return rc;
   return OD_OK;

@@ -48,7 +48,8 @@ typedef struct local_ver { /* one row of the versions query */
   char *key;               /* key columns' text joined by \x1f (points into the PGresult) */
   int64_t ts;              /* commit time µs, INT64_MIN when unknown */
   const char *origin;      /* replication origin name, NULL: a local write */
-  const char *row;         /* to_jsonb of the local row */
+  const char *row;         /* to_jsonb of the local row (NULL for a tombstone) */
+  bool tomb;               /* no row: the key's tombstone (the local delete's version) */
 } local_ver;
 
 typedef struct decision {
@@ -62,7 +63,11 @@ typedef struct pgs_mesh {
   int policy;
   char prio[8][64];
   int nprio;
-  char *log_q; /* quoted conflict table */
+  char *log_q;  /* quoted conflict table */
+  char *tomb_q; /* quoted tombstone table */
+  char *fn_q;   /* quoted tombstone trigger function */
+  char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
+  int ntables;
   /* the source transaction being applied */
   bool have_stamp;
   bool txn_has_data; /* the open target transaction holds a stamped source transaction */
@@ -134,13 +139,23 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s: mesh_policy priority needs mesh_priority, the node names from "
                    "the most to the least trusted", cfg->file, cfg->line, cfg->col, cfg->path);
   }
-  od_sqlbuf b = {0};
-  od_sqlbuf_add(&b, schema_q);
-  od_sqlbuf_add(&b, ".");
-  od_sqlbuf_ident(&b, "_odsync_conflicts");
-  m->log_q = b.oom ? NULL : strdup(b.p);
-  od_sqlbuf_free(&b);
-  if (!m->log_q) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+  if ((rc = od_config_list(cfg, "mesh_tables", &list, &n, err))) return rc;
+  if (n && !(m->tables = calloc((size_t)n, sizeof *m->tables))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) {
+    if (!(m->tables[i] = strdup(list[i]))) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+    m->ntables++;
+  }
+  const char *tnames[3] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone"};
+  char **outs[3] = {&m->log_q, &m->tomb_q, &m->fn_q};
+  for (int i = 0; i < 3; i++) {
+    od_sqlbuf b = {0};
+    od_sqlbuf_add(&b, schema_q);
+    od_sqlbuf_add(&b, ".");
+    od_sqlbuf_ident(&b, tnames[i]);
+    *outs[i] = b.oom ? NULL : strdup(b.p);
+    od_sqlbuf_free(&b);
+    if (!*outs[i]) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+  }
   return OD_OK;
 }
 
@@ -154,6 +169,10 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->dec);
   free(m->keep);
   free(m->log_q);
+  free(m->tomb_q);
+  free(m->fn_q);
+  for (int i = 0; i < m->ntables; i++) free(m->tables[i]);
+  free(m->tables);
   free(m);
   s->mesh = NULL;
 }
@@ -175,7 +194,38 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                    "remote_commit_ts timestamptz NOT NULL, remote_lsn pg_lsn NOT NULL, policy text NOT NULL, "
                    "winner text NOT NULL); ");
   od_sqlbuf_addf(b, "SELECT pg_replication_origin_create('%s') WHERE NOT EXISTS "
-                    "(SELECT 1 FROM pg_replication_origin WHERE roname = '%s'); COMMIT", m->origin, m->origin);
+                    "(SELECT 1 FROM pg_replication_origin WHERE roname = '%s'); ", m->origin, m->origin);
+  /* Tombstones: every delete of a mesh table (local or applied) leaves (table, key); the row's
+   * xmin is the deleting transaction, whose commit time and origin are the delete's version. */
+  od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, deleted_at timestamptz NOT NULL DEFAULT now(), "
+                   "PRIMARY KEY (tbl, key)); CREATE OR REPLACE FUNCTION ");
+  od_sqlbuf_add(b, m->fn_q);
+  od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(OLD); BEGIN "
+                   "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); "
+                   "INSERT INTO ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_add(b, " AS d (tbl, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k) ON CONFLICT (tbl, key) DO "
+                   "UPDATE SET deleted_at = now(); RETURN NULL; END $odsync$; ");
+  for (int i = 0; i < m->ntables; i++) {
+    char *lit = PQescapeLiteral(s->conn, m->tables[i], strlen(m->tables[i]));
+    char *fn = PQescapeLiteral(s->conn, m->fn_q, strlen(m->fn_q));
+    if (!lit || !fn) {
+      PQfreemem(lit);
+      PQfreemem(fn);
+      return pgs_fail(s, NULL, "quoting a table name", NULL, err);
+    }
+    od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN "
+                      "RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum) INTO cols "
+                      "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+                      "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; EXECUTE "
+                      "format('CREATE OR REPLACE TRIGGER _odsync_tombstone AFTER DELETE ON %%s FOR EACH ROW EXECUTE "
+                      "FUNCTION %%s(%%s)', rel, %s, cols); END $odsync$; ", lit, fn);
+    PQfreemem(lit);
+    PQfreemem(fn);
+  }
+  od_sqlbuf_add(b, "COMMIT");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   PGresult *r = PQexec(s->conn, b->p);
   if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -251,8 +301,8 @@ static const vv_entry *vv_find(const vv_entry *vv, int n, const char *node) {
 
 static int read_progress(pgs_sink *s, pgs_mesh *m, od_error *err) {
   PGresult *r = pgs_exec(s, NULL, "reading replication origin progress",
-                         "SELECT roname, (remote_lsn - '0/0'::pg_lsn)::text FROM pg_replication_origin_status "
-                         "WHERE roname LIKE 'odsync\\_%'", 0, NULL, err);
+                         "SELECT external_id, (remote_lsn - '0/0'::pg_lsn)::text FROM pg_replication_origin_status "
+                         "WHERE external_id LIKE 'odsync\\_%'", 0, NULL, err);
   if (!r) return err->code;
   m->nprog = 0;
   for (int i = 0; i < PQntuples(r) && m->nprog < VV_MAX; i++) {
@@ -483,7 +533,8 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
   if (!nkeys) return OD_OK;
   char **keys = calloc(nkeys, sizeof *keys);
   size_t *idx = calloc(nkeys, sizeof *idx);
-  const char **params = calloc(nkeys * (size_t)r->nkey + 1, sizeof *params);
+  const char **params = calloc(nkeys * (size_t)r->nkey + 3, sizeof *params);
+  od_sqlbuf arr = {0};
   int rc = OD_OK;
   PGresult *res = NULL;
   local_ver *vers = NULL;
@@ -502,13 +553,14 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
     size_t q1 = q0 + KEYS_PER_QUERY < nk ? q0 + KEYS_PER_QUERY : nk;
     od_sqlbuf *b = &s->sql;
     od_sqlbuf_reset(b);
-    od_sqlbuf_add(b, "SELECT concat_ws(chr(31)");
+    od_sqlbuf_add(b, "WITH live AS (SELECT concat_ws(chr(31)");
     for (int k = 0; k < r->nkey; k++) {
       od_sqlbuf_add(b, ", t.");
       od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
       od_sqlbuf_add(b, "::text");
     }
-    od_sqlbuf_add(b, "), (extract(epoch FROM c.timestamp) * 1000000)::int8, o.roname, to_jsonb(t.*)::text FROM ");
+    od_sqlbuf_add(b, ") AS k, (extract(epoch FROM c.timestamp) * 1000000)::int8 AS ts, o.roname AS origin, "
+                     "to_jsonb(t.*)::text AS row FROM ");
     od_sqlbuf_add(b, r->qtarget);
     od_sqlbuf_add(b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
                      "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE (");
@@ -529,8 +581,29 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       }
       od_sqlbuf_add(b, ")");
     }
-    od_sqlbuf_add(b, ") FOR UPDATE OF t");
+    od_sqlbuf_add(b, ") FOR UPDATE OF t) SELECT k, ts, origin, row, false FROM live UNION ALL SELECT d.key, "
+                     "(extract(epoch FROM c.timestamp) * 1000000)::int8, o.roname, NULL, true FROM ");
+    od_sqlbuf_add(b, m->tomb_q);
+    od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
+                      "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
+                      "d.key = ANY ($%d::text[]) AND NOT EXISTS (SELECT 1 FROM live WHERE live.k = d.key)", np + 1, np + 2);
     if (!np) continue;
+    od_sqlbuf_reset(&arr);
+    od_sqlbuf_add(&arr, "{");
+    for (size_t j = q0; j < q1; j++) {
+      if (!keys[j]) continue;
+      if (arr.len > 1) od_sqlbuf_add(&arr, ",");
+      od_sqlbuf_add(&arr, "\"");
+      for (const char *c = keys[j]; *c; c++) {
+        if (*c == '"' || *c == '\\') od_sqlbuf_add(&arr, "\\");
+        od_sqlbuf_addn(&arr, c, 1);
+      }
+      od_sqlbuf_add(&arr, "\"");
+    }
+    od_sqlbuf_add(&arr, "}");
+    params[np] = r->target;
+    params[np + 1] = arr.p;
+    if (arr.oom) b->oom = true;
     if (b->oom) {
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
       goto done;
@@ -538,7 +611,7 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
     PQclear(res);
     free(vers);
     vers = NULL;
-    if (!(res = pgs_exec(s, r->target, "reading local row versions (mesh)", b->p, np, params, err))) {
+    if (!(res = pgs_exec(s, r->target, "reading local row versions (mesh)", b->p, np + 2, params, err))) {
       rc = err->code;
       goto done;
     }
@@ -552,7 +625,8 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       vers[v].key = PQgetvalue(res, v, 0);
       vers[v].ts = PQgetisnull(res, v, 1) ? INT64_MIN : strtoll(PQgetvalue(res, v, 1), NULL, 10);
       vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
-      vers[v].row = PQgetvalue(res, v, 3);
+      vers[v].row = PQgetisnull(res, v, 3) ? NULL : PQgetvalue(res, v, 3);
+      vers[v].tomb = strcmp(PQgetvalue(res, v, 4), "t") == 0;
     }
     qsort(vers, (size_t)nv, sizeof *vers, cmp_key);
     for (size_t j = q0; j < q1; j++) {
@@ -569,16 +643,14 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
       const char *kind = NULL;
       bool apply = true;
-      if (!lv) {
-        if (c->op == OD_OP_UPDATE) kind = "update_delete", apply = false; /* deleted here concurrently: delete wins */
-        else if (c->op == OD_OP_DELETE) kind = "delete_delete", apply = false;
-      } else if (!seen_by_remote(m, lv)) {
-        if (c->op == OD_OP_DELETE) {
-          kind = "update_delete"; /* the local row was written concurrently: delete wins */
-        } else {
-          kind = c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
-          apply = remote_wins(m, lv);
+      if (lv && lv->tomb) { /* deleted here: the tombstone is the local version */
+        if (!seen_by_remote(m, lv)) {
+          kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
+          apply = c->op == OD_OP_DELETE || remote_wins(m, lv);
         }
+      } else if (lv && !seen_by_remote(m, lv)) {
+        kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
+        apply = remote_wins(m, lv);
       }
       if (kind && (rc = log_conflict(s, m, r, c, kind, keys[j], lv, apply, err))) goto done;
       *keep = apply;
@@ -604,6 +676,7 @@ done:
   free(params);
   free(vers);
   PQclear(res);
+  od_sqlbuf_free(&arr);
   return rc;
 }
 
