@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/progress.h"
+#include "cli/mesh_cmd.h"
 #include "cli/status_cmd.h"
 #include "core/log.h"
 #include "core/isnap.h"
@@ -32,6 +33,8 @@ static const char usage[] =
     "  snapshot  re-copy tables of a running pipeline while it streams (incremental snapshot):\n"
     "          writes a request into the source's stream and returns; needs -p when the config\n"
     "          has several pipelines; --table T (repeatable; default: every captured table)\n"
+    "  conflicts  print the conflict log of every node of the config's mesh (newest 100 per\n"
+    "          node; --limit N)\n"
     "  status  print the status table of a running odsync (its admin server: admin.listen of\n"
     "          the config, or --url)\n"
     "\n"
@@ -40,6 +43,7 @@ static const char usage[] =
     "  -p, --pipeline NAME   only this pipeline (repeatable)\n"
     "  -t, --table T         snapshot: a captured table, schema.table (repeatable)\n"
     "  -u, --url URL         status: the admin server, e.g. http://127.0.0.1:7070\n"
+    "      --limit N         conflicts: the newest N per node (default 100)\n"
     "      --progress        live progress line (default when stderr is a terminal)\n"
     "      --no-progress     no progress line\n"
     "  -l, --log-level L     error|warn|info|debug (overrides log_level in the config)\n"
@@ -58,6 +62,7 @@ typedef struct cli {
   const char *tables[256];
   int ntables;
   const char *url;
+  long limit; /* conflicts: rows per node */
 } cli;
 
 static int parse_args(int argc, char **argv, cli *c) {
@@ -66,7 +71,8 @@ static int parse_args(int argc, char **argv, cli *c) {
       {"progress", no_argument, NULL, 'P'},     {"no-progress", no_argument, NULL, 'N'},
       {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},      {"table", required_argument, NULL, 't'},
-      {"url", required_argument, NULL, 'u'},    {NULL, 0, NULL, 0}};
+      {"url", required_argument, NULL, 'u'},    {"limit", required_argument, NULL, 'L'},
+      {NULL, 0, NULL, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "c:p:l:t:u:hV", opts, NULL)) != -1) {
     switch (ch) {
@@ -78,6 +84,15 @@ static int parse_args(int argc, char **argv, cli *c) {
       case 'N': c->progress = 0; break;
       case 'l': c->log_level = optarg; break;
       case 'u': c->url = optarg; break;
+      case 'L': {
+        char *end = NULL;
+        c->limit = strtol(optarg, &end, 10);
+        if (!end || *end || c->limit < 1) {
+          fputs("odsync: --limit needs a positive number\n", stderr);
+          return 2;
+        }
+        break;
+      }
       case 't':
         if (c->ntables >= 256) {
           fputs("odsync: too many --table options (256 at most)\n", stderr);
@@ -150,6 +165,7 @@ static int cmd_check(const cli *c) {
     if (n < 0) problems++;
     if (problems == before) printf("ok: pipeline %s: source and sink ready\n", pc->name);
   }
+  od_cli_mesh_check(cfg, print_problem, &problems); /* its findings are counted by print_problem */
   od_config_free(cfg);
   return problems ? 1 : 0;
 }
@@ -311,7 +327,7 @@ int main(int argc, char **argv) {
     printf("odsync %s\n", ODSYNC_VERSION);
     return 0;
   }
-  cli c = {.config_path = "odsync.yml", .progress = -1};
+  cli c = {.config_path = "odsync.yml", .progress = -1, .limit = 100};
   optind = 2;
   int rc = parse_args(argc, argv, &c);
   if (rc) return rc;
@@ -331,6 +347,13 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "check")) return cmd_check(&c);
   if (!strcmp(cmd, "snapshot")) return cmd_snapshot(&c);
   if (!strcmp(cmd, "status")) return od_cli_status(c.config_path, c.url);
+  if (!strcmp(cmd, "conflicts")) {
+    od_config *cfg;
+    if ((rc = load_config(&c, &cfg))) return rc;
+    rc = od_cli_conflicts(cfg, c.limit);
+    od_config_free(cfg);
+    return rc;
+  }
   fprintf(stderr, "odsync: unknown command '%s' (run 'odsync --help')\n", cmd);
   return 2;
 }

@@ -93,4 +93,23 @@ for n in a b; do
 done
 odsync_stop
 mesh_compare a b public.items public.mesh_marker || fail "nodes differ"
+
+log "odsync conflicts lists both nodes' logs"
+out=$("$ODSYNC_BIN" conflicts -c "$CONFIG") || fail "odsync conflicts failed: $out"
+echo "$out"
+[[ $(grep -c 'update_update' <<<"$out") == 2 && $(grep -c 'insert_insert' <<<"$out") == 2 ]] ||
+  fail "odsync conflicts did not list one update_update and one insert_insert per node"
+grep -q '^node a: 2 conflicts' <<<"$out" && grep -q '^node b: 2 conflicts' <<<"$out" || fail "odsync conflicts: per-node counts wrong"
+
+log "odsync check validates the mesh"
+out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check failed on a good mesh: $out"
+grep -q 'ok: mesh of 2 nodes' <<<"$out" || fail "odsync check did not validate the mesh: $out"
+node_psql a -c "CREATE TABLE odd (id int PRIMARY KEY, x int); CREATE TABLE nokey (x int)"
+node_psql b -c "CREATE TABLE odd (id int PRIMARY KEY, x text); CREATE TABLE nokey (x int)"
+mesh_config "$TEST_TMP/bad.yaml" last_writer_wins "public.items, public.odd, public.nokey"
+rc=0; out=$("$ODSYNC_BIN" check -c "$TEST_TMP/bad.yaml" 2>&1) || rc=$?
+echo "$out"
+[[ $rc == 1 ]] || fail "odsync check exited $rc on a mesh with mismatched tables (expected 1)"
+grep -q 'table public.odd differs between node a' <<<"$out" || fail "check missed the different shapes of public.odd"
+grep -q 'mesh node a: table public.nokey has no primary key' <<<"$out" || fail "check missed the keyless table"
 log "ok"
