@@ -436,13 +436,24 @@ int pgs_commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
   if (position)
     ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "writing the checkpoint", -1) &&
          PQsendQueryParams(s->conn, b->p, 3, NULL, p, NULL, NULL, 0);
+  if (s->commit_async)
+    ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "SET LOCAL synchronous_commit", -1) &&
+         PQsendQueryParams(s->conn, "SET LOCAL synchronous_commit = off", 0, NULL, NULL, NULL, NULL, 0);
   ok = ok && pgs_cmd_push(s, PGS_CMD_COMMIT, NULL, "COMMIT", -1) &&
        PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+  const char *then_sql = s->then_sql;
+  s->commit_async = false;
+  s->then_sql = NULL;
+  if (then_sql)
+    ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "BEGIN", -1) &&
+         PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+         pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "starting the next transaction", -1) &&
+         PQsendQueryParams(s->conn, then_sql, 0, NULL, NULL, NULL, NULL, 0);
   int rc = pgs_pipeline_finish(s, NULL, err);
   if (rc == OD_OK && !ok) rc = pgs_fail(s, NULL, "sending COMMIT", NULL, err);
   if (rc) return rc; /* the caller rolls back */
-  s->in_txn = false;
-  s->begin_sent = false;
+  s->in_txn = then_sql != NULL;
+  s->begin_sent = then_sql != NULL;
   return OD_OK;
 }
 

@@ -104,6 +104,11 @@ typedef struct pgs_stats {
 typedef struct pgs_sink {
   od_sink base;
   struct pgs_mesh *mesh; /* owned: a multi-master mesh sink (postgres_mesh.c), else NULL */
+  /* Set by postgres_mesh.c for one pgs_commit_with call: commit without waiting for the WAL flush
+   * (a later synchronous commit of the same session flushes it, before the pipeline acknowledges
+   * anything), and then, in the same round trip, BEGIN and this statement (NULL: none). */
+  bool commit_async;
+  const char *then_sql;
   PGconn *conn;
   char *dsn;             /* secret: never printed */
   char where[200];       /* "host:port/dbname" for messages */

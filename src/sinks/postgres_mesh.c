@@ -317,16 +317,12 @@ static int read_progress(pgs_sink *s, pgs_mesh *m, od_error *err) {
 /* Causal delivery: every transaction of a third node that the peer had applied before this one
  * must be applied here first (else a row could be found missing or older than what the peer's
  * write was based on). Waits outside any open transaction work of this sink (nothing sent yet). */
+static const vv_entry *causal_missing(const pgs_mesh *m);
+
 static int causal_wait(pgs_sink *s, pgs_mesh *m, od_error *err) {
   int64_t start = 0;
   for (;;) {
-    const vv_entry *missing = NULL;
-    for (int i = 0; i < m->nvv && !missing; i++) {
-      const vv_entry *e = &m->vv[i];
-      if (strcmp(e->node, m->node) == 0 || strcmp(e->node, m->peer) == 0 || !e->lsn) continue;
-      const vv_entry *p = vv_find(m->prog, m->nprog, e->node);
-      if (!p || p->lsn < e->lsn) missing = e;
-    }
+    const vv_entry *missing = causal_missing(m);
     if (!missing) return OD_OK;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -348,28 +344,50 @@ static int causal_wait(pgs_sink *s, pgs_mesh *m, od_error *err) {
   }
 }
 
+/* Whether every third-node transaction the stamp depends on is applied here, by the cache. */
+static const vv_entry *causal_missing(const pgs_mesh *m) {
+  for (int i = 0; i < m->nvv; i++) {
+    const vv_entry *e = &m->vv[i];
+    if (strcmp(e->node, m->node) == 0 || strcmp(e->node, m->peer) == 0 || !e->lsn) continue;
+    const vv_entry *p = vv_find(m->prog, m->nprog, e->node);
+    if (!p || p->lsn < e->lsn) return e;
+  }
+  return NULL;
+}
+
 static int start_txn(pgs_sink *s, pgs_mesh *m, const od_change *c, od_error *err) {
   int rc;
+  if ((rc = parse_stamp(s, m, &c->newtup.values[1], err))) return rc;
+  char setup[200];
+  snprintf(setup, sizeof setup,
+           "SELECT pg_replication_origin_xact_setup('%X/%X'::pg_lsn, '1970-01-01 00:00:00+00'::timestamptz + "
+           "%" PRId64 " * interval '1 microsecond')", (unsigned)(m->lsn >> 32), (unsigned)m->lsn, m->ts);
+  bool ready = causal_missing(m) == NULL;
   if (m->txn_has_data) {
     /* The previous source transaction gets a target transaction of its own: checkpoint at this
-     * one's start (it holds every transaction starting before it, not this one). */
+     * one's start (it holds every transaction starting before it, not this one). Its commit need
+     * not wait for the WAL flush: the batch's last commit is synchronous and flushes it too
+     * before the pipeline acknowledges anything; a server crash loses it with its checkpoint. When
+     * nothing must be waited for, BEGIN and this one's origin setup ride in the same round trip. */
     if (!c->txn_start) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: mesh stamp without a position", s->where);
-    if ((rc = pgs_commit_with(s, c->txn_start, err))) return rc;
+    s->commit_async = true;
+    s->then_sql = ready ? setup : NULL;
+    rc = pgs_commit_with(s, c->txn_start, err);
+    s->commit_async = false;
+    s->then_sql = NULL;
+    if (rc) return rc;
+    m->txn_has_data = false;
+    if (ready) {
+      m->txn_has_data = true;
+      m->applied_txns++;
+      return OD_OK;
+    }
     s->in_txn = true;
     s->begin_sent = false;
-    m->txn_has_data = false;
   }
-  if ((rc = parse_stamp(s, m, &c->newtup.values[1], err)) || (rc = causal_wait(s, m, err)) ||
-      (rc = pgs_ensure_begin(s, err)))
-    return rc;
-  char lsn[32], ts[32];
-  snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(m->lsn >> 32), (unsigned)m->lsn);
-  snprintf(ts, sizeof ts, "%" PRId64, m->ts);
-  const char *p[] = {lsn, ts};
-  PGresult *r = pgs_exec(s, NULL, "pg_replication_origin_xact_setup",
-                         "SELECT pg_replication_origin_xact_setup($1::pg_lsn, "
-                         "'1970-01-01 00:00:00+00'::timestamptz + $2::bigint * interval '1 microsecond')",
-                         2, p, err);
+  /* Causal delivery waits with nothing of this transaction sent (no locks held). */
+  if ((rc = causal_wait(s, m, err)) || (rc = pgs_ensure_begin(s, err))) return rc;
+  PGresult *r = pgs_exec(s, NULL, "pg_replication_origin_xact_setup", setup, 0, NULL, err);
   if (!r) return err->code;
   PQclear(r);
   m->txn_has_data = true;
