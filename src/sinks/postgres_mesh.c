@@ -34,6 +34,7 @@
 #define VV_MAX 16
 #define KEYS_PER_QUERY 500
 #define CAUSAL_WAIT_US (120LL * 1000000LL)
+#define COUNTERS_MAX 8
 
 enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE };
 static const char *const POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
@@ -50,6 +51,7 @@ typedef struct local_ver { /* one row of the versions query */
   const char *origin;      /* replication origin name, NULL: a local write */
   const char *row;         /* to_jsonb of the local row (NULL for a tombstone) */
   bool tomb;               /* no row: the key's tombstone (the local delete's version) */
+  const char *ctr[COUNTERS_MAX]; /* the counter columns' local values (text) */
 } local_ver;
 
 typedef struct decision {
@@ -68,6 +70,11 @@ typedef struct pgs_mesh {
   char *fn_q;   /* quoted tombstone trigger function */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
   int ntables;
+  char **counters; /* mesh_counters: "schema.table.column" merged as a sum of deltas (malloc'd) */
+  int ncounters;
+  /* per segment: updates rewritten by the counter merge (values and texts malloc'd) */
+  struct override { size_t idx; od_value *vals; char **texts; int ntexts; } *ovr;
+  size_t novr, ovr_cap;
   /* the source transaction being applied */
   bool have_stamp;
   bool txn_has_data; /* the open target transaction holds a stamped source transaction */
@@ -139,6 +146,12 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s: mesh_policy priority needs mesh_priority, the node names from "
                    "the most to the least trusted", cfg->file, cfg->line, cfg->col, cfg->path);
   }
+  if ((rc = od_config_list(cfg, "mesh_counters", &list, &n, err))) return rc;
+  if (n && !(m->counters = calloc((size_t)n, sizeof *m->counters))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) {
+    if (!(m->counters[i] = strdup(list[i]))) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+    m->ncounters++;
+  }
   if ((rc = od_config_list(cfg, "mesh_tables", &list, &n, err))) return rc;
   if (n && !(m->tables = calloc((size_t)n, sizeof *m->tables))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   for (int i = 0; i < n; i++) {
@@ -173,6 +186,9 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->fn_q);
   for (int i = 0; i < m->ntables; i++) free(m->tables[i]);
   free(m->tables);
+  for (int i = 0; i < m->ncounters; i++) free(m->counters[i]);
+  free(m->counters);
+  free(m->ovr);
   free(m);
   s->mesh = NULL;
 }
@@ -537,6 +553,115 @@ static bool seen_by_remote(const pgs_mesh *m, const local_ver *lv) {
   return e && lv->ts <= e->ts;
 }
 
+/* The counter columns of r (column indexes), from mesh_counters "schema.table.column". */
+static int counter_cols(const pgs_mesh *m, const pg_rel *r, int *cols) {
+  int n = 0;
+  size_t tl = strlen(r->target);
+  for (int i = 0; i < m->ncounters && n < COUNTERS_MAX; i++) {
+    const char *c = m->counters[i];
+    if (strncmp(c, r->target, tl) != 0 || c[tl] != '.') continue;
+    for (int j = 0; j < r->rel->ncolumns; j++)
+      if (strcmp(r->rel->columns[j].name, c + tl + 1) == 0) cols[n++] = j;
+  }
+  return n;
+}
+
+static void overrides_free(pgs_mesh *m) {
+  for (size_t i = 0; i < m->novr; i++) {
+    for (int j = 0; j < m->ovr[i].ntexts; j++) free(m->ovr[i].texts[j]);
+    free(m->ovr[i].texts);
+    free(m->ovr[i].vals);
+  }
+  m->novr = 0;
+}
+
+static bool int_of(const od_value *v, long long *out) {
+  if (v->kind != OD_VALUE_TEXT) return false;
+  char *end = NULL;
+  *out = strtoll(v->data, &end, 10);
+  return end && *end == '\0' && end != v->data;
+}
+
+/* An update of a table with counter columns: every counter ends at local + (new - old) on every
+ * node (each node adds every other node's delta exactly once, in the transaction that applies it). Remote wins the other columns:
+ * its new row with the merged counters replaces the change (an override); remote loses: only the
+ * deltas are added here, now. false: no counter to merge (no old row image, not integers). */
+static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx,
+                          const local_ver *lv, const int *cols, int ncols, bool apply, bool *merged, od_error *err) {
+  *merged = false;
+  long long delta[COUNTERS_MAX], local[COUNTERS_MAX];
+  if (c->old_kind != 'O' || c->oldtup.ncolumns != c->newtup.ncolumns) {
+    od_warn("postgres sink %s: mesh: table %s: counter columns need the old row (REPLICA IDENTITY FULL on every "
+            "node); merged by the policy instead", s->where, r->target);
+    return OD_OK;
+  }
+  for (int k = 0; k < ncols; k++) {
+    long long o, nv;
+    char *end = NULL;
+    if (!int_of(&c->oldtup.values[cols[k]], &o) || !int_of(&c->newtup.values[cols[k]], &nv) || !lv->ctr[k])
+      return OD_OK;
+    local[k] = strtoll(lv->ctr[k], &end, 10);
+    delta[k] = nv - o;
+  }
+  *merged = true;
+  if (!apply) {
+    od_sqlbuf *b = &s->sql;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "UPDATE ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " SET ");
+    for (int k = 0; k < ncols; k++) {
+      if (k) od_sqlbuf_add(b, ", ");
+      od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);
+      od_sqlbuf_add(b, " = ");
+      od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);
+      od_sqlbuf_addf(b, " + (%lld)", delta[k]);
+    }
+    od_sqlbuf_add(b, " WHERE ");
+    const char *params[64];
+    int np = 0;
+    const od_tuple *kt = key_tuple(c);
+    for (int k = 0; k < r->nkey && np < 64; k++) {
+      int col = PGS_COL(r->key_plan[k]);
+      if (k) od_sqlbuf_add(b, " AND ");
+      od_sqlbuf_ident(b, r->rel->columns[col].name);
+      od_sqlbuf_addf(b, " = $%d", np + 1);
+      params[np++] = kt->values[col].data;
+    }
+    if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    PGresult *res = pgs_exec(s, r->target, "adding counter deltas (mesh)", b->p, np, params, err);
+    if (!res) return err->code;
+    PQclear(res);
+    return OD_OK;
+  }
+  if (m->novr == m->ovr_cap) {
+    size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
+    struct override *g = realloc(m->ovr, cap * sizeof *g);
+    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    m->ovr = g;
+    m->ovr_cap = cap;
+  }
+  struct override *o = &m->ovr[m->novr];
+  *o = (struct override){.idx = idx};
+  o->vals = malloc(c->newtup.ncolumns * sizeof *o->vals);
+  o->texts = calloc((size_t)ncols, sizeof *o->texts);
+  if (!o->vals || !o->texts) {
+    free(o->vals);
+    free(o->texts);
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  m->novr++;
+  memcpy(o->vals, c->newtup.values, c->newtup.ncolumns * sizeof *o->vals);
+  for (int k = 0; k < ncols; k++) {
+    char buf[32];
+    int len = snprintf(buf, sizeof buf, "%lld", local[k] + delta[k]);
+    if (!(o->texts[k] = strdup(buf))) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    o->ntexts++;
+    o->vals[cols[k]] = (od_value){.data = o->texts[k], .len = (uint32_t)len, .kind = OD_VALUE_TEXT};
+  }
+  return OD_OK;
+}
+
 static int cmp_key(const void *a, const void *b) {
   return strcmp(((const local_ver *)a)->key, ((const local_ver *)b)->key);
 }
@@ -556,6 +681,8 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
   int rc = OD_OK;
   PGresult *res = NULL;
   local_ver *vers = NULL;
+  int ctr[COUNTERS_MAX];
+  int nctr = counter_cols(m, r, ctr);
   if (!keys || !idx || !params) {
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     goto done;
@@ -578,7 +705,13 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       od_sqlbuf_add(b, "::text");
     }
     od_sqlbuf_add(b, ") AS k, (extract(epoch FROM c.timestamp) * 1000000)::int8 AS ts, o.roname AS origin, "
-                     "to_jsonb(t.*)::text AS row FROM ");
+                     "to_jsonb(t.*)::text AS row");
+    for (int k = 0; k < nctr; k++) {
+      od_sqlbuf_add(b, ", t.");
+      od_sqlbuf_ident(b, r->rel->columns[ctr[k]].name);
+      od_sqlbuf_addf(b, "::text AS c%d", k);
+    }
+    od_sqlbuf_add(b, " FROM ");
     od_sqlbuf_add(b, r->qtarget);
     od_sqlbuf_add(b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
                      "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE (");
@@ -599,8 +732,12 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       }
       od_sqlbuf_add(b, ")");
     }
-    od_sqlbuf_add(b, ") FOR UPDATE OF t) SELECT k, ts, origin, row, false FROM live UNION ALL SELECT d.key, "
-                     "(extract(epoch FROM c.timestamp) * 1000000)::int8, o.roname, NULL, true FROM ");
+    od_sqlbuf_add(b, ") FOR UPDATE OF t) SELECT k, ts, origin, row, false");
+    for (int k = 0; k < nctr; k++) od_sqlbuf_addf(b, ", c%d", k);
+    od_sqlbuf_add(b, " FROM live UNION ALL SELECT d.key, (extract(epoch FROM c.timestamp) * 1000000)::int8, o.roname, "
+                     "NULL, true");
+    for (int k = 0; k < nctr; k++) od_sqlbuf_add(b, ", NULL");
+    od_sqlbuf_add(b, " FROM ");
     od_sqlbuf_add(b, m->tomb_q);
     od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
                       "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
@@ -645,6 +782,7 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
       vers[v].row = PQgetisnull(res, v, 3) ? NULL : PQgetvalue(res, v, 3);
       vers[v].tomb = strcmp(PQgetvalue(res, v, 4), "t") == 0;
+      for (int k = 0; k < nctr; k++) vers[v].ctr[k] = PQgetisnull(res, v, 5 + k) ? NULL : PQgetvalue(res, v, 5 + k);
     }
     qsort(vers, (size_t)nv, sizeof *vers, cmp_key);
     for (size_t j = q0; j < q1; j++) {
@@ -670,6 +808,12 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
         kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
         apply = remote_wins(m, lv);
       }
+      /* Counters take every update as a delta on the local value, conflict or not: a row merged
+       * here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
+      bool merged = false;
+      if (nctr && c->op == OD_OP_UPDATE && lv && !lv->tomb &&
+          (rc = merge_counters(s, m, r, c, idx[j], lv, ctr, nctr, apply, &merged, err)))
+        goto done;
       if (kind && (rc = log_conflict(s, m, r, c, kind, keys[j], lv, apply, err))) goto done;
       *keep = apply;
       if (m->ndec == m->dec_cap) {
@@ -728,11 +872,17 @@ static int apply_segment(pgs_sink *s, pgs_mesh *m, const od_change *changes, siz
     rc = decide_rel(s, m, r, changes, i, to, keepflag + (i - from), err);
   }
   size_t nk = 0;
-  for (size_t i = 0; i < n && rc == OD_OK; i++)
-    if (keepflag[i]) m->keep[nk++] = changes[from + i];
+  for (size_t i = 0; i < n && rc == OD_OK; i++) {
+    if (!keepflag[i]) continue;
+    m->keep[nk] = changes[from + i];
+    for (size_t o = 0; o < m->novr; o++) /* counter merges: the new row with the merged counters */
+      if (m->ovr[o].idx == from + i) m->keep[nk].newtup.values = m->ovr[o].vals;
+    nk++;
+  }
   free(keepflag);
-  if (rc) return rc;
-  return nk ? pgs_apply_changes(s, m->keep, nk, err) : OD_OK;
+  if (rc == OD_OK && nk) rc = pgs_apply_changes(s, m->keep, nk, err);
+  overrides_free(m);
+  return rc;
 }
 
 int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *err) {
