@@ -61,6 +61,7 @@ TEST(mesh_expands_to_every_ordered_pair) {
   CHECK(pr && pr->nlist == 2);
   CHECK_STR(pr->list[0], "b");
   CHECK(od_config_find(k, "mesh_tables") != NULL);
+  CHECK(od_config_find(k, "mesh_counters") == NULL);
   CHECK_INT(p->consistency, OD_CONSISTENCY_STRONG);
   od_config_free(c);
 }
@@ -92,6 +93,9 @@ TEST(mesh_errors_name_file_line_col) {
   CHECK_STR(parse_err("mesh:\n  priority: [z]\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n"
                       "    - { name: y, dsn: d2 }\n", &e),
             "cfg.yaml:2:13: mesh.priority: 'z' is not a node of the mesh");
+  CHECK_STR(parse_err("mesh:\n  counters: [public.stock]\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n"
+                      "    - { name: y, dsn: d2 }\n", &e),
+            "cfg.yaml:2:13: mesh.counters: 'public.stock' is not schema.table.column");
   CHECK(strstr(parse_err("mesh:\n  policy: newest\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n"
                          "    - { name: y, dsn: d2 }\n", &e), "mesh.policy") != NULL);
 }
