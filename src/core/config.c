@@ -1124,7 +1124,7 @@ static int check_shared_slots(pctx *p, const od_config *cfg) {
 /* `mesh:` declares N PostgreSQL nodes once; it expands into N x (N-1) pipelines
  * "<mesh>_<from>_to_<to>", each a postgres source on <from> (mesh_node: no echo, stamps) and a
  * postgres sink on <to> (mesh_node/mesh_peer: origin marking, conflict detection). */
-static const char *const MESH_KEYS[] = {"name", "nodes", "tables", "policy", "priority", "counters", NULL};
+static const char *const MESH_KEYS[] = {"name", "nodes", "tables", "policy", "priority", "counters", "rules", NULL};
 static const char *const MESH_NODE_KEYS[] = {"name", "dsn", NULL};
 static const char *const MESH_POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
 #define MESH_NODES_MAX 8
@@ -1176,7 +1176,7 @@ typedef struct mesh_node {
 
 static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_node *a, const mesh_node *b,
                          const od_config_entry *tables, const char *policy, const od_config_entry *prio,
-                         const od_config_entry *counters) {
+                         const od_config_entry *counters, const od_config_entry *rules) {
   od_pipeline_config *pl = &cfg->pipelines[cfg->npipelines++];
   memset(pl, 0, sizeof *pl);
   pl->batch = (od_batch_config){.max_rows = 5000, .max_bytes = 64 * MIB, .max_delay_ms = 20,
@@ -1213,7 +1213,8 @@ static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_n
       (rc = section_scalar(p, dst, "mesh_policy", policy, false, b->line, b->col)) ||
       (rc = section_list(p, dst, "mesh_tables", tables)) ||
       (prio && (rc = section_list(p, dst, "mesh_priority", prio))) ||
-      (counters && (rc = section_list(p, dst, "mesh_counters", counters))))
+      (counters && (rc = section_list(p, dst, "mesh_counters", counters))) ||
+      (rules && (rc = section_list(p, dst, "mesh_rules", rules))))
     return rc;
   return OD_OK;
 }
@@ -1234,7 +1235,7 @@ static int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
   char *name = NULL, *policy = NULL;
   mesh_node nodes[MESH_NODES_MAX] = {{0}};
   int nn = 0;
-  od_config_entry tables = {0}, prio = {0}, counters = {0};
+  od_config_entry tables = {0}, prio = {0}, counters = {0}, rules = {0};
   bool secret = false;
   yaml_node_t *v;
   if ((v = map_get(p, n, "name"))) {
@@ -1332,6 +1333,7 @@ static int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
       goto out;
     }
   }
+  if ((v = map_get(p, n, "rules")) && (rc = parse_entry(p, &rules, "rules", v, "mesh.rules"))) goto out;
   od_pipeline_config *g = realloc(cfg->pipelines, (size_t)(cfg->npipelines + nn * (nn - 1)) * sizeof *g);
   if (!g) {
     rc = oom(p->err, p->file);
@@ -1342,7 +1344,7 @@ static int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
     for (int j = 0; j < nn && !rc; j++)
       if (i != j)
         rc = mesh_pipeline(p, cfg, name, &nodes[i], &nodes[j], &tables, policy, prio.nlist ? &prio : NULL,
-                           counters.nlist ? &counters : NULL);
+                           counters.nlist ? &counters : NULL, rules.nlist ? &rules : NULL);
 out:
   free(name);
   free(policy);
@@ -1353,6 +1355,7 @@ out:
   free_entry(&tables);
   free_entry(&prio);
   free_entry(&counters);
+  free_entry(&rules);
   return rc;
 }
 

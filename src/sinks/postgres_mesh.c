@@ -34,7 +34,8 @@
 #define VV_MAX 16
 #define KEYS_PER_QUERY 500
 #define CAUSAL_WAIT_US (120LL * 1000000LL)
-#define COUNTERS_MAX 8
+#define COUNTERS_MAX 8 /* fetched columns per table: counters plus rule columns */
+#define RULES_MAX 16
 
 enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE };
 static const char *const POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
@@ -72,6 +73,13 @@ typedef struct pgs_mesh {
   int ntables;
   char **counters; /* mesh_counters: "schema.table.column" merged as a sum of deltas (malloc'd) */
   int ncounters;
+  /* mesh_rules: business rules deciding concurrent insert/update conflicts before the policy */
+  struct rule {
+    char *column;   /* "schema.table.column" (malloc'd) */
+    char **order;   /* NULL: the higher number wins; else the values from lowest to highest (malloc'd) */
+    int norder;
+  } rules[RULES_MAX];
+  int nrules;
   /* per segment: updates rewritten by the counter merge (values and texts malloc'd) */
   struct override { size_t idx; od_value *vals; char **texts; int ntexts; } *ovr;
   size_t novr, ovr_cap;
@@ -152,6 +160,44 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     if (!(m->counters[i] = strdup(list[i]))) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
     m->ncounters++;
   }
+  if ((rc = od_config_list(cfg, "mesh_rules", &list, &n, err))) return rc;
+  for (int i = 0; i < n; i++) {
+    const od_config_entry *e = find(cfg, "mesh_rules");
+    const char *colon = strchr(list[i], ':');
+    size_t cl = colon ? (size_t)(colon - list[i]) : 0;
+    int dots = 0;
+    for (size_t k = 0; k < cl; k++) dots += list[i][k] == '.';
+    const char *rest = colon ? colon + 1 : "";
+    while (*rest == ' ') rest++;
+    if (!colon || dots != 2 || !*rest || m->nrules == RULES_MAX)
+      return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_rules[%d] '%s': expected 'schema.table.column: higher wins' or "
+                     "'schema.table.column: a < b < c' (at most %d rules)", cfg->file,
+                     e && e->list_line ? e->list_line[i] : cfg->line, e && e->list_col ? e->list_col[i] : cfg->col,
+                     cfg->path, i, list[i], RULES_MAX);
+    struct rule *ru = &m->rules[m->nrules++];
+    if (!(ru->column = strndup(list[i], cl))) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+    if (strcmp(rest, "higher wins") == 0) continue;
+    char *copy = strdup(rest), *save = NULL;
+    if (!copy) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+    for (char *t = strtok_r(copy, "<", &save); t; t = strtok_r(NULL, "<", &save)) {
+      while (*t == ' ') t++;
+      size_t tl = strlen(t);
+      while (tl && t[tl - 1] == ' ') t[--tl] = '\0';
+      char **g = realloc(ru->order, (size_t)(ru->norder + 1) * sizeof *g);
+      if (!g || !(g[ru->norder] = strdup(t))) {
+        free(copy);
+        if (g) ru->order = g;
+        return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+      }
+      ru->order = g;
+      ru->norder++;
+    }
+    free(copy);
+    if (ru->norder < 2)
+      return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_rules[%d] '%s': an order needs at least two values (a < b)",
+                     cfg->file, e && e->list_line ? e->list_line[i] : cfg->line,
+                     e && e->list_col ? e->list_col[i] : cfg->col, cfg->path, i, list[i]);
+  }
   if ((rc = od_config_list(cfg, "mesh_tables", &list, &n, err))) return rc;
   if (n && !(m->tables = calloc((size_t)n, sizeof *m->tables))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   for (int i = 0; i < n; i++) {
@@ -188,6 +234,11 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->tables);
   for (int i = 0; i < m->ncounters; i++) free(m->counters[i]);
   free(m->counters);
+  for (int i = 0; i < m->nrules; i++) {
+    free(m->rules[i].column);
+    for (int k = 0; k < m->rules[i].norder; k++) free(m->rules[i].order[k]);
+    free(m->rules[i].order);
+  }
   free(m->ovr);
   free(m);
   s->mesh = NULL;
@@ -489,7 +540,7 @@ static const char *node_of_origin(const pgs_mesh *m, const char *origin) {
 }
 
 static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const char *kind,
-                        const char *key, const local_ver *lv, bool remote_wins, od_error *err) {
+                        const char *key, const local_ver *lv, bool remote_wins, bool by_rule, od_error *err) {
   m->conflicts++;
   char keyshow[512];
   snprintf(keyshow, sizeof keyshow, "%s", key);
@@ -504,7 +555,7 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   const char *lnode = lv ? node_of_origin(m, lv->origin) : m->node;
   const char *p[] = {m->node, kind, r->target, keyshow, lv ? lv->row : NULL,
                      c->op != OD_OP_DELETE && !remote.oom ? remote.p : NULL, lnode, m->peer,
-                     lv && lv->ts != INT64_MIN ? lts : NULL, rts, rlsn, POLICIES[m->policy],
+                     lv && lv->ts != INT64_MIN ? lts : NULL, rts, rlsn, by_rule ? "rule" : POLICIES[m->policy],
                      remote_wins ? m->peer : lnode};
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
@@ -564,6 +615,48 @@ static int counter_cols(const pgs_mesh *m, const pg_rel *r, int *cols) {
       if (strcmp(r->rel->columns[j].name, c + tl + 1) == 0) cols[n++] = j;
   }
   return n;
+}
+
+/* The rules of r, appended to the fetched columns cols[n..]: rule_of[k] = rule index. Returns the
+ * new total. */
+static int rule_cols(const pgs_mesh *m, const pg_rel *r, int *cols, int n, int *rule_of) {
+  size_t tl = strlen(r->target);
+  for (int i = 0; i < m->nrules && n < COUNTERS_MAX; i++) {
+    const char *c = m->rules[i].column;
+    if (strncmp(c, r->target, tl) != 0 || c[tl] != '.') continue;
+    for (int j = 0; j < r->rel->ncolumns; j++)
+      if (strcmp(r->rel->columns[j].name, c + tl + 1) == 0) {
+        rule_of[n] = i;
+        cols[n++] = j;
+      }
+  }
+  return n;
+}
+
+/* Business rules on a concurrent pair: >0 the remote version wins, <0 the local one, 0 undecided
+ * (equal, or a value a rule cannot rank: the policy decides). */
+static int rules_decide(const pgs_mesh *m, const od_change *c, const local_ver *lv, const int *cols, int from,
+                        int to, const int *rule_of) {
+  for (int k = from; k < to; k++) {
+    const struct rule *ru = &m->rules[rule_of[k]];
+    const od_value *rv = cols[k] < c->newtup.ncolumns ? &c->newtup.values[cols[k]] : NULL;
+    const char *lval = lv->ctr[k];
+    if (!rv || rv->kind != OD_VALUE_TEXT || !lval) continue;
+    if (!ru->order) {
+      char *e1 = NULL, *e2 = NULL;
+      double a = strtod(rv->data, &e1), b = strtod(lval, &e2);
+      if (e1 == rv->data || e2 == lval || a == b) continue;
+      return a > b ? 1 : -1;
+    }
+    int ra = -1, rb = -1;
+    for (int i = 0; i < ru->norder; i++) {
+      if (strcmp(ru->order[i], rv->data) == 0) ra = i;
+      if (strcmp(ru->order[i], lval) == 0) rb = i;
+    }
+    if (ra < 0 || rb < 0 || ra == rb) continue;
+    return ra > rb ? 1 : -1;
+  }
+  return 0;
 }
 
 static void overrides_free(pgs_mesh *m) {
@@ -681,8 +774,9 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
   int rc = OD_OK;
   PGresult *res = NULL;
   local_ver *vers = NULL;
-  int ctr[COUNTERS_MAX];
+  int ctr[COUNTERS_MAX], rule_of[COUNTERS_MAX];
   int nctr = counter_cols(m, r, ctr);
+  int nfetch = rule_cols(m, r, ctr, nctr, rule_of);
   if (!keys || !idx || !params) {
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     goto done;
@@ -706,7 +800,7 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
     }
     od_sqlbuf_add(b, ") AS k, (extract(epoch FROM c.timestamp) * 1000000)::int8 AS ts, o.roname AS origin, "
                      "to_jsonb(t.*)::text AS row");
-    for (int k = 0; k < nctr; k++) {
+    for (int k = 0; k < nfetch; k++) {
       od_sqlbuf_add(b, ", t.");
       od_sqlbuf_ident(b, r->rel->columns[ctr[k]].name);
       od_sqlbuf_addf(b, "::text AS c%d", k);
@@ -733,10 +827,10 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       od_sqlbuf_add(b, ")");
     }
     od_sqlbuf_add(b, ") FOR UPDATE OF t) SELECT k, ts, origin, row, false");
-    for (int k = 0; k < nctr; k++) od_sqlbuf_addf(b, ", c%d", k);
+    for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", c%d", k);
     od_sqlbuf_add(b, " FROM live UNION ALL SELECT d.key, (extract(epoch FROM c.timestamp) * 1000000)::int8, o.roname, "
                      "NULL, true");
-    for (int k = 0; k < nctr; k++) od_sqlbuf_add(b, ", NULL");
+    for (int k = 0; k < nfetch; k++) od_sqlbuf_add(b, ", NULL");
     od_sqlbuf_add(b, " FROM ");
     od_sqlbuf_add(b, m->tomb_q);
     od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
@@ -782,7 +876,7 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
       vers[v].row = PQgetisnull(res, v, 3) ? NULL : PQgetvalue(res, v, 3);
       vers[v].tomb = strcmp(PQgetvalue(res, v, 4), "t") == 0;
-      for (int k = 0; k < nctr; k++) vers[v].ctr[k] = PQgetisnull(res, v, 5 + k) ? NULL : PQgetvalue(res, v, 5 + k);
+      for (int k = 0; k < nfetch; k++) vers[v].ctr[k] = PQgetisnull(res, v, 5 + k) ? NULL : PQgetvalue(res, v, 5 + k);
     }
     qsort(vers, (size_t)nv, sizeof *vers, cmp_key);
     for (size_t j = q0; j < q1; j++) {
@@ -798,7 +892,7 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       local_ver probe = {.key = keys[j]};
       const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
       const char *kind = NULL;
-      bool apply = true;
+      bool apply = true, by_rule = false;
       if (lv && lv->tomb) { /* deleted here: the tombstone is the local version */
         if (!seen_by_remote(m, lv)) {
           kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
@@ -806,7 +900,9 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
         }
       } else if (lv && !seen_by_remote(m, lv)) {
         kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
-        apply = remote_wins(m, lv);
+        int ruled = c->op == OD_OP_DELETE ? 0 : rules_decide(m, c, lv, ctr, nctr, nfetch, rule_of);
+        apply = ruled ? ruled > 0 : remote_wins(m, lv);
+        if (ruled) by_rule = true;
       }
       /* Counters take every update as a delta on the local value, conflict or not: a row merged
        * here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
@@ -814,7 +910,7 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       if (nctr && c->op == OD_OP_UPDATE && lv && !lv->tomb &&
           (rc = merge_counters(s, m, r, c, idx[j], lv, ctr, nctr, apply, &merged, err)))
         goto done;
-      if (kind && (rc = log_conflict(s, m, r, c, kind, keys[j], lv, apply, err))) goto done;
+      if (kind && (rc = log_conflict(s, m, r, c, kind, keys[j], lv, apply, by_rule, err))) goto done;
       *keep = apply;
       if (m->ndec == m->dec_cap) {
         size_t cap = m->dec_cap ? m->dec_cap * 2 : 64;

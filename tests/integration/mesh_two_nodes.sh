@@ -10,7 +10,8 @@
 #    log entry at either node, b's value everywhere);
 #  - a truly concurrent pair (both nodes update the same row while odsync is stopped) is one
 #    update_update conflict, logged at both nodes with the same winner (last writer, b), and both
-#    nodes converge on it; a concurrent insert/insert of one key converges the same way;
+#    nodes converge on it; a concurrent insert/insert of one key converges the same way; the
+#    business rule "n: higher wins" makes a's earlier write (n = 5) win over b's later one (n = 1);
 #  - after all that, both nodes are identical (od_compare_pg).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
@@ -29,7 +30,7 @@ SQL
 done
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
-mesh_config "$CONFIG" last_writer_wins "public.items, public.mesh_marker"
+mesh_config "$CONFIG" last_writer_wins "public.items, public.mesh_marker" '  rules: ["public.items.n: higher wins"]'
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 90
 
@@ -78,8 +79,10 @@ log "concurrent: both nodes update row 2 and insert key 10 while odsync is stopp
 odsync_stop
 node_psql a -c "UPDATE items SET v = 'a2' WHERE id = 2"
 node_psql a -c "INSERT INTO items VALUES (10, 'a10', 1)"
+node_psql a -c "UPDATE items SET v = 'a3', n = 5 WHERE id = 3"
 node_psql b -c "UPDATE items SET v = 'b2' WHERE id = 2"
 node_psql b -c "INSERT INTO items VALUES (10, 'b10', 2)"
+node_psql b -c "UPDATE items SET v = 'b3', n = 1 WHERE id = 3"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 90
 mesh_wait_marker 120 a b
@@ -87,9 +90,11 @@ mesh_wait_marker 120 b a
 mesh_wait_equal 60 public.items
 [[ $(node_psql a -c "SELECT v FROM items WHERE id = 2") == b2 ]] || fail "last writer (b) did not win row 2"
 [[ $(node_psql a -c "SELECT v FROM items WHERE id = 10") == b10 ]] || fail "last writer (b) did not win key 10"
+[[ $(node_psql a -c "SELECT v FROM items WHERE id = 3") == a3 ]] || fail "rule 'n: higher wins' did not make a's earlier write win row 3"
 for n in a b; do
-  got=$(node_psql $n -c "SELECT string_agg(kind || ':' || key || ':' || winner, ',' ORDER BY kind) FROM _odsync_conflicts")
-  [[ $got == "insert_insert:10:b,update_update:2:b" ]] || fail "node $n conflict log: '$got' (expected insert_insert:10:b,update_update:2:b)"
+  got=$(node_psql $n -c "SELECT string_agg(kind || ':' || key || ':' || winner || ':' || policy, ',' ORDER BY kind, key) FROM _odsync_conflicts")
+  want="insert_insert:10:b:rule,update_update:2:b:last_writer_wins,update_update:3:a:rule"
+  [[ $got == "$want" ]] || fail "node $n conflict log: '$got' (expected $want)"
 done
 odsync_stop
 mesh_compare a b public.items public.mesh_marker || fail "nodes differ"
@@ -97,9 +102,9 @@ mesh_compare a b public.items public.mesh_marker || fail "nodes differ"
 log "odsync conflicts lists both nodes' logs"
 out=$("$ODSYNC_BIN" conflicts -c "$CONFIG") || fail "odsync conflicts failed: $out"
 echo "$out"
-[[ $(grep -c 'update_update' <<<"$out") == 2 && $(grep -c 'insert_insert' <<<"$out") == 2 ]] ||
-  fail "odsync conflicts did not list one update_update and one insert_insert per node"
-grep -q '^node a: 2 conflicts' <<<"$out" && grep -q '^node b: 2 conflicts' <<<"$out" || fail "odsync conflicts: per-node counts wrong"
+[[ $(grep -c 'update_update' <<<"$out") == 4 && $(grep -c 'insert_insert' <<<"$out") == 2 ]] ||
+  fail "odsync conflicts did not list two update_update and one insert_insert per node"
+grep -q '^node a: 3 conflicts' <<<"$out" && grep -q '^node b: 3 conflicts' <<<"$out" || fail "odsync conflicts: per-node counts wrong"
 
 log "odsync check validates the mesh"
 out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check failed on a good mesh: $out"

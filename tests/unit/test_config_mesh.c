@@ -66,6 +66,21 @@ TEST(mesh_expands_to_every_ordered_pair) {
   od_config_free(c);
 }
 
+TEST(mesh_counters_and_rules_reach_every_sink) {
+  od_config *c = parse_ok("mesh:\n  tables: [public.stock]\n  counters: [public.stock.qty]\n"
+                          "  rules: [\"public.stock.version: higher wins\", \"public.stock.status: new < paid\"]\n"
+                          "  nodes:\n    - { name: x, dsn: d1 }\n    - { name: y, dsn: d2 }\n");
+  for (int i = 0; i < 2; i++) {
+    const od_config_section *k = &c->pipelines[i].sinks[0].section;
+    const od_config_entry *e = od_config_find(k, "mesh_counters"), *r = od_config_find(k, "mesh_rules");
+    CHECK(e && e->nlist == 1);
+    CHECK_STR(e->list[0], "public.stock.qty");
+    CHECK(r && r->nlist == 2);
+    CHECK_STR(r->list[1], "public.stock.status: new < paid");
+  }
+  od_config_free(c);
+}
+
 TEST(mesh_next_to_pipelines) {
   od_config *c = parse_ok("pipelines:\n  - name: other\n    source: { type: postgres }\n    sink: { type: sqlite }\n"
                           "mesh:\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n    - { name: y, dsn: d2 }\n");
