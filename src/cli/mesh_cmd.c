@@ -17,6 +17,8 @@ typedef struct node {
   const char *name, *dsn; /* borrowed from the config */
   char *const *tables;
   int ntables;
+  char *const *counters; /* the sink's mesh_counters, schema.table.column */
+  int ncounters;
 } node;
 
 static int mesh_nodes(const od_config *cfg, node *out) {
@@ -29,7 +31,10 @@ static int mesh_nodes(const od_config *cfg, node *out) {
     bool seen = false;
     for (int j = 0; j < n; j++) seen = seen || strcmp(out[j].name, nm->value) == 0;
     if (seen || n == NODES_MAX) continue;
-    out[n++] = (node){.name = nm->value, .dsn = dsn->value, .tables = t ? t->list : NULL, .ntables = t ? t->nlist : 0};
+    const od_config_entry *ctr = cfg->pipelines[i].nsinks ? od_config_find(&cfg->pipelines[i].sinks[0].section,
+                                                                           "mesh_counters") : NULL;
+    out[n++] = (node){.name = nm->value, .dsn = dsn->value, .tables = t ? t->list : NULL, .ntables = t ? t->nlist : 0,
+                      .counters = ctr ? ctr->list : NULL, .ncounters = ctr ? ctr->nlist : 0};
   }
   return n;
 }
@@ -98,6 +103,35 @@ int od_cli_mesh_check(const od_config *cfg, void (*problem)(void *ctx, bool fata
         size_t len = strlen(PQgetvalue(r, 0, 0)) + strlen(PQgetvalue(r, 0, 1)) + 16;
         if ((shape[i][t] = malloc(len)))
           snprintf(shape[i][t], len, "(%s) key (%s)", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+      }
+      PQclear(r);
+    }
+    for (int k = 0; k < nodes[i].ncounters; k++) {
+      /* schema.table.column: the table must keep its old rows (REPLICA IDENTITY FULL), the column be
+       * an integer. */
+      char tbl[300];
+      const char *col = strrchr(nodes[i].counters[k], '.');
+      if (!col) continue;
+      snprintf(tbl, sizeof tbl, "%.*s", (int)(col - nodes[i].counters[k]), nodes[i].counters[k]);
+      const char *p[] = {tbl, col + 1};
+      r = PQexecParams(c,
+                       "SELECT c.relreplident, (SELECT format_type(a.atttypid, NULL) FROM pg_attribute a WHERE "
+                       "a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped) FROM pg_class c WHERE c.oid = "
+                       "to_regclass($1)", 2, NULL, p, NULL, NULL, 0);
+      if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        const char *ty = PQgetisnull(r, 0, 1) ? "" : PQgetvalue(r, 0, 1);
+        if (strcmp(PQgetvalue(r, 0, 0), "f") != 0) {
+          snprintf(msg, sizeof msg, "mesh node %s: counter %s: table %s needs REPLICA IDENTITY FULL (the delta is "
+                   "new - old): ALTER TABLE %s REPLICA IDENTITY FULL", nodes[i].name, nodes[i].counters[k], tbl, tbl);
+          problem(ctx, true, msg);
+          fatal++;
+        }
+        if (strcmp(ty, "integer") != 0 && strcmp(ty, "bigint") != 0 && strcmp(ty, "smallint") != 0) {
+          snprintf(msg, sizeof msg, "mesh node %s: counter %s: expected an integer column, found %s", nodes[i].name,
+                   nodes[i].counters[k], *ty ? ty : "no such column");
+          problem(ctx, true, msg);
+          fatal++;
+        }
       }
       PQclear(r);
     }

@@ -8,7 +8,8 @@
 
 /* `odsync check` of a config with a mesh: every node has wal_level = logical and
  * track_commit_timestamp = on, every mesh table exists with a primary key, and has the same columns
- * (names, types, order) and key on every node. Calls problem() per finding; returns the number of
+ * (names, types, order) and key on every node; counter columns are integers of tables with
+ * REPLICA IDENTITY FULL. Calls problem() per finding; returns the number of
  * fatal ones (0 when the config has no mesh). */
 int od_cli_mesh_check(const od_config *cfg, void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx);
 /* `odsync conflicts`: print the conflict log of every mesh node (newest last, at most `limit`

@@ -27,6 +27,12 @@ done
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
 mesh_config "$CONFIG" last_writer_wins "public.stock, public.mesh_marker" "  counters: [public.stock.qty]"
+out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check failed on the counter mesh: $out"
+node_psql c -c "ALTER TABLE stock REPLICA IDENTITY DEFAULT"
+rc=0; out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || rc=$?
+[[ $rc == 1 ]] && grep -q 'mesh node c: counter public.stock.qty: table public.stock needs REPLICA IDENTITY FULL' <<<"$out" ||
+  fail "odsync check did not flag the counter table without REPLICA IDENTITY FULL (exit $rc): $out"
+node_psql c -c "ALTER TABLE stock REPLICA IDENTITY FULL"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 120
 printf '%s\n' '\set k random(1, 5)' 'UPDATE stock SET qty = qty - 1 WHERE id = :k;' >"$TEST_TMP/dec.sql"
