@@ -26,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/log.h"
+#include "core/adapter.h"
 #include "sinks/postgres_internal.h"
 #include "sinks/postgres_mesh.h"
 
@@ -38,6 +38,9 @@
 #define RULES_MAX 16
 
 enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE };
+#define KINDS 5
+static const char *const KIND_NAMES[KINDS] = {"insert_insert", "update_update", "update_delete", "insert_delete",
+                                              "delete_delete"};
 static const char *const POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
 
 typedef struct vv_entry {
@@ -99,6 +102,8 @@ typedef struct pgs_mesh {
   decision *dec;
   size_t ndec, dec_cap;
   uint64_t conflicts, applied_txns;
+  od_metric *m_txns;                  /* odsync_mesh_transactions_total{node, peer} */
+  od_metric *m_conflicts[KINDS];      /* odsync_mesh_conflicts_total{node, peer, kind}, by KIND_NAMES */
 } pgs_mesh;
 
 /* ---- config ---------------------------------------------------------------------------------- */
@@ -203,6 +208,21 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
   for (int i = 0; i < n; i++) {
     if (!(m->tables[i] = strdup(list[i]))) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
     m->ntables++;
+  }
+  static const char *const tx_labels[] = {"node", "peer", NULL}, *const c_labels[] = {"node", "peer", "kind", NULL};
+  static const od_metric_family_def tx_def = {.name = "odsync_mesh_transactions_total",
+                                              .help = "Source transactions a mesh sink applied, by node and peer",
+                                              .type = OD_METRIC_COUNTER, .labels = tx_labels};
+  static const od_metric_family_def c_def = {.name = "odsync_mesh_conflicts_total",
+                                             .help = "Conflicts (concurrent writes) a mesh sink detected and resolved",
+                                             .type = OD_METRIC_COUNTER, .labels = c_labels};
+  od_metric_family *ftx = od_metrics_family(od_metrics_global(), &tx_def);
+  od_metric_family *fc = od_metrics_family(od_metrics_global(), &c_def);
+  const char *txv[] = {m->node, m->peer};
+  m->m_txns = ftx ? od_metrics_series(ftx, txv) : NULL;
+  for (int k = 0; k < KINDS; k++) {
+    const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
+    m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
   const char *tnames[3] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone"};
   char **outs[3] = {&m->log_q, &m->tomb_q, &m->fn_q};
@@ -447,6 +467,7 @@ static int start_txn(pgs_sink *s, pgs_mesh *m, const od_change *c, od_error *err
     if (ready) {
       m->txn_has_data = true;
       m->applied_txns++;
+      od_counter_add(m->m_txns, 1);
       return OD_OK;
     }
     s->in_txn = true;
@@ -459,6 +480,7 @@ static int start_txn(pgs_sink *s, pgs_mesh *m, const od_change *c, od_error *err
   PQclear(r);
   m->txn_has_data = true;
   m->applied_txns++;
+  od_counter_add(m->m_txns, 1);
   return OD_OK;
 }
 
@@ -542,6 +564,8 @@ static const char *node_of_origin(const pgs_mesh *m, const char *origin) {
 static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const char *kind,
                         const char *key, const local_ver *lv, bool remote_wins, bool by_rule, od_error *err) {
   m->conflicts++;
+  for (int k = 0; k < KINDS; k++)
+    if (strcmp(kind, KIND_NAMES[k]) == 0) od_counter_add(m->m_conflicts[k], 1);
   char keyshow[512];
   snprintf(keyshow, sizeof keyshow, "%s", key);
   for (char *p = keyshow; *p; p++)

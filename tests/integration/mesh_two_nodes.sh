@@ -31,6 +31,8 @@ done
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
 mesh_config "$CONFIG" last_writer_wins "public.items, public.mesh_marker" '  rules: ["public.items.n: higher wins"]'
+APORT=$(pg_free_port)
+echo "admin: { listen: \"127.0.0.1:$APORT\" }" >>"$CONFIG"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 90
 
@@ -95,6 +97,14 @@ for n in a b; do
   got=$(node_psql $n -c "SELECT string_agg(kind || ':' || key || ':' || winner || ':' || policy, ',' ORDER BY kind, key) FROM _odsync_conflicts")
   want="insert_insert:10:b:rule,update_update:2:b:last_writer_wins,update_update:3:a:rule"
   [[ $got == "$want" ]] || fail "node $n conflict log: '$got' (expected $want)"
+done
+metrics=$(curl -fsS "http://127.0.0.1:$APORT/metrics") || fail "cannot read /metrics"
+for n in a b; do
+  o=b; [[ $n == b ]] && o=a
+  grep -q "^odsync_mesh_conflicts_total{node=\"$n\",peer=\"$o\",kind=\"update_update\"} 2$" <<<"$metrics" ||
+    fail "metric odsync_mesh_conflicts_total for node $n update_update is not 2: $(grep odsync_mesh_conflicts <<<"$metrics")"
+  grep -q "^odsync_mesh_transactions_total{node=\"$n\",peer=\"$o\"} [1-9]" <<<"$metrics" ||
+    fail "metric odsync_mesh_transactions_total for node $n missing"
 done
 odsync_stop
 mesh_compare a b public.items public.mesh_marker || fail "nodes differ"
