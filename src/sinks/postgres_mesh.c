@@ -21,6 +21,7 @@
  * copies of od_change structs pointing at the caller's values and is reset before returning.
  */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,8 @@ typedef struct pgs_mesh {
   size_t keep_cap;
   decision *dec;
   size_t ndec, dec_cap;
+  uint32_t *slots;   /* hash of dec: index + 1, 0 empty; slot_cap a power of two > 2 * ndec */
+  size_t slot_cap;
   uint64_t conflicts, applied_txns;
   od_metric *m_txns;                  /* odsync_mesh_transactions_total{node, peer} */
   od_metric *m_conflicts[KINDS];      /* odsync_mesh_conflicts_total{node, peer, kind}, by KIND_NAMES */
@@ -246,6 +249,7 @@ void pgs_mesh_free(pgs_sink *s) {
             m->node, m->peer, m->applied_txns, m->conflicts);
   for (size_t i = 0; i < m->ndec; i++) free(m->dec[i].key);
   free(m->dec);
+  free(m->slots);
   free(m->keep);
   free(m->log_q);
   free(m->tomb_q);
@@ -511,14 +515,70 @@ static char *key_text(const pg_rel *r, const od_tuple *t) {
   return b.p; /* ownership of the buffer's bytes passes to the caller */
 }
 
+/* Decisions of the open source transaction, by (relation, key): a hash over the dec array, so a
+ * transaction of many rows stays linear. */
+static size_t dec_hash(const od_relation *rel, const char *key) {
+  uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)rel;
+  for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+  return (size_t)(h ^ (h >> 29));
+}
+
 static decision *dec_find(pgs_mesh *m, const od_relation *rel, const char *key) {
-  for (size_t i = m->ndec; i-- > 0;)
-    if (m->dec[i].rel == rel && strcmp(m->dec[i].key, key) == 0) return &m->dec[i];
-  return NULL;
+  if (!m->slot_cap) return NULL;
+  for (size_t i = dec_hash(rel, key) & (m->slot_cap - 1);; i = (i + 1) & (m->slot_cap - 1)) {
+    uint32_t v = m->slots[i];
+    if (!v) return NULL;
+    decision *d = &m->dec[v - 1];
+    if (d->rel == rel && strcmp(d->key, key) == 0) return d;
+  }
+}
+
+static void slot_put(pgs_mesh *m, size_t idx) {
+  for (size_t i = dec_hash(m->dec[idx].rel, m->dec[idx].key) & (m->slot_cap - 1);; i = (i + 1) & (m->slot_cap - 1))
+    if (!m->slots[i]) {
+      m->slots[i] = (uint32_t)idx + 1;
+      return;
+    }
+}
+
+/* Append a decision (takes ownership of key). false on out-of-memory (key freed). */
+static bool dec_add(pgs_mesh *m, const od_relation *rel, char *key, bool apply) {
+  if (m->ndec == m->dec_cap) {
+    size_t cap = m->dec_cap ? m->dec_cap * 2 : 64;
+    decision *g = realloc(m->dec, cap * sizeof *g);
+    if (!g) {
+      free(key);
+      return false;
+    }
+    m->dec = g;
+    m->dec_cap = cap;
+  }
+  if (2 * (m->ndec + 1) >= m->slot_cap) {
+    size_t cap = m->slot_cap ? m->slot_cap * 2 : 128;
+    uint32_t *g = calloc(cap, sizeof *g);
+    if (!g) {
+      free(key);
+      return false;
+    }
+    free(m->slots);
+    m->slots = g;
+    m->slot_cap = cap;
+    for (size_t i = 0; i < m->ndec; i++) slot_put(m, i);
+  }
+  m->dec[m->ndec] = (decision){.rel = rel, .key = key, .apply = apply};
+  slot_put(m, m->ndec++);
+  return true;
 }
 
 static void dec_clear(pgs_mesh *m) {
   for (size_t i = 0; i < m->ndec; i++) free(m->dec[i].key);
+  if (m->slot_cap > 4096 && m->ndec < m->slot_cap / 16) { /* after a big transaction: shrink */
+    free(m->slots);
+    m->slots = NULL;
+    m->slot_cap = 0;
+  } else if (m->ndec && m->slots) {
+    memset(m->slots, 0, m->slot_cap * sizeof *m->slots);
+  }
   m->ndec = 0;
 }
 
@@ -936,18 +996,12 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
         goto done;
       if (kind && (rc = log_conflict(s, m, r, c, kind, keys[j], lv, apply, by_rule, err))) goto done;
       *keep = apply;
-      if (m->ndec == m->dec_cap) {
-        size_t cap = m->dec_cap ? m->dec_cap * 2 : 64;
-        decision *g = realloc(m->dec, cap * sizeof *g);
-        if (!g) {
-          rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-          goto done;
-        }
-        m->dec = g;
-        m->dec_cap = cap;
-      }
-      m->dec[m->ndec++] = (decision){.rel = r->rel, .key = keys[j], .apply = apply};
+      char *owned = keys[j];
       keys[j] = NULL; /* owned by the decision now */
+      if (!dec_add(m, r->rel, owned, apply)) {
+        rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+        goto done;
+      }
     }
   }
 done:

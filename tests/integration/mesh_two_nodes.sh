@@ -8,6 +8,8 @@
 #    travels back to a; pg_xact_commit_timestamp_origin of the rows names the right origins;
 #  - causality: a write at b made after b received a's write to the same row is no conflict (no
 #    log entry at either node, b's value everywhere);
+#  - big transactions (20000 rows inserted at a in one, all updated at b in one, deleted at a) arrive
+#    whole, without conflicts;
 #  - a truly concurrent pair (both nodes update the same row while odsync is stopped) is one
 #    update_update conflict, logged at both nodes with the same winner (last writer, b), and both
 #    nodes converge on it; a concurrent insert/insert of one key converges the same way; the
@@ -76,6 +78,20 @@ done
 pa=$(probe a); pb=$(probe b)
 [[ $(grep -o '[0-9]* UPDATE' <<<"$pa") == "2 UPDATE" && $(grep -o '[0-9]* UPDATE' <<<"$pb") == "2 UPDATE" ]] ||
   fail "expected exactly 2 updates of items decoded at each node (no echo): a: $pa b: $pb"
+
+log "big transactions: 20000 rows inserted at a in one transaction, all updated at b in one"
+node_psql a -c "INSERT INTO items SELECT g, 'bulk', 0 FROM generate_series(1000, 20999) g"
+mesh_wait_marker 180 a b
+node_psql b -c "UPDATE items SET v = 'bulk-b', n = 1 WHERE id >= 1000"
+mesh_wait_marker 180 b a
+mesh_compare a b public.items >/dev/null || fail "nodes differ after the big transactions"
+[[ $(node_psql a -c "SELECT count(*) FROM items WHERE v = 'bulk-b'") == 20000 ]] || fail "b's big update did not reach a whole"
+for n in a b; do
+  c=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts")
+  [[ $c == 0 ]] || fail "node $n logged $c conflicts for causally ordered big transactions"
+done
+node_psql a -c "DELETE FROM items WHERE id >= 1000"
+mesh_wait_marker 180 a b
 
 log "concurrent: both nodes update row 2 and insert key 10 while odsync is stopped"
 odsync_stop
