@@ -1,5 +1,6 @@
 /* core/adapter.h — everything an adapter (a source, a sink, a transform) may use from the core:
- * logging, the clock, errors, positions and config accessors. The build exposes only these core
+ * logging, the clock, errors, positions, config accessors and the metrics registry (an adapter's
+ * own counters, e.g. the mesh's conflicts). The build exposes only these core
  * headers to adapter targets (CMakeLists.txt, odsync_layer): an adapter that includes any other
  * core header, another adapter's internals or the CLI does not compile.
  * Owns nothing. */
@@ -8,6 +9,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "odsync/config.h"
 #include "odsync/error.h"
 #include "odsync/position.h"
