@@ -655,6 +655,27 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   PQclear(res);
   od_debug("postgres sink %s: mesh %s: %s conflict on %s (%s): %s wins", s->where, m->node, kind, r->target, keyshow,
            remote_wins ? m->peer : lnode);
+  /* The audit log (docs/AUDIT.md) gets it when detected: a transaction replayed after a crash may
+   * record its conflicts there again; _odsync_conflicts, written in the transaction, is exact. */
+  od_sqlbuf ab = {0};
+  od_sqlbuf_add(&ab, "\"node\":");
+  od_audit_json_str(&ab, m->node);
+  od_sqlbuf_add(&ab, ",\"peer\":");
+  od_audit_json_str(&ab, m->peer);
+  od_sqlbuf_add(&ab, ",\"conflict\":");
+  od_audit_json_str(&ab, kind);
+  od_sqlbuf_add(&ab, ",\"table\":");
+  od_audit_json_str(&ab, r->target);
+  od_sqlbuf_add(&ab, ",\"policy\":");
+  od_audit_json_str(&ab, by_rule ? "rule" : POLICIES[m->policy]);
+  od_sqlbuf_add(&ab, ",\"winner\":");
+  od_audit_json_str(&ab, remote_wins ? m->peer : lnode);
+  od_sqlbuf_addf(&ab, ",\"remote_lsn\":\"%s\"", rlsn);
+  char pipeline[128];
+  snprintf(pipeline, sizeof pipeline, "%s", s->pipeline ? s->pipeline : "");
+  pipeline[strcspn(pipeline, ".")] = '\0'; /* the checkpoint name "<pipeline>[.<sink>]" */
+  if (!ab.oom) od_audit_record(pipeline[0] ? pipeline : NULL, "conflict", ab.p);
+  od_sqlbuf_free(&ab);
   return OD_OK;
 }
 
