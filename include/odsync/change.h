@@ -90,7 +90,10 @@ typedef struct od_txn_info {
   od_pos start;          /* known at begin (PostgreSQL: the commit record's LSN) */
   od_pos end;            /* known at commit (may be at begin): what a sink stores once it holds it */
   int64_t commit_time;   /* microseconds since the Unix epoch */
-  const char *origin;    /* replication origin name, or NULL */
+  const char *origin;    /* replication origin name, or NULL (PostgreSQL: the Origin message of a
+                            transaction a replication session applied, e.g. one odsync applied) */
+  uint64_t origin_lsn;   /* with origin: the position the origin gave it (PostgreSQL: the LSN set by
+                            pg_replication_origin_xact_setup, odsync: the source's commit LSN), else 0 */
 } od_txn_info;
 
 /* truncate_flags bit: the source table was dropped and re-created under its name (a new

@@ -11,6 +11,7 @@
 #include "cli/dlq_cmd.h"
 #include "cli/govern_cmd.h"
 #include "cli/progress.h"
+#include "cli/mesh_cmd.h"
 #include "cli/status_cmd.h"
 #include "core/audit.h"
 #include "cli/triggers_cmd.h"
@@ -38,6 +39,8 @@ static const char usage[] =
     "          has several pipelines; --table T (repeatable; default: every captured table)\n"
     "  install-triggers    create the change table and capture triggers of every postgres_trigger\n"
     "          source (-p: only that pipeline); uninstall-triggers removes them again\n"
+    "  conflicts  print the conflict log of every node of the config's mesh (newest 100 per\n"
+    "          node; --limit N)\n"
     "  status  print the status table of a running odsync (its admin server: admin.listen of\n"
     "          the config, or --url)\n"
     "  dlq     dead letters (poison rows): dlq list | show ID | replay ID|--all | drop ID\n"
@@ -54,6 +57,7 @@ static const char usage[] =
     "  -t, --table T         snapshot: a captured table, schema.table (repeatable)\n"
     "  -u, --url URL         status: the admin server, e.g. http://127.0.0.1:7070\n"
     "  -r, --rows N          scan: rows sampled per table (default 1000)\n"
+    "      --limit N         conflicts: the newest N per node (default 100)\n"
     "      --progress        live progress line (default when stderr is a terminal)\n"
     "      --no-progress     no progress line\n"
     "  -l, --log-level L     error|warn|info|debug (overrides log_level in the config)\n"
@@ -72,6 +76,7 @@ typedef struct cli {
   const char *tables[256];
   int ntables;
   const char *url;
+  long limit; /* conflicts: rows per node */
 } cli;
 
 static int parse_args(int argc, char **argv, cli *c) {
@@ -80,7 +85,8 @@ static int parse_args(int argc, char **argv, cli *c) {
       {"progress", no_argument, NULL, 'P'},     {"no-progress", no_argument, NULL, 'N'},
       {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},      {"table", required_argument, NULL, 't'},
-      {"url", required_argument, NULL, 'u'},    {NULL, 0, NULL, 0}};
+      {"url", required_argument, NULL, 'u'},    {"limit", required_argument, NULL, 'L'},
+      {NULL, 0, NULL, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "c:p:l:t:u:hV", opts, NULL)) != -1) {
     switch (ch) {
@@ -92,6 +98,15 @@ static int parse_args(int argc, char **argv, cli *c) {
       case 'N': c->progress = 0; break;
       case 'l': c->log_level = optarg; break;
       case 'u': c->url = optarg; break;
+      case 'L': {
+        char *end = NULL;
+        c->limit = strtol(optarg, &end, 10);
+        if (!end || *end || c->limit < 1) {
+          fputs("odsync: --limit needs a positive number\n", stderr);
+          return 2;
+        }
+        break;
+      }
       case 't':
         if (c->ntables >= 256) {
           fputs("odsync: too many --table options (256 at most)\n", stderr);
@@ -164,6 +179,7 @@ static int cmd_check(const cli *c) {
     if (n < 0) problems++;
     if (problems == before) printf("ok: pipeline %s: source and sink ready\n", pc->name);
   }
+  od_cli_mesh_check(cfg, print_problem, &problems); /* its findings are counted by print_problem */
   od_config_free(cfg);
   return problems ? 1 : 0;
 }
@@ -334,7 +350,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "audit")) return od_cli_audit(argc, argv);
   if (!strcmp(cmd, "lineage")) return od_cli_lineage(argc, argv);
   if (!strcmp(cmd, "scan")) return od_cli_scan(argc, argv);
-  cli c = {.config_path = "odsync.yml", .progress = -1};
+  cli c = {.config_path = "odsync.yml", .progress = -1, .limit = 100};
   optind = 2;
   int rc = parse_args(argc, argv, &c);
   if (rc) return rc;
@@ -356,6 +372,13 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "status")) return od_cli_status(c.config_path, c.url);
   if (!strcmp(cmd, "install-triggers") || !strcmp(cmd, "uninstall-triggers"))
     return od_cli_triggers(c.config_path, c.only, c.nonly, cmd[0] == 'i');
+  if (!strcmp(cmd, "conflicts")) {
+    od_config *cfg;
+    if ((rc = load_config(&c, &cfg))) return rc;
+    rc = od_cli_conflicts(cfg, c.limit);
+    od_config_free(cfg);
+    return rc;
+  }
   fprintf(stderr, "odsync: unknown command '%s' (run 'odsync --help')\n", cmd);
   return 2;
 }

@@ -1,9 +1,9 @@
 /* admin_action.h — the one place where admin API access decisions are recorded.
  *
  * Every denied request (any path) and every allowed mutating request (POST) of the admin server
- * calls od_admin_record_action exactly once, from one call site in admin.c. Today it writes a log
- * line (info when allowed, warn when denied); the audit log (hash-chained, per pipeline) is meant
- * to be wired in here, so there is a single function to change.
+ * calls od_admin_record_action exactly once, from one call site in admin.c: a log line (info when
+ * allowed, warn when denied) and an `admin_request` record in the hash-chained audit log's process
+ * chain (core/audit.h, docs/AUDIT.md).
  * Owns: nothing. Never touches: credentials (callers pass who = "token#N" / "jwt:<sub>" /
  * "anonymous", never a token), the pipelines.
  */

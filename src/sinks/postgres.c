@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "common/pg_dsn.h"
 #include "sinks/postgres_internal.h"
+#include "sinks/postgres_mesh.h"
 
 extern const od_sink_ops od_sink_postgres;
 
@@ -139,6 +140,12 @@ static int connect_target(pgs_sink *s, od_error *err) {
     return rc;
   }
   PQclear(r);
+  /* A mesh sink marks what it applies with the source node's replication origin. */
+  int mrc = s->mesh ? pgs_mesh_session(s, err) : OD_OK;
+  if (mrc) {
+    disconnect(s);
+    return mrc;
+  }
   return OD_OK;
 }
 
@@ -223,6 +230,7 @@ static void pgs_close(od_sink *base) {
   free(s->schema);
   free(s->dsn);
   free(s->pipeline);
+  pgs_mesh_free(s);
   free(s);
 }
 
@@ -268,7 +276,9 @@ static int check_memory(const od_config_section *cfg, const char *v, od_error *e
 
 static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
   static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", "bulk", "lock_timeout_ms",
-                                     "maintenance_work_mem", NULL};
+                                     "maintenance_work_mem", "mesh_node", "mesh_peer", "mesh_policy",
+                                     "mesh_priority", "mesh_tables", "mesh_counters",
+                                     "mesh_rules", NULL};
   const char *dsn = NULL, *schema = NULL, *ck = NULL, *mwm = NULL;
   int rc = od_config_check_keys(cfg, keys, err);
   if (rc == OD_OK) rc = od_config_require_string(cfg, "dsn", &dsn, err);
@@ -326,7 +336,8 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
     goto fail;
   }
-  rc = connect_target(s, err);
+  rc = pgs_mesh_config(s, cfg, schema_q, err);
+  if (rc == OD_OK) rc = connect_target(s, err);
   if (rc == OD_OK) rc = create_checkpoint_table(s, schema_q, err);
   if (rc == OD_OK) rc = pgs_owner_open(s, schema_q, err);
   free(schema_q);
@@ -387,11 +398,12 @@ static int pgs_begin(od_sink *base, od_error *err) {
   s->in_txn = true;
   s->begin_sent = false;
   s->txn_seq++;
+  pgs_mesh_reset(s);
   return OD_OK;
 }
 
 /* Commit the open transaction; with a position, the checkpoint row is written in it. */
-static int commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
+int pgs_commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: commit without begin", s->where);
   if (!s->conn) return pgs_fail(s, NULL, "COMMIT", NULL, err);
   int lrc = pgs_load_end(s, err);
@@ -429,27 +441,39 @@ static int commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
   if (position)
     ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "writing the checkpoint", -1) &&
          PQsendQueryParams(s->conn, b->p, 3, NULL, p, NULL, NULL, 0);
+  if (s->commit_async)
+    ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "SET LOCAL synchronous_commit", -1) &&
+         PQsendQueryParams(s->conn, "SET LOCAL synchronous_commit = off", 0, NULL, NULL, NULL, NULL, 0);
   ok = ok && pgs_cmd_push(s, PGS_CMD_COMMIT, NULL, "COMMIT", -1) &&
        PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+  const char *then_sql = s->then_sql;
+  s->commit_async = false;
+  s->then_sql = NULL;
+  if (then_sql)
+    ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "BEGIN", -1) &&
+         PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+         pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "starting the next transaction", -1) &&
+         PQsendQueryParams(s->conn, then_sql, 0, NULL, NULL, NULL, NULL, 0);
   int rc = pgs_pipeline_finish(s, NULL, err);
   if (rc == OD_OK && !ok) rc = pgs_fail(s, NULL, "sending COMMIT", NULL, err);
   if (rc) return rc; /* the caller rolls back */
-  s->in_txn = false;
-  s->begin_sent = false;
+  s->in_txn = then_sql != NULL;
+  s->begin_sent = then_sql != NULL;
   return OD_OK;
 }
 
 static int pgs_commit(od_sink *base, const od_pos *position, od_error *err) {
-  return commit_with((pgs_sink *)base, position, err);
+  return pgs_commit_with((pgs_sink *)base, position, err);
 }
 
-static int pgs_commit_data(od_sink *base, od_error *err) { return commit_with((pgs_sink *)base, NULL, err); }
+static int pgs_commit_data(od_sink *base, od_error *err) { return pgs_commit_with((pgs_sink *)base, NULL, err); }
 
 static void pgs_rollback(od_sink *base) {
   pgs_sink *s = (pgs_sink *)base;
   pgs_load_abort(s);
   /* Tables created or altered in this transaction are gone again: forget their states. */
   pgs_bulk_discard_all(s);
+  pgs_mesh_reset(s);
   if (s->in_txn) pgs_rels_drop(s, true);
   s->in_txn = false;
   if (!s->conn) return;

@@ -24,6 +24,7 @@
 
 #include "core/log.h"
 #include "sinks/postgres_internal.h"
+#include "sinks/postgres_mesh.h"
 
 bool pgs_cmd_push(pgs_sink *s, uint8_t cmd, const pg_rel *r, const char *what, int32_t change) {
   if (s->ncmds == s->cmds_cap) {
@@ -300,6 +301,11 @@ static int send_range(pgs_sink *s, const od_change *changes, size_t from, size_t
 
 int pgs_apply(od_sink *base, const od_change *changes, size_t n, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
+  if (s->mesh && s->in_txn && s->conn) return pgs_mesh_apply(s, changes, n, err);
+  return pgs_apply_changes(s, changes, n, err);
+}
+
+int pgs_apply_changes(pgs_sink *s, const od_change *changes, size_t n, od_error *err) {
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: apply without begin", s->where);
   if (!s->conn) return pgs_fail(s, NULL, "applying changes", NULL, err);
   int lrc = pgs_load_end(s, err);

@@ -103,6 +103,12 @@ typedef struct pgs_stats {
 
 typedef struct pgs_sink {
   od_sink base;
+  struct pgs_mesh *mesh; /* owned: a multi-master mesh sink (postgres_mesh.c), else NULL */
+  /* Set by postgres_mesh.c for one pgs_commit_with call: commit without waiting for the WAL flush
+   * (a later synchronous commit of the same session flushes it, before the pipeline acknowledges
+   * anything), and then, in the same round trip, BEGIN and this statement (NULL: none). */
+  bool commit_async;
+  const char *then_sql;
   PGconn *conn;
   char *dsn;             /* secret: never printed */
   char where[200];       /* "host:port/dbname" for messages */
@@ -158,6 +164,8 @@ PGresult *pgs_exec(pgs_sink *s, const char *table, const char *what, const char 
                    const char *const *params, od_error *err);
 /* Make sure BEGIN has been sent (synchronously) before catalog work in the sink transaction. */
 int pgs_ensure_begin(pgs_sink *s, od_error *err);
+/* Commit the open transaction, writing the checkpoint `position` in it (NULL: data only). */
+int pgs_commit_with(pgs_sink *s, const od_pos *position, od_error *err);
 
 /* Serializes odsync's DDL on a target database across sessions (any constant would do). */
 #define PGS_DDL_LOCK "SELECT pg_advisory_xact_lock(7180055063212440403)"
@@ -216,6 +224,8 @@ int pgs_send_utility(pgs_sink *s, const pg_rel *r, const char *what, const char 
  * reader name rows (may be NULL when no row command is queued). */
 int pgs_pipeline_finish(pgs_sink *s, const od_change *changes, od_error *err);
 int pgs_apply(od_sink *base, const od_change *changes, size_t n, od_error *err);
+/* apply() without the mesh filter (postgres_mesh.c calls it with what wins). */
+int pgs_apply_changes(pgs_sink *s, const od_change *changes, size_t n, od_error *err);
 
 /* postgres_load.c (see the file); od_sink_ops.load_prepare / load / load_finish. */
 int pgs_load_prepare(od_sink *base, const od_relation *rel, const char *binary_format, bool *binary, od_error *err);

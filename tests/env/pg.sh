@@ -5,6 +5,8 @@
 #                       wal_level=logical, create DBNAME (default postgres) and export
 #                       PGHOST=127.0.0.1 PGPORT PGUSER=postgres PGDATABASE=DBNAME
 #                       (also PG_DIR, PG_DATA, PG_LOG, PG_BINDIR)
+#                       (PG_START_CONF, when set, is one more postgresql.conf line, e.g.
+#                       "track_commit_timestamp = on")
 #   pg_stop             fast shutdown of the last started cluster, remove its dir
 #   pg_cleanup_all      stop and remove every cluster this shell started (for EXIT traps;
 #                       safe to call more than once)
@@ -40,7 +42,7 @@ pg_start() {
   PG_LOG=$dir/server.log
   pgsrv_start "$dir" C "max_replication_slots = 10" "max_wal_senders = 10" "fsync = on" \
     "synchronous_commit = on" "max_connections = 50" "shared_buffers = 32MB" "timezone = 'UTC'" \
-    "log_timezone = 'UTC'" "datestyle = 'ISO, MDY'" "lc_messages = 'C'" || return 1
+    "log_timezone = 'UTC'" "datestyle = 'ISO, MDY'" "lc_messages = 'C'" ${PG_START_CONF:+"$PG_START_CONF"} || return 1
   export PGHOST=127.0.0.1 PGPORT=$PGSRV_PORT PGUSER=postgres PGDATABASE=postgres
   if [[ "$db" != postgres ]]; then
     pg_psql -c "CREATE DATABASE \"$db\"" >/dev/null || return 1

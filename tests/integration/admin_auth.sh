@@ -15,7 +15,8 @@
 #    alg none, without exp, nbf in the future, wrong audience, wrong issuer, an unknown role and an
 #    RS256 token where HS256 is configured -> 401; a valid viewer JWT cannot pause (403); a valid
 #    operator JWT can; /healthz needs nothing; GET on a POST route -> 405;
-#  - every denied request and every allowed POST is recorded (log lines "admin: denied" /
+#  - every denied request and every allowed POST is recorded (audit log records `admin_request`
+#    and log lines "admin: denied" /
 #    "admin: allowed" with who and path), and no token or JWT secret appears in the log;
 #  - a second run with RS256 (public key file): a valid RS256 operator JWT pauses; the same claims
 #    signed HS256 with the public key's PEM as the HMAC secret (algorithm confusion) -> 401.
@@ -204,7 +205,16 @@ denied=$(grep -c "admin: denied" "$LOG")
 for s in "$ODSYNC_T_VIEWER" "$ODSYNC_T_OPERATOR" "$ODSYNC_T_ADMIN" "$ODSYNC_T_JWT"; do
   ! grep -qF "$s" "$LOG" || fail "a credential appears in the log"
 done
-log "decisions recorded ($denied denied); no credential in the log"
+# ...and in the audit log's process chain, which still verifies.
+audit_denied=$(cat "$TEST_TMP"/state/audit/odsync-process* | grep '"kind":"admin_request"' | grep -c '"allowed":false' || true)
+[[ $audit_denied == "$denied" ]] || fail "$audit_denied denied requests in the audit log, $denied in the log"
+grep -h '"kind":"admin_request"' "$TEST_TMP"/state/audit/odsync-process* | grep -q '"path":"/pipelines/shop/pause","allowed":true' ||
+  fail "the allowed pause is not in the audit log"
+for s in "$ODSYNC_T_VIEWER" "$ODSYNC_T_OPERATOR" "$ODSYNC_T_ADMIN" "$ODSYNC_T_JWT"; do
+  ! grep -rqF "$s" "$TEST_TMP/state/audit" || fail "a credential appears in the audit log"
+done
+"$ODSYNC_BIN" audit verify -c "$CONFIG" >"$TEST_TMP/verify.txt" 2>&1 || { cat "$TEST_TMP/verify.txt"; fail "audit verify failed"; }
+log "decisions recorded ($denied denied, also in the audit log, which verifies); no credential in the log"
 
 # 6. RS256 (plain HTTP this time), and the algorithm confusion attack.
 cat >"$CONFIG" <<YAML

@@ -403,9 +403,9 @@ TEST(error_unknown_top_level_key_suggests_closest) {
   od_error e;
   const char *m = parse_err("state_dir: x\npipeline:\n  - name: a\n", &e);
   CHECK_STR(m, "cfg.yaml:2:1: unknown top-level key 'pipeline'; did you mean 'pipelines'? "
-               "(allowed: state_dir, log_level, log, admin, tracing, encryption, audit, pipelines)");
+               "(allowed: state_dir, log_level, log, admin, tracing, encryption, audit, pipelines, mesh)");
   m = parse_err(PIPE "zzz: 1\n", &e);
-  CHECK_STR(m, "cfg.yaml:7:1: unknown top-level key 'zzz'; expected one of: state_dir, log_level, log, admin, tracing, encryption, audit, pipelines");
+  CHECK_STR(m, "cfg.yaml:7:1: unknown top-level key 'zzz'; expected one of: state_dir, log_level, log, admin, tracing, encryption, audit, pipelines, mesh");
 }
 
 TEST(error_unknown_pipeline_and_batch_keys) {

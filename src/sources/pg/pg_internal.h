@@ -60,6 +60,7 @@ typedef struct pg_source {
   bool health_ok;               /* health holds a reading */
   bool health_read_warned;      /* a failed health read was logged (once per source) */
 
+  struct pg_mesh *mesh;         /* owned: source.mesh_node set (a multi-master mesh), else NULL */
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
 } pg_source;

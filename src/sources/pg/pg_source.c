@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "sources/pg/pg_ident.h"
 #include "sources/pg/pg_internal.h"
+#include "sources/pg/pg_mesh.h"
 
 #define PG_EPOCH_OFFSET_US 946684800000000LL /* 2000-01-01 - 1970-01-01 */
 #define MAX_MESSAGES_PER_POLL 8192
@@ -38,7 +39,8 @@ static void put_be64(char *p, uint64_t v) {
 static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms", "slot_warn_retained_bytes",
                                            "reconnect_max_ms", "snapshot", "snapshot_workers",
                                            "snapshot_chunk_rows", "incremental_chunk_rows", "partitions",
-                                           "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", NULL};
+                                           "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", "mesh_node",
+                                           NULL};
 
 /* snapshot: initial|never (default initial), snapshot_workers 1..16 (2), snapshot_chunk_rows (100000). */
 static int snapshot_config(pg_source *s, const od_config_section *cfg, od_error *err) {
@@ -142,6 +144,12 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
       goto fail;
     }
   }
+  const char *mesh_node = NULL;
+  if ((rc = od_config_string(cfg, "mesh_node", NULL, &mesh_node, err))) goto fail;
+  if (mesh_node && *mesh_node && !(s->mesh = od_pg_mesh_new(mesh_node))) {
+    rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
+    goto fail;
+  }
   snprintf(s->slot, sizeof s->slot, "%s", slot);
   snprintf(s->publication, sizeof s->publication, "%s", pub);
   char server[200];
@@ -150,6 +158,7 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
   *out = &s->base;
   return OD_OK;
 fail:
+  od_pg_mesh_free(s->mesh);
   free(s->qtables);
   free(s);
   return rc;
@@ -169,6 +178,7 @@ static void pg_close(od_source *base) {
   od_pg_snapshot_free(s);       /* the snapshot's relations too */
   od_pgoutput_free(s->decoder); /* relations die with it: the pipeline's session is over */
   od_pg_strings_free(s);        /* their missing_value texts too */
+  od_pg_mesh_free(s->mesh);
   free(s->qtables);
   free(s);
 }
@@ -184,10 +194,12 @@ static int pg_check(od_source *base, od_problem_fn problem, void *ctx, od_error 
 
 static int wrap_begin(void *ctx, const od_txn_info *t, od_error *err) {
   pg_source *s = ctx;
+  if (s->mesh) od_pg_mesh_begin(s->mesh);
   return s->outer->begin(s->outer->ctx, t, err);
 }
 static int wrap_change(void *ctx, const od_txn_info *t, const od_change *c, od_error *err) {
   pg_source *s = ctx;
+  if (s->mesh) return od_pg_mesh_change(s->mesh, t, c, s->outer, err); /* mesh: no echo, stamps */
   return s->outer->change(s->outer->ctx, t, c, err);
 }
 static int wrap_commit(void *ctx, const od_txn_info *t, od_error *err) {

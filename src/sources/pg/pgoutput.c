@@ -317,7 +317,7 @@ static int on_commit(od_pgoutput *d, reader *r, const od_change_handler *h, od_e
 
 static int on_origin(od_pgoutput *d, reader *r, od_error *err) {
   size_t n = 0;
-  (void)get64(r, "origin LSN");
+  uint64_t origin_lsn = get64(r, "origin LSN");
   const char *name = getstr(r, &n, "origin name");
   int rc = finish(r, err);
   if (rc || (rc = need_txn(d, r, err))) return rc;
@@ -329,6 +329,7 @@ static int on_origin(od_pgoutput *d, reader *r, od_error *err) {
   }
   memcpy(d->origin, name, n + 1);
   d->txn.origin = d->origin;
+  d->txn.origin_lsn = origin_lsn;
   return OD_OK;
 }
 

@@ -1,0 +1,18 @@
+/* sinks/postgres_mesh.h — the PostgreSQL sink's multi-master mesh mode (postgres_mesh.c; private). */
+#ifndef ODSYNC_SINKS_POSTGRES_MESH_H
+#define ODSYNC_SINKS_POSTGRES_MESH_H
+
+#include "sinks/postgres_internal.h"
+
+/* Read mesh_node, mesh_peer, mesh_policy, mesh_priority; sets s->mesh when the sink is part of a
+ * mesh (schema_q: the quoted schema of the checkpoint table, where the conflict log lives). */
+int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schema_q, od_error *err);
+void pgs_mesh_free(pgs_sink *s);
+/* On every new connection: conflict log table, replication origin, session setup. */
+int pgs_mesh_session(pgs_sink *s, od_error *err);
+/* Forget the open transaction's stamp (begin, rollback). */
+void pgs_mesh_reset(pgs_sink *s);
+/* apply() of a mesh sink. */
+int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *err);
+
+#endif

@@ -1,0 +1,37 @@
+/* pg_mesh.h — the PostgreSQL source's side of a multi-master mesh (docs/MULTI_MASTER.md).
+ *
+ * Owns: the version vector of the stream it reads (per other node: the highest commit LSN and
+ * commit timestamp of that node's transactions this node had applied, in this node's commit order)
+ * and the stamp text of the open transaction.
+ * Does: drops every transaction that carries a replication origin (applied by odsync from another
+ * node: forwarding it would echo it back, PostgreSQL 15's pgoutput has no origin filter) after
+ * adding it to the version vector; puts a stamp message (prefix "odsync.mesh") in front of the
+ * first change of every local transaction: node, commit LSN, commit time and the version vector.
+ * Never touches: sockets, libpq, the pipeline's queue, sinks.
+ */
+#ifndef ODSYNC_PG_MESH_H
+#define ODSYNC_PG_MESH_H
+
+#include "odsync/change.h"
+#include "odsync/error.h"
+#include "odsync/source.h"
+
+#define OD_MESH_PREFIX "odsync.mesh"
+#define OD_MESH_ORIGIN_PREFIX "odsync_"
+#define OD_MESH_NODES_MAX 8
+
+typedef struct pg_mesh pg_mesh;
+
+/* node: this node's mesh name (copied). NULL on out-of-memory. */
+pg_mesh *od_pg_mesh_new(const char *node);
+void od_pg_mesh_free(pg_mesh *m);
+/* Call at every Begin. */
+void od_pg_mesh_begin(pg_mesh *m);
+/* Filter one change: returns OD_OK without calling `out` for a transaction with an origin; else
+ * calls out->change with the stamp first (once per transaction), then with c. */
+int od_pg_mesh_change(pg_mesh *m, const od_txn_info *t, const od_change *c, const od_change_handler *out,
+                      od_error *err);
+/* Transactions dropped because they carried an origin (for logs and tests). */
+uint64_t od_pg_mesh_dropped(const pg_mesh *m);
+
+#endif

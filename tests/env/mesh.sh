@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# tests/env/mesh.sh — N PostgreSQL nodes for multi-master mesh tests (source after common.sh, pg.sh).
+#
+#   mesh_start_nodes NAME...   one server per node (track_commit_timestamp = on), database "shop";
+#                              sets MESH_NODES, NODE_PORT[name], NODE_DSN[name]
+#   node_psql NAME ARGS...     psql against that node
+#   mesh_config FILE POLICY TABLES_CSV [extra mesh lines]  a `mesh:` config over MESH_NODES
+#   mesh_wait_equal TIMEOUT TABLE...  poll od_compare_pg until every node equals the first one
+#   mesh_wait_marker TIMEOUT FROM TO  write a marker row at FROM, wait for it at TO (stream caught up)
+declare -A NODE_PORT NODE_DSN
+MESH_NODES=()
+OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
+
+mesh_start_nodes() {
+  local n
+  for n in "$@"; do
+    PG_START_CONF="track_commit_timestamp = on" pg_start shop || fail "cannot start node $n"
+    NODE_PORT[$n]=$PGPORT
+    NODE_DSN[$n]="host=127.0.0.1 port=$PGPORT dbname=shop user=postgres"
+    MESH_NODES+=("$n")
+  done
+}
+
+node_psql() {
+  local n=$1
+  shift
+  PGPORT=${NODE_PORT[$n]} PGDATABASE=shop pg_psql "$@"
+}
+
+mesh_config() {
+  local file=$1 policy=$2 tables=$3 extra=${4:-} n
+  {
+    echo "state_dir: $TEST_TMP/state"
+    echo "mesh:"
+    echo "  name: m"
+    echo "  policy: $policy"
+    echo "  tables: [$tables]"
+    [[ -n "$extra" ]] && echo "$extra"
+    echo "  nodes:"
+    for n in "${MESH_NODES[@]}"; do echo "    - { name: $n, dsn: \"${NODE_DSN[$n]}\" }"; done
+  } >"$file"
+}
+
+# Every pipeline's slot is streaming.
+mesh_wait_active() {
+  local timeout=$1 a b deadline
+  deadline=$(($(date +%s) + timeout))
+  for a in "${MESH_NODES[@]}"; do
+    for b in "${MESH_NODES[@]}"; do
+      [[ $a == "$b" ]] && continue
+      until [[ $(node_psql "$a" -c "SELECT active FROM pg_replication_slots WHERE slot_name = 'odsync_m_${a}_to_${b}'") == t ]]; do
+        odsync_running || fail "odsync exited while waiting for slot odsync_m_${a}_to_${b}"
+        (($(date +%s) < deadline)) || fail "slot odsync_m_${a}_to_${b} on $a not active after ${timeout}s"
+        sleep 0.3
+      done
+    done
+  done
+}
+
+mesh_compare() {
+  local a=$1 b=$2 t args=()
+  shift 2
+  for t in "$@"; do args+=(--table "$t"); done
+  "$OD_COMPARE_PG" --source "${NODE_DSN[$a]}" --target "${NODE_DSN[$b]}" "${args[@]}"
+}
+
+mesh_wait_equal() {
+  local timeout=$1 deadline out n first=${MESH_NODES[0]} ok
+  shift
+  deadline=$(($(date +%s) + timeout))
+  while true; do
+    ok=1
+    for n in "${MESH_NODES[@]:1}"; do
+      if ! out=$(mesh_compare "$first" "$n" "$@" 2>&1); then ok=0; break; fi
+    done
+    ((ok)) && return 0
+    if (($(date +%s) >= deadline)); then
+      echo "$out" >&2
+      fail "nodes $first and $n differ after ${timeout}s (od_compare_pg report above)"
+    fi
+    sleep 1
+  done
+}
+
+# A marker row (table mesh_marker(id text primary key, n int), replicated) written at FROM and
+# awaited at TO: everything FROM had applied or written before it has reached TO.
+mesh_wait_marker() {
+  local timeout=$1 from=$2 to=$3 deadline tag
+  tag="$from-$to-$RANDOM$RANDOM"
+  node_psql "$from" -c "INSERT INTO mesh_marker VALUES ('$tag', 0)"
+  deadline=$(($(date +%s) + timeout))
+  until [[ $(node_psql "$to" -c "SELECT count(*) FROM mesh_marker WHERE id = '$tag'") == 1 ]]; do
+    odsync_running || fail "odsync exited while waiting for a marker from $from at $to"
+    (($(date +%s) < deadline)) || fail "marker from $from not at $to after ${timeout}s"
+    sleep 0.2
+  done
+}

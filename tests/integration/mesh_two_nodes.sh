@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# mesh_two_nodes.sh — a 2-node mesh (a <-> b) declared with `mesh:`.
+#
+# Asserts:
+#  - no loop: 3 rows inserted at a appear once at b and are not echoed back: a test_decoding
+#    probe slot on each node shows exactly the transactions/rows expected (a: its own one
+#    transaction; b: one applied transaction, with origin odsync_a), also after an update at b
+#    travels back to a; pg_xact_commit_timestamp_origin of the rows names the right origins;
+#  - causality: a write at b made after b received a's write to the same row is no conflict (no
+#    log entry at either node, b's value everywhere);
+#  - big transactions (20000 rows inserted at a in one, all updated at b in one, deleted at a) arrive
+#    whole, without conflicts;
+#  - a truly concurrent pair (both nodes update the same row while odsync is stopped) is one
+#    update_update conflict, logged at both nodes with the same winner (last writer, b), and both
+#    nodes converge on it; a concurrent insert/insert of one key converges the same way; the
+#    business rule "n: higher wins" makes a's earlier write (n = 5) win over b's later one (n = 1);
+#  - after all that, both nodes are identical (od_compare_pg).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../env/mesh.sh"
+
+test_init mesh_two_nodes
+[[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
+mesh_start_nodes a b
+for n in a b; do
+  node_psql $n <<'SQL'
+CREATE TABLE items (id int PRIMARY KEY, v text, n int);
+CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
+SELECT pg_create_logical_replication_slot('probe', 'test_decoding');
+SQL
+done
+CONFIG=$TEST_TMP/odsync.yaml
+LOG=$TEST_TMP/odsync.log
+mesh_config "$CONFIG" last_writer_wins "public.items, public.mesh_marker" '  rules: ["public.items.n: higher wins"]'
+APORT=$(pg_free_port)
+echo "admin: { listen: \"127.0.0.1:$APORT\" }" >>"$CONFIG"
+odsync_start "$CONFIG" "$LOG"
+mesh_wait_active 90
+
+# Probe: the items transactions decoded at a node, as "origin-less count" lines.
+probe() { # NODE -> "BEGIN count / items rows" of everything since the last probe
+  node_psql "$1" -c "SELECT data FROM pg_logical_slot_get_changes('probe', NULL, NULL, 'include-xids', '0')" |
+    grep -E '^(BEGIN|table public.items)' | sed -E 's/^(BEGIN).*/\1/; s/^table public.items: ([A-Z]+):.*/\1/' |
+    sort | uniq -c | tr -s ' ' | sed 's/^ //' | tr '\n' ';'
+}
+probe a >/dev/null; probe b >/dev/null
+
+log "no loop: 3 rows at a"
+node_psql a -c "INSERT INTO items VALUES (1, 'x', 0), (2, 'y', 0), (3, 'z', 0)"
+mesh_wait_marker 120 a b
+mesh_wait_marker 120 b a   # anything b echoed back would be at a now
+mesh_wait_marker 120 a b
+pa=$(probe a); pb=$(probe b)
+log "a decoded: $pa  b decoded: $pb"
+# Each node: the marker transactions (BEGIN without items rows) plus exactly one items transaction
+# of 3 inserts; an echo would add inserts/updates of items at a.
+[[ $(grep -o '[0-9]* INSERT' <<<"$pa") == "3 INSERT" ]] || fail "a decoded items rows other than its own 3 inserts: $pa"
+[[ $(grep -o '[0-9]* INSERT' <<<"$pb") == "3 INSERT" ]] || fail "b decoded items rows other than the 3 applied inserts: $pb"
+grep -q UPDATE <<<"$pa$pb" && fail "an update of items was decoded (echo): a: $pa b: $pb"
+[[ $(node_psql a -c "SELECT count(*) FROM items WHERE (pg_xact_commit_timestamp_origin(xmin)).roident = 0") == 3 ]] ||
+  fail "rows at a were rewritten by replication (echo)"
+[[ $(node_psql b -c "SELECT count(*) FROM items i, pg_replication_origin o WHERE o.roident = (pg_xact_commit_timestamp_origin(i.xmin)).roident AND o.roname = 'odsync_a'") == 3 ]] ||
+  fail "rows at b do not carry origin odsync_a"
+
+log "causality: b writes row 1 after it received a's write"
+node_psql a -c "UPDATE items SET v = 'a1' WHERE id = 1"
+wait_for "[[ \$(node_psql b -c 'SELECT v FROM items WHERE id = 1') == a1 ]]" 120 ||
+  fail "a's update did not reach b"
+node_psql b -c "UPDATE items SET v = 'b1' WHERE id = 1"
+mesh_wait_marker 120 b a
+mesh_wait_marker 120 a b
+[[ $(node_psql a -c "SELECT v FROM items WHERE id = 1") == b1 ]] || fail "b's causally later write did not win at a"
+for n in a b; do
+  c=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts")
+  [[ $c == 0 ]] || fail "node $n logged $c conflicts for causally ordered writes: $(node_psql $n -c 'TABLE _odsync_conflicts')"
+done
+pa=$(probe a); pb=$(probe b)
+[[ $(grep -o '[0-9]* UPDATE' <<<"$pa") == "2 UPDATE" && $(grep -o '[0-9]* UPDATE' <<<"$pb") == "2 UPDATE" ]] ||
+  fail "expected exactly 2 updates of items decoded at each node (no echo): a: $pa b: $pb"
+
+log "big transactions: 20000 rows inserted at a in one transaction, all updated at b in one"
+node_psql a -c "INSERT INTO items SELECT g, 'bulk', 0 FROM generate_series(1000, 20999) g"
+mesh_wait_marker 180 a b
+node_psql b -c "UPDATE items SET v = 'bulk-b', n = 1 WHERE id >= 1000"
+mesh_wait_marker 180 b a
+mesh_compare a b public.items >/dev/null || fail "nodes differ after the big transactions"
+[[ $(node_psql a -c "SELECT count(*) FROM items WHERE v = 'bulk-b'") == 20000 ]] || fail "b's big update did not reach a whole"
+for n in a b; do
+  c=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts")
+  [[ $c == 0 ]] || fail "node $n logged $c conflicts for causally ordered big transactions"
+done
+node_psql a -c "DELETE FROM items WHERE id >= 1000"
+mesh_wait_marker 180 a b
+
+log "concurrent: both nodes update row 2 and insert key 10 while odsync is stopped"
+odsync_stop
+node_psql a -c "UPDATE items SET v = 'a2' WHERE id = 2"
+node_psql a -c "INSERT INTO items VALUES (10, 'a10', 1)"
+node_psql a -c "UPDATE items SET v = 'a3', n = 5 WHERE id = 3"
+node_psql b -c "UPDATE items SET v = 'b2' WHERE id = 2"
+node_psql b -c "INSERT INTO items VALUES (10, 'b10', 2)"
+node_psql b -c "UPDATE items SET v = 'b3', n = 1 WHERE id = 3"
+odsync_start "$CONFIG" "$LOG"
+mesh_wait_active 90
+mesh_wait_marker 120 a b
+mesh_wait_marker 120 b a
+mesh_wait_equal 60 public.items
+[[ $(node_psql a -c "SELECT v FROM items WHERE id = 2") == b2 ]] || fail "last writer (b) did not win row 2"
+[[ $(node_psql a -c "SELECT v FROM items WHERE id = 10") == b10 ]] || fail "last writer (b) did not win key 10"
+[[ $(node_psql a -c "SELECT v FROM items WHERE id = 3") == a3 ]] || fail "rule 'n: higher wins' did not make a's earlier write win row 3"
+for n in a b; do
+  got=$(node_psql $n -c "SELECT string_agg(kind || ':' || key || ':' || winner || ':' || policy, ',' ORDER BY kind, key) FROM _odsync_conflicts")
+  want="insert_insert:10:b:rule,update_update:2:b:last_writer_wins,update_update:3:a:rule"
+  [[ $got == "$want" ]] || fail "node $n conflict log: '$got' (expected $want)"
+done
+metrics=$(curl -fsS "http://127.0.0.1:$APORT/metrics") || fail "cannot read /metrics"
+for n in a b; do
+  o=b; [[ $n == b ]] && o=a
+  grep -q "^odsync_mesh_conflicts_total{node=\"$n\",peer=\"$o\",kind=\"update_update\"} 2$" <<<"$metrics" ||
+    fail "metric odsync_mesh_conflicts_total for node $n update_update is not 2: $(grep odsync_mesh_conflicts <<<"$metrics")"
+  grep -q "^odsync_mesh_transactions_total{node=\"$n\",peer=\"$o\"} [1-9]" <<<"$metrics" ||
+    fail "metric odsync_mesh_transactions_total for node $n missing"
+done
+odsync_stop
+mesh_compare a b public.items public.mesh_marker || fail "nodes differ"
+# Every conflict is in the audit log too (3 per node; a replay after a crash could add repeats).
+audited=$(cat "$TEST_TMP"/state/audit/* 2>/dev/null | grep -c '"kind":"conflict"' || true)
+((audited >= 6)) || fail "$audited conflict records in the audit log, expected at least 6"
+grep -h '"kind":"conflict"' "$TEST_TMP"/state/audit/* | grep -q '"conflict":"update_update","table":"public.items","policy":"last_writer_wins","winner":"b"' ||
+  fail "the audit log lacks the update_update conflict won by b"
+"$ODSYNC_BIN" audit verify -c "$CONFIG" >"$TEST_TMP/verify.txt" 2>&1 || { cat "$TEST_TMP/verify.txt"; fail "audit verify failed"; }
+
+log "odsync conflicts lists both nodes' logs"
+out=$("$ODSYNC_BIN" conflicts -c "$CONFIG") || fail "odsync conflicts failed: $out"
+echo "$out"
+[[ $(grep -c 'update_update' <<<"$out") == 4 && $(grep -c 'insert_insert' <<<"$out") == 2 ]] ||
+  fail "odsync conflicts did not list two update_update and one insert_insert per node"
+grep -q '^node a: 3 conflicts' <<<"$out" && grep -q '^node b: 3 conflicts' <<<"$out" || fail "odsync conflicts: per-node counts wrong"
+
+log "odsync check validates the mesh"
+out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check failed on a good mesh: $out"
+grep -q 'ok: mesh of 2 nodes' <<<"$out" || fail "odsync check did not validate the mesh: $out"
+node_psql a -c "CREATE TABLE odd (id int PRIMARY KEY, x int); CREATE TABLE nokey (x int)"
+node_psql b -c "CREATE TABLE odd (id int PRIMARY KEY, x text); CREATE TABLE nokey (x int)"
+mesh_config "$TEST_TMP/bad.yaml" last_writer_wins "public.items, public.odd, public.nokey"
+rc=0; out=$("$ODSYNC_BIN" check -c "$TEST_TMP/bad.yaml" 2>&1) || rc=$?
+echo "$out"
+[[ $rc == 1 ]] || fail "odsync check exited $rc on a mesh with mismatched tables (expected 1)"
+grep -q 'table public.odd differs between node a' <<<"$out" || fail "check missed the different shapes of public.odd"
+grep -q 'mesh node a: table public.nokey has no primary key' <<<"$out" || fail "check missed the keyless table"
+log "ok"

@@ -1,0 +1,116 @@
+/* Unit tests for the `mesh:` section of the configuration (src/core/config.c): expansion into
+ * N x (N-1) pipelines with the generated source/sink keys, next to ordinary pipelines, and each
+ * error with its FILE:LINE:COL. */
+#include "odsync/config.h"
+#include "test.h"
+
+#define MESH3                                           \
+  "mesh:\n"                                             \
+  "  name: shop\n"                                      \
+  "  policy: priority\n"                                \
+  "  priority: [b, a]\n"                                \
+  "  tables: [public.items, public.stock]\n"            \
+  "  nodes:\n"                                          \
+  "    - { name: a, dsn: \"host=h1 dbname=shop\" }\n"   \
+  "    - { name: b, dsn: \"host=h2 dbname=shop\" }\n"   \
+  "    - { name: c, dsn: \"host=h3 dbname=shop\" }\n"
+
+static od_config *parse_ok(const char *yaml) {
+  od_config *c = NULL;
+  od_error e = {0};
+  int rc = od_config_parse(yaml, strlen(yaml), "cfg.yaml", &c, &e);
+  if (rc) fprintf(stderr, "  unexpected error: %s\n", e.msg);
+  CHECK_INT(rc, OD_OK);
+  return c;
+}
+
+static const char *parse_err(const char *yaml, od_error *e) {
+  od_config *c = (od_config *)1;
+  memset(e, 0, sizeof *e);
+  CHECK_INT(od_config_parse(yaml, strlen(yaml), "cfg.yaml", &c, e), OD_ECONFIG);
+  CHECK(c == NULL);
+  return e->msg;
+}
+
+static const char *val(const od_config_section *s, const char *key) {
+  const od_config_entry *e = od_config_find(s, key);
+  return e && e->value ? e->value : "";
+}
+
+TEST(mesh_expands_to_every_ordered_pair) {
+  od_config *c = parse_ok(MESH3);
+  CHECK_INT(c->npipelines, 6);
+  const char *names[] = {"shop_a_to_b", "shop_a_to_c", "shop_b_to_a", "shop_b_to_c", "shop_c_to_a", "shop_c_to_b"};
+  for (int i = 0; i < 6; i++) CHECK_STR(c->pipelines[i].name, names[i]);
+  const od_pipeline_config *p = &c->pipelines[3]; /* b -> c */
+  CHECK_STR(p->source.type, "postgres");
+  CHECK_STR(val(&p->source, "dsn"), "host=h2 dbname=shop");
+  CHECK_STR(val(&p->source, "mesh_node"), "b");
+  CHECK_STR(val(&p->source, "snapshot"), "never");
+  const od_config_entry *t = od_config_find(&p->source, "tables");
+  CHECK(t && t->nlist == 2);
+  CHECK_STR(t->list[1], "public.stock");
+  CHECK_INT(p->nsinks, 1);
+  const od_config_section *k = &p->sinks[0].section;
+  CHECK_STR(k->type, "postgres");
+  CHECK_STR(val(k, "dsn"), "host=h3 dbname=shop");
+  CHECK_STR(val(k, "mesh_node"), "c");
+  CHECK_STR(val(k, "mesh_peer"), "b");
+  CHECK_STR(val(k, "mesh_policy"), "priority");
+  const od_config_entry *pr = od_config_find(k, "mesh_priority");
+  CHECK(pr && pr->nlist == 2);
+  CHECK_STR(pr->list[0], "b");
+  CHECK(od_config_find(k, "mesh_tables") != NULL);
+  CHECK(od_config_find(k, "mesh_counters") == NULL);
+  CHECK_INT(p->consistency, OD_CONSISTENCY_STRONG);
+  od_config_free(c);
+}
+
+TEST(mesh_counters_and_rules_reach_every_sink) {
+  od_config *c = parse_ok("mesh:\n  tables: [public.stock]\n  counters: [public.stock.qty]\n"
+                          "  rules: [\"public.stock.version: higher wins\", \"public.stock.status: new < paid\"]\n"
+                          "  nodes:\n    - { name: x, dsn: d1 }\n    - { name: y, dsn: d2 }\n");
+  for (int i = 0; i < 2; i++) {
+    const od_config_section *k = &c->pipelines[i].sinks[0].section;
+    const od_config_entry *e = od_config_find(k, "mesh_counters"), *r = od_config_find(k, "mesh_rules");
+    CHECK(e && e->nlist == 1);
+    CHECK_STR(e->list[0], "public.stock.qty");
+    CHECK(r && r->nlist == 2);
+    CHECK_STR(r->list[1], "public.stock.status: new < paid");
+  }
+  od_config_free(c);
+}
+
+TEST(mesh_next_to_pipelines) {
+  od_config *c = parse_ok("pipelines:\n  - name: other\n    source: { type: postgres }\n    sink: { type: sqlite }\n"
+                          "mesh:\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n    - { name: y, dsn: d2 }\n");
+  CHECK_INT(c->npipelines, 3);
+  CHECK_STR(c->pipelines[0].name, "other");
+  CHECK_STR(c->pipelines[1].name, "mesh_x_to_y");
+  CHECK_STR(val(&c->pipelines[2].sinks[0].section, "mesh_policy"), "last_writer_wins");
+  od_config_free(c);
+}
+
+TEST(mesh_errors_name_file_line_col) {
+  od_error e;
+  CHECK_STR(parse_err("mesh:\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n", &e),
+            "cfg.yaml:4:5: mesh.nodes: expected 2 to 8 nodes, got 1");
+  CHECK_STR(parse_err("mesh:\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n    - { name: x, dsn: d2 }\n", &e),
+            "cfg.yaml:5:15: mesh.nodes[1].name 'x' is used twice; node names must be unique");
+  CHECK_STR(parse_err("mesh:\n  tables: [t]\n  nodes:\n    - { name: X-1, dsn: d1 }\n    - { name: y, dsn: d2 }\n", &e),
+            "cfg.yaml:4:15: mesh.nodes[0].name 'X-1': expected 1-12 characters of a-z, 0-9 and _");
+  CHECK_STR(parse_err("mesh:\n  nodes:\n    - { name: x, dsn: d1 }\n    - { name: y, dsn: d2 }\n", &e),
+            "cfg.yaml:2:3: mesh: missing required key 'tables'; expected the list of replicated tables, e.g. "
+            "[public.items] (each with a primary key)");
+  CHECK_STR(parse_err("mesh:\n  policy: priority\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n"
+                      "    - { name: y, dsn: d2 }\n", &e),
+            "cfg.yaml:2:3: mesh: policy priority needs 'priority', the node names from the most to the least trusted");
+  CHECK_STR(parse_err("mesh:\n  priority: [z]\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n"
+                      "    - { name: y, dsn: d2 }\n", &e),
+            "cfg.yaml:2:13: mesh.priority: 'z' is not a node of the mesh");
+  CHECK_STR(parse_err("mesh:\n  counters: [public.stock]\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n"
+                      "    - { name: y, dsn: d2 }\n", &e),
+            "cfg.yaml:2:13: mesh.counters: 'public.stock' is not schema.table.column");
+  CHECK(strstr(parse_err("mesh:\n  policy: newest\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n"
+                         "    - { name: y, dsn: d2 }\n", &e), "mesh.policy") != NULL);
+}
