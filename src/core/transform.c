@@ -268,7 +268,8 @@ int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, 
     ch_close(&c->base);
     return rc;
   }
-  c->ops = *ops; /* type, caps, max_writers; every slot below forwards */
+  c->ops = *c->inner->ops; /* type, caps (the instance's: a sink may drop one by config), max_writers; every slot
+                            below forwards */
   c->ops.read_position = ch_read_position;
   c->ops.begin = ch_begin;
   c->ops.apply = ch_apply;
@@ -276,25 +277,25 @@ int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, 
   c->ops.commit_data = ch_commit_data;
   c->ops.rollback = ch_rollback;
   c->ops.close = ch_close;
-  if (ops->caps & OD_SINK_MARKS) {
+  if (c->ops.caps & OD_SINK_MARKS) {
     c->ops.set_mark = ch_set_mark;
     c->ops.get_mark = ch_get_mark;
   }
-  if (ops->caps & OD_SINK_TEXT_MARKS) {
+  if (c->ops.caps & OD_SINK_TEXT_MARKS) {
     c->ops.set_text_mark = ch_set_text_mark;
     c->ops.get_text_mark = ch_get_text_mark;
   }
-  if (ops->caps & OD_SINK_TABLE_OWNERSHIP) {
+  if (c->ops.caps & OD_SINK_TABLE_OWNERSHIP) {
     c->ops.check_tables = ch_check_tables;
     c->ops.resnapshot_table = ch_resnapshot_table;
   }
-  if (ops->caps & OD_SINK_DEAD_LETTERS) {
+  if (c->ops.caps & OD_SINK_DEAD_LETTERS) {
     c->ops.savepoint = ch_savepoint;
     c->ops.put_dead_letter = ch_put_dead_letter;
     c->ops.list_dead_letters = ch_list_dead_letters;
     c->ops.drop_dead_letter = ch_drop_dead_letter;
   }
-  if (ops->caps & OD_SINK_BULK_LOAD) {
+  if (c->ops.caps & OD_SINK_BULK_LOAD) {
     c->ops.load_prepare = ch_load_prepare;
     c->ops.load = ch_load;
     c->ops.load_finish = ch_load_finish;

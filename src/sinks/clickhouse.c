@@ -23,6 +23,8 @@
 #include "sinks/clickhouse_internal.h"
 
 extern const od_sink_ops od_sink_clickhouse;
+/* The same sink without OD_SINK_BULK_LOAD (bulk_load: false): snapshot chunks go through apply(). */
+static const od_sink_ops ch_ops_no_bulk;
 
 /* Row versions: ReplacingMergeTree keeps, per key, the row with the highest version. A row's
  * version is the 64-bit version of its transaction's start position (od_pos_kind.version; the
@@ -99,10 +101,10 @@ static void ch_close(od_sink *base) {
 
 static int ch_open(const od_config_section *cfg, const char *name, od_sink **out, od_error *err) {
   static const char *const keys[] = {"url", "database", "user", "password", "compression", "timeout_ms",
-                                     "view_suffix", "tls_verify", "buffer_mib", "ca_file", NULL};
+                                     "view_suffix", "tls_verify", "buffer_mib", "ca_file", "bulk_load", NULL};
   const char *url, *database, *user, *password, *compression, *suffix, *ca_file;
   long timeout_ms, buffer_mib;
-  bool tls_verify;
+  bool tls_verify, bulk_load;
   int rc = od_config_check_keys(cfg, keys, err);
   if (!rc) rc = od_config_string(cfg, "url", "http://127.0.0.1:8123", &url, err);
   if (!rc) rc = od_config_string(cfg, "database", "default", &database, err);
@@ -114,6 +116,7 @@ static int ch_open(const od_config_section *cfg, const char *name, od_sink **out
   if (!rc) rc = od_config_bool(cfg, "tls_verify", true, &tls_verify, err);
   if (!rc) rc = od_config_int(cfg, "buffer_mib", 64, 1, 65536, &buffer_mib, err);
   if (!rc) rc = od_config_string(cfg, "ca_file", NULL, &ca_file, err);
+  if (!rc) rc = od_config_bool(cfg, "bulk_load", true, &bulk_load, err);
   if (rc) return rc;
   if (strcmp(compression, "none") != 0 && strcmp(compression, "gzip") != 0) {
     const od_config_entry *e = od_config_find(cfg, "compression");
@@ -133,7 +136,7 @@ static int ch_open(const od_config_section *cfg, const char *name, od_sink **out
   }
   ch_sink *s = calloc(1, sizeof *s);
   if (!s) return OD_FAIL(err, OD_ENOMEM, "clickhouse sink: out of memory");
-  s->base.ops = &od_sink_clickhouse;
+  s->base.ops = bulk_load ? &od_sink_clickhouse : &ch_ops_no_bulk;
   s->name = strdup(name ? name : "");
   s->database = strdup(database);
   s->view_suffix = strdup(suffix);
@@ -303,11 +306,19 @@ static int ch_begin(od_sink *base, od_error *err) {
 }
 
 /* Bytes the open batch holds in memory (encoded values, cells, rows). */
-static size_t batch_bytes(const ch_sink *s) {
+size_t ch_batch_bytes(const ch_sink *s) {
   size_t n = 0;
   for (const ch_rel *r = s->all; r; r = r->next)
-    n += r->data.len + r->nrows * (sizeof(ch_row) + r->ncol * sizeof(ch_cell));
+    n += r->data.len + r->bulk.len + r->nrows * (sizeof(ch_row) + r->ncol * sizeof(ch_cell));
   return n;
+}
+
+int ch_flush_all(ch_sink *s, od_error *err) {
+  for (ch_rel *r = s->all; r; r = r->next) {
+    int rc = ch_rel_flush(s, r, err);
+    if (rc) return rc;
+  }
+  return OD_OK;
 }
 
 static int ch_apply(od_sink *base, const od_change *changes, size_t n, od_error *err) {
@@ -325,14 +336,11 @@ static int ch_apply(od_sink *base, const od_change *changes, size_t n, od_error 
    * open sink transaction): insert what is buffered now. Safe under the replay contract: the
    * checkpoint still comes after the last row, and replayed rows collapse (same versions; a later
    * row of the same key and transaction, with an equal version, is inserted later and wins). */
-  size_t held = batch_bytes(s);
+  size_t held = ch_batch_bytes(s);
   if (held >= s->buffer_bytes) {
     od_debug("clickhouse sink %s: the open batch holds %zu MiB: inserting it before its commit", s->http.name,
              held >> 20);
-    for (ch_rel *r = s->all; r; r = r->next) {
-      int rc = ch_rel_flush(s, r, err);
-      if (rc) return rc;
-    }
+    return ch_flush_all(s, err);
   }
   return OD_OK;
 }
@@ -346,7 +354,7 @@ static int commit_with(ch_sink *s, const od_pos *pos, od_error *err) {
   ch_rel **order = malloc((n ? n : 1) * sizeof *order);
   if (!order) return OD_FAIL(err, OD_ENOMEM, "clickhouse sink %s: out of memory", s->http.name);
   for (ch_rel *r = s->all; r; r = r->next)
-    if (r->nrows) order[k++] = r;
+    if (r->nrows || r->bulk_rows) order[k++] = r;
   while (k > 0 && !rc) rc = ch_rel_flush(s, order[--k], err);
   free(order);
   if (rc) return rc;
@@ -416,20 +424,22 @@ static int ch_get_text_mark(od_sink *base, const char *key, char **out, od_error
   return OD_OK;
 }
 
+#define CH_OPS_SLOTS                                                                                   \
+  .type = "clickhouse", .max_writers = 1, .open = ch_open, .read_position = ch_read_position, .begin = ch_begin, \
+  .apply = ch_apply, .commit = ch_commit, .commit_data = ch_commit_data, .rollback = ch_rollback,              \
+  .close = ch_close, .set_mark = ch_set_mark, .get_mark = ch_get_mark, .set_text_mark = ch_set_text_mark,      \
+  .get_text_mark = ch_get_text_mark
+
+/* Idempotent replay: no atomic checkpoint. */
 const od_sink_ops od_sink_clickhouse = {
-    .type = "clickhouse",
-    .caps = OD_SINK_MARKS | OD_SINK_TEXT_MARKS, /* idempotent replay: no atomic checkpoint */
-    .max_writers = 1,
-    .open = ch_open,
-    .read_position = ch_read_position,
-    .begin = ch_begin,
-    .apply = ch_apply,
-    .commit = ch_commit,
-    .commit_data = ch_commit_data,
-    .rollback = ch_rollback,
-    .close = ch_close,
-    .set_mark = ch_set_mark,
-    .get_mark = ch_get_mark,
-    .set_text_mark = ch_set_text_mark,
-    .get_text_mark = ch_get_text_mark,
+    CH_OPS_SLOTS,
+    .caps = OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_BULK_LOAD,
+    .load_prepare = ch_load_prepare,
+    .load = ch_load,
+    .load_finish = ch_load_finish,
+};
+
+static const od_sink_ops ch_ops_no_bulk = {
+    CH_OPS_SLOTS,
+    .caps = OD_SINK_MARKS | OD_SINK_TEXT_MARKS,
 };

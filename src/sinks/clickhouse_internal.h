@@ -6,6 +6,7 @@
  *                       changes, the batch's rows of that table, unchanged-TOAST filling, the insert
  *   clickhouse_types.c  PostgreSQL type -> ClickHouse type, a value -> its TabSeparated field
  *   clickhouse_http.c   the HTTP client (libcurl)
+ *   clickhouse_load.c   bulk loading of initial-snapshot chunks (load_prepare / load / load_finish)
  *
  * Ownership: the ch_sink owns the HTTP client, every ch_rel and every buffer. A ch_rel points at
  * (never owns) its od_relation, which the source keeps alive for the pipeline's life. Rows of the
@@ -63,6 +64,10 @@ typedef struct ch_rel {
   uint32_t *index;         /* open addressing: row + 1 of the latest row per key, 0 = empty */
   size_t index_cap;
   bool any_fill;
+  /* bulk-loaded snapshot rows of the open batch (clickhouse_load.c): TabSeparated lines, complete
+   * with version and deleted flag, sent before `rows` by ch_rel_flush */
+  od_sqlbuf bulk;
+  size_t bulk_rows;
 } ch_rel;
 
 typedef struct ch_mark {
@@ -109,9 +114,20 @@ int ch_rel_change(ch_sink *s, ch_rel *r, const od_change *c, od_error *err);
 /* Fill, insert and clear the batch's rows of r (one INSERT). */
 int ch_rel_flush(ch_sink *s, ch_rel *r, od_error *err);
 void ch_rel_clear(ch_rel *r);
+/* The INSERT statement for r's columns, the version and the deleted flag, into s->sql. */
+void ch_rel_insert_stmt(ch_sink *s, ch_rel *r);
 /* TRUNCATE the target table (after flushing what the batch holds for it). */
 int ch_rel_truncate(ch_sink *s, ch_rel *r, od_error *err);
 void ch_rels_free(ch_sink *s);
+
+/* clickhouse_load.c */
+int ch_load_prepare(od_sink *base, const od_relation *rel, const char *binary_format, bool *binary, od_error *err);
+int ch_load(od_sink *base, const od_change *rows, size_t n, od_error *err);
+int ch_load_finish(od_sink *base, const od_relation *rel, od_error *err);
+/* Bytes the open batch holds in memory (clickhouse.c). */
+size_t ch_batch_bytes(const ch_sink *s);
+/* Insert every table's buffered rows of the open batch now (clickhouse.c). */
+int ch_flush_all(ch_sink *s, od_error *err);
 
 /* clickhouse_types.c */
 /* The ClickHouse type (without Nullable) for a PostgreSQL type; returns its ch_kind. */

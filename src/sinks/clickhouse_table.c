@@ -32,6 +32,7 @@ static void rel_free(ch_rel *r) {
   free(r->cells);
   free(r->index);
   od_sqlbuf_free(&r->data);
+  od_sqlbuf_free(&r->bulk);
   free(r);
 }
 
@@ -51,6 +52,8 @@ void ch_rel_clear(ch_rel *r) {
   od_sqlbuf_reset(&r->data);
   if (r->index) memset(r->index, 0, r->index_cap * sizeof *r->index);
   r->any_fill = false;
+  od_sqlbuf_reset(&r->bulk);
+  r->bulk_rows = 0;
 }
 
 /* ---- DDL ----------------------------------------------------------------------------------- */
@@ -460,7 +463,7 @@ int ch_rel_get(ch_sink *s, const od_relation *rel, ch_rel **out, od_error *err) 
   /* Rows of an older shape of the same table go in before its table changes. */
   int rc = OD_OK;
   for (ch_rel *o = s->all; o && !rc; o = o->next)
-    if (o->nrows && !strcmp(o->table, r->table)) rc = ch_rel_flush(s, o, err);
+    if ((o->nrows || o->bulk_rows) && !strcmp(o->table, r->table)) rc = ch_rel_flush(s, o, err);
   if (!rc) rc = sync_table(s, r, err);
   if (rc) {
     rel_free(r);
@@ -780,9 +783,38 @@ static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
   return res;
 }
 
+void ch_rel_insert_stmt(ch_sink *s, ch_rel *r) {
+  od_sqlbuf *q = &s->sql;
+  od_sqlbuf_reset(q);
+  od_sqlbuf_addf(q, "INSERT INTO %s (", r->qtable);
+  for (size_t i = 0; i < r->ncol; i++) {
+    ch_ident(q, r->rel->columns[i].name);
+    od_sqlbuf_add(q, ", ");
+  }
+  od_sqlbuf_add(q, COL_VERSION ", " COL_DELETED ") FORMAT TabSeparated");
+}
+
+/* The bulk-loaded rows (clickhouse_load.c): one INSERT of the buffer as it is. */
+static int flush_bulk(ch_sink *s, ch_rel *r, od_error *err) {
+  if (!r->bulk_rows) return OD_OK;
+  ch_rel_insert_stmt(s, r);
+  if (s->sql.oom || r->bulk.oom) return oom(s, err);
+  char what[400];
+  snprintf(what, sizeof what, "table %s: bulk loading %zu snapshot rows", r->table, r->bulk_rows);
+  int rc = ch_http_exec(&s->http, s->sql.p, r->bulk.p, r->bulk.len, what, err);
+  if (rc) return rc;
+  s->inserts++;
+  s->rows_sent += r->bulk_rows;
+  od_debug("clickhouse sink %s: table %s: bulk loaded %zu rows (%zu bytes)", s->http.name, r->table, r->bulk_rows,
+           r->bulk.len);
+  od_sqlbuf_reset(&r->bulk);
+  r->bulk_rows = 0;
+  return OD_OK;
+}
+
 int ch_rel_flush(ch_sink *s, ch_rel *r, od_error *err) {
-  if (!r->nrows) return OD_OK;
-  int rc;
+  int rc = flush_bulk(s, r, err);
+  if (rc || !r->nrows) return rc;
   if (r->any_fill && (rc = fill_from_sink(s, r, err))) return rc;
   const od_relation *rel = r->rel;
   size_t nc = rel->ncolumns;
@@ -800,13 +832,7 @@ int ch_rel_flush(ch_sink *s, ch_rel *r, od_error *err) {
     od_sqlbuf_addf(b, "%llu\t%u\n", (unsigned long long)r->rows[row].version, (unsigned)r->rows[row].deleted);
   }
   od_sqlbuf *q = &s->sql;
-  od_sqlbuf_reset(q);
-  od_sqlbuf_addf(q, "INSERT INTO %s (", r->qtable);
-  for (size_t i = 0; i < nc; i++) {
-    ch_ident(q, rel->columns[i].name);
-    od_sqlbuf_add(q, ", ");
-  }
-  od_sqlbuf_add(q, COL_VERSION ", " COL_DELETED ") FORMAT TabSeparated");
+  ch_rel_insert_stmt(s, r);
   if (b->oom || q->oom) return oom(s, err);
   char what[400];
   snprintf(what, sizeof what, "table %s: inserting %zu rows", r->table, sent);
