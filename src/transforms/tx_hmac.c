@@ -113,5 +113,10 @@ void tx_hex(const unsigned char *d, size_t n, char *out) {
 
 void tx_hex_chars(const unsigned char *d, size_t nchars, char *out) {
   static const char hex[] = "0123456789abcdef";
-  for (size_t i = 0; i < nchars; i++) out[i] = hex[(i & 1) ? d[i >> 1] & 15 : d[i >> 1] >> 4];
+  size_t i = 0;
+  for (; i + 1 < nchars; i += 2) {
+    out[i] = hex[d[i >> 1] >> 4];
+    out[i + 1] = hex[d[i >> 1] & 15];
+  }
+  if (i < nchars) out[i] = hex[d[i >> 1] >> 4];
 }

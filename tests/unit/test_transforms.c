@@ -186,6 +186,11 @@ TEST(mask_styles) {
             "******************3000");
   CHECK_STR(mask1("{ type: mask, columns: [email], style: keep_last, keep: 2, char: '#' }", 1, "abc"), "#bc");
   CHECK_STR(mask1("{ type: mask, columns: [email], style: keep_last, keep: 9 }", 1, "abc"), "abc");
+  CHECK_STR(mask1("{ type: mask, columns: [email], style: keep_last, keep: 3 }", 1, "abc"), "abc");
+  CHECK_STR(mask1("{ type: mask, columns: [email], style: keep_last, keep: 0 }", 1, "abc"), "***");
+  CHECK_STR(mask1("{ type: mask, columns: [email], style: keep_last }", 1, ""), "");
+  CHECK_STR(mask1("{ type: mask, columns: [email], style: keep_last, keep: 1 }", 1, "ab\x7f"), "**\x7f");
+  CHECK_STR(mask1("{ type: mask, columns: [email], style: keep_last, keep: 1 }", 1, "ab\xc3\xab"), "**\xc3\xab");
   CHECK_STR(mask1("{ type: mask, columns: [email], style: keep_last, keep: 2 }", 1, "Zoë Müller"), "********er");
   CHECK_STR(mask1("{ type: mask, columns: [email], style: keep_last, keep: 3 }", 1, "Zoë Mü"), "*** Mü");
   CHECK_STR(mask1("{ type: mask, columns: [email], style: email }", 1, "jane.doe@example.com"),
@@ -280,6 +285,11 @@ TEST(hash_and_pseudonymize_are_keyed_hmac_sha256_and_allowed_on_keys) {
   CHECK(run(t, &o, &ins, &out));
   CHECK_INT(out.newtup.values[1].len, 40);
   CHECK(!strncmp(out.newtup.values[1].data, want, 40));
+  done(t);
+  t = must_open("{ type: pseudonymize, columns: [email], length: 9, prefix: p-, key: \"${env:TX_TEST_KEY}\" }");
+  CHECK(run(t, &o, &ins, &out)); /* an odd length ends on the high half of a byte */
+  snprintf(tok, sizeof tok, "p-%.9s", want);
+  CHECK_STR(txt(&out.newtup, 1), tok);
   done(t);
 }
 
