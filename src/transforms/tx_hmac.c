@@ -19,19 +19,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
-/* Everything derived from the key lives here, in one block locked against swapping and wiped at
- * close: the pad states are as good as the key for computing tokens. `work` is the per-value state
+/* Everything derived from the key lives here, in pages of its own, locked against swapping,
+ * excluded from core dumps and wiped at close: the pad states are as good as the key for computing tokens. `work` is the per-value state
  * (key-derived until the value is fed), kept here rather than on the stack for the same reason. */
 typedef struct hmac_keyed {
   SHA256_CTX inner, outer, work;
 } hmac_keyed;
 
 struct tx_hmac {
-  hmac_keyed *k; /* owned; locked when `locked` */
+  hmac_keyed *k; /* owned: whole pages of their own (bytes), locked when `locked`, not in core dumps */
+  size_t bytes;
   bool locked;
 };
 
@@ -41,8 +43,8 @@ struct tx_hmac {
 void tx_hmac_close(tx_hmac *h) {
   if (!h) return;
   if (h->k) {
-    OPENSSL_cleanse(h->k, sizeof *h->k);
-    if (h->locked) munlock(h->k, sizeof *h->k);
+    OPENSSL_cleanse(h->k, h->bytes);
+    if (h->locked) munlock(h->k, h->bytes);
     free(h->k);
   }
   free(h);
@@ -81,11 +83,20 @@ int tx_hmac_open(const od_config_section *cfg, const char *type, tx_hmac **out, 
     return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.key: the key is %zu bytes; at least %d are needed", cfg->file,
                    e->line, e->col, cfg->path, len, KEY_MIN);
   tx_hmac *h = calloc(1, sizeof *h);
-  if (!h || !(h->k = calloc(1, sizeof *h->k))) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  void *mem = NULL;
+  if (h) h->bytes = (sizeof *h->k + (size_t)page - 1) / (size_t)page * (size_t)page;
+  if (!h || posix_memalign(&mem, (size_t)page, h->bytes) != 0) {
     free(h);
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
   }
-  h->locked = mlock(h->k, sizeof *h->k) == 0; /* best effort: keep the key's states out of swap */
+  memset(mem, 0, h->bytes);
+  h->k = mem;
+  h->locked = mlock(mem, h->bytes) == 0; /* best effort (RLIMIT_MEMLOCK): keep the key's states out of swap */
+#ifdef MADV_DONTDUMP
+  madvise(mem, h->bytes, MADV_DONTDUMP); /* and out of core dumps */
+#endif
   if (!key_states(h->k, (const unsigned char *)e->value, len)) {
     tx_hmac_close(h);
     return OD_FAIL(err, OD_EUNSUPPORTED, "%s: %s: OpenSSL's SHA-256 failed while keying the HMAC", cfg->path, type);
