@@ -4,9 +4,10 @@
  * The key must come from a ${env:NAME} or ${file:PATH} reference (a key written in the config file
  * travels with every copy of it) and be at least 16 bytes. At open it is turned into the HMAC's inner
  * and outer SHA-256 states (as secret as the key itself), kept in pages this module owns, locked
- * against swapping where the system allows, excluded from core dumps, and wiped (OPENSSL_cleanse) at close; every temporary
- * copy of the key is wiped at open. The key is never logged or put into an error. Equal inputs give equal digests, so joins on pseudonymized
- * columns still work across tables and sinks that share the key.
+ * against swapping where the system allows, excluded from core dumps, and wiped (OPENSSL_cleanse) at
+ * close; every temporary copy of the key is wiped at open. The key is never logged or put into an
+ * error. Equal inputs give equal digests, so joins on pseudonymized columns still work across tables
+ * and sinks that share the key.
  * Owns: the key-derived states. Never touches: values other than the one passed.
  */
 #ifndef ODSYNC_TRANSFORMS_TX_HMAC_H
