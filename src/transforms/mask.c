@@ -63,6 +63,11 @@ static int mk_open(tx_rewrite *r, const od_config_section *cfg, od_error *err) {
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool is_cont(char c) { return ((unsigned char)c & 0xC0) == 0x80; }
+static bool is_ascii(const char *v, size_t n) {
+  unsigned char any = 0;
+  for (size_t i = 0; i < n; i++) any |= (unsigned char)v[i];
+  return any < 0x80;
+}
 
 static int mk_value(tx_rewrite *r, const od_column *c, const od_value *in, od_value *out, od_scratch *s, od_error *err) {
   (void)c;
@@ -76,7 +81,12 @@ static int mk_value(tx_rewrite *r, const od_column *c, const od_value *in, od_va
   char *o = s->alloc(s, n + 1); /* never longer than the input: a code point becomes one char */
   if (!o) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   size_t k = 0;
-  if (m->style == KEEP_LAST || m->style == EMAIL) {
+  if (m->style == KEEP_LAST && is_ascii(v, n)) { /* one byte per character: the same as below, in two copies */
+    size_t keep = (size_t)m->keep < n ? (size_t)m->keep : n;
+    memset(o, m->ch, n - keep);
+    memcpy(o + n - keep, v + n - keep, keep);
+    k = n;
+  } else if (m->style == KEEP_LAST || m->style == EMAIL) {
     /* Code point by code point; continuation bytes follow their lead byte's fate. */
     const char *at = m->style == EMAIL ? memchr(v, '@', n) : NULL;
     size_t end = at ? (size_t)(at - v) : n, total = tx_utf8_len(v, end), cp = 0;

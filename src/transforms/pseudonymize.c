@@ -47,13 +47,11 @@ static int ps_value(tx_rewrite *r, const od_column *c, const od_value *in, od_va
   unsigned char d[32];
   int rc = tx_hmac_digest(p->h, in->data, in->len, d, err);
   if (rc) return rc;
-  char hex[65];
-  tx_hex(d, 32, hex);
   size_t n = p->prefix_len + (size_t)p->length;
   char *o = s->alloc(s, n + 1);
   if (!o) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   memcpy(o, p->prefix, p->prefix_len);
-  memcpy(o + p->prefix_len, hex, (size_t)p->length);
+  tx_hex_chars(d, (size_t)p->length, o + p->prefix_len);
   o[n] = '\0';
   *out = (od_value){.data = o, .len = (uint32_t)n, .kind = OD_VALUE_TEXT};
   return OD_OK;

@@ -1,36 +1,73 @@
-/* tx_hmac.c — see tx_hmac.h. */
+/* tx_hmac.c — see tx_hmac.h.
+ *
+ * HMAC-SHA-256 (RFC 2104) from precomputed states: at open, the key (hashed first when longer than
+ * the 64-byte block) is padded and XORed with ipad and opad, and one SHA-256 compression of each pad
+ * is kept as the inner and the outer state. Per value, the inner state is copied and fed the value,
+ * then the outer state is copied and fed the inner digest: two compressions for a value shorter than
+ * 56 bytes (the minimum HMAC needs), no allocation, no parameter parsing, and the same bytes as any
+ * HMAC-SHA-256 with the same key (tests/unit/test_transforms.c checks RFC 4231 and fixed tokens).
+ *
+ * The states use OpenSSL's SHA256_CTX API, deprecated in 3.0 but present in every 3.x build that
+ * keeps the deprecated interfaces (Debian's does): OpenSSL 3.0's EVP has no way to copy a digest state
+ * without allocating a new provider context per copy, which cost more than a compression here. The
+ * SHA256_* functions use the same assembly (SHA extensions, AVX2) as EVP's SHA-256.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
 #include "transforms/tx_hmac.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
+#include <openssl/sha.h>
+
+/* Everything derived from the key lives here, in pages of its own, locked against swapping,
+ * excluded from core dumps and wiped at close: the pad states are as good as the key for computing tokens. `work` is the per-value state
+ * (key-derived until the value is fed), kept here rather than on the stack for the same reason. */
+typedef struct hmac_keyed {
+  SHA256_CTX inner, outer, work;
+} hmac_keyed;
 
 struct tx_hmac {
-  EVP_MAC *mac;
-  EVP_MAC_CTX *ctx;
-  unsigned char *key;
-  size_t keylen;
+  hmac_keyed *k; /* owned: whole pages of their own (bytes), locked when `locked`, not in core dumps */
+  size_t bytes;
   bool locked;
 };
 
 #define KEY_MIN 16
+#define BLOCK SHA256_CBLOCK /* 64 */
 
 void tx_hmac_close(tx_hmac *h) {
   if (!h) return;
-  EVP_MAC_CTX_free(h->ctx);
-  EVP_MAC_free(h->mac);
-  if (h->key) {
-    OPENSSL_cleanse(h->key, h->keylen);
-    if (h->locked) munlock(h->key, h->keylen);
-    free(h->key);
+  if (h->k) {
+    OPENSSL_cleanse(h->k, h->bytes);
+    if (h->locked) munlock(h->k, h->bytes);
+    free(h->k);
   }
   free(h);
+}
+
+/* The pad states for `key`; false if OpenSSL's SHA-256 failed. Wipes every stack copy of the key. */
+static bool key_states(hmac_keyed *k, const unsigned char *key, size_t keylen) {
+  unsigned char kb[BLOCK], pad[BLOCK];
+  bool ok = true;
+  memset(kb, 0, sizeof kb);
+  if (keylen > BLOCK) {
+    ok = SHA256_Init(&k->work) && SHA256_Update(&k->work, key, keylen) && SHA256_Final(kb, &k->work);
+  } else {
+    memcpy(kb, key, keylen);
+  }
+  for (int i = 0; i < BLOCK; i++) pad[i] = kb[i] ^ 0x36;
+  ok = ok && SHA256_Init(&k->inner) && SHA256_Update(&k->inner, pad, BLOCK);
+  for (int i = 0; i < BLOCK; i++) pad[i] = kb[i] ^ 0x5c;
+  ok = ok && SHA256_Init(&k->outer) && SHA256_Update(&k->outer, pad, BLOCK);
+  OPENSSL_cleanse(kb, sizeof kb);
+  OPENSSL_cleanse(pad, sizeof pad);
+  OPENSSL_cleanse(&k->work, sizeof k->work);
+  return ok;
 }
 
 int tx_hmac_open(const od_config_section *cfg, const char *type, tx_hmac **out, od_error *err) {
@@ -46,38 +83,51 @@ int tx_hmac_open(const od_config_section *cfg, const char *type, tx_hmac **out, 
     return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.key: the key is %zu bytes; at least %d are needed", cfg->file,
                    e->line, e->col, cfg->path, len, KEY_MIN);
   tx_hmac *h = calloc(1, sizeof *h);
-  if (!h || !(h->key = malloc(len))) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  void *mem = NULL;
+  if (h) h->bytes = (sizeof *h->k + (size_t)page - 1) / (size_t)page * (size_t)page;
+  if (!h || posix_memalign(&mem, (size_t)page, h->bytes) != 0) {
     free(h);
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
   }
-  memcpy(h->key, e->value, len);
-  h->keylen = len;
-  h->locked = mlock(h->key, len) == 0; /* best effort: keep the key out of swap */
-  char digest[] = "SHA256";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
-  if (!(h->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) || !(h->ctx = EVP_MAC_CTX_new(h->mac)) ||
-      !EVP_MAC_init(h->ctx, h->key, h->keylen, params)) {
+  memset(mem, 0, h->bytes);
+  h->k = mem;
+  h->locked = mlock(mem, h->bytes) == 0; /* best effort (RLIMIT_MEMLOCK): keep the key's states out of swap */
+#ifdef MADV_DONTDUMP
+  madvise(mem, h->bytes, MADV_DONTDUMP); /* and out of core dumps */
+#endif
+  if (!key_states(h->k, (const unsigned char *)e->value, len)) {
     tx_hmac_close(h);
-    return OD_FAIL(err, OD_EUNSUPPORTED, "%s: %s: OpenSSL has no HMAC-SHA-256", cfg->path, type);
+    return OD_FAIL(err, OD_EUNSUPPORTED, "%s: %s: OpenSSL's SHA-256 failed while keying the HMAC", cfg->path, type);
   }
   *out = h;
   return OD_OK;
 }
 
 int tx_hmac_digest(tx_hmac *h, const char *data, size_t len, unsigned char out[32], od_error *err) {
-  size_t n = 0;
-  /* init without a key restarts the MAC with the key given at open */
-  if (!EVP_MAC_init(h->ctx, NULL, 0, NULL) || !EVP_MAC_update(h->ctx, (const unsigned char *)data, len) ||
-      !EVP_MAC_final(h->ctx, out, &n, 32) || n != 32)
-    return OD_FAIL(err, OD_EINVAL, "HMAC-SHA-256 failed");
+  hmac_keyed *k = h->k;
+  unsigned char inner[SHA256_DIGEST_LENGTH];
+  k->work = k->inner;
+  if (!SHA256_Update(&k->work, data, len) || !SHA256_Final(inner, &k->work))
+    return OD_FAIL(err, OD_EINVAL, "HMAC-SHA-256 failed (inner hash)");
+  k->work = k->outer;
+  if (!SHA256_Update(&k->work, inner, sizeof inner) || !SHA256_Final(out, &k->work))
+    return OD_FAIL(err, OD_EINVAL, "HMAC-SHA-256 failed (outer hash)");
   return OD_OK;
 }
 
 void tx_hex(const unsigned char *d, size_t n, char *out) {
-  static const char hex[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = hex[d[i] >> 4];
-    out[2 * i + 1] = hex[d[i] & 15];
-  }
+  tx_hex_chars(d, 2 * n, out);
   out[2 * n] = '\0';
+}
+
+void tx_hex_chars(const unsigned char *d, size_t nchars, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  size_t i = 0;
+  for (; i + 1 < nchars; i += 2) {
+    out[i] = hex[d[i >> 1] >> 4];
+    out[i + 1] = hex[d[i >> 1] & 15];
+  }
+  if (i < nchars) out[i] = hex[d[i >> 1] >> 4];
 }

@@ -1,11 +1,14 @@
-/* tx_hmac.h — the keyed HMAC-SHA-256 shared by hash and pseudonymize (OpenSSL EVP_MAC).
+/* tx_hmac.h — the keyed HMAC-SHA-256 shared by hash and pseudonymize (OpenSSL's SHA-256, HMAC from
+ * precomputed pad states: two compressions and no allocation per value; see tx_hmac.c).
  *
  * The key must come from a ${env:NAME} or ${file:PATH} reference (a key written in the config file
- * travels with every copy of it) and be at least 16 bytes. It is copied once into memory this module
- * owns, locked against swapping where the system allows, and wiped (OPENSSL_cleanse) at close; it is
- * never logged or put into an error. Equal inputs give equal digests, so joins on pseudonymized
- * columns still work across tables and sinks that share the key.
- * Owns: the key copy and the MAC context. Never touches: values other than the one passed.
+ * travels with every copy of it) and be at least 16 bytes. At open it is turned into the HMAC's inner
+ * and outer SHA-256 states (as secret as the key itself), kept in pages this module owns, locked
+ * against swapping where the system allows, excluded from core dumps, and wiped (OPENSSL_cleanse) at
+ * close; every temporary copy of the key is wiped at open. The key is never logged or put into an
+ * error. Equal inputs give equal digests, so joins on pseudonymized columns still work across tables
+ * and sinks that share the key.
+ * Owns: the key-derived states. Never touches: values other than the one passed.
  */
 #ifndef ODSYNC_TRANSFORMS_TX_HMAC_H
 #define ODSYNC_TRANSFORMS_TX_HMAC_H
@@ -23,5 +26,7 @@ int tx_hmac_digest(tx_hmac *h, const char *data, size_t len, unsigned char out[3
 void tx_hmac_close(tx_hmac *h);
 /* Lower-case hex of the first n bytes of d into out (2n characters, then NUL). */
 void tx_hex(const unsigned char *d, size_t n, char *out);
+/* The first nchars lower-case hex characters of d (nchars <= 2 * bytes of d) into out; no NUL. */
+void tx_hex_chars(const unsigned char *d, size_t nchars, char *out);
 
 #endif
