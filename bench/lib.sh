@@ -85,3 +85,38 @@ od_stop_pid() {
   echo "warning: pid $pid did not stop in ${secs}s, killing it" >&2
   kill -KILL "$pid" 2>/dev/null || true
 }
+
+# The bench_rows workload shared by the benchmarks (bench/instructions.sh, pg_to_clickhouse.sh,
+# pg_to_redis.sh): table bench_rows (bigint key, int, text, timestamptz, numeric) and publication
+# odsync_bench in database DB, then ROWS inserts and ROWS updates of every non-key column in
+# TXN-row transactions (synchronous_commit off: the WAL, not the client, is what is measured).
+#   od_bench_rows_table DB
+#   od_bench_rows_workload DB ROWS TXN
+od_bench_rows_table() {
+  od_psql "$1" <<'SQL'
+CREATE TABLE bench_rows (id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric(12,2));
+CREATE PUBLICATION odsync_bench FOR TABLE bench_rows;
+SQL
+}
+
+od_bench_rows_workload() {
+  local db=$1 rows=$2 txn=$3
+  PGOPTIONS="-c synchronous_commit=off" od_psql "$db" <<SQL
+DO \$\$ DECLARE lo bigint := 1; BEGIN
+  WHILE lo <= $rows LOOP
+    INSERT INTO bench_rows SELECT g, (g % 1000003)::int, md5(g::text),
+      timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second', (g % 10000000) / 100.0
+      FROM generate_series(lo, least(lo + $txn - 1, $rows)) g;
+    COMMIT;
+    lo := lo + $txn;
+  END LOOP;
+  lo := 1;
+  WHILE lo <= $rows LOOP
+    UPDATE bench_rows SET a = a + 1, b = upper(b), c = c + interval '1 day', d = d + 1
+     WHERE id BETWEEN lo AND least(lo + $txn - 1, $rows);
+    COMMIT;
+    lo := lo + $txn;
+  END LOOP;
+END \$\$;
+SQL
+}
