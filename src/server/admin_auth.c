@@ -137,11 +137,34 @@ static void printable(char *out, size_t size, const char *s) {
   out[j] = '\0';
 }
 
+/* Whether a token has the shape of a signed JWS before libjwt sees it: three base64url segments,
+ * header and payload at least 2 characters, a signature, no segment of a length base64 cannot have
+ * (4k+1), at most 8 KiB. libjwt 1.10's base64 decoding writes past its buffer for an empty or
+ * 1-character segment (found under valgrind with random tokens), so malformed input stops here. */
+static bool jws_shape_ok(const char *t) {
+  size_t seg = 0, len = 0, total = 0;
+  for (const char *p = t;; p++, total++) {
+    if (total > 8192) return false;
+    if (*p == '.' || *p == '\0') {
+      if (len < 2 || len % 4 == 1) return false;
+      seg++;
+      if (*p == '\0') break;
+      len = 0;
+      continue;
+    }
+    char c = *p;
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+      return false;
+    len++;
+  }
+  return seg == 3;
+}
+
 static int check_jwt(const od_admin_auth *a, const char *cred, char *who, size_t who_size, char *why,
                      size_t why_size) {
   const od_admin_jwt_config *jc = &a->ac->jwt;
   jwt_t *jwt = NULL;
-  if (jwt_decode(&jwt, cred, a->jwt_key, (int)a->jwt_key_len) != 0 || !jwt) {
+  if (!jws_shape_ok(cred) || jwt_decode(&jwt, cred, a->jwt_key, (int)a->jwt_key_len) != 0 || !jwt) {
     snprintf(why, why_size, "the JWT is malformed or its signature does not verify with the configured %s key",
              jc->rs256 ? "RS256 public" : "HS256");
     return OD_ROLE_NONE;

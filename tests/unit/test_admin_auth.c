@@ -137,6 +137,11 @@ TEST(jwt_hs256_matrix) {
   CHECK_INT(check(a, jwt("{\"alg\":\"HS512\"}", CLAIMS("admin", "\"odsync\"", "idp", now + 60, ""), SECRET), who, why),
             OD_ROLE_NONE);
   /* Garbage with two dots: never accepted, never crashes. */
+  /* Shapes libjwt's base64 decoding mishandles (empty or 1-character segments, a length of 4k+1):
+   * refused before it sees them (valgrind runs this test). */
+  const char *shapes[] = {"Bearer a..b", "Bearer .abcd.abcd", "Bearer abcd.abcd.", "Bearer abcd.a.abcd",
+                          "Bearer abcde.abcd.abcd", "Bearer abcd.abcd", "Bearer abcd.abcd.abcd.abcd", "Bearer ab+d.abcd.abcd"};
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) CHECK_INT(check(a, shapes[i], who, why), OD_ROLE_NONE);
   unsigned int seed = 12345;
   char junk[300];
   for (int i = 0; i < 2000; i++) {
