@@ -14,6 +14,7 @@ PACKAGES=(
   clickhouse-server clickhouse-client redis-server redis-tools
   mariadb-server mariadb-client libmariadb-dev
   valgrind procps perl-base util-linux passwd coreutils findutils grep sed mawk
+  iproute2 mount # tests/chaos: network namespaces with a veth pair, tmpfs mounts
   libmicrohttpd-dev libcurl4-openssl-dev curl prometheus chromium python3
   libjwt-dev libjansson-dev openssl # admin API JWTs, the http ingest source's JSON; test certificates (docs/SECURITY.md)
   bzip2 tar apt # pg_regress_workload: apt-get source postgresql-15 (private apt state), unpack its tests
