@@ -242,6 +242,12 @@ TEST(journal_group_commit_dedup_prune) {
   CHECK_INT(events, 400);
   hs_journal_close(j);
 
+  /* ids.log lost (as when requests were accepted into the journal but killed before their ids were
+   * written): the ids come back from the journal at open, and must reach ids.log then, because the
+   * segments that hold them are pruned below and "w5-5" must still be answered as the first time. */
+  snprintf(cmd, sizeof cmd, "rm -f %s/ids.log", dir);
+  CHECK(system(cmd) == 0);
+
   /* a torn tail: garbage after the last record is cut at open */
   char seg[400];
   snprintf(cmd, sizeof cmd, "ls %s/*.seg | tail -1", dir);

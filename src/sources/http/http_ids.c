@@ -239,7 +239,15 @@ int hs_ids_get(hs_ids *x, const char *id, uint64_t *seq, uint64_t *hash) {
 }
 
 int hs_ids_put(hs_ids *x, const char *id, uint64_t seq, uint64_t hash, int64_t at_us, bool done) {
-  return add(x, id, seq, hash, at_us, done ? HS_ID_DONE : HS_ID_PENDING);
+  int rc = add(x, id, seq, hash, at_us, done ? HS_ID_DONE : HS_ID_PENDING);
+  /* An id put back from the journal (done at once: its request was accepted, perhaps never
+   * answered) goes to the file as well: once its segment is pruned the file is all that holds it,
+   * and a repeat after the next restart must still be answered as the first. */
+  if (!rc && done && x->fd >= 0) {
+    entry *e = find(x, id, NULL);
+    if (e && write_rec(x->fd, e)) od_warn("http source: cannot append to %s: %s", x->path, strerror(errno));
+  }
+  return rc;
 }
 
 void hs_ids_settle(hs_ids *x, const char *const *ids, size_t n, bool ok) {
