@@ -25,6 +25,12 @@ od_ensure_pg_user() { pgsrv_ensure_user || od_die "could not create system user 
 od_free_port() { pgsrv_free_port || od_die "no free loopback port found"; }
 
 od_now() { echo "$EPOCHREALTIME"; }
+# Seconds from A to B (two od_now / EPOCHREALTIME values, or two CPU readings), two decimals.
+od_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+# User + system CPU seconds a live process has used so far (n/a when it is gone).
+od_cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo n/a
+}
 
 # "16/B374D848" -> decimal integer (hi << 32) + lo
 od_lsn_to_int() {
@@ -90,13 +96,25 @@ od_stop_pid() {
 # pg_to_redis.sh): table bench_rows (bigint key, int, text, timestamptz, numeric) and publication
 # odsync_bench in database DB, then ROWS inserts and ROWS updates of every non-key column in
 # TXN-row transactions (synchronous_commit off: the WAL, not the client, is what is measured).
+#   od_bench_rows_source DIR   a server in DIR (bench settings) with database bench, the table, the
+#                               publication and slot odsync_bench (made before any change: a backlog)
 #   od_bench_rows_table DB
 #   od_bench_rows_workload DB ROWS TXN
+#   od_bench_rows_last_txn DB   one more transaction (row 0) on its own; prints, as an integer, an
+#                               LSN read inside it: past every earlier commit and not past its own,
+#                               so a sink checkpoint at or beyond it holds the whole workload
 od_bench_rows_table() {
   od_psql "$1" <<'SQL'
 CREATE TABLE bench_rows (id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric(12,2));
 CREATE PUBLICATION odsync_bench FOR TABLE bench_rows;
 SQL
+}
+
+od_bench_rows_source() {
+  od_pg_start "$1" "shared_buffers = 512MB" "max_wal_size = 8GB" "autovacuum = off"
+  od_psql postgres -c "CREATE DATABASE bench"
+  od_bench_rows_table bench
+  od_psql bench -c "SELECT pg_create_logical_replication_slot('odsync_bench', 'pgoutput')" >/dev/null
 }
 
 od_bench_rows_workload() {
@@ -119,4 +137,14 @@ DO \$\$ DECLARE lo bigint := 1; BEGIN
   END LOOP;
 END \$\$;
 SQL
+}
+
+od_bench_rows_last_txn() {
+  od_lsn_to_int "$(od_psql "$1" <<'SQL'
+BEGIN;
+INSERT INTO bench_rows VALUES (0, 0, 'last', now(), 0);
+SELECT pg_current_wal_insert_lsn();
+COMMIT;
+SQL
+)"
 }

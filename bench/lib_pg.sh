@@ -82,9 +82,7 @@ END \$pgbw\$" >/dev/null 2>"$errf" &
   rm -f "$errf"
 }
 
-pgb_cpu_seconds() {
-  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo n/a
-}
+pgb_cpu_seconds() { od_cpu_seconds "$1"; }
 
 pgb_hwm_mib() {
   awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0

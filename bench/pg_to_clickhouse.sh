@@ -46,28 +46,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
-od_pg_start "$TMP/pg" "shared_buffers = 512MB" "max_wal_size = 8GB" "autovacuum = off"
-od_psql postgres -c "CREATE DATABASE bench"
-od_bench_rows_table bench
-od_psql bench -c "SELECT pg_create_logical_replication_slot('odsync_bench', 'pgoutput')" >/dev/null
+od_bench_rows_source "$TMP/pg"
 ch_start || od_die "clickhouse-server did not start"
 ch_query "CREATE DATABASE bench"
 log "PostgreSQL on $OD_PG_PORT, ClickHouse HTTP on $CH_HTTP_PORT; workload: $BENCH_ROWS inserts + $BENCH_ROWS updates"
 
 # The row versions for the ceiling, taken before the workload changes them: as inserted, as updated.
 od_bench_rows_workload bench "$BENCH_ROWS" "$BENCH_TXN"
-# A last transaction of its own: an LSN read inside it is past every earlier commit and not past its
-# own, so a checkpoint at or beyond it holds everything.
-LAST_LSN=$(od_lsn_to_int "$(od_psql bench <<'SQL'
-BEGIN;
-INSERT INTO bench_rows VALUES (0, 0, 'last', now(), 0);
-SELECT pg_current_wal_insert_lsn();
-COMMIT;
-SQL
-)")
+LAST_LSN=$(od_bench_rows_last_txn bench)
 CHANGES=$((CHANGES + 1))
 od_psql bench -c "\\copy (SELECT id, a - 1, lower(b), to_char((c - interval '1 day') AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), d - 1 FROM bench_rows WHERE id > 0 UNION ALL SELECT id, a, b, to_char(c AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), d FROM bench_rows) TO '$TMP/rows.tsv'"
 [[ $(wc -l <"$TMP/rows.tsv") == "$CHANGES" ]] || od_die "the export holds $(wc -l <"$TMP/rows.tsv") rows, expected $CHANGES"
@@ -75,12 +62,12 @@ ch_query "CREATE TABLE bench.ceiling (id Int64, a Int32, b String, c DateTime, d
 
 CH_SERVER_PID=$(cat "$CH_DIR/server.pid" 2>/dev/null || echo "$CH_PID")
 log "ceiling: clickhouse-client INSERT ... FORMAT TabSeparated of $CHANGES rows"
-S0=$(cpu_of "$CH_SERVER_PID")
+S0=$(od_cpu_seconds "$CH_SERVER_PID")
 T0=$EPOCHREALTIME
 clickhouse-client --host 127.0.0.1 --port "$CH_TCP_PORT" --query "INSERT INTO bench.ceiling FORMAT TabSeparated" <"$TMP/rows.tsv"
 T1=$EPOCHREALTIME
-CEIL_S=$(secs "$T0" "$T1")
-CEIL_SRV=$(secs "$S0" "$(cpu_of "$CH_SERVER_PID")")
+CEIL_S=$(od_secs "$T0" "$T1")
+CEIL_SRV=$(od_secs "$S0" "$(od_cpu_seconds "$CH_SERVER_PID")")
 [[ $(ch_query "SELECT count() FROM bench.ceiling") == "$CHANGES" ]] || od_die "the ceiling table lacks rows"
 
 cat >"$TMP/bench.yml" <<YAML
@@ -98,7 +85,7 @@ sink_lsn() { # the LSN of the sink's checkpoint, 0 when none
   [[ $t =~ ^pg:([0-9A-F]+/[0-9A-F]+)$ ]] && od_lsn_to_int "${BASH_REMATCH[1]}" || echo 0
 }
 log "odsync → ClickHouse"
-S0=$(cpu_of "$CH_SERVER_PID")
+S0=$(od_cpu_seconds "$CH_SERVER_PID")
 T0=$EPOCHREALTIME
 "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress >"$TMP/odsync.log" 2>&1 &
 ODSYNC_PID=$!
@@ -107,10 +94,10 @@ while (( $(sink_lsn) < LAST_LSN )); do
   sleep 0.2
 done
 T1=$EPOCHREALTIME
-OD_CPU=$(cpu_of "$ODSYNC_PID")
-OD_SRV=$(secs "$S0" "$(cpu_of "$CH_SERVER_PID")")
+OD_CPU=$(od_cpu_seconds "$ODSYNC_PID")
+OD_SRV=$(od_secs "$S0" "$(od_cpu_seconds "$CH_SERVER_PID")")
 od_stop_pid "$ODSYNC_PID" 30; wait "$ODSYNC_PID" || true; ODSYNC_PID=
-OD_S=$(secs "$T0" "$T1")
+OD_S=$(od_secs "$T0" "$T1")
 
 want=$(od_psql bench -c "SELECT count(*) || ':' || sum(a) || ':' || sum(d) FROM bench_rows")
 got=$(ch_query "SELECT concat(toString(count()), ':', toString(sum(a)), ':', toString(sum(d))) FROM bench.bench_rows_current")

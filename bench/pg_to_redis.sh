@@ -46,24 +46,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
-od_pg_start "$TMP/pg" "shared_buffers = 512MB" "max_wal_size = 8GB" "autovacuum = off"
-od_psql postgres -c "CREATE DATABASE bench"
-od_bench_rows_table bench
-od_psql bench -c "SELECT pg_create_logical_replication_slot('odsync_bench', 'pgoutput')" >/dev/null
+od_bench_rows_source "$TMP/pg"
 redis_start || od_die "redis-server did not start"
 REDIS_SERVER_PID=$(rcli INFO server | awk -F: '/^process_id/ { print $2 }' | tr -d '\r')
 log "PostgreSQL on $OD_PG_PORT, Redis on $REDIS_PORT; workload: $BENCH_ROWS inserts + $BENCH_ROWS updates"
 od_bench_rows_workload bench "$BENCH_ROWS" "$BENCH_TXN"
-LAST_LSN=$(od_lsn_to_int "$(od_psql bench <<'SQL'
-BEGIN;
-INSERT INTO bench_rows VALUES (0, 0, 'last', now(), 0);
-SELECT pg_current_wal_insert_lsn();
-COMMIT;
-SQL
-)")
+LAST_LSN=$(od_bench_rows_last_txn bench)
 
 # The ceiling's commands: every row as inserted and as updated (c as PostgreSQL prints it), in the
 # Redis protocol redis-cli --pipe sends as is.
@@ -75,12 +64,12 @@ awk -F'\t' 'function bulk(s) { return "$" length(s) "\r\n" s "\r\n" }
   "$TMP/rows.tsv" >"$TMP/ceiling.resp"
 
 log "ceiling: redis-cli --pipe of $CHANGES HSETs"
-S0=$(cpu_of "$REDIS_SERVER_PID")
+S0=$(od_cpu_seconds "$REDIS_SERVER_PID")
 T0=$EPOCHREALTIME
 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe <"$TMP/ceiling.resp" >"$TMP/pipe.out"
 T1=$EPOCHREALTIME
-CEIL_S=$(secs "$T0" "$T1")
-CEIL_SRV=$(secs "$S0" "$(cpu_of "$REDIS_SERVER_PID")")
+CEIL_S=$(od_secs "$T0" "$T1")
+CEIL_SRV=$(od_secs "$S0" "$(od_cpu_seconds "$REDIS_SERVER_PID")")
 grep -q "errors: 0, replies: $CHANGES" "$TMP/pipe.out" || { cat "$TMP/pipe.out" >&2; od_die "redis-cli --pipe did not apply every HSET"; }
 
 cat >"$TMP/bench.yml" <<YAML
@@ -98,7 +87,7 @@ sink_lsn() { # the LSN of the sink's checkpoint, 0 when none
   [[ $t =~ ^pg:([0-9A-F]+/[0-9A-F]+)$ ]] && od_lsn_to_int "${BASH_REMATCH[1]}" || echo 0
 }
 log "odsync → Redis (hash mode)"
-S0=$(cpu_of "$REDIS_SERVER_PID")
+S0=$(od_cpu_seconds "$REDIS_SERVER_PID")
 T0=$EPOCHREALTIME
 "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress >"$TMP/odsync.log" 2>&1 &
 ODSYNC_PID=$!
@@ -107,10 +96,10 @@ while (( $(sink_lsn) < LAST_LSN )); do
   sleep 0.1
 done
 T1=$EPOCHREALTIME
-OD_CPU=$(cpu_of "$ODSYNC_PID")
-OD_SRV=$(secs "$S0" "$(cpu_of "$REDIS_SERVER_PID")")
+OD_CPU=$(od_cpu_seconds "$ODSYNC_PID")
+OD_SRV=$(od_secs "$S0" "$(od_cpu_seconds "$REDIS_SERVER_PID")")
 od_stop_pid "$ODSYNC_PID" 30; wait "$ODSYNC_PID" || true; ODSYNC_PID=
-OD_S=$(secs "$T0" "$T1")
+OD_S=$(od_secs "$T0" "$T1")
 
 # The sink's hashes against the source: count and sum(a), read with one Lua call.
 want=$(od_psql bench -c "SELECT count(*) || ':' || sum(a) FROM bench_rows")
