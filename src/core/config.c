@@ -10,6 +10,7 @@
  * (od_config_check_keys), not here.
  */
 #include "odsync/config.h"
+#include "core/config_internal.h"
 
 #include "common/seal.h"
 
@@ -99,7 +100,7 @@ __attribute__((format(printf, 5, 6))) static int fail_at(od_error *err, const ch
   return rc;
 }
 
-static int oom(od_error *err, const char *file) {
+int oom(od_error *err, const char *file) {
   return OD_FAIL(err, OD_ENOMEM, "out of memory while loading configuration %s", file);
 }
 
@@ -219,14 +220,14 @@ static int read_whole(const char *path, char **out, size_t *outlen) {
   return 0;
 }
 
-static char *xstrdup(const char *s) {
+char *xstrdup(const char *s) {
   size_t n = strlen(s);
   char *p = malloc(n + 1);
   if (p) memcpy(p, s, n + 1);
   return p;
 }
 
-__attribute__((format(printf, 1, 2))) static char *xprintf(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) char *xprintf(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(NULL, 0, fmt, ap);
@@ -303,15 +304,11 @@ static void subpath(char *buf, size_t n, const char *base, const char *key) {
 
 /* ---------------------------------------------------------------- parse context */
 
-typedef struct pctx {
-  const char *file;
-  yaml_document_t *doc;
-  od_error *err;
-} pctx;
+/* pctx: core/config_internal.h */
 
-static yaml_node_t *node_at(pctx *p, int idx) { return yaml_document_get_node(p->doc, idx); }
-static int nline(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
-static int ncol(const yaml_node_t *n) { return (int)n->start_mark.column + 1; }
+yaml_node_t *node_at(pctx *p, int idx) { return yaml_document_get_node(p->doc, idx); }
+int nline(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
+int ncol(const yaml_node_t *n) { return (int)n->start_mark.column + 1; }
 
 static const char *kind_name(const yaml_node_t *n) {
   switch (n->type) {
@@ -322,7 +319,7 @@ static const char *kind_name(const yaml_node_t *n) {
   }
 }
 
-__attribute__((format(printf, 3, 4))) static int fail_node(pctx *p, const yaml_node_t *n,
+__attribute__((format(printf, 3, 4))) int fail_node(pctx *p, const yaml_node_t *n,
                                                            const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -331,7 +328,7 @@ __attribute__((format(printf, 3, 4))) static int fail_node(pctx *p, const yaml_n
   return rc;
 }
 
-static int expect_kind(pctx *p, const yaml_node_t *n, yaml_node_type_t want, const char *path,
+int expect_kind(pctx *p, const yaml_node_t *n, yaml_node_type_t want, const char *path,
                        const char *what) {
   if (n->type == want) return OD_OK;
   return fail_node(p, n, "%s: expected %s, got %s", path, what, kind_name(n));
@@ -351,7 +348,7 @@ static const char *key_text(pctx *p, const yaml_node_pair_t *pair) {
 }
 
 /* Every key a scalar, no key twice. `path` names the mapping in messages. */
-static int check_mapping(pctx *p, const yaml_node_t *map, const char *path) {
+int check_mapping(pctx *p, const yaml_node_t *map, const char *path) {
   yaml_node_pair_t *start = map->data.mapping.pairs.start, *top = map->data.mapping.pairs.top;
   for (yaml_node_pair_t *a = start; a < top; a++) {
     yaml_node_t *k = node_at(p, a->key);
@@ -367,7 +364,7 @@ static int check_mapping(pctx *p, const yaml_node_t *map, const char *path) {
   return OD_OK;
 }
 
-static int check_known(pctx *p, const yaml_node_t *map, const char *where,
+int check_known(pctx *p, const yaml_node_t *map, const char *where,
                        const char *const *allowed) {
   for (yaml_node_pair_t *a = map->data.mapping.pairs.start; a < map->data.mapping.pairs.top; a++) {
     const char *k = key_text(p, a);
@@ -381,7 +378,7 @@ static int check_known(pctx *p, const yaml_node_t *map, const char *where,
   return OD_OK;
 }
 
-static yaml_node_t *map_get(pctx *p, const yaml_node_t *map, const char *key) {
+yaml_node_t *map_get(pctx *p, const yaml_node_t *map, const char *key) {
   for (yaml_node_pair_t *a = map->data.mapping.pairs.start; a < map->data.mapping.pairs.top; a++)
     if (strcmp(key_text(p, a), key) == 0) return node_at(p, a->value);
   return NULL;
@@ -499,7 +496,7 @@ static int resolve_scalar(pctx *p, const yaml_node_t *n, const char *path, char 
 }
 
 /* Resolve a scalar that must be a scalar; `path` for messages. */
-static int scalar_value(pctx *p, const yaml_node_t *n, const char *path, char **out, bool *secret) {
+int scalar_value(pctx *p, const yaml_node_t *n, const char *path, char **out, bool *secret) {
   int rc = expect_kind(p, n, YAML_SCALAR_NODE, path, "a scalar");
   if (rc) return rc;
   return resolve_scalar(p, n, path, out, secret);
@@ -572,7 +569,7 @@ static void free_section(od_config_section *s) {
 }
 
 /* One source/sink entry: a scalar or a sequence of scalars. */
-static int parse_entry(pctx *p, od_config_entry *e, const char *key, const yaml_node_t *v,
+int parse_entry(pctx *p, od_config_entry *e, const char *key, const yaml_node_t *v,
                        const char *path) {
   e->line = nline(v);
   e->col = ncol(v);
@@ -651,7 +648,7 @@ static int parse_section_skip(pctx *p, od_config *cfg, od_config_section *s, con
 
 /* ---------------------------------------------------------------- pipelines */
 
-static int parse_choice(pctx *p, const yaml_node_t *v, const char *path, const char *const *choices,
+int parse_choice(pctx *p, const yaml_node_t *v, const char *path, const char *const *choices,
                         const char *what, const char *expected, int *out);
 
 /* A positive decimal number (seconds, rates). */
@@ -715,10 +712,6 @@ static int parse_fault(pctx *p, od_pipeline_config *pl, const yaml_node_t *n, co
   yaml_node_t *v;
   int rc;
   long x;
-  pl->on_poison = OD_POISON_STOP;
-  pl->poison_attempts = 3;
-  pl->breaker = (od_breaker_config){.failures = 5, .error_rate = 0.5, .min_attempts = 10, .window_ms = 60000,
-                                    .cooldown_ms = 30000};
   if ((v = map_get(p, n, "on_poison"))) {
     subpath(sub, sizeof sub, path, "on_poison");
     if ((rc = parse_choice(p, v, sub, POISON_POLICIES, "a poison-row policy", "stop, dead_letter", &pl->on_poison)))
@@ -892,7 +885,7 @@ static int parse_name(pctx *p, od_config *cfg, od_pipeline_config *pl, const yam
 }
 
 /* A scalar that must be one of `choices`; *out = its index. `what` names the kind of value. */
-static int parse_choice(pctx *p, const yaml_node_t *v, const char *path, const char *const *choices,
+int parse_choice(pctx *p, const yaml_node_t *v, const char *path, const char *const *choices,
                         const char *what, const char *expected, int *out) {
   char *val = NULL;
   bool secret = false;
@@ -1051,14 +1044,25 @@ static int parse_sinks(pctx *p, od_config *cfg, od_pipeline_config *pl, const ya
   return OD_OK;
 }
 
-static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int idx,
-                          const yaml_node_t *n) {
+void pipeline_defaults(od_pipeline_config *pl) {
   pl->batch = (od_batch_config){.max_rows = 5000, .max_bytes = 64 * MIB, .max_delay_ms = 20,
                                 .adaptive = false, .min_rows = 100, .target_latency_ms = 50};
   pl->queue = (od_queue_config){.max_rows = 100000, .max_bytes = 256 * MIB};
   pl->schema_changes = OD_SCHEMA_APPLY;
   pl->consistency = OD_CONSISTENCY_STRONG;
   pl->apply_workers = 4;
+  pl->reconnect_max_ms = 30000;
+  pl->on_poison = OD_POISON_STOP;
+  pl->poison_attempts = 3;
+  pl->breaker = (od_breaker_config){.failures = 5, .error_rate = 0.5, .min_attempts = 10, .window_ms = 60000,
+                                    .cooldown_ms = 30000};
+  pl->alerts.anomalies = true;
+  pl->pii.sample = 64;
+}
+
+static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int idx,
+                          const yaml_node_t *n) {
+  pipeline_defaults(pl);
   if (!(pl->path = xprintf("pipelines[%d]", idx))) return oom(p->err, p->file);
   const char *path = pl->path;
   pl->line = nline(n);
@@ -1085,7 +1089,6 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
     subpath(sub, sizeof sub, path, "transforms");
     if ((rc = parse_transforms(p, cfg, &pl->transforms, v, sub))) return rc;
   }
-  pl->reconnect_max_ms = 30000;
   const yaml_node_t *src_node = map_get(p, n, "source");
   const yaml_node_t *legacy = src_node ? map_get(p, src_node, "reconnect_max_ms") : NULL;
   if ((v = map_get(p, n, "reconnect_max_ms")) || (v = (yaml_node_t *)legacy)) {
@@ -1120,12 +1123,10 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
     pl->apply_workers = (int)x;
   }
   if ((rc = parse_fault(p, pl, n, path))) return rc;
-  pl->alerts.anomalies = true;
   if ((v = map_get(p, n, "alerts")) && !is_null(v)) {
     subpath(sub, sizeof sub, path, "alerts");
     if ((rc = parse_alerts(p, &pl->alerts, v, sub))) return rc;
   }
-  pl->pii.sample = 64;
   if ((v = map_get(p, n, "pii")) && !is_null(v)) {
     subpath(sub, sizeof sub, path, "pii");
     if ((rc = parse_pii(p, &pl->pii, v, sub))) return rc;
@@ -1415,245 +1416,6 @@ static int check_shared_slots(pctx *p, const od_config *cfg) {
   return OD_OK;
 }
 
-/* ---------------------------------------------------------------- mesh (docs/MULTI_MASTER.md) */
-
-/* `mesh:` declares N PostgreSQL nodes once; it expands into N x (N-1) pipelines
- * "<mesh>_<from>_to_<to>", each a postgres source on <from> (mesh_node: no echo, stamps) and a
- * postgres sink on <to> (mesh_node/mesh_peer: origin marking, conflict detection). */
-static const char *const MESH_KEYS[] = {"name", "nodes", "tables", "policy", "priority", "counters", "rules", NULL};
-static const char *const MESH_NODE_KEYS[] = {"name", "dsn", NULL};
-static const char *const MESH_POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
-#define MESH_NODES_MAX 8
-
-static bool mesh_name_ok(const char *s, size_t max) {
-  size_t n = strlen(s);
-  if (!n || n > max) return false;
-  for (; *s; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')) return false;
-  return true;
-}
-
-static od_config_entry *section_add(pctx *p, od_config_section *s, const char *key, int line, int col) {
-  od_config_entry *g = realloc(s->entries, (size_t)(s->nentries + 1) * sizeof *g);
-  if (!g) return NULL;
-  s->entries = g;
-  od_config_entry *e = &g[s->nentries++];
-  memset(e, 0, sizeof *e);
-  e->line = line;
-  e->col = col;
-  if (!(e->key = xstrdup(key))) return NULL;
-  (void)p;
-  return e;
-}
-
-static int section_scalar(pctx *p, od_config_section *s, const char *key, const char *value, bool secret, int line,
-                          int col) {
-  od_config_entry *e = section_add(p, s, key, line, col);
-  if (!e || !(e->value = xstrdup(value))) return oom(p->err, p->file);
-  e->secret = secret;
-  return OD_OK;
-}
-
-static int section_list(pctx *p, od_config_section *s, const char *key, const od_config_entry *from) {
-  od_config_entry *e = section_add(p, s, key, from->line, from->col);
-  if (!e || !(e->list = calloc((size_t)from->nlist + 1, sizeof *e->list))) return oom(p->err, p->file);
-  for (int i = 0; i < from->nlist; i++) {
-    if (!(e->list[i] = xstrdup(from->list[i]))) return oom(p->err, p->file);
-    e->nlist++;
-  }
-  return OD_OK;
-}
-
-typedef struct mesh_node {
-  char *name, *dsn;
-  bool secret;
-  int line, col;
-} mesh_node;
-
-static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_node *a, const mesh_node *b,
-                         const od_config_entry *tables, const char *policy, const od_config_entry *prio,
-                         const od_config_entry *counters, const od_config_entry *rules) {
-  od_pipeline_config *pl = &cfg->pipelines[cfg->npipelines++];
-  memset(pl, 0, sizeof *pl);
-  pl->batch = (od_batch_config){.max_rows = 5000, .max_bytes = 64 * MIB, .max_delay_ms = 20,
-                                .adaptive = false, .min_rows = 100, .target_latency_ms = 50};
-  pl->queue = (od_queue_config){.max_rows = 100000, .max_bytes = 256 * MIB};
-  pl->schema_changes = OD_SCHEMA_APPLY;
-  pl->consistency = OD_CONSISTENCY_STRONG;
-  pl->apply_workers = 1;
-  pl->reconnect_max_ms = 5000;
-  pl->alerts.anomalies = true;
-  pl->line = b->line;
-  pl->col = b->col;
-  if (!(pl->name = xprintf("%s_%s_to_%s", mesh, a->name, b->name)) ||
-      !(pl->path = xprintf("mesh (pipeline %s_%s_to_%s)", mesh, a->name, b->name)) ||
-      !(pl->sinks = calloc(1, sizeof *pl->sinks)))
-    return oom(p->err, p->file);
-  pl->nsinks = 1;
-  od_config_section *src = &pl->source, *dst = &pl->sinks[0].section;
-  src->file = dst->file = cfg->file;
-  src->line = a->line, src->col = a->col;
-  dst->line = b->line, dst->col = b->col;
-  int rc;
-  if (!(src->path = xprintf("%s.source", pl->path)) || !(dst->path = xprintf("%s.sink", pl->path)) ||
-      !(src->type = xstrdup("postgres")) || !(dst->type = xstrdup("postgres")) ||
-      !(pl->sinks[0].name = xstrdup("default")))
-    return oom(p->err, p->file);
-  if ((rc = section_scalar(p, src, "dsn", a->dsn, a->secret, a->line, a->col)) ||
-      (rc = section_list(p, src, "tables", tables)) ||
-      (rc = section_scalar(p, src, "mesh_node", a->name, false, a->line, a->col)) ||
-      (rc = section_scalar(p, src, "snapshot", "never", false, a->line, a->col)) ||
-      (rc = section_scalar(p, dst, "dsn", b->dsn, b->secret, b->line, b->col)) ||
-      (rc = section_scalar(p, dst, "mesh_node", b->name, false, b->line, b->col)) ||
-      (rc = section_scalar(p, dst, "mesh_peer", a->name, false, a->line, a->col)) ||
-      (rc = section_scalar(p, dst, "mesh_policy", policy, false, b->line, b->col)) ||
-      (rc = section_list(p, dst, "mesh_tables", tables)) ||
-      (prio && (rc = section_list(p, dst, "mesh_priority", prio))) ||
-      (counters && (rc = section_list(p, dst, "mesh_counters", counters))) ||
-      (rules && (rc = section_list(p, dst, "mesh_rules", rules))))
-    return rc;
-  return OD_OK;
-}
-
-static void free_entry(od_config_entry *e) {
-  free(e->key);
-  free(e->value);
-  for (int j = 0; j < e->nlist; j++) free(e->list[j]);
-  free(e->list);
-  free(e->list_line);
-  free(e->list_col);
-  memset(e, 0, sizeof *e);
-}
-
-static int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
-  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "mesh", "a mapping (name, nodes, tables, policy)");
-  if (rc || (rc = check_mapping(p, n, "mesh")) || (rc = check_known(p, n, "mesh", MESH_KEYS))) return rc;
-  char *name = NULL, *policy = NULL;
-  mesh_node nodes[MESH_NODES_MAX] = {{0}};
-  int nn = 0;
-  od_config_entry tables = {0}, prio = {0}, counters = {0}, rules = {0};
-  bool secret = false;
-  yaml_node_t *v;
-  if ((v = map_get(p, n, "name"))) {
-    if ((rc = scalar_value(p, v, "mesh.name", &name, &secret))) goto out;
-    if (!mesh_name_ok(name, 16)) {
-      rc = fail_node(p, v, "mesh.name '%s': expected 1-16 characters of a-z, 0-9 and _", name);
-      goto out;
-    }
-  } else if (!(name = xstrdup("mesh"))) {
-    rc = oom(p->err, p->file);
-    goto out;
-  }
-  if (!(v = map_get(p, n, "nodes"))) {
-    rc = fail_node(p, n, "mesh: missing required key 'nodes'; expected a list of 2 to %d nodes, each "
-                   "{name: a, dsn: \"host=... dbname=...\"}", MESH_NODES_MAX);
-    goto out;
-  }
-  if ((rc = expect_kind(p, v, YAML_SEQUENCE_NODE, "mesh.nodes", "a list of nodes"))) goto out;
-  size_t count = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-  if (count < 2 || count > MESH_NODES_MAX) {
-    rc = fail_node(p, v, "mesh.nodes: expected 2 to %d nodes, got %zu", MESH_NODES_MAX, count);
-    goto out;
-  }
-  for (size_t i = 0; i < count; i++) {
-    char ipath[64];
-    snprintf(ipath, sizeof ipath, "mesh.nodes[%zu]", i);
-    yaml_node_t *item = node_at(p, v->data.sequence.items.start[i]);
-    if ((rc = expect_kind(p, item, YAML_MAPPING_NODE, ipath, "a mapping {name, dsn}")) ||
-        (rc = check_mapping(p, item, ipath)) || (rc = check_known(p, item, ipath, MESH_NODE_KEYS)))
-      goto out;
-    mesh_node *m = &nodes[nn++];
-    m->line = nline(item);
-    m->col = ncol(item);
-    yaml_node_t *nv = map_get(p, item, "name"), *dv = map_get(p, item, "dsn");
-    if (!nv || !dv) {
-      rc = fail_node(p, item, "%s: missing required key '%s'", ipath, nv ? "dsn" : "name");
-      goto out;
-    }
-    bool s2 = false;
-    if ((rc = scalar_value(p, nv, ipath, &m->name, &s2)) || (rc = scalar_value(p, dv, ipath, &m->dsn, &m->secret)))
-      goto out;
-    if (!mesh_name_ok(m->name, 12)) {
-      rc = fail_node(p, nv, "%s.name '%s': expected 1-12 characters of a-z, 0-9 and _", ipath, m->name);
-      goto out;
-    }
-    for (int j = 0; j < nn - 1; j++)
-      if (strcmp(nodes[j].name, m->name) == 0) {
-        rc = fail_node(p, nv, "%s.name '%s' is used twice; node names must be unique", ipath, m->name);
-        goto out;
-      }
-  }
-  if (!(v = map_get(p, n, "tables"))) {
-    rc = fail_node(p, n, "mesh: missing required key 'tables'; expected the list of replicated tables, e.g. "
-                   "[public.items] (each with a primary key)");
-    goto out;
-  }
-  if ((rc = parse_entry(p, &tables, "tables", v, "mesh.tables"))) goto out;
-  if (!tables.nlist) {
-    rc = fail_node(p, v, "mesh.tables: expected a non-empty list of tables");
-    goto out;
-  }
-  if ((v = map_get(p, n, "policy"))) {
-    int idx;
-    if ((rc = parse_choice(p, v, "mesh.policy", MESH_POLICIES, "a conflict policy",
-                           "last_writer_wins, priority, keep_local, apply_remote", &idx)))
-      goto out;
-    policy = xstrdup(MESH_POLICIES[idx]);
-  } else {
-    policy = xstrdup("last_writer_wins");
-  }
-  if (!policy) {
-    rc = oom(p->err, p->file);
-    goto out;
-  }
-  if ((v = map_get(p, n, "priority"))) {
-    if ((rc = parse_entry(p, &prio, "priority", v, "mesh.priority"))) goto out;
-    for (int i = 0; i < prio.nlist; i++) {
-      bool found = false;
-      for (int j = 0; j < nn; j++) found = found || strcmp(prio.list[i], nodes[j].name) == 0;
-      if (!found) {
-        rc = fail_node(p, v, "mesh.priority: '%s' is not a node of the mesh", prio.list[i]);
-        goto out;
-      }
-    }
-  } else if (strcmp(policy, "priority") == 0) {
-    rc = fail_node(p, n, "mesh: policy priority needs 'priority', the node names from the most to the least "
-                   "trusted");
-    goto out;
-  }
-  if ((v = map_get(p, n, "counters")) && (rc = parse_entry(p, &counters, "counters", v, "mesh.counters"))) goto out;
-  for (int i = 0; i < counters.nlist; i++) {
-    const char *c = counters.list[i], *d1 = strchr(c, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-    if (!d1 || !d2 || strchr(d2 + 1, '.') || d1 == c || d2 == d1 + 1 || !d2[1]) {
-      rc = fail_node(p, v, "mesh.counters: '%s' is not schema.table.column", c);
-      goto out;
-    }
-  }
-  if ((v = map_get(p, n, "rules")) && (rc = parse_entry(p, &rules, "rules", v, "mesh.rules"))) goto out;
-  od_pipeline_config *g = realloc(cfg->pipelines, (size_t)(cfg->npipelines + nn * (nn - 1)) * sizeof *g);
-  if (!g) {
-    rc = oom(p->err, p->file);
-    goto out;
-  }
-  cfg->pipelines = g;
-  for (int i = 0; i < nn && !rc; i++)
-    for (int j = 0; j < nn && !rc; j++)
-      if (i != j)
-        rc = mesh_pipeline(p, cfg, name, &nodes[i], &nodes[j], &tables, policy, prio.nlist ? &prio : NULL,
-                           counters.nlist ? &counters : NULL, rules.nlist ? &rules : NULL);
-out:
-  free(name);
-  free(policy);
-  for (int i = 0; i < nn; i++) {
-    free(nodes[i].name);
-    free(nodes[i].dsn);
-  }
-  free_entry(&tables);
-  free_entry(&prio);
-  free_entry(&counters);
-  free_entry(&rules);
-  return rc;
-}
 
 static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
   if (!root)

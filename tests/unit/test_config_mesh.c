@@ -63,6 +63,16 @@ TEST(mesh_expands_to_every_ordered_pair) {
   CHECK(od_config_find(k, "mesh_tables") != NULL);
   CHECK(od_config_find(k, "mesh_counters") == NULL);
   CHECK_INT(p->consistency, OD_CONSISTENCY_STRONG);
+  /* every other default of a pipeline holds (the failure policy and PII sampling were once left 0) */
+  CHECK_INT(p->apply_workers, 1);
+  CHECK_INT(p->reconnect_max_ms, 5000);
+  CHECK_INT(p->on_poison, OD_POISON_STOP);
+  CHECK_INT(p->poison_attempts, 3);
+  CHECK_INT(p->breaker.failures, 5);
+  CHECK_INT(p->breaker.cooldown_ms, 30000);
+  CHECK_INT(p->pii.sample, 64);
+  CHECK(p->alerts.anomalies);
+  CHECK_INT(p->batch.max_rows, 5000);
   od_config_free(c);
 }
 

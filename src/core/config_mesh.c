@@ -1,0 +1,243 @@
+/* core/config_mesh.c — the `mesh:` section of the configuration (docs/MULTI_MASTER.md,
+ * docs/CONFIG.md#mesh): N PostgreSQL nodes declared once, expanded into N x (N-1) pipelines.
+ * Owns: the pipelines it appends (they belong to the od_config like any other).
+ * Never touches: the rest of the document (config.c), the pipelines' runtime.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config_internal.h"
+
+/* `mesh:` declares N PostgreSQL nodes once; it expands into N x (N-1) pipelines
+ * "<mesh>_<from>_to_<to>", each a postgres source on <from> (mesh_node: no echo, stamps) and a
+ * postgres sink on <to> (mesh_node/mesh_peer: origin marking, conflict detection). */
+static const char *const MESH_KEYS[] = {"name", "nodes", "tables", "policy", "priority", "counters", "rules", NULL};
+static const char *const MESH_NODE_KEYS[] = {"name", "dsn", NULL};
+static const char *const MESH_POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
+#define MESH_NODES_MAX 8
+
+static bool mesh_name_ok(const char *s, size_t max) {
+  size_t n = strlen(s);
+  if (!n || n > max) return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')) return false;
+  return true;
+}
+
+static od_config_entry *section_add(pctx *p, od_config_section *s, const char *key, int line, int col) {
+  od_config_entry *g = realloc(s->entries, (size_t)(s->nentries + 1) * sizeof *g);
+  if (!g) return NULL;
+  s->entries = g;
+  od_config_entry *e = &g[s->nentries++];
+  memset(e, 0, sizeof *e);
+  e->line = line;
+  e->col = col;
+  if (!(e->key = xstrdup(key))) return NULL;
+  (void)p;
+  return e;
+}
+
+static int section_scalar(pctx *p, od_config_section *s, const char *key, const char *value, bool secret, int line,
+                          int col) {
+  od_config_entry *e = section_add(p, s, key, line, col);
+  if (!e || !(e->value = xstrdup(value))) return oom(p->err, p->file);
+  e->secret = secret;
+  return OD_OK;
+}
+
+static int section_list(pctx *p, od_config_section *s, const char *key, const od_config_entry *from) {
+  od_config_entry *e = section_add(p, s, key, from->line, from->col);
+  if (!e || !(e->list = calloc((size_t)from->nlist + 1, sizeof *e->list))) return oom(p->err, p->file);
+  for (int i = 0; i < from->nlist; i++) {
+    if (!(e->list[i] = xstrdup(from->list[i]))) return oom(p->err, p->file);
+    e->nlist++;
+  }
+  return OD_OK;
+}
+
+typedef struct mesh_node {
+  char *name, *dsn;
+  bool secret;
+  int line, col;
+} mesh_node;
+
+static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_node *a, const mesh_node *b,
+                         const od_config_entry *tables, const char *policy, const od_config_entry *prio,
+                         const od_config_entry *counters, const od_config_entry *rules) {
+  od_pipeline_config *pl = &cfg->pipelines[cfg->npipelines++];
+  memset(pl, 0, sizeof *pl);
+  pipeline_defaults(pl);
+  pl->apply_workers = 1;      /* one target transaction per source transaction, in order */
+  pl->reconnect_max_ms = 5000;
+  pl->line = b->line;
+  pl->col = b->col;
+  if (!(pl->name = xprintf("%s_%s_to_%s", mesh, a->name, b->name)) ||
+      !(pl->path = xprintf("mesh (pipeline %s_%s_to_%s)", mesh, a->name, b->name)) ||
+      !(pl->sinks = calloc(1, sizeof *pl->sinks)))
+    return oom(p->err, p->file);
+  pl->nsinks = 1;
+  od_config_section *src = &pl->source, *dst = &pl->sinks[0].section;
+  src->file = dst->file = cfg->file;
+  src->line = a->line, src->col = a->col;
+  dst->line = b->line, dst->col = b->col;
+  int rc;
+  if (!(src->path = xprintf("%s.source", pl->path)) || !(dst->path = xprintf("%s.sink", pl->path)) ||
+      !(src->type = xstrdup("postgres")) || !(dst->type = xstrdup("postgres")) ||
+      !(pl->sinks[0].name = xstrdup("default")))
+    return oom(p->err, p->file);
+  if ((rc = section_scalar(p, src, "dsn", a->dsn, a->secret, a->line, a->col)) ||
+      (rc = section_list(p, src, "tables", tables)) ||
+      (rc = section_scalar(p, src, "mesh_node", a->name, false, a->line, a->col)) ||
+      (rc = section_scalar(p, src, "snapshot", "never", false, a->line, a->col)) ||
+      (rc = section_scalar(p, dst, "dsn", b->dsn, b->secret, b->line, b->col)) ||
+      (rc = section_scalar(p, dst, "mesh_node", b->name, false, b->line, b->col)) ||
+      (rc = section_scalar(p, dst, "mesh_peer", a->name, false, a->line, a->col)) ||
+      (rc = section_scalar(p, dst, "mesh_policy", policy, false, b->line, b->col)) ||
+      (rc = section_list(p, dst, "mesh_tables", tables)) ||
+      (prio && (rc = section_list(p, dst, "mesh_priority", prio))) ||
+      (counters && (rc = section_list(p, dst, "mesh_counters", counters))) ||
+      (rules && (rc = section_list(p, dst, "mesh_rules", rules))))
+    return rc;
+  return OD_OK;
+}
+
+static void free_entry(od_config_entry *e) {
+  free(e->key);
+  free(e->value);
+  for (int j = 0; j < e->nlist; j++) free(e->list[j]);
+  free(e->list);
+  free(e->list_line);
+  free(e->list_col);
+  memset(e, 0, sizeof *e);
+}
+
+int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
+  int rc = expect_kind(p, n, YAML_MAPPING_NODE, "mesh", "a mapping (name, nodes, tables, policy)");
+  if (rc || (rc = check_mapping(p, n, "mesh")) || (rc = check_known(p, n, "mesh", MESH_KEYS))) return rc;
+  char *name = NULL, *policy = NULL;
+  mesh_node nodes[MESH_NODES_MAX] = {{0}};
+  int nn = 0;
+  od_config_entry tables = {0}, prio = {0}, counters = {0}, rules = {0};
+  bool secret = false;
+  yaml_node_t *v;
+  if ((v = map_get(p, n, "name"))) {
+    if ((rc = scalar_value(p, v, "mesh.name", &name, &secret))) goto out;
+    if (!mesh_name_ok(name, 16)) {
+      rc = fail_node(p, v, "mesh.name '%s': expected 1-16 characters of a-z, 0-9 and _", name);
+      goto out;
+    }
+  } else if (!(name = xstrdup("mesh"))) {
+    rc = oom(p->err, p->file);
+    goto out;
+  }
+  if (!(v = map_get(p, n, "nodes"))) {
+    rc = fail_node(p, n, "mesh: missing required key 'nodes'; expected a list of 2 to %d nodes, each "
+                   "{name: a, dsn: \"host=... dbname=...\"}", MESH_NODES_MAX);
+    goto out;
+  }
+  if ((rc = expect_kind(p, v, YAML_SEQUENCE_NODE, "mesh.nodes", "a list of nodes"))) goto out;
+  size_t count = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (count < 2 || count > MESH_NODES_MAX) {
+    rc = fail_node(p, v, "mesh.nodes: expected 2 to %d nodes, got %zu", MESH_NODES_MAX, count);
+    goto out;
+  }
+  for (size_t i = 0; i < count; i++) {
+    char ipath[64];
+    snprintf(ipath, sizeof ipath, "mesh.nodes[%zu]", i);
+    yaml_node_t *item = node_at(p, v->data.sequence.items.start[i]);
+    if ((rc = expect_kind(p, item, YAML_MAPPING_NODE, ipath, "a mapping {name, dsn}")) ||
+        (rc = check_mapping(p, item, ipath)) || (rc = check_known(p, item, ipath, MESH_NODE_KEYS)))
+      goto out;
+    mesh_node *m = &nodes[nn++];
+    m->line = nline(item);
+    m->col = ncol(item);
+    yaml_node_t *nv = map_get(p, item, "name"), *dv = map_get(p, item, "dsn");
+    if (!nv || !dv) {
+      rc = fail_node(p, item, "%s: missing required key '%s'", ipath, nv ? "dsn" : "name");
+      goto out;
+    }
+    bool s2 = false;
+    if ((rc = scalar_value(p, nv, ipath, &m->name, &s2)) || (rc = scalar_value(p, dv, ipath, &m->dsn, &m->secret)))
+      goto out;
+    if (!mesh_name_ok(m->name, 12)) {
+      rc = fail_node(p, nv, "%s.name '%s': expected 1-12 characters of a-z, 0-9 and _", ipath, m->name);
+      goto out;
+    }
+    for (int j = 0; j < nn - 1; j++)
+      if (strcmp(nodes[j].name, m->name) == 0) {
+        rc = fail_node(p, nv, "%s.name '%s' is used twice; node names must be unique", ipath, m->name);
+        goto out;
+      }
+  }
+  if (!(v = map_get(p, n, "tables"))) {
+    rc = fail_node(p, n, "mesh: missing required key 'tables'; expected the list of replicated tables, e.g. "
+                   "[public.items] (each with a primary key)");
+    goto out;
+  }
+  if ((rc = parse_entry(p, &tables, "tables", v, "mesh.tables"))) goto out;
+  if (!tables.nlist) {
+    rc = fail_node(p, v, "mesh.tables: expected a non-empty list of tables");
+    goto out;
+  }
+  if ((v = map_get(p, n, "policy"))) {
+    int idx;
+    if ((rc = parse_choice(p, v, "mesh.policy", MESH_POLICIES, "a conflict policy",
+                           "last_writer_wins, priority, keep_local, apply_remote", &idx)))
+      goto out;
+    policy = xstrdup(MESH_POLICIES[idx]);
+  } else {
+    policy = xstrdup("last_writer_wins");
+  }
+  if (!policy) {
+    rc = oom(p->err, p->file);
+    goto out;
+  }
+  if ((v = map_get(p, n, "priority"))) {
+    if ((rc = parse_entry(p, &prio, "priority", v, "mesh.priority"))) goto out;
+    for (int i = 0; i < prio.nlist; i++) {
+      bool found = false;
+      for (int j = 0; j < nn; j++) found = found || strcmp(prio.list[i], nodes[j].name) == 0;
+      if (!found) {
+        rc = fail_node(p, v, "mesh.priority: '%s' is not a node of the mesh", prio.list[i]);
+        goto out;
+      }
+    }
+  } else if (strcmp(policy, "priority") == 0) {
+    rc = fail_node(p, n, "mesh: policy priority needs 'priority', the node names from the most to the least "
+                   "trusted");
+    goto out;
+  }
+  if ((v = map_get(p, n, "counters")) && (rc = parse_entry(p, &counters, "counters", v, "mesh.counters"))) goto out;
+  for (int i = 0; i < counters.nlist; i++) {
+    const char *c = counters.list[i], *d1 = strchr(c, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    if (!d1 || !d2 || strchr(d2 + 1, '.') || d1 == c || d2 == d1 + 1 || !d2[1]) {
+      rc = fail_node(p, v, "mesh.counters: '%s' is not schema.table.column", c);
+      goto out;
+    }
+  }
+  if ((v = map_get(p, n, "rules")) && (rc = parse_entry(p, &rules, "rules", v, "mesh.rules"))) goto out;
+  od_pipeline_config *g = realloc(cfg->pipelines, (size_t)(cfg->npipelines + nn * (nn - 1)) * sizeof *g);
+  if (!g) {
+    rc = oom(p->err, p->file);
+    goto out;
+  }
+  cfg->pipelines = g;
+  for (int i = 0; i < nn && !rc; i++)
+    for (int j = 0; j < nn && !rc; j++)
+      if (i != j)
+        rc = mesh_pipeline(p, cfg, name, &nodes[i], &nodes[j], &tables, policy, prio.nlist ? &prio : NULL,
+                           counters.nlist ? &counters : NULL, rules.nlist ? &rules : NULL);
+out:
+  free(name);
+  free(policy);
+  for (int i = 0; i < nn; i++) {
+    free(nodes[i].name);
+    free(nodes[i].dsn);
+  }
+  free_entry(&tables);
+  free_entry(&prio);
+  free_entry(&counters);
+  free_entry(&rules);
+  return rc;
+}
