@@ -13,6 +13,15 @@ int64_t od_mono_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+bool od_sleep_until_due(int64_t due_us, int timeout_ms) {
+  int64_t wait = due_us - od_mono_us();
+  if (wait <= 0) return true;
+  if (wait > (int64_t)timeout_ms * 1000) wait = (int64_t)timeout_ms * 1000;
+  struct timespec ts = {.tv_sec = wait / 1000000, .tv_nsec = (wait % 1000000) * 1000};
+  nanosleep(&ts, NULL);
+  return false;
+}
+
 struct timespec od_deadline_ms(long ms) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -6,6 +6,7 @@
 #define ODSYNC_CLOCK_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -14,6 +15,9 @@ int64_t od_mono_us(void); /* monotonic clock, µs */
 /* The CLOCK_MONOTONIC instant `ms` milliseconds from now, for pthread_cond_timedwait on a
  * condition variable made by od_cond_init. */
 struct timespec od_deadline_ms(long ms);
+/* For a poller with a monotonic due time: true when due_us has come (poll now); else sleeps until
+ * it, at most timeout_ms, and returns false (the caller returns to its loop). */
+bool od_sleep_until_due(int64_t due_us, int timeout_ms);
 /* pthread_cond_init with CLOCK_MONOTONIC. */
 int od_cond_init(pthread_cond_t *cv);
 

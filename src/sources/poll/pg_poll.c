@@ -449,14 +449,8 @@ static int run_cycle(pp_source *s, const od_change_handler *h, od_error *err) {
 static int pp_poll(od_source *base, const od_change_handler *h, int timeout_ms, od_error *err) {
   pp_source *s = (pp_source *)base;
   if (!s->conn) return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: not connected", s->where);
+  if (!od_sleep_until_due(s->next_cycle_us, timeout_ms)) return OD_OK;
   int64_t now = od_mono_us();
-  if (now < s->next_cycle_us) {
-    int64_t wait = s->next_cycle_us - now;
-    if (wait > (int64_t)timeout_ms * 1000) wait = (int64_t)timeout_ms * 1000;
-    struct timespec ts = {.tv_sec = wait / 1000000, .tv_nsec = (wait % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-    return OD_OK;
-  }
   s->next_cycle_us = now + s->interval_ms * 1000;
   int rc = run_cycle(s, h, err);
   if (rc && s->conn && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {

@@ -466,7 +466,6 @@ static int read_changes(tg_source *s, reader *r, bool *caught_up, od_error *err)
   if (!rc && !res) rc = err->code;
   long ntx = res ? strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
   PQclear(res);
-  uint64_t before = s->last;
   if (!rc) rc = pq_cmd(s->conn, sql, s->where, err);
   free(sql);
   char fetch[64];
@@ -484,7 +483,6 @@ static int read_changes(tg_source *s, reader *r, bool *caught_up, od_error *err)
   }
   if (!rc) rc = close_txn(r, err);
   if (!rc) rc = pq_cmd(s->conn, "COMMIT", s->where, err);
-  (void)before;
   *caught_up = ntx < s->txns_per_poll;
   return rc;
 }
@@ -492,14 +490,7 @@ static int read_changes(tg_source *s, reader *r, bool *caught_up, od_error *err)
 static int tg_poll(od_source *base, const od_change_handler *h, int timeout_ms, od_error *err) {
   tg_source *s = (tg_source *)base;
   if (!s->conn) return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: not connected", s->where);
-  int64_t now = od_mono_us();
-  if (now < s->next_read_us) {
-    int64_t wait = s->next_read_us - now;
-    if (wait > (int64_t)timeout_ms * 1000) wait = (int64_t)timeout_ms * 1000;
-    struct timespec ts = {.tv_sec = wait / 1000000, .tv_nsec = (wait % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-    return OD_OK;
-  }
+  if (!od_sleep_until_due(s->next_read_us, timeout_ms)) return OD_OK;
   reader r = {.s = s, .h = h};
   r.newv = calloc((size_t)s->maxcols * 2, sizeof(od_value));
   r.ptrs = calloc((size_t)s->maxcols + 1, sizeof(char *));

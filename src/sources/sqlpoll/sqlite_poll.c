@@ -362,14 +362,8 @@ static int read_table(cycle *c, int ti, int64_t *newwm, od_error *err) {
 static int sp_poll(od_source *base, const od_change_handler *h, int timeout_ms, od_error *err) {
   sp_source *s = (sp_source *)base;
   if (!s->db) return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: not open", s->where);
+  if (!od_sleep_until_due(s->next_cycle_us, timeout_ms)) return OD_OK;
   int64_t now = od_mono_us();
-  if (now < s->next_cycle_us) {
-    int64_t wait = s->next_cycle_us - now;
-    if (wait > (int64_t)timeout_ms * 1000) wait = (int64_t)timeout_ms * 1000;
-    struct timespec ts = {.tv_sec = wait / 1000000, .tv_nsec = (wait % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-    return OD_OK;
-  }
   s->next_cycle_us = now + s->interval_ms * 1000;
   if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
     return OD_FAIL_RETRY(err, OD_ESOURCE, "%s: BEGIN: %s", s->where, sqlite3_errmsg(s->db));
