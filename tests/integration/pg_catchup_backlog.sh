@@ -58,6 +58,10 @@ pipelines:
     source: { type: postgres, dsn: "$(pg_dsn)", snapshot: never, catchup_lag_bytes: 1, catchup_exit_bytes: 0, catchup_batch_changes: 3000 }
     sink: { type: sqlite, path: $SINK_DB }
 YAML
+# A bad catch-up setting is refused before anything starts, naming the key and the range.
+sed 's/catchup_batch_changes: 3000/catchup_batch_changes: 10/' "$CONFIG" >"$TEST_TMP/bad.yaml"
+if out=$("$ODSYNC_BIN" run -c "$TEST_TMP/bad.yaml" 2>&1); then fail "catchup_batch_changes: 10 was accepted"; fi
+grep -q "catchup_batch_changes" <<<"$out" || fail "the error does not name catchup_batch_changes: $out"
 odsync_start "$CONFIG" "$LOG"
 # While it catches up: the slot is never confirmed past the sink's checkpoint.
 samples=0
@@ -76,7 +80,7 @@ done
 grep -q 'catching up by batch decoding' "$LOG" || fail "catch-up mode was not entered"
 batches=$(grep -c 'batch decoding: .* messages in' "$LOG" || true)
 ((batches >= 3)) || fail "only $batches batch decoding calls for a backlog of ~30,000 messages in batches of 3,000"
-log "caught up in $batches peek calls ($samples slot samples, never past the sink)"
+log "caught up in $batches batch calls ($samples slot samples, never past the sink)"
 wait_for "compare" 120 || { compare || true; fail "sink differs from the source after catching up"; }
 
 log "streaming after the switch"

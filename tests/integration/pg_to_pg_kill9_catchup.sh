@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pg_to_pg_kill9_catchup: the kill9 scenario (tests/env/kill9.sh) with the PostgreSQL source in
 # catch-up mode: every restart finds the slot behind, so changes are read by batch decoding
-# (pg_logical_slot_peek_binary_changes, batches of 2,000 messages: the workload's 5,000-row
+# (get calls on a temporary copy of the slot, batches of 2,000 messages: the workload's 5,000-row
 # transactions are larger than a batch) until a batch comes back empty, then by streaming. On top of
 # kill9's assertions (slot never acknowledged past the sink, exact equality, no duplicates), the log
 # must show both modes and the switch between them.

@@ -45,12 +45,12 @@ typedef struct pg_source {
   /* catch-up by batch decoding (pg_catchup.c) */
   long catchup_lag_bytes;       /* enter when the slot is this many bytes behind at start; 0: never */
   long catchup_exit_bytes;      /* switch to streaming when less than this is left */
-  long catchup_batch;           /* upto_nchanges of each peek call */
-  bool catchup;                 /* reading through peek calls, not the stream */
+  long catchup_batch;           /* upto_nchanges of each batch call */
+  bool catchup;                 /* reading by batch calls, not the stream */
   bool catchup_leaving;         /* switch to streaming once the last batch is durable */
-  PGconn *peek;                 /* ordinary connection for the peek calls (owned), NULL when streaming */
+  PGconn *peek;                 /* ordinary connection for the batch calls (owned), NULL when streaming */
   od_lsn catchup_advanced;      /* the slot was advanced to this */
-  od_lsn catchup_batch_end;     /* end of the last transaction delivered by a peek call */
+  od_lsn catchup_batch_end;     /* end of the last transaction delivered by a batch call */
   od_lsn catchup_last_end;      /* end of the last transaction the decoder committed */
   long catchup_batches;         /* peek/get calls made */
   char catchup_copy[64];        /* the temporary copy of the slot that get calls consume ("" : peek calls) */
