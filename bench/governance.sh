@@ -51,10 +51,7 @@ log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 od_pg_start "$TMP/pg" "shared_buffers = 512MB" "max_wal_size = 8GB" "autovacuum = off"
 od_psql postgres -c "CREATE DATABASE bench"
-od_psql bench <<'SQL'
-CREATE TABLE bench_rows (id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric(12,2));
-CREATE PUBLICATION odsync_bench FOR TABLE bench_rows;
-SQL
+od_bench_rows_table bench
 RUNS=()
 for r in $(seq 1 "$BENCH_ROUNDS"); do for v in "${VARIANTS[@]}"; do RUNS+=("cg_${v}_$r"); done; done
 BENCH_WALL_RUNS=${BENCH_WALL_RUNS:-3}
@@ -63,26 +60,8 @@ if [[ $BENCH_WALL == 1 ]]; then
 fi
 for s in "${RUNS[@]}"; do od_psql bench -c "SELECT pg_create_logical_replication_slot('$s', 'pgoutput')" >/dev/null; done
 log "workload: $BENCH_ROWS inserts + $BENCH_ROWS updates in $BENCH_TXN-row transactions"
-PGOPTIONS="-c synchronous_commit=off" od_psql bench <<SQL
-DO \$\$ DECLARE lo bigint := 1; BEGIN
-  WHILE lo <= $BENCH_ROWS LOOP
-    INSERT INTO bench_rows SELECT g, (g % 1000003)::int, md5(g::text),
-      timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second', (g % 10000000) / 100.0
-      FROM generate_series(lo, least(lo + $BENCH_TXN - 1, $BENCH_ROWS)) g;
-    COMMIT;
-    lo := lo + $BENCH_TXN;
-  END LOOP;
-  lo := 1;
-  WHILE lo <= $BENCH_ROWS LOOP
-    UPDATE bench_rows SET a = a + 1, b = upper(b), c = c + interval '1 day', d = d + 1
-     WHERE id BETWEEN lo AND least(lo + $BENCH_TXN - 1, $BENCH_ROWS);
-    COMMIT;
-    lo := lo + $BENCH_TXN;
-  END LOOP;
-END \$\$;
-SQL
-TARGET=$(od_lsn_to_int "$(od_psql bench -c "SELECT pg_current_wal_insert_lsn()")")
-od_psql bench -c "INSERT INTO bench_rows VALUES (0, 0, 'last', now(), 0)"
+od_bench_rows_workload bench "$BENCH_ROWS" "$BENCH_TXN"
+TARGET=$(od_bench_rows_last_txn bench) # inside the last transaction: a checkpoint at or past it holds all
 CHANGES=$((2 * BENCH_ROWS + 1))
 
 config() { # DIR SLOT VARIANT
@@ -125,9 +104,7 @@ run_one() { # SLOT VARIANT CALLGRIND(0|1) -> prints seconds
   ODSYNC_PID=$!
   while :; do
     pos=$(od_sink_position "$dir/sink.db" gov)
-    # strictly past TARGET: the last update's commit can end exactly at TARGET, only the final
-    # insert's ends after it (>= stopped one transaction early now and then)
-    ((pos > TARGET)) && break
+    ((pos >= TARGET)) && break # TARGET lies inside the last transaction
     od_alive "$ODSYNC_PID" || { tail -n 20 "$dir/odsync.log" >&2; od_die "odsync ($1) exited early"; }
     sleep 0.2
   done

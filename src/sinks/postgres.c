@@ -16,8 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "common/pg_dsn.h"
+#include "common/pq_keepalive.h"
+#include "core/log.h"
 #include "sinks/postgres_internal.h"
 #include "sinks/postgres_mesh.h"
 
@@ -106,8 +107,8 @@ static void disconnect(pgs_sink *s) {
 static int connect_target(pgs_sink *s, od_error *err) {
   char app[96];
   snprintf(app, sizeof app, "odsync_%s_sink", s->pipeline);
-  const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-  const char *vals[] = {"10", app, s->dsn, NULL};
+  const char *keys[] = {"connect_timeout", "fallback_application_name", OD_PQ_KEEPALIVE_KEYS, "dbname", NULL};
+  const char *vals[] = {"10", app, OD_PQ_KEEPALIVE_VALS, s->dsn, NULL};
   s->conn = PQconnectdbParams(keys, vals, 1);
   if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
     int rc = pgs_fail(s, NULL, "cannot connect", NULL, err);

@@ -5,9 +5,11 @@
 # PostgreSQL sink over its Unix socket). No iptables/netem here: the cut is `ip link set ... down`
 # on the host end (packets are dropped, no RST: like a pulled cable).
 #
-# Injected: a short cut (3 s, below the source's wal_sender_timeout of 5 s) and a long one (15 s: the
-# walsender gives up, counted from the server log's "replication timeout" line). Counted: source rows
-# written during each cut (> 0).
+# Injected: a short cut (3 s, below the source's wal_sender_timeout of 5 s), a long one (15 s: the
+# walsender gives up, counted from the server log's "replication timeout" line), and a cut of a
+# server that stays silent (wal_sender_timeout = 0: the server never gives up and never sends, so
+# only odsync's own receive_timeout_ms can notice; counted from odsync's "presumed dead" lines).
+# Counted: source rows written during each cut (> 0).
 # Verified: odsync never exits; after each restore it streams again (new rows reach both sinks);
 # chaos_finish: both sinks equal the source row for row, pgbench_history's exact count, SIGTERM under
 # load drains, a restart applies nothing twice.
@@ -25,6 +27,8 @@ NS_IF=odc$$n
 NET="10.$((($$ >> 8) % 200 + 20)).$(($$ & 255))"
 CHAOS_NS=$NS
 CHAOS_SRC_HOST=$NET.1
+# Silence on the stream for 8 s: ask the server for a keepalive at 4 s, give the connection up at 8 s.
+CHAOS_SOURCE_EXTRA="receive_timeout_ms: 8000"
 test_extra_cleanup() {
   ip link del "$HOST_IF" 2>/dev/null
   ip netns del "$NS" 2>/dev/null
@@ -78,4 +82,11 @@ timeouts0=$(grep -c "replication timeout" "$PG_LOG" || true)
 cut 15 "cut longer than wal_sender_timeout"
 timeouts=$(($(grep -c "replication timeout" "$PG_LOG" || true) - timeouts0))
 chaos_injected "walsender terminations by wal_sender_timeout during the long cut" "$timeouts"
+# A server that never times the walsender out: during the cut nothing reaches odsync, and nothing
+# but odsync's own receive timeout ends its wait (without it, the reading socket waits for ever).
+src_psql -c "ALTER SYSTEM SET wal_sender_timeout = 0" >/dev/null
+src_psql -c "SELECT pg_reload_conf()" >/dev/null
+dead0=$(grep -c "presumed dead" "$LOG" || true)
+cut 20 "cut of a server that stays silent (wal_sender_timeout = 0)"
+chaos_injected "receive timeouts odsync noticed during the silent cut" "$(($(grep -c "presumed dead" "$LOG" || true) - dead0))"
 chaos_finish

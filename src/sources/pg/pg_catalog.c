@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pq_keepalive.h"
 #include "core/log.h"
 #include "sources/pg/pg_attalign.h"
 #include "sources/pg/pg_ident.h"
@@ -34,9 +35,9 @@ static const char *pq_message(PGconn *c, char *buf, size_t size) {
 PGconn *od_pg_connect(pg_source *s, bool replication, od_error *err) {
   char app[96];
   snprintf(app, sizeof app, "odsync_%s", s->pipeline);
-  const char *keys[] = {"connect_timeout", "application_name", "dbname", "replication", NULL};
-  const char *vals[] = {"10", app, s->dsn, "database", NULL};
-  if (!replication) keys[3] = vals[3] = NULL;
+  const char *keys[] = {"connect_timeout", "application_name", OD_PQ_KEEPALIVE_KEYS, "dbname", "replication", NULL};
+  const char *vals[] = {"10", app, OD_PQ_KEEPALIVE_VALS, s->dsn, "database", NULL};
+  if (!replication) keys[7] = vals[7] = NULL;
   PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (!c || PQstatus(c) != CONNECTION_OK) {
     char msg[400];

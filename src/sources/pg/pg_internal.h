@@ -25,6 +25,7 @@ typedef struct pg_source {
   int ntables;
   struct od_pg_qname *qtables;  /* owned: tables[i] parsed as PostgreSQL parses a table name */
   long status_interval_ms;
+  long receive_timeout_ms;      /* silence on the stream after which the connection is presumed dead; 0: never */
   bool via_root;                /* partitions: root (publish_via_partition_root) or leaves */
   bool warned_partitions;       /* the partitions/pubviaroot warning was logged (once per source) */
   od_snapshot_config snap_cfg;  /* snapshot: initial|never, snapshot_workers, snapshot_chunk_rows */
@@ -40,6 +41,8 @@ typedef struct pg_source {
   od_lsn durable;               /* last position the pipeline said is durable */
   od_lsn sent_flush;            /* flush position in the last status we sent */
   int64_t last_status_at;       /* monotonic µs */
+  int64_t last_recv_at;         /* monotonic µs of the last message received on the stream */
+  bool ping_sent;               /* a status asking for a reply went out since last_recv_at */
   int64_t last_watch_at;        /* monotonic µs of the last od_pg_watch_publication while streaming */
 
   /* catch-up by batch decoding (pg_catchup.c) */

@@ -36,7 +36,7 @@ static void put_be64(char *p, uint64_t v) {
   }
 }
 
-static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms", "slot_warn_retained_bytes",
+static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms", "receive_timeout_ms", "slot_warn_retained_bytes",
                                            "reconnect_max_ms", "snapshot", "snapshot_workers",
                                            "snapshot_chunk_rows", "incremental_chunk_rows", "partitions",
                                            "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", "mesh_node",
@@ -122,6 +122,7 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
       (rc = od_config_string(cfg, "publication", def, &pub, err)) ||
       (rc = od_config_list(cfg, "tables", &s->tables, &s->ntables, err)) ||
       (rc = od_config_int(cfg, "status_interval_ms", 10000, 100, 60000, &s->status_interval_ms, err)) ||
+      (rc = od_config_int(cfg, "receive_timeout_ms", 60000, 0, 3600000, &s->receive_timeout_ms, err)) ||
       (rc = od_config_int(cfg, "catchup_lag_bytes", 64L << 20, 0, 1L << 50, &s->catchup_lag_bytes, err)) ||
       (rc = od_config_int(cfg, "catchup_exit_bytes", 16L << 20, 0, 1L << 50, &s->catchup_exit_bytes, err)) ||
       (rc = od_config_int(cfg, "catchup_batch_changes", 100000, 100, 10000000, &s->catchup_batch, err)) ||
@@ -268,10 +269,12 @@ static int start_streaming(pg_source *s, od_lsn start, od_error *err) {
   }
   PQclear(r);
   s->last_status_at = 0;
+  s->last_recv_at = od_mono_us();
+  s->ping_sent = false;
   return OD_OK;
 }
 
-static int send_status(pg_source *s, od_error *err) {
+static int send_status_reply(pg_source *s, bool want_reply, od_error *err) {
   od_lsn flush = s->durable > s->floor ? s->durable : s->floor;
   od_lsn write = s->received > flush ? s->received : flush;
   char msg[34];
@@ -280,7 +283,7 @@ static int send_status(pg_source *s, od_error *err) {
   put_be64(msg + 9, flush);
   put_be64(msg + 17, flush);
   put_be64(msg + 25, (uint64_t)(od_now_us() - PG_EPOCH_OFFSET_US));
-  msg[33] = 0;
+  msg[33] = want_reply ? 1 : 0; /* 1: the server answers at once with a keepalive */
   if (PQputCopyData(s->repl, msg, sizeof msg) <= 0 || PQflush(s->repl) < 0) {
     char m[400];
     snprintf(m, sizeof m, "%s", PQerrorMessage(s->repl));
@@ -291,6 +294,8 @@ static int send_status(pg_source *s, od_error *err) {
   s->last_status_at = od_mono_us();
   return OD_OK;
 }
+
+static int send_status(pg_source *s, od_error *err) { return send_status_reply(s, false, err); }
 
 static int pg_ack(od_source *base, const od_pos *durable_pos, bool force, od_error *err) {
   pg_source *s = (pg_source *)base;
@@ -378,6 +383,8 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
     char *buf = NULL;
     int n = PQgetCopyData(s->repl, &buf, 1);
     if (n > 0) {
+      s->last_recv_at = od_mono_us();
+      s->ping_sent = false;
       int rc = handle_message(s, buf, n, err);
       PQfreemem(buf);
       if (rc) return rc;
@@ -393,6 +400,24 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
       int rc = send_status(s, err);
       if (rc) return rc;
       continue;
+    }
+    /* A silent stream: half-way through receive_timeout_ms ask the server for a keepalive (it
+     * answers at once, also when its wal_sender_timeout is 0); at the end, give the connection up
+     * (a cut link or a vanished host would otherwise leave a reading socket waiting for ever). */
+    if (s->receive_timeout_ms > 0) {
+      int64_t silent = now - s->last_recv_at, limit = s->receive_timeout_ms * 1000;
+      if (silent >= limit)
+        return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: no message from the server for %.1f s (source.receive_timeout_ms "
+                             "= %ld): the connection is presumed dead; reconnecting", s->where, (double)silent / 1e6,
+                             s->receive_timeout_ms);
+      if (!s->ping_sent && silent >= limit / 2) {
+        int rc = send_status_reply(s, true, err);
+        if (rc) return rc;
+        s->ping_sent = true;
+        continue;
+      }
+      int64_t next = s->last_recv_at + (s->ping_sent ? limit : limit / 2);
+      if (next < status_due) status_due = next;
     }
     if (now >= deadline) return OD_OK;
     int64_t wait = (deadline < status_due ? deadline : status_due) - now;

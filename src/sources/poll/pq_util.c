@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pq_keepalive.h"
+
 static const char *first_line(PGconn *c, char *buf, size_t size) {
   snprintf(buf, size, "%s", c ? PQerrorMessage(c) : "out of memory");
   size_t n = strlen(buf);
@@ -17,8 +19,8 @@ static const char *first_line(PGconn *c, char *buf, size_t size) {
 int pq_connect(const char *dsn, const char *pipeline, const char *where, PGconn **out, od_error *err) {
   char app[96];
   snprintf(app, sizeof app, "odsync_%s", pipeline);
-  const char *keys[] = {"connect_timeout", "application_name", "dbname", "options", NULL};
-  const char *vals[] = {"10", app, dsn,
+  const char *keys[] = {"connect_timeout", "application_name", OD_PQ_KEEPALIVE_KEYS, "dbname", "options", NULL};
+  const char *vals[] = {"10", app, OD_PQ_KEEPALIVE_VALS, dsn,
                         "-c DateStyle=ISO,MDY -c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=3 "
                         "-c bytea_output=hex -c client_min_messages=warning",
                         NULL};

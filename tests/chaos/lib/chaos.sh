@@ -80,7 +80,7 @@ state_dir: $STATE_DIR
 pipelines:
   - name: bench
     reconnect_max_ms: 2000
-    source: { type: postgres, dsn: "$SRC_ODSYNC_DSN", tables: [${tables//,/, }], status_interval_ms: 1000 }
+    source: { type: postgres, dsn: "$SRC_ODSYNC_DSN", tables: [${tables//,/, }], status_interval_ms: 1000${CHAOS_SOURCE_EXTRA:+, $CHAOS_SOURCE_EXTRA} }
     sinks:
       - { name: lite, type: sqlite, path: $LITE_DB }
       - { name: pg, type: postgres, dsn: "$DST_SOCK_DSN" }
