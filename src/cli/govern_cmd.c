@@ -85,16 +85,41 @@ static bool selected(const gargs *g, const char *name) {
   return false;
 }
 
+/* The batch records that carried an event's correlation id, in every selected pipeline's log: exit 0
+ * when found, 1 when not (the event was not applied yet, or never arrived), 2 on an unreadable log. */
+static int audit_find(const gargs *g, od_config *cfg) {
+  int found = 0, unreadable = 0;
+  for (int p = 0; p < cfg->npipelines; p++) {
+    if (!selected(g, cfg->pipelines[p].name)) continue;
+    od_error err;
+    od_error_clear(&err);
+    int n = od_audit_find(cfg->state_dir, cfg->pipelines[p].name, g->positional[1], stdout, &err);
+    if (n < 0) {
+      fprintf(stderr, "odsync: %s\n", err.msg);
+      unreadable++;
+    } else {
+      found += n;
+    }
+  }
+  od_config_free(cfg);
+  if (!found) fprintf(stderr, "odsync: no batch record holds correlation id %s%s\n", g->positional[1],
+                      unreadable ? " (some logs could not be read)" : "");
+  return found ? 0 : unreadable ? 2 : 1;
+}
+
 int od_cli_audit(int argc, char **argv) {
   gargs g = {0};
   int rc = parse(argc, argv, &g);
   if (rc) return rc;
-  if (g.npos != 1 || strcmp(g.positional[0], "verify") != 0) {
-    fputs("odsync: usage: odsync audit verify -c FILE [--pipeline P]\n", stderr);
+  bool find = g.npos == 2 && !strcmp(g.positional[0], "find");
+  if (!find && (g.npos != 1 || strcmp(g.positional[0], "verify") != 0)) {
+    fputs("odsync: usage: odsync audit verify -c FILE [--pipeline P]\n"
+          "       odsync audit find CORRELATION_ID -c FILE [--pipeline P]\n", stderr);
     return 2;
   }
   od_config *cfg;
   if ((rc = load(&g, &cfg))) return rc;
+  if (find) return audit_find(&g, cfg);
   int problems = 0, checked = 0;
   for (int p = 0; p < cfg->npipelines; p++) {
     if (!selected(&g, cfg->pipelines[p].name)) continue;

@@ -47,6 +47,8 @@ static const char usage[] =
     "          [-c FILE] [-p PIPELINE] [-s SINK] (odsync dlq --help)\n"
     "  audit verify  check the hash chain of the audit logs in state_dir (docs/AUDIT.md); exit 1\n"
     "          when a record was edited, deleted, moved or cut; --pipeline P for one\n"
+    "  audit find ID  the batch records that applied the event with correlation id ID (HTTP\n"
+    "          ingest): sink, positions, time; exit 1 when none holds it\n"
     "  lineage TABLE  where TABLE's rows come from: pipeline, source table, sink, transforms\n"
     "  scan    sample every captured table of the PostgreSQL sources and report columns that look\n"
     "          like PII, with a ready-to-paste transforms block (docs/PII.md); --rows N per table\n"

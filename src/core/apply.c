@@ -320,8 +320,7 @@ static void recycle_pending(od_apply *a) {
 static int go_serial(od_apply *a) {
   a->rows = a->txns = 0;
   memset(a->tally, 0, sizeof a->tally);
-  a->atally.n = 0;
-  a->atally.other = 0;
+  od_audit_tally_reset(&a->atally);
   a->bytes = 0;
   a->at_boundary = false;
   a->serial = true;
@@ -389,8 +388,7 @@ static int run_parallel(od_apply *a) {
     a->open = false;
     a->rows = a->txns = 0;
     a->bytes = 0;
-    a->atally.n = 0;
-    a->atally.other = 0;
+    od_audit_tally_reset(&a->atally);
   } else if (!rc) {
     rc = batch_commit(a);
   }
@@ -555,8 +553,7 @@ static int reconnect(od_apply *a) {
   a->at_boundary = false;
   memset(a->tally, 0, sizeof a->tally);
   a->nlat = 0; /* the replayed batch counts its transactions again */
-  a->atally.n = 0;
-  a->atally.other = 0;
+  od_audit_tally_reset(&a->atally);
   a->tr_taken = 0;
   atomic_store(&a->stats->down, true);
   od_queue_spill_eager(a->queue, a->env.consumer, true);
@@ -747,6 +744,7 @@ int od_apply_join(od_apply *a, od_error *err) {
   for (size_t i = a->replay_next; i < a->nreplay; i++) od_sbuf_free(&a->replay[i]);
   free(a->replay);
   od_spool_rels_free(a->replay_rels);
+  od_audit_tally_free(&a->atally);
   free(a);
   return rc;
 }

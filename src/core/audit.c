@@ -449,14 +449,33 @@ void od_audit_tally_add(od_audit_tally *t, const od_change *ch, size_t n) {
       t->rows[at]++;
     else
       t->other++;
+    if (ch[i].correlation_id) {
+      if (t->listed < OD_AUDIT_CIDS_MAX) {
+        if (t->listed) od_sqlbuf_add(&t->cids, ",");
+        od_audit_json_str(&t->cids, ch[i].correlation_id);
+        t->listed++;
+      }
+      t->ncids++;
+    }
   }
+}
+
+void od_audit_tally_reset(od_audit_tally *t) {
+  t->n = 0;
+  t->other = 0;
+  t->ncids = t->listed = 0;
+  od_sqlbuf_reset(&t->cids);
+}
+
+void od_audit_tally_free(od_audit_tally *t) {
+  od_sqlbuf_free(&t->cids);
+  t->ncids = t->listed = 0;
 }
 
 void od_audit_batch(const char *pipeline, const char *sink, const char *transforms_id, const od_pos *from,
                     const od_pos *to, uint64_t rows, uint64_t txns, od_audit_tally *tally) {
   if (!g_on) { /* unlocked read: a stale answer costs one record around init/shutdown */
-    tally->n = 0;
-    tally->other = 0;
+    od_audit_tally_reset(tally);
     return;
   }
   od_sqlbuf b = {0};
@@ -480,10 +499,17 @@ void od_audit_batch(const char *pipeline, const char *sink, const char *transfor
   od_sqlbuf_add(&b, ",\"transforms\":");
   od_audit_json_str(&b, transforms_id);
   od_sqlbuf_addf(&b, ",\"config\":\"%s\"", g_config_hash);
+  if (tally->ncids) { /* the events' own ids: `odsync audit find ID` answers where one went */
+    if (tally->cids.oom) tally->listed = 0; /* the record still goes out, with the count only */
+    od_sqlbuf_add(&b, ",\"correlation_ids\":[");
+    if (tally->listed) od_sqlbuf_addn(&b, tally->cids.p, tally->cids.len);
+    od_sqlbuf_add(&b, "]");
+    if (tally->ncids > tally->listed)
+      od_sqlbuf_addf(&b, ",\"correlation_ids_total\":%llu", (unsigned long long)tally->ncids);
+  }
   if (!b.oom) od_audit_record(pipeline, "batch", b.p);
   od_sqlbuf_free(&b);
-  tally->n = 0;
-  tally->other = 0;
+  od_audit_tally_reset(tally);
 }
 
 void od_audit_session(const char *pipeline, const char *sink, const od_pos *checkpoint, const char *transforms_id,
@@ -562,15 +588,12 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-int od_audit_verify(const char *state_dir, const char *pipeline, FILE *out, od_error *err) {
-  char dir[4096];
-  snprintf(dir, sizeof dir, "%s/audit", state_dir);
-  const char *name = pipeline ? pipeline : PROCESS_LOG;
+/* The segments of log `name` in dir, oldest first, the current one (0) last; -1 if dir is unreadable. */
+static int list_segments(const char *dir, const char *name, uint64_t segs[4096]) {
   size_t nl = strlen(name);
-  uint64_t segs[4096];
   int nsegs = 0;
   DIR *d = opendir(dir);
-  if (!d) return OD_FAIL(err, OD_EIO, "audit verify: cannot open %s: %s (is state_dir right?)", dir, strerror(errno));
+  if (!d) return -1;
   struct dirent *e;
   while ((e = readdir(d))) {
     unsigned long long first;
@@ -581,7 +604,63 @@ int od_audit_verify(const char *state_dir, const char *pipeline, FILE *out, od_e
   }
   closedir(d);
   qsort(segs, (size_t)nsegs, sizeof *segs, cmp_u64);
-  segs[nsegs++] = 0; /* the current segment last */
+  segs[nsegs++] = 0;
+  return nsegs;
+}
+
+int od_audit_find(const char *state_dir, const char *pipeline, const char *correlation_id, FILE *out, od_error *err) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/audit", state_dir);
+  uint64_t segs[4096];
+  int nsegs = list_segments(dir, pipeline, segs);
+  if (nsegs < 0) {
+    OD_FAIL(err, OD_EIO, "audit find: cannot open %s: %s (is state_dir right?)", dir, strerror(errno));
+    return -1;
+  }
+  od_sqlbuf needle = {0}; /* the id as it stands in a record: a JSON string */
+  od_audit_json_str(&needle, correlation_id);
+  if (needle.oom) {
+    od_sqlbuf_free(&needle);
+    OD_FAIL(err, OD_ENOMEM, "audit find: out of memory");
+    return -1;
+  }
+  int found = 0;
+  for (int k = 0; k < nsegs; k++) {
+    char path[4200];
+    seg_path(dir, pipeline, segs[k], path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (!f) continue; /* no current segment yet, or pruned meanwhile */
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+      const char *ids = strstr(line, ",\"correlation_ids\":[");
+      if (!ids || !strstr(line, "\"kind\":\"batch\"")) continue;
+      /* An element of the array: an unescaped quote only ever opens or closes a string, and only an
+       * element's opening quote follows '[' or ',' and is closed before ',' or ']'. */
+      ids += strlen(",\"correlation_ids\":");
+      for (const char *p = ids + 1; (p = strstr(p, needle.p)) != NULL; p++) {
+        char before = p[-1], after = p[needle.len];
+        if ((before == '[' || before == ',') && (after == ',' || after == ']')) {
+          fputs(line, out);
+          found++;
+          break;
+        }
+      }
+    }
+    free(line);
+    fclose(f);
+  }
+  od_sqlbuf_free(&needle);
+  return found;
+}
+
+int od_audit_verify(const char *state_dir, const char *pipeline, FILE *out, od_error *err) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/audit", state_dir);
+  const char *name = pipeline ? pipeline : PROCESS_LOG;
+  uint64_t segs[4096];
+  int nsegs = list_segments(dir, name, segs);
+  if (nsegs < 0) return OD_FAIL(err, OD_EIO, "audit verify: cannot open %s: %s (is state_dir right?)", dir, strerror(errno));
   int problems = 0, files = 0;
   uint64_t records = 0, seq_prev = 0, first_seq = 0;
   char prev_hash[HASH_HEX + 1] = "";

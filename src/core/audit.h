@@ -45,13 +45,21 @@ void od_audit_json_str(od_sqlbuf *b, const char *v);
 
 /* Rows per table of one batch (filled by the apply thread, per batch, never per row on disk). */
 #define OD_AUDIT_TALLY_MAX 32
+/* Correlation ids (sources that carry them: the HTTP ingest) listed per batch record, at most: */
+#define OD_AUDIT_CIDS_MAX 1000
 typedef struct od_audit_tally {
   const od_relation *rel[OD_AUDIT_TALLY_MAX]; /* borrowed: valid until the batch is committed */
   uint64_t rows[OD_AUDIT_TALLY_MAX];
   int n;
   uint64_t other; /* rows of tables beyond the cap */
+  od_sqlbuf cids;  /* owned: the batch's correlation ids as JSON strings, comma-separated (one per event) */
+  uint64_t ncids;  /* ids seen in the batch (also those beyond OD_AUDIT_CIDS_MAX) */
+  uint64_t listed; /* ids in cids */
 } od_audit_tally;
 void od_audit_tally_add(od_audit_tally *t, const od_change *ch, size_t n);
+/* Forget the batch (rolled back or recorded); keeps the id buffer's memory. */
+void od_audit_tally_reset(od_audit_tally *t);
+void od_audit_tally_free(od_audit_tally *t);
 
 /* One applied batch, after the sink's commit: positions (from, to], counts, the tables, the id of
  * the transform set of that sink and the config hash. Resets the tally. */
@@ -70,5 +78,9 @@ void od_audit_position(const char *pipeline, const char *sink, const char *kind,
  * head file. Prints a line per problem and a summary to out; returns the number of problems
  * (0: intact), or -1 when the log cannot be read (err filled). */
 int od_audit_verify(const char *state_dir, const char *pipeline, FILE *out, od_error *err);
+/* `odsync audit find ID`: prints to out every batch record of pipeline's log (all its segments, oldest
+ * first) whose correlation_ids hold `correlation_id`. Returns the number printed, or -1 (err filled)
+ * when the log cannot be read. */
+int od_audit_find(const char *state_dir, const char *pipeline, const char *correlation_id, FILE *out, od_error *err);
 
 #endif

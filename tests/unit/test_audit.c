@@ -229,6 +229,57 @@ TEST(gap_when_the_checkpoint_is_past_the_log) {
   cleanup(cfg);
 }
 
+TEST(correlation_ids_listed_capped_and_found) {
+  od_config *cfg = start(64 << 20);
+  od_relation rel = {.schema = "public", .name = "orders"};
+  enum { N = OD_AUDIT_CIDS_MAX + 15 }; /* 10 in a first batch, 1,005 in the second */
+  static od_change ch[N];
+  static char ids[N][24];
+  for (int i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "ev-%d", i);
+    ch[i] = (od_change){.rel = &rel, .correlation_id = ids[i]};
+  }
+  ch[7].correlation_id = "odd \"q\" \\ , ] \xc3\xbc"; /* quotes, backslash, comma, bracket, UTF-8 */
+  od_audit_tally t = {0};
+  od_pos a = od_pos_legacy_lsn(0x100), b = od_pos_legacy_lsn(0x200);
+  od_audit_tally_add(&t, ch, 10); /* a first batch: ev-0..ev-9 */
+  od_audit_batch("p", "s1", "none", NULL, &a, 10, 1, &t);
+  CHECK(t.ncids == 0 && t.listed == 0); /* reset by the record */
+  od_audit_tally_add(&t, ch + 10, N - 10); /* a second batch, past the cap */
+  od_audit_batch("p", "s1", "none", &a, &b, N - 10, 1, &t);
+  od_audit_tally_free(&t);
+  od_audit_shutdown();
+  static char out[64 << 10];
+  FILE *f = fmemopen(out, sizeof out, "w");
+  od_error err;
+  CHECK_INT(od_audit_find(dir, "p", "ev-1", f, &err), 1);
+  fclose(f);
+  CHECK_CONTAINS(out, "\"correlation_ids\":[\"ev-0\",\"ev-1\",");
+  CHECK(strstr(out, "correlation_ids_total") == NULL);
+  f = fmemopen(out, sizeof out, "w");
+  CHECK_INT(od_audit_find(dir, "p", "odd \"q\" \\ , ] \xc3\xbc", f, &err), 1);
+  fclose(f);
+  f = fmemopen(out, sizeof out, "w");
+  CHECK_INT(od_audit_find(dir, "p", "ev-10", f, &err), 1); /* the first of the second batch, not ev-1's */
+  fclose(f);
+  CHECK_CONTAINS(out, "\"correlation_ids_total\":1005");
+  char last[32];
+  snprintf(last, sizeof last, "ev-%d", 10 + OD_AUDIT_CIDS_MAX - 1);
+  f = fmemopen(out, sizeof out, "w");
+  CHECK_INT(od_audit_find(dir, "p", last, f, &err), 1); /* the last one listed */
+  fclose(f);
+  snprintf(last, sizeof last, "ev-%d", 10 + OD_AUDIT_CIDS_MAX);
+  f = fmemopen(out, sizeof out, "w");
+  CHECK_INT(od_audit_find(dir, "p", last, f, &err), 0); /* beyond the cap: counted, not listed */
+  CHECK_INT(od_audit_find(dir, "p", "ev-", f, &err), 0); /* no prefix matches */
+  CHECK_INT(od_audit_find(dir, "p", "v-1", f, &err), 0);
+  fclose(f);
+  CHECK_INT(od_audit_find("/nonexistent-odsync-dir", "p", "ev-1", stdout, &err), -1);
+  CHECK_CONTAINS(err.msg, "cannot open");
+  CHECK_INT(verify(out, sizeof out), 0);
+  cleanup(cfg);
+}
+
 TEST(pii_values) {
   od_pii_detector *d;
   od_error err;
