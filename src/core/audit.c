@@ -507,7 +507,25 @@ void od_audit_batch(const char *pipeline, const char *sink, const char *transfor
     if (tally->ncids > tally->listed)
       od_sqlbuf_addf(&b, ",\"correlation_ids_total\":%llu", (unsigned long long)tally->ncids);
   }
-  if (!b.oom) od_audit_record(pipeline, "batch", b.p);
+  if (!b.oom) {
+    pthread_mutex_lock(&g_lock);
+    alog *l = g_on ? log_open(pipeline) : NULL;
+    known_pos *k = l ? known_of(l, sink) : NULL;
+    /* The positions chain: a batch starts where the sink's last record left it. Idle advances are
+     * recorded at most once a minute, so one not recorded yet is recorded now, before the batch. */
+    if (k && !od_pos_is_none(from) && strcmp(k->pos, pf) != 0) {
+      od_sqlbuf idle = {0};
+      od_sqlbuf_add(&idle, "\"sink\":");
+      od_audit_json_str(&idle, sink);
+      od_sqlbuf_add(&idle, ",\"position\":");
+      od_audit_json_str(&idle, pf);
+      if (!idle.oom) append(l, "idle", idle.p);
+      od_sqlbuf_free(&idle);
+    }
+    if (l) append(l, "batch", b.p);
+    if (k) snprintf(k->pos, sizeof k->pos, "%s", pt);
+    pthread_mutex_unlock(&g_lock);
+  }
   od_sqlbuf_free(&b);
   od_audit_tally_reset(tally);
 }

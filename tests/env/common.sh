@@ -26,6 +26,10 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 log() { echo "[$TEST_NAME $(date +%H:%M:%S)] $*"; }
+# grep_q ARGS: `grep -q ARGS` for the end of a pipeline. `grep -q` exits at its first match; with
+# pipefail, a producer still writing then dies of SIGPIPE and the pipeline fails although the text
+# was there (flaky under load). This reads all of its input.
+grep_q() { grep "$@" >/dev/null; }
 
 fail() {
   echo "FAIL [$TEST_NAME]: $*" >&2

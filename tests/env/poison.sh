@@ -61,7 +61,7 @@ PRAGMA schema_version = $((ver + 1));
 PRAGMA writable_schema = OFF;
 COMMIT;
 SQL
-  sqlite3 "$SINK_DB" "PRAGMA integrity_check" | grep -qx ok || fail "sqlite sink damaged by the schema edit of $t"
+  sqlite3 "$SINK_DB" "PRAGMA integrity_check" | grep_q -x ok || fail "sqlite sink damaged by the schema edit of $t"
 }
 
 poison_constrain() {

@@ -208,7 +208,7 @@ done
 # ...and in the audit log's process chain, which still verifies.
 audit_denied=$(cat "$TEST_TMP"/state/audit/odsync-process* | grep '"kind":"admin_request"' | grep -c '"allowed":false' || true)
 [[ $audit_denied == "$denied" ]] || fail "$audit_denied denied requests in the audit log, $denied in the log"
-grep -h '"kind":"admin_request"' "$TEST_TMP"/state/audit/odsync-process* | grep -q '"path":"/pipelines/shop/pause","allowed":true' ||
+grep -h '"kind":"admin_request"' "$TEST_TMP"/state/audit/odsync-process* | grep_q '"path":"/pipelines/shop/pause","allowed":true' ||
   fail "the allowed pause is not in the audit log"
 for s in "$ODSYNC_T_VIEWER" "$ODSYNC_T_OPERATOR" "$ODSYNC_T_ADMIN" "$ODSYNC_T_JWT"; do
   ! grep -rqF "$s" "$TEST_TMP/state/audit" || fail "a credential appears in the audit log"

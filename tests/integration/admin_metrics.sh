@@ -200,7 +200,7 @@ curl -s --max-time 5 "$ADMIN/metrics" >"$TEST_TMP/metrics.txt"
 grep -Eq '^odsync_errors_total\{pipeline="shop",class="[a-z]+"\} [1-9]' "$TEST_TMP/metrics.txt" || fail "no odsync_errors_total after the outage"
 grep -Eq '^odsync_retries_total\{pipeline="shop"\} [1-9]' "$TEST_TMP/metrics.txt" || fail "no odsync_retries_total after the outage"
 # Alerts are judged once a second: give the judge a few seconds on a loaded machine.
-wait_for "curl -s --max-time 5 $ADMIN/metrics | grep -q '^odsync_alert_firing{pipeline=\"shop\",alert=\"errors_per_minute\"} 1\$'" 15 ||
+wait_for "curl -s --max-time 5 $ADMIN/metrics | grep_q '^odsync_alert_firing{pipeline=\"shop\",alert=\"errors_per_minute\"} 1\$'" 15 ||
   fail "the errors_per_minute alert did not fire: $(curl -s --max-time 5 $ADMIN/metrics | grep -E 'errors_total|alert_firing')"
 [[ $(grep -c 'pipeline shop: alert errors_per_minute firing' "$LOG") == 1 ]] || fail "expected one errors_per_minute firing log line"
 log "/readyz 503 during the outage, 200 after; errors and retries counted; the errors_per_minute alert fired"

@@ -195,7 +195,7 @@ grep -q "source: *postgres, table public.customers" "$TEST_TMP/lineage.txt" || f
 grep -q 'transform 1: *{"type":"mask","tables":\["customers"\],"columns":\["email"\],"style":"email"}' "$TEST_TMP/lineage.txt" || fail "lineage: no mask step"
 grep -q 'transform 2: *{"type":"pseudonymize".*"columns":\["ssn"\],"keyed":true}' "$TEST_TMP/lineage.txt" || fail "lineage: no pseudonymize step"
 ! grep -qF "$ODSYNC_TX_KEY" "$TEST_TMP/lineage.txt" || fail "lineage shows the key"
-"$ODSYNC_BIN" lineage -c "$CONFIG" public.orders | grep -q "transforms: *none" || fail "lineage orders should say no transforms"
+"$ODSYNC_BIN" lineage -c "$CONFIG" public.orders | grep_q "transforms: *none" || fail "lineage orders should say no transforms"
 rc=0
 "$ODSYNC_BIN" lineage -c "$CONFIG" nosuch >/dev/null 2>&1 || rc=$?
 [[ $rc -eq 1 ]] || fail "lineage of an unknown table exited $rc (expected 1)"

@@ -47,7 +47,7 @@ pgsrv_stop "$DST_DIR"
 pg_psql -c "INSERT INTO t SELECT g, g FROM generate_series(101, 200) g"
 wait_for "[[ \$(metric '$STATE') == 1 ]]" 60 || fail "the breaker did not open: state $(metric "$STATE")"
 s0=$(metric "$SESS")
-curl -s "http://127.0.0.1:$APORT/status" | grep -q '"circuit":"open"' || fail "/status does not show the open circuit"
+curl -s "http://127.0.0.1:$APORT/status" | grep_q '"circuit":"open"' || fail "/status does not show the open circuit"
 out=$("$ODSYNC_BIN" status -c "$CONFIG") || fail "odsync status failed"
 grep -q 'sink default: circuit open' <<<"$out" || fail "odsync status does not name the open circuit: $out"
 grep -q "circuit breaker is open" "$LOG" || fail "the log does not say the breaker is open"

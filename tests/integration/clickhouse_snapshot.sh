@@ -112,7 +112,7 @@ log "k9: $loaded rows in the table at the kill"
 RUN2_FROM=$(($(wc -l <"$TEST_TMP/k9.log") + 1))
 odsync_start "$TEST_TMP/k9.yaml" "$TEST_TMP/k9.log"
 wait_for "snapshot_done k9" 600 || fail "k9: the resumed snapshot did not finish within 600 s"
-tail -n +"$RUN2_FROM" "$TEST_TMP/k9.log" | grep -q "chunks already done; copying the other" ||
+tail -n +"$RUN2_FROM" "$TEST_TMP/k9.log" | grep_q "chunks already done; copying the other" ||
   fail "k9: the restart did not resume from the chunks already done"
 wait_for "compare_db k9 >/dev/null" 120 || { compare_db k9 || true; fail "k9: ClickHouse differs from the source after the restart"; }
 one_per_key k9

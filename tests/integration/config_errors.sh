@@ -196,7 +196,7 @@ log "password: odsync check ok"
 odsync_start "$TEST_TMP/password.yaml" "$OUT_DIR/run-password.log"
 wait_slot_active odsync_shop 60
 pg_psql -c "INSERT INTO public.a VALUES (1, 'x')"
-wait_for "sqlite3 '$SINK_DB' 'SELECT v FROM a WHERE id = 1' | grep -qx x" 60 ||
+wait_for "sqlite3 '$SINK_DB' 'SELECT v FROM a WHERE id = 1' | grep_q -x x" 60 ||
   fail "password: the row never reached the sink"
 odsync_stop
 log "password: odsync run streamed with the password from \${env:PW}, stopped with exit 0"

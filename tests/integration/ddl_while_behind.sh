@@ -144,11 +144,11 @@ odsync_running || fail "odsync exited"
 [[ $(dst_psql -c "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'public.poly'::regclass AND attname = 'f'") == polygon ]] ||
   fail "PostgreSQL sink: poly.f is not polygon"
 hist=$TEST_TMP/state/pgs.schema.jsonl
-grep '"table":"public.a_star"' "$hist" | grep -q '{"name":"a","type":"integer","type_oid":23,"typmod":-1,"attnum":2' ||
+grep '"table":"public.a_star"' "$hist" | grep_q '{"name":"a","type":"integer","type_oid":23,"typmod":-1,"attnum":2' ||
   fail "history: the old a_star.a is not integer attnum 2: $(grep a_star "$hist")"
-grep '"table":"public.a_star"' "$hist" | grep -q '{"name":"a","type":"text","type_oid":25,"typmod":-1,"attnum":4' ||
+grep '"table":"public.a_star"' "$hist" | grep_q '{"name":"a","type":"text","type_oid":25,"typmod":-1,"attnum":4' ||
   fail "history: the new a_star.a is not text attnum 4: $(grep a_star "$hist")"
-if grep '"table":"public.a_star"' "$hist" | grep -q '"name":"a","type":"text","type_oid":23'; then
+if grep '"table":"public.a_star"' "$hist" | grep_q '"name":"a","type":"text","type_oid":23'; then
   fail "history: a_star.a recorded with the new column's type name and the old type oid"
 fi
 grep -q "table public.same: schema version .*dropped and re-created" "$LOG" || fail "the re-creation of same is not logged"

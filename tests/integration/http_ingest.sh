@@ -67,7 +67,7 @@ log "check refuses an open listener without a token: ok"
 write_cfg "$TEST_TMP/a.yml" ""
 health() { curl -s --max-time 5 -H "Authorization: Bearer ${1:-}" "$URL/v1/health"; }
 next_seq() { health "${1:-}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_seq"])'; }
-start() { odsync_start "$1" "$LOG"; wait_for "health ${2:-} | grep -q ok" 120 || fail "the ingest listener did not come up"; }
+start() { odsync_start "$1" "$LOG"; wait_for "health ${2:-} | grep_q ok" 120 || fail "the ingest listener did not come up"; }
 start "$TEST_TMP/a.yml"
 
 # post FILE OUT_BODY OUT_HEADERS [TOKEN]: one POST; prints the status code (000: no answer)
@@ -197,7 +197,7 @@ for xi in "${!XFILES[@]}"; do
   [[ $code == 200 ]] || fail "backpressure phase: unexpected $code: $(cat "$TEST_TMP/x.out")"
 done
 [[ -n $got503 ]] || fail "no 503 while the PostgreSQL sink was blocked and max_unacked_bytes is 4096"
-tr -d '\r' <"$TEST_TMP/x.h" | grep -qi '^Retry-After: [0-9]' || fail "the 503 has no Retry-After: $(cat "$TEST_TMP/x.h")"
+tr -d '\r' <"$TEST_TMP/x.h" | grep_q -i '^Retry-After: [0-9]' || fail "the 503 has no Retry-After: $(cat "$TEST_TMP/x.h")"
 grep -q backpressure "$TEST_TMP/x.out" || fail "the 503 does not say backpressure: $(cat "$TEST_TMP/x.out")"
 log "backpressure: 503 with Retry-After after $got503 accepted batches"
 pg_psql -d ingest -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()" >/dev/null
@@ -230,7 +230,7 @@ start "$TEST_TMP/c.yml" "$ODSYNC_TEST_TOKEN"
 LAST=${XFILES[${#XFILES[@]} - 1]}
 [[ $(post "$LAST" "$TEST_TMP/a.out" "$TEST_TMP/a.h") == 401 ]] || fail "no token: expected 401, got $(cat "$TEST_TMP/a.out")"
 [[ $(post "$LAST" "$TEST_TMP/a.out" "$TEST_TMP/a.h" wrong-token) == 401 ]] || fail "wrong token: expected 401"
-tr -d '\r' <"$TEST_TMP/a.h" | grep -qi '^WWW-Authenticate: Bearer' || fail "401 without WWW-Authenticate"
+tr -d '\r' <"$TEST_TMP/a.h" | grep_q -i '^WWW-Authenticate: Bearer' || fail "401 without WWW-Authenticate"
 [[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/health") == 401 ]] || fail "health without a token: expected 401"
 post_until_ok "$LAST" "$TEST_TMP/a.out" "$TEST_TMP/a.h" "$ODSYNC_TEST_TOKEN" || fail "right token: $(cat "$TEST_TMP/a.out")"
 # c0's first batch: its segment is long pruned; its ids must still be known (ids.log)

@@ -38,7 +38,7 @@ pipelines:
 YAML
 
 odsync_start "$CFG" "$LOG"
-wait_for "curl -s --max-time 5 $URL/v1/health | grep -q ok" 120 || fail "the ingest listener did not come up"
+wait_for "curl -s --max-time 5 $URL/v1/health | grep_q ok" 120 || fail "the ingest listener did not come up"
 
 rows_in() { sqlite3 "$TEST_TMP/$1.db" "SELECT count(*) FROM orders" 2>/dev/null || echo 0; }
 post() { # BODY EXPECTED_ROWS_AFTER

@@ -127,7 +127,7 @@ mesh_compare a b public.items public.mesh_marker || fail "nodes differ"
 # Every conflict is in the audit log too (3 per node; a replay after a crash could add repeats).
 audited=$(cat "$TEST_TMP"/state/audit/* 2>/dev/null | grep -c '"kind":"conflict"' || true)
 ((audited >= 6)) || fail "$audited conflict records in the audit log, expected at least 6"
-grep -h '"kind":"conflict"' "$TEST_TMP"/state/audit/* | grep -q '"conflict":"update_update","table":"public.items","policy":"last_writer_wins","winner":"b"' ||
+grep -h '"kind":"conflict"' "$TEST_TMP"/state/audit/* | grep_q '"conflict":"update_update","table":"public.items","policy":"last_writer_wins","winner":"b"' ||
   fail "the audit log lacks the update_update conflict won by b"
 "$ODSYNC_BIN" audit verify -c "$CONFIG" >"$TEST_TMP/verify.txt" 2>&1 || { cat "$TEST_TMP/verify.txt"; fail "audit verify failed"; }
 

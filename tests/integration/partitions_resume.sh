@@ -99,12 +99,12 @@ log "killed with $D/$N partitions of events in the sink"
 log "restarting"
 RUN2_FROM=$(wc -l <"$LOG")
 odsync_start "$CONFIG" "$LOG"
-wait_for "tail -n +$RUN2_FROM '$LOG' | grep -q 'pipeline prs: initial snapshot done'" 120 ||
+wait_for "tail -n +$RUN2_FROM '$LOG' | grep_q 'pipeline prs: initial snapshot done'" 120 ||
   fail "the resumed snapshot did not finish within 120 s"
 RUN2=$(tail -n +"$RUN2_FROM" "$LOG")
-echo "$RUN2" | grep -q "snapshot: public.events: $D/$N chunks were done, but a table cut by leaf partition cannot be resumed chunk by chunk; emptying it and copying it again" ||
+echo "$RUN2" | grep_q "snapshot: public.events: $D/$N chunks were done, but a table cut by leaf partition cannot be resumed chunk by chunk; emptying it and copying it again" ||
   fail "run 2 did not recopy events whole"
-echo "$RUN2" | grep -q "snapshot: public.events: copied $N chunks in this run (0 already done, $N in all)" ||
+echo "$RUN2" | grep_q "snapshot: public.events: copied $N chunks in this run (0 already done, $N in all)" ||
   fail "run 2 did not copy all $N partitions of events"
 [[ -n "$(mark prs/skip/public.events)" && "$(mark prs/skip/public.events)" != 0 ]] || fail "the recopied events has no skip mark"
 

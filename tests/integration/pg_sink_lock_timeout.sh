@@ -27,7 +27,7 @@ pipelines:
 YAML
 odsync_start "$CONFIG" "$LOG"
 pg_psql -c "INSERT INTO items VALUES (1, 'first')"
-wait_for "PGPORT=$DST_PORT PGDATABASE=warehouse pg_psql -c 'SELECT v FROM items WHERE id = 1' | grep -q first" 60 ||
+wait_for "PGPORT=$DST_PORT PGDATABASE=warehouse pg_psql -c 'SELECT v FROM items WHERE id = 1' | grep_q first" 60 ||
   fail "the first row never reached the target"
 
 # A user transaction on the target holds the table for a few seconds.

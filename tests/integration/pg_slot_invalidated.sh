@@ -59,7 +59,7 @@ wait_for "grep -q 'replication slot odsync_shop retains .* of WAL on the server 
   fail "no retained-WAL warning"
 grep -m1 "replication slot odsync_shop retains" "$LOG"
 grep -q "wal_status reserved\|wal_status extended" "$LOG" || fail "the warning does not report wal_status"
-wait_for "curl -sf http://127.0.0.1:$APORT/metrics | grep -q '^odsync_source_retained_bytes{pipeline=\"shop\"} [0-9]'" 30 ||
+wait_for "curl -sf http://127.0.0.1:$APORT/metrics | grep_q '^odsync_source_retained_bytes{pipeline=\"shop\"} [0-9]'" 30 ||
   fail "no odsync_source_retained_bytes series"
 st=$(curl -sf "http://127.0.0.1:$APORT/status")
 [[ "$st" == *'"source_health":{"retained_bytes":'*'"status":"reserved"'* || "$st" == *'"source_health":{"retained_bytes":'*'"status":"extended"'* ]] ||

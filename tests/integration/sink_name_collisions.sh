@@ -74,7 +74,7 @@ expect_refused() {
   echo "$out" >>"$LOG"
   [[ $rc -eq 1 ]] || { echo "$out" | tail; fail "run -p $p exited $rc, expected 1"; }
   for pat in "$@"; do
-    grep ERROR <<<"$out" | grep -qF -- "$pat" || { echo "$out" | tail; fail "run -p $p: no ERROR saying: $pat"; }
+    grep ERROR <<<"$out" | grep_q -F -- "$pat" || { echo "$out" | tail; fail "run -p $p: no ERROR saying: $pat"; }
   done
   log "$p refused by check and run"
 }

@@ -69,7 +69,7 @@ run_expect_stop() {
   cat "$TEST_TMP/run.log" >>"$LOG"
   [[ $rc -eq 1 ]] || { tail -20 "$TEST_TMP/run.log"; fail "$what: odsync run exited $rc, expected 1"; }
   for pat in "$@"; do
-    grep "ERROR" "$TEST_TMP/run.log" | grep -qF -- "$pat" || { grep ERROR "$TEST_TMP/run.log"; fail "$what: no ERROR with: $pat"; }
+    grep "ERROR" "$TEST_TMP/run.log" | grep_q -F -- "$pat" || { grep ERROR "$TEST_TMP/run.log"; fail "$what: no ERROR with: $pat"; }
   done
 }
 sqlite_has() { [[ $(sqlite3 "$SINK_DB" "SELECT count(*) FROM sqlite_master WHERE name = '$1'") == 1 ]]; }

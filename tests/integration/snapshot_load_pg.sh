@@ -222,13 +222,13 @@ confirmed=$(PGPORT=$SRC_PORT pg_psql -c "SELECT confirmed_flush_lsn FROM pg_repl
 log "restarting"
 RUN2_FROM=$(wc -l <"$LOG")
 odsync_start "$CONFIG" "$LOG"
-wait_for "tail -n +$RUN2_FROM '$LOG' | grep -q 'pipeline load: initial snapshot done'" 300 ||
+wait_for "tail -n +$RUN2_FROM '$LOG' | grep_q 'pipeline load: initial snapshot done'" 300 ||
   fail "the resumed snapshot did not finish within 300 s"
 RUN2=$(tail -n +"$RUN2_FROM" "$LOG")
-echo "$RUN2" | grep -q "pipeline load: resuming the initial snapshot" || fail "run 2 did not resume"
-echo "$RUN2" | grep -q "snapshot: public.big: $D_BIG/$N_BIG chunks already done; copying the other $((N_BIG - D_BIG))" ||
+echo "$RUN2" | grep_q "pipeline load: resuming the initial snapshot" || fail "run 2 did not resume"
+echo "$RUN2" | grep_q "snapshot: public.big: $D_BIG/$N_BIG chunks already done; copying the other $((N_BIG - D_BIG))" ||
   fail "run 2 did not report $D_BIG/$N_BIG chunks of big already done"
-echo "$RUN2" | grep -q "snapshot: public.big: copied $((N_BIG - D_BIG)) chunks in this run ($D_BIG already done, $N_BIG in all)" ||
+echo "$RUN2" | grep_q "snapshot: public.big: copied $((N_BIG - D_BIG)) chunks in this run ($D_BIG already done, $N_BIG in all)" ||
   fail "run 2 did not copy exactly the $((N_BIG - D_BIG)) missing chunks of big"
 grep -q "snapshot: public.pre: the target already holds rows with keys of chunk" "$LOG" ||
   fail "pre's duplicate keys did not switch it to upserts"

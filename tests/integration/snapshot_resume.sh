@@ -115,21 +115,21 @@ confirmed=$(pg_psql -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHE
 log "restarting"
 RUN2_FROM=$(wc -l <"$LOG")
 odsync_start "$CONFIG" "$LOG"
-wait_for "tail -n +$RUN2_FROM '$LOG' | grep -q 'pipeline snap: initial snapshot done'" 120 ||
+wait_for "tail -n +$RUN2_FROM '$LOG' | grep_q 'pipeline snap: initial snapshot done'" 120 ||
   fail "the resumed snapshot did not finish within 120 s"
 RUN2=$(tail -n +"$RUN2_FROM" "$LOG")
-echo "$RUN2" | grep -q "pipeline snap: resuming the initial snapshot" || fail "run 2 did not resume"
-echo "$RUN2" | grep -q "temporary slot .* exports snapshot" || fail "run 2 did not take its view from a temporary slot"
-echo "$RUN2" | grep -q "snapshot: public.big: $D_BIG/$N_BIG chunks already done; copying the other $((N_BIG - D_BIG))" ||
+echo "$RUN2" | grep_q "pipeline snap: resuming the initial snapshot" || fail "run 2 did not resume"
+echo "$RUN2" | grep_q "temporary slot .* exports snapshot" || fail "run 2 did not take its view from a temporary slot"
+echo "$RUN2" | grep_q "snapshot: public.big: $D_BIG/$N_BIG chunks already done; copying the other $((N_BIG - D_BIG))" ||
   fail "run 2 did not report $D_BIG/$N_BIG chunks of big already done"
-echo "$RUN2" | grep -q "snapshot: public.big: copied $((N_BIG - D_BIG)) chunks in this run ($D_BIG already done, $N_BIG in all)" ||
+echo "$RUN2" | grep_q "snapshot: public.big: copied $((N_BIG - D_BIG)) chunks in this run ($D_BIG already done, $N_BIG in all)" ||
   fail "run 2 did not copy exactly the $((N_BIG - D_BIG)) missing chunks of big"
 if [[ -n "$N_KL" && "$D_KL" -lt "$N_KL" ]]; then
-  echo "$RUN2" | grep -q "snapshot: public.kl: $D_KL/$N_KL chunks were done, but .* emptying it and copying it again" ||
+  echo "$RUN2" | grep_q "snapshot: public.kl: $D_KL/$N_KL chunks were done, but .* emptying it and copying it again" ||
     fail "run 2 did not recopy the unfinished keyless table kl"
 fi
-echo "$RUN2" | grep -qE "snapshot: public.kl: copied [0-9]+ chunks? in this run \(0 already done" ||
-  echo "$RUN2" | grep -q "snapshot: public.kl: all .* chunks already done" || fail "kl was neither copied nor complete"
+echo "$RUN2" | grep_q -E "snapshot: public.kl: copied [0-9]+ chunks? in this run \(0 already done" ||
+  echo "$RUN2" | grep_q "snapshot: public.kl: all .* chunks already done" || fail "kl was neither copied nor complete"
 skip_kl=$(mark snap/skip/public.kl)
 [[ -z "$N_KL" || "$D_KL" -eq "$N_KL" || -n "$skip_kl" ]] || fail "the recopied kl has no skip mark"
 

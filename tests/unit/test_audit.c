@@ -280,6 +280,35 @@ TEST(correlation_ids_listed_capped_and_found) {
   cleanup(cfg);
 }
 
+TEST(positions_chain_across_unrecorded_idle_advances) {
+  od_config *cfg = start(64 << 20);
+  od_pos p1 = od_pos_legacy_lsn(0x100), p2 = od_pos_legacy_lsn(0x200), p3 = od_pos_legacy_lsn(0x300),
+         p4 = od_pos_legacy_lsn(0x400), p5 = od_pos_legacy_lsn(0x500);
+  od_audit_tally t = {0};
+  od_audit_batch("p", "s", "none", NULL, &p1, 1, 1, &t);
+  od_audit_position("p", "s", "idle", &p2); /* recorded: the first idle advance */
+  od_audit_position("p", "s", "idle", &p3); /* not recorded: within a minute of the last */
+  od_audit_batch("p", "s", "none", &p3, &p4, 1, 1, &t); /* so this batch records p3 first */
+  od_audit_batch("p", "s", "none", &p4, &p5, 1, 1, &t); /* continuous: nothing extra */
+  od_audit_shutdown();
+  char path[512], text[8192] = "";
+  snprintf(path, sizeof path, "%s/audit/p.jsonl", dir);
+  FILE *f = fopen(path, "r");
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  text[n] = 0;
+  fclose(f);
+  const char *i2 = strstr(text, "\"kind\":\"idle\",\"sink\":\"s\",\"position\":\"pg:0/200\"");
+  const char *i3 = strstr(text, "\"kind\":\"idle\",\"sink\":\"s\",\"position\":\"pg:0/300\"");
+  const char *b4 = strstr(text, "\"from\":\"pg:0/300\",\"to\":\"pg:0/400\"");
+  CHECK(i2 && i3 && b4 && i2 < i3 && i3 < b4);
+  int idles = 0;
+  for (const char *q = text; (q = strstr(q, "\"kind\":\"idle\"")); q++) idles++;
+  CHECK_INT(idles, 2); /* p2 and p3: none at p4, where the last batch already left the sink */
+  char out[4096];
+  CHECK_INT(verify(out, sizeof out), 0);
+  cleanup(cfg);
+}
+
 TEST(pii_values) {
   od_pii_detector *d;
   od_error err;
