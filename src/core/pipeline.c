@@ -547,7 +547,7 @@ static int open_spools(od_pipeline *p, sink_run *runs, od_error *err) {
     char dir[1024];
     if (sc->dir) snprintf(dir, sizeof dir, "%s/%s.%s", sc->dir, p->cfg->name, sr->ps->cfg->name);
     else snprintf(dir, sizeof dir, "%s/spool/%s.%s", p->root->state_dir, p->cfg->name, sr->ps->cfg->name);
-    od_spool_options opt = {.dir = dir, .max_bytes = sc->max_bytes, .compression = sc->compression};
+    od_spool_options opt = {.dir = dir, .max_bytes = sc->max_bytes, .compression = sc->compression, .kr = p->kr};
     uint64_t kept = 0;
     int rc = od_spool_feed_open(&opt, i, session, &p->spools[i], err);
     if (!rc && sr->deferred) {
