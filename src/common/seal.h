@@ -59,6 +59,9 @@ const char *od_keyring_current(const od_keyring *kr);
 /* The keyring of the config's `encryption:` section (first key current); *out = NULL when the
  * section is absent (nothing is encrypted). */
 int od_keyring_from_config(const od_config *cfg, od_keyring **out, od_error *err);
+/* The same from the keys themselves (`file` names the config in messages); *out = NULL when
+ * there are none. For adapters, which see their config section (od_config_section.encryption). */
+int od_keyring_from_keys(const od_encryption_config *enc, const char *file, od_keyring **out, od_error *err);
 /* Wipe and free. NULL is ignored. */
 void od_keyring_free(od_keyring *kr);
 
