@@ -220,6 +220,7 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
     od_poison_init(&ps->poison, cfg, ps->cfg->name, ps->name);
     ps->poison.dead_letters_total = &st->dead_letters_total;
     ps->poison.dead_letters = &st->dead_letters;
+    ps->poison.kr = p->kr;
     od_breaker_init(&ps->breaker, &cfg->breaker);
     ps->breaker.state_out = &st->circuit_state;
     ps->breaker.transitions_out = &st->circuit_transitions;
