@@ -24,14 +24,44 @@ int od_dl_seal(const od_keyring *kr, const char *name, const char *position, con
   size_t len = 0;
   int rc = od_seal_line(kr, an, 0, text, strlen(text), out, &len, err);
   if (rc) return od_error_prefix(err, "dead letter of %s at %s (%s): ", name, position, field);
-  if (len && (*out)[len - 1] == '\n') (*out)[len - 1] = '\0';
+  if (len && (*out)[len - 1] == '\n') (*out)[--len] = '\0';
+  if (!strcmp(field, "change")) { /* a JSON string: the change column may be jsonb (PostgreSQL) */
+    char *q = malloc(len + 3);
+    if (!q) {
+      free(*out);
+      *out = NULL;
+      return OD_FAIL(err, OD_ENOMEM, "dead letter: out of memory");
+    }
+    q[0] = '"';
+    memcpy(q + 1, *out, len);
+    q[len + 1] = '"';
+    q[len + 2] = '\0';
+    free(*out);
+    *out = q;
+  }
   return OD_OK;
 }
+
+static int open_value(const od_keyring *kr, const char *name, const char *position, const char *field,
+                      const char *stored, char **out, od_error *err);
 
 int od_dl_open(const od_keyring *kr, const char *name, const char *position, const char *field, const char *stored,
                char **out, od_error *err) {
   *out = NULL;
   if (!stored) stored = "";
+  char *unq = NULL; /* the sealed change as a JSON string: its text without the quotes */
+  size_t sl = strlen(stored);
+  if (sl >= 2 && stored[0] == '"' && stored[sl - 1] == '"' && od_seal_is_line(stored + 1)) {
+    if (!(unq = strndup(stored + 1, sl - 2))) return OD_FAIL(err, OD_ENOMEM, "dead letter: out of memory");
+    stored = unq;
+  }
+  int rc = open_value(kr, name, position, field, stored, out, err);
+  free(unq);
+  return rc;
+}
+
+static int open_value(const od_keyring *kr, const char *name, const char *position, const char *field,
+                      const char *stored, char **out, od_error *err) {
   bool sealed = od_seal_is_line(stored);
   if (!sealed && !kr) {
     if (!(*out = strdup(stored))) return OD_FAIL(err, OD_ENOMEM, "dead letter: out of memory");

@@ -3,7 +3,8 @@
  * sink's _odsync_dead_letters table when `encryption:` keys are configured.
  *
  * Owns: the stored form of those two fields — "sealed:" + base64 of an AES-256-GCM record
- * (common/seal.h, one line) whose associated data is "dlq/<checkpoint name>/<position>/<field>",
+ * (common/seal.h, one line; the change as a JSON string of that, "\"sealed:...\"", so that it stays
+ * valid in a jsonb column) whose associated data is "dlq/<checkpoint name>/<position>/<field>",
  * so a sealed value cannot be moved to another dead letter (another position), another pipeline
  * or sink, or from the error field to the change field without failing to open.
  * Never touches: sinks, the table, the keyring's lifetime (borrowed). The pipeline name, position,
