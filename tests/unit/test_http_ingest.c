@@ -256,7 +256,7 @@ TEST(journal_group_commit_dedup_prune) {
   pclose(f);
   seg[strcspn(seg, "\n")] = '\0';
   f = fopen(seg, "ab");
-  fwrite("ODJ1garbage", 1, 11, f);
+  fwrite("ODF2garbage", 1, 11, f); /* a frame header cut short */
   fclose(f);
   j = jopen(4096, 1 << 30);
   CHECK_INT(hs_journal_next_seq(j), 401);
