@@ -151,7 +151,7 @@ static int show_row(void *ctx, const od_dead_letter *dl) {
   printf("id:          %lld\npipeline:    %s\nposition:    %s\ntable:       %s\nop:          %s\nkey:         %s\n"
          "attempts:    %d\ncode:        %s\nerror:       %s\nstored at:   %s\nchange:      %s\nencrypted:   %s\n",
          (long long)dl->id, dl->pipeline, dl->position, dl->table, dl->op, key, dl->attempts,
-         dl->code[0] ? dl->code : "-", error, dl->created_at, change, od_seal_is_line(dl->change) ? "yes" : "no");
+         dl->code[0] ? dl->code : "-", error, dl->created_at, change, od_dl_is_sealed(dl->change) ? "yes" : "no");
   free(change);
   free(error);
   return OD_OK;

@@ -45,6 +45,10 @@ int od_dl_seal(const od_keyring *kr, const char *name, const char *position, con
 static int open_value(const od_keyring *kr, const char *name, const char *position, const char *field,
                       const char *stored, char **out, od_error *err);
 
+bool od_dl_is_sealed(const char *stored) {
+  return stored && (od_seal_is_line(stored) || (stored[0] == '"' && od_seal_is_line(stored + 1)));
+}
+
 int od_dl_open(const od_keyring *kr, const char *name, const char *position, const char *field, const char *stored,
                char **out, od_error *err) {
   *out = NULL;

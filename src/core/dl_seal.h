@@ -18,6 +18,8 @@
 #ifndef ODSYNC_CORE_DL_SEAL_H
 #define ODSYNC_CORE_DL_SEAL_H
 
+#include <stdbool.h>
+
 #include "odsync/error.h"
 
 typedef struct od_keyring od_keyring;
@@ -25,6 +27,8 @@ typedef struct od_keyring od_keyring;
 /* *out (malloc'd, caller frees): the value to store — sealed with kr, a copy of text without. */
 int od_dl_seal(const od_keyring *kr, const char *name, const char *position, const char *field, const char *text,
                char **out, od_error *err);
+/* Whether a stored value is sealed (either form). */
+bool od_dl_is_sealed(const char *stored);
 /* *out (malloc'd, caller frees): the plaintext of a stored value. */
 int od_dl_open(const od_keyring *kr, const char *name, const char *position, const char *field, const char *stored,
                char **out, od_error *err);

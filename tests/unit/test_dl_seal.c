@@ -35,6 +35,8 @@ TEST(round_trip_without_and_with_keys) {
   CHECK_INT(od_dl_seal(kr, "p.s", "0/10#1", "change", ROW, &st, &err), OD_OK);
   CHECK(strncmp(st, "\"sealed:", 8) == 0); /* a JSON string (jsonb columns) */
   CHECK(st[strlen(st) - 1] == '"');
+  CHECK(od_dl_is_sealed(st));
+  CHECK(!od_dl_is_sealed(ROW));
   CHECK(strstr(st, "marker-4711") == NULL);
   CHECK(strchr(st, '\n') == NULL);
   CHECK_INT(od_dl_open(kr, "p.s", "0/10#1", "change", st, &pt, &err), OD_OK);
