@@ -236,7 +236,7 @@ static fr_state read_frame(const od_segfile *sf, int fd, uint64_t id, uint64_t o
     return FR_BAD;
   }
   if (sealed) {
-    char name[300];
+    char name[320];
     seal_name(sf, id, name, sizeof name);
     unsigned char *pt = NULL;
     size_t ptlen = 0;
@@ -366,7 +366,7 @@ int od_segfile_append(od_segfile *sf, const void *payload, size_t len, uint64_t 
   size_t slen = len;
   unsigned char *blob = NULL;
   if (sf->o.kr) {
-    char name[300];
+    char name[320];
     seal_name(sf, sf->wid, name, sizeof name);
     int rc = od_seal(sf->o.kr, name, at, payload, len, &blob, &slen, err);
     if (rc) return rc;

@@ -222,7 +222,7 @@ static int scan(hs_journal *j, od_error *err) {
 static int roll(hs_journal *j, uint64_t first, char *why, size_t wsize) {
   od_error e;
   if (od_segfile_roll(j->sf, first, &e)) {
-    snprintf(why, wsize, "%s", e.msg);
+    snprintf(why, wsize, "%.500s", e.msg);
     return -1;
   }
   pthread_mutex_lock(&j->mu);
@@ -243,14 +243,14 @@ static bool commit_group(hs_journal *j, const buf *group, char *why, size_t wsiz
     uint64_t at;
     uint32_t fs;
     if (od_segfile_append(j->sf, group->p + off + 4, len, &at, &fs, &e)) {
-      snprintf(why, wsize, "%s", e.msg);
+      snprintf(why, wsize, "%.500s", e.msg);
       od_segfile_flush(j->sf, false, &e); /* nothing half-framed stays buffered */
       return false;
     }
     off += 4 + (size_t)len;
   }
   if (od_segfile_flush(j->sf, true, &e)) {
-    snprintf(why, wsize, "%s", e.msg);
+    snprintf(why, wsize, "%.500s", e.msg);
     return false;
   }
   return true;
