@@ -6,7 +6,7 @@
  * the sealing of every frame when a keyring is given (encryption at rest, common/seal.h).
  * Never touches: what a payload means (its callers' headers), which segments may be deleted (the
  * caller decides and calls od_segfile_remove), the keyring's lifetime (borrowed), locking between
- * threads (see below).
+ * threads (see below). It logs one thing (core/log.h, part of the adapter API): a torn tail cut.
  *
  * Frame (format 2, little-endian), 16 bytes then the stored payload:
  *   "ODF2" | u8 flags (1: sealed) | u8 0 | u16 0 | u32 stored_len | u32 crc32 (zlib) of the 12
