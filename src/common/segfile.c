@@ -351,6 +351,8 @@ bool od_segfile_has_active(const od_segfile *sf) { return sf->wfd >= 0; }
 uint64_t od_segfile_active_id(const od_segfile *sf) { return sf->wid; }
 uint64_t od_segfile_active_size(const od_segfile *sf) { return sf->wsize + sf->wbuf.len; }
 
+void od_segfile_discard(od_segfile *sf) { sf->wbuf.len = 0; }
+
 size_t od_segfile_frame_size(const od_segfile *sf, size_t len) {
   return HDR + len + (sf->o.kr ? od_seal_overhead(sf->o.kr) : 0);
 }

@@ -100,6 +100,8 @@ uint64_t od_segfile_active_size(const od_segfile *sf);
  * *frame_size say where it will be. Nothing is written before od_segfile_flush. */
 int od_segfile_append(od_segfile *sf, const void *payload, size_t len, uint64_t *off, uint32_t *frame_size,
                       od_error *err);
+/* Drop what was appended since the last flush (a group that failed half-way). */
+void od_segfile_discard(od_segfile *sf);
 /* Frame size of a payload of len bytes with the current key. */
 size_t od_segfile_frame_size(const od_segfile *sf, size_t len);
 /* Write the buffer; with `sync` fdatasync it (and the directory when a segment was created). On a

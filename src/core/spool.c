@@ -217,6 +217,21 @@ void od_spool_close(od_spool *s) {
 
 /* ---- writing -------------------------------------------------------------------------------- */
 
+/* After a failed flush (lock held): what was buffered for the active segment is gone (the segment
+ * was cut back to its last written frame; a roll wrote the segments before): forget its records. */
+static void forget_unwritten(od_spool *s) {
+  if (!s->nsegs || !od_segfile_has_active(s->sf)) return;
+  segment *seg = &s->segs[s->nsegs - 1]; /* the active one: a failed roll added none */
+  if (seg->seq != od_segfile_active_id(s->sf)) return;
+  uint64_t kept = od_segfile_active_size(s->sf);
+  if (seg->bytes > kept) {
+    s->bytes -= seg->bytes - kept;
+    seg->bytes = kept;
+  }
+  while (s->nents > s->nsynced && s->ents[s->nents - 1].seg == seg->seq && s->ents[s->nents - 1].off >= kept)
+    s->nents--;
+}
+
 /* The segment to append to: the last one while under segment_bytes, else a new one (rolling
  * writes and fsyncs the one before; its records count as durable at the next od_spool_sync). */
 static int open_writer(od_spool *s, od_error *err) {
@@ -226,7 +241,12 @@ static int open_writer(od_spool *s, od_error *err) {
   if (!fresh) return od_segfile_resume(s->sf, s->segs[s->nsegs - 1].seq, s->segs[s->nsegs - 1].bytes, err);
   uint64_t seq = (s->nsegs ? s->segs[s->nsegs - 1].seq : 0) + 1;
   int rc = od_segfile_roll(s->sf, seq, err);
-  if (rc) return rc;
+  if (rc) {
+    pthread_mutex_lock(&s->mu);
+    forget_unwritten(s); /* the roll's flush of the segment before failed */
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+  }
   pthread_mutex_lock(&s->mu);
   rc = add_segment(s, seq, 0);
   pthread_mutex_unlock(&s->mu);
@@ -322,18 +342,8 @@ int od_spool_sync(od_spool *s, od_error *err) {
   if (!pending) return OD_OK;
   int rc = od_segfile_flush(s->sf, true, err);
   pthread_mutex_lock(&s->mu);
-  if (rc) { /* what was buffered for the last segment is gone (a roll wrote the ones before): forget it */
-    segment *seg = &s->segs[s->nsegs - 1];
-    uint64_t kept = od_segfile_active_size(s->sf);
-    if (seg->bytes > kept) {
-      s->bytes -= seg->bytes - kept;
-      seg->bytes = kept;
-    }
-    while (s->nents > s->nsynced && s->ents[s->nents - 1].seg == seg->seq && s->ents[s->nents - 1].off >= kept)
-      s->nents--;
-  } else {
-    s->nsynced = s->nents;
-  }
+  if (rc) forget_unwritten(s);
+  else s->nsynced = s->nents;
   pthread_mutex_unlock(&s->mu);
   return rc;
 }

@@ -244,7 +244,7 @@ static bool commit_group(hs_journal *j, const buf *group, char *why, size_t wsiz
     uint32_t fs;
     if (od_segfile_append(j->sf, group->p + off + 4, len, &at, &fs, &e)) {
       snprintf(why, wsize, "%.500s", e.msg);
-      od_segfile_flush(j->sf, false, &e); /* nothing half-framed stays buffered */
+      od_segfile_discard(j->sf); /* none of the group is written: its requests are answered 503 */
       return false;
     }
     off += 4 + (size_t)len;
