@@ -19,7 +19,10 @@
  * as current and keeping the old one until everything written under it has been rewritten or
  * dropped (docs/SECURITY.md).
  *
- * How a writer adopts it (a spool segment, a dead-letter file):
+ * Users: the schema history (core/schema.c, sealed lines), segment files of the spools and the
+ * http journal (common/segfile.c: od_seal/od_open per frame, index = the frame's byte offset, name =
+ * "<directory>/<file>"), dead letters in the sinks (core/dl_seal.c, sealed lines).
+ * How a writer adopts it:
  *  - whole files: od_seal_file_write(kr, path, data, len) (atomic: temp file, fsync, rename) and
  *    od_seal_file_read(kr, path, &data, &len);
  *  - JSONL files: od_seal_line / od_open_line (one sealed record per line, index = line number);
