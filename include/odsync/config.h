@@ -35,6 +35,9 @@ typedef struct od_config_section {
   /* The configuration's state_dir (points into od_config), for adapters that keep files of their
    * own there (the http source's journal); NULL in sections built outside od_config_load/parse. */
   const char *state_dir;
+  /* The configuration's `encryption:` keys (points into od_config), for adapters that write row
+   * data of their own under state_dir (the http source's journal, sealed with them); NULL as above. */
+  const struct od_encryption_config *encryption;
 } od_config_section;
 
 /* What a reader of the sink may observe (see docs/CONSISTENCY.md). */

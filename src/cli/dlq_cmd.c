@@ -6,7 +6,10 @@
  * more attempt. It never touches the checkpoint, so it may run next to a running pipeline; a row
  * the pipeline changed since is overwritten with the dead letter's older image, so replay once the
  * cause is fixed, and mind later changes of the same rows (docs/DEAD_LETTERS.md).
- * Owns: the sinks it opens (closed before it returns). Never touches: sources, positions.
+ * With `encryption:` keys, the row and the error of a dead letter are stored sealed (core/dl_seal.h):
+ * they are opened here (a tampered one is refused and left alone), and an error stored again is
+ * sealed again.
+ * Owns: the sinks it opens (closed before it returns), the keyring. Never touches: sources, positions.
  */
 #include "cli/dlq_cmd.h"
 
@@ -15,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/seal.h"
 #include "core/dead_letter.h"
+#include "core/dl_seal.h"
 #include "core/error_class.h"
 #include "core/log.h"
 #include "core/transform.h"
@@ -37,13 +42,16 @@ typedef struct dlq {
   long long id;
   bool all;
   int found, failed, done;
+  od_keyring *kr; /* `encryption:` keys, NULL without */
+  const char *name; /* the sink's checkpoint name (sealing binds values to it) */
 } dlq;
 
 /* One dead letter read from a sink, kept for replay. */
 typedef struct item {
   int64_t id;
   int attempts;
-  char *change;
+  char *change;   /* as stored (maybe sealed) */
+  char *position;
 } item;
 
 typedef struct items {
@@ -51,8 +59,12 @@ typedef struct items {
   size_t n, cap;
 } items;
 
+typedef struct collect_ctx {
+  items *it;
+} collect_ctx;
+
 static int collect(void *ctx, const od_dead_letter *dl) {
-  items *it = ctx;
+  items *it = ((collect_ctx *)ctx)->it;
   if (it->n == it->cap) {
     size_t cap = it->cap ? it->cap * 2 : 16;
     item *g = realloc(it->v, cap * sizeof *g);
@@ -60,10 +72,22 @@ static int collect(void *ctx, const od_dead_letter *dl) {
     it->v = g;
     it->cap = cap;
   }
-  char *c = strdup(dl->change);
-  if (!c) return OD_ENOMEM;
-  it->v[it->n++] = (item){.id = dl->id, .attempts = dl->attempts, .change = c};
+  char *c = strdup(dl->change), *pos = strdup(dl->position);
+  if (!c || !pos) {
+    free(c);
+    free(pos);
+    return OD_ENOMEM;
+  }
+  it->v[it->n++] = (item){.id = dl->id, .attempts = dl->attempts, .change = c, .position = pos};
   return OD_OK;
+}
+
+static void free_items(items *it) {
+  for (size_t i = 0; i < it->n; i++) {
+    free(it->v[i].change);
+    free(it->v[i].position);
+  }
+  free(it->v);
 }
 
 static void key_of(const char *json, char *out, size_t size) {
@@ -77,26 +101,59 @@ static void key_of(const char *json, char *out, size_t size) {
   }
 }
 
+/* The plaintext of a stored field; on failure a "(refused: ...)" note instead, and *bad set. */
+static char *open_field(dlq *q, const od_dead_letter *dl, const char *field, const char *stored, bool *bad) {
+  od_error err;
+  od_error_clear(&err);
+  char *out = NULL;
+  if (od_dl_open(q->kr, q->name, dl->position, field, stored, &out, &err) == OD_OK) return out;
+  fprintf(stderr, "odsync: dead letter %lld: %s\n", (long long)dl->id, err.msg);
+  *bad = true;
+  return strdup("(refused: see the error above)");
+}
+
 static int print_row(void *ctx, const od_dead_letter *dl) {
   dlq *q = ctx;
   char key[256];
-  key_of(dl->change, key, sizeof key);
+  bool bad = false;
+  char *change = open_field(q, dl, "change", dl->change, &bad), *error = open_field(q, dl, "error", dl->error, &bad);
+  if (!change || !error) {
+    free(change);
+    free(error);
+    return OD_ENOMEM;
+  }
+  if (bad) snprintf(key, sizeof key, "(refused)");
+  else key_of(change, key, sizeof key);
+  q->failed += bad;
   if (!q->found++) printf("%-6s %-20s %-22s %-24s %-8s %-24s %-8s %-9s %s\n", "ID", "PIPELINE", "POSITION", "TABLE",
                           "OP", "KEY", "ATTEMPTS", "CODE", "ERROR");
   printf("%-6lld %-20s %-22s %-24s %-8s %-24s %-8d %-9s %.160s\n", (long long)dl->id, dl->pipeline, dl->position,
-         dl->table, dl->op, key, dl->attempts, dl->code[0] ? dl->code : "-", dl->error);
+         dl->table, dl->op, key, dl->attempts, dl->code[0] ? dl->code : "-", error);
+  free(change);
+  free(error);
   return OD_OK;
 }
 
 static int show_row(void *ctx, const od_dead_letter *dl) {
   dlq *q = ctx;
   char key[512];
-  key_of(dl->change, key, sizeof key);
+  bool bad = false;
+  char *change = open_field(q, dl, "change", dl->change, &bad), *error = open_field(q, dl, "error", dl->error, &bad);
+  if (!change || !error) {
+    free(change);
+    free(error);
+    return OD_ENOMEM;
+  }
+  if (bad) snprintf(key, sizeof key, "(refused)");
+  else key_of(change, key, sizeof key);
   q->found++;
+  q->failed += bad;
   printf("id:          %lld\npipeline:    %s\nposition:    %s\ntable:       %s\nop:          %s\nkey:         %s\n"
-         "attempts:    %d\ncode:        %s\nerror:       %s\nstored at:   %s\nchange:      %s\n",
+         "attempts:    %d\ncode:        %s\nerror:       %s\nstored at:   %s\nchange:      %s\nencrypted:   %s\n",
          (long long)dl->id, dl->pipeline, dl->position, dl->table, dl->op, key, dl->attempts,
-         dl->code[0] ? dl->code : "-", dl->error, dl->created_at, dl->change);
+         dl->code[0] ? dl->code : "-", error, dl->created_at, change, od_dl_is_sealed(dl->change) ? "yes" : "no");
+  free(change);
+  free(error);
   return OD_OK;
 }
 
@@ -105,8 +162,15 @@ static int replay_one(dlq *q, od_sink *s, const char *label, const item *it) {
   od_error err;
   od_error_clear(&err);
   od_dl_change *c = NULL;
-  char why[256];
-  if (od_dead_letter_parse(it->change, &c, why, sizeof why)) {
+  char why[256], *json = NULL;
+  if (od_dl_open(q->kr, q->name, it->position, "change", it->change, &json, &err)) {
+    fprintf(stderr, "odsync: %s: dead letter %lld: %s; it is not replayed\n", label, (long long)it->id, err.msg);
+    return 1;
+  }
+  int prc = od_dead_letter_parse(json, &c, why, sizeof why);
+  memset(json, 0, strlen(json));
+  free(json);
+  if (prc) {
     fprintf(stderr, "odsync: %s: dead letter %lld: cannot read its change: %s\n", label, (long long)it->id, why);
     return 1;
   }
@@ -130,11 +194,14 @@ static int replay_one(dlq *q, od_sink *s, const char *label, const item *it) {
   char code[32] = "";
   if (first.sqlstate[0]) snprintf(code, sizeof code, "%s", first.sqlstate);
   else if (first.sqlite_code) snprintf(code, sizeof code, "sqlite:%d", first.sqlite_code);
-  od_dead_letter dl = {.id = it->id, .error = first.msg, .code = code, .attempts = it->attempts + 1};
-  int urc = s->ops->begin(s, &err);
+  char *error = NULL;
+  int urc = od_dl_seal(q->kr, q->name, it->position, "error", first.msg, &error, &err);
+  od_dead_letter dl = {.id = it->id, .error = error, .code = code, .attempts = it->attempts + 1};
+  if (!urc) urc = s->ops->begin(s, &err);
   if (!urc) urc = od_sink_put_dead_letter(s, &dl, &err);
   if (!urc) urc = s->ops->commit_data(s, &err);
   if (urc) s->ops->rollback(s);
+  free(error);
   fprintf(stderr, "odsync: %s: dead letter %lld (key %s) was rejected again (%s): %s; it stays%s\n", label,
           (long long)it->id, key, od_error_class_name(od_error_classify(&first)), first.msg,
           urc ? " (and its error could not be updated)" : ", with this error");
@@ -154,6 +221,7 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
     return 1;
   }
   int rc = 0;
+  q->name = name;
   int64_t id = q->all ? 0 : (int64_t)q->id;
   if (!strcmp(q->sub, "list") || !strcmp(q->sub, "show")) {
     if (od_sink_list_dead_letters(s, name, id, !strcmp(q->sub, "list") ? print_row : show_row, q, &err)) {
@@ -162,7 +230,8 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
     }
   } else if (!strcmp(q->sub, "drop")) {
     items it = {0};
-    if (od_sink_list_dead_letters(s, name, id, collect, &it, &err)) {
+    collect_ctx cc = {.it = &it};
+    if (od_sink_list_dead_letters(s, name, id, collect, &cc, &err)) {
       fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
       rc = 1;
     }
@@ -181,11 +250,11 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
         q->done++;
       }
     }
-    for (size_t i = 0; i < it.n; i++) free(it.v[i].change);
-    free(it.v);
+    free_items(&it);
   } else { /* replay */
     items it = {0};
-    if (od_sink_list_dead_letters(s, name, id, collect, &it, &err)) {
+    collect_ctx cc = {.it = &it};
+    if (od_sink_list_dead_letters(s, name, id, collect, &cc, &err)) {
       fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
       rc = 1;
     }
@@ -193,8 +262,7 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
       q->found++;
       if (replay_one(q, s, label, &it.v[i])) q->failed++;
     }
-    for (size_t i = 0; i < it.n; i++) free(it.v[i].change);
-    free(it.v);
+    free_items(&it);
   }
   s->ops->close(s);
   return rc;
@@ -255,6 +323,11 @@ int od_cli_dlq(int argc, char **argv) {
     return 2;
   }
   od_log_set_level(OD_LOG_WARN);
+  if (od_keyring_from_config(cfg, &q.kr, &err)) {
+    fprintf(stderr, "odsync: %s\n", err.msg);
+    od_config_free(cfg);
+    return 2;
+  }
   int rc = 0, sinks = 0, matched = 0;
   /* IDs are per sink: an ID names one dead letter only when one sink is selected. */
   if (wants_id && !q.all) {
@@ -269,6 +342,7 @@ int od_cli_dlq(int argc, char **argv) {
     if (n > 1) {
       fprintf(stderr, "odsync: dlq %s %lld: %d sinks keep dead letters and IDs are per sink: name one with --pipeline "
               "and --sink (see odsync dlq list)\n", q.sub, q.id, n);
+      od_keyring_free(q.kr);
       od_config_free(cfg);
       return 2;
     }
@@ -293,6 +367,7 @@ int od_cli_dlq(int argc, char **argv) {
       rc = run_sink(&q, pc, sk, ops);
     }
   }
+  od_keyring_free(q.kr);
   od_config_free(cfg);
   if (rc) return rc;
   if (!matched || !sinks) {
@@ -302,7 +377,7 @@ int od_cli_dlq(int argc, char **argv) {
   }
   if (!strcmp(q.sub, "list")) {
     if (!q.found) printf("no dead letters\n");
-    return 0;
+    return q.failed ? 1 : 0;
   }
   if (!q.found && !q.all) {
     fprintf(stderr, "odsync: dlq %s: no dead letter %lld\n", q.sub, q.id);

@@ -67,14 +67,18 @@ const char *od_keyring_current(const od_keyring *kr) {
 }
 
 int od_keyring_from_config(const od_config *cfg, od_keyring **out, od_error *err) {
+  return od_keyring_from_keys(&cfg->encryption, cfg->file, out, err);
+}
+
+int od_keyring_from_keys(const od_encryption_config *enc, const char *file, od_keyring **out, od_error *err) {
   *out = NULL;
-  if (!cfg->encryption.nkeys) return OD_OK;
+  if (!enc || !enc->nkeys) return OD_OK;
   od_keyring *kr = NULL;
   int rc = od_keyring_new(&kr, err);
-  for (int i = 0; !rc && i < cfg->encryption.nkeys; i++) {
-    const od_encryption_key *k = &cfg->encryption.keys[i];
+  for (int i = 0; !rc && i < enc->nkeys; i++) {
+    const od_encryption_key *k = &enc->keys[i];
     char what[600];
-    snprintf(what, sizeof what, "%s:%d:%d: encryption.keys[%d]", cfg->file, k->line, k->col, i);
+    snprintf(what, sizeof what, "%s:%d:%d: encryption.keys[%d]", file ? file : "<config>", k->line, k->col, i);
     rc = od_keyring_add(kr, k->id, k->key, i == 0, what, err);
   }
   if (rc) {

@@ -19,7 +19,10 @@
  * as current and keeping the old one until everything written under it has been rewritten or
  * dropped (docs/SECURITY.md).
  *
- * How a writer adopts it (a spool segment, a dead-letter file):
+ * Users: the schema history (core/schema.c, sealed lines), segment files of the spools and the
+ * http journal (common/segfile.c: od_seal/od_open per frame, index = the frame's byte offset, name =
+ * "<directory>/<file>"), dead letters in the sinks (core/dl_seal.c, sealed lines).
+ * How a writer adopts it:
  *  - whole files: od_seal_file_write(kr, path, data, len) (atomic: temp file, fsync, rename) and
  *    od_seal_file_read(kr, path, &data, &len);
  *  - JSONL files: od_seal_line / od_open_line (one sealed record per line, index = line number);
@@ -59,6 +62,9 @@ const char *od_keyring_current(const od_keyring *kr);
 /* The keyring of the config's `encryption:` section (first key current); *out = NULL when the
  * section is absent (nothing is encrypted). */
 int od_keyring_from_config(const od_config *cfg, od_keyring **out, od_error *err);
+/* The same from the keys themselves (`file` names the config in messages); *out = NULL when
+ * there are none. For adapters, which see their config section (od_config_section.encryption). */
+int od_keyring_from_keys(const od_encryption_config *enc, const char *file, od_keyring **out, od_error *err);
 /* Wipe and free. NULL is ignored. */
 void od_keyring_free(od_keyring *kr);
 

@@ -1478,7 +1478,11 @@ static int parse_root(pctx *p, od_config *cfg, const yaml_node_t *root) {
   for (int i = 0; i < cfg->npipelines; i++) { /* sources and sinks that keep files find the state dir */
     od_pipeline_config *pl = &cfg->pipelines[i];
     pl->source.state_dir = cfg->state_dir;
-    for (int j = 0; j < pl->nsinks; j++) pl->sinks[j].section.state_dir = cfg->state_dir;
+    pl->source.encryption = &cfg->encryption;
+    for (int j = 0; j < pl->nsinks; j++) {
+      pl->sinks[j].section.state_dir = cfg->state_dir;
+      pl->sinks[j].section.encryption = &cfg->encryption;
+    }
   }
   return check_shared_slots(p, cfg);
 }

@@ -220,6 +220,7 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
     od_poison_init(&ps->poison, cfg, ps->cfg->name, ps->name);
     ps->poison.dead_letters_total = &st->dead_letters_total;
     ps->poison.dead_letters = &st->dead_letters;
+    ps->poison.kr = p->kr;
     od_breaker_init(&ps->breaker, &cfg->breaker);
     ps->breaker.state_out = &st->circuit_state;
     ps->breaker.transitions_out = &st->circuit_transitions;
@@ -547,7 +548,7 @@ static int open_spools(od_pipeline *p, sink_run *runs, od_error *err) {
     char dir[1024];
     if (sc->dir) snprintf(dir, sizeof dir, "%s/%s.%s", sc->dir, p->cfg->name, sr->ps->cfg->name);
     else snprintf(dir, sizeof dir, "%s/spool/%s.%s", p->root->state_dir, p->cfg->name, sr->ps->cfg->name);
-    od_spool_options opt = {.dir = dir, .max_bytes = sc->max_bytes, .compression = sc->compression};
+    od_spool_options opt = {.dir = dir, .max_bytes = sc->max_bytes, .compression = sc->compression, .kr = p->kr};
     uint64_t kept = 0;
     int rc = od_spool_feed_open(&opt, i, session, &p->spools[i], err);
     if (!rc && sr->deferred) {

@@ -8,6 +8,7 @@
 #include "common/sqlbuf.h"
 #include "core/audit.h"
 #include "core/dead_letter.h"
+#include "core/dl_seal.h"
 #include "core/error_class.h"
 #include "core/log.h"
 
@@ -63,13 +64,20 @@ static int poisoned(od_poison *p, od_sink *s, const od_change *ch, int tries, co
                    "on_poison is stop: fix the sink's table (constraint, trigger, type) or the row and start again, "
                    "or set on_poison: dead_letter to keep such rows in _odsync_dead_letters and go on",
                    od_op_word(ch->op), table, key, pos, tries, why->msg);
-  char *json = NULL;
+  char *json = NULL, *stored = NULL, *error = NULL;
   if (od_dead_letter_json(ch, &json)) return OD_FAIL(err, OD_ENOMEM, "poison row: out of memory");
-  od_dead_letter dl = {.pipeline = p->name, .position = pos, .table = table, .op = od_op_word(ch->op),
-                       .change = json, .error = why->msg, .code = code_of(why, code, sizeof code),
-                       .attempts = tries};
-  int rc = od_sink_put_dead_letter(s, &dl, err);
+  int rc = od_dl_seal(p->kr, p->name, pos, "change", json, &stored, err);
+  if (!rc) rc = od_dl_seal(p->kr, p->name, pos, "error", why->msg, &error, err);
+  memset(json, 0, strlen(json));
   free(json);
+  if (!rc) {
+    od_dead_letter dl = {.pipeline = p->name, .position = pos, .table = table, .op = od_op_word(ch->op),
+                         .change = stored, .error = error, .code = code_of(why, code, sizeof code),
+                         .attempts = tries};
+    rc = od_sink_put_dead_letter(s, &dl, err);
+  }
+  free(stored);
+  free(error);
   if (rc) return od_error_prefix(err, "storing a dead letter (table %s, key %s): ", table, key);
   od_warn("%s: poison row: the %s of table %s, key %s, at %s was rejected %d times (%s); stored as a dead letter, "
           "committed with the rest of its transaction (odsync dlq list)", p->name, od_op_word(ch->op), table, key, pos, tries, why->msg);

@@ -38,6 +38,7 @@ typedef struct od_poison {
   uint64_t pending;       /* dead letters written in the open sink transaction */
   _Atomic uint64_t *dead_letters_total; /* counters to bump (od_sink_stats), may be NULL */
   _Atomic int64_t *dead_letters;
+  const struct od_keyring *kr; /* borrowed, may be NULL: dead letters' row and error are sealed with it (core/dl_seal.h) */
 } od_poison;
 
 void od_poison_init(od_poison *p, const od_pipeline_config *cfg, const char *sink, const char *name);

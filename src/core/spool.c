@@ -15,15 +15,15 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "common/segfile.h"
 #include "core/log.h"
 
-#define MAGIC "ODS1"
-#define HDR 24
+#define HDR 12 /* the record's own header inside a segment frame (common/segfile.h) */
 #define BASE_FILE "base" /* the held position of the last prune (text form) */
 
 typedef struct entry {
   uint64_t seg, off;
-  uint32_t size; /* whole record on disk */
+  uint32_t size; /* whole frame on disk */
   uint8_t flags;
   od_pos end, base;
 } entry;
@@ -43,12 +43,11 @@ struct od_spool {
   segment *segs;
   size_t nsegs, segcap;
   uint64_t bytes;
-  int wfd;        /* the last segment, open for appending (-1: none) */
-  bool new_seg;   /* a segment was created since the last sync (fsync the directory) */
-  int rfd;        /* segment being read */
-  uint64_t rseg;
+  od_segfile *sf;          /* the segment files (framing, checksums, sealing); writer side: writer thread */
+  od_segfile_reader rdr;   /* reader thread */
   od_pos head_base; /* base of an episode whose first records were pruned */
-  od_sbuf zbuf, rbuf;
+  od_sbuf zbuf;
+  od_segbuf rbuf;          /* the record being read or indexed (plaintext) */
 };
 
 int od_spool_codec_parse(const char *name) {
@@ -62,9 +61,7 @@ const char *od_spool_codec_name(int codec) {
   return codec == OD_SPOOL_ZSTD ? "zstd" : codec == OD_SPOOL_LZ4 ? "lz4" : "none";
 }
 
-static void seg_path(const od_spool *s, uint64_t seq, char *buf, size_t size) {
-  snprintf(buf, size, "%s/%020" PRIu64 ".spool", s->dir, seq);
-}
+static void seg_path(const od_spool *s, uint64_t seq, char *buf, size_t size) { od_segfile_path(s->sf, seq, buf, size); }
 
 static void put32(uint8_t *p, uint32_t v) {
   for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
@@ -73,31 +70,7 @@ static uint32_t get32(const uint8_t *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static int mkdirs(const char *dir, od_error *err) {
-  char tmp[1024];
-  snprintf(tmp, sizeof tmp, "%s", dir);
-  for (char *p = tmp + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(tmp, 0700) && errno != EEXIST)
-      return OD_FAIL(err, OD_EIO, "spool: cannot create directory %s: %s", tmp, strerror(errno));
-    *p = '/';
-  }
-  if (mkdir(tmp, 0700) && errno != EEXIST)
-    return OD_FAIL(err, OD_EIO, "spool: cannot create directory %s: %s", tmp, strerror(errno));
-  return OD_OK;
-}
-
-static int fsync_dir(const char *dir, od_error *err) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (fd < 0 || fsync(fd)) {
-    int e = errno;
-    if (fd >= 0) close(fd);
-    return OD_FAIL(err, OD_EIO, "spool: cannot fsync directory %s: %s", dir, strerror(e));
-  }
-  close(fd);
-  return OD_OK;
-}
+static int fsync_dir(od_spool *s, od_error *err) { return od_segfile_sync_dir(s->sf, err); }
 
 static int add_entry(od_spool *s, const entry *e) {
   if (s->nents == s->cap) {
@@ -146,54 +119,14 @@ static int meta_get_pos(const uint8_t **p, const uint8_t *end, od_pos *out, od_e
   return od_pos_from_text(text, out, err);
 }
 
-/* ---- reading one record at (fd, off) -------------------------------------------------------- */
+/* ---- indexing ------------------------------------------------------------------------------- */
 
-typedef enum { REC_OK, REC_TORN, REC_BAD } rec_state;
-
-/* Reads the record at off into s->rbuf (header + meta + body) and checks it. */
-static rec_state read_record(od_spool *s, int fd, uint64_t off, uint64_t file_size, const char *path, od_error *err) {
-  if (file_size - off < HDR) return REC_TORN;
-  uint8_t h[HDR];
-  if (pread(fd, h, HDR, (off_t)off) != HDR) {
-    OD_FAIL(err, OD_EIO, "spool: cannot read %s at offset %" PRIu64 ": %s", path, off, strerror(errno));
-    return REC_BAD;
-  }
-  uint64_t meta_len = get32(h + 4), body_len = get32(h + 8);
-  uint64_t total = HDR + meta_len + body_len;
-  if (memcmp(h, MAGIC, 4) != 0) {
-    static const uint8_t zero[4];
-    if (!memcmp(h, zero, 4) && file_size - off < (uint64_t)1 << 20) return REC_TORN; /* zeros past a crash */
-    OD_FAIL(err, OD_EIO, "spool: %s: no record header at offset %" PRIu64 " (corrupt segment); the spool "
-            "cannot be read past it: restore it, or delete the spool directory and start the sink afresh "
-            "(a new snapshot)", path, off);
-    return REC_BAD;
-  }
-  if (file_size - off < total) return REC_TORN;
-  s->rbuf.len = 0;
-  if (od_sbuf_reserve(&s->rbuf, total)) {
-    OD_FAIL(err, OD_ENOMEM, "spool: out of memory reading %s", path);
-    return REC_BAD;
-  }
-  if (pread(fd, s->rbuf.data, total, (off_t)off) != (ssize_t)total) {
-    OD_FAIL(err, OD_EIO, "spool: cannot read %s at offset %" PRIu64 ": %s", path, off, strerror(errno));
-    return REC_BAD;
-  }
-  s->rbuf.len = total;
-  uLong crc = crc32(0L, Z_NULL, 0);
-  crc = crc32(crc, s->rbuf.data, 20);
-  crc = crc32(crc, s->rbuf.data + HDR, (uInt)(meta_len + body_len));
-  if ((uint32_t)crc != get32(h + 20)) {
-    OD_FAIL(err, OD_EIO, "spool: %s: checksum mismatch in the record at offset %" PRIu64 " (%" PRIu64
-            " bytes): the segment is corrupt; nothing is skipped. Restore it, or delete the spool directory "
-            "and start the sink afresh (a new snapshot)", path, off, total);
-    return REC_BAD;
-  }
-  return REC_OK;
-}
-
-static int parse_meta(const uint8_t *rec, entry *e, od_error *err) {
-  uint64_t meta_len = get32(rec + 4);
-  e->flags = rec[17];
+/* A record's own header (inside its segment frame, common/segfile.h), little-endian:
+ *   u32 meta_len | u32 raw_len | u8 codec | u8 flags | u16 0 | meta | body (stored, maybe compressed) */
+static int parse_meta(const uint8_t *rec, size_t len, entry *e, od_error *err) {
+  if (len < HDR || get32(rec) > len - HDR) return OD_FAIL(err, OD_EIO, "the record header is malformed");
+  uint64_t meta_len = get32(rec);
+  e->flags = rec[9];
   const uint8_t *p = rec + HDR, *end = p + meta_len;
   e->end = od_pos_none();
   e->base = od_pos_none();
@@ -201,55 +134,22 @@ static int parse_meta(const uint8_t *rec, entry *e, od_error *err) {
   return OD_OK;
 }
 
-/* ---- open: index every segment -------------------------------------------------------------- */
-
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
+static int index_one(void *ctx, uint64_t id, uint64_t off, uint32_t frame_size, const uint8_t *payload, size_t len,
+                     od_error *err) {
+  od_spool *s = ctx;
+  entry e = {.seg = id, .off = off, .size = frame_size};
+  if (parse_meta(payload, len, &e, err)) {
+    char path[1100];
+    seg_path(s, id, path, sizeof path);
+    od_error_prefix(err, "spool: %s: record at offset %" PRIu64 ": ", path, off);
+    return OD_EIO;
+  }
+  return add_entry(s, &e) ? OD_FAIL(err, OD_ENOMEM, "spool: out of memory") : OD_OK;
 }
 
 static int index_segment(od_spool *s, uint64_t seq, bool last, od_error *err) {
-  char path[1100];
-  seg_path(s, seq, path, sizeof path);
-  int fd = open(path, O_RDWR);
-  if (fd < 0) return OD_FAIL(err, OD_EIO, "spool: cannot open %s: %s", path, strerror(errno));
-  struct stat st;
-  fstat(fd, &st);
-  uint64_t size = (uint64_t)st.st_size, off = 0;
-  int rc = OD_OK;
-  while (off < size) {
-    rec_state r = read_record(s, fd, off, size, path, err);
-    if (r == REC_BAD) {
-      rc = OD_EIO;
-      break;
-    }
-    if (r == REC_TORN) {
-      if (!last) {
-        rc = OD_FAIL(err, OD_EIO, "spool: %s: the record at offset %" PRIu64 " is cut short but later segments "
-                     "exist (corrupt spool); restore it, or delete the spool directory and start the sink afresh",
-                     path, off);
-        break;
-      }
-      od_warn("spool: %s: truncating a torn record at offset %" PRIu64 " (%" PRIu64 " bytes; a write interrupted "
-              "by a crash, never acknowledged)", path, off, size - off);
-      if (ftruncate(fd, (off_t)off) || fsync(fd))
-        rc = OD_FAIL(err, OD_EIO, "spool: cannot truncate %s: %s", path, strerror(errno));
-      size = off;
-      break;
-    }
-    entry e = {.seg = seq, .off = off, .size = (uint32_t)s->rbuf.len};
-    if (parse_meta(s->rbuf.data, &e, err)) {
-      rc = od_error_prefix(err, "spool: %s: record at offset %" PRIu64 ": ", path, off);
-      if (!rc) rc = OD_EIO;
-      break;
-    }
-    if ((rc = add_entry(s, &e))) {
-      OD_FAIL(err, rc, "spool: out of memory");
-      break;
-    }
-    off += s->rbuf.len;
-  }
-  close(fd);
+  uint64_t size = 0;
+  int rc = od_segfile_scan(s->sf, seq, last, index_one, s, &size, err);
   if (rc) return rc;
   s->bytes += size;
   return add_segment(s, seq, size) ? OD_FAIL(err, OD_ENOMEM, "spool: out of memory") : OD_OK;
@@ -265,36 +165,20 @@ int od_spool_open(const od_spool_options *opt, od_spool **out, od_error *err) {
     uint64_t seg = s->opt.max_bytes / 16;
     s->opt.segment_bytes = seg < (1u << 20) ? (1u << 20) : seg > (16u << 20) ? (16u << 20) : seg;
   }
-  s->wfd = s->rfd = -1;
+  s->rdr = (od_segfile_reader)OD_SEGFILE_READER_INIT;
   pthread_mutex_init(&s->mu, NULL);
-  int rc = mkdirs(s->dir, err);
+  od_segfile_opts so = {.dir = s->dir, .suffix = ".spool", .what = "spool", .kr = opt->kr};
+  int rc = od_segfile_open(&so, &s->sf, err);
   if (rc) {
     od_spool_close(s);
     return rc;
   }
-  DIR *d = opendir(s->dir);
-  if (!d) {
-    rc = OD_FAIL(err, OD_EIO, "spool: cannot list %s: %s", s->dir, strerror(errno));
+  uint64_t *seqs = NULL;
+  size_t n = 0;
+  if ((rc = od_segfile_list(s->sf, &seqs, &n, err))) {
     od_spool_close(s);
     return rc;
   }
-  uint64_t *seqs = NULL;
-  size_t n = 0, cap = 0;
-  struct dirent *de;
-  while ((de = readdir(d))) {
-    char *endp;
-    unsigned long long v = strtoull(de->d_name, &endp, 10);
-    if (endp == de->d_name || strcmp(endp, ".spool")) continue;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      uint64_t *g = realloc(seqs, cap * sizeof *g);
-      if (!g) break;
-      seqs = g;
-    }
-    seqs[n++] = v;
-  }
-  closedir(d);
-  if (n) qsort(seqs, n, sizeof *seqs, cmp_u64);
   for (size_t i = 0; i < n && !rc; i++) rc = index_segment(s, seqs[i], i + 1 == n, err);
   free(seqs);
   char path[1100];
@@ -320,40 +204,53 @@ int od_spool_open(const od_spool_options *opt, od_spool **out, od_error *err) {
 
 void od_spool_close(od_spool *s) {
   if (!s) return;
-  if (s->wfd >= 0) close(s->wfd);
-  if (s->rfd >= 0) close(s->rfd);
+  od_segfile_close(s->sf);
+  od_segfile_reader_close(&s->rdr);
   pthread_mutex_destroy(&s->mu);
   free(s->ents);
   free(s->segs);
   od_sbuf_free(&s->zbuf);
-  od_sbuf_free(&s->rbuf);
+  if (s->rbuf.p) memset(s->rbuf.p, 0, s->rbuf.len);
+  free(s->rbuf.p);
   free(s);
 }
 
 /* ---- writing -------------------------------------------------------------------------------- */
 
+/* After a failed flush (lock held): what was buffered for the active segment is gone (the segment
+ * was cut back to its last written frame; a roll wrote the segments before): forget its records. */
+static void forget_unwritten(od_spool *s) {
+  if (!s->nsegs || !od_segfile_has_active(s->sf)) return;
+  segment *seg = &s->segs[s->nsegs - 1]; /* the active one: a failed roll added none */
+  if (seg->seq != od_segfile_active_id(s->sf)) return;
+  uint64_t kept = od_segfile_active_size(s->sf);
+  if (seg->bytes > kept) {
+    s->bytes -= seg->bytes - kept;
+    seg->bytes = kept;
+  }
+  while (s->nents > s->nsynced && s->ents[s->nents - 1].seg == seg->seq && s->ents[s->nents - 1].off >= kept)
+    s->nents--;
+}
+
+/* The segment to append to: the last one while under segment_bytes, else a new one (rolling
+ * writes and fsyncs the one before; its records count as durable at the next od_spool_sync). */
 static int open_writer(od_spool *s, od_error *err) {
-  if (s->wfd >= 0 && s->nsegs && s->segs[s->nsegs - 1].bytes < s->opt.segment_bytes) return OD_OK;
-  uint64_t seq = s->nsegs ? s->segs[s->nsegs - 1].seq : 0;
   bool fresh = !s->nsegs || s->segs[s->nsegs - 1].bytes >= s->opt.segment_bytes;
-  if (s->wfd >= 0) {
-    if (fsync(s->wfd)) return OD_FAIL(err, OD_EIO, "spool: fsync in %s: %s", s->dir, strerror(errno));
-    close(s->wfd);
-    s->wfd = -1;
-  }
-  if (fresh) seq++;
-  char path[1100];
-  seg_path(s, seq, path, sizeof path);
-  s->wfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (s->wfd < 0) return OD_FAIL(err, OD_EIO, "spool: cannot open %s: %s", path, strerror(errno));
-  if (fresh) {
+  if (!fresh && od_segfile_has_active(s->sf) && od_segfile_active_id(s->sf) == s->segs[s->nsegs - 1].seq)
+    return OD_OK;
+  if (!fresh) return od_segfile_resume(s->sf, s->segs[s->nsegs - 1].seq, s->segs[s->nsegs - 1].bytes, err);
+  uint64_t seq = (s->nsegs ? s->segs[s->nsegs - 1].seq : 0) + 1;
+  int rc = od_segfile_roll(s->sf, seq, err);
+  if (rc) {
     pthread_mutex_lock(&s->mu);
-    int rc = add_segment(s, seq, 0);
+    forget_unwritten(s); /* the roll's flush of the segment before failed */
     pthread_mutex_unlock(&s->mu);
-    if (rc) return OD_FAIL(err, rc, "spool: out of memory");
-    s->new_seg = true;
+    return rc;
   }
-  return OD_OK;
+  pthread_mutex_lock(&s->mu);
+  rc = add_segment(s, seq, 0);
+  pthread_mutex_unlock(&s->mu);
+  return rc ? OD_FAIL(err, rc, "spool: out of memory") : OD_OK;
 }
 
 static int compress_body(od_spool *s, const uint8_t *body, size_t len, const uint8_t **out, size_t *outlen,
@@ -404,20 +301,15 @@ int od_spool_append(od_spool *s, const od_spool_meta *meta, const uint8_t *body,
   uint32_t meta_len = (uint32_t)(rec.len - HDR);
   memcpy(rec.data + rec.len, stored, stored_len);
   rec.len += stored_len;
-  memcpy(rec.data, MAGIC, 4);
-  put32(rec.data + 4, meta_len);
-  put32(rec.data + 8, (uint32_t)stored_len);
-  put32(rec.data + 12, (uint32_t)len);
-  rec.data[16] = codec;
-  rec.data[17] = meta->flags;
-  rec.data[18] = rec.data[19] = 0;
-  uLong crc = crc32(0L, Z_NULL, 0);
-  crc = crc32(crc, rec.data, 20);
-  crc = crc32(crc, rec.data + HDR, (uInt)(rec.len - HDR));
-  put32(rec.data + 20, (uint32_t)crc);
+  put32(rec.data, meta_len);
+  put32(rec.data + 4, (uint32_t)len);
+  rec.data[8] = codec;
+  rec.data[9] = meta->flags;
+  rec.data[10] = rec.data[11] = 0;
+  size_t frame = od_segfile_frame_size(s->sf, rec.len);
 
   pthread_mutex_lock(&s->mu);
-  bool full = !force && s->nents > 0 && s->bytes + rec.len > s->opt.max_bytes;
+  bool full = !force && s->nents > 0 && s->bytes + frame > s->opt.max_bytes;
   pthread_mutex_unlock(&s->mu);
   if (full) {
     od_sbuf_free(&rec);
@@ -429,25 +321,12 @@ int od_spool_append(od_spool *s, const od_spool_meta *meta, const uint8_t *body,
     return rc;
   }
   segment *seg = &s->segs[s->nsegs - 1];
-  entry e = {.seg = seg->seq, .off = seg->bytes, .size = (uint32_t)rec.len, .flags = meta->flags,
+  entry e = {.seg = seg->seq, .flags = meta->flags,
              .end = meta->flags & OD_SPOOL_END ? meta->end : od_pos_none(),
              .base = meta->flags & OD_SPOOL_BASE ? meta->base : od_pos_none()};
-  size_t done = 0;
-  while (done < rec.len) {
-    ssize_t w = write(s->wfd, rec.data + done, rec.len - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      char path[1100];
-      seg_path(s, seg->seq, path, sizeof path);
-      rc = OD_FAIL_RETRY(err, OD_EIO, "spool: cannot write %s: %s (disk full?)", path, strerror(errno));
-      /* Cut what was written so the segment ends at a record boundary. */
-      if (ftruncate(s->wfd, (off_t)seg->bytes)) { /* reported above */ }
-      od_sbuf_free(&rec);
-      return rc;
-    }
-    done += (size_t)w;
-  }
+  rc = od_segfile_append(s->sf, rec.data, rec.len, &e.off, &e.size, err);
   od_sbuf_free(&rec);
+  if (rc) return rc;
   pthread_mutex_lock(&s->mu);
   seg->bytes += e.size;
   s->bytes += e.size;
@@ -461,24 +340,23 @@ int od_spool_sync(od_spool *s, od_error *err) {
   bool pending = s->nsynced < s->nents;
   pthread_mutex_unlock(&s->mu);
   if (!pending) return OD_OK;
-  if (s->wfd >= 0 && fdatasync(s->wfd)) return OD_FAIL_RETRY(err, OD_EIO, "spool: fsync in %s: %s", s->dir, strerror(errno));
-  if (s->new_seg) {
-    int rc = fsync_dir(s->dir, err);
-    if (rc) return rc;
-    s->new_seg = false;
-  }
+  int rc = od_segfile_flush(s->sf, true, err);
   pthread_mutex_lock(&s->mu);
-  s->nsynced = s->nents;
+  if (rc) forget_unwritten(s);
+  else s->nsynced = s->nents;
   pthread_mutex_unlock(&s->mu);
-  return OD_OK;
+  return rc;
 }
 
 /* ---- reading -------------------------------------------------------------------------------- */
 
-static int inflate_body(od_spool *s, const uint8_t *rec, od_sbuf *body, const char *path, uint64_t off,
-                        od_error *err) {
-  uint32_t meta_len = get32(rec + 4), stored = get32(rec + 8), raw = get32(rec + 12);
-  uint8_t codec = rec[16];
+static int inflate_body(od_spool *s, const uint8_t *rec, size_t rec_len, od_sbuf *body, const char *path,
+                        uint64_t off, od_error *err) {
+  if (rec_len < HDR || get32(rec) > rec_len - HDR)
+    return OD_FAIL(err, OD_EIO, "spool: %s: the record at offset %" PRIu64 " has a malformed header", path, off);
+  uint32_t meta_len = get32(rec), raw = get32(rec + 4);
+  uint32_t stored = (uint32_t)(rec_len - HDR - meta_len);
+  uint8_t codec = rec[8];
   const uint8_t *src = rec + HDR + meta_len;
   body->len = 0;
   if (od_sbuf_reserve(body, raw ? raw : 1)) return OD_FAIL(err, OD_ENOMEM, "spool: out of memory");
@@ -496,7 +374,7 @@ static int inflate_body(od_spool *s, const uint8_t *rec, od_sbuf *body, const ch
     n = (size_t)r;
   } else {
     return OD_FAIL(err, OD_EIO, "spool: %s: record at offset %" PRIu64 " uses codec %u, which this build does not "
-                   "know (sealed or written by a newer odsync?)", path, off, codec);
+                   "know (written by a newer odsync?)", path, off, codec);
   }
   if (n != raw) goto bad;
   body->len = n;
@@ -517,17 +395,11 @@ int od_spool_next(od_spool *s, od_spool_meta *meta, od_sbuf *body, od_error *err
   pthread_mutex_unlock(&s->mu);
   char path[1100];
   seg_path(s, e.seg, path, sizeof path);
-  if (s->rfd < 0 || s->rseg != e.seg) {
-    if (s->rfd >= 0) close(s->rfd);
-    s->rfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (s->rfd < 0) return OD_FAIL(err, OD_EIO, "spool: cannot open %s: %s", path, strerror(errno));
-    s->rseg = e.seg;
-  }
-  rec_state r = read_record(s, s->rfd, e.off, e.off + e.size, path, err);
-  if (r == REC_TORN)
-    return OD_FAIL(err, OD_EIO, "spool: %s: the record at offset %" PRIu64 " is cut short (corrupt segment)", path, e.off);
-  if (r == REC_BAD) return OD_EIO;
-  int rc = inflate_body(s, s->rbuf.data, body, path, e.off, err);
+  uint32_t fs = 0;
+  int rc = od_segfile_read(s->sf, &s->rdr, e.seg, e.off, e.off + e.size, &s->rbuf, &fs, err);
+  if (rc) return rc;
+  rc = inflate_body(s, s->rbuf.p, s->rbuf.len, body, path, e.off, err);
+  if (s->sf && s->opt.kr) memset(s->rbuf.p, 0, s->rbuf.len); /* no plaintext left behind */
   if (rc) return rc;
   meta->flags = e.flags;
   meta->end = e.end;
@@ -549,13 +421,9 @@ uint64_t od_spool_rewind(od_spool *s) {
 /* Remove segment i's file and its entries (lock held; i's entries are at the front). */
 static int drop_front_segment(od_spool *s, od_error *err) {
   segment seg = s->segs[0];
-  char path[1100];
-  seg_path(s, seg.seq, path, sizeof path);
-  if (unlink(path) && errno != ENOENT) return OD_FAIL(err, OD_EIO, "spool: cannot delete %s: %s", path, strerror(errno));
-  if (s->rfd >= 0 && s->rseg == seg.seq) {
-    close(s->rfd);
-    s->rfd = -1;
-  }
+  int rc = od_segfile_remove(s->sf, seg.seq, err);
+  if (rc) return rc;
+  if (s->rdr.fd >= 0 && s->rdr.id == seg.seq) od_segfile_reader_close(&s->rdr);
   size_t k = 0;
   while (k < s->nents && s->ents[k].seg == seg.seq) k++;
   memmove(s->ents, s->ents + k, (s->nents - k) * sizeof *s->ents);
@@ -579,7 +447,7 @@ static int write_pos_file(od_spool *s, const char *name, const od_pos *held, od_
   bool ok = write(fd, text, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
   close(fd);
   if (!ok || rename(tmp, path)) return OD_FAIL(err, OD_EIO, "spool: cannot write %s: %s", path, strerror(errno));
-  return fsync_dir(s->dir, err);
+  return fsync_dir(s, err);
 }
 
 static int write_base(od_spool *s, const od_pos *held, od_error *err) { return write_pos_file(s, BASE_FILE, held, err); }
@@ -602,7 +470,7 @@ int od_spool_clear_held(od_spool *s, od_error *err) {
   char path[1100];
   snprintf(path, sizeof path, "%s/held", s->dir);
   if (unlink(path) && errno != ENOENT) return OD_FAIL(err, OD_EIO, "spool: cannot delete %s: %s", path, strerror(errno));
-  return fsync_dir(s->dir, err);
+  return fsync_dir(s, err);
 }
 
 int od_spool_prune(od_spool *s, const od_pos *held, od_error *err) {
@@ -637,14 +505,10 @@ int od_spool_prune(od_spool *s, const od_pos *held, od_error *err) {
       if ((s->ents[k].flags & OD_SPOOL_END) && od_pos_lt(held, &s->ents[k].end)) held_all = false;
     if (held_all && !(rc = write_base(s, held, err))) {
       s->head_base = *held;
-      if (s->wfd >= 0) {
-        close(s->wfd);
-        s->wfd = -1;
-      }
+      od_segfile_close_active(s->sf);
       uint64_t last = s->segs[0].seq;
       rc = drop_front_segment(s, err);
       if (!rc) rc = add_segment(s, last + 1, 0) ? OD_FAIL(err, OD_ENOMEM, "spool: out of memory") : OD_OK;
-      s->new_seg = true;
     }
   }
   pthread_mutex_unlock(&s->mu);
@@ -688,26 +552,21 @@ od_pos od_spool_covered(od_spool *s, const od_pos *held) {
 /* Cut the spool before entry i (lock held). */
 static int cut_at(od_spool *s, size_t i, od_error *err) {
   entry e = s->ents[i];
-  if (s->wfd >= 0) {
-    close(s->wfd);
-    s->wfd = -1;
-  }
+  od_segfile_close_active(s->sf);
+  od_segfile_reader_close(&s->rdr);
+  int rc;
   while (s->nsegs && s->segs[s->nsegs - 1].seq > e.seg) {
-    char path[1100];
-    seg_path(s, s->segs[s->nsegs - 1].seq, path, sizeof path);
-    if (unlink(path) && errno != ENOENT) return OD_FAIL(err, OD_EIO, "spool: cannot delete %s: %s", path, strerror(errno));
+    if ((rc = od_segfile_remove(s->sf, s->segs[s->nsegs - 1].seq, err))) return rc;
     s->bytes -= s->segs[s->nsegs - 1].bytes;
     s->nsegs--;
   }
-  char path[1100];
-  seg_path(s, e.seg, path, sizeof path);
-  if (truncate(path, (off_t)e.off)) return OD_FAIL(err, OD_EIO, "spool: cannot truncate %s: %s", path, strerror(errno));
+  if ((rc = od_segfile_truncate(s->sf, e.seg, e.off, err))) return rc;
   segment *seg = &s->segs[s->nsegs - 1];
   s->bytes -= seg->bytes - e.off;
   seg->bytes = e.off;
   s->nents = s->nsynced = i;
   if (s->rd > i) s->rd = i;
-  return fsync_dir(s->dir, err);
+  return fsync_dir(s, err);
 }
 
 int od_spool_recover(od_spool *s, const od_pos *checkpoint, od_pos *resume, uint64_t *kept, od_error *err) {

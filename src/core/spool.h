@@ -3,15 +3,13 @@
  * Owns: one directory (<state_dir>/spool/<pipeline>.<sink>/ unless `spool.dir` says otherwise), its
  * segment files (<20-digit sequence>.spool), the in-memory index of their records, the write and
  * read cursors, and the byte budget (max_bytes over every segment on disk).
- * Record framing (little-endian), one record = one block that can be sealed on its own:
- *   magic "ODS1" | u32 meta_len | u32 body_len | u32 raw_len | u8 codec | u8 flags | u16 0 |
- *   u32 crc32 (zlib) over the 20 header bytes before it + meta + body | meta | body
- * meta: the record's end position and its coverage base (text forms, u16 length each), clear so a
+ * Records live in segment frames (common/segfile.h: "ODF2" header, CRC-32, AES-256-GCM sealing
+ * with `encryption:` keys, the record's file and offset bound as associated data). Inside a frame,
+ * little-endian: u32 meta_len | u32 raw_len | u8 codec | u8 flags | u16 0 | meta | body.
+ * meta: the record's end position and its coverage base (text forms, u16 length each), so a
  * restart can index a spool without inflating it; body: the payload (core/spool_codec.h) compressed
- * by `codec` (0 none, 1 zstd, 2 lz4). An encryption module seals the body (and authenticates the
- * header and meta as associated data) without changing the framing: it would take codec values
- * with bit 0x80 set.
- * Durability: od_spool_append writes; od_spool_sync fsyncs the segment (and the directory when a
+ * by `codec` (0 none, 1 zstd, 2 lz4), compressed before it is sealed.
+ * Durability: od_spool_append frames (buffered); od_spool_sync writes and fsyncs the segment (and the directory when a
  * segment was created) and only then counts the records as durable (od_spool_covered).
  * Torn tails: at open, a record cut short at the end of the last segment (a crash in the middle
  * of a write, never synced, so never acknowledged) is truncated with a warning. A record whose
@@ -43,6 +41,7 @@ typedef struct od_spool_options {
   uint64_t max_bytes;       /* bound over the segment files; a record always fits an empty spool */
   uint64_t segment_bytes;   /* a new segment starts past this (0: max_bytes / 16, 1..16 MiB) */
   int compression;          /* OD_SPOOL_NONE / ZSTD / LZ4 */
+  const struct od_keyring *kr; /* encryption at rest (common/seal.h); borrowed, must outlive the spool; NULL: none */
 } od_spool_options;
 
 typedef struct od_spool_meta {

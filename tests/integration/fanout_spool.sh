@@ -226,11 +226,11 @@ p = sys.argv[1]
 with open(p, "r+b") as f:
     data = bytearray(f.read())
     off = 0
-    while off + 24 <= len(data):
-        meta_len, body_len = struct.unpack_from("<II", data, off + 4)
-        total = 24 + meta_len + body_len
-        if body_len > 200:
-            at = off + 24 + meta_len + body_len // 2
+    while off + 16 <= len(data):  # segment frames (src/common/segfile.h): 16-byte header, stored_len at +8
+        (stored,) = struct.unpack_from("<I", data, off + 8)
+        total = 16 + stored
+        if stored > 200:
+            at = off + 16 + stored // 2
             f.seek(at)
             f.write(bytes([data[at] ^ 0x5A]))
             print(off)

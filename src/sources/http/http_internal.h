@@ -103,6 +103,7 @@ typedef struct hs_journal_opts {
   uint64_t max_unacked;     /* backpressure: bytes appended but not yet held by every sink */
   long id_retention_s, id_max;
   const hs_tables *tables;  /* to rebuild the id index from retained records */
+  const struct od_keyring *kr; /* borrowed; non-NULL: records are sealed (common/segfile.h, common/seal.h) */
 } hs_journal_opts;
 
 int hs_journal_open(const hs_journal_opts *o, hs_journal **out, od_error *err);

@@ -1,17 +1,20 @@
 /* sources/http/http_journal.c — the durable journal of accepted events: what makes "2xx" mean
  * "kept", and the http source's stream.
  *
- * Layout: <state_dir>/http/<pipeline>/<first seq, 20 digits>.seg segment files of records, and
- * ids.log (http_ids.c). A record is one request's new events: a 32-byte header (magic, payload
- * length, first sequence, event count, CRC-32 of header and payload, acceptance time) and the
- * payload, a JSON array of normalized events (http_event.c). Sequences are dense: a record holds
+ * Layout: <state_dir>/http/<pipeline>/<first seq, 20 digits>.seg segment files (common/segfile.h:
+ * frames with CRC-32, sealed with AES-256-GCM when `encryption:` keys are configured), and ids.log
+ * (http_ids.c). A record is one request's new events: a 24-byte header (u64 first sequence, u32
+ * event count, u32 0, i64 acceptance time, little-endian) and the payload, a JSON array of
+ * normalized events (http_event.c). Sequences are dense: a record holds
  * [seq, seq + count), the next record starts at seq + count. The position a sink stores is the
  * sequence after what it holds (od_pos_http, a big-endian counter).
  * Group commit: requests queue their record under the lock; one committer thread writes every
- * queued record, fdatasyncs once, and wakes them all (their 2xx follows). A torn tail of the last
- * segment (a crash mid-write) is cut at open; a bad record anywhere else stops with its offset.
+ * queued record (framed and sealed there, where its offset is known), fdatasyncs once, and wakes
+ * them all (their 2xx follows). A torn tail of the last segment (a crash mid-write) is cut at open;
+ * a bad record anywhere else — a checksum or authentication failure — stops with its offset.
  * Pruning: a segment goes once every sink holds the record after it (ack), ids.log synced first.
- * Ownership: owns its files, buffers, the committer thread and the id index.
+ * Ownership: owns its files (through an od_segfile), buffers, the committer thread and the id
+ * index; borrows the keyring.
  * Never touches: HTTP, the pipeline, od_change.
  */
 #include <dirent.h>
@@ -28,11 +31,11 @@
 #include <jansson.h>
 #include <zlib.h>
 
+#include "common/segfile.h"
 #include "core/adapter.h"
 #include "sources/http/http_internal.h"
 
-#define MAGIC 0x314A444Fu /* "ODJ1" */
-#define HDR 32
+#define HDR 24 /* the record's own header inside its segment frame */
 #define MAX_PAYLOAD (256u << 20)
 
 typedef struct seg {
@@ -57,11 +60,10 @@ struct hs_journal {
   hs_ids *ids;
   seg *segs;
   size_t nsegs, segcap;
-  int fd;               /* active (last) segment, written by the committer only */
-  uint64_t active_size; /* bytes written to it (committer) */
+  od_segfile *sf;       /* the segment files; its writer side is the committer's */
   uint64_t next_seq;    /* next sequence to assign */
   uint64_t committed;   /* sequence after the last durable record */
-  buf pending;          /* records queued for the next group */
+  buf pending;          /* records queued for the next group: u32 length | record, each */
   const char **pending_ids;
   size_t npending_ids, pending_ids_cap;
   uint64_t pending_first, pending_end;
@@ -74,9 +76,9 @@ struct hs_journal {
   pthread_t committer;
   bool committer_started, stop;
   /* reader */
-  int rfd;
+  od_segfile_reader rdr;
+  od_segbuf rbuf;
   uint64_t rseg, roff, rfrom;
-  bool rfd_valid;
 };
 
 static int buf_add(buf *b, const void *p, size_t n) {
@@ -98,24 +100,8 @@ static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
-static uint32_t rec_crc(const uint8_t *hdr, const char *payload, size_t len) {
-  uint8_t h[HDR];
-  memcpy(h, hdr, HDR);
-  put32(h + 20, 0);
-  uLong c = crc32(0, h, HDR);
-  return (uint32_t)crc32(c, (const Bytef *)payload, (uInt)len);
-}
-
 static void seg_path(const hs_journal *j, uint64_t first, char *out, size_t size) {
-  snprintf(out, size, "%s/%020" PRIu64 ".seg", j->dir, first);
-}
-
-static int fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
+  od_segfile_path(j->sf, first, out, size);
 }
 
 int hs_mkdirs(const char *path) {
@@ -178,106 +164,54 @@ static int reindex(hs_journal *j, uint64_t seq, int64_t at, const char *payload,
   return OD_OK;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
+
+typedef struct scan_ctx {
+  hs_journal *j;
+  uint64_t expect; /* the sequence the next record must start at */
+} scan_ctx;
+
+static int scan_one(void *ctx, uint64_t id, uint64_t off, uint32_t frame_size, const uint8_t *p, size_t len,
+                    od_error *err) {
+  scan_ctx *c = ctx;
+  hs_journal *j = c->j;
+  if (len < HDR || get64(p) != c->expect || get32(p + 8) == 0) {
+    char path[4300];
+    seg_path(j, id, path, sizeof path);
+    return OD_FAIL(err, OD_EIO, "%s: the record at offset %" PRIu64 " does not continue the journal at sequence %"
+                   PRIu64 " (damaged); restore the journal directory from a backup", path, off, c->expect);
+  }
+  int rc = reindex(j, c->expect, (int64_t)get64(p + 16), (const char *)p + HDR, len - HDR, err);
+  if (rc) return rc;
+  c->expect += get32(p + 8);
+  return push_mark(j, c->expect, frame_size) ? OD_FAIL(err, OD_ENOMEM, "out of memory") : OD_OK;
 }
 
 /* Read every segment: check records, cut a torn tail, rebuild marks and ids. */
 static int scan(hs_journal *j, od_error *err) {
-  DIR *d = opendir(j->dir);
-  if (!d) return OD_FAIL(err, OD_EIO, "%s: cannot list: %s", j->dir, strerror(errno));
   uint64_t *firsts = NULL;
-  size_t n = 0, cap = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    size_t l = strlen(e->d_name);
-    if (l != 24 || strcmp(e->d_name + 20, ".seg") != 0) continue;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      uint64_t *f = realloc(firsts, cap * sizeof *f);
-      if (!f) {
-        closedir(d);
-        free(firsts);
-        return OD_FAIL(err, OD_ENOMEM, "out of memory");
-      }
-      firsts = f;
-    }
-    firsts[n++] = strtoull(e->d_name, NULL, 10);
-  }
-  closedir(d);
-  if (n) qsort(firsts, n, sizeof *firsts, cmp_u64);
-  int rc = OD_OK;
-  uint64_t expect = n ? firsts[0] : 1;
-  char *payload = NULL;
-  size_t pcap = 0;
+  size_t n = 0;
+  int rc = od_segfile_list(j->sf, &firsts, &n, err);
+  if (rc) return rc;
+  scan_ctx c = {.j = j, .expect = n ? firsts[0] : 1};
   for (size_t s = 0; s < n && !rc; s++) {
     char path[4300];
     seg_path(j, firsts[s], path, sizeof path);
-    if (firsts[s] != expect) {
+    if (firsts[s] != c.expect) {
       rc = OD_FAIL(err, OD_EIO, "%s: starts at sequence %" PRIu64 " but the segment before ends at %" PRIu64
-                   " (a segment file is missing); restore the journal directory from a backup", path, firsts[s], expect);
+                   " (a segment file is missing); restore the journal directory from a backup", path, firsts[s],
+                   c.expect);
       break;
     }
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-      rc = OD_FAIL(err, OD_EIO, "%s: cannot open: %s", path, strerror(errno));
-      break;
-    }
-    uint64_t off = 0;
-    for (;;) {
-      uint8_t h[HDR];
-      ssize_t got = pread(fd, h, HDR, (off_t)off);
-      if (got == 0) break;
-      bool ok = got == HDR && get32(h) == MAGIC && get32(h + 4) <= MAX_PAYLOAD && get64(h + 8) == expect &&
-                get32(h + 16) > 0;
-      size_t len = ok ? get32(h + 4) : 0;
-      if (ok && len > pcap) {
-        char *p = realloc(payload, len);
-        if (!p) {
-          rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
-          break;
-        }
-        payload = p;
-        pcap = len;
-      }
-      ok = ok && pread(fd, payload, len, (off_t)(off + HDR)) == (ssize_t)len && rec_crc(h, payload, len) == get32(h + 20);
-      if (!ok) {
-        if (s + 1 < n) {
-          rc = OD_FAIL(err, OD_EIO, "%s: record at offset %" PRIu64 " is damaged (bad header or CRC) in a sealed "
-                       "segment; restore the journal directory from a backup", path, off);
-          break;
-        }
-        od_warn("http source: %s: cutting %lld bytes of an unfinished record at offset %" PRIu64
-                " (a crash during a write; no client was answered 2xx for it)", path,
-                (long long)(lseek(fd, 0, SEEK_END) - (off_t)off), off);
-        if (ftruncate(fd, (off_t)off) || fdatasync(fd))
-          rc = OD_FAIL(err, OD_EIO, "%s: cannot cut the unfinished record: %s", path, strerror(errno));
-        break;
-      }
-      uint32_t count = get32(h + 16);
-      if ((rc = reindex(j, expect, (int64_t)get64(h + 24), payload, len, err))) break;
-      expect += count;
-      off += HDR + len;
-      if (push_mark(j, expect, HDR + len)) rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
-    }
-    if (!rc && push_seg(j, firsts[s], off)) rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
-    if (s + 1 == n && !rc) {
-      j->fd = fd;
-      j->active_size = off;
-    } else {
-      close(fd);
-    }
+    uint64_t size = 0;
+    if ((rc = od_segfile_scan(j->sf, firsts[s], s + 1 == n, scan_one, &c, &size, err))) break;
+    if (push_seg(j, firsts[s], size)) rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
+    if (!rc && s + 1 == n) rc = od_segfile_resume(j->sf, firsts[s], size, err);
   }
-  free(payload);
   free(firsts);
   if (rc) return rc;
-  j->next_seq = j->committed = expect;
+  j->next_seq = j->committed = c.expect;
   if (!n) { /* a new journal: its first segment */
-    char path[4300];
-    seg_path(j, 1, path, sizeof path);
-    j->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (j->fd < 0 || fsync_dir(j->dir)) return OD_FAIL(err, OD_EIO, "%s: cannot create: %s", path, strerror(errno));
+    if ((rc = od_segfile_roll(j->sf, 1, err)) || (rc = od_segfile_flush(j->sf, true, err))) return rc;
     if (push_seg(j, 1, 0)) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   }
   return OD_OK;
@@ -286,26 +220,40 @@ static int scan(hs_journal *j, od_error *err) {
 /* ---- the committer ---- */
 
 static int roll(hs_journal *j, uint64_t first, char *why, size_t wsize) {
-  char path[4300];
-  seg_path(j, first, path, sizeof path);
-  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0 || fsync_dir(j->dir)) {
-    snprintf(why, wsize, "%.400s: cannot create: %s", path, strerror(errno));
-    if (fd >= 0) close(fd);
+  od_error e;
+  if (od_segfile_roll(j->sf, first, &e)) {
+    snprintf(why, wsize, "%.500s", e.msg);
     return -1;
   }
   pthread_mutex_lock(&j->mu);
   int rc = push_seg(j, first, 0);
   pthread_mutex_unlock(&j->mu);
   if (rc) {
-    close(fd);
     snprintf(why, wsize, "out of memory");
     return -1;
   }
-  close(j->fd);
-  j->fd = fd;
-  j->active_size = 0;
   return 0;
+}
+
+/* Frame (and seal) every queued record of the group, write them and fdatasync once. */
+static bool commit_group(hs_journal *j, const buf *group, char *why, size_t wsize) {
+  od_error e;
+  for (size_t off = 0; off + 4 <= group->len;) {
+    uint32_t len = get32((const uint8_t *)group->p + off);
+    uint64_t at;
+    uint32_t fs;
+    if (od_segfile_append(j->sf, group->p + off + 4, len, &at, &fs, &e)) {
+      snprintf(why, wsize, "%.500s", e.msg);
+      od_segfile_discard(j->sf); /* none of the group is written: its requests are answered 503 */
+      return false;
+    }
+    off += 4 + (size_t)len;
+  }
+  if (od_segfile_flush(j->sf, true, &e)) {
+    snprintf(why, wsize, "%.500s", e.msg);
+    return false;
+  }
+  return true;
 }
 
 static void *committer_main(void *arg) {
@@ -333,25 +281,12 @@ static void *committer_main(void *arg) {
 
     char why[512] = "";
     bool ok = true;
-    if (j->active_size && j->active_size + group.len > j->o.segment_bytes) ok = roll(j, first, why, sizeof why) == 0;
-    for (size_t off = 0; ok && off < group.len;) {
-      ssize_t w = write(j->fd, group.p + off, group.len - off);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        snprintf(why, sizeof why, "write to the journal in %.300s failed: %s", j->dir, strerror(errno));
-        ok = false;
-      } else {
-        off += (size_t)w;
-      }
-    }
-    if (ok && fdatasync(j->fd)) {
-      snprintf(why, sizeof why, "fdatasync of the journal in %.300s failed: %s", j->dir, strerror(errno));
-      ok = false;
-    }
+    uint64_t active = od_segfile_active_size(j->sf);
+    if (active && active + group.len > j->o.segment_bytes) ok = roll(j, first, why, sizeof why) == 0;
+    ok = ok && commit_group(j, &group, why, sizeof why);
     pthread_mutex_lock(&j->mu);
     if (ok) {
-      j->active_size += group.len;
-      j->segs[j->nsegs - 1].committed = j->active_size;
+      j->segs[j->nsegs - 1].committed = od_segfile_active_size(j->sf);
       j->committed = end;
     } else if (!j->broken) {
       j->broken = true;
@@ -373,7 +308,7 @@ int hs_journal_open(const hs_journal_opts *o, hs_journal **out, od_error *err) {
   hs_journal *j = calloc(1, sizeof *j);
   if (!j) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   j->o = *o;
-  j->fd = j->rfd = -1;
+  j->rdr = (od_segfile_reader)OD_SEGFILE_READER_INIT;
   snprintf(j->dir, sizeof j->dir, "%s", o->dir);
   pthread_mutex_init(&j->mu, NULL);
   pthread_cond_init(&j->work, NULL);
@@ -381,10 +316,10 @@ int hs_journal_open(const hs_journal_opts *o, hs_journal **out, od_error *err) {
   pthread_cond_init(&j->readable, NULL);
   int rc = OD_OK;
   if (hs_mkdirs(j->dir)) rc = OD_FAIL(err, OD_EIO, "%s: cannot create the journal directory: %s", j->dir, strerror(errno));
+  od_segfile_opts so = {.dir = j->dir, .suffix = ".seg", .what = "http journal", .kr = o->kr};
+  if (!rc) rc = od_segfile_open(&so, &j->sf, err);
   if (!rc) rc = hs_ids_open(j->dir, o->id_retention_s, o->id_max, &j->ids, err);
   if (!rc) rc = scan(j, err);
-  if (!rc && lseek(j->fd, (off_t)j->active_size, SEEK_SET) < 0)
-    rc = OD_FAIL(err, OD_EIO, "%s: seek: %s", j->dir, strerror(errno));
   if (!rc && pthread_create(&j->committer, NULL, committer_main, j))
     rc = OD_FAIL(err, OD_ENOMEM, "%s: cannot start the journal's committer thread", j->dir);
   if (rc) {
@@ -403,8 +338,10 @@ void hs_journal_close(hs_journal *j) {
   pthread_cond_broadcast(&j->work);
   pthread_mutex_unlock(&j->mu);
   if (j->committer_started) pthread_join(j->committer, NULL);
-  if (j->fd >= 0) close(j->fd);
-  if (j->rfd >= 0) close(j->rfd);
+  od_segfile_close(j->sf);
+  od_segfile_reader_close(&j->rdr);
+  if (j->rbuf.p) memset(j->rbuf.p, 0, j->rbuf.len);
+  free(j->rbuf.p);
   hs_ids_close(j->ids);
   free(j->segs);
   free(j->marks);
@@ -482,8 +419,8 @@ int hs_journal_append(hs_journal *j, hs_batch *b, hs_append_result *r) {
     uint64_t first = j->next_seq;
     int64_t now = od_now_us();
     size_t start = j->pending.len;
-    uint8_t h[HDR] = {0};
-    bool oom = buf_add(&j->pending, h, HDR) || buf_add(&j->pending, "[", 1);
+    uint8_t h[4 + HDR] = {0};
+    bool oom = buf_add(&j->pending, h, 4 + HDR) || buf_add(&j->pending, "[", 1);
     size_t k = 0;
     for (size_t i = 0; i < b->n && !oom; i++) {
       if (!fresh[i]) continue;
@@ -502,7 +439,7 @@ int hs_journal_append(hs_journal *j, hs_batch *b, hs_append_result *r) {
         oom = true;
       }
     }
-    size_t len = j->pending.len - start - HDR;
+    size_t len = j->pending.len - start - 4 - HDR;
     if (oom || len > MAX_PAYLOAD) {
       j->pending.len = start;
       r->status = oom ? 503 : 413;
@@ -511,12 +448,11 @@ int hs_journal_append(hs_journal *j, hs_batch *b, hs_append_result *r) {
       break;
     }
     uint8_t *hp = (uint8_t *)j->pending.p + start;
-    put32(hp, MAGIC);
-    put32(hp + 4, (uint32_t)len);
-    put64(hp + 8, first);
-    put32(hp + 16, (uint32_t)nfresh);
-    put64(hp + 24, (uint64_t)now);
-    put32(hp + 20, rec_crc(hp, j->pending.p + start + HDR, len));
+    put32(hp, (uint32_t)(HDR + len));
+    put64(hp + 4, first);
+    put32(hp + 12, (uint32_t)nfresh);
+    put32(hp + 16, 0);
+    put64(hp + 20, (uint64_t)now);
     for (size_t i = 0; i < b->n; i++)
       if (fresh[i]) {
         hs_ids_put(j->ids, b->ids[i], r->seqs[i], b->hashes[i], now, false);
@@ -525,7 +461,7 @@ int hs_journal_append(hs_journal *j, hs_batch *b, hs_append_result *r) {
     if (start == 0) j->pending_first = first;
     j->next_seq = first + nfresh;
     j->pending_end = j->next_seq;
-    push_mark(j, j->next_seq, HDR + len);
+    push_mark(j, j->next_seq, od_segfile_frame_size(j->sf, HDR + len));
     pthread_cond_signal(&j->work);
     uint64_t mine = j->next_seq;
     while (j->committed < mine && !j->broken) pthread_cond_wait(&j->done, &j->mu);
@@ -576,11 +512,7 @@ int hs_journal_seek(hs_journal *j, uint64_t from, od_error *err) {
     return OD_FAIL(err, OD_EGAP, "http source: the sink holds events up to sequence %" PRIu64 " but the journal in %s "
                    "ends at %" PRIu64 ": the journal directory was removed or replaced; restore it, or start the sink afresh",
                    from, j->dir, next);
-  if (j->rfd >= 0) close(j->rfd);
-  char path[4300];
-  seg_path(j, first, path, sizeof path);
-  j->rfd = open(path, O_RDONLY | O_CLOEXEC);
-  if (j->rfd < 0) return OD_FAIL_RETRY(err, OD_EIO, "%s: cannot open: %s", path, strerror(errno));
+  od_segfile_reader_close(&j->rdr);
   j->rseg = first;
   j->roff = 0;
   j->rfrom = from;
@@ -619,39 +551,32 @@ int hs_journal_next(hs_journal *j, int timeout_ms, uint64_t *seq_first, uint32_t
       return OD_AGAIN;
     }
     pthread_mutex_unlock(&j->mu);
-    if (j->roff >= limit) { /* sealed and read through: the next segment */
-      char path[4300];
-      seg_path(j, next_first, path, sizeof path);
-      close(j->rfd);
-      j->rfd = open(path, O_RDONLY | O_CLOEXEC);
-      if (j->rfd < 0) return OD_FAIL_RETRY(err, OD_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (j->roff >= limit) { /* rolled and read through: the next segment */
+      od_segfile_reader_close(&j->rdr);
       j->rseg = next_first;
       j->roff = 0;
       continue;
     }
-    uint8_t h[HDR];
-    if (pread(j->rfd, h, HDR, (off_t)j->roff) != HDR || get32(h) != MAGIC)
-      return OD_FAIL(err, OD_EIO, "http source: journal segment %" PRIu64 " in %s: bad record at offset %" PRIu64,
-                     j->rseg, j->dir, j->roff);
-    size_t n = get32(h + 4);
+    uint32_t fs = 0;
+    int rc = od_segfile_read(j->sf, &j->rdr, j->rseg, j->roff, limit, &j->rbuf, &fs, err);
+    if (rc) return rc;
+    const uint8_t *h = j->rbuf.p;
+    if (j->rbuf.len < HDR)
+      return OD_FAIL(err, OD_EIO, "http source: journal segment %" PRIu64 " in %s: malformed record at offset %"
+                     PRIu64, j->rseg, j->dir, j->roff);
+    size_t n = j->rbuf.len - HDR;
+    j->roff += fs;
+    uint64_t first = get64(h);
+    uint32_t cnt = get32(h + 8);
+    if (first + cnt <= j->rfrom) continue; /* the sinks hold it */
     char *p = malloc(n + 1);
     if (!p) return OD_FAIL(err, OD_ENOMEM, "out of memory");
-    if (pread(j->rfd, p, n, (off_t)(j->roff + HDR)) != (ssize_t)n || rec_crc(h, p, n) != get32(h + 20)) {
-      free(p);
-      return OD_FAIL(err, OD_EIO, "http source: journal segment %" PRIu64 " in %s: damaged record at offset %" PRIu64,
-                     j->rseg, j->dir, j->roff);
-    }
+    memcpy(p, h + HDR, n);
     p[n] = '\0';
-    j->roff += HDR + n;
-    uint64_t first = get64(h + 8);
-    uint32_t cnt = get32(h + 16);
-    if (first + cnt <= j->rfrom) { /* the sinks hold it */
-      free(p);
-      continue;
-    }
+    memset(j->rbuf.p, 0, j->rbuf.len);
     *seq_first = first;
     *count = cnt;
-    *at_us = (int64_t)get64(h + 24);
+    *at_us = (int64_t)get64(h + 16);
     *payload = p;
     *len = n;
     return OD_OK;
@@ -710,6 +635,7 @@ int hs_journal_ack(hs_journal *j, uint64_t durable, od_error *err) {
     if (unlink(path) && errno != ENOENT) od_warn("http source: cannot remove %s: %s", path, strerror(errno));
     else od_debug("http source: removed %s (every sink holds its events)", path);
   }
-  fsync_dir(j->dir);
+  od_error ignored;
+  od_segfile_sync_dir(j->sf, &ignored);
   return OD_OK;
 }

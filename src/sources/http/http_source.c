@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 
+#include "common/seal.h"
 #include "core/adapter.h"
 #include "odsync/source.h"
 #include "sources/http/http_internal.h"
@@ -60,6 +61,7 @@ typedef struct hs_source {
   bool *announced; /* per table: relation reported this session */
   hs_journal *journal;
   hs_server *server;
+  od_keyring *kr; /* owned: the `encryption:` keys sealing the journal, NULL without */
 } hs_source;
 
 static const char *const KEYS[] = {"listen", "token", "tables", "max_body_bytes", "max_batch_events",
@@ -155,6 +157,7 @@ static int hs_open(const od_config_section *cfg, const char *pipeline, od_source
   if (!rc && !(s->announced = calloc((size_t)s->tables.n, sizeof *s->announced)))
     rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
   if (!rc) snprintf(s->dir, sizeof s->dir, "%s/http/%s", cfg->state_dir ? cfg->state_dir : "./odsync-state", pipeline);
+  if (!rc) rc = od_keyring_from_keys(cfg->encryption, cfg->file, &s->kr, err);
   if (rc) {
     hs_close(&s->base);
     return rc;
@@ -212,7 +215,7 @@ static int hs_start(od_source *base, const od_pos *from, od_error *err) {
   if (!s->journal) {
     hs_journal_opts o = {.dir = s->dir, .segment_bytes = (uint64_t)s->segment_bytes,
                          .max_unacked = (uint64_t)s->max_unacked, .id_retention_s = s->retention_s,
-                         .id_max = s->max_ids, .tables = &s->tables};
+                         .id_max = s->max_ids, .tables = &s->tables, .kr = s->kr};
     if ((rc = hs_journal_open(&o, &s->journal, err))) return rc;
   }
   if ((rc = hs_journal_seek(s->journal, od_pos_is_none(from) ? 0 : od_pos_to_u64(from), err))) return rc;
@@ -305,6 +308,7 @@ static void hs_close(od_source *base) {
     memset(s->token, 0, strlen(s->token));
     free(s->token);
   }
+  od_keyring_free(s->kr);
   free(s);
 }
 
