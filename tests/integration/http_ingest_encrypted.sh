@@ -43,7 +43,7 @@ YAML
 KEYS='encryption: { keys: [{ id: j1, key: "${env:ODSYNC_TEST_KEY}" }] }'
 health() { curl -s --max-time 5 "$URL/v1/health"; }
 next_seq() { health | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_seq"])'; }
-start() { odsync_start "$TEST_TMP/odsync.yml" "$LOG"; wait_for "health | grep -q ok" 120 || fail "the ingest listener did not come up"; }
+start() { odsync_start "$TEST_TMP/odsync.yml" "$LOG"; wait_for "health | grep_q ok" 120 || fail "the ingest listener did not come up"; }
 # batch B: the JSON of batch B (ids 20B+1 .. 20B+20)
 batch() {
   python3 - "$1" "$MARKER" <<'PY'
