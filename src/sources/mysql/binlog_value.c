@@ -44,57 +44,28 @@ static int put(my_valbuf *vb, const void *p, size_t n) {
 
 /* The decimal digits of v, zero-padded to at least `width` (≤ 20), at out (≥ 20 bytes); returns
  * their count. Numbers are formatted here, not with printf: formatting was a fifth of the source's
- * CPU time (bench/mysql_to_sqlite.sh under perf). The digits go straight to `out`, back to front
- * (no copy through a temporary), values below 2^32 — nearly all of them: date parts, DECIMAL's
- * 9-digit groups — divide in 32 bits, and two- and four-digit date parts are copied from the pair
- * table directly (callgrind on bench/mysql_instructions.sh: this function was 8 % of odsync's
- * instructions, ~930 per change). */
-static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-                                  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-                                  "8081828384858687888990919293949596979899";
-
-static unsigned count_digits(uint64_t v) {
-  unsigned n = 1;
-  while (v >= 10000) v /= 10000, n += 4;
-  return n + (v >= 10) + (v >= 100) + (v >= 1000);
-}
-
+ * CPU time (bench/mysql_to_sqlite.sh under perf). */
 static size_t fmt_u64(char *out, uint64_t v, unsigned width) {
-  /* Date and time parts: two digits (month, day, hour, minute, second) or four (year), copied
-   * from the pair table without dividing in a loop. */
-  if (width == 2 && v < 100) {
-    memcpy(out, digit_pairs + 2 * v, 2);
-    return 2;
-  }
-  if (width == 4 && v < 10000) {
-    memcpy(out, digit_pairs + 2 * (v / 100), 2);
-    memcpy(out + 2, digit_pairs + 2 * (v % 100), 2);
-    return 4;
-  }
-  unsigned n = count_digits(v);
-  if (n < width) n = width;
-  char *o = out + n;
-  while (v > 0xFFFFFFFFu) {
+  static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                              "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                              "8081828384858687888990919293949596979899";
+  char tmp[20];
+  size_t n = sizeof tmp; /* digits are written backwards from the end of tmp, two at a time */
+  while (v >= 100) {
     unsigned r = (unsigned)(v % 100);
     v /= 100;
-    *--o = digit_pairs[2 * r + 1];
-    *--o = digit_pairs[2 * r];
+    tmp[--n] = pairs[2 * r + 1];
+    tmp[--n] = pairs[2 * r];
   }
-  uint32_t w = (uint32_t)v;
-  while (w >= 100) {
-    uint32_t r = w % 100;
-    w /= 100;
-    *--o = digit_pairs[2 * r + 1];
-    *--o = digit_pairs[2 * r];
-  }
-  if (w >= 10) {
-    *--o = digit_pairs[2 * w + 1];
-    *--o = digit_pairs[2 * w];
+  if (v >= 10) {
+    tmp[--n] = pairs[2 * v + 1];
+    tmp[--n] = pairs[2 * v];
   } else {
-    *--o = (char)('0' + w);
+    tmp[--n] = (char)('0' + v);
   }
-  while (o > out) *--o = '0';
-  return n;
+  while (sizeof tmp - n < width && n > 0) tmp[--n] = '0';
+  memcpy(out, tmp + n, sizeof tmp - n);
+  return sizeof tmp - n;
 }
 
 /* Append v (zero-padded to width), preceded by `lead` when it is not NUL. */
