@@ -4,13 +4,14 @@
  * version, with a commit ticket), ANONYMOUS_GTID_LOG_EVENT, PREVIOUS_GTIDS_LOG_EVENT (a GTID set),
  * v2 rows events with extra row info (NDB info, partition ids), PARTIAL_UPDATE_ROWS_EVENT (a row
  * without partial JSON decodes as an update; a JSON diff list is refused naming the setting), and
- * MySQL's JSON diff list itself. */
+ * MySQL's JSON diff list itself; and the MariaDB stream refusing a MySQL server by name. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
 #include "sources/mysql/binlog.h"
+#include "sources/mysql/my_stream.h"
 #include "sources/mysql/mysql_gtidset.h"
 #include "test.h"
 
@@ -402,4 +403,21 @@ TEST(partial_update_rows) {
   my_rows_end(&r);
   my_valbuf_free(&vb);
   my_table_free(t);
+}
+
+/* The MariaDB stream meeting a MySQL server's GTID event: decoded, and refused with what it is. */
+TEST(stream_names_a_mysql_server) {
+  my_stream s;
+  my_stream_cb cb = {0};
+  od_error err;
+  CHECK_INT(my_stream_init(&s, &cb, "binlog.000001", 4, "", false, &err), OD_OK);
+  s.fmt.post_header[MY_EV_MYSQL_GTID] = 42;
+  buf b = {.n = 0};
+  gtid_post_header(&b, 17, true);
+  uint8_t e[256];
+  size_t n = event(e, MY_EV_MYSQL_GTID, &b, false);
+  CHECK_INT(my_stream_event(&s, e, n, &err), OD_EUNSUPPORTED);
+  CHECK_CONTAINS(err.msg, "a MySQL GTID event (transaction 17): this server is MySQL");
+  CHECK_CONTAINS(err.msg, "mysql-source.md");
+  my_stream_free(&s);
 }
