@@ -19,7 +19,8 @@
  * error naming the limit.
  *
  * Not registered as a source's kind: odsync has no MySQL source type yet (no MySQL server to test
- * against: docs/adapters/mysql-source.md, "MySQL"). Tested by tests/unit/test_mysql_gtidset.c.
+ * against: docs/adapters/mysql-source.md, "MySQL"). Sets: mysql_gtidset.c; the position kind:
+ * mysql_gtidpos.c. Tested by tests/unit/test_mysql_gtidset.c.
  * Ownership: plain values; no allocation.
  * Never touches: connections, the binlog stream.
  */
