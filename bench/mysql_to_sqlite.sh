@@ -17,7 +17,8 @@
 # Environment: BENCH_ROWS (1000000), BENCH_TXN (1000), BENCH_MAX_ROWS (5000: rows per sink
 # commit, the pipeline's batch.max_rows; each commit is an fsync), ODSYNC_BIN (build/odsync, build it with
 # scripts/build.sh), BENCH_KEEP=1 (keep the temp dirs), BENCH_PERF=FILE (odsync's catch-up under
-# `perf record -g` into FILE; the CPU figures then include perf's own).
+# `perf record` into FILE, options BENCH_PERF_ARGS, default -g; e.g. "--call-graph dwarf -F 999" for
+# call chains through a build without frame pointers; the odsync CPU figure is the profiled process's).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export ODSYNC_SOURCE_DIR=$ROOT
@@ -141,18 +142,33 @@ log "odsync: catch up from its checkpoint"
 S0=$(cpu_of "$SERVER_PID")
 T0=$(now)
 if [[ -n ${BENCH_PERF:-} ]]; then # profile the catch-up: perf report -i $BENCH_PERF
-  perf record -q -g -o "$BENCH_PERF" -- "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress >"$TMP/odsync.log" 2>&1 &
+  # shellcheck disable=SC2086 # BENCH_PERF_ARGS is a list of perf options
+  perf record -q ${BENCH_PERF_ARGS:--g} -o "$BENCH_PERF" -- "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress \
+    >"$TMP/odsync.log" 2>&1 &
 else
   "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress >"$TMP/odsync.log" 2>&1 &
 fi
 ODSYNC_PID=$!
+OD_PROC=$ODSYNC_PID # the odsync process itself (under perf: perf's child), whose CPU is measured
+if [[ -n ${BENCH_PERF:-} ]]; then
+  for _ in $(seq 1 100); do
+    OD_PROC=$(pgrep -P "$ODSYNC_PID" -x odsync || true)
+    [[ -n $OD_PROC ]] && break
+    sleep 0.02
+  done
+  [[ -n $OD_PROC ]] || { echo "cannot find odsync under perf" >&2; exit 1; }
+fi
 while (( $(sink_seq) < LAST_SEQ )); do
   kill -0 "$ODSYNC_PID" 2>/dev/null || { tail -n 20 "$TMP/odsync.log" >&2; echo "odsync exited" >&2; exit 1; }
   sleep 0.05
 done
 T1=$(now)
-OD_CPU=$(cpu_of "$ODSYNC_PID")
-OD_RSS=$(awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$ODSYNC_PID/status")
+OD_CPU=$(cpu_of "$OD_PROC")
+# CPU seconds per odsync thread (name: seconds), to tell the reader's share from the sink's.
+OD_THREADS=$(for t in /proc/"$OD_PROC"/task/*; do
+  awk -v t="$(getconf CLK_TCK)" -v c="$(cat "$t/comm")" '{ s = ($14 + $15) / t; if (s >= 0.01) printf "%s %.2f, ", c, s }' "$t/stat"
+done)
+OD_RSS=$(awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$OD_PROC/status")
 S1=$(cpu_of "$SERVER_PID")
 kill -TERM "$ODSYNC_PID"; wait "$ODSYNC_PID" || true; ODSYNC_PID=
 OD_S=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.2f", b - a }')
@@ -168,6 +184,10 @@ printf '%-30s %8s %12s %14s %16s\n' reader seconds changes/s "reader CPU s" "ser
 rate() { awk -v c="$CHANGES" -v s="$1" 'BEGIN { printf "%.0f", c / s }'; }
 printf '%-30s %8s %12s %14s %16s\n' "mariadb-binlog -v (ceiling)" "$CEIL_S" "$(rate "$CEIL_S")" "$CEIL_CPU" "$CEIL_SRV"
 printf '%-30s %8s %12s %14s %16s\n' "odsync → SQLite" "$OD_S" "$(rate "$OD_S")" "$OD_CPU" "$OD_SRV"
+printf 'CPU µs per change: mariadb-binlog %s, odsync %s\n' \
+  "$(awk -v c="$CEIL_CPU" -v n="$CHANGES" 'BEGIN { printf "%.2f", c * 1e6 / n }')" \
+  "$(awk -v c="$OD_CPU" -v n="$CHANGES" 'BEGIN { printf "%.2f", c * 1e6 / n }')"
+printf 'odsync threads (CPU s): %s\n' "${OD_THREADS%, }"
 printf 'odsync / ceiling: %s   odsync CPU µs per change: %s   odsync peak RSS: %s MB   sink equals source (%s)\n' \
   "$(awk -v a="$CEIL_S" -v b="$OD_S" 'BEGIN { printf "%.2f", a / b }')" \
   "$(awk -v c="$OD_CPU" -v n="$CHANGES" 'BEGIN { printf "%.2f", c * 1e6 / n }')" "$OD_RSS" "$got"

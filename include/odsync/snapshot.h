@@ -66,6 +66,11 @@ typedef struct od_snap_table {
 } od_snap_table;
 
 typedef struct od_snapshot_info {
+  /* In (set by the core before prepare): where the stream of an earlier, unfinished attempt starts
+   * (its `<p>/snapshot/start` mark), none when there was none. A source whose server keeps no slot
+   * (MariaDB) resumes that attempt by returning it as slot_point (slot_created false) when its log
+   * still holds it; a source with slots ignores it. */
+  od_pos resume_from;
   bool slot_created;    /* the stream's slot was created now, exporting the view at `point` */
   od_pos slot_point;    /* where the stream starts: the new slot's consistent point, or the
                            existing slot's confirmed position */

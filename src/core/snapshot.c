@@ -645,6 +645,7 @@ static int run(driver *d, od_pos *start, od_snapshot_skips *skips, od_error *err
   od_pos prev_start;
   int rc = get_pos(d, "snapshot/start", NULL, NULL, &prev_start, err);
   if (rc) return rc;
+  d->info.resume_from = prev_start;
   if ((rc = d->ops->prepare(env->source, true, &d->info, err))) return rc;
   const od_pos A = d->info.slot_point;
   bool resume = !d->info.slot_created && !od_pos_is_none(&A) && od_pos_eq(&prev_start, &A);

@@ -1,7 +1,8 @@
 /* sources/mysql/binlog.h — the MariaDB/MySQL binlog event decoder (internal to the mysql source).
  *
  * Owns: framing of one event (header, checksum), the events the source needs (FORMAT_DESCRIPTION,
- * ROTATE, GTID, GTID_LIST, XID, QUERY, TABLE_MAP, WRITE/UPDATE/DELETE_ROWS v1/v2), the column
+ * ROTATE, GTID, GTID_LIST, XID, QUERY, TABLE_MAP, WRITE/UPDATE/DELETE_ROWS v1/v2), MySQL's own
+ * (GTID, ANONYMOUS_GTID, PREVIOUS_GTIDS, v2 extra row info, PARTIAL_UPDATE_ROWS), the column
  * descriptions of a table map, and the decoding of row images into text values (docs/TYPES.md,
  * "MariaDB"). Everything is decoded here from the event bytes; MariaDB Connector/C only delivers them.
  * Ownership: an my_event points into the caller's buffer; an my_table and everything in it is
@@ -33,7 +34,10 @@ enum my_event_type {
   MY_EV_WRITE_V2 = 30,
   MY_EV_UPDATE_V2 = 31,
   MY_EV_DELETE_V2 = 32,
-  MY_EV_MYSQL_GTID = 33,
+  MY_EV_MYSQL_GTID = 33,        /* MySQL 5.6+: GTID_LOG_EVENT (binlog_mysql.c) */
+  MY_EV_MYSQL_ANON_GTID = 34,   /* MySQL: ANONYMOUS_GTID_LOG_EVENT */
+  MY_EV_MYSQL_PREV_GTIDS = 35,  /* MySQL: PREVIOUS_GTIDS_LOG_EVENT */
+  MY_EV_MYSQL_PARTIAL_UPDATE = 39, /* MySQL 8: PARTIAL_UPDATE_ROWS_EVENT (binlog_row_value_options) */
   MY_EV_ANNOTATE = 160,
   MY_EV_CHECKPOINT = 161,
   MY_EV_GTID = 162,
@@ -169,9 +173,42 @@ typedef struct my_rows {
   const uint8_t *present_before, *present_after;
   const uint8_t *p, *end;
   uint8_t *inflated; /* compressed variants: the uncompressed rows (owned) */
+  bool partial;      /* PARTIAL_UPDATE_ROWS: each after image starts with value_options */
+  int32_t partition_id, source_partition_id; /* v2 extra info (MySQL), -1 when absent */
+  uint8_t ndb_info_len;                      /* v2 extra info: NDB's bytes (skipped), 0 when absent */
 } my_rows;
 
-/* Parse the header of a rows event (any of the 12 rows event types). */
+/* MySQL's JSON diff list (a partial JSON update's after-image value): a 4-byte length, then per diff
+ * an operation (0 REPLACE, 1 INSERT, 2 REMOVE), a packed-length path and, but for REMOVE, a
+ * packed-length value in MySQL's binary JSON. Calls fn per diff (value NULL for REMOVE); -1 when
+ * malformed. *used = the bytes of the whole list. */
+typedef void (*my_json_diff_fn)(void *ctx, int op, const char *path, size_t path_len, const uint8_t *value,
+                                size_t value_len);
+int my_json_diffs_parse(const uint8_t *p, const uint8_t *end, size_t *used, my_json_diff_fn fn, void *ctx);
+
+/* MySQL's GTID_LOG_EVENT / ANONYMOUS_GTID_LOG_EVENT (binlog_mysql.c). Fields past the GNO exist
+ * only when the writer's version has them (has_* says which). */
+typedef struct my_mysql_gtid {
+  bool anonymous;  /* ANONYMOUS_GTID (gtid_mode OFF): no uuid, gno 0 */
+  uint8_t flags;   /* bit 0: the transaction may contain statement-based events */
+  uint8_t uuid[16];
+  uint64_t gno;
+  bool has_logical_clock;            /* 5.7+: the multi-threaded applier's dependency clock */
+  int64_t last_committed, sequence_number;
+  bool has_commit_ts;                /* 8.0+: microseconds since the epoch */
+  uint64_t immediate_commit_ts, original_commit_ts;
+  bool has_length;                   /* 8.0.2+: the transaction's bytes, this event included */
+  uint64_t transaction_length;
+  bool has_server_version;           /* 8.0.14+ */
+  uint32_t immediate_server_version, original_server_version;
+  bool has_ticket;                   /* 8.0.27+: group replication's commit ticket */
+  uint64_t commit_group_ticket;
+} my_mysql_gtid;
+int my_mysql_gtid_parse(const my_format *f, const my_event *ev, my_mysql_gtid *out, od_error *err);
+
+/* Parse the header of a rows event (any of the 12 rows event types, and MySQL's PARTIAL_UPDATE_ROWS).
+ * v2 events' extra row info is read: MySQL's partition ids (partition_id, source_partition_id;
+ * -1 when absent) and NDB's opaque info (ndb_info_len bytes, skipped). */
 int my_rows_begin(const my_format *f, const my_event *ev, my_rows *r, od_error *err);
 /* Next row: 1 and the images filled (ncolumns 0 for the one an op lacks), 0 at the end.
  * Values point into vb until its next use. A column the image lacks is OD_VALUE_UNCHANGED. */

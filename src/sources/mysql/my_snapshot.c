@@ -6,8 +6,11 @@
  * BINLOG_GTID_POS()). Everything committed before that position is in the view, everything after it
  * comes through the stream, which starts exactly there. MariaDB cannot share a read view between
  * connections, so there is one reader (the view's connection); a table with a single integer key is
- * read in key ranges (chunks), any other in one piece; an interrupted snapshot is copied again
- * under a new view (the core empties the tables first).
+ * read in key ranges (chunks), any other in one piece. An interrupted snapshot is resumed
+ * (docs/SNAPSHOTS.md, "Resume"): MariaDB keeps no slot, so the earlier attempt's stream start
+ * (handed in as od_snapshot_info.resume_from) is kept as the stream's start when the binlog still
+ * holds it, and a new view (a later position) copies what is missing: key-range chunks already in
+ * the sink stay, tables read in one piece are emptied and copied again with a skip mark.
  * Rows are read with the text protocol and put into the same text forms the binlog decoder
  * produces (docs/TYPES.md, "MariaDB"): TIMESTAMP gets "+00", YEAR and BIT are selected as numbers
  * and binary digits, binary strings become bytea hex, FLOAT/DOUBLE are re-printed shortest.
@@ -129,13 +132,43 @@ static int list_tables(my_source *s, od_error *err) {
   return rc;
 }
 
+/* Whether an earlier attempt's stream start `from` can be resumed: a MariaDB position, not after
+ * this view, in a binlog file the server still has. A purged one means starting over (logged). */
+static int attempt_held(my_source *s, const od_pos *from, const od_pos *view, bool *held, od_error *err) {
+  *held = false;
+  if (od_pos_is_none(from)) return OD_OK;
+  char ft[OD_POS_TEXT_MAX];
+  od_pos_display(from, ft, sizeof ft);
+  if (from->kind != &od_pos_mysql || od_pos_lt(view, from)) {
+    od_warn("%s: snapshot: the earlier attempt's start %s is not a position of this server's binlog; "
+            "copying every table again", s->set.where, ft);
+    return OD_OK;
+  }
+  char file[256];
+  my_pos_parts(from, file, sizeof file, NULL, NULL, 0);
+  MYSQL *m = s->snap->view;
+  if (mysql_query(m, "SHOW BINARY LOGS") != 0) return view_fail(s, "snapshot: listing binlog files", err);
+  MYSQL_RES *r = mysql_store_result(m);
+  if (!r) return view_fail(s, "snapshot: listing binlog files", err);
+  MYSQL_ROW row;
+  while ((row = mysql_fetch_row(r)))
+    if (row[0] && !strcmp(row[0], file)) *held = true;
+  mysql_free_result(r);
+  if (!*held)
+    od_warn("%s: snapshot: the earlier attempt streams from %s, but binlog file %s is purged; copying every "
+            "table again under a new view", s->set.where, ft, file);
+  return OD_OK;
+}
+
 static int snap_prepare(od_source *base, bool export_view, od_snapshot_info *out, od_error *err) {
   my_source *s = (my_source *)base;
   my_snap_free(s);
   if (!(s->snap = calloc(1, sizeof *s->snap)) || !(s->snap->rels = my_relcache_new()))
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
   my_snap *sn = s->snap;
+  const od_pos resume = out->resume_from;
   memset(out, 0, sizeof *out);
+  out->resume_from = resume;
   int rc = my_connect(&s->set, &sn->view, err);
   if (rc) return rc;
   if (export_view) {
@@ -152,9 +185,21 @@ static int snap_prepare(od_source *base, bool export_view, od_snapshot_info *out
     snprintf(sql, sizeof sql, "SELECT BINLOG_GTID_POS('%s', %s)", efile, pos);
     if ((rc = scalar(s, sql, gtids, sizeof gtids, err))) return rc;
     if ((rc = my_pos_make(file, strtoull(pos, NULL, 10), gtids, &out->point, err))) return rc;
-    out->slot_point = out->point;
-    out->slot_created = true; /* a new view each time: nothing of an earlier attempt lines up with it */
     od_info("%s: snapshot view at %s%s%s:%s", s->set.where, gtids, gtids[0] ? " @ " : "", file, pos);
+    bool held = false;
+    if ((rc = attempt_held(s, &resume, &out->point, &held, err))) return rc;
+    if (held) {
+      /* Resume the earlier attempt: its stream start stays, this view is the newer generation. */
+      out->slot_point = resume;
+      out->slot_created = false;
+      char rt[OD_POS_TEXT_MAX];
+      od_info("%s: snapshot: an earlier attempt streams from %s, which the binlog still holds: resuming it "
+              "(chunks it copied stay; the rest is read under this view)",
+              s->set.where, od_pos_display(&resume, rt, sizeof rt));
+    } else {
+      out->slot_point = out->point;
+      out->slot_created = true; /* nothing of an earlier attempt lines up with this view */
+    }
   }
   if ((rc = list_tables(s, err))) return rc;
   out->tables = sn->tables;

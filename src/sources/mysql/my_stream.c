@@ -403,9 +403,15 @@ int my_stream_event(my_stream *s, const uint8_t *buf, size_t len, od_error *err)
       return finish_txn(s, &ev, err);
     case MY_EV_QUERY: case MY_EV_QUERY_COMPRESSED: return on_query(s, &ev, err);
     case MY_EV_HEARTBEAT: return maybe_idle(s, err);
-    case MY_EV_MYSQL_GTID:
-      return OD_FAIL(err, OD_EUNSUPPORTED, "binlog %s:%u: a MySQL GTID event: odsync reads MariaDB's binlog only",
-                     s->file, ev.log_pos);
+    case MY_EV_MYSQL_GTID: case MY_EV_MYSQL_ANON_GTID: {
+      /* MySQL's events decode (binlog_mysql.c), but the source follows MariaDB's GTIDs only. */
+      my_mysql_gtid g;
+      if ((rc = my_mysql_gtid_parse(&s->fmt, &ev, &g, err)) != OD_OK) return rc;
+      return OD_FAIL(err, OD_EUNSUPPORTED,
+                     "binlog %s:%u: a MySQL %sGTID event (transaction %llu): this server is MySQL, and odsync's "
+                     "mysql source reads MariaDB's binlog only (docs/adapters/mysql-source.md, \"MySQL\")",
+                     s->file, ev.log_pos, g.anonymous ? "anonymous " : "", (unsigned long long)g.gno);
+    }
     default: return OD_OK; /* GTID_LIST, BINLOG_CHECKPOINT, ANNOTATE_ROWS, STOP, ... */
   }
 }
