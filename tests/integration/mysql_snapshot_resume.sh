@@ -148,19 +148,19 @@ YAML
     prev=$d
     from=$(($(wc -l <"$log") + 1))
     odsync_start "$config" "$log"
-    wait_for "tail -n +$from '$log' | grep -q 'snapshot: shop.big: .* chunks already done'" 120 ||
+    wait_for "tail -n +$from '$log' | grep_q 'snapshot: shop.big: .* chunks already done'" 120 ||
       fail "[$SINK_KIND] restart $kill did not report big's chunks"
-    tail -n +"$from" "$log" | grep -q "pipeline $PIPE: resuming the initial snapshot" || fail "[$SINK_KIND] restart $kill did not resume"
-    tail -n +"$from" "$log" | grep -q "an earlier attempt streams from .* resuming it" ||
+    tail -n +"$from" "$log" | grep_q "pipeline $PIPE: resuming the initial snapshot" || fail "[$SINK_KIND] restart $kill did not resume"
+    tail -n +"$from" "$log" | grep_q "an earlier attempt streams from .* resuming it" ||
       fail "[$SINK_KIND] restart $kill did not keep the earlier attempt's stream start"
-    tail -n +"$from" "$log" | grep -q "snapshot: shop.big: $d/$N_BIG chunks already done; copying the other $((N_BIG - d))" ||
+    tail -n +"$from" "$log" | grep_q "snapshot: shop.big: $d/$N_BIG chunks already done; copying the other $((N_BIG - d))" ||
       fail "[$SINK_KIND] restart $kill did not report $d/$N_BIG chunks of big already done"
   done
-  wait_for "tail -n +$from '$log' | grep -q 'pipeline $PIPE: initial snapshot done'" 300 ||
+  wait_for "tail -n +$from '$log' | grep_q 'pipeline $PIPE: initial snapshot done'" 300 ||
     fail "[$SINK_KIND] the resumed snapshot did not finish"
   local last
   last=$(tail -n +"$from" "$log")
-  echo "$last" | grep -q "snapshot: shop.big: copied $((N_BIG - prev)) chunks in this run ($prev already done, $N_BIG in all)" ||
+  echo "$last" | grep_q "snapshot: shop.big: copied $((N_BIG - prev)) chunks in this run ($prev already done, $N_BIG in all)" ||
     fail "[$SINK_KIND] the last run did not copy exactly the $((N_BIG - prev)) missing chunks of big"
   echo "$last" | grep -E "initial snapshot done: [0-9,]+ rows in [0-9]+ chunks copied by this run \([1-9][0-9]* done before\)" ||
     fail "[$SINK_KIND] the last run does not say it continued earlier chunks"
@@ -196,10 +196,10 @@ purged() {
   my_sql -e "INSERT INTO big VALUES (-5001, 'after purge', 1, 1, NULL);"
   from=$(($(wc -l <"$log") + 1))
   odsync_start "$config" "$log"
-  wait_for "tail -n +$from '$log' | grep -q 'pipeline $PIPE: initial snapshot done'" 300 || fail "[purge] the new snapshot did not finish"
-  tail -n +"$from" "$log" | grep -q "but binlog file .* is purged; copying every table again" ||
+  wait_for "tail -n +$from '$log' | grep_q 'pipeline $PIPE: initial snapshot done'" 300 || fail "[purge] the new snapshot did not finish"
+  tail -n +"$from" "$log" | grep_q "but binlog file .* is purged; copying every table again" ||
     fail "[purge] the restart did not say the earlier attempt's binlog is purged"
-  tail -n +"$from" "$log" | grep -q "pipeline $PIPE: starting the initial snapshot" || fail "[purge] the restart did not start over"
+  tail -n +"$from" "$log" | grep_q "pipeline $PIPE: starting the initial snapshot" || fail "[purge] the restart did not start over"
   tail -n +"$from" "$log" | grep -Eq "snapshot: shop.big: copied [0-9]+ chunks in this run \(0 already done" ||
     fail "[purge] big was not copied whole again"
   my_sql -e "UPDATE big SET v = 'streamed' WHERE id = -5001"
