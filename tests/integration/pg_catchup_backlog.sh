@@ -78,7 +78,7 @@ until grep -q 'caught up by batch decoding' "$LOG"; do
   sleep 0.2
 done
 grep -q 'catching up by batch decoding' "$LOG" || fail "catch-up mode was not entered"
-batches=$(grep -c 'batch decoding: .* messages in' "$LOG" || true)
+batches=$(grep -c 'batch call [0-9]* (upto_nchanges [0-9]*): [0-9]* messages' "$LOG" || true)
 ((batches >= 3)) || fail "only $batches batch decoding calls for a backlog of ~30,000 messages in batches of 3,000"
 log "caught up in $batches batch calls ($samples slot samples, never past the sink)"
 wait_for "compare" 120 || { compare || true; fail "sink differs from the source after catching up"; }
