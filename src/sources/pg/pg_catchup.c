@@ -33,7 +33,7 @@
  * status_interval_ms: each advance re-reads WAL from the slot's restart_lsn (fast-forward), which
  * after a burst without xl_running_xacts records is the start of the backlog.
  *
- * Owns: the peek and advance connections (s->peek, s->catchup_adv), the row buffer and the
+ * Owns: the peek and advance connections (s->peek, s->catchup_adv), the row buffer (pg_readahead.c) and the
  * catch-up fields of pg_source.
  * Never touches: the replication stream (pg_source.c), decoding (pgoutput.c), the catalog.
  */
@@ -46,49 +46,9 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "sources/pg/pg_internal.h"
+#include "sources/pg/pg_readahead.h"
 
 static void lsn_text(od_lsn l, char *buf, size_t n) { snprintf(buf, n, "%X/%X", OD_LSN_ARGS(l)); }
-
-/* The rows of one call read ahead of decoding, each as [uint32 length][pgoutput message]. */
-typedef struct pg_catchup_buf {
-  char *data; /* owned */
-  size_t len, cap;
-  od_lsn last_end; /* end LSN of the last Commit message among the rows (0: none) */
-} pg_catchup_buf;
-
-static od_lsn be64(const char *p) {
-  od_lsn v = 0;
-  for (int i = 0; i < 8; i++) v = (v << 8) | (unsigned char)p[i];
-  return v;
-}
-
-/* Append a row; false when it does not fit in `limit` bytes (or memory ran out). */
-static bool buf_push(pg_catchup_buf *b, const char *row, size_t n, size_t limit) {
-  size_t need = b->len + 4 + n;
-  if (n > UINT32_MAX || need > limit) return false;
-  if (need > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : (size_t)1 << 20;
-    if (cap > limit) cap = limit;
-    if (cap < need) cap = need;
-    char *d = realloc(b->data, cap);
-    if (!d) return false;
-    b->data = d;
-    b->cap = cap;
-  }
-  uint32_t len = (uint32_t)n;
-  memcpy(b->data + b->len, &len, 4);
-  memcpy(b->data + b->len + 4, row, n);
-  b->len = need;
-  /* pgoutput Commit: 'C', flags (1), commit LSN (8), end LSN (8), timestamp (8) */
-  if (n >= 26 && row[0] == 'C') b->last_end = be64(row + 10);
-  return true;
-}
-
-static void buf_free(pg_catchup_buf *b) {
-  if (!b) return;
-  free(b->data);
-  free(b);
-}
 
 /* Bytes of WAL the server has written past `from` (0 when not behind). */
 static int wal_behind(pg_source *s, PGconn *c, od_lsn from, int64_t *out, od_error *err) {
@@ -122,21 +82,15 @@ static int call_distances(pg_source *s, od_lsn end, int64_t *behind, int64_t *re
   return OD_OK;
 }
 
-/* The next call's upto_nchanges: doubled while the WAL it would decode again is more than twice
- * what the last call covered (`span` bytes of WAL, `rows` messages), up to what the read-ahead
- * buffer holds at the last call's message size; back to catchup_batch_changes once it is not. */
+/* The next call's upto_nchanges (pg_readahead_next_limit), at most what the read-ahead buffer holds
+ * at the last call's message size (`rows` messages of `bytes`). */
 static void size_next_call(pg_source *s, int64_t span, int64_t redecode, long rows, int64_t bytes) {
   long most = 10000000;
   if (s->catchup_copy[0] && s->catchup_prefetch_bytes > 0 && rows > 0 && bytes > 0) {
     int64_t fit = s->catchup_prefetch_bytes / (bytes / rows + 4 + 1);
     if (fit < most) most = (long)fit;
   }
-  if (most < s->catchup_batch) most = s->catchup_batch;
-  if (span > 0 && redecode > 2 * span)
-    s->catchup_limit = s->catchup_limit > most / 2 ? most : s->catchup_limit * 2;
-  else if (redecode <= span)
-    s->catchup_limit = s->catchup_batch;
-  if (s->catchup_limit > most) s->catchup_limit = most;
+  s->catchup_limit = pg_readahead_next_limit(s->catchup_limit, s->catchup_batch, most, span, redecode);
 }
 
 static int advance_failed(pg_source *s, const char *lsn, od_error *err) {
@@ -227,7 +181,8 @@ static void leave(pg_source *s) {
   PQfinish(s->catchup_adv);
   s->peek = s->catchup_adv = NULL;
   s->catchup_inflight = s->catchup_adv_inflight = false;
-  buf_free(s->catchup_buf);
+  if (s->catchup_buf) pg_readahead_free(s->catchup_buf);
+  free(s->catchup_buf);
   s->catchup_buf = NULL;
   s->catchup = false;
 }
@@ -323,17 +278,14 @@ static int send_call(pg_source *s, od_error *err) {
 
 /* Decode the buffered rows and empty the buffer. */
 static int decode_buffer(pg_source *s, od_error *err) {
-  pg_catchup_buf *b = s->catchup_buf;
+  pg_readahead *b = s->catchup_buf;
   int64_t t0 = od_mono_us();
   int rc = OD_OK;
-  for (size_t off = 0; off < b->len && rc == OD_OK;) {
-    uint32_t n;
-    memcpy(&n, b->data + off, 4);
-    rc = od_pgoutput_decode(s->decoder, b->data + off + 4, n, &s->wrap, err);
-    off += 4 + (size_t)n;
-  }
-  b->len = 0;
-  b->last_end = 0;
+  const char *row;
+  size_t off = 0, n;
+  while (rc == OD_OK && pg_readahead_next(b, &off, &row, &n))
+    rc = od_pgoutput_decode(s->decoder, row, n, &s->wrap, err);
+  pg_readahead_reset(b);
   s->catchup_stats.decode_us += od_mono_us() - t0;
   return rc;
 }
@@ -359,7 +311,7 @@ static int receive_call(pg_source *s, bool prefetch, long *rows, bool *direct, o
       const char *v = PQgetvalue(r, 0, 0);
       size_t n = (size_t)PQgetlength(r, 0, 0);
       s->catchup_stats.row_bytes += (int64_t)n;
-      if (*direct || !buf_push(s->catchup_buf, v, n, limit)) {
+      if (*direct || !pg_readahead_push(s->catchup_buf, v, n, limit)) {
         if (!*direct) {
           *direct = true;
           rc = decode_buffer(s, err);

@@ -58,7 +58,7 @@ typedef struct pg_source {
   long catchup_prefetch_bytes;  /* buffer a call's rows up to this and issue the next call before decoding them */
   bool catchup_inflight;        /* a batch call was sent on s->peek and its rows are not read yet */
   int64_t catchup_sent_at;      /* monotonic µs the in-flight call was sent */
-  struct pg_catchup_buf *catchup_buf; /* owned: the rows of the last call, read ahead of decoding */
+  struct pg_readahead *catchup_buf; /* owned: the rows of the last call, read ahead of decoding */
   PGconn *catchup_adv;          /* ordinary connection for asynchronous slot advances (owned), or NULL */
   bool catchup_adv_inflight;    /* an advance was sent on catchup_adv and not collected */
   od_lsn catchup_adv_target;    /* where the in-flight advance moves the slot */
