@@ -459,6 +459,7 @@ SQL
 fi
 
 # ================================================================ table
+per_change() { [[ $1 =~ ^[0-9.]+$ ]] && awk -v c="$1" -v n="$CHANGES" 'BEGIN { printf "%.2f", 1e6 * c / n }' || echo -; }
 echo
 echo "PostgreSQL → PostgreSQL ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'))"
@@ -487,6 +488,16 @@ if has_phase throughput; then
       "$(ratio "$r" "$R_NAT")x" "$(awk -v a="$r" -v b="$R_CEIL" 'BEGIN { printf "%.0f%%", 100 * a / b }')" \
       "$rss" "${TP_CPU[$t]}" "${TP_SCPU[$t]}" "${TP_DCPU[$t]}" "${TP_OK[$t]}"
     [[ ${TP_OK[$t]} == WRONG ]] && STATUS=1
+  done
+  # CPU per change, so the result can be read for a machine with more cores: the walltime is
+  # about max(src, sink, own) per change when the three run in parallel.
+  echo
+  echo "CPU microseconds per change (CPU seconds / $CHANGES): own = odsync or pg_recvlogical, src = source server" \
+       "(walsender or SQL backend), sink = sink server (apply worker or odsync's sessions)"
+  printf '%-34s %9s %9s %9s\n' tool "own µs" "src µs" "sink µs"
+  for t in "${TP_TOOLS[@]}"; do
+    printf '%-34s %9s %9s %9s\n' "$(name_of "$t")" "$(per_change "${TP_CPU[$t]}")" "$(per_change "${TP_SCPU[$t]}")" \
+      "$(per_change "${TP_DCPU[$t]}")"
   done
 fi
 if has_phase big; then

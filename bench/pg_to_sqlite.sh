@@ -16,6 +16,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+# shellcheck source=bench/lib_pg.sh
+source "$ROOT/bench/lib_pg.sh"
 
 BENCH_ROWS=${BENCH_ROWS:-1000000}
 BENCH_TXN=${BENCH_TXN:-1000}
@@ -62,6 +64,7 @@ od_pg_start "$TMP/pg" \
   "checkpoint_timeout = 30min" \
   "autovacuum = off"
 log "PostgreSQL on 127.0.0.1:$OD_PG_PORT"
+PGB_DIR[src]=$OD_PG_DIR # pgb_server_cpu src: CPU seconds of every process of this server
 od_psql postgres -c "CREATE DATABASE bench"
 DSN=$(od_pg_dsn bench)
 
@@ -141,6 +144,7 @@ od_psql bench -c "CHECKPOINT"
 # ---------------------------------------------------------------- 1. ceiling
 log "ceiling: pg_recvlogical --start --endpos $END_LSN (pgoutput proto 1 → /dev/null)"
 RSS_CEIL=n/a CPU_CEIL=n/a
+SRV0=$(pgb_server_cpu src)
 C0=$(od_now)
 if [[ -x /usr/bin/time ]]; then
   /usr/bin/time -f '%M %U %S' -o "$TMP/recvlogical.time" \
@@ -154,6 +158,7 @@ else
     -o proto_version=1 -o publication_names="$PUB" -E "$END_LSN" -F 0 -f /dev/null
 fi
 C1=$(od_now)
+SRV_CEIL=$(elapsed "$SRV0" "$(pgb_server_cpu src)")
 SEC_CEIL=$(elapsed "$C0" "$C1")
 log "ceiling: ${SEC_CEIL}s"
 
@@ -161,17 +166,19 @@ log "ceiling: ${SEC_CEIL}s"
 # The same decoding without walsender, network or client: pgoutput messages counted by SQL.
 # Shows how much of the ceiling run is the client (pg_recvlogical writes each message).
 log "reference: pg_logical_slot_get_binary_changes (decode in the backend, no client)"
+SRV0=$(pgb_server_cpu src)
 S0=$(od_now)
 NMSG=$(od_psql bench -c "SELECT count(*) FROM pg_logical_slot_get_binary_changes('$SQL_SLOT', '$END_LSN', NULL,
           'proto_version', '1', 'publication_names', '$PUB')")
 S1=$(od_now)
+SRV_SQL=$(elapsed "$SRV0" "$(pgb_server_cpu src)")
 SEC_SQL=$(elapsed "$S0" "$S1")
 log "reference: ${SEC_SQL}s, $NMSG pgoutput messages"
 (( NMSG >= CHANGES )) || log "warning: only $NMSG messages decoded, expected >= $CHANGES"
 od_psql bench -c "SELECT pg_drop_replication_slot('$SQL_SLOT')" >/dev/null
 
 # ---------------------------------------------------------------- 2. odsync
-SEC_OD= RSS_OD= CPU_OD= OD_STATUS=
+SEC_OD= RSS_OD= CPU_OD= SRV_OD=- OD_STATUS=
 if [[ ! -x $ODSYNC_BIN ]]; then
   OD_STATUS="pending: $ODSYNC_BIN not built"
   log "odsync: $OD_STATUS"
@@ -189,6 +196,7 @@ pipelines:
 YAML
   TARGET=$(od_lsn_to_int "$LAST_TXN_LSN")
   log "odsync: $ODSYNC_BIN run -c bench.yml (until checkpoint position >= $TARGET)"
+  SRV0=$(pgb_server_cpu src)
   O0=$(od_now)
   "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress >"$TMP/odsync.log" 2>&1 &
   ODSYNC_PID=$!
@@ -213,6 +221,7 @@ YAML
     sleep 0.1
   done
   O1=$(od_now)
+  SRV_OD=$(elapsed "$SRV0" "$(pgb_server_cpu src)")
   HWM_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$ODSYNC_PID/status" 2>/dev/null || echo 0)
   # user + system CPU seconds (fields 14, 15 of /proc/PID/stat; comm has no spaces here)
   CPU_OD=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$ODSYNC_PID/stat" 2>/dev/null || echo n/a)
@@ -251,17 +260,21 @@ R_SQL=$(rate "$SEC_SQL")
 echo
 echo "PostgreSQL → SQLite: $BENCH_ROWS inserts + $BENCH_ROWS updates = $CHANGES changes," \
      "$BENCH_TXN rows/txn, WAL $(( WAL_BYTES / 1048576 )) MiB"
-printf '%-30s %8s %10s %8s %9s %11s\n' tool seconds changes/s ceiling "peak RSS" "client CPU"
-printf '%-30s %8s %10s %8s %9s %11s\n' "pg_recvlogical (decode only)" "$SEC_CEIL" "$R_CEIL" "100%" \
-  "${RSS_CEIL} MiB" "${CPU_CEIL} s"
-printf '%-30s %8s %10s %8s %9s %11s\n' "(ref) decode in backend, SQL" "$SEC_SQL" "$R_SQL" \
-  "$(awk -v a="$R_SQL" -v b="$R_CEIL" 'BEGIN { printf "%.0f%%", 100 * a / b }')" - -
+us() { [[ $1 =~ ^[0-9.]+$ ]] && awk -v c="$1" -v n="$CHANGES" 'BEGIN { printf "%.2f", 1e6 * c / n }' || echo -; }
+printf '%-30s %8s %10s %8s %9s %11s %11s %9s %9s\n' tool seconds changes/s ceiling "peak RSS" "client CPU" \
+  "server CPU" "client µs" "server µs"
+printf '%-30s %8s %10s %8s %9s %11s %11s %9s %9s\n' "pg_recvlogical (decode only)" "$SEC_CEIL" "$R_CEIL" "100%" \
+  "${RSS_CEIL} MiB" "${CPU_CEIL} s" "${SRV_CEIL} s" "$(us "$CPU_CEIL")" "$(us "$SRV_CEIL")"
+printf '%-30s %8s %10s %8s %9s %11s %11s %9s %9s\n' "(ref) decode in backend, SQL" "$SEC_SQL" "$R_SQL" \
+  "$(awk -v a="$R_SQL" -v b="$R_CEIL" 'BEGIN { printf "%.0f%%", 100 * a / b }')" - - "${SRV_SQL} s" - "$(us "$SRV_SQL")"
 if [[ -n $SEC_OD ]]; then
   R_OD=$(rate "$SEC_OD")
   SHARE=$(awk -v a="$R_OD" -v b="$R_CEIL" 'BEGIN { printf "%.0f%%", 100 * a / b }')
-  printf '%-30s %8s %10s %8s %9s %11s\n' "odsync run -> sqlite" "$SEC_OD" "$R_OD" "$SHARE" \
-    "${RSS_OD} MiB" "${CPU_OD} s"
+  printf '%-30s %8s %10s %8s %9s %11s %11s %9s %9s\n' "odsync run -> sqlite" "$SEC_OD" "$R_OD" "$SHARE" \
+    "${RSS_OD} MiB" "${CPU_OD} s" "${SRV_OD} s" "$(us "$CPU_OD")" "$(us "$SRV_OD")"
   [[ -n $OD_STATUS ]] && echo "odsync: $OD_STATUS"
+  # Where catch-up's time went (pg_catchup.c's summary line), when the run ended in catch-up mode's exit.
+  grep -o 'caught up by batch decoding (.*)' "$TMP/odsync.log" | head -n 1 || true
 else
   printf '%-30s %s\n' "odsync run -> sqlite" "$OD_STATUS"
 fi

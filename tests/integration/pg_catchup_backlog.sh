@@ -4,12 +4,14 @@
 # transactions (one of 12,000 rows, larger than a batch of 3,000 messages), updates that leave
 # TOASTed bodies alone, deletes, an ALTER TABLE ADD COLUMN in the middle, rows under the new shape,
 # a keyless table. odsync starts with an empty sink (no checkpoint, snapshot: never) and
-# catchup_lag_bytes: 1.
+# catchup_lag_bytes: 1; a read-ahead buffer of 200,000 bytes (catchup_prefetch_bytes), which the
+# large transaction overflows: calls are both read ahead (next call sent before decoding) and, past
+# the buffer, decoded as read.
 #
 # Asserts: the log shows catch-up mode entered and left for streaming; the sink equals the source row
 # for row (od_compare); the slot's confirmed position never passed the sink's checkpoint while
 # catching up (sampled every 0.2 s) and ended past the backlog; changes made after the switch arrive
-# by streaming (equal again); a restart below the default threshold streams at once (no catch-up line).
+# by streaming (equal again); both read paths were taken (log); a restart below the default threshold streams at once (no catch-up line).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -55,13 +57,16 @@ state_dir: $TEST_TMP/state
 log_level: debug
 pipelines:
   - name: shop
-    source: { type: postgres, dsn: "$(pg_dsn)", snapshot: never, catchup_lag_bytes: 1, catchup_exit_bytes: 0, catchup_batch_changes: 3000 }
+    source: { type: postgres, dsn: "$(pg_dsn)", snapshot: never, catchup_lag_bytes: 1, catchup_exit_bytes: 0, catchup_batch_changes: 3000, catchup_prefetch_bytes: 200000 }
     sink: { type: sqlite, path: $SINK_DB }
 YAML
 # A bad catch-up setting is refused before anything starts, naming the key and the range.
 sed 's/catchup_batch_changes: 3000/catchup_batch_changes: 10/' "$CONFIG" >"$TEST_TMP/bad.yaml"
 if out=$("$ODSYNC_BIN" run -c "$TEST_TMP/bad.yaml" 2>&1); then fail "catchup_batch_changes: 10 was accepted"; fi
 grep -q "catchup_batch_changes" <<<"$out" || fail "the error does not name catchup_batch_changes: $out"
+sed 's/catchup_prefetch_bytes: 200000/catchup_prefetch_bytes: -1/' "$CONFIG" >"$TEST_TMP/bad.yaml"
+if out=$("$ODSYNC_BIN" run -c "$TEST_TMP/bad.yaml" 2>&1); then fail "catchup_prefetch_bytes: -1 was accepted"; fi
+grep -q "catchup_prefetch_bytes" <<<"$out" || fail "the error does not name catchup_prefetch_bytes: $out"
 odsync_start "$CONFIG" "$LOG"
 # While it catches up: the slot is never confirmed past the sink's checkpoint.
 samples=0
@@ -78,9 +83,11 @@ until grep -q 'caught up by batch decoding' "$LOG"; do
   sleep 0.2
 done
 grep -q 'catching up by batch decoding' "$LOG" || fail "catch-up mode was not entered"
-batches=$(grep -c 'batch decoding: .* messages in' "$LOG" || true)
+batches=$(grep -c 'batch call [0-9]* (upto_nchanges [0-9]*): [0-9]* messages' "$LOG" || true)
 ((batches >= 3)) || fail "only $batches batch decoding calls for a backlog of ~30,000 messages in batches of 3,000"
 log "caught up in $batches batch calls ($samples slot samples, never past the sink)"
+grep -q 'messages; .* (buffered)' "$LOG" || fail "no batch call was read ahead into the buffer"
+grep -q 'messages; .* (decoded as read)' "$LOG" || fail "no batch call overflowed the 200,000-byte buffer"
 wait_for "compare" 120 || { compare || true; fail "sink differs from the source after catching up"; }
 
 log "streaming after the switch"
@@ -93,7 +100,7 @@ confirmed=$(lsn_to_int "$(pg_psql -c "SELECT confirmed_flush_lsn FROM pg_replica
 ((confirmed <= $(checkpoint_lsn shop))) || fail "slot confirmed past the sink's checkpoint after the stop"
 
 log "restart with nothing behind (default catchup_lag_bytes, 64 MiB): streams at once"
-sed -i 's/, catchup_lag_bytes: 1, catchup_exit_bytes: 0, catchup_batch_changes: 3000//' "$CONFIG"
+sed -i 's/, catchup_lag_bytes: 1, catchup_exit_bytes: 0, catchup_batch_changes: 3000, catchup_prefetch_bytes: 200000//' "$CONFIG"
 : >"$LOG"
 odsync_start "$CONFIG" "$LOG"
 pg_psql -c "DELETE FROM items WHERE id > 30400"

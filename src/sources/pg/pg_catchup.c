@@ -17,9 +17,27 @@
  * source waits for the last batch to be durable and switches to streaming from there, so latency
  * at the head is the stream's.
  *
- * Owns: the peek connection (s->peek) and the catch-up fields of pg_source.
+ * Pipelining (copy only): a call's result is materialized by the server before its first row is
+ * sent, so a call and the decoding of its rows cannot overlap; two calls can. The rows of call k
+ * are read into a buffer (up to catchup_prefetch_bytes), call k+1 is sent at once, and call k's
+ * rows are decoded and handed to the pipeline while the server decodes k+1. A call larger than the
+ * buffer is decoded straight from the socket (no overlap for it, memory bounded all the same).
+ * Every call is a new decoding session that starts at the copy's restart_lsn and decodes the WAL
+ * up to where the last call ended again (not returned; about a fifth of the cost of decoding it).
+ * restart_lsn moves only past an xl_running_xacts record (logged every 15 s and at checkpoints),
+ * so after a fast burst it stays at the start of the backlog and fixed-size calls cost O(n²): while
+ * the WAL decoded again exceeds twice what the last call covered, the next call's upto_nchanges
+ * doubles (bounded by what the read-ahead buffer holds), which keeps the total at about one
+ * backlog; it returns to catchup_batch_changes when restart_lsn follows.
+ * The real slot is advanced on a connection of its own, asynchronously and at most once per
+ * status_interval_ms: each advance re-reads WAL from the slot's restart_lsn (fast-forward), which
+ * after a burst without xl_running_xacts records is the start of the backlog.
+ *
+ * Owns: the peek and advance connections (s->peek, s->catchup_adv), the row buffer (pg_readahead.c) and the
+ * catch-up fields of pg_source.
  * Never touches: the replication stream (pg_source.c), decoding (pgoutput.c), the catalog.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +46,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "sources/pg/pg_internal.h"
+#include "sources/pg/pg_readahead.h"
 
 static void lsn_text(od_lsn l, char *buf, size_t n) { snprintf(buf, n, "%X/%X", OD_LSN_ARGS(l)); }
 
@@ -44,26 +63,127 @@ static int wal_behind(pg_source *s, PGconn *c, od_lsn from, int64_t *out, od_err
   return OD_OK;
 }
 
-static int advance_slot(pg_source *s, od_lsn to, od_error *err) {
+/* After a call that ended at `end`: bytes of WAL left on the server, and bytes between the slot's
+ * restart_lsn and `end` (what the next call decodes again; 0 if the slot is not found). */
+static int call_distances(pg_source *s, od_lsn end, int64_t *behind, int64_t *redecode, od_error *err) {
+  char l[32];
+  lsn_text(end, l, sizeof l);
+  const char *p[] = {l, s->catchup_copy[0] ? s->catchup_copy : s->slot};
+  PGresult *r = od_pg_query(s, s->peek,
+                            "SELECT pg_current_wal_lsn() - $1::pg_lsn, "
+                            "(SELECT $1::pg_lsn - restart_lsn FROM pg_replication_slots WHERE slot_name = $2)",
+                            2, p, err);
+  if (!r) return err->code;
+  *behind = atoll(PQgetvalue(r, 0, 0));
+  *redecode = PQgetisnull(r, 0, 1) ? 0 : atoll(PQgetvalue(r, 0, 1));
+  if (*behind < 0) *behind = 0;
+  if (*redecode < 0) *redecode = 0;
+  PQclear(r);
+  return OD_OK;
+}
+
+/* The next call's upto_nchanges (pg_readahead_next_limit), at most what the read-ahead buffer holds
+ * at the last call's message size (`rows` messages of `bytes`). */
+static void size_next_call(pg_source *s, int64_t span, int64_t redecode, long rows, int64_t bytes) {
+  long most = 10000000;
+  if (s->catchup_copy[0] && s->catchup_prefetch_bytes > 0 && rows > 0 && bytes > 0) {
+    int64_t fit = s->catchup_prefetch_bytes / (bytes / rows + 4 + 1);
+    if (fit < most) most = (long)fit;
+  }
+  s->catchup_limit = pg_readahead_next_limit(s->catchup_limit, s->catchup_batch, most, span, redecode);
+}
+
+static int advance_failed(pg_source *s, const char *lsn, od_error *err) {
+  if (strstr(err->msg, "is active for PID"))
+    return OD_FAIL_RETRY(err, OD_EBUSY, "%s: replication slot %s is in use by another process: is another odsync "
+                         "running pipeline %s?", s->where, s->slot, s->pipeline);
+  return od_error_prefix(err, "advancing slot %s to %s: ", s->slot, lsn);
+}
+
+/* Synchronous advance of the real slot on connection c (at entry, and for peek calls). */
+static int advance_slot(pg_source *s, PGconn *c, od_lsn to, od_error *err) {
   if (to <= s->catchup_advanced) return OD_OK;
   char l[32];
   lsn_text(to, l, sizeof l);
   const char *p[] = {s->slot, l};
-  PGresult *r = od_pg_query(s, s->peek, "SELECT pg_replication_slot_advance($1, $2::pg_lsn)", 2, p, err);
-  if (!r) {
-    if (strstr(err->msg, "is active for PID"))
-      return OD_FAIL_RETRY(err, OD_EBUSY, "%s: replication slot %s is in use by another process: is another odsync "
-                           "running pipeline %s?", s->where, s->slot, s->pipeline);
-    return od_error_prefix(err, "advancing slot %s to %s: ", s->slot, l);
-  }
+  PGresult *r = od_pg_query(s, c, "SELECT pg_replication_slot_advance($1, $2::pg_lsn)", 2, p, err);
+  if (!r) return advance_failed(s, l, err);
   PQclear(r);
   s->catchup_advanced = to;
+  s->catchup_stats.advances++;
   return OD_OK;
 }
 
+/* Collect the in-flight asynchronous advance: at once if `block`, else only if it has finished. */
+static int adv_collect(pg_source *s, bool block, od_error *err) {
+  if (!s->catchup_adv_inflight) return OD_OK;
+  PGconn *c = s->catchup_adv;
+  if (!block) {
+    if (!PQconsumeInput(c)) {
+      s->catchup_adv_inflight = false;
+      return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: advancing slot %s: connection lost: %s", s->where, s->slot,
+                           PQerrorMessage(c));
+    }
+    if (PQisBusy(c)) return OD_OK;
+  }
+  char l[32];
+  lsn_text(s->catchup_adv_target, l, sizeof l);
+  int rc = OD_OK;
+  PGresult *r;
+  while ((r = PQgetResult(c))) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && rc == OD_OK) {
+      char m[400];
+      snprintf(m, sizeof m, "%s", PQresultErrorMessage(r));
+      m[strcspn(m, "\n")] = '\0';
+      rc = OD_FAIL_RETRY(err, PQstatus(c) == CONNECTION_OK ? OD_ESOURCE : OD_ECONNECT, "%s", m);
+      rc = advance_failed(s, l, err);
+    }
+    PQclear(r);
+  }
+  s->catchup_adv_inflight = false;
+  if (rc) return rc;
+  if (s->catchup_adv_target > s->catchup_advanced) s->catchup_advanced = s->catchup_adv_target;
+  s->catchup_stats.advances++;
+  return OD_OK;
+}
+
+/* Send an advance of the real slot to the durable position, if it moved and the last advance was
+ * at least status_interval_ms ago (or `now`); it runs while batches go on. */
+static int adv_send(pg_source *s, bool now, od_error *err) {
+  if (s->catchup_adv_inflight || s->durable <= s->catchup_advanced) return OD_OK;
+  if (!now && od_mono_us() - s->catchup_adv_at < s->status_interval_ms * 1000) return OD_OK;
+  char l[32];
+  lsn_text(s->durable, l, sizeof l);
+  const char *p[] = {s->slot, l};
+  if (!PQsendQueryParams(s->catchup_adv, "SELECT pg_replication_slot_advance($1, $2::pg_lsn)", 2, NULL, p, NULL,
+                         NULL, 0))
+    return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: advancing slot %s to %s: cannot send: %s", s->where, s->slot, l,
+                         PQerrorMessage(s->catchup_adv));
+  s->catchup_adv_inflight = true;
+  s->catchup_adv_target = s->durable;
+  s->catchup_adv_at = od_mono_us();
+  return OD_OK;
+}
+
+/* Ask the server to stop an in-flight call on c; the connection is closed right after. */
+static void cancel(PGconn *c) {
+  if (!c || PQstatus(c) != CONNECTION_OK) return;
+  PGcancel *k = PQgetCancel(c);
+  char ignored[64];
+  if (k) PQcancel(k, ignored, sizeof ignored);
+  PQfreeCancel(k);
+}
+
 static void leave(pg_source *s) {
+  if (s->catchup_inflight) cancel(s->peek);
+  if (s->catchup_adv_inflight) cancel(s->catchup_adv);
   PQfinish(s->peek);
-  s->peek = NULL;
+  PQfinish(s->catchup_adv);
+  s->peek = s->catchup_adv = NULL;
+  s->catchup_inflight = s->catchup_adv_inflight = false;
+  if (s->catchup_buf) pg_readahead_free(s->catchup_buf);
+  free(s->catchup_buf);
+  s->catchup_buf = NULL;
   s->catchup = false;
 }
 
@@ -76,10 +196,15 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
   if (rc) return rc;
   if (behind < s->catchup_lag_bytes) return OD_OK;
   if (!(s->peek = od_pg_connect(s, false, err))) return err->code;
+  if (!(s->catchup_buf = calloc(1, sizeof *s->catchup_buf))) {
+    leave(s);
+    return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  }
+  memset(&s->catchup_stats, 0, sizeof s->catchup_stats);
   /* The sink holds everything before `start`: moving the slot there is what streaming's first
    * status would do, and a peek has no start position of its own. */
   s->catchup_advanced = s->floor;
-  if ((rc = advance_slot(s, start, err))) {
+  if ((rc = advance_slot(s, s->peek, start, err))) {
     leave(s);
     return rc;
   }
@@ -97,27 +222,41 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
     }
     PQclear(r);
     snprintf(s->catchup_copy, sizeof s->catchup_copy, "%s", copy);
+    if (!(s->catchup_adv = od_pg_connect(s, false, err))) {
+      leave(s);
+      return err->code;
+    }
+    s->catchup_adv_at = od_mono_us();
   }
   s->catchup = true;
   s->catchup_leaving = false;
+  s->catchup_inflight = false;
   s->catchup_batch_end = 0; /* nothing delivered yet: the first batch needs no acknowledgement */
   s->catchup_batches = 0;
-  od_info("%s: slot %s is %.1f MB behind: catching up by batch decoding (%ld changes per call) until less than "
-          "%.1f MB remain",
-          s->where, s->slot, behind / 1048576.0, s->catchup_batch, s->catchup_exit_bytes / 1048576.0);
+  s->catchup_limit = s->catchup_batch;
+  od_info("%s: slot %s is %.1f MB behind: catching up by batch decoding (%ld changes per call%s) until less "
+          "than %.1f MB remain",
+          s->where, s->slot, behind / 1048576.0, s->catchup_batch,
+          s->catchup_copy[0] && s->catchup_prefetch_bytes > 0 ? ", next call sent before decoding" : "",
+          s->catchup_exit_bytes / 1048576.0);
   return OD_OK;
 }
 
 int od_pg_catchup_ack(pg_source *s, od_lsn durable, bool force, od_error *err) {
   if (durable > s->durable) s->durable = durable;
-  return force && s->peek ? advance_slot(s, s->durable, err) : OD_OK;
+  if (!force || !s->peek) return OD_OK;
+  if (!s->catchup_copy[0]) return advance_slot(s, s->peek, s->durable, err);
+  int rc = adv_collect(s, true, err);
+  if (!rc) rc = adv_send(s, true, err);
+  if (!rc) rc = adv_collect(s, true, err);
+  return rc;
 }
 
-/* Read one call's rows in single-row mode (never the whole batch in memory), each row one
- * pgoutput message for the decoder: a get call on the temporary copy, else a peek on the slot. */
-static int fetch_batch(pg_source *s, long *rows, od_error *err) {
+/* Send one batch call on s->peek, binary, in single-row mode: a get call on the temporary copy,
+ * else a peek on the slot. */
+static int send_call(pg_source *s, od_error *err) {
   char n[24];
-  snprintf(n, sizeof n, "%ld", s->catchup_batch);
+  snprintf(n, sizeof n, "%ld", s->catchup_limit);
   char pubs[80];
   snprintf(pubs, sizeof pubs, "\"%s\"", s->publication);
   const char *p[] = {s->catchup_copy[0] ? s->catchup_copy : s->slot, n, pubs};
@@ -130,15 +269,57 @@ static int fetch_batch(pg_source *s, long *rows, od_error *err) {
     char m[300];
     snprintf(m, sizeof m, "%s", PQerrorMessage(s->peek));
     m[strcspn(m, "\n")] = '\0';
-    return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: batch decoding: cannot send the peek call: %s", s->where, m);
+    return OD_FAIL_RETRY(err, OD_ECONNECT, "%s: batch decoding: cannot send the batch call: %s", s->where, m);
   }
+  s->catchup_inflight = true;
+  s->catchup_sent_at = od_mono_us();
+  return OD_OK;
+}
+
+/* Decode the buffered rows and empty the buffer. */
+static int decode_buffer(pg_source *s, od_error *err) {
+  pg_readahead *b = s->catchup_buf;
+  int64_t t0 = od_mono_us();
   int rc = OD_OK;
+  const char *row;
+  size_t off = 0, n;
+  while (rc == OD_OK && pg_readahead_next(b, &off, &row, &n))
+    rc = od_pgoutput_decode(s->decoder, row, n, &s->wrap, err);
+  pg_readahead_reset(b);
+  s->catchup_stats.decode_us += od_mono_us() - t0;
+  return rc;
+}
+
+/* Read the in-flight call's rows (never the whole result in libpq's memory): into the buffer while
+ * it has room (prefetch), else — after decoding what the buffer holds — straight into the decoder.
+ * *direct: some rows were decoded already. */
+static int receive_call(pg_source *s, bool prefetch, long *rows, bool *direct, od_error *err) {
+  size_t limit = prefetch ? (size_t)s->catchup_prefetch_bytes : 0;
+  int rc = OD_OK;
+  int64_t first = 0, start = od_mono_us();
   *rows = 0;
+  *direct = false;
   PGresult *r;
   while ((r = PQgetResult(s->peek))) {
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_SINGLE_TUPLE && rc == OD_OK) {
-      rc = od_pgoutput_decode(s->decoder, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), &s->wrap, err);
+      if (!first) {
+        first = od_mono_us();
+        s->catchup_stats.wait_us += first - start;         /* odsync had nothing else to do */
+        s->catchup_stats.call_us += first - s->catchup_sent_at; /* the server's part, overlapped or not */
+      }
+      const char *v = PQgetvalue(r, 0, 0);
+      size_t n = (size_t)PQgetlength(r, 0, 0);
+      s->catchup_stats.row_bytes += (int64_t)n;
+      if (*direct || !pg_readahead_push(s->catchup_buf, v, n, limit)) {
+        if (!*direct) {
+          *direct = true;
+          rc = decode_buffer(s, err);
+        }
+        int64_t t0 = od_mono_us();
+        if (rc == OD_OK) rc = od_pgoutput_decode(s->decoder, v, n, &s->wrap, err);
+        s->catchup_stats.decode_us += od_mono_us() - t0;
+      }
       ++*rows;
     } else if (st == PGRES_FATAL_ERROR && rc == OD_OK) {
       char m[400];
@@ -150,54 +331,82 @@ static int fetch_batch(pg_source *s, long *rows, od_error *err) {
       else
         rc = OD_FAIL_RETRY(err, PQstatus(s->peek) == CONNECTION_OK ? OD_ESOURCE : OD_ECONNECT,
                            "%s: batch decoding (logical decoding SQL call on slot %s) failed: %s", s->where,
-                           p[0], m);
+                           s->catchup_copy[0] ? s->catchup_copy : s->slot, m);
     }
     PQclear(r);
-    if (rc && rc != OD_ECONNECT && PQstatus(s->peek) == CONNECTION_OK) {
-      /* A handler failed (or the pipeline is stopping) mid-batch: stop the server's work rather
-       * than reading the rest of a batch nobody will use. */
-      PGcancel *c = PQgetCancel(s->peek);
-      char ignored[64];
-      if (c) PQcancel(c, ignored, sizeof ignored);
-      PQfreeCancel(c);
-    }
+    /* A handler failed (or the pipeline is stopping) mid-batch: stop the server's work rather than
+     * reading the rest of a batch nobody will use. */
+    if (rc && rc != OD_ECONNECT) cancel(s->peek);
   }
+  s->catchup_inflight = false;
+  if (first) s->catchup_stats.recv_us += od_mono_us() - first;
+  s->catchup_stats.rows += *rows;
   return rc;
 }
 
 int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
+  bool copy = s->catchup_copy[0] != '\0';
+  int rc;
+  if (copy && ((rc = adv_collect(s, false, err)) || (rc = adv_send(s, false, err)))) return rc;
   /* Wait for the last batch to be durable (the pipeline acknowledges between polls) before a peek
    * (it would return that batch again) and before switching to streaming. */
-  if ((!s->catchup_copy[0] || s->catchup_leaving) && s->durable < s->catchup_batch_end) {
+  if ((!copy || s->catchup_leaving) && s->durable < s->catchup_batch_end) {
     usleep((useconds_t)(timeout_ms < 2 ? timeout_ms : 2) * 1000);
     return OD_OK;
   }
-  int rc = advance_slot(s, s->durable, err);
-  if (rc) return rc;
+  if (!copy && (rc = advance_slot(s, s->peek, s->durable, err))) return rc;
   if (s->catchup_leaving) {
-    od_info("%s: caught up by batch decoding (%ld calls); streaming from %X/%X", s->where, s->catchup_batches,
+    /* No advance here: streaming starts at the durable position and its statuses move the slot. */
+    if (copy && (rc = adv_collect(s, true, err))) return rc;
+    const struct pg_catchup_stats *t = &s->catchup_stats;
+    od_info("%s: caught up by batch decoding (%ld calls, %lld messages, %.1f MB; server %.2f s from call to first "
+            "row, %.2f s of it with nothing to decode; %.2f s receiving rows, %.2f s decoding and handing them to "
+            "the sinks; %.1f MB of WAL decoded again; %ld slot advances); streaming from %X/%X",
+            s->where, s->catchup_batches, (long long)t->rows, t->row_bytes / 1048576.0, t->call_us / 1e6,
+            t->wait_us / 1e6, t->recv_us / 1e6, t->decode_us / 1e6, t->redecode_bytes / 1048576.0, t->advances,
             OD_LSN_ARGS(s->durable));
     leave(s);
     return OD_OK;
   }
-  long rows = 0;
-  int64_t t0 = od_mono_us();
-  if ((rc = fetch_batch(s, &rows, err))) return rc;
+  bool prefetch = copy && s->catchup_prefetch_bytes > 0;
+  if (!s->catchup_inflight && (rc = send_call(s, err))) return rc;
+  int64_t t0 = od_mono_us(), wait0 = s->catchup_stats.wait_us, call0 = s->catchup_stats.call_us;
+  int64_t bytes0 = s->catchup_stats.row_bytes;
+  long rows = 0, limit = s->catchup_limit;
+  bool direct = false;
+  if ((rc = receive_call(s, prefetch, &rows, &direct, err))) return rc;
+  int64_t received = od_mono_us();
   s->catchup_batches++;
+  /* Where this call ended: its last commit (rows still buffered), else the decoder's last. */
+  od_lsn from = s->catchup_batch_end ? s->catchup_batch_end : s->catchup_advanced;
+  od_lsn end = s->catchup_buf->last_end > s->catchup_last_end ? s->catchup_buf->last_end : s->catchup_last_end;
+  if (end < from) end = from;
+  int64_t behind = 0, redecode = 0;
+  if (rows == 0) {
+    s->catchup_leaving = true;
+  } else if ((rc = call_distances(s, end, &behind, &redecode, err))) {
+    return rc;
+  } else if (behind < s->catchup_exit_bytes) {
+    s->catchup_leaving = true;
+  } else {
+    size_next_call(s, (int64_t)(end - from), redecode, rows, s->catchup_stats.row_bytes - bytes0);
+    s->catchup_stats.redecode_bytes += redecode;
+    /* The copy is free again: the server decodes the next call while this one's rows are decoded. */
+    if (prefetch && (rc = send_call(s, err))) return rc;
+  }
+  if (!direct && (rc = decode_buffer(s, err))) return rc;
   if (od_pgoutput_in_transaction(s->decoder))
     return OD_FAIL(err, OD_EPROTOCOL, "%s: batch decoding returned a transaction without its commit", s->where);
   if (s->catchup_last_end > s->catchup_batch_end) s->catchup_batch_end = s->catchup_last_end;
   if (s->catchup_batch_end > s->received) s->received = s->catchup_batch_end;
-  int64_t behind = 0;
-  if (rows == 0) {
-    s->catchup_leaving = true;
-  } else if ((rc = wal_behind(s, s->peek, s->catchup_batch_end, &behind, err))) {
-    return rc;
-  } else if (behind < s->catchup_exit_bytes) {
-    s->catchup_leaving = true;
-  }
-  od_debug("%s: batch decoding: %ld messages in %.3f s, up to %X/%X, %.1f MB behind", s->where, rows,
-           (od_mono_us() - t0) / 1e6, OD_LSN_ARGS(s->catchup_batch_end), behind / 1048576.0);
+  od_debug("%s: batch call %ld (upto_nchanges %ld): %ld messages; first row %.3f s after the call (%.3f s idle "
+           "waiting for it), %.3f s receiving (%s), %.3f s decoding; up to %X/%X, %.1f MB behind, next call "
+           "decodes %.1f MB again",
+           s->where, s->catchup_batches, limit, rows, (s->catchup_stats.call_us - call0) / 1e6,
+           (s->catchup_stats.wait_us - wait0) / 1e6,
+           (received - t0) / 1e6 - (s->catchup_stats.wait_us - wait0) / 1e6, direct ? "decoded as read" : "buffered",
+           (od_mono_us() - received) / 1e6, OD_LSN_ARGS(s->catchup_batch_end), behind / 1048576.0,
+           redecode / 1048576.0);
   return OD_OK;
 }
 

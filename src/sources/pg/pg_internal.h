@@ -48,7 +48,8 @@ typedef struct pg_source {
   /* catch-up by batch decoding (pg_catchup.c) */
   long catchup_lag_bytes;       /* enter when the slot is this many bytes behind at start; 0: never */
   long catchup_exit_bytes;      /* switch to streaming when less than this is left */
-  long catchup_batch;           /* upto_nchanges of each batch call */
+  long catchup_batch;           /* upto_nchanges of a batch call (catchup_batch_changes) */
+  long catchup_limit;           /* upto_nchanges of the next call: catchup_batch, grown while restart_lsn lags */
   bool catchup;                 /* reading by batch calls, not the stream */
   bool catchup_leaving;         /* switch to streaming once the last batch is durable */
   PGconn *peek;                 /* ordinary connection for the batch calls (owned), NULL when streaming */
@@ -57,6 +58,24 @@ typedef struct pg_source {
   od_lsn catchup_last_end;      /* end of the last transaction the decoder committed */
   long catchup_batches;         /* peek/get calls made */
   char catchup_copy[64];        /* the temporary copy of the slot that get calls consume ("" : peek calls) */
+  long catchup_prefetch_bytes;  /* buffer a call's rows up to this and issue the next call before decoding them */
+  bool catchup_inflight;        /* a batch call was sent on s->peek and its rows are not read yet */
+  int64_t catchup_sent_at;      /* monotonic µs the in-flight call was sent */
+  struct pg_readahead *catchup_buf; /* owned: the rows of the last call, read ahead of decoding */
+  PGconn *catchup_adv;          /* ordinary connection for asynchronous slot advances (owned), or NULL */
+  bool catchup_adv_inflight;    /* an advance was sent on catchup_adv and not collected */
+  od_lsn catchup_adv_target;    /* where the in-flight advance moves the slot */
+  int64_t catchup_adv_at;       /* monotonic µs of the last advance sent */
+  struct pg_catchup_stats {     /* where catch-up's wall time went (logged when it ends) */
+    int64_t call_us;            /* call sent → first row: the server's decoding (overlapped or not) */
+    int64_t wait_us;            /* the part of call_us odsync spent waiting with nothing to decode */
+    int64_t recv_us;            /* first row → last row */
+    int64_t decode_us;          /* decoding the rows and handing them to the pipeline (incl. queue waits) */
+    int64_t rows;
+    int64_t row_bytes;          /* bytes of the messages received */
+    int64_t redecode_bytes;     /* WAL between restart_lsn and the start of each call (decoded again) */
+    long advances;
+  } catchup_stats;
   long slot_warn_bytes;          /* source.slot_warn_retained_bytes; 0: no warning */
   int64_t last_health_at;       /* monotonic µs of the last slot health read */
   od_source_health health;      /* the last slot health read (pg_slot_health.c) */
