@@ -75,6 +75,11 @@ static int connect_server(rd_sink *s, od_error *err) {
   if (rc && !s->tls && !s->ctx)
     od_error_prefix(err, "redis sink %s: no answer to the first command; if this port speaks TLS (redis "
                     "tls-port), set tls: true on the sink: ", s->name);
+  /* With TLS 1.3 a server that wants a client certificate may drop the connection after the
+   * handshake, before its alert is read. */
+  else if (rc && s->tls && !s->ctx && !s->tls_cert_file && !strstr(err->msg, "certificate required"))
+    od_error_prefix(err, "redis sink %s: the server dropped the TLS connection at the first command; if it "
+                    "requires client certificates (tls-auth-clients), set tls_cert_file and tls_key_file: ", s->name);
   if (!rc && s->db) {
     char db[16];
     snprintf(db, sizeof db, "%d", s->db);

@@ -41,7 +41,9 @@ static void ssl_err(rd_conn *c, const char *what) {
   if (v != X509_V_OK)
     snprintf(c->err, sizeof c->err, "%s: certificate verify failed: %s", what, X509_verify_cert_error_string(v));
   else
-    snprintf(c->err, sizeof c->err, "%s: %s", what, buf[0] ? buf : "connection closed by the server");
+    snprintf(c->err, sizeof c->err, "%s: %s%s", what, buf[0] ? buf : "connection closed by the server",
+             strstr(buf, "certificate required") ? " (the server requires a client certificate: set tls_cert_file "
+                                                   "and tls_key_file)" : "");
   ERR_clear_error();
 }
 
