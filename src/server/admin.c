@@ -537,6 +537,7 @@ int od_admin_update(od_admin *a, const od_config *cfg, od_pipeline **pipes, int 
   pthread_mutex_lock(&a->lock);
   od_admin_auth *old_auth = a->auth;
   od_status_view *old_status = a->status;
+  od_status_keep_start(status, old_status);
   a->auth = auth;
   a->status = status;
   a->pipes = pipes;

@@ -15,6 +15,8 @@
 #    on streaming;
 #  - SIGHUP with a valid file adding a pipeline gamma starts it (snapshot + stream) while alpha and
 #    beta keep their pids; then a reload removing gamma stops it (its slot goes inactive);
+#  - rotating the viewer token (a ${file:} reference) and reloading: the old token gets 401, the
+#    new one 200, no pipeline restarts ("admin_credentials":"reloaded");
 #  - every reload is a config_reload record in the hash-chained process audit log, with who, the
 #    config hashes before/after (the file's SHA-256) and what changed; `odsync audit verify` passes;
 #    no token appears in the log, the responses or the audit log;
@@ -47,6 +49,9 @@ INSERT INTO g_items SELECT g, 'g' || g FROM generate_series(1, 80) g;
 SQL
 
 export ODSYNC_T_VIEWER=viewer-$RANDOM$RANDOM-0123456789abcdef
+# The viewer token is read from a file, so that a reload can rotate it (${env:} is odsync's own
+# environment, fixed at its start).
+printf '%s' "$ODSYNC_T_VIEWER" >"$TEST_TMP/viewer.token"
 export ODSYNC_T_OPERATOR=operator-$RANDOM$RANDOM-0123456789abcdef
 export ODSYNC_T_ADMIN=admin-$RANDOM$RANDOM-0123456789abcdef
 
@@ -57,7 +62,7 @@ state_dir: $TEST_TMP/state
 admin:
   listen: "127.0.0.1:$APORT"
   tokens:
-    - { token: "\${env:ODSYNC_T_VIEWER}", role: viewer }
+    - { token: "\${file:$TEST_TMP/viewer.token}", role: viewer }
     - { token: "\${env:ODSYNC_T_OPERATOR}", role: operator }
     - { token: "\${env:ODSYNC_T_ADMIN}", role: admin }
 pipelines:
@@ -198,6 +203,19 @@ wait_for "[[ -z \$(wsender gamma) ]]" 60 || fail "gamma still streams after its 
 [[ $(wsender alpha) == "$A_PID" && $(wsender beta) == "$B_PID" ]] || fail "removing gamma restarted alpha or beta"
 [[ $ODSYNC_PID == "$ODSYNC_MAIN" ]] && odsync_running || fail "odsync is not the same process any more"
 
+# 7. Token rotation: a new viewer token in the file; after a reload the old one is refused.
+OLD_VIEWER=$ODSYNC_T_VIEWER
+ODSYNC_T_VIEWER=viewer2-$RANDOM$RANDOM-0123456789abcdef
+printf '%s' "$ODSYNC_T_VIEWER" >"$TEST_TMP/viewer.token"
+expect 200 "status with the old viewer token before the reload" -H "$(bearer "$OLD_VIEWER")" "$ADMIN/status"
+expect 200 "reload rotating the viewer token" -X POST -H "$(bearer "$ODSYNC_T_ADMIN")" "$ADMIN/config/reload"
+grep -q '"unchanged":\["alpha","beta"\].*"admin_credentials":"reloaded"' "$TEST_TMP/body" || fail "the rotation was not reported"
+expect 401 "status with the rotated-out viewer token" -H "$(bearer "$OLD_VIEWER")" "$ADMIN/status"
+expect 200 "status with the new viewer token" -H "$(bearer "$ODSYNC_T_VIEWER")" "$ADMIN/status"
+python3 -c 'import json,sys; u = json.load(open(sys.argv[1]))["uptime_seconds"]; sys.exit(0 if u >= 5 else 1)' "$TEST_TMP/body" ||
+  fail "/status uptime restarted with the reload: $(head -c 200 "$TEST_TMP/body")"
+[[ $(wsender alpha) == "$A_PID" && $(wsender beta) == "$B_PID" ]] || fail "rotating a token restarted a pipeline"
+
 workload_wait
 (($(grep -c "pipeline alpha: .*initial snapshot" "$LOG" || true) == A_SNAP_LINES)) || fail "alpha started another initial snapshot after the reloads"
 wait_db_equal "$A_DB" public.a_items
@@ -212,15 +230,15 @@ got=$(sqlite3 -separator '|' "$B_DB" "SELECT id, v FROM b_items ORDER BY id")
 dups=$(sqlite3 "$A_DB" "SELECT count(*) - count(DISTINCT id) FROM a_items")
 [[ $dups == 0 ]] || fail "alpha has $dups duplicated keys"
 
-# 7. The audit log: one config_reload record per reload (2 refused, 3 applied), chain intact.
+# 8. The audit log: one config_reload record per reload (2 refused, 4 applied), chain intact.
 AUD=$TEST_TMP/state/audit/odsync-process.jsonl
-[[ $(grep -c '"kind":"config_reload"' "$AUD") == 5 ]] || fail "expected 5 config_reload records: $(grep config_reload "$AUD")"
+[[ $(grep -c '"kind":"config_reload"' "$AUD") == 6 ]] || fail "expected 6 config_reload records: $(grep config_reload "$AUD")"
 [[ $(grep '"kind":"config_reload"' "$AUD" | grep -c '"result":"refused"') == 2 ]] || fail "the refused reloads are not recorded"
 grep '"kind":"config_reload"' "$AUD" | grep -q "\"config_after\":\"$HASH_BEFORE\".*\"restarted\":{\"beta\":\"source, transforms\"}" ||
   fail "the applied reload's record lacks the hash or what changed"
 grep '"kind":"config_reload"' "$AUD" | grep -q '"by":"signal:SIGHUP".*"added":\["gamma"\]' || fail "the SIGHUP reload is not recorded"
 "$ODSYNC_BIN" audit verify -c "$CONFIG" >"$TEST_TMP/verify.txt" 2>&1 || { cat "$TEST_TMP/verify.txt"; fail "audit verify failed"; }
-for s in "$ODSYNC_T_VIEWER" "$ODSYNC_T_OPERATOR" "$ODSYNC_T_ADMIN"; do
+for s in "$OLD_VIEWER" "$ODSYNC_T_VIEWER" "$ODSYNC_T_OPERATOR" "$ODSYNC_T_ADMIN"; do
   ! grep -rqF "$s" "$LOG" "$TEST_TMP/responses" "$TEST_TMP/state/audit" || fail "a token appears in the log, a response or the audit log"
 done
-log "audit: 5 config_reload records, chain verified; no token in any output"
+log "audit: 6 config_reload records, chain verified; no token in any output"
