@@ -13,6 +13,7 @@
 #include "cli/progress.h"
 #include "cli/mesh_cmd.h"
 #include "cli/status_cmd.h"
+#include "cli/supervisor.h"
 #include "core/audit.h"
 #include "cli/triggers_cmd.h"
 #include "core/log.h"
@@ -20,6 +21,7 @@
 #include "core/pipeline.h"
 #include "core/metrics.h"
 #include "server/admin.h"
+#include "server/admin_action.h"
 #include "server/alerts.h"
 #include "server/otlp.h"
 #include "odsync/change.h"
@@ -32,7 +34,8 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  run     run every pipeline of the config until SIGINT/SIGTERM, then drain and exit; a\n"
-    "          pipeline that fails ends alone (exit status 1 once all have ended)\n"
+    "          pipeline that fails ends alone (exit status 1 once all have ended); SIGHUP\n"
+    "          reloads the config file (changed pipelines restart, others run on)\n"
     "  check   validate the config and connect to every source and sink; one line per problem\n"
     "  snapshot  re-copy tables of a running pipeline while it streams (incremental snapshot):\n"
     "          writes a request into the source's stream and returns; needs -p when the config\n"
@@ -216,6 +219,18 @@ static int cmd_snapshot(const cli *c) {
 
 /* ---- run ---- */
 
+static bool select_of(const void *ctx, const char *name) { return selected(ctx, name); }
+
+/* SIGHUP: reload the config file (cli/supervisor.h); the outcome is logged. */
+static void reload_on_signal(od_supervisor *sv) {
+  od_sqlbuf body = {0};
+  char detail[640];
+  int code = od_supervisor_reload(sv, "signal:SIGHUP", &body, detail, sizeof detail);
+  od_admin_record_action("signal:SIGHUP", "admin", "SIGHUP", "/config/reload", true, detail);
+  if (code == 200) od_info("config reload (SIGHUP): %s", body.p ? body.p : "");
+  od_sqlbuf_free(&body);
+}
+
 static int cmd_run(const cli *c) {
   od_config *cfg;
   int rc = load_config(c, &cfg);
@@ -225,72 +240,62 @@ static int cmd_run(const cli *c) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  od_pipeline **pipes = calloc((size_t)cfg->npipelines, sizeof *pipes);
-  const od_pipeline_config **pcfgs = calloc((size_t)cfg->npipelines, sizeof *pcfgs);
-  od_pipeline_stats **pstats = calloc((size_t)cfg->npipelines, sizeof *pstats);
-  int n = 0;
   od_error err;
   od_error_clear(&err);
   int exit_code = 0;
   if (od_audit_init(cfg, &err)) {
     fprintf(stderr, "odsync: %s\n", err.msg);
-    exit_code = 2;
+    od_config_free(cfg);
+    return 2;
   }
-  for (int i = 0; i < cfg->npipelines && pipes && pcfgs && pstats && exit_code == 0; i++) {
-    if (!selected(c, cfg->pipelines[i].name)) continue;
-    if (od_pipeline_new(cfg, &cfg->pipelines[i], &pipes[n], &err)) {
-      fprintf(stderr, "odsync: %s\n", err.msg);
-      exit_code = 2;
-      break;
-    }
-    pcfgs[n] = &cfg->pipelines[i];
-    pstats[n] = od_pipeline_get_stats(pipes[n]);
-    n++;
+  /* The supervisor owns the config and the pipelines from here (and reloads them: SIGHUP, POST
+   * /config/reload). */
+  od_supervisor *sv = NULL;
+  if (od_supervisor_new(cfg, c->nonly ? select_of : NULL, c, &sv, &err)) {
+    fprintf(stderr, "odsync: %s\n", err.msg);
+    od_audit_shutdown();
+    return 2;
   }
-  /* Alerts and anomaly detection judge every pipeline once a second (server/alerts.h). */
-  od_alerts *alerts = exit_code == 0 ? od_alerts_new(od_metrics_global(), pcfgs, pstats, n) : NULL;
-  if (alerts && od_alerts_start(alerts) != 0) od_warn("alerts: cannot start their threads; no alerts");
+  cfg = NULL;
+  const od_config *cur = od_supervisor_config(sv);
+  int n;
+  od_pipeline **pipes = od_supervisor_pipes(sv, &n);
   /* The admin server sees the pipelines from before they start (/readyz says 503 until they
    * stream); a port it cannot listen on stops everything before any pipeline starts. */
   od_admin *admin = NULL;
-  if (exit_code == 0 && cfg->admin.enabled && od_admin_start(cfg, pipes, n, od_metrics_global(), &admin, &err)) {
+  if (cur->admin.enabled && od_admin_start(cur, pipes, n, od_metrics_global(), &admin, &err)) {
     od_error_log("%s", err.msg);
     exit_code = 1;
   }
+  od_supervisor_attach_admin(sv, admin);
   /* Traces: installed before any apply thread runs, removed after all of them stopped. */
   od_otlp *otlp = NULL;
-  if (exit_code == 0 && cfg->tracing.enabled && od_otlp_start(cfg, od_metrics_global(), &otlp, &err)) {
+  if (exit_code == 0 && cur->tracing.enabled && od_otlp_start(cur, od_metrics_global(), &otlp, &err)) {
     od_error_log("%s", err.msg);
     exit_code = 1;
   }
   /* A pipeline that cannot start (or fails later) ends alone: the others keep running, and the
    * exit status says a pipeline failed once every pipeline has ended. */
-  int started = 0;
-  for (int i = 0; i < n && exit_code == 0; i++) {
-    if (od_pipeline_start(pipes[i], &err)) {
-      od_error_log("%s", err.msg);
-      continue;
-    }
-    started++;
-  }
+  int started = exit_code == 0 ? od_supervisor_start(sv) : 0;
   bool progress = c->progress == 1 || (c->progress == -1 && isatty(STDERR_FILENO));
   od_progress prog;
+  unsigned prog_gen = od_supervisor_generation(sv);
   bool prog_ready = progress && od_progress_init(&prog, pipes, n, isatty(STDERR_FILENO)) == 0;
   int64_t next_tick = od_mono_us();
   int64_t interval = prog_ready && prog.tty ? 500000 : 5000000;
   bool stopping = exit_code != 0 || started == 0;
-  if (stopping)
-    for (int i = 0; i < n; i++) od_pipeline_request_stop(pipes[i]);
-  for (;;) {
-    bool all_done = true;
-    for (int i = 0; i < n; i++) all_done &= od_pipeline_finished(pipes[i]) || !pipes[i];
-    if (all_done) break;
+  if (stopping) od_supervisor_request_stop(sv);
+  while (!od_supervisor_all_finished(sv)) {
     struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
     int sig = sigtimedwait(&sigs, NULL, &ts);
-    if (sig > 0) {
+    if (sig == SIGHUP) {
+      if (stopping) od_info("received SIGHUP while stopping: no config reload");
+      else reload_on_signal(sv);
+    } else if (sig > 0) {
       if (stopping) {
         fprintf(stderr, "\nodsync: second signal, exiting without draining\n");
         _exit(130);
@@ -298,10 +303,18 @@ static int cmd_run(const cli *c) {
       od_info("received %s: stopping (applying what is complete, then acknowledging)",
               sig == SIGINT ? "SIGINT" : "SIGTERM");
       stopping = true;
-      for (int i = 0; i < n; i++) od_pipeline_request_stop(pipes[i]);
+      od_supervisor_request_stop(sv);
     }
+    if (!stopping) od_supervisor_poll(sv); /* a reload the admin server handed over */
     /* A failed pipeline has logged its error and ended; the others go on (the process exits, with
      * status 1, once every pipeline has ended). */
+    if (prog_ready && od_supervisor_generation(sv) != prog_gen) { /* a reload changed the set */
+      od_progress_free(&prog);
+      prog_gen = od_supervisor_generation(sv);
+      pipes = od_supervisor_pipes(sv, &n);
+      bool tty = prog.tty;
+      prog_ready = od_progress_init(&prog, pipes, n, tty) == 0;
+    }
     if (prog_ready && od_mono_us() >= next_tick) {
       od_progress_tick(&prog);
       next_tick = od_mono_us() + interval;
@@ -312,25 +325,11 @@ static int cmd_run(const cli *c) {
     od_progress_done(&prog);
     od_progress_free(&prog);
   }
+  od_supervisor_attach_admin(sv, NULL);
   od_admin_stop(admin); /* before the pipelines it reads are freed */
-  od_alerts_free(alerts);
-  for (int i = 0; i < n; i++) {
-    od_error perr;
-    if (od_pipeline_wait(pipes[i], &perr)) exit_code = 1;
-    od_pipeline_stats *st = od_pipeline_get_stats(pipes[i]);
-    char at[OD_POS_TEXT_MAX];
-    od_pos durable = od_pos_cell_get(&st->durable);
-    od_info("pipeline %s: stopped; %llu changes in %llu transactions applied, checkpoint %s",
-            od_pipeline_name(pipes[i]), (unsigned long long)od_stats_changes_applied(st),
-            (unsigned long long)od_stats_txns_applied(st), od_pos_display(&durable, at, sizeof at));
-    od_pipeline_free(pipes[i]);
-  }
+  if (od_supervisor_free(sv)) exit_code = 1;
   od_otlp_stop(otlp);
   od_audit_shutdown();
-  free(pipes);
-  free(pcfgs);
-  free(pstats);
-  od_config_free(cfg);
   return exit_code;
 }
 

@@ -370,20 +370,9 @@ int od_audit_init(const od_config *root, od_error *err) {
                    "audit: { enabled: false })", g_dir, strerror(e));
   }
   /* The config hash: the file's bytes as written (references unresolved, so no secret is hashed). */
-  snprintf(g_config_hash, sizeof g_config_hash, "unknown");
-  FILE *f = root->file ? fopen(root->file, "rb") : NULL;
-  if (f) {
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned char buf[8192], out[EVP_MAX_MD_SIZE];
-    unsigned int outlen = 0;
-    size_t r;
-    if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-      while ((r = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, r);
-      if (EVP_DigestFinal_ex(md, out, &outlen) && outlen == 32) hex(out, 32, g_config_hash);
-    }
-    EVP_MD_CTX_free(md);
-    fclose(f);
-  }
+  char h[HASH_HEX + 1];
+  od_audit_file_hash(root->file, h);
+  od_audit_set_config_hash(h);
   g_on = true;
   pthread_mutex_unlock(&g_lock);
   return OD_OK;
@@ -411,6 +400,38 @@ bool od_audit_enabled(void) {
 }
 
 const char *od_audit_config_hash(void) { return g_on ? g_config_hash : ""; }
+
+void od_audit_file_hash(const char *path, char out[65]) {
+  snprintf(out, 65, "unknown");
+  FILE *f = path ? fopen(path, "rb") : NULL;
+  if (!f) return;
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned char buf[8192], dg[EVP_MAX_MD_SIZE];
+  unsigned int outlen = 0;
+  size_t r;
+  if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+    while ((r = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, r);
+    if (EVP_DigestFinal_ex(md, dg, &outlen) && outlen == 32) hex(dg, 32, out);
+  }
+  EVP_MD_CTX_free(md);
+  fclose(f);
+}
+
+/* g_config_hash may be replaced by a config reload: written and read under g_hash_lock (its own:
+ * callers may hold g_lock). */
+static pthread_mutex_t g_hash_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void od_audit_set_config_hash(const char *hash) {
+  pthread_mutex_lock(&g_hash_lock);
+  snprintf(g_config_hash, sizeof g_config_hash, "%s", hash);
+  pthread_mutex_unlock(&g_hash_lock);
+}
+
+static void config_hash_copy(char out[HASH_HEX + 1]) {
+  pthread_mutex_lock(&g_hash_lock);
+  memcpy(out, g_config_hash, HASH_HEX + 1);
+  pthread_mutex_unlock(&g_hash_lock);
+}
 
 int od_audit_record(const char *pipeline, const char *kind, const char *json_fields) {
   pthread_mutex_lock(&g_lock);
@@ -498,7 +519,9 @@ void od_audit_batch(const char *pipeline, const char *sink, const char *transfor
   if (tally->other) od_sqlbuf_addf(&b, ",\"rows_other_tables\":%llu", (unsigned long long)tally->other);
   od_sqlbuf_add(&b, ",\"transforms\":");
   od_audit_json_str(&b, transforms_id);
-  od_sqlbuf_addf(&b, ",\"config\":\"%s\"", g_config_hash);
+  char chash[HASH_HEX + 1];
+  config_hash_copy(chash);
+  od_sqlbuf_addf(&b, ",\"config\":\"%s\"", chash);
   if (tally->ncids) { /* the events' own ids: `odsync audit find ID` answers where one went */
     if (tally->cids.oom) tally->listed = 0; /* the record still goes out, with the count only */
     od_sqlbuf_add(&b, ",\"correlation_ids\":[");
@@ -566,7 +589,9 @@ void od_audit_session(const char *pipeline, const char *sink, const od_pos *chec
   od_audit_json_str(&b, transforms_id);
   od_sqlbuf_add(&b, ",\"transform_set\":");
   od_sqlbuf_add(&b, transforms_json && *transforms_json ? transforms_json : "[]");
-  od_sqlbuf_addf(&b, ",\"config\":\"%s\"", g_config_hash);
+  char chash[HASH_HEX + 1];
+  config_hash_copy(chash);
+  od_sqlbuf_addf(&b, ",\"config\":\"%s\"", chash);
   if (!b.oom) append(l, "session", b.p);
   if (k) snprintf(k->pos, sizeof k->pos, "%s", cp);
   od_sqlbuf_free(&b);

@@ -32,6 +32,10 @@ void od_audit_shutdown(void);
 bool od_audit_enabled(void);
 /* The config file's SHA-256 (hex), "" when auditing is off. */
 const char *od_audit_config_hash(void);
+/* SHA-256 (hex) of a file's bytes into out ("unknown" when it cannot be read). */
+void od_audit_file_hash(const char *path, char out[65]);
+/* A config reload replaced the configuration: later batch records carry this hash. */
+void od_audit_set_config_hash(const char *hash);
 
 /* THE entry point for other parts (DLQ, conflicts, admin): append one record.
  * pipeline: a pipeline name, or NULL for the process log. kind: a short word ([a-z_]+, e.g.

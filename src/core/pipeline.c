@@ -177,21 +177,38 @@ static void sink_name(const od_pipeline_config *cfg, const od_sink_config *sk, c
     snprintf(out, size, "%s.%s", cfg->name, sk->name);
 }
 
+/* The checks of od_pipeline_new; the keyring is returned when kr is not NULL. */
+static int validate(const od_config *root, const od_pipeline_config *cfg, const od_source_ops **src,
+                    const od_sink_ops **snk, od_keyring **kr, od_error *err) {
+  int rc = find_adapters(cfg, src, snk, err);
+  if (rc) return rc;
+  /* Validate the source section and every transform now, so a bad key fails before anything starts. */
+  od_source *s = NULL;
+  rc = (*src)->open(&cfg->source, cfg->name, &s, err);
+  if (rc) return rc;
+  (*src)->close(s);
+  for (int i = 0; i < cfg->nsinks; i++)
+    if ((rc = od_transforms_check(cfg, &cfg->sinks[i], err))) return rc;
+  od_keyring *k = NULL;
+  if ((rc = od_keyring_from_config(root, &k, err))) return rc;
+  if (kr) *kr = k;
+  else od_keyring_free(k);
+  return OD_OK;
+}
+
+int od_pipeline_validate(const od_config *root, const od_pipeline_config *cfg, od_error *err) {
+  const od_source_ops *src;
+  const od_sink_ops *snk[OD_SINKS_MAX];
+  return validate(root, cfg, &src, snk, NULL, err);
+}
+
 int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pipeline **out,
                     od_error *err) {
   const od_source_ops *src;
   const od_sink_ops *snk[OD_SINKS_MAX];
-  int rc = find_adapters(cfg, &src, snk, err);
-  if (rc) return rc;
-  /* Validate the source section and every transform now, so a bad key fails before anything starts. */
-  od_source *s = NULL;
-  rc = src->open(&cfg->source, cfg->name, &s, err);
-  if (rc) return rc;
-  src->close(s);
-  for (int i = 0; i < cfg->nsinks; i++)
-    if ((rc = od_transforms_check(cfg, &cfg->sinks[i], err))) return rc;
   od_keyring *kr = NULL;
-  if ((rc = od_keyring_from_config(root, &kr, err))) return rc;
+  int rc = validate(root, cfg, &src, snk, &kr, err);
+  if (rc) return rc;
   od_pipeline *p = calloc(1, sizeof *p);
   if (!p) {
     od_keyring_free(kr);

@@ -109,6 +109,9 @@ typedef struct od_pipeline od_pipeline;
 /* Validate the pipeline's config and the adapters' sections (nothing connects yet). */
 int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pipeline **out,
                     od_error *err);
+/* The same checks as od_pipeline_new without making a pipeline (no metrics series, nothing
+ * connects): a config reload validates every new or changed pipeline with it before it stops any. */
+int od_pipeline_validate(const od_config *root, const od_pipeline_config *cfg, od_error *err);
 /* Start the supervisor thread. */
 int od_pipeline_start(od_pipeline *p, od_error *err);
 /* Ask the pipeline to stop: stop reading, apply what is complete, acknowledge, disconnect. */

@@ -39,9 +39,14 @@ extern const unsigned long od_dashboard_html_len;
 struct od_admin {
   struct MHD_Daemon *mhd;
   int fd;
-  od_pipeline **pipes;
+  /* lock guards pipes, n, cfg, auth and status: a config reload replaces them (od_admin_update)
+   * while the sampler thread and the request thread use them. */
+  pthread_mutex_t lock;
+  od_pipeline **pipes;    /* borrowed */
   int n;
-  const od_config *cfg;   /* borrowed: the pipelines' configs (snapshot requests) */
+  const od_config *cfg;   /* borrowed: the current config (snapshot requests, credentials) */
+  od_admin_reload_fn reload; /* the run command's config reload, or NULL (501) */
+  void *reload_ctx;
   od_admin_auth *auth;    /* owned */
   char *tls_cert, *tls_key; /* owned PEM text (the key is wiped when freed) */
   od_metrics *registry;
@@ -56,7 +61,9 @@ struct od_admin {
 static void *sampler_main(void *arg) {
   od_admin *a = arg;
   while (!atomic_load(&a->stop)) {
+    pthread_mutex_lock(&a->lock);
     od_status_sample(a->status);
+    pthread_mutex_unlock(&a->lock);
     for (int i = 0; i < 10 && !atomic_load(&a->stop); i++) {
       struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
       nanosleep(&ts, NULL);
@@ -168,10 +175,10 @@ static void snap_report(void *ctx, const char *table) {
 static void mutate(od_admin *a, struct MHD_Connection *c, int route, const char *pname, unsigned *code,
                    const char **type, od_sqlbuf *b, char *detail, size_t dsize) {
   *type = "text/plain; charset=utf-8";
-  if (route == R_RELOAD) {
-    snprintf(detail, dsize, "config reload requested (not implemented: 501)");
+  if (route == R_RELOAD) { /* only without a reload hook (od_admin_on_reload): handle() runs it */
+    snprintf(detail, dsize, "config reload requested (not available: 501)");
     *code = MHD_HTTP_NOT_IMPLEMENTED;
-    od_sqlbuf_add(b, "config reload is not implemented in this version: restart odsync to load a changed "
+    od_sqlbuf_add(b, "config reload is not available in this process: restart odsync to load a changed "
                      "configuration\n");
     return;
   }
@@ -226,11 +233,10 @@ static void mutate(od_admin *a, struct MHD_Connection *c, int route, const char 
   od_sqlbuf_free(&done);
 }
 
-static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                              const char *version, const char *upload_data, size_t *upload_size, void **con_cls) {
-  (void)version;
-  (void)upload_data;
-  od_admin *a = cls;
+/* Called with a->lock held; a config reload releases it while it runs (the reload replaces what
+ * the lock guards). */
+static enum MHD_Result handle_locked(od_admin *a, struct MHD_Connection *c, const char *url, const char *method,
+                                     size_t *upload_size, void **con_cls) {
   if (!*con_cls) { /* first call: headers only; answer right away (no request here needs a body) */
     *con_cls = (void *)1;
   }
@@ -273,6 +279,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
       snprintf(detail, sizeof detail, "%s", why);
       code = role == OD_ROLE_NONE ? MHD_HTTP_UNAUTHORIZED : MHD_HTTP_FORBIDDEN;
       od_sqlbuf_addf(&b, "%s: %s\n", role == OD_ROLE_NONE ? "authentication required" : "forbidden", why);
+    } else if (route == R_RELOAD && a->reload) {
+      pthread_mutex_unlock(&a->lock);
+      code = (unsigned)a->reload(a->reload_ctx, who, &b, detail, sizeof detail);
+      pthread_mutex_lock(&a->lock);
+      type = code == MHD_HTTP_OK ? "application/json" : "text/plain; charset=utf-8";
     } else if (post) {
       mutate(a, c, route, pname, &code, &type, &b, detail, sizeof detail);
     }
@@ -329,6 +340,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   }
 }
 
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload_data, size_t *upload_size, void **con_cls) {
+  (void)version;
+  (void)upload_data;
+  od_admin *a = cls;
+  pthread_mutex_lock(&a->lock);
+  enum MHD_Result r = handle_locked(a, c, url, method, upload_size, con_cls);
+  pthread_mutex_unlock(&a->lock);
+  return r;
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
   od_admin *a = cls;
   char msg[512];
@@ -362,6 +384,7 @@ static void free_admin(od_admin *a) {
   if (a->tls_key) OPENSSL_cleanse(a->tls_key, strlen(a->tls_key));
   free(a->tls_key);
   if (a->status) od_status_free(a->status);
+  pthread_mutex_destroy(&a->lock);
   free(a);
 }
 
@@ -402,6 +425,7 @@ int od_admin_start(const od_config *cfg, od_pipeline **pipes, int n, od_metrics 
   const od_admin_config *ac = &cfg->admin;
   od_admin *a = calloc(1, sizeof *a);
   if (!a) return OD_FAIL(err, OD_ENOMEM, "admin: out of memory");
+  pthread_mutex_init(&a->lock, NULL);
   snprintf(a->where, sizeof a->where, "%s:%d:%d: admin.listen %.64s", cfg->file, ac->line, ac->col, ac->listen);
   a->pipes = pipes;
   a->n = n;
@@ -488,4 +512,39 @@ void od_admin_stop(od_admin *a) {
   MHD_stop_daemon(a->mhd);
   if (fd != MHD_INVALID_SOCKET) close(fd);
   free_admin(a);
+}
+
+void od_admin_on_reload(od_admin *a, od_admin_reload_fn fn, void *ctx) {
+  if (!a) return;
+  pthread_mutex_lock(&a->lock);
+  a->reload = fn;
+  a->reload_ctx = ctx;
+  pthread_mutex_unlock(&a->lock);
+}
+
+int od_admin_update(od_admin *a, const od_config *cfg, od_pipeline **pipes, int n, od_error *err) {
+  if (!a) return OD_OK;
+  /* Prepared outside the lock; nothing is replaced unless both are ready. The listen address and
+   * the certificate stay those of the start (docs/SECURITY.md: they need a restart). */
+  od_admin_auth *auth = NULL;
+  int rc = od_admin_auth_new(&cfg->admin, a->where, &auth, err);
+  if (rc) return rc;
+  od_status_view *status = od_status_new(pipes, n);
+  if (!status) {
+    od_admin_auth_free(auth);
+    return OD_FAIL(err, OD_ENOMEM, "admin: out of memory");
+  }
+  pthread_mutex_lock(&a->lock);
+  od_admin_auth *old_auth = a->auth;
+  od_status_view *old_status = a->status;
+  od_status_keep_start(status, old_status);
+  a->auth = auth;
+  a->status = status;
+  a->pipes = pipes;
+  a->n = n;
+  a->cfg = cfg;
+  pthread_mutex_unlock(&a->lock);
+  od_admin_auth_free(old_auth);
+  od_status_free(old_status);
+  return OD_OK;
 }

@@ -61,6 +61,10 @@ od_status_view *od_status_new(od_pipeline **pipes, int n) {
   return s;
 }
 
+void od_status_keep_start(od_status_view *s, const od_status_view *from) {
+  if (s && from) s->started = from->started;
+}
+
 void od_status_free(od_status_view *s) {
   if (!s) return;
   pthread_mutex_destroy(&s->lock);

@@ -23,6 +23,8 @@ typedef struct od_status_view od_status_view;
 
 od_status_view *od_status_new(od_pipeline **pipes, int n);
 void od_status_free(od_status_view *s);
+/* A view that replaces `from` after a config reload keeps its start time (uptime is the process'). */
+void od_status_keep_start(od_status_view *s, const od_status_view *from);
 /* Take one sample of every pipeline (the admin server calls it once a second). */
 void od_status_sample(od_status_view *s);
 /* {"version":..., "ready":..., "pipelines":[...]}; with `history`, each pipeline carries the

@@ -1,4 +1,5 @@
-/* sinks/redis.c — the Redis sink (type "redis", hiredis).
+/* sinks/redis.c — the Redis sink (type "redis"; hiredis' protocol pieces over redis_conn.c, plain
+ * TCP or TLS).
  *
  * Owns: the connection (AUTH with an ACL user and password, SELECT db), the batch — every command
  * of a sink transaction is pipelined inside one MULTI ... EXEC that also writes the checkpoint —
@@ -18,6 +19,7 @@
 #include <sys/time.h>
 
 #include "core/log.h"
+#include "sinks/redis_conn.h"
 #include "sinks/redis_internal.h"
 
 extern const od_sink_ops od_sink_redis;
@@ -25,10 +27,9 @@ extern const od_sink_ops od_sink_redis;
 #define RD_FLUSH_BYTES (1u << 20) /* write the pipelined commands out once this much is buffered */
 
 static int conn_fail(rd_sink *s, const char *what, od_error *err) {
-  redisContext *c = s->ctx;
-  char msg[200];
-  snprintf(msg, sizeof msg, "%s", c && c->errstr[0] ? c->errstr : "connection lost");
-  if (c) redisFree(c);
+  char msg[300];
+  snprintf(msg, sizeof msg, "%s", rd_conn_errstr(s->ctx));
+  rd_conn_free(s->ctx);
   s->ctx = NULL;
   s->in_txn = false;
   return OD_FAIL_RETRY(err, OD_ECONNECT, "redis sink %s: %s: %s", s->name, what, msg);
@@ -37,7 +38,7 @@ static int conn_fail(rd_sink *s, const char *what, od_error *err) {
 /* One synchronous command outside a batch; *out is the reply (free it), errors become od_error. */
 static int command(rd_sink *s, int argc, const char **argv, const size_t *len, const char *what, redisReply **out,
                    od_error *err) {
-  redisReply *r = redisCommandArgv(s->ctx, argc, argv, len);
+  redisReply *r = rd_conn_command(s->ctx, argc, argv, len);
   if (!r) return conn_fail(s, what, err);
   if (r->type == REDIS_REPLY_ERROR) {
     bool auth = !strncmp(r->str, "WRONGPASS", 9) || !strncmp(r->str, "NOAUTH", 6) || !strncmp(r->str, "NOPERM", 6);
@@ -54,13 +55,14 @@ static int command(rd_sink *s, int argc, const char **argv, const size_t *len, c
 }
 
 static int connect_server(rd_sink *s, od_error *err) {
-  struct timeval tv = {.tv_sec = s->timeout_ms / 1000, .tv_usec = (s->timeout_ms % 1000) * 1000};
-  redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
-  if (!c) return OD_FAIL(err, OD_ENOMEM, "redis sink %s: out of memory", s->name);
-  s->ctx = c;
-  if (c->err) return conn_fail(s, "connecting", err);
-  redisSetTimeout(c, tv);
-  redisEnableKeepAlive(c);
+  char why[300];
+  rd_tls tls = {.ca_file = s->tls_ca_file, .cert_file = s->tls_cert_file, .key_file = s->tls_key_file,
+                .server_name = s->tls_server_name};
+  s->ctx = rd_conn_open(s->host, s->port, s->timeout_ms, s->tls ? &tls : NULL, why, sizeof why);
+  if (!s->ctx)
+    return OD_FAIL_RETRY(err, OD_ECONNECT, "redis sink %s: connecting%s: %s%s", s->name, s->tls ? " over TLS" : "",
+                         why, s->tls && strstr(why, "certificate verify failed")
+                                  ? " (check tls_ca_file, and tls_server_name against the certificate's names)" : "");
   int rc = OD_OK;
   if (s->password) {
     const char *argv[3] = {"AUTH", s->user ? s->user : s->password, s->password};
@@ -69,6 +71,15 @@ static int connect_server(rd_sink *s, od_error *err) {
     snprintf(what, sizeof what, "authenticating as %s", s->user ? s->user : "the default user");
     rc = command(s, s->user ? 3 : 2, argv, len, what, NULL, err);
   }
+  /* A TLS-only port drops (or never answers) a plain connection's first command: say so. */
+  if (rc && !s->tls && !s->ctx)
+    od_error_prefix(err, "redis sink %s: no answer to the first command; if this port speaks TLS (redis "
+                    "tls-port), set tls: true on the sink: ", s->name);
+  /* With TLS 1.3 a server that wants a client certificate may drop the connection after the
+   * handshake, before its alert is read. */
+  else if (rc && s->tls && !s->ctx && !s->tls_cert_file && !strstr(err->msg, "certificate required"))
+    od_error_prefix(err, "redis sink %s: the server dropped the TLS connection at the first command; if it "
+                    "requires client certificates (tls-auth-clients), set tls_cert_file and tls_key_file: ", s->name);
   if (!rc && s->db) {
     char db[16];
     snprintf(db, sizeof db, "%d", s->db);
@@ -77,7 +88,7 @@ static int connect_server(rd_sink *s, od_error *err) {
     rc = command(s, 2, argv, len, "selecting the database", NULL, err);
   }
   if (rc && s->ctx) {
-    redisFree(s->ctx);
+    rd_conn_free(s->ctx);
     s->ctx = NULL;
   }
   return rc;
@@ -88,7 +99,7 @@ static int connect_server(rd_sink *s, od_error *err) {
 static void rd_close(od_sink *base) {
   rd_sink *s = (rd_sink *)base;
   if (!s) return;
-  if (s->ctx) redisFree(s->ctx);
+  rd_conn_free(s->ctx);
   if (s->duplicates) od_info("redis sink %s: %llu stream entries were already present (replayed)", s->name,
                              (unsigned long long)s->duplicates);
   for (int i = 0; i < s->nmodes; i++) free(s->modes[i].table);
@@ -97,6 +108,10 @@ static void rd_close(od_sink *base) {
   free(s->user);
   if (s->password) memset(s->password, 0, strlen(s->password));
   free(s->password);
+  free(s->tls_ca_file);
+  free(s->tls_cert_file);
+  free(s->tls_key_file);
+  free(s->tls_server_name);
   free(s->prefix);
   free(s->ckname);
   od_sqlbuf_free(&s->key);
@@ -121,8 +136,10 @@ static int config_error(const od_config_section *cfg, const char *key, const cha
 
 static int rd_open(const od_config_section *cfg, const char *ckname, od_sink **out, od_error *err) {
   static const char *const keys[] = {"host", "port", "user", "password", "db", "prefix", "mode", "modes",
-                                     "ttl_seconds", "stream_maxlen", "timeout_ms", NULL};
-  const char *host, *user, *password, *prefix, *mode;
+                                     "ttl_seconds", "stream_maxlen", "timeout_ms", "tls", "tls_ca_file",
+                                     "tls_cert_file", "tls_key_file", "tls_server_name", NULL};
+  const char *host, *user, *password, *prefix, *mode, *ca_file, *cert_file, *key_file, *server_name;
+  bool tls;
   long port, db, ttl, maxlen, timeout_ms;
   char *const *modes = NULL;
   int nmodes = 0;
@@ -138,7 +155,18 @@ static int rd_open(const od_config_section *cfg, const char *ckname, od_sink **o
   if (!rc) rc = od_config_int(cfg, "ttl_seconds", 0, 0, 100000000, &ttl, err);
   if (!rc) rc = od_config_int(cfg, "stream_maxlen", 1000000, 1, 1000000000000L, &maxlen, err);
   if (!rc) rc = od_config_int(cfg, "timeout_ms", 30000, 100, 3600000, &timeout_ms, err);
+  if (!rc) rc = od_config_bool(cfg, "tls", false, &tls, err);
+  if (!rc) rc = od_config_string(cfg, "tls_ca_file", NULL, &ca_file, err);
+  if (!rc) rc = od_config_string(cfg, "tls_cert_file", NULL, &cert_file, err);
+  if (!rc) rc = od_config_string(cfg, "tls_key_file", NULL, &key_file, err);
+  if (!rc) rc = od_config_string(cfg, "tls_server_name", NULL, &server_name, err);
   if (rc) return rc;
+  if (!tls && (ca_file || cert_file || key_file || server_name))
+    return config_error(cfg, ca_file ? "tls_ca_file" : cert_file ? "tls_cert_file" : key_file ? "tls_key_file" : "tls_server_name",
+                        "is set but tls is not: add tls: true (or remove the tls_* keys)", err);
+  if (tls && !cert_file != !key_file)
+    return config_error(cfg, cert_file ? "tls_cert_file" : "tls_key_file",
+                        "a client certificate needs both tls_cert_file and tls_key_file", err);
   if (parse_mode(mode) < 0) return config_error(cfg, "mode", "expected hash, json, invalidate or stream", err);
   if (user && !password) return config_error(cfg, "user", "a user needs a password (key password)", err);
   if (!*prefix || strchr(prefix, ' ')) return config_error(cfg, "prefix", "must be non-empty, without spaces", err);
@@ -156,9 +184,16 @@ static int rd_open(const od_config_section *cfg, const char *ckname, od_sink **o
   s->ttl_seconds = ttl;
   s->stream_maxlen = maxlen;
   s->timeout_ms = timeout_ms;
+  s->tls = tls;
+  s->tls_ca_file = ca_file ? strdup(ca_file) : NULL;
+  s->tls_cert_file = cert_file ? strdup(cert_file) : NULL;
+  s->tls_key_file = key_file ? strdup(key_file) : NULL;
+  s->tls_server_name = server_name ? strdup(server_name) : NULL;
   snprintf(s->name, sizeof s->name, "%.200s:%d/%d", host, (int)port, (int)db);
   s->modes = calloc((size_t)nmodes + 1, sizeof *s->modes);
-  if (!s->host || (user && !s->user) || (password && !s->password) || !s->prefix || !s->ckname || !s->modes) {
+  if (!s->host || (user && !s->user) || (password && !s->password) || !s->prefix || !s->ckname || !s->modes ||
+      (ca_file && !s->tls_ca_file) || (cert_file && !s->tls_cert_file) || (key_file && !s->tls_key_file) ||
+      (server_name && !s->tls_server_name)) {
     rd_close(&s->base);
     return OD_FAIL(err, OD_ENOMEM, "redis sink: out of memory");
   }
@@ -215,14 +250,9 @@ static int hget(rd_sink *s, const char *hash, const char *field, char **out, od_
 /* ---- the batch ----------------------------------------------------------------------------- */
 
 int rd_append(rd_sink *s, int argc, const char **argv, const size_t *argvlen, od_error *err) {
-  redisContext *c = s->ctx;
-  if (redisAppendCommandArgv(c, argc, argv, argvlen) != REDIS_OK) return conn_fail(s, "queueing a command", err);
+  if (rd_conn_append(s->ctx, argc, argv, argvlen)) return conn_fail(s, "queueing a command", err);
   s->queued++;
-  if (sdslen(c->obuf) >= RD_FLUSH_BYTES) {
-    int done = 0;
-    while (!done && sdslen(c->obuf) > 0)
-      if (redisBufferWrite(c, &done) != REDIS_OK) return conn_fail(s, "sending the batch", err);
-  }
+  if (rd_conn_pending(s->ctx) >= RD_FLUSH_BYTES && rd_conn_flush(s->ctx)) return conn_fail(s, "sending the batch", err);
   return OD_OK;
 }
 
@@ -281,16 +311,16 @@ static int commit_with(rd_sink *s, const od_pos *pos, od_error *err) {
   const char *exec_argv[1] = {"EXEC"};
   size_t exec_len[1] = {4};
   size_t queued = s->queued;
-  if (redisAppendCommandArgv(s->ctx, 1, exec_argv, exec_len) != REDIS_OK) return conn_fail(s, "sending EXEC", err);
+  if (rd_conn_append(s->ctx, 1, exec_argv, exec_len)) return conn_fail(s, "sending EXEC", err);
   redisReply *r = NULL;
   /* MULTI's +OK, one +QUEUED (or an error) per command, then EXEC's array. */
   char first_err[240] = "";
   for (size_t i = 0; i < queued + 1; i++) {
-    if (redisGetReply(s->ctx, (void **)&r) != REDIS_OK) return conn_fail(s, "reading the batch's replies", err);
+    if (rd_conn_get_reply(s->ctx, &r)) return conn_fail(s, "reading the batch's replies", err);
     if (r->type == REDIS_REPLY_ERROR && !first_err[0]) snprintf(first_err, sizeof first_err, "%.200s", r->str);
     freeReplyObject(r);
   }
-  if (redisGetReply(s->ctx, (void **)&r) != REDIS_OK) return conn_fail(s, "reading EXEC's reply", err);
+  if (rd_conn_get_reply(s->ctx, &r)) return conn_fail(s, "reading EXEC's reply", err);
   s->in_txn = false;
   if (r->type != REDIS_REPLY_ARRAY) {
     rc = OD_FAIL(err, OD_ESINK, "redis sink %s: the batch was not applied (EXEC: %.200s)%s%s", s->name,
@@ -322,7 +352,7 @@ static void rd_rollback(od_sink *base) {
   rd_sink *s = (rd_sink *)base;
   /* Unread replies of an open MULTI: dropping the connection discards the transaction. */
   if (s->in_txn && s->ctx) {
-    redisFree(s->ctx);
+    rd_conn_free(s->ctx);
     s->ctx = NULL;
   }
   s->in_txn = false;

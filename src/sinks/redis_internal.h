@@ -27,10 +27,12 @@ typedef struct rd_table_mode {
 
 typedef struct rd_sink {
   od_sink base;
-  void *ctx;            /* redisContext *, NULL when disconnected */
+  struct rd_conn *ctx;  /* the connection (redis_conn.h), NULL when disconnected */
   char *host;
   int port;
   char *user, *password; /* password: secret, never logged */
+  bool tls;             /* TLS, verify-full (redis_conn.h) */
+  char *tls_ca_file, *tls_cert_file, *tls_key_file, *tls_server_name; /* NULL when not set */
   int db;
   char *prefix;
   char *ckname;         /* the checkpoint's field: "<pipeline>" or "<pipeline>.<sink>" */

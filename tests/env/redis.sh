@@ -6,7 +6,8 @@
 #                         AOF (appendfsync always) and an ACL user `odsync` whose password is
 #                         $REDIS_PASSWORD (odsync gets it through ${env:REDIS_PASSWORD}); the
 #                         default user stays open for the test's own commands. Sets REDIS_DIR,
-#                         REDIS_PORT, REDIS_PID, REDIS_LOG.
+#                         REDIS_PORT, REDIS_PID, REDIS_LOG. Lines in $REDIS_EXTRA_CONF are
+#                         added to its redis.conf (e.g. tls-port and certificates).
 #   redis_stop_server     shut the server down (SHUTDOWN, then SIGKILL); keeps its data
 #   redis_restart_server  start it again on the same port and data
 #   redis_cleanup_all     stop it and remove REDIS_DIR (for EXIT traps; safe to call twice)
@@ -58,6 +59,7 @@ appendonly yes
 appendfsync always
 user default on nopass ~* &* +@all
 user odsync on >$REDIS_PASSWORD ~* &* +@all
+${REDIS_EXTRA_CONF:-}
 CONF
     if redis_launch; then
       local dir=$REDIS_DIR
