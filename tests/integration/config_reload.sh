@@ -234,9 +234,9 @@ dups=$(sqlite3 "$A_DB" "SELECT count(*) - count(DISTINCT id) FROM a_items")
 AUD=$TEST_TMP/state/audit/odsync-process.jsonl
 [[ $(grep -c '"kind":"config_reload"' "$AUD") == 6 ]] || fail "expected 6 config_reload records: $(grep config_reload "$AUD")"
 [[ $(grep '"kind":"config_reload"' "$AUD" | grep -c '"result":"refused"') == 2 ]] || fail "the refused reloads are not recorded"
-grep '"kind":"config_reload"' "$AUD" | grep -q "\"config_after\":\"$HASH_BEFORE\".*\"restarted\":{\"beta\":\"source, transforms\"}" ||
+grep '"kind":"config_reload"' "$AUD" | grep_q "\"config_after\":\"$HASH_BEFORE\".*\"restarted\":{\"beta\":\"source, transforms\"}" ||
   fail "the applied reload's record lacks the hash or what changed"
-grep '"kind":"config_reload"' "$AUD" | grep -q '"by":"signal:SIGHUP".*"added":\["gamma"\]' || fail "the SIGHUP reload is not recorded"
+grep '"kind":"config_reload"' "$AUD" | grep_q '"by":"signal:SIGHUP".*"added":\["gamma"\]' || fail "the SIGHUP reload is not recorded"
 "$ODSYNC_BIN" audit verify -c "$CONFIG" >"$TEST_TMP/verify.txt" 2>&1 || { cat "$TEST_TMP/verify.txt"; fail "audit verify failed"; }
 for s in "$OLD_VIEWER" "$ODSYNC_T_VIEWER" "$ODSYNC_T_OPERATOR" "$ODSYNC_T_ADMIN"; do
   ! grep -rqF "$s" "$LOG" "$TEST_TMP/responses" "$TEST_TMP/state/audit" || fail "a token appears in the log, a response or the audit log"
