@@ -44,7 +44,30 @@ TEST(poll_positions_order) {
   CHECK(od_pos_lt(&c, &d));
 }
 
+TEST(poll_positions_reconcile_seq) {
+  /* A reconciliation while the horizon stands still: h < h+1 < h+2 < the next horizon. */
+  od_pos h = od_pgpoll_pos('x', 1029), s1 = od_pgpoll_pos_seq('x', 1029, 1), s2 = od_pgpoll_pos_seq('x', 1029, 2);
+  od_pos n = od_pgpoll_pos('x', 1030);
+  roundtrip(&s1, "pgpoll:xmin:1029+1");
+  od_pos t = od_pgpoll_pos_seq('t', 1796258550602341ULL, 300);
+  roundtrip(&t, "pgpoll:ts:1796258550602341+300");
+  CHECK(od_pos_lt(&h, &s1) && od_pos_lt(&s1, &s2) && od_pos_lt(&s2, &n));
+  CHECK(od_pgpoll_seq(&h) == 0 && od_pgpoll_seq(&s2) == 2);
+  char mode;
+  uint64_t v;
+  CHECK(od_pgpoll_get(&s2, &mode, &v) && mode == 'x' && v == 1029);
+  CHECK(od_pgpoll_pos_seq('x', 5, 0).len == od_pgpoll_pos('x', 5).len);
+  /* The version grows with the position too (ClickHouse keeps the highest). */
+  const od_pos_kind *k = &od_pgpoll_position;
+  CHECK(k->version(&h) < k->version(&s1) && k->version(&s1) < k->version(&s2) && k->version(&s2) < k->version(&n));
+}
+
 TEST(poll_positions_reject) {
+  od_pos q;
+  od_error e = {0};
+  CHECK(od_pos_from_text("pgpoll:xmin:5+0", &q, &e) != OD_OK);
+  CHECK(od_pos_from_text("pgpoll:xmin:5+", &q, &e) != OD_OK);
+  CHECK(od_pos_from_text("pgpoll:load:5+1", &q, &e) != OD_OK);
   od_pos p;
   od_error err = {0};
   CHECK(od_pos_from_text("pgpoll:xmin:", &p, &err) != OD_OK);

@@ -19,10 +19,13 @@
  *    start >= the read >= H); a watermark written by the server's clock inside that transaction
  *    (now(), clock_timestamp(), a trigger) is >= its start, so it lands at or above H and a later cycle
  *    reads it. lag_ms covers watermarks set by a client clock up to lag_ms behind the server's.
- * What it cannot see: hard DELETEs (use deleted_column), intermediate versions between two polls,
- * rows whose watermark is not advanced by a write (NULL, or set by a client clock more than lag_ms behind).
+ * What it cannot see: hard DELETEs (found by reconciliation cycles: key-range checksums against the
+ * delivered-key ledger, poll_reconcile.h / poll_keys.h, or a full reload; or use deleted_column),
+ * intermediate versions between two polls, rows whose watermark is not advanced by a write (NULL, or
+ * set by a client clock more than lag_ms behind).
  *
- * Ownership: owns its settings, connection and table descriptions (relations live until close()).
+ * Ownership: owns its settings, connection, table descriptions (relations live until close()) and
+ * the key ledger.
  * Borrows the config section. Never touches sinks or the pipeline's queue.
  */
 #include <inttypes.h>
@@ -33,7 +36,9 @@
 
 #include "core/adapter.h"
 #include "odsync/source.h"
+#include "sources/poll/poll_keys.h"
 #include "sources/poll/poll_position.h"
+#include "sources/poll/poll_reconcile.h"
 #include "sources/poll/pq_util.h"
 
 extern const od_source_ops od_source_postgres_poll;
@@ -48,7 +53,13 @@ typedef struct pp_source {
   const char *watermark; /* "xmin" or a column name */
   char mode;             /* 'x' or 't' */
   long lag_ms, interval_ms, fetch_rows;
-  long reconcile_ms;      /* 0: never; else a full reconciliation cycle at most this often */
+  long reconcile_ms;      /* 0: never; else a reconciliation cycle at most this often */
+  bool reconcile_reload;  /* reconcile_mode: reload (truncate and re-read); else checksum */
+  long reconcile_chunk_rows;
+  char ledger_path[1024];  /* checksum mode: <state_dir>/postgres_poll/<pipeline>.keys */
+  bool ledger_on;          /* checksum mode: the ledger is loaded and every delivered key goes into it */
+  bool ledger_trusted;     /* else the next reconciliation is a full reload that makes it so */
+  pk_ledger ledger;
   long load_chunk_rows;  /* initial load: a source transaction per this many rows (0: one) */
   uint64_t load_seq;     /* initial load: the number of the next chunk transaction */
   int64_t next_reconcile_us;
@@ -58,12 +69,14 @@ typedef struct pp_source {
   int ntables;
   bool have_horizon;
   uint64_t horizon;
+  od_pos last;           /* the end of the last cycle delivered (the next one starts there) */
   int64_t next_cycle_us; /* monotonic */
   uint64_t cycles;
 } pp_source;
 
 static const char *const allowed_keys[] = {"dsn", "tables", "watermark", "lag_ms", "interval_ms", "fetch_rows",
-                                           "deleted_column", "reconcile_interval_ms", "load_chunk_rows", "reconnect_max_ms", NULL};
+                                           "deleted_column", "reconcile_interval_ms", "reconcile_mode",
+                                           "reconcile_chunk_rows", "load_chunk_rows", "reconnect_max_ms", NULL};
 
 static int pp_open(const od_config_section *cfg, const char *pipeline, od_source **out, od_error *err) {
   pp_source *s = calloc(1, sizeof *s);
@@ -84,11 +97,22 @@ static int pp_open(const od_config_section *cfg, const char *pipeline, od_source
   if (!rc) rc = od_config_string(cfg, "deleted_column", NULL, &s->deleted_column, err);
   if (!rc) rc = od_config_int(cfg, "reconcile_interval_ms", 0, 0, 604800000L, &s->reconcile_ms, err);
   if (!rc) rc = od_config_int(cfg, "load_chunk_rows", 100000, 0, 100000000L, &s->load_chunk_rows, err);
+  const char *mode = NULL;
+  if (!rc) rc = od_config_string(cfg, "reconcile_mode", "checksum", &mode, err);
+  if (!rc && strcmp(mode, "checksum") && strcmp(mode, "reload"))
+    rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.reconcile_mode: '%s' is not a mode; use checksum (compare key-range "
+                 "checksums, fetch only differing chunks) or reload (truncate and re-read every table)",
+                 cfg->file, cfg->line, cfg->col, cfg->path, mode);
+  if (!rc) rc = od_config_int(cfg, "reconcile_chunk_rows", 1000, 1, 10000000L, &s->reconcile_chunk_rows, err);
   if (rc) {
     free(s);
     return rc;
   }
   s->mode = strcmp(s->watermark, "xmin") ? 't' : 'x';
+  s->reconcile_reload = !strcmp(mode, "reload");
+  snprintf(s->ledger_path, sizeof s->ledger_path, "%s/postgres_poll/%s.keys",
+           cfg->state_dir ? cfg->state_dir : "./odsync-state", pipeline);
+  pk_init(&s->ledger, s->ledger_path);
   *out = &s->base;
   return OD_OK;
 }
@@ -110,6 +134,7 @@ static void pp_close(od_source *base) {
   if (!s) return;
   disconnect(s);
   free_tables(s);
+  pk_free(&s->ledger);
   free(s);
 }
 
@@ -201,6 +226,31 @@ static int pp_tables(od_source *base, void (*fn)(void *ctx, const char *schema, 
   return OD_OK;
 }
 
+/* Checksum reconciliation: (re)load the delivered-key ledger for the position the sinks hold. */
+static int ledger_load(pp_source *s, const od_pos *from, od_error *err) {
+  if (!s->ledger.ntables) {
+    for (int i = 0; i < s->ntables; i++) {
+      pq_table *t = &s->tables[i];
+      bool numeric[PK_MAX_PARTS] = {0};
+      int k = 0;
+      for (int c = 0; c < t->rel.ncolumns; c++)
+        if (t->rel.columns[c].key && k < PK_MAX_PARTS) numeric[k++] = pr_numeric_type(t->rel.columns[c].type_name);
+      int rc = pk_add_table(&s->ledger, t->display, t->nkey, numeric, err);
+      if (rc) {
+        pk_free(&s->ledger);
+        pk_init(&s->ledger, s->ledger_path);
+        return rc;
+      }
+    }
+  }
+  s->ledger_on = false;
+  int rc = pk_load(&s->ledger, from, &od_pgpoll_position, &s->ledger_trusted, err);
+  if (rc) return rc;
+  s->ledger_on = true;
+  if (!s->ledger_trusted) s->next_reconcile_us = 0; /* the first cycle reloads, which makes it trusted */
+  return OD_OK;
+}
+
 static int pp_start(od_source *base, const od_pos *from, od_error *err) {
   pp_source *s = (pp_source *)base;
   disconnect(s);
@@ -220,6 +270,7 @@ static int pp_start(od_source *base, const od_pos *from, od_error *err) {
     else {
       s->horizon = v;
       s->have_horizon = true;
+      s->last = *from;
     }
   }
   int rc = pq_connect(s->dsn, s->pipeline, s->where, &s->conn, err);
@@ -227,6 +278,10 @@ static int pp_start(od_source *base, const od_pos *from, od_error *err) {
   rc = load_tables(s, NULL, NULL, err);
   if (rc) {
     free_tables(s);
+    disconnect(s);
+    return rc;
+  }
+  if (s->reconcile_ms > 0 && !s->reconcile_reload && (rc = ledger_load(s, from, err))) {
     disconnect(s);
     return rc;
   }
@@ -274,6 +329,15 @@ static void range_sql(pp_source *s, pq_table *t, bool first, uint64_t lo, uint64
            " * interval '1 microsecond'", col, lo, col, hi);
 }
 
+/* Record the key of row `row` of r (all of t's columns) in the delivered-key ledger. */
+static int ledger_add(pp_source *s, pq_table *t, PGresult *r, int row, od_error *err) {
+  const char *parts[PK_MAX_PARTS];
+  int k = 0;
+  for (int i = 0; i < t->rel.ncolumns && k < PK_MAX_PARTS; i++)
+    if (t->rel.columns[i].key) parts[k++] = PQgetvalue(r, row, i);
+  return pk_add(&s->ledger, (int)(t - s->tables), parts, err);
+}
+
 static int deliver_row(cycle *c, pq_table *t, PGresult *r, int row, od_value *vals, od_value *keyvals, od_error *err) {
   pp_source *s = c->s;
   int rc;
@@ -309,10 +373,12 @@ static int deliver_row(cycle *c, pq_table *t, PGresult *r, int row, od_value *va
   }
   c->rows++;
   if ((rc = c->h->change(c->h->ctx, &c->txn, &ch, err))) return rc;
+  if (s->ledger_on && (rc = ledger_add(s, t, r, row, err))) return rc;
   if (c->chunking && c->index >= (uint32_t)s->load_chunk_rows) {
     /* A chunk of the initial load: [load:k, load:k+1). All chunks read one snapshot; a restart before
      * the last one commits starts the load over (idempotent upserts), numbering on from k+1. */
     c->txn.end = od_pgpoll_pos('i', s->load_seq + 1);
+    if (s->ledger_on && (rc = pk_sync(&s->ledger, err))) return rc; /* the keys before the sinks can hold them */
     if ((rc = c->h->commit(c->h->ctx, &c->txn, err))) return rc;
     od_debug("%s: initial load: chunk transaction load:%" PRIu64 " delivered (%u rows)", s->where, s->load_seq,
              c->index);
@@ -323,6 +389,56 @@ static int deliver_row(cycle *c, pq_table *t, PGresult *r, int row, od_value *va
     c->txn.end = od_pos_none();
   }
   return OD_OK;
+}
+
+/* Begin the cycle's transaction if it is not open, and announce t. */
+static int open_for(cycle *c, pq_table *t, od_error *err) {
+  int rc;
+  if (!c->open) {
+    c->txn.commit_time = od_now_us();
+    if ((rc = c->h->begin(c->h->ctx, &c->txn, err))) return rc;
+    c->open = true;
+  }
+  if (!t->announced) {
+    if (c->h->relation && (rc = c->h->relation(c->h->ctx, &t->rel, err))) return rc;
+    t->announced = true;
+  }
+  return OD_OK;
+}
+
+/* Checksum reconciliation: a delete by key of a row the source no longer has. */
+static int emit_delete(void *ctx, pq_table *t, const pk_table *kt, const char *key, od_error *err) {
+  cycle *c = ctx;
+  int rc = open_for(c, t, err);
+  if (rc) return rc;
+  uint16_t n = t->rel.ncolumns;
+  od_value *vals = calloc(n, sizeof *vals);
+  if (!vals) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    if (!t->rel.columns[i].key) {
+      vals[i] = (od_value){.kind = OD_VALUE_NULL};
+      continue;
+    }
+    const char *part = pk_key_part(kt, key, k++);
+    vals[i] = (od_value){.data = part, .len = (uint32_t)strlen(part), .kind = OD_VALUE_TEXT};
+  }
+  od_change ch = {.op = OD_OP_DELETE, .rel = &t->rel, .index = c->index++, .old_kind = 'K'};
+  ch.oldtup = (od_tuple){.ncolumns = n, .values = vals};
+  c->rows++;
+  rc = c->h->change(c->h->ctx, &c->txn, &ch, err);
+  free(vals);
+  return rc;
+}
+
+/* Checksum reconciliation: a row of a differing chunk the ledger lacks, delivered as an upsert. */
+static int emit_row(void *ctx, pq_table *t, PGresult *r, int row, od_error *err) {
+  cycle *c = ctx;
+  od_value *vals = calloc(t->rel.ncolumns * 2u, sizeof *vals);
+  if (!vals) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  int rc = deliver_row(c, t, r, row, vals, vals + t->rel.ncolumns, err);
+  free(vals);
+  return rc;
 }
 
 /* A truncate of t's sink table, first change of a reconciliation cycle's table. */
@@ -409,34 +525,63 @@ static int run_cycle(pp_source *s, const od_change_handler *h, od_error *err) {
   }
   bool first = !s->have_horizon;
   uint64_t lo = first ? 0 : s->horizon;
-  if (!first && hi <= lo) { /* the horizon did not move (e.g. held by an open transaction): nothing can be new */
+  bool reconcile = !first && s->reconcile_ms > 0 && od_mono_us() >= s->next_reconcile_us;
+  /* The horizon did not move (an idle database in xmin mode, or one held back by an open transaction):
+   * nothing can be new — but a reconciliation that is due runs anyway (deletes must not wait for a
+   * write), its changes in a transaction after the horizon's own position (poll_position.h). */
+  bool stay = !first && hi <= lo;
+  if (stay && !reconcile) {
     s->cycles++;
     od_debug("%s: cycle %" PRIu64 ": horizon %" PRIu64 " unchanged (next %" PRIu64 ")", s->where, s->cycles, lo, hi);
     return pq_cmd(s->conn, "COMMIT", s->where, err);
   }
+  if (stay) hi = lo;
   cycle c = {.s = s, .h = h};
-  c.txn.start = first ? od_pgpoll_pos('i', s->load_seq) : od_pgpoll_pos(s->mode, lo);
+  c.txn.start = first ? od_pgpoll_pos('i', s->load_seq) : s->last;
   c.txn.end = od_pos_none();
   c.chunking = first && s->load_chunk_rows > 0;
   c.txn.xid = 0;
-  /* Reconciliation (hard deletes): the cycle empties each sink table and reads every row of the
-   * snapshot into it, in the same transaction (readers of a sink with atomic commits never see it
-   * empty). The horizon advances as in any cycle. */
-  bool reconcile = !first && s->reconcile_ms > 0 && od_mono_us() >= s->next_reconcile_us;
+  /* Reconciliation (hard deletes), in the cycle's snapshot and transaction; the horizon advances as
+   * in any cycle. reload (or checksum with a ledger not yet trusted): the cycle empties each sink table
+   * and reads every row of the snapshot into it (readers of a sink with atomic commits never see it
+   * empty). checksum: after the cycle's rows, the key-range chunks of each table are compared with
+   * the ledger's and only differing chunks are fetched (poll_reconcile.h). */
   if (reconcile) s->next_reconcile_us = od_mono_us() + s->reconcile_ms * 1000;
-  for (int i = 0; i < s->ntables && !rc; i++) {
-    if (reconcile && (rc = truncate_table(&c, &s->tables[i], err))) break;
-    rc = read_table(&c, &s->tables[i], first || reconcile, lo, hi, err);
+  bool reload = reconcile && (s->reconcile_reload || !s->ledger_trusted);
+  od_pos end = stay ? od_pgpoll_pos_seq(s->mode, lo, od_pgpoll_seq(&s->last) + 1) : od_pgpoll_pos(s->mode, hi);
+  for (int i = 0; i < s->ntables && !rc && (!stay || reload); i++) {
+    if (reload && (rc = truncate_table(&c, &s->tables[i], err))) break;
+    rc = read_table(&c, &s->tables[i], first || reload, lo, hi, err);
   }
-  if (reconcile && !rc) od_debug("%s: reconciliation cycle (every row re-read)", s->where);
+  if (reload && !rc) od_debug("%s: reconciliation cycle (every row re-read)", s->where);
+  if (reconcile && !reload && !rc) {
+    od_debug("%s: reconciliation cycle (checksums) started", s->where);
+    pr_emit emit = {.ctx = &c, .del = emit_delete, .row = emit_row};
+    for (int i = 0; i < s->ntables && !rc; i++) {
+      pr_stats st = {0};
+      rc = pr_reconcile_table(s->conn, s->where, &s->tables[i], &s->ledger, i, s->reconcile_chunk_rows, &end, &emit,
+                              &st, err);
+      if (!rc)
+        od_debug("%s: reconciliation of %s: %" PRIu64 " chunks compared, %" PRIu64 " differed and were fetched, %" PRIu64
+                 " deletes, %" PRIu64 " rows re-sent", s->where, s->tables[i].display, st.chunks, st.fetched,
+                 st.deletes, st.upserts);
+    }
+  }
   if (!rc) rc = pq_cmd(s->conn, "COMMIT", s->where, err);
   if (rc) return rc;
-  od_pos end = od_pgpoll_pos(s->mode, hi);
   if (c.open) {
     c.txn.end = end;
+    if (s->ledger_on && reload && !s->ledger_trusted) {
+      /* The ledger now holds every key this reload delivers; a sink holding `end` holds no other. */
+      if ((rc = pk_set_valid_from(&s->ledger, &end, err))) return rc;
+      s->ledger_trusted = true;
+    }
+    if (s->ledger_on && (rc = pk_sync(&s->ledger, err))) return rc; /* the keys before the sinks can hold them */
     if ((rc = h->commit(h->ctx, &c.txn, err))) return rc;
-  } else if (h->idle && (rc = h->idle(h->ctx, &end, err))) {
-    return rc;
+    s->last = end;
+  } else if (!stay) {
+    if (h->idle && (rc = h->idle(h->ctx, &end, err))) return rc;
+    s->last = end;
   }
   s->horizon = hi;
   s->have_horizon = true;
@@ -461,8 +606,10 @@ static int pp_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
 }
 
 static int pp_ack(od_source *base, const od_pos *durable, bool force, od_error *err) {
-  (void)base, (void)durable, (void)force, (void)err;
-  return OD_OK; /* the sinks' checkpoints are the only state: nothing to tell the server */
+  (void)force;
+  pp_source *s = (pp_source *)base;
+  /* Nothing to tell the server; the ledger writes the deletes every sink now holds. */
+  return s->ledger_on ? pk_acked(&s->ledger, durable, err) : OD_OK;
 }
 
 const od_source_ops od_source_postgres_poll = {

@@ -5,7 +5,10 @@
  *            "xmin:<xid8>" or "ts:<µs>". A poll cycle that read the rows whose watermark lies in
  *            [h0, h1) is the transaction [pos(h0), pos(h1)). Mode 'i' ("load:<k>") numbers the chunk
  *            transactions of an initial load; bytewise it sorts below every horizon ('i' < 't' < 'x'),
- *            and the load's last transaction ends at the first horizon.
+ *            and the load's last transaction ends at the first horizon. A reconciliation that runs
+ *            while the horizon h stands still delivers its deletes in [h(+k), h+(k+1)): the same
+ *            bytes followed by an 8-byte sequence k+1 (text "xmin:<xid8>+<k+1>"), which sort after
+ *            h and before any later horizon.
  *  "pgtrig": the commit sequence number of a captured transaction (odsync.txns.seq); the
  *            transaction with sequence s is [s, s + 1). Text form: the decimal number.
  * Owns nothing. Never touches I/O.
@@ -19,6 +22,8 @@ extern const od_pos_kind od_pgpoll_position;
 extern const od_pos_kind od_pgtrig_position;
 
 od_pos od_pgpoll_pos(char mode, uint64_t v);
+od_pos od_pgpoll_pos_seq(char mode, uint64_t v, uint64_t seq); /* seq 0: od_pgpoll_pos */
+uint64_t od_pgpoll_seq(const od_pos *p);                         /* 0 for a plain horizon */
 /* The mode byte and value of a pgpoll position; false when p is not one. */
 bool od_pgpoll_get(const od_pos *p, char *mode, uint64_t *v);
 
