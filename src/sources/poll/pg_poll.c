@@ -4,6 +4,9 @@
  * captured table whose watermark lies in [previous horizon, new horizon), through a server-side
  * cursor (FETCH fetch_rows at a time, so memory is bounded by a page), and delivers them as ONE
  * source transaction of upserts (OD_OP_READ; a row whose deleted_column is true is a delete by key).
+ * The initial load is cut into transactions of load_chunk_rows rows whose positions carry the last
+ * delivered key: a restart resumes after it by keyset pagination, and the load ends at its first
+ * snapshot's horizon (whatever changed since is read again by the next cycles).
  * The cycle's position is its horizon (poll_position.h); the sinks store it in their checkpoint with
  * the data, so a restart resumes at the last horizon a sink holds and re-reads nothing it has
  * (a replayed range reads the rows' current state again: the same final state).
@@ -62,6 +65,10 @@ typedef struct pp_source {
   pk_ledger ledger;
   long load_chunk_rows;  /* initial load: a source transaction per this many rows (0: one) */
   uint64_t load_seq;     /* initial load: the number of the next chunk transaction */
+  uint64_t load_horizon; /* initial load: the horizon it ends at (its first snapshot's, across restarts) */
+  int resume_table;      /* initial load: resume in this table after resume_key; -1: from the start */
+  char resume_key[OD_POS_MAX];
+  size_t resume_keylen;
   int64_t next_reconcile_us;
   const char *deleted_column;
   PGconn *conn;
@@ -226,6 +233,14 @@ static int pp_tables(od_source *base, void (*fn)(void *ctx, const char *schema, 
   return OD_OK;
 }
 
+/* The resume key names a table of the list and has one NUL-ended part per key column. */
+static bool resume_key_valid(pp_source *s) {
+  if (s->resume_table >= s->ntables || !s->resume_keylen || s->resume_key[s->resume_keylen - 1]) return false;
+  int parts = 0;
+  for (size_t i = 0; i < s->resume_keylen; i++) parts += !s->resume_key[i];
+  return parts == s->tables[s->resume_table].nkey;
+}
+
 /* Checksum reconciliation: (re)load the delivered-key ledger for the position the sinks hold. */
 static int ledger_load(pp_source *s, const od_pos *from, od_error *err) {
   if (!s->ledger.ntables) {
@@ -255,14 +270,23 @@ static int pp_start(od_source *base, const od_pos *from, od_error *err) {
   pp_source *s = (pp_source *)base;
   disconnect(s);
   s->have_horizon = false;
+  s->resume_table = -1;
+  s->last = od_pgpoll_pos('i', s->load_seq);
   if (!od_pos_is_none(from)) {
     char mode;
     uint64_t v;
     if (!od_pgpoll_get(from, &mode, &v))
       return OD_FAIL(err, OD_EGAP, "%s: the sinks hold a position of another kind (%s); a pipeline cannot change its "
                      "source type: use a new pipeline name", s->where, from->kind ? from->kind->name : "?");
-    if (mode == 'i') { /* an initial load was cut short: it starts over, its chunks numbered on */
+    if (mode == 'i') { /* an initial load was cut short: it resumes after its last key, or starts over */
       s->load_seq = v;
+      s->last = *from;
+      const uint8_t *key;
+      uint16_t table;
+      if (od_pgpoll_load_resume(from, &s->load_horizon, &table, &key, &s->resume_keylen)) {
+        s->resume_table = table;
+        memcpy(s->resume_key, key, s->resume_keylen);
+      }
     } else if (mode != s->mode)
       return OD_FAIL(err, OD_ECONFIG, "%s: the sinks hold a %s horizon but source.watermark is %s; the watermark of "
                      "a pipeline cannot change (use a new pipeline name to start over)", s->where,
@@ -284,6 +308,11 @@ static int pp_start(od_source *base, const od_pos *from, od_error *err) {
   if (s->reconcile_ms > 0 && !s->reconcile_reload && (rc = ledger_load(s, from, err))) {
     disconnect(s);
     return rc;
+  }
+  if (s->resume_table >= 0 && !resume_key_valid(s)) {
+    od_warn("%s: the initial load's resume point (table %d) does not match the tables; the load starts over", s->where,
+            s->resume_table);
+    s->resume_table = -1;
   }
   s->next_cycle_us = 0;
   char buf[64];
@@ -375,9 +404,22 @@ static int deliver_row(cycle *c, pq_table *t, PGresult *r, int row, od_value *va
   if ((rc = c->h->change(c->h->ctx, &c->txn, &ch, err))) return rc;
   if (s->ledger_on && (rc = ledger_add(s, t, r, row, err))) return rc;
   if (c->chunking && c->index >= (uint32_t)s->load_chunk_rows) {
-    /* A chunk of the initial load: [load:k, load:k+1). All chunks read one snapshot; a restart before
-     * the last one commits starts the load over (idempotent upserts), numbering on from k+1. */
-    c->txn.end = od_pgpoll_pos('i', s->load_seq + 1);
+    /* A chunk of the initial load: [its start, load:k+1@<horizon>/<table>/<last key>). A restart resumes
+     * after that key by keyset pagination (a key too long for a position: the load starts over). */
+    char key[OD_POS_MAX];
+    size_t keylen = 0;
+    for (int i = 0; i < t->rel.ncolumns && keylen <= OD_PGPOLL_LOAD_KEY_MAX; i++) {
+      if (!t->rel.columns[i].key) continue;
+      size_t m = (size_t)PQgetlength(r, row, i) + 1;
+      if (keylen + m > OD_PGPOLL_LOAD_KEY_MAX) {
+        keylen = OD_PGPOLL_LOAD_KEY_MAX + 1;
+        break;
+      }
+      memcpy(key + keylen, PQgetvalue(r, row, i), m);
+      keylen += m;
+    }
+    c->txn.end = od_pgpoll_load_pos(s->load_seq + 1, s->load_horizon, (uint16_t)(t - s->tables), key,
+                                    keylen <= OD_PGPOLL_LOAD_KEY_MAX ? keylen : 0);
     if (s->ledger_on && (rc = pk_sync(&s->ledger, err))) return rc; /* the keys before the sinks can hold them */
     if ((rc = c->h->commit(c->h->ctx, &c->txn, err))) return rc;
     od_debug("%s: initial load: chunk transaction load:%" PRIu64 " delivered (%u rows)", s->where, s->load_seq,
@@ -385,7 +427,7 @@ static int deliver_row(cycle *c, pq_table *t, PGresult *r, int row, od_value *va
     s->load_seq++;
     c->open = false;
     c->index = 0;
-    c->txn.start = od_pgpoll_pos('i', s->load_seq);
+    s->last = c->txn.start = c->txn.end;
     c->txn.end = od_pos_none();
   }
   return OD_OK;
@@ -458,9 +500,32 @@ static int truncate_table(cycle *c, pq_table *t, od_error *err) {
   return c->h->change(c->h->ctx, &c->txn, &ch, err);
 }
 
-static int read_table(cycle *c, pq_table *t, bool first, uint64_t lo, uint64_t hi, od_error *err) {
+/* The keyset condition "(k1, k2) > ('v1'::type1, 'v2'::type2)" resuming the load after s->resume_key. */
+static int resume_condition(pp_source *s, pq_table *t, char *out, size_t size, od_error *err) {
+  size_t o = 0, v = 0;
+  char lhs[2048] = "", rhs[2048] = "";
+  const char *part = s->resume_key;
+  for (int i = 0; i < t->rel.ncolumns; i++) {
+    if (!t->rel.columns[i].key) continue;
+    char q[200];
+    pq_quote_ident(t->rel.columns[i].name, q, sizeof q);
+    char *lit = PQescapeLiteral(s->conn, part, strlen(part));
+    if (!lit) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+    o += (size_t)snprintf(lhs + o, o < sizeof lhs ? sizeof lhs - o : 0, "%s%s", o ? ", " : "", q);
+    v += (size_t)snprintf(rhs + v, v < sizeof rhs ? sizeof rhs - v : 0, "%s%s::%s", v ? ", " : "", lit,
+                          t->rel.columns[i].type_name);
+    PQfreemem(lit);
+    part += strlen(part) + 1;
+  }
+  if (o >= sizeof lhs || v >= sizeof rhs || (size_t)snprintf(out, size, "(%s) > (%s)", lhs, rhs) >= size)
+    return OD_FAIL(err, OD_EUNSUPPORTED, "%s: table %s: the key is too long to resume the initial load", s->where,
+                   t->display);
+  return OD_OK;
+}
+
+static int read_table(cycle *c, pq_table *t, bool first, uint64_t lo, uint64_t hi, const char *after, od_error *err) {
   pp_source *s = c->s;
-  char cond[600], cols[8192], keys[2048], sql[12288];
+  char cond[5000], cols[8192], keys[2048], sql[16384];
   size_t o = 0, k = 0;
   cols[0] = keys[0] = '\0';
   for (int i = 0; i < t->rel.ncolumns; i++) {
@@ -472,6 +537,7 @@ static int read_table(cycle *c, pq_table *t, bool first, uint64_t lo, uint64_t h
   if (o >= sizeof cols || k >= sizeof keys)
     return OD_FAIL(err, OD_EUNSUPPORTED, "%s: table %s has too many columns for a poll query", s->where, t->display);
   range_sql(s, t, first, lo, hi, cond, sizeof cond);
+  if (after) snprintf(cond, sizeof cond, "%s", after);
   snprintf(sql, sizeof sql, "DECLARE odsync_poll NO SCROLL CURSOR FOR SELECT %s FROM %s WHERE %s ORDER BY %s", cols,
            t->qname, cond, keys);
   int rc = pq_cmd(s->conn, sql, s->where, err);
@@ -536,8 +602,13 @@ static int run_cycle(pp_source *s, const od_change_handler *h, od_error *err) {
     return pq_cmd(s->conn, "COMMIT", s->where, err);
   }
   if (stay) hi = lo;
+  /* The initial load ends at its first snapshot's horizon, however often it was resumed: every row
+   * changed since that snapshot has a watermark at or above it, so the next cycles read it again. */
+  bool resume = first && s->resume_table >= 0;
+  if (resume) hi = s->load_horizon;
+  else if (first) s->load_horizon = hi;
   cycle c = {.s = s, .h = h};
-  c.txn.start = first ? od_pgpoll_pos('i', s->load_seq) : s->last;
+  c.txn.start = s->last;
   c.txn.end = od_pos_none();
   c.chunking = first && s->load_chunk_rows > 0;
   c.txn.xid = 0;
@@ -549,10 +620,17 @@ static int run_cycle(pp_source *s, const od_change_handler *h, od_error *err) {
   if (reconcile) s->next_reconcile_us = od_mono_us() + s->reconcile_ms * 1000;
   bool reload = reconcile && (s->reconcile_reload || !s->ledger_trusted);
   od_pos end = stay ? od_pgpoll_pos_seq(s->mode, lo, od_pgpoll_seq(&s->last) + 1) : od_pgpoll_pos(s->mode, hi);
-  for (int i = 0; i < s->ntables && !rc && (!stay || reload); i++) {
+  if (resume)
+    od_info("%s: resuming the initial load (load:%" PRIu64 ") at table %s after the last delivered key", s->where,
+            s->load_seq, s->tables[s->resume_table].display);
+  for (int i = resume ? s->resume_table : 0; i < s->ntables && !rc && (!stay || reload); i++) {
     if (reload && (rc = truncate_table(&c, &s->tables[i], err))) break;
-    rc = read_table(&c, &s->tables[i], first || reload, lo, hi, err);
+    char after[5000];
+    if (resume && i == s->resume_table && (rc = resume_condition(s, &s->tables[i], after, sizeof after, err))) break;
+    rc = read_table(&c, &s->tables[i], first || reload, lo, hi, resume && i == s->resume_table ? after : NULL, err);
   }
+  if (first && !rc)
+    od_info("%s: initial load: %" PRIu64 " rows read in this run%s", s->where, c.rows, resume ? " (resumed)" : "");
   if (reload && !rc) od_debug("%s: reconciliation cycle (every row re-read)", s->where);
   if (reconcile && !reload && !rc) {
     od_debug("%s: reconciliation cycle (checksums) started", s->where);
@@ -585,6 +663,7 @@ static int run_cycle(pp_source *s, const od_change_handler *h, od_error *err) {
   }
   s->horizon = hi;
   s->have_horizon = true;
+  s->resume_table = -1;
   s->cycles++;
   od_debug("%s: cycle %" PRIu64 " read [%" PRIu64 ", %" PRIu64 "): %" PRIu64 " rows", s->where, s->cycles, lo, hi,
            c.rows);
