@@ -10,7 +10,8 @@
 #  - the first reconciliation after the initial load compares every chunk and fetches none
 #    (a full reload would not print that line);
 #  - 20 hard deletes spread over 20 chunks of items: exactly those 20 chunks (of 1000 / 200) are
-#    fetched, 20 deletes are delivered, and both sinks equal the source row for row;
+#    fetched, 20 deletes are delivered (log and /metrics counters), and both sinks equal the source
+#    row for row;
 #  - odsync SIGKILLed right after a reconciliation started (at least once verifiably before it
 #    finished its last table) with new spread deletes pending: after the restart the ledger is
 #    trusted (no pipeline falls back to a full reload), the deletes arrive, sinks equal the source;
@@ -52,6 +53,8 @@ pipelines:
               lag_ms: 300, interval_ms: 200, reconcile_interval_ms: 1500, reconcile_chunk_rows: 100 }
     sink: { type: postgres, dsn: "$DST_DSN" }
 YAML
+APORT=$(pg_free_port)
+echo "admin: { listen: \"127.0.0.1:$APORT\" }" >>"$CONFIG"
 
 compare_all() {
   "$OD_COMPARE" --pg "$SRC_DSN" --sqlite "$SINK_DB" --table public.items --table public.tags &&
@@ -85,6 +88,14 @@ wait_for "recon_lines lite public.items $from | grep -q '1000 chunks compared, 2
   fail "the spread deletes were not found by fetching exactly the 20 differing chunks"
 }
 wait_compare "the spread deletes"
+# The same counts as Prometheus counters (this process has run every reconciliation so far).
+metric() { curl -fsS --max-time 5 "http://127.0.0.1:$APORT/metrics" | awk -v k="$1" 'index($0, k " ") == 1 { print $2 }'; }
+fetched=$(metric 'odsync_poll_reconcile_chunks_total{pipeline="lite",table="public.items",result="fetched"}')
+equal=$(metric 'odsync_poll_reconcile_chunks_total{pipeline="lite",table="public.items",result="equal"}')
+deletes=$(metric 'odsync_poll_reconcile_deletes_total{pipeline="lite",table="public.items"}')
+log "metrics: items chunks fetched $fetched, equal $equal, deletes $deletes"
+[[ $fetched == 20 && $deletes == 20 && ${equal:-0} -ge 1980 ]] ||
+  fail "metrics: expected 20 chunks fetched, 20 deletes and at least 1980 equal chunks for lite/public.items"
 
 log "phase 3: SIGKILL right after a reconciliation started, deletes pending"
 mid=0

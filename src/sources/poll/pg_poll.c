@@ -31,6 +31,7 @@
  * the key ledger.
  * Borrows the config section. Never touches sinks or the pipeline's queue.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,7 @@ typedef struct pp_source {
   bool ledger_on;          /* checksum mode: the ledger is loaded and every delivered key goes into it */
   bool ledger_trusted;     /* else the next reconciliation is a full reload that makes it so */
   pk_ledger ledger;
+  od_metric **m_recon;     /* per table: chunks equal, chunks fetched, deletes (3 series each); owned array */
   long load_chunk_rows;  /* initial load: a source transaction per this many rows (0: one) */
   uint64_t load_seq;     /* initial load: the number of the next chunk transaction */
   uint64_t load_horizon; /* initial load: the horizon it ends at (its first snapshot's, across restarts) */
@@ -142,6 +144,7 @@ static void pp_close(od_source *base) {
   disconnect(s);
   free_tables(s);
   pk_free(&s->ledger);
+  free(s->m_recon);
   free(s);
 }
 
@@ -194,6 +197,14 @@ static int pp_check(od_source *base, od_problem_fn problem, void *ctx, od_error 
   int rc = pq_connect(s->dsn, s->pipeline, s->where, &s->conn, err);
   if (rc) return rc;
   int fatal = load_tables(s, problem, ctx, err);
+  int e = s->reconcile_ms > 0 && !s->reconcile_reload ? pk_dir_ready(s->ledger_path) : 0;
+  if (fatal >= 0 && e) {
+    char msg[1400];
+    snprintf(msg, sizeof msg, "%s: the key ledger of checksum reconciliation, %s, cannot be written (%s); fix state_dir "
+             "or its permissions, or set reconcile_mode: reload", s->where, s->ledger_path, strerror(e));
+    problem(ctx, true, msg);
+    fatal++;
+  }
   if (fatal >= 0 && s->mode == 't') {
     PGresult *r = pq_run(s->conn,
                          "SELECT usesuper OR pg_has_role(current_user, 'pg_read_all_stats', 'member') FROM pg_user "
@@ -256,6 +267,26 @@ static int ledger_load(pp_source *s, const od_pos *from, od_error *err) {
         pk_init(&s->ledger, s->ledger_path);
         return rc;
       }
+    }
+  }
+  if (!s->m_recon && (s->m_recon = calloc((size_t)s->ntables * 3, sizeof *s->m_recon))) {
+    static const char *const cl[] = {"pipeline", "table", "result", NULL}, *const dl[] = {"pipeline", "table", NULL};
+    static const od_metric_family_def cdef = {
+        .name = "odsync_poll_reconcile_chunks_total",
+        .help = "postgres_poll checksum reconciliation: key-range chunks compared, by result (equal, fetched)",
+        .type = OD_METRIC_COUNTER, .labels = cl};
+    static const od_metric_family_def ddef = {
+        .name = "odsync_poll_reconcile_deletes_total",
+        .help = "postgres_poll checksum reconciliation: hard deletes found (keys delivered that the source no longer has)",
+        .type = OD_METRIC_COUNTER, .labels = dl};
+    od_metric_family *fc = od_metrics_family(od_metrics_global(), &cdef);
+    od_metric_family *fd = od_metrics_family(od_metrics_global(), &ddef);
+    for (int i = 0; i < s->ntables; i++) {
+      const char *eq[] = {s->pipeline, s->tables[i].display, "equal"}, *fe[] = {s->pipeline, s->tables[i].display, "fetched"};
+      const char *dv[] = {s->pipeline, s->tables[i].display};
+      s->m_recon[3 * i] = fc ? od_metrics_series(fc, eq) : NULL;
+      s->m_recon[3 * i + 1] = fc ? od_metrics_series(fc, fe) : NULL;
+      s->m_recon[3 * i + 2] = fd ? od_metrics_series(fd, dv) : NULL;
     }
   }
   s->ledger_on = false;
@@ -639,6 +670,11 @@ static int run_cycle(pp_source *s, const od_change_handler *h, od_error *err) {
       pr_stats st = {0};
       rc = pr_reconcile_table(s->conn, s->where, &s->tables[i], &s->ledger, i, s->reconcile_chunk_rows, &end, &emit,
                               &st, err);
+      if (!rc && s->m_recon) {
+        if (s->m_recon[3 * i]) od_counter_add(s->m_recon[3 * i], st.chunks - st.fetched);
+        if (s->m_recon[3 * i + 1]) od_counter_add(s->m_recon[3 * i + 1], st.fetched);
+        if (s->m_recon[3 * i + 2]) od_counter_add(s->m_recon[3 * i + 2], st.deletes);
+      }
       if (!rc)
         od_debug("%s: reconciliation of %s: %" PRIu64 " chunks compared, %" PRIu64 " differed and were fetched, %" PRIu64
                  " deletes, %" PRIu64 " rows re-sent", s->where, s->tables[i].display, st.chunks, st.fetched,

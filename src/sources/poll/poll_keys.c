@@ -391,6 +391,13 @@ static int mkdirs(const char *path) {
   return 0;
 }
 
+int pk_dir_ready(const char *path) {
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s", path);
+  if (mkdirs(dir)) return errno ? errno : EIO;
+  return access(dirname(dir), W_OK) ? errno : 0;
+}
+
 int pk_load(pk_ledger *l, const od_pos *from, const od_pos_kind *kind, bool *trusted, od_error *err) {
   if (mkdirs(l->path))
     return OD_FAIL(err, OD_EIO, "postgres_poll: cannot create the directory of the key ledger %s: %s (fix state_dir)",

@@ -63,6 +63,8 @@ typedef struct pk_ledger {
 } pk_ledger;
 
 void pk_init(pk_ledger *l, const char *path);
+/* Create the ledger file's directory; 0 when it is writable, else an errno. */
+int pk_dir_ready(const char *path);
 /* Declare table `index` (in order, before pk_load). */
 int pk_add_table(pk_ledger *l, const char *name, int nparts, const bool *numeric, od_error *err);
 /* Read the journal and rewrite it compacted. from: the position the sinks hold (none: a fresh start,
