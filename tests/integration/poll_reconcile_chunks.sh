@@ -9,6 +9,8 @@
 # Asserts:
 #  - the first reconciliation after the initial load compares every chunk and fetches none
 #    (a full reload would not print that line);
+#  - a one-column text key (notes, 2,000 rows in 100 chunks): 10 spread deletes found by fetching at
+#    most 10 chunks;
 #  - 20 hard deletes spread over 20 chunks of items: exactly those 20 chunks (of 1000 / 200) are
 #    fetched, 20 deletes are delivered (log and /metrics counters), and both sinks equal the source
 #    row for row;
@@ -32,6 +34,8 @@ LOG=$TEST_TMP/odsync.log
 pg_psql <<'SQL'
 CREATE TABLE items (id bigint PRIMARY KEY, v text, n int, updated_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE tags (region int, name text, n int, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (region, name));
+CREATE TABLE notes (code text PRIMARY KEY, n int, updated_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO notes (code, n) SELECT (ARRAY['Q', 'q', 'Ö', 'a b', E'x\\y'])[g % 5 + 1] || g, g FROM generate_series(1, 2000) g;
 CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
 CREATE TRIGGER touch BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION touch();
 CREATE TRIGGER touch BEFORE UPDATE ON tags FOR EACH ROW EXECUTE FUNCTION touch();
@@ -45,11 +49,11 @@ log_level: debug
 state_dir: $TEST_TMP/state
 pipelines:
   - name: lite
-    source: { type: postgres_poll, dsn: "$SRC_DSN", tables: [public.items, public.tags], watermark: xmin,
+    source: { type: postgres_poll, dsn: "$SRC_DSN", tables: [public.items, public.tags, public.notes], watermark: xmin,
               interval_ms: 200, reconcile_interval_ms: 1000, reconcile_chunk_rows: 20, load_chunk_rows: 5000 }
     sink: { type: sqlite, path: $SINK_DB }
   - name: pgs
-    source: { type: postgres_poll, dsn: "$SRC_DSN", tables: [public.items, public.tags], watermark: updated_at,
+    source: { type: postgres_poll, dsn: "$SRC_DSN", tables: [public.items, public.tags, public.notes], watermark: updated_at,
               lag_ms: 300, interval_ms: 200, reconcile_interval_ms: 1500, reconcile_chunk_rows: 100 }
     sink: { type: postgres, dsn: "$DST_DSN" }
 YAML
@@ -57,8 +61,8 @@ APORT=$(pg_free_port)
 echo "admin: { listen: \"127.0.0.1:$APORT\" }" >>"$CONFIG"
 
 compare_all() {
-  "$OD_COMPARE" --pg "$SRC_DSN" --sqlite "$SINK_DB" --table public.items --table public.tags &&
-    "$OD_COMPARE_PG" --source "$SRC_DSN" --target "$DST_DSN" --table public.items --table public.tags
+  "$OD_COMPARE" --pg "$SRC_DSN" --sqlite "$SINK_DB" --table public.items --table public.tags --table public.notes &&
+    "$OD_COMPARE_PG" --source "$SRC_DSN" --target "$DST_DSN" --table public.items --table public.tags --table public.notes
 }
 wait_compare() { # wait_compare WHAT
   local deadline=$(($(date +%s) + 180)) out
@@ -81,13 +85,16 @@ grep -q "reconciliation cycle (every row re-read)" "$LOG" && fail "a full reload
 
 log "phase 2: 20 hard deletes spread over 20 chunks"
 from=$(($(wc -l <"$LOG") + 1))
-pg_psql -c "DELETE FROM items WHERE id % 1000 = 7" >/dev/null
+pg_psql -c "DELETE FROM items WHERE id % 1000 = 7; DELETE FROM notes WHERE n % 200 = 3" >/dev/null
 wait_for "recon_lines lite public.items $from | grep -q '1000 chunks compared, 20 differed and were fetched, 20 deletes, 0 rows re-sent' && recon_lines pgs public.items $from | grep -q '200 chunks compared, 20 differed and were fetched, 20 deletes, 0 rows re-sent'" 120 || {
   recon_lines lite public.items "$from" | tail -5
   recon_lines pgs public.items "$from" | tail -5
   fail "the spread deletes were not found by fetching exactly the 20 differing chunks"
 }
 wait_compare "the spread deletes"
+# A one-text-column key (its chunks' checksums come from one width_bucket pass in "C" order): 10 deletes.
+recon_lines lite public.notes "$from" | grep -q '100 chunks compared, \([1-9]\|10\) differed and were fetched, 10 deletes, 0 rows re-sent' ||
+  { recon_lines lite public.notes "$from" | tail -3; fail "the 10 deletes of notes were not found in at most 10 fetched chunks"; }
 # The same counts as Prometheus counters (this process has run every reconciliation so far).
 metric() { curl -fsS --max-time 5 "http://127.0.0.1:$APORT/metrics" | awk -v k="$1" 'index($0, k " ") == 1 { print $2 }'; }
 fetched=$(metric 'odsync_poll_reconcile_chunks_total{pipeline="lite",table="public.items",result="fetched"}')

@@ -3,8 +3,9 @@
  *
  * The delivered-key ledger's sorted keys (poll_keys.h) are cut into chunks of chunk_rows keys; the
  * bounds of a chunk are its first key and the next chunk's first key (the first chunk is open below,
- * the last above). For each chunk one query inside the cycle's snapshot computes the count and the
- * XOR of the keys' MD5-based hashes of the source's rows in that key range; a chunk whose count and
+ * the last above). Inside the cycle's snapshot the count and the XOR of the keys' MD5-based hashes
+ * of the source's rows in each chunk's key range are computed (one-column keys: all chunks in one
+ * width_bucket ... GROUP BY pass; composite keys: one query per chunk); a chunk whose count and
  * checksum equal the ledger's is done. Only a differing chunk is fetched (its rows): a ledger key the
  * source no longer has becomes a delete, a source row the ledger lacks (not yet delivered, or missed
  * by the watermark) is delivered as an upsert. Ranges compare integer key columns as numbers and
