@@ -14,7 +14,9 @@
 #   latency:    BENCH_PINGS single-row inserts, one at a time; time from COMMIT until the row is in the
 #               sink (probed every 10 ms with sqlite3): median and p95.
 # pgbench: scale BENCH_SCALE, BENCH_CLIENTS clients, BENCH_SECONDS each for TPS, then BENCH_TXNS
-#   transactions per client for the server's CPU time per transaction: without triggers, with the
+#   transactions per client for the server's CPU time per transaction (and, during the TPS run, the CPU
+#   time of the pgbench connections' own backends per committed transaction, read from /proc: the
+#   steadier figure, free of background processes and start-up): without triggers, with the
 #   capture triggers on pgbench_accounts/tellers/branches (pgbench_history has no primary key, so it is
 #   not captured), and without again (the two "without" runs bracket drift). No odsync runs meanwhile
 #   (the change table grows unpruned: the trigger's own cost).
@@ -137,16 +139,41 @@ server_cpu() {
   cat "/proc/$pid/stat" $kids 2>/dev/null | awk -v hz="$(getconf CLK_TCK)" -v pm="$pid" '
     { t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
 }
-# "TPS CPU_MS_PER_TXN": a time-bounded run for TPS, then BENCH_TXNS transactions per client for the
-# server's CPU time per transaction (CPU time is far less sensitive to the neighbours than wall time).
+# CPU seconds used so far by the listed processes (PIDs as arguments).
+pids_cpu() {
+  local f=()
+  for p in "$@"; do f+=("/proc/$p/stat"); done
+  cat "${f[@]}" 2>/dev/null | awk -v hz="$(getconf CLK_TCK)" '{ t += $14 + $15 } END { printf "%.3f", t / hz }'
+}
+# Committed pgbench transactions so far: each TPC-B-like transaction inserts exactly one history row.
+pgb_txns() { od_psql pgb -c "SELECT count(*) FROM pgbench_history"; }
+# "TPS CPU_MS_PER_TXN BACKEND_CPU_MS_PER_TXN": a time-bounded run for TPS, during which the CPU time of
+# the pgbench connections' own backends (no background writer, WAL writer, checkpointer, autovacuum,
+# no connection start-up) is read from /proc between second 2 and 2 s before the end, divided by the
+# transactions committed in between; then BENCH_TXNS transactions per client for the whole server's
+# CPU time per transaction (CPU time is far less sensitive to the neighbours than wall time).
 tps() {
-  local t c0 c1
-  t=$(pgbench -n -c "$BENCH_CLIENTS" -j 2 -T "$BENCH_SECONDS" "$(od_pg_dsn pgb)" 2>/dev/null | awk '/^tps/ { printf "%.0f", $3; exit }')
+  local t c0 c1 pids b0 b1 x0 x1 out=$TMP/pgbench.out
+  pgbench -n -c "$BENCH_CLIENTS" -j 2 -T "$BENCH_SECONDS" "$(od_pg_dsn pgb)" >"$out" 2>/dev/null &
+  local pgb=$!
+  sleep 2
+  mapfile -t pids < <(od_psql pgb -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench'")
+  b0=$(pids_cpu "${pids[@]}")
+  x0=$(pgb_txns)
+  sleep $((BENCH_SECONDS - 4))
+  b1=$(pids_cpu "${pids[@]}")
+  x1=$(pgb_txns)
+  wait "$pgb"
+  t=$(awk '/^tps/ { printf "%.0f", $3; exit }' "$out")
   c0=$(server_cpu)
   pgbench -n -c "$BENCH_CLIENTS" -j 2 -t "$BENCH_TXNS" "$(od_pg_dsn pgb)" >/dev/null 2>&1
   c1=$(server_cpu)
-  awk -v t="$t" -v a="$c0" -v b="$c1" -v n="$((BENCH_TXNS * BENCH_CLIENTS))" 'BEGIN { printf "%s %.3f", t, (b - a) * 1000 / n }'
+  ((${#pids[@]} == BENCH_CLIENTS && x1 > x0)) || od_die "backend CPU: found ${#pids[@]} pgbench backends, $((x1 - x0)) transactions"
+  awk -v t="$t" -v a="$c0" -v b="$c1" -v n="$((BENCH_TXNS * BENCH_CLIENTS))" -v p="$b0" -v q="$b1" -v x="$((x1 - x0))" \
+    'BEGIN { printf "%s %.3f %.3f", t, (b - a) * 1000 / n, (q - p) * 1000 / x }'
 }
+# The n-th field (1-based) of a "TPS CPU BACKEND" triple.
+f() { echo "$1" | awk -v i="$2" '{ print $i }'; }
 cat >"$TMP/pgb.yaml" <<YAML
 pipelines:
   - name: pgb
@@ -160,6 +187,10 @@ captured=$(od_psql pgb -c "SELECT count(*) FROM odsync.changes")
 "$ODSYNC_BIN" uninstall-triggers -c "$TMP/pgb.yaml" >&2
 after=$(tps)
 echo "pgbench (scale $BENCH_SCALE, $BENCH_CLIENTS clients, TPC-B-like; ${BENCH_SECONDS}s for TPS, then $BENCH_TXNS transactions per client for server CPU per transaction):"
-echo "  without triggers: ${before% *} tps, ${before#* } ms CPU/txn   with capture triggers: ${with% *} tps, ${with#* } ms CPU/txn ($captured changes captured)   without again: ${after% *} tps, ${after#* } ms CPU/txn"
-awk -v a="${before% *}" -v b="${with% *}" -v c="${after% *}" -v x="${before#* }" -v y="${with#* }" -v z="${after#* }" 'BEGIN {
-  printf "  with/without (mean of both without runs): TPS %.2f, server CPU per transaction %.2f\n", b / ((a + c) / 2), y / ((x + z) / 2) }'
+echo "  without triggers: $(f "$before" 1) tps, $(f "$before" 2) ms server CPU/txn, $(f "$before" 3) ms backend CPU/txn"
+echo "  with capture triggers: $(f "$with" 1) tps, $(f "$with" 2) ms server CPU/txn, $(f "$with" 3) ms backend CPU/txn ($captured changes captured)"
+echo "  without again: $(f "$after" 1) tps, $(f "$after" 2) ms server CPU/txn, $(f "$after" 3) ms backend CPU/txn"
+awk -v a="$(f "$before" 1)" -v b="$(f "$with" 1)" -v c="$(f "$after" 1)" -v x="$(f "$before" 2)" -v y="$(f "$with" 2)" \
+  -v z="$(f "$after" 2)" -v u="$(f "$before" 3)" -v v="$(f "$with" 3)" -v w="$(f "$after" 3)" 'BEGIN {
+  printf "  with/without (mean of both without runs): TPS %.2f, server CPU per transaction %.2f, backend CPU per transaction %.2f\n",
+    b / ((a + c) / 2), y / ((x + z) / 2), v / ((u + w) / 2) }'

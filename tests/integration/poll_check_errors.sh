@@ -5,7 +5,8 @@
 # Asserts (each: non-zero exit and a message naming the table/column/key and what to do):
 #  - postgres_poll: a watermark column missing in one table; a watermark column that is not a
 #    timestamp; a table without a primary key; a deleted_column that is not boolean; a changed
-#    watermark mode against a sink that holds the other mode's checkpoint (run stops, names both);
+#    watermark mode against a sink that holds the other mode's checkpoint (run stops, names both); an
+#    unknown reconcile_mode; checksum reconciliation whose key ledger cannot be written (state_dir);
 #  - postgres_trigger: install-triggers on a config without such a source (exit 2);
 #  - sqlite_poll: 12 tables (more than a position holds); a table missing in the file.
 set -euo pipefail
@@ -56,6 +57,13 @@ odsync_stop
 source_yaml "type: postgres_poll, dsn: \"$(pg_dsn)\", tables: [a], watermark: updated_at"
 expect_fail run "the sinks hold a xmin horizon but source.watermark is updated_at" "changed watermark mode"
 expect_fail install-triggers "has a source of type postgres_trigger" "install-triggers without a trigger source"
+source_yaml "type: postgres_poll, dsn: \"$(pg_dsn)\", tables: [a], reconcile_interval_ms: 1000, reconcile_mode: fast"
+expect_fail check "reconcile_mode: 'fast' is not a mode; use checksum" "unknown reconcile_mode"
+source_yaml "type: postgres_poll, dsn: \"$(pg_dsn)\", tables: [a], reconcile_interval_ms: 1000"
+: >"$TEST_TMP/not-a-dir"
+sed -i "s|^state_dir: .*|state_dir: $TEST_TMP/not-a-dir|" "$CONFIG"
+expect_fail check "the key ledger of checksum reconciliation, $TEST_TMP/not-a-dir/postgres_poll/p.keys, cannot be written" \
+  "checksum reconciliation with an unwritable state_dir"
 tables=$(printf 't%d, ' $(seq 1 12))
 source_yaml "type: sqlite_poll, path: $TEST_TMP/src.db, tables: [${tables%, }]"
 expect_fail check "sqlite_poll needs \`tables:\` with 1 to 11 tables" "sqlite_poll with 12 tables"

@@ -44,7 +44,60 @@ TEST(poll_positions_order) {
   CHECK(od_pos_lt(&c, &d));
 }
 
+TEST(poll_positions_reconcile_seq) {
+  /* A reconciliation while the horizon stands still: h < h+1 < h+2 < the next horizon. */
+  od_pos h = od_pgpoll_pos('x', 1029), s1 = od_pgpoll_pos_seq('x', 1029, 1), s2 = od_pgpoll_pos_seq('x', 1029, 2);
+  od_pos n = od_pgpoll_pos('x', 1030);
+  roundtrip(&s1, "pgpoll:xmin:1029+1");
+  od_pos t = od_pgpoll_pos_seq('t', 1796258550602341ULL, 300);
+  roundtrip(&t, "pgpoll:ts:1796258550602341+300");
+  CHECK(od_pos_lt(&h, &s1) && od_pos_lt(&s1, &s2) && od_pos_lt(&s2, &n));
+  CHECK(od_pgpoll_seq(&h) == 0 && od_pgpoll_seq(&s2) == 2);
+  char mode;
+  uint64_t v;
+  CHECK(od_pgpoll_get(&s2, &mode, &v) && mode == 'x' && v == 1029);
+  CHECK(od_pgpoll_pos_seq('x', 5, 0).len == od_pgpoll_pos('x', 5).len);
+  /* The version grows with the position too (ClickHouse keeps the highest). */
+  const od_pos_kind *k = &od_pgpoll_position;
+  CHECK(k->version(&h) < k->version(&s1) && k->version(&s1) < k->version(&s2) && k->version(&s2) < k->version(&n));
+}
+
+TEST(poll_positions_load_resume) {
+  /* A resumable chunk end of an initial load: load:k < load:k@h/t/key < load:k+1, round trip. */
+  od_pos k = od_pgpoll_pos('i', 40), k1 = od_pgpoll_pos('i', 41);
+  od_pos r = od_pgpoll_load_pos(40, 732, 1, "7\0a b\0", 6);
+  roundtrip(&r, "pgpoll:load:40@732/1/370061206200");
+  CHECK(od_pos_lt(&k, &r) && od_pos_lt(&r, &k1));
+  uint64_t h;
+  uint16_t t;
+  const uint8_t *key;
+  size_t keylen;
+  CHECK(od_pgpoll_load_resume(&r, &h, &t, &key, &keylen));
+  CHECK(h == 732 && t == 1 && keylen == 6 && !memcmp(key, "7\0a b\0", 6));
+  char mode;
+  uint64_t v;
+  CHECK(od_pgpoll_get(&r, &mode, &v) && mode == 'i' && v == 40);
+  CHECK(od_pgpoll_seq(&r) == 0);
+  CHECK(!od_pgpoll_load_resume(&k, &h, &t, &key, &keylen));
+  /* A key too long for a position: the plain, non-resumable position. */
+  char big[OD_PGPOLL_LOAD_KEY_MAX + 1];
+  memset(big, 'x', sizeof big);
+  od_pos p = od_pgpoll_load_pos(40, 732, 0, big, sizeof big);
+  CHECK(od_pos_eq(&p, &k));
+  od_pos q;
+  od_error e = {0};
+  CHECK(od_pos_from_text("pgpoll:load:40@732/1/37006", &q, &e) != OD_OK); /* odd hex */
+  CHECK(od_pos_from_text("pgpoll:load:40@732/70000/3700", &q, &e) != OD_OK);
+  CHECK(od_pos_from_text("pgpoll:load:40@/1/3700", &q, &e) != OD_OK);
+  CHECK(od_pos_from_text("pgpoll:xmin:40@732/1/3700", &q, &e) != OD_OK);
+}
+
 TEST(poll_positions_reject) {
+  od_pos q;
+  od_error e = {0};
+  CHECK(od_pos_from_text("pgpoll:xmin:5+0", &q, &e) != OD_OK);
+  CHECK(od_pos_from_text("pgpoll:xmin:5+", &q, &e) != OD_OK);
+  CHECK(od_pos_from_text("pgpoll:load:5+1", &q, &e) != OD_OK);
   od_pos p;
   od_error err = {0};
   CHECK(od_pos_from_text("pgpoll:xmin:", &p, &err) != OD_OK);
