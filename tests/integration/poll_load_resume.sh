@@ -89,9 +89,9 @@ SQL
   log "kill $kill: checkpoint $cp, the sink holds $held of $total rows"
   from=$(($(wc -l <"$LOG") + 1))
   odsync_start "$CONFIG" "$LOG"
-  wait_for "tail -n +$from $LOG | grep -q 'pipeline lite: postgres_poll source: initial load: [0-9]* rows read in this run'" 300 ||
+  wait_for "tail -n +$from $LOG | grep_q 'pipeline lite: postgres_poll source: initial load: [0-9]* rows read in this run'" 300 ||
     fail "restart $kill: the load did not end"
-  tail -n +"$from" "$LOG" | grep -q "pipeline lite: postgres_poll source: resuming the initial load (load:[0-9]*) at table public.items after the last delivered key" ||
+  tail -n +"$from" "$LOG" | grep_q "pipeline lite: postgres_poll source: resuming the initial load (load:[0-9]*) at table public.items after the last delivered key" ||
     fail "restart $kill: the load did not resume"
   read_now=$(tail -n +"$from" "$LOG" | grep -o "pipeline lite: postgres_poll source: initial load: [0-9]* rows read in this run (resumed)" | grep -o "[0-9]* rows" | grep -o "[0-9]*")
   log "restart $kill: the resumed load read $read_now rows (expected $((total - held)))"

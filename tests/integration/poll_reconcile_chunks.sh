@@ -86,14 +86,14 @@ grep -q "reconciliation cycle (every row re-read)" "$LOG" && fail "a full reload
 log "phase 2: 20 hard deletes spread over 20 chunks"
 from=$(($(wc -l <"$LOG") + 1))
 pg_psql -c "DELETE FROM items WHERE id % 1000 = 7; DELETE FROM notes WHERE n % 200 = 3" >/dev/null
-wait_for "recon_lines lite public.items $from | grep -q '1000 chunks compared, 20 differed and were fetched, 20 deletes, 0 rows re-sent' && recon_lines pgs public.items $from | grep -q '200 chunks compared, 20 differed and were fetched, 20 deletes, 0 rows re-sent'" 120 || {
+wait_for "recon_lines lite public.items $from | grep_q '1000 chunks compared, 20 differed and were fetched, 20 deletes, 0 rows re-sent' && recon_lines pgs public.items $from | grep_q '200 chunks compared, 20 differed and were fetched, 20 deletes, 0 rows re-sent'" 120 || {
   recon_lines lite public.items "$from" | tail -5
   recon_lines pgs public.items "$from" | tail -5
   fail "the spread deletes were not found by fetching exactly the 20 differing chunks"
 }
 wait_compare "the spread deletes"
 # A one-text-column key (its chunks' checksums come from one width_bucket pass in "C" order): 10 deletes.
-recon_lines lite public.notes "$from" | grep -q '100 chunks compared, \([1-9]\|10\) differed and were fetched, 10 deletes, 0 rows re-sent' ||
+recon_lines lite public.notes "$from" | grep_q '100 chunks compared, \([1-9]\|10\) differed and were fetched, 10 deletes, 0 rows re-sent' ||
   { recon_lines lite public.notes "$from" | tail -3; fail "the 10 deletes of notes were not found in at most 10 fetched chunks"; }
 # The same counts as Prometheus counters (this process has run every reconciliation so far).
 metric() { curl -fsS --max-time 5 "http://127.0.0.1:$APORT/metrics" | awk -v k="$1" 'index($0, k " ") == 1 { print $2 }'; }
@@ -124,7 +124,7 @@ for attempt in 1 2 3 4 5 6; do
   from=$(($(wc -l <"$LOG") + 1))
   odsync_start "$CONFIG" "$LOG"
   wait_compare "restart $attempt"
-  if tail -n +"$from" "$LOG" | grep -q "reconciliation cycle (every row re-read)"; then
+  if tail -n +"$from" "$LOG" | grep_q "reconciliation cycle (every row re-read)"; then
     fail "after kill $attempt a pipeline fell back to a full reload: the ledger was not trusted"
   fi
   ((mid >= 2)) && break
