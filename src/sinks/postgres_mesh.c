@@ -50,19 +50,45 @@ typedef struct vv_entry {
   int64_t ts;
 } vv_entry;
 
+/* The stamp of one source transaction (parsed from its "odsync.mesh" message). */
+typedef struct stamp {
+  uint64_t seq; /* this sink's running number of stamped source transactions */
+  uint64_t lsn; /* the source commit LSN */
+  int64_t ts;   /* the author's commit time, µs since 1970 */
+  int64_t hlc;  /* the transaction's hybrid logical clock, µs (= ts when the author's clock led) */
+  vv_entry vv[VV_MAX];
+  int nvv;
+} stamp;
+
 typedef struct local_ver { /* one row of the versions query */
   char *key;               /* key columns' text joined by \x1f (points into the PGresult) */
   int64_t ts;              /* commit time µs, INT64_MIN when unknown */
-  const char *origin;      /* replication origin name, NULL: a local write */
-  const char *row;         /* to_jsonb of the local row (NULL for a tombstone) */
+  int64_t hlc;             /* hybrid logical clock µs (the side table's; else the commit time) */
+  const char *origin;      /* replication origin name or author node, NULL: a local write */
   bool tomb;               /* no row: the key's tombstone (the local delete's version) */
-  const char *ctr[COUNTERS_MAX]; /* the counter columns' local values (text) */
+  const char *ctr[COUNTERS_MAX]; /* the counter and rule columns' local values (text) */
 } local_ver;
 
+/* What this target transaction knows of one (relation, key): the version the row has after the
+ * changes decided so far (the database's, until a remote change of this sink wins), so several
+ * source transactions share one target transaction without reading back their own writes. */
 typedef struct decision {
   const od_relation *rel;
-  char *key; /* malloc'd */
-  bool apply;
+  const pg_rel *r;
+  char *key;        /* malloc'd */
+  uint64_t seq;     /* stamp seq of the last decided change (0: none yet) */
+  bool apply;       /* that change's decision (later changes of the same source transaction follow) */
+  bool has_ver;     /* the key has a version here (a row or a tombstone) */
+  bool tomb;        /* ... and it is a tombstone */
+  bool ours;        /* the version was written by this sink in this transaction: already seen */
+  bool queued;      /* in the side-table write list of the open run */
+  bool fix;         /* counters lost a conflict: set them to ctr after the run's apply */
+  bool touch;       /* a delete applied to a tombstone: rewrite the tombstone (its version is ours) */
+  char node[64];    /* the version's author ("" unknown) */
+  int64_t ts, hlc;  /* its commit time and clock (INT64_MIN: unknown) */
+  int nval;
+  char *val[COUNTERS_MAX]; /* counter and rule columns' values of the version (malloc'd, NULL: null) */
+  long long ctr[COUNTERS_MAX]; /* the counters' current values (fix) */
 } decision;
 
 typedef struct pgs_mesh {
@@ -73,6 +99,7 @@ typedef struct pgs_mesh {
   char *log_q;  /* quoted conflict table */
   char *tomb_q; /* quoted tombstone table */
   char *fn_q;   /* quoted tombstone trigger function */
+  char *ver_q;  /* quoted row-version side table (_odsync_versions) */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
   int ntables;
   char **counters; /* mesh_counters: "schema.table.column" merged as a sum of deltas (malloc'd) */
@@ -84,26 +111,29 @@ typedef struct pgs_mesh {
     int norder;
   } rules[RULES_MAX];
   int nrules;
-  /* per segment: updates rewritten by the counter merge (values and texts malloc'd) */
+  /* per run: updates rewritten by the counter merge (values and texts malloc'd) */
   struct override { size_t idx; od_value *vals; char **texts; int ntexts; } *ovr;
   size_t novr, ovr_cap;
-  /* the source transaction being applied */
-  bool have_stamp;
-  bool txn_has_data; /* the open target transaction holds a stamped source transaction */
-  uint64_t lsn;
-  int64_t ts;
-  vv_entry vv[VV_MAX];
-  int nvv;
+  /* the stamps of the open run (the last one carries over to the next apply() call) */
+  stamp *st;
+  int nst, st_cap;
+  uint64_t seq;
+  bool txn_has_data; /* the open target transaction holds stamped source transactions */
+  int64_t max_ts;    /* the latest commit time of its source transactions (the origin's progress time) */
   /* causal delivery: LSN of each origin applied here (cache of pg_replication_origin_status) */
   vv_entry prog[VV_MAX];
   int nprog;
   /* scratch */
   od_change *keep;
   size_t keep_cap;
-  decision *dec;
+  int *sidx;          /* per change of the apply() call: its stamp index in st, -1 none */
+  size_t sidx_cap;
+  decision *dec;      /* every key of the open target transaction */
   size_t ndec, dec_cap;
   uint32_t *slots;   /* hash of dec: index + 1, 0 empty; slot_cap a power of two > 2 * ndec */
   size_t slot_cap;
+  size_t *wr;        /* dec indexes to write to the side table (and fix) after the run's apply */
+  size_t nwr, wr_cap;
   uint64_t conflicts, applied_txns;
   od_metric *m_txns;                  /* odsync_mesh_transactions_total{node, peer} */
   od_metric *m_conflicts[KINDS];      /* odsync_mesh_conflicts_total{node, peer, kind}, by KIND_NAMES */
@@ -227,9 +257,9 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[3] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone"};
-  char **outs[3] = {&m->log_q, &m->tomb_q, &m->fn_q};
-  for (int i = 0; i < 3; i++) {
+  const char *tnames[4] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions"};
+  char **outs[4] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q};
+  for (int i = 0; i < 4; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -241,16 +271,22 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
   return OD_OK;
 }
 
+static void dec_clear(pgs_mesh *m);
+
 void pgs_mesh_free(pgs_sink *s) {
   pgs_mesh *m = s->mesh;
   if (!m) return;
   if (m->conflicts || m->applied_txns)
     od_info("postgres sink %s: mesh %s <- %s: %" PRIu64 " transactions applied, %" PRIu64 " conflicts", s->where,
             m->node, m->peer, m->applied_txns, m->conflicts);
-  for (size_t i = 0; i < m->ndec; i++) free(m->dec[i].key);
+  dec_clear(m);
   free(m->dec);
   free(m->slots);
   free(m->keep);
+  free(m->sidx);
+  free(m->st);
+  free(m->wr);
+  free(m->ver_q);
   free(m->log_q);
   free(m->tomb_q);
   free(m->fn_q);
@@ -288,6 +324,13 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                     "(SELECT 1 FROM pg_replication_origin WHERE roname = '%s'); ", m->origin, m->origin);
   /* Tombstones: every delete of a mesh table (local or applied) leaves (table, key); the row's
    * xmin is the deleting transaction, whose commit time and origin are the delete's version. */
+  /* Row versions written by mesh sinks: the author, its commit time and clock of every row version
+   * (or delete) a sink applied, written in the applying transaction. A row whose xmin carries no
+   * replication origin was written locally after that, and its xmin's commit time is its version. */
+  od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, m->ver_q);
+  od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, node text NOT NULL, ts int8 NOT NULL, hlc int8 NOT NULL, "
+                   "PRIMARY KEY (tbl, key)); ");
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, deleted_at timestamptz NOT NULL DEFAULT now(), "
@@ -335,19 +378,28 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
     return err->code;
   }
   PQclear(r);
+  /* A mesh sink holds its rows' locks for a batch of source transactions: in a deadlock with an
+   * application it should be the one that gives up (its transaction is retried). Where the role may
+   * set it, a short deadlock_timeout makes this session run the deadlock check first. */
+  r = pgs_exec(s, NULL, "setting deadlock_timeout", "DO $odsync$ BEGIN SET deadlock_timeout = '100ms'; EXCEPTION WHEN "
+               "insufficient_privilege THEN NULL; END $odsync$", 0, NULL, err);
+  if (!r) return err->code;
+  PQclear(r);
   m->nprog = 0;
   return OD_OK;
 }
 
 void pgs_mesh_reset(pgs_sink *s) {
   if (!s->mesh) return;
-  s->mesh->have_stamp = false;
+
+  s->mesh->nst = 0;
   s->mesh->txn_has_data = false;
+  dec_clear(s->mesh);
 }
 
 /* ---- stamps ----------------------------------------------------------------------------------- */
 
-static int parse_stamp(pgs_sink *s, pgs_mesh *m, const od_value *v, od_error *err) {
+static int parse_stamp(pgs_sink *s, pgs_mesh *m, const od_value *v, stamp *st, od_error *err) {
   char buf[4096];
   if (v->kind != OD_VALUE_TEXT && v->kind != OD_VALUE_BINARY) goto bad;
   size_t n = v->len < sizeof buf - 1 ? v->len : sizeof buf - 1;
@@ -360,19 +412,19 @@ static int parse_stamp(pgs_sink *s, pgs_mesh *m, const od_value *v, od_error *er
   if (strcmp(node, m->peer) != 0)
     return OD_FAIL(err, OD_ECONFIG, "postgres sink %s: mesh: the stream comes from node '%s' but this sink's "
                    "mesh_peer is '%s'; check the mesh's dsn entries", s->where, node, m->peer);
-  m->lsn = strtoull(lsn, NULL, 16);
-  m->ts = strtoll(ts, NULL, 10);
-  m->nvv = 0;
-  while ((tok = strtok_r(NULL, " ", &save)) && m->nvv < VV_MAX) {
+  st->lsn = strtoull(lsn, NULL, 16);
+  st->ts = strtoll(ts, NULL, 10);
+  st->hlc = st->ts;
+  st->nvv = 0;
+  while ((tok = strtok_r(NULL, " ", &save)) && st->nvv < VV_MAX) {
     char *c1 = strchr(tok, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (!c2) goto bad;
     *c1 = '\0';
-    vv_entry *e = &m->vv[m->nvv++];
+    vv_entry *e = &st->vv[st->nvv++];
     snprintf(e->node, sizeof e->node, "%s", tok);
     e->lsn = strtoull(c1 + 1, NULL, 16);
     e->ts = strtoll(c2 + 1, NULL, 10);
   }
-  m->have_stamp = true;
   return OD_OK;
 bad:
   return OD_FAIL(err, OD_EPROTOCOL, "postgres sink %s: mesh: unreadable stamp message", s->where);
@@ -405,15 +457,24 @@ static int read_progress(pgs_sink *s, pgs_mesh *m, od_error *err) {
   return OD_OK;
 }
 
+/* Whether every third-node transaction the stamp depends on is applied here, by the cache. */
+static const vv_entry *causal_missing(const pgs_mesh *m, const stamp *st) {
+  for (int i = 0; i < st->nvv; i++) {
+    const vv_entry *e = &st->vv[i];
+    if (strcmp(e->node, m->node) == 0 || strcmp(e->node, m->peer) == 0 || !e->lsn) continue;
+    const vv_entry *p = vv_find(m->prog, m->nprog, e->node);
+    if (!p || p->lsn < e->lsn) return e;
+  }
+  return NULL;
+}
+
 /* Causal delivery: every transaction of a third node that the peer had applied before this one
  * must be applied here first (else a row could be found missing or older than what the peer's
- * write was based on). Waits outside any open transaction work of this sink (nothing sent yet). */
-static const vv_entry *causal_missing(const pgs_mesh *m);
-
-static int causal_wait(pgs_sink *s, pgs_mesh *m, od_error *err) {
+ * write was based on). Called with no transaction work of this sink open (no locks held). */
+static int causal_wait(pgs_sink *s, pgs_mesh *m, const stamp *st, od_error *err) {
   int64_t start = 0;
   for (;;) {
-    const vv_entry *missing = causal_missing(m);
+    const vv_entry *missing = causal_missing(m, st);
     if (!missing) return OD_OK;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -424,7 +485,7 @@ static int causal_wait(pgs_sink *s, pgs_mesh *m, od_error *err) {
       return OD_FAIL_RETRY(err, OD_ESINK,
                            "postgres sink %s: mesh %s <- %s: transaction %" PRIX64 " of %s depends on node %s's "
                            "transaction at LSN %" PRIX64 ", not applied here after %lld s; is the pipeline from %s "
-                           "to %s running?", s->where, m->node, m->peer, m->lsn, m->peer, missing->node, missing->lsn,
+                           "to %s running?", s->where, m->node, m->peer, st->lsn, m->peer, missing->node, missing->lsn,
                            (long long)(CAUSAL_WAIT_US / 1000000), missing->node, m->node);
     } else {
       struct timespec d = {0, 20 * 1000000};
@@ -435,60 +496,7 @@ static int causal_wait(pgs_sink *s, pgs_mesh *m, od_error *err) {
   }
 }
 
-/* Whether every third-node transaction the stamp depends on is applied here, by the cache. */
-static const vv_entry *causal_missing(const pgs_mesh *m) {
-  for (int i = 0; i < m->nvv; i++) {
-    const vv_entry *e = &m->vv[i];
-    if (strcmp(e->node, m->node) == 0 || strcmp(e->node, m->peer) == 0 || !e->lsn) continue;
-    const vv_entry *p = vv_find(m->prog, m->nprog, e->node);
-    if (!p || p->lsn < e->lsn) return e;
-  }
-  return NULL;
-}
-
-static int start_txn(pgs_sink *s, pgs_mesh *m, const od_change *c, od_error *err) {
-  int rc;
-  if ((rc = parse_stamp(s, m, &c->newtup.values[1], err))) return rc;
-  char setup[200];
-  snprintf(setup, sizeof setup,
-           "SELECT pg_replication_origin_xact_setup('%X/%X'::pg_lsn, '1970-01-01 00:00:00+00'::timestamptz + "
-           "%" PRId64 " * interval '1 microsecond')", (unsigned)(m->lsn >> 32), (unsigned)m->lsn, m->ts);
-  bool ready = causal_missing(m) == NULL;
-  if (m->txn_has_data) {
-    /* The previous source transaction gets a target transaction of its own: checkpoint at this
-     * one's start (it holds every transaction starting before it, not this one). Its commit need
-     * not wait for the WAL flush: the batch's last commit is synchronous and flushes it too
-     * before the pipeline acknowledges anything; a server crash loses it with its checkpoint. When
-     * nothing must be waited for, BEGIN and this one's origin setup ride in the same round trip. */
-    if (!c->txn_start) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: mesh stamp without a position", s->where);
-    s->commit_async = true;
-    s->then_sql = ready ? setup : NULL;
-    rc = pgs_commit_with(s, c->txn_start, err);
-    s->commit_async = false;
-    s->then_sql = NULL;
-    if (rc) return rc;
-    m->txn_has_data = false;
-    if (ready) {
-      m->txn_has_data = true;
-      m->applied_txns++;
-      od_counter_add(m->m_txns, 1);
-      return OD_OK;
-    }
-    s->in_txn = true;
-    s->begin_sent = false;
-  }
-  /* Causal delivery waits with nothing of this transaction sent (no locks held). */
-  if ((rc = causal_wait(s, m, err)) || (rc = pgs_ensure_begin(s, err))) return rc;
-  PGresult *r = pgs_exec(s, NULL, "pg_replication_origin_xact_setup", setup, 0, NULL, err);
-  if (!r) return err->code;
-  PQclear(r);
-  m->txn_has_data = true;
-  m->applied_txns++;
-  od_counter_add(m->m_txns, 1);
-  return OD_OK;
-}
-
-/* ---- conflict detection ----------------------------------------------------------------------- */
+/* ---- per-key state ---------------------------------------------------------------------------- */
 
 static const od_tuple *key_tuple(const od_change *c) {
   if (c->op == OD_OP_INSERT || c->op == OD_OP_READ) return &c->newtup;
@@ -515,8 +523,6 @@ static char *key_text(const pg_rel *r, const od_tuple *t) {
   return b.p; /* ownership of the buffer's bytes passes to the caller */
 }
 
-/* Decisions of the open source transaction, by (relation, key): a hash over the dec array, so a
- * transaction of many rows stays linear. */
 static size_t dec_hash(const od_relation *rel, const char *key) {
   uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)rel;
   for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 1099511628211ULL;
@@ -541,14 +547,14 @@ static void slot_put(pgs_mesh *m, size_t idx) {
     }
 }
 
-/* Append a decision (takes ownership of key). false on out-of-memory (key freed). */
-static bool dec_add(pgs_mesh *m, const od_relation *rel, char *key, bool apply) {
+/* Append a key state (takes ownership of key); NULL on out-of-memory (key freed). */
+static decision *dec_add(pgs_mesh *m, const od_relation *rel, char *key) {
   if (m->ndec == m->dec_cap) {
     size_t cap = m->dec_cap ? m->dec_cap * 2 : 64;
     decision *g = realloc(m->dec, cap * sizeof *g);
     if (!g) {
       free(key);
-      return false;
+      return NULL;
     }
     m->dec = g;
     m->dec_cap = cap;
@@ -558,20 +564,23 @@ static bool dec_add(pgs_mesh *m, const od_relation *rel, char *key, bool apply) 
     uint32_t *g = calloc(cap, sizeof *g);
     if (!g) {
       free(key);
-      return false;
+      return NULL;
     }
     free(m->slots);
     m->slots = g;
     m->slot_cap = cap;
     for (size_t i = 0; i < m->ndec; i++) slot_put(m, i);
   }
-  m->dec[m->ndec] = (decision){.rel = rel, .key = key, .apply = apply};
-  slot_put(m, m->ndec++);
-  return true;
+  m->dec[m->ndec] = (decision){.rel = rel, .key = key};
+  slot_put(m, m->ndec);
+  return &m->dec[m->ndec++];
 }
 
 static void dec_clear(pgs_mesh *m) {
-  for (size_t i = 0; i < m->ndec; i++) free(m->dec[i].key);
+  for (size_t i = 0; i < m->ndec; i++) {
+    free(m->dec[i].key);
+    for (int k = 0; k < m->dec[i].nval; k++) free(m->dec[i].val[k]);
+  }
   if (m->slot_cap > 4096 && m->ndec < m->slot_cap / 16) { /* after a big transaction: shrink */
     free(m->slots);
     m->slots = NULL;
@@ -580,7 +589,24 @@ static void dec_clear(pgs_mesh *m) {
     memset(m->slots, 0, m->slot_cap * sizeof *m->slots);
   }
   m->ndec = 0;
+  m->nwr = 0;
 }
+
+static bool wr_push(pgs_mesh *m, decision *d) {
+  if (d->queued) return true;
+  if (m->nwr == m->wr_cap) {
+    size_t cap = m->wr_cap ? m->wr_cap * 2 : 64;
+    size_t *g = realloc(m->wr, cap * sizeof *g);
+    if (!g) return false;
+    m->wr = g;
+    m->wr_cap = cap;
+  }
+  m->wr[m->nwr++] = (size_t)(d - m->dec);
+  d->queued = true;
+  return true;
+}
+
+/* ---- conflicts --------------------------------------------------------------------------------- */
 
 /* JSON text of a tuple (values as strings), appended to b. */
 static void tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t) {
@@ -616,40 +642,60 @@ static void tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t) 
 }
 
 static const char *node_of_origin(const pgs_mesh *m, const char *origin) {
-  if (!origin) return m->node;
+  if (!origin || !*origin) return m->node;
   if (strncmp(origin, "odsync_", 7) == 0) return origin + 7;
   return origin;
 }
 
-static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const char *kind,
-                        const char *key, const local_ver *lv, bool remote_wins, bool by_rule, od_error *err) {
+/* Log a conflict in _odsync_conflicts (in the open transaction) and the audit log. The local row
+ * is read by key in the same statement: a conflict is always with a version this sink has not
+ * overwritten, so the row (if any) is still the one that competed. */
+static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st,
+                        const char *kind, const decision *d, bool remote_wins, const char *policy, od_error *err) {
   m->conflicts++;
   for (int k = 0; k < KINDS; k++)
     if (strcmp(kind, KIND_NAMES[k]) == 0) od_counter_add(m->m_conflicts[k], 1);
   char keyshow[512];
-  snprintf(keyshow, sizeof keyshow, "%s", key);
+  snprintf(keyshow, sizeof keyshow, "%s", d->key);
   for (char *p = keyshow; *p; p++)
     if (*p == '\x1f') *p = ',';
   od_sqlbuf remote = {0};
   if (c->op != OD_OP_DELETE) tuple_json(&remote, c->rel, &c->newtup);
   char lts[32], rts[32], rlsn[32];
-  snprintf(lts, sizeof lts, "%" PRId64, lv ? lv->ts : 0);
-  snprintf(rts, sizeof rts, "%" PRId64, m->ts);
-  snprintf(rlsn, sizeof rlsn, "%X/%X", (unsigned)(m->lsn >> 32), (unsigned)m->lsn);
-  const char *lnode = lv ? node_of_origin(m, lv->origin) : m->node;
-  const char *p[] = {m->node, kind, r->target, keyshow, lv ? lv->row : NULL,
-                     c->op != OD_OP_DELETE && !remote.oom ? remote.p : NULL, lnode, m->peer,
-                     lv && lv->ts != INT64_MIN ? lts : NULL, rts, rlsn, by_rule ? "rule" : POLICIES[m->policy],
-                     remote_wins ? m->peer : lnode};
+  snprintf(lts, sizeof lts, "%" PRId64, d->ts);
+  snprintf(rts, sizeof rts, "%" PRId64, st->ts);
+  snprintf(rlsn, sizeof rlsn, "%X/%X", (unsigned)(st->lsn >> 32), (unsigned)st->lsn);
+  const char *lnode = d->node[0] ? d->node : m->node;
+  const char *p[13 + 64] = {m->node, kind, r->target, keyshow, NULL,
+                            c->op != OD_OP_DELETE && !remote.oom ? remote.p : NULL, lnode, m->peer,
+                            d->ts != INT64_MIN ? lts : NULL, rts, rlsn, policy, remote_wins ? m->peer : lnode};
+  int np = 13;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, m->log_q);
   od_sqlbuf_add(b, " (node, kind, table_name, key, local_row, remote_row, local_origin, remote_origin, "
-                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner) VALUES ($1, $2, $3, $4, $5::jsonb, "
-                   "$6::jsonb, $7, $8, '1970-01-01 00:00:00+00'::timestamptz + $9::bigint * interval '1 microsecond', "
+                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner) VALUES ($1, $2, $3, $4, ");
+  if (d->tomb || !d->has_ver) {
+    od_sqlbuf_add(b, "$5::jsonb");
+  } else {
+    od_sqlbuf_add(b, "coalesce($5::jsonb, (SELECT to_jsonb(t.*) FROM ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " t WHERE ");
+    const od_tuple *kt = key_tuple(c);
+    for (int k = 0; k < r->nkey && np < 13 + 64; k++) {
+      int col = PGS_COL(r->key_plan[k]);
+      if (k) od_sqlbuf_add(b, " AND ");
+      od_sqlbuf_add(b, "t.");
+      od_sqlbuf_ident(b, r->rel->columns[col].name);
+      p[np] = kt->values[col].data;
+      od_sqlbuf_addf(b, " = $%d", ++np);
+    }
+    od_sqlbuf_add(b, "))");
+  }
+  od_sqlbuf_add(b, ", $6::jsonb, $7, $8, '1970-01-01 00:00:00+00'::timestamptz + $9::bigint * interval '1 microsecond', "
                    "'1970-01-01 00:00:00+00'::timestamptz + $10::bigint * interval '1 microsecond', $11::pg_lsn, $12, $13)");
-  PGresult *res = b->oom ? NULL : pgs_exec(s, m->log_q, "logging a conflict", b->p, 13, p, err);
+  PGresult *res = b->oom ? NULL : pgs_exec(s, m->log_q, "logging a conflict", b->p, np, p, err);
   od_sqlbuf_free(&remote);
   if (!res) return b->oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
   PQclear(res);
@@ -667,7 +713,7 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   od_sqlbuf_add(&ab, ",\"table\":");
   od_audit_json_str(&ab, r->target);
   od_sqlbuf_add(&ab, ",\"policy\":");
-  od_audit_json_str(&ab, by_rule ? "rule" : POLICIES[m->policy]);
+  od_audit_json_str(&ab, policy);
   od_sqlbuf_add(&ab, ",\"winner\":");
   od_audit_json_str(&ab, remote_wins ? m->peer : lnode);
   od_sqlbuf_addf(&ab, ",\"remote_lsn\":\"%s\"", rlsn);
@@ -686,27 +732,27 @@ static int prio_rank(const pgs_mesh *m, const char *node) {
 }
 
 /* Whether the remote write wins a conflict with the concurrent local version. Every node computes
- * the same answer for the same pair: only the two versions' (commit time, node) enter it. */
-static bool remote_wins(const pgs_mesh *m, const local_ver *lv) {
-  const char *lnode = node_of_origin(m, lv->origin);
+ * the same answer for the same pair: only the two versions' (clock, node) enter it. */
+static bool remote_wins(const pgs_mesh *m, const stamp *st, const decision *d) {
+  const char *lnode = d->node[0] ? d->node : m->node;
   if (m->policy == POL_KEEP_LOCAL) return false;
   if (m->policy == POL_APPLY_REMOTE) return true;
   if (m->policy == POL_PRIORITY) {
     int a = prio_rank(m, m->peer), b = prio_rank(m, lnode);
     if (a != b) return a < b;
   }
-  /* last_writer_wins (and priority between equals): commit time, then node name */
-  if (m->ts != lv->ts) return m->ts > lv->ts;
+  /* last_writer_wins (and priority between equals): clock, then node name */
+  if (st->hlc != d->hlc) return st->hlc > d->hlc;
   return strcmp(m->peer, lnode) > 0;
 }
 
-/* Was the local version seen by the remote writer before it wrote? */
-static bool seen_by_remote(const pgs_mesh *m, const local_ver *lv) {
-  if (lv->ts == INT64_MIN) return true; /* frozen, written before track_commit_timestamp, or ours */
-  const char *lnode = node_of_origin(m, lv->origin);
+/* Was the key's current version seen by the remote writer before it wrote? */
+static bool seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d) {
+  if (!d->has_ver || d->ours || d->ts == INT64_MIN) return true; /* none, this stream's, or unknown (frozen) */
+  const char *lnode = d->node[0] ? d->node : m->node;
   if (strcmp(lnode, m->peer) == 0) return true; /* the peer's own earlier write */
-  const vv_entry *e = vv_find(m->vv, m->nvv, lnode);
-  return e && lv->ts <= e->ts;
+  const vv_entry *e = vv_find(st->vv, st->nvv, lnode);
+  return e && d->ts <= e->ts;
 }
 
 /* The counter columns of r (column indexes), from mesh_counters "schema.table.column". */
@@ -740,12 +786,12 @@ static int rule_cols(const pgs_mesh *m, const pg_rel *r, int *cols, int n, int *
 
 /* Business rules on a concurrent pair: >0 the remote version wins, <0 the local one, 0 undecided
  * (equal, or a value a rule cannot rank: the policy decides). */
-static int rules_decide(const pgs_mesh *m, const od_change *c, const local_ver *lv, const int *cols, int from,
-                        int to, const int *rule_of) {
+static int rules_decide(const pgs_mesh *m, const od_change *c, const decision *d, const int *cols, int from, int to,
+                        const int *rule_of) {
   for (int k = from; k < to; k++) {
     const struct rule *ru = &m->rules[rule_of[k]];
     const od_value *rv = cols[k] < c->newtup.ncolumns ? &c->newtup.values[cols[k]] : NULL;
-    const char *lval = lv->ctr[k];
+    const char *lval = k < d->nval ? d->val[k] : NULL;
     if (!rv || rv->kind != OD_VALUE_TEXT || !lval) continue;
     if (!ru->order) {
       char *e1 = NULL, *e2 = NULL;
@@ -764,6 +810,8 @@ static int rules_decide(const pgs_mesh *m, const od_change *c, const local_ver *
   return 0;
 }
 
+/* ---- counters ---------------------------------------------------------------------------------- */
+
 static void overrides_free(pgs_mesh *m) {
   for (size_t i = 0; i < m->novr; i++) {
     for (int j = 0; j < m->ovr[i].ntexts; j++) free(m->ovr[i].texts[j]);
@@ -781,13 +829,15 @@ static bool int_of(const od_value *v, long long *out) {
 }
 
 /* An update of a table with counter columns: every counter ends at local + (new - old) on every
- * node (each node adds every other node's delta exactly once, in the transaction that applies it). Remote wins the other columns:
- * its new row with the merged counters replaces the change (an override); remote loses: only the
- * deltas are added here, now. false: no counter to merge (no old row image, not integers). */
-static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx,
-                          const local_ver *lv, const int *cols, int ncols, bool apply, bool *merged, od_error *err) {
+ * node (each node adds every other node's delta exactly once, in the transaction that applies it).
+ * d->ctr holds the counters' value after the changes decided so far. Remote wins the other
+ * columns: its new row with the merged counters replaces the change (an override); remote loses:
+ * the key is marked for a fix (its counters set to d->ctr after the run's apply). *merged false:
+ * no counter to merge (no old row image, not integers). */
+static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx, decision *d,
+                          const int *cols, int ncols, bool apply, bool *merged, od_error *err) {
   *merged = false;
-  long long delta[COUNTERS_MAX], local[COUNTERS_MAX];
+  long long delta[COUNTERS_MAX];
   if (c->old_kind != 'O' || c->oldtup.ncolumns != c->newtup.ncolumns) {
     od_warn("postgres sink %s: mesh: table %s: counter columns need the old row (REPLICA IDENTITY FULL on every "
             "node); merged by the policy instead", s->where, r->target);
@@ -795,42 +845,16 @@ static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   }
   for (int k = 0; k < ncols; k++) {
     long long o, nv;
-    char *end = NULL;
-    if (!int_of(&c->oldtup.values[cols[k]], &o) || !int_of(&c->newtup.values[cols[k]], &nv) || !lv->ctr[k])
+    if (!int_of(&c->oldtup.values[cols[k]], &o) || !int_of(&c->newtup.values[cols[k]], &nv) || k >= d->nval ||
+        !d->val[k])
       return OD_OK;
-    local[k] = strtoll(lv->ctr[k], &end, 10);
     delta[k] = nv - o;
   }
   *merged = true;
+  for (int k = 0; k < ncols; k++) d->ctr[k] += delta[k];
   if (!apply) {
-    od_sqlbuf *b = &s->sql;
-    od_sqlbuf_reset(b);
-    od_sqlbuf_add(b, "UPDATE ");
-    od_sqlbuf_add(b, r->qtarget);
-    od_sqlbuf_add(b, " SET ");
-    for (int k = 0; k < ncols; k++) {
-      if (k) od_sqlbuf_add(b, ", ");
-      od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);
-      od_sqlbuf_add(b, " = ");
-      od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);
-      od_sqlbuf_addf(b, " + (%lld)", delta[k]);
-    }
-    od_sqlbuf_add(b, " WHERE ");
-    const char *params[64];
-    int np = 0;
-    const od_tuple *kt = key_tuple(c);
-    for (int k = 0; k < r->nkey && np < 64; k++) {
-      int col = PGS_COL(r->key_plan[k]);
-      if (k) od_sqlbuf_add(b, " AND ");
-      od_sqlbuf_ident(b, r->rel->columns[col].name);
-      od_sqlbuf_addf(b, " = $%d", np + 1);
-      params[np++] = kt->values[col].data;
-    }
-    if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    PGresult *res = pgs_exec(s, r->target, "adding counter deltas (mesh)", b->p, np, params, err);
-    if (!res) return err->code;
-    PQclear(res);
-    return OD_OK;
+    d->fix = true;
+    return wr_push(m, d) ? OD_OK : OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
   if (m->novr == m->ovr_cap) {
     size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
@@ -852,7 +876,7 @@ static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   memcpy(o->vals, c->newtup.values, c->newtup.ncolumns * sizeof *o->vals);
   for (int k = 0; k < ncols; k++) {
     char buf[32];
-    int len = snprintf(buf, sizeof buf, "%lld", local[k] + delta[k]);
+    int len = snprintf(buf, sizeof buf, "%lld", d->ctr[k]);
     if (!(o->texts[k] = strdup(buf))) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     o->ntexts++;
     o->vals[cols[k]] = (od_value){.data = o->texts[k], .len = (uint32_t)len, .kind = OD_VALUE_TEXT};
@@ -860,118 +884,271 @@ static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   return OD_OK;
 }
 
+/* After the run's apply: counters of rows whose remote update lost get their merged values. */
+static int fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err) {
+  int cols[COUNTERS_MAX];
+  int ncols = counter_cols(m, d->r, cols);
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "UPDATE ");
+  od_sqlbuf_add(b, d->r->qtarget);
+  od_sqlbuf_add(b, " SET ");
+  for (int k = 0; k < ncols; k++) {
+    if (k) od_sqlbuf_add(b, ", ");
+    od_sqlbuf_ident(b, d->r->rel->columns[cols[k]].name);
+    od_sqlbuf_addf(b, " = %lld", d->ctr[k]);
+  }
+  od_sqlbuf_add(b, " WHERE concat_ws(chr(31)");
+  for (int k = 0; k < d->r->nkey; k++) {
+    od_sqlbuf_add(b, ", ");
+    od_sqlbuf_ident(b, d->r->rel->columns[PGS_COL(d->r->key_plan[k])].name);
+    od_sqlbuf_add(b, "::text");
+  }
+  od_sqlbuf_add(b, ") = $1 AND (");
+  /* the key columns, each compared with its own value too, so an index on the key is used */
+  char *copy = strdup(d->key);
+  if (!copy) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  const char *params[1 + 64] = {d->key};
+  int np = 1;
+  char *save = NULL, *tok = copy;
+  for (int k = 0; k < d->r->nkey && np < 65; k++) {
+    char *sep = strchr(tok, '\x1f');
+    if (sep) *sep = '\0';
+    if (k) od_sqlbuf_add(b, " AND ");
+    od_sqlbuf_ident(b, d->r->rel->columns[PGS_COL(d->r->key_plan[k])].name);
+    params[np] = tok;
+    od_sqlbuf_addf(b, " = $%d", ++np);
+    tok = sep ? sep + 1 : tok + strlen(tok);
+  }
+  (void)save;
+  od_sqlbuf_add(b, ")");
+  PGresult *res = b->oom ? NULL : pgs_exec(s, d->r->target, "setting merged counters (mesh)", b->p, np, params, err);
+  free(copy);
+  if (!res) return b->oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+  PQclear(res);
+  d->fix = false;
+  return OD_OK;
+}
+
+/* ---- deciding a run ---------------------------------------------------------------------------- */
+
 static int cmp_key(const void *a, const void *b) {
   return strcmp(((const local_ver *)a)->key, ((const local_ver *)b)->key);
+}
+
+/* A new key state from the versions query's row (lv NULL: the key has no version here). */
+static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_ver *lv, int nfetch, int nctr) {
+  decision *d = dec_add(m, r->rel, key);
+  if (!d) return NULL;
+  d->r = r;
+  d->ts = d->hlc = INT64_MIN;
+  if (!lv) return d;
+  d->has_ver = true;
+  d->tomb = lv->tomb;
+  d->ts = lv->ts;
+  d->hlc = lv->hlc;
+  snprintf(d->node, sizeof d->node, "%s", node_of_origin(m, lv->origin));
+  for (int k = 0; k < nfetch; k++) {
+    d->val[k] = lv->ctr[k] ? strdup(lv->ctr[k]) : NULL;
+    d->nval = k + 1;
+    if (lv->ctr[k] && !d->val[k]) return NULL;
+    if (k < nctr && lv->ctr[k]) d->ctr[k] = strtoll(lv->ctr[k], NULL, 10);
+  }
+  return d;
+}
+
+/* Build and run the versions query of the keys keys[q0, q1) not yet known; *res owns the rows. */
+static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
+                          char **keys, const bool *known, size_t q0, size_t q1, const int *cols, int nfetch,
+                          const char **params, PGresult **res, od_error *err) {
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "WITH live AS (SELECT concat_ws(chr(31)");
+  for (int k = 0; k < r->nkey; k++) {
+    od_sqlbuf_add(b, ", t.");
+    od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+    od_sqlbuf_add(b, "::text");
+  }
+  od_sqlbuf_add(b, ") AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin");
+  for (int k = 0; k < nfetch; k++) {
+    od_sqlbuf_add(b, ", t.");
+    od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);
+    od_sqlbuf_addf(b, "::text AS c%d", k);
+  }
+  od_sqlbuf_add(b, " FROM ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
+                   "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE (");
+  for (int k = 0; k < r->nkey; k++) {
+    if (k) od_sqlbuf_add(b, ", ");
+    od_sqlbuf_add(b, "t.");
+    od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+  }
+  od_sqlbuf_add(b, ") IN (");
+  int np = 0;
+  od_sqlbuf arr = {0};
+  od_sqlbuf_add(&arr, "{");
+  for (size_t j = q0; j < q1; j++) {
+    if (!keys[j] || known[j - q0]) continue;
+    const od_tuple *t = key_tuple(&changes[idx[j]]);
+    od_sqlbuf_add(b, np ? ", (" : "(");
+    for (int k = 0; k < r->nkey; k++) {
+      params[np] = t->values[PGS_COL(r->key_plan[k])].data;
+      od_sqlbuf_addf(b, "%s$%d", k ? ", " : "", ++np);
+    }
+    od_sqlbuf_add(b, ")");
+    if (arr.len > 1) od_sqlbuf_add(&arr, ",");
+    od_sqlbuf_add(&arr, "\"");
+    for (const char *c = keys[j]; *c; c++) {
+      if (*c == '"' || *c == '\\') od_sqlbuf_add(&arr, "\\");
+      od_sqlbuf_addn(&arr, c, 1);
+    }
+    od_sqlbuf_add(&arr, "\"");
+  }
+  od_sqlbuf_add(&arr, "}");
+  if (!np) {
+    od_sqlbuf_free(&arr);
+    *res = NULL;
+    return OD_OK;
+  }
+  /* The version: the side table's when the row (or tombstone) was last written by a mesh sink
+   * (its xmin has a replication origin); else the xmin's commit time and origin (a local write). */
+  /* Rows are locked in key order: the mesh's other sinks on this node lock theirs in the same
+   * order, so two sinks never wait for each other in a cycle. The tombstones of keys without a row
+   * are locked too: an application's delete of such a key (inserted meanwhile) waits for this
+   * transaction instead of leaving a newer tombstone this run did not judge. */
+  od_sqlbuf_add(b, ") ORDER BY ");
+  for (int k = 0; k < r->nkey; k++) {
+    if (k) od_sqlbuf_add(b, ", ");
+    od_sqlbuf_add(b, "t.");
+    od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+  }
+  od_sqlbuf_add(b, " FOR UPDATE OF t), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, "
+                   "o.roname AS origin FROM ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
+                    "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
+                    "d.key = ANY ($%d::text[]) AND NOT EXISTS (SELECT 1 FROM live WHERE live.k = d.key) ORDER BY "
+                    "d.key FOR UPDATE OF d), "
+                    "x AS (SELECT k, cts, rid, origin, false AS tomb", np + 1, np + 2);
+  for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", c%d", k);
+  od_sqlbuf_add(b, " FROM live UNION ALL SELECT k, cts, rid, origin, true");
+  for (int k = 0; k < nfetch; k++) od_sqlbuf_add(b, ", NULL");
+  od_sqlbuf_add(b, " FROM dead) SELECT x.k, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.ts ELSE "
+                   "(extract(epoch FROM x.cts) * 1000000)::int8 END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL "
+                   "THEN v.node ELSE x.origin END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc ELSE "
+                   "(extract(epoch FROM x.cts) * 1000000)::int8 END, x.tomb");
+  for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", x.c%d", k);
+  od_sqlbuf_add(b, " FROM x LEFT JOIN ");
+  od_sqlbuf_add(b, m->ver_q);
+  od_sqlbuf_addf(b, " v ON v.tbl = $%d AND v.key = x.k", np + 1);
+  params[np] = r->target;
+  params[np + 1] = arr.p;
+  int rc = OD_OK;
+  /* Twice: the first execution takes the locks (waiting for any transaction that holds them, e.g.
+   * the mesh's other sink on this node); the second reads the versions with a snapshot taken after
+   * those waits, so a delete or re-insert that committed meanwhile is seen (read committed gives a
+   * statement the snapshot of its start: a row deleted while we waited would just be missing, and
+   * its new tombstone invisible). */
+  PGresult *lock = NULL;
+  if (b->oom || arr.oom) {
+    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  } else if (!(lock = pgs_exec(s, r->target, "locking local rows (mesh)", b->p, np + 2, params, err)) ||
+             !(*res = pgs_exec(s, r->target, "reading local row versions (mesh)", b->p, np + 2, params, err))) {
+    rc = err->code;
+  }
+  PQclear(lock);
+  od_sqlbuf_free(&arr);
+  return rc;
+}
+
+/* Decide one change against its key's state: fills *keep, logs a conflict, updates the state. */
+static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t ci, const stamp *st,
+                         decision *d, const int *cols, int nctr, int nfetch, const int *rule_of, bool *keep,
+                         od_error *err) {
+  if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
+    *keep = d->apply;
+    return OD_OK;
+  }
+  const char *kind = NULL, *policy = POLICIES[m->policy];
+  bool apply = true;
+  if (!seen_by_remote(m, st, d)) { /* concurrent */
+    if (d->tomb) {
+      /* A delete against a tombstone competes too: the winner's version becomes the tombstone's
+       * on every node, so later writes of the key are judged against the same version. */
+      kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
+      apply = remote_wins(m, st, d);
+    } else {
+      kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
+      int ruled = c->op == OD_OP_DELETE ? 0 : rules_decide(m, c, d, cols, nctr, nfetch, rule_of);
+      apply = ruled ? ruled > 0 : remote_wins(m, st, d);
+      if (ruled) policy = "rule";
+    }
+  }
+  /* Counters take every update as a delta on the local value, conflict or not: a row merged
+   * here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
+  bool merged = false;
+  int rc;
+  if (nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb &&
+      (rc = merge_counters(s, m, r, c, ci, d, cols, nctr, apply, &merged, err)))
+    return rc;
+  if (kind && (rc = log_conflict(s, m, r, c, st, kind, d, apply, policy, err))) return rc;
+  *keep = apply;
+  d->seq = st->seq;
+  d->apply = apply;
+  if (apply) { /* the key's version is now the peer's */
+    if (c->op == OD_OP_DELETE && d->tomb && d->has_ver) d->touch = true; /* no row: the DELETE changes nothing */
+    d->has_ver = true;
+    d->ours = true;
+    d->tomb = c->op == OD_OP_DELETE;
+    snprintf(d->node, sizeof d->node, "%s", m->peer);
+    d->ts = st->ts;
+    d->hlc = st->hlc;
+    if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  return OD_OK;
 }
 
 /* Decide the changes of one relation in changes[from, to): fills keepflag[i - from]. */
 static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *changes, size_t from, size_t to,
                       bool *keepflag, od_error *err) {
-  /* The keys, deduplicated by the query's IN list. */
   size_t nkeys = 0;
   for (size_t i = from; i < to; i++)
-    if (changes[i].rel == r->rel) nkeys++;
+    if (changes[i].rel == r->rel && m->sidx[i] >= 0) nkeys++;
   if (!nkeys) return OD_OK;
+  int cols[COUNTERS_MAX], rule_of[COUNTERS_MAX];
+  int nctr = counter_cols(m, r, cols);
+  int nfetch = rule_cols(m, r, cols, nctr, rule_of);
+  size_t per_query = (size_t)(30000 / (r->nkey ? r->nkey : 1));
+  if (per_query > 5000) per_query = 5000;
   char **keys = calloc(nkeys, sizeof *keys);
   size_t *idx = calloc(nkeys, sizeof *idx);
-  const char **params = calloc(nkeys * (size_t)r->nkey + 3, sizeof *params);
-  od_sqlbuf arr = {0};
+  bool *known = calloc(per_query, sizeof *known);
+  const char **params = calloc(per_query * (size_t)r->nkey + 3, sizeof *params);
   int rc = OD_OK;
   PGresult *res = NULL;
   local_ver *vers = NULL;
-  int ctr[COUNTERS_MAX], rule_of[COUNTERS_MAX];
-  int nctr = counter_cols(m, r, ctr);
-  int nfetch = rule_cols(m, r, ctr, nctr, rule_of);
-  if (!keys || !idx || !params) {
+  if (!keys || !idx || !known || !params) {
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     goto done;
   }
   size_t nk = 0;
   for (size_t i = from; i < to; i++) {
-    if (changes[i].rel != r->rel) continue;
+    if (changes[i].rel != r->rel || m->sidx[i] < 0) continue;
     idx[nk] = i;
     keys[nk] = key_text(r, key_tuple(&changes[i]));
     nk++;
   }
-  for (size_t q0 = 0; q0 < nk; q0 += KEYS_PER_QUERY) {
-    size_t q1 = q0 + KEYS_PER_QUERY < nk ? q0 + KEYS_PER_QUERY : nk;
-    od_sqlbuf *b = &s->sql;
-    od_sqlbuf_reset(b);
-    od_sqlbuf_add(b, "WITH live AS (SELECT concat_ws(chr(31)");
-    for (int k = 0; k < r->nkey; k++) {
-      od_sqlbuf_add(b, ", t.");
-      od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
-      od_sqlbuf_add(b, "::text");
-    }
-    od_sqlbuf_add(b, ") AS k, (extract(epoch FROM c.timestamp) * 1000000)::int8 AS ts, o.roname AS origin, "
-                     "to_jsonb(t.*)::text AS row");
-    for (int k = 0; k < nfetch; k++) {
-      od_sqlbuf_add(b, ", t.");
-      od_sqlbuf_ident(b, r->rel->columns[ctr[k]].name);
-      od_sqlbuf_addf(b, "::text AS c%d", k);
-    }
-    od_sqlbuf_add(b, " FROM ");
-    od_sqlbuf_add(b, r->qtarget);
-    od_sqlbuf_add(b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
-                     "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE (");
-    for (int k = 0; k < r->nkey; k++) {
-      if (k) od_sqlbuf_add(b, ", ");
-      od_sqlbuf_add(b, "t.");
-      od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
-    }
-    od_sqlbuf_add(b, ") IN (");
-    int np = 0;
-    for (size_t j = q0; j < q1; j++) {
-      const od_tuple *t = key_tuple(&changes[idx[j]]);
-      if (!keys[j]) continue;
-      od_sqlbuf_add(b, np ? ", (" : "(");
-      for (int k = 0; k < r->nkey; k++) {
-        params[np] = t->values[PGS_COL(r->key_plan[k])].data;
-        od_sqlbuf_addf(b, "%s$%d", k ? ", " : "", ++np);
-      }
-      od_sqlbuf_add(b, ")");
-    }
-    od_sqlbuf_add(b, ") FOR UPDATE OF t) SELECT k, ts, origin, row, false");
-    for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", c%d", k);
-    od_sqlbuf_add(b, " FROM live UNION ALL SELECT d.key, (extract(epoch FROM c.timestamp) * 1000000)::int8, o.roname, "
-                     "NULL, true");
-    for (int k = 0; k < nfetch; k++) od_sqlbuf_add(b, ", NULL");
-    od_sqlbuf_add(b, " FROM ");
-    od_sqlbuf_add(b, m->tomb_q);
-    od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
-                      "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
-                      "d.key = ANY ($%d::text[]) AND NOT EXISTS (SELECT 1 FROM live WHERE live.k = d.key)", np + 1, np + 2);
-    if (!np) continue;
-    od_sqlbuf_reset(&arr);
-    od_sqlbuf_add(&arr, "{");
-    for (size_t j = q0; j < q1; j++) {
-      if (!keys[j]) continue;
-      if (arr.len > 1) od_sqlbuf_add(&arr, ",");
-      od_sqlbuf_add(&arr, "\"");
-      for (const char *c = keys[j]; *c; c++) {
-        if (*c == '"' || *c == '\\') od_sqlbuf_add(&arr, "\\");
-        od_sqlbuf_addn(&arr, c, 1);
-      }
-      od_sqlbuf_add(&arr, "\"");
-    }
-    od_sqlbuf_add(&arr, "}");
-    params[np] = r->target;
-    params[np + 1] = arr.p;
-    if (arr.oom) b->oom = true;
-    if (b->oom) {
-      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-      goto done;
-    }
+  for (size_t q0 = 0; q0 < nk; q0 += per_query) {
+    size_t q1 = q0 + per_query < nk ? q0 + per_query : nk;
+    for (size_t j = q0; j < q1; j++) known[j - q0] = keys[j] && dec_find(m, r->rel, keys[j]) != NULL;
     PQclear(res);
+    res = NULL;
     free(vers);
     vers = NULL;
-    if (!(res = pgs_exec(s, r->target, "reading local row versions (mesh)", b->p, np + 2, params, err))) {
-      rc = err->code;
-      goto done;
-    }
-    int nv = PQntuples(res);
-    vers = calloc((size_t)nv + 1, sizeof *vers);
-    if (!vers) {
+    if ((rc = query_versions(s, m, r, changes, idx, keys, known, q0, q1, cols, nfetch, params, &res, err))) goto done;
+    int nv = res ? PQntuples(res) : 0;
+    if (!(vers = calloc((size_t)nv + 1, sizeof *vers))) {
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
       goto done;
     }
@@ -979,50 +1156,30 @@ static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *chan
       vers[v].key = PQgetvalue(res, v, 0);
       vers[v].ts = PQgetisnull(res, v, 1) ? INT64_MIN : strtoll(PQgetvalue(res, v, 1), NULL, 10);
       vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
-      vers[v].row = PQgetisnull(res, v, 3) ? NULL : PQgetvalue(res, v, 3);
+      vers[v].hlc = PQgetisnull(res, v, 3) ? INT64_MIN : strtoll(PQgetvalue(res, v, 3), NULL, 10);
       vers[v].tomb = strcmp(PQgetvalue(res, v, 4), "t") == 0;
       for (int k = 0; k < nfetch; k++) vers[v].ctr[k] = PQgetisnull(res, v, 5 + k) ? NULL : PQgetvalue(res, v, 5 + k);
     }
     qsort(vers, (size_t)nv, sizeof *vers, cmp_key);
     for (size_t j = q0; j < q1; j++) {
-      const od_change *c = &changes[idx[j]];
-      bool *keep = &keepflag[idx[j] - from];
+      size_t ci = idx[j];
+      bool *keep = &keepflag[ci - from];
       *keep = true;
       if (!keys[j]) continue; /* not text: applied without a check */
       decision *d = dec_find(m, r->rel, keys[j]);
-      if (d) { /* the key's first change in this transaction decided for the rest */
-        *keep = d->apply;
-        continue;
-      }
-      local_ver probe = {.key = keys[j]};
-      const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
-      const char *kind = NULL;
-      bool apply = true, by_rule = false;
-      if (lv && lv->tomb) { /* deleted here: the tombstone is the local version */
-        if (!seen_by_remote(m, lv)) {
-          kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
-          apply = c->op == OD_OP_DELETE || remote_wins(m, lv);
+      if (!d) {
+        local_ver probe = {.key = keys[j]};
+        const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
+        char *owned = keys[j];
+        keys[j] = NULL; /* owned by the key state now */
+        if (!(d = dec_from(m, r, owned, lv, nfetch, nctr))) {
+          rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+          goto done;
         }
-      } else if (lv && !seen_by_remote(m, lv)) {
-        kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
-        int ruled = c->op == OD_OP_DELETE ? 0 : rules_decide(m, c, lv, ctr, nctr, nfetch, rule_of);
-        apply = ruled ? ruled > 0 : remote_wins(m, lv);
-        if (ruled) by_rule = true;
       }
-      /* Counters take every update as a delta on the local value, conflict or not: a row merged
-       * here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
-      bool merged = false;
-      if (nctr && c->op == OD_OP_UPDATE && lv && !lv->tomb &&
-          (rc = merge_counters(s, m, r, c, idx[j], lv, ctr, nctr, apply, &merged, err)))
+      if ((rc = decide_change(s, m, r, &changes[ci], ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of, keep,
+                              err)))
         goto done;
-      if (kind && (rc = log_conflict(s, m, r, c, kind, keys[j], lv, apply, by_rule, err))) goto done;
-      *keep = apply;
-      char *owned = keys[j];
-      keys[j] = NULL; /* owned by the decision now */
-      if (!dec_add(m, r->rel, owned, apply)) {
-        rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-        goto done;
-      }
     }
   }
 done:
@@ -1030,17 +1187,129 @@ done:
     for (size_t j = 0; j < nkeys; j++) free(keys[j]);
   free(keys);
   free(idx);
+  free(known);
   free(params);
   free(vers);
   PQclear(res);
-  od_sqlbuf_free(&arr);
   return rc;
 }
 
-/* Changes [from, to) of the current source transaction: check, then apply what wins. */
-static int apply_segment(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t from, size_t to, od_error *err) {
+/* ---- applying a run ---------------------------------------------------------------------------- */
+
+static void arr_elem(od_sqlbuf *b, const char *v) {
+  od_sqlbuf_add(b, b->len > 1 ? ",\"" : "\"");
+  for (const char *c = v; *c; c++) {
+    if (*c == '"' || *c == '\\') od_sqlbuf_add(b, "\\");
+    od_sqlbuf_addn(b, c, 1);
+  }
+  od_sqlbuf_add(b, "\"");
+}
+
+static int cmp_wr(const void *a, const void *b, void *ctx) {
+  const pgs_mesh *m = ctx;
+  const decision *x = &m->dec[*(const size_t *)a], *y = &m->dec[*(const size_t *)b];
+  int c = strcmp(x->r->target, y->r->target);
+  return c ? c : strcmp(x->key, y->key);
+}
+
+/* After the run's apply: merged counters of rows whose remote update lost, then one statement that
+ * writes the version of every key this run wrote into the side table and sets the replication
+ * origin's progress to the run's last source transaction (commit LSN and time). */
+static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
+  /* The run's writes go out now, right after the versions they were decided on were read (the
+   * set-based buffer would otherwise wait for the commit): a key with no row is not locked by that
+   * read, so the time an application could write it in between stays as short as one round trip. */
+  int rc = m->nwr ? pgs_bulk_flush_now(s, err) : OD_OK;
+  od_sqlbuf tt = {0}, tk = {0};
+  od_sqlbuf_add(&tt, "{");
+  od_sqlbuf_add(&tk, "{");
+  for (size_t i = 0; i < m->nwr && rc == OD_OK; i++) {
+    decision *d = &m->dec[m->wr[i]];
+    if (d->fix) rc = fix_counters(s, m, d, err);
+    if (d->touch && d->tomb) {
+      arr_elem(&tt, d->r->target);
+      arr_elem(&tk, d->key);
+    }
+    d->touch = false;
+  }
+  od_sqlbuf_add(&tt, "}");
+  od_sqlbuf_add(&tk, "}");
+  if (rc == OD_OK && tt.len > 2) {
+    od_sqlbuf *b = &s->sql;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "UPDATE ");
+    od_sqlbuf_add(b, m->tomb_q);
+    od_sqlbuf_add(b, " SET deleted_at = now() WHERE (tbl, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))");
+    const char *p2[2] = {tt.p, tk.p};
+    PGresult *r = b->oom || tt.oom || tk.oom ? NULL
+                                               : pgs_exec(s, m->tomb_q, "rewriting tombstones (mesh)", b->p, 2, p2, err);
+    if (!r) rc = b->oom || tt.oom || tk.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
+                                            : err->code;
+    PQclear(r);
+  }
+  od_sqlbuf_free(&tt);
+  od_sqlbuf_free(&tk);
+  if (rc) return rc;
+  if (!m->nst || (!stamped && !m->nwr)) return OD_OK;
+  if (m->nwr > 1) qsort_r(m->wr, m->nwr, sizeof *m->wr, cmp_wr, m); /* side-table rows in (table, key) order, as rows */
+  od_sqlbuf a[5] = {{0}};
+  for (int k = 0; k < 5; k++) od_sqlbuf_add(&a[k], "{");
+  size_t nrows = 0;
+  for (size_t i = 0; i < m->nwr; i++) {
+    decision *d = &m->dec[m->wr[i]];
+    d->queued = false;
+    if (!d->has_ver || d->ts == INT64_MIN) continue;
+    char ts[32], hlc[32];
+    snprintf(ts, sizeof ts, "%" PRId64, d->ts);
+    snprintf(hlc, sizeof hlc, "%" PRId64, d->hlc == INT64_MIN ? d->ts : d->hlc);
+    arr_elem(&a[0], d->r->target);
+    arr_elem(&a[1], d->key);
+    arr_elem(&a[2], d->node[0] ? d->node : m->node);
+    arr_elem(&a[3], ts);
+    arr_elem(&a[4], hlc);
+    nrows++;
+  }
+  m->nwr = 0;
+  for (int k = 0; k < 5; k++) od_sqlbuf_add(&a[k], "}");
+  const stamp *last = &m->st[m->nst - 1];
+  char lsn[32], ts[32];
+  snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(last->lsn >> 32), (unsigned)last->lsn);
+  /* The progress time is the latest commit time applied, not the last one's: a node's commit times
+   * may be a few µs out of commit order, and a version vector entry must cover every one. */
+  for (int i = 0; i < m->nst; i++)
+    if (m->st[i].ts > m->max_ts) m->max_ts = m->st[i].ts;
+  snprintf(ts, sizeof ts, "%" PRId64, m->max_ts);
+  const char *p[7] = {lsn, ts, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p};
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  if (nrows) {
+    od_sqlbuf_add(b, "WITH w AS (INSERT INTO ");
+    od_sqlbuf_add(b, m->ver_q);
+    od_sqlbuf_add(b, " AS v (tbl, key, node, ts, hlc) SELECT * FROM unnest($3::text[], $4::text[], $5::text[], "
+                     "$6::int8[], $7::int8[]) ON CONFLICT (tbl, key) DO UPDATE SET node = excluded.node, ts = "
+                     "excluded.ts, hlc = excluded.hlc RETURNING 1) ");
+  }
+  od_sqlbuf_add(b, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '1970-01-01 00:00:00+00'::timestamptz + "
+                   "$2::int8 * interval '1 microsecond')");
+  if (nrows) od_sqlbuf_add(b, ", (SELECT count(*) FROM w)");
+  bool oom = b->oom;
+  for (int k = 0; k < 5; k++) oom = oom || a[k].oom;
+  PGresult *r = NULL;
+  if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
+           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 7 : 2,
+                          p, err)))
+    rc = err->code;
+  PQclear(r);
+  for (int k = 0; k < 5; k++) od_sqlbuf_free(&a[k]);
+  if (rc == OD_OK) m->txn_has_data = true;
+  return rc;
+}
+
+/* Changes [from, to) of the open run (one or more source transactions, m->sidx gives each change's
+ * stamp): decide every keyed change against its key's state, apply what wins set-based. */
+static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t from, size_t to, od_error *err) {
   if (from >= to) return OD_OK;
-  if (!m->have_stamp) return pgs_apply_changes(s, changes + from, to - from, err);
   size_t n = to - from;
   if (n > m->keep_cap) {
     od_change *g = realloc(m->keep, n * sizeof *g);
@@ -1048,16 +1317,23 @@ static int apply_segment(pgs_sink *s, pgs_mesh *m, const od_change *changes, siz
     m->keep = g;
     m->keep_cap = n;
   }
+  /* Every run reads the versions afresh (what an application wrote since the last run counts);
+   * rows this transaction wrote read as seen (their xmin is not committed yet). */
+  dec_clear(m);
   bool *keepflag = calloc(n, sizeof *keepflag);
   if (!keepflag) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  for (size_t i = 0; i < n; i++) keepflag[i] = true;
-  int rc = pgs_bulk_flush_now(s, err); /* the versions query must see this transaction's earlier rows */
-  /* One versions query per keyed relation of the segment. */
+  bool stamped = false;
+  for (size_t i = 0; i < n; i++) {
+    keepflag[i] = !is_stamp(&changes[from + i]);
+    stamped = stamped || !keepflag[i];
+  }
+  int rc = OD_OK;
+  /* One versions query per keyed relation of the run (per 5000 keys). */
   for (size_t i = from; i < to && rc == OD_OK; i++) {
     const od_change *c = &changes[i];
-    if (c->op == OD_OP_MESSAGE || c->op == OD_OP_TRUNCATE || !c->rel) continue;
+    if (c->op == OD_OP_MESSAGE || c->op == OD_OP_TRUNCATE || !c->rel || m->sidx[i] < 0) continue;
     bool done = false;
-    for (size_t j = from; j < i && !done; j++) done = changes[j].rel == c->rel;
+    for (size_t j = from; j < i && !done; j++) done = changes[j].rel == c->rel && m->sidx[j] >= 0;
     if (done) continue;
     pg_rel *r = NULL;
     if (!pgs_rel_known(s, c->rel) && (rc = pgs_bulk_flush_now(s, err))) break;
@@ -1077,20 +1353,73 @@ static int apply_segment(pgs_sink *s, pgs_mesh *m, const od_change *changes, siz
   free(keepflag);
   if (rc == OD_OK && nk) rc = pgs_apply_changes(s, m->keep, nk, err);
   overrides_free(m);
+  if (rc == OD_OK) rc = finish_run(s, m, stamped, err);
   return rc;
 }
 
+/* apply() of a mesh sink: the source transactions of the batch share the target transaction; a
+ * transaction whose causal dependencies are not applied here yet commits what came before it (with
+ * the checkpoint at its start) and waits with nothing open. */
 int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *err) {
   pgs_mesh *m = s->mesh;
-  size_t seg = 0;
+  if (n > m->sidx_cap) {
+    int *g = realloc(m->sidx, n * sizeof *g);
+    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    m->sidx = g;
+    m->sidx_cap = n;
+  }
+  if (m->nst > 1) { /* the last source transaction may go on in this batch */
+    m->st[0] = m->st[m->nst - 1];
+    m->nst = 1;
+  }
+  size_t from = 0;
   int rc = OD_OK;
   for (size_t i = 0; i < n && rc == OD_OK; i++) {
-    if (!is_stamp(&changes[i])) continue;
-    if ((rc = apply_segment(s, m, changes, seg, i, err))) break;
-    dec_clear(m);
-    rc = start_txn(s, m, &changes[i], err);
-    seg = i + 1;
+    if (!is_stamp(&changes[i])) {
+      m->sidx[i] = m->nst - 1;
+      continue;
+    }
+    m->sidx[i] = -1;
+    if (m->nst == m->st_cap) {
+      int cap = m->st_cap ? m->st_cap * 2 : 16;
+      stamp *g = realloc(m->st, (size_t)cap * sizeof *g);
+      if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      m->st = g;
+      m->st_cap = cap;
+    }
+    stamp *st = &m->st[m->nst];
+    if ((rc = parse_stamp(s, m, &changes[i].newtup.values[1], st, err))) break;
+    st->seq = ++m->seq;
+    if (causal_missing(m, st)) {
+      if ((rc = run_flush(s, m, changes, from, i, err))) break;
+      if (m->txn_has_data) {
+        /* What came before gets its own target transaction: checkpoint at this one's start (it
+         * holds every transaction starting before it, not this one). Its commit need not wait for
+         * the WAL flush: the batch's last commit is synchronous and flushes it too before the
+         * pipeline acknowledges anything; a server crash loses it with its checkpoint. */
+        if (!changes[i].txn_start)
+          return OD_FAIL(err, OD_EINVAL, "postgres sink %s: mesh stamp without a position", s->where);
+        s->commit_async = true;
+        rc = pgs_commit_with(s, changes[i].txn_start, err);
+        s->commit_async = false;
+        if (rc) break;
+        s->in_txn = true;
+        s->begin_sent = false;
+        stamp keep = *st;
+        m->txn_has_data = false;
+        m->max_ts = 0;
+        dec_clear(m);
+        m->st[0] = keep;
+        m->nst = 0;
+        st = &m->st[0];
+      }
+      if ((rc = causal_wait(s, m, st, err))) break;
+      from = i;
+    }
+    m->nst++;
+    m->applied_txns++;
+    od_counter_add(m->m_txns, 1);
   }
-  if (rc == OD_OK) rc = apply_segment(s, m, changes, seg, n, err);
+  if (rc == OD_OK) rc = run_flush(s, m, changes, from, n, err);
   return rc;
 }
