@@ -1,24 +1,29 @@
 /* sinks/postgres_mesh.c — the PostgreSQL sink's side of a multi-master mesh (docs/MULTI_MASTER.md).
  *
  * Owns: the pgs_mesh state of a sink whose config names mesh_node/mesh_peer: the replication origin
- * "odsync_<peer>" of its session, the stamp of the source transaction being applied (parsed from
- * the source's "odsync.mesh" message), the per-segment key decisions, the conflict log table
- * (_odsync_conflicts, next to the checkpoint table) and the causal-delivery progress cache.
- * Does, per source transaction (each becomes one target transaction, so every applied row carries
- * its source transaction's commit timestamp and origin):
- *   - commits the previous one with a checkpoint at the new one's start (exactly-once as before:
- *     the checkpoint holds every transaction that starts before it),
- *   - waits until every transaction of a third node the stamp's version vector depends on has been
- *     applied here (causal delivery),
- *   - pg_replication_origin_xact_setup(source commit LSN, source commit time),
- *   - one SELECT ... FOR UPDATE per table for the local versions of the keys it writes
- *     (pg_xact_commit_timestamp_origin(xmin)), compared with the version vector: a remote write
- *     is a conflict only when the local version is concurrent with it; conflicts are resolved by
- *     the policy, logged in _odsync_conflicts in the same transaction, and the losing changes are
- *     left out of what postgres_apply.c applies.
+ * "odsync_<peer>" of its session, the stamps of the source transactions of the open batch (parsed
+ * from the source's "odsync.mesh" messages), the per-key version state of the open target
+ * transaction, the conflict log table (_odsync_conflicts), the tombstones (_odsync_tombstones),
+ * the row-version side table (_odsync_versions), all next to the checkpoint table, and the
+ * causal-delivery progress cache.
+ * Does, per apply() batch (several source transactions share one target transaction; a row's
+ * version is the side table's when a mesh sink wrote it last, else its xmin's commit time):
+ *   - waits until every transaction of a third node a stamp's version vector depends on has been
+ *     applied here (causal delivery), committing what came before it first (checkpoint at its
+ *     start: exactly-once as before, the checkpoint holds every transaction starting before it),
+ *   - per table, SELECT ... ORDER BY key FOR UPDATE of the rows and tombstones of the keys the
+ *     batch writes, then the same statement again to read their versions after the lock waits;
+ *     each change is compared with its own transaction's version vector: a remote write is a
+ *     conflict only when the key's version is concurrent with it; conflicts are resolved by the
+ *     policy and logged in _odsync_conflicts in the same transaction, the losing changes are left
+ *     out of what postgres_apply.c applies,
+ *   - after the apply: merged counters, rewritten tombstones, one statement that writes the
+ *     versions of the keys written and pg_replication_origin_xact_setup(last commit LSN, latest
+ *     commit time).
  * Never touches: statement text of the apply path, DDL, the checkpoint's SQL (postgres.c).
  * Pointer ownership: change values are borrowed for one apply() call; the filtered array holds
- * copies of od_change structs pointing at the caller's values and is reset before returning.
+ * copies of od_change structs pointing at the caller's values and is reset before returning; key
+ * states own their key text and column values (freed by dec_clear at every run, begin, rollback).
  */
 #include <inttypes.h>
 #include <stdint.h>
