@@ -1,113 +1,36 @@
 /* sinks/postgres_mesh.c — the PostgreSQL sink's side of a multi-master mesh (docs/MULTI_MASTER.md).
  *
  * Owns: the pgs_mesh state of a sink whose config names mesh_node/mesh_peer: the replication origin
- * "odsync_<peer>" of its session, the stamp of the source transaction being applied (parsed from
- * the source's "odsync.mesh" message), the per-segment key decisions, the conflict log table
- * (_odsync_conflicts, next to the checkpoint table) and the causal-delivery progress cache.
- * Does, per source transaction (each becomes one target transaction, so every applied row carries
- * its source transaction's commit timestamp and origin):
- *   - commits the previous one with a checkpoint at the new one's start (exactly-once as before:
- *     the checkpoint holds every transaction that starts before it),
- *   - waits until every transaction of a third node the stamp's version vector depends on has been
- *     applied here (causal delivery),
- *   - pg_replication_origin_xact_setup(source commit LSN, source commit time),
- *   - one SELECT ... FOR UPDATE per table for the local versions of the keys it writes
- *     (pg_xact_commit_timestamp_origin(xmin)), compared with the version vector: a remote write
- *     is a conflict only when the local version is concurrent with it; conflicts are resolved by
- *     the policy, logged in _odsync_conflicts in the same transaction, and the losing changes are
- *     left out of what postgres_apply.c applies.
+ * "odsync_<peer>" of its session, the stamps of the source transactions of the open batch (parsed
+ * from the source's "odsync.mesh" messages), the DDL of the conflict log (_odsync_conflicts), the
+ * tombstones (_odsync_tombstones) and the row-version side table (_odsync_versions), all next to
+ * the checkpoint table, the causal-delivery progress cache and the flow of a batch. The decisions
+ * themselves (key states, versions query, policies, counters, conflict log rows) are in
+ * postgres_mesh_decide.c; the shared state in postgres_mesh_internal.h.
+ * Does, per apply() batch (several source transactions share one target transaction; a row's
+ * version is the side table's when a mesh sink wrote it last, else its xmin's commit time):
+ *   - waits until every transaction of a third node a stamp's version vector depends on has been
+ *     applied here (causal delivery), committing what came before it first (checkpoint at its
+ *     start: exactly-once as before, the checkpoint holds every transaction starting before it),
+ *   - per table, SELECT ... ORDER BY key FOR UPDATE of the rows and tombstones of the keys the
+ *     batch writes, then the same statement again to read their versions after the lock waits;
+ *     each change is compared with its own transaction's version vector: a remote write is a
+ *     conflict only when the key's version is concurrent with it; conflicts are resolved by the
+ *     policy and logged in _odsync_conflicts in the same transaction, the losing changes are left
+ *     out of what postgres_apply.c applies,
+ *   - after the apply: merged counters, rewritten tombstones, one statement that writes the
+ *     versions of the keys written and pg_replication_origin_xact_setup(last commit LSN, latest
+ *     commit time).
  * Never touches: statement text of the apply path, DDL, the checkpoint's SQL (postgres.c).
  * Pointer ownership: change values are borrowed for one apply() call; the filtered array holds
- * copies of od_change structs pointing at the caller's values and is reset before returning.
+ * copies of od_change structs pointing at the caller's values and is reset before returning; key
+ * states own their key text and column values (freed by dec_clear at every run, begin, rollback).
  */
-#include <inttypes.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include "sinks/postgres_mesh_internal.h"
 
-#include "core/adapter.h"
-#include "sinks/postgres_internal.h"
-#include "sinks/postgres_mesh.h"
-
-#define MESH_PREFIX "odsync.mesh"
-#define VV_MAX 16
-#define KEYS_PER_QUERY 500
-#define CAUSAL_WAIT_US (120LL * 1000000LL)
-#define COUNTERS_MAX 8 /* fetched columns per table: counters plus rule columns */
-#define RULES_MAX 16
-
-enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE };
-#define KINDS 5
-static const char *const KIND_NAMES[KINDS] = {"insert_insert", "update_update", "update_delete", "insert_delete",
-                                              "delete_delete"};
-static const char *const POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
-
-typedef struct vv_entry {
-  char node[64];
-  uint64_t lsn;
-  int64_t ts;
-} vv_entry;
-
-typedef struct local_ver { /* one row of the versions query */
-  char *key;               /* key columns' text joined by \x1f (points into the PGresult) */
-  int64_t ts;              /* commit time µs, INT64_MIN when unknown */
-  const char *origin;      /* replication origin name, NULL: a local write */
-  const char *row;         /* to_jsonb of the local row (NULL for a tombstone) */
-  bool tomb;               /* no row: the key's tombstone (the local delete's version) */
-  const char *ctr[COUNTERS_MAX]; /* the counter columns' local values (text) */
-} local_ver;
-
-typedef struct decision {
-  const od_relation *rel;
-  char *key; /* malloc'd */
-  bool apply;
-} decision;
-
-typedef struct pgs_mesh {
-  char node[64], peer[64], origin[80];
-  int policy;
-  char prio[8][64];
-  int nprio;
-  char *log_q;  /* quoted conflict table */
-  char *tomb_q; /* quoted tombstone table */
-  char *fn_q;   /* quoted tombstone trigger function */
-  char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
-  int ntables;
-  char **counters; /* mesh_counters: "schema.table.column" merged as a sum of deltas (malloc'd) */
-  int ncounters;
-  /* mesh_rules: business rules deciding concurrent insert/update conflicts before the policy */
-  struct rule {
-    char *column;   /* "schema.table.column" (malloc'd) */
-    char **order;   /* NULL: the higher number wins; else the values from lowest to highest (malloc'd) */
-    int norder;
-  } rules[RULES_MAX];
-  int nrules;
-  /* per segment: updates rewritten by the counter merge (values and texts malloc'd) */
-  struct override { size_t idx; od_value *vals; char **texts; int ntexts; } *ovr;
-  size_t novr, ovr_cap;
-  /* the source transaction being applied */
-  bool have_stamp;
-  bool txn_has_data; /* the open target transaction holds a stamped source transaction */
-  uint64_t lsn;
-  int64_t ts;
-  vv_entry vv[VV_MAX];
-  int nvv;
-  /* causal delivery: LSN of each origin applied here (cache of pg_replication_origin_status) */
-  vv_entry prog[VV_MAX];
-  int nprog;
-  /* scratch */
-  od_change *keep;
-  size_t keep_cap;
-  decision *dec;
-  size_t ndec, dec_cap;
-  uint32_t *slots;   /* hash of dec: index + 1, 0 empty; slot_cap a power of two > 2 * ndec */
-  size_t slot_cap;
-  uint64_t conflicts, applied_txns;
-  od_metric *m_txns;                  /* odsync_mesh_transactions_total{node, peer} */
-  od_metric *m_conflicts[KINDS];      /* odsync_mesh_conflicts_total{node, peer, kind}, by KIND_NAMES */
-} pgs_mesh;
+const char *const pgs_mesh_kinds[KINDS] = {"insert_insert", "update_update", "update_delete", "insert_delete",
+                                           "delete_delete"};
+const char *const pgs_mesh_policies[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
 
 /* ---- config ---------------------------------------------------------------------------------- */
 
@@ -227,9 +150,9 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[3] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone"};
-  char **outs[3] = {&m->log_q, &m->tomb_q, &m->fn_q};
-  for (int i = 0; i < 3; i++) {
+  const char *tnames[4] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions"};
+  char **outs[4] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q};
+  for (int i = 0; i < 4; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -247,10 +170,14 @@ void pgs_mesh_free(pgs_sink *s) {
   if (m->conflicts || m->applied_txns)
     od_info("postgres sink %s: mesh %s <- %s: %" PRIu64 " transactions applied, %" PRIu64 " conflicts", s->where,
             m->node, m->peer, m->applied_txns, m->conflicts);
-  for (size_t i = 0; i < m->ndec; i++) free(m->dec[i].key);
+  pgs_mesh_dec_clear(m);
   free(m->dec);
   free(m->slots);
   free(m->keep);
+  free(m->sidx);
+  free(m->st);
+  free(m->wr);
+  free(m->ver_q);
   free(m->log_q);
   free(m->tomb_q);
   free(m->fn_q);
@@ -288,6 +215,13 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                     "(SELECT 1 FROM pg_replication_origin WHERE roname = '%s'); ", m->origin, m->origin);
   /* Tombstones: every delete of a mesh table (local or applied) leaves (table, key); the row's
    * xmin is the deleting transaction, whose commit time and origin are the delete's version. */
+  /* Row versions written by mesh sinks: the author, its commit time and clock of every row version
+   * (or delete) a sink applied, written in the applying transaction. A row whose xmin carries no
+   * replication origin was written locally after that, and its xmin's commit time is its version. */
+  od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, m->ver_q);
+  od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, node text NOT NULL, ts int8 NOT NULL, hlc int8 NOT NULL, "
+                   "PRIMARY KEY (tbl, key)); ");
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, deleted_at timestamptz NOT NULL DEFAULT now(), "
@@ -335,19 +269,28 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
     return err->code;
   }
   PQclear(r);
+  /* A mesh sink holds its rows' locks for a batch of source transactions: in a deadlock with an
+   * application it should be the one that gives up (its transaction is retried). Where the role may
+   * set it, a short deadlock_timeout makes this session run the deadlock check first. */
+  r = pgs_exec(s, NULL, "setting deadlock_timeout", "DO $odsync$ BEGIN SET deadlock_timeout = '100ms'; EXCEPTION WHEN "
+               "insufficient_privilege THEN NULL; END $odsync$", 0, NULL, err);
+  if (!r) return err->code;
+  PQclear(r);
   m->nprog = 0;
   return OD_OK;
 }
 
 void pgs_mesh_reset(pgs_sink *s) {
   if (!s->mesh) return;
-  s->mesh->have_stamp = false;
+
+  s->mesh->nst = 0;
   s->mesh->txn_has_data = false;
+  pgs_mesh_dec_clear(s->mesh);
 }
 
 /* ---- stamps ----------------------------------------------------------------------------------- */
 
-static int parse_stamp(pgs_sink *s, pgs_mesh *m, const od_value *v, od_error *err) {
+static int parse_stamp(pgs_sink *s, pgs_mesh *m, const od_value *v, stamp *st, od_error *err) {
   char buf[4096];
   if (v->kind != OD_VALUE_TEXT && v->kind != OD_VALUE_BINARY) goto bad;
   size_t n = v->len < sizeof buf - 1 ? v->len : sizeof buf - 1;
@@ -360,31 +303,31 @@ static int parse_stamp(pgs_sink *s, pgs_mesh *m, const od_value *v, od_error *er
   if (strcmp(node, m->peer) != 0)
     return OD_FAIL(err, OD_ECONFIG, "postgres sink %s: mesh: the stream comes from node '%s' but this sink's "
                    "mesh_peer is '%s'; check the mesh's dsn entries", s->where, node, m->peer);
-  m->lsn = strtoull(lsn, NULL, 16);
-  m->ts = strtoll(ts, NULL, 10);
-  m->nvv = 0;
-  while ((tok = strtok_r(NULL, " ", &save)) && m->nvv < VV_MAX) {
+  st->lsn = strtoull(lsn, NULL, 16);
+  st->ts = strtoll(ts, NULL, 10);
+  st->hlc = st->ts;
+  st->nvv = 0;
+  while ((tok = strtok_r(NULL, " ", &save)) && st->nvv < VV_MAX) {
     char *c1 = strchr(tok, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (!c2) goto bad;
     *c1 = '\0';
-    vv_entry *e = &m->vv[m->nvv++];
+    vv_entry *e = &st->vv[st->nvv++];
     snprintf(e->node, sizeof e->node, "%s", tok);
     e->lsn = strtoull(c1 + 1, NULL, 16);
     e->ts = strtoll(c2 + 1, NULL, 10);
   }
-  m->have_stamp = true;
   return OD_OK;
 bad:
   return OD_FAIL(err, OD_EPROTOCOL, "postgres sink %s: mesh: unreadable stamp message", s->where);
 }
 
-static bool is_stamp(const od_change *c) {
+bool pgs_mesh_is_stamp(const od_change *c) {
   if (c->op != OD_OP_MESSAGE || c->newtup.ncolumns < 2) return false;
   const od_value *p = &c->newtup.values[0];
   return p->data && p->len == strlen(MESH_PREFIX) && memcmp(p->data, MESH_PREFIX, p->len) == 0;
 }
 
-static const vv_entry *vv_find(const vv_entry *vv, int n, const char *node) {
+const vv_entry *pgs_mesh_vv_find(const vv_entry *vv, int n, const char *node) {
   for (int i = 0; i < n; i++)
     if (strcmp(vv[i].node, node) == 0) return &vv[i];
   return NULL;
@@ -405,15 +348,24 @@ static int read_progress(pgs_sink *s, pgs_mesh *m, od_error *err) {
   return OD_OK;
 }
 
+/* Whether every third-node transaction the stamp depends on is applied here, by the cache. */
+static const vv_entry *causal_missing(const pgs_mesh *m, const stamp *st) {
+  for (int i = 0; i < st->nvv; i++) {
+    const vv_entry *e = &st->vv[i];
+    if (strcmp(e->node, m->node) == 0 || strcmp(e->node, m->peer) == 0 || !e->lsn) continue;
+    const vv_entry *p = pgs_mesh_vv_find(m->prog, m->nprog, e->node);
+    if (!p || p->lsn < e->lsn) return e;
+  }
+  return NULL;
+}
+
 /* Causal delivery: every transaction of a third node that the peer had applied before this one
  * must be applied here first (else a row could be found missing or older than what the peer's
- * write was based on). Waits outside any open transaction work of this sink (nothing sent yet). */
-static const vv_entry *causal_missing(const pgs_mesh *m);
-
-static int causal_wait(pgs_sink *s, pgs_mesh *m, od_error *err) {
+ * write was based on). Called with no transaction work of this sink open (no locks held). */
+static int causal_wait(pgs_sink *s, pgs_mesh *m, const stamp *st, od_error *err) {
   int64_t start = 0;
   for (;;) {
-    const vv_entry *missing = causal_missing(m);
+    const vv_entry *missing = causal_missing(m, st);
     if (!missing) return OD_OK;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -424,7 +376,7 @@ static int causal_wait(pgs_sink *s, pgs_mesh *m, od_error *err) {
       return OD_FAIL_RETRY(err, OD_ESINK,
                            "postgres sink %s: mesh %s <- %s: transaction %" PRIX64 " of %s depends on node %s's "
                            "transaction at LSN %" PRIX64 ", not applied here after %lld s; is the pipeline from %s "
-                           "to %s running?", s->where, m->node, m->peer, m->lsn, m->peer, missing->node, missing->lsn,
+                           "to %s running?", s->where, m->node, m->peer, st->lsn, m->peer, missing->node, missing->lsn,
                            (long long)(CAUSAL_WAIT_US / 1000000), missing->node, m->node);
     } else {
       struct timespec d = {0, 20 * 1000000};
@@ -435,612 +387,122 @@ static int causal_wait(pgs_sink *s, pgs_mesh *m, od_error *err) {
   }
 }
 
-/* Whether every third-node transaction the stamp depends on is applied here, by the cache. */
-static const vv_entry *causal_missing(const pgs_mesh *m) {
-  for (int i = 0; i < m->nvv; i++) {
-    const vv_entry *e = &m->vv[i];
-    if (strcmp(e->node, m->node) == 0 || strcmp(e->node, m->peer) == 0 || !e->lsn) continue;
-    const vv_entry *p = vv_find(m->prog, m->nprog, e->node);
-    if (!p || p->lsn < e->lsn) return e;
+/* ---- applying a run ---------------------------------------------------------------------------- */
+
+static void arr_elem(od_sqlbuf *b, const char *v) {
+  od_sqlbuf_add(b, b->len > 1 ? ",\"" : "\"");
+  for (const char *c = v; *c; c++) {
+    if (*c == '"' || *c == '\\') od_sqlbuf_add(b, "\\");
+    od_sqlbuf_addn(b, c, 1);
   }
-  return NULL;
+  od_sqlbuf_add(b, "\"");
 }
 
-static int start_txn(pgs_sink *s, pgs_mesh *m, const od_change *c, od_error *err) {
-  int rc;
-  if ((rc = parse_stamp(s, m, &c->newtup.values[1], err))) return rc;
-  char setup[200];
-  snprintf(setup, sizeof setup,
-           "SELECT pg_replication_origin_xact_setup('%X/%X'::pg_lsn, '1970-01-01 00:00:00+00'::timestamptz + "
-           "%" PRId64 " * interval '1 microsecond')", (unsigned)(m->lsn >> 32), (unsigned)m->lsn, m->ts);
-  bool ready = causal_missing(m) == NULL;
-  if (m->txn_has_data) {
-    /* The previous source transaction gets a target transaction of its own: checkpoint at this
-     * one's start (it holds every transaction starting before it, not this one). Its commit need
-     * not wait for the WAL flush: the batch's last commit is synchronous and flushes it too
-     * before the pipeline acknowledges anything; a server crash loses it with its checkpoint. When
-     * nothing must be waited for, BEGIN and this one's origin setup ride in the same round trip. */
-    if (!c->txn_start) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: mesh stamp without a position", s->where);
-    s->commit_async = true;
-    s->then_sql = ready ? setup : NULL;
-    rc = pgs_commit_with(s, c->txn_start, err);
-    s->commit_async = false;
-    s->then_sql = NULL;
-    if (rc) return rc;
-    m->txn_has_data = false;
-    if (ready) {
-      m->txn_has_data = true;
-      m->applied_txns++;
-      od_counter_add(m->m_txns, 1);
-      return OD_OK;
+static int cmp_wr(const void *a, const void *b, void *ctx) {
+  const pgs_mesh *m = ctx;
+  const decision *x = &m->dec[*(const size_t *)a], *y = &m->dec[*(const size_t *)b];
+  int c = strcmp(x->r->target, y->r->target);
+  return c ? c : strcmp(x->key, y->key);
+}
+
+/* After the run's apply: merged counters of rows whose remote update lost, then one statement that
+ * writes the version of every key this run wrote into the side table and sets the replication
+ * origin's progress to the run's last source transaction (commit LSN and time). */
+static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
+  /* The run's writes go out now, right after the versions they were decided on were read (the
+   * set-based buffer would otherwise wait for the commit): a key with no row is not locked by that
+   * read, so the time an application could write it in between stays as short as one round trip. */
+  int rc = m->nwr ? pgs_bulk_flush_now(s, err) : OD_OK;
+  od_sqlbuf tt = {0}, tk = {0};
+  od_sqlbuf_add(&tt, "{");
+  od_sqlbuf_add(&tk, "{");
+  for (size_t i = 0; i < m->nwr && rc == OD_OK; i++) {
+    decision *d = &m->dec[m->wr[i]];
+    if (d->fix) rc = pgs_mesh_fix_counters(s, m, d, err);
+    if (d->touch && d->tomb) {
+      arr_elem(&tt, d->r->target);
+      arr_elem(&tk, d->key);
     }
-    s->in_txn = true;
-    s->begin_sent = false;
+    d->touch = false;
   }
-  /* Causal delivery waits with nothing of this transaction sent (no locks held). */
-  if ((rc = causal_wait(s, m, err)) || (rc = pgs_ensure_begin(s, err))) return rc;
-  PGresult *r = pgs_exec(s, NULL, "pg_replication_origin_xact_setup", setup, 0, NULL, err);
-  if (!r) return err->code;
-  PQclear(r);
-  m->txn_has_data = true;
-  m->applied_txns++;
-  od_counter_add(m->m_txns, 1);
-  return OD_OK;
-}
-
-/* ---- conflict detection ----------------------------------------------------------------------- */
-
-static const od_tuple *key_tuple(const od_change *c) {
-  if (c->op == OD_OP_INSERT || c->op == OD_OP_READ) return &c->newtup;
-  if (c->old_kind == 'K' || c->old_kind == 'O') return &c->oldtup;
-  return &c->newtup;
-}
-
-/* The key's text ("v1\x1fv2"), malloc'd; NULL when a key value is not text. */
-static char *key_text(const pg_rel *r, const od_tuple *t) {
-  od_sqlbuf b = {0};
-  for (int k = 0; k < r->nkey; k++) {
-    int col = PGS_COL(r->key_plan[k]);
-    if (col >= t->ncolumns || t->values[col].kind != OD_VALUE_TEXT) {
-      od_sqlbuf_free(&b);
-      return NULL;
-    }
-    if (k) od_sqlbuf_add(&b, "\x1f");
-    od_sqlbuf_addn(&b, t->values[col].data, t->values[col].len);
-  }
-  if (b.oom || !b.p) {
-    od_sqlbuf_free(&b);
-    return NULL;
-  }
-  return b.p; /* ownership of the buffer's bytes passes to the caller */
-}
-
-/* Decisions of the open source transaction, by (relation, key): a hash over the dec array, so a
- * transaction of many rows stays linear. */
-static size_t dec_hash(const od_relation *rel, const char *key) {
-  uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)rel;
-  for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 1099511628211ULL;
-  return (size_t)(h ^ (h >> 29));
-}
-
-static decision *dec_find(pgs_mesh *m, const od_relation *rel, const char *key) {
-  if (!m->slot_cap) return NULL;
-  for (size_t i = dec_hash(rel, key) & (m->slot_cap - 1);; i = (i + 1) & (m->slot_cap - 1)) {
-    uint32_t v = m->slots[i];
-    if (!v) return NULL;
-    decision *d = &m->dec[v - 1];
-    if (d->rel == rel && strcmp(d->key, key) == 0) return d;
-  }
-}
-
-static void slot_put(pgs_mesh *m, size_t idx) {
-  for (size_t i = dec_hash(m->dec[idx].rel, m->dec[idx].key) & (m->slot_cap - 1);; i = (i + 1) & (m->slot_cap - 1))
-    if (!m->slots[i]) {
-      m->slots[i] = (uint32_t)idx + 1;
-      return;
-    }
-}
-
-/* Append a decision (takes ownership of key). false on out-of-memory (key freed). */
-static bool dec_add(pgs_mesh *m, const od_relation *rel, char *key, bool apply) {
-  if (m->ndec == m->dec_cap) {
-    size_t cap = m->dec_cap ? m->dec_cap * 2 : 64;
-    decision *g = realloc(m->dec, cap * sizeof *g);
-    if (!g) {
-      free(key);
-      return false;
-    }
-    m->dec = g;
-    m->dec_cap = cap;
-  }
-  if (2 * (m->ndec + 1) >= m->slot_cap) {
-    size_t cap = m->slot_cap ? m->slot_cap * 2 : 128;
-    uint32_t *g = calloc(cap, sizeof *g);
-    if (!g) {
-      free(key);
-      return false;
-    }
-    free(m->slots);
-    m->slots = g;
-    m->slot_cap = cap;
-    for (size_t i = 0; i < m->ndec; i++) slot_put(m, i);
-  }
-  m->dec[m->ndec] = (decision){.rel = rel, .key = key, .apply = apply};
-  slot_put(m, m->ndec++);
-  return true;
-}
-
-static void dec_clear(pgs_mesh *m) {
-  for (size_t i = 0; i < m->ndec; i++) free(m->dec[i].key);
-  if (m->slot_cap > 4096 && m->ndec < m->slot_cap / 16) { /* after a big transaction: shrink */
-    free(m->slots);
-    m->slots = NULL;
-    m->slot_cap = 0;
-  } else if (m->ndec && m->slots) {
-    memset(m->slots, 0, m->slot_cap * sizeof *m->slots);
-  }
-  m->ndec = 0;
-}
-
-/* JSON text of a tuple (values as strings), appended to b. */
-static void tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t) {
-  od_sqlbuf_add(b, "{");
-  for (int i = 0; i < t->ncolumns && i < rel->ncolumns; i++) {
-    const od_value *v = &t->values[i];
-    if (v->kind == OD_VALUE_UNCHANGED) continue;
-    if (b->len > 1 && b->p[b->len - 1] != '{') od_sqlbuf_add(b, ",");
-    const char *strs[2] = {rel->columns[i].name, v->kind == OD_VALUE_TEXT ? v->data : NULL};
-    size_t lens[2] = {strlen(rel->columns[i].name), v->kind == OD_VALUE_TEXT ? v->len : 0};
-    for (int j = 0; j < 2; j++) {
-      if (j) od_sqlbuf_add(b, ":");
-      if (j && !strs[j]) {
-        od_sqlbuf_add(b, "null");
-        continue;
-      }
-      od_sqlbuf_add(b, "\"");
-      for (size_t k = 0; k < lens[j]; k++) {
-        unsigned char ch = (unsigned char)strs[j][k];
-        if (ch == '"' || ch == '\\') {
-          char e[3] = {'\\', (char)ch, 0};
-          od_sqlbuf_add(b, e);
-        } else if (ch < 0x20) {
-          od_sqlbuf_addf(b, "\\u%04x", ch);
-        } else {
-          od_sqlbuf_addn(b, &strs[j][k], 1);
-        }
-      }
-      od_sqlbuf_add(b, "\"");
-    }
-  }
-  od_sqlbuf_add(b, "}");
-}
-
-static const char *node_of_origin(const pgs_mesh *m, const char *origin) {
-  if (!origin) return m->node;
-  if (strncmp(origin, "odsync_", 7) == 0) return origin + 7;
-  return origin;
-}
-
-static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const char *kind,
-                        const char *key, const local_ver *lv, bool remote_wins, bool by_rule, od_error *err) {
-  m->conflicts++;
-  for (int k = 0; k < KINDS; k++)
-    if (strcmp(kind, KIND_NAMES[k]) == 0) od_counter_add(m->m_conflicts[k], 1);
-  char keyshow[512];
-  snprintf(keyshow, sizeof keyshow, "%s", key);
-  for (char *p = keyshow; *p; p++)
-    if (*p == '\x1f') *p = ',';
-  od_sqlbuf remote = {0};
-  if (c->op != OD_OP_DELETE) tuple_json(&remote, c->rel, &c->newtup);
-  char lts[32], rts[32], rlsn[32];
-  snprintf(lts, sizeof lts, "%" PRId64, lv ? lv->ts : 0);
-  snprintf(rts, sizeof rts, "%" PRId64, m->ts);
-  snprintf(rlsn, sizeof rlsn, "%X/%X", (unsigned)(m->lsn >> 32), (unsigned)m->lsn);
-  const char *lnode = lv ? node_of_origin(m, lv->origin) : m->node;
-  const char *p[] = {m->node, kind, r->target, keyshow, lv ? lv->row : NULL,
-                     c->op != OD_OP_DELETE && !remote.oom ? remote.p : NULL, lnode, m->peer,
-                     lv && lv->ts != INT64_MIN ? lts : NULL, rts, rlsn, by_rule ? "rule" : POLICIES[m->policy],
-                     remote_wins ? m->peer : lnode};
-  od_sqlbuf *b = &s->sql;
-  od_sqlbuf_reset(b);
-  od_sqlbuf_add(b, "INSERT INTO ");
-  od_sqlbuf_add(b, m->log_q);
-  od_sqlbuf_add(b, " (node, kind, table_name, key, local_row, remote_row, local_origin, remote_origin, "
-                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner) VALUES ($1, $2, $3, $4, $5::jsonb, "
-                   "$6::jsonb, $7, $8, '1970-01-01 00:00:00+00'::timestamptz + $9::bigint * interval '1 microsecond', "
-                   "'1970-01-01 00:00:00+00'::timestamptz + $10::bigint * interval '1 microsecond', $11::pg_lsn, $12, $13)");
-  PGresult *res = b->oom ? NULL : pgs_exec(s, m->log_q, "logging a conflict", b->p, 13, p, err);
-  od_sqlbuf_free(&remote);
-  if (!res) return b->oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
-  PQclear(res);
-  od_debug("postgres sink %s: mesh %s: %s conflict on %s (%s): %s wins", s->where, m->node, kind, r->target, keyshow,
-           remote_wins ? m->peer : lnode);
-  /* The audit log (docs/AUDIT.md) gets it when detected: a transaction replayed after a crash may
-   * record its conflicts there again; _odsync_conflicts, written in the transaction, is exact. */
-  od_sqlbuf ab = {0};
-  od_sqlbuf_add(&ab, "\"node\":");
-  od_audit_json_str(&ab, m->node);
-  od_sqlbuf_add(&ab, ",\"peer\":");
-  od_audit_json_str(&ab, m->peer);
-  od_sqlbuf_add(&ab, ",\"conflict\":");
-  od_audit_json_str(&ab, kind);
-  od_sqlbuf_add(&ab, ",\"table\":");
-  od_audit_json_str(&ab, r->target);
-  od_sqlbuf_add(&ab, ",\"policy\":");
-  od_audit_json_str(&ab, by_rule ? "rule" : POLICIES[m->policy]);
-  od_sqlbuf_add(&ab, ",\"winner\":");
-  od_audit_json_str(&ab, remote_wins ? m->peer : lnode);
-  od_sqlbuf_addf(&ab, ",\"remote_lsn\":\"%s\"", rlsn);
-  char pipeline[128];
-  snprintf(pipeline, sizeof pipeline, "%s", s->pipeline ? s->pipeline : "");
-  pipeline[strcspn(pipeline, ".")] = '\0'; /* the checkpoint name "<pipeline>[.<sink>]" */
-  if (!ab.oom) od_audit_record(pipeline[0] ? pipeline : NULL, "conflict", ab.p);
-  od_sqlbuf_free(&ab);
-  return OD_OK;
-}
-
-static int prio_rank(const pgs_mesh *m, const char *node) {
-  for (int i = 0; i < m->nprio; i++)
-    if (strcmp(m->prio[i], node) == 0) return i;
-  return m->nprio;
-}
-
-/* Whether the remote write wins a conflict with the concurrent local version. Every node computes
- * the same answer for the same pair: only the two versions' (commit time, node) enter it. */
-static bool remote_wins(const pgs_mesh *m, const local_ver *lv) {
-  const char *lnode = node_of_origin(m, lv->origin);
-  if (m->policy == POL_KEEP_LOCAL) return false;
-  if (m->policy == POL_APPLY_REMOTE) return true;
-  if (m->policy == POL_PRIORITY) {
-    int a = prio_rank(m, m->peer), b = prio_rank(m, lnode);
-    if (a != b) return a < b;
-  }
-  /* last_writer_wins (and priority between equals): commit time, then node name */
-  if (m->ts != lv->ts) return m->ts > lv->ts;
-  return strcmp(m->peer, lnode) > 0;
-}
-
-/* Was the local version seen by the remote writer before it wrote? */
-static bool seen_by_remote(const pgs_mesh *m, const local_ver *lv) {
-  if (lv->ts == INT64_MIN) return true; /* frozen, written before track_commit_timestamp, or ours */
-  const char *lnode = node_of_origin(m, lv->origin);
-  if (strcmp(lnode, m->peer) == 0) return true; /* the peer's own earlier write */
-  const vv_entry *e = vv_find(m->vv, m->nvv, lnode);
-  return e && lv->ts <= e->ts;
-}
-
-/* The counter columns of r (column indexes), from mesh_counters "schema.table.column". */
-static int counter_cols(const pgs_mesh *m, const pg_rel *r, int *cols) {
-  int n = 0;
-  size_t tl = strlen(r->target);
-  for (int i = 0; i < m->ncounters && n < COUNTERS_MAX; i++) {
-    const char *c = m->counters[i];
-    if (strncmp(c, r->target, tl) != 0 || c[tl] != '.') continue;
-    for (int j = 0; j < r->rel->ncolumns; j++)
-      if (strcmp(r->rel->columns[j].name, c + tl + 1) == 0) cols[n++] = j;
-  }
-  return n;
-}
-
-/* The rules of r, appended to the fetched columns cols[n..]: rule_of[k] = rule index. Returns the
- * new total. */
-static int rule_cols(const pgs_mesh *m, const pg_rel *r, int *cols, int n, int *rule_of) {
-  size_t tl = strlen(r->target);
-  for (int i = 0; i < m->nrules && n < COUNTERS_MAX; i++) {
-    const char *c = m->rules[i].column;
-    if (strncmp(c, r->target, tl) != 0 || c[tl] != '.') continue;
-    for (int j = 0; j < r->rel->ncolumns; j++)
-      if (strcmp(r->rel->columns[j].name, c + tl + 1) == 0) {
-        rule_of[n] = i;
-        cols[n++] = j;
-      }
-  }
-  return n;
-}
-
-/* Business rules on a concurrent pair: >0 the remote version wins, <0 the local one, 0 undecided
- * (equal, or a value a rule cannot rank: the policy decides). */
-static int rules_decide(const pgs_mesh *m, const od_change *c, const local_ver *lv, const int *cols, int from,
-                        int to, const int *rule_of) {
-  for (int k = from; k < to; k++) {
-    const struct rule *ru = &m->rules[rule_of[k]];
-    const od_value *rv = cols[k] < c->newtup.ncolumns ? &c->newtup.values[cols[k]] : NULL;
-    const char *lval = lv->ctr[k];
-    if (!rv || rv->kind != OD_VALUE_TEXT || !lval) continue;
-    if (!ru->order) {
-      char *e1 = NULL, *e2 = NULL;
-      double a = strtod(rv->data, &e1), b = strtod(lval, &e2);
-      if (e1 == rv->data || e2 == lval || a == b) continue;
-      return a > b ? 1 : -1;
-    }
-    int ra = -1, rb = -1;
-    for (int i = 0; i < ru->norder; i++) {
-      if (strcmp(ru->order[i], rv->data) == 0) ra = i;
-      if (strcmp(ru->order[i], lval) == 0) rb = i;
-    }
-    if (ra < 0 || rb < 0 || ra == rb) continue;
-    return ra > rb ? 1 : -1;
-  }
-  return 0;
-}
-
-static void overrides_free(pgs_mesh *m) {
-  for (size_t i = 0; i < m->novr; i++) {
-    for (int j = 0; j < m->ovr[i].ntexts; j++) free(m->ovr[i].texts[j]);
-    free(m->ovr[i].texts);
-    free(m->ovr[i].vals);
-  }
-  m->novr = 0;
-}
-
-static bool int_of(const od_value *v, long long *out) {
-  if (v->kind != OD_VALUE_TEXT) return false;
-  char *end = NULL;
-  *out = strtoll(v->data, &end, 10);
-  return end && *end == '\0' && end != v->data;
-}
-
-/* An update of a table with counter columns: every counter ends at local + (new - old) on every
- * node (each node adds every other node's delta exactly once, in the transaction that applies it). Remote wins the other columns:
- * its new row with the merged counters replaces the change (an override); remote loses: only the
- * deltas are added here, now. false: no counter to merge (no old row image, not integers). */
-static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx,
-                          const local_ver *lv, const int *cols, int ncols, bool apply, bool *merged, od_error *err) {
-  *merged = false;
-  long long delta[COUNTERS_MAX], local[COUNTERS_MAX];
-  if (c->old_kind != 'O' || c->oldtup.ncolumns != c->newtup.ncolumns) {
-    od_warn("postgres sink %s: mesh: table %s: counter columns need the old row (REPLICA IDENTITY FULL on every "
-            "node); merged by the policy instead", s->where, r->target);
-    return OD_OK;
-  }
-  for (int k = 0; k < ncols; k++) {
-    long long o, nv;
-    char *end = NULL;
-    if (!int_of(&c->oldtup.values[cols[k]], &o) || !int_of(&c->newtup.values[cols[k]], &nv) || !lv->ctr[k])
-      return OD_OK;
-    local[k] = strtoll(lv->ctr[k], &end, 10);
-    delta[k] = nv - o;
-  }
-  *merged = true;
-  if (!apply) {
+  od_sqlbuf_add(&tt, "}");
+  od_sqlbuf_add(&tk, "}");
+  if (rc == OD_OK && tt.len > 2) {
     od_sqlbuf *b = &s->sql;
     od_sqlbuf_reset(b);
     od_sqlbuf_add(b, "UPDATE ");
-    od_sqlbuf_add(b, r->qtarget);
-    od_sqlbuf_add(b, " SET ");
-    for (int k = 0; k < ncols; k++) {
-      if (k) od_sqlbuf_add(b, ", ");
-      od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);
-      od_sqlbuf_add(b, " = ");
-      od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);
-      od_sqlbuf_addf(b, " + (%lld)", delta[k]);
-    }
-    od_sqlbuf_add(b, " WHERE ");
-    const char *params[64];
-    int np = 0;
-    const od_tuple *kt = key_tuple(c);
-    for (int k = 0; k < r->nkey && np < 64; k++) {
-      int col = PGS_COL(r->key_plan[k]);
-      if (k) od_sqlbuf_add(b, " AND ");
-      od_sqlbuf_ident(b, r->rel->columns[col].name);
-      od_sqlbuf_addf(b, " = $%d", np + 1);
-      params[np++] = kt->values[col].data;
-    }
-    if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    PGresult *res = pgs_exec(s, r->target, "adding counter deltas (mesh)", b->p, np, params, err);
-    if (!res) return err->code;
-    PQclear(res);
-    return OD_OK;
-  }
-  if (m->novr == m->ovr_cap) {
-    size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
-    struct override *g = realloc(m->ovr, cap * sizeof *g);
-    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    m->ovr = g;
-    m->ovr_cap = cap;
-  }
-  struct override *o = &m->ovr[m->novr];
-  *o = (struct override){.idx = idx};
-  o->vals = malloc(c->newtup.ncolumns * sizeof *o->vals);
-  o->texts = calloc((size_t)ncols, sizeof *o->texts);
-  if (!o->vals || !o->texts) {
-    free(o->vals);
-    free(o->texts);
-    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  }
-  m->novr++;
-  memcpy(o->vals, c->newtup.values, c->newtup.ncolumns * sizeof *o->vals);
-  for (int k = 0; k < ncols; k++) {
-    char buf[32];
-    int len = snprintf(buf, sizeof buf, "%lld", local[k] + delta[k]);
-    if (!(o->texts[k] = strdup(buf))) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    o->ntexts++;
-    o->vals[cols[k]] = (od_value){.data = o->texts[k], .len = (uint32_t)len, .kind = OD_VALUE_TEXT};
-  }
-  return OD_OK;
-}
-
-static int cmp_key(const void *a, const void *b) {
-  return strcmp(((const local_ver *)a)->key, ((const local_ver *)b)->key);
-}
-
-/* Decide the changes of one relation in changes[from, to): fills keepflag[i - from]. */
-static int decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *changes, size_t from, size_t to,
-                      bool *keepflag, od_error *err) {
-  /* The keys, deduplicated by the query's IN list. */
-  size_t nkeys = 0;
-  for (size_t i = from; i < to; i++)
-    if (changes[i].rel == r->rel) nkeys++;
-  if (!nkeys) return OD_OK;
-  char **keys = calloc(nkeys, sizeof *keys);
-  size_t *idx = calloc(nkeys, sizeof *idx);
-  const char **params = calloc(nkeys * (size_t)r->nkey + 3, sizeof *params);
-  od_sqlbuf arr = {0};
-  int rc = OD_OK;
-  PGresult *res = NULL;
-  local_ver *vers = NULL;
-  int ctr[COUNTERS_MAX], rule_of[COUNTERS_MAX];
-  int nctr = counter_cols(m, r, ctr);
-  int nfetch = rule_cols(m, r, ctr, nctr, rule_of);
-  if (!keys || !idx || !params) {
-    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    goto done;
-  }
-  size_t nk = 0;
-  for (size_t i = from; i < to; i++) {
-    if (changes[i].rel != r->rel) continue;
-    idx[nk] = i;
-    keys[nk] = key_text(r, key_tuple(&changes[i]));
-    nk++;
-  }
-  for (size_t q0 = 0; q0 < nk; q0 += KEYS_PER_QUERY) {
-    size_t q1 = q0 + KEYS_PER_QUERY < nk ? q0 + KEYS_PER_QUERY : nk;
-    od_sqlbuf *b = &s->sql;
-    od_sqlbuf_reset(b);
-    od_sqlbuf_add(b, "WITH live AS (SELECT concat_ws(chr(31)");
-    for (int k = 0; k < r->nkey; k++) {
-      od_sqlbuf_add(b, ", t.");
-      od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
-      od_sqlbuf_add(b, "::text");
-    }
-    od_sqlbuf_add(b, ") AS k, (extract(epoch FROM c.timestamp) * 1000000)::int8 AS ts, o.roname AS origin, "
-                     "to_jsonb(t.*)::text AS row");
-    for (int k = 0; k < nfetch; k++) {
-      od_sqlbuf_add(b, ", t.");
-      od_sqlbuf_ident(b, r->rel->columns[ctr[k]].name);
-      od_sqlbuf_addf(b, "::text AS c%d", k);
-    }
-    od_sqlbuf_add(b, " FROM ");
-    od_sqlbuf_add(b, r->qtarget);
-    od_sqlbuf_add(b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
-                     "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE (");
-    for (int k = 0; k < r->nkey; k++) {
-      if (k) od_sqlbuf_add(b, ", ");
-      od_sqlbuf_add(b, "t.");
-      od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
-    }
-    od_sqlbuf_add(b, ") IN (");
-    int np = 0;
-    for (size_t j = q0; j < q1; j++) {
-      const od_tuple *t = key_tuple(&changes[idx[j]]);
-      if (!keys[j]) continue;
-      od_sqlbuf_add(b, np ? ", (" : "(");
-      for (int k = 0; k < r->nkey; k++) {
-        params[np] = t->values[PGS_COL(r->key_plan[k])].data;
-        od_sqlbuf_addf(b, "%s$%d", k ? ", " : "", ++np);
-      }
-      od_sqlbuf_add(b, ")");
-    }
-    od_sqlbuf_add(b, ") FOR UPDATE OF t) SELECT k, ts, origin, row, false");
-    for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", c%d", k);
-    od_sqlbuf_add(b, " FROM live UNION ALL SELECT d.key, (extract(epoch FROM c.timestamp) * 1000000)::int8, o.roname, "
-                     "NULL, true");
-    for (int k = 0; k < nfetch; k++) od_sqlbuf_add(b, ", NULL");
-    od_sqlbuf_add(b, " FROM ");
     od_sqlbuf_add(b, m->tomb_q);
-    od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
-                      "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
-                      "d.key = ANY ($%d::text[]) AND NOT EXISTS (SELECT 1 FROM live WHERE live.k = d.key)", np + 1, np + 2);
-    if (!np) continue;
-    od_sqlbuf_reset(&arr);
-    od_sqlbuf_add(&arr, "{");
-    for (size_t j = q0; j < q1; j++) {
-      if (!keys[j]) continue;
-      if (arr.len > 1) od_sqlbuf_add(&arr, ",");
-      od_sqlbuf_add(&arr, "\"");
-      for (const char *c = keys[j]; *c; c++) {
-        if (*c == '"' || *c == '\\') od_sqlbuf_add(&arr, "\\");
-        od_sqlbuf_addn(&arr, c, 1);
-      }
-      od_sqlbuf_add(&arr, "\"");
-    }
-    od_sqlbuf_add(&arr, "}");
-    params[np] = r->target;
-    params[np + 1] = arr.p;
-    if (arr.oom) b->oom = true;
-    if (b->oom) {
-      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-      goto done;
-    }
-    PQclear(res);
-    free(vers);
-    vers = NULL;
-    if (!(res = pgs_exec(s, r->target, "reading local row versions (mesh)", b->p, np + 2, params, err))) {
-      rc = err->code;
-      goto done;
-    }
-    int nv = PQntuples(res);
-    vers = calloc((size_t)nv + 1, sizeof *vers);
-    if (!vers) {
-      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-      goto done;
-    }
-    for (int v = 0; v < nv; v++) {
-      vers[v].key = PQgetvalue(res, v, 0);
-      vers[v].ts = PQgetisnull(res, v, 1) ? INT64_MIN : strtoll(PQgetvalue(res, v, 1), NULL, 10);
-      vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
-      vers[v].row = PQgetisnull(res, v, 3) ? NULL : PQgetvalue(res, v, 3);
-      vers[v].tomb = strcmp(PQgetvalue(res, v, 4), "t") == 0;
-      for (int k = 0; k < nfetch; k++) vers[v].ctr[k] = PQgetisnull(res, v, 5 + k) ? NULL : PQgetvalue(res, v, 5 + k);
-    }
-    qsort(vers, (size_t)nv, sizeof *vers, cmp_key);
-    for (size_t j = q0; j < q1; j++) {
-      const od_change *c = &changes[idx[j]];
-      bool *keep = &keepflag[idx[j] - from];
-      *keep = true;
-      if (!keys[j]) continue; /* not text: applied without a check */
-      decision *d = dec_find(m, r->rel, keys[j]);
-      if (d) { /* the key's first change in this transaction decided for the rest */
-        *keep = d->apply;
-        continue;
-      }
-      local_ver probe = {.key = keys[j]};
-      const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
-      const char *kind = NULL;
-      bool apply = true, by_rule = false;
-      if (lv && lv->tomb) { /* deleted here: the tombstone is the local version */
-        if (!seen_by_remote(m, lv)) {
-          kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
-          apply = c->op == OD_OP_DELETE || remote_wins(m, lv);
-        }
-      } else if (lv && !seen_by_remote(m, lv)) {
-        kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
-        int ruled = c->op == OD_OP_DELETE ? 0 : rules_decide(m, c, lv, ctr, nctr, nfetch, rule_of);
-        apply = ruled ? ruled > 0 : remote_wins(m, lv);
-        if (ruled) by_rule = true;
-      }
-      /* Counters take every update as a delta on the local value, conflict or not: a row merged
-       * here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
-      bool merged = false;
-      if (nctr && c->op == OD_OP_UPDATE && lv && !lv->tomb &&
-          (rc = merge_counters(s, m, r, c, idx[j], lv, ctr, nctr, apply, &merged, err)))
-        goto done;
-      if (kind && (rc = log_conflict(s, m, r, c, kind, keys[j], lv, apply, by_rule, err))) goto done;
-      *keep = apply;
-      char *owned = keys[j];
-      keys[j] = NULL; /* owned by the decision now */
-      if (!dec_add(m, r->rel, owned, apply)) {
-        rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-        goto done;
-      }
-    }
+    od_sqlbuf_add(b, " SET deleted_at = now() WHERE (tbl, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))");
+    const char *p2[2] = {tt.p, tk.p};
+    PGresult *r = b->oom || tt.oom || tk.oom ? NULL
+                                               : pgs_exec(s, m->tomb_q, "rewriting tombstones (mesh)", b->p, 2, p2, err);
+    if (!r) rc = b->oom || tt.oom || tk.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
+                                            : err->code;
+    PQclear(r);
   }
-done:
-  if (keys)
-    for (size_t j = 0; j < nkeys; j++) free(keys[j]);
-  free(keys);
-  free(idx);
-  free(params);
-  free(vers);
-  PQclear(res);
-  od_sqlbuf_free(&arr);
+  od_sqlbuf_free(&tt);
+  od_sqlbuf_free(&tk);
+  if (rc) return rc;
+  if (!m->nst || (!stamped && !m->nwr)) return OD_OK;
+  if (m->nwr > 1) qsort_r(m->wr, m->nwr, sizeof *m->wr, cmp_wr, m); /* side-table rows in (table, key) order, as rows */
+  od_sqlbuf a[5] = {{0}};
+  for (int k = 0; k < 5; k++) od_sqlbuf_add(&a[k], "{");
+  size_t nrows = 0;
+  for (size_t i = 0; i < m->nwr; i++) {
+    decision *d = &m->dec[m->wr[i]];
+    d->queued = false;
+    if (!d->has_ver || d->ts == INT64_MIN) continue;
+    char ts[32], hlc[32];
+    snprintf(ts, sizeof ts, "%" PRId64, d->ts);
+    snprintf(hlc, sizeof hlc, "%" PRId64, d->hlc == INT64_MIN ? d->ts : d->hlc);
+    arr_elem(&a[0], d->r->target);
+    arr_elem(&a[1], d->key);
+    arr_elem(&a[2], d->node[0] ? d->node : m->node);
+    arr_elem(&a[3], ts);
+    arr_elem(&a[4], hlc);
+    nrows++;
+  }
+  m->nwr = 0;
+  for (int k = 0; k < 5; k++) od_sqlbuf_add(&a[k], "}");
+  const stamp *last = &m->st[m->nst - 1];
+  char lsn[32], ts[32];
+  snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(last->lsn >> 32), (unsigned)last->lsn);
+  /* The progress time is the latest commit time applied, not the last one's: a node's commit times
+   * may be a few µs out of commit order, and a version vector entry must cover every one. */
+  for (int i = 0; i < m->nst; i++)
+    if (m->st[i].ts > m->max_ts) m->max_ts = m->st[i].ts;
+  snprintf(ts, sizeof ts, "%" PRId64, m->max_ts);
+  const char *p[7] = {lsn, ts, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p};
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  if (nrows) {
+    od_sqlbuf_add(b, "WITH w AS (INSERT INTO ");
+    od_sqlbuf_add(b, m->ver_q);
+    od_sqlbuf_add(b, " AS v (tbl, key, node, ts, hlc) SELECT * FROM unnest($3::text[], $4::text[], $5::text[], "
+                     "$6::int8[], $7::int8[]) ON CONFLICT (tbl, key) DO UPDATE SET node = excluded.node, ts = "
+                     "excluded.ts, hlc = excluded.hlc RETURNING 1) ");
+  }
+  od_sqlbuf_add(b, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '1970-01-01 00:00:00+00'::timestamptz + "
+                   "$2::int8 * interval '1 microsecond')");
+  if (nrows) od_sqlbuf_add(b, ", (SELECT count(*) FROM w)");
+  bool oom = b->oom;
+  for (int k = 0; k < 5; k++) oom = oom || a[k].oom;
+  PGresult *r = NULL;
+  if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
+           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 7 : 2,
+                          p, err)))
+    rc = err->code;
+  PQclear(r);
+  for (int k = 0; k < 5; k++) od_sqlbuf_free(&a[k]);
+  if (rc == OD_OK) m->txn_has_data = true;
   return rc;
 }
 
-/* Changes [from, to) of the current source transaction: check, then apply what wins. */
-static int apply_segment(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t from, size_t to, od_error *err) {
+/* Changes [from, to) of the open run (one or more source transactions, m->sidx gives each change's
+ * stamp): decide every keyed change against its key's state, apply what wins set-based. */
+static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t from, size_t to, od_error *err) {
   if (from >= to) return OD_OK;
-  if (!m->have_stamp) return pgs_apply_changes(s, changes + from, to - from, err);
   size_t n = to - from;
   if (n > m->keep_cap) {
     od_change *g = realloc(m->keep, n * sizeof *g);
@@ -1048,23 +510,30 @@ static int apply_segment(pgs_sink *s, pgs_mesh *m, const od_change *changes, siz
     m->keep = g;
     m->keep_cap = n;
   }
+  /* Every run reads the versions afresh (what an application wrote since the last run counts);
+   * rows this transaction wrote read as seen (their xmin is not committed yet). */
+  pgs_mesh_dec_clear(m);
   bool *keepflag = calloc(n, sizeof *keepflag);
   if (!keepflag) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  for (size_t i = 0; i < n; i++) keepflag[i] = true;
-  int rc = pgs_bulk_flush_now(s, err); /* the versions query must see this transaction's earlier rows */
-  /* One versions query per keyed relation of the segment. */
+  bool stamped = false;
+  for (size_t i = 0; i < n; i++) {
+    keepflag[i] = !pgs_mesh_is_stamp(&changes[from + i]);
+    stamped = stamped || !keepflag[i];
+  }
+  int rc = OD_OK;
+  /* One versions query per keyed relation of the run (per 5000 keys). */
   for (size_t i = from; i < to && rc == OD_OK; i++) {
     const od_change *c = &changes[i];
-    if (c->op == OD_OP_MESSAGE || c->op == OD_OP_TRUNCATE || !c->rel) continue;
+    if (c->op == OD_OP_MESSAGE || c->op == OD_OP_TRUNCATE || !c->rel || m->sidx[i] < 0) continue;
     bool done = false;
-    for (size_t j = from; j < i && !done; j++) done = changes[j].rel == c->rel;
+    for (size_t j = from; j < i && !done; j++) done = changes[j].rel == c->rel && m->sidx[j] >= 0;
     if (done) continue;
     pg_rel *r = NULL;
     if (!pgs_rel_known(s, c->rel) && (rc = pgs_bulk_flush_now(s, err))) break;
     if ((rc = pgs_ensure_begin(s, err)) || (rc = pgs_rel_get(s, c->rel, &r, err)) || (rc = pgs_bulk_ready(s, r, err)))
       break;
     if (!r->keyed || c->rel->match_full_row) continue;
-    rc = decide_rel(s, m, r, changes, i, to, keepflag + (i - from), err);
+    rc = pgs_mesh_decide_rel(s, m, r, changes, i, to, keepflag + (i - from), err);
   }
   size_t nk = 0;
   for (size_t i = 0; i < n && rc == OD_OK; i++) {
@@ -1076,21 +545,74 @@ static int apply_segment(pgs_sink *s, pgs_mesh *m, const od_change *changes, siz
   }
   free(keepflag);
   if (rc == OD_OK && nk) rc = pgs_apply_changes(s, m->keep, nk, err);
-  overrides_free(m);
+  pgs_mesh_overrides_free(m);
+  if (rc == OD_OK) rc = finish_run(s, m, stamped, err);
   return rc;
 }
 
+/* apply() of a mesh sink: the source transactions of the batch share the target transaction; a
+ * transaction whose causal dependencies are not applied here yet commits what came before it (with
+ * the checkpoint at its start) and waits with nothing open. */
 int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *err) {
   pgs_mesh *m = s->mesh;
-  size_t seg = 0;
+  if (n > m->sidx_cap) {
+    int *g = realloc(m->sidx, n * sizeof *g);
+    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    m->sidx = g;
+    m->sidx_cap = n;
+  }
+  if (m->nst > 1) { /* the last source transaction may go on in this batch */
+    m->st[0] = m->st[m->nst - 1];
+    m->nst = 1;
+  }
+  size_t from = 0;
   int rc = OD_OK;
   for (size_t i = 0; i < n && rc == OD_OK; i++) {
-    if (!is_stamp(&changes[i])) continue;
-    if ((rc = apply_segment(s, m, changes, seg, i, err))) break;
-    dec_clear(m);
-    rc = start_txn(s, m, &changes[i], err);
-    seg = i + 1;
+    if (!pgs_mesh_is_stamp(&changes[i])) {
+      m->sidx[i] = m->nst - 1;
+      continue;
+    }
+    m->sidx[i] = -1;
+    if (m->nst == m->st_cap) {
+      int cap = m->st_cap ? m->st_cap * 2 : 16;
+      stamp *g = realloc(m->st, (size_t)cap * sizeof *g);
+      if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      m->st = g;
+      m->st_cap = cap;
+    }
+    stamp *st = &m->st[m->nst];
+    if ((rc = parse_stamp(s, m, &changes[i].newtup.values[1], st, err))) break;
+    st->seq = ++m->seq;
+    if (causal_missing(m, st)) {
+      if ((rc = run_flush(s, m, changes, from, i, err))) break;
+      if (m->txn_has_data) {
+        /* What came before gets its own target transaction: checkpoint at this one's start (it
+         * holds every transaction starting before it, not this one). Its commit need not wait for
+         * the WAL flush: the batch's last commit is synchronous and flushes it too before the
+         * pipeline acknowledges anything; a server crash loses it with its checkpoint. */
+        if (!changes[i].txn_start)
+          return OD_FAIL(err, OD_EINVAL, "postgres sink %s: mesh stamp without a position", s->where);
+        s->commit_async = true;
+        rc = pgs_commit_with(s, changes[i].txn_start, err);
+        s->commit_async = false;
+        if (rc) break;
+        s->in_txn = true;
+        s->begin_sent = false;
+        stamp keep = *st;
+        m->txn_has_data = false;
+        m->max_ts = 0;
+        pgs_mesh_dec_clear(m);
+        m->st[0] = keep;
+        m->nst = 0;
+        st = &m->st[0];
+      }
+      if ((rc = causal_wait(s, m, st, err))) break;
+      from = i;
+    }
+    m->nst++;
+    m->applied_txns++;
+    od_counter_add(m->m_txns, 1);
   }
-  if (rc == OD_OK) rc = apply_segment(s, m, changes, seg, n, err);
+  if (rc == OD_OK) rc = run_flush(s, m, changes, from, n, err);
   return rc;
 }

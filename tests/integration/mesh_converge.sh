@@ -93,9 +93,21 @@ for round in 1 2; do
   mesh_wait_marker 300 a b; mesh_wait_marker 300 b c; mesh_wait_marker 300 c a
   mesh_wait_marker 300 a c; mesh_wait_marker 300 c b; mesh_wait_marker 300 b a
 done
-mesh_compare a b public.items || fail "a and b differ"
-mesh_compare a c public.items || fail "a and c differ"
-mesh_compare b c public.items || fail "b and c differ"
+diverged() { # A B: show what differs (rows, tombstones, versions, conflicts of those keys), then fail
+  local n keys
+  keys=$( (node_psql "$1" -c "SELECT id || ':' || v || ':' || n FROM items"; node_psql "$2" -c "SELECT id || ':' || v || ':' || n FROM items") |
+    sort | uniq -u | cut -d: -f1 | sort -un | paste -sd, -)
+  for n in a b c; do
+    log "node $n, keys $keys: $(node_psql $n -c "SELECT string_agg(id || '=' || v || '@' || (pg_xact_commit_timestamp_origin(xmin)).roident || '/' || (extract(epoch FROM (pg_xact_commit_timestamp_origin(xmin)).timestamp) * 1000000)::int8, ' ') FROM items WHERE id IN ($keys)")"
+    log "  tombstones: $(node_psql $n -c "SELECT string_agg(key || '@' || (pg_xact_commit_timestamp_origin(xmin)).roident, ' ') FROM _odsync_tombstones WHERE tbl = 'public.items' AND key = ANY (string_to_array('$keys', ','))")"
+    log "  versions: $(node_psql $n -c "SELECT string_agg(key || '=' || node || '/' || ts, ' ') FROM _odsync_versions WHERE tbl = 'public.items' AND key = ANY (string_to_array('$keys', ','))")"
+    log "  conflicts: $(node_psql $n -c "SELECT string_agg(key || ' ' || kind || ' ' || local_origin || '/' || coalesce((extract(epoch FROM local_commit_ts) * 1000000)::int8::text, '-') || ' vs ' || remote_origin || '/' || (extract(epoch FROM remote_commit_ts) * 1000000)::int8 || ' -> ' || winner, '; ') FROM (SELECT * FROM _odsync_conflicts WHERE table_name = 'public.items' AND key = ANY (string_to_array('$keys', ',')) ORDER BY id DESC LIMIT 12) x")"
+  done
+  fail "$1 and $2 differ"
+}
+mesh_compare a b public.items || diverged a b
+mesh_compare a c public.items || diverged a c
+mesh_compare b c public.items || diverged b c
 total=0
 for n in a b c; do
   c=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts")

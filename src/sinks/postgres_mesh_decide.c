@@ -1,0 +1,713 @@
+/* sinks/postgres_mesh_decide.c — a mesh sink's decisions on one batch (docs/MULTI_MASTER.md).
+ *
+ * Owns: the per-key version states of the open target transaction (the database's version of a
+ * key until a remote change of this sink wins, then the peer's), the versions query (locks, then a
+ * fresh read: rows, tombstones, _odsync_versions), the causal check of each change against its own
+ * transaction's version vector, the policies and business rules, the counter merge, the conflict
+ * log entries (_odsync_conflicts) and the audit records of conflicts.
+ * Never touches: transactions (begin/commit), the origin session, the stamps' parsing, the apply
+ * path's statements (postgres_apply.c, postgres_bulk.c).
+ * Pointer ownership: key states own their key text and fetched column values (freed by
+ * pgs_mesh_dec_clear); versions read from a PGresult are copied into the state before the result is
+ * freed; overrides own their value arrays and texts (freed by pgs_mesh_overrides_free).
+ */
+#include "sinks/postgres_mesh_internal.h"
+
+/* ---- per-key state ---------------------------------------------------------------------------- */
+
+static const od_tuple *key_tuple(const od_change *c) {
+  if (c->op == OD_OP_INSERT || c->op == OD_OP_READ) return &c->newtup;
+  if (c->old_kind == 'K' || c->old_kind == 'O') return &c->oldtup;
+  return &c->newtup;
+}
+
+/* The key's text ("v1\x1fv2"), malloc'd; NULL when a key value is not text. */
+static char *key_text(const pg_rel *r, const od_tuple *t) {
+  od_sqlbuf b = {0};
+  for (int k = 0; k < r->nkey; k++) {
+    int col = PGS_COL(r->key_plan[k]);
+    if (col >= t->ncolumns || t->values[col].kind != OD_VALUE_TEXT) {
+      od_sqlbuf_free(&b);
+      return NULL;
+    }
+    if (k) od_sqlbuf_add(&b, "\x1f");
+    od_sqlbuf_addn(&b, t->values[col].data, t->values[col].len);
+  }
+  if (b.oom || !b.p) {
+    od_sqlbuf_free(&b);
+    return NULL;
+  }
+  return b.p; /* ownership of the buffer's bytes passes to the caller */
+}
+
+static size_t dec_hash(const od_relation *rel, const char *key) {
+  uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)rel;
+  for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+  return (size_t)(h ^ (h >> 29));
+}
+
+static decision *dec_find(pgs_mesh *m, const od_relation *rel, const char *key) {
+  if (!m->slot_cap) return NULL;
+  for (size_t i = dec_hash(rel, key) & (m->slot_cap - 1);; i = (i + 1) & (m->slot_cap - 1)) {
+    uint32_t v = m->slots[i];
+    if (!v) return NULL;
+    decision *d = &m->dec[v - 1];
+    if (d->rel == rel && strcmp(d->key, key) == 0) return d;
+  }
+}
+
+static void slot_put(pgs_mesh *m, size_t idx) {
+  for (size_t i = dec_hash(m->dec[idx].rel, m->dec[idx].key) & (m->slot_cap - 1);; i = (i + 1) & (m->slot_cap - 1))
+    if (!m->slots[i]) {
+      m->slots[i] = (uint32_t)idx + 1;
+      return;
+    }
+}
+
+/* Append a key state (takes ownership of key); NULL on out-of-memory (key freed). */
+static decision *dec_add(pgs_mesh *m, const od_relation *rel, char *key) {
+  if (m->ndec == m->dec_cap) {
+    size_t cap = m->dec_cap ? m->dec_cap * 2 : 64;
+    decision *g = realloc(m->dec, cap * sizeof *g);
+    if (!g) {
+      free(key);
+      return NULL;
+    }
+    m->dec = g;
+    m->dec_cap = cap;
+  }
+  if (2 * (m->ndec + 1) >= m->slot_cap) {
+    size_t cap = m->slot_cap ? m->slot_cap * 2 : 128;
+    uint32_t *g = calloc(cap, sizeof *g);
+    if (!g) {
+      free(key);
+      return NULL;
+    }
+    free(m->slots);
+    m->slots = g;
+    m->slot_cap = cap;
+    for (size_t i = 0; i < m->ndec; i++) slot_put(m, i);
+  }
+  m->dec[m->ndec] = (decision){.rel = rel, .key = key};
+  slot_put(m, m->ndec);
+  return &m->dec[m->ndec++];
+}
+
+void pgs_mesh_dec_clear(pgs_mesh *m) {
+  for (size_t i = 0; i < m->ndec; i++) {
+    free(m->dec[i].key);
+    for (int k = 0; k < m->dec[i].nval; k++) free(m->dec[i].val[k]);
+  }
+  if (m->slot_cap > 4096 && m->ndec < m->slot_cap / 16) { /* after a big transaction: shrink */
+    free(m->slots);
+    m->slots = NULL;
+    m->slot_cap = 0;
+  } else if (m->ndec && m->slots) {
+    memset(m->slots, 0, m->slot_cap * sizeof *m->slots);
+  }
+  m->ndec = 0;
+  m->nwr = 0;
+}
+
+static bool wr_push(pgs_mesh *m, decision *d) {
+  if (d->queued) return true;
+  if (m->nwr == m->wr_cap) {
+    size_t cap = m->wr_cap ? m->wr_cap * 2 : 64;
+    size_t *g = realloc(m->wr, cap * sizeof *g);
+    if (!g) return false;
+    m->wr = g;
+    m->wr_cap = cap;
+  }
+  m->wr[m->nwr++] = (size_t)(d - m->dec);
+  d->queued = true;
+  return true;
+}
+
+/* ---- conflicts --------------------------------------------------------------------------------- */
+
+/* JSON text of a tuple (values as strings), appended to b. */
+static void tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t) {
+  od_sqlbuf_add(b, "{");
+  for (int i = 0; i < t->ncolumns && i < rel->ncolumns; i++) {
+    const od_value *v = &t->values[i];
+    if (v->kind == OD_VALUE_UNCHANGED) continue;
+    if (b->len > 1 && b->p[b->len - 1] != '{') od_sqlbuf_add(b, ",");
+    const char *strs[2] = {rel->columns[i].name, v->kind == OD_VALUE_TEXT ? v->data : NULL};
+    size_t lens[2] = {strlen(rel->columns[i].name), v->kind == OD_VALUE_TEXT ? v->len : 0};
+    for (int j = 0; j < 2; j++) {
+      if (j) od_sqlbuf_add(b, ":");
+      if (j && !strs[j]) {
+        od_sqlbuf_add(b, "null");
+        continue;
+      }
+      od_sqlbuf_add(b, "\"");
+      for (size_t k = 0; k < lens[j]; k++) {
+        unsigned char ch = (unsigned char)strs[j][k];
+        if (ch == '"' || ch == '\\') {
+          char e[3] = {'\\', (char)ch, 0};
+          od_sqlbuf_add(b, e);
+        } else if (ch < 0x20) {
+          od_sqlbuf_addf(b, "\\u%04x", ch);
+        } else {
+          od_sqlbuf_addn(b, &strs[j][k], 1);
+        }
+      }
+      od_sqlbuf_add(b, "\"");
+    }
+  }
+  od_sqlbuf_add(b, "}");
+}
+
+static const char *node_of_origin(const pgs_mesh *m, const char *origin) {
+  if (!origin || !*origin) return m->node;
+  if (strncmp(origin, "odsync_", 7) == 0) return origin + 7;
+  return origin;
+}
+
+/* Log a conflict in _odsync_conflicts (in the open transaction) and the audit log. The local row
+ * is read by key in the same statement: a conflict is always with a version this sink has not
+ * overwritten, so the row (if any) is still the one that competed. */
+static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st,
+                        const char *kind, const decision *d, bool remote_wins, const char *policy, od_error *err) {
+  m->conflicts++;
+  for (int k = 0; k < KINDS; k++)
+    if (strcmp(kind, KIND_NAMES[k]) == 0) od_counter_add(m->m_conflicts[k], 1);
+  char keyshow[512];
+  snprintf(keyshow, sizeof keyshow, "%s", d->key);
+  for (char *p = keyshow; *p; p++)
+    if (*p == '\x1f') *p = ',';
+  od_sqlbuf remote = {0};
+  if (c->op != OD_OP_DELETE) tuple_json(&remote, c->rel, &c->newtup);
+  char lts[32], rts[32], rlsn[32];
+  snprintf(lts, sizeof lts, "%" PRId64, d->ts);
+  snprintf(rts, sizeof rts, "%" PRId64, st->ts);
+  snprintf(rlsn, sizeof rlsn, "%X/%X", (unsigned)(st->lsn >> 32), (unsigned)st->lsn);
+  const char *lnode = d->node[0] ? d->node : m->node;
+  const char *p[13 + 64] = {m->node, kind, r->target, keyshow, NULL,
+                            c->op != OD_OP_DELETE && !remote.oom ? remote.p : NULL, lnode, m->peer,
+                            d->ts != INT64_MIN ? lts : NULL, rts, rlsn, policy, remote_wins ? m->peer : lnode};
+  int np = 13;
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "INSERT INTO ");
+  od_sqlbuf_add(b, m->log_q);
+  od_sqlbuf_add(b, " (node, kind, table_name, key, local_row, remote_row, local_origin, remote_origin, "
+                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner) VALUES ($1, $2, $3, $4, ");
+  if (d->tomb || !d->has_ver) {
+    od_sqlbuf_add(b, "$5::jsonb");
+  } else {
+    od_sqlbuf_add(b, "coalesce($5::jsonb, (SELECT to_jsonb(t.*) FROM ");
+    od_sqlbuf_add(b, r->qtarget);
+    od_sqlbuf_add(b, " t WHERE ");
+    const od_tuple *kt = key_tuple(c);
+    for (int k = 0; k < r->nkey && np < 13 + 64; k++) {
+      int col = PGS_COL(r->key_plan[k]);
+      if (k) od_sqlbuf_add(b, " AND ");
+      od_sqlbuf_add(b, "t.");
+      od_sqlbuf_ident(b, r->rel->columns[col].name);
+      p[np] = kt->values[col].data;
+      od_sqlbuf_addf(b, " = $%d", ++np);
+    }
+    od_sqlbuf_add(b, "))");
+  }
+  od_sqlbuf_add(b, ", $6::jsonb, $7, $8, '1970-01-01 00:00:00+00'::timestamptz + $9::bigint * interval '1 microsecond', "
+                   "'1970-01-01 00:00:00+00'::timestamptz + $10::bigint * interval '1 microsecond', $11::pg_lsn, $12, $13)");
+  PGresult *res = b->oom ? NULL : pgs_exec(s, m->log_q, "logging a conflict", b->p, np, p, err);
+  od_sqlbuf_free(&remote);
+  if (!res) return b->oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+  PQclear(res);
+  od_debug("postgres sink %s: mesh %s: %s conflict on %s (%s): %s wins", s->where, m->node, kind, r->target, keyshow,
+           remote_wins ? m->peer : lnode);
+  /* The audit log (docs/AUDIT.md) gets it when detected: a transaction replayed after a crash may
+   * record its conflicts there again; _odsync_conflicts, written in the transaction, is exact. */
+  od_sqlbuf ab = {0};
+  od_sqlbuf_add(&ab, "\"node\":");
+  od_audit_json_str(&ab, m->node);
+  od_sqlbuf_add(&ab, ",\"peer\":");
+  od_audit_json_str(&ab, m->peer);
+  od_sqlbuf_add(&ab, ",\"conflict\":");
+  od_audit_json_str(&ab, kind);
+  od_sqlbuf_add(&ab, ",\"table\":");
+  od_audit_json_str(&ab, r->target);
+  od_sqlbuf_add(&ab, ",\"policy\":");
+  od_audit_json_str(&ab, policy);
+  od_sqlbuf_add(&ab, ",\"winner\":");
+  od_audit_json_str(&ab, remote_wins ? m->peer : lnode);
+  od_sqlbuf_addf(&ab, ",\"remote_lsn\":\"%s\"", rlsn);
+  char pipeline[128];
+  snprintf(pipeline, sizeof pipeline, "%s", s->pipeline ? s->pipeline : "");
+  pipeline[strcspn(pipeline, ".")] = '\0'; /* the checkpoint name "<pipeline>[.<sink>]" */
+  if (!ab.oom) od_audit_record(pipeline[0] ? pipeline : NULL, "conflict", ab.p);
+  od_sqlbuf_free(&ab);
+  return OD_OK;
+}
+
+static int prio_rank(const pgs_mesh *m, const char *node) {
+  for (int i = 0; i < m->nprio; i++)
+    if (strcmp(m->prio[i], node) == 0) return i;
+  return m->nprio;
+}
+
+/* Whether the remote write wins a conflict with the concurrent local version. Every node computes
+ * the same answer for the same pair: only the two versions' (clock, node) enter it. */
+static bool remote_wins(const pgs_mesh *m, const stamp *st, const decision *d) {
+  const char *lnode = d->node[0] ? d->node : m->node;
+  if (m->policy == POL_KEEP_LOCAL) return false;
+  if (m->policy == POL_APPLY_REMOTE) return true;
+  if (m->policy == POL_PRIORITY) {
+    int a = prio_rank(m, m->peer), b = prio_rank(m, lnode);
+    if (a != b) return a < b;
+  }
+  /* last_writer_wins (and priority between equals): clock, then node name */
+  if (st->hlc != d->hlc) return st->hlc > d->hlc;
+  return strcmp(m->peer, lnode) > 0;
+}
+
+/* Was the key's current version seen by the remote writer before it wrote? */
+static bool seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d) {
+  if (!d->has_ver || d->ours || d->ts == INT64_MIN) return true; /* none, this stream's, or unknown (frozen) */
+  const char *lnode = d->node[0] ? d->node : m->node;
+  if (strcmp(lnode, m->peer) == 0) return true; /* the peer's own earlier write */
+  const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, lnode);
+  return e && d->ts <= e->ts;
+}
+
+/* The counter columns of r (column indexes), from mesh_counters "schema.table.column". */
+static int counter_cols(const pgs_mesh *m, const pg_rel *r, int *cols) {
+  int n = 0;
+  size_t tl = strlen(r->target);
+  for (int i = 0; i < m->ncounters && n < COUNTERS_MAX; i++) {
+    const char *c = m->counters[i];
+    if (strncmp(c, r->target, tl) != 0 || c[tl] != '.') continue;
+    for (int j = 0; j < r->rel->ncolumns; j++)
+      if (strcmp(r->rel->columns[j].name, c + tl + 1) == 0) cols[n++] = j;
+  }
+  return n;
+}
+
+/* The rules of r, appended to the fetched columns cols[n..]: rule_of[k] = rule index. Returns the
+ * new total. */
+static int rule_cols(const pgs_mesh *m, const pg_rel *r, int *cols, int n, int *rule_of) {
+  size_t tl = strlen(r->target);
+  for (int i = 0; i < m->nrules && n < COUNTERS_MAX; i++) {
+    const char *c = m->rules[i].column;
+    if (strncmp(c, r->target, tl) != 0 || c[tl] != '.') continue;
+    for (int j = 0; j < r->rel->ncolumns; j++)
+      if (strcmp(r->rel->columns[j].name, c + tl + 1) == 0) {
+        rule_of[n] = i;
+        cols[n++] = j;
+      }
+  }
+  return n;
+}
+
+/* Business rules on a concurrent pair: >0 the remote version wins, <0 the local one, 0 undecided
+ * (equal, or a value a rule cannot rank: the policy decides). */
+static int rules_decide(const pgs_mesh *m, const od_change *c, const decision *d, const int *cols, int from, int to,
+                        const int *rule_of) {
+  for (int k = from; k < to; k++) {
+    const struct rule *ru = &m->rules[rule_of[k]];
+    const od_value *rv = cols[k] < c->newtup.ncolumns ? &c->newtup.values[cols[k]] : NULL;
+    const char *lval = k < d->nval ? d->val[k] : NULL;
+    if (!rv || rv->kind != OD_VALUE_TEXT || !lval) continue;
+    if (!ru->order) {
+      char *e1 = NULL, *e2 = NULL;
+      double a = strtod(rv->data, &e1), b = strtod(lval, &e2);
+      if (e1 == rv->data || e2 == lval || a == b) continue;
+      return a > b ? 1 : -1;
+    }
+    int ra = -1, rb = -1;
+    for (int i = 0; i < ru->norder; i++) {
+      if (strcmp(ru->order[i], rv->data) == 0) ra = i;
+      if (strcmp(ru->order[i], lval) == 0) rb = i;
+    }
+    if (ra < 0 || rb < 0 || ra == rb) continue;
+    return ra > rb ? 1 : -1;
+  }
+  return 0;
+}
+
+/* ---- counters ---------------------------------------------------------------------------------- */
+
+void pgs_mesh_overrides_free(pgs_mesh *m) {
+  for (size_t i = 0; i < m->novr; i++) {
+    for (int j = 0; j < m->ovr[i].ntexts; j++) free(m->ovr[i].texts[j]);
+    free(m->ovr[i].texts);
+    free(m->ovr[i].vals);
+  }
+  m->novr = 0;
+}
+
+static bool int_of(const od_value *v, long long *out) {
+  if (v->kind != OD_VALUE_TEXT) return false;
+  char *end = NULL;
+  *out = strtoll(v->data, &end, 10);
+  return end && *end == '\0' && end != v->data;
+}
+
+/* An update of a table with counter columns: every counter ends at local + (new - old) on every
+ * node (each node adds every other node's delta exactly once, in the transaction that applies it).
+ * d->ctr holds the counters' value after the changes decided so far. Remote wins the other
+ * columns: its new row with the merged counters replaces the change (an override); remote loses:
+ * the key is marked for a fix (its counters set to d->ctr after the run's apply). *merged false:
+ * no counter to merge (no old row image, not integers). */
+static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx, decision *d,
+                          const int *cols, int ncols, bool apply, bool *merged, od_error *err) {
+  *merged = false;
+  long long delta[COUNTERS_MAX];
+  if (c->old_kind != 'O' || c->oldtup.ncolumns != c->newtup.ncolumns) {
+    od_warn("postgres sink %s: mesh: table %s: counter columns need the old row (REPLICA IDENTITY FULL on every "
+            "node); merged by the policy instead", s->where, r->target);
+    return OD_OK;
+  }
+  for (int k = 0; k < ncols; k++) {
+    long long o, nv;
+    if (!int_of(&c->oldtup.values[cols[k]], &o) || !int_of(&c->newtup.values[cols[k]], &nv) || k >= d->nval ||
+        !d->val[k])
+      return OD_OK;
+    delta[k] = nv - o;
+  }
+  *merged = true;
+  for (int k = 0; k < ncols; k++) d->ctr[k] += delta[k];
+  if (!apply) {
+    d->fix = true;
+    return wr_push(m, d) ? OD_OK : OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  if (m->novr == m->ovr_cap) {
+    size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
+    struct override *g = realloc(m->ovr, cap * sizeof *g);
+    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    m->ovr = g;
+    m->ovr_cap = cap;
+  }
+  struct override *o = &m->ovr[m->novr];
+  *o = (struct override){.idx = idx};
+  o->vals = malloc(c->newtup.ncolumns * sizeof *o->vals);
+  o->texts = calloc((size_t)ncols, sizeof *o->texts);
+  if (!o->vals || !o->texts) {
+    free(o->vals);
+    free(o->texts);
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  m->novr++;
+  memcpy(o->vals, c->newtup.values, c->newtup.ncolumns * sizeof *o->vals);
+  for (int k = 0; k < ncols; k++) {
+    char buf[32];
+    int len = snprintf(buf, sizeof buf, "%lld", d->ctr[k]);
+    if (!(o->texts[k] = strdup(buf))) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    o->ntexts++;
+    o->vals[cols[k]] = (od_value){.data = o->texts[k], .len = (uint32_t)len, .kind = OD_VALUE_TEXT};
+  }
+  return OD_OK;
+}
+
+/* After the run's apply: counters of rows whose remote update lost get their merged values. */
+int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err) {
+  int cols[COUNTERS_MAX];
+  int ncols = counter_cols(m, d->r, cols);
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "UPDATE ");
+  od_sqlbuf_add(b, d->r->qtarget);
+  od_sqlbuf_add(b, " SET ");
+  for (int k = 0; k < ncols; k++) {
+    if (k) od_sqlbuf_add(b, ", ");
+    od_sqlbuf_ident(b, d->r->rel->columns[cols[k]].name);
+    od_sqlbuf_addf(b, " = %lld", d->ctr[k]);
+  }
+  od_sqlbuf_add(b, " WHERE concat_ws(chr(31)");
+  for (int k = 0; k < d->r->nkey; k++) {
+    od_sqlbuf_add(b, ", ");
+    od_sqlbuf_ident(b, d->r->rel->columns[PGS_COL(d->r->key_plan[k])].name);
+    od_sqlbuf_add(b, "::text");
+  }
+  od_sqlbuf_add(b, ") = $1 AND (");
+  /* the key columns, each compared with its own value too, so an index on the key is used */
+  char *copy = strdup(d->key);
+  if (!copy) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  const char *params[1 + 64] = {d->key};
+  int np = 1;
+  char *save = NULL, *tok = copy;
+  for (int k = 0; k < d->r->nkey && np < 65; k++) {
+    char *sep = strchr(tok, '\x1f');
+    if (sep) *sep = '\0';
+    if (k) od_sqlbuf_add(b, " AND ");
+    od_sqlbuf_ident(b, d->r->rel->columns[PGS_COL(d->r->key_plan[k])].name);
+    params[np] = tok;
+    od_sqlbuf_addf(b, " = $%d", ++np);
+    tok = sep ? sep + 1 : tok + strlen(tok);
+  }
+  (void)save;
+  od_sqlbuf_add(b, ")");
+  PGresult *res = b->oom ? NULL : pgs_exec(s, d->r->target, "setting merged counters (mesh)", b->p, np, params, err);
+  free(copy);
+  if (!res) return b->oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+  PQclear(res);
+  d->fix = false;
+  return OD_OK;
+}
+
+/* ---- deciding a run ---------------------------------------------------------------------------- */
+
+static int cmp_key(const void *a, const void *b) {
+  return strcmp(((const local_ver *)a)->key, ((const local_ver *)b)->key);
+}
+
+/* A new key state from the versions query's row (lv NULL: the key has no version here). */
+static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_ver *lv, int nfetch, int nctr) {
+  decision *d = dec_add(m, r->rel, key);
+  if (!d) return NULL;
+  d->r = r;
+  d->ts = d->hlc = INT64_MIN;
+  if (!lv) return d;
+  d->has_ver = true;
+  d->tomb = lv->tomb;
+  d->ts = lv->ts;
+  d->hlc = lv->hlc;
+  snprintf(d->node, sizeof d->node, "%s", node_of_origin(m, lv->origin));
+  for (int k = 0; k < nfetch; k++) {
+    d->val[k] = lv->ctr[k] ? strdup(lv->ctr[k]) : NULL;
+    d->nval = k + 1;
+    if (lv->ctr[k] && !d->val[k]) return NULL;
+    if (k < nctr && lv->ctr[k]) d->ctr[k] = strtoll(lv->ctr[k], NULL, 10);
+  }
+  return d;
+}
+
+/* Build and run the versions query of the keys keys[q0, q1) not yet known; *res owns the rows. */
+static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
+                          char **keys, const bool *known, size_t q0, size_t q1, const int *cols, int nfetch,
+                          const char **params, PGresult **res, od_error *err) {
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  od_sqlbuf_add(b, "WITH live AS (SELECT concat_ws(chr(31)");
+  for (int k = 0; k < r->nkey; k++) {
+    od_sqlbuf_add(b, ", t.");
+    od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+    od_sqlbuf_add(b, "::text");
+  }
+  od_sqlbuf_add(b, ") AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin");
+  for (int k = 0; k < nfetch; k++) {
+    od_sqlbuf_add(b, ", t.");
+    od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);
+    od_sqlbuf_addf(b, "::text AS c%d", k);
+  }
+  od_sqlbuf_add(b, " FROM ");
+  od_sqlbuf_add(b, r->qtarget);
+  od_sqlbuf_add(b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
+                   "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE (");
+  for (int k = 0; k < r->nkey; k++) {
+    if (k) od_sqlbuf_add(b, ", ");
+    od_sqlbuf_add(b, "t.");
+    od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+  }
+  od_sqlbuf_add(b, ") IN (");
+  int np = 0;
+  od_sqlbuf arr = {0};
+  od_sqlbuf_add(&arr, "{");
+  for (size_t j = q0; j < q1; j++) {
+    if (!keys[j] || known[j - q0]) continue;
+    const od_tuple *t = key_tuple(&changes[idx[j]]);
+    od_sqlbuf_add(b, np ? ", (" : "(");
+    for (int k = 0; k < r->nkey; k++) {
+      params[np] = t->values[PGS_COL(r->key_plan[k])].data;
+      od_sqlbuf_addf(b, "%s$%d", k ? ", " : "", ++np);
+    }
+    od_sqlbuf_add(b, ")");
+    if (arr.len > 1) od_sqlbuf_add(&arr, ",");
+    od_sqlbuf_add(&arr, "\"");
+    for (const char *c = keys[j]; *c; c++) {
+      if (*c == '"' || *c == '\\') od_sqlbuf_add(&arr, "\\");
+      od_sqlbuf_addn(&arr, c, 1);
+    }
+    od_sqlbuf_add(&arr, "\"");
+  }
+  od_sqlbuf_add(&arr, "}");
+  if (!np) {
+    od_sqlbuf_free(&arr);
+    *res = NULL;
+    return OD_OK;
+  }
+  /* The version: the side table's when the row (or tombstone) was last written by a mesh sink
+   * (its xmin has a replication origin); else the xmin's commit time and origin (a local write). */
+  /* Rows are locked in key order: the mesh's other sinks on this node lock theirs in the same
+   * order, so two sinks never wait for each other in a cycle. The tombstones of keys without a row
+   * are locked too: an application's delete of such a key (inserted meanwhile) waits for this
+   * transaction instead of leaving a newer tombstone this run did not judge. */
+  od_sqlbuf_add(b, ") ORDER BY ");
+  for (int k = 0; k < r->nkey; k++) {
+    if (k) od_sqlbuf_add(b, ", ");
+    od_sqlbuf_add(b, "t.");
+    od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+  }
+  od_sqlbuf_add(b, " FOR UPDATE OF t), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, "
+                   "o.roname AS origin FROM ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
+                    "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
+                    "d.key = ANY ($%d::text[]) AND NOT EXISTS (SELECT 1 FROM live WHERE live.k = d.key) ORDER BY "
+                    "d.key FOR UPDATE OF d), "
+                    "x AS (SELECT k, cts, rid, origin, false AS tomb", np + 1, np + 2);
+  for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", c%d", k);
+  od_sqlbuf_add(b, " FROM live UNION ALL SELECT k, cts, rid, origin, true");
+  for (int k = 0; k < nfetch; k++) od_sqlbuf_add(b, ", NULL");
+  od_sqlbuf_add(b, " FROM dead) SELECT x.k, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.ts ELSE "
+                   "(extract(epoch FROM x.cts) * 1000000)::int8 END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL "
+                   "THEN v.node ELSE x.origin END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc ELSE "
+                   "(extract(epoch FROM x.cts) * 1000000)::int8 END, x.tomb");
+  for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", x.c%d", k);
+  od_sqlbuf_add(b, " FROM x LEFT JOIN ");
+  od_sqlbuf_add(b, m->ver_q);
+  od_sqlbuf_addf(b, " v ON v.tbl = $%d AND v.key = x.k", np + 1);
+  params[np] = r->target;
+  params[np + 1] = arr.p;
+  int rc = OD_OK;
+  /* Twice: the first execution takes the locks (waiting for any transaction that holds them, e.g.
+   * the mesh's other sink on this node); the second reads the versions with a snapshot taken after
+   * those waits, so a delete or re-insert that committed meanwhile is seen (read committed gives a
+   * statement the snapshot of its start: a row deleted while we waited would just be missing, and
+   * its new tombstone invisible). */
+  PGresult *lock = NULL;
+  if (b->oom || arr.oom) {
+    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  } else if (!(lock = pgs_exec(s, r->target, "locking local rows (mesh)", b->p, np + 2, params, err)) ||
+             !(*res = pgs_exec(s, r->target, "reading local row versions (mesh)", b->p, np + 2, params, err))) {
+    rc = err->code;
+  }
+  PQclear(lock);
+  od_sqlbuf_free(&arr);
+  return rc;
+}
+
+/* Decide one change against its key's state: fills *keep, logs a conflict, updates the state. */
+static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t ci, const stamp *st,
+                         decision *d, const int *cols, int nctr, int nfetch, const int *rule_of, bool *keep,
+                         od_error *err) {
+  if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
+    *keep = d->apply;
+    return OD_OK;
+  }
+  const char *kind = NULL, *policy = POLICIES[m->policy];
+  bool apply = true;
+  if (!seen_by_remote(m, st, d)) { /* concurrent */
+    if (d->tomb) {
+      /* A delete against a tombstone competes too: the winner's version becomes the tombstone's
+       * on every node, so later writes of the key are judged against the same version. */
+      kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
+      apply = remote_wins(m, st, d);
+    } else {
+      kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
+      int ruled = c->op == OD_OP_DELETE ? 0 : rules_decide(m, c, d, cols, nctr, nfetch, rule_of);
+      apply = ruled ? ruled > 0 : remote_wins(m, st, d);
+      if (ruled) policy = "rule";
+    }
+  }
+  /* Counters take every update as a delta on the local value, conflict or not: a row merged
+   * here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
+  bool merged = false;
+  int rc;
+  if (nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb &&
+      (rc = merge_counters(s, m, r, c, ci, d, cols, nctr, apply, &merged, err)))
+    return rc;
+  if (kind && (rc = log_conflict(s, m, r, c, st, kind, d, apply, policy, err))) return rc;
+  *keep = apply;
+  d->seq = st->seq;
+  d->apply = apply;
+  if (apply) { /* the key's version is now the peer's */
+    if (c->op == OD_OP_DELETE && d->tomb && d->has_ver) d->touch = true; /* no row: the DELETE changes nothing */
+    d->has_ver = true;
+    d->ours = true;
+    d->tomb = c->op == OD_OP_DELETE;
+    snprintf(d->node, sizeof d->node, "%s", m->peer);
+    d->ts = st->ts;
+    d->hlc = st->hlc;
+    if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  return OD_OK;
+}
+
+/* Decide the changes of one relation in changes[from, to): fills keepflag[i - from]. */
+int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *changes, size_t from, size_t to,
+                        bool *keepflag, od_error *err) {
+  size_t nkeys = 0;
+  for (size_t i = from; i < to; i++)
+    if (changes[i].rel == r->rel && m->sidx[i] >= 0) nkeys++;
+  if (!nkeys) return OD_OK;
+  int cols[COUNTERS_MAX], rule_of[COUNTERS_MAX];
+  int nctr = counter_cols(m, r, cols);
+  int nfetch = rule_cols(m, r, cols, nctr, rule_of);
+  size_t per_query = (size_t)(30000 / (r->nkey ? r->nkey : 1));
+  if (per_query > 5000) per_query = 5000;
+  char **keys = calloc(nkeys, sizeof *keys);
+  size_t *idx = calloc(nkeys, sizeof *idx);
+  bool *known = calloc(per_query, sizeof *known);
+  const char **params = calloc(per_query * (size_t)r->nkey + 3, sizeof *params);
+  int rc = OD_OK;
+  PGresult *res = NULL;
+  local_ver *vers = NULL;
+  if (!keys || !idx || !known || !params) {
+    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    goto done;
+  }
+  size_t nk = 0;
+  for (size_t i = from; i < to; i++) {
+    if (changes[i].rel != r->rel || m->sidx[i] < 0) continue;
+    idx[nk] = i;
+    keys[nk] = key_text(r, key_tuple(&changes[i]));
+    nk++;
+  }
+  for (size_t q0 = 0; q0 < nk; q0 += per_query) {
+    size_t q1 = q0 + per_query < nk ? q0 + per_query : nk;
+    for (size_t j = q0; j < q1; j++) known[j - q0] = keys[j] && dec_find(m, r->rel, keys[j]) != NULL;
+    PQclear(res);
+    res = NULL;
+    free(vers);
+    vers = NULL;
+    if ((rc = query_versions(s, m, r, changes, idx, keys, known, q0, q1, cols, nfetch, params, &res, err))) goto done;
+    int nv = res ? PQntuples(res) : 0;
+    if (!(vers = calloc((size_t)nv + 1, sizeof *vers))) {
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      goto done;
+    }
+    for (int v = 0; v < nv; v++) {
+      vers[v].key = PQgetvalue(res, v, 0);
+      vers[v].ts = PQgetisnull(res, v, 1) ? INT64_MIN : strtoll(PQgetvalue(res, v, 1), NULL, 10);
+      vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
+      vers[v].hlc = PQgetisnull(res, v, 3) ? INT64_MIN : strtoll(PQgetvalue(res, v, 3), NULL, 10);
+      vers[v].tomb = strcmp(PQgetvalue(res, v, 4), "t") == 0;
+      for (int k = 0; k < nfetch; k++) vers[v].ctr[k] = PQgetisnull(res, v, 5 + k) ? NULL : PQgetvalue(res, v, 5 + k);
+    }
+    qsort(vers, (size_t)nv, sizeof *vers, cmp_key);
+    for (size_t j = q0; j < q1; j++) {
+      size_t ci = idx[j];
+      bool *keep = &keepflag[ci - from];
+      *keep = true;
+      if (!keys[j]) continue; /* not text: applied without a check */
+      decision *d = dec_find(m, r->rel, keys[j]);
+      if (!d) {
+        local_ver probe = {.key = keys[j]};
+        const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
+        char *owned = keys[j];
+        keys[j] = NULL; /* owned by the key state now */
+        if (!(d = dec_from(m, r, owned, lv, nfetch, nctr))) {
+          rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+          goto done;
+        }
+      }
+      if ((rc = decide_change(s, m, r, &changes[ci], ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of, keep,
+                              err)))
+        goto done;
+    }
+  }
+done:
+  if (keys)
+    for (size_t j = 0; j < nkeys; j++) free(keys[j]);
+  free(keys);
+  free(idx);
+  free(known);
+  free(params);
+  free(vers);
+  PQclear(res);
+  return rc;
+}
+
