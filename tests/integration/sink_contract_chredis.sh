@@ -3,7 +3,8 @@
 # and ClickHouse sinks, each on a fresh server.
 #
 # Asserts: ClickHouse passes every check, the keyless table's included (duplicates kept, one copy
-# deleted by full row: signed rows, src/sinks/clickhouse_keyless.c). Redis passes every check
+# deleted by full row: signed rows, src/sinks/clickhouse_keyless.c), row counts read through the
+# views `<table>_current` (od_sink_contract, with curl). Redis passes every check
 # except the keyless rows, which must fail with its refusal of a table without a key — by design
 # (Redis names each row's key by its key values; its stream mode takes keyless rows but needs each
 # change's position, which the contract's changes do not carry) — and with nothing else; each run
