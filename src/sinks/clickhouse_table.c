@@ -3,8 +3,8 @@
  * `<table><view_suffix>` (FINAL, deleted rows hidden), schema changes (ADD / DROP / RENAME COLUMN,
  * widening), and the open batch's rows of that table: encoded once into a buffer, indexed by key
  * so an update's unchanged TOAST values come from the batch's own newer row, else from the
- * before-image (REPLICA IDENTITY FULL), else from the row the sink holds (one SELECT ... FINAL
- * per table per batch) — never a placeholder. Then one INSERT ... FORMAT TabSeparated.
+ * before-image (REPLICA IDENTITY FULL), else from the row the sink holds (SELECT ... FINAL per
+ * table per batch, one per 192 KiB of keys) — never a placeholder. Then one INSERT ... FORMAT TabSeparated.
  * Tables without a key get the signed-row layout of clickhouse_keyless.c (its DDL and view here).
  *
  * Owns: every ch_rel and its buffers. Never touches: the checkpoint, the HTTP transport.
@@ -736,13 +736,16 @@ static void key_literal(ch_rel *r, size_t row, od_sqlbuf *b) {
   if (r->nkey > 1) od_sqlbuf_add(b, ")");
 }
 
-static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
+/* Key lists of one SELECT stay under this many bytes: ClickHouse parses at most max_query_size
+ * (256 KiB by default) of a query, and a lingering batch may need tens of thousands of keys. */
+#define FILL_QUERY_MAX (192u << 10)
+
+/* The query's head, up to "IN (". */
+static void fill_query_head(ch_rel *r, od_sqlbuf *b) {
   const od_relation *rel = r->rel;
-  size_t nc = rel->ncolumns;
-  od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "SELECT ");
-  for (size_t i = 0; i < nc; i++) {
+  for (size_t i = 0; i < rel->ncolumns; i++) {
     if (i) od_sqlbuf_add(b, ", ");
     ch_ident(b, rel->columns[i].name);
   }
@@ -754,25 +757,19 @@ static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
   }
   if (r->nkey > 1) od_sqlbuf_add(b, ")");
   od_sqlbuf_add(b, " IN (");
-  uint8_t *listed = calloc(r->nrows + 1, 1);
-  if (!listed) return oom(s, err);
-  bool first = true;
-  for (size_t row = 0; row < r->nrows; row++) {
-    uint32_t fk = r->rows[row].fill_key;
-    if (fk == CH_NONE || listed[fk]) continue;
-    listed[fk] = 1;
-    if (!first) od_sqlbuf_add(b, ", ");
-    first = false;
-    key_literal(r, fk, b);
-  }
-  free(listed);
+}
+
+/* Send the query in s->sql and parse its answer into extra rows of r (after the batch's rows,
+ * never inserted). */
+static int fill_query_run(ch_sink *s, ch_rel *r, od_error *err) {
+  size_t nc = r->rel->ncolumns;
+  od_sqlbuf *b = &s->sql;
   od_sqlbuf_add(b, ") FORMAT TabSeparated");
   if (b->oom) return oom(s, err);
   int rc = ch_exec(s, b->p, r->table, "reading the stored values of unchanged TOAST columns", err);
   if (rc) return rc;
-  /* Parse the answer into extra rows of this table (kept after the batch's rows, never inserted). */
-  size_t base = r->nrows;
   char *p = s->http.resp.p;
+  size_t nrows_before = r->nrows;
   while (p && *p) {
     char *nl = strchr(p, '\n');
     size_t extra;
@@ -788,16 +785,67 @@ static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
     }
     p = nl ? nl + 1 : NULL;
   }
+  od_debug("clickhouse sink %s: table %s: read %zu stored rows for unchanged TOAST values (%zu-byte query)",
+           s->http.name, r->table, r->nrows - nrows_before, b->len);
+  return OD_OK;
+}
+
+static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
+  const od_relation *rel = r->rel;
+  size_t nc = rel->ncolumns;
+  od_sqlbuf *b = &s->sql;
+  size_t base = r->nrows;
+  /* The keys to read, each once, in SELECTs of at most FILL_QUERY_MAX bytes of keys. */
+  uint8_t *listed = calloc(base + 1, 1);
+  if (!listed) return oom(s, err);
+  int rc = OD_OK;
+  size_t head = 0, listed_n = 0;
+  for (size_t row = 0; row < base && !rc; row++) {
+    uint32_t fk = r->rows[row].fill_key;
+    if (fk == CH_NONE || listed[fk]) continue;
+    listed[fk] = 1;
+    if (!listed_n) {
+      fill_query_head(r, b);
+      head = b->len;
+    } else {
+      od_sqlbuf_add(b, ", ");
+    }
+    key_literal(r, fk, b);
+    listed_n++;
+    if (b->len - head >= FILL_QUERY_MAX) {
+      rc = fill_query_run(s, r, err);
+      listed_n = 0;
+    }
+  }
+  if (!rc && listed_n) rc = fill_query_run(s, r, err);
+  free(listed);
+  if (rc) {
+    r->nrows = base;
+    return rc;
+  }
   size_t found = r->nrows;
+  /* The stored rows by key: open addressing over the extra rows (row + 1, 0 = empty). */
+  size_t cap = 16;
+  while (cap < 2 * (found - base) + 2) cap *= 2;
+  uint32_t *by_key = calloc(cap, sizeof *by_key);
+  if (!by_key) {
+    r->nrows = base;
+    return oom(s, err);
+  }
+  for (size_t e = base; e < found; e++) {
+    size_t i = row_key_hash(r, e) & (cap - 1);
+    while (by_key[i] && !same_key(r, by_key[i] - 1, e)) i = (i + 1) & (cap - 1);
+    if (!by_key[i]) by_key[i] = (uint32_t)e + 1; /* FINAL gives one row per key: keep the first */
+  }
   /* Resolve in batch order. */
   int res = OD_OK;
   for (size_t row = 0; row < base && !res; row++) {
     uint32_t fk = r->rows[row].fill_key;
     if (fk == CH_NONE) continue;
     size_t hit = CH_NONE;
-    for (size_t e = base; e < found; e++) /* few rows need filling; a scan keeps this simple */
-      if (same_key(r, e, fk)) {
-        hit = e;
+    for (size_t i = row_key_hash(r, fk) & (cap - 1); by_key[i]; i = (i + 1) & (cap - 1))
+      if (same_key(r, by_key[i] - 1, fk)) {
+        hit = by_key[i] - 1;
         break;
       }
     for (size_t i = 0; i < nc; i++) {
@@ -813,6 +861,7 @@ static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
       *cell = r->cells[hit * nc + i];
     }
   }
+  free(by_key);
   r->nrows = base; /* drop the extra rows */
   return res;
 }
