@@ -803,6 +803,7 @@ static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const 
     subpath(kpath, sizeof kpath, path, "max_rows");
     if ((rc = num_long(p, v, kpath, BATCH_ROWS_MIN, BATCH_ROWS_MAX, &x))) return rc;
     b->max_rows = (int)x;
+    b->max_rows_set = true;
   }
   if ((v = map_get(p, n, "max_bytes"))) {
     subpath(kpath, sizeof kpath, path, "max_bytes");
@@ -812,6 +813,7 @@ static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const 
     subpath(kpath, sizeof kpath, path, "max_delay_ms");
     if ((rc = num_long(p, v, kpath, BATCH_DELAY_MIN, BATCH_DELAY_MAX, &x))) return rc;
     b->max_delay_ms = (int)x;
+    b->max_delay_set = true;
   }
   if ((v = map_get(p, n, "adaptive"))) {
     int choice;

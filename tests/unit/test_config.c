@@ -697,9 +697,11 @@ TEST(consistency_workers_and_adaptive_batching) {
   CHECK_INT(c->pipelines[0].batch.min_rows, 100);
   CHECK_INT(c->pipelines[0].batch.target_latency_ms, 50);
   CHECK_INT(c->pipelines[0].batch.linger, OD_LINGER_AUTO);
+  CHECK(!c->pipelines[0].batch.max_rows_set && !c->pipelines[0].batch.max_delay_set);
   od_config_free(c);
-  c = parse_ok(PIPE "    batch: {linger: true}\n");
+  c = parse_ok(PIPE "    batch: {linger: true, max_rows: 5000}\n");
   CHECK_INT(c->pipelines[0].batch.linger, OD_LINGER_ON);
+  CHECK(c->pipelines[0].batch.max_rows_set && !c->pipelines[0].batch.max_delay_set);
   od_config_free(c);
   c = parse_ok(PIPE "    batch: {linger: false}\n");
   CHECK_INT(c->pipelines[0].batch.linger, OD_LINGER_OFF);
