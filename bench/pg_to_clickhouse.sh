@@ -11,11 +11,17 @@
 #      TabSeparated"` into a MergeTree table of the same columns (the time of the insert only);
 #   2. odsync: `odsync run` into the ClickHouse sink until its checkpoint holds the last transaction;
 #      then the sink's view (bench_rows_current) is compared with the source (count, sum(a), sum(d)).
-# Prints changes/s of both, odsync/ceiling (issue #12's target: ≥ 0.5) and CPU seconds of odsync
-# and of the ClickHouse server while each ran.
+# Prints changes/s of both, odsync/ceiling (issue #12's target: ≥ 0.5) and CPU seconds of odsync,
+# of the ClickHouse server while each ran, and of PostgreSQL's walsender.
+#
+# Then, on the same server: the insert format (TabSeparated vs RowBinary, the server's parsing of
+# an HTTP body), and the server's own account of the run (system.query_log, system.part_log).
 #
 # Environment: BENCH_ROWS (1000000), BENCH_TXN (1000), BENCH_MAX_ROWS (50000: batch.max_rows),
-# ODSYNC_BIN (build/odsync: a Release build, scripts/build.sh), BENCH_KEEP=1.
+# BENCH_CATCHUP_LAG (67108864: the source's catchup_lag_bytes; 0 streams the backlog),
+# BENCH_LINGER (auto; false: batches cut as before lingering), BENCH_CH_COMPRESSION (none | gzip),
+# BENCH_FORMATS (1: measure the formats), BENCH_LOG_LEVEL (warn), ODSYNC_BIN (build/odsync: a
+# Release build, scripts/build.sh), BENCH_KEEP=1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -23,6 +29,10 @@ source "$ROOT/bench/lib.sh"
 pg_free_port() { od_free_port; } # tests/env/clickhouse.sh picks its ports with it
 # shellcheck source=tests/env/clickhouse.sh
 source "$ROOT/tests/env/clickhouse.sh"
+# Profile the server: every query in system.query_log, every part written or merged in
+# system.part_log (printed after the run, per side).
+CH_EXTRA_CONFIG='<part_log><database>system</database><table>part_log</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></part_log>'
+CH_EXTRA_PROFILE='<log_queries>1</log_queries>'
 
 BENCH_ROWS=${BENCH_ROWS:-1000000}
 BENCH_TXN=${BENCH_TXN:-1000}
@@ -72,12 +82,12 @@ CEIL_SRV=$(od_secs "$S0" "$(od_cpu_seconds "$CH_SERVER_PID")")
 
 cat >"$TMP/bench.yml" <<YAML
 state_dir: $TMP/state
-log_level: warn
+log_level: ${BENCH_LOG_LEVEL:-warn}
 pipelines:
   - name: bench
-    source: { type: postgres, dsn: "$(od_pg_dsn bench)", tables: [public.bench_rows], snapshot: never }
-    sink: { type: clickhouse, url: "http://127.0.0.1:$CH_HTTP_PORT", database: bench, user: odsync, password: "\${env:CH_PASSWORD}" }
-    batch: { max_rows: $BENCH_MAX_ROWS, max_delay_ms: 200 }
+    source: { type: postgres, dsn: "$(od_pg_dsn bench)", tables: [public.bench_rows], snapshot: never, catchup_lag_bytes: ${BENCH_CATCHUP_LAG:-67108864} }
+    sink: { type: clickhouse, url: "http://127.0.0.1:$CH_HTTP_PORT", database: bench, user: odsync, password: "\${env:CH_PASSWORD}", compression: ${BENCH_CH_COMPRESSION:-none} }
+    batch: { max_rows: $BENCH_MAX_ROWS, max_delay_ms: 200, linger: ${BENCH_LINGER:-auto} }
 YAML
 sink_lsn() { # the LSN of the sink's checkpoint, 0 when none
   local t
@@ -95,6 +105,8 @@ while (( $(sink_lsn) < LAST_LSN )); do
 done
 T1=$EPOCHREALTIME
 OD_CPU=$(od_cpu_seconds "$ODSYNC_PID")
+WS_PID=$(od_psql bench -c "SELECT pid FROM pg_stat_replication LIMIT 1")
+WS_CPU=$( [[ -n $WS_PID ]] && od_cpu_seconds "$WS_PID" || echo -)
 OD_SRV=$(od_secs "$S0" "$(od_cpu_seconds "$CH_SERVER_PID")")
 od_stop_pid "$ODSYNC_PID" 30; wait "$ODSYNC_PID" || true; ODSYNC_PID=
 OD_S=$(od_secs "$T0" "$T1")
@@ -109,4 +121,44 @@ printf '\nPostgreSQL → ClickHouse, %d changes (%d inserts + %d updates, %d-row
 printf '%-42s %8s %12s %12s %16s\n' what seconds changes/s "odsync CPU" "ClickHouse CPU"
 printf '%-42s %8s %12s %12s %16s\n' "clickhouse-client TSV insert (ceiling)" "$CEIL_S" "$(rate "$CEIL_S")" - "$CEIL_SRV"
 printf '%-42s %8s %12s %12s %16s\n' "odsync (catch-up of the backlog)" "$OD_S" "$(rate "$OD_S")" "$OD_CPU" "$OD_SRV"
+printf 'PostgreSQL walsender (pgoutput decoding) CPU s: %s (batch decoding of a catch-up runs in another backend: not counted)\n' "$WS_CPU"
 printf 'odsync / ceiling: %s   sink equals source (%s)\n' "$(awk -v a="$CEIL_S" -v b="$OD_S" 'BEGIN { printf "%.2f", a / b }')" "$got"
+
+# The insert format, measured where odsync pays for it: the server parsing an HTTP body (as odsync
+# sends it; clickhouse-client parses its input itself and sends native blocks). The same row
+# versions in the shape of odsync's table (Nullable columns, version, deleted flag), as
+# TabSeparated and as RowBinary, POSTed with curl into fresh ReplacingMergeTree tables, twice each,
+# alternating; server CPU seconds and wall seconds of each POST.
+if [[ ${BENCH_FORMATS:-1} == 1 ]]; then
+  shape="(id Int64, a Nullable(Int32), b Nullable(String), c Nullable(DateTime('UTC')), d Nullable(Decimal(12,2)), _odsync_version UInt64, _odsync_deleted UInt8)"
+  sel="SELECT id, toNullable(a), toNullable(b), toNullable(c), toNullable(d), toUInt64(rowNumberInAllBlocks()), toUInt8(0) FROM bench.ceiling"
+  ch_query "$sel FORMAT TabSeparated" >"$TMP/rows_shape.tsv"
+  ch_query "$sel FORMAT RowBinary" >"$TMP/rows_shape.bin"
+  printf '\nInsert format (server parsing an HTTP POST of %d rows): format, round, bytes, seconds, ClickHouse CPU s\n' "$CHANGES"
+  for round in 1 2; do
+    for fmt in TabSeparated RowBinary; do
+      f=$TMP/rows_shape.tsv; [[ $fmt == RowBinary ]] && f=$TMP/rows_shape.bin
+      t=fmt_${fmt}_$round
+      ch_query "CREATE TABLE bench.$t $shape ENGINE = ReplacingMergeTree(_odsync_version) ORDER BY id"
+      S0=$(od_cpu_seconds "$CH_SERVER_PID"); T0=$EPOCHREALTIME
+      curl -sf --data-binary "@$f" "http://127.0.0.1:$CH_HTTP_PORT/?query=$(printf 'INSERT%%20INTO%%20bench.%s%%20FORMAT%%20%s' "$t" "$fmt")" >/dev/null ||
+        od_die "the $fmt insert failed"
+      T1=$EPOCHREALTIME
+      printf '%-14s %d %10d %8s %8s\n' "$fmt" "$round" "$(stat -c %s "$f")" "$(od_secs "$T0" "$T1")" \
+        "$(od_secs "$S0" "$(od_cpu_seconds "$CH_SERVER_PID")")"
+      [[ $(ch_query "SELECT count() FROM bench.$t") == "$CHANGES" ]] || od_die "bench.$t lacks rows"
+    done
+  done
+fi
+
+# Where the server's time went.
+ch_query "SYSTEM FLUSH LOGS" >/dev/null 2>&1 || true
+printf '\nsystem.query_log, finished queries (the checkpoint polls of this script are the SELECT argMax rows): side, kind, count, rows read, rows written, max memory MiB, seconds\n'
+ch_query "SELECT multiIf(query LIKE '%bench.fmt_%', 'formats', query LIKE '%bench.ceiling%', 'ceiling', 'odsync') AS side,
+  substring(replaceRegexpAll(query, '[\\n ]+', ' '), 1, 40) AS kind, count(), sum(read_rows), sum(written_rows),
+  round(max(memory_usage) / 1048576, 1), round(sum(query_duration_ms) / 1000, 2)
+  FROM system.query_log WHERE type = 2 AND query NOT LIKE '%system.%'
+  GROUP BY side, kind ORDER BY side, sum(query_duration_ms) DESC LIMIT 20" || true
+printf '\nsystem.part_log: table, event (1 new part, 2 merge), count, rows, seconds\n'
+ch_query "SELECT table, event_type, count(), sum(rows), round(sum(duration_ms) / 1000, 2) FROM system.part_log
+  WHERE database = 'bench' GROUP BY table, event_type ORDER BY table, event_type" || true

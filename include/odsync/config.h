@@ -54,7 +54,15 @@ typedef struct od_batch_config {
   bool adaptive;       /* default false: AIMD between min_rows and max_rows on sink latency */
   int min_rows;        /* default 100: the adaptive limit never goes below this */
   int target_latency_ms; /* default 50: a batch whose sink apply+commit takes longer halves the limit */
+  int linger;          /* OD_LINGER_AUTO (default): as the sink asks (OD_SINK_LINGER); OD_LINGER_OFF: a
+                          batch commits as soon as the queue runs empty; OD_LINGER_ON: it stays open
+                          until max_rows, max_bytes or max_delay_ms */
+  bool max_rows_set, max_delay_set; /* written in the config (else a lingering batch uses
+                                       OD_LINGER_ROWS / OD_LINGER_DELAY_MS) */
 } od_batch_config;
+enum { OD_LINGER_AUTO = 0, OD_LINGER_OFF = 1, OD_LINGER_ON = 2 };
+#define OD_LINGER_ROWS 100000   /* a lingering batch's max_rows when the config does not set it */
+#define OD_LINGER_DELAY_MS 1000 /* and its max_delay_ms */
 
 typedef struct od_queue_config {
   size_t max_rows;     /* default 100000 */

@@ -39,6 +39,9 @@ enum od_sink_caps {
   OD_SINK_BULK_LOAD = 1u << 3,         /* load_prepare / load / load_finish */
   OD_SINK_TABLE_OWNERSHIP = 1u << 4,   /* check_tables / resnapshot_table */
   OD_SINK_DEAD_LETTERS = 1u << 5,      /* savepoint / put, list, drop dead letters (poison rows) */
+  OD_SINK_LINGER = 1u << 6,            /* every write is costly whatever its size (ClickHouse: one part per
+                                          insert): with batch.linger auto, a batch whose queue runs empty
+                                          stays open until max_rows, max_bytes or max_delay_ms */
 };
 
 /* savepoint() operations (OD_SINK_DEAD_LETTERS). */

@@ -74,7 +74,7 @@ static const char *const POISON_POLICIES[] = {"stop", "dead_letter", NULL};
 static const char *const ALERT_KEYS[] = {"lag_seconds", "latency_p95_seconds", "errors_per_minute", "anomalies",
                                          "webhook", NULL};
 static const char *const BATCH_KEYS[] = {"max_rows", "max_bytes", "max_delay_ms", "adaptive", "min_rows",
-                                         "target_latency_ms", NULL};
+                                         "target_latency_ms", "linger", NULL};
 static const char *const BOOLS[] = {"false", "true", "no", "yes", "off", "on", NULL};
 static const char *const QUEUE_KEYS[] = {"max_rows", "max_bytes", NULL};
 static const char *const LOG_LEVELS[] = {"error", "warn", "info", "debug", NULL};
@@ -803,6 +803,7 @@ static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const 
     subpath(kpath, sizeof kpath, path, "max_rows");
     if ((rc = num_long(p, v, kpath, BATCH_ROWS_MIN, BATCH_ROWS_MAX, &x))) return rc;
     b->max_rows = (int)x;
+    b->max_rows_set = true;
   }
   if ((v = map_get(p, n, "max_bytes"))) {
     subpath(kpath, sizeof kpath, path, "max_bytes");
@@ -812,6 +813,7 @@ static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const 
     subpath(kpath, sizeof kpath, path, "max_delay_ms");
     if ((rc = num_long(p, v, kpath, BATCH_DELAY_MIN, BATCH_DELAY_MAX, &x))) return rc;
     b->max_delay_ms = (int)x;
+    b->max_delay_set = true;
   }
   if ((v = map_get(p, n, "adaptive"))) {
     int choice;
@@ -828,6 +830,13 @@ static int parse_batch(pctx *p, od_batch_config *b, const yaml_node_t *n, const 
     subpath(kpath, sizeof kpath, path, "target_latency_ms");
     if ((rc = num_long(p, v, kpath, 1, 60000, &x))) return rc;
     b->target_latency_ms = (int)x;
+  }
+  if ((v = map_get(p, n, "linger"))) {
+    static const char *const LINGER[] = {"auto", "false", "true", NULL};
+    int choice;
+    subpath(kpath, sizeof kpath, path, "linger");
+    if ((rc = parse_choice(p, v, kpath, LINGER, "auto, true or false", "auto, true or false", &choice))) return rc;
+    b->linger = choice == 0 ? OD_LINGER_AUTO : choice == 1 ? OD_LINGER_OFF : OD_LINGER_ON;
   }
   if (b->min_rows > b->max_rows && !map_get(p, n, "min_rows")) b->min_rows = b->max_rows;
   if (b->min_rows > b->max_rows)

@@ -84,6 +84,7 @@ static void ch_close(od_sink *base) {
              s->http.name ? s->http.name : "", s->http.requests, (unsigned long long)s->inserts,
              (unsigned long long)s->rows_sent, s->http.bytes_sent, s->http.bytes_raw);
   ch_rels_free(s);
+  ch_keyless_seqs_free(s);
   for (size_t i = 0; i < s->nmarks; i++) {
     free(s->marks[i].key);
     free(s->marks[i].text);
@@ -361,6 +362,7 @@ static int commit_with(ch_sink *s, const od_pos *pos, od_error *err) {
   /* The checkpoint goes in after every row of the batch: replaying from the previous one is
    * harmless (same versions). */
   if ((rc = ck_write(s, pos, err))) return rc;
+  ch_keyless_seqs_commit(s);
   marks_clear(s);
   s->in_txn = false;
   return OD_OK;
@@ -372,6 +374,7 @@ static int ch_commit_data(od_sink *base, od_error *err) { return commit_with((ch
 static void ch_rollback(od_sink *base) {
   ch_sink *s = (ch_sink *)base;
   for (ch_rel *r = s->all; r; r = r->next) ch_rel_clear(r);
+  ch_keyless_seqs_rollback(s);
   marks_clear(s);
   s->in_txn = false;
 }
@@ -433,7 +436,7 @@ static int ch_get_text_mark(od_sink *base, const char *key, char **out, od_error
 /* Idempotent replay: no atomic checkpoint. */
 const od_sink_ops od_sink_clickhouse = {
     CH_OPS_SLOTS,
-    .caps = OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_BULK_LOAD,
+    .caps = OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_BULK_LOAD | OD_SINK_LINGER,
     .load_prepare = ch_load_prepare,
     .load = ch_load,
     .load_finish = ch_load_finish,
@@ -441,5 +444,5 @@ const od_sink_ops od_sink_clickhouse = {
 
 static const od_sink_ops ch_ops_no_bulk = {
     CH_OPS_SLOTS,
-    .caps = OD_SINK_MARKS | OD_SINK_TEXT_MARKS,
+    .caps = OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_LINGER,
 };

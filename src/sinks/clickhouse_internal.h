@@ -7,6 +7,8 @@
  *   clickhouse_types.c  PostgreSQL type -> ClickHouse type, a value -> its TabSeparated field
  *   clickhouse_http.c   the HTTP client (libcurl)
  *   clickhouse_load.c   bulk loading of initial-snapshot chunks (load_prepare / load / load_finish)
+ *   clickhouse_keyless.c tables without a key: a change as signed rows identified by content hash,
+ *                       version and sequence (see there); the snapshot sequence per table
  *
  * Ownership: the ch_sink owns the HTTP client, every ch_rel and every buffer. A ch_rel points at
  * (never owns) its od_relation, which the source keeps alive for the pipeline's life. Rows of the
@@ -36,6 +38,8 @@ typedef struct ch_cell {
 
 typedef struct ch_row {
   uint64_t version;
+  uint64_t seq;      /* keyless tables: the row's sequence inside its version (clickhouse_keyless.c) */
+  int8_t sign;       /* keyless tables: +1 a copy of the content added, -1 one removed */
   uint8_t deleted;
   bool superseded;   /* a later change of the same transaction replaced it: not inserted */
   uint32_t fill_key; /* row whose key names the sink row to fill CH_FILL cells from, or CH_NONE */
@@ -54,7 +58,9 @@ typedef struct ch_rel {
   char *qtable;            /* `database`.`table` */
   uint8_t *kind;           /* ch_kind per column */
   uint16_t *keys;          /* key column indexes */
-  int nkey;
+  int nkey;                /* 0 for a keyless table */
+  bool keyless;            /* no key identifies a row (no primary key, or REPLICA IDENTITY FULL without
+                              one): rows are signed copies of a content (clickhouse_keyless.c) */
   bool synced;             /* the target table matches rel (created or altered this session) */
   /* the open batch */
   ch_row *rows;
@@ -69,6 +75,14 @@ typedef struct ch_rel {
   od_sqlbuf bulk;
   size_t bulk_rows;
 } ch_rel;
+
+/* The next sequence number of keyless snapshot rows (version 0) of one target table, kept per table
+ * name because one table's snapshot may arrive through several relation versions. */
+typedef struct ch_seq {
+  char *table;
+  uint64_t next, committed; /* committed: as of the last commit (a rollback returns to it) */
+  struct ch_seq *next_seq;
+} ch_seq;
 
 typedef struct ch_mark {
   char *key;
@@ -94,6 +108,7 @@ typedef struct ch_sink {
   size_t nmarks, marks_cap;
   od_sqlbuf sql;           /* statements */
   od_sqlbuf body;          /* insert bodies */
+  ch_seq *seqs;            /* keyless tables' snapshot sequences */
   uint64_t rows_sent, inserts;
 } ch_sink;
 
@@ -119,6 +134,29 @@ void ch_rel_insert_stmt(ch_sink *s, ch_rel *r);
 /* TRUNCATE the target table (after flushing what the batch holds for it). */
 int ch_rel_truncate(ch_sink *s, ch_rel *r, od_error *err);
 void ch_rels_free(ch_sink *s);
+
+/* A new row of r's open batch (cells empty); *out its index. */
+int ch_row_new(ch_sink *s, ch_rel *r, uint64_t version, bool deleted, size_t *out, od_error *err);
+/* Encode v into cell (row, col); errors name table and column. */
+int ch_put_value(ch_sink *s, ch_rel *r, size_t row, uint16_t col, const od_value *v, od_error *err);
+
+/* clickhouse_keyless.c */
+#define CH_COL_HASH "_odsync_hash"
+#define CH_COL_SEQ "_odsync_seq"
+#define CH_COL_SIGN "_odsync_sign"
+/* A change of a keyless table as signed rows of the open batch. */
+int ch_keyless_change(ch_sink *s, ch_rel *r, const od_change *c, od_error *err);
+/* Content hash: fold one encoded field into h (start with CH_HASH_SEED). */
+#define CH_HASH_SEED 0xcbf29ce484222325ull
+uint64_t ch_hash_field(uint64_t h, const char *p, size_t n);
+/* The content hash of a batch row (every column's encoded field). */
+uint64_t ch_keyless_hash(const ch_rel *r, size_t row);
+/* The sequence counter of keyless snapshot rows of r's table (created on first use). */
+ch_seq *ch_keyless_seq(ch_sink *s, const ch_rel *r, od_error *err);
+/* At commit: every counter's position is kept; at rollback: returned to it. */
+void ch_keyless_seqs_commit(ch_sink *s);
+void ch_keyless_seqs_rollback(ch_sink *s);
+void ch_keyless_seqs_free(ch_sink *s);
 
 /* clickhouse_load.c */
 int ch_load_prepare(od_sink *base, const od_relation *rel, const char *binary_format, bool *binary, od_error *err);

@@ -17,6 +17,9 @@
  * snapshot attempt, which the core truncates first) is a row of the same key whose version decides:
  * a streamed version (> 0) outlives a re-loaded snapshot row, as it should (it is newer).
  *
+ * Keyless tables (clickhouse_keyless.c): each line carries the content hash, version 0, the
+ * table's next snapshot sequence number and sign +1 instead of the deleted flag.
+ *
  * Owns: ch_rel.bulk of the open batch. Never touches: marks, the checkpoint, the HTTP transport
  * (clickhouse_table.c sends the buffer).
  */
@@ -49,20 +52,28 @@ int ch_load(od_sink *base, const od_change *rows, size_t n, od_error *err) {
   if (!rc) rc = ch_row_version(s, &rows[0], &version, err); /* one version for the whole snapshot */
   if (rc) return rc;
   const od_relation *rel = r->rel;
-  char tail[32];
+  char tail[80];
   int tl = snprintf(tail, sizeof tail, "%llu\t0\n", (unsigned long long)version);
+  ch_seq *seq = NULL; /* keyless tables: the running number of the table's snapshot rows */
+  if (r->keyless && !(seq = ch_keyless_seq(s, r, err))) return OD_ENOMEM;
   od_value null = {.kind = OD_VALUE_NULL};
   od_sqlbuf *b = &r->bulk;
   for (size_t k = 0; k < n; k++) {
     const od_tuple *t = &rows[k].newtup;
+    uint64_t h = CH_HASH_SEED;
     for (uint16_t i = 0; i < r->ncol; i++) {
       const od_value *v = i < t->ncolumns ? &t->values[i] : &null;
       const char *why = NULL;
+      size_t at = b->len;
       if (ch_encode(b, r->kind[i], v, &why) != 0)
         return OD_FAIL(err, OD_ESINK, "clickhouse sink %s: table %s: column %s (%s): a snapshot value cannot be "
                        "stored: %s", s->http.name, r->table, rel->columns[i].name, rel->columns[i].type_name, why);
+      if (seq && !b->oom) h = ch_hash_field(h, b->p + at, b->len - at); /* as ch_keyless_hash does */
       od_sqlbuf_addn(b, "\t", 1);
     }
+    if (seq)
+      tl = snprintf(tail, sizeof tail, "%llu\t%llu\t%llu\t1\n", (unsigned long long)h, (unsigned long long)version,
+                    (unsigned long long)seq->next++);
     od_sqlbuf_addn(b, tail, (size_t)tl);
   }
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "clickhouse sink %s: out of memory", s->http.name);

@@ -3,8 +3,9 @@
  * `<table><view_suffix>` (FINAL, deleted rows hidden), schema changes (ADD / DROP / RENAME COLUMN,
  * widening), and the open batch's rows of that table: encoded once into a buffer, indexed by key
  * so an update's unchanged TOAST values come from the batch's own newer row, else from the
- * before-image (REPLICA IDENTITY FULL), else from the row the sink holds (one SELECT ... FINAL
- * per table per batch) — never a placeholder. Then one INSERT ... FORMAT TabSeparated.
+ * before-image (REPLICA IDENTITY FULL), else from the row the sink holds (SELECT ... FINAL per
+ * table per batch, one per 192 KiB of keys) — never a placeholder. Then one INSERT ... FORMAT TabSeparated.
+ * Tables without a key get the signed-row layout of clickhouse_keyless.c (its DDL and view here).
  *
  * Owns: every ch_rel and its buffers. Never touches: the checkpoint, the HTTP transport.
  */
@@ -60,10 +61,10 @@ void ch_rel_clear(ch_rel *r) {
 
 /* One column's declaration: key columns as their type, the others Nullable (pgoutput does not
  * say which columns are NOT NULL). */
-static void col_type(const od_column *c, char *out, size_t n) {
+static void col_type(const ch_rel *r, const od_column *c, char *out, size_t n) {
   char t[96];
   ch_type_of(c->type_oid, c->typmod, t, sizeof t);
-  if (c->key)
+  if (c->key && !r->keyless) /* a keyless table's columns may all be marked key (REPLICA IDENTITY FULL) */
     snprintf(out, n, "%s", t);
   else
     snprintf(out, n, "Nullable(%s)", t);
@@ -92,7 +93,21 @@ static int make_view(ch_sink *s, ch_rel *r, od_error *err) {
     if (i) od_sqlbuf_add(b, ", ");
     ch_ident(b, r->rel->columns[i].name);
   }
-  od_sqlbuf_addf(b, " FROM %s FINAL WHERE " COL_DELETED " = 0", r->qtable);
+  if (r->keyless) { /* each content as many times as its signed rows add up to */
+    od_sqlbuf_add(b, " FROM (SELECT ");
+    for (uint16_t i = 0; i < r->rel->ncolumns; i++) {
+      ch_ident(b, r->rel->columns[i].name);
+      od_sqlbuf_add(b, ", ");
+    }
+    od_sqlbuf_addf(b, "sum(" CH_COL_SIGN ") AS _odsync_copies FROM %s FINAL GROUP BY ", r->qtable);
+    for (uint16_t i = 0; i < r->rel->ncolumns; i++) {
+      if (i) od_sqlbuf_add(b, ", ");
+      ch_ident(b, r->rel->columns[i].name);
+    }
+    od_sqlbuf_add(b, " HAVING _odsync_copies > 0) ARRAY JOIN range(toUInt64(_odsync_copies)) AS _odsync_copy");
+  } else {
+    od_sqlbuf_addf(b, " FROM %s FINAL WHERE " COL_DELETED " = 0", r->qtable);
+  }
   return b->oom ? oom(s, err) : ch_exec(s, b->p, r->table, "creating its view", err);
 }
 
@@ -102,19 +117,28 @@ static int create_table(ch_sink *s, ch_rel *r, od_error *err) {
   od_sqlbuf_addf(b, "CREATE TABLE IF NOT EXISTS %s (", r->qtable);
   for (uint16_t i = 0; i < r->rel->ncolumns; i++) {
     char t[128];
-    col_type(&r->rel->columns[i], t, sizeof t);
+    col_type(r, &r->rel->columns[i], t, sizeof t);
     ch_ident(b, r->rel->columns[i].name);
     od_sqlbuf_addf(b, " %s, ", t);
   }
-  od_sqlbuf_add(b, COL_VERSION " UInt64, " COL_DELETED " UInt8) ENGINE = ReplacingMergeTree(" COL_VERSION ") ORDER BY (");
-  for (int k = 0; k < r->nkey; k++) {
-    if (k) od_sqlbuf_add(b, ", ");
-    ch_ident(b, r->rel->columns[r->keys[k]].name);
+  if (r->keyless) {
+    od_sqlbuf_add(b, CH_COL_HASH " UInt64, " COL_VERSION " UInt64, " CH_COL_SEQ " UInt64, " CH_COL_SIGN
+                     " Int8) ENGINE = ReplacingMergeTree ORDER BY (" CH_COL_HASH ", " COL_VERSION ", " CH_COL_SEQ ")");
+  } else {
+    od_sqlbuf_add(b, COL_VERSION " UInt64, " COL_DELETED " UInt8) ENGINE = ReplacingMergeTree(" COL_VERSION ") ORDER BY (");
+    for (int k = 0; k < r->nkey; k++) {
+      if (k) od_sqlbuf_add(b, ", ");
+      ch_ident(b, r->rel->columns[r->keys[k]].name);
+    }
+    od_sqlbuf_add(b, ")");
   }
-  od_sqlbuf_add(b, ")");
   if (b->oom) return oom(s, err);
   int rc = ch_exec(s, b->p, r->table, "creating the table", err);
-  if (!rc) od_info("clickhouse sink %s: created table %s (ReplacingMergeTree by " COL_VERSION ")", s->http.name, r->table);
+  if (!rc && r->keyless)
+    od_info("clickhouse sink %s: created table %s (no key at the source: signed copies by content hash, "
+            "clickhouse_keyless.c)", s->http.name, r->table);
+  else if (!rc)
+    od_info("clickhouse sink %s: created table %s (ReplacingMergeTree by " COL_VERSION ")", s->http.name, r->table);
   return rc;
 }
 
@@ -204,12 +228,12 @@ static int rename_column(ch_sink *s, ch_rel *r, const char *from, const od_colum
     ch_ident(b, to->name);
     return alter(s, r, what, err);
   }
-  if (to->key)
+  if (to->key && !r->keyless)
     return OD_FAIL(err, OD_ESCHEMA, "clickhouse sink %s: table %s: key column %s was renamed to %s; ClickHouse %d.%d "
                    "cannot rename a key column (recreate the table: drop it and re-snapshot)", s->http.name, r->table,
                    from, to->name, s->server_major, s->server_minor);
   char t[128];
-  col_type(to, t, sizeof t);
+  col_type(r, to, t, sizeof t);
   od_sqlbuf_reset(b);
   od_sqlbuf_addf(b, "ALTER TABLE %s ADD COLUMN ", r->qtable);
   ch_ident(b, to->name);
@@ -263,7 +287,7 @@ static int evolve_table(ch_sink *s, ch_rel *r, existing_col *cols, int n, od_err
   for (uint16_t i = 0; !rc && i < r->rel->ncolumns; i++) {
     const od_column *c = &r->rel->columns[i];
     char t[128];
-    col_type(c, t, sizeof t);
+    col_type(r, c, t, sizeof t);
     const existing_col *e = find_col(have, n, c->name);
     if (!e) {
       const od_column *old = renamed_from(r->rel, c);
@@ -278,7 +302,7 @@ static int evolve_table(ch_sink *s, ch_rel *r, existing_col *cols, int n, od_err
       od_sqlbuf_addf(b, "ALTER TABLE %s ADD COLUMN ", r->qtable);
       ch_ident(b, c->name);
       od_sqlbuf_addf(b, " %s", t);
-      if (c->missing_value && !c->key) {
+      if (c->missing_value && (!c->key || r->keyless)) {
         /* Rows that existed before the column: the source fills them with this value. */
         od_value v = {.data = c->missing_value, .len = (uint32_t)strlen(c->missing_value), .kind = OD_VALUE_TEXT};
         od_sqlbuf enc = {0};
@@ -292,7 +316,7 @@ static int evolve_table(ch_sink *s, ch_rel *r, existing_col *cols, int n, od_err
       }
       char what[300];
       snprintf(what, sizeof what, "adding column %s %s%s", c->name, t,
-               c->missing_value && !c->key ? " (rows that predate it: the source's default)" : "");
+               c->missing_value && (!c->key || r->keyless) ? " (rows that predate it: the source's default)" : "");
       rc = alter(s, r, what, err);
       changed = true;
     } else if (strcmp(e->type, t) != 0) {
@@ -322,7 +346,9 @@ static int evolve_table(ch_sink *s, ch_rel *r, existing_col *cols, int n, od_err
   }
   for (int i = 0; !rc && i < n; i++) {
     const char *nm = have[i].name;
-    if (!*nm || !strcmp(nm, COL_VERSION) || !strcmp(nm, COL_DELETED)) continue;
+    if (!*nm || !strcmp(nm, COL_VERSION) || !strcmp(nm, COL_DELETED) ||
+        (r->keyless && (!strcmp(nm, CH_COL_HASH) || !strcmp(nm, CH_COL_SEQ) || !strcmp(nm, CH_COL_SIGN))))
+      continue;
     bool in_rel = false;
     for (uint16_t k = 0; k < r->rel->ncolumns && !in_rel; k++) in_rel = !strcmp(r->rel->columns[k].name, nm);
     if (in_rel) continue;
@@ -354,11 +380,21 @@ static int sync_table(ch_sink *s, ch_rel *r, od_error *err) {
     rc = create_table(s, r, err);
     return rc ? rc : make_view(s, r, err);
   }
-  bool has_view_cols = find_col(cols, n, COL_VERSION) && find_col(cols, n, COL_DELETED);
-  if (!has_view_cols) {
+  bool keyed_layout = find_col(cols, n, COL_VERSION) && find_col(cols, n, COL_DELETED);
+  bool keyless_layout = find_col(cols, n, COL_VERSION) && find_col(cols, n, CH_COL_HASH) &&
+                        find_col(cols, n, CH_COL_SEQ) && find_col(cols, n, CH_COL_SIGN);
+  if (!keyed_layout && !keyless_layout) {
     free(cols);
     return OD_FAIL(err, OD_ESCHEMA, "clickhouse sink %s: table %s exists without the columns " COL_VERSION " and "
-                   COL_DELETED "; it was not created by odsync (rename it or drop it)", s->http.name, r->table);
+                   COL_DELETED " (or, for a table without a key, " CH_COL_HASH ", " COL_VERSION ", " CH_COL_SEQ
+                   ", " CH_COL_SIGN "); it was not created by odsync (rename it or drop it)", s->http.name, r->table);
+  }
+  if (r->keyless != keyless_layout) {
+    free(cols);
+    return OD_FAIL(err, OD_ESCHEMA, "clickhouse sink %s: table %s was created for a source table %s a key, and the "
+                   "source table now has %s; its rows cannot be carried over in place: drop the ClickHouse table (and "
+                   "its view) and re-copy the table with odsync snapshot", s->http.name, r->table,
+                   keyless_layout ? "without" : "with", r->keyless ? "none" : "one");
   }
   rc = evolve_table(s, r, cols, n, err);
   free(cols);
@@ -451,14 +487,11 @@ int ch_rel_get(ch_sink *s, const od_relation *rel, ch_rel **out, od_error *err) 
     r->kind[i] = (uint8_t)ch_type_of(rel->columns[i].type_oid, rel->columns[i].typmod, t, sizeof t);
     if (rel->columns[i].key) r->keys[r->nkey++] = i;
   }
-  if (!r->nkey) {
-    /* Rows are versioned per key; without one, a replayed insert could not be told from a second
-     * identical row. */
-    int rc = OD_FAIL(err, OD_EUNSUPPORTED, "clickhouse sink %s: table %s.%s has no primary key or replica identity "
-                     "index; the ClickHouse sink versions rows by key (give the source table a primary key, or leave "
-                     "it out of this pipeline's tables)", s->http.name, rel->schema, rel->name);
-    rel_free(r);
-    return rc;
+  /* No key, or REPLICA IDENTITY FULL without a primary key (every column marked key): rows are
+   * signed copies of a content (clickhouse_keyless.c), never versioned per key. */
+  if (!r->nkey || rel->match_full_row) {
+    r->keyless = true;
+    r->nkey = 0;
   }
   /* Rows of an older shape of the same table go in before its table changes. */
   int rc = OD_OK;
@@ -540,7 +573,7 @@ static int index_put(ch_sink *s, ch_rel *r, size_t row, od_error *err) {
   return OD_OK;
 }
 
-static int row_new(ch_sink *s, ch_rel *r, uint64_t version, bool deleted, size_t *out, od_error *err) {
+int ch_row_new(ch_sink *s, ch_rel *r, uint64_t version, bool deleted, size_t *out, od_error *err) {
   size_t nc = r->rel->ncolumns;
   if (r->nrows == r->rows_cap) {
     size_t cap = r->rows_cap ? r->rows_cap * 2 : 256;
@@ -564,7 +597,7 @@ static int bad_value(ch_sink *s, ch_rel *r, uint16_t col, const char *why, od_er
                  s->http.name, r->table, r->rel->columns[col].name, r->rel->columns[col].type_name, why);
 }
 
-static int put_value(ch_sink *s, ch_rel *r, size_t row, uint16_t col, const od_value *v, od_error *err) {
+int ch_put_value(ch_sink *s, ch_rel *r, size_t row, uint16_t col, const od_value *v, od_error *err) {
   ch_cell *c = &r->cells[row * r->rel->ncolumns + col];
   size_t before = r->data.len;
   const char *why = NULL;
@@ -577,7 +610,7 @@ static int put_value(ch_sink *s, ch_rel *r, size_t row, uint16_t col, const od_v
 
 static int put_null(ch_sink *s, ch_rel *r, size_t row, uint16_t col, od_error *err) {
   od_value v = {.kind = OD_VALUE_NULL};
-  return put_value(s, r, row, col, &v, err);
+  return ch_put_value(s, r, row, col, &v, err);
 }
 
 /* Copy cell (from, col) into (row, col); a cell still to fill stays to fill. */
@@ -605,10 +638,10 @@ static bool key_moved(const ch_rel *r, const od_change *c) {
 static int add_delete(ch_sink *s, ch_rel *r, const od_change *c, const od_tuple *t, uint64_t version, size_t *out,
                       od_error *err) {
   size_t row;
-  int rc = row_new(s, r, version, true, &row, err);
+  int rc = ch_row_new(s, r, version, true, &row, err);
   for (uint16_t i = 0; !rc && i < r->rel->ncolumns; i++) {
     if (usable(t, i) && (r->rel->columns[i].key || c->old_kind == 'O'))
-      rc = put_value(s, r, row, i, &t->values[i], err);
+      rc = ch_put_value(s, r, row, i, &t->values[i], err);
     else if (r->rel->columns[i].key)
       rc = OD_FAIL(err, OD_ESINK, "clickhouse sink %s: table %s: a delete without the value of key column %s",
                    s->http.name, r->table, r->rel->columns[i].name);
@@ -620,6 +653,7 @@ static int add_delete(ch_sink *s, ch_rel *r, const od_change *c, const od_tuple 
 }
 
 int ch_rel_change(ch_sink *s, ch_rel *r, const od_change *c, od_error *err) {
+  if (r->keyless) return ch_keyless_change(s, r, c, err);
   const od_relation *rel = r->rel;
   size_t row;
   uint64_t version;
@@ -639,7 +673,7 @@ int ch_rel_change(ch_sink *s, ch_rel *r, const od_change *c, od_error *err) {
     lookup_row = del;
     if ((rc = index_put(s, r, del, err))) return rc;
   }
-  if ((rc = row_new(s, r, version, false, &row, err))) return rc;
+  if ((rc = ch_row_new(s, r, version, false, &row, err))) return rc;
   bool pending_unchanged = false;
   for (uint16_t i = 0; i < rel->ncolumns; i++) {
     if (i < c->newtup.ncolumns && c->newtup.values[i].kind == OD_VALUE_UNCHANGED) {
@@ -648,7 +682,7 @@ int ch_rel_change(ch_sink *s, ch_rel *r, const od_change *c, od_error *err) {
       continue;
     }
     if (i >= c->newtup.ncolumns) rc = put_null(s, r, row, i, err);
-    else rc = put_value(s, r, row, i, &c->newtup.values[i], err);
+    else rc = ch_put_value(s, r, row, i, &c->newtup.values[i], err);
     if (rc) return rc;
   }
   if (pending_unchanged) {
@@ -660,7 +694,7 @@ int ch_rel_change(ch_sink *s, ch_rel *r, const od_change *c, od_error *err) {
       ch_cell *cell = &r->cells[row * rel->ncolumns + i];
       if (cell->len != CH_FILL) continue;
       if (c->old_kind == 'O' && usable(&c->oldtup, i)) { /* REPLICA IDENTITY FULL: the before-image */
-        if ((rc = put_value(s, r, row, i, &c->oldtup.values[i], err))) return rc;
+        if ((rc = ch_put_value(s, r, row, i, &c->oldtup.values[i], err))) return rc;
       } else if (src != CH_NONE && !r->rows[src].deleted) { /* the batch's own newer row */
         copy_cell(r, src, row, i);
         if (r->cells[row * rel->ncolumns + i].len == CH_FILL) {
@@ -702,13 +736,16 @@ static void key_literal(ch_rel *r, size_t row, od_sqlbuf *b) {
   if (r->nkey > 1) od_sqlbuf_add(b, ")");
 }
 
-static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
+/* Key lists of one SELECT stay under this many bytes: ClickHouse parses at most max_query_size
+ * (256 KiB by default) of a query, and a lingering batch may need tens of thousands of keys. */
+#define FILL_QUERY_MAX (192u << 10)
+
+/* The query's head, up to "IN (". */
+static void fill_query_head(ch_rel *r, od_sqlbuf *b) {
   const od_relation *rel = r->rel;
-  size_t nc = rel->ncolumns;
-  od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "SELECT ");
-  for (size_t i = 0; i < nc; i++) {
+  for (size_t i = 0; i < rel->ncolumns; i++) {
     if (i) od_sqlbuf_add(b, ", ");
     ch_ident(b, rel->columns[i].name);
   }
@@ -720,29 +757,23 @@ static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
   }
   if (r->nkey > 1) od_sqlbuf_add(b, ")");
   od_sqlbuf_add(b, " IN (");
-  uint8_t *listed = calloc(r->nrows + 1, 1);
-  if (!listed) return oom(s, err);
-  bool first = true;
-  for (size_t row = 0; row < r->nrows; row++) {
-    uint32_t fk = r->rows[row].fill_key;
-    if (fk == CH_NONE || listed[fk]) continue;
-    listed[fk] = 1;
-    if (!first) od_sqlbuf_add(b, ", ");
-    first = false;
-    key_literal(r, fk, b);
-  }
-  free(listed);
+}
+
+/* Send the query in s->sql and parse its answer into extra rows of r (after the batch's rows,
+ * never inserted). */
+static int fill_query_run(ch_sink *s, ch_rel *r, od_error *err) {
+  size_t nc = r->rel->ncolumns;
+  od_sqlbuf *b = &s->sql;
   od_sqlbuf_add(b, ") FORMAT TabSeparated");
   if (b->oom) return oom(s, err);
   int rc = ch_exec(s, b->p, r->table, "reading the stored values of unchanged TOAST columns", err);
   if (rc) return rc;
-  /* Parse the answer into extra rows of this table (kept after the batch's rows, never inserted). */
-  size_t base = r->nrows;
   char *p = s->http.resp.p;
+  size_t nrows_before = r->nrows;
   while (p && *p) {
     char *nl = strchr(p, '\n');
     size_t extra;
-    if ((rc = row_new(s, r, 0, false, &extra, err))) return rc;
+    if ((rc = ch_row_new(s, r, 0, false, &extra, err))) return rc;
     for (size_t i = 0; i < nc; i++) {
       char *end = strchr(p, '\t');
       if (!end || (nl && end > nl)) end = nl ? nl : p + strlen(p);
@@ -754,16 +785,67 @@ static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
     }
     p = nl ? nl + 1 : NULL;
   }
+  od_debug("clickhouse sink %s: table %s: read %zu stored rows for unchanged TOAST values (%zu-byte query)",
+           s->http.name, r->table, r->nrows - nrows_before, b->len);
+  return OD_OK;
+}
+
+static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
+  const od_relation *rel = r->rel;
+  size_t nc = rel->ncolumns;
+  od_sqlbuf *b = &s->sql;
+  size_t base = r->nrows;
+  /* The keys to read, each once, in SELECTs of at most FILL_QUERY_MAX bytes of keys. */
+  uint8_t *listed = calloc(base + 1, 1);
+  if (!listed) return oom(s, err);
+  int rc = OD_OK;
+  size_t head = 0, listed_n = 0;
+  for (size_t row = 0; row < base && !rc; row++) {
+    uint32_t fk = r->rows[row].fill_key;
+    if (fk == CH_NONE || listed[fk]) continue;
+    listed[fk] = 1;
+    if (!listed_n) {
+      fill_query_head(r, b);
+      head = b->len;
+    } else {
+      od_sqlbuf_add(b, ", ");
+    }
+    key_literal(r, fk, b);
+    listed_n++;
+    if (b->len - head >= FILL_QUERY_MAX) {
+      rc = fill_query_run(s, r, err);
+      listed_n = 0;
+    }
+  }
+  if (!rc && listed_n) rc = fill_query_run(s, r, err);
+  free(listed);
+  if (rc) {
+    r->nrows = base;
+    return rc;
+  }
   size_t found = r->nrows;
+  /* The stored rows by key: open addressing over the extra rows (row + 1, 0 = empty). */
+  size_t cap = 16;
+  while (cap < 2 * (found - base) + 2) cap *= 2;
+  uint32_t *by_key = calloc(cap, sizeof *by_key);
+  if (!by_key) {
+    r->nrows = base;
+    return oom(s, err);
+  }
+  for (size_t e = base; e < found; e++) {
+    size_t i = row_key_hash(r, e) & (cap - 1);
+    while (by_key[i] && !same_key(r, by_key[i] - 1, e)) i = (i + 1) & (cap - 1);
+    if (!by_key[i]) by_key[i] = (uint32_t)e + 1; /* FINAL gives one row per key: keep the first */
+  }
   /* Resolve in batch order. */
   int res = OD_OK;
   for (size_t row = 0; row < base && !res; row++) {
     uint32_t fk = r->rows[row].fill_key;
     if (fk == CH_NONE) continue;
     size_t hit = CH_NONE;
-    for (size_t e = base; e < found; e++) /* few rows need filling; a scan keeps this simple */
-      if (same_key(r, e, fk)) {
-        hit = e;
+    for (size_t i = row_key_hash(r, fk) & (cap - 1); by_key[i]; i = (i + 1) & (cap - 1))
+      if (same_key(r, by_key[i] - 1, fk)) {
+        hit = by_key[i] - 1;
         break;
       }
     for (size_t i = 0; i < nc; i++) {
@@ -779,6 +861,7 @@ static int fill_from_sink(ch_sink *s, ch_rel *r, od_error *err) {
       *cell = r->cells[hit * nc + i];
     }
   }
+  free(by_key);
   r->nrows = base; /* drop the extra rows */
   return res;
 }
@@ -791,7 +874,10 @@ void ch_rel_insert_stmt(ch_sink *s, ch_rel *r) {
     ch_ident(q, r->rel->columns[i].name);
     od_sqlbuf_add(q, ", ");
   }
-  od_sqlbuf_add(q, COL_VERSION ", " COL_DELETED ") FORMAT TabSeparated");
+  if (r->keyless)
+    od_sqlbuf_add(q, CH_COL_HASH ", " COL_VERSION ", " CH_COL_SEQ ", " CH_COL_SIGN ") FORMAT TabSeparated");
+  else
+    od_sqlbuf_add(q, COL_VERSION ", " COL_DELETED ") FORMAT TabSeparated");
 }
 
 /* The bulk-loaded rows (clickhouse_load.c): one INSERT of the buffer as it is. */
@@ -829,7 +915,12 @@ int ch_rel_flush(ch_sink *s, ch_rel *r, od_error *err) {
       od_sqlbuf_addn(b, r->data.p + c[i].off, c[i].len);
       od_sqlbuf_add(b, "\t");
     }
-    od_sqlbuf_addf(b, "%llu\t%u\n", (unsigned long long)r->rows[row].version, (unsigned)r->rows[row].deleted);
+    if (r->keyless)
+      od_sqlbuf_addf(b, "%llu\t%llu\t%llu\t%d\n", (unsigned long long)ch_keyless_hash(r, row),
+                     (unsigned long long)r->rows[row].version, (unsigned long long)r->rows[row].seq,
+                     (int)r->rows[row].sign);
+    else
+      od_sqlbuf_addf(b, "%llu\t%u\n", (unsigned long long)r->rows[row].version, (unsigned)r->rows[row].deleted);
   }
   od_sqlbuf *q = &s->sql;
   ch_rel_insert_stmt(s, r);
@@ -851,5 +942,11 @@ int ch_rel_truncate(ch_sink *s, ch_rel *r, od_error *err) {
   od_sqlbuf_reset(&s->sql);
   od_sqlbuf_addf(&s->sql, "TRUNCATE TABLE %s", r->qtable);
   if (s->sql.oom) return oom(s, err);
-  return ch_exec(s, s->sql.p, r->table, "truncating", err);
+  rc = ch_exec(s, s->sql.p, r->table, "truncating", err);
+  if (!rc && r->keyless) { /* the table is empty: snapshot rows may number from 0 again */
+    ch_seq *q = ch_keyless_seq(s, r, err);
+    if (!q) return OD_ENOMEM;
+    q->next = 0;
+  }
+  return rc;
 }

@@ -13,6 +13,10 @@
 #   ch_cleanup_all      stop the server and remove CH_DIR (for EXIT traps; safe to call twice)
 #   ch_query SQL        run SQL through clickhouse-client as `default` (TSV output)
 #
+# CH_EXTRA_CONFIG (XML put into config.xml, e.g. <part_log>) and CH_EXTRA_PROFILE (settings put
+# into the default profile, e.g. <log_queries>1</log_queries>) are for benchmarks that profile the
+# server; tests leave them empty.
+#
 # Never touches: the Debian package's own server (/etc/clickhouse-server, /var/lib/clickhouse).
 
 CH_DIR=
@@ -54,12 +58,13 @@ ch_write_config() {
   <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
   <max_session_timeout>3600</max_session_timeout>
   <default_session_timeout>60</default_session_timeout>
+  ${CH_EXTRA_CONFIG:-}
 </yandex>
 XML
   cat >"$CH_DIR/users.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+  <profiles><default><max_memory_usage>2000000000</max_memory_usage>${CH_EXTRA_PROFILE:-}</default></profiles>
   <users>
     <default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default>
     <odsync><password>$CH_PASSWORD</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></odsync>

@@ -137,6 +137,40 @@ TEST(a_large_transaction_spanning_chunks_is_committed_once_at_its_end) {
   od_queue_destroy(&q);
 }
 
+/* Transactions A (one chunk), B (over two chunks), C: batches with the given linger setting. */
+static int64_t batches_with_linger(int linger) {
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 100000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
+  od_pipeline_config pc = cfg(5000);
+  pc.batch.linger = linger;
+  od_queue_push(&q, rows_chunk(&q, 1, 10, 0x100), 0);
+  od_queue_push(&q, rows_chunk(&q, 11, 5, 0), 0);
+  od_queue_push(&q, rows_chunk(&q, 16, 5, 0x200), 0);
+  od_queue_push(&q, rows_chunk(&q, 21, 5, 0x300), 0);
+  od_apply *a;
+  od_error err = {0};
+  if (start_apply(&a, &pc, sink, &q, &stats, &err)) OD_TEST_FAIL("start: %s", err.msg);
+  od_queue_close(&q);
+  if (od_apply_join(a, &err)) OD_TEST_FAIL("join: %s", err.msg);
+  CHECK_INT(durable_u64(&stats), 0x300);
+  CHECK_INT(count_rows(), 25);
+  int64_t n = (int64_t)atomic_load(&stats.batches);
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+  return n;
+}
+
+TEST(a_lingering_batch_is_not_cut_before_a_transaction_that_continues) {
+  /* The SQL sinks' rule: the batch before B's first chunk commits on its own (stopping there
+   * loses no complete transaction), then B and C. Lingering (ClickHouse: a part per write): one. */
+  CHECK_INT(batches_with_linger(OD_LINGER_OFF), 2);
+  CHECK_INT(batches_with_linger(OD_LINGER_AUTO), 2); /* SQLite does not ask to linger */
+  CHECK_INT(batches_with_linger(OD_LINGER_ON), 1);
+}
+
 TEST(heartbeat_advances_the_checkpoint_when_idle_and_never_backwards) {
   od_sink *sink = open_sink();
   od_queue q;

@@ -416,7 +416,7 @@ TEST(error_unknown_pipeline_and_batch_keys) {
   CHECK_CONTAINS(m, "pipelines[0]: both 'sink' and 'sinks' are set");
   m = parse_err(PIPE "    batch: {max_row: 5}\n", &e);
   CHECK_CONTAINS(m, "cfg.yaml:7:13: unknown key 'max_row' in pipelines[0].batch; did you mean 'max_rows'? "
-                    "(allowed: max_rows, max_bytes, max_delay_ms, adaptive, min_rows, target_latency_ms)");
+                    "(allowed: max_rows, max_bytes, max_delay_ms, adaptive, min_rows, target_latency_ms, linger)");
 }
 
 TEST(error_wrong_node_kind) {
@@ -696,6 +696,18 @@ TEST(consistency_workers_and_adaptive_batching) {
   CHECK(!c->pipelines[0].batch.adaptive);
   CHECK_INT(c->pipelines[0].batch.min_rows, 100);
   CHECK_INT(c->pipelines[0].batch.target_latency_ms, 50);
+  CHECK_INT(c->pipelines[0].batch.linger, OD_LINGER_AUTO);
+  CHECK(!c->pipelines[0].batch.max_rows_set && !c->pipelines[0].batch.max_delay_set);
+  od_config_free(c);
+  c = parse_ok(PIPE "    batch: {linger: true, max_rows: 5000}\n");
+  CHECK_INT(c->pipelines[0].batch.linger, OD_LINGER_ON);
+  CHECK(c->pipelines[0].batch.max_rows_set && !c->pipelines[0].batch.max_delay_set);
+  od_config_free(c);
+  c = parse_ok(PIPE "    batch: {linger: false}\n");
+  CHECK_INT(c->pipelines[0].batch.linger, OD_LINGER_OFF);
+  od_config_free(c);
+  c = parse_ok(PIPE "    batch: {linger: auto}\n");
+  CHECK_INT(c->pipelines[0].batch.linger, OD_LINGER_AUTO);
   od_config_free(c);
   c = parse_ok(PIPE "    consistency: eventual\n    apply_workers: 8\n"
                     "    batch: {adaptive: true, min_rows: 200, max_rows: 10000, target_latency_ms: 30}\n");
@@ -719,6 +731,7 @@ TEST(error_consistency_workers_and_adaptive_batching) {
   CHECK_CONTAINS(parse_err(PIPE "    apply_workers: 0\n", &e), "cfg.yaml:7:20: pipelines[0].apply_workers");
   CHECK_CONTAINS(parse_err(PIPE "    batch: {adaptive: maybe}\n", &e),
                  "pipelines[0].batch.adaptive: 'maybe' is not a boolean");
+  CHECK_CONTAINS(parse_err(PIPE "    batch: {linger: sometimes}\n", &e), "pipelines[0].batch.linger: 'sometimes'");
   CHECK_CONTAINS(parse_err(PIPE "    batch: {min_rows: 500, max_rows: 100}\n", &e),
                  "min_rows (500) is larger than max_rows (100)");
 }
