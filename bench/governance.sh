@@ -18,7 +18,8 @@
 # under load (the machine is shared).
 #
 # Environment: BENCH_WALL_RUNS (3 runs of each variant without valgrind), BENCH_ROWS (20000: inserts, then as many updates), BENCH_TXN (1000), BENCH_ROUNDS (1:
-# callgrind rounds; 0: none), BENCH_WALL (1: also the wall-clock runs), PG_BIN, BENCH_KEEP=1.
+# callgrind rounds; 0: none), BENCH_WALL (1: also the wall-clock runs), BENCH_VARIANTS ("plain transforms
+# mask_filter audit"; plain must be among them), PG_BIN, BENCH_KEEP=1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -31,7 +32,7 @@ BENCH_ROWS=${BENCH_ROWS:-20000}
 BENCH_TXN=${BENCH_TXN:-1000}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 BENCH_WALL=${BENCH_WALL:-1}
-VARIANTS=(plain transforms mask_filter audit)
+read -r -a VARIANTS <<<"${BENCH_VARIANTS:-plain transforms mask_filter audit}"
 export BENCH_KEY="bench-key-0123456789abcdef-$$"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/odsync-gov.XXXXXX")

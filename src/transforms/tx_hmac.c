@@ -6,6 +6,10 @@
  * then the outer state is copied and fed the inner digest: two compressions for a value shorter than
  * 56 bytes (the minimum HMAC needs), no allocation, no parameter parsing, and the same bytes as any
  * HMAC-SHA-256 with the same key (tests/unit/test_transforms.c checks RFC 4231 and fixed tokens).
+ * A value shorter than 56 bytes (the usual case) skips SHA256_Update/Final: its one block is padded
+ * here (FIPS 180-4 5.1.1) in the locked page, and SHA256_Transform (the same block function as
+ * Update's) runs once on the inner and once on the outer chaining value; longer values take the
+ * Update/Final path. Both give the same bytes.
  *
  * The states use OpenSSL's SHA256_CTX API, deprecated in 3.0 but present in every 3.x build that
  * keeps the deprecated interfaces (Debian's does): OpenSSL 3.0's EVP has no way to copy a digest state
@@ -16,6 +20,7 @@
 #include "transforms/tx_hmac.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -29,6 +34,7 @@
  * (key-derived until the value is fed), kept here rather than on the stack for the same reason. */
 typedef struct hmac_keyed {
   SHA256_CTX inner, outer, work;
+  unsigned char block[64]; /* the one padded block of a short value, then of the inner digest */
 } hmac_keyed;
 
 struct tx_hmac {
@@ -105,8 +111,38 @@ int tx_hmac_open(const od_config_section *cfg, const char *type, tx_hmac **out, 
   return OD_OK;
 }
 
+/* One SHA-256 compression of k->block on `from`'s chaining value, the result big-endian into out. */
+static void compress_one(hmac_keyed *k, const SHA256_CTX *from, unsigned char out[32]) {
+  memcpy(k->work.h, from->h, sizeof k->work.h);
+  SHA256_Transform(&k->work, k->block);
+  for (int i = 0; i < 8; i++) {
+    SHA_LONG w = k->work.h[i];
+    out[4 * i] = (unsigned char)(w >> 24);
+    out[4 * i + 1] = (unsigned char)(w >> 16);
+    out[4 * i + 2] = (unsigned char)(w >> 8);
+    out[4 * i + 3] = (unsigned char)w;
+  }
+}
+
+/* The last block of a message of `total` bytes whose final `n` bytes (n < 56) are in k->block:
+ * 0x80, zeros, the length in bits big-endian (FIPS 180-4, 5.1.1). */
+static void pad_block(hmac_keyed *k, size_t n, uint64_t total) {
+  k->block[n] = 0x80;
+  memset(k->block + n + 1, 0, 56 - n - 1);
+  uint64_t bits = total * 8;
+  for (int i = 0; i < 8; i++) k->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+}
+
 int tx_hmac_digest(tx_hmac *h, const char *data, size_t len, unsigned char out[32], od_error *err) {
   hmac_keyed *k = h->k;
+  if (len < 56) { /* the common case: value and padding fill one block after the key's pad block */
+    memcpy(k->block, data, len);
+    pad_block(k, len, BLOCK + len);
+    compress_one(k, &k->inner, k->block); /* the inner digest, in the locked page */
+    pad_block(k, SHA256_DIGEST_LENGTH, BLOCK + SHA256_DIGEST_LENGTH);
+    compress_one(k, &k->outer, out);
+    return OD_OK;
+  }
   unsigned char inner[SHA256_DIGEST_LENGTH];
   k->work = k->inner;
   if (!SHA256_Update(&k->work, data, len) || !SHA256_Final(inner, &k->work))
