@@ -55,7 +55,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
-od_pg_start "$TMP/pg" "shared_buffers = 512MB" "max_wal_size = 8GB" "autovacuum = off"
+od_pg_start "$TMP/pg" "shared_buffers = 512MB" "max_wal_size = 8GB" "autovacuum = off" "max_replication_slots = 64"
 od_psql postgres -c "CREATE DATABASE bench"
 od_bench_rows_table bench
 RUNS=()

@@ -57,13 +57,26 @@ void tx_hmac_close(tx_hmac *h) {
   free(h);
 }
 
+/* w big-endian at p: one byte-swapping store on a little-endian GCC/Clang host, bytes elsewhere. */
+static inline void put_be32(unsigned char *p, uint32_t w) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+  w = __builtin_bswap32(w);
+  memcpy(p, &w, 4);
+#else
+  p[0] = (unsigned char)(w >> 24);
+  p[1] = (unsigned char)(w >> 16);
+  p[2] = (unsigned char)(w >> 8);
+  p[3] = (unsigned char)w;
+#endif
+}
+
 /* Padding after the last `n` bytes (n < 56) of a message of `total` bytes in block: 0x80, zeros, the
  * length in bits big-endian (FIPS 180-4, 5.1.1). */
 static void pad_block(unsigned char *block, size_t n, uint64_t total) {
   block[n] = 0x80;
   memset(block + n + 1, 0, 56 - n - 1);
-  uint64_t bits = total * 8;
-  for (int i = 0; i < 8; i++) block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+  put_be32(block + 56, (uint32_t)(total >> 29));
+  put_be32(block + 60, (uint32_t)(total << 3));
 }
 
 /* The pad states for `key`; false if OpenSSL's SHA-256 failed. Wipes every stack copy of the key. */
@@ -126,13 +139,7 @@ int tx_hmac_open(const od_config_section *cfg, const char *type, tx_hmac **out, 
 static void compress_one(hmac_keyed *k, const SHA256_CTX *from, const unsigned char *block, unsigned char out[32]) {
   memcpy(k->work.h, from->h, sizeof k->work.h);
   SHA256_Transform(&k->work, block);
-  for (int i = 0; i < 8; i++) { /* big-endian on any host (compilers turn this into byte-swapping stores) */
-    uint32_t w = (uint32_t)k->work.h[i];
-    out[4 * i] = (unsigned char)(w >> 24);
-    out[4 * i + 1] = (unsigned char)(w >> 16);
-    out[4 * i + 2] = (unsigned char)(w >> 8);
-    out[4 * i + 3] = (unsigned char)w;
-  }
+  for (int i = 0; i < 8; i++) put_be32(out + 4 * i, (uint32_t)k->work.h[i]);
 }
 
 int tx_hmac_digest(tx_hmac *h, const char *data, size_t len, unsigned char out[32], od_error *err) {
