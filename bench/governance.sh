@@ -14,8 +14,10 @@
 #   audit      no transform, audit on (the default): one hash-chained record per batch
 # Headline: instructions per change under valgrind --tool=callgrind (the whole process, every
 # thread), repeatable on a loaded machine; throughput ratio = plain instructions / variant
-# instructions. Then one wall-clock run of each variant without valgrind, labelled as measured
-# under load (the machine is shared).
+# instructions. Then BENCH_WALL_RUNS rounds without valgrind, the variants interleaved in each round
+# so a change of load hits all alike: wall clock and the CPU time (user + system) of the odsync
+# process, summed, and the throughput by CPU round by round (plain's CPU / the variant's in the same
+# round) with its median and spread — all labelled as measured under load (the machine is shared).
 #
 # Environment: BENCH_WALL_RUNS (3 runs of each variant without valgrind), BENCH_ROWS (20000: inserts, then as many updates), BENCH_TXN (1000), BENCH_ROUNDS (1:
 # callgrind rounds; 0: none), BENCH_WALL (1: also the wall-clock runs), BENCH_VARIANTS ("plain transforms
