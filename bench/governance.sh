@@ -14,11 +14,15 @@
 #   audit      no transform, audit on (the default): one hash-chained record per batch
 # Headline: instructions per change under valgrind --tool=callgrind (the whole process, every
 # thread), repeatable on a loaded machine; throughput ratio = plain instructions / variant
-# instructions. Then one wall-clock run of each variant without valgrind, labelled as measured
-# under load (the machine is shared).
+# instructions. Then BENCH_WALL_RUNS rounds without valgrind, the variants interleaved in each round
+# so a change of load hits all alike: wall clock and the CPU time (user + system) of the odsync
+# process, summed, and the throughput by CPU round by round (plain's CPU / the variant's in the same
+# round) with its median and spread — all labelled as measured under load (the machine is shared).
 #
 # Environment: BENCH_WALL_RUNS (3 runs of each variant without valgrind), BENCH_ROWS (20000: inserts, then as many updates), BENCH_TXN (1000), BENCH_ROUNDS (1:
-# callgrind rounds; 0: none), BENCH_WALL (1: also the wall-clock runs), PG_BIN, BENCH_KEEP=1.
+# callgrind rounds; 0: none), BENCH_WALL (1: also the wall-clock runs), BENCH_VARIANTS ("plain transforms
+# mask_filter audit"; plain must be among them; a name ending in _before, e.g. transforms_before, runs that
+# variant with the build BENCH_BEFORE, to compare two builds on the same WAL in the same run), PG_BIN, BENCH_KEEP=1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -31,7 +35,11 @@ BENCH_ROWS=${BENCH_ROWS:-20000}
 BENCH_TXN=${BENCH_TXN:-1000}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 BENCH_WALL=${BENCH_WALL:-1}
-VARIANTS=(plain transforms mask_filter audit)
+BENCH_BEFORE=${BENCH_BEFORE:-}
+read -r -a VARIANTS <<<"${BENCH_VARIANTS:-plain transforms mask_filter audit}"
+for v in "${VARIANTS[@]}"; do
+  [[ $v != *_before || -x $BENCH_BEFORE ]] || od_die "variant $v needs BENCH_BEFORE=<an odsync binary>"
+done
 export BENCH_KEY="bench-key-0123456789abcdef-$$"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/odsync-gov.XXXXXX")
@@ -49,7 +57,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
-od_pg_start "$TMP/pg" "shared_buffers = 512MB" "max_wal_size = 8GB" "autovacuum = off"
+od_pg_start "$TMP/pg" "shared_buffers = 512MB" "max_wal_size = 8GB" "autovacuum = off" "max_replication_slots = 64"
 od_psql postgres -c "CREATE DATABASE bench"
 od_bench_rows_table bench
 RUNS=()
@@ -93,13 +101,18 @@ YAML
 run_one() { # SLOT VARIANT CALLGRIND(0|1) -> prints seconds
   local dir=$TMP/$1 t0 t1
   mkdir -p "$dir"
-  config "$dir" "$1" "$2"
+  local bin=$BIN variant=$2
+  if [[ $variant == *_before ]]; then # the same variant run by the BENCH_BEFORE build
+    bin=$BENCH_BEFORE
+    variant=${variant%_before}
+  fi
+  config "$dir" "$1" "$variant"
   t0=$(od_now)
   if [[ $3 == 1 ]]; then
-    valgrind -q --tool=callgrind --callgrind-out-file="$dir/callgrind.out" "$BIN" run -c "$dir/bench.yml" \
+    valgrind -q --tool=callgrind --callgrind-out-file="$dir/callgrind.out" "$bin" run -c "$dir/bench.yml" \
       --no-progress >"$dir/odsync.log" 2>&1 &
   else
-    "$BIN" run -c "$dir/bench.yml" --no-progress >"$dir/odsync.log" 2>&1 &
+    "$bin" run -c "$dir/bench.yml" --no-progress >"$dir/odsync.log" 2>&1 &
   fi
   ODSYNC_PID=$!
   while :; do
@@ -125,7 +138,7 @@ run_one() { # SLOT VARIANT CALLGRIND(0|1) -> prints seconds
   awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { printf "%.2f %s\n", b - a, c }'
 }
 
-declare -A IR WALL CPU
+declare -A IR WALL CPU CPUR
 for r in $(seq 1 "$BENCH_ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
     log "round $r, $v: odsync under callgrind"
@@ -141,6 +154,7 @@ if [[ $BENCH_WALL == 1 ]]; then
       log "wall clock $k, $v (under load: the machine is shared)"
       read -r w c < <(run_one "wall_${v}_$k" "$v" 0)
       log "wall clock $k, $v: $w s, CPU $c s"
+      CPUR[$v-$k]=$c
       WALL[$v]=$(awk -v a="${WALL[$v]}" -v b="$w" 'BEGIN { print a + b }')
       CPU[$v]=$(awk -v a="${CPU[$v]}" -v b="$c" 'BEGIN { print a + b }')
     done
@@ -165,5 +179,16 @@ if [[ $BENCH_WALL == 1 ]]; then
     printf '  %-11s wall %7s s (%5.1f %% of plain)   CPU %6s s (throughput by CPU %5.1f %% of plain)\n' "$v" \
       "${WALL[$v]}" "$(awk -v p="${WALL[plain]}" -v s="${WALL[$v]}" 'BEGIN { print 100 * p / s }')" "${CPU[$v]}" \
       "$(awk -v p="${CPU[plain]}" -v s="${CPU[$v]}" 'BEGIN { print (s > 0 ? 100 * p / s : 0) }')"
+  done
+  printf '\nthroughput by CPU, run by run (plain CPU / variant CPU of the same round k), median and spread:\n'
+  for v in "${VARIANTS[@]}"; do
+    [[ $v == plain ]] && continue
+    ratios=()
+    for k in $(seq 1 "$BENCH_WALL_RUNS"); do
+      ratios+=("$(awk -v p="${CPUR[plain-$k]}" -v s="${CPUR[$v-$k]}" 'BEGIN { printf "%.1f", (s > 0 ? 100 * p / s : 0) }')")
+    done
+    printf '  %-11s %s  median %s %%  (min %s, max %s)\n' "$v" "${ratios[*]}" \
+      "$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }')" \
+      "$(printf '%s\n' "${ratios[@]}" | sort -n | head -1)" "$(printf '%s\n' "${ratios[@]}" | sort -n | tail -1)"
   done
 fi

@@ -25,6 +25,14 @@ typedef struct od_transform od_transform;
 /* Memory for rewritten values, valid until the changes are applied (NULL on out-of-memory). */
 typedef struct od_scratch {
   void *(*alloc)(struct od_scratch *s, size_t size);
+  /* true when the owner of the scratch (the core's chain) lets a transform rewrite in place a values
+   * array that an earlier transform of the chain copied into this scratch for the same change: then
+   * a chain of rewriting transforms makes one copy per tuple, not one per transform. The owner clears
+   * `owned` before each change; src/transforms/tx_util.c's tx_values_copy fills and reads it. false
+   * (a zeroed scratch): every transform copies. */
+  bool reuse;
+  unsigned nowned;
+  const od_value *owned[4];
 } od_scratch;
 
 typedef struct od_transform_ops {

@@ -137,17 +137,22 @@ static int rewrite(chain *c, const od_change *in, size_t n, size_t *m, od_error 
       c->out[k++] = *ch;
       continue;
     }
-    od_change cur = *ch;
+    /* Stage by stage through two buffers, the last stage writing into the output slot; the values
+     * arrays copied for this change may be rewritten in place by later stages (od_scratch.reuse). */
+    memset(c->scratch.s.owned, 0, sizeof c->scratch.s.owned);
+    c->scratch.s.nowned = 0;
+    od_change buf[2];
+    const od_change *cur = ch;
     bool keep = true;
     for (int t = 0; t < c->nt && keep; t++) {
       const od_relation *rel_in = map->stages[t], *rel_out = map->stages[t + 1];
       if (rel_out == rel_in) continue;
-      od_change next;
-      int rc = c->t[t]->ops->change(c->t[t], rel_out, &cur, &next, &c->scratch.s, &keep, err);
+      od_change *next = &buf[cur == &buf[0]];
+      int rc = c->t[t]->ops->change(c->t[t], rel_out, cur, next, &c->scratch.s, &keep, err);
       if (rc) return od_error_prefix(err, "transform %s on %s.%s: ", c->t[t]->ops->type, rel_in->schema, rel_in->name);
       cur = next;
     }
-    if (keep) c->out[k++] = cur;
+    if (keep) c->out[k++] = *cur;
   }
   *m = k;
   return OD_OK;
@@ -251,7 +256,7 @@ int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, 
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);
   }
   od_arena_init(&c->arena, 64 * 1024);
-  c->scratch = (struct chain_scratch){.s = {.alloc = scratch_alloc}, .a = &c->arena};
+  c->scratch = (struct chain_scratch){.s = {.alloc = scratch_alloc, .reuse = true}, .a = &c->arena};
   c->keeps_values = true;
   const od_transform_list *lists[2] = {&cfg->transforms, &sk->transforms};
   int rc = od_pii_guard_new(cfg, sk, &c->guard, err);

@@ -63,14 +63,14 @@ static int fl_relation(od_transform *t, const od_relation *in, const od_relation
  * unchanged. */
 static int as_insert(const od_change *in, od_change *out, od_scratch *s, bool *ok, od_error *err) {
   *ok = false;
-  od_value *v = tx_values_copy(s, &in->newtup);
-  if (!v) return OD_FAIL(err, OD_ENOMEM, "out of memory");
-  for (uint16_t i = 0; i < in->newtup.ncolumns; i++) {
-    if (v[i].kind != OD_VALUE_UNCHANGED) continue;
-    if (in->old_kind != 'O' || i >= in->oldtup.ncolumns || in->oldtup.values[i].kind == OD_VALUE_UNCHANGED)
+  for (uint16_t i = 0; i < in->newtup.ncolumns; i++) /* first: can every unchanged value be filled? */
+    if (in->newtup.values[i].kind == OD_VALUE_UNCHANGED &&
+        (in->old_kind != 'O' || i >= in->oldtup.ncolumns || in->oldtup.values[i].kind == OD_VALUE_UNCHANGED))
       return OD_OK;
-    v[i] = in->oldtup.values[i];
-  }
+  od_value *v = tx_values_copy(s, &in->newtup); /* may be the chain's own copy (tx_util.h): written only now */
+  if (!v && in->newtup.ncolumns) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  for (uint16_t i = 0; i < in->newtup.ncolumns; i++)
+    if (v[i].kind == OD_VALUE_UNCHANGED) v[i] = in->oldtup.values[i];
   out->op = OD_OP_INSERT;
   out->newtup = (od_tuple){in->newtup.ncolumns, v};
   out->old_kind = 0;

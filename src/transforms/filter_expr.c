@@ -15,8 +15,19 @@
 enum kind { N_OR, N_AND, N_NOT, N_CMP, N_IN, N_ISNULL, N_LIKE, N_COL, N_STR, N_NUM, N_NULL };
 enum cmp { C_EQ, C_NE, C_LT, C_LE, C_GT, C_GE };
 
+/* A plain decimal (sign, digits, optional fraction, no exponent): its parts without padding zeros. */
+typedef struct dec {
+  bool neg;
+  const char *ip, *fp;
+  size_t il, fl;
+} dec;
+
+static bool parse_dec(const char *s, size_t n, dec *d);
+
 typedef struct node {
   uint8_t kind, op;
+  bool exact;     /* N_NUM: `d` holds the number, parsed once after parsing (fx_parse) */
+  dec d;
   bool neg;       /* NOT IN, IS NOT NULL, NOT LIKE */
   int a, b, next; /* children; IN: a = operand, b = first item, items chained by next */
   int name;       /* N_COL: name slot */
@@ -369,6 +380,8 @@ int fx_parse(const char *text, fx_expr **out, od_error *err) {
     fx_free(e);
     return err->code ? err->code : OD_ECONFIG;
   }
+  for (int i = 0; i < e->nn; i++) /* numeric constants parsed once, not per evaluation */
+    if (e->n[i].kind == N_NUM) e->n[i].exact = parse_dec(e->n[i].s, e->n[i].len, &e->n[i].d);
   *out = e;
   return OD_OK;
 }
@@ -426,26 +439,22 @@ typedef struct val {
   const char *s;
   uint32_t len;
   bool null;
-  uint8_t type; /* 0 text, 1 number, 2 boolean */
+  uint8_t type;  /* 0 text, 1 number, 2 boolean */
+  const dec *d;  /* a constant's number parsed at fx_parse, or NULL */
 } val;
 
-/* A plain decimal (sign, digits, optional fraction, no exponent): its parts without padding zeros. */
-typedef struct dec {
-  bool neg;
-  const char *ip, *fp;
-  size_t il, fl;
-} dec;
+static bool is_dig(char c) { return c >= '0' && c <= '9'; }
 
 static bool parse_dec(const char *s, size_t n, dec *d) {
   size_t i = 0;
   *d = (dec){0};
   if (i < n && (s[i] == '-' || s[i] == '+')) d->neg = s[i++] == '-';
   size_t is = i;
-  while (i < n && isdigit((unsigned char)s[i])) i++;
+  while (i < n && is_dig(s[i])) i++;
   size_t ie = i, fs = i, fe = i;
   if (i < n && s[i] == '.') {
     fs = ++i;
-    while (i < n && isdigit((unsigned char)s[i])) i++;
+    while (i < n && is_dig(s[i])) i++;
     fe = i;
   }
   if (i != n || (ie == is && fe == fs)) return false;
@@ -470,6 +479,10 @@ static int dec_cmp(const dec *a, const dec *b) {
 
 /* The value as a number: booleans as 1/0. false when it is not one. */
 static bool as_number(const val *v, dec *d, double *f, bool *exact) {
+  if (v->d) {
+    *d = *v->d;
+    return *exact = true;
+  }
   const char *s = v->s;
   size_t n = v->len;
   if (v->type == 2) {
@@ -529,7 +542,7 @@ static val get(const fx_expr *e, const fx_bound *b, int ni, const od_tuple *t, c
     case N_STR:
       return (val){.s = n->s, .len = n->len};
     case N_NUM:
-      return (val){.s = n->s, .len = n->len, .type = 1};
+      return (val){.s = n->s, .len = n->len, .type = 1, .d = n->exact ? &n->d : NULL};
     default:
       return (val){.null = true};
   }

@@ -7,7 +7,8 @@
 #include "common/pg_types.h"
 
 typedef struct version {
-  bool *rewrite;          /* per column */
+  uint16_t *cols;         /* the rewritten columns' positions, ascending (owned), ncols of them */
+  uint16_t ncols;
   char **missing;         /* rewritten missing_value per column (owned), or NULL */
   uint16_t ncolumns;
 } version;
@@ -16,7 +17,7 @@ static void version_free(void *p) {
   version *v = p;
   for (uint16_t i = 0; i < v->ncolumns; i++) free(v->missing[i]);
   free(v->missing);
-  free(v->rewrite);
+  free(v->cols);
   free(v);
 }
 
@@ -67,9 +68,9 @@ int tx_rewrite_relation(od_transform *t, const od_relation *in, const od_relatio
   int rc = tx_outrel_new(&r->outs, in, &o, err);
   if (rc) return rc;
   version *v = calloc(1, sizeof *v);
-  if (!v || !(v->rewrite = calloc(in->ncolumns, sizeof *v->rewrite)) ||
-      !(v->missing = calloc(in->ncolumns, sizeof *v->missing))) {
-    if (v) free(v->rewrite);
+  if (!v || !(v->missing = calloc(in->ncolumns, sizeof *v->missing)) ||
+      !(v->cols = calloc(in->ncolumns, sizeof *v->cols))) {
+    if (v) free(v->missing);
     free(v);
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
   }
@@ -78,7 +79,7 @@ int tx_rewrite_relation(od_transform *t, const od_relation *in, const od_relatio
   for (uint16_t i = 0; i < in->ncolumns; i++) {
     od_column *c = &o->rel.columns[i];
     if (tx_list_index(r->columns, r->ncolumns, c->name) < 0) continue;
-    v->rewrite[i] = true;
+    v->cols[v->ncols++] = i;
     if (r->kind->to_text) {
       c->type_oid = OD_PGT_TEXT;
       c->typmod = -1;
@@ -104,20 +105,22 @@ static int rewrite_tuple(tx_rewrite *r, const tx_outrel *o, const od_tuple *in, 
                          od_error *err) {
   const version *v = o->data;
   *out = *in;
-  if (!in->ncolumns) return OD_OK;
-  od_value *vals = tx_values_copy(s, in);
-  if (!vals) return OD_FAIL(err, OD_ENOMEM, "out of memory");
-  for (uint16_t i = 0; i < in->ncolumns && i < v->ncolumns; i++) {
-    if (!v->rewrite[i]) continue;
+  od_value *vals = NULL; /* copied at the first value rewritten (or the chain's copy: tx_values_copy) */
+  for (uint16_t j = 0; j < v->ncols; j++) {
+    uint16_t i = v->cols[j];
+    if (i >= in->ncolumns) break;
     const od_value *x = &in->values[i];
     if (x->kind == OD_VALUE_NULL || x->kind == OD_VALUE_UNCHANGED) continue;
     if (x->kind != OD_VALUE_TEXT)
       return OD_FAIL(err, OD_EUNSUPPORTED, "column %s: %s needs the value's text form, got a binary value",
                      o->in->columns[i].name, r->kind->ops->type);
-    int rc = r->kind->value(r, &o->in->columns[i], x, &vals[i], s, err);
+    if (!vals && !(vals = tx_values_copy(s, in))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+    od_value res;
+    int rc = r->kind->value(r, &o->in->columns[i], &vals[i], &res, s, err);
     if (rc) return od_error_prefix(err, "column %s: ", o->in->columns[i].name);
+    vals[i] = res;
   }
-  out->values = vals;
+  if (vals) out->values = vals;
   return OD_OK;
 }
 

@@ -6,6 +6,10 @@
  * then the outer state is copied and fed the inner digest: two compressions for a value shorter than
  * 56 bytes (the minimum HMAC needs), no allocation, no parameter parsing, and the same bytes as any
  * HMAC-SHA-256 with the same key (tests/unit/test_transforms.c checks RFC 4231 and fixed tokens).
+ * A value shorter than 56 bytes (the usual case) skips SHA256_Update/Final: its one block is padded
+ * here (FIPS 180-4 5.1.1) in the locked page, and SHA256_Transform (the same block function as
+ * Update's) runs once on the inner and once on the outer chaining value; longer values take the
+ * Update/Final path. Both give the same bytes.
  *
  * The states use OpenSSL's SHA256_CTX API, deprecated in 3.0 but present in every 3.x build that
  * keeps the deprecated interfaces (Debian's does): OpenSSL 3.0's EVP has no way to copy a digest state
@@ -16,6 +20,7 @@
 #include "transforms/tx_hmac.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -29,6 +34,8 @@
  * (key-derived until the value is fed), kept here rather than on the stack for the same reason. */
 typedef struct hmac_keyed {
   SHA256_CTX inner, outer, work;
+  unsigned char block[64];  /* the one padded block of a short value */
+  unsigned char oblock[64]; /* the outer hash's one block: the inner digest, then padding fixed at open */
 } hmac_keyed;
 
 struct tx_hmac {
@@ -50,6 +57,28 @@ void tx_hmac_close(tx_hmac *h) {
   free(h);
 }
 
+/* w big-endian at p: one byte-swapping store on a little-endian GCC/Clang host, bytes elsewhere. */
+static inline void put_be32(unsigned char *p, uint32_t w) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+  w = __builtin_bswap32(w);
+  memcpy(p, &w, 4);
+#else
+  p[0] = (unsigned char)(w >> 24);
+  p[1] = (unsigned char)(w >> 16);
+  p[2] = (unsigned char)(w >> 8);
+  p[3] = (unsigned char)w;
+#endif
+}
+
+/* Padding after the last `n` bytes (n < 56) of a message of `total` bytes in block: 0x80, zeros, the
+ * length in bits big-endian (FIPS 180-4, 5.1.1). */
+static void pad_block(unsigned char *block, size_t n, uint64_t total) {
+  block[n] = 0x80;
+  memset(block + n + 1, 0, 56 - n - 1);
+  put_be32(block + 56, (uint32_t)(total >> 29));
+  put_be32(block + 60, (uint32_t)(total << 3));
+}
+
 /* The pad states for `key`; false if OpenSSL's SHA-256 failed. Wipes every stack copy of the key. */
 static bool key_states(hmac_keyed *k, const unsigned char *key, size_t keylen) {
   unsigned char kb[BLOCK], pad[BLOCK];
@@ -64,6 +93,7 @@ static bool key_states(hmac_keyed *k, const unsigned char *key, size_t keylen) {
   ok = ok && SHA256_Init(&k->inner) && SHA256_Update(&k->inner, pad, BLOCK);
   for (int i = 0; i < BLOCK; i++) pad[i] = kb[i] ^ 0x5c;
   ok = ok && SHA256_Init(&k->outer) && SHA256_Update(&k->outer, pad, BLOCK);
+  pad_block(k->oblock, SHA256_DIGEST_LENGTH, BLOCK + SHA256_DIGEST_LENGTH); /* fixed: every digest is 32 bytes */
   OPENSSL_cleanse(kb, sizeof kb);
   OPENSSL_cleanse(pad, sizeof pad);
   OPENSSL_cleanse(&k->work, sizeof k->work);
@@ -105,8 +135,22 @@ int tx_hmac_open(const od_config_section *cfg, const char *type, tx_hmac **out, 
   return OD_OK;
 }
 
+/* One SHA-256 compression of `block` on `from`'s chaining value, the result big-endian into out. */
+static void compress_one(hmac_keyed *k, const SHA256_CTX *from, const unsigned char *block, unsigned char out[32]) {
+  memcpy(k->work.h, from->h, sizeof k->work.h);
+  SHA256_Transform(&k->work, block);
+  for (int i = 0; i < 8; i++) put_be32(out + 4 * i, (uint32_t)k->work.h[i]);
+}
+
 int tx_hmac_digest(tx_hmac *h, const char *data, size_t len, unsigned char out[32], od_error *err) {
   hmac_keyed *k = h->k;
+  if (len < 56) { /* the common case: value and padding fill one block after the key's pad block */
+    memcpy(k->block, data, len);
+    pad_block(k->block, len, BLOCK + len);
+    compress_one(k, &k->inner, k->block, k->oblock); /* the inner digest, in the locked page */
+    compress_one(k, &k->outer, k->oblock, out);
+    return OD_OK;
+  }
   unsigned char inner[SHA256_DIGEST_LENGTH];
   k->work = k->inner;
   if (!SHA256_Update(&k->work, data, len) || !SHA256_Final(inner, &k->work))
@@ -123,11 +167,16 @@ void tx_hex(const unsigned char *d, size_t n, char *out) {
 }
 
 void tx_hex_chars(const unsigned char *d, size_t nchars, char *out) {
-  static const char hex[] = "0123456789abcdef";
+  static const char pairs[513] = /* byte b's two hex characters at 2 * b */
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
   size_t i = 0;
-  for (; i + 1 < nchars; i += 2) {
-    out[i] = hex[d[i >> 1] >> 4];
-    out[i + 1] = hex[d[i >> 1] & 15];
-  }
-  if (i < nchars) out[i] = hex[d[i >> 1] >> 4];
+  for (; i + 1 < nchars; i += 2) memcpy(out + i, pairs + 2 * d[i >> 1], 2);
+  if (i < nchars) out[i] = pairs[2 * d[i >> 1]];
 }

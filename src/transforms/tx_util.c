@@ -72,7 +72,12 @@ void tx_outrels_free(tx_outrels *o, void (*free_data)(void *)) {
 
 od_value *tx_values_copy(od_scratch *s, const od_tuple *t) {
   if (!t->ncolumns) return NULL;
+  if (s->reuse) /* a copy this chain made for the same change: ours to rewrite (od_scratch) */
+    for (unsigned i = 0; i < 4; i++)
+      if (s->owned[i] == t->values) return (od_value *)t->values;
   od_value *v = s->alloc(s, t->ncolumns * sizeof *v);
-  if (v) memcpy(v, t->values, t->ncolumns * sizeof *v);
+  if (!v) return NULL;
+  memcpy(v, t->values, t->ncolumns * sizeof *v);
+  if (s->reuse) s->owned[s->nowned++ & 3] = v;
   return v;
 }

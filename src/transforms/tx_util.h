@@ -39,7 +39,9 @@ const od_relation *tx_output_of(const tx_outrels *o, const od_relation *in);
 const tx_outrel *tx_outrel_find(tx_outrels *o, const od_relation *rel);
 void tx_outrels_free(tx_outrels *o, void (*free_data)(void *));
 /* A copy of t's values array in the scratch (NULL when t has no values or on out-of-memory: check
- * t->ncolumns). */
+ * t->ncolumns), or t's own array when the scratch allows reuse and an earlier transform of the chain
+ * copied it for this change (od_scratch.reuse): the caller may then write into it either way, and
+ * must not write into it before it knows its output takes the new values. */
 od_value *tx_values_copy(od_scratch *s, const od_tuple *t);
 
 #endif
