@@ -143,12 +143,13 @@ static int migrate_checkpoint(sq_sink *s, od_error *err) {
 }
 
 static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
-  static const char *const keys[] = {"path", "busy_timeout_ms", NULL};
+  static const char *const keys[] = {"path", "busy_timeout_ms", "cache_mb", NULL};
   const char *path = NULL;
-  long busy_ms = 5000;
+  long busy_ms = 5000, cache_mb = 32;
   int rc = od_config_check_keys(cfg, keys, err);
   if (rc == OD_OK) rc = od_config_require_string(cfg, "path", &path, err);
   if (rc == OD_OK) rc = od_config_int(cfg, "busy_timeout_ms", 5000, 0, 3600000, &busy_ms, err);
+  if (rc == OD_OK) rc = od_config_int(cfg, "cache_mb", 32, 1, 65536, &cache_mb, err);
   if (rc) return rc;
 
   sq_sink *s = calloc(1, sizeof *s);
@@ -179,6 +180,14 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
     goto fail;
   }
   sqlite3_busy_timeout(s->db, (int)busy_ms);
+  /* The page cache of the writer's connection (SQLite's default is 2 MB): updates and deletes seek
+   * the key's b-tree pages, which a table larger than the cache reads again from the file. */
+  char pragma[64];
+  snprintf(pragma, sizeof pragma, "PRAGMA cache_size=-%ld", cache_mb * 1024);
+  if ((src = sqlite3_exec(s->db, pragma, NULL, NULL, NULL)) != SQLITE_OK) {
+    rc = sq_fail(s, NULL, "setting cache_size", src, err);
+    goto fail;
+  }
   if ((src = sq_register_functions(s->db)) != SQLITE_OK) {
     rc = sq_fail(s, NULL, "registering function odsync_signbit", src, err);
     goto fail;

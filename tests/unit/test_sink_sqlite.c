@@ -193,6 +193,30 @@ TEST(config_errors_name_the_key_and_the_path) {
   CHECK_CONTAINS(err.msg, "sqlite sink /proc/odsync-no/such.db");
 }
 
+TEST(cache_mb_sets_the_page_cache_of_the_sink_connection) {
+  od_config_entry e[] = {{.key = "path", .value = (char *)fresh_path()}, {.key = "cache_mb", .value = "0"}};
+  od_config_section sec = {.file = "test.yaml", .path = "pipelines[0].sink", .type = "sqlite",
+                           .entries = e, .nentries = 2};
+  od_sink *s = NULL;
+  od_error err = {0};
+  CHECK_INT(ops->open(&sec, "p1", &s, &err), OD_ECONFIG);
+  CHECK_CONTAINS(err.msg, "cache_mb");
+  e[1].value = "96";
+  CHECK_INT(ops->open(&sec, "p1", &s, &err), OD_OK);
+  sqlite3_stmt *st;
+  CHECK_INT(sqlite3_prepare_v2(((sq_sink *)s)->db, "PRAGMA cache_size", -1, &st, NULL), SQLITE_OK);
+  CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+  CHECK_INT(sqlite3_column_int(st, 0), -96 * 1024);
+  sqlite3_finalize(st);
+  ops->close(s);
+  s = open_sink(fresh_path()); /* default: 32 MB */
+  CHECK_INT(sqlite3_prepare_v2(((sq_sink *)s)->db, "PRAGMA cache_size", -1, &st, NULL), SQLITE_OK);
+  CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+  CHECK_INT(sqlite3_column_int(st, 0), -32 * 1024);
+  sqlite3_finalize(st);
+  ops->close(s);
+}
+
 TEST(create_table_with_declared_types_in_source_order) {
   od_column cols[] = {
       {.name = "k2", .type_oid = 21}, {.name = "k4", .type_oid = 23, .key = true},
