@@ -576,7 +576,7 @@ static bool upsertable(const sq_rel *r, const od_change *c) {
  * first r->many_rows (SQ_INSERT_MANY, or fewer for a very wide table) in one statement: one step,
  * one cursor and one statement halt instead of one per row. *done = how many were written (0: not
  * such a run, or the table is too wide for a multi-row statement); *next_try = the first index
- * where a run may start (no run starts before the change that broke this one). Updates written this
+ * where a run may start (a run cannot cross the change that broke this one). Updates written this
  * way count as `updated` (a missing row among them is written too, but not told apart). */
 static int apply_upsert_run(sq_sink *s, sq_rel *r, const od_change *changes, size_t i, size_t n, size_t *done,
                             size_t *next_try, od_error *err) {
@@ -588,7 +588,7 @@ static int apply_upsert_run(sq_sink *s, sq_rel *r, const od_change *changes, siz
   size_t k = 0;
   while (k < SQ_INSERT_MANY && upsertable(r, &changes[i + k])) k++;
   if (k < SQ_INSERT_MANY) {
-    *next_try = i + (k ? k : 1); /* the change that broke the run may start one of another kind */
+    *next_try = i + k + 1;
     return OD_OK;
   }
   sqlite3_stmt *st;
@@ -610,43 +610,6 @@ static int apply_upsert_run(sq_sink *s, sq_rel *r, const od_change *changes, siz
   return OD_OK;
 }
 
-/* A delete the multi-key delete writes as its own statement would: keyed, with its old key. */
-static bool deletable(const sq_rel *r, const od_change *c) {
-  return c->rel == r->rel && c->op == OD_OP_DELETE && r->keyed && (c->old_kind == 'K' || c->old_kind == 'O') &&
-         c->oldtup.ncolumns == r->rel->ncolumns && c->oldtup.values &&
-         c->oldtup.values[SQ_COL(r->key_plan[0])].kind != OD_VALUE_UNCHANGED;
-}
-
-/* The same for runs of SQ_INSERT_MANY deletes of a table keyed by one column: one
- * `DELETE ... WHERE key IN (...)`. A key twice in the run deletes once and counts the second as
- * missing, as one-by-one deletes would. */
-static int apply_delete_run(sq_sink *s, sq_rel *r, const od_change *changes, size_t i, size_t n, size_t *done,
-                            size_t *next_try, od_error *err) {
-  *done = 0;
-  if (n - i < SQ_INSERT_MANY || r->delete_rows < 0 || !r->keyed || r->nkey != 1) {
-    *next_try = n - i < SQ_INSERT_MANY ? n : i + 1;
-    return OD_OK;
-  }
-  size_t k = 0;
-  while (k < SQ_INSERT_MANY && deletable(r, &changes[i + k])) k++;
-  if (k < SQ_INSERT_MANY) {
-    *next_try = i + (k ? k : 1); /* the change that broke the run may start one of another kind */
-    return OD_OK;
-  }
-  sqlite3_stmt *st;
-  int rows, changed = 0, rc = sq_stmt_delete_many(s, r, &st, &rows, err);
-  if (rc || !st) return rc;
-  if ((rc = sq_bind_keys(s, r, st, changes + i, rows, err)) ||
-      (rc = step_done(s, r->target, "delete", st, &changed, err)))
-    return rc;
-  s->stats.deleted += (uint64_t)changed;
-  s->stats.delete_missing += (uint64_t)(rows - changed);
-  s->stats.multi_deletes++;
-  *done = (size_t)rows;
-  *next_try = i + (size_t)rows;
-  return OD_OK;
-}
-
 static int sq_apply(od_sink *base, const od_change *changes, size_t n, od_error *err) {
   sq_sink *s = (sq_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: apply without begin", s->path);
@@ -662,11 +625,9 @@ static int sq_apply(od_sink *base, const od_change *changes, size_t n, od_error 
     int rc = sq_rel_get(s, c->rel, &r, err);
     s->start_over = NULL;
     if (rc) return rc;
-    if (i >= next_run && (is_insert(c) || c->op == OD_OP_UPDATE || c->op == OD_OP_DELETE)) {
+    if (i >= next_run && (is_insert(c) || c->op == OD_OP_UPDATE)) {
       size_t done;
-      rc = c->op == OD_OP_DELETE ? apply_delete_run(s, r, changes, i, n, &done, &next_run, err)
-                                 : apply_upsert_run(s, r, changes, i, n, &done, &next_run, err);
-      if (rc) return rc;
+      if ((rc = apply_upsert_run(s, r, changes, i, n, &done, &next_run, err))) return rc;
       if (done) {
         i += done - 1;
         continue;

@@ -21,7 +21,6 @@ typedef struct od_sqlite_stats {
   uint64_t prepared;         /* statements prepared; constant once every shape has been seen */
   uint64_t multi_inserts;    /* statements that wrote a run of inserts / full-row updates at once
                               * (counted in inserted / updated) */
-  uint64_t multi_deletes;    /* statements that deleted a run of keys at once (counted in deleted / delete_missing) */
   uint64_t wal_checkpoints;  /* WAL checkpoints run by the sink's checkpoint thread */
 } od_sqlite_stats;
 

@@ -69,8 +69,6 @@ typedef struct sq_rel {
   sqlite3_stmt *insert, *del_keyed, *truncate; /* prepared on first use */
   sqlite3_stmt *insert_many; /* insert of many_rows rows (0: not built yet, -1: not possible) */
   int many_rows;
-  sqlite3_stmt *delete_many; /* keyed delete of SQ_INSERT_MANY keys at once (one key column only) */
-  int delete_rows;           /* 0: not built yet, -1: not possible, else SQ_INSERT_MANY */
   sq_variant variants[SQ_MAX_VARIANTS];
   size_t mask_words;      /* 64-bit words for one tuple's bitmask */
   uint64_t *scratch;      /* 2 * mask_words */
@@ -121,8 +119,6 @@ int sq_stmt_insert(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
 /* The insert of *rows rows at once (*out NULL and *rows < 2 when the table is too wide for it). */
 int sq_stmt_insert_many(sq_sink *s, sq_rel *r, sqlite3_stmt **out, int *rows, od_error *err);
 int sq_stmt_delete_keyed(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
-/* DELETE ... WHERE key IN (?1..?n) for a table keyed by one column (*out NULL otherwise). */
-int sq_stmt_delete_many(sq_sink *s, sq_rel *r, sqlite3_stmt **out, int *rows, od_error *err);
 int sq_stmt_truncate(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *err);
 /* The statement for this shape of change. `nt` (update) / `ot` (keyless update/delete) give the
  * UNCHANGED bitmasks. *out = NULL for an update with nothing to set. */
@@ -174,7 +170,5 @@ int sq_bind(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const uint16_t *plan, int n
             const od_tuple *nt, const od_tuple *mt, od_error *err);
 /* Bind the new tuples of changes[0..n) as rows of a multi-row insert (every column, in order). */
 int sq_bind_rows(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const od_change *changes, int n, od_error *err);
-/* Bind the old keys of changes[0..n) as ?1..?n*nkey (key columns in key order). */
-int sq_bind_keys(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const od_change *changes, int n, od_error *err);
 
 #endif

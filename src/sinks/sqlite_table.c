@@ -4,7 +4,7 @@
  * table's name, the CREATE TABLE that makes a missing table (sqlite_schema.c evolves an existing
  * one),
  * and every prepared statement for that version (insert/upsert of one row and of SQ_INSERT_MANY
- * rows, keyed delete of one and of SQ_INSERT_MANY keys, truncate, and up to SQ_MAX_VARIANTS update/delete variants keyed by which
+ * rows, keyed delete, truncate, and up to SQ_MAX_VARIANTS update/delete variants keyed by which
  * values are UNCHANGED, evicted LRU).
  * Statements are built here once; applying a row only binds and steps them.
  * Never touches: transactions, the checkpoint, value conversion (sqlite_types.c).
@@ -137,31 +137,6 @@ int sq_stmt_delete_keyed(sq_sink *s, sq_rel *r, sqlite3_stmt **out, od_error *er
     if (rc) return rc;
   }
   *out = r->del_keyed;
-  return OD_OK;
-}
-
-int sq_stmt_delete_many(sq_sink *s, sq_rel *r, sqlite3_stmt **out, int *rows, od_error *err) {
-  if (!r->delete_many && r->delete_rows == 0) {
-    /* One key column: `k IN (...)` seeks the key index once per value. (Row values over several
-     * key columns are left to the one-row statement.) */
-    int limit = sqlite3_limit(s->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
-    r->delete_rows = r->keyed && r->nkey == 1 && limit >= SQ_INSERT_MANY ? SQ_INSERT_MANY : -1;
-    if (r->delete_rows > 0) {
-      od_sqlbuf *b = &s->sql;
-      od_sqlbuf_reset(b);
-      od_sqlbuf_add(b, "DELETE FROM ");
-      od_sqlbuf_add(b, r->qtarget);
-      od_sqlbuf_add(b, " WHERE ");
-      add_col(b, r, SQ_COL(r->key_plan[0]));
-      od_sqlbuf_add(b, " IN (");
-      for (int k = 0; k < r->delete_rows; k++) od_sqlbuf_addf(b, "%s?%d", k ? "," : "", k + 1);
-      od_sqlbuf_add(b, ")");
-      int rc = prepare(s, r, "preparing delete", &r->delete_many, err);
-      if (rc) return rc;
-    }
-  }
-  *out = r->delete_many;
-  *rows = r->delete_rows;
   return OD_OK;
 }
 
@@ -304,7 +279,6 @@ static void rel_free(sq_rel *r) {
   if (!r) return;
   sqlite3_finalize(r->insert);
   sqlite3_finalize(r->insert_many);
-  sqlite3_finalize(r->delete_many);
   sqlite3_finalize(r->del_keyed);
   sqlite3_finalize(r->truncate);
   for (int i = 0; i < SQ_MAX_VARIANTS; i++) {

@@ -278,13 +278,3 @@ int sq_bind_rows(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const od_change *chang
     rc = bind_tuple(s, r, st, k * nc, r->ident_plan, nc, &changes[k].newtup, &changes[k].newtup, err);
   return rc;
 }
-
-int sq_bind_keys(sq_sink *s, sq_rel *r, sqlite3_stmt *st, const od_change *changes, int n, od_error *err) {
-  size_t need = 0;
-  int rc;
-  for (int k = 0; k < n; k++) need += blob_need(r, r->key_plan, r->nkey, &changes[k].oldtup, &changes[k].oldtup);
-  if ((rc = blob_reserve(s, r, need, err))) return rc;
-  for (int k = 0; k < n && rc == OD_OK; k++)
-    rc = bind_tuple(s, r, st, k * r->nkey, r->key_plan, r->nkey, &changes[k].oldtup, &changes[k].oldtup, err);
-  return rc;
-}

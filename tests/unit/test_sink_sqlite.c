@@ -1347,53 +1347,6 @@ TEST(runs_of_full_row_updates_are_upserted_many_rows_per_statement) {
   ops->close(s);
 }
 
-/* Runs of keyed deletes (one key column) are one DELETE ... WHERE key IN (...): counted as one by
- * one (a key twice or a missing key counts as delete_missing), and in order with the runs around. */
-TEST(runs_of_deletes_are_one_statement_and_keep_order) {
-  od_column cols[] = {{.name = "id", .type_oid = 20, .key = true}, {.name = "v", .type_oid = 25}};
-  od_relation rel = {.oid = 34, .schema = "public", .name = "del", .replica_identity = 'd', .ncolumns = 2,
-                     .columns = cols, .version = 1, .has_primary_key = true};
-  enum { N = 100 };
-  static char ids[N][16];
-  static od_value ins[N][2], keys[N][2];
-  static od_change cs[N];
-  for (int i = 0; i < N; i++) {
-    snprintf(ids[i], sizeof ids[i], "%d", i);
-    ins[i][0] = TV(ids[i]);
-    ins[i][1] = TV("x");
-    keys[i][0] = TV(ids[i]);
-    keys[i][1] = NV;
-    cs[i] = ch_ins(&rel, ins[i]);
-  }
-  od_sink *s = open_sink(fresh_path());
-  od_error err = {0};
-  CHECK_INT(txn(s, cs, 64, 1, &err), OD_OK); /* rows 0..63 */
-  od_sqlite_stats before = stats(s);
-  /* 0..39: delete keys 0..39, but 5 deletes key 4 again and 7 deletes key 500 (missing);
-   * 40..71: insert keys 64..95 (one run); 72..99: delete keys 64..91 (too short for a run). */
-  static char extra[] = "500";
-  for (int i = 0; i < 40; i++) cs[i] = ch_del(&rel, 'K', keys[i]);
-  keys[5][0] = TV(ids[4]);
-  keys[7][0] = TV(extra);
-  for (int i = 40; i < 72; i++) cs[i] = ch_ins(&rel, ins[i + 24]);
-  for (int i = 72; i < N; i++) cs[i] = ch_del(&rel, 'O', ins[i - 8]);
-  CHECK_INT(txn(s, cs, N, 2, &err), OD_OK);
-  od_sqlite_stats st = stats(s);
-  CHECK_INT(st.multi_deletes - before.multi_deletes, 1);
-  CHECK_INT(st.multi_inserts - before.multi_inserts, 1);
-  CHECK_INT(st.deleted - before.deleted, 38 + 28);  /* 0..39 but 5 and 7; then 64..91 */
-  CHECK_INT(st.delete_missing - before.delete_missing, 2);
-  /* left: 5, 7 (their deletes went elsewhere), 40..63, 92..95 */
-  CHECK_STR(q("SELECT count(*) || ' ' || sum(id) FROM del"), "30 1622"); /* 12 + 1236 + 374 */
-  /* A bad key inside a run fails the transaction, naming the column and value. */
-  for (int i = 0; i < 40; i++) cs[i] = ch_del(&rel, 'K', keys[i]);
-  keys[9][0] = TV("x9");
-  CHECK_INT(txn(s, cs, 40, 3, &err), OD_ESINK);
-  CHECK_CONTAINS(err.msg, "del.id");
-  CHECK_STR(q("SELECT count(*) FROM del"), "30");
-  ops->close(s);
-}
-
 /* An update that keeps the key leaves the key out of its SET, except float keys, which are set
  * again: the key 0 finds the row -0 (they are equal) and the row must get the sign the source sent. */
 TEST(update_keeping_a_float_key_still_sets_its_sign) {
