@@ -576,7 +576,7 @@ static bool upsertable(const sq_rel *r, const od_change *c) {
  * first r->many_rows (SQ_INSERT_MANY, or fewer for a very wide table) in one statement: one step,
  * one cursor and one statement halt instead of one per row. *done = how many were written (0: not
  * such a run, or the table is too wide for a multi-row statement); *next_try = the first index
- * where a run may start (a run cannot cross the change that broke this one). Updates written this
+ * where a run may start (no run starts before the change that broke this one). Updates written this
  * way count as `updated` (a missing row among them is written too, but not told apart). */
 static int apply_upsert_run(sq_sink *s, sq_rel *r, const od_change *changes, size_t i, size_t n, size_t *done,
                             size_t *next_try, od_error *err) {
@@ -588,7 +588,7 @@ static int apply_upsert_run(sq_sink *s, sq_rel *r, const od_change *changes, siz
   size_t k = 0;
   while (k < SQ_INSERT_MANY && upsertable(r, &changes[i + k])) k++;
   if (k < SQ_INSERT_MANY) {
-    *next_try = i + k + 1;
+    *next_try = i + (k ? k : 1); /* the change that broke the run (another table's) may start one */
     return OD_OK;
   }
   sqlite3_stmt *st;

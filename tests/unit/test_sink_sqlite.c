@@ -1347,6 +1347,30 @@ TEST(runs_of_full_row_updates_are_upserted_many_rows_per_statement) {
   ops->close(s);
 }
 
+/* A change of another table that breaks a run may start its own right there. */
+TEST(a_run_starts_at_the_change_that_broke_the_previous_one) {
+  od_column cols[] = {{.name = "id", .type_oid = 23, .key = true}};
+  od_relation ra = {.oid = 35, .schema = "public", .name = "ra", .replica_identity = 'd', .ncolumns = 1,
+                    .columns = cols, .version = 1, .has_primary_key = true};
+  od_relation rb = {.oid = 36, .schema = "public", .name = "rb", .replica_identity = 'd', .ncolumns = 1,
+                    .columns = cols, .version = 1, .has_primary_key = true};
+  enum { N = 63 };
+  static char ids[N][16];
+  static od_value v[N][1];
+  static od_change cs[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "%d", i);
+    v[i][0] = TV(ids[i]);
+    cs[i] = ch_ins(i < 31 ? &ra : &rb, v[i]); /* 31 rows of ra (no run), then 32 of rb (a run) */
+  }
+  od_sink *s = open_sink(fresh_path());
+  od_error err = {0};
+  CHECK_INT(txn(s, cs, N, 1, &err), OD_OK);
+  CHECK_INT(stats(s).multi_inserts, 1);
+  CHECK_STR(q("SELECT (SELECT count(*) FROM ra) || ' ' || (SELECT sum(id) FROM rb)"), "31 1488");
+  ops->close(s);
+}
+
 /* An update that keeps the key leaves the key out of its SET, except float keys, which are set
  * again: the key 0 finds the row -0 (they are equal) and the row must get the sign the source sent. */
 TEST(update_keeping_a_float_key_still_sets_its_sign) {
