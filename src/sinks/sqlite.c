@@ -143,12 +143,13 @@ static int migrate_checkpoint(sq_sink *s, od_error *err) {
 }
 
 static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
-  static const char *const keys[] = {"path", "busy_timeout_ms", NULL};
+  static const char *const keys[] = {"path", "busy_timeout_ms", "cache_mb", NULL};
   const char *path = NULL;
-  long busy_ms = 5000;
+  long busy_ms = 5000, cache_mb = 32;
   int rc = od_config_check_keys(cfg, keys, err);
   if (rc == OD_OK) rc = od_config_require_string(cfg, "path", &path, err);
   if (rc == OD_OK) rc = od_config_int(cfg, "busy_timeout_ms", 5000, 0, 3600000, &busy_ms, err);
+  if (rc == OD_OK) rc = od_config_int(cfg, "cache_mb", 32, 1, 65536, &cache_mb, err);
   if (rc) return rc;
 
   sq_sink *s = calloc(1, sizeof *s);
@@ -179,6 +180,14 @@ static int sq_open(const od_config_section *cfg, const char *pipeline, od_sink *
     goto fail;
   }
   sqlite3_busy_timeout(s->db, (int)busy_ms);
+  /* The page cache of the writer's connection (SQLite's default is 2 MB): updates and deletes seek
+   * the key's b-tree pages, which a table larger than the cache reads again from the file. */
+  char pragma[64];
+  snprintf(pragma, sizeof pragma, "PRAGMA cache_size=-%ld", cache_mb * 1024);
+  if ((src = sqlite3_exec(s->db, pragma, NULL, NULL, NULL)) != SQLITE_OK) {
+    rc = sq_fail(s, NULL, "setting cache_size", src, err);
+    goto fail;
+  }
   if ((src = sq_register_functions(s->db)) != SQLITE_OK) {
     rc = sq_fail(s, NULL, "registering function odsync_signbit", src, err);
     goto fail;
@@ -450,6 +459,20 @@ static int apply_insert(sq_sink *s, sq_rel *r, const od_tuple *nt, od_error *err
   return rc;
 }
 
+/* The row keeps its key: every key value of the tuple that finds the row (mt) equals the new one
+ * (same kind, same bytes; trivially when mt is the new tuple: no old key was sent). */
+static bool key_kept(const sq_rel *r, const od_tuple *mt, const od_tuple *nt) {
+  if (mt == nt) return true;
+  for (int k = 0; k < r->nkey; k++) {
+    int col = SQ_COL(r->key_plan[k]);
+    const od_value *a = &mt->values[col], *b = &nt->values[col];
+    if (a->kind != b->kind || a->kind == OD_VALUE_UNCHANGED) return false;
+    if (a->kind == OD_VALUE_NULL) continue;
+    if (a->len != b->len || (a->len && memcmp(a->data, b->data, a->len) != 0)) return false;
+  }
+  return true;
+}
+
 static int apply_update(sq_sink *s, sq_rel *r, const od_change *c, od_error *err) {
   const od_tuple *mt = &c->newtup;
   int rc;
@@ -463,7 +486,11 @@ static int apply_update(sq_sink *s, sq_rel *r, const od_change *c, od_error *err
     mt = &c->oldtup;
   }
   sq_variant *v;
-  rc = sq_variant_get(s, r, SQ_V_UPDATE, &c->newtup, r->keyed ? NULL : mt, &v, err);
+  bool keep = r->keyed && key_kept(r, mt, &c->newtup);
+  rc = sq_variant_get(s, r, keep ? SQ_V_UPDATE_KEEP : SQ_V_UPDATE, &c->newtup, r->keyed ? NULL : mt, &v, err);
+  /* Nothing but the key to set (a key-only table, or every other value UNCHANGED): the full
+   * update, which tells a present row from a missing one (written, or skipped with a warning). */
+  if (!rc && !v && keep) rc = sq_variant_get(s, r, SQ_V_UPDATE, &c->newtup, NULL, &v, err);
   if (rc) return rc;
   if (!v) { /* every value unchanged: nothing to write */
     s->stats.updated++;
@@ -525,16 +552,45 @@ static int apply_delete(sq_sink *s, sq_rel *r, const od_change *c, od_error *err
 
 static bool is_insert(const od_change *c) { return c->op == OD_OP_INSERT || c->op == OD_OP_READ; }
 
-/* When changes[i..] start a run of SQ_INSERT_MANY inserts of r's relation, write its first
- * r->many_rows (SQ_INSERT_MANY, or fewer for a very wide table) in one statement. *done = how many
- * were written (0: not such a run, or the table is too wide for a multi-row statement). */
-static int apply_insert_run(sq_sink *s, sq_rel *r, const od_change *changes, size_t i, size_t n, size_t *done,
-                            od_error *err) {
+/* A change the multi-row upsert (INSERT ... ON CONFLICT (key) DO UPDATE SET every other column)
+ * writes exactly as its own statement would: an insert, or, in a keyed table, an update that
+ * carries every value (no UNCHANGED TOAST value) and keeps its key. Such an update sets the row to
+ * the new tuple when it is there and writes it when it is missing, which is what apply_update does
+ * (UPDATE, then INSERT of the full row when nothing matched). */
+static bool upsertable(const sq_rel *r, const od_change *c) {
+  if (c->rel != r->rel) return false;
+  if (is_insert(c)) return true;
+  if (c->op != OD_OP_UPDATE || !r->keyed) return false;
+  const od_tuple *nt = &c->newtup, *mt = nt;
+  if (nt->ncolumns != r->rel->ncolumns || !nt->values) return false;
+  for (int j = 0; j < nt->ncolumns; j++)
+    if (nt->values[j].kind == OD_VALUE_UNCHANGED) return false;
+  if (c->old_kind == 'K' || c->old_kind == 'O') {
+    mt = &c->oldtup;
+    if (mt->ncolumns != r->rel->ncolumns || !mt->values) return false;
+  }
+  return key_kept(r, mt, nt);
+}
+
+/* When changes[i..] start a run of SQ_INSERT_MANY upsertable changes of r's relation, write its
+ * first r->many_rows (SQ_INSERT_MANY, or fewer for a very wide table) in one statement: one step,
+ * one cursor and one statement halt instead of one per row. *done = how many were written (0: not
+ * such a run, or the table is too wide for a multi-row statement); *next_try = the first index
+ * where a run may start (no run starts before the change that broke this one). Updates written this
+ * way count as `updated` (a missing row among them is written too, but not told apart). */
+static int apply_upsert_run(sq_sink *s, sq_rel *r, const od_change *changes, size_t i, size_t n, size_t *done,
+                            size_t *next_try, od_error *err) {
   *done = 0;
-  if (r->many_rows < 0 || n - i < SQ_INSERT_MANY) return OD_OK;
+  if (n - i < SQ_INSERT_MANY || r->many_rows < 0) {
+    *next_try = n - i < SQ_INSERT_MANY ? n : i + 1;
+    return OD_OK;
+  }
   size_t k = 0;
-  while (k < SQ_INSERT_MANY && is_insert(&changes[i + k]) && changes[i + k].rel == r->rel) k++;
-  if (k < SQ_INSERT_MANY) return OD_OK;
+  while (k < SQ_INSERT_MANY && upsertable(r, &changes[i + k])) k++;
+  if (k < SQ_INSERT_MANY) {
+    *next_try = i + (k ? k : 1); /* the change that broke the run (another table's) may start one */
+    return OD_OK;
+  }
   sqlite3_stmt *st;
   int rows, rc = sq_stmt_insert_many(s, r, &st, &rows, err);
   if (rc || !st) return rc;
@@ -542,15 +598,22 @@ static int apply_insert_run(sq_sink *s, sq_rel *r, const od_change *changes, siz
     if ((rc = check_tuple(s, r, &changes[i + (size_t)j].newtup, "new", err))) return rc;
   if ((rc = sq_bind_rows(s, r, st, changes + i, rows, err)) || (rc = step_done(s, r->target, "insert", st, NULL, err)))
     return rc;
-  s->stats.inserted += (uint64_t)rows;
+  for (int j = 0; j < rows; j++) {
+    if (is_insert(&changes[i + (size_t)j]))
+      s->stats.inserted++;
+    else
+      s->stats.updated++;
+  }
   s->stats.multi_inserts++;
   *done = (size_t)rows;
+  *next_try = i + (size_t)rows;
   return OD_OK;
 }
 
 static int sq_apply(od_sink *base, const od_change *changes, size_t n, od_error *err) {
   sq_sink *s = (sq_sink *)base;
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "sqlite sink %s: apply without begin", s->path);
+  size_t next_run = 0; /* no run of upserts starts before this index */
   for (size_t i = 0; i < n; i++) {
     const od_change *c = &changes[i];
     if (c->op == OD_OP_MESSAGE) continue;
@@ -562,9 +625,9 @@ static int sq_apply(od_sink *base, const od_change *changes, size_t n, od_error 
     int rc = sq_rel_get(s, c->rel, &r, err);
     s->start_over = NULL;
     if (rc) return rc;
-    if (is_insert(c)) {
+    if (i >= next_run && (is_insert(c) || c->op == OD_OP_UPDATE)) {
       size_t done;
-      if ((rc = apply_insert_run(s, r, changes, i, n, &done, err))) return rc;
+      if ((rc = apply_upsert_run(s, r, changes, i, n, &done, &next_run, err))) return rc;
       if (done) {
         i += done - 1;
         continue;

@@ -19,7 +19,8 @@ typedef struct od_sqlite_stats {
   uint64_t missing_skipped;  /* update matched no row and had unchanged (TOAST) values: skipped */
   uint64_t delete_missing;   /* delete matched no row */
   uint64_t prepared;         /* statements prepared; constant once every shape has been seen */
-  uint64_t multi_inserts;    /* statements that wrote a run of inserts at once (counted in inserted) */
+  uint64_t multi_inserts;    /* statements that wrote a run of inserts / full-row updates at once
+                              * (counted in inserted / updated) */
   uint64_t wal_checkpoints;  /* WAL checkpoints run by the sink's checkpoint thread */
 } od_sqlite_stats;
 

@@ -1,7 +1,8 @@
 /* sinks/sqlite_ckpt.c — WAL checkpoints of the SQLite sink, off the writer's path.
  *
  * In WAL mode every commit appends to the -wal file; a checkpoint copies those pages into the
- * database file and syncs it, so that the WAL can start over. SQLite's default runs that
+ * database file and syncs it, so that the WAL can start over. It is asked for once per CKPT_FRAMES
+ * pages the WAL grew (each one costs a sync of the WAL and of the database file). SQLite's default runs that
  * checkpoint inside the COMMIT that pushes the WAL past 1000 pages, i.e. on the writer's path
  * while it holds the write lock (with 100,000-row snapshot chunks: in every commit, and its fsync
  * of the database file as well). Here the commit only signals (a wal hook on the sink's
@@ -41,6 +42,7 @@ struct sq_ckpt {
   pthread_cond_t wake, idle;
   bool pending, running, stop, warned;
   int frames;    /* the WAL's size at the last commit, in pages */
+  int asked_at;  /* the WAL's size when a checkpoint was last asked for (0 after the WAL restarted) */
   uint64_t runs; /* checkpoints run */
 };
 
@@ -76,7 +78,13 @@ static int on_commit(void *arg, sqlite3 *db, const char *schema, int frames) {
   sq_ckpt *c = arg;
   pthread_mutex_lock(&c->lock);
   c->frames = frames;
-  if (frames >= CKPT_FRAMES) {
+  if (frames < c->asked_at) c->asked_at = 0; /* the WAL started over */
+  /* Once per CKPT_FRAMES pages written, not after every commit past the threshold: a checkpoint
+   * syncs the database file (and the WAL), so one per commit of a busy writer tripled its syncs.
+   * Past CKPT_RESTART_FRAMES every commit asks, so that the WAL is copied up to its end and
+   * sq_ckpt_before_begin() can start it over. */
+  if ((frames >= CKPT_FRAMES && frames - c->asked_at >= CKPT_FRAMES) || frames >= CKPT_RESTART_FRAMES) {
+    c->asked_at = frames;
     c->pending = true;
     pthread_cond_signal(&c->wake);
   }

@@ -30,8 +30,12 @@
  * whose affinity stores -0.0 as 0.0 (sqlite_schema.c detects it; docs/TYPES.md). */
 enum sq_class { SQ_TEXT, SQ_INT, SQ_BOOL, SQ_REAL, SQ_BLOB, SQ_REAL_AFF };
 
-/* Statement variants that depend on which values are UNCHANGED. */
-enum sq_vkind { SQ_V_UPDATE = 1, SQ_V_DELETE = 2 };
+/* Statement variants that depend on which values are UNCHANGED. SQ_V_UPDATE_KEEP is the update of
+ * a keyed row whose key stays what it was (no old key sent, or the old key equals the new one): its
+ * SET leaves the key columns out (but float ones, whose sign may change), so SQLite rewrites the row
+ * in place instead of deleting it and inserting it again under the same key (one seek instead of
+ * three for a rowid key; no index entry rewritten for another key). */
+enum sq_vkind { SQ_V_UPDATE = 1, SQ_V_DELETE = 2, SQ_V_UPDATE_KEEP = 3 };
 #define SQ_MAX_VARIANTS 8
 /* A bind plan is a list of column indexes, one per parameter (?1, ?2, ...). Without the flag the
  * value comes from the change's new tuple; with it, from the tuple used to find the row. */

@@ -162,7 +162,7 @@ static int build_variant(sq_sink *s, sq_rel *r, sq_variant *v, int kind, od_erro
   od_sqlbuf *b = &s->sql;
   int np = 0;
   od_sqlbuf_reset(b);
-  if (kind == SQ_V_UPDATE) {
+  if (kind == SQ_V_UPDATE || kind == SQ_V_UPDATE_KEEP) {
     /* OR REPLACE (keyed): a key-changing update replayed after a resumed snapshot may meet a row
      * that already holds the new key (docs/SNAPSHOTS.md); the source's key is unique, so in
      * ordinary streaming this never replaces anything. */
@@ -171,6 +171,9 @@ static int build_variant(sq_sink *s, sq_rel *r, sq_variant *v, int kind, od_erro
     od_sqlbuf_add(b, " SET ");
     for (int i = 0; i < rel->ncolumns; i++) {
       if (bit(newm, i)) continue;
+      /* A kept key already holds its value; a float key is set again for its sign (-0 = 0). */
+      if (kind == SQ_V_UPDATE_KEEP && rel->columns[i].key && r->cls[i] != SQ_REAL && r->cls[i] != SQ_REAL_AFF)
+        continue;
       if (np) od_sqlbuf_add(b, ",");
       add_col(b, r, i);
       v->plan[np++] = (uint16_t)i;
@@ -215,7 +218,7 @@ static int build_variant(sq_sink *s, sq_rel *r, sq_variant *v, int kind, od_erro
     od_sqlbuf_add(b, " LIMIT 1)");
   }
   v->nplan = np;
-  return prepare(s, r, kind == SQ_V_UPDATE ? "preparing update" : "preparing delete", &v->stmt, err);
+  return prepare(s, r, kind == SQ_V_DELETE ? "preparing delete" : "preparing update", &v->stmt, err);
 }
 
 int sq_variant_get(sq_sink *s, sq_rel *r, int kind, const od_tuple *nt, const od_tuple *ot,

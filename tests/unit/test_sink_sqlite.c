@@ -193,6 +193,30 @@ TEST(config_errors_name_the_key_and_the_path) {
   CHECK_CONTAINS(err.msg, "sqlite sink /proc/odsync-no/such.db");
 }
 
+TEST(cache_mb_sets_the_page_cache_of_the_sink_connection) {
+  od_config_entry e[] = {{.key = "path", .value = (char *)fresh_path()}, {.key = "cache_mb", .value = "0"}};
+  od_config_section sec = {.file = "test.yaml", .path = "pipelines[0].sink", .type = "sqlite",
+                           .entries = e, .nentries = 2};
+  od_sink *s = NULL;
+  od_error err = {0};
+  CHECK_INT(ops->open(&sec, "p1", &s, &err), OD_ECONFIG);
+  CHECK_CONTAINS(err.msg, "cache_mb");
+  e[1].value = "96";
+  CHECK_INT(ops->open(&sec, "p1", &s, &err), OD_OK);
+  sqlite3_stmt *st;
+  CHECK_INT(sqlite3_prepare_v2(((sq_sink *)s)->db, "PRAGMA cache_size", -1, &st, NULL), SQLITE_OK);
+  CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+  CHECK_INT(sqlite3_column_int(st, 0), -96 * 1024);
+  sqlite3_finalize(st);
+  ops->close(s);
+  s = open_sink(fresh_path()); /* default: 32 MB */
+  CHECK_INT(sqlite3_prepare_v2(((sq_sink *)s)->db, "PRAGMA cache_size", -1, &st, NULL), SQLITE_OK);
+  CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+  CHECK_INT(sqlite3_column_int(st, 0), -32 * 1024);
+  sqlite3_finalize(st);
+  ops->close(s);
+}
+
 TEST(create_table_with_declared_types_in_source_order) {
   od_column cols[] = {
       {.name = "k2", .type_oid = 21}, {.name = "k4", .type_oid = 23, .key = true},
@@ -1258,6 +1282,116 @@ TEST(runs_of_inserts_are_written_many_rows_per_statement) {
   CHECK_INT(txn(s, cs, N + 2, 3, &err), OD_OK);
   CHECK_STR(q("SELECT count(*) || ' ' || hex((SELECT raw FROM many WHERE id = 5)) FROM many"), "69 05FA");
   CHECK_STR(q("SELECT count(*) FROM log"), "1");
+  ops->close(s);
+}
+
+/* Runs of full-row updates that keep their key go through the multi-row upsert too; updates that
+ * change the key or carry UNCHANGED values break the run and keep their own statements. */
+TEST(runs_of_full_row_updates_are_upserted_many_rows_per_statement) {
+  od_column cols[] = {{.name = "id", .type_oid = 23, .key = true}, {.name = "v", .type_oid = 25},
+                      {.name = "n", .type_oid = 20}};
+  od_relation rel = {.oid = 31, .schema = "public", .name = "upd", .replica_identity = 'd', .ncolumns = 3,
+                     .columns = cols, .version = 1, .has_primary_key = true};
+  enum { N = 64 };
+  static char ids[N][16], vs[N][16], old_ids[N][16];
+  static od_value ins[N][3], upd[N][3], oldv[N][3];
+  static od_change cs[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "%d", i);
+    ins[i][0] = TV(ids[i]);
+    ins[i][1] = TV("orig");
+    ins[i][2] = TV("1");
+    cs[i] = ch_ins(&rel, ins[i]);
+  }
+  od_sink *s = open_sink(fresh_path());
+  od_error err = {0};
+  CHECK_INT(txn(s, cs, N, 1, &err), OD_OK);
+  od_value gone[] = {TV("10"), NV, NV};
+  TXN(s, 2, ch_del(&rel, 'K', gone)); /* row 10 is missing when its update comes */
+  od_sqlite_stats before = stats(s);
+
+  for (int i = 0; i < N; i++) {
+    snprintf(vs[i], sizeof vs[i], "u%d", i);
+    snprintf(old_ids[i], sizeof old_ids[i], "%d", i);
+    upd[i][0] = TV(ids[i]);
+    upd[i][1] = TV(vs[i]);
+    upd[i][2] = TV("2");
+    oldv[i][0] = TV(old_ids[i]);
+    oldv[i][1] = TV("orig");
+    oldv[i][2] = TV("1");
+    /* rows 0..31 without an old tuple (PostgreSQL, key unchanged); 32..63 with the full old row
+     * (MariaDB, FULL images) holding the same key */
+    cs[i] = i < 32 ? ch_upd(&rel, 0, NULL, upd[i]) : ch_upd(&rel, 'O', oldv[i], upd[i]);
+  }
+  /* row 40: its key changes from 40 to 100 (breaks the second run); row 45: n is UNCHANGED */
+  upd[40][0] = TV("100");
+  upd[45][2] = UV;
+  CHECK_INT(txn(s, cs, N, 3, &err), OD_OK);
+  od_sqlite_stats st = stats(s);
+  CHECK_INT(st.multi_inserts - before.multi_inserts, 1); /* rows 0..31; 32..63 are broken by 40 and 45 */
+  CHECK_INT(st.updated - before.updated, N);
+  CHECK_STR(q("SELECT count(*) || ' ' || sum(n) FROM upd"), "64 127"); /* 10 written again; 45 keeps n = 1 */
+  CHECK_STR(q("SELECT v || ' ' || n FROM upd WHERE id = 10"), "u10 2");
+  CHECK_STR(q("SELECT v || ' ' || n FROM upd WHERE id = 45"), "u45 1");
+  CHECK_STR(q("SELECT count(*) FROM upd WHERE id = 40"), "0");
+  CHECK_STR(q("SELECT v FROM upd WHERE id = 100"), "u40");
+  CHECK_STR(q("SELECT count(*) FROM upd WHERE v = 'u' || id"), "63");
+
+  /* Without the key change and the UNCHANGED value, 0..63 are two multi-row statements. */
+  upd[40][0] = TV(ids[40]);
+  upd[45][2] = TV("2");
+  for (int i = 0; i < N; i++) upd[i][2] = TV("3");
+  CHECK_INT(txn(s, cs, N, 4, &err), OD_OK);
+  CHECK_INT(stats(s).multi_inserts - st.multi_inserts, 2);
+  CHECK_STR(q("SELECT count(*) || ' ' || sum(n) FROM upd"), "65 194"); /* id 100 keeps n = 2 */
+  ops->close(s);
+}
+
+/* A change of another table that breaks a run may start its own right there. */
+TEST(a_run_starts_at_the_change_that_broke_the_previous_one) {
+  od_column cols[] = {{.name = "id", .type_oid = 23, .key = true}};
+  od_relation ra = {.oid = 35, .schema = "public", .name = "ra", .replica_identity = 'd', .ncolumns = 1,
+                    .columns = cols, .version = 1, .has_primary_key = true};
+  od_relation rb = {.oid = 36, .schema = "public", .name = "rb", .replica_identity = 'd', .ncolumns = 1,
+                    .columns = cols, .version = 1, .has_primary_key = true};
+  enum { N = 63 };
+  static char ids[N][16];
+  static od_value v[N][1];
+  static od_change cs[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "%d", i);
+    v[i][0] = TV(ids[i]);
+    cs[i] = ch_ins(i < 31 ? &ra : &rb, v[i]); /* 31 rows of ra (no run), then 32 of rb (a run) */
+  }
+  od_sink *s = open_sink(fresh_path());
+  od_error err = {0};
+  CHECK_INT(txn(s, cs, N, 1, &err), OD_OK);
+  CHECK_INT(stats(s).multi_inserts, 1);
+  CHECK_STR(q("SELECT (SELECT count(*) FROM ra) || ' ' || (SELECT sum(id) FROM rb)"), "31 1488");
+  ops->close(s);
+}
+
+/* An update that keeps the key leaves the key out of its SET, except float keys, which are set
+ * again: the key 0 finds the row -0 (they are equal) and the row must get the sign the source sent. */
+TEST(update_keeping_a_float_key_still_sets_its_sign) {
+  od_column cols[] = {{.name = "f", .type_oid = 701, .key = true}, {.name = "v", .type_oid = 25}};
+  od_relation rel = {.oid = 32, .schema = "public", .name = "fkey", .replica_identity = 'd', .ncolumns = 2,
+                     .columns = cols, .version = 1, .has_primary_key = true};
+  od_sink *s = open_sink(fresh_path());
+  od_value a[] = {TV("0"), TV("a")};
+  TXN(s, 1, ch_ins(&rel, a));
+  od_value b[] = {TV("-0"), TV("b")};
+  TXN(s, 2, ch_upd(&rel, 0, NULL, b));
+  CHECK_STR(q("SELECT count(*) || ' ' || max(v) FROM fkey"), "1 b");
+  CHECK_INT(sign_of("fkey", "f", "v = 'b'"), 1);
+  /* a key-only table: an update of a missing row still writes it */
+  od_column kcols[] = {{.name = "k", .type_oid = 23, .key = true}};
+  od_relation krel = {.oid = 33, .schema = "public", .name = "konly", .replica_identity = 'd', .ncolumns = 1,
+                      .columns = kcols, .version = 1, .has_primary_key = true};
+  od_value k[] = {TV("7")};
+  TXN(s, 3, ch_upd(&krel, 0, NULL, k));
+  CHECK_STR(q("SELECT group_concat(k) FROM konly"), "7");
+  CHECK_INT(stats(s).missing_upserted, 1);
   ops->close(s);
 }
 
