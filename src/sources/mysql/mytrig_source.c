@@ -205,8 +205,6 @@ static int mt_start(od_source *base, const od_pos *from, od_error *err) {
     return OD_FAIL(err, OD_EGAP, "%s: the sinks hold a position of another kind (%s); a pipeline cannot change its "
                    "source type: use a new pipeline name", s->where, from->kind->name);
   int rc = my_connect(&s->set, &s->conn, err);
-  /* Pruning and the counter reads take no gap locks; each read opens its own REPEATABLE READ snapshot. */
-  if (!rc) rc = my_exec(&s->set, s->conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", err);
   if (!rc) rc = load(s, NULL, NULL, err);
   my_catalog_disconnect(s->cat);
   if (!rc) rc = build_select(s, err);
@@ -410,6 +408,10 @@ static int initial_copy(mt_source *s, reader *r, od_error *err) {
   return OD_OK;
 }
 
+/* Delete what every sink holds (autocommit, outside any read). Writers insert above the largest
+ * number, so the DELETE's next-key locks meet them at most on the gap after the last row, for the
+ * DELETE's instant; no cycle is possible (the DELETE waits for no lock a writer holds but rows it
+ * deletes, which are committed). */
 static int prune(mt_source *s, od_error *err) {
   if (s->acked <= s->pruned || s->acked <= 1) return OD_OK;
   int64_t now = od_mono_us();
