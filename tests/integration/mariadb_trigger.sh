@@ -5,17 +5,18 @@
 # Asserts:
 #  - before install-triggers, `odsync check` fails naming the command to run; install-triggers
 #    succeeds; rows that existed before odsync first ran arrive (the initial copy);
-#  - commit order: transaction A writes first (an uncaptured table) but commits its captured change
-#    after transaction B, which wrote later and committed first; both end in the sinks with A's value
-#    last. A transaction C that keeps its captured changes open blocks a later captured writer D
-#    until C ends (D's changes are numbered after C's: the counter-lock the design rests on), and
-#    while C is open odsync keeps delivering what committed before it;
-#  - under a mixed workload of two concurrent writers that update the same rows (so the final state
+#  - under a mixed workload of two concurrent writers (started with odsync's first session, so it
+#    runs during the initial copy) that update the same rows (so the final state
 #    depends on commit order), inserts, updates, primary-key changes, deletes, savepoints rolled back,
 #    insert+update+delete of one key in one transaction, with odsync SIGKILLed at random moments
 #    (at least 4 times) and restarted, both sinks end equal to the source row for row
 #    (od_compare_my --sqlite and --pg: same values in the documented forms, nothing missing, nothing
 #    doubled);
+#  - commit order: transaction A writes first (an uncaptured table) but commits its captured change
+#    after transaction B, which wrote later and committed first; both end in the sinks with A's value
+#    last. A transaction C that keeps its captured changes open blocks a later captured writer D
+#    until C ends (D's changes are numbered after C's: the counter-lock the design rests on), and
+#    while C is open odsync keeps delivering what committed before it;
 #  - the change table is pruned once both sinks hold everything;
 #  - after uninstall-triggers information_schema (tables, columns, triggers, routines, schemata) is
 #    exactly as before install-triggers.
@@ -94,56 +95,6 @@ wait_equal_all() {
   echo "$out"
 }
 
-odsync_start "$CONFIG" "$LOG"
-wait_for "grep -q 'initial copy of 3 table(s) done' $LOG" 120 || fail "no initial copy within 120 s"
-wait_equal_all 120 "initial copy"
-[[ $(sqlite3 "$SINK_DB" "SELECT count(*) FROM \"shop.orders\" WHERE customer LIKE 'pre %'") == 200 ]] ||
-  fail "the rows that existed before the first run did not all arrive"
-
-# ---- commit order ----
-# A writes first (uncaptured table), B writes later and commits first, then A changes the same row.
-my_sql <<'SQL' &
-BEGIN;
-INSERT INTO notes (v) VALUES ('A first');
-DO SLEEP(2);
-UPDATE counters SET last = 'A', n = n + 1 WHERE id = 0;
-INSERT INTO docs VALUES (900, 'A');
-COMMIT;
-SQL
-a_pid=$!
-wait_for "[[ \$(my_sql -e \"SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_rows_modified > 0\") -ge 1 ]]" 30 ||
-  fail "transaction A did not start"
-my_sql -e "BEGIN; UPDATE counters SET last = 'B', n = n + 100 WHERE id = 0; INSERT INTO docs VALUES (901, 'B'); COMMIT;"
-wait "$a_pid" || fail "transaction A failed"
-[[ $(my_sql -e "SELECT last FROM counters WHERE id = 0") == A ]] || fail "A did not commit last"
-wait_equal_all 60 "A/B commit order"
-[[ $(sqlite3 "$SINK_DB" "SELECT last FROM \"shop.counters\" WHERE id = 0") == A ]] || fail "the sink does not hold A's value"
-
-# C keeps a captured change open; D (a later captured writer) must wait for it; meanwhile E, which
-# committed before C began, is delivered.
-my_sql -e "INSERT INTO docs VALUES (902, 'E')"
-my_sql <<'SQL' &
-BEGIN;
-UPDATE counters SET last = 'C' WHERE id = 1;
-DO SLEEP(4);
-COMMIT;
-SQL
-c_pid=$!
-wait_for "[[ \$(my_sql -e \"SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_rows_modified > 0\") -ge 1 ]]" 30 ||
-  fail "transaction C did not start"
-d_start=$(date +%s%N)
-my_sql -e "UPDATE counters SET last = 'D' WHERE id = 2" &
-d_pid=$!
-wait_for "[[ \$(sqlite3 $SINK_DB \"SELECT body FROM \\\"shop.docs\\\" WHERE id = 902\" 2>/dev/null) == E ]]" 60 ||
-  fail "E (committed before C) was not delivered while C was open"
-[[ $(sqlite3 "$SINK_DB" "SELECT last FROM \"shop.counters\" WHERE id = 1") != C ]] || fail "C's uncommitted change reached the sink"
-wait "$d_pid" || fail "D failed"
-d_ms=$((($(date +%s%N) - d_start) / 1000000))
-wait "$c_pid" || fail "C failed"
-((d_ms >= 1500)) || fail "D did not wait for C (it took ${d_ms} ms): captured writers are not serialized"
-wait_equal_all 60 "C/D"
-log "commit order ok (D waited ${d_ms} ms for C)"
-
 # ---- mixed workload with SIGKILLs ----
 run_sql() { # run stdin's SQL, retrying deadlock victims (the whole transaction was rolled back)
   local sql try out
@@ -203,7 +154,14 @@ workload() {
   writer 2 || { wait $p1; return 1; }
   wait $p1
 }
+# The workload starts together with odsync's first session, so transactions commit while the initial
+# copy is taken (the copy and the counter it reads must agree).
 workload_start workload
+odsync_start "$CONFIG" "$LOG"
+wait_for "grep -q 'initial copy of 3 table(s) done' $LOG" 120 || fail "no initial copy within 120 s"
+wait_for "[[ \$(sqlite3 $SINK_DB \"SELECT count(*) FROM \\\"shop.orders\\\" WHERE customer LIKE 'pre %'\" 2>/dev/null) -gt 0 ]]" 60 ||
+  fail "the rows that existed before the first run did not arrive"
+
 kills=0
 while kill -0 "$WORKLOAD_PID" 2>/dev/null || ((kills < 4)); do
   sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.5 + r / 32767 * 2.0 }')"
@@ -220,6 +178,50 @@ grep -q "writer 1: [1-9][0-9]* iterations" "$WORKLOAD_LOG" || fail "writer 1 did
 wait_equal_all 180 "after the workload"
 wait_for "[[ \$(my_sql -e 'SELECT COUNT(*) FROM odsync.changes') == 0 ]]" 60 ||
   fail "the change table was not pruned: $(my_sql -e 'SELECT COUNT(*) FROM odsync.changes') changes left"
+# ---- commit order ----
+# A writes first (uncaptured table), B writes later and commits first, then A changes the same row.
+my_sql <<'SQL' &
+BEGIN;
+INSERT INTO notes (v) VALUES ('A first');
+DO SLEEP(2);
+UPDATE counters SET last = 'A', n = n + 1 WHERE id = 0;
+INSERT INTO docs VALUES (9000900, 'A');
+COMMIT;
+SQL
+a_pid=$!
+wait_for "[[ \$(my_sql -e \"SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_rows_modified > 0\") -ge 1 ]]" 30 ||
+  fail "transaction A did not start"
+my_sql -e "BEGIN; UPDATE counters SET last = 'B', n = n + 100 WHERE id = 0; INSERT INTO docs VALUES (9000901, 'B'); COMMIT;"
+wait "$a_pid" || fail "transaction A failed"
+[[ $(my_sql -e "SELECT last FROM counters WHERE id = 0") == A ]] || fail "A did not commit last"
+wait_equal_all 60 "A/B commit order"
+[[ $(sqlite3 "$SINK_DB" "SELECT last FROM \"shop.counters\" WHERE id = 0") == A ]] || fail "the sink does not hold A's value"
+
+# C keeps a captured change open; D (a later captured writer) must wait for it; meanwhile E, which
+# committed before C began, is delivered.
+my_sql -e "INSERT INTO docs VALUES (9000902, 'E')"
+my_sql <<'SQL' &
+BEGIN;
+UPDATE counters SET last = 'C' WHERE id = 1;
+DO SLEEP(4);
+COMMIT;
+SQL
+c_pid=$!
+wait_for "[[ \$(my_sql -e \"SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_rows_modified > 0\") -ge 1 ]]" 30 ||
+  fail "transaction C did not start"
+d_start=$(date +%s%N)
+my_sql -e "UPDATE counters SET last = 'D' WHERE id = 2" &
+d_pid=$!
+wait_for "[[ \$(sqlite3 $SINK_DB \"SELECT body FROM \\\"shop.docs\\\" WHERE id = 9000902\" 2>/dev/null) == E ]]" 60 ||
+  fail "E (committed before C) was not delivered while C was open"
+[[ $(sqlite3 "$SINK_DB" "SELECT last FROM \"shop.counters\" WHERE id = 1") != C ]] || fail "C's uncommitted change reached the sink"
+wait "$d_pid" || fail "D failed"
+d_ms=$((($(date +%s%N) - d_start) / 1000000))
+wait "$c_pid" || fail "C failed"
+((d_ms >= 1500)) || fail "D did not wait for C (it took ${d_ms} ms): captured writers are not serialized"
+wait_equal_all 60 "C/D"
+log "commit order ok (D waited ${d_ms} ms for C)"
+
 odsync_stop
 compare_all >/dev/null || fail "sinks differ after the final stop"
 
