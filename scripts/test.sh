@@ -31,7 +31,8 @@ for t in test_pgoutput test_queue test_apply test_route test_schema test_config 
   test_my_stream test_my_config test_pg_attalign test_pg_ident test_sink_clickhouse_keyless; do
   test_schema_plan test_filter_expr test_transforms test_pipeline_transforms test_http_ingest test_seal test_admin_auth \
   test_audit test_spool test_segfile test_dl_seal test_poll_position test_config_mesh test_error_class \
-  test_breaker test_dead_letter test_config_fault test_pg_readahead test_config_diff test_poll_keys; do
+  test_breaker test_dead_letter test_config_fault test_pg_readahead test_config_diff test_poll_keys \
+  test_mytrig_values; do
   exe=build-valgrind/$t
   if [[ ! -x "$exe" ]]; then
     echo "valgrind: $exe was not built" >&2

@@ -17,5 +17,10 @@
  * *summary (size bytes) receives a one-line description of what was done. */
 int od_triggers_admin(const od_config_section *source, const char *pipeline, bool install, char *summary,
                       size_t size, od_error *err);
+/* The same for a source of type mariadb_trigger (the database odsync and the row triggers, see
+ * docs/adapters/mariadb_trigger.md). MariaDB cannot run DDL in a transaction: a failure part way
+ * leaves what was done; running the command again completes it (every step is idempotent). */
+int od_mytriggers_admin(const od_config_section *source, const char *pipeline, bool install, char *summary,
+                        size_t size, od_error *err);
 
 #endif

@@ -41,7 +41,7 @@ static const char usage[] =
     "          writes a request into the source's stream and returns; needs -p when the config\n"
     "          has several pipelines; --table T (repeatable; default: every captured table)\n"
     "  install-triggers    create the change table and capture triggers of every postgres_trigger\n"
-    "          source (-p: only that pipeline); uninstall-triggers removes them again\n"
+    "          and mariadb_trigger source (-p: only that pipeline); uninstall-triggers removes them\n"
     "  conflicts  print the conflict log of every node of the config's mesh (newest 100 per\n"
     "          node; --limit N)\n"
     "  status  print the status table of a running odsync (its admin server: admin.listen of\n"

@@ -10,6 +10,7 @@ extern const od_source_ops od_source_http;
 extern const od_source_ops od_source_postgres_poll;
 extern const od_source_ops od_source_postgres_trigger;
 extern const od_source_ops od_source_sqlite_poll;
+extern const od_source_ops od_source_mariadb_trigger;
 extern const od_sink_ops od_sink_sqlite;
 extern const od_sink_ops od_sink_postgres;
 extern const od_sink_ops od_sink_clickhouse;
@@ -30,6 +31,7 @@ static const od_source_ops *const sources[] = {
     &od_source_postgres_poll,
     &od_source_postgres_trigger,
     &od_source_sqlite_poll,
+    &od_source_mariadb_trigger,
 };
 
 static const od_sink_ops *const sinks[] = {

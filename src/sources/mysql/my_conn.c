@@ -83,8 +83,13 @@ static int parse_dsn(my_settings *s, const od_config_section *cfg, const char *d
 }
 
 int my_settings_load(my_settings *s, const od_config_section *cfg, const char *pipeline, od_error *err) {
+  return my_settings_load_keys(s, cfg, pipeline, allowed_keys, err);
+}
+
+int my_settings_load_keys(my_settings *s, const od_config_section *cfg, const char *pipeline,
+                          const char *const *keys, od_error *err) {
   memset(s, 0, sizeof *s);
-  int rc = od_config_check_keys(cfg, allowed_keys, err);
+  int rc = od_config_check_keys(cfg, keys, err);
   if (rc) return rc;
   const char *dsn, *host, *user, *password, *database, *snapshot;
   long port, server_id, hb, chunk_rows;

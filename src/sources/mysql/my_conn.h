@@ -35,6 +35,10 @@ typedef struct my_settings {
 
 /* Validate the source section (FILE:LINE:COL errors) and fill s. */
 int my_settings_load(my_settings *s, const od_config_section *cfg, const char *pipeline, od_error *err);
+/* The same with another list of allowed keys (NULL-terminated; a source type built on these settings
+ * with keys of its own, e.g. mariadb_trigger). */
+int my_settings_load_keys(my_settings *s, const od_config_section *cfg, const char *pipeline,
+                          const char *const *keys, od_error *err);
 void my_settings_free(my_settings *s);
 /* A client connection (utf8mb4, time_zone +00:00). Retriable OD_ECONNECT on failure. */
 int my_connect(const my_settings *s, MYSQL **out, od_error *err);
