@@ -25,14 +25,57 @@ cmake -S . -B build-valgrind -DODSYNC_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Debug >/de
 cmake --build build-valgrind -j"$JOBS"
 
 ran=() failed=()
-for t in test_pgoutput test_queue test_apply test_route test_schema test_config test_sink_sqlite test_keytuple \
-  test_pg_copy_text test_pg_copy_binary test_pipeline test_metrics test_ewma test_alerts test_log test_otlp \
-  test_config_admin test_sink_clickhouse_types test_binlog test_binlog_mysql test_mysql_gtidset \
-  test_my_stream test_my_config test_pg_attalign test_pg_ident test_sink_clickhouse_keyless; do
-  test_schema_plan test_filter_expr test_transforms test_pipeline_transforms test_http_ingest test_seal test_admin_auth \
-  test_audit test_spool test_segfile test_dl_seal test_poll_position test_config_mesh test_error_class \
-  test_breaker test_dead_letter test_config_fault test_pg_readahead test_config_diff test_poll_keys \
-  test_mytrig_values; do
+# One per line (branches add to this list: a line each merges cleanly).
+VALGRIND_TESTS=(
+  test_pgoutput
+  test_queue
+  test_apply
+  test_route
+  test_schema
+  test_config
+  test_sink_sqlite
+  test_keytuple
+  test_pg_copy_text
+  test_pg_copy_binary
+  test_pipeline
+  test_metrics
+  test_ewma
+  test_alerts
+  test_log
+  test_otlp
+  test_config_admin
+  test_sink_clickhouse_types
+  test_binlog
+  test_binlog_mysql
+  test_mysql_gtidset
+  test_my_stream
+  test_my_config
+  test_pg_attalign
+  test_pg_ident
+  test_sink_clickhouse_keyless
+  test_schema_plan
+  test_filter_expr
+  test_transforms
+  test_pipeline_transforms
+  test_http_ingest
+  test_seal
+  test_admin_auth
+  test_audit
+  test_spool
+  test_segfile
+  test_dl_seal
+  test_poll_position
+  test_config_mesh
+  test_error_class
+  test_breaker
+  test_dead_letter
+  test_config_fault
+  test_pg_readahead
+  test_config_diff
+  test_poll_keys
+  test_mytrig_values
+)
+for t in "${VALGRIND_TESTS[@]}"; do
   exe=build-valgrind/$t
   if [[ ! -x "$exe" ]]; then
     echo "valgrind: $exe was not built" >&2

@@ -9,9 +9,13 @@
 #
 # Asserts: while the busy database writes at least 64 MB of WAL (about 1 MB/s, bounded: 150 s), the slot's
 # confirmed_flush_lsn keeps advancing (it ends within 16 MB of the current WAL position) and its
-# retained WAL (pg_current_wal_lsn() - restart_lsn) never exceeds 24 MB nor half of what was
-# written; odsync's own odsync_source_retained_bytes metric reports a value within the same bound;
-# the quiet database's table is intact in the sink (od_compare).
+# retained WAL (pg_current_wal_lsn() - restart_lsn) does not grow with what is written: the most it
+# retains while the second 32 MB are written is at most 16 MB more than while the first 32 MB were
+# (a slot that does not advance retains 64 MB at the end against 32), and never more than half of
+# what was written. (restart_lsn moves only at the server's running-xacts records, every 15 s, so how
+# much that is in MB depends on the write rate and on how far the walsender lags on a loaded
+# machine: a fixed size is not the property.) odsync's own odsync_source_retained_bytes metric is
+# within the same bound; the quiet database's table is intact in the sink (od_compare).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -49,13 +53,14 @@ pgbench -n -c 2 -j 1 -T 150 -R 20 -b tpcb-like@1 -f "$TEST_TMP/pad.sql@1" -h 127
   >"$TEST_TMP/pgbench.log" 2>&1 &
 BENCH=$!
 test_extra_cleanup() { kill "$BENCH" 2>/dev/null; wait "$BENCH" 2>/dev/null; }
-max_retained=0 samples=0 written=0
+max_retained=0 max_first=0 max_second=0 samples=0 written=0
 while kill -0 "$BENCH" 2>/dev/null; do
   sleep 2
   now=$(lsn "pg_current_wal_lsn()")
   written=$((now - start))
   retained=$(pg_psql -c "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint FROM pg_replication_slots WHERE slot_name = 'odsync_quiet'")
   ((retained > max_retained)) && max_retained=$retained
+  if ((written < 32 * MB)); then ((retained > max_first)) && max_first=$retained; else ((retained > max_second)) && max_second=$retained; fi
   samples=$((samples + 1))
   odsync_running || fail "odsync exited"
   ((written >= 64 * MB)) && break
@@ -63,8 +68,10 @@ done
 kill "$BENCH" 2>/dev/null || true
 wait "$BENCH" 2>/dev/null || true
 ((written >= 64 * MB)) || { cat "$TEST_TMP/pgbench.log"; fail "the busy database wrote only $((written / MB)) MB of WAL (need 64 MB; machine too slow?)"; }
-log "busy database wrote $((written / MB)) MB of WAL; max retained by the idle slot over $samples samples: $((max_retained / MB)) MB"
-((max_retained <= 24 * MB && max_retained * 2 <= written)) ||
+log "busy database wrote $((written / MB)) MB of WAL; max retained by the idle slot over $samples samples: $((max_retained / MB)) MB (first 32 MB written: $((max_first / MB)) MB, after: $((max_second / MB)) MB)"
+((max_second <= max_first + 16 * MB)) ||
+  fail "the idle database's slot retains more as more is written: up to $max_first bytes while the first 32 MB were written, $max_second after"
+((max_retained * 2 <= written)) ||
   fail "the idle database's slot retained up to $max_retained bytes while $written bytes were written"
 # Its confirmed position follows the cluster's WAL (acknowledged keepalives).
 now=$(lsn "pg_current_wal_lsn()")
@@ -72,7 +79,7 @@ wait_for "(( $now - \$(lsn \"confirmed_flush_lsn FROM pg_replication_slots WHERE
   fail "confirmed_flush_lsn of the idle slot lags more than 16 MB behind the WAL"
 m=$(curl -sf "http://127.0.0.1:$APORT/metrics" | sed -n 's/^odsync_source_retained_bytes{pipeline="quiet"} \([0-9]*\)$/\1/p')
 [[ -n "$m" ]] || fail "no odsync_source_retained_bytes for pipeline quiet"
-((m <= 24 * MB)) || fail "odsync reports $m retained bytes"
+((m * 2 <= written)) || fail "odsync reports $m retained bytes while $written bytes were written"
 log "odsync_source_retained_bytes = $m"
 compare >/dev/null || { compare; fail "the quiet table differs"; }
 odsync_stop
