@@ -50,7 +50,7 @@
 
 typedef struct bent {
   uint32_t off, klen, len, hash; /* in the arena: key values, then (upsert) every column */
-  uint8_t op;                    /* 'U' upsert, 'D' delete, 0 superseded */
+  uint8_t op;                    /* 'I' new row, 'U' upsert, 'D' delete, 0 superseded */
 } bent;
 
 struct pgs_bulk {
@@ -58,11 +58,12 @@ struct pgs_bulk {
   char **casts;           /* per column: the target type (owned) */
   bool *arr;              /* per column: an array or composite type (sent as text[], then cast) */
   char *delim;            /* per column: the array element delimiter (box: ';') */
-  pgs_stmt del, ins;      /* names only ("" until prepared) */
+  pgs_stmt del, ins, plain; /* names only ("" until prepared); plain: INSERT without ON CONFLICT */
+  uint32_t calm;          /* flushes left that upsert 'I' rows (set after a 23505 fallback) */
   char *arena;
   size_t alen, acap;
   bent *ents;
-  uint32_t nent, ecap, nup, ndel;
+  uint32_t nent, ecap, nup, nins, ndel;
   int32_t *slots;         /* open addressing, -1 empty; only live entries */
   uint32_t nslots;
   od_sqlbuf *lits;          /* per column: the text[] literal being built */
@@ -201,7 +202,7 @@ static bool slots_grow(pgs_bulk *b) {
 
 static void reset(pgs_bulk *b) {
   b->alen = 0;
-  b->nent = b->nup = b->ndel = 0;
+  b->nent = b->nup = b->nins = b->ndel = 0;
   if (b->slots) memset(b->slots, 0xff, (size_t)b->nslots * sizeof *b->slots);
 }
 
@@ -214,7 +215,10 @@ int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_err
   uint8_t op;
   switch (c->op) {
     case OD_OP_INSERT:
-    case OD_OP_READ:
+      if (!sendable(&c->newtup, n)) return OD_OK;
+      op = 'I', kt = &c->newtup; /* a new row: no row with this key on the target (optimistic) */
+      break;
+    case OD_OP_READ: /* a snapshot row may meet one already there: upsert */
       if (!sendable(&c->newtup, n)) return OD_OK;
       op = 'U', kt = &c->newtup;
       break;
@@ -240,7 +244,7 @@ int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_err
   /* A large row goes per row: buffered, it would be held three times more (the arena copy, the
    * escaped array literal twice its size, libpq's message), so memory would follow the values'
    * size several times over instead of once. */
-  if (op == 'U') {
+  if (op != 'D') {
     size_t bytes = 0;
     for (int i = 0; i < n; i++)
       if (c->newtup.values[i].kind == OD_VALUE_TEXT) bytes += c->newtup.values[i].len;
@@ -262,18 +266,24 @@ int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_err
   for (int32_t e; (e = b->slots[slot]) >= 0; slot = (slot + 1) & (b->nslots - 1)) {
     bent *o = &b->ents[e];
     if (o->hash != h || o->klen != klen || memcmp(b->arena + o->off, b->arena + start, klen) != 0) continue;
+    /* A row inserted in this buffer stays new through its updates; an insert after a delete
+     * (or after an update: a row that was there) is an upsert. */
+    if (o->op == 'I' && c->op == OD_OP_UPDATE) op = 'I';
+    else if (op == 'I') op = 'U';
     if (o->op == 'U') b->nup--;
+    else if (o->op == 'I') b->nins--;
     else b->ndel--;
     o->op = 0; /* superseded: this change is the key's final image */
     break;
   }
-  if (op == 'U')
+  if (op != 'D')
     for (int i = 0; i < n; i++)
       if (!put_value(b, &c->newtup.values[i])) return oom(s, r, err);
   b->slots[slot] = (int32_t)b->nent;
   b->ents[b->nent++] = (bent){.off = (uint32_t)start, .klen = klen, .len = (uint32_t)(b->alen - start),
                               .hash = h, .op = op};
   if (op == 'U') b->nup++;
+  else if (op == 'I') b->nins++;
   else b->ndel++;
   *taken = true;
   if (b->nent >= PGS_BULK_MAX_ROWS || b->alen >= PGS_BULK_MAX_BYTES) return pgs_bulk_flush(s, r, err);
@@ -371,7 +381,8 @@ static int prepare_delete(pgs_sink *s, pg_rel *r, od_error *err) {
   return rc;
 }
 
-static int prepare_upsert(pgs_sink *s, pg_rel *r, od_error *err) {
+/* plain: INSERT without ON CONFLICT (the optimistic path for new rows), else the upsert. */
+static int prepare_insert(pgs_sink *s, pg_rel *r, bool plain, od_error *err) {
   const od_relation *rel = r->rel;
   int n = rel->ncolumns;
   od_sqlbuf *q = &r->bulk->sql;
@@ -386,6 +397,15 @@ static int prepare_upsert(pgs_sink *s, pg_rel *r, od_error *err) {
   }
   od_sqlbuf_add(q, ") SELECT ");
   add_select(q, r, false, n);
+  if (plain) {
+    pgs_stmt *st = &r->bulk->plain;
+    if (q->oom) return oom(s, r, err);
+    snprintf(st->name, sizeof st->name, "odsync_%u", ++s->stmt_seq);
+    int rc = send_prepare(s, r, "preparing the set-based insert", st->name, err);
+    if (rc) st->name[0] = '\0';
+    else s->stats.prepared++;
+    return rc;
+  }
   od_sqlbuf_add(q, " ON CONFLICT (");
   for (int k = 0; k < r->nkey; k++) {
     if (k) od_sqlbuf_add(q, ", ");
@@ -421,7 +441,8 @@ static void lits_open(pgs_bulk *b, int n) {
   }
 }
 
-static int lits_send(pgs_sink *s, pg_rel *r, const pgs_stmt *st, int n, const char *what, od_error *err) {
+static int lits_send(pgs_sink *s, pg_rel *r, const pgs_stmt *st, int n, uint8_t cmd, const char *what,
+                     od_error *err) {
   pgs_bulk *b = r->bulk;
   for (int i = 0; i < n; i++) {
     od_sqlbuf *l = &b->lits[i];
@@ -430,8 +451,66 @@ static int lits_send(pgs_sink *s, pg_rel *r, const pgs_stmt *st, int n, const ch
     l->p[l->len] = '\0';
     s->pvals[i] = l->p;
   }
-  if (!pgs_cmd_push(s, PGS_CMD_OTHER, r, what, -1)) return oom(s, r, err);
+  if (!pgs_cmd_push(s, cmd, r, what, -1)) return oom(s, r, err);
   if (!PQsendQueryPrepared(s->conn, st->name, n, s->pvals, NULL, NULL, 0)) return pgs_fail(s, r->target, what, NULL, err);
+  return OD_OK;
+}
+
+/* Build the literals of the rows whose op is `op` (or 'I' too when `with_new`). */
+static int lits_rows(pgs_sink *s, pg_rel *r, uint8_t op, bool with_new, od_error *err) {
+  pgs_bulk *b = r->bulk;
+  int n = r->rel->ncolumns;
+  lits_open(b, n);
+  for (uint32_t e = 0; e < b->nent; e++) {
+    uint8_t o = b->ents[e].op;
+    if (o != op && !(with_new && o == 'I')) continue;
+    size_t pos = b->ents[e].off + b->ents[e].klen;
+    for (int i = 0; i < n; i++)
+      if (!lit_elem(&b->lits[i], b->delim[i], b->arena, &pos)) return oom(s, r, err);
+  }
+  return OD_OK;
+}
+
+/* Queue a parameterless statement; false when it could not be sent. */
+static int utility(pgs_sink *s, pg_rel *r, const char *sql, od_error *err) {
+  return pgs_send_utility(s, r, sql, sql, err);
+}
+
+/* The optimistic path for the new rows ('I'): a plain INSERT (no arbiter-index pre-check, no
+ * speculative insertion) inside a savepoint, then a sync and the results read, so that a key
+ * already on the target (23505: put there by a user, or by a snapshot) is known before anything
+ * else goes out; then the run is rolled back to the savepoint and sent again as the upsert. Leaves
+ * the connection in pipeline mode, as the caller had it (also on failure: the caller syncs). */
+static int flush_new(pgs_sink *s, pg_rel *r, od_error *err) {
+  pgs_bulk *b = r->bulk;
+  int n = r->rel->ncolumns, rc;
+  if (!b->plain.name[0] && (rc = prepare_insert(s, r, true, err))) return rc;
+  if ((rc = lits_rows(s, r, 'I', false, err)) || (rc = utility(s, r, "SAVEPOINT odsync_new", err)) ||
+      (rc = lits_send(s, r, &b->plain, n, PGS_CMD_TRY_INSERT, "set-based insert", err)) ||
+      (rc = utility(s, r, "RELEASE SAVEPOINT odsync_new", err)))
+    return rc;
+  s->try_conflict = false;
+  rc = pgs_pipeline_finish(s, s->batch, err);
+  bool conflict = s->try_conflict;
+  s->try_conflict = false;
+  if (!PQenterPipelineMode(s->conn) && !rc) rc = pgs_fail(s, r->target, "entering pipeline mode", NULL, err);
+  if (rc) return rc;
+  if (!conflict) {
+    s->stats.inserted += b->nins;
+    return OD_OK;
+  }
+  od_info("postgres sink %s: table %s: %u new rows met a key already on the target; applied as an upsert",
+          s->where, r->target, b->nins);
+  b->calm = 16; /* the next flushes of this table upsert right away */
+  s->stats.updated += b->nins;
+  /* s->pvals still points at the literals, closed by lits_send. */
+  if ((rc = utility(s, r, "ROLLBACK TO SAVEPOINT odsync_new", err)) ||
+      (rc = utility(s, r, "RELEASE SAVEPOINT odsync_new", err)))
+    return rc;
+  if (!b->ins.name[0] && (rc = prepare_insert(s, r, false, err))) return rc;
+  if (!pgs_cmd_push(s, PGS_CMD_OTHER, r, "set-based upsert (key already there)", -1)) return oom(s, r, err);
+  if (!PQsendQueryPrepared(s->conn, b->ins.name, n, s->pvals, NULL, NULL, 0))
+    return pgs_fail(s, r->target, "set-based upsert (key already there)", NULL, err);
   return OD_OK;
 }
 
@@ -448,21 +527,20 @@ int pgs_bulk_flush(pgs_sink *s, pg_rel *r, od_error *err) {
       for (int k = 0; k < r->nkey; k++)
         if (!lit_elem(&b->lits[k], b->delim[PGS_COL(r->key_plan[k])], b->arena, &pos)) return oom(s, r, err);
     }
-    if ((rc = lits_send(s, r, &b->del, r->nkey, "set-based delete", err))) return rc;
+    if ((rc = lits_send(s, r, &b->del, r->nkey, PGS_CMD_OTHER, "set-based delete", err))) return rc;
     s->stats.deleted += b->ndel;
   }
-  if (b->nup) {
-    if (!b->ins.name[0] && (rc = prepare_upsert(s, r, err))) return rc;
-    lits_open(b, n);
-    for (uint32_t e = 0; e < b->nent; e++) {
-      if (b->ents[e].op != 'U') continue;
-      size_t pos = b->ents[e].off + b->ents[e].klen;
-      for (int i = 0; i < n; i++)
-        if (!lit_elem(&b->lits[i], b->delim[i], b->arena, &pos)) return oom(s, r, err);
-    }
-    if ((rc = lits_send(s, r, &b->ins, n, "set-based upsert", err))) return rc;
-    s->stats.updated += b->nup;
+  /* After a fallback, new rows go with the upserts for a while (one statement, no extra sync). */
+  bool optimistic = b->nins && !b->calm;
+  if (b->nins && b->calm) b->calm--;
+  if (b->nup || (b->nins && !optimistic)) {
+    if (!b->ins.name[0] && (rc = prepare_insert(s, r, false, err))) return rc;
+    if ((rc = lits_rows(s, r, 'U', !optimistic, err)) ||
+        (rc = lits_send(s, r, &b->ins, n, PGS_CMD_OTHER, "set-based upsert", err)))
+      return rc;
+    s->stats.updated += b->nup + (optimistic ? 0 : b->nins);
   }
+  if (optimistic && (rc = flush_new(s, r, err))) return rc;
   reset(b);
   return OD_OK;
 }
@@ -508,8 +586,8 @@ void pgs_bulk_discard_all(pgs_sink *s) {
 int pgs_bulk_forget(pgs_sink *s, pg_rel *r, od_error *err) {
   pgs_bulk *b = r->bulk;
   if (!b) return OD_OK;
-  pgs_stmt *sts[] = {&b->del, &b->ins};
-  for (int i = 0; i < 2; i++) {
+  pgs_stmt *sts[] = {&b->del, &b->ins, &b->plain};
+  for (int i = 0; i < 3; i++) {
     if (!sts[i]->name[0]) continue;
     char sql[48];
     snprintf(sql, sizeof sql, "DEALLOCATE %s", sts[i]->name);
