@@ -8,7 +8,8 @@
  *   postgres_apply.c  applying a batch: one libpq pipeline of prepared statements, one sync,
  *                     then reading the results (missing rows, errors)
  *   postgres_bulk.c   set-based apply of keyed tables: buffered, merged by key, flushed as one
- *                     DELETE + one INSERT ... ON CONFLICT per table (owns pg_rel.bulk)
+ *                     DELETE + one INSERT ... ON CONFLICT per table, new rows as a plain INSERT
+ *                     in a savepoint (upsert on 23505) (owns pg_rel.bulk)
  *   postgres_load.c   initial-snapshot chunks loaded with COPY (text or binary), the primary key
  *                     of a table created for a load built once at the end (owns pgs_sink.copy_*)
  *
