@@ -121,7 +121,10 @@ int pgs_pipeline_finish(pgs_sink *s, const od_change *changes, od_error *err) {
     const pgs_cmd_rec *rec = i < s->ncmds ? &s->cmds[i] : NULL;
     i++;
     if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE) {
-      if (!rc) rc = pgs_fail(s, rec && rec->r ? rec->r->target : NULL, rec ? rec->what : "pipeline", res, err);
+      const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+      if (!rc && rec && rec->cmd == PGS_CMD_TRY_INSERT && state && strcmp(state, "23505") == 0)
+        s->try_conflict = true; /* a key already there: the caller redoes the run as an upsert */
+      else if (!rc) rc = pgs_fail(s, rec && rec->r ? rec->r->target : NULL, rec ? rec->what : "pipeline", res, err);
     } else if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
       if (rec && rec->cmd == PGS_CMD_COMMIT && strcmp(PQcmdStatus(res), "COMMIT") != 0 && !rc)
         rc = OD_FAIL(err, OD_ESINK, "postgres sink %s: COMMIT: the server rolled the transaction back (%s)",
@@ -269,7 +272,16 @@ static int send_change(pgs_sink *s, pg_rel *r, const od_change *c, int32_t idx, 
 }
 
 /* Pass 2 over changes[from, to): one pipeline, one sync. Every relation has its state. */
+static int send_range_in(pgs_sink *s, const od_change *changes, size_t from, size_t to, od_error *err);
+
 static int send_range(pgs_sink *s, const od_change *changes, size_t from, size_t to, od_error *err) {
+  s->batch = changes; /* a flush may read results mid-batch (postgres_bulk.c) */
+  int rc = send_range_in(s, changes, from, to, err);
+  s->batch = NULL;
+  return rc;
+}
+
+static int send_range_in(pgs_sink *s, const od_change *changes, size_t from, size_t to, od_error *err) {
   if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
   int rc = OD_OK;
   if (!s->begin_sent) {

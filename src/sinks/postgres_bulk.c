@@ -23,6 +23,14 @@
  * the target's own type, found by name in its catalog: a source type OID means nothing there.
  * Deletes go first: a key deleted and another spelling of an equal key upserted (numeric 1.0 vs
  * 1.00) can only mean the upsert is the later, live row.
+ * New rows (a key whose final image comes from an insert in this buffer: op 'I') go last, as a
+ * plain INSERT (no ON CONFLICT: no arbiter pre-check, no speculative insertion) between SAVEPOINT
+ * odsync_new and its RELEASE, then a sync: if it met a key already there (23505), the run is
+ * rolled back to the savepoint and sent again, same parameters, as the upsert; the next
+ * PGS_CALM_FLUSHES flushes of that table then upsert their new rows at once.
+ * Parameters of the target types bool, int2/4/8, text and varchar go as binary arrays (encoded
+ * here from the text the source sent; a value not in the type's output form sends that parameter
+ * as text instead); the others as text[] literals.
  * A row of more than PGS_BULK_ROW_MAX value bytes is not buffered (per-row path: its values are
  * sent once, straight from the change), so a transaction of large values holds about one value in
  * the sink at a time.
@@ -34,7 +42,8 @@
  * Memory: the arena, entry array, hash slots and the per-column literal buffers only grow; once
  * warm, buffering a row copies its bytes and allocates nothing. Change values are copied into the
  * arena (they are borrowed only for one apply() call).
- * Never touches: transactions, the checkpoint, the per-row statements, DDL.
+ * Never touches: transactions (but for its own savepoint odsync_new), the checkpoint, the per-row
+ * statements, DDL.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,10 +56,11 @@
 #define PGS_BULK_MAX_BYTES ((size_t)16 << 20)
 #define PGS_BULK_ROW_MAX ((size_t)1 << 20) /* a row with more value bytes takes the per-row path */
 #define NULL_LEN UINT32_MAX
+#define PGS_CALM_FLUSHES 16u /* after a 23505 fallback: flushes that upsert new rows at once */
 
 typedef struct bent {
   uint32_t off, klen, len, hash; /* in the arena: key values, then (upsert) every column */
-  uint8_t op;                    /* 'U' upsert, 'D' delete, 0 superseded */
+  uint8_t op;                    /* 'I' new row, 'U' upsert, 'D' delete, 0 superseded */
 } bent;
 
 struct pgs_bulk {
@@ -58,11 +68,15 @@ struct pgs_bulk {
   char **casts;           /* per column: the target type (owned) */
   bool *arr;              /* per column: an array or composite type (sent as text[], then cast) */
   char *delim;            /* per column: the array element delimiter (box: ';') */
-  pgs_stmt del, ins;      /* names only ("" until prepared) */
+  uint32_t *oid;          /* per column: the target type's OID, when its array goes binary, else 0 */
+  int *plen, *pfmt;       /* per parameter of the statement being sent: length, format */
+  bool *failed;           /* per parameter: a value did not encode in binary: sent as text */
+  pgs_stmt del, ins, plain; /* names only ("" until prepared); plain: INSERT without ON CONFLICT */
+  uint32_t calm;          /* flushes left that upsert 'I' rows (set after a 23505 fallback) */
   char *arena;
   size_t alen, acap;
   bent *ents;
-  uint32_t nent, ecap, nup, ndel;
+  uint32_t nent, ecap, nup, nins, ndel;
   int32_t *slots;         /* open addressing, -1 empty; only live entries */
   uint32_t nslots;
   od_sqlbuf *lits;          /* per column: the text[] literal being built */
@@ -81,6 +95,10 @@ void pgs_bulk_free(pgs_bulk *b) {
   free(b->casts);
   free(b->arr);
   free(b->delim);
+  free(b->oid);
+  free(b->plen);
+  free(b->pfmt);
+  free(b->failed);
   for (int i = 0; b->lits && i < b->nlits; i++) od_sqlbuf_free(&b->lits[i]);
   free(b->lits);
   free(b->arena);
@@ -92,6 +110,17 @@ void pgs_bulk_free(pgs_bulk *b) {
 
 /* ---- state: the target's column types ------------------------------------------------------ */
 
+/* Built-in types whose binary form odsync writes itself from the text the source sent (the
+ * target's own OIDs: a domain or a user type is never one of these): the array parameter goes in
+ * binary, so the server runs no array_in and no element input function (bench/pg_insert_shapes.sh). */
+enum { OID_BOOL = 16, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_TEXT = 25, OID_VARCHAR = 1043 };
+static uint32_t bin_type(uint32_t oid) {
+  switch (oid) {
+    case OID_BOOL: case OID_INT8: case OID_INT2: case OID_INT4: case OID_TEXT: case OID_VARCHAR: return oid;
+    default: return 0;
+  }
+}
+
 int pgs_bulk_ready(pgs_sink *s, pg_rel *r, od_error *err) {
   if (!s->bulk_on || !r->keyed || r->bulk) return OD_OK;
   int n = r->rel->ncolumns;
@@ -102,7 +131,11 @@ int pgs_bulk_ready(pgs_sink *s, pg_rel *r, od_error *err) {
   b->lits = calloc((size_t)n, sizeof *b->lits);
   b->arr = calloc((size_t)n, sizeof *b->arr);
   b->delim = calloc((size_t)n, sizeof *b->delim);
-  if (!b->casts || !b->lits || !b->arr || !b->delim) {
+  b->oid = calloc((size_t)n, sizeof *b->oid);
+  b->plen = calloc((size_t)n, sizeof *b->plen);
+  b->pfmt = calloc((size_t)n, sizeof *b->pfmt);
+  b->failed = calloc((size_t)n, sizeof *b->failed);
+  if (!b->casts || !b->lits || !b->arr || !b->delim || !b->oid || !b->plen || !b->pfmt || !b->failed) {
     pgs_bulk_free(b);
     return oom(s, r, err);
   }
@@ -111,7 +144,7 @@ int pgs_bulk_ready(pgs_sink *s, pg_rel *r, od_error *err) {
     if (r->text_cmp[PGS_COL(r->key_plan[k])]) b->off = true; /* no '=' on a key: per-row */
   const char *p[] = {r->qtarget};
   PGresult *res = pgs_exec(s, r->target, "reading the column types", 
-                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1), t.typcategory IN ('A', 'C'), t.typdelim "
+                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1), t.typcategory IN ('A', 'C'), t.typdelim, a.atttypid "
                            "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
                            "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                            1, p, err);
@@ -122,6 +155,7 @@ int pgs_bulk_ready(pgs_sink *s, pg_rel *r, od_error *err) {
       if (b->casts[i] || strcmp(r->rel->columns[i].name, name) != 0) continue;
       b->arr[i] = PQgetvalue(res, t, 2)[0] == 't';
       b->delim[i] = b->arr[i] ? ',' : PQgetvalue(res, t, 3)[0];
+      b->oid[i] = bin_type((uint32_t)strtoul(PQgetvalue(res, t, 4), NULL, 10));
       if (!b->delim[i] || b->delim[i] == '"' || b->delim[i] == '\\') b->off = true;
       if (!(b->casts[i] = strdup(PQgetvalue(res, t, 1)))) {
         PQclear(res);
@@ -201,7 +235,7 @@ static bool slots_grow(pgs_bulk *b) {
 
 static void reset(pgs_bulk *b) {
   b->alen = 0;
-  b->nent = b->nup = b->ndel = 0;
+  b->nent = b->nup = b->nins = b->ndel = 0;
   if (b->slots) memset(b->slots, 0xff, (size_t)b->nslots * sizeof *b->slots);
 }
 
@@ -214,7 +248,10 @@ int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_err
   uint8_t op;
   switch (c->op) {
     case OD_OP_INSERT:
-    case OD_OP_READ:
+      if (!sendable(&c->newtup, n)) return OD_OK;
+      op = 'I', kt = &c->newtup; /* a new row: no row with this key on the target (optimistic) */
+      break;
+    case OD_OP_READ: /* a snapshot row may meet one already there: upsert */
       if (!sendable(&c->newtup, n)) return OD_OK;
       op = 'U', kt = &c->newtup;
       break;
@@ -240,7 +277,7 @@ int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_err
   /* A large row goes per row: buffered, it would be held three times more (the arena copy, the
    * escaped array literal twice its size, libpq's message), so memory would follow the values'
    * size several times over instead of once. */
-  if (op == 'U') {
+  if (op != 'D') {
     size_t bytes = 0;
     for (int i = 0; i < n; i++)
       if (c->newtup.values[i].kind == OD_VALUE_TEXT) bytes += c->newtup.values[i].len;
@@ -262,18 +299,24 @@ int pgs_bulk_add(pgs_sink *s, pg_rel *r, const od_change *c, bool *taken, od_err
   for (int32_t e; (e = b->slots[slot]) >= 0; slot = (slot + 1) & (b->nslots - 1)) {
     bent *o = &b->ents[e];
     if (o->hash != h || o->klen != klen || memcmp(b->arena + o->off, b->arena + start, klen) != 0) continue;
+    /* A row inserted in this buffer stays new through its updates; an insert after a delete
+     * (or after an update: a row that was there) is an upsert. */
+    if (o->op == 'I' && c->op == OD_OP_UPDATE) op = 'I';
+    else if (op == 'I') op = 'U';
     if (o->op == 'U') b->nup--;
+    else if (o->op == 'I') b->nins--;
     else b->ndel--;
     o->op = 0; /* superseded: this change is the key's final image */
     break;
   }
-  if (op == 'U')
+  if (op != 'D')
     for (int i = 0; i < n; i++)
       if (!put_value(b, &c->newtup.values[i])) return oom(s, r, err);
   b->slots[slot] = (int32_t)b->nent;
   b->ents[b->nent++] = (bent){.off = (uint32_t)start, .klen = klen, .len = (uint32_t)(b->alen - start),
                               .hash = h, .op = op};
   if (op == 'U') b->nup++;
+  else if (op == 'I') b->nins++;
   else b->ndel++;
   *taken = true;
   if (b->nent >= PGS_BULK_MAX_ROWS || b->alen >= PGS_BULK_MAX_BYTES) return pgs_bulk_flush(s, r, err);
@@ -371,7 +414,8 @@ static int prepare_delete(pgs_sink *s, pg_rel *r, od_error *err) {
   return rc;
 }
 
-static int prepare_upsert(pgs_sink *s, pg_rel *r, od_error *err) {
+/* plain: INSERT without ON CONFLICT (the optimistic path for new rows), else the upsert. */
+static int prepare_insert(pgs_sink *s, pg_rel *r, bool plain, od_error *err) {
   const od_relation *rel = r->rel;
   int n = rel->ncolumns;
   od_sqlbuf *q = &r->bulk->sql;
@@ -386,6 +430,15 @@ static int prepare_upsert(pgs_sink *s, pg_rel *r, od_error *err) {
   }
   od_sqlbuf_add(q, ") SELECT ");
   add_select(q, r, false, n);
+  if (plain) {
+    pgs_stmt *st = &r->bulk->plain;
+    if (q->oom) return oom(s, r, err);
+    snprintf(st->name, sizeof st->name, "odsync_%u", ++s->stmt_seq);
+    int rc = send_prepare(s, r, "preparing the set-based insert", st->name, err);
+    if (rc) st->name[0] = '\0';
+    else s->stats.prepared++;
+    return rc;
+  }
   od_sqlbuf_add(q, " ON CONFLICT (");
   for (int k = 0; k < r->nkey; k++) {
     if (k) od_sqlbuf_add(q, ", ");
@@ -414,25 +467,180 @@ static int prepare_upsert(pgs_sink *s, pg_rel *r, od_error *err) {
   return rc;
 }
 
-static void lits_open(pgs_bulk *b, int n) {
-  for (int i = 0; i < n; i++) {
-    b->lits[i].len = 0;
-    if (lit_reserve(&b->lits[i], 1)) b->lits[i].p[b->lits[i].len++] = '{';
+/* ---- parameters: one array per column, binary (bin_type) or a text literal ------------------- */
+
+#define BIN_HDR 20 /* ndim, has-null flag, element type, length, lower bound */
+
+static void put_be(char *o, uint64_t v, int n) {
+  for (int i = n - 1; i >= 0; i--, v >>= 8) o[i] = (char)(v & 0xff);
+}
+
+/* Append one element of a binary array of `oid`; false (nothing appended) when the text is not
+ * what the type's output function writes (then the whole parameter goes as text). */
+static bool bin_elem(od_sqlbuf *l, uint32_t oid, const char *v, uint32_t len) {
+  if (!lit_reserve(l, (size_t)len + 12)) return false;
+  char *o = l->p + l->len;
+  int n;
+  if (oid == OID_TEXT || oid == OID_VARCHAR) {
+    put_be(o, len, 4);
+    memcpy(o + 4, v, len);
+    l->len += 4 + (size_t)len;
+    return true;
+  }
+  if (oid == OID_BOOL) {
+    if (len != 1 || (v[0] != 't' && v[0] != 'f')) return false;
+    put_be(o, 1, 4);
+    o[4] = v[0] == 't';
+    l->len += 5;
+    return true;
+  }
+  /* integers: an optional '-', then 1..19 digits, in range */
+  n = oid == OID_INT8 ? 8 : oid == OID_INT4 ? 4 : 2;
+  uint32_t i = v[0] == '-';
+  if (len <= i || len - i > 19) return false;
+  uint64_t m = 0;
+  for (uint32_t k = i; k < len; k++) {
+    if (v[k] < '0' || v[k] > '9') return false;
+    m = m * 10 + (uint64_t)(v[k] - '0');
+  }
+  uint64_t lim = n == 8 ? (uint64_t)INT64_MAX : n == 4 ? (uint64_t)INT32_MAX : (uint64_t)INT16_MAX;
+  if (m > lim + (i ? 1 : 0)) return false;
+  put_be(o, (uint32_t)n, 4);
+  put_be(o + 4, i ? (uint64_t)0 - m : m, n);
+  l->len += 4 + (size_t)n;
+  return true;
+}
+
+static void param_open(pgs_bulk *b, int p, int col, bool text) {
+  od_sqlbuf *l = &b->lits[p];
+  l->len = 0;
+  b->pfmt[p] = !text && b->oid[col];
+  if (!lit_reserve(l, BIN_HDR + 1)) return; /* the builder reports it */
+  if (b->pfmt[p]) {
+    memset(l->p, 0, BIN_HDR);
+    l->len = BIN_HDR;
+  } else {
+    l->p[l->len++] = '{';
   }
 }
 
-static int lits_send(pgs_sink *s, pg_rel *r, const pgs_stmt *st, int n, const char *what, od_error *err) {
-  pgs_bulk *b = r->bulk;
-  for (int i = 0; i < n; i++) {
-    od_sqlbuf *l = &b->lits[i];
-    if (!l->p || !lit_reserve(l, 1)) return oom(s, r, err);
-    l->p[l->len++] = '}';
-    l->p[l->len] = '\0';
-    s->pvals[i] = l->p;
+/* The value at *pos (advanced) into parameter p. */
+static bool param_elem(pgs_bulk *b, int p, int col, const char *arena, size_t *pos) {
+  od_sqlbuf *l = &b->lits[p];
+  if (!b->pfmt[p]) return lit_elem(l, b->delim[col], arena, pos);
+  uint32_t len;
+  memcpy(&len, arena + *pos, sizeof len);
+  *pos += sizeof len;
+  if (len == NULL_LEN) {
+    if (!lit_reserve(l, 4)) return false;
+    put_be(l->p + l->len, UINT32_MAX, 4);
+    l->len += 4;
+    l->p[7] = 1; /* has nulls */
+    return true;
   }
-  if (!pgs_cmd_push(s, PGS_CMD_OTHER, r, what, -1)) return oom(s, r, err);
-  if (!PQsendQueryPrepared(s->conn, st->name, n, s->pvals, NULL, NULL, 0)) return pgs_fail(s, r->target, what, NULL, err);
+  if (!b->failed[p] && !bin_elem(l, b->oid[col], arena + *pos, len)) b->failed[p] = true;
+  *pos += len;
+  return l->p != NULL;
+}
+
+static void skip_value(const char *arena, size_t *pos) {
+  uint32_t len;
+  memcpy(&len, arena + *pos, sizeof len);
+  *pos += sizeof len + (len == NULL_LEN ? 0 : len);
+}
+
+/* Build the parameters of one statement: the key columns of the 'D' entries (keys), or every
+ * column of the entries whose op is `op` (or 'I' too when `with_new`). A binary parameter with a
+ * value that does not encode is built again as text (a second pass over those parameters only). */
+static int params_build(pgs_sink *s, pg_rel *r, bool keys, uint8_t op, bool with_new, od_error *err) {
+  pgs_bulk *b = r->bulk;
+  int np = keys ? r->nkey : r->rel->ncolumns;
+  uint32_t count = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    bool any = false;
+    for (int p = 0; p < np; p++) {
+      if (pass == 0) b->failed[p] = false;
+      if (pass == 0 || b->failed[p]) param_open(b, p, col_of(r, keys, p), pass == 1), any = true;
+    }
+    if (!any) break;
+    count = 0;
+    for (uint32_t e = 0; e < b->nent; e++) {
+      uint8_t o = b->ents[e].op;
+      if (o != op && !(with_new && o == 'I')) continue;
+      count++;
+      size_t pos = b->ents[e].off + (keys ? 0 : b->ents[e].klen);
+      for (int p = 0; p < np; p++) {
+        if (pass == 1 && !b->failed[p]) skip_value(b->arena, &pos);
+        else if (!param_elem(b, p, col_of(r, keys, p), b->arena, &pos)) return oom(s, r, err);
+      }
+    }
+  }
+  for (int p = 0; p < np; p++) {
+    od_sqlbuf *l = &b->lits[p];
+    if (!l->p || !lit_reserve(l, 1)) return oom(s, r, err);
+    if (b->pfmt[p]) {
+      put_be(l->p, 1, 4);
+      put_be(l->p + 8, b->oid[col_of(r, keys, p)], 4);
+      put_be(l->p + 12, count, 4);
+      put_be(l->p + 16, 1, 4);
+    } else {
+      l->p[l->len++] = '}';
+      l->p[l->len] = '\0';
+    }
+    s->pvals[p] = l->p;
+    b->plen[p] = (int)l->len;
+  }
   return OD_OK;
+}
+
+/* Send st with the parameters params_build left in s->pvals. */
+static int params_send(pgs_sink *s, pg_rel *r, const pgs_stmt *st, int np, uint8_t cmd, const char *what,
+                       od_error *err) {
+  pgs_bulk *b = r->bulk;
+  if (!pgs_cmd_push(s, cmd, r, what, -1)) return oom(s, r, err);
+  if (!PQsendQueryPrepared(s->conn, st->name, np, s->pvals, b->plen, b->pfmt, 0))
+    return pgs_fail(s, r->target, what, NULL, err);
+  return OD_OK;
+}
+
+/* Queue a parameterless statement; false when it could not be sent. */
+static int utility(pgs_sink *s, pg_rel *r, const char *sql, od_error *err) {
+  return pgs_send_utility(s, r, sql, sql, err);
+}
+
+/* The optimistic path for the new rows ('I'): a plain INSERT (no arbiter-index pre-check, no
+ * speculative insertion) inside a savepoint, then a sync and the results read, so that a key
+ * already on the target (23505: put there by a user, or by a snapshot) is known before anything
+ * else goes out; then the run is rolled back to the savepoint and sent again as the upsert. Leaves
+ * the connection in pipeline mode, as the caller had it (also on failure: the caller syncs). */
+static int flush_new(pgs_sink *s, pg_rel *r, od_error *err) {
+  pgs_bulk *b = r->bulk;
+  int n = r->rel->ncolumns, rc;
+  if (!b->plain.name[0] && (rc = prepare_insert(s, r, true, err))) return rc;
+  if ((rc = params_build(s, r, false, 'I', false, err)) || (rc = utility(s, r, "SAVEPOINT odsync_new", err)) ||
+      (rc = params_send(s, r, &b->plain, n, PGS_CMD_TRY_INSERT, "set-based insert", err)) ||
+      (rc = utility(s, r, "RELEASE SAVEPOINT odsync_new", err)))
+    return rc;
+  s->try_conflict = false;
+  rc = pgs_pipeline_finish(s, s->batch, err);
+  bool conflict = s->try_conflict;
+  s->try_conflict = false;
+  if (!PQenterPipelineMode(s->conn) && !rc) rc = pgs_fail(s, r->target, "entering pipeline mode", NULL, err);
+  if (rc) return rc;
+  if (!conflict) {
+    s->stats.inserted += b->nins;
+    return OD_OK;
+  }
+  od_info("postgres sink %s: table %s: %u new rows met a key already on the target; applied as an upsert",
+          s->where, r->target, b->nins);
+  b->calm = PGS_CALM_FLUSHES; /* the next flushes of this table upsert right away */
+  s->stats.updated += b->nins;
+  /* s->pvals, b->plen and b->pfmt still describe the parameters params_build made. */
+  if ((rc = utility(s, r, "ROLLBACK TO SAVEPOINT odsync_new", err)) ||
+      (rc = utility(s, r, "RELEASE SAVEPOINT odsync_new", err)))
+    return rc;
+  if (!b->ins.name[0] && (rc = prepare_insert(s, r, false, err))) return rc;
+  return params_send(s, r, &b->ins, n, PGS_CMD_OTHER, "set-based upsert (key already there)", err);
 }
 
 int pgs_bulk_flush(pgs_sink *s, pg_rel *r, od_error *err) {
@@ -441,28 +649,22 @@ int pgs_bulk_flush(pgs_sink *s, pg_rel *r, od_error *err) {
   int n = r->rel->ncolumns, rc;
   if (b->ndel) {
     if (!b->del.name[0] && (rc = prepare_delete(s, r, err))) return rc;
-    lits_open(b, r->nkey);
-    for (uint32_t e = 0; e < b->nent; e++) {
-      if (b->ents[e].op != 'D') continue;
-      size_t pos = b->ents[e].off;
-      for (int k = 0; k < r->nkey; k++)
-        if (!lit_elem(&b->lits[k], b->delim[PGS_COL(r->key_plan[k])], b->arena, &pos)) return oom(s, r, err);
-    }
-    if ((rc = lits_send(s, r, &b->del, r->nkey, "set-based delete", err))) return rc;
+    if ((rc = params_build(s, r, true, 'D', false, err)) ||
+        (rc = params_send(s, r, &b->del, r->nkey, PGS_CMD_OTHER, "set-based delete", err)))
+      return rc;
     s->stats.deleted += b->ndel;
   }
-  if (b->nup) {
-    if (!b->ins.name[0] && (rc = prepare_upsert(s, r, err))) return rc;
-    lits_open(b, n);
-    for (uint32_t e = 0; e < b->nent; e++) {
-      if (b->ents[e].op != 'U') continue;
-      size_t pos = b->ents[e].off + b->ents[e].klen;
-      for (int i = 0; i < n; i++)
-        if (!lit_elem(&b->lits[i], b->delim[i], b->arena, &pos)) return oom(s, r, err);
-    }
-    if ((rc = lits_send(s, r, &b->ins, n, "set-based upsert", err))) return rc;
-    s->stats.updated += b->nup;
+  /* After a fallback, new rows go with the upserts for a while (one statement, no extra sync). */
+  bool optimistic = b->nins && !b->calm;
+  if (b->nins && b->calm) b->calm--;
+  if (b->nup || (b->nins && !optimistic)) {
+    if (!b->ins.name[0] && (rc = prepare_insert(s, r, false, err))) return rc;
+    if ((rc = params_build(s, r, false, 'U', !optimistic, err)) ||
+        (rc = params_send(s, r, &b->ins, n, PGS_CMD_OTHER, "set-based upsert", err)))
+      return rc;
+    s->stats.updated += b->nup + (optimistic ? 0 : b->nins);
   }
+  if (optimistic && (rc = flush_new(s, r, err))) return rc;
   reset(b);
   return OD_OK;
 }
@@ -508,8 +710,8 @@ void pgs_bulk_discard_all(pgs_sink *s) {
 int pgs_bulk_forget(pgs_sink *s, pg_rel *r, od_error *err) {
   pgs_bulk *b = r->bulk;
   if (!b) return OD_OK;
-  pgs_stmt *sts[] = {&b->del, &b->ins};
-  for (int i = 0; i < 2; i++) {
+  pgs_stmt *sts[] = {&b->del, &b->ins, &b->plain};
+  for (int i = 0; i < 3; i++) {
     if (!sts[i]->name[0]) continue;
     char sql[48];
     snprintf(sql, sizeof sql, "DEALLOCATE %s", sts[i]->name);

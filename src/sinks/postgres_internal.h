@@ -8,7 +8,8 @@
  *   postgres_apply.c  applying a batch: one libpq pipeline of prepared statements, one sync,
  *                     then reading the results (missing rows, errors)
  *   postgres_bulk.c   set-based apply of keyed tables: buffered, merged by key, flushed as one
- *                     DELETE + one INSERT ... ON CONFLICT per table (owns pg_rel.bulk)
+ *                     DELETE + one INSERT ... ON CONFLICT per table, new rows as a plain INSERT
+ *                     in a savepoint (upsert on 23505) (owns pg_rel.bulk)
  *   postgres_load.c   initial-snapshot chunks loaded with COPY (text or binary), the primary key
  *                     of a table created for a load built once at the end (owns pgs_sink.copy_*)
  *
@@ -87,6 +88,8 @@ enum pgs_cmd {
   PGS_CMD_DELETE,     /* 0 rows: delete_missing */
   PGS_CMD_TRUNCATE,
   PGS_CMD_COMMIT,     /* must answer COMMIT (not ROLLBACK) */
+  PGS_CMD_TRY_INSERT, /* optimistic plain INSERT of a run (postgres_bulk.c): 23505 is noted in
+                         pgs_sink.try_conflict, not an error; the caller redoes the run */
 };
 
 typedef struct pgs_cmd_rec {
@@ -137,6 +140,8 @@ typedef struct pgs_sink {
   int pcap;
   pgs_stats stats;
   bool bulk_on;          /* config `bulk` (default true): set-based apply of keyed tables */
+  bool try_conflict;     /* pgs_pipeline_finish saw 23505 on a PGS_CMD_TRY_INSERT */
+  const od_change *batch; /* the apply() batch being sent (borrowed, NULL outside send_range) */
   char maintenance_work_mem[32]; /* config: for building a deferred primary key */
   /* postgres_load.c: the COPY in progress (copy_rel NULL: none) */
   const pg_rel *copy_rel;
