@@ -655,7 +655,9 @@ int pgs_bulk_flush(pgs_sink *s, pg_rel *r, od_error *err) {
     s->stats.deleted += b->ndel;
   }
   /* After a fallback, new rows go with the upserts for a while (one statement, no extra sync). */
-  bool optimistic = b->nins && !b->calm;
+  /* A mesh sink keeps the upsert: keys meet rows written at other nodes as a rule there, and the
+   * extra sync of the optimistic path would hold its row locks across one more round trip. */
+  bool optimistic = b->nins && !b->calm && !s->mesh;
   if (b->nins && b->calm) b->calm--;
   if (b->nup || (b->nins && !optimistic)) {
     if (!b->ins.name[0] && (rc = prepare_insert(s, r, false, err))) return rc;
