@@ -46,6 +46,13 @@ struct od_spool {
   od_segfile *sf;          /* the segment files (framing, checksums, sealing); writer side: writer thread */
   od_segfile_reader rdr;   /* reader thread */
   od_pos head_base; /* base of an episode whose first records were pruned */
+  uint64_t gen;     /* bumped whenever durable entries or head_base change other than by growing */
+  struct {          /* the last od_spool_covered answer, valid while (gen, nsynced, held) are the same */
+    bool valid;
+    uint64_t gen;
+    size_t nsynced;
+    od_pos held, out;
+  } cov;
   od_sbuf zbuf;
   od_segbuf rbuf;          /* the record being read or indexed (plaintext) */
 };
@@ -427,6 +434,7 @@ static int drop_front_segment(od_spool *s, od_error *err) {
   size_t k = 0;
   while (k < s->nents && s->ents[k].seg == seg.seq) k++;
   memmove(s->ents, s->ents + k, (s->nents - k) * sizeof *s->ents);
+  s->gen++;
   s->nents -= k;
   s->nsynced -= k;
   s->rd -= k;
@@ -494,6 +502,7 @@ int od_spool_prune(od_spool *s, const od_pos *held, od_error *err) {
     if (!based) { /* the remaining records continue the sink from `held` */
       if ((rc = write_base(s, held, err))) break;
       s->head_base = *held;
+      s->gen++;
       based = true;
     }
     if ((rc = drop_front_segment(s, err))) break;
@@ -505,6 +514,7 @@ int od_spool_prune(od_spool *s, const od_pos *held, od_error *err) {
       if ((s->ents[k].flags & OD_SPOOL_END) && od_pos_lt(held, &s->ents[k].end)) held_all = false;
     if (held_all && !(rc = write_base(s, held, err))) {
       s->head_base = *held;
+      s->gen++;
       od_segfile_close_active(s->sf);
       uint64_t last = s->segs[0].seq;
       rc = drop_front_segment(s, err);
@@ -533,18 +543,43 @@ static void episode_of(const od_spool *s, size_t first, size_t last, od_pos *bas
   }
 }
 
-od_pos od_spool_covered(od_spool *s, const od_pos *held) {
-  od_pos out = *held;
-  pthread_mutex_lock(&s->mu);
-  size_t last = s->nsynced;
-  if (last) {
-    size_t first = last - 1;
-    while (first > 0 && !(s->ents[first].flags & OD_SPOOL_EPISODE)) first--;
+/* Walk the episodes among entries [0, last) from a sink holding `cur`: an episode whose base the
+ * chain reaches continues it up to its end (episodes spilled back to back chain: each one's base is
+ * the end before it). Returns the covered position; *gap is the first entry of the first episode
+ * that would leave a gap (last when none). The acknowledgement (od_spool_covered) and the restart
+ * (od_spool_recover) use this one rule, so the source is never told more than a restart keeps. */
+static od_pos chain_episodes(const od_spool *s, size_t last, od_pos cur, size_t *gap) {
+  size_t i = 0;
+  *gap = last;
+  while (i < last) {
+    size_t j = i + 1;
+    while (j < last && !(s->ents[j].flags & OD_SPOOL_EPISODE)) j++;
     od_pos base, end;
     bool based;
-    episode_of(s, first, last, &base, &based, &end);
-    if (based && od_pos_le(&base, held) && od_pos_lt(&out, &end)) out = end;
+    episode_of(s, i, j, &base, &based, &end);
+    if (based && od_pos_le(&base, &cur)) {
+      if (od_pos_lt(&cur, &end)) cur = end;
+    } else if (!od_pos_is_none(&end) && od_pos_lt(&cur, &end)) {
+      *gap = i;
+      break;
+    }
+    i = j;
   }
+  return cur;
+}
+
+od_pos od_spool_covered(od_spool *s, const od_pos *held) {
+  pthread_mutex_lock(&s->mu);
+  /* Called on every turn of the reader's loop: walk the index only when something changed. */
+  if (!s->cov.valid || s->cov.gen != s->gen || s->cov.nsynced != s->nsynced || !od_pos_eq(&s->cov.held, held)) {
+    size_t gap;
+    s->cov.out = chain_episodes(s, s->nsynced, *held, &gap);
+    s->cov.held = *held;
+    s->cov.nsynced = s->nsynced;
+    s->cov.gen = s->gen;
+    s->cov.valid = true;
+  }
+  od_pos out = s->cov.out;
   pthread_mutex_unlock(&s->mu);
   return out;
 }
@@ -565,32 +600,22 @@ static int cut_at(od_spool *s, size_t i, od_error *err) {
   s->bytes -= seg->bytes - e.off;
   seg->bytes = e.off;
   s->nents = s->nsynced = i;
+  s->gen++;
   if (s->rd > i) s->rd = i;
   return fsync_dir(s, err);
 }
 
 int od_spool_recover(od_spool *s, const od_pos *checkpoint, od_pos *resume, uint64_t *kept, od_error *err) {
   pthread_mutex_lock(&s->mu);
-  od_pos cur = *checkpoint;
-  size_t i = 0;
+  size_t gap;
+  od_pos cur = chain_episodes(s, s->nents, *checkpoint, &gap);
   int rc = OD_OK;
-  while (i < s->nents) {
-    size_t j = i + 1;
-    while (j < s->nents && !(s->ents[j].flags & OD_SPOOL_EPISODE)) j++;
-    od_pos base, end;
-    bool based;
-    episode_of(s, i, j, &base, &based, &end);
-    if (based && od_pos_le(&base, &cur)) {
-      if (od_pos_lt(&cur, &end)) cur = end;
-    } else if (!od_pos_is_none(&end) && od_pos_lt(&cur, &end)) {
-      /* A gap between what the sink holds and this episode: its chunks come again from the source. */
-      char at[OD_POS_TEXT_MAX];
-      od_info("spool %s: %zu records from %s on do not continue the sink's checkpoint; dropping them (the "
-              "source sends them again)", s->dir, s->nents - i, od_pos_display(&cur, at, sizeof at));
-      rc = cut_at(s, i, err);
-      break;
-    }
-    i = j;
+  if (gap < s->nents) {
+    /* A gap between what the sink holds and this episode: its chunks come again from the source. */
+    char at[OD_POS_TEXT_MAX];
+    od_info("spool %s: %zu records from %s on do not continue the sink's checkpoint; dropping them (the "
+            "source sends them again)", s->dir, s->nents - gap, od_pos_display(&cur, at, sizeof at));
+    rc = cut_at(s, gap, err);
   }
   s->rd = 0;
   *resume = cur;
@@ -630,3 +655,4 @@ uint64_t od_spool_unread(od_spool *s) {
 bool od_spool_empty(od_spool *s) { return od_spool_records(s) == 0; }
 
 const char *od_spool_dir(const od_spool *s) { return s->dir; }
+

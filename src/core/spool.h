@@ -78,7 +78,8 @@ uint64_t od_spool_rewind(od_spool *s);
 int od_spool_prune(od_spool *s, const od_pos *held, od_error *err);
 
 /* Coverage: the position up to which the spool, together with a sink holding `held`, holds every
- * transaction — the end of the last durable episode when held reaches its base, else held. */
+ * transaction: from held, each durable episode whose base the chain reaches extends it to its end
+ * (the same walk as od_spool_recover, so a restart keeps all that was covered). */
 od_pos od_spool_covered(od_spool *s, const od_pos *held);
 /* After a restart: walk the episodes from the sink's checkpoint, keep those that continue it
  * without a gap, cut the spool before the first that does not (its chunks come again from the

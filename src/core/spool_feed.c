@@ -157,11 +157,14 @@ int od_spool_feed_requeue(od_spool_feed *f, od_queue *q, od_chunk *const *held, 
     f->has_next_base = true;
     f->next_base = *held_pos;
   }
+  if (!rc) {
+    /* Counted before the reader may spill again: a spill seeing none counted would open an episode
+     * of its own, so the requeued batch and the stream after it would be two episodes. */
+    uint64_t again = k ? od_spool_rewind(f->spool) : 0;
+    od_queue_spill_add(q, f->consumer, again + (n - k));
+  }
   pthread_mutex_unlock(&f->wmu);
-  if (rc) return rc;
-  uint64_t again = k ? od_spool_rewind(f->spool) : 0;
-  od_queue_spill_add(q, f->consumer, again + (n - k));
-  return OD_OK;
+  return rc;
 }
 
 int od_spool_feed_read(od_spool_feed *f, od_queue *q, od_chunk **out, od_error *err) {

@@ -410,6 +410,41 @@ TEST(store_recover_cuts_an_episode_after_a_gap) {
   rm_dir();
 }
 
+/* A requeued batch and the stream spilled after it may be two episodes back to back (the second's
+ * base is the first's end): the acknowledgement and a restart both chain them. */
+TEST(store_back_to_back_episodes_chain) {
+  fresh_dir();
+  od_spool *s = open_spool(OD_SPOOL_ZSTD, 1 << 26, 1 << 20);
+  od_error err;
+  /* Episode 1: (0x000, 0x200]; episode 2 starts at 0x200 (its base) and ends at 0x400. */
+  for (int i = 0; i < 4; i++) put_rec(s, i, i == 0 || i == 2 ? OD_SPOOL_EPISODE | OD_SPOOL_BASE : 0);
+  CHECK_INT(od_spool_sync(s, &err), OD_OK);
+  od_pos held = od_pos_legacy_lsn(0), cov = od_spool_covered(s, &held);
+  CHECK(od_pos_to_u64(&cov) == 0x400);
+  /* Unsynced records do not count; synced ones do (the cached answer follows). */
+  put_rec(s, 4, 0);
+  cov = od_spool_covered(s, &held);
+  CHECK(od_pos_to_u64(&cov) == 0x400);
+  CHECK_INT(od_spool_sync(s, &err), OD_OK);
+  cov = od_spool_covered(s, &held);
+  CHECK(od_pos_to_u64(&cov) == 0x500);
+  /* A sink ahead of everything spooled is covered to where it is. */
+  held = od_pos_legacy_lsn(0x900);
+  cov = od_spool_covered(s, &held);
+  CHECK(od_pos_to_u64(&cov) == 0x900);
+  od_spool_close(s);
+  s = open_spool(OD_SPOOL_ZSTD, 1 << 26, 1 << 20);
+  od_pos ck = od_pos_legacy_lsn(0), resume;
+  uint64_t kept;
+  CHECK_INT(od_spool_recover(s, &ck, &resume, &kept, &err), OD_OK);
+  CHECK_INT(kept, 5);
+  CHECK(od_pos_to_u64(&resume) == 0x500);
+  for (int i = 0; i < 5; i++) CHECK_INT(get_rec(s), i);
+  CHECK_INT(get_rec(s), -1);
+  od_spool_close(s);
+  rm_dir();
+}
+
 TEST(codec_names) {
   CHECK_INT(od_spool_codec_parse("zstd"), OD_SPOOL_ZSTD);
   CHECK_INT(od_spool_codec_parse("lz4"), OD_SPOOL_LZ4);
