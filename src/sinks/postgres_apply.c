@@ -12,8 +12,9 @@
  * Every statement of one apply() goes out in one pipeline followed by one Sync: one round trip
  * per batch, in the order of the changes; BEGIN goes with the first statement that is sent, so a
  * batch that was all buffered (postgres_bulk.c) costs none: at the head a sink transaction is one
- * round trip, BEGIN, the buffered changes, the checkpoint and COMMIT (postgres.c). Results are read afterwards: the first error fails the
- * batch (the server aborted everything after it), row counts feed the missing-row rules.
+ * round trip, BEGIN, the buffered changes, the checkpoint and COMMIT (postgres.c). Results are
+ * read afterwards: the first error fails the batch (the server aborted everything after it), row
+ * counts feed the missing-row rules.
  * Keyed tables' inserts, full-row updates that keep the key, and deletes do not take this path:
  * they are buffered and sent set-based by postgres_bulk.c (flushed before anything else of the
  * same relation version runs here, before DDL, and at commit).
