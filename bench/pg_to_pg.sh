@@ -561,8 +561,8 @@ if has_phase latency; then
   (( short == 0 )) || echo "(*) not every marker seen within $(( LATENCY_SECONDS + 60 ))s of the start: its percentiles are lower bounds"
   if (( ${#LAT_NOTES[@]} )); then
     echo "odsync's own account at its stop (sink round trips per commit; per-stage latency of the batches'"
-    echo "first transactions: receive = source commit -> chunk queued, queue = -> taken by the sink's writer,"
-    echo "apply = -> sink commit starts, commit = the sink commit itself):"
+    echo "first transactions: source = source commit -> its first change in odsync's reader, decode = -> queued,"
+    echo "queue = -> taken by the sink's writer, apply = -> sink commit starts, commit = the sink commit itself):"
     printf '%s\n' "${LAT_NOTES[@]}"
   fi
 fi

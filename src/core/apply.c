@@ -57,9 +57,9 @@ struct od_apply {
   size_t nlat, lat_cap;                   /* (end-to-end latency per transaction, observed at commit) */
   char tr_cid_first[129], tr_cid_last[129]; /* traces: correlation ids of the batch (http source) */
   /* Stage account of the batches' first transactions (logged at the end, see log_stages): the
-   * source commit time of the first transaction (0: this batch gives no sample) and when its chunk
-   * was queued, on the wall clock. The histograms are owned (NULL when out of memory: no account). */
-  int64_t st_commit, st_pushed_real;
+   * source commit time of the first transaction (0: this batch gives no sample) and when the reader
+   * took its chunk, on the wall clock. The histograms are owned (NULL when out of memory: no account). */
+  int64_t st_commit, st_taken_real;
   od_lathist *stages; /* ST_N */
 
   /* parallel apply (causal, eventual) */
@@ -91,14 +91,16 @@ struct od_apply {
 static bool parallel(const od_apply *a) { return a->writers != NULL; }
 
 /* The stages of a batch's first transaction, from its commit at the source to its commit on the
- * sink: decoded and queued by the reader; waiting in the queue; taken by this writer until the
- * sink commit starts (apply() calls, and the batch waiting for more transactions); the commit. */
-enum { ST_RECEIVE, ST_QUEUE, ST_APPLY, ST_COMMIT, ST_TOTAL, ST_N };
-static const char *const stage_names[ST_N] = {"receive", "queue", "apply", "commit", "total"};
+ * sink: until the reader took a chunk for its first change (the source's commit, its sender);
+ * decoded and queued by the reader; waiting in the queue; taken by this writer until the sink
+ * commit starts (apply() calls, and the batch waiting for more transactions); the commit. */
+enum { ST_SOURCE, ST_DECODE, ST_QUEUE, ST_APPLY, ST_COMMIT, ST_TOTAL, ST_N };
+static const char *const stage_names[ST_N] = {"source", "decode", "queue", "apply", "commit", "total"};
 
 static void note_stages(od_apply *a, int64_t commit_start, int64_t commit_end) {
   if (!a->stages || !a->st_commit) return;
-  od_lathist_add(&a->stages[ST_RECEIVE], a->st_pushed_real - a->st_commit);
+  od_lathist_add(&a->stages[ST_SOURCE], a->st_taken_real - a->st_commit);
+  od_lathist_add(&a->stages[ST_DECODE], a->tr_pushed - a->tr_taken);
   od_lathist_add(&a->stages[ST_QUEUE], a->tr_popped - a->tr_pushed);
   od_lathist_add(&a->stages[ST_APPLY], commit_start - a->tr_popped);
   od_lathist_add(&a->stages[ST_COMMIT], commit_end - commit_start);
@@ -108,7 +110,7 @@ static void note_stages(od_apply *a, int64_t commit_start, int64_t commit_end) {
 /* One line: p50/p95/p99/max in ms of each stage (the bench reads it; so may an operator). */
 static void log_stages(const od_apply *a) {
   if (!a->stages || !a->stages[ST_TOTAL].n) return;
-  char line[512];
+  char line[640];
   size_t len = 0;
   for (int i = 0; i < ST_N && len < sizeof line; i++) {
     const od_lathist *h = &a->stages[i];
@@ -509,9 +511,9 @@ static int take(od_apply *a, od_chunk *c) {
     a->tr_pushed = c->pushed_us;
     a->tr_popped = od_mono_us();
     a->st_commit = 0;
-    if (!c->from_spool && c->ntxns && c->first_commit_time > 0 && c->pushed_us) {
+    if (!c->from_spool && c->ntxns && c->first_commit_time > 0 && c->pushed_us && c->taken_us) {
       a->st_commit = c->first_commit_time;
-      a->st_pushed_real = od_now_us() - (a->tr_popped - c->pushed_us);
+      a->st_taken_real = od_now_us() - (a->tr_popped - c->taken_us);
     }
   }
   if (c->ntxns) a->tr_xid = c->xid;
