@@ -1,4 +1,5 @@
-/* apply.c — see apply.h. */
+/* apply.c — see apply.h. Also keeps the account of where the latency of each committed batch went
+ * (stage histograms, core/lathist.h: owned by the od_apply, logged once when its thread ends). */
 #include "core/apply.h"
 
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include "core/pipeline_metrics.h"
 #include "core/breaker.h"
 #include "core/clock.h"
+#include "core/lathist.h"
 #include "core/poison.h"
 #include "core/route.h"
 #include "core/spool_feed.h"
@@ -54,6 +56,11 @@ struct od_apply {
   struct lat_sample { int64_t commit_time; uint32_t ntxns; } *lat; /* the batch's transactions by chunk */
   size_t nlat, lat_cap;                   /* (end-to-end latency per transaction, observed at commit) */
   char tr_cid_first[129], tr_cid_last[129]; /* traces: correlation ids of the batch (http source) */
+  /* Stage account of the batches' first transactions (logged at the end, see log_stages): the
+   * source commit time of the first transaction (0: this batch gives no sample) and when the reader
+   * took its chunk, on the wall clock. The histograms are owned (NULL when out of memory: no account). */
+  int64_t st_commit, st_taken_real;
+  od_lathist *stages; /* ST_N */
 
   /* parallel apply (causal, eventual) */
   od_writers *writers;     /* opt.writers - 1 helpers */
@@ -82,6 +89,40 @@ struct od_apply {
 
 
 static bool parallel(const od_apply *a) { return a->writers != NULL; }
+
+/* The stages of a batch's first transaction, from its commit at the source to its commit on the
+ * sink: until the reader took a chunk for its first change (the source's commit, its sender);
+ * decoded and queued by the reader; waiting in the queue; taken by this writer until the sink
+ * commit starts (apply() calls, and the batch waiting for more transactions); the commit. */
+enum { ST_SOURCE, ST_DECODE, ST_QUEUE, ST_APPLY, ST_COMMIT, ST_TOTAL, ST_N };
+static const char *const stage_names[ST_N] = {"source", "decode", "queue", "apply", "commit", "total"};
+
+static void note_stages(od_apply *a, int64_t commit_start, int64_t commit_end) {
+  if (!a->stages || !a->st_commit) return;
+  od_lathist_add(&a->stages[ST_SOURCE], a->st_taken_real - a->st_commit);
+  od_lathist_add(&a->stages[ST_DECODE], a->tr_pushed - a->tr_taken);
+  od_lathist_add(&a->stages[ST_QUEUE], a->tr_popped - a->tr_pushed);
+  od_lathist_add(&a->stages[ST_APPLY], commit_start - a->tr_popped);
+  od_lathist_add(&a->stages[ST_COMMIT], commit_end - commit_start);
+  od_lathist_add(&a->stages[ST_TOTAL], od_now_us() - a->st_commit);
+}
+
+/* One line: p50/p95/p99/max in ms of each stage (the bench reads it; so may an operator). */
+static void log_stages(const od_apply *a) {
+  if (!a->stages || !a->stages[ST_TOTAL].n) return;
+  char line[640];
+  size_t len = 0;
+  for (int i = 0; i < ST_N && len < sizeof line; i++) {
+    const od_lathist *h = &a->stages[i];
+    int w = snprintf(line + len, sizeof line - len, "%s%s %.2f/%.2f/%.2f/%.2f", i ? ", " : "", stage_names[i],
+                     od_lathist_quantile(h, 0.50) / 1000.0, od_lathist_quantile(h, 0.95) / 1000.0,
+                     od_lathist_quantile(h, 0.99) / 1000.0, h->max / 1000.0);
+    if (w < 0) break;
+    len += (size_t)w;
+  }
+  od_info("pipeline %s: sink %s: head latency by stage of %llu batches' first transactions, p50/p95/p99/max ms: %s",
+          a->cfg->name, a->stats->name, (unsigned long long)a->stages[ST_TOTAL].n, line);
+}
 static bool batch_started(const od_apply *a) { return a->open || a->npending; }
 
 /* Remember the transactions a chunk ends for the latency histogram (observed once committed).
@@ -172,7 +213,9 @@ static int batch_commit(od_apply *a) {
       od_audit_position(a->cfg->name, a->stats->name, "idle", &a->boundary);
   }
   if ((a->rows || a->txns) && a->tr_taken && od_trace_sample()) trace_batch(a, t0, t1);
+  if (a->rows || a->txns) note_stages(a, t0, t1);
   a->tr_taken = 0;
+  a->st_commit = 0;
   a->tr_cid_first[0] = a->tr_cid_last[0] = '\0';
   a->sink_us += t1 - t0;
   adapt(a);
@@ -467,6 +510,11 @@ static int take(od_apply *a, od_chunk *c) {
     a->tr_taken = c->taken_us;
     a->tr_pushed = c->pushed_us;
     a->tr_popped = od_mono_us();
+    a->st_commit = 0;
+    if (!c->from_spool && c->ntxns && c->first_commit_time > 0 && c->pushed_us && c->taken_us) {
+      a->st_commit = c->first_commit_time;
+      a->st_taken_real = od_now_us() - (a->tr_popped - c->taken_us);
+    }
   }
   if (c->ntxns) a->tr_xid = c->xid;
   od_poison *pz = a->env.poison;
@@ -569,6 +617,7 @@ static int reconnect(od_apply *a) {
   a->nlat = 0; /* the replayed batch counts its transactions again */
   od_audit_tally_reset(&a->atally);
   a->tr_taken = 0;
+  a->st_commit = 0;
   atomic_store(&a->stats->down, true);
   od_queue_spill_eager(a->queue, a->env.consumer, true);
   od_spool *spool = od_spool_feed_spool(a->env.spool);
@@ -674,6 +723,7 @@ done:
   }
   recycle_pending(a);
   release_held(a);
+  log_stages(a);
   if (rc) {
     if (a->env.poison && od_poison_on_failure(a->env.poison, &a->err))
       od_error_prefix(&a->err, "row rejected; the next session applies this batch change by change to find it: ");
@@ -744,9 +794,11 @@ int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err) {
       return rc;
     }
   }
+  a->stages = calloc(ST_N, sizeof *a->stages); /* NULL: no stage account (nothing else depends on it) */
   if (pthread_create(&a->thread, NULL, apply_main, a) != 0) {
     od_writers_stop(a->writers);
     od_router_free(&a->router);
+    free(a->stages);
     free(a);
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: cannot start the apply thread", cfg->name);
   }
@@ -765,6 +817,7 @@ int od_apply_join(od_apply *a, od_error *err) {
   od_router_free(&a->router);
   free(a->pending);
   free(a->lat);
+  free(a->stages);
   free(a->held);
   for (size_t i = a->replay_next; i < a->nreplay; i++) od_sbuf_free(&a->replay[i]);
   free(a->replay);

@@ -76,6 +76,7 @@ PGresult *pgs_exec(pgs_sink *s, const char *table, const char *what, const char 
   /* A COPY in progress (postgres_load.c) ends, its result read, before any other statement. */
   if (s->copy_rel && pgs_load_end(s, err)) return NULL;
   PGresult *r = PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
+  s->stats.round_trips++;
   ExecStatusType st = PQresultStatus(r);
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
   pgs_fail(s, table, what, r, err);
@@ -207,12 +208,17 @@ static int create_checkpoint_table(pgs_sink *s, const char *schema_q, od_error *
 static void pgs_close(od_sink *base) {
   pgs_sink *s = (pgs_sink *)base;
   if (!s) return;
-  od_debug("postgres sink %s: %llu inserted, %llu updated, %llu deleted, %llu truncates, %llu missing "
-           "updates skipped, %llu deletes of missing rows, %llu statements prepared, %llu round trips",
-           s->where, (unsigned long long)s->stats.inserted, (unsigned long long)s->stats.updated,
-           (unsigned long long)s->stats.deleted, (unsigned long long)s->stats.truncated,
-           (unsigned long long)s->stats.missing_skipped, (unsigned long long)s->stats.delete_missing,
-           (unsigned long long)s->stats.prepared, (unsigned long long)s->stats.round_trips);
+  /* A session that committed says how many round trips each commit took (the head's latency). */
+  od_log(s->stats.commits ? OD_LOG_INFO : OD_LOG_DEBUG,
+         "postgres sink %s: %llu inserted, %llu updated, %llu deleted, %llu truncates, %llu missing "
+         "updates skipped, %llu deletes of missing rows, %llu statements prepared, %llu round trips over "
+         "%llu commits (%.2f per commit)",
+         s->where, (unsigned long long)s->stats.inserted, (unsigned long long)s->stats.updated,
+         (unsigned long long)s->stats.deleted, (unsigned long long)s->stats.truncated,
+         (unsigned long long)s->stats.missing_skipped, (unsigned long long)s->stats.delete_missing,
+         (unsigned long long)s->stats.prepared, (unsigned long long)s->stats.round_trips,
+         (unsigned long long)s->stats.commits,
+         s->stats.commits ? (double)s->stats.round_trips / (double)s->stats.commits : 0.0);
   disconnect(s);
   od_sqlbuf_free(&s->sql);
   for (int i = 0; i < s->nmap; i++) {
@@ -458,6 +464,7 @@ int pgs_commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
   int rc = pgs_pipeline_finish(s, NULL, err);
   if (rc == OD_OK && !ok) rc = pgs_fail(s, NULL, "sending COMMIT", NULL, err);
   if (rc) return rc; /* the caller rolls back */
+  s->stats.commits++;
   s->in_txn = then_sql != NULL;
   s->begin_sent = then_sql != NULL;
   return OD_OK;

@@ -10,8 +10,11 @@
  *   delete         by key, or exactly one row equal to the old row
  *   truncate       TRUNCATE TABLE
  * Every statement of one apply() goes out in one pipeline followed by one Sync: one round trip
- * per batch, in the order of the changes. Results are read afterwards: the first error fails the
- * batch (the server aborted everything after it), row counts feed the missing-row rules.
+ * per batch, in the order of the changes; BEGIN goes with the first statement that is sent, so a
+ * batch that was all buffered (postgres_bulk.c) costs none: at the head a sink transaction is one
+ * round trip, BEGIN, the buffered changes, the checkpoint and COMMIT (postgres.c). Results are
+ * read afterwards: the first error fails the batch (the server aborted everything after it), row
+ * counts feed the missing-row rules.
  * Keyed tables' inserts, full-row updates that keep the key, and deletes do not take this path:
  * they are buffered and sent set-based by postgres_bulk.c (flushed before anything else of the
  * same relation version runs here, before DDL, and at commit).
@@ -51,6 +54,12 @@ int pgs_send_utility(pgs_sink *s, const pg_rel *r, const char *what, const char 
   if (!PQsendQueryParams(s->conn, sql, 0, NULL, NULL, NULL, NULL, 0))
     return pgs_fail(s, r ? r->target : NULL, what, NULL, err);
   return OD_OK;
+}
+
+int pgs_send_begin(pgs_sink *s, od_error *err) {
+  if (s->begin_sent) return OD_OK;
+  s->begin_sent = true;
+  return pgs_send_utility(s, NULL, "BEGIN", "BEGIN", err);
 }
 
 /* "id=42, region=eu" of the row's key, for log lines. */
@@ -251,7 +260,8 @@ static int send_delete(pgs_sink *s, pg_rel *r, const od_change *c, int32_t idx, 
 
 static int send_change(pgs_sink *s, pg_rel *r, const od_change *c, int32_t idx, od_error *err) {
   const pgs_stmt *st;
-  int rc;
+  int rc = pgs_send_begin(s, err);
+  if (rc) return rc;
   switch (c->op) {
     case OD_OP_INSERT:
     case OD_OP_READ:
@@ -284,10 +294,11 @@ static int send_range(pgs_sink *s, const od_change *changes, size_t from, size_t
 static int send_range_in(pgs_sink *s, const od_change *changes, size_t from, size_t to, od_error *err) {
   if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
   int rc = OD_OK;
-  if (!s->begin_sent) {
-    rc = pgs_send_utility(s, NULL, "BEGIN", "BEGIN", err);
-    s->begin_sent = true;
-  }
+  /* No BEGIN here: the first statement sent sends it (pgs_send_begin), so an apply() whose
+   * changes all went into set-based buffers costs no round trip; the commit sends BEGIN then. A
+   * mesh sink sends it at once (postgres_mesh.c writes outside the pipeline after apply(), in the
+   * transaction). */
+  if (s->mesh) rc = pgs_send_begin(s, err);
   const od_relation *last = NULL;
   pg_rel *r = NULL;
   for (size_t i = from; i < to && rc == OD_OK; i++) {

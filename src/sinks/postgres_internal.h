@@ -102,6 +102,7 @@ typedef struct pgs_cmd_rec {
 typedef struct pgs_stats {
   uint64_t inserted, updated, deleted, truncated;
   uint64_t missing_skipped, delete_missing, prepared, round_trips;
+  uint64_t commits; /* sink transactions committed (round_trips / commits: round trips per commit) */
 } pgs_stats;
 
 typedef struct pgs_sink {
@@ -223,6 +224,8 @@ bool pgs_type_widens(uint32_t oo, int32_t om, uint32_t no, int32_t nm);
 bool pgs_cmd_push(pgs_sink *s, uint8_t cmd, const pg_rel *r, const char *what, int32_t change);
 /* Send `sql` as a pipelined prepare named `name`. */
 int pgs_send_prepare(pgs_sink *s, const pg_rel *r, const char *what, const char *name, od_error *err);
+/* Send BEGIN into the open pipeline unless it went out already (sets begin_sent). */
+int pgs_send_begin(pgs_sink *s, od_error *err);
 /* Send a parameterless utility statement (DEALLOCATE ...) into the pipeline. */
 int pgs_send_utility(pgs_sink *s, const pg_rel *r, const char *what, const char *sql, od_error *err);
 /* Sync the pipeline and read every result; fails with the first error. `changes` lets the result
