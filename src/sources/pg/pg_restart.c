@@ -28,7 +28,7 @@
 
 static void warn_once(pg_source *s, const char *what, const char *why) {
   char m[400];
-  snprintf(m, sizeof m, "%s", why);
+  snprintf(m, sizeof m, "%.399s", why);
   m[strcspn(m, "\n")] = '\0';
   if (s->restart_warned) {
     od_debug("%s: %s: %s", s->where, what, m);
