@@ -10,7 +10,9 @@
 #      PostgreSQL as TSV beforehand, inserted with `clickhouse-client --query "INSERT ... FORMAT
 #      TabSeparated"` into a MergeTree table of the same columns (the time of the insert only);
 #   2. odsync: `odsync run` into the ClickHouse sink until its checkpoint holds the last transaction;
-#      then the sink's view (bench_rows_current) is compared with the source (count, sum(a), sum(d)).
+#      then one row written after the backlog is timed until the sink's view shows it (it comes by
+#      the stream, which first decodes from the slot's restart_lsn: catchup_move_restart), and the
+#      sink's view (bench_rows_current) is compared with the source (count, sum(a), sum(d)).
 # Prints changes/s of both, odsync/ceiling (issue #12's target: ≥ 0.5) and CPU seconds of odsync,
 # of the ClickHouse server while each ran, and of PostgreSQL's walsender.
 #
@@ -110,10 +112,23 @@ while (( $(sink_lsn) < LAST_LSN )); do
 done
 T1=$EPOCHREALTIME
 OD_CPU=$(od_cpu_seconds "$ODSYNC_PID")
-WS_PID=$(od_psql bench -c "SELECT pid FROM pg_stat_replication LIMIT 1")
-WS_CPU=$( [[ -n $WS_PID ]] && od_cpu_seconds "$WS_PID" || echo -)
 PG_CPU=$(od_secs "$PG0" "$(pgb_server_cpu src)")
 OD_SRV=$(od_secs "$S0" "$(od_cpu_seconds "$CH_SERVER_PID")")
+# The first change after the backlog: one row written now, timed until the sink's view shows it. It
+# comes by the stream, which starts decoding at the slot's restart_lsn: at the backlog's start
+# unless catch-up moved it (catchup_move_restart), the walsender decodes the backlog's WAL again first.
+PG1=$(pgb_server_cpu src)
+T2=$EPOCHREALTIME
+od_psql bench -c "INSERT INTO bench_rows VALUES (-1, 0, 'after the backlog', now(), 0)" >/dev/null
+until [[ $(ch_query "SELECT count() FROM bench.bench_rows_current WHERE id = -1") == 1 ]]; do
+  od_alive "$ODSYNC_PID" || { tail -n 20 "$TMP/odsync.log" >&2; od_die "odsync exited"; }
+  (( $(od_secs "$T2" "$EPOCHREALTIME" | cut -d. -f1) < 300 )) || od_die "the row written after the backlog did not arrive in 300 s"
+  sleep 0.05
+done
+NEXT_S=$(od_secs "$T2" "$EPOCHREALTIME")
+NEXT_PG=$(od_secs "$PG1" "$(pgb_server_cpu src)")
+WS_PID=$(od_psql bench -c "SELECT pid FROM pg_stat_replication LIMIT 1")
+WS_CPU=$( [[ -n $WS_PID ]] && od_cpu_seconds "$WS_PID" || echo -)
 od_stop_pid "$ODSYNC_PID" 30; wait "$ODSYNC_PID" || true; ODSYNC_PID=
 OD_S=$(od_secs "$T0" "$T1")
 
@@ -127,7 +142,8 @@ printf '\nPostgreSQL → ClickHouse, %d changes (%d inserts + %d updates, %d-row
 printf '%-42s %8s %12s %12s %16s\n' what seconds changes/s "odsync CPU" "ClickHouse CPU"
 printf '%-42s %8s %12s %12s %16s\n' "clickhouse-client TSV insert (ceiling)" "$CEIL_S" "$(rate "$CEIL_S")" - "$CEIL_SRV"
 printf '%-42s %8s %12s %12s %16s\n' "odsync (catch-up of the backlog)" "$OD_S" "$(rate "$OD_S")" "$OD_CPU" "$OD_SRV"
-printf 'PostgreSQL walsender (pgoutput decoding) CPU s: %s (batch decoding of a catch-up runs in another backend: not counted)\n' "$WS_CPU"
+printf 'PostgreSQL walsender (pgoutput decoding) CPU s, up to the row after the backlog: %s (batch decoding of a catch-up runs in another backend: not counted)\n' "$WS_CPU"
+printf 'first change after the backlog: %s s until in the sink; PostgreSQL server CPU s meanwhile: %s\n' "$NEXT_S" "$NEXT_PG"
 printf 'PostgreSQL server CPU s while odsync ran (every process: batch-decoding backend, slot advances, walsender): %s\n' "$PG_CPU"
 printf 'odsync / ceiling: %s   sink equals source (%s)\n' "$(awk -v a="$CEIL_S" -v b="$OD_S" 'BEGIN { printf "%.2f", a / b }')" "$got"
 
