@@ -267,6 +267,11 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
     leave(s);
     return rc;
   }
+  if ((rc = od_pg_slot_restart(s, s->peek, s->slot, &s->catchup_stats.restart_from, err))) {
+    leave(s);
+    return rc;
+  }
+  s->catchup_stats.restart_to = s->catchup_stats.restart_from;
   s->catchup_copy[0] = '\0';
   if (PQserverVersion(s->peek) >= 120000) {
     char copy[64];
@@ -286,11 +291,6 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
       return err->code;
     }
     s->catchup_adv_at = od_mono_us();
-    if ((rc = od_pg_slot_restart(s, s->peek, s->slot, &s->catchup_stats.restart_from, err))) {
-      leave(s);
-      return rc;
-    }
-    s->catchup_stats.restart_to = s->catchup_stats.restart_from;
     /* A record at today's head: once the copy's calls pass it, the calls after decode again only
      * from there (a burst holds none of its own), and so does the closing call. */
     od_lsn ignored_from, ignored_to;
