@@ -10,7 +10,9 @@
 #      PostgreSQL as TSV beforehand, inserted with `clickhouse-client --query "INSERT ... FORMAT
 #      TabSeparated"` into a MergeTree table of the same columns (the time of the insert only);
 #   2. odsync: `odsync run` into the ClickHouse sink until its checkpoint holds the last transaction;
-#      then the sink's view (bench_rows_current) is compared with the source (count, sum(a), sum(d)).
+#      then one row written after the backlog is timed until the sink's view shows it (it comes by
+#      the stream, which first decodes from the slot's restart_lsn: catchup_move_restart), and the
+#      sink's view (bench_rows_current) is compared with the source (count, sum(a), sum(d)).
 # Prints changes/s of both, odsync/ceiling (issue #12's target: ≥ 0.5) and CPU seconds of odsync,
 # of the ClickHouse server while each ran, and of PostgreSQL's walsender.
 #
@@ -21,11 +23,14 @@
 # BENCH_CATCHUP_LAG (67108864: the source's catchup_lag_bytes; 0 streams the backlog),
 # BENCH_LINGER (auto; false: batches cut as before lingering), BENCH_CH_COMPRESSION (none | gzip),
 # BENCH_FORMATS (1: measure the formats), BENCH_LOG_LEVEL (warn), ODSYNC_BIN (build/odsync: a
-# Release build, scripts/build.sh), BENCH_KEEP=1.
+# Release build, scripts/build.sh), BENCH_SOURCE_EXTRA (keys added to the source block, e.g.
+# "catchup_move_restart: false" to measure the stream restarting from the backlog's start), BENCH_KEEP=1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+# shellcheck source=bench/lib_pg.sh
+source "$ROOT/bench/lib_pg.sh"
 pg_free_port() { od_free_port; } # tests/env/clickhouse.sh picks its ports with it
 # shellcheck source=tests/env/clickhouse.sh
 source "$ROOT/tests/env/clickhouse.sh"
@@ -58,6 +63,7 @@ trap 'exit 143' TERM
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 od_bench_rows_source "$TMP/pg"
+PGB_DIR[src]=$OD_PG_DIR # pgb_server_cpu src: CPU seconds of every process of this server
 ch_start || od_die "clickhouse-server did not start"
 ch_query "CREATE DATABASE bench"
 log "PostgreSQL on $OD_PG_PORT, ClickHouse HTTP on $CH_HTTP_PORT; workload: $BENCH_ROWS inserts + $BENCH_ROWS updates"
@@ -85,7 +91,7 @@ state_dir: $TMP/state
 log_level: ${BENCH_LOG_LEVEL:-warn}
 pipelines:
   - name: bench
-    source: { type: postgres, dsn: "$(od_pg_dsn bench)", tables: [public.bench_rows], snapshot: never, catchup_lag_bytes: ${BENCH_CATCHUP_LAG:-67108864} }
+    source: { type: postgres, dsn: "$(od_pg_dsn bench)", tables: [public.bench_rows], snapshot: never, catchup_lag_bytes: ${BENCH_CATCHUP_LAG:-67108864}${BENCH_SOURCE_EXTRA:+, $BENCH_SOURCE_EXTRA} }
     sink: { type: clickhouse, url: "http://127.0.0.1:$CH_HTTP_PORT", database: bench, user: odsync, password: "\${env:CH_PASSWORD}", compression: ${BENCH_CH_COMPRESSION:-none} }
     batch: { max_rows: $BENCH_MAX_ROWS, max_delay_ms: 200, linger: ${BENCH_LINGER:-auto} }
 YAML
@@ -96,6 +102,7 @@ sink_lsn() { # the LSN of the sink's checkpoint, 0 when none
 }
 log "odsync → ClickHouse"
 S0=$(od_cpu_seconds "$CH_SERVER_PID")
+PG0=$(pgb_server_cpu src)
 T0=$EPOCHREALTIME
 "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress >"$TMP/odsync.log" 2>&1 &
 ODSYNC_PID=$!
@@ -105,9 +112,23 @@ while (( $(sink_lsn) < LAST_LSN )); do
 done
 T1=$EPOCHREALTIME
 OD_CPU=$(od_cpu_seconds "$ODSYNC_PID")
+PG_CPU=$(od_secs "$PG0" "$(pgb_server_cpu src)")
+OD_SRV=$(od_secs "$S0" "$(od_cpu_seconds "$CH_SERVER_PID")")
+# The first change after the backlog: one row written now, timed until the sink's view shows it. It
+# comes by the stream, which starts decoding at the slot's restart_lsn: at the backlog's start
+# unless catch-up moved it (catchup_move_restart), the walsender decodes the backlog's WAL again first.
+PG1=$(pgb_server_cpu src)
+T2=$EPOCHREALTIME
+od_psql bench -c "INSERT INTO bench_rows VALUES (-1, 0, 'after the backlog', now(), 0)" >/dev/null
+until [[ $(ch_query "SELECT count() FROM bench.bench_rows_current WHERE id = -1") == 1 ]]; do
+  od_alive "$ODSYNC_PID" || { tail -n 20 "$TMP/odsync.log" >&2; od_die "odsync exited"; }
+  (( $(od_secs "$T2" "$EPOCHREALTIME" | cut -d. -f1) < 300 )) || od_die "the row written after the backlog did not arrive in 300 s"
+  sleep 0.05
+done
+NEXT_S=$(od_secs "$T2" "$EPOCHREALTIME")
+NEXT_PG=$(od_secs "$PG1" "$(pgb_server_cpu src)")
 WS_PID=$(od_psql bench -c "SELECT pid FROM pg_stat_replication LIMIT 1")
 WS_CPU=$( [[ -n $WS_PID ]] && od_cpu_seconds "$WS_PID" || echo -)
-OD_SRV=$(od_secs "$S0" "$(od_cpu_seconds "$CH_SERVER_PID")")
 od_stop_pid "$ODSYNC_PID" 30; wait "$ODSYNC_PID" || true; ODSYNC_PID=
 OD_S=$(od_secs "$T0" "$T1")
 
@@ -121,7 +142,9 @@ printf '\nPostgreSQL → ClickHouse, %d changes (%d inserts + %d updates, %d-row
 printf '%-42s %8s %12s %12s %16s\n' what seconds changes/s "odsync CPU" "ClickHouse CPU"
 printf '%-42s %8s %12s %12s %16s\n' "clickhouse-client TSV insert (ceiling)" "$CEIL_S" "$(rate "$CEIL_S")" - "$CEIL_SRV"
 printf '%-42s %8s %12s %12s %16s\n' "odsync (catch-up of the backlog)" "$OD_S" "$(rate "$OD_S")" "$OD_CPU" "$OD_SRV"
-printf 'PostgreSQL walsender (pgoutput decoding) CPU s: %s (batch decoding of a catch-up runs in another backend: not counted)\n' "$WS_CPU"
+printf 'PostgreSQL walsender (pgoutput decoding) CPU s, up to the row after the backlog: %s (batch decoding of a catch-up runs in another backend: not counted)\n' "$WS_CPU"
+printf 'first change after the backlog: %s s until in the sink; PostgreSQL server CPU s meanwhile: %s\n' "$NEXT_S" "$NEXT_PG"
+printf 'PostgreSQL server CPU s while odsync ran (every process: batch-decoding backend, slot advances, walsender): %s\n' "$PG_CPU"
 printf 'odsync / ceiling: %s   sink equals source (%s)\n' "$(awk -v a="$CEIL_S" -v b="$OD_S" 'BEGIN { printf "%.2f", a / b }')" "$got"
 
 # The insert format, measured where odsync pays for it: the server parsing an HTTP body (as odsync

@@ -32,6 +32,11 @@
  * The real slot is advanced on a connection of its own, asynchronously and at most once per
  * status_interval_ms: each advance re-reads WAL from the slot's restart_lsn (fast-forward), which
  * after a burst without xl_running_xacts records is the start of the backlog.
+ Moving restart_lsn (catchup_move_restart, pg_restart.c): a running-transactions record is logged
+ * at the head on entry and again when the source is near the head; one more call decodes past the
+ * latter, the copy's confirmed position (all before it delivered) goes to the pipeline as an idle
+ * position, and once the sinks hold it the slot is advanced there synchronously, so its
+ * restart_lsn passes the record before the stream starts (checked in pg_replication_slots).
  *
  * Owns: the peek and advance connections (s->peek, s->catchup_adv), the row buffer (pg_readahead.c) and the
  * catch-up fields of pg_source.
@@ -48,6 +53,9 @@
 #include "sources/pg/pg_internal.h"
 #include "sources/pg/pg_readahead.h"
 
+/* At the switch, how long to wait for the sinks to acknowledge the copy's confirmed position. */
+#define CATCHUP_IDLE_WAIT_US (10 * 1000000LL)
+
 static void lsn_text(od_lsn l, char *buf, size_t n) { snprintf(buf, n, "%X/%X", OD_LSN_ARGS(l)); }
 
 /* Bytes of WAL the server has written past `from` (0 when not behind). */
@@ -63,19 +71,25 @@ static int wal_behind(pg_source *s, PGconn *c, od_lsn from, int64_t *out, od_err
   return OD_OK;
 }
 
-/* After a call that ended at `end`: bytes of WAL left on the server, and bytes between the slot's
- * restart_lsn and `end` (what the next call decodes again; 0 if the slot is not found). */
-static int call_distances(pg_source *s, od_lsn end, int64_t *behind, int64_t *redecode, od_error *err) {
+/* After a call that ended at `end`: bytes of WAL left on the server, bytes between the slot's
+ * restart_lsn and `end` (what the next call decodes again; 0 if the slot is not found), and the
+ * slot's confirmed position (with the copy: where the call stopped decoding — every transaction
+ * that commits before it was returned by this call or an earlier one; 0 if unknown). */
+static int call_distances(pg_source *s, od_lsn end, int64_t *behind, int64_t *redecode, od_lsn *confirmed,
+                          od_error *err) {
   char l[32];
   lsn_text(end, l, sizeof l);
   const char *p[] = {l, s->catchup_copy[0] ? s->catchup_copy : s->slot};
   PGresult *r = od_pg_query(s, s->peek,
                             "SELECT pg_current_wal_lsn() - $1::pg_lsn, "
-                            "(SELECT $1::pg_lsn - restart_lsn FROM pg_replication_slots WHERE slot_name = $2)",
+                            "(SELECT $1::pg_lsn - restart_lsn FROM pg_replication_slots WHERE slot_name = $2), "
+                            "(SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $2)",
                             2, p, err);
   if (!r) return err->code;
   *behind = atoll(PQgetvalue(r, 0, 0));
   *redecode = PQgetisnull(r, 0, 1) ? 0 : atoll(PQgetvalue(r, 0, 1));
+  *confirmed = 0;
+  if (!PQgetisnull(r, 0, 2)) od_pg_parse_lsn(PQgetvalue(r, 0, 2), confirmed);
   if (*behind < 0) *behind = 0;
   if (*redecode < 0) *redecode = 0;
   PQclear(r);
@@ -165,6 +179,51 @@ static int adv_send(pg_source *s, bool now, od_error *err) {
   return OD_OK;
 }
 
+/* Offer the copy's confirmed position to the pipeline as an idle position (heartbeat): every
+ * transaction before it was delivered and none is open, so the sinks may checkpoint it and the
+ * acknowledgement may carry the slot past the running-transactions record logged for the switch. */
+static int offer_idle(pg_source *s, od_error *err) {
+  if (!s->outer || !s->outer->idle || od_pgoutput_in_transaction(s->decoder)) return OD_OK;
+  if (s->catchup_copy_confirmed <= s->durable) return OD_OK;
+  od_pos idle = od_pg_pos(s->catchup_copy_confirmed);
+  return s->outer->idle(s->outer->ctx, &idle, err);
+}
+
+/* At the switch to streaming (the last batch and the idle position durable, no advance in flight):
+ * advance the slot to the durable position, synchronously on s->catchup_adv, so that its
+ * restart_lsn passes the running-transactions record logged for the switch before the stream
+ * starts (else the walsender decodes the backlog again first). One advance takes the first such
+ * record after the slot's confirmed position as its candidate; when that is an earlier one, a
+ * second advance to the same position (re-reading only from there) takes the last. */
+static int follow_restart(pg_source *s, od_error *err) {
+  od_lsn to = s->durable > s->catchup_advanced ? s->durable : s->catchup_advanced;
+  od_lsn before = 0, now = 0;
+  int rc = od_pg_slot_restart(s, s->catchup_adv, s->slot, &before, err);
+  now = before;
+  char l[32];
+  lsn_text(to, l, sizeof l);
+  const char *p[] = {s->slot, l};
+  for (int pass = 0; rc == OD_OK && pass < 2; pass++) {
+    od_lsn last = now;
+    PGresult *r = od_pg_query(s, s->catchup_adv, "SELECT pg_replication_slot_advance($1, $2::pg_lsn)", 2, p, err);
+    if (!r) return advance_failed(s, l, err);
+    PQclear(r);
+    s->catchup_stats.advances++;
+    s->catchup_advanced = to;
+    if ((rc = od_pg_slot_restart(s, s->catchup_adv, s->slot, &now, err))) break;
+    if (now >= s->catchup_mark_from || now == last) break;
+  }
+  if (rc) return rc;
+  if (to > s->floor) s->floor = to; /* the slot's confirmed position: statuses never go below it */
+  s->catchup_stats.restart_to = now;
+  od_debug("%s: slot %s advanced to %X/%X for the switch: restart_lsn %X/%X -> %X/%X (%s the running-transactions "
+           "record logged at %X/%X; the stream decodes %.1f MB again before its first change)",
+           s->where, s->slot, OD_LSN_ARGS(to), OD_LSN_ARGS(before), OD_LSN_ARGS(now),
+           now >= s->catchup_mark_from ? "at or past" : "still before", OD_LSN_ARGS(s->catchup_mark_from),
+           now && to > now ? (to - now) / 1048576.0 : 0.0);
+  return OD_OK;
+}
+
 /* Ask the server to stop an in-flight call on c; the connection is closed right after. */
 static void cancel(PGconn *c) {
   if (!c || PQstatus(c) != CONNECTION_OK) return;
@@ -208,6 +267,11 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
     leave(s);
     return rc;
   }
+  if ((rc = od_pg_slot_restart(s, s->peek, s->slot, &s->catchup_stats.restart_from, err))) {
+    leave(s);
+    return rc;
+  }
+  s->catchup_stats.restart_to = s->catchup_stats.restart_from;
   s->catchup_copy[0] = '\0';
   if (PQserverVersion(s->peek) >= 120000) {
     char copy[64];
@@ -227,7 +291,16 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
       return err->code;
     }
     s->catchup_adv_at = od_mono_us();
+    /* A record at today's head: once the copy's calls pass it, the calls after decode again only
+     * from there (a burst holds none of its own), and so does the closing call. */
+    od_lsn ignored_from, ignored_to;
+    if (s->catchup_move_restart && (rc = od_pg_log_running_xacts(s, &ignored_from, &ignored_to, err))) {
+      leave(s);
+      return rc;
+    }
   }
+  s->catchup_mark = s->catchup_mark_from = s->catchup_copy_confirmed = 0;
+  s->catchup_idle_wait_at = 0;
   s->catchup = true;
   s->catchup_leaving = false;
   s->catchup_inflight = false;
@@ -356,15 +429,32 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
   }
   if (!copy && (rc = advance_slot(s, s->peek, s->durable, err))) return rc;
   if (s->catchup_leaving) {
-    /* No advance here: streaming starts at the durable position and its statuses move the slot. */
+    /* With a record logged for the switch, wait (bounded) for the sinks to hold the copy's
+     * confirmed position past it, then advance the slot there; without, streaming starts at the
+     * durable position and its statuses move the slot. */
+    if (copy && s->catchup_mark && s->durable < s->catchup_copy_confirmed) {
+      int64_t now = od_mono_us();
+      if (!s->catchup_idle_wait_at) s->catchup_idle_wait_at = now;
+      if (now - s->catchup_idle_wait_at < CATCHUP_IDLE_WAIT_US) {
+        if ((rc = offer_idle(s, err))) return rc;
+        usleep((useconds_t)(timeout_ms < 2 ? timeout_ms : 2) * 1000);
+        return OD_OK;
+      }
+      od_debug("%s: the sinks did not acknowledge the idle position %X/%X within %d s: restart_lsn may stay before "
+               "the record logged for the switch", s->where, OD_LSN_ARGS(s->catchup_copy_confirmed),
+               (int)(CATCHUP_IDLE_WAIT_US / 1000000));
+    }
     if (copy && (rc = adv_collect(s, true, err))) return rc;
+    if (copy && s->catchup_mark && (rc = follow_restart(s, err))) return rc;
     const struct pg_catchup_stats *t = &s->catchup_stats;
     od_info("%s: caught up by batch decoding (%ld calls, %lld messages, %.1f MB; server %.2f s from call to first "
             "row, %.2f s of it with nothing to decode; %.2f s receiving rows, %.2f s decoding and handing them to "
-            "the sinks; %.1f MB of WAL decoded again; %ld slot advances); streaming from %X/%X",
+            "the sinks; %.1f MB of WAL decoded again; %ld slot advances; restart_lsn %X/%X -> %X/%X); streaming "
+            "from %X/%X",
             s->where, s->catchup_batches, (long long)t->rows, t->row_bytes / 1048576.0, t->call_us / 1e6,
             t->wait_us / 1e6, t->recv_us / 1e6, t->decode_us / 1e6, t->redecode_bytes / 1048576.0, t->advances,
-            OD_LSN_ARGS(s->durable));
+            OD_LSN_ARGS(t->restart_from), OD_LSN_ARGS(t->restart_to),
+            OD_LSN_ARGS(s->durable > s->floor ? s->durable : s->floor));
     leave(s);
     return OD_OK;
   }
@@ -382,14 +472,20 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
   od_lsn end = s->catchup_buf->last_end > s->catchup_last_end ? s->catchup_buf->last_end : s->catchup_last_end;
   if (end < from) end = from;
   int64_t behind = 0, redecode = 0;
-  if (rows == 0) {
+  od_lsn confirmed = 0;
+  if ((rows > 0 || copy) && (rc = call_distances(s, end, &behind, &redecode, &confirmed, err))) return rc;
+  if (copy && confirmed > s->catchup_copy_confirmed) s->catchup_copy_confirmed = confirmed;
+  bool near = rows == 0 || behind < s->catchup_exit_bytes;
+  if (near && copy && s->catchup_move_restart && !s->catchup_mark) {
+    /* Near the head: log a running-transactions record there and make one more call, which
+     * decodes past it (the copy's restart_lsn follows); the slot is advanced past it at the switch. */
+    if ((rc = od_pg_log_running_xacts(s, &s->catchup_mark_from, &s->catchup_mark, err))) return rc;
+    if (!s->catchup_mark) s->catchup_leaving = true;
+  } else if (near && s->catchup_copy_confirmed >= s->catchup_mark) {
     s->catchup_leaving = true;
-  } else if ((rc = call_distances(s, end, &behind, &redecode, err))) {
-    return rc;
-  } else if (behind < s->catchup_exit_bytes) {
-    s->catchup_leaving = true;
-  } else {
-    size_next_call(s, (int64_t)(end - from), redecode, rows, s->catchup_stats.row_bytes - bytes0);
+  }
+  if (!s->catchup_leaving) {
+    if (!near) size_next_call(s, (int64_t)(end - from), redecode, rows, s->catchup_stats.row_bytes - bytes0);
     s->catchup_stats.redecode_bytes += redecode;
     /* The copy is free again: the server decodes the next call while this one's rows are decoded. */
     if (prefetch && (rc = send_call(s, err))) return rc;
@@ -399,6 +495,7 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
     return OD_FAIL(err, OD_EPROTOCOL, "%s: batch decoding returned a transaction without its commit", s->where);
   if (s->catchup_last_end > s->catchup_batch_end) s->catchup_batch_end = s->catchup_last_end;
   if (s->catchup_batch_end > s->received) s->received = s->catchup_batch_end;
+  if (s->catchup_leaving && s->catchup_mark && (rc = offer_idle(s, err))) return rc;
   od_debug("%s: batch call %ld (upto_nchanges %ld): %ld messages; first row %.3f s after the call (%.3f s idle "
            "waiting for it), %.3f s receiving (%s), %.3f s decoding; up to %X/%X, %.1f MB behind, next call "
            "decodes %.1f MB again",

@@ -66,6 +66,13 @@ typedef struct pg_source {
   bool catchup_adv_inflight;    /* an advance was sent on catchup_adv and not collected */
   od_lsn catchup_adv_target;    /* where the in-flight advance moves the slot */
   int64_t catchup_adv_at;       /* monotonic µs of the last advance sent */
+  bool catchup_move_restart;    /* log running-xacts records so restart_lsn follows (pg_restart.c) */
+  long catchup_move_restart_timeout_ms; /* statement_timeout of the temporary slot's creation */
+  bool restart_warned;          /* a failure to log such a record was warned about (once per source) */
+  od_lsn catchup_mark;          /* flushed WAL position just past the record logged for the switch (0: none) */
+  od_lsn catchup_mark_from;     /* insert position just before it: restart_lsn >= this passed the record */
+  od_lsn catchup_copy_confirmed;/* the copy's confirmed position after the last call (all before it returned) */
+  int64_t catchup_idle_wait_at; /* monotonic µs the switch began waiting for its idle position (0: not yet) */
   struct pg_catchup_stats {     /* where catch-up's wall time went (logged when it ends) */
     int64_t call_us;            /* call sent → first row: the server's decoding (overlapped or not) */
     int64_t wait_us;            /* the part of call_us odsync spent waiting with nothing to decode */
@@ -74,6 +81,7 @@ typedef struct pg_source {
     int64_t rows;
     int64_t row_bytes;          /* bytes of the messages received */
     int64_t redecode_bytes;     /* WAL between restart_lsn and the start of each call (decoded again) */
+    od_lsn restart_from, restart_to; /* the slot's restart_lsn at entry and when streaming starts */
     long advances;
   } catchup_stats;
   long slot_warn_bytes;          /* source.slot_warn_retained_bytes; 0: no warning */
@@ -114,6 +122,12 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err);
 int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err);
 int od_pg_catchup_ack(pg_source *s, od_lsn durable, bool force, od_error *err);
 void od_pg_catchup_close(pg_source *s);
+/* pg_restart.c: log an xl_running_xacts record at the head (a temporary logical slot created and
+ * dropped on a connection of its own; never fails: warns once). before, after: the WAL insert
+ * position just before and the flush position just after (both 0 when nothing was logged). */
+int od_pg_log_running_xacts(pg_source *s, od_lsn *before, od_lsn *after, od_error *err);
+/* The restart_lsn of `slot` read on c (0: no such slot). */
+int od_pg_slot_restart(pg_source *s, PGconn *c, const char *slot, od_lsn *restart, od_error *err);
 /* pg_slot_health.c: retained WAL, wal_status and safe_wal_size of the slot; an invalidated slot is
  * fatal (od_pg_slot_lost names the recovery). */
 int od_pg_slot_health_check(pg_source *s, od_error *err);

@@ -39,7 +39,8 @@ static void put_be64(char *p, uint64_t v) {
 static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms", "receive_timeout_ms", "slot_warn_retained_bytes",
                                            "reconnect_max_ms", "snapshot", "snapshot_workers",
                                            "snapshot_chunk_rows", "incremental_chunk_rows", "partitions",
-                                           "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", "catchup_prefetch_bytes", "mesh_node",
+                                           "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", "catchup_prefetch_bytes", "catchup_move_restart",
+                                           "catchup_move_restart_timeout_ms", "mesh_node",
                                            NULL};
 
 /* snapshot: initial|never (default initial), snapshot_workers 1..16 (2), snapshot_chunk_rows (100000). */
@@ -127,6 +128,9 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
       (rc = od_config_int(cfg, "catchup_exit_bytes", 16L << 20, 0, 1L << 50, &s->catchup_exit_bytes, err)) ||
       (rc = od_config_int(cfg, "catchup_batch_changes", 100000, 100, 10000000, &s->catchup_batch, err)) ||
       (rc = od_config_int(cfg, "catchup_prefetch_bytes", 64L << 20, 0, 1L << 40, &s->catchup_prefetch_bytes, err)) ||
+      (rc = od_config_bool(cfg, "catchup_move_restart", true, &s->catchup_move_restart, err)) ||
+      (rc = od_config_int(cfg, "catchup_move_restart_timeout_ms", 2000, 100, 600000,
+                          &s->catchup_move_restart_timeout_ms, err)) ||
       (rc = od_config_int(cfg, "slot_warn_retained_bytes", 1073741824L, 0, 1L << 50, &s->slot_warn_bytes, err)) ||
       (rc = snapshot_config(s, cfg, err)) || (rc = partitions_config(s, cfg, err)) ||
       (rc = tables_config(s, cfg, err)))
