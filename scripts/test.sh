@@ -74,6 +74,11 @@ VALGRIND_TESTS=(
   test_config_diff
   test_poll_keys
   test_mytrig_values
+  test_lathist
+  test_arena
+  test_sink_contract
+  test_sink_pg_types
+  test_tblowner
 )
 for t in "${VALGRIND_TESTS[@]}"; do
   exe=build-valgrind/$t
