@@ -97,6 +97,8 @@ void pgs_mesh_dec_clear(pgs_mesh *m) {
   for (size_t i = 0; i < m->ndec; i++) {
     free(m->dec[i].key);
     for (int k = 0; k < m->dec[i].nval; k++) free(m->dec[i].val[k]);
+    for (int k = 0; k < m->dec[i].nrow; k++) free(m->dec[i].row[k]);
+    free(m->dec[i].row);
   }
   if (m->slot_cap > 4096 && m->ndec < m->slot_cap / 16) { /* after a big transaction: shrink */
     free(m->slots);
@@ -168,7 +170,8 @@ static const char *node_of_origin(const pgs_mesh *m, const char *origin) {
  * is read by key in the same statement: a conflict is always with a version this sink has not
  * overwritten, so the row (if any) is still the one that competed. */
 static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st,
-                        const char *kind, const decision *d, bool remote_wins, const char *policy, od_error *err) {
+                        const char *kind, const decision *d, bool remote_wins, const char *policy,
+                        const char *merged, const char *winner, od_error *err) {
   m->conflicts++;
   for (int k = 0; k < KINDS; k++)
     if (strcmp(kind, KIND_NAMES[k]) == 0) od_counter_add(m->m_conflicts[k], 1);
@@ -183,16 +186,17 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   snprintf(rts, sizeof rts, "%" PRId64, st->ts);
   snprintf(rlsn, sizeof rlsn, "%X/%X", (unsigned)(st->lsn >> 32), (unsigned)st->lsn);
   const char *lnode = d->node[0] ? d->node : m->node;
-  const char *p[13 + 64] = {m->node, kind, r->target, keyshow, NULL,
+  if (!winner) winner = remote_wins ? m->peer : lnode;
+  const char *p[14 + 64] = {m->node, kind, r->target, keyshow, NULL,
                             c->op != OD_OP_DELETE && !remote.oom ? remote.p : NULL, lnode, m->peer,
-                            d->ts != INT64_MIN ? lts : NULL, rts, rlsn, policy, remote_wins ? m->peer : lnode};
-  int np = 13;
+                            d->ts != INT64_MIN ? lts : NULL, rts, rlsn, policy, winner, merged};
+  int np = 14;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, m->log_q);
   od_sqlbuf_add(b, " (node, kind, table_name, key, local_row, remote_row, local_origin, remote_origin, "
-                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner) VALUES ($1, $2, $3, $4, ");
+                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner, merged) VALUES ($1, $2, $3, $4, ");
   if (d->tomb || !d->has_ver) {
     od_sqlbuf_add(b, "$5::jsonb");
   } else {
@@ -200,7 +204,7 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
     od_sqlbuf_add(b, r->qtarget);
     od_sqlbuf_add(b, " t WHERE ");
     const od_tuple *kt = key_tuple(c);
-    for (int k = 0; k < r->nkey && np < 13 + 64; k++) {
+    for (int k = 0; k < r->nkey && np < 14 + 64; k++) {
       int col = PGS_COL(r->key_plan[k]);
       if (k) od_sqlbuf_add(b, " AND ");
       od_sqlbuf_add(b, "t.");
@@ -211,13 +215,14 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
     od_sqlbuf_add(b, "))");
   }
   od_sqlbuf_add(b, ", $6::jsonb, $7, $8, '1970-01-01 00:00:00+00'::timestamptz + $9::bigint * interval '1 microsecond', "
-                   "'1970-01-01 00:00:00+00'::timestamptz + $10::bigint * interval '1 microsecond', $11::pg_lsn, $12, $13)");
+                   "'1970-01-01 00:00:00+00'::timestamptz + $10::bigint * interval '1 microsecond', $11::pg_lsn, $12, $13, "
+                   "$14::jsonb)");
   PGresult *res = b->oom ? NULL : pgs_exec(s, m->log_q, "logging a conflict", b->p, np, p, err);
   od_sqlbuf_free(&remote);
   if (!res) return b->oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
   PQclear(res);
   od_debug("postgres sink %s: mesh %s: %s conflict on %s (%s): %s wins", s->where, m->node, kind, r->target, keyshow,
-           remote_wins ? m->peer : lnode);
+           winner);
   /* The audit log (docs/AUDIT.md) gets it when detected: a transaction replayed after a crash may
    * record its conflicts there again; _odsync_conflicts, written in the transaction, is exact. */
   od_sqlbuf ab = {0};
@@ -232,7 +237,7 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   od_sqlbuf_add(&ab, ",\"policy\":");
   od_audit_json_str(&ab, policy);
   od_sqlbuf_add(&ab, ",\"winner\":");
-  od_audit_json_str(&ab, remote_wins ? m->peer : lnode);
+  od_audit_json_str(&ab, winner);
   od_sqlbuf_addf(&ab, ",\"remote_lsn\":\"%s\"", rlsn);
   char pipeline[128];
   snprintf(pipeline, sizeof pipeline, "%s", s->pipeline ? s->pipeline : "");
@@ -242,20 +247,21 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   return OD_OK;
 }
 
-static int prio_rank(const pgs_mesh *m, const char *node) {
-  for (int i = 0; i < m->nprio; i++)
-    if (strcmp(m->prio[i], node) == 0) return i;
-  return m->nprio;
+static int prio_rank(const mesh_pol *pol, const char *node) {
+  for (int i = 0; i < pol->nprio; i++)
+    if (strcmp(pol->prio[i], node) == 0) return i;
+  return pol->nprio;
 }
 
 /* Whether the remote write wins a conflict with the concurrent local version. Every node computes
  * the same answer for the same pair: only the two versions' (clock, node) enter it. */
-static bool remote_wins(const pgs_mesh *m, const stamp *st, const decision *d) {
+static bool remote_wins(const pgs_mesh *m, const mesh_pol *pol, const stamp *st, const decision *d) {
   const char *lnode = d->node[0] ? d->node : m->node;
-  if (m->policy == POL_KEEP_LOCAL) return false;
-  if (m->policy == POL_APPLY_REMOTE) return true;
-  if (m->policy == POL_PRIORITY) {
-    int a = prio_rank(m, m->peer), b = prio_rank(m, lnode);
+  int policy = pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy; /* whole rows: the fallback */
+  if (policy == POL_KEEP_LOCAL) return false;
+  if (policy == POL_APPLY_REMOTE) return true;
+  if (policy == POL_PRIORITY) {
+    int a = prio_rank(pol, m->peer), b = prio_rank(pol, lnode);
     if (a != b) return a < b;
   }
   /* last_writer_wins (and priority between equals): clock, then node name */
@@ -454,7 +460,8 @@ static int cmp_key(const void *a, const void *b) {
 }
 
 /* A new key state from the versions query's row (lv NULL: the key has no version here). */
-static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_ver *lv, int nfetch, int nctr) {
+static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_ver *lv, int nfetch, int nctr,
+                          const PGresult *res, int nall) {
   decision *d = dec_add(m, r->rel, key);
   if (!d) return NULL;
   d->r = r;
@@ -471,13 +478,20 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
     if (lv->ctr[k] && !d->val[k]) return NULL;
     if (k < nctr && lv->ctr[k]) d->ctr[k] = strtoll(lv->ctr[k], NULL, 10);
   }
+  if (nall && !lv->tomb) { /* column_merge: the whole live row */
+    if (!(d->row = calloc((size_t)nall, sizeof *d->row))) return NULL;
+    d->nrow = nall;
+    for (int k = 0; k < nall; k++)
+      if (!PQgetisnull(res, lv->prow, 5 + nfetch + k) && !(d->row[k] = strdup(PQgetvalue(res, lv->prow, 5 + nfetch + k))))
+        return NULL;
+  }
   return d;
 }
 
 /* Build and run the versions query of the keys keys[q0, q1) not yet known; *res owns the rows. */
 static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
                           char **keys, const bool *known, size_t q0, size_t q1, const int *cols, int nfetch,
-                          const char **params, PGresult **res, od_error *err) {
+                          int nall, const char **params, PGresult **res, od_error *err) {
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "WITH live AS (SELECT concat_ws(chr(31)");
@@ -491,6 +505,11 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
     od_sqlbuf_add(b, ", t.");
     od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);
     od_sqlbuf_addf(b, "::text AS c%d", k);
+  }
+  for (int k = 0; k < nall; k++) { /* column_merge: every column of the live row */
+    od_sqlbuf_add(b, ", t.");
+    od_sqlbuf_ident(b, r->rel->columns[k].name);
+    od_sqlbuf_addf(b, "::text AS a%d", k);
   }
   od_sqlbuf_add(b, " FROM ");
   od_sqlbuf_add(b, r->qtarget);
@@ -549,13 +568,15 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
                     "d.key FOR UPDATE OF d), "
                     "x AS (SELECT k, cts, rid, origin, false AS tomb", np + 1, np + 2);
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", c%d", k);
+  for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", a%d", k);
   od_sqlbuf_add(b, " FROM live UNION ALL SELECT k, cts, rid, origin, true");
-  for (int k = 0; k < nfetch; k++) od_sqlbuf_add(b, ", NULL");
+  for (int k = 0; k < nfetch + nall; k++) od_sqlbuf_add(b, ", NULL");
   od_sqlbuf_add(b, " FROM dead) SELECT x.k, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.ts ELSE "
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL "
                    "THEN v.node ELSE x.origin END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc ELSE "
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, x.tomb");
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", x.c%d", k);
+  for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", x.a%d", k);
   od_sqlbuf_add(b, " FROM x LEFT JOIN ");
   od_sqlbuf_add(b, m->ver_q);
   od_sqlbuf_addf(b, " v ON v.tbl = $%d AND v.key = x.k", np + 1);
@@ -579,40 +600,203 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   return rc;
 }
 
-/* Decide one change against its key's state: fills *keep, logs a conflict, updates the state. */
-static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t ci, const stamp *st,
-                         decision *d, const int *cols, int nctr, int nfetch, const int *rule_of, bool *keep,
-                         od_error *err) {
-  if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
-    *keep = d->apply;
+/* ---- column_merge ------------------------------------------------------------------------------ */
+
+static bool is_key_col(const pg_rel *r, int col) {
+  for (int k = 0; k < r->nkey; k++)
+    if ((int)PGS_COL(r->key_plan[k]) == col) return true;
+  return false;
+}
+
+static bool same_val(const od_value *a, const od_value *b) {
+  if (a->kind != b->kind) return false;
+  if (a->kind == OD_VALUE_NULL) return true;
+  return a->len == b->len && (!a->len || memcmp(a->data, b->data, a->len) == 0);
+}
+
+/* A change's value against a local value read as text (NULL: SQL null). */
+static bool same_text(const od_value *v, const char *t) {
+  if (v->kind == OD_VALUE_NULL) return t == NULL;
+  if (v->kind != OD_VALUE_TEXT || !t) return false;
+  return strlen(t) == v->len && memcmp(v->data, t, v->len) == 0;
+}
+
+static void json_name(od_sqlbuf *b, const char *name) {
+  if (b->len) od_sqlbuf_add(b, ",");
+  od_sqlbuf_add(b, "\"");
+  for (const char *c = name; *c; c++) {
+    if (*c == '"' || *c == '\\') od_sqlbuf_add(b, "\\");
+    od_sqlbuf_addn(b, c, 1);
+  }
+  od_sqlbuf_add(b, "\"");
+}
+
+/* column_merge of a remote update (with its full old image: REPLICA IDENTITY FULL) into the live
+ * local row d->row. The remote change writes the columns it changed (old != new), except a column
+ * the local version changed too (local != old, concurrent only) when the fallback keeps the local
+ * version (rw false), and a column the local version kept against an earlier change of the same
+ * source transaction (d->lmask). The columns it does not write are UNCHANGED in an override of the
+ * change (the apply path updates the sent columns only). *apply: it writes some column. detail
+ * (NULL: not wanted) gets {"remote": [...], "local": [...], "both": [...]}; *both: a column was
+ * changed on both sides. d->row follows the merged values. */
+static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx, decision *d,
+                         bool conflict, bool rw, bool *apply, od_sqlbuf *detail, bool *both, od_error *err) {
+  int ncol = c->newtup.ncolumns;
+  od_value *vals = malloc((size_t)(ncol ? ncol : 1) * sizeof *vals);
+  if (!vals) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  od_sqlbuf lists[3] = {{0}}; /* remote, local, both */
+  int taken = 0;
+  for (int j = 0; j < ncol; j++) {
+    const od_value *nv = &c->newtup.values[j], *ov = j < c->oldtup.ncolumns ? &c->oldtup.values[j] : NULL;
+    vals[j] = *nv;
+    if (is_key_col(r, j)) continue; /* the key is the same on both sides (else no merge) */
+    bool known = d->row && j < d->nrow;
+    const char *lv = known ? d->row[j] : NULL;
+    const char *name = j < r->rel->ncolumns ? r->rel->columns[j].name : "?";
+    bool rchg = nv->kind != OD_VALUE_UNCHANGED && !(ov && same_val(nv, ov));
+    bool lchg = conflict && (!known || !ov || !same_text(ov, lv));
+    uint64_t bit = j < MERGE_COLS_MAX ? 1ULL << j : 0;
+    bool take = rchg;
+    if (d->lmask & bit) {
+      take = false;
+    } else if (rchg && lchg && !(known && same_text(nv, lv))) {
+      *both = true;
+      json_name(&lists[2], name);
+      if (!rw) {
+        take = false;
+        d->lmask |= bit;
+      }
+    } else if (rchg) {
+      json_name(&lists[0], name);
+    } else if (lchg) {
+      json_name(&lists[1], name);
+    }
+    if (!take) {
+      vals[j] = (od_value){.kind = OD_VALUE_UNCHANGED};
+      continue;
+    }
+    taken++;
+    if (known) {
+      free(d->row[j]);
+      d->row[j] = NULL;
+      if (nv->kind == OD_VALUE_TEXT && !(d->row[j] = strndup(nv->data, nv->len))) {
+        free(vals);
+        for (int k = 0; k < 3; k++) od_sqlbuf_free(&lists[k]);
+        return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      }
+    }
+  }
+  if (detail) {
+    static const char *const names[3] = {"remote", "local", "both"};
+    od_sqlbuf_add(detail, "{");
+    for (int k = 0; k < 3; k++)
+      od_sqlbuf_addf(detail, "%s\"%s\": [%s]", k ? ", " : "", names[k], lists[k].p ? lists[k].p : "");
+    od_sqlbuf_add(detail, "}");
+  }
+  for (int k = 0; k < 3; k++) od_sqlbuf_free(&lists[k]);
+  *apply = taken > 0;
+  if (!*apply) {
+    free(vals);
     return OD_OK;
   }
-  const char *kind = NULL, *policy = POLICIES[m->policy];
-  bool apply = true;
+  if (m->novr == m->ovr_cap) {
+    size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
+    struct override *g = realloc(m->ovr, cap * sizeof *g);
+    if (!g) {
+      free(vals);
+      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    }
+    m->ovr = g;
+    m->ovr_cap = cap;
+  }
+  m->ovr[m->novr++] = (struct override){.idx = idx, .vals = vals}; /* owns vals; values borrowed from c */
+  return OD_OK;
+}
+
+/* A column merge is possible: an update of a live row read whole, with the full old image and the
+ * same key before and after. */
+static bool mergeable(const pg_rel *r, const od_change *c, const decision *d) {
+  if (c->op != OD_OP_UPDATE || c->old_kind != 'O' || !d->row || d->tomb || !d->has_ver) return false;
+  for (int k = 0; k < r->nkey; k++) {
+    int col = PGS_COL(r->key_plan[k]);
+    if (col >= c->oldtup.ncolumns || col >= c->newtup.ncolumns ||
+        !same_val(&c->oldtup.values[col], &c->newtup.values[col]))
+      return false;
+  }
+  return true;
+}
+
+/* Decide one change against its key's state: fills *keep, logs a conflict, updates the state. */
+static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
+                         size_t ci, const stamp *st, decision *d, const int *cols, int nctr, int nfetch,
+                         const int *rule_of, bool *keep, od_error *err) {
+  if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
+    *keep = d->apply;
+    if (d->apply && d->merge && mergeable(r, c, d)) /* ... a column merge: what the local version kept stays */
+      return merge_columns(s, m, r, c, ci, d, false, false, keep, NULL, &(bool){false}, err);
+    return OD_OK;
+  }
+  const char *kind = NULL, *policy = POLICIES[pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy];
+  bool apply = true, merge = false;
   if (!seen_by_remote(m, st, d)) { /* concurrent */
     if (d->tomb) {
       /* A delete against a tombstone competes too: the winner's version becomes the tombstone's
        * on every node, so later writes of the key are judged against the same version. */
       kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
-      apply = remote_wins(m, st, d);
+      apply = remote_wins(m, pol, st, d);
     } else {
       kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
       int ruled = c->op == OD_OP_DELETE ? 0 : rules_decide(m, c, d, cols, nctr, nfetch, rule_of);
-      apply = ruled ? ruled > 0 : remote_wins(m, st, d);
+      merge = !ruled && pol->policy == POL_COLUMN_MERGE && mergeable(r, c, d);
+      if (pol->policy == POL_COLUMN_MERGE && !ruled && !merge && c->op == OD_OP_UPDATE && c->old_kind != 'O' &&
+          !m->merge_warned) {
+        m->merge_warned = true;
+        od_warn("postgres sink %s: mesh %s: table %s has policy column_merge but its updates arrive without the "
+                "old row (REPLICA IDENTITY FULL is missing on node %s): concurrent updates are resolved by the "
+                "fallback %s as whole rows; run ALTER TABLE %s REPLICA IDENTITY FULL on every node",
+                s->where, m->node, r->target, m->peer, policy, r->target);
+      }
+      apply = ruled ? ruled > 0 : remote_wins(m, pol, st, d);
       if (ruled) policy = "rule";
     }
+  }
+  int rc;
+  if (merge) { /* concurrent updates of one row, merged by column; the row keeps the local version */
+    bool rw = apply, both = false;
+    const char *lnode = d->node[0] ? d->node : m->node;
+    od_sqlbuf detail = {0};
+    d->lmask = 0;
+    if (!(rc = merge_columns(s, m, r, c, ci, d, true, rw, &apply, &detail, &both, err)))
+      rc = detail.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
+                      : log_conflict(s, m, r, c, st, kind, d, rw, "column_merge", detail.p,
+                                     both ? (rw ? m->peer : lnode) : "merged", err);
+    od_sqlbuf_free(&detail);
+    if (rc) return rc;
+    *keep = apply;
+    d->seq = st->seq;
+    d->apply = apply;
+    d->merge = true;
+    /* The merged row is written by this sink (its xmin gets the peer's origin): the side table
+     * keeps the local version for it, so the peer's later writes that had not seen the local one
+     * are merged against it again (docs/MULTI_MASTER.md, "column_merge"). */
+    if (apply) {
+      if (!d->node[0]) snprintf(d->node, sizeof d->node, "%s", m->node);
+      if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    }
+    return OD_OK;
   }
   /* Counters take every update as a delta on the local value, conflict or not: a row merged
    * here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
   bool merged = false;
-  int rc;
   if (nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb &&
       (rc = merge_counters(s, m, r, c, ci, d, cols, nctr, apply, &merged, err)))
     return rc;
-  if (kind && (rc = log_conflict(s, m, r, c, st, kind, d, apply, policy, err))) return rc;
+  if (kind && (rc = log_conflict(s, m, r, c, st, kind, d, apply, policy, NULL, NULL, err))) return rc;
   *keep = apply;
   d->seq = st->seq;
   d->apply = apply;
+  d->merge = false;
+  d->lmask = 0;
   if (apply) { /* the key's version is now the peer's */
     if (c->op == OD_OP_DELETE && d->tomb && d->has_ver) d->touch = true; /* no row: the DELETE changes nothing */
     d->has_ver = true;
@@ -636,6 +820,11 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
   int cols[COUNTERS_MAX], rule_of[COUNTERS_MAX];
   int nctr = counter_cols(m, r, cols);
   int nfetch = rule_cols(m, r, cols, nctr, rule_of);
+  const mesh_pol *pol = pgs_mesh_pol(m, r->target);
+  int nall = pol->policy == POL_COLUMN_MERGE ? r->rel->ncolumns : 0; /* column_merge reads the whole row */
+  if (nall > MERGE_COLS_MAX)
+    return OD_FAIL(err, OD_ECONFIG, "postgres sink %s: mesh table %s has %d columns; column_merge supports up to "
+                   "%d: give it another policy in mesh.policies", s->where, r->target, nall, MERGE_COLS_MAX);
   size_t per_query = (size_t)(30000 / (r->nkey ? r->nkey : 1));
   if (per_query > 5000) per_query = 5000;
   char **keys = calloc(nkeys, sizeof *keys);
@@ -663,7 +852,8 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
     res = NULL;
     free(vers);
     vers = NULL;
-    if ((rc = query_versions(s, m, r, changes, idx, keys, known, q0, q1, cols, nfetch, params, &res, err))) goto done;
+    if ((rc = query_versions(s, m, r, changes, idx, keys, known, q0, q1, cols, nfetch, nall, params, &res, err)))
+      goto done;
     int nv = res ? PQntuples(res) : 0;
     if (!(vers = calloc((size_t)nv + 1, sizeof *vers))) {
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -671,6 +861,7 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
     }
     for (int v = 0; v < nv; v++) {
       vers[v].key = PQgetvalue(res, v, 0);
+      vers[v].prow = v;
       vers[v].ts = PQgetisnull(res, v, 1) ? INT64_MIN : strtoll(PQgetvalue(res, v, 1), NULL, 10);
       vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
       vers[v].hlc = PQgetisnull(res, v, 3) ? INT64_MIN : strtoll(PQgetvalue(res, v, 3), NULL, 10);
@@ -689,13 +880,13 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
         const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
         char *owned = keys[j];
         keys[j] = NULL; /* owned by the key state now */
-        if (!(d = dec_from(m, r, owned, lv, nfetch, nctr))) {
+        if (!(d = dec_from(m, r, owned, lv, nfetch, nctr, res, nall))) {
           rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
           goto done;
         }
       }
-      if ((rc = decide_change(s, m, r, &changes[ci], ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of, keep,
-                              err)))
+      if ((rc = decide_change(s, m, r, pol, &changes[ci], ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of,
+                              keep, err)))
         goto done;
     }
   }
