@@ -272,7 +272,10 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->ver_q);
   od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, node text NOT NULL, ts int8 NOT NULL, hlc int8 NOT NULL, "
-                   "PRIMARY KEY (tbl, key)); ");
+                   "PRIMARY KEY (tbl, key)); ALTER TABLE ");
+  /* column_merge: a merged row's other versions, "node:ts:hlc,..." (NULL for every other row) */
+  od_sqlbuf_add(b, m->ver_q);
+  od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS also text; ");
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, deleted_at timestamptz NOT NULL DEFAULT now(), "
@@ -496,8 +499,8 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   if (rc) return rc;
   if (!m->nst || (!stamped && !m->nwr)) return OD_OK;
   if (m->nwr > 1) qsort_r(m->wr, m->nwr, sizeof *m->wr, cmp_wr, m); /* side-table rows in (table, key) order, as rows */
-  od_sqlbuf a[5] = {{0}};
-  for (int k = 0; k < 5; k++) od_sqlbuf_add(&a[k], "{");
+  od_sqlbuf a[6] = {{0}};
+  for (int k = 0; k < 6; k++) od_sqlbuf_add(&a[k], "{");
   size_t nrows = 0;
   for (size_t i = 0; i < m->nwr; i++) {
     decision *d = &m->dec[m->wr[i]];
@@ -511,10 +514,11 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     arr_elem(&a[2], d->node[0] ? d->node : m->node);
     arr_elem(&a[3], ts);
     arr_elem(&a[4], hlc);
+    arr_elem(&a[5], d->also ? d->also : "");
     nrows++;
   }
   m->nwr = 0;
-  for (int k = 0; k < 5; k++) od_sqlbuf_add(&a[k], "}");
+  for (int k = 0; k < 6; k++) od_sqlbuf_add(&a[k], "}");
   const stamp *last = &m->st[m->nst - 1];
   char lsn[32], ts[32];
   snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(last->lsn >> 32), (unsigned)last->lsn);
@@ -523,29 +527,30 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   for (int i = 0; i < m->nst; i++)
     if (m->st[i].ts > m->max_ts) m->max_ts = m->st[i].ts;
   snprintf(ts, sizeof ts, "%" PRId64, m->max_ts);
-  const char *p[7] = {lsn, ts, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p};
+  const char *p[8] = {lsn, ts, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   if (nrows) {
     od_sqlbuf_add(b, "WITH w AS (INSERT INTO ");
     od_sqlbuf_add(b, m->ver_q);
-    od_sqlbuf_add(b, " AS v (tbl, key, node, ts, hlc) SELECT * FROM unnest($3::text[], $4::text[], $5::text[], "
-                     "$6::int8[], $7::int8[]) ON CONFLICT (tbl, key) DO UPDATE SET node = excluded.node, ts = "
-                     "excluded.ts, hlc = excluded.hlc RETURNING 1) ");
+    od_sqlbuf_add(b, " AS v (tbl, key, node, ts, hlc, also) SELECT t, k, n, s, h, nullif(o, '') FROM "
+                     "unnest($3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[]) AS u (t, k, n, s, "
+                     "h, o) ON CONFLICT (tbl, key) DO UPDATE SET node = excluded.node, ts = excluded.ts, hlc = "
+                     "excluded.hlc, also = excluded.also RETURNING 1) ");
   }
   od_sqlbuf_add(b, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '1970-01-01 00:00:00+00'::timestamptz + "
                    "$2::int8 * interval '1 microsecond')");
   if (nrows) od_sqlbuf_add(b, ", (SELECT count(*) FROM w)");
   bool oom = b->oom;
-  for (int k = 0; k < 5; k++) oom = oom || a[k].oom;
+  for (int k = 0; k < 6; k++) oom = oom || a[k].oom;
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
-           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 7 : 2,
+           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 8 : 2,
                           p, err)))
     rc = err->code;
   PQclear(r);
-  for (int k = 0; k < 5; k++) od_sqlbuf_free(&a[k]);
+  for (int k = 0; k < 6; k++) od_sqlbuf_free(&a[k]);
   if (rc == OD_OK) m->txn_has_data = true;
   return rc;
 }

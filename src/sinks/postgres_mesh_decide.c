@@ -99,6 +99,7 @@ void pgs_mesh_dec_clear(pgs_mesh *m) {
     for (int k = 0; k < m->dec[i].nval; k++) free(m->dec[i].val[k]);
     for (int k = 0; k < m->dec[i].nrow; k++) free(m->dec[i].row[k]);
     free(m->dec[i].row);
+    free(m->dec[i].also);
   }
   if (m->slot_cap > 4096 && m->ndec < m->slot_cap / 16) { /* after a big transaction: shrink */
     free(m->slots);
@@ -269,13 +270,100 @@ static bool remote_wins(const pgs_mesh *m, const mesh_pol *pol, const stamp *st,
   return strcmp(m->peer, lnode) > 0;
 }
 
+/* ---- version sets (column_merge) ----------------------------------------------------------------
+ * A row merged by column holds several concurrent writes; its version is the set of them, at
+ * most one per node: (d->node, d->ts, d->hlc), the latest by (clock, node), plus d->also. A write
+ * saw the row when it saw every write of the set; it competes (policy, fallback) with the latest
+ * write of the set it had not seen. Every node builds the same set for the same writes (a union),
+ * so every node picks the same competitor. Rows never merged have a set of one. */
+#define SET_MAX 9
+typedef struct ver_entry {
+  char node[64];
+  int64_t ts, hlc;
+} ver_entry;
+
+static int ver_set(const pgs_mesh *m, const decision *d, ver_entry *out) {
+  int n = 0;
+  snprintf(out[n].node, sizeof out[n].node, "%s", d->node[0] ? d->node : m->node);
+  out[n].ts = d->ts;
+  out[n++].hlc = d->hlc == INT64_MIN ? d->ts : d->hlc;
+  for (const char *c = d->also; c && *c && n < SET_MAX;) {
+    size_t l = strcspn(c, ",");
+    char item[128];
+    snprintf(item, sizeof item, "%.*s", (int)(l < sizeof item ? l : sizeof item - 1), c);
+    char *p1 = strchr(item, ':'), *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
+    if (p1 && p2) {
+      *p1 = *p2 = '\0';
+      snprintf(out[n].node, sizeof out[n].node, "%.63s", item);
+      out[n].ts = strtoll(p1 + 1, NULL, 10);
+      out[n++].hlc = strtoll(p2 + 1, NULL, 10);
+    }
+    c += l + (c[l] == ',');
+  }
+  return n;
+}
+
+static bool entry_seen(const pgs_mesh *m, const stamp *st, const ver_entry *v) {
+  if (strcmp(v->node, m->peer) == 0) return true; /* the peer's own earlier write */
+  const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, v->node);
+  return e && v->ts <= e->ts;
+}
+
+static bool entry_later(const ver_entry *a, const ver_entry *b) {
+  return a->hlc != b->hlc ? a->hlc > b->hlc : strcmp(a->node, b->node) > 0;
+}
+
 /* Was the key's current version seen by the remote writer before it wrote? */
 static bool seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d) {
   if (!d->has_ver || d->ours || d->ts == INT64_MIN) return true; /* none, this stream's, or unknown (frozen) */
-  const char *lnode = d->node[0] ? d->node : m->node;
-  if (strcmp(lnode, m->peer) == 0) return true; /* the peer's own earlier write */
-  const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, lnode);
-  return e && d->ts <= e->ts;
+  ver_entry set[SET_MAX];
+  int n = ver_set(m, d, set);
+  for (int i = 0; i < n; i++)
+    if (!entry_seen(m, st, &set[i])) return false;
+  return true;
+}
+
+/* The local version a concurrent remote write competes with: a copy of d whose (node, ts, hlc)
+ * is the latest write of its set the remote writer had not seen. */
+static decision competitor(const pgs_mesh *m, const stamp *st, const decision *d) {
+  decision c = *d;
+  if (!d->also) return c;
+  ver_entry set[SET_MAX];
+  int n = ver_set(m, d, set), best = -1;
+  for (int i = 0; i < n; i++)
+    if (!entry_seen(m, st, &set[i]) && (best < 0 || entry_later(&set[i], &set[best]))) best = i;
+  if (best < 0) return c;
+  snprintf(c.node, sizeof c.node, "%s", set[best].node);
+  c.ts = set[best].ts;
+  c.hlc = set[best].hlc;
+  return c;
+}
+
+/* After a column merge: the row's set gains the remote write (the peer's entry replaced by it). */
+static int set_add_remote(pgs_sink *s, pgs_mesh *m, decision *d, const stamp *st, od_error *err) {
+  ver_entry set[SET_MAX + 1];
+  int n = ver_set(m, d, set), k = 0;
+  for (int i = 0; i < n; i++)
+    if (strcmp(set[i].node, m->peer) != 0) set[k++] = set[i];
+  snprintf(set[k].node, sizeof set[k].node, "%s", m->peer);
+  set[k].ts = st->ts;
+  set[k++].hlc = st->hlc;
+  int top = 0;
+  for (int i = 1; i < k; i++)
+    if (entry_later(&set[i], &set[top])) top = i;
+  snprintf(d->node, sizeof d->node, "%s", set[top].node);
+  d->ts = set[top].ts;
+  d->hlc = set[top].hlc;
+  od_sqlbuf b = {0};
+  for (int i = 0; i < k; i++)
+    if (i != top) od_sqlbuf_addf(&b, "%s%s:%" PRId64 ":%" PRId64, b.len ? "," : "", set[i].node, set[i].ts, set[i].hlc);
+  if (b.oom) {
+    od_sqlbuf_free(&b);
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  free(d->also);
+  d->also = b.p; /* ownership of the buffer's bytes passes to the key state (NULL: none) */
+  return OD_OK;
 }
 
 /* The counter columns of r (column indexes), from mesh_counters "schema.table.column". */
@@ -478,6 +566,7 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
     if (lv->ctr[k] && !d->val[k]) return NULL;
     if (k < nctr && lv->ctr[k]) d->ctr[k] = strtoll(lv->ctr[k], NULL, 10);
   }
+  if (lv->also && *lv->also && !(d->also = strdup(lv->also))) return NULL;
   if (nall && !lv->tomb) { /* column_merge: the whole live row */
     if (!(d->row = calloc((size_t)nall, sizeof *d->row))) return NULL;
     d->nrow = nall;
@@ -577,7 +666,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, x.tomb");
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", x.c%d", k);
   for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", x.a%d", k);
-  od_sqlbuf_add(b, " FROM x LEFT JOIN ");
+  od_sqlbuf_add(b, ", CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.also END FROM x LEFT JOIN ");
   od_sqlbuf_add(b, m->ver_q);
   od_sqlbuf_addf(b, " v ON v.tbl = $%d AND v.key = x.k", np + 1);
   params[np] = r->target;
@@ -694,22 +783,41 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
     od_sqlbuf_add(detail, "}");
   }
   for (int k = 0; k < 3; k++) od_sqlbuf_free(&lists[k]);
+  /* A conflict whose remote write takes no column still rewrites the row (one column set to its
+   * local value): the row's version becomes the merged set, kept in the side table, which is read
+   * only for rows a mesh sink wrote last. */
+  char *touch = NULL;
+  for (int j = 0; conflict && !taken && j < ncol && j < d->nrow; j++) {
+    if (is_key_col(r, j)) continue;
+    if (d->row[j] && !(touch = strdup(d->row[j]))) {
+      free(vals);
+      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    }
+    vals[j] = touch ? (od_value){.data = touch, .len = (uint32_t)strlen(touch), .kind = OD_VALUE_TEXT}
+                    : (od_value){.kind = OD_VALUE_NULL};
+    taken++;
+  }
   *apply = taken > 0;
   if (!*apply) {
     free(vals);
     return OD_OK;
   }
-  if (m->novr == m->ovr_cap) {
+  char **texts = touch ? malloc(sizeof *texts) : NULL;
+  if (m->novr == m->ovr_cap || (touch && !texts)) {
     size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
-    struct override *g = realloc(m->ovr, cap * sizeof *g);
+    struct override *g = texts || !touch ? realloc(m->ovr, cap * sizeof *g) : NULL;
     if (!g) {
       free(vals);
+      free(touch);
+      free(texts);
       return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     }
     m->ovr = g;
     m->ovr_cap = cap;
   }
-  m->ovr[m->novr++] = (struct override){.idx = idx, .vals = vals}; /* owns vals; values borrowed from c */
+  if (texts) texts[0] = touch;
+  /* owns vals and the touch text; the other values are borrowed from c */
+  m->ovr[m->novr++] = (struct override){.idx = idx, .vals = vals, .texts = texts, .ntexts = texts ? 1 : 0};
   return OD_OK;
 }
 
@@ -738,12 +846,14 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   }
   const char *kind = NULL, *policy = POLICIES[pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy];
   bool apply = true, merge = false;
+  decision cmp = *d; /* the local write the remote one competes with (column_merge: of the row's set) */
   if (!seen_by_remote(m, st, d)) { /* concurrent */
+    cmp = competitor(m, st, d);
     if (d->tomb) {
       /* A delete against a tombstone competes too: the winner's version becomes the tombstone's
        * on every node, so later writes of the key are judged against the same version. */
       kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
-      apply = remote_wins(m, pol, st, d);
+      apply = remote_wins(m, pol, st, &cmp);
     } else {
       kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
       int ruled = c->op == OD_OP_DELETE ? 0 : rules_decide(m, c, d, cols, nctr, nfetch, rule_of);
@@ -756,33 +866,30 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
                 "fallback %s as whole rows; run ALTER TABLE %s REPLICA IDENTITY FULL on every node",
                 s->where, m->node, r->target, m->peer, policy, r->target);
       }
-      apply = ruled ? ruled > 0 : remote_wins(m, pol, st, d);
+      apply = ruled ? ruled > 0 : remote_wins(m, pol, st, &cmp);
       if (ruled) policy = "rule";
     }
   }
   int rc;
   if (merge) { /* concurrent updates of one row, merged by column; the row keeps the local version */
     bool rw = apply, both = false;
-    const char *lnode = d->node[0] ? d->node : m->node;
+    const char *lnode = cmp.node[0] ? cmp.node : m->node;
     od_sqlbuf detail = {0};
     d->lmask = 0;
     if (!(rc = merge_columns(s, m, r, c, ci, d, true, rw, &apply, &detail, &both, err)))
       rc = detail.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
-                      : log_conflict(s, m, r, c, st, kind, d, rw, "column_merge", detail.p,
+                      : log_conflict(s, m, r, c, st, kind, &cmp, rw, "column_merge", detail.p,
                                      both ? (rw ? m->peer : lnode) : "merged", err);
     od_sqlbuf_free(&detail);
-    if (rc) return rc;
+    if (rc || (rc = set_add_remote(s, m, d, st, err))) return rc;
     *keep = apply;
     d->seq = st->seq;
     d->apply = apply;
     d->merge = true;
     /* The merged row is written by this sink (its xmin gets the peer's origin): the side table
-     * keeps the local version for it, so the peer's later writes that had not seen the local one
-     * are merged against it again (docs/MULTI_MASTER.md, "column_merge"). */
-    if (apply) {
-      if (!d->node[0]) snprintf(d->node, sizeof d->node, "%s", m->node);
-      if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    }
+     * keeps its version set, so the peer's later writes that had not seen the local part are
+     * merged against it again (docs/MULTI_MASTER.md, "column_merge"). */
+    if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     return OD_OK;
   }
   /* Counters take every update as a delta on the local value, conflict or not: a row merged
@@ -791,7 +898,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   if (nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb &&
       (rc = merge_counters(s, m, r, c, ci, d, cols, nctr, apply, &merged, err)))
     return rc;
-  if (kind && (rc = log_conflict(s, m, r, c, st, kind, d, apply, policy, NULL, NULL, err))) return rc;
+  if (kind && (rc = log_conflict(s, m, r, c, st, kind, &cmp, apply, policy, NULL, NULL, err))) return rc;
   *keep = apply;
   d->seq = st->seq;
   d->apply = apply;
@@ -805,6 +912,8 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     snprintf(d->node, sizeof d->node, "%s", m->peer);
     d->ts = st->ts;
     d->hlc = st->hlc;
+    free(d->also); /* a write that won whole (or saw the whole set) is the row's only version */
+    d->also = NULL;
     if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
   return OD_OK;
@@ -862,6 +971,7 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
     for (int v = 0; v < nv; v++) {
       vers[v].key = PQgetvalue(res, v, 0);
       vers[v].prow = v;
+      vers[v].also = PQgetisnull(res, v, 5 + nfetch + nall) ? NULL : PQgetvalue(res, v, 5 + nfetch + nall);
       vers[v].ts = PQgetisnull(res, v, 1) ? INT64_MIN : strtoll(PQgetvalue(res, v, 1), NULL, 10);
       vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
       vers[v].hlc = PQgetisnull(res, v, 3) ? INT64_MIN : strtoll(PQgetvalue(res, v, 3), NULL, 10);

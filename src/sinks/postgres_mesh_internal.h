@@ -64,6 +64,7 @@ typedef struct local_ver { /* one row of the versions query */
   bool tomb;               /* no row: the key's tombstone (the local delete's version) */
   const char *ctr[COUNTERS_MAX]; /* the counter and rule columns' local values (text) */
   int prow;                /* its row in the PGresult (column_merge: the whole local row is read there) */
+  const char *also;        /* the side table's other versions of a merged row ("node:ts:hlc,..."), or NULL */
 } local_ver;
 
 /* What this target transaction knows of one (relation, key): the version the row has after the
@@ -92,6 +93,8 @@ typedef struct decision {
   uint64_t lmask;   /* column_merge: columns the local version kept against the last decided source
                      * transaction (its later changes of the key leave them alone) */
   bool merge;       /* that transaction's changes of the key are applied as column merges */
+  char *also;       /* column_merge: the row's other versions besides (node, ts, hlc), one per node,
+                     * "node:ts:hlc,..." (malloc'd; NULL: none): a merged row holds several writes */
 } decision;
 
 typedef struct pgs_mesh {
