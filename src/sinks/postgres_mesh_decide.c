@@ -270,37 +270,38 @@ static bool remote_wins(const pgs_mesh *m, const mesh_pol *pol, const stamp *st,
   return strcmp(m->peer, lnode) > 0;
 }
 
-/* ---- version sets (column_merge) ----------------------------------------------------------------
- * A row merged by column holds several concurrent writes; its version is the set of them, at
- * most one per node: (d->node, d->ts, d->hlc), the latest by (clock, node), plus d->also. A write
- * saw the row when it saw every write of the set; it competes (policy, fallback) with the latest
- * write of the set it had not seen. Every node builds the same set for the same writes (a union),
- * so every node picks the same competitor. Rows never merged have a set of one. */
-#define SET_MAX 9
+/* ---- column versions (column_merge) -------------------------------------------------------------
+ * A row merged by column holds several concurrent writes. Its version is then kept per column:
+ * d->also lists, for every column of the table, the write (node:ts:hlc) that last set it; the
+ * row's (d->node, d->ts, d->hlc) is the latest of them. A row never merged has one version for
+ * all columns (d->also NULL). A write saw the row when it saw every column's write; a column both
+ * sides changed goes to the fallback between the remote write and *that column's* write, so every
+ * node decides each column by the same pair, whatever order the writes arrived in. */
 typedef struct ver_entry {
   char node[64];
   int64_t ts, hlc;
 } ver_entry;
 
-static int ver_set(const pgs_mesh *m, const decision *d, ver_entry *out) {
+/* The column versions of d (ncol of them; all the row's version when it has none per column). */
+static void col_vers(const pgs_mesh *m, const decision *d, int ncol, ver_entry *out) {
+  ver_entry row;
+  snprintf(row.node, sizeof row.node, "%s", d->node[0] ? d->node : m->node);
+  row.ts = d->ts;
+  row.hlc = d->hlc == INT64_MIN ? d->ts : d->hlc;
   int n = 0;
-  snprintf(out[n].node, sizeof out[n].node, "%s", d->node[0] ? d->node : m->node);
-  out[n].ts = d->ts;
-  out[n++].hlc = d->hlc == INT64_MIN ? d->ts : d->hlc;
-  for (const char *c = d->also; c && *c && n < SET_MAX;) {
+  for (const char *c = d->also; c && *c && n < ncol;) {
     size_t l = strcspn(c, ",");
     char item[128];
     snprintf(item, sizeof item, "%.*s", (int)(l < sizeof item ? l : sizeof item - 1), c);
     char *p1 = strchr(item, ':'), *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
-    if (p1 && p2) {
-      *p1 = *p2 = '\0';
-      snprintf(out[n].node, sizeof out[n].node, "%.63s", item);
-      out[n].ts = strtoll(p1 + 1, NULL, 10);
-      out[n++].hlc = strtoll(p2 + 1, NULL, 10);
-    }
+    if (!p1 || !p2) break;
+    *p1 = *p2 = '\0';
+    snprintf(out[n].node, sizeof out[n].node, "%.63s", item);
+    out[n].ts = strtoll(p1 + 1, NULL, 10);
+    out[n++].hlc = strtoll(p2 + 1, NULL, 10);
     c += l + (c[l] == ',');
   }
-  return n;
+  for (; n < ncol; n++) out[n] = row;
 }
 
 static bool entry_seen(const pgs_mesh *m, const stamp *st, const ver_entry *v) {
@@ -313,56 +314,63 @@ static bool entry_later(const ver_entry *a, const ver_entry *b) {
   return a->hlc != b->hlc ? a->hlc > b->hlc : strcmp(a->node, b->node) > 0;
 }
 
+static int ncols_of(const decision *d) {
+  return d->r->rel->ncolumns < MERGE_COLS_MAX ? d->r->rel->ncolumns : MERGE_COLS_MAX;
+}
+
 /* Was the key's current version seen by the remote writer before it wrote? */
 static bool seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d) {
   if (!d->has_ver || d->ours || d->ts == INT64_MIN) return true; /* none, this stream's, or unknown (frozen) */
-  ver_entry set[SET_MAX];
-  int n = ver_set(m, d, set);
+  ver_entry row;
+  col_vers(m, d, 1, &row);
+  if (!d->also) return entry_seen(m, st, &row);
+  ver_entry cv[MERGE_COLS_MAX];
+  int n = ncols_of(d);
+  col_vers(m, d, n, cv);
   for (int i = 0; i < n; i++)
-    if (!entry_seen(m, st, &set[i])) return false;
+    if (!entry_seen(m, st, &cv[i])) return false;
   return true;
 }
 
-/* The local version a concurrent remote write competes with: a copy of d whose (node, ts, hlc)
- * is the latest write of its set the remote writer had not seen. */
-static decision competitor(const pgs_mesh *m, const stamp *st, const decision *d) {
+/* A copy of d whose version is v (the policies read d->node and d->hlc). */
+static decision with_ver(const decision *d, const ver_entry *v) {
   decision c = *d;
-  if (!d->also) return c;
-  ver_entry set[SET_MAX];
-  int n = ver_set(m, d, set), best = -1;
-  for (int i = 0; i < n; i++)
-    if (!entry_seen(m, st, &set[i]) && (best < 0 || entry_later(&set[i], &set[best]))) best = i;
-  if (best < 0) return c;
-  snprintf(c.node, sizeof c.node, "%s", set[best].node);
-  c.ts = set[best].ts;
-  c.hlc = set[best].hlc;
+  snprintf(c.node, sizeof c.node, "%s", v->node);
+  c.ts = v->ts;
+  c.hlc = v->hlc;
   return c;
 }
 
-/* After a column merge: the row's set gains the remote write (the peer's entry replaced by it). */
-static int set_add_remote(pgs_sink *s, pgs_mesh *m, decision *d, const stamp *st, od_error *err) {
-  ver_entry set[SET_MAX + 1];
-  int n = ver_set(m, d, set), k = 0;
+/* The local version a concurrent remote write competes with as a whole row (insert, delete, a
+ * rule): the latest column write it had not seen. */
+static decision competitor(const pgs_mesh *m, const stamp *st, const decision *d) {
+  if (!d->also) return *d;
+  ver_entry cv[MERGE_COLS_MAX];
+  int n = ncols_of(d), best = -1;
+  col_vers(m, d, n, cv);
   for (int i = 0; i < n; i++)
-    if (strcmp(set[i].node, m->peer) != 0) set[k++] = set[i];
-  snprintf(set[k].node, sizeof set[k].node, "%s", m->peer);
-  set[k].ts = st->ts;
-  set[k++].hlc = st->hlc;
+    if (!entry_seen(m, st, &cv[i]) && (best < 0 || entry_later(&cv[i], &cv[best]))) best = i;
+  return best < 0 ? *d : with_ver(d, &cv[best]);
+}
+
+/* After a column merge: cv (the columns' writes, the remote's where it took them) becomes the
+ * key's version: the latest of them as the row's, all of them in d->also. */
+static int set_col_vers(pgs_sink *s, pgs_mesh *m, decision *d, const ver_entry *cv, int n, od_error *err) {
   int top = 0;
-  for (int i = 1; i < k; i++)
-    if (entry_later(&set[i], &set[top])) top = i;
-  snprintf(d->node, sizeof d->node, "%s", set[top].node);
-  d->ts = set[top].ts;
-  d->hlc = set[top].hlc;
+  for (int i = 1; i < n; i++)
+    if (entry_later(&cv[i], &cv[top])) top = i;
+  snprintf(d->node, sizeof d->node, "%s", cv[top].node);
+  d->ts = cv[top].ts;
+  d->hlc = cv[top].hlc;
   od_sqlbuf b = {0};
-  for (int i = 0; i < k; i++)
-    if (i != top) od_sqlbuf_addf(&b, "%s%s:%" PRId64 ":%" PRId64, b.len ? "," : "", set[i].node, set[i].ts, set[i].hlc);
+  for (int i = 0; i < n; i++) od_sqlbuf_addf(&b, "%s%s:%" PRId64 ":%" PRId64, i ? "," : "", cv[i].node, cv[i].ts, cv[i].hlc);
   if (b.oom) {
     od_sqlbuf_free(&b);
     return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
   free(d->also);
-  d->also = b.p; /* ownership of the buffer's bytes passes to the key state (NULL: none) */
+  d->also = b.p; /* ownership of the buffer's bytes passes to the key state */
+  (void)m;
   return OD_OK;
 }
 
@@ -728,8 +736,12 @@ static void json_name(od_sqlbuf *b, const char *name) {
  * change (the apply path updates the sent columns only). *apply: it writes some column. detail
  * (NULL: not wanted) gets {"remote": [...], "local": [...], "both": [...]}; *both: a column was
  * changed on both sides. d->row follows the merged values. */
-static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx, decision *d,
-                         bool conflict, bool rw, bool *apply, od_sqlbuf *detail, bool *both, od_error *err) {
+static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const stamp *st,
+                         const od_change *c, size_t idx, decision *d, ver_entry *cv, bool *apply, od_sqlbuf *detail,
+                         const char **winner, od_error *err) {
+  bool conflict = cv != NULL;
+  int rwon = 0, lwon = 0;
+  static char lwinner[64];
   int ncol = c->newtup.ncolumns;
   od_value *vals = malloc((size_t)(ncol ? ncol : 1) * sizeof *vals);
   if (!vals) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -748,10 +760,15 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
     bool take = rchg;
     if (d->lmask & bit) {
       take = false;
-    } else if (rchg && lchg && !(known && same_text(nv, lv))) {
-      *both = true;
+    } else if (rchg && lchg && !(known && same_text(nv, lv)) && j < MERGE_COLS_MAX && !entry_seen(m, st, &cv[j])) {
+      /* both changed the column: the remote write against the write that set it here */
+      decision cd = with_ver(d, &cv[j]);
       json_name(&lists[2], name);
-      if (!rw) {
+      if (remote_wins(m, pol, st, &cd)) {
+        rwon++;
+      } else {
+        lwon++;
+        snprintf(lwinner, sizeof lwinner, "%s", cv[j].node);
         take = false;
         d->lmask |= bit;
       }
@@ -765,6 +782,11 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
       continue;
     }
     taken++;
+    if (cv && j < MERGE_COLS_MAX) {
+      snprintf(cv[j].node, sizeof cv[j].node, "%s", m->peer);
+      cv[j].ts = st->ts;
+      cv[j].hlc = st->hlc;
+    }
     if (known) {
       free(d->row[j]);
       d->row[j] = NULL;
@@ -783,6 +805,7 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
     od_sqlbuf_add(detail, "}");
   }
   for (int k = 0; k < 3; k++) od_sqlbuf_free(&lists[k]);
+  if (winner) *winner = rwon && !lwon ? m->peer : lwon && !rwon ? lwinner : "merged";
   /* A conflict whose remote write takes no column still rewrites the row (one column set to its
    * local value): the row's version becomes the merged set, kept in the side table, which is read
    * only for rows a mesh sink wrote last. */
@@ -841,7 +864,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
     *keep = d->apply;
     if (d->apply && d->merge && mergeable(r, c, d)) /* ... a column merge: what the local version kept stays */
-      return merge_columns(s, m, r, c, ci, d, false, false, keep, NULL, &(bool){false}, err);
+      return merge_columns(s, m, r, pol, st, c, ci, d, NULL, keep, NULL, NULL, err);
     return OD_OK;
   }
   const char *kind = NULL, *policy = POLICIES[pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy];
@@ -871,24 +894,24 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     }
   }
   int rc;
-  if (merge) { /* concurrent updates of one row, merged by column; the row keeps the local version */
-    bool rw = apply, both = false;
-    const char *lnode = cmp.node[0] ? cmp.node : m->node;
+  if (merge) { /* concurrent updates of one row, merged by column (docs/MULTI_MASTER.md, "column_merge") */
+    ver_entry cv[MERGE_COLS_MAX];
+    int ncv = ncols_of(d);
+    const char *winner = "merged";
     od_sqlbuf detail = {0};
+    col_vers(m, d, ncv, cv);
     d->lmask = 0;
-    if (!(rc = merge_columns(s, m, r, c, ci, d, true, rw, &apply, &detail, &both, err)))
+    if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &apply, &detail, &winner, err)))
       rc = detail.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
-                      : log_conflict(s, m, r, c, st, kind, &cmp, rw, "column_merge", detail.p,
-                                     both ? (rw ? m->peer : lnode) : "merged", err);
+                      : log_conflict(s, m, r, c, st, kind, &cmp, apply, "column_merge", detail.p, winner, err);
     od_sqlbuf_free(&detail);
-    if (rc || (rc = set_add_remote(s, m, d, st, err))) return rc;
+    /* The merged row is written by this sink (its xmin gets the peer's origin): the side table
+     * keeps each column's write, so later writes are judged per column. */
+    if (rc || (rc = set_col_vers(s, m, d, cv, ncv, err))) return rc;
     *keep = apply;
     d->seq = st->seq;
     d->apply = apply;
     d->merge = true;
-    /* The merged row is written by this sink (its xmin gets the peer's origin): the side table
-     * keeps its version set, so the peer's later writes that had not seen the local part are
-     * merged against it again (docs/MULTI_MASTER.md, "column_merge"). */
     if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     return OD_OK;
   }
