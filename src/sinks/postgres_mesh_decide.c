@@ -282,26 +282,36 @@ typedef struct ver_entry {
   int64_t ts, hlc;
 } ver_entry;
 
-/* The column versions of d (ncol of them; all the row's version when it has none per column). */
-static void col_vers(const pgs_mesh *m, const decision *d, int ncol, ver_entry *out) {
+/* The row's version as an entry. */
+static ver_entry row_ver(const pgs_mesh *m, const decision *d) {
   ver_entry row;
   snprintf(row.node, sizeof row.node, "%s", d->node[0] ? d->node : m->node);
   row.ts = d->ts;
   row.hlc = d->hlc == INT64_MIN ? d->ts : d->hlc;
+  return row;
+}
+
+/* The column versions of d (ncol of them). An entry with an empty node is unknown: the column
+ * was not changed by either side of the merges so far (or the row was never merged), and whether
+ * a write changed it locally is then told by its value (local != the remote write's old value). */
+static void col_vers(const decision *d, int ncol, ver_entry *out) {
   int n = 0;
   for (const char *c = d->also; c && *c && n < ncol;) {
     size_t l = strcspn(c, ",");
     char item[128];
     snprintf(item, sizeof item, "%.*s", (int)(l < sizeof item ? l : sizeof item - 1), c);
     char *p1 = strchr(item, ':'), *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
-    if (!p1 || !p2) break;
-    *p1 = *p2 = '\0';
-    snprintf(out[n].node, sizeof out[n].node, "%.63s", item);
-    out[n].ts = strtoll(p1 + 1, NULL, 10);
-    out[n++].hlc = strtoll(p2 + 1, NULL, 10);
+    out[n] = (ver_entry){.ts = INT64_MIN, .hlc = INT64_MIN};
+    if (p1 && p2) {
+      *p1 = *p2 = '\0';
+      snprintf(out[n].node, sizeof out[n].node, "%.63s", item);
+      out[n].ts = strtoll(p1 + 1, NULL, 10);
+      out[n].hlc = strtoll(p2 + 1, NULL, 10);
+    }
+    n++;
     c += l + (c[l] == ',');
   }
-  for (; n < ncol; n++) out[n] = row;
+  for (; n < ncol; n++) out[n] = (ver_entry){.ts = INT64_MIN, .hlc = INT64_MIN};
 }
 
 static bool entry_seen(const pgs_mesh *m, const stamp *st, const ver_entry *v) {
@@ -321,14 +331,13 @@ static int ncols_of(const decision *d) {
 /* Was the key's current version seen by the remote writer before it wrote? */
 static bool seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d) {
   if (!d->has_ver || d->ours || d->ts == INT64_MIN) return true; /* none, this stream's, or unknown (frozen) */
-  ver_entry row;
-  col_vers(m, d, 1, &row);
+  ver_entry row = row_ver(m, d);
   if (!d->also) return entry_seen(m, st, &row);
   ver_entry cv[MERGE_COLS_MAX];
   int n = ncols_of(d);
-  col_vers(m, d, n, cv);
+  col_vers(d, n, cv);
   for (int i = 0; i < n; i++)
-    if (!entry_seen(m, st, &cv[i])) return false;
+    if (cv[i].node[0] && !entry_seen(m, st, &cv[i])) return false;
   return true;
 }
 
@@ -347,23 +356,27 @@ static decision competitor(const pgs_mesh *m, const stamp *st, const decision *d
   if (!d->also) return *d;
   ver_entry cv[MERGE_COLS_MAX];
   int n = ncols_of(d), best = -1;
-  col_vers(m, d, n, cv);
+  col_vers(d, n, cv);
   for (int i = 0; i < n; i++)
-    if (!entry_seen(m, st, &cv[i]) && (best < 0 || entry_later(&cv[i], &cv[best]))) best = i;
+    if (cv[i].node[0] && !entry_seen(m, st, &cv[i]) && (best < 0 || entry_later(&cv[i], &cv[best]))) best = i;
   return best < 0 ? *d : with_ver(d, &cv[best]);
 }
 
 /* After a column merge: cv (the columns' writes, the remote's where it took them) becomes the
  * key's version: the latest of them as the row's, all of them in d->also. */
 static int set_col_vers(pgs_sink *s, pgs_mesh *m, decision *d, const ver_entry *cv, int n, od_error *err) {
-  int top = 0;
-  for (int i = 1; i < n; i++)
-    if (entry_later(&cv[i], &cv[top])) top = i;
+  int top = -1;
+  for (int i = 0; i < n; i++)
+    if (cv[i].node[0] && (top < 0 || entry_later(&cv[i], &cv[top]))) top = i;
+  if (top < 0) return OD_OK; /* nothing decided: the row keeps its version */
   snprintf(d->node, sizeof d->node, "%s", cv[top].node);
   d->ts = cv[top].ts;
   d->hlc = cv[top].hlc;
   od_sqlbuf b = {0};
-  for (int i = 0; i < n; i++) od_sqlbuf_addf(&b, "%s%s:%" PRId64 ":%" PRId64, i ? "," : "", cv[i].node, cv[i].ts, cv[i].hlc);
+  for (int i = 0; i < n; i++) {
+    if (i) od_sqlbuf_add(&b, ",");
+    if (cv[i].node[0]) od_sqlbuf_addf(&b, "%s:%" PRId64 ":%" PRId64, cv[i].node, cv[i].ts, cv[i].hlc);
+  }
   if (b.oom) {
     od_sqlbuf_free(&b);
     return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -737,8 +750,8 @@ static void json_name(od_sqlbuf *b, const char *name) {
  * (NULL: not wanted) gets {"remote": [...], "local": [...], "both": [...]}; *both: a column was
  * changed on both sides. d->row follows the merged values. */
 static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const stamp *st,
-                         const od_change *c, size_t idx, decision *d, ver_entry *cv, bool *apply, od_sqlbuf *detail,
-                         const char **winner, od_error *err) {
+                         const od_change *c, size_t idx, decision *d, ver_entry *cv, const ver_entry *rowv,
+                         bool *apply, od_sqlbuf *detail, const char **winner, od_error *err) {
   bool conflict = cv != NULL;
   int rwon = 0, lwon = 0;
   static char lwinner[64];
@@ -755,27 +768,33 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     const char *lv = known ? d->row[j] : NULL;
     const char *name = j < r->rel->ncolumns ? r->rel->columns[j].name : "?";
     bool rchg = nv->kind != OD_VALUE_UNCHANGED && !(ov && same_val(nv, ov));
-    bool lchg = conflict && (!known || !ov || !same_text(ov, lv));
+    /* changed here, unseen by the remote writer: by the column's version when known, else by value */
+    bool kcv = conflict && j < MERGE_COLS_MAX && cv[j].node[0];
+    bool lchg = conflict && (kcv ? !entry_seen(m, st, &cv[j]) : (!known || !ov || !same_text(ov, lv)));
     uint64_t bit = j < MERGE_COLS_MAX ? 1ULL << j : 0;
     bool take = rchg;
     if (d->lmask & bit) {
       take = false;
-    } else if (rchg && lchg && !(known && same_text(nv, lv)) && j < MERGE_COLS_MAX && !entry_seen(m, st, &cv[j])) {
-      /* both changed the column: the remote write against the write that set it here */
-      decision cd = with_ver(d, &cv[j]);
+    } else if (rchg && lchg && j < MERGE_COLS_MAX) {
+      /* both changed the column: the remote write against the write that set it here (equal
+       * values too: the column's version must be the same pair's winner on every node) */
+      ver_entry lw = kcv ? cv[j] : *rowv;
+      decision cd = with_ver(d, &lw);
       json_name(&lists[2], name);
       if (remote_wins(m, pol, st, &cd)) {
         rwon++;
       } else {
         lwon++;
-        snprintf(lwinner, sizeof lwinner, "%s", cv[j].node);
+        snprintf(lwinner, sizeof lwinner, "%s", lw.node);
         take = false;
         d->lmask |= bit;
+        cv[j] = lw;
       }
     } else if (rchg) {
       json_name(&lists[0], name);
     } else if (lchg) {
       json_name(&lists[1], name);
+      if (j < MERGE_COLS_MAX && !kcv) cv[j] = *rowv; /* the local write that changed it */
     }
     if (!take) {
       vals[j] = (od_value){.kind = OD_VALUE_UNCHANGED};
@@ -864,7 +883,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
     *keep = d->apply;
     if (d->apply && d->merge && mergeable(r, c, d)) /* ... a column merge: what the local version kept stays */
-      return merge_columns(s, m, r, pol, st, c, ci, d, NULL, keep, NULL, NULL, err);
+      return merge_columns(s, m, r, pol, st, c, ci, d, NULL, NULL, keep, NULL, NULL, err);
     return OD_OK;
   }
   const char *kind = NULL, *policy = POLICIES[pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy];
@@ -899,9 +918,10 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     int ncv = ncols_of(d);
     const char *winner = "merged";
     od_sqlbuf detail = {0};
-    col_vers(m, d, ncv, cv);
+    ver_entry rowv = row_ver(m, d);
+    col_vers(d, ncv, cv);
     d->lmask = 0;
-    if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &apply, &detail, &winner, err)))
+    if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, &apply, &detail, &winner, err)))
       rc = detail.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
                       : log_conflict(s, m, r, c, st, kind, &cmp, apply, "column_merge", detail.p, winner, err);
     od_sqlbuf_free(&detail);
