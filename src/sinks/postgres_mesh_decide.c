@@ -280,11 +280,14 @@ static bool remote_wins(const pgs_mesh *m, const mesh_pol *pol, const stamp *st,
 typedef struct ver_entry {
   char node[64];
   int64_t ts, hlc;
+  bool weak; /* "~": the local row's version at a merge for a column only the local side changed
+              * (maybe an earlier local write changed it): counts for "seen", but whether a
+              * later write changed the column locally is still told by value */
 } ver_entry;
 
 /* The row's version as an entry. */
 static ver_entry row_ver(const pgs_mesh *m, const decision *d) {
-  ver_entry row;
+  ver_entry row = {.weak = false};
   snprintf(row.node, sizeof row.node, "%s", d->node[0] ? d->node : m->node);
   row.ts = d->ts;
   row.hlc = d->hlc == INT64_MIN ? d->ts : d->hlc;
@@ -302,6 +305,12 @@ static void col_vers(const decision *d, int ncol, ver_entry *out) {
     snprintf(item, sizeof item, "%.*s", (int)(l < sizeof item ? l : sizeof item - 1), c);
     char *p1 = strchr(item, ':'), *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
     out[n] = (ver_entry){.ts = INT64_MIN, .hlc = INT64_MIN};
+    if (p1 && p2 && item[0] == '~') {
+      out[n].weak = true;
+      memmove(item, item + 1, strlen(item));
+      p1--;
+      p2--;
+    }
     if (p1 && p2) {
       *p1 = *p2 = '\0';
       snprintf(out[n].node, sizeof out[n].node, "%.63s", item);
@@ -375,7 +384,8 @@ static int set_col_vers(pgs_sink *s, pgs_mesh *m, decision *d, const ver_entry *
   od_sqlbuf b = {0};
   for (int i = 0; i < n; i++) {
     if (i) od_sqlbuf_add(&b, ",");
-    if (cv[i].node[0]) od_sqlbuf_addf(&b, "%s:%" PRId64 ":%" PRId64, cv[i].node, cv[i].ts, cv[i].hlc);
+    if (cv[i].node[0])
+      od_sqlbuf_addf(&b, "%s%s:%" PRId64 ":%" PRId64, cv[i].weak ? "~" : "", cv[i].node, cv[i].ts, cv[i].hlc);
   }
   if (b.oom) {
     od_sqlbuf_free(&b);
@@ -769,7 +779,7 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     const char *name = j < r->rel->ncolumns ? r->rel->columns[j].name : "?";
     bool rchg = nv->kind != OD_VALUE_UNCHANGED && !(ov && same_val(nv, ov));
     /* changed here, unseen by the remote writer: by the column's version when known, else by value */
-    bool kcv = conflict && j < MERGE_COLS_MAX && cv[j].node[0];
+    bool kcv = conflict && j < MERGE_COLS_MAX && cv[j].node[0] && !cv[j].weak;
     bool lchg = conflict && (kcv ? !entry_seen(m, st, &cv[j]) : (!known || !ov || !same_text(ov, lv)));
     uint64_t bit = j < MERGE_COLS_MAX ? 1ULL << j : 0;
     bool take = rchg;
@@ -778,7 +788,8 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     } else if (rchg && lchg && j < MERGE_COLS_MAX) {
       /* both changed the column: the remote write against the write that set it here (equal
        * values too: the column's version must be the same pair's winner on every node) */
-      ver_entry lw = kcv ? cv[j] : *rowv;
+      ver_entry lw = conflict && j < MERGE_COLS_MAX && cv[j].node[0] ? cv[j] : *rowv;
+      lw.weak = false;
       decision cd = with_ver(d, &lw);
       json_name(&lists[2], name);
       if (remote_wins(m, pol, st, &cd)) {
@@ -794,7 +805,10 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       json_name(&lists[0], name);
     } else if (lchg) {
       json_name(&lists[1], name);
-      if (j < MERGE_COLS_MAX && !kcv) cv[j] = *rowv; /* the local write that changed it */
+      if (j < MERGE_COLS_MAX && !kcv) { /* a local write changed it: the latest one stands for it */
+        cv[j] = *rowv;
+        cv[j].weak = true;
+      }
     }
     if (!take) {
       vals[j] = (od_value){.kind = OD_VALUE_UNCHANGED};
@@ -805,6 +819,7 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       snprintf(cv[j].node, sizeof cv[j].node, "%s", m->peer);
       cv[j].ts = st->ts;
       cv[j].hlc = st->hlc;
+      cv[j].weak = false;
     }
     if (known) {
       free(d->row[j]);
