@@ -805,7 +805,7 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       json_name(&lists[0], name);
     } else if (lchg) {
       json_name(&lists[1], name);
-      if (j < MERGE_COLS_MAX && !kcv) { /* a local write changed it: the latest one stands for it */
+      if (j < MERGE_COLS_MAX && !cv[j].node[0]) { /* a local write changed it: the row's version stands for it */
         cv[j] = *rowv;
         cv[j].weak = true;
       }
@@ -935,6 +935,12 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     od_sqlbuf detail = {0};
     ver_entry rowv = row_ver(m, d);
     col_vers(d, ncv, cv);
+    /* A first merge: every column holds the row's version (the local write, whose changed columns
+     * are not known): weak, so it counts for "seen" and the columns are still judged by value. */
+    for (int j = 0; !d->also && j < ncv; j++) {
+      cv[j] = rowv;
+      cv[j].weak = true;
+    }
     d->lmask = 0;
     if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, &apply, &detail, &winner, err)))
       rc = detail.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)

@@ -15,7 +15,10 @@
 #  - the conflict log of each node holds exactly the expected entries (kind, key, policy, winner;
 #    column_merge entries name the columns taken from each side);
 #  - afterwards both nodes are identical row for row (od_compare_pg), and a later write is no
-#    conflict (the merged rows' versions are consistent).
+#    conflict (the merged rows' versions are consistent);
+#  - a burst of 60 single-column updates at each node on 4 rows while odsync is stopped (a writes
+#    x and z, b writes y and z, later): every row ends with a's last x, b's last y and the later
+#    writer's z on both nodes, with column_merge conflicts logged.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -134,6 +137,36 @@ for n in a b; do
   c=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts")
   want=want_$n
   [[ $c == $(wc -w <<<"${!want}") ]] || fail "node $n logged new conflicts for causally later writes: $(node_psql $n -c 'TABLE _odsync_conflicts')"
+done
+log "column_merge under a burst: 60 single-column updates at each node on 4 rows while odsync is stopped"
+# a writes columns x and z, b writes y and z (b after a): every row must end with a's last x, b's
+# last y and b's last z (z: both wrote it, the later writer wins) on both nodes.
+odsync_stop
+declare -A last
+for n in a b; do
+  cols=(x z); [[ $n == b ]] && cols=(y z)
+  for i in $(seq 1 60); do
+    col=${cols[$((RANDOM % 2))]} row=$((RANDOM % 4 + 1))
+    last[$row$col]="$n-$i"
+    echo "UPDATE merge_t SET $col = '$n-$i' WHERE id = $row;"
+  done | node_psql $n >/dev/null
+done
+odsync_start "$CONFIG" "$LOG"
+mesh_wait_active 90
+mesh_wait_marker 120 a b
+mesh_wait_marker 120 b a
+mesh_wait_equal 90 public.merge_t
+merged=$(node_psql a -c "SELECT count(*) FROM _odsync_conflicts WHERE policy = 'column_merge'")
+log "burst: $merged column_merge conflicts at a in all"
+((merged > $(grep -o column_merge <<<"$want_a" | wc -l))) || fail "the burst caused no column_merge conflict at a"
+for n in a b; do
+  for row in 1 2 3 4; do
+    got=$(node_psql $n -c "SELECT concat_ws(':', x, y, z) FROM merge_t WHERE id = $row")
+    IFS=: read -r gx gy gz <<<"$got"
+    [[ -z ${last[${row}x]:-} || $gx == "${last[${row}x]}" ]] || fail "node $n row $row: x is $gx, a's last write was ${last[${row}x]}"
+    [[ -z ${last[${row}y]:-} || $gy == "${last[${row}y]}" ]] || fail "node $n row $row: y is $gy, b's last write was ${last[${row}y]}"
+    [[ -z ${last[${row}z]:-} || $gz == "${last[${row}z]}" ]] || fail "node $n row $row: z is $gz, the last write was ${last[${row}z]}"
+  done
 done
 odsync_stop
 for t in public.lww_t public.prio_t public.merge_t public.mesh_marker; do
