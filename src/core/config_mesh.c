@@ -1,5 +1,7 @@
 /* core/config_mesh.c — the `mesh:` section of the configuration (docs/MULTI_MASTER.md,
- * docs/CONFIG.md#mesh): N PostgreSQL nodes declared once, expanded into N x (N-1) pipelines.
+ * docs/CONFIG.md#mesh): N PostgreSQL nodes declared once, expanded into N x (N-1) pipelines;
+ * `mesh.policies` (a policy per table) is validated here and handed to every sink as
+ * mesh_table_policies.
  * Owns: the pipelines it appends (they belong to the od_config like any other).
  * Never touches: the rest of the document (config.c), the pipelines' runtime.
  */

@@ -3,8 +3,10 @@
  * Owns: the per-key version states of the open target transaction (the database's version of a
  * key until a remote change of this sink wins, then the peer's), the versions query (locks, then a
  * fresh read: rows, tombstones, _odsync_versions), the causal check of each change against its own
- * transaction's version vector, the policies and business rules, the counter merge, the conflict
- * log entries (_odsync_conflicts) and the audit records of conflicts.
+ * transaction's version vector, the policies (per table: mesh_table_policies) and business rules,
+ * the counter merge, column merges (an override of the change whose columns the remote write does
+ * not take are UNCHANGED) and the per-column versions of merged rows, the conflict log entries
+ * (_odsync_conflicts) and the audit records of conflicts.
  * Never touches: transactions (begin/commit), the origin session, the stamps' parsing, the apply
  * path's statements (postgres_apply.c, postgres_bulk.c).
  * Pointer ownership: key states own their key text and fetched column values (freed by

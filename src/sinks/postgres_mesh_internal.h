@@ -93,8 +93,8 @@ typedef struct decision {
   uint64_t lmask;   /* column_merge: columns the local version kept against the last decided source
                      * transaction (its later changes of the key leave them alone) */
   bool merge;       /* that transaction's changes of the key are applied as column merges */
-  char *also;       /* column_merge: the row's other versions besides (node, ts, hlc), one per node,
-                     * "node:ts:hlc,..." (malloc'd; NULL: none): a merged row holds several writes */
+  char *also;       /* column_merge: a merged row's version per column, "node:ts:hlc" each ("~" in
+                     * front: weak; empty: unknown), comma-separated (malloc'd; NULL: not merged) */
 } decision;
 
 typedef struct pgs_mesh {
