@@ -622,7 +622,15 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
     od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
     od_sqlbuf_add(b, "::text");
   }
-  od_sqlbuf_add(b, ") AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin");
+  /* column_merge: a row this target transaction wrote (an earlier run of it) has no commit time
+   * yet; its version is the side table's, also written by that run (a merged row is not simply
+   * "seen": it holds local columns the peer has not seen). Marked as written by a sink. */
+  if (nall)
+    od_sqlbuf_add(b, ") AS k, c.timestamp AS cts, CASE WHEN t.xmin::text::int8 = "
+                     "pg_current_xact_id_if_assigned()::text::int8 % 4294967296 THEN 4294967295::oid ELSE c.roident "
+                     "END AS rid, o.roname AS origin");
+  else
+    od_sqlbuf_add(b, ") AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin");
   for (int k = 0; k < nfetch; k++) {
     od_sqlbuf_add(b, ", t.");
     od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);

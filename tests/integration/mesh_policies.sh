@@ -25,6 +25,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/mesh.sh"
 
 test_init mesh_policies
+dump_merge() { # what the nodes hold of merge_t: rows, versions, conflicts
+  local n
+  for n in a b; do
+    log "node $n: $(node_psql $n -c "SELECT string_agg(concat_ws(':', id, x, y, z, n), ' ' ORDER BY id) FROM merge_t")"
+    log "  versions: $(node_psql $n -c "SELECT string_agg(key || '=' || node || '/' || ts || '/' || coalesce(also, '-'), ' ') FROM _odsync_versions WHERE tbl = 'public.merge_t'")"
+    log "  conflicts: $(node_psql $n -c "SELECT string_agg(key || ' ' || kind || ' ' || policy || ' ' || winner || ' ' || coalesce(merged::text, '-') || ' remote ' || (extract(epoch FROM remote_commit_ts) * 1000000)::int8, '; ' ORDER BY id) FROM _odsync_conflicts WHERE table_name = 'public.merge_t'")"
+  done
+}
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 mesh_start_nodes a b
 for n in a b; do
@@ -99,7 +107,7 @@ odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 90
 mesh_wait_marker 120 a b
 mesh_wait_marker 120 b a
-mesh_wait_equal 90 public.lww_t public.prio_t public.merge_t
+( mesh_wait_equal 90 public.lww_t public.prio_t public.merge_t ) || { dump_merge; fail "nodes differ"; }
 
 for n in a b; do
   [[ $(node_psql $n -c "SELECT v FROM lww_t WHERE id = 1") == b ]] || fail "node $n: last writer (b) did not win lww_t"
@@ -155,7 +163,7 @@ odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 90
 mesh_wait_marker 120 a b
 mesh_wait_marker 120 b a
-mesh_wait_equal 90 public.merge_t
+( mesh_wait_equal 90 public.merge_t ) || { dump_merge; fail "nodes differ after the burst"; }
 merged=$(node_psql a -c "SELECT count(*) FROM _odsync_conflicts WHERE policy = 'column_merge'")
 log "burst: $merged column_merge conflicts at a in all"
 ((merged > $(grep -o column_merge <<<"$want_a" | wc -l))) || fail "the burst caused no column_merge conflict at a"
