@@ -19,6 +19,7 @@ typedef struct node {
   int ntables;
   char *const *counters; /* the sink's mesh_counters, schema.table.column */
   int ncounters;
+  const od_config_section *sink; /* its sink section: mesh_policy, mesh_table_policies */
 } node;
 
 static int mesh_nodes(const od_config *cfg, node *out) {
@@ -34,7 +35,8 @@ static int mesh_nodes(const od_config *cfg, node *out) {
     const od_config_entry *ctr = cfg->pipelines[i].nsinks ? od_config_find(&cfg->pipelines[i].sinks[0].section,
                                                                            "mesh_counters") : NULL;
     out[n++] = (node){.name = nm->value, .dsn = dsn->value, .tables = t ? t->list : NULL, .ntables = t ? t->nlist : 0,
-                      .counters = ctr ? ctr->list : NULL, .ncounters = ctr ? ctr->nlist : 0};
+                      .counters = ctr ? ctr->list : NULL, .ncounters = ctr ? ctr->nlist : 0,
+                      .sink = cfg->pipelines[i].nsinks ? &cfg->pipelines[i].sinks[0].section : NULL};
   }
   return n;
 }
@@ -48,6 +50,18 @@ static PGconn *connect_node(const node *nd, char *msg, size_t cap) {
   msg[strcspn(msg, "\n")] = '\0';
   PQfinish(c);
   return NULL;
+}
+
+/* Whether a mesh table's policy is column_merge (its mesh.policies entry, else mesh.policy). */
+static bool column_merge(const node *nd, const char *table) {
+  if (!nd->sink) return false;
+  const od_config_entry *tp = od_config_find(nd->sink, "mesh_table_policies"),
+                        *pol = od_config_find(nd->sink, "mesh_policy");
+  size_t tl = strlen(table);
+  for (int i = 0; tp && i < tp->nlist; i++)
+    if (strncmp(tp->list[i], table, tl) == 0 && tp->list[i][tl] == ' ')
+      return strncmp(tp->list[i] + tl + 1, "column_merge ", 13) == 0;
+  return pol && pol->value && strcmp(pol->value, "column_merge") == 0;
 }
 
 static const char SHAPE_SQL[] =
@@ -103,6 +117,21 @@ int od_cli_mesh_check(const od_config *cfg, void (*problem)(void *ctx, bool fata
         size_t len = strlen(PQgetvalue(r, 0, 0)) + strlen(PQgetvalue(r, 0, 1)) + 16;
         if ((shape[i][t] = malloc(len)))
           snprintf(shape[i][t], len, "(%s) key (%s)", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+      }
+      PQclear(r);
+    }
+    for (int t = 0; t < nodes[i].ntables; t++) {
+      /* column_merge compares the old and the new row of every update: REPLICA IDENTITY FULL */
+      if (!column_merge(&nodes[i], nodes[i].tables[t])) continue;
+      const char *p[] = {nodes[i].tables[t]};
+      r = PQexecParams(c, "SELECT c.relreplident FROM pg_class c WHERE c.oid = to_regclass($1)", 1, NULL, p, NULL,
+                       NULL, 0);
+      if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "f") != 0) {
+        snprintf(msg, sizeof msg, "mesh node %s: table %s has policy column_merge, which needs REPLICA IDENTITY FULL "
+                 "(a merge compares the old and the new row of each update): ALTER TABLE %s REPLICA IDENTITY FULL",
+                 nodes[i].name, nodes[i].tables[t], nodes[i].tables[t]);
+        problem(ctx, true, msg);
+        fatal++;
       }
       PQclear(r);
     }

@@ -1,5 +1,7 @@
 /* core/config_mesh.c — the `mesh:` section of the configuration (docs/MULTI_MASTER.md,
- * docs/CONFIG.md#mesh): N PostgreSQL nodes declared once, expanded into N x (N-1) pipelines.
+ * docs/CONFIG.md#mesh): N PostgreSQL nodes declared once, expanded into N x (N-1) pipelines;
+ * `mesh.policies` (a policy per table) is validated here and handed to every sink as
+ * mesh_table_policies.
  * Owns: the pipelines it appends (they belong to the od_config like any other).
  * Never touches: the rest of the document (config.c), the pipelines' runtime.
  */
@@ -7,14 +9,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sqlbuf.h"
 #include "core/config_internal.h"
 
 /* `mesh:` declares N PostgreSQL nodes once; it expands into N x (N-1) pipelines
  * "<mesh>_<from>_to_<to>", each a postgres source on <from> (mesh_node: no echo, stamps) and a
  * postgres sink on <to> (mesh_node/mesh_peer: origin marking, conflict detection). */
-static const char *const MESH_KEYS[] = {"name", "nodes", "tables", "policy", "priority", "counters", "rules", NULL};
+static const char *const MESH_KEYS[] = {"name",     "nodes", "tables", "policy", "priority", "fallback",
+                                        "policies", "counters", "rules", NULL};
 static const char *const MESH_NODE_KEYS[] = {"name", "dsn", NULL};
-static const char *const MESH_POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
+static const char *const MESH_POLICY_KEYS[] = {"policy", "priority", "fallback", NULL};
+static const char *const MESH_POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote",
+                                            "column_merge", NULL};
+static const char *const MESH_FALLBACKS[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
+#define POLICY_LIST "last_writer_wins, priority, keep_local, apply_remote, column_merge"
+#define FALLBACK_LIST "last_writer_wins, priority, keep_local, apply_remote"
 #define MESH_NODES_MAX 8
 
 static bool mesh_name_ok(const char *s, size_t max) {
@@ -63,8 +72,9 @@ typedef struct mesh_node {
 } mesh_node;
 
 static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_node *a, const mesh_node *b,
-                         const od_config_entry *tables, const char *policy, const od_config_entry *prio,
-                         const od_config_entry *counters, const od_config_entry *rules) {
+                         const od_config_entry *tables, const char *policy, const char *fallback,
+                         const od_config_entry *prio, const od_config_entry *counters, const od_config_entry *rules,
+                         const od_config_entry *tpol) {
   od_pipeline_config *pl = &cfg->pipelines[cfg->npipelines++];
   memset(pl, 0, sizeof *pl);
   pipeline_defaults(pl);
@@ -94,6 +104,8 @@ static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_n
       (rc = section_scalar(p, dst, "mesh_node", b->name, false, b->line, b->col)) ||
       (rc = section_scalar(p, dst, "mesh_peer", a->name, false, a->line, a->col)) ||
       (rc = section_scalar(p, dst, "mesh_policy", policy, false, b->line, b->col)) ||
+      (rc = section_scalar(p, dst, "mesh_fallback", fallback, false, b->line, b->col)) ||
+      (tpol && (rc = section_list(p, dst, "mesh_table_policies", tpol))) ||
       (rc = section_list(p, dst, "mesh_tables", tables)) ||
       (prio && (rc = section_list(p, dst, "mesh_priority", prio))) ||
       (counters && (rc = section_list(p, dst, "mesh_counters", counters))) ||
@@ -112,13 +124,109 @@ static void free_entry(od_config_entry *e) {
   memset(e, 0, sizeof *e);
 }
 
+
+/* `mesh.policies`: table -> policy (a scalar) or {policy, priority, fallback}. Each becomes one
+ * item "<table> <policy> <fallback> <p1,p2,...|->" of the sinks' mesh_table_policies. The table
+ * must be one of mesh.tables, the nodes of a priority order nodes of the mesh. */
+static int prio_check(pctx *p, const yaml_node_t *v, const char *path, const od_config_entry *e,
+                      const mesh_node *nodes, int nn) {
+  for (int i = 0; i < e->nlist; i++) {
+    bool found = false;
+    for (int j = 0; j < nn; j++) found = found || strcmp(e->list[i], nodes[j].name) == 0;
+    if (!found) return fail_node(p, v, "%s: '%s' is not a node of the mesh", path, e->list[i]);
+  }
+  return OD_OK;
+}
+
+static int parse_policies(pctx *p, const yaml_node_t *v, const mesh_node *nodes, int nn,
+                          const od_config_entry *tables, const od_config_entry *prio, const char *fallback,
+                          od_config_entry *out) {
+  int rc = expect_kind(p, v, YAML_MAPPING_NODE, "mesh.policies",
+                       "a mapping of table to policy, e.g. {public.items: priority}");
+  if (rc || (rc = check_mapping(p, v, "mesh.policies"))) return rc;
+  size_t count = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+  if (!(out->key = xstrdup("policies")) || !(out->list = calloc(count + 1, sizeof *out->list)))
+    return oom(p->err, p->file);
+  out->line = nline(v);
+  out->col = ncol(v);
+  for (size_t i = 0; i < count && !rc; i++) {
+    yaml_node_pair_t *pair = &v->data.mapping.pairs.start[i];
+    yaml_node_t *k = node_at(p, pair->key), *val = node_at(p, pair->value);
+    char *table = NULL, *pol = NULL, *fb = NULL, path[400];
+    bool sec = false;
+    od_config_entry tprio = {0};
+    if ((rc = scalar_value(p, k, "mesh.policies", &table, &sec))) return rc;
+    snprintf(path, sizeof path, "mesh.policies.%s", table);
+    bool known = false;
+    for (int t = 0; t < tables->nlist; t++) known = known || strcmp(tables->list[t], table) == 0;
+    if (!known) {
+      rc = fail_node(p, k, "%s: '%s' is not one of mesh.tables; a policy names a replicated table exactly as "
+                     "mesh.tables lists it", path, table);
+      goto next;
+    }
+    int idx = 0;
+    const yaml_node_t *pv = val;
+    if (val->type == YAML_MAPPING_NODE) {
+      char sub[420];
+      if ((rc = check_mapping(p, val, path)) || (rc = check_known(p, val, path, MESH_POLICY_KEYS))) goto next;
+      if (!(pv = map_get(p, val, "policy"))) {
+        rc = fail_node(p, val, "%s: missing required key 'policy' (%s)", path, POLICY_LIST);
+        goto next;
+      }
+      yaml_node_t *x;
+      snprintf(sub, sizeof sub, "%s.priority", path);
+      if ((x = map_get(p, val, "priority")) &&
+          ((rc = parse_entry(p, &tprio, "priority", x, sub)) || (rc = prio_check(p, x, sub, &tprio, nodes, nn))))
+        goto next;
+      snprintf(sub, sizeof sub, "%s.fallback", path);
+      int fi;
+      if ((x = map_get(p, val, "fallback"))) {
+        if ((rc = parse_choice(p, x, sub, MESH_FALLBACKS, "a fallback policy for overlapping columns",
+                               FALLBACK_LIST, &fi)))
+          goto next;
+        if (!(fb = xstrdup(MESH_FALLBACKS[fi]))) {
+          rc = oom(p->err, p->file);
+          goto next;
+        }
+      }
+    }
+    char ppath[420];
+    snprintf(ppath, sizeof ppath, "%s%s", path, val->type == YAML_MAPPING_NODE ? ".policy" : "");
+    if ((rc = parse_choice(p, pv, ppath, MESH_POLICIES, "a conflict policy", POLICY_LIST, &idx))) goto next;
+    if (!(pol = xstrdup(MESH_POLICIES[idx]))) {
+      rc = oom(p->err, p->file);
+      goto next;
+    }
+    const od_config_entry *order = tprio.nlist ? &tprio : prio;
+    const char *fbv = fb ? fb : fallback;
+    if ((strcmp(pol, "priority") == 0 || strcmp(fbv, "priority") == 0) && (!order || !order->nlist)) {
+      rc = fail_node(p, val, "%s: policy priority needs a node order: 'priority: [a, b]' here or mesh.priority",
+                     path);
+      goto next;
+    }
+    od_sqlbuf b = {0};
+    od_sqlbuf_addf(&b, "%s %s %s ", table, pol, fbv);
+    for (int j = 0; order && j < order->nlist; j++) od_sqlbuf_addf(&b, "%s%s", j ? "," : "", order->list[j]);
+    if (!order || !order->nlist) od_sqlbuf_add(&b, "-");
+    if (b.oom || !(out->list[out->nlist] = xstrdup(b.p))) rc = oom(p->err, p->file);
+    else out->nlist++;
+    od_sqlbuf_free(&b);
+  next:
+    free(table);
+    free(pol);
+    free(fb);
+    free_entry(&tprio);
+  }
+  return rc;
+}
+
 int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, "mesh", "a mapping (name, nodes, tables, policy)");
   if (rc || (rc = check_mapping(p, n, "mesh")) || (rc = check_known(p, n, "mesh", MESH_KEYS))) return rc;
-  char *name = NULL, *policy = NULL;
+  char *name = NULL, *policy = NULL, *fallback = NULL;
   mesh_node nodes[MESH_NODES_MAX] = {{0}};
   int nn = 0;
-  od_config_entry tables = {0}, prio = {0}, counters = {0}, rules = {0};
+  od_config_entry tables = {0}, prio = {0}, counters = {0}, rules = {0}, tpol = {0};
   bool secret = false;
   yaml_node_t *v;
   if ((v = map_get(p, n, "name"))) {
@@ -182,14 +290,22 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
   }
   if ((v = map_get(p, n, "policy"))) {
     int idx;
-    if ((rc = parse_choice(p, v, "mesh.policy", MESH_POLICIES, "a conflict policy",
-                           "last_writer_wins, priority, keep_local, apply_remote", &idx)))
+    if ((rc = parse_choice(p, v, "mesh.policy", MESH_POLICIES, "a conflict policy", POLICY_LIST, &idx)))
       goto out;
     policy = xstrdup(MESH_POLICIES[idx]);
   } else {
     policy = xstrdup("last_writer_wins");
   }
-  if (!policy) {
+  if ((v = map_get(p, n, "fallback"))) {
+    int idx;
+    if ((rc = parse_choice(p, v, "mesh.fallback", MESH_FALLBACKS, "a fallback policy for overlapping columns",
+                           FALLBACK_LIST, &idx)))
+      goto out;
+    fallback = xstrdup(MESH_FALLBACKS[idx]);
+  } else {
+    fallback = xstrdup("last_writer_wins");
+  }
+  if (!policy || !fallback) {
     rc = oom(p->err, p->file);
     goto out;
   }
@@ -203,7 +319,8 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
         goto out;
       }
     }
-  } else if (strcmp(policy, "priority") == 0) {
+  } else if (strcmp(policy, "priority") == 0 || (strcmp(policy, "column_merge") == 0 &&
+                                                  strcmp(fallback, "priority") == 0)) {
     rc = fail_node(p, n, "mesh: policy priority needs 'priority', the node names from the most to the least "
                    "trusted");
     goto out;
@@ -217,6 +334,24 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
     }
   }
   if ((v = map_get(p, n, "rules")) && (rc = parse_entry(p, &rules, "rules", v, "mesh.rules"))) goto out;
+  if ((v = map_get(p, n, "policies")) &&
+      (rc = parse_policies(p, v, nodes, nn, &tables, prio.nlist ? &prio : NULL, fallback, &tpol)))
+    goto out;
+  /* column_merge and counters on one table: a counter column is merged as deltas, the others by
+   * column; the two rewrite the same change and are not combined in this version. */
+  for (int i = 0; i < counters.nlist; i++) {
+    const char *c = counters.list[i];
+    size_t tl = (size_t)(strrchr(c, '.') - c);
+    bool merge = strcmp(policy, "column_merge") == 0;
+    for (int j = 0; j < tpol.nlist; j++)
+      if (strncmp(tpol.list[j], c, tl) == 0 && tpol.list[j][tl] == ' ')
+        merge = strncmp(tpol.list[j] + tl + 1, "column_merge ", 13) == 0;
+    if (merge) {
+      rc = fail_node(p, n, "mesh: counter %s is on a column_merge table; counters and column_merge on the same "
+                     "table are not supported: give the table another policy or drop the counter", c);
+      goto out;
+    }
+  }
   od_pipeline_config *g = realloc(cfg->pipelines, (size_t)(cfg->npipelines + nn * (nn - 1)) * sizeof *g);
   if (!g) {
     rc = oom(p->err, p->file);
@@ -226,11 +361,13 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
   for (int i = 0; i < nn && !rc; i++)
     for (int j = 0; j < nn && !rc; j++)
       if (i != j)
-        rc = mesh_pipeline(p, cfg, name, &nodes[i], &nodes[j], &tables, policy, prio.nlist ? &prio : NULL,
-                           counters.nlist ? &counters : NULL, rules.nlist ? &rules : NULL);
+        rc = mesh_pipeline(p, cfg, name, &nodes[i], &nodes[j], &tables, policy, fallback,
+                           prio.nlist ? &prio : NULL, counters.nlist ? &counters : NULL, rules.nlist ? &rules : NULL,
+                           tpol.nlist ? &tpol : NULL);
 out:
   free(name);
   free(policy);
+  free(fallback);
   for (int i = 0; i < nn; i++) {
     free(nodes[i].name);
     free(nodes[i].dsn);
@@ -239,5 +376,6 @@ out:
   free_entry(&prio);
   free_entry(&counters);
   free_entry(&rules);
+  free_entry(&tpol);
   return rc;
 }

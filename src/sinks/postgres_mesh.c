@@ -30,18 +30,47 @@
 
 const char *const pgs_mesh_kinds[KINDS] = {"insert_insert", "update_update", "update_delete", "insert_delete",
                                            "delete_delete"};
-const char *const pgs_mesh_policies[] = {"last_writer_wins", "priority", "keep_local", "apply_remote", NULL};
+const char *const pgs_mesh_policies[] = {"last_writer_wins", "priority", "keep_local", "apply_remote",
+                                         "column_merge", NULL};
+
+const mesh_pol *pgs_mesh_pol(const pgs_mesh *m, const char *target) {
+  for (int i = 0; i < m->ntpol; i++) {
+    const char *t = m->tpol[i].table;
+    if (strcmp(t, target) == 0) return &m->tpol[i];
+    /* a mesh.tables entry without a schema names public.<table> */
+    if (!strchr(t, '.') && strncmp(target, "public.", 7) == 0 && strcmp(target + 7, t) == 0) return &m->tpol[i];
+  }
+  return &m->def;
+}
+
+static int policy_index(const char *name, bool merge_ok) {
+  for (int i = 0; POLICIES[i]; i++)
+    if (strcmp(name, POLICIES[i]) == 0 && (merge_ok || i != POL_COLUMN_MERGE)) return i;
+  return -1;
+}
+
+/* "p1,p2" (or "-": none) into pol->prio. */
+static void prio_parse(mesh_pol *pol, const char *list) {
+  pol->nprio = 0;
+  if (strcmp(list, "-") == 0) return;
+  for (const char *c = list; *c && pol->nprio < 8;) {
+    size_t l = strcspn(c, ",");
+    snprintf(pol->prio[pol->nprio++], sizeof pol->prio[0], "%.*s", (int)l, c);
+    c += l + (c[l] == ',');
+  }
+}
 
 /* ---- config ---------------------------------------------------------------------------------- */
 
 static const od_config_entry *find(const od_config_section *cfg, const char *k) { return od_config_find(cfg, k); }
 
 int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schema_q, od_error *err) {
-  const char *node = NULL, *peer = NULL, *pol = NULL;
+  const char *node = NULL, *peer = NULL, *pol = NULL, *fb = NULL;
   int rc;
   if ((rc = od_config_string(cfg, "mesh_node", NULL, &node, err)) ||
       (rc = od_config_string(cfg, "mesh_peer", NULL, &peer, err)) ||
-      (rc = od_config_string(cfg, "mesh_policy", "last_writer_wins", &pol, err)))
+      (rc = od_config_string(cfg, "mesh_policy", "last_writer_wins", &pol, err)) ||
+      (rc = od_config_string(cfg, "mesh_fallback", "last_writer_wins", &fb, err)))
     return rc;
   if (!node && !peer) return OD_OK;
   if (!node || !peer || !*node || !*peer) {
@@ -68,22 +97,39 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
   snprintf(m->node, sizeof m->node, "%s", node);
   snprintf(m->peer, sizeof m->peer, "%s", peer);
   snprintf(m->origin, sizeof m->origin, "odsync_%s", peer);
-  m->policy = -1;
-  for (int i = 0; POLICIES[i]; i++)
-    if (strcmp(pol, POLICIES[i]) == 0) m->policy = i;
-  if (m->policy < 0) {
-    const od_config_entry *e = find(cfg, "mesh_policy");
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_policy '%s' is not a policy; expected last_writer_wins, "
-                   "priority, keep_local or apply_remote", cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col,
-                   cfg->path, pol);
+  m->def.policy = policy_index(pol, true);
+  m->def.fallback = policy_index(fb, false);
+  if (m->def.policy < 0 || m->def.fallback < 0) {
+    const od_config_entry *e = find(cfg, m->def.policy < 0 ? "mesh_policy" : "mesh_fallback");
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.%s '%s' is not a policy; expected last_writer_wins, "
+                   "priority, keep_local, apply_remote%s", cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col,
+                   cfg->path, m->def.policy < 0 ? "mesh_policy" : "mesh_fallback", m->def.policy < 0 ? pol : fb,
+                   m->def.policy < 0 ? " or column_merge" : "");
   }
   char *const *list = NULL;
   int n = 0;
   if ((rc = od_config_list(cfg, "mesh_priority", &list, &n, err))) return rc;
-  for (int i = 0; i < n && i < 8; i++) snprintf(m->prio[m->nprio++], sizeof m->prio[0], "%s", list[i]);
-  if (m->policy == POL_PRIORITY && !n) {
+  for (int i = 0; i < n && i < 8; i++) snprintf(m->def.prio[m->def.nprio++], sizeof m->def.prio[0], "%s", list[i]);
+  if ((m->def.policy == POL_PRIORITY || (m->def.policy == POL_COLUMN_MERGE && m->def.fallback == POL_PRIORITY)) &&
+      !n) {
     return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s: mesh_policy priority needs mesh_priority, the node names from "
                    "the most to the least trusted", cfg->file, cfg->line, cfg->col, cfg->path);
+  }
+  /* mesh_table_policies: "schema.table policy fallback p1,p2|-" (written by config_mesh.c) */
+  if ((rc = od_config_list(cfg, "mesh_table_policies", &list, &n, err))) return rc;
+  if (n && !(m->tpol = calloc((size_t)n, sizeof *m->tpol))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) {
+    char t[300], p1[40], p2[40], pr[600];
+    const od_config_entry *e = find(cfg, "mesh_table_policies");
+    mesh_pol *tp = &m->tpol[m->ntpol];
+    if (sscanf(list[i], "%299s %39s %39s %599s", t, p1, p2, pr) != 4 || (tp->policy = policy_index(p1, true)) < 0 ||
+        (tp->fallback = policy_index(p2, false)) < 0)
+      return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_table_policies[%d] '%s': expected 'schema.table policy "
+                     "fallback node1,node2' (or '-' for no order)", cfg->file, e ? e->line : cfg->line,
+                     e ? e->col : cfg->col, cfg->path, i, list[i]);
+    if (!(tp->table = strdup(t))) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+    m->ntpol++;
+    prio_parse(tp, pr);
   }
   if ((rc = od_config_list(cfg, "mesh_counters", &list, &n, err))) return rc;
   if (n && !(m->counters = calloc((size_t)n, sizeof *m->counters))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
@@ -183,6 +229,8 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->fn_q);
   for (int i = 0; i < m->ntables; i++) free(m->tables[i]);
   free(m->tables);
+  for (int i = 0; i < m->ntpol; i++) free(m->tpol[i].table);
+  free(m->tpol);
   for (int i = 0; i < m->ncounters; i++) free(m->counters[i]);
   free(m->counters);
   for (int i = 0; i < m->nrules; i++) {
@@ -210,7 +258,10 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                    "kind text NOT NULL, table_name text NOT NULL, key text NOT NULL, local_row jsonb, remote_row jsonb, "
                    "local_origin text NOT NULL, remote_origin text NOT NULL, local_commit_ts timestamptz, "
                    "remote_commit_ts timestamptz NOT NULL, remote_lsn pg_lsn NOT NULL, policy text NOT NULL, "
-                   "winner text NOT NULL); ");
+                   "winner text NOT NULL); ALTER TABLE ");
+  /* column_merge: which columns came from which side ({"remote": [...], "local": [...], "both": [...]}) */
+  od_sqlbuf_add(b, m->log_q);
+  od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS merged jsonb; ");
   od_sqlbuf_addf(b, "SELECT pg_replication_origin_create('%s') WHERE NOT EXISTS "
                     "(SELECT 1 FROM pg_replication_origin WHERE roname = '%s'); ", m->origin, m->origin);
   /* Tombstones: every delete of a mesh table (local or applied) leaves (table, key); the row's
@@ -221,7 +272,10 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->ver_q);
   od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, node text NOT NULL, ts int8 NOT NULL, hlc int8 NOT NULL, "
-                   "PRIMARY KEY (tbl, key)); ");
+                   "PRIMARY KEY (tbl, key)); ALTER TABLE ");
+  /* column_merge: a merged row's other versions, "node:ts:hlc,..." (NULL for every other row) */
+  od_sqlbuf_add(b, m->ver_q);
+  od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS also text; ");
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, deleted_at timestamptz NOT NULL DEFAULT now(), "
@@ -445,8 +499,8 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   if (rc) return rc;
   if (!m->nst || (!stamped && !m->nwr)) return OD_OK;
   if (m->nwr > 1) qsort_r(m->wr, m->nwr, sizeof *m->wr, cmp_wr, m); /* side-table rows in (table, key) order, as rows */
-  od_sqlbuf a[5] = {{0}};
-  for (int k = 0; k < 5; k++) od_sqlbuf_add(&a[k], "{");
+  od_sqlbuf a[6] = {{0}};
+  for (int k = 0; k < 6; k++) od_sqlbuf_add(&a[k], "{");
   size_t nrows = 0;
   for (size_t i = 0; i < m->nwr; i++) {
     decision *d = &m->dec[m->wr[i]];
@@ -460,10 +514,11 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     arr_elem(&a[2], d->node[0] ? d->node : m->node);
     arr_elem(&a[3], ts);
     arr_elem(&a[4], hlc);
+    arr_elem(&a[5], d->also ? d->also : "");
     nrows++;
   }
   m->nwr = 0;
-  for (int k = 0; k < 5; k++) od_sqlbuf_add(&a[k], "}");
+  for (int k = 0; k < 6; k++) od_sqlbuf_add(&a[k], "}");
   const stamp *last = &m->st[m->nst - 1];
   char lsn[32], ts[32];
   snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(last->lsn >> 32), (unsigned)last->lsn);
@@ -472,29 +527,30 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   for (int i = 0; i < m->nst; i++)
     if (m->st[i].ts > m->max_ts) m->max_ts = m->st[i].ts;
   snprintf(ts, sizeof ts, "%" PRId64, m->max_ts);
-  const char *p[7] = {lsn, ts, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p};
+  const char *p[8] = {lsn, ts, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   if (nrows) {
     od_sqlbuf_add(b, "WITH w AS (INSERT INTO ");
     od_sqlbuf_add(b, m->ver_q);
-    od_sqlbuf_add(b, " AS v (tbl, key, node, ts, hlc) SELECT * FROM unnest($3::text[], $4::text[], $5::text[], "
-                     "$6::int8[], $7::int8[]) ON CONFLICT (tbl, key) DO UPDATE SET node = excluded.node, ts = "
-                     "excluded.ts, hlc = excluded.hlc RETURNING 1) ");
+    od_sqlbuf_add(b, " AS v (tbl, key, node, ts, hlc, also) SELECT t, k, n, s, h, nullif(o, '') FROM "
+                     "unnest($3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[]) AS u (t, k, n, s, "
+                     "h, o) ON CONFLICT (tbl, key) DO UPDATE SET node = excluded.node, ts = excluded.ts, hlc = "
+                     "excluded.hlc, also = excluded.also RETURNING 1) ");
   }
   od_sqlbuf_add(b, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '1970-01-01 00:00:00+00'::timestamptz + "
                    "$2::int8 * interval '1 microsecond')");
   if (nrows) od_sqlbuf_add(b, ", (SELECT count(*) FROM w)");
   bool oom = b->oom;
-  for (int k = 0; k < 5; k++) oom = oom || a[k].oom;
+  for (int k = 0; k < 6; k++) oom = oom || a[k].oom;
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
-           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 7 : 2,
+           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 8 : 2,
                           p, err)))
     rc = err->code;
   PQclear(r);
-  for (int k = 0; k < 5; k++) od_sqlbuf_free(&a[k]);
+  for (int k = 0; k < 6; k++) od_sqlbuf_free(&a[k]);
   if (rc == OD_OK) m->txn_has_data = true;
   return rc;
 }

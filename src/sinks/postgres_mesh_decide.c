@@ -3,8 +3,10 @@
  * Owns: the per-key version states of the open target transaction (the database's version of a
  * key until a remote change of this sink wins, then the peer's), the versions query (locks, then a
  * fresh read: rows, tombstones, _odsync_versions), the causal check of each change against its own
- * transaction's version vector, the policies and business rules, the counter merge, the conflict
- * log entries (_odsync_conflicts) and the audit records of conflicts.
+ * transaction's version vector, the policies (per table: mesh_table_policies) and business rules,
+ * the counter merge, column merges (an override of the change whose columns the remote write does
+ * not take are UNCHANGED) and the per-column versions of merged rows, the conflict log entries
+ * (_odsync_conflicts) and the audit records of conflicts.
  * Never touches: transactions (begin/commit), the origin session, the stamps' parsing, the apply
  * path's statements (postgres_apply.c, postgres_bulk.c).
  * Pointer ownership: key states own their key text and fetched column values (freed by
@@ -97,6 +99,9 @@ void pgs_mesh_dec_clear(pgs_mesh *m) {
   for (size_t i = 0; i < m->ndec; i++) {
     free(m->dec[i].key);
     for (int k = 0; k < m->dec[i].nval; k++) free(m->dec[i].val[k]);
+    for (int k = 0; k < m->dec[i].nrow; k++) free(m->dec[i].row[k]);
+    free(m->dec[i].row);
+    free(m->dec[i].also);
   }
   if (m->slot_cap > 4096 && m->ndec < m->slot_cap / 16) { /* after a big transaction: shrink */
     free(m->slots);
@@ -168,7 +173,8 @@ static const char *node_of_origin(const pgs_mesh *m, const char *origin) {
  * is read by key in the same statement: a conflict is always with a version this sink has not
  * overwritten, so the row (if any) is still the one that competed. */
 static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st,
-                        const char *kind, const decision *d, bool remote_wins, const char *policy, od_error *err) {
+                        const char *kind, const decision *d, bool remote_wins, const char *policy,
+                        const char *merged, const char *winner, od_error *err) {
   m->conflicts++;
   for (int k = 0; k < KINDS; k++)
     if (strcmp(kind, KIND_NAMES[k]) == 0) od_counter_add(m->m_conflicts[k], 1);
@@ -183,16 +189,17 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   snprintf(rts, sizeof rts, "%" PRId64, st->ts);
   snprintf(rlsn, sizeof rlsn, "%X/%X", (unsigned)(st->lsn >> 32), (unsigned)st->lsn);
   const char *lnode = d->node[0] ? d->node : m->node;
-  const char *p[13 + 64] = {m->node, kind, r->target, keyshow, NULL,
+  if (!winner) winner = remote_wins ? m->peer : lnode;
+  const char *p[14 + 64] = {m->node, kind, r->target, keyshow, NULL,
                             c->op != OD_OP_DELETE && !remote.oom ? remote.p : NULL, lnode, m->peer,
-                            d->ts != INT64_MIN ? lts : NULL, rts, rlsn, policy, remote_wins ? m->peer : lnode};
-  int np = 13;
+                            d->ts != INT64_MIN ? lts : NULL, rts, rlsn, policy, winner, merged};
+  int np = 14;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, m->log_q);
   od_sqlbuf_add(b, " (node, kind, table_name, key, local_row, remote_row, local_origin, remote_origin, "
-                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner) VALUES ($1, $2, $3, $4, ");
+                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner, merged) VALUES ($1, $2, $3, $4, ");
   if (d->tomb || !d->has_ver) {
     od_sqlbuf_add(b, "$5::jsonb");
   } else {
@@ -200,7 +207,7 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
     od_sqlbuf_add(b, r->qtarget);
     od_sqlbuf_add(b, " t WHERE ");
     const od_tuple *kt = key_tuple(c);
-    for (int k = 0; k < r->nkey && np < 13 + 64; k++) {
+    for (int k = 0; k < r->nkey && np < 14 + 64; k++) {
       int col = PGS_COL(r->key_plan[k]);
       if (k) od_sqlbuf_add(b, " AND ");
       od_sqlbuf_add(b, "t.");
@@ -211,13 +218,14 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
     od_sqlbuf_add(b, "))");
   }
   od_sqlbuf_add(b, ", $6::jsonb, $7, $8, '1970-01-01 00:00:00+00'::timestamptz + $9::bigint * interval '1 microsecond', "
-                   "'1970-01-01 00:00:00+00'::timestamptz + $10::bigint * interval '1 microsecond', $11::pg_lsn, $12, $13)");
+                   "'1970-01-01 00:00:00+00'::timestamptz + $10::bigint * interval '1 microsecond', $11::pg_lsn, $12, $13, "
+                   "$14::jsonb)");
   PGresult *res = b->oom ? NULL : pgs_exec(s, m->log_q, "logging a conflict", b->p, np, p, err);
   od_sqlbuf_free(&remote);
   if (!res) return b->oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
   PQclear(res);
   od_debug("postgres sink %s: mesh %s: %s conflict on %s (%s): %s wins", s->where, m->node, kind, r->target, keyshow,
-           remote_wins ? m->peer : lnode);
+           winner);
   /* The audit log (docs/AUDIT.md) gets it when detected: a transaction replayed after a crash may
    * record its conflicts there again; _odsync_conflicts, written in the transaction, is exact. */
   od_sqlbuf ab = {0};
@@ -232,7 +240,7 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   od_sqlbuf_add(&ab, ",\"policy\":");
   od_audit_json_str(&ab, policy);
   od_sqlbuf_add(&ab, ",\"winner\":");
-  od_audit_json_str(&ab, remote_wins ? m->peer : lnode);
+  od_audit_json_str(&ab, winner);
   od_sqlbuf_addf(&ab, ",\"remote_lsn\":\"%s\"", rlsn);
   char pipeline[128];
   snprintf(pipeline, sizeof pipeline, "%s", s->pipeline ? s->pipeline : "");
@@ -242,20 +250,21 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   return OD_OK;
 }
 
-static int prio_rank(const pgs_mesh *m, const char *node) {
-  for (int i = 0; i < m->nprio; i++)
-    if (strcmp(m->prio[i], node) == 0) return i;
-  return m->nprio;
+static int prio_rank(const mesh_pol *pol, const char *node) {
+  for (int i = 0; i < pol->nprio; i++)
+    if (strcmp(pol->prio[i], node) == 0) return i;
+  return pol->nprio;
 }
 
 /* Whether the remote write wins a conflict with the concurrent local version. Every node computes
  * the same answer for the same pair: only the two versions' (clock, node) enter it. */
-static bool remote_wins(const pgs_mesh *m, const stamp *st, const decision *d) {
+static bool remote_wins(const pgs_mesh *m, const mesh_pol *pol, const stamp *st, const decision *d) {
   const char *lnode = d->node[0] ? d->node : m->node;
-  if (m->policy == POL_KEEP_LOCAL) return false;
-  if (m->policy == POL_APPLY_REMOTE) return true;
-  if (m->policy == POL_PRIORITY) {
-    int a = prio_rank(m, m->peer), b = prio_rank(m, lnode);
+  int policy = pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy; /* whole rows: the fallback */
+  if (policy == POL_KEEP_LOCAL) return false;
+  if (policy == POL_APPLY_REMOTE) return true;
+  if (policy == POL_PRIORITY) {
+    int a = prio_rank(pol, m->peer), b = prio_rank(pol, lnode);
     if (a != b) return a < b;
   }
   /* last_writer_wins (and priority between equals): clock, then node name */
@@ -263,13 +272,131 @@ static bool remote_wins(const pgs_mesh *m, const stamp *st, const decision *d) {
   return strcmp(m->peer, lnode) > 0;
 }
 
+/* ---- column versions (column_merge) -------------------------------------------------------------
+ * A row merged by column holds several concurrent writes. Its version is then kept per column:
+ * d->also lists, for every column of the table, the write (node:ts:hlc) that last set it; the
+ * row's (d->node, d->ts, d->hlc) is the latest of them. A row never merged has one version for
+ * all columns (d->also NULL). A write saw the row when it saw every column's write; a column both
+ * sides changed goes to the fallback between the remote write and *that column's* write, so every
+ * node decides each column by the same pair, whatever order the writes arrived in. */
+typedef struct ver_entry {
+  char node[64];
+  int64_t ts, hlc;
+  bool weak; /* "~": the local row's version at a merge for a column only the local side changed
+              * (maybe an earlier local write changed it): counts for "seen", but whether a
+              * later write changed the column locally is still told by value */
+} ver_entry;
+
+/* The row's version as an entry. */
+static ver_entry row_ver(const pgs_mesh *m, const decision *d) {
+  ver_entry row = {.weak = false};
+  snprintf(row.node, sizeof row.node, "%s", d->node[0] ? d->node : m->node);
+  row.ts = d->ts;
+  row.hlc = d->hlc == INT64_MIN ? d->ts : d->hlc;
+  return row;
+}
+
+/* The column versions of d (ncol of them). An entry with an empty node is unknown: the column
+ * was not changed by either side of the merges so far (or the row was never merged), and whether
+ * a write changed it locally is then told by its value (local != the remote write's old value). */
+static void col_vers(const decision *d, int ncol, ver_entry *out) {
+  int n = 0;
+  for (const char *c = d->also; c && *c && n < ncol;) {
+    size_t l = strcspn(c, ",");
+    char item[128];
+    snprintf(item, sizeof item, "%.*s", (int)(l < sizeof item ? l : sizeof item - 1), c);
+    char *p1 = strchr(item, ':'), *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
+    out[n] = (ver_entry){.ts = INT64_MIN, .hlc = INT64_MIN};
+    if (p1 && p2 && item[0] == '~') {
+      out[n].weak = true;
+      memmove(item, item + 1, strlen(item));
+      p1--;
+      p2--;
+    }
+    if (p1 && p2) {
+      *p1 = *p2 = '\0';
+      snprintf(out[n].node, sizeof out[n].node, "%.63s", item);
+      out[n].ts = strtoll(p1 + 1, NULL, 10);
+      out[n].hlc = strtoll(p2 + 1, NULL, 10);
+    }
+    n++;
+    c += l + (c[l] == ',');
+  }
+  for (; n < ncol; n++) out[n] = (ver_entry){.ts = INT64_MIN, .hlc = INT64_MIN};
+}
+
+static bool entry_seen(const pgs_mesh *m, const stamp *st, const ver_entry *v) {
+  if (strcmp(v->node, m->peer) == 0) return true; /* the peer's own earlier write */
+  const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, v->node);
+  return e && v->ts <= e->ts;
+}
+
+static bool entry_later(const ver_entry *a, const ver_entry *b) {
+  return a->hlc != b->hlc ? a->hlc > b->hlc : strcmp(a->node, b->node) > 0;
+}
+
+static int ncols_of(const decision *d) {
+  return d->r->rel->ncolumns < MERGE_COLS_MAX ? d->r->rel->ncolumns : MERGE_COLS_MAX;
+}
+
 /* Was the key's current version seen by the remote writer before it wrote? */
 static bool seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d) {
   if (!d->has_ver || d->ours || d->ts == INT64_MIN) return true; /* none, this stream's, or unknown (frozen) */
-  const char *lnode = d->node[0] ? d->node : m->node;
-  if (strcmp(lnode, m->peer) == 0) return true; /* the peer's own earlier write */
-  const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, lnode);
-  return e && d->ts <= e->ts;
+  ver_entry row = row_ver(m, d);
+  if (!d->also) return entry_seen(m, st, &row);
+  ver_entry cv[MERGE_COLS_MAX];
+  int n = ncols_of(d);
+  col_vers(d, n, cv);
+  for (int i = 0; i < n; i++)
+    if (cv[i].node[0] && !entry_seen(m, st, &cv[i])) return false;
+  return true;
+}
+
+/* A copy of d whose version is v (the policies read d->node and d->hlc). */
+static decision with_ver(const decision *d, const ver_entry *v) {
+  decision c = *d;
+  snprintf(c.node, sizeof c.node, "%s", v->node);
+  c.ts = v->ts;
+  c.hlc = v->hlc;
+  return c;
+}
+
+/* The local version a concurrent remote write competes with as a whole row (insert, delete, a
+ * rule): the latest column write it had not seen. */
+static decision competitor(const pgs_mesh *m, const stamp *st, const decision *d) {
+  if (!d->also) return *d;
+  ver_entry cv[MERGE_COLS_MAX];
+  int n = ncols_of(d), best = -1;
+  col_vers(d, n, cv);
+  for (int i = 0; i < n; i++)
+    if (cv[i].node[0] && !entry_seen(m, st, &cv[i]) && (best < 0 || entry_later(&cv[i], &cv[best]))) best = i;
+  return best < 0 ? *d : with_ver(d, &cv[best]);
+}
+
+/* After a column merge: cv (the columns' writes, the remote's where it took them) becomes the
+ * key's version: the latest of them as the row's, all of them in d->also. */
+static int set_col_vers(pgs_sink *s, pgs_mesh *m, decision *d, const ver_entry *cv, int n, od_error *err) {
+  int top = -1;
+  for (int i = 0; i < n; i++)
+    if (cv[i].node[0] && (top < 0 || entry_later(&cv[i], &cv[top]))) top = i;
+  if (top < 0) return OD_OK; /* nothing decided: the row keeps its version */
+  snprintf(d->node, sizeof d->node, "%s", cv[top].node);
+  d->ts = cv[top].ts;
+  d->hlc = cv[top].hlc;
+  od_sqlbuf b = {0};
+  for (int i = 0; i < n; i++) {
+    if (i) od_sqlbuf_add(&b, ",");
+    if (cv[i].node[0])
+      od_sqlbuf_addf(&b, "%s%s:%" PRId64 ":%" PRId64, cv[i].weak ? "~" : "", cv[i].node, cv[i].ts, cv[i].hlc);
+  }
+  if (b.oom) {
+    od_sqlbuf_free(&b);
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  free(d->also);
+  d->also = b.p; /* ownership of the buffer's bytes passes to the key state */
+  (void)m;
+  return OD_OK;
 }
 
 /* The counter columns of r (column indexes), from mesh_counters "schema.table.column". */
@@ -454,7 +581,8 @@ static int cmp_key(const void *a, const void *b) {
 }
 
 /* A new key state from the versions query's row (lv NULL: the key has no version here). */
-static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_ver *lv, int nfetch, int nctr) {
+static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_ver *lv, int nfetch, int nctr,
+                          const PGresult *res, int nall) {
   decision *d = dec_add(m, r->rel, key);
   if (!d) return NULL;
   d->r = r;
@@ -471,13 +599,21 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
     if (lv->ctr[k] && !d->val[k]) return NULL;
     if (k < nctr && lv->ctr[k]) d->ctr[k] = strtoll(lv->ctr[k], NULL, 10);
   }
+  if (lv->also && *lv->also && !(d->also = strdup(lv->also))) return NULL;
+  if (nall && !lv->tomb) { /* column_merge: the whole live row */
+    if (!(d->row = calloc((size_t)nall, sizeof *d->row))) return NULL;
+    d->nrow = nall;
+    for (int k = 0; k < nall; k++)
+      if (!PQgetisnull(res, lv->prow, 5 + nfetch + k) && !(d->row[k] = strdup(PQgetvalue(res, lv->prow, 5 + nfetch + k))))
+        return NULL;
+  }
   return d;
 }
 
 /* Build and run the versions query of the keys keys[q0, q1) not yet known; *res owns the rows. */
 static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
                           char **keys, const bool *known, size_t q0, size_t q1, const int *cols, int nfetch,
-                          const char **params, PGresult **res, od_error *err) {
+                          int nall, const char **params, PGresult **res, od_error *err) {
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "WITH live AS (SELECT concat_ws(chr(31)");
@@ -486,11 +622,24 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
     od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
     od_sqlbuf_add(b, "::text");
   }
-  od_sqlbuf_add(b, ") AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin");
+  /* column_merge: a row this target transaction wrote (an earlier run of it) has no commit time
+   * yet; its version is the side table's, also written by that run (a merged row is not simply
+   * "seen": it holds local columns the peer has not seen). Marked as written by a sink. */
+  if (nall)
+    od_sqlbuf_add(b, ") AS k, c.timestamp AS cts, CASE WHEN t.xmin::text::int8 = "
+                     "pg_current_xact_id_if_assigned()::text::int8 % 4294967296 THEN 4294967295::oid ELSE c.roident "
+                     "END AS rid, o.roname AS origin");
+  else
+    od_sqlbuf_add(b, ") AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin");
   for (int k = 0; k < nfetch; k++) {
     od_sqlbuf_add(b, ", t.");
     od_sqlbuf_ident(b, r->rel->columns[cols[k]].name);
     od_sqlbuf_addf(b, "::text AS c%d", k);
+  }
+  for (int k = 0; k < nall; k++) { /* column_merge: every column of the live row */
+    od_sqlbuf_add(b, ", t.");
+    od_sqlbuf_ident(b, r->rel->columns[k].name);
+    od_sqlbuf_addf(b, "::text AS a%d", k);
   }
   od_sqlbuf_add(b, " FROM ");
   od_sqlbuf_add(b, r->qtarget);
@@ -549,14 +698,16 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
                     "d.key FOR UPDATE OF d), "
                     "x AS (SELECT k, cts, rid, origin, false AS tomb", np + 1, np + 2);
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", c%d", k);
+  for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", a%d", k);
   od_sqlbuf_add(b, " FROM live UNION ALL SELECT k, cts, rid, origin, true");
-  for (int k = 0; k < nfetch; k++) od_sqlbuf_add(b, ", NULL");
+  for (int k = 0; k < nfetch + nall; k++) od_sqlbuf_add(b, ", NULL");
   od_sqlbuf_add(b, " FROM dead) SELECT x.k, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.ts ELSE "
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL "
                    "THEN v.node ELSE x.origin END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc ELSE "
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, x.tomb");
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", x.c%d", k);
-  od_sqlbuf_add(b, " FROM x LEFT JOIN ");
+  for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", x.a%d", k);
+  od_sqlbuf_add(b, ", CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.also END FROM x LEFT JOIN ");
   od_sqlbuf_add(b, m->ver_q);
   od_sqlbuf_addf(b, " v ON v.tbl = $%d AND v.key = x.k", np + 1);
   params[np] = r->target;
@@ -579,40 +730,254 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   return rc;
 }
 
-/* Decide one change against its key's state: fills *keep, logs a conflict, updates the state. */
-static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t ci, const stamp *st,
-                         decision *d, const int *cols, int nctr, int nfetch, const int *rule_of, bool *keep,
-                         od_error *err) {
-  if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
-    *keep = d->apply;
+/* ---- column_merge ------------------------------------------------------------------------------ */
+
+static bool is_key_col(const pg_rel *r, int col) {
+  for (int k = 0; k < r->nkey; k++)
+    if ((int)PGS_COL(r->key_plan[k]) == col) return true;
+  return false;
+}
+
+static bool same_val(const od_value *a, const od_value *b) {
+  if (a->kind != b->kind) return false;
+  if (a->kind == OD_VALUE_NULL) return true;
+  return a->len == b->len && (!a->len || memcmp(a->data, b->data, a->len) == 0);
+}
+
+/* A change's value against a local value read as text (NULL: SQL null). */
+static bool same_text(const od_value *v, const char *t) {
+  if (v->kind == OD_VALUE_NULL) return t == NULL;
+  if (v->kind != OD_VALUE_TEXT || !t) return false;
+  return strlen(t) == v->len && memcmp(v->data, t, v->len) == 0;
+}
+
+static void json_name(od_sqlbuf *b, const char *name) {
+  if (b->len) od_sqlbuf_add(b, ",");
+  od_sqlbuf_add(b, "\"");
+  for (const char *c = name; *c; c++) {
+    if (*c == '"' || *c == '\\') od_sqlbuf_add(b, "\\");
+    od_sqlbuf_addn(b, c, 1);
+  }
+  od_sqlbuf_add(b, "\"");
+}
+
+/* column_merge of a remote update (with its full old image: REPLICA IDENTITY FULL) into the live
+ * local row d->row. The remote change writes the columns it changed (old != new), except a column
+ * the local version changed too (local != old, concurrent only) when the fallback keeps the local
+ * version (rw false), and a column the local version kept against an earlier change of the same
+ * source transaction (d->lmask). The columns it does not write are UNCHANGED in an override of the
+ * change (the apply path updates the sent columns only). *apply: it writes some column. detail
+ * (NULL: not wanted) gets {"remote": [...], "local": [...], "both": [...]}; *both: a column was
+ * changed on both sides. d->row follows the merged values. */
+static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const stamp *st,
+                         const od_change *c, size_t idx, decision *d, ver_entry *cv, const ver_entry *rowv,
+                         bool *apply, od_sqlbuf *detail, const char **winner, od_error *err) {
+  bool conflict = cv != NULL;
+  int rwon = 0, lwon = 0;
+  static char lwinner[64];
+  int ncol = c->newtup.ncolumns;
+  od_value *vals = malloc((size_t)(ncol ? ncol : 1) * sizeof *vals);
+  if (!vals) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  od_sqlbuf lists[3] = {{0}}; /* remote, local, both */
+  int taken = 0;
+  for (int j = 0; j < ncol; j++) {
+    const od_value *nv = &c->newtup.values[j], *ov = j < c->oldtup.ncolumns ? &c->oldtup.values[j] : NULL;
+    vals[j] = *nv;
+    if (is_key_col(r, j)) continue; /* the key is the same on both sides (else no merge) */
+    bool known = d->row && j < d->nrow;
+    const char *lv = known ? d->row[j] : NULL;
+    const char *name = j < r->rel->ncolumns ? r->rel->columns[j].name : "?";
+    bool rchg = nv->kind != OD_VALUE_UNCHANGED && !(ov && same_val(nv, ov));
+    /* changed here, unseen by the remote writer: by the column's version when known, else by value */
+    bool kcv = conflict && j < MERGE_COLS_MAX && cv[j].node[0] && !cv[j].weak;
+    bool lchg = conflict && (kcv ? !entry_seen(m, st, &cv[j]) : (!known || !ov || !same_text(ov, lv)));
+    uint64_t bit = j < MERGE_COLS_MAX ? 1ULL << j : 0;
+    bool take = rchg;
+    if (d->lmask & bit) {
+      take = false;
+    } else if (rchg && lchg && j < MERGE_COLS_MAX) {
+      /* both changed the column: the remote write against the write that set it here (equal
+       * values too: the column's version must be the same pair's winner on every node) */
+      ver_entry lw = conflict && j < MERGE_COLS_MAX && cv[j].node[0] ? cv[j] : *rowv;
+      lw.weak = false;
+      decision cd = with_ver(d, &lw);
+      json_name(&lists[2], name);
+      if (remote_wins(m, pol, st, &cd)) {
+        rwon++;
+      } else {
+        lwon++;
+        snprintf(lwinner, sizeof lwinner, "%s", lw.node);
+        take = false;
+        d->lmask |= bit;
+        cv[j] = lw;
+      }
+    } else if (rchg) {
+      json_name(&lists[0], name);
+    } else if (lchg) {
+      json_name(&lists[1], name);
+      if (j < MERGE_COLS_MAX && !cv[j].node[0]) { /* a local write changed it: the row's version stands for it */
+        cv[j] = *rowv;
+        cv[j].weak = true;
+      }
+    }
+    if (!take) {
+      vals[j] = (od_value){.kind = OD_VALUE_UNCHANGED};
+      continue;
+    }
+    taken++;
+    if (cv && j < MERGE_COLS_MAX) {
+      snprintf(cv[j].node, sizeof cv[j].node, "%s", m->peer);
+      cv[j].ts = st->ts;
+      cv[j].hlc = st->hlc;
+      cv[j].weak = false;
+    }
+    if (known) {
+      free(d->row[j]);
+      d->row[j] = NULL;
+      if (nv->kind == OD_VALUE_TEXT && !(d->row[j] = strndup(nv->data, nv->len))) {
+        free(vals);
+        for (int k = 0; k < 3; k++) od_sqlbuf_free(&lists[k]);
+        return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      }
+    }
+  }
+  if (detail) {
+    static const char *const names[3] = {"remote", "local", "both"};
+    od_sqlbuf_add(detail, "{");
+    for (int k = 0; k < 3; k++)
+      od_sqlbuf_addf(detail, "%s\"%s\": [%s]", k ? ", " : "", names[k], lists[k].p ? lists[k].p : "");
+    od_sqlbuf_add(detail, "}");
+  }
+  for (int k = 0; k < 3; k++) od_sqlbuf_free(&lists[k]);
+  if (winner) *winner = rwon && !lwon ? m->peer : lwon && !rwon ? lwinner : "merged";
+  /* A conflict whose remote write takes no column still rewrites the row (one column set to its
+   * local value): the row's version becomes the merged set, kept in the side table, which is read
+   * only for rows a mesh sink wrote last. */
+  char *touch = NULL;
+  for (int j = 0; conflict && !taken && j < ncol && j < d->nrow; j++) {
+    if (is_key_col(r, j)) continue;
+    if (d->row[j] && !(touch = strdup(d->row[j]))) {
+      free(vals);
+      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    }
+    vals[j] = touch ? (od_value){.data = touch, .len = (uint32_t)strlen(touch), .kind = OD_VALUE_TEXT}
+                    : (od_value){.kind = OD_VALUE_NULL};
+    taken++;
+  }
+  *apply = taken > 0;
+  if (!*apply) {
+    free(vals);
     return OD_OK;
   }
-  const char *kind = NULL, *policy = POLICIES[m->policy];
-  bool apply = true;
+  char **texts = touch ? malloc(sizeof *texts) : NULL;
+  if (m->novr == m->ovr_cap || (touch && !texts)) {
+    size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
+    struct override *g = texts || !touch ? realloc(m->ovr, cap * sizeof *g) : NULL;
+    if (!g) {
+      free(vals);
+      free(touch);
+      free(texts);
+      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    }
+    m->ovr = g;
+    m->ovr_cap = cap;
+  }
+  if (texts) texts[0] = touch;
+  /* owns vals and the touch text; the other values are borrowed from c */
+  m->ovr[m->novr++] = (struct override){.idx = idx, .vals = vals, .texts = texts, .ntexts = texts ? 1 : 0};
+  return OD_OK;
+}
+
+/* A column merge is possible: an update of a live row read whole, with the full old image and the
+ * same key before and after. */
+static bool mergeable(const pg_rel *r, const od_change *c, const decision *d) {
+  if (c->op != OD_OP_UPDATE || c->old_kind != 'O' || !d->row || d->tomb || !d->has_ver) return false;
+  for (int k = 0; k < r->nkey; k++) {
+    int col = PGS_COL(r->key_plan[k]);
+    if (col >= c->oldtup.ncolumns || col >= c->newtup.ncolumns ||
+        !same_val(&c->oldtup.values[col], &c->newtup.values[col]))
+      return false;
+  }
+  return true;
+}
+
+/* Decide one change against its key's state: fills *keep, logs a conflict, updates the state. */
+static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
+                         size_t ci, const stamp *st, decision *d, const int *cols, int nctr, int nfetch,
+                         const int *rule_of, bool *keep, od_error *err) {
+  if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
+    *keep = d->apply;
+    if (d->apply && d->merge && mergeable(r, c, d)) /* ... a column merge: what the local version kept stays */
+      return merge_columns(s, m, r, pol, st, c, ci, d, NULL, NULL, keep, NULL, NULL, err);
+    return OD_OK;
+  }
+  const char *kind = NULL, *policy = POLICIES[pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy];
+  bool apply = true, merge = false;
+  decision cmp = *d; /* the local write the remote one competes with (column_merge: of the row's set) */
   if (!seen_by_remote(m, st, d)) { /* concurrent */
+    cmp = competitor(m, st, d);
     if (d->tomb) {
       /* A delete against a tombstone competes too: the winner's version becomes the tombstone's
        * on every node, so later writes of the key are judged against the same version. */
       kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
-      apply = remote_wins(m, st, d);
+      apply = remote_wins(m, pol, st, &cmp);
     } else {
       kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
       int ruled = c->op == OD_OP_DELETE ? 0 : rules_decide(m, c, d, cols, nctr, nfetch, rule_of);
-      apply = ruled ? ruled > 0 : remote_wins(m, st, d);
+      merge = !ruled && pol->policy == POL_COLUMN_MERGE && mergeable(r, c, d);
+      if (pol->policy == POL_COLUMN_MERGE && !ruled && !merge && c->op == OD_OP_UPDATE && c->old_kind != 'O' &&
+          !m->merge_warned) {
+        m->merge_warned = true;
+        od_warn("postgres sink %s: mesh %s: table %s has policy column_merge but its updates arrive without the "
+                "old row (REPLICA IDENTITY FULL is missing on node %s): concurrent updates are resolved by the "
+                "fallback %s as whole rows; run ALTER TABLE %s REPLICA IDENTITY FULL on every node",
+                s->where, m->node, r->target, m->peer, policy, r->target);
+      }
+      apply = ruled ? ruled > 0 : remote_wins(m, pol, st, &cmp);
       if (ruled) policy = "rule";
     }
+  }
+  int rc;
+  if (merge) { /* concurrent updates of one row, merged by column (docs/MULTI_MASTER.md, "column_merge") */
+    ver_entry cv[MERGE_COLS_MAX];
+    int ncv = ncols_of(d);
+    const char *winner = "merged";
+    od_sqlbuf detail = {0};
+    ver_entry rowv = row_ver(m, d);
+    col_vers(d, ncv, cv);
+    /* A first merge: every column holds the row's version (the local write, whose changed columns
+     * are not known): weak, so it counts for "seen" and the columns are still judged by value. */
+    for (int j = 0; !d->also && j < ncv; j++) {
+      cv[j] = rowv;
+      cv[j].weak = true;
+    }
+    d->lmask = 0;
+    if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, &apply, &detail, &winner, err)))
+      rc = detail.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
+                      : log_conflict(s, m, r, c, st, kind, &cmp, apply, "column_merge", detail.p, winner, err);
+    od_sqlbuf_free(&detail);
+    /* The merged row is written by this sink (its xmin gets the peer's origin): the side table
+     * keeps each column's write, so later writes are judged per column. */
+    if (rc || (rc = set_col_vers(s, m, d, cv, ncv, err))) return rc;
+    *keep = apply;
+    d->seq = st->seq;
+    d->apply = apply;
+    d->merge = true;
+    if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    return OD_OK;
   }
   /* Counters take every update as a delta on the local value, conflict or not: a row merged
    * here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
   bool merged = false;
-  int rc;
   if (nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb &&
       (rc = merge_counters(s, m, r, c, ci, d, cols, nctr, apply, &merged, err)))
     return rc;
-  if (kind && (rc = log_conflict(s, m, r, c, st, kind, d, apply, policy, err))) return rc;
+  if (kind && (rc = log_conflict(s, m, r, c, st, kind, &cmp, apply, policy, NULL, NULL, err))) return rc;
   *keep = apply;
   d->seq = st->seq;
   d->apply = apply;
+  d->merge = false;
+  d->lmask = 0;
   if (apply) { /* the key's version is now the peer's */
     if (c->op == OD_OP_DELETE && d->tomb && d->has_ver) d->touch = true; /* no row: the DELETE changes nothing */
     d->has_ver = true;
@@ -621,6 +986,8 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
     snprintf(d->node, sizeof d->node, "%s", m->peer);
     d->ts = st->ts;
     d->hlc = st->hlc;
+    free(d->also); /* a write that won whole (or saw the whole set) is the row's only version */
+    d->also = NULL;
     if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
   return OD_OK;
@@ -636,6 +1003,11 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
   int cols[COUNTERS_MAX], rule_of[COUNTERS_MAX];
   int nctr = counter_cols(m, r, cols);
   int nfetch = rule_cols(m, r, cols, nctr, rule_of);
+  const mesh_pol *pol = pgs_mesh_pol(m, r->target);
+  int nall = pol->policy == POL_COLUMN_MERGE ? r->rel->ncolumns : 0; /* column_merge reads the whole row */
+  if (nall > MERGE_COLS_MAX)
+    return OD_FAIL(err, OD_ECONFIG, "postgres sink %s: mesh table %s has %d columns; column_merge supports up to "
+                   "%d: give it another policy in mesh.policies", s->where, r->target, nall, MERGE_COLS_MAX);
   size_t per_query = (size_t)(30000 / (r->nkey ? r->nkey : 1));
   if (per_query > 5000) per_query = 5000;
   char **keys = calloc(nkeys, sizeof *keys);
@@ -663,7 +1035,8 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
     res = NULL;
     free(vers);
     vers = NULL;
-    if ((rc = query_versions(s, m, r, changes, idx, keys, known, q0, q1, cols, nfetch, params, &res, err))) goto done;
+    if ((rc = query_versions(s, m, r, changes, idx, keys, known, q0, q1, cols, nfetch, nall, params, &res, err)))
+      goto done;
     int nv = res ? PQntuples(res) : 0;
     if (!(vers = calloc((size_t)nv + 1, sizeof *vers))) {
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -671,6 +1044,8 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
     }
     for (int v = 0; v < nv; v++) {
       vers[v].key = PQgetvalue(res, v, 0);
+      vers[v].prow = v;
+      vers[v].also = PQgetisnull(res, v, 5 + nfetch + nall) ? NULL : PQgetvalue(res, v, 5 + nfetch + nall);
       vers[v].ts = PQgetisnull(res, v, 1) ? INT64_MIN : strtoll(PQgetvalue(res, v, 1), NULL, 10);
       vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
       vers[v].hlc = PQgetisnull(res, v, 3) ? INT64_MIN : strtoll(PQgetvalue(res, v, 3), NULL, 10);
@@ -689,13 +1064,13 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
         const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
         char *owned = keys[j];
         keys[j] = NULL; /* owned by the key state now */
-        if (!(d = dec_from(m, r, owned, lv, nfetch, nctr))) {
+        if (!(d = dec_from(m, r, owned, lv, nfetch, nctr, res, nall))) {
           rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
           goto done;
         }
       }
-      if ((rc = decide_change(s, m, r, &changes[ci], ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of, keep,
-                              err)))
+      if ((rc = decide_change(s, m, r, pol, &changes[ci], ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of,
+                              keep, err)))
         goto done;
     }
   }

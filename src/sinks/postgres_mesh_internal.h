@@ -23,7 +23,8 @@
 #define COUNTERS_MAX 8 /* fetched columns per table: counters plus rule columns */
 #define RULES_MAX 16
 
-enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE };
+enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE, POL_COLUMN_MERGE };
+#define MERGE_COLS_MAX 64 /* column_merge: columns per table (a bit mask per key and transaction) */
 #define KINDS 5
 extern const char *const pgs_mesh_kinds[KINDS];   /* conflict kind names (postgres_mesh.c) */
 extern const char *const pgs_mesh_policies[];      /* policy names by POL_*, NULL-terminated */
@@ -46,6 +47,15 @@ typedef struct stamp {
   int nvv;
 } stamp;
 
+/* A conflict policy: the mesh's default or one table's (mesh_table_policies). */
+typedef struct mesh_pol {
+  char *table;  /* "schema.table" (malloc'd; NULL: the mesh-wide default) */
+  int policy;   /* POL_* */
+  int fallback; /* column_merge: the policy of overlapping columns and of other kinds (never column_merge) */
+  char prio[8][64];
+  int nprio;
+} mesh_pol;
+
 typedef struct local_ver { /* one row of the versions query */
   char *key;               /* key columns' text joined by \x1f (points into the PGresult) */
   int64_t ts;              /* commit time µs, INT64_MIN when unknown */
@@ -53,6 +63,8 @@ typedef struct local_ver { /* one row of the versions query */
   const char *origin;      /* replication origin name or author node, NULL: a local write */
   bool tomb;               /* no row: the key's tombstone (the local delete's version) */
   const char *ctr[COUNTERS_MAX]; /* the counter and rule columns' local values (text) */
+  int prow;                /* its row in the PGresult (column_merge: the whole local row is read there) */
+  const char *also;        /* the side table's other versions of a merged row ("node:ts:hlc,..."), or NULL */
 } local_ver;
 
 /* What this target transaction knows of one (relation, key): the version the row has after the
@@ -75,13 +87,21 @@ typedef struct decision {
   int nval;
   char *val[COUNTERS_MAX]; /* counter and rule columns' values of the version (malloc'd, NULL: null) */
   long long ctr[COUNTERS_MAX]; /* the counters' current values (fix) */
+  char **row;       /* column_merge: the live row's values as text after the changes decided so far
+                     * (malloc'd, nrow of them, NULL entries: SQL null); NULL when not read */
+  int nrow;
+  uint64_t lmask;   /* column_merge: columns the local version kept against the last decided source
+                     * transaction (its later changes of the key leave them alone) */
+  bool merge;       /* that transaction's changes of the key are applied as column merges */
+  char *also;       /* column_merge: a merged row's version per column, "node:ts:hlc" each ("~" in
+                     * front: weak; empty: unknown), comma-separated (malloc'd; NULL: not merged) */
 } decision;
 
 typedef struct pgs_mesh {
   char node[64], peer[64], origin[80];
-  int policy;
-  char prio[8][64];
-  int nprio;
+  mesh_pol def;    /* mesh_policy, mesh_fallback, mesh_priority */
+  mesh_pol *tpol;  /* mesh_table_policies (malloc'd, each table malloc'd) */
+  int ntpol;
   char *log_q;  /* quoted conflict table */
   char *tomb_q; /* quoted tombstone table */
   char *fn_q;   /* quoted tombstone trigger function */
@@ -98,7 +118,7 @@ typedef struct pgs_mesh {
   } rules[RULES_MAX];
   int nrules;
   /* per run: updates rewritten by the counter merge (values and texts malloc'd) */
-  struct override { size_t idx; od_value *vals; char **texts; int ntexts; } *ovr;
+  struct override { size_t idx; od_value *vals; char **texts; int ntexts; } *ovr; /* also column merges */
   size_t novr, ovr_cap;
   /* the stamps of the open run (the last one carries over to the next apply() call) */
   stamp *st;
@@ -120,6 +140,7 @@ typedef struct pgs_mesh {
   size_t slot_cap;
   size_t *wr;        /* dec indexes to write to the side table (and fix) after the run's apply */
   size_t nwr, wr_cap;
+  bool merge_warned; /* column_merge without old rows: warned once */
   uint64_t conflicts, applied_txns;
   od_metric *m_txns;                  /* odsync_mesh_transactions_total{node, peer} */
   od_metric *m_conflicts[KINDS];      /* odsync_mesh_conflicts_total{node, peer, kind}, by KIND_NAMES */
@@ -128,6 +149,8 @@ typedef struct pgs_mesh {
 /* postgres_mesh.c */
 const vv_entry *pgs_mesh_vv_find(const vv_entry *vv, int n, const char *node);
 bool pgs_mesh_is_stamp(const od_change *c);
+/* The policy of a table (its mesh_table_policies entry, else the default). */
+const mesh_pol *pgs_mesh_pol(const pgs_mesh *m, const char *target);
 /* postgres_mesh_decide.c */
 void pgs_mesh_dec_clear(pgs_mesh *m);
 void pgs_mesh_overrides_free(pgs_mesh *m);

@@ -124,3 +124,60 @@ TEST(mesh_errors_name_file_line_col) {
   CHECK(strstr(parse_err("mesh:\n  policy: newest\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n"
                          "    - { name: y, dsn: d2 }\n", &e), "mesh.policy") != NULL);
 }
+
+#define MESH_POL(extra)                                 \
+  "mesh:\n"                                             \
+  "  tables: [public.items, public.stock, public.p]\n"  \
+  extra                                                 \
+  "  nodes:\n"                                          \
+  "    - { name: a, dsn: d1 }\n"                        \
+  "    - { name: b, dsn: d2 }\n"
+
+TEST(mesh_policies_per_table_reach_every_sink) {
+  od_config *c = parse_ok(MESH_POL("  priority: [b, a]\n  fallback: priority\n"
+                                   "  policies:\n    public.stock: priority\n"
+                                   "    public.items: { policy: column_merge, fallback: last_writer_wins }\n"
+                                   "    public.p: { policy: priority, priority: [a, b] }\n"));
+  CHECK_INT(c->npipelines, 2);
+  for (int i = 0; i < 2; i++) {
+    const od_config_section *k = &c->pipelines[i].sinks[0].section;
+    CHECK_STR(val(k, "mesh_policy"), "last_writer_wins");
+    CHECK_STR(val(k, "mesh_fallback"), "priority");
+    const od_config_entry *t = od_config_find(k, "mesh_table_policies");
+    CHECK(t && t->nlist == 3);
+    CHECK_STR(t->list[0], "public.stock priority priority b,a");
+    CHECK_STR(t->list[1], "public.items column_merge last_writer_wins b,a");
+    CHECK_STR(t->list[2], "public.p priority priority a,b");
+  }
+  od_config_free(c);
+  c = parse_ok(MESH_POL("  policy: column_merge\n"));
+  CHECK_STR(val(&c->pipelines[0].sinks[0].section, "mesh_policy"), "column_merge");
+  CHECK_STR(val(&c->pipelines[0].sinks[0].section, "mesh_fallback"), "last_writer_wins");
+  CHECK(od_config_find(&c->pipelines[0].sinks[0].section, "mesh_table_policies") == NULL);
+  od_config_free(c);
+}
+
+TEST(mesh_policies_errors) {
+  od_error e;
+  CHECK_STR(parse_err(MESH_POL("  policies: { public.nope: priority }\n"), &e),
+            "cfg.yaml:3:15: mesh.policies.public.nope: 'public.nope' is not one of mesh.tables; a policy names a "
+            "replicated table exactly as mesh.tables lists it");
+  CHECK(strstr(parse_err(MESH_POL("  policies: { public.p: newest }\n"), &e), "mesh.policies.public.p") != NULL);
+  CHECK(strstr(e.msg, "column_merge") != NULL); /* the list of policies names it */
+  CHECK_STR(parse_err(MESH_POL("  policies: { public.p: { policy: priority, priority: [a, z] } }\n"), &e),
+            "cfg.yaml:3:55: mesh.policies.public.p.priority: 'z' is not a node of the mesh");
+  CHECK(strstr(parse_err(MESH_POL("  policies: { public.p: priority }\n"), &e),
+               "mesh.policies.public.p: policy priority needs a node order") != NULL);
+  CHECK(strstr(parse_err(MESH_POL("  policies: { public.p: { policy: column_merge, fallback: column_merge } }\n"), &e),
+               "mesh.policies.public.p.fallback") != NULL);
+  CHECK(strstr(parse_err(MESH_POL("  policies: { public.p: { fallback: priority } }\n"), &e),
+               "mesh.policies.public.p: missing required key 'policy'") != NULL);
+  CHECK(strstr(parse_err(MESH_POL("  policies: { public.p: { policy: priority, order: [a] } }\n"), &e),
+               "order") != NULL);
+  CHECK(strstr(parse_err(MESH_POL("  counters: [public.p.n]\n  policies: { public.p: column_merge }\n"), &e),
+               "counter public.p.n is on a column_merge table") != NULL);
+  CHECK(strstr(parse_err(MESH_POL("  policy: column_merge\n  counters: [public.p.n]\n"), &e),
+               "counter public.p.n is on a column_merge table") != NULL);
+  CHECK(strstr(parse_err(MESH_POL("  policy: column_merge\n  fallback: priority\n"), &e),
+               "policy priority needs 'priority'") != NULL);
+}
