@@ -352,6 +352,23 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
       goto out;
     }
   }
+  /* column_merge converges on two nodes (docs/MULTI_MASTER.md, "column_merge"): with three or more, a
+   * column no merge has decided yet is judged changed by its value, and the nodes can differ. */
+  if (nn > 2) {
+    const char *merged = strcmp(policy, "column_merge") == 0 ? "mesh.policy" : NULL;
+    for (int j = 0; j < tpol.nlist && !merged; j++)
+      for (int t = 0; t < tables.nlist && !merged; t++) {
+        size_t tl = strlen(tables.list[t]);
+        if (strncmp(tpol.list[j], tables.list[t], tl) == 0 && strncmp(tpol.list[j] + tl, " column_merge ", 14) == 0)
+          merged = tables.list[t];
+      }
+    if (merged) {
+      rc = fail_node(p, n, "mesh: column_merge (%s) needs a mesh of two nodes in this version; this one has %d: with "
+                     "more, nodes can end with different rows (docs/MULTI_MASTER.md). Give it another policy",
+                     merged, nn);
+      goto out;
+    }
+  }
   od_pipeline_config *g = realloc(cfg->pipelines, (size_t)(cfg->npipelines + nn * (nn - 1)) * sizeof *g);
   if (!g) {
     rc = oom(p->err, p->file);

@@ -180,4 +180,11 @@ TEST(mesh_policies_errors) {
                "counter public.p.n is on a column_merge table") != NULL);
   CHECK(strstr(parse_err(MESH_POL("  policy: column_merge\n  fallback: priority\n"), &e),
                "policy priority needs 'priority'") != NULL);
+  /* column_merge converges on two nodes only: refused for three, mesh-wide or for one table. */
+  CHECK(strstr(parse_err(MESH3 "  policies: { public.stock: column_merge }\n", &e),
+               "mesh: column_merge (public.stock) needs a mesh of two nodes in this version; this one has 3") != NULL);
+  CHECK(strstr(parse_err("mesh:\n  name: shop\n  policy: column_merge\n  tables: [public.items]\n  nodes:\n"
+                         "    - { name: a, dsn: \"host=h1\" }\n    - { name: b, dsn: \"host=h2\" }\n"
+                         "    - { name: c, dsn: \"host=h3\" }\n", &e),
+               "column_merge (mesh.policy) needs a mesh of two nodes") != NULL);
 }
