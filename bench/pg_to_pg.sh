@@ -23,6 +23,8 @@
 #   BENCH_NATIVE_SYNC (1: also time native with the subscription's synchronous_commit = on)
 #   BENCH_PHASES ("throughput big latency") BENCH_PERF ("": odsync levels to record with perf)
 #   BENCH_TIMEOUT (1800) ODSYNC_BIN (build/odsync) PG_BIN BENCH_KEEP=1 (keep the temp dir)
+#   BENCH_LOG_LEVEL (info: odsync's log_level) BENCH_SOURCE_EXTRA ("": keys added to odsync's source
+#   block, e.g. "catchup_decoding_mem_bytes: 1073741824")
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
