@@ -23,6 +23,8 @@
 #   BENCH_NATIVE_SYNC (1: also time native with the subscription's synchronous_commit = on)
 #   BENCH_PHASES ("throughput big latency") BENCH_PERF ("": odsync levels to record with perf)
 #   BENCH_TIMEOUT (1800) ODSYNC_BIN (build/odsync) PG_BIN BENCH_KEEP=1 (keep the temp dir)
+#   BENCH_LOG_LEVEL (info: odsync's log_level) BENCH_SOURCE_EXTRA ("": keys added to odsync's source
+#   block, e.g. "catchup_decoding_mem_bytes: 1073741824")
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -122,9 +124,10 @@ odsync_yaml() {
   mkdir -p "$TMP/state_$name"
   cat >"$f" <<YAML
 state_dir: $TMP/state_$name
+log_level: ${BENCH_LOG_LEVEL:-info}
 pipelines:
   - name: $name
-    source: { type: postgres, dsn: "$SRC_DSN", slot: $slot, publication: $pub, tables: [$tables], snapshot: never }
+    source: { type: postgres, dsn: "$SRC_DSN", slot: $slot, publication: $pub, tables: [$tables], snapshot: never${BENCH_SOURCE_EXTRA:+, $BENCH_SOURCE_EXTRA} }
     sink: { type: postgres, dsn: "$(pgb_dsn snk "$db")" }
     batch: { max_rows: $BENCH_MAX_ROWS, max_delay_ms: $BENCH_MAX_DELAY_MS }
     consistency: $level
@@ -324,6 +327,20 @@ SQL
 fi
 
 # ================================================================ 3. one big transaction
+# big_sampler: every 2 s while odsync runs, one line to $TMP/big_samples.txt with the seconds since
+# the start and the cumulative CPU seconds of the source server, the sink server and odsync, so the
+# phases show (the source decoding before the first change arrives, then the sink applying).
+big_sampler() {
+  local t0 s0 d0 pid
+  t0=$(od_now) s0=$(pgb_server_cpu src) d0=$(pgb_server_cpu snk)
+  : >"$TMP/big_samples.txt"
+  while sleep 2; do
+    pid=$(pgrep -n -f -- "run -c $TMP/big_strong.yml" || true)
+    printf '  %6s s  source %6s  sink %6s  odsync %6s\n' "$(elapsed "$t0" "$(od_now)")" \
+      "$(cpu_delta "$s0" "$(pgb_server_cpu src)")" "$(cpu_delta "$d0" "$(pgb_server_cpu snk)")" \
+      "$( [[ -n $pid ]] && pgb_cpu_seconds "$pid" || echo -)" >>"$TMP/big_samples.txt"
+  done
+}
 if has_phase big; then
   src bench -c "CREATE TABLE big_rows ($ROW_DDL)"
   src bench -c "CREATE PUBLICATION pub_big FOR TABLE big_rows"
@@ -343,12 +360,19 @@ SQL
   snk postgres -c "CHECKPOINT"
   odsync_yaml big_strong big_strong pub_big public.big_rows big_strong strong >/dev/null
   log "odsync strong: the $BIG_TXN_ROWS-row transaction, until position >= $BIG_LSN"
+  big_sampler &
+  BIG_SAMPLER_PID=$!
   run_odsync_until big_strong big_strong "$BIG_LSN"
-  BIG_SEC=$RUN_SEC BIG_CPU=$RUN_CPU BIG_RSS=$RUN_RSS
+  kill "$BIG_SAMPLER_PID" 2>/dev/null || true
+  wait "$BIG_SAMPLER_PID" 2>/dev/null || true
+  log "big transaction over time (every 2 s: seconds, cumulative CPU s of source server / sink server / odsync):"
+  cat "$TMP/big_samples.txt" >&2
+  BIG_SEC=$RUN_SEC BIG_CPU=$RUN_CPU BIG_RSS=$RUN_RSS BIG_SCPU=$RUN_SCPU BIG_DCPU=$RUN_DCPU
   sum=$(snk big_strong -c "$(checksum_sql big_rows)")
   if [[ $sum == "$BIG_SUM" ]]; then BIG_OK=ok; else BIG_OK=WRONG; log "big: checksum '$sum' != source '$BIG_SUM'"; fi
   src bench -c "SELECT pg_drop_replication_slot('big_strong')" >/dev/null
-  log "big transaction: ${BIG_SEC}s, ${BIG_CPU} CPU s, peak RSS ${BIG_RSS} MiB, data $BIG_OK"
+  log "big transaction: ${BIG_SEC}s ($(rate "$BIG_TXN_ROWS" "$BIG_SEC") rows/s), odsync ${BIG_CPU} CPU s," \
+      "source server ${BIG_SCPU} CPU s, sink server ${BIG_DCPU} CPU s, peak RSS ${BIG_RSS} MiB, data $BIG_OK"
 fi
 
 # ================================================================ 4. latency at a steady load

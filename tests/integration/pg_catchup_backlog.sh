@@ -6,12 +6,15 @@
 # a keyless table. odsync starts with an empty sink (no checkpoint, snapshot: never) and
 # catchup_lag_bytes: 1; a read-ahead buffer of 200,000 bytes (catchup_prefetch_bytes), which the
 # large transaction overflows: calls are both read ahead (next call sent before decoding) and, past
-# the buffer, decoded as read.
+# the buffer, decoded as read. catchup_decoding_mem_bytes: 65536 (64 kB, the server's minimum of
+# logical_decoding_work_mem) makes the server spill the large transaction (and others) to disk and read
+# it back at commit, for the batch calls only.
 #
 # Asserts: the log shows catch-up mode entered and left for streaming; the sink equals the source row
 # for row (od_compare); the slot's confirmed position never passed the sink's checkpoint while
 # catching up (sampled every 0.2 s) and ended past the backlog; changes made after the switch arrive
-# by streaming (equal again); both read paths were taken (log); a restart below the default threshold streams at once (no catch-up line).
+# by streaming (equal again); both read paths were taken (log); the batch calls' session decoded with
+# logical_decoding_work_mem = 64 kB (log; a negative value is refused); a restart below the default threshold streams at once (no catch-up line).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -57,7 +60,7 @@ state_dir: $TEST_TMP/state
 log_level: debug
 pipelines:
   - name: shop
-    source: { type: postgres, dsn: "$(pg_dsn)", snapshot: never, catchup_lag_bytes: 1, catchup_exit_bytes: 0, catchup_batch_changes: 3000, catchup_prefetch_bytes: 200000 }
+    source: { type: postgres, dsn: "$(pg_dsn)", snapshot: never, catchup_lag_bytes: 1, catchup_exit_bytes: 0, catchup_batch_changes: 3000, catchup_prefetch_bytes: 200000, catchup_decoding_mem_bytes: 65536 }
     sink: { type: sqlite, path: $SINK_DB }
 YAML
 # A bad catch-up setting is refused before anything starts, naming the key and the range.
@@ -67,6 +70,9 @@ grep -q "catchup_batch_changes" <<<"$out" || fail "the error does not name catch
 sed 's/catchup_prefetch_bytes: 200000/catchup_prefetch_bytes: -1/' "$CONFIG" >"$TEST_TMP/bad.yaml"
 if out=$("$ODSYNC_BIN" run -c "$TEST_TMP/bad.yaml" 2>&1); then fail "catchup_prefetch_bytes: -1 was accepted"; fi
 grep -q "catchup_prefetch_bytes" <<<"$out" || fail "the error does not name catchup_prefetch_bytes: $out"
+sed 's/catchup_decoding_mem_bytes: 65536/catchup_decoding_mem_bytes: -1/' "$CONFIG" >"$TEST_TMP/bad.yaml"
+if out=$("$ODSYNC_BIN" run -c "$TEST_TMP/bad.yaml" 2>&1); then fail "catchup_decoding_mem_bytes: -1 was accepted"; fi
+grep -q "catchup_decoding_mem_bytes" <<<"$out" || fail "the error does not name catchup_decoding_mem_bytes: $out"
 odsync_start "$CONFIG" "$LOG"
 # While it catches up: the slot is never confirmed past the sink's checkpoint.
 samples=0
@@ -88,6 +94,8 @@ batches=$(grep -c 'batch call [0-9]* (upto_nchanges [0-9]*): [0-9]* messages' "$
 log "caught up in $batches batch calls ($samples slot samples, never past the sink)"
 grep -q 'messages; .* (buffered)' "$LOG" || fail "no batch call was read ahead into the buffer"
 grep -q 'messages; .* (decoded as read)' "$LOG" || fail "no batch call overflowed the 200,000-byte buffer"
+grep -q 'batch calls decode with logical_decoding_work_mem = 64 kB' "$LOG" ||
+  fail "the batch calls did not set logical_decoding_work_mem from catchup_decoding_mem_bytes: 65536"
 wait_for "compare" 120 || { compare || true; fail "sink differs from the source after catching up"; }
 
 log "streaming after the switch"
@@ -100,7 +108,7 @@ confirmed=$(lsn_to_int "$(pg_psql -c "SELECT confirmed_flush_lsn FROM pg_replica
 ((confirmed <= $(checkpoint_lsn shop))) || fail "slot confirmed past the sink's checkpoint after the stop"
 
 log "restart with nothing behind (default catchup_lag_bytes, 64 MiB): streams at once"
-sed -i 's/, catchup_lag_bytes: 1, catchup_exit_bytes: 0, catchup_batch_changes: 3000, catchup_prefetch_bytes: 200000//' "$CONFIG"
+sed -i 's/, catchup_lag_bytes: 1, catchup_exit_bytes: 0, catchup_batch_changes: 3000, catchup_prefetch_bytes: 200000, catchup_decoding_mem_bytes: 65536//' "$CONFIG"
 : >"$LOG"
 odsync_start "$CONFIG" "$LOG"
 pg_psql -c "DELETE FROM items WHERE id > 30400"

@@ -246,6 +246,26 @@ static void leave(pg_source *s) {
   s->catchup = false;
 }
 
+/* The reorder buffer of the batch calls' decoding sessions may hold catchup_decoding_mem bytes of
+ * changes before it spills the largest transaction to pg_replslot/ (one write() per change, read
+ * back at commit): a transaction larger than the server's logical_decoding_work_mem (64 MB by
+ * default) costs the source 2-3x more per change spilled (docs/BENCHMARKS.md, "One big
+ * transaction: the source's spill"). logical_decoding_work_mem is a user setting (PostgreSQL 13+),
+ * set for this session only; the stream and the slot advances keep the server's. */
+static int set_decoding_mem(pg_source *s, od_error *err) {
+  if (s->catchup_decoding_mem <= 0 || PQserverVersion(s->peek) < 130000) return OD_OK;
+  long kb = s->catchup_decoding_mem / 1024 < 64 ? 64 : s->catchup_decoding_mem / 1024; /* the server's minimum */
+  char sql[96];
+  snprintf(sql, sizeof sql, "SET logical_decoding_work_mem = '%ldkB'", kb);
+  PGresult *r = od_pg_query(s, s->peek, sql, 0, NULL, err);
+  if (!r)
+    return od_error_prefix(err, "batch decoding: setting logical_decoding_work_mem for the batch calls "
+                           "(source.catchup_decoding_mem_bytes; 0 keeps the server's setting): ");
+  PQclear(r);
+  od_debug("%s: batch calls decode with logical_decoding_work_mem = %ld kB", s->where, kb);
+  return OD_OK;
+}
+
 int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
   s->catchup = false;
   if (s->catchup_lag_bytes <= 0) return OD_OK;
@@ -255,6 +275,10 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
   if (rc) return rc;
   if (behind < s->catchup_lag_bytes) return OD_OK;
   if (!(s->peek = od_pg_connect(s, false, err))) return err->code;
+  if ((rc = set_decoding_mem(s, err))) {
+    leave(s);
+    return rc;
+  }
   if (!(s->catchup_buf = calloc(1, sizeof *s->catchup_buf))) {
     leave(s);
     return OD_FAIL(err, OD_ENOMEM, "out of memory");

@@ -59,6 +59,7 @@ typedef struct pg_source {
   long catchup_batches;         /* peek/get calls made */
   char catchup_copy[64];        /* the temporary copy of the slot that get calls consume ("" : peek calls) */
   long catchup_prefetch_bytes;  /* buffer a call's rows up to this and issue the next call before decoding them */
+  long catchup_decoding_mem;    /* logical_decoding_work_mem of the batch calls' session, bytes (0: the server's) */
   bool catchup_inflight;        /* a batch call was sent on s->peek and its rows are not read yet */
   int64_t catchup_sent_at;      /* monotonic µs the in-flight call was sent */
   struct pg_readahead *catchup_buf; /* owned: the rows of the last call, read ahead of decoding */

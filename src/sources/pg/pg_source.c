@@ -39,7 +39,8 @@ static void put_be64(char *p, uint64_t v) {
 static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables", "status_interval_ms", "receive_timeout_ms", "slot_warn_retained_bytes",
                                            "reconnect_max_ms", "snapshot", "snapshot_workers",
                                            "snapshot_chunk_rows", "incremental_chunk_rows", "partitions",
-                                           "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", "catchup_prefetch_bytes", "catchup_move_restart",
+                                           "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", "catchup_prefetch_bytes", "catchup_decoding_mem_bytes",
+                                           "catchup_move_restart",
                                            "catchup_move_restart_timeout_ms", "mesh_node",
                                            NULL};
 
@@ -128,6 +129,7 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
       (rc = od_config_int(cfg, "catchup_exit_bytes", 16L << 20, 0, 1L << 50, &s->catchup_exit_bytes, err)) ||
       (rc = od_config_int(cfg, "catchup_batch_changes", 100000, 100, 10000000, &s->catchup_batch, err)) ||
       (rc = od_config_int(cfg, "catchup_prefetch_bytes", 64L << 20, 0, 1L << 40, &s->catchup_prefetch_bytes, err)) ||
+      (rc = od_config_int(cfg, "catchup_decoding_mem_bytes", 256L << 20, 0, 1L << 40, &s->catchup_decoding_mem, err)) ||
       (rc = od_config_bool(cfg, "catchup_move_restart", true, &s->catchup_move_restart, err)) ||
       (rc = od_config_int(cfg, "catchup_move_restart_timeout_ms", 2000, 100, 600000,
                           &s->catchup_move_restart_timeout_ms, err)) ||
