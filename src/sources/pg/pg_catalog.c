@@ -78,6 +78,8 @@ static PGresult *query(pg_source *s, PGconn *c, const char *sql, int n, const ch
   bool lost = PQstatus(c) != CONNECTION_OK;
   od_error_set(err, lost ? OD_ECONNECT : OD_ESOURCE, lost, __FILE__, __LINE__, "%s: %s",
                s->where, pq_message(c, msg, sizeof msg));
+  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state ? state : "");
   PQclear(r);
   return NULL;
 }
@@ -449,6 +451,14 @@ int od_pg_watch_publication(pg_source *s, od_error *err) {
     PQfreemem(pub);
     if (rc) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
     r = query(s, s->meta, alter, 0, NULL, err);
+    if (!r && strcmp(err->sqlstate, "42710") == 0) {
+      /* "already member of publication": another session added it since the check (a reload's
+       * snapshot request and the restarted pipeline both watch the publication). */
+      od_debug("%s: table %s.%s was added to publication %s by another session meanwhile", s->where, q->schema,
+               q->name, s->publication);
+      od_error_clear(err);
+      continue;
+    }
     if (!r) {
       od_error_prefix(err, "table %s.%s (source.tables) is no longer in publication %s (dropped and re-created?), "
                       "and adding it failed; fix: %s; then copy its rows with odsync snapshot -p %s -t %s.%s: ",
