@@ -516,16 +516,8 @@ static int emit_row(void *ctx, pq_table *t, PGresult *r, int row, od_error *err)
 
 /* A truncate of t's sink table, first change of a reconciliation cycle's table. */
 static int truncate_table(cycle *c, pq_table *t, od_error *err) {
-  int rc;
-  if (!c->open) {
-    c->txn.commit_time = od_now_us();
-    if ((rc = c->h->begin(c->h->ctx, &c->txn, err))) return rc;
-    c->open = true;
-  }
-  if (!t->announced) {
-    if (c->h->relation && (rc = c->h->relation(c->h->ctx, &t->rel, err))) return rc;
-    t->announced = true;
-  }
+  int rc = open_for(c, t, err);
+  if (rc) return rc;
   od_change ch = {.op = OD_OP_TRUNCATE, .rel = &t->rel, .index = c->index++};
   c->rows++;
   return c->h->change(c->h->ctx, &c->txn, &ch, err);

@@ -6,103 +6,80 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sqlbuf.h"
 #include "core/adapter.h"
 
 bool pr_numeric_type(const char *type_name) {
   return !strcmp(type_name, "smallint") || !strcmp(type_name, "integer") || !strcmp(type_name, "bigint");
 }
 
-typedef struct sqlb {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} sqlb;
-
-static void put(sqlb *b, const char *s) {
-  size_t n = strlen(s);
-  if (b->oom) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 1024;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n + 1);
-  b->len += n;
-}
-
 /* The ordered key expressions of t: "(e1, e2, ...)". */
-static void key_exprs(pq_table *t, sqlb *b) {
-  put(b, "(");
+static void key_exprs(pq_table *t, od_sqlbuf *b) {
+  od_sqlbuf_add(b, "(");
   int k = 0;
   for (int i = 0; i < t->rel.ncolumns; i++) {
     if (!t->rel.columns[i].key) continue;
     char q[200];
     pq_quote_ident(t->rel.columns[i].name, q, sizeof q);
-    if (k++) put(b, ", ");
+    if (k++) od_sqlbuf_add(b, ", ");
     if (pr_numeric_type(t->rel.columns[i].type_name)) {
-      put(b, q);
+      od_sqlbuf_add(b, q);
     } else {
-      put(b, "(concat(");
-      put(b, q);
-      put(b, ") COLLATE \"C\")"); /* the output function's text, as the rows were read (bpchar keeps its padding) */
+      od_sqlbuf_add(b, "(concat(");
+      od_sqlbuf_add(b, q);
+      od_sqlbuf_add(b, ") COLLATE \"C\")"); /* the output function's text, as the rows were read (bpchar keeps its padding) */
     }
   }
-  put(b, ")");
+  od_sqlbuf_add(b, ")");
 }
 
 /* A key as a row literal of the same shape: "('5'::bigint, 'a'::text)". */
-static int key_literal(PGconn *c, pq_table *t, const pk_table *kt, const char *key, sqlb *b) {
-  put(b, "(");
+static int key_literal(PGconn *c, pq_table *t, const pk_table *kt, const char *key, od_sqlbuf *b) {
+  od_sqlbuf_add(b, "(");
   int k = 0;
   for (int i = 0; i < t->rel.ncolumns; i++) {
     if (!t->rel.columns[i].key) continue;
     const char *part = pk_key_part(kt, key, k);
     char *lit = PQescapeLiteral(c, part, strlen(part));
     if (!lit) return -1;
-    if (k) put(b, ", ");
-    put(b, lit);
-    put(b, kt->numeric[k] ? "::bigint" : "::text");
+    if (k) od_sqlbuf_add(b, ", ");
+    od_sqlbuf_add(b, lit);
+    od_sqlbuf_add(b, kt->numeric[k] ? "::bigint" : "::text");
     PQfreemem(lit);
     k++;
   }
-  put(b, ")");
+  od_sqlbuf_add(b, ")");
   return 0;
 }
 
 /* " WHERE <range of chunk [lo, hi)>" (NULL bound: open). */
-static int range_where(PGconn *c, pq_table *t, const pk_table *kt, const char *lo, const char *hi, sqlb *b) {
-  put(b, " WHERE true");
+static int range_where(PGconn *c, pq_table *t, const pk_table *kt, const char *lo, const char *hi, od_sqlbuf *b) {
+  od_sqlbuf_add(b, " WHERE true");
   if (lo) {
-    put(b, " AND ");
+    od_sqlbuf_add(b, " AND ");
     key_exprs(t, b);
-    put(b, " >= ");
+    od_sqlbuf_add(b, " >= ");
     if (key_literal(c, t, kt, lo, b)) return -1;
   }
   if (hi) {
-    put(b, " AND ");
+    od_sqlbuf_add(b, " AND ");
     key_exprs(t, b);
-    put(b, " < ");
+    od_sqlbuf_add(b, " < ");
     if (key_literal(c, t, kt, hi, b)) return -1;
   }
   return 0;
 }
 
-static void hash_expr(pq_table *t, sqlb *b) {
-  put(b, "('x' || left(md5(concat_ws(chr(31)");
+static void hash_expr(pq_table *t, od_sqlbuf *b) {
+  od_sqlbuf_add(b, "('x' || left(md5(concat_ws(chr(31)");
   for (int i = 0; i < t->rel.ncolumns; i++) {
     if (!t->rel.columns[i].key) continue;
     char q[200];
     pq_quote_ident(t->rel.columns[i].name, q, sizeof q);
-    put(b, ", ");
-    put(b, q); /* concat_ws takes each value's output function text, as the rows were read */
+    od_sqlbuf_add(b, ", ");
+    od_sqlbuf_add(b, q); /* concat_ws takes each value's output function text, as the rows were read */
   }
-  put(b, ")), 16))::bit(64)::bigint");
+  od_sqlbuf_add(b, ")), 16))::bit(64)::bigint");
 }
 
 static int find_key(const pk_table *kt, char *const *keys, size_t n, const char *key) {
@@ -120,36 +97,34 @@ static int find_key(const pk_table *kt, char *const *keys, size_t n, const char 
 static _Thread_local const pk_table *g_kt;
 static int cmp_keys(const void *a, const void *b) { return pk_key_cmp(g_kt, *(char *const *)a, *(char *const *)b); }
 
-/* Of the ledger keys [from, to) not among the fetched src keys, mark live[] those the table still has
- * (SELECT ... WHERE (k1, k2) IN ((v1::type1, v2::type2), ...), by each key column's own equality). */
-static int confirm_absent(PGconn *c, const char *where, pq_table *t, const pk_table *kt, char *const *src, size_t n,
-                          size_t from, size_t to, bool *live, od_error *err) {
-  sqlb b = {0};
-  put(&b, "SELECT ");
+/* The key columns of t, quoted, comma-separated. */
+static void key_columns(pq_table *t, od_sqlbuf *b) {
   int k = 0;
   for (int i = 0; i < t->rel.ncolumns; i++) {
     if (!t->rel.columns[i].key) continue;
     char q[200];
     pq_quote_ident(t->rel.columns[i].name, q, sizeof q);
-    put(&b, k++ ? ", " : "");
-    put(&b, q);
+    od_sqlbuf_add(b, k++ ? ", " : "");
+    od_sqlbuf_add(b, q);
   }
-  put(&b, " FROM ");
-  put(&b, t->qname);
-  put(&b, " WHERE (");
-  k = 0;
-  for (int i = 0; i < t->rel.ncolumns; i++) {
-    if (!t->rel.columns[i].key) continue;
-    char q[200];
-    pq_quote_ident(t->rel.columns[i].name, q, sizeof q);
-    put(&b, k++ ? ", " : "");
-    put(&b, q);
-  }
-  put(&b, ") IN (");
+}
+
+/* Of the ledger keys [from, to) not among the fetched src keys, mark live[] those the table still has
+ * (SELECT ... WHERE (k1, k2) IN ((v1::type1, v2::type2), ...), by each key column's own equality). */
+static int confirm_absent(PGconn *c, const char *where, pq_table *t, const pk_table *kt, char *const *src, size_t n,
+                          size_t from, size_t to, bool *live, od_error *err) {
+  od_sqlbuf b = {0};
+  od_sqlbuf_add(&b, "SELECT ");
+  key_columns(t, &b);
+  od_sqlbuf_add(&b, " FROM ");
+  od_sqlbuf_add(&b, t->qname);
+  od_sqlbuf_add(&b, " WHERE (");
+  key_columns(t, &b);
+  od_sqlbuf_add(&b, ") IN (");
   size_t cand = 0;
   for (size_t i = from; i < to; i++) {
     if (!kt->keys[i] || find_key(kt, src, n, kt->keys[i]) >= 0) continue;
-    put(&b, cand++ ? ", (" : "(");
+    od_sqlbuf_add(&b, cand++ ? ", (" : "(");
     int part = 0;
     for (int col = 0; col < t->rel.ncolumns; col++) {
       if (!t->rel.columns[col].key) continue;
@@ -159,25 +134,25 @@ static int confirm_absent(PGconn *c, const char *where, pq_table *t, const pk_ta
         b.oom = true;
         break;
       }
-      put(&b, part++ ? ", " : "");
-      put(&b, lit);
-      put(&b, "::");
-      put(&b, t->rel.columns[col].type_name);
+      od_sqlbuf_add(&b, part++ ? ", " : "");
+      od_sqlbuf_add(&b, lit);
+      od_sqlbuf_add(&b, "::");
+      od_sqlbuf_add(&b, t->rel.columns[col].type_name);
       PQfreemem(lit);
     }
-    put(&b, ")");
+    od_sqlbuf_add(&b, ")");
   }
-  put(&b, ")");
+  od_sqlbuf_add(&b, ")");
   if (b.oom) {
-    free(b.p);
+    od_sqlbuf_free(&b);
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
   }
   if (!cand) {
-    free(b.p);
+    od_sqlbuf_free(&b);
     return OD_OK;
   }
   PGresult *r = pq_run(c, b.p, 0, NULL, where, err);
-  free(b.p);
+  od_sqlbuf_free(&b);
   if (!r) return err->code;
   for (int row = 0; row < PQntuples(r); row++) {
     char key[8192];
@@ -211,22 +186,22 @@ static int fetch_chunk(PGconn *c, const char *where, pq_table *t, pk_ledger *l, 
                        const char *lo, const char *hi, const od_pos *end, const pr_emit *emit, pr_stats *st,
                        od_error *err) {
   pk_table *kt = &l->tables[ti];
-  sqlb b = {0};
-  put(&b, "SELECT ");
+  od_sqlbuf b = {0};
+  od_sqlbuf_add(&b, "SELECT ");
   for (int i = 0; i < t->rel.ncolumns; i++) {
     char q[200];
     pq_quote_ident(t->rel.columns[i].name, q, sizeof q);
-    if (i) put(&b, ", ");
-    put(&b, q);
+    if (i) od_sqlbuf_add(&b, ", ");
+    od_sqlbuf_add(&b, q);
   }
-  put(&b, " FROM ");
-  put(&b, t->qname);
+  od_sqlbuf_add(&b, " FROM ");
+  od_sqlbuf_add(&b, t->qname);
   if (range_where(c, t, kt, lo, hi, &b) || b.oom) {
-    free(b.p);
+    od_sqlbuf_free(&b);
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
   }
   PGresult *r = pq_run(c, b.p, 0, NULL, where, err);
-  free(b.p);
+  od_sqlbuf_free(&b);
   if (!r) return err->code;
   int n = PQntuples(r), rc = OD_OK;
   /* The source's keys of the range, as key blocks, sorted. */
@@ -289,33 +264,33 @@ static int fetch_chunk(PGconn *c, const char *where, pq_table *t, pk_ledger *l, 
  * (bucket j is chunk j: 0 below the first bound). *cnts and *sums (nchunks each) are the caller's. */
 static int bucket_sums(PGconn *c, const char *where, pq_table *t, const pk_table *kt, char *const *bounds,
                        size_t nchunks, long long **cnts, long long **sums, od_error *err) {
-  sqlb b = {0};
-  put(&b, "SELECT width_bucket(");
+  od_sqlbuf b = {0};
+  od_sqlbuf_add(&b, "SELECT width_bucket(");
   key_exprs(t, &b);
-  put(&b, ", ARRAY[");
+  od_sqlbuf_add(&b, ", ARRAY[");
   for (size_t j = 1; j < nchunks; j++) {
     char *lit = PQescapeLiteral(c, bounds[j], strlen(bounds[j]));
     if (!lit) {
       b.oom = true;
       break;
     }
-    if (j > 1) put(&b, ", ");
-    put(&b, lit);
+    if (j > 1) od_sqlbuf_add(&b, ", ");
+    od_sqlbuf_add(&b, lit);
     PQfreemem(lit);
   }
-  put(&b, kt->numeric[0] ? "]::bigint[]), count(*), coalesce(bit_xor(" : "]::text[]), count(*), coalesce(bit_xor(");
+  od_sqlbuf_add(&b, kt->numeric[0] ? "]::bigint[]), count(*), coalesce(bit_xor(" : "]::text[]), count(*), coalesce(bit_xor(");
   hash_expr(t, &b);
-  put(&b, "), 0) FROM ");
-  put(&b, t->qname);
-  put(&b, " GROUP BY 1");
+  od_sqlbuf_add(&b, "), 0) FROM ");
+  od_sqlbuf_add(&b, t->qname);
+  od_sqlbuf_add(&b, " GROUP BY 1");
   *cnts = calloc(nchunks, sizeof **cnts);
   *sums = calloc(nchunks, sizeof **sums);
   if (b.oom || !*cnts || !*sums) {
-    free(b.p);
+    od_sqlbuf_free(&b);
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
   }
   PGresult *r = pq_run(c, b.p, 0, NULL, where, err);
-  free(b.p);
+  od_sqlbuf_free(&b);
   if (!r) return err->code;
   for (int i = 0; i < PQntuples(r); i++) {
     long long j = strtoll(PQgetvalue(r, i, 0), NULL, 10);
@@ -346,11 +321,11 @@ int pr_reconcile_table(PGconn *c, const char *where, pq_table *t, pk_ledger *l, 
     if (!(bounds[j] = malloc(size))) rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
     else memcpy(bounds[j], k, size);
   }
-  sqlb head = {0};
-  put(&head, "SELECT count(*), coalesce(bit_xor(");
+  od_sqlbuf head = {0};
+  od_sqlbuf_add(&head, "SELECT count(*), coalesce(bit_xor(");
   hash_expr(t, &head);
-  put(&head, "), 0) FROM ");
-  put(&head, t->qname);
+  od_sqlbuf_add(&head, "), 0) FROM ");
+  od_sqlbuf_add(&head, t->qname);
   if (head.oom && !rc) rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
   /* A one-column key: every chunk's count and checksum in one pass (width_bucket over the bounds). */
   long long *cnts = NULL, *sums = NULL;
@@ -366,8 +341,8 @@ int pr_reconcile_table(PGconn *c, const char *where, pq_table *t, pk_ledger *l, 
       rc = fetch_chunk(c, where, t, l, ti, from, to, bounds[j], bounds[j + 1], end, emit, st, err);
       continue;
     }
-    sqlb q = {0};
-    put(&q, head.p);
+    od_sqlbuf q = {0};
+    od_sqlbuf_add(&q, head.p);
     if (range_where(c, t, kt, bounds[j], bounds[j + 1], &q) || q.oom) {
       free(q.p);
       rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
