@@ -553,7 +553,7 @@ static void count_dead_letters(sink_run *sr) {
 }
 
 /* With several sinks, each sink's spool (core/spool_feed.h): opened and indexed, cut after its
- * last episode that continues the sink's checkpoint; runs[i].resume is where the stream continues. */
+ * last episode of the chain that continues the sink's checkpoint; runs[i].resume is where the stream continues. */
 static int open_spools(od_pipeline *p, sink_run *runs, od_error *err) {
   static _Atomic uint64_t sessions;
   uint64_t session = ((uint64_t)getpid() << 32) ^ (uint64_t)od_mono_us() ^ (atomic_fetch_add(&sessions, 1) + 1);
