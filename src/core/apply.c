@@ -56,7 +56,8 @@ struct od_apply {
   struct lat_sample { int64_t commit_time; uint32_t ntxns; } *lat; /* the batch's transactions by chunk */
   size_t nlat, lat_cap;                   /* (end-to-end latency per transaction, observed at commit) */
   char tr_cid_first[129], tr_cid_last[129]; /* traces: correlation ids of the batch (http source) */
-  /* Stage account of the batches' first transactions (logged at the end, see log_stages): the
+  /* Stage account of the batches' first transactions (metrics odsync_stage_latency_seconds, and a
+   * line logged at the end with finer percentiles, see log_stages): the
    * source commit time of the first transaction (0: this batch gives no sample) and when the reader
    * took its chunk, on the wall clock. The histograms are owned (NULL when out of memory: no account). */
   int64_t st_commit, st_taken_real;
@@ -94,16 +95,20 @@ static bool parallel(const od_apply *a) { return a->writers != NULL; }
  * sink: until the reader took a chunk for its first change (the source's commit, its sender);
  * decoded and queued by the reader; waiting in the queue; taken by this writer until the sink
  * commit starts (apply() calls, and the batch waiting for more transactions); the commit. */
-enum { ST_SOURCE, ST_DECODE, ST_QUEUE, ST_APPLY, ST_COMMIT, ST_TOTAL, ST_N };
+enum { ST_TOTAL = OD_PM_NSTAGES, ST_N }; /* the stages are OD_PM_ST_*, then the total */
 static const char *const stage_names[ST_N] = {"source", "decode", "queue", "apply", "commit", "total"};
 
 static void note_stages(od_apply *a, int64_t commit_start, int64_t commit_end) {
-  if (!a->stages || !a->st_commit) return;
-  od_lathist_add(&a->stages[ST_SOURCE], a->st_taken_real - a->st_commit);
-  od_lathist_add(&a->stages[ST_DECODE], a->tr_pushed - a->tr_taken);
-  od_lathist_add(&a->stages[ST_QUEUE], a->tr_popped - a->tr_pushed);
-  od_lathist_add(&a->stages[ST_APPLY], commit_start - a->tr_popped);
-  od_lathist_add(&a->stages[ST_COMMIT], commit_end - commit_start);
+  if (!a->st_commit) return;
+  int64_t us[OD_PM_NSTAGES];
+  us[OD_PM_ST_SOURCE] = a->st_taken_real - a->st_commit;
+  us[OD_PM_ST_DECODE] = a->tr_pushed - a->tr_taken;
+  us[OD_PM_ST_QUEUE] = a->tr_popped - a->tr_pushed;
+  us[OD_PM_ST_APPLY] = commit_start - a->tr_popped;
+  us[OD_PM_ST_COMMIT] = commit_end - commit_start;
+  od_pm_stages(a->stats->metrics, us); /* the same account, as metrics */
+  if (!a->stages) return;
+  for (int i = 0; i < OD_PM_NSTAGES; i++) od_lathist_add(&a->stages[i], us[i]);
   od_lathist_add(&a->stages[ST_TOTAL], od_now_us() - a->st_commit);
 }
 

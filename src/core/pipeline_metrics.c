@@ -10,6 +10,7 @@
 static const char *const L_P[] = {"pipeline", NULL};
 static const char *const L_PS[] = {"pipeline", "sink", NULL};
 static const char *const L_PSO[] = {"pipeline", "sink", "op", NULL};
+static const char *const L_PSS[] = {"pipeline", "sink", "stage", NULL};
 static const char *const L_PC[] = {"pipeline", "class", NULL};
 static const char *const L_PST[] = {"pipeline", "state", NULL};
 static const char *const L_PT[] = {"pipeline", "table", NULL};
@@ -18,6 +19,8 @@ static const char *const L_INFO[] = {"pipeline", "source", "consistency", NULL};
 static const double B_ROWS[] = {1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 50000, 100000};
 static const double B_SINK[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 static const double B_LAT[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+static const double B_STAGE[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                 0.025,  0.05,    0.1,    0.25,  0.5,    1,     5};
 #define NB(a) (int)(sizeof(a) / sizeof(a[0]))
 
 #define COUNTER(n, h, l) {.name = n, .help = h, .type = OD_METRIC_COUNTER, .labels = l}
@@ -52,6 +55,14 @@ static const od_metric_family_def F_LATENCY = {
     .scale = 1e-6,
     .bounds = B_LAT,
     .nbounds = NB(B_LAT)};
+static const od_metric_family_def F_STAGE = {
+    .name = "odsync_stage_latency_seconds",
+    .help = "Where a batch's first transaction spent its time, from source commit to sink commit, by stage",
+    .type = OD_METRIC_HISTOGRAM,
+    .labels = L_PSS,
+    .scale = 1e-6,
+    .bounds = B_STAGE,
+    .nbounds = NB(B_STAGE)};
 static const od_metric_family_def F_ERRORS =
     COUNTER("odsync_errors_total", "Sessions ended by an error, by error class", L_PC);
 static const od_metric_family_def F_RETRIES =
@@ -218,6 +229,11 @@ static void sink_new(od_pipeline_metrics *pm, od_sink_metrics *sm, od_sink_stats
   sm->batch_rows = series(pm, &F_BATCH_ROWS, ps);
   sm->batch_seconds = series(pm, &F_BATCH_SECONDS, ps);
   sm->latency = series(pm, &F_LATENCY, ps);
+  static const char *const stages[OD_PM_NSTAGES] = {"source", "decode", "queue", "apply", "commit"};
+  for (int i = 0; i < OD_PM_NSTAGES; i++) {
+    const char *pss[] = {pm->pipeline, st->name, stages[i], NULL};
+    sm->stages[i] = series(pm, &F_STAGE, pss);
+  }
   sink_fn(sm, &F_SKIPPED, ps, f_skipped);
   sink_fn(sm, &F_SINK_POS, ps, f_sink_pos);
   sink_fn(sm, &F_LAG_BYTES, ps, f_lag_bytes);
@@ -291,6 +307,7 @@ void od_pipeline_metrics_free(od_pipeline_metrics *pm) {
   for (int k = 0; k < pm->nsinks; k++) {
     od_sink_metrics *sm = &pm->sinks[k];
     for (int i = 0; i < OD_PM_NOPS; i++) od_metrics_remove(sm->changes[i]);
+    for (int i = 0; i < OD_PM_NSTAGES; i++) od_metrics_remove(sm->stages[i]);
     od_metric *own[] = {sm->txns, sm->bytes, sm->batches, sm->batch_rows, sm->batch_seconds, sm->latency};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) od_metrics_remove(own[i]);
     for (int i = 0; i < sm->nfn; i++) od_metrics_remove(sm->fn_series[i]);
@@ -359,6 +376,11 @@ void od_pm_txn_latency(od_sink_metrics *sm, int64_t commit_time_us, uint64_t n, 
   if (!sm || commit_time_us <= 0 || !n || HOT_PATH_OFF) return;
   int64_t lat = now_us - commit_time_us;
   od_histogram_observe_n(sm->latency, lat < 0 ? 0 : (uint64_t)lat, n);
+}
+
+void od_pm_stages(od_sink_metrics *sm, const int64_t us[OD_PM_NSTAGES]) {
+  if (!sm || HOT_PATH_OFF) return;
+  for (int i = 0; i < OD_PM_NSTAGES; i++) od_histogram_observe(sm->stages[i], us[i] < 0 ? 0 : (uint64_t)us[i]);
 }
 
 uint64_t od_pm_pos_number(const od_pos *p) {

@@ -26,6 +26,8 @@
 
 /* Operations counted apart (label op). */
 enum { OD_PM_INSERT, OD_PM_UPDATE, OD_PM_DELETE, OD_PM_TRUNCATE, OD_PM_READ, OD_PM_MESSAGE, OD_PM_NOPS };
+/* The stages of a batch's first transaction (label stage; see od_pm_stages). */
+enum { OD_PM_ST_SOURCE, OD_PM_ST_DECODE, OD_PM_ST_QUEUE, OD_PM_ST_APPLY, OD_PM_ST_COMMIT, OD_PM_NSTAGES };
 
 typedef struct od_pipeline_metrics od_pipeline_metrics;
 
@@ -39,6 +41,7 @@ typedef struct od_sink_metrics {
   od_pipeline_metrics *pm;
   od_sink_stats *stats; /* borrowed */
   od_metric *changes[OD_PM_NOPS], *txns, *bytes, *batches, *batch_rows, *batch_seconds, *latency;
+  od_metric *stages[OD_PM_NSTAGES];
   _Atomic int64_t last_lag_us;         /* source commit -> sink commit of the last batch; 0 after a heartbeat */
   _Atomic int64_t last_sink_commit_us; /* wall µs of the last sink commit (or of creation) */
   od_metric *fn_series[16];
@@ -92,6 +95,10 @@ void od_pm_batch(od_sink_metrics *sm, const uint64_t tally[OD_PM_NOPS], uint64_t
  * of which committed at the source at commit_time_us, into the end-to-end latency histogram. Each
  * is counted with the oldest one's latency (an upper bound: they were decoded together). */
 void od_pm_txn_latency(od_sink_metrics *sm, int64_t commit_time_us, uint64_t n, int64_t now_us);
+/* Apply thread, after a sink commit: the stage account of the batch's first transaction, µs per
+ * stage (source commit to the reader taking it; decode; queue wait; apply until the commit starts;
+ * the commit), each into odsync_stage_latency_seconds{stage}. */
+void od_pm_stages(od_sink_metrics *sm, const int64_t us[OD_PM_NSTAGES]);
 /* Reader: the newest position the source reported (a commit's end, or an idle position). */
 void od_pm_source_position(od_pipeline_metrics *pm, const od_pos *pos);
 /* Reader: n new schema versions recorded. */

@@ -121,9 +121,19 @@ txns=$(metric 'odsync_transactions_applied_total{pipeline="shop",sink="default"}
 [[ "$txns" == 31 ]] || fail "odsync_transactions_applied_total is $txns, expected 31"
 lat=$(metric 'odsync_end_to_end_latency_seconds_count{pipeline="shop",sink="default"}')
 [[ "$lat" == 31 ]] || fail "the end-to-end latency histogram counts $lat transactions, expected 31 (one per transaction)"
+# The stage account: every stage observed once per sampled batch (a batch's first transaction).
+batches=$(metric 'odsync_batches_total{pipeline="shop",sink="default"}')
+st_n=
+for st in source decode queue apply commit; do
+  n=$(metric "odsync_stage_latency_seconds_count{pipeline=\"shop\",sink=\"default\",stage=\"$st\"}")
+  [[ -n $n && $n -gt 0 ]] || fail "odsync_stage_latency_seconds{stage=$st} has no observations ($n)"
+  [[ -z $st_n || $n == "$st_n" ]] || fail "stage $st counts $n observations, the others $st_n"
+  st_n=$n
+done
+((st_n <= batches)) || fail "the stage account counts $st_n batches, more than the $batches committed"
 grep -q '^odsync_pipeline_ready{pipeline="shop"} 1$' "$TEST_TMP/metrics.txt" || fail "odsync_pipeline_ready is not 1"
 grep -q '^odsync_lag_bytes{pipeline="shop",sink="default"} ' "$TEST_TMP/metrics.txt" || fail "no odsync_lag_bytes"
-log "counters: insert 2000, update 500, delete 300, 31 transactions, $lat latency observations (one per transaction)"
+log "counters: insert 2000, update 500, delete 300, 31 transactions, $lat latency observations (one per transaction), stage account of $st_n of $batches batches"
 promtool check metrics <"$TEST_TMP/metrics.txt" || fail "promtool check metrics failed"
 
 wait "$SLOW_PID" || fail "slowloris client failed: $(cat "$TEST_TMP/slow.out")"
