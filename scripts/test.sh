@@ -34,6 +34,8 @@ VALGRIND_TESTS=(
   test_schema
   test_config
   test_sink_sqlite
+  test_sink_sqlite_schema
+  test_sink_sqlite_values
   test_keytuple
   test_pg_copy_text
   test_pg_copy_binary
