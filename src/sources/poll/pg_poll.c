@@ -76,6 +76,8 @@ typedef struct pp_source {
   PGconn *conn;
   pq_table *tables;
   int ntables;
+  od_value *vals;          /* scratch for one row's values (new and old), reused by every read; owned */
+  size_t nvals;
   bool have_horizon;
   uint64_t horizon;
   od_pos last;           /* the end of the last cycle delivered (the next one starts there) */
@@ -145,6 +147,7 @@ static void pp_close(od_source *base) {
   free_tables(s);
   pk_free(&s->ledger);
   free(s->m_recon);
+  free(s->vals);
   free(s);
 }
 
@@ -364,6 +367,20 @@ typedef struct cycle {
   uint64_t rows;
 } cycle;
 
+/* The source's scratch for one row of t: 2 × its columns (new values, then old), zeroed; NULL when
+ * out of memory. Valid until the next call. */
+static od_value *row_vals(pp_source *s, const pq_table *t) {
+  size_t n = t->rel.ncolumns * 2u;
+  if (n > s->nvals) {
+    od_value *grown = realloc(s->vals, n * sizeof *grown);
+    if (!grown) return NULL;
+    s->vals = grown;
+    s->nvals = n;
+  }
+  memset(s->vals, 0, n * sizeof *s->vals);
+  return s->vals;
+}
+
 static int64_t scalar_i64(PGresult *r) { return PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0; }
 
 /* The condition on a table's rows for the range [lo, hi) ("" on the first cycle: every row). */
@@ -485,7 +502,7 @@ static int emit_delete(void *ctx, pq_table *t, const pk_table *kt, const char *k
   int rc = open_for(c, t, err);
   if (rc) return rc;
   uint16_t n = t->rel.ncolumns;
-  od_value *vals = calloc(n, sizeof *vals);
+  od_value *vals = row_vals(c->s, t);
   if (!vals) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   int k = 0;
   for (int i = 0; i < n; i++) {
@@ -499,19 +516,15 @@ static int emit_delete(void *ctx, pq_table *t, const pk_table *kt, const char *k
   od_change ch = {.op = OD_OP_DELETE, .rel = &t->rel, .index = c->index++, .old_kind = 'K'};
   ch.oldtup = (od_tuple){.ncolumns = n, .values = vals};
   c->rows++;
-  rc = c->h->change(c->h->ctx, &c->txn, &ch, err);
-  free(vals);
-  return rc;
+  return c->h->change(c->h->ctx, &c->txn, &ch, err);
 }
 
 /* Checksum reconciliation: a row of a differing chunk the ledger lacks, delivered as an upsert. */
 static int emit_row(void *ctx, pq_table *t, PGresult *r, int row, od_error *err) {
   cycle *c = ctx;
-  od_value *vals = calloc(t->rel.ncolumns * 2u, sizeof *vals);
+  od_value *vals = row_vals(c->s, t);
   if (!vals) return OD_FAIL(err, OD_ENOMEM, "out of memory");
-  int rc = deliver_row(c, t, r, row, vals, vals + t->rel.ncolumns, err);
-  free(vals);
-  return rc;
+  return deliver_row(c, t, r, row, vals, vals + t->rel.ncolumns, err);
 }
 
 /* A truncate of t's sink table, first change of a reconciliation cycle's table. */
@@ -565,7 +578,7 @@ static int read_table(cycle *c, pq_table *t, bool first, uint64_t lo, uint64_t h
            t->qname, cond, keys);
   int rc = pq_cmd(s->conn, sql, s->where, err);
   if (rc) return rc;
-  od_value *vals = calloc(t->rel.ncolumns * 2u, sizeof *vals);
+  od_value *vals = row_vals(s, t);
   if (!vals) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   char fetch[64];
   snprintf(fetch, sizeof fetch, "FETCH %ld FROM odsync_poll", s->fetch_rows);
@@ -580,7 +593,6 @@ static int read_table(cycle *c, pq_table *t, bool first, uint64_t lo, uint64_t h
     PQclear(r);
     if (rc || n < s->fetch_rows) break;
   }
-  free(vals);
   if (!rc) rc = pq_cmd(s->conn, "CLOSE odsync_poll", s->where, err);
   return rc;
 }
