@@ -25,6 +25,8 @@
 
 #include "sources/pg/pg_position.h"
 
+#define PG_EPOCH_UNIX_US 946684800000000LL /* PostgreSQL's epoch: the decoded time of an origin timestamp 0 */
+
 typedef struct vv_entry {
   char node[64];
   uint64_t lsn;
@@ -111,8 +113,7 @@ void od_pg_mesh_begin(pg_mesh *m) {
 }
 
 int64_t od_pg_mesh_commit_time(const pg_mesh *m, const od_txn_info *t) {
-  /* 946684800000000: PostgreSQL's epoch, the decoded time of an origin timestamp of 0 */
-  return m->dropping && m->msg_ts && t->commit_time <= 946684800000000LL ? m->msg_ts : t->commit_time;
+  return m->dropping && m->msg_ts && t->commit_time <= PG_EPOCH_UNIX_US ? m->msg_ts : t->commit_time;
 }
 
 uint64_t od_pg_mesh_dropped(const pg_mesh *m) { return m->dropped; }
@@ -155,7 +156,9 @@ int od_pg_mesh_change(pg_mesh *m, const od_txn_info *t, const od_change *c, cons
     m->seen = true;
     m->dropping = t->origin != NULL;
     if (m->dropping) {
-      note_origin(m, t, t->commit_time);
+      /* from a sink that passed the author's time to pg_replication_origin_xact_setup; today's pass
+       * 0 (PostgreSQL's epoch here) and the message carries it */
+      note_origin(m, t, t->commit_time > PG_EPOCH_UNIX_US ? t->commit_time : 0);
       m->dropped++;
     } else {
       uint64_t lsn = od_pg_lsn(&t->start);
