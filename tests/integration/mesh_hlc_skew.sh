@@ -15,7 +15,8 @@
 # conflict (causal), all three nodes identical with C's row, exactly one update_update conflict per
 # node (b: A beats B; a and c: C beats B) whose local_hlc/remote_hlc are the versions' clocks, C's
 # hlc the same at every node (conflict logs of a and c, _odsync_versions of a and b) and above
-# both A's hlc and its own commit time; a restart of odsync in between changes nothing.
+# both A's hlc and its own commit time (also as `odsync conflicts` prints it); a restart of odsync
+# in between changes nothing.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -122,5 +123,10 @@ for n in a b; do
   [[ $v == "c $ts_c $hlc_c" ]] || fail "node $n: _odsync_versions of the row is '$v', expected 'c $ts_c $hlc_c'"
 done
 log "C: commit time $ts_c, hlc $hlc_c (A: $ts_a, B: $ts_b)"
+hm() { node_psql a -c "SELECT to_char('1970-01-01 00:00:00+00'::timestamptz + $1 * interval '1 microsecond', 'HH24:MI:SS.US')"; }
+out=$("$ODSYNC_BIN" conflicts -c "$CONFIG") || fail "odsync conflicts failed: $out"
+echo "$out"
+want="local c@$(hm "$ts_c") (hlc $(hm "$hlc_c")) vs remote b@$(hm "$ts_b") (hlc $(hm "$ts_b")) -> c wins"
+[[ $(grep -cF "$want" <<<"$out") == 2 ]] || fail "odsync conflicts does not show C's clock at a and c: expected '$want' twice"
 odsync_stop
 log "ok"
