@@ -84,7 +84,8 @@ int od_pg_mesh_seed(pg_mesh *m, const int64_t *at, const int64_t *hlc, size_t n,
   if (!m->seed || !m->seed_max) return OD_FAIL(err, OD_ENOMEM, "mesh node %s: out of memory", m->node);
   for (size_t i = 0; i < n; i++) m->seed[i] = (seed_row){at[i], hlc[i]};
   qsort(m->seed, n, sizeof *m->seed, cmp_seed);
-  for (size_t i = 0; i < n; i++) m->seed_max[i] = i && m->seed_max[i - 1] > m->seed[i].hlc ? m->seed_max[i - 1] : m->seed[i].hlc;
+  for (size_t i = 0; i < n; i++)
+    m->seed_max[i] = i && m->seed_max[i - 1] > m->seed[i].hlc ? m->seed_max[i - 1] : m->seed[i].hlc;
   m->nseed = n;
   return OD_OK;
 }
