@@ -73,6 +73,7 @@ VALGRIND_TESTS=(
   test_dead_letter
   test_config_fault
   test_pg_readahead
+  test_pg_mesh
   test_config_diff
   test_poll_keys
   test_mytrig_values

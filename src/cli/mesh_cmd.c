@@ -202,8 +202,13 @@ int od_cli_conflicts(const od_config *cfg, long limit) {
         c,
         "SELECT * FROM (SELECT id, to_char(logged_at, 'YYYY-MM-DD HH24:MI:SS.US'), kind, table_name, key, local_origin, "
         "coalesce(to_char(local_commit_ts, 'HH24:MI:SS.US'), '-'), remote_origin, to_char(remote_commit_ts, "
-        "'HH24:MI:SS.US'), policy, winner, coalesce(local_row::text, '-'), coalesce(remote_row::text, '-') "
-        "FROM public._odsync_conflicts ORDER BY id DESC LIMIT $1::bigint) x ORDER BY 1",
+        "'HH24:MI:SS.US'), policy, winner, coalesce(local_row::text, '-'), coalesce(remote_row::text, '-'), "
+        /* the hybrid logical clocks that ordered the pair (absent from a log no sink of this version
+         * has opened yet: '-') */
+        "coalesce(to_char('1970-01-01 00:00:00+00'::timestamptz + (to_jsonb(c) ->> 'local_hlc')::int8 * "
+        "interval '1 microsecond', 'HH24:MI:SS.US'), '-'), coalesce(to_char('1970-01-01 00:00:00+00'::timestamptz + "
+        "(to_jsonb(c) ->> 'remote_hlc')::int8 * interval '1 microsecond', 'HH24:MI:SS.US'), '-') "
+        "FROM public._odsync_conflicts c ORDER BY id DESC LIMIT $1::bigint) x ORDER BY 1",
         1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
       fprintf(stderr, "odsync: mesh node %s: reading public._odsync_conflicts: %s", nodes[i].name,
@@ -213,10 +218,12 @@ int od_cli_conflicts(const od_config *cfg, long limit) {
       printf("node %s: %d conflict%s%s\n", nodes[i].name, PQntuples(r), PQntuples(r) == 1 ? "" : "s",
              PQntuples(r) == limit ? " (the newest; --limit for more)" : "");
       for (int k = 0; k < PQntuples(r); k++)
-        printf("  %s %-13s %s key (%s): local %s@%s vs remote %s@%s -> %s wins (%s)\n    local %s\n    remote %s\n",
+        printf("  %s %-13s %s key (%s): local %s@%s (hlc %s) vs remote %s@%s (hlc %s) -> %s wins (%s)\n"
+               "    local %s\n    remote %s\n",
                PQgetvalue(r, k, 1), PQgetvalue(r, k, 2), PQgetvalue(r, k, 3), PQgetvalue(r, k, 4),
-               PQgetvalue(r, k, 5), PQgetvalue(r, k, 6), PQgetvalue(r, k, 7), PQgetvalue(r, k, 8),
-               PQgetvalue(r, k, 10), PQgetvalue(r, k, 9), PQgetvalue(r, k, 11), PQgetvalue(r, k, 12));
+               PQgetvalue(r, k, 5), PQgetvalue(r, k, 6), PQgetvalue(r, k, 13), PQgetvalue(r, k, 7),
+               PQgetvalue(r, k, 8), PQgetvalue(r, k, 14), PQgetvalue(r, k, 10), PQgetvalue(r, k, 9),
+               PQgetvalue(r, k, 11), PQgetvalue(r, k, 12));
     }
     PQclear(r);
     PQfinish(c);

@@ -196,9 +196,10 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[4] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions"};
-  char **outs[4] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q};
-  for (int i = 0; i < 4; i++) {
+  const char *tnames[5] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
+                           "_odsync_hlc"};
+  char **outs[5] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q};
+  for (int i = 0; i < 5; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -224,6 +225,7 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->st);
   free(m->wr);
   free(m->ver_q);
+  free(m->hlc_q);
   free(m->log_q);
   free(m->tomb_q);
   free(m->fn_q);
@@ -261,7 +263,15 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                    "winner text NOT NULL); ALTER TABLE ");
   /* column_merge: which columns came from which side ({"remote": [...], "local": [...], "both": [...]}) */
   od_sqlbuf_add(b, m->log_q);
-  od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS merged jsonb; ");
+  od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS merged jsonb, ADD COLUMN IF NOT EXISTS local_hlc int8, "
+                   "ADD COLUMN IF NOT EXISTS remote_hlc int8; ");
+  /* The node's clock: (commit time here, hlc) of every applying transaction whose highest hlc was
+   * ahead of this node's clock; a local write's hlc is derived from it (docs/MULTI_MASTER.md). */
+  od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, m->hlc_q);
+  od_sqlbuf_add(b, " (hlc int8 NOT NULL); CREATE INDEX IF NOT EXISTS _odsync_hlc_hlc ON ");
+  od_sqlbuf_add(b, m->hlc_q);
+  od_sqlbuf_add(b, " (hlc); ");
   od_sqlbuf_addf(b, "SELECT pg_replication_origin_create('%s') WHERE NOT EXISTS "
                     "(SELECT 1 FROM pg_replication_origin WHERE roname = '%s'); ", m->origin, m->origin);
   /* Tombstones: every delete of a mesh table (local or applied) leaves (table, key); the row's
@@ -351,15 +361,17 @@ static int parse_stamp(pgs_sink *s, pgs_mesh *m, const od_value *v, stamp *st, o
   memcpy(buf, v->data, n);
   buf[n] = '\0';
   char *save = NULL, *tok = strtok_r(buf, " ", &save);
-  if (!tok || strcmp(tok, "v1") != 0) goto bad;
+  if (!tok || (strcmp(tok, "v1") != 0 && strcmp(tok, "v2") != 0)) goto bad;
+  bool v2 = tok[1] == '2'; /* v2: the hlc follows the commit time (v1: hlc = commit time) */
   char *node = strtok_r(NULL, " ", &save), *lsn = strtok_r(NULL, " ", &save), *ts = strtok_r(NULL, " ", &save);
-  if (!node || !lsn || !ts) goto bad;
+  char *hlc = v2 ? strtok_r(NULL, " ", &save) : ts;
+  if (!node || !lsn || !ts || !hlc) goto bad;
   if (strcmp(node, m->peer) != 0)
     return OD_FAIL(err, OD_ECONFIG, "postgres sink %s: mesh: the stream comes from node '%s' but this sink's "
                    "mesh_peer is '%s'; check the mesh's dsn entries", s->where, node, m->peer);
   st->lsn = strtoull(lsn, NULL, 16);
   st->ts = strtoll(ts, NULL, 10);
-  st->hlc = st->ts;
+  st->hlc = strtoll(hlc, NULL, 10);
   st->nvv = 0;
   while ((tok = strtok_r(NULL, " ", &save)) && st->nvv < VV_MAX) {
     char *c1 = strchr(tok, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
@@ -520,33 +532,45 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   m->nwr = 0;
   for (int k = 0; k < 6; k++) od_sqlbuf_add(&a[k], "}");
   const stamp *last = &m->st[m->nst - 1];
-  char lsn[32], ts[32];
+  char lsn[32], msg[64], hlc[32];
   snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(last->lsn >> 32), (unsigned)last->lsn);
-  /* The progress time is the latest commit time applied, not the last one's: a node's commit times
+  /* The message's time is the latest commit time applied, not the last one's: a node's commit times
    * may be a few µs out of commit order, and a version vector entry must cover every one. */
-  for (int i = 0; i < m->nst; i++)
+  for (int i = 0; i < m->nst; i++) {
     if (m->st[i].ts > m->max_ts) m->max_ts = m->st[i].ts;
-  snprintf(ts, sizeof ts, "%" PRId64, m->max_ts);
-  const char *p[8] = {lsn, ts, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
+    if (m->st[i].hlc > m->max_hlc) m->max_hlc = m->st[i].hlc;
+  }
+  snprintf(msg, sizeof msg, "%" PRId64 " %" PRId64, m->max_ts, m->max_hlc);
+  snprintf(hlc, sizeof hlc, "%" PRId64, m->max_hlc);
+  const char *p[9] = {lsn, msg, hlc, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   if (nrows) {
     od_sqlbuf_add(b, "WITH w AS (INSERT INTO ");
     od_sqlbuf_add(b, m->ver_q);
     od_sqlbuf_add(b, " AS v (tbl, key, node, ts, hlc, also) SELECT t, k, n, s, h, nullif(o, '') FROM "
-                     "unnest($3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[]) AS u (t, k, n, s, "
+                     "unnest($4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::text[]) AS u (t, k, n, s, "
                      "h, o) ON CONFLICT (tbl, key) DO UPDATE SET node = excluded.node, ts = excluded.ts, hlc = "
                      "excluded.hlc, also = excluded.also RETURNING 1) ");
   }
-  od_sqlbuf_add(b, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '1970-01-01 00:00:00+00'::timestamptz + "
-                   "$2::int8 * interval '1 microsecond')");
+  /* The clock (docs/MULTI_MASTER.md, "Clock skew"): the origin's timestamp is 0, so this transaction's
+   * commit timestamp here is this node's own commit time, in this node's commit order like a local
+   * write's; the message tells the node's stream readers the latest author commit time (version
+   * vectors) and the highest hlc applied; _odsync_hlc keeps that hlc when it is ahead of this node's
+   * clock (otherwise every later local commit's time exceeds it and it changes no hlc). */
+  od_sqlbuf_add(b, nrows ? ", hc AS (INSERT INTO " : "WITH hc AS (INSERT INTO ");
+  od_sqlbuf_add(b, m->hlc_q);
+  od_sqlbuf_add(b, " (hlc) SELECT $3::int8 WHERE $3::int8 >= (extract(epoch FROM clock_timestamp()) * 1000000)::int8 "
+                   "RETURNING 1) ");
+  od_sqlbuf_add(b, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '2000-01-01 00:00:00+00'::timestamptz), "
+                   "pg_logical_emit_message(true, '" MESH_HLC_PREFIX "', $2), (SELECT count(*) FROM hc)");
   if (nrows) od_sqlbuf_add(b, ", (SELECT count(*) FROM w)");
   bool oom = b->oom;
   for (int k = 0; k < 6; k++) oom = oom || a[k].oom;
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
-           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 8 : 2,
+           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 9 : 3,
                           p, err)))
     rc = err->code;
   PQclear(r);
@@ -657,6 +681,7 @@ int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *er
         stamp keep = *st;
         m->txn_has_data = false;
         m->max_ts = 0;
+        m->max_hlc = 0;
         pgs_mesh_dec_clear(m);
         m->st[0] = keep;
         m->nst = 0;

@@ -184,22 +184,26 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
     if (*p == '\x1f') *p = ',';
   od_sqlbuf remote = {0};
   if (c->op != OD_OP_DELETE) tuple_json(&remote, c->rel, &c->newtup);
-  char lts[32], rts[32], rlsn[32];
+  char lts[32], rts[32], rlsn[32], lhlc[32], rhlc[32];
   snprintf(lts, sizeof lts, "%" PRId64, d->ts);
   snprintf(rts, sizeof rts, "%" PRId64, st->ts);
+  snprintf(lhlc, sizeof lhlc, "%" PRId64, d->hlc);
+  snprintf(rhlc, sizeof rhlc, "%" PRId64, st->hlc);
   snprintf(rlsn, sizeof rlsn, "%X/%X", (unsigned)(st->lsn >> 32), (unsigned)st->lsn);
   const char *lnode = d->node[0] ? d->node : m->node;
   if (!winner) winner = remote_wins ? m->peer : lnode;
-  const char *p[14 + 64] = {m->node, kind, r->target, keyshow, NULL,
+  const char *p[16 + 64] = {m->node, kind, r->target, keyshow, NULL,
                             c->op != OD_OP_DELETE && !remote.oom ? remote.p : NULL, lnode, m->peer,
-                            d->ts != INT64_MIN ? lts : NULL, rts, rlsn, policy, winner, merged};
-  int np = 14;
+                            d->ts != INT64_MIN ? lts : NULL, rts, rlsn, policy, winner, merged,
+                            d->hlc != INT64_MIN ? lhlc : NULL, rhlc};
+  int np = 16;
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, m->log_q);
   od_sqlbuf_add(b, " (node, kind, table_name, key, local_row, remote_row, local_origin, remote_origin, "
-                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner, merged) VALUES ($1, $2, $3, $4, ");
+                   "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner, merged, local_hlc, remote_hlc) "
+                   "VALUES ($1, $2, $3, $4, ");
   if (d->tomb || !d->has_ver) {
     od_sqlbuf_add(b, "$5::jsonb");
   } else {
@@ -207,7 +211,7 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
     od_sqlbuf_add(b, r->qtarget);
     od_sqlbuf_add(b, " t WHERE ");
     const od_tuple *kt = key_tuple(c);
-    for (int k = 0; k < r->nkey && np < 14 + 64; k++) {
+    for (int k = 0; k < r->nkey && np < 16 + 64; k++) {
       int col = PGS_COL(r->key_plan[k]);
       if (k) od_sqlbuf_add(b, " AND ");
       od_sqlbuf_add(b, "t.");
@@ -219,7 +223,7 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   }
   od_sqlbuf_add(b, ", $6::jsonb, $7, $8, '1970-01-01 00:00:00+00'::timestamptz + $9::bigint * interval '1 microsecond', "
                    "'1970-01-01 00:00:00+00'::timestamptz + $10::bigint * interval '1 microsecond', $11::pg_lsn, $12, $13, "
-                   "$14::jsonb)");
+                   "$14::jsonb, $15::int8, $16::int8)");
   PGresult *res = b->oom ? NULL : pgs_exec(s, m->log_q, "logging a conflict", b->p, np, p, err);
   od_sqlbuf_free(&remote);
   if (!res) return b->oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
@@ -703,7 +707,12 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   for (int k = 0; k < nfetch + nall; k++) od_sqlbuf_add(b, ", NULL");
   od_sqlbuf_add(b, " FROM dead) SELECT x.k, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.ts ELSE "
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL "
-                   "THEN v.node ELSE x.origin END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc ELSE "
+                   "THEN v.node ELSE x.origin END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc WHEN x.rid = 0 "
+                   "THEN greatest((extract(epoch FROM x.cts) * 1000000)::int8, (SELECT h.hlc + 1 FROM ");
+  /* A local write's hlc: its commit time, or one tick past the highest hlc applied here before it
+   * (_odsync_hlc rows committed before it; the stream readers of this node compute the same). */
+  od_sqlbuf_add(b, m->hlc_q);
+  od_sqlbuf_add(b, " h WHERE pg_xact_commit_timestamp(h.xmin) < x.cts ORDER BY h.hlc DESC LIMIT 1)) ELSE "
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, x.tomb");
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", x.c%d", k);
   for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", x.a%d", k);

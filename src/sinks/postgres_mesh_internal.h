@@ -17,6 +17,7 @@
 #include "sinks/postgres_mesh.h"
 
 #define MESH_PREFIX "odsync.mesh"
+#define MESH_HLC_PREFIX "odsync.hlc" /* the message of every applying transaction: "<max ts> <max hlc>" */
 #define VV_MAX 16
 #define KEYS_PER_QUERY 500
 #define CAUSAL_WAIT_US (120LL * 1000000LL)
@@ -106,6 +107,7 @@ typedef struct pgs_mesh {
   char *tomb_q; /* quoted tombstone table */
   char *fn_q;   /* quoted tombstone trigger function */
   char *ver_q;  /* quoted row-version side table (_odsync_versions) */
+  char *hlc_q;  /* quoted clock table (_odsync_hlc): applied hlcs ahead of this node's clock */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
   int ntables;
   char **counters; /* mesh_counters: "schema.table.column" merged as a sum of deltas (malloc'd) */
@@ -125,7 +127,8 @@ typedef struct pgs_mesh {
   int nst, st_cap;
   uint64_t seq;
   bool txn_has_data; /* the open target transaction holds stamped source transactions */
-  int64_t max_ts;    /* the latest commit time of its source transactions (the origin's progress time) */
+  int64_t max_ts;    /* the latest commit time of its source transactions (its "odsync.hlc" message) */
+  int64_t max_hlc;   /* the highest hlc of its source transactions (same message, and _odsync_hlc) */
   /* causal delivery: LSN of each origin applied here (cache of pg_replication_origin_status) */
   vv_entry prog[VV_MAX];
   int nprog;

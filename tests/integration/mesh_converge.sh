@@ -13,6 +13,8 @@
 #  - every node's replication origins advanced for both peers.
 # MESH_POLICY (default last_writer_wins) picks the policy (priority; column_merge is refused by the
 # config for a mesh of three nodes, see docs/MULTI_MASTER.md); MESH_TXNS (default 1000) the load.
+# MESH_SKEW_US (default 0): node c's PostgreSQL clock runs that many µs off (tests/tools/preload/
+# clockshift.c, as in mesh_hlc_skew.sh), so last_writer_wins orders by hybrid logical clocks under skew.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -22,7 +24,18 @@ POLICY=${MESH_POLICY:-last_writer_wins}
 TXNS=${MESH_TXNS:-1000}
 test_init mesh_converge
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
-mesh_start_nodes a b c
+SKEW=${MESH_SKEW_US:-0}
+if [[ $SKEW != 0 ]]; then
+  ${CC:-cc} -shared -fPIC -O2 -o "$TEST_TMP/clockshift.so" \
+    "${ODSYNC_SOURCE_DIR:-$(dirname "${BASH_SOURCE[0]}")/../..}/tests/tools/preload/clockshift.c" -ldl ||
+    fail "cannot build the clock-shift library"
+  chmod 711 "$TEST_TMP"
+  chmod 755 "$TEST_TMP/clockshift.so"
+  mesh_start_nodes a b
+  OD_CLOCK_SHIFT_US=$SKEW LD_PRELOAD=$TEST_TMP/clockshift.so mesh_start_nodes c
+else
+  mesh_start_nodes a b c
+fi
 for n in a b c; do
   node_psql $n <<'SQL'
 CREATE TABLE items (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);

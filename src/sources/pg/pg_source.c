@@ -213,6 +213,11 @@ static int wrap_change(void *ctx, const od_txn_info *t, const od_change *c, od_e
 static int wrap_commit(void *ctx, const od_txn_info *t, od_error *err) {
   pg_source *s = ctx;
   s->catchup_last_end = od_pg_lsn(&t->end);
+  if (s->mesh) {
+    od_txn_info c = *t;
+    c.commit_time = od_pg_mesh_commit_time(s->mesh, t);
+    return s->outer->commit(s->outer->ctx, &c, err);
+  }
   return s->outer->commit(s->outer->ctx, t, err);
 }
 static int wrap_relation(void *ctx, od_relation *rel, od_error *err) {
@@ -226,6 +231,36 @@ static int wrap_relation(void *ctx, od_relation *rel, od_error *err) {
 
 static int start_streaming(pg_source *s, od_lsn start, od_error *err);
 
+/* A mesh node's persisted clock (_odsync_hlc, written by the mesh sinks that apply into this node,
+ * in the checkpoint table's schema, public): the hlc of every transaction the stream delivers from
+ * its start on is computed from it and what the stream shows (pg_mesh.h). */
+static int mesh_seed(pg_source *s, od_error *err) {
+  PGresult *r = od_pg_query(s, s->meta, "SELECT to_regclass('public._odsync_hlc') IS NOT NULL", 0, NULL, err);
+  if (!r) return err->code;
+  bool exists = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+  PQclear(r);
+  if (!exists) return od_pg_mesh_seed(s->mesh, NULL, NULL, 0, err);
+  r = od_pg_query(s, s->meta, "SELECT (extract(epoch FROM c) * 1000000)::int8, h.hlc FROM public._odsync_hlc h "
+                  "CROSS JOIN LATERAL pg_xact_commit_timestamp(h.xmin) c WHERE c IS NOT NULL", 0, NULL, err);
+  if (!r) return err->code;
+  size_t n = (size_t)PQntuples(r);
+  int64_t *at = n ? malloc(n * sizeof *at) : NULL, *hlc = n ? malloc(n * sizeof *hlc) : NULL;
+  int rc = OD_OK;
+  if (n && (!at || !hlc)) {
+    rc = OD_FAIL(err, OD_ENOMEM, "%s: out of memory", s->where);
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      at[i] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+      hlc[i] = strtoll(PQgetvalue(r, (int)i, 1), NULL, 10);
+    }
+    rc = od_pg_mesh_seed(s->mesh, at, hlc, n, err);
+  }
+  PQclear(r);
+  free(at);
+  free(hlc);
+  return rc;
+}
+
 static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
   pg_source *s = (pg_source *)base;
   od_lsn from = od_pg_lsn(from_pos);
@@ -235,6 +270,7 @@ static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
   s->last_watch_at = od_mono_us();
   int rc = od_pg_prepare_stream(s, from, err);
   if (rc) return rc;
+  if (s->mesh && (rc = mesh_seed(s, err))) return rc;
   /* An invalidated slot is named as such before START_REPLICATION fails on it. */
   if ((rc = od_pg_slot_health_check(s, err))) return rc;
   s->last_health_at = od_mono_us();
