@@ -13,8 +13,13 @@
 #      then one row written after the backlog is timed until the sink's view shows it (it comes by
 #      the stream, which first decodes from the slot's restart_lsn: catchup_move_restart), and the
 #      sink's view (bench_rows_current) is compared with the source (count, sum(a), sum(d)).
-# Prints changes/s of both, odsync/ceiling (issue #12's target: ≥ 0.5) and CPU seconds of odsync,
-# of the ClickHouse server while each ran, and of PostgreSQL's walsender.
+#   Before odsync: "decode only", the same backlog read by pg_logical_slot_peek_binary_changes with
+#   odsync's pgoutput options in one call on a copy of the slot (the source-side floor of any
+#   consumer: the ClickHouse side costs nothing there).
+# Prints changes/s of all three, odsync/ceiling (issue #12's target: ≥ 0.5), decode-only/ceiling,
+# and CPU seconds of odsync, of the ClickHouse server while each ran, of the batch-decoding backend
+# (the session owning the slot's temporary copy, read from /proc while it lives) and of PostgreSQL's
+# walsender.
 #
 # Then, on the same server: the insert format (TabSeparated vs RowBinary, the server's parsing of
 # an HTTP body), and the server's own account of the run (system.query_log, system.part_log).
