@@ -24,7 +24,8 @@
 # Then, on the same server: the insert format (TabSeparated vs RowBinary, the server's parsing of
 # an HTTP body), and the server's own account of the run (system.query_log, system.part_log).
 #
-# Environment: BENCH_ROWS (1000000), BENCH_TXN (1000), BENCH_MAX_ROWS (50000: batch.max_rows),
+# Environment: BENCH_ROWS (1000000), BENCH_TXN (1000), BENCH_MAX_ROWS (100000: batch.max_rows, the
+# sink's own default for lingering batches; 50000 before lingering batches kept to it),
 # BENCH_CATCHUP_LAG (67108864: the source's catchup_lag_bytes; 0 streams the backlog),
 # BENCH_LINGER (auto; false: batches cut as before lingering), BENCH_CH_COMPRESSION (none | gzip),
 # BENCH_FORMATS (1: measure the formats), BENCH_LOG_LEVEL (warn), ODSYNC_BIN (build/odsync: a
@@ -46,7 +47,7 @@ CH_EXTRA_PROFILE='<log_queries>1</log_queries>'
 
 BENCH_ROWS=${BENCH_ROWS:-1000000}
 BENCH_TXN=${BENCH_TXN:-1000}
-BENCH_MAX_ROWS=${BENCH_MAX_ROWS:-50000}
+BENCH_MAX_ROWS=${BENCH_MAX_ROWS:-100000}
 ODSYNC_BIN=${ODSYNC_BIN:-$ROOT/build/odsync}
 CHANGES=$((2 * BENCH_ROWS))
 [[ -x $ODSYNC_BIN ]] || od_die "odsync not built at $ODSYNC_BIN (scripts/build.sh)"
