@@ -94,7 +94,9 @@ pgb_server_cpu() {
   local pid kids
   pid=$(head -n 1 "${PGB_DIR[$1]}/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
   kids=$(pgrep -P "$pid" | sed 's|.*|/proc/&/stat|' | tr '\n' ' ')
+  # A child that exits between pgrep and cat is counted in the postmaster's cutime instead; cat's
+  # failure on its file must not fail the pipeline (pipefail: the caller's set -e ended the bench).
   # shellcheck disable=SC2086
-  cat "/proc/$pid/stat" $kids 2>/dev/null | awk -v hz="$(getconf CLK_TCK)" -v pm="$pid" '
+  { cat "/proc/$pid/stat" $kids 2>/dev/null || true; } | awk -v hz="$(getconf CLK_TCK)" -v pm="$pid" '
     { t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
 }

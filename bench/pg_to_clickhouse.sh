@@ -13,13 +13,19 @@
 #      then one row written after the backlog is timed until the sink's view shows it (it comes by
 #      the stream, which first decodes from the slot's restart_lsn: catchup_move_restart), and the
 #      sink's view (bench_rows_current) is compared with the source (count, sum(a), sum(d)).
-# Prints changes/s of both, odsync/ceiling (issue #12's target: ≥ 0.5) and CPU seconds of odsync,
-# of the ClickHouse server while each ran, and of PostgreSQL's walsender.
+#   Before odsync: "decode only", the same backlog read by pg_logical_slot_peek_binary_changes with
+#   odsync's pgoutput options in one call on a copy of the slot (the source-side floor of any
+#   consumer: the ClickHouse side costs nothing there).
+# Prints changes/s of all three, odsync/ceiling (issue #12's target: ≥ 0.5), decode-only/ceiling,
+# and CPU seconds of odsync, of the ClickHouse server while each ran, of the batch-decoding backend
+# (the session owning the slot's temporary copy, read from /proc while it lives) and of PostgreSQL's
+# walsender.
 #
 # Then, on the same server: the insert format (TabSeparated vs RowBinary, the server's parsing of
 # an HTTP body), and the server's own account of the run (system.query_log, system.part_log).
 #
-# Environment: BENCH_ROWS (1000000), BENCH_TXN (1000), BENCH_MAX_ROWS (50000: batch.max_rows),
+# Environment: BENCH_ROWS (1000000), BENCH_TXN (1000), BENCH_MAX_ROWS (100000: batch.max_rows, the
+# sink's own default for lingering batches; 50000 before lingering batches kept to it),
 # BENCH_CATCHUP_LAG (67108864: the source's catchup_lag_bytes; 0 streams the backlog),
 # BENCH_LINGER (auto; false: batches cut as before lingering), BENCH_CH_COMPRESSION (none | gzip),
 # BENCH_FORMATS (1: measure the formats), BENCH_LOG_LEVEL (warn), ODSYNC_BIN (build/odsync: a
@@ -41,7 +47,7 @@ CH_EXTRA_PROFILE='<log_queries>1</log_queries>'
 
 BENCH_ROWS=${BENCH_ROWS:-1000000}
 BENCH_TXN=${BENCH_TXN:-1000}
-BENCH_MAX_ROWS=${BENCH_MAX_ROWS:-50000}
+BENCH_MAX_ROWS=${BENCH_MAX_ROWS:-100000}
 ODSYNC_BIN=${ODSYNC_BIN:-$ROOT/build/odsync}
 CHANGES=$((2 * BENCH_ROWS))
 [[ -x $ODSYNC_BIN ]] || od_die "odsync not built at $ODSYNC_BIN (scripts/build.sh)"
@@ -95,24 +101,51 @@ pipelines:
     sink: { type: clickhouse, url: "http://127.0.0.1:$CH_HTTP_PORT", database: bench, user: odsync, password: "\${env:CH_PASSWORD}", compression: ${BENCH_CH_COMPRESSION:-none} }
     batch: { max_rows: $BENCH_MAX_ROWS, max_delay_ms: 200, linger: ${BENCH_LINGER:-auto} }
 YAML
+ch_http_query() { # over HTTP with curl: a poll costs a few ms of CPU where clickhouse-client costs ~0.1 s
+  curl -sf --data-binary "$1" "http://127.0.0.1:$CH_HTTP_PORT/?user=default"
+}
 sink_lsn() { # the LSN of the sink's checkpoint, 0 when none
   local t
-  t=$(ch_query "SELECT argMax(text, written) FROM bench._odsync_checkpoint WHERE key = 'bench'" 2>/dev/null || true)
+  t=$(ch_http_query "SELECT argMax(text, written) FROM bench._odsync_checkpoint WHERE key = 'bench'" 2>/dev/null || true)
   [[ $t =~ ^pg:([0-9A-F]+/[0-9A-F]+)$ ]] && od_lsn_to_int "${BASH_REMATCH[1]}" || echo 0
 }
+# Decode only (the source-side floor of any consumer, same run): the same backlog read by
+# pg_logical_slot_peek_binary_changes with odsync's pgoutput options, in one call, on a copy of the
+# slot (the copy starts where the slot does; peek consumes nothing; the copy is dropped after).
+# Seconds of the call (psql's start included, a few ms) and PostgreSQL's CPU seconds meanwhile.
+PG_OPTS="'proto_version', '1', 'publication_names', '\"odsync_bench\"'"
+(( $(od_psql bench -c "SHOW server_version_num") >= 140000 )) && PG_OPTS+=", 'messages', 'true'"
+od_psql bench -c "SELECT pg_copy_logical_replication_slot('odsync_bench', 'bench_decode_only')" >/dev/null
+log "decode only: pg_logical_slot_peek_binary_changes of the whole backlog on a copy of the slot"
+PG0=$(pgb_server_cpu src)
+T0=$EPOCHREALTIME
+DEC_OUT=$(od_psql bench -c "SELECT count(*) || ' messages, ' || sum(length(data)) || ' bytes' FROM pg_logical_slot_peek_binary_changes('bench_decode_only', NULL, NULL, $PG_OPTS)")
+T1=$EPOCHREALTIME
+DEC_S=$(od_secs "$T0" "$T1")
+DEC_PG=$(od_secs "$PG0" "$(pgb_server_cpu src)")
+od_psql bench -c "SELECT pg_drop_replication_slot('bench_decode_only')" >/dev/null
+
 log "odsync → ClickHouse"
 S0=$(od_cpu_seconds "$CH_SERVER_PID")
 PG0=$(pgb_server_cpu src)
 T0=$EPOCHREALTIME
 "$ODSYNC_BIN" run -c "$TMP/bench.yml" --no-progress >"$TMP/odsync.log" 2>&1 &
 ODSYNC_PID=$!
+# The batch-decoding backend: the session that owns the slot's temporary copy (named after its
+# PID); its CPU seconds are read while it lives (it ends at the switch to streaming).
+DEC_PID= DEC_CPU=-
 while (( $(sink_lsn) < LAST_LSN )); do
   od_alive "$ODSYNC_PID" || { tail -n 20 "$TMP/odsync.log" >&2; od_die "odsync exited"; }
-  sleep 0.2
+  if [[ -z $DEC_PID ]]; then
+    DEC_PID=$(od_psql bench -c "SELECT substring(slot_name from '_catchup_([0-9]+)$') FROM pg_replication_slots WHERE slot_name LIKE 'odsync_bench_catchup_%' LIMIT 1" 2>/dev/null || true)
+  fi
+  if [[ -n $DEC_PID ]]; then c=$(od_cpu_seconds "$DEC_PID"); [[ $c == n/a ]] || DEC_CPU=$c; fi
+  sleep 0.05
 done
 T1=$EPOCHREALTIME
 OD_CPU=$(od_cpu_seconds "$ODSYNC_PID")
 PG_CPU=$(od_secs "$PG0" "$(pgb_server_cpu src)")
+if [[ -n $DEC_PID ]]; then c=$(od_cpu_seconds "$DEC_PID"); [[ $c == n/a ]] || DEC_CPU=$c; fi
 OD_SRV=$(od_secs "$S0" "$(od_cpu_seconds "$CH_SERVER_PID")")
 # The first change after the backlog: one row written now, timed until the sink's view shows it. It
 # comes by the stream, which starts decoding at the slot's restart_lsn: at the backlog's start
@@ -142,10 +175,14 @@ printf '\nPostgreSQL → ClickHouse, %d changes (%d inserts + %d updates, %d-row
 printf '%-42s %8s %12s %12s %16s\n' what seconds changes/s "odsync CPU" "ClickHouse CPU"
 printf '%-42s %8s %12s %12s %16s\n' "clickhouse-client TSV insert (ceiling)" "$CEIL_S" "$(rate "$CEIL_S")" - "$CEIL_SRV"
 printf '%-42s %8s %12s %12s %16s\n' "odsync (catch-up of the backlog)" "$OD_S" "$(rate "$OD_S")" "$OD_CPU" "$OD_SRV"
+printf '%-42s %8s %12s %12s %16s   (%s; PostgreSQL CPU s %s)\n' "decode only (peek, one call: source floor)" "$DEC_S" "$(rate "$DEC_S")" - - "$DEC_OUT" "$DEC_PG"
+printf 'PostgreSQL batch-decoding backend (pid %s) CPU s, last read before it ended or the run did: %s\n' "${DEC_PID:--}" "$DEC_CPU"
 printf 'PostgreSQL walsender (pgoutput decoding) CPU s, up to the row after the backlog: %s (batch decoding of a catch-up runs in another backend: not counted)\n' "$WS_CPU"
 printf 'first change after the backlog: %s s until in the sink; PostgreSQL server CPU s meanwhile: %s\n' "$NEXT_S" "$NEXT_PG"
 printf 'PostgreSQL server CPU s while odsync ran (every process: batch-decoding backend, slot advances, walsender): %s\n' "$PG_CPU"
-printf 'odsync / ceiling: %s   sink equals source (%s)\n' "$(awk -v a="$CEIL_S" -v b="$OD_S" 'BEGIN { printf "%.2f", a / b }')" "$got"
+printf 'odsync / ceiling: %s   decode only / ceiling: %s   sink equals source (%s)\n' \
+  "$(awk -v a="$CEIL_S" -v b="$OD_S" 'BEGIN { printf "%.2f", a / b }')" \
+  "$(awk -v a="$CEIL_S" -v b="$DEC_S" 'BEGIN { printf "%.2f", a / b }')" "$got"
 
 # The insert format, measured where odsync pays for it: the server parsing an HTTP body (as odsync
 # sends it; clickhouse-client parses its input itself and sends native blocks). The same row

@@ -239,13 +239,20 @@ static bool lingers(const od_apply *a) {
   return l == OD_LINGER_ON || (l == OD_LINGER_AUTO && a->sink && (a->sink->ops->caps & OD_SINK_LINGER));
 }
 
+/* The batch reached one of its limits (rows, bytes, delay). */
+static bool batch_full(const od_apply *a) {
+  return a->rows >= a->limit_rows || a->bytes >= a->cfg->batch.max_bytes ||
+         od_mono_us() - a->opened_at >= (int64_t)a->max_delay_ms * 1000;
+}
+
 static bool batch_due(od_apply *a) {
   if (!batch_started(a) || !a->at_boundary) return false;
-  const od_batch_config *b = &a->cfg->batch;
   /* Work isolated after a row rejection commits on its own: a later rejection rolls back no dead letter. */
-  return (a->env.poison && a->env.poison->in_batch) || a->rows >= a->limit_rows || a->bytes >= b->max_bytes ||
-         od_mono_us() - a->opened_at >= (int64_t)a->max_delay_ms * 1000 ||
-         (!lingers(a) && od_queue_empty(a->queue, a->env.consumer));
+  if ((a->env.poison && a->env.poison->in_batch) || batch_full(a)) return true;
+  /* A batch that is not lingering commits when the queue runs empty; a lingering one when the
+   * source said it is idle since (caught up after a backlog, waiting for the sinks): waiting for
+   * max_delay_ms then would only delay the end of a catch-up. */
+  return lingers(a) ? od_queue_drained_idle(a->queue, a->env.consumer) : od_queue_empty(a->queue, a->env.consumer);
 }
 
 static int open_batch(od_apply *a) {
@@ -359,12 +366,15 @@ static int apply_chunk(od_apply *a, od_chunk *c) {
    * the batch at nearly every chunk when transactions straddle chunks (a backlog of 1000-row
    * transactions gave 2000-row ClickHouse inserts); there a stop in the middle of a transaction
    * rolls the batch back and the next session replays its complete transactions from the
-   * checkpoint (never acknowledged, so nothing is lost). */
+   * checkpoint (never acknowledged, so nothing is lost). A lingering batch that reached its limits
+   * does commit here, at its last complete transaction: chunks are cut every CHUNK_MAX_ROWS rows,
+   * mostly inside transactions, so a chunk that ends at a commit is rare and batches would
+   * otherwise outgrow batch.max_rows by far (100,000-row inserts with max_rows 50,000). */
   if (complete < c->nchanges) {
     const od_change *first = &c->changes[complete];
     if (filtering(a) && !a->caught_up && first->txn_start && od_pos_lt(first->txn_start, &a->env.skip_before))
       return OD_OK; /* a transaction the sink holds */
-    if (a->open && a->at_boundary && !lingers(a) && (rc = batch_commit(a))) return rc;
+    if (a->open && a->at_boundary && (!lingers(a) || batch_full(a)) && (rc = batch_commit(a))) return rc;
     if ((rc = open_batch(a)) || (rc = apply_range(a, c, complete, c->nchanges))) return rc;
     a->at_boundary = false;
   }

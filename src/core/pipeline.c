@@ -38,6 +38,7 @@
 #define CHUNK_MAX_ROWS 2048
 #define CHUNK_MAX_BYTES (4u << 20)
 #define HEARTBEAT_MIN_INTERVAL_US 1000000
+#define SOURCE_QUIET_US 20000 /* an idle source: nothing pushed for this long (reader_idle) */
 #define POLL_TIMEOUT_MS 100
 /* Connection failures before a pipeline's first session ever got through: then it stops. */
 #define OD_FIRST_CONNECT_ATTEMPTS 8
@@ -451,6 +452,10 @@ static int reader_idle(void *ctx, const od_pos *pos, od_error *err) {
     if (rc) return rc;
   }
   if (r->cur) return OD_OK; /* mid-transaction: not idle after all */
+  /* Tell the appliers: a batch kept open for more rows (batch.linger) commits now rather than at
+   * its max_delay_ms, when nothing came for SOURCE_QUIET_US (a keepalive between two transactions
+   * under load is no reason to cut a batch). */
+  od_queue_set_idle(r->queue, SOURCE_QUIET_US);
   int64_t now = od_mono_us();
   od_pos durable = durable_of(r->p);
   if (od_pos_le(pos, &r->last_heartbeat) || od_pos_le(pos, &durable) ||

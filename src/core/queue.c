@@ -180,6 +180,10 @@ int od_queue_push(od_queue *q, od_chunk *c, int timeout_ms) {
     if (!q->cursor[i]) q->cursor[i] = c;
   q->rows += c->nchanges;
   q->bytes += bytes;
+  if (c->nchanges) {
+    q->source_idle = false;
+    q->last_data_push_us = c->pushed_us;
+  }
   pthread_cond_broadcast(&q->not_empty);
   pthread_mutex_unlock(&q->lock);
   return OD_OK;
@@ -194,9 +198,11 @@ od_chunk *od_queue_pop_or_spool(od_queue *q, int consumer, int timeout_ms, bool 
   struct timespec deadline;
   deadline_after(&deadline, timeout_ms);
   pthread_mutex_lock(&q->lock);
-  while (!q->cursor[consumer] && !q->closed && !q->spilled[consumer]) {
+  /* A kick since this consumer's last pop (od_queue_set_idle) ends the wait at once, however late. */
+  while (!q->cursor[consumer] && !q->closed && !q->spilled[consumer] && q->kicks == q->seen_kicks[consumer]) {
     if (pthread_cond_timedwait(&q->not_empty, &q->lock, &deadline) == ETIMEDOUT) break;
   }
+  q->seen_kicks[consumer] = q->kicks;
   *spooled = q->spilled[consumer] > 0;
   od_chunk *c = *spooled ? NULL : q->cursor[consumer];
   if (c) {
@@ -252,6 +258,24 @@ bool od_queue_empty(od_queue *q, int consumer) {
   bool empty = q->cursor[consumer] == NULL && q->spilled[consumer] == 0;
   pthread_mutex_unlock(&q->lock);
   return empty;
+}
+
+void od_queue_set_idle(od_queue *q, int64_t quiet_us) {
+  int64_t now = od_mono_us();
+  pthread_mutex_lock(&q->lock);
+  if (!q->source_idle && now - q->last_data_push_us >= quiet_us) {
+    q->source_idle = true;
+    q->kicks++;
+    pthread_cond_broadcast(&q->not_empty);
+  }
+  pthread_mutex_unlock(&q->lock);
+}
+
+bool od_queue_drained_idle(od_queue *q, int consumer) {
+  pthread_mutex_lock(&q->lock);
+  bool idle = q->source_idle && q->cursor[consumer] == NULL && q->spilled[consumer] == 0;
+  pthread_mutex_unlock(&q->lock);
+  return idle;
 }
 
 bool od_queue_full_for(od_queue *q, size_t bytes) {

@@ -13,6 +13,8 @@
  * Ownership: od_queue_take_free() gives the producer a chunk; od_queue_push() hands it to the
  * queue; od_queue_pop() lends it to one consumer (read-only: consumers never write a chunk);
  * od_queue_recycle() ends that consumer's loan (or returns an unpushed chunk to the pool).
+ * It also carries the producer's word that the source is idle (od_queue_set_idle), so a consumer
+ * holding a batch open for more rows can commit it instead of waiting for its delay.
  * Never touches: what the changes mean, sources, sinks.
  */
 #ifndef ODSYNC_QUEUE_H
@@ -79,6 +81,11 @@ typedef struct od_queue {
   uint64_t spilled[OD_QUEUE_CONSUMERS_MAX]; /* spooled chunks the consumer has not read back yet */
   od_pos last_end;  /* push: end of the last transaction pushed */
   bool last_clean;  /* push: the last chunk pushed ended at a transaction boundary */
+  /* The source has nothing more for now (od_queue_set_idle): set by the producer once it has been
+   * quiet for a while, cleared by the next push of changes; `kicks` wakes waiting consumers. */
+  bool source_idle;
+  uint64_t kicks, seen_kicks[OD_QUEUE_CONSUMERS_MAX];
+  int64_t last_data_push_us; /* monotonic: the last push of a chunk with changes */
 } od_queue;
 
 /* nconsumers: 1..OD_QUEUE_CONSUMERS_MAX. */
@@ -107,6 +114,13 @@ od_chunk *od_queue_pop(od_queue *q, int consumer, int timeout_ms);
 void od_queue_recycle(od_queue *q, od_chunk *c);
 /* Nothing ready for `consumer` (in memory or spooled). */
 bool od_queue_empty(od_queue *q, int consumer);
+/* The producer: the source reported it is idle (caught up, waiting for the sinks, or a keepalive
+ * at the head). Marks the queue idle only if no chunk of changes was pushed in the last quiet_us
+ * (a pause between two transactions under load is not idleness), and wakes waiting consumers. */
+void od_queue_set_idle(od_queue *q, int64_t quiet_us);
+/* The consumer has popped everything (nothing spooled either) and the source is idle since: a
+ * batch kept open for more rows (linger) will get none soon. */
+bool od_queue_drained_idle(od_queue *q, int consumer);
 /* No more pushes; pops drain what is queued, then return NULL. */
 void od_queue_close(od_queue *q);
 bool od_queue_closed(od_queue *q);

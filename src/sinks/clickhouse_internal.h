@@ -67,7 +67,8 @@ typedef struct ch_rel {
   size_t nrows, rows_cap;
   ch_cell *cells;          /* nrows * rel->ncolumns */
   od_sqlbuf data;          /* encoded fields */
-  uint32_t *index;         /* open addressing: row + 1 of the latest row per key, 0 = empty */
+  uint64_t *index;         /* open addressing: row + 1 of the latest row per key (low 32 bits; 0 =
+                              empty) and the high half of its key hash (clickhouse_table.c) */
   size_t index_cap;
   bool any_fill;
   /* bulk-loaded snapshot rows of the open batch (clickhouse_load.c): TabSeparated lines, complete
@@ -175,6 +176,8 @@ bool ch_type_widens(const char *from, const char *to);
 /* Append one value as a TabSeparated field; -1 with *why when the type cannot hold it. */
 int ch_encode(od_sqlbuf *b, int kind, const od_value *v, const char **why);
 void ch_tsv_escape(od_sqlbuf *b, const char *p, size_t n);
+/* v in decimal (the per-row columns of an insert body: no printf on that path). */
+void ch_put_u64(od_sqlbuf *b, uint64_t v);
 /* Undo ch_tsv_escape in place (n bytes at p); returns the new length. */
 size_t ch_tsv_unescape(char *p, size_t n);
 

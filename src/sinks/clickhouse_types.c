@@ -62,6 +62,16 @@ bool ch_type_widens(const char *from, const char *to) {
 
 /* ---- TabSeparated fields ------------------------------------------------------------------- */
 
+void ch_put_u64(od_sqlbuf *b, uint64_t v) {
+  char d[20];
+  size_t i = sizeof d;
+  do {
+    d[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  od_sqlbuf_addn(b, d + i, sizeof d - i);
+}
+
 void ch_tsv_escape(od_sqlbuf *b, const char *p, size_t n) {
   size_t run = 0;
   for (size_t i = 0; i < n; i++) {
@@ -141,15 +151,24 @@ static bool parse_date(const char *p, const char **end, int *y, unsigned *m, uns
   return true;
 }
 
+/* Two decimal digits at p (this path runs for every timestamp of a batch: no sscanf). */
+static bool two_digits(const char *p, int *out) {
+  if (!isdigit((unsigned char)p[0]) || !isdigit((unsigned char)p[1])) return false;
+  *out = (p[0] - '0') * 10 + (p[1] - '0');
+  return true;
+}
+
 /* PostgreSQL ISO timestamp[tz] text -> seconds since the epoch (UTC); fraction dropped. */
 static bool parse_timestamp(const char *p, long long *out) {
   int y;
   unsigned mo, d;
   const char *e;
   if (!parse_date(p, &e, &y, &mo, &d) || *e != ' ') return false;
-  int hh, mi, ss, used = 0;
-  if (sscanf(e + 1, "%2d:%2d:%2d%n", &hh, &mi, &ss, &used) != 3) return false;
-  e += 1 + used;
+  int hh, mi, ss;
+  e++;
+  if (!two_digits(e, &hh) || e[2] != ':' || !two_digits(e + 3, &mi) || e[5] != ':' || !two_digits(e + 6, &ss))
+    return false;
+  e += 8;
   if (*e == '.') {
     e++;
     while (isdigit((unsigned char)*e)) e++;
@@ -158,11 +177,12 @@ static bool parse_timestamp(const char *p, long long *out) {
   if (*e == '+' || *e == '-') {
     int sign = *e == '-' ? -1 : 1;
     int oh = 0, om = 0, os = 0;
-    int k = sscanf(e + 1, "%2d:%2d:%2d", &oh, &om, &os);
-    if (k < 1) return false;
-    off = sign * (oh * 3600LL + om * 60 + os);
     e++;
-    while (*e && (isdigit((unsigned char)*e) || *e == ':')) e++;
+    if (!two_digits(e, &oh)) return false; /* PostgreSQL writes +HH, +HH:MM or +HH:MM:SS */
+    e += 2;
+    if (*e == ':' && two_digits(e + 1, &om)) e += 3;
+    if (*e == ':' && two_digits(e + 1, &os)) e += 3;
+    off = sign * (oh * 3600LL + om * 60 + os);
   }
   if (*e) return false; /* " BC", anything else */
   *out = days_from_civil(y, mo, d) * 86400LL + hh * 3600LL + mi * 60 + ss - off;
@@ -225,7 +245,16 @@ int ch_encode(od_sqlbuf *b, int kind, const od_value *v, const char **why) {
       unsigned m, d;
       civil_from_days(t / 86400, &y, &m, &d);
       long long r = t % 86400;
-      od_sqlbuf_addf(b, "%04d-%02u-%02u %02lld:%02lld:%02lld", y, m, d, r / 3600, r / 60 % 60, r % 60);
+      /* "YYYY-MM-DD hh:mm:ss", y in 1970..2106 (no snprintf: once per timestamp of a batch) */
+      char o[19];
+      unsigned f[6] = {(unsigned)y, m, d, (unsigned)(r / 3600), (unsigned)(r / 60 % 60), (unsigned)(r % 60)};
+      o[0] = (char)('0' + f[0] / 1000), o[1] = (char)('0' + f[0] / 100 % 10);
+      o[2] = (char)('0' + f[0] / 10 % 10), o[3] = (char)('0' + f[0] % 10);
+      for (int i = 1; i < 6; i++) {
+        o[3 * i + 1] = i == 3 ? ' ' : i < 3 ? '-' : ':';
+        o[3 * i + 2] = (char)('0' + f[i] / 10), o[3 * i + 3] = (char)('0' + f[i] % 10);
+      }
+      od_sqlbuf_addn(b, o, sizeof o);
       return 0;
     }
     case CHK_BYTES: {

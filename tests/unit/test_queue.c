@@ -1,6 +1,8 @@
 /* Unit tests for the chunk queue: FIFO order, caps in rows and bytes, close semantics, recycling. */
 #include <pthread.h>
+#include <time.h>
 
+#include "core/clock.h"
 #include "core/queue.h"
 #include "odsync/position.h"
 #include "odsync/error.h"
@@ -186,5 +188,63 @@ TEST(broadcast_to_several_consumers) {
   CHECK_INT(rows, 0);
   od_queue_close(&q);
   CHECK(od_queue_pop(&q, 0, 0) == NULL && od_queue_pop(&q, 1, 0) == NULL);
+  od_queue_destroy(&q);
+}
+
+/* The source's idle word (od_queue_set_idle): refused within the quiet period after a push of
+ * changes, seen by a consumer only once it has popped everything, cleared by the next push, and it
+ * ends a consumer's wait at once (a lingering batch commits without waiting for its delay). */
+struct idle_waiter {
+  od_queue *q;
+  od_chunk *got;
+  int64_t waited_us;
+};
+
+static void *wait_pop(void *arg) {
+  struct idle_waiter *w = arg;
+  int64_t t0 = od_mono_us();
+  w->got = od_queue_pop(w->q, 0, 10000);
+  w->waited_us = od_mono_us() - t0;
+  return NULL;
+}
+
+TEST(idle_word_needs_quiet_and_a_drained_consumer_and_wakes_a_waiting_one) {
+  od_queue q;
+  CHECK_INT(od_queue_init(&q, 1000, 1 << 20, 2), OD_OK);
+  CHECK(!od_queue_drained_idle(&q, 0));
+  CHECK_INT(od_queue_push(&q, chunk_with(&q, 3, 100), 0), OD_OK);
+  od_queue_set_idle(&q, 60 * 1000000LL); /* pushed just now: not quiet for a minute */
+  od_queue_recycle(&q, od_queue_pop(&q, 0, 0));
+  CHECK(!od_queue_drained_idle(&q, 0));
+  od_queue_set_idle(&q, 0);
+  CHECK(od_queue_drained_idle(&q, 0));
+  CHECK(!od_queue_drained_idle(&q, 1)); /* consumer 1 has not popped the chunk yet */
+  od_queue_recycle(&q, od_queue_pop(&q, 1, 0));
+  CHECK(od_queue_drained_idle(&q, 1));
+  CHECK_INT(od_queue_push(&q, chunk_with(&q, 1, 200), 0), OD_OK); /* changes again: not idle */
+  CHECK(!od_queue_drained_idle(&q, 0));
+  od_queue_recycle(&q, od_queue_pop(&q, 0, 0));
+  od_queue_recycle(&q, od_queue_pop(&q, 1, 0));
+  CHECK(!od_queue_drained_idle(&q, 0));
+  /* A consumer waiting 10 s for a chunk returns (with none) as soon as the source is idle. */
+  struct idle_waiter w = {.q = &q};
+  pthread_t t;
+  CHECK_INT(pthread_create(&t, NULL, wait_pop, &w), 0);
+  struct timespec pause = {0, 50 * 1000000L};
+  nanosleep(&pause, NULL);
+  od_queue_set_idle(&q, 0);
+  pthread_join(t, NULL);
+  CHECK(w.got == NULL);
+  CHECK(w.waited_us < 5000000);
+  CHECK(od_queue_drained_idle(&q, 0));
+  /* Idle while a consumer still has a chunk to pop: drained for it only once it has popped it. */
+  CHECK_INT(od_queue_push(&q, chunk_with(&q, 1, 300), 0), OD_OK);
+  od_queue_recycle(&q, od_queue_pop(&q, 1, 0));
+  od_queue_set_idle(&q, 0);
+  CHECK(!od_queue_drained_idle(&q, 0));
+  od_chunk *c = od_queue_pop(&q, 0, 0);
+  CHECK(c != NULL);
+  od_queue_recycle(&q, c);
+  CHECK(od_queue_drained_idle(&q, 0));
   od_queue_destroy(&q);
 }

@@ -91,6 +91,29 @@ TEST(timestamps_to_utc_seconds) {
   CHECK_INT(rc, -1);
   enc(CHK_DATETIME, "infinity", &rc);
   CHECK_INT(rc, -1);
+  /* offsets with seconds (historical zones), the last second a DateTime holds, malformed times */
+  CHECK_STR(enc(CHK_DATETIME, "1900-01-01 00:00:00+00:19:32", &rc), "outside 1970-01-01 00:00:00..2106-02-07 06:28:15 UTC, the range of a ClickHouse DateTime");
+  CHECK_STR(enc(CHK_DATETIME, "2001-01-01 00:19:32+00:19:32", &rc), "2001-01-01 00:00:00");
+  CHECK_STR(enc(CHK_DATETIME, "2106-02-07 06:28:15+00", &rc), "2106-02-07 06:28:15");
+  CHECK_CONTAINS(enc(CHK_DATETIME, "2106-02-07 06:28:16+00", &rc), "range of a ClickHouse DateTime");
+  CHECK_STR(enc(CHK_DATETIME, "1999-12-31 23:59:59.5-01", &rc), "2000-01-01 00:59:59");
+  enc(CHK_DATETIME, "2024-01-01 1:00:00", &rc);
+  CHECK_INT(rc, -1);
+  enc(CHK_DATETIME, "2024-01-01 01:00:00+", &rc);
+  CHECK_INT(rc, -1);
+  enc(CHK_DATETIME, "2024-01-01 01:00:00+01:00x", &rc);
+  CHECK_INT(rc, -1);
+}
+
+TEST(u64_fields) {
+  static od_sqlbuf b;
+  od_sqlbuf_reset(&b);
+  ch_put_u64(&b, 0);
+  od_sqlbuf_add(&b, " ");
+  ch_put_u64(&b, 1234567890123ull);
+  od_sqlbuf_add(&b, " ");
+  ch_put_u64(&b, 18446744073709551615ull);
+  CHECK_STR(b.p, "0 1234567890123 18446744073709551615");
 }
 
 TEST(bytea_and_unescape) {

@@ -189,6 +189,16 @@ static int offer_idle(pg_source *s, od_error *err) {
   return s->outer->idle(s->outer->ctx, &idle, err);
 }
 
+/* The source waits for the sinks (the last batch must be durable before a peek or the switch): say
+ * so, at the end of the last transaction delivered, so that a batch the sinks keep open for more
+ * rows (batch.linger) commits now instead of after its max_delay_ms — there are no more rows until
+ * it does. */
+static int offer_waiting(pg_source *s, od_error *err) {
+  if (!s->outer || !s->outer->idle || od_pgoutput_in_transaction(s->decoder) || !s->catchup_batch_end) return OD_OK;
+  od_pos idle = od_pg_pos(s->catchup_batch_end);
+  return s->outer->idle(s->outer->ctx, &idle, err);
+}
+
 /* At the switch to streaming (the last batch and the idle position durable, no advance in flight):
  * advance the slot to the durable position, synchronously on s->catchup_adv, so that its
  * restart_lsn passes the running-transactions record logged for the switch before the stream
@@ -448,6 +458,7 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
   /* Wait for the last batch to be durable (the pipeline acknowledges between polls) before a peek
    * (it would return that batch again) and before switching to streaming. */
   if ((!copy || s->catchup_leaving) && s->durable < s->catchup_batch_end) {
+    if ((rc = offer_waiting(s, err))) return rc;
     usleep((useconds_t)(timeout_ms < 2 ? timeout_ms : 2) * 1000);
     return OD_OK;
   }
