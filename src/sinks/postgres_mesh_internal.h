@@ -194,7 +194,7 @@ typedef struct uniq_set { /* every string of the clashes is malloc'd, freed by p
 int pgs_mesh_unique_query(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
                           char **keys, size_t q0, size_t q1, uniq_set *out, od_error *err);
 /* After change ci was decided (*keep): resolve its clashes by the table's policy (the loser's row
- * is removed, its key tombstoned with the winner's version) and log them as kind "unique". */
+ * is removed, its key tombstoned with that row's version) and log them as kind "unique". */
 int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
                             size_t ci, const stamp *st, decision *d, const uniq_set *u, bool *keep, od_error *err);
 void pgs_mesh_unique_clear(uniq_set *u);

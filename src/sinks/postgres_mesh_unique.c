@@ -6,7 +6,7 @@
  * index and batch: the local rows holding the unique values of the batch's inserts and updates
  * under another key, locked in key order), the resolution of a clash by the table's policy (the
  * losing row is removed on every node: a local loser by ctid now, a remote loser by turning its
- * change into a delete of its key; the loser's key is tombstoned with the winner's version), the
+ * change into a delete of its key; the loser's key is tombstoned with the loser's own version), the
  * conflict log rows of kind "unique", and the exclusive advisory locks the sink takes on keys
  * without a live row (the tombstone/key-lock triggers of postgres_mesh.c take them shared).
  * Never touches: transactions, the apply path's statements, the versions query's text (it only
@@ -292,7 +292,11 @@ static int log_clash(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change 
   return rc;
 }
 
-/* d becomes a tombstone whose version is (node, ts, hlc): written with the run's versions. */
+/* d becomes a tombstone whose version is (node, ts, hlc): written with the run's versions. The
+ * version is the removed row's own (not the winner's): a later write of that row by a writer that
+ * had seen it (its author moving it off the clashing value, say) is then no conflict here and is
+ * applied, re-creating the row, whose clash (if any) is judged again with that newer version, as
+ * on the node where the row was never removed (docs/MULTI_MASTER.md, "Unique-key clashes"). */
 static bool tombstone(pgs_mesh *m, decision *d, const char *node, int64_t ts, int64_t hlc, bool ours) {
   d->has_ver = true;
   d->tomb = true;
@@ -320,7 +324,6 @@ int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mes
   }
   size_t di = (size_t)(d - m->dec); /* d may move: the key states grow below */
   bool won = true, any = false;
-  const uniq_clash *beat = NULL; /* the local version the remote row lost to */
   size_t first = lo;
   for (size_t i = lo; i < u->n && u->c[i].ci == ci; i++) {
     const uniq_clash *x = &u->c[i];
@@ -337,10 +340,7 @@ int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mes
       kd->hlc = x->hlc;
     }
     any = true;
-    if (!pgs_mesh_remote_wins_by(m, policy, pol, st, kd) && won) {
-      won = false;
-      beat = x;
-    }
+    if (!pgs_mesh_remote_wins_by(m, policy, pol, st, kd)) won = false;
   }
   if (!any) return OD_OK;
   d = &m->dec[di];
@@ -353,8 +353,8 @@ int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mes
     bool pair_won = pgs_mesh_remote_wins_by(m, policy, pol, st, kd);
     if ((rc = log_clash(s, m, r, c, st, m->dec[di].key, x, pname, won && pair_won, err))) break;
     if (!won) continue;
-    /* The remote row wins: the local row goes, its key tombstoned with the winner's version
-     * (the sink's delete is not sent on: its transaction carries the peer's origin). */
+    /* The remote row wins: the local row goes, its key tombstoned with that row's version (the
+     * sink's delete is not sent on: its transaction carries the peer's origin). */
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, "DELETE FROM ");
     od_sqlbuf_add(&b, r->qtarget);
@@ -365,18 +365,18 @@ int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mes
     rc = res ? OD_OK : b.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
     PQclear(res);
     od_sqlbuf_free(&b);
-    if (rc == OD_OK && !tombstone(m, kd, m->peer, st->ts, st->hlc, true))
+    if (rc == OD_OK && !tombstone(m, kd, kd->node[0] ? kd->node : m->node, kd->ts, kd->hlc == INT64_MIN ? kd->ts :
+                                  kd->hlc, false))
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
   if (rc || won) return rc;
   /* The remote row loses: it is removed here too (the change becomes a delete of its key, so an
    * earlier change of the batch that wrote the key goes as well), its key tombstoned with the
-   * winner's version; the rest of its source transaction's changes of that key follow. */
+   * remote row's version; the rest of its source transaction's changes of that key follow. */
   d = &m->dec[di];
   d->seq = st->seq;
   d->apply = false;
-  if (!tombstone(m, d, beat->node[0] ? beat->node : m->node, beat->ts, beat->hlc == INT64_MIN ? beat->ts : beat->hlc,
-                 false))
+  if (!tombstone(m, d, m->peer, st->ts, st->hlc, false))
     return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   if (m->ntodel == m->todel_cap) {
     size_t cap = m->todel_cap ? m->todel_cap * 2 : 16;

@@ -47,7 +47,7 @@ dump() {
     log "  tombstones: $(node_psql $n -c "SELECT string_agg(tbl || '/' || key, ' ') FROM _odsync_tombstones")"
   done
 }
-rows() { node_psql "$1" -c "SELECT coalesce(string_agg(id || ':' || email, ' ' ORDER BY id), '') FROM $2"; }
+rows() { node_psql "$1" -c "SELECT coalesce(string_agg(id || ':' || ${3:-email}, ' ' ORDER BY id), '') FROM $2"; }
 conflicts() {
   node_psql "$1" -c "SELECT coalesce(string_agg(concat_ws(':', split_part(table_name, '.', 2), kind, key, index_name, policy, winner), ' ' ORDER BY table_name, key, id), '') FROM _odsync_conflicts"
 }
@@ -115,7 +115,7 @@ log "live load: both nodes write 25 shared emails with odsync running"
 load() { # NODE BASE
   {
     echo '\set ON_ERROR_STOP 0'
-    for i in $(seq 1 150); do
+    for i in $(seq 1 300); do
       for t in users_lww users_prio; do
         echo "INSERT INTO $t VALUES ($2 + $i, 'e' || ($i % 25), '$1') ON CONFLICT DO NOTHING;"
         ((i % 3)) || echo "UPDATE $t SET email = 'e' || (($i * 7) % 25) WHERE id = $2 + $i - 2;"
@@ -131,7 +131,13 @@ pb=$!
 wait $pa $pb
 mesh_wait_marker 180 a b
 mesh_wait_marker 180 b a
-mesh_wait_equal 120 public.users_lww public.users_prio
+( mesh_wait_equal 120 public.users_lww public.users_prio ) || {
+  for n in a b; do
+    log "node $n conflicts:"
+    node_psql $n -c "SELECT id, split_part(table_name, '.', 2), kind, key, local_origin, (extract(epoch FROM local_commit_ts) * 1000000)::int8 % 100000000, remote_origin, (extract(epoch FROM remote_commit_ts) * 1000000)::int8 % 100000000, winner, local_row ->> 'id', local_row ->> 'email', remote_row ->> 'email' FROM _odsync_conflicts WHERE id > 6 ORDER BY id" >&2
+  done
+  fail "nodes differ after the load"
+}
 odsync_running || fail "odsync stopped during the load: $(tail -5 "$LOG")"
 for n in a b; do
   c=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE kind = 'unique'")
@@ -165,16 +171,16 @@ ODSYNC_MESH_TEST_PAUSE_MS=4000 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 90
 race 1
 mesh_wait_equal 60 public.race_t
-log "with the key lock: nodes equal ($(rows a race_t | tr -d '\n') / $(rows b race_t | tr -d '\n'))"
+log "with the key lock: nodes equal (a: '$(rows a race_t v)', b: '$(rows b race_t v)')"
 # Without the lock (the trigger dropped) the same sequence must leave the nodes different: the
 # application's tombstone was written inside the window, the sink's insert of b's row lands on it.
 node_psql a -c "DROP TRIGGER _odsync_keylock ON race_t"
 race 2
 sleep 2
-if mesh_compare a b public.race_t >/dev/null 2>&1; then
-  fail "without the key-lock trigger the race left the nodes equal: the window was not made real"
-fi
-log "without the key lock: a holds '$(rows a race_t)', b holds '$(rows b race_t)' (diverged, as expected)"
+rc=0; out=$(mesh_compare a b public.race_t 2>&1) || rc=$?
+((rc != 0)) || fail "without the key-lock trigger the race left the nodes equal: the window was not made real"
+grep -q 'difference' <<<"$out" || fail "od_compare_pg failed without reporting a difference: $out"
+log "without the key lock: a holds '$(rows a race_t v)', b holds '$(rows b race_t v)' (diverged, as expected)"
 odsync_stop
 for t in public.users_lww public.users_prio public.mesh_marker; do
   mesh_compare a b $t || fail "nodes differ on $t"
