@@ -293,15 +293,16 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, " AS d (tbl, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k) ON CONFLICT (tbl, key) DO "
                    "UPDATE SET deleted_at = now(); RETURN NULL; END $odsync$; ");
   /* The never-existing-key race: an application's insert of a key (or an update moving a row onto
-   * it) takes a shared advisory lock on (table, key); a mesh sink holds it exclusively, from
+   * it) takes a shared advisory lock on (table, one of 256 stripes of the key's hash: a bounded
+   * number of locks per transaction, whatever its size); a mesh sink holds it exclusively, from
    * before its fresh read of the versions to its commit, on every key of its batch without a live
    * row (postgres_mesh_unique.c). Mesh sinks' own writes skip it (odsync.mesh_sink). */
   od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
   od_sqlbuf_add(b, m->kl_q);
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(NEW); BEGIN "
                    "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); "
-                   "PERFORM pg_advisory_xact_lock_shared(hashtextextended(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || "
-                   "chr(30) || k, 0)); RETURN NEW; END $odsync$; ");
+                   "PERFORM pg_advisory_xact_lock_shared(hashtext(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME), "
+                   "hashtext(k) & 255); RETURN NEW; END $odsync$; ");
   for (int i = 0; i < m->ntables; i++) {
     char *lit = PQescapeLiteral(s->conn, m->tables[i], strlen(m->tables[i]));
     char *fn = PQescapeLiteral(s->conn, m->fn_q, strlen(m->fn_q));

@@ -409,13 +409,15 @@ int pgs_mesh_lock_absent(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const PGresu
     return OD_OK;
   }
   const char *p[3] = {r->target, keys_arr, live.p};
-  /* In key order (every mesh sink of the node locks in the same order). The hash is the one the
-   * key-lock trigger computes: "schema.table" chr(30) key text. */
+  /* In stripe order (every mesh sink of the node locks in the same order), each stripe once: at
+   * most 256 locks per table, whatever the batch's size. The stripe is the one the key-lock
+   * trigger computes from the key's text. */
   PGresult *res =
       live.oom ? NULL
                : pgs_exec(s, r->target, "locking keys without a row (mesh)",
-                          "SELECT count(pg_advisory_xact_lock(hashtextextended($1 || chr(30) || a.k, 0))) FROM "
-                          "(SELECT k FROM unnest($2::text[]) AS u(k) WHERE k <> ALL ($3::text[]) ORDER BY k) a",
+                          "SELECT count(pg_advisory_xact_lock(hashtext($1), a.st)) FROM (SELECT DISTINCT "
+                          "hashtext(k) & 255 AS st FROM unnest($2::text[]) AS u(k) WHERE k <> ALL ($3::text[]) "
+                          "ORDER BY 1) a",
                           3, p, err);
   int rc = res ? OD_OK : live.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
   PQclear(res);
