@@ -200,7 +200,9 @@ int od_cli_conflicts(const od_config *cfg, long limit) {
     const char *p[] = {lim};
     PGresult *r = PQexecParams(
         c,
-        "SELECT * FROM (SELECT id, to_char(logged_at, 'YYYY-MM-DD HH24:MI:SS.US'), kind, table_name, key, local_origin, "
+        /* a unique conflict names its index (index_name; read through to_jsonb: an older log lacks it) */
+        "SELECT * FROM (SELECT id, to_char(logged_at, 'YYYY-MM-DD HH24:MI:SS.US'), kind || coalesce(' (' || "
+        "(to_jsonb(c.*) ->> 'index_name') || ')', ''), table_name, key, local_origin, "
         "coalesce(to_char(local_commit_ts, 'HH24:MI:SS.US'), '-'), remote_origin, to_char(remote_commit_ts, "
         "'HH24:MI:SS.US'), policy, winner, coalesce(local_row::text, '-'), coalesce(remote_row::text, '-'), "
         /* the hybrid logical clocks that ordered the pair (absent from a log no sink of this version

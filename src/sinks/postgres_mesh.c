@@ -29,7 +29,7 @@
 #include "sinks/postgres_mesh_internal.h"
 
 const char *const pgs_mesh_kinds[KINDS] = {"insert_insert", "update_update", "update_delete", "insert_delete",
-                                           "delete_delete"};
+                                           "delete_delete", "unique"};
 const char *const pgs_mesh_policies[] = {"last_writer_wins", "priority", "keep_local", "apply_remote",
                                          "column_merge", NULL};
 
@@ -196,10 +196,10 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[5] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
-                           "_odsync_hlc"};
-  char **outs[5] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q};
-  for (int i = 0; i < 5; i++) {
+  const char *tnames[6] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
+                           "_odsync_hlc", "_odsync_keylock"};
+  char **outs[6] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->kl_q};
+  for (int i = 0; i < 6; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -218,6 +218,7 @@ void pgs_mesh_free(pgs_sink *s) {
     od_info("postgres sink %s: mesh %s <- %s: %" PRIu64 " transactions applied, %" PRIu64 " conflicts", s->where,
             m->node, m->peer, m->applied_txns, m->conflicts);
   pgs_mesh_dec_clear(m);
+  pgs_mesh_unique_free(m);
   free(m->dec);
   free(m->slots);
   free(m->keep);
@@ -229,6 +230,7 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->log_q);
   free(m->tomb_q);
   free(m->fn_q);
+  free(m->kl_q);
   for (int i = 0; i < m->ntables; i++) free(m->tables[i]);
   free(m->tables);
   for (int i = 0; i < m->ntpol; i++) free(m->tpol[i].table);
@@ -264,7 +266,8 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   /* column_merge: which columns came from which side ({"remote": [...], "local": [...], "both": [...]}) */
   od_sqlbuf_add(b, m->log_q);
   od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS merged jsonb, ADD COLUMN IF NOT EXISTS local_hlc int8, "
-                   "ADD COLUMN IF NOT EXISTS remote_hlc int8; ");
+                   "ADD COLUMN IF NOT EXISTS remote_hlc int8, "
+                   "ADD COLUMN IF NOT EXISTS index_name text; "); /* index_name: the unique index of a "unique" conflict */
   /* The node's clock: (commit time here, hlc) of every applying transaction whose highest hlc was
    * ahead of this node's clock; a local write's hlc is derived from it (docs/MULTI_MASTER.md). */
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
@@ -297,14 +300,36 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " AS d (tbl, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k) ON CONFLICT (tbl, key) DO "
                    "UPDATE SET deleted_at = now(); RETURN NULL; END $odsync$; ");
+  /* The never-existing-key race: an application's insert of a key (or an update moving a row onto
+   * it) takes a shared advisory lock on (table, one of 256 stripes of the key's hash: a bounded
+   * number of locks per transaction, whatever its size); a mesh sink holds it exclusively, from
+   * before its fresh read of the versions to its commit, on every key of its batch without a live
+   * row (postgres_mesh_unique.c). Mesh sinks' own writes skip it (odsync.mesh_sink). */
+  od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
+  od_sqlbuf_add(b, m->kl_q);
+  od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(NEW); BEGIN "
+                   "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); "
+                   "PERFORM pg_advisory_xact_lock_shared(hashtext(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME), "
+                   "hashtext(k) & 255); RETURN NEW; END $odsync$; ");
   for (int i = 0; i < m->ntables; i++) {
     char *lit = PQescapeLiteral(s->conn, m->tables[i], strlen(m->tables[i]));
     char *fn = PQescapeLiteral(s->conn, m->fn_q, strlen(m->fn_q));
-    if (!lit || !fn) {
+    char *kl = PQescapeLiteral(s->conn, m->kl_q, strlen(m->kl_q));
+    if (!lit || !fn || !kl) {
       PQfreemem(lit);
       PQfreemem(fn);
+      PQfreemem(kl);
       return pgs_fail(s, NULL, "quoting a table name", NULL, err);
     }
+    od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; icols text; rel regclass := to_regclass(%s); BEGIN IF rel IS "
+                      "NULL THEN RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum), "
+                      "string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols, icols FROM pg_index i "
+                      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid "
+                      "= rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; EXECUTE format('CREATE OR "
+                      "REPLACE TRIGGER _odsync_keylock BEFORE INSERT OR UPDATE OF %%s ON %%s FOR EACH ROW WHEN "
+                      "(current_setting(''odsync.mesh_sink'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION "
+                      "%%s(%%s)', icols, rel, %s, cols); END $odsync$; ", lit, kl);
+    PQfreemem(kl);
     od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN "
                       "RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum) INTO cols "
                       "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
@@ -336,6 +361,10 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   /* A mesh sink holds its rows' locks for a batch of source transactions: in a deadlock with an
    * application it should be the one that gives up (its transaction is retried). Where the role may
    * set it, a short deadlock_timeout makes this session run the deadlock check first. */
+  /* the key-lock trigger skips mesh sinks' writes (they hold the key locks themselves) */
+  r = pgs_exec(s, NULL, "marking the session as a mesh sink", "SET odsync.mesh_sink = 'on'", 0, NULL, err);
+  if (!r) return err->code;
+  PQclear(r);
   r = pgs_exec(s, NULL, "setting deadlock_timeout", "DO $odsync$ BEGIN SET deadlock_timeout = '100ms'; EXCEPTION WHEN "
                "insufficient_privilege THEN NULL; END $odsync$", 0, NULL, err);
   if (!r) return err->code;
@@ -348,6 +377,7 @@ void pgs_mesh_reset(pgs_sink *s) {
   if (!s->mesh) return;
 
   s->mesh->nst = 0;
+  s->mesh->ntodel = 0;
   s->mesh->txn_has_data = false;
   pgs_mesh_dec_clear(s->mesh);
 }
@@ -496,9 +526,11 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   if (rc == OD_OK && tt.len > 2) {
     od_sqlbuf *b = &s->sql;
     od_sqlbuf_reset(b);
-    od_sqlbuf_add(b, "UPDATE ");
+    /* an upsert: a key whose remote row lost a unique-index clash may have no tombstone yet */
+    od_sqlbuf_add(b, "INSERT INTO ");
     od_sqlbuf_add(b, m->tomb_q);
-    od_sqlbuf_add(b, " SET deleted_at = now() WHERE (tbl, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))");
+    od_sqlbuf_add(b, " AS d (tbl, key) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (tbl, key) DO UPDATE "
+                     "SET deleted_at = now()");
     const char *p2[2] = {tt.p, tk.p};
     PGresult *r = b->oom || tt.oom || tk.oom ? NULL
                                                : pgs_exec(s, m->tomb_q, "rewriting tombstones (mesh)", b->p, 2, p2, err);
@@ -621,12 +653,26 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
     m->keep[nk] = changes[from + i];
     for (size_t o = 0; o < m->novr; o++) /* counter merges: the new row with the merged counters */
       if (m->ovr[o].idx == from + i) m->keep[nk].newtup.values = m->ovr[o].vals;
+    for (size_t o = 0; o < m->ntodel; o++) /* a remote row that lost a unique-index clash: removed */
+      if (m->todel[o] == from + i) {
+        m->keep[nk].op = OD_OP_DELETE;
+        m->keep[nk].old_kind = 'K';
+        m->keep[nk].oldtup = m->keep[nk].newtup; /* the key columns are read at their places */
+      }
     nk++;
   }
   free(keepflag);
+  m->ntodel = 0;
   if (rc == OD_OK && nk) rc = pgs_apply_changes(s, m->keep, nk, err);
   pgs_mesh_overrides_free(m);
   if (rc == OD_OK) rc = finish_run(s, m, stamped, err);
+  if (rc && strcmp(err->sqlstate, "23505") == 0) {
+    /* A unique clash the batch's check did not see (an application committed the clashing row
+     * after that check): the batch is retried, and its check then sees that row. */
+    err->retriable = true;
+    od_error_prefix(err, "mesh %s <- %s: a unique-index clash appeared after the batch's check; retrying the batch: ",
+                    m->node, m->peer);
+  }
   return rc;
 }
 

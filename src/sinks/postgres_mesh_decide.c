@@ -114,6 +114,19 @@ void pgs_mesh_dec_clear(pgs_mesh *m) {
   m->nwr = 0;
 }
 
+static bool wr_push(pgs_mesh *m, decision *d);
+bool pgs_mesh_wr_push(pgs_mesh *m, decision *d) { return wr_push(m, d); }
+
+decision *pgs_mesh_dec_get(pgs_mesh *m, const pg_rel *r, const char *key) {
+  decision *d = dec_find(m, r->rel, key);
+  if (d) return d;
+  char *k = strdup(key);
+  if (!k || !(d = dec_add(m, r->rel, k))) return NULL;
+  d->r = r;
+  d->ts = d->hlc = INT64_MIN;
+  return d;
+}
+
 static bool wr_push(pgs_mesh *m, decision *d) {
   if (d->queued) return true;
   if (m->nwr == m->wr_cap) {
@@ -131,7 +144,7 @@ static bool wr_push(pgs_mesh *m, decision *d) {
 /* ---- conflicts --------------------------------------------------------------------------------- */
 
 /* JSON text of a tuple (values as strings), appended to b. */
-static void tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t) {
+void pgs_mesh_tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t) {
   od_sqlbuf_add(b, "{");
   for (int i = 0; i < t->ncolumns && i < rel->ncolumns; i++) {
     const od_value *v = &t->values[i];
@@ -183,7 +196,7 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   for (char *p = keyshow; *p; p++)
     if (*p == '\x1f') *p = ',';
   od_sqlbuf remote = {0};
-  if (c->op != OD_OP_DELETE) tuple_json(&remote, c->rel, &c->newtup);
+  if (c->op != OD_OP_DELETE) pgs_mesh_tuple_json(&remote, c->rel, &c->newtup);
   char lts[32], rts[32], rlsn[32], lhlc[32], rhlc[32];
   snprintf(lts, sizeof lts, "%" PRId64, d->ts);
   snprintf(rts, sizeof rts, "%" PRId64, st->ts);
@@ -263,8 +276,12 @@ static int prio_rank(const mesh_pol *pol, const char *node) {
 /* Whether the remote write wins a conflict with the concurrent local version. Every node computes
  * the same answer for the same pair: only the two versions' (clock, node) enter it. */
 static bool remote_wins(const pgs_mesh *m, const mesh_pol *pol, const stamp *st, const decision *d) {
+  /* whole rows: column_merge's fallback */
+  return pgs_mesh_remote_wins_by(m, pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy, pol, st, d);
+}
+
+bool pgs_mesh_remote_wins_by(const pgs_mesh *m, int policy, const mesh_pol *pol, const stamp *st, const decision *d) {
   const char *lnode = d->node[0] ? d->node : m->node;
-  int policy = pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy; /* whole rows: the fallback */
   if (policy == POL_KEEP_LOCAL) return false;
   if (policy == POL_APPLY_REMOTE) return true;
   if (policy == POL_PRIORITY) {
@@ -731,6 +748,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   if (b->oom || arr.oom) {
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   } else if (!(lock = pgs_exec(s, r->target, "locking local rows (mesh)", b->p, np + 2, params, err)) ||
+             (rc = pgs_mesh_lock_absent(s, m, r, lock, arr.p, np / (r->nkey ? r->nkey : 1), err)) ||
              !(*res = pgs_exec(s, r->target, "reading local row versions (mesh)", b->p, np + 2, params, err))) {
     rc = err->code;
   }
@@ -1026,6 +1044,7 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
   int rc = OD_OK;
   PGresult *res = NULL;
   local_ver *vers = NULL;
+  uniq_set uq = {0}; /* clashes on the table's other unique indexes (postgres_mesh_unique.c) */
   if (!keys || !idx || !known || !params) {
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     goto done;
@@ -1046,6 +1065,7 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
     vers = NULL;
     if ((rc = query_versions(s, m, r, changes, idx, keys, known, q0, q1, cols, nfetch, nall, params, &res, err)))
       goto done;
+    pgs_mesh_test_pause();
     int nv = res ? PQntuples(res) : 0;
     if (!(vers = calloc((size_t)nv + 1, sizeof *vers))) {
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -1062,6 +1082,8 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
       for (int k = 0; k < nfetch; k++) vers[v].ctr[k] = PQgetisnull(res, v, 5 + k) ? NULL : PQgetvalue(res, v, 5 + k);
     }
     qsort(vers, (size_t)nv, sizeof *vers, cmp_key);
+    pgs_mesh_unique_clear(&uq);
+    if ((rc = pgs_mesh_unique_query(s, m, r, changes, idx, keys, q0, q1, &uq, err))) goto done;
     for (size_t j = q0; j < q1; j++) {
       size_t ci = idx[j];
       bool *keep = &keepflag[ci - from];
@@ -1079,11 +1101,14 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
         }
       }
       if ((rc = decide_change(s, m, r, pol, &changes[ci], ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of,
-                              keep, err)))
+                              keep, err)) ||
+          (uq.n && (rc = pgs_mesh_unique_resolve(s, m, r, pol, &changes[ci], ci, &m->st[m->sidx[ci]], d, &uq, keep,
+                                                 err))))
         goto done;
     }
   }
 done:
+  pgs_mesh_unique_clear(&uq);
   if (keys)
     for (size_t j = 0; j < nkeys; j++) free(keys[j]);
   free(keys);

@@ -26,7 +26,7 @@
 
 enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE, POL_COLUMN_MERGE };
 #define MERGE_COLS_MAX 64 /* column_merge: columns per table (a bit mask per key and transaction) */
-#define KINDS 5
+#define KINDS 6 /* ... "unique": a clash on a non-primary unique index (postgres_mesh_unique.c) */
 extern const char *const pgs_mesh_kinds[KINDS];   /* conflict kind names (postgres_mesh.c) */
 extern const char *const pgs_mesh_policies[];      /* policy names by POL_*, NULL-terminated */
 #define KIND_NAMES pgs_mesh_kinds
@@ -106,6 +106,7 @@ typedef struct pgs_mesh {
   char *log_q;  /* quoted conflict table */
   char *tomb_q; /* quoted tombstone table */
   char *fn_q;   /* quoted tombstone trigger function */
+  char *kl_q;   /* quoted key-lock trigger function (applications' inserts: the never-existing-key race) */
   char *ver_q;  /* quoted row-version side table (_odsync_versions) */
   char *hlc_q;  /* quoted clock table (_odsync_hlc): applied hlcs ahead of this node's clock */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
@@ -144,6 +145,10 @@ typedef struct pgs_mesh {
   size_t *wr;        /* dec indexes to write to the side table (and fix) after the run's apply */
   size_t nwr, wr_cap;
   bool merge_warned; /* column_merge without old rows: warned once */
+  struct mesh_uniq *uq; /* non-primary unique indexes per table (postgres_mesh_unique.c; malloc'd) */
+  int nuq;
+  size_t *todel;     /* changes of the run turned into deletes of their key (a lost unique clash) */
+  size_t ntodel, todel_cap;
   uint64_t conflicts, applied_txns;
   od_metric *m_txns;                  /* odsync_mesh_transactions_total{node, peer} */
   od_metric *m_conflicts[KINDS];      /* odsync_mesh_conflicts_total{node, peer, kind}, by KIND_NAMES */
@@ -163,5 +168,46 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
                         bool *keepflag, od_error *err);
 /* After the run's apply: counters of a key whose remote update lost get their merged values. */
 int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err);
+/* The key state of (r, key) in the open run, added without a version when there is none (key is
+ * copied); NULL on out-of-memory. */
+decision *pgs_mesh_dec_get(pgs_mesh *m, const pg_rel *r, const char *key);
+/* Queue d's version (and tombstone, fix) for the run's finish; false on out-of-memory. */
+bool pgs_mesh_wr_push(pgs_mesh *m, decision *d);
+/* Whether the remote write (stamp st) wins against the local version d under policy `policy`
+ * (POL_*; never POL_COLUMN_MERGE): the same answer on every node for the same pair. */
+bool pgs_mesh_remote_wins_by(const pgs_mesh *m, int policy, const mesh_pol *pol, const stamp *st, const decision *d);
+/* JSON text of a tuple (values as strings), appended to b. */
+void pgs_mesh_tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t);
+/* postgres_mesh_unique.c: clashes on non-primary unique indexes (docs/MULTI_MASTER.md, "unique") */
+typedef struct uniq_clash {
+  size_t ci;       /* the change (index into the run's changes) whose new row clashes */
+  char *index;     /* the unique index's name */
+  char *ctid;      /* the local row's ctid (locked: stable until the commit) */
+  char *key;       /* the local row's key text (\x1f-joined) */
+  char *row;       /* the local row as JSON */
+  char node[64];   /* its version's author ("" : this node) */
+  int64_t ts, hlc; /* its version (INT64_MIN: unknown, written by this transaction) */
+} uniq_clash;
+typedef struct uniq_set { /* every string of the clashes is malloc'd, freed by pgs_mesh_unique_clear */
+  uniq_clash *c;          /* sorted by ci */
+  size_t n, cap;
+} uniq_set;
+/* One query per unique index of r (none for a table without one): the local rows whose unique
+ * values equal those of an insert or update of changes[idx[q0..q1)] under another key, locked. */
+int pgs_mesh_unique_query(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
+                          char **keys, size_t q0, size_t q1, uniq_set *out, od_error *err);
+/* After change ci was decided (*keep): resolve its clashes by the table's policy (the loser's row
+ * is removed, its key tombstoned with that row's version) and log them as kind "unique". */
+int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
+                            size_t ci, const stamp *st, decision *d, const uniq_set *u, bool *keep, od_error *err);
+void pgs_mesh_unique_clear(uniq_set *u);
+/* Tests only: ODSYNC_MESH_TEST_PAUSE_MS holds the batch between its versions read and its apply
+ * (the window of the never-existing-key race, made wide enough for a test to write in it). */
+void pgs_mesh_test_pause(void);
+void pgs_mesh_unique_free(pgs_mesh *m);
+/* Between the versions query's two executions: an exclusive transaction-level advisory lock on
+ * every key of the query without a live row (applications' inserts take it shared). */
+int pgs_mesh_lock_absent(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const PGresult *lockres, const char *keys_arr,
+                         int nkeys, od_error *err);
 
 #endif

@@ -1,0 +1,445 @@
+/* sinks/postgres_mesh_unique.c — a mesh sink's clashes on non-primary unique indexes and the
+ * lock that closes the never-existing-key race (docs/MULTI_MASTER.md, "Unique-key clashes").
+ *
+ * Owns: the catalog of each mesh table's non-primary unique indexes (read once per table and
+ * session: name, key columns, their types), the clash query of a batch (one statement per such
+ * index and batch: the local rows holding the unique values of the batch's inserts and updates
+ * under another key, locked in key order), the resolution of a clash by the table's policy (the
+ * losing row is removed on every node: a local loser by ctid now, a remote loser by turning its
+ * change into a delete of its key; the loser's key is tombstoned with the loser's own version), the
+ * conflict log rows of kind "unique", and the exclusive advisory locks the sink takes on keys
+ * without a live row (the tombstone/key-lock triggers of postgres_mesh.c take them shared).
+ * Never touches: transactions, the apply path's statements, the versions query's text (it only
+ * runs between that query's two executions), the stamps.
+ * Pointer ownership: the index catalog (m->uq) is malloc'd and freed by pgs_mesh_unique_free;
+ * a uniq_set owns its clash array and strings (pgs_mesh_unique_clear); values of changes are
+ * borrowed.
+ */
+#include "sinks/postgres_mesh_internal.h"
+
+#define UIDX_MAX 8 /* unique indexes per table checked */
+#define UCOL_MAX 8 /* columns per unique index */
+
+struct mesh_uniq {
+  char *target; /* "schema.table" */
+  int nidx;
+  struct uidx {
+    char name[64];
+    int ncol;
+    int col[UCOL_MAX];     /* column indexes in the relation */
+    char type[UCOL_MAX][64]; /* the column's type without typmod: the cast of the batch's text */
+  } idx[UIDX_MAX];
+};
+
+void pgs_mesh_unique_free(pgs_mesh *m) {
+  for (int i = 0; i < m->nuq; i++) free(m->uq[i].target);
+  free(m->uq);
+  m->uq = NULL;
+  m->nuq = 0;
+  free(m->todel);
+  m->todel = NULL;
+  m->ntodel = m->todel_cap = 0;
+}
+
+void pgs_mesh_unique_clear(uniq_set *u) {
+  for (size_t i = 0; i < u->n; i++) {
+    free(u->c[i].index);
+    free(u->c[i].ctid);
+    free(u->c[i].key);
+    free(u->c[i].row);
+  }
+  free(u->c);
+  *u = (uniq_set){0};
+}
+
+static void arr_add(od_sqlbuf *b, const char *v, size_t len) {
+  od_sqlbuf_add(b, b->len > 1 ? ",\"" : "\"");
+  for (size_t i = 0; i < len; i++) {
+    if (v[i] == '"' || v[i] == '\\') od_sqlbuf_add(b, "\\");
+    od_sqlbuf_addn(b, &v[i], 1);
+  }
+  od_sqlbuf_add(b, "\"");
+}
+
+/* The unique indexes of r other than the primary key (catalog read once per table). */
+static int uniq_of(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct mesh_uniq **out, od_error *err) {
+  for (int i = 0; i < m->nuq; i++)
+    if (strcmp(m->uq[i].target, r->target) == 0) {
+      *out = &m->uq[i];
+      return OD_OK;
+    }
+  const char *p[1] = {r->qtarget};
+  PGresult *res = pgs_exec(s, r->target, "reading unique indexes (mesh)",
+                           "SELECT ic.relname, array_to_string(array_agg(a.attname::text ORDER BY k.o), chr(31)), "
+                           "array_to_string(array_agg(format_type(a.atttypid, NULL) ORDER BY k.o), chr(31)) "
+                           "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid CROSS JOIN LATERAL "
+                           "unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, o) JOIN pg_attribute a ON "
+                           "a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE i.indrelid = $1::regclass AND "
+                           "i.indisunique AND NOT i.indisprimary AND i.indisvalid AND i.indpred IS NULL AND "
+                           "i.indexprs IS NULL AND k.o <= i.indnkeyatts GROUP BY ic.relname ORDER BY ic.relname",
+                           1, p, err);
+  if (!res) return err->code;
+  struct mesh_uniq *g = realloc(m->uq, (size_t)(m->nuq + 1) * sizeof *g);
+  if (!g) {
+    PQclear(res);
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  m->uq = g;
+  struct mesh_uniq *u = &m->uq[m->nuq];
+  *u = (struct mesh_uniq){.target = strdup(r->target)};
+  if (!u->target) {
+    PQclear(res);
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  m->nuq++;
+  for (int t = 0; t < PQntuples(res) && u->nidx < UIDX_MAX; t++) {
+    struct uidx *x = &u->idx[u->nidx];
+    *x = (struct uidx){.ncol = 0};
+    snprintf(x->name, sizeof x->name, "%s", PQgetvalue(res, t, 0));
+    char cols[2048], types[2048];
+    snprintf(cols, sizeof cols, "%s", PQgetvalue(res, t, 1));
+    snprintf(types, sizeof types, "%s", PQgetvalue(res, t, 2));
+    bool ok = true;
+    char *s1 = NULL, *s2 = NULL;
+    for (char *c = strtok_r(cols, "\x1f", &s1), *ty = strtok_r(types, "\x1f", &s2); c && ty && ok;
+         c = strtok_r(NULL, "\x1f", &s1), ty = strtok_r(NULL, "\x1f", &s2)) {
+      int col = -1;
+      for (int j = 0; j < r->rel->ncolumns; j++)
+        if (strcmp(r->rel->columns[j].name, c) == 0) col = j;
+      ok = col >= 0 && x->ncol < UCOL_MAX;
+      if (ok) {
+        x->col[x->ncol] = col;
+        snprintf(x->type[x->ncol], sizeof x->type[0], "%s", ty);
+        x->ncol++;
+      }
+    }
+    if (ok && x->ncol) u->nidx++;
+    else
+      od_warn("postgres sink %s: mesh: table %s: unique index %s is not checked for clashes (a column the stream "
+              "does not carry, or more than %d columns); a clash on it stops the pipeline", s->where, r->target,
+              x->name, UCOL_MAX);
+  }
+  PQclear(res);
+  if (u->nidx)
+    od_debug("postgres sink %s: mesh: table %s: %d unique index(es) besides the primary key", s->where, r->target,
+             u->nidx);
+  *out = u;
+  return OD_OK;
+}
+
+/* The key columns' "t.k1::text, t.k2::text" of r, after concat_ws(chr(31). */
+static void key_expr(od_sqlbuf *b, const pg_rel *r) {
+  od_sqlbuf_add(b, "concat_ws(chr(31)");
+  for (int k = 0; k < r->nkey; k++) {
+    od_sqlbuf_add(b, ", t.");
+    od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
+    od_sqlbuf_add(b, "::text");
+  }
+  od_sqlbuf_add(b, ")");
+}
+
+static int cmp_clash(const void *a, const void *b) {
+  const uniq_clash *x = a, *y = b;
+  return x->ci < y->ci ? -1 : x->ci > y->ci;
+}
+
+/* One index: the local rows whose values of x equal those of a new row of the batch under another key. */
+static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct uidx *x, const od_change *changes,
+                       const size_t *idx, char **keys, size_t q0, size_t q1, uniq_set *out, od_error *err) {
+  od_sqlbuf arr[2 + UCOL_MAX] = {{0}};
+  int na = 2 + x->ncol, rc = OD_OK;
+  for (int k = 0; k < na; k++) od_sqlbuf_add(&arr[k], "{");
+  size_t rows = 0;
+  for (size_t j = q0; j < q1; j++) {
+    const od_change *c = &changes[idx[j]];
+    if (!keys[j] || (c->op != OD_OP_INSERT && c->op != OD_OP_UPDATE && c->op != OD_OP_READ)) continue;
+    bool ok = true; /* a null (or an unchanged TOAST value) never clashes */
+    for (int k = 0; k < x->ncol && ok; k++)
+      ok = x->col[k] < c->newtup.ncolumns && c->newtup.values[x->col[k]].kind == OD_VALUE_TEXT;
+    if (!ok) continue;
+    char ci[32];
+    snprintf(ci, sizeof ci, "%zu", idx[j]);
+    arr_add(&arr[0], ci, strlen(ci));
+    arr_add(&arr[1], keys[j], strlen(keys[j]));
+    for (int k = 0; k < x->ncol; k++) {
+      const od_value *v = &c->newtup.values[x->col[k]];
+      arr_add(&arr[2 + k], v->data, v->len);
+    }
+    rows++;
+  }
+  for (int k = 0; k < na; k++) od_sqlbuf_add(&arr[k], "}");
+  if (!rows) goto done;
+  od_sqlbuf b = {0};
+  od_sqlbuf_add(&b, "SELECT u.i, t.ctid::text, ");
+  key_expr(&b, r);
+  /* the local row's version, as the versions query reads it (the side table's when a mesh sink
+   * wrote the row last, else its xmin's commit time and origin) */
+  od_sqlbuf_add(&b, " AS k, CASE WHEN c.roident <> 0 AND v.key IS NOT NULL THEN v.ts ELSE (extract(epoch FROM "
+                    "c.timestamp) * 1000000)::int8 END, CASE WHEN c.roident <> 0 AND v.key IS NOT NULL THEN v.node "
+                    "ELSE o.roname END, CASE WHEN c.roident <> 0 AND v.key IS NOT NULL THEN v.hlc WHEN c.roident = 0 THEN "
+                    "greatest((extract(epoch FROM c.timestamp) * 1000000)::int8, (SELECT h.hlc + 1 FROM ");
+  /* a local write's hlc, as the versions query computes it (postgres_mesh_decide.c) */
+  od_sqlbuf_add(&b, m->hlc_q);
+  od_sqlbuf_add(&b, " h WHERE pg_xact_commit_timestamp(h.xmin) < c.timestamp ORDER BY h.hlc DESC LIMIT 1)) ELSE "
+                    "(extract(epoch FROM c.timestamp) * 1000000)::int8 END, to_jsonb(t.*)::text FROM "
+                    "unnest($1::int8[], $2::text[]");
+  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&b, ", $%d::text[]", 3 + k);
+  od_sqlbuf_add(&b, ") AS u (i, k");
+  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&b, ", v%d", k);
+  od_sqlbuf_add(&b, ") JOIN ");
+  od_sqlbuf_add(&b, r->qtarget);
+  od_sqlbuf_add(&b, " t ON ");
+  for (int k = 0; k < x->ncol; k++) {
+    od_sqlbuf_add(&b, k ? " AND t." : "t.");
+    od_sqlbuf_ident(&b, r->rel->columns[x->col[k]].name);
+    od_sqlbuf_addf(&b, " = u.v%d::%s", k, x->type[k]);
+  }
+  od_sqlbuf_add(&b, " CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
+                    "pg_catalog.pg_replication_origin o ON o.roident = c.roident LEFT JOIN ");
+  od_sqlbuf_add(&b, m->ver_q);
+  od_sqlbuf_addf(&b, " v ON v.tbl = $%d AND v.key = ", 3 + x->ncol);
+  key_expr(&b, r);
+  od_sqlbuf_add(&b, " WHERE ");
+  key_expr(&b, r);
+  /* locked in key order, like the versions query: an application cannot change the clashing
+   * row before the commit */
+  od_sqlbuf_add(&b, " <> u.k ORDER BY 3, 1 FOR UPDATE OF t");
+  const char *p[3 + UCOL_MAX];
+  for (int k = 0; k < na; k++) p[k] = arr[k].p;
+  p[na] = r->target;
+  bool oom = b.oom;
+  for (int k = 0; k < na; k++) oom = oom || arr[k].oom;
+  PGresult *res = oom ? NULL : pgs_exec(s, r->target, "finding unique-index clashes (mesh)", b.p, na + 1, p, err);
+  od_sqlbuf_free(&b);
+  if (!res) {
+    rc = oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+    goto done;
+  }
+  for (int t = 0; t < PQntuples(res) && rc == OD_OK; t++) {
+    if (out->n == out->cap) {
+      size_t cap = out->cap ? out->cap * 2 : 16;
+      uniq_clash *g = realloc(out->c, cap * sizeof *g);
+      if (!g) {
+        rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+        break;
+      }
+      out->c = g;
+      out->cap = cap;
+    }
+    uniq_clash *u = &out->c[out->n];
+    *u = (uniq_clash){.ci = (size_t)strtoull(PQgetvalue(res, t, 0), NULL, 10)};
+    u->index = strdup(x->name);
+    u->ctid = strdup(PQgetvalue(res, t, 1));
+    u->key = strdup(PQgetvalue(res, t, 2));
+    u->row = strdup(PQgetvalue(res, t, 6));
+    out->n++;
+    if (!u->index || !u->ctid || !u->key || !u->row) {
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      break;
+    }
+    u->ts = PQgetisnull(res, t, 3) ? INT64_MIN : strtoll(PQgetvalue(res, t, 3), NULL, 10);
+    u->hlc = PQgetisnull(res, t, 5) ? u->ts : strtoll(PQgetvalue(res, t, 5), NULL, 10);
+    const char *origin = PQgetisnull(res, t, 4) ? "" : PQgetvalue(res, t, 4);
+    if (strncmp(origin, "odsync_", 7) == 0) origin += 7;
+    snprintf(u->node, sizeof u->node, "%s", origin);
+  }
+  PQclear(res);
+done:
+  for (int k = 0; k < na; k++) od_sqlbuf_free(&arr[k]);
+  return rc;
+}
+
+int pgs_mesh_unique_query(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
+                          char **keys, size_t q0, size_t q1, uniq_set *out, od_error *err) {
+  const struct mesh_uniq *u = NULL;
+  int rc = uniq_of(s, m, r, &u, err);
+  for (int i = 0; rc == OD_OK && i < u->nidx; i++)
+    rc = query_index(s, m, r, &u->idx[i], changes, idx, keys, q0, q1, out, err);
+  if (rc == OD_OK && out->n > 1) qsort(out->c, out->n, sizeof *out->c, cmp_clash);
+  return rc;
+}
+
+/* Log one clash in _odsync_conflicts (kind "unique") and count it. */
+static int log_clash(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st,
+                     const char *rkey, const uniq_clash *u, const char *policy, bool remote_won, od_error *err) {
+  m->conflicts++;
+  for (int k = 0; k < KINDS; k++)
+    if (strcmp(KIND_NAMES[k], "unique") == 0) od_counter_add(m->m_conflicts[k], 1);
+  char keyshow[512], lts[32], rts[32], rlsn[32], lhlc[32], rhlc[32];
+  snprintf(keyshow, sizeof keyshow, "%s", rkey);
+  for (char *p = keyshow; *p; p++)
+    if (*p == '\x1f') *p = ',';
+  snprintf(lts, sizeof lts, "%" PRId64, u->ts);
+  snprintf(rts, sizeof rts, "%" PRId64, st->ts);
+  snprintf(rlsn, sizeof rlsn, "%X/%X", (unsigned)(st->lsn >> 32), (unsigned)st->lsn);
+  snprintf(lhlc, sizeof lhlc, "%" PRId64, u->hlc);
+  snprintf(rhlc, sizeof rhlc, "%" PRId64, st->hlc);
+  const char *lnode = u->node[0] ? u->node : m->node;
+  od_sqlbuf remote = {0};
+  pgs_mesh_tuple_json(&remote, c->rel, &c->newtup);
+  const char *p[15] = {m->node, r->target, keyshow, u->row, remote.oom ? NULL : remote.p, lnode, m->peer,
+                       u->ts != INT64_MIN ? lts : NULL, rts, rlsn, policy, remote_won ? m->peer : lnode, u->index,
+                       u->ts != INT64_MIN ? lhlc : NULL, rhlc};
+  od_sqlbuf b = {0};
+  od_sqlbuf_add(&b, "INSERT INTO ");
+  od_sqlbuf_add(&b, m->log_q);
+  od_sqlbuf_add(&b, " (node, kind, table_name, key, local_row, remote_row, local_origin, remote_origin, "
+                    "local_commit_ts, remote_commit_ts, remote_lsn, policy, winner, index_name, local_hlc, remote_hlc) VALUES "
+                    "($1, 'unique', $2, $3, $4::jsonb, $5::jsonb, $6, $7, '1970-01-01 00:00:00+00'::timestamptz + "
+                    "$8::bigint * interval '1 microsecond', '1970-01-01 00:00:00+00'::timestamptz + $9::bigint * "
+                    "interval '1 microsecond', $10::pg_lsn, $11, $12, $13, $14::int8, $15::int8)");
+  PGresult *res = b.oom ? NULL : pgs_exec(s, m->log_q, "logging a unique-index conflict", b.p, 15, p, err);
+  int rc = res ? OD_OK : b.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+  PQclear(res);
+  od_sqlbuf_free(&b);
+  od_sqlbuf_free(&remote);
+  if (rc == OD_OK)
+    od_debug("postgres sink %s: mesh %s: unique conflict on %s index %s: remote key %s, local row %s: %s wins",
+             s->where, m->node, r->target, u->index, keyshow, u->row, remote_won ? m->peer : lnode);
+  return rc;
+}
+
+/* d becomes a tombstone whose version is (node, ts, hlc): written with the run's versions. The
+ * version is the removed row's own (not the winner's): a later write of that row by a writer that
+ * had seen it (its author moving it off the clashing value, say) is then no conflict here and is
+ * applied, re-creating the row, whose clash (if any) is judged again with that newer version, as
+ * on the node where the row was never removed (docs/MULTI_MASTER.md, "Unique-key clashes"). */
+static bool tombstone(pgs_mesh *m, decision *d, const char *node, int64_t ts, int64_t hlc, bool ours) {
+  d->has_ver = true;
+  d->tomb = true;
+  d->ours = ours;
+  d->touch = true; /* the tombstone row is written (upserted) after the run's apply */
+  snprintf(d->node, sizeof d->node, "%s", node);
+  d->ts = ts;
+  d->hlc = hlc;
+  free(d->also);
+  d->also = NULL;
+  return pgs_mesh_wr_push(m, d);
+}
+
+int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
+                            size_t ci, const stamp *st, decision *d, const uniq_set *u, bool *keep, od_error *err) {
+  if (!*keep || (c->op != OD_OP_INSERT && c->op != OD_OP_UPDATE && c->op != OD_OP_READ)) return OD_OK;
+  /* column_merge and counters mean nothing between two different rows: last_writer_wins */
+  int policy = pol->policy == POL_COLUMN_MERGE ? POL_LWW : pol->policy;
+  const char *pname = POLICIES[policy];
+  size_t lo = 0, hi = u->n;
+  while (lo < hi) { /* the first clash of ci */
+    size_t mid = (lo + hi) / 2;
+    if (u->c[mid].ci < ci) lo = mid + 1;
+    else hi = mid;
+  }
+  size_t di = (size_t)(d - m->dec); /* d may move: the key states grow below */
+  bool won = true, any = false;
+  size_t first = lo;
+  for (size_t i = lo; i < u->n && u->c[i].ci == ci; i++) {
+    const uniq_clash *x = &u->c[i];
+    decision *kd = pgs_mesh_dec_get(m, r, x->key);
+    if (!kd) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    /* Gone already (an earlier clash of this run removed it, or the batch deleted it), or written
+     * by this batch from the peer's own history (valid there: no clash at the point of this
+     * change): no clash. Else the local row stands at this point of the batch. */
+    if ((kd->has_ver && kd->tomb) || (kd->seq && kd->apply) || (kd->ours && kd->seq)) continue;
+    if (!kd->seq && !kd->has_ver) { /* not in the batch: the clash query's version */
+      kd->has_ver = true;
+      snprintf(kd->node, sizeof kd->node, "%s", x->node);
+      kd->ts = x->ts;
+      kd->hlc = x->hlc;
+    }
+    any = true;
+    if (!pgs_mesh_remote_wins_by(m, policy, pol, st, kd)) won = false;
+  }
+  if (!any) return OD_OK;
+  d = &m->dec[di];
+  int rc = OD_OK;
+  for (size_t i = first; i < u->n && u->c[i].ci == ci && rc == OD_OK; i++) {
+    const uniq_clash *x = &u->c[i];
+    decision *kd = pgs_mesh_dec_get(m, r, x->key);
+    if (!kd) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    if ((kd->tomb && kd->has_ver) || (kd->seq && kd->apply) || (kd->ours && kd->seq)) continue;
+    bool pair_won = pgs_mesh_remote_wins_by(m, policy, pol, st, kd);
+    if ((rc = log_clash(s, m, r, c, st, m->dec[di].key, x, pname, won && pair_won, err))) break;
+    if (!won) continue;
+    /* The remote row wins: the local row goes, its key tombstoned with that row's version (the
+     * sink's delete is not sent on: its transaction carries the peer's origin). */
+    od_sqlbuf b = {0};
+    od_sqlbuf_add(&b, "DELETE FROM ");
+    od_sqlbuf_add(&b, r->qtarget);
+    od_sqlbuf_add(&b, " WHERE ctid = $1::tid");
+    const char *p[1] = {x->ctid};
+    PGresult *res = b.oom ? NULL : pgs_exec(s, r->target, "removing the loser of a unique-index clash (mesh)", b.p,
+                                            1, p, err);
+    rc = res ? OD_OK : b.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+    PQclear(res);
+    od_sqlbuf_free(&b);
+    if (rc == OD_OK && !tombstone(m, kd, kd->node[0] ? kd->node : m->node, kd->ts, kd->hlc == INT64_MIN ? kd->ts :
+                                  kd->hlc, false))
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  if (rc || won) return rc;
+  /* The remote row loses: it is removed here too (the change becomes a delete of its key, so an
+   * earlier change of the batch that wrote the key goes as well), its key tombstoned with the
+   * remote row's version; the rest of its source transaction's changes of that key follow. */
+  d = &m->dec[di];
+  d->seq = st->seq;
+  d->apply = false;
+  if (!tombstone(m, d, m->peer, st->ts, st->hlc, false))
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  if (m->ntodel == m->todel_cap) {
+    size_t cap = m->todel_cap ? m->todel_cap * 2 : 16;
+    size_t *g = realloc(m->todel, cap * sizeof *g);
+    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    m->todel = g;
+    m->todel_cap = cap;
+  }
+  m->todel[m->ntodel++] = ci;
+  *keep = true;
+  return OD_OK;
+}
+
+int pgs_mesh_lock_absent(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const PGresult *lockres, const char *keys_arr,
+                         int nkeys, od_error *err) {
+  (void)m;
+  /* the live keys of the locking execution (tombstones are column 4 = true) */
+  od_sqlbuf live = {0};
+  od_sqlbuf_add(&live, "{");
+  int nlive = 0;
+  for (int t = 0; t < PQntuples(lockres); t++) {
+    if (strcmp(PQgetvalue(lockres, t, 4), "t") == 0) continue;
+    const char *k = PQgetvalue(lockres, t, 0);
+    arr_add(&live, k, strlen(k));
+    nlive++;
+  }
+  od_sqlbuf_add(&live, "}");
+  if (nlive >= nkeys) { /* every key has a row, locked by the versions query: nothing to do */
+    od_sqlbuf_free(&live);
+    return OD_OK;
+  }
+  const char *p[3] = {r->target, keys_arr, live.p};
+  /* In stripe order (every mesh sink of the node locks in the same order), each stripe once: at
+   * most 256 locks per table, whatever the batch's size. The stripe is the one the key-lock
+   * trigger computes from the key's text. */
+  PGresult *res =
+      live.oom ? NULL
+               : pgs_exec(s, r->target, "locking keys without a row (mesh)",
+                          "SELECT count(pg_advisory_xact_lock(hashtext($1), a.st)) FROM (SELECT DISTINCT "
+                          "hashtext(k) & 255 AS st FROM unnest($2::text[]) AS u(k) WHERE k <> ALL ($3::text[]) "
+                          "ORDER BY 1) a",
+                          3, p, err);
+  int rc = res ? OD_OK : live.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+  PQclear(res);
+  od_sqlbuf_free(&live);
+  return rc;
+}
+
+void pgs_mesh_test_pause(void) {
+  static long ms = -1;
+  if (ms < 0) {
+    const char *e = getenv("ODSYNC_MESH_TEST_PAUSE_MS");
+    ms = e ? strtol(e, NULL, 10) : 0;
+    if (ms < 0) ms = 0;
+  }
+  if (!ms) return;
+  struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&d, NULL);
+}
