@@ -213,6 +213,7 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
 void pgs_mesh_free(pgs_sink *s) {
   pgs_mesh *m = s->mesh;
   if (!m) return;
+  pgs_mesh_vq_forget(m);
   if (m->conflicts || m->applied_txns)
     od_info("postgres sink %s: mesh %s <- %s: %" PRIu64 " transactions applied, %" PRIu64 " conflicts", s->where,
             m->node, m->peer, m->applied_txns, m->conflicts);
@@ -248,6 +249,7 @@ void pgs_mesh_free(pgs_sink *s) {
 int pgs_mesh_session(pgs_sink *s, od_error *err) {
   pgs_mesh *m = s->mesh;
   if (!m) return OD_OK;
+  pgs_mesh_vq_forget(m); /* prepared statements died with the last connection */
   /* Table and origin in one transaction under odsync's DDL lock: the mesh's other sinks on this
    * node connect at the same moment. */
   od_sqlbuf *b = &s->sql;

@@ -610,6 +610,16 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
   return d;
 }
 
+/* Append v to a text-array literal being built ("{" already there). */
+static void arr_add(od_sqlbuf *a, const char *v) {
+  od_sqlbuf_add(a, a->len > 1 ? ",\"" : "\"");
+  for (const char *c = v; *c; c++) {
+    if (*c == '"' || *c == '\\') od_sqlbuf_add(a, "\\");
+    od_sqlbuf_addn(a, c, 1);
+  }
+  od_sqlbuf_add(a, "\"");
+}
+
 /* Build and run the versions query of the keys keys[q0, q1) not yet known; *res owns the rows. */
 static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
                           char **keys, const bool *known, size_t q0, size_t q1, const int *cols, int nfetch,
@@ -644,36 +654,49 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_add(b, " FROM ");
   od_sqlbuf_add(b, r->qtarget);
   od_sqlbuf_add(b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
-                   "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE (");
+                   "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE ");
+  /* The keys are array parameters (one per key column, typed like the column): the statement's
+   * text is the same for every batch of the table, prepared once per session. */
+  if (r->nkey > 1) od_sqlbuf_add(b, "(");
   for (int k = 0; k < r->nkey; k++) {
     if (k) od_sqlbuf_add(b, ", ");
     od_sqlbuf_add(b, "t.");
     od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
   }
-  od_sqlbuf_add(b, ") IN (");
-  int np = 0;
-  od_sqlbuf arr = {0};
+  od_sqlbuf_add(b, r->nkey > 1 ? ") IN (SELECT * FROM unnest(" : " = ANY (");
+  int rc = OD_OK;
+  for (int k = 0; k < r->nkey && rc == OD_OK; k++) {
+    int col = PGS_COL(r->key_plan[k]);
+    od_sqlbuf_addf(b, "%s$%d::", k ? ", " : "", k + 1);
+    if (r->ucast && col < r->nucast && r->ucast[col]) od_sqlbuf_add(b, r->ucast[col]);
+    else rc = pgs_add_type(s, r, col, err);
+    od_sqlbuf_add(b, "[]");
+  }
+  if (rc) return rc;
+  od_sqlbuf_add(b, r->nkey > 1 ? "))" : ")");
+  const int np = r->nkey;
+  od_sqlbuf arr = {0}, karr[8] = {{0}};
+  if (r->nkey > 8)
+    return OD_FAIL(err, OD_ECONFIG, "postgres sink %s: mesh table %s has %d key columns; a mesh supports up to 8",
+                   s->where, r->target, r->nkey);
   od_sqlbuf_add(&arr, "{");
+  for (int k = 0; k < np; k++) od_sqlbuf_add(&karr[k], "{");
+  size_t nq = 0;
   for (size_t j = q0; j < q1; j++) {
     if (!keys[j] || known[j - q0]) continue;
     const od_tuple *t = key_tuple(&changes[idx[j]]);
-    od_sqlbuf_add(b, np ? ", (" : "(");
-    for (int k = 0; k < r->nkey; k++) {
-      params[np] = t->values[PGS_COL(r->key_plan[k])].data;
-      od_sqlbuf_addf(b, "%s$%d", k ? ", " : "", ++np);
-    }
-    od_sqlbuf_add(b, ")");
-    if (arr.len > 1) od_sqlbuf_add(&arr, ",");
-    od_sqlbuf_add(&arr, "\"");
-    for (const char *c = keys[j]; *c; c++) {
-      if (*c == '"' || *c == '\\') od_sqlbuf_add(&arr, "\\");
-      od_sqlbuf_addn(&arr, c, 1);
-    }
-    od_sqlbuf_add(&arr, "\"");
+    for (int k = 0; k < np; k++) arr_add(&karr[k], t->values[PGS_COL(r->key_plan[k])].data);
+    arr_add(&arr, keys[j]);
+    nq++;
   }
   od_sqlbuf_add(&arr, "}");
-  if (!np) {
+  for (int k = 0; k < np; k++) {
+    od_sqlbuf_add(&karr[k], "}");
+    params[k] = karr[k].p;
+  }
+  if (!nq) {
     od_sqlbuf_free(&arr);
+    for (int k = 0; k < np; k++) od_sqlbuf_free(&karr[k]);
     *res = NULL;
     return OD_OK;
   }
@@ -683,7 +706,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
    * order, so two sinks never wait for each other in a cycle. The tombstones of keys without a row
    * are locked too: an application's delete of such a key (inserted meanwhile) waits for this
    * transaction instead of leaving a newer tombstone this run did not judge. */
-  od_sqlbuf_add(b, ") ORDER BY ");
+  od_sqlbuf_add(b, " ORDER BY ");
   for (int k = 0; k < r->nkey; k++) {
     if (k) od_sqlbuf_add(b, ", ");
     od_sqlbuf_add(b, "t.");
@@ -712,21 +735,17 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_addf(b, " v ON v.tbl = $%d AND v.key = x.k", np + 1);
   params[np] = r->target;
   params[np + 1] = arr.p;
-  int rc = OD_OK;
-  /* Twice: the first execution takes the locks (waiting for any transaction that holds them, e.g.
-   * the mesh's other sink on this node); the second reads the versions with a snapshot taken after
-   * those waits, so a delete or re-insert that committed meanwhile is seen (read committed gives a
-   * statement the snapshot of its start: a row deleted while we waited would just be missing, and
-   * its new tombstone invisible). */
-  PGresult *lock = NULL;
-  if (b->oom || arr.oom) {
-    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  } else if (!(lock = pgs_exec(s, r->target, "locking local rows (mesh)", b->p, np + 2, params, err)) ||
-             !(*res = pgs_exec(s, r->target, "reading local row versions (mesh)", b->p, np + 2, params, err))) {
-    rc = err->code;
-  }
-  PQclear(lock);
+  /* Twice (in one round trip): the first execution takes the locks (waiting for any transaction
+   * that holds them, e.g. the mesh's other sink on this node); the second reads the versions with a
+   * snapshot taken after those waits, so a delete or re-insert that committed meanwhile is seen
+   * (read committed gives a statement the snapshot of its start: a row deleted while we waited
+   * would just be missing, and its new tombstone invisible). */
+  bool oom = b->oom || arr.oom;
+  for (int k = 0; k < np; k++) oom = oom || karr[k].oom;
+  if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  else rc = pgs_mesh_versions_exec(s, m, r->target, b->p, np + 2, params, res, err);
   od_sqlbuf_free(&arr);
+  for (int k = 0; k < np; k++) od_sqlbuf_free(&karr[k]);
   return rc;
 }
 

@@ -22,6 +22,7 @@
 #define CAUSAL_WAIT_US (120LL * 1000000LL)
 #define COUNTERS_MAX 8 /* fetched columns per table: counters plus rule columns */
 #define RULES_MAX 16
+#define VQ_MAX 32 /* prepared versions statements per session (more go unnamed) */
 
 enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE, POL_COLUMN_MERGE };
 #define MERGE_COLS_MAX 64 /* column_merge: columns per table (a bit mask per key and transaction) */
@@ -141,6 +142,10 @@ typedef struct pgs_mesh {
   size_t *wr;        /* dec indexes to write to the side table (and fix) after the run's apply */
   size_t nwr, wr_cap;
   bool merge_warned; /* column_merge without old rows: warned once */
+  /* prepared versions statements of the session (postgres_mesh_query.c; sql malloc'd) */
+  struct vq { char *sql; char name[32]; } vq[VQ_MAX];
+  int nvq;
+  unsigned vq_seq;
   uint64_t conflicts, applied_txns;
   od_metric *m_txns;                  /* odsync_mesh_transactions_total{node, peer} */
   od_metric *m_conflicts[KINDS];      /* odsync_mesh_conflicts_total{node, peer, kind}, by KIND_NAMES */
@@ -158,6 +163,13 @@ void pgs_mesh_overrides_free(pgs_mesh *m);
  * keepflag[i - from]; logs conflicts; queues the keys written for finish_run (m->wr). */
 int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *changes, size_t from, size_t to,
                         bool *keepflag, od_error *err);
+/* postgres_mesh_query.c */
+/* Forget the prepared versions statements (a new session; also frees their texts). */
+void pgs_mesh_vq_forget(pgs_mesh *m);
+/* Run the versions query `sql` twice in one round trip (locks, then a read after the lock waits);
+ * *res: the read's rows (the caller's). */
+int pgs_mesh_versions_exec(pgs_sink *s, pgs_mesh *m, const char *table, const char *sql, int n,
+                           const char *const *params, PGresult **res, od_error *err);
 /* After the run's apply: counters of a key whose remote update lost get their merged values. */
 int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err);
 
