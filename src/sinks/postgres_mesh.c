@@ -13,14 +13,17 @@
  *     applied here (causal delivery), committing what came before it first (checkpoint at its
  *     start: exactly-once as before, the checkpoint holds every transaction starting before it),
  *   - per table, SELECT ... ORDER BY key FOR UPDATE of the rows and tombstones of the keys the
- *     batch writes, then the same statement again to read their versions after the lock waits;
+ *     batch writes, then the same statement again to read their versions after the lock waits
+ *     (BEGIN and both executions of the prepared statement in one round trip,
+ *     postgres_mesh_query.c);
  *     each change is compared with its own transaction's version vector: a remote write is a
  *     conflict only when the key's version is concurrent with it; conflicts are resolved by the
  *     policy and logged in _odsync_conflicts in the same transaction, the losing changes are left
  *     out of what postgres_apply.c applies,
  *   - after the apply: merged counters, rewritten tombstones, one statement that writes the
  *     versions of the keys written and pg_replication_origin_xact_setup(last commit LSN, latest
- *     commit time).
+ *     commit time) — sent in the apply's pipeline (one round trip) when there is nothing to do in
+ *     between.
  * Never touches: statement text of the apply path, DDL, the checkpoint's SQL (postgres.c).
  * Pointer ownership: change values are borrowed for one apply() call; the filtered array holds
  * copies of od_change structs pointing at the caller's values and is reset before returning; key
@@ -461,14 +464,38 @@ static int cmp_wr(const void *a, const void *b, void *ctx) {
   return c ? c : strcmp(x->key, y->key);
 }
 
+/* Send what is buffered of the run's apply and then `sql` in one pipeline (one round trip). */
+static int exec_after_apply(pgs_sink *s, const char *what, const char *sql, int n, const char *const *params,
+                            od_error *err) {
+  if (!s->conn) return pgs_fail(s, NULL, what, NULL, err);
+  if (s->copy_rel && pgs_load_end(s, err)) return err->code;
+  if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
+  int rc = pgs_send_begin(s, err);
+  if (rc == OD_OK) rc = pgs_bulk_flush_all(s, err);
+  if (rc == OD_OK && !pgs_cmd_push(s, PGS_CMD_OTHER, NULL, what, -1))
+    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  if (rc == OD_OK && !PQsendQueryParams(s->conn, sql, n, NULL, params, NULL, NULL, 0))
+    rc = pgs_fail(s, NULL, what, NULL, err);
+  od_error ignored;
+  int frc = pgs_pipeline_finish(s, NULL, rc ? &ignored : err);
+  return rc ? rc : frc;
+}
+
 /* After the run's apply: merged counters of rows whose remote update lost, then one statement that
  * writes the version of every key this run wrote into the side table and sets the replication
  * origin's progress to the run's last source transaction (commit LSN and time). */
 static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   /* The run's writes go out now, right after the versions they were decided on were read (the
    * set-based buffer would otherwise wait for the commit): a key with no row is not locked by that
-   * read, so the time an application could write it in between stays as short as one round trip. */
-  int rc = m->nwr ? pgs_bulk_flush_now(s, err) : OD_OK;
+   * read, so the time an application could write it in between stays as short as one round trip.
+   * When nothing has to happen between the apply and the versions statement (no counter to fix,
+   * no tombstone to rewrite: the common case), both go out in one pipeline round trip. */
+  bool between = false;
+  for (size_t i = 0; i < m->nwr && !between; i++) {
+    const decision *d = &m->dec[m->wr[i]];
+    between = d->fix || (d->touch && d->tomb);
+  }
+  int rc = m->nwr && between ? pgs_bulk_flush_now(s, err) : OD_OK;
   od_sqlbuf tt = {0}, tk = {0};
   od_sqlbuf_add(&tt, "{");
   od_sqlbuf_add(&tk, "{");
@@ -547,6 +574,8 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   for (int k = 0; k < 6; k++) oom = oom || a[k].oom;
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  else if (!between)
+    rc = exec_after_apply(s, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 8 : 2, p, err);
   else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
            !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 8 : 2,
                           p, err)))
@@ -587,9 +616,10 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
     for (size_t j = from; j < i && !done; j++) done = changes[j].rel == c->rel && m->sidx[j] >= 0;
     if (done) continue;
     pg_rel *r = NULL;
-    if (!pgs_rel_known(s, c->rel) && (rc = pgs_bulk_flush_now(s, err))) break;
-    if ((rc = pgs_ensure_begin(s, err)) || (rc = pgs_rel_get(s, c->rel, &r, err)) || (rc = pgs_bulk_ready(s, r, err)))
-      break;
+    /* A relation seen before needs no catalog work: BEGIN goes out with its versions query. */
+    bool known = pgs_rel_known(s, c->rel);
+    if (!known && ((rc = pgs_bulk_flush_now(s, err)) || (rc = pgs_ensure_begin(s, err)))) break;
+    if ((rc = pgs_rel_get(s, c->rel, &r, err)) || (rc = pgs_bulk_ready(s, r, err))) break;
     if (!r->keyed || c->rel->match_full_row) continue;
     rc = pgs_mesh_decide_rel(s, m, r, changes, i, to, keepflag + (i - from), err);
   }

@@ -1,8 +1,8 @@
 /* sinks/postgres_mesh_decide.c — a mesh sink's decisions on one batch (docs/MULTI_MASTER.md).
  *
  * Owns: the per-key version states of the open target transaction (the database's version of a
- * key until a remote change of this sink wins, then the peer's), the versions query (locks, then a
- * fresh read: rows, tombstones, _odsync_versions), the causal check of each change against its own
+ * key until a remote change of this sink wins, then the peer's), the versions query's text (locks,
+ * then a fresh read: rows, tombstones, _odsync_versions; run by postgres_mesh_query.c), the causal check of each change against its own
  * transaction's version vector, the policies (per table: mesh_table_policies) and business rules,
  * the counter merge, column merges (an override of the change whose columns the remote write does
  * not take are UNCHANGED) and the per-column versions of merged rows, the conflict log entries
@@ -694,11 +694,11 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
     od_sqlbuf_add(&karr[k], "}");
     params[k] = karr[k].p;
   }
-  if (!nq) {
+  if (!nq) { /* nothing to read; what follows (conflict log rows) still needs the transaction */
     od_sqlbuf_free(&arr);
     for (int k = 0; k < np; k++) od_sqlbuf_free(&karr[k]);
     *res = NULL;
-    return OD_OK;
+    return pgs_ensure_begin(s, err);
   }
   /* The version: the side table's when the row (or tombstone) was last written by a mesh sink
    * (its xmin has a replication origin); else the xmin's commit time and origin (a local write). */

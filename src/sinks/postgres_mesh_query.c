@@ -51,21 +51,23 @@ int pgs_mesh_versions_exec(pgs_sink *s, pgs_mesh *m, const char *table, const ch
   const char *name = prepared(s, m, table, sql, err);
   if (!name) return err->code;
   if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, table, "entering pipeline mode (mesh)", NULL, err);
-  bool sent = true;
+  bool begin = !s->begin_sent; /* the sink transaction's BEGIN goes out in the same round trip */
+  bool sent = !begin || PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
   for (int k = 0; k < 2 && sent; k++)
     sent = *name ? PQsendQueryPrepared(s->conn, name, n, params, NULL, NULL, 0) == 1
                  : PQsendQueryParams(s->conn, sql, n, NULL, params, NULL, NULL, 0) == 1;
   sent = sent && PQpipelineSync(s->conn) == 1;
   s->stats.round_trips++;
-  /* Results: lock (then NULL), read (then NULL), the sync; after an error the rest is aborted. */
+  /* Results: [BEGIN,] lock, read (each then NULL), the sync; after an error the rest is aborted. */
   int rc = sent ? OD_OK : pgs_fail(s, table, "sending the versions query (mesh)", NULL, err);
-  const char *what[2] = {"locking local rows (mesh)", "reading local row versions (mesh)"};
-  for (int k = 0; k < 2 && sent; k++) {
+  const char *what[3] = {"BEGIN", "locking local rows (mesh)", "reading local row versions (mesh)"};
+  for (int k = begin ? 0 : 1; k < 3 && sent; k++) {
     PGresult *r = PQgetResult(s->conn);
     if (!r) break; /* connection lost */
     ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_TUPLES_OK && rc == OD_OK) {
-      if (k == 1) *res = r;
+    if ((st == PGRES_TUPLES_OK || (k == 0 && st == PGRES_COMMAND_OK)) && rc == OD_OK) {
+      if (k == 0) s->begin_sent = true;
+      if (k == 2) *res = r;
       else PQclear(r);
     } else {
       if (rc == OD_OK) rc = pgs_fail(s, table, what[k], r, err);
