@@ -465,16 +465,19 @@ static int cmp_wr(const void *a, const void *b, void *ctx) {
 }
 
 /* Send what is buffered of the run's apply and then `sql` in one pipeline (one round trip). */
-static int exec_after_apply(pgs_sink *s, const char *what, const char *sql, int n, const char *const *params,
-                            od_error *err) {
+static int exec_after_apply(pgs_sink *s, pgs_mesh *m, const char *what, const char *sql, int n,
+                            const char *const *params, od_error *err) {
   if (!s->conn) return pgs_fail(s, NULL, what, NULL, err);
   if (s->copy_rel && pgs_load_end(s, err)) return err->code;
+  const char *name = pgs_mesh_prepared(s, m, m->ver_q, sql, err); /* fixed text: prepared once */
+  if (!name) return err->code;
   if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
   int rc = pgs_send_begin(s, err);
   if (rc == OD_OK) rc = pgs_bulk_flush_all(s, err);
   if (rc == OD_OK && !pgs_cmd_push(s, PGS_CMD_OTHER, NULL, what, -1))
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  if (rc == OD_OK && !PQsendQueryParams(s->conn, sql, n, NULL, params, NULL, NULL, 0))
+  if (rc == OD_OK && !(*name ? PQsendQueryPrepared(s->conn, name, n, params, NULL, NULL, 0)
+                             : PQsendQueryParams(s->conn, sql, n, NULL, params, NULL, NULL, 0)))
     rc = pgs_fail(s, NULL, what, NULL, err);
   od_error ignored;
   int frc = pgs_pipeline_finish(s, NULL, rc ? &ignored : err);
@@ -575,7 +578,7 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   else if (!between)
-    rc = exec_after_apply(s, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 8 : 2, p, err);
+    rc = exec_after_apply(s, m, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 8 : 2, p, err);
   else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
            !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 8 : 2,
                           p, err)))

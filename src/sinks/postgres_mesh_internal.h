@@ -142,7 +142,7 @@ typedef struct pgs_mesh {
   size_t *wr;        /* dec indexes to write to the side table (and fix) after the run's apply */
   size_t nwr, wr_cap;
   bool merge_warned; /* column_merge without old rows: warned once */
-  /* prepared versions statements of the session (postgres_mesh_query.c; sql malloc'd) */
+  /* prepared statements of the session (postgres_mesh_query.c; sql malloc'd) */
   struct vq { char *sql; char name[32]; } vq[VQ_MAX];
   int nvq;
   unsigned vq_seq;
@@ -166,6 +166,9 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
 /* postgres_mesh_query.c */
 /* Forget the prepared versions statements (a new session; also frees their texts). */
 void pgs_mesh_vq_forget(pgs_mesh *m);
+/* The name of the prepared statement of `sql` in this session, preparing it on first use (outside
+ * pipeline mode); "" when the cache is full (the statement then goes unnamed). NULL on failure. */
+const char *pgs_mesh_prepared(pgs_sink *s, pgs_mesh *m, const char *table, const char *sql, od_error *err);
 /* Run the versions query `sql` twice in one round trip (locks, then a read after the lock waits);
  * *res: the read's rows (the caller's). */
 int pgs_mesh_versions_exec(pgs_sink *s, pgs_mesh *m, const char *table, const char *sql, int n,

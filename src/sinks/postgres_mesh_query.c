@@ -1,9 +1,9 @@
 /* sinks/postgres_mesh_query.c — how a mesh sink runs its versions query (postgres_mesh_decide.c
  * builds it): a named prepared statement per statement text (the text is fixed per table shape, the
- * keys are array parameters), executed twice in one pipeline round trip — the first execution
+ * keys are array parameters; the versions/origin statement after the apply is prepared here too), executed twice in one pipeline round trip — the first execution
  * takes the row and tombstone locks (waiting for whoever holds them), the second, whose snapshot is
  * taken after the first has finished, reads the versions.
- * Owns: the cache of prepared versions statements of the sink's session (texts malloc'd, forgotten
+ * Owns: the cache of prepared mesh statements of the sink's session (texts malloc'd, forgotten
  * on every new session: prepared statements die with the connection).
  * Never touches: the statement's text, transactions (begin/commit), the apply path's statements.
  * Pointer ownership: the PGresult handed back belongs to the caller; params are borrowed.
@@ -15,9 +15,7 @@ void pgs_mesh_vq_forget(pgs_mesh *m) {
   m->nvq = 0;
 }
 
-/* The name of the prepared statement of `sql` in this session, preparing it on first use; "" when
- * the cache is full (the statement then goes unnamed). NULL on failure (err filled). */
-static const char *prepared(pgs_sink *s, pgs_mesh *m, const char *table, const char *sql, od_error *err) {
+const char *pgs_mesh_prepared(pgs_sink *s, pgs_mesh *m, const char *table, const char *sql, od_error *err) {
   for (int i = 0; i < m->nvq; i++)
     if (strcmp(m->vq[i].sql, sql) == 0) return m->vq[i].name;
   if (m->nvq == VQ_MAX) return "";
@@ -31,7 +29,7 @@ static const char *prepared(pgs_sink *s, pgs_mesh *m, const char *table, const c
   PGresult *r = PQprepare(s->conn, q->name, sql, 0, NULL);
   s->stats.round_trips++;
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-    pgs_fail(s, table, "preparing the versions query (mesh)", r, err);
+    pgs_fail(s, table, "preparing a statement (mesh)", r, err);
     PQclear(r);
     free(copy);
     return NULL;
@@ -48,7 +46,7 @@ int pgs_mesh_versions_exec(pgs_sink *s, pgs_mesh *m, const char *table, const ch
   *res = NULL;
   if (!s->conn) return pgs_fail(s, table, "reading local row versions (mesh)", NULL, err);
   if (s->copy_rel && pgs_load_end(s, err)) return err->code;
-  const char *name = prepared(s, m, table, sql, err);
+  const char *name = pgs_mesh_prepared(s, m, table, sql, err);
   if (!name) return err->code;
   if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, table, "entering pipeline mode (mesh)", NULL, err);
   bool begin = !s->begin_sent; /* the sink transaction's BEGIN goes out in the same round trip */
