@@ -626,12 +626,15 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
                           int nall, const char **params, PGresult **res, od_error *err) {
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
-  od_sqlbuf_add(b, "WITH live AS (SELECT concat_ws(chr(31)");
+  od_sqlbuf_add(b, "WITH live AS (SELECT ");
+  size_t ke0 = b->len; /* the key expression, the predicate: reused by the lock statement */
+  od_sqlbuf_add(b, "concat_ws(chr(31)");
   for (int k = 0; k < r->nkey; k++) {
     od_sqlbuf_add(b, ", t.");
     od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
     od_sqlbuf_add(b, "::text");
   }
+  size_t ke1 = b->len + 1;
   /* column_merge: a row this target transaction wrote (an earlier run of it) has no commit time
    * yet; its version is the side table's, also written by that run (a merged row is not simply
    * "seen": it holds local columns the peer has not seen). Marked as written by a sink. */
@@ -655,6 +658,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_add(b, r->qtarget);
   od_sqlbuf_add(b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
                    "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE ");
+  size_t w0 = b->len;
   /* The keys are array parameters (one per key column, typed like the column): the statement's
    * text is the same for every batch of the table, prepared once per session. */
   if (r->nkey > 1) od_sqlbuf_add(b, "(");
@@ -712,8 +716,9 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
     od_sqlbuf_add(b, "t.");
     od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
   }
-  od_sqlbuf_add(b, " FOR UPDATE OF t), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, "
-                   "o.roname AS origin FROM ");
+  od_sqlbuf_add(b, " FOR UPDATE OF t");
+  size_t w1 = b->len;
+  od_sqlbuf_add(b, "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin FROM ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
                     "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
@@ -735,15 +740,32 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_addf(b, " v ON v.tbl = $%d AND v.key = x.k", np + 1);
   params[np] = r->target;
   params[np + 1] = arr.p;
-  /* Twice (in one round trip): the first execution takes the locks (waiting for any transaction
-   * that holds them, e.g. the mesh's other sink on this node); the second reads the versions with a
-   * snapshot taken after those waits, so a delete or re-insert that committed meanwhile is seen
-   * (read committed gives a statement the snapshot of its start: a row deleted while we waited
-   * would just be missing, and its new tombstone invisible). */
-  bool oom = b->oom || arr.oom;
+  /* Two statements in one round trip: the first takes the locks (waiting for any transaction that
+   * holds them, e.g. the mesh's other sink on this node) — the same rows and tombstones in the same
+   * order as the read, without reading versions; the second, the read (FOR UPDATE as well: a row
+   * inserted in between is locked too), gets a snapshot taken after those waits, so a delete or
+   * re-insert that committed meanwhile is seen (read committed gives a statement the snapshot of
+   * its start: a row deleted while we waited would just be missing, and its new tombstone
+   * invisible). */
+  od_sqlbuf lock = {0};
+  if (!b->oom) {
+    od_sqlbuf_add(&lock, "WITH live AS (SELECT ");
+    od_sqlbuf_addn(&lock, b->p + ke0, ke1 - ke0);
+    od_sqlbuf_add(&lock, " AS k FROM ");
+    od_sqlbuf_add(&lock, r->qtarget);
+    od_sqlbuf_add(&lock, " t WHERE ");
+    od_sqlbuf_addn(&lock, b->p + w0, w1 - w0);
+    od_sqlbuf_add(&lock, "), dead AS (SELECT 1 FROM ");
+    od_sqlbuf_add(&lock, m->tomb_q);
+    od_sqlbuf_addf(&lock, " d WHERE d.tbl = $%d AND d.key = ANY ($%d::text[]) AND NOT EXISTS (SELECT 1 FROM live "
+                          "WHERE live.k = d.key) ORDER BY d.key FOR UPDATE OF d) SELECT (SELECT count(*) FROM live), "
+                          "(SELECT count(*) FROM dead)", np + 1, np + 2);
+  }
+  bool oom = b->oom || arr.oom || lock.oom;
   for (int k = 0; k < np; k++) oom = oom || karr[k].oom;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  else rc = pgs_mesh_versions_exec(s, m, r->target, b->p, np + 2, params, res, err);
+  else rc = pgs_mesh_versions_exec(s, m, r->target, lock.p, b->p, np + 2, params, res, err);
+  od_sqlbuf_free(&lock);
   od_sqlbuf_free(&arr);
   for (int k = 0; k < np; k++) od_sqlbuf_free(&karr[k]);
   return rc;

@@ -169,10 +169,10 @@ void pgs_mesh_vq_forget(pgs_mesh *m);
 /* The name of the prepared statement of `sql` in this session, preparing it on first use (outside
  * pipeline mode); "" when the cache is full (the statement then goes unnamed). NULL on failure. */
 const char *pgs_mesh_prepared(pgs_sink *s, pgs_mesh *m, const char *table, const char *sql, od_error *err);
-/* Run the versions query `sql` twice in one round trip (locks, then a read after the lock waits);
+/* Run the lock statement and then the versions query `sql` (same parameters) in one round trip;
  * *res: the read's rows (the caller's). */
-int pgs_mesh_versions_exec(pgs_sink *s, pgs_mesh *m, const char *table, const char *sql, int n,
-                           const char *const *params, PGresult **res, od_error *err);
+int pgs_mesh_versions_exec(pgs_sink *s, pgs_mesh *m, const char *table, const char *lock_sql, const char *sql,
+                           int n, const char *const *params, PGresult **res, od_error *err);
 /* After the run's apply: counters of a key whose remote update lost get their merged values. */
 int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err);
 

@@ -1,8 +1,8 @@
-/* sinks/postgres_mesh_query.c — how a mesh sink runs its versions query (postgres_mesh_decide.c
- * builds it): a named prepared statement per statement text (the text is fixed per table shape, the
- * keys are array parameters; the versions/origin statement after the apply is prepared here too), executed twice in one pipeline round trip — the first execution
- * takes the row and tombstone locks (waiting for whoever holds them), the second, whose snapshot is
- * taken after the first has finished, reads the versions.
+/* sinks/postgres_mesh_query.c — how a mesh sink runs its statements (postgres_mesh_decide.c and
+ * postgres_mesh.c build them): a named prepared statement per statement text (the text is fixed per
+ * table shape, the keys are array parameters); the lock statement and the versions read go out in
+ * one pipeline round trip — the first takes the row and tombstone locks (waiting for whoever holds
+ * them), the second, whose snapshot is taken after the first has finished, reads the versions.
  * Owns: the cache of prepared mesh statements of the sink's session (texts malloc'd, forgotten
  * on every new session: prepared statements die with the connection).
  * Never touches: the statement's text, transactions (begin/commit), the apply path's statements.
@@ -41,19 +41,23 @@ const char *pgs_mesh_prepared(pgs_sink *s, pgs_mesh *m, const char *table, const
   return q->name;
 }
 
-int pgs_mesh_versions_exec(pgs_sink *s, pgs_mesh *m, const char *table, const char *sql, int n,
-                           const char *const *params, PGresult **res, od_error *err) {
+int pgs_mesh_versions_exec(pgs_sink *s, pgs_mesh *m, const char *table, const char *lock_sql, const char *sql,
+                           int n, const char *const *params, PGresult **res, od_error *err) {
   *res = NULL;
   if (!s->conn) return pgs_fail(s, table, "reading local row versions (mesh)", NULL, err);
   if (s->copy_rel && pgs_load_end(s, err)) return err->code;
+  const char *lname = pgs_mesh_prepared(s, m, table, lock_sql, err);
+  if (!lname) return err->code;
   const char *name = pgs_mesh_prepared(s, m, table, sql, err);
   if (!name) return err->code;
   if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, table, "entering pipeline mode (mesh)", NULL, err);
   bool begin = !s->begin_sent; /* the sink transaction's BEGIN goes out in the same round trip */
   bool sent = !begin || PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
-  for (int k = 0; k < 2 && sent; k++)
-    sent = *name ? PQsendQueryPrepared(s->conn, name, n, params, NULL, NULL, 0) == 1
-                 : PQsendQueryParams(s->conn, sql, n, NULL, params, NULL, NULL, 0) == 1;
+  for (int k = 0; k < 2 && sent; k++) {
+    const char *nm = k ? name : lname, *q = k ? sql : lock_sql;
+    sent = *nm ? PQsendQueryPrepared(s->conn, nm, n, params, NULL, NULL, 0) == 1
+               : PQsendQueryParams(s->conn, q, n, NULL, params, NULL, NULL, 0) == 1;
+  }
   sent = sent && PQpipelineSync(s->conn) == 1;
   s->stats.round_trips++;
   /* Results: [BEGIN,] lock, read (each then NULL), the sync; after an error the rest is aborted. */
