@@ -204,6 +204,7 @@ one_start=$(od_secs "$t0" "$f0")
 one_ss=$(od_secs "$f0" "$f1")
 one_ss_rate=$(rate $(( MESH_TXNS - fn )) "$one_ss")
 one_cpu_line="odsync $(us_per "$one_cpu" "$MESH_TXNS"), server a $(us_per "$(od_secs "$ca0" "$ca1")" "$MESH_TXNS"), server b $(us_per "$(od_secs "$cb0" "$cb1")" "$MESH_TXNS")"
+one_cpu_all=$(us_per "$(awk -v o="$one_cpu" -v a="$(od_secs "$ca0" "$ca1")" -v b="$(od_secs "$cb0" "$cb1")" 'BEGIN { print o + a + b }')" "$MESH_TXNS")
 log "one-way: $MESH_TXNS transactions in ${one_s}s = $one_rate txn/s; start-up ${one_start}s, steady $one_ss_rate txn/s; CPU µs/txn: $one_cpu_line"
 
 # ---- 2. bidirectional, no conflicts ----
@@ -252,6 +253,7 @@ bi_start=$(od_secs "$t0" "$bi_f0")
 bi_ss=$(od_secs "$bi_f0" "$bi_f1")
 bi_ss_rate=$(rate $(( 2 * half - gn - hn )) "$bi_ss")
 bi_cpu_line="odsync $(us_per "$bi_cpu" $(( 2 * half ))), server a $(us_per "$(od_secs "$ca0" "$ca1")" $(( 2 * half ))), server b $(us_per "$(od_secs "$cb0" "$cb1")" $(( 2 * half )))"
+bi_cpu_all=$(us_per "$(awk -v o="$bi_cpu" -v a="$(od_secs "$ca0" "$ca1")" -v b="$(od_secs "$cb0" "$cb1")" 'BEGIN { print o + a + b }')" $(( 2 * half )))
 log "bidirectional: $(( 2 * half )) transactions in ${bi_s}s = $bi_rate txn/s total ($(rate "$half" "$bi_s") per direction); start-up ${bi_start}s, steady $bi_ss_rate txn/s; CPU µs/txn: $bi_cpu_line; conflicts logged: $bi_conf"
 if [[ ${MESH_SKIP_CONFLICTS:-0} == 1 ]]; then
   stop_odsync
@@ -327,8 +329,9 @@ multi-master, 2 nodes on one machine (measured under the machine's current load;
   ratio bidirectional total / one-way: $(awk -v a="$bi_rate" -v b="$one_rate" 'BEGIN { printf "%.0f %%", 100 * a / b }')
   start-up (odsync start until the first row is on the sink): one-way ${one_start}s, bidirectional ${bi_start}s
   steady state (rows after the first on the sink / time to the last): one-way $one_ss_rate txn/s, bidirectional $bi_ss_rate txn/s total, ratio $(awk -v a="$bi_ss_rate" -v b="$one_ss_rate" 'BEGIN { printf "%.0f %%", 100 * a / b }')
-  CPU µs per transaction: one-way: $one_cpu_line
-                          bidirectional: $bi_cpu_line
+  CPU µs per transaction: one-way: $one_cpu_line (all $one_cpu_all)
+                          bidirectional: $bi_cpu_line (all $bi_cpu_all)
+  ratio where the CPU is the limit (one-way CPU per txn / bidirectional): $(awk -v a="$one_cpu_all" -v b="$bi_cpu_all" 'BEGIN { printf "%.0f %%", (b > 0 ? 100 * a / b : 0) }')
   conflicting workload ($MESH_CONFLICT_TXNS txns per node, 30 keys):
     odsync mesh: converged $od_same, conflicts logged (both nodes) $od_conf, $(rate $(( 2 * MESH_CONFLICT_TXNS )) "$od_s") txn/s
     $pgl_line
