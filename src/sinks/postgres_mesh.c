@@ -448,11 +448,16 @@ static int causal_wait(pgs_sink *s, pgs_mesh *m, const stamp *st, od_error *err)
 
 /* ---- applying a run ---------------------------------------------------------------------------- */
 
-static void arr_elem(od_sqlbuf *b, const char *v) {
+void pgs_mesh_arr_add(od_sqlbuf *b, const char *v) {
   od_sqlbuf_add(b, b->len > 1 ? ",\"" : "\"");
-  for (const char *c = v; *c; c++) {
-    if (*c == '"' || *c == '\\') od_sqlbuf_add(b, "\\");
-    od_sqlbuf_addn(b, c, 1);
+  for (const char *c = v; *c;) {
+    size_t run = strcspn(c, "\"\\"); /* copied as they are, in one piece */
+    od_sqlbuf_addn(b, c, run);
+    c += run;
+    if (*c) {
+      od_sqlbuf_add(b, "\\");
+      od_sqlbuf_addn(b, c++, 1);
+    }
   }
   od_sqlbuf_add(b, "\"");
 }
@@ -506,8 +511,8 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     decision *d = &m->dec[m->wr[i]];
     if (d->fix) rc = pgs_mesh_fix_counters(s, m, d, err);
     if (d->touch && d->tomb) {
-      arr_elem(&tt, d->r->target);
-      arr_elem(&tk, d->key);
+      pgs_mesh_arr_add(&tt, d->r->target);
+      pgs_mesh_arr_add(&tk, d->key);
     }
     d->touch = false;
   }
@@ -541,12 +546,12 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     char ts[32], hlc[32];
     snprintf(ts, sizeof ts, "%" PRId64, d->ts);
     snprintf(hlc, sizeof hlc, "%" PRId64, d->hlc == INT64_MIN ? d->ts : d->hlc);
-    arr_elem(&a[0], d->r->target);
-    arr_elem(&a[1], d->key);
-    arr_elem(&a[2], d->node[0] ? d->node : m->node);
-    arr_elem(&a[3], ts);
-    arr_elem(&a[4], hlc);
-    arr_elem(&a[5], d->also ? d->also : "");
+    pgs_mesh_arr_add(&a[0], d->r->target);
+    pgs_mesh_arr_add(&a[1], d->key);
+    pgs_mesh_arr_add(&a[2], d->node[0] ? d->node : m->node);
+    pgs_mesh_arr_add(&a[3], ts);
+    pgs_mesh_arr_add(&a[4], hlc);
+    pgs_mesh_arr_add(&a[5], d->also ? d->also : "");
     nrows++;
   }
   m->nwr = 0;

@@ -610,16 +610,6 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
   return d;
 }
 
-/* Append v to a text-array literal being built ("{" already there). */
-static void arr_add(od_sqlbuf *a, const char *v) {
-  od_sqlbuf_add(a, a->len > 1 ? ",\"" : "\"");
-  for (const char *c = v; *c; c++) {
-    if (*c == '"' || *c == '\\') od_sqlbuf_add(a, "\\");
-    od_sqlbuf_addn(a, c, 1);
-  }
-  od_sqlbuf_add(a, "\"");
-}
-
 /* Build and run the versions query of the keys keys[q0, q1) not yet known; *res owns the rows. */
 static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
                           char **keys, const bool *known, size_t q0, size_t q1, const int *cols, int nfetch,
@@ -689,8 +679,8 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   for (size_t j = q0; j < q1; j++) {
     if (!keys[j] || known[j - q0]) continue;
     const od_tuple *t = key_tuple(&changes[idx[j]]);
-    for (int k = 0; k < np; k++) arr_add(&karr[k], t->values[PGS_COL(r->key_plan[k])].data);
-    arr_add(&arr, keys[j]);
+    for (int k = 0; k < np; k++) pgs_mesh_arr_add(&karr[k], t->values[PGS_COL(r->key_plan[k])].data);
+    pgs_mesh_arr_add(&arr, keys[j]);
     nq++;
   }
   od_sqlbuf_add(&arr, "}");
