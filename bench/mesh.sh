@@ -8,6 +8,12 @@
 #   2. bidirectional, no conflicts: odsync mesh a ↔ b; MESH_TXNS/2 transactions written at each
 #      node (disjoint keys: per-node sequences) while odsync is stopped, timed until both nodes hold
 #      all MESH_TXNS. Reported: total and per-direction rate, ratio to one-way.
+#      For both phases also: the start-up (odsync's start until the first row of the load is on
+#      the sink) and the steady state: rows applied after that moment / time until the last row
+#      (a watcher inside each sink server, 10 ms polls); and the CPU seconds per transaction of
+#      odsync and of each server (all its processes, the watchers included) over the phase, so the
+#      ratio can be read for a machine with more cores. The ratio is the same in every line:
+#      bidirectional total transactions/s over one-way transactions/s, both in the same run.
 #   3. conflicting workload, both tools: pgbench at both nodes at once, MESH_CONFLICT_TXNS
 #      transactions per node of random upserts/updates/deletes on 30 shared keys, replicated live;
 #      after the load, wait for quiescence (markers both ways, up to 120 s); report whether the
@@ -17,8 +23,10 @@
 #      pglogical: bidirectional subscriptions with forward_origins = '{}', conflict_resolution
 #      last_update_wins. Skipped (and said so) when postgresql-15-pglogical is not installed.
 # The machine may be shared and loaded: all figures are wall-clock, measured under that load, both
-# sides in the same run. Environment: MESH_TXNS (20000) MESH_CONFLICT_TXNS (2000) ODSYNC_BIN PG_BIN
-# BENCH_KEEP=1.
+# sides in the same run. Environment: MESH_TXNS (100000) MESH_CONFLICT_TXNS (2000) ODSYNC_BIN PG_BIN
+# BENCH_KEEP=1 MESH_STATEMENTS=1 (pg_stat_statements preloaded: after phases 1 and 2 the sinks'
+# costliest statements, server time per transaction, go to stderr) MESH_SKIP_CONFLICTS=1 (phases
+# 1 and 2 only).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,7 +35,7 @@ source "$ROOT/bench/lib.sh"
 # shellcheck source=bench/lib_pg.sh
 source "$ROOT/bench/lib_pg.sh"
 
-MESH_TXNS=${MESH_TXNS:-20000}
+MESH_TXNS=${MESH_TXNS:-100000}
 MESH_CONFLICT_TXNS=${MESH_CONFLICT_TXNS:-2000}
 ODSYNC_BIN=${ODSYNC_BIN:-$ROOT/build/odsync}
 [[ -x $ODSYNC_BIN ]] || od_die "odsync binary not found: $ODSYNC_BIN"
@@ -52,7 +60,10 @@ log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
 
 conf=("track_commit_timestamp = on" "max_connections = 60" "shared_buffers = 64MB")
-((HAVE_PGLOGICAL)) && conf+=("shared_preload_libraries = 'pglogical'" "pglogical.conflict_log_level = 'log'")
+preload=()
+((HAVE_PGLOGICAL)) && preload+=(pglogical) && conf+=("pglogical.conflict_log_level = 'log'")
+[[ ${MESH_STATEMENTS:-0} == 1 ]] && preload+=(pg_stat_statements) && conf+=("pg_stat_statements.track = all")
+((${#preload[@]})) && conf+=("shared_preload_libraries = '$(IFS=,; echo "${preload[*]}")'")
 pgb_start a "$TMP/a" "${conf[@]}"
 pgb_start b "$TMP/b" "${conf[@]}"
 q() { local n=$1; shift; psql -X -q -A -t -v ON_ERROR_STOP=1 "$(pgb_dsn "$n" postgres)" "$@"; }
@@ -97,8 +108,69 @@ DELETE FROM hot WHERE id = :k;
 \endif
 SQL
 bench_load() { # NODE DB SCRIPT TXNS CLIENTS
-  pgbench -n -h 127.0.0.1 -p "${PGB_PORT[$1]}" -U postgres -c "$5" -j 1 -t $(( $4 / $5 )) -f "$3" "$2" >>"$TMP/pgbench.log" 2>&1
+  PGOPTIONS="-c synchronous_commit=off" pgbench -n -h 127.0.0.1 -p "${PGB_PORT[$1]}" -U postgres -c "$5" -j 1 -t $(( $4 / $5 )) -f "$3" "$2" >>"$TMP/pgbench.log" 2>&1
 }
+
+# ---- measuring helpers ----
+# The id of the transaction committed first (ORDER asc) or last (desc) at NODE among the rows of
+# TABLE matching WHERE (every row is one transaction of the load).
+load_id() { qd "$1" od -c "SELECT id FROM $2 WHERE $3 ORDER BY pg_xact_commit_timestamp(xmin) $4 LIMIT 1"; }
+# In the background, inside NODE's server (10 ms polls, index probes, committing every round so no
+# snapshot is held back): wait until the row FIRST of TABLE is there, note the server clock and the
+# rows matching WHERE then; wait until the row LAST is there and COUNT rows match WHERE; note the
+# clock. Writes "t_first rows_then t_last" to FILE. The sink applies in the source's commit order,
+# so FIRST arrives with the first apply commit and LAST with the last.
+watch_apply() { # NODE TABLE FIRST LAST WHERE COUNT FILE
+  pgb_psql "$1" od -c "DO \$w\$
+DECLARE t0 timestamptz := clock_timestamp(); f float8; n bigint; ok bool;
+BEGIN
+  LOOP
+    EXIT WHEN EXISTS (SELECT 1 FROM $2 WHERE id = $3);
+    IF clock_timestamp() - t0 > interval '1800 seconds' THEN RAISE EXCEPTION 'watch_apply: timeout'; END IF;
+    COMMIT; PERFORM pg_sleep(0.01);
+  END LOOP;
+  f := extract(epoch FROM clock_timestamp());
+  SELECT count(*) INTO n FROM $2 WHERE $5;
+  COMMIT;
+  LOOP
+    IF EXISTS (SELECT 1 FROM $2 WHERE id = $4) THEN
+      SELECT count(*) = $6 INTO ok FROM $2 WHERE $5;
+      EXIT WHEN ok;
+    END IF;
+    IF clock_timestamp() - t0 > interval '1800 seconds' THEN RAISE EXCEPTION 'watch_apply: timeout'; END IF;
+    COMMIT; PERFORM pg_sleep(0.01);
+  END LOOP;
+  RAISE NOTICE 'watch_apply % % %', f, n, extract(epoch FROM clock_timestamp());
+END \$w\$" 2>&1 >/dev/null | sed -n 's/.*watch_apply \([0-9.]*\) \([0-9]*\) \([0-9.]*\).*/\1 \2 \3/p' >"$7"
+  [[ -s $7 ]]
+}
+# Wait for the watchers (pids) while odsync runs; 1 when odsync exits first or a watcher failed.
+wait_watchers() {
+  local p
+  for p in "$@"; do
+    while od_alive "$p"; do
+      od_alive "$ODSYNC_PID" || { echo "odsync exited during the measurement (log: $TMP/odsync.log)" >&2; return 1; }
+      sleep 0.05
+    done
+    wait "$p" || return 1
+  done
+}
+# Statement profile (MESH_STATEMENTS=1): reset, then the top statements by server time.
+stmt_reset() {
+  [[ ${MESH_STATEMENTS:-0} == 1 ]] || return 0
+  for n in a b; do qd $n od -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null; done
+}
+stmt_report() { # TITLE TXNS
+  [[ ${MESH_STATEMENTS:-0} == 1 ]] || return 0
+  for n in a b; do
+    echo "-- $1, node $n: statements by server time (µs per transaction of the phase; calls per 1000 txns)" >&2
+    qd $n od -F ' | ' -c "SELECT round((total_exec_time * 1000 / $2)::numeric, 2), round(calls * 1000.0 / $2, 1), rows,
+        left(regexp_replace(query, '\s+', ' ', 'g'), 150) FROM pg_stat_statements
+        WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pgb_wait%'
+        ORDER BY total_exec_time DESC LIMIT 10" >&2
+  done
+}
+us_per() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.1f", c * 1000000 / n }'; }
 
 # ---- 1. one-way ----
 cat >"$TMP/oneway.yaml" <<YAML
@@ -113,14 +185,27 @@ wait_true a od "SELECT active FROM pg_replication_slots WHERE slot_name = 'odsyn
 stop_odsync
 log "one-way: $MESH_TXNS transactions at a"
 bench_load a od "$TMP/one.sql" "$MESH_TXNS" 4
+id0=$(load_id a one true ASC) id1=$(load_id a one true DESC)
+stmt_reset
+ca0=$(pgb_server_cpu a) cb0=$(pgb_server_cpu b)
 t0=$EPOCHREALTIME
 start_odsync "$TMP/oneway.yaml"
-wait_true b od "SELECT count(*) = $MESH_TXNS FROM one" 1800 || od_die "one-way did not catch up"
+watch_apply b one "$id0" "$id1" true "$MESH_TXNS" "$TMP/w_one" &
+w1=$!
+wait_watchers $w1 || od_die "one-way did not catch up"
 t1=$EPOCHREALTIME
+one_cpu=$(od_cpu_seconds "$ODSYNC_PID") ca1=$(pgb_server_cpu a) cb1=$(pgb_server_cpu b)
 stop_odsync
-one_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+stmt_report one-way "$MESH_TXNS"
+one_s=$(od_secs "$t0" "$t1")
 one_rate=$(rate "$MESH_TXNS" "$one_s")
-log "one-way: $MESH_TXNS transactions in ${one_s}s = $one_rate txn/s"
+read -r f0 fn f1 <"$TMP/w_one"
+one_start=$(od_secs "$t0" "$f0")
+one_ss=$(od_secs "$f0" "$f1")
+one_ss_rate=$(rate $(( MESH_TXNS - fn )) "$one_ss")
+one_cpu_line="odsync $(us_per "$one_cpu" "$MESH_TXNS"), server a $(us_per "$(od_secs "$ca0" "$ca1")" "$MESH_TXNS"), server b $(us_per "$(od_secs "$cb0" "$cb1")" "$MESH_TXNS")"
+one_cpu_all=$(us_per "$(awk -v o="$one_cpu" -v a="$(od_secs "$ca0" "$ca1")" -v b="$(od_secs "$cb0" "$cb1")" 'BEGIN { print o + a + b }')" "$MESH_TXNS")
+log "one-way: $MESH_TXNS transactions in ${one_s}s = $one_rate txn/s; start-up ${one_start}s, steady $one_ss_rate txn/s; CPU µs/txn: $one_cpu_line"
 
 # ---- 2. bidirectional, no conflicts ----
 cat >"$TMP/mesh.yaml" <<YAML
@@ -142,15 +227,39 @@ bench_load a od "$TMP/items.sql" "$half" 4 &
 p1=$!
 bench_load b od "$TMP/items.sql" "$half" 4
 wait $p1
+# a's rows have odd ids, b's even ones (per-node sequences)
+ia0=$(load_id a items "id % 2 = 1" ASC) ia1=$(load_id a items "id % 2 = 1" DESC)
+ib0=$(load_id b items "id % 2 = 0" ASC) ib1=$(load_id b items "id % 2 = 0" DESC)
+stmt_reset
+ca0=$(pgb_server_cpu a) cb0=$(pgb_server_cpu b)
 t0=$EPOCHREALTIME
 start_odsync "$TMP/mesh.yaml"
-wait_true a od "SELECT count(*) = $(( 2 * half )) FROM items" 1800 || od_die "mesh a did not catch up"
-wait_true b od "SELECT count(*) = $(( 2 * half )) FROM items" 1800 || od_die "mesh b did not catch up"
+watch_apply a items "$ib0" "$ib1" "id % 2 = 0" "$half" "$TMP/w_ba" &
+w1=$!
+watch_apply b items "$ia0" "$ia1" "id % 2 = 1" "$half" "$TMP/w_ab" &
+w2=$!
+wait_watchers $w1 $w2 || od_die "the mesh did not catch up"
 t1=$EPOCHREALTIME
-bi_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+bi_cpu=$(od_cpu_seconds "$ODSYNC_PID") ca1=$(pgb_server_cpu a) cb1=$(pgb_server_cpu b)
+stmt_report bidirectional $(( 2 * half ))
+bi_s=$(od_secs "$t0" "$t1")
 bi_rate=$(rate $(( 2 * half )) "$bi_s")
 bi_conf=$(qd a od -c "SELECT count(*) FROM _odsync_conflicts")
-log "bidirectional: $(( 2 * half )) transactions in ${bi_s}s = $bi_rate txn/s total ($(rate "$half" "$bi_s") per direction); conflicts logged: $bi_conf"
+read -r g0 gn g1 <"$TMP/w_ba"  # b -> a
+read -r h0 hn h1 <"$TMP/w_ab"  # a -> b
+bi_f0=$(awk -v x="$g0" -v y="$h0" 'BEGIN { print (x < y ? x : y) }')
+bi_f1=$(awk -v x="$g1" -v y="$h1" 'BEGIN { print (x > y ? x : y) }')
+bi_start=$(od_secs "$t0" "$bi_f0")
+bi_ss=$(od_secs "$bi_f0" "$bi_f1")
+bi_ss_rate=$(rate $(( 2 * half - gn - hn )) "$bi_ss")
+bi_cpu_line="odsync $(us_per "$bi_cpu" $(( 2 * half ))), server a $(us_per "$(od_secs "$ca0" "$ca1")" $(( 2 * half ))), server b $(us_per "$(od_secs "$cb0" "$cb1")" $(( 2 * half )))"
+bi_cpu_all=$(us_per "$(awk -v o="$bi_cpu" -v a="$(od_secs "$ca0" "$ca1")" -v b="$(od_secs "$cb0" "$cb1")" 'BEGIN { print o + a + b }')" $(( 2 * half )))
+log "bidirectional: $(( 2 * half )) transactions in ${bi_s}s = $bi_rate txn/s total ($(rate "$half" "$bi_s") per direction); start-up ${bi_start}s, steady $bi_ss_rate txn/s; CPU µs/txn: $bi_cpu_line; conflicts logged: $bi_conf"
+if [[ ${MESH_SKIP_CONFLICTS:-0} == 1 ]]; then
+  stop_odsync
+  od_same="(skipped)" od_conf=- od_s=1
+  pgl_line="pglogical: skipped (MESH_SKIP_CONFLICTS=1)"
+else
 
 # ---- 3. conflicting workload, odsync ----
 quiesce() { # DB -> markers both ways
@@ -210,12 +319,19 @@ if ((HAVE_PGLOGICAL)); then
   pgl_line="pglogical 2: converged $(same pgl), conflicts logged (both nodes) $((c1 - c0)), $(rate $(( 2 * MESH_CONFLICT_TXNS )) "$pg_s") txn/s"
 fi
 
+fi
+
 cat <<EOF
 
 multi-master, 2 nodes on one machine (measured under the machine's current load; wall clock)
   one-way odsync a->b:              $MESH_TXNS txns in ${one_s}s = $one_rate txn/s
   bidirectional odsync mesh a<->b:  $(( 2 * half )) txns in ${bi_s}s = $bi_rate txn/s total, $(rate "$half" "$bi_s") per direction
   ratio bidirectional total / one-way: $(awk -v a="$bi_rate" -v b="$one_rate" 'BEGIN { printf "%.0f %%", 100 * a / b }')
+  start-up (odsync start until the first row is on the sink): one-way ${one_start}s, bidirectional ${bi_start}s
+  steady state (rows after the first on the sink / time to the last): one-way $one_ss_rate txn/s, bidirectional $bi_ss_rate txn/s total, ratio $(awk -v a="$bi_ss_rate" -v b="$one_ss_rate" 'BEGIN { printf "%.0f %%", 100 * a / b }')
+  CPU µs per transaction: one-way: $one_cpu_line (all $one_cpu_all)
+                          bidirectional: $bi_cpu_line (all $bi_cpu_all)
+  ratio where the CPU is the limit (one-way CPU per txn / bidirectional): $(awk -v a="$one_cpu_all" -v b="$bi_cpu_all" 'BEGIN { printf "%.0f %%", (b > 0 ? 100 * a / b : 0) }')
   conflicting workload ($MESH_CONFLICT_TXNS txns per node, 30 keys):
     odsync mesh: converged $od_same, conflicts logged (both nodes) $od_conf, $(rate $(( 2 * MESH_CONFLICT_TXNS )) "$od_s") txn/s
     $pgl_line

@@ -13,14 +13,17 @@
  *     applied here (causal delivery), committing what came before it first (checkpoint at its
  *     start: exactly-once as before, the checkpoint holds every transaction starting before it),
  *   - per table, SELECT ... ORDER BY key FOR UPDATE of the rows and tombstones of the keys the
- *     batch writes, then the same statement again to read their versions after the lock waits;
+ *     batch writes, then the same statement again to read their versions after the lock waits
+ *     (BEGIN and both executions of the prepared statement in one round trip,
+ *     postgres_mesh_query.c);
  *     each change is compared with its own transaction's version vector: a remote write is a
  *     conflict only when the key's version is concurrent with it; conflicts are resolved by the
  *     policy and logged in _odsync_conflicts in the same transaction, the losing changes are left
  *     out of what postgres_apply.c applies,
  *   - after the apply: merged counters, rewritten tombstones, one statement that writes the
  *     versions of the keys written and pg_replication_origin_xact_setup(last commit LSN, latest
- *     commit time).
+ *     commit time) — sent in the apply's pipeline (one round trip) when there is nothing to do in
+ *     between.
  * Never touches: statement text of the apply path, DDL, the checkpoint's SQL (postgres.c).
  * Pointer ownership: change values are borrowed for one apply() call; the filtered array holds
  * copies of od_change structs pointing at the caller's values and is reset before returning; key
@@ -214,6 +217,7 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
 void pgs_mesh_free(pgs_sink *s) {
   pgs_mesh *m = s->mesh;
   if (!m) return;
+  pgs_mesh_vq_forget(m);
   if (m->conflicts || m->applied_txns)
     od_info("postgres sink %s: mesh %s <- %s: %" PRIu64 " transactions applied, %" PRIu64 " conflicts", s->where,
             m->node, m->peer, m->applied_txns, m->conflicts);
@@ -252,6 +256,7 @@ void pgs_mesh_free(pgs_sink *s) {
 int pgs_mesh_session(pgs_sink *s, od_error *err) {
   pgs_mesh *m = s->mesh;
   if (!m) return OD_OK;
+  pgs_mesh_vq_forget(m); /* prepared statements died with the last connection */
   /* Table and origin in one transaction under odsync's DDL lock: the mesh's other sinks on this
    * node connect at the same moment. */
   od_sqlbuf *b = &s->sql;
@@ -485,11 +490,16 @@ static int causal_wait(pgs_sink *s, pgs_mesh *m, const stamp *st, od_error *err)
 
 /* ---- applying a run ---------------------------------------------------------------------------- */
 
-static void arr_elem(od_sqlbuf *b, const char *v) {
+void pgs_mesh_arr_add(od_sqlbuf *b, const char *v) {
   od_sqlbuf_add(b, b->len > 1 ? ",\"" : "\"");
-  for (const char *c = v; *c; c++) {
-    if (*c == '"' || *c == '\\') od_sqlbuf_add(b, "\\");
-    od_sqlbuf_addn(b, c, 1);
+  for (const char *c = v; *c;) {
+    size_t run = strcspn(c, "\"\\"); /* copied as they are, in one piece */
+    od_sqlbuf_addn(b, c, run);
+    c += run;
+    if (*c) {
+      od_sqlbuf_add(b, "\\");
+      od_sqlbuf_addn(b, c++, 1);
+    }
   }
   od_sqlbuf_add(b, "\"");
 }
@@ -501,14 +511,41 @@ static int cmp_wr(const void *a, const void *b, void *ctx) {
   return c ? c : strcmp(x->key, y->key);
 }
 
+/* Send what is buffered of the run's apply and then `sql` in one pipeline (one round trip). */
+static int exec_after_apply(pgs_sink *s, pgs_mesh *m, const char *what, const char *sql, int n,
+                            const char *const *params, od_error *err) {
+  if (!s->conn) return pgs_fail(s, NULL, what, NULL, err);
+  if (s->copy_rel && pgs_load_end(s, err)) return err->code;
+  const char *name = pgs_mesh_prepared(s, m, m->ver_q, sql, err); /* fixed text: prepared once */
+  if (!name) return err->code;
+  if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
+  int rc = pgs_send_begin(s, err);
+  if (rc == OD_OK) rc = pgs_bulk_flush_all(s, err);
+  if (rc == OD_OK && !pgs_cmd_push(s, PGS_CMD_OTHER, NULL, what, -1))
+    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  if (rc == OD_OK && !(*name ? PQsendQueryPrepared(s->conn, name, n, params, NULL, NULL, 0)
+                             : PQsendQueryParams(s->conn, sql, n, NULL, params, NULL, NULL, 0)))
+    rc = pgs_fail(s, NULL, what, NULL, err);
+  od_error ignored;
+  int frc = pgs_pipeline_finish(s, NULL, rc ? &ignored : err);
+  return rc ? rc : frc;
+}
+
 /* After the run's apply: merged counters of rows whose remote update lost, then one statement that
  * writes the version of every key this run wrote into the side table and sets the replication
  * origin's progress to the run's last source transaction (commit LSN and time). */
 static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   /* The run's writes go out now, right after the versions they were decided on were read (the
    * set-based buffer would otherwise wait for the commit): a key with no row is not locked by that
-   * read, so the time an application could write it in between stays as short as one round trip. */
-  int rc = m->nwr ? pgs_bulk_flush_now(s, err) : OD_OK;
+   * read, so the time an application could write it in between stays as short as one round trip.
+   * When nothing has to happen between the apply and the versions statement (no counter to fix,
+   * no tombstone to rewrite: the common case), both go out in one pipeline round trip. */
+  bool between = false;
+  for (size_t i = 0; i < m->nwr && !between; i++) {
+    const decision *d = &m->dec[m->wr[i]];
+    between = d->fix || (d->touch && d->tomb);
+  }
+  int rc = m->nwr && between ? pgs_bulk_flush_now(s, err) : OD_OK;
   od_sqlbuf tt = {0}, tk = {0};
   od_sqlbuf_add(&tt, "{");
   od_sqlbuf_add(&tk, "{");
@@ -516,8 +553,8 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     decision *d = &m->dec[m->wr[i]];
     if (d->fix) rc = pgs_mesh_fix_counters(s, m, d, err);
     if (d->touch && d->tomb) {
-      arr_elem(&tt, d->r->target);
-      arr_elem(&tk, d->key);
+      pgs_mesh_arr_add(&tt, d->r->target);
+      pgs_mesh_arr_add(&tk, d->key);
     }
     d->touch = false;
   }
@@ -553,12 +590,12 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     char ts[32], hlc[32];
     snprintf(ts, sizeof ts, "%" PRId64, d->ts);
     snprintf(hlc, sizeof hlc, "%" PRId64, d->hlc == INT64_MIN ? d->ts : d->hlc);
-    arr_elem(&a[0], d->r->target);
-    arr_elem(&a[1], d->key);
-    arr_elem(&a[2], d->node[0] ? d->node : m->node);
-    arr_elem(&a[3], ts);
-    arr_elem(&a[4], hlc);
-    arr_elem(&a[5], d->also ? d->also : "");
+    pgs_mesh_arr_add(&a[0], d->r->target);
+    pgs_mesh_arr_add(&a[1], d->key);
+    pgs_mesh_arr_add(&a[2], d->node[0] ? d->node : m->node);
+    pgs_mesh_arr_add(&a[3], ts);
+    pgs_mesh_arr_add(&a[4], hlc);
+    pgs_mesh_arr_add(&a[5], d->also ? d->also : "");
     nrows++;
   }
   m->nwr = 0;
@@ -601,6 +638,8 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   for (int k = 0; k < 6; k++) oom = oom || a[k].oom;
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  else if (!between)
+    rc = exec_after_apply(s, m, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 8 : 2, p, err);
   else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
            !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 9 : 3,
                           p, err)))
@@ -641,9 +680,10 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
     for (size_t j = from; j < i && !done; j++) done = changes[j].rel == c->rel && m->sidx[j] >= 0;
     if (done) continue;
     pg_rel *r = NULL;
-    if (!pgs_rel_known(s, c->rel) && (rc = pgs_bulk_flush_now(s, err))) break;
-    if ((rc = pgs_ensure_begin(s, err)) || (rc = pgs_rel_get(s, c->rel, &r, err)) || (rc = pgs_bulk_ready(s, r, err)))
-      break;
+    /* A relation seen before needs no catalog work: BEGIN goes out with its versions query. */
+    bool known = pgs_rel_known(s, c->rel);
+    if (!known && ((rc = pgs_bulk_flush_now(s, err)) || (rc = pgs_ensure_begin(s, err)))) break;
+    if ((rc = pgs_rel_get(s, c->rel, &r, err)) || (rc = pgs_bulk_ready(s, r, err))) break;
     if (!r->keyed || c->rel->match_full_row) continue;
     rc = pgs_mesh_decide_rel(s, m, r, changes, i, to, keepflag + (i - from), err);
   }

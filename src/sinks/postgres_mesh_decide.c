@@ -1,8 +1,8 @@
 /* sinks/postgres_mesh_decide.c — a mesh sink's decisions on one batch (docs/MULTI_MASTER.md).
  *
  * Owns: the per-key version states of the open target transaction (the database's version of a
- * key until a remote change of this sink wins, then the peer's), the versions query (locks, then a
- * fresh read: rows, tombstones, _odsync_versions), the causal check of each change against its own
+ * key until a remote change of this sink wins, then the peer's), the versions query's text (locks,
+ * then a fresh read: rows, tombstones, _odsync_versions; run by postgres_mesh_query.c), the causal check of each change against its own
  * transaction's version vector, the policies (per table: mesh_table_policies) and business rules,
  * the counter merge, column merges (an override of the change whose columns the remote write does
  * not take are UNCHANGED) and the per-column versions of merged rows, the conflict log entries
@@ -637,12 +637,15 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
                           int nall, const char **params, PGresult **res, od_error *err) {
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
-  od_sqlbuf_add(b, "WITH live AS (SELECT concat_ws(chr(31)");
+  od_sqlbuf_add(b, "WITH live AS (SELECT ");
+  size_t ke0 = b->len; /* the key expression, the predicate: reused by the lock statement */
+  od_sqlbuf_add(b, "concat_ws(chr(31)");
   for (int k = 0; k < r->nkey; k++) {
     od_sqlbuf_add(b, ", t.");
     od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
     od_sqlbuf_add(b, "::text");
   }
+  size_t ke1 = b->len + 1;
   /* column_merge: a row this target transaction wrote (an earlier run of it) has no commit time
    * yet; its version is the side table's, also written by that run (a merged row is not simply
    * "seen": it holds local columns the peer has not seen). Marked as written by a sink. */
@@ -665,38 +668,52 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_add(b, " FROM ");
   od_sqlbuf_add(b, r->qtarget);
   od_sqlbuf_add(b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
-                   "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE (");
+                   "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE ");
+  size_t w0 = b->len;
+  /* The keys are array parameters (one per key column, typed like the column): the statement's
+   * text is the same for every batch of the table, prepared once per session. */
+  if (r->nkey > 1) od_sqlbuf_add(b, "(");
   for (int k = 0; k < r->nkey; k++) {
     if (k) od_sqlbuf_add(b, ", ");
     od_sqlbuf_add(b, "t.");
     od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
   }
-  od_sqlbuf_add(b, ") IN (");
-  int np = 0;
-  od_sqlbuf arr = {0};
+  od_sqlbuf_add(b, r->nkey > 1 ? ") IN (SELECT * FROM unnest(" : " = ANY (");
+  int rc = OD_OK;
+  for (int k = 0; k < r->nkey && rc == OD_OK; k++) {
+    int col = PGS_COL(r->key_plan[k]);
+    od_sqlbuf_addf(b, "%s$%d::", k ? ", " : "", k + 1);
+    if (r->ucast && col < r->nucast && r->ucast[col]) od_sqlbuf_add(b, r->ucast[col]);
+    else rc = pgs_add_type(s, r, col, err);
+    od_sqlbuf_add(b, "[]");
+  }
+  if (rc) return rc;
+  od_sqlbuf_add(b, r->nkey > 1 ? "))" : ")");
+  const int np = r->nkey;
+  od_sqlbuf arr = {0}, karr[8] = {{0}};
+  if (r->nkey > 8)
+    return OD_FAIL(err, OD_ECONFIG, "postgres sink %s: mesh table %s has %d key columns; a mesh supports up to 8",
+                   s->where, r->target, r->nkey);
   od_sqlbuf_add(&arr, "{");
+  for (int k = 0; k < np; k++) od_sqlbuf_add(&karr[k], "{");
+  size_t nq = 0;
   for (size_t j = q0; j < q1; j++) {
     if (!keys[j] || known[j - q0]) continue;
     const od_tuple *t = key_tuple(&changes[idx[j]]);
-    od_sqlbuf_add(b, np ? ", (" : "(");
-    for (int k = 0; k < r->nkey; k++) {
-      params[np] = t->values[PGS_COL(r->key_plan[k])].data;
-      od_sqlbuf_addf(b, "%s$%d", k ? ", " : "", ++np);
-    }
-    od_sqlbuf_add(b, ")");
-    if (arr.len > 1) od_sqlbuf_add(&arr, ",");
-    od_sqlbuf_add(&arr, "\"");
-    for (const char *c = keys[j]; *c; c++) {
-      if (*c == '"' || *c == '\\') od_sqlbuf_add(&arr, "\\");
-      od_sqlbuf_addn(&arr, c, 1);
-    }
-    od_sqlbuf_add(&arr, "\"");
+    for (int k = 0; k < np; k++) pgs_mesh_arr_add(&karr[k], t->values[PGS_COL(r->key_plan[k])].data);
+    pgs_mesh_arr_add(&arr, keys[j]);
+    nq++;
   }
   od_sqlbuf_add(&arr, "}");
-  if (!np) {
+  for (int k = 0; k < np; k++) {
+    od_sqlbuf_add(&karr[k], "}");
+    params[k] = karr[k].p;
+  }
+  if (!nq) { /* nothing to read; what follows (conflict log rows) still needs the transaction */
     od_sqlbuf_free(&arr);
+    for (int k = 0; k < np; k++) od_sqlbuf_free(&karr[k]);
     *res = NULL;
-    return OD_OK;
+    return pgs_ensure_begin(s, err);
   }
   /* The version: the side table's when the row (or tombstone) was last written by a mesh sink
    * (its xmin has a replication origin); else the xmin's commit time and origin (a local write). */
@@ -704,14 +721,15 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
    * order, so two sinks never wait for each other in a cycle. The tombstones of keys without a row
    * are locked too: an application's delete of such a key (inserted meanwhile) waits for this
    * transaction instead of leaving a newer tombstone this run did not judge. */
-  od_sqlbuf_add(b, ") ORDER BY ");
+  od_sqlbuf_add(b, " ORDER BY ");
   for (int k = 0; k < r->nkey; k++) {
     if (k) od_sqlbuf_add(b, ", ");
     od_sqlbuf_add(b, "t.");
     od_sqlbuf_ident(b, r->rel->columns[PGS_COL(r->key_plan[k])].name);
   }
-  od_sqlbuf_add(b, " FOR UPDATE OF t), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, "
-                   "o.roname AS origin FROM ");
+  od_sqlbuf_add(b, " FOR UPDATE OF t");
+  size_t w1 = b->len;
+  od_sqlbuf_add(b, "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin FROM ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
                     "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
@@ -738,22 +756,41 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_addf(b, " v ON v.tbl = $%d AND v.key = x.k", np + 1);
   params[np] = r->target;
   params[np + 1] = arr.p;
-  int rc = OD_OK;
-  /* Twice: the first execution takes the locks (waiting for any transaction that holds them, e.g.
-   * the mesh's other sink on this node); the second reads the versions with a snapshot taken after
-   * those waits, so a delete or re-insert that committed meanwhile is seen (read committed gives a
-   * statement the snapshot of its start: a row deleted while we waited would just be missing, and
-   * its new tombstone invisible). */
-  PGresult *lock = NULL;
-  if (b->oom || arr.oom) {
-    rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  } else if (!(lock = pgs_exec(s, r->target, "locking local rows (mesh)", b->p, np + 2, params, err)) ||
-             (rc = pgs_mesh_lock_absent(s, m, r, lock, arr.p, np / (r->nkey ? r->nkey : 1), err)) ||
-             !(*res = pgs_exec(s, r->target, "reading local row versions (mesh)", b->p, np + 2, params, err))) {
-    rc = err->code;
+  /* Two statements in one round trip: the first takes the locks (waiting for any transaction that
+   * holds them, e.g. the mesh's other sink on this node) — the same rows and tombstones in the same
+   * order as the read, without reading versions; the second, the read (FOR UPDATE as well: a row
+   * inserted in between is locked too), gets a snapshot taken after those waits, so a delete or
+   * re-insert that committed meanwhile is seen (read committed gives a statement the snapshot of
+   * its start: a row deleted while we waited would just be missing, and its new tombstone
+   * invisible). */
+  od_sqlbuf lock = {0};
+  if (!b->oom) {
+    od_sqlbuf_add(&lock, "WITH live AS (SELECT ");
+    od_sqlbuf_addn(&lock, b->p + ke0, ke1 - ke0);
+    od_sqlbuf_add(&lock, " AS k FROM ");
+    od_sqlbuf_add(&lock, r->qtarget);
+    od_sqlbuf_add(&lock, " t WHERE ");
+    od_sqlbuf_addn(&lock, b->p + w0, w1 - w0);
+    od_sqlbuf_add(&lock, "), dead AS (SELECT 1 FROM ");
+    od_sqlbuf_add(&lock, m->tomb_q);
+    od_sqlbuf_addf(&lock, " d WHERE d.tbl = $%d AND d.key = ANY ($%d::text[]) AND NOT EXISTS (SELECT 1 FROM live "
+                          "WHERE live.k = d.key) ORDER BY d.key FOR UPDATE OF d), ", np + 1, np + 2);
+    /* Then the keys with no live row (the never-existing-key race, docs/MULTI_MASTER.md): an
+     * exclusive transaction-level advisory lock on each one's stripe, in stripe order, each stripe
+     * once (at most 256 per table); applications' inserts take the same stripe shared through the
+     * key-lock trigger, which computes it from the table and the key's text alike. */
+    od_sqlbuf_addf(&lock, "absent AS (SELECT count(pg_advisory_xact_lock(hashtext($%d::text), a.st)) AS n FROM (SELECT "
+                          "DISTINCT hashtext(u.k) & 255 AS st FROM unnest($%d::text[]) AS u (k) WHERE NOT EXISTS "
+                          "(SELECT 1 FROM live WHERE live.k = u.k) ORDER BY 1) a) SELECT (SELECT count(*) FROM live), "
+                          "(SELECT count(*) FROM dead), (SELECT n FROM absent)", np + 1, np + 2);
   }
-  PQclear(lock);
+  bool oom = b->oom || arr.oom || lock.oom;
+  for (int k = 0; k < np; k++) oom = oom || karr[k].oom;
+  if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  else rc = pgs_mesh_versions_exec(s, m, r->target, lock.p, b->p, np + 2, params, res, err);
+  od_sqlbuf_free(&lock);
   od_sqlbuf_free(&arr);
+  for (int k = 0; k < np; k++) od_sqlbuf_free(&karr[k]);
   return rc;
 }
 

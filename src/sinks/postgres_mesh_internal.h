@@ -23,6 +23,7 @@
 #define CAUSAL_WAIT_US (120LL * 1000000LL)
 #define COUNTERS_MAX 8 /* fetched columns per table: counters plus rule columns */
 #define RULES_MAX 16
+#define VQ_MAX 32 /* prepared versions statements per session (more go unnamed) */
 
 enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE, POL_COLUMN_MERGE };
 #define MERGE_COLS_MAX 64 /* column_merge: columns per table (a bit mask per key and transaction) */
@@ -149,6 +150,10 @@ typedef struct pgs_mesh {
   int nuq;
   size_t *todel;     /* changes of the run turned into deletes of their key (a lost unique clash) */
   size_t ntodel, todel_cap;
+  /* prepared statements of the session (postgres_mesh_query.c; sql malloc'd) */
+  struct vq { char *sql; char name[32]; } vq[VQ_MAX];
+  int nvq;
+  unsigned vq_seq;
   uint64_t conflicts, applied_txns;
   od_metric *m_txns;                  /* odsync_mesh_transactions_total{node, peer} */
   od_metric *m_conflicts[KINDS];      /* odsync_mesh_conflicts_total{node, peer, kind}, by KIND_NAMES */
@@ -157,6 +162,8 @@ typedef struct pgs_mesh {
 /* postgres_mesh.c */
 const vv_entry *pgs_mesh_vv_find(const vv_entry *vv, int n, const char *node);
 bool pgs_mesh_is_stamp(const od_change *c);
+/* Append v, quoted, to a text-array literal being built ("{" already there). */
+void pgs_mesh_arr_add(od_sqlbuf *b, const char *v);
 /* The policy of a table (its mesh_table_policies entry, else the default). */
 const mesh_pol *pgs_mesh_pol(const pgs_mesh *m, const char *target);
 /* postgres_mesh_decide.c */
@@ -166,6 +173,16 @@ void pgs_mesh_overrides_free(pgs_mesh *m);
  * keepflag[i - from]; logs conflicts; queues the keys written for finish_run (m->wr). */
 int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *changes, size_t from, size_t to,
                         bool *keepflag, od_error *err);
+/* postgres_mesh_query.c */
+/* Forget the prepared versions statements (a new session; also frees their texts). */
+void pgs_mesh_vq_forget(pgs_mesh *m);
+/* The name of the prepared statement of `sql` in this session, preparing it on first use (outside
+ * pipeline mode); "" when the cache is full (the statement then goes unnamed). NULL on failure. */
+const char *pgs_mesh_prepared(pgs_sink *s, pgs_mesh *m, const char *table, const char *sql, od_error *err);
+/* Run the lock statement and then the versions query `sql` (same parameters) in one round trip;
+ * *res: the read's rows (the caller's). */
+int pgs_mesh_versions_exec(pgs_sink *s, pgs_mesh *m, const char *table, const char *lock_sql, const char *sql,
+                           int n, const char *const *params, PGresult **res, od_error *err);
 /* After the run's apply: counters of a key whose remote update lost get their merged values. */
 int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err);
 /* The key state of (r, key) in the open run, added without a version when there is none (key is
@@ -205,9 +222,5 @@ void pgs_mesh_unique_clear(uniq_set *u);
  * (the window of the never-existing-key race, made wide enough for a test to write in it). */
 void pgs_mesh_test_pause(void);
 void pgs_mesh_unique_free(pgs_mesh *m);
-/* Between the versions query's two executions: an exclusive transaction-level advisory lock on
- * every key of the query without a live row (applications' inserts take it shared). */
-int pgs_mesh_lock_absent(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const PGresult *lockres, const char *keys_arr,
-                         int nkeys, od_error *err);
 
 #endif

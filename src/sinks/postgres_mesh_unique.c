@@ -397,41 +397,6 @@ int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mes
   return OD_OK;
 }
 
-int pgs_mesh_lock_absent(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const PGresult *lockres, const char *keys_arr,
-                         int nkeys, od_error *err) {
-  (void)m;
-  /* the live keys of the locking execution (tombstones are column 4 = true) */
-  od_sqlbuf live = {0};
-  od_sqlbuf_add(&live, "{");
-  int nlive = 0;
-  for (int t = 0; t < PQntuples(lockres); t++) {
-    if (strcmp(PQgetvalue(lockres, t, 4), "t") == 0) continue;
-    const char *k = PQgetvalue(lockres, t, 0);
-    arr_add(&live, k, strlen(k));
-    nlive++;
-  }
-  od_sqlbuf_add(&live, "}");
-  if (nlive >= nkeys) { /* every key has a row, locked by the versions query: nothing to do */
-    od_sqlbuf_free(&live);
-    return OD_OK;
-  }
-  const char *p[3] = {r->target, keys_arr, live.p};
-  /* In stripe order (every mesh sink of the node locks in the same order), each stripe once: at
-   * most 256 locks per table, whatever the batch's size. The stripe is the one the key-lock
-   * trigger computes from the key's text. */
-  PGresult *res =
-      live.oom ? NULL
-               : pgs_exec(s, r->target, "locking keys without a row (mesh)",
-                          "SELECT count(pg_advisory_xact_lock(hashtext($1), a.st)) FROM (SELECT DISTINCT "
-                          "hashtext(k) & 255 AS st FROM unnest($2::text[]) AS u(k) WHERE k <> ALL ($3::text[]) "
-                          "ORDER BY 1) a",
-                          3, p, err);
-  int rc = res ? OD_OK : live.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
-  PQclear(res);
-  od_sqlbuf_free(&live);
-  return rc;
-}
-
 void pgs_mesh_test_pause(void) {
   static long ms = -1;
   if (ms < 0) {
