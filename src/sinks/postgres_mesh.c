@@ -639,7 +639,7 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   else if (!between)
-    rc = exec_after_apply(s, m, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 8 : 2, p, err);
+    rc = exec_after_apply(s, m, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 9 : 3, p, err);
   else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
            !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 9 : 3,
                           p, err)))
