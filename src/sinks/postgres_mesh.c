@@ -196,10 +196,10 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[5] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
-                           "_odsync_hlc"};
-  char **outs[5] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q};
-  for (int i = 0; i < 5; i++) {
+  const char *tnames[6] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
+                           "_odsync_hlc", "_odsync_peer_vv"};
+  char **outs[6] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->pvv_q};
+  for (int i = 0; i < 6; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -226,6 +226,7 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->wr);
   free(m->ver_q);
   free(m->hlc_q);
+  free(m->pvv_q);
   free(m->log_q);
   free(m->tomb_q);
   free(m->fn_q);
@@ -272,6 +273,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, " (hlc int8 NOT NULL); CREATE INDEX IF NOT EXISTS _odsync_hlc_hlc ON ");
   od_sqlbuf_add(b, m->hlc_q);
   od_sqlbuf_add(b, " (hlc); ");
+  pgs_mesh_pvv_ddl(m, b); /* the peer's version vector (postgres_mesh_vv.c) */
   od_sqlbuf_addf(b, "SELECT pg_replication_origin_create('%s') WHERE NOT EXISTS "
                     "(SELECT 1 FROM pg_replication_origin WHERE roname = '%s'); ", m->origin, m->origin);
   /* Tombstones: every delete of a mesh table (local or applied) leaves (table, key); the row's
@@ -341,7 +343,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   if (!r) return err->code;
   PQclear(r);
   m->nprog = 0;
-  return OD_OK;
+  return pgs_mesh_pvv_load(s, m, err);
 }
 
 void pgs_mesh_reset(pgs_sink *s) {
@@ -350,6 +352,11 @@ void pgs_mesh_reset(pgs_sink *s) {
   s->mesh->nst = 0;
   s->mesh->txn_has_data = false;
   pgs_mesh_dec_clear(s->mesh);
+  pgs_mesh_pvv_rollback(s->mesh); /* begin: no-op after a commit; rollback: back to the committed vector */
+}
+
+void pgs_mesh_committed(pgs_sink *s) {
+  if (s->mesh) pgs_mesh_pvv_committed(s->mesh);
 }
 
 /* ---- stamps ----------------------------------------------------------------------------------- */
@@ -627,6 +634,8 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
   if (rc == OD_OK && nk) rc = pgs_apply_changes(s, m->keep, nk, err);
   pgs_mesh_overrides_free(m);
   if (rc == OD_OK) rc = finish_run(s, m, stamped, err);
+  /* the peer's vector as far as this run: persisted in the transaction that moves the checkpoint */
+  if (rc == OD_OK && pgs_mesh_pvv_dirty(m)) rc = pgs_mesh_pvv_write(s, m, err);
   return rc;
 }
 
@@ -648,6 +657,11 @@ int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *er
   size_t from = 0;
   int rc = OD_OK;
   for (size_t i = 0; i < n && rc == OD_OK; i++) {
+    if (pgs_mesh_is_vv(&changes[i])) { /* a vector update of a transaction the peer dropped */
+      m->sidx[i] = -1;
+      rc = pgs_mesh_pvv_message(s, m, &changes[i], err);
+      continue;
+    }
     if (!pgs_mesh_is_stamp(&changes[i])) {
       m->sidx[i] = m->nst - 1;
       continue;
@@ -662,6 +676,7 @@ int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *er
     }
     stamp *st = &m->st[m->nst];
     if ((rc = parse_stamp(s, m, &changes[i].newtup.values[1], st, err))) break;
+    pgs_mesh_pvv_stamp(m, st); /* completed with what the peer's earlier vectors showed */
     st->seq = ++m->seq;
     if (causal_missing(m, st)) {
       if ((rc = run_flush(s, m, changes, from, i, err))) break;
