@@ -549,7 +549,16 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   }
   snprintf(msg, sizeof msg, "%" PRId64 " %" PRId64, m->max_ts, m->max_hlc);
   snprintf(hlc, sizeof hlc, "%" PRId64, m->max_hlc);
-  const char *p[9] = {lsn, msg, hlc, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
+  const char *p[13] = {lsn, msg, hlc, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
+  int np = nrows ? 9 : 3;
+  /* the peer's version vector rides along (postgres_mesh_vv.c): entries that grew, $np+1.. */
+  od_sqlbuf pa[3] = {{0}};
+  bool pvv = pgs_mesh_pvv_dirty(m);
+  if (pvv) {
+    pgs_mesh_pvv_arrays(m, pa);
+    p[np] = m->peer;
+    for (int k = 0; k < 3; k++) p[np + 1 + k] = pa[k].p;
+  }
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   if (nrows) {
@@ -569,19 +578,28 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   od_sqlbuf_add(b, m->hlc_q);
   od_sqlbuf_add(b, " (hlc) SELECT $3::int8 WHERE $3::int8 >= (extract(epoch FROM clock_timestamp()) * 1000000)::int8 "
                    "RETURNING 1) ");
+  if (pvv) {
+    od_sqlbuf_add(b, ", pv AS (");
+    pgs_mesh_pvv_upsert(m, b, np + 1);
+    od_sqlbuf_add(b, " RETURNING 1) ");
+  }
   od_sqlbuf_add(b, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '2000-01-01 00:00:00+00'::timestamptz), "
                    "pg_logical_emit_message(true, '" MESH_HLC_PREFIX "', $2), (SELECT count(*) FROM hc)");
   if (nrows) od_sqlbuf_add(b, ", (SELECT count(*) FROM w)");
+  if (pvv) od_sqlbuf_add(b, ", (SELECT count(*) FROM pv)");
   bool oom = b->oom;
   for (int k = 0; k < 6; k++) oom = oom || a[k].oom;
+  for (int k = 0; k < 3; k++) oom = oom || pa[k].oom;
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
-           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 9 : 3,
-                          p, err)))
+           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p,
+                          pvv ? np + 4 : np, p, err)))
     rc = err->code;
   PQclear(r);
+  if (rc == OD_OK && pvv) pgs_mesh_pvv_written(m);
   for (int k = 0; k < 6; k++) od_sqlbuf_free(&a[k]);
+  for (int k = 0; k < 3; k++) od_sqlbuf_free(&pa[k]);
   if (rc == OD_OK) m->txn_has_data = true;
   return rc;
 }
@@ -634,7 +652,8 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
   if (rc == OD_OK && nk) rc = pgs_apply_changes(s, m->keep, nk, err);
   pgs_mesh_overrides_free(m);
   if (rc == OD_OK) rc = finish_run(s, m, stamped, err);
-  /* the peer's vector as far as this run: persisted in the transaction that moves the checkpoint */
+  /* the peer's vector as far as this run, when finish_run's statement did not carry it (a run of
+   * vector updates only): persisted in the transaction that moves the checkpoint */
   if (rc == OD_OK && pgs_mesh_pvv_dirty(m)) rc = pgs_mesh_pvv_write(s, m, err);
   return rc;
 }

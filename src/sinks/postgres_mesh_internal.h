@@ -174,8 +174,14 @@ void pgs_mesh_pvv_stamp(pgs_mesh *m, stamp *st);
 int pgs_mesh_pvv_message(pgs_sink *s, pgs_mesh *m, const od_change *c, od_error *err);
 /* Whether pvv has entries the open transaction did not write yet. */
 bool pgs_mesh_pvv_dirty(const pgs_mesh *m);
-/* Upsert those entries in the open transaction (one statement). */
+/* Upsert those entries in the open transaction (one statement of its own). */
 int pgs_mesh_pvv_write(pgs_sink *s, pgs_mesh *m, od_error *err);
+/* The same riding in another statement: the grown entries as text arrays (node, lsn, ts; a[] start
+ * empty, the caller frees them), the upsert's text with parameters $first (peer) .. $first+3, and,
+ * once that statement succeeded, pgs_mesh_pvv_written. */
+void pgs_mesh_pvv_arrays(const pgs_mesh *m, od_sqlbuf a[3]);
+void pgs_mesh_pvv_upsert(const pgs_mesh *m, od_sqlbuf *b, int first);
+void pgs_mesh_pvv_written(pgs_mesh *m);
 /* The open transaction committed / rolled back. */
 void pgs_mesh_pvv_committed(pgs_mesh *m);
 void pgs_mesh_pvv_rollback(pgs_mesh *m);

@@ -103,8 +103,7 @@ bool pgs_mesh_pvv_dirty(const pgs_mesh *m) {
   return false;
 }
 
-int pgs_mesh_pvv_write(pgs_sink *s, pgs_mesh *m, od_error *err) {
-  od_sqlbuf a[3] = {{0}};
+void pgs_mesh_pvv_arrays(const pgs_mesh *m, od_sqlbuf a[3]) {
   for (int k = 0; k < 3; k++) od_sqlbuf_add(&a[k], "{");
   for (int i = 0; i < m->npvv; i++) {
     const vv_entry *e = &m->pvv[i];
@@ -117,13 +116,27 @@ int pgs_mesh_pvv_write(pgs_sink *s, pgs_mesh *m, od_error *err) {
     od_sqlbuf_addf(&a[2], "%s%s", a[2].len > 1 ? "," : "", ts);
   }
   for (int k = 0; k < 3; k++) od_sqlbuf_add(&a[k], "}");
-  od_sqlbuf *b = &s->sql;
-  od_sqlbuf_reset(b);
+}
+
+void pgs_mesh_pvv_upsert(const pgs_mesh *m, od_sqlbuf *b, int first) {
   od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, m->pvv_q);
-  od_sqlbuf_add(b, " AS v (peer, node, lsn, ts) SELECT $1, n, l, t FROM unnest($2::text[], $3::pg_lsn[], $4::int8[]) "
-                   "AS u (n, l, t) ON CONFLICT (peer, node) DO UPDATE SET lsn = greatest(v.lsn, excluded.lsn), "
-                   "ts = greatest(v.ts, excluded.ts)");
+  od_sqlbuf_addf(b, " AS v (peer, node, lsn, ts) SELECT $%d, n, l, t FROM unnest($%d::text[], $%d::pg_lsn[], "
+                    "$%d::int8[]) AS u (n, l, t) ON CONFLICT (peer, node) DO UPDATE SET lsn = greatest(v.lsn, "
+                    "excluded.lsn), ts = greatest(v.ts, excluded.ts)", first, first + 1, first + 2, first + 3);
+}
+
+void pgs_mesh_pvv_written(pgs_mesh *m) {
+  memcpy(m->pvv_wr, m->pvv, sizeof m->pvv);
+  m->npvv_wr = m->npvv;
+}
+
+int pgs_mesh_pvv_write(pgs_sink *s, pgs_mesh *m, od_error *err) {
+  od_sqlbuf a[3] = {{0}};
+  pgs_mesh_pvv_arrays(m, a);
+  od_sqlbuf *b = &s->sql;
+  od_sqlbuf_reset(b);
+  pgs_mesh_pvv_upsert(m, b, 1);
   const char *p[4] = {m->peer, a[0].p, a[1].p, a[2].p};
   bool oom = b->oom || a[0].oom || a[1].oom || a[2].oom;
   int rc = OD_OK;
@@ -134,10 +147,7 @@ int pgs_mesh_pvv_write(pgs_sink *s, pgs_mesh *m, od_error *err) {
     rc = err->code;
   PQclear(r);
   for (int k = 0; k < 3; k++) od_sqlbuf_free(&a[k]);
-  if (rc == OD_OK) {
-    memcpy(m->pvv_wr, m->pvv, sizeof m->pvv);
-    m->npvv_wr = m->npvv;
-  }
+  if (rc == OD_OK) pgs_mesh_pvv_written(m);
   return rc;
 }
 
