@@ -74,6 +74,7 @@ VALGRIND_TESTS=(
   test_config_fault
   test_pg_readahead
   test_pg_mesh
+  test_pg_mesh_vv
   test_config_diff
   test_poll_keys
   test_mytrig_values

@@ -465,6 +465,7 @@ int pgs_commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
   if (rc == OD_OK && !ok) rc = pgs_fail(s, NULL, "sending COMMIT", NULL, err);
   if (rc) return rc; /* the caller rolls back */
   s->stats.commits++;
+  pgs_mesh_committed(s);
   s->in_txn = then_sql != NULL;
   s->begin_sent = then_sql != NULL;
   return OD_OK;

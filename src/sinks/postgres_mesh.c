@@ -199,10 +199,10 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[6] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
-                           "_odsync_hlc", "_odsync_keylock"};
-  char **outs[6] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->kl_q};
-  for (int i = 0; i < 6; i++) {
+  const char *tnames[7] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
+                           "_odsync_hlc", "_odsync_keylock", "_odsync_peer_vv"};
+  char **outs[7] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->kl_q, &m->pvv_q};
+  for (int i = 0; i < 7; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -231,6 +231,7 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->wr);
   free(m->ver_q);
   free(m->hlc_q);
+  free(m->pvv_q);
   free(m->log_q);
   free(m->tomb_q);
   free(m->fn_q);
@@ -280,6 +281,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, " (hlc int8 NOT NULL); CREATE INDEX IF NOT EXISTS _odsync_hlc_hlc ON ");
   od_sqlbuf_add(b, m->hlc_q);
   od_sqlbuf_add(b, " (hlc); ");
+  pgs_mesh_pvv_ddl(m, b); /* the peer's version vector (postgres_mesh_vv.c) */
   od_sqlbuf_addf(b, "SELECT pg_replication_origin_create('%s') WHERE NOT EXISTS "
                     "(SELECT 1 FROM pg_replication_origin WHERE roname = '%s'); ", m->origin, m->origin);
   /* Tombstones: every delete of a mesh table (local or applied) leaves (table, key); the row's
@@ -375,7 +377,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   if (!r) return err->code;
   PQclear(r);
   m->nprog = 0;
-  return OD_OK;
+  return pgs_mesh_pvv_load(s, m, err);
 }
 
 void pgs_mesh_reset(pgs_sink *s) {
@@ -385,6 +387,11 @@ void pgs_mesh_reset(pgs_sink *s) {
   s->mesh->ntodel = 0;
   s->mesh->txn_has_data = false;
   pgs_mesh_dec_clear(s->mesh);
+  pgs_mesh_pvv_rollback(s->mesh); /* begin: no-op after a commit; rollback: back to the committed vector */
+}
+
+void pgs_mesh_committed(pgs_sink *s) {
+  if (s->mesh) pgs_mesh_pvv_committed(s->mesh);
 }
 
 /* ---- stamps ----------------------------------------------------------------------------------- */
@@ -611,7 +618,16 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   }
   snprintf(msg, sizeof msg, "%" PRId64 " %" PRId64, m->max_ts, m->max_hlc);
   snprintf(hlc, sizeof hlc, "%" PRId64, m->max_hlc);
-  const char *p[9] = {lsn, msg, hlc, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
+  const char *p[13] = {lsn, msg, hlc, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
+  int np = nrows ? 9 : 3;
+  /* the peer's version vector rides along (postgres_mesh_vv.c): entries that grew, $np+1.. */
+  od_sqlbuf pa[3] = {{0}};
+  bool pvv = pgs_mesh_pvv_dirty(m);
+  if (pvv) {
+    pgs_mesh_pvv_arrays(m, pa);
+    p[np] = m->peer;
+    for (int k = 0; k < 3; k++) p[np + 1 + k] = pa[k].p;
+  }
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   if (nrows) {
@@ -631,21 +647,31 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   od_sqlbuf_add(b, m->hlc_q);
   od_sqlbuf_add(b, " (hlc) SELECT $3::int8 WHERE $3::int8 >= (extract(epoch FROM clock_timestamp()) * 1000000)::int8 "
                    "RETURNING 1) ");
+  if (pvv) {
+    od_sqlbuf_add(b, ", pv AS (");
+    pgs_mesh_pvv_upsert(m, b, np + 1);
+    od_sqlbuf_add(b, " RETURNING 1) ");
+  }
   od_sqlbuf_add(b, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '2000-01-01 00:00:00+00'::timestamptz), "
                    "pg_logical_emit_message(true, '" MESH_HLC_PREFIX "', $2), (SELECT count(*) FROM hc)");
   if (nrows) od_sqlbuf_add(b, ", (SELECT count(*) FROM w)");
+  if (pvv) od_sqlbuf_add(b, ", (SELECT count(*) FROM pv)");
   bool oom = b->oom;
   for (int k = 0; k < 6; k++) oom = oom || a[k].oom;
+  for (int k = 0; k < 3; k++) oom = oom || pa[k].oom;
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   else if (!between)
-    rc = exec_after_apply(s, m, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 9 : 3, p, err);
+    rc = exec_after_apply(s, m, "writing row versions and the origin's progress (mesh)", b->p, pvv ? np + 4 : np, p,
+                          err);
   else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
-           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nrows ? 9 : 3,
-                          p, err)))
+           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p,
+                          pvv ? np + 4 : np, p, err)))
     rc = err->code;
   PQclear(r);
+  if (rc == OD_OK && pvv) pgs_mesh_pvv_written(m);
   for (int k = 0; k < 6; k++) od_sqlbuf_free(&a[k]);
+  for (int k = 0; k < 3; k++) od_sqlbuf_free(&pa[k]);
   if (rc == OD_OK) m->txn_has_data = true;
   return rc;
 }
@@ -713,6 +739,9 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
     od_error_prefix(err, "mesh %s <- %s: a unique-index clash appeared after the batch's check; retrying the batch: ",
                     m->node, m->peer);
   }
+  /* the peer's vector as far as this run, when finish_run's statement did not carry it (a run of
+   * vector updates only): persisted in the transaction that moves the checkpoint */
+  if (rc == OD_OK && pgs_mesh_pvv_dirty(m)) rc = pgs_mesh_pvv_write(s, m, err);
   return rc;
 }
 
@@ -734,6 +763,11 @@ int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *er
   size_t from = 0;
   int rc = OD_OK;
   for (size_t i = 0; i < n && rc == OD_OK; i++) {
+    if (pgs_mesh_is_vv(&changes[i])) { /* a vector update of a transaction the peer dropped */
+      m->sidx[i] = -1;
+      rc = pgs_mesh_pvv_message(s, m, &changes[i], err);
+      continue;
+    }
     if (!pgs_mesh_is_stamp(&changes[i])) {
       m->sidx[i] = m->nst - 1;
       continue;
@@ -748,6 +782,7 @@ int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *er
     }
     stamp *st = &m->st[m->nst];
     if ((rc = parse_stamp(s, m, &changes[i].newtup.values[1], st, err))) break;
+    pgs_mesh_pvv_stamp(m, st); /* completed with what the peer's earlier vectors showed */
     st->seq = ++m->seq;
     if (causal_missing(m, st)) {
       if ((rc = run_flush(s, m, changes, from, i, err))) break;

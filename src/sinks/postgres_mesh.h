@@ -12,6 +12,8 @@ void pgs_mesh_free(pgs_sink *s);
 int pgs_mesh_session(pgs_sink *s, od_error *err);
 /* Forget the open transaction's stamp (begin, rollback). */
 void pgs_mesh_reset(pgs_sink *s);
+/* After every successful commit (the persisted version vector is the written one). */
+void pgs_mesh_committed(pgs_sink *s);
 /* apply() of a mesh sink. */
 int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *err);
 

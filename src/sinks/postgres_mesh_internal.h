@@ -134,6 +134,13 @@ typedef struct pgs_mesh {
   /* causal delivery: LSN of each origin applied here (cache of pg_replication_origin_status) */
   vv_entry prog[VV_MAX];
   int nprog;
+  /* the peer's version vector as far as this sink received it (postgres_mesh_vv.c): the element-wise
+   * maximum of every vector of the peer's stream up to the open transaction's position (pvv), the
+   * same up to the last commit (pvv_ok, what _odsync_peer_vv holds) and up to what the open
+   * transaction wrote to it (pvv_wr) */
+  vv_entry pvv[VV_MAX], pvv_ok[VV_MAX], pvv_wr[VV_MAX];
+  int npvv, npvv_ok, npvv_wr;
+  char *pvv_q; /* quoted _odsync_peer_vv */
   /* scratch */
   od_change *keep;
   size_t keep_cap;
@@ -166,6 +173,30 @@ bool pgs_mesh_is_stamp(const od_change *c);
 void pgs_mesh_arr_add(od_sqlbuf *b, const char *v);
 /* The policy of a table (its mesh_table_policies entry, else the default). */
 const mesh_pol *pgs_mesh_pol(const pgs_mesh *m, const char *target);
+/* postgres_mesh_vv.c */
+#define MESH_VV_PREFIX "odsync.meshvv" /* a dropped transaction's vector update, from the source */
+bool pgs_mesh_is_vv(const od_change *c);
+/* CREATE TABLE IF NOT EXISTS of _odsync_peer_vv, appended to the session's DDL. */
+void pgs_mesh_pvv_ddl(const pgs_mesh *m, od_sqlbuf *b);
+/* At session start (after the DDL committed): pvv from _odsync_peer_vv. */
+int pgs_mesh_pvv_load(pgs_sink *s, pgs_mesh *m, od_error *err);
+/* A stamp of the stream, in stream order: st's vector becomes max(st's, pvv), pvv max(pvv, st's). */
+void pgs_mesh_pvv_stamp(pgs_mesh *m, stamp *st);
+/* An "odsync.meshvv" message of the stream: pvv becomes max(pvv, its vector). */
+int pgs_mesh_pvv_message(pgs_sink *s, pgs_mesh *m, const od_change *c, od_error *err);
+/* Whether pvv has entries the open transaction did not write yet. */
+bool pgs_mesh_pvv_dirty(const pgs_mesh *m);
+/* Upsert those entries in the open transaction (one statement of its own). */
+int pgs_mesh_pvv_write(pgs_sink *s, pgs_mesh *m, od_error *err);
+/* The same riding in another statement: the grown entries as text arrays (node, lsn, ts; a[] start
+ * empty, the caller frees them), the upsert's text with parameters $first (peer) .. $first+3, and,
+ * once that statement succeeded, pgs_mesh_pvv_written. */
+void pgs_mesh_pvv_arrays(const pgs_mesh *m, od_sqlbuf a[3]);
+void pgs_mesh_pvv_upsert(const pgs_mesh *m, od_sqlbuf *b, int first);
+void pgs_mesh_pvv_written(pgs_mesh *m);
+/* The open transaction committed / rolled back. */
+void pgs_mesh_pvv_committed(pgs_mesh *m);
+void pgs_mesh_pvv_rollback(pgs_mesh *m);
 /* postgres_mesh_decide.c */
 void pgs_mesh_dec_clear(pgs_mesh *m);
 void pgs_mesh_overrides_free(pgs_mesh *m);

@@ -6,7 +6,10 @@
  * the running maximum, so the next local transaction whose clock is behind gets that hlc + 1 and one
  * whose clock is ahead keeps its time; seeded _odsync_hlc rows count only for transactions
  * committed after them (by commit time) and a new seed forgets the previous stream's maximum; the
- * commit time reported for a dropped transaction is its message's author time. */
+ * commit time reported for a dropped transaction is its message's author time; at its commit, a
+ * dropped transaction that raised the version vector hands on exactly one "odsync.meshvv" message
+ * with the whole vector, one that raised nothing (a repeat, a checkpoint-only commit) and a local
+ * transaction hand on nothing. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,9 +23,14 @@
 static char got[4096];
 static int ncalls;
 
+static char vvmsg[4096];
+
 static int on_change(void *ctx, const od_txn_info *t, const od_change *c, od_error *err) {
   (void)ctx, (void)t, (void)err;
   ncalls++;
+  if (c->op == OD_OP_MESSAGE && c->newtup.ncolumns == 2 && c->newtup.values[0].len == strlen(OD_MESH_VV_PREFIX) &&
+      memcmp(c->newtup.values[0].data, OD_MESH_VV_PREFIX, c->newtup.values[0].len) == 0)
+    snprintf(vvmsg, sizeof vvmsg, "%.*s", (int)c->newtup.values[1].len, c->newtup.values[1].data);
   if (c->op == OD_OP_MESSAGE && c->newtup.ncolumns == 2 && c->newtup.values[0].len == strlen(OD_MESH_PREFIX) &&
       memcmp(c->newtup.values[0].data, OD_MESH_PREFIX, c->newtup.values[0].len) == 0)
     snprintf(got, sizeof got, "%.*s", (int)c->newtup.values[1].len, c->newtup.values[1].data);
@@ -108,3 +116,38 @@ TEST(local_commit_time_is_reported_unchanged) {
   od_pg_mesh_free(m);
 }
 
+
+/* The commit of the last transaction: how many changes it handed on, the message in vvmsg. */
+static int commit_txn(pg_mesh *m) {
+  od_txn_info t = {.xid = 8};
+  od_error err = {0};
+  vvmsg[0] = '\0';
+  ncalls = 0;
+  CHECK_INT(od_pg_mesh_commit(m, &t, &out, &err), OD_OK);
+  return ncalls;
+}
+
+TEST(dropped_transaction_that_raised_the_vector_hands_it_on_at_commit) {
+  pg_mesh *m = od_pg_mesh_new("c");
+  applied_txn(m, "a", 0x2A0, 5000000, 5000000);
+  CHECK_INT(commit_txn(m), 1);
+  CHECK_STR(vvmsg, "v1 c a:2A0:5000000");
+  applied_txn(m, "b", 0x3B0, 6000000, 6000000);
+  CHECK_INT(commit_txn(m), 1);
+  CHECK_STR(vvmsg, "v1 c a:2A0:5000000 b:3B0:6000000");
+  /* the same position again (a replayed commit) raises nothing: nothing handed on */
+  applied_txn(m, "b", 0x3B0, 6000000, 6000000);
+  CHECK_INT(commit_txn(m), 0);
+  /* a local transaction's commit hands on nothing (its stamp carried the vector) */
+  local_txn(m, 0x4000, 7000000);
+  CHECK_INT(commit_txn(m), 0);
+  /* a transaction with an origin and no odsync.hlc message (a sink's checkpoint-only commit): the
+   * origin LSN is the one already noted, the Begin's time PostgreSQL's epoch: nothing */
+  od_txn_info t = {.xid = 9, .commit_time = PG_EPOCH_US, .origin = "odsync_b", .origin_lsn = 0x3B0};
+  od_change ins = {.op = OD_OP_INSERT, .index = 0};
+  od_error err = {0};
+  od_pg_mesh_begin(m);
+  CHECK_INT(od_pg_mesh_change(m, &t, &ins, &out, &err), OD_OK);
+  CHECK_INT(commit_txn(m), 0);
+  od_pg_mesh_free(m);
+}

@@ -48,6 +48,7 @@ struct pg_mesh {
   size_t nseed;
   bool seen;     /* the open transaction's first change was handled */
   bool dropping; /* the open transaction carries an origin */
+  bool grew;     /* ... and it raised an entry of the version vector */
   int64_t msg_ts; /* its "odsync.hlc" message's author commit time (0: none) */
   uint64_t dropped;
   char stamp[64 + 40 + OD_MESH_NODES_MAX * 2 * 110];
@@ -110,6 +111,7 @@ int64_t od_pg_mesh_hlc(const pg_mesh *m, int64_t commit_time) {
 void od_pg_mesh_begin(pg_mesh *m) {
   m->seen = false;
   m->dropping = false;
+  m->grew = false;
   m->msg_ts = 0;
 }
 
@@ -130,8 +132,39 @@ static void note_origin(pg_mesh *m, const od_txn_info *t, int64_t ts) {
     snprintf(m->vv[i].node, sizeof m->vv[i].node, "%s", name);
     m->nvv++;
   }
-  if (t->origin_lsn > m->vv[i].lsn) m->vv[i].lsn = t->origin_lsn;
-  if (ts > m->vv[i].ts) m->vv[i].ts = ts;
+  if (t->origin_lsn > m->vv[i].lsn) {
+    m->vv[i].lsn = t->origin_lsn;
+    m->grew = true;
+  }
+  if (ts > m->vv[i].ts) {
+    m->vv[i].ts = ts;
+    m->grew = true;
+  }
+}
+
+/* " <node>:<LSN hex>:<time µs>" per entry after n bytes of m->stamp; the new length (>= size: too long). */
+static size_t put_vv(pg_mesh *m, size_t n) {
+  for (int i = 0; i < m->nvv && n < sizeof m->stamp; i++)
+    n += (size_t)snprintf(m->stamp + n, sizeof m->stamp - n, " %s:%" PRIX64 ":%" PRId64, m->vv[i].node, m->vv[i].lsn,
+                          m->vv[i].ts);
+  return n;
+}
+
+static int send_message(pg_mesh *m, const od_txn_info *t, const char *prefix, size_t n, uint32_t index,
+                        const od_change_handler *out, od_error *err) {
+  if (n >= sizeof m->stamp)
+    return OD_FAIL(err, OD_EINVAL, "mesh node %s: version vector too long for a stamp", m->node);
+  od_value vals[2] = {{.data = prefix, .len = (uint32_t)strlen(prefix), .kind = OD_VALUE_TEXT},
+                      {.data = m->stamp, .len = (uint32_t)n, .kind = OD_VALUE_TEXT}};
+  od_change st = {.op = OD_OP_MESSAGE, .index = index, .newtup = {.ncolumns = 2, .values = vals}};
+  return out->change(out->ctx, t, &st, err);
+}
+
+int od_pg_mesh_commit(pg_mesh *m, const od_txn_info *t, const od_change_handler *out, od_error *err) {
+  if (!m->dropping || !m->grew) return OD_OK;
+  m->grew = false;
+  size_t n = (size_t)snprintf(m->stamp, sizeof m->stamp, "v1 %s", m->node);
+  return send_message(m, t, OD_MESH_VV_PREFIX, put_vv(m, n), 0, out, err);
 }
 
 /* An applied transaction's "odsync.hlc" message: "<latest author's commit time µs> <highest hlc>". */
@@ -165,15 +198,7 @@ int od_pg_mesh_change(pg_mesh *m, const od_txn_info *t, const od_change *c, cons
       uint64_t lsn = od_pg_lsn(&t->start);
       size_t n = (size_t)snprintf(m->stamp, sizeof m->stamp, "v2 %s %" PRIX64 " %" PRId64 " %" PRId64, m->node, lsn,
                                   t->commit_time, od_pg_mesh_hlc(m, t->commit_time));
-      for (int i = 0; i < m->nvv && n < sizeof m->stamp; i++)
-        n += (size_t)snprintf(m->stamp + n, sizeof m->stamp - n, " %s:%" PRIX64 ":%" PRId64, m->vv[i].node,
-                              m->vv[i].lsn, m->vv[i].ts);
-      if (n >= sizeof m->stamp)
-        return OD_FAIL(err, OD_EINVAL, "mesh node %s: version vector too long for a stamp", m->node);
-      od_value vals[2] = {{.data = OD_MESH_PREFIX, .len = (uint32_t)strlen(OD_MESH_PREFIX), .kind = OD_VALUE_TEXT},
-                          {.data = m->stamp, .len = (uint32_t)n, .kind = OD_VALUE_TEXT}};
-      od_change st = {.op = OD_OP_MESSAGE, .index = c->index, .newtup = {.ncolumns = 2, .values = vals}};
-      int rc = out->change(out->ctx, t, &st, err);
+      int rc = send_message(m, t, OD_MESH_PREFIX, put_vv(m, n), c->index, out, err);
       if (rc) return rc;
     }
   }

@@ -8,7 +8,10 @@
  * Does: drops every transaction that carries a replication origin (applied by odsync from another
  * node: forwarding it would echo it back, PostgreSQL 15's pgoutput has no origin filter) after
  * adding it to the version vector; puts a stamp message (prefix "odsync.mesh") in front of the
- * first change of every local transaction: node, commit LSN, commit time, hlc and the version vector.
+ * first change of every local transaction: node, commit LSN, commit time, hlc and the version vector;
+ * at the commit of a dropped transaction that grew the vector, hands the pipeline one message
+ * (prefix "odsync.meshvv") with the vector, so the sink persists it with the checkpoint that passes
+ * that transaction (docs/MULTI_MASTER.md, "Version vectors across restarts").
  * Never touches: sockets, libpq, the pipeline's queue, sinks.
  */
 #ifndef ODSYNC_PG_MESH_H
@@ -20,6 +23,7 @@
 
 #define OD_MESH_PREFIX "odsync.mesh"
 #define OD_MESH_HLC_PREFIX "odsync.hlc" /* written by a mesh sink in every transaction it applies */
+#define OD_MESH_VV_PREFIX "odsync.meshvv" /* a dropped transaction's version-vector update (pg_mesh.c) */
 #define OD_MESH_ORIGIN_PREFIX "odsync_"
 #define OD_MESH_NODES_MAX 8
 
@@ -34,6 +38,10 @@ void od_pg_mesh_begin(pg_mesh *m);
  * calls out->change with the stamp first (once per transaction), then with c. */
 int od_pg_mesh_change(pg_mesh *m, const od_txn_info *t, const od_change *c, const od_change_handler *out,
                       od_error *err);
+/* At every Commit, before the pipeline's commit: a dropped transaction that grew the version vector
+ * becomes a transaction holding one "odsync.meshvv" message ("v1 <node> <node>:<LSN hex>:<time µs>
+ * ..."); any other transaction: nothing. */
+int od_pg_mesh_commit(pg_mesh *m, const od_txn_info *t, const od_change_handler *out, od_error *err);
 /* At every stream start, before the first transaction: the persisted clock of this node, the rows
  * of _odsync_hlc (each: the commit time on this node of a transaction a mesh sink applied, and the
  * highest hlc it applied; arrays copied). Forgets the previous stream's maximum. */

@@ -214,6 +214,8 @@ static int wrap_commit(void *ctx, const od_txn_info *t, od_error *err) {
   pg_source *s = ctx;
   s->catchup_last_end = od_pg_lsn(&t->end);
   if (s->mesh) {
+    int rc = od_pg_mesh_commit(s->mesh, t, s->outer, err); /* a dropped transaction's vector update */
+    if (rc) return rc;
     od_txn_info c = *t;
     c.commit_time = od_pg_mesh_commit_time(s->mesh, t);
     return s->outer->commit(s->outer->ctx, &c, err);
