@@ -497,19 +497,23 @@ static int causal_wait(pgs_sink *s, pgs_mesh *m, const stamp *st, od_error *err)
 
 /* ---- applying a run ---------------------------------------------------------------------------- */
 
-void pgs_mesh_arr_add(od_sqlbuf *b, const char *v) {
+void pgs_mesh_arr_addn(od_sqlbuf *b, const char *v, size_t len) {
   od_sqlbuf_add(b, b->len > 1 ? ",\"" : "\"");
-  for (const char *c = v; *c;) {
-    size_t run = strcspn(c, "\"\\"); /* copied as they are, in one piece */
-    od_sqlbuf_addn(b, c, run);
-    c += run;
-    if (*c) {
+  const char *end = v + len;
+  for (const char *c = v; c < end;) {
+    const char *q = c; /* a run without quotes or backslashes, copied in one piece */
+    while (q < end && *q != '"' && *q != '\\') q++;
+    od_sqlbuf_addn(b, c, (size_t)(q - c));
+    c = q;
+    if (c < end) {
       od_sqlbuf_add(b, "\\");
       od_sqlbuf_addn(b, c++, 1);
     }
   }
   od_sqlbuf_add(b, "\"");
 }
+
+void pgs_mesh_arr_add(od_sqlbuf *b, const char *v) { pgs_mesh_arr_addn(b, v, strlen(v)); }
 
 static int cmp_wr(const void *a, const void *b, void *ctx) {
   const pgs_mesh *m = ctx;

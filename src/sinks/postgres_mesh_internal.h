@@ -171,6 +171,8 @@ const vv_entry *pgs_mesh_vv_find(const vv_entry *vv, int n, const char *node);
 bool pgs_mesh_is_stamp(const od_change *c);
 /* Append v, quoted, to a text-array literal being built ("{" already there). */
 void pgs_mesh_arr_add(od_sqlbuf *b, const char *v);
+/* The same for len bytes of v (not NUL-terminated). */
+void pgs_mesh_arr_addn(od_sqlbuf *b, const char *v, size_t len);
 /* The policy of a table (its mesh_table_policies entry, else the default). */
 const mesh_pol *pgs_mesh_pol(const pgs_mesh *m, const char *target);
 /* postgres_mesh_vv.c */

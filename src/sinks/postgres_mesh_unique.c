@@ -52,15 +52,6 @@ void pgs_mesh_unique_clear(uniq_set *u) {
   *u = (uniq_set){0};
 }
 
-static void arr_add(od_sqlbuf *b, const char *v, size_t len) {
-  od_sqlbuf_add(b, b->len > 1 ? ",\"" : "\"");
-  for (size_t i = 0; i < len; i++) {
-    if (v[i] == '"' || v[i] == '\\') od_sqlbuf_add(b, "\\");
-    od_sqlbuf_addn(b, &v[i], 1);
-  }
-  od_sqlbuf_add(b, "\"");
-}
-
 /* The unique indexes of r other than the primary key (catalog read once per table). */
 static int uniq_of(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct mesh_uniq **out, od_error *err) {
   for (int i = 0; i < m->nuq; i++)
@@ -159,11 +150,11 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
     if (!ok) continue;
     char ci[32];
     snprintf(ci, sizeof ci, "%zu", idx[j]);
-    arr_add(&arr[0], ci, strlen(ci));
-    arr_add(&arr[1], keys[j], strlen(keys[j]));
+    pgs_mesh_arr_add(&arr[0], ci);
+    pgs_mesh_arr_add(&arr[1], keys[j]);
     for (int k = 0; k < x->ncol; k++) {
       const od_value *v = &c->newtup.values[x->col[k]];
-      arr_add(&arr[2 + k], v->data, v->len);
+      pgs_mesh_arr_addn(&arr[2 + k], v->data, v->len);
     }
     rows++;
   }
