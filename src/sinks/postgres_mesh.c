@@ -496,9 +496,13 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   if (rc == OD_OK && tt.len > 2) {
     od_sqlbuf *b = &s->sql;
     od_sqlbuf_reset(b);
-    od_sqlbuf_add(b, "UPDATE ");
+    /* Keys whose last operation in the run is a delete and that had no row at its start: the
+     * tombstone is written by this transaction (its xmin carries the origin, so its version is the
+     * side table's, written below); a key that never had one gets it now. */
+    od_sqlbuf_add(b, "INSERT INTO ");
     od_sqlbuf_add(b, m->tomb_q);
-    od_sqlbuf_add(b, " SET deleted_at = now() WHERE (tbl, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))");
+    od_sqlbuf_add(b, " AS d (tbl, key) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (tbl, key) DO UPDATE "
+                     "SET deleted_at = now()");
     const char *p2[2] = {tt.p, tk.p};
     PGresult *r = b->oom || tt.oom || tk.oom ? NULL
                                                : pgs_exec(s, m->tomb_q, "rewriting tombstones (mesh)", b->p, 2, p2, err);

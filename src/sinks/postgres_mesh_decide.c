@@ -594,6 +594,7 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
   if (!lv) return d;
   d->has_ver = true;
   d->tomb = lv->tomb;
+  d->live0 = !lv->tomb;
   d->ts = lv->ts;
   d->hlc = lv->hlc;
   snprintf(d->node, sizeof d->node, "%s", node_of_origin(m, lv->origin));
@@ -988,7 +989,12 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   d->merge = false;
   d->lmask = 0;
   if (apply) { /* the key's version is now the peer's */
-    if (c->op == OD_OP_DELETE && d->tomb && d->has_ver) d->touch = true; /* no row: the DELETE changes nothing */
+    /* A delete of a key that had no row when the run read its versions: the DELETE the set-based
+     * apply sends (the key's last operation in the run: a tombstone, or a row this run re-created
+     * and deletes again, merged by key into one DELETE) finds no row and the tombstone trigger
+     * does not fire, so the tombstone would keep its old version: an older local delete (origin
+     * 0) would then stand for the key's version and later writes be judged against it. */
+    if (c->op == OD_OP_DELETE && !d->live0) d->touch = true;
     d->has_ver = true;
     d->ours = true;
     d->tomb = c->op == OD_OP_DELETE;
