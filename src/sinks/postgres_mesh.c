@@ -291,9 +291,22 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, deleted_at timestamptz NOT NULL DEFAULT now(), "
                    "PRIMARY KEY (tbl, key)); CREATE OR REPLACE FUNCTION ");
   od_sqlbuf_add(b, m->fn_q);
-  od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(OLD); BEGIN "
+  /* The same function, BEFORE INSERT (an application's insert of a key that has a tombstone): a
+   * FOR KEY SHARE lock on that tombstone, so the insert waits while a mesh sink holds the
+   * tombstone locked (its versions read locks the tombstone of every key without a row). Else
+   * the insert could commit between the sink's read and its apply, and the sink's upsert (or
+   * delete) of the key would overwrite the application's row without judging it: that node keeps
+   * the remote write, the others judge the pair as concurrent and may keep the insert (the
+   * divergence of docs/MULTI_MASTER.md, "The race of a re-insert"). The sinks' own inserts skip
+   * it (odsync.mesh_sink: they hold that lock already). */
+  od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb; BEGIN "
+                   "IF TG_OP = 'INSERT' THEN IF current_setting('odsync.mesh_sink', true) = 'on' THEN RETURN NEW; "
+                   "END IF; j := to_jsonb(NEW); ELSE j := to_jsonb(OLD); END IF; "
                    "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); "
-                   "INSERT INTO ");
+                   "IF TG_OP = 'INSERT' THEN PERFORM 1 FROM ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_add(b, " d WHERE d.tbl = TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME AND d.key = k FOR KEY SHARE; RETURN NEW; "
+                   "END IF; INSERT INTO ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " AS d (tbl, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k) ON CONFLICT (tbl, key) DO "
                    "UPDATE SET deleted_at = now(); RETURN NULL; END $odsync$; ");
@@ -310,7 +323,9 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                       "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
                       "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; EXECUTE "
                       "format('CREATE OR REPLACE TRIGGER _odsync_tombstone AFTER DELETE ON %%s FOR EACH ROW EXECUTE "
-                      "FUNCTION %%s(%%s)', rel, %s, cols); END $odsync$; ", lit, fn);
+                      "FUNCTION %%s(%%s); CREATE OR REPLACE TRIGGER _odsync_tombstone_lock BEFORE INSERT ON %%s FOR "
+                      "EACH ROW EXECUTE FUNCTION %%s(%%s)', rel, %s, cols, rel, %s, cols); END $odsync$; ",
+                   lit, fn, fn);
     PQfreemem(lit);
     PQfreemem(fn);
   }
@@ -338,6 +353,10 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
    * set it, a short deadlock_timeout makes this session run the deadlock check first. */
   r = pgs_exec(s, NULL, "setting deadlock_timeout", "DO $odsync$ BEGIN SET deadlock_timeout = '100ms'; EXCEPTION WHEN "
                "insufficient_privilege THEN NULL; END $odsync$", 0, NULL, err);
+  if (!r) return err->code;
+  PQclear(r);
+  /* The tombstone trigger's BEFORE INSERT lock is for applications; this session holds it already. */
+  r = pgs_exec(s, NULL, "setting odsync.mesh_sink", "SET odsync.mesh_sink = 'on'", 0, NULL, err);
   if (!r) return err->code;
   PQclear(r);
   m->nprog = 0;
