@@ -983,6 +983,15 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       (rc = merge_counters(s, m, r, c, ci, d, cols, nctr, apply, &merged, err)))
     return rc;
   if (kind && (rc = log_conflict(s, m, r, c, st, kind, &cmp, apply, policy, NULL, NULL, err))) return rc;
+  {
+    const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, d->node[0] ? d->node : m->node);
+    od_debug("postgres sink %s: mesh %s <- %s: %s %s key %s: local %s %s/%" PRId64 "/h%" PRId64 "%s; remote %" PRIX64
+             " ts %" PRId64 " h%" PRId64 " vv[%s]=%" PRId64 ": %s, %s", s->where, m->node, m->peer,
+             c->op == OD_OP_DELETE ? "delete" : c->op == OD_OP_UPDATE ? "update" : "insert", r->target, d->key,
+             !d->has_ver ? "none" : d->tomb ? "tombstone" : "row", d->node[0] ? d->node : m->node, d->ts, d->hlc,
+             d->ours ? " (ours)" : "", st->lsn, st->ts, st->hlc, d->node[0] ? d->node : m->node, e ? e->ts : -1,
+             kind ? kind : "seen", apply ? "applied" : "skipped");
+  }
   *keep = apply;
   d->seq = st->seq;
   d->apply = apply;
