@@ -574,7 +574,11 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   if (rc == OD_OK && tt.len > 2) {
     od_sqlbuf *b = &s->sql;
     od_sqlbuf_reset(b);
-    /* an upsert: a key whose remote row lost a unique-index clash may have no tombstone yet */
+    /* An upsert: keys whose last operation in the run is a delete and that had no row when the run
+     * read the versions (re-created and deleted again within the run: one DELETE of nothing, the
+     * trigger does not fire), and keys whose remote row lost a unique-index clash, may have no
+     * tombstone or an older one; this transaction's xmin then carries the origin, so the key's
+     * version is the side table's, written below (docs/MULTI_MASTER.md). */
     od_sqlbuf_add(b, "INSERT INTO ");
     od_sqlbuf_add(b, m->tomb_q);
     od_sqlbuf_add(b, " AS d (tbl, key) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (tbl, key) DO UPDATE "

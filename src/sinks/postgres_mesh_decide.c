@@ -611,6 +611,7 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
   if (!lv) return d;
   d->has_ver = true;
   d->tomb = lv->tomb;
+  d->live0 = !lv->tomb;
   d->ts = lv->ts;
   d->hlc = lv->hlc;
   snprintf(d->node, sizeof d->node, "%s", node_of_origin(m, lv->origin));
@@ -1037,13 +1038,27 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       (rc = merge_counters(s, m, r, c, ci, d, cols, nctr, apply, &merged, err)))
     return rc;
   if (kind && (rc = log_conflict(s, m, r, c, st, kind, &cmp, apply, policy, NULL, NULL, err))) return rc;
+  {
+    const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, d->node[0] ? d->node : m->node);
+    od_debug("postgres sink %s: mesh %s <- %s: %s %s key %s: local %s %s/%" PRId64 "/h%" PRId64 "%s; remote %" PRIX64
+             " ts %" PRId64 " h%" PRId64 " vv[%s]=%" PRId64 ": %s, %s", s->where, m->node, m->peer,
+             c->op == OD_OP_DELETE ? "delete" : c->op == OD_OP_UPDATE ? "update" : "insert", r->target, d->key,
+             !d->has_ver ? "none" : d->tomb ? "tombstone" : "row", d->node[0] ? d->node : m->node, d->ts, d->hlc,
+             d->ours ? " (ours)" : "", st->lsn, st->ts, st->hlc, d->node[0] ? d->node : m->node, e ? e->ts : -1,
+             kind ? kind : "seen", apply ? "applied" : "skipped");
+  }
   *keep = apply;
   d->seq = st->seq;
   d->apply = apply;
   d->merge = false;
   d->lmask = 0;
   if (apply) { /* the key's version is now the peer's */
-    if (c->op == OD_OP_DELETE && d->tomb && d->has_ver) d->touch = true; /* no row: the DELETE changes nothing */
+    /* A delete of a key that had no row when the run read its versions: the DELETE the set-based
+     * apply sends (the key's last operation in the run: a tombstone, or a row this run re-created
+     * and deletes again, merged by key into one DELETE) finds no row and the tombstone trigger
+     * does not fire, so the tombstone would keep its old version: an older local delete (origin
+     * 0) would then stand for the key's version and later writes be judged against it. */
+    if (c->op == OD_OP_DELETE && !d->live0) d->touch = true;
     d->has_ver = true;
     d->ours = true;
     d->tomb = c->op == OD_OP_DELETE;

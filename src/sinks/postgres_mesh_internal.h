@@ -83,7 +83,9 @@ typedef struct decision {
   bool ours;        /* the version was written by this sink in this transaction: already seen */
   bool queued;      /* in the side-table write list of the open run */
   bool fix;         /* counters lost a conflict: set them to ctr after the run's apply */
-  bool touch;       /* a delete applied to a tombstone: rewrite the tombstone (its version is ours) */
+  bool touch;       /* a delete applied to a key without a row: rewrite (or write) its tombstone (its version is
+                     * ours; no row is deleted, so the delete trigger does not) */
+  bool live0;       /* the key had a row when this run read its versions */
   char node[64];    /* the version's author ("" unknown) */
   int64_t ts, hlc;  /* its commit time and clock (INT64_MIN: unknown) */
   int nval;

@@ -31,6 +31,7 @@ mesh_config() {
   local file=$1 policy=$2 tables=$3 extra=${4:-} n
   {
     echo "state_dir: $TEST_TMP/state"
+    [[ -n "${MESH_LOG_LEVEL:-}" ]] && echo "log_level: $MESH_LOG_LEVEL"
     echo "mesh:"
     echo "  name: m"
     echo "  policy: $policy"

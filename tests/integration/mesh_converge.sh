@@ -11,7 +11,8 @@
 #    least two kinds, and no conflict was logged twice for the same remote transaction and key
 #    (a transaction applied twice would log its conflicts twice);
 #  - every node's replication origins advanced for both peers.
-# MESH_POLICY (default last_writer_wins) picks the policy (priority; column_merge is refused by the
+# MESH_DIAG=1 logs the whole conflict history of diverging keys; MESH_LOG_LEVEL=debug (tests/env/mesh.sh)
+# logs every mesh decision. MESH_POLICY (default last_writer_wins) picks the policy (priority; column_merge is refused by the
 # config for a mesh of three nodes, see docs/MULTI_MASTER.md); MESH_TXNS (default 1000) the load.
 # MESH_SKEW_US (default 0): node c's PostgreSQL clock runs that many µs off (tests/tools/preload/
 # clockshift.c, as in mesh_hlc_skew.sh), so last_writer_wins orders by hybrid logical clocks under skew.
@@ -72,7 +73,11 @@ SQL
 load() {
   local pids=() n rc=0
   for n in a b c; do
-    pgbench -n -h 127.0.0.1 -p "${NODE_PORT[$n]}" -U postgres -c 2 -j 1 -t "$TXNS" -f "$TEST_TMP/load.sql" shop \
+    # --max-tries: a transaction chosen as a deadlock victim (against a sink holding a batch's locks:
+    # the sinks' deadlock_timeout is shorter, but an application that already waited longer can
+    # still be the one PostgreSQL aborts) is retried, as an application would
+    pgbench -n -h 127.0.0.1 -p "${NODE_PORT[$n]}" -U postgres -c 2 -j 1 -t "$TXNS" --max-tries=10 --verbose-errors \
+      -f "$TEST_TMP/load.sql" shop \
       >"$TEST_TMP/pgbench_$n.log" 2>&1 &
     pids+=($!)
   done
@@ -116,6 +121,9 @@ diverged() { # A B: show what differs (rows, tombstones, versions, conflicts of 
     log "  tombstones: $(node_psql $n -c "SELECT string_agg(key || '@' || (pg_xact_commit_timestamp_origin(xmin)).roident, ' ') FROM _odsync_tombstones WHERE tbl = 'public.items' AND key = ANY (string_to_array('$keys', ','))")"
     log "  versions: $(node_psql $n -c "SELECT string_agg(key || '=' || node || '/' || ts, ' ') FROM _odsync_versions WHERE tbl = 'public.items' AND key = ANY (string_to_array('$keys', ','))")"
     log "  conflicts: $(node_psql $n -c "SELECT string_agg(key || ' ' || kind || ' ' || local_origin || '/' || coalesce((extract(epoch FROM local_commit_ts) * 1000000)::int8::text, '-') || ' vs ' || remote_origin || '/' || (extract(epoch FROM remote_commit_ts) * 1000000)::int8 || ' -> ' || winner, '; ') FROM (SELECT * FROM _odsync_conflicts WHERE table_name = 'public.items' AND key = ANY (string_to_array('$keys', ',')) ORDER BY id DESC LIMIT 12) x")"
+    # MESH_DIAG=1: the whole conflict history of those keys, in the order it was logged
+    [[ -n "${MESH_DIAG:-}" ]] && log "  history: $(node_psql $n -c "SELECT string_agg(id || '@' || to_char(logged_at, 'MI:SS.US') || ' ' || key || ' ' || kind || ' ' || local_origin || '/' || coalesce((extract(epoch FROM local_commit_ts) * 1000000)::int8::text, '-') || '/h' || coalesce(local_hlc::text, '-') || ' vs ' || remote_origin || '/' || (extract(epoch FROM remote_commit_ts) * 1000000)::int8 || '/h' || coalesce(remote_hlc::text, '-') || ' lsn ' || remote_lsn || ' -> ' || winner, E'\n' ORDER BY id) FROM _odsync_conflicts WHERE table_name = 'public.items' AND key = ANY (string_to_array('$keys', ','))")"
+    [[ -n "${MESH_DIAG:-}" ]] && log "  origins: $(node_psql $n -c "SELECT string_agg(o.roident || '=' || o.roname || ' at ' || coalesce(s.remote_lsn::text, '-'), ' ') FROM pg_replication_origin o LEFT JOIN pg_replication_origin_status s ON s.local_id = o.roident")"
   done
   fail "$1 and $2 differ"
 }
