@@ -1038,7 +1038,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       (rc = merge_counters(s, m, r, c, ci, d, cols, nctr, apply, &merged, err)))
     return rc;
   if (kind && (rc = log_conflict(s, m, r, c, st, kind, &cmp, apply, policy, NULL, NULL, err))) return rc;
-  {
+  if (od_log_level() >= OD_LOG_DEBUG) { /* per change: its arguments only when the line is written */
     const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, d->node[0] ? d->node : m->node);
     od_debug("postgres sink %s: mesh %s <- %s: %s %s key %s: local %s %s/%" PRId64 "/h%" PRId64 "%s; remote %" PRIX64
              " ts %" PRId64 " h%" PRId64 " vv[%s]=%" PRId64 ": %s, %s", s->where, m->node, m->peer,
