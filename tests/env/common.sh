@@ -194,7 +194,11 @@ wait_slot_active() {
   local slot=$1 timeout=$2 deadline
   deadline=$(($(date +%s) + timeout))
   while true; do
-    if [[ $(pg_psql -c "SELECT active FROM pg_replication_slots WHERE slot_name = '$slot'" 2>/dev/null) == t ]]; then
+    # Active and not held by a walsender still in `startup`: the connection that creates the slot
+    # holds it while its exported snapshot is in use (initial snapshots), before odsync streams.
+    if [[ $(pg_psql -c "SELECT s.active AND NOT EXISTS (SELECT 1 FROM pg_stat_replication r
+                          WHERE r.pid = s.active_pid AND r.state = 'startup')
+                        FROM pg_replication_slots s WHERE s.slot_name = '$slot'" 2>/dev/null) == t ]]; then
       return 0
     fi
     odsync_running || fail "odsync exited while waiting for slot $slot to become active"
