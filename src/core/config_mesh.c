@@ -352,20 +352,27 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
       goto out;
     }
   }
-  /* column_merge converges on two nodes (docs/MULTI_MASTER.md, "column_merge"): with three or more, a
-   * column no merge has decided yet is judged changed by its value, and the nodes can differ. */
+  /* column_merge on three or more nodes (docs/MULTI_MASTER.md, "column_merge"): every write carries a
+   * version per column, and a column both sides changed goes to the fallback. With last_writer_wins
+   * each column is a register ordered by (hlc, node), an order that contains causality: the same
+   * winner whatever order the writes arrive in. priority (ranks first, then clocks) is not such an
+   * order across three writers of one column, keep_local / apply_remote are one-sided: refused. */
   if (nn > 2) {
-    const char *merged = strcmp(policy, "column_merge") == 0 ? "mesh.policy" : NULL;
+    const char *merged = strcmp(policy, "column_merge") == 0 && strcmp(fallback, "last_writer_wins") != 0
+                             ? "mesh.policy"
+                             : NULL;
     for (int j = 0; j < tpol.nlist && !merged; j++)
       for (int t = 0; t < tables.nlist && !merged; t++) {
         size_t tl = strlen(tables.list[t]);
-        if (strncmp(tpol.list[j], tables.list[t], tl) == 0 && strncmp(tpol.list[j] + tl, " column_merge ", 14) == 0)
+        if (strncmp(tpol.list[j], tables.list[t], tl) == 0 && strncmp(tpol.list[j] + tl, " column_merge ", 14) == 0 &&
+            strncmp(tpol.list[j] + tl + 14, "last_writer_wins ", 17) != 0)
           merged = tables.list[t];
       }
     if (merged) {
-      rc = fail_node(p, n, "mesh: column_merge (%s) needs a mesh of two nodes in this version; this one has %d: with "
-                     "more, nodes can end with different rows (docs/MULTI_MASTER.md). Give it another policy",
-                     merged, nn);
+      rc = fail_node(p, n, "mesh: column_merge (%s) on a mesh of %d nodes needs fallback last_writer_wins: with "
+                     "another fallback a column written at three nodes can end different on different nodes "
+                     "(docs/MULTI_MASTER.md, \"column_merge\"). Set fallback: last_writer_wins or give the table "
+                     "another policy", merged, nn);
       goto out;
     }
   }

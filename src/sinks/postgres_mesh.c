@@ -199,10 +199,11 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[7] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
-                           "_odsync_hlc", "_odsync_keylock", "_odsync_peer_vv"};
-  char **outs[7] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->kl_q, &m->pvv_q};
-  for (int i = 0; i < 7; i++) {
+  const char *tnames[9] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
+                           "_odsync_hlc", "_odsync_keylock", "_odsync_peer_vv", "_odsync_colver",
+                           "_odsync_colver_fn"};
+  char **outs[9] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->kl_q, &m->pvv_q, &m->cv_q, &m->cvfn_q};
+  for (int i = 0; i < 9; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -236,6 +237,8 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->tomb_q);
   free(m->fn_q);
   free(m->kl_q);
+  free(m->cv_q);
+  free(m->cvfn_q);
   for (int i = 0; i < m->ntables; i++) free(m->tables[i]);
   free(m->tables);
   for (int i = 0; i < m->ntpol; i++) free(m->tpol[i].table);
@@ -346,6 +349,8 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
     PQfreemem(lit);
     PQfreemem(fn);
   }
+  /* column_merge tables: local writes' column versions (postgres_mesh_colver.c) */
+  if (pgs_mesh_colver_ddl(s, m, b, err)) return err->code;
   od_sqlbuf_add(b, "COMMIT");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   PGresult *r = PQexec(s->conn, b->p);
@@ -595,9 +600,10 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   if (rc) return rc;
   if (!m->nst || (!stamped && !m->nwr)) return OD_OK;
   if (m->nwr > 1) qsort_r(m->wr, m->nwr, sizeof *m->wr, cmp_wr, m); /* side-table rows in (table, key) order, as rows */
-  od_sqlbuf a[6] = {{0}};
+  od_sqlbuf a[6] = {{0}}, ca[2] = {{0}};
   for (int k = 0; k < 6; k++) od_sqlbuf_add(&a[k], "{");
-  size_t nrows = 0;
+  for (int k = 0; k < 2; k++) od_sqlbuf_add(&ca[k], "{");
+  size_t nrows = 0, ncv = 0;
   for (size_t i = 0; i < m->nwr; i++) {
     decision *d = &m->dec[m->wr[i]];
     d->queued = false;
@@ -612,7 +618,13 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     pgs_mesh_arr_add(&a[4], hlc);
     pgs_mesh_arr_add(&a[5], d->also ? d->also : "");
     nrows++;
+    if (pgs_mesh_colver_table(m, d->r)) { /* its column versions are in `also` now: local ones cleared */
+      pgs_mesh_arr_add(&ca[0], d->r->target);
+      pgs_mesh_arr_add(&ca[1], d->key);
+      ncv++;
+    }
   }
+  for (int k = 0; k < 2; k++) od_sqlbuf_add(&ca[k], "}");
   m->nwr = 0;
   for (int k = 0; k < 6; k++) od_sqlbuf_add(&a[k], "}");
   const stamp *last = &m->st[m->nst - 1];
@@ -626,7 +638,7 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   }
   snprintf(msg, sizeof msg, "%" PRId64 " %" PRId64, m->max_ts, m->max_hlc);
   snprintf(hlc, sizeof hlc, "%" PRId64, m->max_hlc);
-  const char *p[13] = {lsn, msg, hlc, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
+  const char *p[15] = {lsn, msg, hlc, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
   int np = nrows ? 9 : 3;
   /* the peer's version vector rides along (postgres_mesh_vv.c): entries that grew, $np+1.. */
   od_sqlbuf pa[3] = {{0}};
@@ -660,26 +672,37 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     pgs_mesh_pvv_upsert(m, b, np + 1);
     od_sqlbuf_add(b, " RETURNING 1) ");
   }
+  int nall = pvv ? np + 4 : np;
+  if (ncv) { /* column_merge keys written: their local column versions are in `also` now */
+    p[nall] = ca[0].p;
+    p[nall + 1] = ca[1].p;
+    od_sqlbuf_add(b, ", cv AS (DELETE FROM ");
+    od_sqlbuf_add(b, m->cv_q);
+    od_sqlbuf_addf(b, " c USING unnest($%d::text[], $%d::text[]) AS u (t, k) WHERE c.tbl = u.t AND c.key = u.k "
+                      "RETURNING 1) ", nall + 1, nall + 2);
+    nall += 2;
+  }
   od_sqlbuf_add(b, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '2000-01-01 00:00:00+00'::timestamptz), "
                    "pg_logical_emit_message(true, '" MESH_HLC_PREFIX "', $2), (SELECT count(*) FROM hc)");
   if (nrows) od_sqlbuf_add(b, ", (SELECT count(*) FROM w)");
   if (pvv) od_sqlbuf_add(b, ", (SELECT count(*) FROM pv)");
-  bool oom = b->oom;
+  if (ncv) od_sqlbuf_add(b, ", (SELECT count(*) FROM cv)");
+  bool oom = b->oom || ca[0].oom || ca[1].oom;
   for (int k = 0; k < 6; k++) oom = oom || a[k].oom;
   for (int k = 0; k < 3; k++) oom = oom || pa[k].oom;
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   else if (!between)
-    rc = exec_after_apply(s, m, "writing row versions and the origin's progress (mesh)", b->p, pvv ? np + 4 : np, p,
-                          err);
+    rc = exec_after_apply(s, m, "writing row versions and the origin's progress (mesh)", b->p, nall, p, err);
   else if ((rc = pgs_ensure_begin(s, err)) == OD_OK &&
-           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p,
-                          pvv ? np + 4 : np, p, err)))
+           !(r = pgs_exec(s, m->ver_q, "writing row versions and the origin's progress (mesh)", b->p, nall, p,
+                          err)))
     rc = err->code;
   PQclear(r);
   if (rc == OD_OK && pvv) pgs_mesh_pvv_written(m);
   for (int k = 0; k < 6; k++) od_sqlbuf_free(&a[k]);
   for (int k = 0; k < 3; k++) od_sqlbuf_free(&pa[k]);
+  for (int k = 0; k < 2; k++) od_sqlbuf_free(&ca[k]);
   if (rc == OD_OK) m->txn_has_data = true;
   return rc;
 }

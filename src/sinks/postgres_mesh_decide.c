@@ -622,6 +622,9 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
     if (k < nctr && lv->ctr[k]) d->ctr[k] = strtoll(lv->ctr[k], NULL, 10);
   }
   if (lv->also && *lv->also && !(d->also = strdup(lv->also))) return NULL;
+  /* column_merge: every column's version (the side table's, local writes' since) */
+  if (nall && !lv->tomb && !pgs_mesh_colver_resolve(m, d, lv, nall < MERGE_COLS_MAX ? nall : MERGE_COLS_MAX))
+    return NULL;
   if (nall && !lv->tomb) { /* column_merge: the whole live row */
     if (!(d->row = calloc((size_t)nall, sizeof *d->row))) return NULL;
     d->nrow = nall;
@@ -752,7 +755,12 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, x.tomb");
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", x.c%d", k);
   for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", x.a%d", k);
-  od_sqlbuf_add(b, ", CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.also END FROM x LEFT JOIN ");
+  /* column_merge: the side table's column versions (the last sink write's) also under a later
+   * local write, whose changed columns _odsync_colver holds (postgres_mesh_colver.c) */
+  od_sqlbuf_add(b, nall ? ", CASE WHEN v.key IS NOT NULL AND (x.rid <> 0 OR NOT x.tomb) THEN v.also END"
+                        : ", CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.also END");
+  if (nall) pgs_mesh_colver_read_sql(m, b, np + 1);
+  od_sqlbuf_add(b, " FROM x LEFT JOIN ");
   od_sqlbuf_add(b, m->ver_q);
   od_sqlbuf_addf(b, " v ON v.tbl = $%d AND v.key = x.k", np + 1);
   params[np] = r->target;
@@ -970,11 +978,17 @@ static bool mergeable(const pg_rel *r, const od_change *c, const decision *d) {
 static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
                          size_t ci, const stamp *st, decision *d, const int *cols, int nctr, int nfetch,
                          const int *rule_of, bool *keep, od_error *err) {
+  bool exact = pol->policy == POL_COLUMN_MERGE; /* a version per column for every write */
   if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
     *keep = d->apply;
-    if (d->apply && d->merge && mergeable(r, c, d)) /* ... a column merge: what the local version kept stays */
-      return merge_columns(s, m, r, pol, st, c, ci, d, NULL, NULL, keep, NULL, NULL, err);
-    return OD_OK;
+    int rc = OD_OK;
+    bool merged = d->apply && d->merge && mergeable(r, c, d);
+    if (merged) /* ... a column merge: what the local version kept stays */
+      rc = merge_columns(s, m, r, pol, st, c, ci, d, NULL, NULL, keep, NULL, NULL, err);
+    if (rc == OD_OK && exact && d->apply &&
+        !pgs_mesh_colver_note(m, d, c, st, true, merged ? d->lmask : 0, ncols_of(d)))
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    return rc;
   }
   const char *kind = NULL, *policy = POLICIES[pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy];
   bool apply = true, merge = false;
@@ -1053,6 +1067,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   d->merge = false;
   d->lmask = 0;
   if (apply) { /* the key's version is now the peer's */
+    bool was_live = d->has_ver && !d->tomb;
     /* A delete of a key that had no row when the run read its versions: the DELETE the set-based
      * apply sends (the key's last operation in the run: a tombstone, or a row this run re-created
      * and deletes again, merged by key into one DELETE) finds no row and the tombstone trigger
@@ -1065,8 +1080,13 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     snprintf(d->node, sizeof d->node, "%s", m->peer);
     d->ts = st->ts;
     d->hlc = st->hlc;
-    free(d->also); /* a write that won whole (or saw the whole set) is the row's only version */
-    d->also = NULL;
+    if (exact) { /* the columns it wrote get its version, the others keep theirs */
+      if (!pgs_mesh_colver_note(m, d, c, st, was_live, 0, ncols_of(d)))
+        return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    } else {
+      free(d->also); /* a write that won whole (or saw the whole set) is the row's only version */
+      d->also = NULL;
+    }
     if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
   return OD_OK;
@@ -1127,6 +1147,7 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
       vers[v].key = PQgetvalue(res, v, 0);
       vers[v].prow = v;
       vers[v].also = PQgetisnull(res, v, 5 + nfetch + nall) ? NULL : PQgetvalue(res, v, 5 + nfetch + nall);
+      vers[v].local = !nall || PQgetisnull(res, v, 6 + nfetch + nall) ? NULL : PQgetvalue(res, v, 6 + nfetch + nall);
       vers[v].ts = PQgetisnull(res, v, 1) ? INT64_MIN : strtoll(PQgetvalue(res, v, 1), NULL, 10);
       vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
       vers[v].hlc = PQgetisnull(res, v, 3) ? INT64_MIN : strtoll(PQgetvalue(res, v, 3), NULL, 10);

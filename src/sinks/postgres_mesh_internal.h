@@ -67,6 +67,8 @@ typedef struct local_ver { /* one row of the versions query */
   const char *ctr[COUNTERS_MAX]; /* the counter and rule columns' local values (text) */
   int prow;                /* its row in the PGresult (column_merge: the whole local row is read there) */
   const char *also;        /* the side table's other versions of a merged row ("node:ts:hlc,..."), or NULL */
+  const char *local;       /* column_merge: local writes' column versions since the last sink write ("ts:hlc"
+                            * per column, "" for a column no local write changed; _odsync_colver), or NULL */
 } local_ver;
 
 /* What this target transaction knows of one (relation, key): the version the row has after the
@@ -112,6 +114,8 @@ typedef struct pgs_mesh {
   char *kl_q;   /* quoted key-lock trigger function (applications' inserts: the never-existing-key race) */
   char *ver_q;  /* quoted row-version side table (_odsync_versions) */
   char *hlc_q;  /* quoted clock table (_odsync_hlc): applied hlcs ahead of this node's clock */
+  char *cv_q;   /* quoted local column-version table (_odsync_colver, postgres_mesh_colver.c) */
+  char *cvfn_q; /* quoted trigger function that fills it */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
   int ntables;
   char **counters; /* mesh_counters: "schema.table.column" merged as a sum of deltas (malloc'd) */
@@ -208,6 +212,25 @@ void pgs_mesh_overrides_free(pgs_mesh *m);
  * keepflag[i - from]; logs conflicts; queues the keys written for finish_run (m->wr). */
 int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *changes, size_t from, size_t to,
                         bool *keepflag, od_error *err);
+/* postgres_mesh_colver.c: a version per column for every write of a column_merge table */
+/* The table and trigger function, and per mesh table the trigger (column_merge) or its removal. */
+int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err);
+/* Appends to the versions read the expression of a row's local column versions (x.k: the key,
+ * $tbl_param: the table name). */
+void pgs_mesh_colver_read_sql(const pgs_mesh *m, od_sqlbuf *b, int tbl_param);
+/* A live row's complete column versions into d->also: each column's local write (lv->local) if
+ * any, else the side table's entry (the last sink write's, lv->also), else the row's version, weak.
+ * false on out-of-memory. */
+bool pgs_mesh_colver_resolve(const pgs_mesh *m, decision *d, const local_ver *lv, int ncol);
+/* After a remote change applied to d (stamp st): d->also becomes its column versions. A delete: none
+ * (NULL); an update with its old image on a live row whose versions are known (partial_ok and
+ * d->also): the columns it changed (outside `skip`) get the write's version, the others keep
+ * theirs; anything else (an insert, a re-created row): every column the write's. false on
+ * out-of-memory. */
+bool pgs_mesh_colver_note(const pgs_mesh *m, decision *d, const od_change *c, const stamp *st, bool partial_ok,
+                          uint64_t skip, int ncol);
+/* Whether r's table is column_merge (its writes carry column versions). */
+bool pgs_mesh_colver_table(const pgs_mesh *m, const pg_rel *r);
 /* postgres_mesh_query.c */
 /* Forget the prepared versions statements (a new session; also frees their texts). */
 void pgs_mesh_vq_forget(pgs_mesh *m);

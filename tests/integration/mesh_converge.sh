@@ -12,8 +12,9 @@
 #    (a transaction applied twice would log its conflicts twice);
 #  - every node's replication origins advanced for both peers.
 # MESH_DIAG=1 logs the whole conflict history of diverging keys; MESH_LOG_LEVEL=debug (tests/env/mesh.sh)
-# logs every mesh decision. MESH_POLICY (default last_writer_wins) picks the policy (priority; column_merge is refused by the
-# config for a mesh of three nodes, see docs/MULTI_MASTER.md); MESH_TXNS (default 1000) the load.
+# logs every mesh decision. MESH_POLICY (default last_writer_wins) picks the policy (priority; column_merge,
+# fallback last_writer_wins, with REPLICA IDENTITY FULL: mesh_converge_colmerge.sh runs it in CI); MESH_TXNS
+# (default 1000) the load.
 # MESH_SKEW_US (default 0): node c's PostgreSQL clock runs that many µs off (tests/tools/preload/
 # clockshift.c, as in mesh_hlc_skew.sh), so last_writer_wins orders by hybrid logical clocks under skew.
 set -euo pipefail
@@ -43,6 +44,9 @@ CREATE TABLE items (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
 CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
 INSERT INTO items SELECT g, 'init', 0 FROM generate_series(1, 30) g;
 SQL
+  # column_merge reads which columns an update changed from its old and new images
+  [[ $POLICY == column_merge ]] &&
+    node_psql $n -c "ALTER TABLE items REPLICA IDENTITY FULL; ALTER TABLE mesh_marker REPLICA IDENTITY FULL" >/dev/null
 done
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log

@@ -180,11 +180,21 @@ TEST(mesh_policies_errors) {
                "counter public.p.n is on a column_merge table") != NULL);
   CHECK(strstr(parse_err(MESH_POL("  policy: column_merge\n  fallback: priority\n"), &e),
                "policy priority needs 'priority'") != NULL);
-  /* column_merge converges on two nodes only: refused for three, mesh-wide or for one table. */
-  CHECK(strstr(parse_err(MESH3 "  policies: { public.stock: column_merge }\n", &e),
-               "mesh: column_merge (public.stock) needs a mesh of two nodes in this version; this one has 3") != NULL);
-  CHECK(strstr(parse_err("mesh:\n  name: shop\n  policy: column_merge\n  tables: [public.items]\n  nodes:\n"
+  /* column_merge on three nodes: with fallback last_writer_wins (a version per column for every
+   * write) accepted, mesh-wide or for one table; with another fallback refused. */
+  od_config *c = parse_ok(MESH3 "  policies: { public.stock: column_merge }\n");
+  CHECK(c->npipelines == 6);
+  od_config_free(c);
+  c = parse_ok("mesh:\n  name: shop\n  policy: column_merge\n  tables: [public.items]\n  nodes:\n"
+               "    - { name: a, dsn: \"host=h1\" }\n    - { name: b, dsn: \"host=h2\" }\n"
+               "    - { name: c, dsn: \"host=h3\" }\n");
+  CHECK_STR(val(&c->pipelines[0].sinks[0].section, "mesh_policy"), "column_merge");
+  od_config_free(c);
+  CHECK(strstr(parse_err(MESH3 "  policies: { public.stock: { policy: column_merge, fallback: priority } }\n", &e),
+               "mesh: column_merge (public.stock) on a mesh of 3 nodes needs fallback last_writer_wins") != NULL);
+  CHECK(strstr(parse_err("mesh:\n  name: shop\n  policy: column_merge\n  fallback: keep_local\n  tables: "
+                         "[public.items]\n  nodes:\n"
                          "    - { name: a, dsn: \"host=h1\" }\n    - { name: b, dsn: \"host=h2\" }\n"
                          "    - { name: c, dsn: \"host=h3\" }\n", &e),
-               "column_merge (mesh.policy) needs a mesh of two nodes") != NULL);
+               "column_merge (mesh.policy) on a mesh of 3 nodes needs fallback last_writer_wins") != NULL);
 }
