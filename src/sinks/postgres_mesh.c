@@ -199,11 +199,12 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[9] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
-                           "_odsync_hlc", "_odsync_keylock", "_odsync_peer_vv", "_odsync_colver",
-                           "_odsync_colver_fn"};
-  char **outs[9] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->kl_q, &m->pvv_q, &m->cv_q, &m->cvfn_q};
-  for (int i = 0; i < 9; i++) {
+  const char *tnames[10] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
+                            "_odsync_hlc", "_odsync_keylock", "_odsync_peer_vv", "_odsync_colver",
+                            "_odsync_colver_fn", "_odsync_tombstone_img"};
+  char **outs[10] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q,
+                     &m->kl_q, &m->pvv_q, &m->cv_q, &m->cvfn_q, &m->tifn_q};
+  for (int i = 0; i < 10; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -239,6 +240,7 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->kl_q);
   free(m->cv_q);
   free(m->cvfn_q);
+  free(m->tifn_q);
   for (int i = 0; i < m->ntables; i++) free(m->tables[i]);
   free(m->tables);
   for (int i = 0; i < m->ntpol; i++) free(m->tpol[i].table);
@@ -749,7 +751,14 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
     if (!keepflag[i]) continue;
     m->keep[nk] = changes[from + i];
     for (size_t o = 0; o < m->novr; o++) /* counter merges: the new row with the merged counters */
-      if (m->ovr[o].idx == from + i) m->keep[nk].newtup.values = m->ovr[o].vals;
+      if (m->ovr[o].idx == from + i) {
+        m->keep[nk].newtup.values = m->ovr[o].vals;
+        if (m->ovr[o].as_update) { /* column_merge: an insert merged into the live row (its key is in newtup) */
+          m->keep[nk].op = OD_OP_UPDATE;
+          m->keep[nk].old_kind = 'K';
+          m->keep[nk].oldtup = m->keep[nk].newtup;
+        }
+      }
     for (size_t o = 0; o < m->ntodel; o++) /* a remote row that lost a unique-index clash: removed */
       if (m->todel[o] == from + i) {
         m->keep[nk].op = OD_OP_DELETE;

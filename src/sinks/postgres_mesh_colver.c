@@ -42,15 +42,42 @@ int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
   od_sqlbuf_add(b, m->cv_q);
   od_sqlbuf_add(b, " AS c (tbl, key, xids) VALUES (t, k, cur) ON CONFLICT (tbl, key) DO UPDATE SET xids = "
                    "excluded.xids; RETURN NULL; END $odsync$; ");
+  /* A deleted row's last values stay in its tombstone (img): a write that re-creates the row takes
+   * the columns it did not change from there, as it would have from the live row. Fires after
+   * _odsync_tombstone (trigger names order them), for applications' and sinks' deletes alike. */
+  od_sqlbuf_add(b, "ALTER TABLE ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS img jsonb; CREATE OR REPLACE FUNCTION ");
+  od_sqlbuf_add(b, m->tifn_q);
+  od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(OLD); BEGIN "
+                   "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS "
+                   "u(a, o); UPDATE ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_add(b, " SET img = j WHERE tbl = TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME AND key = k; RETURN NULL; END "
+                   "$odsync$; ");
   for (int i = 0; i < m->ntables; i++) {
     bool merge = pgs_mesh_pol(m, m->tables[i])->policy == POL_COLUMN_MERGE;
     char *lit = PQescapeLiteral(s->conn, m->tables[i], strlen(m->tables[i]));
     char *fn = PQescapeLiteral(s->conn, m->cvfn_q, strlen(m->cvfn_q));
-    if (!lit || !fn) {
+    char *tfn = PQescapeLiteral(s->conn, m->tifn_q, strlen(m->tifn_q));
+    if (!lit || !fn || !tfn) {
       PQfreemem(lit);
       PQfreemem(fn);
+      PQfreemem(tfn);
       return pgs_fail(s, NULL, "quoting a table name", NULL, err);
     }
+    if (merge)
+      od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN "
+                        "RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum) INTO cols "
+                        "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+                        "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; EXECUTE "
+                        "format('CREATE OR REPLACE TRIGGER _odsync_tombstone_img AFTER DELETE ON %%s FOR EACH ROW "
+                        "EXECUTE FUNCTION %%s(%%s)', rel, %s, cols); END $odsync$; ", lit, tfn);
+    else
+      od_sqlbuf_addf(b, "DO $odsync$ DECLARE rel regclass := to_regclass(%s); BEGIN IF rel IS NOT NULL AND EXISTS "
+                        "(SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '_odsync_tombstone_img') THEN "
+                        "EXECUTE format('DROP TRIGGER _odsync_tombstone_img ON %%s', rel); END IF; END $odsync$; ", lit);
+    PQfreemem(tfn);
     if (merge)
       od_sqlbuf_addf(b, "DO $odsync$ DECLARE args text; rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN "
                         "RETURN; END IF; SELECT quote_literal(count(*)) || ', ' || string_agg(quote_literal(a.attname), "
@@ -135,11 +162,8 @@ static bool same_value(const od_value *a, const od_value *b) {
 
 bool pgs_mesh_colver_note(const pgs_mesh *m, decision *d, const od_change *c, const stamp *st, bool partial_ok,
                           uint64_t skip, int ncol) {
-  if (c->op == OD_OP_DELETE) {
-    free(d->also); /* a tombstone: its version is the row's */
-    d->also = NULL;
+  if (c->op == OD_OP_DELETE) /* a tombstone: its version is the delete's; the columns' stay for a re-creation */
     return true;
-  }
   bool partial = partial_ok && d->also && c->op == OD_OP_UPDATE && c->old_kind == 'O' &&
                  c->oldtup.ncolumns == c->newtup.ncolumns;
   od_sqlbuf b = {0};

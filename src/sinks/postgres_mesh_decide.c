@@ -364,7 +364,8 @@ static int ncols_of(const decision *d) {
 static bool seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d) {
   if (!d->has_ver || d->ours || d->ts == INT64_MIN) return true; /* none, this stream's, or unknown (frozen) */
   ver_entry row = row_ver(m, d);
-  if (!d->also) return entry_seen(m, st, &row);
+  /* a tombstone: the delete (its column versions, kept for a re-creation, are all older) */
+  if (!d->also || d->tomb) return entry_seen(m, st, &row);
   ver_entry cv[MERGE_COLS_MAX];
   int n = ncols_of(d);
   col_vers(d, n, cv);
@@ -385,7 +386,7 @@ static decision with_ver(const decision *d, const ver_entry *v) {
 /* The local version a concurrent remote write competes with as a whole row (insert, delete, a
  * rule): the latest column write it had not seen. */
 static decision competitor(const pgs_mesh *m, const stamp *st, const decision *d) {
-  if (!d->also) return *d;
+  if (!d->also || d->tomb) return *d;
   ver_entry cv[MERGE_COLS_MAX];
   int n = ncols_of(d), best = -1;
   col_vers(d, n, cv);
@@ -623,9 +624,10 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
   }
   if (lv->also && *lv->also && !(d->also = strdup(lv->also))) return NULL;
   /* column_merge: every column's version (the side table's, local writes' since) */
-  if (nall && !lv->tomb && !pgs_mesh_colver_resolve(m, d, lv, nall < MERGE_COLS_MAX ? nall : MERGE_COLS_MAX))
-    return NULL;
-  if (nall && !lv->tomb) { /* column_merge: the whole live row */
+  if (nall && !pgs_mesh_colver_resolve(m, d, lv, nall < MERGE_COLS_MAX ? nall : MERGE_COLS_MAX)) return NULL;
+  /* column_merge: the whole live row, or a tombstone's last row (NULL when it has none) */
+  bool img = lv->tomb && nall && !PQgetisnull(res, lv->prow, 5 + nfetch + (r->nkey ? PGS_COL(r->key_plan[0]) : 0));
+  if (nall && (!lv->tomb || img)) {
     if (!(d->row = calloc((size_t)nall, sizeof *d->row))) return NULL;
     d->nrow = nall;
     for (int k = 0; k < nall; k++)
@@ -733,7 +735,9 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   }
   od_sqlbuf_add(b, " FOR UPDATE OF t");
   size_t w1 = b->len;
-  od_sqlbuf_add(b, "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin FROM ");
+  od_sqlbuf_add(b, nall ? "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin, "
+                          "d.img FROM "
+                        : "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin FROM ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
                     "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
@@ -743,7 +747,12 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", c%d", k);
   for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", a%d", k);
   od_sqlbuf_add(b, " FROM live UNION ALL SELECT k, cts, rid, origin, true");
-  for (int k = 0; k < nfetch + nall; k++) od_sqlbuf_add(b, ", NULL");
+  for (int k = 0; k < nfetch; k++) od_sqlbuf_add(b, ", NULL");
+  for (int k = 0; k < nall; k++) { /* column_merge: the deleted row's last values (postgres_mesh_colver.c) */
+    od_sqlbuf_add(b, ", img ->> '");
+    for (const char *ch = r->rel->columns[k].name; *ch; ch++) od_sqlbuf_add(b, *ch == '\'' ? "''" : (char[2]){*ch, 0});
+    od_sqlbuf_add(b, "'");
+  }
   od_sqlbuf_add(b, " FROM dead) SELECT x.k, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.ts ELSE "
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL "
                    "THEN v.node ELSE x.origin END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc WHEN x.rid = 0 "
@@ -757,7 +766,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", x.a%d", k);
   /* column_merge: the side table's column versions (the last sink write's) also under a later
    * local write, whose changed columns _odsync_colver holds (postgres_mesh_colver.c) */
-  od_sqlbuf_add(b, nall ? ", CASE WHEN v.key IS NOT NULL AND (x.rid <> 0 OR NOT x.tomb) THEN v.also END"
+  od_sqlbuf_add(b, nall ? ", v.also"
                         : ", CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.also END");
   if (nall) pgs_mesh_colver_read_sql(m, b, np + 1);
   od_sqlbuf_add(b, " FROM x LEFT JOIN ");
@@ -957,13 +966,121 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   }
   if (texts) texts[0] = touch;
   /* owns vals and the touch text; the other values are borrowed from c */
-  m->ovr[m->novr++] = (struct override){.idx = idx, .vals = vals, .texts = texts, .ntexts = texts ? 1 : 0};
+  m->ovr[m->novr++] = (struct override){.idx = idx, .vals = vals, .texts = texts, .ntexts = texts ? 1 : 0,
+                                        .as_update = c->op == OD_OP_INSERT};
   return OD_OK;
+}
+
+/* column_merge: a remote update that re-creates a deleted row takes the columns it did not change
+ * from the tombstone's last row (d->row), as it would have left them on the live row: the row is
+ * the same whichever of the delete and the update a node applied first. An override of the change
+ * (texts owned by it). */
+static int recreate_override(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx,
+                             const decision *d, od_error *err) {
+  int ncol = c->newtup.ncolumns;
+  if (c->op != OD_OP_UPDATE || c->old_kind != 'O' || c->oldtup.ncolumns != ncol || !ncol) return OD_OK;
+  if (m->novr == m->ovr_cap) {
+    size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
+    struct override *g = realloc(m->ovr, cap * sizeof *g);
+    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    m->ovr = g;
+    m->ovr_cap = cap;
+  }
+  od_value *vals = malloc((size_t)ncol * sizeof *vals);
+  char **texts = calloc((size_t)ncol, sizeof *texts);
+  if (!vals || !texts) {
+    free(vals);
+    free(texts);
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  struct override *o = &m->ovr[m->novr++];
+  *o = (struct override){.idx = idx, .vals = vals, .texts = texts};
+  for (int j = 0; j < ncol; j++) {
+    const od_value *nv = &c->newtup.values[j];
+    vals[j] = *nv;
+    if (is_key_col(r, j) || j >= d->nrow || (nv->kind != OD_VALUE_UNCHANGED && !same_val(nv, &c->oldtup.values[j])))
+      continue;
+    if (!d->row[j]) {
+      vals[j] = (od_value){.kind = OD_VALUE_NULL};
+      continue;
+    }
+    if (!(texts[o->ntexts] = strdup(d->row[j]))) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    vals[j] = (od_value){.data = texts[o->ntexts], .len = (uint32_t)strlen(texts[o->ntexts]), .kind = OD_VALUE_TEXT};
+    o->ntexts++;
+  }
+  return OD_OK;
+}
+
+/* column_merge: a remote insert or update that lost to a tombstone: each column it wrote (an insert:
+ * every one; an update: those it changed) whose version is older than the write (or seen by it)
+ * takes the write's value in the tombstone's last row (img) and its version in d->also. */
+static int image_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st, decision *d,
+                         od_error *err) {
+  ver_entry cv[MERGE_COLS_MAX], w = {.ts = st->ts, .hlc = st->hlc};
+  snprintf(w.node, sizeof w.node, "%s", m->peer);
+  int n = ncols_of(d), taken = 0;
+  col_vers(d, n, cv);
+  od_sqlbuf names = {0}, vals = {0};
+  od_sqlbuf_add(&names, "{");
+  od_sqlbuf_add(&vals, "{");
+  bool upd = c->op == OD_OP_UPDATE && c->old_kind == 'O' && c->oldtup.ncolumns == c->newtup.ncolumns;
+  for (int j = 0; j < n && j < c->newtup.ncolumns && j < d->nrow; j++) {
+    const od_value *nv = &c->newtup.values[j];
+    if (is_key_col(r, j) || nv->kind == OD_VALUE_UNCHANGED || (upd && same_val(nv, &c->oldtup.values[j]))) continue;
+    if (cv[j].node[0] && !entry_seen(m, st, &cv[j]) && !entry_later(&w, &cv[j])) continue;
+    char *t = nv->kind == OD_VALUE_TEXT ? strndup(nv->data, nv->len) : NULL;
+    if (nv->kind == OD_VALUE_TEXT && !t) {
+      od_sqlbuf_free(&names);
+      od_sqlbuf_free(&vals);
+      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    }
+    free(d->row[j]);
+    d->row[j] = t;
+    cv[j] = w;
+    pgs_mesh_arr_add(&names, r->rel->columns[j].name);
+    if (t) pgs_mesh_arr_add(&vals, t);
+    else od_sqlbuf_add(&vals, vals.len > 1 ? ",NULL" : "NULL");
+    taken++;
+  }
+  od_sqlbuf_add(&names, "}");
+  od_sqlbuf_add(&vals, "}");
+  int rc = OD_OK;
+  if (taken) {
+    od_sqlbuf *b = &s->sql;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "UPDATE ");
+    od_sqlbuf_add(b, m->tomb_q);
+    od_sqlbuf_add(b, " SET img = coalesce(img, '{}'::jsonb) || jsonb_object($3::text[], $4::text[]) WHERE tbl = $1 "
+                     "AND key = $2");
+    const char *p[4] = {r->target, d->key, names.p, vals.p};
+    PGresult *res = b->oom || names.oom || vals.oom
+                        ? NULL
+                        : pgs_exec(s, m->tomb_q, "keeping a losing write's columns in a tombstone (mesh)", b->p, 4, p, err);
+    if (!res) rc = b->oom || names.oom || vals.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
+                                                 : err->code;
+    PQclear(res);
+    if (rc == OD_OK) { /* the tombstone's version stays the delete's; its columns' are written with it */
+      char *keep_node = strdup(d->node);
+      int64_t ts = d->ts, hlc = d->hlc;
+      rc = set_col_vers(s, m, d, cv, n, err);
+      if (keep_node) snprintf(d->node, sizeof d->node, "%s", keep_node);
+      free(keep_node);
+      d->ts = ts;
+      d->hlc = hlc;
+      if (rc == OD_OK && !wr_push(m, d)) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    }
+  }
+  od_sqlbuf_free(&names);
+  od_sqlbuf_free(&vals);
+  return rc;
 }
 
 /* A column merge is possible: an update of a live row read whole, with the full old image and the
  * same key before and after. */
 static bool mergeable(const pg_rel *r, const od_change *c, const decision *d) {
+  /* column_merge with column versions: an insert meeting a live row writes every column, each one
+   * decided against that column's version (per column as for an update, not the whole row) */
+  if (c->op == OD_OP_INSERT) return d->also && d->row && !d->tomb && d->has_ver;
   if (c->op != OD_OP_UPDATE || c->old_kind != 'O' || !d->row || d->tomb || !d->has_ver) return false;
   for (int k = 0; k < r->nkey; k++) {
     int col = PGS_COL(r->key_plan[k]);
@@ -990,6 +1107,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     return rc;
   }
+  int rc;
   const char *kind = NULL, *policy = POLICIES[pol->policy == POL_COLUMN_MERGE ? pol->fallback : pol->policy];
   bool apply = true, merge = false;
   decision cmp = *d; /* the local write the remote one competes with (column_merge: of the row's set) */
@@ -1000,6 +1118,10 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
        * on every node, so later writes of the key are judged against the same version. */
       kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
       apply = remote_wins(m, pol, st, &cmp);
+      /* column_merge: a write that loses to the delete still wins the columns it wrote whose
+       * versions are older: kept in the tombstone's last row for a later re-creation */
+      if (exact && !apply && c->op != OD_OP_DELETE && d->row && d->also && (rc = image_columns(s, m, r, c, st, d, err)))
+        return rc;
     } else {
       kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
       int ruled = c->op == OD_OP_DELETE ? 0 : rules_decide(m, c, d, cols, nctr, nfetch, rule_of);
@@ -1016,7 +1138,6 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       if (ruled) policy = "rule";
     }
   }
-  int rc;
   if (merge) { /* concurrent updates of one row, merged by column (docs/MULTI_MASTER.md, "column_merge") */
     ver_entry cv[MERGE_COLS_MAX];
     int ncv = ncols_of(d);
@@ -1067,7 +1188,8 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   d->merge = false;
   d->lmask = 0;
   if (apply) { /* the key's version is now the peer's */
-    bool was_live = d->has_ver && !d->tomb;
+    bool partial = d->has_ver && (!d->tomb || d->row); /* the columns it did not change keep their versions */
+    if (exact && d->has_ver && d->tomb && d->row && (rc = recreate_override(s, m, r, c, ci, d, err))) return rc;
     /* A delete of a key that had no row when the run read its versions: the DELETE the set-based
      * apply sends (the key's last operation in the run: a tombstone, or a row this run re-created
      * and deletes again, merged by key into one DELETE) finds no row and the tombstone trigger
@@ -1081,7 +1203,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     d->ts = st->ts;
     d->hlc = st->hlc;
     if (exact) { /* the columns it wrote get its version, the others keep theirs */
-      if (!pgs_mesh_colver_note(m, d, c, st, was_live, 0, ncols_of(d)))
+      if (!pgs_mesh_colver_note(m, d, c, st, partial, 0, ncols_of(d)))
         return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     } else {
       free(d->also); /* a write that won whole (or saw the whole set) is the row's only version */

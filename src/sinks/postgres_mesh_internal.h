@@ -116,6 +116,7 @@ typedef struct pgs_mesh {
   char *hlc_q;  /* quoted clock table (_odsync_hlc): applied hlcs ahead of this node's clock */
   char *cv_q;   /* quoted local column-version table (_odsync_colver, postgres_mesh_colver.c) */
   char *cvfn_q; /* quoted trigger function that fills it */
+  char *tifn_q; /* quoted trigger function keeping a deleted row's last values in its tombstone (img) */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
   int ntables;
   char **counters; /* mesh_counters: "schema.table.column" merged as a sum of deltas (malloc'd) */
@@ -128,7 +129,8 @@ typedef struct pgs_mesh {
   } rules[RULES_MAX];
   int nrules;
   /* per run: updates rewritten by the counter merge (values and texts malloc'd) */
-  struct override { size_t idx; od_value *vals; char **texts; int ntexts; } *ovr; /* also column merges */
+  /* also column merges; as_update: an insert merged into a live row, applied as an update of its columns */
+  struct override { size_t idx; od_value *vals; char **texts; int ntexts; bool as_update; } *ovr;
   size_t novr, ovr_cap;
   /* the stamps of the open run (the last one carries over to the next apply() call) */
   stamp *st;
