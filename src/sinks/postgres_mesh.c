@@ -564,20 +564,28 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     between = d->fix || (d->touch && d->tomb);
   }
   int rc = m->nwr && between ? pgs_bulk_flush_now(s, err) : OD_OK;
-  od_sqlbuf tt = {0}, tk = {0};
+  od_sqlbuf tt = {0}, tk = {0}, ti = {0};
   od_sqlbuf_add(&tt, "{");
   od_sqlbuf_add(&tk, "{");
+  od_sqlbuf_add(&ti, "{");
   for (size_t i = 0; i < m->nwr && rc == OD_OK; i++) {
     decision *d = &m->dec[m->wr[i]];
     if (d->fix) rc = pgs_mesh_fix_counters(s, m, d, err);
     if (d->touch && d->tomb) {
       pgs_mesh_arr_add(&tt, d->r->target);
       pgs_mesh_arr_add(&tk, d->key);
+      /* column_merge: the row as this run left it before the delete (its trigger did not fire) */
+      od_sqlbuf img = {0};
+      if (pgs_mesh_colver_table(m, d->r) && pgs_mesh_colver_row_json(d, &img)) pgs_mesh_arr_add(&ti, img.p);
+      else od_sqlbuf_add(&ti, ti.len > 1 ? ",NULL" : "NULL");
+      if (img.oom) ti.oom = true;
+      od_sqlbuf_free(&img);
     }
     d->touch = false;
   }
   od_sqlbuf_add(&tt, "}");
   od_sqlbuf_add(&tk, "}");
+  od_sqlbuf_add(&ti, "}");
   if (rc == OD_OK && tt.len > 2) {
     od_sqlbuf *b = &s->sql;
     od_sqlbuf_reset(b);
@@ -588,17 +596,18 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
      * version is the side table's, written below (docs/MULTI_MASTER.md). */
     od_sqlbuf_add(b, "INSERT INTO ");
     od_sqlbuf_add(b, m->tomb_q);
-    od_sqlbuf_add(b, " AS d (tbl, key) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (tbl, key) DO UPDATE "
-                     "SET deleted_at = now()");
-    const char *p2[2] = {tt.p, tk.p};
-    PGresult *r = b->oom || tt.oom || tk.oom ? NULL
-                                               : pgs_exec(s, m->tomb_q, "rewriting tombstones (mesh)", b->p, 2, p2, err);
-    if (!r) rc = b->oom || tt.oom || tk.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
-                                            : err->code;
+    od_sqlbuf_add(b, " AS d (tbl, key, img) SELECT t, k, i::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS "
+                     "u (t, k, i) ON CONFLICT (tbl, key) DO UPDATE SET deleted_at = now(), img = coalesce(excluded.img, "
+                     "d.img)");
+    const char *p2[3] = {tt.p, tk.p, ti.p};
+    bool oom = b->oom || tt.oom || tk.oom || ti.oom;
+    PGresult *r = oom ? NULL : pgs_exec(s, m->tomb_q, "rewriting tombstones (mesh)", b->p, 3, p2, err);
+    if (!r) rc = oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
     PQclear(r);
   }
   od_sqlbuf_free(&tt);
   od_sqlbuf_free(&tk);
+  od_sqlbuf_free(&ti);
   if (rc) return rc;
   if (!m->nst || (!stamped && !m->nwr)) return OD_OK;
   if (m->nwr > 1) qsort_r(m->wr, m->nwr, sizeof *m->wr, cmp_wr, m); /* side-table rows in (table, key) order, as rows */

@@ -1100,10 +1100,23 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     *keep = d->apply;
     int rc = OD_OK;
     bool merged = d->apply && d->merge && mergeable(r, c, d);
+    if (merged && exact) {
+      /* ... a column merge, judged by the columns' versions as they are now: a column the first
+       * change took is the peer's own (seen), one the local version kept or no change touched yet
+       * goes to the fallback against its writer; not logged again */
+      ver_entry cv[MERGE_COLS_MAX];
+      int ncv = ncols_of(d);
+      col_vers(d, ncv, cv);
+      ver_entry rowv = row_ver(m, d);
+      if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, keep, NULL, NULL, err)))
+        rc = set_col_vers(s, m, d, cv, ncv, err);
+      return rc;
+    }
     if (merged) /* ... a column merge: what the local version kept stays */
       rc = merge_columns(s, m, r, pol, st, c, ci, d, NULL, NULL, keep, NULL, NULL, err);
     if (rc == OD_OK && exact && d->apply &&
-        !pgs_mesh_colver_note(m, d, c, st, true, merged ? d->lmask : 0, ncols_of(d)))
+        (!pgs_mesh_colver_note(m, d, c, st, true, merged ? d->lmask : 0, ncols_of(d)) ||
+         (!merged && c->op != OD_OP_DELETE && !pgs_mesh_colver_row_set(d, c->newtup.values, c->newtup.ncolumns))))
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     return rc;
   }
@@ -1203,7 +1216,11 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     d->ts = st->ts;
     d->hlc = st->hlc;
     if (exact) { /* the columns it wrote get its version, the others keep theirs */
-      if (!pgs_mesh_colver_note(m, d, c, st, partial, 0, ncols_of(d)))
+      const od_value *vals = c->newtup.values;
+      for (size_t o = 0; o < m->novr; o++)
+        if (m->ovr[o].idx == ci) vals = m->ovr[o].vals; /* a re-created row's values */
+      if (!pgs_mesh_colver_note(m, d, c, st, partial, 0, ncols_of(d)) ||
+          (c->op != OD_OP_DELETE && !pgs_mesh_colver_row_set(d, vals, c->newtup.ncolumns)))
         return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     } else {
       free(d->also); /* a write that won whole (or saw the whole set) is the row's only version */

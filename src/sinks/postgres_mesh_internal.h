@@ -231,6 +231,11 @@ bool pgs_mesh_colver_resolve(const pgs_mesh *m, decision *d, const local_ver *lv
  * out-of-memory. */
 bool pgs_mesh_colver_note(const pgs_mesh *m, decision *d, const od_change *c, const stamp *st, bool partial_ok,
                           uint64_t skip, int ncol);
+/* d->row (allocated for every column when missing) takes the values a write sets (not UNCHANGED
+ * ones): the row as the run leaves it, for a tombstone the run writes itself. false: out of memory. */
+bool pgs_mesh_colver_row_set(decision *d, const od_value *vals, int n);
+/* d->row as a JSON object of texts (column name: value), appended to b; false when there is none. */
+bool pgs_mesh_colver_row_json(const decision *d, od_sqlbuf *b);
 /* Whether r's table is column_merge (its writes carry column versions). */
 bool pgs_mesh_colver_table(const pgs_mesh *m, const pg_rel *r);
 /* postgres_mesh_query.c */
