@@ -735,8 +735,11 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   }
   od_sqlbuf_add(b, " FOR UPDATE OF t");
   size_t w1 = b->len;
-  od_sqlbuf_add(b, nall ? "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin, "
-                          "d.img FROM "
+  /* column_merge: a tombstone this transaction rewrote (a losing write's columns kept in it) has
+   * no commit time yet; its version is the side table's, written with it */
+  od_sqlbuf_add(b, nall ? "), dead AS (SELECT d.key AS k, c.timestamp AS cts, CASE WHEN d.xmin::text::int8 = "
+                          "pg_current_xact_id_if_assigned()::text::int8 % 4294967296 THEN 4294967295::oid ELSE "
+                          "c.roident END AS rid, o.roname AS origin, d.img FROM "
                         : "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin FROM ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
