@@ -75,6 +75,7 @@ VALGRIND_TESTS=(
   test_pg_readahead
   test_pg_mesh
   test_pg_mesh_vv
+  test_pg_mesh_colver
   test_config_diff
   test_poll_keys
   test_mytrig_values
