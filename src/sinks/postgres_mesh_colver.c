@@ -138,9 +138,10 @@ bool pgs_mesh_colver_resolve(const pgs_mesh *m, decision *d, const local_ver *lv
       od_sqlbuf_addn(&b, p, len);
     } else if (item_at(lv->also, j, &p, &len) && len) {
       od_sqlbuf_addn(&b, p, len); /* the last sink write's */
-    } else if (d->ts != INT64_MIN) {
+    } else if (d->ts != INT64_MIN && !d->tomb) {
       /* never recorded (rows from before the trigger): the row's version, weak — counts for
-       * "seen", the column is judged by value */
+       * "seen", the column is judged by value. A tombstone's version is its delete's, which wrote
+       * no column: such a column stays unknown (older than any write that reaches it). */
       od_sqlbuf_addf(&b, "~%s:%" PRId64 ":%" PRId64, d->node[0] ? d->node : m->node, d->ts,
                      d->hlc == INT64_MIN ? d->ts : d->hlc);
     }
