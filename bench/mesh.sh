@@ -26,7 +26,9 @@
 # sides in the same run. Environment: MESH_TXNS (100000) MESH_CONFLICT_TXNS (2000) ODSYNC_BIN PG_BIN
 # BENCH_KEEP=1 MESH_STATEMENTS=1 (pg_stat_statements preloaded: after phases 1 and 2 the sinks'
 # costliest statements, server time per transaction, go to stderr) MESH_SKIP_CONFLICTS=1 (phases
-# 1 and 2 only).
+# 1 and 2 only) MESH_OUTPUT_PLUGIN (mesh.output_plugin: auto (default), pgoutput or odsync_pgoutput;
+# the servers are offered odsync_pgoutput from the pgplugin folder beside ODSYNC_BIN when it was built
+# there: scripts/lib/pg_server.sh). The bidirectional line names the slots' output plugin.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -212,7 +214,8 @@ cat >"$TMP/mesh.yaml" <<YAML
 state_dir: $TMP/state_mesh
 mesh:
   name: m
-  tables: [public.items, public.hot, public.mesh_marker]
+  tables: [public.items, public.hot, public.mesh_marker]${MESH_OUTPUT_PLUGIN:+
+  output_plugin: $MESH_OUTPUT_PLUGIN}
   nodes:
     - { name: a, dsn: "$(pgb_dsn a od)" }
     - { name: b, dsn: "$(pgb_dsn b od)" }
@@ -221,6 +224,8 @@ start_odsync "$TMP/mesh.yaml"
 wait_true a od "SELECT active FROM pg_replication_slots WHERE slot_name = 'odsync_m_a_to_b'" 60 || od_die "mesh slot a not active"
 wait_true b od "SELECT active FROM pg_replication_slots WHERE slot_name = 'odsync_m_b_to_a'" 60 || od_die "mesh slot b not active"
 stop_odsync
+plugins=$(for n in a b; do qd $n od -c "SELECT '$n: ' || plugin FROM pg_replication_slots WHERE slot_name LIKE 'odsync_m_%'"; done | paste -sd, -)
+log "mesh slots' output plugin: $plugins"
 half=$(( MESH_TXNS / 2 ))
 log "bidirectional: $half transactions at each node"
 bench_load a od "$TMP/items.sql" "$half" 4 &
@@ -325,7 +330,8 @@ cat <<EOF
 
 multi-master, 2 nodes on one machine (measured under the machine's current load; wall clock)
   one-way odsync a->b:              $MESH_TXNS txns in ${one_s}s = $one_rate txn/s
-  bidirectional odsync mesh a<->b:  $(( 2 * half )) txns in ${bi_s}s = $bi_rate txn/s total, $(rate "$half" "$bi_s") per direction
+  bidirectional odsync mesh a<->b (slots' output plugin $plugins):
+                                    $(( 2 * half )) txns in ${bi_s}s = $bi_rate txn/s total, $(rate "$half" "$bi_s") per direction
   ratio bidirectional total / one-way: $(awk -v a="$bi_rate" -v b="$one_rate" 'BEGIN { printf "%.0f %%", 100 * a / b }')
   start-up (odsync start until the first row is on the sink): one-way ${one_start}s, bidirectional ${bi_start}s
   steady state (rows after the first on the sink / time to the last): one-way $one_ss_rate txn/s, bidirectional $bi_ss_rate txn/s total, ratio $(awk -v a="$bi_ss_rate" -v b="$one_ss_rate" 'BEGIN { printf "%.0f %%", 100 * a / b }')
