@@ -81,13 +81,6 @@ static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_n
   memset(pl, 0, sizeof *pl);
   pipeline_defaults(pl);
   pl->apply_workers = 1;      /* one target transaction per source transaction, in order */
-  /* Batches linger (docs/MULTI_MASTER.md, "Benchmark"): a mesh batch's fixed cost (lock and read
-   * statements, the versions/origin statement, commit) is paid per target transaction, and a batch
-   * that commits whenever the queue runs empty carried ~30 source transactions in the bidirectional
-   * benchmark. It stays open while the source is not idle, up to the defaults' limits (5000 rows,
-   * 20 ms: at most 20 ms more latency under a steady load, none once the source is idle). */
-  pl->batch.linger = OD_LINGER_ON;
-  pl->batch.max_rows_set = pl->batch.max_delay_set = true;
   pl->reconnect_max_ms = 5000;
   pl->line = b->line;
   pl->col = b->col;
