@@ -26,7 +26,12 @@
 # sides in the same run. Environment: MESH_TXNS (100000) MESH_CONFLICT_TXNS (2000) ODSYNC_BIN PG_BIN
 # BENCH_KEEP=1 MESH_STATEMENTS=1 (pg_stat_statements preloaded: after phases 1 and 2 the sinks'
 # costliest statements, server time per transaction, go to stderr) MESH_SKIP_CONFLICTS=1 (phases
-# 1 and 2 only).
+# 1 and 2 only) MESH_OUTPUT_PLUGIN (mesh.output_plugin: auto (default), pgoutput or odsync_pgoutput;
+# the servers are offered odsync_pgoutput from the pgplugin folder beside ODSYNC_BIN when it was built
+# there: scripts/lib/pg_server.sh). The bidirectional line names the slots' output plugin.
+# MESH_PERF=1: `perf record -a -g` over the bidirectional phase; after it, the top symbols (self
+# time) of node a's walsender and sink session and of odsync go to stderr (perf.data kept in the
+# bench's temp dir with BENCH_KEEP=1).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -170,6 +175,31 @@ stmt_report() { # TITLE TXNS
         ORDER BY total_exec_time DESC LIMIT 10" >&2
   done
 }
+# Where a server's CPU of the phase went, by process (read before odsync stops: its walsenders and
+# sessions started with the phase, so their whole CPU time is the phase's): "walsender W, sink S,
+# source meta M, watcher X, other O" in µs per transaction; other = the server's CPU over the phase
+# less those (background processes, exited sessions).
+# The pid of NODE's walsender (CLASS walsender) or odsync sink session (CLASS sink).
+class_pid() { qd "$1" postgres -c "SELECT pid FROM pg_stat_activity WHERE $( [[ $2 == walsender ]] &&
+  echo "backend_type = 'walsender'" || echo "application_name LIKE 'odsync%sink'") LIMIT 1"; }
+perf_top() { # TITLE PID
+  echo "-- perf, $1 (pid $2): top symbols by self time" >&2
+  perf report -i "$TMP/perf.data" --pid "$2" --no-children --sort dso,symbol --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -n 25 >&2 || true
+}
+proc_split() { # NODE SERVER_CPU_SECONDS_OF_PHASE TXNS
+  local rows hz
+  hz=$(getconf CLK_TCK)
+  rows=$(qd "$1" postgres -F ' ' -c "SELECT pid, CASE WHEN backend_type = 'walsender' THEN 'walsender'
+      WHEN application_name LIKE 'odsync%sink' THEN 'sink' WHEN application_name LIKE 'odsync%' THEN 'meta'
+      WHEN application_name = 'psql' THEN 'watcher' ELSE 'skip' END FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
+  while read -r pid cls; do
+    [[ $cls == skip ]] && continue
+    awk -v c="$cls" -v hz="$hz" '{ printf "%s %.4f\n", c, ($14 + $15) / hz }' "/proc/$pid/stat" 2>/dev/null || true
+  done <<<"$rows" | awk -v tot="$2" -v n="$3" '{ t[$1] += $2; sum += $2 }
+    END { printf "walsender %.1f, sink %.1f, source meta %.1f, watcher %.1f, other %.1f",
+          t["walsender"] * 1e6 / n, t["sink"] * 1e6 / n, t["meta"] * 1e6 / n, t["watcher"] * 1e6 / n, (tot - sum) * 1e6 / n }'
+}
 us_per() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.1f", c * 1000000 / n }'; }
 
 # ---- 1. one-way ----
@@ -195,6 +225,7 @@ w1=$!
 wait_watchers $w1 || od_die "one-way did not catch up"
 t1=$EPOCHREALTIME
 one_cpu=$(od_cpu_seconds "$ODSYNC_PID") ca1=$(pgb_server_cpu a) cb1=$(pgb_server_cpu b)
+one_split_a=$(proc_split a "$(od_secs "$ca0" "$ca1")" "$MESH_TXNS") one_split_b=$(proc_split b "$(od_secs "$cb0" "$cb1")" "$MESH_TXNS")
 stop_odsync
 stmt_report one-way "$MESH_TXNS"
 one_s=$(od_secs "$t0" "$t1")
@@ -212,7 +243,8 @@ cat >"$TMP/mesh.yaml" <<YAML
 state_dir: $TMP/state_mesh
 mesh:
   name: m
-  tables: [public.items, public.hot, public.mesh_marker]
+  tables: [public.items, public.hot, public.mesh_marker]${MESH_OUTPUT_PLUGIN:+
+  output_plugin: $MESH_OUTPUT_PLUGIN}
   nodes:
     - { name: a, dsn: "$(pgb_dsn a od)" }
     - { name: b, dsn: "$(pgb_dsn b od)" }
@@ -221,6 +253,8 @@ start_odsync "$TMP/mesh.yaml"
 wait_true a od "SELECT active FROM pg_replication_slots WHERE slot_name = 'odsync_m_a_to_b'" 60 || od_die "mesh slot a not active"
 wait_true b od "SELECT active FROM pg_replication_slots WHERE slot_name = 'odsync_m_b_to_a'" 60 || od_die "mesh slot b not active"
 stop_odsync
+plugins=$(for n in a b; do qd $n od -c "SELECT '$n: ' || plugin FROM pg_replication_slots WHERE slot_name LIKE 'odsync_m_%'"; done | paste -sd, -)
+log "mesh slots' output plugin: $plugins"
 half=$(( MESH_TXNS / 2 ))
 log "bidirectional: $half transactions at each node"
 bench_load a od "$TMP/items.sql" "$half" 4 &
@@ -232,6 +266,11 @@ ia0=$(load_id a items "id % 2 = 1" ASC) ia1=$(load_id a items "id % 2 = 1" DESC)
 ib0=$(load_id b items "id % 2 = 0" ASC) ib1=$(load_id b items "id % 2 = 0" DESC)
 stmt_reset
 ca0=$(pgb_server_cpu a) cb0=$(pgb_server_cpu b)
+PERF_PID=
+if [[ ${MESH_PERF:-0} == 1 ]]; then
+  perf record -a -g -F 999 -o "$TMP/perf.data" >/dev/null 2>"$TMP/perf.log" & PERF_PID=$!
+  sleep 0.5
+fi
 t0=$EPOCHREALTIME
 start_odsync "$TMP/mesh.yaml"
 watch_apply a items "$ib0" "$ib1" "id % 2 = 0" "$half" "$TMP/w_ba" &
@@ -241,6 +280,13 @@ w2=$!
 wait_watchers $w1 $w2 || od_die "the mesh did not catch up"
 t1=$EPOCHREALTIME
 bi_cpu=$(od_cpu_seconds "$ODSYNC_PID") ca1=$(pgb_server_cpu a) cb1=$(pgb_server_cpu b)
+bi_split_a=$(proc_split a "$(od_secs "$ca0" "$ca1")" $(( 2 * half ))) bi_split_b=$(proc_split b "$(od_secs "$cb0" "$cb1")" $(( 2 * half )))
+if [[ -n $PERF_PID ]]; then
+  kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true
+  perf_top "node a walsender" "$(class_pid a walsender)"
+  perf_top "node a sink session" "$(class_pid a sink)"
+  perf_top "odsync" "$ODSYNC_PID"
+fi
 stmt_report bidirectional $(( 2 * half ))
 bi_s=$(od_secs "$t0" "$t1")
 bi_rate=$(rate $(( 2 * half )) "$bi_s")
@@ -325,12 +371,18 @@ cat <<EOF
 
 multi-master, 2 nodes on one machine (measured under the machine's current load; wall clock)
   one-way odsync a->b:              $MESH_TXNS txns in ${one_s}s = $one_rate txn/s
-  bidirectional odsync mesh a<->b:  $(( 2 * half )) txns in ${bi_s}s = $bi_rate txn/s total, $(rate "$half" "$bi_s") per direction
+  bidirectional odsync mesh a<->b (slots' output plugin $plugins):
+                                    $(( 2 * half )) txns in ${bi_s}s = $bi_rate txn/s total, $(rate "$half" "$bi_s") per direction
   ratio bidirectional total / one-way: $(awk -v a="$bi_rate" -v b="$one_rate" 'BEGIN { printf "%.0f %%", 100 * a / b }')
   start-up (odsync start until the first row is on the sink): one-way ${one_start}s, bidirectional ${bi_start}s
   steady state (rows after the first on the sink / time to the last): one-way $one_ss_rate txn/s, bidirectional $bi_ss_rate txn/s total, ratio $(awk -v a="$bi_ss_rate" -v b="$one_ss_rate" 'BEGIN { printf "%.0f %%", 100 * a / b }')
   CPU µs per transaction: one-way: $one_cpu_line (all $one_cpu_all)
                           bidirectional: $bi_cpu_line (all $bi_cpu_all)
+  servers' CPU by process, µs per transaction of the phase:
+    one-way        a: $one_split_a
+                   b: $one_split_b
+    bidirectional  a: $bi_split_a
+                   b: $bi_split_b
   ratio where the CPU is the limit (one-way CPU per txn / bidirectional): $(awk -v a="$one_cpu_all" -v b="$bi_cpu_all" 'BEGIN { printf "%.0f %%", (b > 0 ? 100 * a / b : 0) }')
   conflicting workload ($MESH_CONFLICT_TXNS txns per node, 30 keys):
     odsync mesh: converged $od_same, conflicts logged (both nodes) $od_conf, $(rate $(( 2 * MESH_CONFLICT_TXNS )) "$od_s") txn/s

@@ -17,6 +17,7 @@ PACKAGES=(
   iproute2 mount # tests/chaos: network namespaces with a veth pair, tmpfs mounts
   libmicrohttpd-dev libcurl4-openssl-dev curl prometheus chromium python3
   libjwt-dev libjansson-dev openssl # admin API JWTs, the http ingest source's JSON; test certificates (docs/SECURITY.md)
+  postgresql-server-dev-15 # the mesh's output plugin odsync_pgoutput (src/pgplugin): server headers
   bzip2 tar apt # pg_regress_workload: apt-get source postgresql-15 (private apt state), unpack its tests
 )
 TEST_USER=odsync-test

@@ -8,6 +8,11 @@
 #                                initdb into DIR/data (superuser postgres, trust auth), listen on
 #                                127.0.0.1 at a free port with wal_level=logical, sockets in DIR;
 #                                extra lines go to postgresql.auto.conf. Sets PGSRV_PORT.
+#                                The mesh's output plugin odsync_pgoutput (src/pgplugin), when built,
+#                                is copied to DIR/lib and dynamic_library_path includes it: from
+#                                $ODSYNC_PGPLUGIN (a .so path; "none": not offered), else
+#                                $ODSYNC_BUILD_DIR/pgplugin/odsync_pgoutput.so, else the pgplugin
+#                                folder beside $ODSYNC_BIN. Nothing is installed system-wide.
 #   pgsrv_stop DIR               fast shutdown, then immediate, then SIGKILL (idempotent)
 #   pgsrv_as_user CMD...         run CMD as the unprivileged server user when we are root
 #   pgsrv_free_port              a loopback TCP port nothing listens on right now
@@ -74,6 +79,13 @@ pgsrv_start() {
     echo "pg_server.sh: initdb failed:" >&2
     cat "$dir/initdb.log" >&2
     return 1
+  fi
+  local plugin=${ODSYNC_PGPLUGIN:-}
+  if [[ -z $plugin && -n ${ODSYNC_BUILD_DIR:-} ]]; then plugin=$ODSYNC_BUILD_DIR/pgplugin/odsync_pgoutput.so; fi
+  if [[ -z $plugin && -n ${ODSYNC_BIN:-} ]]; then plugin=$(dirname "$ODSYNC_BIN")/pgplugin/odsync_pgoutput.so; fi
+  if [[ $plugin != none && -f $plugin ]]; then
+    mkdir -p "$dir/lib" && cp "$plugin" "$dir/lib/" && chmod 755 "$dir/lib" && chmod 644 "$dir/lib/odsync_pgoutput.so" || return 1
+    set -- "$@" "dynamic_library_path = '\$libdir:$dir/lib'"
   fi
   # The port is picked by binding; if another process takes it before the server binds, the start
   # fails and another port is tried.

@@ -178,6 +178,7 @@ int od_cli_mesh_check(const od_config *cfg, void (*problem)(void *ctx, bool fata
   for (int i = 0; i < n; i++)
     for (int t = 0; t < 64; t++) free(shape[i][t]);
   if (n && !fatal) printf("ok: mesh of %d nodes: settings, keys and table shapes agree\n", n);
+  if (n) fatal += od_cli_mesh_plugin_check(cfg, problem, ctx);
   return fatal;
 }
 

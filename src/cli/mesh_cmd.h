@@ -12,6 +12,10 @@
  * REPLICA IDENTITY FULL. Calls problem() per finding; returns the number of
  * fatal ones (0 when the config has no mesh). */
 int od_cli_mesh_check(const od_config *cfg, void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx);
+/* `odsync check`, mesh part 2 (mesh_plugin.c): the output plugin each mesh pipeline's slot uses or will
+ * use; an "ok:" line per pipeline, a fatal problem when mesh.output_plugin is odsync_pgoutput and a node
+ * cannot load it. Returns the number of fatal problems. */
+int od_cli_mesh_plugin_check(const od_config *cfg, void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx);
 /* `odsync conflicts`: print the conflict log of every mesh node (newest last, at most `limit`
  * rows per node). Returns the exit status. */
 int od_cli_conflicts(const od_config *cfg, long limit);

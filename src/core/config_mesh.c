@@ -16,7 +16,9 @@
  * "<mesh>_<from>_to_<to>", each a postgres source on <from> (mesh_node: no echo, stamps) and a
  * postgres sink on <to> (mesh_node/mesh_peer: origin marking, conflict detection). */
 static const char *const MESH_KEYS[] = {"name",     "nodes", "tables", "policy", "priority", "fallback",
-                                        "policies", "counters", "rules", NULL};
+                                        "policies", "counters", "rules", "output_plugin", NULL};
+/* mesh.output_plugin: the slots' output plugin (src/sources/pg/pg_plugin.h), default auto. */
+static const char *const MESH_PLUGINS[] = {"auto", "pgoutput", "odsync_pgoutput", NULL};
 static const char *const MESH_NODE_KEYS[] = {"name", "dsn", NULL};
 static const char *const MESH_POLICY_KEYS[] = {"policy", "priority", "fallback", NULL};
 static const char *const MESH_POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote",
@@ -74,7 +76,7 @@ typedef struct mesh_node {
 static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_node *a, const mesh_node *b,
                          const od_config_entry *tables, const char *policy, const char *fallback,
                          const od_config_entry *prio, const od_config_entry *counters, const od_config_entry *rules,
-                         const od_config_entry *tpol) {
+                         const od_config_entry *tpol, const char *plugin) {
   od_pipeline_config *pl = &cfg->pipelines[cfg->npipelines++];
   memset(pl, 0, sizeof *pl);
   pipeline_defaults(pl);
@@ -100,6 +102,7 @@ static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_n
       (rc = section_list(p, src, "tables", tables)) ||
       (rc = section_scalar(p, src, "mesh_node", a->name, false, a->line, a->col)) ||
       (rc = section_scalar(p, src, "snapshot", "never", false, a->line, a->col)) ||
+      (rc = section_scalar(p, src, "mesh_output_plugin", plugin, false, a->line, a->col)) ||
       (rc = section_scalar(p, dst, "dsn", b->dsn, b->secret, b->line, b->col)) ||
       (rc = section_scalar(p, dst, "mesh_node", b->name, false, b->line, b->col)) ||
       (rc = section_scalar(p, dst, "mesh_peer", a->name, false, a->line, a->col)) ||
@@ -296,6 +299,11 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
   } else {
     policy = xstrdup("last_writer_wins");
   }
+  int plugin_idx = 0;
+  if ((v = map_get(p, n, "output_plugin")) &&
+      (rc = parse_choice(p, v, "mesh.output_plugin", MESH_PLUGINS, "an output plugin",
+                         "auto, pgoutput, odsync_pgoutput", &plugin_idx)))
+    goto out;
   if ((v = map_get(p, n, "fallback"))) {
     int idx;
     if ((rc = parse_choice(p, v, "mesh.fallback", MESH_FALLBACKS, "a fallback policy for overlapping columns",
@@ -387,7 +395,7 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
       if (i != j)
         rc = mesh_pipeline(p, cfg, name, &nodes[i], &nodes[j], &tables, policy, fallback,
                            prio.nlist ? &prio : NULL, counters.nlist ? &counters : NULL, rules.nlist ? &rules : NULL,
-                           tpol.nlist ? &tpol : NULL);
+                           tpol.nlist ? &tpol : NULL, MESH_PLUGINS[plugin_idx]);
 out:
   free(name);
   free(policy);

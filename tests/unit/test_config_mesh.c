@@ -125,6 +125,20 @@ TEST(mesh_errors_name_file_line_col) {
                          "    - { name: y, dsn: d2 }\n", &e), "mesh.policy") != NULL);
 }
 
+TEST(mesh_output_plugin_reaches_every_source) {
+  od_config *c = parse_ok(MESH3);
+  for (int i = 0; i < c->npipelines; i++) CHECK_STR(val(&c->pipelines[i].source, "mesh_output_plugin"), "auto");
+  od_config_free(c);
+  c = parse_ok("mesh:\n  output_plugin: pgoutput\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n"
+               "    - { name: y, dsn: d2 }\n");
+  CHECK_STR(val(&c->pipelines[0].source, "mesh_output_plugin"), "pgoutput");
+  CHECK_STR(val(&c->pipelines[1].source, "mesh_output_plugin"), "pgoutput");
+  od_config_free(c);
+  od_error e;
+  CHECK(strstr(parse_err("mesh:\n  output_plugin: wal2json\n  tables: [t]\n  nodes:\n    - { name: x, dsn: d1 }\n"
+                         "    - { name: y, dsn: d2 }\n", &e), "mesh.output_plugin") != NULL);
+}
+
 #define MESH_POL(extra)                                 \
   "mesh:\n"                                             \
   "  tables: [public.items, public.stock, public.p]\n"  \

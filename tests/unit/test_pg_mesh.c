@@ -151,3 +151,33 @@ TEST(dropped_transaction_that_raised_the_vector_hands_it_on_at_commit) {
   CHECK_INT(commit_txn(m), 0);
   od_pg_mesh_free(m);
 }
+
+/* The echo count (odsync_pgoutput leaves these rows at the server; with pgoutput they arrive and
+ * are dropped here): row changes of dropped transactions and their values' bytes; their messages
+ * and local transactions' changes are not counted. */
+TEST(echo_counts_the_rows_of_dropped_transactions_only) {
+  pg_mesh *m = od_pg_mesh_new("c");
+  uint64_t rows = 9, bytes = 9;
+  od_pg_mesh_echo(m, &rows, &bytes);
+  CHECK(rows == 0 && bytes == 0);
+  applied_txn(m, "a", 0x2A0, 5000000, 5000007); /* one insert without values, one message */
+  od_pg_mesh_echo(m, &rows, &bytes);
+  CHECK(rows == 1 && bytes == 0);
+  od_txn_info t = {.xid = 10, .commit_time = PG_EPOCH_US, .origin = "odsync_a", .origin_lsn = 0x2B0};
+  od_value nv[2] = {{.data = "42", .len = 2, .kind = OD_VALUE_TEXT}, {.data = "abc", .len = 3, .kind = OD_VALUE_TEXT}};
+  od_value ov[1] = {{.data = "41", .len = 2, .kind = OD_VALUE_TEXT}};
+  od_change up = {.op = OD_OP_UPDATE, .index = 0, .newtup = {.ncolumns = 2, .values = nv},
+                  .oldtup = {.ncolumns = 1, .values = ov}};
+  od_error err = {0};
+  ncalls = 0;
+  od_pg_mesh_begin(m);
+  CHECK_INT(od_pg_mesh_change(m, &t, &up, &out, &err), OD_OK);
+  CHECK_INT(ncalls, 0);
+  od_pg_mesh_echo(m, &rows, &bytes);
+  CHECK(rows == 2 && bytes == 7);
+  local_txn(m, 0x4000, 7000000);
+  od_pg_mesh_echo(m, &rows, &bytes);
+  CHECK(rows == 2 && bytes == 7);
+  CHECK_INT((long)od_pg_mesh_dropped(m), 2);
+  od_pg_mesh_free(m);
+}

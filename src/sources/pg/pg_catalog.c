@@ -14,6 +14,7 @@
 #include "sources/pg/pg_attalign.h"
 #include "sources/pg/pg_ident.h"
 #include "sources/pg/pg_internal.h"
+#include "sources/pg/pg_plugin.h"
 
 int od_pg_parse_lsn(const char *text, od_lsn *out) {
   unsigned hi, lo;
@@ -365,12 +366,21 @@ int od_pg_create_slot(pg_source *s, PGconn *repl, const char *name, bool tempora
   char *slot = PQescapeIdentifier(repl, name, strlen(name));
   char sql[256];
   bool new_syntax = PQserverVersion(repl) >= 150000;
-  snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s %sLOGICAL pgoutput %s", slot ? slot : "",
-           temporary ? "TEMPORARY " : "",
-           snap ? (new_syntax ? "(SNAPSHOT 'export')" : "EXPORT_SNAPSHOT") : "NOEXPORT_SNAPSHOT");
+  /* A temporary slot only exports a snapshot (nothing is streamed from it): pgoutput. The slot the
+   * pipeline streams from gets the plugin pg_plugin.c chooses. */
+  const char *plugin = temporary ? OD_PG_PLUGIN_PGOUTPUT : od_pg_plugin_for_new_slot(s);
+  PGresult *cr;
+  for (;;) {
+    snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s %sLOGICAL %s %s", slot ? slot : "",
+             temporary ? "TEMPORARY " : "", plugin,
+             snap ? (new_syntax ? "(SNAPSHOT 'export')" : "EXPORT_SNAPSHOT") : "NOEXPORT_SNAPSHOT");
+    if ((cr = query(s, repl, sql, 0, NULL, err)) || temporary || !od_pg_plugin_fall_back(s, err->msg)) break;
+    od_error_clear(err);
+    plugin = od_pg_plugin_for_new_slot(s);
+  }
   PQfreemem(slot);
-  PGresult *cr = query(s, repl, sql, 0, NULL, err);
   if (!cr) return od_error_prefix(err, "creating replication slot %s: ", name);
+  if (!temporary) od_pg_plugin_use(s, plugin, true);
   od_pg_parse_lsn(PQgetvalue(cr, 0, 1), point);
   if (snap) snprintf(snap, cap, "%s", PQgetisnull(cr, 0, 2) ? "" : PQgetvalue(cr, 0, 2));
   PQclear(cr);
@@ -405,8 +415,9 @@ static int ensure_slot(pg_source *s, od_lsn from, od_error *err) {
     return OD_OK;
   }
   int rc = OD_OK;
-  if (strcmp(PQgetvalue(r, 0, 5), "logical") != 0 || strcmp(PQgetvalue(r, 0, 0), "pgoutput") != 0)
-    rc = OD_FAIL(err, OD_ESOURCE, "%s: replication slot %s exists but is not a logical pgoutput slot (plugin '%s'); "
+  if (strcmp(PQgetvalue(r, 0, 5), "logical") != 0 || !od_pg_plugin_known(PQgetvalue(r, 0, 0)))
+    rc = OD_FAIL(err, OD_ESOURCE, "%s: replication slot %s exists but is not a logical pgoutput (or odsync_pgoutput) "
+                 "slot (plugin '%s'); "
                  "choose another source.slot or drop it", s->where, s->slot, PQgetvalue(r, 0, 0));
   else if (strcmp(PQgetvalue(r, 0, 1), "t") != 0)
     rc = OD_FAIL(err, OD_ESOURCE, "%s: replication slot %s belongs to another database; choose another source.slot",
@@ -414,8 +425,10 @@ static int ensure_slot(pg_source *s, od_lsn from, od_error *err) {
   else if (strcmp(PQgetvalue(r, 0, 2), "t") == 0)
     rc = OD_FAIL_RETRY(err, OD_EBUSY, "%s: replication slot %s is in use by another process (pid %s): "
                        "is another odsync running pipeline %s?", s->where, s->slot, PQgetvalue(r, 0, 3), s->pipeline);
-  else
+  else {
     od_pg_parse_lsn(PQgetvalue(r, 0, 4), &s->floor);
+    od_pg_plugin_use(s, PQgetvalue(r, 0, 0), false);
+  }
   PQclear(r);
   return rc;
 }
@@ -539,8 +552,8 @@ int od_pg_check(pg_source *s, od_problem_fn problem, void *ctx, od_error *err) {
     snprintf(msg, sizeof msg, "%s: replication slot %s is in use by pid %s (another odsync running pipeline %s?)",
              s->where, s->slot, PQgetvalue(r, 0, 1), s->pipeline);
     problem(ctx, false, msg);
-  } else if (PQntuples(r) && strcmp(PQgetvalue(r, 0, 2), "pgoutput") != 0) {
-    snprintf(msg, sizeof msg, "%s: replication slot %s uses plugin '%s', not pgoutput", s->where, s->slot,
+  } else if (PQntuples(r) && !od_pg_plugin_known(PQgetvalue(r, 0, 2))) {
+    snprintf(msg, sizeof msg, "%s: replication slot %s uses plugin '%s', not pgoutput (or odsync_pgoutput)", s->where, s->slot,
              PQgetvalue(r, 0, 2));
     problem(ctx, true, msg);
     fatal++;

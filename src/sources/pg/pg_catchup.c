@@ -51,6 +51,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "sources/pg/pg_internal.h"
+#include "sources/pg/pg_plugin.h"
 #include "sources/pg/pg_readahead.h"
 
 /* At the switch, how long to wait for the sinks to acknowledge the copy's confirmed position. */
@@ -370,8 +371,9 @@ static int send_call(pg_source *s, od_error *err) {
   char sql[256];
   snprintf(sql, sizeof sql,
            "SELECT data FROM pg_logical_slot_%s_binary_changes($1, NULL, $2::int, 'proto_version', '1', "
-           "'publication_names', $3%s)",
-           s->catchup_copy[0] ? "get" : "peek", PQserverVersion(s->peek) >= 140000 ? ", 'messages', 'true'" : "");
+           "'publication_names', $3%s%s)",
+           s->catchup_copy[0] ? "get" : "peek", PQserverVersion(s->peek) >= 140000 ? ", 'messages', 'true'" : "",
+           od_pg_plugin_options(s, true));
   if (!PQsendQueryParams(s->peek, sql, 3, NULL, p, NULL, NULL, 1) || !PQsetSingleRowMode(s->peek)) {
     char m[300];
     snprintf(m, sizeof m, "%s", PQerrorMessage(s->peek));

@@ -92,6 +92,10 @@ typedef struct pg_source {
   bool health_read_warned;      /* a failed health read was logged (once per source) */
 
   struct pg_mesh *mesh;         /* owned: source.mesh_node set (a multi-master mesh), else NULL */
+  char plugin[32];              /* the output plugin of the slot in use (pg_plugin.c) */
+  int plugin_mode;              /* od_pg_plugin_mode: source.mesh_output_plugin */
+  bool plugin_fell_back;        /* auto: the server could not load odsync_pgoutput */
+  bool plugin_logged;           /* the plugin in use was logged */
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
 } pg_source;

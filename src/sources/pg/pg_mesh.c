@@ -51,6 +51,8 @@ struct pg_mesh {
   bool grew;     /* ... and it raised an entry of the version vector */
   int64_t msg_ts; /* its "odsync.hlc" message's author commit time (0: none) */
   uint64_t dropped;
+  uint64_t echo_rows;  /* row changes (not messages) of dropped transactions: the echo that reached us */
+  uint64_t echo_bytes; /* ... their values' bytes */
   char stamp[64 + 40 + OD_MESH_NODES_MAX * 2 * 110];
 };
 
@@ -120,6 +122,17 @@ int64_t od_pg_mesh_commit_time(const pg_mesh *m, const od_txn_info *t) {
 }
 
 uint64_t od_pg_mesh_dropped(const pg_mesh *m) { return m->dropped; }
+
+void od_pg_mesh_echo(const pg_mesh *m, uint64_t *rows, uint64_t *bytes) {
+  *rows = m->echo_rows;
+  *bytes = m->echo_bytes;
+}
+
+static uint64_t tuple_bytes(const od_tuple *t) {
+  uint64_t n = 0;
+  for (uint16_t i = 0; i < t->ncolumns; i++) n += t->values[i].len;
+  return n;
+}
 
 static void note_origin(pg_mesh *m, const od_txn_info *t, int64_t ts) {
   const char *name = t->origin;
@@ -203,7 +216,12 @@ int od_pg_mesh_change(pg_mesh *m, const od_txn_info *t, const od_change *c, cons
     }
   }
   if (m->dropping) {
-    note_hlc(m, t, c);
+    if (c->op == OD_OP_MESSAGE) {
+      note_hlc(m, t, c);
+    } else {
+      m->echo_rows++;
+      m->echo_bytes += tuple_bytes(&c->newtup) + tuple_bytes(&c->oldtup);
+    }
     return OD_OK;
   }
   return out->change(out->ctx, t, c, err);

@@ -54,5 +54,8 @@ int64_t od_pg_mesh_hlc(const pg_mesh *m, int64_t commit_time);
 int64_t od_pg_mesh_commit_time(const pg_mesh *m, const od_txn_info *t);
 /* Transactions dropped because they carried an origin (for logs and tests). */
 uint64_t od_pg_mesh_dropped(const pg_mesh *m);
+/* The echo: row changes of dropped transactions that reached odsync (0 when the slot's plugin,
+ * odsync_pgoutput, leaves them out: pg_plugin.h) and their values' bytes, since od_pg_mesh_new. */
+void od_pg_mesh_echo(const pg_mesh *m, uint64_t *rows, uint64_t *bytes);
 
 #endif

@@ -40,6 +40,7 @@
 #include "sources/pg/pg_copy_binary.h"
 #include "sources/pg/pg_copy_text.h"
 #include "sources/pg/pg_internal.h"
+#include "sources/pg/pg_plugin.h"
 
 #define BATCH_ROWS 2000           /* rows per call of the rows callback */
 #define BATCH_BYTES (8u << 20)    /* ... or fewer when they hold this much text */
@@ -302,7 +303,7 @@ static int slot_state(pg_source *s, bool *exists, od_lsn *confirmed, od_error *e
   int rc = OD_OK;
   *exists = PQntuples(r) > 0;
   if (!*exists) {
-  } else if (strcmp(PQgetvalue(r, 0, 0), "pgoutput") != 0 || PQgetvalue(r, 0, 1)[0] != 't') {
+  } else if (!od_pg_plugin_known(PQgetvalue(r, 0, 0)) || PQgetvalue(r, 0, 1)[0] != 't') {
     rc = OD_FAIL(err, OD_ESOURCE, "%s: replication slot %s exists but is not a pgoutput slot of this database; "
                  "choose another source.slot or drop it", s->where, s->slot);
   } else if (PQgetvalue(r, 0, 2)[0] == 't') {
@@ -310,6 +311,7 @@ static int slot_state(pg_source *s, bool *exists, od_lsn *confirmed, od_error *e
                        "is another odsync running pipeline %s?", s->where, s->slot, PQgetvalue(r, 0, 3), s->pipeline);
   } else {
     od_pg_parse_lsn(PQgetvalue(r, 0, 4), confirmed);
+    od_pg_plugin_use(s, PQgetvalue(r, 0, 0), false);
   }
   PQclear(r);
   return rc;

@@ -7,6 +7,7 @@
  * own confirmed position). The server keeps every transaction that commits after `flush`.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "sources/pg/pg_ident.h"
 #include "sources/pg/pg_internal.h"
 #include "sources/pg/pg_mesh.h"
+#include "sources/pg/pg_plugin.h"
 
 #define PG_EPOCH_OFFSET_US 946684800000000LL /* 2000-01-01 - 1970-01-01 */
 #define MAX_MESSAGES_PER_POLL 8192
@@ -41,7 +43,7 @@ static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables
                                            "snapshot_chunk_rows", "incremental_chunk_rows", "partitions",
                                            "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", "catchup_prefetch_bytes", "catchup_decoding_mem_bytes",
                                            "catchup_move_restart",
-                                           "catchup_move_restart_timeout_ms", "mesh_node",
+                                           "catchup_move_restart_timeout_ms", "mesh_node", "mesh_output_plugin",
                                            NULL};
 
 /* snapshot: initial|never (default initial), snapshot_workers 1..16 (2), snapshot_chunk_rows (100000). */
@@ -158,6 +160,7 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
     rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
     goto fail;
   }
+  if ((rc = od_pg_plugin_config(s, cfg, err))) goto fail;
   snprintf(s->slot, sizeof s->slot, "%s", slot);
   snprintf(s->publication, sizeof s->publication, "%s", pub);
   char server[200];
@@ -182,6 +185,13 @@ static void disconnect(pg_source *s) {
 static void pg_close(od_source *base) {
   pg_source *s = (pg_source *)base;
   if (!s) return;
+  if (s->mesh && s->decoder) { /* it streamed */
+    uint64_t rows, bytes;
+    od_pg_mesh_echo(s->mesh, &rows, &bytes);
+    od_info("%s: mesh echo: %" PRIu64 " transactions applied here by other nodes' pipelines were dropped; %" PRIu64
+            " of their row changes (%" PRIu64 " value bytes) were received (slot plugin %s)", s->where,
+            od_pg_mesh_dropped(s->mesh), rows, bytes, s->plugin);
+  }
   disconnect(s);
   od_pg_snapshot_free(s);       /* the snapshot's relations too */
   od_pgoutput_free(s->decoder); /* relations die with it: the pipeline's session is over */
@@ -296,9 +306,9 @@ static int start_streaming(pg_source *s, od_lsn start, od_error *err) {
   char *slot = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));
   char sql[512];
   snprintf(sql, sizeof sql,
-           "START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names '\"%s\"'%s)",
+           "START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names '\"%s\"'%s%s)",
            slot ? slot : "", OD_LSN_ARGS(start), s->publication,
-           PQserverVersion(s->repl) >= 140000 ? ", messages 'true'" : "");
+           PQserverVersion(s->repl) >= 140000 ? ", messages 'true'" : "", od_pg_plugin_options(s, false));
   PQfreemem(slot);
   PGresult *r = PQexec(s->repl, sql);
   if (PQresultStatus(r) != PGRES_COPY_BOTH) {
@@ -307,6 +317,11 @@ static int start_streaming(pg_source *s, od_lsn start, od_error *err) {
     msg[strcspn(msg, "\n")] = '\0';
     PQclear(r);
     if (od_pg_slot_lost_message(msg)) return od_pg_slot_lost(s, msg, err);
+    if (strstr(msg, OD_PG_PLUGIN_ODSYNC))
+      return OD_FAIL_RETRY(err, OD_ESOURCE, "%s: START_REPLICATION failed: %s: slot %s was created with the output "
+                           "plugin odsync_pgoutput, which this server cannot load now: put odsync_pgoutput.so back "
+                           "into pg_config --pkglibdir (or dynamic_library_path) (docs/MULTI_MASTER.md \"The echo\")",
+                           s->where, msg, s->slot);
     if (strstr(msg, "is active for PID"))
       return OD_FAIL_RETRY(err, OD_EBUSY, "%s: replication slot %s is in use by another process (%s): is another "
                            "odsync running pipeline %s?", s->where, s->slot, msg, s->pipeline);
