@@ -116,7 +116,8 @@ static PGconn *connect_dsn(const char *node, const char *dsn, bool repl) {
 
 /* Run sql; on failure print what failed where and return NULL. */
 static PGresult *run(PGconn *c, const char *node, const char *what, const char *sql, int n, const char *const *p) {
-  PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
+  /* without parameters: the simple protocol (replication commands, several statements) */
+  PGresult *r = n ? PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0) : PQexec(c, sql);
   ExecStatusType st = PQresultStatus(r);
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
   char msg[600];
