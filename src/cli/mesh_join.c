@@ -12,7 +12,9 @@
  *      it): the data, the versions, the tombstones, the checkpoints (X->NODE at C_X, S->NODE at
  *      L_S), the peer vectors, a clock row, and public._odsync_join (NODE, S, 'done') — which is
  *      what NODE's sinks wait for (sinks/postgres_mesh_join.c). The origins odsync_X are advanced to
- *      C_X just before (not transactional: harmless if the copy rolls back, it is redone).
+ *      C_X just before (not transactional: harmless if the copy rolls back, it is redone), and for
+ *      each X a message-only transaction under odsync_X commits just before the copy, so that c's
+ *      stream readers know what c holds of X (the copy itself tells them about S).
  * A SIGKILL before step 4 commits leaves NODE without data or checkpoints (the gate keeps its
  * pipelines waiting); running the command again redoes the join (it reuses the slots X->NODE,
  * recreates S->NODE). NODE's mesh tables must be empty: the command refuses otherwise.
@@ -181,12 +183,14 @@ static int ensure_slot(join *j, int x, const od_pipeline_config *p, PGconn *repl
     od_sqlbuf b = {0};
     char *pq = PQescapeIdentifier(nd->c, pub, strlen(pub));
     od_sqlbuf_addf(&b, "CREATE PUBLICATION %s FOR TABLE ", pq ? pq : "");
+    /* as the source creates it with its default partitions: root (pg_catalog.c) */
     PQfreemem(pq);
     for (int i = 0; i < j->ntables; i++) {
       char *q = quoted_table(nd->c, j->tables[i]);
       od_sqlbuf_addf(&b, "%s%s", i ? ", " : "", q ? q : "");
       free(q);
     }
+    od_sqlbuf_add(&b, " WITH (publish_via_partition_root = true)");
     bool good = !b.oom && ok(nd->c, nd->name, "creating the publication of the joining node's pipeline", b.p, 0, NULL);
     od_sqlbuf_free(&b);
     if (!good) return 1;
@@ -536,6 +540,31 @@ static int copy_into(join *j, const char *snap) {
   if (maxhlc && !ok(me->c, me->name, "writing the clock", "INSERT INTO public._odsync_hlc (hlc) VALUES ($1::int8)", 1,
                     ph))
     return 1;
+  /* For every X, a transaction of its own on the joining node under origin odsync_X (committed
+   * before the copy): c's stream readers drop it and learn from its Origin and odsync.hlc message
+   * that c has X up to (C_X, ts_X) — a sink into X or S that loaded its persisted vectors before
+   * they were raised above still gets that in c's stamps. */
+  PGconn *aux = connect_dsn(me->name, me->dsn, false);
+  if (!aux) return 1;
+  for (int x = 0; x < j->n; x++) {
+    if (x == j->me || x == j->seed) continue;
+    char o[80], m[64];
+    snprintf(o, sizeof o, "odsync_%s", j->nodes[x].name);
+    snprintf(m, sizeof m, "%s %" PRId64, ts[x], maxhlc);
+    const char *pa[] = {o}, *pb[] = {lsn[x], m};
+    if (!ok(aux, me->name, "taking the node's replication origin", "SELECT pg_replication_origin_session_setup($1)", 1,
+            pa) ||
+        !ok(aux, me->name, "recording what the copy holds of the node", "BEGIN", 0, NULL) ||
+        !ok(aux, me->name, "recording what the copy holds of the node",
+            "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '2000-01-01 00:00:00+00'::timestamptz), "
+            "pg_logical_emit_message(true, 'odsync.hlc', $2)", 2, pb) ||
+        !ok(aux, me->name, "recording what the copy holds of the node", "COMMIT", 0, NULL) ||
+        !ok(aux, me->name, "releasing the origin", "SELECT pg_replication_origin_session_reset()", 0, NULL)) {
+      PQfinish(aux);
+      return 1;
+    }
+  }
+  PQfinish(aux);
   /* the checkpoints of the pipelines into the joining node */
   for (int x = 0; x < j->n; x++) {
     if (x == j->me) continue;
@@ -548,6 +577,18 @@ static int copy_into(join *j, const char *snap) {
             "INSERT INTO public._odsync_checkpoint (pipeline, position, updated_at, position_text) VALUES ($1, "
             "$2::pg_lsn, now(), $3) ON CONFLICT (pipeline) DO UPDATE SET position = excluded.position, updated_at = "
             "excluded.updated_at, position_text = excluded.position_text", 3, pp))
+      return 1;
+  }
+  /* A vector entry of c is an LSN other nodes wait for (causal delivery: their origin's progress,
+   * the commit LSN of the last transaction they applied from that node, must reach it). L_S and
+   * C_X are WAL positions, not necessarily commit LSNs: one transaction of each node after them
+   * (a message, applied by every sink as an empty transaction) lets those waits end even when the
+   * node writes nothing else. */
+  for (int x = 0; x < j->n; x++) {
+    if (x == j->me) continue;
+    const char *pe[] = {me->name};
+    if (!ok(j->nodes[x].c, j->nodes[x].name, "emitting a logical message",
+            "SELECT pg_logical_emit_message(true, 'odsync.join', $1)", 1, pe))
       return 1;
   }
   const char *pj[] = {me->name, s->name};

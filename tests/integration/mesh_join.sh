@@ -13,7 +13,10 @@
 #  - after the writers stop and the mesh quiesces (markers both ways on every pair), a, b and c are
 #    identical row for row (od_compare_pg pairwise), each key's version (author node, author's commit
 #    time) is the same on all three nodes, and no conflict was logged twice at any node;
-#  - writes at c (insert, update, delete) reach a and b; all three identical again.
+#  - writes at c (insert, update, delete) reach a and b; all three identical again;
+#  - then, with nothing written, a fourth node d joins from b (two other nodes, idle: the join's own
+#    message moves b's checkpoints); d's update and a's insert reach every node, the four are
+#    identical, d's row versions equal b's, and d's write is no conflict anywhere.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -168,6 +171,36 @@ mesh_compare b c public.items || fail "b and c differ after c's writes"
 for n in a b c; do
   [[ $(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE remote_origin IN ('c', 'odsync_c') OR local_origin IN ('c', 'odsync_c')") == 0 ]] ||
     fail "node $n logged a conflict for c's writes made after the load"
+done
+
+log "an idle mesh: d joins from b (a and c are the other nodes; c keeps its join_from)"
+mesh_start_nodes d
+node_psql d <<'SQL'
+CREATE TABLE items (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
+CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
+SQL
+odsync_stop
+echo "    - { name: d, dsn: \"${NODE_DSN[d]}\", join_from: b }" >>"$CONFIG"
+odsync_start "$CONFIG" "$LOG"
+MESH_NODES=(a b c)
+mesh_wait_active 120
+mesh_wait_marker 120 a b; mesh_wait_marker 120 c b # b has applied everything; then nothing is written
+"$ODSYNC_BIN" mesh join -c "$CONFIG" d >"$TEST_TMP/join3.log" 2>&1 || fail "join of d failed: $(cat "$TEST_TMP/join3.log")"
+cat "$TEST_TMP/join3.log"
+MESH_NODES=(a b c d)
+mesh_wait_active 120
+node_psql d -c "UPDATE items SET v = 'd-upd' WHERE id = (SELECT min(id) FROM items WHERE v <> 'c-upd')"
+node_psql a -c "INSERT INTO items VALUES (100002, 'from-a', 1)"
+for n in a b c; do mesh_wait_marker 120 d $n; mesh_wait_marker 120 $n d; done
+for n in b c d; do mesh_compare a $n public.items >/dev/null || fail "a and $n differ after d joined"; done
+[[ $(node_psql c -c "SELECT count(*) FROM items WHERE v = 'd-upd' OR id = 100002") == 2 ]] ||
+  fail "d's update or a's insert did not reach c"
+vd=$(versions d | tr ' ' '\n' | grep -v '^100002=' | grep -v "=d/" | tr '\n' ' ')
+vb=$(versions b | tr ' ' '\n' | grep -v '^100002=' | grep -v "=d/" | tr '\n' ' ')
+[[ -n $vd && $vd == "$vb" ]] || fail "the row versions of b and d differ"
+for n in a b c d; do
+  [[ $(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE remote_origin IN ('d', 'odsync_d') OR local_origin IN ('d', 'odsync_d')") == 0 ]] ||
+    fail "node $n logged a conflict for d's write"
 done
 odsync_stop
 log "PASS"
