@@ -12,6 +12,7 @@
 #include "cli/govern_cmd.h"
 #include "cli/progress.h"
 #include "cli/mesh_cmd.h"
+#include "cli/mesh_join.h"
 #include "cli/status_cmd.h"
 #include "cli/supervisor.h"
 #include "core/audit.h"
@@ -42,6 +43,8 @@ static const char usage[] =
     "          has several pipelines; --table T (repeatable; default: every captured table)\n"
     "  install-triggers    create the change table and capture triggers of every postgres_trigger\n"
     "          and mariadb_trigger source (-p: only that pipeline); uninstall-triggers removes them\n"
+    "  mesh join NODE  add NODE (its mesh.nodes entry has join_from: SEED) to a running mesh: copies\n"
+    "          SEED into NODE while the mesh runs; NODE's pipelines start once it joined\n"
     "  conflicts  print the conflict log of every node of the config's mesh (newest 100 per\n"
     "          node; --limit N)\n"
     "  status  print the status table of a running odsync (its admin server: admin.listen of\n"
@@ -351,6 +354,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "audit")) return od_cli_audit(argc, argv);
   if (!strcmp(cmd, "lineage")) return od_cli_lineage(argc, argv);
   if (!strcmp(cmd, "scan")) return od_cli_scan(argc, argv);
+  if (!strcmp(cmd, "mesh")) return od_cli_mesh(argc - 2, argv + 2);
   cli c = {.config_path = "odsync.yml", .progress = -1, .limit = 100};
   optind = 2;
   int rc = parse_args(argc, argv, &c);

@@ -19,7 +19,7 @@ static const char *const MESH_KEYS[] = {"name",     "nodes", "tables", "policy",
                                         "policies", "counters", "rules", "output_plugin", NULL};
 /* mesh.output_plugin: the slots' output plugin (src/sources/pg/pg_plugin.h), default auto. */
 static const char *const MESH_PLUGINS[] = {"auto", "pgoutput", "odsync_pgoutput", NULL};
-static const char *const MESH_NODE_KEYS[] = {"name", "dsn", NULL};
+static const char *const MESH_NODE_KEYS[] = {"name", "dsn", "join_from", NULL};
 static const char *const MESH_POLICY_KEYS[] = {"policy", "priority", "fallback", NULL};
 static const char *const MESH_POLICIES[] = {"last_writer_wins", "priority", "keep_local", "apply_remote",
                                             "column_merge", NULL};
@@ -69,6 +69,7 @@ static int section_list(pctx *p, od_config_section *s, const char *key, const od
 
 typedef struct mesh_node {
   char *name, *dsn;
+  char *join_from; /* a node added to a running mesh: the node it copies from (odsync mesh join) */
   bool secret;
   int line, col;
 } mesh_node;
@@ -112,7 +113,8 @@ static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_n
       (rc = section_list(p, dst, "mesh_tables", tables)) ||
       (prio && (rc = section_list(p, dst, "mesh_priority", prio))) ||
       (counters && (rc = section_list(p, dst, "mesh_counters", counters))) ||
-      (rules && (rc = section_list(p, dst, "mesh_rules", rules))))
+      (rules && (rc = section_list(p, dst, "mesh_rules", rules))) ||
+      (b->join_from && (rc = section_scalar(p, dst, "mesh_join_from", b->join_from, false, b->line, b->col))))
     return rc;
   return OD_OK;
 }
@@ -280,6 +282,23 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
         rc = fail_node(p, nv, "%s.name '%s' is used twice; node names must be unique", ipath, m->name);
         goto out;
       }
+    yaml_node_t *jv = map_get(p, item, "join_from");
+    if (jv && (rc = scalar_value(p, jv, ipath, &m->join_from, &s2))) goto out;
+  }
+  /* join_from: the node is being added to a running mesh (docs/MULTI_MASTER.md, "Adding a node"):
+   * its pipelines wait until `odsync mesh join` has copied the seed into it. */
+  for (int i = 0; i < nn; i++) {
+    if (!nodes[i].join_from) continue;
+    yaml_node_t *item = node_at(p, v->data.sequence.items.start[i]);
+    int seed = -1;
+    for (int j = 0; j < nn; j++)
+      if (strcmp(nodes[j].name, nodes[i].join_from) == 0) seed = j;
+    if (seed < 0 || seed == i || nodes[seed].join_from) {
+      rc = fail_node(p, map_get(p, item, "join_from"), "mesh.nodes[%d].join_from '%s': expected the name of another "
+                     "node of the mesh that is not joining itself (the node whose data %s copies)", i,
+                     nodes[i].join_from, nodes[i].name);
+      goto out;
+    }
   }
   if (!(v = map_get(p, n, "tables"))) {
     rc = fail_node(p, n, "mesh: missing required key 'tables'; expected the list of replicated tables, e.g. "
@@ -403,6 +422,7 @@ out:
   for (int i = 0; i < nn; i++) {
     free(nodes[i].name);
     free(nodes[i].dsn);
+    free(nodes[i].join_from);
   }
   free_entry(&tables);
   free_entry(&prio);

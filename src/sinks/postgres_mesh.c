@@ -100,6 +100,7 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
   snprintf(m->node, sizeof m->node, "%s", node);
   snprintf(m->peer, sizeof m->peer, "%s", peer);
   snprintf(m->origin, sizeof m->origin, "odsync_%s", peer);
+  if ((rc = pgs_mesh_join_config(m, cfg, err))) return rc;
   m->def.policy = policy_index(pol, true);
   m->def.fallback = policy_index(fb, false);
   if (m->def.policy < 0 || m->def.fallback < 0) {
@@ -263,6 +264,8 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   pgs_mesh *m = s->mesh;
   if (!m) return OD_OK;
   pgs_mesh_vq_forget(m); /* prepared statements died with the last connection */
+  int jrc = pgs_mesh_join_gate(s, err); /* a joining node: nothing before its copy */
+  if (jrc) return jrc;
   /* Table and origin in one transaction under odsync's DDL lock: the mesh's other sinks on this
    * node connect at the same moment. */
   od_sqlbuf *b = &s->sql;

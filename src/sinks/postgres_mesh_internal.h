@@ -105,6 +105,7 @@ typedef struct decision {
 
 typedef struct pgs_mesh {
   char node[64], peer[64], origin[80];
+  char join_from[64]; /* this node joins a running mesh from that node: wait for its copy (postgres_mesh_join.c) */
   mesh_pol def;    /* mesh_policy, mesh_fallback, mesh_priority */
   mesh_pol *tpol;  /* mesh_table_policies (malloc'd, each table malloc'd) */
   int ntpol;
@@ -187,6 +188,10 @@ const mesh_pol *pgs_mesh_pol(const pgs_mesh *m, const char *target);
 #define MESH_VV_PREFIX "odsync.meshvv" /* a dropped transaction's vector update, from the source */
 bool pgs_mesh_is_vv(const od_change *c);
 /* CREATE TABLE IF NOT EXISTS of _odsync_peer_vv, appended to the session's DDL. */
+/* postgres_mesh_join.c: with mesh_join_from, fail (retriable) until `odsync mesh join` has copied the
+ * seed into this node (public._odsync_join says done). */
+int pgs_mesh_join_config(pgs_mesh *m, const od_config_section *cfg, od_error *err);
+int pgs_mesh_join_gate(pgs_sink *s, od_error *err);
 void pgs_mesh_pvv_ddl(const pgs_mesh *m, od_sqlbuf *b);
 /* At session start (after the DDL committed): pvv from _odsync_peer_vv. */
 int pgs_mesh_pvv_load(pgs_sink *s, pgs_mesh *m, od_error *err);

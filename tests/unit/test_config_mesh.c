@@ -212,3 +212,34 @@ TEST(mesh_policies_errors) {
                          "    - { name: c, dsn: \"host=h3\" }\n", &e),
                "column_merge (mesh.policy) on a mesh of 3 nodes needs fallback last_writer_wins") != NULL);
 }
+
+/* join_from: only the sinks into the joining node get mesh_join_from; a seed that is no other node,
+ * the node itself or a joining node is refused with its position. */
+TEST(mesh_join_from) {
+  const char *ok = "mesh:\n  tables: [public.items]\n  nodes:\n"
+                   "    - { name: a, dsn: \"host=h1\" }\n    - { name: b, dsn: \"host=h2\" }\n"
+                   "    - { name: c, dsn: \"host=h3\", join_from: a }\n";
+  od_config *c = parse_ok(ok);
+  CHECK_INT(c->npipelines, 6);
+  int joined = 0;
+  for (int i = 0; i < c->npipelines; i++) {
+    const od_config_section *k = &c->pipelines[i].sinks[0].section;
+    bool into_c = strcmp(val(k, "mesh_node"), "c") == 0;
+    CHECK_STR(val(k, "mesh_join_from"), into_c ? "a" : "");
+    joined += into_c;
+  }
+  CHECK_INT(joined, 2);
+  od_config_free(c);
+  od_error e;
+  CHECK_STR(parse_err("mesh:\n  tables: [public.items]\n  nodes:\n    - { name: a, dsn: \"host=h1\" }\n"
+                      "    - { name: b, dsn: \"host=h2\", join_from: z }\n", &e),
+            "cfg.yaml:5:45: mesh.nodes[1].join_from 'z': expected the name of another node of the mesh that is not "
+            "joining itself (the node whose data b copies)");
+  CHECK(strstr(parse_err("mesh:\n  tables: [public.items]\n  nodes:\n    - { name: a, dsn: \"host=h1\" }\n"
+                         "    - { name: b, dsn: \"host=h2\", join_from: b }\n", &e),
+               "join_from 'b'") != NULL);
+  CHECK(strstr(parse_err("mesh:\n  tables: [public.items]\n  nodes:\n    - { name: a, dsn: \"host=h1\" }\n"
+                         "    - { name: b, dsn: \"host=h2\", join_from: c }\n"
+                         "    - { name: c, dsn: \"host=h3\", join_from: a }\n", &e),
+               "join_from 'c'") != NULL);
+}
