@@ -242,4 +242,12 @@ TEST(mesh_join_from) {
                          "    - { name: b, dsn: \"host=h2\", join_from: c }\n"
                          "    - { name: c, dsn: \"host=h3\", join_from: a }\n", &e),
                "join_from 'c'") != NULL);
+  /* The join does not copy column_merge's per-column versions: refused, mesh-wide or for one table. */
+  CHECK(strstr(parse_err("mesh:\n  policy: column_merge\n  tables: [public.items]\n  nodes:\n"
+                         "    - { name: a, dsn: \"host=h1\" }\n    - { name: b, dsn: \"host=h2\", join_from: a }\n", &e),
+               "mesh.nodes[1] 'b': join_from with column_merge tables (mesh.policy) is not supported yet") != NULL);
+  CHECK(strstr(parse_err("mesh:\n  tables: [public.items, public.p]\n  policies: { public.p: column_merge }\n"
+                         "  nodes:\n    - { name: a, dsn: \"host=h1\" }\n"
+                         "    - { name: b, dsn: \"host=h2\", join_from: a }\n", &e),
+               "join_from with column_merge tables (public.p)") != NULL);
 }
