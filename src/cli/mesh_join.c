@@ -216,12 +216,33 @@ static int ensure_slot(join *j, int x, const od_pipeline_config *p, PGconn *repl
             sp))
       return 1;
   }
+  /* The slot's output plugin as the pipeline's source would choose it (mesh.output_plugin,
+   * src/sources/pg/pg_plugin.h): odsync_pgoutput unless pgoutput is asked for; with `auto` a node that
+   * cannot load it gets pgoutput. The source reads the plugin of the slot it finds. */
+  const char *want = sval(&p->source, "mesh_output_plugin");
+  bool ours = !want || strcmp(want, "pgoutput") != 0, forced = want && !strcmp(want, "odsync_pgoutput");
   char sql[300];
   char *sq = PQescapeIdentifier(repl, slot, strlen(slot));
-  snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput %s", sq ? sq : "",
-           snap ? "(SNAPSHOT 'export')" : "NOEXPORT_SNAPSHOT");
+  r = NULL;
+  for (int attempt = ours ? 0 : 1; attempt < 2 && !r; attempt++) {
+    snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s LOGICAL %s %s", sq ? sq : "",
+             attempt == 0 ? "odsync_pgoutput" : "pgoutput", snap ? "(SNAPSHOT 'export')" : "NOEXPORT_SNAPSHOT");
+    if (attempt == 1 || forced) {
+      r = run(repl, nd->name, "creating the replication slot", sql, 0, NULL);
+      break;
+    }
+    r = PQexec(repl, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+      char msg[400];
+      snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+      msg[strcspn(msg, "\n")] = '\0';
+      say("node %s: slot %s: odsync_pgoutput cannot be loaded (%s); the slot uses pgoutput", nd->name, slot, msg);
+      PQclear(r);
+      r = NULL;
+    }
+  }
   PQfreemem(sq);
-  if (!(r = run(repl, nd->name, "creating the replication slot", sql, 0, NULL))) return 1;
+  if (!r) return 1;
   *lsn = parse_lsn(PQgetvalue(r, 0, 1));
   if (snap) snprintf(snap, cap, "%s", PQgetisnull(r, 0, 2) ? "" : PQgetvalue(r, 0, 2));
   PQclear(r);

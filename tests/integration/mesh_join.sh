@@ -122,6 +122,12 @@ log "rows written at a and b during join 2: $((w2 - w1))"
 grep -q "node c joined the mesh from a" "$TEST_TMP/join2.log" || fail "join 2 did not report the join"
 [[ $(node_psql c -c "SELECT state FROM _odsync_join WHERE node = 'c'") == done ]] || fail "c not marked joined"
 "$ODSYNC_BIN" mesh join -c "$CONFIG" c 2>&1 | grep -q "already joined" || fail "a third join did not see c joined"
+# The join made the slots of the pipelines into and out of c with the mesh's output plugin (auto: the
+# test servers can load odsync_pgoutput), as the sources would have.
+for n in a b c; do
+  plugins=$(node_psql $n -c "SELECT string_agg(DISTINCT plugin, ',') FROM pg_replication_slots WHERE slot_name LIKE '%\_c' OR slot_name LIKE '%c\_to\_%'")
+  [[ $plugins == odsync_pgoutput ]] || fail "node $n: the join's slots use '$plugins', expected odsync_pgoutput"
+done
 
 for p in "${LOAD_PIDS[@]}"; do wait "$p" || fail "the workload failed: $(tail -n 5 "$TEST_TMP"/pgbench_*.log)"; done
 LOAD_PIDS=()
