@@ -153,7 +153,8 @@ log "rows: $(node_psql a -c 'SELECT count(*) FROM items'), conflicts logged: $to
 if [[ -n $GC && $GC != 0 ]]; then # the clean-up did run and removed tombstones on every node
   for n in a b c; do
     removed=$(grep -o "mesh clean-up on node $n .*removed [0-9]* tombstones" "$LOG" | grep -o "removed [0-9]*" | awk '{ s += $2 } END { print s + 0 }')
-    log "node $n: the clean-up removed $removed tombstones; $(node_psql $n -c "SELECT count(*) FROM _odsync_tombstones") left"
+    hl=$(grep -o "mesh clean-up on node $n .* clock rows" "$LOG" | grep -o "[0-9]* clock rows" | awk '{ s += $1 } END { print s + 0 }')
+    log "node $n: the clean-up removed $removed tombstones and $hl _odsync_hlc rows; $(node_psql $n -c "SELECT count(*) FROM _odsync_tombstones") tombstones and $(node_psql $n -c "SELECT count(*) FROM _odsync_hlc") _odsync_hlc rows left"
     ((removed > 0)) || fail "node $n: the clean-up (gc_interval_s $GC) removed no tombstone"
   done
 fi
