@@ -46,7 +46,8 @@ struct pgs_mesh_gc {
   char *peers_arr;   /* text-array literal of the mesh's nodes */
   char *tomb_sql;    /* the tombstone batch statement */
   char *hlc_sql;     /* the clock-table batch statement */
-  char *pend_sql;    /* pending tombstones */
+  char *pend_sql;    /* pending tombstones, and the peers holding them back */
+  char waiting[512]; /* the last run's "peer (count), ..." of those peers */
   char *tomb_q, *ver_q, *hlc_q, *pvv_q; /* copies of the sink's quoted names */
   int interval_s;
   PGconn *conn;
@@ -119,27 +120,46 @@ static bool build_sql(pgs_mesh_gc *g, const pgs_mesh_gc_conf *c, const char *liv
    * side table's when the deleting transaction carries a replication origin, else this node's delete
    * at its commit time; no commit time (frozen, truncated): unknown, which every remote write is
    * judged to have seen — the same verdict as without the tombstone. */
-  od_sqlbuf_add(&b, "WITH " PEERS_CTE ", cand AS (SELECT t.ctid AS tid, t.tbl, t.key FROM ");
+  od_sqlbuf from = {0}; /* "<tombstones> t ... a": each tombstone with its version (a.author, a.ts) */
+  od_sqlbuf_add(&from, c->tomb_q);
+  od_sqlbuf_add(&from, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
+                       "pg_catalog.pg_replication_origin o ON o.roident = c.roident LEFT JOIN ");
+  od_sqlbuf_add(&from, c->ver_q);
+  od_sqlbuf_add(&from, " v ON v.tbl = t.tbl AND v.key = t.key CROSS JOIN LATERAL (SELECT CASE WHEN c.roident <> 0 AND "
+                       "v.key IS NOT NULL THEN v.node WHEN c.roident = 0 THEN $1 WHEN o.roname LIKE 'odsync\\_%' THEN "
+                       "substr(o.roname, 8) ELSE o.roname END AS author, CASE WHEN c.roident <> 0 AND v.key IS NOT NULL "
+                       "THEN v.ts ELSE (extract(epoch FROM c.timestamp) * 1000000)::int8 END AS ts) a");
+  /* "peer P has not covered a": P is not the author and its persisted vector entry is behind */
+  od_sqlbuf uncovered = {0};
+  od_sqlbuf_add(&uncovered, "peers.p IS DISTINCT FROM a.author AND NOT EXISTS (SELECT 1 FROM ");
+  od_sqlbuf_add(&uncovered, c->pvv_q);
+  od_sqlbuf_add(&uncovered, " w WHERE w.peer = peers.p AND w.node = a.author AND w.ts >= a.ts)");
+  bool oom = from.oom || uncovered.oom;
+  /* pending: how many tombstones are left, and which peers hold how many of them back */
+  od_sqlbuf_add(&b, "WITH " PEERS_CTE " SELECT (SELECT count(*) FROM ");
   od_sqlbuf_add(&b, c->tomb_q);
-  od_sqlbuf_add(&b, " t CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
-                    "pg_catalog.pg_replication_origin o ON o.roident = c.roident LEFT JOIN ");
-  od_sqlbuf_add(&b, c->ver_q);
-  od_sqlbuf_add(&b, " v ON v.tbl = t.tbl AND v.key = t.key CROSS JOIN LATERAL (SELECT CASE WHEN c.roident <> 0 AND "
-                    "v.key IS NOT NULL THEN v.node WHEN c.roident = 0 THEN $1 WHEN o.roname LIKE 'odsync\\_%' THEN "
-                    "substr(o.roname, 8) ELSE o.roname END AS author, CASE WHEN c.roident <> 0 AND v.key IS NOT NULL "
-                    "THEN v.ts ELSE (extract(epoch FROM c.timestamp) * 1000000)::int8 END AS ts) a WHERE a.ts IS NULL "
-                    "OR NOT EXISTS (SELECT 1 FROM peers WHERE peers.p IS DISTINCT FROM a.author AND NOT EXISTS "
-                    "(SELECT 1 FROM ");
-  od_sqlbuf_add(&b, c->pvv_q);
-  od_sqlbuf_add(&b, " w WHERE w.peer = peers.p AND w.node = a.author AND w.ts >= a.ts)) LIMIT $3 FOR UPDATE OF t "
-                    "SKIP LOCKED), del AS (DELETE FROM ");
+  od_sqlbuf_add(&b, "), (SELECT coalesce(string_agg(p || ' (' || n || ')', ', ' ORDER BY p), '') FROM (SELECT peers.p, "
+                    "count(*) AS n FROM ");
+  od_sqlbuf_add(&b, from.p ? from.p : "");
+  od_sqlbuf_add(&b, " CROSS JOIN peers WHERE a.ts IS NOT NULL AND ");
+  od_sqlbuf_add(&b, uncovered.p ? uncovered.p : "");
+  od_sqlbuf_add(&b, " GROUP BY peers.p) x)");
+  char *pend = b.oom || oom ? NULL : strdup(b.p);
+  od_sqlbuf_reset(&b);
+  od_sqlbuf_add(&b, "WITH " PEERS_CTE ", cand AS (SELECT t.ctid AS tid, t.tbl, t.key FROM ");
+  od_sqlbuf_add(&b, from.p ? from.p : "");
+  od_sqlbuf_add(&b, " WHERE a.ts IS NULL OR NOT EXISTS (SELECT 1 FROM peers WHERE ");
+  od_sqlbuf_add(&b, uncovered.p ? uncovered.p : "");
+  od_sqlbuf_add(&b, ") LIMIT $3 FOR UPDATE OF t SKIP LOCKED), del AS (DELETE FROM ");
+  od_sqlbuf_free(&from);
+  od_sqlbuf_free(&uncovered);
   od_sqlbuf_add(&b, c->tomb_q);
   od_sqlbuf_add(&b, " t USING cand WHERE t.ctid = cand.tid RETURNING t.tbl, t.key), vdel AS (DELETE FROM ");
   od_sqlbuf_add(&b, c->ver_q);
   od_sqlbuf_add(&b, " v USING del WHERE v.tbl = del.tbl AND v.key = del.key AND NOT (");
   od_sqlbuf_add(&b, live);
   od_sqlbuf_add(&b, ") RETURNING 1) SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM vdel)");
-  char *tomb = b.oom ? NULL : strdup(b.p);
+  char *tomb = b.oom || oom ? NULL : strdup(b.p);
   od_sqlbuf_reset(&b);
   /* _odsync_hlc: a row R (clock h, committed at c on this node's clock) counts for a local
    * transaction T when c < T's commit time; it changes T's hlc only when h >= T's commit time.
@@ -165,9 +185,11 @@ static bool build_sql(pgs_mesh_gc *g, const pgs_mesh_gc_conf *c, const char *liv
   od_sqlbuf_free(&b);
   free(g->tomb_sql);
   free(g->hlc_sql);
+  free(g->pend_sql);
   g->tomb_sql = tomb;
   g->hlc_sql = hlc;
-  return tomb && hlc;
+  g->pend_sql = pend;
+  return tomb && hlc && pend;
 }
 
 static void disconnect(pgs_mesh_gc *g) {
@@ -257,21 +279,25 @@ static int run(pgs_mesh_gc *g, const pgs_mesh_gc_conf *conf, bool *more, od_erro
     if (od_mono_us() - t0 > GC_RUN_BUDGET_US) *more = true;
   }
   if (!got && !tombs && !hlcs) return OD_OK; /* another sink of this node runs the clean-up */
-  PGresult *r = q(g, "counting the tombstones left", g->pend_sql, 0, NULL, err);
+  PGresult *r = q(g, "counting the tombstones left", g->pend_sql, 2, p, err);
   if (!r) return err->code;
   long long pending = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  char waiting[512];
+  snprintf(waiting, sizeof waiting, "%s", PQgetvalue(r, 0, 1));
   PQclear(r);
   od_counter_add(g->m_removed, (uint64_t)tombs);
   od_counter_add(g->m_ver_removed, (uint64_t)vers);
   od_counter_add(g->m_hlc_removed, (uint64_t)hlcs);
   od_gauge_set(g->m_pending, pending);
-  if (tombs || vers || hlcs)
-    od_info("mesh clean-up on node %s (%s): removed %lld tombstones, %lld row versions, %lld clock rows; "
-            "%lld tombstones kept (not yet covered by every peer: a node that is down or behind keeps them)",
-            g->node, g->where, tombs, vers, hlcs, pending);
-  else
-    od_debug("mesh clean-up on node %s (%s): nothing to remove; %lld tombstones kept (not yet covered by every peer)",
-             g->node, g->where, pending);
+  /* INFO when something went, or when the set of peers holding tombstones back changed (a node
+   * went down or came back); DEBUG otherwise */
+  bool changed = strcmp(waiting, g->waiting) != 0;
+  snprintf(g->waiting, sizeof g->waiting, "%s", waiting);
+  od_log(tombs || vers || hlcs || changed ? OD_LOG_INFO : OD_LOG_DEBUG,
+         "mesh clean-up on node %s (%s): removed %lld tombstones, %lld row versions, %lld clock rows; %lld "
+         "tombstones kept%s%s%s", g->node, g->where, tombs, vers, hlcs, pending,
+         *waiting ? ", waiting for peers that have not applied their deletes: " : "", waiting,
+         *waiting ? " (a node that is down or behind holds them)" : "");
   return OD_OK;
 }
 
@@ -334,18 +360,15 @@ int pgs_mesh_gc_start(const pgs_mesh_gc_conf *c, pgs_mesh_gc **out, od_error *er
   *out = NULL;
   pgs_mesh_gc *g = calloc(1, sizeof *g);
   gc_arg *a = calloc(1, sizeof *a);
-  od_sqlbuf arr = {0}, pend = {0};
+  od_sqlbuf arr = {0};
   od_sqlbuf_add(&arr, "{");
   for (int i = 0; i < c->nnodes; i++) arr_add(&arr, c->nodes[i]);
   od_sqlbuf_add(&arr, "}");
-  od_sqlbuf_add(&pend, "SELECT count(*) FROM ");
-  od_sqlbuf_add(&pend, c->tomb_q);
-  bool ok = g && a && !arr.oom && !pend.oom && (g->dsn = strdup(c->dsn)) && (g->where = strdup(c->where)) &&
+  bool ok = g && a && !arr.oom && (g->dsn = strdup(c->dsn)) && (g->where = strdup(c->where)) &&
             (g->pipeline = strdup(c->pipeline)) && (g->node = strdup(c->node)) && (g->peers_arr = strdup(arr.p)) &&
-            (g->pend_sql = strdup(pend.p)) && (g->tomb_q = strdup(c->tomb_q)) && (g->ver_q = strdup(c->ver_q)) &&
+            (g->tomb_q = strdup(c->tomb_q)) && (g->ver_q = strdup(c->ver_q)) &&
             (g->hlc_q = strdup(c->hlc_q)) && (g->pvv_q = strdup(c->pvv_q));
   od_sqlbuf_free(&arr);
-  od_sqlbuf_free(&pend);
   if (ok && c->ntables && !(a->tables = calloc((size_t)c->ntables, sizeof *a->tables))) ok = false;
   for (int i = 0; ok && i < c->ntables; i++) {
     if (!(a->tables[i] = strdup(c->tables[i]))) ok = false;

@@ -113,6 +113,10 @@ for n in a b; do
   done
 done
 sleep 3 # three more rounds
+for n in a b; do # the log names the node that holds them back
+  grep -q "mesh clean-up on node $n .*3 tombstones kept, waiting for peers that have not applied their deletes: c (3)" "$LOG" ||
+    fail "no clean-up line of node $n naming c as the peer that holds 3 tombstones back: $(grep "clean-up on node $n" "$LOG" | tail -n 2)"
+done
 for n in a b; do
   [[ $(tombs $n) == "20,21,23" ]] || fail "node $n holds tombstones '$(tombs $n)' while c is cut off; expected 20,21,23 (c has not covered them)"
 done
