@@ -8,9 +8,9 @@
 #    the deleted keys without a row went with them, the re-inserted keys kept theirs, all nodes equal
 #    row for row; /metrics counts the removed tombstones and 0 pending.
 # 2. c cut off (a mesh of a and b only: c's pipelines stopped): c updates keys 20 and 21, then a
-#    deletes 20 and b deletes 21 (later: the deletes win under last_writer_wins). a and b keep both
-#    tombstones through many clean-ups (c has not covered them: the pending gauge shows 2) while the
-#    tombstones c could not hold back go.
+#    deletes 20 and b deletes 21 (later: the deletes win under last_writer_wins), a deletes 23 and
+#    ('y z', 5) of pairs, which b re-inserts. a and b keep those four tombstones through many
+#    clean-ups (c has not covered them: the pending gauge shows 4, the log names c).
 # 3. Full mesh again: c's late updates are judged against those tombstones (update_delete logged on
 #    every node, winner the deleting node), keys 20 and 21 are gone everywhere, then the tombstones
 #    go too, nodes equal. With the clean-up ignoring the vectors (checked by breaking the condition
@@ -31,10 +31,12 @@ for n in a b c; do
   node_psql $n <<'SQL'
 CREATE TABLE items (id int PRIMARY KEY, v text, n int);
 CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
+CREATE TABLE pairs (k text, n int, v text, PRIMARY KEY (k, n));
 INSERT INTO items SELECT g, 'init', 0 FROM generate_series(1, 30) g;
+INSERT INTO pairs SELECT k, g, 'init' FROM unnest(ARRAY['x', 'y z']) k, generate_series(1, 5) g;
 SQL
 done
-TABLES="public.items, public.mesh_marker"
+TABLES="public.items, public.mesh_marker, public.pairs"
 CONFIG=$TEST_TMP/odsync.yaml
 CONFIG_AB=$TEST_TMP/odsync_ab.yaml
 LOG=$TEST_TMP/odsync.log
@@ -73,8 +75,10 @@ mesh_wait_active 120
 node_psql a -c "DELETE FROM items WHERE id BETWEEN 1 AND 5"
 node_psql b -c "DELETE FROM items WHERE id BETWEEN 6 AND 10"
 node_psql c -c "DELETE FROM items WHERE id BETWEEN 11 AND 15"
+node_psql a -c "DELETE FROM pairs WHERE n <= 3"                 # a two-column key (text with a space, int)
 quiesce
 node_psql c -c "INSERT INTO items VALUES (3, 'again', 1)"      # a's deleted key, re-created at c
+node_psql c -c "INSERT INTO pairs VALUES ('y z', 2, 'again')"
 node_psql a -c "INSERT INTO items VALUES (12, 'again', 1)"     # c's deleted key, re-created at a
 quiesce
 for n in a b c; do wait_tombs $n "" 120; done
@@ -87,7 +91,16 @@ for n in a b c; do
   removed=$(metric odsync_mesh_tombstones_removed_total $n)
   [[ -n $removed ]] && ((removed >= 15)) || fail "node $n: odsync_mesh_tombstones_removed_total is '$removed', expected >= 15"
 done
-for n in b c; do mesh_compare a $n public.items || fail "phase 1: a and $n differ"; done
+for n in a b c; do
+  [[ $(node_psql $n -c "SELECT count(*) FROM _odsync_tombstones") == 0 ]] || fail "node $n keeps tombstones of pairs"
+  left=$(node_psql $n -c "SELECT count(*) FROM _odsync_versions v WHERE tbl = 'public.pairs' AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.k || chr(31) || p.n = v.key)")
+  [[ $left == 0 ]] || fail "node $n keeps $left row versions of pairs keys without a row or tombstone"
+done
+for n in a b; do # ('y z', 2) re-created by c: its row version (written by c's sink) stays
+  [[ $(node_psql $n -c "SELECT node FROM _odsync_versions WHERE tbl = 'public.pairs' AND key = 'y z' || chr(31) || '2'") == c ]] ||
+    fail "node $n lost the row version of the live two-column key ('y z', 2)"
+done
+for n in b c; do mesh_compare a $n public.items public.pairs || fail "phase 1: a and $n differ"; done
 grep -q "mesh clean-up on node a .*removed [0-9]* tombstones" "$LOG" || fail "no clean-up line for node a in the log"
 odsync_stop
 
@@ -100,22 +113,24 @@ mesh_wait_active 120
 node_psql a -c "DELETE FROM items WHERE id = 20"
 node_psql b -c "DELETE FROM items WHERE id = 21"
 node_psql a -c "DELETE FROM items WHERE id = 23"
+node_psql a -c "DELETE FROM pairs WHERE k = 'y z' AND n = 5"
 quiesce
 node_psql b -c "INSERT INTO items VALUES (23, 'back', 2)" # key 23: a tombstone and a live row
+node_psql b -c "INSERT INTO pairs VALUES ('y z', 5, 'back')" # the same with a two-column key
 quiesce
 # Many clean-up rounds (1 s each) after both deletes reached both nodes: the pending gauge of a and
-# b shows the kept tombstones (20, 21, 23: c has covered none of them).
+# b shows the kept tombstones (items 20, 21, 23 and pairs ('y z', 5): c has covered none of them).
 for n in a b; do
   deadline=$(($(date +%s) + 60))
-  until [[ $(metric odsync_mesh_tombstones_pending $n) == 3 ]]; do
-    (($(date +%s) < deadline)) || fail "node $n: pending tombstones gauge is '$(metric odsync_mesh_tombstones_pending $n)', expected 3"
+  until [[ $(metric odsync_mesh_tombstones_pending $n) == 4 ]]; do
+    (($(date +%s) < deadline)) || fail "node $n: pending tombstones gauge is '$(metric odsync_mesh_tombstones_pending $n)', expected 4"
     sleep 0.5
   done
 done
 sleep 3 # three more rounds
 for n in a b; do # the log names the node that holds them back
-  grep -q "mesh clean-up on node $n .*3 tombstones kept, waiting for peers that have not applied their deletes: c (3)" "$LOG" ||
-    fail "no clean-up line of node $n naming c as the peer that holds 3 tombstones back: $(grep "clean-up on node $n" "$LOG" | tail -n 2)"
+  grep -q "mesh clean-up on node $n .*4 tombstones kept, waiting for peers that have not applied their deletes: c (4)" "$LOG" ||
+    fail "no clean-up line of node $n naming c as the peer that holds 4 tombstones back: $(grep "clean-up on node $n" "$LOG" | tail -n 2)"
 done
 for n in a b; do
   [[ $(tombs $n) == "20,21,23" ]] || fail "node $n holds tombstones '$(tombs $n)' while c is cut off; expected 20,21,23 (c has not covered them)"
@@ -140,8 +155,10 @@ for n in a b c; do wait_tombs $n "" 120; done
 for n in a c; do # key 23 lives (b's re-insert): its row version stays where a mesh sink wrote it
   [[ $(node_psql $n -c "SELECT node FROM _odsync_versions WHERE tbl = 'public.items' AND key = '23'") == b ]] ||
     fail "node $n lost the row version of the live key 23 with its tombstone"
+  [[ $(node_psql $n -c "SELECT node FROM _odsync_versions WHERE tbl = 'public.pairs' AND key = 'y z' || chr(31) || '5'") == b ]] ||
+    fail "node $n lost the row version of the live key ('y z', 5) with its tombstone"
 done
-for n in b c; do mesh_compare a $n public.items || fail "phase 3: a and $n differ"; done
+for n in b c; do mesh_compare a $n public.items public.pairs || fail "phase 3: a and $n differ"; done
 [[ $(metric odsync_mesh_tombstones_pending a) == 0 ]] || fail "node a: pending gauge $(metric odsync_mesh_tombstones_pending a) after quiescence"
 
 log "phase 4: _odsync_hlc at a"
