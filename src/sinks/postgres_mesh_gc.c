@@ -180,7 +180,11 @@ static bool build_sql(pgs_mesh_gc *g, const pgs_mesh_gc_conf *c, const char *liv
                     "c IS NULL UNION ALL SELECT tid FROM z WHERE prev >= hlc OR (hlc <= (SELECT ts FROM cover) AND "
                     "hlc < (extract(epoch FROM clock_timestamp()) * 1000000)::int8) LIMIT $3), d AS (DELETE FROM ");
   od_sqlbuf_add(&b, c->hlc_q);
-  od_sqlbuf_add(&b, " x USING gone WHERE x.ctid = gone.tid RETURNING 1) SELECT count(*) FROM d");
+  /* second column: a row the clock has passed waits only for the peers' entries for this node, which
+   * move with this node's own transactions: a heartbeat (below) moves them when it writes nothing */
+  od_sqlbuf_add(&b, " x USING gone WHERE x.ctid = gone.tid RETURNING 1) SELECT (SELECT count(*) FROM d), EXISTS (SELECT 1 "
+                    "FROM z WHERE (prev IS NULL OR prev < hlc) AND hlc > (SELECT ts FROM cover) AND hlc < "
+                    "(extract(epoch FROM clock_timestamp()) * 1000000)::int8)");
   char *hlc = b.oom ? NULL : strdup(b.p);
   od_sqlbuf_free(&b);
   free(g->tomb_sql);
@@ -224,9 +228,10 @@ static PGresult *q(pgs_mesh_gc *g, const char *what, const char *sql, int n, con
   return NULL;
 }
 
-/* One batch in its own transaction: *got false when another sink of the node holds the clean-up. */
-static int batch(pgs_mesh_gc *g, const char *sql, const char *what, int np, const char *const *p, long long *out,
-                 int nout, bool *got, od_error *err) {
+/* One batch in its own transaction, its statement's two columns read as text (out[k], at most 23
+ * characters): *got false when another sink of the node holds the clean-up. */
+static int batch_text(pgs_mesh_gc *g, const char *sql, const char *what, int np, const char *const *p, char out[2][24],
+                      bool *got, od_error *err) {
   PGresult *r = q(g, "BEGIN", "BEGIN", 0, NULL, err);
   if (!r) return err->code;
   PQclear(r);
@@ -236,7 +241,7 @@ static int batch(pgs_mesh_gc *g, const char *sql, const char *what, int np, cons
   PQclear(r);
   if (*got) {
     if (!(r = q(g, what, sql, np, p, err))) return err->code;
-    for (int k = 0; k < nout; k++) out[k] = strtoll(PQgetvalue(r, 0, k), NULL, 10);
+    for (int k = 0; k < 2; k++) snprintf(out[k], 24, "%s", PQgetvalue(r, 0, k));
     PQclear(r);
   }
   if (!(r = q(g, "COMMIT", "COMMIT", 0, NULL, err))) return err->code;
@@ -261,22 +266,42 @@ static int run(pgs_mesh_gc *g, const pgs_mesh_gc_conf *conf, bool *more, od_erro
   int64_t t0 = od_mono_us();
   bool got = true;
   for (;;) {
-    long long o[2] = {0, 0};
-    if ((rc = batch(g, g->tomb_sql, "removing covered tombstones", 3, p, o, 2, &got, err))) return rc;
+    char out[2][24] = {"", ""};
+    if ((rc = batch_text(g, g->tomb_sql, "removing covered tombstones", 3, p, out, &got, err))) return rc;
+    long long o[2] = {strtoll(out[0], NULL, 10), strtoll(out[1], NULL, 10)};
     tombs += o[0];
     vers += o[1];
+    od_counter_add(g->m_removed, (uint64_t)o[0]); /* committed: counted even if a later step fails */
+    od_counter_add(g->m_ver_removed, (uint64_t)o[1]);
     if (!got || o[0] < GC_BATCH) break;
     if (od_mono_us() - t0 > GC_RUN_BUDGET_US) {
       *more = true;
       break;
     }
   }
+  bool beat = false;
   while (got && !*more) {
-    long long o[2] = {0, 0};
-    if ((rc = batch(g, g->hlc_sql, "pruning _odsync_hlc", 3, p, o, 1, &got, err))) return rc;
-    hlcs += o[0];
-    if (!got || o[0] < GC_BATCH) break;
+    char out[2][24] = {"", ""};
+    if ((rc = batch_text(g, g->hlc_sql, "pruning _odsync_hlc", 3, p, out, &got, err))) return rc;
+    long long n = strtoll(out[0], NULL, 10);
+    hlcs += n;
+    od_counter_add(g->m_hlc_removed, (uint64_t)n);
+    beat = strcmp(out[1], "t") == 0;
+    if (!got || n < GC_BATCH) break;
     if (od_mono_us() - t0 > GC_RUN_BUDGET_US) *more = true;
+  }
+  if (got && beat) {
+    /* The heartbeat: an empty local transaction with one logical message. Every stream reader of
+     * this node stamps it like an application's transaction, every peer applies it (nothing to
+     * write), and its vector entry for this node — handed back by its reader — passes the rows'
+     * clocks: the next run removes them. Only while such rows wait; a node that writes keeps them
+     * moving anyway. */
+    PGresult *hb = q(g, "writing the clean-up heartbeat", "SELECT pg_logical_emit_message(true, 'odsync.gc', $1)", 1,
+                     p, err);
+    if (!hb) return err->code;
+    PQclear(hb);
+    od_debug("mesh clean-up on node %s (%s): heartbeat (clock rows wait for the peers' entries for this node)", g->node,
+             g->where);
   }
   if (!got && !tombs && !hlcs) return OD_OK; /* another sink of this node runs the clean-up */
   PGresult *r = q(g, "counting the tombstones left", g->pend_sql, 2, p, err);
@@ -285,9 +310,6 @@ static int run(pgs_mesh_gc *g, const pgs_mesh_gc_conf *conf, bool *more, od_erro
   char waiting[512];
   snprintf(waiting, sizeof waiting, "%s", PQgetvalue(r, 0, 1));
   PQclear(r);
-  od_counter_add(g->m_removed, (uint64_t)tombs);
-  od_counter_add(g->m_ver_removed, (uint64_t)vers);
-  od_counter_add(g->m_hlc_removed, (uint64_t)hlcs);
   od_gauge_set(g->m_pending, pending);
   /* INFO when something went, or when the set of peers holding tombstones back changed (a node
    * went down or came back); DEBUG otherwise */

@@ -19,6 +19,8 @@
 # 4. _odsync_hlc at a: a row 10 s behind a's clock, then one 2 h ahead, then one 1 h ahead: the
 #    last is dominated (an earlier commit carries a higher clock) and goes at once, the first goes
 #    once b and c applied a later write of a, the 2 h row stays (a's clock has not passed it).
+# 5. _odsync_hlc at b, which writes nothing: a row its clock has passed goes all the same (the
+#    clean-up's heartbeat moves the peers' entries for b).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -178,5 +180,21 @@ removed=$(metric odsync_mesh_hlc_rows_removed_total a)
 node_psql a -c "UPDATE items SET v = 'late' WHERE id = 30"
 quiesce
 for n in b c; do mesh_compare a $n public.items || fail "phase 4: a and $n differ"; done
+
+log "phase 5: _odsync_hlc at b, which writes nothing from now on"
+# A row 10 s behind b's clock (the insert is not replicated: no stamp). Nothing of b's own moves the
+# peers' entries for b; the clean-up's heartbeat (an empty local transaction with one message) does.
+tb=$(node_psql b -c "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8")
+node_psql b -c "INSERT INTO _odsync_hlc VALUES ($((tb - 10000000)))"
+deadline=$(($(date +%s) + 60))
+until [[ $(node_psql b -c "SELECT count(*) FROM _odsync_hlc") == 0 ]]; do
+  odsync_running || fail "odsync exited while waiting for b's clock rows"
+  (($(date +%s) < deadline)) || fail "_odsync_hlc at b still holds '$(node_psql b -c "SELECT string_agg(hlc::text, ',') FROM _odsync_hlc")' after 60 s (no heartbeat?)"
+  sleep 0.5
+done
+for n in a c; do # the heartbeat applied everywhere: no rows, no conflicts, the data unchanged
+  mesh_wait_marker 120 $n a
+  mesh_compare b $n public.items public.pairs || fail "phase 5: b and $n differ"
+done
 odsync_stop
 log "ok"
