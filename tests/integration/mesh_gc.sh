@@ -182,10 +182,10 @@ quiesce
 for n in b c; do mesh_compare a $n public.items || fail "phase 4: a and $n differ"; done
 
 log "phase 5: _odsync_hlc at b, which writes nothing from now on"
-# A row 10 s behind b's clock (the insert is not replicated: no stamp). Nothing of b's own moves the
+# A row 1 ms behind b's clock, after b's last own write (the insert is not replicated: no stamp). Nothing of b's own moves the
 # peers' entries for b; the clean-up's heartbeat (an empty local transaction with one message) does.
 tb=$(node_psql b -c "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8")
-node_psql b -c "INSERT INTO _odsync_hlc VALUES ($((tb - 10000000)))"
+node_psql b -c "INSERT INTO _odsync_hlc VALUES ($((tb - 1000)))"
 deadline=$(($(date +%s) + 60))
 until [[ $(node_psql b -c "SELECT count(*) FROM _odsync_hlc") == 0 ]]; do
   odsync_running || fail "odsync exited while waiting for b's clock rows"
