@@ -50,9 +50,8 @@ LOG=$TEST_TMP/odsync.log
 EXTRA=""
 [[ $POLICY == priority ]] && EXTRA="  priority: [b, a, c]"
 # MESH_GC_INTERVAL=1: the clean-up of tombstones and _odsync_hlc runs every second during the load
+# (tests/env/mesh.sh puts it in the config)
 GC=${MESH_GC_INTERVAL:-}
-[[ -n $GC ]] && EXTRA="${EXTRA:+$EXTRA
-}  gc_interval_s: $GC"
 mesh_config "$CONFIG" "$POLICY" "public.items, public.mesh_marker" "$EXTRA"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 120
