@@ -11,10 +11,13 @@
  *     with them, the _odsync_versions rows of those keys when the key has no live row;
  *   - deletes the _odsync_hlc rows no commit can need any more: dominated rows (an earlier-committed
  *     row with a clock at least as high exists) and rows whose clock every peer's vector entry for
- *     this node has passed.
+ *     this node has passed; when the node's clock has passed a row the peers have not, it writes a
+ *     heartbeat (an empty local transaction with one "odsync.gc" logical message) so that the peers'
+ *     entries for it move even if it writes nothing itself.
  *   Rows locked by a sink are skipped (SKIP LOCKED): the clean-up never waits for the apply, and the
  *   apply waits at most one short batch for it.
  * Never touches: the data tables (read only, to see whether a key still has a row), the checkpoint,
+ * the replication origins (read only: which nodes ever applied here),
  * the sinks' transactions or connections, _odsync_peer_vv (read only).
  * Pointer ownership: pgs_mesh_gc owns copies of every string of its conf, its PGconn and its
  * thread; metrics are the global registry's.
