@@ -16,7 +16,7 @@
  * "<mesh>_<from>_to_<to>", each a postgres source on <from> (mesh_node: no echo, stamps) and a
  * postgres sink on <to> (mesh_node/mesh_peer: origin marking, conflict detection). */
 static const char *const MESH_KEYS[] = {"name",     "nodes", "tables", "policy", "priority", "fallback",
-                                        "policies", "counters", "rules", "output_plugin", NULL};
+                                        "policies", "counters", "rules", "output_plugin", "gc_interval_s", NULL};
 /* mesh.output_plugin: the slots' output plugin (src/sources/pg/pg_plugin.h), default auto. */
 static const char *const MESH_PLUGINS[] = {"auto", "pgoutput", "odsync_pgoutput", NULL};
 static const char *const MESH_NODE_KEYS[] = {"name", "dsn", "join_from", NULL};
@@ -77,7 +77,8 @@ typedef struct mesh_node {
 static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_node *a, const mesh_node *b,
                          const od_config_entry *tables, const char *policy, const char *fallback,
                          const od_config_entry *prio, const od_config_entry *counters, const od_config_entry *rules,
-                         const od_config_entry *tpol, const char *plugin) {
+                         const od_config_entry *tpol, const char *plugin, const od_config_entry *all,
+                         const char *gc) {
   od_pipeline_config *pl = &cfg->pipelines[cfg->npipelines++];
   memset(pl, 0, sizeof *pl);
   pipeline_defaults(pl);
@@ -111,6 +112,8 @@ static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_n
       (rc = section_scalar(p, dst, "mesh_fallback", fallback, false, b->line, b->col)) ||
       (tpol && (rc = section_list(p, dst, "mesh_table_policies", tpol))) ||
       (rc = section_list(p, dst, "mesh_tables", tables)) ||
+      (rc = section_list(p, dst, "mesh_nodes", all)) ||
+      (gc && (rc = section_scalar(p, dst, "mesh_gc_interval_s", gc, false, b->line, b->col))) ||
       (prio && (rc = section_list(p, dst, "mesh_priority", prio))) ||
       (counters && (rc = section_list(p, dst, "mesh_counters", counters))) ||
       (rules && (rc = section_list(p, dst, "mesh_rules", rules))) ||
@@ -228,10 +231,10 @@ static int parse_policies(pctx *p, const yaml_node_t *v, const mesh_node *nodes,
 int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, "mesh", "a mapping (name, nodes, tables, policy)");
   if (rc || (rc = check_mapping(p, n, "mesh")) || (rc = check_known(p, n, "mesh", MESH_KEYS))) return rc;
-  char *name = NULL, *policy = NULL, *fallback = NULL;
+  char *name = NULL, *policy = NULL, *fallback = NULL, *gc = NULL;
   mesh_node nodes[MESH_NODES_MAX] = {{0}};
   int nn = 0;
-  od_config_entry tables = {0}, prio = {0}, counters = {0}, rules = {0}, tpol = {0};
+  od_config_entry tables = {0}, prio = {0}, counters = {0}, rules = {0}, tpol = {0}, all = {0};
   bool secret = false;
   yaml_node_t *v;
   if ((v = map_get(p, n, "name"))) {
@@ -352,6 +355,30 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
                    "trusted");
     goto out;
   }
+  /* gc_interval_s: the clean-up of tombstones and _odsync_hlc (postgres_mesh_gc.c), 0 turns it off */
+  if ((v = map_get(p, n, "gc_interval_s"))) {
+    if ((rc = scalar_value(p, v, "mesh.gc_interval_s", &gc, &secret))) goto out;
+    char *end = NULL;
+    long g = strtol(gc, &end, 10);
+    if (!*gc || *end || g < 0 || g > 604800) {
+      rc = fail_node(p, v, "mesh.gc_interval_s '%s': expected whole seconds from 0 (no clean-up) to 604800; the "
+                     "default is 60", gc);
+      goto out;
+    }
+  }
+  if (!(all.list = calloc((size_t)nn + 1, sizeof *all.list))) {
+    rc = oom(p->err, p->file);
+    goto out;
+  }
+  all.line = nline(n);
+  all.col = ncol(n);
+  for (int i = 0; i < nn; i++) {
+    if (!(all.list[i] = xstrdup(nodes[i].name))) {
+      rc = oom(p->err, p->file);
+      goto out;
+    }
+    all.nlist++;
+  }
   if ((v = map_get(p, n, "counters")) && (rc = parse_entry(p, &counters, "counters", v, "mesh.counters"))) goto out;
   for (int i = 0; i < counters.nlist; i++) {
     const char *c = counters.list[i], *d1 = strchr(c, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
@@ -434,11 +461,13 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
       if (i != j)
         rc = mesh_pipeline(p, cfg, name, &nodes[i], &nodes[j], &tables, policy, fallback,
                            prio.nlist ? &prio : NULL, counters.nlist ? &counters : NULL, rules.nlist ? &rules : NULL,
-                           tpol.nlist ? &tpol : NULL, MESH_PLUGINS[plugin_idx]);
+                           tpol.nlist ? &tpol : NULL, MESH_PLUGINS[plugin_idx], &all, gc);
 out:
   free(name);
   free(policy);
   free(fallback);
+  free(gc);
+  free_entry(&all);
   for (int i = 0; i < nn; i++) {
     free(nodes[i].name);
     free(nodes[i].dsn);

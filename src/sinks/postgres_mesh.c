@@ -179,6 +179,15 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
                      cfg->file, e && e->list_line ? e->list_line[i] : cfg->line,
                      e && e->list_col ? e->list_col[i] : cfg->col, cfg->path, i, list[i]);
   }
+  if ((rc = od_config_int(cfg, "mesh_gc_interval_s", 60, 0, 86400 * 7, &m->gc_interval_s, err))) return rc;
+  if ((rc = od_config_list(cfg, "mesh_nodes", &list, &n, err))) return rc;
+  if (!(m->nodes = calloc((size_t)n + 1, sizeof *m->nodes))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) {
+    if (!(m->nodes[i] = strdup(list[i]))) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+    m->nnodes++;
+  }
+  if (!(m->nodes[m->nnodes] = strdup(m->peer))) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+  m->nnodes++; /* the peer at least (a hand-written mesh pipeline without mesh_nodes) */
   if ((rc = od_config_list(cfg, "mesh_tables", &list, &n, err))) return rc;
   if (n && !(m->tables = calloc((size_t)n, sizeof *m->tables))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   for (int i = 0; i < n; i++) {
@@ -220,6 +229,9 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
 void pgs_mesh_free(pgs_sink *s) {
   pgs_mesh *m = s->mesh;
   if (!m) return;
+  pgs_mesh_gc_stop(m->gc);
+  for (int i = 0; i < m->nnodes; i++) free(m->nodes[i]);
+  free(m->nodes);
   pgs_mesh_vq_forget(m);
   if (m->conflicts || m->applied_txns)
     od_info("postgres sink %s: mesh %s <- %s: %" PRIu64 " transactions applied, %" PRIu64 " conflicts", s->where,
@@ -387,6 +399,13 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   if (!r) return err->code;
   PQclear(r);
   m->nprog = 0;
+  if (!m->gc && m->gc_interval_s > 0) { /* the clean-up (postgres_mesh_gc.c): its own thread and connection */
+    pgs_mesh_gc_conf gc = {.dsn = s->dsn, .where = s->where, .pipeline = s->pipeline, .node = m->node,
+                           .nodes = (const char *const *)m->nodes, .nnodes = m->nnodes,
+                           .tables = (const char *const *)m->tables, .ntables = m->ntables, .tomb_q = m->tomb_q,
+                           .ver_q = m->ver_q, .hlc_q = m->hlc_q, .pvv_q = m->pvv_q, .interval_s = (int)m->gc_interval_s};
+    if (pgs_mesh_gc_start(&gc, &m->gc, err)) return err->code;
+  }
   return pgs_mesh_pvv_load(s, m, err);
 }
 

@@ -15,6 +15,7 @@
 #include "core/adapter.h"
 #include "sinks/postgres_internal.h"
 #include "sinks/postgres_mesh.h"
+#include "sinks/postgres_mesh_gc.h"
 
 #define MESH_PREFIX "odsync.mesh"
 #define MESH_HLC_PREFIX "odsync.hlc" /* the message of every applying transaction: "<max ts> <max hlc>" */
@@ -171,6 +172,13 @@ typedef struct pgs_mesh {
   int nvq;
   unsigned vq_seq;
   uint64_t conflicts, applied_txns;
+  /* the clean-up of tombstones and _odsync_hlc (postgres_mesh_gc.c): mesh_gc_interval_s (0: off),
+   * mesh_nodes (every node of the mesh, malloc'd), the running thread (owned; started with the first
+   * session) */
+  long gc_interval_s;
+  char **nodes;
+  int nnodes;
+  pgs_mesh_gc *gc;
   od_metric *m_txns;                  /* odsync_mesh_transactions_total{node, peer} */
   od_metric *m_conflicts[KINDS];      /* odsync_mesh_conflicts_total{node, peer, kind}, by KIND_NAMES */
 } pgs_mesh;

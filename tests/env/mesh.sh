@@ -5,6 +5,7 @@
 #                              sets MESH_NODES, NODE_PORT[name], NODE_DSN[name]
 #   node_psql NAME ARGS...     psql against that node
 #   mesh_config FILE POLICY TABLES_CSV [extra mesh lines]  a `mesh:` config over MESH_NODES
+#                              (MESH_GC_INTERVAL=N adds gc_interval_s: N)
 #   mesh_wait_equal TIMEOUT TABLE...  poll od_compare_pg until every node equals the first one
 #   mesh_wait_marker TIMEOUT FROM TO  write a marker row at FROM, wait for it at TO (stream caught up)
 declare -A NODE_PORT NODE_DSN
@@ -37,6 +38,8 @@ mesh_config() {
     echo "  policy: $policy"
     echo "  tables: [$tables]"
     [[ -n "$extra" ]] && echo "$extra"
+    # MESH_GC_INTERVAL: run any mesh test with the clean-up at that interval (mesh.gc_interval_s)
+    [[ -n "${MESH_GC_INTERVAL:-}" && $extra != *gc_interval_s* ]] && echo "  gc_interval_s: $MESH_GC_INTERVAL"
     echo "  nodes:"
     for n in "${MESH_NODES[@]}"; do echo "    - { name: $n, dsn: \"${NODE_DSN[$n]}\" }"; done
   } >"$file"

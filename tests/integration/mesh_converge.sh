@@ -15,6 +15,7 @@
 # logs every mesh decision. MESH_POLICY (default last_writer_wins) picks the policy (priority; column_merge,
 # fallback last_writer_wins, with REPLICA IDENTITY FULL: mesh_converge_colmerge.sh runs it in CI); MESH_TXNS
 # (default 1000) the load.
+# MESH_GC_INTERVAL (e.g. 1): mesh.gc_interval_s, and the clean-up must have removed tombstones on every node.
 # MESH_SKEW_US (default 0): node c's PostgreSQL clock runs that many µs off (tests/tools/preload/
 # clockshift.c, as in mesh_hlc_skew.sh), so last_writer_wins orders by hybrid logical clocks under skew.
 set -euo pipefail
@@ -52,6 +53,9 @@ CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
 EXTRA=""
 [[ $POLICY == priority ]] && EXTRA="  priority: [b, a, c]"
+# MESH_GC_INTERVAL=1: the clean-up of tombstones and _odsync_hlc runs every second during the load
+# (tests/env/mesh.sh puts it in the config)
+GC=${MESH_GC_INTERVAL:-}
 mesh_config "$CONFIG" "$POLICY" "public.items, public.mesh_marker" "$EXTRA"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 120
@@ -151,5 +155,13 @@ done
 kinds_all=$(for n in a b c; do node_psql $n -c "SELECT DISTINCT kind FROM _odsync_conflicts"; done | sort -u | wc -l)
 ((kinds_all >= 2)) || fail "only $kinds_all kind(s) of conflict seen; expected several"
 log "rows: $(node_psql a -c 'SELECT count(*) FROM items'), conflicts logged: $total"
+if [[ -n $GC && $GC != 0 ]]; then # the clean-up did run and removed tombstones on every node
+  for n in a b c; do
+    removed=$(grep -o "mesh clean-up on node $n .*removed [0-9]* tombstones" "$LOG" | grep -o "removed [0-9]*" | awk '{ s += $2 } END { print s + 0 }')
+    hl=$(grep -o "mesh clean-up on node $n .* clock rows" "$LOG" | grep -o "[0-9]* clock rows" | awk '{ s += $1 } END { print s + 0 }')
+    log "node $n: the clean-up removed $removed tombstones and $hl _odsync_hlc rows; $(node_psql $n -c "SELECT count(*) FROM _odsync_tombstones") tombstones and $(node_psql $n -c "SELECT count(*) FROM _odsync_hlc") _odsync_hlc rows left"
+    ((removed > 0)) || fail "node $n: the clean-up (gc_interval_s $GC) removed no tombstone"
+  done
+fi
 odsync_stop
 log "ok"

@@ -251,3 +251,27 @@ TEST(mesh_join_from) {
                          "    - { name: b, dsn: \"host=h2\", join_from: a }\n", &e),
                "join_from with column_merge tables (public.p)") != NULL);
 }
+
+TEST(mesh_gc_interval_and_nodes_reach_every_sink) {
+  od_config *c = parse_ok(MESH3);
+  for (int i = 0; i < c->npipelines; i++) {
+    const od_config_section *k = &c->pipelines[i].sinks[0].section;
+    const od_config_entry *n = od_config_find(k, "mesh_nodes");
+    CHECK(n && n->nlist == 3); /* every node, for the clean-up's coverage rule */
+    CHECK_STR(n->list[0], "a");
+    CHECK_STR(n->list[2], "c");
+    CHECK(od_config_find(k, "mesh_gc_interval_s") == NULL); /* absent: the sink's default, 60 */
+  }
+  od_config_free(c);
+  c = parse_ok(MESH_POL("  gc_interval_s: 0\n"));
+  CHECK_STR(val(&c->pipelines[1].sinks[0].section, "mesh_gc_interval_s"), "0");
+  od_config_free(c);
+  c = parse_ok(MESH_POL("  gc_interval_s: 300\n"));
+  CHECK_STR(val(&c->pipelines[0].sinks[0].section, "mesh_gc_interval_s"), "300");
+  od_config_free(c);
+  od_error e;
+  CHECK_STR(parse_err(MESH_POL("  gc_interval_s: -1\n"), &e),
+            "cfg.yaml:3:18: mesh.gc_interval_s '-1': expected whole seconds from 0 (no clean-up) to 604800; the "
+            "default is 60");
+  CHECK(strstr(parse_err(MESH_POL("  gc_interval_s: often\n"), &e), "mesh.gc_interval_s 'often'") != NULL);
+}
