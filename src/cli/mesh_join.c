@@ -58,23 +58,26 @@ typedef struct join {
   int ntables;
 } join;
 
-static int jfail(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
+static void vsay(const char *fmt, va_list ap) {
   fputs("odsync mesh join: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
-  va_end(ap);
-  return 1;
 }
 
 static void say(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("odsync mesh join: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsay(fmt, ap);
   va_end(ap);
+}
+
+/* say(), and 1: the join stops. */
+static int jfail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsay(fmt, ap);
+  va_end(ap);
+  return 1;
 }
 
 static const char *sval(const od_config_section *s, const char *key) {

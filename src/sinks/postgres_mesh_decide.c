@@ -500,6 +500,17 @@ static bool int_of(const od_value *v, long long *out) {
  * columns: its new row with the merged counters replaces the change (an override); remote loses:
  * the key is marked for a fix (its counters set to d->ctr after the run's apply). *merged false:
  * no counter to merge (no old row image, not integers). */
+/* Room for one more entry in m->ovr (doubling). */
+static int reserve_override(pgs_sink *s, pgs_mesh *m, od_error *err) {
+  if (m->novr < m->ovr_cap) return OD_OK;
+  size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
+  struct override *g = realloc(m->ovr, cap * sizeof *g);
+  if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  m->ovr = g;
+  m->ovr_cap = cap;
+  return OD_OK;
+}
+
 static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx, decision *d,
                           const int *cols, int ncols, bool apply, bool *merged, od_error *err) {
   *merged = false;
@@ -522,13 +533,8 @@ static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
     d->fix = true;
     return wr_push(m, d) ? OD_OK : OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
-  if (m->novr == m->ovr_cap) {
-    size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
-    struct override *g = realloc(m->ovr, cap * sizeof *g);
-    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    m->ovr = g;
-    m->ovr_cap = cap;
-  }
+  int grown = reserve_override(s, m, err);
+  if (grown) return grown;
   struct override *o = &m->ovr[m->novr];
   *o = (struct override){.idx = idx};
   o->vals = malloc(c->newtup.ncolumns * sizeof *o->vals);
@@ -982,13 +988,8 @@ static int recreate_override(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od
                              const decision *d, od_error *err) {
   int ncol = c->newtup.ncolumns;
   if (c->op != OD_OP_UPDATE || c->old_kind != 'O' || c->oldtup.ncolumns != ncol || !ncol) return OD_OK;
-  if (m->novr == m->ovr_cap) {
-    size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
-    struct override *g = realloc(m->ovr, cap * sizeof *g);
-    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    m->ovr = g;
-    m->ovr_cap = cap;
-  }
+  int grown = reserve_override(s, m, err);
+  if (grown) return grown;
   od_value *vals = malloc((size_t)ncol * sizeof *vals);
   char **texts = calloc((size_t)ncol, sizeof *texts);
   if (!vals || !texts) {
