@@ -23,6 +23,7 @@
  * for NODE's pipelines, emits a logical message and raises their persisted vectors for NODE).
  */
 #include "cli/mesh_join.h"
+#include "cli/mesh_remove.h"
 
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -635,6 +636,19 @@ static int do_join(join *j) {
   jnode *me = &j->nodes[j->me];
   for (int x = 0; x < j->n; x++)
     if (!(j->nodes[x].c = connect_dsn(j->nodes[x].name, j->nodes[x].dsn, false))) return 1;
+  /* a node removed earlier (`odsync mesh remove`) joins again: its removal mark goes first, else
+   * the sinks of its pipelines would refuse their sessions */
+  for (int x = 0; x < j->n; x++) {
+    const char *pn[] = {me->name};
+    PGresult *q = run(j->nodes[x].c, j->nodes[x].name, "looking up public._odsync_removed",
+                      "SELECT to_regclass('public._odsync_removed') IS NOT NULL", 0, NULL);
+    if (!q) return 1;
+    bool removed_table = PQgetvalue(q, 0, 0)[0] == 't';
+    PQclear(q);
+    if (removed_table && !ok(j->nodes[x].c, j->nodes[x].name, "clearing the node's removal mark",
+                             "DELETE FROM public._odsync_removed WHERE node = $1", 1, pn))
+      return 1;
+  }
   PGresult *r = run(me->c, me->name, "looking up public._odsync_join",
                     "SELECT to_regclass('public._odsync_join') IS NOT NULL", 0, NULL);
   if (!r) return 1;
@@ -700,12 +714,14 @@ static int do_join(join *j) {
 
 static const char usage[] =
     "usage: odsync mesh join [-c FILE] NODE\n"
+    "       odsync mesh remove [-c FILE] [--timeout SECONDS] [--force] NODE (see odsync mesh remove -h)\n"
     "  copy NODE's join_from node into NODE while the mesh runs (docs/MULTI_MASTER.md); NODE's mesh\n"
     "  tables must exist, empty, with the same shape. Applications may write to NODE once it reports\n"
     "  that NODE joined; odsync (with NODE in mesh.nodes) then runs NODE's pipelines.\n";
 
 int od_cli_mesh(int argc, char **argv) {
   const char *path = "odsync.yml", *node = NULL;
+  if (argc >= 1 && strcmp(argv[0], "remove") == 0) return od_cli_mesh_remove(argc, argv);
   if (argc < 1 || strcmp(argv[0], "join") != 0) {
     fputs(usage, stderr);
     return 2;
