@@ -237,6 +237,7 @@ static int drop_slot(removal *r, int x, const char *slot, bool *dropped) {
       if (!ok(nd->c, nd->name, "ending the session that streams from the slot", "SELECT pg_terminate_backend($1::int)",
               1, pp))
         return 1;
+      say("node %s: ended the session (PID %s) streaming from slot %s", nd->name, pid, slot);
     } else {
       q = run_q(nd->c, nd->name, "dropping the slot", "SELECT pg_drop_replication_slot($1)", 1, p, msg, sizeof msg);
       PQclear(q);
@@ -307,6 +308,7 @@ static int drop_origin(removal *r, int x, bool *dropped) {
       if (!ok(nd->c, nd->name, "ending the session that holds the origin", "SELECT pg_terminate_backend($1::int)", 1,
               pp))
         return 1;
+      say("node %s: ended the session (PID %d) holding replication origin %s", nd->name, pid, o);
     }
     if (now_s() > deadline)
       return rfail("node %s: cannot drop replication origin %s after 30 s: %s; stop the process that holds it and run "

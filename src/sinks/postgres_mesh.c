@@ -387,6 +387,12 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   r = pgs_exec(s, NULL, "pg_replication_origin_session_setup", "SELECT pg_replication_origin_session_setup($1)", 1, p,
                err);
   if (!r) {
+    /* `odsync mesh remove` dropped the origin after this session passed its gate: wait like the gate */
+    od_error gone = {0};
+    if (pgs_mesh_removed_gate(s, &gone)) {
+      *err = gone;
+      return err->code;
+    }
     err->retriable = true; /* the origin is still held by the session of a process that just died */
     return err->code;
   }

@@ -9,13 +9,15 @@
 #    each of them row for row); a, b, d hold no slot, publication, origin, peer vector or checkpoint
 #    row of c's pipelines, c no slot or publication of its own; odsync, still running c's pipelines,
 #    logs that c was removed and makes none of them again (checked for 5 s).
-# 2. odsync restarts without c: a, b, d replicate; b updates a row c wrote last: no conflict at a or d
+# 2. c deleted from the config, reloaded (SIGHUP): a, b, d replicate; b updates a row c wrote last: no conflict at a or d
 #    (the vector entries the other peers keep for c still show that b had seen c's write).
 # 3. d goes down; a deletes keys: a and b keep those tombstones for d (the pending gauge, the log
 #    names d). `odsync mesh remove d` fails, naming d as unreachable and --force, and changes nothing;
 #    with --force it succeeds: the tombstones on a and b go (gauge 0), no slot/origin/vector/checkpoint
 #    of d is left on a and b.
 # 4. odsync restarts with a and b only: a write at each reaches the other; a and b equal.
+# 5. c joins again (`join_from: a`, `odsync mesh join`, its tables emptied): the join clears c's
+#    removal mark everywhere, the three nodes replicate, writes at c and b are no conflicts, equal.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -105,10 +107,12 @@ for n in a b d; do assert_clean $n c; done
 [[ $(node_psql c -c "SELECT count(*) FROM pg_replication_slots") == 0 ]] || fail "c's slots came back while odsync still ran them"
 MESH_NODES=(a b d)
 for n in a b d; do wait_tombs $n "" 120; done # the clean-up no longer waits for c
-odsync_stop
 
-log "phase 2: without c; b updates a row c wrote last"
-odsync_start "$CONFIG_ABD" "$LOG"
+log "phase 2: c deleted from the config (SIGHUP reload); b updates a row c wrote last"
+cp "$CONFIG_ABD" "$CONFIG"
+kill -HUP "$ODSYNC_PID"
+wait_for "grep -q 'config reload by signal:SIGHUP applied: .* 6 removed' '$LOG'" 120 ||
+  fail "the reload without c was not applied (6 pipelines removed): $(grep 'config reload' "$LOG" | tail -n 3)"
 mesh_wait_active 180
 declare -A BEFORE
 for n in a b d; do BEFORE[$n]=$(node_psql $n -c "SELECT coalesce(max(id), 0) FROM _odsync_conflicts"); done
@@ -133,8 +137,9 @@ for n in a b; do
     (($(date +%s) < deadline)) || fail "node $n: pending tombstones gauge is '$(metric odsync_mesh_tombstones_pending $n)', expected 5 (held by d)"
     sleep 0.5
   done
-  grep -q "mesh clean-up on node $n .*waiting for peers that have not applied their deletes: d (5)" "$LOG" ||
-    fail "no clean-up line of node $n naming d"
+  # the INFO line of the run after which d alone holds them (b may have held them one run earlier)
+  wait_for "grep -q 'mesh clean-up on node $n .*waiting for peers that have not applied their deletes: d (5) ' '$LOG'" 60 ||
+    fail "no clean-up line of node $n naming d alone: $(grep "clean-up on node $n" "$LOG" | tail -n 2)"
 done
 rc=0
 "$ODSYNC_BIN" mesh remove -c "$CONFIG_ABD" --timeout 30 d >"$TEST_TMP/remove_d1.log" 2>&1 || rc=$?
@@ -170,5 +175,31 @@ quiesce
 [[ $(node_psql a -c "SELECT v FROM items WHERE id = 50") == "from b" ]] || fail "b's write is not at a"
 mesh_compare a b public.items public.mesh_marker || fail "phase 4: a and b differ"
 for n in a b; do assert_clean $n c; assert_clean $n d; done
+odsync_stop
+
+log "phase 5: c joins again (join_from: a)"
+node_psql c -c "TRUNCATE items, mesh_marker"
+CONFIG_ABC=$TEST_TMP/odsync_abc.yaml
+MESH_NODES=(a b c)
+mesh_config "$CONFIG_ABC" last_writer_wins "$TABLES" "  gc_interval_s: 1"
+sed -i "s|    - { name: c, dsn: \"\(.*\)\" }|    - { name: c, dsn: \"\1\", join_from: a }|" "$CONFIG_ABC"
+grep -q "join_from: a" "$CONFIG_ABC" || fail "config without join_from"
+odsync_start "$CONFIG_ABC" "$LOG"
+wait_for "grep -q 'mesh node c has not joined the mesh yet' '$LOG'" 60 || fail "the pipelines into c did not wait for the join"
+"$ODSYNC_BIN" mesh join -c "$CONFIG_ABC" c >"$TEST_TMP/join_c.log" 2>&1 || fail "c's join failed: $(cat "$TEST_TMP/join_c.log")"
+for n in a b c; do
+  [[ $(node_psql $n -c "SELECT count(*) FROM _odsync_removed WHERE node = 'c'") == 0 ]] || fail "node $n keeps c's removal mark after its join"
+done
+mesh_wait_active 180
+for n in a b c; do BEFORE[$n]=$(node_psql $n -c "SELECT coalesce(max(id), 0) FROM _odsync_conflicts"); done
+node_psql c -c "UPDATE items SET v = 'c-again' WHERE id = 1220"
+node_psql b -c "UPDATE items SET v = 'b-again' WHERE id = 16"
+quiesce
+mesh_wait_equal 120 public.items
+for n in a b c; do
+  got=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE id > ${BEFORE[$n]}")
+  [[ $got == 0 ]] || fail "node $n logged $got conflicts after c joined again"
+done
+[[ $(node_psql a -c "SELECT v FROM items WHERE id = 1220") == c-again ]] || fail "c's write after its join is not at a"
 odsync_stop
 log "ok"
