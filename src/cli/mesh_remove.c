@@ -456,7 +456,9 @@ int od_cli_mesh_remove(int argc, char **argv) {
                "instead", path, r.n, node);
   else
     rc = do_remove(&r);
-  if (rc == 1 && r.me >= 0) fprintf(stderr, "odsync mesh remove: node %s was not removed\n", node);
+  if (rc == 1 && r.me >= 0)
+    fprintf(stderr, "odsync mesh remove: the removal of node %s did not complete (what it did is safe to redo: run it "
+            "again)\n", node);
   for (int k = 0; k < r.n; k++) PQfinish(r.nodes[k].c);
   od_config_free(cfg);
   return rc;
