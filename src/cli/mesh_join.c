@@ -23,6 +23,7 @@
  * for NODE's pipelines, emits a logical message and raises their persisted vectors for NODE).
  */
 #include "cli/mesh_join.h"
+#include "cli/mesh_remove.h"
 
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -629,8 +630,54 @@ static int copy_into(join *j, const char *snap) {
       !ok(me->c, me->name, "committing the copy", "COMMIT", 0, NULL))
     return 1;
   ok(me->c, me->name, "releasing the origin", "SELECT pg_replication_origin_session_reset()", 0, NULL);
+  /* A node removed earlier (`odsync mesh remove`) that joins again: the other nodes kept their peers'
+   * vector entries for it (LSNs of its WAL before the removal) while their origin odsync_<node>
+   * starts anew; one local transaction of the node after the copy moves those origins past them, so
+   * causal delivery does not wait for a write the node may never make. */
+  const char *pe[] = {me->name};
+  ok(me->c, me->name, "emitting a logical message", "SELECT pg_logical_emit_message(true, 'odsync.join', $1)", 1, pe);
   say("node %s joined the mesh from %s: %lld rows copied; its pipelines start at the copied checkpoints", me->name,
       s->name, total);
+  return 0;
+}
+
+/* A node removed earlier (`odsync mesh remove`) joins again. copy: the seed's marks of the other
+ * removed nodes go to the joining node (their entries in the peers' vectors are not waited for there
+ * either, nor do their origins hold tombstones), and its own mark on itself goes (the sinks the join
+ * opens into it would refuse their sessions; its pipelines into it still wait for the join mark).
+ * !copy: its own removal mark goes on every other node, once its slots exist (before, its pipelines
+ * out of it, let through, would race the join making their publications and slots). */
+static int removal_marks(join *j, bool copy) {
+  jnode *me = &j->nodes[j->me];
+  const char *pn[] = {me->name};
+  for (int x = 0; x < j->n; x++) {
+    if (copy ? x != j->seed && x != j->me : x == j->me) continue;
+    PGresult *q = run(j->nodes[x].c, j->nodes[x].name, "looking up public._odsync_removed",
+                      "SELECT to_regclass('public._odsync_removed') IS NOT NULL", 0, NULL);
+    if (!q) return 1;
+    bool removed_table = PQgetvalue(q, 0, 0)[0] == 't';
+    PQclear(q);
+    if (!removed_table) continue;
+    if (!copy || x == j->me) {
+      if (!ok(j->nodes[x].c, j->nodes[x].name, "clearing the node's removal mark",
+              "DELETE FROM public._odsync_removed WHERE node = $1", 1, pn))
+        return 1;
+      continue;
+    }
+    if (!(q = run(j->nodes[x].c, j->nodes[x].name, "reading public._odsync_removed",
+                  "SELECT node FROM public._odsync_removed WHERE node <> $1", 1, pn)))
+      return 1;
+    bool good = ok(me->c, me->name, "creating public._odsync_removed",
+                   "CREATE TABLE IF NOT EXISTS public._odsync_removed (node text PRIMARY KEY, removed_at timestamptz "
+                   "NOT NULL DEFAULT now())", 0, NULL);
+    for (int i = 0; good && i < PQntuples(q); i++) {
+      const char *pr[] = {PQgetvalue(q, i, 0)};
+      good = ok(me->c, me->name, "copying the seed's removal marks",
+                "INSERT INTO public._odsync_removed (node) VALUES ($1) ON CONFLICT (node) DO NOTHING", 1, pr);
+    }
+    PQclear(q);
+    if (!good) return 1;
+  }
   return 0;
 }
 
@@ -638,12 +685,27 @@ static int do_join(join *j) {
   jnode *me = &j->nodes[j->me];
   for (int x = 0; x < j->n; x++)
     if (!(j->nodes[x].c = connect_dsn(j->nodes[x].name, j->nodes[x].dsn, false))) return 1;
+  /* a node marked removed on the seed joins again even when it had joined before (its old mark) */
+  bool was_removed = false;
+  {
+    const char *pn[] = {me->name};
+    PGresult *q = run(j->nodes[j->seed].c, j->nodes[j->seed].name, "looking up public._odsync_removed",
+                      "SELECT to_regclass('public._odsync_removed') IS NOT NULL", 0, NULL);
+    if (!q) return 1;
+    bool t = PQgetvalue(q, 0, 0)[0] == 't';
+    PQclear(q);
+    if (t && !(q = run(j->nodes[j->seed].c, j->nodes[j->seed].name, "reading public._odsync_removed",
+                       "SELECT 1 FROM public._odsync_removed WHERE node = $1", 1, pn)))
+      return 1;
+    if (t) was_removed = PQntuples(q) > 0;
+    if (t) PQclear(q);
+  }
   PGresult *r = run(me->c, me->name, "looking up public._odsync_join",
                     "SELECT to_regclass('public._odsync_join') IS NOT NULL", 0, NULL);
   if (!r) return 1;
   bool table = PQgetvalue(r, 0, 0)[0] == 't';
   PQclear(r);
-  if (table) {
+  if (table && !was_removed) {
     const char *p[] = {me->name};
     if (!(r = run(me->c, me->name, "reading public._odsync_join", "SELECT state, seed FROM public._odsync_join WHERE "
                   "node = $1", 1, p)))
@@ -653,6 +715,7 @@ static int do_join(join *j) {
     PQclear(r);
     if (done) return 0;
   }
+  if (removal_marks(j, true)) return 1;
   /* 1. the joining node's tables, triggers, origins; its slots towards every other node */
   for (int x = 0; x < j->n; x++) {
     if (x == j->me) continue;
@@ -677,6 +740,7 @@ static int do_join(join *j) {
     }
   }
   PQfinish(repl);
+  if (removal_marks(j, false)) return 1;
   /* 2. X -> joiner from L_X; the seed past L_X */
   for (int x = 0; x < j->n; x++) {
     jnode *nd = &j->nodes[x];
@@ -703,12 +767,14 @@ static int do_join(join *j) {
 
 static const char usage[] =
     "usage: odsync mesh join [-c FILE] NODE\n"
+    "       odsync mesh remove [-c FILE] [--timeout SECONDS] [--force] NODE (see odsync mesh remove -h)\n"
     "  copy NODE's join_from node into NODE while the mesh runs (docs/MULTI_MASTER.md); NODE's mesh\n"
     "  tables must exist, empty, with the same shape. Applications may write to NODE once it reports\n"
     "  that NODE joined; odsync (with NODE in mesh.nodes) then runs NODE's pipelines.\n";
 
 int od_cli_mesh(int argc, char **argv) {
   const char *path = "odsync.yml", *node = NULL;
+  if (argc >= 1 && strcmp(argv[0], "remove") == 0) return od_cli_mesh_remove(argc, argv);
   if (argc < 1 || strcmp(argv[0], "join") != 0) {
     fputs(usage, stderr);
     return 2;

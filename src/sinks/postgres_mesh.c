@@ -277,6 +277,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   if (!m) return OD_OK;
   pgs_mesh_vq_forget(m); /* prepared statements died with the last connection */
   int jrc = pgs_mesh_join_gate(s, err); /* a joining node: nothing before its copy */
+  if (!jrc) jrc = pgs_mesh_removed_gate(s, err); /* a removed node: nothing at all (no origin made again) */
   if (jrc) return jrc;
   /* Table and origin in one transaction under odsync's DDL lock: the mesh's other sinks on this
    * node connect at the same moment. */
@@ -302,6 +303,9 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, m->hlc_q);
   od_sqlbuf_add(b, " (hlc); ");
   pgs_mesh_pvv_ddl(m, b); /* the peer's version vector (postgres_mesh_vv.c) */
+  /* the nodes `odsync mesh remove` retired (read by the gate and the clean-up; written by the command) */
+  od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS public._odsync_removed (node text PRIMARY KEY, removed_at timestamptz "
+                   "NOT NULL DEFAULT now()); ");
   od_sqlbuf_addf(b, "SELECT pg_replication_origin_create('%s') WHERE NOT EXISTS "
                     "(SELECT 1 FROM pg_replication_origin WHERE roname = '%s'); ", m->origin, m->origin);
   /* Tombstones: every delete of a mesh table (local or applied) leaves (table, key); the row's
@@ -386,6 +390,12 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   r = pgs_exec(s, NULL, "pg_replication_origin_session_setup", "SELECT pg_replication_origin_session_setup($1)", 1, p,
                err);
   if (!r) {
+    /* `odsync mesh remove` dropped the origin after this session passed its gate: wait like the gate */
+    od_error gone = {0};
+    if (pgs_mesh_removed_gate(s, &gone)) {
+      *err = gone;
+      return err->code;
+    }
     err->retriable = true; /* the origin is still held by the session of a process that just died */
     return err->code;
   }
@@ -493,6 +503,8 @@ static const vv_entry *causal_missing(const pgs_mesh *m, const stamp *st) {
   for (int i = 0; i < st->nvv; i++) {
     const vv_entry *e = &st->vv[i];
     if (strcmp(e->node, m->node) == 0 || strcmp(e->node, m->peer) == 0 || !e->lsn) continue;
+    /* a removed node: everything it wrote was applied here before its origin went (mesh remove) */
+    if (pgs_mesh_removed_has(m, e->node)) continue;
     const vv_entry *p = pgs_mesh_vv_find(m->prog, m->nprog, e->node);
     if (!p || p->lsn < e->lsn) return e;
   }
@@ -523,6 +535,7 @@ static int causal_wait(pgs_sink *s, pgs_mesh *m, const stamp *st, od_error *err)
       nanosleep(&d, NULL);
     }
     int rc = read_progress(s, m, err);
+    if (!rc) rc = pgs_mesh_removed_read(s, err); /* a node removed meanwhile is not waited for */
     if (rc) return rc;
   }
 }

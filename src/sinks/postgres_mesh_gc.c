@@ -71,10 +71,13 @@ static void arr_add(od_sqlbuf *b, const char *v) {
 }
 
 /* The peers to wait for: the mesh's nodes and every node whose sink ever applied here (its
- * replication origin odsync_<node>), except this node. A node that left the mesh keeps its origin
- * and so holds every tombstone until its origin is dropped (docs). $1: this node, $2: the nodes. */
+ * replication origin odsync_<node>), except this node and the nodes `odsync mesh remove` marked
+ * removed here (public._odsync_removed, created by the sink's session: everything they wrote was
+ * applied here before the mark). A node that left the mesh otherwise keeps its origin and so holds
+ * every tombstone until its origin is dropped (docs). $1: this node, $2: the nodes. */
 #define PEERS_CTE "peers AS (SELECT DISTINCT p FROM (SELECT unnest($2::text[]) AS p UNION SELECT substr(roname, 8) " \
-                  "FROM pg_catalog.pg_replication_origin WHERE roname LIKE 'odsync\\_%') q WHERE p <> $1)"
+                  "FROM pg_catalog.pg_replication_origin WHERE roname LIKE 'odsync\\_%') q WHERE p <> $1 AND NOT " \
+                  "EXISTS (SELECT 1 FROM public._odsync_removed rm WHERE rm.node = q.p))"
 
 /* The live-row test of (v.tbl, v.key) for every mesh table: key text -> key columns, cast to their
  * types, the same text the tombstone trigger writes (to_jsonb(row) ->> column, joined by chr(31) in

@@ -143,6 +143,10 @@ typedef struct pgs_mesh {
   int64_t max_hlc;   /* the highest hlc of its source transactions (same message, and _odsync_hlc) */
   /* causal delivery: LSN of each origin applied here (cache of pg_replication_origin_status) */
   vv_entry prog[VV_MAX];
+  /* the nodes `odsync mesh remove` retired (public._odsync_removed here, read at session start and
+   * when a causal wait finds a dependency missing): their stamps' entries are not waited for */
+  char removed[VV_MAX][64];
+  int nremoved;
   int nprog;
   /* the peer's version vector as far as this sink received it (postgres_mesh_vv.c): the element-wise
    * maximum of every vector of the peer's stream up to the open transaction's position (pvv), the
@@ -200,6 +204,12 @@ bool pgs_mesh_is_vv(const od_change *c);
  * seed into this node (public._odsync_join says done). */
 int pgs_mesh_join_config(pgs_mesh *m, const od_config_section *cfg, od_error *err);
 int pgs_mesh_join_gate(pgs_sink *s, od_error *err);
+/* postgres_mesh_join.c: fail (retriable) when `odsync mesh remove` marked this sink's node or its peer
+ * removed (public._odsync_removed on this node), before the session makes its origin. */
+int pgs_mesh_removed_gate(pgs_sink *s, od_error *err);
+/* Reload m->removed from public._odsync_removed (empty when the table does not exist). */
+int pgs_mesh_removed_read(pgs_sink *s, od_error *err);
+bool pgs_mesh_removed_has(const pgs_mesh *m, const char *node);
 void pgs_mesh_pvv_ddl(const pgs_mesh *m, od_sqlbuf *b);
 /* At session start (after the DDL committed): pvv from _odsync_peer_vv. */
 int pgs_mesh_pvv_load(pgs_sink *s, pgs_mesh *m, od_error *err);

@@ -7,7 +7,16 @@
  * the seed's data, versions, checkpoints and vectors (src/cli/mesh_join.c). So a pipeline into a
  * node that has not joined never streams into it (its checkpoint would be missing and its data
  * incomplete), and it starts by itself, at the copied checkpoint, once the join has committed.
- * Never touches: _odsync_join's rows (the join command writes them), the data, the checkpoint.
+ * And the removal gate: a sink whose node or peer `odsync mesh remove` marked removed
+ * (public._odsync_removed on its node, src/cli/mesh_remove.c) refuses its session (retriable) before
+ * it creates the origin odsync_<peer> again, so an odsync still running the removed node's pipelines
+ * waits, logging why, instead of undoing the removal (its sources never reach their slot either:
+ * the pipeline opens its sinks first).
+ * It also keeps the sink's list of removed nodes (pgs_mesh.removed), which causal delivery does not
+ * wait for (postgres_mesh.c: their origins are dropped here, and the removal waited until this node
+ * had applied all they wrote).
+ * Never touches: _odsync_join's or _odsync_removed's rows (the commands write them), the data, the
+ * checkpoint.
  * Pointer ownership: nothing allocated; the query result is freed before returning.
  */
 #include "sinks/postgres_mesh_internal.h"
@@ -48,4 +57,46 @@ int pgs_mesh_join_gate(pgs_sink *s, od_error *err) {
                        "and retries until then. Applications must not write to %s before the join reports it "
                        "joined",
                        s->where, m->node, m->join_from, m->node, m->join_from, m->node, s->pipeline, m->node);
+}
+
+int pgs_mesh_removed_read(pgs_sink *s, od_error *err) {
+  pgs_mesh *m = s->mesh;
+  m->nremoved = 0;
+  PGresult *r = PQexecParams(s->conn, "SELECT to_regclass('public._odsync_removed') IS NOT NULL", 0, NULL, NULL, NULL,
+                             NULL, 0);
+  bool table = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+  bool failed = PQresultStatus(r) != PGRES_TUPLES_OK;
+  PQclear(r);
+  if (failed) return pgs_fail(s, NULL, "looking up public._odsync_removed (mesh remove)", NULL, err);
+  if (!table) return OD_OK;
+  r = PQexecParams(s->conn, "SELECT node FROM public._odsync_removed ORDER BY node", 0, NULL, NULL, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    int rc = pgs_fail(s, NULL, "reading public._odsync_removed (mesh remove)", r, err);
+    PQclear(r);
+    return rc;
+  }
+  for (int i = 0; i < PQntuples(r) && m->nremoved < VV_MAX; i++)
+    snprintf(m->removed[m->nremoved++], sizeof m->removed[0], "%s", PQgetvalue(r, i, 0));
+  PQclear(r);
+  return OD_OK;
+}
+
+bool pgs_mesh_removed_has(const pgs_mesh *m, const char *node) {
+  for (int i = 0; i < m->nremoved; i++)
+    if (strcmp(m->removed[i], node) == 0) return true;
+  return false;
+}
+
+int pgs_mesh_removed_gate(pgs_sink *s, od_error *err) {
+  pgs_mesh *m = s->mesh;
+  if (!m) return OD_OK;
+  int rc = pgs_mesh_removed_read(s, err);
+  if (rc) return rc;
+  const char *gone = pgs_mesh_removed_has(m, m->node) ? m->node : pgs_mesh_removed_has(m, m->peer) ? m->peer : NULL;
+  if (!gone) return OD_OK;
+  return OD_FAIL_RETRY(err, OD_EBUSY,
+                       "postgres sink %s: mesh node %s was removed from the mesh (`odsync mesh remove`, "
+                       "public._odsync_removed on node %s): pipeline %s waits; delete %s from mesh.nodes and restart "
+                       "odsync (to bring it back, add it with join_from and run `odsync mesh join`)",
+                       s->where, gone, m->node, s->pipeline, gone);
 }
