@@ -23,6 +23,7 @@
  * for NODE's pipelines, emits a logical message and raises their persisted vectors for NODE).
  */
 #include "cli/mesh_join.h"
+#include "cli/mesh_cli_util.h"
 #include "cli/mesh_remove.h"
 
 #include <inttypes.h>
@@ -59,16 +60,10 @@ typedef struct join {
   int ntables;
 } join;
 
-static void vsay(const char *fmt, va_list ap) {
-  fputs("odsync mesh join: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-}
-
 static void say(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsay(fmt, ap);
+  mesh_cli_vsay("join", fmt, ap);
   va_end(ap);
 }
 
@@ -76,35 +71,13 @@ static void say(const char *fmt, ...) {
 static int jfail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsay(fmt, ap);
+  mesh_cli_vsay("join", fmt, ap);
   va_end(ap);
   return 1;
 }
 
-static const char *sval(const od_config_section *s, const char *key) {
-  const od_config_entry *e = od_config_find(s, key);
-  return e && e->value ? e->value : NULL;
-}
-
 static const od_pipeline_config *pipeline(const join *j, int from, int to) {
-  for (int i = 0; i < j->cfg->npipelines; i++) {
-    const od_pipeline_config *p = &j->cfg->pipelines[i];
-    const char *f = sval(&p->source, "mesh_node"), *t = p->nsinks ? sval(&p->sinks[0].section, "mesh_node") : NULL;
-    if (f && t && !strcmp(f, j->nodes[from].name) && !strcmp(t, j->nodes[to].name)) return p;
-  }
-  return NULL;
-}
-
-/* The source's slot or publication name: its key, else odsync_<pipeline> in lower case (pg_source.c). */
-static void repl_name(const od_pipeline_config *p, const char *key, char *out, size_t cap) {
-  const char *v = sval(&p->source, key);
-  if (v) {
-    snprintf(out, cap, "%s", v);
-    return;
-  }
-  snprintf(out, cap, "odsync_%s", p->name);
-  for (char *c = out; *c; c++)
-    if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+  return mesh_cli_pipeline(j->cfg, j->nodes[from].name, j->nodes[to].name);
 }
 
 static PGconn *connect_dsn(const char *node, const char *dsn, bool repl) {
@@ -175,8 +148,8 @@ static int ensure_slot(join *j, int x, const od_pipeline_config *p, PGconn *repl
                        uint64_t *lsn) {
   jnode *nd = &j->nodes[x];
   char slot[80], pub[80];
-  repl_name(p, "slot", slot, sizeof slot);
-  repl_name(p, "publication", pub, sizeof pub);
+  mesh_cli_repl_name(p, "slot", slot, sizeof slot);
+  mesh_cli_repl_name(p, "publication", pub, sizeof pub);
   const char *pp[] = {pub};
   PGresult *r = run(nd->c, nd->name, "looking up the publication", "SELECT 1 FROM pg_publication WHERE pubname = $1",
                     1, pp);
@@ -223,7 +196,7 @@ static int ensure_slot(join *j, int x, const od_pipeline_config *p, PGconn *repl
   /* The slot's output plugin as the pipeline's source would choose it (mesh.output_plugin,
    * src/sources/pg/pg_plugin.h): odsync_pgoutput unless pgoutput is asked for; with `auto` a node that
    * cannot load it gets pgoutput. The source reads the plugin of the slot it finds. */
-  const char *want = sval(&p->source, "mesh_output_plugin");
+  const char *want = mesh_cli_sval(&p->source, "mesh_output_plugin");
   bool ours = !want || strcmp(want, "pgoutput") != 0, forced = want && !strcmp(want, "odsync_pgoutput");
   char sql[300];
   char *sq = PQescapeIdentifier(repl, slot, strlen(slot));
@@ -804,11 +777,11 @@ int od_cli_mesh(int argc, char **argv) {
   const char *seed = NULL;
   for (int i = 0; i < cfg->npipelines; i++) {
     const od_pipeline_config *p = &cfg->pipelines[i];
-    const char *nm = sval(&p->source, "mesh_node"), *dsn = sval(&p->source, "dsn");
+    const char *nm = mesh_cli_sval(&p->source, "mesh_node"), *dsn = mesh_cli_sval(&p->source, "dsn");
     if (!nm || !dsn) continue;
-    if (p->nsinks && !strcmp(sval(&p->sinks[0].section, "mesh_node") ? sval(&p->sinks[0].section, "mesh_node") : "",
-                             node) && sval(&p->sinks[0].section, "mesh_join_from"))
-      seed = sval(&p->sinks[0].section, "mesh_join_from");
+    if (p->nsinks && !strcmp(mesh_cli_sval(&p->sinks[0].section, "mesh_node") ? mesh_cli_sval(&p->sinks[0].section, "mesh_node") : "",
+                             node) && mesh_cli_sval(&p->sinks[0].section, "mesh_join_from"))
+      seed = mesh_cli_sval(&p->sinks[0].section, "mesh_join_from");
     bool seen = false;
     for (int k = 0; k < j.n; k++) seen = seen || !strcmp(j.nodes[k].name, nm);
     if (seen || j.n == NODES_MAX) continue;

@@ -21,6 +21,8 @@
  */
 #include "cli/mesh_remove.h"
 
+#include "cli/mesh_cli_util.h"
+
 #include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -47,49 +49,24 @@ typedef struct removal {
   long timeout_s;
 } removal;
 
+static void say(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  mesh_cli_vsay("remove", fmt, ap);
+  va_end(ap);
+}
+
+/* say(), and 1: the removal stops. */
 static int rfail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("odsync mesh remove: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  mesh_cli_vsay("remove", fmt, ap);
   va_end(ap);
   return 1;
 }
 
-static void say(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("odsync mesh remove: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}
-
-static const char *sval(const od_config_section *s, const char *key) {
-  const od_config_entry *e = od_config_find(s, key);
-  return e && e->value ? e->value : NULL;
-}
-
 static const od_pipeline_config *pipeline(const removal *r, int from, int to) {
-  for (int i = 0; i < r->cfg->npipelines; i++) {
-    const od_pipeline_config *p = &r->cfg->pipelines[i];
-    const char *f = sval(&p->source, "mesh_node"), *t = p->nsinks ? sval(&p->sinks[0].section, "mesh_node") : NULL;
-    if (f && t && !strcmp(f, r->nodes[from].name) && !strcmp(t, r->nodes[to].name)) return p;
-  }
-  return NULL;
-}
-
-/* The source's slot or publication name: its key, else odsync_<pipeline> in lower case (pg_source.c). */
-static void repl_name(const od_pipeline_config *p, const char *key, char *out, size_t cap) {
-  const char *v = sval(&p->source, key);
-  if (v) {
-    snprintf(out, cap, "%s", v);
-    return;
-  }
-  snprintf(out, cap, "odsync_%s", p->name);
-  for (char *c = out; *c; c++)
-    if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+  return mesh_cli_pipeline(r->cfg, r->nodes[from].name, r->nodes[to].name);
 }
 
 /* A connection, or NULL with the reason in msg. */
@@ -257,8 +234,8 @@ static int drop_slot(removal *r, int x, const char *slot, bool *dropped) {
 
 static int drop_pipeline_repl(removal *r, int x, const od_pipeline_config *p, bool *dropped) {
   char slot[80], pub[80];
-  repl_name(p, "slot", slot, sizeof slot);
-  repl_name(p, "publication", pub, sizeof pub);
+  mesh_cli_repl_name(p, "slot", slot, sizeof slot);
+  mesh_cli_repl_name(p, "publication", pub, sizeof pub);
   if (drop_slot(r, x, slot, dropped)) return 1;
   rnode *nd = &r->nodes[x];
   const char *pp[] = {pub};
@@ -438,7 +415,7 @@ int od_cli_mesh_remove(int argc, char **argv) {
   r.cfg = cfg;
   for (int i = 0; i < cfg->npipelines; i++) {
     const od_pipeline_config *p = &cfg->pipelines[i];
-    const char *nm = sval(&p->source, "mesh_node"), *dsn = sval(&p->source, "dsn");
+    const char *nm = mesh_cli_sval(&p->source, "mesh_node"), *dsn = mesh_cli_sval(&p->source, "dsn");
     if (!nm || !dsn) continue;
     bool seen = false;
     for (int k = 0; k < r.n; k++) seen = seen || !strcmp(r.nodes[k].name, nm);

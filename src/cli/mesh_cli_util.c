@@ -1,0 +1,38 @@
+/* mesh_cli_util.c — the configuration lookups and message prefix `odsync mesh join` and `odsync mesh
+ * remove` share (mesh_cli_util.h). Never touches a server. */
+#include "cli/mesh_cli_util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *mesh_cli_sval(const od_config_section *s, const char *key) {
+  const od_config_entry *e = od_config_find(s, key);
+  return e && e->value ? e->value : NULL;
+}
+
+const od_pipeline_config *mesh_cli_pipeline(const od_config *cfg, const char *from, const char *to) {
+  for (int i = 0; i < cfg->npipelines; i++) {
+    const od_pipeline_config *p = &cfg->pipelines[i];
+    const char *f = mesh_cli_sval(&p->source, "mesh_node");
+    const char *t = p->nsinks ? mesh_cli_sval(&p->sinks[0].section, "mesh_node") : NULL;
+    if (f && t && !strcmp(f, from) && !strcmp(t, to)) return p;
+  }
+  return NULL;
+}
+
+void mesh_cli_repl_name(const od_pipeline_config *p, const char *key, char *out, size_t cap) {
+  const char *v = mesh_cli_sval(&p->source, key);
+  if (v) {
+    snprintf(out, cap, "%s", v);
+    return;
+  }
+  snprintf(out, cap, "odsync_%s", p->name);
+  for (char *c = out; *c; c++)
+    if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+}
+
+void mesh_cli_vsay(const char *cmd, const char *fmt, va_list ap) {
+  fprintf(stderr, "odsync mesh %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+}
