@@ -67,6 +67,8 @@ static void slot_put(pgs_mesh *m, size_t idx) {
 }
 
 /* Append a key state (takes ownership of key); NULL on out-of-memory (key freed). */
+decision *pgs_mesh_dec_peek(pgs_mesh *m, const pg_rel *r, const char *key) { return dec_find(m, r->rel, key); }
+
 static decision *dec_add(pgs_mesh *m, const od_relation *rel, char *key) {
   if (m->ndec == m->dec_cap) {
     size_t cap = m->dec_cap ? m->dec_cap * 2 : 64;
@@ -350,6 +352,12 @@ static bool entry_seen(const pgs_mesh *m, const stamp *st, const ver_entry *v) {
   if (strcmp(v->node, m->peer) == 0) return true; /* the peer's own earlier write */
   const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, v->node);
   return e && v->ts <= e->ts;
+}
+
+bool pgs_mesh_ver_seen(const pgs_mesh *m, const stamp *st, const char *node, int64_t ts) {
+  ver_entry v = {.ts = ts, .hlc = ts};
+  snprintf(v.node, sizeof v.node, "%s", node && node[0] ? node : m->node);
+  return entry_seen(m, st, &v);
 }
 
 static bool entry_later(const ver_entry *a, const ver_entry *b) {

@@ -119,6 +119,8 @@ typedef struct pgs_mesh {
   char *cv_q;   /* quoted local column-version table (_odsync_colver, postgres_mesh_colver.c) */
   char *cvfn_q; /* quoted trigger function that fills it */
   char *tifn_q; /* quoted trigger function keeping a deleted row's last values in its tombstone (img) */
+  char *ul_q;   /* quoted table of unique values rows left (_odsync_unique_left: deletes and moves) */
+  char *ulfn_q; /* quoted trigger function that fills it */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
   int ntables;
   char **counters; /* mesh_counters: "schema.table.column" merged as a sum of deltas (malloc'd) */
@@ -276,6 +278,10 @@ int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err);
 /* The key state of (r, key) in the open run, added without a version when there is none (key is
  * copied); NULL on out-of-memory. */
 decision *pgs_mesh_dec_get(pgs_mesh *m, const pg_rel *r, const char *key);
+/* The key state of (r, key) in the open run, or NULL (nothing added). */
+decision *pgs_mesh_dec_peek(pgs_mesh *m, const pg_rel *r, const char *key);
+/* Whether the remote write (stamp st) had seen the version (node, ts) ("" node: this node). */
+bool pgs_mesh_ver_seen(const pgs_mesh *m, const stamp *st, const char *node, int64_t ts);
 /* Queue d's version (and tombstone, fix) for the run's finish; false on out-of-memory. */
 bool pgs_mesh_wr_push(pgs_mesh *m, decision *d);
 /* Whether the remote write (stamp st) wins against the local version d under policy `policy`
@@ -292,6 +298,8 @@ typedef struct uniq_clash {
   char *row;       /* the local row as JSON */
   char node[64];   /* its version's author ("" : this node) */
   int64_t ts, hlc; /* its version (INT64_MIN: unknown, written by this transaction) */
+  bool left;       /* not a live row: a record of _odsync_unique_left (the row left the value by a
+                    * delete or an update; ts/hlc/node: the version that held it; ctid NULL) */
 } uniq_clash;
 typedef struct uniq_set { /* every string of the clashes is malloc'd, freed by pgs_mesh_unique_clear */
   uniq_clash *c;          /* sorted by ci */

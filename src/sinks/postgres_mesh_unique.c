@@ -4,7 +4,9 @@
  * Owns: the catalog of each mesh table's non-primary unique indexes (read once per table and
  * session: name, key columns, their types), the clash query of a batch (one statement per such
  * index and batch: the local rows holding the unique values of the batch's inserts and updates
- * under another key, locked in key order), the resolution of a clash by the table's policy (the
+ * under another key, locked in key order, and the _odsync_unique_left records of rows of other keys
+ * that left those values — judged only when the remote row had not seen the record's version), the
+ * resolution of a clash by the table's policy (the
  * losing row is removed on every node: a local loser by ctid now, a remote loser by turning its
  * change into a delete of its key; the loser's key is tombstoned with the loser's own version), the
  * conflict log rows of kind "unique", and the exclusive advisory locks the sink takes on keys
@@ -160,7 +162,7 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
   }
   for (int k = 0; k < na; k++) od_sqlbuf_add(&arr[k], "}");
   if (!rows) goto done;
-  od_sqlbuf b = {0};
+  od_sqlbuf b = {0}, rd = {0};
   od_sqlbuf_add(&b, "SELECT u.i, t.ctid::text, ");
   key_expr(&b, r);
   /* the local row's version, as the versions query reads it (the side table's when a mesh sink
@@ -172,12 +174,15 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
   /* a local write's hlc, as the versions query computes it (postgres_mesh_decide.c) */
   od_sqlbuf_add(&b, m->hlc_q);
   od_sqlbuf_add(&b, " h WHERE pg_xact_commit_timestamp(h.xmin) < c.timestamp ORDER BY h.hlc DESC LIMIT 1)) ELSE "
-                    "(extract(epoch FROM c.timestamp) * 1000000)::int8 END, to_jsonb(t.*)::text FROM "
-                    "unnest($1::int8[], $2::text[]");
-  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&b, ", $%d::text[]", 3 + k);
-  od_sqlbuf_add(&b, ") AS u (i, k");
-  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&b, ", v%d", k);
-  od_sqlbuf_add(&b, ") JOIN ");
+                    "(extract(epoch FROM c.timestamp) * 1000000)::int8 END, to_jsonb(t.*)::text, false FROM ");
+  od_sqlbuf u = {0}; /* the batch's rows: unnest(...) AS u (i, k, v0, ...) */
+  od_sqlbuf_add(&u, "unnest($1::int8[], $2::text[]");
+  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&u, ", $%d::text[]", 3 + k);
+  od_sqlbuf_add(&u, ") AS u (i, k");
+  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&u, ", v%d", k);
+  od_sqlbuf_add(&u, ")");
+  od_sqlbuf_add(&b, u.p ? u.p : "");
+  od_sqlbuf_add(&b, " JOIN ");
   od_sqlbuf_add(&b, r->qtarget);
   od_sqlbuf_add(&b, " t ON ");
   for (int k = 0; k < x->ncol; k++) {
@@ -195,17 +200,38 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
   /* locked in key order, like the versions query: an application cannot change the clashing
    * row before the commit */
   od_sqlbuf_add(&b, " <> u.k ORDER BY 3, 1 FOR UPDATE OF t");
+  /* The read, a second statement in the same round trip (its snapshot starts after the lock above
+   * waited): the locked rows again, and the records of rows of other keys that left these values
+   * (_odsync_unique_left: deleted, or moved off by an update) — an application's delete or move that
+   * the lock waited for is seen by its record. Values compared as the column's type, in JSON. */
+  od_sqlbuf_add(&rd, "WITH live AS MATERIALIZED (");
+  od_sqlbuf_add(&rd, b.p ? b.p : "");
+  od_sqlbuf_add(&rd, ") SELECT * FROM live UNION ALL SELECT u.i, NULL, l.key, l.ts, l.node, l.hlc, l.img::text, true "
+                     "FROM ");
+  od_sqlbuf_add(&rd, u.p ? u.p : "");
+  od_sqlbuf_add(&rd, " JOIN ");
+  od_sqlbuf_add(&rd, m->ul_q);
+  od_sqlbuf_addf(&rd, " l ON l.tbl = $%d AND l.img @> jsonb_build_object(", 3 + x->ncol);
+  for (int k = 0; k < x->ncol; k++) {
+    const char *cn = r->rel->columns[x->col[k]].name;
+    od_sqlbuf_add(&rd, k ? ", '" : "'");
+    for (const char *q = cn; *q; q++) /* the name as a string literal */
+      od_sqlbuf_addn(&rd, *q == '\'' ? "''" : q, *q == '\'' ? 2 : 1);
+    od_sqlbuf_addf(&rd, "', to_jsonb(u.v%d::%s)", k, x->type[k]);
+  }
+  od_sqlbuf_add(&rd, ") WHERE l.key <> u.k");
+  od_sqlbuf_free(&u);
   const char *p[3 + UCOL_MAX];
   for (int k = 0; k < na; k++) p[k] = arr[k].p;
   p[na] = r->target;
-  bool oom = b.oom;
+  bool oom = b.oom || rd.oom || u.oom;
   for (int k = 0; k < na; k++) oom = oom || arr[k].oom;
-  PGresult *res = oom ? NULL : pgs_exec(s, r->target, "finding unique-index clashes (mesh)", b.p, na + 1, p, err);
+  PGresult *res = NULL;
+  if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  else rc = pgs_mesh_versions_exec(s, m, r->target, b.p, rd.p, na + 1, p, &res, err);
   od_sqlbuf_free(&b);
-  if (!res) {
-    rc = oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
-    goto done;
-  }
+  od_sqlbuf_free(&rd);
+  if (rc) goto done;
   for (int t = 0; t < PQntuples(res) && rc == OD_OK; t++) {
     if (out->n == out->cap) {
       size_t cap = out->cap ? out->cap * 2 : 16;
@@ -220,11 +246,12 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
     uniq_clash *u = &out->c[out->n];
     *u = (uniq_clash){.ci = (size_t)strtoull(PQgetvalue(res, t, 0), NULL, 10)};
     u->index = strdup(x->name);
-    u->ctid = strdup(PQgetvalue(res, t, 1));
+    u->left = strcmp(PQgetvalue(res, t, 7), "t") == 0;
+    u->ctid = u->left ? NULL : strdup(PQgetvalue(res, t, 1));
     u->key = strdup(PQgetvalue(res, t, 2));
     u->row = strdup(PQgetvalue(res, t, 6));
     out->n++;
-    if (!u->index || !u->ctid || !u->key || !u->row) {
+    if (!u->index || (!u->ctid && !u->left) || !u->key || !u->row) {
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
       break;
     }
@@ -308,6 +335,25 @@ static bool tombstone(pgs_mesh *m, decision *d, const char *node, int64_t ts, in
   return pgs_mesh_wr_push(m, d);
 }
 
+/* Whether the record x (a row that left the value) takes no part in the judgement of change ci:
+ * its key holds the value again (then the live clash of the same key and index judges it), the
+ * batch writes its key (the peer's own history of that key), or the remote write had seen the
+ * version that held the value (written after the row left it, as far as the writer knew). */
+static bool left_skip(pgs_mesh *m, const pg_rel *r, const uniq_set *u, size_t lo, const uniq_clash *x, const stamp *st) {
+  for (size_t j = lo; j < u->n && u->c[j].ci == x->ci; j++)
+    if (!u->c[j].left && strcmp(u->c[j].key, x->key) == 0 && strcmp(u->c[j].index, x->index) == 0) return true;
+  const decision *kd = pgs_mesh_dec_peek(m, r, x->key);
+  if (kd && kd->seq) return true;
+  return pgs_mesh_ver_seen(m, st, x->node, x->ts);
+}
+
+/* The version of a record as a key state (only what the policies read: node, ts, hlc). */
+static decision left_ver(const uniq_clash *x) {
+  decision v = {.has_ver = true, .ts = x->ts, .hlc = x->hlc};
+  snprintf(v.node, sizeof v.node, "%s", x->node);
+  return v;
+}
+
 int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
                             size_t ci, const stamp *st, decision *d, const uniq_set *u, bool *keep, od_error *err) {
   if (!*keep || (c->op != OD_OP_INSERT && c->op != OD_OP_UPDATE && c->op != OD_OP_READ)) return OD_OK;
@@ -325,6 +371,13 @@ int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mes
   size_t first = lo;
   for (size_t i = lo; i < u->n && u->c[i].ci == ci; i++) {
     const uniq_clash *x = &u->c[i];
+    if (x->left) { /* the remote row would have met that row where it held the value */
+      if (left_skip(m, r, u, lo, x, st)) continue;
+      decision lv = left_ver(x);
+      any = true;
+      if (!pgs_mesh_remote_wins_by(m, policy, pol, st, &lv)) won = false;
+      continue;
+    }
     decision *kd = pgs_mesh_dec_get(m, r, x->key);
     if (!kd) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     /* Gone already (an earlier clash of this run removed it, or the batch deleted it), or written
@@ -345,6 +398,13 @@ int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mes
   int rc = OD_OK;
   for (size_t i = first; i < u->n && u->c[i].ci == ci && rc == OD_OK; i++) {
     const uniq_clash *x = &u->c[i];
+    if (x->left) { /* logged like a clash with a live row; its row is gone already: nothing to remove */
+      if (left_skip(m, r, u, first, x, st)) continue;
+      decision lv = left_ver(x);
+      bool pair_won = pgs_mesh_remote_wins_by(m, policy, pol, st, &lv);
+      rc = log_clash(s, m, r, c, st, m->dec[di].key, x, pname, won && pair_won, err);
+      continue;
+    }
     decision *kd = pgs_mesh_dec_get(m, r, x->key);
     if (!kd) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     if ((kd->tomb && kd->has_ver) || (kd->seq && kd->apply) || (kd->ours && kd->seq)) continue;
