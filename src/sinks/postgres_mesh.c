@@ -487,6 +487,7 @@ void pgs_mesh_reset(pgs_sink *s) {
 
   s->mesh->nst = 0;
   s->mesh->ntodel = 0;
+  pgs_mesh_unique_forget(s->mesh);
   s->mesh->txn_has_data = false;
   pgs_mesh_dec_clear(s->mesh);
   pgs_mesh_pvv_rollback(s->mesh); /* begin: no-op after a commit; rollback: back to the committed vector */
@@ -879,6 +880,7 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
   if (rc == OD_OK && nk) rc = pgs_apply_changes(s, m->keep, nk, err);
   pgs_mesh_overrides_free(m);
   if (rc == OD_OK) rc = finish_run(s, m, stamped, err);
+  if (rc == OD_OK && m->nul) rc = pgs_mesh_unique_flush(s, m, err); /* values left within the run */
   if (rc && strcmp(err->sqlstate, "23505") == 0) {
     /* A unique clash the batch's check did not see (an application committed the clashing row
      * after that check): the batch is retried, and its check then sees that row. */

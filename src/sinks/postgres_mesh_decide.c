@@ -104,6 +104,7 @@ void pgs_mesh_dec_clear(pgs_mesh *m) {
     for (int k = 0; k < m->dec[i].nrow; k++) free(m->dec[i].row[k]);
     free(m->dec[i].row);
     free(m->dec[i].also);
+    pgs_mesh_unique_dec_free(&m->dec[i]);
   }
   if (m->slot_cap > 4096 && m->ndec < m->slot_cap / 16) { /* after a big transaction: shrink */
     free(m->slots);
@@ -1324,10 +1325,15 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
           goto done;
         }
       }
+      size_t ntodel = m->ntodel;
+      const char *dkey = d->key; /* malloc'd: stays where it is when the key states move */
       if ((rc = decide_change(s, m, r, pol, &changes[ci], ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of,
                               keep, err)) ||
           (uq.n && (rc = pgs_mesh_unique_resolve(s, m, r, pol, &changes[ci], ci, &m->st[m->sidx[ci]], d, &uq, keep,
                                                  err))))
+        goto done;
+      d = dec_find(m, r->rel, dkey); /* the key states may have moved */
+      if ((rc = pgs_mesh_unique_note(s, m, r, &changes[ci], &m->st[m->sidx[ci]], d, *keep, m->ntodel > ntodel, err)))
         goto done;
     }
   }

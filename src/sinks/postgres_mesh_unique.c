@@ -9,13 +9,16 @@
  * resolution of a clash by the table's policy (the
  * losing row is removed on every node: a local loser by ctid now, a remote loser by turning its
  * change into a delete of its key; the loser's key is tombstoned with the loser's own version), the
- * conflict log rows of kind "unique", and the exclusive advisory locks the sink takes on keys
+ * conflict log rows of kind "unique", the records of unique values a key left within one run (the
+ * set-based apply writes a key once, so the trigger cannot see them; m->ul, written after the
+ * run's apply), and the exclusive advisory locks the sink takes on keys
  * without a live row (the tombstone/key-lock triggers of postgres_mesh.c take them shared).
  * Never touches: transactions, the apply path's statements, the versions query's text (it only
  * runs between that query's two executions), the stamps.
  * Pointer ownership: the index catalog (m->uq) is malloc'd and freed by pgs_mesh_unique_free;
  * a uniq_set owns its clash array and strings (pgs_mesh_unique_clear); values of changes are
- * borrowed.
+ * borrowed; m->ul and each key state's uval are malloc'd, freed by pgs_mesh_unique_forget /
+ * pgs_mesh_unique_dec_free.
  */
 #include "sinks/postgres_mesh_internal.h"
 
@@ -41,6 +44,10 @@ void pgs_mesh_unique_free(pgs_mesh *m) {
   free(m->todel);
   m->todel = NULL;
   m->ntodel = m->todel_cap = 0;
+  pgs_mesh_unique_forget(m);
+  free(m->ul);
+  m->ul = NULL;
+  m->ul_cap = 0;
 }
 
 void pgs_mesh_unique_clear(uniq_set *u) {
@@ -458,4 +465,149 @@ void pgs_mesh_test_pause(void) {
   if (!ms) return;
   struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};
   nanosleep(&d, NULL);
+}
+
+/* ---- unique values left within a run ----------------------------------------------------------- */
+
+struct ul_rec {
+  const pg_rel *r;
+  char *key;
+  char **val; /* one per column of cols_of(r) (NULL: null), malloc'd */
+  int nval;
+  int64_t ts, hlc;
+};
+
+/* The distinct columns of r's checked unique indexes, with their types (at most UL_COLS). */
+#define UL_COLS (UIDX_MAX * UCOL_MAX)
+static int cols_of(const struct mesh_uniq *u, int *col, const char **type) {
+  int n = 0;
+  for (int i = 0; i < u->nidx; i++)
+    for (int k = 0; k < u->idx[i].ncol; k++) {
+      bool dup = false;
+      for (int j = 0; j < n && !dup; j++) dup = col[j] == u->idx[i].col[k];
+      if (!dup && n < UL_COLS) {
+        col[n] = u->idx[i].col[k];
+        type[n] = u->idx[i].type[k];
+        n++;
+      }
+    }
+  return n;
+}
+
+static void free_vals(char **v, int n) {
+  for (int k = 0; k < n; k++) free(v[k]);
+  free(v);
+}
+
+void pgs_mesh_unique_dec_free(decision *d) {
+  free_vals(d->uval, d->nuval);
+  d->uval = NULL;
+  d->nuval = 0;
+}
+
+void pgs_mesh_unique_forget(pgs_mesh *m) {
+  for (size_t i = 0; i < m->nul; i++) {
+    free(m->ul[i].key);
+    free_vals(m->ul[i].val, m->ul[i].nval);
+  }
+  m->nul = 0;
+}
+
+int pgs_mesh_unique_note(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st, decision *d,
+                         bool keep, bool removed, od_error *err) {
+  if (!d || !keep) return OD_OK; /* not applied: the row stays as it was */
+  const struct mesh_uniq *u = NULL;
+  int rc = uniq_of(s, m, r, &u, err);
+  if (rc || !u->nidx) return rc;
+  int col[UL_COLS];
+  const char *type[UL_COLS];
+  int n = cols_of(u, col, type);
+  bool gone = removed || c->op == OD_OP_DELETE;
+  char **nv = NULL;
+  if (!gone) { /* the new row's values (an unchanged TOAST value: unknown, nothing is recorded) */
+    if (!(nv = calloc((size_t)n, sizeof *nv))) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    for (int k = 0; k < n; k++) {
+      const od_value *v = col[k] < c->newtup.ncolumns ? &c->newtup.values[col[k]] : NULL;
+      if (!v || (v->kind != OD_VALUE_TEXT && v->kind != OD_VALUE_NULL)) {
+        free_vals(nv, n);
+        pgs_mesh_unique_dec_free(d);
+        return OD_OK;
+      }
+      if (v->kind == OD_VALUE_TEXT && !(nv[k] = strndup(v->data, v->len))) {
+        free_vals(nv, n);
+        return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      }
+    }
+  }
+  bool left = false;
+  if (d->uval) {
+    left = gone;
+    for (int k = 0; k < n && !left; k++)
+      left = (nv[k] == NULL) != (d->uval[k] == NULL) || (nv[k] && strcmp(nv[k], d->uval[k]) != 0);
+  }
+  if (left) { /* the earlier change's values go into a record */
+    if (m->nul == m->ul_cap) {
+      size_t cap = m->ul_cap ? m->ul_cap * 2 : 8;
+      struct ul_rec *g = realloc(m->ul, cap * sizeof *g);
+      if (!g) {
+        free_vals(nv, n);
+        return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      }
+      m->ul = g;
+      m->ul_cap = cap;
+    }
+    char *key = strdup(d->key);
+    if (!key) {
+      free_vals(nv, n);
+      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    }
+    m->ul[m->nul++] = (struct ul_rec){.r = r, .key = key, .val = d->uval, .nval = d->nuval, .ts = d->uts,
+                                      .hlc = d->uhlc};
+    d->uval = NULL;
+    d->nuval = 0;
+  }
+  pgs_mesh_unique_dec_free(d);
+  if (!gone) {
+    d->uval = nv;
+    d->nuval = n;
+    d->uts = st->ts;
+    d->uhlc = st->hlc;
+  }
+  return OD_OK;
+}
+
+int pgs_mesh_unique_flush(pgs_sink *s, pgs_mesh *m, od_error *err) {
+  int rc = OD_OK;
+  for (size_t i = 0; i < m->nul && rc == OD_OK; i++) {
+    const struct ul_rec *x = &m->ul[i];
+    const struct mesh_uniq *u = NULL;
+    if ((rc = uniq_of(s, m, x->r, &u, err))) break;
+    int col[UL_COLS];
+    const char *type[UL_COLS];
+    int n = cols_of(u, col, type);
+    if (n != x->nval) continue;
+    char ts[32], hlc[32];
+    snprintf(ts, sizeof ts, "%" PRId64, x->ts);
+    snprintf(hlc, sizeof hlc, "%" PRId64, x->hlc);
+    const char *p[5 + UL_COLS] = {x->r->target, x->key, m->peer, ts, hlc};
+    od_sqlbuf b = {0};
+    od_sqlbuf_add(&b, "INSERT INTO ");
+    od_sqlbuf_add(&b, m->ul_q);
+    od_sqlbuf_add(&b, " AS l (tbl, key, img, node, ts, hlc) VALUES ($1, $2, jsonb_build_object(");
+    for (int k = 0; k < n; k++) {
+      od_sqlbuf_add(&b, k ? ", '" : "'");
+      for (const char *q = x->r->rel->columns[col[k]].name; *q; q++)
+        od_sqlbuf_addn(&b, *q == '\'' ? "''" : q, *q == '\'' ? 2 : 1);
+      od_sqlbuf_addf(&b, "', to_jsonb($%d::%s)", 6 + k, type[k]);
+      p[5 + k] = x->val[k];
+    }
+    od_sqlbuf_add(&b, "), $3, $4::int8, $5::int8) ON CONFLICT (tbl, key, img) DO UPDATE SET node = excluded.node, "
+                      "ts = excluded.ts, hlc = excluded.hlc");
+    PGresult *res = b.oom ? NULL : pgs_exec(s, m->ul_q, "recording unique values left (mesh)", b.p, 5 + n, p, err);
+    rc = res ? OD_OK : b.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+    PQclear(res);
+    od_sqlbuf_free(&b);
+  }
+  pgs_mesh_unique_forget(m);
+  return rc;
 }
