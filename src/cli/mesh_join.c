@@ -7,7 +7,8 @@
  *   2. for every other node X: its slot X->NODE (at L_X), then waits until the seed S has applied X
  *      past L_X (S's checkpoint row of X->S, written with the data);
  *   3. the slot S->NODE with an exported snapshot (at L_S); in that snapshot reads S's checkpoints
- *      C_X, S's mesh tables, each key's version, the tombstones and S's persisted peer vectors;
+ *      C_X, S's mesh tables, each key's version, the tombstones, the unique-left records and S's
+ *      persisted peer vectors;
  *   4. in ONE transaction on NODE, under the replication origin odsync_S (so NODE's streams drop
  *      it): the data, the versions, the tombstones, the checkpoints (X->NODE at C_X, S->NODE at
  *      L_S), the peer vectors, a clock row, and public._odsync_join (NODE, S, 'done') — which is
@@ -431,7 +432,7 @@ static int copy_into(join *j, const char *snap) {
   }
   if (!ok(me->c, me->name, "clearing the mesh's bookkeeping of an earlier attempt",
           "DELETE FROM public._odsync_versions; DELETE FROM public._odsync_tombstones; DELETE FROM "
-          "public._odsync_peer_vv; DELETE FROM public._odsync_hlc",
+          "public._odsync_peer_vv; DELETE FROM public._odsync_hlc; DELETE FROM public._odsync_unique_left",
           0, NULL))
     return 1;
   /* origins odsync_X at C_X (not transactional; before this session takes odsync_S) */
@@ -475,6 +476,15 @@ static int copy_into(join *j, const char *snap) {
   }
   if (copy_stream(s->c, s->name, "COPY public._odsync_tombstones (tbl, key, deleted_at) TO STDOUT", me->c, me->name,
                   "COPY public._odsync_tombstones (tbl, key, deleted_at) FROM STDIN", NULL))
+    return 1;
+  /* the records of rows that left a unique value (their versions judge late concurrent rows; a
+   * version written at the seed itself has no node there: it is the seed's) */
+  char *slit = PQescapeLiteral(s->c, s->name, strlen(s->name)), ulq[300];
+  snprintf(ulq, sizeof ulq, "COPY (SELECT tbl, key, img, coalesce(node, %s), ts, hlc FROM public._odsync_unique_left) "
+           "TO STDOUT", slit ? slit : "''");
+  PQfreemem(slit);
+  if (copy_stream(s->c, s->name, ulq, me->c, me->name,
+                  "COPY public._odsync_unique_left (tbl, key, img, node, ts, hlc) FROM STDIN", NULL))
     return 1;
   /* the seed's vectors of every other peer X: what X had seen as of C_X */
   char *lit = PQescapeLiteral(s->c, me->name, strlen(me->name)), pvq[300];

@@ -3,8 +3,8 @@
  * Owns: the pgs_mesh state of a sink whose config names mesh_node/mesh_peer: the replication origin
  * "odsync_<peer>" of its session, the stamps of the source transactions of the open batch (parsed
  * from the source's "odsync.mesh" messages), the DDL of the conflict log (_odsync_conflicts), the
- * tombstones (_odsync_tombstones) and the row-version side table (_odsync_versions), all next to
- * the checkpoint table, the causal-delivery progress cache and the flow of a batch. The decisions
+ * tombstones (_odsync_tombstones), the row-version side table (_odsync_versions) and the records of
+ * unique values rows left (_odsync_unique_left, with its trigger), all next to the checkpoint table, the causal-delivery progress cache and the flow of a batch. The decisions
  * themselves (key states, versions query, policies, counters, conflict log rows) are in
  * postgres_mesh_decide.c; the shared state in postgres_mesh_internal.h.
  * Does, per apply() batch (several source transactions share one target transaction; a row's
@@ -209,12 +209,13 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[10] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
+  const char *tnames[12] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
                             "_odsync_hlc", "_odsync_keylock", "_odsync_peer_vv", "_odsync_colver",
-                            "_odsync_colver_fn", "_odsync_tombstone_img"};
-  char **outs[10] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q,
-                     &m->kl_q, &m->pvv_q, &m->cv_q, &m->cvfn_q, &m->tifn_q};
-  for (int i = 0; i < 10; i++) {
+                            "_odsync_colver_fn", "_odsync_tombstone_img", "_odsync_unique_left",
+                            "_odsync_unique_left_fn"};
+  char **outs[12] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->kl_q,
+                     &m->pvv_q, &m->cv_q, &m->cvfn_q, &m->tifn_q, &m->ul_q, &m->ulfn_q};
+  for (int i = 0; i < 12; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -254,6 +255,8 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->cv_q);
   free(m->cvfn_q);
   free(m->tifn_q);
+  free(m->ul_q);
+  free(m->ulfn_q);
   for (int i = 0; i < m->ntables; i++) free(m->tables[i]);
   free(m->tables);
   for (int i = 0; i < m->ntpol; i++) free(m->tpol[i].table);
@@ -334,6 +337,41 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " AS d (tbl, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k) ON CONFLICT (tbl, key) DO "
                    "UPDATE SET deleted_at = now(); RETURN NULL; END $odsync$; ");
+  /* Unique values rows left (docs/MULTI_MASTER.md, "When the winner leaves before the loser
+   * arrives"): every delete of a row of a table with a non-primary unique index, and every update
+   * that changes one of those indexes' columns, records (table, key, the old row's unique columns,
+   * the version of the old row: the side table's when its xmin carries a replication origin, else
+   * this node's commit time and hlc). A row written by the deleting transaction itself: only a mesh
+   * sink's (an earlier run of its batch, whose version is in the side table) counts. */
+  od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, m->ul_q);
+  od_sqlbuf_add(b, " (tbl text COLLATE \"C\" NOT NULL, key text COLLATE \"C\" NOT NULL, img jsonb NOT NULL, node text, "
+                   "ts int8 NOT NULL, hlc int8 NOT NULL, PRIMARY KEY (tbl, key, img)); CREATE INDEX IF NOT EXISTS "
+                   "_odsync_unique_left_img ON ");
+  od_sqlbuf_add(b, m->ul_q);
+  od_sqlbuf_add(b, " USING gin (img jsonb_path_ops); CREATE OR REPLACE FUNCTION ");
+  od_sqlbuf_add(b, m->ulfn_q);
+  od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE nk int := TG_ARGV[0]::int; jo jsonb := "
+                   "to_jsonb(OLD); jn jsonb; k text; im jsonb; t text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME; "
+                   "c record; vn text; vts int8; vh int8; BEGIN IF TG_OP = 'UPDATE' THEN jn := to_jsonb(NEW); IF NOT "
+                   "EXISTS (SELECT 1 FROM unnest(TG_ARGV[nk + 1:]) AS a WHERE jn -> a IS DISTINCT FROM jo -> a) THEN "
+                   "RETURN NULL; END IF; END IF; SELECT jsonb_object_agg(a, jo -> a) INTO im FROM "
+                   "unnest(TG_ARGV[1:]) AS a; SELECT string_agg(jo ->> a, chr(31) ORDER BY o) INTO k FROM "
+                   "unnest(TG_ARGV[1:nk]) WITH ORDINALITY AS u(a, o); SELECT x.timestamp AS ct, x.roident, o.roname "
+                   "INTO c FROM pg_xact_commit_timestamp_origin(OLD.xmin) x LEFT JOIN pg_catalog.pg_replication_origin "
+                   "o ON o.roident = x.roident; IF c.ct IS NULL AND current_setting('odsync.mesh_sink', true) IS "
+                   "DISTINCT FROM 'on' THEN RETURN NULL; END IF; IF c.ct IS NULL OR c.roident <> 0 THEN SELECT v.node, "
+                   "v.ts, v.hlc INTO vn, vts, vh FROM ");
+  od_sqlbuf_add(b, m->ver_q);
+  od_sqlbuf_add(b, " v WHERE v.tbl = t AND v.key = k; IF NOT FOUND THEN IF c.ct IS NULL THEN RETURN NULL; END IF; "
+                   "vn := CASE WHEN c.roname LIKE 'odsync\\_%' THEN substr(c.roname, 8) ELSE c.roname END; vts := "
+                   "(extract(epoch FROM c.ct) * 1000000)::int8; vh := vts; END IF; ELSE vts := (extract(epoch FROM "
+                   "c.ct) * 1000000)::int8; vh := greatest(vts, (SELECT h.hlc + 1 FROM ");
+  od_sqlbuf_add(b, m->hlc_q);
+  od_sqlbuf_add(b, " h WHERE pg_xact_commit_timestamp(h.xmin) < c.ct ORDER BY h.hlc DESC LIMIT 1)); END IF; INSERT INTO ");
+  od_sqlbuf_add(b, m->ul_q);
+  od_sqlbuf_add(b, " AS l (tbl, key, img, node, ts, hlc) VALUES (t, k, im, vn, vts, vh) ON CONFLICT (tbl, key, img) DO "
+                   "UPDATE SET node = excluded.node, ts = excluded.ts, hlc = excluded.hlc; RETURN NULL; END $odsync$; ");
   /* The never-existing-key race: an application's insert of a key (or an update moving a row onto
    * it) takes a shared advisory lock on (table, one of 256 stripes of the key's hash: a bounded
    * number of locks per transaction, whatever its size); a mesh sink holds it exclusively, from
@@ -370,6 +408,28 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                       "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; EXECUTE "
                       "format('CREATE OR REPLACE TRIGGER _odsync_tombstone AFTER DELETE ON %%s FOR EACH ROW EXECUTE "
                       "FUNCTION %%s(%%s)', rel, %s, cols); END $odsync$; ", lit, fn);
+    char *ufn = PQescapeLiteral(s->conn, m->ulfn_q, strlen(m->ulfn_q));
+    if (!ufn) {
+      PQfreemem(lit);
+      PQfreemem(fn);
+      return pgs_fail(s, NULL, "quoting a table name", NULL, err);
+    }
+    /* the unique-left trigger: (number of key columns, key columns..., unique columns...) */
+    od_sqlbuf_addf(b, "DO $odsync$ DECLARE kc text; nk int; uc text; ucols text; rel regclass := to_regclass(%s); "
+                      "BEGIN IF rel IS NULL THEN RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' "
+                      "ORDER BY a.attnum), count(*) INTO kc, nk FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
+                      "i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = rel AND i.indisprimary; SELECT "
+                      "string_agg(quote_literal(x.attname), ', ' ORDER BY x.attnum), string_agg(quote_ident(x.attname), "
+                      "', ' ORDER BY x.attnum) INTO uc, ucols FROM (SELECT DISTINCT a.attname, a.attnum FROM pg_index i "
+                      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts "
+                      "- 1]) WHERE i.indrelid = rel AND i.indisunique AND NOT i.indisprimary AND i.indisvalid AND "
+                      "i.indpred IS NULL AND i.indexprs IS NULL) x; IF kc IS NULL OR uc IS NULL THEN IF EXISTS "
+                      "(SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '_odsync_unique_left') THEN EXECUTE "
+                      "format('DROP TRIGGER _odsync_unique_left ON %%s', rel); END IF; RETURN; END IF; EXECUTE "
+                      "format('CREATE OR REPLACE TRIGGER _odsync_unique_left AFTER DELETE OR UPDATE OF %%s ON %%s FOR "
+                      "EACH ROW EXECUTE FUNCTION %%s(%%s, %%s, %%s)', ucols, rel, %s, quote_literal(nk), kc, uc); END "
+                      "$odsync$; ", lit, ufn);
+    PQfreemem(ufn);
     PQfreemem(lit);
     PQfreemem(fn);
   }
@@ -416,7 +476,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
     pgs_mesh_gc_conf gc = {.dsn = s->dsn, .where = s->where, .pipeline = s->pipeline, .node = m->node,
                            .nodes = (const char *const *)m->nodes, .nnodes = m->nnodes,
                            .tables = (const char *const *)m->tables, .ntables = m->ntables, .tomb_q = m->tomb_q,
-                           .ver_q = m->ver_q, .hlc_q = m->hlc_q, .pvv_q = m->pvv_q, .interval_s = (int)m->gc_interval_s};
+                           .ver_q = m->ver_q, .hlc_q = m->hlc_q, .pvv_q = m->pvv_q, .ul_q = m->ul_q, .interval_s = (int)m->gc_interval_s};
     if (pgs_mesh_gc_start(&gc, &m->gc, err)) return err->code;
   }
   return pgs_mesh_pvv_load(s, m, err);
@@ -427,6 +487,7 @@ void pgs_mesh_reset(pgs_sink *s) {
 
   s->mesh->nst = 0;
   s->mesh->ntodel = 0;
+  pgs_mesh_unique_forget(s->mesh);
   s->mesh->txn_has_data = false;
   pgs_mesh_dec_clear(s->mesh);
   pgs_mesh_pvv_rollback(s->mesh); /* begin: no-op after a commit; rollback: back to the committed vector */
@@ -819,6 +880,7 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
   if (rc == OD_OK && nk) rc = pgs_apply_changes(s, m->keep, nk, err);
   pgs_mesh_overrides_free(m);
   if (rc == OD_OK) rc = finish_run(s, m, stamped, err);
+  if (rc == OD_OK && m->nul) rc = pgs_mesh_unique_flush(s, m, err); /* values left within the run */
   if (rc && strcmp(err->sqlstate, "23505") == 0) {
     /* A unique clash the batch's check did not see (an application committed the clashing row
      * after that check): the batch is retried, and its check then sees that row. */

@@ -67,6 +67,8 @@ static void slot_put(pgs_mesh *m, size_t idx) {
 }
 
 /* Append a key state (takes ownership of key); NULL on out-of-memory (key freed). */
+decision *pgs_mesh_dec_peek(pgs_mesh *m, const pg_rel *r, const char *key) { return dec_find(m, r->rel, key); }
+
 static decision *dec_add(pgs_mesh *m, const od_relation *rel, char *key) {
   if (m->ndec == m->dec_cap) {
     size_t cap = m->dec_cap ? m->dec_cap * 2 : 64;
@@ -102,6 +104,7 @@ void pgs_mesh_dec_clear(pgs_mesh *m) {
     for (int k = 0; k < m->dec[i].nrow; k++) free(m->dec[i].row[k]);
     free(m->dec[i].row);
     free(m->dec[i].also);
+    pgs_mesh_unique_dec_free(&m->dec[i]);
   }
   if (m->slot_cap > 4096 && m->ndec < m->slot_cap / 16) { /* after a big transaction: shrink */
     free(m->slots);
@@ -350,6 +353,12 @@ static bool entry_seen(const pgs_mesh *m, const stamp *st, const ver_entry *v) {
   if (strcmp(v->node, m->peer) == 0) return true; /* the peer's own earlier write */
   const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, v->node);
   return e && v->ts <= e->ts;
+}
+
+bool pgs_mesh_ver_seen(const pgs_mesh *m, const stamp *st, const char *node, int64_t ts) {
+  ver_entry v = {.ts = ts, .hlc = ts};
+  snprintf(v.node, sizeof v.node, "%s", node && node[0] ? node : m->node);
+  return entry_seen(m, st, &v);
 }
 
 static bool entry_later(const ver_entry *a, const ver_entry *b) {
@@ -1316,10 +1325,15 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
           goto done;
         }
       }
+      size_t ntodel = m->ntodel;
+      const char *dkey = d->key; /* malloc'd: stays where it is when the key states move */
       if ((rc = decide_change(s, m, r, pol, &changes[ci], ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of,
                               keep, err)) ||
           (uq.n && (rc = pgs_mesh_unique_resolve(s, m, r, pol, &changes[ci], ci, &m->st[m->sidx[ci]], d, &uq, keep,
                                                  err))))
+        goto done;
+      d = dec_find(m, r->rel, dkey); /* the key states may have moved */
+      if ((rc = pgs_mesh_unique_note(s, m, r, &changes[ci], &m->st[m->sidx[ci]], d, *keep, m->ntodel > ntodel, err)))
         goto done;
     }
   }

@@ -50,8 +50,9 @@ struct pgs_mesh_gc {
   char *tomb_sql;    /* the tombstone batch statement */
   char *hlc_sql;     /* the clock-table batch statement */
   char *pend_sql;    /* pending tombstones, and the peers holding them back */
+  char *ul_sql;      /* the unique-left batch statement */
   char waiting[512]; /* the last run's "peer (count), ..." of those peers */
-  char *tomb_q, *ver_q, *hlc_q, *pvv_q; /* copies of the sink's quoted names */
+  char *tomb_q, *ver_q, *hlc_q, *pvv_q, *ul_q; /* copies of the sink's quoted names */
   int interval_s;
   PGconn *conn;
   pthread_t thread;
@@ -157,6 +158,19 @@ static bool build_sql(pgs_mesh_gc *g, const pgs_mesh_gc_conf *c, const char *liv
   od_sqlbuf_add(&b, " WHERE a.ts IS NULL OR NOT EXISTS (SELECT 1 FROM peers WHERE ");
   od_sqlbuf_add(&b, uncovered.p ? uncovered.p : "");
   od_sqlbuf_add(&b, ") LIMIT $3 FOR UPDATE OF t SKIP LOCKED), del AS (DELETE FROM ");
+  /* _odsync_unique_left: a record (the version V that held a unique value, author A = node or this
+   * node, time T) judges only remote rows concurrent with V; it goes under the tombstones' rule */
+  od_sqlbuf ul = {0};
+  od_sqlbuf_add(&ul, "WITH " PEERS_CTE ", cand AS (SELECT l.ctid AS tid FROM ");
+  od_sqlbuf_add(&ul, c->ul_q);
+  od_sqlbuf_add(&ul, " l CROSS JOIN LATERAL (SELECT coalesce(l.node, $1) AS author, l.ts) a WHERE NOT EXISTS (SELECT 1 "
+                     "FROM peers WHERE ");
+  od_sqlbuf_add(&ul, uncovered.p ? uncovered.p : "");
+  od_sqlbuf_add(&ul, ") LIMIT $3 FOR UPDATE OF l SKIP LOCKED), d AS (DELETE FROM ");
+  od_sqlbuf_add(&ul, c->ul_q);
+  od_sqlbuf_add(&ul, " x USING cand WHERE x.ctid = cand.tid RETURNING 1) SELECT (SELECT count(*) FROM d), 0");
+  char *uls = ul.oom || oom ? NULL : strdup(ul.p);
+  od_sqlbuf_free(&ul);
   od_sqlbuf_free(&from);
   od_sqlbuf_free(&uncovered);
   od_sqlbuf_add(&b, c->tomb_q);
@@ -196,10 +210,12 @@ static bool build_sql(pgs_mesh_gc *g, const pgs_mesh_gc_conf *c, const char *liv
   free(g->tomb_sql);
   free(g->hlc_sql);
   free(g->pend_sql);
+  free(g->ul_sql);
+  g->ul_sql = uls;
   g->tomb_sql = tomb;
   g->hlc_sql = hlc;
   g->pend_sql = pend;
-  return tomb && hlc && pend;
+  return tomb && hlc && pend && uls;
 }
 
 static void disconnect(pgs_mesh_gc *g) {
@@ -285,6 +301,15 @@ static int run(pgs_mesh_gc *g, const pgs_mesh_gc_conf *conf, bool *more, od_erro
       break;
     }
   }
+  long long uls = 0;
+  while (got && !*more) {
+    char out[2][24] = {"", ""};
+    if ((rc = batch_text(g, g->ul_sql, "removing covered unique-left records", 3, p, out, &got, err))) return rc;
+    long long n = strtoll(out[0], NULL, 10);
+    uls += n;
+    if (!got || n < GC_BATCH) break;
+    if (od_mono_us() - t0 > GC_RUN_BUDGET_US) *more = true;
+  }
   bool beat = false;
   while (got && !*more) {
     char out[2][24] = {"", ""};
@@ -309,7 +334,7 @@ static int run(pgs_mesh_gc *g, const pgs_mesh_gc_conf *conf, bool *more, od_erro
     od_debug("mesh clean-up on node %s (%s): heartbeat (clock rows wait for the peers' entries for this node)", g->node,
              g->where);
   }
-  if (!got && !tombs && !hlcs) return OD_OK; /* another sink of this node runs the clean-up */
+  if (!got && !tombs && !hlcs && !uls) return OD_OK; /* another sink of this node runs the clean-up */
   PGresult *r = q(g, "counting the tombstones left", g->pend_sql, 2, p, err);
   if (!r) return err->code;
   long long pending = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -321,9 +346,9 @@ static int run(pgs_mesh_gc *g, const pgs_mesh_gc_conf *conf, bool *more, od_erro
    * went down or came back); DEBUG otherwise */
   bool changed = strcmp(waiting, g->waiting) != 0;
   snprintf(g->waiting, sizeof g->waiting, "%s", waiting);
-  od_log(tombs || vers || hlcs || changed ? OD_LOG_INFO : OD_LOG_DEBUG,
-         "mesh clean-up on node %s (%s): removed %lld tombstones, %lld row versions, %lld clock rows; %lld "
-         "tombstones kept%s%s%s", g->node, g->where, tombs, vers, hlcs, pending,
+  od_log(tombs || vers || hlcs || uls || changed ? OD_LOG_INFO : OD_LOG_DEBUG,
+         "mesh clean-up on node %s (%s): removed %lld tombstones, %lld row versions, %lld clock rows, %lld "
+         "unique-left records; %lld tombstones kept%s%s%s", g->node, g->where, tombs, vers, hlcs, uls, pending,
          *waiting ? ", waiting for peers that have not applied their deletes: " : "", waiting,
          *waiting ? " (a node that is down or behind holds them)" : "");
   return OD_OK;
@@ -377,6 +402,8 @@ static void gc_free(pgs_mesh_gc *g) {
   free(g->tomb_sql);
   free(g->hlc_sql);
   free(g->pend_sql);
+  free(g->ul_sql);
+  free(g->ul_q);
   free(g->tomb_q);
   free(g->ver_q);
   free(g->hlc_q);
@@ -395,7 +422,7 @@ int pgs_mesh_gc_start(const pgs_mesh_gc_conf *c, pgs_mesh_gc **out, od_error *er
   bool ok = g && a && !arr.oom && (g->dsn = strdup(c->dsn)) && (g->where = strdup(c->where)) &&
             (g->pipeline = strdup(c->pipeline)) && (g->node = strdup(c->node)) && (g->peers_arr = strdup(arr.p)) &&
             (g->tomb_q = strdup(c->tomb_q)) && (g->ver_q = strdup(c->ver_q)) &&
-            (g->hlc_q = strdup(c->hlc_q)) && (g->pvv_q = strdup(c->pvv_q));
+            (g->hlc_q = strdup(c->hlc_q)) && (g->pvv_q = strdup(c->pvv_q)) && (g->ul_q = strdup(c->ul_q));
   od_sqlbuf_free(&arr);
   if (ok && c->ntables && !(a->tables = calloc((size_t)c->ntables, sizeof *a->tables))) ok = false;
   for (int i = 0; ok && i < c->ntables; i++) {
@@ -420,6 +447,7 @@ int pgs_mesh_gc_start(const pgs_mesh_gc_conf *c, pgs_mesh_gc **out, od_error *er
   a->conf.ver_q = g->ver_q;
   a->conf.hlc_q = g->hlc_q;
   a->conf.pvv_q = g->pvv_q;
+  a->conf.ul_q = g->ul_q;
   g->interval_s = c->interval_s;
   static const char *const labels[] = {"node", NULL};
   static const od_metric_family_def removed_def = {

@@ -18,6 +18,7 @@ typedef struct pgs_mesh_gc_conf {
   const char *const *tables; /* mesh tables, "schema.table" */
   int ntables;
   const char *tomb_q, *ver_q, *hlc_q, *pvv_q; /* quoted side tables */
+  const char *ul_q;      /* quoted _odsync_unique_left */
   int interval_s;        /* > 0 */
 } pgs_mesh_gc_conf;
 

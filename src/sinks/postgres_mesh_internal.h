@@ -100,6 +100,10 @@ typedef struct decision {
   uint64_t lmask;   /* column_merge: columns the local version kept against the last decided source
                      * transaction (its later changes of the key leave them alone) */
   bool merge;       /* that transaction's changes of the key are applied as column merges */
+  char **uval;      /* unique columns' values (text, NULL: null) of the key's last applied insert or update
+                     * in this run, and its version (postgres_mesh_unique.c); NULL: none in this run */
+  int nuval;
+  int64_t uts, uhlc;
   char *also;       /* column_merge: a merged row's version per column, "node:ts:hlc" each ("~" in
                      * front: weak; empty: unknown), comma-separated (malloc'd; NULL: not merged) */
 } decision;
@@ -119,6 +123,8 @@ typedef struct pgs_mesh {
   char *cv_q;   /* quoted local column-version table (_odsync_colver, postgres_mesh_colver.c) */
   char *cvfn_q; /* quoted trigger function that fills it */
   char *tifn_q; /* quoted trigger function keeping a deleted row's last values in its tombstone (img) */
+  char *ul_q;   /* quoted table of unique values rows left (_odsync_unique_left: deletes and moves) */
+  char *ulfn_q; /* quoted trigger function that fills it */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
   int ntables;
   char **counters; /* mesh_counters: "schema.table.column" merged as a sum of deltas (malloc'd) */
@@ -171,6 +177,8 @@ typedef struct pgs_mesh {
   int nuq;
   size_t *todel;     /* changes of the run turned into deletes of their key (a lost unique clash) */
   size_t ntodel, todel_cap;
+  struct ul_rec *ul; /* unique values left within the run (written after its apply; malloc'd) */
+  size_t nul, ul_cap;
   /* prepared statements of the session (postgres_mesh_query.c; sql malloc'd) */
   struct vq { char *sql; char name[32]; } vq[VQ_MAX];
   int nvq;
@@ -276,6 +284,10 @@ int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err);
 /* The key state of (r, key) in the open run, added without a version when there is none (key is
  * copied); NULL on out-of-memory. */
 decision *pgs_mesh_dec_get(pgs_mesh *m, const pg_rel *r, const char *key);
+/* The key state of (r, key) in the open run, or NULL (nothing added). */
+decision *pgs_mesh_dec_peek(pgs_mesh *m, const pg_rel *r, const char *key);
+/* Whether the remote write (stamp st) had seen the version (node, ts) ("" node: this node). */
+bool pgs_mesh_ver_seen(const pgs_mesh *m, const stamp *st, const char *node, int64_t ts);
 /* Queue d's version (and tombstone, fix) for the run's finish; false on out-of-memory. */
 bool pgs_mesh_wr_push(pgs_mesh *m, decision *d);
 /* Whether the remote write (stamp st) wins against the local version d under policy `policy`
@@ -292,6 +304,8 @@ typedef struct uniq_clash {
   char *row;       /* the local row as JSON */
   char node[64];   /* its version's author ("" : this node) */
   int64_t ts, hlc; /* its version (INT64_MIN: unknown, written by this transaction) */
+  bool left;       /* not a live row: a record of _odsync_unique_left (the row left the value by a
+                    * delete or an update; ts/hlc/node: the version that held it; ctid NULL) */
 } uniq_clash;
 typedef struct uniq_set { /* every string of the clashes is malloc'd, freed by pgs_mesh_unique_clear */
   uniq_clash *c;          /* sorted by ci */
@@ -306,6 +320,17 @@ int pgs_mesh_unique_query(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
 int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
                             size_t ci, const stamp *st, decision *d, const uniq_set *u, bool *keep, od_error *err);
 void pgs_mesh_unique_clear(uniq_set *u);
+/* After change c of key d was decided (keep: applied): when an earlier applied change of the same
+ * run put d's row on unique values that c leaves (a delete, or an update of a unique column),
+ * remember a record of them with that change's version (the set-based apply writes the key once:
+ * the trigger sees only the row before the run). */
+int pgs_mesh_unique_note(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st, decision *d,
+                         bool keep, bool removed, od_error *err);
+/* Write the run's records into _odsync_unique_left (after the apply), then forget them. */
+int pgs_mesh_unique_flush(pgs_sink *s, pgs_mesh *m, od_error *err);
+/* Forget the run's records and every key state's values (rollback, free). */
+void pgs_mesh_unique_forget(pgs_mesh *m);
+void pgs_mesh_unique_dec_free(decision *d);
 /* Tests only: ODSYNC_MESH_TEST_PAUSE_MS holds the batch between its versions read and its apply
  * (the window of the never-existing-key race, made wide enough for a test to write in it). */
 void pgs_mesh_test_pause(void);

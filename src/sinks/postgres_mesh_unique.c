@@ -4,16 +4,21 @@
  * Owns: the catalog of each mesh table's non-primary unique indexes (read once per table and
  * session: name, key columns, their types), the clash query of a batch (one statement per such
  * index and batch: the local rows holding the unique values of the batch's inserts and updates
- * under another key, locked in key order), the resolution of a clash by the table's policy (the
+ * under another key, locked in key order, and the _odsync_unique_left records of rows of other keys
+ * that left those values — judged only when the remote row had not seen the record's version), the
+ * resolution of a clash by the table's policy (the
  * losing row is removed on every node: a local loser by ctid now, a remote loser by turning its
  * change into a delete of its key; the loser's key is tombstoned with the loser's own version), the
- * conflict log rows of kind "unique", and the exclusive advisory locks the sink takes on keys
+ * conflict log rows of kind "unique", the records of unique values a key left within one run (the
+ * set-based apply writes a key once, so the trigger cannot see them; m->ul, written after the
+ * run's apply), and the exclusive advisory locks the sink takes on keys
  * without a live row (the tombstone/key-lock triggers of postgres_mesh.c take them shared).
  * Never touches: transactions, the apply path's statements, the versions query's text (it only
  * runs between that query's two executions), the stamps.
  * Pointer ownership: the index catalog (m->uq) is malloc'd and freed by pgs_mesh_unique_free;
  * a uniq_set owns its clash array and strings (pgs_mesh_unique_clear); values of changes are
- * borrowed.
+ * borrowed; m->ul and each key state's uval are malloc'd, freed by pgs_mesh_unique_forget /
+ * pgs_mesh_unique_dec_free.
  */
 #include "sinks/postgres_mesh_internal.h"
 
@@ -39,6 +44,10 @@ void pgs_mesh_unique_free(pgs_mesh *m) {
   free(m->todel);
   m->todel = NULL;
   m->ntodel = m->todel_cap = 0;
+  pgs_mesh_unique_forget(m);
+  free(m->ul);
+  m->ul = NULL;
+  m->ul_cap = 0;
 }
 
 void pgs_mesh_unique_clear(uniq_set *u) {
@@ -160,7 +169,7 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
   }
   for (int k = 0; k < na; k++) od_sqlbuf_add(&arr[k], "}");
   if (!rows) goto done;
-  od_sqlbuf b = {0};
+  od_sqlbuf b = {0}, rd = {0};
   od_sqlbuf_add(&b, "SELECT u.i, t.ctid::text, ");
   key_expr(&b, r);
   /* the local row's version, as the versions query reads it (the side table's when a mesh sink
@@ -172,12 +181,15 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
   /* a local write's hlc, as the versions query computes it (postgres_mesh_decide.c) */
   od_sqlbuf_add(&b, m->hlc_q);
   od_sqlbuf_add(&b, " h WHERE pg_xact_commit_timestamp(h.xmin) < c.timestamp ORDER BY h.hlc DESC LIMIT 1)) ELSE "
-                    "(extract(epoch FROM c.timestamp) * 1000000)::int8 END, to_jsonb(t.*)::text FROM "
-                    "unnest($1::int8[], $2::text[]");
-  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&b, ", $%d::text[]", 3 + k);
-  od_sqlbuf_add(&b, ") AS u (i, k");
-  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&b, ", v%d", k);
-  od_sqlbuf_add(&b, ") JOIN ");
+                    "(extract(epoch FROM c.timestamp) * 1000000)::int8 END, to_jsonb(t.*)::text, false FROM ");
+  od_sqlbuf u = {0}; /* the batch's rows: unnest(...) AS u (i, k, v0, ...) */
+  od_sqlbuf_add(&u, "unnest($1::int8[], $2::text[]");
+  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&u, ", $%d::text[]", 3 + k);
+  od_sqlbuf_add(&u, ") AS u (i, k");
+  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&u, ", v%d", k);
+  od_sqlbuf_add(&u, ")");
+  od_sqlbuf_add(&b, u.p ? u.p : "");
+  od_sqlbuf_add(&b, " JOIN ");
   od_sqlbuf_add(&b, r->qtarget);
   od_sqlbuf_add(&b, " t ON ");
   for (int k = 0; k < x->ncol; k++) {
@@ -195,17 +207,38 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
   /* locked in key order, like the versions query: an application cannot change the clashing
    * row before the commit */
   od_sqlbuf_add(&b, " <> u.k ORDER BY 3, 1 FOR UPDATE OF t");
+  /* The read, a second statement in the same round trip (its snapshot starts after the lock above
+   * waited): the locked rows again, and the records of rows of other keys that left these values
+   * (_odsync_unique_left: deleted, or moved off by an update) — an application's delete or move that
+   * the lock waited for is seen by its record. Values compared as the column's type, in JSON. */
+  od_sqlbuf_add(&rd, "WITH live AS MATERIALIZED (");
+  od_sqlbuf_add(&rd, b.p ? b.p : "");
+  od_sqlbuf_add(&rd, ") SELECT * FROM live UNION ALL SELECT u.i, NULL, l.key, l.ts, l.node, l.hlc, l.img::text, true "
+                     "FROM ");
+  od_sqlbuf_add(&rd, u.p ? u.p : "");
+  od_sqlbuf_add(&rd, " JOIN ");
+  od_sqlbuf_add(&rd, m->ul_q);
+  od_sqlbuf_addf(&rd, " l ON l.tbl = $%d AND l.img @> jsonb_build_object(", 3 + x->ncol);
+  for (int k = 0; k < x->ncol; k++) {
+    const char *cn = r->rel->columns[x->col[k]].name;
+    od_sqlbuf_add(&rd, k ? ", '" : "'");
+    for (const char *q = cn; *q; q++) /* the name as a string literal */
+      od_sqlbuf_addn(&rd, *q == '\'' ? "''" : q, *q == '\'' ? 2 : 1);
+    od_sqlbuf_addf(&rd, "', to_jsonb(u.v%d::%s)", k, x->type[k]);
+  }
+  od_sqlbuf_add(&rd, ") WHERE l.key <> u.k");
+  od_sqlbuf_free(&u);
   const char *p[3 + UCOL_MAX];
   for (int k = 0; k < na; k++) p[k] = arr[k].p;
   p[na] = r->target;
-  bool oom = b.oom;
+  bool oom = b.oom || rd.oom || u.oom;
   for (int k = 0; k < na; k++) oom = oom || arr[k].oom;
-  PGresult *res = oom ? NULL : pgs_exec(s, r->target, "finding unique-index clashes (mesh)", b.p, na + 1, p, err);
+  PGresult *res = NULL;
+  if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  else rc = pgs_mesh_versions_exec(s, m, r->target, b.p, rd.p, na + 1, p, &res, err);
   od_sqlbuf_free(&b);
-  if (!res) {
-    rc = oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
-    goto done;
-  }
+  od_sqlbuf_free(&rd);
+  if (rc) goto done;
   for (int t = 0; t < PQntuples(res) && rc == OD_OK; t++) {
     if (out->n == out->cap) {
       size_t cap = out->cap ? out->cap * 2 : 16;
@@ -220,11 +253,12 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
     uniq_clash *u = &out->c[out->n];
     *u = (uniq_clash){.ci = (size_t)strtoull(PQgetvalue(res, t, 0), NULL, 10)};
     u->index = strdup(x->name);
-    u->ctid = strdup(PQgetvalue(res, t, 1));
+    u->left = strcmp(PQgetvalue(res, t, 7), "t") == 0;
+    u->ctid = u->left ? NULL : strdup(PQgetvalue(res, t, 1));
     u->key = strdup(PQgetvalue(res, t, 2));
     u->row = strdup(PQgetvalue(res, t, 6));
     out->n++;
-    if (!u->index || !u->ctid || !u->key || !u->row) {
+    if (!u->index || (!u->ctid && !u->left) || !u->key || !u->row) {
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
       break;
     }
@@ -308,6 +342,25 @@ static bool tombstone(pgs_mesh *m, decision *d, const char *node, int64_t ts, in
   return pgs_mesh_wr_push(m, d);
 }
 
+/* Whether the record x (a row that left the value) takes no part in the judgement of change ci:
+ * its key holds the value again (then the live clash of the same key and index judges it), the
+ * batch writes its key (the peer's own history of that key), or the remote write had seen the
+ * version that held the value (written after the row left it, as far as the writer knew). */
+static bool left_skip(pgs_mesh *m, const pg_rel *r, const uniq_set *u, size_t lo, const uniq_clash *x, const stamp *st) {
+  for (size_t j = lo; j < u->n && u->c[j].ci == x->ci; j++)
+    if (!u->c[j].left && strcmp(u->c[j].key, x->key) == 0 && strcmp(u->c[j].index, x->index) == 0) return true;
+  const decision *kd = pgs_mesh_dec_peek(m, r, x->key);
+  if (kd && kd->seq) return true;
+  return pgs_mesh_ver_seen(m, st, x->node, x->ts);
+}
+
+/* The version of a record as a key state (only what the policies read: node, ts, hlc). */
+static decision left_ver(const uniq_clash *x) {
+  decision v = {.has_ver = true, .ts = x->ts, .hlc = x->hlc};
+  snprintf(v.node, sizeof v.node, "%s", x->node);
+  return v;
+}
+
 int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
                             size_t ci, const stamp *st, decision *d, const uniq_set *u, bool *keep, od_error *err) {
   if (!*keep || (c->op != OD_OP_INSERT && c->op != OD_OP_UPDATE && c->op != OD_OP_READ)) return OD_OK;
@@ -325,6 +378,13 @@ int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mes
   size_t first = lo;
   for (size_t i = lo; i < u->n && u->c[i].ci == ci; i++) {
     const uniq_clash *x = &u->c[i];
+    if (x->left) { /* the remote row would have met that row where it held the value */
+      if (left_skip(m, r, u, lo, x, st)) continue;
+      decision lv = left_ver(x);
+      any = true;
+      if (!pgs_mesh_remote_wins_by(m, policy, pol, st, &lv)) won = false;
+      continue;
+    }
     decision *kd = pgs_mesh_dec_get(m, r, x->key);
     if (!kd) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     /* Gone already (an earlier clash of this run removed it, or the batch deleted it), or written
@@ -345,6 +405,13 @@ int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mes
   int rc = OD_OK;
   for (size_t i = first; i < u->n && u->c[i].ci == ci && rc == OD_OK; i++) {
     const uniq_clash *x = &u->c[i];
+    if (x->left) { /* logged like a clash with a live row; its row is gone already: nothing to remove */
+      if (left_skip(m, r, u, first, x, st)) continue;
+      decision lv = left_ver(x);
+      bool pair_won = pgs_mesh_remote_wins_by(m, policy, pol, st, &lv);
+      rc = log_clash(s, m, r, c, st, m->dec[di].key, x, pname, won && pair_won, err);
+      continue;
+    }
     decision *kd = pgs_mesh_dec_get(m, r, x->key);
     if (!kd) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     if ((kd->tomb && kd->has_ver) || (kd->seq && kd->apply) || (kd->ours && kd->seq)) continue;
@@ -398,4 +465,149 @@ void pgs_mesh_test_pause(void) {
   if (!ms) return;
   struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};
   nanosleep(&d, NULL);
+}
+
+/* ---- unique values left within a run ----------------------------------------------------------- */
+
+struct ul_rec {
+  const pg_rel *r;
+  char *key;
+  char **val; /* one per column of cols_of(r) (NULL: null), malloc'd */
+  int nval;
+  int64_t ts, hlc;
+};
+
+/* The distinct columns of r's checked unique indexes, with their types (at most UL_COLS). */
+#define UL_COLS (UIDX_MAX * UCOL_MAX)
+static int cols_of(const struct mesh_uniq *u, int *col, const char **type) {
+  int n = 0;
+  for (int i = 0; i < u->nidx; i++)
+    for (int k = 0; k < u->idx[i].ncol; k++) {
+      bool dup = false;
+      for (int j = 0; j < n && !dup; j++) dup = col[j] == u->idx[i].col[k];
+      if (!dup && n < UL_COLS) {
+        col[n] = u->idx[i].col[k];
+        type[n] = u->idx[i].type[k];
+        n++;
+      }
+    }
+  return n;
+}
+
+static void free_vals(char **v, int n) {
+  for (int k = 0; k < n; k++) free(v[k]);
+  free(v);
+}
+
+void pgs_mesh_unique_dec_free(decision *d) {
+  free_vals(d->uval, d->nuval);
+  d->uval = NULL;
+  d->nuval = 0;
+}
+
+void pgs_mesh_unique_forget(pgs_mesh *m) {
+  for (size_t i = 0; i < m->nul; i++) {
+    free(m->ul[i].key);
+    free_vals(m->ul[i].val, m->ul[i].nval);
+  }
+  m->nul = 0;
+}
+
+int pgs_mesh_unique_note(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st, decision *d,
+                         bool keep, bool removed, od_error *err) {
+  if (!d || !keep) return OD_OK; /* not applied: the row stays as it was */
+  const struct mesh_uniq *u = NULL;
+  int rc = uniq_of(s, m, r, &u, err);
+  if (rc || !u->nidx) return rc;
+  int col[UL_COLS];
+  const char *type[UL_COLS];
+  int n = cols_of(u, col, type);
+  bool gone = removed || c->op == OD_OP_DELETE;
+  char **nv = NULL;
+  if (!gone) { /* the new row's values (an unchanged TOAST value: unknown, nothing is recorded) */
+    if (!(nv = calloc((size_t)n, sizeof *nv))) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    for (int k = 0; k < n; k++) {
+      const od_value *v = col[k] < c->newtup.ncolumns ? &c->newtup.values[col[k]] : NULL;
+      if (!v || (v->kind != OD_VALUE_TEXT && v->kind != OD_VALUE_NULL)) {
+        free_vals(nv, n);
+        pgs_mesh_unique_dec_free(d);
+        return OD_OK;
+      }
+      if (v->kind == OD_VALUE_TEXT && !(nv[k] = strndup(v->data, v->len))) {
+        free_vals(nv, n);
+        return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      }
+    }
+  }
+  bool left = false;
+  if (d->uval) {
+    left = gone;
+    for (int k = 0; k < n && !left; k++)
+      left = (nv[k] == NULL) != (d->uval[k] == NULL) || (nv[k] && strcmp(nv[k], d->uval[k]) != 0);
+  }
+  if (left) { /* the earlier change's values go into a record */
+    if (m->nul == m->ul_cap) {
+      size_t cap = m->ul_cap ? m->ul_cap * 2 : 8;
+      struct ul_rec *g = realloc(m->ul, cap * sizeof *g);
+      if (!g) {
+        free_vals(nv, n);
+        return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      }
+      m->ul = g;
+      m->ul_cap = cap;
+    }
+    char *key = strdup(d->key);
+    if (!key) {
+      free_vals(nv, n);
+      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    }
+    m->ul[m->nul++] = (struct ul_rec){.r = r, .key = key, .val = d->uval, .nval = d->nuval, .ts = d->uts,
+                                      .hlc = d->uhlc};
+    d->uval = NULL;
+    d->nuval = 0;
+  }
+  pgs_mesh_unique_dec_free(d);
+  if (!gone) {
+    d->uval = nv;
+    d->nuval = n;
+    d->uts = st->ts;
+    d->uhlc = st->hlc;
+  }
+  return OD_OK;
+}
+
+int pgs_mesh_unique_flush(pgs_sink *s, pgs_mesh *m, od_error *err) {
+  int rc = OD_OK;
+  for (size_t i = 0; i < m->nul && rc == OD_OK; i++) {
+    const struct ul_rec *x = &m->ul[i];
+    const struct mesh_uniq *u = NULL;
+    if ((rc = uniq_of(s, m, x->r, &u, err))) break;
+    int col[UL_COLS];
+    const char *type[UL_COLS];
+    int n = cols_of(u, col, type);
+    if (n != x->nval) continue;
+    char ts[32], hlc[32];
+    snprintf(ts, sizeof ts, "%" PRId64, x->ts);
+    snprintf(hlc, sizeof hlc, "%" PRId64, x->hlc);
+    const char *p[5 + UL_COLS] = {x->r->target, x->key, m->peer, ts, hlc};
+    od_sqlbuf b = {0};
+    od_sqlbuf_add(&b, "INSERT INTO ");
+    od_sqlbuf_add(&b, m->ul_q);
+    od_sqlbuf_add(&b, " AS l (tbl, key, img, node, ts, hlc) VALUES ($1, $2, jsonb_build_object(");
+    for (int k = 0; k < n; k++) {
+      od_sqlbuf_add(&b, k ? ", '" : "'");
+      for (const char *q = x->r->rel->columns[col[k]].name; *q; q++)
+        od_sqlbuf_addn(&b, *q == '\'' ? "''" : q, *q == '\'' ? 2 : 1);
+      od_sqlbuf_addf(&b, "', to_jsonb($%d::%s)", 6 + k, type[k]);
+      p[5 + k] = x->val[k];
+    }
+    od_sqlbuf_add(&b, "), $3, $4::int8, $5::int8) ON CONFLICT (tbl, key, img) DO UPDATE SET node = excluded.node, "
+                      "ts = excluded.ts, hlc = excluded.hlc");
+    PGresult *res = b.oom ? NULL : pgs_exec(s, m->ul_q, "recording unique values left (mesh)", b.p, 5 + n, p, err);
+    rc = res ? OD_OK : b.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+    PQclear(res);
+    od_sqlbuf_free(&b);
+  }
+  pgs_mesh_unique_forget(m);
+  return rc;
 }
