@@ -21,7 +21,8 @@
  *     policy and logged in _odsync_conflicts in the same transaction, the losing changes are left
  *     out of what postgres_apply.c applies,
  *   - after the apply: merged counters, rewritten tombstones, one statement that writes the
- *     versions of the keys written and pg_replication_origin_xact_setup(last commit LSN, latest
+ *     versions of the keys written (a plain INSERT for the keys the read found without a side-table
+ *     row, the upsert for the others) and pg_replication_origin_xact_setup(last commit LSN, latest
  *     commit time) — sent in the apply's pipeline (one round trip) when there is nothing to do in
  *     between.
  * Never touches: statement text of the apply path, DDL, the checkpoint's SQL (postgres.c).
@@ -710,8 +711,10 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   if (rc) return rc;
   if (!m->nst || (!stamped && !m->nwr)) return OD_OK;
   if (m->nwr > 1) qsort_r(m->wr, m->nwr, sizeof *m->wr, cmp_wr, m); /* side-table rows in (table, key) order, as rows */
-  od_sqlbuf a[6] = {{0}}, ca[2] = {{0}};
-  for (int k = 0; k < 6; k++) od_sqlbuf_add(&a[k], "{");
+  /* a[0..5]: keys whose side-table row exists or is unknown (the upsert); a[6..11]: keys the run's
+   * versions read found without one, under the key's lock (a plain INSERT: no speculative insertion) */
+  od_sqlbuf a[12] = {{0}}, ca[2] = {{0}};
+  for (int k = 0; k < 12; k++) od_sqlbuf_add(&a[k], "{");
   for (int k = 0; k < 2; k++) od_sqlbuf_add(&ca[k], "{");
   size_t nrows = 0, ncv = 0;
   for (size_t i = 0; i < m->nwr; i++) {
@@ -721,12 +724,13 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     char ts[32], hlc[32];
     snprintf(ts, sizeof ts, "%" PRId64, d->ts);
     snprintf(hlc, sizeof hlc, "%" PRId64, d->hlc == INT64_MIN ? d->ts : d->hlc);
-    pgs_mesh_arr_add(&a[0], d->r->target);
-    pgs_mesh_arr_add(&a[1], d->key);
-    pgs_mesh_arr_add(&a[2], d->node[0] ? d->node : m->node);
-    pgs_mesh_arr_add(&a[3], ts);
-    pgs_mesh_arr_add(&a[4], hlc);
-    pgs_mesh_arr_add(&a[5], d->also ? d->also : "");
+    od_sqlbuf *x = d->vrow < 0 ? &a[6] : &a[0];
+    pgs_mesh_arr_add(&x[0], d->r->target);
+    pgs_mesh_arr_add(&x[1], d->key);
+    pgs_mesh_arr_add(&x[2], d->node[0] ? d->node : m->node);
+    pgs_mesh_arr_add(&x[3], ts);
+    pgs_mesh_arr_add(&x[4], hlc);
+    pgs_mesh_arr_add(&x[5], d->also ? d->also : "");
     nrows++;
     if (pgs_mesh_colver_table(m, d->r)) { /* its column versions are in `also` now: local ones cleared */
       pgs_mesh_arr_add(&ca[0], d->r->target);
@@ -736,7 +740,7 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   }
   for (int k = 0; k < 2; k++) od_sqlbuf_add(&ca[k], "}");
   m->nwr = 0;
-  for (int k = 0; k < 6; k++) od_sqlbuf_add(&a[k], "}");
+  for (int k = 0; k < 12; k++) od_sqlbuf_add(&a[k], "}");
   const stamp *last = &m->st[m->nst - 1];
   char lsn[32], msg[64], hlc[32];
   snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(last->lsn >> 32), (unsigned)last->lsn);
@@ -748,8 +752,9 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   }
   snprintf(msg, sizeof msg, "%" PRId64 " %" PRId64, m->max_ts, m->max_hlc);
   snprintf(hlc, sizeof hlc, "%" PRId64, m->max_hlc);
-  const char *p[15] = {lsn, msg, hlc, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p};
-  int np = nrows ? 9 : 3;
+  const char *p[21] = {lsn, msg, hlc, a[0].p, a[1].p, a[2].p, a[3].p, a[4].p, a[5].p,
+                       a[6].p, a[7].p, a[8].p, a[9].p, a[10].p, a[11].p};
+  int np = nrows ? 15 : 3;
   /* the peer's version vector rides along (postgres_mesh_vv.c): entries that grew, $np+1.. */
   od_sqlbuf pa[3] = {{0}};
   bool pvv = pgs_mesh_pvv_dirty(m);
@@ -766,7 +771,11 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     od_sqlbuf_add(b, " AS v (tbl, key, node, ts, hlc, also) SELECT t, k, n, s, h, nullif(o, '') FROM "
                      "unnest($4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::text[]) AS u (t, k, n, s, "
                      "h, o) ON CONFLICT (tbl, key) DO UPDATE SET node = excluded.node, ts = excluded.ts, hlc = "
-                     "excluded.hlc, also = excluded.also RETURNING 1) ");
+                     "excluded.hlc, also = excluded.also RETURNING 1), wi AS (INSERT INTO ");
+    od_sqlbuf_add(b, m->ver_q);
+    od_sqlbuf_add(b, " (tbl, key, node, ts, hlc, also) SELECT t, k, n, s, h, nullif(o, '') FROM unnest($10::text[], "
+                     "$11::text[], $12::text[], $13::int8[], $14::int8[], $15::text[]) AS u (t, k, n, s, h, o) "
+                     "RETURNING 1) ");
   }
   /* The clock (docs/MULTI_MASTER.md, "Clock skew"): the origin's timestamp is 0, so this transaction's
    * commit timestamp here is this node's own commit time, in this node's commit order like a local
@@ -794,11 +803,11 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   }
   od_sqlbuf_add(b, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, '2000-01-01 00:00:00+00'::timestamptz), "
                    "pg_logical_emit_message(true, '" MESH_HLC_PREFIX "', $2), (SELECT count(*) FROM hc)");
-  if (nrows) od_sqlbuf_add(b, ", (SELECT count(*) FROM w)");
+  if (nrows) od_sqlbuf_add(b, ", (SELECT count(*) FROM w), (SELECT count(*) FROM wi)");
   if (pvv) od_sqlbuf_add(b, ", (SELECT count(*) FROM pv)");
   if (ncv) od_sqlbuf_add(b, ", (SELECT count(*) FROM cv)");
   bool oom = b->oom || ca[0].oom || ca[1].oom;
-  for (int k = 0; k < 6; k++) oom = oom || a[k].oom;
+  for (int k = 0; k < 12; k++) oom = oom || a[k].oom;
   for (int k = 0; k < 3; k++) oom = oom || pa[k].oom;
   PGresult *r = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -810,7 +819,7 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     rc = err->code;
   PQclear(r);
   if (rc == OD_OK && pvv) pgs_mesh_pvv_written(m);
-  for (int k = 0; k < 6; k++) od_sqlbuf_free(&a[k]);
+  for (int k = 0; k < 12; k++) od_sqlbuf_free(&a[k]);
   for (int k = 0; k < 3; k++) od_sqlbuf_free(&pa[k]);
   for (int k = 0; k < 2; k++) od_sqlbuf_free(&ca[k]);
   if (rc == OD_OK) m->txn_has_data = true;

@@ -2,7 +2,8 @@
  *
  * Owns: the per-key version states of the open target transaction (the database's version of a
  * key until a remote change of this sink wins, then the peer's), the versions query's text (locks,
- * then a fresh read: rows, tombstones, _odsync_versions; run by postgres_mesh_query.c), the causal check of each change against its own
+ * then a fresh read: rows, tombstones, _odsync_versions, and which keys have a side-table row;
+ * run by postgres_mesh_query.c), the causal check of each change against its own
  * transaction's version vector, the policies (per table: mesh_table_policies) and business rules,
  * the counter merge, column merges (an override of the change whose columns the remote write does
  * not take are UNCHANGED) and the per-column versions of merged rows, the conflict log entries
@@ -787,9 +788,25 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_add(b, nall ? ", v.also"
                         : ", CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.also END");
   if (nall) pgs_mesh_colver_read_sql(m, b, np + 1);
-  od_sqlbuf_add(b, " FROM x LEFT JOIN ");
+  /* Last column: whether the key has a side-table row. Read here, with every key row-locked or under
+   * its stripe lock, and only mesh sinks holding that lock write a key's side-table row (the clean-up
+   * and a join's copy only delete, or run before any sink), so a key found without one keeps having
+   * none until this transaction writes it: finish_run then writes it with a plain INSERT instead of
+   * the costlier upsert (docs/MULTI_MASTER.md, "The versions write"). Keys with neither a row nor a
+   * tombstone that do have one (after a TRUNCATE, say) come as extra rows with a NULL tomb column. */
+  /* Both probe the side table one key at a time (LATERAL ... LIMIT 1: a parameterized primary-key
+   * lookup): a prepared statement's generic plan, made while the table was small, would otherwise
+   * scan every side-table row of the table per batch (seen: "Index Cond: tbl = $2", the keys a
+   * filter). */
+  od_sqlbuf_add(b, ", v.key IS NOT NULL FROM x LEFT JOIN LATERAL (SELECT * FROM ");
   od_sqlbuf_add(b, m->ver_q);
-  od_sqlbuf_addf(b, " v ON v.tbl = $%d AND v.key = x.k", np + 1);
+  od_sqlbuf_addf(b, " v WHERE v.tbl = $%d AND v.key = x.k LIMIT 1) v ON true UNION ALL SELECT u.k, NULL, NULL, NULL, "
+                    "NULL", np + 1);
+  for (int k = 0; k < nfetch + nall + (nall ? 2 : 1); k++) od_sqlbuf_add(b, ", NULL");
+  od_sqlbuf_addf(b, ", true FROM unnest($%d::text[]) AS u (k) CROSS JOIN LATERAL (SELECT 1 FROM ", np + 2);
+  od_sqlbuf_add(b, m->ver_q);
+  od_sqlbuf_addf(b, " v WHERE v.tbl = $%d AND v.key = u.k LIMIT 1) w WHERE NOT EXISTS (SELECT 1 FROM x WHERE x.k = "
+                    "u.k)", np + 1);
   params[np] = r->target;
   params[np + 1] = arr.p;
   /* Two statements in one round trip: the first takes the locks (waiting for any transaction that
@@ -1267,7 +1284,7 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
   const char **params = calloc(per_query * (size_t)r->nkey + 3, sizeof *params);
   int rc = OD_OK;
   PGresult *res = NULL;
-  local_ver *vers = NULL;
+  local_ver *vers = NULL, *only = NULL; /* only: keys with a side-table row and no version (key only) */
   uniq_set uq = {0}; /* clashes on the table's other unique indexes (postgres_mesh_unique.c) */
   if (!keys || !idx || !known || !params) {
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -1291,22 +1308,35 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
       goto done;
     pgs_mesh_test_pause();
     int nv = res ? PQntuples(res) : 0;
-    if (!(vers = calloc((size_t)nv + 1, sizeof *vers))) {
+    free(only);
+    only = NULL;
+    if (!(vers = calloc((size_t)nv + 1, sizeof *vers)) || !(only = calloc((size_t)nv + 1, sizeof *only))) {
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
       goto done;
     }
-    for (int v = 0; v < nv; v++) {
-      vers[v].key = PQgetvalue(res, v, 0);
-      vers[v].prow = v;
-      vers[v].also = PQgetisnull(res, v, 5 + nfetch + nall) ? NULL : PQgetvalue(res, v, 5 + nfetch + nall);
-      vers[v].local = !nall || PQgetisnull(res, v, 6 + nfetch + nall) ? NULL : PQgetvalue(res, v, 6 + nfetch + nall);
-      vers[v].ts = PQgetisnull(res, v, 1) ? INT64_MIN : strtoll(PQgetvalue(res, v, 1), NULL, 10);
-      vers[v].origin = PQgetisnull(res, v, 2) ? NULL : PQgetvalue(res, v, 2);
-      vers[v].hlc = PQgetisnull(res, v, 3) ? INT64_MIN : strtoll(PQgetvalue(res, v, 3), NULL, 10);
-      vers[v].tomb = strcmp(PQgetvalue(res, v, 4), "t") == 0;
-      for (int k = 0; k < nfetch; k++) vers[v].ctr[k] = PQgetisnull(res, v, 5 + k) ? NULL : PQgetvalue(res, v, 5 + k);
+    /* rows with a NULL tomb column: keys with only a side-table row (no version), apart in `only` */
+    const int vcol = 6 + nfetch + (nall ? nall + 1 : 0);
+    int nrows = nv, nonly = 0;
+    nv = 0;
+    for (int row = 0; row < nrows; row++) {
+      if (PQgetisnull(res, row, 4)) {
+        only[nonly++].key = PQgetvalue(res, row, 0);
+        continue;
+      }
+      int v = nv++;
+      vers[v].key = PQgetvalue(res, row, 0);
+      vers[v].vrow = strcmp(PQgetvalue(res, row, vcol), "t") == 0;
+      vers[v].prow = row;
+      vers[v].also = PQgetisnull(res, row, 5 + nfetch + nall) ? NULL : PQgetvalue(res, row, 5 + nfetch + nall);
+      vers[v].local = !nall || PQgetisnull(res, row, 6 + nfetch + nall) ? NULL : PQgetvalue(res, row, 6 + nfetch + nall);
+      vers[v].ts = PQgetisnull(res, row, 1) ? INT64_MIN : strtoll(PQgetvalue(res, row, 1), NULL, 10);
+      vers[v].origin = PQgetisnull(res, row, 2) ? NULL : PQgetvalue(res, row, 2);
+      vers[v].hlc = PQgetisnull(res, row, 3) ? INT64_MIN : strtoll(PQgetvalue(res, row, 3), NULL, 10);
+      vers[v].tomb = strcmp(PQgetvalue(res, row, 4), "t") == 0;
+      for (int k = 0; k < nfetch; k++) vers[v].ctr[k] = PQgetisnull(res, row, 5 + k) ? NULL : PQgetvalue(res, row, 5 + k);
     }
     qsort(vers, (size_t)nv, sizeof *vers, cmp_key);
+    qsort(only, (size_t)nonly, sizeof *only, cmp_key);
     pgs_mesh_unique_clear(&uq);
     if ((rc = pgs_mesh_unique_query(s, m, r, changes, idx, keys, q0, q1, &uq, err))) goto done;
     for (size_t j = q0; j < q1; j++) {
@@ -1324,6 +1354,8 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
           rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
           goto done;
         }
+        /* read under the key's lock: whether its side-table row exists (finish_run) */
+        d->vrow = (lv ? lv->vrow : nonly && bsearch(&probe, only, (size_t)nonly, sizeof *only, cmp_key)) ? 1 : -1;
       }
       size_t ntodel = m->ntodel;
       const char *dkey = d->key; /* malloc'd: stays where it is when the key states move */
@@ -1346,6 +1378,7 @@ done:
   free(known);
   free(params);
   free(vers);
+  free(only);
   PQclear(res);
   return rc;
 }

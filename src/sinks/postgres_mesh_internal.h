@@ -70,6 +70,7 @@ typedef struct local_ver { /* one row of the versions query */
   const char *also;        /* the side table's other versions of a merged row ("node:ts:hlc,..."), or NULL */
   const char *local;       /* column_merge: local writes' column versions since the last sink write ("ts:hlc"
                             * per column, "" for a column no local write changed; _odsync_colver), or NULL */
+  bool vrow;               /* the key has a row in _odsync_versions (read under the key's lock) */
 } local_ver;
 
 /* What this target transaction knows of one (relation, key): the version the row has after the
@@ -89,6 +90,9 @@ typedef struct decision {
   bool touch;       /* a delete applied to a key without a row: rewrite (or write) its tombstone (its version is
                      * ours; no row is deleted, so the delete trigger does not) */
   bool live0;       /* the key had a row when this run read its versions */
+  signed char vrow; /* the key's _odsync_versions row as this run's read found it, under the key's lock:
+                     * 1 there, -1 none (its version is then written with a plain INSERT), 0 unknown
+                     * (not read by the versions query: written with the upsert) */
   char node[64];    /* the version's author ("" unknown) */
   int64_t ts, hlc;  /* its commit time and clock (INT64_MIN: unknown) */
   int nval;
