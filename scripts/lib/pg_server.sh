@@ -12,7 +12,9 @@
 #                                is copied to DIR/lib and dynamic_library_path includes it: from
 #                                $ODSYNC_PGPLUGIN (a .so path; "none": not offered), else
 #                                $ODSYNC_BUILD_DIR/pgplugin/odsync_pgoutput.so, else the pgplugin
-#                                folder beside $ODSYNC_BIN. Nothing is installed system-wide.
+#                                folder beside $ODSYNC_BIN; where the server has the setting
+#                                output_plugin_libraries, odsync_pgoutput is added to its list.
+#                                Nothing is installed system-wide.
 #   pgsrv_stop DIR               fast shutdown, then immediate, then SIGKILL (idempotent)
 #   pgsrv_as_user CMD...         run CMD as the unprivileged server user when we are root
 #   pgsrv_free_port              a loopback TCP port nothing listens on right now
@@ -86,6 +88,11 @@ pgsrv_start() {
   if [[ $plugin != none && -f $plugin ]]; then
     mkdir -p "$dir/lib" && cp "$plugin" "$dir/lib/" && chmod 755 "$dir/lib" && chmod 644 "$dir/lib/odsync_pgoutput.so" || return 1
     set -- "$@" "dynamic_library_path = '\$libdir:$dir/lib'"
+    # Servers with output_plugin_libraries (Debian's 15.20 has it) load only the output plugins
+    # listed there: keep the server's own list and add the module.
+    local allowed
+    allowed=$("$bin/postgres" --describe-config 2>/dev/null | awk -F'\t' '$1 == "output_plugin_libraries" { print $5 }')
+    if [[ -n $allowed ]]; then set -- "$@" "output_plugin_libraries = '$allowed, odsync_pgoutput'"; fi
   fi
   # The port is picked by binding; if another process takes it before the server binds, the start
   # fails and another port is tried.

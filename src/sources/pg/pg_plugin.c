@@ -46,7 +46,8 @@ bool od_pg_plugin_fall_back(pg_source *s, const char *msg) {
   s->plugin_fell_back = true;
   od_info("%s: the server cannot load the output plugin odsync_pgoutput (%s); slot %s uses pgoutput: the rows "
           "other nodes' pipelines apply here are decoded, sent and dropped by odsync (install odsync_pgoutput.so "
-          "into pg_config --pkglibdir to leave them out, docs/MULTI_MASTER.md \"The echo\")",
+          "into pg_config --pkglibdir, and add odsync_pgoutput to output_plugin_libraries where the server has "
+          "that setting, to leave them out, docs/MULTI_MASTER.md \"The echo\")",
           s->where, msg, s->slot);
   return true;
 }

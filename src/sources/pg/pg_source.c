@@ -320,7 +320,8 @@ static int start_streaming(pg_source *s, od_lsn start, od_error *err) {
     if (strstr(msg, OD_PG_PLUGIN_ODSYNC))
       return OD_FAIL_RETRY(err, OD_ESOURCE, "%s: START_REPLICATION failed: %s: slot %s was created with the output "
                            "plugin odsync_pgoutput, which this server cannot load now: put odsync_pgoutput.so back "
-                           "into pg_config --pkglibdir (or dynamic_library_path) (docs/MULTI_MASTER.md \"The echo\")",
+                           "into pg_config --pkglibdir (or dynamic_library_path), and into output_plugin_libraries "
+                           "where the server has that setting (docs/MULTI_MASTER.md \"The echo\")",
                            s->where, msg, s->slot);
     if (strstr(msg, "is active for PID"))
       return OD_FAIL_RETRY(err, OD_EBUSY, "%s: replication slot %s is in use by another process (%s): is another "
