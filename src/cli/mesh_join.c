@@ -25,6 +25,7 @@
  */
 #include "cli/mesh_join.h"
 #include "cli/mesh_cli_util.h"
+#include "cli/mesh_join_colmerge.h"
 #include "cli/mesh_remove.h"
 
 #include <inttypes.h>
@@ -47,6 +48,7 @@ typedef struct jnode {
   const char *name, *dsn; /* borrowed from the config */
   PGconn *c;              /* plain connection (owned) */
   uint64_t l;             /* L_X: the slot X->joiner's start (seed: L_S) */
+  bool reused;            /* that slot existed (an earlier attempt made it): its start is older than t */
   int64_t t;              /* X's clock just before that slot was made (µs; INT64_MIN: unknown) */
   uint64_t ck;            /* C_X: the seed's checkpoint of X->seed, in the seed's snapshot */
   char ck_text[64];       /* its position_text */
@@ -183,6 +185,7 @@ static int ensure_slot(join *j, int x, const od_pipeline_config *p, PGconn *repl
   PQclear(r);
   if (exists && !snap) {
     *lsn = at;
+    nd->reused = true;
     return 0;
   }
   if (exists) { /* the seed's slot: its snapshot is needed, so it is made anew (nothing read it yet) */
@@ -333,8 +336,9 @@ static int wait_seed_past(join *j, int x) {
                s->name, nd->name, l, p->name);
 }
 
-/* The versions query on the seed for one table: one row (tbl, key, node, ts, hlc) per live row and
- * per tombstone without a live row, as the seed's sinks would read them (postgres_mesh_decide.c). */
+/* The versions query on the seed for one table: one row (tbl, key, node, ts, hlc, also) per live row
+ * and per tombstone without a live row, as the seed's sinks would read them (postgres_mesh_decide.c;
+ * `also`, a column_merge key's version per column: mesh_join_colmerge.c). */
 static int versions_sql(join *j, const char *t, od_sqlbuf *b, char *tbl, size_t tcap) {
   jnode *s = &j->nodes[j->seed];
   char *q = quoted_table(s->c, t);
@@ -369,10 +373,12 @@ static int versions_sql(join *j, const char *t, od_sqlbuf *b, char *tbl, size_t 
                  "1000000)::int8, 0) END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc WHEN coalesce(x.rid, "
                  "0) = 0 THEN greatest(coalesce((extract(epoch FROM x.cts) * 1000000)::int8, 0), (SELECT h.hlc + 1 "
                  "FROM public._odsync_hlc h WHERE pg_xact_commit_timestamp(h.xmin) < x.cts ORDER BY h.hlc DESC LIMIT "
-                 "1)) ELSE coalesce((extract(epoch FROM x.cts) * 1000000)::int8, 0) END FROM x LEFT JOIN "
-                 "public._odsync_versions v ON v.tbl = %s AND v.key = x.k) TO STDOUT",
-                 PQgetvalue(r, 0, 1), q ? q : "", lit ? lit : "''", lit ? lit : "''", nlit ? nlit : "''",
-                 lit ? lit : "''");
+                 "1)) ELSE coalesce((extract(epoch FROM x.cts) * 1000000)::int8, 0) END",
+                 PQgetvalue(r, 0, 1), q ? q : "", lit ? lit : "''", lit ? lit : "''", nlit ? nlit : "''");
+  /* the column versions (column_merge: every column's, as the seed's sinks resolve them) */
+  mesh_join_also_sql(b, mesh_join_colmerge_table(pipeline(j, j->seed, j->me), tbl), nlit ? nlit : "''",
+                     lit ? lit : "''");
+  od_sqlbuf_add(b, ") TO STDOUT");
   PQfreemem(lit);
   PQfreemem(nlit);
   PQclear(r);
@@ -393,6 +399,12 @@ static int copy_into(join *j, const char *snap) {
   if (!ok(s->c, s->name, "opening the snapshot", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL) ||
       !ok(s->c, s->name, "importing the slot's snapshot", setsnap, 0, NULL))
     return 1;
+  /* column_merge tables: the seed must have the column versions and tombstone images to copy */
+  bool img = false;
+  char cmsg[400];
+  int crc = mesh_join_colmerge_check(s->c, mesh_join_colmerge_any(pipeline(j, j->seed, j->me)), &img, cmsg,
+                                     sizeof cmsg);
+  if (crc) return jfail("node %s: %s", s->name, cmsg);
   /* C_X for every other node, in the snapshot */
   for (int x = 0; x < j->n; x++) {
     if (x == j->me || x == j->seed) continue;
@@ -432,7 +444,8 @@ static int copy_into(join *j, const char *snap) {
   }
   if (!ok(me->c, me->name, "clearing the mesh's bookkeeping of an earlier attempt",
           "DELETE FROM public._odsync_versions; DELETE FROM public._odsync_tombstones; DELETE FROM "
-          "public._odsync_peer_vv; DELETE FROM public._odsync_hlc; DELETE FROM public._odsync_unique_left",
+          "public._odsync_peer_vv; DELETE FROM public._odsync_hlc; DELETE FROM public._odsync_unique_left; "
+          "DELETE FROM public._odsync_colver",
           0, NULL))
     return 1;
   /* origins odsync_X at C_X (not transactional; before this session takes odsync_S) */
@@ -467,15 +480,22 @@ static int copy_into(join *j, const char *snap) {
     long long nv = 0;
     if (!rc)
       rc = copy_stream(s->c, s->name, vq.p, me->c, me->name,
-                       "COPY public._odsync_versions (tbl, key, node, ts, hlc) FROM STDIN", &nv);
+                       "COPY public._odsync_versions (tbl, key, node, ts, hlc, also) FROM STDIN", &nv);
     od_sqlbuf_free(&vq);
     if (rc) return 1;
     say("table %s: %lld rows, %lld versions", j->tables[i], rows, nv);
     int ms = pause_ms();
     if (ms > 0) usleep((useconds_t)ms * 1000);
   }
-  if (copy_stream(s->c, s->name, "COPY public._odsync_tombstones (tbl, key, deleted_at) TO STDOUT", me->c, me->name,
-                  "COPY public._odsync_tombstones (tbl, key, deleted_at) FROM STDIN", NULL))
+  /* the tombstones, with the deleted rows' last values (img: a column_merge re-creation takes the
+   * columns it did not write from there) */
+  if (copy_stream(s->c, s->name,
+                  img ? "COPY public._odsync_tombstones (tbl, key, deleted_at, img) TO STDOUT"
+                      : "COPY public._odsync_tombstones (tbl, key, deleted_at) TO STDOUT",
+                  me->c, me->name,
+                  img ? "COPY public._odsync_tombstones (tbl, key, deleted_at, img) FROM STDIN"
+                      : "COPY public._odsync_tombstones (tbl, key, deleted_at) FROM STDIN",
+                  NULL))
     return 1;
   /* the records of rows that left a unique value (their versions judge late concurrent rows; a
    * version written at the seed itself has no node there: it is the seed's) */
@@ -495,10 +515,15 @@ static int copy_into(join *j, const char *snap) {
                   NULL))
     return 1;
   if (!ok(s->c, s->name, "closing the snapshot", "COMMIT", 0, NULL)) return 1;
-  /* the latest copied version of every node, and the highest clock */
+  /* the latest copied version of every node, and the highest clock: rows' versions and column_merge
+   * columns' ("node:ts:hlc" in `also`, "~" in front: weak) — a column's write may be no row's version */
   for (int x = 0; x < j->n; x++) j->nodes[x].maxts = INT64_MIN;
   PGresult *r = run(me->c, me->name, "reading the copied versions",
-                    "SELECT node, max(ts), max(hlc) FROM public._odsync_versions GROUP BY node", 0, NULL);
+                    "SELECT node, max(ts), max(hlc) FROM (SELECT node, ts, hlc FROM public._odsync_versions UNION ALL "
+                    "SELECT split_part(e, ':', 1), split_part(e, ':', 2)::int8, split_part(e, ':', 3)::int8 FROM "
+                    "public._odsync_versions v CROSS JOIN LATERAL unnest(string_to_array(v.also, ',')) AS u (e0) CROSS "
+                    "JOIN LATERAL (SELECT ltrim(u.e0, '~') AS e) w WHERE w.e LIKE '%:%:%') a GROUP BY node",
+                    0, NULL);
   if (!r) return 1;
   int64_t maxhlc = 0;
   for (int i = 0; i < PQntuples(r); i++) {
@@ -733,6 +758,11 @@ static int do_join(join *j) {
     nd->t = now_us_on(nd->c, nd->name);
     int rc = nd->t == INT64_MIN || ensure_slot(j, x, pipeline(j, x, j->me), repl, NULL, 0, &nd->l);
     PQfinish(repl);
+    /* A slot an earlier attempt made starts before this clock reading: X's writes between the two
+     * need not be in the copy, so the clock says nothing of what the joining node has seen of X
+     * (ts_X is then the latest copied version of X: a spurious conflict at worst, never a write of
+     * X taken as seen that the node has not). */
+    if (nd->reused) nd->t = INT64_MIN;
     if (rc || wait_seed_past(j, x)) return 1;
     say("node %s has applied %s past the slot's start", j->nodes[j->seed].name, nd->name);
   }

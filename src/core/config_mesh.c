@@ -430,26 +430,6 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
       goto out;
     }
   }
-  /* Joining a node copies rows, row versions and tombstones (src/cli/mesh_join.c), not yet the per-column
-   * versions and tombstone images of column_merge tables: without them the new node would judge those
-   * columns by value. Refused until the join copies them. */
-  for (int i = 0; i < nn; i++) {
-    if (!nodes[i].join_from) continue;
-    const char *merged = strcmp(policy, "column_merge") == 0 ? "mesh.policy" : NULL;
-    int mlen = merged ? (int)strlen(merged) : 0;
-    for (int j = 0; j < tpol.nlist && !merged; j++)
-      if (strstr(tpol.list[j], " column_merge ")) {
-        merged = tpol.list[j];
-        mlen = (int)strcspn(merged, " ");
-      }
-    if (merged) {
-      rc = fail_node(p, n, "mesh.nodes[%d] '%s': join_from with column_merge tables (%.*s) is not supported yet: the "
-                     "join does not copy per-column versions. Give those tables another policy while the node "
-                     "joins, or start the new node with the same data and no join_from",
-                     i, nodes[i].name, mlen, merged);
-      goto out;
-    }
-  }
   od_pipeline_config *g = realloc(cfg->pipelines, (size_t)(cfg->npipelines + nn * (nn - 1)) * sizeof *g);
   if (!g) {
     rc = oom(p->err, p->file);

@@ -1121,6 +1121,29 @@ static bool mergeable(const pg_rel *r, const od_change *c, const decision *d) {
   return true;
 }
 
+/* An update with the full old row that changed no column (every new value equals the old one or
+ * is an unchanged TOASTed value): a write of no column, as its author's _odsync_colver trigger
+ * recorded it (it compares OLD and NEW the same way, on the values' text). */
+static bool wrote_nothing(const od_change *c) {
+  if (c->op != OD_OP_UPDATE || c->old_kind != 'O' || c->oldtup.ncolumns != c->newtup.ncolumns) return false;
+  for (int j = 0; j < c->newtup.ncolumns; j++) {
+    const od_value *nv = &c->newtup.values[j];
+    if (nv->kind != OD_VALUE_UNCHANGED && !same_val(nv, &c->oldtup.values[j])) return false;
+  }
+  return true;
+}
+
+/* Has every column of d a recorded write (a non-empty entry in d->also)? */
+static bool all_cols_known(const decision *d) {
+  if (!d->also) return false;
+  ver_entry cv[MERGE_COLS_MAX];
+  int n = ncols_of(d);
+  col_vers(d, n, cv);
+  for (int i = 0; i < n; i++)
+    if (!cv[i].node[0]) return false;
+  return true;
+}
+
 /* Decide one change against its key's state: fills *keep, logs a conflict, updates the state. */
 static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
                          size_t ci, const stamp *st, decision *d, const int *cols, int nctr, int nfetch,
@@ -1156,7 +1179,16 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   decision cmp = *d; /* the local write the remote one competes with (column_merge: of the row's set) */
   if (!seen_by_remote(m, st, d)) { /* concurrent */
     cmp = competitor(m, st, d);
-    if (d->tomb) {
+    if (d->tomb && exact && wrote_nothing(c) && all_cols_known(d)) {
+      /* column_merge: an update that changed no column wrote nothing, not even the row's
+       * existence. Where it arrives before the delete, the delete is judged against the columns'
+       * writes only and applied (the no-op has no column version): so here it must not re-create
+       * the row, or the nodes differ for ever (docs/MULTI_MASTER.md, "An update that changed no
+       * column"). Not a conflict: nothing of it is lost. Only when every column of the key has a
+       * recorded write: a column never recorded (a row from before the trigger) stands, on the
+       * live row, for the row's version, which the no-op did set; then it competes as before. */
+      apply = false;
+    } else if (d->tomb) {
       /* A delete against a tombstone competes too: the winner's version becomes the tombstone's
        * on every node, so later writes of the key are judged against the same version. */
       kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
