@@ -16,6 +16,9 @@
  *                 (one statement that also inserts keys the table lacks)
  * Usage: pg_update_shapes DSN [ROWS] [BATCH] [ROUNDS]
  */
+#define BENCH_NAME "pg_update_shapes"
+#include "pg_backend.h"
+
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -32,30 +35,6 @@ typedef struct batch {
   char *val[NCOL]; /* owned: binary array or text literal, per BINARY[] */
   int len[NCOL];
 } batch;
-
-static void die(PGconn *c, const char *what) {
-  fprintf(stderr, "pg_update_shapes: %s: %s", what, c ? PQerrorMessage(c) : "\n");
-  exit(1);
-}
-
-static void run(PGconn *c, const char *sql) {
-  PGresult *r = PQexec(c, sql);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) die(c, sql);
-  PQclear(r);
-}
-
-static double backend_cpu(int pid) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f || !fgets(buf, sizeof buf, f)) die(NULL, "reading the backend's /proc stat (same machine?)");
-  fclose(f);
-  char *p = strrchr(buf, ')');
-  unsigned long ut = 0, st = 0;
-  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-    die(NULL, "parsing /proc stat");
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
 
 /* salt 0: the rows the table is filled with; 1: the updated values of the same keys */
 static void rows_sql(long lo, long hi, int salt, char *out, size_t cap) {
