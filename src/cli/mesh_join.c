@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/mesh_sql.h"
 #include "common/sqlbuf.h"
 #include "odsync/config.h"
 #include "odsync/registry.h"
@@ -371,10 +372,10 @@ static int versions_sql(join *j, const char *t, od_sqlbuf *b, char *tbl, size_t 
                  "NOT NULL THEN v.node WHEN x.rid <> 0 THEN regexp_replace(x.origin, '^odsync_', '') ELSE %s END, "
                  "CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.ts ELSE coalesce((extract(epoch FROM x.cts) * "
                  "1000000)::int8, 0) END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc WHEN coalesce(x.rid, "
-                 "0) = 0 THEN greatest(coalesce((extract(epoch FROM x.cts) * 1000000)::int8, 0), (SELECT h.hlc + 1 "
-                 "FROM public._odsync_hlc h WHERE pg_xact_commit_timestamp(h.xmin) < x.cts ORDER BY h.hlc DESC LIMIT "
-                 "1)) ELSE coalesce((extract(epoch FROM x.cts) * 1000000)::int8, 0) END",
+                 "0) = 0 THEN coalesce(",
                  PQgetvalue(r, 0, 1), q ? q : "", lit ? lit : "''", lit ? lit : "''", nlit ? nlit : "''");
+  od_mesh_sql_local_hlc(b, "public._odsync_hlc", "x.cts"); /* as the seed's sinks read it */
+  od_sqlbuf_add(b, ", 0) ELSE coalesce((extract(epoch FROM x.cts) * 1000000)::int8, 0) END");
   /* the column versions (column_merge: every column's, as the seed's sinks resolve them) */
   mesh_join_also_sql(b, mesh_join_colmerge_table(pipeline(j, j->seed, j->me), tbl), nlit ? nlit : "''",
                      lit ? lit : "''");

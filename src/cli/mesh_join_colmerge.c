@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "cli/mesh_cli_util.h"
+#include "common/mesh_sql.h"
 
 /* "schema.table" equals a mesh table name (one without a schema names public.<table>). */
 static bool same_table(const char *name, size_t len, const char *target) {
@@ -61,20 +62,16 @@ void mesh_join_also_sql(od_sqlbuf *b, bool merge, const char *seed_lit, const ch
     return;
   }
   /* lc.la: per column "<commit time µs>:<hlc>" of the seed's local write that last changed it, ""
-   * none (NULL: no _odsync_colver row) — the expression of pgs_mesh_colver_read_sql. */
+   * none (NULL: no _odsync_colver row) — as the seed's sinks read it (common/mesh_sql.c). */
   od_sqlbuf_addf(b,
                  ", (SELECT nullif(string_agg(CASE WHEN coalesce(lc.la[i], '') <> '' THEN %s || ':' || lc.la[i] "
                  "ELSE coalesce(va.a[i], '') END, ',' ORDER BY i), '') FROM (SELECT string_to_array(v.also, ',') AS "
                  "a) va CROSS JOIN LATERAL generate_series(1, greatest(cardinality(lc.la), cardinality(va.a))) i) "
                  "FROM x LEFT JOIN public._odsync_versions v ON v.tbl = %s AND v.key = x.k LEFT JOIN LATERAL (SELECT "
-                 "string_to_array((SELECT string_agg(CASE WHEN z.c IS NULL THEN '' ELSE z.s::text || ':' || "
-                 "greatest(z.s, (SELECT h.hlc + 1 FROM public._odsync_hlc h WHERE pg_xact_commit_timestamp(h.xmin) "
-                 "< z.c ORDER BY h.hlc DESC LIMIT 1))::text END, ',' ORDER BY z.i) FROM public._odsync_colver cv "
-                 "CROSS JOIN LATERAL (SELECT e.i, y.c, (extract(epoch FROM y.c) * 1000000)::int8 AS s FROM "
-                 "unnest(cv.xids) WITH ORDINALITY AS e (x, i) CROSS JOIN LATERAL (SELECT "
-                 "pg_xact_commit_timestamp(e.x) AS c) y) z WHERE cv.tbl = %s AND cv.key = x.k), ',') AS la) lc ON "
-                 "true",
-                 seed_lit, tbl_lit, tbl_lit);
+                 "string_to_array(",
+                 seed_lit, tbl_lit);
+  od_mesh_sql_colver_list(b, "public._odsync_hlc", "public._odsync_colver", tbl_lit, "x.k");
+  od_sqlbuf_add(b, ", ',') AS la) lc ON true");
 }
 
 int mesh_join_colmerge_check(PGconn *seed, bool merge, bool *img, char *msg, size_t cap) {

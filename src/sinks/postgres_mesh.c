@@ -32,6 +32,8 @@
  */
 #include "sinks/postgres_mesh_internal.h"
 
+#include "common/mesh_sql.h"
+
 const char *const pgs_mesh_kinds[KINDS] = {"insert_insert", "update_update", "update_delete", "insert_delete",
                                            "delete_delete", "unique"};
 const char *const pgs_mesh_policies[] = {"last_writer_wins", "priority", "keep_local", "apply_remote",
@@ -367,9 +369,9 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, " v WHERE v.tbl = t AND v.key = k; IF NOT FOUND THEN IF c.ct IS NULL THEN RETURN NULL; END IF; "
                    "vn := CASE WHEN c.roname LIKE 'odsync\\_%' THEN substr(c.roname, 8) ELSE c.roname END; vts := "
                    "(extract(epoch FROM c.ct) * 1000000)::int8; vh := vts; END IF; ELSE vts := (extract(epoch FROM "
-                   "c.ct) * 1000000)::int8; vh := greatest(vts, (SELECT h.hlc + 1 FROM ");
-  od_sqlbuf_add(b, m->hlc_q);
-  od_sqlbuf_add(b, " h WHERE pg_xact_commit_timestamp(h.xmin) < c.ct ORDER BY h.hlc DESC LIMIT 1)); END IF; INSERT INTO ");
+                   "c.ct) * 1000000)::int8; vh := ");
+  od_mesh_sql_local_hlc(b, m->hlc_q, "c.ct"); /* a local write's hlc (common/mesh_sql.c) */
+  od_sqlbuf_add(b, "; END IF; INSERT INTO ");
   od_sqlbuf_add(b, m->ul_q);
   od_sqlbuf_add(b, " AS l (tbl, key, img, node, ts, hlc) VALUES (t, k, im, vn, vts, vh) ON CONFLICT (tbl, key, img) DO "
                    "UPDATE SET node = excluded.node, ts = excluded.ts, hlc = excluded.hlc; RETURN NULL; END $odsync$; ");

@@ -15,6 +15,8 @@
  */
 #include "sinks/postgres_mesh_internal.h"
 
+#include "common/mesh_sql.h"
+
 bool pgs_mesh_colver_table(const pgs_mesh *m, const pg_rel *r) {
   return pgs_mesh_pol(m, r->target)->policy == POL_COLUMN_MERGE;
 }
@@ -101,15 +103,10 @@ int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
 
 void pgs_mesh_colver_read_sql(const pgs_mesh *m, od_sqlbuf *b, int tbl_param) {
   /* per column: "<commit time µs>:<hlc>" of the local transaction that last changed it, "" none */
-  od_sqlbuf_add(b, ", (SELECT string_agg(CASE WHEN z.c IS NULL THEN '' ELSE z.s::text || ':' || greatest(z.s, "
-                   "(SELECT h.hlc + 1 FROM ");
-  od_sqlbuf_add(b, m->hlc_q);
-  od_sqlbuf_add(b, " h WHERE pg_xact_commit_timestamp(h.xmin) < z.c ORDER BY h.hlc DESC LIMIT 1))::text END, ',' "
-                   "ORDER BY z.i) FROM ");
-  od_sqlbuf_add(b, m->cv_q);
-  od_sqlbuf_addf(b, " cv CROSS JOIN LATERAL (SELECT e.i, y.c, (extract(epoch FROM y.c) * 1000000)::int8 AS s FROM "
-                    "unnest(cv.xids) WITH ORDINALITY AS e (x, i) CROSS JOIN LATERAL (SELECT "
-                    "pg_xact_commit_timestamp(e.x) AS c) y) z WHERE cv.tbl = $%d AND cv.key = x.k)", tbl_param);
+  char tbl[16];
+  snprintf(tbl, sizeof tbl, "$%d", tbl_param);
+  od_sqlbuf_add(b, ", ");
+  od_mesh_sql_colver_list(b, m->hlc_q, m->cv_q, tbl, "x.k");
 }
 
 /* The n-th comma-separated item of list (NULL list: none): start and length. */

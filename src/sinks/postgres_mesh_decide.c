@@ -16,6 +16,8 @@
  */
 #include "sinks/postgres_mesh_internal.h"
 
+#include "common/mesh_sql.h"
+
 /* ---- per-key state ---------------------------------------------------------------------------- */
 
 static const od_tuple *key_tuple(const od_change *c) {
@@ -67,9 +69,9 @@ static void slot_put(pgs_mesh *m, size_t idx) {
     }
 }
 
-/* Append a key state (takes ownership of key); NULL on out-of-memory (key freed). */
 decision *pgs_mesh_dec_peek(pgs_mesh *m, const pg_rel *r, const char *key) { return dec_find(m, r->rel, key); }
 
+/* Append a key state (takes ownership of key); NULL on out-of-memory (key freed). */
 static decision *dec_add(pgs_mesh *m, const od_relation *rel, char *key) {
   if (m->ndec == m->dec_cap) {
     size_t cap = m->dec_cap ? m->dec_cap * 2 : 64;
@@ -775,12 +777,11 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_add(b, " FROM dead) SELECT x.k, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.ts ELSE "
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL "
                    "THEN v.node ELSE x.origin END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc WHEN x.rid = 0 "
-                   "THEN greatest((extract(epoch FROM x.cts) * 1000000)::int8, (SELECT h.hlc + 1 FROM ");
+                   "THEN ");
   /* A local write's hlc: its commit time, or one tick past the highest hlc applied here before it
    * (_odsync_hlc rows committed before it; the stream readers of this node compute the same). */
-  od_sqlbuf_add(b, m->hlc_q);
-  od_sqlbuf_add(b, " h WHERE pg_xact_commit_timestamp(h.xmin) < x.cts ORDER BY h.hlc DESC LIMIT 1)) ELSE "
-                   "(extract(epoch FROM x.cts) * 1000000)::int8 END, x.tomb");
+  od_mesh_sql_local_hlc(b, m->hlc_q, "x.cts");
+  od_sqlbuf_add(b, " ELSE (extract(epoch FROM x.cts) * 1000000)::int8 END, x.tomb");
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", x.c%d", k);
   for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", x.a%d", k);
   /* column_merge: the side table's column versions (the last sink write's) also under a later

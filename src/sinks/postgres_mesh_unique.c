@@ -22,6 +22,8 @@
  */
 #include "sinks/postgres_mesh_internal.h"
 
+#include "common/mesh_sql.h"
+
 #define UIDX_MAX 8 /* unique indexes per table checked */
 #define UCOL_MAX 8 /* columns per unique index */
 
@@ -176,12 +178,9 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
    * wrote the row last, else its xmin's commit time and origin) */
   od_sqlbuf_add(&b, " AS k, CASE WHEN c.roident <> 0 AND v.key IS NOT NULL THEN v.ts ELSE (extract(epoch FROM "
                     "c.timestamp) * 1000000)::int8 END, CASE WHEN c.roident <> 0 AND v.key IS NOT NULL THEN v.node "
-                    "ELSE o.roname END, CASE WHEN c.roident <> 0 AND v.key IS NOT NULL THEN v.hlc WHEN c.roident = 0 THEN "
-                    "greatest((extract(epoch FROM c.timestamp) * 1000000)::int8, (SELECT h.hlc + 1 FROM ");
-  /* a local write's hlc, as the versions query computes it (postgres_mesh_decide.c) */
-  od_sqlbuf_add(&b, m->hlc_q);
-  od_sqlbuf_add(&b, " h WHERE pg_xact_commit_timestamp(h.xmin) < c.timestamp ORDER BY h.hlc DESC LIMIT 1)) ELSE "
-                    "(extract(epoch FROM c.timestamp) * 1000000)::int8 END, to_jsonb(t.*)::text, false FROM ");
+                    "ELSE o.roname END, CASE WHEN c.roident <> 0 AND v.key IS NOT NULL THEN v.hlc WHEN c.roident = 0 THEN ");
+  od_mesh_sql_local_hlc(&b, m->hlc_q, "c.timestamp"); /* a local write's hlc (common/mesh_sql.c) */
+  od_sqlbuf_add(&b, " ELSE (extract(epoch FROM c.timestamp) * 1000000)::int8 END, to_jsonb(t.*)::text, false FROM ");
   od_sqlbuf u = {0}; /* the batch's rows: unnest(...) AS u (i, k, v0, ...) */
   od_sqlbuf_add(&u, "unnest($1::int8[], $2::text[]");
   for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&u, ", $%d::text[]", 3 + k);
