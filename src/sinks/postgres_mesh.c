@@ -212,13 +212,13 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[12] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
+  const char *tnames[13] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
                             "_odsync_hlc", "_odsync_keylock", "_odsync_peer_vv", "_odsync_colver",
                             "_odsync_colver_fn", "_odsync_tombstone_img", "_odsync_unique_left",
-                            "_odsync_unique_left_fn"};
-  char **outs[12] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->kl_q,
-                     &m->pvv_q, &m->cv_q, &m->cvfn_q, &m->tifn_q, &m->ul_q, &m->ulfn_q};
-  for (int i = 0; i < 12; i++) {
+                            "_odsync_unique_left_fn", "_odsync_truncate_fn"};
+  char **outs[13] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->kl_q, &m->pvv_q,
+                     &m->cv_q, &m->cvfn_q, &m->tifn_q, &m->ul_q, &m->ulfn_q, &m->trfn_q};
+  for (int i = 0; i < 13; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -260,6 +260,7 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->tifn_q);
   free(m->ul_q);
   free(m->ulfn_q);
+  free(m->trfn_q);
   for (int i = 0; i < m->ntables; i++) free(m->tables[i]);
   free(m->tables);
   for (int i = 0; i < m->ntpol; i++) free(m->tpol[i].table);
@@ -386,6 +387,15 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                    "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); "
                    "PERFORM pg_advisory_xact_lock_shared(hashtext(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME), "
                    "hashtext(k) & 255); RETURN NEW; END $odsync$; ");
+  /* TRUNCATE of a mesh table (docs/MULTI_MASTER.md, "TRUNCATE"): an application's TRUNCATE first
+   * deletes every row, in its own transaction, so each row leaves as a delete with a tombstone and
+   * every node judges it like any delete (a write it had not seen survives by the policy, a key it
+   * never had is not touched); the peers' sinks skip the TRUNCATE message that follows. */
+  od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
+  od_sqlbuf_add(b, m->trfn_q);
+  od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ BEGIN IF current_setting('odsync.mesh_sink', "
+                   "true) IS DISTINCT FROM 'on' THEN EXECUTE format('DELETE FROM %I.%I', TG_TABLE_SCHEMA, "
+                   "TG_TABLE_NAME); END IF; RETURN NULL; END $odsync$; ");
   for (int i = 0; i < m->ntables; i++) {
     char *lit = PQescapeLiteral(s->conn, m->tables[i], strlen(m->tables[i]));
     char *fn = PQescapeLiteral(s->conn, m->fn_q, strlen(m->fn_q));
@@ -411,6 +421,16 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                       "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; EXECUTE "
                       "format('CREATE OR REPLACE TRIGGER _odsync_tombstone AFTER DELETE ON %%s FOR EACH ROW EXECUTE "
                       "FUNCTION %%s(%%s)', rel, %s, cols); END $odsync$; ", lit, fn);
+    char *trf = PQescapeLiteral(s->conn, m->trfn_q, strlen(m->trfn_q));
+    if (!trf) {
+      PQfreemem(lit);
+      PQfreemem(fn);
+      return pgs_fail(s, NULL, "quoting a table name", NULL, err);
+    }
+    od_sqlbuf_addf(b, "DO $odsync$ DECLARE rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN RETURN; END "
+                      "IF; EXECUTE format('CREATE OR REPLACE TRIGGER _odsync_truncate BEFORE TRUNCATE ON %%s FOR EACH "
+                      "STATEMENT EXECUTE FUNCTION %%s()', rel, %s); END $odsync$; ", lit, trf);
+    PQfreemem(trf);
     char *ufn = PQescapeLiteral(s->conn, m->ulfn_q, strlen(m->ulfn_q));
     if (!ufn) {
       PQfreemem(lit);
@@ -868,6 +888,18 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
   size_t nk = 0;
   for (size_t i = 0; i < n && rc == OD_OK; i++) {
     if (!keepflag[i]) continue;
+    if (changes[from + i].op == OD_OP_TRUNCATE) {
+      /* the peer's _odsync_truncate trigger deleted the rows first, in the same transaction: those
+       * deletes (already in this run) are the truncate; applying it here too would remove rows the
+       * peer never had — writes concurrent with it, which the peer keeps */
+      if (!m->truncate_warned)
+        od_info("postgres sink %s: mesh %s <- %s: a TRUNCATE of %s.%s is not applied as such: its rows came as "
+                "deletes (docs/MULTI_MASTER.md, \"TRUNCATE\")", s->where, m->node, m->peer,
+                changes[from + i].rel ? changes[from + i].rel->schema : "?",
+                changes[from + i].rel ? changes[from + i].rel->name : "?");
+      m->truncate_warned = true;
+      continue;
+    }
     m->keep[nk] = changes[from + i];
     for (size_t o = 0; o < m->novr; o++) /* counter merges: the new row with the merged counters */
       if (m->ovr[o].idx == from + i) {

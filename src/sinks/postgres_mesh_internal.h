@@ -129,6 +129,8 @@ typedef struct pgs_mesh {
   char *tifn_q; /* quoted trigger function keeping a deleted row's last values in its tombstone (img) */
   char *ul_q;   /* quoted table of unique values rows left (_odsync_unique_left: deletes and moves) */
   char *ulfn_q; /* quoted trigger function that fills it */
+  char *trfn_q; /* quoted trigger function turning an application's TRUNCATE into a DELETE of every row */
+  bool truncate_warned; /* a peer's TRUNCATE was skipped (its rows came as deletes): said once */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
   int ntables;
   char **counters; /* mesh_counters: "schema.table.column" merged as a sum of deltas (malloc'd) */
