@@ -8,7 +8,9 @@
 #                              (MESH_GC_INTERVAL=N adds gc_interval_s: N)
 #   mesh_wait_equal TIMEOUT TABLE...  poll od_compare_pg until every node equals the first one
 #   mesh_wait_marker TIMEOUT FROM TO  write a marker row at FROM, wait for it at TO (stream caught up)
-declare -A NODE_PORT NODE_DSN
+#   mesh_restart_node NAME MODE  stop that node's server (pg_ctl -m MODE: fast or immediate, i.e. a
+#                              crash) and start it again on the same port and data directory
+declare -A NODE_PORT NODE_DSN NODE_DIR
 MESH_NODES=()
 OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
 
@@ -17,6 +19,7 @@ mesh_start_nodes() {
   for n in "$@"; do
     PG_START_CONF="track_commit_timestamp = on" pg_start shop || fail "cannot start node $n"
     NODE_PORT[$n]=$PGPORT
+    NODE_DIR[$n]=$PG_DIR
     NODE_DSN[$n]="host=127.0.0.1 port=$PGPORT dbname=shop user=postgres"
     MESH_NODES+=("$n")
   done
@@ -98,4 +101,12 @@ mesh_wait_marker() {
     (($(date +%s) < deadline)) || fail "marker from $from not at $to after ${timeout}s"
     sleep 0.2
   done
+}
+
+mesh_restart_node() {
+  local n=$1 mode=$2 dir=${NODE_DIR[$1]}
+  pg_as_user "$(pg_bindir)/pg_ctl" -D "$dir/data" -m "$mode" -w -t 60 stop >/dev/null ||
+    fail "cannot stop node $n's server ($mode)"
+  pg_as_user "$(pg_bindir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start >/dev/null ||
+    fail "cannot start node $n's server again: $(tail -n 20 "$dir/server.log")"
 }
