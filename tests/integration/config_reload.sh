@@ -133,7 +133,9 @@ alpha_workload() {
   echo "workload: 600 transactions"
 }
 workload_start alpha_workload
-wait_for "(( \$(metric odsync_changes_applied_total alpha) > 250 ))" 120 || fail "alpha applies nothing of the workload"
+# 250 changes are 125 of the workload's transactions, one psql start each: once, at load 30 on 2 cores,
+# fewer than that were written in 120 s, so the wait is generous; the assertion is unchanged.
+wait_for "(( \$(metric odsync_changes_applied_total alpha) > 250 ))" 300 || fail "alpha applied at most 250 changes of the workload in 300 s"
 A_APPLIED1=$(metric odsync_changes_applied_total alpha)
 
 # 1. Roles: no token 401, viewer and operator 403; nothing reloads.
