@@ -347,15 +347,25 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
   /* In this ON clause only u, w (columns _odsync_*) and t are in scope: the index's unqualified
    * column names are t's, and its expressions and predicate read as in the index (usable by it). */
   od_sqlbuf_add(&b, " t ON ");
+  /* NULLS NOT DISTINCT: "a = b OR (a IS NULL AND b IS NULL)", the same as IS NOT DISTINCT FROM
+   * but usable by the index (a BitmapOr of the value and of the NULLs; IS NOT DISTINCT FROM
+   * read the whole table per batch) */
   for (int k = 0; k < x->ncol; k++) {
-    if (k) od_sqlbuf_add(&b, " AND ");
+    od_sqlbuf lhs = {0}, rhs = {0};
     if (x->col[k] >= 0) {
-      od_sqlbuf_add(&b, "t.");
-      od_sqlbuf_ident(&b, r->rel->columns[x->ref[x->col[k]]].name);
-      od_sqlbuf_addf(&b, "%su._odsync_v%d::%s", eq, x->col[k], x->type[x->col[k]]);
+      od_sqlbuf_add(&lhs, "t.");
+      od_sqlbuf_ident(&lhs, r->rel->columns[x->ref[x->col[k]]].name);
+      od_sqlbuf_addf(&rhs, "u._odsync_v%d::%s", x->col[k], x->type[x->col[k]]);
     } else {
-      od_sqlbuf_addf(&b, "(%s)%sw._odsync_e%d", x->expr[k], eq, k);
+      od_sqlbuf_addf(&lhs, "(%s)", x->expr[k]);
+      od_sqlbuf_addf(&rhs, "w._odsync_e%d", k);
     }
+    if (lhs.oom || rhs.oom) b.oom = true;
+    else if (x->nnd)
+      od_sqlbuf_addf(&b, "%s(%s = %s OR (%s IS NULL AND %s IS NULL))", k ? " AND " : "", lhs.p, rhs.p, lhs.p, rhs.p);
+    else od_sqlbuf_addf(&b, "%s%s = %s", k ? " AND " : "", lhs.p, rhs.p);
+    od_sqlbuf_free(&lhs);
+    od_sqlbuf_free(&rhs);
   }
   if (x->pred) od_sqlbuf_addf(&b, " AND (%s) AND w._odsync_p", x->pred);
   od_sqlbuf_add(&b, " CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
