@@ -444,14 +444,18 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                       "i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = rel AND i.indisprimary; SELECT "
                       "string_agg(quote_literal(x.attname), ', ' ORDER BY x.attnum), string_agg(quote_ident(x.attname), "
                       "', ' ORDER BY x.attnum) INTO uc, ucols FROM (SELECT DISTINCT a.attname, a.attnum FROM pg_index i "
-                      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts "
-                      "- 1]) WHERE i.indrelid = rel AND i.indisunique AND NOT i.indisprimary AND i.indisvalid AND "
-                      "i.indpred IS NULL AND i.indexprs IS NULL) x; IF kc IS NULL OR uc IS NULL THEN IF EXISTS "
+                      "JOIN pg_attribute a ON ", lit);
+    /* the columns the checked indexes read: key columns, and those of expressions and predicates
+     * (postgres_mesh_unique.c), so that a row leaving a partial index's predicate is recorded */
+    od_sqlbuf_add(b, pgs_mesh_unique_refcols_sql());
+    od_sqlbuf_add(b, " WHERE i.indrelid = rel AND ");
+    od_sqlbuf_add(b, pgs_mesh_unique_checked_sql());
+    od_sqlbuf_addf(b, ") x; IF kc IS NULL OR uc IS NULL THEN IF EXISTS "
                       "(SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '_odsync_unique_left') THEN EXECUTE "
                       "format('DROP TRIGGER _odsync_unique_left ON %%s', rel); END IF; RETURN; END IF; EXECUTE "
                       "format('CREATE OR REPLACE TRIGGER _odsync_unique_left AFTER DELETE OR UPDATE OF %%s ON %%s FOR "
                       "EACH ROW EXECUTE FUNCTION %%s(%%s, %%s, %%s)', ucols, rel, %s, quote_literal(nk), kc, uc); END "
-                      "$odsync$; ", lit, ufn);
+                      "$odsync$; ", ufn);
     PQfreemem(ufn);
     PQfreemem(lit);
     PQfreemem(fn);
@@ -912,9 +916,17 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
       }
     for (size_t o = 0; o < m->ntodel; o++) /* a remote row that lost a unique-index clash: removed */
       if (m->todel[o] == from + i) {
-        m->keep[nk].op = OD_OP_DELETE;
-        m->keep[nk].old_kind = 'K';
-        m->keep[nk].oldtup = m->keep[nk].newtup; /* the key columns are read at their places */
+        od_change *k = &m->keep[nk];
+        /* An update with its old key (one that changed the key, or REPLICA IDENTITY FULL) was
+         * decided under that old key (its row here), which the loser's removal deletes and
+         * tombstones: the row it moved is removed, and the new key is never written. Else the
+         * key columns are read at their places in the new row. */
+        bool old_key = k->op == OD_OP_UPDATE && (k->old_kind == 'K' || k->old_kind == 'O');
+        k->op = OD_OP_DELETE;
+        if (!old_key) {
+          k->old_kind = 'K';
+          k->oldtup = k->newtup;
+        }
       }
     nk++;
   }

@@ -325,6 +325,10 @@ int pgs_mesh_unique_query(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
  * is removed, its key tombstoned with that row's version) and log them as kind "unique". */
 int pgs_mesh_unique_resolve(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
                             size_t ci, const stamp *st, decision *d, const uniq_set *u, bool *keep, od_error *err);
+/* SQL conditions on pg_index i (and pg_attribute a): the unique indexes a mesh sink checks, and
+ * the columns such an index reads (key columns, and those of its expressions and predicate). */
+const char *pgs_mesh_unique_checked_sql(void);
+const char *pgs_mesh_unique_refcols_sql(void);
 void pgs_mesh_unique_clear(uniq_set *u);
 /* After change c of key d was decided (keep: applied): when an earlier applied change of the same
  * run put d's row on unique values that c leaves (a delete, or an update of a unique column),

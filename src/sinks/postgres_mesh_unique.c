@@ -2,9 +2,11 @@
  * lock that closes the never-existing-key race (docs/MULTI_MASTER.md, "Unique-key clashes").
  *
  * Owns: the catalog of each mesh table's non-primary unique indexes (read once per table and
- * session: name, key columns, their types), the clash query of a batch (one statement per such
- * index and batch: the local rows holding the unique values of the batch's inserts and updates
- * under another key, locked in key order, and the _odsync_unique_left records of rows of other keys
+ * session: name, key parts — columns or expressions —, predicate, NULLS NOT DISTINCT, the columns
+ * it reads and their types), the clash query of a batch (one statement per such index and batch:
+ * the local rows holding the unique values of the batch's inserts and updates under another key —
+ * expressions evaluated on both rows, a partial index's predicate required of both, NULLs equal
+ * under NULLS NOT DISTINCT —, locked in key order, and the _odsync_unique_left records of rows of other keys
  * that left those values — judged only when the remote row had not seen the record's version), the
  * resolution of a clash by the table's policy (the
  * losing row is removed on every node: a local loser by ctid now, a remote loser by turning its
@@ -24,22 +26,49 @@
 
 #include "common/mesh_sql.h"
 
-#define UIDX_MAX 8 /* unique indexes per table checked */
-#define UCOL_MAX 8 /* columns per unique index */
+#define UIDX_MAX 8  /* unique indexes per table checked */
+#define UCOL_MAX 8  /* key columns (or expressions) per unique index */
+#define UREF_MAX 16 /* columns an index reads: key columns and those of its expressions and predicate */
 
 struct mesh_uniq {
   char *target; /* "schema.table" */
   int nidx;
   struct uidx {
     char name[64];
-    int ncol;
-    int col[UCOL_MAX];     /* column indexes in the relation */
-    char type[UCOL_MAX][64]; /* the column's type without typmod: the cast of the batch's text */
+    int ncol;                /* key parts: a column or an expression */
+    int col[UCOL_MAX];       /* a key column's position in ref[], or -1: the part is expr[k] */
+    char *expr[UCOL_MAX];    /* an expression part's text (pg_get_indexdef), malloc'd */
+    char *pred;              /* the predicate of a partial index (pg_get_expr), malloc'd, or NULL */
+    bool nnd;                /* NULLS NOT DISTINCT: compared with IS NOT DISTINCT FROM */
+    int nref;                /* every column the index reads, in column order */
+    int ref[UREF_MAX];       /* their column indexes in the relation */
+    char type[UREF_MAX][64]; /* their types without typmod: the cast of the batch's text */
   } idx[UIDX_MAX];
 };
 
+static void uidx_free(struct uidx *x) {
+  for (int k = 0; k < UCOL_MAX; k++) {
+    free(x->expr[k]);
+    x->expr[k] = NULL;
+  }
+  free(x->pred);
+  x->pred = NULL;
+}
+
+/* Whether x compares anything but plain columns (then a subquery evaluates its expressions and
+ * predicate on the batch's rows and on the records). */
+static bool uidx_exprs(const struct uidx *x) {
+  if (x->pred) return true;
+  for (int k = 0; k < x->ncol; k++)
+    if (x->col[k] < 0) return true;
+  return false;
+}
+
 void pgs_mesh_unique_free(pgs_mesh *m) {
-  for (int i = 0; i < m->nuq; i++) free(m->uq[i].target);
+  for (int i = 0; i < m->nuq; i++) {
+    for (int j = 0; j < m->uq[i].nidx; j++) uidx_free(&m->uq[i].idx[j]);
+    free(m->uq[i].target);
+  }
   free(m->uq);
   m->uq = NULL;
   m->nuq = 0;
@@ -63,7 +92,39 @@ void pgs_mesh_unique_clear(uniq_set *u) {
   *u = (uniq_set){0};
 }
 
-/* The unique indexes of r other than the primary key (catalog read once per table). */
+/* Splits s (fields separated by chr(31)) in place into at most max fields; returns their count
+ * (an empty s is one empty field). */
+static int split31(char *s, char **f, int max) {
+  int n = 0;
+  for (char *p = s;; ) {
+    if (n == max) return max + 1;
+    f[n++] = p;
+    char *e = strchr(p, '\x1f');
+    if (!e) break;
+    *e = '\0';
+    p = e + 1;
+  }
+  return n;
+}
+
+/* The SQL of the columns every checked unique index of a table reads (its key columns and the
+ * columns of its expressions and predicate, from pg_depend), for the index `i` of the relation
+ * `i.indrelid`: shared by the catalog read below and the _odsync_unique_left trigger's DDL
+ * (postgres_mesh.c), so that records hold every column a check evaluates. */
+const char *pgs_mesh_unique_refcols_sql(void) {
+  return "a.attrelid = i.indrelid AND a.attnum > 0 AND NOT a.attisdropped AND (a.attnum = ANY "
+         "((i.indkey::int2[])[0:i.indnkeyatts - 1]) OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = "
+         "'pg_class'::regclass AND d.objid = i.indexrelid AND d.refclassid = 'pg_class'::regclass AND d.refobjid = "
+         "i.indrelid AND d.refobjsubid = a.attnum))";
+}
+
+/* The unique indexes of r other than the primary key that are checked (all but those whose
+ * expression or predicate reads the whole row); catalog read once per table. */
+const char *pgs_mesh_unique_checked_sql(void) {
+  return "i.indisunique AND NOT i.indisprimary AND i.indisvalid AND coalesce(i.indexprs::text, '') || "
+         "coalesce(i.indpred::text, '') NOT LIKE '%:varattno 0 %'";
+}
+
 static int uniq_of(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct mesh_uniq **out, od_error *err) {
   for (int i = 0; i < m->nuq; i++)
     if (strcmp(m->uq[i].target, r->target) == 0) {
@@ -71,15 +132,28 @@ static int uniq_of(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct mesh_
       return OD_OK;
     }
   const char *p[1] = {r->qtarget};
-  PGresult *res = pgs_exec(s, r->target, "reading unique indexes (mesh)",
-                           "SELECT ic.relname, array_to_string(array_agg(a.attname::text ORDER BY k.o), chr(31)), "
-                           "array_to_string(array_agg(format_type(a.atttypid, NULL) ORDER BY k.o), chr(31)) "
-                           "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid CROSS JOIN LATERAL "
-                           "unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, o) JOIN pg_attribute a ON "
-                           "a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE i.indrelid = $1::regclass AND "
-                           "i.indisunique AND NOT i.indisprimary AND i.indisvalid AND i.indpred IS NULL AND "
-                           "i.indexprs IS NULL AND k.o <= i.indnkeyatts GROUP BY ic.relname ORDER BY ic.relname",
-                           1, p, err);
+  od_sqlbuf q = {0};
+  /* per index: name, whether it is checked, NULLS NOT DISTINCT, predicate, per key part the
+   * column name ('' for an expression) and pg_get_indexdef's text, the columns it reads and their types */
+  od_sqlbuf_add(&q, "SELECT ic.relname, ");
+  od_sqlbuf_add(&q, pgs_mesh_unique_checked_sql());
+  od_sqlbuf_add(&q, ", coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false), pg_get_expr(i.indpred, "
+                    "i.indrelid), (SELECT array_to_string(array_agg(coalesce((SELECT a.attname::text FROM pg_attribute a "
+                    "WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[k.o - 1] AND a.attnum > 0), '') ORDER BY k.o), "
+                    "chr(31)) FROM generate_series(1, i.indnkeyatts) AS k(o)), (SELECT array_to_string(array_agg("
+                    "pg_get_indexdef(i.indexrelid, k.o, true) ORDER BY k.o), chr(31)) FROM generate_series(1, "
+                    "i.indnkeyatts) AS k(o)), (SELECT array_to_string(array_agg(a.attname::text ORDER BY a.attnum), "
+                    "chr(31)) FROM pg_attribute a WHERE ");
+  od_sqlbuf_add(&q, pgs_mesh_unique_refcols_sql());
+  od_sqlbuf_add(&q, "), (SELECT array_to_string(array_agg(format_type(a.atttypid, NULL) ORDER BY a.attnum), chr(31)) "
+                    "FROM pg_attribute a WHERE ");
+  od_sqlbuf_add(&q, pgs_mesh_unique_refcols_sql());
+  od_sqlbuf_add(&q, ") FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = $1::regclass AND "
+                    "i.indisunique AND NOT i.indisprimary AND i.indisvalid ORDER BY ic.relname");
+  PGresult *res = q.oom ? NULL : pgs_exec(s, r->target, "reading unique indexes (mesh)", q.p, 1, p, err);
+  bool oom = q.oom;
+  od_sqlbuf_free(&q);
+  if (oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   if (!res) return err->code;
   struct mesh_uniq *g = realloc(m->uq, (size_t)(m->nuq + 1) * sizeof *g);
   if (!g) {
@@ -94,34 +168,71 @@ static int uniq_of(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct mesh_
     return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
   m->nuq++;
-  for (int t = 0; t < PQntuples(res) && u->nidx < UIDX_MAX; t++) {
+  int rc = OD_OK;
+  for (int t = 0; t < PQntuples(res) && rc == OD_OK; t++) {
+    if (u->nidx == UIDX_MAX) {
+      od_warn("postgres sink %s: mesh: table %s: unique index %s is not checked for clashes (more than %d unique "
+              "indexes); a clash on it stops the pipeline", s->where, r->target, PQgetvalue(res, t, 0), UIDX_MAX);
+      continue;
+    }
     struct uidx *x = &u->idx[u->nidx];
     *x = (struct uidx){.ncol = 0};
     snprintf(x->name, sizeof x->name, "%s", PQgetvalue(res, t, 0));
-    char cols[2048], types[2048];
-    snprintf(cols, sizeof cols, "%s", PQgetvalue(res, t, 1));
-    snprintf(types, sizeof types, "%s", PQgetvalue(res, t, 2));
+    if (strcmp(PQgetvalue(res, t, 1), "t") != 0) {
+      od_warn("postgres sink %s: mesh: table %s: unique index %s is not checked for clashes (its expression or "
+              "predicate reads the whole row); a clash on it stops the pipeline", s->where, r->target, x->name);
+      continue;
+    }
+    x->nnd = strcmp(PQgetvalue(res, t, 2), "t") == 0;
+    char *names = strdup(PQgetvalue(res, t, 4)), *defs = strdup(PQgetvalue(res, t, 5)),
+         *refs = strdup(PQgetvalue(res, t, 6)), *types = strdup(PQgetvalue(res, t, 7));
+    if (!PQgetisnull(res, t, 3)) x->pred = strdup(PQgetvalue(res, t, 3));
     bool ok = true;
-    char *s1 = NULL, *s2 = NULL;
-    for (char *c = strtok_r(cols, "\x1f", &s1), *ty = strtok_r(types, "\x1f", &s2); c && ty && ok;
-         c = strtok_r(NULL, "\x1f", &s1), ty = strtok_r(NULL, "\x1f", &s2)) {
+    if (!names || !defs || !refs || !types || (!PQgetisnull(res, t, 3) && !x->pred)) {
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      ok = false;
+    }
+    char *fn[UCOL_MAX + 1], *fd[UCOL_MAX + 1], *fr[UREF_MAX + 1], *ft[UREF_MAX + 1];
+    int nn = ok ? split31(names, fn, UCOL_MAX) : 0, nd = ok ? split31(defs, fd, UCOL_MAX) : 0;
+    int nr = ok ? split31(refs, fr, UREF_MAX) : 0, nt = ok ? split31(types, ft, UREF_MAX) : 0;
+    ok = ok && nn <= UCOL_MAX && nn == nd && nr <= UREF_MAX && nr == nt && fr[0][0];
+    for (int k = 0; ok && k < nr; k++) { /* every column it reads must be in the stream */
       int col = -1;
       for (int j = 0; j < r->rel->ncolumns; j++)
-        if (strcmp(r->rel->columns[j].name, c) == 0) col = j;
-      ok = col >= 0 && x->ncol < UCOL_MAX;
-      if (ok) {
-        x->col[x->ncol] = col;
-        snprintf(x->type[x->ncol], sizeof x->type[0], "%s", ty);
-        x->ncol++;
-      }
+        if (strcmp(r->rel->columns[j].name, fr[k]) == 0) col = j;
+      ok = col >= 0;
+      x->ref[k] = col;
+      snprintf(x->type[k], sizeof x->type[0], "%s", ft[k]);
     }
-    if (ok && x->ncol) u->nidx++;
-    else
+    if (ok) x->nref = nr;
+    for (int k = 0; ok && k < nn; k++) {
+      x->col[k] = -1;
+      if (fn[k][0]) {
+        for (int j = 0; j < x->nref; j++)
+          if (strcmp(r->rel->columns[x->ref[j]].name, fn[k]) == 0) x->col[k] = j;
+        ok = x->col[k] >= 0;
+      } else if (!(x->expr[k] = strdup(fd[k]))) {
+        rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+        ok = false;
+      }
+      if (ok) x->ncol = k + 1;
+    }
+    free(names);
+    free(defs);
+    free(refs);
+    free(types);
+    if (ok && x->ncol) {
+      u->nidx++;
+      continue;
+    }
+    uidx_free(x);
+    if (rc == OD_OK)
       od_warn("postgres sink %s: mesh: table %s: unique index %s is not checked for clashes (a column the stream "
-              "does not carry, or more than %d columns); a clash on it stops the pipeline", s->where, r->target,
-              x->name, UCOL_MAX);
+              "does not carry, or more than %d key columns or %d columns read); a clash on it stops the pipeline",
+              s->where, r->target, x->name, UCOL_MAX, UREF_MAX);
   }
   PQclear(res);
+  if (rc) return rc;
   if (u->nidx)
     od_debug("postgres sink %s: mesh: table %s: %d unique index(es) besides the primary key", s->where, r->target,
              u->nidx);
@@ -145,34 +256,83 @@ static int cmp_clash(const void *a, const void *b) {
   return x->ci < y->ci ? -1 : x->ci > y->ci;
 }
 
-/* One index: the local rows whose values of x equal those of a new row of the batch under another key. */
+/* A column or expression name as an SQL string literal's body. */
+static void add_lit(od_sqlbuf *b, const char *s) {
+  for (const char *q = s; *q; q++) od_sqlbuf_addn(b, *q == '\'' ? "''" : q, *q == '\'' ? 2 : 1);
+}
+
+/* "(SELECT (e0) AS _odsync_e0, ..., (pred) AS _odsync_p FROM <from> z) alias": x's expressions
+ * and predicate on one row whose columns have the table's names (unqualified names in the
+ * index's text resolve to that innermost row). */
+static void eval_row(od_sqlbuf *b, const struct uidx *x, const char *from, const char *alias) {
+  od_sqlbuf_add(b, " CROSS JOIN LATERAL (SELECT ");
+  bool first = true;
+  for (int k = 0; k < x->ncol; k++)
+    if (x->col[k] < 0) {
+      od_sqlbuf_addf(b, "%s(%s) AS _odsync_e%d", first ? "" : ", ", x->expr[k], k);
+      first = false;
+    }
+  od_sqlbuf_addf(b, "%s%s%s%s AS _odsync_p FROM ", first ? "" : ", ", x->pred ? "(" : "", x->pred ? x->pred : "true",
+                 x->pred ? ")" : "");
+  od_sqlbuf_add(b, from);
+  od_sqlbuf_addf(b, " z) %s", alias);
+}
+
+/* One index: the local rows whose values of x equal those of a new row of the batch under another
+ * key — key columns compared with `=` (IS NOT DISTINCT FROM for a NULLS NOT DISTINCT index),
+ * expressions evaluated on both rows, and for a partial index only rows inside its predicate on
+ * both sides — and the records of values left that do the same. */
 static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct uidx *x, const od_change *changes,
                        const size_t *idx, char **keys, size_t q0, size_t q1, uniq_set *out, od_error *err) {
-  od_sqlbuf arr[2 + UCOL_MAX] = {{0}};
-  int na = 2 + x->ncol, rc = OD_OK;
+  od_sqlbuf arr[2 + UREF_MAX] = {{0}};
+  int na = 2 + x->nref, rc = OD_OK;
+  bool ev = uidx_exprs(x);
   for (int k = 0; k < na; k++) od_sqlbuf_add(&arr[k], "{");
   size_t rows = 0;
   for (size_t j = q0; j < q1; j++) {
     const od_change *c = &changes[idx[j]];
     if (!keys[j] || (c->op != OD_OP_INSERT && c->op != OD_OP_UPDATE && c->op != OD_OP_READ)) continue;
-    bool ok = true; /* a null (or an unchanged TOAST value) never clashes */
-    for (int k = 0; k < x->ncol && ok; k++)
-      ok = x->col[k] < c->newtup.ncolumns && c->newtup.values[x->col[k]].kind == OD_VALUE_TEXT;
+    bool ok = true; /* an unchanged TOAST value: unknown, not checked */
+    for (int k = 0; k < x->nref && ok; k++)
+      ok = x->ref[k] < c->newtup.ncolumns && (c->newtup.values[x->ref[k]].kind == OD_VALUE_TEXT ||
+                                               c->newtup.values[x->ref[k]].kind == OD_VALUE_NULL);
+    for (int k = 0; k < x->ncol && ok && !x->nnd; k++) /* a null key column never clashes (NULLS DISTINCT) */
+      ok = x->col[k] < 0 || c->newtup.values[x->ref[x->col[k]]].kind == OD_VALUE_TEXT;
     if (!ok) continue;
     char ci[32];
     snprintf(ci, sizeof ci, "%zu", idx[j]);
     pgs_mesh_arr_add(&arr[0], ci);
     pgs_mesh_arr_add(&arr[1], keys[j]);
-    for (int k = 0; k < x->ncol; k++) {
-      const od_value *v = &c->newtup.values[x->col[k]];
-      pgs_mesh_arr_addn(&arr[2 + k], v->data, v->len);
+    for (int k = 0; k < x->nref; k++) {
+      const od_value *v = &c->newtup.values[x->ref[k]];
+      if (v->kind == OD_VALUE_NULL) od_sqlbuf_add(&arr[2 + k], arr[2 + k].len > 1 ? ",NULL" : "NULL");
+      else pgs_mesh_arr_addn(&arr[2 + k], v->data, v->len);
     }
     rows++;
   }
   for (int k = 0; k < na; k++) od_sqlbuf_add(&arr[k], "}");
   if (!rows) goto done;
+  const char *eq = x->nnd ? " IS NOT DISTINCT FROM " : " = ";
   od_sqlbuf b = {0}, rd = {0};
-  od_sqlbuf_add(&b, "SELECT u.i, t.ctid::text, ");
+  od_sqlbuf u = {0}; /* the batch's rows: unnest(...) AS u (_odsync_i, _odsync_k, _odsync_v0, ...) [w] */
+  od_sqlbuf_add(&u, "unnest($1::int8[], $2::text[]");
+  for (int k = 0; k < x->nref; k++) od_sqlbuf_addf(&u, ", $%d::text[]", 3 + k);
+  od_sqlbuf_add(&u, ") AS u (_odsync_i, _odsync_k");
+  for (int k = 0; k < x->nref; k++) od_sqlbuf_addf(&u, ", _odsync_v%d", k);
+  od_sqlbuf_add(&u, ")");
+  if (ev) { /* the expressions and predicate on the batch's row (its columns under their names) */
+    od_sqlbuf z = {0};
+    od_sqlbuf_add(&z, "(SELECT ");
+    for (int k = 0; k < x->nref; k++) {
+      od_sqlbuf_addf(&z, "%su._odsync_v%d::%s AS ", k ? ", " : "", k, x->type[k]);
+      od_sqlbuf_ident(&z, r->rel->columns[x->ref[k]].name);
+    }
+    od_sqlbuf_add(&z, ")");
+    if (z.oom) u.oom = true;
+    else eval_row(&u, x, z.p, "w");
+    od_sqlbuf_free(&z);
+  }
+  od_sqlbuf_add(&b, "SELECT u._odsync_i, t.ctid::text, ");
   key_expr(&b, r);
   /* the local row's version, as the versions query reads it (the side table's when a mesh sink
    * wrote the row last, else its xmin's commit time and origin) */
@@ -181,56 +341,86 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
                     "ELSE o.roname END, CASE WHEN c.roident <> 0 AND v.key IS NOT NULL THEN v.hlc WHEN c.roident = 0 THEN ");
   od_mesh_sql_local_hlc(&b, m->hlc_q, "c.timestamp"); /* a local write's hlc (common/mesh_sql.c) */
   od_sqlbuf_add(&b, " ELSE (extract(epoch FROM c.timestamp) * 1000000)::int8 END, to_jsonb(t.*)::text, false FROM ");
-  od_sqlbuf u = {0}; /* the batch's rows: unnest(...) AS u (i, k, v0, ...) */
-  od_sqlbuf_add(&u, "unnest($1::int8[], $2::text[]");
-  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&u, ", $%d::text[]", 3 + k);
-  od_sqlbuf_add(&u, ") AS u (i, k");
-  for (int k = 0; k < x->ncol; k++) od_sqlbuf_addf(&u, ", v%d", k);
-  od_sqlbuf_add(&u, ")");
   od_sqlbuf_add(&b, u.p ? u.p : "");
   od_sqlbuf_add(&b, " JOIN ");
   od_sqlbuf_add(&b, r->qtarget);
+  /* In this ON clause only u, w (columns _odsync_*) and t are in scope: the index's unqualified
+   * column names are t's, and its expressions and predicate read as in the index (usable by it). */
   od_sqlbuf_add(&b, " t ON ");
+  /* NULLS NOT DISTINCT: "a = b OR (a IS NULL AND b IS NULL)", the same as IS NOT DISTINCT FROM
+   * but usable by the index (a BitmapOr of the value and of the NULLs; IS NOT DISTINCT FROM
+   * read the whole table per batch) */
   for (int k = 0; k < x->ncol; k++) {
-    od_sqlbuf_add(&b, k ? " AND t." : "t.");
-    od_sqlbuf_ident(&b, r->rel->columns[x->col[k]].name);
-    od_sqlbuf_addf(&b, " = u.v%d::%s", k, x->type[k]);
+    od_sqlbuf lhs = {0}, rhs = {0};
+    if (x->col[k] >= 0) {
+      od_sqlbuf_add(&lhs, "t.");
+      od_sqlbuf_ident(&lhs, r->rel->columns[x->ref[x->col[k]]].name);
+      od_sqlbuf_addf(&rhs, "u._odsync_v%d::%s", x->col[k], x->type[x->col[k]]);
+    } else {
+      od_sqlbuf_addf(&lhs, "(%s)", x->expr[k]);
+      od_sqlbuf_addf(&rhs, "w._odsync_e%d", k);
+    }
+    if (lhs.oom || rhs.oom) b.oom = true;
+    else if (x->nnd)
+      od_sqlbuf_addf(&b, "%s(%s = %s OR (%s IS NULL AND %s IS NULL))", k ? " AND " : "", lhs.p, rhs.p, lhs.p, rhs.p);
+    else od_sqlbuf_addf(&b, "%s%s = %s", k ? " AND " : "", lhs.p, rhs.p);
+    od_sqlbuf_free(&lhs);
+    od_sqlbuf_free(&rhs);
   }
+  if (x->pred) od_sqlbuf_addf(&b, " AND (%s) AND w._odsync_p", x->pred);
   od_sqlbuf_add(&b, " CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) c LEFT JOIN "
                     "pg_catalog.pg_replication_origin o ON o.roident = c.roident LEFT JOIN ");
   od_sqlbuf_add(&b, m->ver_q);
-  od_sqlbuf_addf(&b, " v ON v.tbl = $%d AND v.key = ", 3 + x->ncol);
+  od_sqlbuf_addf(&b, " v ON v.tbl = $%d AND v.key = ", 3 + x->nref);
   key_expr(&b, r);
   od_sqlbuf_add(&b, " WHERE ");
   key_expr(&b, r);
   /* locked in key order, like the versions query: an application cannot change the clashing
    * row before the commit */
-  od_sqlbuf_add(&b, " <> u.k ORDER BY 3, 1 FOR UPDATE OF t");
+  od_sqlbuf_add(&b, " <> u._odsync_k ORDER BY 3, 1 FOR UPDATE OF t");
   /* The read, a second statement in the same round trip (its snapshot starts after the lock above
    * waited): the locked rows again, and the records of rows of other keys that left these values
-   * (_odsync_unique_left: deleted, or moved off by an update) — an application's delete or move that
-   * the lock waited for is seen by its record. Values compared as the column's type, in JSON. */
+   * (_odsync_unique_left: deleted, or moved off by an update, or out of a partial index's
+   * predicate) — an application's delete or move that the lock waited for is seen by its record.
+   * Key columns compared as the column's type, in JSON (the GIN index on img; a JSON null matches
+   * a null, which only a NULLS NOT DISTINCT index passes here); expressions and the predicate
+   * evaluated on the record's columns (jsonb_populate_record). */
   od_sqlbuf_add(&rd, "WITH live AS MATERIALIZED (");
   od_sqlbuf_add(&rd, b.p ? b.p : "");
-  od_sqlbuf_add(&rd, ") SELECT * FROM live UNION ALL SELECT u.i, NULL, l.key, l.ts, l.node, l.hlc, l.img::text, true "
-                     "FROM ");
+  od_sqlbuf_add(&rd, ") SELECT * FROM live UNION ALL SELECT u._odsync_i, NULL, l.key, l.ts, l.node, l.hlc, "
+                     "l.img::text, true FROM ");
   od_sqlbuf_add(&rd, u.p ? u.p : "");
   od_sqlbuf_add(&rd, " JOIN ");
   od_sqlbuf_add(&rd, m->ul_q);
-  od_sqlbuf_addf(&rd, " l ON l.tbl = $%d AND l.img @> jsonb_build_object(", 3 + x->ncol);
-  for (int k = 0; k < x->ncol; k++) {
-    const char *cn = r->rel->columns[x->col[k]].name;
-    od_sqlbuf_add(&rd, k ? ", '" : "'");
-    for (const char *q = cn; *q; q++) /* the name as a string literal */
-      od_sqlbuf_addn(&rd, *q == '\'' ? "''" : q, *q == '\'' ? 2 : 1);
-    od_sqlbuf_addf(&rd, "', to_jsonb(u.v%d::%s)", k, x->type[k]);
+  od_sqlbuf_addf(&rd, " l ON l.tbl = $%d", 3 + x->nref);
+  bool anycol = false;
+  for (int k = 0; k < x->ncol; k++)
+    if (x->col[k] >= 0) {
+      od_sqlbuf_add(&rd, anycol ? ", '" : " AND l.img @> jsonb_build_object('");
+      add_lit(&rd, r->rel->columns[x->ref[x->col[k]]].name);
+      od_sqlbuf_addf(&rd, "', to_jsonb(u._odsync_v%d::%s)", x->col[k], x->type[x->col[k]]);
+      anycol = true;
+    }
+  if (anycol) od_sqlbuf_add(&rd, ")");
+  if (ev) {
+    od_sqlbuf z = {0};
+    od_sqlbuf_add(&z, "jsonb_populate_record(NULL::");
+    od_sqlbuf_add(&z, r->qtarget);
+    od_sqlbuf_add(&z, ", l.img)");
+    if (z.oom) rd.oom = true;
+    else eval_row(&rd, x, z.p, "lw");
+    od_sqlbuf_free(&z);
   }
-  od_sqlbuf_add(&rd, ") WHERE l.key <> u.k");
+  od_sqlbuf_add(&rd, " WHERE l.key <> u._odsync_k");
+  if (x->pred) od_sqlbuf_add(&rd, " AND w._odsync_p AND lw._odsync_p");
+  for (int k = 0; k < x->ncol; k++)
+    if (x->col[k] < 0) od_sqlbuf_addf(&rd, " AND lw._odsync_e%d%sw._odsync_e%d", k, eq, k);
+  bool uoom = u.oom;
   od_sqlbuf_free(&u);
-  const char *p[3 + UCOL_MAX];
+  const char *p[3 + UREF_MAX];
   for (int k = 0; k < na; k++) p[k] = arr[k].p;
   p[na] = r->target;
-  bool oom = b.oom || rd.oom || u.oom;
+  bool oom = b.oom || rd.oom || uoom;
   for (int k = 0; k < na; k++) oom = oom || arr[k].oom;
   PGresult *res = NULL;
   if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -476,16 +666,17 @@ struct ul_rec {
   int64_t ts, hlc;
 };
 
-/* The distinct columns of r's checked unique indexes, with their types (at most UL_COLS). */
-#define UL_COLS (UIDX_MAX * UCOL_MAX)
+/* The distinct columns r's checked unique indexes read (key columns, and those of their
+ * expressions and predicates), with their types (at most UL_COLS). */
+#define UL_COLS (UIDX_MAX * UREF_MAX)
 static int cols_of(const struct mesh_uniq *u, int *col, const char **type) {
   int n = 0;
   for (int i = 0; i < u->nidx; i++)
-    for (int k = 0; k < u->idx[i].ncol; k++) {
+    for (int k = 0; k < u->idx[i].nref; k++) {
       bool dup = false;
-      for (int j = 0; j < n && !dup; j++) dup = col[j] == u->idx[i].col[k];
+      for (int j = 0; j < n && !dup; j++) dup = col[j] == u->idx[i].ref[k];
       if (!dup && n < UL_COLS) {
-        col[n] = u->idx[i].col[k];
+        col[n] = u->idx[i].ref[k];
         type[n] = u->idx[i].type[k];
         n++;
       }
