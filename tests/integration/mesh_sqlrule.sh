@@ -15,9 +15,10 @@
 #  - each node's conflict log holds exactly these entries, policy `rule` for the pairs a rule decided
 #    and last_writer_wins for the others;
 #  - both nodes identical row for row afterwards (od_compare_pg);
-#  - a live phase: both nodes update the same rows concurrently with random versions while odsync
-#    runs; the nodes converge and every row holds, at both nodes, a version no lower than any
-#    concurrent write's that the rule judged against it (checked through the conflict log).
+#  - a live phase: both nodes update the same rows concurrently while odsync runs, each write adding
+#    a random step to the row's version (versions grow along causal chains, as the rule needs); the
+#    nodes converge, some conflicts were decided by the rule, and every one of them (both nodes'
+#    logs) went to the higher version.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -138,14 +139,16 @@ for n in a b; do
 done
 for t in public.items public.accounts; do mesh_compare a b $t || fail "nodes differ on $t"; done
 
-log "live phase: concurrent updates of 5 rows at both nodes with random versions"
+log "live phase: concurrent updates of 5 rows at both nodes, versions growing by random steps"
 node_psql a -c "INSERT INTO items SELECT g, 0, 'live' FROM generate_series(101, 105) g"
 mesh_wait_marker 120 a b
 before=$(node_psql a -c "SELECT count(*) FROM _odsync_conflicts")
 writer() { # NODE: 150 single-row updates
   local n=$1 i
   for i in $(seq 1 150); do
-    echo "UPDATE items SET version = $((RANDOM % 1000)), v = '$n-$i' WHERE id = $((101 + RANDOM % 5));"
+    # the version grows along every causal chain (a write sees its row's version, adds 1..20): the
+    # rule orders the writes consistently with causality, which convergence needs (MULTI_MASTER.md)
+    echo "UPDATE items SET version = version + $((1 + RANDOM % 20)), v = '$n-$i' WHERE id = $((101 + RANDOM % 5));"
   done | node_psql "$n" >/dev/null
 }
 writer a & wa=$!
