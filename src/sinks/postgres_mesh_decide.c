@@ -1317,9 +1317,9 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   return OD_OK;
 }
 
-/* The key state of keys[*j] (its text; moved into a new state, *j then NULL), made from the versions
- * read (vers, sorted; only: keys with just a side-table row) when the run has none yet. NULL: out of
- * memory. */
+/* The key state of *key (its text, malloc'd: moved into a new state, *key then NULL; else left to
+ * the caller), made from the versions read (vers, sorted; only: keys with just a side-table row) when
+ * the run has none yet. NULL: out of memory. */
 static decision *state_of(pgs_mesh *m, const pg_rel *r, char **key, const local_ver *vers, int nv,
                           const local_ver *only, int nonly, int nfetch, int nctr, const PGresult *res, int nall) {
   decision *d = dec_find(m, r->rel, *key);
