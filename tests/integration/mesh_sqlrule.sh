@@ -9,9 +9,9 @@
 #  - concurrent pairs made while odsync is stopped (a writes first, b later), row for row at both
 #    nodes: the rule's winner even where the last writer would have won (items 1, 4, 10; accounts 1),
 #    the remote winning by the rule (items 2: b's higher version against a's later write), a NULL
-#    answer falling through to the next rule (items 4: the second rule decides) and then to the
-#    policy (items 3), an expression that is false both ways round falling through to the policy
-#    (accounts 2), an insert/insert pair decided by the rule (items 10);
+#    answer falling through to the next rule (items 4: the second rule decides, on a jsonb column
+#    of both rows) and then to the policy (items 3), an expression that is false both ways round
+#    falling through to the policy (accounts 2), an insert/insert pair decided by the rule (items 10);
 #  - each node's conflict log holds exactly these entries, policy `rule` for the pairs a rule decided
 #    and last_writer_wins for the others;
 #  - both nodes identical row for row afterwards (od_compare_pg);
@@ -29,7 +29,7 @@ test_init mesh_sqlrule
 mesh_start_nodes a b
 for n in a b; do
   node_psql $n <<'SQL'
-CREATE TABLE items (id int PRIMARY KEY, version int, v text);
+CREATE TABLE items (id int PRIMARY KEY, version int, v text, meta jsonb);
 CREATE TABLE accounts (id int PRIMARY KEY, balance numeric NOT NULL, updated_by text NOT NULL);
 CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
 SQL
@@ -79,10 +79,11 @@ ODSYNC_PID=
 grep -q "mesh.rules\[0\] on table public.items ('remote.version + 1'): the expression must be one boolean" \
   "$TEST_TMP/run_bad.log" || fail "odsync run did not name the bad rule: $(tail -5 "$TEST_TMP/run_bad.log")"
 
-# Rules in order: the higher version wins (NULL when either has none); else a row set to 'force'
-# wins; accounts: the higher (or equal) balance wins unless the batch job wrote it.
+# Rules in order: the higher version wins (NULL when either has none); else a row whose jsonb meta
+# says force wins (a jsonb column reaches `remote` as the document, not as a string); accounts: the
+# higher (or equal) balance wins unless the batch job wrote it.
 mesh_config "$CONFIG" last_writer_wins "$TABLES" "  rules: [\"public.items: sql: remote.version > local.version\", \
-\"public.items: sql: remote.v = 'force' -- a comment ends at the line's end\", \
+\"public.items: sql: coalesce((remote.meta ->> 'force')::bool, false) -- a comment ends at the line's end\", \
 \"public.accounts: sql: remote.balance >= local.balance AND remote.updated_by <> 'batch'\"]"
 out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check refused good rules: $out"
 odsync_start "$CONFIG" "$LOG"
@@ -102,7 +103,7 @@ node_psql a <<'SQL'
 UPDATE items SET version = 5, v = 'a1' WHERE id = 1;
 UPDATE items SET version = 2, v = 'a2' WHERE id = 2;
 UPDATE items SET version = NULL, v = 'a3' WHERE id = 3;
-UPDATE items SET version = NULL, v = 'force' WHERE id = 4;
+UPDATE items SET version = NULL, v = 'force', meta = '{"force": true}' WHERE id = 4;
 INSERT INTO items VALUES (10, 8, 'a10');
 UPDATE accounts SET balance = 100, updated_by = 'app' WHERE id = 1;
 UPDATE accounts SET balance = 100, updated_by = 'batch' WHERE id = 2;
