@@ -1,10 +1,13 @@
 /* mesh_cmd.c — `odsync check` for a mesh (docs/MULTI_MASTER.md) and `odsync conflicts`.
  * Finds the mesh's nodes in the expanded config (the pipelines whose source has mesh_node: its dsn
- * and tables), connects to each node once with libpq and reads its settings, table shapes and
+ * and tables), connects to each node once with libpq and reads its settings, table shapes, SQL
+ * rules (prepared and probed, common/mesh_sqlrule.c: its probe objects are rolled back) and
  * conflict log (_odsync_conflicts, next to the default checkpoint table).
  * Owns: its connections and results, closed before returning. Never writes to a node.
  */
 #include "cli/mesh_cmd.h"
+
+#include "common/mesh_sqlrule.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -163,6 +166,19 @@ int od_cli_mesh_check(const od_config *cfg, void (*problem)(void *ctx, bool fata
         }
       }
       PQclear(r);
+    }
+    /* SQL rules: prepared against their table on every node, immutable, one boolean */
+    const od_config_entry *rules = nodes[i].sink ? od_config_find(nodes[i].sink, "mesh_rules") : NULL;
+    for (int k = 0; rules && k < rules->nlist; k++) {
+      char tbl[300], why[400];
+      const char *expr;
+      if (!od_mesh_sqlrule_split(rules->list[k], tbl, sizeof tbl, &expr)) continue;
+      if (od_mesh_sqlrule_check(c, tbl, expr, why, sizeof why)) {
+        snprintf(msg, sizeof msg, "mesh node %.64s: mesh.rules[%d] on table %.200s ('%.300s'): %.400s", nodes[i].name, k,
+                 tbl, expr, why);
+        problem(ctx, true, msg);
+        fatal++;
+      }
     }
     PQfinish(c);
   }

@@ -33,6 +33,7 @@
 #include "sinks/postgres_mesh_internal.h"
 
 #include "common/mesh_sql.h"
+#include "common/mesh_sqlrule.h"
 
 const char *const pgs_mesh_kinds[KINDS] = {"insert_insert", "update_update", "update_delete", "insert_delete",
                                            "delete_delete", "unique"};
@@ -147,6 +148,20 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
   if ((rc = od_config_list(cfg, "mesh_rules", &list, &n, err))) return rc;
   for (int i = 0; i < n; i++) {
     const od_config_entry *e = find(cfg, "mesh_rules");
+    char stbl[300];
+    const char *expr = NULL;
+    if (od_mesh_sqlrule_split(list[i], stbl, sizeof stbl, &expr)) { /* "schema.table: sql: EXPR" */
+      if (!*expr || m->nrules == RULES_MAX)
+        return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_rules[%d] '%s': expected 'schema.table: sql: <boolean "
+                       "expression on local and remote>' (at most %d rules)", cfg->file,
+                       e && e->list_line ? e->list_line[i] : cfg->line, e && e->list_col ? e->list_col[i] : cfg->col,
+                       cfg->path, i, list[i], RULES_MAX);
+      struct rule *ru = &m->rules[m->nrules++];
+      if (!(ru->column = strdup(stbl)) || !(ru->sql = strdup(expr)))
+        return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
+      ru->index = i;
+      continue;
+    }
     const char *colon = strchr(list[i], ':');
     size_t cl = colon ? (size_t)(colon - list[i]) : 0;
     int dots = 0;
@@ -154,11 +169,12 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *rest = colon ? colon + 1 : "";
     while (*rest == ' ') rest++;
     if (!colon || dots != 2 || !*rest || m->nrules == RULES_MAX)
-      return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_rules[%d] '%s': expected 'schema.table.column: higher wins' or "
-                     "'schema.table.column: a < b < c' (at most %d rules)", cfg->file,
+      return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_rules[%d] '%s': expected 'schema.table.column: higher wins', "
+                     "'schema.table.column: a < b < c' or 'schema.table: sql: <expression>' (at most %d rules)", cfg->file,
                      e && e->list_line ? e->list_line[i] : cfg->line, e && e->list_col ? e->list_col[i] : cfg->col,
                      cfg->path, i, list[i], RULES_MAX);
     struct rule *ru = &m->rules[m->nrules++];
+    ru->index = i;
     if (!(ru->column = strndup(list[i], cl))) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
     if (strcmp(rest, "higher wins") == 0) continue;
     char *copy = strdup(rest), *save = NULL;
@@ -269,6 +285,7 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->counters);
   for (int i = 0; i < m->nrules; i++) {
     free(m->rules[i].column);
+    free(m->rules[i].sql);
     for (int k = 0; k < m->rules[i].norder; k++) free(m->rules[i].order[k]);
     free(m->rules[i].order);
   }
@@ -473,6 +490,8 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
     return rc;
   }
   PQclear(r);
+  /* SQL rules: each prepared against its table once (the same check as `odsync check`) */
+  if (pgs_mesh_sqlrule_check_all(s, m, err)) return err->code;
   const char *p[] = {m->origin};
   r = pgs_exec(s, NULL, "pg_replication_origin_session_setup", "SELECT pg_replication_origin_session_setup($1)", 1, p,
                err);

@@ -462,30 +462,49 @@ static int rule_cols(const pgs_mesh *m, const pg_rel *r, int *cols, int n, int *
   return n;
 }
 
-/* Business rules on a concurrent pair: >0 the remote version wins, <0 the local one, 0 undecided
- * (equal, or a value a rule cannot rank: the policy decides). */
-static int rules_decide(const pgs_mesh *m, const od_change *c, const decision *d, const int *cols, int from, int to,
-                        const int *rule_of) {
-  for (int k = from; k < to; k++) {
-    const struct rule *ru = &m->rules[rule_of[k]];
-    const od_value *rv = cols[k] < c->newtup.ncolumns ? &c->newtup.values[cols[k]] : NULL;
-    const char *lval = k < d->nval ? d->val[k] : NULL;
-    if (!rv || rv->kind != OD_VALUE_TEXT || !lval) continue;
-    if (!ru->order) {
-      char *e1 = NULL, *e2 = NULL;
-      double a = strtod(rv->data, &e1), b = strtod(lval, &e2);
-      if (e1 == rv->data || e2 == lval || a == b) continue;
-      return a > b ? 1 : -1;
-    }
-    int ra = -1, rb = -1;
-    for (int i = 0; i < ru->norder; i++) {
-      if (strcmp(ru->order[i], rv->data) == 0) ra = i;
-      if (strcmp(ru->order[i], lval) == 0) rb = i;
-    }
-    if (ra < 0 || rb < 0 || ra == rb) continue;
-    return ra > rb ? 1 : -1;
+/* One column rule (fetched column k) on a concurrent pair: >0 the remote version wins, <0 the local
+ * one, 0 undecided (equal, or a value the rule cannot rank). */
+static int col_rule(const pgs_mesh *m, const od_change *c, const decision *d, const int *cols, int k,
+                    const int *rule_of) {
+  const struct rule *ru = &m->rules[rule_of[k]];
+  const od_value *rv = cols[k] < c->newtup.ncolumns ? &c->newtup.values[cols[k]] : NULL;
+  const char *lval = k < d->nval ? d->val[k] : NULL;
+  if (!rv || rv->kind != OD_VALUE_TEXT || !lval) return 0;
+  if (!ru->order) {
+    char *e1 = NULL, *e2 = NULL;
+    double a = strtod(rv->data, &e1), b = strtod(lval, &e2);
+    if (e1 == rv->data || e2 == lval || a == b) return 0;
+    return a > b ? 1 : -1;
   }
-  return 0;
+  int ra = -1, rb = -1;
+  for (int i = 0; i < ru->norder; i++) {
+    if (strcmp(ru->order[i], rv->data) == 0) ra = i;
+    if (strcmp(ru->order[i], lval) == 0) rb = i;
+  }
+  if (ra < 0 || rb < 0 || ra == rb) return 0;
+  return ra > rb ? 1 : -1;
+}
+
+/* Business rules on a concurrent pair, in mesh_rules order (column rules and SQL rules, sq): *out >0
+ * the remote version wins, <0 the local one, 0 undecided (the policy decides). */
+static int rules_decide(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, size_t ci, decision *d,
+                        const int *cols, int from, int to, const int *rule_of, sqlrule_run *sq, int *out,
+                        od_error *err) {
+  const od_change *c = &changes[ci];
+  *out = 0;
+  for (int i = 0; i < m->nrules && !*out; i++) {
+    if (m->rules[i].sql) {
+      for (int k = 0; k < sq->n && !*out; k++) {
+        if (sq->rule[k] != i) continue;
+        int rc = pgs_mesh_sqlrule_get(s, m, r, sq, changes, ci, d, k, out, err);
+        if (rc) return rc;
+      }
+      continue;
+    }
+    for (int k = from; k < to && !*out; k++)
+      if (rule_of[k] == i) *out = col_rule(m, c, d, cols, k, rule_of);
+  }
+  return OD_OK;
 }
 
 /* ---- counters ---------------------------------------------------------------------------------- */
@@ -1146,9 +1165,10 @@ static bool all_cols_known(const decision *d) {
 }
 
 /* Decide one change against its key's state: fills *keep, logs a conflict, updates the state. */
-static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *c,
+static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const od_change *changes,
                          size_t ci, const stamp *st, decision *d, const int *cols, int nctr, int nfetch,
-                         const int *rule_of, bool *keep, od_error *err) {
+                         const int *rule_of, sqlrule_run *sq, bool *keep, od_error *err) {
+  const od_change *c = &changes[ci];
   bool exact = pol->policy == POL_COLUMN_MERGE; /* a version per column for every write */
   if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
     *keep = d->apply;
@@ -1200,7 +1220,10 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
         return rc;
     } else {
       kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
-      int ruled = c->op == OD_OP_DELETE ? 0 : rules_decide(m, c, d, cols, nctr, nfetch, rule_of);
+      int ruled = 0;
+      if (c->op != OD_OP_DELETE &&
+          (rc = rules_decide(s, m, r, changes, ci, d, cols, nctr, nfetch, rule_of, sq, &ruled, err)))
+        return rc;
       merge = !ruled && pol->policy == POL_COLUMN_MERGE && mergeable(r, c, d);
       if (pol->policy == POL_COLUMN_MERGE && !ruled && !merge && c->op == OD_OP_UPDATE && c->old_kind != 'O' &&
           !m->merge_warned) {
@@ -1294,6 +1317,60 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   return OD_OK;
 }
 
+/* The key state of *key (its text, malloc'd: moved into a new state, *key then NULL; else left to
+ * the caller), made from the versions read (vers, sorted; only: keys with just a side-table row) when
+ * the run has none yet. NULL: out of memory. */
+static decision *state_of(pgs_mesh *m, const pg_rel *r, char **key, const local_ver *vers, int nv,
+                          const local_ver *only, int nonly, int nfetch, int nctr, const PGresult *res, int nall) {
+  decision *d = dec_find(m, r->rel, *key);
+  if (d) return d;
+  local_ver probe = {.key = *key};
+  const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
+  char *owned = *key;
+  *key = NULL; /* owned by the key state now */
+  if (!(d = dec_from(m, r, owned, lv, nfetch, nctr, res, nall))) return NULL;
+  /* read under the key's lock: whether its side-table row exists (finish_run) */
+  d->vrow = (lv ? lv->vrow : nonly && bsearch(&probe, only, (size_t)nonly, sizeof *only, cmp_key)) ? 1 : -1;
+  return d;
+}
+
+/* SQL rules: the key states of keys[q0, q1) made now, then every insert or update among them that
+ * is concurrent with its key's version as read (a live row it had not seen; not a later change of a
+ * source transaction already decided for the key) evaluated in one statement. */
+static int sqlrule_prefetch(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
+                            char **keys, size_t q0, size_t q1, const local_ver *vers, int nv, const local_ver *only,
+                            int nonly, int nfetch, int nctr, const PGresult *res, int nall, sqlrule_run *sq,
+                            od_error *err) {
+  size_t *cis = calloc(q1 - q0 + 1, sizeof *cis);
+  decision **ds = calloc(q1 - q0 + 1, sizeof *ds);
+  char **dk = calloc(q1 - q0 + 1, sizeof *dk);
+  size_t n = 0;
+  int rc = OD_OK;
+  if (!cis || !ds || !dk) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  for (size_t j = q0; j < q1 && rc == OD_OK; j++) {
+    if (!keys[j]) continue; /* not text: applied without a check */
+    char *copy = strdup(keys[j]); /* keys[j] stays for the decisions (state_of takes the copy or not) */
+    decision *d = copy ? state_of(m, r, &copy, vers, nv, only, nonly, nfetch, nctr, res, nall) : NULL;
+    free(copy);
+    if (!d) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    else dk[j - q0] = d->key; /* the state's key text: stays put when the states move */
+  }
+  for (size_t j = q0; j < q1 && rc == OD_OK; j++) {
+    const od_change *c = &changes[idx[j]];
+    const stamp *st = &m->st[m->sidx[idx[j]]];
+    decision *d = dk[j - q0] ? dec_find(m, r->rel, dk[j - q0]) : NULL;
+    if (!d || c->op == OD_OP_DELETE || !d->has_ver || d->tomb || d->seq == st->seq || seen_by_remote(m, st, d))
+      continue;
+    cis[n] = idx[j];
+    ds[n++] = d;
+  }
+  if (rc == OD_OK && n) rc = pgs_mesh_sqlrule_eval(s, m, r, sq, changes, cis, ds, n, err);
+  free(cis);
+  free(ds);
+  free(dk);
+  return rc;
+}
+
 /* Decide the changes of one relation in changes[from, to): fills keepflag[i - from]. */
 int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *changes, size_t from, size_t to,
                         bool *keepflag, od_error *err) {
@@ -1319,6 +1396,8 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
   PGresult *res = NULL;
   local_ver *vers = NULL, *only = NULL; /* only: keys with a side-table row and no version (key only) */
   uniq_set uq = {0}; /* clashes on the table's other unique indexes (postgres_mesh_unique.c) */
+  sqlrule_run sq = {0};
+  if ((rc = pgs_mesh_sqlrule_begin(s, m, r, from, to, &sq, err))) goto done;
   if (!keys || !idx || !known || !params) {
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     goto done;
@@ -1372,27 +1451,25 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
     qsort(only, (size_t)nonly, sizeof *only, cmp_key);
     pgs_mesh_unique_clear(&uq);
     if ((rc = pgs_mesh_unique_query(s, m, r, changes, idx, keys, q0, q1, &uq, err))) goto done;
+    /* SQL rules: every pair this read finds concurrent (insert or update against a live row it had
+     * not seen) evaluated in one statement before the decisions; a pair that only becomes
+     * concurrent while deciding is evaluated then (pgs_mesh_sqlrule_get) */
+    if (sq.n && (rc = sqlrule_prefetch(s, m, r, changes, idx, keys, q0, q1, vers, nv, only, nonly, nfetch, nctr, res,
+                                       nall, &sq, err)))
+      goto done;
     for (size_t j = q0; j < q1; j++) {
       size_t ci = idx[j];
       bool *keep = &keepflag[ci - from];
       *keep = true;
       if (!keys[j]) continue; /* not text: applied without a check */
-      decision *d = dec_find(m, r->rel, keys[j]);
+      decision *d = state_of(m, r, &keys[j], vers, nv, only, nonly, nfetch, nctr, res, nall);
       if (!d) {
-        local_ver probe = {.key = keys[j]};
-        const local_ver *lv = nv ? bsearch(&probe, vers, (size_t)nv, sizeof *vers, cmp_key) : NULL;
-        char *owned = keys[j];
-        keys[j] = NULL; /* owned by the key state now */
-        if (!(d = dec_from(m, r, owned, lv, nfetch, nctr, res, nall))) {
-          rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-          goto done;
-        }
-        /* read under the key's lock: whether its side-table row exists (finish_run) */
-        d->vrow = (lv ? lv->vrow : nonly && bsearch(&probe, only, (size_t)nonly, sizeof *only, cmp_key)) ? 1 : -1;
+        rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+        goto done;
       }
       size_t ntodel = m->ntodel;
       const char *dkey = d->key; /* malloc'd: stays where it is when the key states move */
-      if ((rc = decide_change(s, m, r, pol, &changes[ci], ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of,
+      if ((rc = decide_change(s, m, r, pol, changes, ci, &m->st[m->sidx[ci]], d, cols, nctr, nfetch, rule_of, &sq,
                               keep, err)) ||
           (uq.n && (rc = pgs_mesh_unique_resolve(s, m, r, pol, &changes[ci], ci, &m->st[m->sidx[ci]], d, &uq, keep,
                                                  err))))
@@ -1403,6 +1480,7 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
     }
   }
 done:
+  pgs_mesh_sqlrule_end(&sq);
   pgs_mesh_unique_clear(&uq);
   if (keys)
     for (size_t j = 0; j < nkeys; j++) free(keys[j]);

@@ -137,9 +137,12 @@ typedef struct pgs_mesh {
   int ncounters;
   /* mesh_rules: business rules deciding concurrent insert/update conflicts before the policy */
   struct rule {
-    char *column;   /* "schema.table.column" (malloc'd) */
+    char *column;   /* "schema.table.column"; an SQL rule's "schema.table" (malloc'd) */
     char **order;   /* NULL: the higher number wins; else the values from lowest to highest (malloc'd) */
     int norder;
+    char *sql;      /* an SQL rule's boolean expression on local and remote (malloc'd; NULL: a column rule;
+                     * postgres_mesh_sqlrule.c) */
+    int index;      /* its position in mesh_rules (messages) */
   } rules[RULES_MAX];
   int nrules;
   /* per run: updates rewritten by the counter merge (values and texts malloc'd) */
@@ -301,6 +304,30 @@ bool pgs_mesh_wr_push(pgs_mesh *m, decision *d);
 bool pgs_mesh_remote_wins_by(const pgs_mesh *m, int policy, const mesh_pol *pol, const stamp *st, const decision *d);
 /* JSON text of a tuple (values as strings), appended to b. */
 void pgs_mesh_tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t);
+/* postgres_mesh_sqlrule.c: SQL-expression rules ("schema.table: sql: EXPR") */
+typedef struct sqlrule_run { /* the SQL rules of one table over one pgs_mesh_decide_rel call */
+  int n;                     /* the table's SQL rules (0: none; nothing else is set) */
+  int rule[RULES_MAX];       /* their indexes in m->rules, in order */
+  size_t from, count;        /* the call's changes [from, from + count) */
+  signed char *res;          /* per change and rule: 1 remote wins, -1 local wins, 0 no decision (malloc'd) */
+  unsigned char *done;       /* per change: evaluated (malloc'd) */
+  char **ljson;              /* column_merge: the local row (JSON) a change was evaluated with (malloc'd) */
+  char *sql;                 /* the evaluating statement (malloc'd) */
+} sqlrule_run;
+/* At session start: every SQL rule checked against its table (a bad one: OD_ECONFIG naming it). */
+int pgs_mesh_sqlrule_check_all(pgs_sink *s, pgs_mesh *m, od_error *err);
+/* The SQL rules of r for changes [from, to) (q->n 0: none). */
+int pgs_mesh_sqlrule_begin(pgs_sink *s, pgs_mesh *m, const pg_rel *r, size_t from, size_t to, sqlrule_run *q,
+                           od_error *err);
+/* Evaluate the rules on n concurrent pairs in one statement: changes[cis[i]] (remote) against the
+ * local version of key state ds[i]. */
+int pgs_mesh_sqlrule_eval(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, const od_change *changes,
+                          const size_t *cis, decision *const *ds, size_t n, od_error *err);
+/* Rule k's answer for change ci against d (*out: 1 remote wins, -1 local wins, 0 none), evaluated
+ * now when the batch's evaluation did not cover it. */
+int pgs_mesh_sqlrule_get(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, const od_change *changes,
+                         size_t ci, decision *d, int k, int *out, od_error *err);
+void pgs_mesh_sqlrule_end(sqlrule_run *q);
 /* postgres_mesh_unique.c: clashes on non-primary unique indexes (docs/MULTI_MASTER.md, "unique") */
 typedef struct uniq_clash {
   size_t ci;       /* the change (index into the run's changes) whose new row clashes */

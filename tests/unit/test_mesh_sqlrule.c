@@ -1,0 +1,42 @@
+/* Unit tests for src/common/mesh_sqlrule.c: how an SQL rule is told from a column rule, and the
+ * evaluation statement's shape (both orientations, the local row by key, each expression closed by
+ * a newline). The check itself needs a server: tests/integration/mesh_sqlrule.sh. */
+#include "common/mesh_sqlrule.h"
+#include "test.h"
+
+#include <string.h>
+
+TEST(sql_rule_split) {
+  char t[64];
+  const char *e = NULL;
+  CHECK(od_mesh_sqlrule_split("public.items: sql: remote.version > local.version", t, sizeof t, &e));
+  CHECK_STR(t, "public.items");
+  CHECK_STR(e, "remote.version > local.version");
+  CHECK(od_mesh_sqlrule_split("s.t:sql:  a.b = 'x: y'", t, sizeof t, &e));
+  CHECK_STR(t, "s.t");
+  CHECK_STR(e, "a.b = 'x: y'");
+  /* column rules: two dots before the colon, or no "sql:" */
+  CHECK(!od_mesh_sqlrule_split("public.items.version: higher wins", t, sizeof t, &e));
+  CHECK(!od_mesh_sqlrule_split("public.items.status: sql < done", t, sizeof t, &e));
+  CHECK(!od_mesh_sqlrule_split("public.items: higher wins", t, sizeof t, &e));
+  CHECK(!od_mesh_sqlrule_split("items: sql: true", t, sizeof t, &e));
+  CHECK(!od_mesh_sqlrule_split("public.items sql: true", t, sizeof t, &e));
+  char small[4];
+  CHECK(!od_mesh_sqlrule_split("public.items: sql: true", small, sizeof small, &e));
+}
+
+TEST(sql_rule_statement) {
+  od_sqlbuf b = {0};
+  char *keys[] = {"id", "k\"2"};
+  const char *ex[] = {"remote.v > local.v -- note", "remote.s <> 'x'"};
+  od_mesh_sqlrule_sql(&b, "\"public\".\"t\"", keys, 2, ex, 2);
+  CHECK(!b.oom && b.p);
+  CHECK(strstr(b.p, "SELECT p.i, o.sw, (remote.v > local.v -- note\n), (remote.s <> 'x'\n) FROM ") == b.p);
+  CHECK(strstr(b.p, "unnest($1::int4[], $2::text[], $3::text[]) AS p (i, rj, lj)") != NULL);
+  CHECK(strstr(b.p, "json_populate_record(NULL::\"public\".\"t\", p.rj::json)") != NULL);
+  CHECK(strstr(b.p, "x.\"id\" = (r.row).\"id\" AND x.\"k\"\"2\" = (r.row).\"k\"\"2\"") != NULL);
+  CHECK(strstr(b.p, "(VALUES (false), (true)) AS o (sw)") != NULL);
+  CHECK(strstr(b.p, "CASE WHEN o.sw THEN l.row ELSE r.row END)).*) AS remote") != NULL);
+  CHECK(strstr(b.p, "CASE WHEN o.sw THEN r.row ELSE l.row END)).*) AS local") != NULL);
+  od_sqlbuf_free(&b);
+}
