@@ -68,6 +68,22 @@ void od_sqlbuf_ident(od_sqlbuf *b, const char *name) {
   b->len = (size_t)(o - b->p);
 }
 
+void od_sqlbuf_json_str(od_sqlbuf *b, const char *v, size_t n) {
+  od_sqlbuf_add(b, "\"");
+  for (size_t k = 0; k < n; k++) {
+    unsigned char ch = (unsigned char)v[k];
+    if (ch == '"' || ch == '\\') {
+      char e[3] = {'\\', (char)ch, 0};
+      od_sqlbuf_add(b, e);
+    } else if (ch < 0x20) {
+      od_sqlbuf_addf(b, "\\u%04x", ch);
+    } else {
+      od_sqlbuf_addn(b, &v[k], 1);
+    }
+  }
+  od_sqlbuf_add(b, "\"");
+}
+
 void od_sqlbuf_free(od_sqlbuf *b) {
   free(b->p);
   memset(b, 0, sizeof *b);

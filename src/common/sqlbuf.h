@@ -20,6 +20,9 @@ void od_sqlbuf_addn(od_sqlbuf *b, const void *data, size_t n);
 void od_sqlbuf_addf(od_sqlbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append an identifier in double quotes, with embedded quotes doubled. */
 void od_sqlbuf_ident(od_sqlbuf *b, const char *name);
+/* Append the n bytes of v as a JSON string: in double quotes, '"' and '\\' escaped, control
+ * characters as \u00XX (bytes from 0x80 on are copied: v is UTF-8). */
+void od_sqlbuf_json_str(od_sqlbuf *b, const char *v, size_t n);
 void od_sqlbuf_free(od_sqlbuf *b);
 
 #endif

@@ -205,29 +205,14 @@ bool pgs_mesh_colver_row_set(decision *d, const od_value *vals, int n) {
   return true;
 }
 
-static void json_str(od_sqlbuf *b, const char *s) {
-  od_sqlbuf_add(b, "\"");
-  for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-    if (*c == '"' || *c == '\\') {
-      char e[3] = {'\\', (char)*c, 0};
-      od_sqlbuf_add(b, e);
-    } else if (*c < 0x20) {
-      od_sqlbuf_addf(b, "\\u%04x", *c);
-    } else {
-      od_sqlbuf_addn(b, (const char *)c, 1);
-    }
-  }
-  od_sqlbuf_add(b, "\"");
-}
-
 bool pgs_mesh_colver_row_json(const decision *d, od_sqlbuf *b) {
   if (!d->row) return false;
   od_sqlbuf_add(b, "{");
   for (int j = 0; j < d->nrow && j < d->r->rel->ncolumns; j++) {
     if (j) od_sqlbuf_add(b, ",");
-    json_str(b, d->r->rel->columns[j].name);
+    od_sqlbuf_json_str(b, d->r->rel->columns[j].name, strlen(d->r->rel->columns[j].name));
     od_sqlbuf_add(b, ":");
-    if (d->row[j]) json_str(b, d->row[j]);
+    if (d->row[j]) od_sqlbuf_json_str(b, d->row[j], strlen(d->row[j]));
     else od_sqlbuf_add(b, "null");
   }
   od_sqlbuf_add(b, "}");

@@ -164,19 +164,7 @@ void pgs_mesh_tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t
         od_sqlbuf_add(b, "null");
         continue;
       }
-      od_sqlbuf_add(b, "\"");
-      for (size_t k = 0; k < lens[j]; k++) {
-        unsigned char ch = (unsigned char)strs[j][k];
-        if (ch == '"' || ch == '\\') {
-          char e[3] = {'\\', (char)ch, 0};
-          od_sqlbuf_add(b, e);
-        } else if (ch < 0x20) {
-          od_sqlbuf_addf(b, "\\u%04x", ch);
-        } else {
-          od_sqlbuf_addn(b, &strs[j][k], 1);
-        }
-      }
-      od_sqlbuf_add(b, "\"");
+      od_sqlbuf_json_str(b, strs[j], lens[j]);
     }
   }
   od_sqlbuf_add(b, "}");

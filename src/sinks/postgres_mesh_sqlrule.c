@@ -60,34 +60,17 @@ void pgs_mesh_sqlrule_end(sqlrule_run *q) {
   *q = (sqlrule_run){0};
 }
 
-/* A JSON string of n bytes of v. */
-static void json_str(od_sqlbuf *b, const char *v, size_t n) {
-  od_sqlbuf_add(b, "\"");
-  for (size_t k = 0; k < n; k++) {
-    unsigned char ch = (unsigned char)v[k];
-    if (ch == '"' || ch == '\\') {
-      char e[3] = {'\\', (char)ch, 0};
-      od_sqlbuf_add(b, e);
-    } else if (ch < 0x20) {
-      od_sqlbuf_addf(b, "\\u%04x", ch);
-    } else {
-      od_sqlbuf_addn(b, &v[k], 1);
-    }
-  }
-  od_sqlbuf_add(b, "\"");
-}
-
 /* One member "column": value of a row's JSON object. Every value is its text, as a JSON string that
  * json_populate_record parses with the column type's input function — except json and jsonb
  * columns, whose text is JSON already and goes in as it is (as a string it would become a JSON
  * string, not the document). NULL data: null. */
 static void json_member(od_sqlbuf *b, const od_column *col, const char *data, size_t len) {
   if (b->len > 1) od_sqlbuf_add(b, ",");
-  json_str(b, col->name, strlen(col->name));
+  od_sqlbuf_json_str(b, col->name, strlen(col->name));
   od_sqlbuf_add(b, ":");
   if (!data) od_sqlbuf_add(b, "null");
   else if (col->type_oid == 114 /* json */ || col->type_oid == 3802 /* jsonb */) od_sqlbuf_addn(b, data, len);
-  else json_str(b, data, len);
+  else od_sqlbuf_json_str(b, data, len);
 }
 
 /* The remote row of c as JSON: its new values; a value the source did not send (an unchanged TOASTed

@@ -221,22 +221,6 @@ static bool json_number(uint32_t oid, const od_value *v) {
   }
 }
 
-static void json_string(od_sqlbuf *b, const char *p, size_t n) {
-  od_sqlbuf_add(b, "\"");
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)p[i];
-    if (ch == '"' || ch == '\\') {
-      char e[2] = {'\\', (char)ch};
-      od_sqlbuf_addn(b, e, 2);
-    } else if (ch < 0x20) {
-      od_sqlbuf_addf(b, "\\u%04x", ch);
-    } else {
-      od_sqlbuf_addn(b, p + i, 1);
-    }
-  }
-  od_sqlbuf_add(b, "\"");
-}
-
 static int apply_json(rd_sink *s, const od_change *c, od_error *err) {
   const od_relation *rel = c->rel;
   int rc;
@@ -259,7 +243,7 @@ static int apply_json(rd_sink *s, const od_change *c, od_error *err) {
                      "FULL on the source table or use mode hash", s->name, rel->schema, rel->name,
                      rel->columns[i].name);
     if (i) od_sqlbuf_add(b, ",");
-    json_string(b, rel->columns[i].name, strlen(rel->columns[i].name));
+    od_sqlbuf_json_str(b, rel->columns[i].name, strlen(rel->columns[i].name));
     od_sqlbuf_add(b, ":");
     if (v->kind == OD_VALUE_NULL)
       od_sqlbuf_add(b, "null");
@@ -268,7 +252,7 @@ static int apply_json(rd_sink *s, const od_change *c, od_error *err) {
     else if (json_number(rel->columns[i].type_oid, v))
       od_sqlbuf_addn(b, v->data, v->len);
     else
-      json_string(b, v->data, v->len);
+      od_sqlbuf_json_str(b, v->data, v->len);
   }
   od_sqlbuf_add(b, "}");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "redis sink %s: out of memory", s->name);
