@@ -150,12 +150,8 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const od_config_entry *e = find(cfg, "mesh_rules");
     char stbl[300];
     const char *expr = NULL;
-    if (od_mesh_sqlrule_split(list[i], stbl, sizeof stbl, &expr)) { /* "schema.table: sql: EXPR" */
-      if (!*expr || m->nrules == RULES_MAX)
-        return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_rules[%d] '%s': expected 'schema.table: sql: <boolean "
-                       "expression on local and remote>' (at most %d rules)", cfg->file,
-                       e && e->list_line ? e->list_line[i] : cfg->line, e && e->list_col ? e->list_col[i] : cfg->col,
-                       cfg->path, i, list[i], RULES_MAX);
+    /* "schema.table: sql: EXPR"; an empty one falls to the error below, which names every form */
+    if (od_mesh_sqlrule_split(list[i], stbl, sizeof stbl, &expr) && *expr && m->nrules < RULES_MAX) {
       struct rule *ru = &m->rules[m->nrules++];
       if (!(ru->column = strdup(stbl)) || !(ru->sql = strdup(expr)))
         return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");

@@ -4,6 +4,7 @@
 #   mesh_start_nodes NAME...   one server per node (track_commit_timestamp = on), database "shop";
 #                              sets MESH_NODES, NODE_PORT[name], NODE_DSN[name]
 #   node_psql NAME ARGS...     psql against that node
+#   mesh_psql_all <<SQL        the same SQL (stdin) on every node of MESH_NODES, output dropped
 #   mesh_config FILE POLICY TABLES_CSV [extra mesh lines]  a `mesh:` config over MESH_NODES
 #                              (MESH_GC_INTERVAL=N adds gc_interval_s: N)
 #   mesh_wait_equal TIMEOUT TABLE...  poll od_compare_pg until every node equals the first one
@@ -29,6 +30,12 @@ node_psql() {
   local n=$1
   shift
   PGPORT=${NODE_PORT[$n]} PGDATABASE=shop pg_psql "$@"
+}
+
+mesh_psql_all() {
+  local sql n
+  sql=$(cat)
+  for n in "${MESH_NODES[@]}"; do node_psql "$n" <<<"$sql" >/dev/null || fail "node $n: setup SQL failed"; done
 }
 
 mesh_config() {

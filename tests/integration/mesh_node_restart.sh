@@ -23,15 +23,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/mesh.sh"
 test_init mesh_node_restart
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 mesh_start_nodes a b c
-for n in a b c; do
-  node_psql $n <<'SQL'
+mesh_psql_all <<'SQL'
 CREATE TABLE items (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
 CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL);
 ALTER TABLE stock REPLICA IDENTITY FULL;
 CREATE TABLE ops (id text PRIMARY KEY, sid int NOT NULL);
 CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
 SQL
-done
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
 mesh_config "$CONFIG" last_writer_wins "public.items, public.stock, public.ops, public.mesh_marker" \

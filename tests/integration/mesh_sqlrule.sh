@@ -27,13 +27,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/mesh.sh"
 test_init mesh_sqlrule
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 mesh_start_nodes a b
-for n in a b; do
-  node_psql $n <<'SQL'
+mesh_psql_all <<'SQL'
 CREATE TABLE items (id int PRIMARY KEY, version int, v text, meta jsonb);
 CREATE TABLE accounts (id int PRIMARY KEY, balance numeric NOT NULL, updated_by text NOT NULL);
 CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
 SQL
-done
 TABLES="public.items, public.accounts, public.mesh_marker"
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
@@ -68,6 +66,7 @@ bad volatile "public.items: sql: remote.version > local.version AND random() < 0
 bad stable "public.items: sql: remote.version > local.version OR now() > '2020-01-01'" "reads more than the two rows"
 bad subquery "public.items: sql: remote.version > (SELECT max(version) FROM public.items)" "reads more than the two rows"
 bad notable "public.nope: sql: remote.version > local.version" "mesh.rules[0] on table public.nope" "does not exist"
+bad empty "public.items: sql: " "mesh_rules[0] 'public.items: sql: ': expected" "'schema.table: sql: <expression>'"
 
 log "odsync run refuses a bad rule at startup"
 mesh_config "$TEST_TMP/run_bad.yaml" last_writer_wins "$TABLES" '  rules: ["public.items: sql: remote.version + 1"]'

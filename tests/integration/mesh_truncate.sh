@@ -14,7 +14,9 @@
 # later update wins against it (re-created at a); the other 48 rows gone; one update_delete conflict
 # per row 5 and 7 logged at each node with the same winner. Before this, a peer's TRUNCATE was
 # applied as a TRUNCATE: b lost 7, 200 and 201, which a kept.
-# Then, live: b truncates while odsync runs and a writes a new row after it: both end equal.
+# Then, live: b truncates while odsync runs and a writes a new row after it: both end equal. Last,
+# foreign keys: `TRUNCATE parent CASCADE` fails with the key's error and changes nothing anywhere;
+# `TRUNCATE child, parent` empties both on both nodes.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -23,15 +25,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/mesh.sh"
 test_init mesh_truncate
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 mesh_start_nodes a b
-for n in a b; do
-  node_psql $n <<'SQL'
+mesh_psql_all <<'SQL'
 CREATE TABLE items (id int PRIMARY KEY, v text);
+CREATE TABLE parent (id int PRIMARY KEY);
+CREATE TABLE child (id int PRIMARY KEY, pid int NOT NULL REFERENCES parent);
 CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
 SQL
-done
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
-mesh_config "$CONFIG" last_writer_wins "public.items, public.mesh_marker"
+mesh_config "$CONFIG" last_writer_wins "public.items, public.parent, public.child, public.mesh_marker"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 120
 node_psql a -c "INSERT INTO items SELECT g, 'a' || g FROM generate_series(1, 50) g"
@@ -85,5 +87,22 @@ for n in a b; do
   [[ $got == "400:a400" ]] || fail "node $n holds '$got' after b's TRUNCATE, expected '400:a400'"
 done
 mesh_compare a b public.items || fail "a and b differ after the live TRUNCATE"
+
+log "foreign keys: TRUNCATE parent CASCADE fails and loses nothing; TRUNCATE child, parent works"
+node_psql a -c "INSERT INTO parent VALUES (1), (2); INSERT INTO child VALUES (10, 1)" >/dev/null
+mesh_wait_marker 120 a b
+out=$(node_psql a -c "TRUNCATE parent CASCADE" 2>&1) && fail "TRUNCATE parent CASCADE succeeded on a mesh table with a referencing table"
+grep -q 'violates foreign key constraint "child_pid_fkey"' <<<"$out" || fail "TRUNCATE parent CASCADE failed with: $out"
+mesh_wait_marker 120 a b
+for n in a b; do
+  [[ $(node_psql $n -c "SELECT (SELECT count(*) FROM parent) || '/' || (SELECT count(*) FROM child)") == 2/1 ]] ||
+    fail "node $n lost rows to the failed TRUNCATE"
+done
+node_psql a -c "TRUNCATE child, parent" >/dev/null
+mesh_wait_marker 120 a b
+for n in a b; do
+  [[ $(node_psql $n -c "SELECT (SELECT count(*) FROM parent) || '/' || (SELECT count(*) FROM child)") == 0/0 ]] ||
+    fail "node $n: TRUNCATE child, parent did not empty both tables"
+done
 odsync_stop
 log "ok"

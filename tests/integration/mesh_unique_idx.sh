@@ -29,8 +29,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/mesh.sh"
 test_init mesh_unique_idx
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 mesh_start_nodes a b
-for n in a b; do
-  node_psql $n <<'SQL'
+mesh_psql_all <<'SQL'
 CREATE TABLE users_part (id int PRIMARY KEY, email text, deleted_at timestamptz, v text);
 CREATE UNIQUE INDEX users_part_live ON users_part (email) WHERE deleted_at IS NULL;
 CREATE TABLE users_nnd (id int PRIMARY KEY, org int, code text, v text, UNIQUE NULLS NOT DISTINCT (org, code));
@@ -39,7 +38,6 @@ CREATE UNIQUE INDEX users_expr_lower ON users_expr (lower(email));
 CREATE TABLE users_move (id int PRIMARY KEY, email text UNIQUE, v text);
 CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
 SQL
-done
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
 TABLES="public.users_part, public.users_nnd, public.users_expr, public.users_move, public.mesh_marker"
