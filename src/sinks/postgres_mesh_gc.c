@@ -153,11 +153,28 @@ static bool build_sql(pgs_mesh_gc *g, const pgs_mesh_gc_conf *c, const char *liv
   od_sqlbuf_add(&b, " GROUP BY peers.p) x)");
   char *pend = b.oom || oom ? NULL : strdup(b.p);
   od_sqlbuf_reset(&b);
-  od_sqlbuf_add(&b, "WITH " PEERS_CTE ", cand AS (SELECT t.ctid AS tid, t.tbl, t.key FROM ");
+  /* Judged on the statement's snapshot (snap), then locked only where the tombstone is still the
+   * tuple judged (cand: same ctid and xmin) and its versions row deleted only where it is still the
+   * tuple read (v.xmin = vx). Locking the judged rows directly (FOR UPDATE on the join) is wrong
+   * under READ COMMITTED: a transaction committing between the snapshot and the lock makes
+   * PostgreSQL re-check just the locked row's new version against the joined rows and subqueries
+   * of the old snapshot — a tombstone a sink rewrote was judged on the previous delete's version,
+   * and the versions row a sink had just written for a re-inserted key was deleted (the row was not
+   * live in the snapshot), leaving a row that carries an origin with no version (mesh_join saw
+   * it: docs/MULTI_MASTER.md, "Tombstone clean-up"). Such rows wait for the next round. */
+  od_sqlbuf_add(&b, "WITH " PEERS_CTE ", snap AS MATERIALIZED (SELECT t.ctid AS tid, t.xmin AS tx, v.xmin AS vx FROM ");
   od_sqlbuf_add(&b, from.p ? from.p : "");
   od_sqlbuf_add(&b, " WHERE a.ts IS NULL OR NOT EXISTS (SELECT 1 FROM peers WHERE ");
   od_sqlbuf_add(&b, uncovered.p ? uncovered.p : "");
-  od_sqlbuf_add(&b, ") LIMIT $3 FOR UPDATE OF t SKIP LOCKED), del AS (DELETE FROM ");
+  od_sqlbuf_add(&b, ")");
+  /* test hook (tests/integration/mesh_gc_race.sh): each candidate waits this long between the
+   * statement's snapshot and its lock, so a sink can commit in between */
+  const char *pause = getenv("ODSYNC_MESH_GC_TEST_PAUSE_MS");
+  if (pause && atoi(pause) > 0) od_sqlbuf_addf(&b, " AND pg_sleep(%d / 1000.0) IS NOT NULL", atoi(pause));
+  od_sqlbuf_add(&b, " LIMIT $3), cand AS (SELECT t.ctid AS tid, t.tbl, t.key, snap.vx FROM ");
+  od_sqlbuf_add(&b, c->tomb_q);
+  od_sqlbuf_add(&b, " t JOIN snap ON t.ctid = snap.tid AND t.xmin = snap.tx FOR UPDATE OF t SKIP LOCKED), del AS "
+                    "(DELETE FROM ");
   /* _odsync_unique_left: a record (the version V that held a unique value, author A = node or this
    * node, time T) judges only remote rows concurrent with V; it goes under the tombstones' rule */
   od_sqlbuf ul = {0};
@@ -174,9 +191,9 @@ static bool build_sql(pgs_mesh_gc *g, const pgs_mesh_gc_conf *c, const char *liv
   od_sqlbuf_free(&from);
   od_sqlbuf_free(&uncovered);
   od_sqlbuf_add(&b, c->tomb_q);
-  od_sqlbuf_add(&b, " t USING cand WHERE t.ctid = cand.tid RETURNING t.tbl, t.key), vdel AS (DELETE FROM ");
+  od_sqlbuf_add(&b, " t USING cand WHERE t.ctid = cand.tid RETURNING t.tbl, t.key, cand.vx), vdel AS (DELETE FROM ");
   od_sqlbuf_add(&b, c->ver_q);
-  od_sqlbuf_add(&b, " v USING del WHERE v.tbl = del.tbl AND v.key = del.key AND NOT (");
+  od_sqlbuf_add(&b, " v USING del WHERE v.tbl = del.tbl AND v.key = del.key AND v.xmin = del.vx AND NOT (");
   od_sqlbuf_add(&b, live);
   od_sqlbuf_add(&b, ") RETURNING 1) SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM vdel)");
   char *tomb = b.oom || oom ? NULL : strdup(b.p);
