@@ -32,7 +32,8 @@ SQL
 done
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
-mesh_config "$CONFIG" last_writer_wins "public.items, public.mesh_marker"
+# the tombstones are inspected: no clean-up (MESH_GC_INTERVAL does not apply)
+mesh_config "$CONFIG" last_writer_wins "public.items, public.mesh_marker" "  gc_interval_s: 0"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 120
 

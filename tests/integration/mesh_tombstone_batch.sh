@@ -33,9 +33,10 @@ TABLES="public.items, public.mesh_marker"
 CONFIG=$TEST_TMP/odsync.yaml
 CONFIG_AB=$TEST_TMP/odsync_ab.yaml
 LOG=$TEST_TMP/odsync.log
-mesh_config "$CONFIG" last_writer_wins "$TABLES"
+# the tombstones are inspected: no clean-up (MESH_GC_INTERVAL does not apply)
+mesh_config "$CONFIG" last_writer_wins "$TABLES" "  gc_interval_s: 0"
 MESH_NODES=(a b)
-mesh_config "$CONFIG_AB" last_writer_wins "$TABLES"
+mesh_config "$CONFIG_AB" last_writer_wins "$TABLES" "  gc_interval_s: 0"
 MESH_NODES=(a b c)
 
 odsync_start "$CONFIG" "$LOG"
