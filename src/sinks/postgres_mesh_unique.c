@@ -39,6 +39,8 @@ struct mesh_uniq {
     int col[UCOL_MAX];       /* a key column's position in ref[], or -1: the part is expr[k] */
     char *expr[UCOL_MAX];    /* an expression part's text (pg_get_indexdef), malloc'd */
     char *pred;              /* the predicate of a partial index (pg_get_expr), malloc'd, or NULL */
+    char op[UCOL_MAX][140];  /* an expression part's equality: its operator class's (btree strategy 3) */
+    char coll[UCOL_MAX][140]; /* an expression part's collation in the index ("" for none) */
     bool nnd;                /* NULLS NOT DISTINCT: compared with IS NOT DISTINCT FROM */
     int nref;                /* every column the index reads, in column order */
     int ref[UREF_MAX];       /* their column indexes in the relation */
@@ -148,6 +150,22 @@ static int uniq_of(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct mesh_
   od_sqlbuf_add(&q, "), (SELECT array_to_string(array_agg(format_type(a.atttypid, NULL) ORDER BY a.attnum), chr(31)) "
                     "FROM pg_attribute a WHERE ");
   od_sqlbuf_add(&q, pgs_mesh_unique_refcols_sql());
+  /* per key part: the operator class's equality operator, the index's collation, and 'p' when a
+   * column part compares as the column does (default operator class, the column's own collation,
+   * a deterministic one): else the part is compared like an expression, with that operator and
+   * collation (a UNIQUE (email COLLATE case_insensitive) index, a column of such a collation) */
+  od_sqlbuf_add(&q, "), (SELECT array_to_string(array_agg(coalesce((SELECT 'OPERATOR(' || quote_ident(n.nspname) || '.' "
+                    "|| o.oprname || ')' FROM pg_opclass oc JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND "
+                    "ao.amopstrategy = 3 AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype JOIN "
+                    "pg_operator o ON o.oid = ao.amopopr JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE oc.oid = "
+                    "i.indclass[k.o - 1] LIMIT 1), '=') || chr(30) || coalesce((SELECT quote_ident(cn.nspname) || '.' || "
+                    "quote_ident(co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace "
+                    "WHERE co.oid = i.indcollation[k.o - 1]), '') || chr(30) || CASE WHEN i.indkey[k.o - 1] <> 0 AND "
+                    "coalesce((SELECT oc.opcdefault FROM pg_opclass oc WHERE oc.oid = i.indclass[k.o - 1]), false) AND "
+                    "i.indcollation[k.o - 1] = coalesce((SELECT a.attcollation FROM pg_attribute a WHERE a.attrelid = "
+                    "i.indrelid AND a.attnum = i.indkey[k.o - 1]), 0) AND coalesce((SELECT co.collisdeterministic FROM "
+                    "pg_collation co WHERE co.oid = i.indcollation[k.o - 1]), true) THEN 'p' ELSE 'e' END ORDER BY k.o), "
+                    "chr(31)) FROM generate_series(1, i.indnkeyatts) AS k(o)");
   od_sqlbuf_add(&q, ") FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = $1::regclass AND "
                     "i.indisunique AND NOT i.indisprimary AND i.indisvalid ORDER BY ic.relname");
   PGresult *res = q.oom ? NULL : pgs_exec(s, r->target, "reading unique indexes (mesh)", q.p, 1, p, err);
@@ -185,17 +203,19 @@ static int uniq_of(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct mesh_
     }
     x->nnd = strcmp(PQgetvalue(res, t, 2), "t") == 0;
     char *names = strdup(PQgetvalue(res, t, 4)), *defs = strdup(PQgetvalue(res, t, 5)),
-         *refs = strdup(PQgetvalue(res, t, 6)), *types = strdup(PQgetvalue(res, t, 7));
+         *refs = strdup(PQgetvalue(res, t, 6)), *types = strdup(PQgetvalue(res, t, 7)),
+         *cmps = strdup(PQgetvalue(res, t, 8));
     if (!PQgetisnull(res, t, 3)) x->pred = strdup(PQgetvalue(res, t, 3));
     bool ok = true;
-    if (!names || !defs || !refs || !types || (!PQgetisnull(res, t, 3) && !x->pred)) {
+    if (!names || !defs || !refs || !types || !cmps || (!PQgetisnull(res, t, 3) && !x->pred)) {
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
       ok = false;
     }
-    char *fn[UCOL_MAX + 1], *fd[UCOL_MAX + 1], *fr[UREF_MAX + 1], *ft[UREF_MAX + 1];
+    char *fn[UCOL_MAX + 1], *fd[UCOL_MAX + 1], *fr[UREF_MAX + 1], *ft[UREF_MAX + 1], *fc[UCOL_MAX + 1];
     int nn = ok ? split31(names, fn, UCOL_MAX) : 0, nd = ok ? split31(defs, fd, UCOL_MAX) : 0;
     int nr = ok ? split31(refs, fr, UREF_MAX) : 0, nt = ok ? split31(types, ft, UREF_MAX) : 0;
-    ok = ok && nn <= UCOL_MAX && nn == nd && nr <= UREF_MAX && nr == nt && fr[0][0];
+    int nc = ok ? split31(cmps, fc, UCOL_MAX) : 0;
+    ok = ok && nn <= UCOL_MAX && nn == nd && nn == nc && nr <= UREF_MAX && nr == nt && fr[0][0];
     for (int k = 0; ok && k < nr; k++) { /* every column it reads must be in the stream */
       int col = -1;
       for (int j = 0; j < r->rel->ncolumns; j++)
@@ -207,6 +227,16 @@ static int uniq_of(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct mesh_
     if (ok) x->nref = nr;
     for (int k = 0; ok && k < nn; k++) {
       x->col[k] = -1;
+      char *cf[3] = {fc[k], "", ""}; /* "operator\x1ecollation\x1ep|e" */
+      for (int f = 1; f < 3; f++) {
+        char *e = strchr(cf[f - 1], '\x1e');
+        if (!e) break;
+        *e = '\0';
+        cf[f] = e + 1;
+      }
+      snprintf(x->op[k], sizeof x->op[k], "%s", cf[0][0] ? cf[0] : "=");
+      snprintf(x->coll[k], sizeof x->coll[k], "%s", cf[1]);
+      if (fn[k][0] && strcmp(cf[2], "p") != 0) fn[k][0] = '\0'; /* compared like an expression: its name */
       if (fn[k][0]) {
         for (int j = 0; j < x->nref; j++)
           if (strcmp(r->rel->columns[x->ref[j]].name, fn[k]) == 0) x->col[k] = j;
@@ -221,6 +251,7 @@ static int uniq_of(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct mesh_
     free(defs);
     free(refs);
     free(types);
+    free(cmps);
     if (ok && x->ncol) {
       u->nidx++;
       continue;
@@ -278,6 +309,18 @@ static void eval_row(od_sqlbuf *b, const struct uidx *x, const char *from, const
   od_sqlbuf_addf(b, " z) %s", alias);
 }
 
+/* "lhs = rhs" for key part k of x: its operator class's equality operator, under the index's
+ * collation, and NULLs equal for a NULLS NOT DISTINCT index (written so the index can answer it). */
+static void add_part_eq(od_sqlbuf *b, const struct uidx *x, int k, const char *lhs, const char *rhs) {
+  od_sqlbuf r = {0};
+  if (x->coll[k][0]) od_sqlbuf_addf(&r, "(%s COLLATE %s)", rhs, x->coll[k]);
+  else od_sqlbuf_add(&r, rhs);
+  if (r.oom) b->oom = true;
+  else if (x->nnd) od_sqlbuf_addf(b, "(%s %s %s OR (%s IS NULL AND %s IS NULL))", lhs, x->op[k], r.p, lhs, rhs);
+  else od_sqlbuf_addf(b, "%s %s %s", lhs, x->op[k], r.p);
+  od_sqlbuf_free(&r);
+}
+
 /* One index: the local rows whose values of x equal those of a new row of the batch under another
  * key — key columns compared with `=` (IS NOT DISTINCT FROM for a NULLS NOT DISTINCT index),
  * expressions evaluated on both rows, and for a partial index only rows inside its predicate on
@@ -312,7 +355,6 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
   }
   for (int k = 0; k < na; k++) od_sqlbuf_add(&arr[k], "}");
   if (!rows) goto done;
-  const char *eq = x->nnd ? " IS NOT DISTINCT FROM " : " = ";
   od_sqlbuf b = {0}, rd = {0};
   od_sqlbuf u = {0}; /* the batch's rows: unnest(...) AS u (_odsync_i, _odsync_k, _odsync_v0, ...) [w] */
   od_sqlbuf_add(&u, "unnest($1::int8[], $2::text[]");
@@ -361,7 +403,10 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
       od_sqlbuf_addf(&rhs, "w._odsync_e%d", k);
     }
     if (lhs.oom || rhs.oom) b.oom = true;
-    else if (x->nnd)
+    else if (x->col[k] < 0) {
+      if (k) od_sqlbuf_add(&b, " AND ");
+      add_part_eq(&b, x, k, lhs.p, rhs.p);
+    } else if (x->nnd)
       od_sqlbuf_addf(&b, "%s(%s = %s OR (%s IS NULL AND %s IS NULL))", k ? " AND " : "", lhs.p, rhs.p, lhs.p, rhs.p);
     else od_sqlbuf_addf(&b, "%s%s = %s", k ? " AND " : "", lhs.p, rhs.p);
     od_sqlbuf_free(&lhs);
@@ -414,7 +459,13 @@ static int query_index(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const struct u
   od_sqlbuf_add(&rd, " WHERE l.key <> u._odsync_k");
   if (x->pred) od_sqlbuf_add(&rd, " AND w._odsync_p AND lw._odsync_p");
   for (int k = 0; k < x->ncol; k++)
-    if (x->col[k] < 0) od_sqlbuf_addf(&rd, " AND lw._odsync_e%d%sw._odsync_e%d", k, eq, k);
+    if (x->col[k] < 0) {
+      char l[32], rr[32];
+      snprintf(l, sizeof l, "lw._odsync_e%d", k);
+      snprintf(rr, sizeof rr, "w._odsync_e%d", k);
+      od_sqlbuf_add(&rd, " AND ");
+      add_part_eq(&rd, x, k, l, rr);
+    }
   bool uoom = u.oom;
   od_sqlbuf_free(&u);
   const char *p[3 + UREF_MAX];
