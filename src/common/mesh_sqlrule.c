@@ -36,23 +36,28 @@ void od_mesh_sqlrule_sql(od_sqlbuf *b, const char *tq, char *const *keys, int nk
   od_sqlbuf_add(b, "SELECT p.i, o.sw");
   /* each expression in parentheses and ended by a newline (a trailing "--" comment ends there) */
   for (int i = 0; i < n; i++) od_sqlbuf_addf(b, ", (%s\n)", exprs[i]);
-  od_sqlbuf_add(b, " FROM unnest($1::int4[], $2::text[], $3::text[]) AS p (i, rj, lj) CROSS JOIN LATERAL (SELECT "
-                   "json_populate_record(NULL::");
+  od_sqlbuf_add(b, " FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[]) AS p (i, rj, lj, dk) CROSS JOIN "
+                   "LATERAL (SELECT json_populate_record(NULL::");
   od_sqlbuf_add(b, tq);
-  od_sqlbuf_add(b, ", p.rj::json) AS row) r CROSS JOIN LATERAL (SELECT json_populate_record(NULL::");
+  /* the local row: NULL when the local side deleted it (dk 'l'), the row given, or the table's row */
+  od_sqlbuf_add(b, ", p.rj::json) AS row) r CROSS JOIN LATERAL (SELECT NULL::");
   od_sqlbuf_add(b, tq);
-  od_sqlbuf_add(b, ", p.lj::json) AS row WHERE p.lj IS NOT NULL UNION ALL SELECT x FROM ");
+  od_sqlbuf_add(b, " AS row WHERE p.dk = 'l' UNION ALL SELECT json_populate_record(NULL::");
   od_sqlbuf_add(b, tq);
-  od_sqlbuf_add(b, " x WHERE p.lj IS NULL");
+  od_sqlbuf_add(b, ", p.lj::json) WHERE p.dk IS DISTINCT FROM 'l' AND p.lj IS NOT NULL UNION ALL SELECT x FROM ");
+  od_sqlbuf_add(b, tq);
+  od_sqlbuf_add(b, " x WHERE p.dk IS DISTINCT FROM 'l' AND p.lj IS NULL");
   for (int k = 0; k < nkey; k++) {
     od_sqlbuf_add(b, " AND x.");
     od_sqlbuf_ident(b, keys[k]);
     od_sqlbuf_add(b, " = (r.row).");
     od_sqlbuf_ident(b, keys[k]);
   }
-  od_sqlbuf_add(b, ") l CROSS JOIN (VALUES (false), (true)) AS o (sw) CROSS JOIN LATERAL (SELECT ((CASE WHEN o.sw "
-                   "THEN l.row ELSE r.row END)).*) AS remote CROSS JOIN LATERAL (SELECT ((CASE WHEN o.sw THEN r.row "
-                   "ELSE l.row END)).*) AS local");
+  /* the remote row: NULL when the remote write is a delete (dk 'r'; rj then holds its key) */
+  od_sqlbuf_add(b, ") l CROSS JOIN LATERAL (SELECT CASE WHEN p.dk = 'r' THEN NULL ELSE r.row END AS row) rv CROSS "
+                   "JOIN (VALUES (false), (true)) AS o (sw) CROSS JOIN LATERAL (SELECT ((CASE WHEN o.sw THEN l.row "
+                   "ELSE rv.row END)).*) AS remote CROSS JOIN LATERAL (SELECT ((CASE WHEN o.sw THEN rv.row ELSE "
+                   "l.row END)).*) AS local");
 }
 
 /* The first line of the server's message of a failed result. */

@@ -32,11 +32,15 @@ TEST(sql_rule_statement) {
   od_mesh_sqlrule_sql(&b, "\"public\".\"t\"", keys, 2, ex, 2);
   CHECK(!b.oom && b.p);
   CHECK(strstr(b.p, "SELECT p.i, o.sw, (remote.v > local.v -- note\n), (remote.s <> 'x'\n) FROM ") == b.p);
-  CHECK(strstr(b.p, "unnest($1::int4[], $2::text[], $3::text[]) AS p (i, rj, lj)") != NULL);
+  CHECK(strstr(b.p, "unnest($1::int4[], $2::text[], $3::text[], $4::text[]) AS p (i, rj, lj, dk)") != NULL);
+  /* a deleted side is a NULL row: the local one without reading the table, the remote one after */
+  CHECK(strstr(b.p, "SELECT NULL::\"public\".\"t\" AS row WHERE p.dk = 'l' UNION ALL") != NULL);
+  CHECK(strstr(b.p, "WHERE p.dk IS DISTINCT FROM 'l' AND p.lj IS NULL AND x.") != NULL);
+  CHECK(strstr(b.p, "CASE WHEN p.dk = 'r' THEN NULL ELSE r.row END AS row) rv") != NULL);
   CHECK(strstr(b.p, "json_populate_record(NULL::\"public\".\"t\", p.rj::json)") != NULL);
   CHECK(strstr(b.p, "x.\"id\" = (r.row).\"id\" AND x.\"k\"\"2\" = (r.row).\"k\"\"2\"") != NULL);
   CHECK(strstr(b.p, "(VALUES (false), (true)) AS o (sw)") != NULL);
-  CHECK(strstr(b.p, "CASE WHEN o.sw THEN l.row ELSE r.row END)).*) AS remote") != NULL);
-  CHECK(strstr(b.p, "CASE WHEN o.sw THEN r.row ELSE l.row END)).*) AS local") != NULL);
+  CHECK(strstr(b.p, "CASE WHEN o.sw THEN l.row ELSE rv.row END)).*) AS remote") != NULL);
+  CHECK(strstr(b.p, "CASE WHEN o.sw THEN rv.row ELSE l.row END)).*) AS local") != NULL);
   od_sqlbuf_free(&b);
 }
