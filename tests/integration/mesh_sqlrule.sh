@@ -16,6 +16,10 @@
 #    transaction at each node) is no decision for those pairs only: the other pairs of the same
 #    statement (docs 1, 2) keep the rule's answers, docs 3 goes to the next rule, docs 4 to the
 #    policy; the error is logged naming the rule, the table and the key, on both nodes' sinks;
+#  - rules on deletes (`remote IS NULL` / `local IS NULL`: that side deleted the row), in the same
+#    statements: a delete winning by a rule against last-writer order (docs 5: b's later update
+#    loses) and losing by a rule (docs 6: b's later delete loses); the existing items rules, which
+#    never test for a NULL row, make no decision on a delete (items 5: the policy, as before);
 #  - each node's conflict log holds exactly these entries, policy `rule` for the pairs a rule decided
 #    and last_writer_wins for the others;
 #  - both nodes identical row for row afterwards (od_compare_pg);
@@ -88,17 +92,18 @@ grep -q "mesh.rules\[0\] on table public.items ('remote.version + 1'): the expre
 # says force wins (a jsonb column reaches `remote` as the document, not as a string); accounts: the
 # higher (or equal) balance wins unless the batch job wrote it. docs: the higher version per weight
 # wins (a division by zero where a weight is 0: no decision for that pair), else the higher v
-# (~>~: byte order, no collation).
+# (~>~: byte order, no collation); on a delete, the live row's keep flag says whether it stays.
 mesh_config "$CONFIG" last_writer_wins "$TABLES" "  rules: [\"public.items: sql: remote.version > local.version\", \
 \"public.items: sql: coalesce((remote.meta ->> 'force')::bool, false) -- a comment ends at the line's end\", \
 \"public.accounts: sql: remote.balance >= local.balance AND remote.updated_by <> 'batch'\", \
 \"public.docs: sql: remote.version / remote.weight > local.version / local.weight\", \
-\"public.docs: sql: remote.v ~>~ local.v\"]"
+\"public.docs: sql: remote.v ~>~ local.v\", \
+\"public.docs: sql: CASE WHEN remote IS NULL THEN NOT local.keep WHEN local IS NULL THEN remote.keep END\"]"
 out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check refused good rules: $out"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 90
 node_psql a <<'SQL'
-INSERT INTO items SELECT g, 1, 'v0' FROM generate_series(1, 4) g;
+INSERT INTO items SELECT g, 1, 'v0' FROM generate_series(1, 5) g;
 INSERT INTO accounts SELECT g, 10, 'app' FROM generate_series(1, 2) g;
 INSERT INTO docs SELECT g, 1, 1, false, 'v0' FROM generate_series(1, 6) g;
 SQL
@@ -122,7 +127,10 @@ UPDATE docs SET version = 10, v = 'a1' WHERE id = 1;
 UPDATE docs SET version = 3, v = 'a2' WHERE id = 2;
 UPDATE docs SET version = 1, weight = 0, v = 'z3' WHERE id = 3;
 UPDATE docs SET weight = 0, v = 'same' WHERE id = 4;
+DELETE FROM docs WHERE id = 5;
+UPDATE docs SET keep = true, v = 'a6' WHERE id = 6;
 COMMIT;
+DELETE FROM items WHERE id = 5;
 SQL
 sleep 0.05
 node_psql b <<'SQL'
@@ -137,7 +145,10 @@ UPDATE docs SET version = 5, v = 'b1' WHERE id = 1;
 UPDATE docs SET version = 9, v = 'b2' WHERE id = 2;
 UPDATE docs SET version = 9, v = 'b3' WHERE id = 3;
 UPDATE docs SET version = 2, v = 'same' WHERE id = 4;
+UPDATE docs SET version = 7, v = 'b5' WHERE id = 5;
+DELETE FROM docs WHERE id = 6;
 COMMIT;
+UPDATE items SET version = 9, v = 'b5' WHERE id = 5;
 SQL
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 90
@@ -147,15 +158,16 @@ mesh_wait_marker 120 b a
 
 for n in a b; do
   got=$(node_psql $n -c "SELECT string_agg(concat_ws(':', id, coalesce(version::text, '-'), v), ' ' ORDER BY id) FROM items")
-  want="1:5:a1 2:7:b2 3:4:b3 4:-:force 10:8:a10"
+  want="1:5:a1 2:7:b2 3:4:b3 4:-:force 5:9:b5 10:8:a10"
   [[ $got == "$want" ]] || { dump; fail "node $n items '$got', expected '$want'"; }
   got=$(node_psql $n -c "SELECT string_agg(concat_ws(':', id, balance, updated_by), ' ' ORDER BY id) FROM accounts")
   want="1:100:app 2:50:app"
   [[ $got == "$want" ]] || { dump; fail "node $n accounts '$got', expected '$want'"; }
   # docs 1, 2: by the first rule in the statement where 3 and 4 raised an error; 3: the second
-  # rule (z3 after b3); 4: equal v, the policy (b wrote last)
+  # rule (z3 after b3); 4: equal v, the policy (b wrote last); 5: a's delete wins by the third rule
+  # (keep false), 6: b's delete loses by it (a set keep)
   got=$(node_psql $n -c "SELECT string_agg(concat_ws(':', id, version, weight, keep, v), ' ' ORDER BY id) FROM docs")
-  want="1:10:1:f:a1 2:9:1:f:b2 3:1:0:f:z3 4:2:1:f:same 5:1:1:f:v0 6:1:1:f:v0"
+  want="1:10:1:f:a1 2:9:1:f:b2 3:1:0:f:z3 4:2:1:f:same 6:1:1:t:a6"
   [[ $got == "$want" ]] || { dump; fail "node $n docs '$got', expected '$want'"; }
 done
 for dir in "a <- b" "b <- a"; do
@@ -166,7 +178,9 @@ done
 log "conflict logs"
 want="accounts:update_update:1:rule:a accounts:update_update:2:last_writer_wins:b \
 docs:update_update:1:rule:a docs:update_update:2:rule:b docs:update_update:3:rule:a docs:update_update:4:last_writer_wins:b \
-items:update_update:1:rule:a items:update_update:2:rule:b items:update_update:3:last_writer_wins:b items:update_update:4:rule:a items:insert_insert:10:rule:a"
+docs:update_delete:5:rule:a docs:update_delete:6:rule:a \
+items:update_update:1:rule:a items:update_update:2:rule:b items:update_update:3:last_writer_wins:b items:update_update:4:rule:a \
+items:update_delete:5:last_writer_wins:b items:insert_insert:10:rule:a"
 for n in a b; do
   got=$(node_psql $n -c "SELECT string_agg(concat_ws(':', split_part(table_name, '.', 2), kind, key, policy, winner), ' ' ORDER BY table_name, key::int, kind) FROM _odsync_conflicts")
   [[ $got == "$want" ]] || { dump; fail "node $n conflict log: '$got' (expected '$want')"; }
