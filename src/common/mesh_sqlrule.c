@@ -1,6 +1,7 @@
 /* mesh_sqlrule.c — see mesh_sqlrule.h. */
 #include "common/mesh_sqlrule.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,59 @@ bool od_mesh_sqlrule_split(const char *rule, char *tbl, size_t cap, const char *
   while (*rest == ' ' || *rest == '\t') rest++;
   *expr = rest;
   return true;
+}
+
+/* A dollar quote's opening tag at p ("$$" or "$tag$", the tag an identifier: "$1" is a parameter):
+ * its length, 0 when p starts none. */
+static size_t dollar_tag(const char *p) {
+  if (*p != '$') return 0;
+  size_t k = 1;
+  if (p[k] && (isalpha((unsigned char)p[k]) || p[k] == '_' || (unsigned char)p[k] >= 0x80))
+    while (p[k] && (isalnum((unsigned char)p[k]) || p[k] == '_' || (unsigned char)p[k] >= 0x80)) k++;
+  return p[k] == '$' ? k + 1 : 0;
+}
+
+bool od_mesh_sqlrule_bare_semicolon(const char *expr) {
+  const char *p = expr;
+  while (*p) {
+    if (*p == ';') return true;
+    if ((*p == 'E' || *p == 'e') && p[1] == '\'' && (p == expr || !(isalnum((unsigned char)p[-1]) || p[-1] == '_'))) {
+      for (p += 2; *p; p++) /* E'...': backslash escapes, '' a quote */
+        if (*p == '\\' && p[1]) p++;
+        else if (*p == '\'' && p[1] == '\'') p++;
+        else if (*p == '\'') break;
+      if (*p) p++;
+      continue;
+    }
+    if (*p == '\'' || *p == '"') { /* 'text' or "identifier": the quote doubled inside */
+      char q = *p++;
+      while (*p && !(*p == q && p[1] != q)) p += *p == q ? 2 : 1;
+      if (*p) p++;
+      continue;
+    }
+    if (p[0] == '-' && p[1] == '-') { /* a comment to the line's end */
+      while (*p && *p != '\n') p++;
+      continue;
+    }
+    if (p[0] == '/' && p[1] == '*') { /* a block comment, nested */
+      int depth = 0;
+      do {
+        if (p[0] == '/' && p[1] == '*') depth++, p += 2;
+        else if (p[0] == '*' && p[1] == '/') depth--, p += 2;
+        else p++;
+      } while (*p && depth);
+      continue;
+    }
+    size_t t = dollar_tag(p);
+    if (t && (p == expr || !(isalnum((unsigned char)p[-1]) || p[-1] == '_'))) { /* $tag$ ... $tag$ */
+      const char *end;
+      for (end = p + t; *end && strncmp(end, p, t) != 0; end++) {}
+      p = *end ? end + t : end;
+      continue;
+    }
+    p++;
+  }
+  return false;
 }
 
 /* "schema.table" as "schema"."table" */
@@ -74,8 +128,9 @@ int od_mesh_sqlrule_check(PGconn *c, const char *table, const char *expr, char *
     snprintf(msg, cap, "the expression is empty");
     return -1;
   }
-  if (strstr(expr, "$odsync$") || strchr(expr, ';')) {
-    snprintf(msg, cap, "the expression may not contain ';' or '$odsync$' (one boolean expression on local and remote)");
+  if (strstr(expr, "$odsync$") || od_mesh_sqlrule_bare_semicolon(expr)) {
+    snprintf(msg, cap, "the expression may not contain ';' outside a string literal, nor '$odsync$' (one boolean "
+             "expression on local and remote)");
     return -1;
   }
   const char *p[] = {table};

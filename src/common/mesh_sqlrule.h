@@ -29,7 +29,13 @@ bool od_mesh_sqlrule_split(const char *rule, char *tbl, size_t cap, const char *
  * not found gives none. */
 void od_mesh_sqlrule_sql(od_sqlbuf *b, const char *tq, char *const *keys, int nkey, const char *const *exprs, int n);
 
+/* Whether expr holds a ';' outside its string literals ('...', E'...', $tag$...$tag$), quoted
+ * identifiers and comments (-- and nested block comments): one expression has none there. A
+ * literal left open hides the rest (the server then refuses the expression). */
+bool od_mesh_sqlrule_bare_semicolon(const char *expr);
+
 /* Check one SQL rule against table `table` ("schema.table") on connection c (no transaction open):
+ * no ';' outside a literal (od_mesh_sqlrule_bare_semicolon) nor "$odsync$" (the probe's quote), then
  * the expression must prepare in the statement above, yield one boolean and use only immutable
  * functions and no subquery (PostgreSQL's own index-expression test on an inlined probe function:
  * every node must decide the same). 0: accepted; -1: refused, msg says why; -2: could not check

@@ -328,7 +328,8 @@ int pgs_mesh_sqlrule_begin(pgs_sink *s, pgs_mesh *m, const pg_rel *r, size_t fro
  * delete) against the local version of key state ds[i] (a row, or a tombstone; not both deletes).
  * An evaluation the pair's values make raise an error (SQLSTATE class 22, P0001) is no decision for
  * that pair and rule only: after such an error every pair is evaluated again rule by rule in one
- * pipeline round trip, each statement rolled back to a savepoint (docs/MULTI_MASTER.md). */
+ * more pipeline round trip (per 200 statements), each statement rolled back to a savepoint
+ * (docs/MULTI_MASTER.md). */
 int pgs_mesh_sqlrule_eval(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, const od_change *changes,
                           const size_t *cis, decision *const *ds, size_t n, od_error *err);
 /* Rule k's answer for change ci against d (*out: 1 remote wins, -1 local wins, 0 none), evaluated

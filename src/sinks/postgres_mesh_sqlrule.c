@@ -11,7 +11,7 @@
  * evaluation that raises an error its inputs determine (SQLSTATE class 22, data exceptions, and
  * P0001, an immutable function's RAISE) is no decision for that pair and rule: the statement runs
  * behind a savepoint in the same pipeline round trip, and after such an error every pair and rule
- * is evaluated alone, in one more round trip, each rolled back to the savepoint (logged, at most one
+ * is evaluated alone, in one more round trip (per 200 statements), each rolled back to the savepoint (logged, at most one
  * message per 10 s). Any other error fails the batch as before.
  * Never touches: the decisions themselves (postgres_mesh_decide.c), transactions, the apply path.
  * Pointer ownership: a sqlrule_run owns its arrays and statement texts (freed by pgs_mesh_sqlrule_end);
@@ -22,7 +22,7 @@
 #include "common/mesh_sqlrule.h"
 #include "core/clock.h"
 
-#include <limits.h>
+enum { ALONE_MAX = 200 }; /* statements per pipeline when pairs are evaluated alone */
 
 int pgs_mesh_sqlrule_check_all(pgs_sink *s, pgs_mesh *m, od_error *err) {
   for (int i = 0; i < m->nrules; i++) {
@@ -289,8 +289,12 @@ static int eval_alone(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q,
       pp[j][3] = a[2].p;
     }
   }
-  if (rc == OD_OK && ns > (size_t)INT_MAX) rc = OD_FAIL(err, OD_ESINK, "postgres sink %s: too many SQL rule pairs", s->where);
-  if (rc == OD_OK) rc = run_guarded(s, r->target, (int)ns, nm, sq, (const char *const (*)[4])pp, out, err);
+  /* in pipelines of at most ALONE_MAX statements: their results (a few hundred bytes each) stay
+   * within the socket buffers while the client still sends (a blocking pipeline could deadlock) */
+  for (size_t j0 = 0; rc == OD_OK && j0 < ns; j0 += (size_t)ALONE_MAX) {
+    int c = (int)(ns - j0 < (size_t)ALONE_MAX ? ns - j0 : (size_t)ALONE_MAX);
+    rc = run_guarded(s, r->target, c, nm + j0, sq + j0, (const char *const (*)[4])(pp + j0), out + j0, err);
+  }
   size_t nerr = 0;
   for (size_t j = 0; rc == OD_OK && j < ns; j++) {
     size_t i = j / (size_t)q->n;

@@ -4,7 +4,7 @@
 #
 # Asserts:
 #  - `odsync check` refuses a rule with a syntax error, an unknown column, a non-boolean result, a
-#    volatile function (random()), a subquery, with a message naming the rule and its table; `odsync
+#    volatile function (random()), a subquery, a ';' outside a literal, with a message naming the rule and its table; `odsync
 #    run` refuses a bad rule at startup the same way and exits;
 #  - concurrent pairs made while odsync is stopped (a writes first, b later), row for row at both
 #    nodes: the rule's winner even where the last writer would have won (items 1, 4, 10; accounts 1),
@@ -76,6 +76,8 @@ bad volatile "public.items: sql: remote.version > local.version AND random() < 0
 bad stable "public.items: sql: remote.version > local.version OR now() > '2020-01-01'" "reads more than the two rows"
 bad subquery "public.items: sql: remote.version > (SELECT max(version) FROM public.items)" "reads more than the two rows"
 bad notable "public.nope: sql: remote.version > local.version" "mesh.rules[0] on table public.nope" "does not exist"
+bad semicolon "public.items: sql: remote.version > local.version; SELECT 1" "mesh.rules[0] on table public.items" \
+  "may not contain ';' outside a string literal"
 bad empty "public.items: sql: " "mesh_rules[0] 'public.items: sql: ': expected" "'schema.table: sql: <expression>'"
 
 log "odsync run refuses a bad rule at startup"
@@ -90,12 +92,12 @@ grep -q "mesh.rules\[0\] on table public.items ('remote.version + 1'): the expre
 
 # Rules in order: the higher version wins (NULL when either has none); else a row whose jsonb meta
 # says force wins (a jsonb column reaches `remote` as the document, not as a string); accounts: the
-# higher (or equal) balance wins unless the batch job wrote it. docs: the higher version per weight
+# higher (or equal) balance wins unless the batch job (or 'a;b': a ';' inside a literal) wrote it. docs: the higher version per weight
 # wins (a division by zero where a weight is 0: no decision for that pair), else the higher v
 # (~>~: byte order, no collation); on a delete, the live row's keep flag says whether it stays.
 mesh_config "$CONFIG" last_writer_wins "$TABLES" "  rules: [\"public.items: sql: remote.version > local.version\", \
 \"public.items: sql: coalesce((remote.meta ->> 'force')::bool, false) -- a comment ends at the line's end\", \
-\"public.accounts: sql: remote.balance >= local.balance AND remote.updated_by <> 'batch'\", \
+\"public.accounts: sql: remote.balance >= local.balance AND remote.updated_by NOT IN ('batch', 'a;b')\", \
 \"public.docs: sql: remote.version / remote.weight > local.version / local.weight\", \
 \"public.docs: sql: remote.v ~>~ local.v\", \
 \"public.docs: sql: CASE WHEN remote IS NULL THEN NOT local.keep WHEN local IS NULL THEN remote.keep END\"]"

@@ -44,3 +44,32 @@ TEST(sql_rule_statement) {
   CHECK(strstr(b.p, "CASE WHEN o.sw THEN rv.row ELSE l.row END)).*) AS local") != NULL);
   od_sqlbuf_free(&b);
 }
+
+TEST(sql_rule_semicolon) {
+  /* refused: a ';' between expressions */
+  CHECK(od_mesh_sqlrule_bare_semicolon("true; DELETE FROM t"));
+  CHECK(od_mesh_sqlrule_bare_semicolon("remote.v = 'a' ; true"));
+  CHECK(od_mesh_sqlrule_bare_semicolon("remote.v = 'it''s';"));
+  CHECK(od_mesh_sqlrule_bare_semicolon("remote.v = E'\\'';'"));     /* E'\'' ends, then ; */
+  CHECK(od_mesh_sqlrule_bare_semicolon("remote.\"a\"\"b\" = 1;"));
+  CHECK(od_mesh_sqlrule_bare_semicolon("-- c\n;"));
+  CHECK(od_mesh_sqlrule_bare_semicolon("/* /* */ */ ;"));
+  CHECK(od_mesh_sqlrule_bare_semicolon("remote.a$x = $1;"));          /* no dollar quote */
+  /* accepted: inside literals, identifiers, comments */
+  CHECK(!od_mesh_sqlrule_bare_semicolon("remote.v > local.v"));
+  CHECK(!od_mesh_sqlrule_bare_semicolon("remote.v = 'a;b'"));
+  CHECK(!od_mesh_sqlrule_bare_semicolon("remote.v = 'it''s; fine'"));
+  CHECK(!od_mesh_sqlrule_bare_semicolon("remote.v = E'a\\';b'"));      /* E'a\';b' */
+  CHECK(!od_mesh_sqlrule_bare_semicolon("remote.v = e'a'';b'"));
+  CHECK(!od_mesh_sqlrule_bare_semicolon("remote.\"x;y\" > local.\"x;y\""));
+  CHECK(!od_mesh_sqlrule_bare_semicolon("remote.v = $q$a;b$q$ AND remote.w = $$;$$"));
+  CHECK(!od_mesh_sqlrule_bare_semicolon("true -- ; a comment"));
+  CHECK(!od_mesh_sqlrule_bare_semicolon("true /* ; /* nested ; */ ; */"));
+  /* a standard string has no backslash escape: 'a\' ends there; E'a\\' too */
+  CHECK(od_mesh_sqlrule_bare_semicolon("remote.v = 'a\\';'"));
+  CHECK(od_mesh_sqlrule_bare_semicolon("remote.v = E'a\\\\';'"));
+  /* an identifier ending in e before a quote does not start E'...' */
+  CHECK(od_mesh_sqlrule_bare_semicolon("note'a\\';'"));
+  /* a literal left open hides the rest (the server refuses it at prepare) */
+  CHECK(!od_mesh_sqlrule_bare_semicolon("remote.v = 'a; true"));
+}
