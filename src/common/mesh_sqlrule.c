@@ -1,6 +1,7 @@
 /* mesh_sqlrule.c — see mesh_sqlrule.h. */
 #include "common/mesh_sqlrule.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,59 @@ bool od_mesh_sqlrule_split(const char *rule, char *tbl, size_t cap, const char *
   return true;
 }
 
+/* A dollar quote's opening tag at p ("$$" or "$tag$", the tag an identifier: "$1" is a parameter):
+ * its length, 0 when p starts none. */
+static size_t dollar_tag(const char *p) {
+  if (*p != '$') return 0;
+  size_t k = 1;
+  if (p[k] && (isalpha((unsigned char)p[k]) || p[k] == '_' || (unsigned char)p[k] >= 0x80))
+    while (p[k] && (isalnum((unsigned char)p[k]) || p[k] == '_' || (unsigned char)p[k] >= 0x80)) k++;
+  return p[k] == '$' ? k + 1 : 0;
+}
+
+bool od_mesh_sqlrule_bare_semicolon(const char *expr) {
+  const char *p = expr;
+  while (*p) {
+    if (*p == ';') return true;
+    if ((*p == 'E' || *p == 'e') && p[1] == '\'' && (p == expr || !(isalnum((unsigned char)p[-1]) || p[-1] == '_'))) {
+      for (p += 2; *p; p++) /* E'...': backslash escapes, '' a quote */
+        if (*p == '\\' && p[1]) p++;
+        else if (*p == '\'' && p[1] == '\'') p++;
+        else if (*p == '\'') break;
+      if (*p) p++;
+      continue;
+    }
+    if (*p == '\'' || *p == '"') { /* 'text' or "identifier": the quote doubled inside */
+      char q = *p++;
+      while (*p && !(*p == q && p[1] != q)) p += *p == q ? 2 : 1;
+      if (*p) p++;
+      continue;
+    }
+    if (p[0] == '-' && p[1] == '-') { /* a comment to the line's end */
+      while (*p && *p != '\n') p++;
+      continue;
+    }
+    if (p[0] == '/' && p[1] == '*') { /* a block comment, nested */
+      int depth = 0;
+      do {
+        if (p[0] == '/' && p[1] == '*') depth++, p += 2;
+        else if (p[0] == '*' && p[1] == '/') depth--, p += 2;
+        else p++;
+      } while (*p && depth);
+      continue;
+    }
+    size_t t = dollar_tag(p);
+    if (t && (p == expr || !(isalnum((unsigned char)p[-1]) || p[-1] == '_'))) { /* $tag$ ... $tag$ */
+      const char *end;
+      for (end = p + t; *end && strncmp(end, p, t) != 0; end++) {}
+      p = *end ? end + t : end;
+      continue;
+    }
+    p++;
+  }
+  return false;
+}
+
 /* "schema.table" as "schema"."table" */
 static void qualified(od_sqlbuf *b, const char *table) {
   const char *dot = strchr(table, '.');
@@ -36,23 +90,28 @@ void od_mesh_sqlrule_sql(od_sqlbuf *b, const char *tq, char *const *keys, int nk
   od_sqlbuf_add(b, "SELECT p.i, o.sw");
   /* each expression in parentheses and ended by a newline (a trailing "--" comment ends there) */
   for (int i = 0; i < n; i++) od_sqlbuf_addf(b, ", (%s\n)", exprs[i]);
-  od_sqlbuf_add(b, " FROM unnest($1::int4[], $2::text[], $3::text[]) AS p (i, rj, lj) CROSS JOIN LATERAL (SELECT "
-                   "json_populate_record(NULL::");
+  od_sqlbuf_add(b, " FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[]) AS p (i, rj, lj, dk) CROSS JOIN "
+                   "LATERAL (SELECT json_populate_record(NULL::");
   od_sqlbuf_add(b, tq);
-  od_sqlbuf_add(b, ", p.rj::json) AS row) r CROSS JOIN LATERAL (SELECT json_populate_record(NULL::");
+  /* the local row: NULL when the local side deleted it (dk 'l'), the row given, or the table's row */
+  od_sqlbuf_add(b, ", p.rj::json) AS row) r CROSS JOIN LATERAL (SELECT NULL::");
   od_sqlbuf_add(b, tq);
-  od_sqlbuf_add(b, ", p.lj::json) AS row WHERE p.lj IS NOT NULL UNION ALL SELECT x FROM ");
+  od_sqlbuf_add(b, " AS row WHERE p.dk = 'l' UNION ALL SELECT json_populate_record(NULL::");
   od_sqlbuf_add(b, tq);
-  od_sqlbuf_add(b, " x WHERE p.lj IS NULL");
+  od_sqlbuf_add(b, ", p.lj::json) WHERE p.dk IS DISTINCT FROM 'l' AND p.lj IS NOT NULL UNION ALL SELECT x FROM ");
+  od_sqlbuf_add(b, tq);
+  od_sqlbuf_add(b, " x WHERE p.dk IS DISTINCT FROM 'l' AND p.lj IS NULL");
   for (int k = 0; k < nkey; k++) {
     od_sqlbuf_add(b, " AND x.");
     od_sqlbuf_ident(b, keys[k]);
     od_sqlbuf_add(b, " = (r.row).");
     od_sqlbuf_ident(b, keys[k]);
   }
-  od_sqlbuf_add(b, ") l CROSS JOIN (VALUES (false), (true)) AS o (sw) CROSS JOIN LATERAL (SELECT ((CASE WHEN o.sw "
-                   "THEN l.row ELSE r.row END)).*) AS remote CROSS JOIN LATERAL (SELECT ((CASE WHEN o.sw THEN r.row "
-                   "ELSE l.row END)).*) AS local");
+  /* the remote row: NULL when the remote write is a delete (dk 'r'; rj then holds its key) */
+  od_sqlbuf_add(b, ") l CROSS JOIN LATERAL (SELECT CASE WHEN p.dk = 'r' THEN NULL ELSE r.row END AS row) rv CROSS "
+                   "JOIN (VALUES (false), (true)) AS o (sw) CROSS JOIN LATERAL (SELECT ((CASE WHEN o.sw THEN l.row "
+                   "ELSE rv.row END)).*) AS remote CROSS JOIN LATERAL (SELECT ((CASE WHEN o.sw THEN rv.row ELSE "
+                   "l.row END)).*) AS local");
 }
 
 /* The first line of the server's message of a failed result. */
@@ -69,8 +128,9 @@ int od_mesh_sqlrule_check(PGconn *c, const char *table, const char *expr, char *
     snprintf(msg, cap, "the expression is empty");
     return -1;
   }
-  if (strstr(expr, "$odsync$") || strchr(expr, ';')) {
-    snprintf(msg, cap, "the expression may not contain ';' or '$odsync$' (one boolean expression on local and remote)");
+  if (strstr(expr, "$odsync$") || od_mesh_sqlrule_bare_semicolon(expr)) {
+    snprintf(msg, cap, "the expression may not contain ';' outside a string literal, nor '$odsync$' (one boolean "
+             "expression on local and remote)");
     return -1;
   }
   const char *p[] = {table};

@@ -21,13 +21,21 @@ bool od_mesh_sqlrule_split(const char *rule, char *tbl, size_t cap, const char *
 
 /* The statement evaluating exprs[0..n) of table tq (quoted "schema"."table", key columns keys[0..nkey),
  * unquoted) on pairs: parameters $1 int4[] (a number per pair), $2 text[] (the remote row as a JSON
- * object of texts), $3 text[] (the local row likewise, or NULL: the table's row of the remote row's
- * key). Every pair gives two result rows, (number, swapped, one boolean per expression): swapped
- * false evaluates with local and remote as given, swapped true with the two exchanged. A pair whose
- * local row is not found gives none. */
+ * object of texts; for a remote delete its key), $3 text[] (the local row likewise, or NULL: the
+ * table's row of the remote row's key), $4 text[] ('r': the remote write is a delete, `remote` is
+ * NULL; 'l': the local version is a delete, `local` is NULL; NULL: both are rows). Every pair gives
+ * two result rows, (number, swapped, one boolean per expression): swapped false evaluates with local
+ * and remote as given, swapped true with the two exchanged. A pair whose local row (not deleted) is
+ * not found gives none. */
 void od_mesh_sqlrule_sql(od_sqlbuf *b, const char *tq, char *const *keys, int nkey, const char *const *exprs, int n);
 
+/* Whether expr holds a ';' outside its string literals ('...', E'...', $tag$...$tag$), quoted
+ * identifiers and comments (-- and nested block comments): one expression has none there. A
+ * literal left open hides the rest (the server then refuses the expression). */
+bool od_mesh_sqlrule_bare_semicolon(const char *expr);
+
 /* Check one SQL rule against table `table` ("schema.table") on connection c (no transaction open):
+ * no ';' outside a literal (od_mesh_sqlrule_bare_semicolon) nor "$odsync$" (the probe's quote), then
  * the expression must prepare in the statement above, yield one boolean and use only immutable
  * functions and no subquery (PostgreSQL's own index-expression test on an inlined probe function:
  * every node must decide the same). 0: accepted; -1: refused, msg says why; -2: could not check

@@ -474,10 +474,11 @@ static int col_rule(const pgs_mesh *m, const od_change *c, const decision *d, co
 }
 
 /* Business rules on a concurrent pair, in mesh_rules order (column rules and SQL rules, sq): *out >0
- * the remote version wins, <0 the local one, 0 undecided (the policy decides). */
+ * the remote version wins, <0 the local one, 0 undecided (the policy decides). sql_only: a pair with
+ * a delete on one side, which only SQL rules judge (the deleted side's row is NULL). */
 static int rules_decide(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, size_t ci, decision *d,
-                        const int *cols, int from, int to, const int *rule_of, sqlrule_run *sq, int *out,
-                        od_error *err) {
+                        const int *cols, int from, int to, const int *rule_of, sqlrule_run *sq, bool sql_only,
+                        int *out, od_error *err) {
   const od_change *c = &changes[ci];
   *out = 0;
   for (int i = 0; i < m->nrules && !*out; i++) {
@@ -489,7 +490,7 @@ static int rules_decide(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
       }
       continue;
     }
-    for (int k = from; k < to && !*out; k++)
+    for (int k = from; k < to && !*out && !sql_only; k++)
       if (rule_of[k] == i) *out = col_rule(m, c, d, cols, k, rule_of);
   }
   return OD_OK;
@@ -1201,7 +1202,14 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       /* A delete against a tombstone competes too: the winner's version becomes the tombstone's
        * on every node, so later writes of the key are judged against the same version. */
       kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
-      apply = remote_wins(m, pol, st, &cmp);
+      /* an insert or update against the tombstone: SQL rules with `local` NULL (two deletes: none,
+       * their rows are both NULL and no rule can tell them apart) */
+      int ruled = 0;
+      if (c->op != OD_OP_DELETE &&
+          (rc = rules_decide(s, m, r, changes, ci, d, cols, nctr, nfetch, rule_of, sq, true, &ruled, err)))
+        return rc;
+      apply = ruled ? ruled > 0 : remote_wins(m, pol, st, &cmp);
+      if (ruled) policy = "rule";
       /* column_merge: a write that loses to the delete still wins the columns it wrote whose
        * versions are older: kept in the tombstone's last row for a later re-creation */
       if (exact && !apply && c->op != OD_OP_DELETE && d->row && d->also && (rc = image_columns(s, m, r, c, st, d, err)))
@@ -1209,8 +1217,9 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     } else {
       kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
       int ruled = 0;
-      if (c->op != OD_OP_DELETE &&
-          (rc = rules_decide(s, m, r, changes, ci, d, cols, nctr, nfetch, rule_of, sq, &ruled, err)))
+      /* a remote delete against the live row: SQL rules only, with `remote` NULL */
+      if ((rc = rules_decide(s, m, r, changes, ci, d, cols, nctr, nfetch, rule_of, sq, c->op == OD_OP_DELETE, &ruled,
+                             err)))
         return rc;
       merge = !ruled && pol->policy == POL_COLUMN_MERGE && mergeable(r, c, d);
       if (pol->policy == POL_COLUMN_MERGE && !ruled && !merge && c->op == OD_OP_UPDATE && c->old_kind != 'O' &&
@@ -1322,9 +1331,9 @@ static decision *state_of(pgs_mesh *m, const pg_rel *r, char **key, const local_
   return d;
 }
 
-/* SQL rules: the key states of keys[q0, q1) made now, then every insert or update among them that
- * is concurrent with its key's version as read (a live row it had not seen; not a later change of a
- * source transaction already decided for the key) evaluated in one statement. */
+/* SQL rules: the key states of keys[q0, q1) made now, then every change among them that is
+ * concurrent with its key's version as read (a version it had not seen, not two deletes; not a later
+ * change of a source transaction already decided for the key) evaluated in one statement. */
 static int sqlrule_prefetch(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
                             char **keys, size_t q0, size_t q1, const local_ver *vers, int nv, const local_ver *only,
                             int nonly, int nfetch, int nctr, const PGresult *res, int nall, sqlrule_run *sq,
@@ -1347,7 +1356,7 @@ static int sqlrule_prefetch(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_
     const od_change *c = &changes[idx[j]];
     const stamp *st = &m->st[m->sidx[idx[j]]];
     decision *d = dk[j - q0] ? dec_find(m, r->rel, dk[j - q0]) : NULL;
-    if (!d || c->op == OD_OP_DELETE || !d->has_ver || d->tomb || d->seq == st->seq || seen_by_remote(m, st, d))
+    if (!d || !d->has_ver || (c->op == OD_OP_DELETE && d->tomb) || d->seq == st->seq || seen_by_remote(m, st, d))
       continue;
     cis[n] = idx[j];
     ds[n++] = d;
@@ -1439,8 +1448,9 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
     qsort(only, (size_t)nonly, sizeof *only, cmp_key);
     pgs_mesh_unique_clear(&uq);
     if ((rc = pgs_mesh_unique_query(s, m, r, changes, idx, keys, q0, q1, &uq, err))) goto done;
-    /* SQL rules: every pair this read finds concurrent (insert or update against a live row it had
-     * not seen) evaluated in one statement before the decisions; a pair that only becomes
+
+    /* SQL rules: every pair this read finds concurrent (a version the change had not seen; not two
+     * deletes) evaluated in one statement before the decisions; a pair that only becomes
      * concurrent while deciding is evaluated then (pgs_mesh_sqlrule_get) */
     if (sq.n && (rc = sqlrule_prefetch(s, m, r, changes, idx, keys, q0, q1, vers, nv, only, nonly, nfetch, nctr, res,
                                        nall, &sq, err)))

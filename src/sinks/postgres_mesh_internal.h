@@ -182,6 +182,9 @@ typedef struct pgs_mesh {
   size_t *wr;        /* dec indexes to write to the side table (and fix) after the run's apply */
   size_t nwr, wr_cap;
   bool merge_warned; /* column_merge without old rows: warned once */
+  bool rule_err_said;   /* an SQL rule's error was logged (postgres_mesh_sqlrule.c), rule_err_us when */
+  int64_t rule_err_us;
+  unsigned long rule_err_quiet; /* errors not logged since (at most one message per 10 s) */
   struct mesh_uniq *uq; /* non-primary unique indexes per table (postgres_mesh_unique.c; malloc'd) */
   int nuq;
   size_t *todel;     /* changes of the run turned into deletes of their key (a lost unique clash) */
@@ -311,16 +314,22 @@ typedef struct sqlrule_run { /* the SQL rules of one table over one pgs_mesh_dec
   size_t from, count;        /* the call's changes [from, from + count) */
   signed char *res;          /* per change and rule: 1 remote wins, -1 local wins, 0 no decision (malloc'd) */
   unsigned char *done;       /* per change: evaluated (malloc'd) */
+  char *dk;                  /* per change: the deleted side it was evaluated with ('r', 'l', 0; malloc'd) */
   char **ljson;              /* column_merge: the local row (JSON) a change was evaluated with (malloc'd) */
   char *sql;                 /* the evaluating statement (malloc'd) */
+  char *one[RULES_MAX];      /* each rule's statement alone, made after an error (malloc'd; NULL: not yet) */
 } sqlrule_run;
 /* At session start: every SQL rule checked against its table (a bad one: OD_ECONFIG naming it). */
 int pgs_mesh_sqlrule_check_all(pgs_sink *s, pgs_mesh *m, od_error *err);
 /* The SQL rules of r for changes [from, to) (q->n 0: none). */
 int pgs_mesh_sqlrule_begin(pgs_sink *s, pgs_mesh *m, const pg_rel *r, size_t from, size_t to, sqlrule_run *q,
                            od_error *err);
-/* Evaluate the rules on n concurrent pairs in one statement: changes[cis[i]] (remote) against the
- * local version of key state ds[i]. */
+/* Evaluate the rules on n concurrent pairs in one statement: changes[cis[i]] (remote: a row, or a
+ * delete) against the local version of key state ds[i] (a row, or a tombstone; not both deletes).
+ * An evaluation the pair's values make raise an error (SQLSTATE class 22, P0001) is no decision for
+ * that pair and rule only: after such an error every pair is evaluated again rule by rule in one
+ * more pipeline round trip (per 200 statements), each statement rolled back to a savepoint
+ * (docs/MULTI_MASTER.md). */
 int pgs_mesh_sqlrule_eval(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, const od_change *changes,
                           const size_t *cis, decision *const *ds, size_t n, od_error *err);
 /* Rule k's answer for change ci against d (*out: 1 remote wins, -1 local wins, 0 none), evaluated
