@@ -9,6 +9,9 @@
 #                              (MESH_GC_INTERVAL=N adds gc_interval_s: N)
 #   mesh_wait_equal TIMEOUT TABLE...  poll od_compare_pg until every node equals the first one
 #   mesh_wait_marker TIMEOUT FROM TO  write a marker row at FROM, wait for it at TO (stream caught up)
+#   mesh_step NAME ARGS...     node_psql, output dropped, then 50 ms: each write gets a later commit
+#                              time than the last (the deterministic conflict tests)
+#   mesh_unique_conflicts NAME the node's conflict log as sorted "table:kind:index:policy:winner"
 #   mesh_restart_node NAME MODE  stop that node's server (pg_ctl -m MODE: fast or immediate, i.e. a
 #                              crash) and start it again on the same port and data directory
 declare -A NODE_PORT NODE_DSN NODE_DIR
@@ -116,4 +119,10 @@ mesh_restart_node() {
     fail "cannot stop node $n's server ($mode)"
   pg_as_user "$(pg_bindir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start >/dev/null ||
     fail "cannot start node $n's server again: $(tail -n 20 "$dir/server.log")"
+}
+
+mesh_step() { node_psql "$@" >/dev/null; sleep 0.05; }
+
+mesh_unique_conflicts() {
+  node_psql "$1" -c "SELECT coalesce(string_agg(s, ' ' ORDER BY s), '') FROM (SELECT concat_ws(':', split_part(table_name, '.', 2), kind, index_name, policy, winner) AS s FROM _odsync_conflicts) c"
 }

@@ -30,23 +30,19 @@ CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
 mesh_config "$CONFIG" last_writer_wins "public.users_ci, public.users_col, public.mesh_marker"
 rows() { node_psql "$1" -c "SELECT coalesce(string_agg(id || ':' || email, ' ' ORDER BY id), '') FROM $2"; }
-conflicts() {
-  node_psql "$1" -c "SELECT coalesce(string_agg(s, ' ' ORDER BY s), '') FROM (SELECT concat_ws(':', split_part(table_name, '.', 2), kind, index_name, policy, winner) AS s FROM _odsync_conflicts) c"
-}
 
 odsync_start "$CONFIG" "$LOG" # the slots (and triggers) exist from here on
 mesh_wait_active 90
 mesh_wait_marker 120 a b
 odsync_stop
-step() { node_psql "$@" >/dev/null; sleep 0.05; } # each write gets a later commit time than the last
 for t in users_ci users_col; do
-  step a -c "INSERT INTO $t VALUES (1, 'Ab@x', 'a')"
-  step b -c "INSERT INTO $t VALUES (2, 'aB@X', 'b')"
-  step b -c "INSERT INTO $t VALUES (3, 'Q@x', 'b')"
-  step a -c "INSERT INTO $t VALUES (4, 'q@X', 'a')"
-  step a -c "DELETE FROM $t WHERE id = 4"
-  step a -c "INSERT INTO $t VALUES (5, 'm@x', 'a')"
-  step b -c "INSERT INTO $t VALUES (6, 'n@x', 'b')"
+  mesh_step a -c "INSERT INTO $t VALUES (1, 'Ab@x', 'a')"
+  mesh_step b -c "INSERT INTO $t VALUES (2, 'aB@X', 'b')"
+  mesh_step b -c "INSERT INTO $t VALUES (3, 'Q@x', 'b')"
+  mesh_step a -c "INSERT INTO $t VALUES (4, 'q@X', 'a')"
+  mesh_step a -c "DELETE FROM $t WHERE id = 4"
+  mesh_step a -c "INSERT INTO $t VALUES (5, 'm@x', 'a')"
+  mesh_step b -c "INSERT INTO $t VALUES (6, 'n@x', 'b')"
 done
 
 odsync_start "$CONFIG" "$LOG"
@@ -64,7 +60,7 @@ done
 want_c="users_ci:unique:users_ci_email:last_writer_wins:a users_ci:unique:users_ci_email:last_writer_wins:b"
 want_c+=" users_col:unique:users_col_email_key:last_writer_wins:a users_col:unique:users_col_email_key:last_writer_wins:b"
 for n in a b; do
-  got=$(conflicts $n)
+  got=$(mesh_unique_conflicts $n)
   [[ $got == "$want_c" ]] || fail "node $n conflict log '$got', expected '$want_c'"
 done
 odsync_stop

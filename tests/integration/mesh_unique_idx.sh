@@ -46,9 +46,6 @@ rows_part() { node_psql "$1" -c "SELECT coalesce(string_agg(id || ':' || email |
 rows_nnd() { node_psql "$1" -c "SELECT coalesce(string_agg(id || ':' || org || ':' || coalesce(code, ''), ' ' ORDER BY id), '') FROM users_nnd"; }
 rows_move() { node_psql "$1" -c "SELECT coalesce(string_agg(id || ':' || email, ' ' ORDER BY id), '') FROM users_move"; }
 rows_expr() { node_psql "$1" -c "SELECT coalesce(string_agg(id || ':' || email, ' ' ORDER BY id), '') FROM users_expr"; }
-conflicts() {
-  node_psql "$1" -c "SELECT coalesce(string_agg(s, ' ' ORDER BY s), '') FROM (SELECT concat_ws(':', split_part(table_name, '.', 2), kind, index_name, policy, winner) AS s FROM _odsync_conflicts) c"
-}
 
 odsync_start "$CONFIG" "$LOG" # the slots (and triggers) exist from here on
 mesh_wait_active 90
@@ -56,35 +53,34 @@ node_psql a -c "INSERT INTO users_move VALUES (1, 'k1', 'a')" >/dev/null
 mesh_wait_marker 120 a b
 [[ $(rows_move b) == "1:k1" ]] || fail "node b did not receive users_move 1 before the test: '$(rows_move b)'"
 odsync_stop
-step() { node_psql "$@" >/dev/null; sleep 0.05; } # each write gets a later commit time than the last
-step a -c "INSERT INTO users_part VALUES (1, 'x', NULL, 'a')"
-step b -c "INSERT INTO users_part VALUES (2, 'x', NULL, 'b')"
-step a -c "INSERT INTO users_part VALUES (3, 'o', now(), 'a')"
-step b -c "INSERT INTO users_part VALUES (4, 'o', NULL, 'b')"
-step a -c "INSERT INTO users_part VALUES (5, 'p', now(), 'a')"
-step b -c "INSERT INTO users_part VALUES (6, 'p', now(), 'b')"
-step b -c "INSERT INTO users_part VALUES (8, 's', NULL, 'b')"
-step a -c "INSERT INTO users_part VALUES (7, 's', NULL, 'a')"
-step a -c "UPDATE users_part SET deleted_at = now() WHERE id = 7"
-step b -c "INSERT INTO users_part VALUES (9, 't', now(), 'b')"
-step a -c "INSERT INTO users_part VALUES (10, 't', NULL, 'a')"
-step a -c "UPDATE users_part SET deleted_at = now() WHERE id = 10"
-step a -c "INSERT INTO users_nnd VALUES (1, 1, NULL, 'a')"
-step b -c "INSERT INTO users_nnd VALUES (2, 1, NULL, 'b')"
-step a -c "INSERT INTO users_nnd VALUES (3, 2, 'c', 'a')"
-step b -c "INSERT INTO users_nnd VALUES (4, 2, 'c', 'b')"
-step b -c "INSERT INTO users_nnd VALUES (5, 3, NULL, 'b')"
-step a -c "INSERT INTO users_nnd VALUES (6, 3, NULL, 'a')"
-step a -c "DELETE FROM users_nnd WHERE id = 6"
-step a -c "INSERT INTO users_expr VALUES (1, 'Ab@x', 'a')"
-step b -c "INSERT INTO users_expr VALUES (2, 'aB@X', 'b')"
-step b -c "INSERT INTO users_expr VALUES (3, 'Q@x', 'b')"
-step a -c "INSERT INTO users_expr VALUES (4, 'q@X', 'a')"
-step a -c "DELETE FROM users_expr WHERE id = 4"
-step a -c "INSERT INTO users_expr VALUES (5, 'm@x', 'a')"
-step b -c "INSERT INTO users_expr VALUES (6, 'n@x', 'b')"
-step b -c "UPDATE users_move SET id = 11, email = 'e' WHERE id = 1"
-step a -c "INSERT INTO users_move VALUES (2, 'e', 'a')"
+mesh_step a -c "INSERT INTO users_part VALUES (1, 'x', NULL, 'a')"
+mesh_step b -c "INSERT INTO users_part VALUES (2, 'x', NULL, 'b')"
+mesh_step a -c "INSERT INTO users_part VALUES (3, 'o', now(), 'a')"
+mesh_step b -c "INSERT INTO users_part VALUES (4, 'o', NULL, 'b')"
+mesh_step a -c "INSERT INTO users_part VALUES (5, 'p', now(), 'a')"
+mesh_step b -c "INSERT INTO users_part VALUES (6, 'p', now(), 'b')"
+mesh_step b -c "INSERT INTO users_part VALUES (8, 's', NULL, 'b')"
+mesh_step a -c "INSERT INTO users_part VALUES (7, 's', NULL, 'a')"
+mesh_step a -c "UPDATE users_part SET deleted_at = now() WHERE id = 7"
+mesh_step b -c "INSERT INTO users_part VALUES (9, 't', now(), 'b')"
+mesh_step a -c "INSERT INTO users_part VALUES (10, 't', NULL, 'a')"
+mesh_step a -c "UPDATE users_part SET deleted_at = now() WHERE id = 10"
+mesh_step a -c "INSERT INTO users_nnd VALUES (1, 1, NULL, 'a')"
+mesh_step b -c "INSERT INTO users_nnd VALUES (2, 1, NULL, 'b')"
+mesh_step a -c "INSERT INTO users_nnd VALUES (3, 2, 'c', 'a')"
+mesh_step b -c "INSERT INTO users_nnd VALUES (4, 2, 'c', 'b')"
+mesh_step b -c "INSERT INTO users_nnd VALUES (5, 3, NULL, 'b')"
+mesh_step a -c "INSERT INTO users_nnd VALUES (6, 3, NULL, 'a')"
+mesh_step a -c "DELETE FROM users_nnd WHERE id = 6"
+mesh_step a -c "INSERT INTO users_expr VALUES (1, 'Ab@x', 'a')"
+mesh_step b -c "INSERT INTO users_expr VALUES (2, 'aB@X', 'b')"
+mesh_step b -c "INSERT INTO users_expr VALUES (3, 'Q@x', 'b')"
+mesh_step a -c "INSERT INTO users_expr VALUES (4, 'q@X', 'a')"
+mesh_step a -c "DELETE FROM users_expr WHERE id = 4"
+mesh_step a -c "INSERT INTO users_expr VALUES (5, 'm@x', 'a')"
+mesh_step b -c "INSERT INTO users_expr VALUES (6, 'n@x', 'b')"
+mesh_step b -c "UPDATE users_move SET id = 11, email = 'e' WHERE id = 1"
+mesh_step a -c "INSERT INTO users_move VALUES (2, 'e', 'a')"
 log "records at a: $(node_psql a -c "SELECT string_agg(split_part(tbl, '.', 2) || '/' || key || '/' || img::text, ' ' ORDER BY tbl, key) FROM _odsync_unique_left")"
 # the soft deletes of 7 and 10 (leaving the predicate), the deletes of nnd 6 and expr 4
 [[ $(node_psql a -c "SELECT count(*) FROM _odsync_unique_left") == 4 ]] || fail "node a does not hold 4 unique-left records"
@@ -114,7 +110,7 @@ want_c+=" users_nnd:unique:users_nnd_org_code_key:last_writer_wins:a users_nnd:u
 want_c+=" users_nnd:unique:users_nnd_org_code_key:last_writer_wins:b"
 want_c+=" users_part:unique:users_part_live:last_writer_wins:a users_part:unique:users_part_live:last_writer_wins:b"
 for n in a b; do
-  got=$(conflicts $n)
+  got=$(mesh_unique_conflicts $n)
   [[ $got == "$want_c" ]] || fail "node $n conflict log '$got', expected '$want_c'"
 done
 log "node a logged (remote key, local row): $(node_psql a -c "SELECT string_agg(split_part(table_name, '.', 2) || ' ' || key || ' vs ' || local_row::text || ' -> ' || winner, '; ' ORDER BY id) FROM _odsync_conflicts")"

@@ -37,25 +37,21 @@ mesh_config "$CONFIG" last_writer_wins "public.users_lww, public.users_prio, pub
   "  policies: { public.users_prio: { policy: priority, priority: [a, b] } }
   gc_interval_s: 1"
 rows() { node_psql "$1" -c "SELECT coalesce(string_agg(id || ':' || email, ' ' ORDER BY id), '') FROM $2"; }
-conflicts() {
-  node_psql "$1" -c "SELECT coalesce(string_agg(s, ' ' ORDER BY s), '') FROM (SELECT concat_ws(':', split_part(table_name, '.', 2), kind, index_name, policy, winner) AS s FROM _odsync_conflicts) c"
-}
 
 odsync_start "$CONFIG" "$LOG" # the slots exist from here on
 mesh_wait_active 90
 odsync_stop
-step() { node_psql "$@" >/dev/null; sleep 0.05; } # each write gets a later commit time than the last
 for t in users_lww users_prio; do
-  step a -c "INSERT INTO $t VALUES (1, 'x', 'a')"
-  step b -c "INSERT INTO $t VALUES (2, 'x', 'b')"
-  step a -c "DELETE FROM $t WHERE id = 1"
-  step a -c "INSERT INTO $t VALUES (3, 'y', 'a')"
-  step b -c "INSERT INTO $t VALUES (4, 'y', 'b')"
-  step a -c "UPDATE $t SET email = 'y2' WHERE id = 3"
+  mesh_step a -c "INSERT INTO $t VALUES (1, 'x', 'a')"
+  mesh_step b -c "INSERT INTO $t VALUES (2, 'x', 'b')"
+  mesh_step a -c "DELETE FROM $t WHERE id = 1"
+  mesh_step a -c "INSERT INTO $t VALUES (3, 'y', 'a')"
+  mesh_step b -c "INSERT INTO $t VALUES (4, 'y', 'b')"
+  mesh_step a -c "UPDATE $t SET email = 'y2' WHERE id = 3"
 done
-step b -c "INSERT INTO users_lww VALUES (6, 'z', 'b')"
-step a -c "INSERT INTO users_lww VALUES (5, 'z', 'a')"
-step a -c "DELETE FROM users_lww WHERE id = 5"
+mesh_step b -c "INSERT INTO users_lww VALUES (6, 'z', 'b')"
+mesh_step a -c "INSERT INTO users_lww VALUES (5, 'z', 'a')"
+mesh_step a -c "DELETE FROM users_lww WHERE id = 5"
 log "records at a: $(node_psql a -c "SELECT string_agg(split_part(tbl, '.', 2) || '/' || key || '/' || img::text || '/' || coalesce(node, '-'), ' ' ORDER BY tbl, key) FROM _odsync_unique_left")"
 [[ $(node_psql a -c "SELECT count(*) FROM _odsync_unique_left") == 5 ]] || fail "node a does not hold 5 unique-left records"
 
@@ -74,7 +70,7 @@ for n in a b; do
 done
 want_c="users_lww:unique:users_lww_email_key:last_writer_wins:a users_lww:unique:users_lww_email_key:last_writer_wins:b users_lww:unique:users_lww_email_key:last_writer_wins:b users_prio:unique:users_prio_email_key:priority:a users_prio:unique:users_prio_email_key:priority:a"
 for n in a b; do
-  got=$(conflicts $n)
+  got=$(mesh_unique_conflicts $n)
   [[ $got == "$want_c" ]] || fail "node $n conflict log '$got', expected '$want_c'"
 done
 log "node a logged (remote key, local row): $(node_psql a -c "SELECT string_agg(split_part(table_name, '.', 2) || ' ' || key || ' vs ' || local_row::text || ' -> ' || winner, '; ' ORDER BY id) FROM _odsync_conflicts")"
@@ -86,7 +82,7 @@ mesh_wait_marker 120 a b
 mesh_wait_equal 60 public.users_lww public.users_prio
 for n in a b; do
   [[ $(rows $n users_prio) == "3:y2 7:x" ]] || fail "node $n users_prio holds '$(rows $n users_prio)', expected '3:y2 7:x'"
-  [[ $(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts") == 5 ]] || fail "node $n logged a conflict for the later insert: $(conflicts $n)"
+  [[ $(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts") == 5 ]] || fail "node $n logged a conflict for the later insert: $(mesh_unique_conflicts $n)"
 done
 
 log "the clean-up removes the covered records"
