@@ -143,6 +143,19 @@ TEST(store_large_spill_order_and_reset) {
   CHECK_INT(got, 50000 - 16667);
   od_pg_xact_store_end_replay(st);
   CHECK_INT(count_files(), 0);
+  /* a second spilled transaction replays its own records (not the last chunk read) */
+  CHECK_INT(od_pg_xact_store_begin(st, 11, &err), 0);
+  for (int i = 0; i < 1000; i++) CHECK_INT(od_pg_xact_store_append(st, 11, 11, "abcdefghij", 10, &err), 0);
+  CHECK_INT(od_pg_xact_store_replay(st, 11, &err), 0);
+  got = 0;
+  while ((rc = od_pg_xact_store_next(st, &r, &len, &err)) == 1) {
+    CHECK_INT((int)len, 10);
+    CHECK(memcmp(r, "abcdefghij", 10) == 0);
+    got++;
+  }
+  CHECK_INT(rc, 0);
+  CHECK_INT(got, 1000);
+  od_pg_xact_store_end_replay(st);
   /* reset forgets open transactions and removes their files */
   CHECK_INT(od_pg_xact_store_begin(st, 9, &err), 0);
   for (int i = 0; i < 1000; i++) CHECK_INT(od_pg_xact_store_append(st, 9, 9, "0123456789", 10, &err), 0);

@@ -1,7 +1,9 @@
-/* pg_xact_store.c — see pg_xact_store.h. Records in memory: u32 length (little-endian) | u32 xid |
- * message, back to back in one buffer per transaction. Records in a spill file: one segfile frame
- * per record whose payload is u32 xid | message. A transaction moves to its file whole (its memory
- * records first, in order) and stays there until it ends.
+/* pg_xact_store.c — see pg_xact_store.h. Records: u32 length (little-endian) | u32 xid | message,
+ * back to back in one buffer per transaction. A spill file holds the same records in chunks of
+ * about CHUNK bytes, one segfile frame per chunk (a frame per record cost two preads, a malloc and
+ * a CRC each: 22 s of CPU for a 5M-row transaction). A transaction moves to its file whole (its
+ * memory records first, in order) and stays there until it ends; its buffer then holds the chunk
+ * being filled (not counted in mem_budget: at most CHUNK plus one record per spilled transaction).
  * Pointer ownership: each xact, its buffer, its od_segfile and its list of aborted subtransaction
  * xids are owned by the store; nothing is borrowed but the keyring and, during open, the options.
  */
@@ -17,14 +19,13 @@
 #include "common/segfile.h"
 
 #define SUFFIX ".xact"
-#define WRITE_CHUNK (1u << 20) /* bytes buffered before a spill file is written */
+#define CHUNK (1u << 20) /* bytes of records per spill frame (each frame is written at once) */
 
 typedef struct xact {
   struct xact *next;
   uint32_t xid;
-  od_segbuf mem;        /* in-memory records, while sf == NULL */
+  od_segbuf mem;        /* in-memory records while sf == NULL, then the chunk being filled */
   od_segfile *sf;       /* the spill file (segment id = xid), NULL while in memory */
-  uint64_t flushed;     /* bytes of the spill file written */
   uint32_t *aborted;    /* aborted subtransactions */
   size_t naborted, cap_aborted;
 } xact;
@@ -38,7 +39,7 @@ struct od_pg_xact_store {
   uint64_t spilled_txns, spilled_bytes;
   /* the replay in progress */
   xact *rx;
-  size_t moff;          /* next memory record */
+  size_t moff;          /* next record in the memory buffer or in rbuf (the chunk read) */
   uint64_t foff, fsize; /* next frame, file length */
   od_segfile_reader rd;
   od_segbuf rbuf;
@@ -98,7 +99,7 @@ static void xact_free(od_pg_xact_store *st, xact *x) {
     (void)od_segfile_remove(x->sf, x->xid, &ignored);
     od_segfile_close(x->sf);
   }
-  st->mem_used -= x->mem.len;
+  if (!x->sf) st->mem_used -= x->mem.len;
   free(x->mem.p);
   free(x->aborted);
   free(x);
@@ -149,26 +150,19 @@ int od_pg_xact_store_begin(od_pg_xact_store *st, uint32_t xid, od_error *err) {
   return OD_OK;
 }
 
-static int file_append(od_pg_xact_store *st, xact *x, uint32_t xid, const void *msg, size_t len, od_error *err) {
-  size_t need = 4 + len;
-  if (od_segbuf_reserve(&st->rbuf, need))
-    return OD_FAIL(err, OD_ENOMEM, "streamed transactions: out of memory (%zu bytes)", need);
-  put32(st->rbuf.p, xid);
-  memcpy(st->rbuf.p + 4, msg, len);
+/* Writes `len` bytes of records as one frame of x's spill file. */
+static int write_chunk(od_pg_xact_store *st, xact *x, const uint8_t *p, size_t len, od_error *err) {
+  if (!len) return OD_OK;
   uint64_t off;
   uint32_t fs;
-  int rc = od_segfile_append(x->sf, st->rbuf.p, need, &off, &fs, err);
-  if (rc) return rc;
+  int rc = od_segfile_append(x->sf, p, len, &off, &fs, err);
+  if (!rc) rc = od_segfile_flush(x->sf, false, err);
+  if (rc) return od_error_prefix(err, "spilling streamed transaction %u: ", x->xid);
   st->spilled_bytes += fs;
-  if (od_segfile_active_size(x->sf) - x->flushed >= WRITE_CHUNK) {
-    if ((rc = od_segfile_flush(x->sf, false, err)))
-      return od_error_prefix(err, "spilling streamed transaction %u: ", x->xid);
-    x->flushed = od_segfile_active_size(x->sf);
-  }
   return OD_OK;
 }
 
-/* Moves x's memory records to its new spill file. */
+/* Moves x's memory records to its new spill file, in chunks cut at record boundaries. */
 static int spill(od_pg_xact_store *st, xact *x, od_error *err) {
   od_segfile_opts so = {.dir = st->dir, .suffix = SUFFIX, .what = "streamed transactions", .kr = st->kr};
   int rc = od_segfile_open(&so, &x->sf, err);
@@ -179,15 +173,18 @@ static int spill(od_pg_xact_store *st, xact *x, od_error *err) {
     return od_error_prefix(err, "spilling streamed transaction %u: ", x->xid);
   }
   st->spilled_txns++;
-  for (size_t at = 0; at < x->mem.len;) {
-    uint32_t len = get32(x->mem.p + at);
-    if ((rc = file_append(st, x, get32(x->mem.p + at + 4), x->mem.p + at + 8, len, err))) return rc;
-    at += 8 + (size_t)len;
-  }
   st->mem_used -= x->mem.len;
+  size_t from = 0, at = 0;
+  while (at < x->mem.len) {
+    at += 8 + (size_t)get32(x->mem.p + at);
+    if (at - from >= CHUNK || at == x->mem.len) {
+      if ((rc = write_chunk(st, x, x->mem.p + from, at - from, err))) break;
+      from = at;
+    }
+  }
   free(x->mem.p);
   x->mem = (od_segbuf){0};
-  return OD_OK;
+  return rc;
 }
 
 int od_pg_xact_store_append(od_pg_xact_store *st, uint32_t top, uint32_t xid, const void *msg, size_t len,
@@ -203,7 +200,6 @@ int od_pg_xact_store_append(od_pg_xact_store *st, uint32_t top, uint32_t xid, co
     int rc = spill(st, x, err);
     if (rc) return rc;
   }
-  if (x->sf) return file_append(st, x, xid, msg, len, err);
   if (od_segbuf_reserve(&x->mem, x->mem.len + 8 + len))
     return OD_FAIL(err, OD_ENOMEM, "streamed transactions: out of memory (%zu bytes) for xid %u", x->mem.len + 8 + len,
                    top);
@@ -212,8 +208,14 @@ int od_pg_xact_store_append(od_pg_xact_store *st, uint32_t top, uint32_t xid, co
   put32(p + 4, xid);
   memcpy(p + 8, msg, len);
   x->mem.len += 8 + len;
-  st->mem_used += 8 + len;
-  return OD_OK;
+  if (!x->sf) {
+    st->mem_used += 8 + len;
+    return OD_OK;
+  }
+  if (x->mem.len < CHUNK) return OD_OK;
+  int rc = write_chunk(st, x, x->mem.p, x->mem.len, err);
+  x->mem.len = 0;
+  return rc;
 }
 
 static bool is_aborted(const xact *x, uint32_t xid) {
@@ -253,12 +255,15 @@ int od_pg_xact_store_replay(od_pg_xact_store *st, uint32_t xid, od_error *err) {
   if (!x)
     return OD_FAIL(err, OD_EPROTOCOL, "streamed transactions: Stream Commit of xid %u, which is not open (no Stream "
                    "Start for it since the stream started)", xid);
-  int rc;
-  if (x->sf && (rc = od_segfile_flush(x->sf, false, err)))
-    return od_error_prefix(err, "spilling streamed transaction %u: ", xid);
+  if (x->sf) {
+    int rc = write_chunk(st, x, x->mem.p, x->mem.len, err);
+    if (rc) return rc;
+    x->mem.len = 0;
+  }
   *link = x->next;
   st->rx = x;
   st->moff = 0;
+  st->rbuf.len = 0; /* the last replay's chunk */
   st->foff = 0;
   st->fsize = x->sf ? od_segfile_active_size(x->sf) : 0;
   return OD_OK;
@@ -270,28 +275,26 @@ int od_pg_xact_store_next(od_pg_xact_store *st, const char **msg, size_t *len, o
   xact *x = st->rx;
   if (!x) return OD_FAIL(err, OD_EINVAL, "streamed transactions: next() without a replay");
   for (;;) {
-    uint32_t xid;
-    if (!x->sf) {
-      if (st->moff >= x->mem.len) return 0;
-      const uint8_t *p = x->mem.p + st->moff;
-      uint32_t n = get32(p);
-      xid = get32(p + 4);
-      st->moff += 8 + (size_t)n;
-      *msg = (const char *)p + 8;
-      *len = n;
-    } else {
-      if (st->foff >= st->fsize) return 0;
+    const od_segbuf *b = x->sf ? &st->rbuf : &x->mem;
+    if (st->moff >= b->len) {
+      if (!x->sf || st->foff >= st->fsize) return 0;
       uint32_t fs = 0;
       int rc = od_segfile_read(x->sf, &st->rd, x->xid, st->foff, st->fsize, &st->rbuf, &fs, err);
       if (rc) return od_error_prefix(err, "replaying streamed transaction %u: ", x->xid);
-      if (st->rbuf.len < 4)
-        return OD_FAIL(err, OD_EIO, "streamed transactions: spill file of xid %u: a record of %zu bytes at offset "
-                       "%llu (corrupt)", x->xid, st->rbuf.len, (unsigned long long)st->foff);
       st->foff += fs;
-      xid = get32(st->rbuf.p);
-      *msg = (const char *)st->rbuf.p + 4;
-      *len = st->rbuf.len - 4;
+      st->moff = 0;
+      continue;
     }
+    const uint8_t *p = b->p + st->moff;
+    uint32_t n = b->len - st->moff >= 8 ? get32(p) : UINT32_MAX;
+    if (n == UINT32_MAX || n > b->len - st->moff - 8)
+      return OD_FAIL(err, OD_EIO, "streamed transactions: xid %u: a record cut short at byte %zu of a %zu-byte chunk "
+                     "(spill file frame before offset %llu; corrupt)", x->xid, st->moff, b->len,
+                     (unsigned long long)st->foff);
+    uint32_t xid = get32(p + 4);
+    st->moff += 8 + (size_t)n;
+    *msg = (const char *)p + 8;
+    *len = n;
     if (!is_aborted(x, xid)) return 1;
   }
 }
