@@ -6,6 +6,8 @@
  * malformed and unknown-xid messages. Real files in a mkdtemp dir. In the valgrind list of
  * scripts/test.sh. */
 #include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,6 +220,37 @@ TEST(store_sealed_spill_has_no_plaintext) {
   od_pg_xact_store_end_replay(st);
   od_pg_xact_store_free(st);
   od_keyring_free(kr);
+  rm_dir();
+}
+
+/* A spill file that cannot be written (RLIMIT_FSIZE makes write() fail with EFBIG, as a full disk
+ * fails with ENOSPC): a retriable OD_EIO naming the file; the transaction can still be aborted. */
+TEST(store_write_failure_is_retriable_and_named) {
+  fresh_dir();
+  od_error err;
+  od_pg_xact_store *st = NULL;
+  od_pg_xact_store_opts o = {.dir = dir, .mem_budget = 0};
+  CHECK_INT(od_pg_xact_store_open(&o, &st, &err), 0);
+  CHECK_INT(od_pg_xact_store_begin(st, 77, &err), 0);
+  struct rlimit old, small = {.rlim_cur = 64 * 1024, .rlim_max = RLIM_INFINITY};
+  CHECK_INT(getrlimit(RLIMIT_FSIZE, &old), 0);
+  small.rlim_max = old.rlim_max;
+  void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+  CHECK_INT(setrlimit(RLIMIT_FSIZE, &small), 0);
+  char rec[1000];
+  memset(rec, 'r', sizeof rec);
+  int rc = 0;
+  for (int i = 0; i < 5000 && rc == 0; i++) rc = od_pg_xact_store_append(st, 77, 77, rec, sizeof rec, &err);
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, prev);
+  CHECK_INT(rc, OD_EIO);
+  if (getenv("OD_TEST_VERBOSE")) fprintf(stderr, "  %s\n", err.msg);
+  CHECK(err.retriable);
+  CHECK_CONTAINS(err.msg, "streamed transaction 77");
+  CHECK_CONTAINS(err.msg, "00000000000000000077.xact");
+  CHECK_INT(od_pg_xact_store_abort(st, 77, 77, &err), 0);
+  CHECK_INT(count_files(), 0);
+  od_pg_xact_store_free(st);
   rm_dir();
 }
 
