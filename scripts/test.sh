@@ -28,6 +28,7 @@ ran=() failed=()
 # One per line (branches add to this list: a line each merges cleanly).
 VALGRIND_TESTS=(
   test_pgoutput
+  test_pg_stream
   test_queue
   test_apply
   test_route

@@ -96,6 +96,15 @@ typedef struct pg_source {
   int plugin_mode;              /* od_pg_plugin_mode: source.mesh_output_plugin */
   bool plugin_fell_back;        /* auto: the server could not load odsync_pgoutput */
   bool plugin_logged;           /* the plugin in use was logged */
+  /* streaming of in-progress transactions (pg_stream.c) */
+  bool stream_in_progress;      /* source.stream_in_progress (false for mesh sources) */
+  bool stream_set;              /* ... written in the config */
+  long stream_memory_bytes;     /* source.stream_memory_bytes: streamed records kept in memory */
+  char stream_dir[1024];        /* <state_dir>/pg_stream/<pipeline>: spill files */
+  struct od_keyring *stream_kr; /* owned: the `encryption:` keys sealing spill files, NULL without */
+  struct od_pg_stream *stream;  /* owned: created at the first start that streams with protocol 2 */
+  bool stream_v2;               /* the current START_REPLICATION asked for protocol 2 with streaming */
+  bool stream_fallback_logged;  /* the server-version fallback was logged (once per source) */
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
 } pg_source;

@@ -20,6 +20,8 @@
 #include "sources/pg/pg_internal.h"
 #include "sources/pg/pg_mesh.h"
 #include "sources/pg/pg_plugin.h"
+#include "sources/pg/pg_stream.h"
+#include "common/seal.h"
 
 #define PG_EPOCH_OFFSET_US 946684800000000LL /* 2000-01-01 - 1970-01-01 */
 #define MAX_MESSAGES_PER_POLL 8192
@@ -44,7 +46,7 @@ static const char *const allowed_keys[] = {"dsn", "slot", "publication", "tables
                                            "catchup_lag_bytes", "catchup_exit_bytes", "catchup_batch_changes", "catchup_prefetch_bytes", "catchup_decoding_mem_bytes",
                                            "catchup_move_restart",
                                            "catchup_move_restart_timeout_ms", "mesh_node", "mesh_output_plugin",
-                                           NULL};
+                                           "stream_in_progress", "stream_memory_bytes", NULL};
 
 /* snapshot: initial|never (default initial), snapshot_workers 1..16 (2), snapshot_chunk_rows (100000). */
 static int snapshot_config(pg_source *s, const od_config_section *cfg, od_error *err) {
@@ -107,6 +109,25 @@ static int tables_config(pg_source *s, const od_config_section *cfg, od_error *e
   return OD_OK;
 }
 
+/* stream_in_progress: on|off (default on; mesh sources: off, and on is refused), stream_memory_bytes
+ * (16 MiB): the streamed transactions' records kept in memory before spilling to stream_dir. */
+static int stream_config(pg_source *s, const od_config_section *cfg, const char *pipeline, od_error *err) {
+  int rc;
+  s->stream_set = od_config_find(cfg, "stream_in_progress") != NULL;
+  if ((rc = od_config_bool(cfg, "stream_in_progress", !s->mesh, &s->stream_in_progress, err)) ||
+      (rc = od_config_int(cfg, "stream_memory_bytes", 16L << 20, 0, 1L << 40, &s->stream_memory_bytes, err)))
+    return rc;
+  if (s->mesh && s->stream_in_progress) {
+    const od_config_entry *e = od_config_find(cfg, "stream_in_progress");
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.stream_in_progress applies to sources without mesh_node (a mesh "
+                   "source reads protocol version 1, through odsync_pgoutput or pgoutput): remove it or set it to off",
+                   cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path);
+  }
+  snprintf(s->stream_dir, sizeof s->stream_dir, "%s/pg_stream/%s", cfg->state_dir ? cfg->state_dir : "./odsync-state",
+           pipeline);
+  return s->stream_in_progress ? od_keyring_from_keys(cfg->encryption, cfg->file, &s->stream_kr, err) : OD_OK;
+}
+
 static int pg_open(const od_config_section *cfg, const char *pipeline, od_source **out, od_error *err) {
   int rc = od_config_check_keys(cfg, allowed_keys, err);
   if (rc) return rc;
@@ -160,7 +181,7 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
     rc = OD_FAIL(err, OD_ENOMEM, "out of memory");
     goto fail;
   }
-  if ((rc = od_pg_plugin_config(s, cfg, err))) goto fail;
+  if ((rc = od_pg_plugin_config(s, cfg, err)) || (rc = stream_config(s, cfg, pipeline, err))) goto fail;
   snprintf(s->slot, sizeof s->slot, "%s", slot);
   snprintf(s->publication, sizeof s->publication, "%s", pub);
   char server[200];
@@ -170,6 +191,7 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
   return OD_OK;
 fail:
   od_pg_mesh_free(s->mesh);
+  od_keyring_free(s->stream_kr);
   free(s->qtables);
   free(s);
   return rc;
@@ -197,6 +219,8 @@ static void pg_close(od_source *base) {
   od_pgoutput_free(s->decoder); /* relations die with it: the pipeline's session is over */
   od_pg_strings_free(s);        /* their missing_value texts too */
   od_pg_mesh_free(s->mesh);
+  od_pg_stream_free(s->stream);
+  od_keyring_free(s->stream_kr);
   free(s->qtables);
   free(s);
 }
@@ -292,6 +316,9 @@ static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
     od_pgoutput_reset(s->decoder);
   else if (!(s->decoder = od_pgoutput_new()))
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
+  /* The server streams every transaction in progress again from the slot's restart_lsn: what the
+   * previous connection (or run: spill files are removed when the store opens) kept is dropped. */
+  if (s->stream) od_pg_stream_reset(s->stream);
   od_lsn start = from > s->floor ? from : s->floor;
   s->received = start;
   s->durable = from;
@@ -302,13 +329,41 @@ static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
 }
 
 /* START_REPLICATION from `start`: the stream delivers every transaction that commits after it. */
+static int stream_prepare(pg_source *s, od_error *err) {
+  s->stream_v2 = false;
+  if (!s->stream_in_progress) return OD_OK;
+  if (PQserverVersion(s->repl) < 140000) {
+    if (!s->stream_fallback_logged)
+      od_info("%s: stream_in_progress%s: the server is PostgreSQL %d.%d, which streams transactions in progress from "
+              "version 14 on; large transactions are decoded whole by the server before they are sent (protocol "
+              "version 1)", s->where, s->stream_set ? " on" : " (default on)", PQserverVersion(s->repl) / 10000,
+              PQserverVersion(s->repl) % 10000 / 100);
+    s->stream_fallback_logged = true;
+    return OD_OK;
+  }
+  if (!s->stream) {
+    od_pg_xact_store_opts o = {.dir = s->stream_dir, .mem_budget = (size_t)s->stream_memory_bytes, .kr = s->stream_kr};
+    int rc = od_pg_stream_open(&o, &s->stream, err);
+    if (rc) return od_error_prefix(err, "%s: stream_in_progress: ", s->where);
+  }
+  od_pg_stream_reset(s->stream);
+  s->stream_v2 = true;
+  return OD_OK;
+}
+
 static int start_streaming(pg_source *s, od_lsn start, od_error *err) {
   char *slot = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));
   char sql[512];
+  int rc = stream_prepare(s, err);
+  if (rc) {
+    PQfreemem(slot);
+    return rc;
+  }
   snprintf(sql, sizeof sql,
-           "START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names '\"%s\"'%s%s)",
-           slot ? slot : "", OD_LSN_ARGS(start), s->publication,
-           PQserverVersion(s->repl) >= 140000 ? ", messages 'true'" : "", od_pg_plugin_options(s, false));
+           "START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '%s', publication_names '\"%s\"'%s%s%s)",
+           slot ? slot : "", OD_LSN_ARGS(start), s->stream_v2 ? "2" : "1", s->publication,
+           PQserverVersion(s->repl) >= 140000 ? ", messages 'true'" : "", s->stream_v2 ? ", streaming 'on'" : "",
+           od_pg_plugin_options(s, false));
   PQfreemem(slot);
   PGresult *r = PQexec(s->repl, sql);
   if (PQresultStatus(r) != PGRES_COPY_BOTH) {
@@ -375,6 +430,11 @@ static int handle_message(pg_source *s, const char *buf, int len, od_error *err)
     if (len < 25) return OD_FAIL(err, OD_EPROTOCOL, "%s: XLogData message of %d bytes is too short", s->where, len);
     od_lsn start = get_be64(buf + 1);
     if (start > s->received) s->received = start;
+    if (s->stream_v2) {
+      bool handled = false;
+      int rc = od_pg_stream_route(s->stream, s->decoder, buf + 25, (size_t)len - 25, &s->wrap, &handled, err);
+      if (rc || handled) return rc ? od_error_prefix(err, "%s: ", s->where) : OD_OK;
+    }
     return od_pgoutput_decode(s->decoder, buf + 25, (size_t)len - 25, &s->wrap, err);
   }
   if (buf[0] == 'k') {
@@ -382,7 +442,8 @@ static int handle_message(pg_source *s, const char *buf, int len, od_error *err)
     od_lsn end = get_be64(buf + 1);
     bool reply = buf[17] != 0;
     if (end > s->received) s->received = end;
-    if (!od_pgoutput_in_transaction(s->decoder) && s->outer->idle) {
+    if (!od_pgoutput_in_transaction(s->decoder) && !(s->stream_v2 && od_pg_stream_busy(s->stream)) &&
+        s->outer->idle) {
       od_pos idle = od_pg_pos(end);
       int rc = s->outer->idle(s->outer->ctx, &idle, err);
       if (rc) return rc;
@@ -438,6 +499,15 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
     if (rc || s->catchup) return rc;
     if ((rc = start_streaming(s, s->durable > s->floor ? s->durable : s->floor, err))) return rc;
   }
+  /* A committed streamed transaction is replayed before anything more is read, a bounded part per
+   * poll, with standby status sent as due (the walsender's wal_sender_timeout counts our replies). */
+  if (s->stream_v2 && od_pg_stream_replaying(s->stream)) {
+    int rc = od_pg_stream_pump(s->stream, s->decoder, &s->wrap, MAX_MESSAGES_PER_POLL, err);
+    if (rc) return od_error_prefix(err, "%s: ", s->where);
+    s->last_recv_at = od_mono_us(); /* busy, not silent: what the server sent waits in the socket */
+    if (od_mono_us() - s->last_status_at >= s->status_interval_ms * 1000) return send_status(s, err);
+    return OD_OK;
+  }
   int64_t deadline = od_mono_us() + (int64_t)timeout_ms * 1000;
   int handled = 0;
   for (;;) {
@@ -450,6 +520,7 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
       PQfreemem(buf);
       if (rc) return rc;
       if (++handled >= MAX_MESSAGES_PER_POLL) return OD_OK;
+      if (s->stream_v2 && od_pg_stream_replaying(s->stream)) return OD_OK; /* the next poll replays it */
       continue;
     }
     if (n == -1 || n == -2) return connection_lost(s, err);

@@ -618,7 +618,8 @@ static int on_message(od_pgoutput *d, reader *r, const od_change_handler *h, od_
   return h->change ? h->change(h->ctx, &solo, &c, err) : OD_OK;
 }
 
-/* Protocol v2 streaming of in-progress transactions: decoded, then refused. */
+/* Protocol v2 streaming of in-progress transactions: decoded, then refused. With stream_in_progress
+ * these messages never reach the decoder (pg_stream.c routes them and replays v1 messages). */
 static int on_stream(reader *r, od_error *err) {
   uint32_t xid = 0;
   if (r->type != 'E') xid = get32(r, "xid");
