@@ -18,6 +18,7 @@
 #define MAGIC "ODF2"
 #define F_SEALED 1
 #define HDR OD_SEGFILE_FRAME
+#define WBUF_KEEP (4u << 20) /* a write buffer larger than this after a flush is freed */
 
 struct od_segfile {
   od_segfile_opts o;
@@ -202,6 +203,9 @@ static fr_state read_frame(const od_segfile *sf, int fd, uint64_t id, uint64_t o
     return FR_BAD;
   }
   if (file_size - off - HDR < stored) return FR_TORN;
+  /* The previous record goes before this one is allocated: two large records are never held at once. */
+  free(payload->p);
+  *payload = (od_segbuf){0};
   uint8_t *buf = malloc(stored ? stored : 1);
   if (!buf) {
     OD_FAIL(err, OD_ENOMEM, "%s: out of memory reading %s", sf->what, path);
@@ -246,12 +250,10 @@ static fr_state read_frame(const od_segfile *sf, int fd, uint64_t id, uint64_t o
       od_error_prefix(err, "%s: %s at offset %" PRIu64 ": ", sf->what, path, off);
       return FR_BAD;
     }
-    free(payload->p);
     payload->p = pt;
     payload->len = ptlen;
     payload->cap = ptlen + 1;
   } else {
-    free(payload->p);
     payload->p = buf;
     payload->len = stored;
     payload->cap = stored ? stored : 1;
@@ -357,22 +359,34 @@ size_t od_segfile_frame_size(const od_segfile *sf, size_t len) {
   return HDR + len + (sf->o.kr ? od_seal_overhead(sf->o.kr) : 0);
 }
 
-int od_segfile_append(od_segfile *sf, const void *payload, size_t len, uint64_t *off, uint32_t *frame_size,
-                      od_error *err) {
+int od_segfile_append_parts(od_segfile *sf, const od_segpart *parts, size_t nparts, uint64_t *off,
+                            uint32_t *frame_size, od_error *err) {
   if (sf->wfd < 0) return OD_FAIL(err, OD_EINVAL, "%s: no active segment in %s", sf->what, sf->dir);
+  size_t len = 0;
+  for (size_t i = 0; i < nparts; i++) len += parts[i].len;
   if (len > OD_SEGFILE_MAX_PAYLOAD)
     return OD_FAIL(err, OD_EINVAL, "%s: a record of %zu bytes is larger than %u MiB", sf->what, len,
                    OD_SEGFILE_MAX_PAYLOAD >> 20);
   uint64_t at = sf->wsize + sf->wbuf.len;
-  const uint8_t *stored = payload;
   size_t slen = len;
   unsigned char *blob = NULL;
-  if (sf->o.kr) {
+  if (sf->o.kr) { /* sealing needs the plaintext in one piece */
+    unsigned char *plain = NULL;
+    const void *pt = nparts == 1 ? parts[0].p : NULL;
+    if (nparts != 1) {
+      if (!(plain = malloc(len ? len : 1))) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", sf->what);
+      size_t o = 0;
+      for (size_t i = 0; i < nparts; i++) {
+        if (parts[i].len) memcpy(plain + o, parts[i].p, parts[i].len);
+        o += parts[i].len;
+      }
+      pt = plain;
+    }
     char name[320];
     seal_name(sf, sf->wid, name, sizeof name);
-    int rc = od_seal(sf->o.kr, name, at, payload, len, &blob, &slen, err);
+    int rc = od_seal(sf->o.kr, name, at, pt, len, &blob, &slen, err);
+    free(plain);
     if (rc) return rc;
-    stored = blob;
   }
   if (od_segbuf_reserve(&sf->wbuf, HDR + slen)) {
     free(blob);
@@ -383,7 +397,15 @@ int od_segfile_append(od_segfile *sf, const void *payload, size_t len, uint64_t 
   h[4] = sf->o.kr ? F_SEALED : 0;
   h[5] = h[6] = h[7] = 0;
   put32(h + 8, (uint32_t)slen);
-  memcpy(h + HDR, stored, slen);
+  if (blob) {
+    memcpy(h + HDR, blob, slen);
+  } else {
+    size_t o = 0;
+    for (size_t i = 0; i < nparts; i++) {
+      if (parts[i].len) memcpy(h + HDR + o, parts[i].p, parts[i].len);
+      o += parts[i].len;
+    }
+  }
   uLong crc = crc32(crc32(0L, Z_NULL, 0), h, 12);
   crc = crc32(crc, h + HDR, (uInt)slen);
   put32(h + 12, (uint32_t)crc);
@@ -392,6 +414,12 @@ int od_segfile_append(od_segfile *sf, const void *payload, size_t len, uint64_t 
   *off = at;
   *frame_size = (uint32_t)(HDR + slen);
   return OD_OK;
+}
+
+int od_segfile_append(od_segfile *sf, const void *payload, size_t len, uint64_t *off, uint32_t *frame_size,
+                      od_error *err) {
+  od_segpart part = {payload, len};
+  return od_segfile_append_parts(sf, &part, 1, off, frame_size, err);
 }
 
 int od_segfile_flush(od_segfile *sf, bool sync, od_error *err) {
@@ -413,6 +441,10 @@ int od_segfile_flush(od_segfile *sf, bool sync, od_error *err) {
     }
     sf->wsize += sf->wbuf.len;
     sf->wbuf.len = 0;
+    if (sf->wbuf.cap > WBUF_KEEP) { /* a large record passed: do not hold its size for good */
+      free(sf->wbuf.p);
+      sf->wbuf = (od_segbuf){0};
+    }
   }
   if (!sync) return OD_OK;
   if (sf->wfd >= 0 && fdatasync(sf->wfd)) {

@@ -100,16 +100,25 @@ uint64_t od_segfile_active_size(const od_segfile *sf);
  * *frame_size say where it will be. Nothing is written before od_segfile_flush. */
 int od_segfile_append(od_segfile *sf, const void *payload, size_t len, uint64_t *off, uint32_t *frame_size,
                       od_error *err);
+/* The same with the payload given in pieces, framed as one record (no copy of the pieces but into
+ * the write buffer; with a keyring they are joined first, for the seal). */
+typedef struct od_segpart {
+  const void *p;
+  size_t len;
+} od_segpart;
+int od_segfile_append_parts(od_segfile *sf, const od_segpart *parts, size_t nparts, uint64_t *off,
+                            uint32_t *frame_size, od_error *err);
 /* Drop what was appended since the last flush (a group that failed half-way). */
 void od_segfile_discard(od_segfile *sf);
 /* Frame size of a payload of len bytes with the current key. */
 size_t od_segfile_frame_size(const od_segfile *sf, size_t len);
-/* Write the buffer; with `sync` fdatasync it (and the directory when a segment was created). On a
+/* Write the buffer (a buffer grown past 4 MiB by a large record is then freed); with `sync` fdatasync it (and the directory when a segment was created). On a
  * failed write the segment is cut back to its last good frame and the buffer dropped (retriable). */
 int od_segfile_flush(od_segfile *sf, bool sync, od_error *err);
 
 /* Read the frame at (id, off) into *payload (plaintext); *frame_size its size on disk. `limit` is
- * the segment's known length (a frame past it is an error). */
+ * the segment's known length (a frame past it is an error). What *payload held before is freed first,
+ * whatever the outcome (so that two large records are never held at once). */
 int od_segfile_read(const od_segfile *sf, od_segfile_reader *r, uint64_t id, uint64_t off, uint64_t limit,
                     od_segbuf *payload, uint32_t *frame_size, od_error *err);
 

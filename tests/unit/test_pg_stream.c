@@ -223,6 +223,65 @@ TEST(store_sealed_spill_has_no_plaintext) {
   rm_dir();
 }
 
+/* Large records given in two pieces (append2): in a spilled transaction each goes to the file as a
+ * frame of its own, in order between the small ones that share chunks; an aborted
+ * subtransaction's large record is skipped; the same sealed. Checks every byte of the replay. */
+static void large_pieces_case(const od_keyring *kr) {
+  fresh_dir();
+  od_error err;
+  od_pg_xact_store *st = NULL;
+  od_pg_xact_store_opts o = {.dir = dir, .mem_budget = 4096, .kr = kr};
+  CHECK_INT(od_pg_xact_store_open(&o, &st, &err), 0);
+  CHECK_INT(od_pg_xact_store_begin(st, 40, &err), 0);
+  enum { BIG = 3u << 20 };
+  char *body = malloc(BIG);
+  CHECK(body != NULL);
+  for (size_t i = 0; i < BIG; i++) body[i] = (char)('a' + i % 23);
+  /* small, big (xid 40), small, big (sub 41, aborted), big (40), small: the budget is passed at once */
+  CHECK_INT(od_pg_xact_store_append(st, 40, 40, "s1", 2, &err), 0);
+  CHECK_INT(od_pg_xact_store_append2(st, 40, 40, "I", 1, body, BIG, &err), 0);
+  CHECK_INT(od_pg_xact_store_append(st, 40, 40, "s2", 2, &err), 0);
+  CHECK_INT(od_pg_xact_store_append2(st, 40, 41, "U", 1, body, BIG - 7, &err), 0);
+  CHECK_INT(od_pg_xact_store_append2(st, 40, 40, "D", 1, body + 5, BIG - 5, &err), 0);
+  CHECK_INT(od_pg_xact_store_append2(st, 40, 40, "s", 1, "3", 1, &err), 0); /* small in two pieces */
+  od_pg_xact_stats stats;
+  od_pg_xact_store_stats(st, &stats);
+  CHECK_INT((int)stats.spilled_txns, 1);
+  CHECK(stats.spilled_bytes > 3ull * BIG); /* the three large records went to the file at once */
+  CHECK_INT(od_pg_xact_store_abort(st, 40, 41, &err), 0);
+  CHECK_INT(od_pg_xact_store_replay(st, 40, &err), 0);
+  const char *m;
+  size_t len;
+  CHECK_INT(od_pg_xact_store_next(st, &m, &len, &err), 1);
+  CHECK(len == 2 && memcmp(m, "s1", 2) == 0);
+  CHECK_INT(od_pg_xact_store_next(st, &m, &len, &err), 1);
+  CHECK(len == BIG + 1 && m[0] == 'I' && memcmp(m + 1, body, BIG) == 0);
+  CHECK_INT(od_pg_xact_store_next(st, &m, &len, &err), 1);
+  CHECK(len == 2 && memcmp(m, "s2", 2) == 0);
+  CHECK_INT(od_pg_xact_store_next(st, &m, &len, &err), 1);
+  CHECK(len == BIG - 4 && m[0] == 'D' && memcmp(m + 1, body + 5, BIG - 5) == 0);
+  CHECK_INT(od_pg_xact_store_next(st, &m, &len, &err), 1);
+  CHECK(len == 2 && memcmp(m, "s3", 2) == 0);
+  CHECK_INT(od_pg_xact_store_next(st, &m, &len, &err), 0);
+  od_pg_xact_store_end_replay(st);
+  CHECK_INT(count_files(), 0);
+  free(body);
+  od_pg_xact_store_free(st);
+  rm_dir();
+}
+
+TEST(store_large_records_in_pieces) { large_pieces_case(NULL); }
+
+TEST(store_large_records_in_pieces_sealed) {
+  od_error err;
+  od_keyring *kr = NULL;
+  CHECK_INT(od_keyring_new(&kr, &err), 0);
+  CHECK_INT(od_keyring_add(kr, "k1", "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", true, "test",
+                           &err), 0);
+  large_pieces_case(kr);
+  od_keyring_free(kr);
+}
+
 /* A spill file that cannot be written (RLIMIT_FSIZE makes write() fail with EFBIG, as a full disk
  * fails with ENOSPC): a retriable OD_EIO naming the file; the transaction can still be aborted. */
 TEST(store_write_failure_is_retriable_and_named) {

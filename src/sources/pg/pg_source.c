@@ -109,12 +109,12 @@ static int tables_config(pg_source *s, const od_config_section *cfg, od_error *e
   return OD_OK;
 }
 
-/* stream_in_progress: on|off (default off: with it, sink_large_values_memory peaked 403 MiB over its 320 MiB bound in CI, 2026-12-04; mesh sources: on is refused), stream_memory_bytes
+/* stream_in_progress: on|off (default on; mesh sources: off, and on is refused), stream_memory_bytes
  * (16 MiB): the streamed transactions' records kept in memory before spilling to stream_dir. */
 static int stream_config(pg_source *s, const od_config_section *cfg, const char *pipeline, od_error *err) {
   int rc;
   s->stream_set = od_config_find(cfg, "stream_in_progress") != NULL;
-  if ((rc = od_config_bool(cfg, "stream_in_progress", false, &s->stream_in_progress, err)) ||
+  if ((rc = od_config_bool(cfg, "stream_in_progress", !s->mesh, &s->stream_in_progress, err)) ||
       (rc = od_config_int(cfg, "stream_memory_bytes", 16L << 20, 0, 1L << 40, &s->stream_memory_bytes, err)))
     return rc;
   if (s->mesh && s->stream_in_progress) {

@@ -133,18 +133,25 @@ static int keep(od_pg_stream *st, od_pgoutput *d, const char *buf, size_t len, c
   if (len < 5) return bad(err, t, 1, len, "message truncated while reading xid (streamed xid %u)", st->block_xid);
   uint32_t xid = be32(u + 1);
   if (xid == 0) return bad(err, t, 1, len, "invalid xid 0 inside the block of xid %u", st->block_xid);
-  if (od_segbuf_reserve(&st->scratch, len - 4))
-    return OD_FAIL(err, OD_ENOMEM, "streamed transactions: out of memory (%zu bytes)", len);
-  st->scratch.p[0] = (uint8_t)t;
-  memcpy(st->scratch.p + 1, buf + 5, len - 5);
-  size_t n = len - 4;
   if (t == 'M') {
     if (len < 6) return bad(err, t, 5, len, "message truncated while reading flags (xid %u)", xid);
-    if (!(u[5] & 1)) /* not transactional: delivered at once, as outside a stream */
-      return od_pgoutput_decode(d, (const char *)st->scratch.p, n, h, err);
+    if (!(u[5] & 1)) { /* not transactional: delivered at once, as outside a stream (decoded from one piece) */
+      st->scratch.len = 0;
+      if (od_segbuf_reserve(&st->scratch, len - 4))
+        return OD_FAIL(err, OD_ENOMEM, "streamed transactions: out of memory (%zu bytes)", len);
+      st->scratch.p[0] = (uint8_t)t;
+      memcpy(st->scratch.p + 1, buf + 5, len - 5);
+      int rc = od_pgoutput_decode(d, (const char *)st->scratch.p, len - 4, h, err);
+      if (st->scratch.cap > (1u << 20)) { /* a large message passed: do not hold its size */
+        free(st->scratch.p);
+        st->scratch = (od_segbuf){0};
+      }
+      return rc;
+    }
   }
+  /* Kept as the type byte and the body past the xid, in two pieces: no joined copy of a large value. */
   uint32_t tag = (t == 'R' || t == 'Y') ? OD_PG_XACT_KEEP : xid;
-  return od_pg_xact_store_append(st->store, st->block_xid, tag, st->scratch.p, n, err);
+  return od_pg_xact_store_append2(st->store, st->block_xid, tag, buf, 1, buf + 5, len - 5, err);
 }
 
 static int start_replay(od_pg_stream *st, od_pgoutput *d, const char *buf, size_t len, const od_change_handler *h,

@@ -107,6 +107,10 @@ static void xact_free(od_pg_xact_store *st, xact *x) {
 
 void od_pg_xact_store_end_replay(od_pg_xact_store *st) {
   od_segfile_reader_close(&st->rd);
+  if (st->rbuf.cap > 2 * (size_t)CHUNK) { /* the last frame was a large record: do not keep its size */
+    free(st->rbuf.p);
+    st->rbuf = (od_segbuf){0};
+  }
   xact_free(st, st->rx);
   st->rx = NULL;
 }
@@ -187,26 +191,48 @@ static int spill(od_pg_xact_store *st, xact *x, od_error *err) {
   return rc;
 }
 
-int od_pg_xact_store_append(od_pg_xact_store *st, uint32_t top, uint32_t xid, const void *msg, size_t len,
-                            od_error *err) {
+/* A record of at least this many bytes goes to a spilled transaction's file as a frame of its own,
+ * straight from the caller's pieces: copied into the chunk first, a large value would be held twice
+ * more (the chunk, the file's write buffer) for as long as the transaction stays open. */
+#define LARGE_RECORD (CHUNK / 2)
+
+int od_pg_xact_store_append2(od_pg_xact_store *st, uint32_t top, uint32_t xid, const void *head, size_t hlen,
+                             const void *body, size_t blen, od_error *err) {
   xact *x = find(st, top, NULL);
   if (!x)
     return OD_FAIL(err, OD_EPROTOCOL, "streamed transactions: a change of xid %u arrived for top-level xid %u, "
                    "which is not open (no Stream Start for it)", xid, top);
-  if (len > OD_SEGFILE_MAX_PAYLOAD - 4)
+  size_t len = hlen + blen;
+  if (len > OD_SEGFILE_MAX_PAYLOAD - 8)
     return OD_FAIL(err, OD_EUNSUPPORTED, "streamed transactions: a message of %zu bytes in xid %u is larger than "
                    "a spill record (%u MiB)", len, top, OD_SEGFILE_MAX_PAYLOAD >> 20);
   if (!x->sf && st->mem_used + 8 + len > st->mem_budget) {
     int rc = spill(st, x, err);
     if (rc) return rc;
   }
-  if (od_segbuf_reserve(&x->mem, x->mem.len + 8 + len))
+  uint8_t rh[8];
+  put32(rh, (uint32_t)len);
+  put32(rh + 4, xid);
+  if (x->sf && 8 + len >= LARGE_RECORD) {
+    int rc = write_chunk(st, x, x->mem.p, x->mem.len, err); /* what is pending goes first, in order */
+    x->mem.len = 0;
+    if (rc) return rc;
+    od_segpart parts[3] = {{rh, 8}, {head, hlen}, {body, blen}};
+    uint64_t off;
+    uint32_t fs;
+    rc = od_segfile_append_parts(x->sf, parts, blen ? 3 : 2, &off, &fs, err);
+    if (!rc) rc = od_segfile_flush(x->sf, false, err);
+    if (rc) return od_error_prefix(err, "spilling streamed transaction %u: ", x->xid);
+    st->spilled_bytes += fs;
+    return OD_OK;
+  }
+  if (od_segbuf_reserve(&x->mem, 8 + len))
     return OD_FAIL(err, OD_ENOMEM, "streamed transactions: out of memory (%zu bytes) for xid %u", x->mem.len + 8 + len,
                    top);
   uint8_t *p = x->mem.p + x->mem.len;
-  put32(p, (uint32_t)len);
-  put32(p + 4, xid);
-  memcpy(p + 8, msg, len);
+  memcpy(p, rh, 8);
+  if (hlen) memcpy(p + 8, head, hlen);
+  if (blen) memcpy(p + 8 + hlen, body, blen);
   x->mem.len += 8 + len;
   if (!x->sf) {
     st->mem_used += 8 + len;
@@ -216,6 +242,11 @@ int od_pg_xact_store_append(od_pg_xact_store *st, uint32_t top, uint32_t xid, co
   int rc = write_chunk(st, x, x->mem.p, x->mem.len, err);
   x->mem.len = 0;
   return rc;
+}
+
+int od_pg_xact_store_append(od_pg_xact_store *st, uint32_t top, uint32_t xid, const void *msg, size_t len,
+                            od_error *err) {
+  return od_pg_xact_store_append2(st, top, xid, msg, len, NULL, 0, err);
 }
 
 static bool is_aborted(const xact *x, uint32_t xid) {

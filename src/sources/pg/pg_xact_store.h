@@ -60,6 +60,11 @@ bool od_pg_xact_store_has(const od_pg_xact_store *st, uint32_t xid);
  * retriable, when the spill file cannot be written, naming it). */
 int od_pg_xact_store_append(od_pg_xact_store *st, uint32_t top, uint32_t xid, const void *msg, size_t len,
                             od_error *err);
+/* The same with the record given as two pieces (a message's type byte and its body past the v2
+ * xid: no joined copy is made). In a transaction already spilled, a record of half a chunk or more
+ * is written as a frame of its own at once, so a large value is never held by the store. */
+int od_pg_xact_store_append2(od_pg_xact_store *st, uint32_t top, uint32_t xid, const void *head, size_t hlen,
+                             const void *body, size_t blen, od_error *err);
 /* Stream Abort: sub == top forgets the transaction (and its file); otherwise the records of
  * subtransaction `sub` are left out of its replay. An unknown top xid is ignored (nothing of it
  * was kept). Fails only without memory. */
