@@ -25,7 +25,7 @@
 # The machine may be shared and loaded: all figures are wall-clock, measured under that load, both
 # sides in the same run. Environment: MESH_TXNS (100000) MESH_CONFLICT_TXNS (2000) ODSYNC_BIN PG_BIN
 # BENCH_KEEP=1 MESH_STATEMENTS=1 (pg_stat_statements preloaded: after phases 1 and 2 the sinks'
-# costliest statements, server time per transaction, go to stderr) MESH_SKIP_CONFLICTS=1 (phases
+# costliest statements, execution and planning time per transaction, executions and plans, go to stderr) MESH_SKIP_CONFLICTS=1 (phases
 # 1 and 2 only) MESH_OUTPUT_PLUGIN (mesh.output_plugin: auto (default), pgoutput or odsync_pgoutput;
 # the servers are offered odsync_pgoutput from the pgplugin folder beside ODSYNC_BIN when it was built
 # there: scripts/lib/pg_server.sh). The bidirectional line names the slots' output plugin.
