@@ -988,7 +988,7 @@ static void pend_clear(pgs_mesh *m) {
   m->pend_bytes = 0;
   struct pend_block *b = m->pblk;
   if (!b) return;
-  while (b->next) { /* keep one block (the oldest: the default size) */
+  while (b->next) { /* keep one block, the oldest (usually of the default size) */
     struct pend_block *next = b->next;
     free(b);
     b = next;
