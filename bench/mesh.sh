@@ -25,7 +25,7 @@
 # The machine may be shared and loaded: all figures are wall-clock, measured under that load, both
 # sides in the same run. Environment: MESH_TXNS (100000) MESH_CONFLICT_TXNS (2000) ODSYNC_BIN PG_BIN
 # BENCH_KEEP=1 MESH_STATEMENTS=1 (pg_stat_statements preloaded: after phases 1 and 2 the sinks'
-# costliest statements, server time per transaction, go to stderr) MESH_SKIP_CONFLICTS=1 (phases
+# costliest statements, execution and planning time per transaction, executions and plans, go to stderr) MESH_SKIP_CONFLICTS=1 (phases
 # 1 and 2 only) MESH_OUTPUT_PLUGIN (mesh.output_plugin: auto (default), pgoutput or odsync_pgoutput;
 # the servers are offered odsync_pgoutput from the pgplugin folder beside ODSYNC_BIN when it was built
 # there: scripts/lib/pg_server.sh). The bidirectional line names the slots' output plugin.
@@ -67,7 +67,8 @@ rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }';
 conf=("track_commit_timestamp = on" "max_connections = 60" "shared_buffers = 64MB")
 preload=()
 ((HAVE_PGLOGICAL)) && preload+=(pglogical) && conf+=("pglogical.conflict_log_level = 'log'")
-[[ ${MESH_STATEMENTS:-0} == 1 ]] && preload+=(pg_stat_statements) && conf+=("pg_stat_statements.track = all")
+[[ ${MESH_STATEMENTS:-0} == 1 ]] && preload+=(pg_stat_statements) &&
+  conf+=("pg_stat_statements.track = all" "pg_stat_statements.track_planning = on")
 ((${#preload[@]})) && conf+=("shared_preload_libraries = '$(IFS=,; echo "${preload[*]}")'")
 pgb_start a "$TMP/a" "${conf[@]}"
 pgb_start b "$TMP/b" "${conf[@]}"
@@ -168,11 +169,14 @@ stmt_reset() {
 stmt_report() { # TITLE TXNS
   [[ ${MESH_STATEMENTS:-0} == 1 ]] || return 0
   for n in a b; do
-    echo "-- $1, node $n: statements by server time (µs per transaction of the phase; calls per 1000 txns)" >&2
-    qd $n od -F ' | ' -c "SELECT round((total_exec_time * 1000 / $2)::numeric, 2), round(calls * 1000.0 / $2, 1), rows,
+    echo "-- $1, node $n: statements by server time (µs per transaction of the phase: execution | planning;" \
+      "executions | plans per 1000 txns; rows)" >&2
+    qd $n od -F ' | ' -c "SELECT round((total_exec_time * 1000 / $2)::numeric, 2), round((total_plan_time * 1000 / $2)::numeric, 2),
+        round(calls * 1000.0 / $2, 1), round(plans * 1000.0 / $2, 1), rows,
         left(regexp_replace(query, '\s+', ' ', 'g'), 150) FROM pg_stat_statements
-        WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pgb_wait%'
-        ORDER BY total_exec_time DESC LIMIT 10" >&2
+        WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pgb_wait%' AND query NOT LIKE 'DO \$w\$%'
+          AND query NOT LIKE 'SELECT pg_sleep%'
+        ORDER BY total_exec_time + total_plan_time DESC LIMIT 12" >&2
   done
 }
 # Where a server's CPU of the phase went, by process (read before odsync stops: its walsenders and

@@ -414,6 +414,8 @@ static int pgs_begin(od_sink *base, od_error *err) {
 int pgs_commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
   if (!s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: commit without begin", s->where);
   if (!s->conn) return pgs_fail(s, NULL, "COMMIT", NULL, err);
+  int mrc = pgs_mesh_flush(s, err); /* a mesh sink's held-back changes go first */
+  if (mrc) return mrc;              /* the caller rolls back */
   int lrc = pgs_load_end(s, err);
   if (lrc) return lrc; /* the caller rolls back */
   char lsn[32], text[OD_POS_TEXT_MAX];

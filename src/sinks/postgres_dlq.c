@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "sinks/postgres_internal.h"
+#include "sinks/postgres_mesh.h"
 
 /* The quoted table name: _odsync_columns' schema, our name. */
 static const char *dl_table(pgs_sink *s, char *buf, size_t size) {
@@ -45,13 +46,14 @@ int pgs_savepoint(od_sink *base, int op, od_error *err) {
   int rc = OD_OK;
   switch (op) {
     case OD_SAVEPOINT_SET:
-      if ((rc = pgs_bulk_flush_now(s, err)) || (rc = pgs_ensure_begin(s, err))) return rc;
+      if ((rc = pgs_mesh_flush(s, err)) || (rc = pgs_bulk_flush_now(s, err)) || (rc = pgs_ensure_begin(s, err))) return rc;
       return run(s, "SAVEPOINT", "SAVEPOINT od_row", 0, NULL, err);
     case OD_SAVEPOINT_RELEASE:
-      if ((rc = pgs_bulk_flush_now(s, err))) return rc;
+      if ((rc = pgs_mesh_flush(s, err)) || (rc = pgs_bulk_flush_now(s, err))) return rc;
       return run(s, "RELEASE SAVEPOINT", "RELEASE SAVEPOINT od_row", 0, NULL, err);
     case OD_SAVEPOINT_ROLLBACK:
       pgs_load_abort(s);
+      pgs_mesh_discard(s);     /* a mesh sink's changes held back since SET */
       pgs_bulk_discard_all(s); /* only what came after SET: SET sent the rest */
       pgs_rels_drop(s, true);  /* tables made since may be gone again: look at them anew */
       if ((rc = run(s, "ROLLBACK TO SAVEPOINT", "ROLLBACK TO SAVEPOINT od_row", 0, NULL, err))) return rc;

@@ -7,8 +7,10 @@
  * unique values rows left (_odsync_unique_left, with its trigger), all next to the checkpoint table, the causal-delivery progress cache and the flow of a batch. The decisions
  * themselves (key states, versions query, policies, counters, conflict log rows) are in
  * postgres_mesh_decide.c; the shared state in postgres_mesh_internal.h.
- * Does, per apply() batch (several source transactions share one target transaction; a row's
- * version is the side table's when a mesh sink wrote it last, else its xmin's commit time):
+ * Does, per sink transaction (several source transactions share one target transaction; a row's
+ * version is the side table's when a mesh sink wrote it last, else its xmin's commit time; the
+ * changes of its apply() calls are held back, copied, and go as one run at the commit, or earlier
+ * at PEND_MAX_CHANGES / PEND_MAX_BYTES, before a causal wait and at a savepoint):
  *   - waits until every transaction of a third node a stamp's version vector depends on has been
  *     applied here (causal delivery), committing what came before it first (checkpoint at its
  *     start: exactly-once as before, the checkpoint holds every transaction starting before it),
@@ -26,14 +28,19 @@
  *     commit time) — sent in the apply's pipeline (one round trip) when there is nothing to do in
  *     between.
  * Never touches: statement text of the apply path, DDL, the checkpoint's SQL (postgres.c).
- * Pointer ownership: change values are borrowed for one apply() call; the filtered array holds
- * copies of od_change structs pointing at the caller's values and is reset before returning; key
- * states own their key text and column values (freed by dec_clear at every run, begin, rollback).
+ * Pointer ownership: change values are borrowed for one apply() call, so the held-back changes
+ * (pend) are deep copies whose values, positions and correlation ids live in pend's blocks until the
+ * run (freed by the run, begin, rollback); the filtered array (keep) holds copies of od_change
+ * structs pointing at pend's values and is reset by every run; key states own their key text and
+ * column values (freed by dec_clear at every run, begin, rollback).
  */
 #include "sinks/postgres_mesh_internal.h"
 
 #include "common/mesh_sql.h"
 #include "common/mesh_sqlrule.h"
+
+static void pend_clear(pgs_mesh *m);
+static void pend_free(pgs_mesh *m);
 
 const char *const pgs_mesh_kinds[KINDS] = {"insert_insert", "update_update", "update_delete", "insert_delete",
                                            "delete_delete", "unique"};
@@ -258,6 +265,8 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->slots);
   free(m->keep);
   free(m->sidx);
+  free(m->pend);
+  pend_free(m);
   free(m->st);
   free(m->wr);
   free(m->ver_q);
@@ -529,6 +538,7 @@ void pgs_mesh_reset(pgs_sink *s) {
 
   s->mesh->nst = 0;
   s->mesh->ntodel = 0;
+  pend_clear(s->mesh);
   pgs_mesh_unique_forget(s->mesh);
   s->mesh->txn_has_data = false;
   pgs_mesh_dec_clear(s->mesh);
@@ -964,76 +974,208 @@ static int run_flush(pgs_sink *s, pgs_mesh *m, const od_change *changes, size_t 
   return rc;
 }
 
-/* apply() of a mesh sink: the source transactions of the batch share the target transaction; a
- * transaction whose causal dependencies are not applied here yet commits what came before it (with
- * the checkpoint at its start) and waits with nothing open. */
-int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *err) {
-  pgs_mesh *m = s->mesh;
-  if (n > m->sidx_cap) {
-    int *g = realloc(m->sidx, n * sizeof *g);
-    if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    m->sidx = g;
-    m->sidx_cap = n;
+/* ---- holding back a transaction's changes -------------------------------------------------------- */
+
+struct pend_block {
+  struct pend_block *next;
+  size_t cap, used;
+  _Alignas(8) unsigned char data[];
+};
+
+static void pend_clear(pgs_mesh *m) {
+  m->npend = 0;
+  m->pend_rel_ok = NULL;
+  m->pend_bytes = 0;
+  struct pend_block *b = m->pblk;
+  if (!b) return;
+  while (b->next) { /* keep one block, the oldest (usually of the default size) */
+    struct pend_block *next = b->next;
+    free(b);
+    b = next;
   }
-  if (m->nst > 1) { /* the last source transaction may go on in this batch */
+  b->used = 0;
+  m->pblk = b;
+}
+
+static void pend_free(pgs_mesh *m) {
+  while (m->pblk) {
+    struct pend_block *next = m->pblk->next;
+    free(m->pblk);
+    m->pblk = next;
+  }
+}
+
+static void *pend_alloc(pgs_mesh *m, size_t n) {
+  n = (n + 7) & ~(size_t)7;
+  struct pend_block *b = m->pblk;
+  if (!b || b->cap - b->used < n) {
+    size_t cap = n > 256 * 1024 ? n : 256 * 1024;
+    if (!(b = malloc(sizeof *b + cap))) return NULL;
+    b->cap = cap;
+    b->used = 0;
+    b->next = m->pblk;
+    m->pblk = b;
+  }
+  void *p = b->data + b->used;
+  b->used += n;
+  return p;
+}
+
+static const char *pend_strndup(pgs_mesh *m, const char *v, size_t len) {
+  char *p = pend_alloc(m, len + 1);
+  if (!p) return NULL;
+  memcpy(p, v, len);
+  p[len] = '\0';
+  return p;
+}
+
+/* Copy a tuple's values into pend's memory; false on out-of-memory. */
+static bool pend_tuple(pgs_mesh *m, od_tuple *t) {
+  if (!t->ncolumns || !t->values) return true;
+  od_value *v = pend_alloc(m, t->ncolumns * sizeof *v);
+  if (!v) return false;
+  for (uint16_t k = 0; k < t->ncolumns; k++) {
+    v[k] = t->values[k];
+    if (v[k].data && !(v[k].data = pend_strndup(m, t->values[k].data, t->values[k].len))) return false;
+    m->pend_bytes += t->values[k].len;
+  }
+  t->values = v;
+  return true;
+}
+
+/* Copy c (sidx: its stamp, -1 none) to the end of pend; false on out-of-memory. */
+static bool pend_add(pgs_mesh *m, const od_change *c, int sidx) {
+  if (m->npend == m->pend_cap) {
+    size_t cap = m->pend_cap ? m->pend_cap * 2 : 256;
+    od_change *g = realloc(m->pend, cap * sizeof *g);
+    if (!g) return false;
+    m->pend = g;
+    int *gs = realloc(m->sidx, cap * sizeof *gs);
+    if (!gs) return false;
+    m->sidx = gs;
+    m->pend_cap = m->sidx_cap = cap;
+  }
+  od_change *p = &m->pend[m->npend];
+  *p = *c;
+  if (!pend_tuple(m, &p->newtup) || !pend_tuple(m, &p->oldtup)) return false;
+  if (c->txn_start) {
+    od_pos *pos = pend_alloc(m, sizeof *pos);
+    if (!pos) return false;
+    *pos = *c->txn_start;
+    p->txn_start = pos;
+  }
+  if (c->correlation_id && !(p->correlation_id = pend_strndup(m, c->correlation_id, strlen(c->correlation_id))))
+    return false;
+  m->sidx[m->npend++] = sidx;
+  m->pend_bytes += sizeof *p;
+  return true;
+}
+
+int pgs_mesh_flush(pgs_sink *s, od_error *err) {
+  pgs_mesh *m = s->mesh;
+  if (!m || !m->npend) return OD_OK;
+  int rc = run_flush(s, m, m->pend, 0, m->npend, err);
+  pend_clear(m);
+  if (m->nst > 1) { /* the last source transaction may go on in the next apply() call */
     m->st[0] = m->st[m->nst - 1];
     m->nst = 1;
   }
-  size_t from = 0;
+  return rc;
+}
+
+void pgs_mesh_discard(pgs_sink *s) {
+  if (s->mesh) pend_clear(s->mesh);
+}
+
+/* Whether rel (not yet known to the sink) is another version of a table that changes in pend have:
+ * its table's DDL must then run after those changes, as in a run of their own (postgres_apply.c's
+ * segments). */
+static bool pend_new_version(pgs_sink *s, pgs_mesh *m, const od_relation *rel) {
+  if (!m->npend || !rel || rel == m->pend_rel_ok || pgs_rel_known(s, rel)) return false;
+  for (size_t i = 0; i < m->npend; i++) {
+    const od_relation *o = m->pend[i].rel;
+    if (o && o != rel && strcmp(o->name, rel->name) == 0 && strcmp(o->schema, rel->schema) == 0) return true;
+  }
+  m->pend_rel_ok = rel;
+  return false;
+}
+
+/* apply() of a mesh sink: the source transactions of the batch share the target transaction, and
+ * the changes of all its apply() calls are held back (copied) and decided and applied together, as
+ * one run, at the commit (pgs_mesh_flush; earlier at PEND_MAX_CHANGES or PEND_MAX_BYTES): one lock
+ * and read statement, one apply and one versions statement per table and sink transaction instead
+ * of per chunk. A transaction whose causal dependencies are not applied here yet commits what came
+ * before it (with the checkpoint at its start) and waits with nothing open. */
+int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *err) {
+  pgs_mesh *m = s->mesh;
+  if (!m->npend && m->nst > 1) { /* the last source transaction may go on in this batch */
+    m->st[0] = m->st[m->nst - 1];
+    m->nst = 1;
+  }
   int rc = OD_OK;
   for (size_t i = 0; i < n && rc == OD_OK; i++) {
+    int sidx = -1;
     if (pgs_mesh_is_vv(&changes[i])) { /* a vector update of a transaction the peer dropped */
-      m->sidx[i] = -1;
       rc = pgs_mesh_pvv_message(s, m, &changes[i], err);
-      continue;
-    }
-    if (!pgs_mesh_is_stamp(&changes[i])) {
-      m->sidx[i] = m->nst - 1;
-      continue;
-    }
-    m->sidx[i] = -1;
-    if (m->nst == m->st_cap) {
-      int cap = m->st_cap ? m->st_cap * 2 : 16;
-      stamp *g = realloc(m->st, (size_t)cap * sizeof *g);
-      if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-      m->st = g;
-      m->st_cap = cap;
-    }
-    stamp *st = &m->st[m->nst];
-    if ((rc = parse_stamp(s, m, &changes[i].newtup.values[1], st, err))) break;
-    pgs_mesh_pvv_stamp(m, st); /* completed with what the peer's earlier vectors showed */
-    st->seq = ++m->seq;
-    if (causal_missing(m, st)) {
-      if ((rc = run_flush(s, m, changes, from, i, err))) break;
-      if (m->txn_has_data) {
-        /* What came before gets its own target transaction: checkpoint at this one's start (it
-         * holds every transaction starting before it, not this one). Its commit need not wait for
-         * the WAL flush: the batch's last commit is synchronous and flushes it too before the
-         * pipeline acknowledges anything; a server crash loses it with its checkpoint. */
-        if (!changes[i].txn_start)
-          return OD_FAIL(err, OD_EINVAL, "postgres sink %s: mesh stamp without a position", s->where);
-        s->commit_async = true;
-        rc = pgs_commit_with(s, changes[i].txn_start, err);
-        s->commit_async = false;
-        if (rc) break;
-        s->in_txn = true;
-        s->begin_sent = false;
-        stamp keep = *st;
-        m->txn_has_data = false;
-        m->max_ts = 0;
-        m->max_hlc = 0;
-        pgs_mesh_dec_clear(m);
-        m->st[0] = keep;
-        m->nst = 0;
-        st = &m->st[0];
+    } else if (!pgs_mesh_is_stamp(&changes[i])) {
+      sidx = m->nst - 1;
+    } else {
+      if (m->nst == m->st_cap) {
+        int cap = m->st_cap ? m->st_cap * 2 : 16;
+        stamp *g = realloc(m->st, (size_t)cap * sizeof *g);
+        if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+        m->st = g;
+        m->st_cap = cap;
       }
-      if ((rc = causal_wait(s, m, st, err))) break;
-      from = i;
+      stamp *st = &m->st[m->nst];
+      if ((rc = parse_stamp(s, m, &changes[i].newtup.values[1], st, err))) break;
+      pgs_mesh_pvv_stamp(m, st); /* completed with what the peer's earlier vectors showed */
+      st->seq = ++m->seq;
+      if (causal_missing(m, st)) {
+        stamp keep = *st;
+        if ((rc = pgs_mesh_flush(s, err))) break;
+        if (m->txn_has_data) {
+          /* What came before gets its own target transaction: checkpoint at this one's start (it
+           * holds every transaction starting before it, not this one). Its commit need not wait for
+           * the WAL flush: the batch's last commit is synchronous and flushes it too before the
+           * pipeline acknowledges anything; a server crash loses it with its checkpoint. */
+          if (!changes[i].txn_start)
+            return OD_FAIL(err, OD_EINVAL, "postgres sink %s: mesh stamp without a position", s->where);
+          s->commit_async = true;
+          rc = pgs_commit_with(s, changes[i].txn_start, err);
+          s->commit_async = false;
+          if (rc) break;
+          s->in_txn = true;
+          s->begin_sent = false;
+          m->txn_has_data = false;
+          m->max_ts = 0;
+          m->max_hlc = 0;
+          pgs_mesh_dec_clear(m);
+          m->nst = 0;
+        }
+        /* the flush moved the last stamp to st[0]: this one goes after the stamps still kept */
+        if (m->nst == m->st_cap) {
+          int cap = m->st_cap ? m->st_cap * 2 : 16;
+          stamp *g = realloc(m->st, (size_t)cap * sizeof *g);
+          if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+          m->st = g;
+          m->st_cap = cap;
+        }
+        st = &m->st[m->nst];
+        *st = keep;
+        if ((rc = causal_wait(s, m, st, err))) break;
+      }
+      m->nst++;
+      m->applied_txns++;
+      od_counter_add(m->m_txns, 1);
     }
-    m->nst++;
-    m->applied_txns++;
-    od_counter_add(m->m_txns, 1);
+    if (rc == OD_OK && changes[i].op != OD_OP_MESSAGE && pend_new_version(s, m, changes[i].rel)) {
+      if ((rc = pgs_mesh_flush(s, err))) break;
+      if (sidx >= 0) sidx = m->nst - 1; /* the flush moved the last stamp (this change's) to st[0] */
+    }
+    if (rc == OD_OK && !pend_add(m, &changes[i], sidx))
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
-  if (rc == OD_OK) rc = run_flush(s, m, changes, from, n, err);
+  if (rc == OD_OK && (m->npend >= PEND_MAX_CHANGES || m->pend_bytes >= PEND_MAX_BYTES)) rc = pgs_mesh_flush(s, err);
   return rc;
 }

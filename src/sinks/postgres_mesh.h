@@ -14,7 +14,13 @@ int pgs_mesh_session(pgs_sink *s, od_error *err);
 void pgs_mesh_reset(pgs_sink *s);
 /* After every successful commit (the persisted version vector is the written one). */
 void pgs_mesh_committed(pgs_sink *s);
-/* apply() of a mesh sink. */
+/* apply() of a mesh sink: the changes are copied and decided and applied later, together with the
+ * open transaction's other changes (pgs_mesh_flush). */
 int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *err);
+/* Decide and apply the changes the open transaction holds back (before its checkpoint and commit,
+ * and before a savepoint is set or released); OD_OK at once when there are none. */
+int pgs_mesh_flush(pgs_sink *s, od_error *err);
+/* Drop them unapplied (a rollback to a savepoint). */
+void pgs_mesh_discard(pgs_sink *s);
 
 #endif

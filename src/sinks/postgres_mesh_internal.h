@@ -25,6 +25,8 @@
 #define COUNTERS_MAX 8 /* fetched columns per table: counters plus rule columns */
 #define RULES_MAX 16
 #define VQ_MAX 32 /* prepared versions statements per session (more go unnamed) */
+#define PEND_MAX_CHANGES 2000         /* held-back changes of the open transaction: a run at this many */
+#define PEND_MAX_BYTES (8u << 20)     /* ... or at this many bytes of their values */
 
 enum { POL_LWW, POL_PRIORITY, POL_KEEP_LOCAL, POL_APPLY_REMOTE, POL_COLUMN_MERGE };
 #define MERGE_COLS_MAX 64 /* column_merge: columns per table (a bit mask per key and transaction) */
@@ -170,10 +172,21 @@ typedef struct pgs_mesh {
   vv_entry pvv[VV_MAX], pvv_ok[VV_MAX], pvv_wr[VV_MAX];
   int npvv, npvv_ok, npvv_wr;
   char *pvv_q; /* quoted _odsync_peer_vv */
+  /* The changes of the open transaction not decided and applied yet (docs/MULTI_MASTER.md, "What each
+   * pipeline does", 5): the apply() calls of one sink transaction (one per chunk the reader cut, often
+   * a dozen source transactions each) make one run, decided and applied at the commit, or earlier
+   * when PEND_MAX_CHANGES or PEND_MAX_BYTES is reached, before a causal wait and at a savepoint.
+   * pend: copies of the changes (values, positions and correlation ids in pblk); the stamp index of
+   * each is sidx[i] (-1: none). */
+  od_change *pend;
+  size_t npend, pend_cap, pend_bytes;
+  const od_relation *pend_rel_ok; /* the last relation unknown to the sink found alone among pend's */
+  struct pend_block *pblk; /* the copies' memory: blocks, the one being filled first (malloc'd; kept
+                            * by a clear when it is the only one) */
   /* scratch */
   od_change *keep;
   size_t keep_cap;
-  int *sidx;          /* per change of the apply() call: its stamp index in st, -1 none */
+  int *sidx;          /* per change of pend: its stamp index in st, -1 none */
   size_t sidx_cap;
   decision *dec;      /* every key of the open target transaction */
   size_t ndec, dec_cap;
