@@ -13,7 +13,8 @@
 #  row 6: a decrements qty, b then deletes the row, c (on 2 nodes: a) then decrements it: the last
 #    decrement wins against the delete and the row stays with qty 10000 - 2 (where the delete came
 #    first, the row is re-created from the tombstone's last qty plus the delta);
-#  row 7: every node but b decrements qty, then b deletes it: gone everywhere.
+#  row 7: every node but b decrements qty, then b deletes it: gone everywhere, every tombstone holding
+#    qty 10000 - (N - 1) (the decrements that lost to the delete added there).
 #  On 3 nodes a and b replicate alone first (b's delete of row 6 wins at a before c's decrement
 #  arrives: there and at b c's decrement re-creates the row from the tombstone), then all three.
 #  Then: every node holds exactly the expected rows (row 1 keeps a's name, b's price and c's tag, qty
@@ -121,6 +122,12 @@ for n in "${NODES[@]}"; do
   [[ $got == "$want" ]] || fail "node $n holds '$got', expected '$want' ($(node_psql $n -c "SELECT string_agg(key || ' ' || kind || ' ' || policy || ' ' || winner || ' ' || coalesce(merged::text, '-'), '; ' ORDER BY id) FROM _odsync_conflicts"))"
 done
 same_everywhere "phase 1"
+# row 7's tombstone keeps the same last qty everywhere (each decrement added there where it lost to the
+# delete): a later re-creation would start from the same value on every node
+for n in "${NODES[@]}"; do
+  img=$(node_psql $n -c "SELECT img ->> 'qty' FROM _odsync_tombstones WHERE tbl = 'public.stock' AND key = '7'")
+  [[ $img == $((10000 - (NN - 1))) ]] || fail "node $n: row 7's tombstone holds qty '$img', expected $((10000 - (NN - 1)))"
+done
 for n in "${NODES[@]}"; do
   ctr=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE table_name = 'public.stock' AND key = '1' AND policy = 'column_merge' AND merged -> 'counters' ? 'qty'")
   bad=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE table_name = 'public.stock' AND (merged -> 'remote' ? 'qty' OR merged -> 'local' ? 'qty' OR merged -> 'both' ? 'qty' OR (key = '1' AND merged -> 'both' <> '[]'::jsonb))")
