@@ -5,8 +5,9 @@
  * then a fresh read: rows, tombstones, _odsync_versions, and which keys have a side-table row;
  * run by postgres_mesh_query.c), the causal check of each change against its own
  * transaction's version vector, the policies (per table: mesh_table_policies) and business rules,
- * the counter merge, column merges (an override of the change whose columns the remote write does
- * not take are UNCHANGED) and the per-column versions of merged rows, the conflict log entries
+ * the counter merge (local + delta: on its own, inside a column merge, into a tombstone's last row
+ * and a row re-created from it), column merges (an override of the change whose columns the remote
+ * write does not take are UNCHANGED) and the per-column versions of merged rows, the conflict log entries
  * (_odsync_conflicts) and the audit records of conflicts.
  * Never touches: transactions (begin/commit), the origin session, the stamps' parsing, the apply
  * path's statements (postgres_apply.c, postgres_bulk.c).
