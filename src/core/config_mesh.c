@@ -391,21 +391,6 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
   if ((v = map_get(p, n, "policies")) &&
       (rc = parse_policies(p, v, nodes, nn, &tables, prio.nlist ? &prio : NULL, fallback, &tpol)))
     goto out;
-  /* column_merge and counters on one table: a counter column is merged as deltas, the others by
-   * column; the two rewrite the same change and are not combined in this version. */
-  for (int i = 0; i < counters.nlist; i++) {
-    const char *c = counters.list[i];
-    size_t tl = (size_t)(strrchr(c, '.') - c);
-    bool merge = strcmp(policy, "column_merge") == 0;
-    for (int j = 0; j < tpol.nlist; j++)
-      if (strncmp(tpol.list[j], c, tl) == 0 && tpol.list[j][tl] == ' ')
-        merge = strncmp(tpol.list[j] + tl + 1, "column_merge ", 13) == 0;
-    if (merge) {
-      rc = fail_node(p, n, "mesh: counter %s is on a column_merge table; counters and column_merge on the same "
-                     "table are not supported: give the table another policy or drop the counter", c);
-      goto out;
-    }
-  }
   /* column_merge on three or more nodes (docs/MULTI_MASTER.md, "column_merge"): every write carries a
    * version per column, and a column both sides changed goes to the fallback. With last_writer_wins
    * each column is a register ordered by (hlc, node), an order that contains causality: the same

@@ -5,8 +5,9 @@
  * then a fresh read: rows, tombstones, _odsync_versions, and which keys have a side-table row;
  * run by postgres_mesh_query.c), the causal check of each change against its own
  * transaction's version vector, the policies (per table: mesh_table_policies) and business rules,
- * the counter merge, column merges (an override of the change whose columns the remote write does
- * not take are UNCHANGED) and the per-column versions of merged rows, the conflict log entries
+ * the counter merge (local + delta: on its own, inside a column merge, into a tombstone's last row
+ * and a row re-created from it), column merges (an override of the change whose columns the remote
+ * write does not take are UNCHANGED) and the per-column versions of merged rows, the conflict log entries
  * (_odsync_conflicts) and the audit records of conflicts.
  * Never touches: transactions (begin/commit), the origin session, the stamps' parsing, the apply
  * path's statements (postgres_apply.c, postgres_bulk.c).
@@ -514,12 +515,6 @@ static bool int_of(const od_value *v, long long *out) {
   return end && *end == '\0' && end != v->data;
 }
 
-/* An update of a table with counter columns: every counter ends at local + (new - old) on every
- * node (each node adds every other node's delta exactly once, in the transaction that applies it).
- * d->ctr holds the counters' value after the changes decided so far. Remote wins the other
- * columns: its new row with the merged counters replaces the change (an override); remote loses:
- * the key is marked for a fix (its counters set to d->ctr after the run's apply). *merged false:
- * no counter to merge (no old row image, not integers). */
 /* Room for one more entry in m->ovr (doubling). */
 static int reserve_override(pgs_sink *s, pgs_mesh *m, od_error *err) {
   if (m->novr < m->ovr_cap) return OD_OK;
@@ -531,24 +526,112 @@ static int reserve_override(pgs_sink *s, pgs_mesh *m, od_error *err) {
   return OD_OK;
 }
 
-static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx, decision *d,
-                          const int *cols, int ncols, bool apply, bool *merged, od_error *err) {
-  *merged = false;
+/* The values change idx is applied with: its override's, else its own new row. */
+static const od_value *applied_vals(const pgs_mesh *m, size_t idx, const od_change *c) {
+  const od_value *vals = c->newtup.values;
+  for (size_t o = 0; o < m->novr; o++)
+    if (m->ovr[o].idx == idx) vals = m->ovr[o].vals;
+  return vals;
+}
+
+/* The counter columns of a table and one change's deltas (new - old of each: an update with its
+ * full old row and integers on both sides; delta_ok false otherwise). */
+typedef struct ctr_in {
+  const int *cols; /* column indexes (the first n fetched columns of the versions read) */
+  int n;
+  bool delta_ok;
   long long delta[COUNTERS_MAX];
+} ctr_in;
+
+static ctr_in ctr_of(const od_change *c, const int *cols, int n) {
+  ctr_in k = {.cols = cols, .n = n};
+  if (!n || c->op != OD_OP_UPDATE || c->old_kind != 'O' || c->oldtup.ncolumns != c->newtup.ncolumns) return k;
+  for (int i = 0; i < n; i++) {
+    long long o, nv;
+    if (cols[i] >= c->newtup.ncolumns || !int_of(&c->oldtup.values[cols[i]], &o) ||
+        !int_of(&c->newtup.values[cols[i]], &nv))
+      return k;
+    k.delta[i] = nv - o;
+  }
+  k.delta_ok = true;
+  return k;
+}
+
+/* Which counter column col is (its index in k), -1 none. */
+static int ctr_index(const ctr_in *k, int col) {
+  for (int i = 0; k && i < k->n; i++)
+    if (k->cols[i] == col) return i;
+  return -1;
+}
+
+/* A text of v, malloc'd. */
+static char *ll_text(long long v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%lld", v);
+  return strdup(buf);
+}
+
+/* Counter i of d takes the value v (an integer; else the local value is unknown: no delta merges on
+ * it until a write sets it again). false: out of memory. */
+static bool set_ctr(decision *d, int i, const od_value *v) {
+  long long x = 0;
+  bool ok = int_of(v, &x);
+  if (i >= d->nval) {
+    for (int j = d->nval; j <= i; j++) d->val[j] = NULL;
+    d->nval = i + 1;
+  }
+  free(d->val[i]);
+  d->val[i] = ok ? ll_text(x) : NULL;
+  d->ctr[i] = ok ? x : 0;
+  return !ok || d->val[i];
+}
+
+/* After a change wrote the counters as values (an insert, a re-created row, an update without a
+ * delta): d->ctr and the local values follow what the row now holds (vals: the values applied,
+ * UNCHANGED ones left as they were), so a later update of the key in the same run adds its delta
+ * to them. false: out of memory. */
+static bool ctr_sync(decision *d, const ctr_in *k, const od_value *vals, int nvals) {
+  for (int i = 0; i < k->n; i++)
+    if (k->cols[i] < nvals && vals[k->cols[i]].kind != OD_VALUE_UNCHANGED && !set_ctr(d, i, &vals[k->cols[i]]))
+      return false;
+  return true;
+}
+
+/* column_merge: the same from the key state's row (d->row: the row as the run leaves it). */
+static bool ctr_sync_row(decision *d, const ctr_in *k) {
+  for (int i = 0; d->row && i < k->n; i++) {
+    if (k->cols[i] >= d->nrow) continue;
+    const char *t = d->row[k->cols[i]];
+    od_value v = t ? (od_value){.data = t, .len = (uint32_t)strlen(t), .kind = OD_VALUE_TEXT}
+                   : (od_value){.kind = OD_VALUE_NULL};
+    if (!set_ctr(d, i, &v)) return false;
+  }
+  return true;
+}
+
+/* An update of a live row of a table with counter columns: every counter ends at local + (new -
+ * old) on every node (each node adds every other node's delta exactly once, in the transaction that
+ * applies it). d->ctr holds the counters' value after the changes decided so far; this adds the
+ * change's deltas to it. false: no counter to merge (no old row image: warned; not integers; no
+ * local value). */
+static bool add_deltas(pgs_sink *s, const pg_rel *r, const od_change *c, decision *d, const ctr_in *k) {
   if (c->old_kind != 'O' || c->oldtup.ncolumns != c->newtup.ncolumns) {
     od_warn("postgres sink %s: mesh: table %s: counter columns need the old row (REPLICA IDENTITY FULL on every "
             "node); merged by the policy instead", s->where, r->target);
-    return OD_OK;
+    return false;
   }
-  for (int k = 0; k < ncols; k++) {
-    long long o, nv;
-    if (!int_of(&c->oldtup.values[cols[k]], &o) || !int_of(&c->newtup.values[cols[k]], &nv) || k >= d->nval ||
-        !d->val[k])
-      return OD_OK;
-    delta[k] = nv - o;
-  }
-  *merged = true;
-  for (int k = 0; k < ncols; k++) d->ctr[k] += delta[k];
+  if (!k->delta_ok) return false;
+  for (int i = 0; i < k->n; i++)
+    if (i >= d->nval || !d->val[i]) return false;
+  for (int i = 0; i < k->n; i++) d->ctr[i] += k->delta[i];
+  return true;
+}
+
+/* The counters after add_deltas, written: the remote change applies (apply): its new row with the
+ * merged counters replaces the change (an override); it does not: the key is marked for a fix (its
+ * counters set to d->ctr after the run's apply). */
+static int write_counters(pgs_sink *s, pgs_mesh *m, const od_change *c, size_t idx, decision *d, const ctr_in *k,
+                          bool apply, od_error *err) {
   if (!apply) {
     d->fix = true;
     return wr_push(m, d) ? OD_OK : OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -558,7 +641,7 @@ static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   struct override *o = &m->ovr[m->novr];
   *o = (struct override){.idx = idx};
   o->vals = malloc(c->newtup.ncolumns * sizeof *o->vals);
-  o->texts = calloc((size_t)ncols, sizeof *o->texts);
+  o->texts = calloc((size_t)k->n, sizeof *o->texts);
   if (!o->vals || !o->texts) {
     free(o->vals);
     free(o->texts);
@@ -566,12 +649,10 @@ static int merge_counters(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   }
   m->novr++;
   memcpy(o->vals, c->newtup.values, c->newtup.ncolumns * sizeof *o->vals);
-  for (int k = 0; k < ncols; k++) {
-    char buf[32];
-    int len = snprintf(buf, sizeof buf, "%lld", d->ctr[k]);
-    if (!(o->texts[k] = strdup(buf))) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  for (int i = 0; i < k->n; i++) {
+    if (!(o->texts[i] = ll_text(d->ctr[i]))) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     o->ntexts++;
-    o->vals[cols[k]] = (od_value){.data = o->texts[k], .len = (uint32_t)len, .kind = OD_VALUE_TEXT};
+    o->vals[k->cols[i]] = (od_value){.data = o->texts[i], .len = (uint32_t)strlen(o->texts[i]), .kind = OD_VALUE_TEXT};
   }
   return OD_OK;
 }
@@ -893,19 +974,32 @@ static void json_name(od_sqlbuf *b, const char *name) {
  * version (rw false), and a column the local version kept against an earlier change of the same
  * source transaction (d->lmask). The columns it does not write are UNCHANGED in an override of the
  * change (the apply path updates the sent columns only). *apply: it writes some column. detail
- * (NULL: not wanted) gets {"remote": [...], "local": [...], "both": [...]}; *both: a column was
- * changed on both sides. d->row follows the merged values. */
+ * (NULL: not wanted) gets {"remote": [...], "local": [...], "both": [...], "counters": [...]}; *both: a
+ * column was changed on both sides. d->row follows the merged values.
+ * Counter columns (k; kdelta: the change's deltas are in d->ctr already) are never changed columns
+ * for the overlap test: one the update changed takes d->ctr (local + delta) whoever wins, and is
+ * listed under "counters"; its version is decided exactly as another column's (the fallback between
+ * the remote write and the column's writer when both changed it). Without a delta (an insert) a
+ * counter is a column like any other. */
 static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const stamp *st,
                          const od_change *c, size_t idx, decision *d, ver_entry *cv, const ver_entry *rowv,
-                         bool *apply, od_sqlbuf *detail, const char **winner, od_error *err) {
+                         const ctr_in *k, bool kdelta, bool *apply, od_sqlbuf *detail, const char **winner,
+                         od_error *err) {
   bool conflict = cv != NULL;
   int rwon = 0, lwon = 0;
   static char lwinner[64];
   int ncol = c->newtup.ncolumns;
   od_value *vals = malloc((size_t)(ncol ? ncol : 1) * sizeof *vals);
-  if (!vals) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  od_sqlbuf lists[3] = {{0}}; /* remote, local, both */
+  char **texts = calloc((size_t)ncol + 1, sizeof *texts); /* the override's own texts (counters, touch) */
+  int ntexts = 0;
+  if (!vals || !texts) {
+    free(vals);
+    free(texts);
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  od_sqlbuf lists[4] = {{0}}; /* remote, local, both, counters */
   int taken = 0;
+  int rc = OD_OK;
   for (int j = 0; j < ncol; j++) {
     const od_value *nv = &c->newtup.values[j], *ov = j < c->oldtup.ncolumns ? &c->oldtup.values[j] : NULL;
     vals[j] = *nv;
@@ -918,6 +1012,7 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     bool kcv = conflict && j < MERGE_COLS_MAX && cv[j].node[0] && !cv[j].weak;
     bool lchg = conflict && (kcv ? !entry_seen(m, st, &cv[j]) : (!known || !ov || !same_text(ov, lv)));
     uint64_t bit = j < MERGE_COLS_MAX ? 1ULL << j : 0;
+    int kc = kdelta ? ctr_index(k, j) : -1; /* a counter merged as a delta */
     bool take = rchg;
     if (d->lmask & bit) {
       take = false;
@@ -927,90 +1022,92 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       ver_entry lw = conflict && j < MERGE_COLS_MAX && cv[j].node[0] ? cv[j] : *rowv;
       lw.weak = false;
       decision cd = with_ver(d, &lw);
-      json_name(&lists[2], name);
+      if (kc < 0) json_name(&lists[2], name);
       if (remote_wins(m, pol, st, &cd)) {
-        rwon++;
+        if (kc < 0) rwon++;
       } else {
-        lwon++;
-        snprintf(lwinner, sizeof lwinner, "%s", lw.node);
+        if (kc < 0) {
+          lwon++;
+          snprintf(lwinner, sizeof lwinner, "%s", lw.node);
+        }
         take = false;
         d->lmask |= bit;
         cv[j] = lw;
       }
     } else if (rchg) {
-      json_name(&lists[0], name);
+      if (kc < 0) json_name(&lists[0], name);
     } else if (lchg) {
-      json_name(&lists[1], name);
+      if (kc < 0) json_name(&lists[1], name);
       if (j < MERGE_COLS_MAX && !cv[j].node[0]) { /* a local write changed it: the row's version stands for it */
         cv[j] = *rowv;
         cv[j].weak = true;
       }
+    }
+    if (take && cv && j < MERGE_COLS_MAX) {
+      snprintf(cv[j].node, sizeof cv[j].node, "%s", m->peer);
+      cv[j].ts = st->ts;
+      cv[j].hlc = st->hlc;
+      cv[j].weak = false;
+    }
+    if (kc >= 0 && rchg) {
+      /* a counter: local + delta, whichever write its version went to */
+      json_name(&lists[3], name);
+      if (!(texts[ntexts] = ll_text(d->ctr[kc]))) {
+        rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+        break;
+      }
+      vals[j] = (od_value){.data = texts[ntexts], .len = (uint32_t)strlen(texts[ntexts]), .kind = OD_VALUE_TEXT};
+      nv = &vals[j];
+      ntexts++;
+      take = true;
     }
     if (!take) {
       vals[j] = (od_value){.kind = OD_VALUE_UNCHANGED};
       continue;
     }
     taken++;
-    if (cv && j < MERGE_COLS_MAX) {
-      snprintf(cv[j].node, sizeof cv[j].node, "%s", m->peer);
-      cv[j].ts = st->ts;
-      cv[j].hlc = st->hlc;
-      cv[j].weak = false;
-    }
     if (known) {
       free(d->row[j]);
       d->row[j] = NULL;
       if (nv->kind == OD_VALUE_TEXT && !(d->row[j] = strndup(nv->data, nv->len))) {
-        free(vals);
-        for (int k = 0; k < 3; k++) od_sqlbuf_free(&lists[k]);
-        return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+        rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+        break;
       }
     }
   }
-  if (detail) {
-    static const char *const names[3] = {"remote", "local", "both"};
+  if (rc == OD_OK && detail) {
+    static const char *const names[4] = {"remote", "local", "both", "counters"};
     od_sqlbuf_add(detail, "{");
-    for (int k = 0; k < 3; k++)
-      od_sqlbuf_addf(detail, "%s\"%s\": [%s]", k ? ", " : "", names[k], lists[k].p ? lists[k].p : "");
+    for (int i = 0; i < 4; i++)
+      if (i < 3 || lists[i].p) od_sqlbuf_addf(detail, "%s\"%s\": [%s]", i ? ", " : "", names[i], lists[i].p ? lists[i].p : "");
     od_sqlbuf_add(detail, "}");
   }
-  for (int k = 0; k < 3; k++) od_sqlbuf_free(&lists[k]);
+  for (int i = 0; i < 4; i++) od_sqlbuf_free(&lists[i]);
   if (winner) *winner = rwon && !lwon ? m->peer : lwon && !rwon ? lwinner : "merged";
   /* A conflict whose remote write takes no column still rewrites the row (one column set to its
    * local value): the row's version becomes the merged set, kept in the side table, which is read
    * only for rows a mesh sink wrote last. */
-  char *touch = NULL;
-  for (int j = 0; conflict && !taken && j < ncol && j < d->nrow; j++) {
+  for (int j = 0; rc == OD_OK && conflict && !taken && j < ncol && j < d->nrow; j++) {
     if (is_key_col(r, j)) continue;
-    if (d->row[j] && !(touch = strdup(d->row[j]))) {
-      free(vals);
-      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    if (d->row[j] && !(texts[ntexts] = strdup(d->row[j]))) {
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      break;
     }
-    vals[j] = touch ? (od_value){.data = touch, .len = (uint32_t)strlen(touch), .kind = OD_VALUE_TEXT}
-                    : (od_value){.kind = OD_VALUE_NULL};
+    vals[j] = d->row[j] ? (od_value){.data = texts[ntexts], .len = (uint32_t)strlen(texts[ntexts]), .kind = OD_VALUE_TEXT}
+                        : (od_value){.kind = OD_VALUE_NULL};
+    if (d->row[j]) ntexts++;
     taken++;
   }
-  *apply = taken > 0;
-  if (!*apply) {
+  if (rc == OD_OK) *apply = taken > 0;
+  if (rc == OD_OK && *apply) rc = reserve_override(s, m, err);
+  if (rc || !*apply) {
+    for (int i = 0; i < ntexts; i++) free(texts[i]);
+    free(texts);
     free(vals);
-    return OD_OK;
+    return rc;
   }
-  char **texts = touch ? malloc(sizeof *texts) : NULL;
-  if (m->novr == m->ovr_cap || (touch && !texts)) {
-    size_t cap = m->ovr_cap ? m->ovr_cap * 2 : 16;
-    struct override *g = texts || !touch ? realloc(m->ovr, cap * sizeof *g) : NULL;
-    if (!g) {
-      free(vals);
-      free(touch);
-      free(texts);
-      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    }
-    m->ovr = g;
-    m->ovr_cap = cap;
-  }
-  if (texts) texts[0] = touch;
-  /* owns vals and the touch text; the other values are borrowed from c */
-  m->ovr[m->novr++] = (struct override){.idx = idx, .vals = vals, .texts = texts, .ntexts = texts ? 1 : 0,
+  /* owns vals and its texts; the other values are borrowed from c */
+  m->ovr[m->novr++] = (struct override){.idx = idx, .vals = vals, .texts = texts, .ntexts = ntexts,
                                         .as_update = c->op == OD_OP_INSERT};
   return OD_OK;
 }
@@ -1020,7 +1117,7 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
  * the same whichever of the delete and the update a node applied first. An override of the change
  * (texts owned by it). */
 static int recreate_override(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx,
-                             const decision *d, od_error *err) {
+                             const decision *d, const ctr_in *k, od_error *err) {
   int ncol = c->newtup.ncolumns;
   if (c->op != OD_OP_UPDATE || c->old_kind != 'O' || c->oldtup.ncolumns != ncol || !ncol) return OD_OK;
   int grown = reserve_override(s, m, err);
@@ -1037,6 +1134,20 @@ static int recreate_override(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od
   for (int j = 0; j < ncol; j++) {
     const od_value *nv = &c->newtup.values[j];
     vals[j] = *nv;
+    int kc = k->delta_ok ? ctr_index(k, j) : -1;
+    long long img;
+    od_value iv = j < d->nrow && d->row[j] ? (od_value){.data = d->row[j], .len = (uint32_t)strlen(d->row[j]),
+                                                        .kind = OD_VALUE_TEXT}
+                                           : (od_value){.kind = OD_VALUE_NULL};
+    if (kc >= 0 && !is_key_col(r, j) && int_of(&iv, &img)) {
+      /* a counter: the tombstone's last value plus the delta, as on a node where the update met the
+       * live row before the delete (local + delta there, kept in the tombstone by the delete) */
+      if (!(texts[o->ntexts] = ll_text(img + k->delta[kc])))
+        return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+      vals[j] = (od_value){.data = texts[o->ntexts], .len = (uint32_t)strlen(texts[o->ntexts]), .kind = OD_VALUE_TEXT};
+      o->ntexts++;
+      continue;
+    }
     if (is_key_col(r, j) || j >= d->nrow || (nv->kind != OD_VALUE_UNCHANGED && !same_val(nv, &c->oldtup.values[j])))
       continue;
     if (!d->row[j]) {
@@ -1054,7 +1165,7 @@ static int recreate_override(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od
  * every one; an update: those it changed) whose version is older than the write (or seen by it)
  * takes the write's value in the tombstone's last row (img) and its version in d->also. */
 static int image_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st, decision *d,
-                         od_error *err) {
+                         const ctr_in *k, bool counters_only, od_error *err) {
   ver_entry cv[MERGE_COLS_MAX], w = {.ts = st->ts, .hlc = st->hlc};
   snprintf(w.node, sizeof w.node, "%s", m->peer);
   int n = ncols_of(d), taken = 0;
@@ -1066,16 +1177,24 @@ static int image_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
   for (int j = 0; j < n && j < c->newtup.ncolumns && j < d->nrow; j++) {
     const od_value *nv = &c->newtup.values[j];
     if (is_key_col(r, j) || nv->kind == OD_VALUE_UNCHANGED || (upd && same_val(nv, &c->oldtup.values[j]))) continue;
-    if (cv[j].node[0] && !entry_seen(m, st, &cv[j]) && !entry_later(&w, &cv[j])) continue;
-    char *t = nv->kind == OD_VALUE_TEXT ? strndup(nv->data, nv->len) : NULL;
-    if (nv->kind == OD_VALUE_TEXT && !t) {
+    bool older = !(cv[j].node[0] && !entry_seen(m, st, &cv[j]) && !entry_later(&w, &cv[j]));
+    int kc = k->delta_ok ? ctr_index(k, j) : -1;
+    long long img;
+    od_value iv = d->row[j] ? (od_value){.data = d->row[j], .len = (uint32_t)strlen(d->row[j]), .kind = OD_VALUE_TEXT}
+                            : (od_value){.kind = OD_VALUE_NULL};
+    bool ctr = kc >= 0 && int_of(&iv, &img);
+    if (counters_only && !ctr) continue;
+    if (!older && !ctr) continue;
+    /* a counter: the tombstone's last value plus the delta, whichever write its version is */
+    char *t = ctr ? ll_text(img + k->delta[kc]) : nv->kind == OD_VALUE_TEXT ? strndup(nv->data, nv->len) : NULL;
+    if ((ctr || nv->kind == OD_VALUE_TEXT) && !t) {
       od_sqlbuf_free(&names);
       od_sqlbuf_free(&vals);
       return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     }
     free(d->row[j]);
     d->row[j] = t;
-    cv[j] = w;
+    if (older) cv[j] = w;
     pgs_mesh_arr_add(&names, r->rel->columns[j].name);
     if (t) pgs_mesh_arr_add(&vals, t);
     else od_sqlbuf_add(&vals, vals.len > 1 ? ",NULL" : "NULL");
@@ -1159,10 +1278,15 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
                          const int *rule_of, sqlrule_run *sq, bool *keep, od_error *err) {
   const od_change *c = &changes[ci];
   bool exact = pol->policy == POL_COLUMN_MERGE; /* a version per column for every write */
+  ctr_in k = ctr_of(c, cols, nctr); /* counter columns, and the change's deltas */
   if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
     *keep = d->apply;
     int rc = OD_OK;
     bool merged = d->apply && d->merge && mergeable(r, c, d);
+    /* Counters: a later update of the row in the same source transaction adds its delta too (to the
+     * live row whichever side the first change's decision kept; to a tombstone's last row on a
+     * column_merge table) */
+    bool kdelta = nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb && add_deltas(s, r, c, d, &k);
     if (merged && exact) {
       /* ... a column merge, judged by the columns' versions as they are now: a column the first
        * change took is the peer's own (seen), one the local version kept or no change touched yet
@@ -1171,15 +1295,24 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       int ncv = ncols_of(d);
       col_vers(d, ncv, cv);
       ver_entry rowv = row_ver(m, d);
-      if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, keep, NULL, NULL, err)))
+      if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, &k, kdelta, keep, NULL, NULL, err)))
         rc = set_col_vers(s, m, d, cv, ncv, err);
+      if (rc == OD_OK && nctr && !ctr_sync_row(d, &k)) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
       return rc;
     }
     if (merged) /* ... a column merge: what the local version kept stays */
-      rc = merge_columns(s, m, r, pol, st, c, ci, d, NULL, NULL, keep, NULL, NULL, err);
+      rc = merge_columns(s, m, r, pol, st, c, ci, d, NULL, NULL, &k, kdelta, keep, NULL, NULL, err);
+    else if (kdelta) /* applied: its row with the merged counters; else they are set after the apply */
+      rc = write_counters(s, m, c, ci, d, &k, d->apply, err);
+    else if (exact && nctr && !d->apply && d->tomb && d->row && d->also && c->op == OD_OP_UPDATE && k.delta_ok)
+      rc = image_columns(s, m, r, c, st, d, &k, true, err); /* lost to a tombstone: its delta in the last row */
+    const od_value *vals = applied_vals(m, ci, c);
     if (rc == OD_OK && exact && d->apply &&
         (!pgs_mesh_colver_note(m, d, c, st, true, merged ? d->lmask : 0, ncols_of(d)) ||
-         (!merged && c->op != OD_OP_DELETE && !pgs_mesh_colver_row_set(d, c->newtup.values, c->newtup.ncolumns))))
+         (!merged && c->op != OD_OP_DELETE && !pgs_mesh_colver_row_set(d, vals, c->newtup.ncolumns))))
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    if (rc == OD_OK && nctr && d->apply && c->op != OD_OP_DELETE && !kdelta && !merged &&
+        !ctr_sync(d, &k, vals, c->newtup.ncolumns))
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     return rc;
   }
@@ -1212,7 +1345,8 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       if (ruled) policy = "rule";
       /* column_merge: a write that loses to the delete still wins the columns it wrote whose
        * versions are older: kept in the tombstone's last row for a later re-creation */
-      if (exact && !apply && c->op != OD_OP_DELETE && d->row && d->also && (rc = image_columns(s, m, r, c, st, d, err)))
+      if (exact && !apply && c->op != OD_OP_DELETE && d->row && d->also &&
+          (rc = image_columns(s, m, r, c, st, d, &k, false, err)))
         return rc;
     } else {
       kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
@@ -1234,6 +1368,9 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       if (ruled) policy = "rule";
     }
   }
+  /* Counters take every update of a live row as a delta on the local value, conflict or not: a row
+   * merged here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
+  bool kdelta = nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb && add_deltas(s, r, c, d, &k);
   if (merge) { /* concurrent updates of one row, merged by column (docs/MULTI_MASTER.md, "column_merge") */
     ver_entry cv[MERGE_COLS_MAX];
     int ncv = ncols_of(d);
@@ -1248,13 +1385,14 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       cv[j].weak = true;
     }
     d->lmask = 0;
-    if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, &apply, &detail, &winner, err)))
+    if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, &k, kdelta, &apply, &detail, &winner, err)))
       rc = detail.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
                       : log_conflict(s, m, r, c, st, kind, &cmp, apply, "column_merge", detail.p, winner, err);
     od_sqlbuf_free(&detail);
     /* The merged row is written by this sink (its xmin gets the peer's origin): the side table
      * keeps each column's write, so later writes are judged per column. */
     if (rc || (rc = set_col_vers(s, m, d, cv, ncv, err))) return rc;
+    if (nctr && !ctr_sync_row(d, &k)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     *keep = apply;
     d->seq = st->seq;
     d->apply = apply;
@@ -1262,12 +1400,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     return OD_OK;
   }
-  /* Counters take every update as a delta on the local value, conflict or not: a row merged
-   * here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
-  bool merged = false;
-  if (nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb &&
-      (rc = merge_counters(s, m, r, c, ci, d, cols, nctr, apply, &merged, err)))
-    return rc;
+  if (kdelta && (rc = write_counters(s, m, c, ci, d, &k, apply, err))) return rc;
   if (kind && (rc = log_conflict(s, m, r, c, st, kind, &cmp, apply, policy, NULL, NULL, err))) return rc;
   if (od_log_level() >= OD_LOG_DEBUG) { /* per change: its arguments only when the line is written */
     const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, d->node[0] ? d->node : m->node);
@@ -1285,7 +1418,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   d->lmask = 0;
   if (apply) { /* the key's version is now the peer's */
     bool partial = d->has_ver && (!d->tomb || d->row); /* the columns it did not change keep their versions */
-    if (exact && d->has_ver && d->tomb && d->row && (rc = recreate_override(s, m, r, c, ci, d, err))) return rc;
+    if (exact && d->has_ver && d->tomb && d->row && (rc = recreate_override(s, m, r, c, ci, d, &k, err))) return rc;
     /* A delete of a key that had no row when the run read its versions: the DELETE the set-based
      * apply sends (the key's last operation in the run: a tombstone, or a row this run re-created
      * and deletes again, merged by key into one DELETE) finds no row and the tombstone trigger
@@ -1309,6 +1442,9 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       free(d->also); /* a write that won whole (or saw the whole set) is the row's only version */
       d->also = NULL;
     }
+    /* counters written as values (an insert, a re-created row): later deltas of the run add to them */
+    if (nctr && c->op != OD_OP_DELETE && !kdelta && !ctr_sync(d, &k, applied_vals(m, ci, c), c->newtup.ncolumns))
+      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
   return OD_OK;

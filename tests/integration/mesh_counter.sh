@@ -3,7 +3,8 @@
 #
 # stock(id, qty) on a, b, c (REPLICA IDENTITY FULL: the delta needs the old row), 5 rows of 10000.
 # pgbench at all three nodes at once, 2 clients x COUNTER_TXNS transactions of
-# `UPDATE stock SET qty = qty - 1 WHERE id = random(1, 5)`, replicated live (so concurrent updates of
+# `UPDATE stock SET qty = qty - 1 WHERE id = random(1, 5)` (one in four as two updates of the row in one
+# transaction, -2 then +1: every update's delta counts), replicated live (so concurrent updates of
 # one row are frequent). Asserts after quiescing: every node holds identical rows, the total is
 # exactly 50000 - 3 x 2 x COUNTER_TXNS (no decrement lost or applied twice), and concurrent updates
 # were detected (update_update conflicts logged) — i.e. the merge, not luck, kept the sum.
@@ -36,10 +37,13 @@ node_psql c -c "ALTER TABLE stock REPLICA IDENTITY FULL"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 120
 printf '%s\n' '\set k random(1, 5)' 'UPDATE stock SET qty = qty - 1 WHERE id = :k;' >"$TEST_TMP/dec.sql"
+# one transaction updating the row twice (-2, then +1): both deltas count
+printf '%s\n' '\set k random(1, 5)' 'BEGIN;' 'UPDATE stock SET qty = qty - 2 WHERE id = :k;' \
+  'UPDATE stock SET qty = qty + 1 WHERE id = :k;' 'COMMIT;' >"$TEST_TMP/two.sql"
 log "3 nodes x 2 clients x $TXNS decrements"
 pids=()
 for n in a b c; do
-  pgbench -n -h 127.0.0.1 -p "${NODE_PORT[$n]}" -U postgres -c 2 -j 1 -t "$TXNS" -f "$TEST_TMP/dec.sql" shop \
+  pgbench -n -h 127.0.0.1 -p "${NODE_PORT[$n]}" -U postgres -c 2 -j 1 -t "$TXNS" -f "$TEST_TMP/dec.sql@3" -f "$TEST_TMP/two.sql@1" shop \
     >"$TEST_TMP/pgbench_$n.log" 2>&1 &
   pids+=($!)
 done

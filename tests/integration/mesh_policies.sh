@@ -3,8 +3,8 @@
 #
 # Asserts:
 #  - config validation: a policy for a table that is not in mesh.tables, an unknown policy, a
-#    priority order naming an unknown node, counters on a column_merge table are refused with
-#    messages naming the problem; `odsync check` refuses a column_merge table without REPLICA
+#    priority order naming an unknown node, a counter that is not an integer column (on a
+#    column_merge table) are refused with messages naming the problem; `odsync check` refuses a column_merge table without REPLICA
 #    IDENTITY FULL;
 #  - per-table policies: the same concurrent update/update pair (a first, b later) on two tables
 #    goes to b on the last_writer_wins table and to a on the table with `priority: [a, b]`;
@@ -61,8 +61,10 @@ bad unknown_node '  policies: { public.prio_t: { policy: priority, priority: [a,
   "mesh.policies.public.prio_t.priority: 'zz' is not a node of the mesh"
 bad no_order '  policies: { public.prio_t: priority }' "policy priority needs a node order"
 bad bad_fallback '  policies: { public.merge_t: { policy: column_merge, fallback: column_merge } }' "fallback"
-bad merge_counter $'  counters: [public.merge_t.n]\n  policies: { public.merge_t: column_merge }' \
-  "counter public.merge_t.n is on a column_merge table"
+# counters on a column_merge table are accepted (mesh_colmerge_counter.sh); a counter that is not an
+# integer column is still refused, on a column_merge table too
+bad merge_counter $'  counters: [public.merge_t.x]\n  policies: { public.merge_t: column_merge }' \
+  "mesh node a: counter public.merge_t.x: expected an integer column, found text"
 
 mesh_config "$CONFIG" last_writer_wins "$TABLES" \
   '  policies: { public.prio_t: { policy: priority, priority: [a, b] }, public.merge_t: { policy: column_merge, fallback: last_writer_wins } }'

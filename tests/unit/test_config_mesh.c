@@ -188,10 +188,23 @@ TEST(mesh_policies_errors) {
                "mesh.policies.public.p: missing required key 'policy'") != NULL);
   CHECK(strstr(parse_err(MESH_POL("  policies: { public.p: { policy: priority, order: [a] } }\n"), &e),
                "order") != NULL);
-  CHECK(strstr(parse_err(MESH_POL("  counters: [public.p.n]\n  policies: { public.p: column_merge }\n"), &e),
-               "counter public.p.n is on a column_merge table") != NULL);
-  CHECK(strstr(parse_err(MESH_POL("  policy: column_merge\n  counters: [public.p.n]\n"), &e),
-               "counter public.p.n is on a column_merge table") != NULL);
+  /* counters on a column_merge table: accepted (a counter is merged as deltas, the other columns by
+   * column; docs/MULTI_MASTER.md "Counters on a column_merge table"), per table or mesh-wide, and on
+   * three nodes with fallback last_writer_wins; the fallback restriction on three nodes still holds */
+  od_config *cm = parse_ok(MESH_POL("  counters: [public.p.n]\n  policies: { public.p: column_merge }\n"));
+  const od_config_entry *ce = od_config_find(&cm->pipelines[0].sinks[0].section, "mesh_counters");
+  CHECK(ce && ce->nlist == 1);
+  CHECK_STR(ce->list[0], "public.p.n");
+  od_config_free(cm);
+  cm = parse_ok(MESH_POL("  policy: column_merge\n  counters: [public.p.n]\n"));
+  CHECK_STR(val(&cm->pipelines[0].sinks[0].section, "mesh_policy"), "column_merge");
+  od_config_free(cm);
+  cm = parse_ok(MESH3 "  counters: [public.stock.qty]\n  policies: { public.stock: column_merge }\n");
+  CHECK(cm->npipelines == 6);
+  od_config_free(cm);
+  CHECK(strstr(parse_err(MESH3 "  counters: [public.stock.qty]\n  policies: { public.stock: { policy: column_merge, "
+                         "fallback: priority } }\n", &e),
+               "mesh: column_merge (public.stock) on a mesh of 3 nodes needs fallback last_writer_wins") != NULL);
   CHECK(strstr(parse_err(MESH_POL("  policy: column_merge\n  fallback: priority\n"), &e),
                "policy priority needs 'priority'") != NULL);
   /* column_merge on three nodes: with fallback last_writer_wins (a version per column for every
