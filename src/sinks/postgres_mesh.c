@@ -1029,6 +1029,17 @@ static const char *pend_strndup(pgs_mesh *m, const char *v, size_t len) {
   return p;
 }
 
+/* Room for one more stamp in m->st. */
+static int st_reserve(pgs_sink *s, pgs_mesh *m, od_error *err) {
+  if (m->nst < m->st_cap) return OD_OK;
+  int cap = m->st_cap ? m->st_cap * 2 : 16;
+  stamp *g = realloc(m->st, (size_t)cap * sizeof *g);
+  if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  m->st = g;
+  m->st_cap = cap;
+  return OD_OK;
+}
+
 /* Copy a tuple's values into pend's memory; false on out-of-memory. */
 static bool pend_tuple(pgs_mesh *m, od_tuple *t) {
   if (!t->ncolumns || !t->values) return true;
@@ -1120,13 +1131,7 @@ int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *er
     } else if (!pgs_mesh_is_stamp(&changes[i])) {
       sidx = m->nst - 1;
     } else {
-      if (m->nst == m->st_cap) {
-        int cap = m->st_cap ? m->st_cap * 2 : 16;
-        stamp *g = realloc(m->st, (size_t)cap * sizeof *g);
-        if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-        m->st = g;
-        m->st_cap = cap;
-      }
+      if ((rc = st_reserve(s, m, err))) return rc;
       stamp *st = &m->st[m->nst];
       if ((rc = parse_stamp(s, m, &changes[i].newtup.values[1], st, err))) break;
       pgs_mesh_pvv_stamp(m, st); /* completed with what the peer's earlier vectors showed */
@@ -1154,13 +1159,7 @@ int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *er
           m->nst = 0;
         }
         /* the flush moved the last stamp to st[0]: this one goes after the stamps still kept */
-        if (m->nst == m->st_cap) {
-          int cap = m->st_cap ? m->st_cap * 2 : 16;
-          stamp *g = realloc(m->st, (size_t)cap * sizeof *g);
-          if (!g) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-          m->st = g;
-          m->st_cap = cap;
-        }
+        if ((rc = st_reserve(s, m, err))) return rc;
         st = &m->st[m->nst];
         *st = keep;
         if ((rc = causal_wait(s, m, st, err))) break;
