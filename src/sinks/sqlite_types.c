@@ -199,29 +199,38 @@ static int bind_text_value(sq_sink *s, sq_rel *r, sqlite3_stmt *st, int idx, int
   }
 }
 
-/* Bytes of decoded bytea the tuple's values need (at most their text length). */
+/* Bytes of decoded bytea the tuple's values need: half the digits of the hex form, at most the
+ * text length of the escape form. */
 static size_t blob_need(const sq_rel *r, const uint16_t *plan, int nplan, const od_tuple *nt, const od_tuple *mt) {
   size_t need = 0;
   for (int i = 0; i < nplan; i++) {
     const od_value *v = &((plan[i] & SQ_FROM_MATCH) ? mt : nt)->values[SQ_COL(plan[i])];
-    if (r->cls[SQ_COL(plan[i])] == SQ_BLOB && v->kind == OD_VALUE_TEXT) need += v->len;
+    if (r->cls[SQ_COL(plan[i])] != SQ_BLOB || v->kind != OD_VALUE_TEXT) continue;
+    bool hex = v->len >= 2 && v->data[0] == '\\' && v->data[1] == 'x';
+    need += hex ? (v->len - 2) / 2 : v->len;
   }
   return need;
 }
 
+#define BLOB_KEEP ((size_t)1 << 20) /* a bytea buffer larger than this is sized exactly, not kept */
+
 /* Room for every bytea of one statement, reserved before binding, so that bound pointers into the
- * buffer stay valid. */
+ * buffer stay valid (SQLite binds them SQLITE_STATIC until the next reserve). Up to BLOB_KEEP the
+ * buffer grows by doubling and is kept; a statement that needs more gets exactly what it needs,
+ * released at the next statement that needs less: a large value is not held after it was written. */
 static int blob_reserve(sq_sink *s, sq_rel *r, size_t need, od_error *err) {
-  if (need > s->blob_cap) {
-    size_t cap = s->blob_cap ? s->blob_cap : 4096;
-    while (cap < need) cap *= 2;
-    unsigned char *p = realloc(s->blob, cap);
-    if (!p) return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: table %s: out of memory for %zu bytes of bytea",
-                           s->path, r->target, need);
-    s->blob = p;
-    s->blob_cap = cap;
-  }
   s->blob_used = 0;
+  bool shrink = s->blob_cap > BLOB_KEEP && need <= BLOB_KEEP;
+  if (need <= s->blob_cap && !shrink) return OD_OK;
+  size_t cap = 4096;
+  if (need > BLOB_KEEP) cap = need;
+  else
+    while (cap < need) cap *= 2;
+  free(s->blob); /* nothing in it is needed: the statement before has run */
+  s->blob = malloc(cap);
+  s->blob_cap = s->blob ? cap : 0;
+  if (!s->blob) return OD_FAIL(err, OD_ENOMEM, "sqlite sink %s: table %s: out of memory for %zu bytes of bytea",
+                               s->path, r->target, need);
   return OD_OK;
 }
 

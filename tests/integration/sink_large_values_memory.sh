@@ -22,6 +22,10 @@
 # stream_txns). The bound is the same: the streamed path must not hold a value more often than the
 # commit-time path (before the fix it grew 403 MiB for N = 4 into SQLite: the message copied without
 # its xid, the spill chunk, the file's write buffer and the replay's read buffer each kept a value).
+# Measured 2026-12-04 (ASan build, quiet machine) before and after the decoder stopped copying text
+# values into its scratch (it terminates them in libpq's buffer or the replay's record instead):
+# PostgreSQL sink 228-260 -> 196 MiB (CI had reached 288 with streaming on); SQLite 237-270 MiB
+# both times (its peak is elsewhere). Release build after: 188-199 MiB in every case.
 # odsync runs with ASAN_OPTIONS quarantine_size_mb=0 so that freed blocks count as freed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"

@@ -48,7 +48,7 @@ static void replay_all(od_pg_xact_store *st, uint32_t xid, char *out, size_t cap
   od_error err;
   CHECK_INT(od_pg_xact_store_replay(st, xid, &err), 0);
   out[0] = '\0';
-  const char *m;
+  char *m;
   size_t len;
   int rc;
   while ((rc = od_pg_xact_store_next(st, &m, &len, &err)) == 1) {
@@ -131,7 +131,7 @@ TEST(store_large_spill_order_and_reset) {
   CHECK_INT((int)s.spilled_txns, 1);
   CHECK(s.mem_bytes <= 4096);
   CHECK_INT(od_pg_xact_store_replay(st, 7, &err), 0);
-  const char *r;
+  char *r;
   size_t len;
   int want = 0, got = 0, rc;
   while ((rc = od_pg_xact_store_next(st, &r, &len, &err)) == 1) {
@@ -211,7 +211,7 @@ TEST(store_sealed_spill_has_no_plaintext) {
   fclose(f);
   CHECK(n > 18);
   CHECK(memmem(buf, n, "secret-marker", 13) == NULL);
-  const char *m;
+  char *m;
   size_t len;
   CHECK_INT(od_pg_xact_store_next(st, &m, &len, &err), 1);
   CHECK_INT((int)len, 18);
@@ -250,7 +250,7 @@ static void large_pieces_case(const od_keyring *kr) {
   CHECK(stats.spilled_bytes > 3ull * BIG); /* the three large records went to the file at once */
   CHECK_INT(od_pg_xact_store_abort(st, 40, 41, &err), 0);
   CHECK_INT(od_pg_xact_store_replay(st, 40, &err), 0);
-  const char *m;
+  char *m;
   size_t len;
   CHECK_INT(od_pg_xact_store_next(st, &m, &len, &err), 1);
   CHECK(len == 2 && memcmp(m, "s1", 2) == 0);

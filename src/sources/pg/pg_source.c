@@ -425,7 +425,7 @@ static int pg_ack(od_source *base, const od_pos *durable_pos, bool force, od_err
   return OD_OK;
 }
 
-static int handle_message(pg_source *s, const char *buf, int len, od_error *err) {
+static int handle_message(pg_source *s, char *buf, int len, od_error *err) {
   if (buf[0] == 'w') {
     if (len < 25) return OD_FAIL(err, OD_EPROTOCOL, "%s: XLogData message of %d bytes is too short", s->where, len);
     od_lsn start = get_be64(buf + 1);
@@ -435,7 +435,8 @@ static int handle_message(pg_source *s, const char *buf, int len, od_error *err)
       int rc = od_pg_stream_route(s->stream, s->decoder, buf + 25, (size_t)len - 25, &s->wrap, &handled, err);
       if (rc || handled) return rc ? od_error_prefix(err, "%s: ", s->where) : OD_OK;
     }
-    return od_pgoutput_decode(s->decoder, buf + 25, (size_t)len - 25, &s->wrap, err);
+    /* libpq's copy is ours and freed after this: text values are terminated in place in it. */
+    return od_pgoutput_decode_inplace(s->decoder, buf + 25, (size_t)len - 25, &s->wrap, err);
   }
   if (buf[0] == 'k') {
     if (len < 18) return OD_FAIL(err, OD_EPROTOCOL, "%s: keepalive of %d bytes is too short", s->where, len);

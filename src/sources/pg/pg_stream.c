@@ -183,7 +183,7 @@ static int start_replay(od_pg_stream *st, od_pgoutput *d, const char *buf, size_
 int od_pg_stream_pump(od_pg_stream *st, od_pgoutput *d, const od_change_handler *h, int max, od_error *err) {
   if (!st->replaying) return OD_OK;
   for (int i = 0; i < max; i++) {
-    const char *msg;
+    char *msg;
     size_t len;
     int rc = od_pg_xact_store_next(st->store, &msg, &len, err);
     if (rc < 0) return rc;
@@ -193,7 +193,7 @@ int od_pg_stream_pump(od_pg_stream *st, od_pgoutput *d, const od_change_handler 
       rc = od_pgoutput_decode(d, st->commit, sizeof st->commit, h, err);
       return rc ? od_error_prefix(err, "replaying streamed transaction %u: ", st->rxid) : OD_OK;
     }
-    if ((rc = od_pgoutput_decode(d, msg, len, h, err)))
+    if ((rc = od_pgoutput_decode_inplace(d, msg, len, h, err))) /* a record is read once */
       return od_error_prefix(err, "replaying streamed transaction %u: ", st->rxid);
   }
   return OD_OK;

@@ -302,7 +302,7 @@ int od_pg_xact_store_replay(od_pg_xact_store *st, uint32_t xid, od_error *err) {
 
 bool od_pg_xact_store_replaying(const od_pg_xact_store *st) { return st->rx != NULL; }
 
-int od_pg_xact_store_next(od_pg_xact_store *st, const char **msg, size_t *len, od_error *err) {
+int od_pg_xact_store_next(od_pg_xact_store *st, char **msg, size_t *len, od_error *err) {
   xact *x = st->rx;
   if (!x) return OD_FAIL(err, OD_EINVAL, "streamed transactions: next() without a replay");
   for (;;) {
@@ -316,7 +316,7 @@ int od_pg_xact_store_next(od_pg_xact_store *st, const char **msg, size_t *len, o
       st->moff = 0;
       continue;
     }
-    const uint8_t *p = b->p + st->moff;
+    uint8_t *p = b->p + st->moff;
     uint32_t n = b->len - st->moff >= 8 ? get32(p) : UINT32_MAX;
     if (n == UINT32_MAX || n > b->len - st->moff - 8)
       return OD_FAIL(err, OD_EIO, "streamed transactions: xid %u: a record cut short at byte %zu of a %zu-byte chunk "
@@ -324,7 +324,7 @@ int od_pg_xact_store_next(od_pg_xact_store *st, const char **msg, size_t *len, o
                      (unsigned long long)st->foff);
     uint32_t xid = get32(p + 4);
     st->moff += 8 + (size_t)n;
-    *msg = (const char *)p + 8;
+    *msg = (char *)p + 8;
     *len = n;
     if (!is_aborted(x, xid)) return 1;
   }

@@ -13,7 +13,8 @@
  * file left in the directory (a previous run's: the server streams those transactions again from
  * the slot's restart_lsn), as od_pg_xact_store_reset removes this run's.
  * Pointer ownership: messages passed to append are copied; the message od_pg_xact_store_next
- * returns lives in the store until the next call. The keyring is borrowed.
+ * returns lives in the store until the next call, and the caller may write into it (a record is
+ * returned once: the decoder terminates text values in place). The keyring is borrowed.
  * Threads: one (the source's reader thread).
  */
 #ifndef ODSYNC_PG_XACT_STORE_H
@@ -76,7 +77,7 @@ int od_pg_xact_store_abort(od_pg_xact_store *st, uint32_t top, uint32_t sub, od_
  * end_replay forgets the replayed transaction and removes its file. */
 int od_pg_xact_store_replay(od_pg_xact_store *st, uint32_t xid, od_error *err);
 bool od_pg_xact_store_replaying(const od_pg_xact_store *st);
-int od_pg_xact_store_next(od_pg_xact_store *st, const char **msg, size_t *len, od_error *err);
+int od_pg_xact_store_next(od_pg_xact_store *st, char **msg, size_t *len, od_error *err);
 void od_pg_xact_store_end_replay(od_pg_xact_store *st);
 
 void od_pg_xact_store_stats(const od_pg_xact_store *st, od_pg_xact_stats *out);

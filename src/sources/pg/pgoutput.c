@@ -5,11 +5,14 @@
  * "schema.name" strings), the open transaction's od_txn_info and origin name, and the scratch
  * space values are decoded into (a byte buffer plus two od_value arrays, grown only when a
  * message is larger or wider than any before it, so decoding a change of a known relation
- * never allocates once warm).
+ * never allocates once warm; the byte buffer is released after a message that needed more than
+ * SCRATCH_KEEP, and not used at all by od_pgoutput_decode_inplace).
  * Never touches: sockets, libpq, the queue, sinks, logging. Never calls exit().
  * Pointer ownership: the input buffer stays the caller's. Values handed to handler->change point
  * into the input buffer (binary values, message prefix/content) or into decoder scratch (text
- * values, copied so that data[len] == '\0') and are valid only during that call. od_relation
+ * values, copied so that data[len] == '\0'; od_pgoutput_decode_inplace instead moves each text
+ * value one byte back over its own length field and terminates it there, in the caller's buffer)
+ * and are valid only during that call. od_relation
  * pointers stay valid until od_pgoutput_free. txn->origin is valid until the Commit returns.
  * Message formats: PostgreSQL's "Logical Replication Message Formats" (protocol version 1);
  * integers are big-endian, strings NUL-terminated.
@@ -111,6 +114,7 @@ typedef struct reader {
   size_t short_pos;
   const od_relation *rel;  /* for error messages */
   const char *nsp, *relname; /* relation names while a Relation message is being parsed */
+  unsigned char *mut;       /* the same buffer, writable (od_pgoutput_decode_inplace), else NULL */
 } reader;
 
 static bool need(reader *r, size_t n, const char *field) {
@@ -458,10 +462,12 @@ static int on_type(od_pgoutput *d, reader *r, od_error *err) {
 
 /* ---- Row changes (the hot path: no allocation once the scratch space is warm) ---- */
 
+#define SCRATCH_KEEP ((size_t)1 << 20) /* scratch grown past this is released after the message */
+
 /* Scratch for one message: a 't' or 'b' column of L bytes takes 5+L bytes on the wire and at
  * most L+1 in scratch, so the message length bounds the scratch a message needs. */
 static int reserve(od_pgoutput *d, const reader *r, size_t natts, od_error *err) {
-  if (r->len > d->scratch_cap) {
+  if (!r->mut && r->len > d->scratch_cap) {
     size_t cap = d->scratch_cap ? d->scratch_cap : 256;
     while (cap < r->len) cap *= 2;
     char *nb = realloc(d->scratch, cap);
@@ -519,6 +525,13 @@ static int read_tuple(od_pgoutput *d, reader *r, od_tuple *t, od_value *vals, si
       v->len = len;
       if (kind == 'b') {
         v->data = src;
+      } else if (r->mut) {
+        /* In place: one byte back over the last byte of the length just read, so the byte after
+         * the value (the next column's kind, or what follows the tuple) stays intact. */
+        char *dst = (char *)r->mut + (src - (const char *)r->p) - 1;
+        memmove(dst, src, len);
+        dst[len] = '\0';
+        v->data = dst;
       } else {
         char *dst = d->scratch + *used;
         memcpy(dst, src, len);
@@ -638,30 +651,46 @@ static int on_stream(reader *r, od_error *err) {
               xid);
 }
 
-int od_pgoutput_decode(od_pgoutput *d, const char *buf, size_t len, const od_change_handler *h,
-                       od_error *err) {
-  reader r = {.p = (const unsigned char *)buf, .len = len};
-  if (len == 0) {
-    r.type = 0;
+static int decode(od_pgoutput *d, reader *r, const od_change_handler *h, od_error *err) {
+  if (r->len == 0) {
+    r->type = 0;
     return OD_FAIL(err, OD_EPROTOCOL, "pgoutput: empty message (no type byte) at byte offset 0");
   }
-  r.type = buf[0];
-  r.pos = 1;
-  switch (r.type) {
-  case 'B': return on_begin(d, &r, h, err);
-  case 'C': return on_commit(d, &r, h, err);
-  case 'O': return on_origin(d, &r, err);
-  case 'R': return on_relation(d, &r, h, err);
-  case 'Y': return on_type(d, &r, err);
+  r->type = (char)r->p[0];
+  r->pos = 1;
+  switch (r->type) {
+  case 'B': return on_begin(d, r, h, err);
+  case 'C': return on_commit(d, r, h, err);
+  case 'O': return on_origin(d, r, err);
+  case 'R': return on_relation(d, r, h, err);
+  case 'Y': return on_type(d, r, err);
   case 'I':
   case 'U':
-  case 'D': return on_row(d, &r, h, err);
-  case 'T': return on_truncate(d, &r, h, err);
-  case 'M': return on_message(d, &r, h, err);
+  case 'D': return on_row(d, r, h, err);
+  case 'T': return on_truncate(d, r, h, err);
+  case 'M': return on_message(d, r, h, err);
   case 'S':
   case 'E':
   case 'c':
-  case 'A': return on_stream(&r, err);
+  case 'A': return on_stream(r, err);
   }
-  return fail(&r, err, OD_EPROTOCOL, 0, "unknown message type");
+  return fail(r, err, OD_EPROTOCOL, 0, "unknown message type");
+}
+
+int od_pgoutput_decode(od_pgoutput *d, const char *buf, size_t len, const od_change_handler *h,
+                       od_error *err) {
+  reader r = {.p = (const unsigned char *)buf, .len = len};
+  int rc = decode(d, &r, h, err);
+  if (d->scratch_cap > SCRATCH_KEEP) { /* a large message passed: do not hold its size */
+    free(d->scratch);
+    d->scratch = NULL;
+    d->scratch_cap = 0;
+  }
+  return rc;
+}
+
+int od_pgoutput_decode_inplace(od_pgoutput *d, char *buf, size_t len, const od_change_handler *h,
+                               od_error *err) {
+  reader r = {.p = (const unsigned char *)buf, .len = len, .mut = (unsigned char *)buf};
+  return decode(d, &r, h, err);
 }

@@ -34,6 +34,12 @@ void od_pgoutput_free(od_pgoutput *d);
  * with a message naming the message type, the offset and the relation when known. */
 int od_pgoutput_decode(od_pgoutput *d, const char *buf, size_t len, const od_change_handler *h,
                        od_error *err);
+/* The same for a buffer the caller owns and does not read again: text values are made
+ * NUL-terminated in place (each moved one byte back over its length field) instead of being
+ * copied into the decoder's scratch, so a large value is not held a second time. The buffer's
+ * bytes are changed; the values handed to the handler point into it. */
+int od_pgoutput_decode_inplace(od_pgoutput *d, char *buf, size_t len, const od_change_handler *h,
+                               od_error *err);
 
 /* Current version of a relation, NULL when never seen. */
 const od_relation *od_pgoutput_relation(const od_pgoutput *d, uint32_t oid);
