@@ -307,7 +307,7 @@ bi_cpu_all=$(us_per "$(awk -v o="$bi_cpu" -v a="$(od_secs "$ca0" "$ca1")" -v b="
 log "bidirectional: $(( 2 * half )) transactions in ${bi_s}s = $bi_rate txn/s total ($(rate "$half" "$bi_s") per direction); start-up ${bi_start}s, steady $bi_ss_rate txn/s; CPU µs/txn: $bi_cpu_line; conflicts logged: $bi_conf"
 if [[ ${MESH_SKIP_CONFLICTS:-0} == 1 ]]; then
   stop_odsync
-  od_same="(skipped)" od_conf=- od_s=1
+  od_same="(skipped)" od_conf=- od_s=
   pgl_line="pglogical: skipped (MESH_SKIP_CONFLICTS=1)"
 else
 
@@ -389,6 +389,6 @@ multi-master, 2 nodes on one machine (measured under the machine's current load;
                    b: $bi_split_b
   ratio where the CPU is the limit (one-way CPU per txn / bidirectional): $(awk -v a="$one_cpu_all" -v b="$bi_cpu_all" 'BEGIN { printf "%.0f %%", (b > 0 ? 100 * a / b : 0) }')
   conflicting workload ($MESH_CONFLICT_TXNS txns per node, 30 keys):
-    odsync mesh: converged $od_same, conflicts logged (both nodes) $od_conf, $(rate $(( 2 * MESH_CONFLICT_TXNS )) "$od_s") txn/s
+    odsync mesh: converged $od_same, conflicts logged (both nodes) $od_conf, $([[ -n $od_s ]] && echo "$(rate $(( 2 * MESH_CONFLICT_TXNS )) "$od_s") txn/s" || echo "throughput -")
     $pgl_line
 EOF
