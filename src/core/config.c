@@ -684,8 +684,9 @@ static int parse_alerts(pctx *p, od_alerts_config *a, const yaml_node_t *n, cons
   return OD_OK;
 }
 
-/* Failure policy of a pipeline: on_poison, poison_attempts, circuit_breaker (docs/DEAD_LETTERS.md). */
-static int parse_fault(pctx *p, od_pipeline_config *pl, const yaml_node_t *n, const char *path) {
+/* Failure policy of a pipeline: on_poison, poison_attempts, circuit_breaker (docs/DEAD_LETTERS.md);
+ * also read from `mesh:` (config_mesh.c) for every pipeline of the mesh. */
+int parse_fault(pctx *p, od_pipeline_config *pl, const yaml_node_t *n, const char *path) {
   char sub[160];
   yaml_node_t *v;
   int rc;

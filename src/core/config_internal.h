@@ -57,6 +57,7 @@ int ncol(const yaml_node_t *n);
 /* Every default of a pipeline (batch, queue, consistency, writers, reconnect, failure policy, alerts,
  * PII); parse_pipeline and the mesh's pipelines start from it, then apply their keys. */
 void pipeline_defaults(od_pipeline_config *pl);
+int parse_fault(pctx *p, od_pipeline_config *pl, const yaml_node_t *n, const char *path);
 
 /* config_global.c: the process-wide sections (each fills its part of cfg; strings malloc'd). */
 int parse_log_level(pctx *p, const yaml_node_t *v, const char *path, char **out);

@@ -16,7 +16,8 @@
  * "<mesh>_<from>_to_<to>", each a postgres source on <from> (mesh_node: no echo, stamps) and a
  * postgres sink on <to> (mesh_node/mesh_peer: origin marking, conflict detection). */
 static const char *const MESH_KEYS[] = {"name",     "nodes", "tables", "policy", "priority", "fallback",
-                                        "policies", "counters", "rules", "output_plugin", "gc_interval_s", NULL};
+                                        "policies", "counters", "rules", "output_plugin", "gc_interval_s", "on_poison",
+                                        "poison_attempts", NULL};
 /* mesh.output_plugin: the slots' output plugin (src/sources/pg/pg_plugin.h), default auto. */
 static const char *const MESH_PLUGINS[] = {"auto", "pgoutput", "odsync_pgoutput", NULL};
 static const char *const MESH_NODE_KEYS[] = {"name", "dsn", "join_from", NULL};
@@ -78,10 +79,12 @@ static int mesh_pipeline(pctx *p, od_config *cfg, const char *mesh, const mesh_n
                          const od_config_entry *tables, const char *policy, const char *fallback,
                          const od_config_entry *prio, const od_config_entry *counters, const od_config_entry *rules,
                          const od_config_entry *tpol, const char *plugin, const od_config_entry *all,
-                         const char *gc) {
+                         const char *gc, const od_pipeline_config *fault) {
   od_pipeline_config *pl = &cfg->pipelines[cfg->npipelines++];
   memset(pl, 0, sizeof *pl);
   pipeline_defaults(pl);
+  pl->on_poison = fault->on_poison; /* mesh.on_poison / mesh.poison_attempts: every pipeline of the mesh */
+  pl->poison_attempts = fault->poison_attempts;
   pl->apply_workers = 1;      /* one target transaction per source transaction, in order */
   pl->reconnect_max_ms = 5000;
   pl->line = b->line;
@@ -415,6 +418,11 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
       goto out;
     }
   }
+  /* on_poison, poison_attempts (docs/DEAD_LETTERS.md): the same for every pipeline of the mesh */
+  od_pipeline_config fault;
+  memset(&fault, 0, sizeof fault);
+  pipeline_defaults(&fault);
+  if ((rc = parse_fault(p, &fault, n, "mesh"))) goto out;
   od_pipeline_config *g = realloc(cfg->pipelines, (size_t)(cfg->npipelines + nn * (nn - 1)) * sizeof *g);
   if (!g) {
     rc = oom(p->err, p->file);
@@ -426,7 +434,7 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
       if (i != j)
         rc = mesh_pipeline(p, cfg, name, &nodes[i], &nodes[j], &tables, policy, fallback,
                            prio.nlist ? &prio : NULL, counters.nlist ? &counters : NULL, rules.nlist ? &rules : NULL,
-                           tpol.nlist ? &tpol : NULL, MESH_PLUGINS[plugin_idx], &all, gc);
+                           tpol.nlist ? &tpol : NULL, MESH_PLUGINS[plugin_idx], &all, gc, &fault);
 out:
   free(name);
   free(policy);
