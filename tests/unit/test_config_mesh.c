@@ -301,3 +301,18 @@ TEST(mesh_gc_interval_and_nodes_reach_every_sink) {
             "default is 60");
   CHECK(strstr(parse_err(MESH_POL("  gc_interval_s: often\n"), &e), "mesh.gc_interval_s 'often'") != NULL);
 }
+
+TEST(mesh_on_poison_reaches_every_pipeline) {
+  od_config *c = parse_ok(MESH_POL("  on_poison: dead_letter\n  poison_attempts: 5\n"));
+  CHECK_INT(c->npipelines, 2);
+  for (int i = 0; i < c->npipelines; i++) {
+    CHECK_INT(c->pipelines[i].on_poison, OD_POISON_DEAD_LETTER);
+    CHECK_INT(c->pipelines[i].poison_attempts, 5);
+    CHECK_INT(c->pipelines[i].breaker.failures, 5); /* the other defaults stay */
+  }
+  od_config_free(c);
+  od_error e;
+  CHECK(strstr(parse_err(MESH_POL("  on_poison: skip\n"), &e), "mesh.on_poison") != NULL);
+  CHECK(strstr(parse_err(MESH_POL("  poison_attempts: 0\n"), &e), "mesh.poison_attempts") != NULL);
+  CHECK(strstr(parse_err(MESH_POL("  circuit_breaker: { failures: 2 }\n"), &e), "circuit_breaker") != NULL);
+}
