@@ -51,6 +51,20 @@ int od_segbuf_reserve(od_segbuf *b, size_t need) {
   return OD_OK;
 }
 
+void od_segbuf_release_above(od_segbuf *b, size_t keep) {
+  if (b->cap <= keep) return;
+  free(b->p);
+  *b = (od_segbuf){0};
+}
+
+/* The pieces one after another at dst. */
+static void copy_parts(uint8_t *dst, const od_segpart *parts, size_t nparts) {
+  for (size_t i = 0; i < nparts; i++) {
+    if (parts[i].len) memcpy(dst, parts[i].p, parts[i].len);
+    dst += parts[i].len;
+  }
+}
+
 void od_segfile_reader_close(od_segfile_reader *r) {
   if (r->fd >= 0) close(r->fd);
   r->fd = -1;
@@ -375,11 +389,7 @@ int od_segfile_append_parts(od_segfile *sf, const od_segpart *parts, size_t npar
     const void *pt = nparts == 1 ? parts[0].p : NULL;
     if (nparts != 1) {
       if (!(plain = malloc(len ? len : 1))) return OD_FAIL(err, OD_ENOMEM, "%s: out of memory", sf->what);
-      size_t o = 0;
-      for (size_t i = 0; i < nparts; i++) {
-        if (parts[i].len) memcpy(plain + o, parts[i].p, parts[i].len);
-        o += parts[i].len;
-      }
+      copy_parts(plain, parts, nparts);
       pt = plain;
     }
     char name[320];
@@ -397,15 +407,8 @@ int od_segfile_append_parts(od_segfile *sf, const od_segpart *parts, size_t npar
   h[4] = sf->o.kr ? F_SEALED : 0;
   h[5] = h[6] = h[7] = 0;
   put32(h + 8, (uint32_t)slen);
-  if (blob) {
-    memcpy(h + HDR, blob, slen);
-  } else {
-    size_t o = 0;
-    for (size_t i = 0; i < nparts; i++) {
-      if (parts[i].len) memcpy(h + HDR + o, parts[i].p, parts[i].len);
-      o += parts[i].len;
-    }
-  }
+  if (blob) memcpy(h + HDR, blob, slen);
+  else copy_parts(h + HDR, parts, nparts);
   uLong crc = crc32(crc32(0L, Z_NULL, 0), h, 12);
   crc = crc32(crc, h + HDR, (uInt)slen);
   put32(h + 12, (uint32_t)crc);
@@ -441,10 +444,7 @@ int od_segfile_flush(od_segfile *sf, bool sync, od_error *err) {
     }
     sf->wsize += sf->wbuf.len;
     sf->wbuf.len = 0;
-    if (sf->wbuf.cap > WBUF_KEEP) { /* a large record passed: do not hold its size for good */
-      free(sf->wbuf.p);
-      sf->wbuf = (od_segbuf){0};
-    }
+    od_segbuf_release_above(&sf->wbuf, WBUF_KEEP);
   }
   if (!sync) return OD_OK;
   if (sf->wfd >= 0 && fdatasync(sf->wfd)) {

@@ -129,5 +129,7 @@ int od_segfile_truncate(od_segfile *sf, uint64_t id, uint64_t off, od_error *err
 int od_segfile_sync_dir(od_segfile *sf, od_error *err);
 
 int od_segbuf_reserve(od_segbuf *b, size_t need);
+/* Free the buffer when it grew past `keep` (a large record passed: its size is not held for good). */
+void od_segbuf_release_above(od_segbuf *b, size_t keep);
 
 #endif

@@ -459,6 +459,47 @@ static int feed(od_pg_stream *st, od_pgoutput *d, const od_change_handler *h, mb
   return rc;
 }
 
+/* A logical message (its prefix, content "c") inside a stream block, with the v2 xid after its type. */
+static mb smessage(uint32_t xid, bool transactional, const char *prefix) {
+  mb m = {.n = 0};
+  u8(&m, 'M');
+  u32(&m, xid);
+  u8(&m, transactional ? 1 : 0);
+  u64(&m, 0x1234);
+  str(&m, prefix);
+  u32(&m, 1);
+  u8(&m, 'c');
+  return m;
+}
+
+/* A non-transactional message in a streamed block is delivered at once (outside any transaction),
+ * a transactional one with its transaction at the commit. */
+TEST(router_delivers_non_transactional_message_at_once) {
+  fresh_dir();
+  od_error err;
+  od_pg_stream *st = NULL;
+  od_pg_xact_store_opts o = {.dir = dir, .mem_budget = 1 << 20};
+  CHECK_INT(od_pg_stream_open(&o, &st, &err), 0);
+  od_pgoutput *d = od_pgoutput_new();
+  rec r = {.log = ""};
+  od_change_handler h = {.ctx = &r, .begin = h_begin, .change = h_change, .commit = h_commit};
+  CHECK_INT(feed(st, d, &h, sstart(900, 1), &err), 0);
+  CHECK_INT(feed(st, d, &h, smessage(900, true, "later"), &err), 0);
+  CHECK_INT(feed(st, d, &h, smessage(900, false, "now"), &err), 0);
+  CHECK_STR(r.log, "M0:now ");
+  CHECK_INT(feed(st, d, &h, sstop(), &err), 0);
+  CHECK_INT(feed(st, d, &h, scommit(900, 0x5000, 0x5010, 0), &err), 0);
+  CHECK_STR(r.log, "M0:now B900 M0:later C ");
+  mb cut = smessage(901, false, "x");
+  cut.n = 5; /* the xid only */
+  CHECK_INT(feed(st, d, &h, sstart(901, 1), &err), 0);
+  CHECK_INT(feed(st, d, &h, cut, &err), OD_EPROTOCOL);
+  CHECK_CONTAINS(err.msg, "flags");
+  od_pgoutput_free(d);
+  od_pg_stream_free(st);
+  rm_dir();
+}
+
 TEST(router_replays_at_commit) {
   fresh_dir();
   od_error err;

@@ -142,10 +142,7 @@ static int keep(od_pg_stream *st, od_pgoutput *d, const char *buf, size_t len, c
       st->scratch.p[0] = (uint8_t)t;
       memcpy(st->scratch.p + 1, buf + 5, len - 5);
       int rc = od_pgoutput_decode(d, (const char *)st->scratch.p, len - 4, h, err);
-      if (st->scratch.cap > (1u << 20)) { /* a large message passed: do not hold its size */
-        free(st->scratch.p);
-        st->scratch = (od_segbuf){0};
-      }
+      od_segbuf_release_above(&st->scratch, (size_t)1 << 20);
       return rc;
     }
   }

@@ -107,10 +107,7 @@ static void xact_free(od_pg_xact_store *st, xact *x) {
 
 void od_pg_xact_store_end_replay(od_pg_xact_store *st) {
   od_segfile_reader_close(&st->rd);
-  if (st->rbuf.cap > 2 * (size_t)CHUNK) { /* the last frame was a large record: do not keep its size */
-    free(st->rbuf.p);
-    st->rbuf = (od_segbuf){0};
-  }
+  od_segbuf_release_above(&st->rbuf, 2 * (size_t)CHUNK); /* the last frame may have been a large record */
   xact_free(st, st->rx);
   st->rx = NULL;
 }
