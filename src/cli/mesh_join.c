@@ -44,6 +44,7 @@
 #include "odsync/registry.h"
 
 #define NODES_MAX 8
+#define COPY_ATTEMPTS 5 /* the copy into the joining node, redone after a deadlock or serialization failure */
 
 typedef struct jnode {
   const char *name, *dsn; /* borrowed from the config */
@@ -97,12 +98,28 @@ static PGconn *connect_dsn(const char *node, const char *dsn, bool repl) {
   return NULL;
 }
 
+/* The SQLSTATE of the last statement that failed ("" none): the copy is redone when it is a
+ * transient one (the command is single-threaded; written by note_failure only). */
+static char last_sqlstate[6];
+
+static void note_failure(const PGresult *r) {
+  const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  snprintf(last_sqlstate, sizeof last_sqlstate, "%s", st ? st : "");
+}
+
+/* A deadlock or a serialization failure: the server rolled the statement's transaction back
+ * and the same work can succeed when done again. */
+static bool transient_failure(void) {
+  return !strcmp(last_sqlstate, "40P01") || !strcmp(last_sqlstate, "40001");
+}
+
 /* Run sql; on failure print what failed where and return NULL. */
 static PGresult *run(PGconn *c, const char *node, const char *what, const char *sql, int n, const char *const *p) {
   /* without parameters: the simple protocol (replication commands, several statements) */
   PGresult *r = n ? PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0) : PQexec(c, sql);
   ExecStatusType st = PQresultStatus(r);
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
+  note_failure(r);
   char msg[600];
   snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
   msg[strcspn(msg, "\n")] = '\0';
@@ -237,6 +254,7 @@ static int copy_stream(PGconn *src, const char *sname, const char *from_sql, PGc
                        const char *to_sql, long long *rows) {
   PGresult *r = PQexec(src, from_sql);
   if (PQresultStatus(r) != PGRES_COPY_OUT) {
+    note_failure(r);
     int rc = jfail("node %s: %s failed: %s", sname, from_sql, PQresultErrorMessage(r));
     PQclear(r);
     return rc;
@@ -244,6 +262,7 @@ static int copy_stream(PGconn *src, const char *sname, const char *from_sql, PGc
   PQclear(r);
   r = PQexec(dst, to_sql);
   if (PQresultStatus(r) != PGRES_COPY_IN) {
+    note_failure(r);
     int rc = jfail("node %s: %s failed: %s", dname, to_sql, PQresultErrorMessage(r));
     PQclear(r);
     return rc;
@@ -258,6 +277,7 @@ static int copy_stream(PGconn *src, const char *sname, const char *from_sql, PGc
   }
   r = PQgetResult(src);
   if (n != -1 || PQresultStatus(r) != PGRES_COMMAND_OK) {
+    note_failure(r);
     jfail("node %s: reading %s failed: %s", sname, from_sql, PQerrorMessage(src));
     good = false;
   }
@@ -266,6 +286,7 @@ static int copy_stream(PGconn *src, const char *sname, const char *from_sql, PGc
   PQputCopyEnd(dst, good ? NULL : "odsync mesh join: the source copy failed");
   r = PQgetResult(dst);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    if (good) note_failure(r);
     if (good) jfail("node %s: %s failed: %s", dname, to_sql, PQresultErrorMessage(r));
     good = false;
   } else if (rows) {
@@ -690,6 +711,20 @@ static int removal_marks(join *j, bool copy) {
   return 0;
 }
 
+/* After a failed copy_into: both transactions rolled back, the joining session's origin released,
+ * so that the copy can run again from the same snapshot. Errors are ignored (a step that did not
+ * happen fails harmlessly: no transaction, no origin set up). */
+static void undo_copy(join *j) {
+  jnode *me = &j->nodes[j->me], *s = &j->nodes[j->seed];
+  PGconn *cs[] = {me->c, s->c};
+  for (int i = 0; i < 2; i++) {
+    PGresult *r;
+    while ((r = PQgetResult(cs[i]))) PQclear(r); /* a COPY cut short */
+    if (PQtransactionStatus(cs[i]) != PQTRANS_IDLE) PQclear(PQexec(cs[i], "ROLLBACK"));
+  }
+  PQclear(PQexec(me->c, "SELECT pg_replication_origin_session_reset() WHERE pg_replication_origin_session_is_setup()"));
+}
+
 static int do_join(join *j) {
   jnode *me = &j->nodes[j->me];
   for (int x = 0; x < j->n; x++)
@@ -774,8 +809,17 @@ static int do_join(join *j) {
   s->t = now_us_on(s->c, s->name);
   int rc = s->t == INT64_MIN || ensure_slot(j, j->seed, pipeline(j, j->seed, j->me), repl, snap, sizeof snap, &s->l);
   if (!rc && !snap[0]) rc = jfail("node %s: the slot exported no snapshot", s->name);
-  if (!rc) rc = copy_into(j, snap);
-  PQfinish(repl); /* the snapshot was imported (or the copy failed) */
+  for (int attempt = 1; !rc; attempt++) {
+    last_sqlstate[0] = '\0';
+    if (!(rc = copy_into(j, snap)) || !transient_failure() || attempt == COPY_ATTEMPTS) break;
+    int ms = 200 * attempt;
+    say("node %s: the copy was rolled back (SQLSTATE %s, a transient failure); copying again in %d ms (attempt %d "
+        "of %d)", me->name, last_sqlstate, ms, attempt + 1, COPY_ATTEMPTS);
+    undo_copy(j);
+    usleep((useconds_t)ms * 1000);
+    rc = 0;
+  }
+  PQfinish(repl); /* kept open until here: it holds the exported snapshot every attempt imports */
   return rc;
 }
 

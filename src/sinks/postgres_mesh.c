@@ -231,13 +231,13 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[13] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
+  const char *tnames[14] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
                             "_odsync_hlc", "_odsync_keylock", "_odsync_peer_vv", "_odsync_colver",
                             "_odsync_colver_fn", "_odsync_tombstone_img", "_odsync_unique_left",
-                            "_odsync_unique_left_fn", "_odsync_truncate_fn"};
-  char **outs[13] = {&m->log_q, &m->tomb_q, &m->fn_q, &m->ver_q, &m->hlc_q, &m->kl_q, &m->pvv_q,
-                     &m->cv_q, &m->cvfn_q, &m->tifn_q, &m->ul_q, &m->ulfn_q, &m->trfn_q};
-  for (int i = 0; i < 13; i++) {
+                            "_odsync_unique_left_fn", "_odsync_truncate_fn", "_odsync_ensure"};
+  char **outs[14] = {&m->log_q, &m->tomb_q, &m->fn_q,  &m->ver_q, &m->hlc_q, &m->kl_q,   &m->pvv_q,
+                     &m->cv_q,  &m->cvfn_q, &m->tifn_q, &m->ul_q,  &m->ulfn_q, &m->trfn_q, &m->ens_q};
+  for (int i = 0; i < 14; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -282,6 +282,7 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->ul_q);
   free(m->ulfn_q);
   free(m->trfn_q);
+  free(m->ens_q);
   for (int i = 0; i < m->ntables; i++) free(m->tables[i]);
   free(m->tables);
   for (int i = 0; i < m->ntpol; i++) free(m->tpol[i].table);
@@ -312,25 +313,26 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
    * node connect at the same moment. */
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
-  od_sqlbuf_add(b, "BEGIN; " PGS_DDL_LOCK "; CREATE TABLE IF NOT EXISTS ");
+  od_sqlbuf_add(b, "BEGIN; " PGS_DDL_LOCK "; ");
+  pgs_mesh_ensure_fn_ddl(m, b); /* what follows locks a table only to change it */
+  od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->log_q);
   od_sqlbuf_add(b, " (id bigserial PRIMARY KEY, logged_at timestamptz NOT NULL DEFAULT now(), node text NOT NULL, "
                    "kind text NOT NULL, table_name text NOT NULL, key text NOT NULL, local_row jsonb, remote_row jsonb, "
                    "local_origin text NOT NULL, remote_origin text NOT NULL, local_commit_ts timestamptz, "
                    "remote_commit_ts timestamptz NOT NULL, remote_lsn pg_lsn NOT NULL, policy text NOT NULL, "
-                   "winner text NOT NULL); ALTER TABLE ");
+                   "winner text NOT NULL); ");
   /* column_merge: which columns came from which side ({"remote": [...], "local": [...], "both": [...]}) */
-  od_sqlbuf_add(b, m->log_q);
-  od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS merged jsonb, ADD COLUMN IF NOT EXISTS local_hlc int8, "
-                   "ADD COLUMN IF NOT EXISTS remote_hlc int8, "
-                   "ADD COLUMN IF NOT EXISTS index_name text; "); /* index_name: the unique index of a "unique" conflict */
+  pgs_mesh_ensure_column(m, b, m->log_q, "merged", "jsonb");
+  pgs_mesh_ensure_column(m, b, m->log_q, "local_hlc", "int8");
+  pgs_mesh_ensure_column(m, b, m->log_q, "remote_hlc", "int8");
+  pgs_mesh_ensure_column(m, b, m->log_q, "index_name", "text"); /* the unique index of a "unique" conflict */
   /* The node's clock: (commit time here, hlc) of every applying transaction whose highest hlc was
    * ahead of this node's clock; a local write's hlc is derived from it (docs/MULTI_MASTER.md). */
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->hlc_q);
-  od_sqlbuf_add(b, " (hlc int8 NOT NULL); CREATE INDEX IF NOT EXISTS _odsync_hlc_hlc ON ");
-  od_sqlbuf_add(b, m->hlc_q);
-  od_sqlbuf_add(b, " (hlc); ");
+  od_sqlbuf_add(b, " (hlc int8 NOT NULL); ");
+  pgs_mesh_ensure_index(m, b, m->hlc_q, "_odsync_hlc_hlc", "(hlc)");
   pgs_mesh_pvv_ddl(m, b); /* the peer's version vector (postgres_mesh_vv.c) */
   /* the nodes `odsync mesh remove` retired (read by the gate and the clean-up; written by the command) */
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS public._odsync_removed (node text PRIMARY KEY, removed_at timestamptz "
@@ -348,10 +350,9 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
    * makes the per-batch upsert 30-45 % cheaper than the database's locale (docs/BENCHMARKS.md, "The
    * versions upsert in isolation"). A table created before keeps its collation (equally correct). */
   od_sqlbuf_add(b, " (tbl text COLLATE \"C\" NOT NULL, key text COLLATE \"C\" NOT NULL, node text NOT NULL, "
-                   "ts int8 NOT NULL, hlc int8 NOT NULL, PRIMARY KEY (tbl, key)); ALTER TABLE ");
+                   "ts int8 NOT NULL, hlc int8 NOT NULL, PRIMARY KEY (tbl, key)); ");
   /* column_merge: a merged row's other versions, "node:ts:hlc,..." (NULL for every other row) */
-  od_sqlbuf_add(b, m->ver_q);
-  od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS also text; ");
+  pgs_mesh_ensure_column(m, b, m->ver_q, "also", "text");
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, deleted_at timestamptz NOT NULL DEFAULT now(), "
@@ -372,10 +373,9 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->ul_q);
   od_sqlbuf_add(b, " (tbl text COLLATE \"C\" NOT NULL, key text COLLATE \"C\" NOT NULL, img jsonb NOT NULL, node text, "
-                   "ts int8 NOT NULL, hlc int8 NOT NULL, PRIMARY KEY (tbl, key, img)); CREATE INDEX IF NOT EXISTS "
-                   "_odsync_unique_left_img ON ");
-  od_sqlbuf_add(b, m->ul_q);
-  od_sqlbuf_add(b, " USING gin (img jsonb_path_ops); CREATE OR REPLACE FUNCTION ");
+                   "ts int8 NOT NULL, hlc int8 NOT NULL, PRIMARY KEY (tbl, key, img)); ");
+  pgs_mesh_ensure_index(m, b, m->ul_q, "_odsync_unique_left_img", "USING gin (img jsonb_path_ops)");
+  od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
   od_sqlbuf_add(b, m->ulfn_q);
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE nk int := TG_ARGV[0]::int; jo jsonb := "
                    "to_jsonb(OLD); jn jsonb; k text; im jsonb; t text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME; "
@@ -432,17 +432,18 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                       "NULL THEN RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum), "
                       "string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols, icols FROM pg_index i "
                       "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid "
-                      "= rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; EXECUTE format('CREATE OR "
-                      "REPLACE TRIGGER _odsync_keylock BEFORE INSERT OR UPDATE OF %%s ON %%s FOR EACH ROW WHEN "
-                      "(current_setting(''odsync.mesh_sink'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION "
-                      "%%s(%%s)', icols, rel, %s, cols); END $odsync$; ", lit, kl);
+                      "= rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; PERFORM %s(rel, 'trigger', "
+                      "'_odsync_keylock', format('CREATE OR REPLACE TRIGGER _odsync_keylock BEFORE INSERT OR UPDATE "
+                      "OF %%s ON %%s FOR EACH ROW WHEN (current_setting(''odsync.mesh_sink'', true) IS DISTINCT FROM "
+                      "''on'') EXECUTE FUNCTION %%s(%%s)', icols, rel, %s, cols)); END $odsync$; ", lit, m->ens_q, kl);
     PQfreemem(kl);
     od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN "
                       "RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum) INTO cols "
                       "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
-                      "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; EXECUTE "
-                      "format('CREATE OR REPLACE TRIGGER _odsync_tombstone AFTER DELETE ON %%s FOR EACH ROW EXECUTE "
-                      "FUNCTION %%s(%%s)', rel, %s, cols); END $odsync$; ", lit, fn);
+                      "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; PERFORM "
+                      "%s(rel, 'trigger', '_odsync_tombstone', format('CREATE OR REPLACE TRIGGER _odsync_tombstone "
+                      "AFTER DELETE ON %%s FOR EACH ROW EXECUTE FUNCTION %%s(%%s)', rel, %s, cols)); END $odsync$; ",
+                   lit, m->ens_q, fn);
     char *trf = PQescapeLiteral(s->conn, m->trfn_q, strlen(m->trfn_q));
     if (!trf) {
       PQfreemem(lit);
@@ -450,8 +451,9 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
       return pgs_fail(s, NULL, "quoting a table name", NULL, err);
     }
     od_sqlbuf_addf(b, "DO $odsync$ DECLARE rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN RETURN; END "
-                      "IF; EXECUTE format('CREATE OR REPLACE TRIGGER _odsync_truncate BEFORE TRUNCATE ON %%s FOR EACH "
-                      "STATEMENT EXECUTE FUNCTION %%s()', rel, %s); END $odsync$; ", lit, trf);
+                      "IF; PERFORM %s(rel, 'trigger', '_odsync_truncate', format('CREATE OR REPLACE TRIGGER "
+                      "_odsync_truncate BEFORE TRUNCATE ON %%s FOR EACH STATEMENT EXECUTE FUNCTION %%s()', rel, %s)); "
+                      "END $odsync$; ", lit, m->ens_q, trf);
     PQfreemem(trf);
     char *ufn = PQescapeLiteral(s->conn, m->ulfn_q, strlen(m->ulfn_q));
     if (!ufn) {
@@ -474,10 +476,10 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
     od_sqlbuf_add(b, pgs_mesh_unique_checked_sql());
     od_sqlbuf_addf(b, ") x; IF kc IS NULL OR uc IS NULL THEN IF EXISTS "
                       "(SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '_odsync_unique_left') THEN EXECUTE "
-                      "format('DROP TRIGGER _odsync_unique_left ON %%s', rel); END IF; RETURN; END IF; EXECUTE "
-                      "format('CREATE OR REPLACE TRIGGER _odsync_unique_left AFTER DELETE OR UPDATE OF %%s ON %%s FOR "
-                      "EACH ROW EXECUTE FUNCTION %%s(%%s, %%s, %%s)', ucols, rel, %s, quote_literal(nk), kc, uc); END "
-                      "$odsync$; ", ufn);
+                      "format('DROP TRIGGER _odsync_unique_left ON %%s', rel); END IF; RETURN; END IF; PERFORM "
+                      "%s(rel, 'trigger', '_odsync_unique_left', format('CREATE OR REPLACE TRIGGER _odsync_unique_left "
+                      "AFTER DELETE OR UPDATE OF %%s ON %%s FOR EACH ROW EXECUTE FUNCTION %%s(%%s, %%s, %%s)', ucols, "
+                      "rel, %s, quote_literal(nk), kc, uc)); END $odsync$; ", m->ens_q, ufn);
     PQfreemem(ufn);
     PQfreemem(lit);
     PQfreemem(fn);

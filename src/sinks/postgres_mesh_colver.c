@@ -47,9 +47,8 @@ int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
   /* A deleted row's last values stay in its tombstone (img): a write that re-creates the row takes
    * the columns it did not change from there, as it would have from the live row. Fires after
    * _odsync_tombstone (trigger names order them), for applications' and sinks' deletes alike. */
-  od_sqlbuf_add(b, "ALTER TABLE ");
-  od_sqlbuf_add(b, m->tomb_q);
-  od_sqlbuf_add(b, " ADD COLUMN IF NOT EXISTS img jsonb; CREATE OR REPLACE FUNCTION ");
+  pgs_mesh_ensure_column(m, b, m->tomb_q, "img", "jsonb");
+  od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
   od_sqlbuf_add(b, m->tifn_q);
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(OLD); BEGIN "
                    "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS "
@@ -72,9 +71,10 @@ int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
       od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN "
                         "RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum) INTO cols "
                         "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
-                        "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; EXECUTE "
-                        "format('CREATE OR REPLACE TRIGGER _odsync_tombstone_img AFTER DELETE ON %%s FOR EACH ROW "
-                        "EXECUTE FUNCTION %%s(%%s)', rel, %s, cols); END $odsync$; ", lit, tfn);
+                        "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; PERFORM "
+                        "%s(rel, 'trigger', '_odsync_tombstone_img', format('CREATE OR REPLACE TRIGGER "
+                        "_odsync_tombstone_img AFTER DELETE ON %%s FOR EACH ROW EXECUTE FUNCTION %%s(%%s)', rel, %s, "
+                        "cols)); END $odsync$; ", lit, m->ens_q, tfn);
     else
       od_sqlbuf_addf(b, "DO $odsync$ DECLARE rel regclass := to_regclass(%s); BEGIN IF rel IS NOT NULL AND EXISTS "
                         "(SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '_odsync_tombstone_img') THEN "
@@ -87,10 +87,10 @@ int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
                         "i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = rel AND i.indisprimary; IF args "
                         "IS NULL THEN RETURN; END IF; SELECT args || ', ' || string_agg(quote_literal(a.attname), ', ' "
                         "ORDER BY a.attnum) INTO args FROM pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND "
-                        "NOT a.attisdropped AND a.attgenerated = ''; EXECUTE format('CREATE OR REPLACE TRIGGER "
-                        "_odsync_colver AFTER INSERT OR UPDATE ON %%s FOR EACH ROW WHEN "
-                        "(current_setting(''odsync.mesh_sink'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION "
-                        "%%s(%%s)', rel, %s, args); END $odsync$; ", lit, fn);
+                        "NOT a.attisdropped AND a.attgenerated = ''; PERFORM %s(rel, 'trigger', '_odsync_colver', "
+                        "format('CREATE OR REPLACE TRIGGER _odsync_colver AFTER INSERT OR UPDATE ON %%s FOR EACH ROW "
+                        "WHEN (current_setting(''odsync.mesh_sink'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION "
+                        "%%s(%%s)', rel, %s, args)); END $odsync$; ", lit, m->ens_q, fn);
     else /* another policy now: no trigger, no cost on its writes */
       od_sqlbuf_addf(b, "DO $odsync$ DECLARE rel regclass := to_regclass(%s); BEGIN IF rel IS NOT NULL AND EXISTS "
                         "(SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '_odsync_colver') THEN EXECUTE "

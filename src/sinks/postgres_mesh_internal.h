@@ -132,6 +132,7 @@ typedef struct pgs_mesh {
   char *ul_q;   /* quoted table of unique values rows left (_odsync_unique_left: deletes and moves) */
   char *ulfn_q; /* quoted trigger function that fills it */
   char *trfn_q; /* quoted trigger function turning an application's TRUNCATE into a DELETE of every row */
+  char *ens_q;  /* quoted function running a piece of session DDL only when it would change something */
   bool truncate_warned; /* a peer's TRUNCATE was skipped (its rows came as deletes): said once */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
   int ntables;
@@ -244,6 +245,15 @@ int pgs_mesh_removed_gate(pgs_sink *s, od_error *err);
 int pgs_mesh_removed_read(pgs_sink *s, od_error *err);
 bool pgs_mesh_removed_has(const pgs_mesh *m, const char *node);
 void pgs_mesh_pvv_ddl(const pgs_mesh *m, od_sqlbuf *b);
+/* postgres_mesh_ensure.c: session DDL that locks a table only when it changes it. The function
+ * m->ens_q (made first, in the session's DDL transaction); a column / an index added when missing
+ * (type, using_cols: SQL text after the name / after the table, e.g. "(hlc)"). Triggers: call
+ * m->ens_q(rel, 'trigger', name, ddl) from the DO block that builds the trigger's DDL. */
+void pgs_mesh_ensure_fn_ddl(const pgs_mesh *m, od_sqlbuf *b);
+void pgs_mesh_ensure_column(const pgs_mesh *m, od_sqlbuf *b, const char *table_q, const char *column,
+                            const char *type);
+void pgs_mesh_ensure_index(const pgs_mesh *m, od_sqlbuf *b, const char *table_q, const char *index,
+                           const char *using_cols);
 /* At session start (after the DDL committed): pvv from _odsync_peer_vv. */
 int pgs_mesh_pvv_load(pgs_sink *s, pgs_mesh *m, od_error *err);
 /* A stamp of the stream, in stream order: st's vector becomes max(st's, pvv), pvv max(pvv, st's). */

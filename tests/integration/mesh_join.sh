@@ -8,6 +8,8 @@
 #  - before the join, c's pipelines do not write to c (c stays empty, no checkpoint at c);
 #  - a first `odsync mesh join` slowed by ODSYNC_MESH_JOIN_TEST_PAUSE_MS is SIGKILLed in the middle
 #    of its copy (after it reported copying items): c holds no row and is not marked joined;
+#  - the second join meets a deadlock of its seed's snapshot reads with an admin's session (LOCK TABLE
+#    on a, in the other order), rolls its copy back and copies again;
 #  - the second join completes while the writers still run (pgbench still running when it returns)
 #    and the rows written at a and b grew during it;
 #  - after the writers stop and the mesh quiesces (markers both ways on every pair), a, b and c are
@@ -110,11 +112,44 @@ cat "$TEST_TMP/join1.log"
 [[ $(node_psql c -c "SELECT count(*) FROM _odsync_versions") == 0 ]] || fail "a killed join left versions at c"
 loading || fail "the writers finished before join 2: raise MESH_JOIN_TXNS"
 
-log "join 2, writers running"
+log "join 2, writers running; an admin's session on a deadlocks with the seed's snapshot reads"
+# The locker waits for the join's copy on a, takes _odsync_unique_left (read by the seed after the
+# tables), waits until the seed's session queues for it, then asks for items, which the seed has
+# read: a deadlock, detected by the seed's session (deadlock_timeout 1 s there, 60 s here), whose
+# copy fails with 40P01; the join must roll back and copy again.
+node_psql a >"$TEST_TMP/locker.log" 2>&1 <<'SQL' &
+SET deadlock_timeout = '60s';
+BEGIN;
+DO $$
+DECLARE i int := 0;
+BEGIN
+  WHILE NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'odsync_mesh_join' AND query LIKE 'COPY %') LOOP
+    i := i + 1; IF i > 3000 THEN RAISE EXCEPTION 'locker: the join never copied'; END IF;
+    PERFORM pg_sleep(0.05);
+    PERFORM pg_stat_clear_snapshot(); -- pg_stat_activity is read once per transaction otherwise
+  END LOOP;
+  LOCK TABLE public._odsync_unique_left IN ACCESS EXCLUSIVE MODE;
+  i := 0;
+  WHILE NOT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity s USING (pid) WHERE s.application_name = 'odsync_mesh_join'
+                    AND l.relation = 'public._odsync_unique_left'::regclass AND NOT l.granted) LOOP
+    i := i + 1; IF i > 1200 THEN RAISE EXCEPTION 'locker: the seed never waited for _odsync_unique_left'; END IF;
+    PERFORM pg_sleep(0.05);
+    PERFORM pg_stat_clear_snapshot();
+  END LOOP;
+  LOCK TABLE public.items IN ACCESS EXCLUSIVE MODE;
+  RAISE NOTICE 'locker: got both locks';
+END $$;
+COMMIT;
+SQL
+LOCKER_PID=$!
 w1=$(writes)
 ODSYNC_MESH_JOIN_TEST_PAUSE_MS=1000 "$ODSYNC_BIN" mesh join -c "$CONFIG" c >"$TEST_TMP/join2.log" 2>&1 ||
-  fail "join 2 failed: $(cat "$TEST_TMP/join2.log")"
+  fail "join 2 failed: $(cat "$TEST_TMP/join2.log"; cat "$TEST_TMP/locker.log")"
 cat "$TEST_TMP/join2.log"
+wait $LOCKER_PID || fail "the locker failed: $(cat "$TEST_TMP/locker.log")"
+grep -q "locker: got both locks" "$TEST_TMP/locker.log" || fail "the locker did not get its locks: $(cat "$TEST_TMP/locker.log")"
+grep -q "deadlock detected" "$TEST_TMP/join2.log" || fail "join 2 met no deadlock (the test did not test the retry)"
+grep -q "copying again" "$TEST_TMP/join2.log" || fail "join 2 did not report copying again"
 w2=$(writes)
 loading || fail "the writers had finished before join 2 ended: the join did not run under load (raise MESH_JOIN_TXNS)"
 ((w2 > w1)) || fail "no rows were written at a or b during join 2"

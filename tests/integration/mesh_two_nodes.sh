@@ -18,6 +18,9 @@
 #    most 30 target transactions (distinct xmin), and each key's version in _odsync_versions is the
 #    author's own commit time of that row; a later update of such a row at the other node is no
 #    conflict (the conflict log stays at the three expected entries);
+#  - odsync restarted while an application's transaction holds ROW EXCLUSIVE on the mesh tables and
+#    odsync's side tables at a: markers travel both ways before that transaction ends (the sinks'
+#    session DDL takes no lock on a table it does not change);
 #  - after all that, both nodes are identical (od_compare_pg).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
@@ -146,6 +149,30 @@ for n in a b; do
   grep -q "^odsync_mesh_transactions_total{node=\"$n\",peer=\"$o\"} [1-9]" <<<"$metrics" ||
     fail "metric odsync_mesh_transactions_total for node $n missing"
 done
+
+log "a restart beside an open writing transaction: the sinks' session DDL waits for no lock"
+# An application's transaction holding ROW EXCLUSIVE on the mesh tables and on odsync's side tables
+# (as any writer there may) stays open across a restart of odsync. The sinks' session DDL finds its
+# columns, indexes and triggers already right and must not queue behind it (ALTER TABLE ... ADD
+# COLUMN IF NOT EXISTS, CREATE INDEX IF NOT EXISTS and CREATE OR REPLACE TRIGGER all did, and such
+# a queue deadlocked a starting sink with running ones and with `odsync mesh join`'s reads).
+node_psql a >"$TEST_TMP/holder.log" 2>&1 <<'SQL' &
+BEGIN;
+LOCK TABLE items, mesh_marker, _odsync_versions, _odsync_tombstones, _odsync_hlc, _odsync_conflicts,
+  _odsync_unique_left, _odsync_peer_vv IN ROW EXCLUSIVE MODE;
+SELECT pg_sleep(120);
+SQL
+HOLDER_PID=$!
+wait_for "[[ \$(node_psql a -c \"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(120)%' AND state = 'active'\") == 1 ]]" 30 ||
+  fail "the holder's transaction did not start: $(cat "$TEST_TMP/holder.log")"
+odsync_stop
+odsync_start "$CONFIG" "$LOG"
+mesh_wait_marker 60 b a
+mesh_wait_marker 60 a b
+[[ $(node_psql a -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(120)%' AND state = 'active'") == 1 ]] ||
+  fail "the holder's transaction ended before the sinks started: the test tested nothing"
+node_psql a -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(120)%'" >/dev/null
+wait $HOLDER_PID 2>/dev/null || true
 odsync_stop
 mesh_compare a b public.items public.mesh_marker || fail "nodes differ"
 # Every conflict is in the audit log too (3 per node; a replay after a crash could add repeats).
