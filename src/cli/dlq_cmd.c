@@ -6,6 +6,8 @@
  * more attempt. It never touches the checkpoint, so it may run next to a running pipeline; a row
  * the pipeline changed since is overwritten with the dead letter's older image, so replay once the
  * cause is fixed, and mind later changes of the same rows (docs/DEAD_LETTERS.md).
+ * A mesh pipeline's sink is opened without its mesh session (list, show and drop run beside the
+ * running mesh); its dead letters are never replayed (docs/MULTI_MASTER.md, "Poison rows in a mesh").
  * With `encryption:` keys, the row and the error of a dead letter are stored sealed (core/dl_seal.h):
  * they are opened here (a tampered one is refused and left alone), and an error stored again is
  * sealed again.
@@ -42,6 +44,7 @@ typedef struct dlq {
   long long id;
   bool all;
   int found, failed, done;
+  bool refused; /* a replay asked of a mesh sink: exit 2 */
   od_keyring *kr; /* `encryption:` keys, NULL without */
   const char *name; /* the sink's checkpoint name (sealing binds values to it) */
 } dlq;
@@ -208,15 +211,50 @@ static int replay_one(dlq *q, od_sink *s, const char *label, const item *it) {
   return 1;
 }
 
+/* A mesh pipeline's sink (its section carries the generated mesh_* keys). */
+static const char *mesh_author(const od_sink_config *sk) {
+  for (int i = 0; i < sk->section.nentries; i++)
+    if (!strcmp(sk->section.entries[i].key, "mesh_peer")) return sk->section.entries[i].value;
+  return NULL;
+}
+
 static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *sk, const od_sink_ops *ops) {
   char name[160], label[200];
   if (!strcmp(sk->name, "default")) snprintf(name, sizeof name, "%s", pc->name);
   else snprintf(name, sizeof name, "%s.%s", pc->name, sk->name);
   snprintf(label, sizeof label, "pipeline %s, sink %s", pc->name, sk->name);
+  const char *author = mesh_author(sk);
+  if (author && !strcmp(q->sub, "replay")) {
+    /* Applied here, the row would be this node's own write, without its author's version: it would
+     * travel on to every node as a new write and could overwrite writes made since. */
+    fprintf(stderr, "odsync: %s: a mesh node's dead letters are not replayed (the row would become a new write of "
+            "this node, without the version of its author, node %s, and could overwrite later writes on every "
+            "node). Fix the cause, have node %s write the row again (or delete it), then drop the dead letter "
+            "(odsync dlq drop ID); docs/MULTI_MASTER.md, \"Poison rows in a mesh\"\n", label, author, author);
+    q->refused = true;
+    return 1;
+  }
+  /* A mesh sink is opened as a plain one (its mesh keys left out): listing, showing and dropping
+   * need its dead letter table only, and the mesh session (its node's replication origin, held by
+   * the running pipeline) is neither needed nor free. */
+  od_sink_config plain = *sk;
+  if (author) {
+    plain.section.entries = calloc((size_t)sk->section.nentries + 1, sizeof *plain.section.entries);
+    if (!plain.section.entries) {
+      fprintf(stderr, "odsync: %s: out of memory\n", label);
+      return 1;
+    }
+    plain.section.nentries = 0;
+    for (int i = 0; i < sk->section.nentries; i++)
+      if (strncmp(sk->section.entries[i].key, "mesh_", 5) != 0)
+        plain.section.entries[plain.section.nentries++] = sk->section.entries[i];
+  }
   od_error err;
   od_error_clear(&err);
   od_sink *s = NULL;
-  if (od_sink_open_chain(pc, sk, ops, name, &s, &err)) {
+  int orc = od_sink_open_chain(pc, &plain, ops, name, &s, &err);
+  if (author) free(plain.section.entries);
+  if (orc) {
     fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
     return 1;
   }
@@ -365,6 +403,7 @@ int od_cli_dlq(int argc, char **argv) {
       }
       sinks++;
       rc = run_sink(&q, pc, sk, ops);
+      if (q.refused) rc = 2; /* not for this kind of sink: like a usage error */
     }
   }
   od_keyring_free(q.kr);

@@ -15,6 +15,8 @@
 #   2. mesh.on_poison: stop — pipeline m_a_to_b stops with an error naming table and key, m_b_to_a
 #      goes on; after the constraint is dropped at b and odsync restarted, the nodes converge, the
 #      counters' sums exact (nothing applied twice).
+#   odsync dlq beside the running mesh (after 1): `list` lists b's dead letters, `replay --all` is
+#   refused (exit 2, naming the author) and changes nothing; (at the end of 3) `drop` removes two.
 #   3. dead_letter again, now with a BEFORE trigger raising at b (P0001), odsync SIGKILLed while the isolating retry runs, again right after a dead
 #      letter was logged (not yet committed), and right after one committed: still exactly once (no dead letter twice, sums exact), converged.
 set -euo pipefail
@@ -120,6 +122,17 @@ DL=$(dead_letters)
   fail "b's dead letters are '$DL', expected the inserts of 1500 and 3200, the update of 2000"
 E=$(dead_letter_errors)
 [[ $E == 3/3 ]] || fail "dead letters naming the constraint items_n_nonneg (23514) / all: $E"
+# odsync dlq beside the running mesh: list works (the sink's mesh session, whose replication origin
+# the running pipeline holds, is not opened), replay is refused and changes nothing
+out=$("$ODSYNC_BIN" dlq list -c "$CONFIG" -p m_a_to_b 2>&1) || fail "odsync dlq list failed beside the running mesh: $out"
+echo "$out"
+[[ $(grep -c 'public.items' <<<"$out") == 3 ]] || fail "odsync dlq list did not list the 3 dead letters: $out"
+rc=0; out=$("$ODSYNC_BIN" dlq replay --all -c "$CONFIG" -p m_a_to_b 2>&1) || rc=$?
+echo "$out"
+[[ $rc == 2 ]] || fail "odsync dlq replay on a mesh node exited $rc (expected 2, refused): $out"
+grep -q "a mesh node's dead letters are not replayed .*node a" <<<"$out" || fail "the refusal does not say why: $out"
+[[ $(dead_letters) == "$DL" ]] || fail "the refused replay changed b's dead letters: $(dead_letters)"
+[[ $(node_psql b -c "SELECT count(*) FROM items WHERE id IN (1500, 3200)") == 0 ]] || fail "the refused replay wrote a row"
 grep -q 'poison row: the insert of table public.items, key id=1500, .* stored as a dead letter' "$LOG" ||
   fail "no warning of the dead letter for key 1500 in the log"
 [[ $(node_psql b -c "SELECT count(*) FROM items WHERE id IN (1500, 3200)") == 0 ]] || fail "a poison row is at b"
@@ -228,5 +241,13 @@ done
 node_psql a -c "DELETE FROM items WHERE id IN (11000, 12500)"
 mesh_wait_marker 120 a b
 mesh_wait_equal 60 public.items public.acct
+# the author deleted those rows: their dead letters are dropped, beside the running mesh
+t=$(node_psql b -c "SELECT quote_ident(n.nspname) || '._odsync_dead_letters' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = '_odsync_dead_letters'")
+for k in 11000 12500; do
+  id=$(node_psql b -c "SELECT id FROM $t WHERE change->'key'->>'id' = '$k'")
+  out=$("$ODSYNC_BIN" dlq drop "$id" -c "$CONFIG" -p m_a_to_b 2>&1) || fail "odsync dlq drop $id (key $k) failed: $out"
+done
+[[ $(dead_letters) == "public.items:insert:1500 public.items:update:2000 public.items:insert:3200" ]] ||
+  fail "after dropping the dead letters of 11000 and 12500, b's are '$(dead_letters)'"
 odsync_stop
 log "ok (dead letters $DL; after SIGKILL 1: '$K1', 2: '$K2', 3: '$K3'; counters sum $INCS at both nodes)"
