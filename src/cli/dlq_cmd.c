@@ -14,6 +14,7 @@
  * Owns: the sinks it opens (closed before it returns), the keyring. Never touches: sources, positions.
  */
 #include "cli/dlq_cmd.h"
+#include "cli/mesh_cli_util.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -211,19 +212,12 @@ static int replay_one(dlq *q, od_sink *s, const char *label, const item *it) {
   return 1;
 }
 
-/* A mesh pipeline's sink (its section carries the generated mesh_* keys). */
-static const char *mesh_author(const od_sink_config *sk) {
-  for (int i = 0; i < sk->section.nentries; i++)
-    if (!strcmp(sk->section.entries[i].key, "mesh_peer")) return sk->section.entries[i].value;
-  return NULL;
-}
-
 static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *sk, const od_sink_ops *ops) {
   char name[160], label[200];
   if (!strcmp(sk->name, "default")) snprintf(name, sizeof name, "%s", pc->name);
   else snprintf(name, sizeof name, "%s.%s", pc->name, sk->name);
   snprintf(label, sizeof label, "pipeline %s, sink %s", pc->name, sk->name);
-  const char *author = mesh_author(sk);
+  const char *author = mesh_cli_sink_author(sk);
   if (author && !strcmp(q->sub, "replay")) {
     /* Applied here, the row would be this node's own write, without its author's version: it would
      * travel on to every node as a new write and could overwrite writes made since. */
@@ -237,23 +231,16 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
   /* A mesh sink is opened as a plain one (its mesh keys left out): listing, showing and dropping
    * need its dead letter table only, and the mesh session (its node's replication origin, held by
    * the running pipeline) is neither needed nor free. */
-  od_sink_config plain = *sk;
-  if (author) {
-    plain.section.entries = calloc((size_t)sk->section.nentries + 1, sizeof *plain.section.entries);
-    if (!plain.section.entries) {
-      fprintf(stderr, "odsync: %s: out of memory\n", label);
-      return 1;
-    }
-    plain.section.nentries = 0;
-    for (int i = 0; i < sk->section.nentries; i++)
-      if (strncmp(sk->section.entries[i].key, "mesh_", 5) != 0)
-        plain.section.entries[plain.section.nentries++] = sk->section.entries[i];
+  od_sink_config plain;
+  if (!mesh_cli_plain_sink(sk, &plain)) {
+    fprintf(stderr, "odsync: %s: out of memory\n", label);
+    return 1;
   }
   od_error err;
   od_error_clear(&err);
   od_sink *s = NULL;
   int orc = od_sink_open_chain(pc, &plain, ops, name, &s, &err);
-  if (author) free(plain.section.entries);
+  mesh_cli_plain_sink_free(sk, &plain);
   if (orc) {
     fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
     return 1;

@@ -11,6 +11,7 @@
 #include "cli/dlq_cmd.h"
 #include "cli/govern_cmd.h"
 #include "cli/progress.h"
+#include "cli/mesh_cli_util.h"
 #include "cli/mesh_cmd.h"
 #include "cli/mesh_join.h"
 #include "cli/status_cmd.h"
@@ -186,7 +187,22 @@ static int cmd_check(const cli *c) {
     const od_pipeline_config *pc = &cfg->pipelines[i];
     if (!selected(c, pc->name)) continue;
     int before = problems;
-    int n = od_pipeline_check(cfg, pc, print_problem, &problems);
+    /* A mesh pipeline's sinks are checked as plain ones: the mesh session (its author's replication
+     * origin, held by a running mesh, and the mesh's DDL) is od_cli_mesh_check's business. */
+    od_pipeline_config plain_pc = *pc;
+    od_sink_config plain[OD_SINKS_MAX];
+    int nplain = 0;
+    while (nplain < pc->nsinks && nplain < OD_SINKS_MAX && mesh_cli_plain_sink(&pc->sinks[nplain], &plain[nplain]))
+      nplain++;
+    if (nplain < pc->nsinks) {
+      for (int k = 0; k < nplain; k++) mesh_cli_plain_sink_free(&pc->sinks[k], &plain[k]);
+      fprintf(stderr, "odsync: out of memory\n");
+      od_config_free(cfg);
+      return 1;
+    }
+    plain_pc.sinks = plain;
+    int n = od_pipeline_check(cfg, &plain_pc, print_problem, &problems);
+    for (int k = 0; k < nplain; k++) mesh_cli_plain_sink_free(&pc->sinks[k], &plain[k]);
     if (n < 0) problems++;
     if (problems == before) printf("ok: pipeline %s: source and sink ready\n", pc->name);
   }

@@ -1,13 +1,33 @@
 /* mesh_cli_util.c — the configuration lookups and message prefix `odsync mesh join` and `odsync mesh
- * remove` share (mesh_cli_util.h). Never touches a server. */
+ * remove` share, and the plain view of a mesh sink (mesh_cli_util.h). Never touches a server. */
 #include "cli/mesh_cli_util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *mesh_cli_sval(const od_config_section *s, const char *key) {
   const od_config_entry *e = od_config_find(s, key);
   return e && e->value ? e->value : NULL;
+}
+
+const char *mesh_cli_sink_author(const od_sink_config *sk) { return mesh_cli_sval(&sk->section, "mesh_peer"); }
+
+bool mesh_cli_plain_sink(const od_sink_config *sk, od_sink_config *out) {
+  *out = *sk;
+  if (!mesh_cli_sink_author(sk)) return true;
+  out->section.entries = calloc((size_t)sk->section.nentries + 1, sizeof *out->section.entries);
+  if (!out->section.entries) return false;
+  out->section.nentries = 0;
+  for (int i = 0; i < sk->section.nentries; i++)
+    if (strncmp(sk->section.entries[i].key, "mesh_", 5) != 0)
+      out->section.entries[out->section.nentries++] = sk->section.entries[i];
+  return true;
+}
+
+void mesh_cli_plain_sink_free(const od_sink_config *sk, od_sink_config *out) {
+  if (out->section.entries != sk->section.entries) free(out->section.entries);
+  out->section.entries = NULL;
 }
 
 const od_pipeline_config *mesh_cli_pipeline(const od_config *cfg, const char *from, const char *to) {

@@ -173,6 +173,9 @@ mesh_wait_marker 60 a b
   fail "the holder's transaction ended before the sinks started: the test tested nothing"
 node_psql a -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(120)%'" >/dev/null
 wait $HOLDER_PID 2>/dev/null || true
+log "odsync check beside the running mesh"
+out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check failed beside the running mesh: $out"
+grep -q 'ok: mesh of 2 nodes' <<<"$out" || fail "odsync check did not validate the running mesh: $out"
 odsync_stop
 mesh_compare a b public.items public.mesh_marker || fail "nodes differ"
 # Every conflict is in the audit log too (3 per node; a replay after a crash could add repeats).
