@@ -57,6 +57,12 @@ static int allow_recreate(const od_pipeline_config *cfg, const od_snap_table *co
 int od_isnap_request(const od_pipeline_config *cfg, const char *const *tables, int ntables,
                      void (*report)(void *ctx, const char *table), void *ctx, od_error *err) {
   const od_source_ops *src = od_source_find(cfg->source.type);
+  /* A mesh pipeline's sink writes only stamped changes of its author (versions, conflicts): copied
+   * rows would be unversioned writes of the node. Nodes start equal; a new one joins with a copy. */
+  if (od_config_find(&cfg->source, "mesh_node"))
+    return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s is a mesh pipeline: it takes no snapshot (the nodes of a mesh "
+                   "start with the same data, a node added later gets its copy from `odsync mesh join`; "
+                   "docs/MULTI_MASTER.md)", cfg->name);
   if (!src || !(src->snapshot ? src->snapshot->incremental : NULL))
     return OD_FAIL(err, OD_EUNSUPPORTED, "pipeline %s: source type '%s' has no incremental snapshots", cfg->name,
                    cfg->source.type ? cfg->source.type : "");

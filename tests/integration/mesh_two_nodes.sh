@@ -176,6 +176,10 @@ wait $HOLDER_PID 2>/dev/null || true
 log "odsync check beside the running mesh"
 out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check failed beside the running mesh: $out"
 grep -q 'ok: mesh of 2 nodes' <<<"$out" || fail "odsync check did not validate the running mesh: $out"
+log "odsync snapshot of a mesh pipeline is refused"
+rc=0; out=$("$ODSYNC_BIN" snapshot -c "$CONFIG" -p m_a_to_b 2>&1) || rc=$?
+echo "$out"
+[[ $rc == 2 ]] && grep -q "mesh" <<<"$out" || fail "odsync snapshot of a mesh pipeline exited $rc: $out"
 odsync_stop
 mesh_compare a b public.items public.mesh_marker || fail "nodes differ"
 # Every conflict is in the audit log too (3 per node; a replay after a crash could add repeats).
