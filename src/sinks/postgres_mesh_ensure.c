@@ -9,8 +9,9 @@
  * The function made here, `_odsync_ensure(rel, kind, name, ddl)`, runs `ddl` only when:
  *   column:  rel has no column `name`;
  *   index:   rel has no index `name`;
- *   trigger: rel has no trigger `name` whose comment is "odsync " || md5(ddl) — it is then (re)made
- *            and commented so (COMMENT ON TRIGGER takes an ACCESS SHARE lock only).
+ *   trigger: rel has no enabled trigger `name` whose comment is "odsync " || md5(ddl) — it is then
+ *            (re)made, which enables it again, and commented so (COMMENT ON TRIGGER takes an ACCESS
+ *            SHARE lock only). A trigger someone disabled is thus restored as before.
  * So a session after the first takes no lock on any table whose definition is already right.
  * Owns: nothing (it writes SQL into the caller's buffer). Never touches: the connection.
  */
@@ -29,7 +30,8 @@ void pgs_mesh_ensure_fn_ddl(const pgs_mesh *m, od_sqlbuf *b) {
                    "RETURN; END IF; ELSIF kind = 'index' THEN IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c "
                    "ON c.oid = i.indexrelid WHERE i.indrelid = rel AND c.relname = obj) THEN RETURN; END IF; ELSIF "
                    "kind = 'trigger' THEN IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = rel AND t.tgname "
-                   "= obj AND obj_description(t.oid, 'pg_trigger') = sig) THEN RETURN; END IF; END IF; EXECUTE ddl; "
+                   "= obj AND t.tgenabled = 'O' AND obj_description(t.oid, 'pg_trigger') = sig) THEN RETURN; END IF; "
+                   "END IF; EXECUTE ddl; "
                    "IF kind = 'trigger' THEN EXECUTE format('COMMENT ON TRIGGER %I ON %s IS %L', obj, rel, sig); "
                    "END IF; END $odsync$; ");
 }

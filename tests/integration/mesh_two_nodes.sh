@@ -20,7 +20,8 @@
 #    conflict (the conflict log stays at the three expected entries);
 #  - odsync restarted while an application's transaction holds ROW EXCLUSIVE on the mesh tables and
 #    odsync's side tables at a: markers travel both ways before that transaction ends (the sinks'
-#    session DDL takes no lock on a table it does not change);
+#    session DDL takes no lock on a table it does not change); a trigger of odsync's disabled at a is
+#    enabled again by the next session;
 #  - after all that, both nodes are identical (od_compare_pg).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
@@ -173,6 +174,13 @@ mesh_wait_marker 60 a b
   fail "the holder's transaction ended before the sinks started: the test tested nothing"
 node_psql a -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(120)%'" >/dev/null
 wait $HOLDER_PID 2>/dev/null || true
+log "a trigger someone disabled is enabled again by the next session"
+node_psql a -c "ALTER TABLE items DISABLE TRIGGER _odsync_tombstone"
+odsync_stop
+odsync_start "$CONFIG" "$LOG"
+mesh_wait_marker 60 b a
+[[ $(node_psql a -c "SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'items'::regclass AND tgname = '_odsync_tombstone'") == O ]] ||
+  fail "the disabled _odsync_tombstone trigger at a was not enabled again"
 log "odsync check beside the running mesh"
 out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check failed beside the running mesh: $out"
 grep -q 'ok: mesh of 2 nodes' <<<"$out" || fail "odsync check did not validate the running mesh: $out"
