@@ -27,6 +27,14 @@ unset PGTZ PGDATESTYLE PGOPTIONS PGSERVICE PGSERVICEFILE PGPASSWORD PGPASSFILE P
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/pg_server.sh"
 PGSRV_USER=$PG_TEST_USER
 
+# The server's own client programs (psql, pgbench, pg_dump, ...) first in PATH: Debian's
+# /usr/bin/psql and friends are a Perl wrapper (postgresql-common's pg_wrapper) that picks the same
+# binaries at ~50 ms of CPU per call, and the tests call psql thousands of times (their wait loops).
+if _od_pgbin=$(pgsrv_bindir 2>/dev/null) && [[ -x $_od_pgbin/psql && ":$PATH:" != *":$_od_pgbin:"* ]]; then
+  export PATH="$_od_pgbin:$PATH"
+fi
+unset _od_pgbin
+
 pg_bindir() { pgsrv_bindir; }
 pg_as_user() { pgsrv_as_user "$@"; }
 pg_ensure_user() { pgsrv_ensure_user; }
