@@ -994,14 +994,17 @@ static void key_version(const pgs_mesh *m, const mesh_pol *pol, const stamp *st,
   cv->weak = false;
 }
 
+#define WINNER_MAX 64 /* a conflict's winner: a node's name (as decision.node) or "merged" */
+
 /* column_merge of a remote update (with its full old image: REPLICA IDENTITY FULL) into the live
  * local row d->row. The remote change writes the columns it changed (old != new), except a column
  * the local version changed too (local != old, concurrent only) when the fallback keeps the local
  * version (rw false), and a column the local version kept against an earlier change of the same
  * source transaction (d->lmask). The columns it does not write are UNCHANGED in an override of the
  * change (the apply path updates the sent columns only). *apply: it writes some column. detail
- * (NULL: not wanted) gets {"remote": [...], "local": [...], "both": [...], "counters": [...]}; *both: a
- * column was changed on both sides. d->row follows the merged values.
+ * (NULL: not wanted) gets {"remote": [...], "local": [...], "both": [...], "counters": [...]}, winner
+ * (NULL: not wanted; WINNER_MAX bytes) the conflict's winner; *both: a column was changed on both
+ * sides. d->row follows the merged values.
  * Counter columns (k; kdelta: the change's deltas are in d->ctr already) are never changed columns
  * for the overlap test: one the update changed takes d->ctr (local + delta) whoever wins, and is
  * listed under "counters"; its version is decided exactly as another column's (the fallback between
@@ -1009,11 +1012,11 @@ static void key_version(const pgs_mesh *m, const mesh_pol *pol, const stamp *st,
  * counter is a column like any other. */
 static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const stamp *st,
                          const od_change *c, size_t idx, decision *d, ver_entry *cv, const ver_entry *rowv,
-                         const ctr_in *k, bool kdelta, bool *apply, od_sqlbuf *detail, const char **winner,
+                         const ctr_in *k, bool kdelta, bool *apply, od_sqlbuf *detail, char *winner,
                          od_error *err) {
   bool conflict = cv != NULL;
   int rwon = 0, lwon = 0;
-  static char lwinner[64];
+  char lwinner[64] = ""; /* per call: sinks of several pipelines decide at once, in their threads */
   int ncol = c->newtup.ncolumns;
   od_value *vals = malloc((size_t)(ncol ? ncol : 1) * sizeof *vals);
   char **texts = calloc((size_t)ncol + 1, sizeof *texts); /* the override's own texts (counters, touch) */
@@ -1112,7 +1115,7 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     od_sqlbuf_add(detail, "}");
   }
   for (int i = 0; i < 4; i++) od_sqlbuf_free(&lists[i]);
-  if (winner) *winner = rwon && !lwon ? m->peer : lwon && !rwon ? lwinner : "merged";
+  if (winner) snprintf(winner, WINNER_MAX, "%s", rwon && !lwon ? m->peer : lwon && !rwon ? lwinner : "merged");
   /* A conflict whose remote write takes no column still rewrites the row (one column set to its
    * local value): the row's version becomes the merged set, kept in the side table, which is read
    * only for rows a mesh sink wrote last. */
@@ -1412,7 +1415,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   if (merge) { /* concurrent updates of one row, merged by column (docs/MULTI_MASTER.md, "column_merge") */
     ver_entry cv[MERGE_COLS_MAX];
     int ncv = ncols_of(d);
-    const char *winner = "merged";
+    char winner[WINNER_MAX] = "merged";
     od_sqlbuf detail = {0};
     ver_entry rowv = row_ver(m, d);
     col_vers(d, ncv, cv);
@@ -1423,7 +1426,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       cv[j].weak = true;
     }
     d->lmask = 0;
-    if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, &k, kdelta, &apply, &detail, &winner, err)))
+    if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, &k, kdelta, &apply, &detail, winner, err)))
       rc = detail.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
                       : log_conflict(s, m, r, c, st, kind, &cmp, apply, "column_merge", detail.p, winner, err);
     od_sqlbuf_free(&detail);
