@@ -363,7 +363,12 @@ static int ncols_of(const decision *d) {
 
 /* Was the key's current version seen by the remote writer before it wrote? */
 static bool seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d) {
-  if (!d->has_ver || d->ours || d->ts == INT64_MIN) return true; /* none, this stream's, or unknown (frozen) */
+  if (!d->has_ver || d->ts == INT64_MIN) return true; /* none, or unknown (frozen) */
+  /* This stream's write earlier in the run: seen — but not on a column_merge row, which that write
+   * may have left holding columns its author had not seen (a re-creation takes the columns it did
+   * not change from the tombstone's last row): the columns are judged by their versions, and the
+   * peer's own are seen anyway (docs/MULTI_MASTER.md, "column_merge": a peer's later write). */
+  if (d->ours && (!d->also || d->tomb)) return true;
   ver_entry row = row_ver(m, d);
   /* a tombstone: the delete (its column versions, kept for a re-creation, are all older) */
   if (!d->also || d->tomb) return entry_seen(m, st, &row);
@@ -968,14 +973,38 @@ static void json_name(od_sqlbuf *b, const char *name) {
   od_sqlbuf_add(b, "\"");
 }
 
+/* column_merge: the version of a key column when a remote insert is merged into the live row. The
+ * key's value is the same on both sides, but the insert wrote it as it wrote every column (its
+ * author's trigger records it so, and so does every node where it is applied whole): the column is
+ * a register like the others, and must end with the same write on every node whatever the order of
+ * arrival — the insert's when it saw the column's write, else the fallback's winner between the
+ * two (docs/MULTI_MASTER.md, "column_merge": the key columns). */
+static void key_version(const pgs_mesh *m, const mesh_pol *pol, const stamp *st, const decision *d, ver_entry *cv,
+                        const ver_entry *rowv) {
+  ver_entry lw = cv->node[0] ? *cv : *rowv;
+  lw.weak = false;
+  decision cd = with_ver(d, &lw);
+  if (!entry_seen(m, st, &lw) && !remote_wins(m, pol, st, &cd)) {
+    *cv = lw;
+    return;
+  }
+  snprintf(cv->node, sizeof cv->node, "%s", m->peer);
+  cv->ts = st->ts;
+  cv->hlc = st->hlc;
+  cv->weak = false;
+}
+
+#define WINNER_MAX 64 /* a conflict's winner: a node's name (as decision.node) or "merged" */
+
 /* column_merge of a remote update (with its full old image: REPLICA IDENTITY FULL) into the live
  * local row d->row. The remote change writes the columns it changed (old != new), except a column
  * the local version changed too (local != old, concurrent only) when the fallback keeps the local
  * version (rw false), and a column the local version kept against an earlier change of the same
  * source transaction (d->lmask). The columns it does not write are UNCHANGED in an override of the
  * change (the apply path updates the sent columns only). *apply: it writes some column. detail
- * (NULL: not wanted) gets {"remote": [...], "local": [...], "both": [...], "counters": [...]}; *both: a
- * column was changed on both sides. d->row follows the merged values.
+ * (NULL: not wanted) gets {"remote": [...], "local": [...], "both": [...], "counters": [...]}, winner
+ * (NULL: not wanted; WINNER_MAX bytes) the conflict's winner; *both: a column was changed on both
+ * sides. d->row follows the merged values.
  * Counter columns (k; kdelta: the change's deltas are in d->ctr already) are never changed columns
  * for the overlap test: one the update changed takes d->ctr (local + delta) whoever wins, and is
  * listed under "counters"; its version is decided exactly as another column's (the fallback between
@@ -983,11 +1012,11 @@ static void json_name(od_sqlbuf *b, const char *name) {
  * counter is a column like any other. */
 static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const stamp *st,
                          const od_change *c, size_t idx, decision *d, ver_entry *cv, const ver_entry *rowv,
-                         const ctr_in *k, bool kdelta, bool *apply, od_sqlbuf *detail, const char **winner,
+                         const ctr_in *k, bool kdelta, bool *apply, od_sqlbuf *detail, char *winner,
                          od_error *err) {
   bool conflict = cv != NULL;
   int rwon = 0, lwon = 0;
-  static char lwinner[64];
+  char lwinner[64] = ""; /* per call: sinks of several pipelines decide at once, in their threads */
   int ncol = c->newtup.ncolumns;
   od_value *vals = malloc((size_t)(ncol ? ncol : 1) * sizeof *vals);
   char **texts = calloc((size_t)ncol + 1, sizeof *texts); /* the override's own texts (counters, touch) */
@@ -1003,7 +1032,10 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   for (int j = 0; j < ncol; j++) {
     const od_value *nv = &c->newtup.values[j], *ov = j < c->oldtup.ncolumns ? &c->oldtup.values[j] : NULL;
     vals[j] = *nv;
-    if (is_key_col(r, j)) continue; /* the key is the same on both sides (else no merge) */
+    if (is_key_col(r, j)) { /* the key is the same on both sides (else no merge); an insert writes it */
+      if (conflict && c->op == OD_OP_INSERT && j < MERGE_COLS_MAX) key_version(m, pol, st, d, &cv[j], rowv);
+      continue;
+    }
     bool known = d->row && j < d->nrow;
     const char *lv = known ? d->row[j] : NULL;
     const char *name = j < r->rel->ncolumns ? r->rel->columns[j].name : "?";
@@ -1083,7 +1115,7 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     od_sqlbuf_add(detail, "}");
   }
   for (int i = 0; i < 4; i++) od_sqlbuf_free(&lists[i]);
-  if (winner) *winner = rwon && !lwon ? m->peer : lwon && !rwon ? lwinner : "merged";
+  if (winner) snprintf(winner, WINNER_MAX, "%s", rwon && !lwon ? m->peer : lwon && !rwon ? lwinner : "merged");
   /* A conflict whose remote write takes no column still rewrites the row (one column set to its
    * local value): the row's version becomes the merged set, kept in the side table, which is read
    * only for rows a mesh sink wrote last. */
@@ -1168,7 +1200,7 @@ static int image_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
                          const ctr_in *k, bool counters_only, od_error *err) {
   ver_entry cv[MERGE_COLS_MAX], w = {.ts = st->ts, .hlc = st->hlc};
   snprintf(w.node, sizeof w.node, "%s", m->peer);
-  int n = ncols_of(d), taken = 0;
+  int n = ncols_of(d), taken = 0, keys = 0;
   col_vers(d, n, cv);
   od_sqlbuf names = {0}, vals = {0};
   od_sqlbuf_add(&names, "{");
@@ -1176,8 +1208,15 @@ static int image_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
   bool upd = c->op == OD_OP_UPDATE && c->old_kind == 'O' && c->oldtup.ncolumns == c->newtup.ncolumns;
   for (int j = 0; j < n && j < c->newtup.ncolumns && j < d->nrow; j++) {
     const od_value *nv = &c->newtup.values[j];
-    if (is_key_col(r, j) || nv->kind == OD_VALUE_UNCHANGED || (upd && same_val(nv, &c->oldtup.values[j]))) continue;
     bool older = !(cv[j].node[0] && !entry_seen(m, st, &cv[j]) && !entry_later(&w, &cv[j]));
+    if (is_key_col(r, j)) { /* an insert wrote the key too: its version (the value is the key's own) */
+      if (c->op == OD_OP_INSERT && older && !counters_only) {
+        cv[j] = w;
+        keys++;
+      }
+      continue;
+    }
+    if (nv->kind == OD_VALUE_UNCHANGED || (upd && same_val(nv, &c->oldtup.values[j]))) continue;
     int kc = k->delta_ok ? ctr_index(k, j) : -1;
     long long img;
     od_value iv = d->row[j] ? (od_value){.data = d->row[j], .len = (uint32_t)strlen(d->row[j]), .kind = OD_VALUE_TEXT}
@@ -1203,7 +1242,7 @@ static int image_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
   od_sqlbuf_add(&names, "}");
   od_sqlbuf_add(&vals, "}");
   int rc = OD_OK;
-  if (taken) {
+  if (taken) { /* the values; the versions below */
     od_sqlbuf *b = &s->sql;
     od_sqlbuf_reset(b);
     od_sqlbuf_add(b, "UPDATE ");
@@ -1217,6 +1256,8 @@ static int image_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
     if (!res) rc = b->oom || names.oom || vals.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
                                                  : err->code;
     PQclear(res);
+  }
+  if (taken || keys) {
     if (rc == OD_OK) { /* the tombstone's version stays the delete's; its columns' are written with it */
       char *keep_node = strdup(d->node);
       int64_t ts = d->ts, hlc = d->hlc;
@@ -1374,7 +1415,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   if (merge) { /* concurrent updates of one row, merged by column (docs/MULTI_MASTER.md, "column_merge") */
     ver_entry cv[MERGE_COLS_MAX];
     int ncv = ncols_of(d);
-    const char *winner = "merged";
+    char winner[WINNER_MAX] = "merged";
     od_sqlbuf detail = {0};
     ver_entry rowv = row_ver(m, d);
     col_vers(d, ncv, cv);
@@ -1385,7 +1426,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       cv[j].weak = true;
     }
     d->lmask = 0;
-    if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, &k, kdelta, &apply, &detail, &winner, err)))
+    if (!(rc = merge_columns(s, m, r, pol, st, c, ci, d, cv, &rowv, &k, kdelta, &apply, &detail, winner, err)))
       rc = detail.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
                       : log_conflict(s, m, r, c, st, kind, &cmp, apply, "column_merge", detail.p, winner, err);
     od_sqlbuf_free(&detail);
@@ -1419,6 +1460,10 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   if (apply) { /* the key's version is now the peer's */
     bool partial = d->has_ver && (!d->tomb || d->row); /* the columns it did not change keep their versions */
     if (exact && d->has_ver && d->tomb && d->row && (rc = recreate_override(s, m, r, c, ci, d, &k, err))) return rc;
+    /* A re-creation holds the tombstone's columns, which its author had not seen: later changes of
+     * the key in the same source transaction are merged by column (as where the write met the live
+     * row and was merged), never applied whole with their author's values of those columns. */
+    if (exact && d->has_ver && d->tomb && d->row && c->op == OD_OP_UPDATE) d->merge = true;
     /* A delete of a key that had no row when the run read its versions: the DELETE the set-based
      * apply sends (the key's last operation in the run: a tombstone, or a row this run re-created
      * and deletes again, merged by key into one DELETE) finds no row and the tombstone trigger

@@ -14,7 +14,7 @@
 # MESH_DIAG=1 logs the whole conflict history of diverging keys; MESH_LOG_LEVEL=debug (tests/env/mesh.sh)
 # logs every mesh decision. MESH_POLICY (default last_writer_wins) picks the policy (priority; column_merge,
 # fallback last_writer_wins, with REPLICA IDENTITY FULL: mesh_converge_colmerge.sh runs it in CI); MESH_TXNS
-# (default 1000) the load.
+# (default 1000) the load; MESH_KEYS (default 30) the number of shared keys (fewer: more conflicts per key).
 # MESH_GC_INTERVAL (e.g. 1): mesh.gc_interval_s, and the clean-up must have removed tombstones on every node.
 # MESH_SKEW_US (default 0): node c's PostgreSQL clock runs that many µs off (tests/tools/preload/
 # clockshift.c, as in mesh_hlc_skew.sh), so last_writer_wins orders by hybrid logical clocks under skew.
@@ -25,6 +25,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/mesh.sh"
 
 POLICY=${MESH_POLICY:-last_writer_wins}
 TXNS=${MESH_TXNS:-1000}
+KEYS=${MESH_KEYS:-30}
 test_init mesh_converge
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 SKEW=${MESH_SKEW_US:-0}
@@ -40,10 +41,10 @@ else
   mesh_start_nodes a b c
 fi
 for n in a b c; do
-  node_psql $n <<'SQL'
+  node_psql $n <<SQL
 CREATE TABLE items (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
 CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
-INSERT INTO items SELECT g, 'init', 0 FROM generate_series(1, 30) g;
+INSERT INTO items SELECT g, 'init', 0 FROM generate_series(1, $KEYS) g;
 SQL
   # column_merge reads which columns an update changed from its old and new images
   [[ $POLICY == column_merge ]] &&
@@ -60,9 +61,9 @@ mesh_config "$CONFIG" "$POLICY" "public.items, public.mesh_marker" "$EXTRA"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 120
 
-cat >"$TEST_TMP/load.sql" <<'SQL'
-\set k random(1, 30)
-\set k2 random(1, 30)
+cat >"$TEST_TMP/load.sql" <<SQL
+\set k random(1, $KEYS)
+\set k2 random(1, $KEYS)
 \set op random(1, 10)
 \if :op <= 3
 INSERT INTO items VALUES (:k, 'i' || :client_id || '-' || md5(random()::text), 1)
@@ -131,8 +132,8 @@ diverged() { # A B: show what differs (rows, tombstones, versions, conflicts of 
     [[ $POLICY == column_merge ]] &&
       log "  local column writes: $(node_psql $n -c "SELECT string_agg(key || '=' || array_to_string(ARRAY(SELECT coalesce((extract(epoch FROM pg_xact_commit_timestamp(x)) * 1000000)::int8::text, '-') FROM unnest(xids) x), ','), ' ') FROM _odsync_colver WHERE tbl = 'public.items' AND key = ANY (string_to_array('$keys', ','))")"
     log "  conflicts: $(node_psql $n -c "SELECT string_agg(key || ' ' || kind || ' ' || local_origin || '/' || coalesce((extract(epoch FROM local_commit_ts) * 1000000)::int8::text, '-') || ' vs ' || remote_origin || '/' || (extract(epoch FROM remote_commit_ts) * 1000000)::int8 || ' -> ' || winner, '; ') FROM (SELECT * FROM _odsync_conflicts WHERE table_name = 'public.items' AND key = ANY (string_to_array('$keys', ',')) ORDER BY id DESC LIMIT 12) x")"
-    # MESH_DIAG=1: the whole conflict history of those keys, in the order it was logged
-    [[ -n "${MESH_DIAG:-}" ]] && log "  history: $(node_psql $n -c "SELECT string_agg(id || '@' || to_char(logged_at, 'MI:SS.US') || ' ' || key || ' ' || kind || ' ' || local_origin || '/' || coalesce((extract(epoch FROM local_commit_ts) * 1000000)::int8::text, '-') || '/h' || coalesce(local_hlc::text, '-') || ' vs ' || remote_origin || '/' || (extract(epoch FROM remote_commit_ts) * 1000000)::int8 || '/h' || coalesce(remote_hlc::text, '-') || ' lsn ' || remote_lsn || ' -> ' || winner, E'\n' ORDER BY id) FROM _odsync_conflicts WHERE table_name = 'public.items' AND key = ANY (string_to_array('$keys', ','))")"
+    # MESH_DIAG=1: the whole conflict history of those keys, in the order it was logged (with both rows)
+    [[ -n "${MESH_DIAG:-}" ]] && log "  history: $(node_psql $n -c "SELECT string_agg(id || '@' || to_char(logged_at, 'MI:SS.US') || ' ' || key || ' ' || kind || ' ' || local_origin || '/' || coalesce((extract(epoch FROM local_commit_ts) * 1000000)::int8::text, '-') || '/h' || coalesce(local_hlc::text, '-') || ' vs ' || remote_origin || '/' || (extract(epoch FROM remote_commit_ts) * 1000000)::int8 || '/h' || coalesce(remote_hlc::text, '-') || ' lsn ' || remote_lsn || ' -> ' || winner || coalesce(' ' || merged::text, '') || ' local ' || coalesce(local_row::text, '-') || ' remote ' || coalesce(remote_row::text, '-'), E'\n' ORDER BY id) FROM _odsync_conflicts WHERE table_name = 'public.items' AND key = ANY (string_to_array('$keys', ','))")"
     [[ -n "${MESH_DIAG:-}" ]] && log "  origins: $(node_psql $n -c "SELECT string_agg(o.roident || '=' || o.roname || ' at ' || coalesce(s.remote_lsn::text, '-'), ' ') FROM pg_replication_origin o LEFT JOIN pg_replication_origin_status s ON s.local_id = o.roident")"
   done
   fail "$1 and $2 differ"
