@@ -187,12 +187,13 @@ static int cmd_check(const cli *c) {
     const od_pipeline_config *pc = &cfg->pipelines[i];
     if (!selected(c, pc->name)) continue;
     int before = problems;
-    /* A mesh pipeline's sinks are checked as plain ones: the mesh session (its author's replication
-     * origin, held by a running mesh, and the mesh's DDL) is od_cli_mesh_check's business. */
+    /* A mesh pipeline's sinks are checked with every mesh key but without the mesh session (its
+     * author's replication origin, held by a running mesh, and the mesh's DDL). */
     od_pipeline_config plain_pc = *pc;
     od_sink_config plain[OD_SINKS_MAX];
     int nplain = 0;
-    while (nplain < pc->nsinks && nplain < OD_SINKS_MAX && mesh_cli_plain_sink(&pc->sinks[nplain], &plain[nplain]))
+    while (nplain < pc->nsinks && nplain < OD_SINKS_MAX &&
+           mesh_cli_sessionless_sink(&pc->sinks[nplain], &plain[nplain]))
       nplain++;
     if (nplain < pc->nsinks) {
       for (int k = 0; k < nplain; k++) mesh_cli_plain_sink_free(&pc->sinks[k], &plain[k]);

@@ -25,6 +25,19 @@ bool mesh_cli_plain_sink(const od_sink_config *sk, od_sink_config *out) {
   return true;
 }
 
+bool mesh_cli_sessionless_sink(const od_sink_config *sk, od_sink_config *out) {
+  *out = *sk;
+  if (!mesh_cli_sink_author(sk)) return true;
+  out->section.entries = calloc((size_t)sk->section.nentries + 1, sizeof *out->section.entries);
+  if (!out->section.entries) return false;
+  memcpy(out->section.entries, sk->section.entries, (size_t)sk->section.nentries * sizeof *out->section.entries);
+  out->section.entries[sk->section.nentries] =
+      (od_config_entry){.key = (char *)"mesh_session", .value = (char *)"false", .line = sk->section.line,
+                        .col = sk->section.col};
+  out->section.nentries = sk->section.nentries + 1;
+  return true;
+}
+
 void mesh_cli_plain_sink_free(const od_sink_config *sk, od_sink_config *out) {
   if (out->section.entries != sk->section.entries) free(out->section.entries);
   out->section.entries = NULL;

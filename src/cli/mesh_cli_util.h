@@ -26,6 +26,9 @@ const char *mesh_cli_sink_author(const od_sink_config *sk);
  * DDL). out->section.entries is allocated when sk is a mesh sink (false: out of memory). */
 bool mesh_cli_plain_sink(const od_sink_config *sk, od_sink_config *out);
 void mesh_cli_plain_sink_free(const od_sink_config *sk, od_sink_config *out);
+/* *out = *sk with `mesh_session: false` added when sk is a mesh sink: it opens checking every mesh
+ * key but without the mesh session (what `odsync check` needs). Freed by mesh_cli_plain_sink_free. */
+bool mesh_cli_sessionless_sink(const od_sink_config *sk, od_sink_config *out);
 /* "odsync mesh <cmd>: <message>\n" on stderr. */
 void mesh_cli_vsay(const char *cmd, const char *fmt, va_list ap);
 

@@ -286,7 +286,7 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
                                      "maintenance_work_mem", "mesh_node", "mesh_peer", "mesh_policy",
                                      "mesh_priority", "mesh_tables", "mesh_counters",
                                      "mesh_rules", "mesh_fallback", "mesh_table_policies", "mesh_join_from",
-                                     "mesh_nodes", "mesh_gc_interval_s", NULL};
+                                     "mesh_nodes", "mesh_gc_interval_s", "mesh_session", NULL};
   const char *dsn = NULL, *schema = NULL, *ck = NULL, *mwm = NULL;
   int rc = od_config_check_keys(cfg, keys, err);
   if (rc == OD_OK) rc = od_config_require_string(cfg, "dsn", &dsn, err);

@@ -202,6 +202,8 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
                      e && e->list_col ? e->list_col[i] : cfg->col, cfg->path, i, list[i]);
   }
   if ((rc = od_config_int(cfg, "mesh_gc_interval_s", 60, 0, 86400 * 7, &m->gc_interval_s, err))) return rc;
+  /* false: every key above checked, no session (`odsync check` beside a running mesh) */
+  if ((rc = od_config_bool(cfg, "mesh_session", true, &m->session, err))) return rc;
   if ((rc = od_config_list(cfg, "mesh_nodes", &list, &n, err))) return rc;
   if (!(m->nodes = calloc((size_t)n + 1, sizeof *m->nodes))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   for (int i = 0; i < n; i++) {
@@ -304,7 +306,7 @@ void pgs_mesh_free(pgs_sink *s) {
 
 int pgs_mesh_session(pgs_sink *s, od_error *err) {
   pgs_mesh *m = s->mesh;
-  if (!m) return OD_OK;
+  if (!m || !m->session) return OD_OK;
   pgs_mesh_vq_forget(m); /* prepared statements died with the last connection */
   int jrc = pgs_mesh_join_gate(s, err); /* a joining node: nothing before its copy */
   if (!jrc) jrc = pgs_mesh_removed_gate(s, err); /* a removed node: nothing at all (no origin made again) */

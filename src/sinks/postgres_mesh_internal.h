@@ -214,6 +214,8 @@ typedef struct pgs_mesh {
    * mesh_nodes (every node of the mesh, malloc'd), the running thread (owned; started with the first
    * session) */
   long gc_interval_s;
+  bool session; /* mesh_session (default true); false: the keys are checked, no mesh session is opened
+                 * (no origin, no DDL, no clean-up): for `odsync check` beside a running mesh */
   char **nodes;
   int nnodes;
   pgs_mesh_gc *gc;
