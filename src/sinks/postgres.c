@@ -398,6 +398,9 @@ static int pgs_read_position(od_sink *base, od_pos *out, od_error *err) {
 static int pgs_begin(od_sink *base, od_error *err) {
   pgs_sink *s = (pgs_sink *)base;
   if (s->in_txn) return OD_FAIL(err, OD_EINVAL, "postgres sink %s: begin inside an open transaction", s->where);
+  if (pgs_mesh_checks_only(s))
+    return OD_FAIL(err, OD_ECONFIG, "postgres sink %s: mesh_session: false only checks a mesh sink; it writes nothing "
+                   "(remove the key to run the pipeline)", s->where);
   if (!s->conn) {
     int rc = connect_target(s, err);
     if (rc) return rc;

@@ -304,6 +304,8 @@ void pgs_mesh_free(pgs_sink *s) {
 
 /* ---- session: origin and conflict table ----------------------------------------------------- */
 
+bool pgs_mesh_checks_only(const pgs_sink *s) { return s->mesh && !s->mesh->session; }
+
 int pgs_mesh_session(pgs_sink *s, od_error *err) {
   pgs_mesh *m = s->mesh;
   if (!m || !m->session) return OD_OK;

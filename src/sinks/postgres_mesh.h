@@ -10,6 +10,8 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
 void pgs_mesh_free(pgs_sink *s);
 /* On every new connection: conflict log table, replication origin, session setup. */
 int pgs_mesh_session(pgs_sink *s, od_error *err);
+/* A mesh sink with `mesh_session: false`: it checks its keys and writes nothing (begin refuses). */
+bool pgs_mesh_checks_only(const pgs_sink *s);
 /* Forget the open transaction's stamp (begin, rollback). */
 void pgs_mesh_reset(pgs_sink *s);
 /* After every successful commit (the persisted version vector is the written one). */
