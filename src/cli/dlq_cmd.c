@@ -232,7 +232,7 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
    * need its dead letter table only, and the mesh session (its node's replication origin, held by
    * the running pipeline) is neither needed nor free. */
   od_sink_config plain;
-  if (!mesh_cli_plain_sink(sk, &plain)) {
+  if (!mesh_cli_sink_view(sk, false, &plain)) {
     fprintf(stderr, "odsync: %s: out of memory\n", label);
     return 1;
   }
@@ -240,7 +240,7 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
   od_error_clear(&err);
   od_sink *s = NULL;
   int orc = od_sink_open_chain(pc, &plain, ops, name, &s, &err);
-  mesh_cli_plain_sink_free(sk, &plain);
+  mesh_cli_sink_view_free(sk, &plain);
   if (orc) {
     fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
     return 1;

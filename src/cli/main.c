@@ -193,17 +193,17 @@ static int cmd_check(const cli *c) {
     od_sink_config plain[OD_SINKS_MAX];
     int nplain = 0;
     while (nplain < pc->nsinks && nplain < OD_SINKS_MAX &&
-           mesh_cli_sessionless_sink(&pc->sinks[nplain], &plain[nplain]))
+           mesh_cli_sink_view(&pc->sinks[nplain], true, &plain[nplain]))
       nplain++;
     if (nplain < pc->nsinks) {
-      for (int k = 0; k < nplain; k++) mesh_cli_plain_sink_free(&pc->sinks[k], &plain[k]);
+      for (int k = 0; k < nplain; k++) mesh_cli_sink_view_free(&pc->sinks[k], &plain[k]);
       fprintf(stderr, "odsync: out of memory\n");
       od_config_free(cfg);
       return 1;
     }
     plain_pc.sinks = plain;
     int n = od_pipeline_check(cfg, &plain_pc, print_problem, &problems);
-    for (int k = 0; k < nplain; k++) mesh_cli_plain_sink_free(&pc->sinks[k], &plain[k]);
+    for (int k = 0; k < nplain; k++) mesh_cli_sink_view_free(&pc->sinks[k], &plain[k]);
     if (n < 0) problems++;
     if (problems == before) printf("ok: pipeline %s: source and sink ready\n", pc->name);
   }

@@ -13,32 +13,23 @@ const char *mesh_cli_sval(const od_config_section *s, const char *key) {
 
 const char *mesh_cli_sink_author(const od_sink_config *sk) { return mesh_cli_sval(&sk->section, "mesh_peer"); }
 
-bool mesh_cli_plain_sink(const od_sink_config *sk, od_sink_config *out) {
+bool mesh_cli_sink_view(const od_sink_config *sk, bool keep_mesh_keys, od_sink_config *out) {
   *out = *sk;
   if (!mesh_cli_sink_author(sk)) return true;
   out->section.entries = calloc((size_t)sk->section.nentries + 1, sizeof *out->section.entries);
   if (!out->section.entries) return false;
-  out->section.nentries = 0;
+  int n = 0;
   for (int i = 0; i < sk->section.nentries; i++)
-    if (strncmp(sk->section.entries[i].key, "mesh_", 5) != 0)
-      out->section.entries[out->section.nentries++] = sk->section.entries[i];
+    if (keep_mesh_keys || strncmp(sk->section.entries[i].key, "mesh_", 5) != 0)
+      out->section.entries[n++] = sk->section.entries[i];
+  if (keep_mesh_keys) /* the keys checked, no session (the sink's begin refuses) */
+    out->section.entries[n++] = (od_config_entry){.key = (char *)"mesh_session", .value = (char *)"false",
+                                                  .line = sk->section.line, .col = sk->section.col};
+  out->section.nentries = n;
   return true;
 }
 
-bool mesh_cli_sessionless_sink(const od_sink_config *sk, od_sink_config *out) {
-  *out = *sk;
-  if (!mesh_cli_sink_author(sk)) return true;
-  out->section.entries = calloc((size_t)sk->section.nentries + 1, sizeof *out->section.entries);
-  if (!out->section.entries) return false;
-  memcpy(out->section.entries, sk->section.entries, (size_t)sk->section.nentries * sizeof *out->section.entries);
-  out->section.entries[sk->section.nentries] =
-      (od_config_entry){.key = (char *)"mesh_session", .value = (char *)"false", .line = sk->section.line,
-                        .col = sk->section.col};
-  out->section.nentries = sk->section.nentries + 1;
-  return true;
-}
-
-void mesh_cli_plain_sink_free(const od_sink_config *sk, od_sink_config *out) {
+void mesh_cli_sink_view_free(const od_sink_config *sk, od_sink_config *out) {
   if (out->section.entries != sk->section.entries) free(out->section.entries);
   out->section.entries = NULL;
 }

@@ -2,7 +2,7 @@
  * both need from the expanded mesh configuration, and their message prefix; and a mesh pipeline's
  * sink as a plain one, for the commands that run beside a running mesh (`odsync check`, `odsync dlq`).
  * Owns nothing: every pointer returned points into the configuration the caller holds, but for
- * the entries array mesh_cli_plain_sink allocates (freed by mesh_cli_plain_sink_free). */
+ * the entries array mesh_cli_sink_view allocates (freed by mesh_cli_sink_view_free). */
 #ifndef ODSYNC_MESH_CLI_UTIL_H
 #define ODSYNC_MESH_CLI_UTIL_H
 
@@ -21,14 +21,14 @@ const od_pipeline_config *mesh_cli_pipeline(const od_config *cfg, const char *fr
 void mesh_cli_repl_name(const od_pipeline_config *p, const char *key, char *out, size_t cap);
 /* The author node of a mesh pipeline's sink (its mesh_peer key), NULL for any other sink. */
 const char *mesh_cli_sink_author(const od_sink_config *sk);
-/* *out = *sk without its mesh_* keys: the sink opens as a plain PostgreSQL sink, without the mesh
- * session (the replication origin of its author, which the running pipeline holds, and the mesh's
- * DDL). out->section.entries is allocated when sk is a mesh sink (false: out of memory). */
-bool mesh_cli_plain_sink(const od_sink_config *sk, od_sink_config *out);
-void mesh_cli_plain_sink_free(const od_sink_config *sk, od_sink_config *out);
-/* *out = *sk with `mesh_session: false` added when sk is a mesh sink: it opens checking every mesh
- * key but without the mesh session (what `odsync check` needs). Freed by mesh_cli_plain_sink_free. */
-bool mesh_cli_sessionless_sink(const od_sink_config *sk, od_sink_config *out);
+/* *out = *sk, as a sink that runs beside the mesh without its mesh session (the replication origin
+ * of its author, which the running pipeline holds, the mesh's DDL and clean-up). keep_mesh_keys:
+ * every mesh key kept and checked, plus `mesh_session: false` (the sink writes nothing: `odsync
+ * check`); else the mesh keys left out (a plain PostgreSQL sink on the same tables: `odsync dlq`).
+ * Any other sink: a plain copy. out->section.entries is allocated for a mesh sink (false: out of
+ * memory) and released by mesh_cli_sink_view_free. */
+bool mesh_cli_sink_view(const od_sink_config *sk, bool keep_mesh_keys, od_sink_config *out);
+void mesh_cli_sink_view_free(const od_sink_config *sk, od_sink_config *out);
 /* "odsync mesh <cmd>: <message>\n" on stderr. */
 void mesh_cli_vsay(const char *cmd, const char *fmt, va_list ap);
 
