@@ -14,6 +14,12 @@
 #   mesh_unique_conflicts NAME the node's conflict log as sorted "table:kind:index:policy:winner"
 #   mesh_restart_node NAME MODE  stop that node's server (pg_ctl -m MODE: fast or immediate, i.e. a
 #                              crash) and start it again on the same port and data directory
+#   mesh_load_start SCRIPT RATE NODE...  writers at each NODE until mesh_load_stop: pgbench (2
+#                              clients, RATE transactions/s per node, SCRIPT) in rounds of
+#                              MESH_LOAD_ROUND transactions per client, each round checked complete
+#   mesh_loading               true while the writers run (they stop only when told, or on an error)
+#   mesh_load_stop             stop the writers after their current round; fails on any error
+#   mesh_load_kill             for test_extra_cleanup: stop them now
 declare -A NODE_PORT NODE_DSN NODE_DIR
 MESH_NODES=()
 OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
@@ -125,4 +131,60 @@ mesh_step() { node_psql "$@" >/dev/null; sleep 0.05; }
 
 mesh_unique_conflicts() {
   node_psql "$1" -c "SELECT coalesce(string_agg(s, ' ' ORDER BY s), '') FROM (SELECT concat_ws(':', split_part(table_name, '.', 2), kind, index_name, policy, winner) AS s FROM _odsync_conflicts) c"
+}
+
+# Writers that run until the test has seen what it needed under load, not for a fixed count: a
+# wait-bound test then ends when its assertions are done. Each round is a complete pgbench run
+# (--max-tries: serialization failures and deadlocks retried), its report checked for every
+# transaction; a failed round leaves MESH_LOAD_DIR/failed_<node> and ends that node's writer.
+MESH_LOAD_PIDS=()
+MESH_LOAD_ROUND=${MESH_LOAD_ROUND:-150}
+mesh_load_start() {
+  local script=$1 rate=$2 n
+  shift 2
+  MESH_LOAD_DIR=$TEST_TMP/load
+  mkdir -p "$MESH_LOAD_DIR"
+  rm -f "$MESH_LOAD_DIR"/stop "$MESH_LOAD_DIR"/failed_*
+  for n in "$@"; do
+    (
+      round=0
+      while [[ ! -e $MESH_LOAD_DIR/stop ]]; do
+        round=$((round + 1))
+        out=$MESH_LOAD_DIR/pgbench_${n}_$round.log
+        if ! pgbench -n -h 127.0.0.1 -p "${NODE_PORT[$n]}" -U postgres -c 2 -j 1 -t "$MESH_LOAD_ROUND" -R "$rate" \
+          --max-tries=10 --verbose-errors -f "$script" shop >"$out" 2>&1 ||
+          ! grep -q "number of transactions actually processed: $((2 * MESH_LOAD_ROUND))/" "$out"; then
+          echo "round $round: $(tail -n 5 "$out")" >"$MESH_LOAD_DIR/failed_$n"
+          exit 1
+        fi
+      done
+      echo "$round" >"$MESH_LOAD_DIR/rounds_$n"
+    ) &
+    MESH_LOAD_PIDS+=($!)
+  done
+}
+mesh_loading() {
+  local p
+  for p in "${MESH_LOAD_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done
+  return 1
+}
+mesh_load_stop() {
+  local p f
+  [[ -n ${MESH_LOAD_DIR:-} ]] || return 0
+  touch "$MESH_LOAD_DIR/stop"
+  for p in "${MESH_LOAD_PIDS[@]}"; do wait "$p" || true; done
+  MESH_LOAD_PIDS=()
+  for f in "$MESH_LOAD_DIR"/failed_*; do
+    [[ -e $f ]] && fail "the writers at ${f##*failed_} failed: $(cat "$f")"
+  done
+  local rounds=0 r
+  for f in "$MESH_LOAD_DIR"/rounds_*; do read -r r <"$f"; rounds=$((rounds + r)); done
+  log "writers stopped after $rounds rounds of $((2 * MESH_LOAD_ROUND)) transactions"
+}
+# For a test's test_extra_cleanup: the writers' loops end, a running round ends with its servers.
+mesh_load_kill() {
+  local p
+  [[ -n ${MESH_LOAD_DIR:-} ]] && touch "$MESH_LOAD_DIR/stop"
+  for p in "${MESH_LOAD_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  return 0
 }

@@ -4,8 +4,9 @@
 # that c judges later concurrent column writes exactly as the seed a would (docs/MULTI_MASTER.md,
 # "Adding a node to a running mesh").
 #
-# Writers (pgbench at a and b, rate-limited, bounded by count: upserts that re-create deleted keys,
-# updates of one column (v, n or w) or of two rows, deletes on keys 1..1500) run through the whole join.
+# Writers (pgbench at a and b, rate-limited, in rounds until stopped: upserts that re-create deleted
+# keys, updates of one column (v, n or w) or of two rows, deletes on keys 1..1500) run through the
+# whole join and for AFTER_JOIN_WRITES rows after it.
 # Two keys are built on purpose around the join, with the pipeline a -> b held (a transaction at b
 # holds the row of key -100, which a updates first; the held sink applies nothing after it):
 #  key -1 (columns): a sets v, then b sets n (applied at a: a merge, a's row version is b's now); the
@@ -26,8 +27,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/mesh.sh"
 
-TXNS=${MESH_JOIN_TXNS:-2400} # per client, 2 clients per node, at RATE transactions/s per node
-RATE=${MESH_JOIN_RATE:-40}
+RATE=${MESH_JOIN_RATE:-40}                           # transactions/s per node, 2 clients each
+AFTER_JOIN_WRITES=${MESH_JOIN_AFTER_WRITES:-1500}   # rows written at a and b after the join, then stop
 test_init mesh_join_colmerge
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 mesh_start_nodes a b c
@@ -83,19 +84,15 @@ COMMIT;
 DELETE FROM items WHERE id = :k;
 \endif
 SQL
-LOAD_PIDS=()
 HOLD_PID=
 JOIN_PID=
 test_extra_cleanup() {
   local p
-  for p in "${LOAD_PIDS[@]}" $JOIN_PID $HOLD_PID; do kill "$p" 2>/dev/null; done
+  mesh_load_kill
+  for p in $JOIN_PID $HOLD_PID; do kill "$p" 2>/dev/null; done
   return 0
 }
-for n in a b; do
-  pgbench -n -h 127.0.0.1 -p "${NODE_PORT[$n]}" -U postgres -c 2 -j 1 -t "$TXNS" -R "$RATE" --max-tries=10 \
-    --verbose-errors -f "$TEST_TMP/load.sql" shop >"$TEST_TMP/pgbench_$n.log" 2>&1 &
-  LOAD_PIDS+=($!)
-done
+mesh_load_start "$TEST_TMP/load.sql" "$RATE" a b
 writes() { # rows written at a and b so far
   local n t=0
   for n in a b; do
@@ -103,7 +100,6 @@ writes() { # rows written at a and b so far
   done
   echo $t
 }
-loading() { local p; for p in "${LOAD_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
 val() { node_psql "$1" -c "SELECT coalesce(string_agg(v || ':' || n || ':' || w, ' '), 'none') FROM items WHERE id = $2"; }
 
 w0=$(writes)
@@ -154,7 +150,7 @@ wait "$JOIN_PID" || fail "the join failed: $(cat "$TEST_TMP/join.log")"
 JOIN_PID=
 cat "$TEST_TMP/join.log"
 grep -q "node c joined the mesh from a" "$TEST_TMP/join.log" || fail "the join did not report the join"
-loading || fail "the writers had finished before the join ended (raise MESH_JOIN_TXNS)"
+mesh_loading || fail "the writers stopped before the join ended"
 [[ $(val b -1) == init:1:b1 ]] || fail "a's write reached b before b's last write: $(val b -1)"
 # What the copy wrote at c (checked before the hold ends: b has not applied a's delete of key -2, so
 # no clean-up can take c's tombstone yet). c may already have applied b's last writes (w of key -1,
@@ -175,10 +171,10 @@ cv=$(node_psql c -c "SELECT also FROM _odsync_versions WHERE tbl = 'public.items
 node_psql b -c "INSERT INTO hold VALUES (1)"
 wait "$HOLD_PID" || true
 HOLD_PID=
-for p in "${LOAD_PIDS[@]}"; do wait "$p" || fail "the workload failed: $(tail -n 5 "$TEST_TMP"/pgbench_*.log)"; done
-LOAD_PIDS=()
-for n in a b; do grep -q "number of transactions actually processed: $((2 * TXNS))/" "$TEST_TMP/pgbench_$n.log" ||
-  fail "pgbench at $n did not complete its transactions: $(cat "$TEST_TMP/pgbench_$n.log")"; done
+# The writers go on for a while with c in the mesh and a -> b released, then stop.
+w3=$(writes)
+wait_for "(( \$(writes) > $w3 + $AFTER_JOIN_WRITES ))" 300 || fail "the writers stalled after the join"
+mesh_load_stop
 log "load done; waiting for the mesh to quiesce"
 mesh_wait_active 180
 quiesce() {

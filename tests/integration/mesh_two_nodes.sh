@@ -215,4 +215,31 @@ echo "$out"
 [[ $rc == 1 ]] || fail "odsync check exited $rc on a mesh with mismatched tables (expected 1)"
 grep -q 'table public.odd differs between node a' <<<"$out" || fail "check missed the different shapes of public.odd"
 grep -q 'mesh node a: table public.nokey has no primary key' <<<"$out" || fail "check missed the keyless table"
+
+log "a mesh sink with mesh_session: false (what odsync check opens) refuses to write"
+# A hand-written pipeline a -> b whose sink carries b's mesh keys and mesh_session: false: it has no
+# origin and no versions, so whatever it wrote would be an unversioned local write of b. odsync run
+# must end with the reason, and b must hold nothing of a's row written meanwhile, nor a checkpoint.
+cat >"$TEST_TMP/checks_only.yaml" <<YAML
+state_dir: $TEST_TMP/state_checks_only
+pipelines:
+  - name: checks_only
+    source: { type: postgres, dsn: "${NODE_DSN[a]}", slot: odsync_checks_only, snapshot: never, tables: [public.items] }
+    sink: { type: postgres, dsn: "${NODE_DSN[b]}", mesh_node: b, mesh_peer: a, mesh_nodes: [a, b], mesh_session: false }
+YAML
+b_items=$(node_psql b -c "SELECT count(*) FROM items")
+rc=0
+timeout 120 "$ODSYNC_BIN" run -c "$TEST_TMP/checks_only.yaml" >"$TEST_TMP/checks_only.log" 2>&1 &
+co_pid=$!
+wait_for "[[ \$(node_psql a -c \"SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'odsync_checks_only' AND active\") == 1 ]] || ! kill -0 $co_pid" 60
+node_psql a -c "INSERT INTO items VALUES (9001, 'checks only', 0)"
+wait $co_pid || rc=$?
+cat "$TEST_TMP/checks_only.log"
+[[ $rc != 0 && $rc != 124 ]] || fail "odsync run with a mesh_session: false sink exited $rc (expected an error exit)"
+grep -q "mesh_session: false only checks a mesh sink" "$TEST_TMP/checks_only.log" || fail "the refusal does not say why"
+[[ $(node_psql b -c "SELECT count(*) FROM items") == "$b_items" && $(node_psql b -c "SELECT count(*) FROM items WHERE id = 9001") == 0 ]] ||
+  fail "a mesh_session: false sink wrote to b"
+[[ $(node_psql b -c "SELECT count(*) FROM _odsync_checkpoint WHERE pipeline = 'checks_only'") == 0 ]] ||
+  fail "a mesh_session: false sink wrote a checkpoint at b"
+node_psql a -c "SELECT pg_drop_replication_slot('odsync_checks_only')" >/dev/null
 log "ok"

@@ -102,7 +102,7 @@ TEST(keyless_truncated_and_key_changing_tables_go_to_the_carrier) {
   CHECK_INT(od_router_init(&r, 4), OD_OK);
   CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, NULL, NULL, &err), OD_OK);
   for (int i = 0; i < 20; i++) {
-    char id[8];
+    char id[12];
     snprintf(id, sizeof id, "%d", i);
     CHECK_INT(writer_of(&r, &keyless_rel, id), 0);
     CHECK_INT(writer_of(&r, &keyed_rel, id), 0); /* the whole table: one of its keys changed */
@@ -110,7 +110,7 @@ TEST(keyless_truncated_and_key_changing_tables_go_to_the_carrier) {
   CHECK_INT(writer_of(&r, &keyed_rel, "100"), 0);
   int spread = 0;
   for (int i = 0; i < 20; i++) {
-    char id[8];
+    char id[12];
     snprintf(id, sizeof id, "%d", i);
     spread += writer_of(&r, &other_rel, id) != 0;
   }
@@ -157,7 +157,7 @@ TEST(causal_keeps_dependent_transactions_together_and_whole) {
   /* each independent transaction stays whole: both of its rows on one writer */
   int writers_used[3] = {0};
   for (int t = 0; t < 10; t++) {
-    char id[8];
+    char id[12];
     snprintf(id, sizeof id, "%d", 100 + 2 * t);
     int a = writer_of(&r, &keyed_rel, id);
     CHECK_INT(writer_of(&r, &other_rel, id), a);
@@ -185,14 +185,14 @@ TEST(a_table_whose_shape_changes_inside_the_batch_goes_to_the_carrier) {
   CHECK_INT(od_router_init(&r, 4), OD_OK);
   CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, NULL, NULL, &err), OD_OK);
   for (int i = 0; i < 20; i++) {
-    char id[8];
+    char id[12];
     snprintf(id, sizeof id, "%d", i);
     CHECK_INT(writer_of(&r, i < 10 ? &keyed_rel : &keyed_v2, id), 0);
   }
   for (int i = 0; i < 20; i++) CHECK_INT(r.lists[0][i].rel == (i < 10 ? &keyed_rel : &keyed_v2), 1); /* in order */
   int spread = 0;
   for (int i = 0; i < 10; i++) {
-    char id[8];
+    char id[12];
     snprintf(id, sizeof id, "%d", i);
     spread += writer_of(&r, &other_rel, id) != 0;
   }

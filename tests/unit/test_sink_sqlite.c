@@ -583,7 +583,7 @@ TEST(statements_are_reused_and_variants_evicted) {
 
   /* more update shapes than cache slots: still correct */
   od_column cols[12];
-  char names[12][8];
+  char names[12][16];
   for (int i = 0; i < 12; i++) {
     snprintf(names[i], sizeof names[i], "c%d", i);
     cols[i] = (od_column){.name = names[i], .type_oid = 23, .key = i == 0};
