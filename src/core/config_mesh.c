@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mesh_sqlrule.h"
 #include "common/sqlbuf.h"
 #include "core/config_internal.h"
 
@@ -231,6 +232,49 @@ static int parse_policies(pctx *p, const yaml_node_t *v, const mesh_node *nodes,
   return rc;
 }
 
+/* The policy of table tbl ("schema.table"): its mesh.policies entry ("table policy fallback order",
+ * the table as mesh.tables names it, "items" standing for public.items), else the mesh's. */
+static bool is_column_merge(const od_config_entry *tpol, const char *tbl, const char *policy) {
+  for (int j = 0; j < tpol->nlist; j++) {
+    const char *e = tpol->list[j], *sp = strchr(e, ' ');
+    if (!sp) continue;
+    size_t tl = (size_t)(sp - e);
+    bool same = (strlen(tbl) == tl && strncmp(tbl, e, tl) == 0) ||
+                (!memchr(e, '.', tl) && strncmp(tbl, "public.", 7) == 0 && strlen(tbl + 7) == tl &&
+                 strncmp(tbl + 7, e, tl) == 0);
+    if (same) return strncmp(sp + 1, "column_merge ", 13) == 0;
+  }
+  return strcmp(policy, "column_merge") == 0;
+}
+
+/* A business rule decides a concurrent pair as two whole rows; a column_merge row is a set of column
+ * registers from several writes, so the nodes would judge different pairs and could end apart
+ * (docs/MULTI_MASTER.md, "Business rules and column_merge"): a rule on such a table is refused. */
+static int rules_not_on_column_merge(pctx *p, const yaml_node_t *v, const od_config_entry *rules,
+                                     const od_config_entry *tpol, const char *policy) {
+  for (int i = 0; i < rules->nlist; i++) {
+    const char *ru = rules->list[i], *expr = NULL, *colon = strchr(ru, ':');
+    char tbl[300] = "";
+    if (!od_mesh_sqlrule_split(ru, tbl, sizeof tbl, &expr) && colon) {
+      const char *dot = NULL; /* "schema.table.column: ...": the table is before the last dot */
+      for (const char *c = ru; c < colon; c++)
+        if (*c == '.') dot = c;
+      if (dot && dot - ru < (long)sizeof tbl) snprintf(tbl, sizeof tbl, "%.*s", (int)(dot - ru), ru);
+    }
+    if (!*tbl || !is_column_merge(tpol, tbl, policy)) continue;
+    const yaml_node_t *at = v && v->type == YAML_SEQUENCE_NODE &&
+                                    i < v->data.sequence.items.top - v->data.sequence.items.start
+                                ? node_at(p, v->data.sequence.items.start[i])
+                                : v;
+    return fail_node(p, at, "mesh.rules[%d] '%s': table %s has policy column_merge, and a rule decides a "
+                     "concurrent pair as two whole rows while column_merge builds a row from several writes: the "
+                     "nodes could end with different rows (docs/MULTI_MASTER.md, \"Business rules and "
+                     "column_merge\"). Remove the rule, or give the table another policy in mesh.policies",
+                     i, ru, tbl);
+  }
+  return OD_OK;
+}
+
 int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
   int rc = expect_kind(p, n, YAML_MAPPING_NODE, "mesh", "a mapping (name, nodes, tables, policy)");
   if (rc || (rc = check_mapping(p, n, "mesh")) || (rc = check_known(p, n, "mesh", MESH_KEYS))) return rc;
@@ -394,6 +438,7 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
   if ((v = map_get(p, n, "policies")) &&
       (rc = parse_policies(p, v, nodes, nn, &tables, prio.nlist ? &prio : NULL, fallback, &tpol)))
     goto out;
+  if (rules.nlist && (rc = rules_not_on_column_merge(p, map_get(p, n, "rules"), &rules, &tpol, policy))) goto out;
   /* column_merge on three or more nodes (docs/MULTI_MASTER.md, "column_merge"): every write carries a
    * version per column, and a column both sides changed goes to the fallback. With last_writer_wins
    * each column is a register ordered by (hlc, node), an order that contains causality: the same

@@ -201,6 +201,24 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
                      cfg->file, e && e->list_line ? e->list_line[i] : cfg->line,
                      e && e->list_col ? e->list_col[i] : cfg->col, cfg->path, i, list[i]);
   }
+  /* A rule decides a concurrent pair as two whole rows; a column_merge row is a set of column
+   * registers from several writes, so the pairs a rule would judge differ between the nodes and they
+   * can end apart (docs/MULTI_MASTER.md, "Business rules and column_merge"): refused. */
+  for (int i = 0; i < m->nrules; i++) {
+    const struct rule *ru = &m->rules[i];
+    char tbl[300];
+    size_t tl = ru->sql ? strlen(ru->column) : (size_t)(strrchr(ru->column, '.') - ru->column);
+    snprintf(tbl, sizeof tbl, "%.*s", (int)tl, ru->column);
+    if (pgs_mesh_pol(m, tbl)->policy != POL_COLUMN_MERGE) continue;
+    const od_config_entry *e = find(cfg, "mesh_rules");
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_rules[%d] '%s': table %s has policy column_merge, and a rule "
+                   "decides a concurrent pair as two whole rows while column_merge builds a row from several "
+                   "writes: the nodes could end with different rows (docs/MULTI_MASTER.md, \"Business rules and "
+                   "column_merge\"). Remove the rule, or give the table another policy in mesh.policies",
+                   cfg->file, e && e->list_line ? e->list_line[ru->index] : cfg->line,
+                   e && e->list_col ? e->list_col[ru->index] : cfg->col, cfg->path, ru->index,
+                   list[ru->index], tbl); /* list: still mesh_rules */
+  }
   if ((rc = od_config_int(cfg, "mesh_gc_interval_s", 60, 0, 86400 * 7, &m->gc_interval_s, err))) return rc;
   /* false: every key above checked, no session (`odsync check` beside a running mesh) */
   if ((rc = od_config_bool(cfg, "mesh_session", true, &m->session, err))) return rc;
