@@ -247,29 +247,41 @@ static bool is_column_merge(const od_config_entry *tpol, const char *tbl, const 
   return strcmp(policy, "column_merge") == 0;
 }
 
-/* A business rule decides a concurrent pair as two whole rows; a column_merge row is a set of column
- * registers from several writes, so the nodes would judge different pairs and could end apart
- * (docs/MULTI_MASTER.md, "Business rules and column_merge"): a rule on such a table is refused. */
-static int rules_not_on_column_merge(pctx *p, const yaml_node_t *v, const od_config_entry *rules,
-                                     const od_config_entry *tpol, const char *policy) {
+/* On a column_merge table (docs/MULTI_MASTER.md, "Business rules and column_merge") a column rule
+ * orders that column's concurrent writes; an SQL rule, which judges two whole rows, is refused (the
+ * row there is a mix of several writes: the nodes would judge different pairs and could end apart),
+ * and so is a column rule on a counter column (its value is a sum, not one write's). */
+static int rules_on_column_merge(pctx *p, const yaml_node_t *v, const od_config_entry *rules,
+                                 const od_config_entry *counters, const od_config_entry *tpol, const char *policy) {
   for (int i = 0; i < rules->nlist; i++) {
     const char *ru = rules->list[i], *expr = NULL, *colon = strchr(ru, ':');
     char tbl[300] = "";
-    if (!od_mesh_sqlrule_split(ru, tbl, sizeof tbl, &expr) && colon) {
+    bool sql = od_mesh_sqlrule_split(ru, tbl, sizeof tbl, &expr);
+    size_t cl = colon ? (size_t)(colon - ru) : 0;
+    if (!sql && colon) {
       const char *dot = NULL; /* "schema.table.column: ...": the table is before the last dot */
       for (const char *c = ru; c < colon; c++)
         if (*c == '.') dot = c;
       if (dot && dot - ru < (long)sizeof tbl) snprintf(tbl, sizeof tbl, "%.*s", (int)(dot - ru), ru);
     }
     if (!*tbl || !is_column_merge(tpol, tbl, policy)) continue;
+    bool counter = false;
+    for (int k = 0; !sql && k < counters->nlist; k++)
+      counter = counter || (strlen(counters->list[k]) == cl && strncmp(counters->list[k], ru, cl) == 0);
+    if (!sql && !counter) continue;
     const yaml_node_t *at = v && v->type == YAML_SEQUENCE_NODE &&
                                     i < v->data.sequence.items.top - v->data.sequence.items.start
                                 ? node_at(p, v->data.sequence.items.start[i])
                                 : v;
-    return fail_node(p, at, "mesh.rules[%d] '%s': table %s has policy column_merge, and a rule decides a "
-                     "concurrent pair as two whole rows while column_merge builds a row from several writes: the "
-                     "nodes could end with different rows (docs/MULTI_MASTER.md, \"Business rules and "
-                     "column_merge\"). Remove the rule, or give the table another policy in mesh.policies",
+    if (counter)
+      return fail_node(p, at, "mesh.rules[%d] '%s': %.*s is a counter column of a column_merge table: its value is "
+                       "the sum of every node's deltas, which no rule orders (docs/MULTI_MASTER.md, \"Business "
+                       "rules and column_merge\"). Remove the rule", i, ru, (int)cl, ru);
+    return fail_node(p, at, "mesh.rules[%d] '%s': table %s has policy column_merge, where a row is built from "
+                     "several writes and an SQL rule, which judges two whole rows, would let the nodes end with "
+                     "different rows (docs/MULTI_MASTER.md, \"Business rules and column_merge\"). Use column "
+                     "rules ('schema.table.column: higher wins' or 'schema.table.column: a < b < c'), which order "
+                     "one column's concurrent writes there, or give the table another policy in mesh.policies",
                      i, ru, tbl);
   }
   return OD_OK;
@@ -438,7 +450,8 @@ int parse_mesh(pctx *p, od_config *cfg, const yaml_node_t *n) {
   if ((v = map_get(p, n, "policies")) &&
       (rc = parse_policies(p, v, nodes, nn, &tables, prio.nlist ? &prio : NULL, fallback, &tpol)))
     goto out;
-  if (rules.nlist && (rc = rules_not_on_column_merge(p, map_get(p, n, "rules"), &rules, &tpol, policy))) goto out;
+  if (rules.nlist && (rc = rules_on_column_merge(p, map_get(p, n, "rules"), &rules, &counters, &tpol, policy)))
+    goto out;
   /* column_merge on three or more nodes (docs/MULTI_MASTER.md, "column_merge"): every write carries a
    * version per column, and a column both sides changed goes to the fallback. With last_writer_wins
    * each column is a register ordered by (hlc, node), an order that contains causality: the same

@@ -201,23 +201,26 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
                      cfg->file, e && e->list_line ? e->list_line[i] : cfg->line,
                      e && e->list_col ? e->list_col[i] : cfg->col, cfg->path, i, list[i]);
   }
-  /* A rule decides a concurrent pair as two whole rows; a column_merge row is a set of column
-   * registers from several writes, so the pairs a rule would judge differ between the nodes and they
-   * can end apart (docs/MULTI_MASTER.md, "Business rules and column_merge"): refused. */
+  /* column_merge (docs/MULTI_MASTER.md, "Business rules and column_merge"): a column rule orders one
+   * column's concurrent writes (postgres_mesh_decide.c, col_order); an SQL rule judges two whole
+   * rows, and such a row is a mix of several writes: refused, as is a rule on a counter column. */
   for (int i = 0; i < m->nrules; i++) {
     const struct rule *ru = &m->rules[i];
     char tbl[300];
     size_t tl = ru->sql ? strlen(ru->column) : (size_t)(strrchr(ru->column, '.') - ru->column);
     snprintf(tbl, sizeof tbl, "%.*s", (int)tl, ru->column);
     if (pgs_mesh_pol(m, tbl)->policy != POL_COLUMN_MERGE) continue;
+    bool counter = false;
+    for (int k = 0; !ru->sql && k < m->ncounters; k++) counter = counter || strcmp(m->counters[k], ru->column) == 0;
+    if (!ru->sql && !counter) continue;
     const od_config_entry *e = find(cfg, "mesh_rules");
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_rules[%d] '%s': table %s has policy column_merge, and a rule "
-                   "decides a concurrent pair as two whole rows while column_merge builds a row from several "
-                   "writes: the nodes could end with different rows (docs/MULTI_MASTER.md, \"Business rules and "
-                   "column_merge\"). Remove the rule, or give the table another policy in mesh.policies",
-                   cfg->file, e && e->list_line ? e->list_line[ru->index] : cfg->line,
+    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_rules[%d] '%s': %s %s %s (docs/MULTI_MASTER.md, \"Business "
+                   "rules and column_merge\")", cfg->file, e && e->list_line ? e->list_line[ru->index] : cfg->line,
                    e && e->list_col ? e->list_col[ru->index] : cfg->col, cfg->path, ru->index,
-                   list[ru->index], tbl); /* list: still mesh_rules */
+                   list[ru->index] /* list: still mesh_rules */, counter ? ru->column : "table",
+                   counter ? "is a counter column of a column_merge table, whose value no rule orders:" : tbl,
+                   counter ? "remove the rule" : "has policy column_merge, where an SQL rule, which judges two whole "
+                   "rows, would let the nodes end with different rows: use column rules or another policy");
   }
   if ((rc = od_config_int(cfg, "mesh_gc_interval_s", 60, 0, 86400 * 7, &m->gc_interval_s, err))) return rc;
   /* false: every key above checked, no session (`odsync check` beside a running mesh) */

@@ -167,11 +167,10 @@ bool pgs_mesh_colver_note(const pgs_mesh *m, decision *d, const od_change *c, co
   od_sqlbuf b = {0};
   for (int j = 0; j < ncol; j++) {
     if (j) od_sqlbuf_add(&b, ",");
-    bool wrote = true;
-    if (partial) {
+    bool wrote = !(j < 64 && (skip >> j & 1));
+    if (partial && wrote) {
       const od_value *nv = j < c->newtup.ncolumns ? &c->newtup.values[j] : NULL;
-      wrote = nv && nv->kind != OD_VALUE_UNCHANGED && !same_value(nv, &c->oldtup.values[j]) &&
-              !(j < 64 && (skip >> j & 1));
+      wrote = nv && nv->kind != OD_VALUE_UNCHANGED && !same_value(nv, &c->oldtup.values[j]);
     }
     const char *p;
     size_t len;

@@ -17,6 +17,8 @@
  */
 #include "sinks/postgres_mesh_internal.h"
 
+#include <math.h>
+
 #include "common/mesh_sql.h"
 
 /* ---- per-key state ---------------------------------------------------------------------------- */
@@ -477,6 +479,71 @@ static int col_rule(const pgs_mesh *m, const od_change *c, const decision *d, co
   }
   if (ra < 0 || rb < 0 || ra == rb) return 0;
   return ra > rb ? 1 : -1;
+}
+
+/* A column rule's rank of a value (text of len bytes; NULL: SQL NULL): its number ("higher wins") or
+ * its position in the order. false: a value the rule cannot rank (NULL, not a finite number, not in
+ * the order). */
+static bool rule_rank(const struct rule *ru, const char *v, size_t len, double *out) {
+  if (!v) return false;
+  if (!ru->order) {
+    char buf[64], *end = NULL;
+    if (!len || len >= sizeof buf) return false;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    *out = strtod(buf, &end);
+    return end != buf && !*end && isfinite(*out);
+  }
+  for (int i = 0; i < ru->norder; i++)
+    if (strlen(ru->order[i]) == len && memcmp(ru->order[i], v, len) == 0) {
+      *out = i;
+      return true;
+    }
+  return false;
+}
+
+/* The column rule of mesh_rules matching column j of r, from index *i on (advanced past it); NULL: none. */
+static const struct rule *next_col_rule(const pgs_mesh *m, const pg_rel *r, int j, int *i) {
+  if (j >= r->rel->ncolumns) return NULL;
+  size_t tl = strlen(r->target);
+  const char *name = r->rel->columns[j].name;
+  for (; *i < m->nrules; (*i)++) {
+    const struct rule *ru = &m->rules[*i];
+    if (!ru->sql && strncmp(ru->column, r->target, tl) == 0 && ru->column[tl] == '.' &&
+        strcmp(ru->column + tl + 1, name) == 0) {
+      (*i)++;
+      return ru;
+    }
+  }
+  return NULL;
+}
+
+static bool col_has_rule(const pgs_mesh *m, const pg_rel *r, int j) {
+  int i = 0;
+  return next_col_rule(m, r, j, &i) != NULL;
+}
+
+/* column_merge: the column rules of column j order that column's concurrent writes, in place of the
+ * fallback (docs/MULTI_MASTER.md, "Business rules and column_merge"): >0 value a ranks above value
+ * b, <0 below, 0 no rule tells them apart (the fallback decides). A value a rule cannot rank ranks
+ * below every value it can, so (rank, then the fallback's clock order) is one total order of the
+ * column's writes, the same on every node: the column stays a register. */
+static int col_order(const pgs_mesh *m, const pg_rel *r, int j, const char *a, size_t alen, const char *b,
+                     size_t blen) {
+  int i = 0;
+  for (const struct rule *ru; (ru = next_col_rule(m, r, j, &i));) {
+    double x = 0, y = 0;
+    bool ka = rule_rank(ru, a, alen, &x), kb = rule_rank(ru, b, blen, &y);
+    if (ka != kb) return ka ? 1 : -1;
+    if (ka && x != y) return x > y ? 1 : -1;
+  }
+  return 0;
+}
+
+/* col_order of a change's value (an od_value: UNCHANGED never ranks) against a stored text. */
+static int col_order_val(const pgs_mesh *m, const pg_rel *r, int j, const od_value *v, const char *local) {
+  if (v->kind == OD_VALUE_UNCHANGED) return 0;
+  return col_order(m, r, j, v->kind == OD_VALUE_TEXT ? v->data : NULL, v->len, local, local ? strlen(local) : 0);
 }
 
 /* Business rules on a concurrent pair, in mesh_rules order (column rules and SQL rules, sq): *out >0
@@ -1026,7 +1093,7 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     free(texts);
     return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
-  od_sqlbuf lists[4] = {{0}}; /* remote, local, both, counters */
+  od_sqlbuf lists[5] = {{0}}; /* remote, local, both, counters, rule */
   int taken = 0;
   int rc = OD_OK;
   for (int j = 0; j < ncol; j++) {
@@ -1055,7 +1122,10 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       lw.weak = false;
       decision cd = with_ver(d, &lw);
       if (kc < 0) json_name(&lists[2], name);
-      if (remote_wins(m, pol, st, &cd)) {
+      /* a column rule orders the column's writes first (never a counter's: its value is a sum) */
+      int ord = kc < 0 && known ? col_order_val(m, r, j, nv, lv) : 0;
+      if (ord) json_name(&lists[4], name);
+      if (ord ? ord > 0 : remote_wins(m, pol, st, &cd)) {
         if (kc < 0) rwon++;
       } else {
         if (kc < 0) {
@@ -1108,13 +1178,13 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     }
   }
   if (rc == OD_OK && detail) {
-    static const char *const names[4] = {"remote", "local", "both", "counters"};
+    static const char *const names[5] = {"remote", "local", "both", "counters", "rule"};
     od_sqlbuf_add(detail, "{");
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
       if (i < 3 || lists[i].p) od_sqlbuf_addf(detail, "%s\"%s\": [%s]", i ? ", " : "", names[i], lists[i].p ? lists[i].p : "");
     od_sqlbuf_add(detail, "}");
   }
-  for (int i = 0; i < 4; i++) od_sqlbuf_free(&lists[i]);
+  for (int i = 0; i < 5; i++) od_sqlbuf_free(&lists[i]);
   if (winner) snprintf(winner, WINNER_MAX, "%s", rwon && !lwon ? m->peer : lwon && !rwon ? lwinner : "merged");
   /* A conflict whose remote write takes no column still rewrites the row (one column set to its
    * local value): the row's version becomes the merged set, kept in the side table, which is read
@@ -1146,12 +1216,27 @@ static int merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
 
 /* column_merge: a remote update that re-creates a deleted row takes the columns it did not change
  * from the tombstone's last row (d->row), as it would have left them on the live row: the row is
- * the same whichever of the delete and the update a node applied first. An override of the change
- * (texts owned by it). */
+ * the same whichever of the delete and the update a node applied first. A column it (or a
+ * re-creating insert) wrote whose tombstone version it had not seen and a column rule ranks above
+ * its value keeps the tombstone's value, and *kept gets its bit (its version stays too), as the rule
+ * would have kept it on the live row. An override of the change (texts owned by it); none for an
+ * insert that keeps no column. */
 static int recreate_override(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx,
-                             const decision *d, const ctr_in *k, od_error *err) {
+                             const decision *d, const ctr_in *k, const stamp *st, uint64_t *kept, od_error *err) {
   int ncol = c->newtup.ncolumns;
-  if (c->op != OD_OP_UPDATE || c->old_kind != 'O' || c->oldtup.ncolumns != ncol || !ncol) return OD_OK;
+  bool upd = c->op == OD_OP_UPDATE && c->old_kind == 'O' && c->oldtup.ncolumns == ncol;
+  *kept = 0;
+  if ((!upd && c->op != OD_OP_INSERT) || !ncol) return OD_OK;
+  ver_entry cv[MERGE_COLS_MAX];
+  int ncv = ncols_of(d);
+  col_vers(d, ncv, cv);
+  for (int j = 0; m->nrules && j < ncol && j < ncv && j < d->nrow; j++) {
+    const od_value *nv = &c->newtup.values[j];
+    bool wrote = nv->kind != OD_VALUE_UNCHANGED && (!upd || !same_val(nv, &c->oldtup.values[j]));
+    if (!wrote || is_key_col(r, j) || ctr_index(k, j) >= 0 || !cv[j].node[0] || entry_seen(m, st, &cv[j])) continue;
+    if (col_order_val(m, r, j, nv, d->row[j]) < 0) *kept |= 1ULL << j;
+  }
+  if (!upd && !*kept) return OD_OK;
   int grown = reserve_override(s, m, err);
   if (grown) return grown;
   od_value *vals = malloc((size_t)ncol * sizeof *vals);
@@ -1171,7 +1256,7 @@ static int recreate_override(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od
     od_value iv = j < d->nrow && d->row[j] ? (od_value){.data = d->row[j], .len = (uint32_t)strlen(d->row[j]),
                                                         .kind = OD_VALUE_TEXT}
                                            : (od_value){.kind = OD_VALUE_NULL};
-    if (kc >= 0 && !is_key_col(r, j) && int_of(&iv, &img)) {
+    if (upd && kc >= 0 && !is_key_col(r, j) && int_of(&iv, &img)) {
       /* a counter: the tombstone's last value plus the delta, as on a node where the update met the
        * live row before the delete (local + delta there, kept in the tombstone by the delete) */
       if (!(texts[o->ntexts] = ll_text(img + k->delta[kc])))
@@ -1180,7 +1265,9 @@ static int recreate_override(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od
       o->ntexts++;
       continue;
     }
-    if (is_key_col(r, j) || j >= d->nrow || (nv->kind != OD_VALUE_UNCHANGED && !same_val(nv, &c->oldtup.values[j])))
+    bool keep = j < 64 && (*kept >> j & 1);
+    if (!keep && (!upd || is_key_col(r, j) || j >= d->nrow ||
+                  (nv->kind != OD_VALUE_UNCHANGED && !same_val(nv, &c->oldtup.values[j]))))
       continue;
     if (!d->row[j]) {
       vals[j] = (od_value){.kind = OD_VALUE_NULL};
@@ -1208,7 +1295,8 @@ static int image_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
   bool upd = c->op == OD_OP_UPDATE && c->old_kind == 'O' && c->oldtup.ncolumns == c->newtup.ncolumns;
   for (int j = 0; j < n && j < c->newtup.ncolumns && j < d->nrow; j++) {
     const od_value *nv = &c->newtup.values[j];
-    bool older = !(cv[j].node[0] && !entry_seen(m, st, &cv[j]) && !entry_later(&w, &cv[j]));
+    bool concurrent = cv[j].node[0] && !entry_seen(m, st, &cv[j]);
+    bool older = !(concurrent && !entry_later(&w, &cv[j]));
     if (is_key_col(r, j)) { /* an insert wrote the key too: its version (the value is the key's own) */
       if (c->op == OD_OP_INSERT && older && !counters_only) {
         cv[j] = w;
@@ -1223,6 +1311,10 @@ static int image_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
                             : (od_value){.kind = OD_VALUE_NULL};
     bool ctr = kc >= 0 && int_of(&iv, &img);
     if (counters_only && !ctr) continue;
+    if (concurrent && kc < 0 && ctr_index(k, j) < 0) { /* a column rule orders the column's writes first */
+      int ord = col_order_val(m, r, j, nv, d->row[j]);
+      if (ord) older = ord > 0;
+    }
     if (!older && !ctr) continue;
     /* a counter: the tombstone's last value plus the delta, whichever write its version is */
     char *t = ctr ? ll_text(img + k->delta[kc]) : nv->kind == OD_VALUE_TEXT ? strndup(nv->data, nv->len) : NULL;
@@ -1288,6 +1380,17 @@ static bool mergeable(const pg_rel *r, const od_change *c, const decision *d) {
       return false;
   }
   return true;
+}
+
+/* column_merge with a column rule: an insert meeting a live row without column versions (a row only
+ * its node has written since the trigger) is merged too, each column against the row's version. Decided
+ * whole, the clock alone would order a ruled column there, while a third node, where the row had
+ * versions, orders it by the rule. */
+static bool insert_ruled(const pgs_mesh *m, const pg_rel *r, const od_change *c, const decision *d) {
+  if (c->op != OD_OP_INSERT || d->also || !d->row || d->tomb || !d->has_ver) return false;
+  for (int j = 0; j < r->rel->ncolumns && j < MERGE_COLS_MAX; j++)
+    if (!is_key_col(r, j) && col_has_rule(m, r, j)) return true;
+  return false;
 }
 
 /* An update with the full old row that changed no column (every new value equals the old one or
@@ -1393,10 +1496,11 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
       int ruled = 0;
       /* a remote delete against the live row: SQL rules only, with `remote` NULL */
-      if ((rc = rules_decide(s, m, r, changes, ci, d, cols, nctr, nfetch, rule_of, sq, c->op == OD_OP_DELETE, &ruled,
-                             err)))
+      /* (column_merge: column rules order one column's writes in the merge, never a whole pair) */
+      if ((rc = rules_decide(s, m, r, changes, ci, d, cols, nctr, nfetch, rule_of, sq, c->op == OD_OP_DELETE || exact,
+                             &ruled, err)))
         return rc;
-      merge = !ruled && pol->policy == POL_COLUMN_MERGE && mergeable(r, c, d);
+      merge = !ruled && pol->policy == POL_COLUMN_MERGE && (mergeable(r, c, d) || insert_ruled(m, r, c, d));
       if (pol->policy == POL_COLUMN_MERGE && !ruled && !merge && c->op == OD_OP_UPDATE && c->old_kind != 'O' &&
           !m->merge_warned) {
         m->merge_warned = true;
@@ -1459,7 +1563,9 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   d->lmask = 0;
   if (apply) { /* the key's version is now the peer's */
     bool partial = d->has_ver && (!d->tomb || d->row); /* the columns it did not change keep their versions */
-    if (exact && d->has_ver && d->tomb && d->row && (rc = recreate_override(s, m, r, c, ci, d, &k, err))) return rc;
+    uint64_t kept = 0; /* columns a re-creation left to the tombstone's (a column rule) */
+    if (exact && d->has_ver && d->tomb && d->row && (rc = recreate_override(s, m, r, c, ci, d, &k, st, &kept, err)))
+      return rc;
     /* A re-creation holds the tombstone's columns, which its author had not seen: later changes of
      * the key in the same source transaction are merged by column (as where the write met the live
      * row and was merged), never applied whole with their author's values of those columns. */
@@ -1480,7 +1586,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       const od_value *vals = c->newtup.values;
       for (size_t o = 0; o < m->novr; o++)
         if (m->ovr[o].idx == ci) vals = m->ovr[o].vals; /* a re-created row's values */
-      if (!pgs_mesh_colver_note(m, d, c, st, partial, 0, ncols_of(d)) ||
+      if (!pgs_mesh_colver_note(m, d, c, st, partial, kept, ncols_of(d)) ||
           (c->op != OD_OP_DELETE && !pgs_mesh_colver_row_set(d, vals, c->newtup.ncolumns)))
         return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     } else {

@@ -16,6 +16,10 @@
 # fallback last_writer_wins, with REPLICA IDENTITY FULL: mesh_converge_colmerge.sh runs it in CI); MESH_TXNS
 # (default 1000) the load; MESH_KEYS (default 30) the number of shared keys (fewer: more conflicts per key).
 # MESH_GC_INTERVAL (e.g. 1): mesh.gc_interval_s, and the clean-up must have removed tombstones on every node.
+# MESH_COLRULE=1 (with MESH_POLICY=column_merge: mesh_converge_colrule.sh): a column st and the rule
+# "public.items.st: higher wins", which orders st's concurrent writes (docs/MULTI_MASTER.md, "Business
+# rules and column_merge"); st only grows along causality, as a rule needs: updates add 1-3, an
+# insert takes the clock in µs (the nodes share this machine's clock, so a write that saw another is later).
 # MESH_SKEW_US (default 0): node c's PostgreSQL clock runs that many µs off (tests/tools/preload/
 # clockshift.c, as in mesh_hlc_skew.sh), so last_writer_wins orders by hybrid logical clocks under skew.
 set -euo pipefail
@@ -27,6 +31,8 @@ POLICY=${MESH_POLICY:-last_writer_wins}
 TXNS=${MESH_TXNS:-1000}
 KEYS=${MESH_KEYS:-30}
 test_init mesh_converge
+COLRULE=${MESH_COLRULE:-}
+[[ -z $COLRULE || $POLICY == column_merge ]] || fail "MESH_COLRULE needs MESH_POLICY=column_merge"
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 SKEW=${MESH_SKEW_US:-0}
 if [[ $SKEW != 0 ]]; then
@@ -42,7 +48,7 @@ else
 fi
 for n in a b c; do
   node_psql $n <<SQL
-CREATE TABLE items (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
+CREATE TABLE items (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0${COLRULE:+, st bigint NOT NULL DEFAULT 0});
 CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);
 INSERT INTO items SELECT g, 'init', 0 FROM generate_series(1, $KEYS) g;
 SQL
@@ -54,6 +60,9 @@ CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
 EXTRA=""
 [[ $POLICY == priority ]] && EXTRA="  priority: [b, a, c]"
+# (MESH_COLRULE=norule: the same column and workload without the rule, for comparison)
+[[ -n $COLRULE && $COLRULE != norule ]] && EXTRA='  rules: ["public.items.st: higher wins"]'
+
 # MESH_GC_INTERVAL=1: the clean-up of tombstones and _odsync_hlc runs every second during the load
 # (tests/env/mesh.sh puts it in the config)
 GC=${MESH_GC_INTERVAL:-}
@@ -61,15 +70,23 @@ mesh_config "$CONFIG" "$POLICY" "public.items, public.mesh_marker" "$EXTRA"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 120
 
+# MESH_COLRULE: st grows with every write of the row (1-3 per update, the clock in µs on an insert)
+INS_ST="" UPS_ST="" UPD_ST=""
+if [[ -n $COLRULE ]]; then
+  INS_ST=", (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+  UPS_ST=", st = items.st + :step"
+  UPD_ST=", st = st + :step"
+fi
 cat >"$TEST_TMP/load.sql" <<SQL
 \set k random(1, $KEYS)
 \set k2 random(1, $KEYS)
 \set op random(1, 10)
+\set step random(1, 3)
 \if :op <= 3
-INSERT INTO items VALUES (:k, 'i' || :client_id || '-' || md5(random()::text), 1)
-  ON CONFLICT (id) DO UPDATE SET v = excluded.v, n = items.n + 1;
+INSERT INTO items VALUES (:k, 'i' || :client_id || '-' || md5(random()::text), 1$INS_ST)
+  ON CONFLICT (id) DO UPDATE SET v = excluded.v, n = items.n + 1$UPS_ST;
 \elif :op <= 7
-UPDATE items SET v = 'u' || :client_id || '-' || md5(random()::text), n = n + 1 WHERE id = :k;
+UPDATE items SET v = 'u' || :client_id || '-' || md5(random()::text), n = n + 1$UPD_ST WHERE id = :k;
 \elif :op <= 8
 BEGIN;
 UPDATE items SET n = n + 1 WHERE id = :k;
@@ -123,10 +140,10 @@ for round in 1 2; do
 done
 diverged() { # A B: show what differs (rows, tombstones, versions, conflicts of those keys), then fail
   local n keys
-  keys=$( (node_psql "$1" -c "SELECT id || ':' || v || ':' || n FROM items"; node_psql "$2" -c "SELECT id || ':' || v || ':' || n FROM items") |
+  keys=$( (node_psql "$1" -c "SELECT id || ':' || v || ':' || n || ':' || ${COLRULE:+st ||} '' FROM items"; node_psql "$2" -c "SELECT id || ':' || v || ':' || n || ':' || ${COLRULE:+st ||} '' FROM items") |
     sort | uniq -u | cut -d: -f1 | sort -un | paste -sd, -)
   for n in a b c; do
-    log "node $n, keys $keys: $(node_psql $n -c "SELECT string_agg(id || '=' || v || '@' || (pg_xact_commit_timestamp_origin(xmin)).roident || '/' || (extract(epoch FROM (pg_xact_commit_timestamp_origin(xmin)).timestamp) * 1000000)::int8, ' ') FROM items WHERE id IN ($keys)")"
+    log "node $n, keys $keys: $(node_psql $n -c "SELECT string_agg(id || '=' || v || ':' || n || ${COLRULE:+':' || st ||} '@' || (pg_xact_commit_timestamp_origin(xmin)).roident || '/' || (extract(epoch FROM (pg_xact_commit_timestamp_origin(xmin)).timestamp) * 1000000)::int8, ' ') FROM items WHERE id IN ($keys)")"
     log "  tombstones: $(node_psql $n -c "SELECT string_agg(key || '@' || (pg_xact_commit_timestamp_origin(xmin)).roident, ' ') FROM _odsync_tombstones WHERE tbl = 'public.items' AND key = ANY (string_to_array('$keys', ','))")"
     log "  versions: $(node_psql $n -c "SELECT string_agg(key || '=' || node || '/' || ts || coalesce(' [' || also || ']', ''), ' ') FROM _odsync_versions WHERE tbl = 'public.items' AND key = ANY (string_to_array('$keys', ','))")"
     [[ $POLICY == column_merge ]] &&
@@ -156,6 +173,13 @@ done
 kinds_all=$(for n in a b c; do node_psql $n -c "SELECT DISTINCT kind FROM _odsync_conflicts"; done | sort -u | wc -l)
 ((kinds_all >= 2)) || fail "only $kinds_all kind(s) of conflict seen; expected several"
 log "rows: $(node_psql a -c 'SELECT count(*) FROM items'), conflicts logged: $total"
+if [[ -n $COLRULE && $COLRULE != norule ]]; then # the rule ordered st in merged conflicts (listed under "rule") on every node
+  for n in a b c; do
+    ruled=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE policy = 'column_merge' AND merged -> 'rule' ? 'st'")
+    log "node $n: $ruled conflicts with st ordered by the rule"
+    ((ruled > 0)) || fail "node $n: no merged conflict lists st under rule"
+  done
+fi
 if [[ -n $GC && $GC != 0 ]]; then # the clean-up did run and removed tombstones on every node
   for n in a b c; do
     removed=$(grep -o "mesh clean-up on node $n .*removed [0-9]* tombstones" "$LOG" | grep -o "removed [0-9]*" | awk '{ s += $2 } END { print s + 0 }')

@@ -243,21 +243,22 @@ grep -q "mesh_session: false only checks a mesh sink" "$TEST_TMP/checks_only.log
   fail "a mesh_session: false sink wrote a checkpoint at b"
 node_psql a -c "SELECT pg_drop_replication_slot('odsync_checks_only')" >/dev/null
 
-log "a hand-written mesh sink with a rule on a column_merge table is refused"
+log "a hand-written mesh sink with an SQL rule on a column_merge table is refused"
 # (the mesh: section refuses it at parse time, tests/unit/test_config_mesh.c; a pipeline written by
-# hand reaches the sink's own check, which must name the rule and its table)
+# hand reaches the sink's own check, which must name the rule and its table; the column rule before
+# it is accepted: it orders one column's concurrent writes)
 cat >"$TEST_TMP/rule_merge.yaml" <<YAML
 state_dir: $TEST_TMP/state_rule_merge
 pipelines:
   - name: rule_merge
     source: { type: postgres, dsn: "${NODE_DSN[a]}", slot: odsync_rule_merge, snapshot: never, tables: [public.items] }
     sink: { type: postgres, dsn: "${NODE_DSN[b]}", mesh_node: b, mesh_peer: a, mesh_nodes: [a, b],
-            mesh_policy: column_merge, mesh_rules: ["public.items.n: higher wins"] }
+            mesh_policy: column_merge, mesh_rules: ["public.items.n: higher wins", "public.items: sql: remote.n > local.n"] }
 YAML
 rc=0
 out=$("$ODSYNC_BIN" check -c "$TEST_TMP/rule_merge.yaml" 2>&1) || rc=$?
-[[ $rc != 0 ]] || fail "odsync check accepted a rule on a column_merge table: $out"
-grep -qF "mesh_rules[0] 'public.items.n: higher wins': table public.items has policy column_merge" <<<"$out" ||
+[[ $rc != 0 ]] || fail "odsync check accepted an SQL rule on a column_merge table: $out"
+grep -qF "mesh_rules[1] 'public.items: sql: remote.n > local.n': table public.items has policy column_merge, where an SQL rule" <<<"$out" ||
   fail "the refusal does not name the rule and its table: $out"
 [[ $(node_psql a -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'odsync_rule_merge'") == 0 ]] ||
   fail "odsync check created a slot for a refused pipeline"

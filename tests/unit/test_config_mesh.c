@@ -226,32 +226,44 @@ TEST(mesh_policies_errors) {
                "column_merge (mesh.policy) on a mesh of 3 nodes needs fallback last_writer_wins") != NULL);
 }
 
-/* A business rule on a column_merge table is refused where it is written (docs/MULTI_MASTER.md,
- * "Business rules and column_merge"): column and SQL rules, the table's policy per table or
- * mesh-wide, a table listed without its schema; a rule on another table stays accepted. */
-TEST(mesh_rules_refused_on_column_merge_tables) {
+/* Rules on a column_merge table (docs/MULTI_MASTER.md, "Business rules and column_merge"): column
+ * rules accepted (they order one column's concurrent writes); an SQL rule refused where it is
+ * written, the table's policy per table or mesh-wide, a table listed without its schema; a column
+ * rule on a counter column refused; an SQL rule on another table stays accepted. */
+TEST(mesh_rules_on_column_merge_tables) {
   od_error e;
+  od_config *c = parse_ok(MESH_POL("  policies: { public.p: column_merge }\n"
+                                   "  rules: [\"public.p.v: higher wins\", \"public.p.s: new < paid\"]\n"));
+  const od_config_entry *r = od_config_find(&c->pipelines[0].sinks[0].section, "mesh_rules");
+  CHECK(r && r->nlist == 2);
+  od_config_free(c);
   CHECK_STR(parse_err(MESH_POL("  policies: { public.p: column_merge }\n"
-                               "  rules: [\"public.items.v: higher wins\", \"public.p.v: higher wins\"]\n"), &e),
-            "cfg.yaml:4:42: mesh.rules[1] 'public.p.v: higher wins': table public.p has policy column_merge, and a "
-            "rule decides a concurrent pair as two whole rows while column_merge builds a row from several writes: "
-            "the nodes could end with different rows (docs/MULTI_MASTER.md, \"Business rules and column_merge\"). "
-            "Remove the rule, or give the table another policy in mesh.policies");
+                               "  rules: [\"public.p.v: higher wins\", \"public.p: sql: remote.v > local.v\"]\n"), &e),
+            "cfg.yaml:4:38: mesh.rules[1] 'public.p: sql: remote.v > local.v': table public.p has policy "
+            "column_merge, where a row is built from several writes and an SQL rule, which judges two whole rows, "
+            "would let the nodes end with different rows (docs/MULTI_MASTER.md, \"Business rules and column_merge\"). "
+            "Use column rules ('schema.table.column: higher wins' or 'schema.table.column: a < b < c'), which order "
+            "one column's concurrent writes there, or give the table another policy in mesh.policies");
   CHECK(strstr(parse_err(MESH_POL("  policy: column_merge\n  rules: [\"public.stock: sql: remote.n > local.n\"]\n"),
                          &e),
                "mesh.rules[0] 'public.stock: sql: remote.n > local.n': table public.stock has policy column_merge") !=
         NULL);
   CHECK(strstr(parse_err("mesh:\n  tables: [items]\n  policies: { items: { policy: column_merge } }\n"
-                         "  rules: [\"public.items.s: new < paid\"]\n  nodes:\n"
+                         "  rules: [\"public.items: sql: remote.s > local.s\"]\n  nodes:\n"
                          "    - { name: a, dsn: d1 }\n    - { name: b, dsn: d2 }\n", &e),
-               "mesh.rules[0] 'public.items.s: new < paid': table public.items has policy column_merge") != NULL);
+               "mesh.rules[0] 'public.items: sql: remote.s > local.s': table public.items has policy column_merge") !=
+        NULL);
+  CHECK(strstr(parse_err(MESH_POL("  policy: column_merge\n  counters: [public.p.n]\n"
+                                  "  rules: [\"public.p.n: higher wins\"]\n"), &e),
+               "mesh.rules[0] 'public.p.n: higher wins': public.p.n is a counter column of a column_merge table") !=
+        NULL);
   /* the table's own policy overrides the mesh's column_merge; another table's rule is not its */
-  od_config *c = parse_ok(MESH_POL("  policy: column_merge\n  policies: { public.p: last_writer_wins }\n"
-                                   "  rules: [\"public.p.v: higher wins\", \"public.p: sql: remote.v > local.v\"]\n"));
+  c = parse_ok(MESH_POL("  policy: column_merge\n  policies: { public.p: last_writer_wins }\n"
+                        "  rules: [\"public.p.v: higher wins\", \"public.p: sql: remote.v > local.v\"]\n"));
   CHECK(c->npipelines == 2);
   od_config_free(c);
-  c = parse_ok(MESH_POL("  policies: { public.p: column_merge }\n  rules: [\"public.items.v: higher wins\"]\n"));
-  const od_config_entry *r = od_config_find(&c->pipelines[0].sinks[0].section, "mesh_rules");
+  c = parse_ok(MESH_POL("  policies: { public.p: column_merge }\n  rules: [\"public.items: sql: remote.v > local.v\"]\n"));
+  r = od_config_find(&c->pipelines[0].sinks[0].section, "mesh_rules");
   CHECK(r && r->nlist == 1);
   od_config_free(c);
 }
