@@ -1423,7 +1423,12 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   const od_change *c = &changes[ci];
   bool exact = pol->policy == POL_COLUMN_MERGE; /* a version per column for every write */
   ctr_in k = ctr_of(c, cols, nctr); /* counter columns, and the change's deltas */
-  if (d->seq == st->seq) { /* the key's first change in this source transaction decided for the rest */
+  /* The key's first change in this source transaction decides for the rest — but on a column_merge
+   * table not for a delete after it: the first change may have been merged (its columns taken, the
+   * row kept), which says nothing about the row's existence; the delete competes for that itself,
+   * as one in its own transaction would (and where it is applied, its tombstone image is the row as
+   * the transaction left it: d->touch below). */
+  if (d->seq == st->seq && !(exact && c->op == OD_OP_DELETE)) {
     *keep = d->apply;
     int rc = OD_OK;
     bool merged = d->apply && d->merge && mergeable(r, c, d);
@@ -1576,6 +1581,12 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
      * does not fire, so the tombstone would keep its old version: an older local delete (origin
      * 0) would then stand for the key's version and later writes be judged against it. */
     if (c->op == OD_OP_DELETE && !d->live0) d->touch = true;
+    /* column_merge: a delete after this run's earlier writes of the live row. The set-based apply
+     * keeps a key's last operation only, so the DELETE meets the row as it was before the run and
+     * the trigger's tombstone image misses those writes, while the columns' versions name them: a
+     * re-creation from that image would hold a value apart from its version. Rewrite the image
+     * from the row as the run left it, as for a key without a row. */
+    if (c->op == OD_OP_DELETE && exact && d->queued && !d->tomb && d->row) d->touch = true;
     d->has_ver = true;
     d->ours = true;
     d->tomb = c->op == OD_OP_DELETE;
