@@ -458,29 +458,6 @@ static int rule_cols(const pgs_mesh *m, const pg_rel *r, int *cols, int n, int *
   return n;
 }
 
-/* One column rule (fetched column k) on a concurrent pair: >0 the remote version wins, <0 the local
- * one, 0 undecided (equal, or a value the rule cannot rank). */
-static int col_rule(const pgs_mesh *m, const od_change *c, const decision *d, const int *cols, int k,
-                    const int *rule_of) {
-  const struct rule *ru = &m->rules[rule_of[k]];
-  const od_value *rv = cols[k] < c->newtup.ncolumns ? &c->newtup.values[cols[k]] : NULL;
-  const char *lval = k < d->nval ? d->val[k] : NULL;
-  if (!rv || rv->kind != OD_VALUE_TEXT || !lval) return 0;
-  if (!ru->order) {
-    char *e1 = NULL, *e2 = NULL;
-    double a = strtod(rv->data, &e1), b = strtod(lval, &e2);
-    if (e1 == rv->data || e2 == lval || a == b) return 0;
-    return a > b ? 1 : -1;
-  }
-  int ra = -1, rb = -1;
-  for (int i = 0; i < ru->norder; i++) {
-    if (strcmp(ru->order[i], rv->data) == 0) ra = i;
-    if (strcmp(ru->order[i], lval) == 0) rb = i;
-  }
-  if (ra < 0 || rb < 0 || ra == rb) return 0;
-  return ra > rb ? 1 : -1;
-}
-
 /* A column rule's rank of a value (text of len bytes; NULL: SQL NULL): its number ("higher wins") or
  * its position in the order. false: a value the rule cannot rank (NULL, not a finite number, not in
  * the order). */
@@ -500,6 +477,20 @@ static bool rule_rank(const struct rule *ru, const char *v, size_t len, double *
       return true;
     }
   return false;
+}
+
+/* One column rule (fetched column k) on a concurrent pair: >0 the remote version wins, <0 the local
+ * one, 0 undecided (equal, or a value the rule cannot rank on either side). */
+static int col_rule(const pgs_mesh *m, const od_change *c, const decision *d, const int *cols, int k,
+                    const int *rule_of) {
+  const struct rule *ru = &m->rules[rule_of[k]];
+  const od_value *rv = cols[k] < c->newtup.ncolumns ? &c->newtup.values[cols[k]] : NULL;
+  const char *lval = k < d->nval ? d->val[k] : NULL;
+  double a = 0, b = 0;
+  if (!rv || rv->kind != OD_VALUE_TEXT || !rule_rank(ru, rv->data, rv->len, &a) ||
+      !rule_rank(ru, lval, lval ? strlen(lval) : 0, &b) || a == b)
+    return 0;
+  return a > b ? 1 : -1;
 }
 
 /* The column rule of mesh_rules matching column j of r, from index *i on (advanced past it); NULL: none. */

@@ -294,9 +294,10 @@ void pgs_mesh_colver_read_sql(const pgs_mesh *m, od_sqlbuf *b, int tbl_param);
 bool pgs_mesh_colver_resolve(const pgs_mesh *m, decision *d, const local_ver *lv, int ncol);
 /* After a remote change applied to d (stamp st): d->also becomes its column versions. A delete: none
  * (NULL); an update with its old image on a live row whose versions are known (partial_ok and
- * d->also): the columns it changed (outside `skip`) get the write's version, the others keep
- * theirs; anything else (an insert, a re-created row): every column the write's. false on
- * out-of-memory. */
+ * d->also): the columns it changed get the write's version, the others keep theirs; anything else
+ * (an insert, a re-created row): every column the write's. Columns in `skip` (bit j: column j, the
+ * first 64) keep theirs in both cases (a merge's local winners, a re-creation's ruled columns).
+ * false on out-of-memory. */
 bool pgs_mesh_colver_note(const pgs_mesh *m, decision *d, const od_change *c, const stamp *st, bool partial_ok,
                           uint64_t skip, int ncol);
 /* d->row (allocated for every column when missing) takes the values a write sets (not UNCHANGED
