@@ -5,8 +5,9 @@
  * from the source's "odsync.mesh" messages), the DDL of the conflict log (_odsync_conflicts), the
  * tombstones (_odsync_tombstones), the row-version side table (_odsync_versions) and the records of
  * unique values rows left (_odsync_unique_left, with its trigger), all next to the checkpoint table, the causal-delivery progress cache and the flow of a batch. The decisions
- * themselves (key states, versions query, policies, counters, conflict log rows) are in
- * postgres_mesh_decide.c; the shared state in postgres_mesh_internal.h.
+ * themselves (key states, versions query, policies, conflict log rows) are in
+ * postgres_mesh_decide.c, counters in postgres_mesh_counter.c, column versions, column rules and
+ * column merges in postgres_mesh_colmerge.c; the shared state in postgres_mesh_internal.h.
  * Does, per sink transaction (several source transactions share one target transaction; a row's
  * version is the side table's when a mesh sink wrote it last, else its xmin's commit time; the
  * changes of its apply() calls are held back, copied, and go as one run at the commit, or earlier
@@ -202,7 +203,7 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
                      e && e->list_col ? e->list_col[i] : cfg->col, cfg->path, i, list[i]);
   }
   /* column_merge (docs/MULTI_MASTER.md, "Business rules and column_merge"): a column rule orders one
-   * column's concurrent writes (postgres_mesh_decide.c, col_order); an SQL rule judges two whole
+   * column's concurrent writes (postgres_mesh_colmerge.c, col_order); an SQL rule judges two whole
    * rows, and such a row is a mix of several writes: refused, as is a rule on a counter column. */
   for (int i = 0; i < m->nrules; i++) {
     const struct rule *ru = &m->rules[i];

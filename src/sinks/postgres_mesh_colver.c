@@ -8,8 +8,9 @@
  * node, the xid's commit time, its hlc: resolved at read time like a row's xmin), the merge of
  * those with the side table's per-column versions into a key state's complete list, and the list
  * after a remote change is applied.
- * Never touches: the decisions (postgres_mesh_decide.c), transactions, the apply path, the
- * versions statement's other parts (postgres_mesh.c writes the lists and clears _odsync_colver).
+ * Never touches: the decisions (postgres_mesh_decide.c, postgres_mesh_colmerge.c), transactions, the
+ * apply path, the versions statement's other parts (postgres_mesh.c writes the lists and clears
+ * _odsync_colver).
  * Pointer ownership: d->also is the key state's (malloc'd; replaced here, the old one freed); the
  * local_ver's strings point into the caller's PGresult.
  */

@@ -1,6 +1,8 @@
 /* sinks/postgres_mesh_internal.h — state shared by postgres_mesh.c (config, session, stamps, causal
- * delivery, the batch flow) and postgres_mesh_decide.c (key states, the versions query, conflict
- * decisions, counters, the conflict log). Private to the PostgreSQL sink.
+ * delivery, the batch flow), postgres_mesh_decide.c (key states, the versions query, conflict
+ * decisions, the conflict log), postgres_mesh_counter.c (counter columns, the run's overrides),
+ * postgres_mesh_colmerge.c (column versions, column rules, column merges) and the other
+ * postgres_mesh_*.c files. Private to the PostgreSQL sink.
  */
 #ifndef ODSYNC_SINKS_POSTGRES_MESH_INTERNAL_H
 #define ODSYNC_SINKS_POSTGRES_MESH_INTERNAL_H
@@ -277,7 +279,6 @@ void pgs_mesh_pvv_committed(pgs_mesh *m);
 void pgs_mesh_pvv_rollback(pgs_mesh *m);
 /* postgres_mesh_decide.c */
 void pgs_mesh_dec_clear(pgs_mesh *m);
-void pgs_mesh_overrides_free(pgs_mesh *m);
 /* Decide the changes of relation r in changes[from, to) (m->sidx gives each change's stamp): fills
  * keepflag[i - from]; logs conflicts; queues the keys written for finish_run (m->wr). */
 int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *changes, size_t from, size_t to,
@@ -317,20 +318,18 @@ const char *pgs_mesh_prepared(pgs_sink *s, pgs_mesh *m, const char *table, const
  * *res: the read's rows (the caller's). */
 int pgs_mesh_versions_exec(pgs_sink *s, pgs_mesh *m, const char *table, const char *lock_sql, const char *sql,
                            int n, const char *const *params, PGresult **res, od_error *err);
-/* After the run's apply: counters of a key whose remote update lost get their merged values. */
-int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err);
 /* The key state of (r, key) in the open run, added without a version when there is none (key is
  * copied); NULL on out-of-memory. */
 decision *pgs_mesh_dec_get(pgs_mesh *m, const pg_rel *r, const char *key);
 /* The key state of (r, key) in the open run, or NULL (nothing added). */
 decision *pgs_mesh_dec_peek(pgs_mesh *m, const pg_rel *r, const char *key);
-/* Whether the remote write (stamp st) had seen the version (node, ts) ("" node: this node). */
-bool pgs_mesh_ver_seen(const pgs_mesh *m, const stamp *st, const char *node, int64_t ts);
 /* Queue d's version (and tombstone, fix) for the run's finish; false on out-of-memory. */
 bool pgs_mesh_wr_push(pgs_mesh *m, decision *d);
 /* Whether the remote write (stamp st) wins against the local version d under policy `policy`
  * (POL_*; never POL_COLUMN_MERGE): the same answer on every node for the same pair. */
 bool pgs_mesh_remote_wins_by(const pgs_mesh *m, int policy, const mesh_pol *pol, const stamp *st, const decision *d);
+/* The same under pol's policy (column_merge: its fallback, for whole rows); everything borrowed. */
+bool pgs_mesh_remote_wins(const pgs_mesh *m, const mesh_pol *pol, const stamp *st, const decision *d);
 /* JSON text of a tuple (values as strings), appended to b. */
 void pgs_mesh_tuple_json(od_sqlbuf *b, const od_relation *rel, const od_tuple *t);
 /* postgres_mesh_sqlrule.c: SQL-expression rules ("schema.table: sql: EXPR") */
@@ -363,6 +362,91 @@ int pgs_mesh_sqlrule_eval(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run
 int pgs_mesh_sqlrule_get(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, const od_change *changes,
                          size_t ci, decision *d, int k, int *out, od_error *err);
 void pgs_mesh_sqlrule_end(sqlrule_run *q);
+/* postgres_mesh_counter.c: counter columns (mesh_counters) and the run's overrides (m->ovr) */
+/* The counter columns of a table and one change's deltas (new - old of each: an update with its
+ * full old row and integers on both sides; delta_ok false otherwise). */
+typedef struct ctr_in {
+  const int *cols; /* column indexes (the first n fetched columns of the versions read) */
+  int n;
+  bool delta_ok;
+  long long delta[COUNTERS_MAX];
+} ctr_in;
+/* After the run's apply: counters of a key whose remote update lost get their merged values. */
+int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err);
+/* Free the run's overrides (their value arrays and texts) and empty the list (m->ovr stays allocated). */
+void pgs_mesh_overrides_free(pgs_mesh *m);
+/* The counter columns of r into cols (column indexes, at most COUNTERS_MAX); returns how many. */
+int pgs_mesh_counter_cols(const pgs_mesh *m, const pg_rel *r, int *cols);
+/* v as an integer into *out; false when v is not text or not a whole integer. */
+bool pgs_mesh_int_of(const od_value *v, long long *out);
+/* Room for one more entry in m->ovr (m owns the array, grown by doubling); OD_ENOMEM on failure. */
+int pgs_mesh_reserve_override(pgs_sink *s, pgs_mesh *m, od_error *err);
+/* The values change idx is applied with: its override's (owned by m->ovr), else c's new row (borrowed). */
+const od_value *pgs_mesh_applied_vals(const pgs_mesh *m, size_t idx, const od_change *c);
+/* The counter columns cols[0..n) (borrowed by the result) and c's deltas on them (delta_ok: c has them). */
+ctr_in pgs_mesh_ctr_of(const od_change *c, const int *cols, int n);
+/* Which counter of k column col is (its index), -1 none (k NULL: none). */
+int pgs_mesh_ctr_index(const ctr_in *k, int col);
+/* The text of v, malloc'd (the caller frees it); NULL on out-of-memory. */
+char *pgs_mesh_ll_text(long long v);
+/* d's counters (d->val, d->ctr: the key state's) follow the applied values vals (UNCHANGED kept); false: OOM. */
+bool pgs_mesh_ctr_sync(decision *d, const ctr_in *k, const od_value *vals, int nvals);
+/* column_merge: the same from the key state's row d->row; false on out-of-memory. */
+bool pgs_mesh_ctr_sync_row(decision *d, const ctr_in *k);
+/* Add c's deltas to d->ctr (local + delta); false: nothing to merge (no old row: warned; no delta or local value). */
+bool pgs_mesh_add_deltas(pgs_sink *s, const pg_rel *r, const od_change *c, decision *d, const ctr_in *k);
+/* The merged counters written: apply, an override of change idx (owned by m->ovr); else d is queued for a fix. */
+int pgs_mesh_write_counters(pgs_sink *s, pgs_mesh *m, const od_change *c, size_t idx, decision *d, const ctr_in *k,
+                            bool apply, od_error *err);
+/* postgres_mesh_colmerge.c: column versions, column rules and column merges (column_merge tables) */
+/* One column's (or the row's) version: the write that last set it (an empty node: unknown). */
+typedef struct ver_entry {
+  char node[64];
+  int64_t ts, hlc;
+  bool weak; /* "~": the local row's version at a merge for a column only the local side changed
+              * (maybe an earlier local write changed it): counts for "seen", but whether a
+              * later write changed the column locally is still told by value */
+} ver_entry;
+#define WINNER_MAX 64 /* a conflict's winner: a node's name (as decision.node) or "merged" */
+/* Whether the remote write (stamp st) had seen the version (node, ts) ("" node: this node). */
+bool pgs_mesh_ver_seen(const pgs_mesh *m, const stamp *st, const char *node, int64_t ts);
+/* d's row version (its node, or this node's; ts; hlc, else ts) as an entry (a copy). */
+ver_entry pgs_mesh_row_ver(const pgs_mesh *m, const decision *d);
+/* d->also parsed into out[0..ncol) (the caller's array; empty node: unknown); d is only read. */
+void pgs_mesh_col_vers(const decision *d, int ncol, ver_entry *out);
+/* The columns of d's table that carry versions (at most MERGE_COLS_MAX). */
+int pgs_mesh_ncols_of(const decision *d);
+/* Whether the remote writer had seen d's current version (on a merged row: every column's write). */
+bool pgs_mesh_seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d);
+/* The local version a concurrent write competes with as a whole row: a shallow copy of d (its pointers d's). */
+decision pgs_mesh_competitor(const pgs_mesh *m, const stamp *st, const decision *d);
+/* After a column merge: cv[0..n) (borrowed) becomes d's version: the latest as the row's, all in d->also. */
+int pgs_mesh_set_col_vers(pgs_sink *s, pgs_mesh *m, decision *d, const ver_entry *cv, int n, od_error *err);
+/* r's column rules appended to the fetched columns cols[n..] (rule_of[k]: rule index); returns the new total. */
+int pgs_mesh_rule_cols(const pgs_mesh *m, const pg_rel *r, int *cols, int n, int *rule_of);
+/* Business rules on a concurrent pair (sql_only: SQL rules only): *out >0 remote wins, <0 local, 0 none. */
+int pgs_mesh_rules_decide(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, size_t ci, decision *d,
+                          const int *cols, int from, int to, const int *rule_of, sqlrule_run *sq, bool sql_only,
+                          int *out, od_error *err);
+/* column_merge of c into the live row d->row: an override of change idx (in m->ovr), untaken columns UNCHANGED. */
+int pgs_mesh_merge_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_pol *pol, const stamp *st,
+                           const od_change *c, size_t idx, decision *d, ver_entry *cv, const ver_entry *rowv,
+                           const ctr_in *k, bool kdelta, bool *apply, od_sqlbuf *detail, char *winner,
+                           od_error *err);
+/* A re-creation takes d->row (the tombstone's) where it wrote nothing or *kept (ruled): an override in m->ovr. */
+int pgs_mesh_recreate_override(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, size_t idx,
+                               const decision *d, const ctr_in *k, const stamp *st, uint64_t *kept, od_error *err);
+/* A write that lost to a tombstone: the columns it wins go into the tombstone's image, d->row and d->also. */
+int pgs_mesh_image_columns(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *c, const stamp *st, decision *d,
+                           const ctr_in *k, bool counters_only, od_error *err);
+/* Whether c merges by column into d's live row (an update: old image, same key; an insert: column versions). */
+bool pgs_mesh_mergeable(const pg_rel *r, const od_change *c, const decision *d);
+/* Whether an insert meeting a live row without column versions is merged anyway (r has a column rule). */
+bool pgs_mesh_insert_ruled(const pgs_mesh *m, const pg_rel *r, const od_change *c, const decision *d);
+/* Whether c is an update with its full old row that changed no column. */
+bool pgs_mesh_wrote_nothing(const od_change *c);
+/* Whether every column of d has a recorded write in d->also. */
+bool pgs_mesh_all_cols_known(const decision *d);
 /* postgres_mesh_unique.c: clashes on non-primary unique indexes (docs/MULTI_MASTER.md, "unique") */
 typedef struct uniq_clash {
   size_t ci;       /* the change (index into the run's changes) whose new row clashes */
