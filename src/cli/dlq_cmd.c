@@ -56,6 +56,7 @@ typedef struct item {
   int attempts;
   char *change;   /* as stored (maybe sealed) */
   char *position;
+  od_dl_change *parsed; /* replay: the change applied, kept until the sink is closed (see run_sink) */
 } item;
 
 typedef struct items {
@@ -90,6 +91,7 @@ static void free_items(items *it) {
   for (size_t i = 0; i < it->n; i++) {
     free(it->v[i].change);
     free(it->v[i].position);
+    od_dl_change_free(it->v[i].parsed);
   }
   free(it->v);
 }
@@ -162,7 +164,7 @@ static int show_row(void *ctx, const od_dead_letter *dl) {
 }
 
 /* Apply one dead letter and remove it in one sink transaction; on rejection keep it, updated. */
-static int replay_one(dlq *q, od_sink *s, const char *label, const item *it) {
+static int replay_one(dlq *q, od_sink *s, const char *label, item *it) {
   od_error err;
   od_error_clear(&err);
   od_dl_change *c = NULL;
@@ -185,7 +187,7 @@ static int replay_one(dlq *q, od_sink *s, const char *label, const item *it) {
   if (!rc) rc = s->ops->commit_data(s, &err);
   char key[256];
   od_dead_letter_key(od_dl_change_get(c), key, sizeof key);
-  od_dl_change_free(c);
+  it->parsed = c; /* its relation outlives the sink's use of it: freed after the sink is closed */
   if (!rc) {
     q->done++;
     printf("replayed dead letter %lld of %s (key %s)%s\n", (long long)it->id, label, key,
@@ -287,7 +289,13 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
       q->found++;
       if (replay_one(q, s, label, &it.v[i])) q->failed++;
     }
+    /* A sink keeps what it learned of a table by the relation's address (a pipeline's relations
+     * live as long as its session): freed before the sink is closed, the next dead letter's
+     * relation could get the same address and be written as the other table (seen: a history
+     * row replayed with accounts' prepared statement). */
+    s->ops->close(s);
     free_items(&it);
+    return rc;
   }
   s->ops->close(s);
   return rc;

@@ -211,12 +211,14 @@ static void pgs_close(od_sink *base) {
   /* A session that committed says how many round trips each commit took (the head's latency). */
   od_log(s->stats.commits ? OD_LOG_INFO : OD_LOG_DEBUG,
          "postgres sink %s: %llu inserted, %llu updated, %llu deleted, %llu truncates, %llu missing "
-         "updates skipped, %llu deletes of missing rows, %llu statements prepared, %llu round trips over "
+         "updates skipped, %llu deletes of missing rows, %llu statements prepared, %llu new rows by COPY, "
+         "%llu round trips over "
          "%llu commits (%.2f per commit)",
          s->where, (unsigned long long)s->stats.inserted, (unsigned long long)s->stats.updated,
          (unsigned long long)s->stats.deleted, (unsigned long long)s->stats.truncated,
          (unsigned long long)s->stats.missing_skipped, (unsigned long long)s->stats.delete_missing,
-         (unsigned long long)s->stats.prepared, (unsigned long long)s->stats.round_trips,
+         (unsigned long long)s->stats.prepared, (unsigned long long)s->stats.copied,
+         (unsigned long long)s->stats.round_trips,
          (unsigned long long)s->stats.commits,
          s->stats.commits ? (double)s->stats.round_trips / (double)s->stats.commits : 0.0);
   disconnect(s);
@@ -282,7 +284,7 @@ static int check_memory(const od_config_section *cfg, const char *v, od_error *e
 }
 
 static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
-  static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", "bulk", "lock_timeout_ms",
+  static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", "bulk", "copy_min_rows", "lock_timeout_ms",
                                      "maintenance_work_mem", "mesh_node", "mesh_peer", "mesh_policy",
                                      "mesh_priority", "mesh_tables", "mesh_counters",
                                      "mesh_rules", "mesh_fallback", "mesh_table_policies", "mesh_join_from",
@@ -293,8 +295,9 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   if (rc == OD_OK) rc = od_config_string(cfg, "schema", NULL, &schema, err);
   if (rc == OD_OK) rc = od_config_string(cfg, "checkpoint_table", "public._odsync_checkpoint", &ck, err);
   bool bulk = true;
-  long lock_timeout_ms = 30000;
+  long lock_timeout_ms = 30000, copy_min_rows = 512;
   if (rc == OD_OK) rc = od_config_bool(cfg, "bulk", true, &bulk, err);
+  if (rc == OD_OK) rc = od_config_int(cfg, "copy_min_rows", 512, 0, 1000000, &copy_min_rows, err);
   if (rc == OD_OK) rc = od_config_int(cfg, "lock_timeout_ms", 30000, 0, 3600000, &lock_timeout_ms, err);
   if (rc == OD_OK) rc = od_config_string(cfg, "maintenance_work_mem", "512MB", &mwm, err);
   if (rc == OD_OK) rc = check_memory(cfg, mwm, err);
@@ -305,6 +308,7 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   if (!s) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
   s->base.ops = &od_sink_postgres;
   s->bulk_on = bulk;
+  s->copy_min_rows = (uint32_t)copy_min_rows;
   s->lock_timeout_ms = lock_timeout_ms;
   snprintf(s->maintenance_work_mem, sizeof s->maintenance_work_mem, "%s", mwm);
   s->dsn = strdup(dsn);

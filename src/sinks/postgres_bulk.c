@@ -28,6 +28,12 @@
  * odsync_new and its RELEASE, then a sync: if it met a key already there (23505), the run is
  * rolled back to the savepoint and sent again, same parameters, as the upsert; the next
  * PGS_CALM_FLUSHES flushes of that table then upsert their new rows at once.
+ * A run of at least copy_min_rows new rows (sink option, default 512; 0 never) goes by COPY ... FROM
+ * STDIN in text format instead of the plain INSERT, in the same savepoint: the pipeline is finished
+ * first (COPY runs outside pipeline mode), a 23505 takes the same fallback, a target that refuses
+ * COPY itself (a view: 42809, a feature: 0A...) gets a WARN and the plain INSERT from then on, and
+ * any other error fails the flush as the INSERT's would. COPY costs the server about half of
+ * INSERT ... unnest per row (no arrays to build and unnest), for two more round trips.
  * A run of fewer than PGS_OPTIMISTIC_MIN_ROWS new rows goes with the upsert at once: its own sync
  * would cost a round trip (at the head, with a few rows per commit, that round trip is most of
  * the latency: 2-3 round trips per commit instead of 1), while the upsert's extra cost (the
@@ -62,6 +68,7 @@
 #define NULL_LEN UINT32_MAX
 #define PGS_CALM_FLUSHES 16u /* after a 23505 fallback: flushes that upsert new rows at once */
 #define PGS_OPTIMISTIC_MIN_ROWS 64u /* fewer new rows in a flush: upserted, no sync of their own */
+#define PGS_COPY_PIECE (256u << 10) /* COPY rows handed to libpq in pieces of about this size */
 
 typedef struct bent {
   uint32_t off, klen, len, hash; /* in the arena: key values, then (upsert) every column */
@@ -78,6 +85,8 @@ struct pgs_bulk {
   bool *failed;           /* per parameter: a value did not encode in binary: sent as text */
   pgs_stmt del, ins, plain; /* names only ("" until prepared); plain: INSERT without ON CONFLICT */
   uint32_t calm;          /* flushes left that upsert 'I' rows (set after a 23505 fallback) */
+  bool nocopy;            /* the target refused COPY (a view, ...): new rows go as plain INSERT */
+  od_sqlbuf copy;         /* COPY text-format rows being handed to libpq */
   char *arena;
   size_t alen, acap;
   bent *ents;
@@ -110,6 +119,7 @@ void pgs_bulk_free(pgs_bulk *b) {
   free(b->ents);
   free(b->slots);
   od_sqlbuf_free(&b->sql);
+  od_sqlbuf_free(&b->copy);
   free(b);
 }
 
@@ -613,6 +623,119 @@ static int utility(pgs_sink *s, pg_rel *r, const char *sql, od_error *err) {
   return pgs_send_utility(s, r, sql, sql, err);
 }
 
+/* Append the row whose values start at pos (every column) to b->copy in COPY's text format:
+ * backslash, newline, carriage return and tab escaped, NULL as \N. */
+static bool copy_row(pgs_bulk *b, int n, size_t pos) {
+  od_sqlbuf *l = &b->copy;
+  for (int i = 0; i < n; i++) {
+    uint32_t len;
+    memcpy(&len, b->arena + pos, sizeof len);
+    pos += sizeof len;
+    if (!lit_reserve(l, len == NULL_LEN ? 4 : 2 * (size_t)len + 2)) return false;
+    char *o = l->p + l->len;
+    if (i) *o++ = '\t';
+    if (len == NULL_LEN) {
+      *o++ = '\\';
+      *o++ = 'N';
+    } else {
+      const char *p = b->arena + pos, *end = p + len;
+      while (p < end) {
+        const char *q = p; /* the run without special characters goes at once */
+        while (q < end && *q != '\\' && *q != '\n' && *q != '\r' && *q != '\t') q++;
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        if (q == end) break;
+        *o++ = '\\';
+        *o++ = *q == '\\' ? '\\' : *q == '\n' ? 'n' : *q == '\r' ? 'r' : 't';
+        p = q + 1;
+      }
+      pos += len;
+    }
+    l->len = (size_t)(o - l->p);
+  }
+  if (!lit_reserve(l, 1)) return false;
+  l->p[l->len++] = '\n';
+  return true;
+}
+
+/* COPY the new rows ('I') into the target, outside pipeline mode (the caller has finished the
+ * pipeline, after its SAVEPOINT odsync_new). On the server's refusal returns OD_OK and hands its
+ * error result to *refused (the caller's to PQclear; the transaction then needs the savepoint
+ * rolled back); another rc when the connection failed or memory ran out. */
+static int copy_new(pgs_sink *s, pg_rel *r, PGresult **refused, od_error *err) {
+  pgs_bulk *b = r->bulk;
+  int n = r->rel->ncolumns;
+  *refused = NULL;
+  od_sqlbuf *q = &b->sql;
+  od_sqlbuf_reset(q);
+  od_sqlbuf_add(q, "COPY ");
+  od_sqlbuf_add(q, r->qtarget);
+  od_sqlbuf_add(q, " (");
+  for (int i = 0; i < n; i++) {
+    if (i) od_sqlbuf_add(q, ", ");
+    od_sqlbuf_ident(q, r->rel->columns[i].name);
+  }
+  od_sqlbuf_add(q, ") FROM STDIN");
+  if (q->oom) return oom(s, r, err);
+  PGresult *res = PQexec(s->conn, q->p);
+  s->stats.round_trips++;
+  if (PQresultStatus(res) != PGRES_COPY_IN) {
+    if (PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
+      *refused = res;
+      return OD_OK;
+    }
+    int rc = pgs_fail(s, r->target, "starting COPY of new rows", res, err);
+    PQclear(res);
+    return rc;
+  }
+  PQclear(res);
+  bool sent = true, nomem = false;
+  b->copy.len = 0;
+  for (uint32_t e = 0; e < b->nent && sent; e++) {
+    if (b->ents[e].op != 'I') continue;
+    if (!copy_row(b, n, b->ents[e].off + b->ents[e].klen)) {
+      nomem = true;
+      break;
+    }
+    if (b->copy.len >= PGS_COPY_PIECE) {
+      sent = PQputCopyData(s->conn, b->copy.p, (int)b->copy.len) == 1;
+      b->copy.len = 0;
+    }
+  }
+  if (sent && !nomem && b->copy.len) sent = PQputCopyData(s->conn, b->copy.p, (int)b->copy.len) == 1;
+  b->copy.len = 0;
+  /* An early error of the server (a duplicate key among rows sent before) ends the COPY on its
+   * side: ending ours fails then, and the results below carry the error. */
+  if (sent) PQputCopyEnd(s->conn, nomem ? "odsync: out of memory" : NULL);
+  while ((res = PQgetResult(s->conn)) != NULL) {
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COPY_IN) { /* still ours to end: end it as failed */
+      PQclear(res);
+      if (PQputCopyEnd(s->conn, "odsync: COPY abandoned") != 1) break;
+      continue;
+    }
+    if (st != PGRES_COMMAND_OK && !*refused && PQresultErrorField(res, PG_DIAG_SQLSTATE)) *refused = res;
+    else PQclear(res);
+  }
+  s->stats.round_trips++;
+  if (PQstatus(s->conn) != CONNECTION_OK) {
+    if (*refused) PQclear(*refused), *refused = NULL;
+    return pgs_fail(s, r->target, "COPY of new rows", NULL, err);
+  }
+  if (nomem) {
+    if (*refused) PQclear(*refused), *refused = NULL;
+    return oom(s, r, err);
+  }
+  if (!sent && !*refused) return pgs_fail(s, r->target, "sending new rows (COPY)", NULL, err);
+  return OD_OK;
+}
+
+/* The target refused COPY itself, not the rows: a view (COPY needs an INSTEAD OF trigger there,
+ * INSERT does not), a feature this server lacks. */
+static bool copy_unsupported(const char *state) {
+  return state && (strncmp(state, "0A", 2) == 0 || strcmp(state, "42809") == 0);
+}
+
 /* The optimistic path for the new rows ('I'): a plain INSERT (no arbiter-index pre-check, no
  * speculative insertion) inside a savepoint, then a sync and the results read, so that a key
  * already on the target (23505: put there by a user, or by a snapshot) is known before anything
@@ -621,29 +744,55 @@ static int utility(pgs_sink *s, pg_rel *r, const char *sql, od_error *err) {
 static int flush_new(pgs_sink *s, pg_rel *r, od_error *err) {
   pgs_bulk *b = r->bulk;
   int n = r->rel->ncolumns, rc;
-  if (!b->plain.name[0] && (rc = prepare_insert(s, r, true, err))) return rc;
-  if ((rc = params_build(s, r, false, 'I', false, err)) || (rc = utility(s, r, "SAVEPOINT odsync_new", err)) ||
-      (rc = params_send(s, r, &b->plain, n, PGS_CMD_TRY_INSERT, "set-based insert", err)) ||
-      (rc = utility(s, r, "RELEASE SAVEPOINT odsync_new", err)))
-    return rc;
+  bool copy = s->copy_min_rows && b->nins >= s->copy_min_rows && !b->nocopy;
+  PGresult *refused = NULL; /* COPY's error, when the server refused it */
+  if (copy) {
+    if ((rc = utility(s, r, "SAVEPOINT odsync_new", err))) return rc;
+    rc = pgs_pipeline_finish(s, s->batch, err);
+    if (!rc) rc = copy_new(s, r, &refused, err);
+  } else {
+    if (!b->plain.name[0] && (rc = prepare_insert(s, r, true, err))) return rc;
+    if ((rc = params_build(s, r, false, 'I', false, err)) || (rc = utility(s, r, "SAVEPOINT odsync_new", err)) ||
+        (rc = params_send(s, r, &b->plain, n, PGS_CMD_TRY_INSERT, "set-based insert", err)) ||
+        (rc = utility(s, r, "RELEASE SAVEPOINT odsync_new", err)))
+      return rc;
+    s->try_conflict = false;
+    rc = pgs_pipeline_finish(s, s->batch, err);
+  }
+  const char *state = refused ? PQresultErrorField(refused, PG_DIAG_SQLSTATE) : NULL;
+  bool conflict = copy ? state && strcmp(state, "23505") == 0 : s->try_conflict;
+  bool unsupported = refused && !conflict && copy_unsupported(state);
   s->try_conflict = false;
-  rc = pgs_pipeline_finish(s, s->batch, err);
-  bool conflict = s->try_conflict;
-  s->try_conflict = false;
+  if (refused && !conflict && !unsupported && !rc) rc = pgs_fail(s, r->target, "COPY of new rows", refused, err);
+  if (unsupported)
+    od_warn("postgres sink %s: table %s: the target refused COPY (%s, SQLSTATE %s): its new rows go as INSERT "
+            "from now on", s->where, r->target, PQresultErrorField(refused, PG_DIAG_MESSAGE_PRIMARY), state);
+  PQclear(refused);
   if (!PQenterPipelineMode(s->conn) && !rc) rc = pgs_fail(s, r->target, "entering pipeline mode", NULL, err);
   if (rc) return rc;
+  if (unsupported) {
+    b->nocopy = true;
+    if ((rc = utility(s, r, "ROLLBACK TO SAVEPOINT odsync_new", err)) ||
+        (rc = utility(s, r, "RELEASE SAVEPOINT odsync_new", err)))
+      return rc;
+    return flush_new(s, r, err); /* the plain INSERT, now */
+  }
   if (!conflict) {
     s->stats.inserted += b->nins;
-    return OD_OK;
+    if (!copy) return OD_OK;
+    s->stats.copied += b->nins;
+    return utility(s, r, "RELEASE SAVEPOINT odsync_new", err); /* goes with the next statements */
   }
   od_info("postgres sink %s: table %s: %u new rows met a key already on the target; applied as an upsert",
           s->where, r->target, b->nins);
   b->calm = PGS_CALM_FLUSHES; /* the next flushes of this table upsert right away */
   s->stats.updated += b->nins;
-  /* s->pvals, b->plen and b->pfmt still describe the parameters params_build made. */
   if ((rc = utility(s, r, "ROLLBACK TO SAVEPOINT odsync_new", err)) ||
       (rc = utility(s, r, "RELEASE SAVEPOINT odsync_new", err)))
     return rc;
+  /* After the plain INSERT, s->pvals, b->plen and b->pfmt still describe the parameters
+   * params_build made; COPY made none. */
+  if (copy && (rc = params_build(s, r, false, 'I', false, err))) return rc;
   if (!b->ins.name[0] && (rc = prepare_insert(s, r, false, err))) return rc;
   return params_send(s, r, &b->ins, n, PGS_CMD_OTHER, "set-based upsert (key already there)", err);
 }
@@ -664,7 +813,10 @@ int pgs_bulk_flush(pgs_sink *s, pg_rel *r, od_error *err) {
   /* A mesh sink keeps the upsert: keys meet rows written at other nodes as a rule there, and the
    * extra sync of the optimistic path would hold its row locks across one more round trip. */
   /* A few new rows go with the upserts too: in the same round trip as the commit. */
-  bool few = b->nins < PGS_OPTIMISTIC_MIN_ROWS, calm = b->calm != 0;
+  /* copy_min_rows below PGS_OPTIMISTIC_MIN_ROWS: runs that short take the optimistic path too (by COPY). */
+  uint32_t opt_min = s->copy_min_rows && s->copy_min_rows < PGS_OPTIMISTIC_MIN_ROWS ? s->copy_min_rows
+                                                                                  : PGS_OPTIMISTIC_MIN_ROWS;
+  bool few = b->nins < opt_min, calm = b->calm != 0;
   bool optimistic = b->nins && !few && !calm && !s->mesh;
   if (b->nins && b->calm) b->calm--;
   if (b->nup || (b->nins && !optimistic)) {

@@ -103,6 +103,7 @@ typedef struct pgs_stats {
   uint64_t inserted, updated, deleted, truncated;
   uint64_t missing_skipped, delete_missing, prepared, round_trips;
   uint64_t commits; /* sink transactions committed (round_trips / commits: round trips per commit) */
+  uint64_t copied;  /* of the inserted rows, those sent by COPY (postgres_bulk.c) */
 } pgs_stats;
 
 typedef struct pgs_sink {
@@ -141,6 +142,7 @@ typedef struct pgs_sink {
   int pcap;
   pgs_stats stats;
   bool bulk_on;          /* config `bulk` (default true): set-based apply of keyed tables */
+  uint32_t copy_min_rows; /* config `copy_min_rows` (default 512, 0 never): new rows by COPY from this many */
   bool try_conflict;     /* pgs_pipeline_finish saw 23505 on a PGS_CMD_TRY_INSERT */
   const od_change *batch; /* the apply() batch being sent (borrowed, NULL outside send_range) */
   char maintenance_work_mem[32]; /* config: for building a deferred primary key */

@@ -259,7 +259,11 @@ poison_scenario() {
 
   odsync_start "$CONFIG" "$LOG"
   poison_txns 1 24
-  log "injected $(wc -l <"$POISON_EXPECT") poison changes in 24 transactions"
+  # One transaction of 600 new rows, one of them poison: the PostgreSQL sink sends such a run by
+  # COPY (postgres_bulk.c), which fails as a whole; isolating the batch finds the one row.
+  pg_psql -c "INSERT INTO accounts SELECT g, CASE WHEN g = 9300 THEN -1 ELSE g END, 'big' FROM generate_series(9000, 9599) g" >/dev/null
+  echo "public.accounts|insert|id=9300" >>"$POISON_EXPECT"
+  log "injected $(wc -l <"$POISON_EXPECT") poison changes in 25 transactions"
   poison_wait_settled 180
   [[ "$(dl_list)" == "$(poison_expect_sorted)" ]] ||
     { diff <(poison_expect_sorted) <(dl_list) >&2; fail "the dead letters are not exactly the rejected changes"; }

@@ -25,7 +25,9 @@
 # Asserts, after the inserts, after an update that rotates every value of every row to another
 # row's value (NULL <-> '' included), after an update that leaves the TOASTed values unchanged
 # (NULL is not confused with an unchanged value), and after a delete + re-insert:
-#   PG -> PG:     od_compare_pg equal (row text byte-exact; target column type = the source's
+#   PG -> PG:     (the sink with copy_min_rows: 1, so inserted rows go by COPY's text format and
+#                 updates by the set-based upsert; the test checks COPY carried rows)
+#                 od_compare_pg equal (row text byte-exact; target column type = the source's
 #                 format_type for built-in types, `text` for user-defined ones), plus a value by
 #                 value check: (id, column, NULL?, length, md5 of the text form) on both servers;
 #   PG -> SQLite: od_compare equal (value AND storage class per docs/TYPES.md), and the declared
@@ -113,7 +115,7 @@ pipelines:
   - name: topg
     source: { type: postgres, dsn: "$SRC_DSN", tables: [public.alltypes, public.keyless, public.bag,
                                                        public.presnap, public.presnap_kl] }
-    sink: { type: postgres, dsn: "$DST_DSN" }
+    sink: { type: postgres, dsn: "$DST_DSN", copy_min_rows: 1 }   # new rows by COPY, however few
 YAML
 log "edge values"
 # Rows 1..6 edge values, 7 all NULL, 8 empty values. 1 MB text: ~262,000 code points spread over
@@ -420,6 +422,11 @@ pg_psql -c "UPDATE keyless t SET $set_list FROM stage s WHERE s.id = (t.id + 2) 
 wait_all_equal "delete-reinsert-rotate"
 
 odsync_stop
+# The PostgreSQL sink runs with copy_min_rows: 1, so the inserted rows went by COPY (text format):
+# the 8 rows of alltypes (every type family, edge values) crossed that path, the updates the upsert.
+copied=$(grep -o 'postgres sink [^ ]*: .* [0-9]* new rows by COPY' "$LOG" | grep -o '[0-9]* new rows by COPY' | awk '{n += $1} END {print n + 0}')
+((copied >= 8)) || fail "the PostgreSQL sink sent only $copied new rows by COPY (copy_min_rows: 1)"
+log "PostgreSQL sink: $copied new rows by COPY"
 
 # ---- the oracles themselves must see a one-value difference ----------------------------------
 sqlite3 "$SINK_DB" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
