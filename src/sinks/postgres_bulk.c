@@ -638,17 +638,7 @@ static bool copy_row(pgs_bulk *b, int n, size_t pos) {
       *o++ = '\\';
       *o++ = 'N';
     } else {
-      const char *p = b->arena + pos, *end = p + len;
-      while (p < end) {
-        const char *q = p; /* the run without special characters goes at once */
-        while (q < end && *q != '\\' && *q != '\n' && *q != '\r' && *q != '\t') q++;
-        memcpy(o, p, (size_t)(q - p));
-        o += q - p;
-        if (q == end) break;
-        *o++ = '\\';
-        *o++ = *q == '\\' ? '\\' : *q == '\n' ? 'n' : *q == '\r' ? 'r' : 't';
-        p = q + 1;
-      }
+      o = pgs_copy_escape(o, b->arena + pos, len);
       pos += len;
     }
     l->len = (size_t)(o - l->p);

@@ -246,6 +246,10 @@ int pgs_load_finish(od_sink *base, const od_relation *rel, od_error *err);
 int pgs_load_end(pgs_sink *s, od_error *err);
 /* Abandon the COPY in progress (rollback, lost connection). */
 void pgs_load_abort(pgs_sink *s);
+/* Write len bytes at p to o in COPY's text format (backslash, newline, carriage return and tab
+ * escaped); o must have room for 2 * len bytes. Returns the end of what was written. Also used by
+ * postgres_bulk.c for its COPY of new rows. */
+char *pgs_copy_escape(char *o, const char *p, size_t len);
 
 /* postgres_bulk.c: set-based apply of the simple changes of keyed tables (see the file). */
 typedef struct pgs_bulk pgs_bulk;

@@ -174,6 +174,22 @@ static int copy_start(pgs_sink *s, const od_relation *rel, bool binary, od_error
   return OD_OK;
 }
 
+char *pgs_copy_escape(char *o, const char *p, size_t len) {
+  const char *end = p + len;
+  while (p < end) {
+    /* Copy the run without special characters at once. */
+    const char *q = p;
+    while (q < end && *q != '\\' && *q != '\n' && *q != '\r' && *q != '\t') q++;
+    memcpy(o, p, (size_t)(q - p));
+    o += q - p;
+    if (q == end) break;
+    *o++ = '\\';
+    *o++ = *q == '\\' ? '\\' : *q == '\n' ? 'n' : *q == '\r' ? 'r' : 't';
+    p = q + 1;
+  }
+  return o;
+}
+
 /* COPY's text format: backslash, newline, carriage return and tab escaped; NULL is \N. */
 static bool encode_text_row(pgs_sink *s, const od_tuple *t) {
   size_t need = 1;
@@ -188,18 +204,7 @@ static bool encode_text_row(pgs_sink *s, const od_tuple *t) {
       *o++ = 'N';
       continue;
     }
-    const char *p = v->data, *end = v->data + v->len;
-    while (p < end) {
-      /* Copy the run without special characters at once. */
-      const char *q = p;
-      while (q < end && *q != '\\' && *q != '\n' && *q != '\r' && *q != '\t') q++;
-      memcpy(o, p, (size_t)(q - p));
-      o += q - p;
-      if (q == end) break;
-      *o++ = '\\';
-      *o++ = *q == '\\' ? '\\' : *q == '\n' ? 'n' : *q == '\r' ? 'r' : 't';
-      p = q + 1;
-    }
+    o = pgs_copy_escape(o, v->data, v->len);
   }
   *o++ = '\n';
   s->copy_len = (size_t)(o - s->copy_buf);
