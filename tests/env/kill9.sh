@@ -5,7 +5,10 @@
 #   kill9_run sqlite|postgres     CONSISTENCY (strong|causal|eventual, default strong) picks the
 #                                 pipeline's consistency level (4 writers where the sink has them);
 #                                 KILL9_SOURCE_EXTRA adds keys to the source block (e.g. catch-up by
-#                                 batch decoding: "catchup_lag_bytes: 1")
+#                                 batch decoding: "catchup_lag_bytes: 1"); KILL9_WAIT_SESSION=1 makes
+#                                 each restart wait (up to 60 s) until the new session has started
+#                                 its source (the "streaming from" line) before the next random kill,
+#                                 so every kill falls after the source chose how to read
 #
 # odsync is killed with SIGKILL at random moments (at least MIN_KILLS=6 times) while a workload of many
 # small and some large (5,000-row) transactions runs for WORKLOAD_SECONDS (default 20), and restarted
@@ -180,7 +183,13 @@ YAML
     odsync_kill9
     kills=$((kills + 1))
     kill9_check_ack "kill $kills"
+    local sessions
+    sessions=$(grep -c "pipeline shop: streaming from" "$LOG" || true)
     odsync_start "$CONFIG" "$LOG"
+    if [[ ${KILL9_WAIT_SESSION:-0} == 1 ]] &&
+      ! wait_for "(( \$(grep -c 'pipeline shop: streaming from' '$LOG' || true) > $sessions ))" 60; then
+      log "restart $kills: no new session started its source within 60 s"
+    fi
   done
   workload_wait
   log "$kills kills done; waiting for the sink to catch up"

@@ -4,7 +4,10 @@
 # (get calls on a temporary copy of the slot, batches of 2,000 messages: the workload's 5,000-row
 # transactions are larger than a batch) until a batch comes back empty, then by streaming. On top of
 # kill9's assertions (slot never acknowledged past the sink, exact equality, no duplicates), the log
-# must show both modes and the switch between them.
+# must show both modes and the switch between them. Each restart waits for its session to start
+# the source (KILL9_WAIT_SESSION) before the next random kill: on a loaded machine a kill 0.3 s after
+# a restart could come before the source had looked at the slot, and the test then saw too few
+# entries into catch-up (CI of 17e8a8c: 1 of at least 3) without anything being wrong.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -13,6 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/kill9.sh"
 test_init pg_to_pg_kill9_catchup
 WORKLOAD_SECONDS=${WORKLOAD_SECONDS:-25}
 KILL9_SOURCE_EXTRA="catchup_lag_bytes: 1, catchup_exit_bytes: 0, catchup_batch_changes: 2000"
+KILL9_WAIT_SESSION=1
 kill9_run postgres
 entered=$(grep -c 'catching up by batch decoding' "$TEST_TMP/odsync.log" || true)
 left=$(grep -c 'caught up by batch decoding' "$TEST_TMP/odsync.log" || true)
