@@ -32,7 +32,8 @@
  * STDIN in text format instead of the plain INSERT, in the same savepoint: the pipeline is finished
  * first (COPY runs outside pipeline mode), a 23505 takes the same fallback, a target that refuses
  * COPY itself (a view: 42809, a feature: 0A...) gets a WARN and the plain INSERT from then on, and
- * any other error fails the flush as the INSERT's would. COPY costs the server about half of
+ * any other error fails the flush as the INSERT's would; a target with an INSERT rule (COPY does
+ * not fire rules) never gets COPY. COPY costs the server about half of
  * INSERT ... unnest per row (no arrays to build and unnest), for two more round trips.
  * A run of fewer than PGS_OPTIMISTIC_MIN_ROWS new rows goes with the upsert at once: its own sync
  * would cost a round trip (at the head, with a few rows per commit, that round trip is most of
@@ -85,7 +86,7 @@ struct pgs_bulk {
   bool *failed;           /* per parameter: a value did not encode in binary: sent as text */
   pgs_stmt del, ins, plain; /* names only ("" until prepared); plain: INSERT without ON CONFLICT */
   uint32_t calm;          /* flushes left that upsert 'I' rows (set after a 23505 fallback) */
-  bool nocopy;            /* the target refused COPY (a view, ...): new rows go as plain INSERT */
+  bool nocopy;            /* the target refused COPY (a view, ...) or has an INSERT rule: plain INSERT */
   od_sqlbuf copy;         /* COPY text-format rows being handed to libpq */
   char *arena;
   size_t alen, acap;
@@ -159,11 +160,19 @@ int pgs_bulk_ready(pgs_sink *s, pg_rel *r, od_error *err) {
     if (r->text_cmp[PGS_COL(r->key_plan[k])]) b->off = true; /* no '=' on a key: per-row */
   const char *p[] = {r->qtarget};
   PGresult *res = pgs_exec(s, r->target, "reading the column types", 
-                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1), t.typcategory IN ('A', 'C'), t.typdelim, a.atttypid "
+                           "SELECT a.attname, pg_catalog.format_type(a.atttypid, -1), t.typcategory IN ('A', 'C'), t.typdelim, a.atttypid, "
+                           "EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = $1::regclass AND w.ev_type = '3') "
                            "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
                            "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                            1, p, err);
   if (!res) return err->code;
+  /* COPY runs a table's triggers but not its rules: a target with an INSERT rule gets every new
+   * row by INSERT, so that the rule fires for all of them, whatever the size of the run. */
+  if (PQntuples(res) && PQgetvalue(res, 0, 5)[0] == 't' && s->copy_min_rows && !b->nocopy) {
+    b->nocopy = true;
+    od_info("postgres sink %s: table %s has an INSERT rule, which COPY would not fire: its new rows go as INSERT",
+            s->where, r->target);
+  }
   for (int t = 0; t < PQntuples(res); t++) {
     const char *name = PQgetvalue(res, t, 0);
     for (int i = 0; i < n; i++) {

@@ -12,7 +12,9 @@
 # a restart a run of 1000 new rows is counted as 1000 plain inserts and 0 upserts, all 1000 sent by
 # COPY (runs of at least 512 new rows: the sink option copy_min_rows), values with tab, newline, carriage return,
 # backslash, the text '\N', NULL and unicode arriving byte for byte; a target that is a view (COPY
-# refused, SQLSTATE 42809) gets its 600 new rows through the plain INSERT, with one WARN. Runs of fewer
+# refused, SQLSTATE 42809) gets its 600 new rows through the plain INSERT, with one WARN; a target
+# with an INSERT rule (COPY would not fire it) gets its 700 new rows by INSERT, the rule fired 700
+# times. Runs of fewer
 # than 64 new rows (PGS_OPTIMISTIC_MIN_ROWS) go with the upsert, without a sync of their own: the
 # unicode table's run is 103 rows so that it takes the optimistic path; (2) and (3) are small runs
 # when the sink keeps up (one transaction per commit), among them keys already on the target (2005, 10).
@@ -26,12 +28,13 @@ OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
 
 pg_start_pair shop warehouse
 # The target's items has another column order and an extra column: compared through a view.
-TABLES=(--table public.items=public.items_cmp --table 'public.Čísla x' --table public.logv)
+TABLES=(--table public.items=public.items_cmp --table 'public.Čísla x' --table public.logv --table public.ruled)
 
 pg_psql <<'SQL'
 CREATE TABLE items (id int PRIMARY KEY, v text, n int);
 CREATE TABLE "Čísla x" (k text PRIMARY KEY, w numeric(8,2));
 CREATE TABLE logv (id int PRIMARY KEY, note text);
+CREATE TABLE ruled (id int PRIMARY KEY, note text);
 SQL
 dst_psql <<'SQL'
 CREATE TABLE items (n int, extra text DEFAULT 'dflt', v text, id int PRIMARY KEY);
@@ -39,6 +42,10 @@ INSERT INTO items (id, v, n, extra) VALUES (5, 'stale', 0, 'keep5');
 CREATE TABLE "Čísla x" (k text PRIMARY KEY, w numeric(8,2));
 INSERT INTO "Čísla x" VALUES ('b', 9.99);
 CREATE VIEW items_cmp AS SELECT id, v, n FROM items;
+-- A target with an INSERT rule: COPY would not fire it, so its new rows must go by INSERT.
+CREATE TABLE ruled (id int PRIMARY KEY, note text);
+CREATE TABLE ruled_log (id int);
+CREATE RULE ruled_log_ins AS ON INSERT TO ruled DO ALSO INSERT INTO ruled_log VALUES (NEW.id);
 SQL
 
 CONFIG=$TEST_TMP/odsync.yaml
@@ -48,7 +55,7 @@ state_dir: $TEST_TMP/state
 log_level: debug
 pipelines:
   - name: opt
-    source: { type: postgres, dsn: "$SRC_DSN", tables: [public.items, 'public."Čísla x"', public.logv] }
+    source: { type: postgres, dsn: "$SRC_DSN", tables: [public.items, 'public."Čísla x"', public.logv, public.ruled] }
     sink: { type: postgres, dsn: "$DST_DSN" }
 YAML
 odsync_start "$CONFIG" "$LOG"
@@ -129,7 +136,11 @@ compare "new rows after a restart"
 [[ $(dst_psql -Atc "SELECT count(*) FROM items WHERE id > 5000 AND v IS NULL") == 125 ]] || fail "NULLs after COPY"
 [[ $(dst_psql -Atc "SELECT v FROM items WHERE id = 5004") == '\N' ]] || fail "the text \\N became $(dst_psql -Atc 'SELECT v IS NULL FROM items WHERE id = 5004')"
 pg_psql -c "INSERT INTO logv SELECT g, 'n' || g FROM generate_series(1, 600) g" >/dev/null
-compare "new rows into a view"
+pg_psql -c "INSERT INTO ruled SELECT g, 'n' || g FROM generate_series(1, 700) g" >/dev/null
+compare "new rows into a view and into a table with a rule"
+[[ $(dst_psql -Atc "SELECT count(*), count(DISTINCT id) FROM ruled_log") == "700|700" ]] ||
+  fail "the INSERT rule of ruled fired for $(dst_psql -Atc 'SELECT count(*) FROM ruled_log') of 700 new rows"
+grep -q "table public.ruled has an INSERT rule, which COPY would not fire" "$LOG" || fail "no line for the ruled table"
 odsync_stop
 grep -q "table public.logv: the target refused COPY (.*SQLSTATE 42809): its new rows go as INSERT" "$LOG" ||
   fail "no WARN for the view that refused COPY"
@@ -137,9 +148,9 @@ grep -q "table public.logv: the target refused COPY (.*SQLSTATE 42809): its new 
 copied=$(grep -o '[0-9]* new rows by COPY' "$LOG" | tail -1 | awk '{print $1}')
 [[ $copied == 1000 ]] || fail "the second session sent ${copied:-no} new rows by COPY, expected 1000 (items; not the view's)"
 ins=$(grep -o 'postgres sink [^ ]*: [0-9]* inserted, [0-9]* updated' "$LOG" | tail -1 | awk '{print $4 "|" $6}')
-if [[ $ins != "1600|0" ]]; then
+if [[ $ins != "2300|0" ]]; then
   grep 'inserted,' "$LOG" >&2 || true
-  fail "after the restart the sink inserted|upserted ${ins:-nothing}, expected 1600|0 (plain inserts, COPY included)"
+  fail "after the restart the sink inserted|upserted ${ins:-nothing}, expected 2300|0 (plain inserts, COPY included)"
 fi
 [[ $(dst_psql -Atc "SELECT count(*), count(DISTINCT id) FROM items") == "3013|3013" ]] ||
   fail "items: $(dst_psql -Atc 'SELECT count(*), count(DISTINCT id) FROM items') rows, expected 3013 distinct"
