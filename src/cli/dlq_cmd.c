@@ -250,14 +250,14 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
   int rc = 0;
   q->name = name;
   int64_t id = q->all ? 0 : (int64_t)q->id;
+  items it = {0}; /* drop and replay: the dead letters read; freed after the sink is closed */
+  collect_ctx cc = {.it = &it};
   if (!strcmp(q->sub, "list") || !strcmp(q->sub, "show")) {
     if (od_sink_list_dead_letters(s, name, id, !strcmp(q->sub, "list") ? print_row : show_row, q, &err)) {
       fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
       rc = 1;
     }
   } else if (!strcmp(q->sub, "drop")) {
-    items it = {0};
-    collect_ctx cc = {.it = &it};
     if (od_sink_list_dead_letters(s, name, id, collect, &cc, &err)) {
       fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
       rc = 1;
@@ -277,10 +277,7 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
         q->done++;
       }
     }
-    free_items(&it);
   } else { /* replay */
-    items it = {0};
-    collect_ctx cc = {.it = &it};
     if (od_sink_list_dead_letters(s, name, id, collect, &cc, &err)) {
       fprintf(stderr, "odsync: %s: %s\n", label, err.msg);
       rc = 1;
@@ -289,15 +286,13 @@ static int run_sink(dlq *q, const od_pipeline_config *pc, const od_sink_config *
       q->found++;
       if (replay_one(q, s, label, &it.v[i])) q->failed++;
     }
-    /* A sink keeps what it learned of a table by the relation's address (a pipeline's relations
-     * live as long as its session): freed before the sink is closed, the next dead letter's
-     * relation could get the same address and be written as the other table (seen: a history
-     * row replayed with accounts' prepared statement). */
-    s->ops->close(s);
-    free_items(&it);
-    return rc;
   }
+  /* A sink keeps what it learned of a table by the relation's address (a pipeline's relations
+   * live as long as its session): the replayed changes, relations included, are freed only after
+   * the sink is closed. Freed before, the next dead letter's relation could get the same address
+   * and be written as the other table (seen: a history row replayed with accounts' statement). */
   s->ops->close(s);
+  free_items(&it);
   return rc;
 }
 

@@ -88,6 +88,7 @@ struct pgs_bulk {
   uint32_t calm;          /* flushes left that upsert 'I' rows (set after a 23505 fallback) */
   bool nocopy;            /* the target refused COPY (a view, ...) or has an INSERT rule: plain INSERT */
   od_sqlbuf copy;         /* COPY text-format rows being handed to libpq */
+  char *copy_sql;         /* "COPY t (a, b) FROM STDIN", built at the first COPY (owned) */
   char *arena;
   size_t alen, acap;
   bent *ents;
@@ -121,6 +122,7 @@ void pgs_bulk_free(pgs_bulk *b) {
   free(b->slots);
   od_sqlbuf_free(&b->sql);
   od_sqlbuf_free(&b->copy);
+  free(b->copy_sql);
   free(b);
 }
 
@@ -447,12 +449,9 @@ static int prepare_insert(pgs_sink *s, pg_rel *r, bool plain, od_error *err) {
   od_sqlbuf_add(q, "INSERT INTO ");
   od_sqlbuf_add(q, r->qtarget);
   /* The alias keeps EXCLUDED unambiguous when the table itself is called "excluded" (42P09). */
-  od_sqlbuf_add(q, " AS odsync_target (");
-  for (int i = 0; i < n; i++) {
-    if (i) od_sqlbuf_add(q, ", ");
-    od_sqlbuf_ident(q, rel->columns[i].name);
-  }
-  od_sqlbuf_add(q, ") SELECT ");
+  od_sqlbuf_add(q, " AS odsync_target");
+  pgs_add_columns(q, r);
+  od_sqlbuf_add(q, " SELECT ");
   add_select(q, r, false, n);
   if (plain) {
     pgs_stmt *st = &r->bulk->plain;
@@ -665,18 +664,16 @@ static int copy_new(pgs_sink *s, pg_rel *r, PGresult **refused, od_error *err) {
   pgs_bulk *b = r->bulk;
   int n = r->rel->ncolumns;
   *refused = NULL;
-  od_sqlbuf *q = &b->sql;
-  od_sqlbuf_reset(q);
-  od_sqlbuf_add(q, "COPY ");
-  od_sqlbuf_add(q, r->qtarget);
-  od_sqlbuf_add(q, " (");
-  for (int i = 0; i < n; i++) {
-    if (i) od_sqlbuf_add(q, ", ");
-    od_sqlbuf_ident(q, r->rel->columns[i].name);
+  if (!b->copy_sql) {
+    od_sqlbuf *q = &b->sql;
+    od_sqlbuf_reset(q);
+    od_sqlbuf_add(q, "COPY ");
+    od_sqlbuf_add(q, r->qtarget);
+    pgs_add_columns(q, r);
+    od_sqlbuf_add(q, " FROM STDIN");
+    if (q->oom || !(b->copy_sql = strdup(q->p))) return oom(s, r, err);
   }
-  od_sqlbuf_add(q, ") FROM STDIN");
-  if (q->oom) return oom(s, r, err);
-  PGresult *res = PQexec(s->conn, q->p);
+  PGresult *res = PQexec(s->conn, b->copy_sql);
   s->stats.round_trips++;
   if (PQresultStatus(res) != PGRES_COPY_IN) {
     if (PQresultErrorField(res, PG_DIAG_SQLSTATE)) {

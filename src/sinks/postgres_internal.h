@@ -250,6 +250,9 @@ void pgs_load_abort(pgs_sink *s);
  * escaped); o must have room for 2 * len bytes. Returns the end of what was written. Also used by
  * postgres_bulk.c for its COPY of new rows. */
 char *pgs_copy_escape(char *o, const char *p, size_t len);
+/* Append r's quoted column list in relation order, " (a, b, c)", to b (the snapshot's COPY, the
+ * set-based INSERT and the COPY of new rows name the same columns). */
+void pgs_add_columns(od_sqlbuf *b, const pg_rel *r);
 
 /* postgres_bulk.c: set-based apply of the simple changes of keyed tables (see the file). */
 typedef struct pgs_bulk pgs_bulk;

@@ -130,8 +130,7 @@ void pgs_load_abort(pgs_sink *s) {
   }
 }
 
-/* Quoted column list of r in relation order: "(a, b, c)". */
-static void add_columns(od_sqlbuf *b, const pg_rel *r) {
+void pgs_add_columns(od_sqlbuf *b, const pg_rel *r) {
   od_sqlbuf_add(b, " (");
   for (int i = 0; i < r->rel->ncolumns; i++) {
     if (i) od_sqlbuf_add(b, ", ");
@@ -149,7 +148,7 @@ static int copy_start(pgs_sink *s, const od_relation *rel, bool binary, od_error
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "COPY ");
   od_sqlbuf_add(b, r->qtarget);
-  add_columns(b, r);
+  pgs_add_columns(b, r);
   od_sqlbuf_add(b, binary ? " FROM STDIN (FORMAT binary)" : " FROM STDIN");
   if (b->oom) return oom(s, err);
   PGresult *res = PQexec(s->conn, b->p);

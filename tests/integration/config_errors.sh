@@ -133,6 +133,17 @@ pipelines:
 EOF
 expect_config_error "bad maintenance_work_mem" "$TEST_TMP/bad_mwm.yaml" 6 "maintenance_work_mem '512M' must be a size"
 
+# 5c2. postgres sink copy_min_rows out of its range, on line 6.
+cat >"$TEST_TMP/bad_copy_min.yaml" <<EOF
+state_dir: $TEST_TMP/state
+pipelines:
+  - name: shop
+    $GOOD_SOURCE
+    sink: { type: postgres, dsn: "host=127.0.0.1 port=1 dbname=w user=postgres",
+            copy_min_rows: -5 }
+EOF
+expect_config_error "bad copy_min_rows" "$TEST_TMP/bad_copy_min.yaml" 6 "copy_min_rows"
+
 # 5d. A filter expression that does not parse, on line 6: the character is named.
 cat >"$TEST_TMP/bad_filter.yaml" <<EOF
 state_dir: $TEST_TMP/state
