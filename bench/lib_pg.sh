@@ -14,6 +14,13 @@
 # Process:  pgb_cpu_seconds PID   user + system CPU seconds of a running process
 #           pgb_server_cpu NAME   CPU seconds used so far by all processes of a started server
 #           pgb_hwm_mib PID       its peak RSS (VmHWM) in MiB
+# Sessions: pgb_sessions_start FILE NAME...  samples, every 0.5 s until pgb_sessions_stop, the CPU
+#              seconds of every session process (client backend, walsender, logical replication
+#              worker) of the named servers into FILE; pgb_sessions_sample FILE NAME... takes one
+#              sample now (call it last, while the processes still live)
+#           pgb_sessions_busiest FILE NAME REGEX   "CPU-seconds kind" of the process of server
+#              NAME whose kind ("<backend_type>:<application_name>", spaces as _) matches REGEX
+#              and that used the most CPU; "- -" when none did
 
 declare -gA PGB_PORT=() PGB_DIR=()
 PGB_NAMES=()
@@ -28,6 +35,7 @@ pgb_start() {
 
 pgb_stop_all() {
   local n keep=${OD_PG_DIR:-}
+  pgb_sessions_stop
   for n in "${PGB_NAMES[@]}"; do
     OD_PG_DIR=${PGB_DIR[$n]}
     od_pg_stop
@@ -99,4 +107,40 @@ pgb_server_cpu() {
   # shellcheck disable=SC2086
   { cat "/proc/$pid/stat" $kids 2>/dev/null || true; } | awk -v hz="$(getconf CLK_TCK)" -v pm="$pid" '
     { t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
+}
+
+# One sample of every session process of the named servers: "server pid kind cpu-seconds" lines.
+# A process's CPU is cumulative since it started, so the last sample of a process that started
+# with the run is what it spent in the run (one that exits between samples loses at most 0.5 s).
+pgb_sessions_sample() {
+  local out=$1 n; shift
+  for n in "$@"; do
+    pgb_psql "$n" postgres -F ' ' -c "SELECT pid, replace(backend_type || ':' || coalesce(nullif(application_name, ''), '-'), ' ', '_')
+        FROM pg_stat_activity WHERE pid <> pg_backend_pid()
+         AND backend_type IN ('client backend', 'walsender', 'logical replication worker')" 2>/dev/null |
+      while read -r pid kind; do
+        awk -v n="$n" -v pid="$pid" -v kind="$kind" -v hz="$(getconf CLK_TCK)" \
+          '{ printf "%s %s %s %.2f\n", n, pid, kind, ($14 + $15) / hz }' "/proc/$pid/stat" 2>/dev/null || true
+      done
+  done >>"$out"
+}
+
+pgb_sessions_start() {
+  local out=$1; shift
+  : >"$out"
+  ( trap 'exit 0' TERM; while :; do pgb_sessions_sample "$out" "$@"; sleep 0.5; done ) &
+  PGB_SESSIONS_PID=$!
+}
+
+pgb_sessions_stop() {
+  [[ -n ${PGB_SESSIONS_PID:-} ]] || return 0
+  kill -TERM "$PGB_SESSIONS_PID" 2>/dev/null || true
+  wait "$PGB_SESSIONS_PID" 2>/dev/null || true
+  PGB_SESSIONS_PID=
+}
+
+pgb_sessions_busiest() {
+  awk -v n="$2" -v re="$3" '$1 == n && $3 ~ re { if ($4 > cpu[$2]) cpu[$2] = $4; kind[$2] = $3 }
+    END { best = ""; for (p in cpu) if (best == "" || cpu[p] > cpu[best]) best = p
+          if (best == "") print "- -"; else printf "%.2f %s\n", cpu[best], kind[best] }' "$1"
 }

@@ -141,6 +141,7 @@ YAML
 run_odsync_until() {
   local name=$1 db=$2 lsn=$3 perf=${4:-} t0 t1 rc c0s c0d
   c0s=$(pgb_server_cpu src) c0d=$(pgb_server_cpu snk)
+  pgb_sessions_start "$TMP/sessions.$name.txt" src snk
   t0=$(od_now)
   "$ODSYNC_BIN" run -c "$TMP/$name.yml" --no-progress >"$TMP/$name.log" 2>&1 &
   ODSYNC_PID=$!
@@ -158,6 +159,10 @@ run_odsync_until() {
   fi
   RUN_SCPU=$(cpu_delta "$c0s" "$(pgb_server_cpu src)")
   RUN_DCPU=$(cpu_delta "$c0d" "$(pgb_server_cpu snk)")
+  pgb_sessions_stop
+  pgb_sessions_sample "$TMP/sessions.$name.txt" src snk
+  RUN_SBUSY=$(pgb_sessions_busiest "$TMP/sessions.$name.txt" src ":odsync_${name}\$")
+  RUN_DBUSY=$(pgb_sessions_busiest "$TMP/sessions.$name.txt" snk ":odsync_${name}_sink\$")
   RUN_RSS=$(pgb_hwm_mib "$ODSYNC_PID")
   RUN_CPU=$(pgb_cpu_seconds "$ODSYNC_PID")
   if [[ -n $PERF_PID ]]; then
@@ -183,7 +188,7 @@ native_reached() {
           ON o.external_id = 'pg_' || s.oid WHERE s.subname = '$1') >= '$2'::pg_lsn"
 }
 
-declare -A TP_SEC=() TP_CPU=() TP_RSS=() TP_OK=() TP_SCPU=() TP_DCPU=()
+declare -A TP_SEC=() TP_CPU=() TP_RSS=() TP_OK=() TP_SCPU=() TP_DCPU=() TP_SBUSY=() TP_DBUSY=()
 TP_TOOLS=()
 
 # ================================================================ 1+2. throughput and ceiling
@@ -261,11 +266,15 @@ SQL
   # ---- ceiling
   log "ceiling: pg_recvlogical --start --endpos $END_LSN (pgoutput proto 1 -> /dev/null)"
   c0s=$(pgb_server_cpu src)
+  pgb_sessions_start "$TMP/sessions.ceiling.txt" src
   C0=$(od_now)
   /usr/bin/time -f '%M %U %S' -o "$TMP/recvlogical.time" \
     "$PGBIN/pg_recvlogical" -d "$SRC_DSN" -S tp_ceiling --start --no-loop \
       -o proto_version=1 -o publication_names=pub_tp -E "$END_LSN" -F 0 -f /dev/null
   C1=$(od_now)
+  pgb_sessions_stop
+  TP_SBUSY[ceiling]=$(pgb_sessions_busiest "$TMP/sessions.ceiling.txt" src "^walsender:pg_recvlogical\$")
+  TP_DBUSY[ceiling]="- -"
   read -r kb usr sys < <(tail -n 1 "$TMP/recvlogical.time")
   TP_TOOLS+=(ceiling)
   TP_SEC[ceiling]=$(elapsed "$C0" "$C1")
@@ -286,6 +295,7 @@ SQL
   TP_TOOLS+=(sql)
   TP_SEC[sql]=$(elapsed "$S0" "$S1") TP_CPU[sql]=- TP_RSS[sql]=- TP_OK[sql]=-
   TP_SCPU[sql]=$(cpu_delta "$c0s" "$(pgb_server_cpu src)") TP_DCPU[sql]=-
+  TP_SBUSY[sql]="- -" TP_DBUSY[sql]="- -"
   src bench -c "SELECT pg_drop_replication_slot('tp_sql')" >/dev/null
   log "reference: ${TP_SEC[sql]}s, $NMSG pgoutput messages"
 
@@ -294,10 +304,15 @@ SQL
     snk postgres -c "CHECKPOINT"
     log "$n: ALTER SUBSCRIPTION tp_$n ENABLE, until its origin reaches $LAST_TXN_LSN"
     c0s=$(pgb_server_cpu src) c0d=$(pgb_server_cpu snk)
+    pgb_sessions_start "$TMP/sessions.$n.txt" src snk
     N0=$(od_now)
     snk "tp_$n" -c "ALTER SUBSCRIPTION tp_$n ENABLE"
     N1=$(pgb_wait_sql snk "tp_$n" "$(native_reached "tp_$n" "$LAST_TXN_LSN")" "$BENCH_TIMEOUT") \
       || od_die "$n did not reach $LAST_TXN_LSN in ${BENCH_TIMEOUT}s (sink log: $TMP/snk/server.log)"
+    pgb_sessions_stop
+    pgb_sessions_sample "$TMP/sessions.$n.txt" src snk
+    TP_SBUSY[$n]=$(pgb_sessions_busiest "$TMP/sessions.$n.txt" src "^walsender:tp_$n\$")
+    TP_DBUSY[$n]=$(pgb_sessions_busiest "$TMP/sessions.$n.txt" snk "^logical_replication_worker:")
     TP_TOOLS+=("$n")
     TP_SEC[$n]=$(elapsed "$N0" "$N1")
     TP_SCPU[$n]=$(cpu_delta "$c0s" "$(pgb_server_cpu src)") TP_DCPU[$n]=$(cpu_delta "$c0d" "$(pgb_server_cpu snk)")
@@ -318,7 +333,7 @@ SQL
     run_odsync_until "tp_$level" "tp_$level" "$LAST_TXN_LSN" "$perf"
     TP_TOOLS+=("$level")
     TP_SEC[$level]=$RUN_SEC TP_CPU[$level]=$RUN_CPU TP_RSS[$level]=$RUN_RSS
-    TP_SCPU[$level]=$RUN_SCPU TP_DCPU[$level]=$RUN_DCPU
+    TP_SCPU[$level]=$RUN_SCPU TP_DCPU[$level]=$RUN_DCPU TP_SBUSY[$level]=$RUN_SBUSY TP_DBUSY[$level]=$RUN_DBUSY
     sum=$(snk "tp_$level" -c "$(checksum_sql bench_rows)")
     if [[ $sum == "$SRC_SUM" ]]; then TP_OK[$level]=ok; else TP_OK[$level]=WRONG; log "odsync $level: checksum '$sum' != source '$SRC_SUM'"; fi
     src bench -c "SELECT pg_drop_replication_slot('tp_$level')" >/dev/null
@@ -555,6 +570,27 @@ if has_phase throughput; then
     printf '%-34s %9s %9s %9s\n' "$(name_of "$t")" "$(per_change "${TP_CPU[$t]}")" "$(per_change "${TP_SCPU[$t]}")" \
       "$(per_change "${TP_DCPU[$t]}")"
   done
+  # The busiest single process bounds a consumer whatever the number of cores: one walsender, one
+  # apply worker, one sink session per writer. Sampled every 0.5 s (pgb_sessions_*).
+  echo
+  echo "Busiest single process, CPU µs per change: src = the walsender (or odsync's SQL backend), sink = the"
+  echo "apply worker (or odsync's busiest sink session); a consumer cannot beat 1e6 / max(src, sink) changes/s"
+  printf '%-34s %9s %9s  %s\n' tool "src µs" "sink µs" "busiest processes"
+  declare -A BUSY_MAX=()
+  for t in "${TP_TOOLS[@]}"; do
+    read -r sc sk <<<"${TP_SBUSY[$t]:-- -}"
+    read -r dc dk <<<"${TP_DBUSY[$t]:-- -}"
+    [[ $sc == - && $dc == - ]] && continue
+    BUSY_MAX[$t]=$(awk -v a="$sc" -v b="$dc" 'BEGIN { m = (a ~ /^[0-9.]+$/ ? a : 0); if (b ~ /^[0-9.]+$/ && b > m) m = b; print m }')
+    printf '%-34s %9s %9s  %s\n' "$(name_of "$t")" "$(per_change "$sc")" "$(per_change "$dc")" "$sk $dk"
+  done
+  if [[ -n ${BUSY_MAX[native]:-} ]]; then
+    for t in "${TP_TOOLS[@]}"; do
+      case $t in ceiling|sql|native|native_sync) continue ;; esac
+      [[ -n ${BUSY_MAX[$t]:-} ]] || continue
+      echo "$(name_of "$t"): x native if each ran at its busiest process's speed = $(ratio "${BUSY_MAX[native]}" "${BUSY_MAX[$t]}")x"
+    done
+  fi
 fi
 if has_phase big; then
   echo

@@ -68,7 +68,13 @@ struct od_apply {
   od_router router;
   od_chunk **pending;      /* chunks of the batch, kept until it is committed */
   size_t npending, pending_cap;
+  uint32_t pend_from;      /* the batch starts at this change of pending[0]: the tail of a chunk whose
+                              head (complete transactions) an earlier batch applied */
+  bool cut_ok;             /* the last pending chunk ends a transaction before its own end (chunks are
+                              cut every CHUNK_MAX_ROWS rows, mostly inside transactions): the batch
+                              may end there, and its tail starts the next batch */
   bool serial;             /* a transaction too large for one batch is streaming through the carrier */
+  uint64_t helper_rows, carrier_rows; /* changes the helpers / the carrier applied (logged at the end) */
 
   /* audit log (core/audit.h): one record per committed batch */
   bool audit;
@@ -245,8 +251,12 @@ static bool batch_full(const od_apply *a) {
          od_mono_us() - a->opened_at >= (int64_t)a->max_delay_ms * 1000;
 }
 
+/* The batch holds a complete transaction to end at: its last chunk ends one, or (parallel path) ends
+ * one before going on with the next. */
+static bool can_end(const od_apply *a) { return a->at_boundary || a->cut_ok; }
+
 static bool batch_due(od_apply *a) {
-  if (!batch_started(a) || !a->at_boundary) return false;
+  if (!batch_started(a) || !can_end(a)) return false;
   /* Work isolated after a row rejection commits on its own: a later rejection rolls back no dead letter. */
   if ((a->env.poison && a->env.poison->in_batch) || batch_full(a)) return true;
   /* A batch that is not lingering commits when the queue runs empty; a lingering one when the
@@ -299,6 +309,7 @@ static int apply_run(od_apply *a, const od_change *ch, size_t n) {
   }
   a->sink_us += od_mono_us() - t0;
   if (rc) return rc;
+  if (parallel(a)) a->carrier_rows += n;
   a->rows += n;
   od_pm_tally(a->tally, ch, n);
   if (a->audit) od_audit_tally_add(&a->atally, ch, n);
@@ -396,8 +407,20 @@ static int go_serial(od_apply *a) {
   a->bytes = 0;
   a->at_boundary = false;
   a->serial = true;
+  a->cut_ok = false;
   int rc = OD_OK;
-  for (size_t i = 0; i < a->npending && !rc; i++) rc = apply_chunk(a, a->pending[i]);
+  for (size_t i = 0; i < a->npending && !rc; i++) {
+    od_chunk *c = a->pending[i];
+    if (i == 0 && a->pend_from) { /* a tail: the start of a transaction, its head already committed */
+      if (!(rc = open_batch(a)) && !(rc = apply_range(a, c, a->pend_from, c->nchanges))) {
+        a->at_boundary = false;
+        a->bytes += od_chunk_bytes(c);
+      }
+    } else {
+      rc = apply_chunk(a, c);
+    }
+  }
+  a->pend_from = 0;
   recycle_pending(a);
   return rc;
 }
@@ -422,8 +445,6 @@ static int collect(od_apply *a, od_chunk *c) {
   if (!a->npending) a->opened_at = od_mono_us();
   a->pending[a->npending++] = c;
   a->rows += c->nchanges;
-  od_pm_tally(a->tally, c->changes, c->nchanges);
-  if (a->audit) od_audit_tally_add(&a->atally, c->changes, c->nchanges);
   a->bytes += od_chunk_bytes(c);
   if (c->ntxns && !chunk_held(a, c)) {
     a->txns += c->ntxns;
@@ -432,8 +453,9 @@ static int collect(od_apply *a, od_chunk *c) {
     note_latency(a, c);
   }
   a->at_boundary = c->ends_txn;
+  a->cut_ok = !c->ends_txn && c->ntxns > 0;
   const od_batch_config *b = &a->cfg->batch;
-  if (!a->at_boundary && (a->rows >= 4 * a->max_rows || a->bytes >= b->max_bytes)) return go_serial(a);
+  if (!can_end(a) && (a->rows >= 4 * a->max_rows || a->bytes >= b->max_bytes)) return go_serial(a);
   return OD_OK;
 }
 
@@ -441,18 +463,38 @@ static bool route_keep(void *ctx, const od_change *ch) { return keep(ctx, ch); }
 
 /* Apply the pending batch over every writer. The helpers apply and commit first (their work is
  * idempotent); only then does the carrier apply the serial work and commit with the checkpoint.
- * The carrier never holds locks (its DDL, its rows) while helpers wait on them. */
+ * The carrier never holds locks (its DDL, its rows) while helpers wait on them.
+ * The batch ends at its last complete transaction: the end of its last chunk, or (cut_ok) the last
+ * transaction end inside it; then that chunk stays pending and its tail, the start of a transaction
+ * the next chunks complete, begins the next batch. */
 static int run_parallel(od_apply *a) {
+  if (!can_end(a)) return OD_OK;
   int mode = a->opt.consistency == OD_CONSISTENCY_CAUSAL ? OD_ROUTE_CAUSAL : OD_ROUTE_EVENTUAL;
   int64_t t0 = od_mono_us();
-  int rc = od_route_batch(&a->router, mode, a->pending, a->npending, filtering(a) ? route_keep : NULL, a, &a->err);
+  size_t last = a->npending - 1;
+  od_chunk *cut = a->at_boundary ? NULL : a->pending[last];
+  uint32_t to = cut ? cut->boundary : OD_ROUTE_ALL;
+  int rc = od_route_batch(&a->router, mode, a->pending, a->npending, a->pend_from, to,
+                          filtering(a) ? route_keep : NULL, a, &a->err);
   if (rc) return rc;
+  /* What the batch holds, exactly (collect counted whole chunks). */
+  a->rows = 0;
+  for (size_t i = 0; i <= last; i++) {
+    const od_chunk *c = a->pending[i];
+    uint32_t from = i == 0 ? a->pend_from : 0, end = i == last && cut ? to : c->nchanges;
+    a->rows += end - from;
+    od_pm_tally(a->tally, c->changes + from, end - from);
+    if (a->audit) od_audit_tally_add(&a->atally, c->changes + from, end - from);
+  }
+  for (int w = 1; w < a->router.nwriters; w++) a->helper_rows += a->router.counts[w];
+  a->carrier_rows += a->router.counts[0];
   od_writers_run(a->writers, a->router.lists + 1, a->router.counts + 1);
   rc = od_writers_wait(a->writers, &a->err);
   if (!rc) rc = open_batch(a);
   if (!rc && a->router.counts[0])
     rc = a->sink->ops->apply(a->sink, a->router.lists[0], a->router.counts[0], &a->err);
-  for (size_t i = 0; i < a->npending && !rc; i++)
+  /* marks ride on the chunk that ends their transaction: a tail's were applied with its head */
+  for (size_t i = a->pend_from ? 1 : 0; i < a->npending && !rc; i++)
     if (!chunk_held(a, a->pending[i])) rc = apply_marks(a, a->pending[i]);
   a->sink_us += od_mono_us() - t0;
   if (!rc && a->txns == 0) { /* every transaction was held: nothing to checkpoint */
@@ -461,11 +503,24 @@ static int run_parallel(od_apply *a) {
     a->rows = a->txns = 0;
     a->bytes = 0;
     od_audit_tally_reset(&a->atally);
+    memset(a->tally, 0, sizeof a->tally);
   } else if (!rc) {
     rc = batch_commit(a);
   }
-  if (!rc) recycle_pending(a);
-  return rc;
+  if (rc) return rc;
+  if (cut) a->npending--; /* the cut chunk stays for its tail */
+  recycle_pending(a);
+  a->pend_from = 0;
+  a->cut_ok = false;
+  if (cut) {
+    a->pending[a->npending++] = cut;
+    a->pend_from = to;
+    a->rows = cut->nchanges - to;
+    a->bytes = od_chunk_bytes(cut);
+    a->at_boundary = false;
+    a->opened_at = od_mono_us();
+  }
+  return OD_OK;
 }
 
 static int flush(od_apply *a) {
@@ -702,7 +757,7 @@ static void *apply_main(void *arg) {
   }
   for (;;) {
     int wait_ms = 100;
-    if (batch_started(a) && a->at_boundary) {
+    if (batch_started(a) && can_end(a)) {
       int64_t left = (int64_t)a->max_delay_ms * 1000 - (od_mono_us() - a->opened_at);
       wait_ms = left <= 0 ? 0 : (int)(left / 1000) + 1;
     }
@@ -725,7 +780,7 @@ static void *apply_main(void *arg) {
     break;
   }
 done:
-  if (rc == OD_OK && a->sink && batch_started(a) && a->at_boundary) rc = flush(a);
+  if (rc == OD_OK && a->sink && batch_started(a) && can_end(a)) rc = flush(a);
   if (rc == OD_OK && a->audit) { /* a clean end: the last position, idle advances included */
     od_pos last = od_pos_cell_get(&a->stats->durable);
     od_audit_position(a->cfg->name, a->stats->name, "checkpoint", &last);
@@ -739,6 +794,11 @@ done:
   recycle_pending(a);
   release_held(a);
   log_stages(a);
+  if (parallel(a) && (a->helper_rows || a->carrier_rows))
+    od_info("pipeline %s: sink %s: %llu changes applied by the %d helper writers, %llu by the carrier (the serial "
+            "work: keyless tables, key changes, truncates, transactions larger than a batch)",
+            a->cfg->name, a->stats->name, (unsigned long long)a->helper_rows, a->opt.writers - 1,
+            (unsigned long long)a->carrier_rows);
   if (rc) {
     if (a->env.poison && od_poison_on_failure(a->env.poison, &a->err))
       od_error_prefix(&a->err, "row rejected; the next session applies this batch change by change to find it: ");

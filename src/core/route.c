@@ -139,8 +139,16 @@ static int push(od_router *r, int w, const od_change *c) {
   return OD_OK;
 }
 
-int od_route_batch(od_router *r, int mode, od_chunk *const *chunks, size_t nchunks,
-                   bool (*keep)(void *ctx, const od_change *ch), void *ctx, od_error *err) {
+/* The changes [*from, *to) of chunk j of a batch (od_route_batch's first_from / last_to). */
+static void span_of(od_chunk *const *chunks, size_t nchunks, size_t j, uint32_t first_from, uint32_t last_to,
+                    uint32_t *from, uint32_t *to) {
+  uint32_t n = chunks[j]->nchanges;
+  *to = (j + 1 == nchunks && last_to < n) ? last_to : n;
+  *from = j > 0 ? 0 : (first_from < *to ? first_from : *to);
+}
+
+int od_route_batch(od_router *r, int mode, od_chunk *const *chunks, size_t nchunks, uint32_t first_from,
+                   uint32_t last_to, bool (*keep)(void *ctx, const od_change *ch), void *ctx, od_error *err) {
   for (int w = 0; w < r->nwriters; w++) r->counts[w] = 0;
   size_t n = 0, ntx = 0;
   for (size_t j = 0; j < nchunks; j++) n += chunks[j]->nchanges;
@@ -150,7 +158,9 @@ int od_route_batch(od_router *r, int mode, od_chunk *const *chunks, size_t nchun
   size_t k = 0;
   for (size_t j = 0; j < nchunks; j++) {
     const od_chunk *c = chunks[j];
-    for (uint32_t i = 0; i < c->nchanges; i++) {
+    uint32_t from, to;
+    span_of(chunks, nchunks, j, first_from, last_to, &from, &to);
+    for (uint32_t i = from; i < to; i++) {
       if (keep && !keep(ctx, &c->changes[i])) continue;
       r->flat[k++] = &c->changes[i];
       if (c->changes[i].index == 0) ntx++;

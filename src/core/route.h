@@ -20,6 +20,7 @@
 #define ODSYNC_ROUTE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/queue.h"
 #include "odsync/error.h"
@@ -45,9 +46,12 @@ typedef struct od_router {
 
 int od_router_init(od_router *r, int nwriters);
 void od_router_free(od_router *r);
-/* Route every change of the chunks (in order) for which keep() says true (keep NULL: all) into
- * r->lists. */
-int od_route_batch(od_router *r, int mode, od_chunk *const *chunks, size_t nchunks,
-                   bool (*keep)(void *ctx, const od_change *ch), void *ctx, od_error *err);
+/* Route the changes of the chunks (in order) for which keep() says true (keep NULL: all) into
+ * r->lists: from change first_from of the first chunk (the tail of a chunk an earlier batch cut)
+ * to before change last_to of the last chunk (OD_ROUTE_ALL: its end; a batch that ends at a
+ * transaction end inside its last chunk). */
+#define OD_ROUTE_ALL UINT32_MAX
+int od_route_batch(od_router *r, int mode, od_chunk *const *chunks, size_t nchunks, uint32_t first_from,
+                   uint32_t last_to, bool (*keep)(void *ctx, const od_change *ch), void *ctx, od_error *err);
 
 #endif

@@ -71,7 +71,7 @@ TEST(eventual_keeps_each_key_on_one_writer_in_order) {
   od_router r;
   od_error err = {0};
   CHECK_INT(od_router_init(&r, 4), OD_OK);
-  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, NULL, NULL, &err), OD_OK);
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, 0, OD_ROUTE_ALL, NULL, NULL, &err), OD_OK);
   CHECK_INT(total(&r), 150);
   int used = 0;
   for (int w = 0; w < 4; w++) {
@@ -100,7 +100,7 @@ TEST(keyless_truncated_and_key_changing_tables_go_to_the_carrier) {
   od_router r;
   od_error err = {0};
   CHECK_INT(od_router_init(&r, 4), OD_OK);
-  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, NULL, NULL, &err), OD_OK);
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, 0, OD_ROUTE_ALL, NULL, NULL, &err), OD_OK);
   for (int i = 0; i < 20; i++) {
     char id[12];
     snprintf(id, sizeof id, "%d", i);
@@ -139,7 +139,7 @@ TEST(causal_keeps_dependent_transactions_together_and_whole) {
   od_router r;
   od_error err = {0};
   CHECK_INT(od_router_init(&r, 3), OD_OK);
-  CHECK_INT(od_route_batch(&r, OD_ROUTE_CAUSAL, &c, 1, NULL, NULL, &err), OD_OK);
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_CAUSAL, &c, 1, 0, OD_ROUTE_ALL, NULL, NULL, &err), OD_OK);
   CHECK_INT(total(&r), 26);
   int w = writer_of(&r, &keyed_rel, "1");
   CHECK(w >= 0);
@@ -183,7 +183,7 @@ TEST(a_table_whose_shape_changes_inside_the_batch_goes_to_the_carrier) {
   od_router r;
   od_error err = {0};
   CHECK_INT(od_router_init(&r, 4), OD_OK);
-  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, NULL, NULL, &err), OD_OK);
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, 0, OD_ROUTE_ALL, NULL, NULL, &err), OD_OK);
   for (int i = 0; i < 20; i++) {
     char id[12];
     snprintf(id, sizeof id, "%d", i);
@@ -199,5 +199,39 @@ TEST(a_table_whose_shape_changes_inside_the_batch_goes_to_the_carrier) {
   CHECK_INT(spread, 10);
   od_router_free(&r);
   od_queue_recycle(&q, c);
+  od_queue_destroy(&q);
+}
+
+/* A batch that starts at the tail of a chunk cut by the batch before and ends at the last
+ * transaction end inside its last chunk routes exactly those changes. */
+TEST(a_batch_routes_only_its_span_of_the_first_and_last_chunks) {
+  od_queue_init(&q, 1000, 1 << 20, 1);
+  od_chunk *c[3];
+  for (int j = 0; j < 3; j++) c[j] = od_queue_take_free(&q);
+  for (int i = 0; i < 10; i++) add(c[0], OD_OP_INSERT, &keyed_rel, i, i % 5 == 0, 0, 0);   /* ids 0-9 */
+  for (int i = 10; i < 20; i++) add(c[1], OD_OP_INSERT, &keyed_rel, i, i % 5 == 0, 0, 0);  /* ids 10-19 */
+  for (int i = 20; i < 30; i++) add(c[2], OD_OP_INSERT, &keyed_rel, i, i % 5 == 0, 0, 0);  /* ids 20-29 */
+  od_router r;
+  od_error err = {0};
+  CHECK_INT(od_router_init(&r, 4), OD_OK);
+  /* from change 5 of the first chunk (id 5) to before change 5 of the last one (id 25) */
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, c, 3, 5, 5, NULL, NULL, &err), OD_OK);
+  CHECK_INT(total(&r), 20);
+  for (int id = 0; id < 30; id++) {
+    char s[12];
+    snprintf(s, sizeof s, "%d", id);
+    if (id >= 5 && id < 25) CHECK(writer_of(&r, &keyed_rel, s) >= 1);
+    else CHECK_INT(writer_of(&r, &keyed_rel, s), -1);
+  }
+  /* causal: the same span, grouped by transaction */
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_CAUSAL, c, 3, 5, 5, NULL, NULL, &err), OD_OK);
+  CHECK_INT(total(&r), 20);
+  /* one chunk, both ends in it */
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, c + 1, 1, 5, 10, NULL, NULL, &err), OD_OK);
+  CHECK_INT(total(&r), 5);
+  CHECK_INT(writer_of(&r, &keyed_rel, "14"), -1);
+  CHECK(writer_of(&r, &keyed_rel, "15") >= 1);
+  od_router_free(&r);
+  for (int j = 0; j < 3; j++) od_queue_recycle(&q, c[j]);
   od_queue_destroy(&q);
 }
