@@ -70,11 +70,13 @@ struct od_apply {
   size_t npending, pending_cap;
   uint32_t pend_from;      /* the batch starts at this change of pending[0]: the tail of a chunk whose
                               head (complete transactions) an earlier batch applied */
-  bool cut_ok;             /* the last pending chunk ends a transaction before its own end (chunks are
-                              cut every CHUNK_MAX_ROWS rows, mostly inside transactions): the batch
-                              may end there, and its tail starts the next batch */
+  bool cut_ok;             /* pending[cut_idx] ends a transaction before its own end, and no later
+                              pending chunk ends one (chunks are cut every CHUNK_MAX_ROWS rows,
+                              mostly inside transactions): the batch may end there; that chunk's tail
+                              and the chunks after it start the next batch */
+  size_t cut_idx;
   bool serial;             /* a transaction too large for one batch is streaming through the carrier */
-  uint64_t helper_rows, carrier_rows; /* changes the helpers / the carrier applied (logged at the end) */
+  uint64_t helper0, carrier0; /* stats->helper_changes / carrier_changes when this session started */
 
   /* audit log (core/audit.h): one record per committed batch */
   bool audit;
@@ -309,7 +311,7 @@ static int apply_run(od_apply *a, const od_change *ch, size_t n) {
   }
   a->sink_us += od_mono_us() - t0;
   if (rc) return rc;
-  if (parallel(a)) a->carrier_rows += n;
+  if (parallel(a)) atomic_fetch_add(&a->stats->carrier_changes, n);
   a->rows += n;
   od_pm_tally(a->tally, ch, n);
   if (a->audit) od_audit_tally_add(&a->atally, ch, n);
@@ -425,6 +427,35 @@ static int go_serial(od_apply *a) {
   return rc;
 }
 
+/* Room for one more pending chunk; OD_ENOMEM (with c recycled) when there is none. */
+static int pending_room(od_apply *a, od_chunk *c) {
+  if (a->npending < a->pending_cap) return OD_OK;
+  size_t cap = a->pending_cap ? a->pending_cap * 2 : 64;
+  od_chunk **grown = realloc(a->pending, cap * sizeof *grown);
+  if (!grown) {
+    od_queue_recycle(a->queue, c);
+    return OD_FAIL(&a->err, OD_ENOMEM, "pipeline %s: out of memory", a->cfg->name);
+  }
+  a->pending = grown;
+  a->pending_cap = cap;
+  return OD_OK;
+}
+
+/* What is pending (from change `from` of pending[0]: the start of a transaction later chunks
+ * complete, and whole chunks of it after) begins the next parallel batch. */
+static void restart_pending(od_apply *a, uint32_t from) {
+  a->pend_from = from;
+  a->rows = 0;
+  a->bytes = 0;
+  for (size_t i = 0; i < a->npending; i++) {
+    a->rows += a->pending[i]->nchanges - (i ? 0 : from);
+    a->bytes += od_chunk_bytes(a->pending[i]);
+  }
+  a->at_boundary = false;
+  a->cut_ok = false;
+  a->opened_at = od_mono_us();
+}
+
 /* Parallel path: keep the chunk for the batch. Takes the loan of c. */
 static int collect(od_apply *a, od_chunk *c) {
   if (c->ntxns && chunk_held(a, c) && c->boundary == c->nchanges) { /* nothing in it for this sink */
@@ -432,16 +463,8 @@ static int collect(od_apply *a, od_chunk *c) {
     od_queue_recycle(a->queue, c);
     return OD_OK;
   }
-  if (a->npending == a->pending_cap) {
-    size_t cap = a->pending_cap ? a->pending_cap * 2 : 64;
-    od_chunk **grown = realloc(a->pending, cap * sizeof *grown);
-    if (!grown) {
-      od_queue_recycle(a->queue, c);
-      return OD_FAIL(&a->err, OD_ENOMEM, "pipeline %s: out of memory", a->cfg->name);
-    }
-    a->pending = grown;
-    a->pending_cap = cap;
-  }
+  int rc = pending_room(a, c);
+  if (rc) return rc;
   if (!a->npending) a->opened_at = od_mono_us();
   a->pending[a->npending++] = c;
   a->rows += c->nchanges;
@@ -453,7 +476,12 @@ static int collect(od_apply *a, od_chunk *c) {
     note_latency(a, c);
   }
   a->at_boundary = c->ends_txn;
-  a->cut_ok = !c->ends_txn && c->ntxns > 0;
+  if (c->ends_txn) {
+    a->cut_ok = false;
+  } else if (c->ntxns) {
+    a->cut_ok = true;
+    a->cut_idx = a->npending - 1;
+  }
   const od_batch_config *b = &a->cfg->batch;
   if (!can_end(a) && (a->rows >= 4 * a->max_rows || a->bytes >= b->max_bytes)) return go_serial(a);
   return OD_OK;
@@ -465,16 +493,16 @@ static bool route_keep(void *ctx, const od_change *ch) { return keep(ctx, ch); }
  * idempotent); only then does the carrier apply the serial work and commit with the checkpoint.
  * The carrier never holds locks (its DDL, its rows) while helpers wait on them.
  * The batch ends at its last complete transaction: the end of its last chunk, or (cut_ok) the last
- * transaction end inside it; then that chunk stays pending and its tail, the start of a transaction
- * the next chunks complete, begins the next batch. */
+ * transaction end inside pending[cut_idx]; then that chunk's tail and the chunks after it (the
+ * start of a transaction later chunks complete) begin the next batch. */
 static int run_parallel(od_apply *a) {
   if (!can_end(a)) return OD_OK;
   int mode = a->opt.consistency == OD_CONSISTENCY_CAUSAL ? OD_ROUTE_CAUSAL : OD_ROUTE_EVENTUAL;
   int64_t t0 = od_mono_us();
-  size_t last = a->npending - 1;
+  size_t last = a->at_boundary ? a->npending - 1 : a->cut_idx;
   od_chunk *cut = a->at_boundary ? NULL : a->pending[last];
   uint32_t to = cut ? cut->boundary : OD_ROUTE_ALL;
-  int rc = od_route_batch(&a->router, mode, a->pending, a->npending, a->pend_from, to,
+  int rc = od_route_batch(&a->router, mode, a->pending, last + 1, a->pend_from, to,
                           filtering(a) ? route_keep : NULL, a, &a->err);
   if (rc) return rc;
   /* What the batch holds, exactly (collect counted whole chunks). */
@@ -486,15 +514,15 @@ static int run_parallel(od_apply *a) {
     od_pm_tally(a->tally, c->changes + from, end - from);
     if (a->audit) od_audit_tally_add(&a->atally, c->changes + from, end - from);
   }
-  for (int w = 1; w < a->router.nwriters; w++) a->helper_rows += a->router.counts[w];
-  a->carrier_rows += a->router.counts[0];
+  for (int w = 1; w < a->router.nwriters; w++) atomic_fetch_add(&a->stats->helper_changes, a->router.counts[w]);
+  atomic_fetch_add(&a->stats->carrier_changes, a->router.counts[0]);
   od_writers_run(a->writers, a->router.lists + 1, a->router.counts + 1);
   rc = od_writers_wait(a->writers, &a->err);
   if (!rc) rc = open_batch(a);
   if (!rc && a->router.counts[0])
     rc = a->sink->ops->apply(a->sink, a->router.lists[0], a->router.counts[0], &a->err);
   /* marks ride on the chunk that ends their transaction: a tail's were applied with its head */
-  for (size_t i = a->pend_from ? 1 : 0; i < a->npending && !rc; i++)
+  for (size_t i = a->pend_from ? 1 : 0; i <= last && !rc; i++)
     if (!chunk_held(a, a->pending[i])) rc = apply_marks(a, a->pending[i]);
   a->sink_us += od_mono_us() - t0;
   if (!rc && a->txns == 0) { /* every transaction was held: nothing to checkpoint */
@@ -508,18 +536,48 @@ static int run_parallel(od_apply *a) {
     rc = batch_commit(a);
   }
   if (rc) return rc;
-  if (cut) a->npending--; /* the cut chunk stays for its tail */
-  recycle_pending(a);
+  size_t keep = cut ? last : a->npending; /* the cut chunk stays for its tail, the later ones whole */
+  for (size_t i = 0; i < keep; i++) od_queue_recycle(a->queue, a->pending[i]);
+  a->npending -= keep;
+  memmove(a->pending, a->pending + keep, a->npending * sizeof *a->pending);
   a->pend_from = 0;
   a->cut_ok = false;
-  if (cut) {
-    a->pending[a->npending++] = cut;
-    a->pend_from = to;
-    a->rows = cut->nchanges - to;
-    a->bytes = od_chunk_bytes(cut);
-    a->at_boundary = false;
-    a->opened_at = od_mono_us();
+  if (cut) restart_pending(a, to);
+  return OD_OK;
+}
+
+/* Serial mode (go_serial) lasts as long as the transaction that caused it. When that transaction
+ * ends inside chunk c and another begins there, the end goes to the carrier and commits, and the
+ * rest of the chunk starts a parallel batch again. (Before, serial mode ended only at a batch that
+ * ended with its chunk, which a backlog of transactions straddling chunks almost never has: every
+ * later change went through the carrier.) Not when the next transaction is being isolated after a
+ * row rejection (it stays serial). */
+static bool serial_ends_in(od_apply *a, const od_chunk *c) {
+  od_poison *pz = a->env.poison;
+  return parallel(a) && a->serial && c->ntxns && c->boundary < c->nchanges && !chunk_held(a, c) &&
+         !(pz && od_poison_isolating(pz, &c->changes[c->boundary]));
+}
+
+static int flush(od_apply *a);
+
+static int end_serial(od_apply *a, od_chunk *c) {
+  int rc;
+  if ((rc = open_batch(a)) || (rc = apply_range(a, c, 0, c->boundary)) || (rc = apply_marks(a, c))) {
+    od_queue_recycle(a->queue, c);
+    return rc;
   }
+  a->txns += c->ntxns;
+  a->at_boundary = true;
+  a->boundary = c->end;
+  a->commit_time = c->commit_time;
+  note_latency(a, c);
+  if ((rc = flush(a))) { /* commits the carrier's batch: serial mode ends */
+    od_queue_recycle(a->queue, c);
+    return rc;
+  }
+  if ((rc = pending_room(a, c))) return rc; /* (c recycled) */
+  a->pending[a->npending++] = c;
+  restart_pending(a, c->boundary);
   return OD_OK;
 }
 
@@ -600,6 +658,7 @@ static int take(od_apply *a, od_chunk *c) {
     od_queue_recycle(a->queue, c);
     return rc;
   }
+  if (serial_ends_in(a, c)) return end_serial(a, c);
   if (parallel(a) && !a->serial) {
     /* Transactions isolated after a row rejection take the serial path, change by change. */
     if (!(pz && c->nchanges && od_poison_isolating(pz, &c->changes[0]))) return collect(a, c);
@@ -794,11 +853,13 @@ done:
   recycle_pending(a);
   release_held(a);
   log_stages(a);
-  if (parallel(a) && (a->helper_rows || a->carrier_rows))
+  uint64_t by_helpers = atomic_load(&a->stats->helper_changes) - a->helper0,
+           by_carrier = atomic_load(&a->stats->carrier_changes) - a->carrier0;
+  if (parallel(a) && (by_helpers || by_carrier))
     od_info("pipeline %s: sink %s: %llu changes applied by the %d helper writers, %llu by the carrier (the serial "
             "work: keyless tables, key changes, truncates, transactions larger than a batch)",
-            a->cfg->name, a->stats->name, (unsigned long long)a->helper_rows, a->opt.writers - 1,
-            (unsigned long long)a->carrier_rows);
+            a->cfg->name, a->stats->name, (unsigned long long)by_helpers, a->opt.writers - 1,
+            (unsigned long long)by_carrier);
   if (rc) {
     if (a->env.poison && od_poison_on_failure(a->env.poison, &a->err))
       od_error_prefix(&a->err, "row rejected; the next session applies this batch change by change to find it: ");
@@ -832,6 +893,8 @@ int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err) {
   a->stats = env->stats;
   a->caught_up = od_pos_is_none(&env->skip_before);
   a->floor = env->skip_before;
+  a->helper0 = atomic_load(&a->stats->helper_changes);
+  a->carrier0 = atomic_load(&a->stats->carrier_changes);
   if (env->spool && !(a->replay_rels = od_spool_rels_new())) {
     free(a);
     return OD_FAIL(err, OD_ENOMEM, "pipeline %s: out of memory", cfg->name);

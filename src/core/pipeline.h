@@ -62,6 +62,8 @@ typedef struct od_sink_stats {
   _Atomic uint64_t txns_applied;      /* source transactions committed to the sink */
   _Atomic uint64_t batches;           /* sink commits */
   _Atomic uint64_t txns_skipped;      /* resent transactions the sink already held */
+  _Atomic uint64_t helper_changes;    /* parallel apply: changes routed to the helper writers... */
+  _Atomic uint64_t carrier_changes;   /* ...and applied by the carrier (serial work) */
   _Atomic int64_t last_commit_time;   /* source commit time (µs) of the last applied txn */
   _Atomic int64_t last_lag_us;        /* source commit -> sink commit, for the last batch */
   _Atomic int64_t last_apply_at;      /* wall clock (µs) of the last sink commit */

@@ -7,8 +7,9 @@
 # the middle of one. A parallel batch used to end only where a chunk ended a transaction; such a
 # backlog grew each batch to 4 × batch.max_rows and then streamed it through the carrier alone
 # (seen: 400,000 of 400,000 changes of bench/pg_to_pg.sh applied by the carrier, the 3 helpers
-# idle). Now a batch ends at the last transaction end inside its last chunk and the rest of that
-# chunk starts the next batch.
+# idle). Now a batch ends at the last transaction end inside its chunks and the rest starts the next
+# batch; and the carrier's serial mode (a transaction larger than 4 x max_rows) ends in the chunk
+# where that transaction ends, instead of at the next chunk that happens to end at a commit.
 #
 # Backlog, written while odsync is stopped (after a first session created the slot):
 #   items (id PK): 60 transactions of 1,000 inserts, 30 of 1,000 updates, 10 of 500 deletes;
@@ -19,10 +20,14 @@
 #   carrier), between the others;
 #   moves: a transaction that changes 60 primary keys of items (serial for that batch).
 # Asserts, for each level: the target equals the source (od_compare_pg, all tables, duplicates in
-# the keyless table counted); odsync's closing line says the helpers applied at least 100,000 of the
-# 116,000 changes of the keyed 1,000/700/500-row transactions (the items changes of the batch that
-# holds the key changes go to the carrier) and the carrier at least the 25,000 of the big one plus
-# the 6,000 keyless rows; a SIGTERM exits 0.
+# the keyless table counted); odsync's closing line says the helpers applied at least 95,000 of the
+# 116,000 changes of the keyed 1,000/700/500-row transactions (the carrier also takes the items
+# changes of the batch that holds the key changes, and the small transactions that end in the chunk
+# where the big one ends: 34,000-41,000 in all, seen under load; without the cut inside a chunk or the
+# end of serial mode after the big transaction the helpers got 76,000-81,000) and the carrier at
+# least the 25,000 of the big one plus the 6,000 keyless rows; a SIGTERM exits 0.
+# The exact rules are pinned by the unit test
+# parallel_batches_end_inside_chunks_and_only_the_large_transaction_goes_serial (test_apply.c).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -110,7 +115,7 @@ SQL
   log "$level: helpers applied $helpers changes, the carrier $carrier"
   # keyed transactions: 60,000 inserts + 21,000 kv upserts + 30,000 updates + 5,000 deletes; the items
   # changes of the batch that holds the key changes go to the carrier too (at most a batch)
-  ((helpers >= 100000)) || fail "$level: the helpers applied only $helpers changes (expected >= 100000)"
+  ((helpers >= 95000)) || fail "$level: the helpers applied only $helpers changes (expected >= 95000)"
   ((carrier >= 25000 + 6000)) || fail "$level: the carrier applied only $carrier changes (expected the big transaction and the keyless rows)"
   "$OD_COMPARE_PG" --source "$SRC_DSN" --target "$dsn" "${TABLES[@]}" >/dev/null ||
     fail "$level: target differs from the source after SIGTERM"

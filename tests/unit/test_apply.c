@@ -390,3 +390,89 @@ TEST(text_marks_on_a_chunk_commit_with_the_transaction_that_ends_there) {
   sink->ops->close(sink);
   od_queue_destroy(&q);
 }
+
+/* ---- parallel apply (eventual, 4 writers: the carrier and 3 helpers on the same SQLite file) ---- */
+
+static int open_helper(void *ctx, od_sink **out, od_error *err) {
+  (void)ctx;
+  od_config_entry e = {.key = "path", .value = db_path, .line = 1, .col = 1};
+  od_config_section sec = {.file = "t.yml", .path = "pipelines[0].sink", .type = "sqlite", .entries = &e,
+                           .nentries = 1};
+  return od_sink_find("sqlite")->open(&sec, "p", out, err);
+}
+
+/* Pushes transactions of the given sizes (ids 1.., transaction t ends at position 0x1000 + t) as the
+ * reader would: chunks of chunk_rows rows, cut wherever they fill, mostly inside transactions. */
+static void push_stream(od_queue *q, const int *sizes, int ntxns, int chunk_rows) {
+  od_chunk *c = NULL;
+  int id = 1;
+  for (int t = 0; t < ntxns; t++) {
+    for (int i = 0; i < sizes[t]; i++) {
+      if (!c) c = od_queue_take_free(q);
+      od_change *ch = od_chunk_add(c);
+      od_value *v = od_arena_alloc(&c->arena, 2 * sizeof *v);
+      char *txt = od_arena_alloc(&c->arena, 16);
+      int len = snprintf(txt, 16, "%d", id++);
+      v[0] = (od_value){.data = txt, .len = (uint32_t)len, .kind = OD_VALUE_TEXT};
+      v[1] = (od_value){.data = "x", .len = 1, .kind = OD_VALUE_TEXT};
+      ch->op = OD_OP_INSERT;
+      ch->rel = &rel;
+      ch->index = (uint32_t)i;
+      ch->newtup = (od_tuple){2, v};
+      if (i == sizes[t] - 1) { /* the transaction ends here */
+        c->ntxns++;
+        c->boundary = c->nchanges;
+        c->end = od_pos_legacy_lsn(0x1000 + (uint64_t)t);
+        c->commit_time = 1;
+      }
+      c->ends_txn = c->ntxns && c->boundary == c->nchanges;
+      if ((int)c->nchanges == chunk_rows) {
+        od_queue_push(q, c, 0);
+        c = NULL;
+      }
+    }
+  }
+  if (c) od_queue_push(q, c, 0);
+}
+
+/* 40 transactions of 4 rows, one of 61 (more than 4 x max_rows = 40), 40 more of 4, in chunks of 11
+ * rows: a chunk ends exactly at a transaction end only every 44 rows, past 4 x max_rows. Returns the
+ * changes the helpers applied. */
+static uint64_t parallel_backlog(uint64_t *by_carrier) {
+  int sizes[81];
+  for (int t = 0; t < 81; t++) sizes[t] = t == 40 ? 61 : 4;
+  od_sink *sink = open_sink();
+  od_queue q;
+  od_queue_init(&q, 100000, 1 << 30, 1);
+  od_sink_stats stats = {0};
+  od_pos_cell_init(&stats.durable);
+  od_pipeline_config pc = cfg(10);
+  push_stream(&q, sizes, 81, 11);
+  od_apply_env env = {.cfg = &pc, .sink = sink, .mark_prefix = "p", .queue = &q, .consumer = 0, .stats = &stats,
+                      .opt = {.consistency = OD_CONSISTENCY_EVENTUAL, .writers = 4}, .open_writer = open_helper};
+  od_apply *a;
+  od_error err = {0};
+  if (od_apply_start(&a, &env, &err)) OD_TEST_FAIL("start: %s", err.msg);
+  od_queue_close(&q);
+  if (od_apply_join(a, &err)) OD_TEST_FAIL("join: %s", err.msg);
+  CHECK_INT(count_rows(), 80 * 4 + 61);
+  CHECK_INT(durable_u64(&stats), 0x1000 + 80);
+  CHECK_INT(atomic_load(&stats.txns_applied), 81);
+  CHECK_INT(atomic_load(&stats.changes_applied), 80 * 4 + 61);
+  od_pos read;
+  CHECK_INT(sink->ops->read_position(sink, &read, &err), OD_OK);
+  CHECK_INT(od_pos_to_u64(&read), 0x1000 + 80);
+  sink->ops->close(sink);
+  od_queue_destroy(&q);
+  *by_carrier = atomic_load(&stats.carrier_changes);
+  return atomic_load(&stats.helper_changes);
+}
+
+TEST(parallel_batches_end_inside_chunks_and_only_the_large_transaction_goes_serial) {
+  uint64_t carrier = 0, helpers = parallel_backlog(&carrier);
+  /* The small transactions go to the helpers; the carrier applies the 61-row one (a batch may end
+   * inside a chunk, and serial mode ends with the chunk where the transaction that caused it ends). */
+  CHECK_INT(helpers + carrier, 80 * 4 + 61);
+  CHECK(carrier >= 61);
+  CHECK(carrier < 61 + 11); /* with it, at most the small transactions that end in the chunk where it ends */
+}
