@@ -358,6 +358,19 @@ static int apply_heartbeat(od_apply *a, const od_chunk *c) {
   return batch_commit(a);
 }
 
+/* The complete transactions at the head of chunk c (changes before c->boundary, and the marks
+ * riding on the last of them) into the carrier's open batch, which may then end there. */
+static int apply_head(od_apply *a, od_chunk *c) {
+  int rc;
+  if ((rc = open_batch(a)) || (rc = apply_range(a, c, 0, c->boundary)) || (rc = apply_marks(a, c))) return rc;
+  a->txns += c->ntxns;
+  a->at_boundary = true;
+  a->boundary = c->end;
+  a->commit_time = c->commit_time;
+  note_latency(a, c);
+  return OD_OK;
+}
+
 /* Strong (and serial) path: apply a chunk to the carrier at once. */
 static int apply_chunk(od_apply *a, od_chunk *c) {
   int rc;
@@ -365,13 +378,8 @@ static int apply_chunk(od_apply *a, od_chunk *c) {
   uint32_t complete = c->ntxns ? c->boundary : 0;
   if (c->ntxns && chunk_held(a, c)) {
     atomic_fetch_add(&a->stats->txns_skipped, c->ntxns);
-  } else if (c->ntxns) {
-    if ((rc = open_batch(a)) || (rc = apply_range(a, c, 0, complete)) || (rc = apply_marks(a, c))) return rc;
-    a->txns += c->ntxns;
-    a->at_boundary = true;
-    a->boundary = c->end;
-    a->commit_time = c->commit_time;
-    note_latency(a, c);
+  } else if (c->ntxns && (rc = apply_head(a, c))) {
+    return rc;
   }
   /* ...then the start of a transaction that continues in later chunks. It begins in a sink
    * transaction of its own, so stopping before its end loses no complete transaction — except in
@@ -509,7 +517,8 @@ static int run_parallel(od_apply *a) {
   a->rows = 0;
   for (size_t i = 0; i <= last; i++) {
     const od_chunk *c = a->pending[i];
-    uint32_t from = i == 0 ? a->pend_from : 0, end = i == last && cut ? to : c->nchanges;
+    uint32_t from, end;
+    od_route_span(a->pending, last + 1, i, a->pend_from, to, &from, &end);
     a->rows += end - from;
     od_pm_tally(a->tally, c->changes + from, end - from);
     if (a->audit) od_audit_tally_add(&a->atally, c->changes + from, end - from);
@@ -561,17 +570,8 @@ static bool serial_ends_in(od_apply *a, const od_chunk *c) {
 static int flush(od_apply *a);
 
 static int end_serial(od_apply *a, od_chunk *c) {
-  int rc;
-  if ((rc = open_batch(a)) || (rc = apply_range(a, c, 0, c->boundary)) || (rc = apply_marks(a, c))) {
-    od_queue_recycle(a->queue, c);
-    return rc;
-  }
-  a->txns += c->ntxns;
-  a->at_boundary = true;
-  a->boundary = c->end;
-  a->commit_time = c->commit_time;
-  note_latency(a, c);
-  if ((rc = flush(a))) { /* commits the carrier's batch: serial mode ends */
+  int rc = apply_head(a, c);
+  if (rc || (rc = flush(a))) { /* flush commits the carrier's batch: serial mode ends */
     od_queue_recycle(a->queue, c);
     return rc;
   }

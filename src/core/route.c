@@ -139,9 +139,8 @@ static int push(od_router *r, int w, const od_change *c) {
   return OD_OK;
 }
 
-/* The changes [*from, *to) of chunk j of a batch (od_route_batch's first_from / last_to). */
-static void span_of(od_chunk *const *chunks, size_t nchunks, size_t j, uint32_t first_from, uint32_t last_to,
-                    uint32_t *from, uint32_t *to) {
+void od_route_span(od_chunk *const *chunks, size_t nchunks, size_t j, uint32_t first_from, uint32_t last_to,
+                   uint32_t *from, uint32_t *to) {
   uint32_t n = chunks[j]->nchanges;
   *to = (j + 1 == nchunks && last_to < n) ? last_to : n;
   *from = j > 0 ? 0 : (first_from < *to ? first_from : *to);
@@ -159,7 +158,7 @@ int od_route_batch(od_router *r, int mode, od_chunk *const *chunks, size_t nchun
   for (size_t j = 0; j < nchunks; j++) {
     const od_chunk *c = chunks[j];
     uint32_t from, to;
-    span_of(chunks, nchunks, j, first_from, last_to, &from, &to);
+    od_route_span(chunks, nchunks, j, first_from, last_to, &from, &to);
     for (uint32_t i = from; i < to; i++) {
       if (keep && !keep(ctx, &c->changes[i])) continue;
       r->flat[k++] = &c->changes[i];

@@ -53,5 +53,8 @@ void od_router_free(od_router *r);
 #define OD_ROUTE_ALL UINT32_MAX
 int od_route_batch(od_router *r, int mode, od_chunk *const *chunks, size_t nchunks, uint32_t first_from,
                    uint32_t last_to, bool (*keep)(void *ctx, const od_change *ch), void *ctx, od_error *err);
+/* The changes [*from, *to) of chunk j of such a batch (what od_route_batch routes from it). */
+void od_route_span(od_chunk *const *chunks, size_t nchunks, size_t j, uint32_t first_from, uint32_t last_to,
+                   uint32_t *from, uint32_t *to);
 
 #endif
