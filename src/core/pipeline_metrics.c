@@ -106,6 +106,10 @@ static const od_metric_family_def F_INFO =
 static const char *const L_SINKINFO[] = {"pipeline", "sink", "type", NULL};
 static const od_metric_family_def F_SINK_INFO =
     GAUGE("odsync_sink_info", "A sink of a pipeline and its adapter type (always 1)", L_SINKINFO);
+static const char *const L_PSW[] = {"pipeline", "sink", "writer", NULL};
+static const od_metric_family_def F_PARALLEL = COUNTER(
+    "odsync_parallel_changes_total",
+    "Changes applied under causal/eventual by the helper writers (parallel) and by the carrier (serial work)", L_PSW);
 static const od_metric_family_def F_DL_TOTAL =
     COUNTER("odsync_dead_letters_total", "Poison rows stored as dead letters (on_poison: dead_letter)", L_PS);
 static const od_metric_family_def F_DL =
@@ -166,6 +170,8 @@ static int64_t f_spool_bytes(void *c) { return u2i(atomic_load(&SM(c)->stats->sp
 static int64_t f_blocked_by(void *c) { return atomic_load(&SM(c)->stats->spool_full); }
 static int64_t f_sink_down(void *c) { return atomic_load(&SM(c)->stats->down); }
 static int64_t f_limit(void *c) { return u2i(atomic_load(&SM(c)->stats->batch_limit)); }
+static int64_t f_helpers(void *c) { return u2i(atomic_load(&SM(c)->stats->helper_changes)); }
+static int64_t f_carrier(void *c) { return u2i(atomic_load(&SM(c)->stats->carrier_changes)); }
 static int64_t f_dl_total(void *c) { return u2i(atomic_load(&SM(c)->stats->dead_letters_total)); }
 static int64_t f_dl(void *c) { return atomic_load(&SM(c)->stats->dead_letters); }
 static int64_t f_circuit(void *c) { return atomic_load(&SM(c)->stats->circuit_state); }
@@ -241,6 +247,9 @@ static void sink_new(od_pipeline_metrics *pm, od_sink_metrics *sm, od_sink_stats
   sink_fn(sm, &F_COMMIT_TS, ps, f_commit_ts);
   sink_fn(sm, &F_LIMIT, ps, f_limit);
   sink_fn(sm, &F_DL_TOTAL, ps, f_dl_total);
+  const char *helpers[] = {pm->pipeline, st->name, "helpers", NULL}, *carrier[] = {pm->pipeline, st->name, "carrier", NULL};
+  sink_fn(sm, &F_PARALLEL, helpers, f_helpers);
+  sink_fn(sm, &F_PARALLEL, carrier, f_carrier);
   sink_fn(sm, &F_DL, ps, f_dl);
   sink_fn(sm, &F_CIRCUIT, ps, f_circuit);
   sink_fn(sm, &F_CIRCUIT_TR, ps, f_circuit_tr);

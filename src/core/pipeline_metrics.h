@@ -44,7 +44,7 @@ typedef struct od_sink_metrics {
   od_metric *stages[OD_PM_NSTAGES];
   _Atomic int64_t last_lag_us;         /* source commit -> sink commit of the last batch; 0 after a heartbeat */
   _Atomic int64_t last_sink_commit_us; /* wall µs of the last sink commit (or of creation) */
-  od_metric *fn_series[16];
+  od_metric *fn_series[20];
   int nfn;
 } od_sink_metrics;
 

@@ -260,6 +260,9 @@ int od_status_json(od_status_view *s, bool history, od_sqlbuf *o) {
                        (unsigned long long)atomic_load(&sm->stats->circuit_transitions),
                        (long long)atomic_load(&sm->stats->dead_letters),
                        (unsigned long long)atomic_load(&sm->stats->dead_letters_total));
+        od_sqlbuf_addf(o, ",\"helper_changes\":%llu,\"carrier_changes\":%llu",
+                       (unsigned long long)atomic_load(&sm->stats->helper_changes),
+                       (unsigned long long)atomic_load(&sm->stats->carrier_changes));
         od_sqlbuf_addf(o, ",\"spool_bytes\":%llu,\"spool_full\":%s,\"down\":%s}",
                        (unsigned long long)atomic_load(&sm->stats->spool_bytes),
                        atomic_load(&sm->stats->spool_full) ? "true" : "false",

@@ -25,7 +25,9 @@
 # changes of the batch that holds the key changes, and the small transactions that end in the chunk
 # where the big one ends: 34,000-41,000 in all, seen under load; without the cut inside a chunk or the
 # end of serial mode after the big transaction the helpers got 76,000-81,000) and the carrier at
-# least the 25,000 of the big one plus the 6,000 keyless rows; a SIGTERM exits 0.
+# least the 25,000 of the big one plus the 6,000 keyless rows; a SIGTERM exits 0. The admin server
+# reports the same two counts before the stop: odsync_parallel_changes_total{writer="helpers" |
+# "carrier"} on /metrics and helper_changes / carrier_changes of the sink on /status.
 # The exact rules are pinned by the unit test
 # parallel_batches_end_inside_chunks_and_only_the_large_transaction_goes_serial (test_apply.c).
 set -euo pipefail
@@ -37,6 +39,8 @@ OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 
 pg_start_pair shop warehouse
+APORT=$(pg_free_port)
+ADMIN=http://127.0.0.1:$APORT
 TABLES=(--table public.items --table public.kv --table public.log --table public.big)
 
 pg_psql <<'SQL'
@@ -53,6 +57,7 @@ run_level() {
   dsn="host=127.0.0.1 port=$DST_PORT dbname=$db user=postgres"
   cat >"$config" <<YAML
 state_dir: $TEST_TMP/state_$level
+admin: { listen: "127.0.0.1:$APORT" }
 pipelines:
   - name: $level
     source: { type: postgres, dsn: "$SRC_DSN", slot: odsync_$level, tables: [public.items, public.kv, public.log, public.big] }
@@ -107,12 +112,27 @@ SQL
     sleep 1
   done
   echo "$out"
+  # the counts of this process (one session since the start) as the admin server reports them
+  local m=$TEST_TMP/$level.metrics st=$TEST_TMP/$level.status m_helpers m_carrier s_helpers s_carrier
+  curl -s --max-time 5 "$ADMIN/metrics" >"$m" || fail "$level: /metrics did not answer"
+  curl -s --max-time 5 "$ADMIN/status" >"$st" || fail "$level: /status did not answer"
+  m_helpers=$(sed -n "s/^odsync_parallel_changes_total{pipeline=\"$level\",sink=\"default\",writer=\"helpers\"} \([0-9]*\)$/\1/p" "$m")
+  m_carrier=$(sed -n "s/^odsync_parallel_changes_total{pipeline=\"$level\",sink=\"default\",writer=\"carrier\"} \([0-9]*\)$/\1/p" "$m")
+  [[ -n $m_helpers && -n $m_carrier ]] || { grep parallel "$m" >&2; fail "$level: no odsync_parallel_changes_total series on /metrics"; }
+  read -r s_helpers s_carrier < <(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["pipelines"][0]["sinks"][0]
+print(s["helper_changes"], s["carrier_changes"])' "$st") || fail "$level: /status has no helper_changes / carrier_changes"
+  [[ $s_helpers == "$m_helpers" && $s_carrier == "$m_carrier" ]] ||
+    fail "$level: /status says helpers $s_helpers, carrier $s_carrier; /metrics $m_helpers, $m_carrier"
   odsync_stop
   line=$(grep "pipeline $level: sink default: .* changes applied by the 3 helper writers" "$logf" | tail -n 1)
   [[ -n $line ]] || { tail -n 20 "$logf" >&2; fail "$level: no closing line on the helper writers"; }
   helpers=$(sed -n 's/.*: \([0-9]*\) changes applied by the 3 helper writers, \([0-9]*\) by the carrier.*/\1/p' <<<"$line")
   carrier=$(sed -n 's/.*: \([0-9]*\) changes applied by the 3 helper writers, \([0-9]*\) by the carrier.*/\2/p' <<<"$line")
   log "$level: helpers applied $helpers changes, the carrier $carrier"
+  [[ $helpers == "$m_helpers" && $carrier == "$m_carrier" ]] ||
+    fail "$level: the closing line says helpers $helpers, carrier $carrier; /metrics said $m_helpers, $m_carrier"
   # keyed transactions: 60,000 inserts + 21,000 kv upserts + 30,000 updates + 5,000 deletes; the items
   # changes of the batch that holds the key changes go to the carrier too (at most a batch)
   ((helpers >= 95000)) || fail "$level: the helpers applied only $helpers changes (expected >= 95000)"
