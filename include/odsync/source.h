@@ -44,6 +44,8 @@ typedef struct od_source_health {
   int64_t safe_bytes;     /* may still be written before the server drops what it keeps (safe_wal_size) */
   bool warning;           /* retained_bytes passed the source's warning threshold */
   char status[32];        /* the source's own word for it (PostgreSQL: wal_status), "" unknown */
+  int64_t spilled_bytes;  /* decoded changes the server wrote to its own disk for this source since
+                             odsync started (PostgreSQL 14+: pg_stat_replication_slots.spill_bytes) */
 } od_source_health;
 
 typedef struct od_source_ops {

@@ -128,6 +128,11 @@ static const od_metric_family_def F_SRC_SAFE =
 static const od_metric_family_def F_SRC_WARN =
     GAUGE("odsync_source_retention_warning",
           "1 while the retained bytes are above the source's warning threshold (slot_warn_retained_bytes)", L_P);
+static const od_metric_family_def F_SRC_SPILLED =
+    COUNTER("odsync_source_spilled_bytes_total",
+            "Decoded changes the source server wrote to its own disk for this pipeline because they passed its "
+            "decoding memory (PostgreSQL 14+: pg_stat_replication_slots.spill_bytes of the slot and its "
+            "catch-up copies, since odsync started)", L_P);
 static const od_metric_family_def F_SNAP_ACTIVE =
     GAUGE("odsync_snapshot_active", "1 while the initial snapshot copies", L_P);
 static const od_metric_family_def F_SNAP_ROWS =
@@ -156,6 +161,10 @@ static int64_t f_isnap(void *c) { return u2i(atomic_load(&PM(c)->stats->isnap_ro
 static int64_t f_src_pos(void *c) { return atomic_load(&PM(c)->source_pos_value); }
 static int64_t f_src_retained(void *c) { return atomic_load(&PM(c)->src_retained); }
 static int64_t f_src_safe(void *c) { return atomic_load(&PM(c)->src_safe); }
+static int64_t f_src_spilled(void *c) {
+  int64_t v = atomic_load(&PM(c)->src_spilled);
+  return v < 0 ? 0 : v;
+}
 static int64_t f_src_warn(void *c) { return atomic_load(&PM(c)->src_warning); }
 static int64_t f_queue(void *c) { return u2i(atomic_load(&PM(c)->stats->queued_rows)); }
 static int64_t f_skipped(void *c) { return u2i(atomic_load(&SM(c)->stats->txns_skipped)); }
@@ -289,6 +298,8 @@ od_pipeline_metrics *od_pipeline_metrics_new(od_metrics *registry, od_pipeline_s
   atomic_store(&pm->src_safe, -1);
   fn_series(pm, &F_SRC_RETAINED, p, f_src_retained, pm);
   fn_series(pm, &F_SRC_SAFE, p, f_src_safe, pm);
+  atomic_store(&pm->src_spilled, -1);
+  fn_series(pm, &F_SRC_SPILLED, p, f_src_spilled, pm);
   fn_series(pm, &F_SRC_WARN, p, f_src_warn, pm);
   fn_series(pm, &F_READY, p, f_ready, pm);
   fn_series(pm, &F_SNAP_ACTIVE, p, f_snap_active, pm);
@@ -408,6 +419,7 @@ void od_pm_source_health(od_pipeline_metrics *pm, const od_source_health *h) {
   atomic_store(&pm->src_retained, h->retained_bytes);
   atomic_store(&pm->src_safe, h->safe_bytes);
   atomic_store(&pm->src_warning, h->warning ? 1 : 0);
+  if (h->spilled_bytes >= 0) atomic_store(&pm->src_spilled, h->spilled_bytes);
   pthread_mutex_lock(&pm->err_lock);
   snprintf(pm->src_status, sizeof pm->src_status, "%s", h->status);
   pthread_mutex_unlock(&pm->err_lock);
@@ -419,6 +431,7 @@ bool od_pm_source_health_get(od_pipeline_metrics *pm, od_source_health *out) {
   out->retained_bytes = atomic_load(&pm->src_retained);
   out->safe_bytes = atomic_load(&pm->src_safe);
   out->warning = atomic_load(&pm->src_warning) != 0;
+  out->spilled_bytes = atomic_load(&pm->src_spilled);
   pthread_mutex_lock(&pm->err_lock);
   snprintf(out->status, sizeof out->status, "%s", pm->src_status);
   pthread_mutex_unlock(&pm->err_lock);

@@ -67,7 +67,7 @@ struct od_pipeline_metrics {
   od_metric *snap[OD_SNAPSHOT_MAX_TABLES][4];
   char snap_name[OD_SNAPSHOT_MAX_TABLES][128];
   /* the source's health (od_source_ops.health): bytes, -1 unknown; status under err_lock */
-  _Atomic int64_t src_retained, src_safe;
+  _Atomic int64_t src_retained, src_safe, src_spilled; /* src_spilled: -1 until known, then never lower */
   _Atomic int src_warning, src_health_known;
   char src_status[32];
   /* the last error */

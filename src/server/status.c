@@ -299,8 +299,10 @@ int od_status_json(od_status_view *s, bool history, od_sqlbuf *o) {
     /* What the source server keeps for the pipeline (PostgreSQL: the slot's WAL); null: not read yet. */
     od_source_health sh;
     if (od_pm_source_health_get((od_pipeline_metrics *)r.pm, &sh)) {
-      od_sqlbuf_addf(o, ",\"source_health\":{\"retained_bytes\":%lld,\"safe_bytes\":%lld,\"warning\":%s,\"status\":",
-                     (long long)sh.retained_bytes, (long long)sh.safe_bytes, sh.warning ? "true" : "false");
+      od_sqlbuf_addf(o, ",\"source_health\":{\"retained_bytes\":%lld,\"safe_bytes\":%lld,\"spilled_bytes\":%lld,"
+                     "\"warning\":%s,\"status\":",
+                     (long long)sh.retained_bytes, (long long)sh.safe_bytes, (long long)sh.spilled_bytes,
+                     sh.warning ? "true" : "false");
       json_str(o, sh.status);
       od_sqlbuf_add(o, "}");
     } else {

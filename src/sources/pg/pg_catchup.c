@@ -337,6 +337,7 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
   s->catchup_mark = s->catchup_mark_from = s->catchup_copy_confirmed = 0;
   s->catchup_idle_wait_at = 0;
   s->catchup = true;
+  od_pg_spill_phase(s);
   s->catchup_leaving = false;
   s->catchup_inflight = false;
   s->catchup_batch_end = 0; /* nothing delivered yet: the first batch needs no acknowledgement */
@@ -483,14 +484,23 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
     }
     if (copy && (rc = adv_collect(s, true, err))) return rc;
     if (copy && s->catchup_mark && (rc = follow_restart(s, err))) return rc;
+    /* The copy's last spill, read while it lives (it goes with the peek connection). */
+    if (od_pg_spill_read(s, err)) {
+      od_debug("%s: reading the catch-up's spill: %s", s->where, err->msg);
+      od_error_clear(err);
+    }
+    char spill[96] = "";
+    if (s->spill_phase_bytes > 0)
+      snprintf(spill, sizeof spill, "; the source spilled %.1f MiB of decoded changes to its disk",
+               (double)s->spill_phase_bytes / 1048576.0);
     const struct pg_catchup_stats *t = &s->catchup_stats;
     od_info("%s: caught up by batch decoding (%ld calls, %lld messages, %.1f MB; server %.2f s from call to first "
             "row, %.2f s of it with nothing to decode; %.2f s receiving rows, %.2f s decoding and handing them to "
-            "the sinks; %.1f MB of WAL decoded again; %ld slot advances; restart_lsn %X/%X -> %X/%X); streaming "
+            "the sinks; %.1f MB of WAL decoded again; %ld slot advances; restart_lsn %X/%X -> %X/%X%s); streaming "
             "from %X/%X",
             s->where, s->catchup_batches, (long long)t->rows, t->row_bytes / 1048576.0, t->call_us / 1e6,
             t->wait_us / 1e6, t->recv_us / 1e6, t->decode_us / 1e6, t->redecode_bytes / 1048576.0, t->advances,
-            OD_LSN_ARGS(t->restart_from), OD_LSN_ARGS(t->restart_to),
+            OD_LSN_ARGS(t->restart_from), OD_LSN_ARGS(t->restart_to), spill,
             OD_LSN_ARGS(s->durable > s->floor ? s->durable : s->floor));
     leave(s);
     return OD_OK;

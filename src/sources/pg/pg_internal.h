@@ -90,6 +90,15 @@ typedef struct pg_source {
   od_source_health health;      /* the last slot health read (pg_slot_health.c) */
   bool health_ok;               /* health holds a reading */
   bool health_read_warned;      /* a failed health read was logged (once per source) */
+  /* the source's spill of decoded changes (pg_spill.c) */
+  int64_t spilled_bytes;        /* since this process started, every slot that decoded for it */
+  int64_t spill_phase_bytes;    /* in this catch-up, or this stretch of streaming */
+  bool spill_warned;            /* this phase's spill was logged */
+  int64_t spill_slot_seen;      /* the pipeline slot's spill_bytes at the last read */
+  bool spill_slot_known;
+  char spill_copy_name[64];     /* the catch-up copy last read */
+  int64_t spill_copy_seen;
+  bool spill_copy_known;
 
   struct pg_mesh *mesh;         /* owned: source.mesh_node set (a multi-master mesh), else NULL */
   char plugin[32];              /* the output plugin of the slot in use (pg_plugin.c) */
@@ -145,6 +154,10 @@ int od_pg_slot_restart(pg_source *s, PGconn *c, const char *slot, od_lsn *restar
 /* pg_slot_health.c: retained WAL, wal_status and safe_wal_size of the slot; an invalidated slot is
  * fatal (od_pg_slot_lost names the recovery). */
 int od_pg_slot_health_check(pg_source *s, od_error *err);
+/* pg_spill.c: reads the spill of the slot decoding now (and of the pipeline's slot) into
+ * spilled_bytes, warns once per phase; phase: a catch-up or a stream starts. PostgreSQL 14+. */
+int od_pg_spill_read(pg_source *s, od_error *err);
+void od_pg_spill_phase(pg_source *s);
 int od_pg_slot_lost(pg_source *s, const char *why, od_error *err);
 bool od_pg_slot_lost_message(const char *msg);
 bool od_pg_health(od_source *s, od_source_health *out);

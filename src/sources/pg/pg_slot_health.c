@@ -4,7 +4,7 @@
  * START_REPLICATION; a warning (logged once per transition) when the retained WAL passes
  * source.slot_warn_retained_bytes or the slot becomes 'unreserved'; an invalidated slot ('lost', or
  * the walsender's "can no longer get changes"/"has been invalidated" error) is a fatal error that
- * names the recovery.
+ * names the recovery. With it, the source's spill of decoded changes (pg_spill.c).
  * Owns: the health fields of pg_source (health, health_ok, health_read_warned, last_health_at is
  * pg_source.c's). A health read that fails on a live connection is logged once and never stops
  * the stream. Never touches: the replication connection, the slot itself (it never drops or
@@ -66,7 +66,7 @@ int od_pg_slot_health_check(pg_source *s, od_error *err) {
     PQclear(r);
     return OD_OK;
   }
-  od_source_health h = {.retained_bytes = -1, .safe_bytes = -1};
+  od_source_health h = {.retained_bytes = -1, .safe_bytes = -1, .spilled_bytes = -1};
   snprintf(h.status, sizeof h.status, "%s", PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
   if (!PQgetisnull(r, 0, 1)) h.safe_bytes = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
   if (!PQgetisnull(r, 0, 2)) h.retained_bytes = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
@@ -96,6 +96,17 @@ int od_pg_slot_health_check(pg_source *s, od_error *err) {
     od_warn("%s: replication slot %s is 'unreserved': it retains more WAL than max_wal_size and only %s more may be "
             "written before the server invalidates it (then the pipeline cannot resume and needs a new snapshot)",
             s->where, s->slot, safe);
+  if (PQserverVersion(s->meta) >= 140000) {
+    int rc = od_pg_spill_read(s, err);
+    if (rc && err->retriable) return rc;
+    if (rc) {
+      if (!s->health_read_warned) od_warn("%s: cannot read the spill of slot %s: %s", s->where, s->slot, err->msg);
+      s->health_read_warned = true;
+      od_error_clear(err);
+    } else {
+      h.spilled_bytes = s->spilled_bytes;
+    }
+  }
   s->health = h;
   s->health_ok = true;
   return OD_OK;

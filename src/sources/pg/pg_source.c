@@ -387,6 +387,7 @@ static int start_streaming(pg_source *s, od_lsn start, od_error *err) {
   s->last_status_at = 0;
   s->last_recv_at = od_mono_us();
   s->ping_sent = false;
+  od_pg_spill_phase(s);
   return OD_OK;
 }
 
