@@ -153,6 +153,8 @@ typedef struct od_pipeline_config {
   int consistency;     /* enum od_consistency; key `consistency: strong|causal|eventual` */
   int apply_workers;   /* parallel sink writers under causal/eventual (1..64, default 4; capped by
                           what the sink supports: SQLite has one writer) */
+  long apply_parallel_min_rows; /* under causal/eventual, a batch of fewer rows is applied by the
+                                   carrier alone, in one sink transaction (0: never; default 256) */
   od_alerts_config alerts;
   int on_poison;       /* enum od_poison_policy; key `on_poison: stop|dead_letter` */
   int poison_attempts; /* tries of a rejected change before it is poison (1..100, default 3) */

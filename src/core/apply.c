@@ -505,11 +505,23 @@ static bool route_keep(void *ctx, const od_change *ch) { return keep(ctx, ch); }
  * start of a transaction later chunks complete) begin the next batch. */
 static int run_parallel(od_apply *a) {
   if (!can_end(a)) return OD_OK;
-  int mode = a->opt.consistency == OD_CONSISTENCY_CAUSAL ? OD_ROUTE_CAUSAL : OD_ROUTE_EVENTUAL;
   int64_t t0 = od_mono_us();
   size_t last = a->at_boundary ? a->npending - 1 : a->cut_idx;
   od_chunk *cut = a->at_boundary ? NULL : a->pending[last];
   uint32_t to = cut ? cut->boundary : OD_ROUTE_ALL;
+  /* A small batch (the head of a stream: a few transactions per commit) is not split: the helpers'
+   * commits and then the carrier's would be two sink commits in a row, one more flush of latency
+   * for no gain. The carrier applies it whole, as strong would (stronger than what causal and
+   * eventual promise, and atomic with the checkpoint). */
+  size_t span = 0;
+  for (size_t i = 0; i <= last; i++) {
+    uint32_t from, end;
+    od_route_span(a->pending, last + 1, i, a->pend_from, to, &from, &end);
+    span += end - from;
+  }
+  int mode = span < a->opt.parallel_min_rows            ? OD_ROUTE_CARRIER
+             : a->opt.consistency == OD_CONSISTENCY_CAUSAL ? OD_ROUTE_CAUSAL
+                                                          : OD_ROUTE_EVENTUAL;
   int rc = od_route_batch(&a->router, mode, a->pending, last + 1, a->pend_from, to,
                           filtering(a) ? route_keep : NULL, a, &a->err);
   if (rc) return rc;

@@ -37,6 +37,8 @@ typedef struct od_apply od_apply;
 typedef struct od_apply_options {
   int consistency; /* enum od_consistency (odsync/config.h) */
   int writers;     /* total sink writers including the carrier; 1 = no parallel apply */
+  size_t parallel_min_rows; /* with writers > 1: a batch of fewer rows goes to the carrier alone,
+                               applied and committed once, the strong way (0: every batch is split) */
 } od_apply_options;
 
 /* Opens one more instance of the sink (transforms included) for a parallel writer. */

@@ -45,7 +45,7 @@ static const char *const TOP_KEYS[] = {"state_dir", "log_level", "log", "admin",
 static const char *const PII_KEYS[] = {"detect", "sample", NULL};
 static const char *const PII_MODES[] = {"off", "warn", "enforce", NULL}; /* indexed by enum od_pii_mode */
 static const char *const PIPELINE_KEYS[] = {"name", "source", "sink", "sinks", "transforms", "batch", "queue",
-                                              "schema_changes", "consistency", "apply_workers",
+                                              "schema_changes", "consistency", "apply_workers", "apply_parallel_min_rows",
                                               "reconnect_max_ms", "alerts", "pii", "on_poison", "poison_attempts",
                                               "circuit_breaker", NULL};
 static const char *const BREAKER_KEYS[] = {"failures", "error_rate", "min_attempts", "window_ms", "cooldown_ms", NULL};
@@ -1019,6 +1019,7 @@ void pipeline_defaults(od_pipeline_config *pl) {
   pl->schema_changes = OD_SCHEMA_APPLY;
   pl->consistency = OD_CONSISTENCY_STRONG;
   pl->apply_workers = 4;
+  pl->apply_parallel_min_rows = 256;
   pl->reconnect_max_ms = 30000;
   pl->on_poison = OD_POISON_STOP;
   pl->poison_attempts = 3;
@@ -1089,6 +1090,10 @@ static int parse_pipeline(pctx *p, od_config *cfg, od_pipeline_config *pl, int i
     subpath(sub, sizeof sub, path, "apply_workers");
     if ((rc = num_long(p, v, sub, 1, 64, &x))) return rc;
     pl->apply_workers = (int)x;
+  }
+  if ((v = map_get(p, n, "apply_parallel_min_rows"))) {
+    subpath(sub, sizeof sub, path, "apply_parallel_min_rows");
+    if ((rc = num_long(p, v, sub, 0, 1000000, &pl->apply_parallel_min_rows))) return rc;
   }
   if ((rc = parse_fault(p, pl, n, path))) return rc;
   if ((v = map_get(p, n, "alerts")) && !is_null(v)) {

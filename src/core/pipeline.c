@@ -230,7 +230,8 @@ int od_pipeline_new(const od_config *root, const od_pipeline_config *cfg, od_pip
     sink_name(cfg, ps->cfg, ps->name, sizeof ps->name);
     int writers = cfg->apply_workers < (int)snk[i]->max_writers ? cfg->apply_workers : (int)snk[i]->max_writers;
     ps->apply_opt = (od_apply_options){.consistency = cfg->consistency,
-                                       .writers = cfg->consistency == OD_CONSISTENCY_STRONG ? 1 : writers};
+                                       .writers = cfg->consistency == OD_CONSISTENCY_STRONG ? 1 : writers,
+                                       .parallel_min_rows = (size_t)cfg->apply_parallel_min_rows};
     od_sink_stats *st = &p->stats.sinks[i];
     snprintf(st->name, sizeof st->name, "%s", ps->cfg->name);
     snprintf(st->type, sizeof st->type, "%s", snk[i]->type);

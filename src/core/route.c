@@ -166,6 +166,11 @@ int od_route_batch(od_router *r, int mode, od_chunk *const *chunks, size_t nchun
     }
   }
   n = k;
+  if (mode == OD_ROUTE_CARRIER) {
+    for (size_t i = 0; i < n; i++)
+      if (push(r, 0, r->flat[i])) return OD_FAIL(err, OD_ENOMEM, "out of memory routing a batch");
+    return OD_OK;
+  }
   /* Pass 1: which tables are serial in this batch. Table hashes are marked in the slot table
    * with value -1. A table whose changes come under more than one relation version (its shape
    * changed inside the batch) is serial too: the sink alters it between the versions, so no

@@ -25,7 +25,8 @@
 #include "core/queue.h"
 #include "odsync/error.h"
 
-enum { OD_ROUTE_EVENTUAL = 0, OD_ROUTE_CAUSAL = 1 };
+/* OD_ROUTE_CARRIER: every change to writer 0, in order (a batch too small to be worth splitting). */
+enum { OD_ROUTE_EVENTUAL = 0, OD_ROUTE_CAUSAL = 1, OD_ROUTE_CARRIER = 2 };
 
 typedef struct od_router {
   int nwriters;

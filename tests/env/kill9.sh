@@ -165,6 +165,7 @@ pipelines:
     $SINK_YAML
     consistency: $CONSISTENCY
     apply_workers: 4
+    apply_parallel_min_rows: 0
 YAML
   odsync_start "$CONFIG" "$LOG"
   wait_slot_active "$KILL9_SLOT" 60

@@ -233,6 +233,7 @@ pipelines:
     on_poison: $policy
     poison_attempts: 2
     consistency: ${POISON_CONSISTENCY:-strong}
+    apply_parallel_min_rows: 0
     source: { type: postgres, dsn: "$SRC_DSN", tables: [public.accounts, public.events, public.history] }
     $SINK_YAML
 YAML

@@ -145,6 +145,7 @@ pipelines:
     sink: { type: postgres, dsn: "$dst_dsn" }
     consistency: $level
     apply_workers: 4
+    apply_parallel_min_rows: 0
 YAML
   odsync_start "$config" "$LOG"
   wait_slot_active "odsync_$db" 60

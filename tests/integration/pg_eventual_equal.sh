@@ -131,6 +131,7 @@ pipelines:
     sink: { type: postgres, dsn: "$DST_DSN" }
     consistency: eventual
     apply_workers: 4
+    apply_parallel_min_rows: 0
 YAML
 odsync_start "$CONFIG" "$LOG"
 wait_slot_active odsync_shop 60

@@ -27,7 +27,9 @@
 # end of serial mode after the big transaction the helpers got 76,000-81,000) and the carrier at
 # least the 25,000 of the big one plus the 6,000 keyless rows; a SIGTERM exits 0. The admin server
 # reports the same two counts before the stop: odsync_parallel_changes_total{writer="helpers" |
-# "carrier"} on /metrics and helper_changes / carrier_changes of the sink on /status.
+# "carrier"} on /metrics and helper_changes / carrier_changes of the sink on /status. Then, at the
+# head, 20 one-row transactions one at a time all go to the carrier (batches below
+# apply_parallel_min_rows are not split): the carrier's count grows by 20, the helpers' not at all.
 # The exact rules are pinned by the unit test
 # parallel_batches_end_inside_chunks_and_only_the_large_transaction_goes_serial (test_apply.c).
 set -euo pipefail
@@ -113,12 +115,28 @@ SQL
   done
   echo "$out"
   # the counts of this process (one session since the start) as the admin server reports them
-  local m=$TEST_TMP/$level.metrics st=$TEST_TMP/$level.status m_helpers m_carrier s_helpers s_carrier
-  curl -s --max-time 5 "$ADMIN/metrics" >"$m" || fail "$level: /metrics did not answer"
+  local m=$TEST_TMP/$level.metrics st=$TEST_TMP/$level.status m_helpers m_carrier s_helpers s_carrier b_helpers b_carrier
+  scrape() {
+    curl -s --max-time 5 "$ADMIN/metrics" >"$m" || fail "$level: /metrics did not answer"
+    m_helpers=$(sed -n "s/^odsync_parallel_changes_total{pipeline=\"$level\",sink=\"default\",writer=\"helpers\"} \([0-9]*\)$/\1/p" "$m")
+    m_carrier=$(sed -n "s/^odsync_parallel_changes_total{pipeline=\"$level\",sink=\"default\",writer=\"carrier\"} \([0-9]*\)$/\1/p" "$m")
+    [[ -n $m_helpers && -n $m_carrier ]] || { grep parallel "$m" >&2; fail "$level: no odsync_parallel_changes_total series on /metrics"; }
+  }
+  scrape
+  b_helpers=$m_helpers b_carrier=$m_carrier
+  # At the head: 20 one-row transactions, one at a time. Each batch is below apply_parallel_min_rows
+  # (256 by default) and goes to the carrier whole: one sink commit instead of the helpers' and then
+  # the carrier's.
+  for i in $(seq 1 20); do
+    pg_psql -c "INSERT INTO items VALUES (900000 + $i, 'head', $i, now())" >/dev/null
+    sleep 0.05
+  done
+  wait_for "'$OD_COMPARE_PG' --source '$SRC_DSN' --target '$dsn' ${TABLES[*]} >/dev/null 2>&1" 60 ||
+    fail "$level: the 20 transactions at the head did not arrive"
+  scrape
+  [[ $m_helpers == "$b_helpers" && $m_carrier == $((b_carrier + 20)) ]] ||
+    fail "$level: at the head the helpers went $b_helpers -> $m_helpers, the carrier $b_carrier -> $m_carrier (expected the carrier +20 alone)"
   curl -s --max-time 5 "$ADMIN/status" >"$st" || fail "$level: /status did not answer"
-  m_helpers=$(sed -n "s/^odsync_parallel_changes_total{pipeline=\"$level\",sink=\"default\",writer=\"helpers\"} \([0-9]*\)$/\1/p" "$m")
-  m_carrier=$(sed -n "s/^odsync_parallel_changes_total{pipeline=\"$level\",sink=\"default\",writer=\"carrier\"} \([0-9]*\)$/\1/p" "$m")
-  [[ -n $m_helpers && -n $m_carrier ]] || { grep parallel "$m" >&2; fail "$level: no odsync_parallel_changes_total series on /metrics"; }
   read -r s_helpers s_carrier < <(python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))["pipelines"][0]["sinks"][0]

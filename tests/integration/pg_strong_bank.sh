@@ -93,7 +93,7 @@ BEGIN
 END $$;
 SQL
   local workers=""
-  [[ $level == strong ]] || workers="apply_workers: 4"
+  [[ $level == strong ]] || workers=$'apply_workers: 4\n    apply_parallel_min_rows: 0' # every batch split
   cat >"$config" <<YAML
 state_dir: $TEST_TMP/state
 pipelines:

@@ -438,7 +438,7 @@ static void push_stream(od_queue *q, const int *sizes, int ntxns, int chunk_rows
 /* 40 transactions of 4 rows, one of 61 (more than 4 x max_rows = 40), 40 more of 4, in chunks of 11
  * rows: a chunk ends exactly at a transaction end only every 44 rows, past 4 x max_rows. Returns the
  * changes the helpers applied. */
-static uint64_t parallel_backlog(uint64_t *by_carrier) {
+static uint64_t parallel_backlog_min(uint64_t *by_carrier, size_t parallel_min_rows) {
   int sizes[81];
   for (int t = 0; t < 81; t++) sizes[t] = t == 40 ? 61 : 4;
   od_sink *sink = open_sink();
@@ -449,7 +449,8 @@ static uint64_t parallel_backlog(uint64_t *by_carrier) {
   od_pipeline_config pc = cfg(10);
   push_stream(&q, sizes, 81, 11);
   od_apply_env env = {.cfg = &pc, .sink = sink, .mark_prefix = "p", .queue = &q, .consumer = 0, .stats = &stats,
-                      .opt = {.consistency = OD_CONSISTENCY_EVENTUAL, .writers = 4}, .open_writer = open_helper};
+                      .opt = {.consistency = OD_CONSISTENCY_EVENTUAL, .writers = 4, .parallel_min_rows = parallel_min_rows},
+                      .open_writer = open_helper};
   od_apply *a;
   od_error err = {0};
   if (od_apply_start(&a, &env, &err)) OD_TEST_FAIL("start: %s", err.msg);
@@ -468,6 +469,8 @@ static uint64_t parallel_backlog(uint64_t *by_carrier) {
   return atomic_load(&stats.helper_changes);
 }
 
+static uint64_t parallel_backlog(uint64_t *by_carrier) { return parallel_backlog_min(by_carrier, 0); }
+
 TEST(parallel_batches_end_inside_chunks_and_only_the_large_transaction_goes_serial) {
   uint64_t carrier = 0, helpers = parallel_backlog(&carrier);
   /* The small transactions go to the helpers; the carrier applies the 61-row one (a batch may end
@@ -475,4 +478,16 @@ TEST(parallel_batches_end_inside_chunks_and_only_the_large_transaction_goes_seri
   CHECK_INT(helpers + carrier, 80 * 4 + 61);
   CHECK(carrier >= 61);
   CHECK(carrier < 61 + 11); /* with it, at most the small transactions that end in the chunk where it ends */
+}
+
+TEST(batches_below_parallel_min_rows_go_to_the_carrier_whole) {
+  /* max_rows 10: every batch holds at most 4 x 10 rows; with parallel_min_rows 41 none is split,
+   * with 8 the batches of 8+ rows are (the helpers get the keyed work of those). Same rows, same
+   * checkpoint either way (parallel_backlog_min checks them). */
+  uint64_t carrier = 0, helpers = parallel_backlog_min(&carrier, 41);
+  CHECK_INT(helpers, 0);
+  CHECK_INT(carrier, 80 * 4 + 61);
+  helpers = parallel_backlog_min(&carrier, 8);
+  CHECK(helpers > 0);
+  CHECK_INT(helpers + carrier, 80 * 4 + 61);
 }

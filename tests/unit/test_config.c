@@ -693,6 +693,7 @@ TEST(consistency_workers_and_adaptive_batching) {
   od_config *c = parse_ok(PIPE);
   CHECK_INT(c->pipelines[0].consistency, OD_CONSISTENCY_STRONG);
   CHECK_INT(c->pipelines[0].apply_workers, 4);
+  CHECK_INT(c->pipelines[0].apply_parallel_min_rows, 256);
   CHECK(!c->pipelines[0].batch.adaptive);
   CHECK_INT(c->pipelines[0].batch.min_rows, 100);
   CHECK_INT(c->pipelines[0].batch.target_latency_ms, 50);
@@ -709,10 +710,11 @@ TEST(consistency_workers_and_adaptive_batching) {
   c = parse_ok(PIPE "    batch: {linger: auto}\n");
   CHECK_INT(c->pipelines[0].batch.linger, OD_LINGER_AUTO);
   od_config_free(c);
-  c = parse_ok(PIPE "    consistency: eventual\n    apply_workers: 8\n"
+  c = parse_ok(PIPE "    consistency: eventual\n    apply_workers: 8\n    apply_parallel_min_rows: 0\n"
                     "    batch: {adaptive: true, min_rows: 200, max_rows: 10000, target_latency_ms: 30}\n");
   CHECK_INT(c->pipelines[0].consistency, OD_CONSISTENCY_EVENTUAL);
   CHECK_INT(c->pipelines[0].apply_workers, 8);
+  CHECK_INT(c->pipelines[0].apply_parallel_min_rows, 0);
   CHECK(c->pipelines[0].batch.adaptive);
   CHECK_INT(c->pipelines[0].batch.min_rows, 200);
   CHECK_INT(c->pipelines[0].batch.target_latency_ms, 30);
@@ -729,6 +731,8 @@ TEST(error_consistency_workers_and_adaptive_batching) {
             "cfg.yaml:7:18: pipelines[0].consistency: 'casual' is not a consistency level; did you mean "
             "'causal'? (expected one of strong, causal, eventual)");
   CHECK_CONTAINS(parse_err(PIPE "    apply_workers: 0\n", &e), "cfg.yaml:7:20: pipelines[0].apply_workers");
+  CHECK_CONTAINS(parse_err(PIPE "    apply_parallel_min_rows: -1\n", &e),
+                 "cfg.yaml:7:30: pipelines[0].apply_parallel_min_rows");
   CHECK_CONTAINS(parse_err(PIPE "    batch: {adaptive: maybe}\n", &e),
                  "pipelines[0].batch.adaptive: 'maybe' is not a boolean");
   CHECK_CONTAINS(parse_err(PIPE "    batch: {linger: sometimes}\n", &e), "pipelines[0].batch.linger: 'sometimes'");

@@ -235,3 +235,22 @@ TEST(a_batch_routes_only_its_span_of_the_first_and_last_chunks) {
   for (int j = 0; j < 3; j++) od_queue_recycle(&q, c[j]);
   od_queue_destroy(&q);
 }
+
+TEST(a_carrier_batch_puts_every_change_on_writer_0_in_order) {
+  od_queue_init(&q, 1000, 1 << 20, 1);
+  od_chunk *c = od_queue_take_free(&q);
+  for (int i = 0; i < 12; i++) add(c, OD_OP_INSERT, i % 3 ? &keyed_rel : &keyless_rel, i, i % 4 == 0, 0, 0);
+  od_router r;
+  od_error err = {0};
+  CHECK_INT(od_router_init(&r, 4), OD_OK);
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_CARRIER, &c, 1, 2, 10, NULL, NULL, &err), OD_OK);
+  CHECK_INT(total(&r), 8);
+  CHECK_INT(r.counts[0], 8);
+  for (size_t i = 0; i < r.counts[0]; i++) CHECK(r.lists[0][i].newtup.values == c->changes[2 + i].newtup.values);
+  /* the same batch split: keyed changes leave the carrier */
+  CHECK_INT(od_route_batch(&r, OD_ROUTE_EVENTUAL, &c, 1, 2, 10, NULL, NULL, &err), OD_OK);
+  CHECK(r.counts[0] < 8);
+  od_router_free(&r);
+  od_queue_recycle(&q, c);
+  od_queue_destroy(&q);
+}

@@ -23,8 +23,9 @@ static void mb(int64_t v, char *buf, size_t n) {
   else snprintf(buf, n, "%lld kB", (long long)(v / 1024));
 }
 
-/* Adds what slot `name` spilled since it was last read; `fresh`: its counts started with this
- * process (the catch-up copy), so the whole value is new the first time. */
+/* What a slot spilled since its last read, given its spill_bytes now (v) and at that read (*seen);
+ * `fresh`: its counts started with this process (the catch-up copy), so all of v is new the first
+ * time; the pipeline's slot's first reading is only the baseline. */
 static int64_t delta(int64_t v, int64_t *seen, bool *known, bool fresh) {
   int64_t d = 0;
   if (*known) d = v >= *seen ? v - *seen : v; /* lower: reset by pg_stat_reset_replication_slot */
@@ -55,9 +56,8 @@ static void warn_stream(pg_source *s, int64_t bytes) {
                      "an incomplete TOAST value or speculative insert)"
       : s->mesh    ? "a mesh source reads whole transactions (stream_in_progress is off for it); a larger "
                      "logical_decoding_work_mem on the server keeps them in memory"
-      : PQserverVersion(s->meta) >= 140000
-          ? "stream_in_progress: true (the default) has the server send such a transaction while it runs instead"
-          : "a larger logical_decoding_work_mem on the server keeps them in memory";
+                   : "stream_in_progress: true (the default) has the server send such a transaction while it runs "
+                     "instead";
   od_warn("%s: the walsender spills decoded changes to the source's disk (%s so far, pg_replslot/%s): transactions "
           "larger than the server's logical_decoding_work_mem are written out and read back at their commit; %s",
           s->where, b, s->slot, hint);
