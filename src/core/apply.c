@@ -869,7 +869,8 @@ done:
            by_carrier = atomic_load(&a->stats->carrier_changes) - a->carrier0;
   if (parallel(a) && (by_helpers || by_carrier))
     od_info("pipeline %s: sink %s: %llu changes applied by the %d helper writers, %llu by the carrier (the serial "
-            "work: keyless tables, key changes, truncates, transactions larger than a batch)",
+            "work: keyless tables, key changes, truncates, transactions larger than a batch, batches below "
+            "apply_parallel_min_rows)",
             a->cfg->name, a->stats->name, (unsigned long long)by_helpers, a->opt.writers - 1,
             (unsigned long long)by_carrier);
   if (rc) {
