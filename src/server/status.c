@@ -393,6 +393,13 @@ int od_status_text(od_status_view *s, od_sqlbuf *o) {
     if (r.snap_active)
       od_sqlbuf_addf(o, "%-20s snapshot: %llu of ~%llu rows copied\n", "", (unsigned long long)r.snap_rows,
                      (unsigned long long)r.snap_est);
+    /* The source server spilled decoded changes to its disk (decoding them is 2-3x slower). */
+    od_source_health sh;
+    if (od_pm_source_health_get((od_pipeline_metrics *)r.pm, &sh) && sh.spilled_bytes > 0) {
+      char sp[24];
+      od_sqlbuf_addf(o, "%-20s source: spilled %s of decoded changes to its disk since start (the log names the "
+                     "setting to change)\n", "", human_bytes((uint64_t)sh.spilled_bytes, sp, sizeof sp));
+    }
     /* A sink whose circuit breaker is not closed, or that holds dead letters: one line each. */
     for (int k = 0; r.pm && k < r.pm->nsinks; k++) {
       od_sink_stats *st = r.pm->sinks[k].stats;

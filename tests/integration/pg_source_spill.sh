@@ -8,15 +8,15 @@
 #    a 20,000-row transaction is spilled by the batch calls' decoding session (the temporary copy of
 #    the slot). Asserts: the warning names catchup_decoding_mem_bytes and the copy; the closing
 #    catch-up line says how much the source spilled; the counter and /status agree and are > 0 (at
-#    least 1 MiB: 20,000 rows of ~100 bytes); the sink equals the source.
+#    least 1 MiB: 20,000 rows of ~100 bytes); `odsync status` shows it; the sink equals the source.
 # 2. Streaming with stream_in_progress: false and the server's logical_decoding_work_mem at 64 kB:
 #    a 20,000-row transaction is spilled by the walsender. Asserts: the walsender warning names the
 #    slot and stream_in_progress; the counter grew by at least 1 MiB; the sink equals the source.
 # 3. The same two situations with the settings that avoid the spill, in a new process: the default
 #    catchup_decoding_mem_bytes (256 MiB) for the backlog, stream_in_progress: true (the default)
 #    for the transaction at the head (the server streams it in blocks instead: its stream_bytes
-#    grow). Asserts: no warning, the counter stays 0, no "spilled" in the catch-up line, the sink
-#    equals the source.
+#    grow). Asserts: no warning, the counter stays 0, no "spilled" in the catch-up line nor in
+#    `odsync status`, the sink equals the source.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -79,6 +79,9 @@ grep -q "caught up by batch decoding (.*; the source spilled [0-9.]* MiB of deco
 wait_for "[[ -n \$(spilled) ]] && (( \$(spilled) >= 1048576 ))" 10 || fail "1: odsync_source_spilled_bytes_total is '$(spilled)', expected >= 1 MiB"
 S1=$(spilled)
 [[ $(status_spilled) == "$S1" ]] || fail "1: /status spilled_bytes $(status_spilled), /metrics $S1"
+out=$("$ODSYNC_BIN" status -c "$TEST_TMP/spill.yaml") || fail "1: odsync status failed: $out"
+grep -q "source: spilled [0-9.]* MiB of decoded changes to its disk since start" <<<"$out" ||
+  fail "1: odsync status does not show the spill: $out"
 log "1: the source spilled $S1 bytes; $(grep -o 'WARN .*spills decoded changes.*' "$LOG1" | head -c 400)"
 
 log "2. streaming a 20,000-row transaction with stream_in_progress: false, logical_decoding_work_mem 64 kB"
@@ -110,6 +113,8 @@ wait_equal 3
 sleep 1 # two more health reads (status_interval_ms: 200)
 [[ $(spilled) == 0 ]] || { grep -i spill "$LOG3" >&2 || true; fail "3: odsync_source_spilled_bytes_total is $(spilled), expected 0"; }
 [[ $(status_spilled) == 0 ]] || fail "3: /status spilled_bytes is $(status_spilled), expected 0"
+out=$("$ODSYNC_BIN" status -c "$TEST_TMP/default.yaml") || fail "3: odsync status failed: $out"
+! grep -q "spilled" <<<"$out" || fail "3: odsync status shows a spill: $out"
 ! grep -q "spills decoded changes\|source spilled" "$LOG3" || { grep "spill" "$LOG3" >&2; fail "3: a spill was reported with the settings that avoid it"; }
 odsync_stop
 pg_psql -c "ALTER SYSTEM RESET logical_decoding_work_mem" -c "SELECT pg_reload_conf()" >/dev/null
