@@ -513,18 +513,6 @@ static int run_parallel(od_apply *a) {
    * commits and then the carrier's would be two sink commits in a row, one more flush of latency
    * for no gain. The carrier applies it whole, as strong would (stronger than what causal and
    * eventual promise, and atomic with the checkpoint). */
-  size_t span = 0;
-  for (size_t i = 0; i <= last; i++) {
-    uint32_t from, end;
-    od_route_span(a->pending, last + 1, i, a->pend_from, to, &from, &end);
-    span += end - from;
-  }
-  int mode = span < a->opt.parallel_min_rows            ? OD_ROUTE_CARRIER
-             : a->opt.consistency == OD_CONSISTENCY_CAUSAL ? OD_ROUTE_CAUSAL
-                                                          : OD_ROUTE_EVENTUAL;
-  int rc = od_route_batch(&a->router, mode, a->pending, last + 1, a->pend_from, to,
-                          filtering(a) ? route_keep : NULL, a, &a->err);
-  if (rc) return rc;
   /* What the batch holds, exactly (collect counted whole chunks). */
   a->rows = 0;
   for (size_t i = 0; i <= last; i++) {
@@ -535,6 +523,12 @@ static int run_parallel(od_apply *a) {
     od_pm_tally(a->tally, c->changes + from, end - from);
     if (a->audit) od_audit_tally_add(&a->atally, c->changes + from, end - from);
   }
+  int mode = a->rows < a->opt.parallel_min_rows            ? OD_ROUTE_CARRIER
+             : a->opt.consistency == OD_CONSISTENCY_CAUSAL ? OD_ROUTE_CAUSAL
+                                                          : OD_ROUTE_EVENTUAL;
+  int rc = od_route_batch(&a->router, mode, a->pending, last + 1, a->pend_from, to,
+                          filtering(a) ? route_keep : NULL, a, &a->err);
+  if (rc) return rc;
   for (int w = 1; w < a->router.nwriters; w++) atomic_fetch_add(&a->stats->helper_changes, a->router.counts[w]);
   atomic_fetch_add(&a->stats->carrier_changes, a->router.counts[0]);
   od_writers_run(a->writers, a->router.lists + 1, a->router.counts + 1);
