@@ -255,13 +255,14 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     const char *cv[] = {m->node, m->peer, KIND_NAMES[k]};
     m->m_conflicts[k] = fc ? od_metrics_series(fc, cv) : NULL;
   }
-  const char *tnames[14] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
+  const char *tnames[15] = {"_odsync_conflicts", "_odsync_tombstones", "_odsync_tombstone", "_odsync_versions",
                             "_odsync_hlc", "_odsync_keylock", "_odsync_peer_vv", "_odsync_colver",
                             "_odsync_colver_fn", "_odsync_tombstone_img", "_odsync_unique_left",
-                            "_odsync_unique_left_fn", "_odsync_truncate_fn", "_odsync_ensure"};
-  char **outs[14] = {&m->log_q, &m->tomb_q, &m->fn_q,  &m->ver_q, &m->hlc_q, &m->kl_q,   &m->pvv_q,
-                     &m->cv_q,  &m->cvfn_q, &m->tifn_q, &m->ul_q,  &m->ulfn_q, &m->trfn_q, &m->ens_q};
-  for (int i = 0; i < 14; i++) {
+                            "_odsync_unique_left_fn", "_odsync_truncate_fn", "_odsync_ensure",
+                            "_odsync_counter_insert"};
+  char **outs[15] = {&m->log_q, &m->tomb_q, &m->fn_q,  &m->ver_q, &m->hlc_q, &m->kl_q,   &m->pvv_q, &m->cv_q,
+                     &m->cvfn_q, &m->tifn_q, &m->ul_q, &m->ulfn_q, &m->trfn_q, &m->ens_q, &m->cifn_q};
+  for (int i = 0; i < 15; i++) {
     od_sqlbuf b = {0};
     od_sqlbuf_add(&b, schema_q);
     od_sqlbuf_add(&b, ".");
@@ -307,6 +308,8 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->ulfn_q);
   free(m->trfn_q);
   free(m->ens_q);
+  free(m->cifn_q);
+  free(m->ctr_carry);
   for (int i = 0; i < m->ntables; i++) free(m->tables[i]);
   free(m->tables);
   for (int i = 0; i < m->ntpol; i++) free(m->tpol[i].table);
@@ -382,14 +385,19 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " (tbl text NOT NULL, key text NOT NULL, deleted_at timestamptz NOT NULL DEFAULT now(), "
-                   "PRIMARY KEY (tbl, key)); CREATE OR REPLACE FUNCTION ");
+                   "PRIMARY KEY (tbl, key)); ");
+  /* Counter tables: what the key's counters hold while it has no row (the deltas its deleters had
+   * not seen; NULL: zero everywhere). A delete removes the counters it saw, so a fresh tombstone
+   * starts at NULL; a mesh sink writes the balance after its apply (postgres_mesh_counter.c). */
+  pgs_mesh_ensure_column(m, b, m->tomb_q, "ctr", "jsonb");
+  od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
   od_sqlbuf_add(b, m->fn_q);
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(OLD); BEGIN "
                    "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); "
                    "INSERT INTO ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " AS d (tbl, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k) ON CONFLICT (tbl, key) DO "
-                   "UPDATE SET deleted_at = now(); RETURN NULL; END $odsync$; ");
+                   "UPDATE SET deleted_at = now(), ctr = NULL; RETURN NULL; END $odsync$; ");
   /* Unique values rows left (docs/MULTI_MASTER.md, "When the winner leaves before the loser
    * arrives"): every delete of a row of a table with a non-primary unique index, and every update
    * that changes one of those indexes' columns, records (table, key, the old row's unique columns,
@@ -512,6 +520,8 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   }
   /* column_merge tables: local writes' column versions (postgres_mesh_colver.c) */
   if (pgs_mesh_colver_ddl(s, m, b, err)) return err->code;
+  /* counter tables: an application's insert names the balance it starts from (postgres_mesh_counter.c) */
+  if (pgs_mesh_counter_ddl(s, m, b, err)) return err->code;
   od_sqlbuf_add(b, "COMMIT");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   PGresult *r = PQexec(s->conn, b->p);
@@ -740,7 +750,7 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   bool between = false;
   for (size_t i = 0; i < m->nwr && !between; i++) {
     const decision *d = &m->dec[m->wr[i]];
-    between = d->fix || (d->touch && d->tomb);
+    between = d->fix || (d->touch && d->tomb) || d->ctr_tomb;
   }
   int rc = m->nwr && between ? pgs_bulk_flush_now(s, err) : OD_OK;
   od_sqlbuf tt = {0}, tk = {0}, ti = {0};
@@ -749,7 +759,8 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   od_sqlbuf_add(&ti, "{");
   for (size_t i = 0; i < m->nwr && rc == OD_OK; i++) {
     decision *d = &m->dec[m->wr[i]];
-    if (d->fix) rc = pgs_mesh_fix_counters(s, m, d, err);
+    /* (exact counters of a key left without a row: its tombstone's balance, written below) */
+    if (d->fix && !(d->tomb && pgs_mesh_ctr_exact(m, d->r))) rc = pgs_mesh_fix_counters(s, m, d, err);
     if (d->touch && d->tomb) {
       pgs_mesh_arr_add(&tt, d->r->target);
       pgs_mesh_arr_add(&tk, d->key);
@@ -787,6 +798,7 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   od_sqlbuf_free(&tt);
   od_sqlbuf_free(&tk);
   od_sqlbuf_free(&ti);
+  if (rc == OD_OK) rc = pgs_mesh_ctr_write_balances(s, m, err); /* after the tombstones exist */
   if (rc) return rc;
   if (!m->nst || (!stamped && !m->nwr)) return OD_OK;
   if (m->nwr > 1) qsort_r(m->wr, m->nwr, sizeof *m->wr, cmp_wr, m); /* side-table rows in (table, key) order, as rows */
@@ -1114,6 +1126,7 @@ int pgs_mesh_flush(pgs_sink *s, od_error *err) {
   pgs_mesh *m = s->mesh;
   if (!m || !m->npend) return OD_OK;
   int rc = run_flush(s, m, m->pend, 0, m->npend, err);
+  pgs_mesh_ctr_carry(m); /* an insert's "odsync.ctr" message at the end of the run */
   pend_clear(m);
   if (m->nst > 1) { /* the last source transaction may go on in the next apply() call */
     m->st[0] = m->st[m->nst - 1];

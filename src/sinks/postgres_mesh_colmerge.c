@@ -295,12 +295,7 @@ static bool same_text(const od_value *v, const char *t) {
 
 static void json_name(od_sqlbuf *b, const char *name) {
   if (b->len) od_sqlbuf_add(b, ",");
-  od_sqlbuf_add(b, "\"");
-  for (const char *c = name; *c; c++) {
-    if (*c == '"' || *c == '\\') od_sqlbuf_add(b, "\\");
-    od_sqlbuf_addn(b, c, 1);
-  }
-  od_sqlbuf_add(b, "\"");
+  pgs_mesh_json_str(b, name);
 }
 
 /* column_merge: the version of a key column when a remote insert is merged into the live row. The

@@ -18,6 +18,66 @@
 
 /* ---- counters ---------------------------------------------------------------------------------- */
 
+/* Whether table ("schema.table", or "table" for public.table) has counter columns whose inserts and
+ * deletes count exactly (every policy but column_merge, whose counters keep the rule of "Counters on
+ * a column_merge table"). */
+static bool exact_table(const pgs_mesh *m, const char *table) {
+  char q[300];
+  snprintf(q, sizeof q, "%s%s", strchr(table, '.') ? "" : "public.", table);
+  if (pgs_mesh_pol(m, q)->policy == POL_COLUMN_MERGE) return false;
+  size_t tl = strlen(q);
+  for (int i = 0; i < m->ncounters; i++)
+    if (strncmp(m->counters[i], q, tl) == 0 && m->counters[i][tl] == '.') return true;
+  return false;
+}
+
+bool pgs_mesh_ctr_exact(const pgs_mesh *m, const pg_rel *r) { return exact_table(m, r->target); }
+
+int pgs_mesh_counter_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
+  /* An application's insert of a key whose tombstone holds a balance: the insert starts from it (its
+   * author saw those deltas), so it names it in a transactional message right before the row, which
+   * the peers' sinks read with the insert, and the balance goes into the row. The tombstone is locked
+   * first (a sink adding to the balance commits before, or waits), and before the key-lock trigger
+   * takes its stripe (trigger names order them), in the order a sink takes both. */
+  od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
+  od_sqlbuf_add(b, m->cifn_q);
+  od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(NEW); t text "
+                   ":= TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME; c jsonb; BEGIN SELECT string_agg(j ->> a, chr(31) "
+                   "ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); SELECT d.ctr INTO c FROM ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_add(b, " d WHERE d.tbl = t AND d.key = k FOR UPDATE; IF c IS NOT NULL THEN PERFORM "
+                   "pg_logical_emit_message(true, '" CTR_PREFIX "', t || chr(30) || k || (SELECT string_agg(chr(30) || "
+                   "e.value || '=' || e.key, '' ORDER BY e.key) FROM jsonb_each_text(c) e)); UPDATE ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_add(b, " SET ctr = NULL WHERE tbl = t AND key = k; END IF; RETURN NEW; END $odsync$; ");
+  for (int i = 0; i < m->ntables; i++) {
+    char *lit = PQescapeLiteral(s->conn, m->tables[i], strlen(m->tables[i]));
+    char *fn = PQescapeLiteral(s->conn, m->cifn_q, strlen(m->cifn_q));
+    if (!lit || !fn) {
+      PQfreemem(lit);
+      PQfreemem(fn);
+      return pgs_fail(s, NULL, "quoting a table name", NULL, err);
+    }
+    if (exact_table(m, m->tables[i]))
+      od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN "
+                        "RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum) INTO cols "
+                        "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+                        "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; PERFORM "
+                        "%s(rel, 'trigger', '_odsync_counter_insert', format('CREATE OR REPLACE TRIGGER "
+                        "_odsync_counter_insert BEFORE INSERT ON %%s FOR EACH ROW WHEN "
+                        "(current_setting(''odsync.mesh_sink'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION "
+                        "%%s(%%s)', rel, %s, cols)); END $odsync$; ", lit, m->ens_q, fn);
+    else /* no counters (or column_merge): no trigger, no cost on its inserts */
+      od_sqlbuf_addf(b, "DO $odsync$ DECLARE rel regclass := to_regclass(%s); BEGIN IF rel IS NOT NULL AND EXISTS "
+                        "(SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '_odsync_counter_insert') THEN "
+                        "EXECUTE format('DROP TRIGGER _odsync_counter_insert ON %%s', rel); END IF; END $odsync$; ", lit);
+    PQfreemem(lit);
+    PQfreemem(fn);
+  }
+  return OD_OK;
+}
+
+
 /* The counter columns of r (column indexes), from mesh_counters "schema.table.column". */
 int pgs_mesh_counter_cols(const pgs_mesh *m, const pg_rel *r, int *cols) {
   int n = 0;
@@ -225,4 +285,198 @@ int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err) 
   PQclear(res);
   d->fix = false;
   return OD_OK;
+}
+
+/* ---- exact counters: every write adds new - seen ------------------------------------------------ */
+
+bool pgs_mesh_is_ctr_msg(const od_change *c) {
+  if (c->op != OD_OP_MESSAGE || c->newtup.ncolumns < 2) return false;
+  const od_value *p = &c->newtup.values[0];
+  return p->data && p->len == strlen(CTR_PREFIX) && memcmp(p->data, CTR_PREFIX, p->len) == 0;
+}
+
+/* The balance named by an "odsync.ctr" message's content (len bytes: "<table>\x1e<key>{\x1e<value>=<column>}")
+ * for table and key: seen[i] for counter i of k (left 0 when not named). false: another key. */
+static bool parse_seen(const char *p, size_t len, const pg_rel *r, const char *key, const ctr_in *k, long long *seen) {
+  const char *end = p + len, *sep = memchr(p, '\x1e', len);
+  size_t tl = strlen(r->target), kl = strlen(key);
+  if (!sep || (size_t)(sep - p) != tl || memcmp(p, r->target, tl) != 0) return false;
+  p = sep + 1;
+  sep = memchr(p, '\x1e', (size_t)(end - p));
+  const char *kend = sep ? sep : end;
+  if ((size_t)(kend - p) != kl || memcmp(p, key, kl) != 0) return false;
+  while (sep && sep < end) {
+    p = sep + 1;
+    sep = memchr(p, '\x1e', (size_t)(end - p));
+    const char *e = sep ? sep : end, *eq = memchr(p, '=', (size_t)(e - p));
+    if (!eq) continue;
+    char num[32];
+    size_t nl = (size_t)(eq - p) < sizeof num - 1 ? (size_t)(eq - p) : sizeof num - 1;
+    memcpy(num, p, nl);
+    num[nl] = '\0';
+    for (int i = 0; i < k->n; i++) {
+      const char *col = r->rel->columns[k->cols[i]].name;
+      if (strlen(col) == (size_t)(e - eq - 1) && memcmp(col, eq + 1, (size_t)(e - eq - 1)) == 0)
+        seen[i] = strtoll(num, NULL, 10);
+    }
+  }
+  return true;
+}
+
+/* The balance insert changes[ci] started from at its author: the "odsync.ctr" message right before
+ * it in its source transaction (the previous run's last change when the insert opens this one). */
+static void seen_of(const pgs_mesh *m, const od_change *changes, size_t ci, const pg_rel *r, const char *key,
+                    const ctr_in *k, long long *seen) {
+  for (int i = 0; i < k->n; i++) seen[i] = 0;
+  if (ci > 0 && m->sidx[ci - 1] == m->sidx[ci] && pgs_mesh_is_ctr_msg(&changes[ci - 1])) {
+    const od_value *v = &changes[ci - 1].newtup.values[1];
+    parse_seen(v->data, v->len, r, key, k, seen);
+  } else if (ci == 0 && m->ctr_carry && m->sidx[0] >= 0 && m->st[m->sidx[0]].seq == m->ctr_carry_seq) {
+    parse_seen(m->ctr_carry, strlen(m->ctr_carry), r, key, k, seen);
+  }
+}
+
+void pgs_mesh_ctr_carry(pgs_mesh *m) {
+  free(m->ctr_carry);
+  m->ctr_carry = NULL;
+  if (!m->npend || !pgs_mesh_is_ctr_msg(&m->pend[m->npend - 1]) || m->sidx[m->npend - 1] < 0) return;
+  const od_value *v = &m->pend[m->npend - 1].newtup.values[1];
+  if ((m->ctr_carry = malloc((size_t)v->len + 1))) {
+    memcpy(m->ctr_carry, v->data, v->len);
+    m->ctr_carry[v->len] = '\0';
+    m->ctr_carry_seq = m->st[m->sidx[m->npend - 1]].seq;
+  }
+}
+
+int pgs_mesh_ctr_account(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, size_t ci, decision *d,
+                         const ctr_in *k, bool apply, bool *done, od_error *err) {
+  const od_change *c = &changes[ci];
+  long long add[COUNTERS_MAX], seen[COUNTERS_MAX];
+  *done = false;
+  if (c->op == OD_OP_UPDATE) {
+    if (!k->delta_ok) return OD_OK;
+    for (int i = 0; i < k->n; i++) add[i] = k->delta[i];
+  } else if (c->op == OD_OP_DELETE) { /* removes what its author saw: the old row (REPLICA IDENTITY FULL) */
+    for (int i = 0; i < k->n; i++)
+      if (c->old_kind != 'O' || k->cols[i] >= c->oldtup.ncolumns || !pgs_mesh_int_of(&c->oldtup.values[k->cols[i]], &add[i]))
+        return OD_OK;
+    for (int i = 0; i < k->n; i++) add[i] = -add[i];
+  } else if (c->op == OD_OP_INSERT) {
+    seen_of(m, changes, ci, r, d->key, k, seen);
+    for (int i = 0; i < k->n; i++) {
+      if (k->cols[i] >= c->newtup.ncolumns || !pgs_mesh_int_of(&c->newtup.values[k->cols[i]], &add[i])) return OD_OK;
+      add[i] -= seen[i];
+    }
+  } else {
+    return OD_OK;
+  }
+  bool was_tomb = d->has_ver && d->tomb, nonzero0 = false, changed = false, differs = false;
+  if (d->has_ver) {
+    for (int i = 0; i < k->n; i++)
+      if (i >= d->nval || !d->val[i]) return OD_OK; /* the local value is unknown: the policy decides */
+  } else if (c->op != OD_OP_INSERT) {
+    return OD_OK; /* an update or delete of a key never seen here: as before */
+  }
+  long long v[COUNTERS_MAX];
+  for (int i = 0; i < k->n; i++) {
+    long long base = d->has_ver ? d->ctr[i] : 0;
+    nonzero0 = nonzero0 || (was_tomb && base != 0);
+    v[i] = base + add[i];
+    changed = changed || add[i] != 0;
+    long long nv = 0;
+    if (c->op != OD_OP_DELETE && pgs_mesh_int_of(&c->newtup.values[k->cols[i]], &nv)) differs = differs || nv != v[i];
+  }
+  for (int i = 0; i < k->n; i++) {
+    char t[32];
+    snprintf(t, sizeof t, "%lld", v[i]);
+    od_value tv = {.data = t, .len = (uint32_t)strlen(t), .kind = OD_VALUE_TEXT};
+    if (!set_ctr(d, i, &tv)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
+  *done = true;
+  if (apply && c->op != OD_OP_DELETE) {
+    /* the row (live, re-created or new) holds the sum; a tombstone's balance went into it */
+    if (was_tomb && nonzero0) d->ctr_tomb = true;
+    if (differs) return pgs_mesh_write_counters(s, m, c, ci, d, k, true, err);
+    return d->ctr_tomb && !pgs_mesh_wr_push(m, d) ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
+                                                  : OD_OK;
+  }
+  bool zero = true;
+  for (int i = 0; i < k->n; i++) zero = zero && v[i] == 0;
+  /* an applied delete: the tombstone's balance is what its author had not seen (nothing to write
+   * when that is zero on a key that had a row: the delete trigger's fresh tombstone holds NULL);
+   * a losing write: its contribution to where the key's counters are (row or tombstone) */
+  if (apply ? (zero && !was_tomb) : !changed) return OD_OK;
+  return pgs_mesh_write_counters(s, m, c, ci, d, k, false, err);
+}
+
+void pgs_mesh_json_str(od_sqlbuf *b, const char *name) {
+  od_sqlbuf_add(b, "\"");
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+    if (*p == '"' || *p == '\\') od_sqlbuf_addf(b, "\\%c", *p);
+    else if (*p < 0x20) od_sqlbuf_addf(b, "\\u%04x", *p);
+    else od_sqlbuf_addn(b, (const char *)p, 1);
+  }
+  od_sqlbuf_add(b, "\"");
+}
+
+int pgs_mesh_ctr_write_balances(pgs_sink *s, pgs_mesh *m, od_error *err) {
+  od_sqlbuf tt = {0}, tk = {0}, tc = {0};
+  od_sqlbuf_add(&tt, "{");
+  od_sqlbuf_add(&tk, "{");
+  od_sqlbuf_add(&tc, "{");
+  size_t n = 0;
+  for (size_t i = 0; i < m->nwr; i++) {
+    decision *d = &m->dec[m->wr[i]];
+    bool bal = d->fix && d->tomb, reset = d->ctr_tomb && !d->tomb;
+    d->ctr_tomb = false;
+    if ((!bal && !reset) || !pgs_mesh_ctr_exact(m, d->r)) continue;
+    d->fix = false;
+    pgs_mesh_arr_add(&tt, d->r->target);
+    pgs_mesh_arr_add(&tk, d->key);
+    int cols[COUNTERS_MAX];
+    int nc = pgs_mesh_counter_cols(m, d->r, cols);
+    od_sqlbuf j = {0};
+    for (int k = 0; bal && k < nc; k++) {
+      if (!d->ctr[k]) continue;
+      od_sqlbuf_add(&j, j.len ? ", " : "{");
+      pgs_mesh_json_str(&j, d->r->rel->columns[cols[k]].name);
+      od_sqlbuf_addf(&j, ": %lld", d->ctr[k]);
+    }
+    if (j.len) od_sqlbuf_add(&j, "}");
+    if (j.len && !j.oom) pgs_mesh_arr_add(&tc, j.p);
+    else od_sqlbuf_add(&tc, tc.len > 1 ? ",NULL" : "NULL");
+    if (j.oom) tc.oom = true;
+    od_sqlbuf_free(&j);
+    n++;
+  }
+  od_sqlbuf_add(&tt, "}");
+  od_sqlbuf_add(&tk, "}");
+  od_sqlbuf_add(&tc, "}");
+  int rc = OD_OK;
+  if (n) {
+    od_sqlbuf *b = &s->sql;
+    od_sqlbuf_reset(b);
+    od_sqlbuf_add(b, "UPDATE ");
+    od_sqlbuf_add(b, m->tomb_q);
+    od_sqlbuf_add(b, " AS d SET ctr = u.c::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS u (t, k, c) WHERE "
+                     "d.tbl = u.t AND d.key = u.k");
+    const char *p[3] = {tt.p, tk.p, tc.p};
+    bool oom = b->oom || tt.oom || tk.oom || tc.oom;
+    PGresult *res = oom ? NULL : pgs_exec(s, m->tomb_q, "writing counter balances of tombstones (mesh)", b->p, 3, p, err);
+    if (!res) rc = oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+    PQclear(res);
+  }
+  od_sqlbuf_free(&tt);
+  od_sqlbuf_free(&tk);
+  od_sqlbuf_free(&tc);
+  return rc;
+}
+
+void pgs_mesh_ctr_detail(const pg_rel *r, const ctr_in *k, od_sqlbuf *b) {
+  od_sqlbuf_add(b, "{\"counters\": [");
+  for (int i = 0; i < k->n; i++) {
+    if (i) od_sqlbuf_add(b, ", ");
+    pgs_mesh_json_str(b, r->rel->columns[k->cols[i]].name);
+  }
+  od_sqlbuf_add(b, "]}");
 }

@@ -433,7 +433,8 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_add(b, nall ? "), dead AS (SELECT d.key AS k, c.timestamp AS cts, CASE WHEN d.xmin::text::int8 = "
                           "pg_current_xact_id_if_assigned()::text::int8 % 4294967296 THEN 4294967295::oid ELSE "
                           "c.roident END AS rid, o.roname AS origin, d.img FROM "
-                        : "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin FROM ");
+                        : "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin, "
+                          "d.ctr FROM ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
                     "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
@@ -443,7 +444,18 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", c%d", k);
   for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", a%d", k);
   od_sqlbuf_add(b, " FROM live UNION ALL SELECT k, cts, rid, origin, true");
-  for (int k = 0; k < nfetch; k++) od_sqlbuf_add(b, ", NULL");
+  /* exact counters: a tombstone's balance (what its deleters had not seen; NULL: 0) */
+  int ccols[COUNTERS_MAX];
+  int nbal = !nall && pgs_mesh_ctr_exact(m, r) ? pgs_mesh_counter_cols(m, r, ccols) : 0;
+  for (int k = 0; k < nfetch; k++) {
+    if (k >= nbal) {
+      od_sqlbuf_add(b, ", NULL");
+      continue;
+    }
+    od_sqlbuf_add(b, ", coalesce(ctr ->> '");
+    for (const char *ch = r->rel->columns[cols[k]].name; *ch; ch++) od_sqlbuf_add(b, *ch == '\'' ? "''" : (char[2]){*ch, 0});
+    od_sqlbuf_add(b, "', '0')");
+  }
   for (int k = 0; k < nall; k++) { /* column_merge: the deleted row's last values (postgres_mesh_colver.c) */
     od_sqlbuf_add(b, ", img ->> '");
     for (const char *ch = r->rel->columns[k].name; *ch; ch++) od_sqlbuf_add(b, *ch == '\'' ? "''" : (char[2]){*ch, 0});
@@ -542,7 +554,11 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     /* Counters: a later update of the row in the same source transaction adds its delta too (to the
      * live row whichever side the first change's decision kept; to a tombstone's last row on a
      * column_merge table) */
-    bool kdelta = nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb && pgs_mesh_add_deltas(s, r, c, d, &k);
+    bool kexact = false; /* exact counters: every change of the key adds its contribution */
+    if (nctr && !exact && pgs_mesh_ctr_exact(m, r) &&
+        (rc = pgs_mesh_ctr_account(s, m, r, changes, ci, d, &k, d->apply, &kexact, err)))
+      return rc;
+    bool kdelta = !kexact && nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb && pgs_mesh_add_deltas(s, r, c, d, &k);
     if (merged && exact) {
       /* ... a column merge, judged by the columns' versions as they are now: a column the first
        * change took is the peer's own (seen), one the local version kept or no change touched yet
@@ -567,7 +583,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
         (!pgs_mesh_colver_note(m, d, c, st, true, merged ? d->lmask : 0, pgs_mesh_ncols_of(d)) ||
          (!merged && c->op != OD_OP_DELETE && !pgs_mesh_colver_row_set(d, vals, c->newtup.ncolumns))))
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    if (rc == OD_OK && nctr && d->apply && c->op != OD_OP_DELETE && !kdelta && !merged &&
+    if (rc == OD_OK && nctr && d->apply && c->op != OD_OP_DELETE && !kdelta && !kexact && !merged &&
         !pgs_mesh_ctr_sync(d, &k, vals, c->newtup.ncolumns))
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     return rc;
@@ -627,7 +643,14 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
   }
   /* Counters take every update of a live row as a delta on the local value, conflict or not: a row
    * merged here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
-  bool kdelta = nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb && pgs_mesh_add_deltas(s, r, c, d, &k);
+  /* Exact counters (every policy but column_merge): inserts and deletes count too, on a row or a
+   * tombstone (postgres_mesh_counter.c). */
+  bool kexact = false;
+  if (nctr && !exact && pgs_mesh_ctr_exact(m, r) &&
+      (rc = pgs_mesh_ctr_account(s, m, r, changes, ci, d, &k, apply, &kexact, err)))
+    return rc;
+  bool kdelta =
+      kexact || (nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb && pgs_mesh_add_deltas(s, r, c, d, &k));
   if (merge) { /* concurrent updates of one row, merged by column (docs/MULTI_MASTER.md, "column_merge") */
     ver_entry cv[MERGE_COLS_MAX];
     int ncv = pgs_mesh_ncols_of(d);
@@ -657,8 +680,15 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     return OD_OK;
   }
-  if (kdelta && (rc = pgs_mesh_write_counters(s, m, c, ci, d, &k, apply, err))) return rc;
-  if (kind && (rc = log_conflict(s, m, r, c, st, kind, &cmp, apply, policy, NULL, NULL, err))) return rc;
+  if (kdelta && !kexact && (rc = pgs_mesh_write_counters(s, m, c, ci, d, &k, apply, err))) return rc;
+  if (kind) { /* exact counters: the conflict lists the counters whose contribution was summed */
+    od_sqlbuf detail = {0};
+    if (kexact) pgs_mesh_ctr_detail(r, &k, &detail);
+    rc = detail.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
+                    : log_conflict(s, m, r, c, st, kind, &cmp, apply, policy, detail.p, NULL, err);
+    od_sqlbuf_free(&detail);
+    if (rc) return rc;
+  }
   if (od_log_level() >= OD_LOG_DEBUG) { /* per change: its arguments only when the line is written */
     const vv_entry *e = pgs_mesh_vv_find(st->vv, st->nvv, d->node[0] ? d->node : m->node);
     od_debug("postgres sink %s: mesh %s <- %s: %s %s key %s: local %s %s/%" PRId64 "/h%" PRId64 "%s; remote %" PRIX64

@@ -20,6 +20,7 @@
 #include "sinks/postgres_mesh_gc.h"
 
 #define MESH_PREFIX "odsync.mesh"
+#define CTR_PREFIX "odsync.ctr" /* an application insert on a counter table: the balance it started from */
 #define MESH_HLC_PREFIX "odsync.hlc" /* the message of every applying transaction: "<max ts> <max hlc>" */
 #define VV_MAX 16
 #define KEYS_PER_QUERY 500
@@ -94,6 +95,8 @@ typedef struct decision {
   bool touch;       /* a delete applied to a key without a row: rewrite (or write) its tombstone (its version is
                      * ours; no row is deleted, so the delete trigger does not) */
   bool live0;       /* the key had a row when this run read its versions */
+  bool ctr_tomb;    /* exact counters: a write re-created the row from a tombstone with a balance (cleared after the
+                     * run's apply) */
   signed char vrow; /* the key's _odsync_versions row as this run's read found it, under the key's lock:
                      * 1 there, -1 none (its version is then written with a plain INSERT), 0 unknown
                      * (not read by the versions query: written with the upsert) */
@@ -135,6 +138,10 @@ typedef struct pgs_mesh {
   char *ulfn_q; /* quoted trigger function that fills it */
   char *trfn_q; /* quoted trigger function turning an application's TRUNCATE into a DELETE of every row */
   char *ens_q;  /* quoted function running a piece of session DDL only when it would change something */
+  char *cifn_q; /* quoted trigger function of counter tables' inserts (the balance they start from) */
+  char *ctr_carry; /* the last change of the previous run when it was an "odsync.ctr" message: its content
+                    * (malloc'd; NULL none), for an insert that opens the next run */
+  uint64_t ctr_carry_seq; /* ... its stamp's seq */
   bool truncate_warned; /* a peer's TRUNCATE was skipped (its rows came as deletes): said once */
   char **tables; /* mesh_tables: the tables whose deletes leave tombstones (malloc'd) */
   int ntables;
@@ -371,6 +378,29 @@ typedef struct ctr_in {
   bool delta_ok;
   long long delta[COUNTERS_MAX];
 } ctr_in;
+/* Exact counters (docs/MULTI_MASTER.md, "Counter columns"): every write adds new - seen to a key's
+ * counters on every node — an update new - old, a delete -old, an insert new - the balance its
+ * author's tombstone held (its "odsync.ctr" message) — whether it wins or loses; the sum lives in the
+ * row, or in the tombstone's balance (ctr) while the key has none. */
+bool pgs_mesh_ctr_exact(const pgs_mesh *m, const pg_rel *r);
+/* The counter tables' insert trigger (DDL appended to b). */
+int pgs_mesh_counter_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err);
+/* name as a JSON string into b. */
+void pgs_mesh_json_str(od_sqlbuf *b, const char *name);
+/* {"counters": [...]}: the counter columns of k, the merged detail of a conflict whose counters were summed. */
+void pgs_mesh_ctr_detail(const pg_rel *r, const ctr_in *k, od_sqlbuf *b);
+/* Whether c is an "odsync.ctr" message. */
+bool pgs_mesh_is_ctr_msg(const od_change *c);
+/* Before pend is cleared: keep its last change's content when it is an "odsync.ctr" message. */
+void pgs_mesh_ctr_carry(pgs_mesh *m);
+/* Add changes[ci]'s contribution to d's counters and say where the sum is written (an override of
+ * an applied insert or update; else d->fix, written after the apply to the row or the tombstone).
+ * *done false: not counted exactly (no old row, not integers, an unknown local value): as before. */
+int pgs_mesh_ctr_account(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, size_t ci, decision *d,
+                         const ctr_in *k, bool apply, bool *done, od_error *err);
+/* After the run's apply: the counters of keys marked fix (the row's, or the tombstone's balance) and
+ * the balances re-created rows took (NULL). */
+int pgs_mesh_ctr_write_balances(pgs_sink *s, pgs_mesh *m, od_error *err);
 /* After the run's apply: counters of a key whose remote update lost get their merged values. */
 int pgs_mesh_fix_counters(pgs_sink *s, pgs_mesh *m, decision *d, od_error *err);
 /* Free the run's overrides (their value arrays and texts) and empty the list (m->ovr stays allocated). */
