@@ -510,15 +510,22 @@ static int copy_into(join *j, const char *snap) {
     if (ms > 0) usleep((useconds_t)ms * 1000);
   }
   /* the tombstones, with the deleted rows' last values (img: a column_merge re-creation takes the
-   * columns it did not write from there) */
-  if (copy_stream(s->c, s->name,
-                  img ? "COPY public._odsync_tombstones (tbl, key, deleted_at, img) TO STDOUT"
-                      : "COPY public._odsync_tombstones (tbl, key, deleted_at) TO STDOUT",
-                  me->c, me->name,
-                  img ? "COPY public._odsync_tombstones (tbl, key, deleted_at, img) FROM STDIN"
-                      : "COPY public._odsync_tombstones (tbl, key, deleted_at) FROM STDIN",
-                  NULL))
+   * columns it did not write from there) and counter tables' balances (ctr: what the key's counters
+   * hold while it has no row; a seed from before them has none) */
+  PGresult *cr = run(s->c, s->name, "reading the tombstones' columns",
+                     "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public._odsync_tombstones') "
+                     "AND attname = 'ctr' AND NOT attisdropped)", 0, NULL);
+  if (!cr) return 1;
+  bool ctr = PQgetvalue(cr, 0, 0)[0] == 't';
+  PQclear(cr);
+  if (ctr && !ok(me->c, me->name, "adding the tombstones' balance column",
+                 "ALTER TABLE public._odsync_tombstones ADD COLUMN IF NOT EXISTS ctr jsonb", 0, NULL))
     return 1;
+  char tcols[64], tout[160], tin[160];
+  snprintf(tcols, sizeof tcols, "tbl, key, deleted_at%s%s", img ? ", img" : "", ctr ? ", ctr" : "");
+  snprintf(tout, sizeof tout, "COPY public._odsync_tombstones (%s) TO STDOUT", tcols);
+  snprintf(tin, sizeof tin, "COPY public._odsync_tombstones (%s) FROM STDIN", tcols);
+  if (copy_stream(s->c, s->name, tout, me->c, me->name, tin, NULL)) return 1;
   /* the records of rows that left a unique value (their versions judge late concurrent rows; a
    * version written at the seed itself has no node there: it is the seed's) */
   char *slit = PQescapeLiteral(s->c, s->name, strlen(s->name)), ulq[300];

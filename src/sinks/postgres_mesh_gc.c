@@ -164,9 +164,11 @@ static bool build_sql(pgs_mesh_gc *g, const pgs_mesh_gc_conf *c, const char *liv
    * it: docs/MULTI_MASTER.md, "Tombstone clean-up"). Such rows wait for the next round. */
   od_sqlbuf_add(&b, "WITH " PEERS_CTE ", snap AS MATERIALIZED (SELECT t.ctid AS tid, t.xmin AS tx, v.xmin AS vx FROM ");
   od_sqlbuf_add(&b, from.p ? from.p : "");
-  od_sqlbuf_add(&b, " WHERE a.ts IS NULL OR NOT EXISTS (SELECT 1 FROM peers WHERE ");
+  /* A counter table's tombstone with a balance stays: a later insert of the key starts from it at
+   * its author, and every node must add that to the same balance (postgres_mesh_counter.c). */
+  od_sqlbuf_add(&b, " WHERE t.ctr IS NULL AND (a.ts IS NULL OR NOT EXISTS (SELECT 1 FROM peers WHERE ");
   od_sqlbuf_add(&b, uncovered.p ? uncovered.p : "");
-  od_sqlbuf_add(&b, ")");
+  od_sqlbuf_add(&b, "))");
   /* test hook (tests/integration/mesh_gc_race.sh): each candidate waits this long between the
    * statement's snapshot and its lock, so a sink can commit in between */
   const char *pause = getenv("ODSYNC_MESH_GC_TEST_PAUSE_MS");
