@@ -6,13 +6,18 @@
  * local + delta of an update on its own (an override of the change when it applies; else the key is
  * fixed after the run's apply: its counters set to the merged values), and the run's overrides
  * (m->ovr: room for one more, the values a change is applied with, freeing them), which column
- * merges (postgres_mesh_colmerge.c) fill too.
+ * merges (postgres_mesh_colmerge.c) fill too. Exact counters (tables of every policy but
+ * column_merge): each write's contribution new - seen (an insert's seen from the "odsync.ctr" message
+ * its author's trigger wrote before it, a delete's -old), where the sum goes (an override, a fix of
+ * the row, or the tombstone's balance _odsync_tombstones.ctr written after the run's apply), and the
+ * DDL of the _odsync_counter_insert trigger that writes those messages.
  * Never touches: which write wins (postgres_mesh_decide.c), column versions and column merges
  * (postgres_mesh_colmerge.c, which adds a merge's counters with the helpers here), transactions, the
  * apply path's statements (postgres_apply.c, postgres_bulk.c).
  * Pointer ownership: overrides own their value arrays and texts (freed by pgs_mesh_overrides_free;
  * the values they do not replace are borrowed from the change); a key state's counter values are its
- * own (malloc'd, replaced here); a ctr_in borrows its column indexes.
+ * own (malloc'd, replaced here); a ctr_in borrows its column indexes; m->ctr_carry is the mesh's
+ * (malloc'd here, replaced at every flush, freed with the mesh).
  */
 #include "sinks/postgres_mesh_internal.h"
 
@@ -403,9 +408,10 @@ int pgs_mesh_ctr_account(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_cha
   bool zero = true;
   for (int i = 0; i < k->n; i++) zero = zero && v[i] == 0;
   /* an applied delete: the tombstone's balance is what its author had not seen (nothing to write
-   * when that is zero on a key that had a row: the delete trigger's fresh tombstone holds NULL);
-   * a losing write: its contribution to where the key's counters are (row or tombstone) */
-  if (apply ? (zero && !was_tomb) : !changed) return OD_OK;
+   * when that is zero on a key whose row existed when the run read it: the DELETE meets that row and
+   * the delete trigger's fresh tombstone holds NULL; without one, the tombstone there keeps what it
+   * held); a losing write: its contribution to where the key's counters are (row or tombstone) */
+  if (apply ? (zero && d->live0) : !changed) return OD_OK;
   return pgs_mesh_write_counters(s, m, c, ci, d, k, false, err);
 }
 

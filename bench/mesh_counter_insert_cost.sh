@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# bench/mesh_counter_insert_cost.sh — what the _odsync_counter_insert trigger costs an application
+# (docs/MULTI_MASTER.md, "Counter columns"): the backend's CPU (utime+stime from /proc, 10 ms ticks)
+# for 5000 single-row inserts into a counter table in one transaction, trigger enabled vs disabled
+# (alternated, 2 pairs), on node a of a 2-node mesh whose sink session created the triggers (odsync
+# then stopped). Two cases: keys without a tombstone (the common one: one index probe that finds
+# nothing) and keys whose tombstone holds a balance (the probe, a logical message, the balance
+# cleared). Needs root or the servers' user (reads /proc/<backend>/stat). ODSYNC_BIN/ODSYNC_BUILD_DIR
+# as for the tests (a Release build).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source tests/env/common.sh
+source tests/env/pg.sh
+source tests/env/mesh.sh
+test_init mesh_counter_insert_cost
+mesh_start_nodes a b
+for n in a b; do
+  node_psql $n -c "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL); ALTER TABLE stock REPLICA IDENTITY FULL; CREATE TABLE mesh_marker (id text PRIMARY KEY, n int);" >/dev/null
+done
+CONFIG=$TEST_TMP/odsync.yaml
+mesh_config "$CONFIG" last_writer_wins "public.stock, public.mesh_marker" "  counters: [public.stock.qty]"
+odsync_start "$CONFIG" "$TEST_TMP/odsync.log"
+mesh_wait_active 90
+odsync_stop
+tick=$(getconf CLK_TCK)
+measure() { # LABEL SQL: backend CPU ms per 1000 rows
+  local pid t0 t1
+  coproc P { PGPORT=${NODE_PORT[a]} PGDATABASE=shop pg_psql -q 2>&1; }
+  echo "SELECT pg_backend_pid();" >&"${P[1]}"
+  read -r pid <&"${P[0]}"
+  t0=$(awk '{print $14 + $15}' /proc/$pid/stat)
+  echo "$2" >&"${P[1]}"
+  echo "SELECT 'done';" >&"${P[1]}"
+  while read -r line <&"${P[0]}"; do [[ $line == done ]] && break; done
+  t1=$(awk '{print $14 + $15}' /proc/$pid/stat)
+  echo "\\q" >&"${P[1]}"
+  wait $P_PID 2>/dev/null || true
+  echo "$1: $(((t1 - t0) * 1000 / tick / 5)) ms CPU per 1000 rows"
+}
+# the table emptied without its triggers (no tombstones written), then the case's tombstones
+reset() {
+  node_psql a -c "SET session_replication_role = replica; DELETE FROM stock; DELETE FROM _odsync_tombstones; $1 ALTER TABLE stock $2 TRIGGER _odsync_counter_insert" >/dev/null
+}
+ins="DO \$\$ BEGIN FOR i IN 1..5000 LOOP INSERT INTO stock VALUES (i, 10); END LOOP; END \$\$;"
+for pair in 1 2; do
+  for trig in ENABLE DISABLE; do
+    echo "pair $pair trigger $trig, $(uptime | sed 's/.*load average/load average/')"
+    reset "" $trig
+    measure "  no tombstone       " "$ins"
+    reset "INSERT INTO _odsync_tombstones (tbl, key, ctr) SELECT 'public.stock', i::text, '{\"qty\": 5}' FROM generate_series(1, 5000) i;" $trig
+    measure "  tombstone, balance " "$ins"
+  done
+done
