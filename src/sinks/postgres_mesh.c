@@ -259,7 +259,7 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
                             "_odsync_hlc", "_odsync_keylock", "_odsync_peer_vv", "_odsync_colver",
                             "_odsync_colver_fn", "_odsync_tombstone_img", "_odsync_unique_left",
                             "_odsync_unique_left_fn", "_odsync_truncate_fn", "_odsync_ensure",
-                            "_odsync_counter_insert"};
+                            "_odsync_keylock_counter"};
   char **outs[15] = {&m->log_q, &m->tomb_q, &m->fn_q,  &m->ver_q, &m->hlc_q, &m->kl_q,   &m->pvv_q, &m->cv_q,
                      &m->cvfn_q, &m->tifn_q, &m->ul_q, &m->ulfn_q, &m->trfn_q, &m->ens_q, &m->cifn_q};
   for (int i = 0; i < 15; i++) {
@@ -443,6 +443,8 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                    "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); "
                    "PERFORM pg_advisory_xact_lock_shared(hashtext(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME), "
                    "hashtext(k) & 255); RETURN NEW; END $odsync$; ");
+  /* counter tables' key-lock function: an insert also names the balance it starts from (postgres_mesh_counter.c) */
+  pgs_mesh_counter_ddl(m, b);
   /* TRUNCATE of a mesh table (docs/MULTI_MASTER.md, "TRUNCATE"): an application's TRUNCATE first
    * deletes every row, in its own transaction, so each row leaves as a delete with a tombstone and
    * every node judges it like any delete (a write it had not seen survives by the policy, a key it
@@ -455,7 +457,8 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   for (int i = 0; i < m->ntables; i++) {
     char *lit = PQescapeLiteral(s->conn, m->tables[i], strlen(m->tables[i]));
     char *fn = PQescapeLiteral(s->conn, m->fn_q, strlen(m->fn_q));
-    char *kl = PQescapeLiteral(s->conn, m->kl_q, strlen(m->kl_q));
+    const char *klf = pgs_mesh_ctr_exact_table(m, m->tables[i]) ? m->cifn_q : m->kl_q;
+    char *kl = PQescapeLiteral(s->conn, klf, strlen(klf));
     if (!lit || !fn || !kl) {
       PQfreemem(lit);
       PQfreemem(fn);
@@ -520,8 +523,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   }
   /* column_merge tables: local writes' column versions (postgres_mesh_colver.c) */
   if (pgs_mesh_colver_ddl(s, m, b, err)) return err->code;
-  /* counter tables: an application's insert names the balance it starts from (postgres_mesh_counter.c) */
-  if (pgs_mesh_counter_ddl(s, m, b, err)) return err->code;
+
   od_sqlbuf_add(b, "COMMIT");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   PGresult *r = PQexec(s->conn, b->p);

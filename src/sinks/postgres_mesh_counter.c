@@ -10,7 +10,7 @@
  * column_merge): each write's contribution new - seen (an insert's seen from the "odsync.ctr" message
  * its author's trigger wrote before it, a delete's -old), where the sum goes (an override, a fix of
  * the row, or the tombstone's balance _odsync_tombstones.ctr written after the run's apply), and the
- * DDL of the _odsync_counter_insert trigger that writes those messages.
+ * function the key-lock trigger runs on counter tables, which writes those messages.
  * Never touches: which write wins (postgres_mesh_decide.c), column versions and column merges
  * (postgres_mesh_colmerge.c, which adds a merge's counters with the helpers here), transactions, the
  * apply path's statements (postgres_apply.c, postgres_bulk.c).
@@ -26,7 +26,7 @@
 /* Whether table ("schema.table", or "table" for public.table) has counter columns whose inserts and
  * deletes count exactly (every policy but column_merge, whose counters keep the rule of "Counters on
  * a column_merge table"). */
-static bool exact_table(const pgs_mesh *m, const char *table) {
+bool pgs_mesh_ctr_exact_table(const pgs_mesh *m, const char *table) {
   char q[300];
   snprintf(q, sizeof q, "%s%s", strchr(table, '.') ? "" : "public.", table);
   if (pgs_mesh_pol(m, q)->policy == POL_COLUMN_MERGE) return false;
@@ -36,50 +36,28 @@ static bool exact_table(const pgs_mesh *m, const char *table) {
   return false;
 }
 
-bool pgs_mesh_ctr_exact(const pgs_mesh *m, const pg_rel *r) { return exact_table(m, r->target); }
+bool pgs_mesh_ctr_exact(const pgs_mesh *m, const pg_rel *r) { return pgs_mesh_ctr_exact_table(m, r->target); }
 
-int pgs_mesh_counter_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
-  /* An application's insert of a key whose tombstone holds a balance: the insert starts from it (its
+void pgs_mesh_counter_ddl(const pgs_mesh *m, od_sqlbuf *b) {
+  /* The key-lock trigger's function on counter tables (postgres_mesh.c installs it under that
+   * trigger): an application's insert of a key whose tombstone holds a balance starts from it (its
    * author saw those deltas), so it names it in a transactional message right before the row, which
    * the peers' sinks read with the insert, and the balance goes into the row. The tombstone is locked
-   * first (a sink adding to the balance commits before, or waits), and before the key-lock trigger
-   * takes its stripe (trigger names order them), in the order a sink takes both. */
+   * first (a sink adding to the balance commits before, or waits), then the key's stripe, in the
+   * order a sink takes both. */
   od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
   od_sqlbuf_add(b, m->cifn_q);
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(NEW); t text "
                    ":= TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME; c jsonb; BEGIN SELECT string_agg(j ->> a, chr(31) "
-                   "ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); SELECT d.ctr INTO c FROM ");
+                   "ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); IF TG_OP = 'INSERT' THEN "
+                   "SELECT d.ctr INTO c FROM ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " d WHERE d.tbl = t AND d.key = k FOR UPDATE; IF c IS NOT NULL THEN PERFORM "
                    "pg_logical_emit_message(true, '" CTR_PREFIX "', t || chr(30) || k || (SELECT string_agg(chr(30) || "
                    "e.value || '=' || e.key, '' ORDER BY e.key) FROM jsonb_each_text(c) e)); UPDATE ");
   od_sqlbuf_add(b, m->tomb_q);
-  od_sqlbuf_add(b, " SET ctr = NULL WHERE tbl = t AND key = k; END IF; RETURN NEW; END $odsync$; ");
-  for (int i = 0; i < m->ntables; i++) {
-    char *lit = PQescapeLiteral(s->conn, m->tables[i], strlen(m->tables[i]));
-    char *fn = PQescapeLiteral(s->conn, m->cifn_q, strlen(m->cifn_q));
-    if (!lit || !fn) {
-      PQfreemem(lit);
-      PQfreemem(fn);
-      return pgs_fail(s, NULL, "quoting a table name", NULL, err);
-    }
-    if (exact_table(m, m->tables[i]))
-      od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN "
-                        "RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum) INTO cols "
-                        "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
-                        "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; PERFORM "
-                        "%s(rel, 'trigger', '_odsync_counter_insert', format('CREATE OR REPLACE TRIGGER "
-                        "_odsync_counter_insert BEFORE INSERT ON %%s FOR EACH ROW WHEN "
-                        "(current_setting(''odsync.mesh_sink'', true) IS DISTINCT FROM ''on'') EXECUTE FUNCTION "
-                        "%%s(%%s)', rel, %s, cols)); END $odsync$; ", lit, m->ens_q, fn);
-    else /* no counters (or column_merge): no trigger, no cost on its inserts */
-      od_sqlbuf_addf(b, "DO $odsync$ DECLARE rel regclass := to_regclass(%s); BEGIN IF rel IS NOT NULL AND EXISTS "
-                        "(SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '_odsync_counter_insert') THEN "
-                        "EXECUTE format('DROP TRIGGER _odsync_counter_insert ON %%s', rel); END IF; END $odsync$; ", lit);
-    PQfreemem(lit);
-    PQfreemem(fn);
-  }
-  return OD_OK;
+  od_sqlbuf_add(b, " SET ctr = NULL WHERE tbl = t AND key = k; END IF; END IF; PERFORM "
+                   "pg_advisory_xact_lock_shared(hashtext(t), hashtext(k) & 255); RETURN NEW; END $odsync$; ");
 }
 
 

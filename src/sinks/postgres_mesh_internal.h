@@ -138,7 +138,7 @@ typedef struct pgs_mesh {
   char *ulfn_q; /* quoted trigger function that fills it */
   char *trfn_q; /* quoted trigger function turning an application's TRUNCATE into a DELETE of every row */
   char *ens_q;  /* quoted function running a piece of session DDL only when it would change something */
-  char *cifn_q; /* quoted trigger function of counter tables' inserts (the balance they start from) */
+  char *cifn_q; /* quoted key-lock trigger function of counter tables (also: an insert names the balance it starts from) */
   char *ctr_carry; /* the last change of the previous run when it was an "odsync.ctr" message: its content
                     * (malloc'd; NULL none), for an insert that opens the next run */
   uint64_t ctr_carry_seq; /* ... its stamp's seq */
@@ -383,8 +383,10 @@ typedef struct ctr_in {
  * author's tombstone held (its "odsync.ctr" message) — whether it wins or loses; the sum lives in the
  * row, or in the tombstone's balance (ctr) while the key has none. */
 bool pgs_mesh_ctr_exact(const pgs_mesh *m, const pg_rel *r);
-/* The counter tables' insert trigger (DDL appended to b). */
-int pgs_mesh_counter_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err);
+/* The same by table name ("schema.table", or "table" for public.table). */
+bool pgs_mesh_ctr_exact_table(const pgs_mesh *m, const char *table);
+/* The key-lock trigger's function on counter tables (DDL appended to b). */
+void pgs_mesh_counter_ddl(const pgs_mesh *m, od_sqlbuf *b);
 /* name as a JSON string into b. */
 void pgs_mesh_json_str(od_sqlbuf *b, const char *name);
 /* {"counters": [...]}: the counter columns of k, the merged detail of a conflict whose counters were summed. */
