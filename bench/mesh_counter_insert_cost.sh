@@ -2,11 +2,13 @@
 # bench/mesh_counter_insert_cost.sh — what counters cost an application's inserts (docs/MULTI_MASTER.md,
 # "Counter columns"): the backend's CPU (utime+stime from /proc, 10 ms ticks) for 5000 single-row
 # inserts into a counter table in one transaction, its _odsync_keylock trigger running the counter
-# tables' function (_odsync_keylock_counter) vs the plain one (_odsync_keylock) (alternated, 2 pairs),
-# on node a of a 2-node mesh whose sink session created the triggers (odsync then stopped). Two cases: keys without a tombstone (the common one: one index probe that finds
-# nothing) and keys whose tombstone holds a balance (the probe, a logical message, the balance
-# cleared). Needs root or the servers' user (reads /proc/<backend>/stat). ODSYNC_BIN/ODSYNC_BUILD_DIR
-# as for the tests (a Release build).
+# tables' function (_odsync_keylock_counter) vs the plain one (_odsync_keylock) (alternated, 2
+# pairs), on node a of a 2-node mesh whose sink session created the triggers (odsync then stopped).
+# Three cases: keys without a tombstone (the common one: one index probe that finds nothing), keys
+# with a tombstone without a balance (a probe before the key's stripe lock, one after), and keys
+# whose tombstone holds a balance (the probe, the tombstone locked and read again, a logical
+# message, the balance cleared). Needs root or the servers' user (reads /proc/<backend>/stat).
+# ODSYNC_BIN/ODSYNC_BUILD_DIR as for the tests (a Release build).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source tests/env/common.sh
@@ -47,6 +49,8 @@ for pair in 1 2; do
     echo "pair $pair function $fn, $(uptime | sed 's/.*load average/load average/')"
     reset "" $fn
     measure "  no tombstone       " "$ins"
+    reset "INSERT INTO _odsync_tombstones (tbl, key) SELECT 'public.stock', i::text FROM generate_series(1, 5000) i;" $fn
+    measure "  tombstone, none    " "$ins"
     reset "INSERT INTO _odsync_tombstones (tbl, key, ctr) SELECT 'public.stock', i::text, '{\"qty\": 5}' FROM generate_series(1, 5000) i;" $fn
     measure "  tombstone, balance " "$ins"
   done

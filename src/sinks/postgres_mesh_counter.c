@@ -42,22 +42,43 @@ void pgs_mesh_counter_ddl(const pgs_mesh *m, od_sqlbuf *b) {
   /* The key-lock trigger's function on counter tables (postgres_mesh.c installs it under that
    * trigger): an application's insert of a key whose tombstone holds a balance starts from it (its
    * author saw those deltas), so it names it in a transactional message right before the row, which
-   * the peers' sinks read with the insert, and the balance goes into the row. The tombstone is locked
-   * first (a sink adding to the balance commits before, or waits), then the key's stripe, in the
-   * order a sink takes both. */
+   * the peers' sinks read with the insert, and clears it (the row holds it now). Locks in a sink's
+   * order, tombstone then stripe: a balance seen before the stripe is read again under the
+   * tombstone's lock (a sink writing it commits first); a tombstone without one is read again after
+   * the stripe (a sink that wrote one since held the stripe and has committed; a later one waits for
+   * this transaction), and a balance found only then is named but left in the tombstone: locking the
+   * tombstone there could deadlock with a sink that holds it and waits for the stripe, and no one
+   * reads it while the row lives (the next delete resets it). No tombstone: one probe. */
+  od_sqlbuf msg = {0};
+  od_sqlbuf_add(&msg, "PERFORM pg_logical_emit_message(true, '" CTR_PREFIX "', t || chr(30) || k || (SELECT "
+                      "string_agg(chr(30) || e.value || '=' || e.key, '' ORDER BY e.key) FROM jsonb_each_text(c) e)); ");
+  od_sqlbuf probe = {0};
+  od_sqlbuf_add(&probe, " d WHERE d.tbl = t AND d.key = k");
   od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
   od_sqlbuf_add(b, m->cifn_q);
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(NEW); t text "
-                   ":= TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME; c jsonb; BEGIN SELECT string_agg(j ->> a, chr(31) "
-                   "ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); IF TG_OP = 'INSERT' THEN "
-                   "SELECT d.ctr INTO c FROM ");
+                   ":= TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME; c jsonb; f boolean; BEGIN SELECT string_agg(j ->> a, "
+                   "chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); IF TG_OP = 'INSERT' "
+                   "THEN SELECT true, d.ctr INTO f, c FROM ");
   od_sqlbuf_add(b, m->tomb_q);
-  od_sqlbuf_add(b, " d WHERE d.tbl = t AND d.key = k FOR UPDATE; IF c IS NOT NULL THEN PERFORM "
-                   "pg_logical_emit_message(true, '" CTR_PREFIX "', t || chr(30) || k || (SELECT string_agg(chr(30) || "
-                   "e.value || '=' || e.key, '' ORDER BY e.key) FROM jsonb_each_text(c) e)); UPDATE ");
+  od_sqlbuf_add(b, probe.p);
+  od_sqlbuf_add(b, "; IF c IS NOT NULL THEN f := false; SELECT d.ctr INTO c FROM ");
   od_sqlbuf_add(b, m->tomb_q);
-  od_sqlbuf_add(b, " SET ctr = NULL WHERE tbl = t AND key = k; END IF; END IF; PERFORM "
-                   "pg_advisory_xact_lock_shared(hashtext(t), hashtext(k) & 255); RETURN NEW; END $odsync$; ");
+  od_sqlbuf_add(b, probe.p);
+  od_sqlbuf_add(b, " FOR UPDATE; IF c IS NOT NULL THEN ");
+  od_sqlbuf_add(b, msg.p);
+  od_sqlbuf_add(b, "UPDATE ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_add(b, " SET ctr = NULL WHERE tbl = t AND key = k; END IF; END IF; END IF; PERFORM "
+                   "pg_advisory_xact_lock_shared(hashtext(t), hashtext(k) & 255); IF f THEN SELECT d.ctr INTO c FROM ");
+  od_sqlbuf_add(b, m->tomb_q);
+  od_sqlbuf_add(b, probe.p);
+  od_sqlbuf_add(b, "; IF c IS NOT NULL THEN ");
+  od_sqlbuf_add(b, msg.p);
+  od_sqlbuf_add(b, "END IF; END IF; RETURN NEW; END $odsync$; ");
+  if (msg.oom || probe.oom) b->oom = true;
+  od_sqlbuf_free(&msg);
+  od_sqlbuf_free(&probe);
 }
 
 
