@@ -23,13 +23,11 @@
 
 /* ---- counters ---------------------------------------------------------------------------------- */
 
-/* Whether table ("schema.table", or "table" for public.table) has counter columns whose inserts and
- * deletes count exactly (every policy but column_merge, whose counters keep the rule of "Counters on
- * a column_merge table"). */
+/* Whether table ("schema.table", or "table" for public.table) has counter columns (whose inserts and
+ * deletes count exactly). */
 bool pgs_mesh_ctr_exact_table(const pgs_mesh *m, const char *table) {
   char q[300];
   snprintf(q, sizeof q, "%s%s", strchr(table, '.') ? "" : "public.", table);
-  if (pgs_mesh_pol(m, q)->policy == POL_COLUMN_MERGE) return false;
   size_t tl = strlen(q);
   for (int i = 0; i < m->ncounters; i++)
     if (strncmp(m->counters[i], q, tl) == 0 && m->counters[i][tl] == '.') return true;
@@ -185,6 +183,17 @@ bool pgs_mesh_ctr_sync(decision *d, const ctr_in *k, const od_value *vals, int n
   return true;
 }
 
+bool pgs_mesh_ctr_to_row(decision *d, const ctr_in *k) {
+  for (int i = 0; d->row && i < k->n && i < d->nval; i++) {
+    if (k->cols[i] >= d->nrow || !d->val[i]) continue;
+    char *t = strdup(d->val[i]);
+    if (!t) return false;
+    free(d->row[k->cols[i]]);
+    d->row[k->cols[i]] = t;
+  }
+  return true;
+}
+
 /* column_merge: the same from the key state's row (d->row: the row as the run leaves it). */
 bool pgs_mesh_ctr_sync_row(decision *d, const ctr_in *k) {
   for (int i = 0; d->row && i < k->n; i++) {
@@ -226,6 +235,8 @@ int pgs_mesh_write_counters(pgs_sink *s, pgs_mesh *m, const od_change *c, size_t
   }
   int grown = pgs_mesh_reserve_override(s, m, err);
   if (grown) return grown;
+  /* on top of an earlier override of the change (a re-creation's), whose texts it borrows */
+  const od_value *base = pgs_mesh_applied_vals(m, idx, c);
   struct override *o = &m->ovr[m->novr];
   *o = (struct override){.idx = idx};
   o->vals = malloc(c->newtup.ncolumns * sizeof *o->vals);
@@ -236,7 +247,7 @@ int pgs_mesh_write_counters(pgs_sink *s, pgs_mesh *m, const od_change *c, size_t
     return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
   m->novr++;
-  memcpy(o->vals, c->newtup.values, c->newtup.ncolumns * sizeof *o->vals);
+  memcpy(o->vals, base, c->newtup.ncolumns * sizeof *o->vals);
   for (int i = 0; i < k->n; i++) {
     if (!(o->texts[i] = pgs_mesh_ll_text(d->ctr[i]))) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     o->ntexts++;
@@ -352,65 +363,72 @@ void pgs_mesh_ctr_carry(pgs_mesh *m) {
   }
 }
 
-int pgs_mesh_ctr_account(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, size_t ci, decision *d,
-                         const ctr_in *k, bool apply, bool *done, od_error *err) {
+bool pgs_mesh_ctr_add(const pgs_mesh *m, const pg_rel *r, const od_change *changes, size_t ci, decision *d,
+                      const ctr_in *k, ctr_acc *a) {
   const od_change *c = &changes[ci];
   long long add[COUNTERS_MAX], seen[COUNTERS_MAX];
-  *done = false;
+  *a = (ctr_acc){0};
   if (c->op == OD_OP_UPDATE) {
-    if (!k->delta_ok) return OD_OK;
+    if (!k->delta_ok) return true;
     for (int i = 0; i < k->n; i++) add[i] = k->delta[i];
   } else if (c->op == OD_OP_DELETE) { /* removes what its author saw: the old row (REPLICA IDENTITY FULL) */
     for (int i = 0; i < k->n; i++)
       if (c->old_kind != 'O' || k->cols[i] >= c->oldtup.ncolumns || !pgs_mesh_int_of(&c->oldtup.values[k->cols[i]], &add[i]))
-        return OD_OK;
+        return true;
     for (int i = 0; i < k->n; i++) add[i] = -add[i];
   } else if (c->op == OD_OP_INSERT) {
     seen_of(m, changes, ci, r, d->key, k, seen);
     for (int i = 0; i < k->n; i++) {
-      if (k->cols[i] >= c->newtup.ncolumns || !pgs_mesh_int_of(&c->newtup.values[k->cols[i]], &add[i])) return OD_OK;
+      if (k->cols[i] >= c->newtup.ncolumns || !pgs_mesh_int_of(&c->newtup.values[k->cols[i]], &add[i])) return true;
       add[i] -= seen[i];
     }
   } else {
-    return OD_OK;
+    return true;
   }
-  bool was_tomb = d->has_ver && d->tomb, nonzero0 = false, changed = false, differs = false;
+  bool was_tomb = d->has_ver && d->tomb;
   if (d->has_ver) {
     for (int i = 0; i < k->n; i++)
-      if (i >= d->nval || !d->val[i]) return OD_OK; /* the local value is unknown: the policy decides */
+      if (i >= d->nval || !d->val[i]) return true; /* the local value is unknown: the policy decides */
   } else if (c->op != OD_OP_INSERT) {
-    return OD_OK; /* an update or delete of a key never seen here: as before */
+    return true; /* an update or delete of a key never seen here: as before */
   }
   long long v[COUNTERS_MAX];
+  bool zero = true;
   for (int i = 0; i < k->n; i++) {
     long long base = d->has_ver ? d->ctr[i] : 0;
-    nonzero0 = nonzero0 || (was_tomb && base != 0);
+    a->balance0 = a->balance0 || (was_tomb && base != 0);
     v[i] = base + add[i];
-    changed = changed || add[i] != 0;
+    zero = zero && v[i] == 0;
+    a->changed = a->changed || add[i] != 0;
     long long nv = 0;
-    if (c->op != OD_OP_DELETE && pgs_mesh_int_of(&c->newtup.values[k->cols[i]], &nv)) differs = differs || nv != v[i];
+    if (c->op != OD_OP_DELETE && pgs_mesh_int_of(&c->newtup.values[k->cols[i]], &nv)) a->differs = a->differs || nv != v[i];
   }
+  a->zero = zero;
   for (int i = 0; i < k->n; i++) {
     char t[32];
     snprintf(t, sizeof t, "%lld", v[i]);
     od_value tv = {.data = t, .len = (uint32_t)strlen(t), .kind = OD_VALUE_TEXT};
-    if (!set_ctr(d, i, &tv)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    if (!set_ctr(d, i, &tv)) return false;
   }
-  *done = true;
+  a->done = true;
+  return true;
+}
+
+int pgs_mesh_ctr_place(pgs_sink *s, pgs_mesh *m, const od_change *c, size_t ci, decision *d, const ctr_in *k,
+                       const ctr_acc *a, bool apply, od_error *err) {
+  if (!a->done) return OD_OK;
   if (apply && c->op != OD_OP_DELETE) {
     /* the row (live, re-created or new) holds the sum; a tombstone's balance went into it */
-    if (was_tomb && nonzero0) d->ctr_tomb = true;
-    if (differs) return pgs_mesh_write_counters(s, m, c, ci, d, k, true, err);
+    if (a->balance0) d->ctr_tomb = true;
+    if (a->differs) return pgs_mesh_write_counters(s, m, c, ci, d, k, true, err);
     return d->ctr_tomb && !pgs_mesh_wr_push(m, d) ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where)
                                                   : OD_OK;
   }
-  bool zero = true;
-  for (int i = 0; i < k->n; i++) zero = zero && v[i] == 0;
   /* an applied delete: the tombstone's balance is what its author had not seen (nothing to write
    * when that is zero on a key whose row existed when the run read it: the DELETE meets that row and
    * the delete trigger's fresh tombstone holds NULL; without one, the tombstone there keeps what it
    * held); a losing write: its contribution to where the key's counters are (row or tombstone) */
-  if (apply ? (zero && d->live0) : !changed) return OD_OK;
+  if (apply ? (a->zero && d->live0) : !a->changed) return OD_OK;
   return pgs_mesh_write_counters(s, m, c, ci, d, k, false, err);
 }
 

@@ -432,7 +432,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
    * no commit time yet; its version is the side table's, written with it */
   od_sqlbuf_add(b, nall ? "), dead AS (SELECT d.key AS k, c.timestamp AS cts, CASE WHEN d.xmin::text::int8 = "
                           "pg_current_xact_id_if_assigned()::text::int8 % 4294967296 THEN 4294967295::oid ELSE "
-                          "c.roident END AS rid, o.roname AS origin, d.img FROM "
+                          "c.roident END AS rid, o.roname AS origin, d.img, d.ctr FROM "
                         : "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin, "
                           "d.ctr FROM ");
   od_sqlbuf_add(b, m->tomb_q);
@@ -446,7 +446,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_add(b, " FROM live UNION ALL SELECT k, cts, rid, origin, true");
   /* exact counters: a tombstone's balance (what its deleters had not seen; NULL: 0) */
   int ccols[COUNTERS_MAX];
-  int nbal = !nall && pgs_mesh_ctr_exact(m, r) ? pgs_mesh_counter_cols(m, r, ccols) : 0;
+  int nbal = pgs_mesh_ctr_exact(m, r) ? pgs_mesh_counter_cols(m, r, ccols) : 0;
   for (int k = 0; k < nfetch; k++) {
     if (k >= nbal) {
       od_sqlbuf_add(b, ", NULL");
@@ -457,9 +457,11 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
     od_sqlbuf_add(b, "', '0')");
   }
   for (int k = 0; k < nall; k++) { /* column_merge: the deleted row's last values (postgres_mesh_colver.c) */
-    od_sqlbuf_add(b, ", img ->> '");
+    bool bal = false; /* ... a counter's: the balance */
+    for (int i = 0; i < nbal; i++) bal = bal || ccols[i] == k;
+    od_sqlbuf_add(b, bal ? ", coalesce(ctr ->> '" : ", img ->> '");
     for (const char *ch = r->rel->columns[k].name; *ch; ch++) od_sqlbuf_add(b, *ch == '\'' ? "''" : (char[2]){*ch, 0});
-    od_sqlbuf_add(b, "'");
+    od_sqlbuf_add(b, bal ? "', '0')" : "'");
   }
   od_sqlbuf_add(b, " FROM dead) SELECT x.k, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.ts ELSE "
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL "
@@ -554,11 +556,13 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     /* Counters: a later update of the row in the same source transaction adds its delta too (to the
      * live row whichever side the first change's decision kept; to a tombstone's last row on a
      * column_merge table) */
-    bool kexact = false; /* exact counters: every change of the key adds its contribution */
-    if (nctr && !exact && pgs_mesh_ctr_exact(m, r) &&
-        (rc = pgs_mesh_ctr_account(s, m, r, changes, ci, d, &k, d->apply, &kexact, err)))
-      return rc;
-    bool kdelta = !kexact && nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb && pgs_mesh_add_deltas(s, r, c, d, &k);
+    /* Exact counters: every change of the key adds its contribution (postgres_mesh_counter.c);
+     * where it goes follows the first change's decision (a column merge places it itself) */
+    ctr_acc ka = {0};
+    if (nctr && pgs_mesh_ctr_exact(m, r) && !pgs_mesh_ctr_add(m, r, changes, ci, d, &k, &ka))
+      return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    bool kexact = ka.done;
+    bool kdelta = kexact || (nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb && pgs_mesh_add_deltas(s, r, c, d, &k));
     if (merged && exact) {
       /* ... a column merge, judged by the columns' versions as they are now: a column the first
        * change took is the peer's own (seen), one the local version kept or no change touched yet
@@ -574,10 +578,13 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     }
     if (merged) /* ... a column merge: what the local version kept stays */
       rc = pgs_mesh_merge_columns(s, m, r, pol, st, c, ci, d, NULL, NULL, &k, kdelta, keep, NULL, NULL, err);
-    else if (kdelta) /* applied: its row with the merged counters; else they are set after the apply */
+    else if (kdelta && !kexact) /* applied: its row with the merged counters; else they are set after the apply */
       rc = pgs_mesh_write_counters(s, m, c, ci, d, &k, d->apply, err);
     else if (exact && nctr && !d->apply && d->tomb && d->row && d->also && c->op == OD_OP_UPDATE && k.delta_ok)
-      rc = pgs_mesh_image_columns(s, m, r, c, st, d, &k, true, err); /* lost to a tombstone: its delta in the last row */
+      rc = pgs_mesh_image_columns(s, m, r, c, st, d, &k, true, err); /* lost to a tombstone: its column versions */
+    if (rc == OD_OK && kexact && !merged) rc = pgs_mesh_ctr_place(s, m, c, ci, d, &k, &ka, d->apply, err);
+    if (rc == OD_OK && kexact && d->row && !pgs_mesh_ctr_to_row(d, &k))
+      rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     const od_value *vals = pgs_mesh_applied_vals(m, ci, c);
     if (rc == OD_OK && exact && d->apply &&
         (!pgs_mesh_colver_note(m, d, c, st, true, merged ? d->lmask : 0, pgs_mesh_ncols_of(d)) ||
@@ -645,10 +652,13 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
    * merged here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
   /* Exact counters (every policy but column_merge): inserts and deletes count too, on a row or a
    * tombstone (postgres_mesh_counter.c). */
-  bool kexact = false;
-  if (nctr && !exact && pgs_mesh_ctr_exact(m, r) &&
-      (rc = pgs_mesh_ctr_account(s, m, r, changes, ci, d, &k, apply, &kexact, err)))
-    return rc;
+  ctr_acc ka = {0};
+  if (nctr && pgs_mesh_ctr_exact(m, r) && !pgs_mesh_ctr_add(m, r, changes, ci, d, &k, &ka))
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  bool kexact = ka.done;
+  /* (column_merge: a merge places the sum itself; a whole write after its re-creation's override) */
+  if (kexact && !exact && (rc = pgs_mesh_ctr_place(s, m, c, ci, d, &k, &ka, apply, err))) return rc;
+  if (kexact && exact && !merge && !apply && (rc = pgs_mesh_ctr_place(s, m, c, ci, d, &k, &ka, false, err))) return rc;
   bool kdelta =
       kexact || (nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb && pgs_mesh_add_deltas(s, r, c, d, &k));
   if (merge) { /* concurrent updates of one row, merged by column (docs/MULTI_MASTER.md, "column_merge") */
@@ -708,6 +718,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     uint64_t kept = 0; /* columns a re-creation left to the tombstone's (a column rule) */
     if (exact && d->has_ver && d->tomb && d->row && (rc = pgs_mesh_recreate_override(s, m, r, c, ci, d, &k, st, &kept, err)))
       return rc;
+    if (kexact && exact && (rc = pgs_mesh_ctr_place(s, m, c, ci, d, &k, &ka, true, err))) return rc;
     /* A re-creation holds the tombstone's columns, which its author had not seen: later changes of
      * the key in the same source transaction are merged by column (as where the write met the live
      * row and was merged), never applied whole with their author's values of those columns. */
@@ -746,6 +757,9 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
+  /* column_merge: the key state's row (a tombstone's image, a re-creation's base) holds the sum */
+  if (kexact && exact && d->row && !pgs_mesh_ctr_to_row(d, &k))
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   return OD_OK;
 }
 

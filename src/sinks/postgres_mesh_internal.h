@@ -395,11 +395,21 @@ void pgs_mesh_ctr_detail(const pg_rel *r, const ctr_in *k, od_sqlbuf *b);
 bool pgs_mesh_is_ctr_msg(const od_change *c);
 /* Before pend is cleared: keep its last change's content when it is an "odsync.ctr" message. */
 void pgs_mesh_ctr_carry(pgs_mesh *m);
-/* Add changes[ci]'s contribution to d's counters and say where the sum is written (an override of
- * an applied insert or update; else d->fix, written after the apply to the row or the tombstone).
- * *done false: not counted exactly (no old row, not integers, an unknown local value): as before. */
-int pgs_mesh_ctr_account(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, size_t ci, decision *d,
-                         const ctr_in *k, bool apply, bool *done, od_error *err);
+/* One change's contribution as pgs_mesh_ctr_add found it. */
+typedef struct ctr_acc {
+  bool done;     /* counted exactly (false: no old row, not integers, an unknown local value: as before) */
+  bool changed;  /* the contribution is not zero */
+  bool differs;  /* the sum differs from the change's own new values (an insert or update) */
+  bool zero;     /* the sum is zero */
+  bool balance0; /* the key was a tombstone with a balance */
+} ctr_acc;
+/* Add changes[ci]'s contribution to d's counters (d->ctr, d->val: the sum); false: out of memory. */
+bool pgs_mesh_ctr_add(const pgs_mesh *m, const pg_rel *r, const od_change *changes, size_t ci, decision *d,
+                      const ctr_in *k, ctr_acc *a);
+/* Where the sum goes: an applied insert or update carries it (an override on top of the change's
+ * others); else d->fix, written after the apply to the row or to the tombstone's balance. */
+int pgs_mesh_ctr_place(pgs_sink *s, pgs_mesh *m, const od_change *c, size_t ci, decision *d, const ctr_in *k,
+                       const ctr_acc *a, bool apply, od_error *err);
 /* After the run's apply: the counters of keys marked fix (the row's, or the tombstone's balance) and
  * the balances re-created rows took (NULL). */
 int pgs_mesh_ctr_write_balances(pgs_sink *s, pgs_mesh *m, od_error *err);
@@ -423,6 +433,8 @@ int pgs_mesh_ctr_index(const ctr_in *k, int col);
 char *pgs_mesh_ll_text(long long v);
 /* d's counters (d->val, d->ctr: the key state's) follow the applied values vals (UNCHANGED kept); false: OOM. */
 bool pgs_mesh_ctr_sync(decision *d, const ctr_in *k, const od_value *vals, int nvals);
+/* column_merge: the other way, d's row takes the counters' values (d->val); false on out-of-memory. */
+bool pgs_mesh_ctr_to_row(decision *d, const ctr_in *k);
 /* column_merge: the same from the key state's row d->row; false on out-of-memory. */
 bool pgs_mesh_ctr_sync_row(decision *d, const ctr_in *k);
 /* Add c's deltas to d->ctr (local + delta); false: nothing to merge (no old row: warned; no delta or local value). */

@@ -11,14 +11,15 @@
 #  row 3: a updates qty three times in one transaction (-2, +1 with tag, -3: every delta counts, not
 #    only the first), b decrements it once;
 #  row 6: a decrements qty, b then deletes the row, c (on 2 nodes: a) then decrements it: the last
-#    decrement wins against the delete and the row stays with qty 10000 - 2 (where the delete came
-#    first, the row is re-created from the tombstone's last qty plus the delta);
-#  row 7: every node but b decrements qty, then b deletes it: gone everywhere, every tombstone holding
-#    qty 10000 - (N - 1) (the decrements that lost to the delete added there).
+#    decrement wins against the delete and the row stays with what the delete had not seen, qty -2
+#    (the delete removed the 10000 it saw; where it came first, the row is re-created from the
+#    tombstone's balance plus the delta: "Counter columns");
+#  row 7: every node but b decrements qty, then b deletes it: gone everywhere, every tombstone's
+#    balance -(N - 1) (the decrements the delete had not seen).
 #  On 3 nodes a and b replicate alone first (b's delete of row 6 wins at a before c's decrement
 #  arrives: there and at b c's decrement re-creates the row from the tombstone), then all three.
 #  Then: every node holds exactly the expected rows (row 1 keeps a's name, b's price and c's tag, qty
-#  10000 - N; row 2 the last node's name, qty 10000 - N; row 3 qty 10000 - 5; row 6 qty 9998; no row 7),
+#  10000 - N; row 2 the last node's name, qty 10000 - N; row 3 qty 10000 - 5; row 6 qty -2; no row 7),
 #  identical row for row,
 #  and each node logged column_merge conflicts whose merged column lists qty under "counters" and
 #  never under remote/local/both, and name under "both" for row 2.
@@ -87,7 +88,7 @@ done
 mesh_step a -c "BEGIN; UPDATE stock SET qty = qty - 2 WHERE id = 3; UPDATE stock SET qty = qty + 1, tag = 'two' WHERE id = 3; UPDATE stock SET qty = qty - 3 WHERE id = 3; COMMIT"
 mesh_step b -c "UPDATE stock SET qty = qty - 1 WHERE id = 3"
 # row 6: a delete between two concurrent decrements (a's, then b deletes, then c's — a's again on 2
-# nodes): the later decrement beats the delete, the row stays with both deltas
+# nodes): the later decrement beats the delete, the row stays with what the delete had not seen
 mesh_step a -c "UPDATE stock SET qty = qty - 1 WHERE id = 6"
 mesh_step b -c "DELETE FROM stock WHERE id = 6"
 mesh_step "${NODES[$((NN == 2 ? 0 : 2))]}" -c "UPDATE stock SET qty = qty - 1 WHERE id = 6"
@@ -116,17 +117,17 @@ mesh_wait_active 120
 quiesce
 tag1=init
 ((NN >= 3)) && tag1=tag-c
-want="1:name-a:222:$tag1:$((10000 - NN)) 2:name2-$LAST:100:init:$((10000 - NN)) 3:init:100:two:9995 6:init:100:init:9998"
+want="1:name-a:222:$tag1:$((10000 - NN)) 2:name2-$LAST:100:init:$((10000 - NN)) 3:init:100:two:9995 6:init:100:init:-2"
 for n in "${NODES[@]}"; do
   got=$(node_psql $n -c "SELECT string_agg(concat_ws(':', id, name, price, tag, qty), ' ' ORDER BY id) FROM stock WHERE id NOT IN (4, 5)")
   [[ $got == "$want" ]] || fail "node $n holds '$got', expected '$want' ($(node_psql $n -c "SELECT string_agg(key || ' ' || kind || ' ' || policy || ' ' || winner || ' ' || coalesce(merged::text, '-'), '; ' ORDER BY id) FROM _odsync_conflicts"))"
 done
 same_everywhere "phase 1"
-# row 7's tombstone keeps the same last qty everywhere (each decrement added there where it lost to the
-# delete): a later re-creation would start from the same value on every node
+# row 7's tombstone holds the same balance everywhere (the decrements the delete had not seen, added
+# there where they lost to it): a later re-creation starts from the same value on every node
 for n in "${NODES[@]}"; do
-  img=$(node_psql $n -c "SELECT img ->> 'qty' FROM _odsync_tombstones WHERE tbl = 'public.stock' AND key = '7'")
-  [[ $img == $((10000 - (NN - 1))) ]] || fail "node $n: row 7's tombstone holds qty '$img', expected $((10000 - (NN - 1)))"
+  bal=$(node_psql $n -c "SELECT ctr ->> 'qty' FROM _odsync_tombstones WHERE tbl = 'public.stock' AND key = '7'")
+  [[ $bal == $((-(NN - 1))) ]] || fail "node $n: row 7's tombstone holds the balance '$bal', expected $((-(NN - 1)))"
 done
 for n in "${NODES[@]}"; do
   ctr=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE table_name = 'public.stock' AND key = '1' AND policy = 'column_merge' AND merged -> 'counters' ? 'qty'")

@@ -2,8 +2,9 @@
 # mesh_counter_insert.sh — inserts and deletes of counter rows racing across the mesh
 # (docs/MULTI_MASTER.md, "Counter columns": every write adds new − seen to the key's counters on
 # every node; a delete removes what its author saw, an insert starts from the balance its author's
-# tombstone held). CTRINS_NODES nodes (default 3: a b c; mesh_counter_insert2.sh runs 2), policy
-# last_writer_wins.
+# tombstone held). CTRINS_NODES nodes (default 3: a b c; mesh_counter_insert2.sh runs 2), the table's
+# policy CTRINS_POLICY (default last_writer_wins; mesh_counter_insert_cm.sh: column_merge, fallback
+# last_writer_wins, 3 nodes).
 #
 # stock(id, name, qty), qty in mesh.counters, REPLICA IDENTITY FULL. odsync is started once (slots,
 # triggers) and stopped; then, with nothing replicating:
@@ -40,12 +41,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/mesh.sh"
 
 NN=${CTRINS_NODES:-3}
-POLICY=last_writer_wins
+POLICY=${CTRINS_POLICY:-last_writer_wins}
 TXNS=${CTRINS_TXNS:-100}
 ALL=(a b c)
 NODES=("${ALL[@]:0:$NN}")
 LAST=${NODES[$((NN - 1))]}
-test_init "mesh_counter_insert$NN"
+suffix=$NN
+[[ $POLICY == column_merge ]] && suffix+=_cm
+test_init "mesh_counter_insert$suffix"
 [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
 mesh_start_nodes "${NODES[@]}"
 for n in "${NODES[@]}"; do
@@ -59,6 +62,8 @@ done
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
 extra="  counters: [public.stock.qty]"
+[[ $POLICY == column_merge ]] && extra+="
+  policies: { public.stock: { policy: column_merge, fallback: last_writer_wins } }"
 mesh_config "$CONFIG" last_writer_wins "public.stock, public.mesh_marker" "$extra"
 out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check failed: $out"
 odsync_start "$CONFIG" "$LOG" # slots and triggers exist from here on
