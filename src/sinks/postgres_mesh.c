@@ -523,7 +523,6 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   }
   /* column_merge tables: local writes' column versions (postgres_mesh_colver.c) */
   if (pgs_mesh_colver_ddl(s, m, b, err)) return err->code;
-
   od_sqlbuf_add(b, "COMMIT");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   PGresult *r = PQexec(s->conn, b->p);

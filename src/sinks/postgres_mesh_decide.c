@@ -553,11 +553,9 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     *keep = d->apply;
     int rc = OD_OK;
     bool merged = d->apply && d->merge && pgs_mesh_mergeable(r, c, d);
-    /* Counters: a later update of the row in the same source transaction adds its delta too (to the
-     * live row whichever side the first change's decision kept; to a tombstone's last row on a
-     * column_merge table) */
-    /* Exact counters: every change of the key adds its contribution (postgres_mesh_counter.c);
-     * where it goes follows the first change's decision (a column merge places it itself) */
+    /* Counters: a later change of the row in the same source transaction adds its contribution too
+     * (postgres_mesh_counter.c); where it goes follows the first change's decision: the row, or the
+     * tombstone's balance (a column merge places it itself) */
     ctr_acc ka = {0};
     if (nctr && pgs_mesh_ctr_exact(m, r) && !pgs_mesh_ctr_add(m, r, changes, ci, d, &k, &ka))
       return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
@@ -648,9 +646,9 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       if (ruled) policy = "rule";
     }
   }
-  /* Counters take every update of a live row as a delta on the local value, conflict or not: a row
-   * merged here holds deltas its writer's peer has not seen, so "seen" does not mean "same value". */
-  /* Exact counters (every policy but column_merge): inserts and deletes count too, on a row or a
+  /* Counters take every write as a contribution to the local value, conflict or not (a row merged
+   * here holds deltas its writer's peer has not seen, so "seen" does not mean "same value"): an
+   * update's delta, a delete's -old, an insert's value minus its author's balance, on a row or a
    * tombstone (postgres_mesh_counter.c). */
   ctr_acc ka = {0};
   if (nctr && pgs_mesh_ctr_exact(m, r) && !pgs_mesh_ctr_add(m, r, changes, ci, d, &k, &ka))

@@ -105,6 +105,28 @@ mesh_wait_equal() {
   done
 }
 
+# Every ordered pair of the nodes (default: MESH_NODES), twice, a marker each (mesh_wait_marker
+# TIMEOUT): what any node applied has reached the others, and their vectors have come back.
+mesh_quiesce() {
+  local timeout=$1 round x y
+  shift
+  local nodes=("$@")
+  ((${#nodes[@]})) || nodes=("${MESH_NODES[@]}")
+  for round in 1 2; do
+    for x in "${nodes[@]}"; do
+      for y in "${nodes[@]}"; do [[ $x == "$y" ]] || mesh_wait_marker "$timeout" "$x" "$y"; done
+    done
+  done
+}
+
+# Every node after the first holds TABLE row for row as the first does (od_compare_pg), else the
+# test fails naming LABEL: mesh_same_everywhere LABEL TABLE NODE...
+mesh_same_everywhere() {
+  local label=$1 table=$2 first=$3 n
+  shift 3
+  for n in "$@"; do mesh_compare "$first" "$n" "$table" || fail "$first and $n differ ($label)"; done
+}
+
 # A marker row (table mesh_marker(id text primary key, n int), replicated) written at FROM and
 # awaited at TO: everything FROM had applied or written before it has reached TO.
 mesh_wait_marker() {

@@ -70,18 +70,8 @@ odsync_start "$CONFIG" "$LOG" # slots and triggers exist from here on
 mesh_wait_active 120
 odsync_stop
 
-quiesce() {
-  local round f t
-  for round in 1 2; do
-    for f in "${NODES[@]}"; do
-      for t in "${NODES[@]}"; do [[ $f == "$t" ]] || mesh_wait_marker 300 "$f" "$t"; done
-    done
-  done
-}
-same_everywhere() {
-  local n
-  for n in "${NODES[@]:1}"; do mesh_compare "${NODES[0]}" "$n" public.stock || fail "${NODES[0]} and $n differ ($1)"; done
-}
+quiesce() { mesh_quiesce 300 "${NODES[@]}"; }
+same_everywhere() { mesh_same_everywhere "$1" public.stock "${NODES[@]}"; }
 # the rows of keys $1..$2 at node $3 as "id:qty ..."
 rows() { node_psql "$3" -c "SELECT coalesce(string_agg(id || ':' || qty, ' ' ORDER BY id), '') FROM stock WHERE id BETWEEN $1 AND $2"; }
 

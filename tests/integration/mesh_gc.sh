@@ -50,14 +50,7 @@ mesh_config "$CONFIG_AB" last_writer_wins "$TABLES" "  gc_interval_s: 1"
 echo "admin: { listen: \"127.0.0.1:$APORT\" }" >>"$CONFIG_AB"
 MESH_NODES=(a b c)
 
-quiesce() { # every pair, twice (what one node applied reaches the others, and their vectors come back)
-  local round x y
-  for round in 1 2; do
-    for x in "${MESH_NODES[@]}"; do
-      for y in "${MESH_NODES[@]}"; do [[ $x == "$y" ]] || mesh_wait_marker 120 "$x" "$y"; done
-    done
-  done
-}
+quiesce() { mesh_quiesce 120; } # every pair, twice (what one node applied reaches the others, and their vectors come back)
 tombs() { node_psql "$1" -c "SELECT coalesce(string_agg(key, ',' ORDER BY key::int), '') FROM _odsync_tombstones WHERE tbl = 'public.items'"; }
 metric() { # NAME NODE -> value ('' when absent)
   curl -fsS "http://127.0.0.1:$APORT/metrics" | awk -v m="$1{node=\"$2\"}" '$1 == m { print $2 }'

@@ -177,13 +177,7 @@ wait_for "(( \$(writes) > $w3 + $AFTER_JOIN_WRITES ))" 300 || fail "the writers 
 mesh_load_stop
 log "load done; waiting for the mesh to quiesce"
 mesh_wait_active 180
-quiesce() {
-  local round f t
-  for round in 1 2; do
-    for f in a b c; do for t in a b c; do if [[ $f != "$t" ]]; then mesh_wait_marker 300 $f $t; fi; done; done
-  done
-  return 0
-}
+quiesce() { mesh_quiesce 300 a b c; }
 quiesce
 for n in a b c; do
   [[ $(val $n -1) == a1:1:b1 ]] || fail "node $n holds key -1 as '$(val $n -1)', expected a1:1:b1 (a's v, b's n and w)"

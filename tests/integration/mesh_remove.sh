@@ -60,14 +60,7 @@ wait_tombs() { # NODE WANT TIMEOUT
     sleep 0.5
   done
 }
-quiesce() {
-  local round x y
-  for round in 1 2; do
-    for x in "${MESH_NODES[@]}"; do
-      for y in "${MESH_NODES[@]}"; do [[ $x == "$y" ]] || mesh_wait_marker 180 "$x" "$y"; done
-    done
-  done
-}
+quiesce() { mesh_quiesce 180; }
 # Nothing of node GONE's pipelines is left on node N (slots, publications, origin, its vector, checkpoints).
 assert_clean() {
   local n=$1 gone=$2 q
