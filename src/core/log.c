@@ -98,3 +98,13 @@ void od_log(int level, const char *fmt, ...) {
   fflush(f);
   pthread_mutex_unlock(&log_lock);
 }
+
+const char *od_fmt_bytes(int64_t v, char *buf, size_t size) {
+  if (v < 0) snprintf(buf, size, "unknown");
+  else if (v >= 1LL << 30) snprintf(buf, size, "%.1f GiB", (double)v / (double)(1LL << 30));
+  else if (v >= 1LL << 20) snprintf(buf, size, "%.1f MiB", (double)v / (double)(1LL << 20));
+  else if (v >= 1LL << 10 && v % 1024 == 0) snprintf(buf, size, "%lld kB", (long long)(v / 1024));
+  else if (v >= 1LL << 10) snprintf(buf, size, "%.1f kB", (double)v / 1024.0);
+  else snprintf(buf, size, "%lld bytes", (long long)v);
+  return buf;
+}

@@ -10,6 +10,7 @@
 
 #include "core/breaker.h"
 #include "core/lineage.h"
+#include "core/log.h"
 #include "core/pipeline_metrics.h"
 
 #define RATE_WINDOW_US 10000000LL    /* throughput: over the last 10 s */
@@ -349,14 +350,6 @@ static const char *human_count(double v, char *buf, size_t n) {
   return buf;
 }
 
-static const char *human_bytes(uint64_t v, char *buf, size_t n) {
-  if (v >= (1ULL << 30)) snprintf(buf, n, "%.1f GiB", (double)v / (1ULL << 30));
-  else if (v >= (1ULL << 20)) snprintf(buf, n, "%.1f MiB", (double)v / (1ULL << 20));
-  else if (v >= (1ULL << 10)) snprintf(buf, n, "%.1f KiB", (double)v / (1ULL << 10));
-  else snprintf(buf, n, "%llu B", (unsigned long long)v);
-  return buf;
-}
-
 static const char *human_secs(double v, char *buf, size_t n) {
   if (isnan(v)) snprintf(buf, n, "-");
   else if (v < 1) snprintf(buf, n, "%.0f ms", v * 1000);
@@ -388,7 +381,7 @@ int od_status_text(od_status_view *s, od_sqlbuf *o) {
     }
     od_sqlbuf_addf(o, "%-20s %-10s %-18s %12s %9s %8s %10s %8s %7llu %-14s %s\n", r.name,
                    od_pipeline_state_name(r.state), flow, total, human_count(r.cps, rate, sizeof rate),
-                   human_secs(r.lag_s, lag, sizeof lag), human_bytes(r.lag_bytes, lagb, sizeof lagb),
+                   human_secs(r.lag_s, lag, sizeof lag), od_fmt_bytes((int64_t)r.lag_bytes, lagb, sizeof lagb),
                    human_secs(r.p95, p95, sizeof p95), (unsigned long long)r.queue, pos, err);
     if (r.snap_active)
       od_sqlbuf_addf(o, "%-20s snapshot: %llu of ~%llu rows copied\n", "", (unsigned long long)r.snap_rows,
@@ -398,7 +391,7 @@ int od_status_text(od_status_view *s, od_sqlbuf *o) {
     if (od_pm_source_health_get((od_pipeline_metrics *)r.pm, &sh) && sh.spilled_bytes > 0) {
       char sp[24];
       od_sqlbuf_addf(o, "%-20s source: spilled %s of decoded changes to its disk since start (the log names the "
-                     "setting to change)\n", "", human_bytes((uint64_t)sh.spilled_bytes, sp, sizeof sp));
+                     "setting to change)\n", "", od_fmt_bytes(sh.spilled_bytes, sp, sizeof sp));
     }
     /* A sink whose circuit breaker is not closed, or that holds dead letters: one line each. */
     for (int k = 0; r.pm && k < r.pm->nsinks; k++) {

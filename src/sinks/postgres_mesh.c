@@ -457,7 +457,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   for (int i = 0; i < m->ntables; i++) {
     char *lit = PQescapeLiteral(s->conn, m->tables[i], strlen(m->tables[i]));
     char *fn = PQescapeLiteral(s->conn, m->fn_q, strlen(m->fn_q));
-    const char *klf = pgs_mesh_ctr_exact_table(m, m->tables[i]) ? m->cifn_q : m->kl_q;
+    const char *klf = pgs_mesh_has_counters(m, m->tables[i]) ? m->cifn_q : m->kl_q;
     char *kl = PQescapeLiteral(s->conn, klf, strlen(klf));
     if (!lit || !fn || !kl) {
       PQfreemem(lit);
@@ -761,7 +761,7 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
   for (size_t i = 0; i < m->nwr && rc == OD_OK; i++) {
     decision *d = &m->dec[m->wr[i]];
     /* (exact counters of a key left without a row: its tombstone's balance, written below) */
-    if (d->fix && !(d->tomb && pgs_mesh_ctr_exact(m, d->r))) rc = pgs_mesh_fix_counters(s, m, d, err);
+    if (d->fix && !d->tomb) rc = pgs_mesh_fix_counters(s, m, d, err);
     if (d->touch && d->tomb) {
       pgs_mesh_arr_add(&tt, d->r->target);
       pgs_mesh_arr_add(&tk, d->key);

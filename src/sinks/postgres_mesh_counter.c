@@ -23,9 +23,7 @@
 
 /* ---- counters ---------------------------------------------------------------------------------- */
 
-/* Whether table ("schema.table", or "table" for public.table) has counter columns (whose inserts and
- * deletes count exactly). */
-bool pgs_mesh_ctr_exact_table(const pgs_mesh *m, const char *table) {
+bool pgs_mesh_has_counters(const pgs_mesh *m, const char *table) {
   char q[300];
   snprintf(q, sizeof q, "%s%s", strchr(table, '.') ? "" : "public.", table);
   size_t tl = strlen(q);
@@ -34,7 +32,6 @@ bool pgs_mesh_ctr_exact_table(const pgs_mesh *m, const char *table) {
   return false;
 }
 
-bool pgs_mesh_ctr_exact(const pgs_mesh *m, const pg_rel *r) { return pgs_mesh_ctr_exact_table(m, r->target); }
 
 void pgs_mesh_counter_ddl(const pgs_mesh *m, od_sqlbuf *b) {
   /* The key-lock trigger's function on counter tables (postgres_mesh.c installs it under that
@@ -452,7 +449,7 @@ int pgs_mesh_ctr_write_balances(pgs_sink *s, pgs_mesh *m, od_error *err) {
     decision *d = &m->dec[m->wr[i]];
     bool bal = d->fix && d->tomb, reset = d->ctr_tomb && !d->tomb;
     d->ctr_tomb = false;
-    if ((!bal && !reset) || !pgs_mesh_ctr_exact(m, d->r)) continue;
+    if (!bal && !reset) continue; /* (both only ever set on counter tables) */
     d->fix = false;
     pgs_mesh_arr_add(&tt, d->r->target);
     pgs_mesh_arr_add(&tk, d->key);

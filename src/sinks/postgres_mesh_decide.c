@@ -446,7 +446,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_add(b, " FROM live UNION ALL SELECT k, cts, rid, origin, true");
   /* exact counters: a tombstone's balance (what its deleters had not seen; NULL: 0) */
   int ccols[COUNTERS_MAX];
-  int nbal = pgs_mesh_ctr_exact(m, r) ? pgs_mesh_counter_cols(m, r, ccols) : 0;
+  int nbal = pgs_mesh_counter_cols(m, r, ccols);
   for (int k = 0; k < nfetch; k++) {
     if (k >= nbal) {
       od_sqlbuf_add(b, ", NULL");
@@ -557,7 +557,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
      * (postgres_mesh_counter.c); where it goes follows the first change's decision: the row, or the
      * tombstone's balance (a column merge places it itself) */
     ctr_acc ka = {0};
-    if (nctr && pgs_mesh_ctr_exact(m, r) && !pgs_mesh_ctr_add(m, r, changes, ci, d, &k, &ka))
+    if (nctr && !pgs_mesh_ctr_add(m, r, changes, ci, d, &k, &ka))
       return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     bool kexact = ka.done;
     bool kdelta = kexact || (nctr && c->op == OD_OP_UPDATE && d->has_ver && !d->tomb && pgs_mesh_add_deltas(s, r, c, d, &k));
@@ -651,7 +651,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
    * update's delta, a delete's -old, an insert's value minus its author's balance, on a row or a
    * tombstone (postgres_mesh_counter.c). */
   ctr_acc ka = {0};
-  if (nctr && pgs_mesh_ctr_exact(m, r) && !pgs_mesh_ctr_add(m, r, changes, ci, d, &k, &ka))
+  if (nctr && !pgs_mesh_ctr_add(m, r, changes, ci, d, &k, &ka))
     return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   bool kexact = ka.done;
   /* (column_merge: a merge places the sum itself; a whole write after its re-creation's override) */

@@ -382,9 +382,8 @@ typedef struct ctr_in {
  * counters on every node — an update new - old, a delete -old, an insert new - the balance its
  * author's tombstone held (its "odsync.ctr" message) — whether it wins or loses; the sum lives in the
  * row, or in the tombstone's balance (ctr) while the key has none. */
-bool pgs_mesh_ctr_exact(const pgs_mesh *m, const pg_rel *r);
-/* The same by table name ("schema.table", or "table" for public.table). */
-bool pgs_mesh_ctr_exact_table(const pgs_mesh *m, const char *table);
+/* Whether table ("schema.table", or "table" for public.table) has counter columns. */
+bool pgs_mesh_has_counters(const pgs_mesh *m, const char *table);
 /* The key-lock trigger's function on counter tables (DDL appended to b). */
 void pgs_mesh_counter_ddl(const pgs_mesh *m, od_sqlbuf *b);
 /* name as a JSON string into b. */

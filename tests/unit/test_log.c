@@ -67,3 +67,14 @@ TEST(text_format_is_unchanged) {
   CHECK_INT(od_log_parse_format("text"), OD_LOG_TEXT);
   CHECK_INT(od_log_parse_format("xml"), -1);
 }
+
+TEST(byte_counts_for_messages) {
+  char b[32];
+  CHECK_STR(od_fmt_bytes(-1, b, sizeof b), "unknown");
+  CHECK_STR(od_fmt_bytes(0, b, sizeof b), "0 bytes");
+  CHECK_STR(od_fmt_bytes(1023, b, sizeof b), "1023 bytes");
+  CHECK_STR(od_fmt_bytes(65536, b, sizeof b), "64 kB");
+  CHECK_STR(od_fmt_bytes(1536, b, sizeof b), "1.5 kB");
+  CHECK_STR(od_fmt_bytes(3LL << 19, b, sizeof b), "1.5 MiB");
+  CHECK_STR(od_fmt_bytes(5LL << 30, b, sizeof b), "5.0 GiB");
+}

@@ -154,8 +154,6 @@ int od_pg_slot_restart(pg_source *s, PGconn *c, const char *slot, od_lsn *restar
 /* pg_slot_health.c: retained WAL, wal_status and safe_wal_size of the slot; an invalidated slot is
  * fatal (od_pg_slot_lost names the recovery). */
 int od_pg_slot_health_check(pg_source *s, od_error *err);
-/* "1.5 GiB", "12.0 MiB", "64 kB", "900 bytes", "unknown" (v < 0), for messages. */
-void od_pg_fmt_bytes(int64_t v, char *buf, size_t size);
 /* pg_spill.c: reads the spill of the slot decoding now (and of the pipeline's slot) into
  * spilled_bytes, warns once per phase; phase: a catch-up or a stream starts. PostgreSQL 14+. */
 int od_pg_spill_read(pg_source *s, od_error *err);

@@ -36,14 +36,6 @@ bool od_pg_slot_lost_message(const char *msg) {
          strstr(msg, "cannot read from logical replication slot");
 }
 
-void od_pg_fmt_bytes(int64_t v, char *buf, size_t size) {
-  if (v < 0) snprintf(buf, size, "unknown");
-  else if (v >= 1LL << 30) snprintf(buf, size, "%.1f GiB", (double)v / (double)(1LL << 30));
-  else if (v >= 1LL << 20) snprintf(buf, size, "%.1f MiB", (double)v / (double)(1LL << 20));
-  else if (v >= 1LL << 10 && v % 1024 == 0) snprintf(buf, size, "%lld kB", (long long)(v / 1024));
-  else snprintf(buf, size, "%lld bytes", (long long)v);
-}
-
 int od_pg_slot_health_check(pg_source *s, od_error *err) {
   if (!s->meta) return OD_OK;
   bool v13 = PQserverVersion(s->meta) >= 130000;
@@ -79,10 +71,10 @@ int od_pg_slot_health_check(pg_source *s, od_error *err) {
   }
   h.warning = s->slot_warn_bytes > 0 && h.retained_bytes >= s->slot_warn_bytes;
   char ret[32], lim[32], safe[32];
-  od_pg_fmt_bytes(h.retained_bytes, ret, sizeof ret);
-  od_pg_fmt_bytes(s->slot_warn_bytes, lim, sizeof lim);
+  od_fmt_bytes(h.retained_bytes, ret, sizeof ret);
+  od_fmt_bytes(s->slot_warn_bytes, lim, sizeof lim);
   if (h.safe_bytes < 0) snprintf(safe, sizeof safe, "%s", v13 ? "unlimited" : "n/a");
-  else od_pg_fmt_bytes(h.safe_bytes, safe, sizeof safe);
+  else od_fmt_bytes(h.safe_bytes, safe, sizeof safe);
   bool was = s->health_ok && s->health.warning;
   if (h.warning && !was)
     od_warn("%s: replication slot %s retains %s of WAL on the server (source.slot_warn_retained_bytes %s; "

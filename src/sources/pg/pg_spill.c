@@ -31,9 +31,9 @@ static int64_t delta(int64_t v, int64_t *seen, bool *known, bool fresh) {
 
 static void warn_catchup(pg_source *s, int64_t bytes) {
   char b[32], lim[48];
-  od_pg_fmt_bytes(bytes, b, sizeof b);
+  od_fmt_bytes(bytes, b, sizeof b);
   long mem = s->catchup_decoding_mem < 65536 ? 65536 : s->catchup_decoding_mem; /* the server's minimum */
-  if (s->catchup_decoding_mem > 0) od_pg_fmt_bytes(mem, lim, sizeof lim);
+  if (s->catchup_decoding_mem > 0) od_fmt_bytes(mem, lim, sizeof lim);
   else snprintf(lim, sizeof lim, "the server's setting");
   od_warn("%s: catch-up: the source spills decoded changes to its disk (%s so far, pg_replslot/%s): a transaction's "
           "changes pass the batch calls' logical_decoding_work_mem (source.catchup_decoding_mem_bytes: %s), so the "
@@ -45,7 +45,7 @@ static void warn_catchup(pg_source *s, int64_t bytes) {
 
 static void warn_stream(pg_source *s, int64_t bytes) {
   char b[32];
-  od_pg_fmt_bytes(bytes, b, sizeof b);
+  od_fmt_bytes(bytes, b, sizeof b);
   const char *hint =
       s->stream_v2 ? "PostgreSQL spills even with stream_in_progress a transaction it cannot send yet (one with "
                      "an incomplete TOAST value or speculative insert)"
