@@ -3,7 +3,8 @@
  * Asserts: rows come back in order and byte for byte (empty rows too); a row that would pass the
  * limit is refused and leaves the buffer as it was, the allocation never exceeds the limit; the
  * end LSN of the last Commit message is kept (a short 'C' row or other messages do not change it)
- * and reset clears it; the next call's limit doubles while the WAL decoded again exceeds twice the
+ * and reset clears it; so is a Stream Commit's end LSN, and the last row's type byte ('E': the
+ * call ended inside a streamed transaction); the next call's limit doubles while the WAL decoded again exceeds twice the
  * last span, stops at `most`, holds in between, returns to the configured value once restart_lsn
  * follows, and never goes below it. */
 #include <string.h>
@@ -70,6 +71,38 @@ TEST(last_commit_end_is_kept) {
   CHECK(b.last_end == (((od_lsn)0x5 << 32) | 0xFFFFFF01ULL));
   pg_readahead_reset(&b);
   CHECK(b.last_end == 0);
+  pg_readahead_free(&b);
+}
+
+/* A Stream Commit (protocol 2): 'c', xid, flags, commit LSN, end LSN, timestamp (30 bytes). */
+static void stream_commit_msg(char out[30], od_lsn end) {
+  memset(out, 0, 30);
+  out[0] = 'c';
+  out[4] = 7; /* xid */
+  for (int i = 0; i < 8; i++) out[14 + i] = (char)(end >> (56 - 8 * i));
+}
+
+TEST(stream_commit_end_and_last_type) {
+  pg_readahead b = {0};
+  char c[26], sc[30];
+  commit_msg(c, 0x100);
+  stream_commit_msg(sc, ((od_lsn)0x2 << 32) | 0x300ULL);
+  CHECK_INT(b.last_type, 0);
+  CHECK(pg_readahead_push(&b, c, 26, 1 << 20));
+  CHECK(pg_readahead_push(&b, "S\0\0\0\7\1", 6, 1 << 20)); /* Stream Start of xid 7, first segment */
+  CHECK_INT(b.last_type, 'S');
+  CHECK(pg_readahead_push(&b, "E", 1, 1 << 20)); /* Stream Stop: the call ends inside xid 7 */
+  CHECK_INT(b.last_type, 'E');
+  CHECK(b.last_end == 0x100);
+  CHECK(pg_readahead_push(&b, "c-short", 7, 1 << 20)); /* not a Stream Commit */
+  CHECK(b.last_end == 0x100);
+  CHECK(pg_readahead_push(&b, sc, 30, 1 << 20));
+  CHECK(b.last_end == (((od_lsn)0x2 << 32) | 0x300ULL));
+  CHECK_INT(b.last_type, 'c');
+  CHECK(pg_readahead_push(&b, "", 0, 1 << 20));
+  CHECK_INT(b.last_type, 0);
+  pg_readahead_reset(&b);
+  CHECK(b.last_end == 0 && b.last_type == 0);
   pg_readahead_free(&b);
 }
 

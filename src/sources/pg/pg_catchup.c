@@ -53,6 +53,7 @@
 #include "sources/pg/pg_internal.h"
 #include "sources/pg/pg_plugin.h"
 #include "sources/pg/pg_readahead.h"
+#include "sources/pg/pg_stream.h"
 
 /* At the switch, how long to wait for the sinks to acknowledge the copy's confirmed position. */
 #define CATCHUP_IDLE_WAIT_US (10 * 1000000LL)
@@ -180,11 +181,16 @@ static int adv_send(pg_source *s, bool now, od_error *err) {
   return OD_OK;
 }
 
+/* A transaction is open: in the decoder, or streamed and not committed yet. */
+static bool in_transaction(const pg_source *s) {
+  return od_pgoutput_in_transaction(s->decoder) || (s->catchup_stream && od_pg_stream_busy(s->stream));
+}
+
 /* Offer the copy's confirmed position to the pipeline as an idle position (heartbeat): every
  * transaction before it was delivered and none is open, so the sinks may checkpoint it and the
  * acknowledgement may carry the slot past the running-transactions record logged for the switch. */
 static int offer_idle(pg_source *s, od_error *err) {
-  if (!s->outer || !s->outer->idle || od_pgoutput_in_transaction(s->decoder)) return OD_OK;
+  if (!s->outer || !s->outer->idle || in_transaction(s)) return OD_OK;
   if (s->catchup_copy_confirmed <= s->durable) return OD_OK;
   od_pos idle = od_pg_pos(s->catchup_copy_confirmed);
   return s->outer->idle(s->outer->ctx, &idle, err);
@@ -195,7 +201,7 @@ static int offer_idle(pg_source *s, od_error *err) {
  * rows (batch.linger) commits now instead of after its max_delay_ms — there are no more rows until
  * it does. */
 static int offer_waiting(pg_source *s, od_error *err) {
-  if (!s->outer || !s->outer->idle || od_pgoutput_in_transaction(s->decoder) || !s->catchup_batch_end) return OD_OK;
+  if (!s->outer || !s->outer->idle || in_transaction(s) || !s->catchup_batch_end) return OD_OK;
   od_pos idle = od_pg_pos(s->catchup_batch_end);
   return s->outer->idle(s->outer->ctx, &idle, err);
 }
@@ -255,6 +261,7 @@ static void leave(pg_source *s) {
   free(s->catchup_buf);
   s->catchup_buf = NULL;
   s->catchup = false;
+  s->catchup_stream = s->catchup_unbounded = false;
 }
 
 /* The reorder buffer of the batch calls' decoding sessions may hold catchup_decoding_mem bytes of
@@ -308,6 +315,7 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
   }
   s->catchup_stats.restart_to = s->catchup_stats.restart_from;
   s->catchup_copy[0] = '\0';
+  s->catchup_stream = s->catchup_unbounded = false;
   if (PQserverVersion(s->peek) >= 120000) {
     char copy[64];
     /* Named after this session's backend (unique while it lives; an earlier session's copy may
@@ -321,6 +329,16 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
     }
     PQclear(r);
     snprintf(s->catchup_copy, sizeof s->catchup_copy, "%s", copy);
+    /* A transaction larger than logical_decoding_work_mem is streamed by the server while it is
+     * decoded (PostgreSQL 14+) instead of spilled to its disk and read back: odsync keeps it in the
+     * store of streamed transactions until its Stream Commit, as for the stream. */
+    if (s->stream_in_progress && PQserverVersion(s->peek) >= 140000) {
+      if ((rc = od_pg_stream_ensure(s, err))) {
+        leave(s);
+        return rc;
+      }
+      s->catchup_stream = true;
+    }
     if (!(s->catchup_adv = od_pg_connect(s, false, err))) {
       leave(s);
       return err->code;
@@ -343,10 +361,11 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
   s->catchup_batch_end = 0; /* nothing delivered yet: the first batch needs no acknowledgement */
   s->catchup_batches = 0;
   s->catchup_limit = s->catchup_batch;
-  od_info("%s: slot %s is %.1f MB behind: catching up by batch decoding (%ld changes per call%s) until less "
+  od_info("%s: slot %s is %.1f MB behind: catching up by batch decoding (%ld changes per call%s%s) until less "
           "than %.1f MB remain",
           s->where, s->slot, behind / 1048576.0, s->catchup_batch,
           s->catchup_copy[0] && s->catchup_prefetch_bytes > 0 ? ", next call sent before decoding" : "",
+          s->catchup_stream ? ", large transactions streamed while decoded" : "",
           s->catchup_exit_bytes / 1048576.0);
   return OD_OK;
 }
@@ -368,13 +387,18 @@ static int send_call(pg_source *s, od_error *err) {
   snprintf(n, sizeof n, "%ld", s->catchup_limit);
   char pubs[80];
   snprintf(pubs, sizeof pubs, "\"%s\"", s->publication);
-  const char *p[] = {s->catchup_copy[0] ? s->catchup_copy : s->slot, n, pubs};
-  char sql[256];
+  /* No upto_nchanges after a call that ended inside a streamed transaction: the next call streams
+   * it again from its start, and a limit below its size would end there again. */
+  const char *p[] = {s->catchup_copy[0] ? s->catchup_copy : s->slot, s->catchup_unbounded ? NULL : n, pubs};
+  if (s->catchup_unbounded) s->catchup_stats.unbounded_calls++;
+  s->catchup_unbounded = false;
+  char sql[320];
   snprintf(sql, sizeof sql,
-           "SELECT data FROM pg_logical_slot_%s_binary_changes($1, NULL, $2::int, 'proto_version', '1', "
-           "'publication_names', $3%s%s)",
-           s->catchup_copy[0] ? "get" : "peek", PQserverVersion(s->peek) >= 140000 ? ", 'messages', 'true'" : "",
-           od_pg_plugin_options(s, true));
+           "SELECT data FROM pg_logical_slot_%s_binary_changes($1, NULL, $2::int, 'proto_version', '%s', "
+           "'publication_names', $3%s%s%s)",
+           s->catchup_copy[0] ? "get" : "peek", s->catchup_stream ? "2" : "1",
+           PQserverVersion(s->peek) >= 140000 ? ", 'messages', 'true'" : "",
+           s->catchup_stream ? ", 'streaming', 'on'" : "", od_pg_plugin_options(s, true));
   if (!PQsendQueryParams(s->peek, sql, 3, NULL, p, NULL, NULL, 1) || !PQsetSingleRowMode(s->peek)) {
     char m[300];
     snprintf(m, sizeof m, "%s", PQerrorMessage(s->peek));
@@ -386,6 +410,22 @@ static int send_call(pg_source *s, od_error *err) {
   return OD_OK;
 }
 
+/* One row of a call: with catchup_stream, messages of streamed transactions go to their store and
+ * a Stream Commit replays the transaction through the decoder at once (the handler applies its
+ * back-pressure); everything else is decoded as protocol 1. */
+static int decode_row(pg_source *s, const char *row, size_t n, od_error *err) {
+  if (s->catchup_stream) {
+    bool handled = false;
+    int rc = od_pg_stream_route(s->stream, s->decoder, row, n, &s->wrap, &handled, err);
+    while (rc == OD_OK && od_pg_stream_replaying(s->stream))
+      rc = od_pg_stream_pump(s->stream, s->decoder, &s->wrap, 65536, err);
+    if (rc) return od_error_prefix(err, "%s: batch decoding: ", s->where);
+    if (handled && n && row[0] == 'c') s->catchup_stats.streamed_txns++;
+    if (handled) return OD_OK;
+  }
+  return od_pgoutput_decode(s->decoder, row, n, &s->wrap, err);
+}
+
 /* Decode the buffered rows and empty the buffer. */
 static int decode_buffer(pg_source *s, od_error *err) {
   pg_readahead *b = s->catchup_buf;
@@ -393,8 +433,7 @@ static int decode_buffer(pg_source *s, od_error *err) {
   int rc = OD_OK;
   const char *row;
   size_t off = 0, n;
-  while (rc == OD_OK && pg_readahead_next(b, &off, &row, &n))
-    rc = od_pgoutput_decode(s->decoder, row, n, &s->wrap, err);
+  while (rc == OD_OK && pg_readahead_next(b, &off, &row, &n)) rc = decode_row(s, row, n, err);
   pg_readahead_reset(b);
   s->catchup_stats.decode_us += od_mono_us() - t0;
   return rc;
@@ -409,6 +448,9 @@ static int receive_call(pg_source *s, bool prefetch, long *rows, bool *direct, o
   int64_t first = 0, start = od_mono_us();
   *rows = 0;
   *direct = false;
+  /* Every call is a new decoding session: a transaction streamed by the last call and still open
+   * is streamed again from its start (first segment), so what the store holds of it goes. */
+  if (s->catchup_stream) od_pg_stream_reset(s->stream);
   PGresult *r;
   while ((r = PQgetResult(s->peek))) {
     ExecStatusType st = PQresultStatus(r);
@@ -427,7 +469,7 @@ static int receive_call(pg_source *s, bool prefetch, long *rows, bool *direct, o
           rc = decode_buffer(s, err);
         }
         int64_t t0 = od_mono_us();
-        if (rc == OD_OK) rc = od_pgoutput_decode(s->decoder, v, n, &s->wrap, err);
+        if (rc == OD_OK) rc = decode_row(s, v, n, err);
         s->catchup_stats.decode_us += od_mono_us() - t0;
       }
       ++*rows;
@@ -470,7 +512,7 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
     /* With a record logged for the switch, wait (bounded) for the sinks to hold the copy's
      * confirmed position past it, then advance the slot there; without, streaming starts at the
      * durable position and its statuses move the slot. */
-    if (copy && s->catchup_mark && s->durable < s->catchup_copy_confirmed) {
+    if (copy && s->catchup_mark && s->durable < s->catchup_copy_confirmed && !in_transaction(s)) {
       int64_t now = od_mono_us();
       if (!s->catchup_idle_wait_at) s->catchup_idle_wait_at = now;
       if (now - s->catchup_idle_wait_at < CATCHUP_IDLE_WAIT_US) {
@@ -494,13 +536,20 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
       snprintf(spill, sizeof spill, "; the source spilled %.1f MiB of decoded changes to its disk",
                (double)s->spill_phase_bytes / 1048576.0);
     const struct pg_catchup_stats *t = &s->catchup_stats;
+    char streamed[200] = "";
+    od_pg_xact_stats xs = {0};
+    if (s->catchup_stream) od_pg_stream_stats(s->stream, &xs);
+    if (t->streamed_txns > 0)
+      snprintf(streamed, sizeof streamed, "; %ld large transactions streamed by the source while decoded (%.1f MiB "
+               "kept on odsync's disk until their commit), %ld calls to the end of the WAL", t->streamed_txns,
+               (double)xs.spilled_bytes / 1048576.0, t->unbounded_calls);
     od_info("%s: caught up by batch decoding (%ld calls, %lld messages, %.1f MB; server %.2f s from call to first "
             "row, %.2f s of it with nothing to decode; %.2f s receiving rows, %.2f s decoding and handing them to "
-            "the sinks; %.1f MB of WAL decoded again; %ld slot advances; restart_lsn %X/%X -> %X/%X%s); streaming "
+            "the sinks; %.1f MB of WAL decoded again; %ld slot advances; restart_lsn %X/%X -> %X/%X%s%s); streaming "
             "from %X/%X",
             s->where, s->catchup_batches, (long long)t->rows, t->row_bytes / 1048576.0, t->call_us / 1e6,
             t->wait_us / 1e6, t->recv_us / 1e6, t->decode_us / 1e6, t->redecode_bytes / 1048576.0, t->advances,
-            OD_LSN_ARGS(t->restart_from), OD_LSN_ARGS(t->restart_to), spill,
+            OD_LSN_ARGS(t->restart_from), OD_LSN_ARGS(t->restart_to), spill, streamed,
             OD_LSN_ARGS(s->durable > s->floor ? s->durable : s->floor));
     leave(s);
     return OD_OK;
@@ -530,6 +579,16 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
     if (!s->catchup_mark) s->catchup_leaving = true;
   } else if (near && s->catchup_copy_confirmed >= s->catchup_mark) {
     s->catchup_leaving = true;
+  }
+  /* Ended inside a streamed transaction (its last row a Stream Stop, or the store still open after
+   * decoding as read) that commits further than the head's distance: the next call goes to the end
+   * of the WAL. Near the head it is left to the stream, which sends it once as it grows. */
+  if (s->catchup_stream && !s->catchup_leaving &&
+      (direct ? od_pg_stream_busy(s->stream) : s->catchup_buf->last_type == 'E')) {
+    s->catchup_unbounded = true;
+    od_info("%s: batch call %ld ended inside a transaction that the source streams while decoding it (larger than "
+            "catchup_decoding_mem_bytes): the next call reads to the end of the WAL, which streams that "
+            "transaction again from its start and up to its commit", s->where, s->catchup_batches);
   }
   if (!s->catchup_leaving) {
     if (!near) size_next_call(s, (int64_t)(end - from), redecode, rows, s->catchup_stats.row_bytes - bytes0);

@@ -61,6 +61,8 @@ typedef struct pg_source {
   long catchup_prefetch_bytes;  /* buffer a call's rows up to this and issue the next call before decoding them */
   long catchup_decoding_mem;    /* logical_decoding_work_mem of the batch calls' session, bytes (0: the server's) */
   bool catchup_inflight;        /* a batch call was sent on s->peek and its rows are not read yet */
+  bool catchup_stream;          /* batch calls stream large transactions in progress (protocol 2, s->stream) */
+  bool catchup_unbounded;       /* the next call has no upto_nchanges: a streamed transaction was open */
   int64_t catchup_sent_at;      /* monotonic µs the in-flight call was sent */
   struct pg_readahead *catchup_buf; /* owned: the rows of the last call, read ahead of decoding */
   PGconn *catchup_adv;          /* ordinary connection for asynchronous slot advances (owned), or NULL */
@@ -84,6 +86,8 @@ typedef struct pg_source {
     int64_t redecode_bytes;     /* WAL between restart_lsn and the start of each call (decoded again) */
     od_lsn restart_from, restart_to; /* the slot's restart_lsn at entry and when streaming starts */
     long advances;
+    long unbounded_calls;       /* calls without upto_nchanges (after a streamed transaction left open) */
+    long streamed_txns;         /* transactions the calls streamed in progress (Stream Commits) */
   } catchup_stats;
   long slot_warn_bytes;          /* source.slot_warn_retained_bytes; 0: no warning */
   int64_t last_health_at;       /* monotonic µs of the last slot health read */
@@ -142,6 +146,8 @@ int od_pg_watch_publication(pg_source *s, od_error *err);
  * when it is time to stream from s->durable. ack: records the durable position (advances the slot
  * when forced). close: drops the peek connection. */
 int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err);
+/* pg_source.c: open the store of streamed transactions (stream_in_progress) if needed, emptied. */
+int od_pg_stream_ensure(pg_source *s, od_error *err);
 int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err);
 int od_pg_catchup_ack(pg_source *s, od_lsn durable, bool force, od_error *err);
 void od_pg_catchup_close(pg_source *s);

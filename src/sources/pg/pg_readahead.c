@@ -31,6 +31,9 @@ bool pg_readahead_push(pg_readahead *b, const char *row, size_t n, size_t limit)
   b->len = need;
   /* pgoutput Commit: 'C', flags (1), commit LSN (8), end LSN (8), timestamp (8) */
   if (n >= 26 && row[0] == 'C') b->last_end = be64(row + 10);
+  /* Stream Commit (protocol 2): 'c', xid (4), flags (1), commit LSN (8), end LSN (8), timestamp (8) */
+  if (n >= 30 && row[0] == 'c') b->last_end = be64(row + 14);
+  b->last_type = n ? row[0] : 0;
   return true;
 }
 
@@ -47,6 +50,7 @@ bool pg_readahead_next(const pg_readahead *b, size_t *off, const char **row, siz
 void pg_readahead_reset(pg_readahead *b) {
   b->len = 0;
   b->last_end = 0;
+  b->last_type = 0;
 }
 
 void pg_readahead_free(pg_readahead *b) {

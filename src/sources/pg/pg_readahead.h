@@ -13,7 +13,8 @@
 typedef struct pg_readahead {
   char *data;      /* owned (pg_readahead_free) */
   size_t len, cap; /* bytes used / allocated; cap never exceeds the largest limit pushed with */
-  od_lsn last_end; /* end LSN of the last Commit message among the rows (0: none) */
+  od_lsn last_end; /* end LSN of the last Commit or Stream Commit message among the rows (0: none) */
+  char last_type;  /* type byte of the last row ('E': the call ended inside a streamed transaction) */
 } pg_readahead;
 
 /* Append a row; false (nothing appended) when it would take the buffer past `limit` bytes, when it

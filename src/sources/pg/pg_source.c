@@ -341,13 +341,19 @@ static int stream_prepare(pg_source *s, od_error *err) {
     s->stream_fallback_logged = true;
     return OD_OK;
   }
+  int rc = od_pg_stream_ensure(s, err);
+  if (rc) return rc;
+  s->stream_v2 = true;
+  return OD_OK;
+}
+
+int od_pg_stream_ensure(pg_source *s, od_error *err) {
   if (!s->stream) {
     od_pg_xact_store_opts o = {.dir = s->stream_dir, .mem_budget = (size_t)s->stream_memory_bytes, .kr = s->stream_kr};
     int rc = od_pg_stream_open(&o, &s->stream, err);
     if (rc) return od_error_prefix(err, "%s: stream_in_progress: ", s->where);
   }
   od_pg_stream_reset(s->stream);
-  s->stream_v2 = true;
   return OD_OK;
 }
 

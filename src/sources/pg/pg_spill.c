@@ -35,6 +35,17 @@ static void warn_catchup(pg_source *s, int64_t bytes) {
   long mem = s->catchup_decoding_mem < 65536 ? 65536 : s->catchup_decoding_mem; /* the server's minimum */
   if (s->catchup_decoding_mem > 0) od_fmt_bytes(mem, lim, sizeof lim);
   else snprintf(lim, sizeof lim, "the server's setting");
+  if (s->catchup_stream) {
+    od_warn("%s: catch-up: the source spills decoded changes to its disk (%s so far, pg_replslot/%s): the batch calls "
+            "have the server stream a transaction larger than their logical_decoding_work_mem "
+            "(source.catchup_decoding_mem_bytes: %s) while it is decoded, except the part a call decodes again (up "
+            "to where the last call ended, inside that transaction) and a transaction with an incomplete TOAST "
+            "value or speculative insert: those are written out and read back, 2-3x slower than in memory. A "
+            "larger catchup_decoding_mem_bytes keeps them in the source's memory (about 200 bytes per row changed; "
+            "docs/adapters/postgres-source.md, \"Server memory and temporary files per call\")",
+            s->where, b, s->spill_copy_name, lim);
+    return;
+  }
   od_warn("%s: catch-up: the source spills decoded changes to its disk (%s so far, pg_replslot/%s): a transaction's "
           "changes pass the batch calls' logical_decoding_work_mem (source.catchup_decoding_mem_bytes: %s), so the "
           "server writes them out and reads them back at its commit, 2-3x slower than in memory. A larger "
