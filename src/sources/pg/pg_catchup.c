@@ -261,7 +261,8 @@ static void leave(pg_source *s) {
   free(s->catchup_buf);
   s->catchup_buf = NULL;
   s->catchup = false;
-  s->catchup_stream = s->catchup_unbounded = false;
+  s->catchup_stream = false;
+  s->catchup_restream = 0;
 }
 
 /* The reorder buffer of the batch calls' decoding sessions may hold catchup_decoding_mem bytes of
@@ -315,7 +316,8 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
   }
   s->catchup_stats.restart_to = s->catchup_stats.restart_from;
   s->catchup_copy[0] = '\0';
-  s->catchup_stream = s->catchup_unbounded = false;
+  s->catchup_stream = false;
+  s->catchup_restream = 0;
   if (PQserverVersion(s->peek) >= 120000) {
     char copy[64];
     /* Named after this session's backend (unique while it lives; an earlier session's copy may
@@ -383,15 +385,17 @@ int od_pg_catchup_ack(pg_source *s, od_lsn durable, bool force, od_error *err) {
 /* Send one batch call on s->peek, binary, in single-row mode: a get call on the temporary copy,
  * else a peek on the slot. */
 static int send_call(pg_source *s, od_error *err) {
+  /* After a call that ended inside a streamed transaction the next one streams it again from its
+   * start: its limit is 4x what that call returned, so it gets further than the last and the
+   * transaction is sent O(1) times over (not once per call), while the server's result (its
+   * tuplestore) stays within a few times what was seen of it. */
   char n[24];
-  snprintf(n, sizeof n, "%ld", s->catchup_limit);
+  snprintf(n, sizeof n, "%ld", s->catchup_restream ? s->catchup_restream : s->catchup_limit);
+  if (s->catchup_restream) s->catchup_stats.restream_calls++;
+  s->catchup_restream = 0;
   char pubs[80];
   snprintf(pubs, sizeof pubs, "\"%s\"", s->publication);
-  /* No upto_nchanges after a call that ended inside a streamed transaction: the next call streams
-   * it again from its start, and a limit below its size would end there again. */
-  const char *p[] = {s->catchup_copy[0] ? s->catchup_copy : s->slot, s->catchup_unbounded ? NULL : n, pubs};
-  if (s->catchup_unbounded) s->catchup_stats.unbounded_calls++;
-  s->catchup_unbounded = false;
+  const char *p[] = {s->catchup_copy[0] ? s->catchup_copy : s->slot, n, pubs};
   char sql[320];
   snprintf(sql, sizeof sql,
            "SELECT data FROM pg_logical_slot_%s_binary_changes($1, NULL, $2::int, 'proto_version', '%s', "
@@ -541,8 +545,8 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
     if (s->catchup_stream) od_pg_stream_stats(s->stream, &xs);
     if (t->streamed_txns > 0)
       snprintf(streamed, sizeof streamed, "; %ld large transactions streamed by the source while decoded (%.1f MiB "
-               "kept on odsync's disk until their commit), %ld calls to the end of the WAL", t->streamed_txns,
-               (double)xs.spilled_bytes / 1048576.0, t->unbounded_calls);
+               "kept on odsync's disk until their commit), %ld calls that streamed one again", t->streamed_txns,
+               (double)xs.spilled_bytes / 1048576.0, t->restream_calls);
     od_info("%s: caught up by batch decoding (%ld calls, %lld messages, %.1f MB; server %.2f s from call to first "
             "row, %.2f s of it with nothing to decode; %.2f s receiving rows, %.2f s decoding and handing them to "
             "the sinks; %.1f MB of WAL decoded again; %ld slot advances; restart_lsn %X/%X -> %X/%X%s%s); streaming "
@@ -585,10 +589,11 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
    * of the WAL. Near the head it is left to the stream, which sends it once as it grows. */
   if (s->catchup_stream && !s->catchup_leaving &&
       (direct ? od_pg_stream_busy(s->stream) : s->catchup_buf->last_type == 'E')) {
-    s->catchup_unbounded = true;
+    long most = 2000000000L; /* upto_nchanges is an int */
+    s->catchup_restream = rows > (most - s->catchup_batch) / 4 ? most : rows * 4 + s->catchup_batch;
     od_info("%s: batch call %ld ended inside a transaction that the source streams while decoding it (larger than "
-            "catchup_decoding_mem_bytes): the next call reads to the end of the WAL, which streams that "
-            "transaction again from its start and up to its commit", s->where, s->catchup_batches);
+            "catchup_decoding_mem_bytes) after %ld messages: the next call, which streams that transaction again "
+            "from its start, may return up to %ld", s->where, s->catchup_batches, rows, s->catchup_restream);
   }
   if (!s->catchup_leaving) {
     if (!near) size_next_call(s, (int64_t)(end - from), redecode, rows, s->catchup_stats.row_bytes - bytes0);

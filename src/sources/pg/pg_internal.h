@@ -62,7 +62,8 @@ typedef struct pg_source {
   long catchup_decoding_mem;    /* logical_decoding_work_mem of the batch calls' session, bytes (0: the server's) */
   bool catchup_inflight;        /* a batch call was sent on s->peek and its rows are not read yet */
   bool catchup_stream;          /* batch calls stream large transactions in progress (protocol 2, s->stream) */
-  bool catchup_unbounded;       /* the next call has no upto_nchanges: a streamed transaction was open */
+  long catchup_restream;        /* upto_nchanges of the next call after one that ended inside a streamed
+                                 * transaction (4x that call's messages + catchup_batch); 0: none */
   int64_t catchup_sent_at;      /* monotonic µs the in-flight call was sent */
   struct pg_readahead *catchup_buf; /* owned: the rows of the last call, read ahead of decoding */
   PGconn *catchup_adv;          /* ordinary connection for asynchronous slot advances (owned), or NULL */
@@ -86,7 +87,7 @@ typedef struct pg_source {
     int64_t redecode_bytes;     /* WAL between restart_lsn and the start of each call (decoded again) */
     od_lsn restart_from, restart_to; /* the slot's restart_lsn at entry and when streaming starts */
     long advances;
-    long unbounded_calls;       /* calls without upto_nchanges (after a streamed transaction left open) */
+    long restream_calls;        /* calls after one that ended inside a streamed transaction */
     long streamed_txns;         /* transactions the calls streamed in progress (Stream Commits) */
   } catchup_stats;
   long slot_warn_bytes;          /* source.slot_warn_retained_bytes; 0: no warning */
