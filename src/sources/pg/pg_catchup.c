@@ -61,7 +61,7 @@
 static void lsn_text(od_lsn l, char *buf, size_t n) { snprintf(buf, n, "%X/%X", OD_LSN_ARGS(l)); }
 
 /* Bytes of WAL the server has written past `from` (0 when not behind). */
-static int wal_behind(pg_source *s, PGconn *c, od_lsn from, int64_t *out, od_error *err) {
+int od_pg_catchup_wal_behind(pg_source *s, PGconn *c, od_lsn from, int64_t *out, od_error *err) {
   char l[32];
   lsn_text(from, l, sizeof l);
   const char *p[] = {l};
@@ -290,7 +290,7 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
   if (s->catchup_lag_bytes <= 0) return OD_OK;
   if (!s->meta && !(s->meta = od_pg_connect(s, false, err))) return err->code;
   int64_t behind = 0;
-  int rc = wal_behind(s, s->meta, start, &behind, err);
+  int rc = od_pg_catchup_wal_behind(s, s->meta, start, &behind, err);
   if (rc) return rc;
   if (behind < s->catchup_lag_bytes) return OD_OK;
   if (!(s->peek = od_pg_connect(s, false, err))) return err->code;

@@ -118,6 +118,9 @@ typedef struct pg_source {
   struct od_keyring *stream_kr; /* owned: the `encryption:` keys sealing spill files, NULL without */
   struct od_pg_stream *stream;  /* owned: created at the first start that streams with protocol 2 */
   bool stream_v2;               /* the current START_REPLICATION asked for protocol 2 with streaming */
+  bool burst_pending;           /* pg_burst.c: the stream fell behind; switch to catch-up at a boundary */
+  bool burst_idle_offered;      /* the pipeline was asked to commit what it holds for the switch */
+  long burst_switches;          /* switches from the stream to catch-up in this process */
   bool stream_fallback_logged;  /* the server-version fallback was logged (once per source) */
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
@@ -147,8 +150,19 @@ int od_pg_watch_publication(pg_source *s, od_error *err);
  * when it is time to stream from s->durable. ack: records the durable position (advances the slot
  * when forced). close: drops the peek connection. */
 int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err);
+/* Bytes of WAL the server has written past `from` (0 when not behind), read on c. */
+int od_pg_catchup_wal_behind(pg_source *s, PGconn *c, od_lsn from, int64_t *out, od_error *err);
 /* pg_source.c: open the store of streamed transactions (stream_in_progress) if needed, emptied. */
 int od_pg_stream_ensure(pg_source *s, od_error *err);
+/* pg_source.c: START_REPLICATION from `start`; standby status with the durable position. */
+int od_pg_start_streaming(pg_source *s, od_lsn start, od_error *err);
+int od_pg_send_status(pg_source *s, od_error *err);
+/* pg_burst.c: while streaming, leave for batch decoding when the stream is catchup_lag_bytes
+ * behind. check: at each status interval (marks the switch pending); ready: pending, and at a
+ * transaction boundary (stop reading); step: wait for the sinks, end the stream, enter catch-up. */
+int od_pg_burst_check(pg_source *s, od_error *err);
+bool od_pg_burst_ready(const pg_source *s);
+int od_pg_burst_step(pg_source *s, int timeout_ms, od_error *err);
 int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err);
 int od_pg_catchup_ack(pg_source *s, od_lsn durable, bool force, od_error *err);
 void od_pg_catchup_close(pg_source *s);

@@ -266,6 +266,7 @@ static int wrap_relation(void *ctx, od_relation *rel, od_error *err) {
 }
 
 static int start_streaming(pg_source *s, od_lsn start, od_error *err);
+int od_pg_start_streaming(pg_source *s, od_lsn start, od_error *err) { return start_streaming(s, start, err); }
 
 /* A mesh node's persisted clock (_odsync_hlc, written by the mesh sinks that apply into this node,
  * in the checkpoint table's schema, public): the hlc of every transaction the stream delivers from
@@ -302,6 +303,7 @@ static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
   od_lsn from = od_pg_lsn(from_pos);
   disconnect(s);
   s->received = s->durable = s->sent_flush = 0;
+  s->burst_pending = false;
   s->last_status_at = 0;
   s->last_watch_at = od_mono_us();
   int rc = od_pg_prepare_stream(s, from, err);
@@ -419,6 +421,7 @@ static int send_status_reply(pg_source *s, bool want_reply, od_error *err) {
 }
 
 static int send_status(pg_source *s, od_error *err) { return send_status_reply(s, false, err); }
+int od_pg_send_status(pg_source *s, od_error *err) { return send_status(s, err); }
 
 static int pg_ack(od_source *base, const od_pos *durable_pos, bool force, od_error *err) {
   pg_source *s = (pg_source *)base;
@@ -501,7 +504,10 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
     s->last_health_at = od_mono_us();
     int rc = od_pg_slot_health_check(s, err);
     if (rc) return rc; /* an invalidated slot (fatal) or a lost connection (retriable) */
+    if (!s->catchup && (rc = od_pg_burst_check(s, err))) return rc;
   }
+  /* Fallen far behind while streaming: stop reading at a transaction boundary, then switch. */
+  if (!s->catchup && od_pg_burst_ready(s)) return od_pg_burst_step(s, timeout_ms, err);
   if (s->catchup) {
     int rc = od_pg_catchup_poll(s, timeout_ms, err);
     if (rc || s->catchup) return rc;
@@ -527,7 +533,7 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
       int rc = handle_message(s, buf, n, err);
       PQfreemem(buf);
       if (rc) return rc;
-      if (++handled >= MAX_MESSAGES_PER_POLL) return OD_OK;
+      if (++handled >= MAX_MESSAGES_PER_POLL || od_pg_burst_ready(s)) return OD_OK;
       if (s->stream_v2 && od_pg_stream_replaying(s->stream)) return OD_OK; /* the next poll replays it */
       continue;
     }

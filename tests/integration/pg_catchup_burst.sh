@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# pg_catchup_burst: a burst at the head while odsync streams makes it leave the stream for batch
+# decoding and come back (src/sources/pg/pg_burst.c; docs/adapters/postgres-source.md, "A burst
+# while streaming"). catchup_lag_bytes: 4 MiB, status_interval_ms: 200. odsync streams; it is
+# stopped (SIGSTOP) while a burst of ~20 MiB of WAL is written — 40,000 inserts in 200-row
+# transactions, updates, deletes, rows of a keyless table (where a duplicate would be a difference)
+# — and resumed: the stream is then that far behind.
+# Asserts: the log says the stream fell behind and catch-up was entered after the session's start
+# (not at it), then left for streaming; the slot's confirmed position never passed the sink's
+# checkpoint (sampled every 0.2 s); the sink equals the source row for row (od_compare, both
+# tables); the stream after the catch-up does not fail (it needs a new replication connection);
+# changes after the switch back arrive by streaming; a second burst switches again.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
+
+test_init pg_catchup_burst
+[[ -x "$OD_COMPARE" ]] || fail "od_compare not built at $OD_COMPARE"
+pg_start shop
+SINK_DB=$TEST_TMP/sink.db
+CONFIG=$TEST_TMP/odsync.yaml
+LOG=$TEST_TMP/odsync.log
+
+pg_psql <<'SQL'
+CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL, note text);
+CREATE TABLE hits (path text, n int);
+ALTER TABLE hits REPLICA IDENTITY FULL;
+INSERT INTO items SELECT g, 0, 'seed' FROM generate_series(1, 100) g;
+INSERT INTO hits VALUES ('/seed', 0);
+SQL
+cat >"$CONFIG" <<YAML
+state_dir: $TEST_TMP/state
+log_level: debug
+pipelines:
+  - name: shop
+    source: { type: postgres, dsn: "$(pg_dsn)", tables: [public.items, public.hits], status_interval_ms: 200,
+              catchup_lag_bytes: 4194304, catchup_exit_bytes: 1048576, catchup_batch_changes: 5000 }
+    sink: { type: sqlite, path: $SINK_DB }
+YAML
+compare() { "$OD_COMPARE" --pg "$(pg_dsn)" --sqlite "$SINK_DB" --table items --table hits >/dev/null 2>&1; }
+wait_equal() { # $1: what
+  wait_for compare 180 || { "$OD_COMPARE" --pg "$(pg_dsn)" --sqlite "$SINK_DB" --table items --table hits || true; fail "$1: sink differs from the source"; }
+}
+burst() { # $1: first id
+  pg_psql <<SQL >/dev/null
+DO \$\$ BEGIN FOR i IN 0..199 LOOP
+  INSERT INTO items SELECT g, 1, md5(g::text) FROM generate_series($1 + i * 200, $1 + i * 200 + 199) g;
+  INSERT INTO hits SELECT '/p/' || (g % 7), g FROM generate_series(1, 20) g;
+  COMMIT;
+END LOOP; END \$\$;
+UPDATE items SET qty = qty + 1, note = note || '!' WHERE id BETWEEN $1 AND $1 + 9999;
+DELETE FROM items WHERE id BETWEEN $1 + 20000 AND $1 + 24999;
+DELETE FROM hits WHERE n = 3;
+SQL
+}
+# Samples the slot against the sink's checkpoint until $1 shows up in the log.
+watch_slot_until() { # $1: pattern, $2: what
+  local deadline=$(($(date +%s) + 180)) confirmed held
+  until grep -q "$1" "$LOG"; do
+    confirmed=$(lsn_to_int "$(pg_psql -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'odsync_shop'")")
+    held=$(checkpoint_lsn shop)
+    ((confirmed <= held || held == 0)) || fail "$2: slot confirmed up to $confirmed while the sink's checkpoint is $held"
+    (($(date +%s) < deadline)) || fail "$2: '$1' not logged within 180 s: $(tail -n 5 "$LOG")"
+    odsync_running || fail "$2: odsync exited: $(tail -n 20 "$LOG")"
+    sleep 0.2
+  done
+}
+
+odsync_start "$CONFIG" "$LOG"
+wait_for "grep -q 'streaming from' '$LOG'" 60 || fail "odsync does not start"
+wait_equal "start"
+! grep -q 'catching up by batch decoding' "$LOG" || fail "catch-up entered at the start with nothing behind"
+
+log "1. a burst written while odsync is stopped (SIGSTOP), then resumed"
+kill -STOP "$ODSYNC_PID"
+burst 100000
+kill -CONT "$ODSYNC_PID"
+watch_slot_until 'caught up by batch decoding' 1
+grep -q 'the stream is [0-9.]* MB behind the server (catchup_lag_bytes 4.0 MB): switching to batch decoding' "$LOG" ||
+  fail "1: the switch was not logged"
+grep -q 'catching up by batch decoding' "$LOG" || fail "1: catch-up was not entered"
+wait_equal 1
+# The stream after the catch-up runs on a new replication connection (a walsender ends a second
+# START_REPLICATION on the same one at once): no reconnect after an error.
+! grep -q 'replication stream ended: ' "$LOG" || fail "1: the stream after the catch-up failed: $(grep 'replication stream ended: ' "$LOG" | head -1)"
+log "1: $(grep -o 'the stream is .* MB behind the server' "$LOG" | head -1); $(grep -o 'caught up by batch decoding ([0-9]* calls, [0-9]* messages' "$LOG" | head -1)"
+
+log "changes at the head arrive by streaming again"
+pg_psql -c "UPDATE items SET qty = 7 WHERE id <= 50" -c "INSERT INTO hits VALUES ('/after', 1)" >/dev/null
+wait_equal "after the switch back"
+
+log "2. a second burst switches again"
+kill -STOP "$ODSYNC_PID"
+burst 200000
+kill -CONT "$ODSYNC_PID"
+wait_for "(( \$(grep -c 'caught up by batch decoding' '$LOG') >= 2 ))" 180 || fail "2: no second catch-up: $(tail -n 5 "$LOG")"
+wait_equal 2
+! grep -q 'replication stream ended: ' "$LOG" || fail "2: the stream after the catch-up failed"
+odsync_stop
+confirmed=$(lsn_to_int "$(pg_psql -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'odsync_shop'")")
+((confirmed <= $(checkpoint_lsn shop))) || fail "slot confirmed past the sink's checkpoint after the stop"
+log "all assertions passed"
