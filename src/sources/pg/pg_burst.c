@@ -3,8 +3,8 @@
  * which sends and flushes one message at a time, cannot keep up with (issue #9; batch calls decode
  * several times faster, docs/adapters/postgres-source.md "Catch-up by batch decoding").
  *
- * Every status_interval_ms the stream's distance to the server's WAL (pg_current_wal_lsn() minus
- * what the stream has sent) is read. At catchup_lag_bytes or more — the threshold a session uses at
+ * Every second (or status_interval_ms, if shorter) the stream's distance to the server's WAL
+ * (pg_current_wal_lsn() minus what the stream has sent) is read. At catchup_lag_bytes or more — the threshold a session uses at
  * its start — the switch is pending: the source stops reading at the next transaction boundary,
  * asks the pipeline to commit what it holds (an idle position at the last transaction delivered),
  * waits until the sinks hold every transaction delivered (standby status keeps going out), ends the

@@ -504,7 +504,13 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
     s->last_health_at = od_mono_us();
     int rc = od_pg_slot_health_check(s, err);
     if (rc) return rc; /* an invalidated slot (fatal) or a lost connection (retriable) */
-    if (!s->catchup && (rc = od_pg_burst_check(s, err))) return rc;
+  }
+  /* How far the stream is behind: every second (or status interval, if shorter). */
+  int64_t burst_every = s->status_interval_ms < 1000 ? s->status_interval_ms * 1000 : 1000000;
+  if (!s->catchup && od_mono_us() - s->burst_checked_at >= burst_every) {
+    s->burst_checked_at = od_mono_us();
+    int rc = od_pg_burst_check(s, err);
+    if (rc) return rc;
   }
   /* Fallen far behind while streaming: stop reading at a transaction boundary, then switch. */
   if (!s->catchup && od_pg_burst_ready(s)) return od_pg_burst_step(s, timeout_ms, err);
