@@ -6,6 +6,11 @@
 #           pgb_stop_all                          stop every started server (idempotent; for traps)
 #           pgb_psql NAME DB [psql args...]       od_psql on that server
 #           pgb_dsn NAME DB                       its libpq connection string
+# Pair:     pgb_start_pair TMP   the PostgreSQL → PostgreSQL benches' two servers "src" and "snk" in
+#              TMP/src and TMP/snk, tuned for bulk writes (shared_buffers 1 GB, max_wal_size 8 GB,
+#              autovacuum off), both synchronous_commit = on, the sink ready for native subscription
+#              workers; creates database bench on src and sets SRC_DSN. PGB_ROW_DDL / PGB_ROW_GEN: the
+#              row shape of their workloads (columns, and the SELECT list of row g).
 # Waiting:  pgb_wait_sql NAME DB EXPR TIMEOUT [PID]
 #              polls the SQL boolean EXPR inside the server every 10 ms (a DO loop that commits
 #              each round, so it holds no snapshot back); prints the server's clock (epoch seconds)
@@ -31,6 +36,21 @@ pgb_start() {
   PGB_PORT[$name]=$OD_PG_PORT
   PGB_DIR[$name]=$OD_PG_DIR
   PGB_NAMES+=("$name")
+}
+
+PGB_ROW_DDL="id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric(12,2)"
+PGB_ROW_GEN="g, (g % 1000003)::int, md5(g::text), timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second', (g % 10000000) / 100.0"
+
+pgb_start_pair() {
+  local tmp=$1
+  local tuning=("shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" "autovacuum = off")
+  pgb_start src "$tmp/src" "${tuning[@]}" "synchronous_commit = on"
+  # wal_retrieve_retry_interval: the subscription launcher starts at most one apply worker per
+  # interval (default 5 s), which would add up to 5 s to a second native run.
+  pgb_start snk "$tmp/snk" "${tuning[@]}" "synchronous_commit = on" \
+    "max_logical_replication_workers = 8" "max_worker_processes = 16" "wal_retrieve_retry_interval = 100ms"
+  pgb_psql src postgres -c "CREATE DATABASE bench"
+  SRC_DSN=$(pgb_dsn src bench)
 }
 
 pgb_stop_all() {

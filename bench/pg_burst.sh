@@ -43,21 +43,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-cpu_delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 per_row_us() { awk -v c="$1" -v n="$BURST_ROWS" 'BEGIN { printf "%.2f", c * 1e6 / n }'; }
 src() { pgb_psql src "$@"; }
 snk() { pgb_psql snk "$@"; }
 
-TUNING=("shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" "autovacuum = off")
 log "starting source and sink PostgreSQL ($("$PGBIN/postgres" --version | awk '{print $3}')) in $TMP"
-pgb_start src "$TMP/src" "${TUNING[@]}" "synchronous_commit = on"
-pgb_start snk "$TMP/snk" "${TUNING[@]}" "synchronous_commit = on" \
-  "max_logical_replication_workers = 8" "max_worker_processes = 16" "wal_retrieve_retry_interval = 100ms"
-src postgres -c "CREATE DATABASE bench"
-SRC_DSN=$(pgb_dsn src bench)
-ROW_DDL="id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric(12,2)"
-ROW_GEN="g, (g % 1000003)::int, md5(g::text), timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second', (g % 10000000) / 100.0"
+pgb_start_pair "$TMP"
+ROW_DDL=$PGB_ROW_DDL
+ROW_GEN=$PGB_ROW_GEN
 checksum_sql() { echo "SELECT count(*) || ' ' || coalesce(sum(id), 0) || ' ' || coalesce(sum(hashtext(b)::bigint), 0) FROM $1"; }
 
 TOOLS=(native odsync)
@@ -126,11 +119,11 @@ SQL
   else
     T1=$(pgb_wait_sql snk "$tbl" "(SELECT position FROM public._odsync_checkpoint WHERE pipeline = '$tbl') >= '$LAST'::pg_lsn" \
           "$BENCH_TIMEOUT" "$ODSYNC_PID") || { tail -n 20 "$TMP/$t.log" >&2; od_die "$t did not reach $LAST"; }
-    OCPU[$t]=$(cpu_delta "$c0o" "$(pgb_cpu_seconds "$ODSYNC_PID")")
+    OCPU[$t]=$(od_secs "$c0o" "$(pgb_cpu_seconds "$ODSYNC_PID")")
     SWITCHED[$t]=$(grep -c 'switching to batch decoding' "$TMP/$t.log" || true)
   fi
-  SCPU[$t]=$(cpu_delta "$c0s" "$(pgb_server_cpu src)") DCPU[$t]=$(cpu_delta "$c0d" "$(pgb_server_cpu snk)")
-  WORK[$t]=$(elapsed "$W0" "$W1") SEC[$t]=$(elapsed "$W0" "$T1") AFTER[$t]=$(elapsed "$W1" "$T1")
+  SCPU[$t]=$(od_secs "$c0s" "$(pgb_server_cpu src)") DCPU[$t]=$(od_secs "$c0d" "$(pgb_server_cpu snk)")
+  WORK[$t]=$(od_secs "$W0" "$W1") SEC[$t]=$(od_secs "$W0" "$T1") AFTER[$t]=$(od_secs "$W1" "$T1")
   if [[ $(snk "$tbl" -c "$(checksum_sql "$tbl")") == "$(src bench -c "$(checksum_sql "$tbl")")" ]]; then OK[$t]=ok; else OK[$t]=WRONG; fi
   if [[ $t == native ]]; then
     PGOPTIONS="-c client_min_messages=warning" snk "$tbl" -c "DROP SUBSCRIPTION sub_$tbl"

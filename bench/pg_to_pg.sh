@@ -98,20 +98,13 @@ snk() { pgb_psql snk "$@"; }
 # Both tuned for bulk writes; autovacuum off so nothing competes with the timed consumers.
 # The sink commits durably (synchronous_commit = on): odsync's sink sessions set it anyway; the
 # native subscription's apply worker uses the subscription's own setting (default off).
-TUNING=("shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" "autovacuum = off")
 log "starting source and sink PostgreSQL ($("$PGBIN/postgres" --version | awk '{print $3}')) in $TMP"
-pgb_start src "$TMP/src" "${TUNING[@]}" "synchronous_commit = on"
-# wal_retrieve_retry_interval: the subscription launcher starts at most one apply worker per
-# interval (default 5 s), which would add up to 5 s to the second native run.
-pgb_start snk "$TMP/snk" "${TUNING[@]}" "synchronous_commit = on" \
-  "max_logical_replication_workers = 8" "max_worker_processes = 16" "wal_retrieve_retry_interval = 100ms"
+pgb_start_pair "$TMP"
 log "source on 127.0.0.1:${PGB_PORT[src]}, sink on 127.0.0.1:${PGB_PORT[snk]}"
-src postgres -c "CREATE DATABASE bench"
-SRC_DSN=$(pgb_dsn src bench)
 
 # The row shape of the throughput and big-transaction workloads; a cheap checksum over every column.
-ROW_DDL="id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric(12,2)"
-ROW_GEN="g, (g % 1000003)::int, md5(g::text), timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second', (g % 10000000) / 100.0"
+ROW_DDL=$PGB_ROW_DDL
+ROW_GEN=$PGB_ROW_GEN
 checksum_sql() {
   echo "SELECT count(*) || ' ' || coalesce(sum(id), 0) || ' ' || coalesce(sum(a), 0) || ' ' ||
                coalesce(sum(d), 0) || ' ' || coalesce(sum(hashtext(b)::bigint), 0) || ' ' ||
