@@ -11,6 +11,8 @@
 #              autovacuum off), both synchronous_commit = on, the sink ready for native subscription
 #              workers; creates database bench on src and sets SRC_DSN. PGB_ROW_DDL / PGB_ROW_GEN: the
 #              row shape of their workloads (columns, and the SELECT list of row g).
+# Traps:    pgb_bench_traps   EXIT/INT/TERM traps of a bench that keeps its files in TMP and its
+#              odsync in ODSYNC_PID: stop odsync, every server, remove TMP (kept with BENCH_KEEP=1)
 # Waiting:  pgb_wait_sql NAME DB EXPR TIMEOUT [PID]
 #              polls the SQL boolean EXPR inside the server every 10 ms (a DO loop that commits
 #              each round, so it holds no snapshot back); prints the server's clock (epoch seconds)
@@ -51,6 +53,20 @@ pgb_start_pair() {
     "max_logical_replication_workers = 8" "max_worker_processes = 16" "wal_retrieve_retry_interval = 100ms"
   pgb_psql src postgres -c "CREATE DATABASE bench"
   SRC_DSN=$(pgb_dsn src bench)
+}
+
+pgb_bench_cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n ${ODSYNC_PID:-} ]]; then od_stop_pid "$ODSYNC_PID" 30; wait "$ODSYNC_PID" 2>/dev/null || true; fi
+  pgb_stop_all
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+  exit "$rc"
+}
+pgb_bench_traps() {
+  trap pgb_bench_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 }
 
 pgb_stop_all() {

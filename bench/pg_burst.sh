@@ -31,17 +31,7 @@ PGBIN=$(od_pg_bindir)
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/odsync-bench-burst.XXXXXX")
 ODSYNC_PID=
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [[ -n $ODSYNC_PID ]]; then od_stop_pid "$ODSYNC_PID" 30; wait "$ODSYNC_PID" 2>/dev/null || true; fi
-  pgb_stop_all
-  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+pgb_bench_traps
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 per_row_us() { awk -v c="$1" -v n="$BURST_ROWS" 'BEGIN { printf "%.2f", c * 1e6 / n }'; }
 src() { pgb_psql src "$@"; }
