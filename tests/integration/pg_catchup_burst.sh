@@ -9,7 +9,8 @@
 # (not at it), then left for streaming; the slot's confirmed position never passed the sink's
 # checkpoint (sampled every 0.2 s); the sink equals the source row for row (od_compare, both
 # tables); the stream after the catch-up does not fail (it needs a new replication connection);
-# changes after the switch back arrive by streaming; a second burst switches again.
+# changes after the switch back arrive by streaming; a second burst switches again; a third one
+# with odsync SIGKILLed right after the switch was decided ends equal after a restart.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -96,6 +97,17 @@ kill -CONT "$ODSYNC_PID"
 wait_for "(( \$(grep -c 'caught up by batch decoding' '$LOG') >= 2 ))" 180 || fail "2: no second catch-up: $(tail -n 5 "$LOG")"
 wait_equal 2
 ! grep -q 'replication stream ended: ' "$LOG" || fail "2: the stream after the catch-up failed"
+
+log "3. a third burst; SIGKILL as soon as the switch is decided, then a restart"
+kill -STOP "$ODSYNC_PID"
+burst 300000
+kill -CONT "$ODSYNC_PID"
+wait_for "(( \$(grep -c 'switching to batch decoding' '$LOG') >= 3 ))" 60 || fail "3: no third switch: $(tail -n 5 "$LOG")"
+odsync_kill9
+odsync_start "$CONFIG" "$TEST_TMP/after_kill.log"
+wait_for "grep -q 'caught up by batch decoding' '$TEST_TMP/after_kill.log'" 180 ||
+  fail "3: the restarted process did not catch up: $(tail -n 5 "$TEST_TMP/after_kill.log")"
+wait_equal 3
 odsync_stop
 confirmed=$(lsn_to_int "$(pg_psql -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'odsync_shop'")")
 ((confirmed <= $(checkpoint_lsn shop))) || fail "slot confirmed past the sink's checkpoint after the stop"
