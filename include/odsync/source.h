@@ -46,6 +46,10 @@ typedef struct od_source_health {
   char status[32];        /* the source's own word for it (PostgreSQL: wal_status), "" unknown */
   int64_t spilled_bytes;  /* decoded changes the server wrote to its own disk for this source since
                              odsync started (PostgreSQL 14+: pg_stat_replication_slots.spill_bytes) */
+  int batch_decoding;     /* 1 while a backlog is read by batch decoding (PostgreSQL catch-up), 0 while
+                             streaming, -1 unknown */
+  int64_t catchups;       /* times the source entered batch decoding since odsync started (a session
+                             that began behind, or a burst while streaming); -1 unknown */
 } od_source_health;
 
 typedef struct od_source_ops {

@@ -133,6 +133,13 @@ static const od_metric_family_def F_SRC_SPILLED =
             "Decoded changes the source server wrote to its own disk for this pipeline because they passed its "
             "decoding memory (PostgreSQL 14+: pg_stat_replication_slots.spill_bytes of the slot and its "
             "catch-up copies, since odsync started)", L_P);
+static const od_metric_family_def F_SRC_BATCH =
+    GAUGE("odsync_source_batch_decoding",
+          "1 while the source reads a backlog by batch decoding instead of its stream (PostgreSQL catch-up)", L_P);
+static const od_metric_family_def F_SRC_CATCHUPS =
+    COUNTER("odsync_source_catchups_total",
+            "Times the source entered batch decoding since odsync started: a session that began far behind, or "
+            "a stream that fell catchup_lag_bytes behind (a burst)", L_P);
 static const od_metric_family_def F_SNAP_ACTIVE =
     GAUGE("odsync_snapshot_active", "1 while the initial snapshot copies", L_P);
 static const od_metric_family_def F_SNAP_ROWS =
@@ -166,6 +173,8 @@ static int64_t f_src_spilled(void *c) {
   return v < 0 ? 0 : v;
 }
 static int64_t f_src_warn(void *c) { return atomic_load(&PM(c)->src_warning); }
+static int64_t f_src_batch(void *c) { return atomic_load(&PM(c)->src_batch) > 0 ? 1 : 0; }
+static int64_t f_src_catchups(void *c) { return atomic_load(&PM(c)->src_catchups); }
 static int64_t f_queue(void *c) { return u2i(atomic_load(&PM(c)->stats->queued_rows)); }
 static int64_t f_skipped(void *c) { return u2i(atomic_load(&SM(c)->stats->txns_skipped)); }
 static int64_t f_sink_pos(void *c) {
@@ -301,6 +310,9 @@ od_pipeline_metrics *od_pipeline_metrics_new(od_metrics *registry, od_pipeline_s
   atomic_store(&pm->src_spilled, -1);
   fn_series(pm, &F_SRC_SPILLED, p, f_src_spilled, pm);
   fn_series(pm, &F_SRC_WARN, p, f_src_warn, pm);
+  atomic_store(&pm->src_batch, -1);
+  fn_series(pm, &F_SRC_BATCH, p, f_src_batch, pm);
+  fn_series(pm, &F_SRC_CATCHUPS, p, f_src_catchups, pm);
   fn_series(pm, &F_READY, p, f_ready, pm);
   fn_series(pm, &F_SNAP_ACTIVE, p, f_snap_active, pm);
   for (int s = 0; s < 6; s++) {
@@ -420,6 +432,8 @@ void od_pm_source_health(od_pipeline_metrics *pm, const od_source_health *h) {
   atomic_store(&pm->src_safe, h->safe_bytes);
   atomic_store(&pm->src_warning, h->warning ? 1 : 0);
   if (h->spilled_bytes >= 0) atomic_store(&pm->src_spilled, h->spilled_bytes);
+  atomic_store(&pm->src_batch, h->batch_decoding);
+  if (h->catchups > atomic_load(&pm->src_catchups)) atomic_store(&pm->src_catchups, h->catchups);
   pthread_mutex_lock(&pm->err_lock);
   snprintf(pm->src_status, sizeof pm->src_status, "%s", h->status);
   pthread_mutex_unlock(&pm->err_lock);
@@ -432,6 +446,8 @@ bool od_pm_source_health_get(od_pipeline_metrics *pm, od_source_health *out) {
   out->safe_bytes = atomic_load(&pm->src_safe);
   out->warning = atomic_load(&pm->src_warning) != 0;
   out->spilled_bytes = atomic_load(&pm->src_spilled);
+  out->batch_decoding = atomic_load(&pm->src_batch);
+  out->catchups = atomic_load(&pm->src_catchups);
   pthread_mutex_lock(&pm->err_lock);
   snprintf(out->status, sizeof out->status, "%s", pm->src_status);
   pthread_mutex_unlock(&pm->err_lock);

@@ -68,7 +68,8 @@ struct od_pipeline_metrics {
   char snap_name[OD_SNAPSHOT_MAX_TABLES][128];
   /* the source's health (od_source_ops.health): bytes, -1 unknown; status under err_lock */
   _Atomic int64_t src_retained, src_safe, src_spilled; /* src_spilled: -1 until known, then never lower */
-  _Atomic int src_warning, src_health_known;
+  _Atomic int src_warning, src_health_known, src_batch;
+  _Atomic int64_t src_catchups;
   char src_status[32];
   /* the last error */
   pthread_mutex_t err_lock;

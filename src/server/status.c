@@ -305,7 +305,8 @@ int od_status_json(od_status_view *s, bool history, od_sqlbuf *o) {
                      (long long)sh.retained_bytes, (long long)sh.safe_bytes, (long long)sh.spilled_bytes,
                      sh.warning ? "true" : "false");
       json_str(o, sh.status);
-      od_sqlbuf_add(o, "}");
+      od_sqlbuf_addf(o, ",\"batch_decoding\":%s,\"catchups\":%lld}",
+                     sh.batch_decoding < 0 ? "null" : sh.batch_decoding ? "true" : "false", (long long)sh.catchups);
     } else {
       od_sqlbuf_add(o, ",\"source_health\":null");
     }
@@ -388,7 +389,11 @@ int od_status_text(od_status_view *s, od_sqlbuf *o) {
                      (unsigned long long)r.snap_est);
     /* The source server spilled decoded changes to its disk (decoding them is 2-3x slower). */
     od_source_health sh;
-    if (od_pm_source_health_get((od_pipeline_metrics *)r.pm, &sh) && sh.spilled_bytes > 0) {
+    bool known = od_pm_source_health_get((od_pipeline_metrics *)r.pm, &sh);
+    if (known && sh.batch_decoding > 0)
+      od_sqlbuf_addf(o, "%-20s source: reading a backlog by batch decoding (catch-up %lld since start)\n", "",
+                     (long long)sh.catchups);
+    if (known && sh.spilled_bytes > 0) {
       char sp[24];
       od_sqlbuf_addf(o, "%-20s source: spilled %s of decoded changes to its disk since start (the log names the "
                      "setting to change)\n", "", od_fmt_bytes(sh.spilled_bytes, sp, sizeof sp));

@@ -9,6 +9,8 @@
 # (not at it), then left for streaming; the slot's confirmed position never passed the sink's
 # checkpoint (sampled every 0.2 s); the sink equals the source row for row (od_compare, both
 # tables); the stream after the catch-up does not fail (it needs a new replication connection);
+# odsync_source_catchups_total and /status source_health count each switch (0 at the start, then
+# 1, 2) and say streaming (batch_decoding false / 0) once caught up;
 # changes after the switch back arrive by streaming; a second burst switches again; a third one
 # with odsync SIGKILLed right after the switch was decided ends equal after a restart.
 set -euo pipefail
@@ -21,6 +23,8 @@ pg_start shop
 SINK_DB=$TEST_TMP/sink.db
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
+APORT=$(pg_free_port)
+ADMIN=http://127.0.0.1:$APORT
 
 pg_psql <<'SQL'
 CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL, note text);
@@ -32,6 +36,7 @@ SQL
 cat >"$CONFIG" <<YAML
 state_dir: $TEST_TMP/state
 log_level: debug
+admin: { listen: "127.0.0.1:$APORT" }
 pipelines:
   - name: shop
     source: { type: postgres, dsn: "$(pg_dsn)", tables: [public.items, public.hits], status_interval_ms: 200,
@@ -54,6 +59,15 @@ DELETE FROM items WHERE id BETWEEN $1 + 20000 AND $1 + 24999;
 DELETE FROM hits WHERE n = 3;
 SQL
 }
+metric() { # $1: family name; the pipeline's value
+  curl -s --max-time 5 "$ADMIN/metrics" | sed -n "s/^$1{pipeline=\"shop\"} \([0-9]*\)\$/\1/p"
+}
+status_health() { # $1: key of /status source_health
+  curl -s --max-time 5 "$ADMIN/status" | python3 -c '
+import json, sys
+h = json.load(sys.stdin)["pipelines"][0]["source_health"]
+print(json.dumps(h[sys.argv[1]]) if h else "")' "$1"
+}
 # Samples the slot against the sink's checkpoint until $1 shows up in the log.
 watch_slot_until() { # $1: pattern, $2: what
   local deadline=$(($(date +%s) + 180)) confirmed held
@@ -71,6 +85,8 @@ odsync_start "$CONFIG" "$LOG"
 wait_for "grep -q 'streaming from' '$LOG'" 60 || fail "odsync does not start"
 wait_equal "start"
 ! grep -q 'catching up by batch decoding' "$LOG" || fail "catch-up entered at the start with nothing behind"
+wait_for "[[ \$(metric odsync_source_catchups_total) == 0 && \$(status_health batch_decoding) == false ]]" 10 ||
+  fail "start: odsync_source_catchups_total '$(metric odsync_source_catchups_total)', batch_decoding '$(status_health batch_decoding)'"
 
 log "1. a burst written while odsync is stopped (SIGSTOP), then resumed"
 kill -STOP "$ODSYNC_PID"
@@ -86,6 +102,11 @@ wait_equal 1
 ! grep -q 'replication stream ended: ' "$LOG" || fail "1: the stream after the catch-up failed: $(grep 'replication stream ended: ' "$LOG" | head -1)"
 log "1: $(grep -o 'the stream is .* MB behind the server' "$LOG" | head -1); $(grep -o 'caught up by batch decoding ([0-9]* calls, [0-9]* messages' "$LOG" | head -1)"
 
+# Counted once, and streaming again: on /metrics and in /status.
+wait_for "[[ \$(metric odsync_source_catchups_total) == 1 && \$(metric odsync_source_batch_decoding) == 0 ]]" 10 ||
+  fail "1: odsync_source_catchups_total '$(metric odsync_source_catchups_total)', odsync_source_batch_decoding '$(metric odsync_source_batch_decoding)'"
+[[ $(status_health catchups) == 1 && $(status_health batch_decoding) == false ]] ||
+  fail "1: /status source_health catchups '$(status_health catchups)', batch_decoding '$(status_health batch_decoding)'"
 log "changes at the head arrive by streaming again"
 pg_psql -c "UPDATE items SET qty = 7 WHERE id <= 50" -c "INSERT INTO hits VALUES ('/after', 1)" >/dev/null
 wait_equal "after the switch back"
@@ -97,6 +118,7 @@ kill -CONT "$ODSYNC_PID"
 wait_for "(( \$(grep -c 'caught up by batch decoding' '$LOG') >= 2 ))" 180 || fail "2: no second catch-up: $(tail -n 5 "$LOG")"
 wait_equal 2
 ! grep -q 'replication stream ended: ' "$LOG" || fail "2: the stream after the catch-up failed"
+wait_for "[[ \$(metric odsync_source_catchups_total) == 2 ]]" 10 || fail "2: odsync_source_catchups_total '$(metric odsync_source_catchups_total)', expected 2"
 
 log "3. a third burst; SIGKILL as soon as the switch is decided, then a restart"
 kill -STOP "$ODSYNC_PID"

@@ -357,6 +357,7 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
   s->catchup_mark = s->catchup_mark_from = s->catchup_copy_confirmed = 0;
   s->catchup_idle_wait_at = 0;
   s->catchup = true;
+  s->catchup_entries++;
   od_pg_spill_phase(s);
   s->catchup_leaving = false;
   s->catchup_inflight = false;

@@ -109,5 +109,7 @@ bool od_pg_health(od_source *base, od_source_health *out) {
   pg_source *s = (pg_source *)base;
   if (!s->health_ok) return false;
   *out = s->health;
+  out->batch_decoding = s->catchup ? 1 : 0;
+  out->catchups = s->catchup_entries;
   return true;
 }
