@@ -14,6 +14,8 @@
  * Nothing delivered is delivered again, nothing undelivered is skipped: the batch calls start where
  * the sinks' durable position is, which is the end of the last transaction delivered.
  *
+ * The wait for the sinks is bounded (30 s): past it (a sink down, its spool filling) the stream
+ * goes on as before and the switch is tried again a minute later.
  * Not for mesh sources (their clock state is seeded from what the stream shows since the session's
  * start), before PostgreSQL 12 (no slot copy), nor while a streamed transaction is open or being
  * replayed (it is finished first: the calls would send it again from its start).
@@ -32,6 +34,10 @@
 
 /* How long ending the stream may take (reading what the walsender sent before our CopyDone). */
 #define BURST_END_WAIT_US (30 * 1000000LL)
+/* How long the source stops reading for the sinks to hold what was delivered: past it (a sink that
+ * is down, a spool filling) the stream goes on as before, and the switch is tried again later. */
+#define BURST_DRAIN_WAIT_US (30 * 1000000LL)
+#define BURST_RETRY_AFTER_US (60 * 1000000LL)
 
 static int stream_behind(pg_source *s, od_lsn from, int64_t *out, od_error *err) {
   return od_pg_catchup_wal_behind(s, s->meta, from, out, err);
@@ -52,6 +58,7 @@ int od_pg_burst_check(pg_source *s, od_error *err) {
   if (behind < s->catchup_lag_bytes) return OD_OK;
   s->burst_pending = true;
   s->burst_idle_offered = false;
+  s->burst_pending_at = od_mono_us();
   od_info("%s: the stream is %.1f MB behind the server (catchup_lag_bytes %.1f MB): switching to batch decoding "
           "once the sinks hold what was delivered", s->where, behind / 1048576.0, s->catchup_lag_bytes / 1048576.0);
   return OD_OK;
@@ -111,6 +118,13 @@ static int end_stream(pg_source *s, od_error *err) {
 int od_pg_burst_step(pg_source *s, int timeout_ms, od_error *err) {
   od_lsn delivered = s->catchup_last_end > s->floor ? s->catchup_last_end : s->floor;
   int rc;
+  if (s->durable < delivered && od_mono_us() - s->burst_pending_at > BURST_DRAIN_WAIT_US) {
+    s->burst_pending = false;
+    s->burst_checked_at = od_mono_us() + BURST_RETRY_AFTER_US; /* the next check in about a minute */
+    od_info("%s: the sinks did not hold what the stream delivered within %d s: the stream goes on (batch decoding is "
+            "tried again in a minute)", s->where, (int)(BURST_DRAIN_WAIT_US / 1000000));
+    return OD_OK;
+  }
   if (s->durable < delivered) {
     /* The pipeline may keep a batch open for more rows (batch.linger): there are none until it
      * commits, so say so once. */

@@ -123,6 +123,7 @@ typedef struct pg_source {
   long burst_switches;          /* switches from the stream to catch-up in this process */
   long catchup_entries;         /* times catch-up was entered in this process (start or burst) */
   int64_t burst_checked_at;     /* monotonic µs of the last read of how far the stream is behind */
+  int64_t burst_pending_at;     /* monotonic µs the switch became pending */
   bool stream_fallback_logged;  /* the server-version fallback was logged (once per source) */
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */
