@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # pg_catchup_burst: a burst at the head while odsync streams makes it leave the stream for batch
 # decoding and come back (src/sources/pg/pg_burst.c; docs/adapters/postgres-source.md, "A burst
-# while streaming"). catchup_lag_bytes: 4 MiB, status_interval_ms: 200. odsync streams; it is
-# stopped (SIGSTOP) while a burst of ~20 MiB of WAL is written — 40,000 inserts in 200-row
-# transactions, updates, deletes, rows of a keyless table (where a duplicate would be a difference)
-# — and resumed: the stream is then that far behind.
+# while streaming"). catchup_lag_bytes: 4 MiB, status_interval_ms: 200 (the distance is read every
+# 0.2 s; a switch needs it over the threshold at three reads in a row and growing). Each burst: odsync
+# is stopped (SIGSTOP) while ~10 MiB of WAL is written — 40,000 inserts in 200-row transactions,
+# updates, deletes, rows of a keyless table (where a duplicate would be a difference) — then resumed
+# while a writer goes on (another 400,000 inserts): the stream is behind and falling further behind.
 # Asserts: the log says the stream fell behind and catch-up was entered after the session's start
 # (not at it), then left for streaming; the slot's confirmed position never passed the sink's
 # checkpoint (sampled every 0.2 s); the sink equals the source row for row (od_compare, both
 # tables); the stream after the catch-up does not fail (it needs a new replication connection);
 # odsync_source_catchups_total and /status source_health count each switch (0 at the start, then
-# 1, 2) and say streaming (batch_decoding false / 0) once caught up;
-# changes after the switch back arrive by streaming; a second burst switches again; a third one
-# with odsync SIGKILLed right after the switch was decided ends equal after a restart.
+# 1, 2) and say streaming (batch_decoding false / 0) once caught up; changes after the switch back
+# arrive by streaming; a second burst switches again; a third one with odsync SIGKILLed right after
+# the switch was decided ends equal after a restart. Last, one large transaction (~80 MiB of WAL,
+# more than the threshold) committed while odsync streams does not switch: the distance does not
+# grow while the walsender decodes it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../env/pg.sh"
@@ -68,6 +71,17 @@ import json, sys
 h = json.load(sys.stdin)["pipelines"][0]["source_health"]
 print(json.dumps(h[sys.argv[1]]) if h else "")' "$1"
 }
+# A writer that goes on after odsync is resumed: 400 transactions of 1,000 rows from id $1, written
+# about three times faster than a walsender sends them (bench/pg_burst.sh).
+writer() {
+  pg_psql <<SQL >/dev/null &
+DO \$\$ BEGIN FOR i IN 0..399 LOOP
+  INSERT INTO items SELECT g, 2, 'live' FROM generate_series($1 + i * 1000, $1 + i * 1000 + 999) g;
+  COMMIT;
+END LOOP; END \$\$;
+SQL
+  WRITER_PID=$!
+}
 # Samples the slot against the sink's checkpoint until $1 shows up in the log.
 watch_slot_until() { # $1: pattern, $2: what
   local deadline=$(($(date +%s) + 180)) confirmed held
@@ -92,7 +106,9 @@ log "1. a burst written while odsync is stopped (SIGSTOP), then resumed"
 kill -STOP "$ODSYNC_PID"
 burst 100000
 kill -CONT "$ODSYNC_PID"
+writer 3000000
 watch_slot_until 'caught up by batch decoding' 1
+wait "$WRITER_PID" || fail "1: the writer failed"
 grep -q 'the stream is [0-9.]* MB behind the server (catchup_lag_bytes 4.0 MB): switching to batch decoding' "$LOG" ||
   fail "1: the switch was not logged"
 grep -q 'catching up by batch decoding' "$LOG" || fail "1: catch-up was not entered"
@@ -111,25 +127,38 @@ log "changes at the head arrive by streaming again"
 pg_psql -c "UPDATE items SET qty = 7 WHERE id <= 50" -c "INSERT INTO hits VALUES ('/after', 1)" >/dev/null
 wait_equal "after the switch back"
 
+sleep 13 # after a catch-up the stream reads 60 intervals of 0.2 s before the distance is read again
 log "2. a second burst switches again"
 kill -STOP "$ODSYNC_PID"
 burst 200000
 kill -CONT "$ODSYNC_PID"
+writer 4000000
 wait_for "(( \$(grep -c 'caught up by batch decoding' '$LOG') >= 2 ))" 180 || fail "2: no second catch-up: $(tail -n 5 "$LOG")"
+wait "$WRITER_PID" || fail "2: the writer failed"
 wait_equal 2
 ! grep -q 'replication stream ended: ' "$LOG" || fail "2: the stream after the catch-up failed"
 wait_for "[[ \$(metric odsync_source_catchups_total) == 2 ]]" 10 || fail "2: odsync_source_catchups_total '$(metric odsync_source_catchups_total)', expected 2"
 
+sleep 13
 log "3. a third burst; SIGKILL as soon as the switch is decided, then a restart"
 kill -STOP "$ODSYNC_PID"
 burst 300000
 kill -CONT "$ODSYNC_PID"
+writer 5000000
 wait_for "(( \$(grep -c 'switching to batch decoding' '$LOG') >= 3 ))" 60 || fail "3: no third switch: $(tail -n 5 "$LOG")"
 odsync_kill9
+wait "$WRITER_PID" || fail "3: the writer failed"
 odsync_start "$CONFIG" "$TEST_TMP/after_kill.log"
 wait_for "grep -q 'caught up by batch decoding' '$TEST_TMP/after_kill.log'" 180 ||
   fail "3: the restarted process did not catch up: $(tail -n 5 "$TEST_TMP/after_kill.log")"
 wait_equal 3
+LOG=$TEST_TMP/after_kill.log
+
+log "4. one large transaction (~80 MiB of WAL) while streaming: no switch"
+pg_psql -c "INSERT INTO items SELECT g, 3, repeat(md5(g::text), 8) FROM generate_series(7000000, 7250000) g" >/dev/null
+wait_equal 4
+sleep 1 # a few more reads of the distance
+(($(grep -c 'switching to batch decoding' "$LOG") == 0)) || fail "4: one large transaction switched to batch decoding"
 odsync_stop
 confirmed=$(lsn_to_int "$(pg_psql -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'odsync_shop'")")
 ((confirmed <= $(checkpoint_lsn shop))) || fail "slot confirmed past the sink's checkpoint after the stop"

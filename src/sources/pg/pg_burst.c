@@ -3,14 +3,18 @@
  * which sends and flushes one message at a time, cannot keep up with (issue #9; batch calls decode
  * several times faster, docs/adapters/postgres-source.md "Catch-up by batch decoding").
  *
- * Every second (or status_interval_ms, if shorter) the stream's distance to the server's WAL
- * (pg_current_wal_lsn() minus what the stream has sent) is read. At catchup_lag_bytes or more — the threshold a session uses at
- * its start — the switch is pending: the source stops reading at the next transaction boundary,
- * asks the pipeline to commit what it holds (an idle position at the last transaction delivered),
- * waits until the sinks hold every transaction delivered (standby status keeps going out), ends the
- * stream with CopyDone (the walsender releases the slot), opens a new replication connection for the
- * stream that follows, and enters
- * catch-up from that position (pg_catchup.c), which returns to streaming below catchup_exit_bytes.
+ * Every half second (or status_interval_ms, if shorter) the stream's distance to the server's WAL
+ * (pg_current_wal_lsn() minus what the stream has sent) is read. When it is catchup_lag_bytes or
+ * more (the threshold a session uses at its start) at three reads in a row, and larger at the last
+ * than at the first while the stream delivered at least 20 transactions (a burst of transactions
+ * that the server writes faster than the stream sends, not one large transaction; after a
+ * catch-up the stream reads 60 intervals, 30 s by default, before the next read), the switch is
+ * pending: the source stops reading at the next transaction boundary, asks the pipeline to commit
+ * what it holds (an idle position at the last transaction delivered), waits until the sinks hold
+ * every transaction delivered (standby status keeps going out), ends the stream with CopyDone (the
+ * walsender releases the slot), opens a new replication connection for the stream that follows, and
+ * enters catch-up from that position (pg_catchup.c), which returns to streaming below
+ * catchup_exit_bytes.
  * Nothing delivered is delivered again, nothing undelivered is skipped: the batch calls start where
  * the sinks' durable position is, which is the end of the last transaction delivered.
  *
@@ -38,6 +42,14 @@
  * is down, a spool filling) the stream goes on as before, and the switch is tried again later. */
 #define BURST_DRAIN_WAIT_US (30 * 1000000LL)
 #define BURST_RETRY_AFTER_US (60 * 1000000LL)
+/* A burst, not one large transaction: the stream is catchup_lag_bytes behind at this many reads in a
+ * row, and further behind at the last than at the first (the server writes faster than the stream
+ * sends). One large transaction that the walsender decodes leaves the distance as it is, and a
+ * backlog the stream is already reducing is left to it. */
+#define BURST_READS 3
+/* ... while the stream delivered at least this many transactions: many transactions, not one large
+ * one (the walsender decoding or streaming one transaction delivers none meanwhile). */
+#define BURST_MIN_COMMITS 20
 
 static int stream_behind(pg_source *s, od_lsn from, int64_t *out, od_error *err) {
   return od_pg_catchup_wal_behind(s, s->meta, from, out, err);
@@ -55,7 +67,21 @@ int od_pg_burst_check(pg_source *s, od_error *err) {
     od_error_clear(err); /* retried at the next status interval */
     return OD_OK;
   }
-  if (behind < s->catchup_lag_bytes) return OD_OK;
+  if (behind < s->catchup_lag_bytes) {
+    s->burst_reads = 0;
+    return OD_OK;
+  }
+  if (s->burst_reads++ == 0) {
+    s->burst_first_behind = behind;
+    s->burst_first_commits = s->commits_delivered;
+  }
+  od_debug("%s: the stream is %.1f MB behind the server (read %d of %d: %.1f MB at the first, %llu transactions "
+           "delivered since)", s->where, behind / 1048576.0, s->burst_reads, BURST_READS,
+           s->burst_first_behind / 1048576.0, (unsigned long long)(s->commits_delivered - s->burst_first_commits));
+  if (s->burst_reads < BURST_READS) return OD_OK;
+  s->burst_reads = 0;
+  /* not growing, or one large transaction: a new window starts */
+  if (behind <= s->burst_first_behind || s->commits_delivered - s->burst_first_commits < BURST_MIN_COMMITS) return OD_OK;
   s->burst_pending = true;
   s->burst_idle_offered = false;
   s->burst_pending_at = od_mono_us();

@@ -303,6 +303,11 @@ int od_pg_catchup_enter(pg_source *s, od_lsn start, od_error *err) {
     return OD_FAIL(err, OD_ENOMEM, "out of memory");
   }
   memset(&s->catchup_stats, 0, sizeof s->catchup_stats);
+  if (s->stream) {
+    od_pg_xact_stats xs;
+    od_pg_stream_stats(s->stream, &xs);
+    s->catchup_stats.store_spilled_from = xs.spilled_bytes; /* the store counts since it opened */
+  }
   /* The sink holds everything before `start`: moving the slot there is what streaming's first
    * status would do, and a peek has no start position of its own. */
   s->catchup_advanced = s->floor;
@@ -391,7 +396,8 @@ static int send_call(pg_source *s, od_error *err) {
    * transaction is sent O(1) times over (not once per call), while the server's result (its
    * tuplestore) stays within a few times what was seen of it. */
   char n[24];
-  snprintf(n, sizeof n, "%ld", s->catchup_restream ? s->catchup_restream : s->catchup_limit);
+  s->catchup_sent_limit = s->catchup_restream ? s->catchup_restream : s->catchup_limit;
+  snprintf(n, sizeof n, "%ld", s->catchup_sent_limit);
   if (s->catchup_restream) s->catchup_stats.restream_calls++;
   s->catchup_restream = 0;
   char pubs[80];
@@ -544,6 +550,7 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
     char streamed[200] = "";
     od_pg_xact_stats xs = {0};
     if (s->catchup_stream) od_pg_stream_stats(s->stream, &xs);
+    xs.spilled_bytes -= xs.spilled_bytes >= t->store_spilled_from ? t->store_spilled_from : xs.spilled_bytes;
     if (t->streamed_txns > 0)
       snprintf(streamed, sizeof streamed, "; %ld large transactions streamed by the source while decoded (%.1f MiB "
                "kept on odsync's disk until their commit), %ld calls that streamed one again", t->streamed_txns,
@@ -563,7 +570,7 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
   if (!s->catchup_inflight && (rc = send_call(s, err))) return rc;
   int64_t t0 = od_mono_us(), wait0 = s->catchup_stats.wait_us, call0 = s->catchup_stats.call_us;
   int64_t bytes0 = s->catchup_stats.row_bytes;
-  long rows = 0, limit = s->catchup_limit;
+  long rows = 0, limit = s->catchup_sent_limit;
   bool direct = false;
   if ((rc = receive_call(s, prefetch, &rows, &direct, err))) return rc;
   int64_t received = od_mono_us();
@@ -586,8 +593,8 @@ int od_pg_catchup_poll(pg_source *s, int timeout_ms, od_error *err) {
     s->catchup_leaving = true;
   }
   /* Ended inside a streamed transaction (its last row a Stream Stop, or the store still open after
-   * decoding as read) that commits further than the head's distance: the next call goes to the end
-   * of the WAL. Near the head it is left to the stream, which sends it once as it grows. */
+   * decoding as read): the next call's limit is 4x this call's messages (send_call). Near the head
+   * (leaving) it is left to the stream, which sends it once as it grows. */
   if (s->catchup_stream && !s->catchup_leaving &&
       (direct ? od_pg_stream_busy(s->stream) : s->catchup_buf->last_type == 'E')) {
     long most = 2000000000L; /* upto_nchanges is an int */

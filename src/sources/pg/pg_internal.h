@@ -62,6 +62,7 @@ typedef struct pg_source {
   long catchup_decoding_mem;    /* logical_decoding_work_mem of the batch calls' session, bytes (0: the server's) */
   bool catchup_inflight;        /* a batch call was sent on s->peek and its rows are not read yet */
   bool catchup_stream;          /* batch calls stream large transactions in progress (protocol 2, s->stream) */
+  long catchup_sent_limit;      /* upto_nchanges of the call in flight (for its log line) */
   long catchup_restream;        /* upto_nchanges of the next call after one that ended inside a streamed
                                  * transaction (4x that call's messages + catchup_batch); 0: none */
   int64_t catchup_sent_at;      /* monotonic µs the in-flight call was sent */
@@ -89,6 +90,7 @@ typedef struct pg_source {
     long advances;
     long restream_calls;        /* calls after one that ended inside a streamed transaction */
     long streamed_txns;         /* transactions the calls streamed in progress (Stream Commits) */
+    uint64_t store_spilled_from; /* the streamed-transaction store's spilled bytes at entry */
   } catchup_stats;
   long slot_warn_bytes;          /* source.slot_warn_retained_bytes; 0: no warning */
   int64_t last_health_at;       /* monotonic µs of the last slot health read */
@@ -124,6 +126,10 @@ typedef struct pg_source {
   long catchup_entries;         /* times catch-up was entered in this process (start or burst) */
   int64_t burst_checked_at;     /* monotonic µs of the last read of how far the stream is behind */
   int64_t burst_pending_at;     /* monotonic µs the switch became pending */
+  int burst_reads;              /* reads in a row that found the stream catchup_lag_bytes behind */
+  int64_t burst_first_behind;   /* how far behind at the first of them */
+  uint64_t burst_first_commits; /* commits_delivered at the first of them */
+  uint64_t commits_delivered;   /* transactions handed to the pipeline in this process */
   bool stream_fallback_logged;  /* the server-version fallback was logged (once per source) */
   const od_change_handler *outer; /* the pipeline's handler during poll() */
   od_change_handler wrap;         /* our handler given to the decoder */

@@ -25,6 +25,9 @@
 
 #define PG_EPOCH_OFFSET_US 946684800000000LL /* 2000-01-01 - 1970-01-01 */
 #define MAX_MESSAGES_PER_POLL 8192
+/* After a catch-up, the stream reads for this many intervals of the distance's reads (30 s by
+ * default) before the next read of how far behind it is. */
+#define BURST_COOLDOWN_READS 60
 
 static uint64_t get_be64(const char *p) {
   const unsigned char *u = (const unsigned char *)p;
@@ -247,6 +250,7 @@ static int wrap_change(void *ctx, const od_txn_info *t, const od_change *c, od_e
 static int wrap_commit(void *ctx, const od_txn_info *t, od_error *err) {
   pg_source *s = ctx;
   s->catchup_last_end = od_pg_lsn(&t->end);
+  s->commits_delivered++;
   if (s->mesh) {
     int rc = od_pg_mesh_commit(s->mesh, t, s->outer, err); /* a dropped transaction's vector update */
     if (rc) return rc;
@@ -304,6 +308,7 @@ static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
   disconnect(s);
   s->received = s->durable = s->sent_flush = 0;
   s->burst_pending = false;
+  s->burst_reads = 0;
   s->last_status_at = 0;
   s->last_watch_at = od_mono_us();
   int rc = od_pg_prepare_stream(s, from, err);
@@ -505,8 +510,8 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
     int rc = od_pg_slot_health_check(s, err);
     if (rc) return rc; /* an invalidated slot (fatal) or a lost connection (retriable) */
   }
-  /* How far the stream is behind: every second (or status interval, if shorter). */
-  int64_t burst_every = s->status_interval_ms < 1000 ? s->status_interval_ms * 1000 : 1000000;
+  /* How far the stream is behind: every half second (or status interval, if shorter). */
+  int64_t burst_every = s->status_interval_ms < 500 ? s->status_interval_ms * 1000 : 500000;
   if (!s->catchup && od_mono_us() - s->burst_checked_at >= burst_every) {
     s->burst_checked_at = od_mono_us();
     int rc = od_pg_burst_check(s, err);
@@ -518,6 +523,10 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
     int rc = od_pg_catchup_poll(s, timeout_ms, err);
     if (rc || s->catchup) return rc;
     if ((rc = start_streaming(s, s->durable > s->floor ? s->durable : s->floor, err))) return rc;
+    /* The stream reads a while before another switch (a transaction still open at the head is sent
+     * by the stream; switching back at once would have the calls send it again). */
+    s->burst_checked_at = od_mono_us() + BURST_COOLDOWN_READS * (s->status_interval_ms < 500 ? s->status_interval_ms : 500) * 1000LL;
+    s->burst_reads = 0;
   }
   /* A committed streamed transaction is replayed before anything more is read, a bounded part per
    * poll, with standby status sent as due (the walsender's wal_sender_timeout counts our replies). */
