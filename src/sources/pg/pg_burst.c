@@ -51,17 +51,13 @@
  * one (the walsender decoding or streaming one transaction delivers none meanwhile). */
 #define BURST_MIN_COMMITS 20
 
-static int stream_behind(pg_source *s, od_lsn from, int64_t *out, od_error *err) {
-  return od_pg_catchup_wal_behind(s, s->meta, from, out, err);
-}
-
 int od_pg_burst_check(pg_source *s, od_error *err) {
   if (s->burst_pending || s->catchup || s->mesh || s->catchup_lag_bytes <= 0 || !s->meta ||
       PQserverVersion(s->meta) < 120000)
     return OD_OK;
   int64_t behind = 0;
   od_lsn from = s->received > s->floor ? s->received : s->floor;
-  int rc = stream_behind(s, from, &behind, err);
+  int rc = od_pg_catchup_wal_behind(s, s->meta, from, &behind, err);
   if (rc) {
     od_debug("%s: reading how far the stream is behind: %s", s->where, err->msg);
     od_error_clear(err); /* retried at the next status interval */
@@ -166,7 +162,7 @@ int od_pg_burst_step(pg_source *s, int timeout_ms, od_error *err) {
   }
   s->burst_pending = false;
   int64_t behind = 0;
-  if ((rc = stream_behind(s, delivered, &behind, err))) return rc;
+  if ((rc = od_pg_catchup_wal_behind(s, s->meta, delivered, &behind, err))) return rc;
   if (behind < s->catchup_lag_bytes) {
     od_info("%s: the stream is %.1f MB behind now: it goes on", s->where, behind / 1048576.0);
     return OD_OK;
@@ -177,7 +173,6 @@ int od_pg_burst_step(pg_source *s, int timeout_ms, od_error *err) {
   if (s->stream) od_pg_stream_reset(s->stream);
   s->stream_v2 = false;
   s->received = delivered;
-  s->burst_switches++;
   if ((rc = od_pg_catchup_enter(s, delivered, err))) return rc;
   return s->catchup ? OD_OK : od_pg_start_streaming(s, delivered, err);
 }

@@ -122,7 +122,6 @@ typedef struct pg_source {
   bool stream_v2;               /* the current START_REPLICATION asked for protocol 2 with streaming */
   bool burst_pending;           /* pg_burst.c: the stream fell behind; switch to catch-up at a boundary */
   bool burst_idle_offered;      /* the pipeline was asked to commit what it holds for the switch */
-  long burst_switches;          /* switches from the stream to catch-up in this process */
   long catchup_entries;         /* times catch-up was entered in this process (start or burst) */
   int64_t burst_checked_at;     /* monotonic µs of the last read of how far the stream is behind */
   int64_t burst_pending_at;     /* monotonic µs the switch became pending */
