@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # tests/env/common.sh — helpers for integration tests (source this file, then tests/env/pg.sh).
 #
-#   test_init NAME        make $TEST_TMP, set the paths below, install the cleanup trap
+#   test_init NAME        make $TEST_TMP, set the paths below, install the cleanup trap (which removes
+#                         $TEST_TMP; KEEP_TMP=1 keeps it when the test fails, KEEP_TMP=always always)
 #   fail "msg"            print FAIL and exit 1 (the EXIT trap cleans up)
 #   wait_for CMD TIMEOUT_S  run CMD (eval'd) every 0.2 s until it succeeds; 1 on timeout
 #   odsync_start CONFIG LOG  start `odsync run -c CONFIG` in the background, output appended to LOG
@@ -157,7 +158,7 @@ test_cleanup() {
   if declare -F pg_cleanup_all >/dev/null; then pg_cleanup_all; fi
   if declare -F my_cleanup_all >/dev/null; then my_cleanup_all; fi
   if [[ -n "$TEST_TMP" && -d "$TEST_TMP" ]]; then
-    if [[ $rc -ne 0 && -n "${KEEP_TMP:-}" ]]; then
+    if [[ ( $rc -ne 0 && -n "${KEEP_TMP:-}" ) || "${KEEP_TMP:-}" == always ]]; then
       echo "kept $TEST_TMP" >&2
     else
       rm -rf "$TEST_TMP"

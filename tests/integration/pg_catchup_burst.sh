@@ -2,7 +2,8 @@
 # pg_catchup_burst: a burst at the head while odsync streams makes it leave the stream for batch
 # decoding and come back (src/sources/pg/pg_burst.c; docs/adapters/postgres-source.md, "A burst
 # while streaming"). catchup_lag_bytes: 4 MiB, status_interval_ms: 200 (the distance is read every
-# 0.2 s; a switch needs it over the threshold at three reads in a row and growing). Each burst: odsync
+# 0.2 s; a switch needs it over the threshold at 3..10 reads in a row, growing, with 20 transactions
+# delivered meanwhile; CI of 12-05 16:19 saw a loaded stream deliver 11-17 in three reads). Each burst: odsync
 # is stopped (SIGSTOP) while ~10 MiB of WAL is written — 40,000 inserts in 200-row transactions,
 # updates, deletes, rows of a keyless table (where a duplicate would be a difference) — then resumed
 # while a writer goes on (another 400,000 inserts): the stream is behind and falling further behind.

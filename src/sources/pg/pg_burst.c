@@ -4,11 +4,12 @@
  * several times faster, docs/adapters/postgres-source.md "Catch-up by batch decoding").
  *
  * Every half second (or status_interval_ms, if shorter) the stream's distance to the server's WAL
- * (pg_current_wal_lsn() minus what the stream has sent) is read. When it is catchup_lag_bytes or
- * more (the threshold a session uses at its start) at three reads in a row, and larger at the last
- * than at the first while the stream delivered at least 20 transactions (a burst of transactions
- * that the server writes faster than the stream sends, not one large transaction; after a
- * catch-up the stream reads 60 intervals, 30 s by default, before the next read), the switch is
+ * (pg_current_wal_lsn() minus what the stream has sent) is read. When it has been catchup_lag_bytes
+ * or more (the threshold a session uses at its start) at every read of a window of at least three
+ * and at most ten reads, is larger than at the window's first read, and the stream delivered at
+ * least 20 transactions since that read (a burst of transactions that the server writes faster than
+ * the stream sends, not one large transaction; after a catch-up the stream reads 60 intervals, 30 s
+ * by default, before the next read), the switch is
  * pending: the source stops reading at the next transaction boundary, asks the pipeline to commit
  * what it holds (an idle position at the last transaction delivered), waits until the sinks hold
  * every transaction delivered (standby status keeps going out), ends the stream with CopyDone (the
@@ -42,14 +43,19 @@
  * is down, a spool filling) the stream goes on as before, and the switch is tried again later. */
 #define BURST_DRAIN_WAIT_US (30 * 1000000LL)
 #define BURST_RETRY_AFTER_US (60 * 1000000LL)
-/* A burst, not one large transaction: the stream is catchup_lag_bytes behind at this many reads in a
- * row, and further behind at the last than at the first (the server writes faster than the stream
- * sends). One large transaction that the walsender decodes leaves the distance as it is, and a
- * backlog the stream is already reducing is left to it. */
+/* A burst, not one large transaction: the stream is catchup_lag_bytes behind at every read of a
+ * window of at least BURST_READS reads, and further behind at the last than at the first (the server
+ * writes faster than the stream sends). One large transaction that the walsender decodes leaves the
+ * distance as it is, and a backlog the stream is already reducing is left to it. */
 #define BURST_READS 3
-/* ... while the stream delivered at least this many transactions: many transactions, not one large
- * one (the walsender decoding or streaming one transaction delivers none meanwhile). */
+/* ... while the stream delivered at least this many transactions since the window's first read:
+ * many transactions, not one large one (the walsender decoding or streaming one transaction
+ * delivers none meanwhile). A count, not a rate: a stream that delivers slowly (a loaded machine,
+ * a slow sink) reaches it at a later read of the same window. */
 #define BURST_MIN_COMMITS 20
+/* A window that has not shown a burst by this many reads starts again, so that growth and the
+ * transactions delivered are measured over the last few seconds, not since a distant first read. */
+#define BURST_MAX_READS 10
 
 int od_pg_burst_check(pg_source *s, od_error *err) {
   if (s->burst_pending || s->catchup || s->mesh || s->catchup_lag_bytes <= 0 || !s->meta ||
@@ -71,13 +77,16 @@ int od_pg_burst_check(pg_source *s, od_error *err) {
     s->burst_first_behind = behind;
     s->burst_first_commits = s->commits_delivered;
   }
-  od_debug("%s: the stream is %.1f MB behind the server (read %d of %d: %.1f MB at the first, %llu transactions "
-           "delivered since)", s->where, behind / 1048576.0, s->burst_reads, BURST_READS,
+  od_debug("%s: the stream is %.1f MB behind the server (read %d of %d..%d: %.1f MB at the first, %llu transactions "
+           "delivered since)", s->where, behind / 1048576.0, s->burst_reads, BURST_READS, BURST_MAX_READS,
            s->burst_first_behind / 1048576.0, (unsigned long long)(s->commits_delivered - s->burst_first_commits));
   if (s->burst_reads < BURST_READS) return OD_OK;
+  if (behind <= s->burst_first_behind || s->commits_delivered - s->burst_first_commits < BURST_MIN_COMMITS) {
+    /* not growing, or one large transaction (so far): the window goes on, up to its last read */
+    if (s->burst_reads >= BURST_MAX_READS) s->burst_reads = 0;
+    return OD_OK;
+  }
   s->burst_reads = 0;
-  /* not growing, or one large transaction: a new window starts */
-  if (behind <= s->burst_first_behind || s->commits_delivered - s->burst_first_commits < BURST_MIN_COMMITS) return OD_OK;
   s->burst_pending = true;
   s->burst_idle_offered = false;
   s->burst_pending_at = od_mono_us();
