@@ -58,6 +58,12 @@ const mesh_pol *pgs_mesh_pol(const pgs_mesh *m, const char *target) {
   return &m->def;
 }
 
+void pgs_mesh_sql_key_kept(od_sqlbuf *b) {
+  od_sqlbuf_add(b, "IF TG_OP = 'UPDATE' THEN IF k IS NOT DISTINCT FROM (SELECT string_agg(to_jsonb(NEW) ->> a, "
+                   "chr(31) ORDER BY o) FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o)) THEN RETURN NULL; END IF; "
+                   "END IF; ");
+}
+
 static int policy_index(const char *name, bool merge_ok) {
   for (int i = 0; POLICIES[i]; i++)
     if (strcmp(name, POLICIES[i]) == 0 && (merge_ok || i != POL_COLUMN_MERGE)) return i;
@@ -282,8 +288,9 @@ void pgs_mesh_free(pgs_sink *s) {
   free(m->nodes);
   pgs_mesh_vq_forget(m);
   if (m->conflicts || m->applied_txns)
-    od_info("postgres sink %s: mesh %s <- %s: %" PRIu64 " transactions applied, %" PRIu64 " conflicts", s->where,
-            m->node, m->peer, m->applied_txns, m->conflicts);
+    od_info("postgres sink %s: mesh %s <- %s: %" PRIu64 " transactions applied, %" PRIu64 " conflicts, %" PRIu64
+            " key-changing updates taken in as a delete and an insert (%" PRIu64 " kept as updates)", s->where, m->node,
+            m->peer, m->applied_txns, m->conflicts, m->moves, m->moves_kept);
   pgs_mesh_dec_clear(m);
   pgs_mesh_unique_free(m);
   free(m->dec);
@@ -392,9 +399,12 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   pgs_mesh_ensure_column(m, b, m->tomb_q, "ctr", "jsonb");
   od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
   od_sqlbuf_add(b, m->fn_q);
+  /* (also after an update of a key column: one that changed the key left the old key as a delete
+   * does, docs/MULTI_MASTER.md "Updates that change the key") */
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(OLD); BEGIN "
-                   "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); "
-                   "INSERT INTO ");
+                   "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); ");
+  pgs_mesh_sql_key_kept(b);
+  od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " AS d (tbl, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k) ON CONFLICT (tbl, key) DO "
                    "UPDATE SET deleted_at = now(), ctr = NULL; RETURN NULL; END $odsync$; ");
@@ -414,7 +424,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE nk int := TG_ARGV[0]::int; jo jsonb := "
                    "to_jsonb(OLD); jn jsonb; k text; im jsonb; t text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME; "
                    "c record; vn text; vts int8; vh int8; BEGIN IF TG_OP = 'UPDATE' THEN jn := to_jsonb(NEW); IF NOT "
-                   "EXISTS (SELECT 1 FROM unnest(TG_ARGV[nk + 1:]) AS a WHERE jn -> a IS DISTINCT FROM jo -> a) THEN "
+                   "EXISTS (SELECT 1 FROM unnest(TG_ARGV[1:]) AS a WHERE jn -> a IS DISTINCT FROM jo -> a) THEN "
                    "RETURN NULL; END IF; END IF; SELECT jsonb_object_agg(a, jo -> a) INTO im FROM "
                    "unnest(TG_ARGV[1:]) AS a; SELECT string_agg(jo ->> a, chr(31) ORDER BY o) INTO k FROM "
                    "unnest(TG_ARGV[1:nk]) WITH ORDINALITY AS u(a, o); SELECT x.timestamp AS ct, x.roident, o.roname "
@@ -474,13 +484,14 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                       "OF %%s ON %%s FOR EACH ROW WHEN (current_setting(''odsync.mesh_sink'', true) IS DISTINCT FROM "
                       "''on'') EXECUTE FUNCTION %%s(%%s)', icols, rel, %s, cols)); END $odsync$; ", lit, m->ens_q, kl);
     PQfreemem(kl);
-    od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN "
-                      "RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum) INTO cols "
-                      "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
-                      "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; PERFORM "
-                      "%s(rel, 'trigger', '_odsync_tombstone', format('CREATE OR REPLACE TRIGGER _odsync_tombstone "
-                      "AFTER DELETE ON %%s FOR EACH ROW EXECUTE FUNCTION %%s(%%s)', rel, %s, cols)); END $odsync$; ",
-                   lit, m->ens_q, fn);
+    od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; icols text; rel regclass := to_regclass(%s); BEGIN IF rel IS "
+                      "NULL THEN RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum), "
+                      "string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols, icols FROM pg_index i "
+                      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid "
+                      "= rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; PERFORM %s(rel, 'trigger', "
+                      "'_odsync_tombstone', format('CREATE OR REPLACE TRIGGER _odsync_tombstone AFTER DELETE OR "
+                      "UPDATE OF %%s ON %%s FOR EACH ROW EXECUTE FUNCTION %%s(%%s)', icols, rel, %s, cols)); END "
+                      "$odsync$; ", lit, m->ens_q, fn);
     char *trf = PQescapeLiteral(s->conn, m->trfn_q, strlen(m->trfn_q));
     if (!trf) {
       PQfreemem(lit);
@@ -499,19 +510,23 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
       return pgs_fail(s, NULL, "quoting a table name", NULL, err);
     }
     /* the unique-left trigger: (number of key columns, key columns..., unique columns...) */
-    od_sqlbuf_addf(b, "DO $odsync$ DECLARE kc text; nk int; uc text; ucols text; rel regclass := to_regclass(%s); "
-                      "BEGIN IF rel IS NULL THEN RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' "
-                      "ORDER BY a.attnum), count(*) INTO kc, nk FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
-                      "i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = rel AND i.indisprimary; SELECT "
-                      "string_agg(quote_literal(x.attname), ', ' ORDER BY x.attnum), string_agg(quote_ident(x.attname), "
-                      "', ' ORDER BY x.attnum) INTO uc, ucols FROM (SELECT DISTINCT a.attname, a.attnum FROM pg_index i "
-                      "JOIN pg_attribute a ON ", lit);
+    /* (an update that changes the key leaves the old key's unique values as a delete does: the
+     * trigger fires on updates of the key columns too, docs/MULTI_MASTER.md "Updates that change
+     * the key") */
+    od_sqlbuf_addf(b, "DO $odsync$ DECLARE kc text; nk int; ka text[]; uc text; ua text[]; ucols text; rel "
+                      "regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN RETURN; END IF; SELECT string_agg("
+                      "quote_literal(a.attname), ', ' ORDER BY a.attnum), count(*), array_agg(quote_ident(a.attname)) "
+                      "INTO kc, nk, ka FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = "
+                      "ANY (i.indkey) WHERE i.indrelid = rel AND i.indisprimary; SELECT string_agg(quote_literal("
+                      "x.attname), ', ' ORDER BY x.attnum), array_agg(quote_ident(x.attname)) INTO uc, ua FROM (SELECT "
+                      "DISTINCT a.attname, a.attnum FROM pg_index i JOIN pg_attribute a ON ", lit);
     /* the columns the checked indexes read: key columns, and those of expressions and predicates
      * (postgres_mesh_unique.c), so that a row leaving a partial index's predicate is recorded */
     od_sqlbuf_add(b, pgs_mesh_unique_refcols_sql());
     od_sqlbuf_add(b, " WHERE i.indrelid = rel AND ");
     od_sqlbuf_add(b, pgs_mesh_unique_checked_sql());
-    od_sqlbuf_addf(b, ") x; IF kc IS NULL OR uc IS NULL THEN IF EXISTS "
+    od_sqlbuf_addf(b, ") x; SELECT string_agg(DISTINCT c, ', ') INTO ucols FROM unnest(ka || ua) c; IF kc IS NULL OR "
+                      "uc IS NULL THEN IF EXISTS "
                       "(SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '_odsync_unique_left') THEN EXECUTE "
                       "format('DROP TRIGGER _odsync_unique_left ON %%s', rel); END IF; RETURN; END IF; PERFORM "
                       "%s(rel, 'trigger', '_odsync_unique_left', format('CREATE OR REPLACE TRIGGER _odsync_unique_left "
@@ -1096,7 +1111,7 @@ static bool pend_tuple(pgs_mesh *m, od_tuple *t) {
 }
 
 /* Copy c (sidx: its stamp, -1 none) to the end of pend; false on out-of-memory. */
-static bool pend_add(pgs_mesh *m, const od_change *c, int sidx) {
+static bool pend_add1(pgs_mesh *m, const od_change *c, int sidx) {
   if (m->npend == m->pend_cap) {
     size_t cap = m->pend_cap ? m->pend_cap * 2 : 256;
     od_change *g = realloc(m->pend, cap * sizeof *g);
@@ -1121,6 +1136,64 @@ static bool pend_add(pgs_mesh *m, const od_change *c, int sidx) {
   m->sidx[m->npend++] = sidx;
   m->pend_bytes += sizeof *p;
   return true;
+}
+
+/* Whether c is an update that changes its row's key (an old key, and a key column's value differs). */
+static bool key_moved(const od_change *c) {
+  if (c->op != OD_OP_UPDATE || !c->rel || (c->old_kind != 'K' && c->old_kind != 'O')) return false;
+  for (uint16_t i = 0; i < c->rel->ncolumns; i++) {
+    if (!c->rel->columns[i].key) continue;
+    if (i >= c->oldtup.ncolumns || i >= c->newtup.ncolumns) return false;
+    const od_value *o = &c->oldtup.values[i], *n = &c->newtup.values[i];
+    if (o->kind == OD_VALUE_UNCHANGED || n->kind == OD_VALUE_UNCHANGED) continue;
+    if (o->kind != n->kind || o->len != n->len || (o->len && memcmp(o->data, n->data, o->len) != 0)) return true;
+  }
+  return false;
+}
+
+/* Copy c to the end of pend, as pend_add1. An update that changes its row's key goes in as what it
+ * is on every node (docs/MULTI_MASTER.md, "Updates that change the key"): the delete of the old key
+ * and the insert of the new one, with the same stamp and position in the transaction, each judged
+ * as any delete and insert is (the old key's version against the delete, the new key's against the
+ * insert; counters: the delete removes what its author saw, the insert adds its value minus the
+ * balance its author's tombstone of the new key held). The author's triggers record the same: a
+ * tombstone of the old key (and its last row, its unique values left), and the balance the new key
+ * starts from. The new row arrives whole: the key-lock trigger (plpgsql, before an update of a key
+ * column) makes PostgreSQL write its values anew, so pgoutput sends no TOASTed value as unchanged.
+ * Should one come (a table without that trigger), it is taken from the old row (REPLICA IDENTITY
+ * FULL); without the old row such an update stays an update (warned once). */
+static bool pend_add(pgs_sink *s, pgs_mesh *m, const od_change *c, int sidx) {
+  if (!key_moved(c)) return pend_add1(m, c, sidx);
+  bool unchanged = false;
+  for (uint16_t i = 0; i < c->newtup.ncolumns; i++) unchanged = unchanged || c->newtup.values[i].kind == OD_VALUE_UNCHANGED;
+  if (unchanged && (c->old_kind != 'O' || c->oldtup.ncolumns < c->newtup.ncolumns)) {
+    if (!m->move_warned) {
+      m->move_warned = true;
+      od_warn("postgres sink %s: mesh %s <- %s: an update of %s.%s changed its key and left TOASTed values unchanged, "
+              "which only the full old row holds: it is applied as an update, not as the delete of the old key and "
+              "the insert of the new one (conflicts of the new key are not judged); set REPLICA IDENTITY FULL on the "
+              "table on every node", s->where, m->node, m->peer, c->rel->schema, c->rel->name);
+    }
+    m->moves_kept++;
+    return pend_add1(m, c, sidx);
+  }
+  od_change del = *c, ins = *c;
+  del.op = OD_OP_DELETE;
+  del.newtup = (od_tuple){0};
+  ins.op = OD_OP_INSERT;
+  ins.old_kind = 0;
+  ins.oldtup = (od_tuple){0};
+  od_value *vals = NULL;
+  if (unchanged) { /* pend_add1 copies them */
+    if (!(vals = malloc(c->newtup.ncolumns * sizeof *vals))) return false;
+    for (uint16_t i = 0; i < c->newtup.ncolumns; i++)
+      vals[i] = c->newtup.values[i].kind == OD_VALUE_UNCHANGED ? c->oldtup.values[i] : c->newtup.values[i];
+    ins.newtup.values = vals;
+  }
+  bool ok = pend_add1(m, &del, sidx) && pend_add1(m, &ins, sidx);
+  free(vals);
+  m->moves++;
+  return ok;
 }
 
 int pgs_mesh_flush(pgs_sink *s, od_error *err) {
@@ -1214,7 +1287,7 @@ int pgs_mesh_apply(pgs_sink *s, const od_change *changes, size_t n, od_error *er
       if ((rc = pgs_mesh_flush(s, err))) break;
       if (sidx >= 0) sidx = m->nst - 1; /* the flush moved the last stamp (this change's) to st[0] */
     }
-    if (rc == OD_OK && !pend_add(m, &changes[i], sidx))
+    if (rc == OD_OK && !pend_add(s, m, &changes[i], sidx))
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   }
   if (rc == OD_OK && (m->npend >= PEND_MAX_CHANGES || m->pend_bytes >= PEND_MAX_BYTES)) rc = pgs_mesh_flush(s, err);

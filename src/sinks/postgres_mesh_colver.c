@@ -53,7 +53,9 @@ int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
   od_sqlbuf_add(b, m->tifn_q);
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(OLD); BEGIN "
                    "SELECT string_agg(j ->> a, chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS "
-                   "u(a, o); UPDATE ");
+                   "u(a, o); ");
+  pgs_mesh_sql_key_kept(b); /* an update that moved the row: its old key's last row, as a delete's */
+  od_sqlbuf_add(b, "UPDATE ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " SET img = j WHERE tbl = TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME AND key = k; RETURN NULL; END "
                    "$odsync$; ");
@@ -69,12 +71,13 @@ int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
       return pgs_fail(s, NULL, "quoting a table name", NULL, err);
     }
     if (merge)
-      od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; rel regclass := to_regclass(%s); BEGIN IF rel IS NULL THEN "
-                        "RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY a.attnum) INTO cols "
-                        "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
-                        "WHERE i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; PERFORM "
-                        "%s(rel, 'trigger', '_odsync_tombstone_img', format('CREATE OR REPLACE TRIGGER "
-                        "_odsync_tombstone_img AFTER DELETE ON %%s FOR EACH ROW EXECUTE FUNCTION %%s(%%s)', rel, %s, "
+      od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; icols text; rel regclass := to_regclass(%s); BEGIN IF rel "
+                        "IS NULL THEN RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY "
+                        "a.attnum), string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols, icols FROM "
+                        "pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) WHERE "
+                        "i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; PERFORM %s(rel, "
+                        "'trigger', '_odsync_tombstone_img', format('CREATE OR REPLACE TRIGGER _odsync_tombstone_img "
+                        "AFTER DELETE OR UPDATE OF %%s ON %%s FOR EACH ROW EXECUTE FUNCTION %%s(%%s)', icols, rel, %s, "
                         "cols)); END $odsync$; ", lit, m->ens_q, tfn);
     else
       od_sqlbuf_addf(b, "DO $odsync$ DECLARE rel regclass := to_regclass(%s); BEGIN IF rel IS NOT NULL AND EXISTS "

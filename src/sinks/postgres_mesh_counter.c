@@ -37,7 +37,8 @@ void pgs_mesh_counter_ddl(const pgs_mesh *m, od_sqlbuf *b) {
   /* The key-lock trigger's function on counter tables (postgres_mesh.c installs it under that
    * trigger): an application's insert of a key whose tombstone holds a balance starts from it (its
    * author saw those deltas), so it names it in a transactional message right before the row, which
-   * the peers' sinks read with the insert, and clears it (the row holds it now). Locks in a sink's
+   * the peers' sinks read with the insert, and clears it (the row holds it now); so does an update
+   * that moves a row onto such a key (its peers apply it as that insert). Locks in a sink's
    * order, tombstone then stripe: a balance seen before the stripe is read again under the
    * tombstone's lock (a sink writing it commits first); a tombstone without one is read again after
    * the stripe (a sink that wrote one since held the stripe and has committed; a later one waits for
@@ -54,7 +55,8 @@ void pgs_mesh_counter_ddl(const pgs_mesh *m, od_sqlbuf *b) {
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(NEW); t text "
                    ":= TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME; c jsonb; f boolean; BEGIN SELECT string_agg(j ->> a, "
                    "chr(31) ORDER BY o) INTO k FROM unnest(TG_ARGV) WITH ORDINALITY AS u(a, o); IF TG_OP = 'INSERT' "
-                   "THEN SELECT true, d.ctr INTO f, c FROM ");
+                   "OR k IS DISTINCT FROM (SELECT string_agg(to_jsonb(OLD) ->> a, chr(31) ORDER BY o) FROM "
+                   "unnest(TG_ARGV) WITH ORDINALITY AS u(a, o)) THEN SELECT true, d.ctr INTO f, c FROM ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, probe.p);
   od_sqlbuf_add(b, "; IF c IS NOT NULL THEN f := false; SELECT d.ctr INTO c FROM ");
@@ -340,6 +342,12 @@ static bool parse_seen(const char *p, size_t len, const pg_rel *r, const char *k
 static void seen_of(const pgs_mesh *m, const od_change *changes, size_t ci, const pg_rel *r, const char *key,
                     const ctr_in *k, long long *seen) {
   for (int i = 0; i < k->n; i++) seen[i] = 0;
+  /* the insert of a key-changing update (postgres_mesh.c, pend_add): its message came before the
+   * update, which is the delete of the old key right before it now (same position in the source
+   * transaction) */
+  if (ci > 0 && changes[ci - 1].op == OD_OP_DELETE && changes[ci - 1].rel == changes[ci].rel &&
+      changes[ci - 1].index == changes[ci].index && m->sidx[ci - 1] == m->sidx[ci])
+    ci--;
   if (ci > 0 && m->sidx[ci - 1] == m->sidx[ci] && pgs_mesh_is_ctr_msg(&changes[ci - 1])) {
     const od_value *v = &changes[ci - 1].newtup.values[1];
     parse_seen(v->data, v->len, r, key, k, seen);

@@ -205,6 +205,7 @@ typedef struct pgs_mesh {
   size_t *wr;        /* dec indexes to write to the side table (and fix) after the run's apply */
   size_t nwr, wr_cap;
   bool merge_warned; /* column_merge without old rows: warned once */
+  bool move_warned;  /* a key-changing update kept as an update (TOASTed values without the old row): warned once */
   bool rule_err_said;   /* an SQL rule's error was logged (postgres_mesh_sqlrule.c), rule_err_us when */
   int64_t rule_err_us;
   unsigned long rule_err_quiet; /* errors not logged since (at most one message per 10 s) */
@@ -219,6 +220,7 @@ typedef struct pgs_mesh {
   int nvq;
   unsigned vq_seq;
   uint64_t conflicts, applied_txns;
+  uint64_t moves, moves_kept; /* key-changing updates taken in as a delete and an insert / kept as updates */
   /* the clean-up of tombstones and _odsync_hlc (postgres_mesh_gc.c): mesh_gc_interval_s (0: off),
    * mesh_nodes (every node of the mesh, malloc'd), the running thread (owned; started with the first
    * session) */
@@ -460,6 +462,9 @@ void pgs_mesh_col_vers(const decision *d, int ncol, ver_entry *out);
 /* The columns of d's table that carry versions (at most MERGE_COLS_MAX). */
 int pgs_mesh_ncols_of(const decision *d);
 /* Whether the remote writer had seen d's current version (on a merged row: every column's write). */
+/* A trigger function's plpgsql fragment: on an update (of a key column: the trigger's UPDATE OF) that
+ * kept the row's key, return. Expects k to hold the old key, built from TG_ARGV (the key columns). */
+void pgs_mesh_sql_key_kept(od_sqlbuf *b);
 bool pgs_mesh_seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d);
 /* The local version a concurrent write competes with as a whole row: a shallow copy of d (its pointers d's). */
 decision pgs_mesh_competitor(const pgs_mesh *m, const stamp *st, const decision *d);

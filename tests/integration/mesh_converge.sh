@@ -2,8 +2,9 @@
 # mesh_converge.sh — 3-node mesh (a, b, c) under a conflicting workload with SIGKILLs of odsync.
 #
 # Workload: pgbench at every node at once, 2 clients x MESH_TXNS transactions each, every
-# transaction a random insert-or-upsert, update or delete of one of 30 overlapping keys (some
-# transactions write two keys), so concurrent writes to the same row are frequent. odsync is
+# transaction a random insert-or-upsert, update, delete or key-changing update (the row moves to
+# another of the keys unless that one is taken) of one of 30 overlapping keys (some transactions
+# write two keys), so concurrent writes to the same row are frequent. odsync is
 # SIGKILLed twice while it runs and started again.
 # Asserts, after the load stops and every stream has caught up (markers a->b->c->a):
 #  - all three nodes hold identical rows of items (od_compare_pg, pairwise a-b, a-c, b-c);
@@ -71,16 +72,17 @@ odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 120
 
 # MESH_COLRULE: st grows with every write of the row (1-3 per update, the clock in µs on an insert)
-INS_ST="" UPS_ST="" UPD_ST=""
+INS_ST="" UPS_ST="" UPD_ST="" MOVE_ST=""
 if [[ -n $COLRULE ]]; then
   INS_ST=", (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
   UPS_ST=", st = items.st + :step"
   UPD_ST=", st = st + :step"
+  MOVE_ST=", st = (extract(epoch FROM clock_timestamp()) * 1000000)::bigint" # a new key: as an insert
 fi
 cat >"$TEST_TMP/load.sql" <<SQL
 \set k random(1, $KEYS)
 \set k2 random(1, $KEYS)
-\set op random(1, 10)
+\set op random(1, 11)
 \set step random(1, 3)
 \if :op <= 3
 INSERT INTO items VALUES (:k, 'i' || :client_id || '-' || md5(random()::text), 1$INS_ST)
@@ -92,8 +94,10 @@ BEGIN;
 UPDATE items SET n = n + 1 WHERE id = :k;
 UPDATE items SET v = 'p' || :client_id WHERE id = :k2;
 COMMIT;
-\else
+\elif :op <= 10
 DELETE FROM items WHERE id = :k;
+\else
+DO \$\$ BEGIN UPDATE items SET id = :k2, n = n + 1$MOVE_ST WHERE id = :k; EXCEPTION WHEN unique_violation THEN NULL; END \$\$;
 \endif
 SQL
 load() {
