@@ -43,19 +43,9 @@
  * is down, a spool filling) the stream goes on as before, and the switch is tried again later. */
 #define BURST_DRAIN_WAIT_US (30 * 1000000LL)
 #define BURST_RETRY_AFTER_US (60 * 1000000LL)
-/* A burst, not one large transaction: the stream is catchup_lag_bytes behind at every read of a
- * window of at least BURST_READS reads, and further behind at the last than at the first (the server
- * writes faster than the stream sends). One large transaction that the walsender decodes leaves the
- * distance as it is, and a backlog the stream is already reducing is left to it. */
-#define BURST_READS 3
-/* ... while the stream delivered at least this many transactions since the window's first read:
- * many transactions, not one large one (the walsender decoding or streaming one transaction
- * delivers none meanwhile). A count, not a rate: a stream that delivers slowly (a loaded machine,
- * a slow sink) reaches it at a later read of the same window. */
-#define BURST_MIN_COMMITS 20
-/* A window that has not shown a burst by this many reads starts again, so that growth and the
- * transactions delivered are measured over the last few seconds, not since a distant first read. */
-#define BURST_MAX_READS 10
+/* Which reads make a burst: pg_burst_rule.c (a burst of transactions, not one large transaction
+ * that the walsender decodes, which leaves the distance as it is and delivers none meanwhile, nor a
+ * backlog the stream is already reducing). */
 
 int od_pg_burst_check(pg_source *s, od_error *err) {
   if (s->burst_pending || s->catchup || s->mesh || s->catchup_lag_bytes <= 0 || !s->meta ||
@@ -69,24 +59,13 @@ int od_pg_burst_check(pg_source *s, od_error *err) {
     od_error_clear(err); /* retried at the next status interval */
     return OD_OK;
   }
-  if (behind < s->catchup_lag_bytes) {
-    s->burst_reads = 0;
-    return OD_OK;
-  }
-  if (s->burst_reads++ == 0) {
-    s->burst_first_behind = behind;
-    s->burst_first_commits = s->commits_delivered;
-  }
-  od_debug("%s: the stream is %.1f MB behind the server (read %d of %d..%d: %.1f MB at the first, %llu transactions "
-           "delivered since)", s->where, behind / 1048576.0, s->burst_reads, BURST_READS, BURST_MAX_READS,
-           s->burst_first_behind / 1048576.0, (unsigned long long)(s->commits_delivered - s->burst_first_commits));
-  if (s->burst_reads < BURST_READS) return OD_OK;
-  if (behind <= s->burst_first_behind || s->commits_delivered - s->burst_first_commits < BURST_MIN_COMMITS) {
-    /* not growing, or one large transaction (so far): the window goes on, up to its last read */
-    if (s->burst_reads >= BURST_MAX_READS) s->burst_reads = 0;
-    return OD_OK;
-  }
-  s->burst_reads = 0;
+  pg_burst_window w = s->burst; /* the window before this read (reads 0: this read starts one) */
+  if (behind >= s->catchup_lag_bytes)
+    od_debug("%s: the stream is %.1f MB behind the server (read %d of %d..%d: %.1f MB at the first, %llu transactions "
+             "delivered since)", s->where, behind / 1048576.0, w.reads + 1, PG_BURST_MIN_READS, PG_BURST_MAX_READS,
+             (w.reads ? w.first_behind : behind) / 1048576.0,
+             (unsigned long long)(w.reads ? s->commits_delivered - w.first_commits : 0));
+  if (!pg_burst_window_read(&s->burst, behind, s->commits_delivered, s->catchup_lag_bytes)) return OD_OK;
   s->burst_pending = true;
   s->burst_idle_offered = false;
   s->burst_pending_at = od_mono_us();

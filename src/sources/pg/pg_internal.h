@@ -10,6 +10,7 @@
 
 #include "common/pg_types.h"
 #include "odsync/source.h"
+#include "sources/pg/pg_burst_rule.h"
 #include "sources/pg/pg_position.h"
 #include "sources/pg/pgoutput.h"
 
@@ -125,9 +126,7 @@ typedef struct pg_source {
   long catchup_entries;         /* times catch-up was entered in this process (start or burst) */
   int64_t burst_checked_at;     /* monotonic µs of the last read of how far the stream is behind */
   int64_t burst_pending_at;     /* monotonic µs the switch became pending */
-  int burst_reads;              /* reads in a row that found the stream catchup_lag_bytes behind */
-  int64_t burst_first_behind;   /* how far behind at the first of them */
-  uint64_t burst_first_commits; /* commits_delivered at the first of them */
+  pg_burst_window burst;        /* reads in a row that found the stream catchup_lag_bytes behind */
   uint64_t commits_delivered;   /* transactions handed to the pipeline in this process */
   bool stream_fallback_logged;  /* the server-version fallback was logged (once per source) */
   const od_change_handler *outer; /* the pipeline's handler during poll() */

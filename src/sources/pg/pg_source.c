@@ -308,7 +308,7 @@ static int pg_start(od_source *base, const od_pos *from_pos, od_error *err) {
   disconnect(s);
   s->received = s->durable = s->sent_flush = 0;
   s->burst_pending = false;
-  s->burst_reads = 0;
+  s->burst.reads = 0;
   s->last_status_at = 0;
   s->last_watch_at = od_mono_us();
   int rc = od_pg_prepare_stream(s, from, err);
@@ -526,7 +526,7 @@ static int pg_poll(od_source *base, const od_change_handler *h, int timeout_ms, 
     /* The stream reads a while before another switch (a transaction still open at the head is sent
      * by the stream; switching back at once would have the calls send it again). */
     s->burst_checked_at = od_mono_us() + BURST_COOLDOWN_READS * (s->status_interval_ms < 500 ? s->status_interval_ms : 500) * 1000LL;
-    s->burst_reads = 0;
+    s->burst.reads = 0;
   }
   /* A committed streamed transaction is replayed before anything more is read, a bounded part per
    * poll, with standby status sent as due (the walsender's wal_sender_timeout counts our replies). */
