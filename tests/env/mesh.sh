@@ -11,6 +11,8 @@
 #   mesh_wait_marker TIMEOUT FROM TO  write a marker row at FROM, wait for it at TO (stream caught up)
 #   mesh_step NAME ARGS...     node_psql, output dropped, then 50 ms: each write gets a later commit
 #                              time than the last (the deterministic conflict tests)
+#   mesh_kill9_while_held CONFIG LOG  odsync started with every sink batch held before its apply,
+#                              SIGKILLed while one is held, started again (slots active)
 #   mesh_unique_conflicts NAME the node's conflict log as sorted "table:kind:index:policy:winner"
 #   mesh_restart_node NAME MODE  stop that node's server (pg_ctl -m MODE: fast or immediate, i.e. a
 #                              crash) and start it again on the same port and data directory
@@ -150,6 +152,28 @@ mesh_restart_node() {
 }
 
 mesh_step() { node_psql "$@" >/dev/null; sleep 0.05; }
+
+# Start odsync with every sink batch held between its versions read and its apply
+# (ODSYNC_MESH_TEST_PAUSE_MS), SIGKILL it once a sink of MESH_NODES holds one open, start it again
+# (without the pause) and wait until every slot streams: mesh_kill9_while_held CONFIG LOG
+mesh_kill9_while_held() {
+  local config=$1 logf=$2 held=0 n c
+  ODSYNC_MESH_TEST_PAUSE_MS=5000 odsync_start "$config" "$logf"
+  for _ in $(seq 1 300); do
+    for n in "${MESH_NODES[@]}"; do
+      c=$(node_psql $n -c "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'odsync_%_sink' AND state = 'idle in transaction'")
+      ((c > 0)) && held=1
+    done
+    ((held)) && break
+    odsync_running || fail "odsync exited during its first run"
+    sleep 0.1
+  done
+  ((held)) || fail "no sink held a batch open within 30 s"
+  log "a sink holds a decided batch: SIGKILL"
+  odsync_kill9
+  odsync_start "$config" "$logf"
+  mesh_wait_active 120
+}
 
 mesh_unique_conflicts() {
   node_psql "$1" -c "SELECT coalesce(string_agg(s, ' ' ORDER BY s), '') FROM (SELECT concat_ws(':', split_part(table_name, '.', 2), kind, index_name, policy, winner) AS s FROM _odsync_conflicts) c"

@@ -99,22 +99,7 @@ want=""
 for k in 1 2 3 4 5 6 7; do want+="${want:+ }$k:${WANT[$k]}"; done
 
 # a first run SIGKILLed while a sink holds a decided batch open: the retried batch counts once
-ODSYNC_MESH_TEST_PAUSE_MS=5000 odsync_start "$CONFIG" "$LOG"
-held=0
-for _ in $(seq 1 300); do
-  for n in "${NODES[@]}"; do
-    c=$(node_psql $n -c "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'odsync_%_sink' AND state = 'idle in transaction'")
-    ((c > 0)) && held=1
-  done
-  ((held)) && break
-  odsync_running || fail "odsync exited during its first run"
-  sleep 0.1
-done
-((held)) || fail "no sink held a batch open within 30 s"
-log "a sink holds a decided batch: SIGKILL"
-odsync_kill9
-odsync_start "$CONFIG" "$LOG"
-mesh_wait_active 120
+mesh_kill9_while_held "$CONFIG" "$LOG"
 quiesce
 for n in "${NODES[@]}"; do
   got=$(rows 1 7 $n)

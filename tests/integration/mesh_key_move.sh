@@ -97,22 +97,7 @@ mesh_step a -c "UPDATE cm SET id = 11 WHERE id = 1"
 mesh_step $L -c "UPDATE cm SET name = 'L' WHERE id = 1"
 
 # a first run SIGKILLed while a sink holds a decided batch open: the retried batch counts once
-ODSYNC_MESH_TEST_PAUSE_MS=5000 odsync_start "$CONFIG" "$LOG"
-held=0
-for _ in $(seq 1 300); do
-  for n in "${NODES[@]}"; do
-    c=$(node_psql $n -c "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'odsync_%_sink' AND state = 'idle in transaction'")
-    ((c > 0)) && held=1
-  done
-  ((held)) && break
-  odsync_running || fail "odsync exited during its first run"
-  sleep 0.1
-done
-((held)) || fail "no sink held a batch open within 30 s"
-log "a sink holds a decided batch: SIGKILL"
-odsync_kill9
-odsync_start "$CONFIG" "$LOG"
-mesh_wait_active 120
+mesh_kill9_while_held "$CONFIG" "$LOG"
 mesh_quiesce 300 "${NODES[@]}"
 
 rows() { node_psql "$2" -c "SELECT coalesce(string_agg(id || ':' || name || ':' || qty, ' ' ORDER BY id), '') FROM $1"; }
