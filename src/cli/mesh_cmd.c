@@ -71,7 +71,8 @@ static const char SHAPE_SQL[] =
     "SELECT (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) "
     "FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), "
     "(SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
-    "i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = c.oid AND i.indisprimary) "
+    "i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = c.oid AND i.indisprimary), "
+    "(SELECT i.indimmediate FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
     "FROM pg_class c WHERE c.oid = to_regclass($1)";
 
 int od_cli_mesh_check(const od_config *cfg, void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx) {
@@ -114,6 +115,16 @@ int od_cli_mesh_check(const od_config *cfg, void (*problem)(void *ctx, bool fata
       } else if (PQgetisnull(r, 0, 1)) {
         snprintf(msg, sizeof msg, "mesh node %s: table %s has no primary key; a mesh matches rows by key on every "
                  "node: add one", nodes[i].name, nodes[i].tables[t]);
+        problem(ctx, true, msg);
+        fatal++;
+      } else if (strcmp(PQgetvalue(r, 0, 2), "f") == 0) {
+        /* A deferred key lets one transaction hold two rows under a key for a while (SET id = id + 1
+         * over adjacent keys): its moves arrive one by one, and the row moved onto a key still held
+         * would replace the row that leaves it later (docs/MULTI_MASTER.md, "Updates that change
+         * the key"). */
+        snprintf(msg, sizeof msg, "mesh node %s: table %s has a DEFERRABLE primary key; a mesh applies each key "
+                 "change in the order it was made, which a deferred key does not keep: make it NOT DEFERRABLE",
+                 nodes[i].name, nodes[i].tables[t]);
         problem(ctx, true, msg);
         fatal++;
       } else {

@@ -19,6 +19,8 @@
 #  key 20 (stock): L takes 5, a deletes it         -> no 20, balance -5
 # docs: a moves 1 -> 11 and L moves 2 -> 12, neither touching the TOASTed column; docs2: a moves
 # 1 -> 11 (no conflict); cm: a moves 1 -> 11, then L changes 1's name (the update re-creates 1).
+# First, `odsync check` refuses a table with a DEFERRABLE primary key (its shifts over adjacent keys
+# hold two rows under one key for a while).
 # Asserts after odsync ran (SIGKILLed once while a sink held a decided batch, then started again):
 # every node holds exactly the rows above (and docs' values, od_compare_pg), the nodes are
 # identical, each logged the same conflicts (kind, key, winner) for items and stock, tombstone
@@ -59,6 +61,14 @@ mesh_config "$CONFIG" last_writer_wins "public.items, public.stock, public.docs,
   "  counters: [public.stock.qty]
   policies: { public.cm: { policy: column_merge, fallback: last_writer_wins } }"
 out=$("$ODSYNC_BIN" check -c "$CONFIG" 2>&1) || fail "odsync check failed: $out"
+# a DEFERRABLE primary key is refused: a shift over adjacent keys holds two rows under one key for a
+# while, and its moves arrive one by one
+for n in "${NODES[@]}"; do node_psql $n -c "CREATE TABLE shift (id int PRIMARY KEY DEFERRABLE, v text)"; done
+mesh_config "$TEST_TMP/shift.yaml" last_writer_wins "public.items, public.shift"
+rc=0; out=$("$ODSYNC_BIN" check -c "$TEST_TMP/shift.yaml" 2>&1) || rc=$?
+[[ $rc == 1 ]] || fail "odsync check exited $rc on a table with a DEFERRABLE primary key: $out"
+grep -q "mesh node a: table public.shift has a DEFERRABLE primary key; .*make it NOT DEFERRABLE" <<<"$out" ||
+  fail "odsync check did not name the DEFERRABLE primary key: $out"
 odsync_start "$CONFIG" "$LOG"
 mesh_wait_active 120
 for t in items stock; do mesh_step a -c "INSERT INTO $t SELECT k, 'n', 100 FROM generate_series(1, 9) k"; done
