@@ -338,6 +338,31 @@ void pgs_mesh_free(pgs_sink *s) {
 
 bool pgs_mesh_checks_only(const pgs_sink *s) { return s->mesh && !s->mesh->session; }
 
+/* Mesh tables with a DEFERRABLE primary key: `odsync check` refuses them (docs/MULTI_MASTER.md,
+ * "Updates that change the key"); a mesh that runs with one anyway is told at every session. */
+static int warn_deferred_keys(pgs_sink *s, pgs_mesh *m, od_error *err) {
+  od_sqlbuf arr = {0};
+  od_sqlbuf_add(&arr, "{");
+  for (int i = 0; i < m->ntables; i++) pgs_mesh_arr_add(&arr, m->tables[i]);
+  od_sqlbuf_add(&arr, "}");
+  const char *p[1] = {arr.p};
+  PGresult *r = arr.oom ? NULL
+                        : pgs_exec(s, NULL, "reading the mesh tables' primary keys",
+                                   "SELECT string_agg(t, ', ' ORDER BY t) FROM unnest($1::text[]) t JOIN pg_index i ON "
+                                   "i.indrelid = to_regclass(t) WHERE i.indisprimary AND NOT i.indimmediate",
+                                   1, p, err);
+  int rc = r ? OD_OK : arr.oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
+  if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+    od_warn("postgres sink %s: mesh %s <- %s: table(s) %s have a DEFERRABLE primary key, which `odsync check` refuses: "
+            "a transaction that shifts keys over each other (SET id = id + 1) holds two rows under one key for a "
+            "while, and its moves, applied one by one as a delete and an insert, lose the row moved onto a key "
+            "that was freed only later; make the key NOT DEFERRABLE", s->where, m->node, m->peer,
+            PQgetvalue(r, 0, 0));
+  PQclear(r);
+  od_sqlbuf_free(&arr);
+  return rc;
+}
+
 int pgs_mesh_session(pgs_sink *s, od_error *err) {
   pgs_mesh *m = s->mesh;
   if (!m || !m->session) return OD_OK;
@@ -576,6 +601,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
                "insufficient_privilege THEN NULL; END $odsync$", 0, NULL, err);
   if (!r) return err->code;
   PQclear(r);
+  if (warn_deferred_keys(s, m, err)) return err->code;
   m->nprog = 0;
   if (!m->gc && m->gc_interval_s > 0) { /* the clean-up (postgres_mesh_gc.c): its own thread and connection */
     pgs_mesh_gc_conf gc = {.dsn = s->dsn, .where = s->where, .pipeline = s->pipeline, .node = m->node,

@@ -20,7 +20,8 @@
 # docs: a moves 1 -> 11 and L moves 2 -> 12, neither touching the TOASTed column; docs2: a moves
 # 1 -> 11 (no conflict); cm: a moves 1 -> 11, then L changes 1's name (the update re-creates 1).
 # First, `odsync check` refuses a table with a DEFERRABLE primary key (its shifts over adjacent keys
-# hold two rows under one key for a while).
+# hold two rows under one key for a while); last, a mesh run with one anyway (items' key made
+# DEFERRABLE) is warned by every sink.
 # Asserts after odsync ran (SIGKILLed once while a sink held a decided batch, then started again):
 # every node holds exactly the rows above (and docs' values, od_compare_pg), the nodes are
 # identical, each logged the same conflicts (kind, key, winner) for items and stock, tombstone
@@ -160,5 +161,13 @@ for n in "${NODES[@]}"; do
   [[ $got == "${NCONF[$n]}" ]] || fail "node $n: $((got - NCONF[$n])) conflicts logged for the live moves (each saw what it moved)"
 done
 for t in items stock; do mesh_same_everywhere "the live moves" public.$t "${NODES[@]}"; done
+odsync_stop
+
+# a mesh that runs with a DEFERRABLE primary key anyway is told so by every sink's session
+for n in "${NODES[@]}"; do node_psql $n -c "ALTER TABLE items DROP CONSTRAINT items_pkey, ADD PRIMARY KEY (id) DEFERRABLE"; done
+odsync_start "$CONFIG" "$LOG"
+mesh_wait_active 120
+wait_for "(( \$(grep -c 'table(s) public.items have a DEFERRABLE primary key' \"$LOG\") >= $((NN * (NN - 1))) ))" 30 ||
+  fail "not every sink warned of items' DEFERRABLE primary key: $(grep -c 'DEFERRABLE primary key' "$LOG") warnings"
 odsync_stop
 log "ok"
