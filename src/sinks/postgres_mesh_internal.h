@@ -461,10 +461,10 @@ ver_entry pgs_mesh_row_ver(const pgs_mesh *m, const decision *d);
 void pgs_mesh_col_vers(const decision *d, int ncol, ver_entry *out);
 /* The columns of d's table that carry versions (at most MERGE_COLS_MAX). */
 int pgs_mesh_ncols_of(const decision *d);
-/* Whether the remote writer had seen d's current version (on a merged row: every column's write). */
 /* A trigger function's plpgsql fragment: on an update (of a key column: the trigger's UPDATE OF) that
  * kept the row's key, return. Expects k to hold the old key, built from TG_ARGV (the key columns). */
 void pgs_mesh_sql_key_kept(od_sqlbuf *b);
+/* Whether the remote writer had seen d's current version (on a merged row: every column's write). */
 bool pgs_mesh_seen_by_remote(const pgs_mesh *m, const stamp *st, const decision *d);
 /* The local version a concurrent write competes with as a whole row: a shallow copy of d (its pointers d's). */
 decision pgs_mesh_competitor(const pgs_mesh *m, const stamp *st, const decision *d);

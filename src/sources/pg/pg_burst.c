@@ -4,12 +4,10 @@
  * several times faster, docs/adapters/postgres-source.md "Catch-up by batch decoding").
  *
  * Every half second (or status_interval_ms, if shorter) the stream's distance to the server's WAL
- * (pg_current_wal_lsn() minus what the stream has sent) is read. When it has been catchup_lag_bytes
- * or more (the threshold a session uses at its start) at every read of a window of at least three
- * and at most ten reads, is larger than at the window's first read, and the stream delivered at
- * least 20 transactions since that read (a burst of transactions that the server writes faster than
- * the stream sends, not one large transaction; after a catch-up the stream reads 60 intervals, 30 s
- * by default, before the next read), the switch is
+ * (pg_current_wal_lsn() minus what the stream has sent) is read. When the reads show a burst of
+ * transactions at catchup_lag_bytes or more behind (the threshold a session uses at its start; the
+ * rule, its window of reads and its counts: pg_burst_rule.h), not one large transaction (after a
+ * catch-up the stream reads 60 intervals, 30 s by default, before the next read), the switch is
  * pending: the source stops reading at the next transaction boundary, asks the pipeline to commit
  * what it holds (an idle position at the last transaction delivered), waits until the sinks hold
  * every transaction delivered (standby status keeps going out), ends the stream with CopyDone (the
