@@ -26,6 +26,8 @@ unset PGTZ PGDATESTYLE PGOPTIONS PGSERVICE PGSERVICEFILE PGPASSWORD PGPASSFILE P
 # shellcheck source=../../scripts/lib/pg_server.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/pg_server.sh"
 PGSRV_USER=$PG_TEST_USER
+# Servers start from a copy of one initdb'd template (scripts/lib/pg_server.sh, pgsrv_initdb).
+PGSRV_TEMPLATE=${PGSRV_TEMPLATE:-1}
 
 # The server's own client programs (psql, pgbench, pg_dump, ...) first in PATH: Debian's
 # /usr/bin/psql and friends are a Perl wrapper (postgresql-common's pg_wrapper) that picks the same
