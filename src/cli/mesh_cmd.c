@@ -190,8 +190,8 @@ int od_cli_mesh_check(const od_config *cfg, void (*problem)(void *ctx, bool fata
         problem(ctx, true, msg);
         fatal++;
       } else if (i == 0) { /* once per rule, not per node */
-        snprintf(msg, sizeof msg, "mesh.rules[%d] on table %.200s is an SQL rule: it ranks live rows and the policy "
-                 "ranks every pair with a delete, so rows of %.200s deleted concurrently at two nodes can leave the "
+        snprintf(msg, sizeof msg, "mesh.rules[%d] on table %.200s is an SQL rule: it ranks rows, and a delete has no "
+                 "row to rank (its record is NULL), so rows of %.200s deleted concurrently at two nodes can leave the "
                  "nodes apart (docs/MULTI_MASTER.md, \"Rules and concurrent deletes\")", k, tbl, tbl);
         problem(ctx, false, msg);
       }

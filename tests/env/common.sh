@@ -197,7 +197,7 @@ wait_slot_active() {
   while true; do
     # Active and not held by a walsender still in `startup`: the connection that creates the slot
     # holds it while its exported snapshot is in use (initial snapshots), before odsync streams.
-    if [[ $(pg_psql -c "SELECT s.active AND NOT EXISTS (SELECT 1 FROM pg_stat_replication r
+    if [[ $(pg_poll_true "SELECT s.active AND NOT EXISTS (SELECT 1 FROM pg_stat_replication r
                           WHERE r.pid = s.active_pid AND r.state = 'startup')
                         FROM pg_replication_slots s WHERE s.slot_name = '$slot'" 2>/dev/null) == t ]]; then
       return 0

@@ -43,6 +43,13 @@ node_psql() {
   PGPORT=${NODE_PORT[$n]} PGDATABASE=shop pg_psql "$@"
 }
 
+# node_poll_true NODE SQL: pg_poll_true at NODE (t once the boolean SQL is true there, within 2 s)
+node_poll_true() {
+  local n=$1
+  shift
+  PGPORT=${NODE_PORT[$n]} PGDATABASE=shop pg_poll_true "$@"
+}
+
 mesh_psql_all() {
   local sql n
   sql=$(cat)
@@ -73,7 +80,7 @@ mesh_wait_active() {
   for a in "${MESH_NODES[@]}"; do
     for b in "${MESH_NODES[@]}"; do
       [[ $a == "$b" ]] && continue
-      until [[ $(node_psql "$a" -c "SELECT active FROM pg_replication_slots WHERE slot_name = 'odsync_m_${a}_to_${b}'") == t ]]; do
+      until [[ $(node_poll_true "$a" "SELECT active FROM pg_replication_slots WHERE slot_name = 'odsync_m_${a}_to_${b}'") == t ]]; do
         odsync_running || fail "odsync exited while waiting for slot odsync_m_${a}_to_${b}"
         (($(date +%s) < deadline)) || fail "slot odsync_m_${a}_to_${b} on $a not active after ${timeout}s"
         sleep 0.3
@@ -136,7 +143,7 @@ mesh_wait_marker() {
   tag="$from-$to-$RANDOM$RANDOM"
   node_psql "$from" -c "INSERT INTO mesh_marker VALUES ('$tag', 0)"
   deadline=$(($(date +%s) + timeout))
-  until [[ $(node_psql "$to" -c "SELECT count(*) FROM mesh_marker WHERE id = '$tag'") == 1 ]]; do
+  until [[ $(node_poll_true "$to" "EXISTS (SELECT 1 FROM mesh_marker WHERE id = '$tag')") == t ]]; do
     odsync_running || fail "odsync exited while waiting for a marker from $from at $to"
     (($(date +%s) < deadline)) || fail "marker from $from not at $to after ${timeout}s"
     sleep 0.2

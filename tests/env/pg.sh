@@ -13,6 +13,7 @@
 #   pg_dsn [DBNAME]     print a libpq DSN for the current cluster
 #   pg_psql ARGS...     psql -X -At -v ON_ERROR_STOP=1 against the current cluster
 #   pg_hba_prepend LINE put an HBA rule before the default (trust) rules and reload
+#   pg_poll_true SQL [ARGS] t once SQL is true, polled in one session (up to 2 s), else f
 #
 # The server itself is started by scripts/lib/pg_server.sh (shared with bench/lib.sh and the demo).
 
@@ -116,6 +117,18 @@ pg_dsn() {
 
 pg_psql() {
   psql -X -q -At -v ON_ERROR_STOP=1 "$@"
+}
+
+# pg_poll_true SQL [PSQL ARGS...]: prints t once the boolean SQL is true, polled inside one server
+# session every 20 ms for up to 2 s (f after that; nothing, and a failed exit, on an error). A psql
+# call costs ~60 ms of CPU on the 2-core CI machine (~30 the client, ~30 the server's new backend: page
+# faults after fork); a poll inside the session next to nothing. Each of the polls reads a new
+# snapshot (a DO block is volatile).
+pg_poll_true() {
+  local sql=$1
+  shift
+  pg_psql "$@" -c "DO \$odpoll\$ BEGIN FOR i IN 1..100 LOOP EXIT WHEN ($sql); PERFORM pg_sleep(0.02); END LOOP; END \$odpoll\$" \
+    -c "SELECT ($sql)"
 }
 
 pg_hba_prepend() {
