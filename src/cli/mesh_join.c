@@ -510,7 +510,7 @@ static int copy_into(join *j, const char *snap) {
     if (ms > 0) usleep((useconds_t)ms * 1000);
   }
   /* the tombstones, with the deleted rows' last values (img: a column_merge re-creation takes the
-   * columns it did not write from there) and counter tables' balances (ctr: what the key's counters
+   * columns it did not write from there, an SQL rule ranks the delete by it) and counter tables' balances (ctr: what the key's counters
    * hold while it has no row; a seed from before them has none) */
   PGresult *cr = run(s->c, s->name, "reading the tombstones' columns",
                      "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public._odsync_tombstones') "
@@ -520,6 +520,10 @@ static int copy_into(join *j, const char *snap) {
   PQclear(cr);
   if (ctr && !ok(me->c, me->name, "adding the tombstones' balance column",
                  "ALTER TABLE public._odsync_tombstones ADD COLUMN IF NOT EXISTS ctr jsonb", 0, NULL))
+    return 1;
+  /* (img: also SQL-rule tables' deleted rows, which their rules rank deletes by) */
+  if (img && !ok(me->c, me->name, "adding the tombstones' image column",
+                 "ALTER TABLE public._odsync_tombstones ADD COLUMN IF NOT EXISTS img jsonb", 0, NULL))
     return 1;
   char tcols[64], tout[160], tin[160];
   snprintf(tcols, sizeof tcols, "tbl, key, deleted_at%s%s", img ? ", img" : "", ctr ? ", ctr" : "");

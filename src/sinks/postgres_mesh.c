@@ -422,6 +422,9 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
    * not seen; NULL: zero everywhere). A delete removes the counters it saw, so a fresh tombstone
    * starts at NULL; a mesh sink writes the balance after its apply (postgres_mesh_counter.c). */
   pgs_mesh_ensure_column(m, b, m->tomb_q, "ctr", "jsonb");
+  /* The deleted row's last values (column_merge and SQL-rule tables; postgres_mesh_colver.c): every
+   * new delete of a key starts without one, its image trigger (after this one) then sets it. */
+  pgs_mesh_ensure_column(m, b, m->tomb_q, "img", "jsonb");
   od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
   od_sqlbuf_add(b, m->fn_q);
   /* (also after an update of a key column: one that changed the key left the old key as a delete
@@ -432,7 +435,7 @@ int pgs_mesh_session(pgs_sink *s, od_error *err) {
   od_sqlbuf_add(b, "INSERT INTO ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_add(b, " AS d (tbl, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k) ON CONFLICT (tbl, key) DO "
-                   "UPDATE SET deleted_at = now(), ctr = NULL; RETURN NULL; END $odsync$; ");
+                   "UPDATE SET deleted_at = now(), ctr = NULL, img = NULL; RETURN NULL; END $odsync$; ");
   /* Unique values rows left (docs/MULTI_MASTER.md, "When the winner leaves before the loser
    * arrives"): every delete of a row of a table with a non-primary unique index, and every update
    * that changes one of those indexes' columns, records (table, key, the old row's unique columns,
@@ -809,6 +812,9 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
       /* column_merge: the row as this run left it before the delete (its trigger did not fire) */
       od_sqlbuf img = {0};
       if (pgs_mesh_colver_table(m, d->r) && pgs_mesh_colver_row_json(d, &img)) pgs_mesh_arr_add(&ti, img.p);
+      /* SQL rules: the deleted row as the delete's author had it, or JSON null: none (not the
+       * trigger's image, which is this node's row) */
+      else if (pgs_mesh_has_sqlrule(m, d->r->target)) pgs_mesh_arr_add(&ti, d->img ? d->img : "null");
       else od_sqlbuf_add(&ti, ti.len > 1 ? ",NULL" : "NULL");
       if (img.oom) ti.oom = true;
       od_sqlbuf_free(&img);
@@ -829,8 +835,8 @@ static int finish_run(pgs_sink *s, pgs_mesh *m, bool stamped, od_error *err) {
     od_sqlbuf_add(b, "INSERT INTO ");
     od_sqlbuf_add(b, m->tomb_q);
     od_sqlbuf_add(b, " AS d (tbl, key, img) SELECT t, k, i::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS "
-                     "u (t, k, i) ON CONFLICT (tbl, key) DO UPDATE SET deleted_at = now(), img = coalesce(excluded.img, "
-                     "d.img)");
+                     "u (t, k, i) ON CONFLICT (tbl, key) DO UPDATE SET deleted_at = now(), img = CASE WHEN excluded.img "
+                     "= 'null'::jsonb THEN NULL ELSE coalesce(excluded.img, d.img) END");
     const char *p2[3] = {tt.p, tk.p, ti.p};
     bool oom = b->oom || tt.oom || tk.oom || ti.oom;
     PGresult *r = oom ? NULL : pgs_exec(s, m->tomb_q, "rewriting tombstones (mesh)", b->p, 3, p2, err);

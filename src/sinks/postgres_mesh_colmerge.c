@@ -261,13 +261,30 @@ int pgs_mesh_rules_decide(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
     if (m->rules[i].sql) {
       for (int k = 0; k < sq->n && !*out; k++) {
         if (sq->rule[k] != i) continue;
-        int rc = pgs_mesh_sqlrule_get(s, m, r, sq, changes, ci, d, k, out, err);
+        int rc = pgs_mesh_sqlrule_get(s, m, r, sq, changes, ci, d, k, false, out, err);
         if (rc) return rc;
       }
       continue;
     }
     for (int k = from; k < to && !*out && !sql_only; k++)
       if (rule_of[k] == i) *out = col_rule(m, c, d, cols, k, rule_of);
+  }
+  /* No rule decided a pair with a delete (its record NULL): the SQL rules again, in order, with the
+   * delete ranked as the row it deleted, when both rows are known (docs/MULTI_MASTER.md, "Rules and
+   * concurrent deletes") */
+  for (int k = 0; k < sq->n && !*out && (c->op == OD_OP_DELETE || d->tomb); k++) {
+    int rc = pgs_mesh_sqlrule_get(s, m, r, sq, changes, ci, d, k, true, out, err);
+    if (rc) return rc;
+  }
+  if (sq->n && !*out && !m->rank_warned && ((c->op == OD_OP_DELETE && c->old_kind != 'O') || (d->tomb && !d->img))) {
+    m->rank_warned = true;
+    od_warn("postgres sink %s: mesh %s <- %s: table %s has SQL rules, and a concurrent pair with a delete could not "
+            "be ranked: the deleted row is unknown (%s); the policy decides such pairs, and rows deleted "
+            "concurrently can leave the nodes apart: run ALTER TABLE %s REPLICA IDENTITY FULL on every node and "
+            "restart odsync (docs/MULTI_MASTER.md, \"Rules and concurrent deletes\")", s->where, m->node, m->peer,
+            r->target, c->op == OD_OP_DELETE && c->old_kind != 'O' ? "the delete came without REPLICA IDENTITY FULL"
+                                                                   : "this node's tombstone has no image",
+            r->target);
   }
   return OD_OK;
 }

@@ -45,10 +45,12 @@ int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
   od_sqlbuf_add(b, m->cv_q);
   od_sqlbuf_add(b, " AS c (tbl, key, xids) VALUES (t, k, cur) ON CONFLICT (tbl, key) DO UPDATE SET xids = "
                    "excluded.xids; RETURN NULL; END $odsync$; ");
-  /* A deleted row's last values stay in its tombstone (img): a write that re-creates the row takes
-   * the columns it did not change from there, as it would have from the live row. Fires after
-   * _odsync_tombstone (trigger names order them), for applications' and sinks' deletes alike. */
-  pgs_mesh_ensure_column(m, b, m->tomb_q, "img", "jsonb");
+  /* A deleted row's last values stay in its tombstone (img; the column: postgres_mesh.c): on a
+   * column_merge table a write that re-creates the row takes the columns it did not change from
+   * there, as it would have from the live row; on a table with SQL rules with REPLICA IDENTITY FULL
+   * the rules rank the delete as that row (postgres_mesh_sqlrule.c). Fires after _odsync_tombstone
+   * (trigger names order them), for applications' and sinks' deletes alike (a sink rewrites the
+   * image of a delete it applied with the deleted row its author had: finish_run). */
   od_sqlbuf_add(b, "CREATE OR REPLACE FUNCTION ");
   od_sqlbuf_add(b, m->tifn_q);
   od_sqlbuf_add(b, "() RETURNS trigger LANGUAGE plpgsql AS $odsync$ DECLARE k text; j jsonb := to_jsonb(OLD); BEGIN "
@@ -61,6 +63,7 @@ int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
                    "$odsync$; ");
   for (int i = 0; i < m->ntables; i++) {
     bool merge = pgs_mesh_pol(m, m->tables[i])->policy == POL_COLUMN_MERGE;
+    bool ranked = !merge && pgs_mesh_has_sqlrule(m, m->tables[i]);
     char *lit = PQescapeLiteral(s->conn, m->tables[i], strlen(m->tables[i]));
     char *fn = PQescapeLiteral(s->conn, m->cvfn_q, strlen(m->cvfn_q));
     char *tfn = PQescapeLiteral(s->conn, m->tifn_q, strlen(m->tifn_q));
@@ -70,15 +73,18 @@ int pgs_mesh_colver_ddl(pgs_sink *s, pgs_mesh *m, od_sqlbuf *b, od_error *err) {
       PQfreemem(tfn);
       return pgs_fail(s, NULL, "quoting a table name", NULL, err);
     }
-    if (merge)
+    if (merge || ranked) /* (SQL rules: an image only where the deletes' stream carries it too: FULL) */
       od_sqlbuf_addf(b, "DO $odsync$ DECLARE cols text; icols text; rel regclass := to_regclass(%s); BEGIN IF rel "
-                        "IS NULL THEN RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY "
+                        "IS NULL THEN RETURN; END IF; IF %s AND (SELECT relreplident FROM pg_class WHERE oid = rel) "
+                        "<> 'f' THEN IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = "
+                        "'_odsync_tombstone_img') THEN EXECUTE format('DROP TRIGGER _odsync_tombstone_img ON %%s', "
+                        "rel); END IF; RETURN; END IF; SELECT string_agg(quote_literal(a.attname), ', ' ORDER BY "
                         "a.attnum), string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols, icols FROM "
                         "pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) WHERE "
                         "i.indrelid = rel AND i.indisprimary; IF cols IS NULL THEN RETURN; END IF; PERFORM %s(rel, "
                         "'trigger', '_odsync_tombstone_img', format('CREATE OR REPLACE TRIGGER _odsync_tombstone_img "
                         "AFTER DELETE OR UPDATE OF %%s ON %%s FOR EACH ROW EXECUTE FUNCTION %%s(%%s)', icols, rel, %s, "
-                        "cols)); END $odsync$; ", lit, m->ens_q, tfn);
+                        "cols)); END $odsync$; ", lit, merge ? "false" : "true", m->ens_q, tfn);
     else
       od_sqlbuf_addf(b, "DO $odsync$ DECLARE rel regclass := to_regclass(%s); BEGIN IF rel IS NOT NULL AND EXISTS "
                         "(SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '_odsync_tombstone_img') THEN "

@@ -32,7 +32,6 @@ bool pgs_mesh_has_counters(const pgs_mesh *m, const char *table) {
   return false;
 }
 
-
 void pgs_mesh_counter_ddl(const pgs_mesh *m, od_sqlbuf *b) {
   /* The key-lock trigger's function on counter tables (postgres_mesh.c installs it under that
    * trigger): an application's insert of a key whose tombstone holds a balance starts from it (its

@@ -109,6 +109,7 @@ void pgs_mesh_dec_clear(pgs_mesh *m) {
     for (int k = 0; k < m->dec[i].nrow; k++) free(m->dec[i].row[k]);
     free(m->dec[i].row);
     free(m->dec[i].also);
+    free(m->dec[i].img);
     pgs_mesh_unique_dec_free(&m->dec[i]);
   }
   if (m->slot_cap > 4096 && m->ndec < m->slot_cap / 16) { /* after a big transaction: shrink */
@@ -193,6 +194,13 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
     if (*p == '\x1f') *p = ',';
   od_sqlbuf remote = {0};
   if (c->op != OD_OP_DELETE) pgs_mesh_tuple_json(&remote, c->rel, &c->newtup);
+  /* SQL-rule tables: a delete's side as the row it deleted, when known (the rules rank it so) */
+  bool oom = false;
+  char *rimg = c->op == OD_OP_DELETE && pgs_mesh_has_sqlrule(m, r->target) ? pgs_mesh_sqlrule_image(r, c, &oom) : NULL;
+  if (oom) {
+    od_sqlbuf_free(&remote);
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  }
   char lts[32], rts[32], rlsn[32], lhlc[32], rhlc[32];
   snprintf(lts, sizeof lts, "%" PRId64, d->ts);
   snprintf(rts, sizeof rts, "%" PRId64, st->ts);
@@ -201,8 +209,8 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
   snprintf(rlsn, sizeof rlsn, "%X/%X", (unsigned)(st->lsn >> 32), (unsigned)st->lsn);
   const char *lnode = d->node[0] ? d->node : m->node;
   if (!winner) winner = remote_wins ? m->peer : lnode;
-  const char *p[16 + 64] = {m->node, kind, r->target, keyshow, NULL,
-                            c->op != OD_OP_DELETE && !remote.oom ? remote.p : NULL, lnode, m->peer,
+  const char *p[16 + 64] = {m->node, kind, r->target, keyshow, d->tomb ? d->img : NULL,
+                            c->op != OD_OP_DELETE ? (!remote.oom ? remote.p : NULL) : rimg, lnode, m->peer,
                             d->ts != INT64_MIN ? lts : NULL, rts, rlsn, policy, winner, merged,
                             d->hlc != INT64_MIN ? lhlc : NULL, rhlc};
   int np = 16;
@@ -235,6 +243,7 @@ static int log_conflict(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_chan
                    "$14::jsonb, $15::int8, $16::int8)");
   PGresult *res = b->oom ? NULL : pgs_exec(s, m->log_q, "logging a conflict", b->p, np, p, err);
   od_sqlbuf_free(&remote);
+  free(rimg);
   if (!res) return b->oom ? OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where) : err->code;
   PQclear(res);
   od_debug("postgres sink %s: mesh %s: %s conflict on %s (%s): %s wins", s->where, m->node, kind, r->target, keyshow,
@@ -316,6 +325,7 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
     if (k < nctr && lv->ctr[k]) d->ctr[k] = strtoll(lv->ctr[k], NULL, 10);
   }
   if (lv->also && *lv->also && !(d->also = strdup(lv->also))) return NULL;
+  if (lv->tomb && lv->img && !(d->img = strdup(lv->img))) return NULL;
   /* column_merge: every column's version (the side table's, local writes' since) */
   if (nall && !pgs_mesh_colver_resolve(m, d, lv, nall < MERGE_COLS_MAX ? nall : MERGE_COLS_MAX)) return NULL;
   /* column_merge: the whole live row, or a tombstone's last row (NULL when it has none) */
@@ -334,6 +344,7 @@ static decision *dec_from(pgs_mesh *m, const pg_rel *r, char *key, const local_v
 static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, const size_t *idx,
                           char **keys, const bool *known, size_t q0, size_t q1, const int *cols, int nfetch,
                           int nall, const char **params, PGresult **res, od_error *err) {
+  bool rimg = !nall && pgs_mesh_has_sqlrule(m, r->target); /* SQL rules rank a delete by its tombstone's image */
   od_sqlbuf *b = &s->sql;
   od_sqlbuf_reset(b);
   od_sqlbuf_add(b, "WITH live AS (SELECT ");
@@ -434,7 +445,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
                           "pg_current_xact_id_if_assigned()::text::int8 % 4294967296 THEN 4294967295::oid ELSE "
                           "c.roident END AS rid, o.roname AS origin, d.img, d.ctr FROM "
                         : "), dead AS (SELECT d.key AS k, c.timestamp AS cts, c.roident AS rid, o.roname AS origin, "
-                          "d.ctr FROM ");
+                          "d.ctr, nullif(d.img, 'null'::jsonb)::text AS img FROM ");
   od_sqlbuf_add(b, m->tomb_q);
   od_sqlbuf_addf(b, " d CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(d.xmin) c LEFT JOIN "
                     "pg_catalog.pg_replication_origin o ON o.roident = c.roident WHERE d.tbl = $%d AND "
@@ -443,6 +454,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
                     "x AS (SELECT k, cts, rid, origin, false AS tomb", np + 1, np + 2);
   for (int k = 0; k < nfetch; k++) od_sqlbuf_addf(b, ", c%d", k);
   for (int k = 0; k < nall; k++) od_sqlbuf_addf(b, ", a%d", k);
+  if (rimg) od_sqlbuf_add(b, ", NULL::text AS img");
   od_sqlbuf_add(b, " FROM live UNION ALL SELECT k, cts, rid, origin, true");
   /* exact counters: a tombstone's balance (what its deleters had not seen; NULL: 0) */
   int ccols[COUNTERS_MAX];
@@ -463,6 +475,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
     for (const char *ch = r->rel->columns[k].name; *ch; ch++) od_sqlbuf_add(b, *ch == '\'' ? "''" : (char[2]){*ch, 0});
     od_sqlbuf_add(b, bal ? "', '0')" : "'");
   }
+  if (rimg) od_sqlbuf_add(b, ", img");
   od_sqlbuf_add(b, " FROM dead) SELECT x.k, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.ts ELSE "
                    "(extract(epoch FROM x.cts) * 1000000)::int8 END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL "
                    "THEN v.node ELSE x.origin END, CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.hlc WHEN x.rid = 0 "
@@ -478,6 +491,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_add(b, nall ? ", v.also"
                         : ", CASE WHEN x.rid <> 0 AND v.key IS NOT NULL THEN v.also END");
   if (nall) pgs_mesh_colver_read_sql(m, b, np + 1);
+  if (rimg) od_sqlbuf_add(b, ", x.img"); /* SQL rules: a tombstone's image */
   /* Last column: whether the key has a side-table row. Read here, with every key row-locked or under
    * its stripe lock, and only mesh sinks holding that lock write a key's side-table row (the clean-up
    * and a join's copy only delete, or run before any sink), so a key found without one keeps having
@@ -492,7 +506,7 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_add(b, m->ver_q);
   od_sqlbuf_addf(b, " v WHERE v.tbl = $%d AND v.key = x.k LIMIT 1) v ON true UNION ALL SELECT u.k, NULL, NULL, NULL, "
                     "NULL", np + 1);
-  for (int k = 0; k < nfetch + nall + (nall ? 2 : 1); k++) od_sqlbuf_add(b, ", NULL");
+  for (int k = 0; k < nfetch + nall + (nall ? 2 : 1) + (rimg ? 1 : 0); k++) od_sqlbuf_add(b, ", NULL");
   od_sqlbuf_addf(b, ", true FROM unnest($%d::text[]) AS u (k) CROSS JOIN LATERAL (SELECT 1 FROM ", np + 2);
   od_sqlbuf_add(b, m->ver_q);
   od_sqlbuf_addf(b, " v WHERE v.tbl = $%d AND v.key = u.k LIMIT 1) w WHERE NOT EXISTS (SELECT 1 FROM x WHERE x.k = "
@@ -535,6 +549,24 @@ static int query_versions(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_ch
   od_sqlbuf_free(&arr);
   for (int k = 0; k < np; k++) od_sqlbuf_free(&karr[k]);
   return rc;
+}
+
+/* SQL-rule tables: the key state after an applied change c — a delete leaves a tombstone whose
+ * image is the row it deleted as its author had it (or none: the change lacks it), rewritten after
+ * the apply (touch: the trigger's image is this node's row); a write leaves a live row. */
+static int note_image(pgs_sink *s, const pg_rel *r, const od_change *c, decision *d, od_error *err) {
+  free(d->img);
+  d->img = NULL;
+  if (c->op != OD_OP_DELETE) {
+    d->tomb = false;
+    return OD_OK;
+  }
+  bool oom;
+  d->img = pgs_mesh_sqlrule_image(r, c, &oom);
+  if (oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  d->tomb = true;
+  d->touch = true;
+  return OD_OK;
 }
 
 /* Decide one change against its key's state: fills *keep, logs a conflict, updates the state. */
@@ -591,6 +623,9 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     if (rc == OD_OK && nctr && d->apply && c->op != OD_OP_DELETE && !kdelta && !kexact && !merged &&
         !pgs_mesh_ctr_sync(d, &k, vals, c->newtup.ncolumns))
       rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    /* SQL rules: a delete that follows leaves its own image in the tombstone (the set-based apply
+     * merges the transaction's changes of the key into one DELETE, which meets the row as it was) */
+    if (rc == OD_OK && sq->n && d->apply) rc = note_image(s, r, c, d, err);
     return rc;
   }
   int rc;
@@ -615,7 +650,8 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       /* an insert or update against the tombstone: SQL rules with `local` NULL (two deletes: none,
        * their rows are both NULL and no rule can tell them apart) */
       int ruled = 0;
-      if (c->op != OD_OP_DELETE &&
+      /* (two deletes: only ranked as the rows they deleted, when both are known) */
+      if ((c->op != OD_OP_DELETE || (sq->n && d->img)) &&
           (rc = pgs_mesh_rules_decide(s, m, r, changes, ci, d, cols, nctr, nfetch, rule_of, sq, true, &ruled, err)))
         return rc;
       apply = ruled ? ruled > 0 : pgs_mesh_remote_wins(m, pol, st, &cmp);
@@ -754,6 +790,7 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     if (nctr && c->op != OD_OP_DELETE && !kdelta && !pgs_mesh_ctr_sync(d, &k, pgs_mesh_applied_vals(m, ci, c), c->newtup.ncolumns))
       return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
     if (!wr_push(m, d)) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    if (sq->n && (rc = note_image(s, r, c, d, err))) return rc;
   }
   /* column_merge: the key state's row (a tombstone's image, a re-creation's base) holds the sum */
   if (kexact && exact && d->row && !pgs_mesh_ctr_to_row(d, &k))
@@ -803,7 +840,7 @@ static int sqlrule_prefetch(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_
     const od_change *c = &changes[idx[j]];
     const stamp *st = &m->st[m->sidx[idx[j]]];
     decision *d = dk[j - q0] ? dec_find(m, r->rel, dk[j - q0]) : NULL;
-    if (!d || !d->has_ver || (c->op == OD_OP_DELETE && d->tomb) || d->seq == st->seq || pgs_mesh_seen_by_remote(m, st, d))
+    if (!d || !d->has_ver || (c->op == OD_OP_DELETE && d->tomb && !d->img) || d->seq == st->seq || pgs_mesh_seen_by_remote(m, st, d))
       continue;
     cis[n] = idx[j];
     ds[n++] = d;
@@ -871,7 +908,8 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
       goto done;
     }
     /* rows with a NULL tomb column: keys with only a side-table row (no version), apart in `only` */
-    const int vcol = 6 + nfetch + (nall ? nall + 1 : 0);
+    const bool rimg = !nall && pgs_mesh_has_sqlrule(m, r->target); /* query_versions: the image column */
+    const int vcol = 6 + nfetch + (nall ? nall + 1 : 0) + (rimg ? 1 : 0);
     int nrows = nv, nonly = 0;
     nv = 0;
     for (int row = 0; row < nrows; row++) {
@@ -885,6 +923,7 @@ int pgs_mesh_decide_rel(pgs_sink *s, pgs_mesh *m, pg_rel *r, const od_change *ch
       vers[v].prow = row;
       vers[v].also = PQgetisnull(res, row, 5 + nfetch + nall) ? NULL : PQgetvalue(res, row, 5 + nfetch + nall);
       vers[v].local = !nall || PQgetisnull(res, row, 6 + nfetch + nall) ? NULL : PQgetvalue(res, row, 6 + nfetch + nall);
+      vers[v].img = !rimg || PQgetisnull(res, row, 6 + nfetch) ? NULL : PQgetvalue(res, row, 6 + nfetch);
       vers[v].ts = PQgetisnull(res, row, 1) ? INT64_MIN : strtoll(PQgetvalue(res, row, 1), NULL, 10);
       vers[v].origin = PQgetisnull(res, row, 2) ? NULL : PQgetvalue(res, row, 2);
       vers[v].hlc = PQgetisnull(res, row, 3) ? INT64_MIN : strtoll(PQgetvalue(res, row, 3), NULL, 10);

@@ -76,6 +76,7 @@ typedef struct local_ver { /* one row of the versions query */
   const char *local;       /* column_merge: local writes' column versions since the last sink write ("ts:hlc"
                             * per column, "" for a column no local write changed; _odsync_colver), or NULL */
   bool vrow;               /* the key has a row in _odsync_versions (read under the key's lock) */
+  const char *img;         /* SQL-rule tables: a tombstone's image (JSON), or NULL */
 } local_ver;
 
 /* What this target transaction knows of one (relation, key): the version the row has after the
@@ -117,6 +118,8 @@ typedef struct decision {
   int64_t uts, uhlc;
   char *also;       /* column_merge: a merged row's version per column, "node:ts:hlc" each ("~" in
                      * front: weak; empty: unknown), comma-separated (malloc'd; NULL: not merged) */
+  char *img;        /* SQL-rule tables, a tombstone: the deleted row as its delete's author had it, a JSON
+                     * object the rules rank the delete by (malloc'd; NULL: none known, or a live row) */
 } decision;
 
 typedef struct pgs_mesh {
@@ -205,6 +208,7 @@ typedef struct pgs_mesh {
   size_t *wr;        /* dec indexes to write to the side table (and fix) after the run's apply */
   size_t nwr, wr_cap;
   bool merge_warned; /* column_merge without old rows: warned once */
+  bool rank_warned;  /* SQL rules: a delete pair without the deleted row, not ranked: warned once */
   bool move_warned;  /* a key-changing update kept as an update (TOASTed values without the old row): warned once */
   bool rule_err_said;   /* an SQL rule's error was logged (postgres_mesh_sqlrule.c), rule_err_us when */
   int64_t rule_err_us;
@@ -350,9 +354,14 @@ typedef struct sqlrule_run { /* the SQL rules of one table over one pgs_mesh_dec
   unsigned char *done;       /* per change: evaluated (malloc'd) */
   char *dk;                  /* per change: the deleted side it was evaluated with ('r', 'l', 0; malloc'd) */
   char **ljson;              /* column_merge: the local row (JSON) a change was evaluated with (malloc'd) */
+  signed char *res2;         /* per change and rule: the answer with a delete ranked as the row it deleted
+                              * (both images known; else 0), as res (malloc'd) */
+  char **limg;               /* per change: the tombstone image it was evaluated with (malloc'd copies) */
   char *sql;                 /* the evaluating statement (malloc'd) */
   char *one[RULES_MAX];      /* each rule's statement alone, made after an error (malloc'd; NULL: not yet) */
 } sqlrule_run;
+/* Whether table ("schema.table", or "table" for public.table) has SQL rules. */
+bool pgs_mesh_has_sqlrule(const pgs_mesh *m, const char *table);
 /* At session start: every SQL rule checked against its table (a bad one: OD_ECONFIG naming it). */
 int pgs_mesh_sqlrule_check_all(pgs_sink *s, pgs_mesh *m, od_error *err);
 /* The SQL rules of r for changes [from, to) (q->n 0: none). */
@@ -367,9 +376,13 @@ int pgs_mesh_sqlrule_begin(pgs_sink *s, pgs_mesh *m, const pg_rel *r, size_t fro
 int pgs_mesh_sqlrule_eval(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, const od_change *changes,
                           const size_t *cis, decision *const *ds, size_t n, od_error *err);
 /* Rule k's answer for change ci against d (*out: 1 remote wins, -1 local wins, 0 none), evaluated
- * now when the batch's evaluation did not cover it. */
+ * now when the batch's evaluation did not cover it; ranked: with the pair's delete ranked as the row
+ * it deleted (0 when either row is unknown). */
 int pgs_mesh_sqlrule_get(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, const od_change *changes,
-                         size_t ci, decision *d, int k, int *out, od_error *err);
+                         size_t ci, decision *d, int k, bool ranked, int *out, od_error *err);
+/* A remote delete's deleted row as a JSON object (malloc'd), when the change has all of it (REPLICA
+ * IDENTITY FULL at its author); else NULL (*oom tells an allocation failure apart). */
+char *pgs_mesh_sqlrule_image(const pg_rel *r, const od_change *c, bool *oom);
 void pgs_mesh_sqlrule_end(sqlrule_run *q);
 /* postgres_mesh_counter.c: counter columns (mesh_counters) and the run's overrides (m->ovr) */
 /* The counter columns of a table and one change's deltas (new - old of each: an update with its
@@ -472,7 +485,8 @@ decision pgs_mesh_competitor(const pgs_mesh *m, const stamp *st, const decision 
 int pgs_mesh_set_col_vers(pgs_sink *s, pgs_mesh *m, decision *d, const ver_entry *cv, int n, od_error *err);
 /* r's column rules appended to the fetched columns cols[n..] (rule_of[k]: rule index); returns the new total. */
 int pgs_mesh_rule_cols(const pgs_mesh *m, const pg_rel *r, int *cols, int n, int *rule_of);
-/* Business rules on a concurrent pair (sql_only: SQL rules only): *out >0 remote wins, <0 local, 0 none. */
+/* Business rules on a concurrent pair (sql_only: SQL rules only): *out >0 remote wins, <0 local, 0 none.
+ * A pair with a delete none decided: the SQL rules again with the delete ranked as the row it deleted. */
 int pgs_mesh_rules_decide(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const od_change *changes, size_t ci, decision *d,
                           const int *cols, int from, int to, const int *rule_of, sqlrule_run *sq, bool sql_only,
                           int *out, od_error *err);

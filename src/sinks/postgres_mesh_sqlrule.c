@@ -7,7 +7,9 @@
  * remote as they are, then exchanged) and decides only when the two answers are opposite (true and
  * false): the node at the other end of the pair evaluates the same two rows exchanged, so both
  * decide the same whatever the expression — or neither does, and the next rule or the policy decides.
- * A delete is evaluated as a NULL row on its side (`remote IS NULL`: the remote write deletes). An
+ * A delete is evaluated as a NULL row on its side (`remote IS NULL`: the remote write deletes), and
+ * in the same statement, for a pair no rule decides so, ranked as the row it deleted (a remote
+ * delete's old row with REPLICA IDENTITY FULL, a tombstone's image; res2). An
  * evaluation that raises an error its inputs determine (SQLSTATE class 22, data exceptions, and
  * P0001, an immutable function's RAISE) is no decision for that pair and rule: the statement runs
  * behind a savepoint in the same pipeline round trip, and after such an error every pair and rule
@@ -23,6 +25,14 @@
 #include "core/clock.h"
 
 enum { ALONE_MAX = 200 }; /* statements per pipeline when pairs are evaluated alone */
+
+bool pgs_mesh_has_sqlrule(const pgs_mesh *m, const char *table) {
+  char q[300];
+  snprintf(q, sizeof q, "%s%s", strchr(table, '.') ? "" : "public.", table);
+  for (int i = 0; i < m->nrules; i++)
+    if (m->rules[i].sql && strcmp(m->rules[i].column, q) == 0) return true;
+  return false;
+}
 
 int pgs_mesh_sqlrule_check_all(pgs_sink *s, pgs_mesh *m, od_error *err) {
   for (int i = 0; i < m->nrules; i++) {
@@ -56,7 +66,10 @@ int pgs_mesh_sqlrule_begin(pgs_sink *s, pgs_mesh *m, const pg_rel *r, size_t fro
   q->done = calloc(q->count + 1, 1);
   q->dk = calloc(q->count + 1, 1);
   q->ljson = calloc(q->count + 1, sizeof *q->ljson);
-  if (b.oom || !q->res || !q->done || !q->dk || !q->ljson) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  q->res2 = calloc(q->count * (size_t)q->n + 1, 1);
+  q->limg = calloc(q->count + 1, sizeof *q->limg);
+  if (b.oom || !q->res || !q->done || !q->dk || !q->ljson || !q->res2 || !q->limg)
+    return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   return OD_OK;
 }
 
@@ -64,6 +77,10 @@ void pgs_mesh_sqlrule_end(sqlrule_run *q) {
   if (q->ljson)
     for (size_t i = 0; i < q->count; i++) free(q->ljson[i]);
   free(q->ljson);
+  if (q->limg)
+    for (size_t i = 0; i < q->count; i++) free(q->limg[i]);
+  free(q->limg);
+  free(q->res2);
   free(q->res);
   free(q->done);
   free(q->dk);
@@ -100,6 +117,26 @@ static void remote_json(od_sqlbuf *b, const pg_rel *r, const od_change *c) {
     json_member(b, &rel->columns[i], v->kind == OD_VALUE_TEXT ? v->data : NULL, v->kind == OD_VALUE_TEXT ? v->len : 0);
   }
   od_sqlbuf_add(b, "}");
+}
+
+char *pgs_mesh_sqlrule_image(const pg_rel *r, const od_change *c, bool *oom) {
+  *oom = false;
+  if (c->op != OD_OP_DELETE || c->old_kind != 'O' || c->oldtup.ncolumns < r->rel->ncolumns) return NULL;
+  for (int i = 0; i < r->rel->ncolumns; i++)
+    if (c->oldtup.values[i].kind == OD_VALUE_UNCHANGED) return NULL;
+  od_sqlbuf b = {0};
+  od_sqlbuf_add(&b, "{");
+  for (int i = 0; i < r->rel->ncolumns; i++) {
+    const od_value *v = &c->oldtup.values[i];
+    json_member(&b, &r->rel->columns[i], v->kind == OD_VALUE_TEXT ? v->data : NULL, v->kind == OD_VALUE_TEXT ? v->len : 0);
+  }
+  od_sqlbuf_add(&b, "}");
+  if (b.oom) {
+    *oom = true;
+    od_sqlbuf_free(&b);
+    return NULL;
+  }
+  return b.p;
 }
 
 /* The deleted side of a pair: 'r' the remote write is a delete, 'l' the local version is a tombstone,
@@ -243,8 +280,9 @@ static void collect(const PGresult *res, int col, int k, int nr, size_t n, size_
 
 /* After an error in the batch's statement: every pair and rule alone, in one round trip; an error
  * the rows determine leaves that pair's answer to that rule empty (no decision). */
-static int eval_alone(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, char *const *rj, char *const *lj,
-                      const char *dk, decision *const *ds, size_t n, unsigned char *ans, od_error *err) {
+static int eval_alone(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, const char *const *rj,
+                      const char *const *lj, const char *dk, decision *const *ds, size_t n, unsigned char *ans,
+                      od_error *err) {
   const char *names[RULES_MAX];
   char *keys[8];
   for (int k = 0; k < r->nkey && k < 8; k++) keys[k] = r->rel->columns[PGS_COL(r->key_plan[k])].name;
@@ -319,35 +357,76 @@ static int eval_alone(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q,
   return rc;
 }
 
+/* A pair's entries in the evaluation: the pair as it is (a delete's record NULL), and, when the pair
+ * has a delete and both rows are known — a remote delete's deleted row (REPLICA IDENTITY FULL), a
+ * tombstone's image — the pair with the delete ranked as that row (res2). */
+typedef struct rule_entries {
+  size_t n;          /* entries */
+  const char **rj;   /* remote row JSON (borrowed: the pair's row or its delete's image) */
+  const char **lj;   /* local row JSON, NULL: the table's row */
+  char *dk;          /* deleted side: 'r', 'l', 0 */
+  size_t *pair;      /* the pair of each entry, plus n for an entry with the delete ranked */
+  decision **ds;     /* the pair's key state (for messages) */
+} rule_entries;
+
 int pgs_mesh_sqlrule_eval(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, const od_change *changes,
                           const size_t *cis, decision *const *ds, size_t n, od_error *err) {
   if (!q->n || !n) return OD_OK;
   od_sqlbuf ia = {0}, ra = {0}, la = {0}, da = {0}, one = {0};
-  char **rj = calloc(n + 1, sizeof *rj), **lj = calloc(n + 1, sizeof *lj);
-  char *dk = calloc(n + 1, 1);
+  char **rj = calloc(n + 1, sizeof *rj), **lj = calloc(n + 1, sizeof *lj), **own = calloc(n + 1, sizeof *own);
+  rule_entries e = {0};
+  e.rj = calloc(2 * n + 1, sizeof *e.rj);
+  e.lj = calloc(2 * n + 1, sizeof *e.lj);
+  e.dk = calloc(2 * n + 1, 1);
+  e.pair = calloc(2 * n + 1, sizeof *e.pair);
+  e.ds = calloc(2 * n + 1, sizeof *e.ds);
+  int rc = rj && lj && own && e.rj && e.lj && e.dk && e.pair && e.ds
+               ? OD_OK
+               : OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  for (size_t i = 0; i < n && rc == OD_OK; i++) { /* the pairs as they are */
+    size_t at = cis[i] - q->from;
+    od_sqlbuf_reset(&one);
+    remote_json(&one, r, &changes[cis[i]]);
+    rj[i] = strdup(one.p ? one.p : "{}");
+    bool oom;
+    free(q->ljson[at]);
+    q->ljson[at] = lj[i] = local_json(m, r, ds[i], &oom);
+    if (!rj[i] || oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    e.rj[e.n] = rj[i];
+    e.lj[e.n] = lj[i];
+    e.dk[e.n] = q->dk[at] = deleted_side(&changes[cis[i]], ds[i]);
+    e.pair[e.n] = i;
+    e.ds[e.n++] = ds[i];
+    memset(&q->res[at * (size_t)q->n], 0, (size_t)q->n);
+    memset(&q->res2[at * (size_t)q->n], 0, (size_t)q->n);
+    free(q->limg[at]);
+    q->limg[at] = ds[i]->tomb && ds[i]->img ? strdup(ds[i]->img) : NULL;
+    if (ds[i]->tomb && ds[i]->img && !q->limg[at]) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    q->done[at] = 1;
+  }
+  for (size_t i = 0; i < n && rc == OD_OK; i++) { /* ... and with the delete ranked as its row */
+    const od_change *c = &changes[cis[i]];
+    if (c->op != OD_OP_DELETE && !ds[i]->tomb) continue;
+    bool oom = false;
+    const char *rrow = c->op == OD_OP_DELETE ? (own[i] = pgs_mesh_sqlrule_image(r, c, &oom)) : rj[i];
+    if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+    if (!rrow || (ds[i]->tomb && !ds[i]->img)) continue;
+    e.rj[e.n] = rrow;
+    e.lj[e.n] = ds[i]->tomb ? ds[i]->img : lj[i];
+    e.dk[e.n] = 0;
+    e.pair[e.n] = n + i;
+    e.ds[e.n++] = ds[i];
+  }
   od_sqlbuf_add(&ia, "{");
   od_sqlbuf_add(&ra, "{");
   od_sqlbuf_add(&la, "{");
   od_sqlbuf_add(&da, "{");
-  int rc = rj && lj && dk ? OD_OK : OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  for (size_t i = 0; i < n && rc == OD_OK; i++) {
-    size_t at = cis[i] - q->from;
-    od_sqlbuf_addf(&ia, "%s%zu", i ? "," : "", i);
-    od_sqlbuf_reset(&one);
-    remote_json(&one, r, &changes[cis[i]]);
-    rj[i] = strdup(one.p ? one.p : "{}");
-    if (!rj[i]) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    else pgs_mesh_arr_add(&ra, rj[i]);
-    bool oom;
-    free(q->ljson[at]);
-    q->ljson[at] = lj[i] = local_json(m, r, ds[i], &oom);
-    if (oom) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-    else if (q->ljson[at]) pgs_mesh_arr_add(&la, q->ljson[at]);
+  for (size_t j = 0; j < e.n && rc == OD_OK; j++) {
+    od_sqlbuf_addf(&ia, "%s%zu", j ? "," : "", j);
+    pgs_mesh_arr_add(&ra, e.rj[j]);
+    if (e.lj[j]) pgs_mesh_arr_add(&la, e.lj[j]);
     else od_sqlbuf_add(&la, la.len > 1 ? ",NULL" : "NULL");
-    dk[i] = q->dk[at] = deleted_side(&changes[cis[i]], ds[i]);
-    od_sqlbuf_addf(&da, "%s%s", i ? "," : "", dk[i] == 'r' ? "r" : dk[i] == 'l' ? "l" : "NULL");
-    memset(&q->res[at * (size_t)q->n], 0, (size_t)q->n);
-    q->done[at] = 1;
+    od_sqlbuf_addf(&da, "%s%s", j ? "," : "", e.dk[j] == 'r' ? "r" : e.dk[j] == 'l' ? "l" : "NULL");
   }
   od_sqlbuf_add(&ia, "}");
   od_sqlbuf_add(&ra, "}");
@@ -355,37 +434,47 @@ int pgs_mesh_sqlrule_eval(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run
   od_sqlbuf_add(&da, "}");
   if (rc == OD_OK && (ia.oom || ra.oom || la.oom || da.oom || one.oom))
     rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
-  /* per pair and rule: the answer as given (bit 0: true, bit 1: false) and exchanged (bits 2, 3) */
-  unsigned char *ans = rc == OD_OK ? calloc(n * (size_t)q->n + 1, 1) : NULL;
+  /* per entry and rule: the answer as given (bit 0: true, bit 1: false) and exchanged (bits 2, 3) */
+  unsigned char *ans = rc == OD_OK ? calloc(e.n * (size_t)q->n + 1, 1) : NULL;
   if (rc == OD_OK && !ans) rc = OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
   PGresult *res = NULL;
-  if (rc == OD_OK) { /* all pairs and rules in one statement, one round trip */
+  if (rc == OD_OK) { /* all entries and rules in one statement, one round trip */
     const char *params[1][4] = {{ia.p, ra.p, la.p, da.p}};
     const char *noname = "";
     rc = run_guarded(s, r->target, 1, &noname, (const char *const *)&q->sql, (const char *const (*)[4])params, &res,
                      err);
   }
   if (rc == OD_OK && PQresultStatus(res) == PGRES_TUPLES_OK) {
-    for (int k = 0; k < q->n; k++) collect(res, 2 + k, k, q->n, n, (size_t)-1, ans);
+    for (int k = 0; k < q->n; k++) collect(res, 2 + k, k, q->n, e.n, (size_t)-1, ans);
   } else if (rc == OD_OK) { /* an error some pair's rows raise: which pair and rule, one by one */
-    rc = eval_alone(s, m, r, q, rj, lj, dk, ds, n, ans, err);
+    rc = eval_alone(s, m, r, q, e.rj, e.lj, e.dk, e.ds, e.n, ans, err);
   }
-  for (size_t i = 0; rc == OD_OK && i < n; i++)
+  size_t ranked = 0;
+  for (size_t j = 0; rc == OD_OK && j < e.n; j++) {
+    size_t i = e.pair[j] % n, at = cis[i] - q->from;
+    signed char *dst = e.pair[j] >= n ? &q->res2[at * (size_t)q->n] : &q->res[at * (size_t)q->n];
+    ranked += e.pair[j] >= n;
     for (int k = 0; k < q->n; k++) {
-      unsigned char a = ans[i * (size_t)q->n + (size_t)k];
-      size_t at = cis[i] - q->from;
+      unsigned char a = ans[j * (size_t)q->n + (size_t)k];
       /* true one way and false the other: remote wins; the reverse: local wins; else no decision */
-      q->res[at * (size_t)q->n + (size_t)k] = a == (1 | (2 << 2)) ? 1 : a == (2 | (1 << 2)) ? -1 : 0;
+      dst[k] = a == (1 | (2 << 2)) ? 1 : a == (2 | (1 << 2)) ? -1 : 0;
     }
+  }
   if (rc == OD_OK)
-    od_debug("postgres sink %s: mesh %s <- %s: %s: %zu concurrent pair(s) through %d SQL rule(s) in one statement",
-             s->where, m->node, m->peer, r->target, n, q->n);
+    od_debug("postgres sink %s: mesh %s <- %s: %s: %zu concurrent pair(s) (%zu with a delete ranked as its row) "
+             "through %d SQL rule(s) in one statement", s->where, m->node, m->peer, r->target, n, ranked, q->n);
   free(ans);
   PQclear(res);
   for (size_t i = 0; rj && i < n; i++) free(rj[i]);
+  for (size_t i = 0; own && i < n; i++) free(own[i]);
   free(rj);
+  free(own);
   free(lj); /* its strings are q->ljson's */
-  free(dk);
+  free(e.rj);
+  free(e.lj);
+  free(e.dk);
+  free(e.pair);
+  free(e.ds);
   od_sqlbuf_free(&ia);
   od_sqlbuf_free(&ra);
   od_sqlbuf_free(&la);
@@ -397,12 +486,14 @@ int pgs_mesh_sqlrule_eval(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run
 }
 
 int pgs_mesh_sqlrule_get(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run *q, const od_change *changes,
-                         size_t ci, decision *d, int k, int *out, od_error *err) {
+                         size_t ci, decision *d, int k, bool ranked, int *out, od_error *err) {
   *out = 0;
   size_t at = ci - q->from;
   if (at >= q->count) return OD_OK;
-  /* not evaluated yet, or with the other side deleted than the key state now says */
-  bool again = !q->done[at] || q->dk[at] != deleted_side(&changes[ci], d);
+  /* not evaluated yet, or with the other side deleted than the key state now says, or another image */
+  const char *img = d->tomb ? d->img : NULL;
+  bool again = !q->done[at] || q->dk[at] != deleted_side(&changes[ci], d) || !img != !q->limg[at] ||
+               (img && strcmp(img, q->limg[at]) != 0);
   if (!again && q->ljson[at]) { /* column_merge: evaluated with the row as it was then; still that row? */
     bool oom;
     char *now = local_json(m, r, d, &oom);
@@ -415,6 +506,6 @@ int pgs_mesh_sqlrule_get(pgs_sink *s, pgs_mesh *m, const pg_rel *r, sqlrule_run 
     int rc = pgs_mesh_sqlrule_eval(s, m, r, q, changes, &ci, ds, 1, err);
     if (rc) return rc;
   }
-  *out = q->res[at * (size_t)q->n + (size_t)k];
+  *out = (ranked ? q->res2 : q->res)[at * (size_t)q->n + (size_t)k];
   return OD_OK;
 }

@@ -21,13 +21,12 @@
 # "public.items.st: higher wins", which orders st's concurrent writes (docs/MULTI_MASTER.md, "Business
 # rules and column_merge"); st only grows along causality, as a rule needs: updates add 1-3, an
 # insert takes the clock in µs (the nodes share this machine's clock, so a write that saw another is later).
-# MESH_SQLRULE=1 (not with column_merge, which refuses SQL rules: mesh_converge_sqlrule.sh): the same
-# column st, growing along causality, and the SQL rule "public.items: sql: remote.st > local.st"
-# on the table; the workload neither deletes nor moves rows (its deletes and moves are updates):
-# the rule decides live pairs only, and with concurrent deletes the nodes can end apart
-# (docs/MULTI_MASTER.md, "A rule must order writes the way causality does"). Every node must have
-# conflicts the rule decided, each won by the higher st. MESH_SQLRULE=deletes keeps the deletes and
-# moves: it reproduces that divergence (seen on the first run of 2026-12-05 20:37), not run in CI.
+# MESH_SQLRULE=deletes (not with column_merge, which refuses SQL rules: mesh_converge_sqlrule.sh): the
+# same column st, growing along causality, and the SQL rule "public.items: sql: remote.st > local.st"
+# on the table, REPLICA IDENTITY FULL on items, so the rule ranks a delete as the row it deleted
+# (docs/MULTI_MASTER.md, "Rules and concurrent deletes"). Every node must have conflicts the rule
+# decided, each won by the higher st (the log carries deleted rows too), some of them with a delete.
+# MESH_SQLRULE=1: the same without deletes or moves (they become updates) and without FULL.
 # MESH_SKEW_US (default 0): node c's PostgreSQL clock runs that many µs off (tests/tools/preload/
 # clockshift.c, as in mesh_hlc_skew.sh), so last_writer_wins orders by hybrid logical clocks under skew.
 set -euo pipefail
@@ -66,6 +65,8 @@ SQL
   # column_merge reads which columns an update changed from its old and new images
   [[ $POLICY == column_merge ]] &&
     node_psql $n -c "ALTER TABLE items REPLICA IDENTITY FULL; ALTER TABLE mesh_marker REPLICA IDENTITY FULL" >/dev/null
+  # an SQL rule ranks a delete as the row it deleted: its stream carries that row with FULL
+  [[ $SQLRULE == deletes ]] && node_psql $n -c "ALTER TABLE items REPLICA IDENTITY FULL" >/dev/null
 done
 CONFIG=$TEST_TMP/odsync.yaml
 LOG=$TEST_TMP/odsync.log
@@ -212,10 +213,15 @@ if [[ -n $SQLRULE ]]; then # the rule decided conflicts on every node, each for 
   for n in a b c; do
     ruled=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE policy = 'rule'")
     wrong=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE policy = 'rule' AND
-      ((local_row ->> 'st')::bigint > (remote_row ->> 'st')::bigint) <> (winner = local_origin)")
+      ((local_row ->> 'st')::bigint > (remote_row ->> 'st')::bigint) IS DISTINCT FROM (winner = local_origin)")
     log "node $n: $ruled conflicts decided by the rule, $wrong of them for the lower st"
     ((ruled > 0)) || fail "node $n: no conflict was decided by the SQL rule"
-    [[ $wrong == 0 ]] || fail "node $n: $wrong rule decisions went to the lower st, e.g. $(node_psql $n -c "SELECT string_agg(concat_ws(' ', key, kind, 'local', local_origin, local_row ->> 'st', 'remote', remote_origin, remote_row ->> 'st', 'winner', winner, 'node', node), '; ') FROM (SELECT * FROM _odsync_conflicts WHERE policy = 'rule' AND ((local_row ->> 'st')::bigint > (remote_row ->> 'st')::bigint) <> (winner = local_origin) LIMIT 4) x")"
+    if [[ $SQLRULE == deletes ]]; then # deletes ranked as their rows: rule decisions of pairs with one
+      rdel=$(node_psql $n -c "SELECT count(*) FROM _odsync_conflicts WHERE policy = 'rule' AND kind LIKE '%delete'")
+      log "node $n: $rdel of them on a pair with a delete"
+      ((rdel > 0)) || fail "node $n: no pair with a delete was decided by the SQL rule"
+    fi
+    [[ $wrong == 0 ]] || fail "node $n: $wrong rule decisions went to the lower st, e.g. $(node_psql $n -c "SELECT string_agg(concat_ws(' ', key, kind, 'local', local_origin, local_row ->> 'st', 'remote', remote_origin, remote_row ->> 'st', 'winner', winner, 'node', node), '; ') FROM (SELECT * FROM _odsync_conflicts WHERE policy = 'rule' AND ((local_row ->> 'st')::bigint > (remote_row ->> 'st')::bigint) IS DISTINCT FROM (winner = local_origin) LIMIT 4) x")"
   done
 fi
 if [[ -n $GC && $GC != 0 ]]; then # the clean-up did run and removed tombstones on every node

@@ -19,7 +19,8 @@
 #  - rules on deletes (`remote IS NULL` / `local IS NULL`: that side deleted the row), in the same
 #    statements: a delete winning by a rule against last-writer order (docs 5: b's later update
 #    loses) and losing by a rule (docs 6: b's later delete loses); the existing items rules, which
-#    never test for a NULL row, make no decision on a delete (items 5: the policy, as before);
+#    never test for a NULL row, make no decision on a delete (items 5: the policy, as before, and a
+#    warning that the pair could not be ranked as the deleted row: no REPLICA IDENTITY FULL);
 #  - each node's conflict log holds exactly these entries, policy `rule` for the pairs a rule decided
 #    and last_writer_wins for the others;
 #  - both nodes identical row for row afterwards (od_compare_pg);
@@ -191,6 +192,9 @@ for n in a b; do
   [[ $got == "$want" ]] || { dump; fail "node $n conflict log: '$got' (expected '$want')"; }
 done
 for t in public.items public.accounts public.docs; do mesh_compare a b $t || fail "nodes differ on $t"; done
+# items 5 (no REPLICA IDENTITY FULL): the delete pair could not be ranked as its deleted row; said once
+grep -q "table public.items has SQL rules, and a concurrent pair with a delete could not be ranked: .*REPLICA IDENTITY FULL on every node" "$LOG" ||
+  fail "no warning that a delete pair of public.items could not be ranked: $(grep -F 'ranked' "$LOG" | tail -3)"
 
 log "live phase: concurrent updates of 5 rows at both nodes, versions growing by random steps"
 node_psql a -c "INSERT INTO items SELECT g, 0, 'live' FROM generate_series(101, 105) g"
