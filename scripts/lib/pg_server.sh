@@ -69,6 +69,11 @@ pgsrv_free_port() {
 # version, locale and server user, into a template under ${TMPDIR:-/tmp} (made under a lock, marked
 # complete by a file `ready`), and each server starts from a copy of it: on the 2-core CI machine an
 # initdb costs ~0.8 s of CPU and a copy ~0.25, and the test suite starts ~250 servers.
+# pgsrv_run_initdb BIN DATADIR LOCALE LOG: one initdb as the server user (trust auth, UTF8, no sync)
+pgsrv_run_initdb() {
+  pgsrv_as_user "$1/initdb" -D "$2" -U postgres --auth=trust -E UTF8 --locale="$3" --no-sync >"$4" 2>&1
+}
+
 pgsrv_initdb() {
   local dir=$1 locale=$2 bin=$3 tpl
   if [[ ${PGSRV_TEMPLATE:-} == 1 ]]; then
@@ -79,16 +84,14 @@ pgsrv_initdb() {
         [[ -f $tpl/ready ]] && exit 0
         rm -rf "$tpl" && mkdir -p "$tpl" && chmod 755 "$tpl" || exit 1
         if [[ $(id -u) -eq 0 ]]; then chown "$PGSRV_USER" "$tpl" || exit 1; fi
-        pgsrv_as_user "$bin/initdb" -D "$tpl/data" -U postgres --auth=trust -E UTF8 --locale="$locale" \
-          --no-sync >"$tpl/initdb.log" 2>&1 || exit 1
+        pgsrv_run_initdb "$bin" "$tpl/data" "$locale" "$tpl/initdb.log" || exit 1
         touch "$tpl/ready"
       ) 9>"$tpl.lock" || true # a template that could not be made: initdb below says why
     fi
     if [[ -f $tpl/ready ]] && cp -a "$tpl/data" "$dir/data"; then return 0; fi
     rm -rf "$dir/data"
   fi
-  if ! pgsrv_as_user "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale="$locale" \
-      --no-sync >"$dir/initdb.log" 2>&1; then
+  if ! pgsrv_run_initdb "$bin" "$dir/data" "$locale" "$dir/initdb.log"; then
     echo "pg_server.sh: initdb failed:" >&2
     cat "$dir/initdb.log" >&2
     return 1

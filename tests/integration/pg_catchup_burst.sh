@@ -72,16 +72,27 @@ import json, sys
 h = json.load(sys.stdin)["pipelines"][0]["source_health"]
 print(json.dumps(h[sys.argv[1]]) if h else "")' "$1"
 }
-# A writer that goes on after odsync is resumed: 400 transactions of 1,000 rows from id $1, written
-# about three times faster than a walsender sends them (bench/pg_burst.sh).
+# A writer that goes on after odsync is resumed: 400 transactions of 1,000 rows from id $1, in two
+# sessions of 200 each. One session writes about three times faster than a walsender sends
+# (bench/pg_burst.sh); two keep the stream falling behind when the machine is loaded too (CI of
+# 12-05 23:36: with one session under two other tests, the stream kept up with the second burst
+# and no switch came).
 writer() {
-  pg_psql <<SQL >/dev/null &
-DO \$\$ BEGIN FOR i IN 0..399 LOOP
-  INSERT INTO items SELECT g, 2, 'live' FROM generate_series($1 + i * 1000, $1 + i * 1000 + 999) g;
+  local k
+  WRITER_PIDS=()
+  for k in 0 1; do
+    pg_psql <<SQL >/dev/null &
+DO \$\$ BEGIN FOR i IN 0..199 LOOP
+  INSERT INTO items SELECT g, 2, 'live' FROM generate_series($1 + $k * 200000 + i * 1000, $1 + $k * 200000 + i * 1000 + 999) g;
   COMMIT;
 END LOOP; END \$\$;
 SQL
-  WRITER_PID=$!
+    WRITER_PIDS+=($!)
+  done
+}
+writer_wait() { # $1: what
+  local p
+  for p in "${WRITER_PIDS[@]}"; do wait "$p" || fail "$1: the writer failed"; done
 }
 # Samples the slot against the sink's checkpoint until $1 shows up in the log.
 watch_slot_until() { # $1: pattern, $2: what
@@ -109,7 +120,7 @@ burst 100000
 kill -CONT "$ODSYNC_PID"
 writer 3000000
 watch_slot_until 'caught up by batch decoding' 1
-wait "$WRITER_PID" || fail "1: the writer failed"
+writer_wait 1
 grep -q 'the stream is [0-9.]* MB behind the server (catchup_lag_bytes 4.0 MB): switching to batch decoding' "$LOG" ||
   fail "1: the switch was not logged"
 grep -q 'catching up by batch decoding' "$LOG" || fail "1: catch-up was not entered"
@@ -135,7 +146,7 @@ burst 200000
 kill -CONT "$ODSYNC_PID"
 writer 4000000
 wait_for "(( \$(grep -c 'caught up by batch decoding' '$LOG') >= 2 ))" 180 || fail "2: no second catch-up: $(tail -n 5 "$LOG")"
-wait "$WRITER_PID" || fail "2: the writer failed"
+writer_wait 2
 wait_equal 2
 ! grep -q 'replication stream ended: ' "$LOG" || fail "2: the stream after the catch-up failed"
 wait_for "[[ \$(metric odsync_source_catchups_total) == 2 ]]" 10 || fail "2: odsync_source_catchups_total '$(metric odsync_source_catchups_total)', expected 2"
@@ -148,7 +159,7 @@ kill -CONT "$ODSYNC_PID"
 writer 5000000
 wait_for "(( \$(grep -c 'switching to batch decoding' '$LOG') >= 3 ))" 60 || fail "3: no third switch: $(tail -n 5 "$LOG")"
 odsync_kill9
-wait "$WRITER_PID" || fail "3: the writer failed"
+writer_wait 3
 odsync_start "$CONFIG" "$TEST_TMP/after_kill.log"
 wait_for "grep -q 'caught up by batch decoding' '$TEST_TMP/after_kill.log'" 180 ||
   fail "3: the restarted process did not catch up: $(tail -n 5 "$TEST_TMP/after_kill.log")"
