@@ -647,10 +647,10 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
       /* A delete against a tombstone competes too: the winner's version becomes the tombstone's
        * on every node, so later writes of the key are judged against the same version. */
       kind = c->op == OD_OP_INSERT ? "insert_delete" : c->op == OD_OP_UPDATE ? "update_delete" : "delete_delete";
-      /* an insert or update against the tombstone: SQL rules with `local` NULL (two deletes: none,
-       * their rows are both NULL and no rule can tell them apart) */
+      /* an insert or update against the tombstone: SQL rules with `local` NULL, then with the
+       * tombstone ranked as its image; two deletes: only ranked as the rows they deleted, when both
+       * are known (with both records NULL no rule can tell them apart) */
       int ruled = 0;
-      /* (two deletes: only ranked as the rows they deleted, when both are known) */
       if ((c->op != OD_OP_DELETE || (sq->n && d->img)) &&
           (rc = pgs_mesh_rules_decide(s, m, r, changes, ci, d, cols, nctr, nfetch, rule_of, sq, true, &ruled, err)))
         return rc;
@@ -664,7 +664,8 @@ static int decide_change(pgs_sink *s, pgs_mesh *m, const pg_rel *r, const mesh_p
     } else {
       kind = c->op == OD_OP_DELETE ? "update_delete" : c->op == OD_OP_UPDATE ? "update_update" : "insert_insert";
       int ruled = 0;
-      /* a remote delete against the live row: SQL rules only, with `remote` NULL */
+      /* a remote delete against the live row: SQL rules only, with `remote` NULL, then ranked as
+       * the row it deleted */
       /* (column_merge: column rules order one column's writes in the merge, never a whole pair) */
       if ((rc = pgs_mesh_rules_decide(s, m, r, changes, ci, d, cols, nctr, nfetch, rule_of, sq, c->op == OD_OP_DELETE || exact,
                                       &ruled, err)))

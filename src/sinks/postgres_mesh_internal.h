@@ -368,7 +368,8 @@ int pgs_mesh_sqlrule_check_all(pgs_sink *s, pgs_mesh *m, od_error *err);
 int pgs_mesh_sqlrule_begin(pgs_sink *s, pgs_mesh *m, const pg_rel *r, size_t from, size_t to, sqlrule_run *q,
                            od_error *err);
 /* Evaluate the rules on n concurrent pairs in one statement: changes[cis[i]] (remote: a row, or a
- * delete) against the local version of key state ds[i] (a row, or a tombstone; not both deletes).
+ * delete) against the local version of key state ds[i] (a row, or a tombstone), a pair with a delete
+ * also with the delete ranked as the row it deleted when both rows are known (res2).
  * An evaluation the pair's values make raise an error (SQLSTATE class 22, P0001) is no decision for
  * that pair and rule only: after such an error every pair is evaluated again rule by rule in one
  * more pipeline round trip (per 200 statements), each statement rolled back to a savepoint

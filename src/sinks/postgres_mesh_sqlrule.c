@@ -140,7 +140,8 @@ char *pgs_mesh_sqlrule_image(const pg_rel *r, const od_change *c, bool *oom) {
 }
 
 /* The deleted side of a pair: 'r' the remote write is a delete, 'l' the local version is a tombstone,
- * 0 neither (never both: two deletes are not evaluated). */
+ * 0 neither. Two deletes: 'r', which finds no live row and so gives no answer; they are only ranked
+ * as the rows they deleted. */
 static char deleted_side(const od_change *c, const decision *d) {
   return c->op == OD_OP_DELETE ? 'r' : d->tomb ? 'l' : 0;
 }
