@@ -101,6 +101,7 @@ static void disconnect(pgs_sink *s) {
   if (s->conn) PQfinish(s->conn);
   s->conn = NULL;
   s->begin_sent = false;
+  s->ck_prepared = false;
   /* Prepared statements die with the session. */
   pgs_rels_drop(s, false);
 }
@@ -437,6 +438,16 @@ int pgs_commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
                  "ON CONFLICT (pipeline) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at, "
                  "position_text = excluded.position_text");
   if (b->oom) return OD_FAIL(err, OD_ENOMEM, "postgres sink %s: out of memory", s->where);
+  /* The upsert is prepared once per session (one round trip, at its first commit): parsing and
+   * planning it at every commit cost the server 20-40 µs (docs/BENCHMARKS.md). A failed prepare
+   * (an aborted transaction, whose commit fails anyway) leaves the text form, tried again later. */
+  if (position && !s->ck_prepared && PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF) {
+    PGresult *pr = PQprepare(s->conn, "odsync_ck", b->p, 3, NULL);
+    s->ck_prepared = PQresultStatus(pr) == PGRES_COMMAND_OK;
+    PQclear(pr);
+    s->stats.round_trips++;
+    if (s->ck_prepared) s->stats.prepared++;
+  }
   /* BEGIN (if no data went out), the checkpoint and COMMIT in one round trip. */
   if (!PQenterPipelineMode(s->conn)) return pgs_fail(s, NULL, "entering pipeline mode", NULL, err);
   const char *p[] = {s->pipeline, lsn, text};
@@ -457,7 +468,8 @@ int pgs_commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
    * checkpoint after every helper committed. */
   if (position)
     ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "writing the checkpoint", -1) &&
-         PQsendQueryParams(s->conn, b->p, 3, NULL, p, NULL, NULL, 0);
+         (s->ck_prepared ? PQsendQueryPrepared(s->conn, "odsync_ck", 3, p, NULL, NULL, 0)
+                         : PQsendQueryParams(s->conn, b->p, 3, NULL, p, NULL, NULL, 0));
   if (s->commit_async)
     ok = ok && pgs_cmd_push(s, PGS_CMD_OTHER, NULL, "SET LOCAL synchronous_commit", -1) &&
          PQsendQueryParams(s->conn, "SET LOCAL synchronous_commit = off", 0, NULL, NULL, NULL, NULL, 0);

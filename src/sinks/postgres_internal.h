@@ -128,6 +128,7 @@ typedef struct pgs_sink {
   uint64_t seg;          /* batch segment counter (pgs_apply) */
   bool in_txn;           /* begin() called, commit/rollback not yet */
   bool begin_sent;       /* BEGIN already sent on the connection */
+  bool ck_prepared;      /* the checkpoint upsert is prepared in this session (odsync_ck) */
   uint64_t txn_seq;
   uint32_t stmt_seq;     /* prepared statement names */
   uint64_t clock;        /* LRU clock for statement variants */
