@@ -74,9 +74,8 @@ print(json.dumps(h[sys.argv[1]]) if h else "")' "$1"
 }
 # A writer that goes on after odsync is resumed: 400 transactions of 1,000 rows from id $1, in two
 # sessions of 200 each. One session writes about three times faster than a walsender sends
-# (bench/pg_burst.sh); two keep the stream falling behind when the machine is loaded too (CI of
-# 12-05 23:36: with one session under two other tests, the stream kept up with the second burst
-# and no switch came).
+# (bench/pg_burst.sh), but on a loaded machine the stream can keep up (CI of 12-05 23:36 with one
+# session, of 12-06 01:09 with two): odsync is throttled too until it switches (throttle below).
 writer() {
   local k
   WRITER_PIDS=()
@@ -94,6 +93,27 @@ writer_wait() { # $1: what
   local p
   for p in "${WRITER_PIDS[@]}"; do wait "$p" || fail "$1: the writer failed"; done
 }
+# Pauses odsync three quarters of the time (SIGSTOP 150 ms, SIGCONT 50 ms) until the Nth switch to
+# batch decoding is logged: the stream then falls behind the writers whatever else loads the machine
+# (CI of 12-06 01:09, three tests at once: the stream caught up with two writer sessions by itself,
+# 9.6 -> 4.3 MB, and no switch came). Its reads of the distance run in the 50 ms windows.
+throttle() { # $1: N
+  while (($(grep -c 'switching to batch decoding' "$LOG") < $1)); do
+    kill -STOP "$ODSYNC_PID" 2>/dev/null || return 0
+    sleep 0.15
+    kill -CONT "$ODSYNC_PID" 2>/dev/null || return 0
+    sleep 0.05
+  done
+}
+THROTTLE_PID=
+throttle_start() { throttle "$1" & THROTTLE_PID=$!; }
+throttle_end() { # the loop ends at the switch; odsync runs on
+  [[ -n $THROTTLE_PID ]] && wait "$THROTTLE_PID" 2>/dev/null
+  THROTTLE_PID=
+  kill -CONT "$ODSYNC_PID" 2>/dev/null || true
+}
+test_extra_cleanup() { [[ -n $THROTTLE_PID ]] && kill "$THROTTLE_PID" 2>/dev/null; return 0; }
+
 # Samples the slot against the sink's checkpoint until $1 shows up in the log.
 watch_slot_until() { # $1: pattern, $2: what
   local deadline=$(($(date +%s) + 180)) confirmed held
@@ -119,7 +139,9 @@ kill -STOP "$ODSYNC_PID"
 burst 100000
 kill -CONT "$ODSYNC_PID"
 writer 3000000
+throttle_start 1
 watch_slot_until 'caught up by batch decoding' 1
+throttle_end
 writer_wait 1
 grep -q 'the stream is [0-9.]* MB behind the server (catchup_lag_bytes 4.0 MB): switching to batch decoding' "$LOG" ||
   fail "1: the switch was not logged"
@@ -145,7 +167,9 @@ kill -STOP "$ODSYNC_PID"
 burst 200000
 kill -CONT "$ODSYNC_PID"
 writer 4000000
+throttle_start 2
 wait_for "(( \$(grep -c 'caught up by batch decoding' '$LOG') >= 2 ))" 180 || fail "2: no second catch-up: $(tail -n 5 "$LOG")"
+throttle_end
 writer_wait 2
 wait_equal 2
 ! grep -q 'replication stream ended: ' "$LOG" || fail "2: the stream after the catch-up failed"
@@ -157,8 +181,10 @@ kill -STOP "$ODSYNC_PID"
 burst 300000
 kill -CONT "$ODSYNC_PID"
 writer 5000000
+throttle_start 3
 wait_for "(( \$(grep -c 'switching to batch decoding' '$LOG') >= 3 ))" 60 || fail "3: no third switch: $(tail -n 5 "$LOG")"
 odsync_kill9
+throttle_end
 writer_wait 3
 odsync_start "$CONFIG" "$TEST_TMP/after_kill.log"
 wait_for "grep -q 'caught up by batch decoding' '$TEST_TMP/after_kill.log'" 180 ||
