@@ -10,7 +10,8 @@
 #              TMP/src and TMP/snk, tuned for bulk writes (shared_buffers 1 GB, max_wal_size 8 GB,
 #              autovacuum off), both synchronous_commit = on, the sink ready for native subscription
 #              workers; creates database bench on src and sets SRC_DSN. PGB_ROW_DDL / PGB_ROW_GEN: the
-#              row shape of their workloads (columns, and the SELECT list of row g).
+#              row shape of their workloads (columns, and the SELECT list of row g). PGB_PAIR_EXTRA (an
+#              array): more settings for both servers.
 # Traps:    pgb_bench_traps   EXIT/INT/TERM traps of a bench that keeps its files in TMP and its
 #              odsync in ODSYNC_PID: stop odsync, every server, remove TMP (kept with BENCH_KEEP=1)
 # Waiting:  pgb_wait_sql NAME DB EXPR TIMEOUT [PID]
@@ -31,6 +32,7 @@
 
 declare -gA PGB_PORT=() PGB_DIR=()
 PGB_NAMES=()
+declare -ga PGB_PAIR_EXTRA # set by a bench before pgb_start_pair
 
 pgb_start() {
   local name=$1 dir=$2; shift 2
@@ -45,7 +47,8 @@ PGB_ROW_GEN="g, (g % 1000003)::int, md5(g::text), timestamptz '2024-01-01 00:00:
 
 pgb_start_pair() {
   local tmp=$1
-  local tuning=("shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" "autovacuum = off")
+  local tuning=("shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" "autovacuum = off"
+                "${PGB_PAIR_EXTRA[@]}")
   pgb_start src "$tmp/src" "${tuning[@]}" "synchronous_commit = on"
   # wal_retrieve_retry_interval: the subscription launcher starts at most one apply worker per
   # interval (default 5 s), which would add up to 5 s to a second native run.

@@ -17,7 +17,8 @@
 # See bench/README.md. Environment (defaults):
 #   BENCH_ROWS (1000000) BENCH_TXN (1000) BIG_TXN_ROWS (5000000) LATENCY_SECONDS (30)
 #   LATENCY_TPS (1000) APPLY_WORKERS (4) BENCH_MAX_ROWS (5000) BENCH_MAX_DELAY_MS (20)
-#   BENCH_LEVELS ("strong causal eventual") LATENCY_LEVELS ("strong eventual")
+#   BENCH_LEVELS ("strong causal eventual") LATENCY_LEVELS ("strong eventual"); a level written
+#   <level>+async runs that level with the sink's synchronous_commit: off (e.g. "strong strong+async")
 #   LATENCY_NATIVE ("off on": the native subscription's synchronous_commit settings to run)
 #   LATENCY_BASE_BIN ("": another odsync binary, e.g. a build of an older commit, run as "base")
 #   BENCH_NATIVE_SYNC (1: also time native with the subscription's synchronous_commit = on)
@@ -99,6 +100,8 @@ snk() { pgb_psql snk "$@"; }
 # The sink commits durably (synchronous_commit = on): odsync's sink sessions set it anyway; the
 # native subscription's apply worker uses the subscription's own setting (default off).
 log "starting source and sink PostgreSQL ($("$PGBIN/postgres" --version | awk '{print $3}')) in $TMP"
+# The latency phase also reads each marker's commit timestamp at the source (section 4).
+if has_phase latency; then PGB_PAIR_EXTRA=("track_commit_timestamp = on"); fi
 pgb_start_pair "$TMP"
 log "source on 127.0.0.1:${PGB_PORT[src]}, sink on 127.0.0.1:${PGB_PORT[snk]}"
 
@@ -111,9 +114,11 @@ checksum_sql() {
                coalesce(sum(extract(epoch FROM c)), 0) FROM $1"
 }
 
-# odsync_yaml NAME SLOT PUBLICATION TABLES SINKDB LEVEL -> path of a config for one pipeline
+# odsync_yaml NAME SLOT PUBLICATION TABLES SINKDB LEVEL -> path of a config for one pipeline.
+# LEVEL "<level>+async": that level with the sink's synchronous_commit: off.
 odsync_yaml() {
-  local name=$1 slot=$2 pub=$3 tables=$4 db=$5 level=$6 f=$TMP/$1.yml
+  local name=$1 slot=$2 pub=$3 tables=$4 db=$5 level=${6%+async} f=$TMP/$1.yml sink_extra=
+  [[ $6 == *+async ]] && sink_extra=", synchronous_commit: off"
   mkdir -p "$TMP/state_$name"
   cat >"$f" <<YAML
 state_dir: $TMP/state_$name
@@ -121,7 +126,7 @@ log_level: ${BENCH_LOG_LEVEL:-info}
 pipelines:
   - name: $name
     source: { type: postgres, dsn: "$SRC_DSN", slot: $slot, publication: $pub, tables: [$tables], snapshot: never${BENCH_SOURCE_EXTRA:+, $BENCH_SOURCE_EXTRA} }
-    sink: { type: postgres, dsn: "$(pgb_dsn snk "$db")" }
+    sink: { type: postgres, dsn: "$(pgb_dsn snk "$db")"$sink_extra }
     batch: { max_rows: $BENCH_MAX_ROWS, max_delay_ms: $BENCH_MAX_DELAY_MS }
     consistency: $level
     apply_workers: $APPLY_WORKERS
@@ -384,12 +389,14 @@ SQL
 fi
 
 # ================================================================ 4. latency at a steady load
-declare -A LAT=() LAT_TPS=() LAT_OK=()
+declare -A LAT=() LATC=() LAT_TPS=() LAT_OK=()
 LAT_TOOLS=() LAT_NOTES=()
 lat_name() {
   case $1 in
     native:off) echo "native subscription, sync off" ;;
     native:on) echo "native subscription, sync on" ;;
+    odsync:*+async) local l=${1#*:}; echo "odsync ${l%+async}, sink sync off" ;;
+    base:*+async) local l=${1#*:}; echo "odsync ${l%+async}, sink sync off (base)" ;;
     odsync:*) echo "odsync ${1#*:}" ;;
     base:*) echo "odsync ${1#*:} (base binary)" ;;
   esac
@@ -441,6 +448,14 @@ INSERT INTO lat_accounts SELECT g, 0, '2024-01-01 00:00:00+00' FROM generate_ser
 CREATE TABLE lat_history (id bigint PRIMARY KEY, account int NOT NULL, delta int NOT NULL, at timestamptz NOT NULL);
 CREATE TABLE markers (id bigint PRIMARY KEY, t timestamptz NOT NULL);
 CREATE UNLOGGED TABLE lat_seen (id bigint PRIMARY KEY, seen timestamptz NOT NULL);
+-- The sink's clock when the applying transaction writes each marker (ENABLE ALWAYS: it fires in
+-- the native apply worker too, and for odsync's session_replication_role = replica).
+-- Qualified: the apply worker runs with an empty search_path.
+CREATE UNLOGGED TABLE lat_applied (id bigint PRIMARY KEY, at timestamptz NOT NULL);
+CREATE FUNCTION lat_applied_note() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN INSERT INTO public.lat_applied VALUES (NEW.id, clock_timestamp()) ON CONFLICT DO NOTHING; RETURN NULL; END \$\$;
+CREATE TRIGGER lat_applied_note AFTER INSERT ON markers FOR EACH ROW EXECUTE FUNCTION lat_applied_note();
+ALTER TABLE markers ENABLE ALWAYS TRIGGER lat_applied_note;
 -- Every ~1 ms: record (id, clock) for each marker in [first, last] that became visible since the
 -- last round (visibility may be out of id order under eventual, hence the anti-join above a
 -- low-water mark); commits each round so it holds no snapshot back.
@@ -513,12 +528,26 @@ SQL
              round(max(ms)::numeric, 1)
         FROM (SELECT extract(epoch FROM s.seen - m.t) * 1000 AS ms
                 FROM lat_seen s JOIN markers m USING (id)) x")
+    # Source commit (its commit timestamp) -> the marker written in the sink's applying transaction
+    # (lat_applied: no poller in it, and no sink commit: that is odsync's "commit" stage).
+    snk "$db" -c "CREATE UNLOGGED TABLE src_commit (id bigint PRIMARY KEY, ts timestamptz NOT NULL)"
+    src bench -c "COPY (SELECT id, pg_xact_commit_timestamp(xmin) FROM markers
+                         WHERE id BETWEEN $(( base + 1 )) AND $(( base + NMARK ))) TO STDOUT" \
+      | snk "$db" -c "COPY src_commit FROM STDIN"
+    LATC[$tool]=$(snk "$db" -F ' ' -c "
+      SELECT count(*),
+             round(percentile_disc(0.50) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+             round(percentile_disc(0.95) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+             round(percentile_disc(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+             round(max(ms)::numeric, 2)
+        FROM (SELECT extract(epoch FROM a.at - c.ts) * 1000 AS ms
+                FROM lat_applied a JOIN src_commit c USING (id)) x")
     LAT_TPS[$tool]=$(awk '/^tps = / { printf "%.0f", $3; exit }' "$TMP/$db.pgbench")
     # Every marker must be on the sink, once, with the source's values (a wrong sink is no figure).
     LAT_OK[$tool]=$(snk "$db" -c "SELECT CASE WHEN count(*) = $NMARK + 1 THEN 'ok' ELSE 'WRONG' END FROM markers
                                    WHERE id = $base OR id BETWEEN $(( base + 1 )) AND $(( base + NMARK ))")
     LAT_TOOLS+=("$tool")
-    log "$label: markers seen, p50, p95, p99, max (ms): ${LAT[$tool]}; pgbench tps ${LAT_TPS[$tool]}"
+    log "$label: markers seen, p50, p95, p99, max (ms): ${LAT[$tool]}; source commit to applied: ${LATC[$tool]}; pgbench tps ${LAT_TPS[$tool]}"
   done
 fi
 
@@ -612,6 +641,16 @@ if has_phase latency; then
     [[ ${LAT_OK[$t]} == ok ]] || STATUS=1
   done
   (( short == 0 )) || echo "(*) not every marker seen within $(( LATENCY_SECONDS + 60 ))s of the start: its percentiles are lower bounds"
+  echo
+  echo "Source commit (its commit timestamp) -> the marker written by the sink's applying transaction (a"
+  echo "trigger's clock; no poller, no sink commit in it); n = markers:"
+  printf '%-38s %8s %8s %8s %8s %6s %8s %8s\n' setting "p50 ms" "p95 ms" "p99 ms" "max ms" n "p95/on" "p99/on"
+  read -r _ _ con95 con99 _ <<<"${LATC[native:on]:-- - - - -}"
+  for t in "${LAT_TOOLS[@]}"; do
+    read -r cnt p50 p95 p99 mx <<<"${LATC[$t]}"
+    printf '%-38s %8s %8s %8s %8s %6s %8s %8s\n' "$(lat_name "$t")" "$p50" "$p95" "$p99" "$mx" "$cnt" \
+      "$(lat_ratio "$p95" "$con95")" "$(lat_ratio "$p99" "$con99")"
+  done
   if (( ${#LAT_NOTES[@]} )); then
     echo "odsync's own account at its stop (sink round trips per commit; per-stage latency of the batches'"
     echo "first transactions: source = source commit -> its first change in odsync's reader, decode = -> queued,"

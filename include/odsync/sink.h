@@ -42,6 +42,9 @@ enum od_sink_caps {
   OD_SINK_LINGER = 1u << 6,            /* every write is costly whatever its size (ClickHouse: one part per
                                           insert): with batch.linger auto, a batch whose queue runs empty
                                           stays open until max_rows, max_bytes or max_delay_ms */
+  OD_SINK_DEFERRED_DURABILITY = 1u << 7, /* durable(): a commit may return before it is durable (the
+                                            PostgreSQL sink's synchronous_commit: off); the sink says
+                                            later which commits are */
 };
 
 /* savepoint() operations (OD_SINK_DEAD_LETTERS). */
@@ -88,7 +91,8 @@ typedef struct od_sink_ops {
    * call; relations stay valid for the pipeline's life (see change.h). */
   int (*apply)(od_sink *s, const od_change *changes, size_t n, od_error *err);
   /* Store `pos` (never none) as the checkpoint and commit data + checkpoint (atomically, or data
-   * first under the idempotent-replay contract). On OD_OK the commit is durable. */
+   * first under the idempotent-replay contract). On OD_OK the commit is durable — or, with
+   * OD_SINK_DEFERRED_DURABILITY, visible and durable once durable() reports its position. */
   int (*commit)(od_sink *s, const od_pos *pos, od_error *err);
   /* Commit the data and leave the checkpoint alone (the helper writers of a parallel apply: their
    * changes are idempotent and the carrier commits the checkpoint after them). */
@@ -154,6 +158,14 @@ typedef struct od_sink_ops {
   int (*list_dead_letters)(od_sink *s, const char *pipeline, int64_t id,
                            int (*each)(void *ctx, const od_dead_letter *dl), void *ctx, od_error *err);
   int (*drop_dead_letter)(od_sink *s, int64_t id, bool *found, od_error *err);
+  /* OD_SINK_DEFERRED_DURABILITY: the position of the last commit known durable (none: no commit of
+   * this session yet). Without `poll` it answers from what the commits learned, without I/O; with
+   * `poll` (called only between transactions) it asks the server, and may make it flush. A commit
+   * not yet reported durable can still be lost with the sink's server: the pipeline acknowledges
+   * the source only up to what durable() reports, and a session with such commits restarts from
+   * the checkpoints instead of reconnecting in place. read_position() reports only a durable
+   * checkpoint. */
+  int (*durable)(od_sink *s, bool poll, od_pos *out, od_error *err);
 } od_sink_ops;
 
 struct od_sink {
@@ -180,5 +192,6 @@ int od_sink_put_dead_letter(od_sink *s, const od_dead_letter *dl, od_error *err)
 int od_sink_list_dead_letters(od_sink *s, const char *pipeline, int64_t id,
                               int (*each)(void *ctx, const od_dead_letter *dl), void *ctx, od_error *err);
 int od_sink_drop_dead_letter(od_sink *s, int64_t id, bool *found, od_error *err);
+int od_sink_durable(od_sink *s, bool poll, od_pos *out, od_error *err);
 
 #endif

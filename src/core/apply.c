@@ -31,6 +31,10 @@ struct od_apply {
   od_queue *queue;
   od_sink_stats *stats;
   bool caught_up;      /* past every transaction the sink held at session start */
+  /* The last position committed to the carrier. stats->durable trails it while the sink reports
+   * commits durable later (OD_SINK_DEFERRED_DURABILITY); otherwise the two are equal. */
+  od_pos committed;
+  int64_t committed_at, durable_polled_at; /* monotonic µs of the last commit, of the last poll */
   char mark_key[512];  /* scratch: prefix + relative mark key */
   pthread_t thread;
   atomic_bool failed;
@@ -162,13 +166,38 @@ static void release_held(od_apply *a) {
   a->held_lost = false;
 }
 
-static void publish(od_apply *a) {
+#define DURABLE_POLL_US 50000
+
+/* Whether the carrier holds commits it has not yet reported durable. */
+static bool durability_pending(const od_apply *a) {
+  od_pos d = od_pos_cell_get(&a->stats->durable);
+  return a->sink && od_sink_can(a->sink, OD_SINK_DEFERRED_DURABILITY) && od_pos_lt(&d, &a->committed);
+}
+
+/* Publish what the carrier now holds durably: every commit, or (deferred durability) what the sink
+ * reports; with `poll`, the sink may ask its server. The spool keeps what is not durable yet. */
+static int publish_durable(od_apply *a, bool poll) {
+  od_pos d = a->committed;
+  if (a->sink && od_sink_can(a->sink, OD_SINK_DEFERRED_DURABILITY)) {
+    int rc = od_sink_durable(a->sink, poll, &d, &a->err);
+    if (rc) return rc;
+    od_pos cur = od_pos_cell_get(&a->stats->durable);
+    if (od_pos_is_none(&d) || od_pos_le(&d, &cur)) return OD_OK;
+    if (od_pos_lt(&a->committed, &d)) d = a->committed;
+  }
+  if (a->env.spool) od_spool_feed_prune(a->env.spool, &d);
+  od_pos_cell_set(&a->stats->durable, &d);
+  return OD_OK;
+}
+
+static int publish(od_apply *a) {
   int64_t now = od_now_us();
   for (size_t i = 0; i < a->nlat; i++) od_pm_txn_latency(a->stats->metrics, a->lat[i].commit_time, a->lat[i].ntxns, now);
   a->nlat = 0;
   release_held(a);
-  if (a->env.spool) od_spool_feed_prune(a->env.spool, &a->boundary);
-  od_pos_cell_set(&a->stats->durable, &a->boundary);
+  a->committed = a->boundary;
+  a->committed_at = od_mono_us();
+  int rc = publish_durable(a, false);
   atomic_fetch_add(&a->stats->changes_applied, a->rows);
   atomic_fetch_add(&a->stats->txns_applied, a->txns);
   atomic_fetch_add(&a->stats->batches, 1);
@@ -182,6 +211,7 @@ static void publish(od_apply *a) {
   a->bytes = 0;
   a->commit_time = 0;
   memset(a->tally, 0, sizeof a->tally);
+  return rc;
 }
 
 /* AIMD on the sink's latency: a batch that took longer than the target halves the limit; a
@@ -219,7 +249,7 @@ static int batch_commit(od_apply *a) {
   if (rc) return rc;
   int64_t t1 = od_mono_us();
   if (a->audit) {
-    od_pos from = od_pos_cell_get(&a->stats->durable);
+    od_pos from = a->committed;
     if (a->rows || a->txns)
       od_audit_batch(a->cfg->name, a->stats->name, a->tx_id, &from, &a->boundary, a->rows, a->txns, &a->atally);
     else
@@ -236,8 +266,7 @@ static int batch_commit(od_apply *a) {
   if (a->env.breaker) od_breaker_success(a->env.breaker, t1);
   if (a->env.poison) od_poison_committed(a->env.poison);
   a->sink_us = 0;
-  publish(a);
-  return OD_OK;
+  return publish(a);
 }
 
 /* A lingering batch does not commit when the queue runs empty: it waits for more rows until one of
@@ -350,8 +379,7 @@ static int apply_heartbeat(od_apply *a, const od_chunk *c) {
     if (a->at_boundary && od_pos_lt(&a->boundary, &c->end)) a->boundary = c->end;
     return OD_OK;
   }
-  od_pos durable = od_pos_cell_get(&a->stats->durable);
-  if (od_pos_le(&c->end, &durable)) return OD_OK;
+  if (od_pos_le(&c->end, &a->committed)) return OD_OK;
   int rc = open_batch(a);
   if (rc) return rc;
   a->boundary = c->end;
@@ -785,6 +813,7 @@ static int reconnect(od_apply *a) {
       a->env.skip_before = ck;
       a->floor = ck;
       a->caught_up = od_pos_is_none(&ck);
+      a->committed = ck;
       od_pos_cell_set(&a->stats->durable, &ck);
       atomic_store(&a->stats->down, false);
       od_queue_spill_eager(a->queue, a->env.consumer, false);
@@ -803,9 +832,11 @@ static int reconnect(od_apply *a) {
   }
 }
 
+/* In place, the sink restarts from its checkpoint with what is kept here and in its spool; commits
+ * not yet durable are in neither (the source still has them: a new session reads them again). */
 static bool can_reconnect(const od_apply *a, int rc) {
   return rc && a->env.spool && a->err.retriable && !parallel(a) && !a->held_lost && !a->serial && a->env.sink_home &&
-         a->env.open_writer && !od_queue_closed(a->queue);
+         a->env.open_writer && !od_queue_closed(a->queue) && !durability_pending(a);
 }
 
 static void *apply_main(void *arg) {
@@ -821,7 +852,7 @@ static void *apply_main(void *arg) {
     }
   }
   for (;;) {
-    int wait_ms = 100;
+    int wait_ms = durability_pending(a) ? DURABLE_POLL_US / 1000 : 100;
     if (batch_started(a) && can_end(a)) {
       int64_t left = (int64_t)a->max_delay_ms * 1000 - (od_mono_us() - a->opened_at);
       wait_ms = left <= 0 ? 0 : (int)(left / 1000) + 1;
@@ -830,6 +861,14 @@ static void *apply_main(void *arg) {
     if (!(rc = next_chunk(a, wait_ms, &c))) {
       if (!c) {
         if (batch_due(a) && (rc = flush(a))) goto failed;
+        /* Nothing to commit for a while: ask the sink how far its commits are durable (at most
+         * every DURABLE_POLL_US; under load every commit brings that news without asking). */
+        int64_t now = od_mono_us();
+        if (!batch_started(a) && durability_pending(a) && now - a->committed_at >= DURABLE_POLL_US &&
+            now - a->durable_polled_at >= DURABLE_POLL_US) {
+          a->durable_polled_at = now;
+          if ((rc = publish_durable(a, true))) goto failed;
+        }
         if (od_queue_closed(a->queue) && a->replay_next >= a->nreplay &&
             (a->spool_left || od_queue_empty(a->queue, a->env.consumer)))
           break;
@@ -846,6 +885,8 @@ static void *apply_main(void *arg) {
   }
 done:
   if (rc == OD_OK && a->sink && batch_started(a) && can_end(a)) rc = flush(a);
+  /* A clean end acknowledges what the sink holds durably by now (the rest: the next session). */
+  if (rc == OD_OK && !batch_started(a) && durability_pending(a)) rc = publish_durable(a, true);
   if (rc == OD_OK && a->audit) { /* a clean end: the last position, idle advances included */
     od_pos last = od_pos_cell_get(&a->stats->durable);
     od_audit_position(a->cfg->name, a->stats->name, "checkpoint", &last);
@@ -900,6 +941,7 @@ int od_apply_start(od_apply **out, const od_apply_env *env, od_error *err) {
   a->stats = env->stats;
   a->caught_up = od_pos_is_none(&env->skip_before);
   a->floor = env->skip_before;
+  a->committed = od_pos_cell_get(&env->stats->durable);
   a->helper0 = atomic_load(&a->stats->helper_changes);
   a->carrier0 = atomic_load(&a->stats->carrier_changes);
   if (env->spool && !(a->replay_rels = od_spool_rels_new())) {

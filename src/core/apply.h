@@ -6,7 +6,10 @@
  * queue has nothing more ready (so light load gets low latency and heavy load gets big batches).
  * Every commit stores the position of the last transaction it contains; after the commit
  * returns, that position is published as the sink's stats->durable — the pipeline acknowledges
- * the least of its sinks' durable positions to the source.
+ * the least of its sinks' durable positions to the source. A sink with deferred durability
+ * (OD_SINK_DEFERRED_DURABILITY) reports later which commits are durable: only those are
+ * published (asked between transactions when nothing else brings the news), and while some are
+ * not, a failed sink is not reconnected in place (a new session reads them from the source again).
  * The skip rule is per sink (the reader reads from the least checkpoint of all sinks): changes of
  * transactions that start before this sink's checkpoint, and changes the sink's initial snapshot
  * already copied (od_snapshot_skips), are dropped here.

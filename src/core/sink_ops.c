@@ -30,6 +30,8 @@ int od_sink_ops_check(const od_sink_ops *o, od_error *err) {
   if (dl != dl_slots || dl_slots != dl_any)
     return OD_FAIL(err, OD_EINVAL, "sink type %s: OD_SINK_DEAD_LETTERS and savepoint/put_dead_letter/"
                    "list_dead_letters/drop_dead_letter must go together", t);
+  if (!(o->caps & OD_SINK_DEFERRED_DURABILITY) != !o->durable)
+    return OD_FAIL(err, OD_EINVAL, "sink type %s: OD_SINK_DEFERRED_DURABILITY and durable must go together", t);
   if (o->max_writers < 1) return OD_FAIL(err, OD_EINVAL, "sink type %s: max_writers must be at least 1", t);
   return OD_OK;
 }
@@ -103,4 +105,9 @@ int od_sink_list_dead_letters(od_sink *s, const char *pipeline, int64_t id,
 int od_sink_drop_dead_letter(od_sink *s, int64_t id, bool *found, od_error *err) {
   if (!od_sink_can(s, OD_SINK_DEAD_LETTERS)) return unsupported(s, DEAD_LETTERS, err);
   return s->ops->drop_dead_letter(s, id, found, err);
+}
+
+int od_sink_durable(od_sink *s, bool poll, od_pos *out, od_error *err) {
+  if (!od_sink_can(s, OD_SINK_DEFERRED_DURABILITY)) return unsupported(s, "commits that become durable later", err);
+  return s->ops->durable(s, poll, out, err);
 }

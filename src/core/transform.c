@@ -233,6 +233,10 @@ static int ch_load_finish(od_sink *s, const od_relation *rel, od_error *err) {
   return rc ? rc : c->inner->ops->load_finish(c->inner, m->out, err);
 }
 
+static int ch_durable(od_sink *s, bool poll, od_pos *out, od_error *err) {
+  return INNER(s)->ops->durable(INNER(s), poll, out, err);
+}
+
 static void ch_close(od_sink *s) {
   chain *c = (chain *)s;
   if (c->inner) c->inner->ops->close(c->inner);
@@ -305,6 +309,7 @@ int od_sink_open_chain(const od_pipeline_config *cfg, const od_sink_config *sk, 
     c->ops.load = ch_load;
     c->ops.load_finish = ch_load_finish;
   }
+  if (c->ops.caps & OD_SINK_DEFERRED_DURABILITY) c->ops.durable = ch_durable;
   c->base.ops = &c->ops;
   *out = &c->base;
   return OD_OK;

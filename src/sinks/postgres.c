@@ -102,6 +102,7 @@ static void disconnect(pgs_sink *s) {
   s->conn = NULL;
   s->begin_sent = false;
   s->ck_prepared = false;
+  pgs_durable_reset(s);
   /* Prepared statements die with the session. */
   pgs_rels_drop(s, false);
 }
@@ -118,12 +119,16 @@ static int connect_target(pgs_sink *s, od_error *err) {
     disconnect(s);
     return rc;
   }
-  /* Durable commits (the checkpoint rides on them); input parsing independent of server
+  /* Durable commits (the checkpoint rides on them), or with synchronous_commit: off commits whose
+   * durability is learned later (postgres_durable.c); input parsing independent of server
    * defaults; the source sends UTF-8 text. */
-  PGresult *r = PQexec(s->conn,
-                       "SET synchronous_commit = on; SET client_encoding = 'UTF8'; "
-                       "SET datestyle = 'ISO, MDY'; SET intervalstyle = 'postgres'; "
-                       "SET standard_conforming_strings = on; SET client_min_messages = warning");
+  PGresult *r = PQexec(s->conn, s->async_commit
+                                    ? "SET synchronous_commit = off; SET client_encoding = 'UTF8'; "
+                                      "SET datestyle = 'ISO, MDY'; SET intervalstyle = 'postgres'; "
+                                      "SET standard_conforming_strings = on; SET client_min_messages = warning"
+                                    : "SET synchronous_commit = on; SET client_encoding = 'UTF8'; "
+                                      "SET datestyle = 'ISO, MDY'; SET intervalstyle = 'postgres'; "
+                                      "SET standard_conforming_strings = on; SET client_min_messages = warning");
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
     int rc = pgs_fail(s, NULL, "setting session parameters", r, err);
     PQclear(r);
@@ -286,6 +291,7 @@ static int check_memory(const od_config_section *cfg, const char *v, od_error *e
 
 static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
   static const char *const keys[] = {"dsn", "schema", "table_map", "checkpoint_table", "bulk", "copy_min_rows", "lock_timeout_ms",
+                                     "synchronous_commit",
                                      "maintenance_work_mem", "mesh_node", "mesh_peer", "mesh_policy",
                                      "mesh_priority", "mesh_tables", "mesh_counters",
                                      "mesh_rules", "mesh_fallback", "mesh_table_policies", "mesh_join_from",
@@ -302,6 +308,14 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   if (rc == OD_OK) rc = od_config_int(cfg, "lock_timeout_ms", 30000, 0, 3600000, &lock_timeout_ms, err);
   if (rc == OD_OK) rc = od_config_string(cfg, "maintenance_work_mem", "512MB", &mwm, err);
   if (rc == OD_OK) rc = check_memory(cfg, mwm, err);
+  bool sync_commit = true;
+  if (rc == OD_OK) rc = od_config_bool(cfg, "synchronous_commit", true, &sync_commit, err);
+  if (rc == OD_OK && !sync_commit && od_config_find(cfg, "mesh_node")) {
+    const od_config_entry *e = od_config_find(cfg, "synchronous_commit");
+    rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.synchronous_commit: off is not for a mesh sink (mesh_node is set): a "
+                 "mesh sink's commits must be durable when they return", cfg->file, e ? e->line : cfg->line,
+                 e ? e->col : cfg->col, cfg->path);
+  }
   if (rc) return rc;
   if (schema && !*schema) schema = NULL;
 
@@ -309,6 +323,7 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   if (!s) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
   s->base.ops = &od_sink_postgres;
   s->bulk_on = bulk;
+  s->async_commit = !sync_commit;
   s->copy_min_rows = (uint32_t)copy_min_rows;
   s->lock_timeout_ms = lock_timeout_ms;
   snprintf(s->maintenance_work_mem, sizeof s->maintenance_work_mem, "%s", mwm);
@@ -366,8 +381,7 @@ fail:
 
 /* The checkpoint row holds the position's text form in position_text ("pg:0/16B3748"); a row of an
  * earlier version holds only an LSN in position, read as od_pos_legacy_lsn. */
-static int pgs_read_position(od_sink *base, od_pos *out, od_error *err) {
-  pgs_sink *s = (pgs_sink *)base;
+static int read_checkpoint(pgs_sink *s, od_pos *out, od_error *err) {
   *out = od_pos_none();
   if (!s->conn && connect_target(s, err)) return err->code;
   od_sqlbuf *b = &s->sql;
@@ -398,6 +412,16 @@ static int pgs_read_position(od_sink *base, od_pos *out, od_error *err) {
   }
   PQclear(r);
   return OD_OK;
+}
+
+/* What it reads must be durable, since the pipeline acknowledges the source up to it: with
+ * synchronous_commit: off, a flush after the read covers the commit that wrote it (visible to the
+ * read, so before the flush) — also one of a session that died and whose server still commits. */
+static int pgs_read_position(od_sink *base, od_pos *out, od_error *err) {
+  pgs_sink *s = (pgs_sink *)base;
+  int rc = read_checkpoint(s, out, err);
+  if (rc == OD_OK && !s->in_txn) rc = pgs_durable_flush(s, err);
+  return rc;
 }
 
 static int pgs_begin(od_sink *base, od_error *err) {
@@ -475,6 +499,11 @@ int pgs_commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
          PQsendQueryParams(s->conn, "SET LOCAL synchronous_commit = off", 0, NULL, NULL, NULL, NULL, 0);
   ok = ok && pgs_cmd_push(s, PGS_CMD_COMMIT, NULL, "COMMIT", -1) &&
        PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+  if (ok && position && s->async_commit && (brc = pgs_durable_send(s, err))) {
+    od_error ignored;
+    pgs_pipeline_finish(s, NULL, &ignored);
+    return brc;
+  }
   const char *then_sql = s->then_sql;
   s->commit_async = false;
   s->then_sql = NULL;
@@ -487,6 +516,7 @@ int pgs_commit_with(pgs_sink *s, const od_pos *position, od_error *err) {
   if (rc == OD_OK && !ok) rc = pgs_fail(s, NULL, "sending COMMIT", NULL, err);
   if (rc) return rc; /* the caller rolls back */
   s->stats.commits++;
+  if (position) pgs_durable_committed(s, position);
   pgs_mesh_committed(s);
   s->in_txn = then_sql != NULL;
   s->begin_sent = then_sql != NULL;
@@ -605,7 +635,7 @@ static int pgs_get_text_mark(od_sink *base, const char *key, char **out, od_erro
 const od_sink_ops od_sink_postgres = {
     .type = "postgres",
     .caps = OD_SINK_ATOMIC_CHECKPOINT | OD_SINK_MARKS | OD_SINK_TEXT_MARKS | OD_SINK_BULK_LOAD | OD_SINK_TABLE_OWNERSHIP |
-            OD_SINK_DEAD_LETTERS,
+            OD_SINK_DEAD_LETTERS | OD_SINK_DEFERRED_DURABILITY,
     .max_writers = 16, /* one connection each; keyed changes are idempotent upserts */
     .open = pgs_open,
     .read_position = pgs_read_position,
@@ -628,4 +658,5 @@ const od_sink_ops od_sink_postgres = {
     .load_finish = pgs_load_finish,
     .check_tables = pgs_check_tables,
     .resnapshot_table = pgs_resnapshot_table,
+    .durable = pgs_durable,
 };

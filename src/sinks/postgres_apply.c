@@ -88,6 +88,7 @@ static void note_result(pgs_sink *s, const pgs_cmd_rec *rec, const PGresult *res
       else s->stats.delete_missing++;
       break;
     case PGS_CMD_TRUNCATE: s->stats.truncated++; break;
+    case PGS_CMD_WAL_LSN: pgs_durable_note(s, res); break;
     case PGS_CMD_UPDATE:
       if (rows > 0) {
         s->stats.updated++;

@@ -12,6 +12,7 @@
  *                     in a savepoint (upsert on 23505) (owns pg_rel.bulk)
  *   postgres_load.c   initial-snapshot chunks loaded with COPY (text or binary), the primary key
  *                     of a table created for a load built once at the end (owns pgs_sink.copy_*)
+ *   postgres_durable.c synchronous_commit: off — which commits are durable (owns pgs_sink.dur)
  *
  * Ownership: the pgs_sink owns the PGconn, every pg_rel, every statement record and every scratch
  * array. A pg_rel points at (never owns) its od_relation, which the source keeps alive for the
@@ -90,7 +91,24 @@ enum pgs_cmd {
   PGS_CMD_COMMIT,     /* must answer COMMIT (not ROLLBACK) */
   PGS_CMD_TRY_INSERT, /* optimistic plain INSERT of a run (postgres_bulk.c): 23505 is noted in
                          pgs_sink.try_conflict, not an error; the caller redoes the run */
+  PGS_CMD_WAL_LSN,    /* after an asynchronous COMMIT: its WAL position and the flush position
+                         (postgres_durable.c) */
 };
+
+/* postgres_durable.c: a commit not yet known durable, and the sink's account of them. */
+#define PGS_DURABLE_MAX 64
+typedef struct pgs_pending {
+  uint64_t lsn; /* the server's WAL insert position after its COMMIT (UINT64_MAX: unknown) */
+  od_pos pos;   /* the checkpoint it wrote */
+} pgs_pending;
+typedef struct pgs_durable_state {
+  pgs_pending pend[PGS_DURABLE_MAX]; /* oldest first, LSNs ascending */
+  size_t n;
+  int64_t oldest_us;   /* monotonic µs since pend[0] waits */
+  uint64_t commit_lsn; /* the last commit's, from its pipeline */
+  uint64_t flushed;    /* the highest flush position seen in this session */
+  od_pos durable;      /* the last checkpoint known durable (none: no commit yet) */
+} pgs_durable_state;
 
 typedef struct pgs_cmd_rec {
   uint8_t cmd;        /* pgs_cmd */
@@ -155,6 +173,8 @@ typedef struct pgs_sink {
   uint64_t copy_rows;
   bool defer_key;        /* make_table: create a keyed table without its primary key (a load) */
   const od_relation *start_over; /* make_table: drop its target first (OD_TRUNCATE_START_OVER) */
+  bool async_commit;     /* config synchronous_commit: off (postgres_durable.c) */
+  pgs_durable_state dur;
 } pgs_sink;
 
 /* postgres.c */
@@ -281,5 +301,20 @@ int pgs_owner_claim(pgs_sink *s, pg_rel *r, od_error *err);
 int pgs_check_tables(od_sink *s, int n, const char *const *schemas, const char *const *names, const bool *keyed,
                      void (*problem)(void *ctx, bool fatal, const char *msg), void *ctx, od_error *err);
 int pgs_resnapshot_table(od_sink *s, const char *schema, const char *name, bool *recreate, od_error *err);
+
+/* postgres_durable.c */
+/* Into the commit's pipeline, after COMMIT (synchronous_commit: off, a commit with a checkpoint). */
+int pgs_durable_send(pgs_sink *s, od_error *err);
+/* The result of that statement (PGS_CMD_WAL_LSN). */
+void pgs_durable_note(pgs_sink *s, const PGresult *res);
+/* A commit that wrote checkpoint `pos` succeeded. */
+void pgs_durable_committed(pgs_sink *s, const od_pos *pos);
+/* A synchronous commit that writes WAL: every commit before it is durable after it (no-op with
+ * synchronous_commit on). Outside a transaction only. */
+int pgs_durable_flush(pgs_sink *s, od_error *err);
+/* The session is gone (disconnect). */
+void pgs_durable_reset(pgs_sink *s);
+/* The vtable's durable (odsync/sink.h). */
+int pgs_durable(od_sink *base, bool poll, od_pos *out, od_error *err);
 
 #endif
