@@ -220,9 +220,9 @@ SQL
   # Every target table exists before its consumer starts (the native subscriber needs it; odsync
   # would create it, but with several writers that deadlocks today: see docs/BENCHMARKS.md).
   for level in $BENCH_LEVELS; do
-    src bench -c "SELECT pg_create_logical_replication_slot('tp_$level', 'pgoutput')" >/dev/null
-    snk postgres -c "CREATE DATABASE tp_$level"
-    snk "tp_$level" -c "CREATE TABLE bench_rows ($ROW_DDL)"
+    src bench -c "SELECT pg_create_logical_replication_slot('tp_${level/+/_}', 'pgoutput')" >/dev/null
+    snk postgres -c "CREATE DATABASE tp_${level/+/_}"
+    snk "tp_${level/+/_}" -c "CREATE TABLE bench_rows ($ROW_DDL)"
   done
   NATIVE_RUNS=(native)
   [[ $BENCH_NATIVE_SYNC == 1 ]] && NATIVE_RUNS+=(native_sync)
@@ -324,17 +324,17 @@ SQL
   # ---- odsync, one consistency level after the other
   for level in $BENCH_LEVELS; do
     snk postgres -c "CHECKPOINT"
-    odsync_yaml "tp_$level" "tp_$level" pub_tp public.bench_rows "tp_$level" "$level" >/dev/null
+    odsync_yaml "tp_${level/+/_}" "tp_${level/+/_}" pub_tp public.bench_rows "tp_${level/+/_}" "$level" >/dev/null
     perf=
     [[ " $BENCH_PERF " == *" $level "* ]] && perf=1
     log "odsync $level: until _odsync_checkpoint.position >= $LAST_TXN_LSN${perf:+ (under perf record)}"
-    run_odsync_until "tp_$level" "tp_$level" "$LAST_TXN_LSN" "$perf"
+    run_odsync_until "tp_${level/+/_}" "tp_${level/+/_}" "$LAST_TXN_LSN" "$perf"
     TP_TOOLS+=("$level")
     TP_SEC[$level]=$RUN_SEC TP_CPU[$level]=$RUN_CPU TP_RSS[$level]=$RUN_RSS
     TP_SCPU[$level]=$RUN_SCPU TP_DCPU[$level]=$RUN_DCPU TP_SBUSY[$level]=$RUN_SBUSY TP_DBUSY[$level]=$RUN_DBUSY
-    sum=$(snk "tp_$level" -c "$(checksum_sql bench_rows)")
+    sum=$(snk "tp_${level/+/_}" -c "$(checksum_sql bench_rows)")
     if [[ $sum == "$SRC_SUM" ]]; then TP_OK[$level]=ok; else TP_OK[$level]=WRONG; log "odsync $level: checksum '$sum' != source '$SRC_SUM'"; fi
-    src bench -c "SELECT pg_drop_replication_slot('tp_$level')" >/dev/null
+    src bench -c "SELECT pg_drop_replication_slot('tp_${level/+/_}')" >/dev/null
     log "odsync $level: ${RUN_SEC}s, ${RUN_CPU} CPU s, peak RSS ${RUN_RSS} MiB, data ${TP_OK[$level]}"
   done
 fi
@@ -563,6 +563,8 @@ name_of() {
     native) echo "native subscription (sync off)" ;;
     native_sync) echo "native subscription (sync on)" ;;
     strong) echo "odsync strong" ;;
+    strong+async) echo "odsync strong, sink sync off" ;;
+    *+async) echo "odsync ${1%+async} ($APPLY_WORKERS writers), sink sync off" ;;
     *) echo "odsync $1 ($APPLY_WORKERS writers)" ;;
   esac
 }
