@@ -401,6 +401,16 @@ lat_name() {
     base:*) echo "odsync ${1#*:} (base binary)" ;;
   esac
 }
+# lat_percentiles DB DIGITS INTERVAL_EXPR FROM -> "n p50 p95 p99 max" in ms over the rows of FROM
+lat_percentiles() {
+  snk "$1" -F ' ' -c "
+    SELECT count(*),
+           round(percentile_disc(0.50) WITHIN GROUP (ORDER BY ms)::numeric, $2),
+           round(percentile_disc(0.95) WITHIN GROUP (ORDER BY ms)::numeric, $2),
+           round(percentile_disc(0.99) WITHIN GROUP (ORDER BY ms)::numeric, $2),
+           round(max(ms)::numeric, $2)
+      FROM (SELECT extract(epoch FROM $3) * 1000 AS ms FROM $4) x"
+}
 if has_phase latency; then
   src bench <<SQL
 CREATE TABLE lat_accounts (id int PRIMARY KEY, balance bigint NOT NULL, updated_at timestamptz NOT NULL);
@@ -520,28 +530,14 @@ SQL
       notes=$(grep -E 'round trips|head latency' "$TMP/$db.log" | sed -E "s/^[^ ]+ [^ ]+ //; s/^/  $label: /" || true)
       [[ -z $notes ]] || LAT_NOTES+=("$notes")
     fi
-    LAT[$tool]=$(snk "$db" -F ' ' -c "
-      SELECT count(*),
-             round(percentile_disc(0.50) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-             round(percentile_disc(0.95) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-             round(percentile_disc(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-             round(max(ms)::numeric, 1)
-        FROM (SELECT extract(epoch FROM s.seen - m.t) * 1000 AS ms
-                FROM lat_seen s JOIN markers m USING (id)) x")
+    LAT[$tool]=$(lat_percentiles "$db" 1 "s.seen - m.t" "lat_seen s JOIN markers m USING (id)")
     # Source commit (its commit timestamp) -> the marker written in the sink's applying transaction
     # (lat_applied: no poller in it, and no sink commit: that is odsync's "commit" stage).
     snk "$db" -c "CREATE UNLOGGED TABLE src_commit (id bigint PRIMARY KEY, ts timestamptz NOT NULL)"
     src bench -c "COPY (SELECT id, pg_xact_commit_timestamp(xmin) FROM markers
                          WHERE id BETWEEN $(( base + 1 )) AND $(( base + NMARK ))) TO STDOUT" \
       | snk "$db" -c "COPY src_commit FROM STDIN"
-    LATC[$tool]=$(snk "$db" -F ' ' -c "
-      SELECT count(*),
-             round(percentile_disc(0.50) WITHIN GROUP (ORDER BY ms)::numeric, 2),
-             round(percentile_disc(0.95) WITHIN GROUP (ORDER BY ms)::numeric, 2),
-             round(percentile_disc(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2),
-             round(max(ms)::numeric, 2)
-        FROM (SELECT extract(epoch FROM a.at - c.ts) * 1000 AS ms
-                FROM lat_applied a JOIN src_commit c USING (id)) x")
+    LATC[$tool]=$(lat_percentiles "$db" 2 "a.at - c.ts" "lat_applied a JOIN src_commit c USING (id)")
     LAT_TPS[$tool]=$(awk '/^tps = / { printf "%.0f", $3; exit }' "$TMP/$db.pgbench")
     # Every marker must be on the sink, once, with the source's values (a wrong sink is no figure).
     LAT_OK[$tool]=$(snk "$db" -c "SELECT CASE WHEN count(*) = $NMARK + 1 THEN 'ok' ELSE 'WRONG' END FROM markers

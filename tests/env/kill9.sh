@@ -43,7 +43,7 @@ kill9_setup_postgres() {
   OD_COMPARE_PG=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
   [[ -x "$OD_COMPARE_PG" ]] || fail "od_compare_pg not built at $OD_COMPARE_PG"
   pg_start_pair shop warehouse
-  SINK_YAML="sink: { type: postgres, dsn: \"$DST_DSN\" }"
+  SINK_YAML="sink: { type: postgres, dsn: \"$DST_DSN\"${KILL9_SINK_EXTRA:+, $KILL9_SINK_EXTRA} }"
 }
 kill9_checkpoint_postgres() {
   dst_psql -c "SELECT (position - '0/0'::pg_lsn)::bigint FROM public._odsync_checkpoint WHERE pipeline = 'shop'" \
