@@ -94,6 +94,7 @@ valgrind_tests() {
     test_arena
     test_sink_contract
     test_sink_pg_types
+    test_sink_pg_durable
     test_tblowner
   )
   for t in "${VALGRIND_TESTS[@]}"; do
