@@ -260,6 +260,11 @@ int od_config_list(const od_config_section *s, const char *key, char *const **ou
                    od_error *err);
 /* Fail on the first key not in `allowed` (NULL-terminated), suggesting the closest allowed key. */
 int od_config_check_keys(const od_config_section *s, const char *const *allowed, od_error *err);
+/* An adapter's own finding about `key`: OD_ECONFIG with "FILE:LINE:COL: <path>" + the formatted
+ * text, at the key's position (the section's when the key is absent or NULL). The text goes on
+ * from the path: ".key 'v' must ...", or ": ..." for the section as a whole. */
+__attribute__((format(printf, 4, 5))) int od_config_fail_key(const od_config_section *s, const char *key,
+                                                             od_error *err, const char *fmt, ...);
 
 /* Additions (config.c). Lists (entry.list) are also NULL-terminated.
  * Like od_config_string, but an absent key ("FILE:L:C: <path>: missing required key 'dsn'", at the

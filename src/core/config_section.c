@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,16 @@ const od_config_entry *od_config_find(const od_config_section *s, const char *ke
   for (int i = 0; i < s->nentries; i++)
     if (strcmp(s->entries[i].key, key) == 0) return &s->entries[i];
   return NULL;
+}
+
+int od_config_fail_key(const od_config_section *s, const char *key, od_error *err, const char *fmt, ...) {
+  const od_config_entry *e = od_config_find(s, key);
+  char text[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  return fail_at(err, sfile(s), e ? e->line : s->line, e ? e->col : s->col, "%s%s", spath(s), text);
 }
 
 static int scalar_entry(const od_config_section *s, const od_config_entry *e, od_error *err) {

@@ -131,9 +131,7 @@ static int ch_open(const od_config_section *cfg, const char *name, od_sink **out
   }
   if (!*database || !*suffix) {
     const char *k = !*database ? "database" : "view_suffix";
-    const od_config_entry *e = od_config_find(cfg, k);
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.%s: must not be empty", cfg->file, e ? e->line : cfg->line,
-                   e ? e->col : cfg->col, cfg->path, k);
+    return od_config_fail_key(cfg, k, err, ".%s: must not be empty", k);
   }
   ch_sink *s = calloc(1, sizeof *s);
   if (!s) return OD_FAIL(err, OD_ENOMEM, "clickhouse sink: out of memory");

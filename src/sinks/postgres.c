@@ -122,13 +122,12 @@ static int connect_target(pgs_sink *s, od_error *err) {
   /* Durable commits (the checkpoint rides on them), or with synchronous_commit: off commits whose
    * durability is learned later (postgres_durable.c); input parsing independent of server
    * defaults; the source sends UTF-8 text. */
-  PGresult *r = PQexec(s->conn, s->async_commit
-                                    ? "SET synchronous_commit = off; SET client_encoding = 'UTF8'; "
-                                      "SET datestyle = 'ISO, MDY'; SET intervalstyle = 'postgres'; "
-                                      "SET standard_conforming_strings = on; SET client_min_messages = warning"
-                                    : "SET synchronous_commit = on; SET client_encoding = 'UTF8'; "
-                                      "SET datestyle = 'ISO, MDY'; SET intervalstyle = 'postgres'; "
-                                      "SET standard_conforming_strings = on; SET client_min_messages = warning");
+  char set[256];
+  snprintf(set, sizeof set,
+           "SET synchronous_commit = %s; SET client_encoding = 'UTF8'; SET datestyle = 'ISO, MDY'; "
+           "SET intervalstyle = 'postgres'; SET standard_conforming_strings = on; SET client_min_messages = warning",
+           s->async_commit ? "off" : "on");
+  PGresult *r = PQexec(s->conn, set);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
     int rc = pgs_fail(s, NULL, "setting session parameters", r, err);
     PQclear(r);
@@ -257,7 +256,6 @@ static int parse_table_map(pgs_sink *s, const od_config_section *cfg, od_error *
   int n = 0;
   int rc = od_config_list(cfg, "table_map", &list, &n, err);
   if (rc || n == 0) return rc;
-  const od_config_entry *e = od_config_find(cfg, "table_map");
   s->map_from = calloc((size_t)n, sizeof *s->map_from);
   s->map_to = calloc((size_t)n, sizeof *s->map_to);
   if (!s->map_from || !s->map_to) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
@@ -266,10 +264,9 @@ static int parse_table_map(pgs_sink *s, const od_config_section *cfg, od_error *
     const char *dot = strchr(item, '.');
     if (!eq || !dot || dot > eq || dot == item || dot + 1 == eq || !eq[1] || strchr(eq + 1, '=') ||
         eq[1] == '.' || item[strlen(item) - 1] == '.')
-      return OD_FAIL(err, OD_ECONFIG,
-                     "%s:%d:%d: %s.table_map[%d] '%s' must read src_schema.src_table=dst_schema.dst_table "
-                     "(or =dst_table)", cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, i,
-                     item);
+      return od_config_fail_key(cfg, "table_map", err,
+                                ".table_map[%d] '%s' must read src_schema.src_table=dst_schema.dst_table (or =dst_table)",
+                                i, item);
     s->map_from[i] = strndup(item, (size_t)(eq - item));
     s->map_to[i] = strdup(eq + 1);
     s->nmap = i + 1;
@@ -284,9 +281,8 @@ static int check_memory(const od_config_section *cfg, const char *v, od_error *e
   const char *unit = v + d;
   if (d > 0 && d < 12 && (!strcmp(unit, "kB") || !strcmp(unit, "MB") || !strcmp(unit, "GB") || !strcmp(unit, "TB")))
     return OD_OK;
-  const od_config_entry *e = od_config_find(cfg, "maintenance_work_mem");
-  return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.maintenance_work_mem '%s' must be a size such as 512MB or 2GB "
-                 "(units kB, MB, GB, TB)", cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, v);
+  return od_config_fail_key(cfg, "maintenance_work_mem", err,
+                            ".maintenance_work_mem '%s' must be a size such as 512MB or 2GB (units kB, MB, GB, TB)", v);
 }
 
 static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink **out, od_error *err) {
@@ -310,12 +306,10 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   if (rc == OD_OK) rc = check_memory(cfg, mwm, err);
   bool sync_commit = true;
   if (rc == OD_OK) rc = od_config_bool(cfg, "synchronous_commit", true, &sync_commit, err);
-  if (rc == OD_OK && !sync_commit && od_config_find(cfg, "mesh_node")) {
-    const od_config_entry *e = od_config_find(cfg, "synchronous_commit");
-    rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.synchronous_commit: off is not for a mesh sink (mesh_node is set): a "
-                 "mesh sink's commits must be durable when they return", cfg->file, e ? e->line : cfg->line,
-                 e ? e->col : cfg->col, cfg->path);
-  }
+  if (rc == OD_OK && !sync_commit && od_config_find(cfg, "mesh_node"))
+    rc = od_config_fail_key(cfg, "synchronous_commit", err,
+                            ".synchronous_commit: off is not for a mesh sink (mesh_node is set): a mesh sink's "
+                            "commits must be durable when they return");
   if (rc) return rc;
   if (schema && !*schema) schema = NULL;
 
@@ -340,9 +334,7 @@ static int pgs_open(const od_config_section *cfg, const char *pipeline, od_sink 
   od_sqlbuf *b = &s->sql;
   const char *dot = strchr(ck, '.');
   if (!*ck || (dot && (dot == ck || !dot[1]))) {
-    const od_config_entry *e = od_config_find(cfg, "checkpoint_table");
-    rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.checkpoint_table '%s' must read schema.table or table",
-                 cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, ck);
+    rc = od_config_fail_key(cfg, "checkpoint_table", err, ".checkpoint_table '%s' must read schema.table or table", ck);
     goto fail;
   }
   pgs_qualify(b, ck, "public");

@@ -95,10 +95,9 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     return rc;
   if (!node && !peer) return OD_OK;
   if (!node || !peer || !*node || !*peer) {
-    const od_config_entry *e = find(cfg, node ? "mesh_node" : "mesh_peer");
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s: mesh_node and mesh_peer go together (this node's and the "
-                   "source node's mesh names); set both or neither", cfg->file, e ? e->line : cfg->line,
-                   e ? e->col : cfg->col, cfg->path);
+    return od_config_fail_key(cfg, node ? "mesh_node" : "mesh_peer", err,
+                              ": mesh_node and mesh_peer go together (this node's and the source node's mesh names); "
+                              "set both or neither");
   }
   const char *names[2] = {node, peer};
   for (int i = 0; i < 2; i++) {
@@ -106,10 +105,8 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
     for (const char *c = names[i]; *c && ok; c++)
       ok = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
     if (!ok) {
-      const od_config_entry *e = find(cfg, i ? "mesh_peer" : "mesh_node");
-      return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.%s '%s' must be 1-48 characters of a-z, 0-9 and _", cfg->file,
-                     e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, i ? "mesh_peer" : "mesh_node",
-                     names[i]);
+      const char *key = i ? "mesh_peer" : "mesh_node";
+      return od_config_fail_key(cfg, key, err, ".%s '%s' must be 1-48 characters of a-z, 0-9 and _", key, names[i]);
     }
   }
   pgs_mesh *m = calloc(1, sizeof *m);
@@ -122,11 +119,10 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
   m->def.policy = policy_index(pol, true);
   m->def.fallback = policy_index(fb, false);
   if (m->def.policy < 0 || m->def.fallback < 0) {
-    const od_config_entry *e = find(cfg, m->def.policy < 0 ? "mesh_policy" : "mesh_fallback");
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.%s '%s' is not a policy; expected last_writer_wins, "
-                   "priority, keep_local, apply_remote%s", cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col,
-                   cfg->path, m->def.policy < 0 ? "mesh_policy" : "mesh_fallback", m->def.policy < 0 ? pol : fb,
-                   m->def.policy < 0 ? " or column_merge" : "");
+    const char *key = m->def.policy < 0 ? "mesh_policy" : "mesh_fallback";
+    return od_config_fail_key(cfg, key, err,
+                              ".%s '%s' is not a policy; expected last_writer_wins, priority, keep_local, apply_remote%s",
+                              key, m->def.policy < 0 ? pol : fb, m->def.policy < 0 ? " or column_merge" : "");
   }
   char *const *list = NULL;
   int n = 0;
@@ -142,13 +138,12 @@ int pgs_mesh_config(pgs_sink *s, const od_config_section *cfg, const char *schem
   if (n && !(m->tpol = calloc((size_t)n, sizeof *m->tpol))) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   for (int i = 0; i < n; i++) {
     char t[300], p1[40], p2[40], pr[600];
-    const od_config_entry *e = find(cfg, "mesh_table_policies");
     mesh_pol *tp = &m->tpol[m->ntpol];
     if (sscanf(list[i], "%299s %39s %39s %599s", t, p1, p2, pr) != 4 || (tp->policy = policy_index(p1, true)) < 0 ||
         (tp->fallback = policy_index(p2, false)) < 0)
-      return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_table_policies[%d] '%s': expected 'schema.table policy "
-                     "fallback node1,node2' (or '-' for no order)", cfg->file, e ? e->line : cfg->line,
-                     e ? e->col : cfg->col, cfg->path, i, list[i]);
+      return od_config_fail_key(cfg, "mesh_table_policies", err,
+                                ".mesh_table_policies[%d] '%s': expected 'schema.table policy fallback node1,node2' "
+                                "(or '-' for no order)", i, list[i]);
     if (!(tp->table = strdup(t))) return OD_FAIL(err, OD_ENOMEM, "postgres sink: out of memory");
     m->ntpol++;
     prio_parse(tp, pr);

@@ -129,9 +129,7 @@ static int parse_mode(const char *m) {
 }
 
 static int config_error(const od_config_section *cfg, const char *key, const char *what, od_error *err) {
-  const od_config_entry *e = od_config_find(cfg, key);
-  return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.%s: %s", cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col,
-                 cfg->path, key, what);
+  return od_config_fail_key(cfg, key, err, ".%s: %s", key, what);
 }
 
 static int rd_open(const od_config_section *cfg, const char *ckname, od_sink **out, od_error *err) {

@@ -156,8 +156,7 @@ static int fl_open(const od_config_section *cfg, od_transform **out, od_error *e
   if (rc) return rc;
   const od_config_entry *e = od_config_find(cfg, "where");
   if (!e || !e->value || !*e->value)
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s: filter needs 'where: \"<expression>\"' (docs/TRANSFORMS.md)",
-                   cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path);
+    return od_config_fail_key(cfg, "where", err, ": filter needs 'where: \"<expression>\"' (docs/TRANSFORMS.md)");
   filter *f = calloc(1, sizeof *f);
   if (!f) return OD_FAIL(err, OD_ENOMEM, "out of memory");
   f->base.ops = &od_transform_filter;

@@ -103,8 +103,8 @@ static bool key_states(hmac_keyed *k, const unsigned char *key, size_t keylen) {
 int tx_hmac_open(const od_config_section *cfg, const char *type, tx_hmac **out, od_error *err) {
   const od_config_entry *e = od_config_find(cfg, "key");
   if (!e || !e->value)
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s: %s needs 'key: ${env:NAME}' or 'key: ${file:PATH}' (the HMAC key)",
-                   cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, type);
+    return od_config_fail_key(cfg, "key", err, ": %s needs 'key: ${env:NAME}' or 'key: ${file:PATH}' (the HMAC key)",
+                              type);
   if (!e->secret)
     return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.key: the key must come from ${env:NAME} or ${file:PATH}, not be "
                    "written in the config file", cfg->file, e->line, e->col, cfg->path);

@@ -111,6 +111,20 @@ pg_start_pair() {
 }
 dst_psql() { PGPORT=$DST_PORT PGDATABASE=$DST_DB pg_psql "$@"; }
 
+# pg_wait_equal LABEL TIMEOUT_S OD_COMPARE_PG_ARGS...: poll od_compare_pg (SRC_DSN against DST_DSN)
+# every second until the target equals the source; fail naming LABEL, with its report, after TIMEOUT_S.
+pg_wait_equal() {
+  local label=$1 timeout=$2 deadline out
+  shift 2
+  local cmp=${OD_COMPARE_PG:-$ODSYNC_BUILD_DIR/od_compare_pg}
+  deadline=$(($(date +%s) + timeout))
+  until out=$("$cmp" --source "$SRC_DSN" --target "$DST_DSN" "$@" 2>&1); do
+    (($(date +%s) < deadline)) || { echo "$out" >&2; fail "$label: target not equal to the source after ${timeout} s"; }
+    sleep 1
+  done
+  log "$label: target equal to the source"
+}
+
 pg_dsn() {
   echo "host=127.0.0.1 port=$PGPORT dbname=${1:-$PGDATABASE} user=postgres"
 }

@@ -133,6 +133,17 @@ pipelines:
 EOF
 expect_config_error "bad maintenance_work_mem" "$TEST_TMP/bad_mwm.yaml" 6 "maintenance_work_mem '512M' must be a size"
 
+# 5c1. postgres sink synchronous_commit that is not a boolean, on line 6.
+cat >"$TEST_TMP/bad_sync_commit.yaml" <<EOF
+state_dir: $TEST_TMP/state
+pipelines:
+  - name: shop
+    $GOOD_SOURCE
+    sink: { type: postgres, dsn: "host=127.0.0.1 port=1 dbname=w user=postgres",
+            synchronous_commit: later }
+EOF
+expect_config_error "bad synchronous_commit" "$TEST_TMP/bad_sync_commit.yaml" 6 "synchronous_commit: 'later' is not a boolean"
+
 # 5c2. postgres sink copy_min_rows out of its range, on line 6.
 cat >"$TEST_TMP/bad_copy_min.yaml" <<EOF
 state_dir: $TEST_TMP/state

@@ -38,14 +38,7 @@ pipelines:
     sink: { type: postgres, dsn: "$DST_DSN" }
 YAML
 
-compare() {
-  local deadline=$(($(date +%s) + 180)) out
-  until out=$("$OD_COMPARE_PG" --source "$SRC_DSN" --target "$DST_DSN" "${TABLES[@]}" 2>&1); do
-    (($(date +%s) < deadline)) || { echo "$out" >&2; fail "$1: target not equal to the source after 180 s"; }
-    sleep 1
-  done
-  log "$1: target equal to the source"
-}
+compare() { pg_wait_equal "$1" 180 "${TABLES[@]}"; }
 
 # Session 1: the initial snapshot creates the target tables (DDL and catalog reads stay out of
 # the account of session 2).

@@ -43,14 +43,7 @@ pipelines:
     reconnect_max_ms: 1000
 YAML
 
-compare_equal() {
-  local deadline=$(($(date +%s) + 120)) out
-  until out=$("$OD_COMPARE_PG" --source "$SRC_DSN" --target "$DST_DSN" --table public.items 2>&1); do
-    (($(date +%s) < deadline)) || { echo "$out" >&2; tail -n 30 "$LOG" >&2; fail "$1: sink not equal to the source after 120 s"; }
-    sleep 1
-  done
-  log "$1: sink equal to the source"
-}
+compare_equal() { pg_wait_equal "$1" 120 --table public.items; }
 crash_sink() {
   pg_as_user "$PG_BINDIR/pg_ctl" -D "$DST_DIR/data" -m immediate -w -t 60 stop >/dev/null || fail "cannot crash the sink's server"
   pg_as_user "$PG_BINDIR/pg_ctl" -D "$DST_DIR/data" -l "$DST_DIR/server.log" -w -t 120 start >/dev/null ||

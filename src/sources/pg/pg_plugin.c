@@ -17,14 +17,12 @@ int od_pg_plugin_config(pg_source *s, const od_config_section *cfg, od_error *er
   else if (strcmp(mode, OD_PG_PLUGIN_PGOUTPUT) == 0) s->plugin_mode = OD_PG_PLUGIN_USE_PGOUTPUT;
   else if (strcmp(mode, OD_PG_PLUGIN_ODSYNC) == 0) s->plugin_mode = OD_PG_PLUGIN_USE_ODSYNC;
   else {
-    const od_config_entry *e = od_config_find(cfg, "mesh_output_plugin");
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_output_plugin '%s' must be auto, pgoutput or odsync_pgoutput",
-                   cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, mode);
+    return od_config_fail_key(cfg, "mesh_output_plugin", err,
+                              ".mesh_output_plugin '%s' must be auto, pgoutput or odsync_pgoutput", mode);
   }
   if (!s->mesh && s->plugin_mode != OD_PG_PLUGIN_USE_PGOUTPUT) {
-    const od_config_entry *e = od_config_find(cfg, "mesh_output_plugin");
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.mesh_output_plugin applies to mesh sources only (mesh.output_plugin)",
-                   cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path);
+    return od_config_fail_key(cfg, "mesh_output_plugin", err,
+                              ".mesh_output_plugin applies to mesh sources only (mesh.output_plugin)");
   }
   snprintf(s->plugin, sizeof s->plugin, "%s", OD_PG_PLUGIN_PGOUTPUT);
   return OD_OK;

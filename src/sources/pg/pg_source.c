@@ -61,9 +61,7 @@ static int snapshot_config(pg_source *s, const od_config_section *cfg, od_error 
       (rc = od_config_int(cfg, "snapshot_chunk_rows", 100000, 100, 100000000, &rows, err)))
     return rc;
   if (strcmp(mode, "initial") != 0 && strcmp(mode, "never") != 0) {
-    const od_config_entry *e = od_config_find(cfg, "snapshot");
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.snapshot '%s' must be initial or never", cfg->file,
-                   e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, mode);
+    return od_config_fail_key(cfg, "snapshot", err, ".snapshot '%s' must be initial or never", mode);
   }
   s->snap_cfg = (od_snapshot_config){.mode = strcmp(mode, "initial") == 0 ? OD_SNAPSHOT_INITIAL : OD_SNAPSHOT_NEVER,
                                      .workers = (int)workers,
@@ -78,10 +76,9 @@ static int partitions_config(pg_source *s, const od_config_section *cfg, od_erro
   int rc = od_config_string(cfg, "partitions", "root", &v, err);
   if (rc) return rc;
   if (strcmp(v, "root") != 0 && strcmp(v, "leaves") != 0) {
-    const od_config_entry *e = od_config_find(cfg, "partitions");
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.partitions '%s' must be root (a partitioned table reaches the "
-                   "sink as one table named after it) or leaves (one table per partition)", cfg->file,
-                   e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, v);
+    return od_config_fail_key(cfg, "partitions", err,
+                              ".partitions '%s' must be root (a partitioned table reaches the sink as one table named "
+                              "after it) or leaves (one table per partition)", v);
   }
   s->via_root = strcmp(v, "root") == 0;
   return OD_OK;
@@ -121,10 +118,9 @@ static int stream_config(pg_source *s, const od_config_section *cfg, const char 
       (rc = od_config_int(cfg, "stream_memory_bytes", 16L << 20, 0, 1L << 40, &s->stream_memory_bytes, err)))
     return rc;
   if (s->mesh && s->stream_in_progress) {
-    const od_config_entry *e = od_config_find(cfg, "stream_in_progress");
-    return OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.stream_in_progress applies to sources without mesh_node (a mesh "
-                   "source reads protocol version 1, through odsync_pgoutput or pgoutput): remove it or set it to off",
-                   cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path);
+    return od_config_fail_key(cfg, "stream_in_progress", err,
+                              ".stream_in_progress applies to sources without mesh_node (a mesh source reads protocol "
+                              "version 1, through odsync_pgoutput or pgoutput): remove it or set it to off");
   }
   snprintf(s->stream_dir, sizeof s->stream_dir, "%s/pg_stream/%s", cfg->state_dir ? cfg->state_dir : "./odsync-state",
            pipeline);
@@ -172,9 +168,8 @@ static int pg_open(const od_config_section *cfg, const char *pipeline, od_source
   const char *names[2][2] = {{"slot", slot}, {"publication", pub}};
   for (int i = 0; i < 2; i++) {
     if (!valid_name(names[i][1])) {
-      const od_config_entry *e = od_config_find(cfg, names[i][0]);
-      rc = OD_FAIL(err, OD_ECONFIG, "%s:%d:%d: %s.%s '%s' must be 1-63 characters of a-z, 0-9 and _",
-                   cfg->file, e ? e->line : cfg->line, e ? e->col : cfg->col, cfg->path, names[i][0], names[i][1]);
+      rc = od_config_fail_key(cfg, names[i][0], err, ".%s '%s' must be 1-63 characters of a-z, 0-9 and _",
+                              names[i][0], names[i][1]);
       goto fail;
     }
   }
